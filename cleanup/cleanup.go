@@ -1,0 +1,115 @@
+// Package cleanup is what runs after a site's main process has exited
+// (ExecStopPost=): it stops the processes the app left behind in the unit's
+// cgroup, gives them time to release what they hold, and then runs the
+// site's cleanup hooks. Whatever still runs afterwards gets systemd's final
+// SIGKILL.
+package cleanup
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/cgroup"
+)
+
+// Options for one cleanup run. Zero values mean defaults.
+type Options struct {
+	Hooks   [][]string
+	Timeout time.Duration // for the leftovers to exit, and for each hook; default 10s
+	Logf    func(format string, args ...any)
+	// Poll is how often the cgroup is looked at while waiting; default 50ms.
+	Poll time.Duration
+}
+
+// Report says what a cleanup found and did.
+type Report struct {
+	Leftovers    []int    // processes found after the main process exited
+	Remaining    []int    // still there after the timeout (systemd kills them)
+	HookFailures []string // one line per failed hook
+}
+
+// Run cleans up the cgroup this process runs in.
+func Run(ctx context.Context, opts Options) (Report, error) {
+	if opts.Timeout == 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.Poll == 0 {
+		opts.Poll = 50 * time.Millisecond
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	var rep Report
+	group, err := cgroup.Of(0)
+	if err != nil {
+		return rep, err
+	}
+	others := func() ([]int, error) {
+		pids, err := cgroup.Procs(group)
+		return slices.DeleteFunc(pids, func(p int) bool { return p == os.Getpid() }), err
+	}
+	rep.Leftovers, err = others()
+	if err != nil {
+		return rep, err
+	}
+	if len(rep.Leftovers) == 0 {
+		opts.Logf("no processes were left behind")
+	} else {
+		opts.Logf("%d processes were left behind: %s; sending SIGTERM", len(rep.Leftovers), describe(rep.Leftovers))
+		for _, pid := range rep.Leftovers {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		}
+		deadline := time.Now().Add(opts.Timeout)
+		for {
+			rep.Remaining, err = others()
+			if err != nil || len(rep.Remaining) == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(opts.Poll)
+		}
+		if len(rep.Remaining) == 0 {
+			opts.Logf("all left-behind processes exited")
+		} else {
+			opts.Logf("%d processes still run after %s: %s; systemd will SIGKILL them", len(rep.Remaining), opts.Timeout, describe(rep.Remaining))
+		}
+	}
+	for _, hook := range opts.Hooks {
+		if msg := runHook(ctx, hook, opts.Timeout); msg != "" {
+			rep.HookFailures = append(rep.HookFailures, msg)
+			opts.Logf("cleanup hook failed: %s", msg)
+		} else {
+			opts.Logf("cleanup hook %s succeeded", strings.Join(hook, " "))
+		}
+	}
+	return rep, nil
+}
+
+func runHook(ctx context.Context, argv []string, timeout time.Duration) string {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	switch {
+	case ctx.Err() == context.DeadlineExceeded:
+		return fmt.Sprintf("%s: did not finish within %s and was killed", strings.Join(argv, " "), timeout)
+	case err != nil:
+		return fmt.Sprintf("%s: %v", strings.Join(argv, " "), err)
+	}
+	return ""
+}
+
+func describe(pids []int) string {
+	parts := make([]string, len(pids))
+	for i, p := range pids {
+		parts[i] = fmt.Sprintf("%d (%s)", p, cgroup.Comm(p))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,92 @@
+// Package cgroup reads the cgroup v2 hierarchy: which cgroup a process is
+// in, and which processes a cgroup holds.
+package cgroup
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Root is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup on a
+// unified host, /sys/fs/cgroup/unified on a hybrid one.
+func Root() (string, error) {
+	for _, dir := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err == nil {
+			return dir, nil
+		}
+	}
+	return "", errors.New("no cgroup v2 hierarchy is mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+}
+
+// Of returns the cgroup v2 path of a process ("/system.slice/x.service").
+func Of(pid int) (string, error) {
+	name := "/proc/self/cgroup"
+	if pid > 0 {
+		name = fmt.Sprintf("/proc/%d/cgroup", pid)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the cgroup of process %d: %w", pid, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if p, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("process %d is in no cgroup v2 group", pid)
+}
+
+// Procs lists the processes in the cgroup at path (as Of returns it) and in
+// all of its descendants.
+func Procs(path string) ([]int, error) {
+	root, err := Root()
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	err = filepath.WalkDir(filepath.Join(root, path), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // a child cgroup went away while we walked
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		data, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the processes of cgroup %s: %w", path, err)
+	}
+	return pids, nil
+}
+
+// Comm is a process's command name, or "?" once it is gone.
+func Comm(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Exit codes are part of sitectl's contract with scripts and Ansible.
+const (
+	ExitOK           = 0 // success
+	ExitFailed       = 1 // the operation failed; nothing was changed or nothing needed undoing
+	ExitUsage        = 2 // bad usage or bad input (flags, names, site files); nothing was changed
+	ExitNotFound     = 3 // the site or mode does not exist
+	ExitRolledBack   = 4 // the operation failed and the site is back in its previous mode
+	ExitRollbackFail = 5 // the operation failed and so did the rollback: the site needs attention
+	ExitDenied       = 6 // permission denied (by polkit, or by file permissions)
+	ExitUnavailable  = 7 // systemd or the system bus cannot be reached
+)
+
+// exitCodesHelp is shown in --help and the man page.
+const exitCodesHelp = `Exit codes:
+  0  success
+  1  the operation failed; nothing was changed
+  2  bad usage or bad input (flags, names, site files); nothing was changed
+  3  the site or mode does not exist
+  4  the operation failed and the site was rolled back to its previous mode
+  5  the operation failed and the rollback failed too: the site needs attention
+  6  permission denied
+  7  systemd or the system bus cannot be reached`
+
+// exitError carries an exit code and hints with an error.
+type exitError struct {
+	code  int
+	err   error
+	hints []string
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func withCode(code int, err error, hints ...string) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err, hints: hints}
+}
+
+func usageErrorf(format string, args ...any) error {
+	return withCode(ExitUsage, fmt.Errorf(format, args...))
+}
+
+// codeOf finds the exit code for an error; plain errors are failures.
+func codeOf(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return ExitFailed
+}
+
+func hintsOf(err error) []string {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.hints
+	}
+	return nil
+}
+
+// reported marks an error whose details were already printed (each mistake
+// of a site file on its own line), so only the exit code is left to give.
+type reported struct{ code int }
+
+func (r reported) Error() string { return "reported" }

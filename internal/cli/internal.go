@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sitectl/sitectl/cleanup"
+	"github.com/sitectl/sitectl/modes"
+	"github.com/sitectl/sitectl/site"
+)
+
+// loadSite reads and validates one site of the config directory.
+func (e *env) loadSite(name string) (*site.Site, error) {
+	if err := site.ValidateName(name); err != nil {
+		return nil, withCode(ExitUsage, err)
+	}
+	data, err := os.ReadFile(e.sitePath(name))
+	if os.IsNotExist(err) {
+		return nil, withCode(ExitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, e.sitePath(name)))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read site %s: %w", name, err)
+	}
+	s, err := site.Parse(e.sitePath(name), data)
+	if err != nil {
+		return nil, withCode(ExitUsage, fmt.Errorf("site %s has mistakes:\n%w", name, err), "fix them, check with `sitectl check`, then `systemctl daemon-reload`")
+	}
+	return s, nil
+}
+
+func prepareCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:     "prepare SITE",
+		GroupID: "internal",
+		Short:   "Record the default mode of a site that has none yet (ExecStartPre=)",
+		Long: `Run as root by the site's service before each start: a site that has no mode
+recorded under the state directory gets its default mode, and the environment file of
+the recorded mode is brought up to date with the site file.`,
+		Args: args(1, 1, "one site name"),
+		RunE: func(c *cobra.Command, a []string) error {
+			s, err := e.loadSite(a[0])
+			if err != nil {
+				return err
+			}
+			st := modes.Store{Dir: e.stateDir}
+			current, ok, err := st.Current(s.Name)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				if _, err := st.Ensure(s); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stderr, "site %s has no mode recorded: starting in its default mode %s\n", s.Name, s.DefaultMode)
+				return nil
+			}
+			m, found := s.Mode(current)
+			if !found {
+				fmt.Fprintf(e.stderr, "site %s is recorded in mode %s, which its site file no longer has: keeping the recorded environment\n", s.Name, current)
+				return nil
+			}
+			want := modes.EnvFile(s, m)
+			if have, err := os.ReadFile(st.EnvPath(s.Name)); err == nil && string(have) == string(want) {
+				return nil
+			}
+			return st.Write(s, m)
+		},
+	}
+}
+
+func launchCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:     "launch SITE -- PROGRAM [ARG...]",
+		GroupID: "internal",
+		Short:   "Start what the site's current mode serves (ExecStart=)",
+		Long: `Run by the site's service as its main process. In a mode that serves the app,
+sitectl replaces itself with PROGRAM (same process, so systemd's main PID, LISTEN_PID
+and readiness stay the app's). sitectl's own variables are removed from the app's
+environment.`,
+		Args: args(2, -1, "a site name, --, and the program to run"),
+		RunE: func(c *cobra.Command, a []string) error {
+			if c.ArgsLenAtDash() != 1 {
+				return usageErrorf("launch takes SITE -- PROGRAM [ARG...]")
+			}
+			argv := a[1:]
+			switch serve := os.Getenv(modes.VarServe); site.Serve(serve) {
+			case "", site.ServeApp:
+			default:
+				return fmt.Errorf("site %s: mode %s serves %q, which this sitectl cannot serve yet", a[0], os.Getenv(modes.VarMode), serve)
+			}
+			prog, err := exec.LookPath(argv[0])
+			if err != nil {
+				return fmt.Errorf("site %s: cannot run %s: %w", a[0], argv[0], err)
+			}
+			var env []string
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "SITECTL_") {
+					env = append(env, kv)
+				}
+			}
+			return fmt.Errorf("site %s: cannot run %s: %w", a[0], prog, syscall.Exec(prog, argv, env))
+		},
+	}
+}
+
+func cleanupCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:     "cleanup SITE",
+		GroupID: "internal",
+		Short:   "Stop what the app left behind and run the site's cleanup hooks (ExecStopPost=)",
+		Long: `Run by the site's service after its main process exited. Processes left in the
+unit's cgroup get SIGTERM and up to cleanup_timeout to exit; then the site's cleanup
+hooks run, with SITE, SITE_MODE, SERVICE_RESULT, EXIT_CODE and EXIT_STATUS in their
+environment. What it found and did goes to the journal. Whatever still runs afterwards
+gets systemd's final SIGKILL.`,
+		Args: args(1, 1, "one site name"),
+		RunE: func(c *cobra.Command, a []string) error {
+			opts := cleanup.Options{Logf: func(f string, args ...any) {
+				fmt.Fprintf(e.stderr, "site "+a[0]+": "+f+"\n", args...)
+			}}
+			s, err := e.loadSite(a[0])
+			if err != nil {
+				// Still stop the leftovers: a broken site file must not leave
+				// processes behind.
+				fmt.Fprintf(e.stderr, "site %s: cannot read the site file, so no cleanup hooks run: %v\n", a[0], err)
+			} else {
+				opts.Hooks, opts.Timeout = s.Cleanup, s.CleanupTimeout
+			}
+			_, err = cleanup.Run(context.Background(), opts)
+			return err
+		},
+	}
+}

@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sitectl/sitectl/generator"
+	"github.com/sitectl/sitectl/site"
+)
+
+func unitsCmd(e *env) *cobra.Command {
+	c := &cobra.Command{
+		Use:     "units",
+		GroupID: "sites",
+		Short:   "Show or write the systemd units of sites",
+	}
+	var dir string
+	render := &cobra.Command{
+		Use:   "render [FILE...]",
+		Short: "Render the units of site files exactly as the generator writes them",
+		Long: `Render the units of the given site files (default: every site of the config
+directory) exactly as sitectl-generator writes them: to standard output, or into
+--dir for inspection or for hosts that prefer static units (then put them in
+/etc/systemd/system and run systemctl daemon-reload).
+
+If any file has a mistake, the mistakes are printed and nothing is written.`,
+		Example: `  sitectl units render /etc/sitectl/sites/karl.toml
+  sitectl units render --dir /etc/systemd/system`,
+		RunE: func(c *cobra.Command, files []string) error {
+			var res site.Result
+			if len(files) == 0 {
+				var err error
+				if res, err = site.LoadDir(e.configDir); err != nil {
+					return err
+				}
+			} else {
+				res = site.LoadFiles(files, installedSites(e, files, ""))
+			}
+			for _, m := range res.Errors {
+				fmt.Fprintln(e.stderr, m.Error())
+			}
+			if len(res.Errors) > 0 {
+				return reported{ExitUsage}
+			}
+			out := generator.Files(res.Sites, e.unitOptions())
+			if dir == "" {
+				return generator.Print(e.stdout, out)
+			}
+			abs, err := filepath.Abs(dir)
+			if err != nil {
+				return err
+			}
+			if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+				return usageErrorf("--dir %s is not a directory", dir)
+			}
+			return generator.Write(abs, out)
+		},
+	}
+	render.Flags().StringVar(&dir, "dir", "", "write the units into `DIR` instead of printing them")
+	c.AddCommand(render)
+	return c
+}

@@ -1,0 +1,673 @@
+package site
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/tomlpos"
+)
+
+// Parse reads one site file. The site's name comes from the file name
+// (NAME.toml). It returns every mistake in the file as Errors.
+func Parse(file string, data []byte) (*Site, error) {
+	return ParseNamed(file, NameFromFile(file), data)
+}
+
+// ParseNamed is Parse with the name given, for files that are not yet in
+// place under their final name (an Ansible validate step, say).
+func ParseNamed(file, name string, data []byte) (*Site, error) {
+	p := &parser{file: file}
+	s := &Site{Name: name, File: file}
+	if err := ValidateName(name); err != nil {
+		p.errorf(tomlpos.Pos{Line: 1, Col: 1}, "%v (the name comes from the file name NAME.toml)", err)
+	}
+	root, err := tomlpos.Parse(data)
+	if err != nil {
+		if te, ok := err.(*tomlpos.Error); ok {
+			p.errorf(te.Pos, "%s", strings.TrimPrefix(te.Msg, "toml: "))
+		} else {
+			p.errorf(tomlpos.Pos{Line: 1, Col: 1}, "%v", err)
+		}
+		return nil, p.errs
+	}
+	p.site(s, root)
+	if len(p.errs) > 0 {
+		// In file order, as an operator reads them, whatever check found them.
+		slices.SortStableFunc(p.errs, func(a, b *Error) int {
+			if a.Line != b.Line {
+				return a.Line - b.Line
+			}
+			return a.Col - b.Col
+		})
+		return nil, p.errs
+	}
+	return s, nil
+}
+
+type parser struct {
+	file string
+	errs Errors
+}
+
+func (p *parser) errorf(pos tomlpos.Pos, format string, args ...any) {
+	p.errs = append(p.errs, &Error{File: p.file, Line: pos.Line, Col: pos.Col, Msg: fmt.Sprintf(format, args...)})
+}
+
+// fields walks a table's keys in document order, calling the handler for each
+// known key and reporting unknown ones with the list of known keys.
+func fields[T any](p *parser, where string, t *tomlpos.Value, known map[string]func(*parser, *T, *tomlpos.Value), dst *T) {
+	for _, k := range t.Keys {
+		v := t.Fields[k]
+		handle, ok := known[k]
+		if !ok {
+			names := make([]string, 0, len(known))
+			for n := range known {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			p.errorf(v.KeyPos, "unknown key %q %s (known keys: %s)", printable(k), where, strings.Join(names, ", "))
+			continue
+		}
+		handle(p, dst, v)
+	}
+}
+
+// Keys of the top level of a site file.
+const (
+	keyDescription    = "description"
+	keyExec           = "exec"
+	keyWorkdir        = "workdir"
+	keyUser           = "user"
+	keyGroup          = "group"
+	keyEnvironment    = "environment"
+	keyListen         = "listen"
+	keyBacklog        = "backlog"
+	keyServer         = "server"
+	keyReadiness      = "readiness"
+	keyDrainTimeout   = "drain_timeout"
+	keyStopTimeout    = "stop_timeout"
+	keyStartTimeout   = "start_timeout"
+	keyModes          = "modes"
+	keyDefaultMode    = "default_mode"
+	keyReloadTrigger  = "reload_trigger"
+	keyCleanup        = "cleanup"
+	keyCleanupTimeout = "cleanup_timeout"
+	keyProbe          = "probe"
+	keyHardening      = "hardening"
+)
+
+var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
+	keyDescription: func(p *parser, s *Site, v *tomlpos.Value) { s.Description = p.text(keyDescription, v) },
+	keyExec:        func(p *parser, s *Site, v *tomlpos.Value) { s.Exec = p.argv(keyExec, v) },
+	keyWorkdir:     func(p *parser, s *Site, v *tomlpos.Value) { s.Workdir = p.absPath(keyWorkdir, v) },
+	keyUser:        func(p *parser, s *Site, v *tomlpos.Value) { s.User = p.account(keyUser, v) },
+	keyGroup:       func(p *parser, s *Site, v *tomlpos.Value) { s.Group = p.account(keyGroup, v) },
+	keyEnvironment: func(p *parser, s *Site, v *tomlpos.Value) { s.Environment = p.environment(keyEnvironment, v) },
+	keyListen:      func(p *parser, s *Site, v *tomlpos.Value) { s.Listeners = p.listeners(v) },
+	keyBacklog: func(p *parser, s *Site, v *tomlpos.Value) {
+		s.Backlog = p.intRange(keyBacklog, v, 1, 65535)
+	},
+	keyServer: func(p *parser, s *Site, v *tomlpos.Value) {
+		s.Server = Server(p.oneOf(keyServer, v, string(ServerGeneric), string(ServerGunicorn), string(ServerUWSGI)))
+	},
+	keyReadiness: func(p *parser, s *Site, v *tomlpos.Value) {
+		s.Readiness = Readiness(p.oneOf(keyReadiness, v, string(ReadinessNotify), string(ReadinessNone)))
+	},
+	keyDrainTimeout:   func(p *parser, s *Site, v *tomlpos.Value) { s.DrainTimeout = p.duration(keyDrainTimeout, v) },
+	keyStopTimeout:    func(p *parser, s *Site, v *tomlpos.Value) { s.StopTimeout = p.duration(keyStopTimeout, v) },
+	keyStartTimeout:   func(p *parser, s *Site, v *tomlpos.Value) { s.StartTimeout = p.duration(keyStartTimeout, v) },
+	keyCleanupTimeout: func(p *parser, s *Site, v *tomlpos.Value) { s.CleanupTimeout = p.duration(keyCleanupTimeout, v) },
+	keyModes:          func(p *parser, s *Site, v *tomlpos.Value) { s.Modes = p.modes(v) },
+	keyDefaultMode: func(p *parser, s *Site, v *tomlpos.Value) {
+		if name := p.str(keyDefaultMode, v); name != "" || v.Kind == tomlpos.String {
+			if err := ValidateModeName(name); err != nil {
+				p.errorf(v.Pos, "default_mode: %v", err)
+				return
+			}
+			s.DefaultMode = name
+		}
+	},
+	keyReloadTrigger: func(p *parser, s *Site, v *tomlpos.Value) { s.ReloadTrigger = p.absPath(keyReloadTrigger, v) },
+	keyCleanup: func(p *parser, s *Site, v *tomlpos.Value) {
+		if !p.kind(keyCleanup, v, tomlpos.Array) {
+			return
+		}
+		for i, item := range v.Items {
+			if argv := p.argv(fmt.Sprintf("cleanup[%d]", i), item); argv != nil {
+				s.Cleanup = append(s.Cleanup, argv)
+			}
+		}
+	},
+	keyProbe:     func(p *parser, s *Site, v *tomlpos.Value) { s.Probe = p.probe(v) },
+	keyHardening: func(p *parser, s *Site, v *tomlpos.Value) { s.Hardening = p.hardening(v) },
+}
+
+func (p *parser) site(s *Site, root *tomlpos.Value) {
+	fields(p, "in a site file", root, siteKeys, s)
+
+	if root.Get(keyExec) == nil {
+		p.errorf(tomlpos.Pos{Line: 1, Col: 1}, "exec is missing: say which program runs the site, e.g. exec = [\"/usr/bin/gunicorn\", \"app:application\"]")
+	}
+	if root.Get(keyListen) == nil {
+		p.errorf(tomlpos.Pos{Line: 1, Col: 1}, "listen is missing: a site needs at least one listener, e.g. [[listen]] address = \"127.0.0.1:8080\"")
+	}
+	if s.Group != "" && s.User == "" {
+		p.errorf(root.Get(keyGroup).Pos, "group is set but user is not: a site without user runs as a dynamic user with its own group")
+	}
+	p.defaults(s, root)
+}
+
+// defaults fills in what the file left out, and checks what depends on
+// several keys at once.
+func (p *parser) defaults(s *Site, root *tomlpos.Value) {
+	if s.Server == "" {
+		s.Server = ServerGeneric
+	}
+	if s.Readiness == "" {
+		s.Readiness = ReadinessNone
+		if s.Server == ServerGunicorn || s.Server == ServerUWSGI {
+			s.Readiness = ReadinessNotify
+		}
+	}
+	setDefault(&s.DrainTimeout, DefaultDrainTimeout)
+	setDefault(&s.StopTimeout, DefaultStopTimeout)
+	setDefault(&s.StartTimeout, DefaultStartTimeout)
+	setDefault(&s.CleanupTimeout, DefaultCleanupTimeout)
+
+	// The two modes every site has unless the file redefines them.
+	if _, ok := s.Mode(DefaultMode); !ok {
+		s.Modes = append(s.Modes, Mode{Name: DefaultMode, Serve: ServeApp})
+	}
+	if _, ok := s.Mode(string(ServeMaintenance)); !ok {
+		s.Modes = append(s.Modes, Mode{Name: string(ServeMaintenance), Serve: ServeMaintenance, RetryAfter: DefaultRetryAfter})
+	}
+	slices.SortFunc(s.Modes, func(a, b Mode) int { return strings.Compare(a.Name, b.Name) })
+
+	if s.DefaultMode == "" {
+		s.DefaultMode = DefaultMode
+	} else if _, ok := s.Mode(s.DefaultMode); !ok {
+		p.errorf(root.Get(keyDefaultMode).Pos, "default_mode %q is not one of the site's modes (%s)", s.DefaultMode, strings.Join(s.ModeNames(), ", "))
+	}
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+// --- scalar helpers -------------------------------------------------------
+
+func (p *parser) kind(key string, v *tomlpos.Value, want tomlpos.Kind) bool {
+	if v.Kind != want {
+		p.errorf(v.Pos, "%s must be %s, not %s", key, want, v.Kind)
+		return false
+	}
+	return true
+}
+
+func (p *parser) str(key string, v *tomlpos.Value) string {
+	if !p.kind(key, v, tomlpos.String) {
+		return ""
+	}
+	return v.Str
+}
+
+// text is a free-form string on one line.
+func (p *parser) text(key string, v *tomlpos.Value) string {
+	s := p.str(key, v)
+	if strings.ContainsFunc(s, isControl) {
+		p.errorf(v.Pos, "%s must be one line of text without control characters", key)
+		return ""
+	}
+	return s
+}
+
+func isControl(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
+
+func (p *parser) oneOf(key string, v *tomlpos.Value, allowed ...string) string {
+	s := p.str(key, v)
+	if v.Kind == tomlpos.String && !slices.Contains(allowed, s) {
+		p.errorf(v.Pos, "%s %q is not one of: %s", key, printable(s), strings.Join(allowed, ", "))
+		return ""
+	}
+	return s
+}
+
+func (p *parser) intRange(key string, v *tomlpos.Value, lo, hi int64) int {
+	if !p.kind(key, v, tomlpos.Integer) {
+		return 0
+	}
+	if v.Int < lo || v.Int > hi {
+		p.errorf(v.Pos, "%s %d is out of range: it must be between %d and %d", key, v.Int, lo, hi)
+		return 0
+	}
+	return int(v.Int)
+}
+
+// MaxDuration bounds every timeout in a site file.
+const MaxDuration = 24 * time.Hour
+
+func (p *parser) duration(key string, v *tomlpos.Value) time.Duration {
+	if v.Kind == tomlpos.Integer {
+		p.errorf(v.Pos, "%s must be a duration string with a unit, e.g. \"%ds\"", key, v.Int)
+		return 0
+	}
+	s := p.str(key, v)
+	if v.Kind != tomlpos.String {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		p.errorf(v.Pos, "%s %q is not a duration: write it like \"30s\", \"1m30s\" or \"500ms\"", key, printable(s))
+	case d <= 0:
+		p.errorf(v.Pos, "%s must be longer than zero", key)
+	case d > MaxDuration:
+		p.errorf(v.Pos, "%s %s is longer than the limit of %s", key, s, MaxDuration)
+	case d%time.Millisecond != 0:
+		p.errorf(v.Pos, "%s %s is finer than a millisecond, which systemd cannot express", key, s)
+	default:
+		return d
+	}
+	return 0
+}
+
+// pathRE is what sitectl accepts in a path: it ends up in unit files, where
+// spaces separate list items and % and $ are specifiers.
+var pathRE = regexp.MustCompile(`^/[A-Za-z0-9._/@+:,=~-]*$`)
+
+func (p *parser) absPath(key string, v *tomlpos.Value) string {
+	s := p.str(key, v)
+	if v.Kind != tomlpos.String {
+		return ""
+	}
+	if msg := checkPath(s); msg != "" {
+		p.errorf(v.Pos, "%s %q %s", key, printable(s), msg)
+		return ""
+	}
+	return s
+}
+
+func checkPath(s string) string {
+	switch {
+	case !strings.HasPrefix(s, "/"):
+		return "is not an absolute path"
+	case path.Clean(s) != s:
+		return fmt.Sprintf("is not in its simplest form: write %q", path.Clean(s))
+	case !pathRE.MatchString(s):
+		return "has characters sitectl does not accept in paths (allowed: letters, digits and . _ / @ + : , = ~ -)"
+	case len(s) > 4095:
+		return "is too long"
+	}
+	return ""
+}
+
+func (p *parser) argv(key string, v *tomlpos.Value) []string {
+	if !p.kind(key, v, tomlpos.Array) {
+		return nil
+	}
+	if len(v.Items) == 0 {
+		p.errorf(v.Pos, "%s is empty: it needs at least the program to run", key)
+		return nil
+	}
+	argv := make([]string, 0, len(v.Items))
+	ok := true
+	for i, item := range v.Items {
+		elem := fmt.Sprintf("%s[%d]", key, i)
+		if item.Kind != tomlpos.String {
+			p.errorf(item.Pos, "%s must be a string, not %s", elem, item.Kind)
+			ok = false
+			continue
+		}
+		if strings.ContainsFunc(item.Str, isControl) {
+			p.errorf(item.Pos, "%s contains a control character (a newline, say), which a command line cannot carry", elem)
+			ok = false
+			continue
+		}
+		argv = append(argv, item.Str)
+	}
+	if ok {
+		if msg := checkPath(argv[0]); msg != "" {
+			p.errorf(v.Items[0].Pos, "%s: the program %q %s; give the full path, e.g. /usr/bin/gunicorn", key, printable(argv[0]), msg)
+			ok = false
+		}
+	}
+	if !ok {
+		return nil
+	}
+	return argv
+}
+
+var accountRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,30}$`)
+
+func (p *parser) account(key string, v *tomlpos.Value) string {
+	s := p.str(key, v)
+	if v.Kind != tomlpos.String {
+		return ""
+	}
+	switch {
+	case !accountRE.MatchString(s):
+		p.errorf(v.Pos, "%s %q is not a valid user or group name", key, printable(s))
+	case s == "root":
+		p.errorf(v.Pos, "%s root is refused: a site runs unprivileged (leave user out for a dynamic user)", key)
+	default:
+		return s
+	}
+	return ""
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// reservedEnv are variables that systemd or sitectl set for the app.
+func reservedEnv(name string) bool {
+	switch name {
+	case "SITE", "SITE_MODE", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID":
+		return true
+	}
+	return strings.HasPrefix(name, "LISTEN_") || strings.HasPrefix(name, "SITECTL_")
+}
+
+func (p *parser) environment(key string, v *tomlpos.Value) []EnvVar {
+	if !p.kind(key, v, tomlpos.Table) {
+		return nil
+	}
+	env := make([]EnvVar, 0, len(v.Keys))
+	for _, name := range v.Keys {
+		val := v.Fields[name]
+		switch {
+		case !envNameRE.MatchString(name):
+			p.errorf(val.KeyPos, "%s: %q is not a valid variable name", key, printable(name))
+		case reservedEnv(name):
+			p.errorf(val.KeyPos, "%s: %s is set by sitectl or systemd and cannot be set here", key, name)
+		case val.Kind == tomlpos.Integer || val.Kind == tomlpos.Bool || val.Kind == tomlpos.Float:
+			p.errorf(val.Pos, "%s: the value of %s must be a string: quote it", key, name)
+		case val.Kind != tomlpos.String:
+			p.errorf(val.Pos, "%s: the value of %s must be a string, not %s", key, name, val.Kind)
+		case strings.ContainsFunc(val.Str, func(r rune) bool { return r == 0 || r == '\n' || r == '\r' }):
+			p.errorf(val.Pos, "%s: the value of %s contains a line break, which an environment file cannot carry", key, name)
+		default:
+			env = append(env, EnvVar{name, val.Str})
+		}
+	}
+	slices.SortFunc(env, func(a, b EnvVar) int { return strings.Compare(a.Name, b.Name) })
+	return env
+}
+
+// --- listeners -------------------------------------------------------------
+
+const (
+	keyListenAddress = "address"
+	keyListenPath    = "path"
+	keyListenName    = "name"
+	keyListenOwner   = "owner"
+	keyListenGroup   = "group"
+	keyListenMode    = "mode"
+)
+
+// maxUnixPath is sun_path's size less the terminating NUL.
+const maxUnixPath = 107
+
+var listenerNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+
+var listenKeys = map[string]func(*parser, *Listener, *tomlpos.Value){
+	keyListenAddress: func(p *parser, l *Listener, v *tomlpos.Value) {
+		s := p.str(keyListenAddress, v)
+		if v.Kind != tomlpos.String {
+			return
+		}
+		ap, err := netip.ParseAddrPort(s)
+		switch {
+		case err != nil:
+			p.errorf(v.Pos, "listen address %q is not an IP address and port: write it like \"127.0.0.1:8080\" or \"[::1]:8080\"", printable(s))
+		case ap.Port() == 0:
+			p.errorf(v.Pos, "listen address %q has port 0: give the port to listen on", s)
+		default:
+			l.Kind, l.Address = TCP, ap.String()
+		}
+	},
+	keyListenPath: func(p *parser, l *Listener, v *tomlpos.Value) {
+		s := p.absPath("listen path", v)
+		switch {
+		case s == "":
+		case len(s) > maxUnixPath:
+			p.errorf(v.Pos, "listen path %q is %d bytes long; a unix socket path can have at most %d", s, len(s), maxUnixPath)
+		default:
+			l.Kind, l.Path = Unix, s
+		}
+	},
+	keyListenName: func(p *parser, l *Listener, v *tomlpos.Value) {
+		s := p.str("listen name", v)
+		if v.Kind == tomlpos.String && !listenerNameRE.MatchString(s) {
+			p.errorf(v.Pos, "listen name %q is not valid: use lowercase letters, digits, _ and -, starting with a letter, at most 32", printable(s))
+			return
+		}
+		l.Name = s
+	},
+	keyListenOwner: func(p *parser, l *Listener, v *tomlpos.Value) { l.Owner = p.account("listen owner", v) },
+	keyListenGroup: func(p *parser, l *Listener, v *tomlpos.Value) { l.Group = p.account("listen group", v) },
+	keyListenMode: func(p *parser, l *Listener, v *tomlpos.Value) {
+		s := p.str("listen mode", v)
+		if v.Kind != tomlpos.String {
+			return
+		}
+		m, err := strconv.ParseUint(s, 8, 32)
+		if err != nil || m > 0o777 || len(s) < 3 || len(s) > 4 {
+			p.errorf(v.Pos, "listen mode %q is not an octal permission like \"0660\"", printable(s))
+			return
+		}
+		l.Mode = os.FileMode(m)
+	},
+}
+
+func (p *parser) listeners(v *tomlpos.Value) []Listener {
+	if !p.kind(keyListen, v, tomlpos.Array) {
+		return nil
+	}
+	if len(v.Items) == 0 {
+		p.errorf(v.Pos, "listen is empty: a site needs at least one listener")
+		return nil
+	}
+	var out []Listener
+	for _, item := range v.Items {
+		if item.Kind != tomlpos.Table {
+			p.errorf(item.Pos, "each listen entry must be a table like { address = \"127.0.0.1:8080\" }, not %s", item.Kind)
+			continue
+		}
+		if l, ok := p.listener(item); ok {
+			out = append(out, l)
+		}
+	}
+	p.listenerConsistency(out)
+	return out
+}
+
+func (p *parser) listener(t *tomlpos.Value) (Listener, bool) {
+	l := Listener{Name: DefaultListenerName, Line: t.Pos.Line, Col: t.Pos.Col}
+	before := len(p.errs)
+	fields(p, "in a listen entry", t, listenKeys, &l)
+	if a := t.Get(keyListenAddress); a != nil {
+		l.Line, l.Col = a.Pos.Line, a.Pos.Col
+	} else if a := t.Get(keyListenPath); a != nil {
+		l.Line, l.Col = a.Pos.Line, a.Pos.Col
+	}
+	hasAddr, hasPath := t.Get(keyListenAddress) != nil, t.Get(keyListenPath) != nil
+	switch {
+	case hasAddr && hasPath:
+		p.errorf(t.Get(keyListenPath).KeyPos, "a listen entry has either address (TCP) or path (unix socket), not both")
+	case !hasAddr && !hasPath:
+		p.errorf(t.Pos, "a listen entry needs address (TCP, e.g. \"127.0.0.1:8080\") or path (unix socket)")
+	case hasAddr:
+		for _, k := range []string{keyListenOwner, keyListenGroup, keyListenMode} {
+			if v := t.Get(k); v != nil {
+				p.errorf(v.KeyPos, "%s applies to unix sockets only, and this listener is TCP", k)
+			}
+		}
+	}
+	if l.Kind == Unix && l.Mode == 0 {
+		l.Mode = 0o660
+	}
+	return l, len(p.errs) == before
+}
+
+// listenerConsistency checks what systemd can only express per socket unit:
+// listeners sharing a name share one unit, hence one owner, group and mode.
+func (p *parser) listenerConsistency(ls []Listener) {
+	for i, l := range ls {
+		for _, prev := range ls[:i] {
+			if Overlap(prev, l) {
+				p.errorf(tomlpos.Pos{Line: l.Line, Col: l.Col}, "listener %s %s", l.Endpoint(), collision(prev, fmt.Sprintf("line %d of this file", prev.Line)))
+				break
+			}
+			if prev.Name == l.Name && prev.Kind == Unix && l.Kind == Unix &&
+				(prev.Owner != l.Owner || prev.Group != l.Group || prev.Mode != l.Mode) {
+				p.errorf(tomlpos.Pos{Line: l.Line, Col: l.Col}, "unix listeners named %q must share owner, group and mode (they differ from line %d): give this one another name", l.Name, prev.Line)
+				break
+			}
+		}
+	}
+}
+
+// collision words why l cannot be bound next to prev, which is at where.
+func collision(prev Listener, where string) string {
+	return fmt.Sprintf("collides with listener %s at %s: both cannot be bound at once", prev.Endpoint(), where)
+}
+
+// Overlap reports whether two listeners cannot both be bound: the same unix
+// path, or the same TCP port where the addresses are equal or either is a
+// wildcard (sitectl binds IPv6 wildcards dual-stack).
+func Overlap(a, b Listener) bool {
+	if a.Kind != b.Kind {
+		return false
+	}
+	if a.Kind == Unix {
+		return a.Path == b.Path
+	}
+	pa, pb := netip.MustParseAddrPort(a.Address), netip.MustParseAddrPort(b.Address)
+	if pa.Port() != pb.Port() {
+		return false
+	}
+	if pa.Addr() == pb.Addr() {
+		return true
+	}
+	wildA, wildB := pa.Addr().IsUnspecified(), pb.Addr().IsUnspecified()
+	switch {
+	case wildA && wildB:
+		return pa.Addr().Is6() || pb.Addr().Is6()
+	case wildA:
+		return pa.Addr().Is6() || pb.Addr().Unmap().Is4()
+	case wildB:
+		return pb.Addr().Is6() || pa.Addr().Unmap().Is4()
+	}
+	return false
+}
+
+// --- modes -----------------------------------------------------------------
+
+const (
+	keyModeEnvironment = "environment"
+	keyModeServe       = "serve"
+	keyModePage        = "page"
+	keyModeStaticDir   = "static_dir"
+	keyModeRetryAfter  = "retry_after"
+)
+
+var modeKeys = map[string]func(*parser, *Mode, *tomlpos.Value){
+	keyModeEnvironment: func(p *parser, m *Mode, v *tomlpos.Value) {
+		m.Environment = p.environment("modes."+m.Name+".environment", v)
+	},
+	keyModeServe: func(p *parser, m *Mode, v *tomlpos.Value) {
+		m.Serve = Serve(p.oneOf(keyModeServe, v, string(ServeApp), string(ServeMaintenance)))
+	},
+	keyModePage:       func(p *parser, m *Mode, v *tomlpos.Value) { m.Page = p.absPath(keyModePage, v) },
+	keyModeStaticDir:  func(p *parser, m *Mode, v *tomlpos.Value) { m.StaticDir = p.absPath(keyModeStaticDir, v) },
+	keyModeRetryAfter: func(p *parser, m *Mode, v *tomlpos.Value) { m.RetryAfter = p.duration(keyModeRetryAfter, v) },
+}
+
+func (p *parser) modes(v *tomlpos.Value) []Mode {
+	if !p.kind(keyModes, v, tomlpos.Table) {
+		return nil
+	}
+	var out []Mode
+	for _, name := range v.Keys {
+		t := v.Fields[name]
+		if err := ValidateModeName(name); err != nil {
+			p.errorf(t.KeyPos, "%v", err)
+			continue
+		}
+		if t.Kind != tomlpos.Table {
+			p.errorf(t.Pos, "mode %s must be a table like [modes.%s], not %s", name, name, t.Kind)
+			continue
+		}
+		m := Mode{Name: name, Serve: ServeApp}
+		fields(p, "in mode "+name, t, modeKeys, &m)
+		if m.Serve == ServeMaintenance {
+			setDefault(&m.RetryAfter, DefaultRetryAfter)
+		} else {
+			for _, k := range []string{keyModePage, keyModeStaticDir, keyModeRetryAfter} {
+				if kv := t.Get(k); kv != nil {
+					p.errorf(kv.KeyPos, "%s is only used with serve = \"maintenance\" (mode %s serves the app)", k, name)
+				}
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// --- probe and hardening -----------------------------------------------------
+
+var probeKeys = map[string]func(*parser, *Probe, *tomlpos.Value){
+	"path": func(p *parser, pr *Probe, v *tomlpos.Value) {
+		s := p.str("probe path", v)
+		if v.Kind == tomlpos.String && (!strings.HasPrefix(s, "/") || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
+			p.errorf(v.Pos, "probe path %q must start with / and contain no spaces or control characters", printable(s))
+			return
+		}
+		pr.Path = s
+	},
+	"status":  func(p *parser, pr *Probe, v *tomlpos.Value) { pr.Status = p.intRange("probe status", v, 100, 599) },
+	"timeout": func(p *parser, pr *Probe, v *tomlpos.Value) { pr.Timeout = p.duration("probe timeout", v) },
+}
+
+func (p *parser) probe(v *tomlpos.Value) *Probe {
+	if !p.kind(keyProbe, v, tomlpos.Table) {
+		return nil
+	}
+	pr := &Probe{Path: "/", Status: DefaultProbeStatus, Timeout: DefaultProbeTimeout}
+	fields(p, "in probe", v, probeKeys, pr)
+	return pr
+}
+
+var hardeningKeys = map[string]func(*parser, *Hardening, *tomlpos.Value){
+	"allow_write_execute": func(p *parser, h *Hardening, v *tomlpos.Value) {
+		if p.kind("allow_write_execute", v, tomlpos.Bool) {
+			h.AllowWriteExecute = v.Bool
+		}
+	},
+	"writable_paths": func(p *parser, h *Hardening, v *tomlpos.Value) {
+		if !p.kind("writable_paths", v, tomlpos.Array) {
+			return
+		}
+		for i, item := range v.Items {
+			if s := p.absPath(fmt.Sprintf("writable_paths[%d]", i), item); s != "" {
+				h.WritablePaths = append(h.WritablePaths, s)
+			}
+		}
+	},
+}
+
+func (p *parser) hardening(v *tomlpos.Value) Hardening {
+	var h Hardening
+	if p.kind(keyHardening, v, tomlpos.Table) {
+		fields(p, "in hardening", v, hardeningKeys, &h)
+	}
+	return h
+}

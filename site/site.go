@@ -1,0 +1,247 @@
+// Package site is the model of one web site hosted by sitectl, and the strict
+// parser of the site files that declare them (/etc/sitectl/sites/NAME.toml).
+//
+// Parsing is pure: bytes in, a *Site or a list of positioned errors out. Every
+// mistake in a file is reported as "FILE:LINE:COL: what is wrong", and all of a
+// file's mistakes are reported at once. Checks that need several files (a
+// listener used by two sites) live in Conflicts.
+package site
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Server is the preset for the application server a site runs. It decides the
+// stop signal, the default readiness protocol and the server-specific
+// environment that makes a stop graceful.
+type Server string
+
+// The presets.
+const (
+	// ServerGeneric is any app that honours LISTEN_FDS and drains on SIGTERM.
+	ServerGeneric Server = "generic"
+	// ServerGunicorn is gunicorn: SIGTERM is its graceful stop, it sends
+	// READY=1 when NOTIFY_SOCKET is set.
+	ServerGunicorn Server = "gunicorn"
+	// ServerUWSGI is uWSGI 2.0: SIGTERM is a brutal reload unless told
+	// otherwise, so the preset tells it (see units.Preset).
+	ServerUWSGI Server = "uwsgi"
+)
+
+// Readiness is how the app tells systemd it serves.
+type Readiness string
+
+// The readiness protocols.
+const (
+	// ReadinessNotify: the app sends READY=1 (Type=notify).
+	ReadinessNotify Readiness = "notify"
+	// ReadinessNone: the app counts as started once exec succeeded (Type=exec).
+	ReadinessNone Readiness = "none"
+)
+
+// Serve says what runs in a mode.
+type Serve string
+
+// What a mode can serve.
+const (
+	// ServeApp runs the site's own app with the mode's environment.
+	ServeApp Serve = "app"
+	// ServeMaintenance runs sitectl's built-in maintenance page server on the
+	// site's listeners instead of the app.
+	ServeMaintenance Serve = "maintenance"
+)
+
+// Defaults applied when a site file leaves a key out.
+const (
+	DefaultMode           = "normal"
+	DefaultListenerName   = "http"
+	DefaultDrainTimeout   = 30 * time.Second
+	DefaultStopTimeout    = 5 * time.Second
+	DefaultStartTimeout   = 60 * time.Second
+	DefaultCleanupTimeout = 10 * time.Second
+	DefaultRetryAfter     = 120 * time.Second
+	DefaultProbeTimeout   = 5 * time.Second
+	DefaultProbeStatus    = 200
+)
+
+// Site is one web application instance on this host.
+type Site struct {
+	Name        string
+	File        string // the site file it was read from
+	Description string
+
+	Exec        []string
+	Workdir     string
+	User        string // empty: a dynamic user
+	Group       string
+	Environment []EnvVar // sorted by name
+
+	Listeners []Listener
+	Backlog   int // 0: systemd's default
+
+	Server    Server
+	Readiness Readiness
+
+	DrainTimeout   time.Duration
+	StopTimeout    time.Duration // grace after the drain timeout before SIGKILL
+	StartTimeout   time.Duration
+	CleanupTimeout time.Duration
+
+	Modes       []Mode // sorted by name, DefaultMode always present
+	DefaultMode string
+
+	ReloadTrigger string
+	Cleanup       [][]string
+
+	Probe     *Probe
+	Hardening Hardening
+}
+
+// EnvVar is one environment variable.
+type EnvVar struct {
+	Name, Value string
+}
+
+// ListenerKind tells a TCP listener from a unix socket.
+type ListenerKind int
+
+// Listener kinds.
+const (
+	TCP ListenerKind = iota + 1
+	Unix
+)
+
+// Listener is one listening socket held by the site's socket unit.
+type Listener struct {
+	Name    string // FileDescriptorName
+	Kind    ListenerKind
+	Address string // TCP: host:port, IPv6 hosts in brackets
+	Path    string // Unix: absolute socket path
+	Owner   string // Unix only
+	Group   string // Unix only
+	Mode    os.FileMode
+	Line    int // where it was declared, for conflict reports
+	Col     int
+}
+
+// Endpoint is the address or the path, whichever the listener has.
+func (l Listener) Endpoint() string {
+	if l.Kind == Unix {
+		return l.Path
+	}
+	return l.Address
+}
+
+// Mode is a named run mode of a site.
+type Mode struct {
+	Name        string
+	Environment []EnvVar // sorted by name; SITE_MODE is added by whoever writes it
+	Serve       Serve
+	Page        string // maintenance page file; empty: the built-in page
+	StaticDir   string
+	RetryAfter  time.Duration
+}
+
+// Probe is the HTTP check that verifies a site serves after a change.
+type Probe struct {
+	Path    string
+	Status  int
+	Timeout time.Duration
+}
+
+// Hardening holds the few exceptions a site may ask for; the zero value is
+// the full default sandbox.
+type Hardening struct {
+	// AllowWriteExecute turns MemoryDenyWriteExecute= off, for JITs.
+	AllowWriteExecute bool
+	// WritablePaths are the only places the app may write besides its
+	// private /tmp.
+	WritablePaths []string
+}
+
+// Mode returns the named mode.
+func (s *Site) Mode(name string) (Mode, bool) {
+	i := slices.IndexFunc(s.Modes, func(m Mode) bool { return m.Name == name })
+	if i < 0 {
+		return Mode{}, false
+	}
+	return s.Modes[i], true
+}
+
+// ModeNames lists the site's modes in order.
+func (s *Site) ModeNames() []string {
+	names := make([]string, len(s.Modes))
+	for i, m := range s.Modes {
+		names[i] = m.Name
+	}
+	return names
+}
+
+// ListenerNames lists the distinct FileDescriptorNames in declaration order.
+func (s *Site) ListenerNames() []string {
+	var names []string
+	for _, l := range s.Listeners {
+		if !slices.Contains(names, l.Name) {
+			names = append(names, l.Name)
+		}
+	}
+	return names
+}
+
+// MaxNameLength bounds site and mode names: they end up in unit names, paths
+// and journal fields.
+const MaxNameLength = 32
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
+
+// reservedSuffix is taken by the touch-to-reload units of a site: site "x"
+// owns site-x-reload.path and site-x-reload.service.
+const reservedSuffix = "-reload"
+
+// ValidateName checks a site name: lowercase ASCII letters, digits and single
+// hyphens, starting with a letter, at most MaxNameLength characters.
+func ValidateName(name string) error {
+	if err := validateIdent("site", name); err != nil {
+		return err
+	}
+	if strings.HasSuffix(name, reservedSuffix) {
+		return fmt.Errorf("site name %q ends in %q, which is reserved for the reload units of site %q", name, reservedSuffix, strings.TrimSuffix(name, reservedSuffix))
+	}
+	return nil
+}
+
+// ValidateModeName checks a mode name with the same rules as a site name.
+func ValidateModeName(name string) error { return validateIdent("mode", name) }
+
+func validateIdent(what, name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%s name is empty", what)
+	case len(name) > MaxNameLength:
+		return fmt.Errorf("%s name is %d bytes long; at most %d are allowed", what, len(name), MaxNameLength)
+	case !nameRE.MatchString(name):
+		return fmt.Errorf("%s name %q is not valid: use lowercase letters, digits and single hyphens, starting with a letter", what, printable(name))
+	}
+	return nil
+}
+
+// printable keeps a hostile name from messing up a terminal in an error.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// NameFromFile derives a site's name from its file name (NAME.toml).
+func NameFromFile(path string) string {
+	base := path[strings.LastIndex(path, "/")+1:]
+	return strings.TrimSuffix(base, ".toml")
+}

@@ -1,0 +1,188 @@
+package units_test
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/units"
+)
+
+// Each testdata/*.toml is a site file that carries its own assertions as
+// "## assert-..." comments, in the manner of podman's quadlet tests:
+//
+//	## assert-key-is UNIT SECTION KEY VALUE    the key's last value is VALUE
+//	## assert-key-has UNIT SECTION KEY VALUE   one of the key's values is VALUE
+//	## assert-key-lacks UNIT SECTION KEY VALUE none of the key's values is VALUE
+//	## assert-key-missing UNIT SECTION KEY     the key is not set
+//	## assert-unit-missing UNIT                no such unit is rendered
+//	## assert-header UNIT LINE                 the unit's comment header has LINE
+//	## assert-fails LINE:COL: MESSAGE          parsing fails with exactly these errors
+//
+// UNIT is matched as a suffix of the unit name (".service", "@admin.socket").
+func TestGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.toml")
+	if len(files) == 0 {
+		t.Fatal("no test inputs in testdata/")
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) { runGolden(t, file) })
+	}
+}
+
+func runGolden(t *testing.T, file string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asserts [][]string
+	var wantErrs []string
+	sc := bufio.NewScanner(strings.NewReader(string(data)))
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "## assert-")
+		if !ok {
+			continue
+		}
+		if msg, ok := strings.CutPrefix(line, "fails "); ok {
+			wantErrs = append(wantErrs, file+":"+msg)
+			continue
+		}
+		words, err := splitWords(line)
+		if err != nil {
+			t.Fatalf("bad assertion %q: %v", line, err)
+		}
+		asserts = append(asserts, words)
+	}
+	s, err := site.Parse(file, data)
+	if len(wantErrs) > 0 {
+		var errs site.Errors
+		if !errors.As(err, &errs) {
+			t.Fatalf("parse succeeded or failed oddly (%v); want errors:\n%s", err, strings.Join(wantErrs, "\n"))
+		}
+		got := strings.Split(errs.Error(), "\n")
+		if !slices.Equal(got, wantErrs) {
+			t.Fatalf("errors differ\ngot:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantErrs, "\n"))
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	if len(asserts) == 0 {
+		t.Fatal("test input has no assertions")
+	}
+	rendered := units.Render(s, units.Options{})
+	for _, a := range asserts {
+		check(t, rendered, a)
+	}
+}
+
+func findUnit(us []units.Unit, suffix string) *units.Unit {
+	for i := range us {
+		if strings.HasSuffix(us[i].Name, suffix) {
+			return &us[i]
+		}
+	}
+	return nil
+}
+
+func check(t *testing.T, us []units.Unit, a []string) {
+	t.Helper()
+	need := map[string]int{"key-is": 5, "key-has": 5, "key-lacks": 5, "key-missing": 4, "unit-missing": 2, "header": 3}
+	n, known := need[a[0]]
+	if !known || len(a) != n {
+		t.Fatalf("assertion %q: unknown, or wrong number of words", a)
+	}
+	u := findUnit(us, a[1])
+	if a[0] == "unit-missing" {
+		if u != nil {
+			t.Errorf("unit %s is rendered, want none", u.Name)
+		}
+		return
+	}
+	if u == nil {
+		t.Fatalf("assertion %q: no unit ending in %s", a, a[1])
+	}
+	if a[0] == "header" {
+		if !strings.Contains(u.Content, "# "+a[2]+"\n") {
+			t.Errorf("%s: header lacks %q", u.Name, a[2])
+		}
+		return
+	}
+	values := keyValues(u.Content, a[2], a[3])
+	switch a[0] {
+	case "key-is":
+		if len(values) == 0 || values[len(values)-1] != a[4] {
+			t.Errorf("%s [%s] %s = %q, want %q", u.Name, a[2], a[3], values, a[4])
+		}
+	case "key-has":
+		if !slices.Contains(values, a[4]) {
+			t.Errorf("%s [%s] %s = %q, want one of them to be %q", u.Name, a[2], a[3], values, a[4])
+		}
+	case "key-lacks":
+		if slices.Contains(values, a[4]) {
+			t.Errorf("%s [%s] %s has %q, want not", u.Name, a[2], a[3], a[4])
+		}
+	case "key-missing":
+		if len(values) > 0 {
+			t.Errorf("%s [%s] %s = %q, want it unset", u.Name, a[2], a[3], values)
+		}
+	}
+}
+
+// keyValues reads a unit file the simple way: every value of key in section.
+func keyValues(content, section, key string) []string {
+	var vals []string
+	current := ""
+	for _, line := range strings.Split(content, "\n") {
+		switch {
+		case strings.HasPrefix(line, "#") || line == "":
+		case strings.HasPrefix(line, "["):
+			current = strings.Trim(line, "[]")
+		case current == section:
+			if k, v, ok := strings.Cut(line, "="); ok && k == key {
+				vals = append(vals, v)
+			}
+		}
+	}
+	return vals
+}
+
+// splitWords splits an assertion into words; "..." groups words, with \" and
+// \\ escapes inside.
+func splitWords(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord, inQuote := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case inQuote && c == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+		case c == '"':
+			inQuote, inWord = !inQuote, true
+		case !inQuote && (c == ' ' || c == '\t'):
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inQuote {
+		return nil, errors.New("unterminated quote")
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
