@@ -209,6 +209,12 @@ func renderService(s *site.Site, opts Options) Unit {
 	}
 	u.set("Requires", strings.Join(sockets, " "))
 	u.set("After", strings.Join(append(sockets, "network.target"), " "))
+	// Deliberate restarts (deploys, mode switches) count as starts too, and
+	// hitting the limit would also fail the socket units, closing the
+	// listeners. A crash loop (RestartSec=2s, at most 5 starts in 10s) stays
+	// under this limit and keeps retrying with the listeners held.
+	u.set("StartLimitIntervalSec", "10s")
+	u.set("StartLimitBurst", "30")
 
 	svc := f.section("Service")
 	if s.Readiness == site.ReadinessNotify {
@@ -234,7 +240,10 @@ func renderService(s *site.Site, opts Options) Unit {
 	for _, e := range s.Environment {
 		svc.set("Environment", environment(e.Name, e.Value))
 	}
-	svc.set("EnvironmentFile", ModeEnvFile(opts.StateDir, s.Name))
+	// Optional, because systemd reads it before every command it spawns,
+	// ExecStartPre= included: prepare writes it for a new site, and
+	// ExecStart= then reads it.
+	svc.set("EnvironmentFile", "-"+ModeEnvFile(opts.StateDir, s.Name))
 
 	if s.User == "" {
 		svc.set("DynamicUser", "yes")
@@ -249,7 +258,7 @@ func renderService(s *site.Site, opts Options) Unit {
 	svc.set("TimeoutStopSec", systemdSpan(s.DrainTimeout+s.StopTimeout))
 	svc.set("ExecStopPost", commandLine(opts.sitectl("cleanup", s.Name)))
 	svc.set("Restart", "on-failure")
-	svc.set("RestartSec", "1s")
+	svc.set("RestartSec", "2s")
 
 	hardening(svc, s)
 	return Unit{Name: ServiceName(s.Name), Content: f.String()}
@@ -291,6 +300,9 @@ func hardening(svc *section, s *site.Site) {
 		{"SystemCallArchitectures", "native"},
 		{"SystemCallFilter", "@system-service"},
 		{"SystemCallFilter", "~@privileged @resources"},
+		// Servers such as gunicorn call setuid() with their own ids in each
+		// worker; without capabilities that cannot change identity.
+		{"SystemCallFilter", "@setuid"},
 		{"SystemCallErrorNumber", "EPERM"},
 	} {
 		svc.set(kv[0], kv[1])
