@@ -1,0 +1,393 @@
+package activation
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// listenFDsStart is the first file descriptor systemd passes (SD_LISTEN_FDS_START).
+const listenFDsStart = 3
+
+// UnknownName is the name given to a passed file descriptor for which
+// LISTEN_FDNAMES provides no name. systemd uses the same placeholder.
+const UnknownName = "unknown"
+
+// ErrNotActivated is matched (with errors.Is) by the errors returned when the
+// process did not receive sockets from systemd: LISTEN_FDS is unset or zero,
+// or the variables were meant for another process.
+var ErrNotActivated = errors.New("not socket-activated")
+
+// passedFD is one descriptor announced by the LISTEN_* variables.
+type passedFD struct {
+	fd   int
+	name string
+}
+
+// readListenEnv parses LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES. It returns
+// the announced descriptors, or an error wrapping ErrNotActivated that
+// explains why there are none. It does not touch the descriptors.
+func readListenEnv() ([]passedFD, error) {
+	fdsVar, ok := os.LookupEnv("LISTEN_FDS")
+	if !ok {
+		return nil, fmt.Errorf("%w (LISTEN_FDS is not set)", ErrNotActivated)
+	}
+	pidVar, ok := os.LookupEnv("LISTEN_PID")
+	if !ok {
+		return nil, fmt.Errorf("%w (LISTEN_FDS is set but LISTEN_PID is not)", ErrNotActivated)
+	}
+	pid, err := strconv.Atoi(pidVar)
+	if err != nil || pid <= 0 {
+		return nil, fmt.Errorf("%w (LISTEN_PID=%q is not a process ID)", ErrNotActivated, pidVar)
+	}
+	if pid != os.Getpid() {
+		return nil, fmt.Errorf("%w (LISTEN_PID=%d names another process, this is pid %d: the variables were inherited, not meant for us)",
+			ErrNotActivated, pid, os.Getpid())
+	}
+	n, err := strconv.Atoi(fdsVar)
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("%w (LISTEN_FDS=%q is not a descriptor count)", ErrNotActivated, fdsVar)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w (LISTEN_FDS=0: the socket unit passed no sockets)", ErrNotActivated)
+	}
+	var names []string
+	if v, ok := os.LookupEnv("LISTEN_FDNAMES"); ok {
+		names = strings.Split(v, ":")
+	}
+	fds := make([]passedFD, n)
+	for i := range fds {
+		name := UnknownName
+		if i < len(names) && names[i] != "" {
+			name = names[i]
+		}
+		fds[i] = passedFD{fd: listenFDsStart + i, name: name}
+	}
+	return fds, nil
+}
+
+func unsetListenEnv() {
+	os.Unsetenv("LISTEN_PID")
+	os.Unsetenv("LISTEN_FDS")
+	os.Unsetenv("LISTEN_FDNAMES")
+}
+
+// Files returns the file descriptors systemd passed to this process, in
+// order, as *os.File values whose Name is the descriptor's
+// FileDescriptorName (or [UnknownName]). It returns nil if LISTEN_PID is not
+// this process's ID or LISTEN_FDS is unset, zero or malformed. Every returned
+// descriptor is marked close-on-exec, so programs this process starts do not
+// inherit it.
+//
+// If unsetEnv is true, LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES are removed
+// from the environment (whether or not they were valid), so that child
+// processes and later calls do not see them.
+//
+// Files is the low-level layer of this package. Each call wraps the same
+// descriptor numbers in new *os.File values, and closing one of them closes
+// the descriptor for all, so a program should call it once, normally with
+// unsetEnv set to true. Files does not cooperate with [Listeners]: use one
+// or the other.
+func Files(unsetEnv bool) []*os.File {
+	if unsetEnv {
+		defer unsetListenEnv()
+	}
+	fds, err := readListenEnv()
+	if err != nil {
+		return nil
+	}
+	files := make([]*os.File, len(fds))
+	for i, p := range fds {
+		unix.CloseOnExec(p.fd)
+		files[i] = os.NewFile(uintptr(p.fd), p.name)
+	}
+	return files
+}
+
+// activated holds the result of taking the listeners from the environment.
+// The descriptors can be consumed only once per process, so the first
+// successful or failed attempt is remembered.
+var activated struct {
+	mu        sync.Mutex
+	done      bool
+	listeners map[string][]net.Listener
+	passed    []passedFD // what systemd announced, for error messages
+	err       error
+}
+
+// Listeners returns the stream listeners systemd passed to this process,
+// grouped by their FileDescriptorName. Descriptors that share a name (a
+// socket unit with several ListenStream= lines) are returned under that name
+// in the order systemd passed them.
+//
+// The first call takes the descriptors from the environment and unsets
+// LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES; later calls return the same
+// listeners (the map itself is a fresh copy). Closing a listener, as [Serve]
+// does when it returns, closes it for every caller.
+//
+// If the process was not socket-activated, the error matches
+// [ErrNotActivated] and explains how to opt in to binding addresses. If any
+// passed descriptor is not a listening stream socket, Listeners returns an
+// error naming the descriptor and closes all of them.
+func Listeners() (map[string][]net.Listener, error) {
+	m, err := takeListeners()
+	if errors.Is(err, ErrNotActivated) {
+		return nil, notActivatedError(err, nil)
+	}
+	return m, err
+}
+
+// takeListeners is Listeners without the explanation added to
+// ErrNotActivated errors.
+func takeListeners() (map[string][]net.Listener, error) {
+	activated.mu.Lock()
+	defer activated.mu.Unlock()
+	if !activated.done {
+		fds, err := readListenEnv()
+		if err != nil {
+			if _, ok := os.LookupEnv("LISTEN_FDS"); !ok {
+				// Nothing was consumed; the environment is left as is.
+				return nil, err
+			}
+			// The variables are present but not usable by us: drop them
+			// so they do not leak to our children, and remember why.
+			unsetListenEnv()
+			activated.done = true
+			activated.err = err
+			return nil, err
+		}
+		unsetListenEnv()
+		activated.done = true
+		activated.passed = fds
+		activated.listeners, activated.err = listenersFromFDs(fds)
+	}
+	if activated.err != nil {
+		return nil, activated.err
+	}
+	m := make(map[string][]net.Listener, len(activated.listeners))
+	for name, ls := range activated.listeners {
+		m[name] = slices.Clone(ls)
+	}
+	return m, nil
+}
+
+// notActivatedError explains an ErrNotActivated cause to an operator.
+func notActivatedError(cause error, expected []string) error {
+	unit := "a systemd .socket unit (FileDescriptorName= names each socket)"
+	what := "this process has no sockets from systemd"
+	if len(expected) > 0 {
+		noun := "listener"
+		if len(expected) > 1 {
+			noun = "listeners"
+		}
+		what = fmt.Sprintf("expected socket-activated %s %s, but this process has no sockets from systemd", noun, quoteList(expected))
+		unit = "a systemd .socket unit with FileDescriptorName=" + expected[0]
+		if len(expected) > 1 {
+			unit = "systemd .socket units whose FileDescriptorName= values are these names"
+		}
+	}
+	return fmt.Errorf("activation: %s: %w; start it through %s, "+
+		"or, for local development, have the program bind addresses itself "+
+		"(activation.ListenersOrBind, for example behind a --listen flag)", what, cause, unit)
+}
+
+// listenersFromFDs validates every descriptor and converts it to a
+// net.Listener. On error every descriptor and listener is closed.
+func listenersFromFDs(fds []passedFD) (map[string][]net.Listener, error) {
+	m := make(map[string][]net.Listener)
+	var firstErr error
+	for _, p := range fds {
+		unix.CloseOnExec(p.fd)
+		if firstErr != nil {
+			unix.Close(p.fd)
+			continue
+		}
+		if err := checkListeningStream(p); err != nil {
+			firstErr = err
+			unix.Close(p.fd)
+			continue
+		}
+		f := os.NewFile(uintptr(p.fd), p.name)
+		l, err := net.FileListener(f) // duplicates the descriptor
+		f.Close()
+		if err != nil {
+			firstErr = fmt.Errorf("activation: fd %d (%q): cannot use it as a listener: %w", p.fd, p.name, err)
+			continue
+		}
+		m[p.name] = append(m[p.name], l)
+	}
+	if firstErr != nil {
+		for _, ls := range m {
+			for _, l := range ls {
+				l.Close()
+			}
+		}
+		return nil, firstErr
+	}
+	return m, nil
+}
+
+func checkListeningStream(p passedFD) error {
+	typ, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	switch {
+	case errors.Is(err, unix.ENOTSOCK):
+		return fmt.Errorf("activation: fd %d (%q) passed by systemd is not a socket "+
+			"(a FIFO or special file?); only ListenStream= sockets can be served", p.fd, p.name)
+	case errors.Is(err, unix.EBADF):
+		return fmt.Errorf("activation: fd %d (%q) announced by LISTEN_FDS is not open in this process", p.fd, p.name)
+	case err != nil:
+		return fmt.Errorf("activation: fd %d (%q): cannot inspect socket: %w", p.fd, p.name, err)
+	}
+	if typ != unix.SOCK_STREAM {
+		return fmt.Errorf("activation: fd %d (%q) passed by systemd is a %s socket, not a stream socket; "+
+			"only ListenStream= sockets can be served", p.fd, p.name, sockTypeName(typ))
+	}
+	acc, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	if err != nil {
+		return fmt.Errorf("activation: fd %d (%q): cannot inspect socket: %w", p.fd, p.name, err)
+	}
+	if acc == 0 {
+		return fmt.Errorf("activation: fd %d (%q) passed by systemd is a stream socket that is not listening "+
+			"(with Accept=yes systemd passes single connections, not listeners; use Accept=no)", p.fd, p.name)
+	}
+	return nil
+}
+
+func sockTypeName(typ int) string {
+	switch typ {
+	case unix.SOCK_DGRAM:
+		return "datagram"
+	case unix.SOCK_SEQPACKET:
+		return "seqpacket"
+	case unix.SOCK_RAW:
+		return "raw"
+	}
+	return "type " + strconv.Itoa(typ)
+}
+
+// Listener returns the socket-activated listeners named name (the
+// FileDescriptorName= of the socket unit). Its error names the missing
+// listener and lists the names systemd did pass.
+func Listener(name string) ([]net.Listener, error) {
+	m, err := Require(name)
+	if err != nil {
+		return nil, err
+	}
+	return m[name], nil
+}
+
+// Require returns all socket-activated listeners, like [Listeners], but
+// fails unless there is at least one listener for every name in names. Its
+// error names every missing listener and lists the names systemd passed.
+func Require(names ...string) (map[string][]net.Listener, error) {
+	m, err := takeListeners()
+	if errors.Is(err, ErrNotActivated) {
+		return nil, notActivatedError(err, names)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := missingError(m, names); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func missingError(m map[string][]net.Listener, names []string) error {
+	var missing []string
+	for _, n := range names {
+		if len(m[n]) == 0 && !slices.Contains(missing, n) {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	activated.mu.Lock()
+	passed := activated.passed
+	activated.mu.Unlock()
+	var got []string
+	for _, p := range passed {
+		got = append(got, fmt.Sprintf("%q (fd %d)", p.name, p.fd))
+	}
+	noun := "listener"
+	if len(missing) > 1 {
+		noun = "listeners"
+	}
+	return fmt.Errorf("activation: no socket-activated %s named %s; systemd passed %s; "+
+		"set FileDescriptorName= in the .socket unit to the expected name",
+		noun, quoteList(missing), strings.Join(got, ", "))
+}
+
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
+}
+
+// ListenersOrBind is the explicit opt-in for running without systemd, for
+// example during local development. addrs maps each listener name the
+// program expects to the addresses to bind for it when the process was not
+// socket-activated. An address is either a TCP "host:port" (host may be
+// empty for all interfaces) or an absolute unix socket path; a name
+// starting with "@" is a unix socket in the abstract namespace.
+//
+// If the process was socket-activated, the activated listeners are returned
+// instead (all of them, including names not in addrs) and the addresses are
+// ignored; it is then an error if a name in addrs has no activated listener,
+// so a misspelt FileDescriptorName= does not go unnoticed. Otherwise every
+// address is bound, and if one fails those already bound are closed.
+func ListenersOrBind(addrs map[string][]string) (map[string][]net.Listener, error) {
+	names := make([]string, 0, len(addrs))
+	for name := range addrs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	m, err := Require(names...)
+	if err == nil || !errors.Is(err, ErrNotActivated) || len(names) == 0 {
+		return m, err
+	}
+	m = make(map[string][]net.Listener, len(addrs))
+	closeAll := func() {
+		for _, ls := range m {
+			for _, l := range ls {
+				l.Close()
+			}
+		}
+	}
+	for _, name := range names {
+		if len(addrs[name]) == 0 {
+			closeAll()
+			return nil, fmt.Errorf("activation: no address to bind for listener %q", name)
+		}
+		for _, addr := range addrs[name] {
+			l, err := bind(addr)
+			if err != nil {
+				closeAll()
+				return nil, fmt.Errorf("activation: not socket-activated, and binding %q for listener %q failed: %w", addr, name, err)
+			}
+			m[name] = append(m[name], l)
+		}
+	}
+	return m, nil
+}
+
+func bind(addr string) (net.Listener, error) {
+	if strings.HasPrefix(addr, "/") || strings.HasPrefix(addr, "@") {
+		return net.Listen("unix", addr)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("want a TCP host:port or an absolute unix socket path: %w", err)
+	}
+	return net.Listen("tcp", addr)
+}

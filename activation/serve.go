@@ -1,0 +1,229 @@
+package activation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DefaultDrainTimeout is how long [Serve] waits for in-flight requests when
+// neither ServeOptions.DrainTimeout nor SITE_DRAIN_TIMEOUT says otherwise.
+const DefaultDrainTimeout = 30 * time.Second
+
+// DrainTimeoutEnv names the environment variable that sets the drain timeout
+// (a Go duration such as "10s") when ServeOptions.DrainTimeout is zero.
+const DrainTimeoutEnv = "SITE_DRAIN_TIMEOUT"
+
+// ErrDrainTimeout is matched (with errors.Is) by the error [Serve] returns
+// when in-flight requests did not finish in time and their connections were
+// closed.
+var ErrDrainTimeout = errors.New("in-flight requests did not finish in time, their connections were closed")
+
+// ServeOptions tunes [Serve]. The zero value gives the defaults.
+type ServeOptions struct {
+	// DrainTimeout bounds how long in-flight requests may run once shutdown
+	// has begun. Zero means SITE_DRAIN_TIMEOUT if set, else
+	// DefaultDrainTimeout; a negative value closes connections at once.
+	DrainTimeout time.Duration
+
+	// Signals that start a graceful shutdown. Nil means SIGTERM (what
+	// systemd sends on stop) and SIGINT; an empty non-nil slice disables
+	// signal handling, leaving shutdown to ctx. A second such signal during
+	// the drain closes the remaining connections at once.
+	Signals []os.Signal
+
+	// NoNotify disables the READY=1 and STOPPING=1 notifications, for
+	// programs that report readiness themselves.
+	NoNotify bool
+
+	// OnReady, if set, is called once every listener is being served, right
+	// after READY=1 is sent. It runs on Serve's goroutine and must return
+	// promptly.
+	OnReady func()
+
+	// OnDrain, if set, is called when shutdown begins, after STOPPING=1 is
+	// sent and before in-flight requests are drained, with a short reason
+	// such as "received signal terminated". It runs on Serve's goroutine and
+	// must return promptly.
+	OnDrain func(reason string)
+}
+
+// Serve serves srv on every listener and manages its lifecycle for systemd:
+//
+//  1. It starts serving every listener and, once each of them is in its
+//     accept loop, sends READY=1 (see [Notify]) and calls opts.OnReady.
+//  2. It waits until ctx is done, one of opts.Signals arrives (SIGTERM or
+//     SIGINT by default) or serving a listener fails.
+//  3. It sends STOPPING=1, calls opts.OnDrain, stops accepting connections
+//     and waits for in-flight requests for up to the drain timeout (see
+//     [ServeOptions.DrainTimeout]), then closes any connections left.
+//
+// Serve takes ownership of the listeners and closes them, and srv must not
+// be used to serve elsewhere. If srv.TLSConfig carries certificates, the
+// listeners are served with TLS.
+//
+// Serve returns nil after a requested shutdown (ctx or signal) whose drain
+// completed, an error matching [ErrDrainTimeout] if connections had to be
+// closed, and other errors if it could not start, if sending READY=1 failed
+// (systemd would otherwise wait for it until the start timeout), or if
+// serving a listener failed. A failure to send STOPPING=1 is ignored.
+func Serve(ctx context.Context, srv *http.Server, listeners []net.Listener, opts ServeOptions) error {
+	closeAll := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
+	if srv == nil {
+		closeAll()
+		return errors.New("activation: Serve needs an *http.Server")
+	}
+	if len(listeners) == 0 {
+		return errors.New("activation: no listeners to serve")
+	}
+	drain, err := drainTimeout(opts.DrainTimeout)
+	if err != nil {
+		closeAll()
+		return err
+	}
+
+	sigs := opts.Signals
+	if sigs == nil {
+		sigs = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
+	}
+	sigCh := make(chan os.Signal, 2)
+	if len(sigs) > 0 {
+		signal.Notify(sigCh, sigs...)
+		defer signal.Stop(sigCh)
+	}
+
+	useTLS := srv.TLSConfig != nil && (len(srv.TLSConfig.Certificates) > 0 ||
+		srv.TLSConfig.GetCertificate != nil || srv.TLSConfig.GetConfigForClient != nil)
+	accepting := make(chan struct{}, len(listeners))
+	type result struct {
+		addr net.Addr
+		err  error
+	}
+	results := make(chan result, len(listeners))
+	for _, l := range listeners {
+		wl := &acceptNotifier{Listener: l, accepting: accepting}
+		go func() {
+			var err error
+			if useTLS {
+				err = srv.ServeTLS(wl, "", "")
+			} else {
+				err = srv.Serve(wl)
+			}
+			results <- result{l.Addr(), err}
+		}()
+	}
+
+	var (
+		reason   string
+		failure  error
+		pending  = len(listeners)
+		readyC   = accepting
+		returned = 0 // results already received
+	)
+	for reason == "" {
+		select {
+		case <-readyC:
+			pending--
+			if pending > 0 {
+				continue
+			}
+			readyC = nil
+			if !opts.NoNotify {
+				if _, err := Ready(); err != nil {
+					failure = err
+					reason = "could not send READY=1"
+					continue
+				}
+			}
+			if opts.OnReady != nil {
+				opts.OnReady()
+			}
+		case r := <-results:
+			// Before shutdown, serving stops only on failure.
+			returned++
+			failure = fmt.Errorf("activation: serving %s %s stopped: %w", r.addr.Network(), r.addr, r.err)
+			reason = "serving failed"
+		case <-ctx.Done():
+			reason = context.Cause(ctx).Error()
+		case s := <-sigCh:
+			reason = "received signal " + s.String()
+		}
+	}
+
+	if !opts.NoNotify {
+		Stopping() // nothing useful to do if this fails
+	}
+	if opts.OnDrain != nil {
+		opts.OnDrain(reason)
+	}
+
+	drainCtx, cancel := context.WithTimeout(context.Background(), max(drain, 0))
+	defer cancel()
+	secondSignal := make(chan struct{})
+	stopWatching := make(chan struct{})
+	go func() {
+		select {
+		case <-sigCh:
+			close(secondSignal)
+			cancel()
+		case <-stopWatching:
+		}
+	}()
+	var drainErr error
+	if err := srv.Shutdown(drainCtx); err != nil {
+		srv.Close()
+		select {
+		case <-secondSignal:
+			drainErr = fmt.Errorf("activation: drain cut short by a second signal: %w", ErrDrainTimeout)
+		default:
+			drainErr = fmt.Errorf("activation: drain timeout of %s exceeded: %w", drain, ErrDrainTimeout)
+		}
+	}
+	close(stopWatching)
+	for ; returned < len(listeners); returned++ {
+		r := <-results
+		if failure == nil && r.err != nil && !errors.Is(r.err, http.ErrServerClosed) {
+			failure = fmt.Errorf("activation: serving %s %s stopped: %w", r.addr.Network(), r.addr, r.err)
+		}
+	}
+	return errors.Join(failure, drainErr)
+}
+
+// acceptNotifier reports the first call to Accept, which shows that
+// http.Server.Serve has entered its accept loop for this listener.
+type acceptNotifier struct {
+	net.Listener
+	once      sync.Once
+	accepting chan<- struct{}
+}
+
+func (l *acceptNotifier) Accept() (net.Conn, error) {
+	l.once.Do(func() { l.accepting <- struct{}{} })
+	return l.Listener.Accept()
+}
+
+func drainTimeout(d time.Duration) (time.Duration, error) {
+	if d != 0 {
+		return d, nil
+	}
+	v, ok := os.LookupEnv(DrainTimeoutEnv)
+	if !ok || v == "" {
+		return DefaultDrainTimeout, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("activation: %s=%q is not a valid drain timeout: want a non-negative Go duration such as 30s or 1m30s", DrainTimeoutEnv, v)
+	}
+	return d, nil
+}

@@ -1,0 +1,369 @@
+// Command webapp is a tiny HTTP application for sitectl's integration tests.
+// It is built only on package activation: it serves every socket systemd
+// passes it, reports readiness with sd_notify and drains in-flight requests
+// on SIGTERM, and it can be told to misbehave in the ways the tests need.
+//
+// Usage:
+//
+//	webapp [--listen ADDR] [--fail-start] [--spawn-children N]
+//
+// Flags:
+//
+//	--listen ADDR        when not socket-activated, bind ADDR (TCP host:port or
+//	                     absolute unix socket path) as listener "http" instead of
+//	                     failing; activated sockets still win when present
+//	--fail-start         exit with status 1 at once (also WEBAPP_FAIL_START=1)
+//	--spawn-children N   start N copies of itself in child mode that run until
+//	                     SIGTERM; they are deliberately not stopped on exit, so
+//	                     tests can check that systemd cleans them up
+//	--child              internal: the child mode used by --spawn-children
+//
+// Environment:
+//
+//	SITE, SITE_MODE, SITE_GENERATION  reported by / (and X-Site-Mode)
+//	WEBAPP_FAIL_START=1               same as --fail-start
+//	WEBAPP_START_DELAY=2s             wait this long before serving (cold start)
+//	WEBAPP_READY_MODE=notify|none     send READY=1/STOPPING=1 (default) or not
+//	WEBAPP_EXPOSE_ENV=A,B             more variables for the "env" object of /
+//	SITE_DRAIN_TIMEOUT=30s            drain timeout on SIGTERM (package activation)
+//
+// Endpoints:
+//
+//	/             200, JSON {"site","mode","pid","generation","listener","env"}
+//	              where env holds every SITE_* and WEBAPP_* variable plus those
+//	              named by WEBAPP_EXPOSE_ENV
+//	/env?name=V   200 with the value of V, 404 if V is unset
+//	/sleep?d=5s   sleeps for d, then 200 (for drain tests)
+//	/health       200 "ok"
+//
+// Every response carries X-Site-Mode, X-Site-Generation and X-Pid. Each
+// lifecycle event is logged as one line on stderr.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sitectl/sitectl/activation"
+)
+
+var logger = log.New(os.Stderr, "webapp: ", 0)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	listen := flag.String("listen", "", "bind `ADDR` (host:port or absolute unix path) as listener \"http\" when not socket-activated")
+	failStart := flag.Bool("fail-start", false, "exit with status 1 at once (also WEBAPP_FAIL_START=1)")
+	spawn := flag.Int("spawn-children", 0, "start `N` child processes that run until SIGTERM and are not stopped on exit")
+	childMode := flag.Bool("child", false, "internal: run as a child started by --spawn-children")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		logger.Printf("unexpected arguments %q", flag.Args())
+		return 2
+	}
+	if *childMode {
+		return runChild()
+	}
+
+	pid := os.Getpid()
+	logger.Printf("started pid=%d site=%q mode=%q generation=%q", pid,
+		os.Getenv("SITE"), os.Getenv("SITE_MODE"), os.Getenv("SITE_GENERATION"))
+
+	if *failStart || os.Getenv("WEBAPP_FAIL_START") == "1" {
+		logger.Printf("failing at start as requested (--fail-start or WEBAPP_FAIL_START=1)")
+		return 1
+	}
+	opts := activation.ServeOptions{}
+	switch mode := os.Getenv("WEBAPP_READY_MODE"); mode {
+	case "", "notify":
+	case "none":
+		opts.NoNotify = true
+	default:
+		logger.Printf("WEBAPP_READY_MODE=%q is not valid: want notify or none", mode)
+		return 2
+	}
+	var startDelay time.Duration
+	if v := os.Getenv("WEBAPP_START_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			logger.Printf("WEBAPP_START_DELAY=%q is not valid: want a Go duration such as 2s", v)
+			return 2
+		}
+		startDelay = d
+	}
+
+	activated := os.Getenv("LISTEN_PID") == strconv.Itoa(pid) && os.Getenv("LISTEN_FDS") != ""
+	var listeners map[string][]net.Listener
+	var err error
+	if *listen != "" {
+		listeners, err = activation.ListenersOrBind(map[string][]string{"http": {*listen}})
+	} else {
+		listeners, err = activation.Listeners()
+		if errors.Is(err, activation.ErrNotActivated) {
+			err = fmt.Errorf("%w; webapp binds an address itself with --listen ADDR", err)
+		}
+	}
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	all, desc := flatten(listeners)
+	source := "bound by webapp"
+	if activated {
+		source = "from systemd"
+	}
+	logger.Printf("listeners %s: %s", source, desc)
+
+	// Children are started after the listeners are taken, so they inherit
+	// neither the sockets nor the LISTEN_* variables.
+	for i := 0; i < *spawn; i++ {
+		if err := spawnChild(); err != nil {
+			logger.Printf("cannot start child process: %v", err)
+			return 1
+		}
+	}
+
+	if startDelay > 0 {
+		logger.Printf("start delay %s before serving", startDelay)
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		select {
+		case <-time.After(startDelay):
+			stop()
+		case <-ctx.Done():
+			stop()
+			logger.Printf("exited: stopped during the start delay")
+			return 0
+		}
+	}
+
+	srv := &http.Server{
+		Handler:           newHandler(pid),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if nc, ok := c.(*namedConn); ok {
+				return context.WithValue(ctx, listenerNameKey{}, nc.name)
+			}
+			return ctx
+		},
+	}
+	opts.OnReady = func() {
+		switch {
+		case opts.NoNotify:
+			logger.Printf("ready (not notifying systemd: WEBAPP_READY_MODE=none)")
+		case os.Getenv("NOTIFY_SOCKET") != "":
+			logger.Printf("ready (READY=1 sent to systemd)")
+		default:
+			logger.Printf("ready (NOTIFY_SOCKET not set, nobody to notify)")
+		}
+	}
+	opts.OnDrain = func(reason string) {
+		logger.Printf("draining: %s", reason)
+	}
+	err = activation.Serve(context.Background(), srv, all, opts)
+	switch {
+	case err == nil:
+		logger.Printf("exited")
+	case errors.Is(err, activation.ErrDrainTimeout):
+		logger.Printf("exited: %v", err)
+	default:
+		logger.Printf("exited with error: %v", err)
+		return 1
+	}
+	return 0
+}
+
+// flatten wraps every listener so connections remember its name, and
+// describes them for the log, sorted by name.
+func flatten(m map[string][]net.Listener) ([]net.Listener, string) {
+	names := make([]string, 0, len(m))
+	for name := range m {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var all []net.Listener
+	var desc []string
+	for _, name := range names {
+		for _, l := range m[name] {
+			all = append(all, &namedListener{Listener: l, name: name})
+			desc = append(desc, fmt.Sprintf("%s=%s:%s", name, l.Addr().Network(), l.Addr()))
+		}
+	}
+	return all, strings.Join(desc, " ")
+}
+
+type listenerNameKey struct{}
+
+type namedListener struct {
+	net.Listener
+	name string
+}
+
+func (l *namedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &namedConn{Conn: c, name: l.name}, nil
+}
+
+type namedConn struct {
+	net.Conn
+	name string
+}
+
+// CloseWrite keeps net/http's half-close on shutdown working through the
+// wrapper.
+func (c *namedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+type rootResponse struct {
+	Site       string            `json:"site"`
+	Mode       string            `json:"mode"`
+	PID        int               `json:"pid"`
+	Generation string            `json:"generation"`
+	Listener   string            `json:"listener"`
+	Env        map[string]string `json:"env"`
+}
+
+func newHandler(pid int) http.Handler {
+	pidText := strconv.Itoa(pid)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		name, _ := r.Context().Value(listenerNameKey{}).(string)
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(rootResponse{
+			Site:       os.Getenv("SITE"),
+			Mode:       os.Getenv("SITE_MODE"),
+			PID:        pid,
+			Generation: os.Getenv("SITE_GENERATION"),
+			Listener:   name,
+			Env:        selectedEnv(),
+		})
+	})
+	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
+		name := r.FormValue("name")
+		if name == "" {
+			http.Error(w, "missing ?name=VARIABLE", http.StatusBadRequest)
+			return
+		}
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			http.Error(w, name+" is not set", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, v)
+	})
+	mux.HandleFunc("GET /sleep", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.FormValue("d"))
+		if err != nil || d < 0 {
+			http.Error(w, "want ?d=DURATION such as 5s", http.StatusBadRequest)
+			return
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			fmt.Fprintf(w, "slept %s\n", d)
+		case <-r.Context().Done(): // client gone or connection force-closed
+		}
+	})
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Site-Mode", os.Getenv("SITE_MODE"))
+		h.Set("X-Site-Generation", os.Getenv("SITE_GENERATION"))
+		h.Set("X-Pid", pidText)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// selectedEnv returns the SITE_* and WEBAPP_* variables and those named in
+// WEBAPP_EXPOSE_ENV.
+func selectedEnv() map[string]string {
+	env := make(map[string]string)
+	extra := strings.FieldsFunc(os.Getenv("WEBAPP_EXPOSE_ENV"), func(r rune) bool { return r == ',' || r == ' ' })
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "SITE" || strings.HasPrefix(k, "SITE_") || strings.HasPrefix(k, "WEBAPP_") {
+			env[k] = v
+		}
+	}
+	for _, k := range extra {
+		if v, ok := os.LookupEnv(k); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// spawnChild starts a copy of this program in child mode. It is not
+// stopped when the parent exits.
+func spawnChild() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, "--child")
+	for _, kv := range os.Environ() {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID":
+			continue
+		}
+		cmd.Env = append(cmd.Env, kv)
+	}
+	cmd.Stdout = os.Stderr
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	logger.Printf("spawned child pid=%d", cmd.Process.Pid)
+	go func() {
+		err := cmd.Wait()
+		logger.Printf("child pid=%d exited: %v", cmd.Process.Pid, cmdResult(err))
+	}()
+	return nil
+}
+
+func cmdResult(err error) string {
+	if err == nil {
+		return "status 0"
+	}
+	return err.Error()
+}
+
+// runChild is the child mode: wait for SIGTERM or SIGINT, then exit.
+func runChild() int {
+	logger.SetPrefix("webapp child: ")
+	logger.Printf("started pid=%d parent=%d", os.Getpid(), os.Getppid())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	s := <-sig
+	logger.Printf("pid=%d exiting on %s", os.Getpid(), s)
+	return 0
+}
