@@ -1,0 +1,43 @@
+"""A small WSGI app for sitectl's tests and examples.
+
+It answers with the site's mode (from SITE_MODE, which sitectl sets) and its
+pid, so a test can tell which mode and which process served a request. In
+SITE_MODE=read-only it refuses writes with 503, as the app-side contract
+for modes describes.
+"""
+import json
+import os
+import time
+from urllib.parse import parse_qs
+
+
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "/")
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    mode = os.environ.get("SITE_MODE", "")
+    if path == "/sleep":
+        time.sleep(float(query.get("s", ["1"])[0]))
+    if path == "/env":
+        name = query.get("name", [""])[0]
+        return respond(start_response, "200 OK", mode, os.environ.get(name, ""))
+    if mode == "read-only" and environ.get("REQUEST_METHOD") not in ("GET", "HEAD", "OPTIONS"):
+        return respond(start_response, "503 Service Unavailable", mode,
+                       json.dumps({"error": "read-only mode: writes are refused"}))
+    body = json.dumps({
+        "site": os.environ.get("SITE", ""),
+        "mode": mode,
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "server": "gunicorn",
+    })
+    return respond(start_response, "200 OK", mode, body)
+
+
+def respond(start_response, status, mode, body):
+    data = body.encode()
+    start_response(status, [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(data))),
+        ("X-Site-Mode", mode),
+    ])
+    return [data]
