@@ -66,7 +66,8 @@ type ServeOptions struct {
 //     [ServeOptions.DrainTimeout]), then closes any connections left.
 //
 // Serve takes ownership of the listeners and closes them, and srv must not
-// be used to serve elsewhere. If srv.TLSConfig carries certificates, the
+// be used to serve elsewhere. It wraps srv.ConnState to follow connections
+// (a hook already set there still runs). If srv.TLSConfig carries certificates, the
 // listeners are served with TLS.
 //
 // Serve returns nil after a requested shutdown (ctx or signal) whose drain
@@ -105,6 +106,7 @@ func Serve(ctx context.Context, srv *http.Server, listeners []net.Listener, opts
 
 	useTLS := srv.TLSConfig != nil && (len(srv.TLSConfig.Certificates) > 0 ||
 		srv.TLSConfig.GetCertificate != nil || srv.TLSConfig.GetConfigForClient != nil)
+	conns := trackConns(srv)
 	accepting := make(chan struct{}, len(listeners))
 	type result struct {
 		addr net.Addr
@@ -180,9 +182,26 @@ func Serve(ctx context.Context, srv *http.Server, listeners []net.Listener, opts
 		case <-stopWatching:
 		}
 	}()
+
+	// Drain without srv.Shutdown: once it has begun, net/http drops a
+	// request it reads from a connection accepted just before, closing the
+	// connection unanswered. Under socket activation that is the request
+	// that arrived as SIGTERM did. So: no more keep-alive (idle connections
+	// close now, busy ones after their response), stop accepting, wait for
+	// the accept loops (after that every accepted connection is tracked),
+	// then wait until every connection has answered and closed.
+	srv.SetKeepAlivesEnabled(false)
+	for _, l := range listeners {
+		l.Close()
+	}
+	for ; returned < len(listeners); returned++ {
+		r := <-results
+		if failure == nil && r.err != nil && !errors.Is(r.err, http.ErrServerClosed) && !errors.Is(r.err, net.ErrClosed) {
+			failure = fmt.Errorf("activation: serving %s %s stopped: %w", r.addr.Network(), r.addr, r.err)
+		}
+	}
 	var drainErr error
-	if err := srv.Shutdown(drainCtx); err != nil {
-		srv.Close()
+	if err := conns.wait(drainCtx); err != nil {
 		select {
 		case <-secondSignal:
 			drainErr = fmt.Errorf("activation: drain cut short by a second signal: %w", ErrDrainTimeout)
@@ -191,17 +210,74 @@ func Serve(ctx context.Context, srv *http.Server, listeners []net.Listener, opts
 		}
 	}
 	close(stopWatching)
-	for ; returned < len(listeners); returned++ {
-		r := <-results
-		if failure == nil && r.err != nil && !errors.Is(r.err, http.ErrServerClosed) {
-			failure = fmt.Errorf("activation: serving %s %s stopped: %w", r.addr.Network(), r.addr, r.err)
-		}
-	}
+	srv.Close()
 	return errors.Join(failure, drainErr)
 }
 
 // acceptNotifier reports the first call to Accept, which shows that
 // http.Server.Serve has entered its accept loop for this listener.
+// connTracker follows the server's connections through its ConnState
+// hook (the server's own hook, if any, still runs).
+type connTracker struct {
+	mu    sync.Mutex
+	conns map[net.Conn]connInfo
+}
+
+type connInfo struct {
+	state http.ConnState
+	since time.Time
+}
+
+// newConnGrace is how long a connection that has sent nothing yet is waited
+// for during a drain, as net/http's own Shutdown does.
+const newConnGrace = 5 * time.Second
+
+func trackConns(srv *http.Server) *connTracker {
+	t := &connTracker{conns: map[net.Conn]connInfo{}}
+	hook := srv.ConnState
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		t.mu.Lock()
+		switch st {
+		case http.StateClosed, http.StateHijacked:
+			delete(t.conns, c)
+		default:
+			t.conns[c] = connInfo{st, time.Now()}
+		}
+		t.mu.Unlock()
+		if hook != nil {
+			hook(c, st)
+		}
+	}
+	return t
+}
+
+// wait returns once no connection is left, closing idle ones and ones that
+// sent nothing within newConnGrace, or with ctx's error when the drain
+// deadline comes first.
+func (t *connTracker) wait(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		busy := 0
+		for c, info := range t.conns {
+			if info.state == http.StateIdle || info.state == http.StateNew && time.Since(info.since) > newConnGrace {
+				c.Close()
+				delete(t.conns, c)
+				continue
+			}
+			busy++
+		}
+		t.mu.Unlock()
+		if busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 type acceptNotifier struct {
 	net.Listener
 	once      sync.Once
