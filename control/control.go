@@ -1,0 +1,264 @@
+// Package control drives systemd's manager over D-Bus for sitectl: start,
+// stop and restart jobs that are waited for with a deadline, and the unit
+// state sitectl reports.
+//
+// It connects to the system bus, so that polkit can authorise non-root
+// deployers; only root falls back to systemd's private socket when there is
+// no bus. Job results come back on a buffered channel that is always read or
+// abandoned with its context: an unread unbuffered channel would block every
+// later job (go-systemd issue 429). A job result other than "done" is an
+// error naming the unit.
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
+)
+
+// Errors callers tell apart (with errors.Is).
+var (
+	// ErrUnavailable: neither the system bus nor systemd's private socket
+	// could be reached.
+	ErrUnavailable = errors.New("systemd cannot be reached")
+	// ErrDenied: systemd or polkit refused the call.
+	ErrDenied = errors.New("permission denied")
+)
+
+// Manager is a connection to systemd.
+type Manager struct {
+	conn *sd.Conn
+	bus  *dbus.Conn // the same connection, for pipelined property reads
+}
+
+// Connect reaches systemd over the system bus, or, for root when there is no
+// bus, over systemd's private socket. ctx bounds the connecting only: godbus
+// would close a connection made with a context once that context ends.
+func Connect(ctx context.Context) (*Manager, error) {
+	type result struct {
+		m   *Manager
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		m, err := connect()
+		done <- result{m, err}
+	}()
+	select {
+	case r := <-done:
+		return r.m, r.err
+	case <-ctx.Done():
+		go func() { // close the connection if it comes up after all
+			if r := <-done; r.m != nil {
+				r.m.Close()
+			}
+		}()
+		return nil, fmt.Errorf("%w: no answer within the time allowed (%v)", ErrUnavailable, ctx.Err())
+	}
+}
+
+func connect() (*Manager, error) {
+	m := &Manager{}
+	dial := func(open func() (*dbus.Conn, error), hello bool) func() (*dbus.Conn, error) {
+		return func() (*dbus.Conn, error) {
+			c, err := open()
+			if err != nil {
+				return nil, err
+			}
+			if err := c.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+				c.Close()
+				return nil, err
+			}
+			if hello {
+				if err := c.Hello(); err != nil {
+					c.Close()
+					return nil, err
+				}
+			}
+			m.bus = c
+			return c, nil
+		}
+	}
+	conn, err := sd.NewConnection(dial(func() (*dbus.Conn, error) { return dbus.SystemBusPrivate() }, true))
+	if err != nil && os.Geteuid() == 0 {
+		var err2 error
+		conn, err2 = sd.NewConnection(dial(func() (*dbus.Conn, error) {
+			return dbus.Dial("unix:path=/run/systemd/private")
+		}, false))
+		if err2 == nil {
+			err = nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: the system bus does not answer (%v)", ErrUnavailable, err)
+	}
+	m.conn = conn
+	return m, nil
+}
+
+// Close the connection.
+func (m *Manager) Close() { m.conn.Close() }
+
+// JobFunc is one of go-systemd's *UnitContext job methods.
+type jobFunc func(ctx context.Context, name, mode string, ch chan<- string) (int, error)
+
+// Restart restarts a unit and waits for the job to finish.
+func (m *Manager) Restart(ctx context.Context, unit string) error {
+	return m.job(ctx, "restart", unit, m.conn.RestartUnitContext)
+}
+
+// Start starts a unit and waits for the job to finish.
+func (m *Manager) Start(ctx context.Context, unit string) error {
+	return m.job(ctx, "start", unit, m.conn.StartUnitContext)
+}
+
+// Stop stops a unit and waits for the job to finish.
+func (m *Manager) Stop(ctx context.Context, unit string) error {
+	return m.job(ctx, "stop", unit, m.conn.StopUnitContext)
+}
+
+func (m *Manager) job(ctx context.Context, verb, unit string, fn jobFunc) error {
+	ch := make(chan string, 1) // buffered: a late result never blocks the connection
+	if _, err := fn(ctx, unit, "replace", ch); err != nil {
+		return fmt.Errorf("cannot %s %s: %w", verb, unit, classify(err))
+	}
+	select {
+	case result := <-ch:
+		if result != "done" {
+			return &JobError{Verb: verb, Unit: unit, Result: result}
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s of %s did not finish in time: %w", verb, unit, ctx.Err())
+	}
+}
+
+// JobError is a job that ended with another result than "done".
+type JobError struct {
+	Verb, Unit, Result string
+}
+
+func (e *JobError) Error() string {
+	return fmt.Sprintf("%s of %s ended with result %q", e.Verb, e.Unit, e.Result)
+}
+
+// ResetFailed clears a unit's failed state and its start-rate counter, so a
+// deliberate start is not refused because of earlier failures.
+func (m *Manager) ResetFailed(ctx context.Context, unit string) error {
+	err := m.conn.ResetFailedUnitContext(ctx, unit)
+	var de dbus.Error
+	if errors.As(err, &de) && de.Name == "org.freedesktop.systemd1.NoSuchUnit" {
+		return nil // never loaded, nothing to reset
+	}
+	if err != nil {
+		return fmt.Errorf("cannot reset %s: %w", unit, classify(err))
+	}
+	return nil
+}
+
+func classify(err error) error {
+	var de dbus.Error
+	if errors.As(err, &de) {
+		switch de.Name {
+		case "org.freedesktop.DBus.Error.AccessDenied", "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
+			"org.freedesktop.systemd1.AccessDenied":
+			return fmt.Errorf("%w: %s", ErrDenied, de.Error())
+		}
+	}
+	return err
+}
+
+// Unit is the state of a service unit as sitectl reports it.
+type Unit struct {
+	Name        string    `json:"unit"`
+	LoadState   string    `json:"load_state"`
+	ActiveState string    `json:"active_state"`
+	SubState    string    `json:"sub_state"`
+	MainPID     int       `json:"main_pid"`
+	Since       time.Time `json:"since,omitzero"` // when it entered its active state
+	Result      string    `json:"result,omitempty"`
+	StatusText  string    `json:"status_text,omitempty"`
+	NRestarts   int       `json:"n_restarts"`
+}
+
+const (
+	unitIface    = "org.freedesktop.systemd1.Unit"
+	serviceIface = "org.freedesktop.systemd1.Service"
+)
+
+// Units reads the state of every unit matching the patterns: one
+// ListUnitsByPatterns call, then the service properties of all of them as
+// pipelined calls (sent at once, answered together), never one round trip
+// per unit. Units that are not loaded are left out; ask for them by name
+// with UnitsByName.
+func (m *Manager) Units(ctx context.Context, patterns ...string) ([]Unit, error) {
+	st, err := m.conn.ListUnitsByPatternsContext(ctx, nil, patterns)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list units: %w", classify(err))
+	}
+	return m.details(ctx, st)
+}
+
+// UnitsByName reads the given units, loading them if needed.
+func (m *Manager) UnitsByName(ctx context.Context, names ...string) ([]Unit, error) {
+	st, err := m.conn.ListUnitsByNamesContext(ctx, names)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read units: %w", classify(err))
+	}
+	return m.details(ctx, st)
+}
+
+func (m *Manager) details(ctx context.Context, st []sd.UnitStatus) ([]Unit, error) {
+	out := make([]Unit, len(st))
+	calls := make([]*dbus.Call, 0, 2*len(st))
+	for i, s := range st {
+		out[i] = Unit{Name: s.Name, LoadState: s.LoadState, ActiveState: s.ActiveState, SubState: s.SubState}
+		if s.LoadState != "loaded" {
+			continue
+		}
+		obj := m.bus.Object("org.freedesktop.systemd1", s.Path)
+		calls = append(calls,
+			obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.GetAll", 0, nil, serviceIface),
+			obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.GetAll", 0, nil, unitIface))
+	}
+	j := 0
+	for i, s := range st {
+		if s.LoadState != "loaded" {
+			continue
+		}
+		svc, unit := calls[j], calls[j+1]
+		j += 2
+		var sp, up map[string]dbus.Variant
+		if err := (<-svc.Done).Store(&sp); err != nil {
+			return nil, fmt.Errorf("cannot read %s: %w", s.Name, classify(err))
+		}
+		if err := (<-unit.Done).Store(&up); err != nil {
+			return nil, fmt.Errorf("cannot read %s: %w", s.Name, classify(err))
+		}
+		u := &out[i]
+		u.MainPID = int(variant[uint32](sp, "MainPID"))
+		u.Result = variant[string](sp, "Result")
+		u.StatusText = variant[string](sp, "StatusText")
+		u.NRestarts = int(variant[uint32](sp, "NRestarts"))
+		if usec := variant[uint64](up, "StateChangeTimestamp"); usec > 0 {
+			u.Since = time.UnixMicro(int64(usec)).UTC()
+		}
+	}
+	return out, nil
+}
+
+func variant[T any](m map[string]dbus.Variant, key string) T {
+	var zero T
+	v, ok := m[key]
+	if !ok {
+		return zero
+	}
+	t, _ := v.Value().(T)
+	return t
+}
