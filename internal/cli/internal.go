@@ -2,15 +2,22 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/activation"
 	"github.com/sitectl/sitectl/cleanup"
+	"github.com/sitectl/sitectl/maintenance"
 	"github.com/sitectl/sitectl/modes"
 	"github.com/sitectl/sitectl/site"
 )
@@ -91,8 +98,10 @@ environment.`,
 			argv := a[1:]
 			switch serve := os.Getenv(modes.VarServe); site.Serve(serve) {
 			case "", site.ServeApp:
+			case site.ServeMaintenance:
+				return serveMaintenance(c.Context(), a[0])
 			default:
-				return fmt.Errorf("site %s: mode %s serves %q, which this sitectl cannot serve yet", a[0], os.Getenv(modes.VarMode), serve)
+				return fmt.Errorf("site %s: mode %s serves %q, which this sitectl does not know", a[0], os.Getenv(modes.VarMode), serve)
 			}
 			prog, err := exec.LookPath(argv[0])
 			if err != nil {
@@ -107,6 +116,45 @@ environment.`,
 			return fmt.Errorf("site %s: cannot run %s: %w", a[0], prog, syscall.Exec(prog, argv, env))
 		},
 	}
+}
+
+// serveMaintenance runs the built-in maintenance server on the sockets
+// systemd passed, until SIGTERM, then drains.
+func serveMaintenance(ctx context.Context, name string) error {
+	page, err := maintenance.LoadPage(os.Getenv(modes.VarPage))
+	if err != nil {
+		return fmt.Errorf("site %s: %w", name, err)
+	}
+	retry, _ := strconv.Atoi(os.Getenv(modes.VarRetryAfter))
+	h, err := maintenance.Handler(maintenance.Config{
+		Site: name, Page: page, StaticDir: os.Getenv(modes.VarStaticDir), RetryAfter: time.Duration(retry) * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("site %s: %w", name, err)
+	}
+	byName, err := activation.Listeners()
+	if err != nil {
+		return fmt.Errorf("site %s: %w", name, err)
+	}
+	var ls []net.Listener
+	for _, l := range byName {
+		ls = append(ls, l...)
+	}
+	if len(ls) == 0 {
+		return fmt.Errorf("site %s: %w", name, maintenance.ErrNoListeners)
+	}
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "SITECTL_") {
+			os.Unsetenv(strings.SplitN(kv, "=", 2)[0])
+		}
+	}
+	fmt.Fprintf(os.Stderr, "site %s: serving the maintenance page on %d sockets\n", name, len(ls))
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if err := activation.Serve(ctx, srv, ls, activation.ServeOptions{}); err != nil && !errors.Is(err, activation.ErrDrainTimeout) {
+		return fmt.Errorf("site %s: %w", name, err)
+	}
+	fmt.Fprintf(os.Stderr, "site %s: maintenance server stopped\n", name)
+	return nil
 }
 
 func cleanupCmd(e *env) *cobra.Command {

@@ -1,0 +1,135 @@
+// Package maintenance is sitectl's built-in maintenance server. A site in a
+// mode with serve = "maintenance" runs it on the site's own held sockets
+// instead of the app: every request gets the maintenance page with status
+// 503 and Retry-After, except files that exist in the static directory (for
+// the page's stylesheet and images) and the health path, which answers 200
+// so that sitectl can verify the mode came up. It needs nothing from the app.
+package maintenance
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"net/http"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// HealthPath answers 200 while the maintenance server runs.
+const HealthPath = "/.sitectl/health"
+
+// DefaultPage is served when a mode configures no page of its own.
+const DefaultPage = `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Down for maintenance</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:15vh auto;padding:0 1rem;color:#222}</style>
+</head>
+<body><h1>Down for maintenance</h1>
+<p>This site is being updated and will be back shortly. Please try again in a few minutes.</p>
+</body>
+</html>
+`
+
+// Config of the server. Zero values mean defaults.
+type Config struct {
+	Site       string
+	Page       []byte        // the page body; default DefaultPage
+	StaticDir  string        // optional
+	RetryAfter time.Duration // default 120s
+}
+
+// Handler returns the maintenance server's handler. The static directory is
+// opened as an os.Root, so no request can reach outside it, by ".." or by a
+// symlink; directories are never listed.
+func Handler(cfg Config) (http.Handler, error) {
+	if len(cfg.Page) == 0 {
+		cfg.Page = []byte(DefaultPage)
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 120 * time.Second
+	}
+	h := &handler{cfg: cfg, retryAfter: strconv.Itoa(int(cfg.RetryAfter.Seconds()))}
+	if cfg.StaticDir != "" {
+		root, err := os.OpenRoot(cfg.StaticDir)
+		if err != nil {
+			return nil, fmt.Errorf("cannot open the static directory: %w", err)
+		}
+		h.static = root
+	}
+	return h, nil
+}
+
+// LoadPage reads a page file, or returns the default page for "".
+func LoadPage(file string) ([]byte, error) {
+	if file == "" {
+		return []byte(DefaultPage), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the maintenance page: %w", err)
+	}
+	return b, nil
+}
+
+type handler struct {
+	cfg        Config
+	retryAfter string
+	static     *os.Root
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Site-Mode", "maintenance")
+	if r.URL.Path == HealthPath {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, "maintenance\n")
+		return
+	}
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && h.serveStatic(w, r) {
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Retry-After", h.retryAfter)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(h.cfg.Page)))
+	w.WriteHeader(http.StatusServiceUnavailable)
+	if r.Method != http.MethodHead {
+		w.Write(h.cfg.Page)
+	}
+}
+
+// serveStatic serves a regular file of the static directory, if the path
+// names one, and reports whether it did.
+func (h *handler) serveStatic(w http.ResponseWriter, r *http.Request) bool {
+	if h.static == nil {
+		return false
+	}
+	name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
+	if name == "" || !fs.ValidPath(name) {
+		return false
+	}
+	f, err := h.static.Open(name)
+	if err != nil {
+		return false // missing, or outside the root: the maintenance page
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return false // directories are never listed
+	}
+	if ct := mime.TypeByExtension(path.Ext(name)); ct != "" {
+		w.Header().Set("Content-Type", ct)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.ServeContent(w, r, name, fi.ModTime(), f)
+	return true
+}
+
+// ErrNoListeners is returned when the server has nothing to serve on.
+var ErrNoListeners = errors.New("the maintenance server got no sockets from systemd")
