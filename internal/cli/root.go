@@ -24,6 +24,8 @@ type env struct {
 	stateDir  string
 	stdout    io.Writer
 	stderr    io.Writer
+	// interactive: progress lines go to stderr (a terminal).
+	interactive bool
 }
 
 // unitOptions are the options the generator uses too, so that rendered units
@@ -37,7 +39,7 @@ func (e *env) sitePath(name string) string { return e.configDir + "/" + name + "
 
 // NewRoot builds the command tree.
 func NewRoot(stdout, stderr io.Writer) *cobra.Command {
-	e := &env{stdout: stdout, stderr: stderr}
+	e := &env{stdout: stdout, stderr: stderr, interactive: isTerminal(stderr)}
 	root := &cobra.Command{
 		Use:   "sitectl",
 		Short: "Host many web sites on one systemd host and change one without anyone noticing",
@@ -61,9 +63,11 @@ directory (default ` + site.DefaultConfigDir + `) by a systemd generator.
 	pf.StringVar(&e.configDir, "config-dir", envOr("SITECTL_CONFIG_DIR", site.DefaultConfigDir), "directory of site files (env SITECTL_CONFIG_DIR)")
 	pf.StringVar(&e.stateDir, "state-dir", envOr("SITECTL_STATE_DIR", units.DefaultStateDir), "directory of mode state (env SITECTL_STATE_DIR)")
 
-	root.AddGroup(&cobra.Group{ID: "sites", Title: "Site files and units:"},
+	root.AddGroup(&cobra.Group{ID: "run", Title: "Running sites:"},
+		&cobra.Group{ID: "sites", Title: "Site files and units:"},
 		&cobra.Group{ID: "internal", Title: "Run by the generated units:"})
-	root.AddCommand(checkCmd(e), unitsCmd(e), prepareCmd(e), launchCmd(e), cleanupCmd(e), docsCmd(root))
+	root.AddCommand(modeCmd(e), restartCmd(e), rollbackCmd(e), statusCmd(e), listCmd(e), historyCmd(e),
+		checkCmd(e), unitsCmd(e), prepareCmd(e), launchCmd(e), cleanupCmd(e), docsCmd(root))
 	return root
 }
 

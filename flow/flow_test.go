@@ -1,0 +1,215 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/control"
+	"github.com/sitectl/sitectl/modes"
+	"github.com/sitectl/sitectl/site"
+)
+
+// fakeSystemd plays systemd: a restart starts the service in whatever mode
+// the mode file records, and modes listed in failing do not come up.
+type fakeSystemd struct {
+	store    modes.Store
+	site     string
+	failing  map[string]bool
+	pid      int
+	state    string
+	restarts []string // the mode of each restart
+	resets   int
+}
+
+func (f *fakeSystemd) Restart(ctx context.Context, unit string) error {
+	mode, _, _ := f.store.Current(f.site)
+	f.restarts = append(f.restarts, mode)
+	f.pid += 10
+	if f.failing[mode] {
+		f.state = "failed"
+		return &control.JobError{Verb: "restart", Unit: unit, Result: "failed"}
+	}
+	f.state = "active"
+	return nil
+}
+
+func (f *fakeSystemd) ResetFailed(ctx context.Context, unit string) error { f.resets++; return nil }
+
+func (f *fakeSystemd) UnitsByName(ctx context.Context, names ...string) ([]control.Unit, error) {
+	sub := "running"
+	if f.state != "active" {
+		sub = "failed"
+	}
+	return []control.Unit{{Name: names[0], LoadState: "loaded", ActiveState: f.state, SubState: sub, MainPID: f.pid}}, nil
+}
+
+func testSite(t *testing.T) *site.Site {
+	t.Helper()
+	s, err := site.Parse("/etc/sitectl/sites/karl.toml", []byte(`exec = ["/bin/app"]
+readiness = "notify"
+[[listen]]
+address = "127.0.0.1:8080"
+[modes.read-only]
+environment = { READ_ONLY = "1" }
+[modes.broken]
+environment = { BROKEN = "1" }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newEnv(t *testing.T, failing ...string) (*Env, *fakeSystemd) {
+	st := modes.Store{Dir: t.TempDir()}
+	f := &fakeSystemd{store: st, site: "karl", failing: map[string]bool{}, pid: 100, state: "active"}
+	for _, m := range failing {
+		f.failing[m] = true
+	}
+	return &Env{Store: st, Systemd: f, UID: 1000, Journal: func(string, time.Time) []string { return []string{"app: boom"} }}, f
+}
+
+func TestSwitchRecordsModeAndHistory(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.From != "normal" || rep.To != "read-only" || rep.Result != modes.ResultOK || !rep.Changed || rep.MainPID != f.pid {
+		t.Errorf("report %+v", rep)
+	}
+	if cur, _, _ := e.Store.Current("karl"); cur != "read-only" {
+		t.Errorf("recorded mode %q", cur)
+	}
+	env, _ := os.ReadFile(e.Store.EnvPath("karl"))
+	if !strings.Contains(string(env), `READ_ONLY="1"`) || !strings.Contains(string(env), `SITE_MODE="read-only"`) {
+		t.Errorf("mode file:\n%s", env)
+	}
+	st, _ := e.Store.ReadState("karl")
+	if st.PreviousMode != "normal" || st.Pending != nil || len(st.History) != 1 || st.History[0].Result != modes.ResultOK || st.History[0].UID != 1000 {
+		t.Errorf("state %+v", st)
+	}
+	if f.resets != 1 {
+		t.Errorf("the start-rate limit was reset %d times, want once before the restart", f.resets)
+	}
+}
+
+func TestFailedModeRollsBack(t *testing.T) {
+	e, f := newEnv(t, "broken")
+	s := testSite(t)
+	if _, err := SwitchMode(context.Background(), e, s, "read-only", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := SwitchMode(context.Background(), e, s, "broken", Options{})
+	if !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("err = %v, want ErrRolledBack", err)
+	}
+	if rep.Result != modes.ResultRolledBack || rep.Changed || len(rep.Journal) != 1 || !strings.Contains(rep.Reason, `ended with result "failed"`) {
+		t.Errorf("report %+v", rep)
+	}
+	if got := strings.Join(f.restarts, ","); got != "read-only,broken,read-only" {
+		t.Errorf("restarts in modes %s", got)
+	}
+	if cur, _, _ := e.Store.Current("karl"); cur != "read-only" {
+		t.Errorf("after the rollback the site is recorded in %q", cur)
+	}
+	st, _ := e.Store.ReadState("karl")
+	last := st.History[len(st.History)-1]
+	if last.From != "read-only" || last.To != "broken" || last.Result != modes.ResultRolledBack || st.PreviousMode != "normal" {
+		t.Errorf("state %+v", st)
+	}
+}
+
+func TestRollbackThatFailsToo(t *testing.T) {
+	e, _ := newEnv(t, "broken", "normal")
+	_, err := SwitchMode(context.Background(), e, testSite(t), "broken", Options{})
+	if !errors.Is(err, ErrRollbackFailed) {
+		t.Fatalf("err = %v, want ErrRollbackFailed", err)
+	}
+	st, _ := e.Store.ReadState("karl")
+	if st.History[0].Result != modes.ResultRollbackFailed || st.Pending != nil {
+		t.Errorf("state %+v", st)
+	}
+}
+
+func TestSameModeIsANoOpUnlessForced(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	rep, err := SwitchMode(context.Background(), e, s, "normal", Options{})
+	if err != nil || rep.Changed || len(f.restarts) != 0 {
+		t.Fatalf("rep %+v err %v restarts %v", rep, err, f.restarts)
+	}
+	rep, err = SwitchMode(context.Background(), e, s, "normal", Options{Force: true})
+	if err != nil || !rep.Changed || len(f.restarts) != 1 {
+		t.Fatalf("forced: rep %+v err %v restarts %v", rep, err, f.restarts)
+	}
+}
+
+func TestInterruptedSwitchIsClosedByTheNext(t *testing.T) {
+	e, _ := newEnv(t)
+	s := testSite(t)
+	// A sitectl killed after recording its intent and the new mode file.
+	if err := e.Store.WriteState("karl", modes.State{Pending: &modes.Pending{From: "normal", To: "read-only", PID: 4242}}); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := s.Mode("read-only")
+	if err := e.Store.Write(s, m); err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := Current(e.Store, s); cur != "read-only" {
+		t.Fatalf("current %q", cur)
+	}
+	if _, err := SwitchMode(context.Background(), e, s, "normal", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.Store.ReadState("karl")
+	if len(st.History) != 2 || st.History[0].Result != modes.ResultInterrupted || st.History[1].Result != modes.ResultOK || st.Pending != nil {
+		t.Fatalf("history %+v", st.History)
+	}
+}
+
+func TestUnknownModeChangesNothing(t *testing.T) {
+	e, f := newEnv(t)
+	_, err := SwitchMode(context.Background(), e, testSite(t), "nope", Options{})
+	if !errors.Is(err, ErrModeNotFound) {
+		t.Fatalf("err = %v", err)
+	}
+	entries, _ := os.ReadDir(e.Store.Dir)
+	if len(entries) != 0 || len(f.restarts) != 0 {
+		t.Fatalf("state written (%d entries) or restarts (%v) for an unknown mode", len(entries), f.restarts)
+	}
+}
+
+func TestRollbackNeedsAPreviousMode(t *testing.T) {
+	e, _ := newEnv(t)
+	s := testSite(t)
+	if _, err := Rollback(context.Background(), e, s, time.Minute); !errors.Is(err, ErrNoPrevious) {
+		t.Fatalf("err = %v", err)
+	}
+	SwitchMode(context.Background(), e, s, "read-only", Options{})
+	rep, err := Rollback(context.Background(), e, s, time.Minute)
+	if err != nil || rep.To != "normal" {
+		t.Fatalf("rollback: %+v %v", rep, err)
+	}
+}
+
+func TestStateFilesStayWhole(t *testing.T) {
+	e, _ := newEnv(t)
+	s := testSite(t)
+	for i := 0; i < 5; i++ {
+		SwitchMode(context.Background(), e, s, []string{"read-only", "normal"}[i%2], Options{})
+	}
+	dir := filepath.Dir(e.Store.EnvPath("karl"))
+	entries, _ := os.ReadDir(dir)
+	for _, en := range entries {
+		if strings.Contains(en.Name(), ".tmp-") {
+			t.Errorf("temporary file left behind: %s", en.Name())
+		}
+	}
+}

@@ -1,0 +1,266 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/sitectl/sitectl/control"
+	"github.com/sitectl/sitectl/flow"
+	"github.com/sitectl/sitectl/modes"
+	"github.com/sitectl/sitectl/site"
+)
+
+// changeFlags are the flags of every verb that changes a site.
+type changeFlags struct {
+	noBlock bool
+	timeout time.Duration
+	asJSON  bool
+	force   bool
+}
+
+func (f *changeFlags) register(c *cobra.Command) {
+	c.Flags().BoolVar(&f.noBlock, "no-block", false, "fail at once if another sitectl is changing the site, instead of waiting")
+	c.Flags().DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up after this long; 60% for the change, the rest for a rollback")
+	c.Flags().BoolVar(&f.asJSON, "json", false, "report as JSON on standard output")
+}
+
+func modeCmd(e *env) *cobra.Command {
+	var f changeFlags
+	c := &cobra.Command{
+		Use:     "mode SITE MODE",
+		GroupID: "run",
+		Short:   "Switch one site into a mode, verify it serves, roll back if it does not",
+		Long: `Switch one site into a mode: record the mode, restart the site's service over D-Bus,
+wait until it is running (READY=1 for notify sites), verify it through its own
+listener when the site has a probe (maintenance modes always are), and report.
+If the site does not come up, its previous mode is put back and brought up again,
+and sitectl exits 4 with the reason and the journal lines of the failed start.
+
+Only this site's service is restarted; its socket units keep the listeners open, so
+no connection is refused. A second sitectl changing the same site waits for the
+first (or fails at once with --no-block). Switching to the mode the site already
+runs in does nothing unless --force is given.
+
+` + exitCodesHelp,
+		Example: `  sitectl mode karl maintenance
+  sitectl mode karl normal --timeout 1m --json`,
+		Args: args(2, 2, "a site and a mode"),
+		RunE: func(c *cobra.Command, a []string) error {
+			return e.change(c.Context(), a[0], f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
+				return flow.SwitchMode(ctx, fe, s, a[1], flow.Options{Force: f.force, Timeout: f.timeout})
+			}, &a[1])
+		},
+	}
+	f.register(c)
+	c.Flags().BoolVar(&f.force, "force", false, "restart even if the site already runs in the mode")
+	return c
+}
+
+func restartCmd(e *env) *cobra.Command {
+	var f changeFlags
+	c := &cobra.Command{
+		Use:     "restart SITE",
+		GroupID: "run",
+		Short:   "Restart one site in its current mode and verify it serves",
+		Long: `Restart one site's service over D-Bus in its current mode, wait until it runs and
+verify it as sitectl mode does. The socket units keep the listeners open.
+
+` + exitCodesHelp,
+		Args: args(1, 1, "one site"),
+		RunE: func(c *cobra.Command, a []string) error {
+			return e.change(c.Context(), a[0], f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
+				return flow.Restart(ctx, fe, s, f.timeout)
+			}, nil)
+		},
+	}
+	f.register(c)
+	return c
+}
+
+func rollbackCmd(e *env) *cobra.Command {
+	var f changeFlags
+	c := &cobra.Command{
+		Use:     "rollback SITE",
+		GroupID: "run",
+		Short:   "Switch one site back to its previous mode",
+		Args:    args(1, 1, "one site"),
+		RunE: func(c *cobra.Command, a []string) error {
+			return e.change(c.Context(), a[0], f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
+				return flow.Rollback(ctx, fe, s, f.timeout)
+			}, nil)
+		},
+	}
+	f.register(c)
+	return c
+}
+
+type flowFunc func(context.Context, *flow.Env, *site.Site) (flow.Report, error)
+
+// change runs a flow that changes one site, in the order that keeps bad
+// input from changing anything: names and files first, then the bus, then
+// the lock, and only then state. mode is the mode asked for, if any.
+func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFunc, mode *string) error {
+	s, err := e.loadSite(name)
+	if err != nil {
+		return err
+	}
+	if mode != nil {
+		if err := site.ValidateModeName(*mode); err != nil {
+			return withCode(ExitUsage, err)
+		}
+		if _, ok := s.Mode(*mode); !ok {
+			return withCode(ExitNotFound, fmt.Errorf("site %s has no mode %s; its modes are: %s", s.Name, *mode, strings.Join(s.ModeNames(), ", ")))
+		}
+	}
+	mgr, err := e.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer mgr.Close()
+
+	st := modes.Store{Dir: e.stateDir}
+	lock, err := st.LockSite(s, false)
+	if errors.Is(err, modes.ErrLocked) {
+		if f.noBlock {
+			return withCode(ExitFailed, fmt.Errorf("site %s is being changed by another sitectl; nothing was done", s.Name), "run again without --no-block to wait for it")
+		}
+		e.progressf("%s: waiting for another sitectl to finish with this site", s.Name)
+		lock, err = st.LockSite(s, true)
+	}
+	if err != nil {
+		return stateError(err)
+	}
+	defer lock.Unlock()
+
+	fe := &flow.Env{
+		Store:    st,
+		Systemd:  mgr,
+		Progress: e.progressf,
+		Journal:  journalLines,
+		UID:      os.Getuid(),
+	}
+	rep, err := run(ctx, fe, s)
+	if f.asJSON {
+		if rep.Journal == nil {
+			rep.Journal = []string{}
+		}
+		if jerr := writeJSON(e.stdout, rep); jerr != nil {
+			return jerr
+		}
+	} else if err == nil {
+		e.reportText(rep)
+	}
+	if err != nil {
+		return flowError(err, rep, f.asJSON, e.stderr)
+	}
+	return nil
+}
+
+func (e *env) reportText(rep flow.Report) {
+	switch {
+	case rep.Reason != "":
+		fmt.Fprintf(e.stdout, "%s: %s (main PID %d)\n", rep.Site, rep.Reason, rep.MainPID)
+	case rep.From == rep.To:
+		fmt.Fprintf(e.stdout, "%s: restarted in mode %s in %.1fs (main PID %d)\n", rep.Site, rep.To, rep.Duration, rep.MainPID)
+	default:
+		fmt.Fprintf(e.stdout, "%s: %s → %s in %.1fs (main PID %d)\n", rep.Site, rep.From, rep.To, rep.Duration, rep.MainPID)
+	}
+}
+
+// flowError maps a flow's failure to an exit code, printing the journal of
+// the failed start for a person.
+func flowError(err error, rep flow.Report, asJSON bool, stderr io.Writer) error {
+	if !asJSON && len(rep.Journal) > 0 {
+		fmt.Fprintf(stderr, "sitectl: journal of the failed start:\n")
+		for _, l := range rep.Journal {
+			fmt.Fprintf(stderr, "    %s\n", l)
+		}
+	}
+	switch {
+	case errors.Is(err, flow.ErrRolledBack):
+		return withCode(ExitRolledBack, err, fmt.Sprintf("the site serves in mode %s again", rep.From))
+	case errors.Is(err, flow.ErrRollbackFailed):
+		return withCode(ExitRollbackFail, err, "the site is down: see `systemctl status site-"+rep.Site+".service` and its journal")
+	case errors.Is(err, flow.ErrModeNotFound):
+		return withCode(ExitNotFound, err)
+	case errors.Is(err, flow.ErrNoPrevious):
+		return withCode(ExitFailed, err, "`sitectl history "+rep.Site+"` shows its switches")
+	case errors.Is(err, control.ErrDenied):
+		return withCode(ExitDenied, err)
+	case errors.Is(err, control.ErrUnavailable):
+		return withCode(ExitUnavailable, err)
+	}
+	return stateError(err)
+}
+
+// stateError words failures to write the state directory.
+func stateError(err error) error {
+	if errors.Is(err, fs.ErrPermission) {
+		return withCode(ExitDenied, err, "changing a site needs root, or membership of the sitectl-deploy group")
+	}
+	return err
+}
+
+// connect reaches systemd, with the exit codes for a bus that is missing or
+// refuses.
+func (e *env) connect(ctx context.Context) (*control.Manager, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := control.Connect(ctx)
+	if err != nil {
+		return nil, withCode(ExitUnavailable, err, "is systemd running, and dbus.service with it?")
+	}
+	return m, nil
+}
+
+// progressf prints a progress line when standard error is a terminal.
+func (e *env) progressf(format string, args ...any) {
+	if e.interactive {
+		fmt.Fprintf(e.stderr, "sitectl: "+format+"\n", args...)
+	}
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// journalLines reads the journal of a unit since a time, for the report of a
+// failed start. It is best effort: without journal access it says so.
+func journalLines(unit string, since time.Time) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "-o", "short-precise",
+		"-u", unit, "--since", "@"+strconv.FormatFloat(float64(since.UnixMicro())/1e6, 'f', 6, 64), "-n", "30").Output()
+	if err != nil {
+		return []string{"(the journal could not be read: " + err.Error() + ")"}
+	}
+	text := strings.TrimRight(string(out), "\n")
+	if text == "" {
+		return nil
+	}
+	return strings.Split(text, "\n")
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

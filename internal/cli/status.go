@@ -1,0 +1,292 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sitectl/sitectl/control"
+	"github.com/sitectl/sitectl/flow"
+	"github.com/sitectl/sitectl/modes"
+	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/units"
+)
+
+// siteStatus is what status and list report of a site. The field names are
+// a contract with scripts (snake_case, stable).
+type siteStatus struct {
+	Name         string `json:"name"`
+	File         string `json:"file"`
+	Mode         string `json:"mode"`
+	PreviousMode string `json:"previous_mode"`
+	// ModeApplied: the running process started after the mode was
+	// recorded, so it runs in that mode.
+	ModeApplied bool `json:"mode_applied"`
+	// Pending is a switch in progress (Busy) or one that was cut short.
+	Pending     *modes.Pending `json:"pending"`
+	Busy        bool           `json:"busy"`
+	Unit        string         `json:"unit"`
+	LoadState   string         `json:"load_state"`
+	ActiveState string         `json:"active_state"`
+	SubState    string         `json:"sub_state"`
+	MainPID     int            `json:"main_pid"`
+	Since       *time.Time     `json:"since"`
+	Result      string         `json:"result"`
+	StatusText  string         `json:"status_text"`
+	Listeners   []string       `json:"listeners"`
+	Release     string         `json:"release"`
+	Ready       bool           `json:"ready"`
+}
+
+func statusCmd(e *env) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:     "status [SITE...]",
+		GroupID: "run",
+		Short:   "Show the mode and state of sites (all when none are named)",
+		Long: `Show sites: their recorded mode and previous mode, whether the running process
+runs in that mode, a switch in progress or cut short, the service's state from
+systemd, the listeners and the release (the working directory, symlinks resolved).`,
+		RunE: func(c *cobra.Command, names []string) error {
+			sts, err := e.statuses(c.Context(), names)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(e.stdout, sts)
+			}
+			for i, s := range sts {
+				if i > 0 {
+					fmt.Fprintln(e.stdout)
+				}
+				printStatus(e, s)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "report as JSON on standard output")
+	return c
+}
+
+func listCmd(e *env) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:     "list",
+		GroupID: "run",
+		Short:   "List all sites with their mode and state, one line each",
+		Args:    args(0, 0, "no arguments"),
+		RunE: func(c *cobra.Command, _ []string) error {
+			sts, err := e.statuses(c.Context(), nil)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(e.stdout, sts)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SITE\tMODE\tSTATE\tPID\tSINCE\tLISTENERS")
+			for _, s := range sts {
+				mode := s.Mode
+				if s.Pending != nil {
+					mode += "*"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%d\t%s\t%s\n", s.Name, mode, s.ActiveState, s.SubState, s.MainPID, since(s.Since), strings.Join(s.Listeners, ","))
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "report as JSON on standard output")
+	return c
+}
+
+func since(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func printStatus(e *env, s siteStatus) {
+	dot := "○"
+	if s.Ready {
+		dot = "●"
+	}
+	fmt.Fprintf(e.stdout, "%s %s (%s)\n", dot, s.Name, s.File)
+	mode := s.Mode
+	if s.PreviousMode != "" {
+		mode += " (previous: " + s.PreviousMode + ")"
+	}
+	if !s.ModeApplied && s.ActiveState == "active" {
+		mode += "; recorded after the running process started: it applies at the next restart"
+	}
+	fmt.Fprintf(e.stdout, "     mode: %s\n", mode)
+	if p := s.Pending; p != nil {
+		what := "cut short (sitectl stopped before it finished); the next change closes it"
+		if s.Busy {
+			what = "in progress"
+		}
+		fmt.Fprintf(e.stdout, "   switch: %s → %s since %s, %s\n", p.From, p.To, p.Since.Local().Format(time.DateTime), what)
+	}
+	state := s.ActiveState + " (" + s.SubState + ")"
+	if s.Since != nil {
+		state += " since " + since(s.Since)
+	}
+	if s.MainPID > 0 {
+		state += fmt.Sprintf("; main PID %d", s.MainPID)
+	}
+	fmt.Fprintf(e.stdout, "    state: %s\n", state)
+	if s.StatusText != "" {
+		fmt.Fprintf(e.stdout, "   status: %s\n", s.StatusText)
+	}
+	fmt.Fprintf(e.stdout, "   listen: %s\n", strings.Join(s.Listeners, ", "))
+	if s.Release != "" {
+		fmt.Fprintf(e.stdout, "  release: %s\n", s.Release)
+	}
+}
+
+// statuses gathers the status of the named sites, or of all valid sites of
+// the config directory, reading systemd once for all of them.
+func (e *env) statuses(ctx context.Context, names []string) ([]siteStatus, error) {
+	var sites []*site.Site
+	if len(names) == 0 {
+		res, err := site.LoadDir(e.configDir)
+		if err != nil {
+			return nil, err
+		}
+		sites = res.Sites
+		for _, m := range res.Errors {
+			fmt.Fprintf(e.stderr, "sitectl: warning: %v\n", m)
+		}
+	} else {
+		for _, n := range names {
+			s, err := e.loadSite(n)
+			if err != nil {
+				return nil, err
+			}
+			sites = append(sites, s)
+		}
+	}
+	mgr, err := e.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer mgr.Close()
+	unitNames := make([]string, len(sites))
+	for i, s := range sites {
+		unitNames[i] = units.ServiceName(s.Name)
+	}
+	var us []control.Unit
+	if len(names) == 0 {
+		us, err = mgr.Units(ctx, "site-*.service")
+	} else {
+		us, err = mgr.UnitsByName(ctx, unitNames...)
+	}
+	if err != nil {
+		return nil, withCode(codeOf(flowError(err, flow.Report{}, true, e.stderr)), err)
+	}
+	byName := map[string]control.Unit{}
+	for _, u := range us {
+		byName[u.Name] = u
+	}
+	st := modes.Store{Dir: e.stateDir}
+	out := make([]siteStatus, 0, len(sites))
+	for i, s := range sites {
+		u, ok := byName[unitNames[i]]
+		if !ok {
+			u = control.Unit{Name: unitNames[i], LoadState: "not-loaded", ActiveState: "inactive", SubState: "dead"}
+		}
+		ss, err := siteStatusOf(st, s, u)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ss)
+	}
+	return out, nil
+}
+
+func siteStatusOf(st modes.Store, s *site.Site, u control.Unit) (siteStatus, error) {
+	mode, err := flow.Current(st, s)
+	if err != nil {
+		return siteStatus{}, err
+	}
+	state, err := st.ReadState(s.Name)
+	if err != nil {
+		return siteStatus{}, err
+	}
+	ss := siteStatus{
+		Name: s.Name, File: s.File, Mode: mode, PreviousMode: state.PreviousMode, Pending: state.Pending,
+		Unit: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState,
+		MainPID: u.MainPID, Result: u.Result, StatusText: u.StatusText, Listeners: []string{},
+	}
+	if !u.Since.IsZero() {
+		t := u.Since
+		ss.Since = &t
+	}
+	if state.Pending != nil {
+		ss.Busy = st.Busy(s.Name)
+	}
+	for _, l := range s.Listeners {
+		ss.Listeners = append(ss.Listeners, l.Endpoint())
+	}
+	if s.Workdir != "" {
+		if r, err := filepath.EvalSymlinks(s.Workdir); err == nil {
+			ss.Release = r
+		} else {
+			ss.Release = s.Workdir
+		}
+	}
+	ss.Ready = u.ActiveState == "active" && u.SubState == "running"
+	// The mode file is written before the restart that applies it.
+	if fi, err := os.Stat(st.EnvPath(s.Name)); err == nil && ss.Since != nil {
+		ss.ModeApplied = ss.Ready && !fi.ModTime().After(*ss.Since)
+	} else if os.IsNotExist(err) {
+		ss.ModeApplied = ss.Ready // no state yet: it runs its default mode
+	}
+	return ss, nil
+}
+
+func historyCmd(e *env) *cobra.Command {
+	var asJSON bool
+	var last int
+	c := &cobra.Command{
+		Use:     "history SITE",
+		GroupID: "run",
+		Short:   "Show a site's mode switches: when, from, to, by whom, and how they ended",
+		Args:    args(1, 1, "one site"),
+		RunE: func(c *cobra.Command, a []string) error {
+			s, err := e.loadSite(a[0])
+			if err != nil {
+				return err
+			}
+			state, err := modes.Store{Dir: e.stateDir}.ReadState(s.Name)
+			if err != nil {
+				return err
+			}
+			h := state.History
+			if last > 0 && len(h) > last {
+				h = h[len(h)-last:]
+			}
+			if asJSON {
+				if h == nil {
+					h = []modes.Entry{}
+				}
+				return writeJSON(e.stdout, h)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tFROM\tTO\tRESULT\tUID\tREASON")
+			for _, en := range h {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", en.Time.Local().Format(time.DateTime), en.From, en.To, en.Result, en.UID, en.Reason)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "report as JSON on standard output")
+	c.Flags().IntVarP(&last, "last", "n", 0, "show only the last `N` entries")
+	return c
+}
