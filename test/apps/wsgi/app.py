@@ -10,6 +10,12 @@ import os
 import time
 from urllib.parse import parse_qs
 
+# A mode can make the app fail to load, the way a bad release does. gunicorn
+# has already sent READY=1 by then (its workers import the app later), so
+# only a probe through the listener notices.
+if os.environ.get("WSGI_FAIL_IMPORT") == "1":
+    raise RuntimeError("WSGI_FAIL_IMPORT=1: failing to load, as asked")
+
 
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "/")
