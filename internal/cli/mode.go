@@ -56,7 +56,8 @@ runs in does nothing unless --force is given.
 ` + exitCodesHelp,
 		Example: `  sitectl mode karl maintenance
   sitectl mode karl normal --timeout 1m --json`,
-		Args: args(2, 2, "a site and a mode"),
+		Args:              args(2, 2, "a site and a mode"),
+		ValidArgsFunction: e.completeSiteThenMode,
 		RunE: func(c *cobra.Command, a []string) error {
 			return e.change(c.Context(), a[0], f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
 				return flow.SwitchMode(ctx, fe, s, a[1], flow.Options{Force: f.force, Timeout: f.timeout})
@@ -78,7 +79,8 @@ func restartCmd(e *env) *cobra.Command {
 verify it as sitectl mode does. The socket units keep the listeners open.
 
 ` + exitCodesHelp,
-		Args: args(1, 1, "one site"),
+		Args:              args(1, 1, "one site"),
+		ValidArgsFunction: e.completeOneSite,
 		RunE: func(c *cobra.Command, a []string) error {
 			return e.change(c.Context(), a[0], f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
 				return flow.Restart(ctx, fe, s, f.timeout)
@@ -92,10 +94,11 @@ verify it as sitectl mode does. The socket units keep the listeners open.
 func rollbackCmd(e *env) *cobra.Command {
 	var f changeFlags
 	c := &cobra.Command{
-		Use:     "rollback SITE",
-		GroupID: "run",
-		Short:   "Switch one site back to its previous mode",
-		Args:    args(1, 1, "one site"),
+		Use:               "rollback SITE",
+		GroupID:           "run",
+		Short:             "Switch one site back to its previous mode",
+		Args:              args(1, 1, "one site"),
+		ValidArgsFunction: e.completeOneSite,
 		RunE: func(c *cobra.Command, a []string) error {
 			return e.change(c.Context(), a[0], f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
 				return flow.Rollback(ctx, fe, s, f.timeout)

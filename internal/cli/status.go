@@ -53,6 +53,7 @@ func statusCmd(e *env) *cobra.Command {
 		Long: `Show sites: their recorded mode and previous mode, whether the running process
 runs in that mode, a switch in progress or cut short, the service's state from
 systemd, the listeners and the release (the working directory, symlinks resolved).`,
+		ValidArgsFunction: e.completeSites,
 		RunE: func(c *cobra.Command, names []string) error {
 			sts, err := e.statuses(c.Context(), names)
 			if err != nil {
@@ -255,10 +256,11 @@ func historyCmd(e *env) *cobra.Command {
 	var asJSON bool
 	var last int
 	c := &cobra.Command{
-		Use:     "history SITE",
-		GroupID: "run",
-		Short:   "Show a site's mode switches: when, from, to, by whom, and how they ended",
-		Args:    args(1, 1, "one site"),
+		Use:               "history SITE",
+		GroupID:           "run",
+		Short:             "Show a site's mode switches: when, from, to, by whom, and how they ended",
+		Args:              args(1, 1, "one site"),
+		ValidArgsFunction: e.completeOneSite,
 		RunE: func(c *cobra.Command, a []string) error {
 			s, err := e.loadSite(a[0])
 			if err != nil {

@@ -50,7 +50,7 @@ func testMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	bin = dir
 	root, _ := filepath.Abs("../..")
-	for _, pkg := range []string{"./cmd/sitectl", "./cmd/sitectl-generator", "./test/apps/webapp"} {
+	for _, pkg := range []string{"./cmd/sitectl", "./cmd/sitectl-generator", "./test/apps/webapp", "./examples/go-read-only"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, filepath.Base(pkg)), pkg)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -82,11 +82,17 @@ func newHost(t *testing.T, sites map[string]string) *host {
 	h.install(filepath.Join(bin, "sitectl"), "/usr/bin/sitectl", 0o755)
 	h.install(filepath.Join(bin, "sitectl-generator"), "/usr/lib/systemd/system-generators/sitectl-generator", 0o755)
 	h.install(filepath.Join(bin, "webapp"), "/usr/local/bin/webapp", 0o755)
+	h.install(filepath.Join(bin, "go-read-only"), "/usr/local/bin/go-read-only", 0o755)
 	wsgi, err := os.ReadFile("../apps/wsgi/app.py")
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.writeFile("/srv/wsgi/app.py", string(wsgi), 0o644)
+	example, err := os.ReadFile("../../examples/wsgi-read-only/app.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.writeFile("/srv/wsgi-read-only/app.py", string(example), 0o644)
 	for name, content := range sites {
 		h.writeSite(name, content)
 	}

@@ -491,3 +491,50 @@ func TestStatusMatchesSystemctlShow(t *testing.T) {
 		}
 	}
 }
+
+// The documented examples of the app-side contract refuse writes in
+// read-only mode and accept them otherwise.
+func TestReadOnlyExamples(t *testing.T) {
+	for _, app := range []struct{ name, site string }{
+		{"wsgi", `exec = ["/usr/bin/gunicorn", "app:application"]
+workdir = "/srv/wsgi-read-only"
+server = "gunicorn"
+[modes.read-only]
+[[listen]]
+address = "127.0.0.1:%d"
+`},
+		{"go", `exec = ["/usr/local/bin/go-read-only"]
+readiness = "notify"
+[modes.read-only]
+[[listen]]
+address = "127.0.0.1:%d"
+`},
+	} {
+		t.Run(app.name, func(t *testing.T) {
+			port := freePort(t)
+			h := newHost(t, map[string]string{"shop": fmt.Sprintf(app.site, port)})
+			h.run("systemctl", "start", "site-shop.socket")
+			url := fmt.Sprintf("http://127.0.0.1:%d/orders", port)
+			post := func() int {
+				resp, err := http.Post(url, "text/plain", strings.NewReader("x"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			if code := post(); code != 200 {
+				t.Errorf("normal mode: POST answered %d", code)
+			}
+			if _, code, stderr := h.mode("shop", "read-only"); code != 0 {
+				t.Fatalf("switch: %d %s", code, stderr)
+			}
+			if code := post(); code != 503 {
+				t.Errorf("read-only mode: POST answered %d, want 503", code)
+			}
+			if status, body := get(t, url); status != 200 || !strings.Contains(body, `"read-only"`) {
+				t.Errorf("read-only mode: GET answered %d %q", status, body)
+			}
+		})
+	}
+}
