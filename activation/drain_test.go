@@ -3,9 +3,9 @@ package activation
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
-	"io"
 	"os"
 	"testing"
 	"time"

@@ -48,6 +48,10 @@ type ServeOptions struct {
 	// promptly.
 	OnReady func()
 
+	// Children, if set, are stopped (SIGTERM, their grace, SIGKILL) once
+	// the in-flight requests have drained, before Serve returns.
+	Children *Children
+
 	// OnDrain, if set, is called when shutdown begins, after STOPPING=1 is
 	// sent and before in-flight requests are drained, with a short reason
 	// such as "received signal terminated". It runs on Serve's goroutine and
@@ -211,6 +215,9 @@ func Serve(ctx context.Context, srv *http.Server, listeners []net.Listener, opts
 	}
 	close(stopWatching)
 	srv.Close()
+	if opts.Children != nil {
+		opts.Children.Stop()
+	}
 	return errors.Join(failure, drainErr)
 }
 
