@@ -31,7 +31,16 @@ type Options struct {
 type Report struct {
 	Leftovers    []int    // processes found after the main process exited
 	Remaining    []int    // still there after the timeout (systemd kills them)
+	HooksRun     int      // hooks that ran
 	HookFailures []string // one line per failed hook
+}
+
+// Result is the one-word result of a cleanup, as the journal records it.
+func (r Report) Result() string {
+	if len(r.HookFailures) > 0 {
+		return "hook-failed"
+	}
+	return "ok"
 }
 
 // Run cleans up the cgroup this process runs in.
@@ -80,6 +89,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		}
 	}
 	for _, hook := range opts.Hooks {
+		rep.HooksRun++
 		if msg := runHook(ctx, hook, opts.Timeout); msg != "" {
 			rep.HookFailures = append(rep.HookFailures, msg)
 			opts.Logf("cleanup hook failed: %s", msg)

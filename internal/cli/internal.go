@@ -17,6 +17,7 @@ import (
 
 	"github.com/sitectl/sitectl/activation"
 	"github.com/sitectl/sitectl/cleanup"
+	"github.com/sitectl/sitectl/internal/journal"
 	"github.com/sitectl/sitectl/maintenance"
 	"github.com/sitectl/sitectl/modes"
 	"github.com/sitectl/sitectl/site"
@@ -169,19 +170,44 @@ environment. What it found and did goes to the journal. Whatever still runs afte
 gets systemd's final SIGKILL.`,
 		Args: args(1, 1, "one site name"),
 		RunE: func(c *cobra.Command, a []string) error {
-			opts := cleanup.Options{Logf: func(f string, args ...any) {
-				fmt.Fprintf(e.stderr, "site "+a[0]+": "+f+"\n", args...)
-			}}
-			s, err := e.loadSite(a[0])
+			name := a[0]
+			logf := func(pri int, format string, args ...any) {
+				msg := fmt.Sprintf("site "+name+": "+format, args...)
+				if journal.Send(pri, msg, map[string]string{"SITECTL_SITE": name}) != nil {
+					fmt.Fprintln(e.stderr, msg)
+				}
+			}
+			opts := cleanup.Options{Logf: func(f string, args ...any) { logf(journal.PriInfo, f, args...) }}
+			s, err := e.loadSite(name)
 			if err != nil {
 				// Still stop the leftovers: a broken site file must not leave
 				// processes behind.
-				fmt.Fprintf(e.stderr, "site %s: cannot read the site file, so no cleanup hooks run: %v\n", a[0], err)
+				logf(journal.PriWarning, "cannot read the site file, so no cleanup hooks run: %v", err)
 			} else {
 				opts.Hooks, opts.Timeout = s.Cleanup, s.CleanupTimeout
 			}
-			_, err = cleanup.Run(context.Background(), opts)
-			return err
+			rep, err := cleanup.Run(context.Background(), opts)
+			if err != nil {
+				logf(journal.PriErr, "cleanup failed: %v", err)
+				return err
+			}
+			// One record that sitectl status looks up. A failed hook is
+			// reported, not turned into a failed stop.
+			summary := fmt.Sprintf("site %s: cleanup %s: %d processes left behind, %d still running after the timeout, %d hooks run, %d failed",
+				name, rep.Result(), len(rep.Leftovers), len(rep.Remaining), rep.HooksRun, len(rep.HookFailures))
+			pri := journal.PriInfo
+			if rep.Result() != "ok" {
+				pri = journal.PriWarning
+			}
+			fields := map[string]string{
+				"SITECTL_SITE": name, "SITECTL_EVENT": "cleanup", "SITECTL_RESULT": rep.Result(),
+				"SITECTL_LEFTOVERS": fmt.Sprint(len(rep.Leftovers)), "SITECTL_REMAINING": fmt.Sprint(len(rep.Remaining)),
+				"SITECTL_HOOK_FAILURES": strings.Join(rep.HookFailures, "\n"),
+			}
+			if journal.Send(pri, summary, fields) != nil {
+				fmt.Fprintln(e.stderr, summary)
+			}
+			return nil
 		},
 	}
 }

@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,6 +46,43 @@ type siteStatus struct {
 	Listeners   []string       `json:"listeners"`
 	Release     string         `json:"release"`
 	Ready       bool           `json:"ready"`
+	// LastCleanup is what the last stop's cleanup found and did (status
+	// only, read from the journal; nil when unknown).
+	LastCleanup *cleanupStatus `json:"last_cleanup,omitempty"`
+}
+
+type cleanupStatus struct {
+	Time         time.Time `json:"time"`
+	Result       string    `json:"result"` // ok or hook-failed
+	Leftovers    int       `json:"leftovers"`
+	Remaining    int       `json:"remaining"`
+	HookFailures []string  `json:"hook_failures"`
+}
+
+// lastCleanup reads the last cleanup record of a site from the journal. It
+// is best effort: without journal access there is none.
+func lastCleanup(name string) *cleanupStatus {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "-o", "json", "-n", "1",
+		"SITECTL_EVENT=cleanup", "SITECTL_SITE="+name).Output()
+	if err != nil || len(bytes.TrimSpace(out)) == 0 {
+		return nil
+	}
+	var rec map[string]any
+	if json.Unmarshal(out, &rec) != nil {
+		return nil
+	}
+	str := func(k string) string { v, _ := rec[k].(string); return v }
+	num := func(k string) int { n, _ := strconv.Atoi(str(k)); return n }
+	cs := &cleanupStatus{Result: str("SITECTL_RESULT"), Leftovers: num("SITECTL_LEFTOVERS"), Remaining: num("SITECTL_REMAINING"), HookFailures: []string{}}
+	if usec, err := strconv.ParseInt(str("__REALTIME_TIMESTAMP"), 10, 64); err == nil {
+		cs.Time = time.UnixMicro(usec).UTC()
+	}
+	if f := str("SITECTL_HOOK_FAILURES"); f != "" {
+		cs.HookFailures = strings.Split(f, "\n")
+	}
+	return cs
 }
 
 func statusCmd(e *env) *cobra.Command {
@@ -58,6 +99,9 @@ systemd, the listeners and the release (the working directory, symlinks resolved
 			sts, err := e.statuses(c.Context(), names)
 			if err != nil {
 				return err
+			}
+			for i := range sts {
+				sts[i].LastCleanup = lastCleanup(sts[i].Name)
 			}
 			if asJSON {
 				return writeJSON(e.stdout, sts)
@@ -148,6 +192,12 @@ func printStatus(e *env, s siteStatus) {
 	fmt.Fprintf(e.stdout, "   listen: %s\n", strings.Join(s.Listeners, ", "))
 	if s.Release != "" {
 		fmt.Fprintf(e.stdout, "  release: %s\n", s.Release)
+	}
+	if c := s.LastCleanup; c != nil {
+		fmt.Fprintf(e.stdout, "  cleanup: %s at %s: %d processes left behind, %d killed by systemd\n", c.Result, c.Time.Local().Format(time.DateTime), c.Leftovers, c.Remaining)
+		for _, f := range c.HookFailures {
+			fmt.Fprintf(e.stdout, "           hook failed: %s\n", f)
+		}
 	}
 }
 
