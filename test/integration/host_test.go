@@ -50,7 +50,7 @@ func testMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	bin = dir
 	root, _ := filepath.Abs("../..")
-	for _, pkg := range []string{"./cmd/sitectl", "./cmd/sitectl-generator", "./test/apps/webapp", "./examples/go-read-only"} {
+	for _, pkg := range []string{"./cmd/sitectl", "./cmd/sitectl-generator", "./test/apps/webapp", "./examples/go-read-only", "./examples/worker-cleanup"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, filepath.Base(pkg)), pkg)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -83,6 +83,8 @@ func newHost(t *testing.T, sites map[string]string) *host {
 	h.install(filepath.Join(bin, "sitectl-generator"), "/usr/lib/systemd/system-generators/sitectl-generator", 0o755)
 	h.install(filepath.Join(bin, "webapp"), "/usr/local/bin/webapp", 0o755)
 	h.install(filepath.Join(bin, "go-read-only"), "/usr/local/bin/go-read-only", 0o755)
+	h.install(filepath.Join(bin, "worker-cleanup"), "/usr/local/bin/worker-cleanup", 0o755)
+	h.install("../../examples/worker-cleanup/release-stale-locks", "/usr/local/lib/worker-cleanup/release-stale-locks", 0o755)
 	wsgi, err := os.ReadFile("../apps/wsgi/app.py")
 	if err != nil {
 		t.Fatal(err)
@@ -213,6 +215,18 @@ func getReply(t *testing.T, url string) appReply {
 func goSite(port int, extra string) string {
 	return fmt.Sprintf(`exec = ["/usr/local/bin/webapp"]
 readiness = "notify"
+drain_timeout = "10s"
+%s
+[[listen]]
+address = "127.0.0.1:%d"
+`, extra, port)
+}
+
+// uwsgiSite is a site file for Debian's uWSGI serving the WSGI test app over
+// HTTP on the inherited socket.
+func uwsgiSite(port int, extra string) string {
+	return fmt.Sprintf(`exec = ["/usr/bin/uwsgi", "--master", "--plugin", "python3", "--protocol", "http", "--wsgi-file", "/srv/wsgi/app.py", "--processes", "4"]
+server = "uwsgi"
 drain_timeout = "10s"
 %s
 [[listen]]

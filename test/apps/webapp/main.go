@@ -25,6 +25,9 @@
 //	WEBAPP_START_DELAY=2s             wait this long before serving (cold start)
 //	WEBAPP_READY_MODE=notify|none     send READY=1/STOPPING=1 (default) or not
 //	WEBAPP_EXPOSE_ENV=A,B             more variables for the "env" object of /
+//	WEBAPP_IGNORE_TERM=1              never stop on SIGTERM (for failsafe tests)
+//	WEBAPP_CHILD_MARKER_DIR=DIR       children write DIR/child-N.cleaned on SIGTERM
+//	WEBAPP_CHILD_IGNORE_TERM=N        child number N ignores SIGTERM
 //	SITE_DRAIN_TIMEOUT=30s            drain timeout on SIGTERM (package activation)
 //
 // Endpoints:
@@ -53,6 +56,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,6 +95,13 @@ func run() int {
 		return 1
 	}
 	opts := activation.ServeOptions{}
+	if os.Getenv("WEBAPP_IGNORE_TERM") == "1" {
+		// For failsafe tests: an app that never stops on SIGTERM, so that
+		// only systemd's SIGKILL at TimeoutStopSec ends it.
+		signal.Ignore(syscall.SIGTERM)
+		opts.Signals = []os.Signal{syscall.SIGINT}
+		logger.Printf("ignoring SIGTERM (WEBAPP_IGNORE_TERM=1)")
+	}
 	switch mode := os.Getenv("WEBAPP_READY_MODE"); mode {
 	case "", "notify":
 	case "none":
@@ -134,7 +145,7 @@ func run() int {
 	// Children are started after the listeners are taken, so they inherit
 	// neither the sockets nor the LISTEN_* variables.
 	for i := 0; i < *spawn; i++ {
-		if err := spawnChild(); err != nil {
+		if err := spawnChild(i); err != nil {
 			logger.Printf("cannot start child process: %v", err)
 			return 1
 		}
@@ -322,9 +333,9 @@ func selectedEnv() map[string]string {
 	return env
 }
 
-// spawnChild starts a copy of this program in child mode. It is not
-// stopped when the parent exits.
-func spawnChild() error {
+// spawnChild starts a copy of this program in child mode, number i. It is
+// not stopped when the parent exits.
+func spawnChild(i int) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -337,6 +348,7 @@ func spawnChild() error {
 		}
 		cmd.Env = append(cmd.Env, kv)
 	}
+	cmd.Env = append(cmd.Env, "WEBAPP_CHILD_INDEX="+strconv.Itoa(i))
 	cmd.Stdout = os.Stderr
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -357,13 +369,33 @@ func cmdResult(err error) string {
 	return err.Error()
 }
 
-// runChild is the child mode: wait for SIGTERM or SIGINT, then exit.
+// runChild is the child mode: wait for SIGTERM or SIGINT, then exit. With
+// WEBAPP_CHILD_MARKER_DIR it first writes child-<index>.cleaned there, as a
+// child releasing a resource would; the child whose index is
+// WEBAPP_CHILD_IGNORE_TERM ignores SIGTERM altogether and only dies by
+// SIGKILL.
 func runChild() int {
 	logger.SetPrefix("webapp child: ")
-	logger.Printf("started pid=%d parent=%d", os.Getpid(), os.Getppid())
+	index := os.Getenv("WEBAPP_CHILD_INDEX")
+	logger.Printf("started pid=%d parent=%d index=%s", os.Getpid(), os.Getppid(), index)
+	if v := os.Getenv("WEBAPP_CHILD_IGNORE_TERM"); v != "" && v == index {
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
+		logger.Printf("pid=%d ignores SIGTERM", os.Getpid())
+		for {
+			time.Sleep(time.Hour) // (a bare select{} would trip Go's deadlock detector)
+		}
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	s := <-sig
+	if dir := os.Getenv("WEBAPP_CHILD_MARKER_DIR"); dir != "" {
+		marker := filepath.Join(dir, "child-"+index+".cleaned")
+		if err := os.WriteFile(marker, []byte(s.String()+"\n"), 0o644); err != nil {
+			logger.Printf("pid=%d cannot write its marker: %v", os.Getpid(), err)
+			return 1
+		}
+		logger.Printf("pid=%d released its resource: wrote %s", os.Getpid(), marker)
+	}
 	logger.Printf("pid=%d exiting on %s", os.Getpid(), s)
 	return 0
 }

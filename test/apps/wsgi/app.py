@@ -34,7 +34,7 @@ def application(environ, start_response):
         "mode": mode,
         "pid": os.getpid(),
         "ppid": os.getppid(),
-        "server": "gunicorn",
+        "server": environ.get("SERVER_SOFTWARE", ""),
     })
     return respond(start_response, "200 OK", mode, body)
 
