@@ -101,6 +101,7 @@ const (
 	keyCleanupTimeout = "cleanup_timeout"
 	keyProbe          = "probe"
 	keyHardening      = "hardening"
+	keyHandoff        = "handoff"
 )
 
 var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
@@ -119,6 +120,9 @@ var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
 	},
 	keyReadiness: func(p *parser, s *Site, v *tomlpos.Value) {
 		s.Readiness = Readiness(p.oneOf(keyReadiness, v, string(ReadinessNotify), string(ReadinessNone)))
+	},
+	keyHandoff: func(p *parser, s *Site, v *tomlpos.Value) {
+		s.Handoff = Handoff(p.oneOf(keyHandoff, v, string(HandoffRestart), string(HandoffOverlap)))
 	},
 	keyDrainTimeout:   func(p *parser, s *Site, v *tomlpos.Value) { s.DrainTimeout = p.duration(keyDrainTimeout, v) },
 	keyStopTimeout:    func(p *parser, s *Site, v *tomlpos.Value) { s.StopTimeout = p.duration(keyStopTimeout, v) },
@@ -175,6 +179,9 @@ func (p *parser) defaults(s *Site, root *tomlpos.Value) {
 		if s.Server == ServerGunicorn || s.Server == ServerUWSGI {
 			s.Readiness = ReadinessNotify
 		}
+	}
+	if s.Handoff == "" {
+		s.Handoff = HandoffRestart
 	}
 	setDefault(&s.DrainTimeout, DefaultDrainTimeout)
 	setDefault(&s.StopTimeout, DefaultStopTimeout)

@@ -44,6 +44,21 @@ const (
 	ReadinessNone Readiness = "none"
 )
 
+// Handoff is how a site moves to a new generation of its app (a reload, a
+// mode switch, a touch of the reload trigger).
+type Handoff string
+
+// The handoffs.
+const (
+	// HandoffRestart stops the app and starts it again; the socket units
+	// keep the listeners, so connections wait instead of being refused.
+	HandoffRestart Handoff = "restart"
+	// HandoffOverlap starts the new generation beside the old one, inside
+	// the same unit, and lets the old one drain once the new one is ready:
+	// no connection waits for a cold start.
+	HandoffOverlap Handoff = "overlap"
+)
+
 // Serve says what runs in a mode.
 type Serve string
 
@@ -86,6 +101,7 @@ type Site struct {
 
 	Server    Server
 	Readiness Readiness
+	Handoff   Handoff
 
 	DrainTimeout   time.Duration
 	StopTimeout    time.Duration // grace after the drain timeout before SIGKILL

@@ -94,6 +94,10 @@ func SocketName(s *site.Site, fdName string) string {
 func ReloadPathName(siteName string) string    { return "site-" + siteName + "-reload.path" }
 func ReloadServiceName(siteName string) string { return "site-" + siteName + "-reload.service" }
 
+// RuntimeDirectory holds an overlap site's notify, control and probe
+// sockets, under /run.
+func RuntimeDirectory(siteName string) string { return "site-" + siteName }
+
 // ModeEnvFile is the environment file of the site's current mode, which the
 // service reads through EnvironmentFile=.
 func ModeEnvFile(stateDir, siteName string) string {
@@ -217,7 +221,10 @@ func renderService(s *site.Site, opts Options) Unit {
 	u.set("StartLimitBurst", "30")
 
 	svc := f.section("Service")
-	if s.Readiness == site.ReadinessNotify {
+	overlap := s.Handoff == site.HandoffOverlap
+	if s.Readiness == site.ReadinessNotify || overlap {
+		// With overlap the launcher is the main process and says READY=1
+		// once its first generation is ready.
 		svc.set("Type", "notify")
 		svc.set("NotifyAccess", "main")
 	} else {
@@ -227,7 +234,18 @@ func renderService(s *site.Site, opts Options) Unit {
 	// Written as root before each start when the site has no mode state yet,
 	// so that a new site starts in its default mode.
 	svc.set("ExecStartPre", "+"+commandLine(opts.sitectl("prepare", s.Name)))
-	svc.set("ExecStart", commandLine(append(append(opts.sitectl("launch", s.Name), "--"), s.Exec...)))
+	launch := opts.sitectl("launch", s.Name)
+	if overlap {
+		launch = append(launch, "--overlap")
+	}
+	svc.set("ExecStart", commandLine(append(append(launch, "--"), s.Exec...)))
+	if overlap {
+		// systemctl reload returns only once the new generation serves, or
+		// failed to and the old one still does.
+		svc.set("ExecReload", commandLine(append(opts.sitectl("launch", s.Name), "--reload")))
+		svc.set("RuntimeDirectory", RuntimeDirectory(s.Name))
+		svc.set("RuntimeDirectoryMode", "0700")
+	}
 	svc.setIf("WorkingDirectory", s.Workdir)
 
 	svc.set("Environment", environment("SITE", s.Name))
