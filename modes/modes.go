@@ -100,11 +100,27 @@ func (st Store) Current(name string) (mode string, ok bool, err error) {
 
 // Write records m as the current mode of s.
 func (st Store) Write(s *site.Site, m site.Mode) error {
-	dir := filepath.Dir(st.EnvPath(s.Name))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("cannot create the state directory of site %s: %w", s.Name, err)
+	if err := st.siteDir(s.Name); err != nil {
+		return err
 	}
 	return atomicfile.Write(st.EnvPath(s.Name), EnvFile(s, m), 0o644)
+}
+
+// siteDir creates the state directory of a site, readable by all: the
+// launcher of an overlap site reads the mode file as the site's own user.
+// The permissions are set explicitly, since the umask of whoever creates
+// them (a unit's UMask=0027, say) would take that away.
+func (st Store) siteDir(name string) error {
+	dir := filepath.Dir(st.EnvPath(name))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cannot create the state directory of site %s: %w", name, err)
+	}
+	for _, d := range []string{st.Dir, filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return fmt.Errorf("cannot open up the state directory %s: %w", d, err)
+		}
+	}
+	return nil
 }
 
 // Ensure writes the default mode for a site that has no mode recorded, and

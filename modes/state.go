@@ -85,8 +85,8 @@ func (st Store) WriteState(name string, s State) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(st.statePath(name)), 0o755); err != nil {
-		return fmt.Errorf("cannot create the state directory of site %s: %w", name, err)
+	if err := st.siteDir(name); err != nil {
+		return err
 	}
 	return atomicfile.Write(st.statePath(name), append(data, '\n'), 0o644)
 }
@@ -101,10 +101,10 @@ var ErrLocked = errors.New("another sitectl is changing this site")
 // lock is an flock(2) on a file in the site's state directory, so it is
 // released when its holder dies, however it dies.
 func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
-	dir := filepath.Dir(st.EnvPath(s.Name))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("cannot create the state directory of site %s: %w", s.Name, err)
+	if err := st.siteDir(s.Name); err != nil {
+		return nil, err
 	}
+	dir := filepath.Dir(st.EnvPath(s.Name))
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the lock of site %s: %w", s.Name, err)
