@@ -113,6 +113,12 @@ func (m *Manager) Restart(ctx context.Context, unit string) error {
 	return m.job(ctx, "restart", unit, m.conn.RestartUnitContext)
 }
 
+// Reload reloads a unit and waits for the job to finish. For a site with
+// handoff = "overlap" the job ends when the new generation serves.
+func (m *Manager) Reload(ctx context.Context, unit string) error {
+	return m.job(ctx, "reload", unit, m.conn.ReloadUnitContext)
+}
+
 // Start starts a unit and waits for the job to finish.
 func (m *Manager) Start(ctx context.Context, unit string) error {
 	return m.job(ctx, "start", unit, m.conn.StartUnitContext)

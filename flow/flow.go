@@ -23,6 +23,7 @@ import (
 // a fake in unit tests).
 type Systemd interface {
 	Restart(ctx context.Context, unit string) error
+	Reload(ctx context.Context, unit string) error
 	ResetFailed(ctx context.Context, unit string) error
 	UnitsByName(ctx context.Context, names ...string) ([]control.Unit, error)
 }
@@ -96,6 +97,9 @@ func Current(st modes.Store, s *site.Site) (string, error) {
 type Options struct {
 	// Force restarts even when the site already runs in the mode.
 	Force bool
+	// Restart forces a full restart even for a site whose handoff is
+	// overlap.
+	Restart bool
 	// Timeout bounds the whole flow; 0 means 2 minutes. Bringing the new
 	// mode up may use 60% of it, the rollback the rest.
 	Timeout time.Duration
@@ -151,7 +155,18 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 	rep.Changed = true
 
 	upCtx, cancel := context.WithTimeout(ctx, timeout*6/10)
-	pid, upErr := bringUp(upCtx, e, s, mode)
+	overlapped, err := e.overlapping(ctx, s, opts)
+	if err != nil {
+		cancel()
+		return rep, err
+	}
+	var pid int
+	var upErr error
+	if overlapped {
+		pid, upErr = handOver(upCtx, e, s, mode)
+	} else {
+		pid, upErr = bringUp(upCtx, e, s, mode)
+	}
 	cancel()
 	entry := modes.Entry{Time: start, From: from, To: to, UID: e.UID}
 	if upErr == nil {
@@ -180,7 +195,14 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 		backErr = fmt.Errorf("the previous mode %q is no longer in the site file", from)
 	} else if backErr = e.Store.Write(s, back); backErr == nil {
 		backCtx, cancel := context.WithTimeout(ctx, timeout-timeout*6/10)
-		pid, backErr = bringUp(backCtx, e, s, back)
+		if overlapped {
+			// The old generation never stopped serving: with the mode
+			// file back, there is nothing to restart, only to check.
+			pid, backErr = e.stillServing(backCtx, s)
+		}
+		if !overlapped || backErr != nil {
+			pid, backErr = bringUp(backCtx, e, s, back)
+		}
 		cancel()
 	}
 	rep.Duration = e.now().Sub(start).Seconds()
@@ -223,7 +245,78 @@ func Restart(ctx context.Context, e *Env, s *site.Site, timeout time.Duration) (
 	if err != nil {
 		return Report{Site: s.Name}, err
 	}
+	return SwitchMode(ctx, e, s, cur, Options{Force: true, Restart: true, Timeout: timeout})
+}
+
+// Reload moves a site to a new generation in its current mode with the
+// site's handoff: overlapped for handoff = "overlap", a restart otherwise.
+func Reload(ctx context.Context, e *Env, s *site.Site, timeout time.Duration) (Report, error) {
+	cur, err := Current(e.Store, s)
+	if err != nil {
+		return Report{Site: s.Name}, err
+	}
 	return SwitchMode(ctx, e, s, cur, Options{Force: true, Timeout: timeout})
+}
+
+// overlapping tells whether a change of this site hands over inside the
+// running unit: the site's handoff is overlap, no full restart was asked
+// for, and the unit runs (a stopped site is simply started).
+func (e *Env) overlapping(ctx context.Context, s *site.Site, opts Options) (bool, error) {
+	if s.Handoff != site.HandoffOverlap || opts.Restart {
+		return false, nil
+	}
+	us, err := e.Systemd.UnitsByName(ctx, units.ServiceName(s.Name))
+	if err != nil {
+		return false, err
+	}
+	return len(us) == 1 && us[0].ActiveState == "active", nil
+}
+
+// handOver reloads an overlap site: the launcher starts a new generation in
+// mode m, waits until it is ready and lets the old one drain; the reload job
+// ends when that is done, or failed with the old generation still serving.
+func handOver(ctx context.Context, e *Env, s *site.Site, m site.Mode) (int, error) {
+	service := units.ServiceName(s.Name)
+	before, err := e.stillServing(ctx, s)
+	if err != nil {
+		return 0, err
+	}
+	e.progress("%s: starting a new generation beside the serving one", s.Name)
+	if err := e.Systemd.Reload(ctx, service); err != nil {
+		return 0, err
+	}
+	pid, err := e.stillServing(ctx, s)
+	if err != nil {
+		return 0, err
+	}
+	if pid != before {
+		return 0, fmt.Errorf("the launcher of %s changed during the reload (main PID %d, now %d)", service, before, pid)
+	}
+	if s.Probe != nil || m.Serve == site.ServeMaintenance {
+		probe := e.Probe
+		if probe == nil {
+			probe = Verify
+		}
+		e.progress("%s: verifying through its listener", s.Name)
+		if err := e.probeWhileRunning(ctx, s, m, service, pid, probe); err != nil {
+			return 0, err
+		}
+	}
+	return pid, nil
+}
+
+// stillServing checks that a site's service is active and running, and
+// returns its main PID.
+func (e *Env) stillServing(ctx context.Context, s *site.Site) (int, error) {
+	service := units.ServiceName(s.Name)
+	us, err := e.Systemd.UnitsByName(ctx, service)
+	if err != nil {
+		return 0, err
+	}
+	if len(us) != 1 || us[0].ActiveState != "active" || us[0].SubState != "running" {
+		return 0, fmt.Errorf("%s is not running", service)
+	}
+	return us[0].MainPID, nil
 }
 
 // Rollback switches a site back to its previous mode.

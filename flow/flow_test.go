@@ -38,6 +38,10 @@ func (f *fakeSystemd) Restart(ctx context.Context, unit string) error {
 	return nil
 }
 
+func (f *fakeSystemd) Reload(ctx context.Context, unit string) error {
+	return f.Restart(ctx, unit)
+}
+
 func (f *fakeSystemd) ResetFailed(ctx context.Context, unit string) error { f.resets++; return nil }
 
 func (f *fakeSystemd) UnitsByName(ctx context.Context, names ...string) ([]control.Unit, error) {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/sitectl/sitectl/activation"
 	"github.com/sitectl/sitectl/cleanup"
 	"github.com/sitectl/sitectl/internal/journal"
+	"github.com/sitectl/sitectl/launcher"
 	"github.com/sitectl/sitectl/maintenance"
 	"github.com/sitectl/sitectl/modes"
 	"github.com/sitectl/sitectl/site"
@@ -83,30 +85,52 @@ the recorded mode is brought up to date with the site file.`,
 }
 
 func launchCmd(e *env) *cobra.Command {
-	return &cobra.Command{
-		Use:     "launch SITE -- PROGRAM [ARG...]",
+	var overlap, reload bool
+	c := &cobra.Command{
+		Use:     "launch SITE [--overlap] -- PROGRAM [ARG...] | launch SITE --reload",
 		GroupID: "internal",
-		Short:   "Start what the site's current mode serves (ExecStart=)",
+		Short:   "Start what the site's current mode serves (ExecStart=, ExecReload=)",
 		Long: `Run by the site's service as its main process. In a mode that serves the app,
 sitectl replaces itself with PROGRAM (same process, so systemd's main PID, LISTEN_PID
 and readiness stay the app's). sitectl's own variables are removed from the app's
-environment.`,
-		Args: args(2, -1, "a site name, --, and the program to run"),
+environment. In a maintenance mode it serves the maintenance page itself.
+
+With --overlap (handoff = "overlap"), sitectl stays the main process and runs the
+app as a generation: a reload starts a new generation on the same sockets, waits
+until it is ready, and only then lets the old one drain.
+
+--reload (ExecReload=) asks the site's launcher to reload and waits for the result.`,
+		Args: args(1, -1, "a site name, --, and the program to run"),
 		RunE: func(c *cobra.Command, a []string) error {
-			if c.ArgsLenAtDash() != 1 {
+			name := a[0]
+			if reload {
+				if err := launcher.Reload(os.Getenv("RUNTIME_DIRECTORY")); err != nil {
+					return fmt.Errorf("site %s: reload failed: %w", name, err)
+				}
+				return nil
+			}
+			if c.ArgsLenAtDash() != 1 || len(a) < 2 {
 				return usageErrorf("launch takes SITE -- PROGRAM [ARG...]")
 			}
 			argv := a[1:]
+			if overlap {
+				return e.runLauncher(c.Context(), name, argv)
+			}
+			if os.Getenv("SITECTL_SET_LISTEN_PID") == "1" {
+				// Started as a generation by the launcher, which cannot know
+				// this pid before the fork: the sockets are for this process.
+				os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+			}
 			switch serve := os.Getenv(modes.VarServe); site.Serve(serve) {
 			case "", site.ServeApp:
 			case site.ServeMaintenance:
-				return serveMaintenance(c.Context(), a[0])
+				return serveMaintenance(c.Context(), name)
 			default:
-				return fmt.Errorf("site %s: mode %s serves %q, which this sitectl does not know", a[0], os.Getenv(modes.VarMode), serve)
+				return fmt.Errorf("site %s: mode %s serves %q, which this sitectl does not know", name, os.Getenv(modes.VarMode), serve)
 			}
 			prog, err := exec.LookPath(argv[0])
 			if err != nil {
-				return fmt.Errorf("site %s: cannot run %s: %w", a[0], argv[0], err)
+				return fmt.Errorf("site %s: cannot run %s: %w", name, argv[0], err)
 			}
 			var env []string
 			for _, kv := range os.Environ() {
@@ -114,9 +138,105 @@ environment.`,
 					env = append(env, kv)
 				}
 			}
-			return fmt.Errorf("site %s: cannot run %s: %w", a[0], prog, syscall.Exec(prog, argv, env))
+			return fmt.Errorf("site %s: cannot run %s: %w", name, prog, syscall.Exec(prog, argv, env))
 		},
 	}
+	c.Flags().BoolVar(&overlap, "overlap", false, "stay the main process and run the app as generations (handoff = \"overlap\")")
+	c.Flags().BoolVar(&reload, "reload", false, "ask the site's launcher to reload, and wait for the result")
+	return c
+}
+
+// runLauncher runs the overlapped handoff of a site as its main process.
+func (e *env) runLauncher(ctx context.Context, name string, argv []string) error {
+	logf := func(format string, args ...any) { fmt.Fprintf(e.stderr, "site "+name+": "+format+"\n", args...) }
+	st := modes.Store{Dir: e.stateDir}
+	// What came from the mode file is replaced by each generation's mode;
+	// the rest of the environment systemd gave is the base of every one.
+	started, _ := readModeEnv(st, name)
+	fromMode := map[string]bool{}
+	for _, kv := range started {
+		fromMode[kv[0]] = true
+	}
+	var base []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if fromMode[k] || k == "NOTIFY_SOCKET" || strings.HasPrefix(k, "LISTEN_") || strings.HasPrefix(k, "WATCHDOG_") {
+			continue
+		}
+		base = append(base, kv)
+	}
+	files := activation.Files(true)
+	if len(files) == 0 {
+		return fmt.Errorf("site %s: the launcher got no sockets from systemd", name)
+	}
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.Name()
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	shim := append([]string{self}, e.globalFlags()...)
+	cfg := launcher.Config{
+		Site: name, Argv: argv, Listeners: files, Names: names,
+		RuntimeDir: os.Getenv("RUNTIME_DIRECTORY"), Shim: shim,
+		Notify: func(state string) { activation.Notify(state) },
+		Logf:   logf,
+		Prepare: func() (launcher.Spec, error) {
+			s, err := e.loadSite(name)
+			if err != nil {
+				return launcher.Spec{}, err
+			}
+			mode, err := readModeEnv(st, name)
+			if err != nil {
+				return launcher.Spec{}, err
+			}
+			spec := launcher.Spec{Env: append([]string{}, base...), Readiness: s.Readiness, Probe: s.Probe, StartTimeout: s.StartTimeout}
+			for _, kv := range mode {
+				spec.Env = append(spec.Env, kv[0]+"="+kv[1])
+				switch kv[0] {
+				case modes.VarMode:
+					spec.Mode = kv[1]
+				case modes.VarServe:
+					if site.Serve(kv[1]) == site.ServeMaintenance {
+						// The maintenance server notifies, and its health
+						// path is what answers 200.
+						spec.Readiness = site.ReadinessNotify
+						timeout := site.DefaultProbeTimeout
+						if s.Probe != nil {
+							timeout = s.Probe.Timeout
+						}
+						spec.Probe = &site.Probe{Path: maintenance.HealthPath, Status: 200, Timeout: timeout}
+					}
+				}
+			}
+			if s.Workdir != "" {
+				// Each generation resolves the release symlink afresh.
+				if spec.Dir, err = filepath.EvalSymlinks(s.Workdir); err != nil {
+					return launcher.Spec{}, fmt.Errorf("the working directory: %w", err)
+				}
+			}
+			return spec, nil
+		},
+	}
+	if cfg.RuntimeDir == "" {
+		return fmt.Errorf("site %s: the launcher needs RuntimeDirectory= (RUNTIME_DIRECTORY is not set)", name)
+	}
+	return launcher.Run(ctx, cfg)
+}
+
+// readModeEnv reads the variables of a site's mode file.
+func readModeEnv(st modes.Store, name string) ([][2]string, error) {
+	data, err := os.ReadFile(st.EnvPath(name))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
+	}
+	kv, err := launcher.ParseEnvFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("the mode file of site %s: %w", name, err)
+	}
+	return kv, nil
 }
 
 // serveMaintenance runs the built-in maintenance server on the sockets

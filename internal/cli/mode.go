@@ -91,6 +91,31 @@ verify it as sitectl mode does. The socket units keep the listeners open.
 	return c
 }
 
+func reloadCmd(e *env) *cobra.Command {
+	var f changeFlags
+	c := &cobra.Command{
+		Use:     "reload SITE",
+		GroupID: "run",
+		Short:   "Move one site to a new generation of its app with the site's handoff",
+		Long: `Move one site to a new generation of its app in its current mode. With
+handoff = "overlap" the new generation starts beside the serving one, on the same
+sockets, and the old one drains only once the new one is ready: no visitor waits for
+a cold start. If the new generation does not come up, the old one keeps serving and
+sitectl exits 4. For other sites this is sitectl restart.
+
+` + exitCodesHelp,
+		Args:              args(1, 1, "one site"),
+		ValidArgsFunction: e.completeOneSite,
+		RunE: func(c *cobra.Command, a []string) error {
+			return e.change(c.Context(), a[0], f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
+				return flow.Reload(ctx, fe, s, f.timeout)
+			}, nil)
+		},
+	}
+	f.register(c)
+	return c
+}
+
 func rollbackCmd(e *env) *cobra.Command {
 	var f changeFlags
 	c := &cobra.Command{
@@ -176,7 +201,7 @@ func (e *env) reportText(rep flow.Report) {
 	case rep.Reason != "":
 		fmt.Fprintf(e.stdout, "%s: %s (main PID %d)\n", rep.Site, rep.Reason, rep.MainPID)
 	case rep.From == rep.To:
-		fmt.Fprintf(e.stdout, "%s: restarted in mode %s in %.1fs (main PID %d)\n", rep.Site, rep.To, rep.Duration, rep.MainPID)
+		fmt.Fprintf(e.stdout, "%s: serving afresh in mode %s after %.1fs (main PID %d)\n", rep.Site, rep.To, rep.Duration, rep.MainPID)
 	default:
 		fmt.Fprintf(e.stdout, "%s: %s → %s in %.1fs (main PID %d)\n", rep.Site, rep.From, rep.To, rep.Duration, rep.MainPID)
 	}

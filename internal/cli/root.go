@@ -34,6 +34,19 @@ func (e *env) unitOptions() units.Options {
 	return units.Options{ConfigDir: e.configDir, StateDir: e.stateDir}
 }
 
+// globalFlags are the flags that carry this sitectl's directories to
+// another sitectl it starts, when they are not the defaults.
+func (e *env) globalFlags() []string {
+	var f []string
+	if e.configDir != site.DefaultConfigDir {
+		f = append(f, "--config-dir", e.configDir)
+	}
+	if e.stateDir != units.DefaultStateDir {
+		f = append(f, "--state-dir", e.stateDir)
+	}
+	return f
+}
+
 // sitePath is the site file of a site in the config dir.
 func (e *env) sitePath(name string) string { return e.configDir + "/" + name + ".toml" }
 
@@ -66,7 +79,7 @@ directory (default ` + site.DefaultConfigDir + `) by a systemd generator.
 	root.AddGroup(&cobra.Group{ID: "run", Title: "Running sites:"},
 		&cobra.Group{ID: "sites", Title: "Site files and units:"},
 		&cobra.Group{ID: "internal", Title: "Run by the generated units:"})
-	root.AddCommand(modeCmd(e), restartCmd(e), rollbackCmd(e), statusCmd(e), listCmd(e), historyCmd(e),
+	root.AddCommand(modeCmd(e), reloadCmd(e), restartCmd(e), rollbackCmd(e), statusCmd(e), listCmd(e), historyCmd(e),
 		checkCmd(e), unitsCmd(e), prepareCmd(e), launchCmd(e), cleanupCmd(e), docsCmd(root))
 	return root
 }

@@ -1,0 +1,524 @@
+// Package launcher is the overlapped handoff of a site: the process that a
+// site with handoff = "overlap" runs as its service's main process. It holds
+// the listening sockets systemd passed, runs the app as a child (a
+// generation), and on reload starts a new generation on the same sockets,
+// waits until that one is ready, and only then tells the old one to drain.
+// Visitors never wait for a cold start, and systemd keeps one main PID it
+// trusts (the launcher) with every process in the unit's cgroup.
+//
+// One goroutine owns all state; the notify socket, the control socket,
+// signals and child exits reach it as events.
+//
+// A generation is started through `sitectl launch` with
+// SITECTL_SET_LISTEN_PID=1, which sets LISTEN_PID to its own pid and then
+// execs the app, so the pid the app sees is its own (systemd's LISTEN_PID
+// trap). It is ready when it sends READY=1 to the launcher's notify socket
+// (sites with readiness = "notify"; the kernel's credentials prove the
+// sender), and then, when the site has a probe, when an HTTP GET through a
+// private socket that only this generation serves returns the probe status:
+// gunicorn says READY=1 before its workers have loaded the app.
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sitectl/sitectl/site"
+)
+
+// Spec is what one generation needs, read afresh for each: the mode may
+// have changed, and the release symlink may point elsewhere.
+type Spec struct {
+	Env          []string // complete, without LISTEN_* and NOTIFY_SOCKET
+	Dir          string   // the working directory, symlinks resolved
+	Mode         string
+	Readiness    site.Readiness
+	Probe        *site.Probe
+	StartTimeout time.Duration
+}
+
+// Config of a launcher. Zero-valued functions do nothing.
+type Config struct {
+	Site      string
+	Argv      []string   // the app's command line
+	Listeners []*os.File // the sockets systemd passed, in order
+	Names     []string   // their FileDescriptorNames
+	// RuntimeDir holds the notify, control and probe sockets.
+	RuntimeDir string
+	// Shim is the command line that starts a generation: sitectl and its
+	// global flags; "launch SITE -- ARGV" is appended.
+	Shim []string
+	// Prepare reads the spec of the next generation.
+	Prepare func() (Spec, error)
+	// Notify sends a state to systemd (sd_notify).
+	Notify func(state string)
+	Logf   func(format string, args ...any)
+	// Settle is how long a generation without readiness or probe must keep
+	// running to count as ready; default 1s.
+	Settle time.Duration
+}
+
+// ControlSocket is the name of the control socket in the runtime directory.
+const ControlSocket = "control.sock"
+
+type generation struct {
+	n       int
+	cmd     *exec.Cmd
+	mode    string
+	release string
+	err     error // set when exited
+	reaped  bool  // its exit event was taken from the exits channel
+}
+
+type request struct {
+	reply chan string
+}
+
+type launcher struct {
+	cfg      Config
+	notes    chan notification
+	exits    chan *generation
+	requests chan request
+	sigs     chan os.Signal
+	current  *generation
+	old      map[*generation]bool // told to drain, not yet exited
+	next     int
+}
+
+// errStopping ends a reload when the launcher is told to stop meanwhile.
+var errStopping = errors.New("the site is stopping")
+
+// Run runs the launcher until it is told to stop (SIGTERM) or the current
+// generation dies. It returns nil after a requested stop.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	if cfg.Notify == nil {
+		cfg.Notify = func(string) {}
+	}
+	if cfg.Settle == 0 {
+		cfg.Settle = time.Second
+	}
+	l := &launcher{
+		cfg:      cfg,
+		notes:    make(chan notification, 16),
+		exits:    make(chan *generation, 16),
+		requests: make(chan request),
+		sigs:     make(chan os.Signal, 4),
+		old:      map[*generation]bool{},
+	}
+	signal.Notify(l.sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(l.sigs)
+
+	ns, err := listenNotify(filepath.Join(cfg.RuntimeDir, "notify.sock"))
+	if err != nil {
+		return err
+	}
+	defer ns.close()
+	go ns.read(l.notes)
+
+	controlPath := filepath.Join(cfg.RuntimeDir, ControlSocket)
+	os.Remove(controlPath)
+	control, err := net.Listen("unix", controlPath)
+	if err != nil {
+		return fmt.Errorf("cannot open the control socket: %w", err)
+	}
+	defer control.Close()
+	go l.serveControl(control)
+
+	first, err := l.startReady(ctx, ns.path)
+	if err != nil {
+		if errors.Is(err, errStopping) {
+			return nil
+		}
+		cfg.Notify("STATUS=the first generation did not come up: " + oneLine(err.Error()))
+		return err
+	}
+	l.current = first
+	cfg.Notify("READY=1\nSTATUS=" + l.status())
+	cfg.Logf("generation %d (pid %d) serves in mode %s", first.n, first.cmd.Process.Pid, first.mode)
+
+	for {
+		select {
+		case req := <-l.requests:
+			result := l.reload(ctx, ns.path)
+			req.reply <- result
+			if l.current == nil {
+				return l.ended(result)
+			}
+		case s := <-l.sigs:
+			if s == syscall.SIGHUP {
+				result := l.reload(ctx, ns.path)
+				cfg.Logf("SIGHUP: %s", result)
+				if l.current == nil {
+					return l.ended(result)
+				}
+				continue
+			}
+			l.stopAll(s)
+			return nil
+		case g := <-l.exits:
+			if g != l.current {
+				l.reaped(g)
+				continue
+			}
+			// The serving generation died without being asked: let
+			// systemd restart the unit (Restart=on-failure).
+			cfg.Notify("STATUS=generation " + strconv.Itoa(g.n) + " exited: " + describeExit(g.err))
+			l.current = nil
+			l.stopAll(syscall.SIGTERM)
+			return fmt.Errorf("generation %d exited without being asked: %s", g.n, describeExit(g.err))
+		case <-l.notes: // late or stray notifications: the state is ours
+		}
+	}
+}
+
+// ended is Run's result when a reload left no generation serving: a stop
+// that came in meanwhile, or the serving generation died and its successor
+// did not come up.
+func (l *launcher) ended(result string) error {
+	if strings.Contains(result, "the site is stopping") {
+		return nil
+	}
+	l.stopAll(syscall.SIGTERM)
+	return errors.New("no generation serves: " + strings.TrimPrefix(result, "failed: "))
+}
+
+// reload starts a new generation and hands over to it, or leaves the old one
+// serving. It returns the line the control socket answers.
+func (l *launcher) reload(ctx context.Context, notifyPath string) string {
+	l.cfg.Notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=starting generation %d", monotonicUsec(), l.next+1))
+	g, err := l.startReady(ctx, notifyPath)
+	if errors.Is(err, errStopping) {
+		l.stopAll(syscall.SIGTERM)
+		l.current = nil
+		return "failed: the site is stopping"
+	}
+	if err != nil {
+		if l.current == nil {
+			return "failed: " + oneLine(err.Error()) + "; and the serving generation died meanwhile"
+		}
+		l.cfg.Logf("reload failed, generation %d keeps serving: %v", l.current.n, err)
+		l.cfg.Notify("READY=1\nSTATUS=" + l.status() + "; last reload failed: " + oneLine(err.Error()))
+		return "failed: " + oneLine(err.Error())
+	}
+	old := l.current
+	l.current = g
+	if old != nil {
+		l.old[old] = true
+		old.cmd.Process.Signal(syscall.SIGTERM)
+		l.cfg.Logf("generation %d (pid %d) serves in mode %s; generation %d (pid %d) drains", g.n, g.cmd.Process.Pid, g.mode, old.n, old.cmd.Process.Pid)
+	}
+	l.cfg.Notify("READY=1\nSTATUS=" + l.status())
+	return fmt.Sprintf("ok: generation %d serves in mode %s", g.n, g.mode)
+}
+
+func (l *launcher) status() string {
+	g := l.current
+	s := fmt.Sprintf("mode %s, generation %d", g.mode, g.n)
+	if g.release != "" {
+		s += ", release " + g.release
+	}
+	if n := len(l.old); n > 0 {
+		s += fmt.Sprintf(", %d draining", n)
+	}
+	return s
+}
+
+// startReady starts the next generation and waits until it is ready; a
+// generation that does not get there is stopped.
+func (l *launcher) startReady(ctx context.Context, notifyPath string) (*generation, error) {
+	spec, err := l.cfg.Prepare()
+	if err != nil {
+		return nil, fmt.Errorf("cannot prepare generation %d: %w", l.next+1, err)
+	}
+	l.next++
+	g := &generation{n: l.next, mode: spec.Mode, release: spec.Dir}
+
+	var probe net.Listener
+	files, names := l.cfg.Listeners, l.cfg.Names
+	if spec.Probe != nil {
+		path := filepath.Join(l.cfg.RuntimeDir, fmt.Sprintf("probe-%d.sock", g.n))
+		os.Remove(path)
+		probe, err = net.Listen("unix", path)
+		if err != nil {
+			return nil, fmt.Errorf("cannot open the probe socket: %w", err)
+		}
+		defer func() { probe.Close(); os.Remove(path) }()
+		f, err := probe.(*net.UnixListener).File()
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		files = append(append([]*os.File{}, files...), f)
+		names = append(append([]string{}, names...), "sitectl-probe")
+	}
+
+	argv := append(append(append([]string{}, l.cfg.Shim...), "launch", l.cfg.Site, "--"), l.cfg.Argv...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(append([]string{}, spec.Env...),
+		"SITECTL_SET_LISTEN_PID=1",
+		"LISTEN_FDS="+strconv.Itoa(len(files)),
+		"LISTEN_FDNAMES="+strings.Join(names, ":"),
+		"SITE_GENERATION="+strconv.Itoa(g.n))
+	if spec.Readiness == site.ReadinessNotify {
+		cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+notifyPath)
+	}
+	cmd.ExtraFiles = files
+	cmd.Dir = spec.Dir
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("cannot start generation %d: %w", g.n, err)
+	}
+	g.cmd = cmd
+	go func() {
+		g.err = cmd.Wait()
+		l.exits <- g
+	}()
+	where := ""
+	if spec.Dir != "" {
+		where = " in " + spec.Dir
+	}
+	l.cfg.Logf("started generation %d (pid %d) in mode %s%s", g.n, cmd.Process.Pid, g.mode, where)
+
+	if err := l.waitReady(ctx, g, spec, probe); err != nil {
+		if !errors.Is(err, errStopping) {
+			l.discard(g)
+		}
+		return nil, err
+	}
+	return g, nil
+}
+
+// waitReady waits for READY=1 from the generation (notify sites), then for
+// its probe, while watching for its death, the deadline and a stop.
+func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, probe net.Listener) error {
+	end := time.Now().Add(spec.StartTimeout)
+	deadline := time.NewTimer(spec.StartTimeout)
+	defer deadline.Stop()
+	pctx, cancelProbe := context.WithDeadline(ctx, end)
+	defer cancelProbe()
+	pid := g.cmd.Process.Pid
+	notified := spec.Readiness != site.ReadinessNotify
+	var probed chan error
+	var settled <-chan time.Time
+	startProbe := func() {
+		if spec.Probe == nil {
+			if spec.Readiness != site.ReadinessNotify {
+				settled = time.After(l.cfg.Settle)
+			}
+			return
+		}
+		probed = make(chan error, 1)
+		go func() { probed <- probeUnix(pctx, probe.Addr().String(), spec.Probe) }()
+	}
+	if notified {
+		startProbe()
+	}
+	for {
+		if notified && probed == nil && settled == nil {
+			return nil
+		}
+		select {
+		case n := <-l.notes:
+			if n.pid == pid && n.fields["READY"] == "1" && !notified {
+				notified = true
+				startProbe()
+			}
+		case err := <-probed:
+			if err != nil {
+				return fmt.Errorf("generation %d failed its probe: %w", g.n, err)
+			}
+			return nil
+		case <-settled:
+			return nil
+		case e := <-l.exits:
+			e.reaped = true
+			if e == g {
+				return fmt.Errorf("generation %d exited before it was ready: %s", g.n, describeExit(g.err))
+			}
+			if e == l.current {
+				// The serving generation died while a new one starts: the
+				// new one takes over as soon as it is ready.
+				l.cfg.Logf("generation %d exited while generation %d started: %s", e.n, g.n, describeExit(e.err))
+				l.current = nil
+				continue
+			}
+			l.reaped(e)
+		case <-deadline.C:
+			if probed == nil {
+				return fmt.Errorf("generation %d was not ready within %s", g.n, spec.StartTimeout)
+			}
+			// the probe's context ends at the same deadline; its error follows
+		case s := <-l.sigs:
+			if s == syscall.SIGHUP {
+				continue // a reload is already under way
+			}
+			l.discard(g)
+			return errStopping
+		}
+	}
+}
+
+// discard stops a generation that will not serve: SIGTERM, then SIGKILL
+// after a few seconds. Its exit is consumed here.
+func (l *launcher) discard(g *generation) {
+	if g.reaped {
+		return
+	}
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	kill := time.NewTimer(5 * time.Second)
+	defer kill.Stop()
+	for {
+		select {
+		case e := <-l.exits:
+			e.reaped = true
+			if e == g {
+				l.cfg.Logf("generation %d stopped: %s", g.n, describeExit(g.err))
+				return
+			}
+			if e == l.current {
+				l.current = nil
+			}
+			l.reaped(e)
+		case <-kill.C:
+			g.cmd.Process.Kill()
+		}
+	}
+}
+
+func (l *launcher) reaped(g *generation) {
+	delete(l.old, g)
+	l.cfg.Logf("generation %d drained and exited: %s", g.n, describeExit(g.err))
+	if l.current != nil {
+		l.cfg.Notify("STATUS=" + l.status())
+	}
+}
+
+// stopAll passes the stop on to every generation and waits for them all;
+// systemd's TimeoutStopSec bounds the wait.
+func (l *launcher) stopAll(sig os.Signal) {
+	running := map[*generation]bool{}
+	for g := range l.old {
+		running[g] = true
+	}
+	if l.current != nil {
+		running[l.current] = true
+	}
+	l.cfg.Notify("STOPPING=1")
+	for g := range running {
+		g.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	l.cfg.Logf("stopping: %d generations drain", len(running))
+	for len(running) > 0 {
+		g := <-l.exits
+		delete(running, g)
+		l.cfg.Logf("generation %d exited: %s", g.n, describeExit(g.err))
+	}
+}
+
+// serveControl answers "reload" on the control socket, one request per
+// connection, with the reload's result line.
+func (l *launcher) serveControl(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 64)
+			n, _ := c.Read(buf)
+			if strings.TrimSpace(string(buf[:n])) != "reload" {
+				io.WriteString(c, "failed: unknown request\n")
+				return
+			}
+			req := request{reply: make(chan string, 1)}
+			l.requests <- req
+			io.WriteString(c, <-req.reply+"\n")
+		}()
+	}
+}
+
+// Reload asks the launcher of a site to reload, and waits for the result.
+func Reload(runtimeDir string) error {
+	c, err := net.Dial("unix", filepath.Join(runtimeDir, ControlSocket))
+	if err != nil {
+		return fmt.Errorf("cannot reach the launcher: %w", err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "reload\n"); err != nil {
+		return err
+	}
+	reply, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	line := strings.TrimSpace(string(reply))
+	if !strings.HasPrefix(line, "ok") {
+		return errors.New(strings.TrimPrefix(line, "failed: "))
+	}
+	return nil
+}
+
+// probeUnix sends GET probe.Path through the private socket until it gets
+// probe.Status or ctx ends.
+func probeUnix(ctx context.Context, path string, p *site.Probe) error {
+	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: p.Timeout}
+	last := "no answer"
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://generation"+p.Path, nil)
+		req.Header.Set("User-Agent", "sitectl-probe")
+		resp, err := client.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+			resp.Body.Close()
+			if resp.StatusCode == p.Status {
+				return nil
+			}
+			last = fmt.Sprintf("status %d, want %d", resp.StatusCode, p.Status)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("GET %s: %s", p.Path, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func describeExit(err error) string {
+	if err == nil {
+		return "status 0"
+	}
+	return err.Error()
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+func monotonicUsec() int64 {
+	var ts syscall.Timespec
+	if err := clockGettime(&ts); err != nil {
+		return 0
+	}
+	return ts.Sec*1_000_000 + ts.Nsec/1000
+}
