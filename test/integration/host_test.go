@@ -184,9 +184,11 @@ func freePort(t *testing.T) int {
 
 // appReply is what both test apps answer on /.
 type appReply struct {
-	Site string `json:"site"`
-	Mode string `json:"mode"`
-	PID  int    `json:"pid"`
+	Site       string `json:"site"`
+	Mode       string `json:"mode"`
+	PID        int    `json:"pid"`
+	PPID       int    `json:"ppid"`
+	Generation string `json:"generation"`
 }
 
 func get(t *testing.T, url string) (int, string) {

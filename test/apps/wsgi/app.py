@@ -32,6 +32,8 @@ def application(environ, start_response):
     body = json.dumps({
         "site": os.environ.get("SITE", ""),
         "mode": mode,
+        "generation": os.environ.get("SITE_GENERATION", ""),
+        "release": os.environ.get("RELEASE", ""),
         "pid": os.getpid(),
         "ppid": os.getppid(),
         "server": environ.get("SERVER_SOFTWARE", ""),
@@ -45,5 +47,6 @@ def respond(start_response, status, mode, body):
         ("Content-Type", "application/json"),
         ("Content-Length", str(len(data))),
         ("X-Site-Mode", mode),
+        ("X-Site-Generation", os.environ.get("SITE_GENERATION", "")),
     ])
     return [data]

@@ -1,0 +1,448 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/loadgen"
+)
+
+var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+
+func TestWindowOverlaps(t *testing.T) {
+	w := Window{Start: at(1000), End: at(2000)}
+	cases := []struct {
+		name      string
+		start, ms int
+		want      bool
+	}{
+		{"ends before", 0, 999, false},
+		{"ends at the start", 0, 1000, true},
+		{"waiting when the switch began", 900, 300, true},
+		{"inside", 1200, 5, true},
+		{"starts at the end (in the tail)", 2000, 1, true},
+		{"starts after", 2001, 1, false},
+		{"spans the window", 500, 3000, true},
+		{"zero latency inside", 1500, 0, true},
+	}
+	for _, c := range cases {
+		if got := w.Overlaps(at(c.start), time.Duration(c.ms)*time.Millisecond); got != c.want {
+			t.Errorf("%s: Overlaps = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestSplitByWindows(t *testing.T) {
+	ws := []Window{{Start: at(1000), End: at(2000)}, {Start: at(5000), End: at(5500)}}
+	rs := []loadgen.Result{
+		{Start: at(100), Latency: time.Millisecond, Outcome: loadgen.OK},         // steady
+		{Start: at(990), Latency: 20 * time.Millisecond, Outcome: loadgen.OK},    // reaches into window 1
+		{Start: at(1500), Latency: time.Millisecond, Outcome: loadgen.Refused},   // inside window 1
+		{Start: at(3000), Latency: time.Millisecond, Outcome: loadgen.OK},        // steady
+		{Start: at(4000), Latency: 2 * time.Second, Outcome: loadgen.Timeout},    // reaches into window 2
+		{Start: at(5600), Latency: time.Millisecond, Outcome: loadgen.OK},        // steady
+		{Start: at(5500), Latency: time.Microsecond, Outcome: loadgen.BadStatus}, // at the end of window 2
+	}
+	steady, window := Split(rs, ws)
+	if len(steady) != 3 || len(window) != 4 {
+		t.Fatalf("steady %d, window %d; want 3 and 4", len(steady), len(window))
+	}
+	for _, r := range steady {
+		if r.Outcome != loadgen.OK {
+			t.Errorf("steady has a %s request at %s", r.Outcome, r.Start.Sub(t0))
+		}
+	}
+	if InAnyWindow(nil, at(0), time.Hour) {
+		t.Error("no windows, but a request is inside one")
+	}
+}
+
+func TestPercentileNearestRank(t *testing.T) {
+	var ds []time.Duration
+	for i := 1; i <= 100; i++ {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	for _, c := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, 50 * time.Millisecond}, {99, 99 * time.Millisecond}, {100, 100 * time.Millisecond}, {1, time.Millisecond}, {0.1, time.Millisecond}} {
+		if got := Percentile(ds, c.p); got != c.want {
+			t.Errorf("p%g of 1..100 ms = %s, want %s", c.p, got, c.want)
+		}
+	}
+	// Few values: p99 of 10 values is the largest; p50 of 4 is the second.
+	ten := ds[:10]
+	if got := Percentile(ten, 99); got != 10*time.Millisecond {
+		t.Errorf("p99 of 10 values = %s, want the largest", got)
+	}
+	if got := Percentile(ds[:4], 50); got != 2*time.Millisecond {
+		t.Errorf("p50 of 1..4 ms = %s, want 2ms", got)
+	}
+	if got := Percentile(nil, 99); got != 0 {
+		t.Errorf("p99 of nothing = %s", got)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var ds []time.Duration
+		for _, x := range v {
+			ds = append(ds, time.Duration(x)*time.Millisecond)
+		}
+		return ds
+	}
+	if got := Median(ms(5, 1, 3)); got != 3*time.Millisecond {
+		t.Errorf("median of 5,1,3 = %s", got)
+	}
+	if got := Median(ms(4, 1, 3, 2)); got != 2500*time.Microsecond {
+		t.Errorf("median of 4,1,3,2 = %s, want 2.5ms", got)
+	}
+	in := ms(3, 1, 2)
+	Median(in)
+	if in[0] != 3*time.Millisecond {
+		t.Error("Median sorted its argument in place")
+	}
+}
+
+func TestSummarizeLeavesFailuresOutOfLatencies(t *testing.T) {
+	rs := []loadgen.Result{
+		{Latency: 10 * time.Millisecond, Outcome: loadgen.OK},
+		{Latency: 20 * time.Millisecond, Outcome: loadgen.OK},
+		{Latency: 30 * time.Millisecond, Outcome: loadgen.OK},
+		{Latency: 10 * time.Microsecond, Outcome: loadgen.Refused},
+		{Latency: 10 * time.Microsecond, Outcome: loadgen.Refused},
+		{Latency: 10 * time.Second, Outcome: loadgen.Timeout},
+	}
+	s := Summarize(rs)
+	if s.Requests != 6 || s.OK != 3 || s.Failed != 3 || s.ByKind["refused"] != 2 || s.ByKind["timeout"] != 1 {
+		t.Errorf("counts: %+v", s)
+	}
+	if s.P50.MS() != 20 || s.P99.MS() != 30 || s.Max.MS() != 30 {
+		t.Errorf("latencies p50 %v p99 %v max %v, want 20/30/30 ms (failures left out)", s.P50.MS(), s.P99.MS(), s.Max.MS())
+	}
+	if got := Ratio(Millis(30*time.Millisecond), Millis(10*time.Millisecond)); got != 3 {
+		t.Errorf("Ratio = %v", got)
+	}
+	if got := Ratio(1, 0); got != 0 {
+		t.Errorf("Ratio with no steady samples = %v, want 0", got)
+	}
+	if z := Summarize(nil); z.P99 != 0 || z.Requests != 0 {
+		t.Errorf("empty summary: %+v", z)
+	}
+}
+
+func TestMillisJSONRoundTrip(t *testing.T) {
+	m := Millis(1234567 * time.Nanosecond)
+	b, err := json.Marshal(m)
+	if err != nil || string(b) != "1.235" {
+		t.Fatalf("marshal = %s, %v; want 1.235", b, err)
+	}
+	var back Millis
+	if err := json.Unmarshal(b, &back); err != nil || back.MS() != 1.235 {
+		t.Errorf("unmarshal = %v, %v", back.MS(), err)
+	}
+}
+
+func TestTimeResultStats(t *testing.T) {
+	r := TimeResult{
+		Nanos:  [][]int64{{int64(10 * time.Millisecond), int64(30 * time.Millisecond), int64(20 * time.Millisecond), int64(time.Millisecond)}},
+		Errors: [][]string{{"", "", "", "sitectl list --json: exit status 1: boom"}},
+	}
+	st := r.Stats(0, true)
+	if st.Runs != 3 || st.Failed != 1 || st.Median.MS() != 20 || st.Min.MS() != 10 || st.Max.MS() != 30 || len(st.All) != 3 {
+		t.Errorf("stats: %+v", st)
+	}
+	if !strings.Contains(st.Error, "boom") {
+		t.Errorf("first error %q", st.Error)
+	}
+	if got := durCell(st); !strings.Contains(got, "1 of 4 runs failed") {
+		t.Errorf("cell %q", got)
+	}
+	if got := durCell(DurationStats{Failed: 2, Error: "x"}); got != "**fails** (2 of 2 runs)" {
+		t.Errorf("cell of an always failing command %q", got)
+	}
+}
+
+func TestParsers(t *testing.T) {
+	si := parseSlabInfo(`slabinfo - version: 2.1
+# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>
+TCP                   78    130   2368   13    8 : tunables    0    0    0 : slabdata     10     10      0
+sock_inode_cache     209    209    832   19    4 : tunables    0    0    0 : slabdata     11     11      0
+`)
+	if got := si.bytes("TCP", "sock_inode_cache", "missing"); got != 78*2368+209*832 {
+		t.Errorf("slab bytes = %d", got)
+	}
+	n, err := parseTCPInUse("sockets: used 11\nTCP: inuse 7 orphan 0 tw 4 alloc 1 mem 65\nUDP: inuse 0 mem 0\n")
+	if err != nil || n != 7 {
+		t.Errorf("TCP inuse = %d, %v", n, err)
+	}
+	if _, err := parseTCPInUse("UDP: inuse 0\n"); err == nil {
+		t.Error("no TCP line, no error")
+	}
+	if _, err := parseSites("100,10"); err == nil {
+		t.Error("descending -sites accepted")
+	}
+	if ns, err := parseSites(" 10, 100 ,1000"); err != nil || len(ns) != 3 {
+		t.Errorf("parseSites = %v, %v", ns, err)
+	}
+	if ns, err := parseSites(""); err != nil || ns != nil {
+		t.Errorf("empty -sites = %v, %v", ns, err)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	o, _, err := parseFlags([]string{"-switches", "20", "-rate", "100", "-quick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.switches != 20 || o.rate != 100 || o.neighbourRate != 100 || o.reps != 3 || o.cliRuns != 10 || o.gap != time.Second {
+		t.Errorf("quick options: %+v", o)
+	}
+	o, _, err = parseFlags([]string{"-quick", "-reps", "7", "-neighbour-rate", "50"})
+	if err != nil || o.reps != 7 || o.neighbourRate != 50 {
+		t.Errorf("explicit flags under -quick: %+v, %v", o, err)
+	}
+	if _, _, err := parseFlags([]string{"stray"}); err == nil {
+		t.Error("a stray argument was accepted")
+	}
+}
+
+func TestScenarioTable(t *testing.T) {
+	ids := map[string]bool{}
+	for _, s := range scenarios {
+		if ids[s.ID] {
+			t.Errorf("scenario %s twice", s.ID)
+		}
+		ids[s.ID] = true
+		if s.Install == nil || s.Switch == nil || s.Title == "" {
+			t.Errorf("scenario %s is incomplete", s.ID)
+		}
+		for _, a := range apps {
+			in := s.Install(a, 12345)
+			if len(in.Files) == 0 || in.Name == "" || len(in.Start) == 0 {
+				t.Errorf("%s/%s: install %+v", a.ID, s.ID, in)
+			}
+			for path, content := range in.Files {
+				if !strings.Contains(content, "127.0.0.1:12345") {
+					t.Errorf("%s/%s: %s does not use the port:\n%s", a.ID, s.ID, path, content)
+				}
+			}
+		}
+	}
+	for _, want := range []string{"own-port", "socket-held", "sitectl-mode", "overlap-reload", "overlap-mode"} {
+		if !ids[want] {
+			t.Errorf("no scenario %s", want)
+		}
+	}
+	mode, _ := scenarioByID("sitectl-mode")
+	if got := commandFor(mode, "go-mode"); got != "`sitectl mode go-mode read-only` / `sitectl mode go-mode normal`" {
+		t.Errorf("mode command %q", got)
+	}
+	if got := mode.Switch("x", 3); strings.Join(got, " ") != "sitectl mode x normal" {
+		t.Errorf("switch 4 = %v", got)
+	}
+	own, _ := scenarioByID("own-port")
+	if got := commandFor(own, "bench-go-own"); got != "`systemctl restart bench-go-own.service`" {
+		t.Errorf("own-port command %q", got)
+	}
+	for _, id := range []string{"overlap-reload", "overlap-mode"} {
+		o, _ := scenarioByID(id)
+		if o.Available == nil {
+			t.Errorf("scenario %s must check that sitectl can do it", id)
+		}
+		for _, a := range apps {
+			for _, content := range o.Install(a, 1).Files {
+				if !strings.Contains(content, `handoff = "overlap"`) {
+					t.Errorf("%s/%s: the site does not ask for the overlapped handoff:\n%s", a.ID, id, content)
+				}
+			}
+		}
+	}
+	if got := commandFor(scenarios[3], "go-ovreload"); got != "`sitectl reload go-ovreload`" {
+		t.Errorf("overlap reload command %q", got)
+	}
+}
+
+func TestTableRendering(t *testing.T) {
+	tb := table{head: []string{"a", "b"}}
+	tb.add("1", "x | y")
+	tb.add("2")
+	want := "| a | b |\n|---|---|\n| 1 | x \\| y |\n| 2 |  |\n"
+	if got := tb.String(); got != want {
+		t.Errorf("table:\n%s\nwant:\n%s", got, want)
+	}
+	if got := failedCell(Stats{Failed: 3, ByKind: map[string]int{"reset": 1, "refused": 2}}); got != "**3** (refused 2, reset 1)" {
+		t.Errorf("failed cell %q", got)
+	}
+	if got := latCell(Stats{OK: 2, P50: Millis(1500 * time.Microsecond), P99: Millis(42 * time.Millisecond), Max: Millis(1234 * time.Millisecond)}); got != "1.50 / 42.0 / 1234" {
+		t.Errorf("latency cell %q", got)
+	}
+	if got := latCell(Stats{}); got != "–" {
+		t.Errorf("latency cell without successes %q", got)
+	}
+}
+
+// sampleResults is a small but complete run, for the report and the plots.
+func sampleResults() *Results {
+	okStats := Stats{Requests: 1000, OK: 1000, ByKind: map[string]int{}, P50: Millis(time.Millisecond), P99: Millis(2 * time.Millisecond), Max: Millis(3 * time.Millisecond)}
+	spike := okStats
+	spike.P99 = Millis(300 * time.Millisecond)
+	failed := okStats
+	failed.OK, failed.Failed, failed.ByKind = 990, 10, map[string]int{"refused": 10}
+	side := func(all, steady, window Stats) *Side {
+		return &Side{All: all, Steady: steady, Window: window, P99Ratio: Ratio(window.P99, steady.P99)}
+	}
+	r := &Results{
+		Command: "go run ./test/bench -quick",
+		Quick:   true,
+		Started: t0,
+		Config:  Config{Apps: []string{"go"}, Scenarios: []string{"own-port", "socket-held", "sitectl-mode", "overlap-reload", "overlap-mode"}, Switches: 3, Rate: 100, NeighbourRate: 100, TailMS: 1000, GapMS: 1000, TimeoutMS: 10000, Sites: []int{10, 1000}, Reps: 3, ModeReps: 2, CLIRuns: 10},
+		Handoff: []*HandoffResult{
+			{App: "go", Scenario: "own-port", Title: "1. own port", Command: "`systemctl restart bench-go-own.service`", Available: true, Subject: side(failed, okStats, okStats), Neighbour: side(okStats, okStats, okStats)},
+			{App: "go", Scenario: "socket-held", Title: "2. socket-held", Command: "`systemctl restart site-go-socket.service`", Available: true, Subject: side(okStats, okStats, spike), Neighbour: side(okStats, okStats, okStats)},
+			{App: "go", Scenario: "sitectl-mode", Title: "3. sitectl mode", Command: "`sitectl mode go-mode read-only`", Available: true, SwitchErrors: 1, Subject: side(okStats, okStats, spike), Neighbour: side(okStats, okStats, spike)},
+			{App: "go", Scenario: "overlap-reload", Title: "4a. overlap reload", Available: false, NotAvailable: "not available: `sitectl reload --help` fails"},
+			{App: "go", Scenario: "overlap-mode", Title: "4b. overlap mode", Command: "`sitectl mode go-ovmode read-only`", Available: true, Subject: side(okStats, okStats, Stats{Requests: 10, OK: 10, P99: Millis(3 * time.Millisecond)}), Neighbour: side(okStats, okStats, okStats)},
+		},
+		Scale: []*ScaleResult{
+			{N: 10, PortRange: "21000-21009", GeneratorWrite: DurationStats{Runs: 3, Median: Millis(4 * time.Millisecond)}, SitectlList: DurationStats{Runs: 3, Median: Millis(20 * time.Millisecond)}},
+			{N: 1000, PortRange: "21000-21999", GeneratorWrite: DurationStats{Runs: 3, Median: Millis(150 * time.Millisecond)}, GeneratorDryrun: DurationStats{Runs: 3, Median: Millis(80 * time.Millisecond)},
+				SitectlList: DurationStats{Failed: 3, Error: "sitectl: error: The maximum number of pending replies per connection has been reached"},
+				Memory:      Memory{PID1RSSBaseKiB: 11000, PID1RSSKiB: 33000, PerSitePID1KiB: 22, KernelObjects: map[string]int{"TCP": 2368}, KernelPerSocketBytes: 2368}},
+		},
+		CLI: &CLIOverhead{Site: "cli", Runs: 10, Sitectl: DurationStats{Runs: 10, Median: Millis(99 * time.Millisecond)}, Systemctl: DurationStats{Runs: 10, Median: Millis(90 * time.Millisecond)}, Ratio: 1.1},
+	}
+	r.Targets = evaluateTargets(r)
+	return r
+}
+
+func TestTargets(t *testing.T) {
+	r := sampleResults()
+	status := map[string]string{}
+	for _, tg := range r.Targets {
+		status[tg.What] = tg.Status
+	}
+	for what, want := range map[string]string{
+		"go, 2. socket-held: failed requests":                                     statusMet,
+		"go, 3. sitectl mode: failed requests":                                    statusMissed, // a switch command failed
+		"go, 4a. overlap reload: failed requests":                                 statusUnavailable,
+		"go, 4a. overlap reload: p99 in switch windows / p99 steady":              statusUnavailable,
+		"go, 4b. overlap mode: failed requests":                                   statusMet,
+		"go, 4b. overlap mode: p99 in switch windows / p99 steady":                statusMet,
+		"neighbour: failed requests, all scenarios":                               statusMet,
+		"neighbour: p99 in switch windows / p99 steady, every scenario":           statusMissed,
+		"1000 sites: `sitectl list --json`":                                       statusMissed,
+		"1000 sites: generator (writing the units)":                               statusMet,
+		"CLI overhead: `sitectl restart` / `systemctl restart`, ratio of medians": statusMet,
+	} {
+		if got := status[what]; got != want {
+			t.Errorf("target %q: %q, want %q", what, got, want)
+		}
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	md := Markdown(sampleResults())
+	for _, want := range []string{
+		"**This is a quick run**",
+		"go run ./test/bench -quick",
+		"| 1. own port | `systemctl restart bench-go-own.service` | 1000 | **10** (refused 10) |",
+		"| 4a. overlap reload | – | – | – | – | – | – | not available: `sitectl reload --help` fails | – |",
+		"| **0** (expected 1) |",
+		"![latency over time, Go app (test/apps/webapp)](handoff-go.png)",
+		"**fails** (3 of 3 runs)",
+		"The maximum number of pending replies",
+		"Ratio of medians: **1.10**",
+		"## Definitions",
+		"## Notes",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("README.md lacks %q", want)
+		}
+	}
+	// Every table row has as many cells as its header.
+	var cols int
+	for _, line := range strings.Split(md, "\n") {
+		if !strings.HasPrefix(line, "|") {
+			cols = 0
+			continue
+		}
+		n := strings.Count(strings.ReplaceAll(line, `\|`, ""), "|") - 1
+		if cols == 0 {
+			cols = n
+		} else if n != cols {
+			t.Errorf("row with %d cells under a header of %d: %s", n, cols, line)
+		}
+	}
+}
+
+func TestCountProcesses(t *testing.T) {
+	goApp, _ := appByID("go")
+	gun, _ := appByID("gunicorn")
+	h := func(pid string) http.Header { return http.Header{"X-Pid": []string{pid}} }
+	rs := []loadgen.Result{
+		{Outcome: loadgen.OK, Header: h("10"), Body: `{"pid": 11, "ppid": 10}`},
+		{Outcome: loadgen.OK, Header: h("10"), Body: `{"pid": 12, "ppid": 10}`},
+		{Outcome: loadgen.OK, Header: h("20"), Body: `{"pid": 21, "ppid": 20}`},
+		{Outcome: loadgen.Refused, Header: h("30"), Body: `{"pid": 31, "ppid": 30}`},
+		{Outcome: loadgen.OK, Header: http.Header{}, Body: "not json"},
+	}
+	if n := countProcesses(rs, goApp.Process); n != 2 {
+		t.Errorf("Go app: %d processes, want 2", n)
+	}
+	if n := countProcesses(rs, gun.Process); n != 2 {
+		t.Errorf("gunicorn: %d masters, want 2", n)
+	}
+}
+
+func TestPlotScripts(t *testing.T) {
+	p := LatencyPlot{Output: "/x/handoff-go.png", Title: "it's `rm -rf /`", YMax: 1000, Panels: []Panel{
+		{Title: "2. socket-held", Windows: [][2]float64{{1, 2.1}}, Issued: []float64{1}, SubjectOK: "/d/ok.dat", XMax: 8},
+		{Title: "4. overlap", Message: "not available: `sitectl reload --help` fails"},
+	}}
+	s := p.Script()
+	for _, want := range []string{
+		"set multiplot layout 2,1",
+		"set object 1 rect from 1.000, graph 0 to 2.100, graph 1",
+		"set arrow 1 from 1.000, graph 0 to 1.000, graph 1",
+		"'/d/ok.dat' using 1:2",
+		"set label 1 'not available: `sitectl reload --help` fails'",
+		"'it''s `rm -rf /`'",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("script lacks %q:\n%s", want, s)
+		}
+	}
+	// Backquotes only ever appear inside single-quoted strings, where
+	// gnuplot does not run them.
+	for _, line := range strings.Split(s, "\n") {
+		inSingle := false
+		for _, c := range line {
+			switch {
+			case c == '\'':
+				inSingle = !inSingle
+			case c == '`' && !inSingle:
+				t.Errorf("backquote outside single quotes: %s", line)
+			}
+		}
+	}
+	if strings.Contains(s, "failed") {
+		t.Error("a series without data file was plotted")
+	}
+	rs := sampleResults().Scale
+	data := scaleData(rs)
+	if !strings.Contains(data, "1000 150.000 80.000") || !strings.Contains(data, "NaN") {
+		t.Errorf("scale data:\n%s", data)
+	}
+	if sc := scalePlotScript(rs, "/d/scale.dat", "/x/scale.png"); !strings.Contains(sc, "sitectl list --json (failed at 1000 sites)") {
+		t.Errorf("scale script does not mark the failed series:\n%s", sc)
+	}
+	if niceCeil(130) != 200 || niceCeil(10) != 10 || niceCeil(0.3) != 0.5 {
+		t.Errorf("niceCeil: %v %v %v", niceCeil(130), niceCeil(10), niceCeil(0.3))
+	}
+}

@@ -1,0 +1,407 @@
+// Command bench is sitectl's benchmark harness. It checks sitectl's claim,
+// "change one site and nobody notices, on a host with many sites", on a real
+// systemd booted in throwaway namespaces (package test/sandbox), and writes
+// results.json, README.md and PNG plots into docs/bench/. It needs root, and
+// gnuplot (Debian: gnuplot-nox) for the plots.
+//
+//	go run ./test/bench                 # the full run, about 10-15 minutes
+//	go run ./test/bench -quick -switches 5 -out /var/tmp/bench   # a quick look
+//
+// What it measures:
+//
+//   - Handoff: one site under fixed-rate load (no keep-alive) is switched
+//     -switches times in each scenario of the scenario table (scenarios.go),
+//     for the Go test app and for Debian's gunicorn: a plain unit binding its
+//     own port, sitectl's socket-held units restarted with systemctl, sitectl
+//     mode switches, and the overlapped reload once sitectl has it. A
+//     neighbour site is under its own load all along.
+//   - Scale: 10, 100, 1000 idle socket-activated sites: generator,
+//     daemon-reload, sitectl list against systemctl list-units, one site's
+//     mode switch, and the memory they cost.
+//   - CLI overhead: sitectl restart against systemctl restart.
+//
+// docs/bench/README.md says precisely what every number means.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sitectl/sitectl/test/sandbox"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "timeit" {
+		// The timing helper, run inside a sandbox.
+		os.Exit(timeitMain(os.Stdin, os.Stdout))
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+// options are the command line.
+type options struct {
+	quick         bool
+	switches      int
+	rate          int
+	neighbourRate int
+	tail, gap     time.Duration
+	timeout       time.Duration
+	apps          string
+	scenarios     string
+	sites         string
+	reps          int
+	modeReps      int
+	cliRuns       int
+	out           string
+	keepData      bool
+	render        bool
+}
+
+func parseFlags(args []string) (options, *flag.FlagSet, error) {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.BoolVar(&o.quick, "quick", false, "a quick run: fewer repetitions (scale 3, mode switches 2, CLI 10) and 1s steady gaps, unless set explicitly")
+	fs.IntVar(&o.switches, "switches", 20, "switches per scenario")
+	fs.IntVar(&o.rate, "rate", 100, "requests per second to the site being switched")
+	fs.IntVar(&o.neighbourRate, "neighbour-rate", 0, "requests per second to the neighbour site (default: -rate)")
+	fs.DurationVar(&o.tail, "tail", time.Second, "a switch window ends this long after the switch command returned")
+	fs.DurationVar(&o.gap, "gap", 1500*time.Millisecond, "steady load between one switch window and the next switch")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "request timeout")
+	fs.StringVar(&o.apps, "apps", "go,gunicorn", "apps to run the handoff scenarios with (comma-separated; empty: no handoff benchmark)")
+	fs.StringVar(&o.scenarios, "scenarios", "own-port,socket-held,sitectl-mode,overlap-reload,overlap-mode", "handoff scenarios (comma-separated; empty: none)")
+	fs.StringVar(&o.sites, "sites", "10,100,1000", "site counts of the scale benchmark (comma-separated, ascending; empty: none)")
+	fs.IntVar(&o.reps, "reps", 10, "runs of each scale timing")
+	fs.IntVar(&o.modeReps, "mode-reps", 5, "mode switches to maintenance and back at each scale step")
+	fs.IntVar(&o.cliRuns, "cli-runs", 30, "runs of each restart command for the CLI overhead (0: skip)")
+	fs.StringVar(&o.out, "out", "", "output directory (default: docs/bench of the repository)")
+	fs.BoolVar(&o.render, "render", false, "measure nothing: render README.md again from results.json in the output directory (after editing test/bench/notes.md or the report code)")
+	fs.BoolVar(&o.keepData, "keep-data", false, "keep the per-request data files and gnuplot scripts (their directory is printed)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: go run ./test/bench [flags]   (as root)\n\nRuns sitectl's benchmarks on a throwaway systemd and writes results.json,\nREADME.md and plots into docs/bench/.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, fs, err
+	}
+	if fs.NArg() > 0 {
+		return o, fs, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.quick {
+		if !set["reps"] {
+			o.reps = 3
+		}
+		if !set["mode-reps"] {
+			o.modeReps = 2
+		}
+		if !set["cli-runs"] {
+			o.cliRuns = 10
+		}
+		if !set["gap"] {
+			o.gap = time.Second
+		}
+	}
+	if o.neighbourRate <= 0 {
+		o.neighbourRate = o.rate
+	}
+	if o.switches < 1 || o.rate < 1 || o.reps < 1 || o.modeReps < 1 || o.cliRuns < 0 {
+		return o, fs, errors.New("-switches, -rate, -reps and -mode-reps must be at least 1")
+	}
+	return o, fs, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func parseSites(s string) ([]int, error) {
+	var ns []int
+	for _, f := range splitList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 9999 {
+			return nil, fmt.Errorf("-sites: %q is not a number of sites from 1 to 9999", f)
+		}
+		ns = append(ns, n)
+	}
+	if !slices.IsSorted(ns) || len(slices.Compact(slices.Clone(ns))) != len(ns) {
+		return nil, fmt.Errorf("-sites must be ascending without repeats: %v", ns)
+	}
+	return ns, nil
+}
+
+// repoRoot finds the module root above the working directory.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/sitectl/sitectl\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run it from inside the sitectl repository (no go.mod of github.com/sitectl/sitectl above the working directory)")
+		}
+		dir = parent
+	}
+}
+
+// shellQuote quotes an argument for the command line shown in README.md.
+func shellQuote(s string) string {
+	if s != "" && !strings.ContainsAny(s, " \t\n\"'\\$`;&|<>(){}*?[]#~!") {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func run(args []string) (code int) {
+	o, _, err := parseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: error:", err)
+		return 2
+	}
+	if err := runBench(o, args); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: error:", err)
+		if cerr := sandbox.CloseAll(); cerr != nil {
+			fmt.Fprintln(os.Stderr, "bench: closing sandboxes:", cerr)
+		}
+		return 1
+	}
+	return 0
+}
+
+// render writes README.md again from results.json.
+func render(o options) error {
+	outDir := o.out
+	if outDir == "" {
+		root, err := repoRoot()
+		if err != nil {
+			return err
+		}
+		outDir = filepath.Join(root, "docs", "bench")
+	}
+	b, err := os.ReadFile(filepath.Join(outDir, "results.json"))
+	if err != nil {
+		return err
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(outDir, "results.json"), err)
+	}
+	return os.WriteFile(filepath.Join(outDir, "README.md"), []byte(Markdown(&res)), 0o644)
+}
+
+func runBench(o options, args []string) (err error) {
+	if o.render {
+		return render(o)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("the benchmark boots systemd in new namespaces and needs root")
+	}
+	var selApps []App
+	for _, id := range splitList(o.apps) {
+		a, ok := appByID(id)
+		if !ok {
+			return fmt.Errorf("-apps: no app %q (have go, gunicorn)", id)
+		}
+		selApps = append(selApps, a)
+	}
+	var selScen []Scenario
+	for _, id := range splitList(o.scenarios) {
+		s, ok := scenarioByID(id)
+		if !ok {
+			var ids []string
+			for _, s := range scenarios {
+				ids = append(ids, s.ID)
+			}
+			return fmt.Errorf("-scenarios: no scenario %q (have %s)", id, strings.Join(ids, ", "))
+		}
+		selScen = append(selScen, s)
+	}
+	sites, err := parseSites(o.sites)
+	if err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("gnuplot"); err != nil {
+		return errors.New("gnuplot is missing; it draws the plots: apt-get install gnuplot-nox")
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	outDir := o.out
+	if outDir == "" {
+		outDir = filepath.Join(root, "docs", "bench")
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return err
+	}
+
+	sandbox.HandleSignals()
+	// Whatever happens below, no sandbox outlives this function.
+	defer func() {
+		if p := recover(); p != nil {
+			sandbox.CloseAll()
+			panic(p)
+		}
+	}()
+	defer sandbox.CloseAll()
+	if err := sandbox.ReapStale(os.Stderr); err != nil {
+		logf("reaping sandboxes left by an earlier run: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Minute)
+	defer cancel()
+
+	start := time.Now()
+	quoted := []string{"go", "run", "./test/bench"}
+	for _, a := range args {
+		quoted = append(quoted, shellQuote(a))
+	}
+	res := &Results{
+		Command: strings.Join(quoted, " "),
+		Quick:   o.quick,
+		Started: start,
+		Machine: describeMachine(ctx),
+		Config: Config{
+			Switches: o.switches, Rate: o.rate, NeighbourRate: o.neighbourRate,
+			TailMS: o.tail.Milliseconds(), GapMS: o.gap.Milliseconds(), TimeoutMS: o.timeout.Milliseconds(),
+			Sites: sites, Reps: o.reps, ModeReps: o.modeReps, CLIRuns: o.cliRuns,
+		},
+	}
+	for _, a := range selApps {
+		res.Config.Apps = append(res.Config.Apps, a.ID)
+	}
+	for _, s := range selScen {
+		res.Config.Scenarios = append(res.Config.Scenarios, s.ID)
+	}
+
+	logf("building sitectl, sitectl-generator and the Go test app")
+	bin, err := buildBinaries(ctx, root)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(bin)
+	work, err := os.MkdirTemp("/var/tmp", "sitectl-bench-data-")
+	if err != nil {
+		return err
+	}
+	if o.keepData {
+		defer logf("data files and gnuplot scripts kept in %s", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	bootLog := logWriter{}
+
+	if (len(selApps) > 0 && len(selScen) > 0) || o.cliRuns > 0 {
+		logf("booting the handoff sandbox")
+		h, err := bootHost(ctx, "bench-handoff", bin, root, bootLog)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		if res.NsenterOverhead, err = nsenterOverhead(ctx, h); err != nil {
+			return err
+		}
+		if len(selApps) > 0 && len(selScen) > 0 {
+			res.Handoff, err = runHandoff(ctx, h, HandoffOptions{
+				Apps: selApps, Scenarios: selScen, Switches: o.switches, Rate: o.rate, NeighbourRate: o.neighbourRate,
+				Tail: o.tail, Gap: o.gap, Timeout: o.timeout, Log: logf,
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if o.cliRuns > 0 {
+			if res.CLI, err = runCLIOverhead(ctx, h, o.cliRuns, logf); err != nil {
+				return err
+			}
+		}
+		if err := h.Close(); err != nil {
+			return err
+		}
+	}
+	if len(sites) > 0 {
+		logf("booting the scale sandbox")
+		h, err := bootHost(ctx, "bench-scale", bin, root, bootLog)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		if res.Scale, err = runScale(ctx, h, ScaleOptions{Sites: sites, Reps: o.reps, ModeReps: o.modeReps, Log: logf}, work); err != nil {
+			return err
+		}
+		if err := h.Close(); err != nil {
+			return err
+		}
+	}
+
+	res.Machine.LoadAtEnd = loadavg()
+	res.Targets = evaluateTargets(res)
+	logf("drawing plots")
+	if res.Plots, err = drawPlots(ctx, res, selApps, outDir, work); err != nil {
+		return err
+	}
+	res.DurationS = time.Since(start).Seconds()
+	js, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(outDir, "results.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(outDir, "README.md"), []byte(Markdown(res)), 0o644); err != nil {
+		return err
+	}
+	for _, t := range res.Targets {
+		logf("target %-9s %s: %s (target %s)", t.Status, t.What, t.Measured, t.Target)
+	}
+	logf("wrote results.json, README.md and %s into %s after %s", strings.Join(res.Plots, ", "), outDir, time.Since(start).Round(time.Second))
+	return nil
+}
+
+// nsenterOverhead times `true` run the way switch commands are run.
+func nsenterOverhead(ctx context.Context, h *host) (DurationStats, error) {
+	var ds []time.Duration
+	for i := 0; i < 20; i++ {
+		t0 := time.Now()
+		if _, err := h.run(ctx, "true"); err != nil {
+			return DurationStats{}, err
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	return SummarizeDurations(ds, false), nil
+}
+
+// logWriter prints the sandbox's progress lines like the harness's own.
+type logWriter struct{}
+
+func (logWriter) Write(p []byte) (int, error) {
+	logf("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

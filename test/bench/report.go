@@ -1,0 +1,500 @@
+package main
+
+import (
+	_ "embed"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Results is everything one run measured; results.json is this, and
+// README.md is rendered from it.
+type Results struct {
+	Command   string    `json:"command"`
+	Quick     bool      `json:"quick"`
+	Started   time.Time `json:"started"`
+	DurationS float64   `json:"duration_s"`
+	Config    Config    `json:"config"`
+	Machine   Machine   `json:"machine"`
+	// NsenterOverhead is `true` run in the sandbox the way the harness runs
+	// a switch command: the part of a switch duration that is the
+	// harness's own.
+	NsenterOverhead DurationStats    `json:"nsenter_overhead"`
+	Handoff         []*HandoffResult `json:"handoff"`
+	Scale           []*ScaleResult   `json:"scale"`
+	CLI             *CLIOverhead     `json:"cli_overhead"`
+	Targets         []Target         `json:"targets"`
+	Plots           []string         `json:"plots"`
+}
+
+// Config is how the run was configured.
+type Config struct {
+	Apps          []string `json:"apps"`
+	Scenarios     []string `json:"scenarios"`
+	Switches      int      `json:"switches"`
+	Rate          int      `json:"rate"`
+	NeighbourRate int      `json:"neighbour_rate"`
+	TailMS        int64    `json:"window_tail_ms"`
+	GapMS         int64    `json:"steady_gap_ms"`
+	TimeoutMS     int64    `json:"request_timeout_ms"`
+	Sites         []int    `json:"sites"`
+	Reps          int      `json:"scale_reps"`
+	ModeReps      int      `json:"scale_mode_reps"`
+	CLIRuns       int      `json:"cli_runs"`
+}
+
+// Target is one of the issue's targets and how this run did against it.
+type Target struct {
+	What     string `json:"what"`
+	Target   string `json:"target"`
+	Measured string `json:"measured"`
+	Status   string `json:"status"` // met, missed, not available, not measured
+}
+
+const (
+	statusMet         = "met"
+	statusMissed      = "missed"
+	statusUnavailable = "not available"
+	statusNotMeasured = "not measured"
+)
+
+func metOrMissed(ok bool) string {
+	if ok {
+		return statusMet
+	}
+	return statusMissed
+}
+
+func (r *Results) handoff(app, scen string) *HandoffResult {
+	for _, h := range r.Handoff {
+		if h.App == app && h.Scenario == scen {
+			return h
+		}
+	}
+	return nil
+}
+
+// evaluateTargets compares the results with the issue's targets.
+func evaluateTargets(r *Results) []Target {
+	var ts []Target
+	for _, a := range r.Config.Apps {
+		for _, id := range []string{"socket-held", "sitectl-mode", "overlap-reload", "overlap-mode"} {
+			s, _ := scenarioByID(id)
+			t := Target{What: fmt.Sprintf("%s, %s: failed requests", a, s.Title), Target: "0"}
+			switch h := r.handoff(a, id); {
+			case h == nil:
+				t.Status, t.Measured = statusNotMeasured, "not run"
+			case !h.Available:
+				t.Status, t.Measured = statusUnavailable, h.NotAvailable
+			default:
+				t.Measured = fmt.Sprintf("%d of %d", h.Subject.All.Failed, h.Subject.All.Requests)
+				t.Status = metOrMissed(h.Subject.All.Failed == 0 && h.SwitchErrors == 0)
+				if h.SwitchErrors > 0 {
+					t.Measured += fmt.Sprintf(" (%d switch commands failed)", h.SwitchErrors)
+				}
+			}
+			ts = append(ts, t)
+		}
+	}
+	for _, a := range r.Config.Apps {
+		for _, id := range []string{"overlap-reload", "overlap-mode"} {
+			s, _ := scenarioByID(id)
+			t := Target{What: fmt.Sprintf("%s, %s: p99 in switch windows / p99 steady", a, s.Title), Target: "≤ 2"}
+			switch h := r.handoff(a, id); {
+			case h == nil:
+				t.Status, t.Measured = statusNotMeasured, "not run"
+			case !h.Available:
+				t.Status, t.Measured = statusUnavailable, h.NotAvailable
+			default:
+				t.Measured = fmt.Sprintf("%.2f (%s / %s ms)", h.Subject.P99Ratio, ms(h.Subject.Window.P99), ms(h.Subject.Steady.P99))
+				t.Status = metOrMissed(h.Subject.P99Ratio <= 2)
+			}
+			ts = append(ts, t)
+		}
+	}
+	ran := worstNeighbour(r.Handoff)
+	if len(ran) == 0 {
+		ts = append(ts, Target{What: "neighbour: failed requests", Target: "0", Status: statusNotMeasured, Measured: "not run"},
+			Target{What: "neighbour: p99 in switch windows / p99 steady", Target: "≤ 1.1", Status: statusNotMeasured, Measured: "not run"})
+	} else {
+		failed, requests, within := 0, 0, 0
+		for _, h := range ran {
+			failed += h.Neighbour.All.Failed
+			requests += h.Neighbour.All.Requests
+			if h.Neighbour.P99Ratio <= 1.1 {
+				within++
+			}
+		}
+		ts = append(ts, Target{What: "neighbour: failed requests, all scenarios", Target: "0",
+			Measured: fmt.Sprintf("%d of %d", failed, requests), Status: metOrMissed(failed == 0)})
+		w := ran[0]
+		ts = append(ts, Target{What: "neighbour: p99 in switch windows / p99 steady, every scenario", Target: "≤ 1.1",
+			Measured: fmt.Sprintf("worst %.2f (%s, %s); within target in %d of %d scenarios", w.Neighbour.P99Ratio, w.App, w.Title, within, len(ran)),
+			Status:   metOrMissed(within == len(ran))})
+	}
+	var s1000 *ScaleResult
+	for _, s := range r.Scale {
+		if s.N == 1000 {
+			s1000 = s
+		}
+	}
+	if s1000 == nil {
+		ts = append(ts, Target{What: "1000 sites: `sitectl list --json`", Target: "≤ 300 ms", Status: statusNotMeasured, Measured: "not run"},
+			Target{What: "1000 sites: generator", Target: "≤ 500 ms", Status: statusNotMeasured, Measured: "not run"})
+	} else {
+		ts = append(ts, timingTarget("1000 sites: `sitectl list --json`", 300, s1000.SitectlList, ""))
+		ts = append(ts, timingTarget("1000 sites: generator (writing the units)", 500, s1000.GeneratorWrite,
+			fmt.Sprintf("; --dryrun %s ms", durCell(s1000.GeneratorDryrun))))
+	}
+	t := Target{What: "CLI overhead: `sitectl restart` / `systemctl restart`, ratio of medians", Target: "≤ 1.1"}
+	if c := r.CLI; c == nil {
+		t.Status, t.Measured = statusNotMeasured, "not run"
+	} else if c.Sitectl.Failed > 0 || c.Systemctl.Failed > 0 {
+		t.Status = statusMissed
+		t.Measured = fmt.Sprintf("restarts failed: sitectl %d, systemctl %d of %d runs", c.Sitectl.Failed, c.Systemctl.Failed, c.Runs)
+	} else {
+		t.Measured = fmt.Sprintf("%.2f (%.1f / %.1f ms, %d runs each)", c.Ratio, c.Sitectl.Median.MS(), c.Systemctl.Median.MS(), c.Runs)
+		t.Status = metOrMissed(c.Ratio <= 1.1)
+	}
+	ts = append(ts, t)
+	return ts
+}
+
+// timingTarget compares a median with a limit in ms; any failed run misses.
+func timingTarget(what string, limit float64, d DurationStats, extra string) Target {
+	t := Target{What: what, Target: fmt.Sprintf("≤ %g ms", limit)}
+	if d.Failed > 0 {
+		t.Status = statusMissed
+		t.Measured = fmt.Sprintf("fails in %d of %d runs: %s", d.Failed, d.Failed+d.Runs, d.Error)
+		return t
+	}
+	t.Measured = fmt.Sprintf("%s ms (median of %d%s)", ms(d.Median), d.Runs, extra)
+	t.Status = metOrMissed(d.Median.MS() <= limit)
+	return t
+}
+
+//go:embed notes.md
+var notes string
+
+// ms formats milliseconds for a table.
+func ms(m Millis) string {
+	v := m.MS()
+	switch {
+	case v == 0:
+		return "0"
+	case v < 10:
+		return fmt.Sprintf("%.2f", v)
+	case v < 100:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// durCell is a median for a table, or says how often the command failed.
+func durCell(d DurationStats) string {
+	switch {
+	case d.Failed == 0:
+		return ms(d.Median)
+	case d.Runs == 0:
+		return fmt.Sprintf("**fails** (%d of %d runs)", d.Failed, d.Failed)
+	}
+	return fmt.Sprintf("%s (**%d of %d runs failed**)", ms(d.Median), d.Failed, d.Failed+d.Runs)
+}
+
+// failureNotes lists the first error of every measurement that failed.
+func failureNotes(ds map[string]DurationStats, order []string) string {
+	var b strings.Builder
+	for _, k := range order {
+		if d := ds[k]; d.Failed > 0 {
+			fmt.Fprintf(&b, "- %s: %d of %d runs failed; the first: `%s`\n", k, d.Failed, d.Failed+d.Runs, strings.ReplaceAll(d.Error, "`", "'"))
+		}
+	}
+	return b.String()
+}
+
+func failedCell(s Stats) string {
+	if s.Failed == 0 {
+		return "0"
+	}
+	var kinds []string
+	for _, k := range sortedKinds(s.ByKind) {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, s.ByKind[k]))
+	}
+	return fmt.Sprintf("**%d** (%s)", s.Failed, strings.Join(kinds, ", "))
+}
+
+func latCell(s Stats) string {
+	if s.OK == 0 {
+		return "–"
+	}
+	return ms(s.P50) + " / " + ms(s.P99) + " / " + ms(s.Max)
+}
+
+// processesCell shows how many processes answered, in bold when it is not
+// what was expected.
+func processesCell(got, want int) string {
+	if got != want {
+		return fmt.Sprintf("**%d** (expected %d)", got, want)
+	}
+	return fmt.Sprint(got)
+}
+
+func ratioCell(v float64) string {
+	if v == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func kib(v int64) string {
+	if v >= 10240 {
+		return fmt.Sprintf("%.1f MiB", float64(v)/1024)
+	}
+	return fmt.Sprintf("%d KiB", v)
+}
+
+type table struct {
+	head []string
+	rows [][]string
+}
+
+func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+func escapeCell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+func (t table) String() string {
+	var b strings.Builder
+	b.WriteString("| " + strings.Join(t.head, " | ") + " |\n")
+	b.WriteString("|" + strings.Repeat("---|", len(t.head)) + "\n")
+	for _, r := range t.rows {
+		cells := make([]string, len(t.head))
+		for i := range cells {
+			if i < len(r) {
+				cells[i] = escapeCell(r[i])
+			}
+		}
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+	return b.String()
+}
+
+// Markdown renders docs/bench/README.md.
+func Markdown(r *Results) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("# sitectl benchmarks\n\n")
+	p("sitectl's claim: *change one site and nobody notices, on a host with many sites.* This page measures it: ")
+	p("how requests fare while one site is handed over to a new process in several ways, what its neighbour notices, ")
+	p("what many sites cost, and what the CLI adds to systemctl. Everything here is generated by one command ")
+	p("(`go run ./test/bench`, as root) from `results.json`; don't edit it by hand, edit `test/bench/`.\n\n")
+	if r.Quick {
+		p("> **This is a quick run** (`-quick`: fewer repetitions%s). The numbers show the shape, not the final figures; ", quickNote(r))
+		p("regenerate with the full command below.\n\n")
+	}
+	p("## Command and machine\n\n")
+	p("```sh\n%s\n```\n\n", r.Command)
+	p("Run on %s, took %s. The sandbox is a real systemd booted as PID 1 of new namespaces on an overlay of `/` ", r.Started.UTC().Format("2006-01-02 15:04 MST"), (time.Duration(r.DurationS) * time.Second).String())
+	p("(`test/sandbox`); the load generator runs on the host and reaches the sites over 127.0.0.1 (the network namespace is shared).\n\n")
+	m := r.Machine
+	mt := table{head: []string{"", ""}}
+	mt.add("`nproc`", m.Nproc)
+	mt.add("CPU", m.CPU)
+	mt.add("kernel", m.Kernel)
+	mt.add("OS", m.OS)
+	mt.add("systemd", m.Systemd)
+	mt.add("gunicorn", m.Gunicorn+" ("+m.Python+")")
+	mt.add("Go", m.Go)
+	mt.add("plots", m.Gnuplot)
+	mt.add("load average at start / end", m.LoadAtStart+" / "+m.LoadAtEnd)
+	b.WriteString(mt.String())
+	p("\n`free -h`:\n\n```\n%s\n```\n\n", m.Free)
+
+	p("## Targets\n\n")
+	tt := table{head: []string{"what", "target", "measured", ""}}
+	for _, t := range r.Targets {
+		st := t.Status
+		if st == statusMissed {
+			st = "**missed**"
+		}
+		tt.add(t.What, t.Target, t.Measured, st)
+	}
+	b.WriteString(tt.String())
+	p("\nWhy targets are missed, and what was surprising: see [Notes](#notes).\n\n")
+
+	if len(r.Handoff) > 0 {
+		c := r.Config
+		p("## Handing one site over to a new process\n\n")
+		p("Each scenario: the site under %d requests/s, its neighbour (another sitectl site, the Go app) under %d requests/s, ", c.Rate, c.NeighbourRate)
+		p("%d switches, %s of steady load before the first, after each window and after the last. ", c.Switches, time.Duration(c.GapMS)*time.Millisecond)
+		p("Latencies in ms, of successful requests, as p50 / p99 / max. A *switch window* is from the moment the switch command is issued until it returns, plus %s; ", time.Duration(c.TailMS)*time.Millisecond)
+		p("a request counts as inside when it overlaps a window, as steady otherwise (see [Definitions](#definitions)). ")
+		p("Switch time is the command's wall time as the operator waits for it (median / max; it includes about %s ms of `nsenter`).\n\n", ms(r.NsenterOverhead.Median))
+		p("The scenarios (each app gets its own site or unit per scenario, on its own port):\n\n")
+		for _, id := range c.Scenarios {
+			if s, ok := scenarioByID(id); ok {
+				p("- **%s**: %s.\n", s.Title, s.Command)
+			}
+		}
+		p("\nThe own-port units are what an operator writes without sitectl: `Type=notify`, `KillMode=mixed`, the same 10 s drain and start limit as sitectl's units, no hardening and no socket unit ")
+		p("(webapp `--listen 127.0.0.1:PORT`, gunicorn `--bind 127.0.0.1:PORT`). The sitectl sites are the generated, hardened units; ")
+		p("the sites of scenarios 3 and 4 also have a probe (`GET /`), which `sitectl` uses to verify a switch. ")
+		p("*Processes answered* counts the distinct processes that answered the site (the Go app's `X-Pid`, gunicorn's master pid): ")
+		p("a scenario whose every switch really replaced the app shows switches + 1; fewer (in bold) means some switch changed nothing, and its latencies prove nothing.\n\n")
+		for _, a := range c.Apps {
+			app, _ := appByID(a)
+			p("### %s\n\n", app.Title)
+			t := table{head: []string{"scenario", "switch command", "requests", "failed", "steady p50 / p99 / max", "in windows p50 / p99 / max", "p99 ratio", "switch time median / max", "processes answered"}}
+			for _, h := range r.Handoff {
+				if h.App != a {
+					continue
+				}
+				if !h.Available {
+					t.add(h.Title, "–", "–", "–", "–", "–", "–", h.NotAvailable, "–")
+					continue
+				}
+				s := h.Subject
+				sw := ms(h.SwitchDuration.Median) + " / " + ms(h.SwitchDuration.Max)
+				if h.SwitchErrors > 0 {
+					sw += fmt.Sprintf(" (**%d failed**)", h.SwitchErrors)
+				}
+				t.add(h.Title, h.Command, fmt.Sprint(s.All.Requests), failedCell(s.All), latCell(s.Steady), latCell(s.Window), ratioCell(s.P99Ratio), sw, processesCell(s.Processes, len(h.Switches)+1))
+			}
+			b.WriteString(t.String())
+			p("\n![latency over time, %s](handoff-%s.png)\n\n", app.Title, a)
+		}
+		p("### The neighbour\n\n")
+		p("The neighbour site during each scenario above, split by the *switched* site's windows. One process answering means it was never restarted.\n\n")
+		t := table{head: []string{"app switched", "scenario", "requests", "failed", "steady p50 / p99 / max", "in windows p50 / p99 / max", "p99 ratio", "processes answered"}}
+		for _, h := range r.Handoff {
+			if !h.Available || h.Neighbour == nil {
+				continue
+			}
+			n := h.Neighbour
+			t.add(h.App, h.Title, fmt.Sprint(n.All.Requests), failedCell(n.All), latCell(n.Steady), latCell(n.Window), ratioCell(n.P99Ratio), processesCell(n.Processes, 1))
+		}
+		b.WriteString(t.String())
+		p("\n")
+	}
+
+	if len(r.Scale) > 0 {
+		p("## Many sites\n\n")
+		p("Sites are added to one fresh sandbox in steps (%s). Each is the Go app on its own TCP port on 127.0.0.1 (ports %s), ", joinInts(r.Config.Sites), r.Scale[len(r.Scale)-1].PortRange)
+		p("socket-activated: its socket listens, no app process runs. Times are medians of %d runs (mode switches: %d each way), ", r.Config.Reps, r.Config.ModeReps)
+		p("timed inside the sandbox from fork/exec to exit, output to /dev/null.\n\n")
+		t := table{head: []string{"sites", "generator, writes units", "generator `--dryrun`", "`systemctl daemon-reload`", "`sitectl list --json`", "`systemctl list-units --all 'site-*'` (units)", "`sitectl mode SITE maintenance` / `normal`"}}
+		failures := map[string]DurationStats{}
+		var order []string
+		for _, s := range r.Scale {
+			t.add(fmt.Sprint(s.N), durCell(s.GeneratorWrite), durCell(s.GeneratorDryrun), durCell(s.DaemonReload),
+				durCell(s.SitectlList), fmt.Sprintf("%s (%d)", durCell(s.SystemctlList), s.ListedUnits),
+				fmt.Sprintf("%s / %s (%s)", durCell(s.ModeMaintenance), durCell(s.ModeNormal), s.ModeSite))
+			for _, m := range []struct {
+				what string
+				d    DurationStats
+			}{
+				{"generator", s.GeneratorWrite}, {"generator --dryrun", s.GeneratorDryrun}, {"systemctl daemon-reload", s.DaemonReload},
+				{"sitectl list --json", s.SitectlList}, {"systemctl list-units", s.SystemctlList},
+				{"sitectl mode " + s.ModeSite + " maintenance", s.ModeMaintenance}, {"sitectl mode " + s.ModeSite + " normal", s.ModeNormal},
+			} {
+				k := fmt.Sprintf("%d sites, %s", s.N, m.what)
+				failures[k] = m.d
+				order = append(order, k)
+			}
+		}
+		b.WriteString(t.String())
+		if f := failureNotes(failures, order); f != "" {
+			p("\nFailures:\n\n%s", f)
+		}
+		p("\nThe first `daemon-reload` after adding the sites (it loads them) and starting their sockets:\n\n")
+		t = table{head: []string{"sites", "first daemon-reload (ms)", "`systemctl start --all 'site-*.socket'` (ms)", "listening"}}
+		for _, s := range r.Scale {
+			t.add(fmt.Sprint(s.N), ms(s.FirstDaemonReload), ms(s.SocketStart), fmt.Sprint(s.ListeningSockets))
+		}
+		b.WriteString(t.String())
+		p("\n![times against the number of sites](scale.png)\n\n")
+		p("### Memory of idle sites\n\n")
+		p("cgroup memory accounting of the sandbox is not available on this host (its cgroup2 has only the hugetlb controller), ")
+		p("so the cost of N idle sites is assembled from three parts:\n\n")
+		p("- **systemd**: VmRSS of the sandbox's systemd (PID 1) from `/proc/PID/status`, against its value before any site existed (after one daemon-reload with no site). RssAnon, its anonymous part, is shown too: VmRSS also counts shared library pages that were merely touched.\n")
+		p("- **kernel sockets** (an estimate): per listening socket, the object sizes of the slab caches it takes (%s, from `/proc/slabinfo`), times the number of sites. ", kernelObjects(r.Scale))
+		p("As checks: the growth of `TCP: inuse` in `/proc/net/sockstat` (the network namespace is the host's, so other users' sockets count too) and the measured growth of the `TCP` and `sock_inode_cache` slab caches (host-wide; SLUB's active counts are approximate). Listening sockets have no buffers.\n")
+		p("- **unit files**: the generated site units on `/run`'s tmpfs, counted in whole 4 KiB pages (tmpfs keeps each file in its own pages).\n\n")
+		p("Not counted: dbus-daemon and journald (they do not grow with idle sites), the page cache of the site files in `/etc`, and what a site costs once its app runs.\n\n")
+		t = table{head: []string{"sites", "systemd VmRSS (before → now)", "systemd RssAnon (before → now)", "per site: systemd", "per site: kernel sockets", "per site: unit files on tmpfs", "per site: total", "check: `TCP: inuse` +, slab growth"}}
+		for _, s := range r.Scale {
+			mm := s.Memory
+			total := mm.PerSitePID1KiB*1024 + mm.PerSiteKernelBytes + mm.PerSiteGeneratedBytes
+			t.add(fmt.Sprint(s.N), kib(mm.PID1RSSBaseKiB)+" → "+kib(mm.PID1RSSKiB), kib(mm.PID1AnonBaseKiB)+" → "+kib(mm.PID1AnonKiB),
+				fmt.Sprintf("%.1f KiB", mm.PerSitePID1KiB), fmt.Sprintf("%.1f KiB", mm.PerSiteKernelBytes/1024),
+				fmt.Sprintf("%.1f KiB (%d files)", mm.PerSiteGeneratedBytes/1024, mm.GeneratedFiles), fmt.Sprintf("%.0f KiB", total/1024),
+				fmt.Sprintf("+%d sockets, %+.0f KiB", mm.TCPInUseDelta, float64(mm.SlabGrowthBytes)/1024))
+		}
+		b.WriteString(t.String())
+		p("\n")
+	}
+
+	if c := r.CLI; c != nil {
+		p("## CLI overhead\n\n")
+		p("`sitectl restart %s` against `systemctl restart site-%s.service` on the same unit (the Go app with a probe, as in scenario 3), ", c.Site, c.Site)
+		p("%d runs each, alternating, timed inside the sandbox, no load. `sitectl restart` also takes the site's lock, writes its state and verifies the site through its listener.\n\n", c.Runs)
+		t := table{head: []string{"command", "median (ms)", "min (ms)", "max (ms)"}}
+		t.add("`sitectl restart "+c.Site+"`", durCell(c.Sitectl), ms(c.Sitectl.Min), ms(c.Sitectl.Max))
+		t.add("`systemctl restart site-"+c.Site+".service`", durCell(c.Systemctl), ms(c.Systemctl.Min), ms(c.Systemctl.Max))
+		b.WriteString(t.String())
+		if f := failureNotes(map[string]DurationStats{"sitectl restart": c.Sitectl, "systemctl restart": c.Systemctl}, []string{"sitectl restart", "systemctl restart"}); f != "" {
+			p("\nFailures:\n\n%s", f)
+		}
+		p("\nRatio of medians: **%.2f**.\n\n", c.Ratio)
+	}
+
+	p("## Definitions\n\n")
+	b.WriteString(definitions(r))
+	p("\n## Notes\n\n")
+	b.WriteString(strings.TrimSpace(notes) + "\n")
+	return b.String()
+}
+
+// kernelObjects describes the per-socket slab objects of the largest step.
+func kernelObjects(rs []*ScaleResult) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	m := rs[len(rs)-1].Memory
+	var parts []string
+	for _, c := range perSocketCaches {
+		if sz, ok := m.KernelObjects[c]; ok {
+			parts = append(parts, fmt.Sprintf("`%s` %d B", c, sz))
+		}
+	}
+	return fmt.Sprintf("%s: %d B", strings.Join(parts, " + "), m.KernelPerSocketBytes)
+}
+
+func quickNote(r *Results) string {
+	c := r.Config
+	return fmt.Sprintf(": %d switches per scenario, %d runs per scale timing, %d CLI runs", c.Switches, c.Reps, c.CLIRuns)
+}
+
+func joinInts(ns []int) string {
+	var s []string
+	for _, n := range ns {
+		s = append(s, fmt.Sprint(n))
+	}
+	return strings.Join(s, ", ")
+}
+
+func definitions(r *Results) string {
+	c := r.Config
+	tail := time.Duration(c.TailMS) * time.Millisecond
+	gap := time.Duration(c.GapMS) * time.Millisecond
+	return fmt.Sprintf(`- **Load.** `+"`internal/loadgen`"+`: open loop at a fixed rate (a new request every 1/rate s whatever the answers), each request on a new TCP connection (no keep-alive, so nothing is retried behind our back), GET /, timeout %[3]s. Every request's start time, latency and outcome is recorded. Outcomes: *ok* (status 200), *refused* (ECONNREFUSED: nothing listened), *reset* (connection reset or closed before a response), *timeout*, *bad_status*, *other*. Everything but ok is a failed request.
+- **Scenario timeline.** The site is started and answers once; 1 s later the load starts on it and on the neighbour; %[2]s of steady load; then for each switch: issue the command, wait for it to return, wait the tail (%[1]s) and the steady gap (%[2]s). The load stops after the last gap.
+- **Switch window.** From the instant the harness starts the switch command to the instant it returns, plus a tail of %[1]s. The tail is there because a returned command does not mean a warm app: gunicorn sends READY=1 before its workers have imported the app, so the first requests after a restart still wait.
+- **Inside a window / steady.** A request is *inside* when the interval from its start to its end (start + latency) overlaps a switch window, so a request that was already waiting when the switch began counts as inside. All other requests are *steady*.
+- **Latency percentiles.** Of successful requests only (a refused connection fails in microseconds and would flatter a broken handoff); failures are counted separately. Nearest rank: p99 is the smallest latency such that at least 99%% of the requests are at or below it.
+- **p99 ratio.** p99 inside windows / p99 steady, for the switched site and for the neighbour (the neighbour's requests are split by the switched site's windows).
+- **Switch time.** The wall time of the switch command as the harness runs it from the host: `+"`nsenter`"+` into the sandbox plus the command. `+"`nsenter true`"+` alone takes %[4]s ms (median). Median / max over the switches of the scenario.
+- **Scale and CLI timings.** Measured inside the sandbox by a helper (this program, installed there as `+"`/usr/local/bin/sitectl-bench timeit`"+`) from just before fork/exec to the command's exit, standard output to /dev/null. Commands that are compared run alternately (A, B, A, B, …), so drift of a shared machine hits both alike. Median of the runs; medians of an even count average the two middle values.
+- **Generator.** `+"`sitectl-generator --dryrun`"+` prints every unit (to /dev/null); the writing run is `+"`sitectl-generator DIR`"+` into an empty directory on a tmpfs (`+"`/run`"+`), which is what systemd runs at daemon-reload. `+"`systemctl daemon-reload`"+` includes all generators, systemd's own too, and reloading every unit.
+- **Memory.** See the memory section above.
+`, tail, gap, time.Duration(c.TimeoutMS)*time.Millisecond, ms(r.NsenterOverhead.Median))
+}
