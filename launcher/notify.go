@@ -77,7 +77,6 @@ func (n *notifySocket) close() {
 	os.Remove(n.path)
 }
 
-
 func clockGettime(ts *syscall.Timespec) error {
 	var t unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &t); err != nil {
