@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/sitectl/sitectl/control"
@@ -30,7 +29,8 @@ type Systemd interface {
 
 // Env is what a flow runs with. Zero-valued hooks do nothing.
 type Env struct {
-	Store   modes.Store
+	Store   modes.Store  // read
+	Writer  modes.Writer // write: modes.Local for root, modes.Client otherwise
 	Systemd Systemd
 	// Progress gets one line per step, for a terminal.
 	Progress func(format string, args ...any)
@@ -42,7 +42,6 @@ type Env struct {
 	// Settle is how long a site without readiness notification must keep
 	// running after its start before it counts as up; default 1s.
 	Settle time.Duration
-	UID    int
 	Now    func() time.Time
 }
 
@@ -118,11 +117,6 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 		return rep, err
 	}
 	rep.From = from
-	state, err := e.Store.ReadState(s.Name)
-	if err != nil {
-		return rep, err
-	}
-	state = closeInterrupted(state)
 
 	service := units.ServiceName(s.Name)
 	if from == to && !opts.Force {
@@ -133,7 +127,7 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 		if len(us) == 1 && us[0].ActiveState == "active" {
 			rep.Result, rep.MainPID = modes.ResultOK, us[0].MainPID
 			rep.Reason = "already in mode " + to
-			return rep, e.Store.WriteState(s.Name, state)
+			return rep, nil
 		}
 	}
 	timeout := opts.Timeout
@@ -143,14 +137,12 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 
 	// Record the intent first: a sitectl killed from here on leaves a
 	// pending switch that status reports and the next switch closes.
-	state.Pending = &modes.Pending{Since: start, From: from, To: to, UID: e.UID, PID: os.Getpid()}
-	if err := e.Store.WriteState(s.Name, state); err != nil {
+	if err := e.Writer.Begin(s, from, to); err != nil {
 		return rep, err
 	}
 	e.progress("%s: %s → %s", s.Name, from, to)
-	if err := e.Store.Write(s, mode); err != nil {
-		state.Pending = nil
-		return rep, errors.Join(err, e.Store.WriteState(s.Name, state))
+	if err := e.Writer.SetMode(s, to); err != nil {
+		return rep, errors.Join(err, e.Writer.Finish(s, modes.ResultRolledBack, "the mode could not be recorded: "+err.Error()))
 	}
 	rep.Changed = true
 
@@ -168,17 +160,11 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 		pid, upErr = bringUp(upCtx, e, s, mode)
 	}
 	cancel()
-	entry := modes.Entry{Time: start, From: from, To: to, UID: e.UID}
 	if upErr == nil {
 		rep.Result, rep.MainPID = modes.ResultOK, pid
-		if from != to {
-			state.PreviousMode = from
-		}
-		state.ChangedAt = e.now()
-		entry.Result = modes.ResultOK
 		rep.Duration = e.now().Sub(start).Seconds()
 		e.progress("%s: serving in mode %s (main PID %d) after %.1fs", s.Name, to, pid, rep.Duration)
-		return rep, e.finish(s, state, entry)
+		return rep, e.Writer.Finish(s, modes.ResultOK, "")
 	}
 
 	// The new mode did not come up: put the old one back.
@@ -188,12 +174,11 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 	}
 	e.progress("%s: mode %s did not come up: %v", s.Name, to, upErr)
 	e.progress("%s: rolling back to %s", s.Name, from)
-	entry.Reason = upErr.Error()
-	back, backOK := s.Mode(from)
 	var backErr error
+	back, backOK := s.Mode(from)
 	if !backOK {
 		backErr = fmt.Errorf("the previous mode %q is no longer in the site file", from)
-	} else if backErr = e.Store.Write(s, back); backErr == nil {
+	} else if backErr = e.Writer.SetMode(s, from); backErr == nil {
 		backCtx, cancel := context.WithTimeout(ctx, timeout-timeout*6/10)
 		if overlapped {
 			// The old generation never stopped serving: with the mode
@@ -207,36 +192,17 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 	}
 	rep.Duration = e.now().Sub(start).Seconds()
 	if backErr != nil {
-		rep.Result, entry.Result = modes.ResultRollbackFailed, modes.ResultRollbackFailed
-		entry.Reason += "; rollback: " + backErr.Error()
-		rep.Reason = entry.Reason
+		rep.Result = modes.ResultRollbackFailed
+		rep.Reason = upErr.Error() + "; rollback: " + backErr.Error()
 		e.progress("%s: the rollback to %s failed too: %v", s.Name, from, backErr)
-		return rep, errors.Join(fmt.Errorf("site %s: mode %s: %v; rollback to %s: %v: %w", s.Name, to, upErr, from, backErr, ErrRollbackFailed), e.finish(s, state, entry))
+		return rep, errors.Join(fmt.Errorf("site %s: mode %s: %v; rollback to %s: %v: %w", s.Name, to, upErr, from, backErr, ErrRollbackFailed),
+			e.Writer.Finish(s, modes.ResultRollbackFailed, rep.Reason))
 	}
-	rep.Result, rep.MainPID, entry.Result = modes.ResultRolledBack, pid, modes.ResultRolledBack
+	rep.Result, rep.MainPID = modes.ResultRolledBack, pid
 	rep.Changed = false
 	e.progress("%s: serving in mode %s again (main PID %d)", s.Name, from, pid)
-	return rep, errors.Join(fmt.Errorf("site %s: mode %s: %v: %w", s.Name, to, upErr, ErrRolledBack), e.finish(s, state, entry))
-}
-
-// finish closes the switch in the state: no longer pending, one more
-// history entry.
-func (e *Env) finish(s *site.Site, state modes.State, entry modes.Entry) error {
-	state.Pending = nil
-	state.History = append(state.History, entry)
-	return e.Store.WriteState(s.Name, state)
-}
-
-// closeInterrupted turns a pending switch left by a killed sitectl into a
-// history entry. Only a caller holding the lock may call it, so the pending
-// switch cannot belong to a live sitectl.
-func closeInterrupted(state modes.State) modes.State {
-	if p := state.Pending; p != nil {
-		state.History = append(state.History, modes.Entry{Time: p.Since, From: p.From, To: p.To, UID: p.UID,
-			Result: modes.ResultInterrupted, Reason: fmt.Sprintf("sitectl (pid %d) stopped before the switch finished", p.PID)})
-		state.Pending = nil
-	}
-	return state
+	return rep, errors.Join(fmt.Errorf("site %s: mode %s: %v: %w", s.Name, to, upErr, ErrRolledBack),
+		e.Writer.Finish(s, modes.ResultRolledBack, upErr.Error()))
 }
 
 // Restart restarts a site in its current mode and verifies it serves.

@@ -75,7 +75,7 @@ func newEnv(t *testing.T, failing ...string) (*Env, *fakeSystemd) {
 	for _, m := range failing {
 		f.failing[m] = true
 	}
-	return &Env{Store: st, Systemd: f, UID: 1000, Journal: func(string, time.Time) []string { return []string{"app: boom"} }}, f
+	return &Env{Store: st, Writer: modes.Local{Store: st, UID: 1000, PID: 4242}, Systemd: f, Journal: func(string, time.Time) []string { return []string{"app: boom"} }}, f
 }
 
 func TestSwitchRecordsModeAndHistory(t *testing.T) {

@@ -101,11 +101,19 @@ var ErrLocked = errors.New("another sitectl is changing this site")
 // lock is an flock(2) on a file in the site's state directory, so it is
 // released when its holder dies, however it dies.
 func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
-	if err := st.siteDir(s.Name); err != nil {
-		return nil, err
-	}
 	dir := filepath.Dir(st.EnvPath(s.Name))
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	var f *os.File
+	var err error
+	if os.Geteuid() == 0 {
+		if err := st.Prepare(s.Name); err != nil {
+			return nil, err
+		}
+		f, err = os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
+	} else {
+		// A deployer cannot create it; flock needs only a file open for
+		// reading. (Client.Prepare has the state service create it.)
+		f, err = os.Open(filepath.Join(dir, "lock"))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the lock of site %s: %w", s.Name, err)
 	}
@@ -128,6 +136,19 @@ func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
 		return nil, fmt.Errorf("cannot lock site %s: %w", s.Name, err)
 	}
 	return &Lock{f}, nil
+}
+
+// Prepare creates a site's state directory and its lock file, so that a
+// deployer can take the lock with a file opened for reading.
+func (st Store) Prepare(name string) error {
+	if err := st.siteDir(name); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(filepath.Dir(st.EnvPath(name)), "lock"), os.O_RDONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("cannot create the lock of site %s: %w", name, err)
+	}
+	return f.Close()
 }
 
 // Unlock releases the lock.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/sitectl/sitectl/activation"
 	"github.com/sitectl/sitectl/cleanup"
@@ -276,6 +278,37 @@ func serveMaintenance(ctx context.Context, name string) error {
 	}
 	fmt.Fprintf(os.Stderr, "site %s: maintenance server stopped\n", name)
 	return nil
+}
+
+func stateServerCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:     "state-server",
+		GroupID: "internal",
+		Short:   "Write mode state for a deployer (sitectl-state@.service, one connection)",
+		Long: `Run by sitectl-state@.service for one connection to /run/sitectl/state.sock
+(group sitectl-deploy), with the connection as standard input and output. It
+answers one request: begin a switch, set a mode, or finish a switch, of a site of
+the config directory. Modes are checked against the site file and rendered from
+it; the caller's uid comes from the kernel (SO_PEERCRED). Deployers thus change
+mode state without being able to write anything else.`,
+		Args: args(0, 0, "no arguments"),
+		RunE: func(c *cobra.Command, _ []string) error {
+			cred, err := unix.GetsockoptUcred(0, unix.SOL_SOCKET, unix.SO_PEERCRED)
+			if err != nil {
+				return fmt.Errorf("standard input is not the connection (run by sitectl-state@.service): %w", err)
+			}
+			caller := modes.Caller{UID: int(cred.Uid), PID: int(cred.Pid)}
+			rw := struct {
+				io.Reader
+				io.Writer
+			}{os.Stdin, os.Stdout}
+			err = modes.Serve(rw, caller, modes.Store{Dir: e.stateDir}, e.loadSite)
+			if err != nil {
+				fmt.Fprintf(e.stderr, "uid %d (pid %d): %v\n", caller.UID, caller.PID, err)
+			}
+			return nil
+		},
+	}
 }
 
 func cleanupCmd(e *env) *cobra.Command {

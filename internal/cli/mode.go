@@ -159,6 +159,13 @@ func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFu
 	defer mgr.Close()
 
 	st := modes.Store{Dir: e.stateDir}
+	writer := e.stateWriter(st)
+	if c, ok := writer.(modes.Client); ok {
+		// A deployer: the state service creates what root would.
+		if err := c.Prepare(s); err != nil {
+			return withCode(ExitDenied, err, "is sitectl-state.socket running, and are you in the sitectl-deploy group?")
+		}
+	}
 	lock, err := st.LockSite(s, false)
 	if errors.Is(err, modes.ErrLocked) {
 		if f.noBlock {
@@ -174,10 +181,10 @@ func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFu
 
 	fe := &flow.Env{
 		Store:    st,
+		Writer:   writer,
 		Systemd:  mgr,
 		Progress: e.progressf,
 		Journal:  journalLines,
-		UID:      os.Getuid(),
 	}
 	rep, err := run(ctx, fe, s)
 	if f.asJSON {
@@ -205,6 +212,15 @@ func (e *env) reportText(rep flow.Report) {
 	default:
 		fmt.Fprintf(e.stdout, "%s: %s → %s in %.1fs (main PID %d)\n", rep.Site, rep.From, rep.To, rep.Duration, rep.MainPID)
 	}
+}
+
+// stateWriter writes mode state directly for root, and through sitectl's
+// state service for everyone else (members of sitectl-deploy).
+func (e *env) stateWriter(st modes.Store) modes.Writer {
+	if os.Geteuid() == 0 {
+		return modes.Local{Store: st, UID: os.Getuid(), PID: os.Getpid()}
+	}
+	return modes.Client{Socket: envOr("SITECTL_STATE_SOCKET", modes.StateSocket)}
 }
 
 // flowError maps a flow's failure to an exit code, printing the journal of
