@@ -69,69 +69,45 @@ runs in does nothing unless --force is given.
 	return c
 }
 
-func restartCmd(e *env) *cobra.Command {
+// oneSiteCmd is a verb that runs a flow on one site in its current mode.
+func oneSiteCmd(e *env, use, short, long string, run func(context.Context, *flow.Env, *site.Site, time.Duration) (flow.Report, error)) *cobra.Command {
 	var f changeFlags
 	c := &cobra.Command{
-		Use:     "restart SITE",
-		GroupID: "run",
-		Short:   "Restart one site in its current mode and verify it serves",
-		Long: `Restart one site's service over D-Bus in its current mode, wait until it runs and
-verify it as sitectl mode does. The socket units keep the listeners open.
-
-` + exitCodesHelp,
+		Use:               use + " SITE",
+		GroupID:           "run",
+		Short:             short,
+		Long:              long + "\n\n" + exitCodesHelp,
 		Args:              args(1, 1, "one site"),
 		ValidArgsFunction: e.completeOneSite,
 		RunE: func(c *cobra.Command, a []string) error {
 			return e.change(c.Context(), a[0], f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
-				return flow.Restart(ctx, fe, s, f.timeout)
+				return run(ctx, fe, s, f.timeout)
 			}, nil)
 		},
 	}
 	f.register(c)
 	return c
+}
+
+func restartCmd(e *env) *cobra.Command {
+	return oneSiteCmd(e, "restart", "Restart one site in its current mode and verify it serves",
+		`Restart one site's service over D-Bus in its current mode, wait until it runs and
+verify it as sitectl mode does. The socket units keep the listeners open.`, flow.Restart)
 }
 
 func reloadCmd(e *env) *cobra.Command {
-	var f changeFlags
-	c := &cobra.Command{
-		Use:     "reload SITE",
-		GroupID: "run",
-		Short:   "Move one site to a new generation of its app with the site's handoff",
-		Long: `Move one site to a new generation of its app in its current mode. With
+	return oneSiteCmd(e, "reload", "Move one site to a new generation of its app with the site's handoff",
+		`Move one site to a new generation of its app in its current mode. With
 handoff = "overlap" the new generation starts beside the serving one, on the same
 sockets, and the old one drains only once the new one is ready: no visitor waits for
 a cold start. If the new generation does not come up, the old one keeps serving and
-sitectl exits 4. For other sites this is sitectl restart.
-
-` + exitCodesHelp,
-		Args:              args(1, 1, "one site"),
-		ValidArgsFunction: e.completeOneSite,
-		RunE: func(c *cobra.Command, a []string) error {
-			return e.change(c.Context(), a[0], f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
-				return flow.Reload(ctx, fe, s, f.timeout)
-			}, nil)
-		},
-	}
-	f.register(c)
-	return c
+sitectl exits 4. For other sites this is sitectl restart.`, flow.Reload)
 }
 
 func rollbackCmd(e *env) *cobra.Command {
-	var f changeFlags
-	c := &cobra.Command{
-		Use:               "rollback SITE",
-		GroupID:           "run",
-		Short:             "Switch one site back to its previous mode",
-		Args:              args(1, 1, "one site"),
-		ValidArgsFunction: e.completeOneSite,
-		RunE: func(c *cobra.Command, a []string) error {
-			return e.change(c.Context(), a[0], f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
-				return flow.Rollback(ctx, fe, s, f.timeout)
-			}, nil)
-		},
-	}
-	f.register(c)
-	return c
+	return oneSiteCmd(e, "rollback", "Switch one site back to its previous mode",
+		`Switch one site back to the mode it was in before its last successful switch,
+with the same checks and rollback as sitectl mode.`, flow.Rollback)
 }
 
 type flowFunc func(context.Context, *flow.Env, *site.Site) (flow.Report, error)

@@ -381,6 +381,22 @@ func TestMarkdown(t *testing.T) {
 	}
 }
 
+func TestCPUTimes(t *testing.T) {
+	a := parseCPUTimes("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3\n")
+	b := parseCPUTimes("cpu  200 0 200 1200 200 0 0 0 50 0\n")
+	if a.total != 1000 || a.idle != 800 {
+		t.Errorf("parsed %+v", a)
+	}
+	// 800 more jiffies, 600 of them idle: 25% busy; guest time is not
+	// counted twice.
+	if got := busyPercent(a, b); got != 25 {
+		t.Errorf("busy %.1f%%, want 25%%", got)
+	}
+	if got := busyPercent(b, a); got != 0 {
+		t.Errorf("busy backwards = %v", got)
+	}
+}
+
 func TestCountProcesses(t *testing.T) {
 	goApp, _ := appByID("go")
 	gun, _ := appByID("gunicorn")

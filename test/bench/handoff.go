@@ -70,6 +70,11 @@ type HandoffResult struct {
 	SwitchErrors   int            `json:"switch_errors"`
 	Subject        *Side          `json:"subject,omitempty"`
 	Neighbour      *Side          `json:"neighbour,omitempty"`
+	// HostCPUBusy is the machine's CPU use during the load (all CPUs,
+	// everything on the machine), in percent; LoadAvg is /proc/loadavg
+	// at the end of the scenario.
+	HostCPUBusy float64 `json:"host_cpu_busy_percent"`
+	LoadAvg     string  `json:"loadavg_at_end,omitempty"`
 
 	loadStart time.Time
 	windows   []Window
@@ -152,8 +157,8 @@ func runHandoff(ctx context.Context, h *host, o HandoffOptions) ([]*HandoffResul
 		r := p.res
 		o.Log("  subject: %d requests, %d failed %v; p99 steady %.1f ms, in windows %.1f ms; switch median %.0f ms; %d processes answered",
 			r.Subject.All.Requests, r.Subject.All.Failed, r.Subject.All.ByKind, r.Subject.Steady.P99.MS(), r.Subject.Window.P99.MS(), r.SwitchDuration.Median.MS(), r.Subject.Processes)
-		o.Log("  neighbour: %d requests, %d failed; p99 steady %.1f ms, in windows %.1f ms (x%.2f); %d processes answered",
-			r.Neighbour.All.Requests, r.Neighbour.All.Failed, r.Neighbour.Steady.P99.MS(), r.Neighbour.Window.P99.MS(), r.Neighbour.P99Ratio, r.Neighbour.Processes)
+		o.Log("  neighbour: %d requests, %d failed; p99 steady %.1f ms, in windows %.1f ms (x%.2f); %d processes answered; machine CPU %.0f%% busy",
+			r.Neighbour.All.Requests, r.Neighbour.All.Failed, r.Neighbour.Steady.P99.MS(), r.Neighbour.Window.P99.MS(), r.Neighbour.P99Ratio, r.Neighbour.Processes, r.HostCPUBusy)
 	}
 	return out, nil
 }
@@ -182,6 +187,7 @@ func runScenario(ctx context.Context, h *host, o HandoffOptions, app App, s Scen
 	defer stop()
 	var wg sync.WaitGroup
 	var sres, nres []loadgen.Result
+	cpu0 := readCPUTimes()
 	res.loadStart = time.Now()
 	wg.Go(func() {
 		sres = loadgen.Run(lctx, loadgen.Config{URL: url, Rate: o.Rate, Duration: 24 * time.Hour, Timeout: o.Timeout})
@@ -216,6 +222,7 @@ func runScenario(ctx context.Context, h *host, o HandoffOptions, app App, s Scen
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	res.HostCPUBusy, res.LoadAvg = busyPercent(cpu0, readCPUTimes()), loadavg()
 	res.DurationS = time.Since(res.loadStart).Seconds()
 	res.SwitchDuration = SummarizeDurations(durs, false)
 	res.Subject = side(in.Name, url, o.Rate, sres, res.windows, app.Process)

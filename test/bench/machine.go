@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -86,4 +87,50 @@ func describeMachine(ctx context.Context) Machine {
 		m.OS += " (debian_version " + strings.TrimSpace(string(b)) + ")"
 	}
 	return m
+}
+
+// cpuTimes are the jiffies of all CPUs from /proc/stat: total and idle
+// (idle + iowait).
+type cpuTimes struct{ total, idle uint64 }
+
+func readCPUTimes() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	return parseCPUTimes(string(b))
+}
+
+func parseCPUTimes(text string) cpuTimes {
+	var t cpuTimes
+	line, _, _ := strings.Cut(text, "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return t
+	}
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			continue
+		}
+		if i >= 7 { // guest and guest_nice are already counted in user and nice
+			break
+		}
+		t.total += n
+		if i == 3 || i == 4 {
+			t.idle += n
+		}
+	}
+	return t
+}
+
+// busyPercent is the share of CPU time that was not idle between a and b,
+// on all CPUs, in percent: this program, the sandbox, and everything else
+// running on the machine.
+func busyPercent(a, b cpuTimes) float64 {
+	dt := b.total - a.total
+	if b.total <= a.total {
+		return 0
+	}
+	return 100 * (1 - float64(b.idle-a.idle)/float64(dt))
 }

@@ -4,8 +4,9 @@
 // results.json, README.md and PNG plots into docs/bench/. It needs root, and
 // gnuplot (Debian: gnuplot-nox) for the plots.
 //
-//	go run ./test/bench                 # the full run, about 10-15 minutes
-//	go run ./test/bench -quick -switches 5 -out /var/tmp/bench   # a quick look
+//	go run ./test/bench                                      # the full run, about 12 minutes
+//	go run ./test/bench -quick -switches 5 -out /var/tmp/bench   # a quick look, about 3 minutes
+//	go run ./test/bench -render     # README.md again from results.json
 //
 // What it measures:
 //
@@ -13,8 +14,9 @@
 //     -switches times in each scenario of the scenario table (scenarios.go),
 //     for the Go test app and for Debian's gunicorn: a plain unit binding its
 //     own port, sitectl's socket-held units restarted with systemctl, sitectl
-//     mode switches, and the overlapped reload once sitectl has it. A
-//     neighbour site is under its own load all along.
+//     mode switches, and the overlapped handoff (reload and mode switch) when
+//     the sitectl under test has it. A neighbour site is under its own load
+//     all along.
 //   - Scale: 10, 100, 1000 idle socket-activated sites: generator,
 //     daemon-reload, sitectl list against systemctl list-units, one site's
 //     mode switch, and the memory they cost.
@@ -177,7 +179,7 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-func run(args []string) (code int) {
+func run(args []string) int {
 	o, _, err := parseFlags(args)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -230,6 +230,10 @@ func latCell(s Stats) string {
 	return ms(s.P50) + " / " + ms(s.P99) + " / " + ms(s.Max)
 }
 
+// busyWarning is the machine CPU use above which a scenario's latencies
+// are flagged as suspect.
+const busyWarning = 70.0
+
 // processesCell shows how many processes answered, in bold when it is not
 // what was expected.
 func processesCell(got, want int) string {
@@ -291,6 +295,13 @@ func Markdown(r *Results) string {
 		p("> **This is a quick run** (`-quick`: fewer repetitions%s). The numbers show the shape, not the final figures; ", quickNote(r))
 		p("regenerate with the full command below.\n\n")
 	}
+	p("## How to run\n\n")
+	p("As root on Debian 12 with Go, from the repository (it builds sitectl, boots two throwaway systemd sandboxes and needs `gnuplot-nox` for the plots):\n\n")
+	p("```sh\napt-get install gnuplot-nox\ngo run ./test/bench                                    # the full run, about 12 minutes\n")
+	p("go run ./test/bench -quick -switches 5 -out /var/tmp/b   # a quick look, about 3 minutes\n")
+	p("go run ./test/bench -render                             # README.md again from results.json (after editing test/bench/notes.md)\n```\n\n")
+	p("`-apps`, `-scenarios` and `-sites` select parts (an empty list skips a part); `go run ./test/bench -h` lists every flag. ")
+	p("`go test ./test/bench/` tests the pure parts (windows, percentiles, tables, plot scripts) without root.\n\n")
 	p("## Command and machine\n\n")
 	p("```sh\n%s\n```\n\n", r.Command)
 	p("Run on %s, took %s. The sandbox is a real systemd booted as PID 1 of new namespaces on an overlay of `/` ", r.Started.UTC().Format("2006-01-02 15:04 MST"), (time.Duration(r.DurationS) * time.Second).String())
@@ -364,15 +375,27 @@ func Markdown(r *Results) string {
 		}
 		p("### The neighbour\n\n")
 		p("The neighbour site during each scenario above, split by the *switched* site's windows. One process answering means it was never restarted.\n\n")
-		t := table{head: []string{"app switched", "scenario", "requests", "failed", "steady p50 / p99 / max", "in windows p50 / p99 / max", "p99 ratio", "processes answered"}}
+		t := table{head: []string{"app switched", "scenario", "requests", "failed", "steady p50 / p99 / max", "in windows p50 / p99 / max", "p99 ratio", "processes answered", "machine CPU busy"}}
+		var busy []string
 		for _, h := range r.Handoff {
 			if !h.Available || h.Neighbour == nil {
 				continue
 			}
 			n := h.Neighbour
-			t.add(h.App, h.Title, fmt.Sprint(n.All.Requests), failedCell(n.All), latCell(n.Steady), latCell(n.Window), ratioCell(n.P99Ratio), processesCell(n.Processes, 1))
+			cpu := fmt.Sprintf("%.0f%%", h.HostCPUBusy)
+			if h.HostCPUBusy >= busyWarning {
+				cpu = "**" + cpu + "**"
+				busy = append(busy, h.App+" / "+h.Title)
+			}
+			t.add(h.App, h.Title, fmt.Sprint(n.All.Requests), failedCell(n.All), latCell(n.Steady), latCell(n.Window), ratioCell(n.P99Ratio), processesCell(n.Processes, 1), cpu)
 		}
 		b.WriteString(t.String())
+		p("\n*Machine CPU busy* is the share of all CPUs' time that was not idle while the scenario's load ran (`/proc/stat`): the sites, the sandbox's systemd, the load generator and anything else on the machine. ")
+		p("Compare the rows: a scenario well above the others had company on the machine.")
+		if len(busy) > 0 {
+			p(" **At %.0f%% or more something else was competing for the CPUs; the latencies of %s are suspect.**", busyWarning, strings.Join(busy, ", "))
+		}
+		p("\n")
 		p("\n")
 	}
 

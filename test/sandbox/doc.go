@@ -14,7 +14,8 @@
 //     (where the host-side unshare process is parked once the sandbox's
 //     PID 1 exists, so that "ns" contains only processes of the sandbox).
 //  2. Starts `unshare --pid --fork --mount --cgroup --uts --ipc
-//     --propagation private --kill-child` directly inside "ns"
+//     --propagation private --kill-child` (plus --net with Options.NetNS,
+//     whose veth pair is then created from the host side) directly inside "ns"
 //     (clone3 with CLONE_INTO_CGROUP), with Pdeathsig=SIGKILL.
 //  3. An embedded bash script then, inside the new mount namespace, mounts a
 //     tmpfs in the host work dir /var/tmp/sitectl-sandbox-<id>/ns, builds an
@@ -76,8 +77,10 @@
 // so only what the distribution's static units pull in is started
 // (journald, dbus, logind, ...).
 //
-// Networking is shared with the host: a TCP listener inside is reachable at
-// 127.0.0.1 from the host and vice versa.
+// Networking is shared with the host by default: a TCP listener inside is
+// reachable at 127.0.0.1 from the host and vice versa. With Options.NetNS
+// the sandbox gets a network namespace of its own, joined to the host's by
+// a veth pair with the given addresses (see NetNS).
 //
 // # Teardown
 //

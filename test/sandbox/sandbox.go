@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,6 +47,10 @@ type Options struct {
 	// visible inside. By default they are hidden so the sandbox starts only
 	// what the distribution's static units pull in; see the package doc.
 	KeepHostUnits bool
+	// NetNS, if set, gives the sandbox a network namespace of its own,
+	// joined to the host's by a veth pair with the given addresses (see
+	// NetNS). By default the sandbox shares the host's network.
+	NetNS *NetNS
 
 	// systemd overrides the systemd binary; for this package's tests.
 	systemd string
@@ -70,7 +75,12 @@ type Sandbox struct {
 	closeOnce sync.Once
 	closeErr  error
 	// What start created, so teardown never removes anything it did not.
-	createdWork, createdCgroup bool
+	createdWork, createdCgroup, createdLink bool
+	// Own network namespace (Options.NetNS): the host end of the veth
+	// pair and the sandbox's address.
+	netns  *NetNS
+	hostIf string
+	addr   netip.Addr
 }
 
 // commandEnv is the complete environment of commands run inside.
@@ -200,6 +210,14 @@ func Boot(ctx context.Context, opts Options) (*Sandbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", name, err)
 	}
+	if opts.NetNS != nil {
+		if _, _, err := opts.NetNS.parse(); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", name, err)
+		}
+		if _, err := exec.LookPath("ip"); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w: Options.NetNS needs ip (install iproute2)", name, ErrHostNotSupported)
+		}
+	}
 	reapOnce.Do(func() {
 		if err := ReapStale(opts.Log); err != nil {
 			logf("sandbox: cleaning up stale sandboxes: %v", err)
@@ -217,6 +235,8 @@ func Boot(ctx context.Context, opts Options) (*Sandbox, error) {
 		workDir:   filepath.Join(workBase, namePrefix+id),
 		nsenter:   nsenter,
 		exited:    make(chan struct{}),
+		netns:     opts.NetNS,
+		hostIf:    "sitectl" + hex.EncodeToString(rnd[:]),
 	}
 	s.logf("booting sandbox %s (cgroup %s, work dir %s)", name, s.cgroupDir, s.workDir)
 	start := time.Now()
@@ -290,9 +310,13 @@ func (s *Sandbox) start(unshare, bash string, opts Options) error {
 	if err := os.WriteFile(script, []byte(innerScript), 0o600); err != nil {
 		return fmt.Errorf("writing setup script: %w", err)
 	}
-	cmd := exec.Command(unshare, "--pid", "--fork", "--mount", "--cgroup", "--uts", "--ipc",
-		"--propagation", "private", "--kill-child",
+	uargs := []string{"--pid", "--fork", "--mount", "--cgroup", "--uts", "--ipc"}
+	if s.netns != nil {
+		uargs = append(uargs, "--net")
+	}
+	uargs = append(uargs, "--propagation", "private", "--kill-child",
 		bash, script, s.workDir, consolePath, opts.systemd, opts.Unit, keep)
+	cmd := exec.Command(unshare, uargs...)
 	cmd.Env = outerEnv
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = out, out
@@ -350,6 +374,11 @@ func (s *Sandbox) start(unshare, bash string, opts Options) error {
 	if err := os.WriteFile(filepath.Join(s.cgroupDir, "supervisor", "cgroup.procs"),
 		[]byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
 		s.logf("sandbox %s: could not move unshare to the supervisor cgroup: %v", s.name, err)
+	}
+	if s.netns != nil {
+		if err := s.setupNet(); err != nil {
+			return fmt.Errorf("setting up the sandbox's network namespace: %w", err)
+		}
 	}
 	return nil
 }
@@ -495,7 +524,11 @@ func (s *Sandbox) Console() string {
 // The process is not in the sandbox's cgroup (it stays in the caller's), so
 // use systemd-run for anything that should outlive the command.
 func (s *Sandbox) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	nsArgs := []string{"-t", strconv.Itoa(s.pid), "-m", "-p", "-C", "-u", "-i", "-r", "-w", "--", name}
+	nsArgs := []string{"-t", strconv.Itoa(s.pid), "-m", "-p", "-C", "-u", "-i", "-r", "-w"}
+	if s.netns != nil {
+		nsArgs = append(nsArgs, "-n")
+	}
+	nsArgs = append(nsArgs, "--", name)
 	cmd := exec.CommandContext(ctx, s.nsenter, append(nsArgs, args...)...)
 	cmd.Env = append([]string(nil), commandEnv...)
 	cmd.Dir = "/"
@@ -755,6 +788,9 @@ func (s *Sandbox) teardown() error {
 		}
 	}
 	s.console.close()
+	if err := s.removeLink(); err != nil {
+		errs = append(errs, err)
+	}
 	if s.createdCgroup {
 		if err := removeCgroupTree(s.cgroupDir, 5*time.Second); err != nil {
 			errs = append(errs, err)
