@@ -200,8 +200,8 @@ const (
 
 // Units reads the state of every unit matching the patterns: one
 // ListUnitsByPatterns call, then the service properties of all of them as
-// pipelined calls (sent at once, answered together), never one round trip
-// per unit. Units that are not loaded are left out; ask for them by name
+// pipelined calls (sent in batches of up to maxInFlight, answered together),
+// never one round trip per unit. Units that are not loaded are left out; ask for them by name
 // with UnitsByName.
 func (m *Manager) Units(ctx context.Context, patterns ...string) ([]Unit, error) {
 	st, err := m.conn.ListUnitsByPatternsContext(ctx, nil, patterns)
@@ -220,40 +220,48 @@ func (m *Manager) UnitsByName(ctx context.Context, names ...string) ([]Unit, err
 	return m.details(ctx, st)
 }
 
+// maxInFlight bounds the pipelined calls: dbus-daemon allows a connection
+// 128 pending replies by default, and refuses the rest.
+const maxInFlight = 96
+
 func (m *Manager) details(ctx context.Context, st []sd.UnitStatus) ([]Unit, error) {
 	out := make([]Unit, len(st))
-	calls := make([]*dbus.Call, 0, 2*len(st))
 	for i, s := range st {
 		out[i] = Unit{Name: s.Name, LoadState: s.LoadState, ActiveState: s.ActiveState, SubState: s.SubState}
-		if s.LoadState != "loaded" {
-			continue
-		}
-		obj := m.bus.Object("org.freedesktop.systemd1", s.Path)
-		calls = append(calls,
-			obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.GetAll", 0, nil, serviceIface),
-			obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.GetAll", 0, nil, unitIface))
 	}
-	j := 0
-	for i, s := range st {
-		if s.LoadState != "loaded" {
-			continue
+	// Two calls per loaded unit, sent a batch at a time and answered together.
+	for start := 0; start < len(st); start += maxInFlight / 2 {
+		batch := st[start:min(start+maxInFlight/2, len(st))]
+		calls := make([][2]*dbus.Call, len(batch))
+		for i, s := range batch {
+			if s.LoadState != "loaded" {
+				continue
+			}
+			obj := m.bus.Object("org.freedesktop.systemd1", s.Path)
+			calls[i] = [2]*dbus.Call{
+				obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.GetAll", 0, nil, serviceIface),
+				obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.GetAll", 0, nil, unitIface),
+			}
 		}
-		svc, unit := calls[j], calls[j+1]
-		j += 2
-		var sp, up map[string]dbus.Variant
-		if err := (<-svc.Done).Store(&sp); err != nil {
-			return nil, fmt.Errorf("cannot read %s: %w", s.Name, classify(err))
-		}
-		if err := (<-unit.Done).Store(&up); err != nil {
-			return nil, fmt.Errorf("cannot read %s: %w", s.Name, classify(err))
-		}
-		u := &out[i]
-		u.MainPID = int(variant[uint32](sp, "MainPID"))
-		u.Result = variant[string](sp, "Result")
-		u.StatusText = variant[string](sp, "StatusText")
-		u.NRestarts = int(variant[uint32](sp, "NRestarts"))
-		if usec := variant[uint64](up, "StateChangeTimestamp"); usec > 0 {
-			u.Since = time.UnixMicro(int64(usec)).UTC()
+		for i, s := range batch {
+			if calls[i][0] == nil {
+				continue
+			}
+			var sp, up map[string]dbus.Variant
+			if err := (<-calls[i][0].Done).Store(&sp); err != nil {
+				return nil, fmt.Errorf("cannot read %s: %w", s.Name, classify(err))
+			}
+			if err := (<-calls[i][1].Done).Store(&up); err != nil {
+				return nil, fmt.Errorf("cannot read %s: %w", s.Name, classify(err))
+			}
+			u := &out[start+i]
+			u.MainPID = int(variant[uint32](sp, "MainPID"))
+			u.Result = variant[string](sp, "Result")
+			u.StatusText = variant[string](sp, "StatusText")
+			u.NRestarts = int(variant[uint32](sp, "NRestarts"))
+			if usec := variant[uint64](up, "StateChangeTimestamp"); usec > 0 {
+				u.Since = time.UnixMicro(int64(usec)).UTC()
+			}
 		}
 	}
 	return out, nil

@@ -538,3 +538,26 @@ address = "127.0.0.1:%d"
 		})
 	}
 }
+
+// list and status read many sites at once: pipelined D-Bus calls must stay
+// under the bus's limit of pending replies (65 sites failed once).
+func TestListManySites(t *testing.T) {
+	sites := map[string]string{}
+	base := freePort(t)
+	for i := 0; i < 150; i++ {
+		sites[fmt.Sprintf("s%03d", i)] = fmt.Sprintf("exec = [\"/usr/local/bin/webapp\"]\n[[listen]]\naddress = \"127.0.0.%d:%d\"\n", 2+i%200, base)
+	}
+	h := newHost(t, sites)
+	h.run("systemctl", "start", "--all", "site-*.socket")
+	var list []struct {
+		Name        string `json:"name"`
+		ActiveState string `json:"active_state"`
+	}
+	out := h.run("sitectl", "list", "--json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 150 {
+		t.Fatalf("sitectl list --json: %v, %d sites", err, len(list))
+	}
+	if _, err := h.try("sitectl", "status"); err != nil {
+		t.Errorf("sitectl status of 150 sites: %v", err)
+	}
+}
