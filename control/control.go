@@ -224,44 +224,68 @@ func (m *Manager) UnitsByName(ctx context.Context, names ...string) ([]Unit, err
 // 128 pending replies by default, and refuses the rest.
 const maxInFlight = 96
 
-func (m *Manager) details(ctx context.Context, st []sd.UnitStatus) ([]Unit, error) {
-	out := make([]Unit, len(st))
-	for i, s := range st {
-		out[i] = Unit{Name: s.Name, LoadState: s.LoadState, ActiveState: s.ActiveState, SubState: s.SubState}
-	}
-	// Two calls per loaded unit, sent a batch at a time and answered together.
-	for start := 0; start < len(st); start += maxInFlight / 2 {
-		batch := st[start:min(start+maxInFlight/2, len(st))]
-		calls := make([][2]*dbus.Call, len(batch))
-		for i, s := range batch {
-			if s.LoadState != "loaded" {
-				continue
-			}
-			obj := m.bus.Object("org.freedesktop.systemd1", s.Path)
-			calls[i] = [2]*dbus.Call{
-				obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.GetAll", 0, nil, serviceIface),
-				obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.GetAll", 0, nil, unitIface),
-			}
-		}
-		for i, s := range batch {
-			if calls[i][0] == nil {
-				continue
-			}
-			var sp, up map[string]dbus.Variant
-			if err := (<-calls[i][0].Done).Store(&sp); err != nil {
-				return nil, fmt.Errorf("cannot read %s: %w", s.Name, classify(err))
-			}
-			if err := (<-calls[i][1].Done).Store(&up); err != nil {
-				return nil, fmt.Errorf("cannot read %s: %w", s.Name, classify(err))
-			}
-			u := &out[start+i]
-			u.MainPID = int(variant[uint32](sp, "MainPID"))
-			u.Result = variant[string](sp, "Result")
-			u.StatusText = variant[string](sp, "StatusText")
-			u.NRestarts = int(variant[uint32](sp, "NRestarts"))
-			if usec := variant[uint64](up, "StateChangeTimestamp"); usec > 0 {
+// property is one property a unit read asks for.
+type property struct {
+	iface, name string
+	set         func(u *Unit, v dbus.Variant)
+}
+
+// Every unit: when its state last changed, and how it last ended. Running
+// units also: their main PID, status line and restart count. Each is a
+// small Get; GetAll of the service interface would send some 250
+// properties (exec arrays among them) per unit.
+var (
+	unitProps = []property{
+		{unitIface, "StateChangeTimestamp", func(u *Unit, v dbus.Variant) {
+			if usec, _ := v.Value().(uint64); usec > 0 {
 				u.Since = time.UnixMicro(int64(usec)).UTC()
 			}
+		}},
+		{serviceIface, "Result", func(u *Unit, v dbus.Variant) { u.Result, _ = v.Value().(string) }},
+	}
+	runningProps = []property{
+		{serviceIface, "MainPID", func(u *Unit, v dbus.Variant) { pid, _ := v.Value().(uint32); u.MainPID = int(pid) }},
+		{serviceIface, "StatusText", func(u *Unit, v dbus.Variant) { u.StatusText, _ = v.Value().(string) }},
+		{serviceIface, "NRestarts", func(u *Unit, v dbus.Variant) { n, _ := v.Value().(uint32); u.NRestarts = int(n) }},
+	}
+)
+
+type pending struct {
+	unit int
+	prop property
+	call *dbus.Call
+}
+
+func (m *Manager) details(ctx context.Context, st []sd.UnitStatus) ([]Unit, error) {
+	out := make([]Unit, len(st))
+	var wanted []pending
+	for i, s := range st {
+		out[i] = Unit{Name: s.Name, LoadState: s.LoadState, ActiveState: s.ActiveState, SubState: s.SubState}
+		if s.LoadState != "loaded" {
+			continue
+		}
+		for _, p := range unitProps {
+			wanted = append(wanted, pending{unit: i, prop: p})
+		}
+		if s.ActiveState != "inactive" && s.ActiveState != "failed" {
+			for _, p := range runningProps {
+				wanted = append(wanted, pending{unit: i, prop: p})
+			}
+		}
+	}
+	// Pipelined, a batch at a time, answered together.
+	for start := 0; start < len(wanted); start += maxInFlight {
+		batch := wanted[start:min(start+maxInFlight, len(wanted))]
+		for i := range batch {
+			obj := m.bus.Object("org.freedesktop.systemd1", st[batch[i].unit].Path)
+			batch[i].call = obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, nil, batch[i].prop.iface, batch[i].prop.name)
+		}
+		for _, p := range batch {
+			var v dbus.Variant
+			if err := (<-p.call.Done).Store(&v); err != nil {
+				return nil, fmt.Errorf("cannot read %s of %s: %w", p.prop.name, st[p.unit].Name, classify(err))
+			}
+			p.prop.set(&out[p.unit], v)
 		}
 	}
 	return out, nil

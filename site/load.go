@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,26 +19,76 @@ const DefaultConfigDir = "/etc/sitectl/sites"
 // later one by name gets the error, pointing at the earlier one; others are
 // sites already in place, and a site colliding with one of them always gets
 // the error. Nothing is changed.
+//
+// Listeners are indexed by unix path, by TCP address and port, and by port
+// for wildcard addresses, so the check is linear in the number of sites.
 func Conflicts(sites []*Site, others ...*Site) Errors {
 	sorted := slices.Clone(sites)
 	slices.SortFunc(sorted, func(a, b *Site) int { return strings.Compare(a.Name, b.Name) })
+	idx := newListenerIndex()
+	for _, o := range others {
+		idx.add(o)
+	}
 	var errs Errors
-	for i, s := range sorted {
-		against := append(slices.Clone(sorted[:i]), others...)
-	listeners:
+	for _, s := range sorted {
 		for _, l := range s.Listeners {
-			for _, other := range against {
-				for _, ol := range other.Listeners {
-					if Overlap(ol, l) {
-						errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col,
-							Msg: fmt.Sprintf("listener %s %s", l.Endpoint(), collision(ol, fmt.Sprintf("%s:%d:%d of site %s", other.File, ol.Line, ol.Col, other.Name)))})
-						continue listeners
-					}
-				}
+			if prev, ok := idx.collision(l); ok {
+				errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col,
+					Msg: fmt.Sprintf("listener %s %s", l.Endpoint(), collision(prev.l, fmt.Sprintf("%s:%d:%d of site %s", prev.site.File, prev.l.Line, prev.l.Col, prev.site.Name)))})
+			}
+		}
+		idx.add(s)
+	}
+	return errs
+}
+
+type owned struct {
+	site *Site
+	l    Listener
+}
+
+// listenerIndex finds a listener that overlaps a given one without looking
+// at all of them.
+type listenerIndex struct {
+	exact    map[string][]owned // unix path, or TCP address:port
+	wildcard map[uint16][]owned // TCP listeners on a wildcard address, by port
+	byPort   map[uint16][]owned // every TCP listener, by port
+}
+
+func newListenerIndex() *listenerIndex {
+	return &listenerIndex{exact: map[string][]owned{}, wildcard: map[uint16][]owned{}, byPort: map[uint16][]owned{}}
+}
+
+func (x *listenerIndex) add(s *Site) {
+	for _, l := range s.Listeners {
+		o := owned{s, l}
+		x.exact[l.Endpoint()] = append(x.exact[l.Endpoint()], o)
+		if l.Kind == TCP {
+			ap := netip.MustParseAddrPort(l.Address)
+			x.byPort[ap.Port()] = append(x.byPort[ap.Port()], o)
+			if ap.Addr().IsUnspecified() {
+				x.wildcard[ap.Port()] = append(x.wildcard[ap.Port()], o)
 			}
 		}
 	}
-	return errs
+}
+
+func (x *listenerIndex) collision(l Listener) (owned, bool) {
+	candidates := x.exact[l.Endpoint()]
+	if l.Kind == TCP {
+		ap := netip.MustParseAddrPort(l.Address)
+		if ap.Addr().IsUnspecified() {
+			candidates = x.byPort[ap.Port()] // a wildcard may collide with any address
+		} else {
+			candidates = append(slices.Clone(candidates), x.wildcard[ap.Port()]...)
+		}
+	}
+	for _, c := range candidates {
+		if Overlap(c.l, l) {
+			return c, true
+		}
+	}
+	return owned{}, false
 }
 
 // Result is what reading a directory of site files gives: the sites that are

@@ -1,0 +1,29 @@
+package site
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// BenchmarkLoadDir1000 reads a directory of 1000 site files, as the
+// generator and sitectl list do on a host with 1000 sites.
+//
+//	go test -run '^$' -bench LoadDir ./site
+func BenchmarkLoadDir1000(b *testing.B) {
+	dir := b.TempDir()
+	for i := 0; i < 1000; i++ {
+		content := fmt.Sprintf("exec = [\"/usr/local/bin/app\"]\nreadiness = \"notify\"\n[[listen]]\naddress = \"127.0.%d.%d:8080\"\n[modes.read-only]\nenvironment = { RO = \"1\" }\n", 1+i/250, 1+i%250)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("s%04d.toml", i)), []byte(content), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := LoadDir(dir)
+		if err != nil || len(res.Sites) != 1000 || len(res.Errors) != 0 {
+			b.Fatalf("%v: %d sites, %d errors", err, len(res.Sites), len(res.Errors))
+		}
+	}
+}
