@@ -395,14 +395,7 @@ func ansibleGet(url string) (int, string, error) {
 // ansibleSite is a gunicorn site of the WSGI test app on all addresses of
 // the host's own namespace.
 func ansibleSite(port int, extra string) string {
-	return fmt.Sprintf(`exec = ["/usr/bin/gunicorn", "--workers", "2", "app:application"]
-workdir = "/srv/wsgi"
-server = "gunicorn"
-drain_timeout = "10s"
-%s
-[[listen]]
-address = "0.0.0.0:%d"
-`, extra, port)
+	return strings.Replace(gunicornSite(port, extra), `address = "127.0.0.1:`, `address = "0.0.0.0:`, 1)
 }
 
 // invocation returns the InvocationID of a unit: it changes with every start.
