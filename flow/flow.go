@@ -140,18 +140,22 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 	if err := e.Writer.Begin(s, from, to); err != nil {
 		return rep, err
 	}
+	overlapped, err := e.overlapping(ctx, s, opts)
+	if err != nil {
+		return rep, errors.Join(err, e.Writer.Finish(s, modes.ResultRolledBack, err.Error()))
+	}
 	e.progress("%s: %s → %s", s.Name, from, to)
-	if err := e.Writer.SetMode(s, to); err != nil {
-		return rep, errors.Join(err, e.Writer.Finish(s, modes.ResultRolledBack, "the mode could not be recorded: "+err.Error()))
+	// A restart in the same mode needs no new mode file: prepare renders it
+	// from the site file at the start. A handover inside the unit has no
+	// prepare, so there the file is rendered afresh, changed variables and all.
+	if from != to || overlapped {
+		if err := e.Writer.SetMode(s, to); err != nil {
+			return rep, errors.Join(err, e.Writer.Finish(s, modes.ResultRolledBack, "the mode could not be recorded: "+err.Error()))
+		}
 	}
 	rep.Changed = true
 
 	upCtx, cancel := context.WithTimeout(ctx, timeout*6/10)
-	overlapped, err := e.overlapping(ctx, s, opts)
-	if err != nil {
-		cancel()
-		return rep, err
-	}
 	var pid int
 	var upErr error
 	if overlapped {
@@ -317,11 +321,12 @@ func bringUp(ctx context.Context, e *Env, s *site.Site, m site.Mode) (int, error
 	if probe == nil {
 		probe = Verify
 	}
-	if s.Probe != nil || m.Serve == site.ServeMaintenance {
-		e.progress("%s: verifying through its listener", s.Name)
-		if err := e.probeWhileRunning(ctx, s, m, service, pid, probe); err != nil {
-			return 0, err
-		}
+	if s.Probe == nil && m.Serve != site.ServeMaintenance {
+		return pid, nil
+	}
+	e.progress("%s: verifying through its listener", s.Name)
+	if err := e.probeWhileRunning(ctx, s, m, service, pid, probe); err != nil {
+		return 0, err
 	}
 	// The process that passed the probe must still be the one running.
 	us, err := e.Systemd.UnitsByName(ctx, service)
