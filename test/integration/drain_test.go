@@ -17,11 +17,13 @@ import (
 // servers are the apps every drain test runs against: a Go app on
 // activation, Debian's gunicorn and Debian's uWSGI, each with the path of a
 // request that takes a given number of seconds.
-var servers = []struct {
+type server struct {
 	name  string
 	site  func(port int, extra string) string
 	sleep func(seconds int) string
-}{
+}
+
+var servers = []server{
 	{"go", goSite, func(s int) string { return fmt.Sprintf("/sleep?d=%ds", s) }},
 	{"gunicorn", func(p int, e string) string {
 		return strings.Replace(gunicornSite(p, e), `"--workers", "2"`, `"--workers", "4"`, 1)
@@ -110,16 +112,7 @@ func TestInFlightRequestDrains(t *testing.T) {
 func TestStopEndsAtTheFailsafe(t *testing.T) {
 	const extra = `drain_timeout = "2s"
 stop_timeout = "2s"`
-	apps := append([]struct {
-		name  string
-		site  func(port int, extra string) string
-		sleep func(seconds int) string
-	}{}, servers...)
-	apps = append(apps, struct {
-		name  string
-		site  func(port int, extra string) string
-		sleep func(seconds int) string
-	}{"ignores-sigterm", func(p int, _ string) string {
+	apps := append(append([]server{}, servers...), server{"ignores-sigterm", func(p int, _ string) string {
 		return fmt.Sprintf(`exec = ["/usr/local/bin/webapp"]
 readiness = "notify"
 drain_timeout = "2s"

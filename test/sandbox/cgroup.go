@@ -205,20 +205,25 @@ func childrenOf(pid int) []int {
 		if err != nil {
 			continue
 		}
-		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(st, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(st[i+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+		if f := statFields(c); len(f) > 1 && f[1] == strconv.Itoa(pid) {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// statFields returns the fields of /proc/PID/stat after the command name
+// (state, ppid, pgrp, ...), or nil once the process is gone.
+func statFields(pid int) []string {
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil
+	}
+	i := bytes.LastIndexByte(st, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(st[i+1:]))
 }
 
 // processGone reports whether pid no longer exists (a zombie counts as
@@ -237,17 +242,7 @@ func killGroupExceptLeader(pgid int) int {
 		if err != nil || pid == pgid {
 			continue
 		}
-		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(st, ')')
-		if i < 0 {
-			continue
-		}
-		// Fields after the command: state, ppid, pgrp, ...
-		f := strings.Fields(string(st[i+1:]))
-		if len(f) > 2 && f[2] == strconv.Itoa(pgid) {
+		if f := statFields(pid); len(f) > 2 && f[2] == strconv.Itoa(pgid) {
 			if syscall.Kill(pid, syscall.SIGKILL) == nil {
 				n++
 			}
