@@ -347,7 +347,13 @@ func renderReloadPath(s *site.Site) Unit {
 
 func renderReloadService(s *site.Site) Unit {
 	f := &file{header: header(s)}
-	unitSection(f, s, describe(s)+": reload")
+	u := unitSection(f, s, describe(s)+": reload")
+	// Touches are rate-limited by coalescing: this oneshot runs one reload
+	// at a time, and triggers meanwhile queue at most one more. systemd's
+	// default start limit (5 in 10 s) would instead fail this unit after a
+	// burst of touches, and with it the path unit: touch-to-reload would
+	// stop working until someone reset it.
+	u.set("StartLimitIntervalSec", "0")
 	svc := f.section("Service")
 	svc.set("Type", "oneshot")
 	svc.set("ExecStart", commandLine([]string{DefaultSystemctl, "reload-or-restart", ServiceName(s.Name)}))
