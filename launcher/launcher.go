@@ -68,6 +68,9 @@ type Config struct {
 	// Settle is how long a generation without readiness or probe must keep
 	// running to count as ready; default 1s.
 	Settle time.Duration
+	// Quiet is when a ready generation has finished starting; Max < 0
+	// hands over as soon as it is ready.
+	Quiet Quiet
 }
 
 // ControlSocket is the name of the control socket in the runtime directory.
@@ -219,8 +222,12 @@ func (l *launcher) reload(ctx context.Context, notifyPath string) string {
 	l.current = g
 	if old != nil {
 		l.old[old] = true
-		old.cmd.Process.Signal(syscall.SIGTERM)
-		l.cfg.Logf("generation %d (pid %d) serves in mode %s; generation %d (pid %d) drains", g.n, g.cmd.Process.Pid, g.mode, old.n, old.cmd.Process.Pid)
+		nice := "nice 0"
+		if err := setTreePriority(old.cmd.Process.Pid, DrainPriority); err == nil {
+			nice = fmt.Sprintf("nice %d", DrainPriority)
+		}
+		parked := drainParked("/proc", old.cmd.Process.Pid, defaultPark)
+		l.cfg.Logf("generation %d (pid %d) serves in mode %s; generation %d (pid %d) drains at %s (%d workers parked for the stop)", g.n, g.cmd.Process.Pid, g.mode, old.n, old.cmd.Process.Pid, nice, parked)
 	}
 	l.cfg.Notify("READY=1\nSTATUS=" + l.status())
 	return fmt.Sprintf("ok: generation %d serves in mode %s", g.n, g.mode)
@@ -325,14 +332,43 @@ func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, prob
 		probed = make(chan error, 1)
 		go func() { probed <- probeUnix(pctx, probe.Addr().String(), spec.Probe) }()
 	}
+	// Once ready, the generation gets the listeners when it is quiet too
+	// (see Quiet), or when the wait for that ends.
+	var quietTick <-chan time.Time
+	var quietEnd <-chan time.Time
+	var watch *quietWatch
+	stopQuiet := func() {}
+	defer func() { stopQuiet() }()
+	ready := func() {
+		probed, settled = nil, nil
+		q := l.cfg.Quiet.withDefaults()
+		watch = newQuietWatch(q, pid)
+		watch.sample() // the baseline
+		t := time.NewTicker(q.Interval)
+		stopQuiet = t.Stop
+		quietTick = t.C
+		quietEnd = time.After(q.Max)
+	}
 	if notified {
 		startProbe()
 	}
 	for {
-		if notified && probed == nil && settled == nil {
-			return nil
+		if notified && probed == nil && settled == nil && watch == nil {
+			// The first generation, or one replacing a generation that
+			// died, has nobody to take over from: it serves at once.
+			if l.cfg.Quiet.Max < 0 || l.current == nil {
+				return nil
+			}
+			ready()
 		}
 		select {
+		case <-quietTick:
+			if watch.sample() || l.current == nil {
+				return nil
+			}
+		case <-quietEnd:
+			l.cfg.Logf("generation %d is ready but still busy after %s; it takes over anyway", g.n, l.cfg.Quiet.withDefaults().Max)
+			return nil
 		case n := <-l.notes:
 			if n.pid == pid && n.fields["READY"] == "1" && !notified {
 				notified = true
@@ -342,9 +378,9 @@ func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, prob
 			if err != nil {
 				return fmt.Errorf("generation %d failed its probe: %w", g.n, err)
 			}
-			return nil
+			probed = nil
 		case <-settled:
-			return nil
+			settled = nil
 		case e := <-l.exits:
 			e.reaped = true
 			if e == g {
@@ -359,6 +395,9 @@ func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, prob
 			}
 			l.reaped(e)
 		case <-deadline.C:
+			if watch != nil {
+				return nil // ready; the wait for quiet ends with the deadline
+			}
 			if probed == nil {
 				return fmt.Errorf("generation %d was not ready within %s", g.n, spec.StartTimeout)
 			}
@@ -420,7 +459,7 @@ func (l *launcher) stopAll(sig os.Signal) {
 	}
 	l.cfg.Notify("STOPPING=1")
 	for g := range running {
-		g.cmd.Process.Signal(syscall.SIGTERM)
+		drainParked("/proc", g.cmd.Process.Pid, defaultPark)
 	}
 	l.cfg.Logf("stopping: %d generations drain", len(running))
 	for len(running) > 0 {

@@ -325,6 +325,12 @@ func hardening(svc *section, s *site.Site) {
 	} {
 		svc.set(kv[0], kv[1])
 	}
+	if s.Handoff == site.HandoffOverlap {
+		// The launcher lowers the priority of a draining generation
+		// (launcher.DrainPriority); without RLIMIT_NICE nothing can
+		// raise one.
+		svc.set("SystemCallFilter", "setpriority")
+	}
 	if s.Hardening.AllowWriteExecute {
 		svc.set("MemoryDenyWriteExecute", "no")
 	} else {

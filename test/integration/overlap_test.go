@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -120,22 +121,11 @@ func TestOverlapReloadsAndSwitchesUnderLoad(t *testing.T) {
 			t.Logf("%s: 20 reloads + 20 mode switches: %v", srv.name, s)
 			t.Logf("%s: steady p99 %s, p99 inside reload windows %s", srv.name,
 				loadgen.Summarize(steady).P99.Round(time.Microsecond), loadgen.Summarize(inWindow).P99.Round(time.Microsecond))
-			// Known defect, issue 5 stays open for it: uWSGI's overlapped
-			// handover has once reset 1 request in 1425 (a worker told to
-			// stop by gracefully_kill_them_all seems to drop a connection it
-			// had just accepted). It is bounded here, and logged, rather
-			// than hidden; Go and gunicorn must lose nothing.
-			allowed := 0
-			if srv.name == "uwsgi" {
-				allowed = s.Requests / 500
-			}
 			for _, f := range loadgen.Failures(res)[:min(5, s.Failed)] {
 				t.Logf("failed at %s: %s %s", f.Start.Format("15:04:05.000"), f.Outcome, f.Detail)
 			}
-			if s.Failed > allowed {
-				t.Errorf("%d of %d requests failed (at most %d allowed)", s.Failed, s.Requests, allowed)
-			} else if s.Failed > 0 {
-				t.Logf("KNOWN DEFECT: %d of %d requests failed during uWSGI's overlapped handovers (issue 5)", s.Failed, s.Requests)
+			if s.Failed > 0 {
+				t.Errorf("%d of %d requests failed", s.Failed, s.Requests)
 			}
 			if pid := h.show("site-ov.service", "MainPID")["MainPID"]; pid != launcherPID {
 				t.Errorf("the launcher changed from %s to %s: systemd's main PID must stay", launcherPID, pid)
@@ -159,7 +149,18 @@ func TestOverlapReloadsAndSwitchesUnderLoad(t *testing.T) {
 			}
 			procs := h.cgroupProcs("site-ov.service")
 			gen := srv.genPID(getReply(t, url))
+			// Every generation told to drain went to nice 19, so that its
+			// exit waits for the new one's requests (launcher.DrainPriority);
+			// the unit's SystemCallFilter= allows it. The serving one was
+			// never lowered.
+			journal := h.run("journalctl", "-u", "site-ov.service", "-o", "cat", "--no-pager")
+			if n := strings.Count(journal, "drains at nice 19"); n != 41 {
+				t.Errorf("%d of 41 handovers logged \"drains at nice 19\"", n)
+			}
 			for _, p := range procs {
+				if nice := statField(h.run("cat", "/proc/"+p+"/stat"), 19); nice != "0" {
+					t.Errorf("process %s of the serving generation runs at nice %s, want 0", p, nice)
+				}
 				if p == launcherPID || p == strconv.Itoa(gen) {
 					continue
 				}
@@ -172,6 +173,66 @@ func TestOverlapReloadsAndSwitchesUnderLoad(t *testing.T) {
 				t.Errorf("after stop the cgroup holds %v", procs)
 			}
 		})
+	}
+}
+
+// uWSGI's worker leaves at once when told to stop between requests, and
+// counts as in a request only once accept() has returned: a stop landing in
+// between drops the connection just accepted (a reset). The launcher parks
+// the old generation's workers in their wait before the stop (launcher's
+// drainParked). Many handovers, with the maintenance server coming and
+// going, at four times the rate of the test above, where one reset was seen
+// once before parking existed (1 in 1,425 requests).
+func TestOverlapUWSGIHandoversDropNothing(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"ov": uwsgiSite(port, "handoff = \"overlap\"\n"+modeSites)})
+	installMaintenance(h)
+	h.run("systemctl", "start", "site-ov.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+
+	const rate, switches = 400, 45
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan []loadgen.Result)
+	go func() {
+		done <- loadgen.Run(ctx, loadgen.Config{URL: url, Rate: rate, Duration: 10 * time.Minute, Check: modeCheck})
+	}()
+	cycle := []string{"read-only", "maintenance", "normal"}
+	for i := 0; i < switches; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if _, stderr, code := h.result("sitectl", "mode", "ov", cycle[i%3]); code != 0 {
+			cancel()
+			<-done
+			t.Fatalf("switch %d: exit %d: %s", i+1, code, stderr)
+		}
+	}
+	time.Sleep(time.Second)
+	cancel()
+	res := <-done
+	s := loadgen.Summarize(res)
+	t.Logf("uwsgi: %d overlapped mode switches at %d req/s: %v", switches, rate, s)
+	// Parking really happened: uWSGI's workers were caught waiting (the
+	// maintenance server, a single process, has no workers to park).
+	parked, handovers := 0, 0
+	for _, m := range regexp.MustCompile(`drains at nice \d+ \((\d+) workers parked for the stop\)`).FindAllStringSubmatch(
+		h.run("journalctl", "-u", "site-ov.service", "-o", "cat", "--no-pager"), -1) {
+		n, _ := strconv.Atoi(m[1])
+		parked += n
+		handovers++
+	}
+	// Two switches in three leave a uWSGI generation of 4 workers; a worker
+	// busy with a request may escape parking, most must not.
+	fromUWSGI := switches * 2 / 3
+	t.Logf("%d handovers, %d workers parked in all (at most %d)", handovers, parked, fromUWSGI*4)
+	if handovers != switches || parked < fromUWSGI*2 {
+		t.Errorf("%d handovers parked %d workers; want %d handovers parking at least %d of the %d workers of the uWSGI generations they replaced",
+			handovers, parked, switches, fromUWSGI*2, fromUWSGI*4)
+	}
+	for _, f := range loadgen.Failures(res)[:min(5, s.Failed)] {
+		t.Logf("failed at %s: %s %s", f.Start.Format("15:04:05.000"), f.Outcome, f.Detail)
+	}
+	if s.Failed > 0 {
+		t.Errorf("%d of %d requests failed", s.Failed, s.Requests)
 	}
 }
 
@@ -345,4 +406,18 @@ func TestTouchToReload(t *testing.T) {
 	if r := getReply(t, ua); r.Generation == "" {
 		t.Errorf("site a no longer serves")
 	}
+}
+
+// statField returns field n (1-based, as in proc(5)) of a /proc/PID/stat
+// line; the command name in field 2 may hold spaces.
+func statField(stat string, n int) string {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 || n < 3 {
+		return ""
+	}
+	f := strings.Fields(stat[i+1:])
+	if n-3 >= len(f) {
+		return ""
+	}
+	return f[n-3]
 }
