@@ -113,7 +113,7 @@ func Render(s *site.Site, opts Options) []Unit {
 	}
 	out = append(out, renderService(s, opts))
 	if s.ReloadTrigger != "" {
-		out = append(out, renderReloadPath(s), renderReloadService(s))
+		out = append(out, renderReloadPath(s), renderReloadService(s, opts))
 	}
 	return out
 }
@@ -351,7 +351,7 @@ func renderReloadPath(s *site.Site) Unit {
 	return Unit{Name: ReloadPathName(s.Name), Content: f.String(), WantedBy: "paths.target"}
 }
 
-func renderReloadService(s *site.Site) Unit {
+func renderReloadService(s *site.Site, opts Options) Unit {
 	f := &file{header: header(s)}
 	u := unitSection(f, s, describe(s)+": reload")
 	// Touches are rate-limited by coalescing: this oneshot runs one reload
@@ -362,7 +362,10 @@ func renderReloadService(s *site.Site) Unit {
 	u.set("StartLimitIntervalSec", "0")
 	svc := f.section("Service")
 	svc.set("Type", "oneshot")
-	svc.set("ExecStart", commandLine([]string{DefaultSystemctl, "reload-or-restart", ServiceName(s.Name)}))
+	// sitectl touched runs systemctl reload-or-restart, again while the
+	// trigger was touched meanwhile: the path unit does not watch while
+	// this unit runs.
+	svc.set("ExecStart", commandLine(opts.sitectl("touched", s.Name)))
 	return Unit{Name: ReloadServiceName(s.Name), Content: f.String()}
 }
 

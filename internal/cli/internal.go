@@ -25,6 +25,7 @@ import (
 	"github.com/sitectl/sitectl/maintenance"
 	"github.com/sitectl/sitectl/modes"
 	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/units"
 )
 
 // loadSite reads and validates one site of the config directory.
@@ -363,4 +364,58 @@ gets systemd's final SIGKILL.`,
 			return nil
 		},
 	}
+}
+
+// touchedRounds bounds the reloads of one touchedCmd run: a file touched
+// without pause reloads the site this often, then the path unit takes over.
+const touchedRounds = 5
+
+func touchedCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:     "touched SITE",
+		GroupID: "internal",
+		Short:   "Reload a site because its reload_trigger was touched (site-NAME-reload.service)",
+		Long: `Run by the site's reload unit, which its path unit starts when the site's
+reload_trigger changes. It runs systemctl reload-or-restart on the site's service,
+and does it again while the trigger was touched meanwhile: systemd's path unit does
+not watch while the reload unit runs, so a touch during a reload (a deploy tool
+switching the release symlink and touching again) would otherwise be lost. At most
+` + strconv.Itoa(touchedRounds) + ` reloads per run.`,
+		Args: args(1, 1, "one site name"),
+		RunE: func(c *cobra.Command, a []string) error {
+			name := a[0]
+			s, err := e.loadSite(name)
+			if err != nil {
+				return err
+			}
+			if s.ReloadTrigger == "" {
+				return fmt.Errorf("site %s has no reload_trigger", name)
+			}
+			for round := 1; ; round++ {
+				before := modTime(s.ReloadTrigger)
+				cmd := exec.CommandContext(c.Context(), units.DefaultSystemctl, "reload-or-restart", units.ServiceName(name))
+				cmd.Stdout, cmd.Stderr = e.stdout, e.stderr
+				if err := cmd.Run(); err != nil {
+					return fmt.Errorf("site %s: reload after %s was touched failed: %w", name, s.ReloadTrigger, err)
+				}
+				if modTime(s.ReloadTrigger).Equal(before) {
+					return nil
+				}
+				if round == touchedRounds {
+					fmt.Fprintf(e.stderr, "site %s: %s is still being touched after %d reloads; the next touch reloads again\n", name, s.ReloadTrigger, round)
+					return nil
+				}
+				fmt.Fprintf(e.stderr, "site %s: %s was touched again during the reload: reloading again\n", name, s.ReloadTrigger)
+			}
+		},
+	}
+}
+
+// modTime is a file's modification time, zero when it cannot be read.
+func modTime(path string) time.Time {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
 }

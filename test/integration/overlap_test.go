@@ -390,6 +390,28 @@ func TestTouchToReload(t *testing.T) {
 		return g > g1
 	})
 
+	// A touch while a reload runs is not lost: systemd's path unit does not
+	// watch while the reload unit runs, so sitectl touched reloads again.
+	g2, _ := strconv.Atoi(getReply(t, ua).Generation)
+	h.waitFor("the reloads to settle", 20*time.Second, func() bool {
+		return h.show("site-a-reload.service", "ActiveState")["ActiveState"] == "inactive"
+	})
+	h.run("touch", "/srv/a/restart.txt")
+	h.waitFor("the reload to run", 10*time.Second, func() bool {
+		return h.show("site-a.service", "ActiveState")["ActiveState"] == "reloading"
+	})
+	h.run("touch", "/srv/a/restart.txt")
+	h.waitFor("a second reload for the touch during the first", 20*time.Second, func() bool {
+		g, _ := strconv.Atoi(getReply(t, ua).Generation)
+		return g >= g2+2
+	})
+	h.waitFor("the reloads to settle", 20*time.Second, func() bool {
+		return h.show("site-a-reload.service", "ActiveState")["ActiveState"] == "inactive"
+	})
+	if j := h.run("journalctl", "-u", "site-a-reload.service", "--no-pager", "-o", "cat"); !strings.Contains(j, "was touched again during the reload") {
+		t.Errorf("the reload unit's journal does not say it reloaded again:\n%s", j)
+	}
+
 	// A reload that fails (the new generation cannot start) is visible; the
 	// mode file is edited by hand here to make the next generation fail.
 	h.run("sed", "-i", "s/^SITE_MODE=.*/&\\nWEBAPP_FAIL_START=\"1\"/", "/var/lib/sitectl/sites/a/mode.env")
