@@ -462,3 +462,16 @@ func TestPlotScripts(t *testing.T) {
 		t.Errorf("niceCeil: %v %v %v", niceCeil(130), niceCeil(10), niceCeil(0.3))
 	}
 }
+
+func TestAnsweredBy(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"site":"a","pid":42,"ppid":7,"mode":"normal"}`: "42 7",
+		`{"pid":42}`:             "42 0",
+		`Service Unavailable`:    "- -",
+		`{"mode":"maintenance"}`: "- -",
+	} {
+		if got := answeredBy(body); got != want {
+			t.Errorf("answeredBy(%q) = %q, want %q", body, got, want)
+		}
+	}
+}

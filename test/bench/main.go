@@ -87,7 +87,7 @@ func parseFlags(args []string) (options, *flag.FlagSet, error) {
 	fs.IntVar(&o.cliRuns, "cli-runs", 30, "runs of each restart command for the CLI overhead (0: skip)")
 	fs.StringVar(&o.out, "out", "", "output directory (default: docs/bench of the repository)")
 	fs.BoolVar(&o.render, "render", false, "measure nothing: render README.md again from results.json in the output directory (after editing test/bench/notes.md or the report code)")
-	fs.BoolVar(&o.keepData, "keep-data", false, "keep the per-request data files and gnuplot scripts (their directory is printed)")
+	fs.BoolVar(&o.keepData, "keep-data", false, "keep the per-request data files (seconds, latency in ms, pid and ppid that answered) and gnuplot scripts (their directory is printed)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./test/bench [flags]   (as root)\n\nRuns sitectl's benchmarks on a throwaway systemd and writes results.json,\nREADME.md and plots into docs/bench/.\n\n")
 		fs.PrintDefaults()

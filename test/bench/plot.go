@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -110,8 +111,10 @@ func niceCeil(v float64) float64 {
 	return 10 * e
 }
 
-// writePoints writes "seconds latency_ms" lines of the results that pass
-// keep; it returns "" when there are none.
+// writePoints writes "seconds latency_ms pid ppid" lines of the results
+// that pass keep (pid and ppid of the process that answered, "-" when the
+// answer does not say: with -keep-data they show which generation served
+// the slow requests of a switch); it returns "" when there are none.
 func writePoints(path string, t0 time.Time, rs []loadgen.Result, keep func(loadgen.Result) bool) (string, error) {
 	var b bytes.Buffer
 	for _, r := range rs {
@@ -119,7 +122,7 @@ func writePoints(path string, t0 time.Time, rs []loadgen.Result, keep func(loadg
 			continue
 		}
 		ms := max(float64(r.Latency)/float64(time.Millisecond), minPlotLatency)
-		fmt.Fprintf(&b, "%.4f %.3f\n", r.Start.Sub(t0).Seconds(), ms)
+		fmt.Fprintf(&b, "%.4f %.3f %s\n", r.Start.Sub(t0).Seconds(), ms, answeredBy(r.Body))
 	}
 	if b.Len() == 0 {
 		return "", nil
@@ -287,4 +290,13 @@ func drawPlots(ctx context.Context, r *Results, apps []App, outDir, dataDir stri
 		files = append(files, "scale.png")
 	}
 	return files, nil
+}
+
+// answeredBy is "pid ppid" of the test apps' JSON answer, or "- -".
+func answeredBy(body string) string {
+	var a struct{ PID, PPID int }
+	if json.Unmarshal([]byte(body), &a) != nil || a.PID == 0 {
+		return "- -"
+	}
+	return fmt.Sprintf("%d %d", a.PID, a.PPID)
 }
