@@ -19,6 +19,7 @@ type Machine struct {
 	OS          string `json:"os"`
 	Systemd     string `json:"systemd"`
 	Gunicorn    string `json:"gunicorn"`
+	UWSGI       string `json:"uwsgi,omitempty"`
 	Python      string `json:"python"`
 	Go          string `json:"go"`
 	Gnuplot     string `json:"gnuplot"`
@@ -60,6 +61,7 @@ func describeMachine(ctx context.Context) Machine {
 		Kernel:      cmdOut(ctx, "uname", "-srm"),
 		Systemd:     firstLine(cmdOut(ctx, "systemctl", "--version")),
 		Gunicorn:    firstLine(cmdOut(ctx, "gunicorn", "--version")),
+		UWSGI:       firstLine(cmdOut(ctx, "uwsgi", "--version")),
 		Python:      firstLine(cmdOut(ctx, "python3", "--version")),
 		Go:          firstLine(cmdOut(ctx, "go", "version")),
 		Gnuplot:     firstLine(cmdOut(ctx, "gnuplot", "--version")),

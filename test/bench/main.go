@@ -2,9 +2,9 @@
 // "change one site and nobody notices, on a host with many sites", on a real
 // systemd booted in throwaway namespaces (package test/sandbox), and writes
 // results.json, README.md and PNG plots into docs/bench/. It needs root, and
-// gnuplot (Debian: gnuplot-nox) for the plots.
+// gnuplot (Debian: gnuplot-nox) for the plots; it installs what is missing.
 //
-//	go run ./test/bench                                      # the full run, about 12 minutes
+//	go run ./test/bench                                      # the full run, about 16 minutes
 //	go run ./test/bench -quick -switches 5 -out /var/tmp/bench   # a quick look, about 3 minutes
 //	go run ./test/bench -render     # README.md again from results.json
 //
@@ -12,7 +12,7 @@
 //
 //   - Handoff: one site under fixed-rate load (no keep-alive) is switched
 //     -switches times in each scenario of the scenario table (scenarios.go),
-//     for the Go test app and for Debian's gunicorn: a plain unit binding its
+//     for the Go test app and for Debian's gunicorn and uWSGI: a plain unit binding its
 //     own port, sitectl's socket-held units restarted with systemctl, sitectl
 //     mode switches, and the overlapped handoff (reload and mode switch) when
 //     the sitectl under test has it. A neighbour site is under its own load
@@ -79,7 +79,7 @@ func parseFlags(args []string) (options, *flag.FlagSet, error) {
 	fs.DurationVar(&o.tail, "tail", time.Second, "a switch window ends this long after the switch command returned")
 	fs.DurationVar(&o.gap, "gap", 1500*time.Millisecond, "steady load between one switch window and the next switch")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "request timeout")
-	fs.StringVar(&o.apps, "apps", "go,gunicorn", "apps to run the handoff scenarios with (comma-separated; empty: no handoff benchmark)")
+	fs.StringVar(&o.apps, "apps", "go,gunicorn,uwsgi", "apps to run the handoff scenarios with (comma-separated; empty: no handoff benchmark)")
 	fs.StringVar(&o.scenarios, "scenarios", "own-port,socket-held,sitectl-mode,overlap-reload,overlap-mode", "handoff scenarios (comma-separated; empty: none)")
 	fs.StringVar(&o.sites, "sites", "10,100,1000", "site counts of the scale benchmark (comma-separated, ascending; empty: none)")
 	fs.IntVar(&o.reps, "reps", 10, "runs of each scale timing")
@@ -230,7 +230,7 @@ func runBench(o options, args []string) (err error) {
 	for _, id := range splitList(o.apps) {
 		a, ok := appByID(id)
 		if !ok {
-			return fmt.Errorf("-apps: no app %q (have go, gunicorn)", id)
+			return fmt.Errorf("-apps: no app %q (have %s)", id, appIDs())
 		}
 		selApps = append(selApps, a)
 	}
@@ -250,7 +250,7 @@ func runBench(o options, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := ensureGnuplot(); err != nil {
+	if err := ensurePackages(); err != nil {
 		return err
 	}
 	root, err := repoRoot()
@@ -408,22 +408,39 @@ func (logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// ensureGnuplot installs Debian's gnuplot-nox when gnuplot is missing, so
-// that the benchmark is one command on a fresh machine (it runs as root).
-func ensureGnuplot() error {
-	if _, err := exec.LookPath("gnuplot"); err == nil {
+// neededPackages are the Debian packages the benchmark runs, with a file
+// that tells whether each is installed.
+var neededPackages = []struct{ file, pkg, why string }{
+	{"/usr/bin/gnuplot", "gnuplot-nox", "it draws the plots"},
+	{"/usr/bin/gunicorn", "gunicorn", "a server under test"},
+	{"/usr/bin/uwsgi", "uwsgi", "a server under test"},
+	{"/usr/lib/uwsgi/plugins/python3_plugin.so", "uwsgi-plugin-python3", "uWSGI's Python plugin"},
+}
+
+// ensurePackages installs the Debian packages the benchmark needs when they
+// are missing, so that it is one command on a fresh machine (as root).
+func ensurePackages() error {
+	var missing []string
+	for _, p := range neededPackages {
+		if _, err := os.Stat(p.file); err != nil {
+			logf("%s is missing; installing Debian's %s (%s)", p.file, p.pkg, p.why)
+			missing = append(missing, p.pkg)
+		}
+	}
+	if len(missing) == 0 {
 		return nil
 	}
-	logf("gnuplot is missing; installing Debian's gnuplot-nox (it draws the plots)")
-	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "--no-install-recommends", "gnuplot-nox"}} {
+	for _, args := range [][]string{{"update", "-qq"}, append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)} {
 		cmd := exec.Command("apt-get", args...)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("gnuplot is missing and apt-get %s failed: %w\n%s", args[0], err, out)
+			return fmt.Errorf("apt-get %s failed: %w\n%s", args[0], err, out)
 		}
 	}
-	if _, err := exec.LookPath("gnuplot"); err != nil {
-		return errors.New("gnuplot is still missing after installing gnuplot-nox")
+	for _, p := range neededPackages {
+		if _, err := os.Stat(p.file); err != nil {
+			return fmt.Errorf("%s is still missing after installing %s", p.file, p.pkg)
+		}
 	}
 	return nil
 }

@@ -296,8 +296,8 @@ func Markdown(r *Results) string {
 		p("regenerate with the full command below.\n\n")
 	}
 	p("## How to run\n\n")
-	p("As root on Debian 12 with Go, from the repository (it builds sitectl, boots two throwaway systemd sandboxes and needs `gnuplot-nox` for the plots):\n\n")
-	p("```sh\napt-get install gnuplot-nox\ngo run ./test/bench                                    # the full run, about 12 minutes\n")
+	p("As root on Debian 12 with Go, from the repository (it builds sitectl, boots two throwaway systemd sandboxes and installs what it runs when missing: `gnuplot-nox` for the plots, `gunicorn`, `uwsgi` and `uwsgi-plugin-python3`):\n\n")
+	p("```sh\ngo run ./test/bench                                    # the full run, about 16 minutes\n")
 	p("go run ./test/bench -quick -switches 5 -out /var/tmp/b   # a quick look, about 3 minutes\n")
 	p("go run ./test/bench -render                             # README.md again from results.json (after editing test/bench/notes.md)\n```\n\n")
 	p("`-apps`, `-scenarios` and `-sites` select parts (an empty list skips a part); `go run ./test/bench -h` lists every flag. ")
@@ -314,6 +314,9 @@ func Markdown(r *Results) string {
 	mt.add("OS", m.OS)
 	mt.add("systemd", m.Systemd)
 	mt.add("gunicorn", m.Gunicorn+" ("+m.Python+")")
+	if m.UWSGI != "" {
+		mt.add("uWSGI", m.UWSGI)
+	}
 	mt.add("Go", m.Go)
 	mt.add("plots", m.Gnuplot)
 	mt.add("load average at start / end", m.LoadAtStart+" / "+m.LoadAtEnd)
@@ -347,9 +350,9 @@ func Markdown(r *Results) string {
 			}
 		}
 		p("\nThe own-port units are what an operator writes without sitectl: `Type=notify`, `KillMode=mixed`, the same 10 s drain and start limit as sitectl's units, no hardening and no socket unit ")
-		p("(webapp `--listen 127.0.0.1:PORT`, gunicorn `--bind 127.0.0.1:PORT`). The sitectl sites are the generated, hardened units; ")
+		p("(webapp `--listen 127.0.0.1:PORT`, gunicorn `--bind 127.0.0.1:PORT`, uWSGI `--http-socket 127.0.0.1:PORT` with SIGTERM made graceful as in sitectl's uwsgi preset). The sitectl sites are the generated, hardened units; ")
 		p("the sites of scenarios 3 and 4 also have a probe (`GET /`), which `sitectl` uses to verify a switch. ")
-		p("*Processes answered* counts the distinct processes that answered the site (the Go app's `X-Pid`, gunicorn's master pid): ")
+		p("*Processes answered* counts the distinct processes that answered the site (the Go app's `X-Pid`, the master pid of gunicorn or uWSGI): ")
 		p("a scenario whose every switch really replaced the app shows switches + 1; fewer (in bold) means some switch changed nothing, and its latencies prove nothing.\n\n")
 		for _, a := range c.Apps {
 			app, _ := appByID(a)

@@ -24,8 +24,8 @@ type App struct {
 	Process func(header http.Header, body string) string
 }
 
-// masterPID is the "ppid" of the WSGI app's JSON answer: gunicorn's master,
-// one per generation (its workers are its children).
+// masterPID is the "ppid" of the WSGI app's JSON answer: gunicorn's or
+// uWSGI's master, one per generation (its workers are its children).
 func masterPID(_ http.Header, body string) string {
 	var r struct {
 		PPID int `json:"ppid"`
@@ -100,6 +100,46 @@ address = "127.0.0.1:%d"
 		},
 		Process: masterPID,
 	},
+	{
+		ID:    "uwsgi",
+		Title: "uWSGI from Debian, 2 workers (test/apps/wsgi/app.py)",
+		// uWSGI 2.0 treats SIGTERM as a brutal reload: the hook makes it a
+		// graceful stop, as sitectl's uwsgi preset does.
+		OwnPortUnit: func(site string, port int) string {
+			return fmt.Sprintf(`[Unit]
+Description=sitectl benchmark: uWSGI binding its own port (no socket unit)
+StartLimitIntervalSec=10s
+StartLimitBurst=30
+
+[Service]
+Type=notify
+Environment=SITE=%s SITE_MODE=normal
+Environment="UWSGI_HOOK_MASTER_START=unix_signal:15 gracefully_kill_them_all" UWSGI_WORKER_RELOAD_MERCY=10
+ExecStart=/usr/bin/uwsgi --master --plugin python3 --http-socket 127.0.0.1:%d --wsgi-file /srv/wsgi/app.py --processes 2
+KillMode=mixed
+TimeoutStopSec=15
+`, site, port)
+		},
+		SiteFile: func(port int, extra string) string {
+			return fmt.Sprintf(`exec = ["/usr/bin/uwsgi", "--master", "--plugin", "python3", "--protocol", "http", "--wsgi-file", "/srv/wsgi/app.py", "--processes", "2"]
+server = "uwsgi"
+drain_timeout = "10s"
+%s
+[[listen]]
+address = "127.0.0.1:%d"
+`, extra, port)
+		},
+		Process: masterPID,
+	},
+}
+
+// appIDs lists the apps' IDs for messages.
+func appIDs() string {
+	var ids []string
+	for _, a := range apps {
+		ids = append(ids, a.ID)
+	}
+	return strings.Join(ids, ", ")
 }
 
 // modeExtra gives a site the mode scenario 3 switches to, and the probe
