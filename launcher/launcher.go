@@ -226,7 +226,7 @@ func (l *launcher) reload(ctx context.Context, notifyPath string) string {
 		if err := setTreePriority(old.cmd.Process.Pid, DrainPriority); err == nil {
 			nice = fmt.Sprintf("nice %d", DrainPriority)
 		}
-		parked := drainParked("/proc", old.cmd.Process.Pid, defaultPark)
+		parked := drainParked(procRoot, old.cmd.Process.Pid, defaultPark)
 		l.cfg.Logf("generation %d (pid %d) serves in mode %s; generation %d (pid %d) drains at %s (%d workers parked for the stop)", g.n, g.cmd.Process.Pid, g.mode, old.n, old.cmd.Process.Pid, nice, parked)
 	}
 	l.cfg.Notify("READY=1\nSTATUS=" + l.status())
@@ -459,7 +459,7 @@ func (l *launcher) stopAll(sig os.Signal) {
 	}
 	l.cfg.Notify("STOPPING=1")
 	for g := range running {
-		drainParked("/proc", g.cmd.Process.Pid, defaultPark)
+		drainParked(procRoot, g.cmd.Process.Pid, defaultPark)
 	}
 	l.cfg.Logf("stopping: %d generations drain", len(running))
 	for len(running) > 0 {

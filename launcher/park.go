@@ -120,42 +120,34 @@ func waitStopped(proc string, pid int, limit time.Duration) bool {
 }
 
 func allStopped(proc string, pid int) bool {
-	dir := filepath.Join(proc, strconv.Itoa(pid), "task")
-	tasks, err := os.ReadDir(dir)
-	if err != nil || len(tasks) == 0 {
-		return false
-	}
-	for _, task := range tasks {
-		data, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
-		if err != nil || threadState(string(data)) != 'T' {
+	tids := threads(proc, pid)
+	for _, tid := range tids {
+		data, err := threadFile(proc, pid, tid, "stat")
+		if err != nil || threadState(data) != 'T' {
 			return false
 		}
 	}
-	return true
+	return len(tids) > 0
 }
 
 // waiting tells whether every thread of pid is inside one of waitSyscalls
 // (or, for threads other than the main one, a futex).
 func waiting(proc string, pid int) (bool, error) {
-	dir := filepath.Join(proc, strconv.Itoa(pid), "task")
-	tasks, err := os.ReadDir(dir)
-	if err != nil || len(tasks) == 0 {
-		return false, nil
-	}
-	for _, task := range tasks {
-		data, err := os.ReadFile(filepath.Join(dir, task.Name(), "syscall"))
+	tids := threads(proc, pid)
+	for _, tid := range tids {
+		data, err := threadFile(proc, pid, tid, "syscall")
 		if errors.Is(err, os.ErrPermission) {
 			return false, errCannotInspect
 		}
 		if err != nil {
 			return false, nil
 		}
-		nr, ok := syscallNumber(string(data))
-		if !ok || !(waitSyscalls[nr] || nr == futexSyscall && task.Name() != strconv.Itoa(pid)) {
+		nr, ok := syscallNumber(data)
+		if !ok || !(waitSyscalls[nr] || nr == futexSyscall && tid != strconv.Itoa(pid)) {
 			return false, nil
 		}
 	}
-	return true, nil
+	return len(tids) > 0, nil
 }
 
 // syscallNumber parses /proc/PID/task/TID/syscall: "NR ARGS... SP PC" in a

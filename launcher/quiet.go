@@ -3,8 +3,6 @@ package launcher
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -57,7 +55,7 @@ type quietWatch struct {
 }
 
 func newQuietWatch(q Quiet, root int) *quietWatch {
-	return &quietWatch{q: q.withDefaults(), sampler: &treeSampler{proc: "/proc", root: root}}
+	return &quietWatch{q: q.withDefaults(), sampler: &treeSampler{proc: procRoot, root: root}}
 }
 
 // sample takes one sample and tells whether the generation has now been
@@ -132,17 +130,17 @@ func (s *treeSampler) tree() []int {
 			continue
 		}
 		seen[pid] = true
-		tasks, err := os.ReadDir(filepath.Join(s.proc, strconv.Itoa(pid), "task"))
-		if err != nil {
+		tids := threads(s.proc, pid)
+		if len(tids) == 0 {
 			continue // exited meanwhile
 		}
 		out = append(out, pid)
-		for _, t := range tasks {
-			data, err := os.ReadFile(filepath.Join(s.proc, strconv.Itoa(pid), "task", t.Name(), "children"))
+		for _, tid := range tids {
+			data, err := threadFile(s.proc, pid, tid, "children")
 			if err != nil {
 				continue
 			}
-			for _, f := range strings.Fields(string(data)) {
+			for _, f := range strings.Fields(data) {
 				if child, err := strconv.Atoi(f); err == nil {
 					queue = append(queue, child)
 				}
@@ -157,19 +155,17 @@ func (s *treeSampler) tree() []int {
 // generation starting at a low priority on a busy machine waits more than
 // it runs, and is not quiet for that.
 func (s *treeSampler) cpuTime(pid int) (time.Duration, bool) {
-	dir := filepath.Join(s.proc, strconv.Itoa(pid), "task")
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
+	tids := threads(s.proc, pid)
+	if len(tids) == 0 {
 		return 0, false
 	}
 	var total time.Duration
-	for _, t := range tasks {
-		data, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+	for _, tid := range tids {
+		data, err := threadFile(s.proc, pid, tid, "schedstat")
 		if err != nil {
 			continue
 		}
-		ns, ok := busyTimeOf(string(data))
-		if ok {
+		if ns, ok := busyTimeOf(data); ok {
 			total += ns
 		}
 	}
@@ -207,14 +203,10 @@ const DrainPriority = 19
 // descendants, and returns the first error.
 func setTreePriority(root, nice int) error {
 	var first error
-	s := &treeSampler{proc: "/proc", root: root}
+	s := &treeSampler{proc: procRoot, root: root}
 	for _, pid := range s.tree() {
-		tasks, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
-		if err != nil {
-			continue // exited meanwhile
-		}
-		for _, t := range tasks {
-			tid, err := strconv.Atoi(t.Name())
+		for _, t := range threads(procRoot, pid) {
+			tid, err := strconv.Atoi(t)
 			if err != nil {
 				continue
 			}
