@@ -15,7 +15,7 @@ package main
 import (
 	"os"
 
-	"github.com/sitectl/sitectl/generator"
+	"github.com/sitectl/sitectl/internal/generator"
 )
 
 func main() {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // completeSites offers the site names of the config directory.

@@ -19,13 +19,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sitectl/sitectl/activation"
-	"github.com/sitectl/sitectl/cleanup"
+	"github.com/sitectl/sitectl/internal/cleanup"
 	"github.com/sitectl/sitectl/internal/journal"
-	"github.com/sitectl/sitectl/launcher"
-	"github.com/sitectl/sitectl/maintenance"
-	"github.com/sitectl/sitectl/modes"
-	"github.com/sitectl/sitectl/site"
-	"github.com/sitectl/sitectl/units"
+	"github.com/sitectl/sitectl/internal/launcher"
+	"github.com/sitectl/sitectl/internal/maintenance"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // loadSite reads and validates one site of the config directory.

@@ -16,10 +16,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/sitectl/sitectl/control"
-	"github.com/sitectl/sitectl/flow"
-	"github.com/sitectl/sitectl/modes"
-	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/flow"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // changeFlags are the flags of every verb that changes a site.

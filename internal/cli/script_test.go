@@ -9,8 +9,8 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/sitectl/sitectl/generator"
 	"github.com/sitectl/sitectl/internal/cli"
+	"github.com/sitectl/sitectl/internal/generator"
 )
 
 func TestMain(m *testing.M) {

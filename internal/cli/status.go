@@ -15,11 +15,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sitectl/sitectl/control"
-	"github.com/sitectl/sitectl/flow"
-	"github.com/sitectl/sitectl/modes"
-	"github.com/sitectl/sitectl/site"
-	"github.com/sitectl/sitectl/units"
+	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/flow"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // siteStatus is what status and list report of a site. The field names are

@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sitectl/sitectl/generator"
-	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/internal/generator"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 func unitsCmd(e *env) *cobra.Command {

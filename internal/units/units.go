@@ -25,7 +25,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // Defaults for Options.

@@ -12,10 +12,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sitectl/sitectl/control"
-	"github.com/sitectl/sitectl/modes"
-	"github.com/sitectl/sitectl/site"
-	"github.com/sitectl/sitectl/units"
+	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // Systemd is what a flow needs from systemd (control.Manager in production,

@@ -5,8 +5,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/sitectl/sitectl/site"
-	"github.com/sitectl/sitectl/units"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // Main is the generator's command line: with one or three directories (as

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
-	"github.com/sitectl/sitectl/site"
-	"github.com/sitectl/sitectl/units"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // Variables sitectl puts in a mode's environment file besides the mode's own.

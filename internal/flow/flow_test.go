@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sitectl/sitectl/control"
-	"github.com/sitectl/sitectl/modes"
-	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // fakeSystemd plays systemd: a restart starts the service in whatever mode

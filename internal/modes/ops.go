@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // Writer is what a mode switch writes, as three semantic operations: it

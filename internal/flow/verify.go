@@ -9,8 +9,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/sitectl/sitectl/maintenance"
-	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/internal/maintenance"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // Verify sends an HTTP GET through the site's first listener and expects the

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
-	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // MaxHistory bounds the history kept per site; older entries are dropped.

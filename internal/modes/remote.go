@@ -9,7 +9,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // StateSocket is where sitectl's state service listens

@@ -18,8 +18,8 @@ import (
 	"strings"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
-	"github.com/sitectl/sitectl/site"
-	"github.com/sitectl/sitectl/units"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // File is one file of the output: a unit, or a .wants/ symlink to one.

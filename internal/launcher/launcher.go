@@ -35,7 +35,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // Spec is what one generation needs, read afresh for each: the mode may

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sitectl/sitectl/site"
-	"github.com/sitectl/sitectl/units"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // Each testdata/*.toml is a site file that carries its own assertions as

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sitectl/sitectl/site"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 func testLoad(name string) (*site.Site, error) {
