@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/loadgen"
+	"github.com/sitectl/sitectl/test/sandbox"
 )
 
 // neighbourSite is the other sitectl site (Go app) under its own load
@@ -80,16 +80,9 @@ type HandoffResult struct {
 	windows   []Window
 }
 
-// freePort asks the kernel for a TCP port on 127.0.0.1 that nothing listens
-// on (the sandbox shares the host's network namespace).
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort finds a TCP port that nothing listens on, below the host's
+// ephemeral range (the sandbox shares the host's network namespace).
+func freePort() (int, error) { return sandbox.FreePort() }
 
 // runHandoff runs every scenario for every app in one sandbox, one after the
 // other, with the neighbour under load during each.

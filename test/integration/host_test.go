@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -170,16 +169,16 @@ func (h *host) waitFor(what string, timeout time.Duration, cond func() bool) {
 	}
 }
 
-// freePort finds a TCP port on 127.0.0.1 that nothing listens on; the
-// sandboxes share the host's network namespace.
+// freePort finds a TCP port that nothing listens on, below the host's
+// ephemeral range (see sandbox.FreePort); the sandboxes share the host's
+// network namespace.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := sandbox.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // appReply is what both test apps answer on /.
