@@ -59,6 +59,8 @@ func TestKeepAliveDefaults(t *testing.T) {
 		{"gunicorn-gthread", func(t *testing.T) *pyServer { return gunicorn(t, "--threads", "4") }, true},
 		{"gunicorn-gthread-keepalive0", func(t *testing.T) *pyServer { return gunicorn(t, "--threads", "4", "--keep-alive", "0") }, false},
 		{"uwsgi-http-socket", func(t *testing.T) *pyServer { return uwsgi(t, "--http-socket") }, false},
+		// What sitectl's uWSGI sites run: the uwsgi socket with HTTP on it.
+		{"uwsgi-protocol-http", func(t *testing.T) *pyServer { return uwsgi(t, "--socket", "--protocol", "http") }, false},
 		{"uwsgi-http11-socket", func(t *testing.T) *pyServer { return uwsgi(t, "--http11-socket") }, true},
 	}
 	for _, c := range cases {
