@@ -308,9 +308,8 @@ func TestUnixSocketUnit(t *testing.T) {
 	b := newBox(t)
 	ctlPort := freePort(t)
 	b.protoUnits(ctlPort, map[string]string{"proto.socket": "ListenStream=/run/proto/a.sock\nListenStream=/run/proto/b.sock\nFileDescriptorName=http\nSymlinks=/run/proto/http.sock\n"})
-	out, err := b.sb.Run(b.ctx, "systemctl", "start", "proto.socket")
-	t.Logf("Symlinks= with two unix sockets: systemctl start: %v %s", err, strings.TrimSpace(out))
-	t.Logf("journal: %s", strings.TrimSpace(b.run("journalctl", "-u", "proto.socket", "--no-pager", "-o", "cat")))
+	_, err := b.sb.Run(b.ctx, "systemctl", "start", "proto.socket")
+	t.Logf("Symlinks= with two unix sockets: %s", strings.TrimSpace(b.run("journalctl", "-u", "proto.socket", "--no-pager", "-o", "cat")))
 	if err == nil {
 		t.Fatal("systemd accepted Symlinks= with two unix sockets")
 	}
