@@ -112,7 +112,9 @@ func LoadDir(dir string) (Result, error) {
 	}
 	var paths []string
 	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".toml") || strings.HasPrefix(e.Name(), ".") {
+		// Anything named NAME.toml is meant as a site file, whatever its
+		// type: ReadFile says why a directory or a pipe is not one.
+		if !strings.HasSuffix(e.Name(), ".toml") || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		paths = append(paths, filepath.Join(dir, e.Name()))
@@ -128,9 +130,9 @@ func LoadDir(dir string) (Result, error) {
 func LoadFiles(paths []string, others []*Site, names ...map[string]string) Result {
 	var res Result
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		data, err := ReadFile(p)
 		if err != nil {
-			res.Errors = append(res.Errors, &Error{File: p, Line: 1, Col: 1, Msg: fmt.Sprintf("cannot read the file: %v", unwrapPath(err))})
+			res.Errors = append(res.Errors, fileError(p, err))
 			continue
 		}
 		name := NameFromFile(p)
@@ -174,10 +176,13 @@ func dropConflicting(sites, others []*Site, errs Errors) ([]*Site, Errors) {
 	return valid, errs
 }
 
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
+// fileError puts a file that could not be read into the list of mistakes,
+// at 1:1 so that every entry has a position.
+func fileError(path string, err error) *Error {
+	msg := err.Error()
+	var fe *FileError
+	if errors.As(err, &fe) {
+		msg = fe.Reason
 	}
-	return err
+	return &Error{File: path, Line: 1, Col: 1, Msg: msg}
 }
