@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/internal/generator"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -34,7 +35,7 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 				}
 				names = map[string]string{files[0]: name}
 			}
-			res := site.LoadFiles(files, installedSites(e, files, name), names)
+			res := generator.Checked(site.LoadFiles(files, installedSites(e, files, name), names), e.unitOptions())
 			if asJSON {
 				if err := writeCheckJSON(e, files, res); err != nil {
 					return err

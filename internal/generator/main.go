@@ -29,6 +29,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		log.Printf(levelErr, "%v; no site units generated", err)
 		return exitCode(dryrun)
 	}
+	res = Checked(res, opts)
 	for _, m := range res.Errors {
 		log.Printf(levelErr, "%v", m)
 	}

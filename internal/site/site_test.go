@@ -4,7 +4,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"unicode/utf8"
 )
 
 func TestValidateName(t *testing.T) {
@@ -147,37 +146,6 @@ func TestFileNameGivesInvalidName(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "/etc/sitectl/sites/Bad_Name.toml:1:1: site name \"Bad_Name\" is not valid") {
 		t.Fatalf("got %v", err)
 	}
-}
-
-// FuzzParse: any input gives a site or positioned errors; never a panic, never
-// an error without a position inside the file.
-func FuzzParse(f *testing.F) {
-	f.Add([]byte("exec = [\"/bin/a\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"))
-	f.Add([]byte("exec = [\"/usr/bin/gunicorn\"]\nserver = \"gunicorn\"\nlisten = [{ path = \"/run/x.sock\", mode = \"0600\" }]\n[modes.ro]\nenvironment = { A = \"b\" }\n[modes.m]\nserve = \"maintenance\"\n"))
-	f.Add([]byte("a.b.c = 1\n[x]\n[[x.y]]\nz = [1, [2], {q = 3}]\n"))
-	f.Add([]byte("listen = [[1]]\nmodes = 3\nmodes2 = { a = { b = 1 } }\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := Parse("f.toml", data)
-		if err == nil {
-			if s == nil || len(s.Exec) == 0 || len(s.Listeners) == 0 {
-				t.Fatalf("valid site without exec or listeners: %+v", s)
-			}
-			return
-		}
-		var errs Errors
-		if !errors.As(err, &errs) || len(errs) == 0 {
-			t.Fatalf("error %v is not a list of positioned errors", err)
-		}
-		lines := strings.Count(string(data), "\n") + 1
-		for _, e := range errs {
-			if e.Line < 1 || e.Line > lines || e.Col < 1 {
-				t.Fatalf("error outside the file (%d lines): %v", lines, e)
-			}
-			if !utf8.ValidString(e.Msg) && utf8.Valid(data) {
-				t.Fatalf("message is not valid UTF-8: %q", e.Msg)
-			}
-		}
-	})
 }
 
 // FuzzValidateName: whatever passes is safe in a unit name and a path.
