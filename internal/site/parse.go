@@ -621,30 +621,36 @@ func collision(prev Listener, where string) string {
 }
 
 // Overlap reports whether two listeners cannot both be bound: the same unix
-// path, or the same TCP port where the addresses are equal or either is a
-// wildcard (sitectl binds IPv6 wildcards dual-stack).
+// path (as written, or with its directories' symlinks resolved, when the
+// loader could resolve them), or the same TCP port where the addresses are
+// equal or either is a wildcard. An IPv4-mapped IPv6 address
+// ([::ffff:127.0.0.1]) is the IPv4 address it maps: the kernel refuses to
+// bind both. sitectl binds IPv6 wildcards dual-stack (BindIPv6Only=both),
+// so [::] takes the port on every IPv4 address too.
 func Overlap(a, b Listener) bool {
 	if a.Kind != b.Kind {
 		return false
 	}
 	if a.Kind == Unix {
-		return a.Path == b.Path
+		return a.Path == b.Path || a.Resolved != "" && a.Resolved == b.Resolved ||
+			a.Resolved != "" && a.Resolved == b.Path || b.Resolved != "" && b.Resolved == a.Path
 	}
 	pa, pb := netip.MustParseAddrPort(a.Address), netip.MustParseAddrPort(b.Address)
 	if pa.Port() != pb.Port() {
 		return false
 	}
-	if pa.Addr() == pb.Addr() {
+	ia, ib := pa.Addr().Unmap(), pb.Addr().Unmap()
+	if ia == ib {
 		return true
 	}
-	wildA, wildB := pa.Addr().IsUnspecified(), pb.Addr().IsUnspecified()
+	wildA, wildB := ia.IsUnspecified(), ib.IsUnspecified()
 	switch {
 	case wildA && wildB:
-		return pa.Addr().Is6() || pb.Addr().Is6()
+		return ia.Is6() || ib.Is6()
 	case wildA:
-		return pa.Addr().Is6() || pb.Addr().Unmap().Is4()
+		return ia.Is6() || ib.Is4()
 	case wildB:
-		return pb.Addr().Is6() || pa.Addr().Unmap().Is4()
+		return ib.Is6() || ia.Is4()
 	}
 	return false
 }

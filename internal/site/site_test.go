@@ -2,6 +2,8 @@ package site
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -55,7 +57,17 @@ func TestOverlap(t *testing.T) {
 		{tcp("[::]:80"), tcp("[::1]:80"), true},
 		{tcp("0.0.0.0:80"), tcp("[::1]:80"), false},
 		{tcp("0.0.0.0:80"), tcp("[::]:80"), true},
+		{tcp("[::ffff:127.0.0.1]:80"), tcp("127.0.0.1:80"), true}, // IPv4-mapped is IPv4
+		{tcp("127.0.0.1:80"), tcp("[::ffff:127.0.0.1]:80"), true},
+		{tcp("[::ffff:127.0.0.1]:80"), tcp("127.0.0.2:80"), false},
+		{tcp("[::ffff:0.0.0.0]:80"), tcp("127.0.0.1:80"), true}, // the mapped IPv4 wildcard
+		{tcp("[::ffff:0.0.0.0]:80"), tcp("[::1]:80"), false},
+		{tcp("[::ffff:127.0.0.1]:80"), tcp("[::]:80"), true},
+		{tcp("[::ffff:127.0.0.1]:80"), tcp("0.0.0.0:80"), true},
 		{unix("/run/a.sock"), unix("/run/a.sock"), true},
+		{Listener{Kind: Unix, Path: "/srv/link/a.sock", Resolved: "/srv/real/a.sock"}, unix("/srv/real/a.sock"), true},
+		{unix("/srv/real/a.sock"), Listener{Kind: Unix, Path: "/srv/link/a.sock", Resolved: "/srv/real/a.sock"}, true},
+		{Listener{Kind: Unix, Path: "/a/s", Resolved: "/r/s"}, Listener{Kind: Unix, Path: "/b/s", Resolved: "/r/s"}, true},
 		{unix("/run/a.sock"), unix("/run/b.sock"), false},
 		{unix("/run/a.sock"), tcp("127.0.0.1:80"), false},
 	}
@@ -162,4 +174,44 @@ func FuzzValidateName(f *testing.F) {
 			t.Fatalf("ValidateName accepted unsafe name %q", name)
 		}
 	})
+}
+
+// A unix socket reached through a symlinked directory is the socket at its
+// real path: within one site and across sites, also below a directory that
+// does not exist yet (the part that exists is resolved).
+func TestSymlinkedSocketDirectoriesCollide(t *testing.T) {
+	dir := t.TempDir()
+	real, link := dir+"/real", dir+"/link"
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name+".toml")
+		if err := os.WriteFile(p, []byte("exec = [\"/bin/a\"]\n"+body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("a", "[[listen]]\npath = \""+real+"/app.sock\"\n")
+	b := write("b", "[[listen]]\npath = \""+link+"/app.sock\"\n")
+	c := write("c", "[[listen]]\npath = \""+real+"/app.sock\"\n[[listen]]\npath = \""+link+"/sub/../app.sock\"\n")
+	d := write("d", "[[listen]]\npath = \""+link+"/later/x.sock\"\n[[listen]]\npath = \""+real+"/later/x.sock\"\n")
+	res := LoadFiles([]string{a, b}, nil)
+	want := b + ":3:8: listener " + link + "/app.sock (" + real + "/app.sock once symlinks are resolved) collides with listener " + real + "/app.sock at " + a + ":3:8 of site a"
+	if len(res.Sites) != 1 || len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0].Error(), want) {
+		t.Errorf("across sites: %d sites, errors %v\nwant %s", len(res.Sites), res.Errors, want)
+	}
+	// Within one file the parser already refuses ../ (not simplest form);
+	// a symlinked directory is found by the loader.
+	res = LoadFiles([]string{c}, nil)
+	if len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "is not in its simplest form") {
+		t.Errorf("c: %v", res.Errors)
+	}
+	res = LoadFiles([]string{d}, nil)
+	if len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0].Error(), d+":5:8: listener "+real+"/later/x.sock collides with listener "+link+"/later/x.sock at line 3") {
+		t.Errorf("within one site, below a directory that does not exist yet: %v", res.Errors)
+	}
 }

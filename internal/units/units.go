@@ -20,6 +20,7 @@ package units
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"path"
 	"slices"
 	"time"
@@ -172,6 +173,12 @@ func renderSocket(s *site.Site, fdName string) Unit {
 			unix = &s.Listeners[i]
 		}
 	}
+	if dualStack(s, fdName) {
+		// The listener check (site.Overlap) counts [::] as taking the
+		// port on every IPv4 address too; make it so whatever the host's
+		// net.ipv6.bindv6only says.
+		sock.text("BindIPv6Only", "both")
+	}
 	sock.text("FileDescriptorName", fdName)
 	sock.text("Service", ServiceName(s.Name))
 	if s.Backlog > 0 {
@@ -185,6 +192,18 @@ func renderSocket(s *site.Site, fdName string) Unit {
 	}
 	f.section("Install").text("WantedBy", "sockets.target")
 	return Unit{Name: SocketName(s, fdName), Content: f.String(), WantedBy: "sockets.target", src: f}
+}
+
+// dualStack reports whether the socket unit of fdName has an IPv6 wildcard.
+func dualStack(s *site.Site, fdName string) bool {
+	for _, l := range s.Listeners {
+		if l.Name == fdName && l.Kind == site.TCP {
+			if ap := netip.MustParseAddrPort(l.Address); ap.Addr().Is6() && ap.Addr().IsUnspecified() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Preset is what a server preset decides for the service.
