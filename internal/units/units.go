@@ -402,7 +402,56 @@ func renderReloadService(s *site.Site, opts Options) Unit {
 	// trigger was touched meanwhile: the path unit does not watch while
 	// this unit runs.
 	svc.command("ExecStart", "", opts.sitectl("touched", s.Name))
+	for _, kv := range reloadHardening {
+		svc.text(kv[0], kv[1])
+	}
 	return Unit{Name: ReloadServiceName(s.Name), Content: f.String(), src: f}
+}
+
+// reloadHardening is the sandbox of site-NAME-reload.service. It runs
+// sitectl touched as root for one reason: root may ask systemd over its
+// private socket (/run/systemd/private) to reload-or-restart a unit without
+// polkit. That takes no capability at all, only AF_UNIX and the file system
+// read-only: it reads the site file and the trigger's modification time
+// (ProtectHome=read-only, so a trigger under /home still counts), and
+// writes nothing. PrivateUsers= keeps root root (the private socket checks
+// the peer's uid) while leaving it no capability outside the unit.
+// `systemd-analyze security` scores it 0.6 (test/integration checks <= 1.5).
+var reloadHardening = [][2]string{
+	{"NoNewPrivileges", "yes"},
+	{"CapabilityBoundingSet", ""},
+	{"AmbientCapabilities", ""},
+	{"PrivateUsers", "yes"},
+	{"ProtectSystem", "strict"},
+	{"ProtectHome", "read-only"},
+	{"PrivateTmp", "yes"},
+	{"PrivateDevices", "yes"},
+	{"PrivateNetwork", "yes"},
+	{"PrivateIPC", "yes"},
+	{"PrivateMounts", "yes"},
+	{"DevicePolicy", "closed"},
+	{"ProtectKernelTunables", "yes"},
+	{"ProtectKernelModules", "yes"},
+	{"ProtectKernelLogs", "yes"},
+	{"ProtectControlGroups", "yes"},
+	{"ProtectClock", "yes"},
+	{"ProtectHostname", "yes"},
+	{"ProtectProc", "invisible"},
+	{"ProcSubset", "pid"},
+	{"RestrictNamespaces", "yes"},
+	{"RestrictRealtime", "yes"},
+	{"RestrictSUIDSGID", "yes"},
+	{"RemoveIPC", "yes"},
+	{"LockPersonality", "yes"},
+	{"MemoryDenyWriteExecute", "yes"},
+	{"KeyringMode", "private"},
+	{"UMask", "0077"},
+	{"RestrictAddressFamilies", "AF_UNIX"},
+	{"IPAddressDeny", "any"},
+	{"SystemCallArchitectures", "native"},
+	{"SystemCallFilter", "@system-service"},
+	{"SystemCallFilter", "~@privileged @resources"},
+	{"SystemCallErrorNumber", "EPERM"},
 }
 
 // systemdSpan writes a duration the way systemd reads it: whole seconds as
