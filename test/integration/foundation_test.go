@@ -223,8 +223,8 @@ func TestInvalidSiteIsSkippedOthersWork(t *testing.T) {
 // sitectl writes or ships scores at most 1.5 in systemd-analyze security:
 // each site service (default, overlap, user=, allow_write_execute, ...),
 // each site's touch-to-reload service, and sitectl-state@.service. Every
-// score is printed. Socket and path units have no score (systemd-analyze
-// security rates services only).
+// score is printed. Socket and path units run no process and have no score:
+// systemd-analyze security refuses them, which is checked too.
 func TestRenderedUnitsVerifyAndScoreLow(t *testing.T) {
 	h := newHost(t, nil)
 	inputs, _ := filepath.Glob("../../internal/units/testdata/*.toml")
@@ -286,7 +286,19 @@ func TestRenderedUnitsVerifyAndScoreLow(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.writeFile("/etc/systemd/system/sitectl-state@.service", string(unit), 0o644)
+	// A site with every kind of unit, loaded: socket and path units run no
+	// process, and systemd-analyze says it rates services only.
+	full, err := os.ReadFile("../../internal/units/testdata/full.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.writeSite("full", string(full))
 	h.run("systemctl", "daemon-reload")
+	for _, u := range []string{"site-full.socket", "site-full@admin.socket", "site-full-reload.path"} {
+		if out, _ := h.try("systemd-analyze", "security", "--no-pager", u); !strings.Contains(out, "is not a service unit") {
+			t.Errorf("systemd-analyze security %s: %q", u, out)
+		}
+	}
 	score, report := exposure(t, h, "sitectl-state@0.service")
 	kinds["state service"] = true
 	t.Logf("%-14s %-48s %.1f", "state service", "sitectl-state@.service", score)
