@@ -1,6 +1,7 @@
 package generator
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -37,5 +38,28 @@ func TestMistakesAreGroupedByFile(t *testing.T) {
 	want := []string{"a.toml:1:1: one", "a.toml:4:5: three", "a.toml: site skipped: no units generated for it", "b.toml:2:3: two", "b.toml: site skipped: no units generated for it"}
 	if n != 2 || strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got %d files:\n%s", n, strings.Join(lines, "\n"))
+	}
+}
+
+// BenchmarkChecked1000 reads back the units of 1000 sites, as the generator
+// does at every daemon-reload on a host with 1000 sites.
+//
+//	go test -run '^$' -bench Checked1000 ./internal/generator
+func BenchmarkChecked1000(b *testing.B) {
+	var sites []*site.Site
+	for i := 0; i < 1000; i++ {
+		s, err := site.Parse(fmt.Sprintf("/etc/sitectl/sites/s%04d.toml", i), []byte(fmt.Sprintf(
+			"exec = [\"/usr/local/bin/app\", \"--port\", \"%d\"]\nreadiness = \"notify\"\nreload_trigger = \"/srv/s/restart.txt\"\n[[listen]]\naddress = \"127.0.%d.%d:8080\"\n[modes.read-only]\nenvironment = { RO = \"1\" }\n",
+			i, 1+i/250, 1+i%250)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		sites = append(sites, s)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if res := Checked(site.Result{Sites: sites}, units.Options{}); len(res.Errors) != 0 {
+			b.Fatal(res.Errors)
+		}
 	}
 }
