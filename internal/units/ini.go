@@ -36,7 +36,7 @@ const (
 type entry struct {
 	key    string
 	raw    string   // as written
-	kind   kind     //
+	kind   kind     // how systemd reads it
 	prefix string   // commands: the prefix characters (+, -)
 	want   []string // what systemd must read: the text, the list, argv, NAME=value
 }
