@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -33,12 +34,12 @@ func (e *env) loadSite(name string) (*site.Site, error) {
 	if err := site.ValidateName(name); err != nil {
 		return nil, withCode(ExitUsage, err)
 	}
-	data, err := os.ReadFile(e.sitePath(name))
-	if os.IsNotExist(err) {
+	data, err := site.ReadFile(e.sitePath(name))
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, withCode(ExitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, e.sitePath(name)))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cannot read site %s: %w", name, err)
+		return nil, withCode(siteReadCode(err), fmt.Errorf("cannot read site %s: %w", name, err))
 	}
 	s, err := site.Parse(e.sitePath(name), data)
 	if err != nil {

@@ -29,15 +29,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		log.Printf(levelErr, "%v; no site units generated", err)
 		return exitCode(dryrun)
 	}
-	for _, m := range res.Errors {
-		log.Printf(levelErr, "%v", m)
+	res = Checked(res, opts)
+	lines, skipped := mistakes(res.Errors)
+	if log.kmsg != nil && len(lines) > kmsgBurst-2 {
+		// The kernel drops what a writer sends to /dev/kmsg beyond 10
+		// lines in 5 s: say how to see the rest rather than lose it
+		// silently, and keep a line for the summary.
+		more := len(lines) - (kmsgBurst - 3)
+		lines = append(lines[:kmsgBurst-3], fmt.Sprintf("%d more lines about skipped sites not logged: sitectl check %s/*.toml shows every mistake", more, configDir))
 	}
-	skipped := map[string]bool{}
-	for _, m := range res.Errors {
-		if !skipped[m.File] {
-			skipped[m.File] = true
-			log.Printf(levelErr, "%s: site skipped: no units generated for it", m.File)
-		}
+	for _, l := range lines {
+		log.Printf(levelErr, "%s", l)
 	}
 	files := Files(res.Sites, opts)
 	if dryrun {
@@ -53,8 +55,31 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		log.Printf(levelErr, "%v", err)
 		return 0
 	}
-	log.Printf(levelInfo, "generated units for %d sites from %s (%d skipped)", len(res.Sites), configDir, len(skipped))
+	log.Printf(levelInfo, "generated units for %d sites from %s (%d skipped)", len(res.Sites), configDir, skipped)
 	return 0
+}
+
+// kmsgBurst is how many lines the kernel takes from one writer of /dev/kmsg
+// at a time (printk_devkmsg=ratelimit: 10 lines per 5 s).
+const kmsgBurst = 10
+
+// mistakes words the errors for the log, grouped by file: each mistake,
+// then that the site was skipped. It returns the lines and the number of
+// files skipped.
+func mistakes(errs site.Errors) ([]string, int) {
+	var files []string
+	byFile := map[string][]string{}
+	for _, m := range errs {
+		if _, seen := byFile[m.File]; !seen {
+			files = append(files, m.File)
+		}
+		byFile[m.File] = append(byFile[m.File], m.Error())
+	}
+	var lines []string
+	for _, f := range files {
+		lines = append(append(lines, byFile[f]...), f+": site skipped: no units generated for it")
+	}
+	return lines, len(files)
 }
 
 // exitCode is 0 under systemd, which must never see a failed boot because of
