@@ -280,7 +280,9 @@ func runRepetition(ctx context.Context, h *host, o HandoffOptions, p *planned, n
 	})
 	sleep(ctx, o.Gap)
 	for i := 0; i < n && ctx.Err() == nil; i++ {
-		if !switchOnce(ctx, h, o, p, r, tr, i) {
+		// Numbered across repetitions: a site keeps its mode from one to
+		// the next, so alternating switches go on alternating.
+		if !switchOnce(ctx, h, o, p, r, tr, (rep-1)*n+i) {
 			break
 		}
 		sleep(ctx, o.Gap)
@@ -299,9 +301,10 @@ func runRepetition(ctx context.Context, h *host, o HandoffOptions, p *planned, n
 	return r, nil
 }
 
-// switchOnce runs switch i, waits until it is done (or gives up) and the
-// tail has passed, and checks that the app's unit still runs. It returns
-// false when the unit does not run: the remaining switches make no sense.
+// switchOnce runs switch i (counted over all repetitions), waits until it
+// is done (or gives up) and the tail has passed, and checks that the app's
+// unit still runs. It returns false when the unit does not run: the
+// remaining switches make no sense.
 func switchOnce(ctx context.Context, h *host, o HandoffOptions, p *planned, r *Repetition, tr *answers, i int) bool {
 	argv := p.scen.Switch(p.in, i)
 	before := tr.seen()
@@ -320,7 +323,7 @@ func switchOnce(ctx context.Context, h *host, o HandoffOptions, p *planned, r *R
 	if err != nil {
 		rec.Error = switchError(p.scen, err, out)
 		r.SwitchErrors++
-		o.Log("  switch %d failed: %s", i+1, rec.Error)
+		o.Log("  switch %d failed: %s", len(r.Switches)+1, rec.Error)
 	}
 	// A unit that stopped will not get done: no need to wait for it.
 	note := unitDown(ctx, h, p.in.Unit, issued)
@@ -339,11 +342,11 @@ func switchOnce(ctx context.Context, h *host, o HandoffOptions, p *planned, r *R
 		note = unitDown(ctx, h, p.in.Unit, issued)
 	}
 	if note != "" {
-		r.Notes = append(r.Notes, fmt.Sprintf("after switch %d: %s", i+1, note))
+		r.Notes = append(r.Notes, fmt.Sprintf("after switch %d: %s", len(r.Switches), note))
 		return false
 	}
 	if err != nil && p.scen.StopOnError {
-		r.Notes = append(r.Notes, fmt.Sprintf("switch %d failed, so the repetition switched no more: %s", i+1, limitText(rec.Error, 300)))
+		r.Notes = append(r.Notes, fmt.Sprintf("switch %d failed, so the repetition switched no more: %s", len(r.Switches), limitText(rec.Error, 300)))
 		return false
 	}
 	return true
