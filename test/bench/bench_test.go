@@ -215,6 +215,32 @@ func TestFlags(t *testing.T) {
 	if _, _, err := parseFlags([]string{"stray"}); err == nil {
 		t.Error("a stray argument was accepted")
 	}
+	// The conditions by default; -quick runs each scenario once.
+	o, _, err = parseFlags(nil)
+	if err != nil || o.rate != 200 || o.neighbourRate != 100 || o.repeats != 3 || o.switches != 8 || o.wsgiImport != time.Second || o.wsgiCPU != 2*time.Millisecond || o.doneTimeout != 30*time.Second {
+		t.Errorf("defaults: %+v, %v", o, err)
+	}
+	if o, _, _ := parseFlags([]string{"-quick"}); o.repeats != 1 {
+		t.Errorf("-quick: %d repetitions", o.repeats)
+	}
+	if o, _, _ := parseFlags([]string{"-quick", "-repeats", "2"}); o.repeats != 2 {
+		t.Errorf("-quick -repeats 2: %d repetitions", o.repeats)
+	}
+	goApp, _ := appByID("go")
+	gun, _ := appByID("gunicorn")
+	hup, _ := scenarioByID("gunicorn-hup")
+	own, _ := scenarioByID("own-port")
+	if checkPairs([]App{goApp}, []Scenario{hup}) == nil {
+		t.Error("gunicorn's HUP alone with the Go app was accepted")
+	}
+	if checkPairs([]App{goApp, gun}, []Scenario{hup}) != nil || checkPairs([]App{goApp}, []Scenario{hup, own}) != nil || checkPairs(nil, []Scenario{hup}) != nil {
+		t.Error("a selection with something to run was refused")
+	}
+	for _, bad := range [][]string{{"-repeats", "0"}, {"-wsgi-cpu", "-1ms"}, {"-done-timeout", "0s"}} {
+		if _, _, err := parseFlags(bad); err == nil {
+			t.Errorf("%v was accepted", bad)
+		}
+	}
 }
 
 func TestScenarioTable(t *testing.T) {

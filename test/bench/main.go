@@ -165,6 +165,22 @@ func parseSites(s string) ([]int, error) {
 	return ns, nil
 }
 
+// checkPairs refuses a selection of apps and scenarios in which no scenario
+// runs with any app (a server's own reload with another server).
+func checkPairs(apps []App, scens []Scenario) error {
+	if len(apps) == 0 || len(scens) == 0 {
+		return nil
+	}
+	for _, a := range apps {
+		for _, s := range scens {
+			if s.runsWith(a.ID) {
+				return nil
+			}
+		}
+	}
+	return errors.New("-scenarios: none of the scenarios runs with the apps of -apps (a server's own reload runs only with that server)")
+}
+
 // repoRoot finds the module root above the working directory.
 func repoRoot() (string, error) {
 	dir, err := os.Getwd()
@@ -258,6 +274,9 @@ func runBench(o options, args []string) (err error) {
 			return fmt.Errorf("-scenarios: no scenario %q (have %s)", id, strings.Join(scenarioIDs(), ", "))
 		}
 		selScen = append(selScen, s)
+	}
+	if err := checkPairs(selApps, selScen); err != nil {
+		return err
 	}
 	sites, err := parseSites(o.sites)
 	if err != nil {
