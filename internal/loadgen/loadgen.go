@@ -54,6 +54,10 @@ type Config struct {
 	Check func(status int, header http.Header, body string) error
 	// Dial overrides how connections are made (for unix sockets).
 	Dial func(ctx context.Context) (net.Conn, error)
+	// OnResult, if set, sees every result as soon as its request is done,
+	// from the request's goroutine (so it must be safe for concurrent
+	// use): a benchmark watches who answers while the load runs.
+	OnResult func(Result)
 }
 
 // Run sends requests until the duration is over or ctx is done, waits for
@@ -97,6 +101,9 @@ func Run(ctx context.Context, cfg Config) []Result {
 		go func() {
 			defer wg.Done()
 			r := one(client, cfg, start)
+			if cfg.OnResult != nil {
+				cfg.OnResult(r)
+			}
 			mu.Lock()
 			results = append(results, r)
 			mu.Unlock()
