@@ -45,7 +45,7 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 				}
 			}
 			if len(res.Errors) > 0 {
-				return reported{ExitUsage}
+				return reported{exitUsage}
 			}
 			return nil
 		},

@@ -31,18 +31,18 @@ import (
 // loadSite reads and validates one site of the config directory.
 func (e *env) loadSite(name string) (*site.Site, error) {
 	if err := site.ValidateName(name); err != nil {
-		return nil, withCode(ExitUsage, err)
+		return nil, withCode(exitUsage, err)
 	}
 	data, err := os.ReadFile(e.sitePath(name))
 	if os.IsNotExist(err) {
-		return nil, withCode(ExitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, e.sitePath(name)))
+		return nil, withCode(exitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, e.sitePath(name)))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot read site %s: %w", name, err)
 	}
 	s, err := site.Parse(e.sitePath(name), data)
 	if err != nil {
-		return nil, withCode(ExitUsage, fmt.Errorf("site %s has mistakes:\n%w", name, err), "fix them, check with `sitectl check`, then `systemctl daemon-reload`")
+		return nil, withCode(exitUsage, fmt.Errorf("site %s has mistakes:\n%w", name, err), "fix them, check with `sitectl check`, then `systemctl daemon-reload`")
 	}
 	return s, nil
 }

@@ -50,8 +50,8 @@ func (e *env) globalFlags() []string {
 // sitePath is the site file of a site in the config dir.
 func (e *env) sitePath(name string) string { return e.configDir + "/" + name + ".toml" }
 
-// NewRoot builds the command tree.
-func NewRoot(stdout, stderr io.Writer) *cobra.Command {
+// newRoot builds the command tree.
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	e := &env{stdout: stdout, stderr: stderr, interactive: isTerminal(stderr)}
 	root := &cobra.Command{
 		Use:   "sitectl",
@@ -70,7 +70,7 @@ directory (default ` + site.DefaultConfigDir + `) by a systemd generator.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return withCode(ExitUsage, err, "see `"+c.CommandPath()+" --help`")
+		return withCode(exitUsage, err, "see `"+c.CommandPath()+" --help`")
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&e.configDir, "config-dir", envOr("SITECTL_CONFIG_DIR", site.DefaultConfigDir), "directory of site files (env SITECTL_CONFIG_DIR)")
@@ -88,7 +88,7 @@ directory (default ` + site.DefaultConfigDir + `) by a systemd generator.
 func args(min, max int, what string) cobra.PositionalArgs {
 	return func(c *cobra.Command, a []string) error {
 		if len(a) < min || max >= 0 && len(a) > max {
-			return withCode(ExitUsage, fmt.Errorf("%s takes %s", c.CommandPath(), what), "see `"+c.CommandPath()+" --help`")
+			return withCode(exitUsage, fmt.Errorf("%s takes %s", c.CommandPath(), what), "see `"+c.CommandPath()+" --help`")
 		}
 		return nil
 	}
@@ -103,11 +103,11 @@ func envOr(name, def string) string {
 
 // Main runs sitectl with args and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	root := NewRoot(stdout, stderr)
+	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
-		return ExitOK
+		return exitOK
 	}
 	var r reported
 	if errors.As(err, &r) {
@@ -115,7 +115,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	code := codeOf(err)
 	if strings.HasPrefix(err.Error(), "unknown command") {
-		code = ExitUsage // cobra's own error for a mistyped verb
+		code = exitUsage // cobra's own error for a mistyped verb
 	}
 	fmt.Fprintf(stderr, "sitectl: error: %v\n", err)
 	for _, h := range hintsOf(err) {

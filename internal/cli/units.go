@@ -43,7 +43,7 @@ If any file has a mistake, the mistakes are printed and nothing is written.`,
 				fmt.Fprintln(e.stderr, m.Error())
 			}
 			if len(res.Errors) > 0 {
-				return reported{ExitUsage}
+				return reported{exitUsage}
 			}
 			out := generator.Files(res.Sites, e.unitOptions())
 			if dir == "" {

@@ -265,7 +265,7 @@ func handOver(ctx context.Context, e *Env, s *site.Site, m site.Mode) (int, erro
 	if s.Probe != nil || m.Serve == site.ServeMaintenance {
 		probe := e.Probe
 		if probe == nil {
-			probe = Verify
+			probe = verify
 		}
 		e.progress("%s: verifying through its listener", s.Name)
 		if err := e.probeWhileRunning(ctx, s, m, service, pid, probe); err != nil {
@@ -319,7 +319,7 @@ func bringUp(ctx context.Context, e *Env, s *site.Site, m site.Mode) (int, error
 	}
 	probe := e.Probe
 	if probe == nil {
-		probe = Verify
+		probe = verify
 	}
 	if s.Probe == nil && m.Serve != site.ServeMaintenance {
 		return pid, nil

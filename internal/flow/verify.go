@@ -13,11 +13,11 @@ import (
 	"github.com/sitectl/sitectl/internal/site"
 )
 
-// Verify sends an HTTP GET through the site's first listener and expects the
+// verify sends an HTTP GET through the site's first listener and expects the
 // site's probe status, retrying until the probe timeout: servers such as
 // gunicorn announce readiness before their workers have loaded the app. In a
 // maintenance mode it asks the maintenance server's health path instead.
-func Verify(ctx context.Context, s *site.Site, m site.Mode) error {
+func verify(ctx context.Context, s *site.Site, m site.Mode) error {
 	path, want, timeout := "/", http.StatusOK, site.DefaultProbeTimeout
 	if s.Probe != nil {
 		path, want, timeout = s.Probe.Path, s.Probe.Status, s.Probe.Timeout

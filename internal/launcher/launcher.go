@@ -73,8 +73,8 @@ type Config struct {
 	Quiet Quiet
 }
 
-// ControlSocket is the name of the control socket in the runtime directory.
-const ControlSocket = "control.sock"
+// controlSocket is the name of the control socket in the runtime directory.
+const controlSocket = "control.sock"
 
 type generation struct {
 	n       int
@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer ns.close()
 	go ns.read(l.notes)
 
-	controlPath := filepath.Join(cfg.RuntimeDir, ControlSocket)
+	controlPath := filepath.Join(cfg.RuntimeDir, controlSocket)
 	os.Remove(controlPath)
 	control, err := net.Listen("unix", controlPath)
 	if err != nil {
@@ -223,8 +223,8 @@ func (l *launcher) reload(ctx context.Context, notifyPath string) string {
 	if old != nil {
 		l.old[old] = true
 		nice := "nice 0"
-		if err := setTreePriority(old.cmd.Process.Pid, DrainPriority); err == nil {
-			nice = fmt.Sprintf("nice %d", DrainPriority)
+		if err := setTreePriority(old.cmd.Process.Pid, drainPriority); err == nil {
+			nice = fmt.Sprintf("nice %d", drainPriority)
 		}
 		parked := drainParked(procRoot, old.cmd.Process.Pid, defaultPark)
 		l.cfg.Logf("generation %d (pid %d) serves in mode %s; generation %d (pid %d) drains at %s (%d workers parked for the stop)", g.n, g.cmd.Process.Pid, g.mode, old.n, old.cmd.Process.Pid, nice, parked)
@@ -494,7 +494,7 @@ func (l *launcher) serveControl(ln net.Listener) {
 
 // Reload asks the launcher of a site to reload, and waits for the result.
 func Reload(runtimeDir string) error {
-	c, err := net.Dial("unix", filepath.Join(runtimeDir, ControlSocket))
+	c, err := net.Dial("unix", filepath.Join(runtimeDir, controlSocket))
 	if err != nil {
 		return fmt.Errorf("cannot reach the launcher: %w", err)
 	}

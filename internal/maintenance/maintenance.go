@@ -23,8 +23,8 @@ import (
 // HealthPath answers 200 while the maintenance server runs.
 const HealthPath = "/.sitectl/health"
 
-// DefaultPage is served when a mode configures no page of its own.
-const DefaultPage = `<!doctype html>
+// defaultPage is served when a mode configures no page of its own.
+const defaultPage = `<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>Down for maintenance</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -39,7 +39,7 @@ const DefaultPage = `<!doctype html>
 // Config of the server. Zero values mean defaults.
 type Config struct {
 	Site       string
-	Page       []byte        // the page body; default DefaultPage
+	Page       []byte        // the page body; default defaultPage
 	StaticDir  string        // optional
 	RetryAfter time.Duration // default 120s
 }
@@ -49,7 +49,7 @@ type Config struct {
 // symlink; directories are never listed.
 func Handler(cfg Config) (http.Handler, error) {
 	if len(cfg.Page) == 0 {
-		cfg.Page = []byte(DefaultPage)
+		cfg.Page = []byte(defaultPage)
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 120 * time.Second
@@ -68,7 +68,7 @@ func Handler(cfg Config) (http.Handler, error) {
 // LoadPage reads a page file, or returns the default page for "".
 func LoadPage(file string) ([]byte, error) {
 	if file == "" {
-		return []byte(DefaultPage), nil
+		return []byte(defaultPage), nil
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {

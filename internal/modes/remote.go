@@ -109,7 +109,7 @@ func serve(req request, caller Caller, store Store, load func(string) (*site.Sit
 	w := Local{Store: store, UID: caller.UID, PID: caller.PID}
 	switch req.Op {
 	case "prepare":
-		return store.Prepare(s.Name)
+		return store.prepareSite(s.Name)
 	case "begin":
 		if _, ok := s.Mode(req.To); !ok {
 			return fmt.Errorf("site %s has no mode %q", s.Name, req.To)

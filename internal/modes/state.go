@@ -14,8 +14,8 @@ import (
 	"github.com/sitectl/sitectl/internal/site"
 )
 
-// MaxHistory bounds the history kept per site; older entries are dropped.
-const MaxHistory = 200
+// maxHistory bounds the history kept per site; older entries are dropped.
+const maxHistory = 200
 
 // Results of a mode switch, as history records them.
 const (
@@ -78,8 +78,8 @@ func (st Store) ReadState(name string) (State, error) {
 
 // WriteState replaces a site's state atomically.
 func (st Store) WriteState(name string, s State) error {
-	if len(s.History) > MaxHistory {
-		s.History = s.History[len(s.History)-MaxHistory:]
+	if len(s.History) > maxHistory {
+		s.History = s.History[len(s.History)-maxHistory:]
 	}
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
@@ -105,7 +105,7 @@ func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
 	var f *os.File
 	var err error
 	if os.Geteuid() == 0 {
-		if err := st.Prepare(s.Name); err != nil {
+		if err := st.prepareSite(s.Name); err != nil {
 			return nil, err
 		}
 		f, err = os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
@@ -138,9 +138,9 @@ func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
 	return &Lock{f}, nil
 }
 
-// Prepare creates a site's state directory and its lock file, so that a
+// prepareSite creates a site's state directory and its lock file, so that a
 // deployer can take the lock with a file opened for reading.
-func (st Store) Prepare(name string) error {
+func (st Store) prepareSite(name string) error {
 	if err := st.siteDir(name); err != nil {
 		return err
 	}

@@ -15,14 +15,14 @@ import (
 // SITECTL_CONFIG_DIR say otherwise.
 const DefaultConfigDir = "/etc/sitectl/sites"
 
-// Conflicts finds listeners that two sites both claim. Among sites, the
+// findConflicts finds listeners that two sites both claim. Among sites, the
 // later one by name gets the error, pointing at the earlier one; others are
 // sites already in place, and a site colliding with one of them always gets
 // the error. Nothing is changed.
 //
 // Listeners are indexed by unix path, by TCP address and port, and by port
 // for wildcard addresses, so the check is linear in the number of sites.
-func Conflicts(sites []*Site, others ...*Site) Errors {
+func findConflicts(sites []*Site, others ...*Site) Errors {
 	sorted := slices.Clone(sites)
 	slices.SortFunc(sorted, func(a, b *Site) int { return strings.Compare(a.Name, b.Name) })
 	idx := newListenerIndex()
@@ -84,7 +84,7 @@ func (x *listenerIndex) collision(l Listener) (owned, bool) {
 		}
 	}
 	for _, c := range candidates {
-		if Overlap(c.l, l) {
+		if overlaps(c.l, l) {
 			return c, true
 		}
 	}
@@ -137,7 +137,7 @@ func LoadFiles(paths []string, others []*Site, names ...map[string]string) Resul
 		if len(names) > 0 && names[0][p] != "" {
 			name = names[0][p]
 		}
-		s, err := ParseNamed(p, name, data)
+		s, err := parseNamed(p, name, data)
 		if err != nil {
 			res.Errors = append(res.Errors, err.(Errors)...)
 			continue
@@ -164,7 +164,7 @@ func dropConflicting(sites, others []*Site, errs Errors) ([]*Site, Errors) {
 			rest = append(rest, o)
 		}
 	}
-	conflicts := Conflicts(sites, rest...)
+	conflicts := findConflicts(sites, rest...)
 	bad := map[string]bool{}
 	for _, e := range conflicts {
 		bad[e.File] = true

@@ -17,12 +17,12 @@ import (
 // Parse reads one site file. The site's name comes from the file name
 // (NAME.toml). It returns every mistake in the file as Errors.
 func Parse(file string, data []byte) (*Site, error) {
-	return ParseNamed(file, NameFromFile(file), data)
+	return parseNamed(file, NameFromFile(file), data)
 }
 
-// ParseNamed is Parse with the name given, for files that are not yet in
+// parseNamed is Parse with the name given, for files that are not yet in
 // place under their final name (an Ansible validate step, say).
-func ParseNamed(file, name string, data []byte) (*Site, error) {
+func parseNamed(file, name string, data []byte) (*Site, error) {
 	p := &parser{file: file}
 	s := &Site{Name: name, File: file}
 	if err := ValidateName(name); err != nil {
@@ -183,22 +183,22 @@ func (p *parser) defaults(s *Site, root *tomlpos.Value) {
 	if s.Handoff == "" {
 		s.Handoff = HandoffRestart
 	}
-	setDefault(&s.DrainTimeout, DefaultDrainTimeout)
-	setDefault(&s.StopTimeout, DefaultStopTimeout)
-	setDefault(&s.StartTimeout, DefaultStartTimeout)
-	setDefault(&s.CleanupTimeout, DefaultCleanupTimeout)
+	setDefault(&s.DrainTimeout, defaultDrainTimeout)
+	setDefault(&s.StopTimeout, defaultStopTimeout)
+	setDefault(&s.StartTimeout, defaultStartTimeout)
+	setDefault(&s.CleanupTimeout, defaultCleanupTimeout)
 
 	// The two modes every site has unless the file redefines them.
-	if _, ok := s.Mode(DefaultMode); !ok {
-		s.Modes = append(s.Modes, Mode{Name: DefaultMode, Serve: ServeApp})
+	if _, ok := s.Mode(defaultModeName); !ok {
+		s.Modes = append(s.Modes, Mode{Name: defaultModeName, Serve: ServeApp})
 	}
 	if _, ok := s.Mode(string(ServeMaintenance)); !ok {
-		s.Modes = append(s.Modes, Mode{Name: string(ServeMaintenance), Serve: ServeMaintenance, RetryAfter: DefaultRetryAfter})
+		s.Modes = append(s.Modes, Mode{Name: string(ServeMaintenance), Serve: ServeMaintenance, RetryAfter: defaultRetryAfter})
 	}
 	slices.SortFunc(s.Modes, func(a, b Mode) int { return strings.Compare(a.Name, b.Name) })
 
 	if s.DefaultMode == "" {
-		s.DefaultMode = DefaultMode
+		s.DefaultMode = defaultModeName
 	} else if _, ok := s.Mode(s.DefaultMode); !ok {
 		p.errorf(root.Get(keyDefaultMode).Pos, "default_mode %q is not one of the site's modes (%s)", s.DefaultMode, strings.Join(s.ModeNames(), ", "))
 	}
@@ -259,8 +259,8 @@ func (p *parser) intRange(key string, v *tomlpos.Value, lo, hi int64) int {
 	return int(v.Int)
 }
 
-// MaxDuration bounds every timeout in a site file.
-const MaxDuration = 24 * time.Hour
+// maxDuration bounds every timeout in a site file.
+const maxDuration = 24 * time.Hour
 
 func (p *parser) duration(key string, v *tomlpos.Value) time.Duration {
 	if v.Kind == tomlpos.Integer {
@@ -277,8 +277,8 @@ func (p *parser) duration(key string, v *tomlpos.Value) time.Duration {
 		p.errorf(v.Pos, "%s %q is not a duration: write it like \"30s\", \"1m30s\" or \"500ms\"", key, printable(s))
 	case d <= 0:
 		p.errorf(v.Pos, "%s must be longer than zero", key)
-	case d > MaxDuration:
-		p.errorf(v.Pos, "%s %s is longer than the limit of %s", key, s, MaxDuration)
+	case d > maxDuration:
+		p.errorf(v.Pos, "%s %s is longer than the limit of %s", key, s, maxDuration)
 	case d%time.Millisecond != 0:
 		p.errorf(v.Pos, "%s %s is finer than a millisecond, which systemd cannot express", key, s)
 	default:
@@ -497,7 +497,7 @@ func (p *parser) listeners(v *tomlpos.Value) []Listener {
 }
 
 func (p *parser) listener(t *tomlpos.Value) (Listener, bool) {
-	l := Listener{Name: DefaultListenerName, Line: t.Pos.Line, Col: t.Pos.Col}
+	l := Listener{Name: defaultListenerName, Line: t.Pos.Line, Col: t.Pos.Col}
 	before := len(p.errs)
 	fields(p, "in a listen entry", t, listenKeys, &l)
 	if a := t.Get(keyListenAddress); a != nil {
@@ -529,7 +529,7 @@ func (p *parser) listener(t *tomlpos.Value) (Listener, bool) {
 func (p *parser) listenerConsistency(ls []Listener) {
 	for i, l := range ls {
 		for _, prev := range ls[:i] {
-			if Overlap(prev, l) {
+			if overlaps(prev, l) {
 				p.errorf(tomlpos.Pos{Line: l.Line, Col: l.Col}, "listener %s %s", l.Endpoint(), collision(prev, fmt.Sprintf("line %d of this file", prev.Line)))
 				break
 			}
@@ -547,10 +547,10 @@ func collision(prev Listener, where string) string {
 	return fmt.Sprintf("collides with listener %s at %s: both cannot be bound at once", prev.Endpoint(), where)
 }
 
-// Overlap reports whether two listeners cannot both be bound: the same unix
+// overlaps reports whether two listeners cannot both be bound: the same unix
 // path, or the same TCP port where the addresses are equal or either is a
 // wildcard (sitectl binds IPv6 wildcards dual-stack).
-func Overlap(a, b Listener) bool {
+func overlaps(a, b Listener) bool {
 	if a.Kind != b.Kind {
 		return false
 	}
@@ -616,7 +616,7 @@ func (p *parser) modes(v *tomlpos.Value) []Mode {
 		m := Mode{Name: name, Serve: ServeApp}
 		fields(p, "in mode "+name, t, modeKeys, &m)
 		if m.Serve == ServeMaintenance {
-			setDefault(&m.RetryAfter, DefaultRetryAfter)
+			setDefault(&m.RetryAfter, defaultRetryAfter)
 		} else {
 			for _, k := range []string{keyModePage, keyModeStaticDir, keyModeRetryAfter} {
 				if kv := t.Get(k); kv != nil {
@@ -648,7 +648,7 @@ func (p *parser) probe(v *tomlpos.Value) *Probe {
 	if !p.kind(keyProbe, v, tomlpos.Table) {
 		return nil
 	}
-	pr := &Probe{Path: "/", Status: DefaultProbeStatus, Timeout: DefaultProbeTimeout}
+	pr := &Probe{Path: "/", Status: defaultProbeStatus, Timeout: DefaultProbeTimeout}
 	fields(p, "in probe", v, probeKeys, pr)
 	return pr
 }

@@ -30,7 +30,7 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultSitectlPath = "/usr/bin/sitectl"
+	defaultSitectlPath = "/usr/bin/sitectl"
 	DefaultStateDir    = "/var/lib/sitectl"
 	DefaultSystemctl   = "/usr/bin/systemctl"
 )
@@ -45,7 +45,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.SitectlPath == "" {
-		o.SitectlPath = DefaultSitectlPath
+		o.SitectlPath = defaultSitectlPath
 	}
 	if o.ConfigDir == "" {
 		o.ConfigDir = site.DefaultConfigDir
@@ -81,22 +81,22 @@ type Unit struct {
 // Names of a site's units.
 func ServiceName(siteName string) string { return "site-" + siteName + ".service" }
 
-// SocketName is the socket unit for the listeners named fdName; the site's
+// socketName is the socket unit for the listeners named fdName; the site's
 // first listener name gets the plain name.
-func SocketName(s *site.Site, fdName string) string {
+func socketName(s *site.Site, fdName string) string {
 	if names := s.ListenerNames(); len(names) == 0 || names[0] == fdName {
 		return "site-" + s.Name + ".socket"
 	}
 	return "site-" + s.Name + "@" + fdName + ".socket"
 }
 
-// ReloadPathName and ReloadServiceName are the touch-to-reload units.
-func ReloadPathName(siteName string) string    { return "site-" + siteName + "-reload.path" }
-func ReloadServiceName(siteName string) string { return "site-" + siteName + "-reload.service" }
+// reloadPathName and ReloadServiceName are the touch-to-reload units.
+func reloadPathName(siteName string) string    { return "site-" + siteName + "-reload.path" }
+func reloadServiceName(siteName string) string { return "site-" + siteName + "-reload.service" }
 
-// RuntimeDirectory holds an overlap site's notify, control and probe
+// runtimeDirectory holds an overlap site's notify, control and probe
 // sockets, under /run.
-func RuntimeDirectory(siteName string) string { return "site-" + siteName }
+func runtimeDirectory(siteName string) string { return "site-" + siteName }
 
 // ModeEnvFile is the environment file of the site's current mode, which the
 // service reads through EnvironmentFile=.
@@ -167,18 +167,18 @@ func renderSocket(s *site.Site, fdName string) Unit {
 		sock.set("RemoveOnStop", "yes")
 	}
 	f.section("Install").set("WantedBy", "sockets.target")
-	return Unit{Name: SocketName(s, fdName), Content: f.String(), WantedBy: "sockets.target"}
+	return Unit{Name: socketName(s, fdName), Content: f.String(), WantedBy: "sockets.target"}
 }
 
-// Preset is what a server preset decides for the service.
-type Preset struct {
+// preset is what a server preset decides for the service.
+type preset struct {
 	KillSignal string
 	// Environment is set for the app unless the site's own environment
 	// sets the same variable.
 	Environment []site.EnvVar
 }
 
-// PresetFor returns the stop behaviour of a site's server preset.
+// presetFor returns the stop behaviour of a site's server preset.
 //
 //   - gunicorn: SIGTERM is its graceful shutdown; --graceful-timeout is set
 //     to the drain timeout through GUNICORN_CMD_ARGS (command-line
@@ -188,20 +188,20 @@ type Preset struct {
 //     the drain timeout. Both are passed as UWSGI_* environment variables,
 //     which uWSGI reads as options.
 //   - generic: SIGTERM; the app drains within SITE_DRAIN_TIMEOUT.
-func PresetFor(s *site.Site) Preset {
+func presetFor(s *site.Site) preset {
 	drain := fmt.Sprint(int64(math.Ceil(s.DrainTimeout.Seconds())))
 	switch s.Server {
 	case site.ServerGunicorn:
-		return Preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
+		return preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
 			{Name: "GUNICORN_CMD_ARGS", Value: "--graceful-timeout " + drain},
 		}}
 	case site.ServerUWSGI:
-		return Preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
+		return preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
 			{Name: "UWSGI_HOOK_MASTER_START", Value: "unix_signal:15 gracefully_kill_them_all"},
 			{Name: "UWSGI_WORKER_RELOAD_MERCY", Value: drain},
 		}}
 	}
-	return Preset{KillSignal: "SIGTERM"}
+	return preset{KillSignal: "SIGTERM"}
 }
 
 func renderService(s *site.Site, opts Options) Unit {
@@ -209,7 +209,7 @@ func renderService(s *site.Site, opts Options) Unit {
 	u := unitSection(f, s, describe(s))
 	var sockets []string
 	for _, n := range s.ListenerNames() {
-		sockets = append(sockets, SocketName(s, n))
+		sockets = append(sockets, socketName(s, n))
 	}
 	u.set("Requires", strings.Join(sockets, " "))
 	u.set("After", strings.Join(append(sockets, "network.target"), " "))
@@ -243,14 +243,14 @@ func renderService(s *site.Site, opts Options) Unit {
 		// systemctl reload returns only once the new generation serves, or
 		// failed to and the old one still does.
 		svc.set("ExecReload", commandLine(append(opts.sitectl("launch", s.Name), "--reload")))
-		svc.set("RuntimeDirectory", RuntimeDirectory(s.Name))
+		svc.set("RuntimeDirectory", runtimeDirectory(s.Name))
 		svc.set("RuntimeDirectoryMode", "0700")
 	}
 	svc.setIf("WorkingDirectory", s.Workdir)
 
 	svc.set("Environment", environment("SITE", s.Name))
 	svc.set("Environment", environment("SITE_DRAIN_TIMEOUT", systemdSpan(s.DrainTimeout)))
-	for _, e := range PresetFor(s).Environment {
+	for _, e := range presetFor(s).Environment {
 		if !slices.ContainsFunc(s.Environment, func(o site.EnvVar) bool { return o.Name == e.Name }) {
 			svc.set("Environment", environment(e.Name, e.Value))
 		}
@@ -271,7 +271,7 @@ func renderService(s *site.Site, opts Options) Unit {
 	}
 
 	svc.set("KillMode", "mixed")
-	svc.set("KillSignal", PresetFor(s).KillSignal)
+	svc.set("KillSignal", presetFor(s).KillSignal)
 	svc.set("TimeoutStartSec", systemdSpan(s.StartTimeout))
 	svc.set("TimeoutStopSec", systemdSpan(s.DrainTimeout+s.StopTimeout))
 	svc.set("ExecStopPost", commandLine(opts.sitectl("cleanup", s.Name)))
@@ -327,7 +327,7 @@ func hardening(svc *section, s *site.Site) {
 	}
 	if s.Handoff == site.HandoffOverlap {
 		// The launcher lowers the priority of a draining generation
-		// (launcher.DrainPriority); without RLIMIT_NICE nothing can
+		// (launcher.drainPriority); without RLIMIT_NICE nothing can
 		// raise one.
 		svc.set("SystemCallFilter", "setpriority")
 	}
@@ -346,9 +346,9 @@ func renderReloadPath(s *site.Site) Unit {
 	unitSection(f, s, fmt.Sprintf("%s: reload when %s is touched", describe(s), s.ReloadTrigger))
 	p := f.section("Path")
 	p.set("PathChanged", s.ReloadTrigger)
-	p.set("Unit", ReloadServiceName(s.Name))
+	p.set("Unit", reloadServiceName(s.Name))
 	f.section("Install").set("WantedBy", "paths.target")
-	return Unit{Name: ReloadPathName(s.Name), Content: f.String(), WantedBy: "paths.target"}
+	return Unit{Name: reloadPathName(s.Name), Content: f.String(), WantedBy: "paths.target"}
 }
 
 func renderReloadService(s *site.Site, opts Options) Unit {
@@ -366,7 +366,7 @@ func renderReloadService(s *site.Site, opts Options) Unit {
 	// trigger was touched meanwhile: the path unit does not watch while
 	// this unit runs.
 	svc.set("ExecStart", commandLine(opts.sitectl("touched", s.Name)))
-	return Unit{Name: ReloadServiceName(s.Name), Content: f.String()}
+	return Unit{Name: reloadServiceName(s.Name), Content: f.String()}
 }
 
 // systemdSpan writes a duration the way systemd reads it: whole seconds as
