@@ -119,16 +119,6 @@ func (m *Manager) Reload(ctx context.Context, unit string) error {
 	return m.job(ctx, "reload", unit, m.conn.ReloadUnitContext)
 }
 
-// Start starts a unit and waits for the job to finish.
-func (m *Manager) Start(ctx context.Context, unit string) error {
-	return m.job(ctx, "start", unit, m.conn.StartUnitContext)
-}
-
-// Stop stops a unit and waits for the job to finish.
-func (m *Manager) Stop(ctx context.Context, unit string) error {
-	return m.job(ctx, "stop", unit, m.conn.StopUnitContext)
-}
-
 func (m *Manager) job(ctx context.Context, verb, unit string, fn jobFunc) error {
 	ch := make(chan string, 1) // buffered: a late result never blocks the connection
 	if _, err := fn(ctx, unit, "replace", ch); err != nil {
@@ -289,14 +279,4 @@ func (m *Manager) details(ctx context.Context, st []sd.UnitStatus) ([]Unit, erro
 		}
 	}
 	return out, nil
-}
-
-func variant[T any](m map[string]dbus.Variant, key string) T {
-	var zero T
-	v, ok := m[key]
-	if !ok {
-		return zero
-	}
-	t, _ := v.Value().(T)
-	return t
 }
