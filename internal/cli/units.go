@@ -37,7 +37,7 @@ If any file has a mistake, the mistakes are printed and nothing is written.`,
 					return err
 				}
 			} else {
-				res = site.LoadFiles(files, installedSites(e, files, ""))
+				res = site.LoadFiles(files, installedSites(e, files, ""), nil)
 			}
 			for _, m := range res.Errors {
 				fmt.Fprintln(e.stderr, m.Error())

@@ -117,15 +117,15 @@ func LoadDir(dir string) (Result, error) {
 		}
 		paths = append(paths, filepath.Join(dir, e.Name()))
 	}
-	return LoadFiles(paths, nil), nil
+	return LoadFiles(paths, nil, nil), nil
 }
 
 // LoadFiles parses the given files and checks them against each other (and
 // against others, already valid sites that are not among the files, such as
 // the rest of the site directory when one new file is checked). names may
-// override the name of a file (path → name); missing entries use the file
-// name.
-func LoadFiles(paths []string, others []*Site, names ...map[string]string) Result {
+// override the name of a file (path → name); files without an entry, and
+// all files when names is nil, are named after the file.
+func LoadFiles(paths []string, others []*Site, names map[string]string) Result {
 	var res Result
 	for _, p := range paths {
 		data, err := os.ReadFile(p)
@@ -134,8 +134,8 @@ func LoadFiles(paths []string, others []*Site, names ...map[string]string) Resul
 			continue
 		}
 		name := NameFromFile(p)
-		if len(names) > 0 && names[0][p] != "" {
-			name = names[0][p]
+		if n := names[p]; n != "" {
+			name = n
 		}
 		s, err := parseNamed(p, name, data)
 		if err != nil {
