@@ -18,6 +18,7 @@ import (
 	"os"
 
 	"github.com/sitectl/sitectl/internal/generator"
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -39,9 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := newLogger(stderr, dryrun)
 	defer log.Close()
 
-	configDir := envOr("SITECTL_CONFIG_DIR", site.DefaultConfigDir)
-	opts := units.Options{ConfigDir: configDir, StateDir: envOr("SITECTL_STATE_DIR", units.DefaultStateDir)}
-	res, err := site.LoadDir(configDir)
+	dirs := paths.FromEnv(os.Getenv)
+	res, err := site.LoadDir(dirs.Config)
 	if err != nil {
 		log.Printf(levelErr, "%v; no site units generated", err)
 		return exitCode(dryrun)
@@ -56,7 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			log.Printf(levelErr, "%s: site skipped: no units generated for it", m.File)
 		}
 	}
-	files := generator.Files(res.Sites, opts)
+	files := generator.Files(res.Sites, units.Options{Dirs: dirs})
 	if dryrun {
 		if err := generator.Print(stdout, files); err != nil {
 			return 1
@@ -70,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Printf(levelErr, "%v", err)
 		return 0
 	}
-	log.Printf(levelInfo, "generated units for %d sites from %s (%d skipped)", len(res.Sites), configDir, len(skipped))
+	log.Printf(levelInfo, "generated units for %d sites from %s (%d skipped)", len(res.Sites), dirs.Config, len(skipped))
 	return 0
 }
 
@@ -81,13 +81,6 @@ func exitCode(dryrun bool) int {
 		return 1
 	}
 	return 0
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 // Syslog levels of kernel-log lines.

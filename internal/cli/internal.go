@@ -33,14 +33,14 @@ func (e *env) loadSite(name string) (*site.Site, error) {
 	if err := site.ValidateName(name); err != nil {
 		return nil, withCode(exitUsage, err)
 	}
-	data, err := os.ReadFile(e.sitePath(name))
+	data, err := os.ReadFile(e.dirs.SiteFile(name))
 	if os.IsNotExist(err) {
-		return nil, withCode(exitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, e.sitePath(name)))
+		return nil, withCode(exitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, e.dirs.SiteFile(name)))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot read site %s: %w", name, err)
 	}
-	s, err := site.Parse(e.sitePath(name), data)
+	s, err := site.Parse(e.dirs.SiteFile(name), data)
 	if err != nil {
 		return nil, withCode(exitUsage, fmt.Errorf("site %s has mistakes:\n%w", name, err), "fix them, check with `sitectl check`, then `systemctl daemon-reload`")
 	}
@@ -61,7 +61,7 @@ the recorded mode is brought up to date with the site file.`,
 			if err != nil {
 				return err
 			}
-			st := modes.Store{Dir: e.stateDir}
+			st := modes.Store{Dir: e.dirs.State}
 			current, ok, err := st.Current(s.Name)
 			if err != nil {
 				return err
@@ -152,7 +152,7 @@ until it is ready, and only then lets the old one drain.
 // runLauncher runs the overlapped handoff of a site as its main process.
 func (e *env) runLauncher(ctx context.Context, name string, argv []string) error {
 	logf := func(format string, args ...any) { fmt.Fprintf(e.stderr, "site "+name+": "+format+"\n", args...) }
-	st := modes.Store{Dir: e.stateDir}
+	st := modes.Store{Dir: e.dirs.State}
 	// What came from the mode file is replaced by each generation's mode;
 	// the rest of the environment systemd gave is the base of every one.
 	started, _ := readModeEnv(st, name)
@@ -180,7 +180,7 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string) error
 	if err != nil {
 		return err
 	}
-	shim := append([]string{self}, e.globalFlags()...)
+	shim := append([]string{self}, e.dirs.Flags()...)
 	cfg := launcher.Config{
 		Site: name, Argv: argv, Listeners: files, Names: names,
 		RuntimeDir: os.Getenv("RUNTIME_DIRECTORY"), Shim: shim,
@@ -303,7 +303,7 @@ mode state without being able to write anything else.`,
 				io.Reader
 				io.Writer
 			}{os.Stdin, os.Stdout}
-			err = modes.Serve(rw, caller, modes.Store{Dir: e.stateDir}, e.loadSite)
+			err = modes.Serve(rw, caller, modes.Store{Dir: e.dirs.State}, e.loadSite)
 			if err != nil {
 				fmt.Fprintf(e.stderr, "uid %d (pid %d): %v\n", caller.UID, caller.PID, err)
 			}

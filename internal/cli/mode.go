@@ -19,6 +19,7 @@ import (
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -134,7 +135,7 @@ func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFu
 	}
 	defer mgr.Close()
 
-	st := modes.Store{Dir: e.stateDir}
+	st := modes.Store{Dir: e.dirs.State}
 	writer := e.stateWriter(st)
 	if c, ok := writer.(modes.Client); ok {
 		// A deployer: the state service creates what root would.
@@ -196,7 +197,7 @@ func (e *env) stateWriter(st modes.Store) modes.Writer {
 	if os.Geteuid() == 0 {
 		return modes.Local{Store: st, UID: os.Getuid(), PID: os.Getpid()}
 	}
-	return modes.Client{Socket: envOr("SITECTL_STATE_SOCKET", modes.StateSocket)}
+	return modes.Client{Socket: paths.StateSocket(os.Getenv)}
 }
 
 // flowError maps a flow's failure to an exit code, printing the journal of

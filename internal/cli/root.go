@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
@@ -20,10 +20,9 @@ var Version = "dev"
 
 // env holds what every verb needs: directories and output streams.
 type env struct {
-	configDir string
-	stateDir  string
-	stdout    io.Writer
-	stderr    io.Writer
+	dirs   paths.Dirs
+	stdout io.Writer
+	stderr io.Writer
 	// interactive: progress lines go to stderr (a terminal).
 	interactive bool
 }
@@ -31,24 +30,8 @@ type env struct {
 // unitOptions are the options the generator uses too, so that rendered units
 // are the generator's units byte for byte.
 func (e *env) unitOptions() units.Options {
-	return units.Options{ConfigDir: e.configDir, StateDir: e.stateDir}
+	return units.Options{Dirs: e.dirs}
 }
-
-// globalFlags are the flags that carry this sitectl's directories to
-// another sitectl it starts, when they are not the defaults.
-func (e *env) globalFlags() []string {
-	var f []string
-	if e.configDir != site.DefaultConfigDir {
-		f = append(f, "--config-dir", e.configDir)
-	}
-	if e.stateDir != units.DefaultStateDir {
-		f = append(f, "--state-dir", e.stateDir)
-	}
-	return f
-}
-
-// sitePath is the site file of a site in the config dir.
-func (e *env) sitePath(name string) string { return e.configDir + "/" + name + ".toml" }
 
 // newRoot builds the command tree.
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -59,7 +42,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		Long: `sitectl runs each web site of a host as its own set of systemd units: a socket unit
 that holds the listeners, a hardened service that runs the app, and a path unit for
 touch-to-reload. The units are generated from one file per site in the config
-directory (default ` + site.DefaultConfigDir + `) by a systemd generator.
+directory (default ` + paths.DefaultConfigDir + `) by a systemd generator.
 
 ` + exitCodesHelp,
 		SilenceUsage:      true,
@@ -73,8 +56,9 @@ directory (default ` + site.DefaultConfigDir + `) by a systemd generator.
 		return withCode(exitUsage, err, "see `"+c.CommandPath()+" --help`")
 	})
 	pf := root.PersistentFlags()
-	pf.StringVar(&e.configDir, "config-dir", envOr("SITECTL_CONFIG_DIR", site.DefaultConfigDir), "directory of site files (env SITECTL_CONFIG_DIR)")
-	pf.StringVar(&e.stateDir, "state-dir", envOr("SITECTL_STATE_DIR", units.DefaultStateDir), "directory of mode state (env SITECTL_STATE_DIR)")
+	fromEnv := paths.FromEnv(os.Getenv)
+	pf.StringVar(&e.dirs.Config, "config-dir", fromEnv.Config, "directory of site files (env "+paths.EnvConfigDir+")")
+	pf.StringVar(&e.dirs.State, "state-dir", fromEnv.State, "directory of mode state (env "+paths.EnvStateDir+")")
 
 	root.AddGroup(&cobra.Group{ID: "run", Title: "Running sites:"},
 		&cobra.Group{ID: "sites", Title: "Site files and units:"},
@@ -92,13 +76,6 @@ func args(min, max int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 // Main runs sitectl with args and returns the exit code.

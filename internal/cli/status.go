@@ -206,7 +206,7 @@ func printStatus(e *env, s siteStatus) {
 func (e *env) statuses(ctx context.Context, names []string) ([]siteStatus, error) {
 	var sites []*site.Site
 	if len(names) == 0 {
-		res, err := site.LoadDir(e.configDir)
+		res, err := site.LoadDir(e.dirs.Config)
 		if err != nil {
 			return nil, err
 		}
@@ -245,7 +245,7 @@ func (e *env) statuses(ctx context.Context, names []string) ([]siteStatus, error
 	for _, u := range us {
 		byName[u.Name] = u
 	}
-	st := modes.Store{Dir: e.stateDir}
+	st := modes.Store{Dir: e.dirs.State}
 	out := make([]siteStatus, 0, len(sites))
 	for i, s := range sites {
 		u, ok := byName[unitNames[i]]
@@ -316,7 +316,7 @@ func historyCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			state, err := modes.Store{Dir: e.stateDir}.ReadState(s.Name)
+			state, err := modes.Store{Dir: e.dirs.State}.ReadState(s.Name)
 			if err != nil {
 				return err
 			}

@@ -35,6 +35,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -72,9 +73,6 @@ type Config struct {
 	// hands over as soon as it is ready.
 	Quiet Quiet
 }
-
-// controlSocket is the name of the control socket in the runtime directory.
-const controlSocket = "control.sock"
 
 type generation struct {
 	n       int
@@ -126,14 +124,14 @@ func Run(ctx context.Context, cfg Config) error {
 	signal.Notify(l.sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(l.sigs)
 
-	ns, err := listenNotify(filepath.Join(cfg.RuntimeDir, "notify.sock"))
+	ns, err := listenNotify(filepath.Join(cfg.RuntimeDir, paths.NotifySocket))
 	if err != nil {
 		return err
 	}
 	defer ns.close()
 	go ns.read(l.notes)
 
-	controlPath := filepath.Join(cfg.RuntimeDir, controlSocket)
+	controlPath := filepath.Join(cfg.RuntimeDir, paths.ControlSocket)
 	os.Remove(controlPath)
 	control, err := net.Listen("unix", controlPath)
 	if err != nil {
@@ -258,7 +256,7 @@ func (l *launcher) startReady(ctx context.Context, notifyPath string) (*generati
 	var probe net.Listener
 	files, names := l.cfg.Listeners, l.cfg.Names
 	if spec.Probe != nil {
-		path := filepath.Join(l.cfg.RuntimeDir, fmt.Sprintf("probe-%d.sock", g.n))
+		path := filepath.Join(l.cfg.RuntimeDir, paths.ProbeSocket(g.n))
 		os.Remove(path)
 		probe, err = net.Listen("unix", path)
 		if err != nil {
@@ -494,7 +492,7 @@ func (l *launcher) serveControl(ln net.Listener) {
 
 // Reload asks the launcher of a site to reload, and waits for the result.
 func Reload(runtimeDir string) error {
-	c, err := net.Dial("unix", filepath.Join(runtimeDir, controlSocket))
+	c, err := net.Dial("unix", filepath.Join(runtimeDir, paths.ControlSocket))
 	if err != nil {
 		return fmt.Errorf("cannot reach the launcher: %w", err)
 	}

@@ -1,6 +1,6 @@
 // Package modes keeps the current run mode of each site under the state
 // directory. The mode is stored as the environment file that the site's
-// service reads through EnvironmentFile= (see units.ModeEnvFile): SITE_MODE,
+// service reads through EnvironmentFile= (see paths.Dirs.ModeEnvFile): SITE_MODE,
 // what sitectl launch must serve, and the mode's own variables. Every write
 // is atomic, so a crash leaves the old mode or the new one, never a torn file.
 package modes
@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
-	"github.com/sitectl/sitectl/internal/units"
 )
 
 // Variables sitectl puts in a mode's environment file besides the mode's own.
@@ -73,8 +73,10 @@ type Store struct {
 	Dir string
 }
 
+func (st Store) paths() paths.Dirs { return paths.Dirs{State: st.Dir} }
+
 // EnvPath is where the mode environment file of a site lives.
-func (st Store) EnvPath(name string) string { return units.ModeEnvFile(st.Dir, name) }
+func (st Store) EnvPath(name string) string { return st.paths().ModeEnvFile(name) }
 
 // Current returns the mode recorded for a site; ok is false when the site
 // has no state yet (it then starts in its default mode).
@@ -111,7 +113,7 @@ func (st Store) Write(s *site.Site, m site.Mode) error {
 // The permissions are set explicitly, since the umask of whoever creates
 // them (a unit's UMask=0027, say) would take that away.
 func (st Store) siteDir(name string) error {
-	dir := filepath.Dir(st.EnvPath(name))
+	dir := st.paths().SiteState(name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("cannot create the state directory of site %s: %w", name, err)
 	}

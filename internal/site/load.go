@@ -11,10 +11,6 @@ import (
 	"strings"
 )
 
-// DefaultConfigDir is where site files live unless --config-dir or
-// SITECTL_CONFIG_DIR say otherwise.
-const DefaultConfigDir = "/etc/sitectl/sites"
-
 // findConflicts finds listeners that two sites both claim. Among sites, the
 // later one by name gets the error, pointing at the earlier one; others are
 // sites already in place, and a site colliding with one of them always gets

@@ -20,38 +20,36 @@ package units
 import (
 	"fmt"
 	"math"
-	"path"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
 // Defaults for Options.
 const (
 	defaultSitectlPath = "/usr/bin/sitectl"
-	DefaultStateDir    = "/var/lib/sitectl"
 	DefaultSystemctl   = "/usr/bin/systemctl"
 )
 
 // Options says where things are on the host the units are for. The zero
 // value means the packaged defaults.
 type Options struct {
-	SitectlPath string // the sitectl binary the units run
-	ConfigDir   string // where site files live
-	StateDir    string // where sitectl keeps mode state
+	SitectlPath string     // the sitectl binary the units run
+	Dirs        paths.Dirs // where site files and mode state live
 }
 
 func (o Options) withDefaults() Options {
 	if o.SitectlPath == "" {
 		o.SitectlPath = defaultSitectlPath
 	}
-	if o.ConfigDir == "" {
-		o.ConfigDir = site.DefaultConfigDir
+	if o.Dirs.Config == "" {
+		o.Dirs.Config = paths.DefaultConfigDir
 	}
-	if o.StateDir == "" {
-		o.StateDir = DefaultStateDir
+	if o.Dirs.State == "" {
+		o.Dirs.State = paths.DefaultStateDir
 	}
 	return o
 }
@@ -59,13 +57,7 @@ func (o Options) withDefaults() Options {
 // sitectl is the command line that runs a sitectl verb for a site, carrying
 // the directories along when they are not the defaults.
 func (o Options) sitectl(verb, name string) []string {
-	argv := []string{o.SitectlPath}
-	if o.ConfigDir != site.DefaultConfigDir {
-		argv = append(argv, "--config-dir", o.ConfigDir)
-	}
-	if o.StateDir != DefaultStateDir {
-		argv = append(argv, "--state-dir", o.StateDir)
-	}
+	argv := append([]string{o.SitectlPath}, o.Dirs.Flags()...)
 	return append(argv, verb, name)
 }
 
@@ -93,16 +85,6 @@ func socketName(s *site.Site, fdName string) string {
 // reloadPathName and ReloadServiceName are the touch-to-reload units.
 func reloadPathName(siteName string) string    { return "site-" + siteName + "-reload.path" }
 func reloadServiceName(siteName string) string { return "site-" + siteName + "-reload.service" }
-
-// runtimeDirectory holds an overlap site's notify, control and probe
-// sockets, under /run.
-func runtimeDirectory(siteName string) string { return "site-" + siteName }
-
-// ModeEnvFile is the environment file of the site's current mode, which the
-// service reads through EnvironmentFile=.
-func ModeEnvFile(stateDir, siteName string) string {
-	return path.Join(stateDir, "sites", siteName, "mode.env")
-}
 
 // Render returns all of a site's units, sockets first.
 func Render(s *site.Site, opts Options) []Unit {
@@ -243,7 +225,7 @@ func renderService(s *site.Site, opts Options) Unit {
 		// systemctl reload returns only once the new generation serves, or
 		// failed to and the old one still does.
 		svc.set("ExecReload", commandLine(append(opts.sitectl("launch", s.Name), "--reload")))
-		svc.set("RuntimeDirectory", runtimeDirectory(s.Name))
+		svc.set("RuntimeDirectory", paths.RuntimeDirectory(s.Name))
 		svc.set("RuntimeDirectoryMode", "0700")
 	}
 	svc.setIf("WorkingDirectory", s.Workdir)
@@ -261,7 +243,7 @@ func renderService(s *site.Site, opts Options) Unit {
 	// Optional, because systemd reads it before every command it spawns,
 	// ExecStartPre= included: prepare writes it for a new site, and
 	// ExecStart= then reads it.
-	svc.set("EnvironmentFile", "-"+ModeEnvFile(opts.StateDir, s.Name))
+	svc.set("EnvironmentFile", "-"+opts.Dirs.ModeEnvFile(s.Name))
 
 	if s.User == "" {
 		svc.set("DynamicUser", "yes")
