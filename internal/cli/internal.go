@@ -78,7 +78,10 @@ the recorded mode is brought up to date with the site file.`,
 				fmt.Fprintf(e.stderr, "site %s is recorded in mode %s, which its site file no longer has: keeping the recorded environment\n", s.Name, current)
 				return nil
 			}
-			want := modes.EnvFile(s, m)
+			want, err := modes.EnvFile(s, m)
+			if err != nil {
+				return err
+			}
 			if have, err := os.ReadFile(st.EnvPath(s.Name)); err == nil && string(have) == string(want) {
 				return nil
 			}
@@ -155,10 +158,10 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string) error
 	st := modes.Store{Dir: e.dirs.State}
 	// What came from the mode file is replaced by each generation's mode;
 	// the rest of the environment systemd gave is the base of every one.
-	started, _ := readModeEnv(st, name)
+	started, _ := st.ReadEnv(name)
 	fromMode := map[string]bool{}
 	for _, kv := range started {
-		fromMode[kv[0]] = true
+		fromMode[kv.Name] = true
 	}
 	var base []string
 	for _, kv := range os.Environ() {
@@ -191,18 +194,18 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string) error
 			if err != nil {
 				return launcher.Spec{}, err
 			}
-			mode, err := readModeEnv(st, name)
+			mode, err := st.ReadEnv(name)
 			if err != nil {
 				return launcher.Spec{}, err
 			}
 			spec := launcher.Spec{Env: append([]string{}, base...), Readiness: s.Readiness, Probe: s.Probe, StartTimeout: s.StartTimeout}
 			for _, kv := range mode {
-				spec.Env = append(spec.Env, kv[0]+"="+kv[1])
-				switch kv[0] {
+				spec.Env = append(spec.Env, kv.Name+"="+kv.Value)
+				switch kv.Name {
 				case modes.VarMode:
-					spec.Mode = kv[1]
+					spec.Mode = kv.Value
 				case modes.VarServe:
-					if site.Serve(kv[1]) == site.ServeMaintenance {
+					if site.Serve(kv.Value) == site.ServeMaintenance {
 						// The maintenance server notifies, and its health
 						// path is what answers 200.
 						spec.Readiness = site.ReadinessNotify
@@ -227,19 +230,6 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string) error
 		return fmt.Errorf("site %s: the launcher needs RuntimeDirectory= (RUNTIME_DIRECTORY is not set)", name)
 	}
 	return launcher.Run(ctx, cfg)
-}
-
-// readModeEnv reads the variables of a site's mode file.
-func readModeEnv(st modes.Store, name string) ([][2]string, error) {
-	data, err := os.ReadFile(st.EnvPath(name))
-	if err != nil {
-		return nil, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
-	}
-	kv, err := launcher.ParseEnvFile(data)
-	if err != nil {
-		return nil, fmt.Errorf("the mode file of site %s: %w", name, err)
-	}
-	return kv, nil
 }
 
 // serveMaintenance runs the built-in maintenance server on the sockets
