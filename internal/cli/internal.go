@@ -317,7 +317,7 @@ gets systemd's final SIGKILL.`,
 			name := a[0]
 			logf := func(pri int, format string, args ...any) {
 				msg := fmt.Sprintf("site "+name+": "+format, args...)
-				if journal.Send(pri, msg, map[string]string{"SITECTL_SITE": name}) != nil {
+				if cleanup.SendLine(name, pri, msg) != nil {
 					fmt.Fprintln(e.stderr, msg)
 				}
 			}
@@ -337,19 +337,9 @@ gets systemd's final SIGKILL.`,
 			}
 			// One record that sitectl status looks up. A failed hook is
 			// reported, not turned into a failed stop.
-			summary := fmt.Sprintf("site %s: cleanup %s: %d processes left behind, %d still running after the timeout, %d hooks run, %d failed",
-				name, rep.Result(), len(rep.Leftovers), len(rep.Remaining), rep.HooksRun, len(rep.HookFailures))
-			pri := journal.PriInfo
-			if rep.Result() != "ok" {
-				pri = journal.PriWarning
-			}
-			fields := map[string]string{
-				"SITECTL_SITE": name, "SITECTL_EVENT": "cleanup", "SITECTL_RESULT": rep.Result(),
-				"SITECTL_LEFTOVERS": fmt.Sprint(len(rep.Leftovers)), "SITECTL_REMAINING": fmt.Sprint(len(rep.Remaining)),
-				"SITECTL_HOOK_FAILURES": strings.Join(rep.HookFailures, "\n"),
-			}
-			if journal.Send(pri, summary, fields) != nil {
-				fmt.Fprintln(e.stderr, summary)
+			rec := rep.Record(name)
+			if rec.Send() != nil {
+				fmt.Fprintln(e.stderr, rec.Message())
 			}
 			return nil
 		},

@@ -1,20 +1,17 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/internal/cleanup"
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/modes"
@@ -48,41 +45,7 @@ type siteStatus struct {
 	Ready       bool           `json:"ready"`
 	// LastCleanup is what the last stop's cleanup found and did (status
 	// only, read from the journal; nil when unknown).
-	LastCleanup *cleanupStatus `json:"last_cleanup,omitempty"`
-}
-
-type cleanupStatus struct {
-	Time         time.Time `json:"time"`
-	Result       string    `json:"result"` // ok or hook-failed
-	Leftovers    int       `json:"leftovers"`
-	Remaining    int       `json:"remaining"`
-	HookFailures []string  `json:"hook_failures"`
-}
-
-// lastCleanup reads the last cleanup record of a site from the journal. It
-// is best effort: without journal access there is none.
-func lastCleanup(name string) *cleanupStatus {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "-o", "json", "-n", "1",
-		"SITECTL_EVENT=cleanup", "SITECTL_SITE="+name).Output()
-	if err != nil || len(bytes.TrimSpace(out)) == 0 {
-		return nil
-	}
-	var rec map[string]any
-	if json.Unmarshal(out, &rec) != nil {
-		return nil
-	}
-	str := func(k string) string { v, _ := rec[k].(string); return v }
-	num := func(k string) int { n, _ := strconv.Atoi(str(k)); return n }
-	cs := &cleanupStatus{Result: str("SITECTL_RESULT"), Leftovers: num("SITECTL_LEFTOVERS"), Remaining: num("SITECTL_REMAINING"), HookFailures: []string{}}
-	if usec, err := strconv.ParseInt(str("__REALTIME_TIMESTAMP"), 10, 64); err == nil {
-		cs.Time = time.UnixMicro(usec).UTC()
-	}
-	if f := str("SITECTL_HOOK_FAILURES"); f != "" {
-		cs.HookFailures = strings.Split(f, "\n")
-	}
-	return cs
+	LastCleanup *cleanup.Record `json:"last_cleanup,omitempty"`
 }
 
 func statusCmd(e *env) *cobra.Command {
@@ -101,7 +64,7 @@ systemd, the listeners and the release (the working directory, symlinks resolved
 				return err
 			}
 			for i := range sts {
-				sts[i].LastCleanup = lastCleanup(sts[i].Name)
+				sts[i].LastCleanup = cleanup.Last(c.Context(), sts[i].Name)
 			}
 			if asJSON {
 				return writeJSON(e.stdout, sts)
