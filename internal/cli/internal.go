@@ -24,6 +24,7 @@ import (
 	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/maintenance"
 	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/probe"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -206,15 +207,10 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string) error
 					spec.Mode = kv.Value
 				case modes.VarServe:
 					if site.Serve(kv.Value) == site.ServeMaintenance {
-						// The maintenance server notifies, and its health
-						// path is what answers 200.
+						// The maintenance server notifies.
 						spec.Readiness = site.ReadinessNotify
-						timeout := site.DefaultProbeTimeout
-						if s.Probe != nil {
-							timeout = s.Probe.Timeout
-						}
-						spec.Probe = &site.Probe{Path: maintenance.HealthPath, Status: 200, Timeout: timeout}
 					}
+					spec.Probe = probe.For(s, site.Mode{Serve: site.Serve(kv.Value)})
 				}
 			}
 			if s.Workdir != "" {

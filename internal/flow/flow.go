@@ -14,6 +14,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/probe"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -37,7 +38,8 @@ type Env struct {
 	// Journal returns the journal lines of a unit since a time, for the
 	// report of a failed start.
 	Journal func(unit string, since time.Time) []string
-	// Probe checks that a site serves; default: Verify's HTTP probe.
+	// Probe checks that a site serves in a mode; default: the mode's HTTP
+	// probe (probe.For) through the site's first listener.
 	Probe func(ctx context.Context, s *site.Site, m site.Mode) error
 	// Settle is how long a site without readiness notification must keep
 	// running after its start before it counts as up; default 1s.
@@ -262,13 +264,13 @@ func handOver(ctx context.Context, e *Env, s *site.Site, m site.Mode) (int, erro
 	if pid != before {
 		return 0, fmt.Errorf("the launcher of %s changed during the reload (main PID %d, now %d)", service, before, pid)
 	}
-	if s.Probe != nil || m.Serve == site.ServeMaintenance {
-		probe := e.Probe
-		if probe == nil {
-			probe = verify
+	if probe.For(s, m) != nil {
+		check := e.Probe
+		if check == nil {
+			check = verify
 		}
 		e.progress("%s: verifying through its listener", s.Name)
-		if err := e.probeWhileRunning(ctx, s, m, service, pid, probe); err != nil {
+		if err := e.probeWhileRunning(ctx, s, m, service, pid, check); err != nil {
 			return 0, err
 		}
 	}
@@ -317,15 +319,15 @@ func bringUp(ctx context.Context, e *Env, s *site.Site, m site.Mode) (int, error
 	if err != nil {
 		return 0, err
 	}
-	probe := e.Probe
-	if probe == nil {
-		probe = verify
+	check := e.Probe
+	if check == nil {
+		check = verify
 	}
-	if s.Probe == nil && m.Serve != site.ServeMaintenance {
+	if probe.For(s, m) == nil {
 		return pid, nil
 	}
 	e.progress("%s: verifying through its listener", s.Name)
-	if err := e.probeWhileRunning(ctx, s, m, service, pid, probe); err != nil {
+	if err := e.probeWhileRunning(ctx, s, m, service, pid, check); err != nil {
 		return 0, err
 	}
 	// The process that passed the probe must still be the one running.

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -36,6 +35,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/probe"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -310,7 +310,7 @@ func (l *launcher) startReady(ctx context.Context, notifyPath string) (*generati
 
 // waitReady waits for READY=1 from the generation (notify sites), then for
 // its probe, while watching for its death, the deadline and a stop.
-func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, probe net.Listener) error {
+func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, probeLn net.Listener) error {
 	end := time.Now().Add(spec.StartTimeout)
 	deadline := time.NewTimer(spec.StartTimeout)
 	defer deadline.Stop()
@@ -328,7 +328,10 @@ func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, prob
 			return
 		}
 		probed = make(chan error, 1)
-		go func() { probed <- probeUnix(pctx, probe.Addr().String(), spec.Probe) }()
+		target := probe.Target{Host: "generation", Dial: func(ctx context.Context) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", probeLn.Addr().String())
+		}}
+		go func() { probed <- probe.Get(pctx, target, spec.Probe) }()
 	}
 	// Once ready, the generation gets the listeners when it is quiet too
 	// (see Quiet), or when the wait for that ends.
@@ -509,38 +512,6 @@ func Reload(runtimeDir string) error {
 		return errors.New(strings.TrimPrefix(line, "failed: "))
 	}
 	return nil
-}
-
-// probeUnix sends GET probe.Path through the private socket until it gets
-// probe.Status or ctx ends.
-func probeUnix(ctx context.Context, path string, p *site.Probe) error {
-	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
-	}}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: p.Timeout}
-	last := "no answer"
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://generation"+p.Path, nil)
-		req.Header.Set("User-Agent", "sitectl-probe")
-		resp, err := client.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-			resp.Body.Close()
-			if resp.StatusCode == p.Status {
-				return nil
-			}
-			last = fmt.Sprintf("status %d, want %d", resp.StatusCode, p.Status)
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("GET %s: %s", p.Path, last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 func describeExit(err error) string {
