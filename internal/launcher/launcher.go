@@ -36,6 +36,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/probe"
+	"github.com/sitectl/sitectl/internal/sdnotify"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -89,7 +90,7 @@ type request struct {
 
 type launcher struct {
 	cfg      Config
-	notes    chan notification
+	notes    chan sdnotify.Message
 	exits    chan *generation
 	requests chan request
 	sigs     chan os.Signal
@@ -115,7 +116,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	l := &launcher{
 		cfg:      cfg,
-		notes:    make(chan notification, 16),
+		notes:    make(chan sdnotify.Message, 16),
 		exits:    make(chan *generation, 16),
 		requests: make(chan request),
 		sigs:     make(chan os.Signal, 4),
@@ -124,12 +125,12 @@ func Run(ctx context.Context, cfg Config) error {
 	signal.Notify(l.sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(l.sigs)
 
-	ns, err := listenNotify(filepath.Join(cfg.RuntimeDir, paths.NotifySocket))
+	ns, err := sdnotify.Listen(filepath.Join(cfg.RuntimeDir, paths.NotifySocket))
 	if err != nil {
 		return err
 	}
-	defer ns.close()
-	go ns.read(l.notes)
+	defer ns.Close()
+	go ns.Read(l.notes)
 
 	controlPath := filepath.Join(cfg.RuntimeDir, paths.ControlSocket)
 	os.Remove(controlPath)
@@ -140,7 +141,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer control.Close()
 	go l.serveControl(control)
 
-	first, err := l.startReady(ctx, ns.path)
+	first, err := l.startReady(ctx, ns.Path)
 	if err != nil {
 		if errors.Is(err, errStopping) {
 			return nil
@@ -155,14 +156,14 @@ func Run(ctx context.Context, cfg Config) error {
 	for {
 		select {
 		case req := <-l.requests:
-			result := l.reload(ctx, ns.path)
+			result := l.reload(ctx, ns.Path)
 			req.reply <- result
 			if l.current == nil {
 				return l.ended(result)
 			}
 		case s := <-l.sigs:
 			if s == syscall.SIGHUP {
-				result := l.reload(ctx, ns.path)
+				result := l.reload(ctx, ns.Path)
 				cfg.Logf("SIGHUP: %s", result)
 				if l.current == nil {
 					return l.ended(result)
@@ -201,7 +202,10 @@ func (l *launcher) ended(result string) error {
 // reload starts a new generation and hands over to it, or leaves the old one
 // serving. It returns the line the control socket answers.
 func (l *launcher) reload(ctx context.Context, notifyPath string) string {
-	l.cfg.Notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=starting generation %d", monotonicUsec(), l.next+1))
+	// A clock that cannot be read leaves RELOADING=1 out; systemd 252
+	// (Type=notify) does not need it.
+	reloading, _ := sdnotify.Reloading()
+	l.cfg.Notify(fmt.Sprintf("%s\nSTATUS=starting generation %d", reloading, l.next+1))
 	g, err := l.startReady(ctx, notifyPath)
 	if errors.Is(err, errStopping) {
 		l.stopAll(syscall.SIGTERM)
@@ -371,7 +375,7 @@ func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, prob
 			l.cfg.Logf("generation %d is ready but still busy after %s; it takes over anyway", g.n, l.cfg.Quiet.withDefaults().Max)
 			return nil
 		case n := <-l.notes:
-			if n.pid == pid && n.fields["READY"] == "1" && !notified {
+			if n.PID == pid && n.Fields["READY"] == "1" && !notified {
 				notified = true
 				startProbe()
 			}
@@ -522,11 +526,3 @@ func describeExit(err error) string {
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
-
-func monotonicUsec() int64 {
-	var ts syscall.Timespec
-	if err := clockGettime(&ts); err != nil {
-		return 0
-	}
-	return ts.Sec*1_000_000 + ts.Nsec/1000
-}
