@@ -2,17 +2,12 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,9 +17,7 @@ import (
 	"github.com/sitectl/sitectl/internal/cleanup"
 	"github.com/sitectl/sitectl/internal/journal"
 	"github.com/sitectl/sitectl/internal/launcher"
-	"github.com/sitectl/sitectl/internal/maintenance"
 	"github.com/sitectl/sitectl/internal/modes"
-	"github.com/sitectl/sitectl/internal/probe"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -123,29 +116,7 @@ until it is ready, and only then lets the old one drain.
 			if overlap {
 				return e.runLauncher(c.Context(), name, argv)
 			}
-			if os.Getenv("SITECTL_SET_LISTEN_PID") == "1" {
-				// Started as a generation by the launcher, which cannot know
-				// this pid before the fork: the sockets are for this process.
-				os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
-			}
-			switch serve := os.Getenv(modes.VarServe); site.Serve(serve) {
-			case "", site.ServeApp:
-			case site.ServeMaintenance:
-				return serveMaintenance(c.Context(), name)
-			default:
-				return fmt.Errorf("site %s: mode %s serves %q, which this sitectl does not know", name, os.Getenv(modes.VarMode), serve)
-			}
-			prog, err := exec.LookPath(argv[0])
-			if err != nil {
-				return fmt.Errorf("site %s: cannot run %s: %w", name, argv[0], err)
-			}
-			var env []string
-			for _, kv := range os.Environ() {
-				if !strings.HasPrefix(kv, "SITECTL_") {
-					env = append(env, kv)
-				}
-			}
-			return fmt.Errorf("site %s: cannot run %s: %w", name, prog, syscall.Exec(prog, argv, env))
+			return launcher.Exec(c.Context(), name, argv, e.logf(name))
 		},
 	}
 	c.Flags().BoolVar(&overlap, "overlap", false, "stay the main process and run the app as generations (handoff = \"overlap\")")
@@ -154,24 +125,12 @@ until it is ready, and only then lets the old one drain.
 }
 
 // runLauncher runs the overlapped handoff of a site as its main process.
+// The files it needs (the site file, the mode file, the release symlink)
+// are read here, for each generation; the launcher gets the result.
 func (e *env) runLauncher(ctx context.Context, name string, argv []string) error {
-	logf := func(format string, args ...any) { fmt.Fprintf(e.stderr, "site "+name+": "+format+"\n", args...) }
 	st := modes.Store{Dir: e.dirs.State}
-	// What came from the mode file is replaced by each generation's mode;
-	// the rest of the environment systemd gave is the base of every one.
 	started, _ := st.ReadEnv(name)
-	fromMode := map[string]bool{}
-	for _, kv := range started {
-		fromMode[kv.Name] = true
-	}
-	var base []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if fromMode[k] || k == "NOTIFY_SOCKET" || strings.HasPrefix(k, "LISTEN_") || strings.HasPrefix(k, "WATCHDOG_") {
-			continue
-		}
-		base = append(base, kv)
-	}
+	base := launcher.BaseEnv(os.Environ(), started)
 	files := activation.Files(true)
 	if len(files) == 0 {
 		return fmt.Errorf("site %s: the launcher got no sockets from systemd", name)
@@ -184,12 +143,11 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string) error
 	if err != nil {
 		return err
 	}
-	shim := append([]string{self}, e.dirs.Flags()...)
 	cfg := launcher.Config{
 		Site: name, Argv: argv, Listeners: files, Names: names,
-		RuntimeDir: os.Getenv("RUNTIME_DIRECTORY"), Shim: shim,
+		RuntimeDir: os.Getenv("RUNTIME_DIRECTORY"), Shim: append([]string{self}, e.dirs.Flags()...),
 		Notify: func(state string) { activation.Notify(state) },
-		Logf:   logf,
+		Logf:   e.logf(name),
 		Prepare: func() (launcher.Spec, error) {
 			s, err := e.loadSite(name)
 			if err != nil {
@@ -199,27 +157,14 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string) error
 			if err != nil {
 				return launcher.Spec{}, err
 			}
-			spec := launcher.Spec{Env: append([]string{}, base...), Readiness: s.Readiness, Probe: s.Probe, StartTimeout: s.StartTimeout}
-			for _, kv := range mode {
-				spec.Env = append(spec.Env, kv.Name+"="+kv.Value)
-				switch kv.Name {
-				case modes.VarMode:
-					spec.Mode = kv.Value
-				case modes.VarServe:
-					if site.Serve(kv.Value) == site.ServeMaintenance {
-						// The maintenance server notifies.
-						spec.Readiness = site.ReadinessNotify
-					}
-					spec.Probe = probe.For(s, site.Mode{Serve: site.Serve(kv.Value)})
-				}
-			}
+			dir := ""
 			if s.Workdir != "" {
 				// Each generation resolves the release symlink afresh.
-				if spec.Dir, err = filepath.EvalSymlinks(s.Workdir); err != nil {
+				if dir, err = filepath.EvalSymlinks(s.Workdir); err != nil {
 					return launcher.Spec{}, fmt.Errorf("the working directory: %w", err)
 				}
 			}
-			return spec, nil
+			return launcher.NewSpec(s, mode, base, dir), nil
 		},
 	}
 	if cfg.RuntimeDir == "" {
@@ -228,43 +173,10 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string) error
 	return launcher.Run(ctx, cfg)
 }
 
-// serveMaintenance runs the built-in maintenance server on the sockets
-// systemd passed, until SIGTERM, then drains.
-func serveMaintenance(ctx context.Context, name string) error {
-	page, err := maintenance.LoadPage(os.Getenv(modes.VarPage))
-	if err != nil {
-		return fmt.Errorf("site %s: %w", name, err)
-	}
-	retry, _ := strconv.Atoi(os.Getenv(modes.VarRetryAfter))
-	h, err := maintenance.Handler(maintenance.Config{
-		Site: name, Page: page, StaticDir: os.Getenv(modes.VarStaticDir), RetryAfter: time.Duration(retry) * time.Second,
-	})
-	if err != nil {
-		return fmt.Errorf("site %s: %w", name, err)
-	}
-	byName, err := activation.Listeners()
-	if err != nil {
-		return fmt.Errorf("site %s: %w", name, err)
-	}
-	var ls []net.Listener
-	for _, l := range byName {
-		ls = append(ls, l...)
-	}
-	if len(ls) == 0 {
-		return fmt.Errorf("site %s: %w", name, maintenance.ErrNoListeners)
-	}
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "SITECTL_") {
-			os.Unsetenv(strings.SplitN(kv, "=", 2)[0])
-		}
-	}
-	fmt.Fprintf(os.Stderr, "site %s: serving the maintenance page on %d sockets\n", name, len(ls))
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	if err := activation.Serve(ctx, srv, ls, activation.ServeOptions{}); err != nil && !errors.Is(err, activation.ErrDrainTimeout) {
-		return fmt.Errorf("site %s: %w", name, err)
-	}
-	fmt.Fprintf(os.Stderr, "site %s: maintenance server stopped\n", name)
-	return nil
+// logf writes a site's log lines to standard error, the journal under
+// systemd.
+func (e *env) logf(name string) func(format string, args ...any) {
+	return func(format string, args ...any) { fmt.Fprintf(e.stderr, "site "+name+": "+format+"\n", args...) }
 }
 
 func stateServerCmd(e *env) *cobra.Command {

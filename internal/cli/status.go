@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -256,12 +255,7 @@ func siteStatusOf(st modes.Store, s *site.Site, u control.Unit) (siteStatus, err
 		}
 	}
 	ss.Ready = u.ActiveState == "active" && u.SubState == "running"
-	// The mode file is written before the restart that applies it.
-	if fi, err := os.Stat(st.EnvPath(s.Name)); err == nil && ss.Since != nil {
-		ss.ModeApplied = ss.Ready && !fi.ModTime().After(*ss.Since)
-	} else if os.IsNotExist(err) {
-		ss.ModeApplied = ss.Ready // no state yet: it runs its default mode
-	}
+	ss.ModeApplied = flow.ModeApplied(st, s.Name, u)
 	return ss, nil
 }
 

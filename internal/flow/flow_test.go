@@ -217,3 +217,28 @@ func TestStateFilesStayWhole(t *testing.T) {
 		}
 	}
 }
+
+func TestModeApplied(t *testing.T) {
+	st := modes.Store{Dir: t.TempDir()}
+	s := testSite(t)
+	running := control.Unit{ActiveState: "active", SubState: "running", Since: time.Now()}
+	if !ModeApplied(st, "karl", running) {
+		t.Error("a running site without a mode file does not run its default mode")
+	}
+	if ModeApplied(st, "karl", control.Unit{ActiveState: "inactive", SubState: "dead"}) {
+		t.Error("a stopped site runs its mode")
+	}
+	m, _ := s.Mode("read-only")
+	if err := st.Write(s, m); err != nil {
+		t.Fatal(err)
+	}
+	recorded := time.Now()
+	os.Chtimes(st.EnvPath("karl"), recorded, recorded)
+	for since, want := range map[time.Time]bool{recorded.Add(-time.Second): false, recorded: true, recorded.Add(time.Second): true, {}: false} {
+		u := running
+		u.Since = since
+		if got := ModeApplied(st, "karl", u); got != want {
+			t.Errorf("started %v after the mode was recorded: applied %v, want %v", since.Sub(recorded), got, want)
+		}
+	}
+}

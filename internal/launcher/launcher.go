@@ -40,17 +40,6 @@ import (
 	"github.com/sitectl/sitectl/internal/site"
 )
 
-// Spec is what one generation needs, read afresh for each: the mode may
-// have changed, and the release symlink may point elsewhere.
-type Spec struct {
-	Env          []string // complete, without LISTEN_* and NOTIFY_SOCKET
-	Dir          string   // the working directory, symlinks resolved
-	Mode         string
-	Readiness    site.Readiness
-	Probe        *site.Probe
-	StartTimeout time.Duration
-}
-
 // Config of a launcher. Zero-valued functions do nothing.
 type Config struct {
 	Site      string
@@ -279,7 +268,7 @@ func (l *launcher) startReady(ctx context.Context, notifyPath string) (*generati
 	argv := append(append(append([]string{}, l.cfg.Shim...), "launch", l.cfg.Site, "--"), l.cfg.Argv...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(append([]string{}, spec.Env...),
-		"SITECTL_SET_LISTEN_PID=1",
+		envSetListenPID+"=1",
 		"LISTEN_FDS="+strconv.Itoa(len(files)),
 		"LISTEN_FDNAMES="+strings.Join(names, ":"),
 		"SITE_GENERATION="+strconv.Itoa(g.n))

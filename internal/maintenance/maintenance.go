@@ -7,17 +7,21 @@
 package maintenance
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"mime"
+	"net"
 	"net/http"
 	"os"
 	"path"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sitectl/sitectl/activation"
 )
 
 // HealthPath answers 200 while the maintenance server runs.
@@ -133,3 +137,32 @@ func (h *handler) serveStatic(w http.ResponseWriter, r *http.Request) bool {
 
 // ErrNoListeners is returned when the server has nothing to serve on.
 var ErrNoListeners = errors.New("the maintenance server got no sockets from systemd")
+
+// Run serves the maintenance page on every socket systemd passed this
+// process, until ctx ends or SIGTERM, and then drains (package activation
+// sends READY=1 and STOPPING=1). logf gets a line when it starts and one
+// when it stopped.
+func Run(ctx context.Context, cfg Config, logf func(format string, args ...any)) error {
+	h, err := Handler(cfg)
+	if err != nil {
+		return err
+	}
+	byName, err := activation.Listeners()
+	if err != nil {
+		return err
+	}
+	var ls []net.Listener
+	for _, l := range byName {
+		ls = append(ls, l...)
+	}
+	if len(ls) == 0 {
+		return ErrNoListeners
+	}
+	logf("serving the maintenance page on %d sockets", len(ls))
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if err := activation.Serve(ctx, srv, ls, activation.ServeOptions{}); err != nil && !errors.Is(err, activation.ErrDrainTimeout) {
+		return err
+	}
+	logf("maintenance server stopped")
+	return nil
+}
