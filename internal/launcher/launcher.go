@@ -23,7 +23,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -73,10 +72,6 @@ type generation struct {
 	reaped  bool  // its exit event was taken from the exits channel
 }
 
-type request struct {
-	reply chan string
-}
-
 type launcher struct {
 	cfg      Config
 	notes    chan sdnotify.Message
@@ -88,8 +83,14 @@ type launcher struct {
 	next     int
 }
 
-// errStopping ends a reload when the launcher is told to stop meanwhile.
-var errStopping = errors.New("the site is stopping")
+// Why a reload ends without a new generation serving (with errors.Is).
+var (
+	// errStopping: the launcher was told to stop meanwhile.
+	errStopping = errors.New("the site is stopping")
+	// errServingDied: the serving generation died while its successor
+	// started, and the successor did not come up either.
+	errServingDied = errors.New("the serving generation died meanwhile")
+)
 
 // Run runs the launcher until it is told to stop (SIGTERM) or the current
 // generation dies. It returns nil after a requested stop.
@@ -128,7 +129,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("cannot open the control socket: %w", err)
 	}
 	defer control.Close()
-	go l.serveControl(control)
+	done := make(chan struct{})
+	defer close(done)
+	go l.serveControl(control, done)
 
 	first, err := l.startReady(ctx, ns.Path)
 	if err != nil {
@@ -145,17 +148,17 @@ func Run(ctx context.Context, cfg Config) error {
 	for {
 		select {
 		case req := <-l.requests:
-			result := l.reload(ctx, ns.Path)
-			req.reply <- result
+			h, err := l.reload(ctx, ns.Path)
+			req.reply <- reloadResult{h, err}
 			if l.current == nil {
-				return l.ended(result)
+				return l.ended(err)
 			}
 		case s := <-l.sigs:
 			if s == syscall.SIGHUP {
-				result := l.reload(ctx, ns.Path)
-				cfg.Logf("SIGHUP: %s", result)
+				h, err := l.reload(ctx, ns.Path)
+				cfg.Logf("SIGHUP: %s", reply(reloadResult{h, err}))
 				if l.current == nil {
-					return l.ended(result)
+					return l.ended(err)
 				}
 				continue
 			}
@@ -180,17 +183,23 @@ func Run(ctx context.Context, cfg Config) error {
 // ended is Run's result when a reload left no generation serving: a stop
 // that came in meanwhile, or the serving generation died and its successor
 // did not come up.
-func (l *launcher) ended(result string) error {
-	if strings.Contains(result, "the site is stopping") {
+func (l *launcher) ended(err error) error {
+	if errors.Is(err, errStopping) {
 		return nil
 	}
 	l.stopAll(syscall.SIGTERM)
-	return errors.New("no generation serves: " + strings.TrimPrefix(result, "failed: "))
+	return fmt.Errorf("no generation serves: %w", err)
+}
+
+// handover is a reload that succeeded: the generation that now serves.
+type handover struct {
+	n    int
+	mode string
 }
 
 // reload starts a new generation and hands over to it, or leaves the old one
-// serving. It returns the line the control socket answers.
-func (l *launcher) reload(ctx context.Context, notifyPath string) string {
+// serving and returns why.
+func (l *launcher) reload(ctx context.Context, notifyPath string) (handover, error) {
 	// A clock that cannot be read leaves RELOADING=1 out; systemd 252
 	// (Type=notify) does not need it.
 	reloading, _ := sdnotify.Reloading()
@@ -199,15 +208,15 @@ func (l *launcher) reload(ctx context.Context, notifyPath string) string {
 	if errors.Is(err, errStopping) {
 		l.stopAll(syscall.SIGTERM)
 		l.current = nil
-		return "failed: the site is stopping"
+		return handover{}, err
 	}
 	if err != nil {
 		if l.current == nil {
-			return "failed: " + oneLine(err.Error()) + "; and the serving generation died meanwhile"
+			return handover{}, fmt.Errorf("%w; and %w", err, errServingDied)
 		}
 		l.cfg.Logf("reload failed, generation %d keeps serving: %v", l.current.n, err)
 		l.cfg.Notify("READY=1\nSTATUS=" + l.status() + "; last reload failed: " + oneLine(err.Error()))
-		return "failed: " + oneLine(err.Error())
+		return handover{}, err
 	}
 	old := l.current
 	l.current = g
@@ -221,7 +230,7 @@ func (l *launcher) reload(ctx context.Context, notifyPath string) string {
 		l.cfg.Logf("generation %d (pid %d) serves in mode %s; generation %d (pid %d) drains at %s (%d workers parked for the stop)", g.n, g.cmd.Process.Pid, g.mode, old.n, old.cmd.Process.Pid, nice, parked)
 	}
 	l.cfg.Notify("READY=1\nSTATUS=" + l.status())
-	return fmt.Sprintf("ok: generation %d serves in mode %s", g.n, g.mode)
+	return handover{n: g.n, mode: g.mode}, nil
 }
 
 func (l *launcher) status() string {
@@ -461,50 +470,6 @@ func (l *launcher) stopAll(sig os.Signal) {
 		delete(running, g)
 		l.cfg.Logf("generation %d exited: %s", g.n, describeExit(g.err))
 	}
-}
-
-// serveControl answers "reload" on the control socket, one request per
-// connection, with the reload's result line.
-func (l *launcher) serveControl(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			buf := make([]byte, 64)
-			n, _ := c.Read(buf)
-			if strings.TrimSpace(string(buf[:n])) != "reload" {
-				io.WriteString(c, "failed: unknown request\n")
-				return
-			}
-			req := request{reply: make(chan string, 1)}
-			l.requests <- req
-			io.WriteString(c, <-req.reply+"\n")
-		}()
-	}
-}
-
-// Reload asks the launcher of a site to reload, and waits for the result.
-func Reload(runtimeDir string) error {
-	c, err := net.Dial("unix", filepath.Join(runtimeDir, paths.ControlSocket))
-	if err != nil {
-		return fmt.Errorf("cannot reach the launcher: %w", err)
-	}
-	defer c.Close()
-	if _, err := io.WriteString(c, "reload\n"); err != nil {
-		return err
-	}
-	reply, err := io.ReadAll(c)
-	if err != nil {
-		return err
-	}
-	line := strings.TrimSpace(string(reply))
-	if !strings.HasPrefix(line, "ok") {
-		return errors.New(strings.TrimPrefix(line, "failed: "))
-	}
-	return nil
 }
 
 func describeExit(err error) string {
