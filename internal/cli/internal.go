@@ -86,6 +86,7 @@ the recorded mode is brought up to date with the site file.`,
 
 func launchCmd(e *env) *cobra.Command {
 	var overlap, reload bool
+	var drainTimeout, stopTimeout time.Duration
 	c := &cobra.Command{
 		Use:     "launch SITE [--overlap] -- PROGRAM [ARG...] | launch SITE --reload",
 		GroupID: "internal",
@@ -97,7 +98,9 @@ environment. In a maintenance mode it serves the maintenance page itself.
 
 With --overlap (handoff = "overlap"), sitectl stays the main process and runs the
 app as a generation: a reload starts a new generation on the same sockets, waits
-until it is ready, and only then lets the old one drain.
+until it is ready, and only then lets the old one drain. A draining generation
+that has not exited after --drain-timeout gets SIGTERM on every one of its
+processes, and SIGKILL after --stop-timeout.
 
 --reload (ExecReload=) asks the site's launcher to reload and waits for the result.`,
 		Args: args(1, -1, "a site name, --, and the program to run"),
@@ -114,20 +117,22 @@ until it is ready, and only then lets the old one drain.
 			}
 			argv := a[1:]
 			if overlap {
-				return e.runLauncher(c.Context(), name, argv)
+				return e.runLauncher(c.Context(), name, argv, drainTimeout, stopTimeout)
 			}
 			return launcher.Exec(c.Context(), name, argv, e.logf(name))
 		},
 	}
 	c.Flags().BoolVar(&overlap, "overlap", false, "stay the main process and run the app as generations (handoff = \"overlap\")")
 	c.Flags().BoolVar(&reload, "reload", false, "ask the site's launcher to reload, and wait for the result")
+	c.Flags().DurationVar(&drainTimeout, "drain-timeout", 0, "with --overlap: how long a generation told to drain may take to exit before every process of it is stopped (0: no limit)")
+	c.Flags().DurationVar(&stopTimeout, "stop-timeout", 5*time.Second, "with --overlap: how long those processes get after SIGTERM before SIGKILL")
 	return c
 }
 
 // runLauncher runs the overlapped handoff of a site as its main process.
 // The files it needs (the site file, the mode file, the release symlink)
 // are read here, for each generation; the launcher gets the result.
-func (e *env) runLauncher(ctx context.Context, name string, argv []string) error {
+func (e *env) runLauncher(ctx context.Context, name string, argv []string, drainTimeout, stopTimeout time.Duration) error {
 	st := modes.Store{Dir: e.dirs.State}
 	started, _ := st.ReadEnv(name)
 	base := launcher.BaseEnv(os.Environ(), started)
@@ -148,6 +153,9 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string) error
 		RuntimeDir: os.Getenv("RUNTIME_DIRECTORY"), Shim: append([]string{self}, e.dirs.Flags()...),
 		Notify: func(state string) { activation.Notify(state) },
 		Logf:   e.logf(name),
+		// The failsafe of a draining generation; INVOCATION_ID, which
+		// every generation inherits, marks its daemons.
+		DrainTimeout: drainTimeout, StopTimeout: stopTimeout, Invocation: os.Getenv("INVOCATION_ID"),
 		Prepare: func() (launcher.Spec, error) {
 			s, err := e.loadSite(name)
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/probe"
@@ -39,6 +40,9 @@ func startProcess(c Command) (Process, error) {
 	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
 	cmd.Env, cmd.Dir, cmd.ExtraFiles = c.Env, c.Dir, c.Files
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	// A session of its own marks the generation's processes for the
+	// failsafe (see failsafe.go).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -58,8 +62,21 @@ type generation struct {
 	pid     int
 	mode    string
 	release string
-	err     error // set when exited
-	reaped  bool  // its exit event was taken from the exits channel
+	err     error         // set when exited
+	exited  chan struct{} // closed when exited
+	reaped  bool          // its exit event was taken from the exits channel
+	// forced: the failsafe sent SIGTERM; killReported: and said so.
+	forced, killReported bool
+}
+
+// hasExited tells whether the generation's main process has exited.
+func (g *generation) hasExited() bool {
+	select {
+	case <-g.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 // startReady starts the next generation and waits until it is ready; a
@@ -70,7 +87,7 @@ func (l *launcher) startReady(ctx context.Context) (*generation, error) {
 		return nil, fmt.Errorf("cannot prepare generation %d: %w", l.next+1, err)
 	}
 	l.next++
-	g := &generation{n: l.next, mode: spec.Mode, release: spec.Dir}
+	g := &generation{n: l.next, mode: spec.Mode, release: spec.Dir, exited: make(chan struct{})}
 	var ps *probeSocket
 	if spec.Probe != nil {
 		if ps, err = openProbe(l.cfg.RuntimeDir, g.n); err != nil {
@@ -100,6 +117,7 @@ func (l *launcher) start(g *generation, spec Spec, ps *probeSocket) error {
 	g.proc, g.pid = proc, proc.Pid()
 	go func() {
 		g.err = proc.Wait()
+		close(g.exited)
 		l.exits <- g
 	}()
 	where := ""

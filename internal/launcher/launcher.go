@@ -67,6 +67,16 @@ type Config struct {
 	// Quiet is when a ready generation has finished starting; Max < 0
 	// hands over as soon as it is ready.
 	Quiet Quiet
+	// DrainTimeout is how long a generation told to drain may take to
+	// exit; then the failsafe stops every process of it (see failsafe.go).
+	// Zero: no failsafe.
+	DrainTimeout time.Duration
+	// StopTimeout is how long the failsafe's SIGTERM may take before
+	// SIGKILL; default 5s.
+	StopTimeout time.Duration
+	// Invocation is the unit's INVOCATION_ID, which every generation
+	// inherits: with SITE_GENERATION, it finds a generation's daemons.
+	Invocation string
 }
 
 func (cfg Config) withDefaults() Config {
@@ -82,6 +92,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.Start == nil {
 		cfg.Start = startProcess
 	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 5 * time.Second
+	}
 	return cfg
 }
 
@@ -92,9 +105,12 @@ type launcher struct {
 	exits      chan *generation
 	requests   chan request
 	sigs       <-chan os.Signal
+	failsafes  chan failsafeEvent
+	done       chan struct{} // closed when Run returns
 	current    *generation
 	old        map[*generation]bool // told to drain, not yet exited
 	next       int
+	notice     string // what the failsafe did, until the next handover
 }
 
 // Why a reload ends without a new generation serving (with errors.Is).
@@ -132,12 +148,14 @@ func Run(ctx context.Context, cfg Config) error {
 // socket. closeAll undoes it.
 func open(cfg Config) (*launcher, func(), error) {
 	l := &launcher{
-		cfg:      cfg,
-		notes:    make(chan sdnotify.Message, 16),
-		exits:    make(chan *generation, 16),
-		requests: make(chan request),
-		sigs:     cfg.Signals,
-		old:      map[*generation]bool{},
+		cfg:       cfg,
+		notes:     make(chan sdnotify.Message, 16),
+		exits:     make(chan *generation, 16),
+		requests:  make(chan request),
+		sigs:      cfg.Signals,
+		failsafes: make(chan failsafeEvent, 16),
+		done:      make(chan struct{}),
+		old:       map[*generation]bool{},
 	}
 	var undo []func()
 	closeAll := func() {
@@ -167,9 +185,8 @@ func open(cfg Config) (*launcher, func(), error) {
 		closeAll()
 		return nil, nil, fmt.Errorf("cannot open the control socket: %w", err)
 	}
-	done := make(chan struct{})
-	undo = append(undo, func() { control.Close() }, func() { close(done) })
-	go l.serveControl(control, done)
+	undo = append(undo, func() { control.Close() }, func() { close(l.done) })
+	go l.serveControl(control, l.done)
 	return l, closeAll, nil
 }
 
@@ -199,6 +216,8 @@ func (l *launcher) serve(ctx context.Context) error {
 			if err := l.exited(g); err != nil {
 				return err
 			}
+		case ev := <-l.failsafes:
+			l.failsafe(ev)
 		case <-l.notes: // late or stray notifications: the state is ours
 		}
 	}
@@ -256,7 +275,7 @@ func (l *launcher) reload(ctx context.Context) (handover, error) {
 		return handover{}, err
 	}
 	old := l.current
-	l.current = g
+	l.current, l.notice = g, ""
 	if old != nil {
 		l.drain(old)
 	}
@@ -273,6 +292,7 @@ func (l *launcher) drain(old *generation) {
 		nice = fmt.Sprintf("nice %d", drainPriority)
 	}
 	parked := drainParked(procRoot, old.pid, defaultPark)
+	l.arm(old)
 	g := l.current
 	l.cfg.Logf("generation %d (pid %d) serves in mode %s; generation %d (pid %d) drains at %s (%d workers parked for the stop)", g.n, g.pid, g.mode, old.n, old.pid, nice, parked)
 }
@@ -286,6 +306,9 @@ func (l *launcher) status() string {
 	}
 	if n := len(l.old); n > 0 {
 		s += fmt.Sprintf(", %d draining", n)
+	}
+	if l.notice != "" {
+		s += "; " + l.notice
 	}
 	return s
 }

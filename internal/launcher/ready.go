@@ -89,6 +89,8 @@ func (s *startup) next() (done bool, err error) {
 		return s.deadlinePassed()
 	case sig := <-s.l.sigs:
 		return s.signal(sig)
+	case ev := <-s.l.failsafes:
+		s.l.failsafe(ev)
 	}
 	return false, nil
 }

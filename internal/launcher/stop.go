@@ -28,6 +28,7 @@ func (l *launcher) discard(g *generation) {
 			l.reaped(e)
 		case <-kill.C:
 			g.proc.Signal(syscall.SIGKILL)
+			signalAll(l.members(g), syscall.SIGKILL)
 		}
 	}
 }
@@ -36,6 +37,9 @@ func (l *launcher) discard(g *generation) {
 func (l *launcher) reaped(g *generation) {
 	delete(l.old, g)
 	l.cfg.Logf("generation %d drained and exited: %s", g.n, describeExit(g.err))
+	if g.forced {
+		l.killed(g)
+	}
 	if l.current != nil {
 		l.cfg.Notify("STATUS=" + l.status())
 	}

@@ -218,7 +218,9 @@ func renderService(s *site.Site, opts Options) Unit {
 	svc.set("ExecStartPre", "+"+commandLine(opts.sitectl("prepare", s.Name)))
 	launch := opts.sitectl("launch", s.Name)
 	if overlap {
-		launch = append(launch, "--overlap")
+		// The launcher stops a draining generation that outlives its
+		// drain timeout itself: systemd stops only whole units.
+		launch = append(launch, "--overlap", "--drain-timeout", systemdSpan(s.DrainTimeout), "--stop-timeout", systemdSpan(s.StopTimeout))
 	}
 	svc.set("ExecStart", commandLine(append(append(launch, "--"), s.Exec...)))
 	if overlap {
