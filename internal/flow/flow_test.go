@@ -15,15 +15,21 @@ import (
 )
 
 // fakeSystemd plays systemd: a restart starts the service in whatever mode
-// the mode file records, and modes listed in failing do not come up.
+// the mode file records, and modes listed in failing do not come up. A
+// reload is an overlap site's handover: the launcher (the main PID) stays,
+// and a failing mode leaves the old generation serving.
 type fakeSystemd struct {
-	store    modes.Store
-	site     string
-	failing  map[string]bool
-	pid      int
-	state    string
-	restarts []string // the mode of each restart
-	resets   int
+	store     modes.Store
+	site      string
+	failing   map[string]bool
+	pid       int
+	state     string
+	restarts  []string // the mode of each restart
+	reloads   []string // the mode of each reload
+	resets    int
+	notLoaded bool
+	unitsErr  error
+	onUnits   func(f *fakeSystemd) // called before each read of the unit
 }
 
 func (f *fakeSystemd) Restart(ctx context.Context, unit string) error {
@@ -39,12 +45,26 @@ func (f *fakeSystemd) Restart(ctx context.Context, unit string) error {
 }
 
 func (f *fakeSystemd) Reload(ctx context.Context, unit string) error {
-	return f.Restart(ctx, unit)
+	mode, _, _ := f.store.Current(f.site)
+	f.reloads = append(f.reloads, mode)
+	if f.failing[mode] {
+		return &control.JobError{Verb: "reload", Unit: unit, Result: "failed"}
+	}
+	return nil
 }
 
 func (f *fakeSystemd) ResetFailed(ctx context.Context, unit string) error { f.resets++; return nil }
 
 func (f *fakeSystemd) UnitsByName(ctx context.Context, names ...string) ([]control.Unit, error) {
+	if f.onUnits != nil {
+		f.onUnits(f)
+	}
+	if f.unitsErr != nil {
+		return nil, f.unitsErr
+	}
+	if f.notLoaded {
+		return nil, nil
+	}
 	sub := "running"
 	if f.state != "active" {
 		sub = "failed"
