@@ -105,7 +105,7 @@ func connect() (*Manager, error) {
 // Close the connection.
 func (m *Manager) Close() { m.conn.Close() }
 
-// JobFunc is one of go-systemd's *UnitContext job methods.
+// jobFunc is one of go-systemd's *UnitContext job methods.
 type jobFunc func(ctx context.Context, name, mode string, ch chan<- string) (int, error)
 
 // Restart restarts a unit and waits for the job to finish.

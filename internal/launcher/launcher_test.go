@@ -121,17 +121,6 @@ func (h *harness) waitFor(s string) string {
 	}
 }
 
-func (h *harness) saw(s string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, e := range h.events {
-		if strings.Contains(e, s) {
-			return true
-		}
-	}
-	return false
-}
-
 func (h *harness) log() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()

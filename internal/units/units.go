@@ -70,7 +70,7 @@ type Unit struct {
 	WantedBy string
 }
 
-// Names of a site's units.
+// ServiceName is the service unit of a site.
 func ServiceName(siteName string) string { return "site-" + siteName + ".service" }
 
 // socketName is the socket unit for the listeners named fdName; the site's
