@@ -30,10 +30,10 @@ func TestRunHook(t *testing.T) {
 }
 
 func TestReportResult(t *testing.T) {
-	if r := (Report{}).Result(); r != "ok" {
+	if r := (Report{}).result(); r != "ok" {
 		t.Errorf("empty report: %s", r)
 	}
-	if r := (Report{HookFailures: []string{"x"}}).Result(); r != "hook-failed" {
+	if r := (Report{HookFailures: []string{"x"}}).result(); r != "hook-failed" {
 		t.Errorf("failed hook: %s", r)
 	}
 }

@@ -40,7 +40,7 @@ const (
 
 // Record is what the report leaves in the journal for site.
 func (r Report) Record(site string) Record {
-	return Record{Site: site, Result: r.Result(), Leftovers: len(r.Leftovers), Remaining: len(r.Remaining), HookFailures: r.HookFailures, HooksRun: r.HooksRun}
+	return Record{Site: site, Result: r.result(), Leftovers: len(r.Leftovers), Remaining: len(r.Remaining), HookFailures: r.HookFailures, HooksRun: r.HooksRun}
 }
 
 // Message is the record's one line for a person reading the journal.

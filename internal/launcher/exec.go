@@ -25,7 +25,7 @@ import (
 // launcher). It returns only on failure, or when the maintenance server
 // stopped.
 func Exec(ctx context.Context, name string, argv []string, logf func(format string, args ...any)) error {
-	SetListenPID()
+	setListenPID()
 	switch serve := site.Serve(os.Getenv(modes.VarServe)); serve {
 	case "", site.ServeApp:
 	case site.ServeMaintenance:
@@ -37,7 +37,7 @@ func Exec(ctx context.Context, name string, argv []string, logf func(format stri
 	if err != nil {
 		return fmt.Errorf("site %s: cannot run %s: %w", name, argv[0], err)
 	}
-	return fmt.Errorf("site %s: cannot run %s: %w", name, prog, syscall.Exec(prog, argv, AppEnv(os.Environ())))
+	return fmt.Errorf("site %s: cannot run %s: %w", name, prog, syscall.Exec(prog, argv, appEnv(os.Environ())))
 }
 
 // serveMaintenance runs the maintenance server with the mode's settings.

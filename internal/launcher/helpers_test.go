@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 // It writes what it got to GEN_REPORT/gen-N (N its generation), and serves
 // 200 on the probe socket when it has one.
 func helperGeneration() {
-	SetListenPID()
+	setListenPID()
 	behave := map[string]string{}
 	for _, b := range strings.Split(os.Getenv("GEN_START"), ",") {
 		k, v, _ := strings.Cut(b, ":")

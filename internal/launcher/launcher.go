@@ -14,7 +14,7 @@
 // A generation is started through `sitectl launch` with
 // SITECTL_SET_LISTEN_PID=1, which sets LISTEN_PID to its own pid and then
 // execs the app, so the pid the app sees is its own (systemd's LISTEN_PID
-// trap; see SetListenPID). It is ready when it sends READY=1 to the
+// trap; see setListenPID). It is ready when it sends READY=1 to the
 // launcher's notify socket (sites with readiness = "notify"; the kernel's
 // credentials prove the sender), and then, when the site has a probe, when
 // an HTTP GET through a private socket that only this generation serves

@@ -70,10 +70,10 @@ func BaseEnv(environ []string, startMode []site.EnvVar) []string {
 	return base
 }
 
-// AppEnv is environ without sitectl's own variables (SITECTL_*: what to
+// appEnv is environ without sitectl's own variables (SITECTL_*: what to
 // serve, the maintenance page, the LISTEN_PID handshake): what the app
 // sees.
-func AppEnv(environ []string) []string { return slices.DeleteFunc(slices.Clone(environ), isOwnVar) }
+func appEnv(environ []string) []string { return slices.DeleteFunc(slices.Clone(environ), isOwnVar) }
 
 // isOwnVar tells whether an assignment is one of sitectl's own variables.
 func isOwnVar(kv string) bool { return strings.HasPrefix(kv, "SITECTL_") }
@@ -81,12 +81,12 @@ func isOwnVar(kv string) bool { return strings.HasPrefix(kv, "SITECTL_") }
 // envSetListenPID asks a generation's shim to set LISTEN_PID to its own pid.
 const envSetListenPID = "SITECTL_SET_LISTEN_PID"
 
-// SetListenPID is the generation's half of the LISTEN_PID handshake. The
+// setListenPID is the generation's half of the LISTEN_PID handshake. The
 // launcher cannot know a generation's pid before it forks, and the sockets
 // must be for the pid the app sees (systemd's LISTEN_PID rule), so it
 // starts the generation with SITECTL_SET_LISTEN_PID=1, and the shim (the
 // generation's first process, which execs the app) calls this.
-func SetListenPID() {
+func setListenPID() {
 	if os.Getenv(envSetListenPID) == "1" {
 		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
 	}

@@ -39,19 +39,19 @@ func TestBaseAndAppEnv(t *testing.T) {
 	if got, want := BaseEnv(environ, started), []string{"PATH=/bin", "INVOCATION_ID=abc"}; !slices.Equal(got, want) {
 		t.Errorf("BaseEnv = %q, want %q", got, want)
 	}
-	if got, want := AppEnv([]string{"A=1", "SITECTL_SERVE=app", "SITECTL_SET_LISTEN_PID=1", "B=SITECTL_X"}), []string{"A=1", "B=SITECTL_X"}; !slices.Equal(got, want) {
+	if got, want := appEnv([]string{"A=1", "SITECTL_SERVE=app", "SITECTL_SET_LISTEN_PID=1", "B=SITECTL_X"}), []string{"A=1", "B=SITECTL_X"}; !slices.Equal(got, want) {
 		t.Errorf("AppEnv = %q, want %q", got, want)
 	}
 }
 
 func TestSetListenPID(t *testing.T) {
 	t.Setenv("LISTEN_PID", "1")
-	SetListenPID()
+	setListenPID()
 	if os.Getenv("LISTEN_PID") != "1" {
 		t.Fatal("LISTEN_PID changed without the launcher asking")
 	}
 	t.Setenv(envSetListenPID, "1")
-	SetListenPID()
+	setListenPID()
 	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
 		t.Fatalf("LISTEN_PID = %s, want this process's pid", os.Getenv("LISTEN_PID"))
 	}

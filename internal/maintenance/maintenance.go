@@ -48,10 +48,10 @@ type Config struct {
 	RetryAfter time.Duration // default 120s
 }
 
-// Handler returns the maintenance server's handler. The static directory is
+// newHandler returns the maintenance server's handler. The static directory is
 // opened as an os.Root, so no request can reach outside it, by ".." or by a
 // symlink; directories are never listed.
-func Handler(cfg Config) (http.Handler, error) {
+func newHandler(cfg Config) (http.Handler, error) {
 	if len(cfg.Page) == 0 {
 		cfg.Page = []byte(defaultPage)
 	}
@@ -135,15 +135,15 @@ func (h *handler) serveStatic(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// ErrNoListeners is returned when the server has nothing to serve on.
-var ErrNoListeners = errors.New("the maintenance server got no sockets from systemd")
+// errNoListeners is returned when the server has nothing to serve on.
+var errNoListeners = errors.New("the maintenance server got no sockets from systemd")
 
 // Run serves the maintenance page on every socket systemd passed this
 // process, until ctx ends or SIGTERM, and then drains (package activation
 // sends READY=1 and STOPPING=1). logf gets a line when it starts and one
 // when it stopped.
 func Run(ctx context.Context, cfg Config, logf func(format string, args ...any)) error {
-	h, err := Handler(cfg)
+	h, err := newHandler(cfg)
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func Run(ctx context.Context, cfg Config, logf func(format string, args ...any))
 		ls = append(ls, l...)
 	}
 	if len(ls) == 0 {
-		return ErrNoListeners
+		return errNoListeners
 	}
 	logf("serving the maintenance page on %d sockets", len(ls))
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}

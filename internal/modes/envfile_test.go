@@ -141,8 +141,8 @@ func TestEnvFileOfAMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	env, err := st.ReadEnv("karl")
-	if err != nil || !slices.Equal(env, Environment(m)) {
-		t.Fatalf("read back %q, %v; want %q", env, err, Environment(m))
+	if err != nil || !slices.Equal(env, modeEnvironment(m)) {
+		t.Fatalf("read back %q, %v; want %q", env, err, modeEnvironment(m))
 	}
 	if cur, ok, err := st.Current("karl"); cur != "maint" || !ok || err != nil {
 		t.Fatalf("Current = %q %v %v", cur, ok, err)

@@ -29,10 +29,10 @@ const (
 	VarRetryAfter = "SITECTL_RETRY_AFTER"
 )
 
-// Environment is what the mode file of mode m holds: SITE_MODE, what
+// modeEnvironment is what the mode file of mode m holds: SITE_MODE, what
 // sitectl launch serves, the maintenance server's settings, and the mode's
 // own variables.
-func Environment(m site.Mode) []site.EnvVar {
+func modeEnvironment(m site.Mode) []site.EnvVar {
 	env := []site.EnvVar{{Name: VarMode, Value: m.Name}, {Name: VarServe, Value: string(m.Serve)}}
 	if m.Serve == site.ServeMaintenance {
 		if m.Page != "" {
@@ -50,7 +50,7 @@ func Environment(m site.Mode) []site.EnvVar {
 // variable the file cannot carry exactly, which the site file's checks
 // already refuse.
 func EnvFile(s *site.Site, m site.Mode) ([]byte, error) {
-	data, err := marshalEnv(fmt.Sprintf("The current mode of site %s, written by sitectl. Do not edit: use `sitectl mode`.", s.Name), Environment(m))
+	data, err := marshalEnv(fmt.Sprintf("The current mode of site %s, written by sitectl. Do not edit: use `sitectl mode`.", s.Name), modeEnvironment(m))
 	if err != nil {
 		return nil, fmt.Errorf("cannot write mode %s of site %s: %w", m.Name, s.Name, err)
 	}

@@ -20,7 +20,7 @@ const (
 
 	EnvConfigDir   = "SITECTL_CONFIG_DIR"
 	EnvStateDir    = "SITECTL_STATE_DIR"
-	EnvStateSocket = "SITECTL_STATE_SOCKET"
+	envStateSocket = "SITECTL_STATE_SOCKET"
 )
 
 // Dirs are the two directories sitectl works in. The zero value is not
@@ -30,8 +30,8 @@ type Dirs struct {
 	State  string // the mode state of every site; owned by sitectl
 }
 
-// Defaults are the packaged directories.
-func Defaults() Dirs { return Dirs{Config: DefaultConfigDir, State: DefaultStateDir} }
+// defaults are the packaged directories.
+func defaults() Dirs { return Dirs{Config: DefaultConfigDir, State: DefaultStateDir} }
 
 // FromEnv is Defaults with SITECTL_CONFIG_DIR and SITECTL_STATE_DIR applied
 // when they are set and not empty.
@@ -42,7 +42,7 @@ func FromEnv(getenv func(string) string) Dirs {
 // StateSocket is where sitectl's state service listens: SITECTL_STATE_SOCKET
 // when set, else DefaultStateSocket.
 func StateSocket(getenv func(string) string) string {
-	return envOr(getenv, EnvStateSocket, DefaultStateSocket)
+	return envOr(getenv, envStateSocket, DefaultStateSocket)
 }
 
 func envOr(getenv func(string) string, name, def string) string {

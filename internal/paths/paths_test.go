@@ -11,7 +11,7 @@ import (
 // The layout is a contract with the packages (tmpfiles.d, the state
 // service's socket unit), the docs and hosts already in use: pin it.
 func TestLayout(t *testing.T) {
-	d := Defaults()
+	d := defaults()
 	for got, want := range map[string]string{
 		d.SiteFile("karl"):       "/etc/sitectl/sites/karl.toml",
 		d.SiteState("karl"):      "/var/lib/sitectl/sites/karl",
@@ -30,7 +30,7 @@ func TestLayout(t *testing.T) {
 func TestFromEnvAndFlags(t *testing.T) {
 	env := map[string]string{}
 	getenv := func(k string) string { return env[k] }
-	if d := FromEnv(getenv); d != Defaults() || len(d.Flags()) != 0 || StateSocket(getenv) != DefaultStateSocket {
+	if d := FromEnv(getenv); d != defaults() || len(d.Flags()) != 0 || StateSocket(getenv) != DefaultStateSocket {
 		t.Fatalf("no environment: %+v, flags %q, socket %s", d, d.Flags(), StateSocket(getenv))
 	}
 	env[EnvStateDir] = "/srv/state"
@@ -38,7 +38,7 @@ func TestFromEnvAndFlags(t *testing.T) {
 	if want := []string{"--state-dir", "/srv/state"}; !slices.Equal(d.Flags(), want) {
 		t.Errorf("flags %q, want %q", d.Flags(), want)
 	}
-	env[EnvConfigDir], env[EnvStateSocket] = "/srv/sites", "/tmp/s.sock"
+	env[EnvConfigDir], env[envStateSocket] = "/srv/sites", "/tmp/s.sock"
 	d = FromEnv(getenv)
 	if want := []string{"--config-dir", "/srv/sites", "--state-dir", "/srv/state"}; !slices.Equal(d.Flags(), want) {
 		t.Errorf("flags %q, want %q", d.Flags(), want)
@@ -58,7 +58,7 @@ func TestPackagingAgrees(t *testing.T) {
 	for file, want := range map[string][]string{
 		"../../packaging/systemd/sitectl-state.socket":   {"ListenStream=" + DefaultStateSocket},
 		"../../packaging/systemd/sitectl-state@.service": {"ReadWritePaths=" + DefaultStateDir},
-		"../../packaging/tmpfiles.d/sitectl.conf":        {"d " + DefaultStateDir + " ", "d " + path.Dir(Defaults().SiteState("x")) + " "},
+		"../../packaging/tmpfiles.d/sitectl.conf":        {"d " + DefaultStateDir + " ", "d " + path.Dir(defaults().SiteState("x")) + " "},
 	} {
 		data, err := os.ReadFile(file)
 		if err != nil {
