@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 }
 
 // helperGeneration is a generation, started by the launcher as
-// "SHIM launch SITE -- ARGV": it plays the shim (SetListenPID) and the app.
+// "SHIM launch SITE -- ARGV": it plays the shim (setListenPID) and the app.
 // GEN_START says how it behaves (comma-separated):
 //
 //	die           exit 3 at once
