@@ -46,17 +46,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Printf(levelErr, "%v; no site units generated", err)
 		return exitCode(dryrun)
 	}
-	for _, m := range res.Errors {
-		log.Printf(levelErr, "%v", m)
+	opts := units.Options{Dirs: dirs}
+	res = generator.Checked(res, opts)
+	lines, skipped := generator.Mistakes(res.Errors)
+	if log.kmsg != nil && len(lines) > kmsgBurst-2 {
+		// The kernel drops what a writer sends to /dev/kmsg beyond 10
+		// lines in 5 s: say how to see the rest rather than lose it
+		// silently, and keep a line for the summary.
+		more := len(lines) - (kmsgBurst - 3)
+		lines = append(lines[:kmsgBurst-3], fmt.Sprintf("%d more lines about skipped sites not logged: sitectl check %s/*.toml shows every mistake", more, dirs.Config))
 	}
-	skipped := map[string]bool{}
-	for _, m := range res.Errors {
-		if !skipped[m.File] {
-			skipped[m.File] = true
-			log.Printf(levelErr, "%s: site skipped: no units generated for it", m.File)
-		}
+	for _, l := range lines {
+		log.Printf(levelErr, "%s", l)
 	}
-	files := generator.Files(res.Sites, units.Options{Dirs: dirs})
+	files := generator.Files(res.Sites, opts)
 	if dryrun {
 		if err := generator.Print(stdout, files); err != nil {
 			return 1
@@ -70,9 +73,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Printf(levelErr, "%v", err)
 		return 0
 	}
-	log.Printf(levelInfo, "generated units for %d sites from %s (%d skipped)", len(res.Sites), dirs.Config, len(skipped))
+	log.Printf(levelInfo, "generated units for %d sites from %s (%d skipped)", len(res.Sites), dirs.Config, skipped)
 	return 0
 }
+
+// kmsgBurst is how many lines the kernel takes from one writer of /dev/kmsg
+// at a time (printk_devkmsg=ratelimit: 10 lines per 5 s).
+const kmsgBurst = 10
 
 // exitCode is 0 under systemd, which must never see a failed boot because of
 // a site file, and 1 for an operator's dry run.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/internal/generator"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -20,7 +21,10 @@ func checkCmd(e *env) *cobra.Command {
 		Long: `Check site files. Every mistake of every file is reported on its own line as
 FILE:LINE:COL: what is wrong. The files are also checked against the other sites
 of the config directory, so a listener two sites would share is found before the
-file is put in place. Nothing is written.
+file is put in place. Each site's units are also read back the way systemd reads
+them: a value they would not carry as written is a mistake too. A file that is not
+a regular file (a pipe, a device, a directory) or is larger than 1 MiB is refused
+without being read. Nothing is written.
 
 Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 		Example: `  sitectl check /etc/sitectl/sites/*.toml
@@ -34,7 +38,7 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 				}
 				names = map[string]string{files[0]: name}
 			}
-			res := site.LoadFiles(files, installedSites(e, files, name), names)
+			res := generator.Checked(site.LoadFiles(files, installedSites(e, files, name), names), e.unitOptions())
 			if asJSON {
 				if err := writeCheckJSON(e, files, res); err != nil {
 					return err

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,12 +29,12 @@ func (e *env) loadSite(name string) (*site.Site, error) {
 	if err := site.ValidateName(name); err != nil {
 		return nil, withCode(exitUsage, err)
 	}
-	data, err := os.ReadFile(e.dirs.SiteFile(name))
-	if os.IsNotExist(err) {
+	data, err := site.ReadFile(e.dirs.SiteFile(name))
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, withCode(exitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, e.dirs.SiteFile(name)))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cannot read site %s: %w", name, err)
+		return nil, withCode(siteReadCode(err), fmt.Errorf("cannot read site %s: %w", name, err))
 	}
 	s, err := site.Parse(e.dirs.SiteFile(name), data)
 	if err != nil {

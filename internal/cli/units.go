@@ -39,6 +39,7 @@ If any file has a mistake, the mistakes are printed and nothing is written.`,
 			} else {
 				res = site.LoadFiles(files, installedSites(e, files, ""), nil)
 			}
+			res = generator.Checked(res, e.unitOptions())
 			for _, m := range res.Errors {
 				fmt.Fprintln(e.stderr, m.Error())
 			}

@@ -30,7 +30,7 @@ func findConflicts(sites []*Site, others ...*Site) Errors {
 		for _, l := range s.Listeners {
 			if prev, ok := idx.collision(l); ok {
 				errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col,
-					Msg: fmt.Sprintf("listener %s %s", l.Endpoint(), collision(prev.l, fmt.Sprintf("%s:%d:%d of site %s", prev.site.File, prev.l.Line, prev.l.Col, prev.site.Name)))})
+					Msg: fmt.Sprintf("listener %s %s", described(l), collision(prev.l, fmt.Sprintf("%s:%d:%d of site %s", prev.site.File, prev.l.Line, prev.l.Col, prev.site.Name)))})
 			}
 		}
 		idx.add(s)
@@ -58,25 +58,44 @@ func newListenerIndex() *listenerIndex {
 func (x *listenerIndex) add(s *Site) {
 	for _, l := range s.Listeners {
 		o := owned{s, l}
-		x.exact[l.Endpoint()] = append(x.exact[l.Endpoint()], o)
+		for _, k := range exactKeys(l) {
+			x.exact[k] = append(x.exact[k], o)
+		}
 		if l.Kind == TCP {
 			ap := netip.MustParseAddrPort(l.Address)
 			x.byPort[ap.Port()] = append(x.byPort[ap.Port()], o)
-			if ap.Addr().IsUnspecified() {
+			if ap.Addr().IsUnspecified() || ap.Addr().Unmap().IsUnspecified() {
 				x.wildcard[ap.Port()] = append(x.wildcard[ap.Port()], o)
 			}
 		}
 	}
 }
 
-func (x *listenerIndex) collision(l Listener) (owned, bool) {
-	candidates := x.exact[l.Endpoint()]
+// exactKeys are the index keys under which a listener can meet an equal
+// one: a TCP address with IPv4-mapped addresses unmapped, a unix path as
+// written and as resolved.
+func exactKeys(l Listener) []string {
 	if l.Kind == TCP {
 		ap := netip.MustParseAddrPort(l.Address)
-		if ap.Addr().IsUnspecified() {
+		return []string{netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()}
+	}
+	if l.Resolved != "" && l.Resolved != l.Path {
+		return []string{l.Path, l.Resolved}
+	}
+	return []string{l.Path}
+}
+
+func (x *listenerIndex) collision(l Listener) (owned, bool) {
+	var candidates []owned
+	for _, k := range exactKeys(l) {
+		candidates = append(candidates, x.exact[k]...)
+	}
+	if l.Kind == TCP {
+		ap := netip.MustParseAddrPort(l.Address)
+		if ap.Addr().Unmap().IsUnspecified() {
 			candidates = x.byPort[ap.Port()] // a wildcard may collide with any address
 		} else {
-			candidates = append(slices.Clone(candidates), x.wildcard[ap.Port()]...)
+			candidates = append(candidates, x.wildcard[ap.Port()]...)
 		}
 	}
 	for _, c := range candidates {
@@ -108,7 +127,9 @@ func LoadDir(dir string) (Result, error) {
 	}
 	var paths []string
 	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".toml") || strings.HasPrefix(e.Name(), ".") {
+		// Anything named NAME.toml is meant as a site file, whatever its
+		// type: ReadFile says why a directory or a pipe is not one.
+		if !strings.HasSuffix(e.Name(), ".toml") || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		paths = append(paths, filepath.Join(dir, e.Name()))
@@ -124,24 +145,82 @@ func LoadDir(dir string) (Result, error) {
 func LoadFiles(paths []string, others []*Site, names map[string]string) Result {
 	var res Result
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		data, err := ReadFile(p)
 		if err != nil {
-			res.Errors = append(res.Errors, &Error{File: p, Line: 1, Col: 1, Msg: fmt.Sprintf("cannot read the file: %v", unwrapPath(err))})
+			res.Errors = append(res.Errors, fileError(p, err))
 			continue
 		}
 		name := NameFromFile(p)
 		if n := names[p]; n != "" {
 			name = n
 		}
-		s, err := parseNamed(p, name, data)
+		s, err := ParseNamed(p, name, data)
 		if err != nil {
 			res.Errors = append(res.Errors, err.(Errors)...)
+			continue
+		}
+		if errs := resolveListeners(s); len(errs) > 0 {
+			res.Errors = append(res.Errors, errs...)
 			continue
 		}
 		res.Sites = append(res.Sites, s)
 	}
 	res.Sites, res.Errors = dropConflicting(res.Sites, others, res.Errors)
 	return res
+}
+
+// resolveListeners sets Resolved on the site's unix listeners, and finds two
+// of them that reach one socket through a symlinked directory (the parser,
+// which reads no file system, finds those written alike). What cannot be
+// resolved now is compared as written: a directory created later (under
+// /run, say, at boot after the generator ran) or a symlink changed after
+// the check.
+func resolveListeners(s *Site) Errors {
+	var errs Errors
+	for i := range s.Listeners {
+		l := &s.Listeners[i]
+		if l.Kind != Unix {
+			continue
+		}
+		l.Resolved = resolveExisting(l.Path)
+		for _, prev := range s.Listeners[:i] {
+			if prev.Kind == Unix && prev.Path != l.Path && overlaps(prev, *l) {
+				errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col,
+					Msg: fmt.Sprintf("listener %s %s", described(*l), collision(prev, fmt.Sprintf("line %d of this file", prev.Line)))})
+				break
+			}
+		}
+	}
+	return errs
+}
+
+// described names a listener, with its resolved path when that differs.
+func described(l Listener) string {
+	if l.Resolved != "" {
+		return l.Path + " (" + l.Resolved + " once symlinks are resolved)"
+	}
+	return l.Endpoint()
+}
+
+// resolveExisting resolves the symlinks of the longest leading part of p
+// that exists, and keeps the rest as written. It returns "" if nothing
+// changes.
+func resolveExisting(p string) string {
+	dir, rest := filepath.Dir(p), filepath.Base(p)
+	for {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			if r := filepath.Join(real, rest); r != p {
+				return r
+			}
+			return ""
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+		dir = parent
+	}
 }
 
 // dropConflicting moves sites whose listeners collide (with each other or
@@ -170,10 +249,13 @@ func dropConflicting(sites, others []*Site, errs Errors) ([]*Site, Errors) {
 	return valid, errs
 }
 
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
+// fileError puts a file that could not be read into the list of mistakes,
+// at 1:1 so that every entry has a position.
+func fileError(path string, err error) *Error {
+	msg := err.Error()
+	var fe *FileError
+	if errors.As(err, &fe) {
+		msg = fe.Reason
 	}
-	return err
+	return &Error{File: path, Line: 1, Col: 1, Msg: msg}
 }

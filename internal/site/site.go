@@ -138,11 +138,15 @@ type Listener struct {
 	Kind    ListenerKind
 	Address string // TCP: host:port, IPv6 hosts in brackets
 	Path    string // Unix: absolute socket path
-	Owner   string // Unix only
-	Group   string // Unix only
-	Mode    os.FileMode
-	Line    int // where it was declared, for conflict reports
-	Col     int
+	// Resolved is Path with the symlinks of its directories resolved, set
+	// by the loader when the directories exist at load time: two paths
+	// that reach one socket through a symlinked directory collide.
+	Resolved string
+	Owner    string // Unix only
+	Group    string // Unix only
+	Mode     os.FileMode
+	Line     int // where it was declared, for conflict reports
+	Col      int
 }
 
 // Endpoint is the address or the path, whichever the listener has.
@@ -220,7 +224,7 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
 const reservedSuffix = "-reload"
 
 // ValidateName checks a site name: lowercase ASCII letters, digits and single
-// hyphens, starting with a letter, at most MaxNameLength characters.
+// hyphens, starting with a letter, at most maxNameLength characters.
 func ValidateName(name string) error {
 	if err := validateIdent("site", name); err != nil {
 		return err

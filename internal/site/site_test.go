@@ -2,9 +2,10 @@ package site
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
-	"unicode/utf8"
 )
 
 func TestValidateName(t *testing.T) {
@@ -56,7 +57,17 @@ func TestOverlap(t *testing.T) {
 		{tcp("[::]:80"), tcp("[::1]:80"), true},
 		{tcp("0.0.0.0:80"), tcp("[::1]:80"), false},
 		{tcp("0.0.0.0:80"), tcp("[::]:80"), true},
+		{tcp("[::ffff:127.0.0.1]:80"), tcp("127.0.0.1:80"), true}, // IPv4-mapped is IPv4
+		{tcp("127.0.0.1:80"), tcp("[::ffff:127.0.0.1]:80"), true},
+		{tcp("[::ffff:127.0.0.1]:80"), tcp("127.0.0.2:80"), false},
+		{tcp("[::ffff:0.0.0.0]:80"), tcp("127.0.0.1:80"), true}, // the mapped IPv4 wildcard
+		{tcp("[::ffff:0.0.0.0]:80"), tcp("[::1]:80"), false},
+		{tcp("[::ffff:127.0.0.1]:80"), tcp("[::]:80"), true},
+		{tcp("[::ffff:127.0.0.1]:80"), tcp("0.0.0.0:80"), true},
 		{unix("/run/a.sock"), unix("/run/a.sock"), true},
+		{Listener{Kind: Unix, Path: "/srv/link/a.sock", Resolved: "/srv/real/a.sock"}, unix("/srv/real/a.sock"), true},
+		{unix("/srv/real/a.sock"), Listener{Kind: Unix, Path: "/srv/link/a.sock", Resolved: "/srv/real/a.sock"}, true},
+		{Listener{Kind: Unix, Path: "/a/s", Resolved: "/r/s"}, Listener{Kind: Unix, Path: "/b/s", Resolved: "/r/s"}, true},
 		{unix("/run/a.sock"), unix("/run/b.sock"), false},
 		{unix("/run/a.sock"), tcp("127.0.0.1:80"), false},
 	}
@@ -149,37 +160,6 @@ func TestFileNameGivesInvalidName(t *testing.T) {
 	}
 }
 
-// FuzzParse: any input gives a site or positioned errors; never a panic, never
-// an error without a position inside the file.
-func FuzzParse(f *testing.F) {
-	f.Add([]byte("exec = [\"/bin/a\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"))
-	f.Add([]byte("exec = [\"/usr/bin/gunicorn\"]\nserver = \"gunicorn\"\nlisten = [{ path = \"/run/x.sock\", mode = \"0600\" }]\n[modes.ro]\nenvironment = { A = \"b\" }\n[modes.m]\nserve = \"maintenance\"\n"))
-	f.Add([]byte("a.b.c = 1\n[x]\n[[x.y]]\nz = [1, [2], {q = 3}]\n"))
-	f.Add([]byte("listen = [[1]]\nmodes = 3\nmodes2 = { a = { b = 1 } }\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := Parse("f.toml", data)
-		if err == nil {
-			if s == nil || len(s.Exec) == 0 || len(s.Listeners) == 0 {
-				t.Fatalf("valid site without exec or listeners: %+v", s)
-			}
-			return
-		}
-		var errs Errors
-		if !errors.As(err, &errs) || len(errs) == 0 {
-			t.Fatalf("error %v is not a list of positioned errors", err)
-		}
-		lines := strings.Count(string(data), "\n") + 1
-		for _, e := range errs {
-			if e.Line < 1 || e.Line > lines || e.Col < 1 {
-				t.Fatalf("error outside the file (%d lines): %v", lines, e)
-			}
-			if !utf8.ValidString(e.Msg) && utf8.Valid(data) {
-				t.Fatalf("message is not valid UTF-8: %q", e.Msg)
-			}
-		}
-	})
-}
-
 // FuzzValidateName: whatever passes is safe in a unit name and a path.
 func FuzzValidateName(f *testing.F) {
 	for _, s := range []string{"karl", "../x", "", "a-b", "x.service", "a/b", "ü"} {
@@ -194,4 +174,44 @@ func FuzzValidateName(f *testing.F) {
 			t.Fatalf("ValidateName accepted unsafe name %q", name)
 		}
 	})
+}
+
+// A unix socket reached through a symlinked directory is the socket at its
+// real path: within one site and across sites, also below a directory that
+// does not exist yet (the part that exists is resolved).
+func TestSymlinkedSocketDirectoriesCollide(t *testing.T) {
+	dir := t.TempDir()
+	real, link := dir+"/real", dir+"/link"
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name+".toml")
+		if err := os.WriteFile(p, []byte("exec = [\"/bin/a\"]\n"+body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("a", "[[listen]]\npath = \""+real+"/app.sock\"\n")
+	b := write("b", "[[listen]]\npath = \""+link+"/app.sock\"\n")
+	c := write("c", "[[listen]]\npath = \""+real+"/app.sock\"\n[[listen]]\npath = \""+link+"/sub/../app.sock\"\n")
+	d := write("d", "[[listen]]\npath = \""+link+"/later/x.sock\"\n[[listen]]\npath = \""+real+"/later/x.sock\"\n")
+	res := LoadFiles([]string{a, b}, nil, nil)
+	want := b + ":3:8: listener " + link + "/app.sock (" + real + "/app.sock once symlinks are resolved) collides with listener " + real + "/app.sock at " + a + ":3:8 of site a"
+	if len(res.Sites) != 1 || len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0].Error(), want) {
+		t.Errorf("across sites: %d sites, errors %v\nwant %s", len(res.Sites), res.Errors, want)
+	}
+	// Within one file the parser already refuses ../ (not simplest form);
+	// a symlinked directory is found by the loader.
+	res = LoadFiles([]string{c}, nil, nil)
+	if len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "is not in its simplest form") {
+		t.Errorf("c: %v", res.Errors)
+	}
+	res = LoadFiles([]string{d}, nil, nil)
+	if len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0].Error(), d+":5:8: listener "+real+"/later/x.sock collides with listener "+link+"/later/x.sock at line 3") {
+		t.Errorf("within one site, below a directory that does not exist yet: %v", res.Errors)
+	}
 }

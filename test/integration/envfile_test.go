@@ -38,25 +38,6 @@ var trickyValues = []string{
 	"vt\x0bff\x0c",
 }
 
-// tomlString writes s as a TOML basic string.
-func tomlString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
-}
-
 // The mode file sitectl writes reaches the app exactly: through systemd's
 // EnvironmentFile= (restart handoff: systemd parses the file) and through
 // sitectl's own reader (overlap: the launcher reads it for each generation).
