@@ -49,7 +49,7 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 				}
 			}
 			if len(res.Errors) > 0 {
-				return reported{ExitUsage}
+				return reported{exitUsage}
 			}
 			return nil
 		},
@@ -62,7 +62,7 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 // installedSites are the valid sites of the config directory other than
 // those being checked; a checked file must not collide with them.
 func installedSites(e *env, files []string, name string) []*site.Site {
-	res, err := site.LoadDir(e.configDir)
+	res, err := site.LoadDir(e.dirs.Config)
 	if err != nil {
 		return nil
 	}

@@ -1,20 +1,16 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/internal/cleanup"
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/modes"
@@ -48,41 +44,7 @@ type siteStatus struct {
 	Ready       bool           `json:"ready"`
 	// LastCleanup is what the last stop's cleanup found and did (status
 	// only, read from the journal; nil when unknown).
-	LastCleanup *cleanupStatus `json:"last_cleanup,omitempty"`
-}
-
-type cleanupStatus struct {
-	Time         time.Time `json:"time"`
-	Result       string    `json:"result"` // ok or hook-failed
-	Leftovers    int       `json:"leftovers"`
-	Remaining    int       `json:"remaining"`
-	HookFailures []string  `json:"hook_failures"`
-}
-
-// lastCleanup reads the last cleanup record of a site from the journal. It
-// is best effort: without journal access there is none.
-func lastCleanup(name string) *cleanupStatus {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "-o", "json", "-n", "1",
-		"SITECTL_EVENT=cleanup", "SITECTL_SITE="+name).Output()
-	if err != nil || len(bytes.TrimSpace(out)) == 0 {
-		return nil
-	}
-	var rec map[string]any
-	if json.Unmarshal(out, &rec) != nil {
-		return nil
-	}
-	str := func(k string) string { v, _ := rec[k].(string); return v }
-	num := func(k string) int { n, _ := strconv.Atoi(str(k)); return n }
-	cs := &cleanupStatus{Result: str("SITECTL_RESULT"), Leftovers: num("SITECTL_LEFTOVERS"), Remaining: num("SITECTL_REMAINING"), HookFailures: []string{}}
-	if usec, err := strconv.ParseInt(str("__REALTIME_TIMESTAMP"), 10, 64); err == nil {
-		cs.Time = time.UnixMicro(usec).UTC()
-	}
-	if f := str("SITECTL_HOOK_FAILURES"); f != "" {
-		cs.HookFailures = strings.Split(f, "\n")
-	}
-	return cs
+	LastCleanup *cleanup.Record `json:"last_cleanup,omitempty"`
 }
 
 func statusCmd(e *env) *cobra.Command {
@@ -101,7 +63,7 @@ systemd, the listeners and the release (the working directory, symlinks resolved
 				return err
 			}
 			for i := range sts {
-				sts[i].LastCleanup = lastCleanup(sts[i].Name)
+				sts[i].LastCleanup = cleanup.Last(c.Context(), sts[i].Name)
 			}
 			if asJSON {
 				return writeJSON(e.stdout, sts)
@@ -206,7 +168,7 @@ func printStatus(e *env, s siteStatus) {
 func (e *env) statuses(ctx context.Context, names []string) ([]siteStatus, error) {
 	var sites []*site.Site
 	if len(names) == 0 {
-		res, err := site.LoadDir(e.configDir)
+		res, err := site.LoadDir(e.dirs.Config)
 		if err != nil {
 			return nil, err
 		}
@@ -245,7 +207,7 @@ func (e *env) statuses(ctx context.Context, names []string) ([]siteStatus, error
 	for _, u := range us {
 		byName[u.Name] = u
 	}
-	st := modes.Store{Dir: e.stateDir}
+	st := modes.Store{Dir: e.dirs.State}
 	out := make([]siteStatus, 0, len(sites))
 	for i, s := range sites {
 		u, ok := byName[unitNames[i]]
@@ -293,12 +255,7 @@ func siteStatusOf(st modes.Store, s *site.Site, u control.Unit) (siteStatus, err
 		}
 	}
 	ss.Ready = u.ActiveState == "active" && u.SubState == "running"
-	// The mode file is written before the restart that applies it.
-	if fi, err := os.Stat(st.EnvPath(s.Name)); err == nil && ss.Since != nil {
-		ss.ModeApplied = ss.Ready && !fi.ModTime().After(*ss.Since)
-	} else if os.IsNotExist(err) {
-		ss.ModeApplied = ss.Ready // no state yet: it runs its default mode
-	}
+	ss.ModeApplied = flow.ModeApplied(st, s.Name, u)
 	return ss, nil
 }
 
@@ -316,7 +273,7 @@ func historyCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			state, err := modes.Store{Dir: e.stateDir}.ReadState(s.Name)
+			state, err := modes.Store{Dir: e.dirs.State}.ReadState(s.Name)
 			if err != nil {
 				return err
 			}

@@ -112,7 +112,7 @@ func checkNameArgs(c *cobra.Command, a []string, kinds []argKind) error {
 			err = site.ValidateModeName(arg)
 		}
 		if err != nil {
-			return withCode(ExitUsage, fmt.Errorf("%w; nothing was done", err))
+			return withCode(exitUsage, fmt.Errorf("%w; nothing was done", err))
 		}
 	}
 	return nil
@@ -154,9 +154,9 @@ func siteReadCode(err error) int {
 	var fe *site.FileError
 	switch {
 	case errors.As(err, &fe) && fe.Err == nil:
-		return ExitUsage
+		return exitUsage
 	case errors.Is(err, fs.ErrPermission):
-		return ExitDenied
+		return exitDenied
 	}
-	return ExitFailed
+	return exitFailed
 }

@@ -28,7 +28,7 @@ var nonNameArgs = map[string]string{
 // without running any verb for real (cleanup would stop processes).
 func stubbed(t *testing.T) (*cobra.Command, *[]string, *bytes.Buffer) {
 	var stderr bytes.Buffer
-	root := NewRoot(&bytes.Buffer{}, &stderr)
+	root := newRoot(&bytes.Buffer{}, &stderr)
 	var ran []string
 	walkCommands(root, func(c *cobra.Command) {
 		if c.Runnable() {
@@ -47,7 +47,7 @@ func exitOf(root *cobra.Command, args []string) int {
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
-		return ExitOK
+		return exitOK
 	}
 	if r, ok := err.(reported); ok {
 		return r.code
@@ -86,7 +86,7 @@ func TestEveryVerbRefusesBadNames(t *testing.T) {
 					args = append(args, "--", "/bin/true")
 				}
 				code := exitOf(root, args)
-				if code != ExitUsage || len(*ran) > 0 {
+				if code != exitUsage || len(*ran) > 0 {
 					t.Errorf("sitectl %q: exit %d, ran %v; want exit 2 before anything runs (stderr %q)", args, code, *ran, stderr.String())
 				}
 				checked++
@@ -123,12 +123,12 @@ func TestGoodNamesReachTheVerb(t *testing.T) {
 		{"launch", "karl", "--", "../not-checked", "ARG"}, {"status"}, {"status", "a", "b-2"}, {"history", "karl"},
 	} {
 		root, ran, stderr := stubbed(t)
-		if code := exitOf(root, args); code != ExitOK || len(*ran) != 1 {
+		if code := exitOf(root, args); code != exitOK || len(*ran) != 1 {
 			t.Errorf("sitectl %q: exit %d, ran %v, stderr %q", args, code, *ran, stderr.String())
 		}
 	}
 	root, _, _ := stubbed(t)
-	if code := exitOf(root, []string{"status", "a", "../b"}); code != ExitUsage {
+	if code := exitOf(root, []string{"status", "a", "../b"}); code != exitUsage {
 		t.Errorf("status with a bad second name: exit %d, want 2", code)
 	}
 }
@@ -153,12 +153,12 @@ func TestEveryDurationFlagHasAFloor(t *testing.T) {
 			for _, v := range []string{"-1s", "0", "0s", "1ns", "999ms", "-5m", "soon"} {
 				root, ran, stderr := stubbed(t)
 				code := exitOf(root, append(append([]string{}, base...), "--"+f.Name, v))
-				if code != ExitUsage || len(*ran) > 0 {
+				if code != exitUsage || len(*ran) > 0 {
 					t.Errorf("%s --%s %s: exit %d, ran %v; want exit 2 (stderr %q)", c.CommandPath(), f.Name, v, code, *ran, stderr.String())
 				}
 			}
 			root, ran, stderr := stubbed(t)
-			if code := exitOf(root, append(append([]string{}, base...), "--"+f.Name, "1s")); code != ExitOK || len(*ran) != 1 {
+			if code := exitOf(root, append(append([]string{}, base...), "--"+f.Name, "1s")); code != exitOK || len(*ran) != 1 {
 				t.Errorf("%s --%s 1s: exit %d, stderr %q", c.CommandPath(), f.Name, code, stderr.String())
 			}
 		})

@@ -105,3 +105,22 @@ func Print(w io.Writer, files []File) error {
 	}
 	return nil
 }
+
+// Mistakes words the errors of skipped sites for the log, grouped by file:
+// each mistake, then that the site was skipped. It returns the lines and
+// the number of files skipped.
+func Mistakes(errs site.Errors) ([]string, int) {
+	var files []string
+	byFile := map[string][]string{}
+	for _, m := range errs {
+		if _, seen := byFile[m.File]; !seen {
+			files = append(files, m.File)
+		}
+		byFile[m.File] = append(byFile[m.File], m.Error())
+	}
+	var lines []string
+	for _, f := range files {
+		lines = append(append(lines, byFile[f]...), f+": site skipped: no units generated for it")
+	}
+	return lines, len(files)
+}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -22,7 +23,7 @@ func TestCheckedSkipsUnitsThatWouldNotSayWhatTheFileSays(t *testing.T) {
 		t.Fatalf("default options: %+v", res)
 	}
 	for _, dir := range []string{"/var/lib/x\nExecStartPre=/bin/evil", "/var/lib/x\r"} {
-		res := Checked(site.Result{Sites: []*site.Site{s}}, units.Options{StateDir: dir})
+		res := Checked(site.Result{Sites: []*site.Site{s}}, units.Options{Dirs: paths.Dirs{State: dir}})
 		if len(res.Sites) != 0 || len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0].Error(), "/etc/sitectl/sites/karl.toml:1:1: site-karl.service would not say what the site file says") {
 			t.Errorf("state dir %q: %+v %v", dir, res.Sites, res.Errors)
 		}
@@ -34,7 +35,7 @@ func TestMistakesAreGroupedByFile(t *testing.T) {
 	errs := site.Errors{
 		{File: "a.toml", Line: 1, Col: 1, Msg: "one"}, {File: "b.toml", Line: 2, Col: 3, Msg: "two"}, {File: "a.toml", Line: 4, Col: 5, Msg: "three"},
 	}
-	lines, n := mistakes(errs)
+	lines, n := Mistakes(errs)
 	want := []string{"a.toml:1:1: one", "a.toml:4:5: three", "a.toml: site skipped: no units generated for it", "b.toml:2:3: two", "b.toml: site skipped: no units generated for it"}
 	if n != 2 || strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got %d files:\n%s", n, strings.Join(lines, "\n"))

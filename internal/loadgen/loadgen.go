@@ -124,7 +124,7 @@ func one(client *http.Client, cfg Config, start time.Time) Result {
 	resp, err := client.Get(cfg.URL)
 	if err != nil {
 		r.Latency = time.Since(start)
-		r.Outcome, r.Detail = Classify(err), err.Error()
+		r.Outcome, r.Detail = classify(err), err.Error()
 		return r
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -132,7 +132,7 @@ func one(client *http.Client, cfg Config, start time.Time) Result {
 	r.Latency = time.Since(start)
 	r.Status, r.Header, r.Body = resp.StatusCode, resp.Header, string(body)
 	if err != nil {
-		r.Outcome, r.Detail = Classify(err), err.Error()
+		r.Outcome, r.Detail = classify(err), err.Error()
 		return r
 	}
 	if err := cfg.Check(resp.StatusCode, resp.Header, r.Body); err != nil {
@@ -143,8 +143,8 @@ func one(client *http.Client, cfg Config, start time.Time) Result {
 	return r
 }
 
-// Classify names what went wrong with a request.
-func Classify(err error) Outcome {
+// classify names what went wrong with a request.
+func classify(err error) Outcome {
 	var ne net.Error
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):

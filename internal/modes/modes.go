@@ -1,25 +1,23 @@
 // Package modes keeps the current run mode of each site under the state
 // directory. The mode is stored as the environment file that the site's
-// service reads through EnvironmentFile= (see units.ModeEnvFile): SITE_MODE,
+// service reads through EnvironmentFile= (see paths.Dirs.ModeEnvFile): SITE_MODE,
 // what sitectl launch must serve, and the mode's own variables. Every write
 // is atomic, so a crash leaves the old mode or the new one, never a torn file.
 package modes
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
-	"github.com/sitectl/sitectl/internal/units"
 )
 
 // Variables sitectl puts in a mode's environment file besides the mode's own.
@@ -31,41 +29,32 @@ const (
 	VarRetryAfter = "SITECTL_RETRY_AFTER"
 )
 
-// EnvFile renders the environment file for a site in mode m.
-func EnvFile(s *site.Site, m site.Mode) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "# The current mode of site %s, written by sitectl. Do not edit: use `sitectl mode`.\n", s.Name)
-	line := func(k, v string) { fmt.Fprintf(&b, "%s=%s\n", k, quote(v)) }
-	line(VarMode, m.Name)
-	line(VarServe, string(m.Serve))
+// modeEnvironment is what the mode file of mode m holds: SITE_MODE, what
+// sitectl launch serves, the maintenance server's settings, and the mode's
+// own variables.
+func modeEnvironment(m site.Mode) []site.EnvVar {
+	env := []site.EnvVar{{Name: VarMode, Value: m.Name}, {Name: VarServe, Value: string(m.Serve)}}
 	if m.Serve == site.ServeMaintenance {
 		if m.Page != "" {
-			line(VarPage, m.Page)
+			env = append(env, site.EnvVar{Name: VarPage, Value: m.Page})
 		}
 		if m.StaticDir != "" {
-			line(VarStaticDir, m.StaticDir)
+			env = append(env, site.EnvVar{Name: VarStaticDir, Value: m.StaticDir})
 		}
-		line(VarRetryAfter, strconv.FormatInt(int64(m.RetryAfter/time.Second), 10))
+		env = append(env, site.EnvVar{Name: VarRetryAfter, Value: strconv.FormatInt(int64(m.RetryAfter/time.Second), 10)})
 	}
-	for _, e := range m.Environment {
-		line(e.Name, e.Value)
-	}
-	return b.Bytes()
+	return append(env, m.Environment...)
 }
 
-// quote writes a value for systemd's environment-file parser: double quotes,
-// with the characters that parser treats specially escaped.
-func quote(v string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range v {
-		if strings.ContainsRune("\"\\`$", r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
+// EnvFile renders the mode file of site s in mode m. It fails only for a
+// variable the file cannot carry exactly, which the site file's checks
+// already refuse.
+func EnvFile(s *site.Site, m site.Mode) ([]byte, error) {
+	data, err := marshalEnv(fmt.Sprintf("The current mode of site %s, written by sitectl. Do not edit: use `sitectl mode`.", s.Name), modeEnvironment(m))
+	if err != nil {
+		return nil, fmt.Errorf("cannot write mode %s of site %s: %w", m.Name, s.Name, err)
 	}
-	b.WriteByte('"')
-	return b.String()
+	return data, nil
 }
 
 // Store is the state directory.
@@ -73,29 +62,63 @@ type Store struct {
 	Dir string
 }
 
+func (st Store) paths() paths.Dirs { return paths.Dirs{State: st.Dir} }
+
 // EnvPath is where the mode environment file of a site lives.
-func (st Store) EnvPath(name string) string { return units.ModeEnvFile(st.Dir, name) }
+func (st Store) EnvPath(name string) string { return st.paths().ModeEnvFile(name) }
 
 // Current returns the mode recorded for a site; ok is false when the site
 // has no state yet (it then starts in its default mode).
 func (st Store) Current(name string) (mode string, ok bool, err error) {
-	data, err := os.ReadFile(st.EnvPath(name))
+	data, err := readBounded(st.EnvPath(name), maxEnvFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
 	}
 	if err != nil {
 		return "", false, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		if v, found := strings.CutPrefix(sc.Text(), VarMode+"="); found {
-			if u, err := strconv.Unquote(v); err == nil {
-				v = u
-			}
-			return v, true, nil
+	env, err := parseEnvFile(st.EnvPath(name), data)
+	if err != nil {
+		return "", false, err
+	}
+	for _, v := range env {
+		if v.Name == VarMode {
+			return v.Value, true, nil
 		}
 	}
-	return "", false, fmt.Errorf("the mode file %s of site %s has no %s line", st.EnvPath(name), name, VarMode)
+	return "", false, fmt.Errorf("the mode file %s of site %s has no %s", st.EnvPath(name), name, VarMode)
+}
+
+// ReadEnv returns the variables of a site's mode file, as systemd reads
+// them for the service.
+func (st Store) ReadEnv(name string) ([]site.EnvVar, error) {
+	data, err := readBounded(st.EnvPath(name), maxEnvFile)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
+	}
+	return parseEnvFile(st.EnvPath(name), data)
+}
+
+func parseEnvFile(path string, data []byte) ([]site.EnvVar, error) {
+	env, err := ParseEnv(data)
+	if err != nil {
+		return nil, fmt.Errorf("the mode file %s: %w", path, err)
+	}
+	return env, nil
+}
+
+// readBounded reads a file of at most limit bytes.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(data)) > limit {
+		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return data, err
 }
 
 // Write records m as the current mode of s.
@@ -103,7 +126,11 @@ func (st Store) Write(s *site.Site, m site.Mode) error {
 	if err := st.siteDir(s.Name); err != nil {
 		return err
 	}
-	return atomicfile.Write(st.EnvPath(s.Name), EnvFile(s, m), 0o644)
+	data, err := EnvFile(s, m)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(st.EnvPath(s.Name), data, 0o644)
 }
 
 // siteDir creates the state directory of a site, readable by all: the
@@ -111,7 +138,7 @@ func (st Store) Write(s *site.Site, m site.Mode) error {
 // The permissions are set explicitly, since the umask of whoever creates
 // them (a unit's UMask=0027, say) would take that away.
 func (st Store) siteDir(name string) error {
-	dir := filepath.Dir(st.EnvPath(name))
+	dir := st.paths().SiteState(name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("cannot create the state directory of site %s: %w", name, err)
 	}

@@ -11,18 +11,14 @@ import (
 	"strings"
 )
 
-// DefaultConfigDir is where site files live unless --config-dir or
-// SITECTL_CONFIG_DIR say otherwise.
-const DefaultConfigDir = "/etc/sitectl/sites"
-
-// Conflicts finds listeners that two sites both claim. Among sites, the
+// findConflicts finds listeners that two sites both claim. Among sites, the
 // later one by name gets the error, pointing at the earlier one; others are
 // sites already in place, and a site colliding with one of them always gets
 // the error. Nothing is changed.
 //
 // Listeners are indexed by unix path, by TCP address and port, and by port
 // for wildcard addresses, so the check is linear in the number of sites.
-func Conflicts(sites []*Site, others ...*Site) Errors {
+func findConflicts(sites []*Site, others ...*Site) Errors {
 	sorted := slices.Clone(sites)
 	slices.SortFunc(sorted, func(a, b *Site) int { return strings.Compare(a.Name, b.Name) })
 	idx := newListenerIndex()
@@ -103,7 +99,7 @@ func (x *listenerIndex) collision(l Listener) (owned, bool) {
 		}
 	}
 	for _, c := range candidates {
-		if Overlap(c.l, l) {
+		if overlaps(c.l, l) {
 			return c, true
 		}
 	}
@@ -138,15 +134,15 @@ func LoadDir(dir string) (Result, error) {
 		}
 		paths = append(paths, filepath.Join(dir, e.Name()))
 	}
-	return LoadFiles(paths, nil), nil
+	return LoadFiles(paths, nil, nil), nil
 }
 
 // LoadFiles parses the given files and checks them against each other (and
 // against others, already valid sites that are not among the files, such as
 // the rest of the site directory when one new file is checked). names may
-// override the name of a file (path → name); missing entries use the file
-// name.
-func LoadFiles(paths []string, others []*Site, names ...map[string]string) Result {
+// override the name of a file (path → name); files without an entry, and
+// all files when names is nil, are named after the file.
+func LoadFiles(paths []string, others []*Site, names map[string]string) Result {
 	var res Result
 	for _, p := range paths {
 		data, err := ReadFile(p)
@@ -155,8 +151,8 @@ func LoadFiles(paths []string, others []*Site, names ...map[string]string) Resul
 			continue
 		}
 		name := NameFromFile(p)
-		if len(names) > 0 && names[0][p] != "" {
-			name = names[0][p]
+		if n := names[p]; n != "" {
+			name = n
 		}
 		s, err := ParseNamed(p, name, data)
 		if err != nil {
@@ -188,7 +184,7 @@ func resolveListeners(s *Site) Errors {
 		}
 		l.Resolved = resolveExisting(l.Path)
 		for _, prev := range s.Listeners[:i] {
-			if prev.Kind == Unix && prev.Path != l.Path && Overlap(prev, *l) {
+			if prev.Kind == Unix && prev.Path != l.Path && overlaps(prev, *l) {
 				errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col,
 					Msg: fmt.Sprintf("listener %s %s", described(*l), collision(prev, fmt.Sprintf("line %d of this file", prev.Line)))})
 				break
@@ -243,7 +239,7 @@ func dropConflicting(sites, others []*Site, errs Errors) ([]*Site, Errors) {
 			rest = append(rest, o)
 		}
 	}
-	conflicts := Conflicts(sites, rest...)
+	conflicts := findConflicts(sites, rest...)
 	bad := map[string]bool{}
 	for _, e := range conflicts {
 		bad[e.File] = true

@@ -235,22 +235,22 @@ func (p *parser) defaults(s *Site, root *tomlpos.Value) {
 	if s.Handoff == "" {
 		s.Handoff = HandoffRestart
 	}
-	setDefault(&s.DrainTimeout, DefaultDrainTimeout)
-	setDefault(&s.StopTimeout, DefaultStopTimeout)
-	setDefault(&s.StartTimeout, DefaultStartTimeout)
-	setDefault(&s.CleanupTimeout, DefaultCleanupTimeout)
+	setDefault(&s.DrainTimeout, defaultDrainTimeout)
+	setDefault(&s.StopTimeout, defaultStopTimeout)
+	setDefault(&s.StartTimeout, defaultStartTimeout)
+	setDefault(&s.CleanupTimeout, defaultCleanupTimeout)
 
 	// The two modes every site has unless the file redefines them.
-	if _, ok := s.Mode(DefaultMode); !ok {
-		s.Modes = append(s.Modes, Mode{Name: DefaultMode, Serve: ServeApp})
+	if _, ok := s.Mode(defaultModeName); !ok {
+		s.Modes = append(s.Modes, Mode{Name: defaultModeName, Serve: ServeApp})
 	}
 	if _, ok := s.Mode(string(ServeMaintenance)); !ok {
-		s.Modes = append(s.Modes, Mode{Name: string(ServeMaintenance), Serve: ServeMaintenance, RetryAfter: DefaultRetryAfter})
+		s.Modes = append(s.Modes, Mode{Name: string(ServeMaintenance), Serve: ServeMaintenance, RetryAfter: defaultRetryAfter})
 	}
 	slices.SortFunc(s.Modes, func(a, b Mode) int { return strings.Compare(a.Name, b.Name) })
 
 	if s.DefaultMode == "" {
-		s.DefaultMode = DefaultMode
+		s.DefaultMode = defaultModeName
 	} else if _, ok := s.Mode(s.DefaultMode); !ok {
 		p.errorf(root.Get(keyDefaultMode).Pos, "default_mode %q is not one of the site's modes (%s)", s.DefaultMode, strings.Join(s.ModeNames(), ", "))
 	}
@@ -323,8 +323,8 @@ func (p *parser) intRange(key string, v *tomlpos.Value, lo, hi int64) int {
 	return int(v.Int)
 }
 
-// MaxDuration bounds every timeout in a site file.
-const MaxDuration = 24 * time.Hour
+// maxDuration bounds every timeout in a site file.
+const maxDuration = 24 * time.Hour
 
 func (p *parser) duration(key string, v *tomlpos.Value) time.Duration {
 	if v.Kind == tomlpos.Integer {
@@ -341,8 +341,8 @@ func (p *parser) duration(key string, v *tomlpos.Value) time.Duration {
 		p.errorf(v.Pos, "%s %q is not a duration: write it like \"30s\", \"1m30s\" or \"500ms\"", key, printable(s))
 	case d <= 0:
 		p.errorf(v.Pos, "%s must be longer than zero", key)
-	case d > MaxDuration:
-		p.errorf(v.Pos, "%s %s is longer than the limit of %s", key, s, MaxDuration)
+	case d > maxDuration:
+		p.errorf(v.Pos, "%s %s is longer than the limit of %s", key, s, maxDuration)
 	case d%time.Millisecond != 0:
 		p.errorf(v.Pos, "%s %s is finer than a millisecond, which systemd cannot express", key, s)
 	default:
@@ -570,7 +570,7 @@ func (p *parser) listeners(v *tomlpos.Value) []Listener {
 }
 
 func (p *parser) listener(t *tomlpos.Value) (Listener, bool) {
-	l := Listener{Name: DefaultListenerName, Line: t.Pos.Line, Col: t.Pos.Col}
+	l := Listener{Name: defaultListenerName, Line: t.Pos.Line, Col: t.Pos.Col}
 	before := len(p.errs)
 	fields(p, "in a listen entry", t, listenKeys, &l)
 	if a := t.Get(keyListenAddress); a != nil {
@@ -602,7 +602,7 @@ func (p *parser) listener(t *tomlpos.Value) (Listener, bool) {
 func (p *parser) listenerConsistency(ls []Listener) {
 	for i, l := range ls {
 		for _, prev := range ls[:i] {
-			if Overlap(prev, l) {
+			if overlaps(prev, l) {
 				p.errorf(tomlpos.Pos{Line: l.Line, Col: l.Col}, "listener %s %s", l.Endpoint(), collision(prev, fmt.Sprintf("line %d of this file", prev.Line)))
 				break
 			}
@@ -620,14 +620,14 @@ func collision(prev Listener, where string) string {
 	return fmt.Sprintf("collides with listener %s at %s: both cannot be bound at once", prev.Endpoint(), where)
 }
 
-// Overlap reports whether two listeners cannot both be bound: the same unix
+// overlaps reports whether two listeners cannot both be bound: the same unix
 // path (as written, or with its directories' symlinks resolved, when the
 // loader could resolve them), or the same TCP port where the addresses are
 // equal or either is a wildcard. An IPv4-mapped IPv6 address
 // ([::ffff:127.0.0.1]) is the IPv4 address it maps: the kernel refuses to
 // bind both. sitectl binds IPv6 wildcards dual-stack (BindIPv6Only=both),
 // so [::] takes the port on every IPv4 address too.
-func Overlap(a, b Listener) bool {
+func overlaps(a, b Listener) bool {
 	if a.Kind != b.Kind {
 		return false
 	}
@@ -695,7 +695,7 @@ func (p *parser) modes(v *tomlpos.Value) []Mode {
 		m := Mode{Name: name, Serve: ServeApp}
 		fields(p, "in mode "+name, t, modeKeys, &m)
 		if m.Serve == ServeMaintenance {
-			setDefault(&m.RetryAfter, DefaultRetryAfter)
+			setDefault(&m.RetryAfter, defaultRetryAfter)
 		} else {
 			for _, k := range []string{keyModePage, keyModeStaticDir, keyModeRetryAfter} {
 				if kv := t.Get(k); kv != nil {
@@ -727,7 +727,7 @@ func (p *parser) probe(v *tomlpos.Value) *Probe {
 	if !p.kind(keyProbe, v, tomlpos.Table) {
 		return nil
 	}
-	pr := &Probe{Path: "/", Status: DefaultProbeStatus, Timeout: DefaultProbeTimeout}
+	pr := &Probe{Path: "/", Status: defaultProbeStatus, Timeout: DefaultProbeTimeout}
 	fields(p, "in probe", v, probeKeys, pr)
 	return pr
 }

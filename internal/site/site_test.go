@@ -9,7 +9,7 @@ import (
 )
 
 func TestValidateName(t *testing.T) {
-	good := []string{"karl", "a", "shop-2", "a1-b2-c3", strings.Repeat("a", MaxNameLength)}
+	good := []string{"karl", "a", "shop-2", "a1-b2-c3", strings.Repeat("a", maxNameLength)}
 	for _, n := range good {
 		if err := ValidateName(n); err != nil {
 			t.Errorf("ValidateName(%q) = %v, want ok", n, err)
@@ -25,7 +25,7 @@ func TestValidateName(t *testing.T) {
 		"kärl":                               "is not valid",
 		"a b":                                "is not valid",
 		"x.service":                          "is not valid",
-		strings.Repeat("a", MaxNameLength+1): "bytes long",
+		strings.Repeat("a", maxNameLength+1): "bytes long",
 		strings.Repeat("a", 300):             "bytes long",
 		"karl-reload":                        "reserved for the reload units of site \"karl\"",
 		"bad\x1b[31m":                        "is not valid",
@@ -72,7 +72,7 @@ func TestOverlap(t *testing.T) {
 		{unix("/run/a.sock"), tcp("127.0.0.1:80"), false},
 	}
 	for _, c := range cases {
-		if got := Overlap(c.a, c.b); got != c.want {
+		if got := overlaps(c.a, c.b); got != c.want {
 			t.Errorf("Overlap(%s, %s) = %v, want %v", c.a.Endpoint(), c.b.Endpoint(), got, c.want)
 		}
 	}
@@ -93,16 +93,16 @@ exec = ["/usr/bin/gunicorn", "app"]
 server = "gunicorn"
 listen = [{ address = "[::1]:8080" }, { path = "/run/karl.sock" }]
 `)
-	if s.Name != "karl" || s.Readiness != ReadinessNotify || s.DrainTimeout != DefaultDrainTimeout {
+	if s.Name != "karl" || s.Readiness != ReadinessNotify || s.DrainTimeout != defaultDrainTimeout {
 		t.Errorf("defaults not applied: %+v", s)
 	}
 	if got := strings.Join(s.ModeNames(), ","); got != "maintenance,normal" {
 		t.Errorf("modes = %s, want the implicit maintenance,normal", got)
 	}
-	if m, _ := s.Mode("maintenance"); m.Serve != ServeMaintenance || m.RetryAfter != DefaultRetryAfter {
+	if m, _ := s.Mode("maintenance"); m.Serve != ServeMaintenance || m.RetryAfter != defaultRetryAfter {
 		t.Errorf("implicit maintenance mode = %+v", m)
 	}
-	if s.Listeners[1].Mode != 0o660 || s.Listeners[1].Name != DefaultListenerName {
+	if s.Listeners[1].Mode != 0o660 || s.Listeners[1].Name != defaultListenerName {
 		t.Errorf("unix listener defaults = %+v", s.Listeners[1])
 	}
 	if s.Listeners[0].Address != "[::1]:8080" {
@@ -126,7 +126,7 @@ func TestConflictsAcrossSites(t *testing.T) {
 	a := mustParse(t, "/s/alpha.toml", "exec = [\"/bin/a\"]\n[[listen]]\naddress = \"0.0.0.0:8080\"\n")
 	b := mustParse(t, "/s/beta.toml", "exec = [\"/bin/b\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\npath = \"/run/b.sock\"\n")
 	c := mustParse(t, "/s/gamma.toml", "exec = [\"/bin/c\"]\n[[listen]]\npath = \"/run/b.sock\"\n")
-	errs := Conflicts([]*Site{c, b, a})
+	errs := findConflicts([]*Site{c, b, a})
 	want := []string{
 		"/s/beta.toml:3:11: listener 127.0.0.1:8080 collides with listener 0.0.0.0:8080 at /s/alpha.toml:3:11 of site alpha: both cannot be bound at once",
 		"/s/gamma.toml:3:8: listener /run/b.sock collides with listener /run/b.sock at /s/beta.toml:5:8 of site beta: both cannot be bound at once",
@@ -135,11 +135,11 @@ func TestConflictsAcrossSites(t *testing.T) {
 		t.Fatalf("got:\n%v\nwant:\n%s", errs, strings.Join(want, "\n"))
 	}
 	// A site already in place never takes the blame for a new file.
-	errs = Conflicts([]*Site{b}, a)
+	errs = findConflicts([]*Site{b}, a)
 	if len(errs) != 1 || errs[0].File != "/s/beta.toml" {
 		t.Fatalf("conflict with an installed site: %v", errs)
 	}
-	errs = Conflicts([]*Site{a}, b)
+	errs = findConflicts([]*Site{a}, b)
 	if len(errs) != 1 || errs[0].File != "/s/alpha.toml" {
 		t.Fatalf("conflict with an installed site must land on the checked file: %v", errs)
 	}
@@ -169,7 +169,7 @@ func FuzzValidateName(f *testing.F) {
 		if ValidateName(name) != nil {
 			return
 		}
-		if len(name) == 0 || len(name) > MaxNameLength || strings.ContainsAny(name, "/.@\\ %$\x00") ||
+		if len(name) == 0 || len(name) > maxNameLength || strings.ContainsAny(name, "/.@\\ %$\x00") ||
 			strings.HasPrefix(name, "-") || strings.Contains(name, "--") || name != strings.ToLower(name) {
 			t.Fatalf("ValidateName accepted unsafe name %q", name)
 		}
@@ -199,18 +199,18 @@ func TestSymlinkedSocketDirectoriesCollide(t *testing.T) {
 	b := write("b", "[[listen]]\npath = \""+link+"/app.sock\"\n")
 	c := write("c", "[[listen]]\npath = \""+real+"/app.sock\"\n[[listen]]\npath = \""+link+"/sub/../app.sock\"\n")
 	d := write("d", "[[listen]]\npath = \""+link+"/later/x.sock\"\n[[listen]]\npath = \""+real+"/later/x.sock\"\n")
-	res := LoadFiles([]string{a, b}, nil)
+	res := LoadFiles([]string{a, b}, nil, nil)
 	want := b + ":3:8: listener " + link + "/app.sock (" + real + "/app.sock once symlinks are resolved) collides with listener " + real + "/app.sock at " + a + ":3:8 of site a"
 	if len(res.Sites) != 1 || len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0].Error(), want) {
 		t.Errorf("across sites: %d sites, errors %v\nwant %s", len(res.Sites), res.Errors, want)
 	}
 	// Within one file the parser already refuses ../ (not simplest form);
 	// a symlinked directory is found by the loader.
-	res = LoadFiles([]string{c}, nil)
+	res = LoadFiles([]string{c}, nil, nil)
 	if len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "is not in its simplest form") {
 		t.Errorf("c: %v", res.Errors)
 	}
-	res = LoadFiles([]string{d}, nil)
+	res = LoadFiles([]string{d}, nil, nil)
 	if len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0].Error(), d+":5:8: listener "+real+"/later/x.sock collides with listener "+link+"/later/x.sock at line 3") {
 		t.Errorf("within one site, below a directory that does not exist yet: %v", res.Errors)
 	}

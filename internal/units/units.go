@@ -21,37 +21,35 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"path"
 	"slices"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
 // Defaults for Options.
 const (
-	DefaultSitectlPath = "/usr/bin/sitectl"
-	DefaultStateDir    = "/var/lib/sitectl"
+	defaultSitectlPath = "/usr/bin/sitectl"
 	DefaultSystemctl   = "/usr/bin/systemctl"
 )
 
 // Options says where things are on the host the units are for. The zero
 // value means the packaged defaults.
 type Options struct {
-	SitectlPath string // the sitectl binary the units run
-	ConfigDir   string // where site files live
-	StateDir    string // where sitectl keeps mode state
+	SitectlPath string     // the sitectl binary the units run
+	Dirs        paths.Dirs // where site files and mode state live
 }
 
 func (o Options) withDefaults() Options {
 	if o.SitectlPath == "" {
-		o.SitectlPath = DefaultSitectlPath
+		o.SitectlPath = defaultSitectlPath
 	}
-	if o.ConfigDir == "" {
-		o.ConfigDir = site.DefaultConfigDir
+	if o.Dirs.Config == "" {
+		o.Dirs.Config = paths.DefaultConfigDir
 	}
-	if o.StateDir == "" {
-		o.StateDir = DefaultStateDir
+	if o.Dirs.State == "" {
+		o.Dirs.State = paths.DefaultStateDir
 	}
 	return o
 }
@@ -59,13 +57,7 @@ func (o Options) withDefaults() Options {
 // sitectl is the command line that runs a sitectl verb for a site, carrying
 // the directories along when they are not the defaults.
 func (o Options) sitectl(verb, name string) []string {
-	argv := []string{o.SitectlPath}
-	if o.ConfigDir != site.DefaultConfigDir {
-		argv = append(argv, "--config-dir", o.ConfigDir)
-	}
-	if o.StateDir != DefaultStateDir {
-		argv = append(argv, "--state-dir", o.StateDir)
-	}
+	argv := append([]string{o.SitectlPath}, o.Dirs.Flags()...)
 	return append(argv, verb, name)
 }
 
@@ -80,31 +72,21 @@ type Unit struct {
 	src *file // what Content was built from, for Check
 }
 
-// Names of a site's units.
+// ServiceName is the service unit of a site.
 func ServiceName(siteName string) string { return "site-" + siteName + ".service" }
 
-// SocketName is the socket unit for the listeners named fdName; the site's
+// socketName is the socket unit for the listeners named fdName; the site's
 // first listener name gets the plain name.
-func SocketName(s *site.Site, fdName string) string {
+func socketName(s *site.Site, fdName string) string {
 	if names := s.ListenerNames(); len(names) == 0 || names[0] == fdName {
 		return "site-" + s.Name + ".socket"
 	}
 	return "site-" + s.Name + "@" + fdName + ".socket"
 }
 
-// ReloadPathName and ReloadServiceName are the touch-to-reload units.
-func ReloadPathName(siteName string) string    { return "site-" + siteName + "-reload.path" }
-func ReloadServiceName(siteName string) string { return "site-" + siteName + "-reload.service" }
-
-// RuntimeDirectory holds an overlap site's notify, control and probe
-// sockets, under /run.
-func RuntimeDirectory(siteName string) string { return "site-" + siteName }
-
-// ModeEnvFile is the environment file of the site's current mode, which the
-// service reads through EnvironmentFile=.
-func ModeEnvFile(stateDir, siteName string) string {
-	return path.Join(stateDir, "sites", siteName, "mode.env")
-}
+// reloadPathName and reloadServiceName are the touch-to-reload units.
+func reloadPathName(siteName string) string    { return "site-" + siteName + "-reload.path" }
+func reloadServiceName(siteName string) string { return "site-" + siteName + "-reload.service" }
 
 // Render returns all of a site's units, sockets first.
 func Render(s *site.Site, opts Options) []Unit {
@@ -174,7 +156,7 @@ func renderSocket(s *site.Site, fdName string) Unit {
 		}
 	}
 	if dualStack(s, fdName) {
-		// The listener check (site.Overlap) counts [::] as taking the
+		// The listener check (the site package's overlaps) counts [::] as taking the
 		// port on every IPv4 address too; make it so whatever the host's
 		// net.ipv6.bindv6only says.
 		sock.text("BindIPv6Only", "both")
@@ -191,7 +173,7 @@ func renderSocket(s *site.Site, fdName string) Unit {
 		sock.text("RemoveOnStop", "yes")
 	}
 	f.section("Install").text("WantedBy", "sockets.target")
-	return Unit{Name: SocketName(s, fdName), Content: f.String(), WantedBy: "sockets.target", src: f}
+	return Unit{Name: socketName(s, fdName), Content: f.String(), WantedBy: "sockets.target", src: f}
 }
 
 // dualStack reports whether the socket unit of fdName has an IPv6 wildcard.
@@ -206,15 +188,15 @@ func dualStack(s *site.Site, fdName string) bool {
 	return false
 }
 
-// Preset is what a server preset decides for the service.
-type Preset struct {
+// preset is what a server preset decides for the service.
+type preset struct {
 	KillSignal string
 	// Environment is set for the app unless the site's own environment
 	// sets the same variable.
 	Environment []site.EnvVar
 }
 
-// PresetFor returns the stop behaviour of a site's server preset.
+// presetFor returns the stop behaviour of a site's server preset.
 //
 //   - gunicorn: SIGTERM is its graceful shutdown; --graceful-timeout is set
 //     to the drain timeout through GUNICORN_CMD_ARGS (command-line
@@ -224,20 +206,20 @@ type Preset struct {
 //     the drain timeout. Both are passed as UWSGI_* environment variables,
 //     which uWSGI reads as options.
 //   - generic: SIGTERM; the app drains within SITE_DRAIN_TIMEOUT.
-func PresetFor(s *site.Site) Preset {
+func presetFor(s *site.Site) preset {
 	drain := fmt.Sprint(int64(math.Ceil(s.DrainTimeout.Seconds())))
 	switch s.Server {
 	case site.ServerGunicorn:
-		return Preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
+		return preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
 			{Name: "GUNICORN_CMD_ARGS", Value: "--graceful-timeout " + drain},
 		}}
 	case site.ServerUWSGI:
-		return Preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
+		return preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
 			{Name: "UWSGI_HOOK_MASTER_START", Value: "unix_signal:15 gracefully_kill_them_all"},
 			{Name: "UWSGI_WORKER_RELOAD_MERCY", Value: drain},
 		}}
 	}
-	return Preset{KillSignal: "SIGTERM"}
+	return preset{KillSignal: "SIGTERM"}
 }
 
 func renderService(s *site.Site, opts Options) Unit {
@@ -245,7 +227,7 @@ func renderService(s *site.Site, opts Options) Unit {
 	u := unitSection(f, s, describe(s))
 	var sockets []string
 	for _, n := range s.ListenerNames() {
-		sockets = append(sockets, SocketName(s, n))
+		sockets = append(sockets, socketName(s, n))
 	}
 	u.list("Requires", sockets...)
 	u.list("After", append(sockets, "network.target")...)
@@ -272,21 +254,23 @@ func renderService(s *site.Site, opts Options) Unit {
 	svc.command("ExecStartPre", "+", opts.sitectl("prepare", s.Name))
 	launch := opts.sitectl("launch", s.Name)
 	if overlap {
-		launch = append(launch, "--overlap")
+		// The launcher stops a draining generation that outlives its
+		// drain timeout itself: systemd stops only whole units.
+		launch = append(launch, "--overlap", "--drain-timeout", systemdSpan(s.DrainTimeout), "--stop-timeout", systemdSpan(s.StopTimeout))
 	}
 	svc.command("ExecStart", "", append(append(launch, "--"), s.Exec...))
 	if overlap {
 		// systemctl reload returns only once the new generation serves, or
 		// failed to and the old one still does.
 		svc.command("ExecReload", "", append(opts.sitectl("launch", s.Name), "--reload"))
-		svc.text("RuntimeDirectory", RuntimeDirectory(s.Name))
+		svc.text("RuntimeDirectory", paths.RuntimeDirectory(s.Name))
 		svc.text("RuntimeDirectoryMode", "0700")
 	}
 	svc.textIf("WorkingDirectory", s.Workdir)
 
 	svc.env("SITE", s.Name)
 	svc.env("SITE_DRAIN_TIMEOUT", systemdSpan(s.DrainTimeout))
-	for _, e := range PresetFor(s).Environment {
+	for _, e := range presetFor(s).Environment {
 		if !slices.ContainsFunc(s.Environment, func(o site.EnvVar) bool { return o.Name == e.Name }) {
 			svc.env(e.Name, e.Value)
 		}
@@ -297,7 +281,7 @@ func renderService(s *site.Site, opts Options) Unit {
 	// Optional, because systemd reads it before every command it spawns,
 	// ExecStartPre= included: prepare writes it for a new site, and
 	// ExecStart= then reads it.
-	svc.text("EnvironmentFile", "-"+ModeEnvFile(opts.StateDir, s.Name))
+	svc.text("EnvironmentFile", "-"+opts.Dirs.ModeEnvFile(s.Name))
 
 	if s.User == "" {
 		svc.text("DynamicUser", "yes")
@@ -307,7 +291,7 @@ func renderService(s *site.Site, opts Options) Unit {
 	}
 
 	svc.text("KillMode", "mixed")
-	svc.text("KillSignal", PresetFor(s).KillSignal)
+	svc.text("KillSignal", presetFor(s).KillSignal)
 	svc.text("TimeoutStartSec", systemdSpan(s.StartTimeout))
 	svc.text("TimeoutStopSec", systemdSpan(s.DrainTimeout+s.StopTimeout))
 	svc.command("ExecStopPost", "", opts.sitectl("cleanup", s.Name))
@@ -363,7 +347,7 @@ func hardening(svc *section, s *site.Site) {
 	}
 	if s.Handoff == site.HandoffOverlap {
 		// The launcher lowers the priority of a draining generation
-		// (launcher.DrainPriority); without RLIMIT_NICE nothing can
+		// (launcher.drainPriority); without RLIMIT_NICE nothing can
 		// raise one.
 		svc.text("SystemCallFilter", "setpriority")
 	}
@@ -382,9 +366,9 @@ func renderReloadPath(s *site.Site) Unit {
 	unitSection(f, s, fmt.Sprintf("%s: reload when %s is touched", describe(s), s.ReloadTrigger))
 	p := f.section("Path")
 	p.text("PathChanged", s.ReloadTrigger)
-	p.text("Unit", ReloadServiceName(s.Name))
+	p.text("Unit", reloadServiceName(s.Name))
 	f.section("Install").text("WantedBy", "paths.target")
-	return Unit{Name: ReloadPathName(s.Name), Content: f.String(), WantedBy: "paths.target", src: f}
+	return Unit{Name: reloadPathName(s.Name), Content: f.String(), WantedBy: "paths.target", src: f}
 }
 
 func renderReloadService(s *site.Site, opts Options) Unit {
@@ -405,7 +389,7 @@ func renderReloadService(s *site.Site, opts Options) Unit {
 	for _, kv := range reloadHardening {
 		svc.text(kv[0], kv[1])
 	}
-	return Unit{Name: ReloadServiceName(s.Name), Content: f.String(), src: f}
+	return Unit{Name: reloadServiceName(s.Name), Content: f.String(), src: f}
 }
 
 // reloadHardening is the sandbox of site-NAME-reload.service. It runs
