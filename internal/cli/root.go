@@ -81,6 +81,7 @@ directory (default ` + site.DefaultConfigDir + `) by a systemd generator.
 		&cobra.Group{ID: "internal", Title: "Run by the generated units:"})
 	root.AddCommand(modeCmd(e), reloadCmd(e), restartCmd(e), rollbackCmd(e), statusCmd(e), listCmd(e), historyCmd(e),
 		checkCmd(e), unitsCmd(e), prepareCmd(e), launchCmd(e), cleanupCmd(e), touchedCmd(e), stateServerCmd(e), docsCmd(root))
+	hideInternalVerbs(root)
 	return root
 }
 
