@@ -27,7 +27,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) < 2 {
-		return fmt.Errorf("usage: rpmdeps FILE.rpm CONTEXT:NAME...")
+		return fmt.Errorf("usage: rpmdeps FILE.rpm CONTEXT:NAME [CONTEXT:NAME ...]")
 	}
 	var deps []dep
 	for _, a := range args[1:] {
