@@ -24,10 +24,10 @@ FILE:LINE:COL: what is wrong. The files are also checked against the other sites
 of the config directory, so a listener two sites would share is found before the
 file is put in place. Nothing is written.
 
-FILE - reads the file from standard input (at most 1 MiB), with --name. With
---display-name, mistakes are reported under the name the file will have once in
-place, not the name of the file checked: a deployment tool that checks a temporary
-copy reports /etc/sitectl/sites/NAME.toml:LINE:COL.
+Given - as its file, sitectl check reads the file from standard input (at most
+1 MiB), and needs --name. With --display-name, mistakes are reported under the name
+the file will have once in place, not the name of the file checked: a deployment
+tool that checks a temporary copy reports /etc/sitectl/sites/NAME.toml:LINE:COL.
 
 Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 		Example: `  sitectl check /etc/sitectl/sites/*.toml
