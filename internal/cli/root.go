@@ -66,6 +66,7 @@ directory (default ` + paths.DefaultConfigDir + `) by a systemd generator.
 	root.AddCommand(modeCmd(e), reloadCmd(e), restartCmd(e), rollbackCmd(e), statusCmd(e), listCmd(e), historyCmd(e),
 		checkCmd(e), unitsCmd(e), prepareCmd(e), launchCmd(e), cleanupCmd(e), touchedCmd(e), stateServerCmd(e), docsCmd(root))
 	guardInputs(root)
+	hideInternalVerbs(root)
 	return root
 }
 

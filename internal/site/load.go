@@ -154,12 +154,8 @@ func LoadFiles(paths []string, others []*Site, names map[string]string) Result {
 		if n := names[p]; n != "" {
 			name = n
 		}
-		s, err := ParseNamed(p, name, data)
-		if err != nil {
-			res.Errors = append(res.Errors, err.(Errors)...)
-			continue
-		}
-		if errs := resolveListeners(s); len(errs) > 0 {
+		s, errs := load(p, name, data)
+		if len(errs) > 0 {
 			res.Errors = append(res.Errors, errs...)
 			continue
 		}
@@ -167,6 +163,32 @@ func LoadFiles(paths []string, others []*Site, names map[string]string) Result {
 	}
 	res.Sites, res.Errors = dropConflicting(res.Sites, others, res.Errors)
 	return res
+}
+
+// LoadBytes is LoadFiles for the content of one site file that was read
+// already (from standard input, say): it is parsed as site name, its
+// mistakes are reported as those of file, and it is checked against others.
+func LoadBytes(file, name string, data []byte, others []*Site) Result {
+	var res Result
+	s, errs := load(file, name, data)
+	if len(errs) > 0 {
+		res.Errors = errs
+		return res
+	}
+	res.Sites, res.Errors = dropConflicting([]*Site{s}, others, nil)
+	return res
+}
+
+// load parses one site file's content and resolves its unix listeners.
+func load(file, name string, data []byte) (*Site, Errors) {
+	s, err := ParseNamed(file, name, data)
+	if err != nil {
+		return nil, err.(Errors)
+	}
+	if errs := resolveListeners(s); len(errs) > 0 {
+		return nil, errs
+	}
+	return s, nil
 }
 
 // resolveListeners sets Resolved on the site's unix listeners, and finds two
