@@ -24,9 +24,22 @@ const (
 	ResultInterrupted    = "interrupted"     // sitectl was killed before it finished
 )
 
-// Entry is one mode switch in a site's history.
+// Kinds of change, as history records them: what the operator asked for.
+const (
+	KindMode     = "mode"     // sitectl mode
+	KindRestart  = "restart"  // sitectl restart
+	KindReload   = "reload"   // sitectl reload
+	KindRollback = "rollback" // sitectl rollback
+)
+
+// Kinds lists every kind of change.
+var Kinds = []string{KindMode, KindRestart, KindReload, KindRollback}
+
+// Entry is one change in a site's history. Kind is empty in entries
+// recorded before sitectl recorded it.
 type Entry struct {
 	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind,omitempty"`
 	From   string    `json:"from"`
 	To     string    `json:"to"`
 	UID    int       `json:"uid"`
@@ -39,6 +52,7 @@ type Entry struct {
 // killed) is visible to status and to the next switch.
 type Pending struct {
 	Since time.Time `json:"since"`
+	Kind  string    `json:"kind,omitempty"`
 	From  string    `json:"from"`
 	To    string    `json:"to"`
 	UID   int       `json:"uid"`

@@ -60,21 +60,31 @@ func (s Style) Arrow() string {
 // state (active, reloading, inactive, failed, activating, deactivating),
 // coloured as systemctl colours it.
 func (s Style) Dot(activeState string) string {
-	glyph, ascii, color := glyphActive, "*", ""
+	color := ""
 	switch activeState {
-	case "active":
+	case "active", "reloading":
 		color = green
-	case "reloading":
-		glyph, color = glyphReload, green
 	case "failed":
-		glyph, ascii, color = glyphFailed, "x", red
+		color = red
+	}
+	return s.paint(color, s.Glyph(activeState))
+}
+
+// Glyph is Dot without colour.
+func (s Style) Glyph(activeState string) string {
+	glyph, ascii := glyphActive, "*"
+	switch activeState {
+	case "reloading":
+		glyph = glyphReload
+	case "failed":
+		glyph, ascii = glyphFailed, "x"
 	case "inactive", "maintenance", "":
 		glyph = glyphInactive
 	}
 	if !s.UTF8 {
-		glyph = ascii
+		return ascii
 	}
-	return s.paint(color, glyph)
+	return glyph
 }
 
 // ANSI colours.
