@@ -119,6 +119,12 @@ count of an inactive service: sitectl status SITE reads everything of a site.`,
 			if err != nil {
 				return err
 			}
+			// One line each here: the mistakes go to standard error.
+			for _, s := range res.Sites {
+				for _, m := range s.SiteFile.Errors {
+					fmt.Fprintf(e.stderr, "sitectl: warning: %s\n", term.Escape(fmt.Sprintf("%s:%d:%d: %s", m.File, m.Line, m.Column, m.Message)))
+				}
+			}
 			if asJSON {
 				return writeJSON(e.stdout, sitesJSON(res.Sites))
 			}

@@ -418,7 +418,11 @@ func namedEntries(d paths.Dirs, names []string) ([]entry, []string, error) {
 		}
 		var errs site.Errors
 		if err != nil {
-			errs = site.Errors{{File: file, Line: 1, Col: 1, Msg: err.Error()}}
+			msg := err.Error()
+			if fe := (*site.FileError)(nil); errors.As(err, &fe) {
+				msg = fe.Reason // as LoadDir words it: the path is the error's file
+			}
+			errs = site.Errors{{File: file, Line: 1, Col: 1, Msg: msg}}
 		} else if s, perr := site.ParseNamed(file, name, data); perr != nil {
 			errs = perr.(site.Errors)
 		} else {
