@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/journal"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // Record is the one journal record a cleanup leaves, which sitectl status
@@ -36,6 +37,9 @@ const (
 	fieldRemaining    = "SITECTL_REMAINING"
 	fieldHookFailures = "SITECTL_HOOK_FAILURES"
 	eventCleanup      = "cleanup"
+	// fieldIdentifier tags the lines as the site's, as its service's
+	// own output is (journalctl -t site-NAME).
+	fieldIdentifier = "SYSLOG_IDENTIFIER"
 )
 
 // Record is what the report leaves in the journal for site.
@@ -54,6 +58,7 @@ func (r Record) fields() map[string]string {
 		fieldSite: r.Site, fieldEvent: eventCleanup, fieldResult: r.Result,
 		fieldLeftovers: strconv.Itoa(r.Leftovers), fieldRemaining: strconv.Itoa(r.Remaining),
 		fieldHookFailures: strings.Join(r.HookFailures, "\n"),
+		fieldIdentifier:   units.SyslogIdentifier(r.Site),
 	}
 }
 
@@ -69,7 +74,7 @@ func (r Record) Send() error {
 // SendLine writes one line of a cleanup's log to the journal, tagged with
 // the site.
 func SendLine(site string, priority int, msg string) error {
-	return journal.Send(priority, msg, map[string]string{fieldSite: site})
+	return journal.Send(priority, msg, map[string]string{fieldSite: site, fieldIdentifier: units.SyslogIdentifier(site)})
 }
 
 // Last reads the last cleanup record of a site from the journal; nil when

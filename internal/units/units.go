@@ -84,6 +84,11 @@ func socketName(s *site.Site, fdName string) string {
 	return "site-" + s.Name + "@" + fdName + ".socket"
 }
 
+// SyslogIdentifier is the journal's identifier of what a site's service
+// writes to standard output and error (the app's own lines among them):
+// journalctl -t site-NAME finds them.
+func SyslogIdentifier(siteName string) string { return "site-" + siteName }
+
 // SocketNames are the socket units of a site, the first listener name's
 // first.
 func SocketNames(s *site.Site) []string {
@@ -281,6 +286,9 @@ func renderService(s *site.Site, opts Options) Unit {
 		svc.text("RuntimeDirectoryMode", "0700")
 	}
 	svc.textIf("WorkingDirectory", s.Workdir)
+	// Without it, every line is tagged with the ExecStart= program's name:
+	// sitectl, for every site.
+	svc.text("SyslogIdentifier", SyslogIdentifier(s.Name))
 
 	svc.env("SITE", s.Name)
 	svc.env("SITE_DRAIN_TIMEOUT", systemdSpan(s.DrainTimeout))
