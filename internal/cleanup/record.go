@@ -20,11 +20,11 @@ import (
 // field names are part of sitectl status --json.
 type Record struct {
 	Site         string    `json:"-"`
-	Time         time.Time `json:"time"`   // when journald received it; set by Last
-	Result       string    `json:"result"` // ok or hook-failed
-	Leftovers    int       `json:"leftovers"`
-	Remaining    int       `json:"remaining"`
-	HookFailures []string  `json:"hook_failures"`
+	Time         time.Time `json:"time" doc:"when the cleanup ran"`                                              // when journald received it; set by Last
+	Result       string    `json:"result" doc:"ok, or hook-failed: a cleanup hook failed" enum:"ok,hook-failed"` // ok or hook-failed
+	Leftovers    int       `json:"leftovers" doc:"processes the app left behind in its cgroup"`
+	Remaining    int       `json:"remaining" doc:"processes still running after the cleanup timeout, for systemd's SIGKILL"`
+	HookFailures []string  `json:"hook_failures" doc:"each failed hook and how it failed"`
 	HooksRun     int       `json:"-"` // for the message only
 }
 

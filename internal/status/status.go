@@ -47,7 +47,7 @@ type Site struct {
 	ActiveState string     `json:"active_state" doc:"systemd's ActiveState of the service"`
 	SubState    string     `json:"sub_state" doc:"systemd's SubState of the service (running, dead, auto-restart, ...)"`
 	MainPID     int        `json:"main_pid" doc:"the service's main PID; 0 when it has none"`
-	Since       *time.Time `json:"since" doc:"when the service entered its state; null when unknown (list leaves it out for inactive services)"`
+	Since       *time.Time `json:"since" doc:"when the service entered its state; null when unknown (list reads it only for services that are not inactive)"`
 	Result      string     `json:"result" doc:"systemd's Result of the service: how it last ended (success, exit-code, signal, timeout, start-limit-hit, ...)"`
 	StatusText  string     `json:"status_text" doc:"the service's STATUS= line"`
 	NRestarts   int        `json:"n_restarts" doc:"automatic restarts after failures since the service was last started deliberately (systemd's NRestarts); list reads it only for services that are not inactive"`
