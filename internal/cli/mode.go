@@ -168,9 +168,6 @@ func (e *env) change(ctx context.Context, name, kind string, f changeFlags, run 
 	}
 	rep, err := run(ctx, fe, s)
 	if f.asJSON {
-		if rep.Journal == nil {
-			rep.Journal = []string{}
-		}
 		if jerr := writeJSON(e.stdout, rep); jerr != nil {
 			return jerr
 		}

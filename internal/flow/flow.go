@@ -8,6 +8,7 @@ package flow
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -70,6 +71,16 @@ type Report struct {
 	MainPID  int      `json:"main_pid" doc:"the service's main PID afterwards; 0 when it does not run"`
 	Reason   string   `json:"reason" doc:"why nothing was done (already in the mode) or what failed; empty otherwise"`
 	Journal  []string `json:"journal" doc:"the journal lines of a failed start; [] when none"`
+}
+
+// MarshalJSON writes the report as docs/json/change.schema.json says:
+// journal is [] when there are no lines, never null.
+func (r Report) MarshalJSON() ([]byte, error) {
+	type plain Report
+	if r.Journal == nil {
+		r.Journal = []string{}
+	}
+	return json.Marshal(plain(r))
 }
 
 // Errors a caller maps to exit codes (with errors.Is).
