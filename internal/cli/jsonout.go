@@ -87,10 +87,12 @@ func jsonSection(r *roff, c *cobra.Command) {
 const jsonIntro = `Every verb that reports something takes --json and then prints one JSON document on
 standard output: an array or an object, with snake_case field names. A change
 (mode, restart, reload, rollback) prints its report whatever its outcome, and the
-exit code says how it ended. When sitectl refuses the command line or the site
+exit code says how it ended; check prints its report also when a file has mistakes
+(exit code 2). When sitectl refuses the command line or the site
 before it does anything (a usage error, a site or mode that does not exist, no
 bus, no permission), it prints nothing on standard output and the error on
-standard error; status prints [] for sites that do not exist, with exit code 4.
+standard error. status leaves out the sites that do not exist (exit code 4), and
+prints [] when none of them does.
 
 The same thing has the same name everywhere: a site's name is always "site", a
 mode "mode" (or from and to), a unit "unit", a file "file", a time "time" or
