@@ -92,7 +92,8 @@ exit code says how it ended; check prints its report also when a file has mistak
 before it does anything (a usage error, a site or mode that does not exist, no
 bus, no permission), it prints nothing on standard output and the error on
 standard error. status leaves out the sites that do not exist (exit code 4), and
-prints [] when none of them does.
+prints [] when none of them does. sitectl logs has no --json: its -o json is
+journalctl's own format (see journalctl(1)).
 
 The same thing has the same name everywhere: a site's name is always "site", a
 mode "mode" (or from and to), a unit "unit", a file "file", a time "time" or
