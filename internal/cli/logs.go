@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -135,10 +136,8 @@ func (e *env) logUnits(name string) ([]string, error) {
 	s, perr := site.ParseNamed(file, name, data)
 	if err != nil || perr != nil {
 		s = &site.Site{Name: name}
-		if data, err := site.ReadFile(e.dirs.LastGoodFile(name)); err == nil {
-			if good, err := site.ParseNamed(e.dirs.LastGoodFile(name), name, data); err == nil {
-				s = good
-			}
+		if good, ok := (modes.Store{Dir: e.dirs.State}).ReadLastGood(name); ok {
+			s = good
 		}
 	}
 	us := append([]string{units.ServiceName(name)}, units.SocketNames(s)...)

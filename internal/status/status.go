@@ -441,10 +441,8 @@ func invalidEntry(d paths.Dirs, name, file string, errs site.Errors) entry {
 	if fi, err := os.Stat(file); err == nil {
 		en.modTime = fi.ModTime()
 	}
-	if data, err := site.ReadFile(d.LastGoodFile(name)); err == nil {
-		if s, err := site.ParseNamed(d.LastGoodFile(name), name, data); err == nil {
-			en.site, en.known, en.lastGood = s, true, true
-		}
+	if s, ok := (modes.Store{Dir: d.State}).ReadLastGood(name); ok {
+		en.site, en.known, en.lastGood = s, true, true
 	}
 	return en
 }
