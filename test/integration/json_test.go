@@ -93,7 +93,23 @@ func TestJSONFitsTheDocumentedSchema(t *testing.T) {
 	run(0, "restart", "karl")
 	run(0, "reload", "karl")
 	run(0, "rollback", "karl")
-	run(0, "history", "karl")
+	var history []struct {
+		Kind, User, Result string
+	}
+	if err := json.Unmarshal([]byte(run(0, "history", "karl")), &history); err != nil {
+		t.Fatal(err)
+	}
+	// Issue 12.12: history names the kind of each change and who asked.
+	var kinds []string
+	for _, en := range history {
+		kinds = append(kinds, en.Kind+":"+en.Result)
+		if en.User != "root" {
+			t.Errorf("history entry %+v: user %q, want root", en, en.User)
+		}
+	}
+	if got := strings.Join(kinds, " "); got != "mode:ok mode:rolled-back restart:ok reload:ok rollback:ok" {
+		t.Errorf("history kinds: %s", got)
+	}
 	if out := run(0, "status", "karl"); !strings.Contains(out, `"site": "karl"`) || !strings.Contains(out, `"armed": true`) {
 		t.Errorf("sitectl status karl --json:\n%s", out)
 	}
@@ -103,6 +119,17 @@ func TestJSONFitsTheDocumentedSchema(t *testing.T) {
 	run(4, "status", "nosuch")
 	if out := run(0, "list"); strings.Count(out, `"site": `) != 3 {
 		t.Errorf("sitectl list --json does not have 3 sites:\n%s", out)
+	}
+	// Issue 12.12: colour on a terminal, none with NO_COLOR.
+	tty := func(env ...string) string {
+		out, _, _ := h.result("env", append(env, "TERM=xterm", "script", "-qec", "sitectl status karl", "/dev/null")...)
+		return out
+	}
+	if out := tty(); !strings.Contains(out, "\x1b[") {
+		t.Errorf("sitectl status on a terminal has no colour: %q", out)
+	}
+	if out := tty("NO_COLOR=1"); strings.Contains(out, "\x1b[") || !strings.Contains(out, "karl") {
+		t.Errorf("sitectl status on a terminal with NO_COLOR: %q", out)
 	}
 	for verb := range schemas {
 		if checked[verb] == 0 {
