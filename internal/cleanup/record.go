@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/journal"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // Record is the one journal record a cleanup leaves, which sitectl status
@@ -19,11 +20,11 @@ import (
 // field names are part of sitectl status --json.
 type Record struct {
 	Site         string    `json:"-"`
-	Time         time.Time `json:"time"`   // when journald received it; set by Last
-	Result       string    `json:"result"` // ok or hook-failed
-	Leftovers    int       `json:"leftovers"`
-	Remaining    int       `json:"remaining"`
-	HookFailures []string  `json:"hook_failures"`
+	Time         time.Time `json:"time" doc:"when the cleanup ran"`                                              // when journald received it; set by Last
+	Result       string    `json:"result" doc:"ok, or hook-failed: a cleanup hook failed" enum:"ok,hook-failed"` // ok or hook-failed
+	Leftovers    int       `json:"leftovers" doc:"processes the app left behind in its cgroup"`
+	Remaining    int       `json:"remaining" doc:"processes still running after the cleanup timeout, for systemd's SIGKILL"`
+	HookFailures []string  `json:"hook_failures" doc:"each failed hook and how it failed"`
 	HooksRun     int       `json:"-"` // for the message only
 }
 
@@ -36,6 +37,9 @@ const (
 	fieldRemaining    = "SITECTL_REMAINING"
 	fieldHookFailures = "SITECTL_HOOK_FAILURES"
 	eventCleanup      = "cleanup"
+	// fieldIdentifier tags the lines as the site's, as its service's
+	// own output is (journalctl -t site-NAME).
+	fieldIdentifier = "SYSLOG_IDENTIFIER"
 )
 
 // Record is what the report leaves in the journal for site.
@@ -54,6 +58,7 @@ func (r Record) fields() map[string]string {
 		fieldSite: r.Site, fieldEvent: eventCleanup, fieldResult: r.Result,
 		fieldLeftovers: strconv.Itoa(r.Leftovers), fieldRemaining: strconv.Itoa(r.Remaining),
 		fieldHookFailures: strings.Join(r.HookFailures, "\n"),
+		fieldIdentifier:   units.SyslogIdentifier(r.Site),
 	}
 }
 
@@ -69,7 +74,7 @@ func (r Record) Send() error {
 // SendLine writes one line of a cleanup's log to the journal, tagged with
 // the site.
 func SendLine(site string, priority int, msg string) error {
-	return journal.Send(priority, msg, map[string]string{fieldSite: site})
+	return journal.Send(priority, msg, map[string]string{fieldSite: site, fieldIdentifier: units.SyslogIdentifier(site)})
 }
 
 // Last reads the last cleanup record of a site from the journal; nil when

@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"slices"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/internal/generator"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sitecheck"
 )
 
 func checkCmd(e *env) *cobra.Command {
@@ -32,6 +35,13 @@ Given - as its file, sitectl check reads the file from standard input (at most
 the file will have once in place, not the name of the file checked: a deployment
 tool that checks a temporary copy reports /etc/sitectl/sites/NAME.toml:LINE:COL.
 
+Warnings follow, as FILE:LINE:COL: warning: what would go wrong on this host although
+the file is valid: the program of exec does not exist or is not executable, the
+program or the working directory lies under a path the site's unit hides from the
+app (PrivateTmp= hides /tmp and /var/tmp, ProtectHome= /home, /root and /run/user),
+or the file holds environment values and anyone may read it. Warnings do not change
+the exit code: the host a file is checked on need not be the one it runs on.
+
 Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 		Example: `  sitectl check /etc/sitectl/sites/*.toml
   sitectl check --name karl /tmp/karl.toml.new    # validate before moving into place
@@ -46,29 +56,39 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 				names = map[string]string{files[0]: name}
 			}
 			var res site.Result
+			var warnings site.Errors
 			if files[0] == "-" {
 				if name == "" {
 					return usageErrorf("a site file on standard input needs --name")
 				}
+				var data []byte
 				var err error
-				if res, err = checkStdin(e, c.InOrStdin(), name, display); err != nil {
+				if res, data, err = checkStdin(e, c.InOrStdin(), name, display); err != nil {
 					return err
+				}
+				for _, s := range res.Sites {
+					warnings = append(warnings, sitecheck.Warnings(sitecheck.OS, s, data, 0, e.unitOptions())...)
 				}
 			} else {
 				res = site.LoadFiles(files, installedSites(e, files, name), names)
+				warnings = fileWarnings(e, res.Sites)
 				res = renameFile(res, files[0], display)
+				renameErrors(warnings, files[0], display)
 			}
 			res = generator.Checked(res, e.unitOptions())
 			if display != "" {
 				files = []string{display}
 			}
 			if asJSON {
-				if err := writeCheckJSON(e, files, res); err != nil {
+				if err := writeCheckJSON(e, files, res, warnings); err != nil {
 					return err
 				}
 			} else {
 				for _, m := range res.Errors {
 					fmt.Fprintln(e.stderr, m.Error())
+				}
+				for _, w := range warnings {
+					fmt.Fprintln(e.stderr, w.Error())
 				}
 			}
 			if len(res.Errors) > 0 {
@@ -88,18 +108,46 @@ const maxStdinSiteFile = 1 << 20
 
 // checkStdin checks a site file read from standard input as site name,
 // reported as display (or "-"), against the installed sites.
-func checkStdin(e *env, stdin io.Reader, name, display string) (site.Result, error) {
+func checkStdin(e *env, stdin io.Reader, name, display string) (site.Result, []byte, error) {
 	data, err := io.ReadAll(io.LimitReader(stdin, maxStdinSiteFile+1))
 	if err != nil {
-		return site.Result{}, fmt.Errorf("cannot read the site file from standard input: %w", err)
+		return site.Result{}, nil, fmt.Errorf("cannot read the site file from standard input: %w", err)
 	}
 	if display == "" {
 		display = "-"
 	}
 	if len(data) > maxStdinSiteFile {
-		return site.Result{}, usageErrorf("the site file on standard input is larger than %d bytes", maxStdinSiteFile)
+		return site.Result{}, nil, usageErrorf("the site file on standard input is larger than %d bytes", maxStdinSiteFile)
 	}
-	return site.LoadBytes(display, name, data, installedSites(e, nil, name)), nil
+	return site.LoadBytes(display, name, data, installedSites(e, nil, name)), data, nil
+}
+
+// fileWarnings are the warnings of valid sites read from their files (see
+// package sitecheck): what would fail on this host although the file is
+// valid.
+func fileWarnings(e *env, sites []*site.Site) site.Errors {
+	var out site.Errors
+	for _, s := range sites {
+		data, err := site.ReadFile(s.File)
+		if err != nil {
+			continue
+		}
+		var mode fs.FileMode
+		if fi, err := os.Stat(s.File); err == nil {
+			mode = fi.Mode().Perm()
+		}
+		out = append(out, sitecheck.Warnings(sitecheck.OS, s, data, mode, e.unitOptions())...)
+	}
+	return out
+}
+
+// renameErrors reports the mistakes of file as display's.
+func renameErrors(errs site.Errors, file, display string) {
+	for _, m := range errs {
+		if display != "" && m.File == file {
+			m.File = display
+		}
+	}
 }
 
 // renameFile reports the mistakes and the site of file as display's.
@@ -135,27 +183,33 @@ func installedSites(e *env, files []string, name string) []*site.Site {
 }
 
 type checkJSON struct {
-	Files []checkFileJSON `json:"files"`
-	Valid bool            `json:"valid"`
+	Files []checkFileJSON `json:"files" doc:"each file checked"`
+	Valid bool            `json:"valid" doc:"every file is valid"`
 }
 
 type checkFileJSON struct {
-	File   string           `json:"file"`
-	Site   string           `json:"site,omitempty"`
-	Valid  bool             `json:"valid"`
-	Errors []checkErrorJSON `json:"errors"`
+	File     string           `json:"file" doc:"the file as named on the command line (or by --display-name)"`
+	Site     string           `json:"site" doc:"the site's name; empty when the file is not valid"`
+	Valid    bool             `json:"valid" doc:"the file has no mistakes"`
+	Errors   []checkErrorJSON `json:"errors" doc:"its mistakes"`
+	Warnings []checkErrorJSON `json:"warnings" doc:"what would fail on this host although the file is valid: a program that is missing or not executable, a program or working directory under a path the unit hides, environment values in a file anyone may read"`
 }
 
 type checkErrorJSON struct {
-	Line    int    `json:"line"`
-	Column  int    `json:"column"`
-	Message string `json:"message"`
+	Line    int    `json:"line" doc:"the line, from 1"`
+	Column  int    `json:"column" doc:"the column, from 1"`
+	Message string `json:"message" doc:"what is wrong (warnings start with \"warning: \")"`
 }
 
-func writeCheckJSON(e *env, files []string, res site.Result) error {
+func writeCheckJSON(e *env, files []string, res site.Result, warnings site.Errors) error {
 	out := checkJSON{Valid: len(res.Errors) == 0}
 	for _, f := range files {
-		fj := checkFileJSON{File: f, Errors: []checkErrorJSON{}}
+		fj := checkFileJSON{File: f, Errors: []checkErrorJSON{}, Warnings: []checkErrorJSON{}}
+		for _, w := range warnings {
+			if w.File == f {
+				fj.Warnings = append(fj.Warnings, checkErrorJSON{w.Line, w.Col, w.Msg})
+			}
+		}
 		for _, s := range res.Sites {
 			if s.File == f {
 				fj.Site = s.Name

@@ -22,6 +22,8 @@ import (
 //   - section 1: sitectl(1) and a page per command an operator or a
 //     deployer runs (sitectl-mode(1), ...), each with its own title;
 //   - section 5: sitectl.toml(5), every key of a site file, from site.Keys;
+//   - section 7: sitectl-json(7), every field --json prints, from the Go
+//     types it prints (jsonOutputs);
 //   - section 8: sitectl-generator(8), and a page per verb that only the
 //     generated units run (sitectl-launch(8), ...). Those verbs are hidden
 //     from --help's list of commands and from shell completion.
@@ -114,6 +116,7 @@ func manPages(root *cobra.Command, date time.Time) []manPage {
 	walk(root)
 	pages = append(pages,
 		manPage{"sitectl.toml", "5", siteFilePage(date)},
+		manPage{"sitectl-json", "7", jsonPage(date)},
 		manPage{"sitectl-generator", "8", generatorPage(date)})
 	return pages
 }
@@ -193,6 +196,7 @@ func commandPage(c *cobra.Command, section string, date time.Time) string {
 		r.section("EXAMPLES")
 		r.pre(dedent(c.Example))
 	}
+	jsonSection(r, c)
 	if hasExitCodes {
 		exitStatusSection(r)
 	}
@@ -281,8 +285,11 @@ func commandSeeAlso(c *cobra.Command, section string) []string {
 		for _, s := range manSubcommands(c, "8") {
 			refs = append(refs, pageName(s)+"(8)")
 		}
-		refs = append(refs, "systemctl(1)", "journalctl(1)", "systemd.socket(5)", "systemd.service(5)")
-	} else if c.Name() == "check" || c.Name() == "render" {
+		refs = append(refs, "sitectl-json(7)", "systemctl(1)", "journalctl(1)", "systemd.socket(5)", "systemd.service(5)")
+	} else if _, ok := jsonOutputOf(c); ok {
+		refs = append(refs, "sitectl-json(7)")
+	}
+	if c.Name() == "check" || c.Name() == "render" {
 		refs = append(refs, "sitectl.toml(5)", "sitectl-generator(8)")
 	}
 	return refs

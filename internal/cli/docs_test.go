@@ -44,7 +44,7 @@ func TestManPageSections(t *testing.T) {
 	dir, names := writeManPages(t)
 	for _, want := range []string{
 		"sitectl.1", "sitectl-mode.1", "sitectl-check.1", "sitectl-units-render.1", "sitectl-completion-bash.1",
-		"sitectl.toml.5",
+		"sitectl.toml.5", "sitectl-json.7",
 		"sitectl-generator.8", "sitectl-prepare.8", "sitectl-launch.8", "sitectl-cleanup.8", "sitectl-touched.8", "sitectl-state-server.8",
 	} {
 		if !slices.Contains(names, want) {
@@ -131,5 +131,44 @@ func TestManPagesRenderCleanly(t *testing.T) {
 		if err != nil || len(out) > 0 {
 			t.Errorf("groff on %s: %v\n%s", n, err, out)
 		}
+	}
+}
+
+// TestJSONOutputIsInTheManual checks that the page of each verb with
+// --json lists the fields it prints, and that sitectl-json(7) lists them
+// all, output by output.
+func TestJSONOutputIsInTheManual(t *testing.T) {
+	dir, _ := writeManPages(t)
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for page, fields := range map[string][]string{
+		"sitectl-status.1":   {`[].site_file.last_good`, `[].n_restarts`, `[].trigger.armed`, `[].socket`},
+		"sitectl-list.1":     {`[].socket`, `[].state`},
+		"sitectl-mode.1":     {`site`, `duration_seconds`, `journal`},
+		"sitectl-rollback.1": {`result`},
+		"sitectl-history.1":  {`[].kind`, `[].user`},
+		"sitectl-check.1":    {`files[].warnings[].message`},
+		"sitectl-json.7":     {`[].site_file.last_good`, `duration_seconds`, `[].kind`, `files[].warnings[].message`},
+	} {
+		text := read(page)
+		if page != "sitectl-json.7" && !strings.Contains(text, ".SH \"JSON OUTPUT\"\n") {
+			t.Errorf("%s has no JSON OUTPUT section", page)
+		}
+		if page != "sitectl-json.7" && !strings.Contains(text, `sitectl\-json(7)`) {
+			t.Errorf("%s does not point to sitectl-json(7)", page)
+		}
+		for _, f := range fields {
+			if !strings.Contains(text, ".TP\n.B "+strings.ReplaceAll(f, "-", `\-`)+"\n") && !strings.Contains(text, ".B \""+f+"\"") {
+				t.Errorf("%s does not list the field %s", page, f)
+			}
+		}
+	}
+	if strings.Contains(read("sitectl-logs.1"), "JSON OUTPUT") {
+		t.Errorf("sitectl-logs(1) has a JSON OUTPUT section, but logs prints journalctl's output")
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/term"
 )
 
 // changeFlags are the flags of every verb that changes a site.
@@ -60,7 +61,7 @@ runs in does nothing unless --force is given.
 		Args:              args(2, 2, "a site and a mode"),
 		ValidArgsFunction: e.completeSiteThenMode,
 		RunE: func(c *cobra.Command, a []string) error {
-			return e.change(c.Context(), a[0], f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
+			return e.change(c.Context(), a[0], modes.KindMode, f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
 				return flow.SwitchMode(ctx, fe, s, a[1], flow.Options{Force: f.force, Timeout: f.timeout})
 			}, &a[1])
 		},
@@ -81,7 +82,8 @@ func oneSiteCmd(e *env, use, short, long string, run func(context.Context, *flow
 		Args:              args(1, 1, "one site"),
 		ValidArgsFunction: e.completeOneSite,
 		RunE: func(c *cobra.Command, a []string) error {
-			return e.change(c.Context(), a[0], f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
+			// The verb is the kind of change history records.
+			return e.change(c.Context(), a[0], use, f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
 				return run(ctx, fe, s, f.timeout)
 			}, nil)
 		},
@@ -115,8 +117,9 @@ type flowFunc func(context.Context, *flow.Env, *site.Site) (flow.Report, error)
 
 // change runs a flow that changes one site, in the order that keeps bad
 // input from changing anything: names and files first, then the bus, then
-// the lock, and only then state. mode is the mode asked for, if any.
-func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFunc, mode *string) error {
+// the lock, and only then state. kind is the kind of change history
+// records (modes.KindMode, ...); mode is the mode asked for, if any.
+func (e *env) change(ctx context.Context, name, kind string, f changeFlags, run flowFunc, mode *string) error {
 	s, err := e.loadSite(name)
 	if err != nil {
 		return err
@@ -136,7 +139,7 @@ func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFu
 	defer mgr.Close()
 
 	st := modes.Store{Dir: e.dirs.State}
-	writer := e.stateWriter(st)
+	writer := e.stateWriter(st, kind)
 	if c, ok := writer.(modes.Client); ok {
 		// A deployer: the state service creates what root would.
 		if err := c.Prepare(s); err != nil {
@@ -165,9 +168,6 @@ func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFu
 	}
 	rep, err := run(ctx, fe, s)
 	if f.asJSON {
-		if rep.Journal == nil {
-			rep.Journal = []string{}
-		}
 		if jerr := writeJSON(e.stdout, rep); jerr != nil {
 			return jerr
 		}
@@ -183,21 +183,21 @@ func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFu
 func (e *env) reportText(rep flow.Report) {
 	switch {
 	case rep.Reason != "":
-		fmt.Fprintf(e.stdout, "%s: %s (main PID %d)\n", rep.Site, rep.Reason, rep.MainPID)
+		fmt.Fprintf(e.stdout, "%s: %s (main PID %d)\n", rep.Site, term.Escape(rep.Reason), rep.MainPID)
 	case rep.From == rep.To:
 		fmt.Fprintf(e.stdout, "%s: serving afresh in mode %s after %.1fs (main PID %d)\n", rep.Site, rep.To, rep.Duration, rep.MainPID)
 	default:
-		fmt.Fprintf(e.stdout, "%s: %s → %s in %.1fs (main PID %d)\n", rep.Site, rep.From, rep.To, rep.Duration, rep.MainPID)
+		fmt.Fprintf(e.stdout, "%s: %s %s %s in %.1fs (main PID %d)\n", rep.Site, rep.From, e.style.Arrow(), rep.To, rep.Duration, rep.MainPID)
 	}
 }
 
 // stateWriter writes mode state directly for root, and through sitectl's
 // state service for everyone else (members of sitectl-deploy).
-func (e *env) stateWriter(st modes.Store) modes.Writer {
+func (e *env) stateWriter(st modes.Store, kind string) modes.Writer {
 	if os.Geteuid() == 0 {
-		return modes.Local{Store: st, UID: os.Getuid(), PID: os.Getpid()}
+		return modes.Local{Store: st, UID: os.Getuid(), PID: os.Getpid(), Kind: kind}
 	}
-	return modes.Client{Socket: paths.StateSocket(os.Getenv)}
+	return modes.Client{Socket: paths.StateSocket(os.Getenv), Kind: kind}
 }
 
 // flowError maps a flow's failure to an exit code, printing the journal of
@@ -206,7 +206,7 @@ func flowError(err error, rep flow.Report, asJSON bool, stderr io.Writer) error 
 	if !asJSON && len(rep.Journal) > 0 {
 		fmt.Fprintf(stderr, "sitectl: journal of the failed start:\n")
 		for _, l := range rep.Journal {
-			fmt.Fprintf(stderr, "    %s\n", l)
+			fmt.Fprintf(stderr, "    %s\n", term.Escape(l))
 		}
 	}
 	switch {
@@ -246,10 +246,16 @@ func (e *env) connect(ctx context.Context) (*control.Manager, error) {
 	return m, nil
 }
 
-// progressf prints a progress line when standard error is a terminal.
+// progressf prints a progress line when standard error is a terminal. The
+// flows word steps with →, which becomes -> where the locale is not UTF-8;
+// what they quote from elsewhere (an error of the app, say) is escaped.
 func (e *env) progressf(format string, args ...any) {
 	if e.interactive {
-		fmt.Fprintf(e.stderr, "sitectl: "+format+"\n", args...)
+		line := term.Escape(fmt.Sprintf(format, args...))
+		if !e.style.UTF8 {
+			line = strings.ReplaceAll(line, "→", e.style.Arrow())
+		}
+		fmt.Fprintf(e.stderr, "sitectl: %s\n", line)
 	}
 }
 

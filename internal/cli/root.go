@@ -8,10 +8,12 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/term"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
@@ -25,6 +27,11 @@ type env struct {
 	stderr io.Writer
 	// interactive: progress lines go to stderr (a terminal).
 	interactive bool
+	// style is how stdout may look: glyphs for the locale, colour on a
+	// terminal without NO_COLOR.
+	style term.Style
+	// now is the time "3min ago" counts from.
+	now func() time.Time
 }
 
 // unitOptions are the options the generator uses too, so that rendered units
@@ -35,7 +42,8 @@ func (e *env) unitOptions() units.Options {
 
 // newRoot builds the command tree.
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
-	e := &env{stdout: stdout, stderr: stderr, interactive: isTerminal(stderr)}
+	e := &env{stdout: stdout, stderr: stderr, interactive: isTerminal(stderr),
+		style: term.StyleFor(os.Getenv, isTerminal(stdout)), now: time.Now}
 	root := &cobra.Command{
 		Use:   "sitectl",
 		Short: "Host many web sites on one systemd host and change one without anyone noticing",
@@ -63,7 +71,7 @@ directory (default ` + paths.DefaultConfigDir + `) by a systemd generator.
 	root.AddGroup(&cobra.Group{ID: "run", Title: "Running sites:"},
 		&cobra.Group{ID: "sites", Title: "Site files and units:"},
 		&cobra.Group{ID: "internal", Title: "Run by the generated units:"})
-	root.AddCommand(modeCmd(e), reloadCmd(e), restartCmd(e), rollbackCmd(e), statusCmd(e), listCmd(e), historyCmd(e),
+	root.AddCommand(modeCmd(e), reloadCmd(e), restartCmd(e), rollbackCmd(e), statusCmd(e), listCmd(e), historyCmd(e), logsCmd(e),
 		checkCmd(e), unitsCmd(e), prepareCmd(e), launchCmd(e), cleanupCmd(e), touchedCmd(e), stateServerCmd(e), docsCmd(root))
 	guardInputs(root)
 	hideInternalVerbs(root)

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"path/filepath"
+	"io/fs"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -11,74 +13,89 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/internal/cleanup"
-	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
-	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
-	"github.com/sitectl/sitectl/internal/units"
+	"github.com/sitectl/sitectl/internal/status"
+	"github.com/sitectl/sitectl/internal/term"
 )
 
-// siteStatus is what status and list report of a site. The field names are
-// a contract with scripts (snake_case, stable).
-type siteStatus struct {
-	Name         string `json:"name"`
-	File         string `json:"file"`
-	Mode         string `json:"mode"`
-	PreviousMode string `json:"previous_mode"`
-	// ModeApplied: the running process started after the mode was
-	// recorded, so it runs in that mode.
-	ModeApplied bool `json:"mode_applied"`
-	// Pending is a switch in progress (Busy) or one that was cut short.
-	Pending     *modes.Pending `json:"pending"`
-	Busy        bool           `json:"busy"`
-	Unit        string         `json:"unit"`
-	LoadState   string         `json:"load_state"`
-	ActiveState string         `json:"active_state"`
-	SubState    string         `json:"sub_state"`
-	MainPID     int            `json:"main_pid"`
-	Since       *time.Time     `json:"since"`
-	Result      string         `json:"result"`
-	StatusText  string         `json:"status_text"`
-	Listeners   []string       `json:"listeners"`
-	Release     string         `json:"release"`
-	Ready       bool           `json:"ready"`
-	// LastCleanup is what the last stop's cleanup found and did (status
-	// only, read from the journal; nil when unknown).
-	LastCleanup *cleanup.Record `json:"last_cleanup,omitempty"`
-}
+// Exit codes of sitectl status, systemctl status's (the LSB's for init
+// scripts).
+const (
+	statusRunning    = 0 // every site asked about runs (or is idle with its sockets listening)
+	statusNotRunning = 3 // a site is stopped, failed or restarting after a crash
+	statusNoSuchSite = 4 // a site asked about does not exist
+)
+
+// statusExitHelp is how status documents its own exit codes.
+const statusExitHelp = `Exit codes (systemctl status's, from the LSB):
+  0  every site runs: its sockets listen, and its service runs, starts, stops or
+     reloads, or is idle (the first request starts it)
+  2  bad usage (a name that is not valid)
+  3  a site does not run: a socket is stopped or failed, the service failed, or it
+     is restarting after a crash
+  4  a site does not exist
+  7  systemd or the system bus cannot be reached`
 
 func statusCmd(e *env) *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:     "status [SITE...]",
 		GroupID: "run",
-		Short:   "Show the mode and state of sites (all when none are named)",
-		Long: `Show sites: their recorded mode and previous mode, whether the running process
-runs in that mode, a switch in progress or cut short, the service's state from
-systemd, the listeners and the release (the working directory, symlinks resolved).`,
+		Short:   "Show the state of sites (all when none are named): down, idle, running or crash-looping",
+		Long: `Show sites the way systemctl status shows units: whether the site runs (and the exit
+code says so), the state of its sockets (listening, or stopped: visitors are refused),
+of its service (with the restarts after failures since it was last started, and how
+it last failed, from the journal), of its touch-to-reload trigger (armed or not), and
+of its site file (valid, or invalid since when, with its mistakes, and whether the
+site runs the last good version); the recorded mode and previous mode, whether the
+running process runs in that mode, a switch in progress or cut short, the listeners
+and the release (the working directory, symlinks resolved).
+
+Times are printed with their zone and how long ago they were. NO_COLOR turns colour
+off; a locale that is not UTF-8 gets ASCII instead of the glyphs. --json prints the
+fields described in sitectl-json(7).
+
+` + statusExitHelp,
 		ValidArgsFunction: e.completeSites,
 		RunE: func(c *cobra.Command, names []string) error {
-			sts, err := e.statuses(c.Context(), names)
+			res, err := e.gather(c.Context(), status.Request{Names: names})
 			if err != nil {
 				return err
 			}
-			for i := range sts {
-				sts[i].LastCleanup = cleanup.Last(c.Context(), sts[i].Name)
-			}
 			if asJSON {
-				return writeJSON(e.stdout, sts)
-			}
-			for i, s := range sts {
-				if i > 0 {
-					fmt.Fprintln(e.stdout)
+				if err := writeJSON(e.stdout, sitesJSON(res.Sites)); err != nil {
+					return err
 				}
-				printStatus(e, s)
+			} else {
+				for i, s := range res.Sites {
+					if i > 0 {
+						fmt.Fprintln(e.stdout)
+					}
+					e.printStatus(s)
+				}
 			}
-			return nil
+			return e.statusCode(res)
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "report as JSON on standard output")
 	return c
+}
+
+// statusCode prints what is missing and gives status's exit code.
+func (e *env) statusCode(res status.Result) error {
+	for _, name := range res.Missing {
+		fmt.Fprintf(e.stderr, "sitectl: error: site %s does not exist: there is no %s\n", name, term.Escape(e.dirs.SiteFile(name)))
+	}
+	if len(res.Missing) > 0 {
+		return reported{statusNoSuchSite}
+	}
+	for _, s := range res.Sites {
+		if !s.Running {
+			return reported{statusNotRunning}
+		}
+	}
+	return nil
 }
 
 func listCmd(e *env) *cobra.Command {
@@ -86,216 +103,124 @@ func listCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
 		Use:     "list",
 		GroupID: "run",
-		Short:   "List all sites with their mode and state, one line each",
-		Args:    args(0, 0, "no arguments"),
+		Short:   "List all sites with their state, sockets, service and mode, one line each",
+		Long: `List every site of the config directory, one line each: its state in one word
+(running, idle, stopped, failed, restarting, ...), its site file (ok, invalid, or
+last-good: invalid, and the site runs its last good version), its sockets (listening,
+stopped: visitors are refused, failed), its service, its mode (* marks a switch in
+progress or cut short), main PID, since when, and its listeners.
+
+Made for thousands of sites: systemd is asked for one listing of the site units.
+The journal is not read, so list has no last failure or cleanup, and no restart
+count of an inactive service: sitectl status SITE reads everything of a site.`,
+		Args: args(0, 0, "no arguments"),
 		RunE: func(c *cobra.Command, _ []string) error {
-			sts, err := e.statuses(c.Context(), nil)
+			res, err := e.gather(c.Context(), status.Request{Brief: true})
 			if err != nil {
 				return err
 			}
+			// One line each here: the mistakes go to standard error.
+			for _, s := range res.Sites {
+				for _, m := range s.SiteFile.Errors {
+					fmt.Fprintf(e.stderr, "sitectl: warning: %s\n", term.Escape(fmt.Sprintf("%s:%d:%d: %s", m.File, m.Line, m.Column, m.Message)))
+				}
+			}
 			if asJSON {
-				return writeJSON(e.stdout, sts)
+				return writeJSON(e.stdout, sitesJSON(res.Sites))
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SITE\tMODE\tSTATE\tPID\tSINCE\tLISTENERS")
-			for _, s := range sts {
+			fmt.Fprintln(tw, "SITE\tSTATE\tFILE\tSOCKET\tSERVICE\tMODE\tPID\tSINCE\tLISTENERS")
+			for _, s := range res.Sites {
 				mode := s.Mode
 				if s.Pending != nil {
 					mode += "*"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%d\t%s\t%s\n", s.Name, mode, s.ActiveState, s.SubState, s.MainPID, since(s.Since), strings.Join(s.Listeners, ","))
+				file := s.SiteFile.State
+				if s.SiteFile.LastGood {
+					file = "last-good"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%s\t%d\t%s\t%s\n", s.Site, s.State, file, s.Socket, s.ActiveState, s.SubState,
+					term.Escape(mode), s.MainPID, since(s.Since), strings.Join(s.Listen, ","))
 			}
 			return tw.Flush()
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "report as JSON on standard output")
 	return c
+}
+
+// gather reads the status of sites with systemd and the journal.
+func (e *env) gather(ctx context.Context, req status.Request) (status.Result, error) {
+	if len(req.Names) > 0 {
+		// Names are checked before systemd is asked: a bad name is a usage
+		// error, and sites that all do not exist need no bus to say so.
+		var missing []string
+		for _, n := range req.Names {
+			if err := site.ValidateName(n); err != nil {
+				return status.Result{}, withCode(exitUsage, err)
+			}
+			if _, err := os.Lstat(e.dirs.SiteFile(n)); errors.Is(err, fs.ErrNotExist) {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) == len(req.Names) {
+			return status.Result{Missing: missing}, nil
+		}
+	}
+	mgr, err := e.connect(ctx)
+	if err != nil {
+		return status.Result{}, err
+	}
+	defer mgr.Close()
+	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last}
+	res, err := status.Gather(ctx, src, req)
+	if errors.Is(err, status.ErrBadName) {
+		return res, withCode(exitUsage, err)
+	}
+	if err != nil {
+		return res, withCode(codeOf(flowError(err, flow.Report{}, true, e.stderr)), err)
+	}
+	for _, m := range res.Skipped {
+		fmt.Fprintf(e.stderr, "sitectl: warning: %s\n", term.Escape(m.Error()))
+	}
+	return res, nil
+}
+
+// sitesJSON is never null: no sites is [].
+func sitesJSON(ss []status.Site) []status.Site {
+	if ss == nil {
+		return []status.Site{}
+	}
+	return ss
 }
 
 func since(t *time.Time) string {
 	if t == nil {
 		return "-"
 	}
-	return t.Local().Format("2006-01-02 15:04:05")
+	return term.Timestamp(*t, time.Local)
 }
 
-func printStatus(e *env, s siteStatus) {
-	dot := "○"
-	if s.Ready {
-		dot = "●"
-	}
-	fmt.Fprintf(e.stdout, "%s %s (%s)\n", dot, s.Name, s.File)
-	mode := s.Mode
-	if s.PreviousMode != "" {
-		mode += " (previous: " + s.PreviousMode + ")"
-	}
-	if !s.ModeApplied && s.ActiveState == "active" {
-		mode += "; recorded after the running process started: it applies at the next restart"
-	}
-	fmt.Fprintf(e.stdout, "     mode: %s\n", mode)
-	if p := s.Pending; p != nil {
-		what := "cut short (sitectl stopped before it finished); the next change closes it"
-		if s.Busy {
-			what = "in progress"
-		}
-		fmt.Fprintf(e.stdout, "   switch: %s → %s since %s, %s\n", p.From, p.To, p.Since.Local().Format(time.DateTime), what)
-	}
-	state := s.ActiveState + " (" + s.SubState + ")"
-	if s.Since != nil {
-		state += " since " + since(s.Since)
-	}
-	if s.MainPID > 0 {
-		state += fmt.Sprintf("; main PID %d", s.MainPID)
-	}
-	fmt.Fprintf(e.stdout, "    state: %s\n", state)
-	if s.StatusText != "" {
-		fmt.Fprintf(e.stdout, "   status: %s\n", s.StatusText)
-	}
-	fmt.Fprintf(e.stdout, "   listen: %s\n", strings.Join(s.Listeners, ", "))
-	if s.Release != "" {
-		fmt.Fprintf(e.stdout, "  release: %s\n", s.Release)
-	}
-	if c := s.LastCleanup; c != nil {
-		fmt.Fprintf(e.stdout, "  cleanup: %s at %s: %d processes left behind, %d killed by systemd\n", c.Result, c.Time.Local().Format(time.DateTime), c.Leftovers, c.Remaining)
-		for _, f := range c.HookFailures {
-			fmt.Fprintf(e.stdout, "           hook failed: %s\n", f)
-		}
-	}
-}
+// ago is a time as status prints it: with its zone and how long ago.
+func (e *env) ago(t time.Time) string { return term.TimestampAgo(t, e.now(), time.Local) }
 
-// statuses gathers the status of the named sites, or of all valid sites of
-// the config directory, reading systemd once for all of them.
-func (e *env) statuses(ctx context.Context, names []string) ([]siteStatus, error) {
-	var sites []*site.Site
-	if len(names) == 0 {
-		res, err := site.LoadDir(e.dirs.Config)
-		if err != nil {
-			return nil, err
-		}
-		sites = res.Sites
-		for _, m := range res.Errors {
-			fmt.Fprintf(e.stderr, "sitectl: warning: %v\n", m)
-		}
-	} else {
-		for _, n := range names {
-			s, err := e.loadSite(n)
-			if err != nil {
-				return nil, err
-			}
-			sites = append(sites, s)
-		}
+// siteGlyph is the dot before a site: as systemctl's for a unit in the
+// state that matches the site's, green where visitors are served and red
+// where they are not.
+func (e *env) siteGlyph(s status.Site) string {
+	switch s.State {
+	case "running":
+		return e.style.Green(e.style.Glyph("active"))
+	case "reloading":
+		return e.style.Green(e.style.Glyph("reloading"))
+	case "idle":
+		return e.style.Green(e.style.Glyph("inactive"))
+	case "failed":
+		return e.style.Red(e.style.Glyph("failed"))
+	case "restarting":
+		return e.style.Red(e.style.Glyph("activating"))
+	case "stopped":
+		return e.style.Red(e.style.Glyph("inactive"))
 	}
-	mgr, err := e.connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer mgr.Close()
-	unitNames := make([]string, len(sites))
-	for i, s := range sites {
-		unitNames[i] = units.ServiceName(s.Name)
-	}
-	var us []control.Unit
-	if len(names) == 0 {
-		us, err = mgr.Units(ctx, "site-*.service")
-	} else {
-		us, err = mgr.UnitsByName(ctx, unitNames...)
-	}
-	if err != nil {
-		return nil, withCode(codeOf(flowError(err, flow.Report{}, true, e.stderr)), err)
-	}
-	byName := map[string]control.Unit{}
-	for _, u := range us {
-		byName[u.Name] = u
-	}
-	st := modes.Store{Dir: e.dirs.State}
-	out := make([]siteStatus, 0, len(sites))
-	for i, s := range sites {
-		u, ok := byName[unitNames[i]]
-		if !ok {
-			u = control.Unit{Name: unitNames[i], LoadState: "not-loaded", ActiveState: "inactive", SubState: "dead"}
-		}
-		ss, err := siteStatusOf(st, s, u)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ss)
-	}
-	return out, nil
-}
-
-func siteStatusOf(st modes.Store, s *site.Site, u control.Unit) (siteStatus, error) {
-	mode, err := flow.Current(st, s)
-	if err != nil {
-		return siteStatus{}, err
-	}
-	state, err := st.ReadState(s.Name)
-	if err != nil {
-		return siteStatus{}, err
-	}
-	ss := siteStatus{
-		Name: s.Name, File: s.File, Mode: mode, PreviousMode: state.PreviousMode, Pending: state.Pending,
-		Unit: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState,
-		MainPID: u.MainPID, Result: u.Result, StatusText: u.StatusText, Listeners: []string{},
-	}
-	if !u.Since.IsZero() {
-		t := u.Since
-		ss.Since = &t
-	}
-	if state.Pending != nil {
-		ss.Busy = st.Busy(s.Name)
-	}
-	for _, l := range s.Listeners {
-		ss.Listeners = append(ss.Listeners, l.Endpoint())
-	}
-	if s.Workdir != "" {
-		if r, err := filepath.EvalSymlinks(s.Workdir); err == nil {
-			ss.Release = r
-		} else {
-			ss.Release = s.Workdir
-		}
-	}
-	ss.Ready = u.ActiveState == "active" && u.SubState == "running"
-	ss.ModeApplied = flow.ModeApplied(st, s.Name, u)
-	return ss, nil
-}
-
-func historyCmd(e *env) *cobra.Command {
-	var asJSON bool
-	var last int
-	c := &cobra.Command{
-		Use:               "history SITE",
-		GroupID:           "run",
-		Short:             "Show a site's mode switches: when, from, to, by whom, and how they ended",
-		Args:              args(1, 1, "one site"),
-		ValidArgsFunction: e.completeOneSite,
-		RunE: func(c *cobra.Command, a []string) error {
-			s, err := e.loadSite(a[0])
-			if err != nil {
-				return err
-			}
-			state, err := modes.Store{Dir: e.dirs.State}.ReadState(s.Name)
-			if err != nil {
-				return err
-			}
-			h := state.History
-			if last > 0 && len(h) > last {
-				h = h[len(h)-last:]
-			}
-			if asJSON {
-				if h == nil {
-					h = []modes.Entry{}
-				}
-				return writeJSON(e.stdout, h)
-			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tFROM\tTO\tRESULT\tUID\tREASON")
-			for _, en := range h {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", en.Time.Local().Format(time.DateTime), en.From, en.To, en.Result, en.UID, en.Reason)
-			}
-			return tw.Flush()
-		},
-	}
-	c.Flags().BoolVar(&asJSON, "json", false, "report as JSON on standard output")
-	c.Flags().IntVarP(&last, "last", "n", 0, "show only the last `N` entries")
-	return c
+	return e.style.Glyph("activating")
 }

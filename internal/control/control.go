@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
@@ -189,25 +191,29 @@ const (
 )
 
 // Units reads the state of every unit matching the patterns: one
-// ListUnitsByPatterns call, then the service properties of all of them as
-// pipelined calls (sent in batches of up to maxInFlight, answered together),
-// never one round trip per unit. Units that are not loaded are left out; ask for them by name
-// with UnitsByName.
+// ListUnitsByPatterns call, which holds every unit's load, active and sub
+// state, then the properties of the service units among them as pipelined
+// calls (sent in batches of up to maxInFlight, answered together), never
+// one round trip per unit. Socket and path units are read from the listing
+// alone. Units that are not loaded are left out; ask for them by name with
+// UnitsByName.
 func (m *Manager) Units(ctx context.Context, patterns ...string) ([]Unit, error) {
 	st, err := m.conn.ListUnitsByPatternsContext(ctx, nil, patterns)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list units: %w", classify(err))
 	}
-	return m.details(ctx, st)
+	return m.details(ctx, st, false)
 }
 
-// UnitsByName reads the given units, loading them if needed.
+// UnitsByName reads the given units, loading them if needed. Services are
+// read in full: their restart count too when they are not running (how a
+// crash loop that gave up ended).
 func (m *Manager) UnitsByName(ctx context.Context, names ...string) ([]Unit, error) {
 	st, err := m.conn.ListUnitsByNamesContext(ctx, names)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read units: %w", classify(err))
 	}
-	return m.details(ctx, st)
+	return m.details(ctx, st, true)
 }
 
 // maxInFlight bounds the pipelined calls: dbus-daemon allows a connection
@@ -220,10 +226,11 @@ type property struct {
 	set         func(u *Unit, v dbus.Variant)
 }
 
-// Every unit: when its state last changed, and how it last ended. Running
-// units also: their main PID, status line and restart count. Each is a
-// small Get; GetAll of the service interface would send some 250
-// properties (exec arrays among them) per unit.
+// Every service: when its state last changed, and how it last ended.
+// Running services also: their main PID, status line and restart count
+// (systemd's NRestarts: automatic restarts since the last deliberate
+// start). Each is a small Get; GetAll of the service interface would send
+// some 250 properties (exec arrays among them) per unit.
 var (
 	unitProps = []property{
 		{unitIface, "StateChangeTimestamp", func(u *Unit, v dbus.Variant) {
@@ -236,6 +243,8 @@ var (
 	runningProps = []property{
 		{serviceIface, "MainPID", func(u *Unit, v dbus.Variant) { pid, _ := v.Value().(uint32); u.MainPID = int(pid) }},
 		{serviceIface, "StatusText", func(u *Unit, v dbus.Variant) { u.StatusText, _ = v.Value().(string) }},
+	}
+	restartProps = []property{
 		{serviceIface, "NRestarts", func(u *Unit, v dbus.Variant) { n, _ := v.Value().(uint32); u.NRestarts = int(n) }},
 	}
 )
@@ -246,7 +255,24 @@ type pending struct {
 	call *dbus.Call
 }
 
-func (m *Manager) details(ctx context.Context, st []sd.UnitStatus) ([]Unit, error) {
+// wantedProps are the properties to read of a loaded unit: none for
+// sockets and paths (the listing says all status needs of them).
+func wantedProps(s sd.UnitStatus, full bool) []property {
+	if !strings.HasSuffix(s.Name, ".service") {
+		return nil
+	}
+	ps := slices.Clone(unitProps)
+	running := s.ActiveState != "inactive" && s.ActiveState != "failed"
+	if running {
+		ps = append(ps, runningProps...)
+	}
+	if running || full {
+		ps = append(ps, restartProps...)
+	}
+	return ps
+}
+
+func (m *Manager) details(ctx context.Context, st []sd.UnitStatus, full bool) ([]Unit, error) {
 	out := make([]Unit, len(st))
 	var wanted []pending
 	for i, s := range st {
@@ -254,13 +280,8 @@ func (m *Manager) details(ctx context.Context, st []sd.UnitStatus) ([]Unit, erro
 		if s.LoadState != "loaded" {
 			continue
 		}
-		for _, p := range unitProps {
+		for _, p := range wantedProps(s, full) {
 			wanted = append(wanted, pending{unit: i, prop: p})
-		}
-		if s.ActiveState != "inactive" && s.ActiveState != "failed" {
-			for _, p := range runningProps {
-				wanted = append(wanted, pending{unit: i, prop: p})
-			}
 		}
 	}
 	// Pipelined, a batch at a time, answered together.

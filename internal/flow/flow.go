@@ -8,6 +8,7 @@ package flow
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -61,15 +62,25 @@ func (e *Env) now() time.Time {
 
 // Report is the outcome of a flow, as `--json` prints it.
 type Report struct {
-	Site     string   `json:"site"`
-	From     string   `json:"from"`
-	To       string   `json:"to"`
-	Result   string   `json:"result"`
-	Changed  bool     `json:"changed"`
-	Duration float64  `json:"duration_seconds"`
-	MainPID  int      `json:"main_pid"`
-	Reason   string   `json:"reason,omitempty"`
-	Journal  []string `json:"journal,omitempty"`
+	Site     string   `json:"site" doc:"the site's name"`
+	From     string   `json:"from" doc:"the mode the site was in"`
+	To       string   `json:"to" doc:"the mode asked for"`
+	Result   string   `json:"result" doc:"ok, rolled-back (the site serves in mode from again), rollback-failed (it serves in neither), or empty when the change never began (a mode that does not exist, say)" enum:"ok,rolled-back,rollback-failed,"`
+	Changed  bool     `json:"changed" doc:"the site was restarted or reloaded and runs the new mode or generation"`
+	Duration float64  `json:"duration_seconds" doc:"how long the change took"`
+	MainPID  int      `json:"main_pid" doc:"the service's main PID afterwards; 0 when it does not run"`
+	Reason   string   `json:"reason" doc:"why nothing was done (already in the mode) or what failed; empty otherwise"`
+	Journal  []string `json:"journal" doc:"the journal lines of a failed start; [] when none"`
+}
+
+// MarshalJSON writes the report as docs/json/change.schema.json says:
+// journal is [] when there are no lines, never null.
+func (r Report) MarshalJSON() ([]byte, error) {
+	type plain Report
+	if r.Journal == nil {
+		r.Journal = []string{}
+	}
+	return json.Marshal(plain(r))
 }
 
 // Errors a caller maps to exit codes (with errors.Is).

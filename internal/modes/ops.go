@@ -28,7 +28,9 @@ type Local struct {
 	Store Store
 	UID   int // who asked
 	PID   int // the sitectl that runs the switch
-	Now   func() time.Time
+	// Kind is the kind of change recorded (KindMode, ...); empty for mode.
+	Kind string
+	Now  func() time.Time
 }
 
 func (l Local) now() time.Time {
@@ -45,7 +47,11 @@ func (l Local) Begin(s *site.Site, from, to string) error {
 		return err
 	}
 	state = closeInterrupted(state)
-	state.Pending = &Pending{Since: l.now(), From: from, To: to, UID: l.UID, PID: l.PID}
+	kind := l.Kind
+	if kind == "" {
+		kind = KindMode
+	}
+	state.Pending = &Pending{Since: l.now(), Kind: kind, From: from, To: to, UID: l.UID, PID: l.PID}
 	return l.Store.WriteState(s.Name, state)
 }
 
@@ -74,7 +80,7 @@ func (l Local) Finish(s *site.Site, result, reason string) error {
 	if result == ResultOK {
 		state.ChangedAt = l.now()
 	}
-	state.History = append(state.History, Entry{Time: p.Since, From: p.From, To: p.To, UID: p.UID, Result: result, Reason: reason})
+	state.History = append(state.History, Entry{Time: p.Since, Kind: p.Kind, From: p.From, To: p.To, UID: p.UID, Result: result, Reason: reason})
 	state.Pending = nil
 	return l.Store.WriteState(s.Name, state)
 }
@@ -84,7 +90,7 @@ func (l Local) Finish(s *site.Site, result, reason string) error {
 // pending switch cannot belong to a live sitectl.
 func closeInterrupted(state State) State {
 	if p := state.Pending; p != nil {
-		state.History = append(state.History, Entry{Time: p.Since, From: p.From, To: p.To, UID: p.UID,
+		state.History = append(state.History, Entry{Time: p.Since, Kind: p.Kind, From: p.From, To: p.To, UID: p.UID,
 			Result: ResultInterrupted, Reason: fmt.Sprintf("sitectl (pid %d) stopped before the switch finished", p.PID)})
 		state.Pending = nil
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/paths"
@@ -18,6 +19,7 @@ type request struct {
 	Op     string `json:"op"` // begin, set-mode, finish, prepare
 	Site   string `json:"site"`
 	To     string `json:"to,omitempty"`
+	Kind   string `json:"kind,omitempty"`
 	Mode   string `json:"mode,omitempty"`
 	Result string `json:"result,omitempty"`
 	Reason string `json:"reason,omitempty"`
@@ -31,6 +33,7 @@ type response struct {
 // the state directory. It implements Writer.
 type Client struct {
 	Socket string // default paths.DefaultStateSocket
+	Kind   string // the kind of change Begin records (KindMode, ...)
 }
 
 func (c Client) call(req request) error {
@@ -60,7 +63,7 @@ func (c Client) call(req request) error {
 // Begin implements Writer. The service works out the mode the switch starts
 // from itself.
 func (c Client) Begin(s *site.Site, _, to string) error {
-	return c.call(request{Op: "begin", Site: s.Name, To: to})
+	return c.call(request{Op: "begin", Site: s.Name, To: to, Kind: c.Kind})
 }
 
 // SetMode implements Writer.
@@ -103,13 +106,16 @@ func serve(req request, caller Caller, store Store, load func(string) (*site.Sit
 	if err != nil {
 		return err
 	}
-	w := Local{Store: store, UID: caller.UID, PID: caller.PID}
+	w := Local{Store: store, UID: caller.UID, PID: caller.PID, Kind: req.Kind}
 	switch req.Op {
 	case "prepare":
 		return store.prepareSite(s.Name)
 	case "begin":
 		if _, ok := s.Mode(req.To); !ok {
 			return fmt.Errorf("site %s has no mode %q", s.Name, req.To)
+		}
+		if req.Kind != "" && !slices.Contains(Kinds, req.Kind) {
+			return fmt.Errorf("%q is not a kind of change", req.Kind)
 		}
 		from, ok, err := store.Current(s.Name)
 		if err != nil {

@@ -24,9 +24,22 @@ const (
 	ResultInterrupted    = "interrupted"     // sitectl was killed before it finished
 )
 
-// Entry is one mode switch in a site's history.
+// Kinds of change, as history records them: what the operator asked for.
+const (
+	KindMode     = "mode"     // sitectl mode
+	KindRestart  = "restart"  // sitectl restart
+	KindReload   = "reload"   // sitectl reload
+	KindRollback = "rollback" // sitectl rollback
+)
+
+// Kinds lists every kind of change.
+var Kinds = []string{KindMode, KindRestart, KindReload, KindRollback}
+
+// Entry is one change in a site's history. Kind is empty in entries
+// recorded before sitectl recorded it.
 type Entry struct {
 	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind,omitempty"`
 	From   string    `json:"from"`
 	To     string    `json:"to"`
 	UID    int       `json:"uid"`
@@ -38,11 +51,12 @@ type Entry struct {
 // changes and cleared when the switch ends, so a switch cut short (sitectl
 // killed) is visible to status and to the next switch.
 type Pending struct {
-	Since time.Time `json:"since"`
-	From  string    `json:"from"`
-	To    string    `json:"to"`
-	UID   int       `json:"uid"`
-	PID   int       `json:"pid"`
+	Since time.Time `json:"since" doc:"when the switch began"`
+	Kind  string    `json:"kind,omitempty" doc:"mode, restart, reload or rollback; left out by sitectl before kinds were recorded" enum:"mode,restart,reload,rollback"`
+	From  string    `json:"from" doc:"the mode it switches from"`
+	To    string    `json:"to" doc:"the mode it switches to"`
+	UID   int       `json:"uid" doc:"who asked for it"`
+	PID   int       `json:"pid" doc:"the sitectl that runs (or ran) it"`
 }
 
 // State is what sitectl keeps besides the mode file: the previous mode, the

@@ -80,6 +80,11 @@ func (d Dirs) ModeEnvFile(name string) string { return path.Join(d.SiteState(nam
 // StateFile holds a site's previous mode, its pending switch and history.
 func (d Dirs) StateFile(name string) string { return path.Join(d.SiteState(name), "state.json") }
 
+// LastGoodFile is the copy of the site file the service was last started
+// from (sitectl prepare keeps it): what the site runs when its file turned
+// invalid since.
+func (d Dirs) LastGoodFile(name string) string { return path.Join(d.SiteState(name), "last-good.toml") }
+
 // LockFile is what a switch of the site holds an flock(2) on.
 func (d Dirs) LockFile(name string) string { return path.Join(d.SiteState(name), "lock") }
 

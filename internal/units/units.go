@@ -84,9 +84,28 @@ func socketName(s *site.Site, fdName string) string {
 	return "site-" + s.Name + "@" + fdName + ".socket"
 }
 
-// reloadPathName and reloadServiceName are the touch-to-reload units.
-func reloadPathName(siteName string) string    { return "site-" + siteName + "-reload.path" }
-func reloadServiceName(siteName string) string { return "site-" + siteName + "-reload.service" }
+// SyslogIdentifier is the journal's identifier of what a site's service
+// writes to standard output and error (the app's own lines among them):
+// journalctl -t site-NAME finds them.
+func SyslogIdentifier(siteName string) string { return "site-" + siteName }
+
+// SocketNames are the socket units of a site, the first listener name's
+// first.
+func SocketNames(s *site.Site) []string {
+	var out []string
+	for _, n := range s.ListenerNames() {
+		out = append(out, socketName(s, n))
+	}
+	if len(out) == 0 {
+		out = append(out, "site-"+s.Name+".socket")
+	}
+	return out
+}
+
+// ReloadPathName and ReloadServiceName are the touch-to-reload units of a
+// site that has a reload_trigger.
+func ReloadPathName(siteName string) string    { return "site-" + siteName + "-reload.path" }
+func ReloadServiceName(siteName string) string { return "site-" + siteName + "-reload.service" }
 
 // Render returns all of a site's units, sockets first.
 func Render(s *site.Site, opts Options) []Unit {
@@ -267,6 +286,9 @@ func renderService(s *site.Site, opts Options) Unit {
 		svc.text("RuntimeDirectoryMode", "0700")
 	}
 	svc.textIf("WorkingDirectory", s.Workdir)
+	// Without it, every line is tagged with the ExecStart= program's name:
+	// sitectl, for every site.
+	svc.text("SyslogIdentifier", SyslogIdentifier(s.Name))
 
 	svc.env("SITE", s.Name)
 	svc.env("SITE_DRAIN_TIMEOUT", systemdSpan(s.DrainTimeout))
@@ -366,9 +388,9 @@ func renderReloadPath(s *site.Site) Unit {
 	unitSection(f, s, fmt.Sprintf("%s: reload when %s is touched", describe(s), s.ReloadTrigger))
 	p := f.section("Path")
 	p.text("PathChanged", s.ReloadTrigger)
-	p.text("Unit", reloadServiceName(s.Name))
+	p.text("Unit", ReloadServiceName(s.Name))
 	f.section("Install").text("WantedBy", "paths.target")
-	return Unit{Name: reloadPathName(s.Name), Content: f.String(), WantedBy: "paths.target", src: f}
+	return Unit{Name: ReloadPathName(s.Name), Content: f.String(), WantedBy: "paths.target", src: f}
 }
 
 func renderReloadService(s *site.Site, opts Options) Unit {
@@ -389,7 +411,7 @@ func renderReloadService(s *site.Site, opts Options) Unit {
 	for _, kv := range reloadHardening {
 		svc.text(kv[0], kv[1])
 	}
-	return Unit{Name: reloadServiceName(s.Name), Content: f.String(), src: f}
+	return Unit{Name: ReloadServiceName(s.Name), Content: f.String(), src: f}
 }
 
 // reloadHardening is the sandbox of site-NAME-reload.service. It runs

@@ -79,11 +79,17 @@ func TestHostileEntriesInTheSiteDirectory(t *testing.T) {
 		t.Errorf("an unreadable file: exit %d, %q", code, stderr)
 	}
 	// Loading one site for a verb.
-	_, stderr, code = h.result("timeout", "30", "sitectl", "status", "a")
+	_, stderr, code = h.result("timeout", "30", "sitectl", "restart", "a")
 	if code != 2 || !strings.Contains(stderr, "cannot read site a: "+d+"/a.toml: is a named pipe") {
-		t.Errorf("sitectl status a: exit %d, %q", code, stderr)
+		t.Errorf("sitectl restart a: exit %d, %q", code, stderr)
 	}
-	out, stderr, code := h.result("timeout", "30", "sitectl", "list")
+	// status shows such a site, with why its file is not one; it does not
+	// run (exit 3).
+	out, _, code := h.result("timeout", "30", "sitectl", "status", "a")
+	if code != 3 || !strings.Contains(out, "invalid") || !strings.Contains(out, d+"/a.toml:1:1: is a named pipe") {
+		t.Errorf("sitectl status a: exit %d\n%s", code, out)
+	}
+	out, stderr, code = h.result("timeout", "30", "sitectl", "list")
 	if code != 0 || !strings.Contains(out, "good") || !strings.Contains(stderr, "warning: "+d+"/zero.toml:1:1: is a symlink to /dev/zero") {
 		t.Errorf("sitectl list: exit %d\n%s\n%s", code, out, stderr)
 	}

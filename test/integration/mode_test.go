@@ -461,7 +461,7 @@ func TestStatusMatchesSystemctlShow(t *testing.T) {
 	h.run("systemctl", "start", "site-karl.socket", "site-other.socket")
 	h.mode("karl", "maintenance")
 	var all []struct {
-		Name         string   `json:"name"`
+		Name         string   `json:"site"`
 		Mode         string   `json:"mode"`
 		PreviousMode string   `json:"previous_mode"`
 		ActiveState  string   `json:"active_state"`
@@ -550,7 +550,7 @@ func TestListManySites(t *testing.T) {
 	h := newHost(t, sites)
 	h.run("systemctl", "start", "--all", "site-*.socket")
 	var list []struct {
-		Name        string `json:"name"`
+		Name        string `json:"site"`
 		ActiveState string `json:"active_state"`
 	}
 	out := h.run("sitectl", "list", "--json")

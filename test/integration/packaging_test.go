@@ -130,10 +130,10 @@ func TestPackageLifecycle(t *testing.T) {
 	if _, err := h.try("sitectl", "check", "--name", "example", "/usr/share/doc/sitectl/examples/example.toml"); err != nil {
 		t.Errorf("the packaged example site file does not pass sitectl check: %v", err)
 	}
-	// The manual: commands in section 1, the site file in 5, the generator
-	// and the verbs the units run in 8.
+	// The manual: commands in section 1, the site file in 5, --json in 7,
+	// the generator and the verbs the units run in 8.
 	for _, p := range []string{"/usr/share/man/man1/sitectl.1.gz", "/usr/share/man/man1/sitectl-mode.1.gz",
-		"/usr/share/man/man5/sitectl.toml.5.gz", "/usr/share/man/man8/sitectl-generator.8.gz",
+		"/usr/share/man/man5/sitectl.toml.5.gz", "/usr/share/man/man7/sitectl-json.7.gz", "/usr/share/man/man8/sitectl-generator.8.gz",
 		"/usr/share/man/man8/sitectl-launch.8.gz"} {
 		if _, err := h.try("test", "-f", p); err != nil {
 			t.Errorf("the package has no %s", p)

@@ -1,0 +1,223 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
+)
+
+// logOptions are the flags of sitectl logs.
+type logOptions struct {
+	follow  bool
+	since   string
+	lines   int // -1: all
+	output  string
+	noPager bool
+}
+
+// journalOutputs are the -o formats sitectl logs passes on to journalctl.
+var journalOutputs = []string{"short", "short-full", "short-iso", "short-iso-precise", "short-precise", "short-monotonic",
+	"short-unix", "cat", "verbose", "json", "json-pretty", "json-seq", "with-unit"}
+
+func logsCmd(e *env) *cobra.Command {
+	o := logOptions{lines: -1}
+	c := &cobra.Command{
+		Use:     "logs SITE",
+		GroupID: "run",
+		Short:   "Show a site's journal: its app, its starts, stops, reloads and cleanups, in one stream",
+		Long: `Show the journal of one site in one stream, oldest first: what its app writes (tagged
+site-NAME, so journalctl -t site-NAME finds the app's lines too), what systemd says of
+its service and sockets, its reloads (systemctl reload, sitectl reload, a touch of
+its reload_trigger) and the cleanup after each stop. journalctl shows it, with its
+pager on a terminal; reading the journal of a site needs root or membership of the
+adm or systemd-journal group.
+
+--since takes a duration ago ("10m", "2h30m", "3d"), a time in the local time zone
+("2026-11-21", "2026-11-21 06:00", "2026-11-21 06:00:00"), "today", "yesterday",
+or @SECONDS since the epoch.
+
+` + exitCodesHelp,
+		Example: `  sitectl logs karl -n 50
+  sitectl logs karl -f
+  sitectl logs karl --since 1h -o short-iso`,
+		Args:              args(1, 1, "one site"),
+		ValidArgsFunction: e.completeOneSite,
+		RunE: func(c *cobra.Command, a []string) error {
+			argv, err := e.journalArgs(a[0], o)
+			if err != nil {
+				return err
+			}
+			return e.runJournal(c.Context(), argv, o.follow)
+		},
+	}
+	f := c.Flags()
+	f.BoolVarP(&o.follow, "follow", "f", false, "keep showing new lines as they come")
+	f.StringVar(&o.since, "since", "", "show lines from `WHEN` on: a duration ago (10m, 2h, 3d), a local time, today, yesterday or @SECONDS")
+	f.IntVarP(&o.lines, "lines", "n", -1, "show only the last `N` lines")
+	f.StringVarP(&o.output, "output", "o", "short", "journalctl's output `FORMAT`: "+strings.Join(journalOutputs, ", "))
+	f.BoolVar(&o.noPager, "no-pager", false, "do not pipe the output into a pager")
+	return c
+}
+
+// journalArgs checks the options and the site and returns journalctl's
+// command line for them.
+func (e *env) journalArgs(name string, o logOptions) ([]string, error) {
+	if o.lines < -1 {
+		return nil, usageErrorf("--lines %d: give a number of lines, 0 or more", o.lines)
+	}
+	if !slices.Contains(journalOutputs, o.output) {
+		return nil, usageErrorf("--output %q is not one of: %s", o.output, strings.Join(journalOutputs, ", "))
+	}
+	var since time.Time
+	if o.since != "" {
+		var err error
+		if since, err = parseSince(o.since, e.now(), time.Local); err != nil {
+			return nil, withCode(exitUsage, err)
+		}
+	}
+	us, err := e.logUnits(name)
+	if err != nil {
+		return nil, err
+	}
+	return journalctlArgs(us, o, since), nil
+}
+
+// journalctlArgs is journalctl's command line: every unit of the site, then
+// the options. It is pure; journalArgs has checked every value.
+func journalctlArgs(us []string, o logOptions, since time.Time) []string {
+	argv := []string{"journalctl"}
+	for _, u := range us {
+		argv = append(argv, "--unit="+u)
+	}
+	if !since.IsZero() {
+		argv = append(argv, "--since=@"+strconv.FormatInt(since.Unix(), 10))
+	}
+	if o.lines >= 0 {
+		argv = append(argv, "--lines="+strconv.Itoa(o.lines))
+	}
+	if o.follow {
+		argv = append(argv, "--follow")
+	}
+	if o.noPager {
+		argv = append(argv, "--no-pager")
+	}
+	return append(argv, "--output="+o.output)
+}
+
+// logUnits are the units whose journal is the site's: its service (the
+// app, its reloads and its cleanups run in it), its sockets, and its
+// touch-to-reload units. A site whose file is invalid still has its
+// journal: its units are named from the last good version, or from the
+// name.
+func (e *env) logUnits(name string) ([]string, error) {
+	file := e.dirs.SiteFile(name)
+	data, err := site.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, lerr := os.Lstat(file); errors.Is(lerr, fs.ErrNotExist) {
+			return nil, withCode(exitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, file))
+		}
+	}
+	s, perr := site.ParseNamed(file, name, data)
+	if err != nil || perr != nil {
+		s = &site.Site{Name: name}
+		if good, ok := (modes.Store{Dir: e.dirs.State}).ReadLastGood(name); ok {
+			s = good
+		}
+	}
+	us := append([]string{units.ServiceName(name)}, units.SocketNames(s)...)
+	return append(us, units.ReloadServiceName(name), units.ReloadPathName(name)), nil
+}
+
+// runJournal runs journalctl on the terminal (or pipe) sitectl has. An
+// interrupt (Ctrl-C) or SIGTERM is passed on to journalctl; sitectl waits
+// for it to end, and a follow stopped that way is a success.
+func (e *env) runJournal(ctx context.Context, argv []string, follow bool) error {
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return withCode(exitFailed, fmt.Errorf("cannot show the journal: %w", err), "journalctl comes with systemd")
+	}
+	cmd := exec.CommandContext(ctx, path, argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		return withCode(exitFailed, fmt.Errorf("cannot show the journal: %w", err))
+	}
+	interrupted := false
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for waiting := true; waiting; {
+		select {
+		case sig := <-sigs:
+			// From a terminal journalctl has it too; from kill(1) only
+			// sitectl does.
+			interrupted = true
+			cmd.Process.Signal(sig)
+		case err = <-done:
+			waiting = false
+		}
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil, interrupted && follow:
+		return nil
+	case errors.As(err, &ee):
+		return reported{exitFailed} // journalctl said why
+	}
+	return withCode(exitFailed, fmt.Errorf("cannot show the journal: %w", err))
+}
+
+var (
+	shortDuration = regexp.MustCompile(`^([0-9]+)d$`)
+	localLayouts  = []string{"2006-01-02", "2006-01-02 15:04", "2006-01-02 15:04:05"}
+)
+
+// parseSince reads --since: a duration ago, a local time, today,
+// yesterday or @SECONDS.
+func parseSince(v string, now time.Time, loc *time.Location) (time.Time, error) {
+	switch v {
+	case "today", "yesterday":
+		y, m, d := now.In(loc).Date()
+		t := time.Date(y, m, d, 0, 0, 0, 0, loc)
+		if v == "yesterday" {
+			t = t.AddDate(0, 0, -1)
+		}
+		return t, nil
+	}
+	if secs, ok := strings.CutPrefix(v, "@"); ok {
+		if n, err := strconv.ParseInt(secs, 10, 64); err == nil && n >= 0 {
+			return time.Unix(n, 0), nil
+		}
+	}
+	if m := shortDuration.FindStringSubmatch(v); m != nil {
+		if n, err := strconv.Atoi(m[1]); err == nil && n <= 100000 {
+			return now.AddDate(0, 0, -n), nil
+		}
+	}
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	for _, l := range localLayouts {
+		if t, err := time.ParseInLocation(l, v, loc); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf(`--since %q is not a time: give a duration ago ("10m", "2h", "3d"), a local time ("2026-11-21 06:00"), today, yesterday or @SECONDS`, v)
+}

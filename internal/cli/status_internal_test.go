@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/status"
+	"github.com/sitectl/sitectl/internal/term"
+)
+
+func printed(t *testing.T, style term.Style, s status.Site) string {
+	t.Helper()
+	old := time.Local
+	time.Local = time.UTC
+	t.Cleanup(func() { time.Local = old })
+	var out bytes.Buffer
+	now := time.Date(2026, 11, 21, 6, 13, 2, 0, time.UTC)
+	e := &env{stdout: &out, style: style, now: func() time.Time { return now }}
+	e.printStatus(s)
+	return out.String()
+}
+
+func at(s string) *time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return &t
+}
+
+// TestStatusTellsDownFromIdle: the printed status of a site whose socket
+// is stopped, of an idle one and of a crash loop differ where it matters.
+func TestStatusTellsDownFromIdle(t *testing.T) {
+	base := status.Site{Site: "karl", File: "/etc/sitectl/sites/karl.toml", SiteFile: status.FileState{State: "ok"}, Mode: "normal",
+		Unit: "site-karl.service", LoadState: "loaded", Listen: []string{"127.0.0.1:8001"}}
+	idle := base
+	idle.State, idle.Running, idle.Socket, idle.ActiveState, idle.SubState = "idle", true, "listening", "inactive", "dead"
+	idle.Sockets = []status.Socket{{Unit: "site-karl.socket", State: "listening"}}
+	down := idle
+	down.State, down.Running, down.Socket = "stopped", false, "stopped"
+	down.Sockets = []status.Socket{{Unit: "site-karl.socket", State: "stopped"}}
+	loop := idle
+	loop.State, loop.Running, loop.ActiveState, loop.SubState, loop.NRestarts = "restarting", false, "activating", "auto-restart", 7
+	loop.LastFailure = &status.Failure{Result: "exit-code", Time: at("2026-11-21T06:12:58Z"), ExitCode: "exited", ExitStatus: "3"}
+
+	for _, c := range []struct {
+		s    status.Site
+		want []string
+	}{
+		{idle, []string{"○ karl (/etc/sitectl/sites/karl.toml)", "      state: idle", "     socket: listening (site-karl.socket)",
+			"    service: inactive (dead); idle: the first request starts it"}},
+		{down, []string{"      state: stopped", "     socket: stopped: visitors are refused; start it with systemctl start site-karl.socket (site-karl.socket)"}},
+		{loop, []string{"      state: restarting", "    service: activating (auto-restart)",
+			"   restarts: 7 after failures since the last deliberate start; last failure: exit-code (exited, status 3) at Sat 2026-11-21 06:12:58 UTC; 4s ago"}},
+	} {
+		got := printed(t, term.Style{UTF8: true}, c.s)
+		for _, w := range c.want {
+			if !strings.Contains(got, w+"\n") && !strings.Contains(got, w) {
+				t.Errorf("status of a %s site lacks %q:\n%s", c.s.State, w, got)
+			}
+		}
+	}
+}
+
+// TestStatusOutputStyles: ASCII where the locale is not UTF-8, colour only
+// when asked for, escaped app text, times with zone and "ago".
+func TestStatusOutputStyles(t *testing.T) {
+	s := status.Site{Site: "karl", File: "/etc/sitectl/sites/karl.toml", SiteFile: status.FileState{State: "ok"}, Mode: "maintenance",
+		Unit: "site-karl.service", LoadState: "loaded", ActiveState: "active", SubState: "running", MainPID: 4250, Since: at("2026-11-21T06:10:02Z"),
+		State: "running", Running: true, Socket: "listening", Sockets: []status.Socket{{Unit: "site-karl.socket", State: "listening"}},
+		StatusText: "mode \x1b[2Jnormal", Listen: []string{"127.0.0.1:8001"}, ModeApplied: true,
+		Pending: &statusPending}
+	ascii := printed(t, term.Style{}, s)
+	for _, w := range []string{"* karl (", "normal -> maintenance", "since Sat 2026-11-21 06:10:02 UTC; 3min 0s ago; main PID 4250", `mode \x1b[2Jnormal`} {
+		if !strings.Contains(ascii, w) {
+			t.Errorf("ASCII status lacks %q:\n%s", w, ascii)
+		}
+	}
+	for _, r := range ascii {
+		if r > 0x7e || r < 0x20 && r != '\n' {
+			t.Errorf("ASCII status has %q:\n%s", r, ascii)
+			break
+		}
+	}
+	utf8 := printed(t, term.Style{UTF8: true}, s)
+	if !strings.Contains(utf8, "● karl") || !strings.Contains(utf8, "normal → maintenance") || strings.Contains(utf8, "\x1b") {
+		t.Errorf("UTF-8 status without colour:\n%s", utf8)
+	}
+	if color := printed(t, term.Style{UTF8: true, Color: true}, s); !strings.Contains(color, "\x1b[0;1;32m●\x1b[0m \x1b[0;1;39mkarl") {
+		t.Errorf("coloured status:\n%q", color)
+	}
+}
+
+var statusPending = pendingAt()
+
+func pendingAt() (p modesPending) {
+	p.Since, p.Kind, p.From, p.To = *at("2026-11-21T06:12:00Z"), "mode", "normal", "maintenance"
+	return p
+}
+
+type modesPending = modes.Pending

@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/sitectl/sitectl/internal/status"
+	"github.com/sitectl/sitectl/internal/term"
+)
+
+// printStatus prints one site as sitectl status does, in systemctl's
+// manner: a dot and the name, then one labelled line per part.
+func (e *env) printStatus(s status.Site) {
+	w, st := e.stdout, e.style
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(w, "%11s: %s\n", label, fmt.Sprintf(format, args...))
+	}
+	more := func(text string) { fmt.Fprintf(w, "%13s%s\n", "", text) }
+
+	fmt.Fprintf(w, "%s %s (%s)\n", e.siteGlyph(s), st.Bold(s.Site), term.Escape(s.File))
+	state := s.State
+	if !s.Running {
+		state = st.Red(state)
+	}
+	line("state", "%s", state)
+	e.printSiteFile(s, line, more)
+	e.printMode(s, line)
+	e.printSockets(s, line)
+	e.printService(s, line)
+	if t := s.Trigger; t != nil {
+		armed := st.Green("armed")
+		if !t.Armed {
+			armed = st.Red("not armed") + fmt.Sprintf(" (%s/%s): touching does nothing; start it with systemctl start %s", t.ActiveState, t.SubState, t.Unit)
+		}
+		line("trigger", "%s: a touch of %s reloads the site (%s)", armed, term.Escape(t.Path), t.Unit)
+	}
+	line("listen", "%s", strings.Join(s.Listen, ", "))
+	if s.Release != "" {
+		line("release", "%s", term.Escape(s.Release))
+	}
+	if c := s.Cleanup; c != nil {
+		line("cleanup", "%s at %s: %d processes left behind, %d killed by systemd", term.Escape(c.Result), e.ago(c.Time), c.Leftovers, c.Remaining)
+		for _, f := range c.HookFailures {
+			more("hook failed: " + term.Escape(f))
+		}
+	}
+}
+
+func (e *env) printSiteFile(s status.Site, line func(string, string, ...any), more func(string)) {
+	f := s.SiteFile
+	if f.State == "ok" {
+		line("site file", "ok")
+		return
+	}
+	text := e.style.Red("invalid")
+	if f.InvalidSince != nil {
+		text += " since " + e.ago(*f.InvalidSince)
+	}
+	text += fmt.Sprintf(" (%d %s)", len(f.Errors), plural(len(f.Errors), "error", "errors"))
+	if f.LastGood {
+		text += "; running the last good version"
+	} else {
+		text += "; no good version of it is kept: the generator leaves the site out"
+	}
+	line("site file", "%s", text)
+	for _, m := range f.Errors {
+		more(term.Escape(fmt.Sprintf("%s:%d:%d: %s", m.File, m.Line, m.Column, m.Message)))
+	}
+}
+
+func (e *env) printMode(s status.Site, line func(string, string, ...any)) {
+	mode := term.Escape(s.Mode)
+	if s.PreviousMode != "" {
+		mode += " (previous: " + term.Escape(s.PreviousMode) + ")"
+	}
+	if !s.ModeApplied && s.ActiveState == "active" {
+		mode += "; recorded after the running process started: it applies at the next restart"
+	}
+	line("mode", "%s", mode)
+	if p := s.Pending; p != nil {
+		what := "cut short (sitectl stopped before it finished); the next change closes it"
+		if s.Busy {
+			what = "in progress"
+		}
+		kind := ""
+		if p.Kind != "" {
+			kind = term.Escape(p.Kind) + " "
+		}
+		line("switch", "%s%s %s %s since %s, %s", kind, term.Escape(p.From), e.style.Arrow(), term.Escape(p.To), e.ago(p.Since), what)
+	}
+}
+
+func (e *env) printSockets(s status.Site, line func(string, string, ...any)) {
+	var parts []string
+	for _, so := range s.Sockets {
+		text := so.State
+		switch so.State {
+		case "stopped":
+			text = e.style.Red(text) + ": visitors are refused; start it with systemctl start " + so.Unit
+		case "failed":
+			text = e.style.Red(text) + ": visitors are refused; see systemctl status " + so.Unit
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s)", text, so.Unit))
+	}
+	line("socket", "%s", strings.Join(parts, "; "))
+}
+
+func (e *env) printService(s status.Site, line func(string, string, ...any)) {
+	if s.LoadState != "loaded" {
+		line("service", "%s (%s): systemd has no such unit; run systemctl daemon-reload", s.Unit, s.LoadState)
+		return
+	}
+	text := s.ActiveState + " (" + s.SubState + ")"
+	switch s.ActiveState {
+	case "failed":
+		text = e.style.Red(text)
+	case "active":
+		text = e.style.Green(text)
+	}
+	if s.Result != "" && s.Result != "success" {
+		text += " with result " + s.Result
+	}
+	if s.Since != nil {
+		text += " since " + e.ago(*s.Since)
+	}
+	if s.MainPID > 0 {
+		text += fmt.Sprintf("; main PID %d", s.MainPID)
+	}
+	if s.State == "idle" {
+		text += "; idle: the first request starts it"
+	}
+	line("service", "%s", text)
+	if s.StatusText != "" {
+		line("status", "%s", term.Escape(s.StatusText))
+	}
+	if s.NRestarts > 0 || s.LastFailure != nil {
+		line("restarts", "%s", e.restarts(s))
+	}
+}
+
+// restarts words the restart count and the last failure.
+func (e *env) restarts(s status.Site) string {
+	text := fmt.Sprintf("%d after failures since the last deliberate start", s.NRestarts)
+	if s.NRestarts > 0 {
+		text = e.style.Red(text)
+	}
+	if f := s.LastFailure; f != nil {
+		text += "; last failure: " + term.Escape(f.Result)
+		if f.ExitCode != "" {
+			text += " (" + term.Escape(f.ExitCode) + ", status " + term.Escape(f.ExitStatus) + ")"
+		}
+		if f.Time != nil {
+			text += " at " + e.ago(*f.Time)
+		}
+	}
+	return text
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

@@ -1,0 +1,119 @@
+// Package sitecheck finds what a valid site file may still get wrong on
+// this host: a program that is not there or cannot run, a program or
+// working directory under a path the site's unit hides from the app, and a
+// site file that anyone may read although it holds environment values.
+// These are warnings: sitectl check reports them and still exits 0, since
+// the host the file is checked on need not be the one it runs on.
+package sitecheck
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/tomlpos"
+	"github.com/sitectl/sitectl/internal/units"
+)
+
+// Host is what the checks read of the host; os's functions in production.
+type Host struct {
+	Stat         func(string) (fs.FileInfo, error)
+	EvalSymlinks func(string) (string, error)
+}
+
+// OS is the host sitectl runs on.
+var OS = Host{Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks}
+
+// Warnings are the warnings of site s, read from data (its file's content,
+// for positions). mode is the site file's permission bits, or 0 when the
+// file is not one (standard input).
+func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Options) []*site.Error {
+	root, _ := tomlpos.Parse(data)
+	at := func(key string, item int) tomlpos.Pos {
+		if root == nil {
+			return tomlpos.Pos{Line: 1, Col: 1}
+		}
+		v := root.Get(key)
+		switch {
+		case v == nil:
+			return tomlpos.Pos{Line: 1, Col: 1}
+		case item >= 0 && item < len(v.Items):
+			return v.Items[item].Pos
+		case v.KeyPos.Line > 0:
+			return v.KeyPos
+		}
+		return v.Pos
+	}
+	var out []*site.Error
+	warn := func(pos tomlpos.Pos, format string, args ...any) {
+		out = append(out, &site.Error{File: s.File, Line: pos.Line, Col: pos.Col, Msg: "warning: " + fmt.Sprintf(format, args...)})
+	}
+	hidden := units.HiddenPaths(s, opts)
+	if msg := h.program(s.Exec[0]); msg != "" {
+		warn(at("exec", 0), "exec: the program %s %s", s.Exec[0], msg)
+	}
+	if hd, ok := h.under(s.Exec[0], hidden); ok {
+		warn(at("exec", 0), "exec: the program %s lies under %s, which the site's unit hides from the app (%s): the start would fail with 203/EXEC; install it elsewhere", s.Exec[0], hd.Path, hd.Directive)
+	}
+	if s.Workdir != "" {
+		if hd, ok := h.under(s.Workdir, hidden); ok {
+			warn(at("workdir", -1), "workdir %s lies under %s, which the site's unit hides from the app (%s): the start would fail with 200/CHDIR", s.Workdir, hd.Path, hd.Directive)
+		}
+	}
+	if mode&0o004 != 0 && hasEnvironment(s) {
+		pos := at("environment", -1)
+		if root != nil && root.Get("environment") == nil {
+			pos = at("modes", -1)
+		}
+		warn(pos, "the file holds environment values and anyone on this host may read it (mode %04o): chmod o-r %s; keep secrets in systemd credentials", mode.Perm(), s.File)
+	}
+	return out
+}
+
+// program says what is wrong with the program path, or "".
+func (h Host) program(p string) string {
+	fi, err := h.Stat(p)
+	switch {
+	case err != nil && os.IsNotExist(err):
+		return "does not exist on this host: the start would fail with 203/EXEC"
+	case err != nil:
+		return fmt.Sprintf("cannot be checked: %v", err)
+	case !fi.Mode().IsRegular():
+		return "is not a regular file: the start would fail with 203/EXEC"
+	case fi.Mode().Perm()&0o111 == 0:
+		return fmt.Sprintf("is not executable (mode %04o): the start would fail with 203/EXEC", fi.Mode().Perm())
+	}
+	return ""
+}
+
+// under finds the hidden path p lies under, as written or with its
+// symlinks resolved.
+func (h Host) under(p string, hidden []units.Hidden) (units.Hidden, bool) {
+	candidates := []string{p}
+	if r, err := h.EvalSymlinks(p); err == nil && r != p {
+		candidates = append(candidates, r)
+	}
+	for _, c := range candidates {
+		for _, hd := range hidden {
+			if c == hd.Path || strings.HasPrefix(c, strings.TrimSuffix(hd.Path, "/")+"/") {
+				return hd, true
+			}
+		}
+	}
+	return units.Hidden{}, false
+}
+
+func hasEnvironment(s *site.Site) bool {
+	if len(s.Environment) > 0 {
+		return true
+	}
+	for _, m := range s.Modes {
+		if len(m.Environment) > 0 {
+			return true
+		}
+	}
+	return false
+}

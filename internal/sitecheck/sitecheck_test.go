@@ -1,0 +1,97 @@
+package sitecheck
+
+import (
+	"io/fs"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
+)
+
+// fakeHost has the files of m (paths without the leading /) and the
+// symlinks of links.
+func fakeHost(m fstest.MapFS, links map[string]string) Host {
+	return Host{
+		Stat: func(p string) (fs.FileInfo, error) {
+			if t, ok := links[p]; ok {
+				p = t
+			}
+			return m.Stat(strings.TrimPrefix(p, "/"))
+		},
+		EvalSymlinks: func(p string) (string, error) {
+			if t, ok := links[p]; ok {
+				return t, nil
+			}
+			return p, nil
+		},
+	}
+}
+
+func parse(t *testing.T, text string) (*site.Site, []byte) {
+	t.Helper()
+	s, err := site.Parse("/etc/sitectl/sites/karl.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, []byte(text)
+}
+
+func TestWarnings(t *testing.T) {
+	host := fakeHost(fstest.MapFS{
+		"usr/bin/app":         {Mode: 0o755},
+		"usr/bin/data":        {Mode: 0o644},
+		"usr/bin":             {Mode: fs.ModeDir | 0o755},
+		"var/tmp/build/app":   {Mode: 0o755},
+		"srv/karl/current/ok": {Mode: 0o644},
+	}, map[string]string{"/usr/local/bin/app": "/var/tmp/build/app"})
+	for _, c := range []struct {
+		name, toml string
+		mode       fs.FileMode
+		want       []string
+	}{
+		{"fine", "exec = [\"/usr/bin/app\"]\nenvironment = { A = \"1\" }\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o640, nil},
+		{"missing", "exec = [\"/usr/bin/nope\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644,
+			[]string{"1:9: warning: exec: the program /usr/bin/nope does not exist on this host"}},
+		{"not executable", "exec = [\"/usr/bin/data\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644,
+			[]string{"1:9: warning: exec: the program /usr/bin/data is not executable (mode 0644)"}},
+		{"a directory", "exec = [\"/usr/bin\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644,
+			[]string{"1:9: warning: exec: the program /usr/bin is not a regular file"}},
+		{"a symlink into /var/tmp", "exec = [\"/usr/local/bin/app\", \"x\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644,
+			[]string{"1:9: warning: exec: the program /usr/local/bin/app lies under /var/tmp, which the site's unit hides from the app (PrivateTmp=yes)"}},
+		{"workdir in /root", "exec = [\"/usr/bin/app\"]\nworkdir = \"/root/site\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600,
+			[]string{"2:1: warning: workdir /root/site lies under /root, which the site's unit hides from the app (ProtectHome=yes)"}},
+		{"mode environment readable", "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n[modes.ro]\nenvironment = { RO = \"1\" }\n", 0o604,
+			[]string{"4:2: warning: the file holds environment values and anyone on this host may read it (mode 0604)"}},
+		{"no environment, readable", "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644, nil},
+	} {
+		s, data := parse(t, c.toml)
+		got := Warnings(host, s, data, c.mode, units.Options{})
+		if len(got) != len(c.want) {
+			t.Errorf("%s: %d warnings, want %d: %v", c.name, len(got), len(c.want), got)
+			continue
+		}
+		for i, w := range c.want {
+			if msg := got[i].Error(); !strings.HasPrefix(msg, "/etc/sitectl/sites/karl.toml:"+w) {
+				t.Errorf("%s: %q, want it to start with %q", c.name, msg, w)
+			}
+		}
+	}
+}
+
+// TestHiddenPathsFollowTheUnit: the hidden paths are read from the
+// rendered service, so a directive added to the units is seen.
+func TestHiddenPathsFollowTheUnit(t *testing.T) {
+	s, _ := parse(t, "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n")
+	var paths []string
+	for _, h := range units.HiddenPaths(s, units.Options{}) {
+		paths = append(paths, h.Path+" "+h.Directive)
+	}
+	got := strings.Join(paths, ", ")
+	for _, want := range []string{"/tmp PrivateTmp=yes", "/var/tmp PrivateTmp=yes", "/home ProtectHome=yes", "/root ProtectHome=yes", "/run/user ProtectHome=yes"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("hidden paths %s lack %s", got, want)
+		}
+	}
+}

@@ -1,0 +1,448 @@
+// Package status works out what sitectl status and list report of sites:
+// what systemd says of each site's socket, service and touch-to-reload
+// units, how the service last failed, whether the site file is valid (and
+// whether the site runs its last good version), and the mode state. It
+// prints nothing: sitectl's command line prints a Site for people or as
+// JSON, and the state service answers deployers with the same Site, so
+// both see exactly what root sees.
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/cleanup"
+	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/flow"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
+)
+
+// Site is the status of one site. Its JSON form is the element of
+// `sitectl status --json` and `sitectl list --json` (the doc tags are the
+// schema's descriptions; see docs/json.md).
+type Site struct {
+	Site     string    `json:"site" doc:"the site's name"`
+	File     string    `json:"file" doc:"the site file"`
+	SiteFile FileState `json:"site_file" doc:"whether the site file is valid, and what runs when it is not"`
+	State    string    `json:"state" doc:"the site in one word: running (its service runs), idle (its sockets listen; the first request starts the service), starting, reloading, stopping, restarting (after a crash: the service failed and systemd restarts it), failed (the service or a socket failed), stopped (a socket is stopped: visitors are refused)" enum:"running,idle,starting,reloading,stopping,restarting,failed,stopped"`
+	Running  bool      `json:"running" doc:"sitectl status exits 0 for the site: every socket listens, and the service runs, is starting, stopping or reloading, or is idle"`
+
+	Mode         string `json:"mode" doc:"the mode recorded for the site (its default mode when none is)"`
+	PreviousMode string `json:"previous_mode" doc:"the mode before the last successful switch; empty when there was none"`
+	ModeApplied  bool   `json:"mode_applied" doc:"the running service started after the mode was recorded, so it runs in that mode"`
+	// Pending is a switch in progress (Busy) or one that was cut short.
+	Pending *modes.Pending `json:"pending" doc:"a switch in progress (busy) or cut short by a killed sitectl; null when there is none"`
+	Busy    bool           `json:"busy" doc:"another sitectl holds the site's lock right now"`
+
+	Unit        string     `json:"unit" doc:"the site's service unit"`
+	LoadState   string     `json:"load_state" doc:"systemd's LoadState of the service (loaded, not-found, ...)"`
+	ActiveState string     `json:"active_state" doc:"systemd's ActiveState of the service"`
+	SubState    string     `json:"sub_state" doc:"systemd's SubState of the service (running, dead, auto-restart, ...)"`
+	MainPID     int        `json:"main_pid" doc:"the service's main PID; 0 when it has none"`
+	Since       *time.Time `json:"since" doc:"when the service entered its state; null when unknown (list reads it only for services that are not inactive)"`
+	Result      string     `json:"result" doc:"systemd's Result of the service: how it last ended (success, exit-code, signal, timeout, start-limit-hit, ...)"`
+	StatusText  string     `json:"status_text" doc:"the service's STATUS= line"`
+	NRestarts   int        `json:"n_restarts" doc:"automatic restarts after failures since the service was last started deliberately (systemd's NRestarts); list reads it only for services that are not inactive"`
+	LastFailure *Failure   `json:"last_failure" doc:"how the service last failed, from the journal (status only); null when it has not or the journal cannot be read"`
+
+	Socket  string          `json:"socket" doc:"the site's sockets in one word: listening, stopped (visitors are refused), failed, starting or stopping" enum:"listening,stopped,failed,starting,stopping"`
+	Sockets []Socket        `json:"sockets" doc:"each socket unit of the site"`
+	Trigger *Trigger        `json:"trigger" doc:"the touch-to-reload trigger; null for a site without reload_trigger"`
+	Listen  []string        `json:"listeners" doc:"the site's listeners: addresses and unix socket paths"`
+	Release string          `json:"release" doc:"the working directory with its symlinks resolved; empty without workdir"`
+	Ready   bool            `json:"ready" doc:"the service is active and running"`
+	Cleanup *cleanup.Record `json:"last_cleanup,omitempty" doc:"what the last stop's cleanup found and did (status only, from the journal); left out when unknown"`
+}
+
+// FileState is the state of a site file.
+type FileState struct {
+	State string `json:"state" doc:"ok, or invalid: the file has mistakes and the units were not made from it" enum:"ok,invalid"`
+	// InvalidSince is the file's modification time: when it was last
+	// changed into what is invalid.
+	InvalidSince *time.Time  `json:"invalid_since" doc:"when the invalid file was last changed; null when it is valid"`
+	Errors       []FileError `json:"errors" doc:"the file's mistakes, as sitectl check reports them"`
+	LastGood     bool        `json:"last_good" doc:"the file is invalid and the site runs the last good version of it (kept by sitectl when the service last started)"`
+}
+
+// FileError is one mistake of a site file.
+type FileError struct {
+	File    string `json:"file" doc:"the file the mistake is in"`
+	Line    int    `json:"line" doc:"its line, from 1"`
+	Column  int    `json:"column" doc:"its column, from 1"`
+	Message string `json:"message" doc:"what is wrong"`
+}
+
+// Failure is how a service last failed.
+type Failure struct {
+	Result     string     `json:"result" doc:"systemd's word for it: exit-code, signal, core-dump, timeout, watchdog, start-limit-hit, resources, ..."`
+	Time       *time.Time `json:"time" doc:"when systemd recorded the failure; null when unknown"`
+	ExitCode   string     `json:"exit_code" doc:"how the main process ended: exited, killed or dumped; empty when unknown"`
+	ExitStatus string     `json:"exit_status" doc:"its exit status or signal (3, TERM, ...); empty when unknown"`
+}
+
+// Socket is one socket unit of a site.
+type Socket struct {
+	Unit        string `json:"unit" doc:"the socket unit"`
+	State       string `json:"state" doc:"listening, stopped (not listening: connections are refused), failed, starting or stopping" enum:"listening,stopped,failed,starting,stopping"`
+	ActiveState string `json:"active_state" doc:"systemd's ActiveState of the socket"`
+	SubState    string `json:"sub_state" doc:"systemd's SubState of the socket (listening, running, dead, ...)"`
+}
+
+// Trigger is a site's touch-to-reload path unit.
+type Trigger struct {
+	Unit        string `json:"unit" doc:"the path unit"`
+	Path        string `json:"path" doc:"the file whose touch reloads the site"`
+	Armed       bool   `json:"armed" doc:"the path unit is active: a touch reloads the site"`
+	ActiveState string `json:"active_state" doc:"systemd's ActiveState of the path unit"`
+	SubState    string `json:"sub_state" doc:"systemd's SubState of the path unit (waiting, running, dead, ...)"`
+}
+
+// Systemd is what status reads of systemd (control.Manager, or a fake).
+type Systemd interface {
+	// Units lists the loaded units matching patterns, in one call.
+	Units(ctx context.Context, patterns ...string) ([]control.Unit, error)
+	// UnitsByName reads the named units in full.
+	UnitsByName(ctx context.Context, names ...string) ([]control.Unit, error)
+}
+
+// Sources is where status reads from. Nil readers are not read.
+type Sources struct {
+	Dirs    paths.Dirs
+	Systemd Systemd
+	// LastFailure reads how a service last failed (the journal).
+	LastFailure func(ctx context.Context, unit string) *Failure
+	// LastCleanup reads the record of a site's last cleanup (the journal).
+	LastCleanup func(ctx context.Context, site string) *cleanup.Record
+}
+
+// Request says which sites to read, and how much.
+type Request struct {
+	// Names are the sites; none means every site of the config directory.
+	Names []string
+	// Brief is for list, made for thousands of sites: one listing of the
+	// site units, no journal and no restart counts of inactive services.
+	Brief bool
+}
+
+// Result is the status of the sites asked for.
+type Result struct {
+	Sites []Site
+	// Missing are named sites that do not exist (no site file).
+	Missing []string
+	// Skipped are files of the config directory that cannot be a site
+	// (a name that is not valid).
+	Skipped []error
+}
+
+// ErrBadName wraps a site name that is not valid.
+var ErrBadName = errors.New("not a valid site name")
+
+// Gather reads the status of sites. It is the one place that decides what
+// status and list say, for root's command line and for the state service.
+func Gather(ctx context.Context, src Sources, req Request) (Result, error) {
+	var res Result
+	var ents []entry
+	var err error
+	if len(req.Names) == 0 {
+		ents, res.Skipped, err = allEntries(src.Dirs)
+	} else {
+		ents, res.Missing, err = namedEntries(src.Dirs, req.Names)
+	}
+	if err != nil {
+		return res, err
+	}
+	byName, err := readUnits(ctx, src.Systemd, ents, len(req.Names) == 0)
+	if err != nil {
+		return res, err
+	}
+	st := modes.Store{Dir: src.Dirs.State}
+	for _, en := range ents {
+		s, err := build(st, en, byName)
+		if err != nil {
+			return res, err
+		}
+		if !req.Brief {
+			s.readJournal(ctx, src)
+		}
+		res.Sites = append(res.Sites, s)
+	}
+	return res, nil
+}
+
+// readUnits reads the units of every entry: one listing of all site units
+// for all sites, or the named units.
+func readUnits(ctx context.Context, sd Systemd, ents []entry, all bool) (map[string]control.Unit, error) {
+	var us []control.Unit
+	var err error
+	if all {
+		us, err = sd.Units(ctx, "site-*.service", "site-*.socket", "site-*.path")
+	} else {
+		var names []string
+		for _, en := range ents {
+			names = append(names, en.unitNames()...)
+		}
+		us, err = sd.UnitsByName(ctx, names...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]control.Unit, len(us))
+	for _, u := range us {
+		byName[u.Name] = u
+	}
+	return byName, nil
+}
+
+// unit is what systemd said of a unit; a unit it did not list is not
+// loaded: inactive.
+func unit(byName map[string]control.Unit, name string) control.Unit {
+	if u, ok := byName[name]; ok {
+		return u
+	}
+	return control.Unit{Name: name, LoadState: "not-loaded", ActiveState: "inactive", SubState: "dead"}
+}
+
+// build puts together the status of one site.
+func build(st modes.Store, en entry, byName map[string]control.Unit) (Site, error) {
+	s := en.site
+	u := unit(byName, units.ServiceName(s.Name))
+	mode, err := flow.Current(st, s)
+	if err != nil {
+		return Site{}, err
+	}
+	state, err := st.ReadState(s.Name)
+	if err != nil {
+		return Site{}, err
+	}
+	out := Site{
+		Site: s.Name, File: en.file, SiteFile: en.fileState(), Mode: mode, PreviousMode: state.PreviousMode, Pending: state.Pending,
+		Unit: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState, MainPID: u.MainPID,
+		Result: u.Result, StatusText: u.StatusText, NRestarts: u.NRestarts, Listen: []string{}, Sockets: []Socket{},
+	}
+	if !u.Since.IsZero() {
+		t := u.Since
+		out.Since = &t
+	}
+	if state.Pending != nil {
+		out.Busy = st.Busy(s.Name)
+	}
+	if en.known {
+		for _, l := range s.Listeners {
+			out.Listen = append(out.Listen, l.Endpoint())
+		}
+	}
+	if s.Workdir != "" {
+		out.Release = s.Workdir
+		if r, err := filepath.EvalSymlinks(s.Workdir); err == nil {
+			out.Release = r
+		}
+	}
+	for _, name := range units.SocketNames(s) {
+		su := unit(byName, name)
+		out.Sockets = append(out.Sockets, Socket{Unit: name, State: socketState(su), ActiveState: su.ActiveState, SubState: su.SubState})
+	}
+	out.Socket = worstSocket(out.Sockets)
+	if s.ReloadTrigger != "" {
+		pu := unit(byName, units.ReloadPathName(s.Name))
+		out.Trigger = &Trigger{Unit: pu.Name, Path: s.ReloadTrigger, Armed: pu.ActiveState == "active", ActiveState: pu.ActiveState, SubState: pu.SubState}
+	}
+	out.Ready = u.ActiveState == "active" && u.SubState == "running"
+	out.ModeApplied = flow.ModeApplied(st, s.Name, u)
+	out.State = siteState(out)
+	out.Running = isRunning(out.State)
+	return out, nil
+}
+
+// readJournal adds what only the journal knows: how the service last
+// failed, and the last cleanup. Without a failure in the journal (it
+// cannot be read, or rotated), a failed service's own Result says it.
+func (s *Site) readJournal(ctx context.Context, src Sources) {
+	if src.LastFailure != nil && s.LoadState == "loaded" {
+		s.LastFailure = src.LastFailure(ctx, s.Unit)
+	}
+	if s.LastFailure == nil && s.ActiveState == "failed" {
+		s.LastFailure = &Failure{Result: s.Result, Time: s.Since}
+	}
+	if src.LastCleanup != nil {
+		s.Cleanup = src.LastCleanup(ctx, s.Site)
+	}
+}
+
+// socketState words a socket unit's state.
+func socketState(u control.Unit) string {
+	switch u.ActiveState {
+	case "active", "reloading":
+		return "listening"
+	case "failed":
+		return "failed"
+	case "activating":
+		return "starting"
+	case "deactivating":
+		return "stopping"
+	}
+	return "stopped"
+}
+
+// worstSocket is the state of a site's sockets together: the worst of them.
+func worstSocket(ss []Socket) string {
+	rank := map[string]int{"listening": 0, "starting": 1, "stopping": 2, "stopped": 3, "failed": 4}
+	worst := "listening"
+	for _, s := range ss {
+		if rank[s.State] > rank[worst] {
+			worst = s.State
+		}
+	}
+	return worst
+}
+
+// siteState is the site in one word (see Site.State).
+func siteState(s Site) string {
+	switch {
+	case s.ActiveState == "failed" || s.Socket == "failed":
+		return "failed"
+	case s.Socket == "stopped" || s.Socket == "stopping":
+		return "stopped"
+	case s.SubState == "auto-restart" || s.ActiveState == "activating" && s.NRestarts > 0:
+		return "restarting"
+	case s.ActiveState == "active":
+		return "running"
+	case s.ActiveState == "reloading":
+		return "reloading"
+	case s.ActiveState == "activating":
+		return "starting"
+	case s.ActiveState == "deactivating":
+		return "stopping"
+	}
+	return "idle"
+}
+
+// isRunning is what exit code 0 of sitectl status means: visitors are
+// served, now or once the app started.
+func isRunning(state string) bool {
+	switch state {
+	case "running", "idle", "starting", "reloading", "stopping":
+		return true
+	}
+	return false
+}
+
+// entry is a site to report: its current site file's, or, when that is
+// invalid, its last good version's, or only its name.
+type entry struct {
+	site     *site.Site // Name always; the rest when known
+	known    bool       // site holds a parsed site file
+	file     string
+	errs     site.Errors
+	lastGood bool
+	modTime  time.Time
+}
+
+func (en entry) unitNames() []string {
+	names := append([]string{units.ServiceName(en.site.Name)}, units.SocketNames(en.site)...)
+	if en.site.ReloadTrigger != "" {
+		names = append(names, units.ReloadPathName(en.site.Name))
+	}
+	return names
+}
+
+func (en entry) fileState() FileState {
+	fs := FileState{State: "ok", Errors: []FileError{}}
+	if len(en.errs) == 0 {
+		return fs
+	}
+	fs.State, fs.LastGood = "invalid", en.lastGood
+	if !en.modTime.IsZero() {
+		t := en.modTime.UTC()
+		fs.InvalidSince = &t
+	}
+	for _, e := range en.errs {
+		fs.Errors = append(fs.Errors, FileError{File: e.File, Line: e.Line, Column: e.Col, Message: e.Msg})
+	}
+	return fs
+}
+
+// allEntries are the sites of the config directory, valid or not.
+func allEntries(d paths.Dirs) ([]entry, []error, error) {
+	res, err := site.LoadDir(d.Config)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ents []entry
+	for _, s := range res.Sites {
+		ents = append(ents, entry{site: s, known: true, file: s.File})
+	}
+	var skipped []error
+	byFile := map[string]site.Errors{}
+	var order []string
+	for _, e := range res.Errors {
+		if _, ok := byFile[e.File]; !ok {
+			order = append(order, e.File)
+		}
+		byFile[e.File] = append(byFile[e.File], e)
+	}
+	for _, file := range order {
+		name := site.NameFromFile(file)
+		if site.ValidateName(name) != nil {
+			skipped = append(skipped, byFile[file])
+			continue
+		}
+		ents = append(ents, invalidEntry(d, name, file, byFile[file]))
+	}
+	sortEntries(ents)
+	return ents, skipped, nil
+}
+
+// namedEntries are the named sites; missing are those without a site file.
+func namedEntries(d paths.Dirs, names []string) ([]entry, []string, error) {
+	var ents []entry
+	var missing []string
+	for _, name := range names {
+		if err := site.ValidateName(name); err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", ErrBadName, err)
+		}
+		file := d.SiteFile(name)
+		data, err := site.ReadFile(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, lerr := os.Lstat(file); errors.Is(lerr, fs.ErrNotExist) {
+				missing = append(missing, name)
+				continue
+			}
+		}
+		var errs site.Errors
+		if err != nil {
+			msg := err.Error()
+			if fe := (*site.FileError)(nil); errors.As(err, &fe) {
+				msg = fe.Reason // as LoadDir words it: the path is the error's file
+			}
+			errs = site.Errors{{File: file, Line: 1, Col: 1, Msg: msg}}
+		} else if s, perr := site.ParseNamed(file, name, data); perr != nil {
+			errs = perr.(site.Errors)
+		} else {
+			ents = append(ents, entry{site: s, known: true, file: file})
+			continue
+		}
+		ents = append(ents, invalidEntry(d, name, file, errs))
+	}
+	return ents, missing, nil
+}
+
+// invalidEntry is a site whose file is invalid: its last good version when
+// sitectl kept one, else its name only.
+func invalidEntry(d paths.Dirs, name, file string, errs site.Errors) entry {
+	en := entry{site: &site.Site{Name: name}, file: file, errs: errs}
+	if fi, err := os.Stat(file); err == nil {
+		en.modTime = fi.ModTime()
+	}
+	if s, ok := (modes.Store{Dir: d.State}).ReadLastGood(name); ok {
+		en.site, en.known, en.lastGood = s, true, true
+	}
+	return en
+}

@@ -1,0 +1,225 @@
+package status
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/paths"
+)
+
+// fakeSystemd answers as systemd's listing would: only loaded units.
+type fakeSystemd struct {
+	units  []control.Unit
+	listed [][]string // patterns of each Units call
+	named  [][]string
+}
+
+func (f *fakeSystemd) Units(_ context.Context, patterns ...string) ([]control.Unit, error) {
+	f.listed = append(f.listed, patterns)
+	var out []control.Unit
+	for _, u := range f.units {
+		for _, p := range patterns {
+			if ok, _ := filepath.Match(p, u.Name); ok {
+				out = append(out, u)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeSystemd) UnitsByName(_ context.Context, names ...string) ([]control.Unit, error) {
+	f.named = append(f.named, names)
+	var out []control.Unit
+	for _, n := range names {
+		i := slices.IndexFunc(f.units, func(u control.Unit) bool { return u.Name == n })
+		if i < 0 {
+			out = append(out, control.Unit{Name: n, LoadState: "not-found", ActiveState: "inactive", SubState: "dead"})
+			continue
+		}
+		out = append(out, f.units[i])
+	}
+	return out, nil
+}
+
+func loaded(name, active, sub string) control.Unit {
+	return control.Unit{Name: name, LoadState: "loaded", ActiveState: active, SubState: sub}
+}
+
+const siteTOML = "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:%PORT%\"\n"
+
+func setup(t *testing.T) (paths.Dirs, *fakeSystemd) {
+	t.Helper()
+	d := paths.Dirs{Config: t.TempDir(), State: t.TempDir()}
+	write := func(p, content string) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, name := range []string{"idle", "down", "loop", "run", "failed"} {
+		write(d.SiteFile(name), strings.ReplaceAll(siteTOML, "%PORT%", string(rune('1'+i))+"000"))
+	}
+	// Two sockets, one of them stopped.
+	write(d.SiteFile("half"), "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:7000\"\n[[listen]]\nname = \"admin\"\naddress = \"127.0.0.1:7001\"\n")
+	// Invalid, with a last good version that has a trigger.
+	write(d.SiteFile("broken"), "exec = [\"/usr/bin/app\"]\ndrain_timout = \"5s\"\n[[listen]]\naddress = \"127.0.0.1:8000\"\n")
+	write(d.LastGoodFile("broken"), "exec = [\"/usr/bin/app\"]\nreload_trigger = \"/srv/broken/restart.txt\"\n[[listen]]\naddress = \"127.0.0.1:8000\"\n")
+	// Invalid, never good.
+	write(d.SiteFile("gone"), "exec = 1\n")
+	// Not a site name: skipped with a warning.
+	write(filepath.Join(d.Config, "Bad_Name.toml"), siteTOML)
+	sd := &fakeSystemd{units: []control.Unit{
+		loaded("site-idle.socket", "active", "listening"), loaded("site-idle.service", "inactive", "dead"),
+		loaded("site-down.socket", "inactive", "dead"), loaded("site-down.service", "inactive", "dead"),
+		loaded("site-loop.socket", "active", "listening"), {Name: "site-loop.service", LoadState: "loaded", ActiveState: "activating", SubState: "auto-restart", NRestarts: 4},
+		loaded("site-run.socket", "active", "running"), {Name: "site-run.service", LoadState: "loaded", ActiveState: "active", SubState: "running", MainPID: 42},
+		loaded("site-failed.socket", "active", "listening"), {Name: "site-failed.service", LoadState: "loaded", ActiveState: "failed", SubState: "failed", Result: "start-limit-hit", Since: time.Unix(1700000000, 0)},
+		loaded("site-half.socket", "active", "listening"), loaded("site-half@admin.socket", "failed", "failed"), loaded("site-half.service", "inactive", "dead"),
+		loaded("site-broken.socket", "active", "listening"), {Name: "site-broken.service", LoadState: "loaded", ActiveState: "active", SubState: "running", MainPID: 7},
+		loaded("site-broken-reload.path", "active", "waiting"),
+	}}
+	return d, sd
+}
+
+func bySite(ss []Site) map[string]Site {
+	m := map[string]Site{}
+	for _, s := range ss {
+		m[s.Site] = s
+	}
+	return m
+}
+
+// TestStatesTellDownFromIdle: a stopped socket, an idle site, a crash loop
+// and a failed socket each have their own state and exit status.
+func TestStatesTellDownFromIdle(t *testing.T) {
+	d, sd := setup(t)
+	res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: sd}, Request{Brief: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sd.listed) != 1 || len(sd.named) != 0 {
+		t.Errorf("list asked systemd %d listings and %d by name, want one listing", len(sd.listed), len(sd.named))
+	}
+	if len(res.Skipped) != 1 || !strings.Contains(res.Skipped[0].Error(), "Bad_Name.toml") {
+		t.Errorf("skipped: %v", res.Skipped)
+	}
+	got := bySite(res.Sites)
+	for name, want := range map[string]struct {
+		state, socket string
+		running       bool
+	}{
+		"idle":   {"idle", "listening", true},
+		"down":   {"stopped", "stopped", false},
+		"loop":   {"restarting", "listening", false},
+		"run":    {"running", "listening", true},
+		"failed": {"failed", "listening", false},
+		"half":   {"failed", "failed", false},
+		"broken": {"running", "listening", true},
+		"gone":   {"stopped", "stopped", false},
+	} {
+		s, ok := got[name]
+		if !ok {
+			t.Errorf("no status for %s", name)
+			continue
+		}
+		if s.State != want.state || s.Socket != want.socket || s.Running != want.running {
+			t.Errorf("%s: state %s socket %s running %v, want %+v", name, s.State, s.Socket, s.Running, want)
+		}
+	}
+	if n := len(res.Sites); n != 8 {
+		t.Errorf("%d sites, want 8", n)
+	}
+	if l := got["loop"]; l.NRestarts != 4 {
+		t.Errorf("loop: n_restarts %d", l.NRestarts)
+	}
+	if h := got["half"]; len(h.Sockets) != 2 || h.Sockets[1].Unit != "site-half@admin.socket" || h.Sockets[1].State != "failed" {
+		t.Errorf("half: sockets %+v", h.Sockets)
+	}
+}
+
+// TestInvalidSiteFile: a site whose file is invalid is reported with its
+// mistakes, since when, and whether its last good version runs.
+func TestInvalidSiteFile(t *testing.T) {
+	d, sd := setup(t)
+	mtime := time.Date(2026, 11, 21, 6, 20, 0, 0, time.UTC)
+	if err := os.Chtimes(d.SiteFile("broken"), mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: sd}, Request{Names: []string{"broken", "gone", "idle"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := bySite(res.Sites)
+	b := got["broken"]
+	f := b.SiteFile
+	if f.State != "invalid" || !f.LastGood || f.InvalidSince == nil || !f.InvalidSince.Equal(mtime) || len(f.Errors) != 1 ||
+		!strings.Contains(f.Errors[0].Message, "drain_timout") || f.Errors[0].Line != 2 {
+		t.Errorf("broken: site file %+v", f)
+	}
+	if b.File != d.SiteFile("broken") || len(b.Listen) != 1 || b.Trigger == nil || !b.Trigger.Armed || b.Trigger.Path != "/srv/broken/restart.txt" {
+		t.Errorf("broken: the last good version's file, listeners and trigger: %+v", b)
+	}
+	g := got["gone"].SiteFile
+	if g.State != "invalid" || g.LastGood || len(g.Errors) == 0 {
+		t.Errorf("gone: site file %+v", g)
+	}
+	if i := got["idle"]; i.SiteFile.State != "ok" || i.SiteFile.Errors == nil || i.Trigger != nil {
+		t.Errorf("idle: %+v", i)
+	}
+}
+
+func TestNamedSites(t *testing.T) {
+	d, sd := setup(t)
+	res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: sd}, Request{Names: []string{"nosuch", "failed"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Missing, []string{"nosuch"}) || len(res.Sites) != 1 {
+		t.Fatalf("missing %v, %d sites", res.Missing, len(res.Sites))
+	}
+	f := res.Sites[0]
+	// Without a journal, a failed service's own result is its last failure.
+	if f.LastFailure == nil || f.LastFailure.Result != "start-limit-hit" || f.LastFailure.Time == nil {
+		t.Errorf("failed: last failure %+v", f.LastFailure)
+	}
+	if _, err := Gather(context.Background(), Sources{Dirs: d, Systemd: sd}, Request{Names: []string{"../x"}}); !errors.Is(err, ErrBadName) {
+		t.Errorf("a bad name: %v", err)
+	}
+	// The journal's record wins.
+	when := time.Unix(1700000100, 0).UTC()
+	src := Sources{Dirs: d, Systemd: sd, LastFailure: func(_ context.Context, unit string) *Failure {
+		return &Failure{Result: "exit-code", Time: &when, ExitCode: "exited", ExitStatus: "3"}
+	}}
+	res, _ = Gather(context.Background(), src, Request{Names: []string{"failed"}})
+	if lf := res.Sites[0].LastFailure; lf == nil || lf.Result != "exit-code" || lf.ExitStatus != "3" {
+		t.Errorf("last failure from the journal: %+v", lf)
+	}
+}
+
+func TestParseFailure(t *testing.T) {
+	data := strings.Join([]string{
+		`{"MESSAGE_ID":"98e322203f7a4ed290d09fe03c09fe15","INVOCATION_ID":"a","EXIT_CODE":"exited","EXIT_STATUS":"1","__REALTIME_TIMESTAMP":"1700000000000000"}`,
+		`{"MESSAGE_ID":"d9b373ed55a64feb8242e02dbe79a49c","INVOCATION_ID":"a","UNIT_RESULT":"exit-code","__REALTIME_TIMESTAMP":"1700000000100000"}`,
+		`{"MESSAGE_ID":"98e322203f7a4ed290d09fe03c09fe15","INVOCATION_ID":"b","EXIT_CODE":"killed","EXIT_STATUS":"SEGV","__REALTIME_TIMESTAMP":"1700000050000000"}`,
+		`{"MESSAGE_ID":"d9b373ed55a64feb8242e02dbe79a49c","INVOCATION_ID":"b","UNIT_RESULT":[115,105,103,110,97,108],"__REALTIME_TIMESTAMP":"1700000050200000"}`,
+		`{"MESSAGE_ID":"98e322203f7a4ed290d09fe03c09fe15","INVOCATION_ID":"c","EXIT_CODE":"exited","EXIT_STATUS":"0","__REALTIME_TIMESTAMP":"1700000090000000"}`,
+		`not json`,
+	}, "\n")
+	f := parseFailure([]byte(data))
+	if f == nil || f.Result != "signal" || f.ExitCode != "killed" || f.ExitStatus != "SEGV" || f.Time == nil || f.Time.UnixMicro() != 1700000050200000 {
+		t.Errorf("parseFailure = %+v", f)
+	}
+	if parseFailure([]byte(`{"MESSAGE_ID":"98e322203f7a4ed290d09fe03c09fe15"}`)) != nil {
+		t.Error("a process exit without a failure is no failure")
+	}
+}

@@ -1,0 +1,171 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// siteStatus is what the tests read of sitectl status --json.
+type siteStatus struct {
+	Site     string `json:"site"`
+	State    string `json:"state"`
+	Running  bool   `json:"running"`
+	SiteFile struct {
+		State    string `json:"state"`
+		LastGood bool   `json:"last_good"`
+		Errors   []struct {
+			Line    int    `json:"line"`
+			Message string `json:"message"`
+		} `json:"errors"`
+		InvalidSince *time.Time `json:"invalid_since"`
+	} `json:"site_file"`
+	ActiveState string `json:"active_state"`
+	SubState    string `json:"sub_state"`
+	NRestarts   int    `json:"n_restarts"`
+	LastFailure *struct {
+		Result   string     `json:"result"`
+		Time     *time.Time `json:"time"`
+		ExitCode string     `json:"exit_code"`
+	} `json:"last_failure"`
+	Socket  string `json:"socket"`
+	Sockets []struct {
+		Unit  string `json:"unit"`
+		State string `json:"state"`
+	} `json:"sockets"`
+	Trigger *struct {
+		Armed bool `json:"armed"`
+	} `json:"trigger"`
+}
+
+// statusOf runs sitectl status --json for one site and returns what it
+// says with its exit code (from the same run).
+func (h *host) statusOf(name string) (siteStatus, int) {
+	h.t.Helper()
+	out, stderr, code := h.result("sitectl", "status", name, "--json")
+	var st []siteStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 1 {
+		h.t.Fatalf("sitectl status %s --json: exit %d, %v: %q %q", name, code, err, out, stderr)
+	}
+	return st[0], code
+}
+
+// Issue 12.6: status, list and their exit codes tell a stopped socket
+// (visitors refused) from an idle site (listening for its first request),
+// a running one and a crash-looping gunicorn, as systemd knows them.
+func TestStatusTellsDownFromIdle(t *testing.T) {
+	ports := map[string]int{}
+	sites := map[string]string{}
+	for _, n := range []string{"idle", "down", "run"} {
+		ports[n] = freePort(t)
+		sites[n] = goSite(ports[n], "")
+	}
+	ports["loop"] = freePort(t)
+	sites["loop"] = strings.Replace(gunicornSite(ports["loop"], `reload_trigger = "/srv/wsgi/restart.txt"`), "app:application", "nosuchmodule:application", 1)
+	h := newHost(t, sites)
+	h.run("systemctl", "start", "site-idle.socket", "site-run.socket", "site-loop.socket")
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", ports["run"]))
+	h.run("systemctl", "start", "--no-block", "site-loop.service")
+	h.waitFor("gunicorn to crash and be restarted twice", 2*time.Minute, func() bool {
+		n, _ := strconv.Atoi(h.show("site-loop.service", "NRestarts")["NRestarts"])
+		return n >= 2
+	})
+
+	for name, want := range map[string]struct {
+		state, socket string
+		code          int
+	}{
+		"idle": {"idle", "listening", 0},
+		"down": {"stopped", "stopped", 3},
+		"run":  {"running", "listening", 0},
+	} {
+		st, code := h.statusOf(name)
+		if st.State != want.state || st.Socket != want.socket || code != want.code || st.Running != (code == 0) {
+			t.Errorf("sitectl status %s: state %s, socket %s, exit %d; want %+v", name, st.State, st.Socket, code, want)
+		}
+		// systemctl agrees about the socket.
+		_, _, sysCode := h.result("systemctl", "status", "--no-pager", "site-"+name+".socket")
+		if (sysCode == 0) != (st.Socket == "listening") {
+			t.Errorf("%s: socket %s, but systemctl status of it exits %d", name, st.Socket, sysCode)
+		}
+	}
+	out, _, code := h.result("sitectl", "status", "down")
+	if code != 3 || !strings.Contains(out, "stopped: visitors are refused; start it with systemctl start site-down.socket") {
+		t.Errorf("sitectl status down: exit %d\n%s", code, out)
+	}
+	out, _, code = h.result("sitectl", "status", "idle")
+	if code != 0 || !strings.Contains(out, "socket: listening (site-idle.socket)") || !strings.Contains(out, "idle: the first request starts it") {
+		t.Errorf("sitectl status idle: exit %d\n%s", code, out)
+	}
+
+	// The crash loop: its restarts and how it last failed, whatever
+	// moment status catches (between restarts, or a run about to fail).
+	loop, code := h.statusOf("loop")
+	if loop.NRestarts < 2 || loop.LastFailure == nil || loop.LastFailure.Result != "exit-code" || loop.LastFailure.ExitCode != "exited" || loop.LastFailure.Time == nil {
+		t.Errorf("crash loop: %+v (last failure %+v)", loop, loop.LastFailure)
+	}
+	if running := loop.ActiveState == "active"; (code == 0) != running || loop.Running != running {
+		t.Errorf("crash loop: exit %d while the service is %s/%s (state %s)", code, loop.ActiveState, loop.SubState, loop.State)
+	}
+	if loop.Trigger == nil || loop.Trigger.Armed {
+		t.Errorf("crash loop: trigger %+v, want one that is not armed (its path unit was not started)", loop.Trigger)
+	}
+	out, _, _ = h.result("sitectl", "status", "loop")
+	if !strings.Contains(out, "after failures since the last deliberate start; last failure: exit-code (exited, status 3) at ") || !strings.Contains(out, " ago") {
+		t.Errorf("sitectl status loop:\n%s", out)
+	}
+	h.run("systemctl", "start", "site-loop-reload.path")
+	if loop, _ = h.statusOf("loop"); loop.Trigger == nil || !loop.Trigger.Armed {
+		t.Errorf("the trigger is armed once its path unit runs: %+v", loop.Trigger)
+	}
+	h.run("systemctl", "stop", "site-loop.socket", "site-loop.service")
+
+	// Exit codes of several sites, and of a site that does not exist.
+	if _, _, code := h.result("sitectl", "status", "idle", "run"); code != 0 {
+		t.Errorf("status of two running sites: exit %d", code)
+	}
+	if _, _, code := h.result("sitectl", "status", "idle", "down"); code != 3 {
+		t.Errorf("status with a stopped site: exit %d", code)
+	}
+	if _, stderr, code := h.result("sitectl", "status", "idle", "nosuch"); code != 4 || !strings.Contains(stderr, "site nosuch does not exist") {
+		t.Errorf("status with a site that does not exist: exit %d %q", code, stderr)
+	}
+	// The whole list: one line each, the stopped socket stands out.
+	list := h.run("sitectl", "list")
+	for _, want := range []string{"idle  idle", "down  stopped  ok    stopped", "run   running  ok    listening"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("sitectl list lacks %q:\n%s", want, list)
+		}
+	}
+
+	// A site file turned invalid: status says so with the mistakes, and
+	// whether the last good version runs.
+	h.writeSite("run", goSite(ports["run"], `drain_timout = "5s"`))
+	st, code := h.statusOf("run")
+	if code != 0 || st.SiteFile.State != "invalid" || st.SiteFile.LastGood || st.SiteFile.InvalidSince == nil ||
+		len(st.SiteFile.Errors) != 1 || !strings.Contains(st.SiteFile.Errors[0].Message, `unknown key "drain_timout"`) {
+		t.Errorf("an invalid site file: exit %d, %+v", code, st.SiteFile)
+	}
+	h.writeFile("/var/lib/sitectl/sites/run/last-good.toml", goSite(ports["run"], ""), 0o600)
+	out, _, _ = h.result("sitectl", "status", "run")
+	if !strings.Contains(out, "site file: invalid since ") || !strings.Contains(out, "(1 error); running the last good version") ||
+		!strings.Contains(out, "/etc/sitectl/sites/run.toml:4:1: unknown key") || !strings.Contains(out, "listen: 127.0.0.1:"+strconv.Itoa(ports["run"])) {
+		t.Errorf("sitectl status of a site running its last good version:\n%s", out)
+	}
+	if list := h.run("sitectl", "list"); !strings.Contains(list, "run   running  last-good") {
+		t.Errorf("sitectl list of a site running its last good version:\n%s", list)
+	}
+
+	// Output for a locale that is not UTF-8, and for one that is.
+	if out, _, _ := h.result("env", "LANG=C", "sitectl", "status", "run"); !strings.HasPrefix(out, "* run ") {
+		t.Errorf("LANG=C: %q", out)
+	}
+	if out, _, _ := h.result("env", "LANG=C.UTF-8", "sitectl", "status", "run"); !strings.HasPrefix(out, "● run ") {
+		t.Errorf("LANG=C.UTF-8: %q", out)
+	}
+}
