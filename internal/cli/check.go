@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/generator"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/term"
 )
 
 func checkCmd(e *env) *cobra.Command {
@@ -68,7 +68,7 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 				}
 			} else {
 				for _, m := range res.Errors {
-					fmt.Fprintln(e.stderr, m.Error())
+					term.Fprintln(e.stderr, m.Error())
 				}
 			}
 			if len(res.Errors) > 0 {
@@ -169,7 +169,5 @@ func writeCheckJSON(e *env, files []string, res site.Result) error {
 		fj.Valid = len(fj.Errors) == 0
 		out.Files = append(out.Files, fj)
 	}
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return writeJSON(e.stdout, out)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/term"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
@@ -66,12 +67,12 @@ the recorded mode is brought up to date with the site file.`,
 				if _, err := st.Ensure(s); err != nil {
 					return err
 				}
-				fmt.Fprintf(e.stderr, "site %s has no mode recorded: starting in its default mode %s\n", s.Name, s.DefaultMode)
+				term.Fprintf(e.stderr, "site %s has no mode recorded: starting in its default mode %s\n", s.Name, s.DefaultMode)
 				return nil
 			}
 			m, found := s.Mode(current)
 			if !found {
-				fmt.Fprintf(e.stderr, "site %s is recorded in mode %s, which its site file no longer has: keeping the recorded environment\n", s.Name, current)
+				term.Fprintf(e.stderr, "site %s is recorded in mode %s, which its site file no longer has: keeping the recorded environment\n", s.Name, current)
 				return nil
 			}
 			want, err := modes.EnvFile(s, m)
@@ -186,7 +187,7 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string, drain
 // logf writes a site's log lines to standard error, the journal under
 // systemd.
 func (e *env) logf(name string) func(format string, args ...any) {
-	return func(format string, args ...any) { fmt.Fprintf(e.stderr, "site "+name+": "+format+"\n", args...) }
+	return func(format string, args ...any) { term.Fprintf(e.stderr, "site "+name+": "+format+"\n", args...) }
 }
 
 func stateServerCmd(e *env) *cobra.Command {
@@ -213,7 +214,7 @@ mode state without being able to write anything else.`,
 			}{os.Stdin, os.Stdout}
 			err = modes.Serve(rw, caller, modes.Store{Dir: e.dirs.State}, e.loadSite)
 			if err != nil {
-				fmt.Fprintf(e.stderr, "uid %d (pid %d): %v\n", caller.UID, caller.PID, err)
+				term.Fprintf(e.stderr, "uid %d (pid %d): %v\n", caller.UID, caller.PID, err)
 			}
 			return nil
 		},
@@ -236,7 +237,7 @@ gets systemd's final SIGKILL.`,
 			logf := func(pri int, format string, args ...any) {
 				msg := fmt.Sprintf("site "+name+": "+format, args...)
 				if cleanup.SendLine(name, pri, msg) != nil {
-					fmt.Fprintln(e.stderr, msg)
+					term.Fprintln(e.stderr, msg)
 				}
 			}
 			opts := cleanup.Options{Logf: func(f string, args ...any) { logf(journal.PriInfo, f, args...) }}
@@ -257,7 +258,7 @@ gets systemd's final SIGKILL.`,
 			// reported, not turned into a failed stop.
 			rec := rep.Record(name)
 			if rec.Send() != nil {
-				fmt.Fprintln(e.stderr, rec.Message())
+				term.Fprintln(e.stderr, rec.Message())
 			}
 			return nil
 		},
@@ -300,10 +301,10 @@ switching the release symlink and touching again) would otherwise be lost. At mo
 					return nil
 				}
 				if round == touchedRounds {
-					fmt.Fprintf(e.stderr, "site %s: %s is still being touched after %d reloads; the next touch reloads again\n", name, s.ReloadTrigger, round)
+					term.Fprintf(e.stderr, "site %s: %s is still being touched after %d reloads; the next touch reloads again\n", name, s.ReloadTrigger, round)
 					return nil
 				}
-				fmt.Fprintf(e.stderr, "site %s: %s was touched again during the reload: reloading again\n", name, s.ReloadTrigger)
+				term.Fprintf(e.stderr, "site %s: %s was touched again during the reload: reloading again\n", name, s.ReloadTrigger)
 			}
 		},
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/term"
 )
 
 // changeFlags are the flags of every verb that changes a site.
@@ -183,11 +184,11 @@ func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFu
 func (e *env) reportText(rep flow.Report) {
 	switch {
 	case rep.Reason != "":
-		fmt.Fprintf(e.stdout, "%s: %s (main PID %d)\n", rep.Site, rep.Reason, rep.MainPID)
+		term.Fprintf(e.stdout, "%s: %s (main PID %d)\n", rep.Site, rep.Reason, rep.MainPID)
 	case rep.From == rep.To:
-		fmt.Fprintf(e.stdout, "%s: serving afresh in mode %s after %.1fs (main PID %d)\n", rep.Site, rep.To, rep.Duration, rep.MainPID)
+		term.Fprintf(e.stdout, "%s: serving afresh in mode %s after %.1fs (main PID %d)\n", rep.Site, rep.To, rep.Duration, rep.MainPID)
 	default:
-		fmt.Fprintf(e.stdout, "%s: %s → %s in %.1fs (main PID %d)\n", rep.Site, rep.From, rep.To, rep.Duration, rep.MainPID)
+		term.Fprintf(e.stdout, "%s: %s → %s in %.1fs (main PID %d)\n", rep.Site, rep.From, rep.To, rep.Duration, rep.MainPID)
 	}
 }
 
@@ -204,9 +205,9 @@ func (e *env) stateWriter(st modes.Store) modes.Writer {
 // the failed start for a person.
 func flowError(err error, rep flow.Report, asJSON bool, stderr io.Writer) error {
 	if !asJSON && len(rep.Journal) > 0 {
-		fmt.Fprintf(stderr, "sitectl: journal of the failed start:\n")
+		term.Fprintf(stderr, "sitectl: journal of the failed start:\n")
 		for _, l := range rep.Journal {
-			fmt.Fprintf(stderr, "    %s\n", l)
+			term.Fprintf(stderr, "    %s\n", l)
 		}
 	}
 	switch {
@@ -249,7 +250,7 @@ func (e *env) connect(ctx context.Context) (*control.Manager, error) {
 // progressf prints a progress line when standard error is a terminal.
 func (e *env) progressf(format string, args ...any) {
 	if e.interactive {
-		fmt.Fprintf(e.stderr, "sitectl: "+format+"\n", args...)
+		term.Fprintf(e.stderr, "sitectl: "+format+"\n", args...)
 	}
 }
 
@@ -280,8 +281,13 @@ func journalLines(unit string, since time.Time) []string {
 	return strings.Split(text, "\n")
 }
 
+// writeJSON prints v as indented JSON, with every character a terminal
+// would act on escaped (term.JSON).
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(term.JSON(data), '\n'))
+	return err
 }

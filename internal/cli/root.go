@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/term"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
@@ -96,9 +97,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if strings.HasPrefix(err.Error(), "unknown command") {
 		code = exitUsage // cobra's own error for a mistyped verb
 	}
-	fmt.Fprintf(stderr, "sitectl: error: %v\n", err)
+	// A message of several lines (every mistake of a site file) keeps its
+	// lines; each is escaped.
+	for i, line := range strings.Split(err.Error(), "\n") {
+		prefix := ""
+		if i == 0 {
+			prefix = "sitectl: error: "
+		}
+		term.Fprintf(stderr, prefix+"%s\n", line)
+	}
 	for _, h := range hintsOf(err) {
-		fmt.Fprintf(stderr, "sitectl: hint: %s\n", h)
+		term.Fprintf(stderr, "sitectl: hint: %s\n", h)
 	}
 	return code
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/term"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
@@ -70,7 +71,7 @@ systemd, the listeners and the release (the working directory, symlinks resolved
 			}
 			for i, s := range sts {
 				if i > 0 {
-					fmt.Fprintln(e.stdout)
+					term.Fprintln(e.stdout)
 				}
 				printStatus(e, s)
 			}
@@ -97,13 +98,13 @@ func listCmd(e *env) *cobra.Command {
 				return writeJSON(e.stdout, sts)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SITE\tMODE\tSTATE\tPID\tSINCE\tLISTENERS")
+			term.Fprintf(tw, "SITE\tMODE\tSTATE\tPID\tSINCE\tLISTENERS\n")
 			for _, s := range sts {
 				mode := s.Mode
 				if s.Pending != nil {
 					mode += "*"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%d\t%s\t%s\n", s.Name, mode, s.ActiveState, s.SubState, s.MainPID, since(s.Since), strings.Join(s.Listeners, ","))
+				term.Fprintf(tw, "%s\t%s\t%s/%s\t%d\t%s\t%s\n", s.Name, mode, s.ActiveState, s.SubState, s.MainPID, since(s.Since), strings.Join(s.Listeners, ","))
 			}
 			return tw.Flush()
 		},
@@ -124,7 +125,7 @@ func printStatus(e *env, s siteStatus) {
 	if s.Ready {
 		dot = "●"
 	}
-	fmt.Fprintf(e.stdout, "%s %s (%s)\n", dot, s.Name, s.File)
+	term.Fprintf(e.stdout, "%s %s (%s)\n", dot, s.Name, s.File)
 	mode := s.Mode
 	if s.PreviousMode != "" {
 		mode += " (previous: " + s.PreviousMode + ")"
@@ -132,13 +133,13 @@ func printStatus(e *env, s siteStatus) {
 	if !s.ModeApplied && s.ActiveState == "active" {
 		mode += "; recorded after the running process started: it applies at the next restart"
 	}
-	fmt.Fprintf(e.stdout, "     mode: %s\n", mode)
+	term.Fprintf(e.stdout, "     mode: %s\n", mode)
 	if p := s.Pending; p != nil {
 		what := "cut short (sitectl stopped before it finished); the next change closes it"
 		if s.Busy {
 			what = "in progress"
 		}
-		fmt.Fprintf(e.stdout, "   switch: %s → %s since %s, %s\n", p.From, p.To, p.Since.Local().Format(time.DateTime), what)
+		term.Fprintf(e.stdout, "   switch: %s → %s since %s, %s\n", p.From, p.To, p.Since.Local().Format(time.DateTime), what)
 	}
 	state := s.ActiveState + " (" + s.SubState + ")"
 	if s.Since != nil {
@@ -147,18 +148,18 @@ func printStatus(e *env, s siteStatus) {
 	if s.MainPID > 0 {
 		state += fmt.Sprintf("; main PID %d", s.MainPID)
 	}
-	fmt.Fprintf(e.stdout, "    state: %s\n", state)
+	term.Fprintf(e.stdout, "    state: %s\n", state)
 	if s.StatusText != "" {
-		fmt.Fprintf(e.stdout, "   status: %s\n", s.StatusText)
+		term.Fprintf(e.stdout, "   status: %s\n", s.StatusText)
 	}
-	fmt.Fprintf(e.stdout, "   listen: %s\n", strings.Join(s.Listeners, ", "))
+	term.Fprintf(e.stdout, "   listen: %s\n", strings.Join(s.Listeners, ", "))
 	if s.Release != "" {
-		fmt.Fprintf(e.stdout, "  release: %s\n", s.Release)
+		term.Fprintf(e.stdout, "  release: %s\n", s.Release)
 	}
 	if c := s.LastCleanup; c != nil {
-		fmt.Fprintf(e.stdout, "  cleanup: %s at %s: %d processes left behind, %d killed by systemd\n", c.Result, c.Time.Local().Format(time.DateTime), c.Leftovers, c.Remaining)
+		term.Fprintf(e.stdout, "  cleanup: %s at %s: %d processes left behind, %d killed by systemd\n", c.Result, c.Time.Local().Format(time.DateTime), c.Leftovers, c.Remaining)
 		for _, f := range c.HookFailures {
-			fmt.Fprintf(e.stdout, "           hook failed: %s\n", f)
+			term.Fprintf(e.stdout, "           hook failed: %s\n", f)
 		}
 	}
 }
@@ -174,7 +175,7 @@ func (e *env) statuses(ctx context.Context, names []string) ([]siteStatus, error
 		}
 		sites = res.Sites
 		for _, m := range res.Errors {
-			fmt.Fprintf(e.stderr, "sitectl: warning: %v\n", m)
+			term.Fprintf(e.stderr, "sitectl: warning: %v\n", m)
 		}
 	} else {
 		for _, n := range names {
@@ -288,9 +289,9 @@ func historyCmd(e *env) *cobra.Command {
 				return writeJSON(e.stdout, h)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tFROM\tTO\tRESULT\tUID\tREASON")
+			term.Fprintf(tw, "TIME\tFROM\tTO\tRESULT\tUID\tREASON\n")
 			for _, en := range h {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", en.Time.Local().Format(time.DateTime), en.From, en.To, en.Result, en.UID, en.Reason)
+				term.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", en.Time.Local().Format(time.DateTime), en.From, en.To, en.Result, en.UID, en.Reason)
 			}
 			return tw.Flush()
 		},
