@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
 	"slices"
 
 	"github.com/spf13/cobra"
@@ -46,6 +47,7 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 				names = map[string]string{files[0]: name}
 			}
 			var res site.Result
+			var warnings map[string][]string
 			if files[0] == "-" {
 				if name == "" {
 					return usageErrorf("a site file on standard input needs --name")
@@ -56,19 +58,28 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 				}
 			} else {
 				res = site.LoadFiles(files, installedSites(e, files, name), names)
+				warnings = readableSecrets(res)
 				res = renameFile(res, files[0], display)
+				if ws, ok := warnings[files[0]]; ok && display != "" {
+					warnings = map[string][]string{display: ws}
+				}
 			}
 			res = generator.Checked(res, e.unitOptions())
 			if display != "" {
 				files = []string{display}
 			}
 			if asJSON {
-				if err := writeCheckJSON(e, files, res); err != nil {
+				if err := writeCheckJSON(e, files, res, warnings); err != nil {
 					return err
 				}
 			} else {
 				for _, m := range res.Errors {
 					term.Fprintln(e.stderr, m.Error())
+				}
+				for _, f := range files {
+					for _, w := range warnings[f] {
+						term.Fprintf(e.stderr, "%s: warning: %s\n", f, w)
+					}
 				}
 			}
 			if len(res.Errors) > 0 {
@@ -100,6 +111,26 @@ func checkStdin(e *env, stdin io.Reader, name, display string) (site.Result, err
 		return site.Result{}, usageErrorf("the site file on standard input is larger than %d bytes", maxStdinSiteFile)
 	}
 	return site.LoadBytes(display, name, data, installedSites(e, nil, name)), nil
+}
+
+// readableSecrets warns, per file, about a valid site file that holds
+// environment values and that every local user may read: values in an
+// environment are often secrets. Credentials are the place for those.
+func readableSecrets(res site.Result) map[string][]string {
+	out := map[string][]string{}
+	for _, s := range res.Sites {
+		hasEnv := len(s.Environment) > 0
+		for _, m := range s.Modes {
+			hasEnv = hasEnv || len(m.Environment) > 0
+		}
+		fi, err := os.Stat(s.File)
+		if !hasEnv || err != nil || fi.Mode().Perm()&0o004 == 0 {
+			continue
+		}
+		out[s.File] = append(out[s.File], fmt.Sprintf("every local user may read this file (mode %04o), and it holds environment values: "+
+			"make it readable by root alone (chmod 0600), and pass secrets as credentials", fi.Mode().Perm()))
+	}
+	return out
 }
 
 // renameFile reports the mistakes and the site of file as display's.
@@ -140,10 +171,11 @@ type checkJSON struct {
 }
 
 type checkFileJSON struct {
-	File   string           `json:"file"`
-	Site   string           `json:"site,omitempty"`
-	Valid  bool             `json:"valid"`
-	Errors []checkErrorJSON `json:"errors"`
+	File     string           `json:"file"`
+	Site     string           `json:"site,omitempty"`
+	Valid    bool             `json:"valid"`
+	Errors   []checkErrorJSON `json:"errors"`
+	Warnings []string         `json:"warnings"`
 }
 
 type checkErrorJSON struct {
@@ -152,10 +184,10 @@ type checkErrorJSON struct {
 	Message string `json:"message"`
 }
 
-func writeCheckJSON(e *env, files []string, res site.Result) error {
+func writeCheckJSON(e *env, files []string, res site.Result, warnings map[string][]string) error {
 	out := checkJSON{Valid: len(res.Errors) == 0}
 	for _, f := range files {
-		fj := checkFileJSON{File: f, Errors: []checkErrorJSON{}}
+		fj := checkFileJSON{File: f, Errors: []checkErrorJSON{}, Warnings: append([]string{}, warnings[f]...)}
 		for _, s := range res.Sites {
 			if s.File == f {
 				fj.Site = s.Name

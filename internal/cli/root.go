@@ -3,9 +3,11 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 
@@ -26,6 +28,9 @@ type env struct {
 	stderr io.Writer
 	// interactive: progress lines go to stderr (a terminal).
 	interactive bool
+	// dialTCP connects a change's probe to a TCP listener; nil: directly.
+	// Set in sitectl's state service, which has no network of its own.
+	dialTCP func(ctx context.Context, address string) (net.Conn, error)
 }
 
 // unitOptions are the options the generator uses too, so that rendered units
@@ -65,7 +70,7 @@ directory (default ` + paths.DefaultConfigDir + `) by a systemd generator.
 		&cobra.Group{ID: "sites", Title: "Site files and units:"},
 		&cobra.Group{ID: "internal", Title: "Run by the generated units:"})
 	root.AddCommand(modeCmd(e), reloadCmd(e), restartCmd(e), rollbackCmd(e), statusCmd(e), listCmd(e), historyCmd(e),
-		checkCmd(e), unitsCmd(e), prepareCmd(e), launchCmd(e), cleanupCmd(e), touchedCmd(e), stateServerCmd(e), docsCmd(root))
+		checkCmd(e), unitsCmd(e), prepareCmd(e), launchCmd(e), cleanupCmd(e), touchedCmd(e), stateServerCmd(e), dialServerCmd(e), docsCmd(root))
 	guardInputs(root)
 	hideInternalVerbs(root)
 	return root

@@ -15,6 +15,7 @@ import (
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/term"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -59,12 +60,9 @@ runs in that mode, a switch in progress or cut short, the service's state from
 systemd, the listeners and the release (the working directory, symlinks resolved).`,
 		ValidArgsFunction: e.completeSites,
 		RunE: func(c *cobra.Command, names []string) error {
-			sts, err := e.statuses(c.Context(), names)
+			sts, err := e.statusOf(c.Context(), stateservice.VerbStatus, names)
 			if err != nil {
 				return err
-			}
-			for i := range sts {
-				sts[i].LastCleanup = cleanup.Last(c.Context(), sts[i].Name)
 			}
 			if asJSON {
 				return writeJSON(e.stdout, sts)
@@ -90,7 +88,7 @@ func listCmd(e *env) *cobra.Command {
 		Short:   "List all sites with their mode and state, one line each",
 		Args:    args(0, 0, "no arguments"),
 		RunE: func(c *cobra.Command, _ []string) error {
-			sts, err := e.statuses(c.Context(), nil)
+			sts, err := e.statusOf(c.Context(), stateservice.VerbList, nil)
 			if err != nil {
 				return err
 			}
@@ -164,6 +162,33 @@ func printStatus(e *env, s siteStatus) {
 	}
 }
 
+// statusOf is what status (verb stateservice.VerbStatus) or list reports
+// of the named sites, or of all: root gathers it itself (localStatus), and
+// anyone else gets what sitectl's state service gathers with the same code,
+// for the sites the caller may deploy.
+func (e *env) statusOf(ctx context.Context, verb string, names []string) ([]siteStatus, error) {
+	if e.remote() {
+		var sts []siteStatus
+		return sts, e.remoteCall(ctx, stateservice.Request{Verb: verb, Sites: names}, &sts)
+	}
+	return e.localStatus(ctx, verb, names)
+}
+
+// localStatus is what status or list reports, as root sees it. status
+// adds the last cleanup of each site, from the journal.
+func (e *env) localStatus(ctx context.Context, verb string, names []string) ([]siteStatus, error) {
+	sts, err := e.statuses(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	if verb == stateservice.VerbStatus {
+		for i := range sts {
+			sts[i].LastCleanup = cleanup.Last(ctx, sts[i].Name)
+		}
+	}
+	return sts, nil
+}
+
 // statuses gathers the status of the named sites, or of all valid sites of
 // the config directory, reading systemd once for all of them.
 func (e *env) statuses(ctx context.Context, names []string) ([]siteStatus, error) {
@@ -202,7 +227,7 @@ func (e *env) statuses(ctx context.Context, names []string) ([]siteStatus, error
 		us, err = mgr.UnitsByName(ctx, unitNames...)
 	}
 	if err != nil {
-		return nil, withCode(codeOf(flowError(err, flow.Report{}, true, e.stderr)), err)
+		return nil, flowExit(err, flow.Report{})
 	}
 	byName := map[string]control.Unit{}
 	for _, u := range us {
@@ -270,22 +295,11 @@ func historyCmd(e *env) *cobra.Command {
 		Args:              args(1, 1, "one site"),
 		ValidArgsFunction: e.completeOneSite,
 		RunE: func(c *cobra.Command, a []string) error {
-			s, err := e.loadSite(a[0])
+			h, err := e.historyOf(c.Context(), a[0], last)
 			if err != nil {
 				return err
-			}
-			state, err := modes.Store{Dir: e.dirs.State}.ReadState(s.Name)
-			if err != nil {
-				return err
-			}
-			h := state.History
-			if last > 0 && len(h) > last {
-				h = h[len(h)-last:]
 			}
 			if asJSON {
-				if h == nil {
-					h = []modes.Entry{}
-				}
 				return writeJSON(e.stdout, h)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
@@ -299,4 +313,37 @@ func historyCmd(e *env) *cobra.Command {
 	c.Flags().BoolVar(&asJSON, "json", false, "report as JSON on standard output")
 	c.Flags().IntVarP(&last, "last", "n", 0, "show only the last `N` entries")
 	return c
+}
+
+// historyOf is a site's history, the last entries only when last > 0:
+// read by root, or by sitectl's state service for a deployer of the site.
+func (e *env) historyOf(ctx context.Context, name string, last int) ([]modes.Entry, error) {
+	if last < 0 {
+		return nil, usageErrorf("--last must not be negative")
+	}
+	if e.remote() {
+		h := []modes.Entry{}
+		return h, e.remoteCall(ctx, stateservice.Request{Verb: stateservice.VerbHistory, Site: name, Last: last}, &h)
+	}
+	s, err := e.loadSite(name)
+	if err != nil {
+		return nil, err
+	}
+	return e.localHistory(s, last)
+}
+
+// localHistory reads a site's history as root.
+func (e *env) localHistory(s *site.Site, last int) ([]modes.Entry, error) {
+	state, err := modes.Store{Dir: e.dirs.State}.ReadState(s.Name)
+	if err != nil {
+		return nil, err
+	}
+	h := state.History
+	if last > 0 && len(h) > last {
+		h = h[len(h)-last:]
+	}
+	if h == nil {
+		h = []modes.Entry{}
+	}
+	return h, nil
 }
