@@ -183,7 +183,9 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 			return rep, withCode(exitNotFound, fmt.Errorf("site %s has no mode %s; its modes are: %s", s.Name, req.Mode, strings.Join(s.ModeNames(), ", ")))
 		}
 	}
-	mgr, err := e.connect(ctx)
+	// A request that arrived whole is carried out: only the wait for the
+	// lock below gives up when the caller hangs up.
+	mgr, err := e.connect(context.WithoutCancel(ctx))
 	if err != nil {
 		return rep, err
 	}
