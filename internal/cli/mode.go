@@ -300,7 +300,9 @@ func isTerminal(w io.Writer) bool {
 func journalLines(unit string, since time.Time) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "-o", "short-precise",
+	// --all: a line with control characters is shown (escaped when
+	// printed), not hidden as "[N blob data]" from whoever must read it.
+	out, err := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "--all", "-o", "short-precise",
 		"-u", unit, "--since", "@"+strconv.FormatFloat(float64(since.UnixMicro())/1e6, 'f', 6, 64), "-n", "30").Output()
 	if err != nil {
 		return []string{"(the journal could not be read: " + err.Error() + ")"}
