@@ -101,7 +101,9 @@ var Keys = []KeyDoc{
 			"systemd reads each file as root when the service starts (LoadCredential=) and hands it to the app " +
 			"as $CREDENTIALS_DIRECTORY/NAME, readable by the site's user alone and by no other site. This is " +
 			"the way to pass secrets: the environment of a mode is not. Keep the files readable by root " +
-			"alone, outside /etc/sitectl and the app's own directories. A name uses letters, digits, _, . and -."},
+			"alone, outside /etc/sitectl and the app's own directories. A name uses letters, digits, _, . and -. " +
+			"Needs systemd 254 or later: before it, systemd makes credentials readable only by a sandboxed " +
+			"service's first command, which is sitectl's ExecStartPre=, and the app is denied them (systemd issue 27275)."},
 	{"", keyEgress, "table", "none: any address",
 		"Where the app may connect to: see [egress] below."},
 	{"", keyDeployers, "array of strings", "none: root alone",
