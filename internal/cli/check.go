@@ -13,6 +13,7 @@ import (
 	"github.com/sitectl/sitectl/internal/generator"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/sitecheck"
+	"github.com/sitectl/sitectl/internal/term"
 )
 
 func checkCmd(e *env) *cobra.Command {
@@ -85,10 +86,10 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 				}
 			} else {
 				for _, m := range res.Errors {
-					fmt.Fprintln(e.stderr, m.Error())
+					term.Fprintln(e.stderr, m.Error())
 				}
 				for _, w := range warnings {
-					fmt.Fprintln(e.stderr, w.Error())
+					term.Fprintln(e.stderr, w.Error())
 				}
 			}
 			if len(res.Errors) > 0 {

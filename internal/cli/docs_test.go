@@ -45,14 +45,14 @@ func TestManPageSections(t *testing.T) {
 	for _, want := range []string{
 		"sitectl.1", "sitectl-mode.1", "sitectl-check.1", "sitectl-units-render.1", "sitectl-completion-bash.1",
 		"sitectl.toml.5", "sitectl-json.7",
-		"sitectl-generator.8", "sitectl-prepare.8", "sitectl-launch.8", "sitectl-cleanup.8", "sitectl-touched.8", "sitectl-state-server.8",
+		"sitectl-generator.8", "sitectl-prepare.8", "sitectl-launch.8", "sitectl-cleanup.8", "sitectl-touched.8", "sitectl-state-server.8", "sitectl-dial-server.8",
 	} {
 		if !slices.Contains(names, want) {
 			t.Errorf("sitectl docs wrote no %s (it wrote %s)", want, strings.Join(names, " "))
 		}
 	}
 	for _, unwanted := range []string{"sitectl-prepare.1", "sitectl-launch.1", "sitectl-cleanup.1", "sitectl-touched.1",
-		"sitectl-state-server.1", "sitectl-docs.1", "sitectl-docs.8", "sitectl-help.1"} {
+		"sitectl-state-server.1", "sitectl-dial-server.1", "sitectl-docs.1", "sitectl-docs.8", "sitectl-help.1"} {
 		if slices.Contains(names, unwanted) {
 			t.Errorf("sitectl docs wrote %s", unwanted)
 		}

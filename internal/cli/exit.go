@@ -13,7 +13,7 @@ const (
 	exitNotFound     = 3 // the site or mode does not exist
 	exitRolledBack   = 4 // the operation failed and the site is back in its previous mode
 	exitRollbackFail = 5 // the operation failed and so did the rollback: the site needs attention
-	exitDenied       = 6 // permission denied (by polkit, or by file permissions)
+	exitDenied       = 6 // permission denied (a site not granted, the state socket, or file permissions)
 	exitUnavailable  = 7 // systemd or the system bus cannot be reached
 )
 

@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"fmt"
+	"context"
 	"os/user"
 	"strconv"
 	"text/tabwriter"
@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/term"
 )
 
@@ -42,17 +44,9 @@ when it has none on this host), the result and the reason.`,
 			if last < 0 {
 				return usageErrorf("--last %d: give a number of entries, 1 or more (0 for all)", last)
 			}
-			s, err := e.loadSite(a[0])
+			h, err := e.historyOf(c.Context(), a[0], last)
 			if err != nil {
 				return err
-			}
-			state, err := modes.Store{Dir: e.dirs.State}.ReadState(s.Name)
-			if err != nil {
-				return err
-			}
-			h := state.History
-			if last > 0 && len(h) > last {
-				h = h[len(h)-last:]
 			}
 			entries := historyEntries(h, lookupUser)
 			if asJSON {
@@ -92,7 +86,7 @@ func lookupUser(uid int) string {
 
 func (e *env) printHistory(entries []historyEntry) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tKIND\tFROM\tTO\tRESULT\tUSER\tREASON")
+	term.Fprintf(tw, "TIME\tKIND\tFROM\tTO\tRESULT\tUSER\tREASON\n")
 	for _, en := range entries {
 		kind, who := en.Kind, en.User
 		if kind == "" {
@@ -101,8 +95,38 @@ func (e *env) printHistory(entries []historyEntry) error {
 		if who == "" {
 			who = strconv.Itoa(en.UID)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", term.Timestamp(en.Time, time.Local), kind,
+		term.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", term.Timestamp(en.Time, time.Local), kind,
 			term.Escape(en.From), term.Escape(en.To), term.Escape(en.Result), term.Escape(who), term.Escape(en.Reason))
 	}
 	return tw.Flush()
+}
+
+// historyOf is a site's history, the last entries only when last > 0:
+// read by root, or by sitectl's state service for a deployer of the site.
+func (e *env) historyOf(ctx context.Context, name string, last int) ([]modes.Entry, error) {
+	if e.remote() {
+		h := []modes.Entry{}
+		return h, e.remoteCall(ctx, stateservice.Request{Verb: stateservice.VerbHistory, Site: name, Last: last}, &h)
+	}
+	s, err := e.loadSite(name)
+	if err != nil {
+		return nil, err
+	}
+	return e.localHistory(s, last)
+}
+
+// localHistory reads a site's history as root.
+func (e *env) localHistory(s *site.Site, last int) ([]modes.Entry, error) {
+	state, err := modes.Store{Dir: e.dirs.State}.ReadState(s.Name)
+	if err != nil {
+		return nil, err
+	}
+	h := state.History
+	if last > 0 && len(h) > last {
+		h = h[len(h)-last:]
+	}
+	if h == nil {
+		h = []modes.Entry{}
+	}
+	return h, nil
 }

@@ -2,9 +2,9 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/sitectl/sitectl/activation"
 	"github.com/sitectl/sitectl/internal/cleanup"
@@ -21,6 +20,7 @@ import (
 	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/term"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
@@ -66,12 +66,12 @@ the recorded mode is brought up to date with the site file.`,
 				if _, err := st.Ensure(s); err != nil {
 					return err
 				}
-				fmt.Fprintf(e.stderr, "site %s has no mode recorded: starting in its default mode %s\n", s.Name, s.DefaultMode)
+				term.Fprintf(e.stderr, "site %s has no mode recorded: starting in its default mode %s\n", s.Name, s.DefaultMode)
 				return nil
 			}
 			m, found := s.Mode(current)
 			if !found {
-				fmt.Fprintf(e.stderr, "site %s is recorded in mode %s, which its site file no longer has: keeping the recorded environment\n", s.Name, current)
+				term.Fprintf(e.stderr, "site %s is recorded in mode %s, which its site file no longer has: keeping the recorded environment\n", s.Name, current)
 				return nil
 			}
 			want, err := modes.EnvFile(s, m)
@@ -86,9 +86,52 @@ the recorded mode is brought up to date with the site file.`,
 	}
 }
 
+// launchFlags are sitectl launch's flags: what the launcher of an overlap
+// site knows of its site. The site's service hides the site file and the
+// state directory from the app and from the launcher with it, so
+// internal/units renders these from the site file onto ExecStart=.
+type launchFlags struct {
+	overlap, reload           bool
+	drainTimeout, stopTimeout time.Duration
+	startTimeout              time.Duration
+	readiness, workdir        string
+	probePath                 string
+	probeStatus               int
+	probeTimeout              time.Duration
+}
+
+func (f *launchFlags) register(c *cobra.Command) {
+	fl := c.Flags()
+	fl.BoolVar(&f.overlap, "overlap", false, "stay the main process and run the app as generations (handoff = \"overlap\")")
+	fl.BoolVar(&f.reload, "reload", false, "ask the site's launcher to reload into the recorded mode, and wait for the result (run as root)")
+	fl.DurationVar(&f.drainTimeout, "drain-timeout", 0, "with --overlap: how long a generation told to drain may take to exit before every process of it is stopped (0: no limit)")
+	fl.DurationVar(&f.stopTimeout, "stop-timeout", 5*time.Second, "with --overlap: how long those processes get after SIGTERM before SIGKILL")
+	fl.DurationVar(&f.startTimeout, "start-timeout", time.Minute, "with --overlap: how long a new generation may take to be ready")
+	fl.StringVar(&f.readiness, "readiness", string(site.ReadinessNone), "with --overlap: how a generation says it is ready: notify or none")
+	fl.StringVar(&f.workdir, "workdir", "", "with --overlap: the working directory, its symlinks resolved afresh for each generation")
+	fl.StringVar(&f.probePath, "probe-path", "", "with --overlap: the path of the site's probe (none: no probe)")
+	fl.IntVar(&f.probeStatus, "probe-status", 200, "with --overlap: the status the probe expects")
+	fl.DurationVar(&f.probeTimeout, "probe-timeout", site.DefaultProbeTimeout, "with --overlap: how long the probe may take")
+}
+
+// site is what the launcher knows of its site, from the flags.
+func (f *launchFlags) site(name string) (*site.Site, error) {
+	r := site.Readiness(f.readiness)
+	if r != site.ReadinessNotify && r != site.ReadinessNone {
+		return nil, usageErrorf("--readiness %q is not notify or none", f.readiness)
+	}
+	if f.startTimeout <= 0 || f.probeTimeout <= 0 {
+		return nil, usageErrorf("--start-timeout and --probe-timeout must be longer than zero")
+	}
+	s := &site.Site{Name: name, Readiness: r, StartTimeout: f.startTimeout, Workdir: f.workdir}
+	if f.probePath != "" {
+		s.Probe = &site.Probe{Path: f.probePath, Status: f.probeStatus, Timeout: f.probeTimeout}
+	}
+	return s, nil
+}
+
 func launchCmd(e *env) *cobra.Command {
-	var overlap, reload bool
-	var drainTimeout, stopTimeout time.Duration
+	var f launchFlags
 	c := &cobra.Command{
 		Use:     "launch SITE [--overlap] -- PROGRAM [ARG...] | launch SITE --reload",
 		GroupID: "internal",
@@ -96,47 +139,68 @@ func launchCmd(e *env) *cobra.Command {
 		Long: `Run by the site's service as its main process. In a mode that serves the app,
 sitectl replaces itself with PROGRAM (same process, so systemd's main PID, LISTEN_PID
 and readiness stay the app's). sitectl's own variables are removed from the app's
-environment. In a maintenance mode it serves the maintenance page itself.
+environment. In a maintenance mode it serves the maintenance page itself. The mode
+comes from the environment, where systemd put the mode file (EnvironmentFile=):
+neither the app nor sitectl launch can read the state directory or the site file.
 
 With --overlap (handoff = "overlap"), sitectl stays the main process and runs the
 app as a generation: a reload starts a new generation on the same sockets, waits
 until it is ready, and only then lets the old one drain. A draining generation
 that has not exited after --drain-timeout gets SIGTERM on every one of its
-processes, and SIGKILL after --stop-timeout.
+processes, and SIGKILL after --stop-timeout. The other flags are the site's
+settings the launcher needs, rendered from the site file into the unit.
 
---reload (ExecReload=) asks the site's launcher to reload and waits for the result.`,
+--reload (ExecReload=+, run as root) reads the site's recorded mode, sends it to
+the site's launcher over its control socket, and waits for the result.`,
 		Args: args(1, -1, "a site name, --, and the program to run"),
 		RunE: func(c *cobra.Command, a []string) error {
 			name := a[0]
-			if reload {
-				if err := launcher.Reload(os.Getenv("RUNTIME_DIRECTORY")); err != nil {
-					return fmt.Errorf("site %s: reload failed: %w", name, err)
-				}
-				return nil
+			if f.reload {
+				return e.reloadLauncher(name)
 			}
 			if c.ArgsLenAtDash() != 1 || len(a) < 2 {
 				return usageErrorf("launch takes SITE -- PROGRAM [ARG...]")
 			}
 			argv := a[1:]
-			if overlap {
-				return e.runLauncher(c.Context(), name, argv, drainTimeout, stopTimeout)
+			if f.overlap {
+				s, err := f.site(name)
+				if err != nil {
+					return err
+				}
+				return e.runLauncher(c.Context(), s, argv, f.drainTimeout, f.stopTimeout)
 			}
 			return launcher.Exec(c.Context(), name, argv, e.logf(name))
 		},
 	}
-	c.Flags().BoolVar(&overlap, "overlap", false, "stay the main process and run the app as generations (handoff = \"overlap\")")
-	c.Flags().BoolVar(&reload, "reload", false, "ask the site's launcher to reload, and wait for the result")
-	c.Flags().DurationVar(&drainTimeout, "drain-timeout", 0, "with --overlap: how long a generation told to drain may take to exit before every process of it is stopped (0: no limit)")
-	c.Flags().DurationVar(&stopTimeout, "stop-timeout", 5*time.Second, "with --overlap: how long those processes get after SIGTERM before SIGKILL")
+	f.register(c)
 	return c
 }
 
-// runLauncher runs the overlapped handoff of a site as its main process.
-// The files it needs (the site file, the mode file, the release symlink)
-// are read here, for each generation; the launcher gets the result.
-func (e *env) runLauncher(ctx context.Context, name string, argv []string, drainTimeout, stopTimeout time.Duration) error {
-	st := modes.Store{Dir: e.dirs.State}
-	started, _ := st.ReadEnv(name)
+// reloadLauncher is the root side of an overlap site's ExecReload=: it
+// reads the recorded mode, which the launcher may not read, and asks the
+// launcher to reload into it.
+func (e *env) reloadLauncher(name string) error {
+	mode, err := modes.Store{Dir: e.dirs.State}.ReadEnv(name)
+	if err != nil {
+		return fmt.Errorf("site %s: reload failed: %w", name, err)
+	}
+	data, err := modes.EncodeEnv(mode)
+	if err != nil {
+		return fmt.Errorf("site %s: reload failed: %w", name, err)
+	}
+	if err := launcher.Reload(os.Getenv("RUNTIME_DIRECTORY"), data); err != nil {
+		return fmt.Errorf("site %s: reload failed: %w", name, err)
+	}
+	return nil
+}
+
+// runLauncher runs the overlapped handoff of site s as its main process.
+// The first generation's mode is the launcher's own environment; each
+// reload brings its own (see reloadLauncher). The release symlink is
+// resolved afresh for each generation.
+func (e *env) runLauncher(ctx context.Context, s *site.Site, argv []string, drainTimeout, stopTimeout time.Duration) error {
+	name := s.Name
+	started := modes.FromEnviron(os.Environ())
 	base := launcher.BaseEnv(os.Environ(), started)
 	files := activation.Files(true)
 	if len(files) == 0 {
@@ -151,25 +215,17 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string, drain
 		return err
 	}
 	cfg := launcher.Config{
-		Site: name, Argv: argv, Listeners: files, Names: names,
+		Site: name, Argv: argv, Listeners: files, Names: names, Mode: started,
 		RuntimeDir: os.Getenv("RUNTIME_DIRECTORY"), Shim: append([]string{self}, e.dirs.Flags()...),
 		Notify: func(state string) { activation.Notify(state) },
 		Logf:   e.logf(name),
 		// The failsafe of a draining generation; INVOCATION_ID, which
 		// every generation inherits, marks its daemons.
 		DrainTimeout: drainTimeout, StopTimeout: stopTimeout, Invocation: os.Getenv("INVOCATION_ID"),
-		Prepare: func() (launcher.Spec, error) {
-			s, err := e.loadSite(name)
-			if err != nil {
-				return launcher.Spec{}, err
-			}
-			mode, err := st.ReadEnv(name)
-			if err != nil {
-				return launcher.Spec{}, err
-			}
+		Prepare: func(mode []site.EnvVar) (launcher.Spec, error) {
 			dir := ""
 			if s.Workdir != "" {
-				// Each generation resolves the release symlink afresh.
+				var err error
 				if dir, err = filepath.EvalSymlinks(s.Workdir); err != nil {
 					return launcher.Spec{}, fmt.Errorf("the working directory: %w", err)
 				}
@@ -186,82 +242,67 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string, drain
 // logf writes a site's log lines to standard error, the journal under
 // systemd.
 func (e *env) logf(name string) func(format string, args ...any) {
-	return func(format string, args ...any) { fmt.Fprintf(e.stderr, "site "+name+": "+format+"\n", args...) }
-}
-
-func stateServerCmd(e *env) *cobra.Command {
-	return &cobra.Command{
-		Use:     "state-server",
-		GroupID: "internal",
-		Short:   "Write mode state for a deployer (sitectl-state@.service, one connection)",
-		Long: `Run by sitectl-state@.service for one connection to /run/sitectl/state.sock
-(group sitectl-deploy), with the connection as standard input and output. It
-answers one request: begin a switch, set a mode, or finish a switch, of a site of
-the config directory. Modes are checked against the site file and rendered from
-it; the caller's uid comes from the kernel (SO_PEERCRED). Deployers thus change
-mode state without being able to write anything else.`,
-		Args: args(0, 0, "no arguments"),
-		RunE: func(c *cobra.Command, _ []string) error {
-			cred, err := unix.GetsockoptUcred(0, unix.SOL_SOCKET, unix.SO_PEERCRED)
-			if err != nil {
-				return fmt.Errorf("standard input is not the connection (run by sitectl-state@.service): %w", err)
-			}
-			caller := modes.Caller{UID: int(cred.Uid), PID: int(cred.Pid)}
-			rw := struct {
-				io.Reader
-				io.Writer
-			}{os.Stdin, os.Stdout}
-			err = modes.Serve(rw, caller, modes.Store{Dir: e.dirs.State}, e.loadSite)
-			if err != nil {
-				fmt.Fprintf(e.stderr, "uid %d (pid %d): %v\n", caller.UID, caller.PID, err)
-			}
-			return nil
-		},
-	}
+	return func(format string, args ...any) { term.Fprintf(e.stderr, "site "+name+": "+format+"\n", args...) }
 }
 
 func cleanupCmd(e *env) *cobra.Command {
-	return &cobra.Command{
+	var timeout time.Duration
+	var hooks []string
+	c := &cobra.Command{
 		Use:     "cleanup SITE",
 		GroupID: "internal",
 		Short:   "Stop what the app left behind and run the site's cleanup hooks (ExecStopPost=)",
 		Long: `Run by the site's service after its main process exited. Processes left in the
-unit's cgroup get SIGTERM and up to cleanup_timeout to exit; then the site's cleanup
-hooks run, with SITE, SITE_MODE, SERVICE_RESULT, EXIT_CODE and EXIT_STATUS in their
-environment. What it found and did goes to the journal. Whatever still runs afterwards
-gets systemd's final SIGKILL.`,
+unit's cgroup get SIGTERM and up to --timeout (the site's cleanup_timeout) to exit;
+then the site's cleanup hooks run, each given as --hook with its command line as a
+JSON array of strings, with SITE, SITE_MODE, SERVICE_RESULT, EXIT_CODE and
+EXIT_STATUS in their environment. What it found and did goes to the journal.
+Whatever still runs afterwards gets systemd's final SIGKILL. The hooks and the
+timeout are rendered from the site file into the unit: the site's service cannot
+read the site file.`,
 		Args: args(1, 1, "one site name"),
 		RunE: func(c *cobra.Command, a []string) error {
 			name := a[0]
-			logf := func(pri int, format string, args ...any) {
-				msg := fmt.Sprintf("site "+name+": "+format, args...)
-				if cleanup.SendLine(name, pri, msg) != nil {
-					fmt.Fprintln(e.stderr, msg)
+			if timeout <= 0 {
+				return usageErrorf("--timeout must be longer than zero")
+			}
+			opts := cleanup.Options{Timeout: timeout}
+			for _, h := range hooks {
+				var argv []string
+				if err := json.Unmarshal([]byte(h), &argv); err != nil || len(argv) == 0 {
+					return usageErrorf("--hook %q is not a command line as a JSON array of strings", h)
 				}
+				opts.Hooks = append(opts.Hooks, argv)
 			}
-			opts := cleanup.Options{Logf: func(f string, args ...any) { logf(journal.PriInfo, f, args...) }}
-			s, err := e.loadSite(name)
-			if err != nil {
-				// Still stop the leftovers: a broken site file must not leave
-				// processes behind.
-				logf(journal.PriWarning, "cannot read the site file, so no cleanup hooks run: %v", err)
-			} else {
-				opts.Hooks, opts.Timeout = s.Cleanup, s.CleanupTimeout
-			}
-			rep, err := cleanup.Run(context.Background(), opts)
-			if err != nil {
-				logf(journal.PriErr, "cleanup failed: %v", err)
-				return err
-			}
-			// One record that sitectl status looks up. A failed hook is
-			// reported, not turned into a failed stop.
-			rec := rep.Record(name)
-			if rec.Send() != nil {
-				fmt.Fprintln(e.stderr, rec.Message())
-			}
-			return nil
+			return e.cleanup(name, opts)
 		},
 	}
+	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long leftovers get after SIGTERM, and each hook gets to run")
+	c.Flags().StringArrayVar(&hooks, "hook", nil, "a cleanup hook's command line as a JSON array of strings (repeatable, run in order)")
+	return c
+}
+
+// cleanup runs the cleanup of site name and logs what it did.
+func (e *env) cleanup(name string, opts cleanup.Options) error {
+	logf := func(pri int, format string, args ...any) {
+		msg := fmt.Sprintf("site "+name+": "+format, args...)
+		if cleanup.SendLine(name, pri, msg) != nil {
+			term.Fprintln(e.stderr, msg)
+		}
+	}
+	opts.Logf = func(f string, args ...any) { logf(journal.PriInfo, f, args...) }
+	rep, err := cleanup.Run(context.Background(), opts)
+	if err != nil {
+		logf(journal.PriErr, "cleanup failed: %v", err)
+		return err
+	}
+	// One record that sitectl status looks up. A failed hook is
+	// reported, not turned into a failed stop.
+	rec := rep.Record(name)
+	if rec.Send() != nil {
+		term.Fprintln(e.stderr, rec.Message())
+	}
+	return nil
 }
 
 // touchedRounds bounds the reloads of one touchedCmd run: a file touched
@@ -300,10 +341,10 @@ switching the release symlink and touching again) would otherwise be lost. At mo
 					return nil
 				}
 				if round == touchedRounds {
-					fmt.Fprintf(e.stderr, "site %s: %s is still being touched after %d reloads; the next touch reloads again\n", name, s.ReloadTrigger, round)
+					term.Fprintf(e.stderr, "site %s: %s is still being touched after %d reloads; the next touch reloads again\n", name, s.ReloadTrigger, round)
 					return nil
 				}
-				fmt.Fprintf(e.stderr, "site %s: %s was touched again during the reload: reloading again\n", name, s.ReloadTrigger)
+				term.Fprintf(e.stderr, "site %s: %s was touched again during the reload: reloading again\n", name, s.ReloadTrigger)
 			}
 		},
 	}

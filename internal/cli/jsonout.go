@@ -112,10 +112,10 @@ func jsonMarkdown() string {
 	b.WriteString("# sitectl --json\n\n<!-- Generated from the Go types by `go test ./internal/cli -run TestJSONDocs -update`; do not edit. -->\n\n")
 	b.WriteString(jsonIntro + "\n")
 	for _, o := range jsonOutputs {
-		fmt.Fprintf(&b, "\n## %s\n\n%s. Schema: [json/%s.schema.json](json/%s.schema.json).\n\n", o.Name, o.prints(), o.Name, o.Name)
+		b.WriteString(fmt.Sprintf("\n## %s\n\n%s. Schema: [json/%s.schema.json](json/%s.schema.json).\n\n", o.Name, o.prints(), o.Name, o.Name))
 		b.WriteString("| field | type | meaning |\n|---|---|---|\n")
 		for _, f := range jsonschema.Fields(o.Type) {
-			fmt.Fprintf(&b, "| `%s` | %s | %s |\n", f.Path, f.Type, strings.ReplaceAll(f.Description, "|", `\|`))
+			b.WriteString(fmt.Sprintf("| `%s` | %s | %s |\n", f.Path, f.Type, strings.ReplaceAll(f.Description, "|", `\|`)))
 		}
 	}
 	return b.String()

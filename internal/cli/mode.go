@@ -19,8 +19,8 @@ import (
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/modes"
-	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/term"
 )
 
@@ -34,8 +34,14 @@ type changeFlags struct {
 
 func (f *changeFlags) register(c *cobra.Command) {
 	c.Flags().BoolVar(&f.noBlock, "no-block", false, "fail at once if another sitectl is changing the site, instead of waiting")
-	c.Flags().DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up after this long; 60% for the change, the rest for a rollback")
+	c.Flags().DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up after this long; 60% for the change, the rest for a rollback (and as long for another sitectl to finish with the site first)")
 	c.Flags().BoolVar(&f.asJSON, "json", false, "report as JSON on standard output")
+}
+
+// request is the change as sitectl's state service would be asked for it:
+// root's sitectl runs the same request itself.
+func (f *changeFlags) request(verb, name, mode string) stateservice.Request {
+	return stateservice.Request{Verb: verb, Site: name, Mode: mode, Force: f.force, NoBlock: f.noBlock, TimeoutMS: f.timeout.Milliseconds()}
 }
 
 func modeCmd(e *env) *cobra.Command {
@@ -55,15 +61,18 @@ no connection is refused. A second sitectl changing the same site waits for the
 first (or fails at once with --no-block). Switching to the mode the site already
 runs in does nothing unless --force is given.
 
+Run by a user other than root, sitectl asks sitectl's state service to do all of
+this as root, for a site whose file names the user in deployers (see
+docs/deployers.md), and shows its progress and report. Once the change has
+started, it finishes (or rolls back) even if this sitectl is stopped.
+
 ` + exitCodesHelp,
 		Example: `  sitectl mode karl maintenance
   sitectl mode karl normal --timeout 1m --json`,
 		Args:              args(2, 2, "a site and a mode"),
 		ValidArgsFunction: e.completeSiteThenMode,
 		RunE: func(c *cobra.Command, a []string) error {
-			return e.change(c.Context(), a[0], modes.KindMode, f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
-				return flow.SwitchMode(ctx, fe, s, a[1], flow.Options{Force: f.force, Timeout: f.timeout})
-			}, &a[1])
+			return e.change(c.Context(), f.request(stateservice.VerbMode, a[0], a[1]), f.asJSON)
 		},
 	}
 	f.register(c)
@@ -72,20 +81,17 @@ runs in does nothing unless --force is given.
 }
 
 // oneSiteCmd is a verb that runs a flow on one site in its current mode.
-func oneSiteCmd(e *env, use, short, long string, run func(context.Context, *flow.Env, *site.Site, time.Duration) (flow.Report, error)) *cobra.Command {
+func oneSiteCmd(e *env, verb, short, long string) *cobra.Command {
 	var f changeFlags
 	c := &cobra.Command{
-		Use:               use + " SITE",
+		Use:               verb + " SITE",
 		GroupID:           "run",
 		Short:             short,
 		Long:              long + "\n\n" + exitCodesHelp,
 		Args:              args(1, 1, "one site"),
 		ValidArgsFunction: e.completeOneSite,
 		RunE: func(c *cobra.Command, a []string) error {
-			// The verb is the kind of change history records.
-			return e.change(c.Context(), a[0], use, f, func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
-				return run(ctx, fe, s, f.timeout)
-			}, nil)
+			return e.change(c.Context(), f.request(verb, a[0], ""), f.asJSON)
 		},
 	}
 	f.register(c)
@@ -93,123 +99,150 @@ func oneSiteCmd(e *env, use, short, long string, run func(context.Context, *flow
 }
 
 func restartCmd(e *env) *cobra.Command {
-	return oneSiteCmd(e, "restart", "Restart one site in its current mode and verify it serves",
+	return oneSiteCmd(e, stateservice.VerbRestart, "Restart one site in its current mode and verify it serves",
 		`Restart one site's service over D-Bus in its current mode, wait until it runs and
-verify it as sitectl mode does. The socket units keep the listeners open.`, flow.Restart)
+verify it as sitectl mode does. The socket units keep the listeners open.`)
 }
 
 func reloadCmd(e *env) *cobra.Command {
-	return oneSiteCmd(e, "reload", "Move one site to a new generation of its app with the site's handoff",
+	return oneSiteCmd(e, stateservice.VerbReload, "Move one site to a new generation of its app with the site's handoff",
 		`Move one site to a new generation of its app in its current mode. With
 handoff = "overlap" the new generation starts beside the serving one, on the same
 sockets, and the old one drains only once the new one is ready: no visitor waits for
 a cold start. If the new generation does not come up, the old one keeps serving and
-sitectl exits 4. For other sites this is sitectl restart.`, flow.Reload)
+sitectl exits 4. For other sites this is sitectl restart.`)
 }
 
 func rollbackCmd(e *env) *cobra.Command {
-	return oneSiteCmd(e, "rollback", "Switch one site back to its previous mode",
+	return oneSiteCmd(e, stateservice.VerbRollback, "Switch one site back to its previous mode",
 		`Switch one site back to the mode it was in before its last successful switch,
-with the same checks and rollback as sitectl mode.`, flow.Rollback)
+with the same checks and rollback as sitectl mode.`)
 }
 
-type flowFunc func(context.Context, *flow.Env, *site.Site) (flow.Report, error)
+// flowOf is the flow a change request runs.
+func flowOf(req stateservice.Request) func(context.Context, *flow.Env, *site.Site) (flow.Report, error) {
+	return func(ctx context.Context, fe *flow.Env, s *site.Site) (flow.Report, error) {
+		switch req.Verb {
+		case stateservice.VerbMode:
+			return flow.SwitchMode(ctx, fe, s, req.Mode, flow.Options{Force: req.Force, Timeout: req.Timeout()})
+		case stateservice.VerbRestart:
+			return flow.Restart(ctx, fe, s, req.Timeout())
+		case stateservice.VerbReload:
+			return flow.Reload(ctx, fe, s, req.Timeout())
+		case stateservice.VerbRollback:
+			return flow.Rollback(ctx, fe, s, req.Timeout())
+		}
+		return flow.Report{Site: s.Name}, usageErrorf("%q is not a change", req.Verb)
+	}
+}
 
-// change runs a flow that changes one site, in the order that keeps bad
-// input from changing anything: names and files first, then the bus, then
-// the lock, and only then state. kind is the kind of change history
-// records (modes.KindMode, ...); mode is the mode asked for, if any.
-func (e *env) change(ctx context.Context, name, kind string, f changeFlags, run flowFunc, mode *string) error {
-	s, err := e.loadSite(name)
-	if err != nil {
-		return err
-	}
-	if mode != nil {
-		if err := site.ValidateModeName(*mode); err != nil {
-			return withCode(exitUsage, err)
+// change runs a change and prints its report: root runs it itself, anyone
+// else through sitectl's state service, which runs the same code as root.
+func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool) error {
+	var rep flow.Report
+	var err error
+	if e.remote() {
+		rep, err = e.remoteChange(ctx, req)
+	} else {
+		var s *site.Site
+		if s, err = e.loadSite(req.Site); err != nil {
+			return err
 		}
-		if _, ok := s.Mode(*mode); !ok {
-			return withCode(exitNotFound, fmt.Errorf("site %s has no mode %s; its modes are: %s", s.Name, *mode, strings.Join(s.ModeNames(), ", ")))
+		who := modes.Local{Store: modes.Store{Dir: e.dirs.State}, UID: os.Getuid(), PID: os.Getpid()}
+		rep, err = e.localChange(ctx, req, s, who, e.progressf)
+	}
+	if asJSON {
+		if rep.Journal == nil {
+			rep.Journal = []string{}
 		}
-	}
-	mgr, err := e.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer mgr.Close()
-
-	st := modes.Store{Dir: e.dirs.State}
-	writer := e.stateWriter(st, kind)
-	if c, ok := writer.(modes.Client); ok {
-		// A deployer: the state service creates what root would.
-		if err := c.Prepare(s); err != nil {
-			return withCode(exitDenied, err, "is sitectl-state.socket running, and are you in the sitectl-deploy group?")
-		}
-	}
-	lock, err := st.LockSite(s, false)
-	if errors.Is(err, modes.ErrLocked) {
-		if f.noBlock {
-			return withCode(exitFailed, fmt.Errorf("site %s is being changed by another sitectl; nothing was done", s.Name), "run again without --no-block to wait for it")
-		}
-		e.progressf("%s: waiting for another sitectl to finish with this site", s.Name)
-		lock, err = st.LockSite(s, true)
-	}
-	if err != nil {
-		return stateError(err)
-	}
-	defer lock.Unlock()
-
-	fe := &flow.Env{
-		Store:    st,
-		Writer:   writer,
-		Systemd:  mgr,
-		Progress: e.progressf,
-		Journal:  journalLines,
-	}
-	rep, err := run(ctx, fe, s)
-	if f.asJSON {
 		if jerr := writeJSON(e.stdout, rep); jerr != nil {
-			return jerr
+			return errors.Join(err, jerr)
 		}
 	} else if err == nil {
 		e.reportText(rep)
 	}
-	if err != nil {
-		return flowError(err, rep, f.asJSON, e.stderr)
+	if err != nil && !asJSON && len(rep.Journal) > 0 {
+		term.Fprintf(e.stderr, "sitectl: journal of the failed start:\n")
+		for _, l := range rep.Journal {
+			term.Fprintf(e.stderr, "    %s\n", l)
+		}
 	}
-	return nil
+	return err
+}
+
+// localChange runs a change of site s as root, in the order that keeps bad
+// input from changing anything: the mode first, then the bus, then the
+// lock, and only then state. who records it. ctx may end while it waits
+// for the lock (the state service's caller hung up); once the change has
+// started, it runs to its end, bounded by its own timeout. This is the one
+// code path of every change, root's own and a deployer's.
+func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site.Site, who modes.Local, progress func(string, ...any)) (flow.Report, error) {
+	rep := flow.Report{Site: s.Name}
+	who.Kind = req.Verb // history records what was asked for: mode, restart, ...
+	if req.Verb == stateservice.VerbMode {
+		if _, ok := s.Mode(req.Mode); !ok {
+			return rep, withCode(exitNotFound, fmt.Errorf("site %s has no mode %s; its modes are: %s", s.Name, req.Mode, strings.Join(s.ModeNames(), ", ")))
+		}
+	}
+	// A request that arrived whole is carried out: only the wait for the
+	// lock below gives up when the caller hangs up.
+	mgr, err := e.connect(context.WithoutCancel(ctx))
+	if err != nil {
+		return rep, err
+	}
+	defer mgr.Close()
+	lock, err := lockSite(ctx, who.Store, s, req, progress)
+	if err != nil {
+		return rep, err
+	}
+	defer lock.Unlock()
+	fe := &flow.Env{Store: who.Store, Writer: who, Systemd: mgr, Progress: progress, Journal: journalLines, DialTCP: e.dialTCP}
+	rep, err = flowOf(req)(context.WithoutCancel(ctx), fe, s)
+	return rep, flowExit(err, rep)
+}
+
+// lockSite takes the site's lock, waiting at most the request's timeout
+// for another sitectl to finish with the site, unless it may not wait.
+func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservice.Request, progress func(string, ...any)) (*modes.Lock, error) {
+	lock, err := st.LockSite(s, false)
+	if !errors.Is(err, modes.ErrLocked) {
+		return lock, stateError(err)
+	}
+	if req.NoBlock {
+		return nil, withCode(exitFailed, fmt.Errorf("site %s is being changed by another sitectl; nothing was done", s.Name), "run again without --no-block to wait for it")
+	}
+	progress("%s: waiting for another sitectl to finish with this site", s.Name)
+	deadline := time.Now().Add(req.Timeout())
+	for errors.Is(err, modes.ErrLocked) {
+		if time.Now().After(deadline) {
+			return nil, withCode(exitFailed, fmt.Errorf("site %s was still being changed by another sitectl after %s; nothing was done", s.Name, req.Timeout()))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, withCode(exitFailed, fmt.Errorf("gave up waiting for site %s: %w; nothing was done", s.Name, ctx.Err()))
+		case <-time.After(100 * time.Millisecond):
+		}
+		lock, err = st.LockSite(s, false)
+	}
+	return lock, stateError(err)
 }
 
 func (e *env) reportText(rep flow.Report) {
 	switch {
 	case rep.Reason != "":
-		fmt.Fprintf(e.stdout, "%s: %s (main PID %d)\n", rep.Site, term.Escape(rep.Reason), rep.MainPID)
+		term.Fprintf(e.stdout, "%s: %s (main PID %d)\n", rep.Site, rep.Reason, rep.MainPID)
 	case rep.From == rep.To:
-		fmt.Fprintf(e.stdout, "%s: serving afresh in mode %s after %.1fs (main PID %d)\n", rep.Site, rep.To, rep.Duration, rep.MainPID)
+		term.Fprintf(e.stdout, "%s: serving afresh in mode %s after %.1fs (main PID %d)\n", rep.Site, rep.To, rep.Duration, rep.MainPID)
 	default:
-		fmt.Fprintf(e.stdout, "%s: %s %s %s in %.1fs (main PID %d)\n", rep.Site, rep.From, e.style.Arrow(), rep.To, rep.Duration, rep.MainPID)
+		term.Fprintf(e.stdout, "%s: %s %s %s in %.1fs (main PID %d)\n", rep.Site, rep.From, e.style.Arrow(), rep.To, rep.Duration, rep.MainPID)
 	}
 }
 
-// stateWriter writes mode state directly for root, and through sitectl's
-// state service for everyone else (members of sitectl-deploy).
-func (e *env) stateWriter(st modes.Store, kind string) modes.Writer {
-	if os.Geteuid() == 0 {
-		return modes.Local{Store: st, UID: os.Getuid(), PID: os.Getpid(), Kind: kind}
-	}
-	return modes.Client{Socket: paths.StateSocket(os.Getenv), Kind: kind}
-}
-
-// flowError maps a flow's failure to an exit code, printing the journal of
-// the failed start for a person.
-func flowError(err error, rep flow.Report, asJSON bool, stderr io.Writer) error {
-	if !asJSON && len(rep.Journal) > 0 {
-		fmt.Fprintf(stderr, "sitectl: journal of the failed start:\n")
-		for _, l := range rep.Journal {
-			fmt.Fprintf(stderr, "    %s\n", term.Escape(l))
-		}
-	}
+// flowExit maps a flow's failure to an exit code.
+func flowExit(err error, rep flow.Report) error {
 	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, flow.ErrRolledBack):
 		return withCode(exitRolledBack, err, fmt.Sprintf("the site serves in mode %s again", rep.From))
 	case errors.Is(err, flow.ErrRollbackFailed):
@@ -229,7 +262,7 @@ func flowError(err error, rep flow.Report, asJSON bool, stderr io.Writer) error 
 // stateError words failures to write the state directory.
 func stateError(err error) error {
 	if errors.Is(err, fs.ErrPermission) {
-		return withCode(exitDenied, err, "changing a site needs root, or membership of the sitectl-deploy group")
+		return withCode(exitDenied, err, "only root changes a site's state; deployers go through sitectl's state service")
 	}
 	return err
 }
@@ -255,7 +288,7 @@ func (e *env) progressf(format string, args ...any) {
 		if !e.style.UTF8 {
 			line = strings.ReplaceAll(line, "→", e.style.Arrow())
 		}
-		fmt.Fprintf(e.stderr, "sitectl: %s\n", line)
+		term.Fprintf(e.stderr, "sitectl: %s\n", line)
 	}
 }
 
@@ -274,7 +307,9 @@ func isTerminal(w io.Writer) bool {
 func journalLines(unit string, since time.Time) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "-o", "short-precise",
+	// --all: a line with control characters is shown (escaped when
+	// printed), not hidden as "[N blob data]" from whoever must read it.
+	out, err := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "--all", "-o", "short-precise",
 		"-u", unit, "--since", "@"+strconv.FormatFloat(float64(since.UnixMicro())/1e6, 'f', 6, 64), "-n", "30").Output()
 	if err != nil {
 		return []string{"(the journal could not be read: " + err.Error() + ")"}
@@ -286,8 +321,13 @@ func journalLines(unit string, since time.Time) []string {
 	return strings.Split(text, "\n")
 }
 
+// writeJSON prints v as indented JSON, with every character a terminal
+// would act on escaped (term.JSON).
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(term.JSON(data), '\n'))
+	return err
 }

@@ -3,9 +3,11 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -32,6 +34,9 @@ type env struct {
 	style term.Style
 	// now is the time "3min ago" counts from.
 	now func() time.Time
+	// dialTCP connects a change's probe to a TCP listener; nil: directly.
+	// Set in sitectl's state service, which has no network of its own.
+	dialTCP func(ctx context.Context, address string) (net.Conn, error)
 }
 
 // unitOptions are the options the generator uses too, so that rendered units
@@ -72,7 +77,7 @@ directory (default ` + paths.DefaultConfigDir + `) by a systemd generator.
 		&cobra.Group{ID: "sites", Title: "Site files and units:"},
 		&cobra.Group{ID: "internal", Title: "Run by the generated units:"})
 	root.AddCommand(modeCmd(e), reloadCmd(e), restartCmd(e), rollbackCmd(e), statusCmd(e), listCmd(e), historyCmd(e), logsCmd(e),
-		checkCmd(e), unitsCmd(e), prepareCmd(e), launchCmd(e), cleanupCmd(e), touchedCmd(e), stateServerCmd(e), docsCmd(root))
+		checkCmd(e), unitsCmd(e), prepareCmd(e), launchCmd(e), cleanupCmd(e), touchedCmd(e), stateServerCmd(e), dialServerCmd(e), docsCmd(root))
 	guardInputs(root)
 	hideInternalVerbs(root)
 	return root
@@ -104,9 +109,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if strings.HasPrefix(err.Error(), "unknown command") {
 		code = exitUsage // cobra's own error for a mistyped verb
 	}
-	fmt.Fprintf(stderr, "sitectl: error: %v\n", err)
+	// A message of several lines (every mistake of a site file) keeps its
+	// lines; each is escaped.
+	for i, line := range strings.Split(err.Error(), "\n") {
+		prefix := ""
+		if i == 0 {
+			prefix = "sitectl: error: "
+		}
+		term.Fprintf(stderr, prefix+"%s\n", line)
+	}
 	for _, h := range hintsOf(err) {
-		fmt.Fprintf(stderr, "sitectl: hint: %s\n", h)
+		term.Fprintf(stderr, "sitectl: hint: %s\n", h)
 	}
 	return code
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/sitectl/sitectl/internal/cleanup"
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/status"
 	"github.com/sitectl/sitectl/internal/term"
 )
@@ -70,7 +71,7 @@ fields described in sitectl-json(7).
 			} else {
 				for i, s := range res.Sites {
 					if i > 0 {
-						fmt.Fprintln(e.stdout)
+						term.Fprintln(e.stdout)
 					}
 					e.printStatus(s)
 				}
@@ -85,7 +86,7 @@ fields described in sitectl-json(7).
 // statusCode prints what is missing and gives status's exit code.
 func (e *env) statusCode(res status.Result) error {
 	for _, name := range res.Missing {
-		fmt.Fprintf(e.stderr, "sitectl: error: site %s does not exist: there is no %s\n", name, term.Escape(e.dirs.SiteFile(name)))
+		term.Fprintf(e.stderr, "sitectl: error: site %s does not exist: there is no %s\n", name, term.Escape(e.dirs.SiteFile(name)))
 	}
 	if len(res.Missing) > 0 {
 		return reported{statusNoSuchSite}
@@ -122,14 +123,14 @@ count of an inactive service: sitectl status SITE reads everything of a site.`,
 			// One line each here: the mistakes go to standard error.
 			for _, s := range res.Sites {
 				for _, m := range s.SiteFile.Errors {
-					fmt.Fprintf(e.stderr, "sitectl: warning: %s\n", term.Escape(fmt.Sprintf("%s:%d:%d: %s", m.File, m.Line, m.Column, m.Message)))
+					term.Fprintf(e.stderr, "sitectl: warning: %s\n", term.Escape(fmt.Sprintf("%s:%d:%d: %s", m.File, m.Line, m.Column, m.Message)))
 				}
 			}
 			if asJSON {
 				return writeJSON(e.stdout, sitesJSON(res.Sites))
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SITE\tSTATE\tFILE\tSOCKET\tSERVICE\tMODE\tPID\tSINCE\tLISTENERS")
+			term.Fprintf(tw, "SITE\tSTATE\tFILE\tSOCKET\tSERVICE\tMODE\tPID\tSINCE\tLISTENERS\n")
 			for _, s := range res.Sites {
 				mode := s.Mode
 				if s.Pending != nil {
@@ -139,7 +140,7 @@ count of an inactive service: sitectl status SITE reads everything of a site.`,
 				if s.SiteFile.LastGood {
 					file = "last-good"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%s\t%d\t%s\t%s\n", s.Site, s.State, file, s.Socket, s.ActiveState, s.SubState,
+				term.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%s\t%d\t%s\t%s\n", s.Site, s.State, file, s.Socket, s.ActiveState, s.SubState,
 					term.Escape(mode), s.MainPID, since(s.Since), strings.Join(s.Listen, ","))
 			}
 			return tw.Flush()
@@ -149,8 +150,33 @@ count of an inactive service: sitectl status SITE reads everything of a site.`,
 	return c
 }
 
-// gather reads the status of sites with systemd and the journal.
+// remoteStatus is what sitectl's state service sends a deployer for status
+// and list: the sites the deployer may see.
+type remoteStatus struct {
+	Sites   []status.Site `json:"sites"`
+	Missing []string      `json:"missing"`
+}
+
+// gather reads the status of sites with systemd and the journal: root
+// itself, anyone else through sitectl's state service, which runs
+// localGather for the sites the caller may deploy.
 func (e *env) gather(ctx context.Context, req status.Request) (status.Result, error) {
+	if !e.remote() {
+		return e.localGather(ctx, req)
+	}
+	verb := stateservice.VerbStatus
+	if req.Brief {
+		verb = stateservice.VerbList
+	}
+	var rs remoteStatus
+	if err := e.remoteCall(ctx, stateservice.Request{Verb: verb, Sites: req.Names}, &rs); err != nil {
+		return status.Result{}, err
+	}
+	return status.Result{Sites: rs.Sites, Missing: rs.Missing}, nil
+}
+
+// localGather is gather as root.
+func (e *env) localGather(ctx context.Context, req status.Request) (status.Result, error) {
 	if len(req.Names) > 0 {
 		// Names are checked before systemd is asked: a bad name is a usage
 		// error, and sites that all do not exist need no bus to say so.
@@ -178,10 +204,10 @@ func (e *env) gather(ctx context.Context, req status.Request) (status.Result, er
 		return res, withCode(exitUsage, err)
 	}
 	if err != nil {
-		return res, withCode(codeOf(flowError(err, flow.Report{}, true, e.stderr)), err)
+		return res, withCode(codeOf(flowExit(err, flow.Report{})), err)
 	}
 	for _, m := range res.Skipped {
-		fmt.Fprintf(e.stderr, "sitectl: warning: %s\n", term.Escape(m.Error()))
+		term.Fprintf(e.stderr, "sitectl: warning: %s\n", term.Escape(m.Error()))
 	}
 	return res, nil
 }

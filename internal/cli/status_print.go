@@ -13,11 +13,11 @@ import (
 func (e *env) printStatus(s status.Site) {
 	w, st := e.stdout, e.style
 	line := func(label, format string, args ...any) {
-		fmt.Fprintf(w, "%11s: %s\n", label, fmt.Sprintf(format, args...))
+		term.Fprintf(w, "%11s: %s\n", label, term.Styled(fmt.Sprintf(format, args...)))
 	}
-	more := func(text string) { fmt.Fprintf(w, "%13s%s\n", "", text) }
+	more := func(text string) { term.Fprintf(w, "%13s%s\n", "", term.Styled(text)) }
 
-	fmt.Fprintf(w, "%s %s (%s)\n", e.siteGlyph(s), st.Bold(s.Site), term.Escape(s.File))
+	term.Fprintf(w, "%s %s (%s)\n", term.Styled(e.siteGlyph(s)), term.Styled(st.Bold(term.Escape(s.Site))), s.File)
 	state := s.State
 	if !s.Running {
 		state = st.Red(state)

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 
@@ -9,6 +8,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/generator"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/term"
 )
 
 func unitsCmd(e *env) *cobra.Command {
@@ -41,7 +41,7 @@ If any file has a mistake, the mistakes are printed and nothing is written.`,
 			}
 			res = generator.Checked(res, e.unitOptions())
 			for _, m := range res.Errors {
-				fmt.Fprintln(e.stderr, m.Error())
+				term.Fprintln(e.stderr, m.Error())
 			}
 			if len(res.Errors) > 0 {
 				return reported{exitUsage}

@@ -2,9 +2,9 @@
 // stop and restart jobs that are waited for with a deadline, and the unit
 // state sitectl reports.
 //
-// It connects to the system bus, so that polkit can authorise non-root
-// deployers; only root falls back to systemd's private socket when there is
-// no bus. Job results come back on a buffered channel that is always read or
+// Only root uses it (root's sitectl and sitectl's state service, which runs
+// deployers' changes): it connects to the system bus, and falls back to
+// systemd's private socket when there is no bus. Job results come back on a buffered channel that is always read or
 // abandoned with its context: an unread unbuffered channel would block every
 // later job (go-systemd issue 429). A job result other than "done" is an
 // error naming the unit.

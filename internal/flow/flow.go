@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/control"
@@ -31,7 +32,7 @@ type Systemd interface {
 // Env is what a flow runs with. Zero-valued hooks do nothing.
 type Env struct {
 	Store   modes.Store  // read
-	Writer  modes.Writer // write: modes.Local for root, modes.Client otherwise
+	Writer  modes.Writer // write: modes.Local, in root's sitectl or the state service
 	Systemd Systemd
 	// Progress gets one line per step, for a terminal.
 	Progress func(format string, args ...any)
@@ -41,6 +42,11 @@ type Env struct {
 	// Probe checks that a site serves in a mode; default: the mode's HTTP
 	// probe (probe.For) through the site's first listener.
 	Probe func(ctx context.Context, s *site.Site, m site.Mode) error
+	// DialTCP connects the default probe to a TCP listener's address
+	// (IP:port); default: a direct connect. sitectl's state service, which
+	// has no network of its own, dials through sitectl-dial.service
+	// (package dialer).
+	DialTCP func(ctx context.Context, address string) (net.Conn, error)
 	// Settle is how long a site without readiness notification must keep
 	// running after its start before it counts as up; default 1s.
 	Settle time.Duration

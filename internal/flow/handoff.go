@@ -119,7 +119,7 @@ func (e *Env) verify(ctx context.Context, s *site.Site, m site.Mode, pid int) er
 	}
 	check := e.Probe
 	if check == nil {
-		check = verify
+		check = e.verifyListener
 	}
 	e.progress("%s: verifying through its listener", s.Name)
 	return e.probeWhileRunning(ctx, s, m, units.ServiceName(s.Name), pid, check)

@@ -178,6 +178,8 @@ func TestVerifyThroughTheListener(t *testing.T) {
 	defer ln.Close()
 	s := testSite(t)
 	s.Listeners[0].Address = ln.Addr().String()
+	e := &Env{}
+	verify := e.verifyListener
 	if err := verify(context.Background(), s, site.Mode{Name: "maintenance", Serve: site.ServeMaintenance}); err != nil {
 		t.Fatal(err)
 	}
@@ -193,6 +195,16 @@ func TestVerifyThroughTheListener(t *testing.T) {
 	}
 	if err := verify(context.Background(), &site.Site{Name: "x"}, site.Mode{Serve: site.ServeApp}); err != nil {
 		t.Errorf("a mode without a probe: %v", err)
+	}
+	// With DialTCP (the state service, which has no network of its own),
+	// every attempt connects through it.
+	var dialed []string
+	e.DialTCP = func(ctx context.Context, addr string) (net.Conn, error) {
+		dialed = append(dialed, addr)
+		return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	}
+	if err := verify(context.Background(), s, site.Mode{Name: "maintenance", Serve: site.ServeMaintenance}); err != nil || len(dialed) != 1 || dialed[0] != ln.Addr().String() {
+		t.Errorf("through DialTCP: %v, dialed %v", err, dialed)
 	}
 }
 

@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"fmt"
+	"net"
 
 	"github.com/sitectl/sitectl/internal/probe"
 	"github.com/sitectl/sitectl/internal/site"
@@ -12,7 +13,7 @@ import (
 // mode's probe (see probe.For), retrying until the probe timeout: servers
 // such as gunicorn announce readiness before their workers have loaded the
 // app. A mode without a probe passes.
-func verify(ctx context.Context, s *site.Site, m site.Mode) error {
+func (e *Env) verifyListener(ctx context.Context, s *site.Site, m site.Mode) error {
 	p := probe.For(s, m)
 	if p == nil {
 		return nil
@@ -22,7 +23,12 @@ func verify(ctx context.Context, s *site.Site, m site.Mode) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
-	if err := probe.Get(ctx, probe.ListenerTarget(s.Listeners[0]), p); err != nil {
+	target := probe.ListenerTarget(s.Listeners[0])
+	if target.Dial == nil && e.DialTCP != nil {
+		addr := target.Host
+		target.Dial = func(ctx context.Context) (net.Conn, error) { return e.DialTCP(ctx, addr) }
+	}
+	if err := probe.Get(ctx, target, p); err != nil {
 		return fmt.Errorf("verification failed for %s: %w", p.Timeout, err)
 	}
 	return nil

@@ -1,26 +1,72 @@
 package launcher
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // The control socket (paths.ControlSocket in the runtime directory) is how
 // ExecReload= (sitectl launch --reload, through Reload) asks the launcher
-// for a reload and learns how it ended: one request line, "reload", and
-// one answer line, "ok: ..." or "failed: REASON". serveControl writes the
-// answers and Reload reads them; nothing else speaks this protocol.
+// for a reload and learns how it ended. The request is one line, "reload"
+// to reload in the serving generation's mode, or "reload N" followed by N
+// bytes: the mode file (modes.EnvFile) of the mode to reload into, which
+// the root side of ExecReload= read, since the launcher cannot read the
+// state directory. The answer is one line, "ok: ..." or "failed: REASON".
+// serveControl reads requests and writes the answers, Reload writes
+// requests and reads the answers; nothing else speaks this protocol. The
+// socket is in the runtime directory (0700, the site's user): only root
+// and the site's own processes reach it.
 
 // request is a reload asked for on the control socket.
 type request struct {
+	mode  []site.EnvVar // nil: the serving generation's
 	reply chan reloadResult
+}
+
+// requestTimeout bounds the reading of a request.
+const requestTimeout = 10 * time.Second
+
+// readRequest reads a request line and the mode file that follows it.
+func readRequest(r *bufio.Reader) ([]site.EnvVar, error) {
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		return nil, fmt.Errorf("no request: %w", err)
+	}
+	verb, size, sized := strings.Cut(strings.TrimSuffix(string(line), "\n"), " ")
+	if verb != "reload" {
+		return nil, errors.New("unknown request")
+	}
+	if !sized {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(size)
+	if err != nil || n < 0 || n > modes.MaxEnvFile {
+		return nil, fmt.Errorf("a mode file of %q bytes", size)
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, fmt.Errorf("the mode file: %w", err)
+	}
+	mode, err := modes.ParseEnv(data)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(mode, func(v site.EnvVar) bool { return v.Name == modes.VarMode }) {
+		return nil, fmt.Errorf("the mode file has no %s", modes.VarMode)
+	}
+	return mode, nil
 }
 
 // reloadResult is how a reload ended.
@@ -63,14 +109,13 @@ func (l *launcher) serveControl(ln net.Listener, done <-chan struct{}) {
 
 func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	buf := make([]byte, 64)
-	n, _ := c.Read(buf)
-	if strings.TrimSpace(string(buf[:n])) != "reload" {
-		io.WriteString(c, "failed: unknown request\n")
+	c.SetReadDeadline(time.Now().Add(requestTimeout))
+	mode, err := readRequest(bufio.NewReaderSize(c, 256))
+	if err != nil {
+		io.WriteString(c, "failed: "+oneLine(err.Error())+"\n")
 		return
 	}
-	req := request{reply: make(chan reloadResult, 1)}
+	req := request{mode: mode, reply: make(chan reloadResult, 1)}
 	select {
 	case l.requests <- req:
 	case <-done:
@@ -86,16 +131,22 @@ func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 }
 
 // Reload asks the launcher whose runtime directory is runtimeDir for a
-// reload, and waits for its result: nil once a new generation serves, or
-// why the old one still does (or none does). The wait is as long as the
-// new generation's start; systemd's timeout of the reload job bounds it.
-func Reload(runtimeDir string) error {
+// reload into the mode whose mode file is modeFile (nil: the serving
+// generation's mode), and waits for its result: nil once a new generation
+// serves, or why the old one still does (or none does). The wait is as
+// long as the new generation's start; systemd's timeout of the reload job
+// bounds it.
+func Reload(runtimeDir string, modeFile []byte) error {
 	c, err := net.Dial("unix", filepath.Join(runtimeDir, paths.ControlSocket))
 	if err != nil {
 		return fmt.Errorf("cannot reach the launcher: %w", err)
 	}
 	defer c.Close()
-	if _, err := io.WriteString(c, "reload\n"); err != nil {
+	req := "reload\n"
+	if modeFile != nil {
+		req = "reload " + strconv.Itoa(len(modeFile)) + "\n" + string(modeFile)
+	}
+	if _, err := io.WriteString(c, req); err != nil {
 		return fmt.Errorf("cannot ask the launcher: %w", err)
 	}
 	answer, err := io.ReadAll(io.LimitReader(c, 1<<16))

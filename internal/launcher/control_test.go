@@ -35,7 +35,7 @@ func TestControlProtocolRoundTrip(t *testing.T) {
 		}
 	}()
 	for _, r := range results {
-		err := Reload(dir)
+		err := Reload(dir, nil)
 		switch {
 		case r.err == nil && err != nil:
 			t.Errorf("a handover read back as %v", err)
@@ -44,10 +44,10 @@ func TestControlProtocolRoundTrip(t *testing.T) {
 		}
 	}
 	close(done) // the launcher is gone: a request is answered at once
-	if err := Reload(dir); err == nil || err.Error() != errStopping.Error() {
+	if err := Reload(dir, nil); err == nil || err.Error() != errStopping.Error() {
 		t.Errorf("reload after the launcher ended: %v", err)
 	}
-	if err := Reload(filepath.Join(dir, "nowhere")); err == nil || !strings.Contains(err.Error(), "cannot reach the launcher") {
+	if err := Reload(filepath.Join(dir, "nowhere"), nil); err == nil || !strings.Contains(err.Error(), "cannot reach the launcher") {
 		t.Errorf("no launcher: %v", err)
 	}
 	c, _ := net.Dial("unix", filepath.Join(dir, paths.ControlSocket))

@@ -61,6 +61,7 @@ type generation struct {
 	proc    Process
 	pid     int
 	mode    string
+	modeEnv []site.EnvVar // what its mode file said: a reload without a new mode keeps it
 	release string
 	err     error         // set when exited
 	exited  chan struct{} // closed when exited
@@ -79,15 +80,16 @@ func (g *generation) hasExited() bool {
 	}
 }
 
-// startReady starts the next generation and waits until it is ready; a
-// generation that does not get there is stopped.
-func (l *launcher) startReady(ctx context.Context) (*generation, error) {
-	spec, err := l.cfg.Prepare()
+// startReady starts the next generation in the mode whose environment is
+// mode and waits until it is ready; a generation that does not get there
+// is stopped.
+func (l *launcher) startReady(ctx context.Context, mode []site.EnvVar) (*generation, error) {
+	spec, err := l.cfg.Prepare(mode)
 	if err != nil {
 		return nil, fmt.Errorf("cannot prepare generation %d: %w", l.next+1, err)
 	}
 	l.next++
-	g := &generation{n: l.next, mode: spec.Mode, release: spec.Dir, exited: make(chan struct{})}
+	g := &generation{n: l.next, mode: spec.Mode, modeEnv: mode, release: spec.Dir, exited: make(chan struct{})}
 	var ps *probeSocket
 	if spec.Probe != nil {
 		if ps, err = openProbe(l.cfg.RuntimeDir, g.n); err != nil {

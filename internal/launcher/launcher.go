@@ -37,6 +37,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/sdnotify"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // Config of a launcher. Zero-valued functions do nothing, and zero values
@@ -51,8 +52,12 @@ type Config struct {
 	// Shim is the command line that starts a generation: sitectl and its
 	// global flags; "launch SITE -- ARGV" is appended.
 	Shim []string
-	// Prepare makes the spec of the next generation.
-	Prepare func() (Spec, error)
+	// Mode is the mode environment the first generation runs in (the mode
+	// file's variables, which systemd put in the launcher's environment).
+	Mode []site.EnvVar
+	// Prepare makes the spec of the next generation in the mode whose
+	// environment is mode.
+	Prepare func(mode []site.EnvVar) (Spec, error)
 	// Start starts a generation; default startProcess (an exec).
 	Start func(Command) (Process, error)
 	// Signals are the stops (SIGTERM, SIGINT) and reloads (SIGHUP) the
@@ -130,7 +135,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer closeAll()
-	first, err := l.startReady(ctx)
+	first, err := l.startReady(ctx, l.cfg.Mode)
 	if err != nil {
 		if errors.Is(err, errStopping) {
 			return nil
@@ -197,7 +202,7 @@ func (l *launcher) serve(ctx context.Context) error {
 	for {
 		select {
 		case req := <-l.requests:
-			h, err := l.reload(ctx)
+			h, err := l.reload(ctx, req.mode)
 			req.reply <- reloadResult{h, err}
 			if l.current == nil {
 				return l.ended(err)
@@ -207,7 +212,7 @@ func (l *launcher) serve(ctx context.Context) error {
 				l.stopAll()
 				return nil
 			}
-			h, err := l.reload(ctx)
+			h, err := l.reload(ctx, nil)
 			l.cfg.Logf("SIGHUP: %s", reply(reloadResult{h, err}))
 			if l.current == nil {
 				return l.ended(err)
@@ -254,14 +259,18 @@ type handover struct {
 	mode string
 }
 
-// reload starts a new generation and hands over to it, or leaves the old one
+// reload starts a new generation in the mode whose environment is mode (nil:
+// the serving generation's) and hands over to it, or leaves the old one
 // serving and returns why.
-func (l *launcher) reload(ctx context.Context) (handover, error) {
+func (l *launcher) reload(ctx context.Context, mode []site.EnvVar) (handover, error) {
 	// A clock that cannot be read leaves RELOADING=1 out; systemd 252
 	// (Type=notify) does not need it.
 	reloading, _ := sdnotify.Reloading()
 	l.cfg.Notify(fmt.Sprintf("%s\nSTATUS=starting generation %d", reloading, l.next+1))
-	g, err := l.startReady(ctx)
+	if mode == nil && l.current != nil {
+		mode = l.current.modeEnv
+	}
+	g, err := l.startReady(ctx, mode)
 	switch {
 	case errors.Is(err, errStopping):
 		l.stopAll()

@@ -64,7 +64,7 @@ func newHarness(t *testing.T, starts ...string) *harness {
 	return h
 }
 
-func (h *harness) prepare() (Spec, error) {
+func (h *harness) prepare(mode []site.EnvVar) (Spec, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	start := h.starts[0]
@@ -74,8 +74,14 @@ func (h *harness) prepare() (Spec, error) {
 	if start == "prepare-fails" {
 		return Spec{}, errors.New("the site file is broken")
 	}
-	spec := Spec{Env: append(os.Environ(), "LAUNCHER_TEST_HELPER=generation", "GEN_START="+start, "GEN_REPORT="+h.dir, "SITE_MODE=m-"+start),
-		Mode: "m-" + start, Readiness: site.ReadinessNotify, StartTimeout: patience}
+	name := "m-" + start
+	for _, v := range mode {
+		if v.Name == "SITE_MODE" {
+			name = v.Value
+		}
+	}
+	spec := Spec{Env: append(os.Environ(), "LAUNCHER_TEST_HELPER=generation", "GEN_START="+start, "GEN_REPORT="+h.dir, "SITE_MODE="+name),
+		Mode: name, Readiness: site.ReadinessNotify, StartTimeout: patience}
 	h.spec(&spec)
 	return spec, nil
 }
@@ -252,7 +258,7 @@ func TestFirstGenerationServesAndStops(t *testing.T) {
 func TestReloadHandsOver(t *testing.T) {
 	h := newHarness(t, "ready", "ready")
 	h.run()
-	if err := Reload(h.dir); err != nil {
+	if err := Reload(h.dir, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("STATUS=mode m-ready, generation 2")
@@ -269,7 +275,7 @@ func TestReloadHandsOver(t *testing.T) {
 func TestNewGenerationDies(t *testing.T) {
 	h := newHarness(t, "ready", "die", "ready")
 	h.run()
-	err := Reload(h.dir)
+	err := Reload(h.dir, nil)
 	if err == nil || err.Error() != "generation 2 exited before it was ready: exit status 3" {
 		t.Fatalf("reload: %v", err)
 	}
@@ -277,7 +283,7 @@ func TestNewGenerationDies(t *testing.T) {
 	if gone(h.pids(1)[0]) {
 		t.Fatal("generation 1 is gone")
 	}
-	if err := Reload(h.dir); err != nil {
+	if err := Reload(h.dir, nil); err != nil {
 		t.Fatalf("the reload after a failed one: %v", err)
 	}
 	h.waitFor("STATUS=mode m-ready, generation 3")
@@ -291,7 +297,7 @@ func TestStartDeadlinePasses(t *testing.T) {
 	h := newHarness(t, "ready", "silent")
 	h.run()
 	h.spec = func(s *Spec) { s.StartTimeout = 200 * time.Millisecond }
-	err := Reload(h.dir)
+	err := Reload(h.dir, nil)
 	if err == nil || err.Error() != "generation 2 was not ready within 200ms" {
 		t.Fatalf("reload: %v", err)
 	}
@@ -318,7 +324,7 @@ func TestProbeFails(t *testing.T) {
 		s.StartTimeout = 300 * time.Millisecond
 		s.Probe = &site.Probe{Path: "/", Status: 204, Timeout: time.Second}
 	}
-	err := Reload(h.dir)
+	err := Reload(h.dir, nil)
 	if err == nil || !strings.HasPrefix(err.Error(), "generation 2 failed its probe: GET http://generation/: ") {
 		t.Fatalf("reload: %v", err)
 	}
@@ -333,7 +339,7 @@ func TestStopDuringReload(t *testing.T) {
 	h := newHarness(t, "ready", "silent")
 	h.run()
 	reloaded := make(chan error, 1)
-	go func() { reloaded <- Reload(h.dir) }()
+	go func() { reloaded <- Reload(h.dir, nil) }()
 	h.report(2)              // generation 2 runs
 	h.sigs <- syscall.SIGHUP // a reload is under way: ignored
 	h.sigs <- syscall.SIGTERM
@@ -354,7 +360,7 @@ func TestOldGenerationDiesDuringReload(t *testing.T) {
 	h := newHarness(t, "ready", "wait-file:"+go1)
 	h.run()
 	reloaded := make(chan error, 1)
-	go func() { reloaded <- Reload(h.dir) }()
+	go func() { reloaded <- Reload(h.dir, nil) }()
 	h.report(2)
 	old := h.pids(1)[0]
 	syscall.Kill(old, syscall.SIGKILL)
@@ -376,7 +382,7 @@ func TestNoGenerationServes(t *testing.T) {
 	h.run()
 	h.spec = func(s *Spec) { s.StartTimeout = time.Hour }
 	reloaded := make(chan error, 1)
-	go func() { reloaded <- Reload(h.dir) }()
+	go func() { reloaded <- Reload(h.dir, nil) }()
 	h.report(2)
 	syscall.Kill(h.pids(1)[0], syscall.SIGKILL)
 	h.waitFor("log: generation 1 exited while generation 2 started")
@@ -422,12 +428,57 @@ func TestSettleAndQuiet(t *testing.T) {
 	h.cfg.Quiet = Quiet{}
 	h.spec = func(s *Spec) { s.Readiness = site.ReadinessNone }
 	h.run()
-	if err := Reload(h.dir); err != nil {
+	if err := Reload(h.dir, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("STATUS=mode m-silent, generation 2")
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A reload carries the mode to reload into, as ExecReload='s root side read
+// it from the mode file; a reload without one keeps the serving mode, and a
+// reload into a mode that fails to come up leaves the old mode serving.
+func TestReloadIntoAMode(t *testing.T) {
+	h := newHarness(t, "ready", "ready", "ready", "die", "ready")
+	h.cfg.Mode = []site.EnvVar{{Name: "SITE_MODE", Value: "normal"}}
+	h.run()
+	h.waitFor("STATUS=mode normal, generation 1")
+	if err := Reload(h.dir, []byte("# a mode file\nSITE_MODE=\"read-only\"\nX=\"a \\\"b\\\"\"\n")); err != nil {
+		t.Fatalf("reload into read-only: %v", err)
+	}
+	h.waitFor("STATUS=mode read-only, generation 2")
+	if err := Reload(h.dir, nil); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	h.waitFor("STATUS=mode read-only, generation 3")
+	if err := Reload(h.dir, []byte("SITE_MODE=\"maintenance\"\n")); err == nil {
+		t.Fatal("a generation that died was taken")
+	}
+	if err := Reload(h.dir, nil); err != nil {
+		t.Fatalf("reload after a failed one: %v", err)
+	}
+	h.waitFor("STATUS=mode read-only, generation 5")
+	for _, bad := range []string{"reload 99999999\n", "reload -1\n", "reload 5\nA=\"b", "reload 4\n\"x\n\n", "restart\n"} {
+		c, err := net.Dial("unix", filepath.Join(h.dir, "control.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte(bad))
+		c.(*net.UnixConn).CloseWrite()
+		buf := make([]byte, 200)
+		n, _ := c.Read(buf)
+		c.Close()
+		if !strings.HasPrefix(string(buf[:n]), "failed: ") {
+			t.Errorf("request %q answered %q", bad, buf[:n])
+		}
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(h.log(), "generation 6") {
+		t.Errorf("a bad request started a generation:\n%s", h.log())
 	}
 }
 
@@ -443,7 +494,7 @@ func TestStartAndPrepareFailures(t *testing.T) {
 
 	h = newHarness(t, "ready", "prepare-fails")
 	h.run()
-	if err := Reload(h.dir); err == nil || err.Error() != "cannot prepare generation 2: the site file is broken" {
+	if err := Reload(h.dir, nil); err == nil || err.Error() != "cannot prepare generation 2: the site file is broken" {
 		t.Fatalf("reload: %v", err)
 	}
 	if err := h.stop(); err != nil {

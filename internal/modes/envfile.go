@@ -13,7 +13,8 @@ import (
 
 // The mode file is an environment file in the syntax of systemd's
 // EnvironmentFile=, which the site's service reads before every command it
-// spawns; an overlap site's launcher reads it again for each generation.
+// spawns; for an overlap site, the root side of ExecReload= reads it and sends
+// it to the launcher, which cannot read the state directory.
 // Both must see the same variables with the same values, so this file owns
 // the format: marshalEnv is its only writer, ParseEnv its only reader.
 //
@@ -23,8 +24,9 @@ import (
 // systemd 252's parser (parse_env_file_internal in src/basic/env-file.c)
 // state for state, so a file edited by hand reads as systemd reads it too.
 
-// maxEnvFile bounds what ReadEnv reads: a mode file is a few lines.
-const maxEnvFile = 1 << 20
+// MaxEnvFile bounds a mode file wherever one is read (ReadEnv, the
+// launcher's control socket): a mode file is a few lines.
+const MaxEnvFile = 1 << 20
 
 // envNameRE is what systemd accepts as a variable name.
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -65,6 +67,13 @@ func marshalEnv(comment string, vars []site.EnvVar) ([]byte, error) {
 		b.WriteString("\"\n")
 	}
 	return []byte(b.String()), nil
+}
+
+// EncodeEnv writes vars in the mode file's syntax, for a reader that gets
+// them another way than from the file (the launcher, over its control
+// socket); ParseEnv reads them back.
+func EncodeEnv(vars []site.EnvVar) ([]byte, error) {
+	return marshalEnv("A mode environment, sent by sitectl.", vars)
 }
 
 // parser states, named as in systemd's env-file.c.

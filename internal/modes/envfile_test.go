@@ -2,6 +2,7 @@ package modes
 
 import (
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -132,7 +133,7 @@ func TestEnvFileOfAMode(t *testing.T) {
 	}
 	want := "# The current mode of site karl, written by sitectl. Do not edit: use `sitectl mode`.\n" +
 		"SITE_MODE=\"maint\"\nSITECTL_SERVE=\"maintenance\"\nSITECTL_PAGE=\"/srv/p.html\"\nSITECTL_RETRY_AFTER=\"300\"\n" +
-		"X=\"a \\\"b\\\" \\$c\"\n"
+		"SITECTL_MODE_VARS=\"X\"\nX=\"a \\\"b\\\" \\$c\"\n"
 	if string(data) != want {
 		t.Fatalf("mode file:\n%s\nwant:\n%s", data, want)
 	}
@@ -146,5 +147,24 @@ func TestEnvFileOfAMode(t *testing.T) {
 	}
 	if cur, ok, err := st.Current("karl"); cur != "maint" || !ok || err != nil {
 		t.Fatalf("Current = %q %v %v", cur, ok, err)
+	}
+	// Root's alone: a mode's variables may be secrets.
+	for path, want := range map[string]os.FileMode{st.Dir: DirMode, st.Dir + "/sites": DirMode, st.Dir + "/sites/karl": DirMode, st.EnvPath("karl"): FileMode} {
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v, want mode %o", path, fi.Mode(), want)
+		}
+	}
+}
+
+// A process that got the mode file through its environment tells the
+// mode's variables from the site's, whatever the order.
+func TestFromEnviron(t *testing.T) {
+	environ := []string{"PATH=/bin", "X=mode value", "SITE_MODE=maint", "DB=site", "SITECTL_SERVE=app", "SITECTL_MODE_VARS=X,Y", "Y=", "LISTEN_FDS=1"}
+	want := []site.EnvVar{{Name: "X", Value: "mode value"}, {Name: "SITE_MODE", Value: "maint"}, {Name: "SITECTL_SERVE", Value: "app"}, {Name: "SITECTL_MODE_VARS", Value: "X,Y"}, {Name: "Y", Value: ""}}
+	if got := FromEnviron(environ); !slices.Equal(got, want) {
+		t.Errorf("FromEnviron = %q, want %q", got, want)
+	}
+	if got := FromEnviron([]string{"PATH=/bin", "SITECTL_MODE_VARS="}); !slices.Equal(got, []site.EnvVar{{Name: "SITECTL_MODE_VARS", Value: ""}}) {
+		t.Errorf("a mode without variables: %q", got)
 	}
 }

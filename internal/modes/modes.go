@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
@@ -27,6 +28,10 @@ const (
 	VarPage       = "SITECTL_PAGE"
 	VarStaticDir  = "SITECTL_STATIC_DIR"
 	VarRetryAfter = "SITECTL_RETRY_AFTER"
+	// VarModeVars names the mode's own variables, comma-separated, so that
+	// a process that got the mode file through its environment (an overlap
+	// site's launcher) can tell them from the site's.
+	VarModeVars = "SITECTL_MODE_VARS"
 )
 
 // modeEnvironment is what the mode file of mode m holds: SITE_MODE, what
@@ -43,7 +48,35 @@ func modeEnvironment(m site.Mode) []site.EnvVar {
 		}
 		env = append(env, site.EnvVar{Name: VarRetryAfter, Value: strconv.FormatInt(int64(m.RetryAfter/time.Second), 10)})
 	}
+	names := make([]string, len(m.Environment))
+	for i, v := range m.Environment {
+		names[i] = v.Name
+	}
+	env = append(env, site.EnvVar{Name: VarModeVars, Value: strings.Join(names, ",")})
 	return append(env, m.Environment...)
+}
+
+// FromEnviron picks the variables of the mode file out of a process's
+// environment (KEY=VALUE strings), in the order given: sitectl's own mode
+// variables and those VarModeVars names. systemd put them there from the
+// mode file (EnvironmentFile=), so a process that may not read the file
+// learns its mode this way.
+func FromEnviron(environ []string) []site.EnvVar {
+	own := map[string]bool{VarMode: true, VarServe: true, VarPage: true, VarStaticDir: true, VarRetryAfter: true, VarModeVars: true}
+	for _, kv := range environ {
+		if k, v, _ := strings.Cut(kv, "="); k == VarModeVars {
+			for _, n := range strings.Split(v, ",") {
+				own[n] = n != ""
+			}
+		}
+	}
+	var mode []site.EnvVar
+	for _, kv := range environ {
+		if k, v, _ := strings.Cut(kv, "="); own[k] {
+			mode = append(mode, site.EnvVar{Name: k, Value: v})
+		}
+	}
+	return mode
 }
 
 // EnvFile renders the mode file of site s in mode m. It fails only for a
@@ -70,7 +103,7 @@ func (st Store) EnvPath(name string) string { return st.paths().ModeEnvFile(name
 // Current returns the mode recorded for a site; ok is false when the site
 // has no state yet (it then starts in its default mode).
 func (st Store) Current(name string) (mode string, ok bool, err error) {
-	data, err := readBounded(st.EnvPath(name), maxEnvFile)
+	data, err := readBounded(st.EnvPath(name), MaxEnvFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
 	}
@@ -92,7 +125,7 @@ func (st Store) Current(name string) (mode string, ok bool, err error) {
 // ReadEnv returns the variables of a site's mode file, as systemd reads
 // them for the service.
 func (st Store) ReadEnv(name string) ([]site.EnvVar, error) {
-	data, err := readBounded(st.EnvPath(name), maxEnvFile)
+	data, err := readBounded(st.EnvPath(name), MaxEnvFile)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
 	}
@@ -130,21 +163,29 @@ func (st Store) Write(s *site.Site, m site.Mode) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(st.EnvPath(s.Name), data, 0o644)
+	return atomicfile.Write(st.EnvPath(s.Name), data, FileMode)
 }
 
-// siteDir creates the state directory of a site, readable by all: the
-// launcher of an overlap site reads the mode file as the site's own user.
-// The permissions are set explicitly, since the umask of whoever creates
-// them (a unit's UMask=0027, say) would take that away.
+// The permissions of the state: root's alone. A mode's variables may be
+// secrets, and the history is what root trusts. Deployers read state
+// through sitectl's state service, the site's own service through its
+// environment.
+const (
+	DirMode  = 0o700
+	FileMode = 0o600
+)
+
+// siteDir creates the state directory of a site, and makes it and its
+// parents root's alone. The permissions are set explicitly on every
+// write: a state directory made by an older sitectl was readable by all.
 func (st Store) siteDir(name string) error {
 	dir := st.paths().SiteState(name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return fmt.Errorf("cannot create the state directory of site %s: %w", name, err)
 	}
 	for _, d := range []string{st.Dir, filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			return fmt.Errorf("cannot open up the state directory %s: %w", d, err)
+		if err := os.Chmod(d, DirMode); err != nil {
+			return fmt.Errorf("cannot make the state directory %s private: %w", d, err)
 		}
 	}
 	return nil

@@ -9,10 +9,11 @@ import (
 
 // Writer is what a mode switch writes, as three semantic operations: it
 // records its intent, sets the mode, and records its end. Local writes them
-// as root; Client asks sitectl's state service to, for deployers who may not
-// write the state directory themselves. Either way the mode's environment is
-// always rendered from the operator's site file, and who asked is recorded
-// by the writer, not claimed by the caller.
+// as root, in the sitectl that runs the switch: root's own, or sitectl's
+// state service for a deployer. The mode's environment is always rendered
+// from the operator's site file, and who asked is recorded by the writer,
+// from the kernel's word, never claimed by the caller. The interface is the
+// seam for the fakes of package flow's tests.
 type Writer interface {
 	// Begin records a switch from one mode to another as pending, closing
 	// one left pending by a sitectl that was killed.
@@ -23,10 +24,10 @@ type Writer interface {
 	Finish(s *site.Site, result, reason string) error
 }
 
-// Local writes the state directly; for root.
+// Local writes the state directly, as root.
 type Local struct {
 	Store Store
-	UID   int // who asked
+	UID   int // who asked: root's uid, or the deployer's as SO_PEERCRED says
 	PID   int // the sitectl that runs the switch
 	// Kind is the kind of change recorded (KindMode, ...); empty for mode.
 	Kind string
@@ -79,6 +80,9 @@ func (l Local) Finish(s *site.Site, result, reason string) error {
 	}
 	if result == ResultOK {
 		state.ChangedAt = l.now()
+	}
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
 	}
 	state.History = append(state.History, Entry{Time: p.Since, Kind: p.Kind, From: p.From, To: p.To, UID: p.UID, Result: result, Reason: reason})
 	state.Pending = nil

@@ -16,6 +16,13 @@ import (
 // maxHistory bounds the history kept per site; older entries are dropped.
 const maxHistory = 200
 
+// maxReason bounds the reason of one history entry.
+const maxReason = 4096
+
+// maxStateFile bounds what ReadState reads: maxHistory entries of at most
+// maxReason bytes, escaped, and room to spare.
+const maxStateFile = 8 << 20
+
 // Results of a mode switch, as history records them.
 const (
 	ResultOK             = "ok"              // the site serves in the new mode
@@ -74,7 +81,7 @@ func (st Store) statePath(name string) string { return st.paths().StateFile(name
 // ReadState returns a site's state; a site without one has the zero State.
 func (st Store) ReadState(name string) (State, error) {
 	var s State
-	data, err := os.ReadFile(st.statePath(name))
+	data, err := readBounded(st.statePath(name), maxStateFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
 	}
@@ -99,7 +106,7 @@ func (st Store) WriteState(name string, s State) error {
 	if err := st.siteDir(name); err != nil {
 		return err
 	}
-	return atomicfile.Write(st.statePath(name), append(data, '\n'), 0o644)
+	return atomicfile.Write(st.statePath(name), append(data, '\n'), FileMode)
 }
 
 // Lock is a site's switch lock, held while a mode switch runs.
@@ -110,21 +117,13 @@ var ErrLocked = errors.New("another sitectl is changing this site")
 
 // LockSite takes the site's lock, waiting for it when block is true. The
 // lock is an flock(2) on a file in the site's state directory, so it is
-// released when its holder dies, however it dies.
+// released when its holder dies, however it dies. Only root takes it:
+// deployers' switches run in sitectl's state service.
 func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
-	lock := st.paths().LockFile(s.Name)
-	var f *os.File
-	var err error
-	if os.Geteuid() == 0 {
-		if err := st.prepareSite(s.Name); err != nil {
-			return nil, err
-		}
-		f, err = os.OpenFile(lock, os.O_RDWR, 0)
-	} else {
-		// A deployer cannot create it; flock needs only a file open for
-		// reading. (Client.Prepare has the state service create it.)
-		f, err = os.Open(lock)
+	if err := st.prepareSite(s.Name); err != nil {
+		return nil, err
 	}
+	f, err := os.OpenFile(st.paths().LockFile(s.Name), os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the lock of site %s: %w", s.Name, err)
 	}
@@ -149,13 +148,12 @@ func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
 	return &Lock{f}, nil
 }
 
-// prepareSite creates a site's state directory and its lock file, so that a
-// deployer can take the lock with a file opened for reading.
+// prepareSite creates a site's state directory and its lock file.
 func (st Store) prepareSite(name string) error {
 	if err := st.siteDir(name); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(st.paths().LockFile(name), os.O_RDONLY|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(st.paths().LockFile(name), os.O_RDONLY|os.O_CREATE, FileMode)
 	if err != nil {
 		return fmt.Errorf("cannot create the lock of site %s: %w", name, err)
 	}

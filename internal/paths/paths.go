@@ -17,6 +17,9 @@ const (
 	DefaultConfigDir   = "/etc/sitectl/sites"
 	DefaultStateDir    = "/var/lib/sitectl"
 	DefaultStateSocket = "/run/sitectl/state.sock"
+	// DefaultDialSocket is where sitectl-dial.service connects to TCP
+	// addresses for the state service (package dialer).
+	DefaultDialSocket = "/run/sitectl/dial.sock"
 
 	EnvConfigDir   = "SITECTL_CONFIG_DIR"
 	EnvStateDir    = "SITECTL_STATE_DIR"
@@ -64,6 +67,19 @@ func (d Dirs) Flags() []string {
 		f = append(f, "--state-dir", d.State)
 	}
 	return f
+}
+
+// Private are the directories a site's app must not see: the site files
+// (secrets of every site may be in them) and the state (every site's mode
+// environment and history). For the packaged config directory, its parent
+// /etc/sitectl, where operators keep what belongs to sitectl. The site's
+// units hide them (InaccessiblePaths=).
+func (d Dirs) Private() []string {
+	config := d.Config
+	if config == DefaultConfigDir {
+		config = path.Dir(DefaultConfigDir)
+	}
+	return []string{config, d.State}
 }
 
 // SiteFile is the site file of site name.

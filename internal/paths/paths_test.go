@@ -56,9 +56,10 @@ func TestFromEnvAndFlags(t *testing.T) {
 // same paths as this package.
 func TestPackagingAgrees(t *testing.T) {
 	for file, want := range map[string][]string{
-		"../../packaging/systemd/sitectl-state.socket":   {"ListenStream=" + DefaultStateSocket},
-		"../../packaging/systemd/sitectl-state@.service": {"ReadWritePaths=" + DefaultStateDir},
-		"../../packaging/tmpfiles.d/sitectl.conf":        {"d " + DefaultStateDir + " ", "d " + path.Dir(defaults().SiteState("x")) + " "},
+		"../../packaging/systemd/sitectl-state.socket":  {"ListenStream=" + DefaultStateSocket},
+		"../../packaging/systemd/sitectl-state.service": {"ReadWritePaths=" + DefaultStateDir},
+		"../../packaging/systemd/sitectl-dial.socket":   {"ListenStream=" + DefaultDialSocket},
+		"../../packaging/tmpfiles.d/sitectl.conf":       {"d " + DefaultStateDir + " 0700 ", "d " + path.Dir(defaults().SiteState("x")) + " 0700 "},
 	} {
 		data, err := os.ReadFile(file)
 		if err != nil {

@@ -35,6 +35,11 @@ var Tables = []struct{ Name, Syntax, Doc string }{
 		"expected status. Without this table a change counts as done once systemd says the service runs."},
 	{"hardening", "[hardening]", "The few exceptions a site may ask for from the sandbox its service " +
 		"runs in. Without this table the app gets the full default sandbox."},
+	{"egress", "[egress]", "Restricts where the app may connect to. With this table the site's service gets " +
+		"IPAddressDeny=any and IPAddressAllow= with the addresses of allow: every other outbound connection " +
+		"(TCP, UDP, DNS included) fails. Without it the app may connect anywhere. Inbound connections on the " +
+		"site's listeners, sitectl's probe and the maintenance page are not affected: systemd applies a " +
+		"service's IP rules to the sockets its processes open, not to those the socket units pass in."},
 }
 
 // Keys documents every key of a site file, in the order of the manual.
@@ -91,6 +96,23 @@ var Keys = []KeyDoc{
 		"The check that a site serves: see [probe] below."},
 	{"", keyHardening, "table", "the full sandbox",
 		"Exceptions from the sandbox: see [hardening] below."},
+	{"", keyCredentials, "table of paths", "none",
+		"Secrets for the app, e.g. credentials = { db_password = \"/etc/credstore/shop/db_password\" }: " +
+			"systemd reads each file as root when the service starts (LoadCredential=) and hands it to the app " +
+			"as $CREDENTIALS_DIRECTORY/NAME, readable by the site's user alone and by no other site. This is " +
+			"the way to pass secrets: the environment of a mode is not. Keep the files readable by root " +
+			"alone, outside /etc/sitectl and the app's own directories. A name uses letters, digits, _, . and -. " +
+			"Needs systemd 254 or later: before it, systemd makes credentials readable only by a sandboxed " +
+			"service's first command, which is sitectl's ExecStartPre=, and the app is denied them (systemd issue 27275)."},
+	{"", keyEgress, "table", "none: any address",
+		"Where the app may connect to: see [egress] below."},
+	{"", keyDeployers, "array of strings", "none: root alone",
+		"Who may change this site without root, e.g. deployers = [\"group:shop-team\", \"user:dana\"]: " +
+			"sitectl mode, restart, reload, rollback, status and history run by a member of a listed group " +
+			"or a listed user (user:NAME or group:NAME, a name or a numeric id) go through sitectl's state " +
+			"service, which checks this list and runs the change as root. The caller must also be in the group " +
+			"sitectl-deploy, which may open the service's socket. Group membership is the caller's groups as " +
+			"the kernel reports them for the connection. See docs/deployers.md."},
 
 	{"listen", keyListenAddress, "IP:port", "none",
 		"A TCP listener: \"127.0.0.1:8080\", \"[::1]:8080\"; \"[::]:8080\" listens on IPv4 and IPv6."},
@@ -125,6 +147,11 @@ var Keys = []KeyDoc{
 		"The status that counts as serving."},
 	{"probe", "timeout", "duration", "5s",
 		"How long sitectl asks before it calls the change failed."},
+
+	{"egress", "allow", "array of strings", "[] (nothing)",
+		"The addresses the app may connect to: IP addresses (\"192.0.2.10\", \"2001:db8::5\"), prefixes " +
+			"(\"10.0.0.0/8\") and systemd's names localhost, link-local and multicast. A name server " +
+			"the app resolves names with must be listed too."},
 
 	{"hardening", "allow_write_execute", "boolean", "false",
 		"true turns MemoryDenyWriteExecute= off, for apps with a JIT."},

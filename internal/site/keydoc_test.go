@@ -16,6 +16,7 @@ func parserTables() map[string][]string {
 		"modes.NAME": slices.Sorted(maps.Keys(modeKeys)),
 		"probe":      slices.Sorted(maps.Keys(probeKeys)),
 		"hardening":  slices.Sorted(maps.Keys(hardeningKeys)),
+		"egress":     slices.Sorted(maps.Keys(egressKeys)),
 	}
 }
 

@@ -103,6 +103,9 @@ const (
 	keyProbe          = "probe"
 	keyHardening      = "hardening"
 	keyHandoff        = "handoff"
+	keyCredentials    = "credentials"
+	keyEgress         = "egress"
+	keyDeployers      = "deployers"
 )
 
 var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
@@ -150,8 +153,11 @@ var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
 			}
 		}
 	},
-	keyProbe:     func(p *parser, s *Site, v *tomlpos.Value) { s.Probe = p.probe(v) },
-	keyHardening: func(p *parser, s *Site, v *tomlpos.Value) { s.Hardening = p.hardening(v) },
+	keyProbe:       func(p *parser, s *Site, v *tomlpos.Value) { s.Probe = p.probe(v) },
+	keyHardening:   func(p *parser, s *Site, v *tomlpos.Value) { s.Hardening = p.hardening(v) },
+	keyCredentials: func(p *parser, s *Site, v *tomlpos.Value) { s.Credentials = p.credentials(v) },
+	keyEgress:      func(p *parser, s *Site, v *tomlpos.Value) { s.Egress = p.egress(v) },
+	keyDeployers:   func(p *parser, s *Site, v *tomlpos.Value) { s.Deployers = p.deployers(v) },
 }
 
 func (p *parser) site(s *Site, root *tomlpos.Value) {
@@ -756,4 +762,105 @@ func (p *parser) hardening(v *tomlpos.Value) Hardening {
 		fields(p, "in hardening", v, hardeningKeys, &h)
 	}
 	return h
+}
+
+// --- credentials, egress and deployers ---------------------------------------
+
+// credentialNameRE is what sitectl accepts as a credential name: a file
+// name in $CREDENTIALS_DIRECTORY, and the part before ":" of
+// LoadCredential=.
+var credentialNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
+
+func (p *parser) credentials(v *tomlpos.Value) []Credential {
+	if !p.kind(keyCredentials, v, tomlpos.Table) {
+		return nil
+	}
+	var out []Credential
+	for _, name := range v.Keys {
+		val := v.Fields[name]
+		if !credentialNameRE.MatchString(name) {
+			p.errorf(val.KeyPos, "credentials: %q is not a valid credential name: use letters, digits, _, . and -, at most 64, not starting with . or -", printable(name))
+			continue
+		}
+		if path := p.absPath("credentials."+name, val); path != "" {
+			out = append(out, Credential{Name: name, Path: path})
+		}
+	}
+	slices.SortFunc(out, func(a, b Credential) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+var egressKeys = map[string]func(*parser, *Egress, *tomlpos.Value){
+	"allow": func(p *parser, e *Egress, v *tomlpos.Value) {
+		if !p.kind("egress allow", v, tomlpos.Array) {
+			return
+		}
+		for i, item := range v.Items {
+			if a := p.egressAddress(fmt.Sprintf("egress allow[%d]", i), item); a != "" {
+				e.Allow = append(e.Allow, a)
+			}
+		}
+	},
+}
+
+func (p *parser) egress(v *tomlpos.Value) *Egress {
+	if !p.kind(keyEgress, v, tomlpos.Table) {
+		return nil
+	}
+	e := &Egress{Allow: []string{}}
+	fields(p, "in egress", v, egressKeys, e)
+	return e
+}
+
+// egressAddress is one entry of an egress allow list, in the form systemd's
+// IPAddressAllow= reads it.
+func (p *parser) egressAddress(key string, v *tomlpos.Value) string {
+	s := p.str(key, v)
+	if v.Kind != tomlpos.String {
+		return ""
+	}
+	switch s {
+	case "localhost", "link-local", "multicast":
+		return s
+	case "any":
+		p.errorf(v.Pos, "%s: \"any\" would allow everything: leave out the [egress] table instead", key)
+		return ""
+	}
+	if pr, err := netip.ParsePrefix(s); err == nil && pr.Addr().Zone() == "" {
+		return pr.Masked().String()
+	}
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+		return a.String()
+	}
+	p.errorf(v.Pos, "%s %q is not an IP address, a prefix like \"10.0.0.0/8\", localhost, link-local or multicast", key, printable(s))
+	return ""
+}
+
+// deployerRE is a grant: user:NAME or group:NAME, NAME an account name or
+// a numeric id.
+var deployerRE = regexp.MustCompile(`^(user|group):([a-z_][a-z0-9_-]{0,30}|[0-9]{1,10})$`)
+
+func (p *parser) deployers(v *tomlpos.Value) []Deployer {
+	if !p.kind(keyDeployers, v, tomlpos.Array) {
+		return nil
+	}
+	var out []Deployer
+	for i, item := range v.Items {
+		s := p.str(fmt.Sprintf("deployers[%d]", i), item)
+		if item.Kind != tomlpos.String {
+			continue
+		}
+		m := deployerRE.FindStringSubmatch(s)
+		if m == nil {
+			p.errorf(item.Pos, "deployers[%d] %q is not user:NAME or group:NAME (a user or group name, or a numeric id)", i, printable(s))
+			continue
+		}
+		d := Deployer{Kind: DeployerKind(m[1]), Name: m[2]}
+		if slices.Contains(out, d) {
+			p.errorf(item.Pos, "deployers[%d] %s is listed twice", i, s)
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
 }

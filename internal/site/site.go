@@ -116,7 +116,48 @@ type Site struct {
 
 	Probe     *Probe
 	Hardening Hardening
+
+	// Credentials are files systemd hands the app (LoadCredential=),
+	// sorted by name: the place for secrets.
+	Credentials []Credential
+	// Egress restricts the app's outbound network; nil: no restriction.
+	Egress *Egress
+	// Deployers may change the site through sitectl's state service;
+	// none: root alone.
+	Deployers []Deployer
 }
+
+// Credential is one file systemd reads as root when the service starts
+// and hands the app as $CREDENTIALS_DIRECTORY/NAME, readable by the app
+// alone.
+type Credential struct {
+	Name string
+	Path string
+}
+
+// Egress is where the app may connect to: nothing else (IPAddressDeny=any).
+type Egress struct {
+	// Allow are IP addresses, prefixes (10.0.0.0/8) and systemd's names
+	// localhost, link-local and multicast.
+	Allow []string
+}
+
+// DeployerKind tells a user from a group in a grant.
+type DeployerKind string
+
+// The kinds of deployers.
+const (
+	DeployerUser  DeployerKind = "user"
+	DeployerGroup DeployerKind = "group"
+)
+
+// Deployer is a user or a group granted to deploy a site.
+type Deployer struct {
+	Kind DeployerKind
+	Name string // an account name, or a numeric id
+}
+
+func (d Deployer) String() string { return string(d.Kind) + ":" + d.Name }
 
 // EnvVar is one environment variable.
 type EnvVar struct {

@@ -2,6 +2,7 @@ package site
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -213,5 +214,58 @@ func TestSymlinkedSocketDirectoriesCollide(t *testing.T) {
 	res = LoadFiles([]string{d}, nil, nil)
 	if len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0].Error(), d+":5:8: listener "+real+"/later/x.sock collides with listener "+link+"/later/x.sock at line 3") {
 		t.Errorf("within one site, below a directory that does not exist yet: %v", res.Errors)
+	}
+}
+
+// Credentials, egress and deployers: what is accepted, in the form the
+// units and the state service use, and what is refused, with where.
+func TestCredentialsEgressDeployers(t *testing.T) {
+	const base = "exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"
+	s, err := Parse("/etc/sitectl/sites/shop.toml", []byte(`deployers = ["group:shop-team", "user:dana", "user:1001"]
+credentials = { tls_key = "/etc/credstore/shop/key.pem", db_password = "/etc/credstore/shop/db" }
+`+base+`[egress]
+allow = ["10.1.2.3/16", "192.0.2.10", "2001:db8::/32", "localhost"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(s.Deployers); got != "[group:shop-team user:dana user:1001]" {
+		t.Errorf("deployers: %s", got)
+	}
+	if got := fmt.Sprint(s.Credentials); got != "[{db_password /etc/credstore/shop/db} {tls_key /etc/credstore/shop/key.pem}]" {
+		t.Errorf("credentials: %s", got)
+	}
+	if got := fmt.Sprint(s.Egress.Allow); got != "[10.1.0.0/16 192.0.2.10 2001:db8::/32 localhost]" {
+		t.Errorf("egress: %s", got)
+	}
+	if s, err := Parse("/etc/sitectl/sites/x.toml", []byte(base+"[egress]\n")); err != nil || s.Egress == nil || len(s.Egress.Allow) != 0 {
+		t.Errorf("an empty [egress] denies everything: %+v %v", s, err)
+	}
+	if s, _ := Parse("/etc/sitectl/sites/x.toml", []byte(base)); s.Egress != nil || s.Deployers != nil || s.Credentials != nil {
+		t.Errorf("defaults: %+v", s)
+	}
+	for src, want := range map[string]string{
+		`deployers = ["dana"]` + "\n":               `x.toml:1:14: deployers[0] "dana" is not user:NAME or group:NAME`,
+		`deployers = ["user:Dana"]` + "\n":          `x.toml:1:14: deployers[0] "user:Dana" is not user:NAME`,
+		`deployers = ["group:a", "group:a"]` + "\n": `x.toml:1:25: deployers[1] group:a is listed twice`,
+		`deployers = "group:a"` + "\n":              `x.toml:1:13: deployers must be an array`,
+		`credentials = { "../x" = "/a" }` + "\n":    `x.toml:1:17: credentials: "../x" is not a valid credential name`,
+		`credentials = { k = "relative" }` + "\n":   `x.toml:1:21: credentials.k "relative" is not an absolute path`,
+		`credentials = { k = "/a b" }` + "\n":       `x.toml:1:21: credentials.k "/a b" has characters`,
+		"[egress]\nallow = [\"any\"]\n":             `x.toml:2:10: egress allow[0]: "any" would allow everything`,
+		"[egress]\nallow = [\"fe80::1%lo\"]\n":      `x.toml:2:10: egress allow[0] "fe80::1%lo" is not an IP address`,
+		"[egress]\nallow = [\"example.com\"]\n":     `x.toml:2:10: egress allow[0] "example.com" is not an IP address`,
+		"[egress]\ndeny = []\n":                     `x.toml:2:1: unknown key "deny" in egress`,
+	} {
+		file := "/etc/sitectl/sites/x.toml"
+		data := src + base
+		if strings.HasPrefix(src, "[egress]") {
+			data = base + src
+			want = strings.Replace(want, "x.toml:2:", "x.toml:5:", 1)
+		}
+		_, err := Parse(file, []byte(data))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %s", src, err, want)
+		}
 	}
 }

@@ -1,112 +1,154 @@
-// Package term is how sitectl writes for people: glyphs that fall back to
-// ASCII where the locale is not UTF-8, colour only on a terminal and never
-// with NO_COLOR, times as systemctl prints them ("Sat 2026-11-21 06:10:02
-// UTC; 3min ago"), and every stored or foreign string made safe to print
-// (Escape).
+// Package term keeps what sitectl prints from controlling the terminal it is
+// printed on. Every field sitectl prints may come from a file or a process
+// that someone other than the reader wrote: a site file, the state of a site,
+// a service's status text, an app's journal lines. A control character in
+// any of them (a newline that forges a line, ESC [2J that clears the screen,
+// a right-to-left override that reorders a line) must reach the terminal as
+// visible text, never as a command. Every printer of the command line goes
+// through Fprintf (or Escape); a test in package lint checks that no printer
+// writes with fmt directly.
 package term
 
-import "strings"
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
 
-// Style says how output may look: with UTF-8 glyphs, with colour.
-type Style struct {
-	UTF8  bool // ● and →; ASCII (* and ->) otherwise
-	Color bool // ANSI colours
-}
-
-// Plain is ASCII without colour, the safe choice for tests and pipes.
-var Plain = Style{}
-
-// StyleFor decides the style from the environment, as systemd does: UTF-8
-// unless the locale (the first of LC_ALL, LC_CTYPE, LANG that is set) names
-// another character set (C, POSIX, en_US.ISO-8859-1, ...); no locale at all
-// counts as UTF-8. Colour only when tty (the output is a terminal), NO_COLOR
-// is unset or empty (no-color.org), and TERM is not "dumb".
-func StyleFor(getenv func(string) string, tty bool) Style {
-	return Style{UTF8: utf8Locale(getenv), Color: tty && getenv("NO_COLOR") == "" && getenv("TERM") != "dumb"}
-}
-
-func utf8Locale(getenv func(string) string) bool {
-	for _, v := range []string{"LC_ALL", "LC_CTYPE", "LANG"} {
-		loc := getenv(v)
-		if loc == "" {
+// Escape returns s with every character a terminal would act on written as
+// a visible escape: C0 and C1 controls and DEL as \n, \t, \r or \xHH,
+// invalid UTF-8 bytes as \xHH, and the invisible format characters that
+// reorder or hide text (bidirectional overrides and isolates, zero-width
+// characters) as \uHHHH. Printable text, spaces, backslashes and
+// non-ASCII letters stay as they are: a field can show text that looks like
+// an escape, but it cannot act on the terminal or start a line of its own.
+func Escape(s string) string {
+	if isPlain(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+			i++
 			continue
 		}
-		_, codeset, _ := strings.Cut(loc, ".")
-		codeset, _, _ = strings.Cut(codeset, "@")
-		codeset = strings.ToLower(strings.ReplaceAll(codeset, "-", ""))
-		return codeset == "utf8"
+		b.WriteString(escapeRune(r))
+		i += size
+	}
+	return b.String()
+}
+
+// isPlain tells whether s has nothing to escape, without allocating.
+func isPlain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			return false
+		}
 	}
 	return true
 }
 
-// Glyphs sitectl prints, with their ASCII stand-ins (systemd's).
-const (
-	glyphActive   = "●"
-	glyphInactive = "○"
-	glyphFailed   = "×"
-	glyphReload   = "↻"
-	glyphArrow    = "→"
-)
-
-// Arrow is → or ->.
-func (s Style) Arrow() string {
-	if s.UTF8 {
-		return glyphArrow
+// escapeRune is one character as Escape writes it.
+func escapeRune(r rune) string {
+	switch r {
+	case '\n':
+		return `\n`
+	case '\t':
+		return `\t`
+	case '\r':
+		return `\r`
 	}
-	return "->"
+	switch {
+	case r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0:
+		return fmt.Sprintf(`\x%02x`, r)
+	case r == ' ':
+		return " "
+	case unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Zl, r) || unicode.Is(unicode.Zp, r) || !unicode.IsPrint(r) && !unicode.IsSpace(r):
+		return fmt.Sprintf(`\u%04x`, r)
+	}
+	// Letters, marks, symbols and the other spaces (no-break, ideographic).
+	return string(r)
 }
 
-// Dot is the glyph systemctl status puts before a unit in the given active
-// state (active, reloading, inactive, failed, activating, deactivating),
-// coloured as systemctl colours it.
-func (s Style) Dot(activeState string) string {
-	color := ""
-	switch activeState {
-	case "active", "reloading":
-		color = green
-	case "failed":
-		color = red
+// Fprintf is fmt.Fprintf with every text argument escaped: strings, errors,
+// fmt.Stringers and slices of strings. Numbers and the format itself are
+// written as they are, so a printer's own newlines and tabs (tabwriter
+// columns) keep their meaning, and a field's cannot add any.
+func Fprintf(w io.Writer, format string, args ...any) (int, error) {
+	safe := make([]any, len(args))
+	for i, a := range args {
+		safe[i] = escapeArg(a)
 	}
-	return s.paint(color, s.Glyph(activeState))
+	return fmt.Fprintf(w, format, safe...)
 }
 
-// Glyph is Dot without colour.
-func (s Style) Glyph(activeState string) string {
-	glyph, ascii := glyphActive, "*"
-	switch activeState {
-	case "reloading":
-		glyph = glyphReload
-	case "failed":
-		glyph, ascii = glyphFailed, "x"
-	case "inactive", "maintenance", "":
-		glyph = glyphInactive
+// Styled is a line sitectl composed itself: every field in it already went
+// through Escape, and the only control characters are sitectl's own colour
+// sequences (Style). Fprintf writes it as it is. Wrap nothing else in it.
+type Styled string
+
+// Fprintln writes the arguments escaped, separated by spaces, and a
+// newline.
+func Fprintln(w io.Writer, args ...any) (int, error) {
+	parts := make([]string, len(args))
+	for i, a := range args {
+		parts[i] = fmt.Sprint(escapeArg(a))
 	}
-	if !s.UTF8 {
-		return ascii
-	}
-	return glyph
+	return io.WriteString(w, strings.Join(parts, " ")+"\n")
 }
 
-// ANSI colours.
-const (
-	green = "\x1b[0;1;32m"
-	red   = "\x1b[0;1;31m"
-	bold  = "\x1b[0;1;39m"
-	reset = "\x1b[0m"
-)
-
-func (s Style) paint(color, text string) string {
-	if !s.Color || color == "" {
-		return text
+// escapeArg escapes a text argument: a string of any string type, an error,
+// a []string. Everything else (numbers, times, durations) prints as fmt
+// prints it, which adds no control character.
+func escapeArg(a any) any {
+	switch v := a.(type) {
+	case nil:
+		return a
+	case Styled:
+		return string(v)
+	case error:
+		return Escape(v.Error())
+	case []string:
+		out := make([]string, len(v))
+		for i, s := range v {
+			out[i] = Escape(s)
+		}
+		return out
 	}
-	return color + text + reset
+	if rv := reflect.ValueOf(a); rv.Kind() == reflect.String {
+		return Escape(rv.String())
+	}
+	return a
 }
 
-// Red marks trouble (a failed unit, a stopped socket) on a terminal.
-func (s Style) Red(text string) string { return s.paint(red, text) }
+// JSON makes encoded JSON safe to print: encoding/json already escapes C0
+// controls, but writes DEL, C1 controls and format characters (a
+// right-to-left override) as they are. They can occur only inside strings,
+// where \uXXXX means the same character, so the result is the same JSON
+// value.
+func JSON(data []byte) []byte {
+	if !bytes.ContainsFunc(data, needsJSONEscape) {
+		return data
+	}
+	var b bytes.Buffer
+	for len(data) > 0 {
+		r, size := utf8.DecodeRune(data)
+		if needsJSONEscape(r) {
+			fmt.Fprintf(&b, `\u%04x`, r)
+		} else {
+			b.Write(data[:size])
+		}
+		data = data[size:]
+	}
+	return b.Bytes()
+}
 
-// Green marks what is fine on a terminal.
-func (s Style) Green(text string) string { return s.paint(green, text) }
-
-// Bold highlights on a terminal.
-func (s Style) Bold(text string) string { return s.paint(bold, text) }
+func needsJSONEscape(r rune) bool {
+	return r == 0x7f || r >= 0x80 && r < 0xa0 || r > 0x7f && unicode.Is(unicode.Cf, r)
+}

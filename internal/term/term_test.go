@@ -1,76 +1,28 @@
 package term
 
 import (
-	"os/exec"
-	"strconv"
+	"bytes"
+	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
-	"time"
+	"unicode/utf8"
 )
-
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-
-func TestStyleFor(t *testing.T) {
-	for _, c := range []struct {
-		env         map[string]string
-		tty         bool
-		utf8, color bool
-	}{
-		{nil, true, true, true}, // no locale: UTF-8, as systemd assumes
-		{map[string]string{"LANG": "en_US.UTF-8"}, true, true, true},
-		{map[string]string{"LANG": "C.utf8"}, false, true, false},
-		{map[string]string{"LANG": "C"}, true, false, true},
-		{map[string]string{"LANG": "POSIX"}, true, false, true},
-		{map[string]string{"LANG": "en_US.UTF-8", "LC_ALL": "C"}, true, false, true},
-		{map[string]string{"LANG": "C", "LC_CTYPE": "de_DE.UTF-8"}, true, true, true},
-		{map[string]string{"LANG": "de_DE.ISO-8859-1"}, true, false, true},
-		{map[string]string{"LANG": "sr_RS.UTF-8@latin"}, true, true, true},
-		{map[string]string{"NO_COLOR": "1"}, true, true, false},
-		{map[string]string{"NO_COLOR": ""}, true, true, true},
-		{map[string]string{"TERM": "dumb"}, true, true, false},
-	} {
-		got := StyleFor(env(c.env), c.tty)
-		if got.UTF8 != c.utf8 || got.Color != c.color {
-			t.Errorf("StyleFor(%v, tty %v) = %+v, want UTF8 %v Color %v", c.env, c.tty, got, c.utf8, c.color)
-		}
-	}
-}
-
-func TestGlyphs(t *testing.T) {
-	ascii, utf8 := Style{}, Style{UTF8: true}
-	for state, want := range map[string][2]string{
-		"active": {"*", "●"}, "inactive": {"*", "○"}, "failed": {"x", "×"}, "reloading": {"*", "↻"}, "activating": {"*", "●"},
-	} {
-		if got := ascii.Dot(state); got != want[0] {
-			t.Errorf("ASCII Dot(%s) = %q, want %q", state, got, want[0])
-		}
-		if got := utf8.Dot(state); got != want[1] {
-			t.Errorf("UTF-8 Dot(%s) = %q, want %q", state, got, want[1])
-		}
-	}
-	if ascii.Arrow() != "->" || utf8.Arrow() != "→" {
-		t.Errorf("arrows: %q %q", ascii.Arrow(), utf8.Arrow())
-	}
-	if got := (Style{Color: true}).Dot("failed"); got != red+"x"+reset {
-		t.Errorf("coloured failed dot = %q", got)
-	}
-	for _, s := range []string{ascii.Dot("failed"), ascii.Red("x"), utf8.Green("ok")} {
-		if strings.Contains(s, "\x1b") {
-			t.Errorf("colour without Color: %q", s)
-		}
-	}
-}
 
 func TestEscape(t *testing.T) {
 	for in, want := range map[string]string{
-		"plain text / é ü": "plain text / é ü",
-		"\x1b[31mred":      `\x1b[31mred`,
-		"two\nlines":       `two\x0alines`,
-		"tab\there":        `tab\x09here`,
-		`back\slash`:       `back\\slash`,
-		"bad \xff byte":    `bad \xff byte`,
-		"c1 \u009b code":   `c1 \u{009b} code`,
-		"bidi \u202e x":    `bidi \u{202e} x`,
+		"plain text, 100% ok":          "plain text, 100% ok",
+		"ünïcödé 日本 a\u00a0b":          "ünïcödé 日本 a\u00a0b",
+		`back\slash \n literal`:        `back\slash \n literal`,
+		"two\nlines":                   `two\nlines`,
+		"tab\there\r":                  `tab\there\r`,
+		"\x1b[2J\x07\x00\x7f":          `\x1b[2J\x07\x00\x7f`,
+		"c1 \u009b31m csi":             `c1 \x9b31m csi`,
+		"rtl \u202eevil\u202c \u2066x": `rtl \u202eevil\u202c \u2066x`,
+		"zero\u200bwidth \ufeffbom":    `zero\u200bwidth \ufeffbom`,
+		"line\u2028sep\u2029":          `line\u2028sep\u2029`,
+		"bad utf8 \xff\xfe end":        `bad utf8 \xff\xfe end`,
+		"truncated \xe2\x80":           `truncated \xe2\x80`,
 	} {
 		if got := Escape(in); got != want {
 			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
@@ -78,56 +30,50 @@ func TestEscape(t *testing.T) {
 	}
 }
 
-func TestTimestamp(t *testing.T) {
-	tm := time.Unix(1700000000, 0)
-	berlin, err := time.LoadLocation("Europe/Berlin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := Timestamp(tm, berlin); got != "Tue 2023-11-14 23:13:20 CET" {
-		t.Errorf("Timestamp = %q", got)
-	}
-	if got := TimestampAgo(tm, tm.Add(3*time.Minute+10*time.Second), time.UTC); got != "Tue 2023-11-14 22:13:20 UTC; 3min 10s ago" {
-		t.Errorf("TimestampAgo = %q", got)
-	}
-}
-
-// TestAgoIsSystemds compares Ago with systemd's own wording of the same
-// offsets (systemd-analyze timestamp, "From now:").
-func TestAgoIsSystemds(t *testing.T) {
-	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Fatalf("systemd-analyze is needed to compare with systemd's wording (Debian's systemd package): %v", err)
-	}
-	offsets := []time.Duration{
-		-90 * time.Minute, 1500 * time.Millisecond, 42*time.Second + 500*time.Millisecond, 125 * time.Second, 4*time.Minute + 30*time.Second,
-		17 * time.Minute, 65 * time.Minute, 5*time.Hour + 59*time.Minute, 7 * time.Hour, 24*time.Hour + 30*time.Minute,
-		27 * time.Hour, 3*day + time.Hour, 8 * day, 15*day + 2*time.Hour, 40 * day, 200 * day, 400 * day, 900 * day,
-	}
-	for _, d := range offsets {
-		before := time.Now()
-		at := before.Add(-d).Truncate(time.Second)
-		out, err := exec.Command("systemd-analyze", "timestamp", "@"+strconv.FormatInt(at.Unix(), 10)).Output()
-		after := time.Now()
-		if err != nil {
-			t.Fatalf("systemd-analyze timestamp: %v", err)
+// Whatever goes in, what comes out has no byte a terminal acts on, is
+// valid UTF-8, and is one line.
+func FuzzEscape(f *testing.F) {
+	f.Add("\x1b]0;title\x07\n\u202e\xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := Escape(s)
+		if !utf8.ValidString(out) {
+			t.Fatalf("Escape(%q) = %q is not UTF-8", s, out)
 		}
-		var want string
-		for _, l := range strings.Split(string(out), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "From now" {
-				want = strings.TrimSpace(v)
+		for _, r := range out {
+			if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 || r == '\u202e' || r == '\u2028' {
+				t.Fatalf("Escape(%q) = %q keeps %U", s, out, r)
 			}
 		}
-		if got1, got2 := Ago(at, before), Ago(at, after); got1 != want && got2 != want {
-			t.Errorf("offset %v: Ago = %q (or %q), systemd says %q", d, got1, got2, want)
-		}
+	})
+}
+
+type mode string
+
+func TestFprintf(t *testing.T) {
+	var b bytes.Buffer
+	Fprintf(&b, "%s\t%v\t%d\t%s\t%v\n", "a\nb", errors.New("e\x1b"), 42, mode("m\r"), []string{"x\ty"})
+	if got, want := b.String(), "a\\nb\te\\x1b\t42\tm\\r\t[x\\ty]\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	b.Reset()
+	Fprintln(&b, "a\nb", 7)
+	if got := b.String(); got != "a\\nb 7\n" {
+		t.Errorf("Fprintln: %q", got)
 	}
 }
 
-func TestAgoSmall(t *testing.T) {
-	now := time.Unix(1700000000, 0)
-	for d, want := range map[time.Duration]string{0: "now", 250 * time.Millisecond: "250ms ago", 40 * time.Microsecond: "40us ago", -2 * time.Second: "2s left"} {
-		if got := Ago(now.Add(-d), now); got != want {
-			t.Errorf("Ago(%v) = %q, want %q", d, got, want)
-		}
+func TestJSON(t *testing.T) {
+	v := map[string]string{"k": "del\x7f c1\u009b rtl\u202e nl\n ok ü"}
+	data, _ := json.Marshal(v)
+	safe := JSON(data)
+	if bytes.ContainsAny(safe, "\x7f\u009b\u202e\n") {
+		t.Errorf("JSON kept a control: %q", safe)
+	}
+	var back map[string]string
+	if err := json.Unmarshal(safe, &back); err != nil || back["k"] != v["k"] {
+		t.Errorf("JSON changed the value: %v %q", err, back)
+	}
+	if !strings.Contains(string(safe), "ü") {
+		t.Errorf("JSON escaped a letter: %s", safe)
 	}
 }

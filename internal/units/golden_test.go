@@ -213,3 +213,31 @@ func splitWords(s string) ([]string, error) {
 	}
 	return words, nil
 }
+
+// A site whose app would need a file under the directories its service
+// hides (the site files, the state) is refused: the app would not find it.
+func TestCheckRefusesPrivatePaths(t *testing.T) {
+	for extra, want := range map[string]string{
+		"[modes.maintenance]\nserve = \"maintenance\"\npage = \"/etc/sitectl/down.html\"\n": "mode maintenance page /etc/sitectl/down.html is under /etc/sitectl, which the site's service hides from the app",
+		"workdir = \"/var/lib/sitectl/app\"\n":                                              "workdir /var/lib/sitectl/app is under /var/lib/sitectl",
+		"[hardening]\nwritable_paths = [\"/var/lib/sitectl\"]\n":                            "writable_paths[0] /var/lib/sitectl is under /var/lib/sitectl",
+	} {
+		src := extra
+		if !strings.HasPrefix(extra, "[") {
+			src = extra + "exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"
+		} else {
+			src = "exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n" + extra
+		}
+		s, err := site.Parse("/etc/sitectl/sites/x.toml", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := units.Check(s, units.Options{}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %s", extra, err, want)
+		}
+	}
+	s, _ := site.Parse("/etc/sitectl/sites/x.toml", []byte("exec = [\"/etc/sitectlx/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"))
+	if err := units.Check(s, units.Options{}); err != nil {
+		t.Errorf("a path next to /etc/sitectl: %v", err)
+	}
+}

@@ -88,7 +88,7 @@ func TestMinimumSystemd(t *testing.T) {
 			contents = append(contents, u.Content)
 		}
 	}
-	state, _ := filepath.Glob("../../packaging/systemd/sitectl-state*")
+	state, _ := filepath.Glob("../../packaging/systemd/sitectl-*")
 	for _, p := range state {
 		b, err := os.ReadFile(p)
 		if err != nil {

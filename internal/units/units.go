@@ -18,10 +18,13 @@
 package units
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/paths"
@@ -129,9 +132,35 @@ func Render(s *site.Site, opts Options) []Unit {
 // that a unit cannot carry) or a bug make a unit say something else.
 // sitectl check, units render and the generator skip a site that fails it.
 func Check(s *site.Site, opts Options) error {
+	if err := checkPrivate(s, opts.withDefaults().Dirs); err != nil {
+		return err
+	}
 	for _, u := range Render(s, opts) {
 		if err := u.src.verify(u.Content); err != nil {
 			return fmt.Errorf("%s would not say what the site file says: %w", u.Name, err)
+		}
+	}
+	return nil
+}
+
+// checkPrivate refuses a site whose app would need a file under the
+// directories its service hides from it (paths.Dirs.Private): it would not
+// find it.
+func checkPrivate(s *site.Site, dirs paths.Dirs) error {
+	needs := map[string]string{"exec": s.Exec[0], "workdir": s.Workdir}
+	for _, m := range s.Modes {
+		needs["mode "+m.Name+" page"] = m.Page
+		needs["mode "+m.Name+" static_dir"] = m.StaticDir
+	}
+	for i, p := range s.Hardening.WritablePaths {
+		needs[fmt.Sprintf("writable_paths[%d]", i)] = p
+	}
+	for _, what := range slices.Sorted(maps.Keys(needs)) {
+		p := needs[what]
+		for _, private := range dirs.Private() {
+			if p != "" && (p == private || strings.HasPrefix(p, private+"/")) {
+				return fmt.Errorf("%s %s is under %s, which the site's service hides from the app: move it elsewhere", what, p, private)
+			}
 		}
 	}
 	return nil
@@ -271,17 +300,13 @@ func renderService(s *site.Site, opts Options) Unit {
 	// Written as root before each start when the site has no mode state yet,
 	// so that a new site starts in its default mode.
 	svc.command("ExecStartPre", "+", opts.sitectl("prepare", s.Name))
-	launch := opts.sitectl("launch", s.Name)
-	if overlap {
-		// The launcher stops a draining generation that outlives its
-		// drain timeout itself: systemd stops only whole units.
-		launch = append(launch, "--overlap", "--drain-timeout", systemdSpan(s.DrainTimeout), "--stop-timeout", systemdSpan(s.StopTimeout))
-	}
-	svc.command("ExecStart", "", append(append(launch, "--"), s.Exec...))
+	svc.command("ExecStart", "", append(append(launchArgv(s, opts), "--"), s.Exec...))
 	if overlap {
 		// systemctl reload returns only once the new generation serves, or
-		// failed to and the old one still does.
-		svc.command("ExecReload", "", append(opts.sitectl("launch", s.Name), "--reload"))
+		// failed to and the old one still does. Run as root (+), since only
+		// root reads the mode file: it sends the recorded mode to the
+		// launcher.
+		svc.command("ExecReload", "+", append(opts.sitectl("launch", s.Name), "--reload"))
 		svc.text("RuntimeDirectory", paths.RuntimeDirectory(s.Name))
 		svc.text("RuntimeDirectoryMode", "0700")
 	}
@@ -316,12 +341,61 @@ func renderService(s *site.Site, opts Options) Unit {
 	svc.text("KillSignal", presetFor(s).KillSignal)
 	svc.text("TimeoutStartSec", systemdSpan(s.StartTimeout))
 	svc.text("TimeoutStopSec", systemdSpan(s.DrainTimeout+s.StopTimeout))
-	svc.command("ExecStopPost", "", opts.sitectl("cleanup", s.Name))
+	svc.command("ExecStopPost", "", cleanupArgv(s, opts))
 	svc.text("Restart", "on-failure")
 	svc.text("RestartSec", "2s")
 
+	for _, c := range s.Credentials {
+		svc.text("LoadCredential", c.Name+":"+c.Path)
+	}
 	hardening(svc, s)
+	// The app sees neither the site files nor the state: other sites'
+	// secrets may be in them. What it needs of them comes in its
+	// environment and on its command lines.
+	private := opts.Dirs.Private()
+	for i, p := range private {
+		private[i] = "-" + p
+	}
+	svc.list("InaccessiblePaths", private...)
+	if s.Egress != nil {
+		svc.text("IPAddressDeny", "any")
+		if len(s.Egress.Allow) > 0 {
+			svc.list("IPAddressAllow", s.Egress.Allow...)
+		}
+	}
 	return Unit{Name: ServiceName(s.Name), Content: f.String(), src: f}
+}
+
+// launchArgv is ExecStart= up to the "--" before the app's command line.
+// An overlap site's launcher is told on its command line what it needs of
+// the site file, which it cannot read.
+func launchArgv(s *site.Site, opts Options) []string {
+	argv := opts.sitectl("launch", s.Name)
+	if s.Handoff != site.HandoffOverlap {
+		return argv
+	}
+	// The launcher stops a draining generation that outlives its drain
+	// timeout itself: systemd stops only whole units.
+	argv = append(argv, "--overlap", "--drain-timeout", systemdSpan(s.DrainTimeout), "--stop-timeout", systemdSpan(s.StopTimeout),
+		"--start-timeout", systemdSpan(s.StartTimeout), "--readiness", string(s.Readiness))
+	if s.Workdir != "" {
+		argv = append(argv, "--workdir", s.Workdir)
+	}
+	if p := s.Probe; p != nil {
+		argv = append(argv, "--probe-path", p.Path, "--probe-status", fmt.Sprint(p.Status), "--probe-timeout", systemdSpan(p.Timeout))
+	}
+	return argv
+}
+
+// cleanupArgv is ExecStopPost=: sitectl cleanup with the site's cleanup
+// timeout and hooks, each hook's command line as a JSON array.
+func cleanupArgv(s *site.Site, opts Options) []string {
+	argv := append(opts.sitectl("cleanup", s.Name), "--timeout", systemdSpan(s.CleanupTimeout))
+	for _, h := range s.Cleanup {
+		hook, _ := json.Marshal(h) // strings always encode
+		argv = append(argv, "--hook", string(hook))
+	}
+	return argv
 }
 
 // hardening is the default sandbox of every site. It keeps what a web app

@@ -13,11 +13,12 @@ import (
 	"github.com/sitectl/sitectl/test/sandbox"
 )
 
-// A real non-root user in sitectl-deploy switches a site's mode without
-// sudo, through polkit (the site's service) and sitectl's state service (the
-// mode state); the same user is denied restarting anything but a site,
-// daemon-reload, and writing the state directory; a user outside the group
-// changes nothing.
+// A real non-root user in sitectl-deploy, named in the site's deployers,
+// switches a site's mode without sudo, through sitectl's state service as
+// the .deb installs it; the same user cannot manage any unit over D-Bus
+// directly (no polkit rule: the state service is the one mechanism), run
+// daemon-reload, or read or write the state directory; a user outside the
+// group changes nothing.
 func TestPackageDeployer(t *testing.T) {
 	deb, _ := packageDebs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -40,7 +41,7 @@ func TestPackageDeployer(t *testing.T) {
 
 	port := freePort(t)
 	installMaintenance(h)
-	h.writeSite("web", goSite(port, modeSites))
+	h.writeSite("web", goSite(port, `deployers = ["user:dana", "user:eve"]`+"\n"+modeSites))
 	h.run("systemctl", "daemon-reload")
 	h.run("systemctl", "start", "site-web.socket")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
@@ -88,7 +89,14 @@ func TestPackageDeployer(t *testing.T) {
 		t.Errorf("dana ran daemon-reload")
 	}
 	if _, _, code := as("dana", "systemctl", "stop", "site-web.socket"); code == 0 {
-		t.Errorf("dana stopped the site's socket unit (only services are granted)")
+		t.Errorf("dana stopped the site's socket unit")
+	}
+	webInv := h.show("site-web.service", "InvocationID")["InvocationID"]
+	if _, _, code := as("dana", "systemctl", "restart", "site-web.service"); code == 0 || h.show("site-web.service", "InvocationID")["InvocationID"] != webInv {
+		t.Errorf("dana restarted site-web.service over D-Bus directly, not through the state service")
+	}
+	if _, _, code := as("dana", "cat", "/var/lib/sitectl/sites/web/mode.env"); code == 0 {
+		t.Errorf("dana read the mode file directly")
 	}
 	if _, _, code := as("dana", "sh", "-c", "echo 'LD_PRELOAD=/tmp/x.so' >> /var/lib/sitectl/sites/web/mode.env"); code == 0 {
 		t.Errorf("dana wrote the mode file directly")
@@ -97,7 +105,7 @@ func TestPackageDeployer(t *testing.T) {
 		t.Errorf("the mode file was changed:\n%s", env)
 	}
 
-	// eve is not in the group: nothing changes.
+	// eve is named in the site file but not in the group: nothing changes.
 	before := h.run("cat", "/var/lib/sitectl/sites/web/state.json")
 	inv := h.show("site-web.service", "InvocationID")["InvocationID"]
 	_, stderr, code := as("eve", "sitectl", "mode", "web", "normal")

@@ -222,8 +222,8 @@ func TestInvalidSiteIsSkippedOthersWork(t *testing.T) {
 // the hostile corpus passes systemd-analyze verify, and every service
 // sitectl writes or ships scores at most 1.5 in systemd-analyze security:
 // each site service (default, overlap, user=, allow_write_execute, ...),
-// each site's touch-to-reload service, and sitectl-state@.service. Every
-// score is printed. Socket and path units run no process and have no score:
+// each site's touch-to-reload service, sitectl-state.service and
+// sitectl-dial.service. Every score is printed. Socket and path units run no process and have no score:
 // systemd-analyze security refuses them, which is checked too.
 func TestRenderedUnitsVerifyAndScoreLow(t *testing.T) {
 	h := newHost(t, nil)
@@ -280,12 +280,14 @@ func TestRenderedUnitsVerifyAndScoreLow(t *testing.T) {
 			t.Errorf("%s scores %.1f, more than 1.5:\n%s", f, score, report)
 		}
 	}
-	// The state service as packaged, installed and loaded as an instance.
-	unit, err := os.ReadFile("../../packaging/systemd/sitectl-state@.service")
-	if err != nil {
-		t.Fatal(err)
+	// The state service and its dialer as packaged, installed and loaded.
+	for _, u := range []string{"sitectl-state.socket", "sitectl-state.service", "sitectl-dial.socket", "sitectl-dial.service"} {
+		unit, err := os.ReadFile("../../packaging/systemd/" + u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.writeFile("/etc/systemd/system/"+u, string(unit), 0o644)
 	}
-	h.writeFile("/etc/systemd/system/sitectl-state@.service", string(unit), 0o644)
 	// A site with every kind of unit, loaded: socket and path units run no
 	// process, and systemd-analyze says it rates services only.
 	full, err := os.ReadFile("../../internal/units/testdata/full.toml")
@@ -299,13 +301,15 @@ func TestRenderedUnitsVerifyAndScoreLow(t *testing.T) {
 			t.Errorf("systemd-analyze security %s: %q", u, out)
 		}
 	}
-	score, report := exposure(t, h, "sitectl-state@0.service")
-	kinds["state service"] = true
-	t.Logf("%-14s %-48s %.1f", "state service", "sitectl-state@.service", score)
-	if score > 1.5 {
-		t.Errorf("sitectl-state@.service scores %.1f, more than 1.5:\n%s", score, report)
+	for kind, u := range map[string]string{"state service": "sitectl-state.service", "dialer": "sitectl-dial.service"} {
+		score, report := exposure(t, h, u)
+		kinds[kind] = true
+		t.Logf("%-14s %-48s %.1f", kind, u, score)
+		if score > 1.5 {
+			t.Errorf("%s scores %.1f, more than 1.5:\n%s", u, score, report)
+		}
 	}
-	if len(kinds) != 3 {
+	if len(kinds) != 4 {
 		t.Errorf("scored unit kinds: %v", kinds)
 	}
 }

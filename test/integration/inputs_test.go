@@ -97,7 +97,7 @@ func TestHostileEntriesInTheSiteDirectory(t *testing.T) {
 	// The state service reads the site a deployer names.
 	stateService(h)
 	for _, r := range []struct{ site, reason string }{{"a", reasons[0].reason}, {"zero", reasons[5].reason}} {
-		reply := h.run("timeout", "60", "python3", "-c", stateRequest, r.site)
+		reply := h.run("timeout", "60", "python3", "-c", stateRequest, `{"verb":"history","site":"`+r.site+`"}`)
 		if !strings.Contains(reply, d+"/"+r.site+".toml: "+r.reason) {
 			t.Errorf("state service, site %s: %s", r.site, reply)
 		}
@@ -135,10 +135,11 @@ func TestHostileEntriesInTheSiteDirectory(t *testing.T) {
 	}
 }
 
-// stateService installs and starts sitectl's state service as packaged.
+// stateService installs and starts sitectl's state service and its dialer
+// as packaged.
 func stateService(h *host) {
 	h.t.Helper()
-	for _, u := range []string{"sitectl-state.socket", "sitectl-state@.service"} {
+	for _, u := range []string{"sitectl-state.socket", "sitectl-state.service", "sitectl-dial.socket", "sitectl-dial.service"} {
 		h.install("../../packaging/systemd/"+u, "/etc/systemd/system/"+u, 0o644)
 	}
 	h.run("groupadd", "--system", "sitectl-deploy")
@@ -147,15 +148,16 @@ func stateService(h *host) {
 	h.run("systemctl", "start", "sitectl-state.socket")
 }
 
-// stateRequest asks the state service to prepare the site in argv[1] and
-// prints the reply; it fails if none comes within 30 s.
+// stateRequest sends the state service the request in argv[1] (JSON) and
+// prints every line of the answer; it fails if the answer does not end
+// within 30 s.
 const stateRequest = `
-import json, socket, sys
+import socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(30)
 s.connect("/run/sitectl/state.sock")
-s.sendall(json.dumps({"op": "prepare", "site": sys.argv[1]}).encode() + b"\n")
-print(s.makefile().readline())
+s.sendall(sys.argv[1].encode() + b"\n")
+print(s.makefile(errors="replace").read())
 `
 
 // Issues 13.9 and 13.10 on the real systemd: a description ending in a

@@ -122,10 +122,17 @@ func TestPackageLifecycle(t *testing.T) {
 	if _, err := h.try("getent", "group", "sitectl-deploy"); err != nil {
 		t.Errorf("the group sitectl-deploy was not created: %v", err)
 	}
-	for _, d := range []string{"/var/lib/sitectl", "/var/lib/sitectl/sites", "/etc/sitectl/sites"} {
-		if st := strings.TrimSpace(h.run("stat", "-c", "%F %a %U:%G", d)); st != "directory 755 root:root" {
-			t.Errorf("%s: %s, want a directory 755 root:root", d, st)
+	// The state is root's alone; the site files' directory is the
+	// operator's to open or close.
+	for d, want := range map[string]string{"/var/lib/sitectl": "directory 700 root:root", "/var/lib/sitectl/sites": "directory 700 root:root",
+		"/etc/sitectl/sites": "directory 755 root:root"} {
+		if st := strings.TrimSpace(h.run("stat", "-c", "%F %a %U:%G", d)); st != want {
+			t.Errorf("%s: %s, want %s", d, st, want)
 		}
+	}
+	// One mechanism for deployers: the state service; no polkit rule.
+	if out, _ := h.try("sh", "-c", "dpkg -L sitectl | grep -i polkit"); strings.TrimSpace(out) != "" {
+		t.Errorf("the package ships polkit files: %s", out)
 	}
 	if _, err := h.try("sitectl", "check", "--name", "example", "/usr/share/doc/sitectl/examples/example.toml"); err != nil {
 		t.Errorf("the packaged example site file does not pass sitectl check: %v", err)
@@ -298,7 +305,10 @@ func (h *host) assertNoSitectl() {
 		"/usr/lib/systemd/system-generators/sitectl-generator",
 		"/usr/lib/sysusers.d/sitectl.conf",
 		"/usr/lib/tmpfiles.d/sitectl.conf",
-		"/usr/share/polkit-1/rules.d/50-sitectl.rules",
+		"/usr/lib/systemd/system/sitectl-state.socket",
+		"/usr/lib/systemd/system/sitectl-state.service",
+		"/usr/lib/systemd/system/sitectl-dial.socket",
+		"/usr/lib/systemd/system/sitectl-dial.service",
 		"/usr/share/man/man1/sitectl.1.gz",
 		"/usr/share/man/man5/sitectl.toml.5.gz",
 		"/usr/share/man/man8/sitectl-generator.8.gz",

@@ -42,6 +42,11 @@
 //	/env?name=V   200 with the value of V, 404 if V is unset
 //	/sleep?d=5s   sleeps for d, then 200 (for drain tests)
 //	/health       200 "ok"
+//	/read?path=P  200 with the first 64 KiB of file P (a path under
+//	              $CREDENTIALS_DIRECTORY when P is relative), 403 with the
+//	              error when the app may not read it
+//	/dial?addr=A  200 "connected" if a TCP connection to A (host:port)
+//	              succeeds within 3 s, 502 with the error otherwise
 //
 // Every response carries X-Site-Mode, X-Site-Generation and X-Pid. Each
 // lifecycle event is logged as one line on stderr.
@@ -316,6 +321,31 @@ func newHandler(pid int) http.Handler {
 	})
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /read", func(w http.ResponseWriter, r *http.Request) {
+		p := r.FormValue("path")
+		if p != "" && !filepath.IsAbs(p) {
+			p = filepath.Join(os.Getenv("CREDENTIALS_DIRECTORY"), p)
+		}
+		f, err := os.Open(p)
+		if err == nil {
+			defer f.Close()
+			var data []byte
+			if data, err = io.ReadAll(io.LimitReader(f, 64<<10)); err == nil {
+				w.Write(data)
+				return
+			}
+		}
+		http.Error(w, err.Error(), http.StatusForbidden)
+	})
+	mux.HandleFunc("GET /dial", func(w http.ResponseWriter, r *http.Request) {
+		c, err := net.DialTimeout("tcp", r.FormValue("addr"), 3*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		c.Close()
+		io.WriteString(w, "connected\n")
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()

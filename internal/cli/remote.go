@@ -1,0 +1,206 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sitectl/sitectl/activation"
+	"github.com/sitectl/sitectl/internal/dialer"
+	"github.com/sitectl/sitectl/internal/flow"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/stateservice"
+	"github.com/sitectl/sitectl/internal/status"
+	"github.com/sitectl/sitectl/internal/term"
+)
+
+// remote tells whether this sitectl asks sitectl's state service instead of
+// doing the work itself: for everyone but root. Only root reads and writes
+// the state, and only root asks systemd to restart a site.
+func (e *env) remote() bool { return os.Geteuid() != 0 }
+
+// stateSocket is where sitectl's state service listens.
+func (e *env) stateSocket() string { return paths.StateSocket(os.Getenv) }
+
+// remoteChange asks the state service for a change, showing its progress
+// lines, and returns its report and exit code.
+func (e *env) remoteChange(ctx context.Context, req stateservice.Request) (flow.Report, error) {
+	rep := flow.Report{Site: req.Site}
+	err := e.remoteCall(ctx, req, &rep)
+	return rep, err
+}
+
+// remoteCall sends req to the state service and decodes the result into
+// result; the error has the exit code the service gave, or the one for a
+// service that could not be asked.
+func (e *env) remoteCall(ctx context.Context, req stateservice.Request, result any) error {
+	final, err := stateservice.Call(ctx, e.stateSocket(), req, func(line string) { e.progressf("%s", line) })
+	if err != nil {
+		return callError(err)
+	}
+	if len(final.Result) > 0 {
+		if err := json.Unmarshal(final.Result, result); err != nil {
+			return fmt.Errorf("sitectl's state service answered something else than sitectl does: %w", err)
+		}
+	}
+	if final.Code == 0 && final.Error == "" {
+		return nil
+	}
+	code := final.Code
+	if code < exitFailed || code > exitUnavailable {
+		code = exitFailed
+	}
+	return withCode(code, errors.New(final.Error), final.Hints...)
+}
+
+// callError gives a failure to ask the state service its exit code: a
+// socket that refused the caller is a permission (6); a service that is
+// not there or ended the connection before it answered is unavailable
+// (7), and then nobody can tell from here whether the change happened.
+func callError(err error) error {
+	switch {
+	case errors.Is(err, stateservice.ErrNoAccess):
+		return withCode(exitDenied, err, "only root and members of the group sitectl-deploy may ask sitectl's state service; ask root to add you, and to name you in the site file's deployers")
+	case errors.Is(err, stateservice.ErrUnreachable):
+		return withCode(exitUnavailable, err, "is sitectl-state.socket running? (systemctl status sitectl-state.socket)")
+	case errors.Is(err, stateservice.ErrCut):
+		return withCode(exitUnavailable, err, "a change may have happened or still be under way: see `sitectl status` and `sitectl history`")
+	}
+	return err
+}
+
+// backend is what sitectl's state service does for a request it let
+// through: exactly what root's sitectl does for the same verb.
+type backend struct{ e *env }
+
+func (b backend) LoadSite(name string) (*site.Site, error) { return b.e.loadSite(name) }
+
+func (b backend) Sites() ([]*site.Site, error) {
+	res, err := site.LoadDir(b.e.dirs.Config)
+	return res.Sites, err
+}
+
+func (b backend) Change(ctx context.Context, req stateservice.Request, s *site.Site, c stateservice.Caller, progress func(string)) (any, error) {
+	who := modes.Local{Store: modes.Store{Dir: b.e.dirs.State}, UID: c.UID, PID: os.Getpid()}
+	return b.e.localChange(ctx, req, s, who, func(format string, args ...any) { progress(fmt.Sprintf(format, args...)) })
+}
+
+func (b backend) Status(ctx context.Context, verb string, names []string) (any, error) {
+	if len(names) == 0 { // not "all": none the caller may see
+		return remoteStatus{Sites: []status.Site{}, Missing: []string{}}, nil
+	}
+	res, err := b.e.localGather(ctx, status.Request{Names: names, Brief: verb == stateservice.VerbList})
+	if err != nil {
+		return nil, err
+	}
+	return remoteStatus{Sites: sitesJSON(res.Sites), Missing: append([]string{}, res.Missing...)}, nil
+}
+
+func (b backend) History(s *site.Site, last int) (any, error) { return b.e.localHistory(s, last) }
+
+// Describe gives an error the exit code, message and hints sitectl prints.
+func (b backend) Describe(err error) stateservice.Final {
+	switch {
+	case errors.Is(err, stateservice.ErrBadRequest):
+		err = withCode(exitUsage, err)
+	case errors.Is(err, stateservice.ErrNotGranted):
+		err = withCode(exitDenied, err, "root grants a site to users and groups with deployers in its site file")
+	case errors.Is(err, stateservice.ErrBusy):
+		err = withCode(exitUnavailable, err, "close other connections to it, or try again")
+	case errors.Is(err, stateservice.ErrSiteUnusable):
+		err = withCode(exitUsage, err)
+	}
+	return stateservice.Final{Code: codeOf(err), Error: err.Error(), Hints: hintsOf(err)}
+}
+
+func stateServerCmd(e *env) *cobra.Command {
+	var srv stateservice.Server
+	var dialSocket string
+	c := &cobra.Command{
+		Use:     "state-server",
+		GroupID: "internal",
+		Short:   "Serve deployers' changes and reads of sites as root (sitectl-state.service)",
+		Long: `Run as root by sitectl-state.service on the socket sitectl-state.socket passes
+(/run/sitectl/state.sock, group sitectl-deploy). For a user other than root, sitectl
+mode, restart, reload, rollback, status, list and history ask it instead of doing
+the work. It takes the caller's identity from the kernel, allows only the sites
+whose file names the caller in deployers, and runs exactly what root's sitectl runs
+for the same verb: a change takes the site's lock, records the mode, restarts the
+site over D-Bus, verifies it, rolls it back if it does not come up, and writes the
+history from what it saw. A change that has started finishes even if its caller
+goes away. A request must arrive within --request-timeout; one uid may hold
+--per-uid connections at once, everyone together --total. One line per request
+goes to the journal. The service has no network of its own: a change's probe
+connects to a site's TCP listener through sitectl-dial.service (--dial-socket).`,
+		Args: args(0, 0, "no arguments"),
+		RunE: func(c *cobra.Command, _ []string) error {
+			ln, err := activatedListener("sitectl-state.socket")
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			if dialSocket != "" {
+				e.dialTCP = func(ctx context.Context, address string) (net.Conn, error) {
+					return dialer.Dial(ctx, dialSocket, address)
+				}
+			}
+			srv.Backend = backend{e}
+			srv.Logf = func(format string, args ...any) { term.Fprintf(e.stderr, format+"\n", args...) }
+			activation.Notify("READY=1")
+			return srv.Serve(ctx, ln)
+		},
+	}
+	c.Flags().DurationVar(&srv.RequestTimeout, "request-timeout", 10*time.Second, "close a connection whose request has not arrived after this long")
+	c.Flags().IntVar(&srv.PerUID, "per-uid", 8, "connections one uid may hold at once")
+	c.Flags().IntVar(&srv.Total, "total", 64, "connections everyone may hold at once")
+	c.Flags().StringVar(&dialSocket, "dial-socket", paths.DefaultDialSocket, "where sitectl-dial.service connects to TCP listeners for the probe (empty: connect directly)")
+	return c
+}
+
+func dialServerCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:     "dial-server",
+		GroupID: "internal",
+		Short:   "Connect to sites' TCP listeners for the state service (sitectl-dial.service)",
+		Long: `Run unprivileged by sitectl-dial.service on the socket sitectl-dial.socket passes
+(/run/sitectl/dial.sock, root's alone). sitectl's state service runs as root without
+a network of its own; to verify a site it changed, it asks this service to connect
+to the site's TCP listener, and gets the connection back over the socket.`,
+		Args: args(0, 0, "no arguments"),
+		RunE: func(c *cobra.Command, _ []string) error {
+			ln, err := activatedListener("sitectl-dial.socket")
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			activation.Notify("READY=1")
+			return dialer.Serve(ctx, ln, func(format string, args ...any) { term.Fprintf(e.stderr, format+"\n", args...) })
+		},
+	}
+}
+
+// activatedListener is the one socket systemd passed from unit (Accept=no).
+func activatedListener(unit string) (net.Listener, error) {
+	files := activation.Files(true)
+	if len(files) != 1 {
+		return nil, fmt.Errorf("this needs the one socket of %s, and got %d", unit, len(files))
+	}
+	ln, err := net.FileListener(files[0])
+	files[0].Close()
+	if err != nil {
+		return nil, fmt.Errorf("the socket systemd passed: %w", err)
+	}
+	return ln, nil
+}

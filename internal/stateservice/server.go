@@ -1,0 +1,345 @@
+package stateservice
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/term"
+)
+
+// Backend is what the service does for a request it has let through: what
+// root's sitectl does for the same verb. The command line implements it,
+// so that root and deployers run the same code.
+type Backend interface {
+	// LoadSite reads and checks the site file of one site.
+	LoadSite(name string) (*site.Site, error)
+	// Sites are the valid sites of the config directory.
+	Sites() ([]*site.Site, error)
+	// Change runs a change verb on site s for caller, sending progress
+	// lines. ctx ends when the caller hangs up: that may stop a wait for
+	// the site's lock, never a change that has started. The result is the
+	// change's report, also when it failed.
+	Change(ctx context.Context, req Request, s *site.Site, caller Caller, progress func(string)) (any, error)
+	// Status is what `sitectl status|list --json` prints for the sites.
+	Status(ctx context.Context, verb string, sites []string) (any, error)
+	// History is what `sitectl history --json` prints for the site.
+	History(s *site.Site, last int) (any, error)
+	// Describe is the exit code, message and hints of an error, as
+	// sitectl would report it.
+	Describe(err error) Final
+}
+
+// Why the service refuses a request (with errors.Is), besides
+// ErrBadRequest and ErrNotGranted.
+var (
+	// ErrBusy: the caller, or everyone, holds as many connections as
+	// allowed.
+	ErrBusy = errors.New("sitectl's state service is busy")
+	// ErrSiteUnusable: the site file cannot be read or has mistakes; only
+	// root is told which.
+	ErrSiteUnusable = errors.New("the site file cannot be used")
+)
+
+// Defaults of Server.
+const (
+	defaultRequestTimeout = 10 * time.Second
+	defaultWriteTimeout   = 10 * time.Second
+	defaultPerUID         = 8
+	defaultTotal          = 64
+)
+
+// Server is the state service on a listening socket. Zero values mean
+// defaults.
+type Server struct {
+	Backend Backend
+	// Lookup resolves grants; default SystemLookup.
+	Lookup Lookup
+	// Creds reads the caller of a connection; default PeerCaller.
+	Creds func(net.Conn) (Caller, error)
+	// RequestTimeout bounds the arrival of the request; WriteTimeout each
+	// write of the answer.
+	RequestTimeout, WriteTimeout time.Duration
+	// PerUID and Total bound the connections held at once, by one uid and
+	// by all.
+	PerUID, Total int
+	// Logf gets one line per request, for the journal.
+	Logf func(format string, args ...any)
+
+	mu     sync.Mutex
+	perUID map[int]int
+	total  int
+}
+
+func (s *Server) defaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Lookup == nil {
+		s.Lookup = SystemLookup
+	}
+	if s.Creds == nil {
+		s.Creds = func(c net.Conn) (Caller, error) {
+			uc, ok := c.(*net.UnixConn)
+			if !ok {
+				return Caller{}, errors.New("not a unix socket connection")
+			}
+			return PeerCaller(uc)
+		}
+	}
+	if s.RequestTimeout <= 0 {
+		s.RequestTimeout = defaultRequestTimeout
+	}
+	if s.WriteTimeout <= 0 {
+		s.WriteTimeout = defaultWriteTimeout
+	}
+	if s.PerUID <= 0 {
+		s.PerUID = defaultPerUID
+	}
+	if s.Total <= 0 {
+		s.Total = defaultTotal
+	}
+	if s.Logf == nil {
+		s.Logf = func(string, ...any) {}
+	}
+	if s.perUID == nil {
+		s.perUID = map[int]int{}
+	}
+}
+
+// Serve answers connections on ln until ctx ends, then waits for the
+// requests under way: a change that has started finishes and is recorded.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.defaults()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+				// Out of file descriptors, say: the connections held
+				// end, and so does this.
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("cannot accept connections: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.handle(conn)
+		}()
+	}
+}
+
+// handle answers one connection: who, whether it may, what it asks, the
+// answer.
+func (s *Server) handle(conn net.Conn) {
+	defer conn.Close()
+	caller, err := s.Creds(conn)
+	if err != nil {
+		s.Logf("a connection without credentials: %v", err)
+		return
+	}
+	out := &answer{conn: conn, timeout: s.WriteTimeout}
+	if !s.admit(caller.UID) {
+		out.final(s.Backend.Describe(fmt.Errorf("%w: uid %d holds %d connections already, or all together hold %d", ErrBusy, caller.UID, s.PerUID, s.Total)))
+		s.Logf("uid %d (pid %d): refused: too many connections", caller.UID, caller.PID)
+		return
+	}
+	defer s.release(caller.UID)
+	conn.SetReadDeadline(time.Now().Add(s.RequestTimeout))
+	req, err := DecodeRequest(conn)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("%w: no request within %s", ErrBadRequest, s.RequestTimeout)
+	}
+	if err != nil {
+		out.final(s.Backend.Describe(err))
+		s.Logf("uid %d (pid %d): refused: %s", caller.UID, caller.PID, term.Escape(err.Error()))
+		return
+	}
+	conn.SetReadDeadline(time.Time{})
+	ctx, cancel := hangup(conn)
+	defer cancel()
+	final := s.dispatch(ctx, req, caller, out.progress)
+	out.final(final)
+	what := req.Verb + " " + req.Site
+	if req.Mode != "" {
+		what += " " + req.Mode
+	}
+	result := "ok"
+	if final.Error != "" {
+		result = fmt.Sprintf("exit %d: %s", final.Code, final.Error)
+	}
+	s.Logf("uid %d (pid %d): %s: %s", caller.UID, caller.PID, strings.TrimSpace(what), term.Escape(result))
+}
+
+// admit takes a connection slot for uid, if one is free.
+func (s *Server) admit(uid int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.total >= s.Total || s.perUID[uid] >= s.PerUID {
+		return false
+	}
+	s.total++
+	s.perUID[uid]++
+	return true
+}
+
+func (s *Server) release(uid int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total--
+	if s.perUID[uid]--; s.perUID[uid] == 0 {
+		delete(s.perUID, uid)
+	}
+}
+
+// hangup is a context that ends when the peer closes the connection (or
+// its writing side): nothing more is read from it after the request.
+func hangup(conn net.Conn) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		io.Copy(io.Discard, io.LimitReader(conn, MaxRequest))
+		cancel()
+	}()
+	return ctx, cancel
+}
+
+// dispatch runs a request and makes its final answer.
+func (s *Server) dispatch(ctx context.Context, req Request, caller Caller, progress func(string)) Final {
+	result, err := s.do(ctx, req, caller, progress)
+	var data []byte
+	if result != nil {
+		var merr error
+		if data, merr = json.Marshal(result); merr != nil {
+			err = errors.Join(err, merr)
+		} else if len(data) > MaxResponse {
+			data, err = nil, fmt.Errorf("the answer would be %d bytes, more than the %d allowed: ask for fewer sites", len(data), MaxResponse)
+		}
+	}
+	f := Final{}
+	if err != nil {
+		f = s.Backend.Describe(err)
+	}
+	f.Result = data
+	return f
+}
+
+func (s *Server) do(ctx context.Context, req Request, caller Caller, progress func(string)) (any, error) {
+	switch {
+	case req.IsChange():
+		st, err := s.granted(req.Site, caller)
+		if err != nil {
+			return nil, err
+		}
+		return s.Backend.Change(ctx, req, st, caller, progress)
+	case req.Verb == VerbHistory:
+		st, err := s.granted(req.Site, caller)
+		if err != nil {
+			return nil, err
+		}
+		return s.Backend.History(st, req.Last)
+	}
+	names, err := s.visible(req.Sites, caller)
+	if err != nil {
+		return nil, err
+	}
+	return s.Backend.Status(ctx, req.Verb, names)
+}
+
+// granted loads a site the caller may deploy. Root learns why a site file
+// cannot be used; anyone else only that it cannot, or that it does not
+// exist: the file may hold what they may not see.
+func (s *Server) granted(name string, c Caller) (*site.Site, error) {
+	st, err := s.Backend.LoadSite(name)
+	switch {
+	case err != nil && c.UID != 0 && !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("site %s: %w; root can see why with sitectl check", name, ErrSiteUnusable)
+	case err != nil:
+		return nil, err
+	case !Allowed(st, c, s.Lookup):
+		return nil, fmt.Errorf("uid %d may not deploy site %s: its site file does not name them in deployers: %w", c.UID, name, ErrNotGranted)
+	}
+	return st, nil
+}
+
+// visible are the sites a status or list shows the caller: those named,
+// each of which the caller must be granted, or, when none are named, every
+// valid site the caller is granted (root: all).
+func (s *Server) visible(names []string, c Caller) ([]string, error) {
+	if len(names) > 0 {
+		for _, n := range names {
+			if _, err := s.granted(n, c); err != nil {
+				return nil, err
+			}
+		}
+		return names, nil
+	}
+	sites, err := s.Backend.Sites()
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, st := range sites {
+		if Allowed(st, c, s.Lookup) {
+			out = append(out, st.Name)
+		}
+	}
+	return out, nil
+}
+
+// answer writes an answer's lines, each within the write timeout. Once a
+// write fails (the caller left, or does not read), the rest is dropped:
+// the request goes on without its caller.
+type answer struct {
+	mu      sync.Mutex
+	conn    net.Conn
+	timeout time.Duration
+	lines   int
+	broken  bool
+}
+
+func (a *answer) write(ev Event) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.broken {
+		return
+	}
+	a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
+	if _, err := a.conn.Write(encodeEvent(ev)); err != nil {
+		a.broken = true
+	}
+}
+
+// progress sends a progress line, cut to MaxProgress bytes; after
+// MaxProgressLines lines, nothing more.
+func (a *answer) progress(line string) {
+	a.mu.Lock()
+	a.lines++
+	n := a.lines
+	a.mu.Unlock()
+	if n > MaxProgressLines {
+		return
+	}
+	if len(line) > MaxProgress {
+		line = strings.ToValidUTF8(line[:MaxProgress], "")
+	}
+	a.write(Event{Progress: line})
+}
+
+func (a *answer) final(f Final) { a.write(Event{Final: &f}) }

@@ -1,0 +1,500 @@
+package stateservice
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// patience bounds every wait of these tests; nothing here waits for a
+// time to pass, only for events.
+const patience = 60 * time.Second
+
+// fakeBackend records what the service asked of it.
+type fakeBackend struct {
+	mu      sync.Mutex
+	sites   map[string]*site.Site
+	changes []string
+	// block, when set, holds a change until it is closed; hungUp gets
+	// the change's context once it ended.
+	block    chan struct{}
+	started  chan struct{}
+	finished chan string
+	progress int // progress lines each change sends
+}
+
+func newFakeBackend() *fakeBackend {
+	mk := func(name string, d ...site.Deployer) *site.Site { return &site.Site{Name: name, Deployers: d} }
+	return &fakeBackend{sites: map[string]*site.Site{
+		"shop":  mk("shop", site.Deployer{Kind: site.DeployerGroup, Name: "shop-team"}),
+		"blog":  mk("blog", site.Deployer{Kind: site.DeployerUser, Name: "1001"}),
+		"admin": mk("admin"),
+	}, finished: make(chan string, 16), started: make(chan struct{}, 16)}
+}
+
+func (b *fakeBackend) LoadSite(name string) (*site.Site, error) {
+	if name == "broken" {
+		return nil, errors.New("broken.toml:3:1: API_TOKEN=\"s3cret\" is not a key")
+	}
+	s, ok := b.sites[name]
+	if !ok {
+		return nil, fmt.Errorf("site %s does not exist: %w", name, fs.ErrNotExist)
+	}
+	return s, nil
+}
+
+func (b *fakeBackend) Sites() ([]*site.Site, error) {
+	return []*site.Site{b.sites["admin"], b.sites["blog"], b.sites["shop"]}, nil
+}
+
+func (b *fakeBackend) Change(ctx context.Context, req Request, s *site.Site, c Caller, progress func(string)) (any, error) {
+	b.started <- struct{}{}
+	for i := 0; i < b.progress; i++ {
+		progress(fmt.Sprintf("line %d %s", i, strings.Repeat("x", 100)))
+	}
+	if b.block != nil {
+		<-b.block
+	}
+	what := fmt.Sprintf("%s %s %s by %d", req.Verb, s.Name, req.Mode, c.UID)
+	b.mu.Lock()
+	b.changes = append(b.changes, what)
+	b.mu.Unlock()
+	b.finished <- what
+	return map[string]string{"site": s.Name, "to": req.Mode}, nil
+}
+
+func (b *fakeBackend) Status(ctx context.Context, verb string, names []string) (any, error) {
+	return names, nil
+}
+
+func (b *fakeBackend) History(s *site.Site, last int) (any, error) {
+	return []string{"history of " + s.Name}, nil
+}
+
+func (b *fakeBackend) Describe(err error) Final {
+	code := 1
+	switch {
+	case errors.Is(err, ErrBadRequest), errors.Is(err, ErrSiteUnusable):
+		code = 2
+	case errors.Is(err, fs.ErrNotExist):
+		code = 3
+	case errors.Is(err, ErrNotGranted):
+		code = 6
+	case errors.Is(err, ErrBusy):
+		code = 7
+	}
+	return Final{Code: code, Error: err.Error()}
+}
+
+// Callers of the tests, one socket each: the server tells them apart by
+// the socket a connection came in on.
+var (
+	root   = Caller{UID: 0, GID: 0}
+	dana   = Caller{UID: 1001, GID: 1001}                      // named in blog's deployers
+	sam    = Caller{UID: 1002, GID: 1002, Groups: []int{3000}} // in shop-team
+	eve    = Caller{UID: 1003, GID: 1003, Groups: []int{3001}} // in another team
+	lookup = func(d site.Deployer) (int, bool) {
+		switch d.Name {
+		case "shop-team":
+			return 3000, true
+		case "1001":
+			return 1001, true
+		}
+		return 0, false
+	}
+)
+
+type testService struct {
+	t       *testing.T
+	dir     string
+	srv     *Server
+	backend *fakeBackend
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+func startService(t *testing.T, tune func(*Server)) *testService {
+	dir := t.TempDir()
+	ts := &testService{t: t, dir: dir, backend: newFakeBackend(), done: make(chan error, 1)}
+	callers := map[string]Caller{}
+	for name, c := range map[string]Caller{"root": root, "dana": dana, "sam": sam, "eve": eve} {
+		callers[filepath.Join(dir, name)] = c
+	}
+	ts.srv = &Server{Backend: ts.backend, Lookup: lookup, RequestTimeout: patience, WriteTimeout: patience,
+		Creds: func(c net.Conn) (Caller, error) { return callers[c.LocalAddr().String()], nil }}
+	if tune != nil {
+		tune(ts.srv)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ts.cancel = cancel
+	var wg sync.WaitGroup
+	for path := range callers {
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ts.srv.Serve(ctx, ln); err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		}()
+	}
+	go func() { wg.Wait(); ts.done <- nil }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-ts.done:
+		case <-time.After(patience):
+			t.Errorf("the service did not stop")
+		}
+	})
+	return ts
+}
+
+func (ts *testService) call(who string, req Request) (*Final, []string, error) {
+	var lines []string
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	f, err := Call(ctx, filepath.Join(ts.dir, who), req, func(l string) { lines = append(lines, l) })
+	return f, lines, err
+}
+
+// waitAdmitted waits until the service holds n connections: the order in
+// which connections are admitted is the scheduler's.
+func (ts *testService) waitAdmitted(n int) {
+	ts.t.Helper()
+	deadline := time.Now().Add(patience)
+	for {
+		ts.srv.mu.Lock()
+		total := ts.srv.total
+		ts.srv.mu.Unlock()
+		if total == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.t.Fatalf("the service holds %d connections, want %d", total, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (ts *testService) dial(who string) net.Conn {
+	c, err := net.Dial("unix", filepath.Join(ts.dir, who))
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	ts.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Grants decide in one place: root may do everything, a user named in a
+// site's deployers and a member of a group named there may deploy it, and
+// nobody else; status and list show the caller only what it may deploy.
+func TestGrants(t *testing.T) {
+	ts := startService(t, nil)
+	for _, c := range []struct {
+		who  string
+		req  Request
+		code int
+	}{
+		{"root", Request{Verb: VerbMode, Site: "admin", Mode: "maintenance"}, 0},
+		{"dana", Request{Verb: VerbMode, Site: "blog", Mode: "maintenance"}, 0},
+		{"sam", Request{Verb: VerbRestart, Site: "shop"}, 0},
+		{"eve", Request{Verb: VerbRestart, Site: "shop"}, 6},
+		{"dana", Request{Verb: VerbRestart, Site: "shop"}, 6},
+		{"sam", Request{Verb: VerbRollback, Site: "blog"}, 6},
+		{"sam", Request{Verb: VerbReload, Site: "admin"}, 6},
+		{"eve", Request{Verb: VerbHistory, Site: "blog"}, 6},
+		{"eve", Request{Verb: VerbStatus, Sites: []string{"shop"}}, 6},
+		{"sam", Request{Verb: VerbHistory, Site: "shop"}, 0},
+		{"sam", Request{Verb: VerbRestart, Site: "nosuch"}, 3},
+		// Only root learns what is wrong with a site file.
+		{"sam", Request{Verb: VerbRestart, Site: "broken"}, 2},
+		{"root", Request{Verb: VerbRestart, Site: "broken"}, 1},
+	} {
+		f, _, err := ts.call(c.who, c.req)
+		if err != nil {
+			t.Fatalf("%s %+v: %v", c.who, c.req, err)
+		}
+		if f.Code != c.code {
+			t.Errorf("%s %+v: exit %d (%s), want %d", c.who, c.req, f.Code, f.Error, c.code)
+		}
+		if c.who == "sam" && strings.Contains(f.Error, "s3cret") {
+			t.Errorf("sam learnt what is in a site file: %s", f.Error)
+		}
+	}
+	if got, want := strings.Join(ts.backend.changes, "; "), "mode admin maintenance by 0; mode blog maintenance by 1001; restart shop  by 1002"; got != want {
+		t.Errorf("changes: %s, want %s", got, want)
+	}
+	for who, want := range map[string]string{"root": `["admin","blog","shop"]`, "sam": `["shop"]`, "dana": `["blog"]`, "eve": `[]`} {
+		for _, verb := range []string{VerbStatus, VerbList} {
+			f, _, err := ts.call(who, Request{Verb: verb})
+			if err != nil || f.Code != 0 || string(f.Result) != want {
+				t.Errorf("%s %s: %+v %v, want %s", who, verb, f, err, want)
+			}
+		}
+	}
+}
+
+// The requests of the protocol that let a deployer record a result and a
+// reason (begin, set-mode, finish, prepare) are refused whole, as is
+// anything that is not one request of this protocol.
+func TestOldAndBadRequestsAreRefused(t *testing.T) {
+	ts := startService(t, nil)
+	for _, line := range []string{
+		`{"op":"begin","site":"blog","to":"maintenance"}`,
+		`{"op":"finish","site":"blog","result":"ok","reason":"\n2026-01-01 normal maintenance ok 0 by root\u001b[2J"}`,
+		`{"op":"set-mode","site":"blog","mode":"maintenance"}`,
+		`{"op":"prepare","site":"blog"}`,
+		`{"verb":"mode","site":"blog","mode":"maintenance","result":"ok"}`,
+		`{"verb":"mode","site":"blog","mode":"maintenance","reason":"forged"}`,
+		`{"verb":"mode","site":"blog","mode":"maintenance"} {"verb":"restart","site":"blog"}`,
+		`{"verb":"mode","site":"../blog","mode":"maintenance"}`,
+		`{"verb":"mode","site":"blog","mode":"Maint\u001b"}`,
+		`{"verb":"mode","site":"blog","mode":"maintenance","timeout_ms":-1}`,
+		`{"verb":"mode","site":"blog","mode":"maintenance","timeout_ms":1}`,
+		`{"verb":"restart","site":"blog","mode":"x"}`,
+		`{"verb":"list","sites":["blog"]}`,
+		`{"verb":"history","site":"blog","last":-3}`,
+		`{"verb":"finish","site":"blog"}`,
+		`{}`,
+		`not json`,
+		`{"verb":"restart","site":"blog"` + strings.Repeat(" ", MaxRequest) + `}`,
+	} {
+		c := ts.dial("dana")
+		io.WriteString(c, line+"\n")
+		f := readFinal(t, c)
+		if f.Code != 2 || !strings.Contains(f.Error, "bad request") {
+			t.Errorf("%.80q: %+v, want exit 2, bad request", line, f)
+		}
+	}
+	if len(ts.backend.changes) > 0 {
+		t.Errorf("a refused request changed something: %v", ts.backend.changes)
+	}
+}
+
+func readFinal(t *testing.T, c net.Conn) Final {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(patience))
+	f, err := readAnswer(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no final answer: %v", err)
+	}
+	return *f
+}
+
+// One caller holding as many idle connections as it may does not stop
+// another caller; its next connection is refused at once with "busy"; the
+// idle ones are closed once the request deadline passed.
+func TestIdleConnectionsAreBoundedPerUID(t *testing.T) {
+	ts := startService(t, func(s *Server) { s.PerUID, s.Total, s.RequestTimeout = 8, 20, 3*time.Second })
+	var idle []net.Conn
+	for range 8 {
+		idle = append(idle, ts.dial("eve"))
+	}
+	ts.waitAdmitted(8)
+	// The 9th to 40th of eve's: each refused at once.
+	for range 32 {
+		c := ts.dial("eve")
+		if f := readFinal(t, c); f.Code != 7 || !strings.Contains(f.Error, "busy") {
+			t.Fatalf("eve's connection beyond the limit: %+v", f)
+		}
+	}
+	f, _, err := ts.call("dana", Request{Verb: VerbMode, Site: "blog", Mode: "maintenance"})
+	if err != nil || f.Code != 0 {
+		t.Fatalf("dana's switch next to eve's idle connections: %+v %v", f, err)
+	}
+	// eve's idle connections are closed (with an answer) after the deadline.
+	for _, c := range idle {
+		if f := readFinal(t, c); f.Code != 2 || !strings.Contains(f.Error, "no request within 3s") {
+			t.Errorf("an idle connection: %+v", f)
+		}
+	}
+	if f, _, err := ts.call("eve", Request{Verb: VerbList}); err != nil || f.Code != 0 {
+		t.Errorf("eve after her idle connections were closed: %+v %v", f, err)
+	}
+}
+
+// The limit of all connections together holds too.
+func TestTotalLimit(t *testing.T) {
+	ts := startService(t, func(s *Server) { s.PerUID, s.Total = 8, 3 })
+	for _, who := range []string{"eve", "sam", "dana"} {
+		ts.dial(who)
+	}
+	ts.waitAdmitted(3)
+	if f := readFinal(t, ts.dial("root")); f.Code != 7 {
+		t.Errorf("a connection beyond the total: %+v", f)
+	}
+}
+
+// A caller that hangs up does not stop a change that has started: it runs
+// to its end and is recorded. One that does not read its answer does not
+// stop it either.
+func TestChangeOutlivesItsCaller(t *testing.T) {
+	ts := startService(t, func(s *Server) { s.WriteTimeout = 200 * time.Millisecond })
+	ts.backend.block = make(chan struct{})
+	c := ts.dial("dana")
+	io.WriteString(c, `{"verb":"mode","site":"blog","mode":"maintenance"}`+"\n")
+	<-ts.backend.started
+	c.Close()
+	close(ts.backend.block)
+	select {
+	case what := <-ts.backend.finished:
+		if what != "mode blog maintenance by 1001" {
+			t.Errorf("finished %q", what)
+		}
+	case <-time.After(patience):
+		t.Fatal("the change did not finish after its caller left")
+	}
+	// A caller that never reads: progress lines fill the socket's buffer,
+	// the writes time out, and the change still ends.
+	ts.backend.block = nil
+	ts.backend.progress = 5000
+	c = ts.dial("dana")
+	io.WriteString(c, `{"verb":"restart","site":"blog"}`+"\n")
+	select {
+	case <-ts.backend.finished:
+	case <-time.After(patience):
+		t.Fatal("a caller that does not read held up the change")
+	}
+}
+
+// Answers are bounded: progress lines are cut, and there are at most
+// MaxProgressLines of them.
+func TestAnswersAreBounded(t *testing.T) {
+	ts := startService(t, nil)
+	ts.backend.progress = MaxProgressLines + 50
+	f, lines, err := ts.call("dana", Request{Verb: VerbRestart, Site: "blog"})
+	if err != nil || f.Code != 0 {
+		t.Fatalf("%+v %v", f, err)
+	}
+	if len(lines) != MaxProgressLines {
+		t.Errorf("%d progress lines, want %d", len(lines), MaxProgressLines)
+	}
+	a := &answer{conn: discardConn{}, timeout: time.Second}
+	a.progress(strings.Repeat("é", MaxProgress))
+}
+
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(b []byte) (int, error)      { return len(b), nil }
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+
+// What the client makes of a service that is not there, refuses it, or
+// hangs up before it answers.
+func TestCallErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Call(context.Background(), filepath.Join(dir, "none"), Request{Verb: VerbList}, nil); !errors.Is(err, ErrUnreachable) {
+		t.Errorf("no socket: %v", err)
+	}
+	ln, err := net.Listen("unix", filepath.Join(dir, "cut"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			bufio.NewReader(c).ReadString('\n')
+			io.WriteString(c, `{"progress":"started"}`+"\n")
+			c.Close()
+		}
+	}()
+	if _, err := Call(context.Background(), filepath.Join(dir, "cut"), Request{Verb: VerbList}, nil); !errors.Is(err, ErrCut) {
+		t.Errorf("a connection closed before the answer: %v", err)
+	}
+}
+
+// FuzzDecodeRequest: whatever a client sends, the decoder returns a
+// request that passes Check or an error that wraps ErrBadRequest, and
+// never a request with more than the protocol holds.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"verb":"mode","site":"blog","mode":"maintenance","timeout_ms":60000}` + "\n",
+		`{"verb":"status","sites":["a","b"]}` + "\n",
+		`{"op":"finish","site":"blog","result":"ok","reason":"x"}` + "\n",
+		`{"verb":"history","site":"blog","last":3}` + "\n",
+		"\n", "{\n", `{"verb":"restart","site":"blog"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := DecodeRequest(strings.NewReader(string(data)))
+		if err != nil {
+			if !errors.Is(err, ErrBadRequest) {
+				t.Fatalf("an error that is not ErrBadRequest: %v", err)
+			}
+			return
+		}
+		if err := req.Check(); err != nil {
+			t.Fatalf("decoded %+v, which Check refuses: %v", req, err)
+		}
+		if _, err := json.Marshal(req); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzHandle runs the whole handler of one connection on arbitrary input
+// from a deployer: it always ends with exactly one final answer, never
+// panics, and changes a site only for a well-formed request that the
+// caller is granted.
+func FuzzHandle(f *testing.F) {
+	for _, s := range []string{
+		`{"verb":"mode","site":"blog","mode":"maintenance"}` + "\n",
+		`{"verb":"mode","site":"shop","mode":"maintenance"}` + "\n",
+		`{"verb":"status"}` + "\n",
+		`{"op":"finish","site":"blog","result":"ok","reason":"x"}` + "\n",
+		`{"verb":"history","site":"broken"}` + "\n",
+		"\x00\xff\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b := newFakeBackend()
+		srv := &Server{Backend: b, Lookup: lookup, RequestTimeout: patience, WriteTimeout: patience,
+			Creds: func(net.Conn) (Caller, error) { return dana, nil }}
+		srv.defaults()
+		server, client := net.Pipe()
+		done := make(chan struct{})
+		go func() { srv.handle(server); close(done) }()
+		go func() {
+			client.Write(data)
+			if len(data) == 0 || data[len(data)-1] != '\n' {
+				client.Write([]byte("\n"))
+			}
+		}()
+		client.SetDeadline(time.Now().Add(patience))
+		final, err := readAnswer(bufio.NewReader(client), nil)
+		if err != nil {
+			t.Fatalf("no final answer to %q: %v", data, err)
+		}
+		client.Close()
+		<-done
+		req, derr := DecodeRequest(strings.NewReader(string(data) + "\n"))
+		granted := derr == nil && req.IsChange() && req.Site == "blog"
+		if len(b.changes) > 0 && !granted {
+			t.Fatalf("%q changed %v (final %+v)", data, b.changes, final)
+		}
+		if granted && final.Code != 0 {
+			t.Fatalf("%q: a granted change failed: %+v", data, final)
+		}
+	})
+}
