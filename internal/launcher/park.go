@@ -54,8 +54,7 @@ func drainParked(proc string, root int, t parkTimings) int {
 		}
 	}()
 	if len(waitSyscalls) > 0 {
-		s := &treeSampler{proc: proc, root: root}
-		for _, pid := range s.tree() {
+		for _, pid := range tree(proc, root) {
 			if pid == root {
 				continue
 			}

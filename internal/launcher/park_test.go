@@ -109,8 +109,7 @@ func TestDrainParkedStopsWaitingWorkers(t *testing.T) {
 	}
 	worker, _ := strconv.Atoi(strings.TrimPrefix(lines.Text(), "ready "))
 	for end := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		s := &treeSampler{proc: "/proc", root: worker}
-		if len(s.tree()) == 1 {
+		if len(tree("/proc", worker)) == 1 {
 			if ok, _ := waiting("/proc", worker); ok {
 				break
 			}

@@ -13,20 +13,38 @@ import (
 // A generation that answered its probe may still be starting: gunicorn
 // forks its workers one after another, a short random sleep apart, and each
 // imports the app after the fork, so the probe is answered by the first
-// worker while the others still load. Handing over then puts the burst of
-// the rest of the start (and the old generation's exit) on the first
-// requests the new generation serves. So the launcher hands over once the
-// new generation is quiet as well: its processes used little CPU in a few
-// consecutive sample intervals and their number did not change.
+// worker while the others still load. Handing over then puts the rest of
+// the start (and the old generation's exit) on the first requests the new
+// generation serves. So the launcher hands over once the new generation has
+// *settled* as well, on evidence taken from /proc every Interval:
+//
+//   - no process of the generation started or exited for Samples
+//     consecutive intervals (a server forking its workers is not done);
+//   - in each of those intervals, none of its processes wanted more CPU
+//     than a serving process explains: the generation already serves its
+//     share of the requests from the shared listening socket, so its
+//     workers are compared with the busiest process of the serving
+//     generation in the same interval (times Share), and with a floor
+//     (Busy) that no serving worker of a lightly loaded site reaches but a
+//     worker still importing the app (a whole CPU) always does.
+//
+// The old rule, "the whole generation under a tenth of a CPU", could not be
+// met by a generation serving its share at 200 req/s, so nearly every
+// handover under load waited for the cap. The cap (Max) stays, as a
+// failsafe for an app that is busy on its own.
 
 // Quiet tells when a ready generation has finished starting.
 type Quiet struct {
 	Interval time.Duration // between samples; default 50ms
-	Samples  int           // consecutive quiet intervals needed; default 3
-	// Busy is the CPU time per interval above which the generation counts
-	// as still starting; default a tenth of Interval.
+	Samples  int           // consecutive settled intervals needed; default 3
+	// Busy is the CPU time (run and run-queue wait) per interval that a
+	// process of the new generation may always use; default half of
+	// Interval. A process that wants the CPU all the time is starting.
 	Busy time.Duration
-	// Max bounds the wait: a generation that is never quiet (an app busy
+	// Share is how much busier than the busiest process of the serving
+	// generation a process of the new one may be; default 1.5.
+	Share float64
+	// Max bounds the wait: a generation that never settles (an app busy
 	// on its own) gets the listeners after this long; default 3s.
 	Max time.Duration
 }
@@ -39,7 +57,10 @@ func (q Quiet) withDefaults() Quiet {
 		q.Samples = 3
 	}
 	if q.Busy <= 0 {
-		q.Busy = q.Interval / 10
+		q.Busy = q.Interval / 2
+	}
+	if q.Share <= 0 {
+		q.Share = 1.5
 	}
 	if q.Max <= 0 {
 		q.Max = 3 * time.Second
@@ -47,81 +68,136 @@ func (q Quiet) withDefaults() Quiet {
 	return q
 }
 
-// quietWatch follows one generation's process tree from sample to sample.
+// snapshot is what one sample saw: the busy time so far (see cpuTime) of
+// every process of the starting generation and of the serving one.
+type snapshot struct {
+	At       time.Time // when it was taken; zero: Interval after the one before
+	New, Old map[int]time.Duration
+	// Err: the starting generation could not be read.
+	Err error
+}
+
+// settled decides from the last snapshots (oldest first) whether the
+// starting generation has finished starting, and says why in words for
+// the journal. It is a pure function: the launcher's wait and the tests
+// feed it snapshots.
+func settled(q Quiet, snaps []snapshot) (bool, string) {
+	q = q.withDefaults()
+	if n := len(snaps); n > 0 && snaps[n-1].Err != nil {
+		// The wait is an optimisation, never a reason to fail a reload.
+		return true, fmt.Sprintf("its processes cannot be watched (%v)", snaps[n-1].Err)
+	}
+	if len(snaps) < q.Samples+1 {
+		return false, "not sampled long enough yet"
+	}
+	snaps = snaps[len(snaps)-q.Samples-1:]
+	var busiest, limit, span time.Duration
+	pid := 0
+	for i := len(snaps) - 1; i > 0; i-- { // the latest evidence first
+		if !samePIDs(snaps[i-1].New, snaps[i].New) {
+			return false, fmt.Sprintf("its processes were still starting or exiting (%d now)", len(snaps[i].New))
+		}
+		p, used := busiestOf(snaps[i-1].New, snaps[i].New)
+		_, old := busiestOf(snaps[i-1].Old, snaps[i].Old)
+		took := elapsed(q, snaps[i-1], snaps[i])
+		lim := max(q.Busy*took/q.Interval, time.Duration(q.Share*float64(old)))
+		if used > lim {
+			return false, fmt.Sprintf("pid %d was still busy (%s of CPU in %s; the limit was %s)", p, ms(used), ms(took), ms(lim))
+		}
+		if used > busiest {
+			busiest, pid = used, p
+		}
+		span += took
+		limit = max(limit, lim)
+	}
+	return true, fmt.Sprintf("its %d processes were unchanged for %s and none was busier than its share of the requests explains (busiest: pid %d, %s of CPU in an interval; limit %s)",
+		len(snaps[len(snaps)-1].New), ms(span), pid, ms(busiest), ms(limit))
+}
+
+// elapsed is the time between two snapshots: on a busy machine the
+// launcher's ticks come late, and a longer interval allows more CPU.
+func elapsed(q Quiet, a, b snapshot) time.Duration {
+	if a.At.IsZero() || b.At.IsZero() || !b.At.After(a.At) {
+		return q.Interval
+	}
+	return b.At.Sub(a.At)
+}
+
+// ms rounds a duration for the journal.
+func ms(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
+
+func samePIDs(a, b map[int]time.Duration) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for pid := range a {
+		if _, ok := b[pid]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// busiestOf returns the process that used the most busy time between two
+// snapshots, among those in both.
+func busiestOf(before, now map[int]time.Duration) (pid int, used time.Duration) {
+	for p, t := range now {
+		if b, ok := before[p]; ok && t-b > used {
+			pid, used = p, t-b
+		}
+	}
+	return pid, used
+}
+
+// quietWatch follows the starting generation and the serving one from
+// sample to sample, keeping the snapshots settled needs.
 type quietWatch struct {
-	q       Quiet
-	sampler *treeSampler
-	quiet   int // consecutive quiet samples so far
+	q          Quiet
+	proc       string
+	root, peer int // the starting generation's main pid, the serving one's (0: none)
+	snaps      []snapshot
 }
 
-func newQuietWatch(q Quiet, root int) *quietWatch {
-	return &quietWatch{q: q.withDefaults(), sampler: &treeSampler{proc: procRoot, root: root}}
+func newQuietWatch(q Quiet, root, peer int) *quietWatch {
+	return &quietWatch{q: q.withDefaults(), proc: procRoot, root: root, peer: peer}
 }
 
-// sample takes one sample and tells whether the generation has now been
-// quiet for long enough. An unreadable /proc counts as quiet: the wait is
-// an optimisation, never a reason to fail a reload.
-func (w *quietWatch) sample() bool {
-	used, changed, err := w.sampler.sample()
-	switch {
-	case err != nil:
-		w.quiet = w.q.Samples
-	case changed || used > w.q.Busy:
-		w.quiet = 0
-	default:
-		w.quiet++
+// sample takes one snapshot and tells whether the generation has settled,
+// and why.
+func (w *quietWatch) sample() (bool, string) {
+	s := snapshot{At: time.Now()}
+	s.New, s.Err = treeTimes(w.proc, w.root)
+	if w.peer > 0 {
+		s.Old, _ = treeTimes(w.proc, w.peer) // a serving generation gone explains nothing
 	}
-	return w.quiet >= w.q.Samples
+	w.snaps = append(w.snaps, s)
+	if len(w.snaps) > w.q.Samples+1 {
+		w.snaps = w.snaps[1:]
+	}
+	return settled(w.q, w.snaps)
 }
 
-// treeSampler measures the CPU time a process and its descendants used
-// between two samples, from the kernel's per-thread run time.
-type treeSampler struct {
-	proc  string
-	root  int
-	last  map[int]time.Duration // CPU time per process at the last sample
-	first bool                  // a sample was taken before
-}
-
-// sample returns the CPU time the tree used since the last sample, and
-// whether processes came or went. The first sample only sets the baseline
-// and reports the tree as changed.
-func (s *treeSampler) sample() (used time.Duration, changed bool, err error) {
-	pids := s.tree()
+// treeTimes returns the busy time so far of a process and each of its
+// descendants.
+func treeTimes(proc string, root int) (map[int]time.Duration, error) {
+	pids := tree(proc, root)
 	if len(pids) == 0 {
-		return 0, false, errors.New("the generation has no processes to watch")
+		return nil, errors.New("the generation has no processes to watch")
 	}
-	now := make(map[int]time.Duration, len(pids))
+	times := make(map[int]time.Duration, len(pids))
 	for _, pid := range pids {
-		t, ok := s.cpuTime(pid)
-		if !ok {
-			continue
-		}
-		now[pid] = t
-		before, seen := s.last[pid]
-		if !seen {
-			changed = true
-		}
-		if t > before {
-			used += t - before
+		if t, ok := cpuTime(proc, pid); ok {
+			times[pid] = t
 		}
 	}
-	if len(now) != len(s.last) {
-		changed = true
-	}
-	if !s.first {
-		changed = true
-		s.first = true
-	}
-	s.last = now
-	return used, changed, nil
+	return times, nil
 }
 
 // tree lists the root and its descendants through the children files of
 // every thread.
-func (s *treeSampler) tree() []int {
+func tree(proc string, root int) []int {
 	var out []int
-	queue := []int{s.root}
+	queue := []int{root}
 	seen := map[int]bool{}
 	for len(queue) > 0 {
 		pid := queue[0]
@@ -130,13 +206,13 @@ func (s *treeSampler) tree() []int {
 			continue
 		}
 		seen[pid] = true
-		tids := threads(s.proc, pid)
+		tids := threads(proc, pid)
 		if len(tids) == 0 {
 			continue // exited meanwhile
 		}
 		out = append(out, pid)
 		for _, tid := range tids {
-			data, err := threadFile(s.proc, pid, tid, "children")
+			data, err := threadFile(proc, pid, tid, "children")
 			if err != nil {
 				continue
 			}
@@ -152,16 +228,16 @@ func (s *treeSampler) tree() []int {
 
 // cpuTime is the time all threads of pid ran on a CPU or waited for one
 // (the first two fields of each thread's schedstat, in nanoseconds): a
-// generation starting at a low priority on a busy machine waits more than
-// it runs, and is not quiet for that.
-func (s *treeSampler) cpuTime(pid int) (time.Duration, bool) {
-	tids := threads(s.proc, pid)
+// process that wants the CPU is busy, whether or not a busy machine gives
+// it one.
+func cpuTime(proc string, pid int) (time.Duration, bool) {
+	tids := threads(proc, pid)
 	if len(tids) == 0 {
 		return 0, false
 	}
 	var total time.Duration
 	for _, tid := range tids {
-		data, err := threadFile(s.proc, pid, tid, "schedstat")
+		data, err := threadFile(proc, pid, tid, "schedstat")
 		if err != nil {
 			continue
 		}
@@ -203,8 +279,7 @@ const drainPriority = 19
 // descendants, and returns the first error.
 func setTreePriority(root, nice int) error {
 	var first error
-	s := &treeSampler{proc: procRoot, root: root}
-	for _, pid := range s.tree() {
+	for _, pid := range tree(procRoot, root) {
 		for _, t := range threads(procRoot, pid) {
 			tid, err := strconv.Atoi(t)
 			if err != nil {

@@ -1,6 +1,8 @@
 package launcher
 
 import (
+	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -48,69 +50,145 @@ func write(t *testing.T, path, data string) {
 	}
 }
 
-func TestTreeSamplerSumsDescendantsAndNoticesChanges(t *testing.T) {
+func TestTreeTimesSumsThreadsPerProcess(t *testing.T) {
 	p := fakeProc{t, t.TempDir()}
 	p.set(10, []int{11, 12}, 1_000_000)
 	p.set(11, nil, 5_000_000, 2_000_000) // two threads
 	p.set(12, []int{13}, 0)
 	p.set(13, nil, 4_000_000)
 	p.set(99, nil, 50_000_000) // not in the tree
-	s := &treeSampler{proc: p.dir, root: 10}
-
-	if _, changed, err := s.sample(); err != nil || !changed {
-		t.Fatalf("first sample: changed %v, err %v; want the baseline reported as a change", changed, err)
+	got, err := treeTimes(p.dir, 10)
+	want := map[int]time.Duration{10: time.Millisecond, 11: 7 * time.Millisecond, 12: 0, 13: 4 * time.Millisecond}
+	if err != nil || !maps.Equal(got, want) {
+		t.Fatalf("treeTimes = %v, %v; want %v", got, err, want)
 	}
-	p.set(11, nil, 6_000_000, 2_500_000) // +1.5ms
-	p.set(13, nil, 4_100_000)            // +0.1ms
-	used, changed, err := s.sample()
-	if err != nil || changed || used != 1600*time.Microsecond {
-		t.Fatalf("second sample: used %v, changed %v, err %v; want 1.6ms, unchanged", used, changed, err)
-	}
-
-	// A worker exits and another is forked: a change, whatever the time.
-	p.set(12, []int{14}, 0)
-	p.remove(13)
-	p.set(14, nil, 0)
-	if _, changed, _ := s.sample(); !changed {
-		t.Fatal("a replaced process went unnoticed")
-	}
-	if used, changed, _ := s.sample(); changed || used != 0 {
-		t.Fatalf("idle tree: used %v, changed %v", used, changed)
-	}
-
 	p.remove(10)
-	if _, _, err := s.sample(); err == nil {
+	if _, err := treeTimes(p.dir, 10); err == nil {
 		t.Fatal("a vanished tree gave no error")
 	}
 }
 
-func TestQuietWatchNeedsConsecutiveQuietSamples(t *testing.T) {
-	p := fakeProc{t, t.TempDir()}
-	p.set(10, nil, 0)
-	w := newQuietWatch(Quiet{Interval: 50 * time.Millisecond, Samples: 2}, 10)
-	w.sampler.proc = p.dir
-	run := int64(0)
-	step := func(add time.Duration) bool {
-		run += int64(add)
-		p.set(10, nil, run)
-		return w.sample()
+// snaps builds snapshots from per-interval busy times: each row is one
+// interval, new and old map pid to the busy time it used in it.
+func snaps(rows ...[2]map[int]time.Duration) []snapshot {
+	out := []snapshot{{New: map[int]time.Duration{}, Old: map[int]time.Duration{}}}
+	for i, r := range rows {
+		prev := out[i]
+		s := snapshot{New: map[int]time.Duration{}, Old: map[int]time.Duration{}}
+		for pid, d := range r[0] {
+			s.New[pid] = prev.New[pid] + d
+		}
+		for pid, d := range r[1] {
+			s.Old[pid] = prev.Old[pid] + d
+		}
+		out = append(out, s)
 	}
-	if w.sample() {
-		t.Fatal("the baseline sample counted as quiet")
-	}
-	if step(0) {
-		t.Fatal("quiet after one quiet sample, want two")
-	}
-	if step(20 * time.Millisecond) {
-		t.Fatal("a busy sample (20ms of 50) counted as quiet")
-	}
-	if step(time.Millisecond) || !step(time.Millisecond) {
-		t.Fatal("two quiet samples (1ms of 50 each) after a busy one did not make the generation quiet")
-	}
+	return out[1:] // the first row only sets the pids
+}
 
-	gone := newQuietWatch(Quiet{Samples: 3}, 4242)
-	gone.sampler.proc = p.dir
-	if !gone.sample() {
+type busy = map[int]time.Duration
+
+func TestSettled(t *testing.T) {
+	ms := time.Millisecond
+	q := Quiet{Interval: 50 * ms, Samples: 2}
+	// A gunicorn master (1) with two workers (2, 3), beside a serving
+	// generation (master 11, workers 12, 13).
+	oldServing := busy{11: 0, 12: 12 * ms, 13: 14 * ms}
+	oldIdle := busy{11: 0, 12: 0, 13: 0}
+	for _, c := range []struct {
+		name string
+		rows [][2]map[int]time.Duration
+		want bool
+		why  string
+	}{
+		{"too few samples", [][2]map[int]time.Duration{{busy{1: 0}, oldIdle}, {busy{1: 0}, oldIdle}}, false, "not sampled long enough"},
+		{"idle on both sides", [][2]map[int]time.Duration{
+			{busy{1: 0, 2: 0, 3: 0}, oldIdle}, {busy{1: 0, 2: 1 * ms, 3: 0}, oldIdle}, {busy{1: 0, 2: 0, 3: 2 * ms}, oldIdle},
+		}, true, "its 3 processes were unchanged for 100ms"},
+		// Under load the new generation serves its share: as busy as the
+		// serving one's workers, which the old rule (a tenth of a CPU for
+		// the whole generation) never let through.
+		{"serving its share under load", [][2]map[int]time.Duration{
+			{busy{1: 0, 2: 0, 3: 0}, oldServing}, {busy{1: ms, 2: 15 * ms, 3: 13 * ms}, oldServing}, {busy{1: 0, 2: 11 * ms, 3: 16 * ms}, oldServing},
+		}, true, "busiest: pid 3, 16ms"},
+		// Saturated: the serving workers use the whole interval, and so
+		// may the new ones.
+		{"saturated like the serving one", [][2]map[int]time.Duration{
+			{busy{1: 0, 2: 0, 3: 0}, busy{12: 50 * ms}}, {busy{1: 0, 2: 48 * ms, 3: 50 * ms}, busy{12: 50 * ms}}, {busy{1: 0, 2: 50 * ms, 3: 49 * ms}, busy{12: 50 * ms}},
+		}, true, "limit 75ms"},
+		// Worker 3 still imports the app: a whole CPU, far above a
+		// serving worker.
+		{"a worker still importing", [][2]map[int]time.Duration{
+			{busy{1: 0, 2: 0, 3: 0}, oldServing}, {busy{1: 0, 2: 14 * ms, 3: 50 * ms}, oldServing}, {busy{1: 0, 2: 12 * ms, 3: 49 * ms}, oldServing},
+		}, false, "pid 3 was still busy (49ms of CPU in 50ms; the limit was 25ms)"},
+		{"a worker forked", [][2]map[int]time.Duration{
+			{busy{1: 0, 2: 0}, oldIdle}, {busy{1: 0, 2: 0}, oldIdle}, {busy{1: 0, 2: 0, 3: 0}, oldIdle},
+		}, false, "still starting or exiting (3 now)"},
+		{"a worker exited", [][2]map[int]time.Duration{
+			{busy{1: 0, 2: 0, 3: 0}, oldIdle}, {busy{1: 0, 2: 0}, oldIdle}, {busy{1: 0, 2: 0}, oldIdle},
+		}, false, "still starting or exiting (2 now)"},
+		// Only the last Samples intervals count.
+		{"busy before, settled since", [][2]map[int]time.Duration{
+			{busy{1: 0, 2: 0}, oldIdle}, {busy{1: 0, 2: 50 * ms}, oldIdle}, {busy{1: 0, 2: 0}, oldIdle}, {busy{1: 0, 2: ms}, oldIdle},
+		}, true, "unchanged for 100ms"},
+		// The serving generation is gone or unreadable: the floor holds.
+		{"no serving generation to compare with", [][2]map[int]time.Duration{
+			{busy{1: 0, 2: 0}, nil}, {busy{1: 0, 2: 30 * ms}, nil}, {busy{1: 0, 2: 20 * ms}, nil},
+		}, false, "pid 2 was still busy (30ms"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, why := settled(q, snaps(c.rows...))
+			if got != c.want || !strings.Contains(why, c.why) {
+				t.Errorf("settled = %v, %q; want %v, %q", got, why, c.want, c.why)
+			}
+		})
+	}
+	// Late ticks: 100ms between samples allow twice the floor.
+	late := snaps([][2]map[int]time.Duration{{busy{1: 0}, nil}, {busy{1: 40 * ms}, nil}, {busy{1: 45 * ms}, nil}}...)
+	for i := range late {
+		late[i].At = time.Unix(0, 0).Add(time.Duration(i) * 100 * ms)
+	}
+	if ok, why := settled(q, late); !ok || !strings.Contains(why, "unchanged for 200ms") || !strings.Contains(why, "limit 50ms") {
+		t.Errorf("late samples: %v, %q; want settled against a limit of 50ms", ok, why)
+	}
+	if ok, why := settled(q, []snapshot{{Err: errors.New("gone")}}); !ok || !strings.Contains(why, "cannot be watched (gone)") {
+		t.Errorf("an unreadable generation: %v, %q; want it to take over", ok, why)
+	}
+}
+
+func TestQuietWatchSamplesBothGenerations(t *testing.T) {
+	p := fakeProc{t, t.TempDir()}
+	p.set(10, []int{11}, 0)
+	p.set(11, nil, 0)
+	p.set(20, nil, 0)
+	w := newQuietWatch(Quiet{Interval: 50 * time.Millisecond, Samples: 2}, 10, 20)
+	w.proc = p.dir
+	run, old := int64(0), int64(0)
+	step := func(add, oldAdd time.Duration) bool {
+		run += int64(add)
+		old += int64(oldAdd)
+		p.set(11, nil, run)
+		p.set(20, nil, old)
+		ok, _ := w.sample()
+		return ok
+	}
+	for i := 0; i < 2; i++ {
+		if step(0, 0) {
+			t.Fatalf("settled after %d samples, before two intervals were sampled", i+1)
+		}
+	}
+	if step(40*time.Millisecond, 0) || step(0, 0) {
+		t.Fatal("a worker using 40ms of 50 beside an idle serving generation counted as settled")
+	}
+	if !step(40*time.Millisecond, 35*time.Millisecond) {
+		t.Fatal("a worker as busy as the serving one (40ms against 35ms twice) did not count as settled")
+	}
+	if len(w.snaps) != 3 {
+		t.Errorf("the watch keeps %d snapshots, want 3", len(w.snaps))
+	}
+	gone := newQuietWatch(Quiet{Samples: 3}, 4242, 0)
+	gone.proc = p.dir
+	if ok, _ := gone.sample(); !ok {
 		t.Fatal("an unreadable tree must not hold the handover up")
 	}
 }

@@ -32,6 +32,8 @@ type startup struct {
 	deadline <-chan time.Time // the start deadline, until it passed
 
 	watch     *quietWatch // the wait for quiet, once ready
+	since     time.Time   // when the wait began
+	why       string      // the last sample's verdict, in words
 	quietTick <-chan time.Time
 	quietEnd  <-chan time.Time
 	stopTick  func()
@@ -73,9 +75,9 @@ func (s *startup) ready() bool { return s.notified && s.probed == nil && s.settl
 func (s *startup) next() (done bool, err error) {
 	select {
 	case <-s.quietTick:
-		return s.watch.sample() || s.l.current == nil, nil
+		return s.quietSample(), nil
 	case <-s.quietEnd:
-		s.l.cfg.Logf("generation %d is ready but still busy after %s; it takes over anyway", s.g.n, s.l.cfg.Quiet.withDefaults().Max)
+		s.l.cfg.Logf("generation %d takes over at the cap of %s, not settled: %s", s.g.n, s.watch.q.Max, s.why)
 		return true, nil
 	case n := <-s.l.notes:
 		s.notification(n)
@@ -108,13 +110,31 @@ func (s *startup) check() {
 }
 
 // waitQuiet starts the last step: the generation gets the listeners when
-// it is quiet too, or when the wait for that ends.
+// it has settled too (see settled), or when the wait for that ends.
 func (s *startup) waitQuiet() {
 	q := s.l.cfg.Quiet.withDefaults()
-	s.watch = newQuietWatch(q, s.g.pid)
-	s.watch.sample() // the baseline
+	s.watch = newQuietWatch(q, s.g.pid, s.l.current.pid)
+	s.since = time.Now()
+	_, s.why = s.watch.sample() // the baseline
 	t := time.NewTicker(q.Interval)
 	s.stopTick, s.quietTick, s.quietEnd = t.Stop, t.C, time.After(q.Max)
+}
+
+// quietSample takes a sample, and tells whether the generation takes over
+// now: it settled, or the generation it was to replace is gone. The journal
+// says why a handover happened when it did.
+func (s *startup) quietSample() bool {
+	ok, why := s.watch.sample()
+	s.why = why
+	switch {
+	case s.l.current == nil:
+		s.l.cfg.Logf("generation %d takes over at once: the serving generation is gone", s.g.n)
+		return true
+	case ok:
+		s.l.cfg.Logf("generation %d takes over after %s of waiting: %s", s.g.n, time.Since(s.since).Round(time.Millisecond), why)
+		return true
+	}
+	return false
 }
 
 // notification takes READY=1, from this generation only.
@@ -152,8 +172,9 @@ func (s *startup) exit(e *generation) (bool, error) {
 func (s *startup) deadlinePassed() (bool, error) {
 	s.deadline = nil
 	switch {
-	case s.watch != nil:
-		return true, nil // ready; the wait for quiet ends with the deadline
+	case s.watch != nil: // ready; the wait for quiet ends with the deadline
+		s.l.cfg.Logf("generation %d takes over at its start deadline, not settled: %s", s.g.n, s.why)
+		return true, nil
 	case s.probed != nil:
 		return false, nil // the probe's context ends too; its error follows
 	}

@@ -60,9 +60,14 @@ func TestFirstRequestStartsGoApp(t *testing.T) {
 	if r.Site != "hello" || r.Mode != "normal" {
 		t.Errorf("reply %+v: want site hello in its default mode normal", r)
 	}
-	p := h.show("site-hello.service", "ActiveState", "SubState", "MainPID", "Type")
+	p := h.show("site-hello.service", "ActiveState", "SubState", "MainPID", "Type", "CPUWeight", "StartupCPUWeight")
 	if p["ActiveState"] != "active" || p["Type"] != "notify" {
 		t.Errorf("after the first request: %v", p)
+	}
+	// The generated CPU weights reach systemd (this host has no cpu
+	// controller to show their effect; README.md says what they do).
+	if p["CPUWeight"] != "100" || p["StartupCPUWeight"] != "25" {
+		t.Errorf("CPUWeight=%s StartupCPUWeight=%s, want 100 and 25", p["CPUWeight"], p["StartupCPUWeight"])
 	}
 	// launch replaced itself with the app: systemd's main PID is the app.
 	if inner := h.run("cat", "/proc/"+p["MainPID"]+"/comm"); strings.TrimSpace(inner) != "webapp" {

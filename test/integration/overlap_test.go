@@ -176,6 +176,67 @@ func TestOverlapReloadsAndSwitchesUnderLoad(t *testing.T) {
 	}
 }
 
+// Issue 16.2: under load a new gunicorn generation serves its share of the
+// requests from the shared socket while it starts, so a rule asking it to
+// be idle could never be met and every handover waited for the cap (3 s).
+// The launcher now hands over on evidence: its processes stopped changing
+// and none is busier than a serving worker. With an app that imports for a
+// second of CPU and costs 10 ms per request, under load, the handovers
+// happen on that evidence, and the journal says why; the cap stays a
+// failsafe (one of the reloads may still hit it on a machine busy with
+// other work, as the issue's target allows).
+func TestOverlapHandsOverOnEvidenceUnderLoad(t *testing.T) {
+	port := freePort(t)
+	// A generous probe timeout: on a machine busy with other work, the
+	// probe's request waits behind the load.
+	extra := `handoff = "overlap"
+environment = { WSGI_IMPORT_CPU_SECONDS = "1", WSGI_REQUEST_CPU_MS = "10" }
+[probe]
+path = "/"
+timeout = "30s"
+`
+	h := newHost(t, map[string]string{"ov": gunicornSite(port, extra)})
+	h.run("systemctl", "start", "site-ov.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+
+	// A rate a shared 2-core host sustains; serving its share of it (10 ms
+	// of CPU a request) keeps the new generation above the old rule's tenth
+	// of a CPU even on an idle machine.
+	const reloads, rate = 6, 20
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan []loadgen.Result)
+	go func() {
+		done <- loadgen.Run(ctx, loadgen.Config{URL: url, Rate: rate, Duration: 10 * time.Minute, Check: modeCheck})
+	}()
+	for i := 0; i < reloads; i++ {
+		time.Sleep(time.Second)
+		if _, stderr, code := h.result("sitectl", "reload", "ov"); code != 0 {
+			cancel()
+			<-done
+			t.Fatalf("reload %d: exit %d: %s", i+1, code, stderr)
+		}
+	}
+	cancel()
+	s := loadgen.Summarize(<-done)
+	t.Logf("%d overlapped reloads of gunicorn at %d req/s: %v", reloads, rate, s)
+	if s.Failed > 0 {
+		t.Errorf("%d of %d requests failed", s.Failed, s.Requests)
+	}
+	journal := h.run("journalctl", "-u", "site-ov.service", "-o", "cat", "--no-pager")
+	evidence := regexp.MustCompile(`generation \d+ takes over after \S+ of waiting: its \d+ processes were unchanged for \S+ and none was busier.*`).FindAllString(journal, -1)
+	capped := regexp.MustCompile(`generation \d+ takes over at the cap of 3s, not settled: .*`).FindAllString(journal, -1)
+	for _, l := range append(evidence, capped...) {
+		t.Log(l)
+	}
+	if len(evidence)+len(capped) != reloads {
+		t.Errorf("%d handovers logged why they happened, want %d:\n%s", len(evidence)+len(capped), reloads, journal)
+	}
+	if len(capped) > 1 {
+		t.Errorf("%d of %d handovers waited for the cap, want at most 1", len(capped), reloads)
+	}
+}
+
 // uWSGI's worker leaves at once when told to stop between requests, and
 // counts as in a request only once accept() has returned: a stop landing in
 // between drops the connection just accepted (a reset). The launcher parks
