@@ -30,12 +30,16 @@ type File struct {
 }
 
 // Files renders the units of the given sites, with the .wants/ links that
-// make their sockets and path units start at boot. Sites are taken in name
-// order so the output is stable.
+// make their sockets and path units start at boot, and sitectl.slice when
+// there is any site. Sites are taken in name order so the output is stable.
 func Files(sites []*site.Site, opts units.Options) []File {
 	sorted := slices.Clone(sites)
 	slices.SortFunc(sorted, func(a, b *site.Site) int { return strings.Compare(a.Name, b.Name) })
 	var out []File
+	if len(sorted) > 0 {
+		sl := units.RenderSlice()
+		out = append(out, File{Path: sl.Name, Content: []byte(sl.Content)})
+	}
 	for _, s := range sorted {
 		for _, u := range units.Render(s, opts) {
 			out = append(out, File{Path: u.Name, Content: []byte(u.Content)})
