@@ -49,7 +49,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	if err := Write(args[0], files); err != nil {
+	if err := WriteNew(args[0], files); err != nil {
 		log.Printf(levelErr, "%v", err)
 		return 0
 	}

@@ -9,6 +9,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sitectl/sitectl/internal/par"
 )
 
 // DefaultConfigDir is where site files live unless --config-dir or
@@ -124,14 +128,21 @@ func LoadDir(dir string) (Result, error) {
 // against others, already valid sites that are not among the files, such as
 // the rest of the site directory when one new file is checked). names may
 // override the name of a file (path → name); missing entries use the file
-// name.
+// name. Files are read and parsed on all CPUs (10,000 sites are read on
+// every daemon-reload and by `sitectl list`); the result is in the order of
+// paths.
 func LoadFiles(paths []string, others []*Site, names ...map[string]string) Result {
-	var res Result
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
+	type parsed struct {
+		site *Site
+		errs Errors
+	}
+	out := make([]parsed, len(paths))
+	par.Each(len(paths), func(i int) {
+		p := paths[i]
+		data, err := ReadFile(p)
 		if err != nil {
-			res.Errors = append(res.Errors, &Error{File: p, Line: 1, Col: 1, Msg: fmt.Sprintf("cannot read the file: %v", unwrapPath(err))})
-			continue
+			out[i].errs = Errors{&Error{File: p, Line: 1, Col: 1, Msg: fmt.Sprintf("cannot read the file: %v", unwrapPath(err))}}
+			return
 		}
 		name := NameFromFile(p)
 		if len(names) > 0 && names[0][p] != "" {
@@ -139,10 +150,17 @@ func LoadFiles(paths []string, others []*Site, names ...map[string]string) Resul
 		}
 		s, err := ParseNamed(p, name, data)
 		if err != nil {
-			res.Errors = append(res.Errors, err.(Errors)...)
-			continue
+			out[i].errs = err.(Errors)
+			return
 		}
-		res.Sites = append(res.Sites, s)
+		out[i].site = s
+	})
+	var res Result
+	for _, o := range out {
+		if o.site != nil {
+			res.Sites = append(res.Sites, o.site)
+		}
+		res.Errors = append(res.Errors, o.errs...)
 	}
 	res.Sites, res.Errors = dropConflicting(res.Sites, others, res.Errors)
 	return res
@@ -180,4 +198,38 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// MaxFileSize bounds a site file; a larger one is a mistake, not a site.
+const MaxFileSize = 1 << 20
+
+// ReadFile reads a site file of at most MaxFileSize bytes, with plain system
+// calls: os.ReadFile also asks each file whether it can be polled, which
+// costs a third of the time of reading 10,000 small files.
+func ReadFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 0, 4096)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, cap(buf))
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+		if len(buf) > MaxFileSize {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("the file is larger than %d KiB", MaxFileSize>>10)}
+		}
+	}
 }

@@ -2,6 +2,9 @@ package site
 
 import (
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -194,4 +197,36 @@ func FuzzValidateName(f *testing.F) {
 			t.Fatalf("ValidateName accepted unsafe name %q", name)
 		}
 	})
+}
+
+// A site file is read whole up to MaxFileSize; a larger one is a mistake of
+// that file, and the other sites still load.
+func TestLoadDirBoundsFileSize(t *testing.T) {
+	dir := t.TempDir()
+	ok := "exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "ok.toml"), []byte(ok), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	big := ok + "# " + strings.Repeat("x", MaxFileSize) + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "big.toml"), []byte(big), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Sites) != 1 || res.Sites[0].Name != "ok" {
+		t.Errorf("sites: %v", res.Sites)
+	}
+	if len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "big.toml:1:1: cannot read the file: the file is larger than 1024 KiB") {
+		t.Errorf("errors: %v", res.Errors)
+	}
+	// Just below the bound is fine.
+	data, err := ReadFile(filepath.Join(dir, "ok.toml"))
+	if err != nil || string(data) != ok {
+		t.Errorf("ReadFile = %q, %v", data, err)
+	}
+	if _, err := ReadFile(filepath.Join(dir, "missing.toml")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
 }
