@@ -208,7 +208,23 @@ func (m *Manager) Units(ctx context.Context, patterns ...string) ([]Unit, error)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list units: %w", classify(err))
 	}
-	return m.details(ctx, st)
+	return m.read(ctx, st, fullProps)
+}
+
+// List reads the units matching the patterns as a listing of thousands of
+// sites needs them: one ListUnitsByPatterns call, which already holds every
+// unit's load, active and sub state, and property reads only for units that
+// are not inactive (main PID, status line, restarts, since when; how a
+// failed one ended). An inactive service has, by systemd's state machine,
+// ended with result "success" (any other result leaves it failed), so that
+// is what List reports for it; its Since is left zero. For 10,000 idle
+// sites that is one call instead of 20,000.
+func (m *Manager) List(ctx context.Context, patterns ...string) ([]Unit, error) {
+	st, err := m.conn.ListUnitsByPatternsContext(ctx, nil, patterns)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list units: %w", classify(err))
+	}
+	return m.read(ctx, st, briefProps)
 }
 
 // UnitsByName reads the given units, loading them if needed.
@@ -217,7 +233,7 @@ func (m *Manager) UnitsByName(ctx context.Context, names ...string) ([]Unit, err
 	if err != nil {
 		return nil, fmt.Errorf("cannot read units: %w", classify(err))
 	}
-	return m.details(ctx, st)
+	return m.read(ctx, st, fullProps)
 }
 
 // maxInFlight bounds the pipelined calls: dbus-daemon allows a connection
@@ -256,7 +272,31 @@ type pending struct {
 	call *dbus.Call
 }
 
-func (m *Manager) details(ctx context.Context, st []sd.UnitStatus) ([]Unit, error) {
+// propsFunc says which properties to read of a loaded unit in the given
+// active state.
+type propsFunc func(active string) [][]property
+
+// fullProps: when the state changed and how it last ended for every unit,
+// and what runs for units that are not inactive or failed.
+func fullProps(active string) [][]property {
+	if active == "inactive" || active == "failed" {
+		return [][]property{unitProps}
+	}
+	return [][]property{unitProps, runningProps}
+}
+
+// briefProps: nothing for inactive units, how it ended for failed ones.
+func briefProps(active string) [][]property {
+	switch active {
+	case "inactive":
+		return nil
+	case "failed":
+		return [][]property{unitProps}
+	}
+	return [][]property{unitProps, runningProps}
+}
+
+func (m *Manager) read(ctx context.Context, st []sd.UnitStatus, props propsFunc) ([]Unit, error) {
 	out := make([]Unit, len(st))
 	var wanted []pending
 	for i, s := range st {
@@ -264,11 +304,12 @@ func (m *Manager) details(ctx context.Context, st []sd.UnitStatus) ([]Unit, erro
 		if s.LoadState != "loaded" {
 			continue
 		}
-		for _, p := range unitProps {
-			wanted = append(wanted, pending{unit: i, prop: p})
+		ps := props(s.ActiveState)
+		if ps == nil && s.ActiveState == "inactive" {
+			out[i].Result = "success"
 		}
-		if s.ActiveState != "inactive" && s.ActiveState != "failed" {
-			for _, p := range runningProps {
+		for _, group := range ps {
+			for _, p := range group {
 				wanted = append(wanted, pending{unit: i, prop: p})
 			}
 		}
