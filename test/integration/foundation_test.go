@@ -219,7 +219,7 @@ func TestInvalidSiteIsSkippedOthersWork(t *testing.T) {
 // and the default service's exposure is at most 1.5.
 func TestRenderedUnitsVerifyAndScoreLow(t *testing.T) {
 	h := newHost(t, nil)
-	inputs, _ := filepath.Glob("../../units/testdata/*.toml")
+	inputs, _ := filepath.Glob("../../internal/units/testdata/*.toml")
 	verified := 0
 	for _, in := range inputs {
 		data, err := os.ReadFile(in)
