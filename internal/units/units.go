@@ -107,10 +107,12 @@ const Slice = "sitectl.slice"
 // SliceGroups is how many slices the sites are spread over. On daemon-reload
 // systemd 252 does work proportional to the number of units in a unit's
 // slice, and to the number of slices in the parent slice, for every unit it
-// frees; with G groups and U site units that is about U/G + G per unit, least
-// near G = sqrt(U). 64 keeps both terms in the hundreds up to about 10,000
-// sites (20,000 units), where one slice would cost 20,000 (docs/scale.md).
-const SliceGroups = 64
+// frees; with G groups and U site units that is about 2U/G + G per unit,
+// least near G = sqrt(2U). Measured at 10,000 sites (20,000 units) with
+// plain socket + service pairs, systemd's CPU per reload: 23 s with 16
+// groups, 11.7 s with 64, 9.8 s with 256, 10.0 s with 1024; in one slice
+// it was 190 s (docs/scale.md).
+const SliceGroups = 256
 
 // SliceName is the slice of a site's units: sitectl-XX.slice, a child of
 // sitectl.slice, XX a hash of the site's name, so a site stays in the same
