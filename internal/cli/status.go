@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -257,15 +256,17 @@ func (e *env) statuses(ctx context.Context, names []string, brief bool) ([]siteS
 		byName[u.Name] = u
 	}
 	st := modes.Store{Dir: e.stateDir}
+	withState, known := st.WithState()
 	out := make([]siteStatus, len(sites))
 	errs := make([]error, len(sites))
-	// Each site's state is a few small files; read on all CPUs.
+	// Each site's state is a few small files; read on all CPUs, and not
+	// looked for at all for sites that have no state directory.
 	par.Each(len(sites), func(i int) {
 		u, ok := byName[unitNames[i]]
 		if !ok {
 			u = control.Unit{Name: unitNames[i], LoadState: "not-loaded", ActiveState: "inactive", SubState: "dead"}
 		}
-		out[i], errs[i] = siteStatusOf(st, sites[i], u)
+		out[i], errs[i] = siteStatusOf(st, sites[i], u, !known || withState[sites[i].Name])
 	})
 	for _, err := range errs {
 		if err != nil {
@@ -275,14 +276,23 @@ func (e *env) statuses(ctx context.Context, names []string, brief bool) ([]siteS
 	return out, nil
 }
 
-func siteStatusOf(st modes.Store, s *site.Site, u control.Unit) (siteStatus, error) {
-	mode, err := flow.Current(st, s)
-	if err != nil {
-		return siteStatus{}, err
-	}
-	state, err := st.ReadSummary(s.Name)
-	if err != nil {
-		return siteStatus{}, err
+// siteStatusOf puts together a site's status; hasState false says the
+// site has no state directory (no mode recorded, no state).
+func siteStatusOf(st modes.Store, s *site.Site, u control.Unit, hasState bool) (siteStatus, error) {
+	mode, recorded, written := s.DefaultMode, false, time.Time{}
+	var state modes.State
+	if hasState {
+		var err error
+		var m string
+		if m, recorded, written, err = st.CurrentSince(s.Name); err != nil {
+			return siteStatus{}, err
+		}
+		if recorded {
+			mode = m
+		}
+		if state, err = st.ReadSummary(s.Name); err != nil {
+			return siteStatus{}, err
+		}
 	}
 	ss := siteStatus{
 		Name: s.Name, File: s.File, Mode: mode, PreviousMode: state.PreviousMode, Pending: state.Pending,
@@ -307,12 +317,9 @@ func siteStatusOf(st modes.Store, s *site.Site, u control.Unit) (siteStatus, err
 		}
 	}
 	ss.Ready = u.ActiveState == "active" && u.SubState == "running"
-	// The mode file is written before the restart that applies it.
-	if fi, err := os.Stat(st.EnvPath(s.Name)); err == nil && ss.Since != nil {
-		ss.ModeApplied = ss.Ready && !fi.ModTime().After(*ss.Since)
-	} else if os.IsNotExist(err) {
-		ss.ModeApplied = ss.Ready // no state yet: it runs its default mode
-	}
+	// The mode file is written before the restart that applies it; with
+	// none, the site runs its default mode.
+	ss.ModeApplied = ss.Ready && (!recorded || (ss.Since != nil && !written.After(*ss.Since)))
 	return ss, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -79,23 +80,58 @@ func (st Store) EnvPath(name string) string { return units.ModeEnvFile(st.Dir, n
 // Current returns the mode recorded for a site; ok is false when the site
 // has no state yet (it then starts in its default mode).
 func (st Store) Current(name string) (mode string, ok bool, err error) {
-	data, err := os.ReadFile(st.EnvPath(name))
+	mode, ok, _, err = st.CurrentSince(name)
+	return mode, ok, err
+}
+
+// CurrentSince is Current with the time the mode was recorded (the mode
+// file's modification time), from the same open file.
+func (st Store) CurrentSince(name string) (mode string, ok bool, written time.Time, err error) {
+	f, err := os.Open(st.EnvPath(name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", false, nil
+		return "", false, time.Time{}, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
+		return "", false, time.Time{}, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", false, time.Time{}, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
+	}
+	// A mode file is a few lines; the mode is on the second.
+	sc := bufio.NewScanner(io.LimitReader(f, maxModeFile))
 	for sc.Scan() {
 		if v, found := strings.CutPrefix(sc.Text(), VarMode+"="); found {
 			if u, err := strconv.Unquote(v); err == nil {
 				v = u
 			}
-			return v, true, nil
+			return v, true, fi.ModTime(), nil
 		}
 	}
-	return "", false, fmt.Errorf("the mode file %s of site %s has no %s line", st.EnvPath(name), name, VarMode)
+	return "", false, time.Time{}, fmt.Errorf("the mode file %s of site %s has no %s line", st.EnvPath(name), name, VarMode)
+}
+
+// maxModeFile bounds what CurrentSince reads of a mode file.
+const maxModeFile = 1 << 20
+
+// WithState lists the sites that have a state directory, with one read of
+// the directory that holds them all: a site without one has no mode recorded
+// and no state, so status and list need not look for its files. ok is false
+// when that directory cannot be read; then look at each site.
+func (st Store) WithState() (names map[string]bool, ok bool) {
+	entries, err := os.ReadDir(filepath.Dir(filepath.Dir(st.EnvPath("x"))))
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]bool{}, true
+	}
+	if err != nil {
+		return nil, false
+	}
+	names = make(map[string]bool, len(entries))
+	for _, e := range entries {
+		names[e.Name()] = true
+	}
+	return names, true
 }
 
 // Write records m as the current mode of s.

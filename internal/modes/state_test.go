@@ -2,10 +2,13 @@ package modes
 
 import (
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 func TestReadSummaryIsTheStateWithoutHistory(t *testing.T) {
@@ -69,5 +72,47 @@ func TestReadSummaryStopsAtTheHistory(t *testing.T) {
 	}
 	if _, err := st.ReadSummary("karl"); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Errorf("damaged summary: %v", err)
+	}
+}
+
+// WithState finds the sites that have state with one directory read, and
+// CurrentSince gives the recorded mode with the time it was written.
+func TestWithStateAndCurrentSince(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	if names, ok := st.WithState(); !ok || len(names) != 0 {
+		t.Errorf("no state directory yet: %v, %v", names, ok)
+	}
+	s, err := site.ParseNamed("/etc/sitectl/sites/karl.toml", "karl", []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := s.Mode("maintenance")
+	before := time.Now().Add(-time.Second)
+	if err := st.Write(s, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Prepare("other"); err != nil {
+		t.Fatal(err)
+	}
+	names, ok := st.WithState()
+	if !ok || !reflect.DeepEqual(names, map[string]bool{"karl": true, "other": true}) {
+		t.Errorf("WithState = %v, %v", names, ok)
+	}
+	mode, recorded, written, err := st.CurrentSince("karl")
+	fi, _ := os.Stat(st.EnvPath("karl"))
+	if err != nil || mode != "maintenance" || !recorded || !written.Equal(fi.ModTime()) || written.Before(before) {
+		t.Errorf("CurrentSince(karl) = %q %v %v %v", mode, recorded, written, err)
+	}
+	if mode, recorded, _, err := st.CurrentSince("other"); err != nil || recorded || mode != "" {
+		t.Errorf("CurrentSince(other) = %q %v %v", mode, recorded, err)
+	}
+	// A state directory that cannot be read says so, and callers look at
+	// each site instead.
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := (Store{Dir: file}).WithState(); ok {
+		t.Error("WithState of a state directory that is a file says ok")
 	}
 }
