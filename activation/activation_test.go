@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sitectl/sitectl/internal/sdnotify"
 )
 
 // The tests that need inherited descriptors re-execute the test binary as a
@@ -491,14 +493,14 @@ func TestNotify(t *testing.T) {
 
 func TestReloadingSendsMonotonicTime(t *testing.T) {
 	conn := notifySocket(t)
-	before, err := monotonicUsec()
+	before, err := sdnotify.MonotonicUsec()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sent, err := Reloading(); !sent || err != nil {
 		t.Fatalf("Reloading() = (%v, %v), want (true, nil)", sent, err)
 	}
-	after, _ := monotonicUsec()
+	after, _ := sdnotify.MonotonicUsec()
 	msg := readNotify(t, conn, time.Second)
 	m := regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=([1-9][0-9]*)$`).FindStringSubmatch(msg)
 	if m == nil {

@@ -27,6 +27,9 @@
 // these messages; [Serve] runs an http.Server on the activated listeners and
 // sends READY=1 and STOPPING=1 at the right moments while draining in-flight
 // requests on shutdown.
+// [SwitchKeepAlives] lets the process that started this one turn HTTP
+// keep-alive off and on again with a signal, for a generation kept warm
+// while another one serves.
 //
 // Nothing in this package binds a port on its own: a process that was not
 // socket-activated gets an error from [Listeners] that says so, unless the

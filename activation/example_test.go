@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/sitectl/sitectl/activation"
@@ -99,4 +100,23 @@ func ExampleServe() {
 	// 200 OK hello
 	// draining: context canceled
 	// serve returned: <nil>
+}
+
+// SwitchKeepAlives installs a signal that turns keep-alive off and on
+// again, so that a generation kept warm lets go of its clients' pooled
+// connections without stopping; install it before Serve.
+func ExampleSwitchKeepAlives() {
+	listeners, err := activation.Listener("http")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: 10 * time.Second}
+	stop, err := activation.SwitchKeepAlives(srv, syscall.SIGUSR2)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stop()
+	if err := activation.Serve(context.Background(), srv, listeners, activation.ServeOptions{}); err != nil {
+		log.Fatal(err)
+	}
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/sitectl/sitectl/internal/sdnotify"
 )
 
 // Notify sends state, one or more newline-separated KEY=VALUE assignments
@@ -66,11 +66,11 @@ func Stopping() (bool, error) { return Notify("STOPPING=1") }
 // in microseconds, as Type=notify-reload requires). Call [Ready] when the
 // reload is complete. See [Notify] for the meaning of the results.
 func Reloading() (bool, error) {
-	usec, err := monotonicUsec()
+	msg, err := sdnotify.Reloading()
 	if err != nil {
 		return false, fmt.Errorf("activation: cannot read CLOCK_MONOTONIC for RELOADING=1: %w", err)
 	}
-	return Notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(usec, 10))
+	return Notify(msg)
 }
 
 // Status sets the one-line status text shown by systemctl status
@@ -83,14 +83,6 @@ func Status(status string) (bool, error) {
 // Watchdog sends a watchdog keep-alive (WATCHDOG=1). See [WatchdogInterval]
 // for how often it must be sent and [Notify] for the meaning of the results.
 func Watchdog() (bool, error) { return Notify("WATCHDOG=1") }
-
-func monotonicUsec() (int64, error) {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0, err
-	}
-	return ts.Sec*1_000_000 + ts.Nsec/1_000, nil
-}
 
 // WatchdogInterval reports the watchdog timeout systemd expects this process
 // to honour (WatchdogSec= in the unit, passed as WATCHDOG_USEC). The second

@@ -80,6 +80,53 @@ type ServeOptions struct {
 // (systemd would otherwise wait for it until the start timeout), or if
 // serving a listener failed. A failure to send STOPPING=1 is ignored.
 func Serve(ctx context.Context, srv *http.Server, listeners []net.Listener, opts ServeOptions) error {
+	s, err := newServing(srv, listeners, opts)
+	if err != nil {
+		return err
+	}
+	defer s.stopSignals()
+	s.start()
+	reason := s.wait(ctx)
+	if !opts.NoNotify {
+		Stopping() // nothing useful to do if this fails
+	}
+	if opts.OnDrain != nil {
+		opts.OnDrain(reason)
+	}
+	drainErr := s.drain()
+	srv.Close()
+	if opts.Children != nil {
+		opts.Children.Stop()
+	}
+	return errors.Join(s.failure, drainErr)
+}
+
+// serving is one run of [Serve], in steps: start serves every listener,
+// wait waits for the reason to shut down (sending READY=1 on the way), and
+// drain lets in-flight requests finish.
+type serving struct {
+	srv         *http.Server
+	listeners   []net.Listener
+	opts        ServeOptions
+	drainFor    time.Duration
+	sigCh       chan os.Signal
+	stopSignals func()
+	conns       *connTracker
+	accepting   chan struct{} // one per listener in its accept loop
+	results     chan serveResult
+	returned    int   // results already received
+	failure     error // why serving failed, if it did
+}
+
+// serveResult is how serving one listener ended.
+type serveResult struct {
+	addr net.Addr
+	err  error
+}
+
+// newServing checks Serve's arguments and takes the signals; on an error
+// the listeners are closed.
+func newServing(srv *http.Server, listeners []net.Listener, opts ServeOptions) (*serving, error) {
 	closeAll := func() {
 		for _, l := range listeners {
 			l.Close()
@@ -87,142 +134,141 @@ func Serve(ctx context.Context, srv *http.Server, listeners []net.Listener, opts
 	}
 	if srv == nil {
 		closeAll()
-		return errors.New("activation: Serve needs an *http.Server")
+		return nil, errors.New("activation: Serve needs an *http.Server")
 	}
 	if len(listeners) == 0 {
-		return errors.New("activation: no listeners to serve")
+		return nil, errors.New("activation: no listeners to serve")
 	}
 	drain, err := drainTimeout(opts.DrainTimeout)
 	if err != nil {
 		closeAll()
-		return err
+		return nil, err
 	}
-
+	s := &serving{srv: srv, listeners: listeners, opts: opts, drainFor: drain, sigCh: make(chan os.Signal, 2), stopSignals: func() {}}
 	sigs := opts.Signals
 	if sigs == nil {
 		sigs = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
 	}
-	sigCh := make(chan os.Signal, 2)
 	if len(sigs) > 0 {
-		signal.Notify(sigCh, sigs...)
-		defer signal.Stop(sigCh)
+		signal.Notify(s.sigCh, sigs...)
+		s.stopSignals = func() { signal.Stop(s.sigCh) }
 	}
+	return s, nil
+}
 
-	useTLS := srv.TLSConfig != nil && (len(srv.TLSConfig.Certificates) > 0 ||
-		srv.TLSConfig.GetCertificate != nil || srv.TLSConfig.GetConfigForClient != nil)
-	conns := trackConns(srv)
-	accepting := make(chan struct{}, len(listeners))
-	type result struct {
-		addr net.Addr
-		err  error
-	}
-	results := make(chan result, len(listeners))
-	for _, l := range listeners {
-		wl := &acceptNotifier{Listener: l, accepting: accepting}
+// start serves every listener, with TLS when srv.TLSConfig has
+// certificates.
+func (s *serving) start() {
+	tls := s.srv.TLSConfig
+	useTLS := tls != nil && (len(tls.Certificates) > 0 || tls.GetCertificate != nil || tls.GetConfigForClient != nil)
+	s.conns = trackConns(s.srv)
+	s.accepting = make(chan struct{}, len(s.listeners))
+	s.results = make(chan serveResult, len(s.listeners))
+	for _, l := range s.listeners {
+		wl := &acceptNotifier{Listener: l, accepting: s.accepting}
 		go func() {
 			var err error
 			if useTLS {
-				err = srv.ServeTLS(wl, "", "")
+				err = s.srv.ServeTLS(wl, "", "")
 			} else {
-				err = srv.Serve(wl)
+				err = s.srv.Serve(wl)
 			}
-			results <- result{l.Addr(), err}
+			s.results <- serveResult{l.Addr(), err}
 		}()
 	}
+}
 
-	var (
-		reason   string
-		failure  error
-		pending  = len(listeners)
-		readyC   = accepting
-		returned = 0 // results already received
-	)
-	for reason == "" {
+// wait sends READY=1 once every listener is in its accept loop, and
+// returns why serving must end: ctx, a signal, or a failure (s.failure).
+func (s *serving) wait(ctx context.Context) string {
+	pending, readyC := len(s.listeners), s.accepting
+	for {
 		select {
 		case <-readyC:
-			pending--
-			if pending > 0 {
+			if pending--; pending > 0 {
 				continue
 			}
 			readyC = nil
-			if !opts.NoNotify {
-				if _, err := Ready(); err != nil {
-					failure = err
-					reason = "could not send READY=1"
-					continue
-				}
+			if reason := s.ready(); reason != "" {
+				return reason
 			}
-			if opts.OnReady != nil {
-				opts.OnReady()
-			}
-		case r := <-results:
+		case r := <-s.results:
 			// Before shutdown, serving stops only on failure.
-			returned++
-			failure = fmt.Errorf("activation: serving %s %s stopped: %w", r.addr.Network(), r.addr, r.err)
-			reason = "serving failed"
+			s.returned++
+			s.failure = fmt.Errorf("activation: serving %s %s stopped: %w", r.addr.Network(), r.addr, r.err)
+			return "serving failed"
 		case <-ctx.Done():
-			reason = context.Cause(ctx).Error()
-		case s := <-sigCh:
-			reason = "received signal " + s.String()
+			return context.Cause(ctx).Error()
+		case sig := <-s.sigCh:
+			return "received signal " + sig.String()
 		}
 	}
+}
 
-	if !opts.NoNotify {
-		Stopping() // nothing useful to do if this fails
+// ready tells systemd and the caller that every listener is served; a
+// failure to send READY=1 is a reason to stop.
+func (s *serving) ready() string {
+	if !s.opts.NoNotify {
+		if _, err := Ready(); err != nil {
+			s.failure = err
+			return "could not send READY=1"
+		}
 	}
-	if opts.OnDrain != nil {
-		opts.OnDrain(reason)
+	if s.opts.OnReady != nil {
+		s.opts.OnReady()
 	}
+	return ""
+}
 
-	drainCtx, cancel := context.WithTimeout(context.Background(), max(drain, 0))
+// drain ends serving without srv.Shutdown: once it has begun, net/http
+// drops a request it reads from a connection accepted just before, closing
+// the connection unanswered. Under socket activation that is the request
+// that arrived as SIGTERM did. So: no more keep-alive (idle connections
+// close now, busy ones after their response), stop accepting, wait for the
+// accept loops (after that every accepted connection is tracked), then
+// wait until every connection has answered and closed, for at most the
+// drain timeout; a second signal cuts that short.
+func (s *serving) drain() error {
+	drainCtx, cancel := context.WithTimeout(context.Background(), max(s.drainFor, 0))
 	defer cancel()
 	secondSignal := make(chan struct{})
 	stopWatching := make(chan struct{})
+	defer close(stopWatching)
 	go func() {
 		select {
-		case <-sigCh:
+		case <-s.sigCh:
 			close(secondSignal)
 			cancel()
 		case <-stopWatching:
 		}
 	}()
-
-	// Drain without srv.Shutdown: once it has begun, net/http drops a
-	// request it reads from a connection accepted just before, closing the
-	// connection unanswered. Under socket activation that is the request
-	// that arrived as SIGTERM did. So: no more keep-alive (idle connections
-	// close now, busy ones after their response), stop accepting, wait for
-	// the accept loops (after that every accepted connection is tracked),
-	// then wait until every connection has answered and closed.
-	srv.SetKeepAlivesEnabled(false)
-	for _, l := range listeners {
+	s.srv.SetKeepAlivesEnabled(false)
+	for _, l := range s.listeners {
 		l.Close()
 	}
-	for ; returned < len(listeners); returned++ {
-		r := <-results
-		if failure == nil && r.err != nil && !errors.Is(r.err, http.ErrServerClosed) && !errors.Is(r.err, net.ErrClosed) {
-			failure = fmt.Errorf("activation: serving %s %s stopped: %w", r.addr.Network(), r.addr, r.err)
-		}
-	}
-	var drainErr error
-	if err := conns.wait(drainCtx); err != nil {
+	s.collectResults()
+	if err := s.conns.wait(drainCtx); err != nil {
 		select {
 		case <-secondSignal:
-			drainErr = fmt.Errorf("activation: drain cut short by a second signal: %w", ErrDrainTimeout)
+			return fmt.Errorf("activation: drain cut short by a second signal: %w", ErrDrainTimeout)
 		default:
-			drainErr = fmt.Errorf("activation: drain timeout of %s exceeded: %w", drain, ErrDrainTimeout)
+			return fmt.Errorf("activation: drain timeout of %s exceeded: %w", s.drainFor, ErrDrainTimeout)
 		}
 	}
-	close(stopWatching)
-	srv.Close()
-	if opts.Children != nil {
-		opts.Children.Stop()
-	}
-	return errors.Join(failure, drainErr)
+	return nil
 }
 
-// acceptNotifier reports the first call to Accept, which shows that
-// http.Server.Serve has entered its accept loop for this listener.
+// collectResults waits for every accept loop to end; a loop that ended
+// with an error other than the close is a failure.
+func (s *serving) collectResults() {
+	for ; s.returned < len(s.listeners); s.returned++ {
+		r := <-s.results
+		if s.failure == nil && r.err != nil && !errors.Is(r.err, http.ErrServerClosed) && !errors.Is(r.err, net.ErrClosed) {
+			s.failure = fmt.Errorf("activation: serving %s %s stopped: %w", r.addr.Network(), r.addr, r.err)
+		}
+	}
+}
+
 // connTracker follows the server's connections through its ConnState
 // hook (the server's own hook, if any, still runs).
 type connTracker struct {
@@ -285,6 +331,8 @@ func (t *connTracker) wait(ctx context.Context) error {
 	}
 }
 
+// acceptNotifier reports the first call to Accept, which shows that
+// http.Server.Serve has entered its accept loop for this listener.
 type acceptNotifier struct {
 	net.Listener
 	once      sync.Once

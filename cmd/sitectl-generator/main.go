@@ -13,11 +13,121 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"os"
 
 	"github.com/sitectl/sitectl/internal/generator"
+	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 func main() {
-	os.Exit(generator.Main(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is the generator's command line: with one or three directories (as
+// systemd calls it) it writes the units into the first; with --dryrun it
+// prints them and exits 1 if any site file has mistakes. Under systemd it
+// always exits 0: one bad site file must never fail the boot.
+func run(args []string, stdout, stderr io.Writer) int {
+	dryrun := len(args) > 0 && (args[0] == "--dryrun" || args[0] == "-dryrun")
+	if !dryrun && len(args) != 1 && len(args) != 3 {
+		fmt.Fprintln(stderr, "usage: sitectl-generator NORMAL_DIR [EARLY_DIR LATE_DIR] | --dryrun")
+		return 2
+	}
+	log := newLogger(stderr, dryrun)
+	defer log.Close()
+
+	dirs := paths.FromEnv(os.Getenv)
+	res, err := site.LoadDir(dirs.Config)
+	if err != nil {
+		log.Printf(levelErr, "%v; no site units generated", err)
+		return exitCode(dryrun)
+	}
+	opts := units.Options{Dirs: dirs}
+	res = generator.Checked(res, opts)
+	lines, skipped := generator.Mistakes(res.Errors)
+	if log.kmsg != nil && len(lines) > kmsgBurst-2 {
+		// The kernel drops what a writer sends to /dev/kmsg beyond 10
+		// lines in 5 s: say how to see the rest rather than lose it
+		// silently, and keep a line for the summary.
+		more := len(lines) - (kmsgBurst - 3)
+		lines = append(lines[:kmsgBurst-3], fmt.Sprintf("%d more lines about skipped sites not logged: sitectl check %s/*.toml shows every mistake", more, dirs.Config))
+	}
+	for _, l := range lines {
+		log.Printf(levelErr, "%s", l)
+	}
+	files := generator.Files(res.Sites, opts)
+	if dryrun {
+		if err := generator.Print(stdout, files); err != nil {
+			return 1
+		}
+		if len(res.Errors) > 0 {
+			return 1
+		}
+		return 0
+	}
+	if err := generator.WriteNew(args[0], files); err != nil {
+		log.Printf(levelErr, "%v", err)
+		return 0
+	}
+	log.Printf(levelInfo, "generated units for %d sites from %s (%d skipped)", len(res.Sites), dirs.Config, skipped)
+	return 0
+}
+
+// kmsgBurst is how many lines the kernel takes from one writer of /dev/kmsg
+// at a time (printk_devkmsg=ratelimit: 10 lines per 5 s).
+const kmsgBurst = 10
+
+// exitCode is 0 under systemd, which must never see a failed boot because of
+// a site file, and 1 for an operator's dry run.
+func exitCode(dryrun bool) int {
+	if dryrun {
+		return 1
+	}
+	return 0
+}
+
+// Syslog levels of kernel-log lines.
+const (
+	levelErr  = 3
+	levelInfo = 6
+)
+
+// logger writes to the kernel log, where generator output belongs (journald
+// may not run yet), falling back to stderr.
+type logger struct {
+	w    io.Writer
+	kmsg *os.File
+}
+
+// newLogger logs to the kernel log unless this is a dry run or
+// SYSTEMD_LOG_TARGET says console, the convention of systemd's own generators.
+func newLogger(stderr io.Writer, dryrun bool) *logger {
+	l := &logger{w: stderr}
+	if !dryrun && os.Getenv("SYSTEMD_LOG_TARGET") != "console" {
+		if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+			l.kmsg = f
+		}
+	}
+	return l
+}
+
+func (l *logger) Printf(level int, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if l.kmsg != nil {
+		// One write per record, as /dev/kmsg requires.
+		if _, err := fmt.Fprintf(l.kmsg, "<%d>sitectl-generator[%d]: %s\n", level, os.Getpid(), msg); err == nil {
+			return
+		}
+	}
+	fmt.Fprintf(l.w, "sitectl-generator: %s\n", msg)
+}
+
+func (l *logger) Close() {
+	if l.kmsg != nil {
+		l.kmsg.Close()
+	}
 }

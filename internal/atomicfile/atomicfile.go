@@ -41,11 +41,11 @@ func Write(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("cannot write %s: %w", path, err)
 	}
 	done = true
-	return SyncDir(dir)
+	return syncDir(dir)
 }
 
-// SyncDir makes the directory's entries (a rename, a new file) durable.
-func SyncDir(dir string) error {
+// syncDir makes the directory's entries (a rename, a new file) durable.
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("cannot sync directory %s: %w", dir, err)

@@ -13,9 +13,9 @@ import (
 	"strings"
 )
 
-// Root is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup on a
+// hierarchyRoot is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup on a
 // unified host, /sys/fs/cgroup/unified on a hybrid one.
-func Root() (string, error) {
+func hierarchyRoot() (string, error) {
 	for _, dir := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
 		if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err == nil {
 			return dir, nil
@@ -47,7 +47,7 @@ func Of(pid int) (string, error) {
 // Procs lists the processes in the cgroup at path (as Of returns it) and in
 // all of its descendants.
 func Procs(path string) ([]int, error) {
-	root, err := Root()
+	root, err := hierarchyRoot()
 	if err != nil {
 		return nil, err
 	}

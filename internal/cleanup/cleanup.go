@@ -35,8 +35,8 @@ type Report struct {
 	HookFailures []string // one line per failed hook
 }
 
-// Result is the one-word result of a cleanup, as the journal records it.
-func (r Report) Result() string {
+// result is the one-word result of a cleanup, as the journal records it.
+func (r Report) result() string {
 	if len(r.HookFailures) > 0 {
 		return "hook-failed"
 	}

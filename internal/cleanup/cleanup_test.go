@@ -2,6 +2,8 @@ package cleanup
 
 import (
 	"context"
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -28,10 +30,41 @@ func TestRunHook(t *testing.T) {
 }
 
 func TestReportResult(t *testing.T) {
-	if r := (Report{}).Result(); r != "ok" {
+	if r := (Report{}).result(); r != "ok" {
 		t.Errorf("empty report: %s", r)
 	}
-	if r := (Report{HookFailures: []string{"x"}}).Result(); r != "hook-failed" {
+	if r := (Report{HookFailures: []string{"x"}}).result(); r != "hook-failed" {
 		t.Errorf("failed hook: %s", r)
+	}
+}
+
+// What Send writes, Last reads back, with the field names and values as
+// journalctl -o json prints them (a field that is not plain text as an
+// array of bytes).
+func TestRecordRoundTrip(t *testing.T) {
+	rep := Report{Leftovers: []int{10, 11, 12}, Remaining: []int{12}, HooksRun: 2, HookFailures: []string{"/bin/a: exit status 1", "/bin/b: did not finish"}}
+	want := rep.Record("karl")
+	want.Time = time.UnixMicro(1700000000123456).UTC()
+	want.HooksRun = 0 // in the message only
+	for _, asBytes := range []bool{false, true} {
+		entry := map[string]any{"__REALTIME_TIMESTAMP": "1700000000123456", "MESSAGE": want.Message()}
+		for k, v := range want.fields() {
+			entry[k] = v
+			if asBytes {
+				b := make([]int, len(v))
+				for i := range []byte(v) {
+					b[i] = int(v[i])
+				}
+				entry[k] = b
+			}
+		}
+		data, _ := json.Marshal(entry)
+		got, err := parseRecord(data)
+		if err != nil || !reflect.DeepEqual(*got, want) {
+			t.Errorf("as bytes %v: read back %+v, %v; want %+v", asBytes, got, err, want)
+		}
+	}
+	if got, _ := parseRecord([]byte(`{"SITECTL_RESULT":"ok","SITECTL_HOOK_FAILURES":""}`)); got.HookFailures == nil || len(got.HookFailures) != 0 {
+		t.Errorf("no hook failures read as %#v, want an empty list", got.HookFailures)
 	}
 }

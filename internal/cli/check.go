@@ -3,15 +3,17 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/internal/generator"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
 func checkCmd(e *env) *cobra.Command {
-	var name string
+	var name, display string
 	var asJSON bool
 	c := &cobra.Command{
 		Use:     "check FILE...",
@@ -20,21 +22,46 @@ func checkCmd(e *env) *cobra.Command {
 		Long: `Check site files. Every mistake of every file is reported on its own line as
 FILE:LINE:COL: what is wrong. The files are also checked against the other sites
 of the config directory, so a listener two sites would share is found before the
-file is put in place. Nothing is written.
+file is put in place. Each site's units are also read back the way systemd reads
+them: a value they would not carry as written is a mistake too. A file that is not
+a regular file (a pipe, a device, a directory) or is larger than 1 MiB is refused
+without being read. Nothing is written.
+
+Given - as its file, sitectl check reads the file from standard input (at most
+1 MiB), and needs --name. With --display-name, mistakes are reported under the name
+the file will have once in place, not the name of the file checked: a deployment
+tool that checks a temporary copy reports /etc/sitectl/sites/NAME.toml:LINE:COL.
 
 Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 		Example: `  sitectl check /etc/sitectl/sites/*.toml
-  sitectl check --name karl /tmp/karl.toml.new    # validate before moving into place`,
+  sitectl check --name karl /tmp/karl.toml.new    # validate before moving into place
+  render-site | sitectl check --name karl --display-name /etc/sitectl/sites/karl.toml -`,
 		Args: args(1, -1, "at least one site file"),
 		RunE: func(c *cobra.Command, files []string) error {
 			var names map[string]string
-			if name != "" {
+			if name != "" || display != "" || slices.Contains(files, "-") {
 				if len(files) != 1 {
-					return usageErrorf("--name works with exactly one file")
+					return usageErrorf("--name, --display-name and - work with exactly one file")
 				}
 				names = map[string]string{files[0]: name}
 			}
-			res := site.LoadFiles(files, installedSites(e, files, name), names)
+			var res site.Result
+			if files[0] == "-" {
+				if name == "" {
+					return usageErrorf("a site file on standard input needs --name")
+				}
+				var err error
+				if res, err = checkStdin(e, c.InOrStdin(), name, display); err != nil {
+					return err
+				}
+			} else {
+				res = site.LoadFiles(files, installedSites(e, files, name), names)
+				res = renameFile(res, files[0], display)
+			}
+			res = generator.Checked(res, e.unitOptions())
+			if display != "" {
+				files = []string{display}
+			}
 			if asJSON {
 				if err := writeCheckJSON(e, files, res); err != nil {
 					return err
@@ -45,20 +72,58 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 				}
 			}
 			if len(res.Errors) > 0 {
-				return reported{ExitUsage}
+				return reported{exitUsage}
 			}
 			return nil
 		},
 	}
 	c.Flags().StringVar(&name, "name", "", "check the file as site `NAME` (for files not yet named NAME.toml)")
+	c.Flags().StringVar(&display, "display-name", "", "report mistakes as in `PATH`, where the file will be, instead of the file checked")
 	c.Flags().BoolVar(&asJSON, "json", false, "report as JSON")
 	return c
+}
+
+// maxStdinSiteFile bounds a site file read from standard input.
+const maxStdinSiteFile = 1 << 20
+
+// checkStdin checks a site file read from standard input as site name,
+// reported as display (or "-"), against the installed sites.
+func checkStdin(e *env, stdin io.Reader, name, display string) (site.Result, error) {
+	data, err := io.ReadAll(io.LimitReader(stdin, maxStdinSiteFile+1))
+	if err != nil {
+		return site.Result{}, fmt.Errorf("cannot read the site file from standard input: %w", err)
+	}
+	if display == "" {
+		display = "-"
+	}
+	if len(data) > maxStdinSiteFile {
+		return site.Result{}, usageErrorf("the site file on standard input is larger than %d bytes", maxStdinSiteFile)
+	}
+	return site.LoadBytes(display, name, data, installedSites(e, nil, name)), nil
+}
+
+// renameFile reports the mistakes and the site of file as display's.
+func renameFile(res site.Result, file, display string) site.Result {
+	if display == "" {
+		return res
+	}
+	for _, m := range res.Errors {
+		if m.File == file {
+			m.File = display
+		}
+	}
+	for _, s := range res.Sites {
+		if s.File == file {
+			s.File = display
+		}
+	}
+	return res
 }
 
 // installedSites are the valid sites of the config directory other than
 // those being checked; a checked file must not collide with them.
 func installedSites(e *env, files []string, name string) []*site.Site {
-	res, err := site.LoadDir(e.configDir)
+	res, err := site.LoadDir(e.dirs.Config)
 	if err != nil {
 		return nil
 	}

@@ -11,7 +11,7 @@ import (
 
 // completeSites offers the site names of the config directory.
 func (e *env) completeSites(c *cobra.Command, a []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
-	entries, err := os.ReadDir(e.configDir)
+	entries, err := os.ReadDir(e.dirs.Config)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}

@@ -7,14 +7,14 @@ import (
 
 // Exit codes are part of sitectl's contract with scripts and Ansible.
 const (
-	ExitOK           = 0 // success
-	ExitFailed       = 1 // the operation failed; nothing was changed or nothing needed undoing
-	ExitUsage        = 2 // bad usage or bad input (flags, names, site files); nothing was changed
-	ExitNotFound     = 3 // the site or mode does not exist
-	ExitRolledBack   = 4 // the operation failed and the site is back in its previous mode
-	ExitRollbackFail = 5 // the operation failed and so did the rollback: the site needs attention
-	ExitDenied       = 6 // permission denied (by polkit, or by file permissions)
-	ExitUnavailable  = 7 // systemd or the system bus cannot be reached
+	exitOK           = 0 // success
+	exitFailed       = 1 // the operation failed; nothing was changed or nothing needed undoing
+	exitUsage        = 2 // bad usage or bad input (flags, names, site files); nothing was changed
+	exitNotFound     = 3 // the site or mode does not exist
+	exitRolledBack   = 4 // the operation failed and the site is back in its previous mode
+	exitRollbackFail = 5 // the operation failed and so did the rollback: the site needs attention
+	exitDenied       = 6 // permission denied (by polkit, or by file permissions)
+	exitUnavailable  = 7 // systemd or the system bus cannot be reached
 )
 
 // exitCodesHelp is shown in --help and the man page.
@@ -46,7 +46,7 @@ func withCode(code int, err error, hints ...string) error {
 }
 
 func usageErrorf(format string, args ...any) error {
-	return withCode(ExitUsage, fmt.Errorf(format, args...))
+	return withCode(exitUsage, fmt.Errorf(format, args...))
 }
 
 // codeOf finds the exit code for an error; plain errors are failures.
@@ -55,7 +55,7 @@ func codeOf(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	return ExitFailed
+	return exitFailed
 }
 
 func hintsOf(err error) []string {

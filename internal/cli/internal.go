@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,7 +19,6 @@ import (
 	"github.com/sitectl/sitectl/internal/cleanup"
 	"github.com/sitectl/sitectl/internal/journal"
 	"github.com/sitectl/sitectl/internal/launcher"
-	"github.com/sitectl/sitectl/internal/maintenance"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
@@ -31,18 +27,18 @@ import (
 // loadSite reads and validates one site of the config directory.
 func (e *env) loadSite(name string) (*site.Site, error) {
 	if err := site.ValidateName(name); err != nil {
-		return nil, withCode(ExitUsage, err)
+		return nil, withCode(exitUsage, err)
 	}
-	data, err := os.ReadFile(e.sitePath(name))
-	if os.IsNotExist(err) {
-		return nil, withCode(ExitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, e.sitePath(name)))
+	data, err := site.ReadFile(e.dirs.SiteFile(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, withCode(exitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, e.dirs.SiteFile(name)))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cannot read site %s: %w", name, err)
+		return nil, withCode(siteReadCode(err), fmt.Errorf("cannot read site %s: %w", name, err))
 	}
-	s, err := site.Parse(e.sitePath(name), data)
+	s, err := site.Parse(e.dirs.SiteFile(name), data)
 	if err != nil {
-		return nil, withCode(ExitUsage, fmt.Errorf("site %s has mistakes:\n%w", name, err), "fix them, check with `sitectl check`, then `systemctl daemon-reload`")
+		return nil, withCode(exitUsage, fmt.Errorf("site %s has mistakes:\n%w", name, err), "fix them, check with `sitectl check`, then `systemctl daemon-reload`")
 	}
 	return s, nil
 }
@@ -61,7 +57,7 @@ the recorded mode is brought up to date with the site file.`,
 			if err != nil {
 				return err
 			}
-			st := modes.Store{Dir: e.stateDir}
+			st := modes.Store{Dir: e.dirs.State}
 			current, ok, err := st.Current(s.Name)
 			if err != nil {
 				return err
@@ -78,7 +74,10 @@ the recorded mode is brought up to date with the site file.`,
 				fmt.Fprintf(e.stderr, "site %s is recorded in mode %s, which its site file no longer has: keeping the recorded environment\n", s.Name, current)
 				return nil
 			}
-			want := modes.EnvFile(s, m)
+			want, err := modes.EnvFile(s, m)
+			if err != nil {
+				return err
+			}
 			if have, err := os.ReadFile(st.EnvPath(s.Name)); err == nil && string(have) == string(want) {
 				return nil
 			}
@@ -89,6 +88,7 @@ the recorded mode is brought up to date with the site file.`,
 
 func launchCmd(e *env) *cobra.Command {
 	var overlap, reload bool
+	var drainTimeout, stopTimeout time.Duration
 	c := &cobra.Command{
 		Use:     "launch SITE [--overlap] -- PROGRAM [ARG...] | launch SITE --reload",
 		GroupID: "internal",
@@ -100,7 +100,9 @@ environment. In a maintenance mode it serves the maintenance page itself.
 
 With --overlap (handoff = "overlap"), sitectl stays the main process and runs the
 app as a generation: a reload starts a new generation on the same sockets, waits
-until it is ready, and only then lets the old one drain.
+until it is ready, and only then lets the old one drain. A draining generation
+that has not exited after --drain-timeout gets SIGTERM on every one of its
+processes, and SIGKILL after --stop-timeout.
 
 --reload (ExecReload=) asks the site's launcher to reload and waits for the result.`,
 		Args: args(1, -1, "a site name, --, and the program to run"),
@@ -117,57 +119,25 @@ until it is ready, and only then lets the old one drain.
 			}
 			argv := a[1:]
 			if overlap {
-				return e.runLauncher(c.Context(), name, argv)
+				return e.runLauncher(c.Context(), name, argv, drainTimeout, stopTimeout)
 			}
-			if os.Getenv("SITECTL_SET_LISTEN_PID") == "1" {
-				// Started as a generation by the launcher, which cannot know
-				// this pid before the fork: the sockets are for this process.
-				os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
-			}
-			switch serve := os.Getenv(modes.VarServe); site.Serve(serve) {
-			case "", site.ServeApp:
-			case site.ServeMaintenance:
-				return serveMaintenance(c.Context(), name)
-			default:
-				return fmt.Errorf("site %s: mode %s serves %q, which this sitectl does not know", name, os.Getenv(modes.VarMode), serve)
-			}
-			prog, err := exec.LookPath(argv[0])
-			if err != nil {
-				return fmt.Errorf("site %s: cannot run %s: %w", name, argv[0], err)
-			}
-			var env []string
-			for _, kv := range os.Environ() {
-				if !strings.HasPrefix(kv, "SITECTL_") {
-					env = append(env, kv)
-				}
-			}
-			return fmt.Errorf("site %s: cannot run %s: %w", name, prog, syscall.Exec(prog, argv, env))
+			return launcher.Exec(c.Context(), name, argv, e.logf(name))
 		},
 	}
 	c.Flags().BoolVar(&overlap, "overlap", false, "stay the main process and run the app as generations (handoff = \"overlap\")")
 	c.Flags().BoolVar(&reload, "reload", false, "ask the site's launcher to reload, and wait for the result")
+	c.Flags().DurationVar(&drainTimeout, "drain-timeout", 0, "with --overlap: how long a generation told to drain may take to exit before every process of it is stopped (0: no limit)")
+	c.Flags().DurationVar(&stopTimeout, "stop-timeout", 5*time.Second, "with --overlap: how long those processes get after SIGTERM before SIGKILL")
 	return c
 }
 
 // runLauncher runs the overlapped handoff of a site as its main process.
-func (e *env) runLauncher(ctx context.Context, name string, argv []string) error {
-	logf := func(format string, args ...any) { fmt.Fprintf(e.stderr, "site "+name+": "+format+"\n", args...) }
-	st := modes.Store{Dir: e.stateDir}
-	// What came from the mode file is replaced by each generation's mode;
-	// the rest of the environment systemd gave is the base of every one.
-	started, _ := readModeEnv(st, name)
-	fromMode := map[string]bool{}
-	for _, kv := range started {
-		fromMode[kv[0]] = true
-	}
-	var base []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if fromMode[k] || k == "NOTIFY_SOCKET" || strings.HasPrefix(k, "LISTEN_") || strings.HasPrefix(k, "WATCHDOG_") {
-			continue
-		}
-		base = append(base, kv)
-	}
+// The files it needs (the site file, the mode file, the release symlink)
+// are read here, for each generation; the launcher gets the result.
+func (e *env) runLauncher(ctx context.Context, name string, argv []string, drainTimeout, stopTimeout time.Duration) error {
+	st := modes.Store{Dir: e.dirs.State}
+	started, _ := st.ReadEnv(name)
+	base := launcher.BaseEnv(os.Environ(), started)
 	files := activation.Files(true)
 	if len(files) == 0 {
 		return fmt.Errorf("site %s: the launcher got no sockets from systemd", name)
@@ -180,47 +150,31 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string) error
 	if err != nil {
 		return err
 	}
-	shim := append([]string{self}, e.globalFlags()...)
 	cfg := launcher.Config{
 		Site: name, Argv: argv, Listeners: files, Names: names,
-		RuntimeDir: os.Getenv("RUNTIME_DIRECTORY"), Shim: shim,
+		RuntimeDir: os.Getenv("RUNTIME_DIRECTORY"), Shim: append([]string{self}, e.dirs.Flags()...),
 		Notify: func(state string) { activation.Notify(state) },
-		Logf:   logf,
+		Logf:   e.logf(name),
+		// The failsafe of a draining generation; INVOCATION_ID, which
+		// every generation inherits, marks its daemons.
+		DrainTimeout: drainTimeout, StopTimeout: stopTimeout, Invocation: os.Getenv("INVOCATION_ID"),
 		Prepare: func() (launcher.Spec, error) {
 			s, err := e.loadSite(name)
 			if err != nil {
 				return launcher.Spec{}, err
 			}
-			mode, err := readModeEnv(st, name)
+			mode, err := st.ReadEnv(name)
 			if err != nil {
 				return launcher.Spec{}, err
 			}
-			spec := launcher.Spec{Env: append([]string{}, base...), Readiness: s.Readiness, Probe: s.Probe, StartTimeout: s.StartTimeout}
-			for _, kv := range mode {
-				spec.Env = append(spec.Env, kv[0]+"="+kv[1])
-				switch kv[0] {
-				case modes.VarMode:
-					spec.Mode = kv[1]
-				case modes.VarServe:
-					if site.Serve(kv[1]) == site.ServeMaintenance {
-						// The maintenance server notifies, and its health
-						// path is what answers 200.
-						spec.Readiness = site.ReadinessNotify
-						timeout := site.DefaultProbeTimeout
-						if s.Probe != nil {
-							timeout = s.Probe.Timeout
-						}
-						spec.Probe = &site.Probe{Path: maintenance.HealthPath, Status: 200, Timeout: timeout}
-					}
-				}
-			}
+			dir := ""
 			if s.Workdir != "" {
 				// Each generation resolves the release symlink afresh.
-				if spec.Dir, err = filepath.EvalSymlinks(s.Workdir); err != nil {
+				if dir, err = filepath.EvalSymlinks(s.Workdir); err != nil {
 					return launcher.Spec{}, fmt.Errorf("the working directory: %w", err)
 				}
 			}
-			return spec, nil
+			return launcher.NewSpec(s, mode, base, dir), nil
 		},
 	}
 	if cfg.RuntimeDir == "" {
@@ -229,56 +183,10 @@ func (e *env) runLauncher(ctx context.Context, name string, argv []string) error
 	return launcher.Run(ctx, cfg)
 }
 
-// readModeEnv reads the variables of a site's mode file.
-func readModeEnv(st modes.Store, name string) ([][2]string, error) {
-	data, err := os.ReadFile(st.EnvPath(name))
-	if err != nil {
-		return nil, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
-	}
-	kv, err := launcher.ParseEnvFile(data)
-	if err != nil {
-		return nil, fmt.Errorf("the mode file of site %s: %w", name, err)
-	}
-	return kv, nil
-}
-
-// serveMaintenance runs the built-in maintenance server on the sockets
-// systemd passed, until SIGTERM, then drains.
-func serveMaintenance(ctx context.Context, name string) error {
-	page, err := maintenance.LoadPage(os.Getenv(modes.VarPage))
-	if err != nil {
-		return fmt.Errorf("site %s: %w", name, err)
-	}
-	retry, _ := strconv.Atoi(os.Getenv(modes.VarRetryAfter))
-	h, err := maintenance.Handler(maintenance.Config{
-		Site: name, Page: page, StaticDir: os.Getenv(modes.VarStaticDir), RetryAfter: time.Duration(retry) * time.Second,
-	})
-	if err != nil {
-		return fmt.Errorf("site %s: %w", name, err)
-	}
-	byName, err := activation.Listeners()
-	if err != nil {
-		return fmt.Errorf("site %s: %w", name, err)
-	}
-	var ls []net.Listener
-	for _, l := range byName {
-		ls = append(ls, l...)
-	}
-	if len(ls) == 0 {
-		return fmt.Errorf("site %s: %w", name, maintenance.ErrNoListeners)
-	}
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "SITECTL_") {
-			os.Unsetenv(strings.SplitN(kv, "=", 2)[0])
-		}
-	}
-	fmt.Fprintf(os.Stderr, "site %s: serving the maintenance page on %d sockets\n", name, len(ls))
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	if err := activation.Serve(ctx, srv, ls, activation.ServeOptions{}); err != nil && !errors.Is(err, activation.ErrDrainTimeout) {
-		return fmt.Errorf("site %s: %w", name, err)
-	}
-	fmt.Fprintf(os.Stderr, "site %s: maintenance server stopped\n", name)
-	return nil
+// logf writes a site's log lines to standard error, the journal under
+// systemd.
+func (e *env) logf(name string) func(format string, args ...any) {
+	return func(format string, args ...any) { fmt.Fprintf(e.stderr, "site "+name+": "+format+"\n", args...) }
 }
 
 func stateServerCmd(e *env) *cobra.Command {
@@ -303,7 +211,7 @@ mode state without being able to write anything else.`,
 				io.Reader
 				io.Writer
 			}{os.Stdin, os.Stdout}
-			err = modes.Serve(rw, caller, modes.Store{Dir: e.stateDir}, e.loadSite)
+			err = modes.Serve(rw, caller, modes.Store{Dir: e.dirs.State}, e.loadSite)
 			if err != nil {
 				fmt.Fprintf(e.stderr, "uid %d (pid %d): %v\n", caller.UID, caller.PID, err)
 			}
@@ -327,7 +235,7 @@ gets systemd's final SIGKILL.`,
 			name := a[0]
 			logf := func(pri int, format string, args ...any) {
 				msg := fmt.Sprintf("site "+name+": "+format, args...)
-				if journal.Send(pri, msg, map[string]string{"SITECTL_SITE": name}) != nil {
+				if cleanup.SendLine(name, pri, msg) != nil {
 					fmt.Fprintln(e.stderr, msg)
 				}
 			}
@@ -347,19 +255,9 @@ gets systemd's final SIGKILL.`,
 			}
 			// One record that sitectl status looks up. A failed hook is
 			// reported, not turned into a failed stop.
-			summary := fmt.Sprintf("site %s: cleanup %s: %d processes left behind, %d still running after the timeout, %d hooks run, %d failed",
-				name, rep.Result(), len(rep.Leftovers), len(rep.Remaining), rep.HooksRun, len(rep.HookFailures))
-			pri := journal.PriInfo
-			if rep.Result() != "ok" {
-				pri = journal.PriWarning
-			}
-			fields := map[string]string{
-				"SITECTL_SITE": name, "SITECTL_EVENT": "cleanup", "SITECTL_RESULT": rep.Result(),
-				"SITECTL_LEFTOVERS": fmt.Sprint(len(rep.Leftovers)), "SITECTL_REMAINING": fmt.Sprint(len(rep.Remaining)),
-				"SITECTL_HOOK_FAILURES": strings.Join(rep.HookFailures, "\n"),
-			}
-			if journal.Send(pri, summary, fields) != nil {
-				fmt.Fprintln(e.stderr, summary)
+			rec := rep.Record(name)
+			if rec.Send() != nil {
+				fmt.Fprintln(e.stderr, rec.Message())
 			}
 			return nil
 		},

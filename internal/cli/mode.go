@@ -19,6 +19,7 @@ import (
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -122,10 +123,10 @@ func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFu
 	}
 	if mode != nil {
 		if err := site.ValidateModeName(*mode); err != nil {
-			return withCode(ExitUsage, err)
+			return withCode(exitUsage, err)
 		}
 		if _, ok := s.Mode(*mode); !ok {
-			return withCode(ExitNotFound, fmt.Errorf("site %s has no mode %s; its modes are: %s", s.Name, *mode, strings.Join(s.ModeNames(), ", ")))
+			return withCode(exitNotFound, fmt.Errorf("site %s has no mode %s; its modes are: %s", s.Name, *mode, strings.Join(s.ModeNames(), ", ")))
 		}
 	}
 	mgr, err := e.connect(ctx)
@@ -134,18 +135,18 @@ func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFu
 	}
 	defer mgr.Close()
 
-	st := modes.Store{Dir: e.stateDir}
+	st := modes.Store{Dir: e.dirs.State}
 	writer := e.stateWriter(st)
 	if c, ok := writer.(modes.Client); ok {
 		// A deployer: the state service creates what root would.
 		if err := c.Prepare(s); err != nil {
-			return withCode(ExitDenied, err, "is sitectl-state.socket running, and are you in the sitectl-deploy group?")
+			return withCode(exitDenied, err, "is sitectl-state.socket running, and are you in the sitectl-deploy group?")
 		}
 	}
 	lock, err := st.LockSite(s, false)
 	if errors.Is(err, modes.ErrLocked) {
 		if f.noBlock {
-			return withCode(ExitFailed, fmt.Errorf("site %s is being changed by another sitectl; nothing was done", s.Name), "run again without --no-block to wait for it")
+			return withCode(exitFailed, fmt.Errorf("site %s is being changed by another sitectl; nothing was done", s.Name), "run again without --no-block to wait for it")
 		}
 		e.progressf("%s: waiting for another sitectl to finish with this site", s.Name)
 		lock, err = st.LockSite(s, true)
@@ -196,7 +197,7 @@ func (e *env) stateWriter(st modes.Store) modes.Writer {
 	if os.Geteuid() == 0 {
 		return modes.Local{Store: st, UID: os.Getuid(), PID: os.Getpid()}
 	}
-	return modes.Client{Socket: envOr("SITECTL_STATE_SOCKET", modes.StateSocket)}
+	return modes.Client{Socket: paths.StateSocket(os.Getenv)}
 }
 
 // flowError maps a flow's failure to an exit code, printing the journal of
@@ -210,17 +211,17 @@ func flowError(err error, rep flow.Report, asJSON bool, stderr io.Writer) error 
 	}
 	switch {
 	case errors.Is(err, flow.ErrRolledBack):
-		return withCode(ExitRolledBack, err, fmt.Sprintf("the site serves in mode %s again", rep.From))
+		return withCode(exitRolledBack, err, fmt.Sprintf("the site serves in mode %s again", rep.From))
 	case errors.Is(err, flow.ErrRollbackFailed):
-		return withCode(ExitRollbackFail, err, "the site is down: see `systemctl status site-"+rep.Site+".service` and its journal")
+		return withCode(exitRollbackFail, err, "the site is down: see `systemctl status site-"+rep.Site+".service` and its journal")
 	case errors.Is(err, flow.ErrModeNotFound):
-		return withCode(ExitNotFound, err)
+		return withCode(exitNotFound, err)
 	case errors.Is(err, flow.ErrNoPrevious):
-		return withCode(ExitFailed, err, "`sitectl history "+rep.Site+"` shows its switches")
+		return withCode(exitFailed, err, "`sitectl history "+rep.Site+"` shows its switches")
 	case errors.Is(err, control.ErrDenied):
-		return withCode(ExitDenied, err)
+		return withCode(exitDenied, err)
 	case errors.Is(err, control.ErrUnavailable):
-		return withCode(ExitUnavailable, err)
+		return withCode(exitUnavailable, err)
 	}
 	return stateError(err)
 }
@@ -228,7 +229,7 @@ func flowError(err error, rep flow.Report, asJSON bool, stderr io.Writer) error 
 // stateError words failures to write the state directory.
 func stateError(err error) error {
 	if errors.Is(err, fs.ErrPermission) {
-		return withCode(ExitDenied, err, "changing a site needs root, or membership of the sitectl-deploy group")
+		return withCode(exitDenied, err, "changing a site needs root, or membership of the sitectl-deploy group")
 	}
 	return err
 }
@@ -240,7 +241,7 @@ func (e *env) connect(ctx context.Context) (*control.Manager, error) {
 	defer cancel()
 	m, err := control.Connect(ctx)
 	if err != nil {
-		return nil, withCode(ExitUnavailable, err, "is systemd running, and dbus.service with it?")
+		return nil, withCode(exitUnavailable, err, "is systemd running, and dbus.service with it?")
 	}
 	return m, nil
 }

@@ -10,13 +10,11 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/sitectl/sitectl/internal/cli"
-	"github.com/sitectl/sitectl/internal/generator"
 )
 
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"sitectl":           func() { os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr)) },
-		"sitectl-generator": func() { os.Exit(generator.Main(os.Args[1:], os.Stdout, os.Stderr)) },
+		"sitectl": func() { os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
 }
 

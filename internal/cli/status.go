@@ -1,19 +1,16 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/internal/cleanup"
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/modes"
@@ -48,41 +45,7 @@ type siteStatus struct {
 	Ready       bool           `json:"ready"`
 	// LastCleanup is what the last stop's cleanup found and did (status
 	// only, read from the journal; nil when unknown).
-	LastCleanup *cleanupStatus `json:"last_cleanup,omitempty"`
-}
-
-type cleanupStatus struct {
-	Time         time.Time `json:"time"`
-	Result       string    `json:"result"` // ok or hook-failed
-	Leftovers    int       `json:"leftovers"`
-	Remaining    int       `json:"remaining"`
-	HookFailures []string  `json:"hook_failures"`
-}
-
-// lastCleanup reads the last cleanup record of a site from the journal. It
-// is best effort: without journal access there is none.
-func lastCleanup(name string) *cleanupStatus {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "-o", "json", "-n", "1",
-		"SITECTL_EVENT=cleanup", "SITECTL_SITE="+name).Output()
-	if err != nil || len(bytes.TrimSpace(out)) == 0 {
-		return nil
-	}
-	var rec map[string]any
-	if json.Unmarshal(out, &rec) != nil {
-		return nil
-	}
-	str := func(k string) string { v, _ := rec[k].(string); return v }
-	num := func(k string) int { n, _ := strconv.Atoi(str(k)); return n }
-	cs := &cleanupStatus{Result: str("SITECTL_RESULT"), Leftovers: num("SITECTL_LEFTOVERS"), Remaining: num("SITECTL_REMAINING"), HookFailures: []string{}}
-	if usec, err := strconv.ParseInt(str("__REALTIME_TIMESTAMP"), 10, 64); err == nil {
-		cs.Time = time.UnixMicro(usec).UTC()
-	}
-	if f := str("SITECTL_HOOK_FAILURES"); f != "" {
-		cs.HookFailures = strings.Split(f, "\n")
-	}
-	return cs
+	LastCleanup *cleanup.Record `json:"last_cleanup,omitempty"`
 }
 
 func statusCmd(e *env) *cobra.Command {
@@ -101,7 +64,7 @@ systemd, the listeners and the release (the working directory, symlinks resolved
 				return err
 			}
 			for i := range sts {
-				sts[i].LastCleanup = lastCleanup(sts[i].Name)
+				sts[i].LastCleanup = cleanup.Last(c.Context(), sts[i].Name)
 			}
 			if asJSON {
 				return writeJSON(e.stdout, sts)
@@ -213,7 +176,7 @@ func printStatus(e *env, s siteStatus) {
 func (e *env) statuses(ctx context.Context, names []string, brief bool) ([]siteStatus, error) {
 	var sites []*site.Site
 	if len(names) == 0 {
-		res, err := site.LoadDir(e.configDir)
+		res, err := site.LoadDir(e.dirs.Config)
 		if err != nil {
 			return nil, err
 		}
@@ -255,7 +218,7 @@ func (e *env) statuses(ctx context.Context, names []string, brief bool) ([]siteS
 	for _, u := range us {
 		byName[u.Name] = u
 	}
-	st := modes.Store{Dir: e.stateDir}
+	st := modes.Store{Dir: e.dirs.State}
 	withState, known := st.WithState()
 	out := make([]siteStatus, len(sites))
 	errs := make([]error, len(sites))
@@ -317,9 +280,7 @@ func siteStatusOf(st modes.Store, s *site.Site, u control.Unit, hasState bool) (
 		}
 	}
 	ss.Ready = u.ActiveState == "active" && u.SubState == "running"
-	// The mode file is written before the restart that applies it; with
-	// none, the site runs its default mode.
-	ss.ModeApplied = ss.Ready && (!recorded || (ss.Since != nil && !written.After(*ss.Since)))
+	ss.ModeApplied = flow.ModeAppliedSince(recorded, written, u)
 	return ss, nil
 }
 
@@ -337,7 +298,7 @@ func historyCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			state, err := modes.Store{Dir: e.stateDir}.ReadState(s.Name)
+			state, err := modes.Store{Dir: e.dirs.State}.ReadState(s.Name)
 			if err != nil {
 				return err
 			}

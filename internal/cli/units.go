@@ -33,17 +33,18 @@ If any file has a mistake, the mistakes are printed and nothing is written.`,
 			var res site.Result
 			if len(files) == 0 {
 				var err error
-				if res, err = site.LoadDir(e.configDir); err != nil {
+				if res, err = site.LoadDir(e.dirs.Config); err != nil {
 					return err
 				}
 			} else {
-				res = site.LoadFiles(files, installedSites(e, files, ""))
+				res = site.LoadFiles(files, installedSites(e, files, ""), nil)
 			}
+			res = generator.Checked(res, e.unitOptions())
 			for _, m := range res.Errors {
 				fmt.Fprintln(e.stderr, m.Error())
 			}
 			if len(res.Errors) > 0 {
-				return reported{ExitUsage}
+				return reported{exitUsage}
 			}
 			out := generator.Files(res.Sites, e.unitOptions())
 			if dir == "" {

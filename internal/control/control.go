@@ -105,7 +105,7 @@ func connect() (*Manager, error) {
 // Close the connection.
 func (m *Manager) Close() { m.conn.Close() }
 
-// JobFunc is one of go-systemd's *UnitContext job methods.
+// jobFunc is one of go-systemd's *UnitContext job methods.
 type jobFunc func(ctx context.Context, name, mode string, ch chan<- string) (int, error)
 
 // Restart restarts a unit and waits for the job to finish.
@@ -117,16 +117,6 @@ func (m *Manager) Restart(ctx context.Context, unit string) error {
 // handoff = "overlap" the job ends when the new generation serves.
 func (m *Manager) Reload(ctx context.Context, unit string) error {
 	return m.job(ctx, "reload", unit, m.conn.ReloadUnitContext)
-}
-
-// Start starts a unit and waits for the job to finish.
-func (m *Manager) Start(ctx context.Context, unit string) error {
-	return m.job(ctx, "start", unit, m.conn.StartUnitContext)
-}
-
-// Stop stops a unit and waits for the job to finish.
-func (m *Manager) Stop(ctx context.Context, unit string) error {
-	return m.job(ctx, "stop", unit, m.conn.StopUnitContext)
 }
 
 func (m *Manager) job(ctx context.Context, verb, unit string, fn jobFunc) error {
@@ -330,14 +320,4 @@ func (m *Manager) read(ctx context.Context, st []sd.UnitStatus, props propsFunc)
 		}
 	}
 	return out, nil
-}
-
-func variant[T any](m map[string]dbus.Variant, key string) T {
-	var zero T
-	v, ok := m[key]
-	if !ok {
-		return zero
-	}
-	t, _ := v.Value().(T)
-	return t
 }

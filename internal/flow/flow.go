@@ -37,7 +37,8 @@ type Env struct {
 	// Journal returns the journal lines of a unit since a time, for the
 	// report of a failed start.
 	Journal func(unit string, since time.Time) []string
-	// Probe checks that a site serves; default: Verify's HTTP probe.
+	// Probe checks that a site serves in a mode; default: the mode's HTTP
+	// probe (probe.For) through the site's first listener.
 	Probe func(ctx context.Context, s *site.Site, m site.Mode) error
 	// Settle is how long a site without readiness notification must keep
 	// running after its start before it counts as up; default 1s.
@@ -105,108 +106,164 @@ type Options struct {
 }
 
 // SwitchMode puts site s into mode `to`. The caller holds the site's lock.
+//
+// The steps: check the mode and the state (begin), record the intent and
+// the new mode (record), bring the new mode up with the site's handoff
+// (up), and either finish (succeed) or put the previous mode back and
+// bring that up (rollBack). Every way out of a recorded switch goes
+// through finish, which closes it in the history.
 func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (Report, error) {
-	start := e.now()
-	rep := Report{Site: s.Name, To: to}
-	mode, ok := s.Mode(to)
-	if !ok {
-		return rep, fmt.Errorf("site %s has no mode %q (it has: %v): %w", s.Name, to, s.ModeNames(), ErrModeNotFound)
+	sw, done, err := begin(ctx, e, s, to, opts)
+	if done || err != nil {
+		return sw.rep, err
 	}
-	from, err := Current(e.Store, s)
-	if err != nil {
-		return rep, err
+	if err := sw.record(ctx); err != nil {
+		return sw.rep, err
 	}
-	rep.From = from
-
-	service := units.ServiceName(s.Name)
-	if from == to && !opts.Force {
-		us, err := e.Systemd.UnitsByName(ctx, service)
-		if err != nil {
-			return rep, err
-		}
-		if len(us) == 1 && us[0].ActiveState == "active" {
-			rep.Result, rep.MainPID = modes.ResultOK, us[0].MainPID
-			rep.Reason = "already in mode " + to
-			return rep, nil
-		}
-	}
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
-	}
-
-	// Record the intent first: a sitectl killed from here on leaves a
-	// pending switch that status reports and the next switch closes.
-	if err := e.Writer.Begin(s, from, to); err != nil {
-		return rep, err
-	}
-	overlapped, err := e.overlapping(ctx, s, opts)
-	if err != nil {
-		return rep, errors.Join(err, e.Writer.Finish(s, modes.ResultRolledBack, err.Error()))
-	}
-	e.progress("%s: %s → %s", s.Name, from, to)
-	// A restart in the same mode needs no new mode file: prepare renders it
-	// from the site file at the start. A handover inside the unit has no
-	// prepare, so there the file is rendered afresh, changed variables and all.
-	if from != to || overlapped {
-		if err := e.Writer.SetMode(s, to); err != nil {
-			return rep, errors.Join(err, e.Writer.Finish(s, modes.ResultRolledBack, "the mode could not be recorded: "+err.Error()))
-		}
-	}
-	rep.Changed = true
-
-	upCtx, cancel := context.WithTimeout(ctx, timeout*6/10)
-	var pid int
-	var upErr error
-	if overlapped {
-		pid, upErr = handOver(upCtx, e, s, mode)
-	} else {
-		pid, upErr = bringUp(upCtx, e, s, mode)
-	}
+	upCtx, cancel := context.WithTimeout(ctx, sw.timeout*6/10)
+	pid, upErr := sw.up(upCtx)
 	cancel()
 	if upErr == nil {
-		rep.Result, rep.MainPID = modes.ResultOK, pid
-		rep.Duration = e.now().Sub(start).Seconds()
-		e.progress("%s: serving in mode %s (main PID %d) after %.1fs", s.Name, to, pid, rep.Duration)
-		return rep, e.Writer.Finish(s, modes.ResultOK, "")
+		return sw.succeed(pid)
 	}
+	backCtx, cancel := context.WithTimeout(ctx, sw.timeout-sw.timeout*6/10)
+	defer cancel()
+	return sw.rollBack(backCtx, upErr)
+}
 
-	// The new mode did not come up: put the old one back.
-	rep.Reason = upErr.Error()
+// switchRun is one switch of one site on its way.
+type switchRun struct {
+	e          *Env
+	s          *site.Site
+	opts       Options
+	mode       site.Mode // the mode switched to
+	rep        Report    // From, To and what happened so far
+	start      time.Time
+	timeout    time.Duration
+	overlapped bool // the handover happens inside the running unit
+}
+
+// begin checks that the mode exists and reads the mode the site is in. A
+// site that already runs in the mode is done unless forced.
+func begin(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (*switchRun, bool, error) {
+	sw := &switchRun{e: e, s: s, opts: opts, start: e.now(), rep: Report{Site: s.Name, To: to}, timeout: opts.Timeout}
+	if sw.timeout <= 0 {
+		sw.timeout = 2 * time.Minute
+	}
+	mode, ok := s.Mode(to)
+	if !ok {
+		return sw, true, fmt.Errorf("site %s has no mode %q (it has: %v): %w", s.Name, to, s.ModeNames(), ErrModeNotFound)
+	}
+	sw.mode = mode
+	from, err := Current(e.Store, s)
+	if err != nil {
+		return sw, true, err
+	}
+	sw.rep.From = from
+	if from != to || opts.Force {
+		return sw, false, nil
+	}
+	u, err := e.unit(ctx, units.ServiceName(s.Name))
+	switch {
+	case errors.Is(err, errNotLoaded) || err == nil && u.ActiveState != "active":
+		return sw, false, nil // not running: start it in the mode
+	case err != nil:
+		return sw, true, err
+	}
+	sw.rep.Result, sw.rep.MainPID = modes.ResultOK, u.MainPID
+	sw.rep.Reason = "already in mode " + to
+	return sw, true, nil
+}
+
+// record writes the intent first, so that a sitectl killed from here on
+// leaves a pending switch that status reports and the next switch closes;
+// then the new mode. A restart in the same mode needs no new mode file:
+// prepare renders it from the site file at the start. A handover inside
+// the unit has no prepare, so there the file is rendered afresh, changed
+// variables and all.
+func (sw *switchRun) record(ctx context.Context) error {
+	from, to := sw.rep.From, sw.rep.To
+	if err := sw.e.Writer.Begin(sw.s, from, to); err != nil {
+		return err
+	}
+	var err error
+	if sw.overlapped, err = sw.e.overlapping(ctx, sw.s, sw.opts); err != nil {
+		_, err = sw.finish(modes.ResultRolledBack, err.Error(), err)
+		return err
+	}
+	sw.e.progress("%s: %s → %s", sw.s.Name, from, to)
+	if from != to || sw.overlapped {
+		if err := sw.e.Writer.SetMode(sw.s, to); err != nil {
+			_, err = sw.finish(modes.ResultRolledBack, "the mode could not be recorded: "+err.Error(), err)
+			return err
+		}
+	}
+	sw.rep.Changed = true
+	return nil
+}
+
+// up brings the new mode up with the site's handoff.
+func (sw *switchRun) up(ctx context.Context) (int, error) {
+	if sw.overlapped {
+		return handOver(ctx, sw.e, sw.s, sw.mode)
+	}
+	return bringUp(ctx, sw.e, sw.s, sw.mode)
+}
+
+// succeed finishes a switch whose new mode serves.
+func (sw *switchRun) succeed(pid int) (Report, error) {
+	sw.rep.Result, sw.rep.MainPID = modes.ResultOK, pid
+	sw.rep.Duration = sw.e.now().Sub(sw.start).Seconds()
+	sw.e.progress("%s: serving in mode %s (main PID %d) after %.1fs", sw.s.Name, sw.rep.To, pid, sw.rep.Duration)
+	return sw.finish(modes.ResultOK, "", nil)
+}
+
+// rollBack puts the previous mode back after upErr and brings it up. With
+// overlap the old generation never stopped serving: with the mode file
+// back, there is nothing to restart, only to check.
+func (sw *switchRun) rollBack(ctx context.Context, upErr error) (Report, error) {
+	e, s, from, to := sw.e, sw.s, sw.rep.From, sw.rep.To
+	sw.rep.Reason = upErr.Error()
 	if e.Journal != nil {
-		rep.Journal = e.Journal(service, start)
+		sw.rep.Journal = e.Journal(units.ServiceName(s.Name), sw.start)
 	}
 	e.progress("%s: mode %s did not come up: %v", s.Name, to, upErr)
 	e.progress("%s: rolling back to %s", s.Name, from)
-	var backErr error
-	back, backOK := s.Mode(from)
-	if !backOK {
-		backErr = fmt.Errorf("the previous mode %q is no longer in the site file", from)
-	} else if backErr = e.Writer.SetMode(s, from); backErr == nil {
-		backCtx, cancel := context.WithTimeout(ctx, timeout-timeout*6/10)
-		if overlapped {
-			// The old generation never stopped serving: with the mode
-			// file back, there is nothing to restart, only to check.
-			pid, backErr = e.stillServing(backCtx, s)
-		}
-		if !overlapped || backErr != nil {
-			pid, backErr = bringUp(backCtx, e, s, back)
-		}
-		cancel()
-	}
-	rep.Duration = e.now().Sub(start).Seconds()
+	pid, backErr := sw.back(ctx)
+	sw.rep.Duration = e.now().Sub(sw.start).Seconds()
 	if backErr != nil {
-		rep.Result = modes.ResultRollbackFailed
-		rep.Reason = upErr.Error() + "; rollback: " + backErr.Error()
+		sw.rep.Result = modes.ResultRollbackFailed
+		sw.rep.Reason = upErr.Error() + "; rollback: " + backErr.Error()
 		e.progress("%s: the rollback to %s failed too: %v", s.Name, from, backErr)
-		return rep, errors.Join(fmt.Errorf("site %s: mode %s: %v; rollback to %s: %v: %w", s.Name, to, upErr, from, backErr, ErrRollbackFailed),
-			e.Writer.Finish(s, modes.ResultRollbackFailed, rep.Reason))
+		return sw.finish(modes.ResultRollbackFailed, sw.rep.Reason,
+			fmt.Errorf("site %s: mode %s: %v; rollback to %s: %v: %w", s.Name, to, upErr, from, backErr, ErrRollbackFailed))
 	}
-	rep.Result, rep.MainPID = modes.ResultRolledBack, pid
-	rep.Changed = false
+	sw.rep.Result, sw.rep.MainPID, sw.rep.Changed = modes.ResultRolledBack, pid, false
 	e.progress("%s: serving in mode %s again (main PID %d)", s.Name, from, pid)
-	return rep, errors.Join(fmt.Errorf("site %s: mode %s: %v: %w", s.Name, to, upErr, ErrRolledBack),
-		e.Writer.Finish(s, modes.ResultRolledBack, upErr.Error()))
+	return sw.finish(modes.ResultRolledBack, upErr.Error(), fmt.Errorf("site %s: mode %s: %v: %w", s.Name, to, upErr, ErrRolledBack))
+}
+
+// back records the previous mode again and brings it up.
+func (sw *switchRun) back(ctx context.Context) (int, error) {
+	back, ok := sw.s.Mode(sw.rep.From)
+	if !ok {
+		return 0, fmt.Errorf("the previous mode %q is no longer in the site file", sw.rep.From)
+	}
+	if err := sw.e.Writer.SetMode(sw.s, sw.rep.From); err != nil {
+		return 0, err
+	}
+	if sw.overlapped {
+		if pid, err := sw.e.stillServing(ctx, sw.s); err == nil {
+			return pid, nil
+		}
+	}
+	return bringUp(ctx, sw.e, sw.s, back)
+}
+
+// finish closes the switch in the history with a result and a reason, and
+// returns the report with err (and a failure to write, if any).
+func (sw *switchRun) finish(result, reason string, err error) (Report, error) {
+	return sw.rep, errors.Join(err, sw.e.Writer.Finish(sw.s, result, reason))
 }
 
 // Restart restarts a site in its current mode and verifies it serves.
@@ -228,67 +285,6 @@ func Reload(ctx context.Context, e *Env, s *site.Site, timeout time.Duration) (R
 	return SwitchMode(ctx, e, s, cur, Options{Force: true, Timeout: timeout})
 }
 
-// overlapping tells whether a change of this site hands over inside the
-// running unit: the site's handoff is overlap, no full restart was asked
-// for, and the unit runs (a stopped site is simply started).
-func (e *Env) overlapping(ctx context.Context, s *site.Site, opts Options) (bool, error) {
-	if s.Handoff != site.HandoffOverlap || opts.Restart {
-		return false, nil
-	}
-	us, err := e.Systemd.UnitsByName(ctx, units.ServiceName(s.Name))
-	if err != nil {
-		return false, err
-	}
-	return len(us) == 1 && us[0].ActiveState == "active", nil
-}
-
-// handOver reloads an overlap site: the launcher starts a new generation in
-// mode m, waits until it is ready and lets the old one drain; the reload job
-// ends when that is done, or failed with the old generation still serving.
-func handOver(ctx context.Context, e *Env, s *site.Site, m site.Mode) (int, error) {
-	service := units.ServiceName(s.Name)
-	before, err := e.stillServing(ctx, s)
-	if err != nil {
-		return 0, err
-	}
-	e.progress("%s: starting a new generation beside the serving one", s.Name)
-	if err := e.Systemd.Reload(ctx, service); err != nil {
-		return 0, err
-	}
-	pid, err := e.stillServing(ctx, s)
-	if err != nil {
-		return 0, err
-	}
-	if pid != before {
-		return 0, fmt.Errorf("the launcher of %s changed during the reload (main PID %d, now %d)", service, before, pid)
-	}
-	if s.Probe != nil || m.Serve == site.ServeMaintenance {
-		probe := e.Probe
-		if probe == nil {
-			probe = Verify
-		}
-		e.progress("%s: verifying through its listener", s.Name)
-		if err := e.probeWhileRunning(ctx, s, m, service, pid, probe); err != nil {
-			return 0, err
-		}
-	}
-	return pid, nil
-}
-
-// stillServing checks that a site's service is active and running, and
-// returns its main PID.
-func (e *Env) stillServing(ctx context.Context, s *site.Site) (int, error) {
-	service := units.ServiceName(s.Name)
-	us, err := e.Systemd.UnitsByName(ctx, service)
-	if err != nil {
-		return 0, err
-	}
-	if len(us) != 1 || us[0].ActiveState != "active" || us[0].SubState != "running" {
-		return 0, fmt.Errorf("%s is not running", service)
-	}
-	return us[0].MainPID, nil
-}
-
 // Rollback switches a site back to its previous mode.
 func Rollback(ctx context.Context, e *Env, s *site.Site, timeout time.Duration) (Report, error) {
 	state, err := e.Store.ReadState(s.Name)
@@ -299,122 +295,4 @@ func Rollback(ctx context.Context, e *Env, s *site.Site, timeout time.Duration) 
 		return Report{Site: s.Name}, fmt.Errorf("site %s: %w", s.Name, ErrNoPrevious)
 	}
 	return SwitchMode(ctx, e, s, state.PreviousMode, Options{Timeout: timeout})
-}
-
-// bringUp restarts the service and waits until it really serves in mode m.
-func bringUp(ctx context.Context, e *Env, s *site.Site, m site.Mode) (int, error) {
-	service := units.ServiceName(s.Name)
-	// A deliberate start must not be refused for earlier failures or the
-	// start-rate limit.
-	if err := e.Systemd.ResetFailed(ctx, service); err != nil {
-		return 0, err
-	}
-	e.progress("%s: restarting %s", s.Name, service)
-	if err := e.Systemd.Restart(ctx, service); err != nil {
-		return 0, err
-	}
-	pid, err := e.waitRunning(ctx, s, service)
-	if err != nil {
-		return 0, err
-	}
-	probe := e.Probe
-	if probe == nil {
-		probe = Verify
-	}
-	if s.Probe == nil && m.Serve != site.ServeMaintenance {
-		return pid, nil
-	}
-	e.progress("%s: verifying through its listener", s.Name)
-	if err := e.probeWhileRunning(ctx, s, m, service, pid, probe); err != nil {
-		return 0, err
-	}
-	// The process that passed the probe must still be the one running.
-	us, err := e.Systemd.UnitsByName(ctx, service)
-	if err != nil {
-		return 0, err
-	}
-	if len(us) != 1 {
-		return 0, fmt.Errorf("%s is no longer loaded", service)
-	}
-	if u := us[0]; u.ActiveState != "active" || u.MainPID != pid {
-		return 0, fmt.Errorf("%s stopped running right after it started (now %s/%s)", service, u.ActiveState, u.SubState)
-	}
-	return pid, nil
-}
-
-// probeWhileRunning runs the probe, and gives up as soon as the service stops
-// running or its main process changes: a server that announced readiness
-// before loading the app (gunicorn does) and then died must not keep the
-// switch, and the visitors queued in the socket, waiting for the probe's
-// whole timeout.
-func (e *Env) probeWhileRunning(ctx context.Context, s *site.Site, m site.Mode, service string, pid int, probe func(context.Context, *site.Site, site.Mode) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			us, err := e.Systemd.UnitsByName(ctx, service)
-			if err != nil || ctx.Err() != nil {
-				continue
-			}
-			if len(us) != 1 {
-				cancel(fmt.Errorf("%s is no longer loaded", service))
-				return
-			}
-			if u := us[0]; u.ActiveState != "active" || u.MainPID != pid {
-				cancel(fmt.Errorf("%s stopped running while it was being verified (now %s/%s, result %q)", service, u.ActiveState, u.SubState, u.Result))
-				return
-			}
-		}
-	}()
-	err := probe(ctx, s, m)
-	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
-		return cause
-	}
-	return err
-}
-
-// waitRunning checks that the unit is active and running. A notify site is
-// ready when its start job is done (systemd waited for READY=1); a site
-// without readiness must also keep running for the settle time, since its
-// start job is done as soon as it was exec'd.
-func (e *Env) waitRunning(ctx context.Context, s *site.Site, service string) (int, error) {
-	settle := time.Duration(0)
-	if s.Readiness == site.ReadinessNone {
-		settle = e.Settle
-		if settle == 0 {
-			settle = time.Second
-		}
-	}
-	deadline := e.now().Add(settle)
-	pid := 0
-	for {
-		us, err := e.Systemd.UnitsByName(ctx, service)
-		if err != nil {
-			return 0, err
-		}
-		if len(us) != 1 {
-			return 0, fmt.Errorf("%s is not loaded", service)
-		}
-		u := us[0]
-		if u.ActiveState != "active" || u.SubState != "running" {
-			return 0, fmt.Errorf("%s is %s/%s after its start (result %q)", service, u.ActiveState, u.SubState, u.Result)
-		}
-		if pid != 0 && u.MainPID != pid {
-			return 0, fmt.Errorf("%s restarted by itself while settling (main PID %d, then %d)", service, pid, u.MainPID)
-		}
-		pid = u.MainPID
-		if !e.now().Before(deadline) {
-			return pid, nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

@@ -15,15 +15,21 @@ import (
 )
 
 // fakeSystemd plays systemd: a restart starts the service in whatever mode
-// the mode file records, and modes listed in failing do not come up.
+// the mode file records, and modes listed in failing do not come up. A
+// reload is an overlap site's handover: the launcher (the main PID) stays,
+// and a failing mode leaves the old generation serving.
 type fakeSystemd struct {
-	store    modes.Store
-	site     string
-	failing  map[string]bool
-	pid      int
-	state    string
-	restarts []string // the mode of each restart
-	resets   int
+	store     modes.Store
+	site      string
+	failing   map[string]bool
+	pid       int
+	state     string
+	restarts  []string // the mode of each restart
+	reloads   []string // the mode of each reload
+	resets    int
+	notLoaded bool
+	unitsErr  error
+	onUnits   func(f *fakeSystemd) // called before each read of the unit
 }
 
 func (f *fakeSystemd) Restart(ctx context.Context, unit string) error {
@@ -39,12 +45,26 @@ func (f *fakeSystemd) Restart(ctx context.Context, unit string) error {
 }
 
 func (f *fakeSystemd) Reload(ctx context.Context, unit string) error {
-	return f.Restart(ctx, unit)
+	mode, _, _ := f.store.Current(f.site)
+	f.reloads = append(f.reloads, mode)
+	if f.failing[mode] {
+		return &control.JobError{Verb: "reload", Unit: unit, Result: "failed"}
+	}
+	return nil
 }
 
 func (f *fakeSystemd) ResetFailed(ctx context.Context, unit string) error { f.resets++; return nil }
 
 func (f *fakeSystemd) UnitsByName(ctx context.Context, names ...string) ([]control.Unit, error) {
+	if f.onUnits != nil {
+		f.onUnits(f)
+	}
+	if f.unitsErr != nil {
+		return nil, f.unitsErr
+	}
+	if f.notLoaded {
+		return nil, nil
+	}
 	sub := "running"
 	if f.state != "active" {
 		sub = "failed"
@@ -214,6 +234,31 @@ func TestStateFilesStayWhole(t *testing.T) {
 	for _, en := range entries {
 		if strings.Contains(en.Name(), ".tmp-") {
 			t.Errorf("temporary file left behind: %s", en.Name())
+		}
+	}
+}
+
+func TestModeApplied(t *testing.T) {
+	st := modes.Store{Dir: t.TempDir()}
+	s := testSite(t)
+	running := control.Unit{ActiveState: "active", SubState: "running", Since: time.Now()}
+	if !ModeApplied(st, "karl", running) {
+		t.Error("a running site without a mode file does not run its default mode")
+	}
+	if ModeApplied(st, "karl", control.Unit{ActiveState: "inactive", SubState: "dead"}) {
+		t.Error("a stopped site runs its mode")
+	}
+	m, _ := s.Mode("read-only")
+	if err := st.Write(s, m); err != nil {
+		t.Fatal(err)
+	}
+	recorded := time.Now()
+	os.Chtimes(st.EnvPath("karl"), recorded, recorded)
+	for since, want := range map[time.Time]bool{recorded.Add(-time.Second): false, recorded: true, recorded.Add(time.Second): true, {}: false} {
+		u := running
+		u.Since = since
+		if got := ModeApplied(st, "karl", u); got != want {
+			t.Errorf("started %v after the mode was recorded: applied %v, want %v", since.Sub(recorded), got, want)
 		}
 	}
 }

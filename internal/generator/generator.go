@@ -56,6 +56,28 @@ func Files(sites []*site.Site, opts units.Options) []File {
 	return out
 }
 
+// Checked moves the sites whose units would not say what their site file
+// says (units.Check) from res.Sites to res.Errors, each as FILE:1:1. The
+// parser refuses what a unit cannot carry, so this is the last line of
+// defence against options a unit cannot carry (a --config-dir with white
+// space, say) and against a bug: a site is skipped rather than started
+// with a command line, an environment or a listener it did not ask for.
+// Sites are checked on all CPUs; the order of res is kept.
+func Checked(res site.Result, opts units.Options) site.Result {
+	errs := make([]error, len(res.Sites))
+	par.Each(len(res.Sites), func(i int) { errs[i] = units.Check(res.Sites[i], opts) })
+	var ok []*site.Site
+	for i, s := range res.Sites {
+		if errs[i] != nil {
+			res.Errors = append(res.Errors, &site.Error{File: s.File, Line: 1, Col: 1, Msg: errs[i].Error()})
+			continue
+		}
+		ok = append(ok, s)
+	}
+	res.Sites = ok
+	return res
+}
+
 // Write puts the files into dir. Units are written atomically; an existing
 // symlink is replaced.
 func Write(dir string, files []File) error {
@@ -152,4 +174,23 @@ func Print(w io.Writer, files []File) error {
 		}
 	}
 	return nil
+}
+
+// Mistakes words the errors of skipped sites for the log, grouped by file:
+// each mistake, then that the site was skipped. It returns the lines and
+// the number of files skipped.
+func Mistakes(errs site.Errors) ([]string, int) {
+	var files []string
+	byFile := map[string][]string{}
+	for _, m := range errs {
+		if _, seen := byFile[m.File]; !seen {
+			files = append(files, m.File)
+		}
+		byFile[m.File] = append(byFile[m.File], m.Error())
+	}
+	var lines []string
+	for _, f := range files {
+		lines = append(append(lines, byFile[f]...), f+": site skipped: no units generated for it")
+	}
+	return lines, len(files)
 }

@@ -12,8 +12,8 @@ import (
 	"strings"
 )
 
-// Socket is journald's native socket.
-const Socket = "/run/systemd/journal/socket"
+// socket is journald's native socket.
+const socket = "/run/systemd/journal/socket"
 
 // Priorities, as syslog numbers them.
 const (
@@ -42,7 +42,7 @@ func Send(priority int, message string, fields map[string]string) error {
 	for k, v := range fields {
 		write(k, v)
 	}
-	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: Socket, Net: "unixgram"})
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: socket, Net: "unixgram"})
 	if err != nil {
 		return err
 	}

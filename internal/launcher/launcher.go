@@ -7,27 +7,27 @@
 // trusts (the launcher) with every process in the unit's cgroup.
 //
 // One goroutine owns all state; the notify socket, the control socket,
-// signals and child exits reach it as events.
+// signals and child exits reach it as events, and each step of a handover
+// is a method of its own (see startup). Generations are started through
+// Config.Start, so the whole state machine runs against test processes.
 //
 // A generation is started through `sitectl launch` with
 // SITECTL_SET_LISTEN_PID=1, which sets LISTEN_PID to its own pid and then
 // execs the app, so the pid the app sees is its own (systemd's LISTEN_PID
-// trap). It is ready when it sends READY=1 to the launcher's notify socket
-// (sites with readiness = "notify"; the kernel's credentials prove the
-// sender), and then, when the site has a probe, when an HTTP GET through a
-// private socket that only this generation serves returns the probe status:
-// gunicorn says READY=1 before its workers have loaded the app.
+// trap; see setListenPID). It is ready when it sends READY=1 to the
+// launcher's notify socket (sites with readiness = "notify"; the kernel's
+// credentials prove the sender), and then, when the site has a probe, when
+// an HTTP GET through a private socket that only this generation serves
+// returns the probe status: gunicorn says READY=1 before its workers have
+// loaded the app.
 package launcher
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -35,21 +35,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/sdnotify"
 )
 
-// Spec is what one generation needs, read afresh for each: the mode may
-// have changed, and the release symlink may point elsewhere.
-type Spec struct {
-	Env          []string // complete, without LISTEN_* and NOTIFY_SOCKET
-	Dir          string   // the working directory, symlinks resolved
-	Mode         string
-	Readiness    site.Readiness
-	Probe        *site.Probe
-	StartTimeout time.Duration
-}
-
-// Config of a launcher. Zero-valued functions do nothing.
+// Config of a launcher. Zero-valued functions do nothing, and zero values
+// mean defaults.
 type Config struct {
 	Site      string
 	Argv      []string   // the app's command line
@@ -60,8 +51,13 @@ type Config struct {
 	// Shim is the command line that starts a generation: sitectl and its
 	// global flags; "launch SITE -- ARGV" is appended.
 	Shim []string
-	// Prepare reads the spec of the next generation.
+	// Prepare makes the spec of the next generation.
 	Prepare func() (Spec, error)
+	// Start starts a generation; default startProcess (an exec).
+	Start func(Command) (Process, error)
+	// Signals are the stops (SIGTERM, SIGINT) and reloads (SIGHUP) the
+	// launcher gets; default: those sent to this process.
+	Signals <-chan os.Signal
 	// Notify sends a state to systemd (sd_notify).
 	Notify func(state string)
 	Logf   func(format string, args ...any)
@@ -71,41 +67,19 @@ type Config struct {
 	// Quiet is when a ready generation has finished starting; Max < 0
 	// hands over as soon as it is ready.
 	Quiet Quiet
+	// DrainTimeout is how long a generation told to drain may take to
+	// exit; then the failsafe stops every process of it (see failsafe.go).
+	// Zero: no failsafe.
+	DrainTimeout time.Duration
+	// StopTimeout is how long the failsafe's SIGTERM may take before
+	// SIGKILL; default 5s.
+	StopTimeout time.Duration
+	// Invocation is the unit's INVOCATION_ID, which every generation
+	// inherits: with SITE_GENERATION, it finds a generation's daemons.
+	Invocation string
 }
 
-// ControlSocket is the name of the control socket in the runtime directory.
-const ControlSocket = "control.sock"
-
-type generation struct {
-	n       int
-	cmd     *exec.Cmd
-	mode    string
-	release string
-	err     error // set when exited
-	reaped  bool  // its exit event was taken from the exits channel
-}
-
-type request struct {
-	reply chan string
-}
-
-type launcher struct {
-	cfg      Config
-	notes    chan notification
-	exits    chan *generation
-	requests chan request
-	sigs     chan os.Signal
-	current  *generation
-	old      map[*generation]bool // told to drain, not yet exited
-	next     int
-}
-
-// errStopping ends a reload when the launcher is told to stop meanwhile.
-var errStopping = errors.New("the site is stopping")
-
-// Run runs the launcher until it is told to stop (SIGTERM) or the current
-// generation dies. It returns nil after a requested stop.
-func Run(ctx context.Context, cfg Config) error {
+func (cfg Config) withDefaults() Config {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
@@ -115,124 +89,215 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Settle == 0 {
 		cfg.Settle = time.Second
 	}
-	l := &launcher{
-		cfg:      cfg,
-		notes:    make(chan notification, 16),
-		exits:    make(chan *generation, 16),
-		requests: make(chan request),
-		sigs:     make(chan os.Signal, 4),
-		old:      map[*generation]bool{},
+	if cfg.Start == nil {
+		cfg.Start = startProcess
 	}
-	signal.Notify(l.sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(l.sigs)
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 5 * time.Second
+	}
+	return cfg
+}
 
-	ns, err := listenNotify(filepath.Join(cfg.RuntimeDir, "notify.sock"))
+type launcher struct {
+	cfg        Config
+	notifyPath string
+	notes      chan sdnotify.Message
+	exits      chan *generation
+	requests   chan request
+	sigs       <-chan os.Signal
+	failsafes  chan failsafeEvent
+	done       chan struct{} // closed when Run returns
+	current    *generation
+	old        map[*generation]bool // told to drain, not yet exited
+	next       int
+	notice     string // what the failsafe did, until the next handover
+}
+
+// Why a reload ends without a new generation serving (with errors.Is).
+var (
+	// errStopping: the launcher was told to stop meanwhile.
+	errStopping = errors.New("the site is stopping")
+	// errServingDied: the serving generation died while its successor
+	// started, and the successor did not come up either.
+	errServingDied = errors.New("the serving generation died meanwhile")
+)
+
+// Run runs the launcher until it is told to stop (SIGTERM) or the current
+// generation dies. It returns nil after a requested stop.
+func Run(ctx context.Context, cfg Config) error {
+	l, closeAll, err := open(cfg.withDefaults())
 	if err != nil {
 		return err
 	}
-	defer ns.close()
-	go ns.read(l.notes)
-
-	controlPath := filepath.Join(cfg.RuntimeDir, ControlSocket)
-	os.Remove(controlPath)
-	control, err := net.Listen("unix", controlPath)
-	if err != nil {
-		return fmt.Errorf("cannot open the control socket: %w", err)
-	}
-	defer control.Close()
-	go l.serveControl(control)
-
-	first, err := l.startReady(ctx, ns.path)
+	defer closeAll()
+	first, err := l.startReady(ctx)
 	if err != nil {
 		if errors.Is(err, errStopping) {
 			return nil
 		}
-		cfg.Notify("STATUS=the first generation did not come up: " + oneLine(err.Error()))
+		l.cfg.Notify("STATUS=the first generation did not come up: " + oneLine(err.Error()))
 		return err
 	}
 	l.current = first
-	cfg.Notify("READY=1\nSTATUS=" + l.status())
-	cfg.Logf("generation %d (pid %d) serves in mode %s", first.n, first.cmd.Process.Pid, first.mode)
+	l.cfg.Notify("READY=1\nSTATUS=" + l.status())
+	l.cfg.Logf("generation %d (pid %d) serves in mode %s", first.n, first.pid, first.mode)
+	return l.serve(ctx)
+}
 
+// open sets up a launcher: its signals, its notify socket and its control
+// socket. closeAll undoes it.
+func open(cfg Config) (*launcher, func(), error) {
+	l := &launcher{
+		cfg:       cfg,
+		notes:     make(chan sdnotify.Message, 16),
+		exits:     make(chan *generation, 16),
+		requests:  make(chan request),
+		sigs:      cfg.Signals,
+		failsafes: make(chan failsafeEvent, 16),
+		done:      make(chan struct{}),
+		old:       map[*generation]bool{},
+	}
+	var undo []func()
+	closeAll := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	if l.sigs == nil {
+		sigs := make(chan os.Signal, 4)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+		undo = append(undo, func() { signal.Stop(sigs) })
+		l.sigs = sigs
+	}
+	ns, err := sdnotify.Listen(filepath.Join(cfg.RuntimeDir, paths.NotifySocket))
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	undo = append(undo, ns.Close)
+	go ns.Read(l.notes)
+	l.notifyPath = ns.Path
+
+	controlPath := filepath.Join(cfg.RuntimeDir, paths.ControlSocket)
+	os.Remove(controlPath)
+	control, err := net.Listen("unix", controlPath)
+	if err != nil {
+		closeAll()
+		return nil, nil, fmt.Errorf("cannot open the control socket: %w", err)
+	}
+	undo = append(undo, func() { control.Close() }, func() { close(l.done) })
+	go l.serveControl(control, l.done)
+	return l, closeAll, nil
+}
+
+// serve is the launcher's life once a generation serves: reloads asked on
+// the control socket or by SIGHUP, a stop, or the death of the serving
+// generation.
+func (l *launcher) serve(ctx context.Context) error {
 	for {
 		select {
 		case req := <-l.requests:
-			result := l.reload(ctx, ns.path)
-			req.reply <- result
+			h, err := l.reload(ctx)
+			req.reply <- reloadResult{h, err}
 			if l.current == nil {
-				return l.ended(result)
+				return l.ended(err)
 			}
 		case s := <-l.sigs:
-			if s == syscall.SIGHUP {
-				result := l.reload(ctx, ns.path)
-				cfg.Logf("SIGHUP: %s", result)
-				if l.current == nil {
-					return l.ended(result)
-				}
-				continue
+			if s != syscall.SIGHUP {
+				l.stopAll()
+				return nil
 			}
-			l.stopAll(s)
-			return nil
+			h, err := l.reload(ctx)
+			l.cfg.Logf("SIGHUP: %s", reply(reloadResult{h, err}))
+			if l.current == nil {
+				return l.ended(err)
+			}
 		case g := <-l.exits:
-			if g != l.current {
-				l.reaped(g)
-				continue
+			if err := l.exited(g); err != nil {
+				return err
 			}
-			// The serving generation died without being asked: let
-			// systemd restart the unit (Restart=on-failure).
-			cfg.Notify("STATUS=generation " + strconv.Itoa(g.n) + " exited: " + describeExit(g.err))
-			l.current = nil
-			l.stopAll(syscall.SIGTERM)
-			return fmt.Errorf("generation %d exited without being asked: %s", g.n, describeExit(g.err))
+		case ev := <-l.failsafes:
+			l.failsafe(ev)
 		case <-l.notes: // late or stray notifications: the state is ours
 		}
 	}
 }
 
+// exited takes the exit of a generation that nobody was waiting for. The
+// serving generation dying without being asked ends the launcher, so that
+// systemd restarts the unit (Restart=on-failure).
+func (l *launcher) exited(g *generation) error {
+	if g != l.current {
+		l.reaped(g)
+		return nil
+	}
+	l.cfg.Notify("STATUS=generation " + strconv.Itoa(g.n) + " exited: " + describeExit(g.err))
+	l.current = nil
+	l.stopAll()
+	return fmt.Errorf("generation %d exited without being asked: %s", g.n, describeExit(g.err))
+}
+
 // ended is Run's result when a reload left no generation serving: a stop
 // that came in meanwhile, or the serving generation died and its successor
 // did not come up.
-func (l *launcher) ended(result string) error {
-	if strings.Contains(result, "the site is stopping") {
+func (l *launcher) ended(err error) error {
+	if errors.Is(err, errStopping) {
 		return nil
 	}
-	l.stopAll(syscall.SIGTERM)
-	return errors.New("no generation serves: " + strings.TrimPrefix(result, "failed: "))
+	l.stopAll()
+	return fmt.Errorf("no generation serves: %w", err)
+}
+
+// handover is a reload that succeeded: the generation that now serves.
+type handover struct {
+	n    int
+	mode string
 }
 
 // reload starts a new generation and hands over to it, or leaves the old one
-// serving. It returns the line the control socket answers.
-func (l *launcher) reload(ctx context.Context, notifyPath string) string {
-	l.cfg.Notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=starting generation %d", monotonicUsec(), l.next+1))
-	g, err := l.startReady(ctx, notifyPath)
-	if errors.Is(err, errStopping) {
-		l.stopAll(syscall.SIGTERM)
+// serving and returns why.
+func (l *launcher) reload(ctx context.Context) (handover, error) {
+	// A clock that cannot be read leaves RELOADING=1 out; systemd 252
+	// (Type=notify) does not need it.
+	reloading, _ := sdnotify.Reloading()
+	l.cfg.Notify(fmt.Sprintf("%s\nSTATUS=starting generation %d", reloading, l.next+1))
+	g, err := l.startReady(ctx)
+	switch {
+	case errors.Is(err, errStopping):
+		l.stopAll()
 		l.current = nil
-		return "failed: the site is stopping"
-	}
-	if err != nil {
-		if l.current == nil {
-			return "failed: " + oneLine(err.Error()) + "; and the serving generation died meanwhile"
-		}
+		return handover{}, err
+	case err != nil && l.current == nil:
+		return handover{}, fmt.Errorf("%w; and %w", err, errServingDied)
+	case err != nil:
 		l.cfg.Logf("reload failed, generation %d keeps serving: %v", l.current.n, err)
 		l.cfg.Notify("READY=1\nSTATUS=" + l.status() + "; last reload failed: " + oneLine(err.Error()))
-		return "failed: " + oneLine(err.Error())
+		return handover{}, err
 	}
 	old := l.current
-	l.current = g
+	l.current, l.notice = g, ""
 	if old != nil {
-		l.old[old] = true
-		nice := "nice 0"
-		if err := setTreePriority(old.cmd.Process.Pid, DrainPriority); err == nil {
-			nice = fmt.Sprintf("nice %d", DrainPriority)
-		}
-		parked := drainParked(procRoot, old.cmd.Process.Pid, defaultPark)
-		l.cfg.Logf("generation %d (pid %d) serves in mode %s; generation %d (pid %d) drains at %s (%d workers parked for the stop)", g.n, g.cmd.Process.Pid, g.mode, old.n, old.cmd.Process.Pid, nice, parked)
+		l.drain(old)
 	}
 	l.cfg.Notify("READY=1\nSTATUS=" + l.status())
-	return fmt.Sprintf("ok: generation %d serves in mode %s", g.n, g.mode)
+	return handover{n: g.n, mode: g.mode}, nil
 }
 
+// drain tells the generation that no longer serves to finish: at the
+// lowest priority, with its workers parked for the stop (see park.go).
+func (l *launcher) drain(old *generation) {
+	l.old[old] = true
+	nice := "nice 0"
+	if err := setTreePriority(old.pid, drainPriority); err == nil {
+		nice = fmt.Sprintf("nice %d", drainPriority)
+	}
+	parked := drainParked(procRoot, old.pid, defaultPark)
+	l.arm(old)
+	g := l.current
+	l.cfg.Logf("generation %d (pid %d) serves in mode %s; generation %d (pid %d) drains at %s (%d workers parked for the stop)", g.n, g.pid, g.mode, old.n, old.pid, nice, parked)
+}
+
+// status is the service's status line (STATUS=).
 func (l *launcher) status() string {
 	g := l.current
 	s := fmt.Sprintf("mode %s, generation %d", g.mode, g.n)
@@ -242,307 +307,10 @@ func (l *launcher) status() string {
 	if n := len(l.old); n > 0 {
 		s += fmt.Sprintf(", %d draining", n)
 	}
+	if l.notice != "" {
+		s += "; " + l.notice
+	}
 	return s
-}
-
-// startReady starts the next generation and waits until it is ready; a
-// generation that does not get there is stopped.
-func (l *launcher) startReady(ctx context.Context, notifyPath string) (*generation, error) {
-	spec, err := l.cfg.Prepare()
-	if err != nil {
-		return nil, fmt.Errorf("cannot prepare generation %d: %w", l.next+1, err)
-	}
-	l.next++
-	g := &generation{n: l.next, mode: spec.Mode, release: spec.Dir}
-
-	var probe net.Listener
-	files, names := l.cfg.Listeners, l.cfg.Names
-	if spec.Probe != nil {
-		path := filepath.Join(l.cfg.RuntimeDir, fmt.Sprintf("probe-%d.sock", g.n))
-		os.Remove(path)
-		probe, err = net.Listen("unix", path)
-		if err != nil {
-			return nil, fmt.Errorf("cannot open the probe socket: %w", err)
-		}
-		defer func() { probe.Close(); os.Remove(path) }()
-		f, err := probe.(*net.UnixListener).File()
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		files = append(append([]*os.File{}, files...), f)
-		names = append(append([]string{}, names...), "sitectl-probe")
-	}
-
-	argv := append(append(append([]string{}, l.cfg.Shim...), "launch", l.cfg.Site, "--"), l.cfg.Argv...)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(append([]string{}, spec.Env...),
-		"SITECTL_SET_LISTEN_PID=1",
-		"LISTEN_FDS="+strconv.Itoa(len(files)),
-		"LISTEN_FDNAMES="+strings.Join(names, ":"),
-		"SITE_GENERATION="+strconv.Itoa(g.n))
-	if spec.Readiness == site.ReadinessNotify {
-		cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+notifyPath)
-	}
-	cmd.ExtraFiles = files
-	cmd.Dir = spec.Dir
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("cannot start generation %d: %w", g.n, err)
-	}
-	g.cmd = cmd
-	go func() {
-		g.err = cmd.Wait()
-		l.exits <- g
-	}()
-	where := ""
-	if spec.Dir != "" {
-		where = " in " + spec.Dir
-	}
-	l.cfg.Logf("started generation %d (pid %d) in mode %s%s", g.n, cmd.Process.Pid, g.mode, where)
-
-	if err := l.waitReady(ctx, g, spec, probe); err != nil {
-		if !errors.Is(err, errStopping) {
-			l.discard(g)
-		}
-		return nil, err
-	}
-	return g, nil
-}
-
-// waitReady waits for READY=1 from the generation (notify sites), then for
-// its probe, while watching for its death, the deadline and a stop.
-func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, probe net.Listener) error {
-	end := time.Now().Add(spec.StartTimeout)
-	deadline := time.NewTimer(spec.StartTimeout)
-	defer deadline.Stop()
-	pctx, cancelProbe := context.WithDeadline(ctx, end)
-	defer cancelProbe()
-	pid := g.cmd.Process.Pid
-	notified := spec.Readiness != site.ReadinessNotify
-	var probed chan error
-	var settled <-chan time.Time
-	startProbe := func() {
-		if spec.Probe == nil {
-			if spec.Readiness != site.ReadinessNotify {
-				settled = time.After(l.cfg.Settle)
-			}
-			return
-		}
-		probed = make(chan error, 1)
-		go func() { probed <- probeUnix(pctx, probe.Addr().String(), spec.Probe) }()
-	}
-	// Once ready, the generation gets the listeners when it is quiet too
-	// (see Quiet), or when the wait for that ends.
-	var quietTick <-chan time.Time
-	var quietEnd <-chan time.Time
-	var watch *quietWatch
-	stopQuiet := func() {}
-	defer func() { stopQuiet() }()
-	ready := func() {
-		probed, settled = nil, nil
-		q := l.cfg.Quiet.withDefaults()
-		watch = newQuietWatch(q, pid)
-		watch.sample() // the baseline
-		t := time.NewTicker(q.Interval)
-		stopQuiet = t.Stop
-		quietTick = t.C
-		quietEnd = time.After(q.Max)
-	}
-	if notified {
-		startProbe()
-	}
-	for {
-		if notified && probed == nil && settled == nil && watch == nil {
-			// The first generation, or one replacing a generation that
-			// died, has nobody to take over from: it serves at once.
-			if l.cfg.Quiet.Max < 0 || l.current == nil {
-				return nil
-			}
-			ready()
-		}
-		select {
-		case <-quietTick:
-			if watch.sample() || l.current == nil {
-				return nil
-			}
-		case <-quietEnd:
-			l.cfg.Logf("generation %d is ready but still busy after %s; it takes over anyway", g.n, l.cfg.Quiet.withDefaults().Max)
-			return nil
-		case n := <-l.notes:
-			if n.pid == pid && n.fields["READY"] == "1" && !notified {
-				notified = true
-				startProbe()
-			}
-		case err := <-probed:
-			if err != nil {
-				return fmt.Errorf("generation %d failed its probe: %w", g.n, err)
-			}
-			probed = nil
-		case <-settled:
-			settled = nil
-		case e := <-l.exits:
-			e.reaped = true
-			if e == g {
-				return fmt.Errorf("generation %d exited before it was ready: %s", g.n, describeExit(g.err))
-			}
-			if e == l.current {
-				// The serving generation died while a new one starts: the
-				// new one takes over as soon as it is ready.
-				l.cfg.Logf("generation %d exited while generation %d started: %s", e.n, g.n, describeExit(e.err))
-				l.current = nil
-				continue
-			}
-			l.reaped(e)
-		case <-deadline.C:
-			if watch != nil {
-				return nil // ready; the wait for quiet ends with the deadline
-			}
-			if probed == nil {
-				return fmt.Errorf("generation %d was not ready within %s", g.n, spec.StartTimeout)
-			}
-			// the probe's context ends at the same deadline; its error follows
-		case s := <-l.sigs:
-			if s == syscall.SIGHUP {
-				continue // a reload is already under way
-			}
-			l.discard(g)
-			return errStopping
-		}
-	}
-}
-
-// discard stops a generation that will not serve: SIGTERM, then SIGKILL
-// after a few seconds. Its exit is consumed here.
-func (l *launcher) discard(g *generation) {
-	if g.reaped {
-		return
-	}
-	g.cmd.Process.Signal(syscall.SIGTERM)
-	kill := time.NewTimer(5 * time.Second)
-	defer kill.Stop()
-	for {
-		select {
-		case e := <-l.exits:
-			e.reaped = true
-			if e == g {
-				l.cfg.Logf("generation %d stopped: %s", g.n, describeExit(g.err))
-				return
-			}
-			if e == l.current {
-				l.current = nil
-			}
-			l.reaped(e)
-		case <-kill.C:
-			g.cmd.Process.Kill()
-		}
-	}
-}
-
-func (l *launcher) reaped(g *generation) {
-	delete(l.old, g)
-	l.cfg.Logf("generation %d drained and exited: %s", g.n, describeExit(g.err))
-	if l.current != nil {
-		l.cfg.Notify("STATUS=" + l.status())
-	}
-}
-
-// stopAll passes the stop on to every generation and waits for them all;
-// systemd's TimeoutStopSec bounds the wait.
-func (l *launcher) stopAll(sig os.Signal) {
-	running := map[*generation]bool{}
-	for g := range l.old {
-		running[g] = true
-	}
-	if l.current != nil {
-		running[l.current] = true
-	}
-	l.cfg.Notify("STOPPING=1")
-	for g := range running {
-		drainParked(procRoot, g.cmd.Process.Pid, defaultPark)
-	}
-	l.cfg.Logf("stopping: %d generations drain", len(running))
-	for len(running) > 0 {
-		g := <-l.exits
-		delete(running, g)
-		l.cfg.Logf("generation %d exited: %s", g.n, describeExit(g.err))
-	}
-}
-
-// serveControl answers "reload" on the control socket, one request per
-// connection, with the reload's result line.
-func (l *launcher) serveControl(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			buf := make([]byte, 64)
-			n, _ := c.Read(buf)
-			if strings.TrimSpace(string(buf[:n])) != "reload" {
-				io.WriteString(c, "failed: unknown request\n")
-				return
-			}
-			req := request{reply: make(chan string, 1)}
-			l.requests <- req
-			io.WriteString(c, <-req.reply+"\n")
-		}()
-	}
-}
-
-// Reload asks the launcher of a site to reload, and waits for the result.
-func Reload(runtimeDir string) error {
-	c, err := net.Dial("unix", filepath.Join(runtimeDir, ControlSocket))
-	if err != nil {
-		return fmt.Errorf("cannot reach the launcher: %w", err)
-	}
-	defer c.Close()
-	if _, err := io.WriteString(c, "reload\n"); err != nil {
-		return err
-	}
-	reply, err := io.ReadAll(c)
-	if err != nil {
-		return err
-	}
-	line := strings.TrimSpace(string(reply))
-	if !strings.HasPrefix(line, "ok") {
-		return errors.New(strings.TrimPrefix(line, "failed: "))
-	}
-	return nil
-}
-
-// probeUnix sends GET probe.Path through the private socket until it gets
-// probe.Status or ctx ends.
-func probeUnix(ctx context.Context, path string, p *site.Probe) error {
-	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
-	}}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: p.Timeout}
-	last := "no answer"
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://generation"+p.Path, nil)
-		req.Header.Set("User-Agent", "sitectl-probe")
-		resp, err := client.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-			resp.Body.Close()
-			if resp.StatusCode == p.Status {
-				return nil
-			}
-			last = fmt.Sprintf("status %d, want %d", resp.StatusCode, p.Status)
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("GET %s: %s", p.Path, last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 func describeExit(err error) string {
@@ -553,11 +321,3 @@ func describeExit(err error) string {
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
-
-func monotonicUsec() int64 {
-	var ts syscall.Timespec
-	if err := clockGettime(&ts); err != nil {
-		return 0
-	}
-	return ts.Sec*1_000_000 + ts.Nsec/1000
-}

@@ -28,11 +28,6 @@ import (
 // lets finish anyway) is left running. All waits are short and bounded, and
 // every stopped process is continued whatever happens.
 
-// futexSyscall is where the other threads of a worker wait for its main
-// thread; the main thread itself is not parked in it (it may be on its way
-// out of a lock taken around accept()).
-const futexSyscall = 202 // x86-64
-
 // errCannotInspect ends the parking when the kernel does not show a
 // worker's system call (no ptrace access to it).
 var errCannotInspect = errors.New("cannot read the system call of a worker")

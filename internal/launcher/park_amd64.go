@@ -1,5 +1,10 @@
 package launcher
 
+// futexSyscall is where the other threads of a worker wait for its main
+// thread; the main thread itself is not parked in it (it may be on its way
+// out of a lock taken around accept()).
+const futexSyscall = 202
+
 // waitSyscalls are the x86-64 system calls in which a thread waits without
 // holding a connection it has just accepted. accept and accept4 are not
 // among them: a thread stopped on its way out of accept() may carry a

@@ -67,16 +67,6 @@ func TestWaitingAndPendingFromProc(t *testing.T) {
 	}
 }
 
-// The helper processes of TestDrainParkedStopsWaitingWorkers: this test
-// binary, run again with LAUNCHER_TEST_HELPER set.
-func TestMain(m *testing.M) {
-	switch os.Getenv("LAUNCHER_TEST_HELPER") {
-	case "master":
-		helperMaster()
-	}
-	os.Exit(m.Run())
-}
-
 // helperMaster starts a worker (a `sleep`, parked in clock_nanosleep), says
 // "ready PID", and on SIGTERM reports the worker's state as it passes the
 // signal on, then how the worker ended.

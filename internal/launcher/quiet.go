@@ -190,14 +190,14 @@ func busyTimeOf(schedstat string) (time.Duration, bool) {
 	return total, true
 }
 
-// DrainPriority is the nice value a generation told to drain gets, the
+// drainPriority is the nice value a generation told to drain gets, the
 // lowest: what it still has to do (finish its requests, then exit, which
 // takes an interpreter a few ms of CPU per process) waits for the generation
 // that now serves. Lowering a priority needs no privilege; the generated
 // units allow the system call (SystemCallFilter=setpriority). Raising one
 // back would need RLIMIT_NICE (LimitNICE=), which systemd cannot grant where
 // it lacks CAP_SYS_RESOURCE, so a starting generation keeps nice 0.
-const DrainPriority = 19
+const drainPriority = 19
 
 // setTreePriority sets the nice value of every thread of a process and its
 // descendants, and returns the first error.

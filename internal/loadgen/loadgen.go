@@ -54,6 +54,10 @@ type Config struct {
 	Check func(status int, header http.Header, body string) error
 	// Dial overrides how connections are made (for unix sockets).
 	Dial func(ctx context.Context) (net.Conn, error)
+	// OnResult, if set, sees every result as soon as its request is done,
+	// from the request's goroutine (so it must be safe for concurrent
+	// use): a benchmark watches who answers while the load runs.
+	OnResult func(Result)
 }
 
 // Run sends requests until the duration is over or ctx is done, waits for
@@ -97,6 +101,9 @@ func Run(ctx context.Context, cfg Config) []Result {
 		go func() {
 			defer wg.Done()
 			r := one(client, cfg, start)
+			if cfg.OnResult != nil {
+				cfg.OnResult(r)
+			}
 			mu.Lock()
 			results = append(results, r)
 			mu.Unlock()
@@ -117,7 +124,7 @@ func one(client *http.Client, cfg Config, start time.Time) Result {
 	resp, err := client.Get(cfg.URL)
 	if err != nil {
 		r.Latency = time.Since(start)
-		r.Outcome, r.Detail = Classify(err), err.Error()
+		r.Outcome, r.Detail = classify(err), err.Error()
 		return r
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -125,7 +132,7 @@ func one(client *http.Client, cfg Config, start time.Time) Result {
 	r.Latency = time.Since(start)
 	r.Status, r.Header, r.Body = resp.StatusCode, resp.Header, string(body)
 	if err != nil {
-		r.Outcome, r.Detail = Classify(err), err.Error()
+		r.Outcome, r.Detail = classify(err), err.Error()
 		return r
 	}
 	if err := cfg.Check(resp.StatusCode, resp.Header, r.Body); err != nil {
@@ -136,8 +143,8 @@ func one(client *http.Client, cfg Config, start time.Time) Result {
 	return r
 }
 
-// Classify names what went wrong with a request.
-func Classify(err error) Outcome {
+// classify names what went wrong with a request.
+func classify(err error) Outcome {
 	var ne net.Error
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 )
@@ -64,5 +65,24 @@ func TestBadStatusAndTimeout(t *testing.T) {
 	s = Summarize(Run(context.Background(), Config{URL: srv.URL + "/slow", Rate: 50, Duration: 100 * time.Millisecond, Timeout: 50 * time.Millisecond}))
 	if s.ByKind[Timeout] != s.Requests || s.Requests == 0 {
 		t.Fatalf("slow answers must count as timeouts: %v", s)
+	}
+}
+
+func TestOnResultSeesEveryResult(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Pid", "42")
+	}))
+	defer srv.Close()
+	var mu sync.Mutex
+	seen := 0
+	res := Run(context.Background(), Config{URL: srv.URL, Rate: 200, Duration: 300 * time.Millisecond, OnResult: func(r Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Outcome == OK && r.Header.Get("X-Pid") == "42" {
+			seen++
+		}
+	}})
+	if len(res) == 0 || seen != len(res) {
+		t.Fatalf("OnResult saw %d answers of %d requests", seen, len(res))
 	}
 }

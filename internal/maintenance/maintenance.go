@@ -7,24 +7,28 @@
 package maintenance
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"mime"
+	"net"
 	"net/http"
 	"os"
 	"path"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sitectl/sitectl/activation"
 )
 
 // HealthPath answers 200 while the maintenance server runs.
 const HealthPath = "/.sitectl/health"
 
-// DefaultPage is served when a mode configures no page of its own.
-const DefaultPage = `<!doctype html>
+// defaultPage is served when a mode configures no page of its own.
+const defaultPage = `<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>Down for maintenance</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -39,17 +43,17 @@ const DefaultPage = `<!doctype html>
 // Config of the server. Zero values mean defaults.
 type Config struct {
 	Site       string
-	Page       []byte        // the page body; default DefaultPage
+	Page       []byte        // the page body; default defaultPage
 	StaticDir  string        // optional
 	RetryAfter time.Duration // default 120s
 }
 
-// Handler returns the maintenance server's handler. The static directory is
+// newHandler returns the maintenance server's handler. The static directory is
 // opened as an os.Root, so no request can reach outside it, by ".." or by a
 // symlink; directories are never listed.
-func Handler(cfg Config) (http.Handler, error) {
+func newHandler(cfg Config) (http.Handler, error) {
 	if len(cfg.Page) == 0 {
-		cfg.Page = []byte(DefaultPage)
+		cfg.Page = []byte(defaultPage)
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 120 * time.Second
@@ -68,7 +72,7 @@ func Handler(cfg Config) (http.Handler, error) {
 // LoadPage reads a page file, or returns the default page for "".
 func LoadPage(file string) ([]byte, error) {
 	if file == "" {
-		return []byte(DefaultPage), nil
+		return []byte(defaultPage), nil
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -131,5 +135,34 @@ func (h *handler) serveStatic(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// ErrNoListeners is returned when the server has nothing to serve on.
-var ErrNoListeners = errors.New("the maintenance server got no sockets from systemd")
+// errNoListeners is returned when the server has nothing to serve on.
+var errNoListeners = errors.New("the maintenance server got no sockets from systemd")
+
+// Run serves the maintenance page on every socket systemd passed this
+// process, until ctx ends or SIGTERM, and then drains (package activation
+// sends READY=1 and STOPPING=1). logf gets a line when it starts and one
+// when it stopped.
+func Run(ctx context.Context, cfg Config, logf func(format string, args ...any)) error {
+	h, err := newHandler(cfg)
+	if err != nil {
+		return err
+	}
+	byName, err := activation.Listeners()
+	if err != nil {
+		return err
+	}
+	var ls []net.Listener
+	for _, l := range byName {
+		ls = append(ls, l...)
+	}
+	if len(ls) == 0 {
+		return errNoListeners
+	}
+	logf("serving the maintenance page on %d sockets", len(ls))
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if err := activation.Serve(ctx, srv, ls, activation.ServeOptions{}); err != nil && !errors.Is(err, activation.ErrDrainTimeout) {
+		return err
+	}
+	logf("maintenance server stopped")
+	return nil
+}

@@ -17,7 +17,7 @@ func TestPageStaticAndHealth(t *testing.T) {
 	os.WriteFile(filepath.Join(static, "css", "site.css"), []byte("body{}"), 0o644)
 	os.WriteFile(filepath.Join(dir, "secret.txt"), []byte("secret"), 0o644)
 	os.Symlink(filepath.Join(dir, "secret.txt"), filepath.Join(static, "link.txt"))
-	h, err := Handler(Config{Page: []byte("<h1>back soon</h1>"), StaticDir: static, RetryAfter: 5 * time.Minute})
+	h, err := newHandler(Config{Page: []byte("<h1>back soon</h1>"), StaticDir: static, RetryAfter: 5 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestPageStaticAndHealth(t *testing.T) {
 }
 
 func TestDefaultPage(t *testing.T) {
-	h, err := Handler(Config{})
+	h, err := newHandler(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestDefaultPage(t *testing.T) {
 }
 
 func TestMissingStaticDirIsAnError(t *testing.T) {
-	if _, err := Handler(Config{StaticDir: "/nonexistent/dir"}); err == nil {
+	if _, err := newHandler(Config{StaticDir: "/nonexistent/dir"}); err == nil {
 		t.Fatal("a missing static directory must be reported at start")
 	}
 }

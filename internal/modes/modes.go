@@ -1,13 +1,11 @@
 // Package modes keeps the current run mode of each site under the state
 // directory. The mode is stored as the environment file that the site's
-// service reads through EnvironmentFile= (see units.ModeEnvFile): SITE_MODE,
+// service reads through EnvironmentFile= (see paths.Dirs.ModeEnvFile): SITE_MODE,
 // what sitectl launch must serve, and the mode's own variables. Every write
 // is atomic, so a crash leaves the old mode or the new one, never a torn file.
 package modes
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -15,12 +13,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
-	"github.com/sitectl/sitectl/internal/units"
 )
 
 // Variables sitectl puts in a mode's environment file besides the mode's own.
@@ -32,41 +29,32 @@ const (
 	VarRetryAfter = "SITECTL_RETRY_AFTER"
 )
 
-// EnvFile renders the environment file for a site in mode m.
-func EnvFile(s *site.Site, m site.Mode) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "# The current mode of site %s, written by sitectl. Do not edit: use `sitectl mode`.\n", s.Name)
-	line := func(k, v string) { fmt.Fprintf(&b, "%s=%s\n", k, quote(v)) }
-	line(VarMode, m.Name)
-	line(VarServe, string(m.Serve))
+// modeEnvironment is what the mode file of mode m holds: SITE_MODE, what
+// sitectl launch serves, the maintenance server's settings, and the mode's
+// own variables.
+func modeEnvironment(m site.Mode) []site.EnvVar {
+	env := []site.EnvVar{{Name: VarMode, Value: m.Name}, {Name: VarServe, Value: string(m.Serve)}}
 	if m.Serve == site.ServeMaintenance {
 		if m.Page != "" {
-			line(VarPage, m.Page)
+			env = append(env, site.EnvVar{Name: VarPage, Value: m.Page})
 		}
 		if m.StaticDir != "" {
-			line(VarStaticDir, m.StaticDir)
+			env = append(env, site.EnvVar{Name: VarStaticDir, Value: m.StaticDir})
 		}
-		line(VarRetryAfter, strconv.FormatInt(int64(m.RetryAfter/time.Second), 10))
+		env = append(env, site.EnvVar{Name: VarRetryAfter, Value: strconv.FormatInt(int64(m.RetryAfter/time.Second), 10)})
 	}
-	for _, e := range m.Environment {
-		line(e.Name, e.Value)
-	}
-	return b.Bytes()
+	return append(env, m.Environment...)
 }
 
-// quote writes a value for systemd's environment-file parser: double quotes,
-// with the characters that parser treats specially escaped.
-func quote(v string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range v {
-		if strings.ContainsRune("\"\\`$", r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
+// EnvFile renders the mode file of site s in mode m. It fails only for a
+// variable the file cannot carry exactly, which the site file's checks
+// already refuse.
+func EnvFile(s *site.Site, m site.Mode) ([]byte, error) {
+	data, err := marshalEnv(fmt.Sprintf("The current mode of site %s, written by sitectl. Do not edit: use `sitectl mode`.", s.Name), modeEnvironment(m))
+	if err != nil {
+		return nil, fmt.Errorf("cannot write mode %s of site %s: %w", m.Name, s.Name, err)
 	}
-	b.WriteByte('"')
-	return b.String()
+	return data, nil
 }
 
 // Store is the state directory.
@@ -74,8 +62,10 @@ type Store struct {
 	Dir string
 }
 
+func (st Store) paths() paths.Dirs { return paths.Dirs{State: st.Dir} }
+
 // EnvPath is where the mode environment file of a site lives.
-func (st Store) EnvPath(name string) string { return units.ModeEnvFile(st.Dir, name) }
+func (st Store) EnvPath(name string) string { return st.paths().ModeEnvFile(name) }
 
 // Current returns the mode recorded for a site; ok is false when the site
 // has no state yet (it then starts in its default mode).
@@ -87,40 +77,31 @@ func (st Store) Current(name string) (mode string, ok bool, err error) {
 // CurrentSince is Current with the time the mode was recorded (the mode
 // file's modification time), from the same open file.
 func (st Store) CurrentSince(name string) (mode string, ok bool, written time.Time, err error) {
-	f, err := os.Open(st.EnvPath(name))
+	data, written, err := readBounded(st.EnvPath(name), maxEnvFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, time.Time{}, nil
 	}
 	if err != nil {
 		return "", false, time.Time{}, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	env, err := parseEnvFile(st.EnvPath(name), data)
 	if err != nil {
-		return "", false, time.Time{}, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
+		return "", false, time.Time{}, err
 	}
-	// A mode file is a few lines; the mode is on the second.
-	sc := bufio.NewScanner(io.LimitReader(f, maxModeFile))
-	for sc.Scan() {
-		if v, found := strings.CutPrefix(sc.Text(), VarMode+"="); found {
-			if u, err := strconv.Unquote(v); err == nil {
-				v = u
-			}
-			return v, true, fi.ModTime(), nil
+	for _, v := range env {
+		if v.Name == VarMode {
+			return v.Value, true, written, nil
 		}
 	}
-	return "", false, time.Time{}, fmt.Errorf("the mode file %s of site %s has no %s line", st.EnvPath(name), name, VarMode)
+	return "", false, time.Time{}, fmt.Errorf("the mode file %s of site %s has no %s", st.EnvPath(name), name, VarMode)
 }
-
-// maxModeFile bounds what CurrentSince reads of a mode file.
-const maxModeFile = 1 << 20
 
 // WithState lists the sites that have a state directory, with one read of
 // the directory that holds them all: a site without one has no mode recorded
 // and no state, so status and list need not look for its files. ok is false
 // when that directory cannot be read; then look at each site.
 func (st Store) WithState() (names map[string]bool, ok bool) {
-	entries, err := os.ReadDir(filepath.Dir(filepath.Dir(st.EnvPath("x"))))
+	entries, err := os.ReadDir(filepath.Dir(st.paths().SiteState("x")))
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]bool{}, true
 	}
@@ -134,12 +115,53 @@ func (st Store) WithState() (names map[string]bool, ok bool) {
 	return names, true
 }
 
+// ReadEnv returns the variables of a site's mode file, as systemd reads
+// them for the service.
+func (st Store) ReadEnv(name string) ([]site.EnvVar, error) {
+	data, _, err := readBounded(st.EnvPath(name), maxEnvFile)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
+	}
+	return parseEnvFile(st.EnvPath(name), data)
+}
+
+func parseEnvFile(path string, data []byte) ([]site.EnvVar, error) {
+	env, err := ParseEnv(data)
+	if err != nil {
+		return nil, fmt.Errorf("the mode file %s: %w", path, err)
+	}
+	return env, nil
+}
+
+// readBounded reads a file of at most limit bytes, with its modification
+// time from the same open file.
+func readBounded(path string, limit int64) ([]byte, time.Time, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(data)) > limit {
+		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return data, fi.ModTime(), err
+}
+
 // Write records m as the current mode of s.
 func (st Store) Write(s *site.Site, m site.Mode) error {
 	if err := st.siteDir(s.Name); err != nil {
 		return err
 	}
-	return atomicfile.Write(st.EnvPath(s.Name), EnvFile(s, m), 0o644)
+	data, err := EnvFile(s, m)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(st.EnvPath(s.Name), data, 0o644)
 }
 
 // siteDir creates the state directory of a site, readable by all: the
@@ -147,7 +169,7 @@ func (st Store) Write(s *site.Site, m site.Mode) error {
 // The permissions are set explicitly, since the umask of whoever creates
 // them (a unit's UMask=0027, say) would take that away.
 func (st Store) siteDir(name string) error {
-	dir := filepath.Dir(st.EnvPath(name))
+	dir := st.paths().SiteState(name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("cannot create the state directory of site %s: %w", name, err)
 	}

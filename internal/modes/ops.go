@@ -44,7 +44,7 @@ func (l Local) Begin(s *site.Site, from, to string) error {
 	if err != nil {
 		return err
 	}
-	state = CloseInterrupted(state)
+	state = closeInterrupted(state)
 	state.Pending = &Pending{Since: l.now(), From: from, To: to, UID: l.UID, PID: l.PID}
 	return l.Store.WriteState(s.Name, state)
 }
@@ -79,10 +79,10 @@ func (l Local) Finish(s *site.Site, result, reason string) error {
 	return l.Store.WriteState(s.Name, state)
 }
 
-// CloseInterrupted turns a pending switch left by a killed sitectl into a
+// closeInterrupted turns a pending switch left by a killed sitectl into a
 // history entry. Only a holder of the site's lock may call it, so the
 // pending switch cannot belong to a live sitectl.
-func CloseInterrupted(state State) State {
+func closeInterrupted(state State) State {
 	if p := state.Pending; p != nil {
 		state.History = append(state.History, Entry{Time: p.Since, From: p.From, To: p.To, UID: p.UID,
 			Result: ResultInterrupted, Reason: fmt.Sprintf("sitectl (pid %d) stopped before the switch finished", p.PID)})

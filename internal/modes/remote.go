@@ -9,12 +9,9 @@ import (
 	"net"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 )
-
-// StateSocket is where sitectl's state service listens
-// (sitectl-state.socket): group sitectl-deploy, mode 0660.
-const StateSocket = "/run/sitectl/state.sock"
 
 // request is one operation asked of the state service; one per connection.
 type request struct {
@@ -33,13 +30,13 @@ type response struct {
 // Client asks the state service to write, for a deployer who may not write
 // the state directory. It implements Writer.
 type Client struct {
-	Socket string // default StateSocket
+	Socket string // default paths.DefaultStateSocket
 }
 
 func (c Client) call(req request) error {
 	path := c.Socket
 	if path == "" {
-		path = StateSocket
+		path = paths.DefaultStateSocket
 	}
 	conn, err := net.DialTimeout("unix", path, 5*time.Second)
 	if err != nil {
@@ -109,7 +106,7 @@ func serve(req request, caller Caller, store Store, load func(string) (*site.Sit
 	w := Local{Store: store, UID: caller.UID, PID: caller.PID}
 	switch req.Op {
 	case "prepare":
-		return store.Prepare(s.Name)
+		return store.prepareSite(s.Name)
 	case "begin":
 		if _, ok := s.Mode(req.To); !ok {
 			return fmt.Errorf("site %s has no mode %q", s.Name, req.To)

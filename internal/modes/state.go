@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -16,8 +15,8 @@ import (
 	"github.com/sitectl/sitectl/internal/site"
 )
 
-// MaxHistory bounds the history kept per site; older entries are dropped.
-const MaxHistory = 200
+// maxHistory bounds the history kept per site; older entries are dropped.
+const maxHistory = 200
 
 // Results of a mode switch, as history records them.
 const (
@@ -59,9 +58,7 @@ type State struct {
 	History      []Entry   `json:"history"`
 }
 
-func (st Store) statePath(name string) string {
-	return filepath.Join(filepath.Dir(st.EnvPath(name)), "state.json")
-}
+func (st Store) statePath(name string) string { return st.paths().StateFile(name) }
 
 // ReadState returns a site's state; a site without one has the zero State.
 func (st Store) ReadState(name string) (State, error) {
@@ -84,7 +81,7 @@ func (st Store) ReadState(name string) (State, error) {
 const summaryHead = 16 << 10
 
 // ReadSummary returns a site's state without its history, as status and
-// list need it for thousands of sites: the history (up to MaxHistory
+// list need it for thousands of sites: the history (up to maxHistory
 // entries) is written last, so only the head of the file is read and
 // decoding stops where the history begins. A state whose head does not hold
 // the other fields is read whole.
@@ -144,8 +141,8 @@ func decodeSummary(data []byte) (State, bool) {
 
 // WriteState replaces a site's state atomically.
 func (st Store) WriteState(name string, s State) error {
-	if len(s.History) > MaxHistory {
-		s.History = s.History[len(s.History)-MaxHistory:]
+	if len(s.History) > maxHistory {
+		s.History = s.History[len(s.History)-maxHistory:]
 	}
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
@@ -167,18 +164,18 @@ var ErrLocked = errors.New("another sitectl is changing this site")
 // lock is an flock(2) on a file in the site's state directory, so it is
 // released when its holder dies, however it dies.
 func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
-	dir := filepath.Dir(st.EnvPath(s.Name))
+	lock := st.paths().LockFile(s.Name)
 	var f *os.File
 	var err error
 	if os.Geteuid() == 0 {
-		if err := st.Prepare(s.Name); err != nil {
+		if err := st.prepareSite(s.Name); err != nil {
 			return nil, err
 		}
-		f, err = os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
+		f, err = os.OpenFile(lock, os.O_RDWR, 0)
 	} else {
 		// A deployer cannot create it; flock needs only a file open for
 		// reading. (Client.Prepare has the state service create it.)
-		f, err = os.Open(filepath.Join(dir, "lock"))
+		f, err = os.Open(lock)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the lock of site %s: %w", s.Name, err)
@@ -204,13 +201,13 @@ func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
 	return &Lock{f}, nil
 }
 
-// Prepare creates a site's state directory and its lock file, so that a
+// prepareSite creates a site's state directory and its lock file, so that a
 // deployer can take the lock with a file opened for reading.
-func (st Store) Prepare(name string) error {
+func (st Store) prepareSite(name string) error {
 	if err := st.siteDir(name); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(filepath.Dir(st.EnvPath(name)), "lock"), os.O_RDONLY|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(st.paths().LockFile(name), os.O_RDONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("cannot create the lock of site %s: %w", name, err)
 	}
@@ -223,7 +220,7 @@ func (l *Lock) Unlock() error { return l.f.Close() }
 // Busy reports whether a switch of the site is running right now: another
 // process holds its lock.
 func (st Store) Busy(name string) bool {
-	f, err := os.Open(filepath.Join(filepath.Dir(st.EnvPath(name)), "lock"))
+	f, err := os.Open(st.paths().LockFile(name))
 	if err != nil {
 		return false
 	}

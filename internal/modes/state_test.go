@@ -15,7 +15,7 @@ func TestReadSummaryIsTheStateWithoutHistory(t *testing.T) {
 	st := Store{Dir: t.TempDir()}
 	since := time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)
 	var long []Entry
-	for i := 0; i < MaxHistory; i++ {
+	for i := 0; i < maxHistory; i++ {
 		long = append(long, Entry{Time: since.Add(time.Duration(i) * time.Minute), From: "normal", To: "maintenance", UID: 1000, Result: ResultOK,
 			Reason: strings.Repeat("a long reason ", 10)})
 	}
@@ -91,7 +91,7 @@ func TestWithStateAndCurrentSince(t *testing.T) {
 	if err := st.Write(s, m); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Prepare("other"); err != nil {
+	if err := st.prepareSite("other"); err != nil {
 		t.Fatal(err)
 	}
 	names, ok := st.WithState()

@@ -27,11 +27,3 @@ func (es Errors) Error() string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-// Err returns nil for an empty list, so callers can return it as an error.
-func (es Errors) Err() error {
-	if len(es) == 0 {
-		return nil
-	}
-	return es
-}

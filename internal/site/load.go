@@ -10,23 +10,17 @@ import (
 	"slices"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/sitectl/sitectl/internal/par"
 )
 
-// DefaultConfigDir is where site files live unless --config-dir or
-// SITECTL_CONFIG_DIR say otherwise.
-const DefaultConfigDir = "/etc/sitectl/sites"
-
-// Conflicts finds listeners that two sites both claim. Among sites, the
+// findConflicts finds listeners that two sites both claim. Among sites, the
 // later one by name gets the error, pointing at the earlier one; others are
 // sites already in place, and a site colliding with one of them always gets
 // the error. Nothing is changed.
 //
 // Listeners are indexed by unix path, by TCP address and port, and by port
 // for wildcard addresses, so the check is linear in the number of sites.
-func Conflicts(sites []*Site, others ...*Site) Errors {
+func findConflicts(sites []*Site, others ...*Site) Errors {
 	sorted := slices.Clone(sites)
 	slices.SortFunc(sorted, func(a, b *Site) int { return strings.Compare(a.Name, b.Name) })
 	idx := newListenerIndex()
@@ -38,7 +32,7 @@ func Conflicts(sites []*Site, others ...*Site) Errors {
 		for _, l := range s.Listeners {
 			if prev, ok := idx.collision(l); ok {
 				errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col,
-					Msg: fmt.Sprintf("listener %s %s", l.Endpoint(), collision(prev.l, fmt.Sprintf("%s:%d:%d of site %s", prev.site.File, prev.l.Line, prev.l.Col, prev.site.Name)))})
+					Msg: fmt.Sprintf("listener %s %s", described(l), collision(prev.l, fmt.Sprintf("%s:%d:%d of site %s", prev.site.File, prev.l.Line, prev.l.Col, prev.site.Name)))})
 			}
 		}
 		idx.add(s)
@@ -66,29 +60,48 @@ func newListenerIndex() *listenerIndex {
 func (x *listenerIndex) add(s *Site) {
 	for _, l := range s.Listeners {
 		o := owned{s, l}
-		x.exact[l.Endpoint()] = append(x.exact[l.Endpoint()], o)
+		for _, k := range exactKeys(l) {
+			x.exact[k] = append(x.exact[k], o)
+		}
 		if l.Kind == TCP {
 			ap := netip.MustParseAddrPort(l.Address)
 			x.byPort[ap.Port()] = append(x.byPort[ap.Port()], o)
-			if ap.Addr().IsUnspecified() {
+			if ap.Addr().IsUnspecified() || ap.Addr().Unmap().IsUnspecified() {
 				x.wildcard[ap.Port()] = append(x.wildcard[ap.Port()], o)
 			}
 		}
 	}
 }
 
-func (x *listenerIndex) collision(l Listener) (owned, bool) {
-	candidates := x.exact[l.Endpoint()]
+// exactKeys are the index keys under which a listener can meet an equal
+// one: a TCP address with IPv4-mapped addresses unmapped, a unix path as
+// written and as resolved.
+func exactKeys(l Listener) []string {
 	if l.Kind == TCP {
 		ap := netip.MustParseAddrPort(l.Address)
-		if ap.Addr().IsUnspecified() {
+		return []string{netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()}
+	}
+	if l.Resolved != "" && l.Resolved != l.Path {
+		return []string{l.Path, l.Resolved}
+	}
+	return []string{l.Path}
+}
+
+func (x *listenerIndex) collision(l Listener) (owned, bool) {
+	var candidates []owned
+	for _, k := range exactKeys(l) {
+		candidates = append(candidates, x.exact[k]...)
+	}
+	if l.Kind == TCP {
+		ap := netip.MustParseAddrPort(l.Address)
+		if ap.Addr().Unmap().IsUnspecified() {
 			candidates = x.byPort[ap.Port()] // a wildcard may collide with any address
 		} else {
-			candidates = append(slices.Clone(candidates), x.wildcard[ap.Port()]...)
+			candidates = append(candidates, x.wildcard[ap.Port()]...)
 		}
 	}
 	for _, c := range candidates {
-		if Overlap(c.l, l) {
+		if overlaps(c.l, l) {
 			return c, true
 		}
 	}
@@ -116,22 +129,24 @@ func LoadDir(dir string) (Result, error) {
 	}
 	var paths []string
 	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".toml") || strings.HasPrefix(e.Name(), ".") {
+		// Anything named NAME.toml is meant as a site file, whatever its
+		// type: ReadFile says why a directory or a pipe is not one.
+		if !strings.HasSuffix(e.Name(), ".toml") || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		paths = append(paths, filepath.Join(dir, e.Name()))
 	}
-	return LoadFiles(paths, nil), nil
+	return LoadFiles(paths, nil, nil), nil
 }
 
 // LoadFiles parses the given files and checks them against each other (and
 // against others, already valid sites that are not among the files, such as
 // the rest of the site directory when one new file is checked). names may
-// override the name of a file (path → name); missing entries use the file
-// name. Files are read and parsed on all CPUs (10,000 sites are read on
-// every daemon-reload and by `sitectl list`); the result is in the order of
-// paths.
-func LoadFiles(paths []string, others []*Site, names ...map[string]string) Result {
+// override the name of a file (path → name); files without an entry, and
+// all files when names is nil, are named after the file. Files are read and
+// parsed on all CPUs (10,000 sites are read on every daemon-reload and by
+// `sitectl list`); the result is in the order of paths.
+func LoadFiles(paths []string, others []*Site, names map[string]string) Result {
 	type parsed struct {
 		site *Site
 		errs Errors
@@ -141,16 +156,16 @@ func LoadFiles(paths []string, others []*Site, names ...map[string]string) Resul
 		p := paths[i]
 		data, err := ReadFile(p)
 		if err != nil {
-			out[i].errs = Errors{&Error{File: p, Line: 1, Col: 1, Msg: fmt.Sprintf("cannot read the file: %v", unwrapPath(err))}}
+			out[i].errs = Errors{fileError(p, err)}
 			return
 		}
 		name := NameFromFile(p)
-		if len(names) > 0 && names[0][p] != "" {
-			name = names[0][p]
+		if n := names[p]; n != "" {
+			name = n
 		}
-		s, err := ParseNamed(p, name, data)
-		if err != nil {
-			out[i].errs = err.(Errors)
+		s, errs := load(p, name, data)
+		if len(errs) > 0 {
+			out[i].errs = errs
 			return
 		}
 		out[i].site = s
@@ -164,6 +179,86 @@ func LoadFiles(paths []string, others []*Site, names ...map[string]string) Resul
 	}
 	res.Sites, res.Errors = dropConflicting(res.Sites, others, res.Errors)
 	return res
+}
+
+// LoadBytes is LoadFiles for the content of one site file that was read
+// already (from standard input, say): it is parsed as site name, its
+// mistakes are reported as those of file, and it is checked against others.
+func LoadBytes(file, name string, data []byte, others []*Site) Result {
+	var res Result
+	s, errs := load(file, name, data)
+	if len(errs) > 0 {
+		res.Errors = errs
+		return res
+	}
+	res.Sites, res.Errors = dropConflicting([]*Site{s}, others, nil)
+	return res
+}
+
+// load parses one site file's content and resolves its unix listeners.
+func load(file, name string, data []byte) (*Site, Errors) {
+	s, err := ParseNamed(file, name, data)
+	if err != nil {
+		return nil, err.(Errors)
+	}
+	if errs := resolveListeners(s); len(errs) > 0 {
+		return nil, errs
+	}
+	return s, nil
+}
+
+// resolveListeners sets Resolved on the site's unix listeners, and finds two
+// of them that reach one socket through a symlinked directory (the parser,
+// which reads no file system, finds those written alike). What cannot be
+// resolved now is compared as written: a directory created later (under
+// /run, say, at boot after the generator ran) or a symlink changed after
+// the check.
+func resolveListeners(s *Site) Errors {
+	var errs Errors
+	for i := range s.Listeners {
+		l := &s.Listeners[i]
+		if l.Kind != Unix {
+			continue
+		}
+		l.Resolved = resolveExisting(l.Path)
+		for _, prev := range s.Listeners[:i] {
+			if prev.Kind == Unix && prev.Path != l.Path && overlaps(prev, *l) {
+				errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col,
+					Msg: fmt.Sprintf("listener %s %s", described(*l), collision(prev, fmt.Sprintf("line %d of this file", prev.Line)))})
+				break
+			}
+		}
+	}
+	return errs
+}
+
+// described names a listener, with its resolved path when that differs.
+func described(l Listener) string {
+	if l.Resolved != "" {
+		return l.Path + " (" + l.Resolved + " once symlinks are resolved)"
+	}
+	return l.Endpoint()
+}
+
+// resolveExisting resolves the symlinks of the longest leading part of p
+// that exists, and keeps the rest as written. It returns "" if nothing
+// changes.
+func resolveExisting(p string) string {
+	dir, rest := filepath.Dir(p), filepath.Base(p)
+	for {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			if r := filepath.Join(real, rest); r != p {
+				return r
+			}
+			return ""
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+		dir = parent
+	}
 }
 
 // dropConflicting moves sites whose listeners collide (with each other or
@@ -182,7 +277,7 @@ func dropConflicting(sites, others []*Site, errs Errors) ([]*Site, Errors) {
 			rest = append(rest, o)
 		}
 	}
-	conflicts := Conflicts(sites, rest...)
+	conflicts := findConflicts(sites, rest...)
 	bad := map[string]bool{}
 	for _, e := range conflicts {
 		bad[e.File] = true
@@ -192,44 +287,13 @@ func dropConflicting(sites, others []*Site, errs Errors) ([]*Site, Errors) {
 	return valid, errs
 }
 
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
+// fileError puts a file that could not be read into the list of mistakes,
+// at 1:1 so that every entry has a position.
+func fileError(path string, err error) *Error {
+	msg := err.Error()
+	var fe *FileError
+	if errors.As(err, &fe) {
+		msg = fe.Reason
 	}
-	return err
-}
-
-// MaxFileSize bounds a site file; a larger one is a mistake, not a site.
-const MaxFileSize = 1 << 20
-
-// ReadFile reads a site file of at most MaxFileSize bytes, with plain system
-// calls: os.ReadFile also asks each file whether it can be polled, which
-// costs a third of the time of reading 10,000 small files.
-func ReadFile(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	buf := make([]byte, 0, 4096)
-	for {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, cap(buf))
-		}
-		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return buf, nil
-		}
-		buf = buf[:len(buf)+n]
-		if len(buf) > MaxFileSize {
-			return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("the file is larger than %d KiB", MaxFileSize>>10)}
-		}
-	}
+	return &Error{File: path, Line: 1, Col: 1, Msg: msg}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -24,6 +25,29 @@ func BenchmarkLoadDir1000(b *testing.B) {
 		res, err := LoadDir(dir)
 		if err != nil || len(res.Sites) != 1000 || len(res.Errors) != 0 {
 			b.Fatalf("%v: %d sites, %d errors", err, len(res.Sites), len(res.Errors))
+		}
+	}
+}
+
+// BenchmarkParseLargestFile parses a site file of nearly MaxFileSize made of
+// the smallest values ("" in exec), the worst case of values per byte: the
+// generator and check must not take long over any file ReadFile accepts.
+// Positions were once found by counting lines from the start of the file
+// for every value, which took about 10 s for this file.
+//
+//	go test -run '^$' -bench ParseLargestFile ./internal/site
+func BenchmarkParseLargestFile(b *testing.B) {
+	var buf strings.Builder
+	buf.WriteString("exec = [\"/bin/sh\"")
+	for buf.Len() < MaxFileSize-100 {
+		buf.WriteString(",\"\"")
+	}
+	buf.WriteString("]\n[[listen]]\naddress = \"127.0.0.1:1\"\n")
+	data := []byte(buf.String())
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := Parse("/etc/sitectl/sites/big.toml", data); err == nil {
+			b.Fatal("a command line of 349,000 arguments was accepted")
 		}
 	}
 }

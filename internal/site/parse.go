@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/tomlpos"
+	"github.com/sitectl/sitectl/internal/unitfile"
 )
 
 // Parse reads one site file. The site's name comes from the file name
@@ -166,6 +167,57 @@ func (p *parser) site(s *Site, root *tomlpos.Value) {
 		p.errorf(root.Get(keyGroup).Pos, "group is set but user is not: a site without user runs as a dynamic user with its own group")
 	}
 	p.defaults(s, root)
+	p.execLimits(s, root)
+}
+
+// Reserves for what sitectl and systemd add to what a site file says.
+const (
+	// execLineReserve is kept free on the ExecStart= line for sitectl's
+	// own words before the app's: its path, --config-dir and --state-dir
+	// with their directories, "launch NAME --overlap --".
+	execLineReserve = 16 << 10
+	// execEnvReserve is kept free in unitfile.ArgBudget for what systemd
+	// (PATH, INVOCATION_ID, LISTEN_*, NOTIFY_SOCKET, ...) and sitectl
+	// (SITE, SITECTL_*, the server preset) add to the app's arguments
+	// and environment.
+	execEnvReserve = 32 << 10
+)
+
+// execLimits checks what only the whole site shows: the app's command line
+// must fit one unit file line, and its arguments with the environment of
+// each mode must fit what Linux accepts at exec (measured limits in package
+// unitfile).
+func (p *parser) execLimits(s *Site, root *tomlpos.Value) {
+	if len(s.Exec) == 0 {
+		return
+	}
+	execPos := root.Get(keyExec).Pos
+	if n := len(unitfile.Command(s.Exec)); n > unitfile.MaxLine-execLineReserve {
+		p.errorf(execPos, "exec is %d bytes long as a unit's ExecStart= line; systemd reads lines of at most %d bytes, and sitectl keeps %d of them for its own words", n, unitfile.MaxLine, execLineReserve)
+		return
+	}
+	base := unitfile.ArgCost(s.Exec...) + envCost(s.Environment) + execEnvReserve
+	if base > unitfile.ArgBudget {
+		p.errorf(execPos, "exec and environment take %d bytes when the app starts; Linux starts a program with at most %d bytes of arguments and environment, and sitectl keeps %d of them for what systemd and sitectl add", base-execEnvReserve, unitfile.ArgBudget, execEnvReserve)
+		return
+	}
+	for _, m := range s.Modes {
+		if cost := base + envCost(m.Environment); cost > unitfile.ArgBudget {
+			pos := execPos
+			if mv := root.Get(keyModes).Get(m.Name).Get(keyModeEnvironment); mv != nil {
+				pos = mv.Pos
+			}
+			p.errorf(pos, "in mode %s, exec and environment take %d bytes when the app starts; Linux starts a program with at most %d bytes of arguments and environment, and sitectl keeps %d of them for what systemd and sitectl add", m.Name, cost-execEnvReserve, unitfile.ArgBudget, execEnvReserve)
+		}
+	}
+}
+
+func envCost(env []EnvVar) int {
+	n := 0
+	for _, e := range env {
+		n += unitfile.ArgCost(e.Name + "=" + e.Value)
+	}
+	return n
 }
 
 // defaults fills in what the file left out, and checks what depends on
@@ -183,22 +235,22 @@ func (p *parser) defaults(s *Site, root *tomlpos.Value) {
 	if s.Handoff == "" {
 		s.Handoff = HandoffRestart
 	}
-	setDefault(&s.DrainTimeout, DefaultDrainTimeout)
-	setDefault(&s.StopTimeout, DefaultStopTimeout)
-	setDefault(&s.StartTimeout, DefaultStartTimeout)
-	setDefault(&s.CleanupTimeout, DefaultCleanupTimeout)
+	setDefault(&s.DrainTimeout, defaultDrainTimeout)
+	setDefault(&s.StopTimeout, defaultStopTimeout)
+	setDefault(&s.StartTimeout, defaultStartTimeout)
+	setDefault(&s.CleanupTimeout, defaultCleanupTimeout)
 
 	// The two modes every site has unless the file redefines them.
-	if _, ok := s.Mode(DefaultMode); !ok {
-		s.Modes = append(s.Modes, Mode{Name: DefaultMode, Serve: ServeApp})
+	if _, ok := s.Mode(defaultModeName); !ok {
+		s.Modes = append(s.Modes, Mode{Name: defaultModeName, Serve: ServeApp})
 	}
 	if _, ok := s.Mode(string(ServeMaintenance)); !ok {
-		s.Modes = append(s.Modes, Mode{Name: string(ServeMaintenance), Serve: ServeMaintenance, RetryAfter: DefaultRetryAfter})
+		s.Modes = append(s.Modes, Mode{Name: string(ServeMaintenance), Serve: ServeMaintenance, RetryAfter: defaultRetryAfter})
 	}
 	slices.SortFunc(s.Modes, func(a, b Mode) int { return strings.Compare(a.Name, b.Name) })
 
 	if s.DefaultMode == "" {
-		s.DefaultMode = DefaultMode
+		s.DefaultMode = defaultModeName
 	} else if _, ok := s.Mode(s.DefaultMode); !ok {
 		p.errorf(root.Get(keyDefaultMode).Pos, "default_mode %q is not one of the site's modes (%s)", s.DefaultMode, strings.Join(s.ModeNames(), ", "))
 	}
@@ -227,14 +279,26 @@ func (p *parser) str(key string, v *tomlpos.Value) string {
 	return v.Str
 }
 
-// text is a free-form string on one line.
+// MaxDescription bounds a description: it is one line that systemctl and
+// the journal print with every start and stop.
+const MaxDescription = 4096
+
+// text is a free-form string on one line, written unquoted into units
+// (Description=): systemd strips white space around it and reads a final
+// backslash as "continued on the next line", so both are refused.
 func (p *parser) text(key string, v *tomlpos.Value) string {
 	s := p.str(key, v)
-	if strings.ContainsFunc(s, isControl) {
+	switch {
+	case strings.ContainsFunc(s, isControl):
 		p.errorf(v.Pos, "%s must be one line of text without control characters", key)
-		return ""
+	case len(s) > MaxDescription:
+		p.errorf(v.Pos, "%s is %d bytes long; at most %d are allowed", key, len(s), MaxDescription)
+	case unitfile.TextProblem(s) != "":
+		p.errorf(v.Pos, "%s %s: a unit file cannot carry that", key, unitfile.TextProblem(s))
+	default:
+		return s
 	}
-	return s
+	return ""
 }
 
 func isControl(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
@@ -259,8 +323,8 @@ func (p *parser) intRange(key string, v *tomlpos.Value, lo, hi int64) int {
 	return int(v.Int)
 }
 
-// MaxDuration bounds every timeout in a site file.
-const MaxDuration = 24 * time.Hour
+// maxDuration bounds every timeout in a site file.
+const maxDuration = 24 * time.Hour
 
 func (p *parser) duration(key string, v *tomlpos.Value) time.Duration {
 	if v.Kind == tomlpos.Integer {
@@ -277,8 +341,8 @@ func (p *parser) duration(key string, v *tomlpos.Value) time.Duration {
 		p.errorf(v.Pos, "%s %q is not a duration: write it like \"30s\", \"1m30s\" or \"500ms\"", key, printable(s))
 	case d <= 0:
 		p.errorf(v.Pos, "%s must be longer than zero", key)
-	case d > MaxDuration:
-		p.errorf(v.Pos, "%s %s is longer than the limit of %s", key, s, MaxDuration)
+	case d > maxDuration:
+		p.errorf(v.Pos, "%s %s is longer than the limit of %s", key, s, maxDuration)
 	case d%time.Millisecond != 0:
 		p.errorf(v.Pos, "%s %s is finer than a millisecond, which systemd cannot express", key, s)
 	default:
@@ -336,6 +400,11 @@ func (p *parser) argv(key string, v *tomlpos.Value) []string {
 		}
 		if strings.ContainsFunc(item.Str, isControl) {
 			p.errorf(item.Pos, "%s contains a control character (a newline, say), which a command line cannot carry", elem)
+			ok = false
+			continue
+		}
+		if len(item.Str) > unitfile.MaxArg {
+			p.errorf(item.Pos, "%s is %d bytes long; Linux runs a program only if each argument has at most %d", elem, len(item.Str), unitfile.MaxArg)
 			ok = false
 			continue
 		}
@@ -400,6 +469,8 @@ func (p *parser) environment(key string, v *tomlpos.Value) []EnvVar {
 			p.errorf(val.Pos, "%s: the value of %s must be a string, not %s", key, name, val.Kind)
 		case strings.ContainsFunc(val.Str, func(r rune) bool { return r == 0 || r == '\n' || r == '\r' }):
 			p.errorf(val.Pos, "%s: the value of %s contains a line break, which an environment file cannot carry", key, name)
+		case len(name)+1+len(val.Str) > unitfile.MaxArg:
+			p.errorf(val.Pos, "%s: %s=value is %d bytes long; Linux runs a program only if each variable has at most %d", key, name, len(name)+1+len(val.Str), unitfile.MaxArg)
 		default:
 			env = append(env, EnvVar{name, val.Str})
 		}
@@ -436,6 +507,8 @@ var listenKeys = map[string]func(*parser, *Listener, *tomlpos.Value){
 			p.errorf(v.Pos, "listen address %q is not an IP address and port: write it like \"127.0.0.1:8080\" or \"[::1]:8080\"", printable(s))
 		case ap.Port() == 0:
 			p.errorf(v.Pos, "listen address %q has port 0: give the port to listen on", s)
+		case ap.Addr().Zone() != "":
+			p.errorf(v.Pos, "listen address %q has an IPv6 zone (%%%s): systemd 252 cannot listen on a zoned address; use the interface's global address, or [::]", printable(s), printable(ap.Addr().Zone()))
 		default:
 			l.Kind, l.Address = TCP, ap.String()
 		}
@@ -497,7 +570,7 @@ func (p *parser) listeners(v *tomlpos.Value) []Listener {
 }
 
 func (p *parser) listener(t *tomlpos.Value) (Listener, bool) {
-	l := Listener{Name: DefaultListenerName, Line: t.Pos.Line, Col: t.Pos.Col}
+	l := Listener{Name: defaultListenerName, Line: t.Pos.Line, Col: t.Pos.Col}
 	before := len(p.errs)
 	fields(p, "in a listen entry", t, listenKeys, &l)
 	if a := t.Get(keyListenAddress); a != nil {
@@ -529,7 +602,7 @@ func (p *parser) listener(t *tomlpos.Value) (Listener, bool) {
 func (p *parser) listenerConsistency(ls []Listener) {
 	for i, l := range ls {
 		for _, prev := range ls[:i] {
-			if Overlap(prev, l) {
+			if overlaps(prev, l) {
 				p.errorf(tomlpos.Pos{Line: l.Line, Col: l.Col}, "listener %s %s", l.Endpoint(), collision(prev, fmt.Sprintf("line %d of this file", prev.Line)))
 				break
 			}
@@ -547,31 +620,37 @@ func collision(prev Listener, where string) string {
 	return fmt.Sprintf("collides with listener %s at %s: both cannot be bound at once", prev.Endpoint(), where)
 }
 
-// Overlap reports whether two listeners cannot both be bound: the same unix
-// path, or the same TCP port where the addresses are equal or either is a
-// wildcard (sitectl binds IPv6 wildcards dual-stack).
-func Overlap(a, b Listener) bool {
+// overlaps reports whether two listeners cannot both be bound: the same unix
+// path (as written, or with its directories' symlinks resolved, when the
+// loader could resolve them), or the same TCP port where the addresses are
+// equal or either is a wildcard. An IPv4-mapped IPv6 address
+// ([::ffff:127.0.0.1]) is the IPv4 address it maps: the kernel refuses to
+// bind both. sitectl binds IPv6 wildcards dual-stack (BindIPv6Only=both),
+// so [::] takes the port on every IPv4 address too.
+func overlaps(a, b Listener) bool {
 	if a.Kind != b.Kind {
 		return false
 	}
 	if a.Kind == Unix {
-		return a.Path == b.Path
+		return a.Path == b.Path || a.Resolved != "" && a.Resolved == b.Resolved ||
+			a.Resolved != "" && a.Resolved == b.Path || b.Resolved != "" && b.Resolved == a.Path
 	}
 	pa, pb := netip.MustParseAddrPort(a.Address), netip.MustParseAddrPort(b.Address)
 	if pa.Port() != pb.Port() {
 		return false
 	}
-	if pa.Addr() == pb.Addr() {
+	ia, ib := pa.Addr().Unmap(), pb.Addr().Unmap()
+	if ia == ib {
 		return true
 	}
-	wildA, wildB := pa.Addr().IsUnspecified(), pb.Addr().IsUnspecified()
+	wildA, wildB := ia.IsUnspecified(), ib.IsUnspecified()
 	switch {
 	case wildA && wildB:
-		return pa.Addr().Is6() || pb.Addr().Is6()
+		return ia.Is6() || ib.Is6()
 	case wildA:
-		return pa.Addr().Is6() || pb.Addr().Unmap().Is4()
+		return ia.Is6() || ib.Is4()
 	case wildB:
-		return pb.Addr().Is6() || pa.Addr().Unmap().Is4()
+		return ib.Is6() || ia.Is4()
 	}
 	return false
 }
@@ -616,7 +695,7 @@ func (p *parser) modes(v *tomlpos.Value) []Mode {
 		m := Mode{Name: name, Serve: ServeApp}
 		fields(p, "in mode "+name, t, modeKeys, &m)
 		if m.Serve == ServeMaintenance {
-			setDefault(&m.RetryAfter, DefaultRetryAfter)
+			setDefault(&m.RetryAfter, defaultRetryAfter)
 		} else {
 			for _, k := range []string{keyModePage, keyModeStaticDir, keyModeRetryAfter} {
 				if kv := t.Get(k); kv != nil {
@@ -648,7 +727,7 @@ func (p *parser) probe(v *tomlpos.Value) *Probe {
 	if !p.kind(keyProbe, v, tomlpos.Table) {
 		return nil
 	}
-	pr := &Probe{Path: "/", Status: DefaultProbeStatus, Timeout: DefaultProbeTimeout}
+	pr := &Probe{Path: "/", Status: defaultProbeStatus, Timeout: DefaultProbeTimeout}
 	fields(p, "in probe", v, probeKeys, pr)
 	return pr
 }

@@ -4,7 +4,7 @@
 // Parsing is pure: bytes in, a *Site or a list of positioned errors out. Every
 // mistake in a file is reported as "FILE:LINE:COL: what is wrong", and all of a
 // file's mistakes are reported at once. Checks that need several files (a
-// listener used by two sites) live in Conflicts.
+// listener used by two sites) live in findConflicts (LoadDir, LoadFiles).
 package site
 
 import (
@@ -29,7 +29,7 @@ const (
 	// READY=1 when NOTIFY_SOCKET is set.
 	ServerGunicorn Server = "gunicorn"
 	// ServerUWSGI is uWSGI 2.0: SIGTERM is a brutal reload unless told
-	// otherwise, so the preset tells it (see units.Preset).
+	// otherwise, so the preset tells it (see units.presetFor).
 	ServerUWSGI Server = "uwsgi"
 )
 
@@ -73,15 +73,15 @@ const (
 
 // Defaults applied when a site file leaves a key out.
 const (
-	DefaultMode           = "normal"
-	DefaultListenerName   = "http"
-	DefaultDrainTimeout   = 30 * time.Second
-	DefaultStopTimeout    = 5 * time.Second
-	DefaultStartTimeout   = 60 * time.Second
-	DefaultCleanupTimeout = 10 * time.Second
-	DefaultRetryAfter     = 120 * time.Second
+	defaultModeName       = "normal"
+	defaultListenerName   = "http"
+	defaultDrainTimeout   = 30 * time.Second
+	defaultStopTimeout    = 5 * time.Second
+	defaultStartTimeout   = 60 * time.Second
+	defaultCleanupTimeout = 10 * time.Second
+	defaultRetryAfter     = 120 * time.Second
 	DefaultProbeTimeout   = 5 * time.Second
-	DefaultProbeStatus    = 200
+	defaultProbeStatus    = 200
 )
 
 // Site is one web application instance on this host.
@@ -138,11 +138,15 @@ type Listener struct {
 	Kind    ListenerKind
 	Address string // TCP: host:port, IPv6 hosts in brackets
 	Path    string // Unix: absolute socket path
-	Owner   string // Unix only
-	Group   string // Unix only
-	Mode    os.FileMode
-	Line    int // where it was declared, for conflict reports
-	Col     int
+	// Resolved is Path with the symlinks of its directories resolved, set
+	// by the loader when the directories exist at load time: two paths
+	// that reach one socket through a symlinked directory collide.
+	Resolved string
+	Owner    string // Unix only
+	Group    string // Unix only
+	Mode     os.FileMode
+	Line     int // where it was declared, for conflict reports
+	Col      int
 }
 
 // Endpoint is the address or the path, whichever the listener has.
@@ -209,9 +213,9 @@ func (s *Site) ListenerNames() []string {
 	return names
 }
 
-// MaxNameLength bounds site and mode names: they end up in unit names, paths
+// maxNameLength bounds site and mode names: they end up in unit names, paths
 // and journal fields.
-const MaxNameLength = 32
+const maxNameLength = 32
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
 
@@ -220,7 +224,7 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
 const reservedSuffix = "-reload"
 
 // ValidateName checks a site name: lowercase ASCII letters, digits and single
-// hyphens, starting with a letter, at most MaxNameLength characters.
+// hyphens, starting with a letter, at most maxNameLength characters.
 func ValidateName(name string) error {
 	if err := validateIdent("site", name); err != nil {
 		return err
@@ -238,8 +242,8 @@ func validateIdent(what, name string) error {
 	switch {
 	case name == "":
 		return fmt.Errorf("%s name is empty", what)
-	case len(name) > MaxNameLength:
-		return fmt.Errorf("%s name is %d bytes long; at most %d are allowed", what, len(name), MaxNameLength)
+	case len(name) > maxNameLength:
+		return fmt.Errorf("%s name is %d bytes long; at most %d are allowed", what, len(name), maxNameLength)
 	case !nameRE.MatchString(name):
 		return fmt.Errorf("%s name %q is not valid: use lowercase letters, digits and single hyphens, starting with a letter", what, printable(name))
 	}

@@ -2,16 +2,14 @@ package site
 
 import (
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"unicode/utf8"
 )
 
 func TestValidateName(t *testing.T) {
-	good := []string{"karl", "a", "shop-2", "a1-b2-c3", strings.Repeat("a", MaxNameLength)}
+	good := []string{"karl", "a", "shop-2", "a1-b2-c3", strings.Repeat("a", maxNameLength)}
 	for _, n := range good {
 		if err := ValidateName(n); err != nil {
 			t.Errorf("ValidateName(%q) = %v, want ok", n, err)
@@ -27,7 +25,7 @@ func TestValidateName(t *testing.T) {
 		"kärl":                               "is not valid",
 		"a b":                                "is not valid",
 		"x.service":                          "is not valid",
-		strings.Repeat("a", MaxNameLength+1): "bytes long",
+		strings.Repeat("a", maxNameLength+1): "bytes long",
 		strings.Repeat("a", 300):             "bytes long",
 		"karl-reload":                        "reserved for the reload units of site \"karl\"",
 		"bad\x1b[31m":                        "is not valid",
@@ -59,12 +57,22 @@ func TestOverlap(t *testing.T) {
 		{tcp("[::]:80"), tcp("[::1]:80"), true},
 		{tcp("0.0.0.0:80"), tcp("[::1]:80"), false},
 		{tcp("0.0.0.0:80"), tcp("[::]:80"), true},
+		{tcp("[::ffff:127.0.0.1]:80"), tcp("127.0.0.1:80"), true}, // IPv4-mapped is IPv4
+		{tcp("127.0.0.1:80"), tcp("[::ffff:127.0.0.1]:80"), true},
+		{tcp("[::ffff:127.0.0.1]:80"), tcp("127.0.0.2:80"), false},
+		{tcp("[::ffff:0.0.0.0]:80"), tcp("127.0.0.1:80"), true}, // the mapped IPv4 wildcard
+		{tcp("[::ffff:0.0.0.0]:80"), tcp("[::1]:80"), false},
+		{tcp("[::ffff:127.0.0.1]:80"), tcp("[::]:80"), true},
+		{tcp("[::ffff:127.0.0.1]:80"), tcp("0.0.0.0:80"), true},
 		{unix("/run/a.sock"), unix("/run/a.sock"), true},
+		{Listener{Kind: Unix, Path: "/srv/link/a.sock", Resolved: "/srv/real/a.sock"}, unix("/srv/real/a.sock"), true},
+		{unix("/srv/real/a.sock"), Listener{Kind: Unix, Path: "/srv/link/a.sock", Resolved: "/srv/real/a.sock"}, true},
+		{Listener{Kind: Unix, Path: "/a/s", Resolved: "/r/s"}, Listener{Kind: Unix, Path: "/b/s", Resolved: "/r/s"}, true},
 		{unix("/run/a.sock"), unix("/run/b.sock"), false},
 		{unix("/run/a.sock"), tcp("127.0.0.1:80"), false},
 	}
 	for _, c := range cases {
-		if got := Overlap(c.a, c.b); got != c.want {
+		if got := overlaps(c.a, c.b); got != c.want {
 			t.Errorf("Overlap(%s, %s) = %v, want %v", c.a.Endpoint(), c.b.Endpoint(), got, c.want)
 		}
 	}
@@ -85,16 +93,16 @@ exec = ["/usr/bin/gunicorn", "app"]
 server = "gunicorn"
 listen = [{ address = "[::1]:8080" }, { path = "/run/karl.sock" }]
 `)
-	if s.Name != "karl" || s.Readiness != ReadinessNotify || s.DrainTimeout != DefaultDrainTimeout {
+	if s.Name != "karl" || s.Readiness != ReadinessNotify || s.DrainTimeout != defaultDrainTimeout {
 		t.Errorf("defaults not applied: %+v", s)
 	}
 	if got := strings.Join(s.ModeNames(), ","); got != "maintenance,normal" {
 		t.Errorf("modes = %s, want the implicit maintenance,normal", got)
 	}
-	if m, _ := s.Mode("maintenance"); m.Serve != ServeMaintenance || m.RetryAfter != DefaultRetryAfter {
+	if m, _ := s.Mode("maintenance"); m.Serve != ServeMaintenance || m.RetryAfter != defaultRetryAfter {
 		t.Errorf("implicit maintenance mode = %+v", m)
 	}
-	if s.Listeners[1].Mode != 0o660 || s.Listeners[1].Name != DefaultListenerName {
+	if s.Listeners[1].Mode != 0o660 || s.Listeners[1].Name != defaultListenerName {
 		t.Errorf("unix listener defaults = %+v", s.Listeners[1])
 	}
 	if s.Listeners[0].Address != "[::1]:8080" {
@@ -118,7 +126,7 @@ func TestConflictsAcrossSites(t *testing.T) {
 	a := mustParse(t, "/s/alpha.toml", "exec = [\"/bin/a\"]\n[[listen]]\naddress = \"0.0.0.0:8080\"\n")
 	b := mustParse(t, "/s/beta.toml", "exec = [\"/bin/b\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\npath = \"/run/b.sock\"\n")
 	c := mustParse(t, "/s/gamma.toml", "exec = [\"/bin/c\"]\n[[listen]]\npath = \"/run/b.sock\"\n")
-	errs := Conflicts([]*Site{c, b, a})
+	errs := findConflicts([]*Site{c, b, a})
 	want := []string{
 		"/s/beta.toml:3:11: listener 127.0.0.1:8080 collides with listener 0.0.0.0:8080 at /s/alpha.toml:3:11 of site alpha: both cannot be bound at once",
 		"/s/gamma.toml:3:8: listener /run/b.sock collides with listener /run/b.sock at /s/beta.toml:5:8 of site beta: both cannot be bound at once",
@@ -127,11 +135,11 @@ func TestConflictsAcrossSites(t *testing.T) {
 		t.Fatalf("got:\n%v\nwant:\n%s", errs, strings.Join(want, "\n"))
 	}
 	// A site already in place never takes the blame for a new file.
-	errs = Conflicts([]*Site{b}, a)
+	errs = findConflicts([]*Site{b}, a)
 	if len(errs) != 1 || errs[0].File != "/s/beta.toml" {
 		t.Fatalf("conflict with an installed site: %v", errs)
 	}
-	errs = Conflicts([]*Site{a}, b)
+	errs = findConflicts([]*Site{a}, b)
 	if len(errs) != 1 || errs[0].File != "/s/alpha.toml" {
 		t.Fatalf("conflict with an installed site must land on the checked file: %v", errs)
 	}
@@ -152,37 +160,6 @@ func TestFileNameGivesInvalidName(t *testing.T) {
 	}
 }
 
-// FuzzParse: any input gives a site or positioned errors; never a panic, never
-// an error without a position inside the file.
-func FuzzParse(f *testing.F) {
-	f.Add([]byte("exec = [\"/bin/a\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"))
-	f.Add([]byte("exec = [\"/usr/bin/gunicorn\"]\nserver = \"gunicorn\"\nlisten = [{ path = \"/run/x.sock\", mode = \"0600\" }]\n[modes.ro]\nenvironment = { A = \"b\" }\n[modes.m]\nserve = \"maintenance\"\n"))
-	f.Add([]byte("a.b.c = 1\n[x]\n[[x.y]]\nz = [1, [2], {q = 3}]\n"))
-	f.Add([]byte("listen = [[1]]\nmodes = 3\nmodes2 = { a = { b = 1 } }\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := Parse("f.toml", data)
-		if err == nil {
-			if s == nil || len(s.Exec) == 0 || len(s.Listeners) == 0 {
-				t.Fatalf("valid site without exec or listeners: %+v", s)
-			}
-			return
-		}
-		var errs Errors
-		if !errors.As(err, &errs) || len(errs) == 0 {
-			t.Fatalf("error %v is not a list of positioned errors", err)
-		}
-		lines := strings.Count(string(data), "\n") + 1
-		for _, e := range errs {
-			if e.Line < 1 || e.Line > lines || e.Col < 1 {
-				t.Fatalf("error outside the file (%d lines): %v", lines, e)
-			}
-			if !utf8.ValidString(e.Msg) && utf8.Valid(data) {
-				t.Fatalf("message is not valid UTF-8: %q", e.Msg)
-			}
-		}
-	})
-}
-
 // FuzzValidateName: whatever passes is safe in a unit name and a path.
 func FuzzValidateName(f *testing.F) {
 	for _, s := range []string{"karl", "../x", "", "a-b", "x.service", "a/b", "ü"} {
@@ -192,41 +169,49 @@ func FuzzValidateName(f *testing.F) {
 		if ValidateName(name) != nil {
 			return
 		}
-		if len(name) == 0 || len(name) > MaxNameLength || strings.ContainsAny(name, "/.@\\ %$\x00") ||
+		if len(name) == 0 || len(name) > maxNameLength || strings.ContainsAny(name, "/.@\\ %$\x00") ||
 			strings.HasPrefix(name, "-") || strings.Contains(name, "--") || name != strings.ToLower(name) {
 			t.Fatalf("ValidateName accepted unsafe name %q", name)
 		}
 	})
 }
 
-// A site file is read whole up to MaxFileSize; a larger one is a mistake of
-// that file, and the other sites still load.
-func TestLoadDirBoundsFileSize(t *testing.T) {
+// A unix socket reached through a symlinked directory is the socket at its
+// real path: within one site and across sites, also below a directory that
+// does not exist yet (the part that exists is resolved).
+func TestSymlinkedSocketDirectoriesCollide(t *testing.T) {
 	dir := t.TempDir()
-	ok := "exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"
-	if err := os.WriteFile(filepath.Join(dir, "ok.toml"), []byte(ok), 0o644); err != nil {
+	real, link := dir+"/real", dir+"/link"
+	if err := os.Mkdir(real, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	big := ok + "# " + strings.Repeat("x", MaxFileSize) + "\n"
-	if err := os.WriteFile(filepath.Join(dir, "big.toml"), []byte(big), 0o644); err != nil {
+	if err := os.Symlink(real, link); err != nil {
 		t.Fatal(err)
 	}
-	res, err := LoadDir(dir)
-	if err != nil {
-		t.Fatal(err)
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name+".toml")
+		if err := os.WriteFile(p, []byte("exec = [\"/bin/a\"]\n"+body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
-	if len(res.Sites) != 1 || res.Sites[0].Name != "ok" {
-		t.Errorf("sites: %v", res.Sites)
+	a := write("a", "[[listen]]\npath = \""+real+"/app.sock\"\n")
+	b := write("b", "[[listen]]\npath = \""+link+"/app.sock\"\n")
+	c := write("c", "[[listen]]\npath = \""+real+"/app.sock\"\n[[listen]]\npath = \""+link+"/sub/../app.sock\"\n")
+	d := write("d", "[[listen]]\npath = \""+link+"/later/x.sock\"\n[[listen]]\npath = \""+real+"/later/x.sock\"\n")
+	res := LoadFiles([]string{a, b}, nil, nil)
+	want := b + ":3:8: listener " + link + "/app.sock (" + real + "/app.sock once symlinks are resolved) collides with listener " + real + "/app.sock at " + a + ":3:8 of site a"
+	if len(res.Sites) != 1 || len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0].Error(), want) {
+		t.Errorf("across sites: %d sites, errors %v\nwant %s", len(res.Sites), res.Errors, want)
 	}
-	if len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "big.toml:1:1: cannot read the file: the file is larger than 1024 KiB") {
-		t.Errorf("errors: %v", res.Errors)
+	// Within one file the parser already refuses ../ (not simplest form);
+	// a symlinked directory is found by the loader.
+	res = LoadFiles([]string{c}, nil, nil)
+	if len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "is not in its simplest form") {
+		t.Errorf("c: %v", res.Errors)
 	}
-	// Just below the bound is fine.
-	data, err := ReadFile(filepath.Join(dir, "ok.toml"))
-	if err != nil || string(data) != ok {
-		t.Errorf("ReadFile = %q, %v", data, err)
-	}
-	if _, err := ReadFile(filepath.Join(dir, "missing.toml")); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("missing file: %v", err)
+	res = LoadFiles([]string{d}, nil, nil)
+	if len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0].Error(), d+":5:8: listener "+real+"/later/x.sock collides with listener "+link+"/later/x.sock at line 3") {
+		t.Errorf("within one site, below a directory that does not exist yet: %v", res.Errors)
 	}
 }

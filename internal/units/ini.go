@@ -1,19 +1,44 @@
 package units
 
 import (
+	"fmt"
+	"slices"
 	"strings"
+
+	"github.com/sitectl/sitectl/internal/unitfile"
 )
 
 // file is a unit file being built: sections in order, keys in order,
-// repeated keys allowed (as systemd allows them).
+// repeated keys allowed (as systemd allows them). Every value goes in
+// through a setter for its kind, which escapes it with package unitfile
+// and remembers what it means, so that verify can read the file back as
+// systemd does and compare.
 type file struct {
 	header   []string
 	sections []*section
 }
 
 type section struct {
-	name  string
-	lines []string
+	name    string
+	entries []entry
+}
+
+// kind is how systemd reads a value.
+type kind int
+
+const (
+	kindText    kind = iota // plain: specifiers expanded, white space stripped
+	kindList                // names or paths separated by spaces
+	kindCommand             // an Exec*= command line
+	kindEnv                 // one Environment= assignment
+)
+
+type entry struct {
+	key    string
+	raw    string   // as written
+	kind   kind     // how systemd reads it
+	prefix string   // commands: the prefix characters (+, -)
+	want   []string // what systemd must read: the text, the list, argv, NAME=value
 }
 
 func (f *file) section(name string) *section {
@@ -22,84 +47,115 @@ func (f *file) section(name string) *section {
 	return s
 }
 
-// set appends Key=value. Values must already be escaped for their key.
-func (s *section) set(key, value string) { s.lines = append(s.lines, key+"="+value) }
+// text sets Key=value for a plain value.
+func (s *section) text(key, value string) {
+	s.entries = append(s.entries, entry{key: key, raw: unitfile.Text(value), kind: kindText, want: []string{value}})
+}
 
-// setIf appends Key=value unless value is empty.
-func (s *section) setIf(key, value string) {
+// textIf sets Key=value unless value is empty.
+func (s *section) textIf(key, value string) {
 	if value != "" {
-		s.set(key, value)
+		s.text(key, value)
 	}
+}
+
+// list sets Key= to items separated by spaces.
+func (s *section) list(key string, items ...string) {
+	escaped := make([]string, len(items))
+	for i, it := range items {
+		escaped[i] = unitfile.Specifiers(it)
+	}
+	s.entries = append(s.entries, entry{key: key, raw: strings.Join(escaped, " "), kind: kindList, want: items})
+}
+
+// command sets an Exec*= key; prefix is systemd's prefix characters.
+func (s *section) command(key, prefix string, argv []string) {
+	s.entries = append(s.entries, entry{key: key, raw: prefix + unitfile.Command(argv), kind: kindCommand, prefix: prefix, want: argv})
+}
+
+// env adds one Environment= assignment.
+func (s *section) env(name, value string) {
+	s.entries = append(s.entries, entry{key: "Environment", raw: unitfile.Env(name, value), kind: kindEnv, want: []string{name + "=" + value}})
 }
 
 func (f *file) String() string {
 	var b strings.Builder
 	for _, h := range f.header {
-		b.WriteString("# " + h + "\n")
+		// A comment ends at a line end: keep it to one line whatever the
+		// file name holds.
+		b.WriteString("# " + strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return '?'
+			}
+			return r
+		}, h) + "\n")
 	}
 	for i, s := range f.sections {
 		if i > 0 || len(f.header) > 0 {
 			b.WriteString("\n")
 		}
 		b.WriteString("[" + s.name + "]\n")
-		for _, l := range s.lines {
-			b.WriteString(l + "\n")
+		for _, e := range s.entries {
+			b.WriteString(e.key + "=" + e.raw + "\n")
 		}
 	}
 	return b.String()
 }
 
-// escapeSpecifiers doubles % so systemd does not expand specifiers.
-func escapeSpecifiers(s string) string { return strings.ReplaceAll(s, "%", "%%") }
-
-// quote wraps s in double quotes with C-style escapes, as systemd's word
-// splitting expects.
-func quote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch r {
-		case '"', '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case '\t':
-			b.WriteString(`\t`)
-		default:
-			b.WriteRune(r)
+// verify reads text (f.String()) back as systemd 252 would and checks that
+// it holds exactly the assignments f wrote, in order, each read as meant:
+// nothing joined, split, stripped, expanded or substituted, and every line
+// within systemd's limit.
+func (f *file) verify(text string) error {
+	got, err := unitfile.Parse(text)
+	if err != nil {
+		return err
+	}
+	i := 0
+	for _, s := range f.sections {
+		for _, e := range s.entries {
+			if i >= len(got) {
+				return fmt.Errorf("[%s] %s= is missing when the file is read back", s.name, e.key)
+			}
+			a := got[i]
+			i++
+			if a.Section != s.name || a.Key != e.key || a.Continued {
+				return fmt.Errorf("line %d: [%s] %s= is read back as [%s] %s= (continued: %v)", a.Line, s.name, e.key, a.Section, a.Key, a.Continued)
+			}
+			if err := e.check(a.Value); err != nil {
+				return fmt.Errorf("line %d: %s=: %w", a.Line, e.key, err)
+			}
 		}
 	}
-	b.WriteByte('"')
-	return b.String()
+	if i != len(got) {
+		return fmt.Errorf("line %d: %s= was never written: a value spilled into a line of its own", got[i].Line, got[i].Key)
+	}
+	return nil
 }
 
-// safeWord is a command-line word that needs no quoting in an Exec line.
-func safeWord(s string) bool {
-	if s == "" {
-		return false
+// check decodes a value as systemd reads it and compares it with what was
+// meant.
+func (e entry) check(v string) error {
+	var got []string
+	prefix := ""
+	var err error
+	switch e.kind {
+	case kindText:
+		var t string
+		t, err = unitfile.DecodeText(v)
+		got = []string{t}
+	case kindList:
+		got, err = unitfile.DecodeList(v)
+	case kindCommand:
+		prefix, got, err = unitfile.DecodeCommand(v)
+	case kindEnv:
+		got, err = unitfile.DecodeEnv(v)
 	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:,=@", r)) {
-			return false
-		}
+	if err != nil {
+		return err
 	}
-	return true
-}
-
-// commandLine renders argv for Exec*= keys: each word quoted when needed,
-// % and $ escaped so that systemd passes them through literally.
-func commandLine(argv []string) string {
-	words := make([]string, len(argv))
-	for i, a := range argv {
-		a = strings.ReplaceAll(escapeSpecifiers(a), "$", "$$")
-		if !safeWord(a) {
-			a = quote(a)
-		}
-		words[i] = a
+	if prefix != e.prefix || !slices.Equal(got, e.want) {
+		return fmt.Errorf("systemd would read %q, not %q", got, e.want)
 	}
-	return strings.Join(words, " ")
-}
-
-// environment renders one Environment= assignment.
-func environment(name, value string) string {
-	return quote(escapeSpecifiers(name + "=" + value))
+	return nil
 }

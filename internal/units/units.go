@@ -27,38 +27,36 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
-	"path"
+	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
 // Defaults for Options.
 const (
-	DefaultSitectlPath = "/usr/bin/sitectl"
-	DefaultStateDir    = "/var/lib/sitectl"
+	defaultSitectlPath = "/usr/bin/sitectl"
 	DefaultSystemctl   = "/usr/bin/systemctl"
 )
 
 // Options says where things are on the host the units are for. The zero
 // value means the packaged defaults.
 type Options struct {
-	SitectlPath string // the sitectl binary the units run
-	ConfigDir   string // where site files live
-	StateDir    string // where sitectl keeps mode state
+	SitectlPath string     // the sitectl binary the units run
+	Dirs        paths.Dirs // where site files and mode state live
 }
 
 func (o Options) withDefaults() Options {
 	if o.SitectlPath == "" {
-		o.SitectlPath = DefaultSitectlPath
+		o.SitectlPath = defaultSitectlPath
 	}
-	if o.ConfigDir == "" {
-		o.ConfigDir = site.DefaultConfigDir
+	if o.Dirs.Config == "" {
+		o.Dirs.Config = paths.DefaultConfigDir
 	}
-	if o.StateDir == "" {
-		o.StateDir = DefaultStateDir
+	if o.Dirs.State == "" {
+		o.Dirs.State = paths.DefaultStateDir
 	}
 	return o
 }
@@ -66,13 +64,7 @@ func (o Options) withDefaults() Options {
 // sitectl is the command line that runs a sitectl verb for a site, carrying
 // the directories along when they are not the defaults.
 func (o Options) sitectl(verb, name string) []string {
-	argv := []string{o.SitectlPath}
-	if o.ConfigDir != site.DefaultConfigDir {
-		argv = append(argv, "--config-dir", o.ConfigDir)
-	}
-	if o.StateDir != DefaultStateDir {
-		argv = append(argv, "--state-dir", o.StateDir)
-	}
+	argv := append([]string{o.SitectlPath}, o.Dirs.Flags()...)
 	return append(argv, verb, name)
 }
 
@@ -83,23 +75,25 @@ type Unit struct {
 	// WantedBy is the target whose .wants/ directory links this unit, so
 	// it starts at boot; empty for units started on demand.
 	WantedBy string
+
+	src *file // what Content was built from, for Check
 }
 
-// Names of a site's units.
+// ServiceName is the service unit of a site.
 func ServiceName(siteName string) string { return "site-" + siteName + ".service" }
 
-// SocketName is the socket unit for the listeners named fdName; the site's
+// socketName is the socket unit for the listeners named fdName; the site's
 // first listener name gets the plain name.
-func SocketName(s *site.Site, fdName string) string {
+func socketName(s *site.Site, fdName string) string {
 	if names := s.ListenerNames(); len(names) == 0 || names[0] == fdName {
 		return "site-" + s.Name + ".socket"
 	}
 	return "site-" + s.Name + "@" + fdName + ".socket"
 }
 
-// ReloadPathName and ReloadServiceName are the touch-to-reload units.
-func ReloadPathName(siteName string) string    { return "site-" + siteName + "-reload.path" }
-func ReloadServiceName(siteName string) string { return "site-" + siteName + "-reload.service" }
+// reloadPathName and reloadServiceName are the touch-to-reload units.
+func reloadPathName(siteName string) string    { return "site-" + siteName + "-reload.path" }
+func reloadServiceName(siteName string) string { return "site-" + siteName + "-reload.service" }
 
 // Slice is the parent slice of every site's slice group.
 const Slice = "sitectl.slice"
@@ -121,16 +115,6 @@ func SliceName(siteName string) string {
 	h := fnv.New32a()
 	h.Write([]byte(siteName))
 	return fmt.Sprintf("sitectl-%02x.slice", h.Sum32()%SliceGroups)
-}
-
-// RuntimeDirectory holds an overlap site's notify, control and probe
-// sockets, under /run.
-func RuntimeDirectory(siteName string) string { return "site-" + siteName }
-
-// ModeEnvFile is the environment file of the site's current mode, which the
-// service reads through EnvironmentFile=.
-func ModeEnvFile(stateDir, siteName string) string {
-	return path.Join(stateDir, "sites", siteName, "mode.env")
 }
 
 // Render returns all of a site's units, sockets first.
@@ -158,9 +142,25 @@ func RenderSlice() Unit {
 		"Every site's units are in one of the slices sitectl-XX.slice below it.",
 	}}
 	u := f.section("Unit")
-	u.set("Description", "Sites managed by sitectl")
-	u.set("Documentation", "man:sitectl(1)")
-	return Unit{Name: Slice, Content: f.String()}
+	u.text("Description", "Sites managed by sitectl")
+	u.text("Documentation", "man:sitectl(1)")
+	return Unit{Name: Slice, Content: f.String(), src: f}
+}
+
+// Check renders a site's units and reads each back as systemd 252 would
+// (package unitfile): every line within systemd's limit, every value read
+// exactly as meant, no value spilling into another line or swallowing the
+// next. The site parser refuses what cannot be written, so for a parsed
+// site this fails only when the options (a --config-dir or --state-dir
+// that a unit cannot carry) or a bug make a unit say something else.
+// sitectl check, units render and the generator skip a site that fails it.
+func Check(s *site.Site, opts Options) error {
+	for _, u := range Render(s, opts) {
+		if err := u.src.verify(u.Content); err != nil {
+			return fmt.Errorf("%s would not say what the site file says: %w", u.Name, err)
+		}
+	}
+	return nil
 }
 
 func header(s *site.Site) []string {
@@ -173,9 +173,9 @@ func header(s *site.Site) []string {
 
 func unitSection(f *file, s *site.Site, description string) *section {
 	u := f.section("Unit")
-	u.set("Description", escapeSpecifiers(description))
-	u.set("Documentation", "man:sitectl(1)")
-	u.set("SourcePath", s.File)
+	u.text("Description", description)
+	u.text("Documentation", "man:sitectl(1)")
+	u.text("SourcePath", s.File)
 	return u
 }
 
@@ -195,36 +195,54 @@ func renderSocket(s *site.Site, fdName string) Unit {
 		if l.Name != fdName {
 			continue
 		}
-		sock.set("ListenStream", l.Endpoint())
+		sock.text("ListenStream", l.Endpoint())
 		if l.Kind == site.Unix {
 			unix = &s.Listeners[i]
 		}
 	}
-	sock.set("FileDescriptorName", fdName)
-	sock.set("Service", ServiceName(s.Name))
-	sock.set("Slice", SliceName(s.Name))
+	if dualStack(s, fdName) {
+		// The listener check (the site package's overlaps) counts [::] as taking the
+		// port on every IPv4 address too; make it so whatever the host's
+		// net.ipv6.bindv6only says.
+		sock.text("BindIPv6Only", "both")
+	}
+	sock.text("FileDescriptorName", fdName)
+	sock.text("Service", ServiceName(s.Name))
+	sock.text("Slice", SliceName(s.Name))
 	if s.Backlog > 0 {
-		sock.set("Backlog", fmt.Sprint(s.Backlog))
+		sock.text("Backlog", fmt.Sprint(s.Backlog))
 	}
 	if unix != nil {
-		sock.setIf("SocketUser", unix.Owner)
-		sock.setIf("SocketGroup", unix.Group)
-		sock.set("SocketMode", fmt.Sprintf("%04o", unix.Mode))
-		sock.set("RemoveOnStop", "yes")
+		sock.textIf("SocketUser", unix.Owner)
+		sock.textIf("SocketGroup", unix.Group)
+		sock.text("SocketMode", fmt.Sprintf("%04o", unix.Mode))
+		sock.text("RemoveOnStop", "yes")
 	}
-	f.section("Install").set("WantedBy", "sockets.target")
-	return Unit{Name: SocketName(s, fdName), Content: f.String(), WantedBy: "sockets.target"}
+	f.section("Install").text("WantedBy", "sockets.target")
+	return Unit{Name: socketName(s, fdName), Content: f.String(), WantedBy: "sockets.target", src: f}
 }
 
-// Preset is what a server preset decides for the service.
-type Preset struct {
+// dualStack reports whether the socket unit of fdName has an IPv6 wildcard.
+func dualStack(s *site.Site, fdName string) bool {
+	for _, l := range s.Listeners {
+		if l.Name == fdName && l.Kind == site.TCP {
+			if ap := netip.MustParseAddrPort(l.Address); ap.Addr().Is6() && ap.Addr().IsUnspecified() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// preset is what a server preset decides for the service.
+type preset struct {
 	KillSignal string
 	// Environment is set for the app unless the site's own environment
 	// sets the same variable.
 	Environment []site.EnvVar
 }
 
-// PresetFor returns the stop behaviour of a site's server preset.
+// presetFor returns the stop behaviour of a site's server preset.
 //
 //   - gunicorn: SIGTERM is its graceful shutdown; --graceful-timeout is set
 //     to the drain timeout through GUNICORN_CMD_ARGS (command-line
@@ -234,20 +252,20 @@ type Preset struct {
 //     the drain timeout. Both are passed as UWSGI_* environment variables,
 //     which uWSGI reads as options.
 //   - generic: SIGTERM; the app drains within SITE_DRAIN_TIMEOUT.
-func PresetFor(s *site.Site) Preset {
+func presetFor(s *site.Site) preset {
 	drain := fmt.Sprint(int64(math.Ceil(s.DrainTimeout.Seconds())))
 	switch s.Server {
 	case site.ServerGunicorn:
-		return Preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
+		return preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
 			{Name: "GUNICORN_CMD_ARGS", Value: "--graceful-timeout " + drain},
 		}}
 	case site.ServerUWSGI:
-		return Preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
+		return preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
 			{Name: "UWSGI_HOOK_MASTER_START", Value: "unix_signal:15 gracefully_kill_them_all"},
 			{Name: "UWSGI_WORKER_RELOAD_MERCY", Value: drain},
 		}}
 	}
-	return Preset{KillSignal: "SIGTERM"}
+	return preset{KillSignal: "SIGTERM"}
 }
 
 func renderService(s *site.Site, opts Options) Unit {
@@ -255,78 +273,80 @@ func renderService(s *site.Site, opts Options) Unit {
 	u := unitSection(f, s, describe(s))
 	var sockets []string
 	for _, n := range s.ListenerNames() {
-		sockets = append(sockets, SocketName(s, n))
+		sockets = append(sockets, socketName(s, n))
 	}
-	u.set("Requires", strings.Join(sockets, " "))
-	u.set("After", strings.Join(append(sockets, "network.target"), " "))
+	u.list("Requires", sockets...)
+	u.list("After", append(sockets, "network.target")...)
 	// Deliberate restarts (deploys, mode switches) count as starts too, and
 	// hitting the limit would also fail the socket units, closing the
 	// listeners. A crash loop (RestartSec=2s, at most 5 starts in 10s) stays
 	// under this limit and keeps retrying with the listeners held.
-	u.set("StartLimitIntervalSec", "10s")
-	u.set("StartLimitBurst", "30")
+	u.text("StartLimitIntervalSec", "10s")
+	u.text("StartLimitBurst", "30")
 
 	svc := f.section("Service")
 	overlap := s.Handoff == site.HandoffOverlap
 	if s.Readiness == site.ReadinessNotify || overlap {
 		// With overlap the launcher is the main process and says READY=1
 		// once its first generation is ready.
-		svc.set("Type", "notify")
-		svc.set("NotifyAccess", "main")
+		svc.text("Type", "notify")
+		svc.text("NotifyAccess", "main")
 	} else {
-		svc.set("Type", "exec")
+		svc.text("Type", "exec")
 	}
-	svc.set("Sockets", strings.Join(sockets, " "))
+	svc.list("Sockets", sockets...)
 	// Written as root before each start when the site has no mode state yet,
 	// so that a new site starts in its default mode.
-	svc.set("ExecStartPre", "+"+commandLine(opts.sitectl("prepare", s.Name)))
+	svc.command("ExecStartPre", "+", opts.sitectl("prepare", s.Name))
 	launch := opts.sitectl("launch", s.Name)
 	if overlap {
-		launch = append(launch, "--overlap")
+		// The launcher stops a draining generation that outlives its
+		// drain timeout itself: systemd stops only whole units.
+		launch = append(launch, "--overlap", "--drain-timeout", systemdSpan(s.DrainTimeout), "--stop-timeout", systemdSpan(s.StopTimeout))
 	}
-	svc.set("ExecStart", commandLine(append(append(launch, "--"), s.Exec...)))
+	svc.command("ExecStart", "", append(append(launch, "--"), s.Exec...))
 	if overlap {
 		// systemctl reload returns only once the new generation serves, or
 		// failed to and the old one still does.
-		svc.set("ExecReload", commandLine(append(opts.sitectl("launch", s.Name), "--reload")))
-		svc.set("RuntimeDirectory", RuntimeDirectory(s.Name))
-		svc.set("RuntimeDirectoryMode", "0700")
+		svc.command("ExecReload", "", append(opts.sitectl("launch", s.Name), "--reload"))
+		svc.text("RuntimeDirectory", paths.RuntimeDirectory(s.Name))
+		svc.text("RuntimeDirectoryMode", "0700")
 	}
-	svc.setIf("WorkingDirectory", s.Workdir)
-	svc.set("Slice", SliceName(s.Name))
+	svc.textIf("WorkingDirectory", s.Workdir)
+	svc.text("Slice", SliceName(s.Name))
 
-	svc.set("Environment", environment("SITE", s.Name))
-	svc.set("Environment", environment("SITE_DRAIN_TIMEOUT", systemdSpan(s.DrainTimeout)))
-	for _, e := range PresetFor(s).Environment {
+	svc.env("SITE", s.Name)
+	svc.env("SITE_DRAIN_TIMEOUT", systemdSpan(s.DrainTimeout))
+	for _, e := range presetFor(s).Environment {
 		if !slices.ContainsFunc(s.Environment, func(o site.EnvVar) bool { return o.Name == e.Name }) {
-			svc.set("Environment", environment(e.Name, e.Value))
+			svc.env(e.Name, e.Value)
 		}
 	}
 	for _, e := range s.Environment {
-		svc.set("Environment", environment(e.Name, e.Value))
+		svc.env(e.Name, e.Value)
 	}
 	// Optional, because systemd reads it before every command it spawns,
 	// ExecStartPre= included: prepare writes it for a new site, and
 	// ExecStart= then reads it.
-	svc.set("EnvironmentFile", "-"+ModeEnvFile(opts.StateDir, s.Name))
+	svc.text("EnvironmentFile", "-"+opts.Dirs.ModeEnvFile(s.Name))
 
 	if s.User == "" {
-		svc.set("DynamicUser", "yes")
+		svc.text("DynamicUser", "yes")
 	} else {
-		svc.set("User", s.User)
-		svc.setIf("Group", s.Group)
+		svc.text("User", s.User)
+		svc.textIf("Group", s.Group)
 	}
 
-	svc.set("KillMode", "mixed")
-	svc.set("KillSignal", PresetFor(s).KillSignal)
-	svc.set("TimeoutStartSec", systemdSpan(s.StartTimeout))
-	svc.set("TimeoutStopSec", systemdSpan(s.DrainTimeout+s.StopTimeout))
-	svc.set("ExecStopPost", commandLine(opts.sitectl("cleanup", s.Name)))
-	svc.set("Restart", "on-failure")
-	svc.set("RestartSec", "2s")
+	svc.text("KillMode", "mixed")
+	svc.text("KillSignal", presetFor(s).KillSignal)
+	svc.text("TimeoutStartSec", systemdSpan(s.StartTimeout))
+	svc.text("TimeoutStopSec", systemdSpan(s.DrainTimeout+s.StopTimeout))
+	svc.command("ExecStopPost", "", opts.sitectl("cleanup", s.Name))
+	svc.text("Restart", "on-failure")
+	svc.text("RestartSec", "2s")
 
 	hardening(svc, s)
-	return Unit{Name: ServiceName(s.Name), Content: f.String()}
+	return Unit{Name: ServiceName(s.Name), Content: f.String(), src: f}
 }
 
 // hardening is the default sandbox of every site. It keeps what a web app
@@ -370,21 +390,21 @@ func hardening(svc *section, s *site.Site) {
 		{"SystemCallFilter", "@setuid"},
 		{"SystemCallErrorNumber", "EPERM"},
 	} {
-		svc.set(kv[0], kv[1])
+		svc.text(kv[0], kv[1])
 	}
 	if s.Handoff == site.HandoffOverlap {
 		// The launcher lowers the priority of a draining generation
-		// (launcher.DrainPriority); without RLIMIT_NICE nothing can
+		// (launcher.drainPriority); without RLIMIT_NICE nothing can
 		// raise one.
-		svc.set("SystemCallFilter", "setpriority")
+		svc.text("SystemCallFilter", "setpriority")
 	}
 	if s.Hardening.AllowWriteExecute {
-		svc.set("MemoryDenyWriteExecute", "no")
+		svc.text("MemoryDenyWriteExecute", "no")
 	} else {
-		svc.set("MemoryDenyWriteExecute", "yes")
+		svc.text("MemoryDenyWriteExecute", "yes")
 	}
 	if len(s.Hardening.WritablePaths) > 0 {
-		svc.set("ReadWritePaths", strings.Join(s.Hardening.WritablePaths, " "))
+		svc.list("ReadWritePaths", s.Hardening.WritablePaths...)
 	}
 }
 
@@ -392,10 +412,10 @@ func renderReloadPath(s *site.Site) Unit {
 	f := &file{header: header(s)}
 	unitSection(f, s, fmt.Sprintf("%s: reload when %s is touched", describe(s), s.ReloadTrigger))
 	p := f.section("Path")
-	p.set("PathChanged", s.ReloadTrigger)
-	p.set("Unit", ReloadServiceName(s.Name))
-	f.section("Install").set("WantedBy", "paths.target")
-	return Unit{Name: ReloadPathName(s.Name), Content: f.String(), WantedBy: "paths.target"}
+	p.text("PathChanged", s.ReloadTrigger)
+	p.text("Unit", reloadServiceName(s.Name))
+	f.section("Install").text("WantedBy", "paths.target")
+	return Unit{Name: reloadPathName(s.Name), Content: f.String(), WantedBy: "paths.target", src: f}
 }
 
 func renderReloadService(s *site.Site, opts Options) Unit {
@@ -406,15 +426,64 @@ func renderReloadService(s *site.Site, opts Options) Unit {
 	// default start limit (5 in 10 s) would instead fail this unit after a
 	// burst of touches, and with it the path unit: touch-to-reload would
 	// stop working until someone reset it.
-	u.set("StartLimitIntervalSec", "0")
+	u.text("StartLimitIntervalSec", "0")
 	svc := f.section("Service")
-	svc.set("Type", "oneshot")
+	svc.text("Type", "oneshot")
 	// sitectl touched runs systemctl reload-or-restart, again while the
 	// trigger was touched meanwhile: the path unit does not watch while
 	// this unit runs.
-	svc.set("ExecStart", commandLine(opts.sitectl("touched", s.Name)))
-	svc.set("Slice", SliceName(s.Name))
-	return Unit{Name: ReloadServiceName(s.Name), Content: f.String()}
+	svc.command("ExecStart", "", opts.sitectl("touched", s.Name))
+	svc.text("Slice", SliceName(s.Name))
+	for _, kv := range reloadHardening {
+		svc.text(kv[0], kv[1])
+	}
+	return Unit{Name: reloadServiceName(s.Name), Content: f.String(), src: f}
+}
+
+// reloadHardening is the sandbox of site-NAME-reload.service. It runs
+// sitectl touched as root for one reason: root may ask systemd over its
+// private socket (/run/systemd/private) to reload-or-restart a unit without
+// polkit. That takes no capability at all, only AF_UNIX and the file system
+// read-only: it reads the site file and the trigger's modification time
+// (ProtectHome=read-only, so a trigger under /home still counts), and
+// writes nothing. PrivateUsers= keeps root root (the private socket checks
+// the peer's uid) while leaving it no capability outside the unit.
+// `systemd-analyze security` scores it 0.6 (test/integration checks <= 1.5).
+var reloadHardening = [][2]string{
+	{"NoNewPrivileges", "yes"},
+	{"CapabilityBoundingSet", ""},
+	{"AmbientCapabilities", ""},
+	{"PrivateUsers", "yes"},
+	{"ProtectSystem", "strict"},
+	{"ProtectHome", "read-only"},
+	{"PrivateTmp", "yes"},
+	{"PrivateDevices", "yes"},
+	{"PrivateNetwork", "yes"},
+	{"PrivateIPC", "yes"},
+	{"PrivateMounts", "yes"},
+	{"DevicePolicy", "closed"},
+	{"ProtectKernelTunables", "yes"},
+	{"ProtectKernelModules", "yes"},
+	{"ProtectKernelLogs", "yes"},
+	{"ProtectControlGroups", "yes"},
+	{"ProtectClock", "yes"},
+	{"ProtectHostname", "yes"},
+	{"ProtectProc", "invisible"},
+	{"ProcSubset", "pid"},
+	{"RestrictNamespaces", "yes"},
+	{"RestrictRealtime", "yes"},
+	{"RestrictSUIDSGID", "yes"},
+	{"RemoveIPC", "yes"},
+	{"LockPersonality", "yes"},
+	{"MemoryDenyWriteExecute", "yes"},
+	{"KeyringMode", "private"},
+	{"UMask", "0077"},
+	{"RestrictAddressFamilies", "AF_UNIX"},
+	{"IPAddressDeny", "any"},
+	{"SystemCallArchitectures", "native"},
+	{"SystemCallFilter", "@system-service"},
+	{"SystemCallFilter", "~@privileged @resources"},
+	{"SystemCallErrorNumber", "EPERM"},
 }
 
 // systemdSpan writes a duration the way systemd reads it: whole seconds as

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/loadgen"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -238,6 +243,32 @@ func TestFlags(t *testing.T) {
 	if _, _, err := parseFlags([]string{"stray"}); err == nil {
 		t.Error("a stray argument was accepted")
 	}
+	// The issue's conditions by default; -quick runs each scenario once.
+	o, _, err = parseFlags(nil)
+	if err != nil || o.rate != 200 || o.neighbourRate != 100 || o.repeats != 3 || o.switches != 8 || o.wsgiImport != time.Second || o.wsgiCPU != 2*time.Millisecond || o.doneTimeout != 30*time.Second {
+		t.Errorf("defaults: %+v, %v", o, err)
+	}
+	if o, _, _ := parseFlags([]string{"-quick"}); o.repeats != 1 {
+		t.Errorf("-quick: %d repetitions", o.repeats)
+	}
+	if o, _, _ := parseFlags([]string{"-quick", "-repeats", "2"}); o.repeats != 2 {
+		t.Errorf("-quick -repeats 2: %d repetitions", o.repeats)
+	}
+	goApp, _ := appByID("go")
+	gun, _ := appByID("gunicorn")
+	hup, _ := scenarioByID("gunicorn-hup")
+	own, _ := scenarioByID("own-port")
+	if checkPairs([]App{goApp}, []Scenario{hup}) == nil {
+		t.Error("gunicorn's HUP alone with the Go app was accepted")
+	}
+	if checkPairs([]App{goApp, gun}, []Scenario{hup}) != nil || checkPairs([]App{goApp}, []Scenario{hup, own}) != nil || checkPairs(nil, []Scenario{hup}) != nil {
+		t.Error("a selection with something to run was refused")
+	}
+	for _, bad := range [][]string{{"-repeats", "0"}, {"-wsgi-cpu", "-1ms"}, {"-done-timeout", "0s"}} {
+		if _, _, err := parseFlags(bad); err == nil {
+			t.Errorf("%v was accepted", bad)
+		}
+	}
 }
 
 func TestScenarioTable(t *testing.T) {
@@ -251,31 +282,35 @@ func TestScenarioTable(t *testing.T) {
 			t.Errorf("scenario %s is incomplete", s.ID)
 		}
 		for _, a := range apps {
+			if !s.runsWith(a.ID) {
+				continue
+			}
 			in := s.Install(a, 12345)
-			if len(in.Files) == 0 || in.Name == "" || len(in.Start) == 0 {
+			if len(in.Files) == 0 || in.Name == "" || len(in.Start) == 0 || in.Unit == "" || in.Port != 12345 {
 				t.Errorf("%s/%s: install %+v", a.ID, s.ID, in)
 			}
 			for path, content := range in.Files {
-				if !strings.Contains(content, "127.0.0.1:12345") {
+				if (strings.HasSuffix(path, ".service") || strings.HasSuffix(path, ".toml")) && !strings.Contains(content, "127.0.0.1:12345") {
 					t.Errorf("%s/%s: %s does not use the port:\n%s", a.ID, s.ID, path, content)
 				}
 			}
 		}
 	}
-	for _, want := range []string{"own-port", "socket-held", "sitectl-mode", "overlap-reload", "overlap-mode"} {
+	for _, want := range []string{"own-port", "socket-held", "sitectl-mode", "overlap-reload", "overlap-mode", "gunicorn-hup", "gunicorn-usr2", "uwsgi-touch", "uwsgi-chain"} {
 		if !ids[want] {
 			t.Errorf("no scenario %s", want)
 		}
 	}
 	mode, _ := scenarioByID("sitectl-mode")
-	if got := commandFor(mode, "go-mode"); got != "`sitectl mode go-mode read-only` / `sitectl mode go-mode normal`" {
+	if got := commandFor(mode, Install{Name: "go-mode"}); got != "`sitectl mode go-mode read-only` / `sitectl mode go-mode normal`" {
 		t.Errorf("mode command %q", got)
 	}
-	if got := mode.Switch("x", 3); strings.Join(got, " ") != "sitectl mode x normal" {
+	if got := mode.Switch(Install{Name: "x"}, 3); strings.Join(got, " ") != "sitectl mode x normal" {
 		t.Errorf("switch 4 = %v", got)
 	}
 	own, _ := scenarioByID("own-port")
-	if got := commandFor(own, "bench-go-own"); got != "`systemctl restart bench-go-own.service`" {
+	goApp, _ := appByID("go")
+	if got := commandFor(own, own.Install(goApp, 1)); got != "`systemctl restart bench-go-own.service`" {
 		t.Errorf("own-port command %q", got)
 	}
 	for _, id := range []string{"overlap-reload", "overlap-mode"} {
@@ -291,8 +326,111 @@ func TestScenarioTable(t *testing.T) {
 			}
 		}
 	}
-	if got := commandFor(scenarios[3], "go-ovreload"); got != "`sitectl reload go-ovreload`" {
+	if got := commandFor(scenarios[3], Install{Name: "go-ovreload"}); got != "`sitectl reload go-ovreload`" {
 		t.Errorf("overlap reload command %q", got)
+	}
+}
+
+// TestPeerScenarios pins what the servers' own reloads run: the unit as
+// gunicorn's documentation writes it, the touch files uWSGI watches, and a
+// USR2 script that a shell accepts.
+func TestPeerScenarios(t *testing.T) {
+	gun, _ := appByID("gunicorn")
+	uw, _ := appByID("uwsgi")
+	hup, _ := scenarioByID("gunicorn-hup")
+	if hup.runsWith("go") || hup.runsWith("uwsgi") || !hup.runsWith("gunicorn") || !hup.Peer {
+		t.Errorf("gunicorn-hup must run with gunicorn only, as a peer")
+	}
+	in := hup.Install(gun, 4000)
+	unit := in.Files["/etc/systemd/system/bench-gunicorn-hup.service"]
+	for _, want := range []string{"ExecReload=/bin/kill -s HUP $MAINPID", "--pid /run/bench-gunicorn-hup/gunicorn.pid", "RuntimeDirectory=bench-gunicorn-hup", "Type=notify"} {
+		if !strings.Contains(unit, want) {
+			t.Errorf("gunicorn's unit lacks %q:\n%s", want, unit)
+		}
+	}
+	if got := commandFor(hup, in); got != "`systemctl reload bench-gunicorn-hup.service`" {
+		t.Errorf("HUP command %q", got)
+	}
+	usr2, _ := scenarioByID("gunicorn-usr2")
+	in = usr2.Install(gun, 4001)
+	argv := usr2.Switch(in, 0)
+	if len(argv) != 5 || argv[0] != "timeout" || argv[2] != "sh" {
+		t.Fatalf("USR2 switch %q", argv)
+	}
+	argv = argv[2:]
+	for _, want := range []string{"unit=bench-gunicorn-usr2.service", "pidfile=/run/bench-gunicorn-usr2/gunicorn.pid", "url=http://127.0.0.1:4001/", "kill -USR2", "kill -WINCH", "kill -QUIT"} {
+		if !strings.Contains(argv[2], want) {
+			t.Errorf("USR2 script lacks %q", want)
+		}
+	}
+	if out, err := exec.Command("sh", "-n", "-c", argv[2]).CombinedOutput(); err != nil {
+		t.Errorf("sh -n refuses the USR2 script: %v: %s", err, out)
+	}
+	// A failed script is reported by its exit status and output, not its
+	// text.
+	exitErr := exec.Command("sh", "-c", "exit 124").Run()
+	wrapped := fmt.Errorf("sandbox x: timeout 120 sh -c %q: %w", argv[2], exitErr)
+	if got := switchError(usr2, wrapped, "USR2: new master 7 answers;\n"); got != "exit status 124 (timed out): USR2: new master 7 answers;" {
+		t.Errorf("USR2 switch error %q", got)
+	}
+	if got := switchError(hup, wrapped, "x"); !strings.Contains(got, "sandbox x: timeout 120") {
+		t.Errorf("a one-command switch's error must be whole: %q", got)
+	}
+	if !usr2.StopOnError || hup.StopOnError {
+		t.Error("only the USR2 dance stops at a failed switch")
+	}
+	for id, flag := range map[string]string{"uwsgi-touch": " --touch-reload /srv/bench/bench-uwsgi-touch.touch", "uwsgi-chain": " --lazy-apps --touch-chain-reload /srv/bench/bench-uwsgi-chain.touch"} {
+		s, _ := scenarioByID(id)
+		if s.runsWith("gunicorn") || !s.runsWith("uwsgi") {
+			t.Errorf("%s must run with uWSGI only", id)
+		}
+		in := s.Install(uw, 4002)
+		touch := strings.TrimPrefix(flag[strings.LastIndex(flag, " "):], " ")
+		if _, ok := in.Files[touch]; !ok {
+			t.Errorf("%s: no touch file %s in %v", id, touch, in.Files)
+		}
+		if u := in.Files["/etc/systemd/system/"+in.Unit]; !strings.Contains(u, "--processes 2"+flag+"\n") {
+			t.Errorf("%s: the unit does not run uWSGI with%s:\n%s", id, flag, u)
+		}
+		if got := strings.Join(s.Switch(in, 0), " "); got != "touch "+touch {
+			t.Errorf("%s: switch %q", id, got)
+		}
+	}
+	if own, _ := scenarioByID("own-port"); !own.runsWith("go") {
+		t.Error("own-port must run with every app")
+	}
+}
+
+// TestWithLoad: the WSGI apps get the realistic load in both the plain unit
+// and the site file, which sitectl's parser accepts; the Go app gets none.
+func TestWithLoad(t *testing.T) {
+	l := AppLoad{ImportCPU: time.Second, RequestCPU: 5 * time.Millisecond}
+	gun, _ := appByID("gunicorn")
+	gun = gun.withLoad(l)
+	if !slices.Equal(gun.Env, []string{"WSGI_IMPORT_CPU_SECONDS=1", "WSGI_REQUEST_CPU_MS=5"}) || gun.Settle != 3*time.Second {
+		t.Errorf("gunicorn with load: env %q, settle %s", gun.Env, gun.Settle)
+	}
+	if !strings.Contains(gun.Title, "1s of CPU") {
+		t.Errorf("title %q does not say the load", gun.Title)
+	}
+	if u := gun.Unit("x", 1, ""); !strings.Contains(u, "[Service]\nEnvironment=WSGI_IMPORT_CPU_SECONDS=1 WSGI_REQUEST_CPU_MS=5\n") {
+		t.Errorf("unit without the load:\n%s", u)
+	}
+	f := gun.Site(8080, modeExtra)
+	st, err := site.Parse("gunicorn.toml", []byte(f))
+	if err != nil {
+		t.Fatalf("sitectl refuses the site file: %v\n%s", err, f)
+	}
+	env := map[string]string{}
+	for _, e := range st.Environment {
+		env[e.Name] = e.Value
+	}
+	if env["WSGI_IMPORT_CPU_SECONDS"] != "1" || env["WSGI_REQUEST_CPU_MS"] != "5" {
+		t.Errorf("site environment %v", st.Environment)
+	}
+	goApp, _ := appByID("go")
+	if g := goApp.withLoad(l); len(g.Env) != 0 || g.Settle != time.Second || g.Site(1, "") != goApp.SiteFile(1, "") {
+		t.Errorf("the Go app got a load: %+v", g)
 	}
 }
 
@@ -325,17 +463,36 @@ func sampleResults() *Results {
 	side := func(all, steady, window Stats) *Side {
 		return &Side{All: all, Steady: steady, Window: window, P99Ratio: Ratio(window.P99, steady.P99)}
 	}
+	// ran fills in what runHandoff gives a scenario that ran: two
+	// repetitions of 3 switches with these ratios.
+	ran := func(h *HandoffResult, ratios ...float64) *HandoffResult {
+		h.Available, h.SwitchCount, h.P99Ratios, h.P99RatioMedian = true, 6, ratios, medianFloat(ratios)
+		h.NeighbourP99Ratios = []float64{1.01, 1.02}
+		h.SwitchDuration = DurationStats{Runs: 6, Median: Millis(90 * time.Millisecond), Max: Millis(120 * time.Millisecond)}
+		h.DoneAfter = DurationStats{Runs: 6 - h.Incomplete, Median: Millis(95 * time.Millisecond), Max: Millis(130 * time.Millisecond)}
+		for i := range ratios {
+			h.Repetitions = append(h.Repetitions, &Repetition{N: i + 1, Subject: h.Subject, Neighbour: h.Neighbour})
+		}
+		return h
+	}
+	usr2 := ran(&HandoffResult{App: "go", Scenario: "gunicorn-usr2", Title: "5b. gunicorn USR2 dance", Command: "`kill -USR2`", Peer: true, Incomplete: 1,
+		Subject: side(failed, okStats, spike), Neighbour: side(okStats, okStats, okStats)}, 150, 140)
+	usr2.Subject.Steady.P99 = Millis(900 * time.Millisecond)
+	usr2.Repetitions[0].Notes = []string{"after switch 1: bench-gunicorn-usr2.service is not running (ActiveState=inactive)"}
+	usr2.Repetitions[0].Switches = []SwitchRecord{{Output: "USR2: new master 42 answers;\nQUIT sent"}}
 	r := &Results{
 		Command: "go run ./test/bench -quick",
 		Quick:   true,
 		Started: t0,
-		Config:  Config{Apps: []string{"go"}, Scenarios: []string{"own-port", "socket-held", "sitectl-mode", "overlap-reload", "overlap-mode"}, Switches: 3, Rate: 100, NeighbourRate: 100, TailMS: 1000, GapMS: 1000, TimeoutMS: 10000, Sites: []int{10, 1000}, Reps: 3, ModeReps: 2, CLIRuns: 10},
+		Config: Config{Apps: []string{"go"}, Scenarios: []string{"own-port", "socket-held", "sitectl-mode", "overlap-reload", "overlap-mode"}, Switches: 3, Repeats: 2, Rate: 100, NeighbourRate: 100,
+			TailMS: 1000, GapMS: 1000, TimeoutMS: 10000, DoneTimeoutMS: 30000, WSGIImportMS: 1000, WSGIRequestCPUMS: 5, Sites: []int{10, 1000}, Reps: 3, ModeReps: 2, CLIRuns: 10},
 		Handoff: []*HandoffResult{
-			{App: "go", Scenario: "own-port", Title: "1. own port", Command: "`systemctl restart bench-go-own.service`", Available: true, Subject: side(failed, okStats, okStats), Neighbour: side(okStats, okStats, okStats)},
-			{App: "go", Scenario: "socket-held", Title: "2. socket-held", Command: "`systemctl restart site-go-socket.service`", Available: true, Subject: side(okStats, okStats, spike), Neighbour: side(okStats, okStats, okStats)},
-			{App: "go", Scenario: "sitectl-mode", Title: "3. sitectl mode", Command: "`sitectl mode go-mode read-only`", Available: true, SwitchErrors: 1, Subject: side(okStats, okStats, spike), Neighbour: side(okStats, okStats, spike)},
+			ran(&HandoffResult{App: "go", Scenario: "own-port", Title: "1. own port", Command: "`systemctl restart bench-go-own.service`", Peer: true, Subject: side(failed, okStats, okStats), Neighbour: side(okStats, okStats, okStats)}, 1, 1),
+			ran(&HandoffResult{App: "go", Scenario: "socket-held", Title: "2. socket-held", Command: "`systemctl restart site-go-socket.service`", Subject: side(okStats, okStats, spike), Neighbour: side(okStats, okStats, okStats)}, 150, 160),
+			ran(&HandoffResult{App: "go", Scenario: "sitectl-mode", Title: "3. sitectl mode", Command: "`sitectl mode go-mode read-only`", SwitchErrors: 1, Subject: side(okStats, okStats, spike), Neighbour: side(okStats, okStats, spike)}, 150, 150),
 			{App: "go", Scenario: "overlap-reload", Title: "4a. overlap reload", Available: false, NotAvailable: "not available: `sitectl reload --help` fails"},
-			{App: "go", Scenario: "overlap-mode", Title: "4b. overlap mode", Command: "`sitectl mode go-ovmode read-only`", Available: true, Subject: side(okStats, okStats, Stats{Requests: 10, OK: 10, P99: Millis(3 * time.Millisecond)}), Neighbour: side(okStats, okStats, okStats)},
+			ran(&HandoffResult{App: "go", Scenario: "overlap-mode", Title: "4b. overlap mode", Command: "`sitectl mode go-ovmode read-only`", Subject: side(okStats, okStats, Stats{Requests: 10, OK: 10, P99: Millis(3 * time.Millisecond)}), Neighbour: side(okStats, okStats, okStats)}, 1.1, 1.15),
+			usr2,
 		},
 		Scale: []*ScaleResult{
 			{N: 10, Listen: "127.0.0.1:10000-10009", GeneratorWrite: DurationStats{Runs: 3, Median: Millis(4 * time.Millisecond)}, SitectlList: DurationStats{Runs: 3, Median: Millis(20 * time.Millisecond)},
@@ -388,6 +545,163 @@ func TestTargets(t *testing.T) {
 			t.Errorf("target %q: %q, want %q", what, got, want)
 		}
 	}
+	// One repetition above the target misses it, whatever the median.
+	ov := r.handoff("go", "overlap-mode")
+	ov.P99Ratios, ov.P99RatioMedian = []float64{1.1, 1.12, 2.31}, 1.12
+	for _, tg := range evaluateTargets(r) {
+		if tg.What == "go, 4b. overlap mode: p99 in switch windows / p99 steady" {
+			if tg.Status != statusMissed || !strings.Contains(tg.Measured, "worst 2.31 (each repetition: 1.10, 1.12, 2.31;") {
+				t.Errorf("one repetition at 2.31: %+v", tg)
+			}
+		}
+	}
+}
+
+// answer is a request that ended at end ms, answered by process id ("" for
+// a failed one).
+func answer(startMS, latMS int, id string) (loadgen.Result, string) {
+	r := loadgen.Result{Start: at(startMS), Latency: time.Duration(latMS) * time.Millisecond, Outcome: loadgen.OK}
+	if id == "" {
+		r.Outcome = loadgen.Refused
+	}
+	return r, id
+}
+
+func TestDoneAt(t *testing.T) {
+	type req struct {
+		start, lat int
+		id         string
+	}
+	cases := []struct {
+		name   string
+		reqs   []req
+		issued int
+		until  int
+		want   int // ms; -1: not done
+	}{
+		{"a restart: old answers, a gap, new answers", []req{{0, 1, "a"}, {10, 1, "b"}, {100, 1, "a"}, {200, 500, "c"}, {210, 490, "c"}, {800, 1, "c"}}, 150, 2000, 700},
+		{"old still answers after new started (overlap, chain reload)", []req{{0, 1, "a"}, {200, 1, "n"}, {300, 1, "a"}, {400, 1, "n"}, {500, 1, "n"}}, 100, 2000, 401},
+		{"an old request still in flight at the switch counts as old", []req{{0, 1, "a"}, {90, 400, "a"}, {200, 1, "n"}, {600, 1, "n"}}, 100, 2000, 601},
+		{"failures are nobody's answers", []req{{0, 1, "a"}, {200, 1, ""}, {300, 1, "n"}}, 100, 2000, 301},
+		{"old answers until the next switch: not done", []req{{0, 1, "a"}, {200, 1, "n"}, {300, 1, "a"}}, 100, 2000, -1},
+		{"nothing new answered: not done", []req{{0, 1, "a"}, {200, 1, "a"}, {300, 1, ""}}, 100, 2000, -1},
+		{"answers after until are the next switch's", []req{{0, 1, "a"}, {200, 1, "n"}, {1500, 1, "a"}}, 100, 1000, 201},
+		{"a process that answered before an earlier switch is old too", []req{{0, 1, "a"}, {50, 1, "b"}, {200, 1, "a"}, {300, 1, "c"}}, 100, 2000, 301},
+	}
+	for _, c := range cases {
+		var rs []loadgen.Result
+		var ids []string
+		for _, q := range c.reqs {
+			r, id := answer(q.start, q.lat, q.id)
+			rs, ids = append(rs, r), append(ids, id)
+		}
+		got, ok := doneAt(rs, ids, at(c.issued), at(c.until))
+		switch {
+		case c.want < 0 && ok:
+			t.Errorf("%s: done at %s, want not done", c.name, got.Sub(t0))
+		case c.want >= 0 && (!ok || !got.Equal(at(c.want))):
+			t.Errorf("%s: done at %s (%v), want %dms", c.name, got.Sub(t0), ok, c.want)
+		}
+	}
+}
+
+// TestAnswersWaitDone: the harness waits while old processes answer and
+// stops once new ones alone have answered for the settle time, or at the
+// deadline.
+func TestAnswersWaitDone(t *testing.T) {
+	a := newAnswers(func(h http.Header, _ string) string { return h.Get("X-Pid") })
+	ok := func(id string, end time.Time) loadgen.Result {
+		return loadgen.Result{Start: end.Add(-time.Millisecond), Latency: time.Millisecond, Outcome: loadgen.OK, Header: http.Header{"X-Pid": []string{id}}}
+	}
+	now := time.Now().Add(-2 * time.Second) // the switch was issued
+	a.record(ok("old", now.Add(-time.Second)))
+	a.record(loadgen.Result{Outcome: loadgen.Refused, Header: http.Header{"X-Pid": []string{"ignored"}}})
+	before := a.seen()
+	if len(before) != 1 || !before["old"] {
+		t.Fatalf("seen %v", before)
+	}
+	// Only the old process answered since: not done by the deadline.
+	if _, done := a.waitDone(context.Background(), before, now, 50*time.Millisecond, time.Now().Add(100*time.Millisecond)); done {
+		t.Error("done without a new process")
+	}
+	// A new process answered after the old one's last answer, 200 ms ago.
+	a.record(ok("old", time.Now().Add(-300*time.Millisecond)))
+	a.record(ok("new", time.Now().Add(-200*time.Millisecond)))
+	t1 := time.Now()
+	if at, done := a.waitDone(context.Background(), before, now, 100*time.Millisecond, time.Now().Add(5*time.Second)); !done || at.Sub(t1) > time.Second {
+		t.Errorf("waitDone = %s after, %v; want done at once", at.Sub(t1), done)
+	}
+	// The old process answers again: not done until it has been quiet for
+	// the settle time.
+	a.record(ok("old", time.Now()))
+	t2 := time.Now()
+	at, done := a.waitDone(context.Background(), before, now, 300*time.Millisecond, time.Now().Add(200*time.Millisecond))
+	if done || at.Sub(t2) < 200*time.Millisecond {
+		t.Errorf("waitDone with an old process answering just now = %s, %v", at.Sub(t2), done)
+	}
+	// Without a way to tell processes apart there is nothing to wait for.
+	if _, done := newAnswers(nil).waitDone(context.Background(), nil, now, time.Hour, now.Add(time.Hour)); !done {
+		t.Error("no id function: waitDone waited")
+	}
+}
+
+// TestRepetitionsAndTotals: a scenario's totals keep every repetition's
+// ratio, and a switch that was not done gets a window up to when the
+// harness gave up.
+func TestRepetitionsAndTotals(t *testing.T) {
+	goApp, _ := appByID("go")
+	mk := func(id string, startMS, latMS int) loadgen.Result {
+		return loadgen.Result{Start: at(startMS), Latency: time.Duration(latMS) * time.Millisecond, Outcome: loadgen.OK, Header: http.Header{"X-Pid": []string{id}}}
+	}
+	rep := func(n int, slow time.Duration) *Repetition {
+		var rs []loadgen.Result
+		for ms := 0; ms < 10000; ms += 10 {
+			id, lat := "a", 1
+			if ms >= 2000 {
+				id = "b"
+			}
+			if ms >= 2000 && ms < 2100 {
+				lat = int(slow / time.Millisecond)
+			}
+			if ms >= 6000 && ms < 6500 {
+				id = "a" // switch 2: only processes that answered before it answer; never done
+			}
+			rs = append(rs, mk(id, ms, lat))
+		}
+		r := &Repetition{N: n, loadStart: t0, Switches: []SwitchRecord{
+			{IssuedS: 1.9, Duration: Millis(50 * time.Millisecond)},
+			{IssuedS: 5.9, Duration: Millis(50 * time.Millisecond), waited: at(8000)},
+		}}
+		finishRepetition(r, goApp, rs, rs, at(10000), time.Second)
+		return r
+	}
+	r1, r2 := rep(1, 100*time.Millisecond), rep(2, 400*time.Millisecond)
+	if r1.Switches[0].Incomplete || r1.Switches[0].DoneAfter != Millis(200*time.Millisecond) {
+		t.Errorf("switch 1: %+v, want done 200 ms after it was issued (the first answer of b ends at 2.1 s)", r1.Switches[0])
+	}
+	if !r1.Switches[1].Incomplete || r1.Incomplete != 1 || r1.DoneAfter.Runs != 1 {
+		t.Errorf("switch 2 must not be done: %+v", r1.Switches[1])
+	}
+	if w := r1.windows[1]; !w.End.Equal(at(9000)) {
+		t.Errorf("the window of a switch not done ends at %s, want when the harness gave up plus the tail (9s)", w.End.Sub(t0))
+	}
+	if w := r1.windows[0]; !w.End.Equal(at(3100)) {
+		t.Errorf("the window of switch 1 ends at %s, want when it was done plus the tail (3.1s)", w.End.Sub(t0))
+	}
+	res := &HandoffResult{Available: true, Repetitions: []*Repetition{r1, r2}}
+	aggregate(res, goApp, "s", "u", "n", HandoffOptions{Rate: 100, NeighbourRate: 100})
+	if len(res.P99Ratios) != 2 || res.P99Ratios[0] != r1.Subject.P99Ratio || res.P99Ratios[1] != r2.Subject.P99Ratio || res.P99Ratios[1] <= res.P99Ratios[0] {
+		t.Errorf("ratios %v, repetitions %.2f and %.2f", res.P99Ratios, r1.Subject.P99Ratio, r2.Subject.P99Ratio)
+	}
+	if res.P99RatioMedian != (res.P99Ratios[0]+res.P99Ratios[1])/2 || res.SwitchCount != 4 || res.Incomplete != 2 || res.DoneAfter.Runs != 2 {
+		t.Errorf("totals: %+v", res)
+	}
+	if res.Subject.All.Requests != 2000 || res.Subject.Processes != 2 || res.Subject.results == nil || r2.Subject.results != nil {
+		t.Errorf("pooled subject: %d requests, %d processes; plotted results kept: %v, %v", res.Subject.All.Requests, res.Subject.Processes, res.Subject.results != nil, r2.Subject.results != nil)
+	}
+	if b, err := json.Marshal(res); err != nil || !strings.Contains(string(b), `"p99_ratios":[`) || !strings.Contains(string(b), `"incomplete":true`) {
+		t.Errorf("results.json: %v %s", err, b)
+	}
 }
 
 func TestMarkdown(t *testing.T) {
@@ -396,7 +710,18 @@ func TestMarkdown(t *testing.T) {
 		"**This is a quick run**",
 		"go run ./test/bench -quick",
 		"| 1. own port | `systemctl restart bench-go-own.service` | 1000 | **10** (refused 10) |",
-		"| 4a. overlap reload | – | – | – | – | – | – | not available: `sitectl reload --help` fails | – |",
+		"| 4a. overlap reload | – | – | – | – | – | – | not available: `sitectl reload --help` fails | – | – |",
+		// The side-by-side table: every repetition's ratio, the operator's
+		// times, the switches that were not done.
+		"| go | 2. socket-held: `systemctl restart site-go-socket.service` | sitectl | 0 | 155.00 (150.00, 160.00) | 0.09 s / 0.12 s | 0.10 s / 0.13 s | 6 of 6 |",
+		"| go | 5b. gunicorn USR2 dance: `kill -USR2` | operator's own | **10** (refused 10) | 145.00 (150.00, 140.00) | 0.09 s / 0.12 s | 0.10 s / 0.13 s | **5 of 6** |",
+		"- go, 5b. gunicorn USR2 dance, repetition 1, after switch 1: bench-gunicorn-usr2.service is not running (ActiveState=inactive)",
+		"- go, 5b. gunicorn USR2 dance, switch 1: USR2: new master 42 answers; QUIT sent",
+		"| 1.10, 1.15 | 90.0 / 120 | 95.0 / 130 | 6 of 6 |",
+		"| 1.00 / 1.01, 1.02 |",
+		"spends 1s of CPU importing",
+		"**Overloaded:** the switched site's steady p99 was above 250 ms in go / 5b. gunicorn USR2 dance (900 ms)",
+		"2 repetitions, each from a fresh start",
 		"| **0** (expected 1) |",
 		"![latency over time, Go app (test/apps/webapp)](handoff-go.png)",
 		"**fails** (3 of 3 runs)",

@@ -4,19 +4,25 @@
 // results.json, README.md and PNG plots into docs/bench/. It needs root, and
 // gnuplot (Debian: gnuplot-nox) for the plots; it installs what is missing.
 //
-//	go run ./test/bench                                      # the full run, about 16 minutes
-//	go run ./test/bench -quick -switches 5 -out /var/tmp/bench   # a quick look, about 3 minutes
+//	go run ./test/bench                                      # the full run (handoff about 40 minutes)
+//	go run ./test/bench -quick -switches 3 -out /var/tmp/bench   # a quick look, about 10 minutes
 //	go run ./test/bench -render     # README.md again from results.json
+//	go run ./test/bench -apps gunicorn,uwsgi -scenarios own-port,gunicorn-hup,gunicorn-usr2,uwsgi-touch,uwsgi-chain \
+//	    -sites '' -cli-runs 0 -out /var/tmp/peers               # only the servers' own reloads
 //
 // What it measures:
 //
 //   - Handoff: one site under fixed-rate load (no keep-alive) is switched
 //     -switches times in each scenario of the scenario table (scenarios.go),
-//     for the Go test app and for Debian's gunicorn and uWSGI: a plain unit binding its
-//     own port, sitectl's socket-held units restarted with systemctl, sitectl
-//     mode switches, and the overlapped handoff (reload and mode switch) when
-//     the sitectl under test has it. A neighbour site is under its own load
-//     all along.
+//     -repeats times from a fresh start, for the Go test app and for Debian's
+//     gunicorn and uWSGI running a WSGI app that takes a second to import: a
+//     plain unit binding its own port, sitectl's socket-held units restarted
+//     with systemctl, sitectl mode switches, the overlapped handoff (reload
+//     and mode switch) when the sitectl under test has it, and what operators
+//     use instead (gunicorn's HUP and USR2, uWSGI's touch-reload and chain
+//     reload). A switch is done when only new processes answer; the
+//     operator's wait for that is measured beside the visitors' numbers. A
+//     neighbour site is under its own load all along.
 //   - Scale: 1000, 3000, 10,000 idle socket-activated sites: generator,
 //     first and repeated daemon-reload (wall and systemd's CPU), sitectl
 //     list against systemctl list-units, one site's status and mode switch,
@@ -55,10 +61,14 @@ func main() {
 type options struct {
 	quick         bool
 	switches      int
+	repeats       int
 	rate          int
 	neighbourRate int
 	tail, gap     time.Duration
 	timeout       time.Duration
+	doneTimeout   time.Duration
+	wsgiImport    time.Duration
+	wsgiCPU       time.Duration
 	apps          string
 	scenarios     string
 	sites         string
@@ -74,15 +84,19 @@ type options struct {
 func parseFlags(args []string) (options, *flag.FlagSet, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.BoolVar(&o.quick, "quick", false, "a quick run: fewer repetitions (scale 3, mode switches 2, CLI 10) and 1s steady gaps, unless set explicitly")
-	fs.IntVar(&o.switches, "switches", 20, "switches per scenario")
-	fs.IntVar(&o.rate, "rate", 100, "requests per second to the site being switched")
-	fs.IntVar(&o.neighbourRate, "neighbour-rate", 0, "requests per second to the neighbour site (default: -rate)")
-	fs.DurationVar(&o.tail, "tail", time.Second, "a switch window ends this long after the switch command returned")
+	fs.BoolVar(&o.quick, "quick", false, "a quick run: fewer repetitions (handoff 1, scale 3, mode switches 2, CLI 10) and 1s steady gaps, unless set explicitly")
+	fs.IntVar(&o.switches, "switches", 8, "switches per scenario and repetition (a scenario may do fewer: uWSGI's chain reload 5)")
+	fs.IntVar(&o.repeats, "repeats", 3, "repetitions of every handoff scenario, each from a fresh start of the site")
+	fs.IntVar(&o.rate, "rate", 200, "requests per second to the site being switched")
+	fs.IntVar(&o.neighbourRate, "neighbour-rate", 100, "requests per second to the neighbour site")
+	fs.DurationVar(&o.tail, "tail", time.Second, "a switch window ends this long after the switch was done (its command returned and only new processes answer)")
+	fs.DurationVar(&o.doneTimeout, "done-timeout", 30*time.Second, "how long to wait after a switch command returned until only new processes answer")
+	fs.DurationVar(&o.wsgiImport, "wsgi-import", time.Second, "CPU time the WSGI test app spends importing (a cold start; 0: none)")
+	fs.DurationVar(&o.wsgiCPU, "wsgi-cpu", 2*time.Millisecond, "CPU time the WSGI test app spends on every request (0: none; 5ms at 200 req/s keeps a 2-core machine 75% busy before anything else runs)")
 	fs.DurationVar(&o.gap, "gap", 1500*time.Millisecond, "steady load between one switch window and the next switch")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "request timeout")
 	fs.StringVar(&o.apps, "apps", "go,gunicorn,uwsgi", "apps to run the handoff scenarios with (comma-separated; empty: no handoff benchmark)")
-	fs.StringVar(&o.scenarios, "scenarios", "own-port,socket-held,sitectl-mode,overlap-reload,overlap-mode", "handoff scenarios (comma-separated; empty: none)")
+	fs.StringVar(&o.scenarios, "scenarios", strings.Join(scenarioIDs(), ","), "handoff scenarios (comma-separated; empty: none); a server's own reload runs only with that server")
 	fs.StringVar(&o.sites, "sites", "1000,3000,10000", "site counts of the scale benchmark (comma-separated, ascending; empty: none)")
 	fs.BoolVar(&o.boot, "scale-boot", true, "at each scale step, also boot a sandbox with the sites in place and time the boot and the poweroff")
 	fs.IntVar(&o.reps, "reps", 10, "runs of each scale timing")
@@ -107,6 +121,9 @@ func parseFlags(args []string) (options, *flag.FlagSet, error) {
 		if !set["reps"] {
 			o.reps = 3
 		}
+		if !set["repeats"] {
+			o.repeats = 1
+		}
 		if !set["mode-reps"] {
 			o.modeReps = 2
 		}
@@ -117,11 +134,11 @@ func parseFlags(args []string) (options, *flag.FlagSet, error) {
 			o.gap = time.Second
 		}
 	}
-	if o.neighbourRate <= 0 {
-		o.neighbourRate = o.rate
+	if o.switches < 1 || o.repeats < 1 || o.rate < 1 || o.neighbourRate < 1 || o.reps < 1 || o.modeReps < 1 || o.cliRuns < 0 {
+		return o, fs, errors.New("-switches, -repeats, -rate, -neighbour-rate, -reps and -mode-reps must be at least 1")
 	}
-	if o.switches < 1 || o.rate < 1 || o.reps < 1 || o.modeReps < 1 || o.cliRuns < 0 {
-		return o, fs, errors.New("-switches, -rate, -reps and -mode-reps must be at least 1")
+	if o.wsgiImport < 0 || o.wsgiCPU < 0 || o.doneTimeout <= 0 {
+		return o, fs, errors.New("-wsgi-import and -wsgi-cpu must not be negative, -done-timeout must be positive")
 	}
 	return o, fs, nil
 }
@@ -152,6 +169,22 @@ func parseSites(s string) ([]int, error) {
 		return nil, fmt.Errorf("-sites must be ascending without repeats: %v", ns)
 	}
 	return ns, nil
+}
+
+// checkPairs refuses a selection of apps and scenarios in which no scenario
+// runs with any app (a server's own reload with another server).
+func checkPairs(apps []App, scens []Scenario) error {
+	if len(apps) == 0 || len(scens) == 0 {
+		return nil
+	}
+	for _, a := range apps {
+		for _, s := range scens {
+			if s.runsWith(a.ID) {
+				return nil
+			}
+		}
+	}
+	return errors.New("-scenarios: none of the scenarios runs with the apps of -apps (a server's own reload runs only with that server)")
 }
 
 // repoRoot finds the module root above the working directory.
@@ -238,19 +271,18 @@ func runBench(o options, args []string) (err error) {
 		if !ok {
 			return fmt.Errorf("-apps: no app %q (have %s)", id, appIDs())
 		}
-		selApps = append(selApps, a)
+		selApps = append(selApps, a.withLoad(AppLoad{ImportCPU: o.wsgiImport, RequestCPU: o.wsgiCPU}))
 	}
 	var selScen []Scenario
 	for _, id := range splitList(o.scenarios) {
 		s, ok := scenarioByID(id)
 		if !ok {
-			var ids []string
-			for _, s := range scenarios {
-				ids = append(ids, s.ID)
-			}
-			return fmt.Errorf("-scenarios: no scenario %q (have %s)", id, strings.Join(ids, ", "))
+			return fmt.Errorf("-scenarios: no scenario %q (have %s)", id, strings.Join(scenarioIDs(), ", "))
 		}
 		selScen = append(selScen, s)
+	}
+	if err := checkPairs(selApps, selScen); err != nil {
+		return err
 	}
 	sites, err := parseSites(o.sites)
 	if err != nil {
@@ -297,8 +329,9 @@ func runBench(o options, args []string) (err error) {
 		Started: start,
 		Machine: describeMachine(ctx),
 		Config: Config{
-			Switches: o.switches, Rate: o.rate, NeighbourRate: o.neighbourRate,
+			Switches: o.switches, Repeats: o.repeats, Rate: o.rate, NeighbourRate: o.neighbourRate,
 			TailMS: o.tail.Milliseconds(), GapMS: o.gap.Milliseconds(), TimeoutMS: o.timeout.Milliseconds(),
+			DoneTimeoutMS: o.doneTimeout.Milliseconds(), WSGIImportMS: o.wsgiImport.Milliseconds(), WSGIRequestCPUMS: float64(o.wsgiCPU) / float64(time.Millisecond),
 			Sites: sites, ScaleBoot: o.boot, Reps: o.reps, ModeReps: o.modeReps, CLIRuns: o.cliRuns,
 		},
 	}
@@ -338,8 +371,8 @@ func runBench(o options, args []string) (err error) {
 		}
 		if len(selApps) > 0 && len(selScen) > 0 {
 			res.Handoff, err = runHandoff(ctx, h, HandoffOptions{
-				Apps: selApps, Scenarios: selScen, Switches: o.switches, Rate: o.rate, NeighbourRate: o.neighbourRate,
-				Tail: o.tail, Gap: o.gap, Timeout: o.timeout, Log: logf,
+				Apps: selApps, Scenarios: selScen, Switches: o.switches, Repeats: o.repeats, Rate: o.rate, NeighbourRate: o.neighbourRate,
+				Tail: o.tail, Gap: o.gap, Timeout: o.timeout, DoneTimeout: o.doneTimeout, Log: logf,
 			})
 			if err != nil {
 				return err

@@ -143,26 +143,31 @@ func latencyPlot(app App, rs []*HandoffResult, dataDir, output string) (LatencyP
 			p.Panels = append(p.Panels, Panel{Title: r.Title, Message: r.NotAvailable})
 			continue
 		}
-		pn := Panel{Title: fmt.Sprintf("%s: %s — %d switches, %d of %d requests failed, p99 steady %.0f ms / in windows %.0f ms",
-			r.Title, strings.ReplaceAll(r.Command, "`", ""), len(r.Switches), r.Subject.All.Failed, r.Subject.All.Requests, r.Subject.Steady.P99.MS(), r.Subject.Window.P99.MS()),
-			XMax: r.DurationS}
-		for i, w := range r.windows {
-			pn.Windows = append(pn.Windows, [2]float64{w.Start.Sub(r.loadStart).Seconds(), w.End.Sub(r.loadStart).Seconds()})
-			pn.Issued = append(pn.Issued, r.Switches[i].IssuedS)
+		if len(r.Repetitions) == 0 {
+			continue
+		}
+		// The first repetition.
+		rep := r.Repetitions[0]
+		pn := Panel{Title: fmt.Sprintf("%s: %s — repetition 1 of %d: %d switches, %d of %d requests failed, p99 steady %.0f ms / in windows %.0f ms",
+			r.Title, strings.ReplaceAll(r.Command, "`", ""), len(r.Repetitions), len(rep.Switches), rep.Subject.All.Failed, rep.Subject.All.Requests, rep.Subject.Steady.P99.MS(), rep.Subject.Window.P99.MS()),
+			XMax: rep.DurationS}
+		for i, w := range rep.windows {
+			pn.Windows = append(pn.Windows, [2]float64{w.Start.Sub(rep.loadStart).Seconds(), w.End.Sub(rep.loadStart).Seconds()})
+			pn.Issued = append(pn.Issued, rep.Switches[i].IssuedS)
 		}
 		base := filepath.Join(dataDir, app.ID+"-"+r.Scenario)
 		var err error
 		isOK := func(x loadgen.Result) bool { return x.Outcome == loadgen.OK }
-		if pn.SubjectOK, err = writePoints(base+"-ok.dat", r.loadStart, r.Subject.results, isOK); err != nil {
+		if pn.SubjectOK, err = writePoints(base+"-ok.dat", rep.loadStart, rep.Subject.results, isOK); err != nil {
 			return p, err
 		}
-		if pn.Failed, err = writePoints(base+"-failed.dat", r.loadStart, r.Subject.results, func(x loadgen.Result) bool { return !isOK(x) }); err != nil {
+		if pn.Failed, err = writePoints(base+"-failed.dat", rep.loadStart, rep.Subject.results, func(x loadgen.Result) bool { return !isOK(x) }); err != nil {
 			return p, err
 		}
-		if pn.Neighbour, err = writePoints(base+"-neighbour.dat", r.loadStart, r.Neighbour.results, func(loadgen.Result) bool { return true }); err != nil {
+		if pn.Neighbour, err = writePoints(base+"-neighbour.dat", rep.loadStart, rep.Neighbour.results, func(loadgen.Result) bool { return true }); err != nil {
 			return p, err
 		}
-		for _, s := range []*Side{r.Subject, r.Neighbour} {
+		for _, s := range []*Side{rep.Subject, rep.Neighbour} {
 			for _, x := range s.results {
 				p.YMax = max(p.YMax, float64(x.Latency)/float64(time.Millisecond))
 			}

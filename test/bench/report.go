@@ -3,6 +3,7 @@ package main
 import (
 	_ "embed"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -33,16 +34,23 @@ type Config struct {
 	Apps          []string `json:"apps"`
 	Scenarios     []string `json:"scenarios"`
 	Switches      int      `json:"switches"`
+	Repeats       int      `json:"repeats"`
 	Rate          int      `json:"rate"`
 	NeighbourRate int      `json:"neighbour_rate"`
 	TailMS        int64    `json:"window_tail_ms"`
 	GapMS         int64    `json:"steady_gap_ms"`
 	TimeoutMS     int64    `json:"request_timeout_ms"`
-	Sites         []int    `json:"sites"`
-	ScaleBoot     bool     `json:"scale_boot"`
-	Reps          int      `json:"scale_reps"`
-	ModeReps      int      `json:"scale_mode_reps"`
-	CLIRuns       int      `json:"cli_runs"`
+	// DoneTimeoutMS is how long the harness waits for a switch to be done;
+	// WSGIImportMS and WSGIRequestCPUMS the WSGI test app's CPU time to
+	// import and per request.
+	DoneTimeoutMS    int64   `json:"done_timeout_ms"`
+	WSGIImportMS     int64   `json:"wsgi_import_cpu_ms"`
+	WSGIRequestCPUMS float64 `json:"wsgi_request_cpu_ms"`
+	Sites            []int   `json:"sites"`
+	ScaleBoot        bool    `json:"scale_boot"`
+	Reps             int     `json:"scale_reps"`
+	ModeReps         int     `json:"scale_mode_reps"`
+	CLIRuns          int     `json:"cli_runs"`
 }
 
 // Target is one of the issue's targets and how this run did against it.
@@ -101,15 +109,16 @@ func evaluateTargets(r *Results) []Target {
 	for _, a := range r.Config.Apps {
 		for _, id := range []string{"overlap-reload", "overlap-mode"} {
 			s, _ := scenarioByID(id)
-			t := Target{What: fmt.Sprintf("%s, %s: p99 in switch windows / p99 steady", a, s.Title), Target: "≤ 2"}
+			t := Target{What: fmt.Sprintf("%s, %s: p99 in switch windows / p99 steady", a, s.Title), Target: "≤ 1.2 in every repetition"}
 			switch h := r.handoff(a, id); {
 			case h == nil:
 				t.Status, t.Measured = statusNotMeasured, "not run"
 			case !h.Available:
 				t.Status, t.Measured = statusUnavailable, h.NotAvailable
 			default:
-				t.Measured = fmt.Sprintf("%.2f (%s / %s ms)", h.Subject.P99Ratio, ms(h.Subject.Window.P99), ms(h.Subject.Steady.P99))
-				t.Status = metOrMissed(h.Subject.P99Ratio <= 2)
+				worst := slices.Max(append([]float64{0}, h.P99Ratios...))
+				t.Measured = fmt.Sprintf("worst %.2f (each repetition: %s; all: %s / %s ms)", worst, ratioList(h.P99Ratios), ms(h.Subject.Window.P99), ms(h.Subject.Steady.P99))
+				t.Status = metOrMissed(len(h.P99Ratios) > 0 && worst <= 1.2)
 			}
 			ts = append(ts, t)
 		}
@@ -290,10 +299,10 @@ func Markdown(r *Results) string {
 	}
 	p("## How to run\n\n")
 	p("As root on Debian 12 with Go, from the repository (it builds sitectl, boots two throwaway systemd sandboxes and installs what it runs when missing: `gnuplot-nox` for the plots, `gunicorn`, `uwsgi` and `uwsgi-plugin-python3`):\n\n")
-	p("```sh\ngo run ./test/bench                                    # the full run, about 16 minutes\n")
-	p("go run ./test/bench -quick -switches 5 -out /var/tmp/b   # a quick look, about 3 minutes\n")
+	p("```sh\ngo run ./test/bench                                    # the full run (its handoff part about 40 minutes)\n")
+	p("go run ./test/bench -quick -switches 3 -out /var/tmp/b   # a quick look, about 10 minutes\n")
 	p("go run ./test/bench -render                             # README.md again from results.json (after editing test/bench/notes.md)\n```\n\n")
-	p("`-apps`, `-scenarios` and `-sites` select parts (an empty list skips a part); `go run ./test/bench -h` lists every flag. ")
+	p("`-apps`, `-scenarios` and `-sites` select parts (an empty list skips a part; a server's own reload runs only with that server), `-switches` and `-repeats` set how much of each; `go run ./test/bench -h` lists every flag. ")
 	p("`go test ./test/bench/` tests the pure parts (windows, percentiles, tables, plot scripts) without root.\n\n")
 	p("## Command and machine\n\n")
 	p("```sh\n%s\n```\n\n", r.Command)
@@ -329,70 +338,7 @@ func Markdown(r *Results) string {
 	p("\nWhy targets are missed, and what was surprising: see [Notes](#notes).\n\n")
 
 	if len(r.Handoff) > 0 {
-		c := r.Config
-		p("## Handing one site over to a new process\n\n")
-		p("Each scenario: the site under %d requests/s, its neighbour (another sitectl site, the Go app) under %d requests/s, ", c.Rate, c.NeighbourRate)
-		p("%d switches, %s of steady load before the first, after each window and after the last. ", c.Switches, time.Duration(c.GapMS)*time.Millisecond)
-		p("Latencies in ms, of successful requests, as p50 / p99 / max. A *switch window* is from the moment the switch command is issued until it returns, plus %s; ", time.Duration(c.TailMS)*time.Millisecond)
-		p("a request counts as inside when it overlaps a window, as steady otherwise (see [Definitions](#definitions)). ")
-		p("Switch time is the command's wall time as the operator waits for it (median / max; it includes about %s ms of `nsenter`).\n\n", ms(r.NsenterOverhead.Median))
-		p("The scenarios (each app gets its own site or unit per scenario, on its own port):\n\n")
-		for _, id := range c.Scenarios {
-			if s, ok := scenarioByID(id); ok {
-				p("- **%s**: %s.\n", s.Title, s.Command)
-			}
-		}
-		p("\nThe own-port units are what an operator writes without sitectl: `Type=notify`, `KillMode=mixed`, the same 10 s drain and start limit as sitectl's units, no hardening and no socket unit ")
-		p("(webapp `--listen 127.0.0.1:PORT`, gunicorn `--bind 127.0.0.1:PORT`, uWSGI `--http-socket 127.0.0.1:PORT` with SIGTERM made graceful as in sitectl's uwsgi preset). The sitectl sites are the generated, hardened units; ")
-		p("the sites of scenarios 3 and 4 also have a probe (`GET /`), which `sitectl` uses to verify a switch. ")
-		p("*Processes answered* counts the distinct processes that answered the site (the Go app's `X-Pid`, the master pid of gunicorn or uWSGI): ")
-		p("a scenario whose every switch really replaced the app shows switches + 1; fewer (in bold) means some switch changed nothing, and its latencies prove nothing.\n\n")
-		for _, a := range c.Apps {
-			app, _ := appByID(a)
-			p("### %s\n\n", app.Title)
-			t := table{head: []string{"scenario", "switch command", "requests", "failed", "steady p50 / p99 / max", "in windows p50 / p99 / max", "p99 ratio", "switch time median / max", "processes answered"}}
-			for _, h := range r.Handoff {
-				if h.App != a {
-					continue
-				}
-				if !h.Available {
-					t.add(h.Title, "–", "–", "–", "–", "–", "–", h.NotAvailable, "–")
-					continue
-				}
-				s := h.Subject
-				sw := ms(h.SwitchDuration.Median) + " / " + ms(h.SwitchDuration.Max)
-				if h.SwitchErrors > 0 {
-					sw += fmt.Sprintf(" (**%d failed**)", h.SwitchErrors)
-				}
-				t.add(h.Title, h.Command, fmt.Sprint(s.All.Requests), failedCell(s.All), latCell(s.Steady), latCell(s.Window), ratioCell(s.P99Ratio), sw, processesCell(s.Processes, len(h.Switches)+1))
-			}
-			b.WriteString(t.String())
-			p("\n![latency over time, %s](handoff-%s.png)\n\n", app.Title, a)
-		}
-		p("### The neighbour\n\n")
-		p("The neighbour site during each scenario above, split by the *switched* site's windows. One process answering means it was never restarted.\n\n")
-		t := table{head: []string{"app switched", "scenario", "requests", "failed", "steady p50 / p99 / max", "in windows p50 / p99 / max", "p99 ratio", "processes answered", "machine CPU busy"}}
-		var busy []string
-		for _, h := range r.Handoff {
-			if !h.Available || h.Neighbour == nil {
-				continue
-			}
-			n := h.Neighbour
-			cpu := fmt.Sprintf("%.0f%%", h.HostCPUBusy)
-			if h.HostCPUBusy >= busyWarning {
-				cpu = "**" + cpu + "**"
-				busy = append(busy, h.App+" / "+h.Title)
-			}
-			t.add(h.App, h.Title, fmt.Sprint(n.All.Requests), failedCell(n.All), latCell(n.Steady), latCell(n.Window), ratioCell(n.P99Ratio), processesCell(n.Processes, 1), cpu)
-		}
-		b.WriteString(t.String())
-		p("\n*Machine CPU busy* is the share of all CPUs' time that was not idle while the scenario's load ran (`/proc/stat`): the sites, the sandbox's systemd, the load generator and anything else on the machine. ")
-		p("Compare the rows: a scenario well above the others had company on the machine.")
-		if len(busy) > 0 {
-			p(" **At %.0f%% or more something else was competing for the CPUs; the latencies of %s are suspect.**", busyWarning, strings.Join(busy, ", "))
-		}
-		p("\n")
-		p("\n")
+		b.WriteString(handoffMarkdown(r))
 	}
 
 	b.WriteString(scaleMarkdown(r))
@@ -435,7 +381,7 @@ func kernelObjects(rs []*ScaleResult) string {
 
 func quickNote(r *Results) string {
 	c := r.Config
-	return fmt.Sprintf(": %d switches per scenario, %d runs per scale timing, %d CLI runs", c.Switches, c.Reps, c.CLIRuns)
+	return fmt.Sprintf(": %d switches per scenario and repetition, %s, %d runs per scale timing, %d CLI runs", c.Switches, plural(c.Repeats, "repetition"), c.Reps, c.CLIRuns)
 }
 
 func joinInts(ns []int) string {
@@ -451,14 +397,15 @@ func definitions(r *Results) string {
 	tail := time.Duration(c.TailMS) * time.Millisecond
 	gap := time.Duration(c.GapMS) * time.Millisecond
 	return fmt.Sprintf(`- **Load.** `+"`internal/loadgen`"+`: open loop at a fixed rate (a new request every 1/rate s whatever the answers), each request on a new TCP connection (no keep-alive, so nothing is retried behind our back), GET /, timeout %[3]s. Every request's start time, latency and outcome is recorded. Outcomes: *ok* (status 200), *refused* (ECONNREFUSED: nothing listened), *reset* (connection reset or closed before a response), *timeout*, *bad_status*, *other*. Everything but ok is a failed request.
-- **Scenario timeline.** The site is started and answers once; 1 s later the load starts on it and on the neighbour; %[2]s of steady load; then for each switch: issue the command, wait for it to return, wait the tail (%[1]s) and the steady gap (%[2]s). The load stops after the last gap.
-- **Switch window.** From the instant the harness starts the switch command to the instant it returns, plus a tail of %[1]s. The tail is there because a returned command does not mean a warm app: gunicorn sends READY=1 before its workers have imported the app, so the first requests after a restart still wait.
+- **Scenario timeline.** Each repetition: the site is started and answers once; after a settle time (1 s, plus twice the WSGI app's import time for the WSGI apps, whose second worker may still be importing) the load starts on it and on the neighbour; %[2]s of steady load; then for each switch: issue the command, wait for it to return and to be done (or give up after %[5]s), wait out the tail (%[1]s), check that the app's unit still runs (if not, record what systemd says and logged, and switch no more in this repetition), and wait the steady gap (%[2]s). The load stops after the last gap; the site is stopped.
+- **Done.** A switch is done when only processes answer that had not answered before it: the end of the first answer by such a new process after the last answer by an old one, looking at the answers up to the next switch (or the end of the load). The answering process is the Go app's pid (`+"`X-Pid`"+`) or the worker pid in the WSGI app's JSON answer (a gunicorn or uWSGI master survives its own reloads; its workers do not). *Done after* is the time from issuing the command until then. A switch that never got there (processes that answered before still answered until the next switch, or no new one answered) is not done; it is counted, and left out of the done times. While the load runs the harness waits until old processes have not answered for the tail, or for %[5]s.
+- **Switch window.** From the instant the harness starts the switch command until it returned and the switch was done (for a switch that was not done: until the harness gave up waiting), plus a tail of %[1]s. The tail is there because a returned command does not mean a warm app: gunicorn sends READY=1 before its workers have imported the app, so the first requests after a restart still wait.
 - **Inside a window / steady.** A request is *inside* when the interval from its start to its end (start + latency) overlaps a switch window, so a request that was already waiting when the switch began counts as inside. All other requests are *steady*.
-- **Latency percentiles.** Of successful requests only (a refused connection fails in microseconds and would flatter a broken handoff); failures are counted separately. Nearest rank: p99 is the smallest latency such that at least 99%% of the requests are at or below it.
-- **p99 ratio.** p99 inside windows / p99 steady, for the switched site and for the neighbour (the neighbour's requests are split by the switched site's windows).
-- **Switch time.** The wall time of the switch command as the harness runs it from the host: `+"`nsenter`"+` into the sandbox plus the command. `+"`nsenter true`"+` alone takes %[4]s ms (median). Median / max over the switches of the scenario.
+- **Latency percentiles.** Of successful requests only (a refused connection fails in microseconds and would flatter a broken handoff); failures are counted separately. Nearest rank: p99 is the smallest latency such that at least 99%% of the requests are at or below it. The tables' latencies are of all repetitions' requests together.
+- **p99 ratio.** p99 inside windows / p99 steady, for the switched site and for the neighbour (the neighbour's requests are split by the switched site's windows), for every repetition on its own; the side-by-side table gives their median. The neighbour table also gives the ratio of all repetitions' requests together (*all*), and `+"`results.json`"+` has that for the switched site too (`+"`subject.p99_ratio`"+`).
+- **Switch time.** The wall time of the switch command as the harness runs it from the host: `+"`nsenter`"+` into the sandbox plus the command. `+"`nsenter true`"+` alone takes %[4]s ms (median). Median / max over the switches of all repetitions.
 - **Scale and CLI timings.** Measured inside the sandbox by a helper (this program, installed there as `+"`/usr/local/bin/sitectl-bench timeit`"+`) from just before fork/exec to the command's exit, standard output to /dev/null. Commands that are compared run alternately (A, B, A, B, …), so drift of a shared machine hits both alike. Median of the runs; medians of an even count average the two middle values.
 - **Generator.** `+"`sitectl-generator --dryrun`"+` prints every unit (to /dev/null); the writing run is `+"`sitectl-generator DIR`"+` into an empty directory on a tmpfs (`+"`/run`"+`), which is what systemd runs at daemon-reload. `+"`systemctl daemon-reload`"+` includes all generators, systemd's own too, and reloading every unit.
 - **Memory.** See the memory section above.
-`, tail, gap, time.Duration(c.TimeoutMS)*time.Millisecond, ms(r.NsenterOverhead.Median))
+`, tail, gap, time.Duration(c.TimeoutMS)*time.Millisecond, ms(r.NsenterOverhead.Median), time.Duration(c.DoneTimeoutMS)*time.Millisecond)
 }

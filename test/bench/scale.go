@@ -549,7 +549,11 @@ func stateForAll(ctx context.Context, h *host, n int, workDir string) error {
 		if err := t.dir(name); err != nil {
 			return err
 		}
-		if err := t.add(name+"/mode.env", modes.EnvFile(s, m), 0o644); err != nil {
+		env, err := modes.EnvFile(s, m)
+		if err != nil {
+			return err
+		}
+		if err := t.add(name+"/mode.env", env, 0o644); err != nil {
 			return err
 		}
 		if err := t.add(name+"/lock", nil, 0o644); err != nil {

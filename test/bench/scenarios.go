@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // An App is one of the applications every handoff scenario runs.
@@ -15,13 +18,88 @@ type App struct {
 	Title string
 	// OwnPortUnit is a hand-written service for the app binding port
 	// itself, with no socket unit: what an operator writes without sitectl.
-	OwnPortUnit func(site string, port int) string
+	// args go at the end of the server's command line.
+	OwnPortUnit func(site string, port int, args string) string
 	// SiteFile is a sitectl site file for the app on port; extra goes
 	// before the [[listen]] table.
 	SiteFile func(port int, extra string) string
 	// Process names the process that answered a request (one per
 	// generation of the app), "" if the response does not say.
 	Process func(header http.Header, body string) string
+	// Worker names the very process that answered (a gunicorn or uWSGI
+	// worker, whose master may outlive a reload), "" if the response does
+	// not say: a switch is done once only processes answer that had not
+	// answered before it.
+	Worker func(header http.Header, body string) string
+	// WSGI apps can be given a realistic import time and cost per request
+	// (withLoad).
+	WSGI bool
+	// Env is the environment both the own-port unit and the site file give
+	// the app (withLoad).
+	Env []string
+	// Settle is how long the harness waits after the app first answered
+	// before the load starts (its other workers may still be importing).
+	Settle time.Duration
+}
+
+// AppLoad makes the WSGI test app realistic: ImportCPU of CPU time to
+// import (a cold start), RequestCPU per request.
+type AppLoad struct {
+	ImportCPU  time.Duration
+	RequestCPU time.Duration
+}
+
+// withLoad returns the app with the load: for a WSGI app, the environment
+// that asks test/apps/wsgi/app.py for it, and a title that says so.
+func (a App) withLoad(l AppLoad) App {
+	a.Settle = time.Second
+	if !a.WSGI || (l.ImportCPU <= 0 && l.RequestCPU <= 0) {
+		return a
+	}
+	a.Env = []string{
+		"WSGI_IMPORT_CPU_SECONDS=" + formatFloat(l.ImportCPU.Seconds(), 3),
+		"WSGI_REQUEST_CPU_MS=" + formatFloat(float64(l.RequestCPU)/float64(time.Millisecond), 3),
+	}
+	// gunicorn's workers import after the first one answers; uWSGI's master
+	// imports before it forks them. Two workers on a shared machine.
+	a.Settle = time.Second + 2*l.ImportCPU
+	a.Title += fmt.Sprintf(", importing for %s of CPU, %s of CPU per request", l.ImportCPU, l.RequestCPU)
+	return a
+}
+
+// Unit is the app's own-port unit with its environment.
+func (a App) Unit(site string, port int, args string) string {
+	u := a.OwnPortUnit(site, port, args)
+	if len(a.Env) > 0 {
+		u = strings.Replace(u, "[Service]\n", "[Service]\nEnvironment="+strings.Join(a.Env, " ")+"\n", 1)
+	}
+	return u
+}
+
+// Site is the app's site file with its environment.
+func (a App) Site(port int, extra string) string {
+	f := a.SiteFile(port, extra)
+	if len(a.Env) == 0 {
+		return f
+	}
+	var kv []string
+	for _, e := range a.Env {
+		k, v, _ := strings.Cut(e, "=")
+		kv = append(kv, fmt.Sprintf("%s = %q", k, v))
+	}
+	return "environment = { " + strings.Join(kv, ", ") + " }\n" + f
+}
+
+// workerPID is the "pid" of the WSGI app's JSON answer: the worker that
+// answered.
+func workerPID(_ http.Header, body string) string {
+	var r struct {
+		PID int `json:"pid"`
+	}
+	if json.Unmarshal([]byte(body), &r) != nil || r.PID == 0 {
+		return ""
+	}
+	return strconv.Itoa(r.PID)
 }
 
 // masterPID is the "ppid" of the WSGI app's JSON answer: gunicorn's or
@@ -45,7 +123,7 @@ var apps = []App{
 	{
 		ID:    "go",
 		Title: "Go app (test/apps/webapp)",
-		OwnPortUnit: func(site string, port int) string {
+		OwnPortUnit: func(site string, port int, args string) string {
 			return fmt.Sprintf(`[Unit]
 Description=sitectl benchmark: the Go test app binding its own port (no socket unit)
 StartLimitIntervalSec=10s
@@ -54,10 +132,10 @@ StartLimitBurst=30
 [Service]
 Type=notify
 Environment=SITE=%s SITE_MODE=normal SITE_DRAIN_TIMEOUT=10s
-ExecStart=/usr/local/bin/webapp --listen 127.0.0.1:%d
+ExecStart=/usr/local/bin/webapp --listen 127.0.0.1:%d%s
 KillMode=mixed
 TimeoutStopSec=15
-`, site, port)
+`, site, port, args)
 		},
 		SiteFile: func(port int, extra string) string {
 			return fmt.Sprintf(`exec = ["/usr/local/bin/webapp"]
@@ -69,11 +147,14 @@ address = "127.0.0.1:%d"
 `, extra, port)
 		},
 		Process: func(h http.Header, _ string) string { return h.Get("X-Pid") },
+		Worker:  func(h http.Header, _ string) string { return h.Get("X-Pid") },
 	},
 	{
 		ID:    "gunicorn",
 		Title: "gunicorn from Debian, 2 workers (test/apps/wsgi/app.py)",
-		OwnPortUnit: func(site string, port int) string {
+		// As gunicorn's documentation deploys it (Type=notify, reload is
+		// kill -HUP), with a pid file for the USR2 dance.
+		OwnPortUnit: func(site string, port int, args string) string {
 			return fmt.Sprintf(`[Unit]
 Description=sitectl benchmark: gunicorn binding its own port (no socket unit)
 StartLimitIntervalSec=10s
@@ -82,11 +163,13 @@ StartLimitBurst=30
 [Service]
 Type=notify
 WorkingDirectory=/srv/wsgi
-Environment=SITE=%s SITE_MODE=normal
-ExecStart=/usr/bin/gunicorn --workers 2 --graceful-timeout 10 --bind 127.0.0.1:%d app:application
+RuntimeDirectory=%[1]s
+Environment=SITE=%[1]s SITE_MODE=normal
+ExecStart=/usr/bin/gunicorn --workers 2 --graceful-timeout 10 --pid /run/%[1]s/gunicorn.pid --bind 127.0.0.1:%[2]d%[3]s app:application
+ExecReload=/bin/kill -s HUP $MAINPID
 KillMode=mixed
 TimeoutStopSec=15
-`, site, port)
+`, site, port, args)
 		},
 		SiteFile: func(port int, extra string) string {
 			return fmt.Sprintf(`exec = ["/usr/bin/gunicorn", "--workers", "2", "app:application"]
@@ -99,13 +182,15 @@ address = "127.0.0.1:%d"
 `, extra, port)
 		},
 		Process: masterPID,
+		Worker:  workerPID,
+		WSGI:    true,
 	},
 	{
 		ID:    "uwsgi",
 		Title: "uWSGI from Debian, 2 workers (test/apps/wsgi/app.py)",
 		// uWSGI 2.0 treats SIGTERM as a brutal reload: the hook makes it a
 		// graceful stop, as sitectl's uwsgi preset does.
-		OwnPortUnit: func(site string, port int) string {
+		OwnPortUnit: func(site string, port int, args string) string {
 			return fmt.Sprintf(`[Unit]
 Description=sitectl benchmark: uWSGI binding its own port (no socket unit)
 StartLimitIntervalSec=10s
@@ -115,10 +200,10 @@ StartLimitBurst=30
 Type=notify
 Environment=SITE=%s SITE_MODE=normal
 Environment="UWSGI_HOOK_MASTER_START=unix_signal:15 gracefully_kill_them_all" UWSGI_WORKER_RELOAD_MERCY=10
-ExecStart=/usr/bin/uwsgi --master --plugin python3 --http-socket 127.0.0.1:%d --wsgi-file /srv/wsgi/app.py --processes 2
+ExecStart=/usr/bin/uwsgi --master --plugin python3 --http-socket 127.0.0.1:%d --wsgi-file /srv/wsgi/app.py --processes 2%s
 KillMode=mixed
 TimeoutStopSec=15
-`, site, port)
+`, site, port, args)
 		},
 		SiteFile: func(port int, extra string) string {
 			return fmt.Sprintf(`exec = ["/usr/bin/uwsgi", "--master", "--plugin", "python3", "--protocol", "http", "--wsgi-file", "/srv/wsgi/app.py", "--processes", "2"]
@@ -130,6 +215,8 @@ address = "127.0.0.1:%d"
 `, extra, port)
 		},
 		Process: masterPID,
+		Worker:  workerPID,
+		WSGI:    true,
 	},
 }
 
@@ -159,6 +246,8 @@ type Install struct {
 	Start []string          // units started before the load (a socket or a service)
 	Stop  []string          // units stopped after the scenario
 	Name  string            // the site or unit the switches act on
+	Unit  string            // the service that runs the app (checked after every switch)
+	Port  int
 }
 
 // A Scenario is one way of handing a running site over to a new process.
@@ -168,23 +257,59 @@ type Scenario struct {
 	Title string
 	// Command describes the switch, with SITE standing for the site name.
 	Command string
+	// Apps restricts the scenario to these apps (a server's own reload);
+	// nil means every app.
+	Apps []string
+	// Peer marks what operators use instead of sitectl.
+	Peer bool
+	// MaxSwitches caps the switches per repetition (0: -switches), for
+	// methods that take long.
+	MaxSwitches int
+	// StopOnError ends a repetition's switches at the first that fails: a
+	// failed multi-step switch leaves the server in a state the next one
+	// was not written for.
+	StopOnError bool
 	// Install returns what the scenario needs for app a on port.
 	Install func(a App, port int) Install
-	// Switch is the command line of switch i (0-based) on in.Name.
-	Switch func(name string, i int) []string
+	// Switch is the command line of switch i (0-based).
+	Switch func(in Install, i int) []string
+	// Shown is how the tables show the switch command; nil means the
+	// command lines of the first two switches.
+	Shown func(in Install) string
 	// Available reports whether the sitectl under test can do this at all
 	// with what Install returned, and if not, why (shown in the table). Nil
 	// means always.
 	Available func(ctx context.Context, h *host, in Install) (bool, string)
 }
 
+// runsWith tells whether the scenario applies to app id.
+func (s Scenario) runsWith(id string) bool { return s.Apps == nil || slices.Contains(s.Apps, id) }
+
 func siteInstall(a App, site, extra string, port int) Install {
 	return Install{
-		Files: map[string]string{"/etc/sitectl/sites/" + site + ".toml": a.SiteFile(port, extra)},
+		Files: map[string]string{"/etc/sitectl/sites/" + site + ".toml": a.Site(port, extra)},
 		Start: []string{"site-" + site + ".socket"},
 		Stop:  []string{"site-" + site + ".socket", "site-" + site + ".service"},
 		Name:  site,
+		Unit:  "site-" + site + ".service",
+		Port:  port,
 	}
+}
+
+// ownInstall is a plain unit NAME.service binding its own port, with args
+// for the server and extra files.
+func ownInstall(a App, name string, port int, args string, files map[string]string) Install {
+	unit := name + ".service"
+	in := Install{
+		Files: map[string]string{"/etc/systemd/system/" + unit: a.Unit(name, port, args)},
+		Start: []string{unit},
+		Stop:  []string{unit},
+		Name:  name,
+		Unit:  unit,
+		Port:  port,
+	}
+	maps.Copy(in.Files, files)
+	return in
 }
 
 // alternate returns a when i is even, b when it is odd.
@@ -195,39 +320,32 @@ func alternate(i int, a, b string) string {
 	return b
 }
 
+// touchFile is the file a uWSGI scenario touches to reload unit name.
+func touchFile(name string) string { return "/srv/bench/" + name + ".touch" }
+
 var scenarios = []Scenario{
 	{
 		ID:      "own-port",
 		Title:   "1. own port",
 		Command: "`systemctl restart bench-SITE.service` (plain unit, the app binds its port, no socket unit)",
-		Install: func(a App, port int) Install {
-			name := "bench-" + a.ID + "-own"
-			unit := name + ".service"
-			return Install{
-				Files: map[string]string{"/etc/systemd/system/" + unit: a.OwnPortUnit(name, port)},
-				Start: []string{unit},
-				Stop:  []string{unit},
-				Name:  name,
-			}
-		},
-		Switch: func(name string, _ int) []string { return []string{"systemctl", "restart", name + ".service"} },
+		Peer:    true,
+		Install: func(a App, port int) Install { return ownInstall(a, "bench-"+a.ID+"-own", port, "", nil) },
+		Switch:  func(in Install, _ int) []string { return []string{"systemctl", "restart", in.Unit} },
 	},
 	{
 		ID:      "socket-held",
 		Title:   "2. socket-held",
 		Command: "`systemctl restart site-SITE.service` (sitectl's generated units)",
 		Install: func(a App, port int) Install { return siteInstall(a, a.ID+"-socket", "", port) },
-		Switch: func(name string, _ int) []string {
-			return []string{"systemctl", "restart", "site-" + name + ".service"}
-		},
+		Switch:  func(in Install, _ int) []string { return []string{"systemctl", "restart", in.Unit} },
 	},
 	{
 		ID:      "sitectl-mode",
 		Title:   "3. sitectl mode",
 		Command: "`sitectl mode SITE read-only` / `normal`, alternating (restart handoff, verified by a probe)",
 		Install: func(a App, port int) Install { return siteInstall(a, a.ID+"-mode", modeExtra, port) },
-		Switch: func(name string, i int) []string {
-			return []string{"sitectl", "mode", name, alternate(i, "read-only", "normal")}
+		Switch: func(in Install, i int) []string {
+			return []string{"sitectl", "mode", in.Name, alternate(i, "read-only", "normal")}
 		},
 	},
 	{
@@ -237,7 +355,7 @@ var scenarios = []Scenario{
 		Install: func(a App, port int) Install {
 			return siteInstall(a, a.ID+"-ovreload", overlapExtra+modeExtra, port)
 		},
-		Switch:    func(name string, _ int) []string { return []string{"sitectl", "reload", name} },
+		Switch:    func(in Install, _ int) []string { return []string{"sitectl", "reload", in.Name} },
 		Available: overlapAvailable,
 	},
 	{
@@ -247,11 +365,86 @@ var scenarios = []Scenario{
 		Install: func(a App, port int) Install {
 			return siteInstall(a, a.ID+"-ovmode", overlapExtra+modeExtra, port)
 		},
-		Switch: func(name string, i int) []string {
-			return []string{"sitectl", "mode", name, alternate(i, "read-only", "normal")}
+		Switch: func(in Install, i int) []string {
+			return []string{"sitectl", "mode", in.Name, alternate(i, "read-only", "normal")}
 		},
 		Available: overlapAvailable,
 	},
+	{
+		ID:      "gunicorn-hup",
+		Title:   "5a. gunicorn HUP",
+		Command: "`systemctl reload bench-SITE.service`, which is `kill -s HUP $MAINPID` as in gunicorn's own systemd example: gunicorn starts new workers and stops the old ones; the command returns at once",
+		Apps:    []string{"gunicorn"},
+		Peer:    true,
+		Install: func(a App, port int) Install { return ownInstall(a, "bench-gunicorn-hup", port, "", nil) },
+		Switch:  func(in Install, _ int) []string { return []string{"systemctl", "reload", in.Unit} },
+	},
+	{
+		ID:    "gunicorn-usr2",
+		Title: "5b. gunicorn USR2 dance",
+		Command: "gunicorn's binary upgrade under systemd, as its documentation describes it: `kill -USR2` the master, wait until the new master's workers answer, " +
+			"`kill -WINCH` the old master, wait up to 3 s for its workers to stop, `kill -QUIT` it and wait for it to exit (a shell script, `usr2Script` in test/bench/scenarios.go)",
+		Apps:        []string{"gunicorn"},
+		Peer:        true,
+		StopOnError: true,
+		Install:     func(a App, port int) Install { return ownInstall(a, "bench-gunicorn-usr2", port, "", nil) },
+		// Bounded: on an overloaded machine the checks could wait long.
+		Switch: func(in Install, _ int) []string { return []string{"timeout", "120", "sh", "-c", usr2Script(in)} },
+		Shown: func(in Install) string {
+			return "`kill -USR2 $MAINPID`, `kill -WINCH` and `kill -QUIT` the old master"
+		},
+	},
+	{
+		ID:      "uwsgi-touch",
+		Title:   "6a. uWSGI touch-reload",
+		Command: "`touch FILE` of a plain unit running uWSGI with `--touch-reload FILE`: uWSGI reloads gracefully (its master execs itself again and loads the app before forking new workers); the command returns at once",
+		Apps:    []string{"uwsgi"},
+		Peer:    true,
+		Install: func(a App, port int) Install {
+			name := "bench-uwsgi-touch"
+			return ownInstall(a, name, port, " --touch-reload "+touchFile(name), map[string]string{touchFile(name): ""})
+		},
+		Switch: func(in Install, _ int) []string { return []string{"touch", touchFile(in.Name)} },
+	},
+	{
+		ID:    "uwsgi-chain",
+		Title: "6b. uWSGI chain reload",
+		Command: "`touch FILE` of a plain unit running uWSGI with `--lazy-apps --touch-chain-reload FILE`: uWSGI replaces one worker at a time, " +
+			"each new one loading the app before the next old one stops; the command returns at once",
+		Apps:        []string{"uwsgi"},
+		Peer:        true,
+		MaxSwitches: 5,
+		Install: func(a App, port int) Install {
+			name := "bench-uwsgi-chain"
+			return ownInstall(a, name, port, " --lazy-apps --touch-chain-reload "+touchFile(name), map[string]string{touchFile(name): ""})
+		},
+		Switch: func(in Install, _ int) []string { return []string{"touch", touchFile(in.Name)} },
+	},
+}
+
+// usr2Script is gunicorn's binary upgrade as an operator scripts it,
+// following gunicorn's documentation: USR2 starts a new master (and its
+// workers) beside the old one; WINCH asks the old master to stop its
+// workers; QUIT stops the old master. It waits for the old master to exit
+// and prints what it saw. Under systemd the old master is the unit's main
+// process.
+func usr2Script(in Install) string {
+	return fmt.Sprintf(`set -u
+unit=%s pidfile=/run/%s/gunicorn.pid url=http://127.0.0.1:%d/
+old=$(systemctl show -p MainPID --value "$unit")
+kill -USR2 "$old" || exit 1
+i=0; until [ -s "$pidfile.2" ]; do i=$((i+1)); [ $i -lt 300 ] || { echo "no new master 30 s after USR2"; exit 1; }; sleep 0.1; done
+new=$(cat "$pidfile.2")
+i=0; until curl -fsS --max-time 2 "$url" 2>/dev/null | grep -q "\"ppid\": $new,"; do i=$((i+1)); [ $i -lt 300 ] || { echo "the new master's workers did not answer within 30 s"; exit 1; }; sleep 0.1; done
+echo "USR2: new master $new answers after $i polls;"
+kill -WINCH "$old"
+i=0; while [ -n "$(pgrep -P "$old" | grep -vx "$new")" ] && [ $i -lt 30 ]; do i=$((i+1)); sleep 0.1; done
+echo "WINCH: $(pgrep -P "$old" | grep -vx "$new" | wc -l) old workers still running after $i polls;"
+kill -QUIT "$old"
+i=0; while kill -0 "$old" 2>/dev/null && [ $i -lt 300 ]; do i=$((i+1)); sleep 0.1; done
+sleep 1
+echo "QUIT: the old master $old $(kill -0 "$old" 2>/dev/null && echo still runs || echo exited) after $i polls; a second later the new master $new $(kill -0 "$new" 2>/dev/null && echo runs || echo is gone) and $unit is $(systemctl show -p ActiveState --value "$unit")"
+`, in.Unit, in.Name, in.Port)
 }
 
 // overlapExtra asks for the overlapped handoff (issue 5).
@@ -268,6 +461,15 @@ func overlapAvailable(ctx context.Context, h *host, in Install) (bool, string) {
 		return false, "not available: `sitectl check` refuses the site file with `handoff = \"overlap\"`: " + firstLine(out)
 	}
 	return true, ""
+}
+
+// scenarioIDs lists the scenarios' IDs, in order.
+func scenarioIDs() []string {
+	var ids []string
+	for _, s := range scenarios {
+		ids = append(ids, s.ID)
+	}
+	return ids
 }
 
 // scenarioByID returns the scenario with the id.
@@ -289,13 +491,16 @@ func appByID(id string) (App, bool) {
 	return App{}, false
 }
 
-// commandFor renders the switch commands a scenario runs on name, as the
-// table shows them: the distinct command lines of the first two switches.
-func commandFor(s Scenario, name string) string {
+// commandFor renders the switch commands a scenario runs, as the table
+// shows them: the distinct command lines of the first two switches.
+func commandFor(s Scenario, in Install) string {
+	if s.Shown != nil {
+		return s.Shown(in)
+	}
 	var parts []string
 	seen := map[string]bool{}
 	for i := 0; i < 2; i++ {
-		c := strings.Join(s.Switch(name, i), " ")
+		c := strings.Join(s.Switch(in, i), " ")
 		if !seen[c] {
 			seen[c] = true
 			parts = append(parts, "`"+c+"`")

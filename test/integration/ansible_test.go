@@ -38,33 +38,46 @@ import (
 	"github.com/sitectl/sitectl/test/sandbox"
 )
 
-// ansibleDebEnv names a .deb to install instead of building one.
-const ansibleDebEnv = "SITECTL_ANSIBLE_DEB"
+// ansibleDebEnv and ansibleRPMEnv name packages to install instead of
+// building them.
+const (
+	ansibleDebEnv = "SITECTL_ANSIBLE_DEB"
+	ansibleRPMEnv = "SITECTL_ANSIBLE_RPM"
+)
 
-const ansibleHowTo = "run packaging/ansible/test, which installs ansible, ansible-lint, openssh-server and openssh-client " +
-	"and runs these tests"
+const ansibleHowTo = "run packaging/ansible/test, which installs ansible, ansible-lint, openssh-server, openssh-client, " +
+	"rpm, dnf and python3-dnf and runs these tests"
 
-var ansibleDebBuild struct {
+var ansiblePackageBuild struct {
 	sync.Once
-	path string
-	err  error
+	deb, rpm string
+	err      error
 }
 
 // ansibleDeb returns the .deb the role installs: $SITECTL_ANSIBLE_DEB, or
-// 0.1.0 built once per test binary with packaging/build into the binaries'
+// 0.1.0 built once per test binary with packaging/build.
+func ansibleDeb(t *testing.T) string { return ansiblePackage(t, ansibleDebEnv, ".deb") }
+
+// ansibleRPM returns the .rpm the role installs on the Red Hat path:
+// $SITECTL_ANSIBLE_RPM, or the rpm of the same build.
+func ansibleRPM(t *testing.T) string { return ansiblePackage(t, ansibleRPMEnv, ".rpm") }
+
+// ansiblePackage returns $env, or the package with the extension ext of
+// 0.1.0, built once per test binary with packaging/build into the binaries'
 // directory (removed when the tests end).
-func ansibleDeb(t *testing.T) string {
+func ansiblePackage(t *testing.T, env, ext string) string {
 	t.Helper()
-	if p := os.Getenv(ansibleDebEnv); p != "" {
+	if p := os.Getenv(env); p != "" {
 		if !filepath.IsAbs(p) {
-			t.Fatalf("%s=%q is not an absolute path", ansibleDebEnv, p)
+			t.Fatalf("%s=%q is not an absolute path", env, p)
 		}
 		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%s: %v", ansibleDebEnv, err)
+			t.Fatalf("%s: %v", env, err)
 		}
 		return p
 	}
-	ansibleDebBuild.Do(func() {
+	b := &ansiblePackageBuild
+	b.Do(func() {
 		dist := filepath.Join(bin, "ansible-dist")
 		cmd := exec.Command("../../packaging/build", "0.1.0")
 		cmd.Env = append(os.Environ(), "SITECTL_DIST="+dist)
@@ -74,21 +87,28 @@ func ansibleDeb(t *testing.T) string {
 			if ee, ok := err.(*exec.ExitError); ok {
 				stderr = ee.Stderr
 			}
-			ansibleDebBuild.err = fmt.Errorf("packaging/build 0.1.0: %v\n%s%s", err, out, stderr)
+			b.err = fmt.Errorf("packaging/build 0.1.0: %v\n%s%s", err, out, stderr)
 			return
 		}
 		for _, f := range strings.Fields(string(out)) {
-			if strings.HasSuffix(f, ".deb") {
-				ansibleDebBuild.path = f
-				return
+			switch {
+			case strings.HasSuffix(f, ".deb"):
+				b.deb = f
+			case strings.HasSuffix(f, ".rpm"):
+				b.rpm = f
 			}
 		}
-		ansibleDebBuild.err = fmt.Errorf("packaging/build 0.1.0 printed no .deb:\n%s", out)
+		if b.deb == "" || b.rpm == "" {
+			b.err = fmt.Errorf("packaging/build 0.1.0 did not print a .deb and an .rpm:\n%s", out)
+		}
 	})
-	if ansibleDebBuild.err != nil {
-		t.Fatalf("building the package the role installs (or set %s to a .deb): %v", ansibleDebEnv, ansibleDebBuild.err)
+	if b.err != nil {
+		t.Fatalf("building the package the role installs (or set %s): %v", env, b.err)
 	}
-	return ansibleDebBuild.path
+	if ext == ".rpm" {
+		return b.rpm
+	}
+	return b.deb
 }
 
 // ansibleFleet is a controller directory and the sandbox hosts it manages.
@@ -129,7 +149,15 @@ func newAnsibleFleet(t *testing.T, n int) *ansibleFleet {
 			t.Fatalf("the host key %s is missing (the sandboxes' sshd uses this machine's keys, which openssh-server's installation makes): %s", key, ansibleHowTo)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// Every run of ansible-playbook is bounded by the test's own deadline
+	// (go test -timeout), less a minute to clean up: on a busy machine one
+	// run may take minutes, and a fixed bound would fail a slow but
+	// working test.
+	deadline, ok := t.Deadline()
+	if !ok {
+		deadline = time.Now().Add(2 * time.Hour)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-time.Minute))
 	t.Cleanup(cancel)
 	dir, err := os.MkdirTemp("/var/tmp", "sitectl-ansible-")
 	if err != nil {
@@ -519,7 +547,50 @@ func TestAnsibleRoleIdempotent(t *testing.T) {
 		t.Errorf("the second run changed %d things, want 0:\n%s", rc.Changed, r.out)
 	}
 
-	// 3. A change of web's file in check and diff mode: reported with its
+	// 3. A bad site file never lands. Check mode says so too (copy and
+	// template never run their validate in check mode), and both name the
+	// site and its file, not a temporary file of Ansible.
+	webID := h.invocation("site-web.service")
+	bad := strings.Replace(web, "/usr/bin/gunicorn", "gunicorn", 1)
+	refused := func(what string, r ansibleRun) {
+		t.Helper()
+		if r.code == 0 || r.recap[h.name].Failed == 0 {
+			t.Errorf("%s: a site file sitectl check refuses did not fail the run (exit %d):\n%s", what, r.code, r.out)
+		}
+		// Ansible prints the message as JSON: quotes come escaped.
+		for _, want := range []string{"site web: sitectl check refuses /etc/sitectl/sites/web.toml",
+			`/etc/sitectl/sites/web.toml:1:9: exec: the program \"gunicorn\" is not an absolute path`} {
+			if !strings.Contains(r.out, want) {
+				t.Errorf("%s: the failed run does not say %q:\n%s", what, want, r.out)
+			}
+		}
+		for _, unwanted := range []string{"ansible-tmp", "ansible-moduletmp", "would start or restart", "would restart"} {
+			if strings.Contains(r.out, unwanted) {
+				t.Errorf("%s: the failed run says %q:\n%s", what, unwanted, r.out)
+			}
+		}
+		if got := siteFile("web"); got != web {
+			t.Errorf("%s: the refused file landed:\n%s", what, got)
+		}
+		if id := h.invocation("site-web.service"); id != webID {
+			t.Errorf("%s: the refused file restarted site-web.service", what)
+		}
+	}
+	refused("bad file, check mode", f.playbook("bad file, check mode", playbook, vars(bad, nil), "--check", "--diff"))
+	refused("bad file", f.playbook("bad file", playbook, vars(bad, nil)))
+	// A template is checked as rendered, in check mode too.
+	badTemplate := filepath.Join(f.dir, "bad.toml.j2")
+	if err := os.WriteFile(badTemplate, []byte(strings.Replace(ansibleSite(8003, ""), "/usr/bin/gunicorn", "{{ 'gunicorn' }}", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withBadTemplate := vars(web, nil)
+	withBadTemplate["sitectl_sites"] = []map[string]any{{"name": "web", "content": web}, {"name": "api", "src": template}, {"name": "shop", "src": badTemplate}}
+	r = f.playbook("bad template, check mode", playbook, withBadTemplate, "--check")
+	if r.code == 0 || !strings.Contains(r.out, `/etc/sitectl/sites/shop.toml:1:9: exec: the program \"gunicorn\" is not an absolute path`) {
+		t.Errorf("check mode did not refuse a template that renders a bad site file (exit %d):\n%s", r.code, r.out)
+	}
+
+	// 4. A change of web's file in check and diff mode: reported with its
 	// diff, not made.
 	webID, apiID := h.invocation("site-web.service"), h.invocation("site-api.service")
 	if webID == "" || apiID == "" {
@@ -547,7 +618,7 @@ func TestAnsibleRoleIdempotent(t *testing.T) {
 		t.Errorf("the check run restarted site-api.service (InvocationID %s → %s)", apiID, id)
 	}
 
-	// 4. The same change for real: only web is restarted.
+	// 5. The same change for real: only web is restarted.
 	r = f.playbook("change web", playbook, vars(web2, nil), "--diff")
 	r.mustPass(t, "change web")
 	if r.recap[h.name].Changed == 0 {
@@ -572,22 +643,7 @@ func TestAnsibleRoleIdempotent(t *testing.T) {
 		t.Errorf("the run after the change changed %d things, want 0:\n%s", rc.Changed, r.out)
 	}
 
-	// 5. A bad site file never lands.
 	webID = h.invocation("site-web.service")
-	bad := strings.Replace(web2, "/usr/bin/gunicorn", "gunicorn", 1)
-	r = f.playbook("bad file", playbook, vars(bad, nil))
-	if r.code == 0 || r.recap[h.name].Failed == 0 {
-		t.Errorf("a site file sitectl check refuses did not fail the run (exit %d):\n%s", r.code, r.out)
-	}
-	if !strings.Contains(r.out, "not an absolute path") {
-		t.Errorf("the failed run does not show sitectl check's message:\n%s", r.out)
-	}
-	if got := siteFile("web"); got != web2 {
-		t.Errorf("the refused file landed:\n%s", got)
-	}
-	if id := h.invocation("site-web.service"); id != webID {
-		t.Errorf("the refused file restarted site-web.service")
-	}
 
 	// 6. A mode switch: check mode reports it without switching; the real
 	// run switches once; the next run changes nothing.
@@ -860,4 +916,136 @@ func rollOrder(out, task string) []string {
 		}
 	}
 	return order
+}
+
+// rpmBase builds a package that provides what an RPM distribution's own
+// packages give sitectl's rpm (systemd, /bin/sh): on a Debian host the rpm
+// database starts empty, so dnf would refuse sitectl's rpm for its
+// requirements, as it would on a Red Hat host without systemd.
+func rpmBase(t *testing.T, dir string) string {
+	t.Helper()
+	spec := filepath.Join(dir, "base.spec")
+	if err := os.WriteFile(spec, []byte(`Name: sitectl-test-rpm-base
+Version: 1
+Release: 1
+Summary: Stands in for the systemd and shell of an RPM distribution
+License: MIT
+BuildArch: noarch
+Provides: systemd = 252
+Provides: /bin/sh
+%description
+On a Debian host, provides in the rpm database what Debian's packages provide.
+%files
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	top := filepath.Join(dir, "rpmbuild")
+	if out, err := exec.Command("rpmbuild", "--define", "_topdir "+top, "-bb", spec).CombinedOutput(); err != nil {
+		t.Fatalf("rpmbuild: %v\n%s", err, out)
+	}
+	p := filepath.Join(top, "RPMS", "noarch", "sitectl-test-rpm-base-1-1.noarch.rpm")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("rpmbuild made no %s: %v", p, err)
+	}
+	return p
+}
+
+// TestAnsibleRoleRedHat applies the role's Red Hat path to one host: the
+// .rpm is copied from the controller and installed with Ansible's dnf
+// module, by Debian's dnf into the host's rpm database, and its scriptlets
+// run on the host's booted systemd. Check mode installs nothing; the real
+// run installs the package, applies the preset policy to the state socket
+// without starting it (as %systemd_post does), and starts the site; a
+// second run changes nothing. What Debian cannot show: the facts of a real
+// Red Hat host choosing dnf by themselves (sitectl_package_manager is set
+// here), and its own systemd and polkit packages.
+func TestAnsibleRoleRedHat(t *testing.T) {
+	for _, tool := range []string{"rpm", "rpmbuild", "dnf"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing: %s", tool, ansibleHowTo)
+		}
+	}
+	// The interpreter the inventory gives Ansible on the hosts.
+	if out, err := exec.Command("/usr/bin/python3", "-c", "import dnf").CombinedOutput(); err != nil {
+		t.Fatalf("python3-dnf is missing (%v: %s): %s", err, out, ansibleHowTo)
+	}
+	rpmPath := ansibleRPM(t)
+	f := newAnsibleFleet(t, 1)
+	h := f.hosts[0]
+	if _, err := h.try("rpm", "-q", "sitectl"); err == nil {
+		t.Fatalf("sitectl is in the rpm database of the machine the sandboxes overlay; the test needs one without it")
+	}
+	h.install(rpmBase(t, f.dir), "/root/sitectl-test-rpm-base.rpm", 0o644)
+	h.run("rpm", "-i", "/root/sitectl-test-rpm-base.rpm")
+	// A preset policy that enables the state socket: the package applies
+	// it (the socket is enabled) and starts nothing (it stays inactive).
+	h.writeFile("/etc/systemd/system-preset/10-sitectl-test.preset", "enable sitectl-state.socket\n", 0o644)
+	wsgi, err := os.ReadFile("../apps/wsgi/app.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.writeFile("/srv/wsgi/app.py", string(wsgi), 0o644)
+
+	playbook := filepath.Join(f.dir, "role.yml")
+	if err := os.WriteFile(playbook, []byte("- name: Apply the sitectl role\n  hosts: sitectl_fleet\n  gather_facts: false\n  roles:\n    - role: sitectl\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]any{
+		"sitectl_package":         rpmPath,
+		"sitectl_package_manager": "dnf",
+		"sitectl_sites":           []map[string]any{{"name": "web", "content": ansibleSite(8001, `description = "web on the Red Hat path"`)}},
+	}
+
+	r := f.playbook("check mode, fresh host", playbook, vars, "--check", "--diff")
+	r.mustPass(t, "check mode, fresh host")
+	if r.changed() == 0 {
+		t.Errorf("the check run on a fresh host reported no change:\n%s", r.out)
+	}
+	if out, err := h.try("rpm", "-q", "sitectl"); err == nil {
+		t.Errorf("the check run installed sitectl: %s", out)
+	}
+
+	r = f.playbook("first run", playbook, vars)
+	r.mustPass(t, "first run")
+	if q := strings.TrimSpace(h.run("rpm", "-q", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}", "sitectl")); q != "sitectl-0.1.0-1" {
+		t.Errorf("rpm -q sitectl: %q, want sitectl-0.1.0-1", q)
+	}
+	if !strings.Contains(r.out, "Install sitectl with dnf") {
+		t.Errorf("the run did not install with dnf:\n%s", r.out)
+	}
+	if _, err := h.try("dpkg-query", "-W", "sitectl"); err == nil {
+		t.Errorf("dpkg knows sitectl: the role installed it with apt")
+	}
+	if v := h.run("sitectl", "--version"); !strings.Contains(v, "0.1.0") {
+		t.Errorf("sitectl --version: %q", v)
+	}
+	if st := strings.TrimSpace(h.run("systemctl", "is-enabled", "sitectl-state.socket")); st != "enabled" {
+		t.Errorf("sitectl-state.socket is %s after the install, want enabled by the preset policy", st)
+	}
+	if st := h.show("sitectl-state.socket", "ActiveState")["ActiveState"]; st != "inactive" {
+		t.Errorf("the rpm's %%post started sitectl-state.socket (%s): %%systemd_post starts nothing", st)
+	}
+	if _, err := h.try("getent", "group", "sitectl-deploy"); err != nil {
+		t.Errorf("the rpm's %%post did not create the group sitectl-deploy")
+	}
+	if st := h.show("site-web.socket", "ActiveState")["ActiveState"]; st != "active" {
+		t.Errorf("site-web.socket is %s after the first run", st)
+	}
+	url := "http://" + h.addr + ":8001/"
+	var code int
+	for i := 0; i < 50 && code != 200; i++ {
+		code, _, _ = ansibleGet(url)
+		if code != 200 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if code != 200 {
+		t.Errorf("GET %s: %d, want 200", url, code)
+	}
+
+	r = f.playbook("second run", playbook, vars)
+	r.mustPass(t, "second run")
+	if rc := r.recap[h.name]; rc.Changed != 0 {
+		t.Errorf("the second run changed %d things, want 0:\n%s", rc.Changed, r.out)
+	}
 }

@@ -3,10 +3,13 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -215,13 +218,20 @@ func TestInvalidSiteIsSkippedOthersWork(t *testing.T) {
 	}
 }
 
-// Every unit rendered from the golden inputs passes systemd-analyze verify,
-// and the default service's exposure is at most 1.5.
+// Every unit rendered from the golden inputs and from the accepted files of
+// the hostile corpus passes systemd-analyze verify, and every service
+// sitectl writes or ships scores at most 1.5 in systemd-analyze security:
+// each site service (default, overlap, user=, allow_write_execute, ...),
+// each site's touch-to-reload service, and sitectl-state@.service. Every
+// score is printed. Socket and path units run no process and have no score:
+// systemd-analyze security refuses them, which is checked too.
 func TestRenderedUnitsVerifyAndScoreLow(t *testing.T) {
 	h := newHost(t, nil)
 	inputs, _ := filepath.Glob("../../internal/units/testdata/*.toml")
+	hostile, _ := filepath.Glob("../../internal/units/testdata/hostile/*.toml")
 	verified := 0
-	for _, in := range inputs {
+	var services []string
+	for _, in := range append(inputs, hostile...) {
 		data, err := os.ReadFile(in)
 		if err != nil {
 			t.Fatal(err)
@@ -234,7 +244,7 @@ func TestRenderedUnitsVerifyAndScoreLow(t *testing.T) {
 		// One config directory each: the inputs share ports, which sitectl
 		// rightly refuses between sites of one host.
 		conf := "/root/sites/" + name
-		h.writeFile(conf+"/"+name+".toml", string(data), 0o644)
+		h.writeFile(conf+"/"+name+".toml", string(expandRepeats(data)), 0o644)
 		h.run("mkdir", "-p", dir)
 		h.run("sitectl", "--config-dir", conf, "units", "render", "--dir", dir, conf+"/"+name+".toml")
 		files := strings.Fields(h.run("sh", "-c", "ls "+dir+"/*.service "+dir+"/*.socket "+dir+"/*.path 2>/dev/null; true"))
@@ -244,6 +254,9 @@ func TestRenderedUnitsVerifyAndScoreLow(t *testing.T) {
 				t.Errorf("systemd-analyze verify %s: %v\n%s", f, err, out)
 			}
 			verified++
+			if strings.HasSuffix(f, ".service") {
+				services = append(services, f)
+			}
 		}
 	}
 	// The check can fail: a misspelled key is reported.
@@ -251,20 +264,78 @@ func TestRenderedUnitsVerifyAndScoreLow(t *testing.T) {
 	if out, _ := h.try("systemd-analyze", "verify", "--man=no", "/root/render/control/broken.service"); !strings.Contains(out, "ExecStrat") {
 		t.Errorf("systemd-analyze verify did not report a misspelled key: %q", out)
 	}
-	if verified < 8 {
+	if verified < 25 {
 		t.Errorf("only %d units were verified", verified)
 	}
-	// The default service, and an overlap site's, which may also lower
-	// the priority of its draining generation (setpriority).
-	for _, name := range []string{"minimal", "overlap"} {
-		out, err := h.try("systemd-analyze", "security", "--offline=true", "--threshold=15", "--no-pager", "/root/render/"+name+"/site-"+name+".service")
-		if err != nil {
-			t.Errorf("systemd-analyze security: %v\n%s", err, out)
+	kinds := map[string]bool{}
+	for _, f := range services {
+		kind := "site service"
+		if strings.HasSuffix(f, "-reload.service") {
+			kind = "reload service"
 		}
-		i := strings.Index(out, "Overall exposure level")
-		if i < 0 {
-			t.Fatalf("no exposure level in:\n%s", out)
+		kinds[kind] = true
+		score, report := exposure(t, h, "--offline=true", f)
+		t.Logf("%-14s %-48s %.1f", kind, filepath.Base(f), score)
+		if score > 1.5 {
+			t.Errorf("%s scores %.1f, more than 1.5:\n%s", f, score, report)
 		}
-		t.Logf("%s service: %s", name, strings.TrimSpace(out[i:]))
 	}
+	// The state service as packaged, installed and loaded as an instance.
+	unit, err := os.ReadFile("../../packaging/systemd/sitectl-state@.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.writeFile("/etc/systemd/system/sitectl-state@.service", string(unit), 0o644)
+	// A site with every kind of unit, loaded: socket and path units run no
+	// process, and systemd-analyze says it rates services only.
+	full, err := os.ReadFile("../../internal/units/testdata/full.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.writeSite("full", string(full))
+	h.run("systemctl", "daemon-reload")
+	for _, u := range []string{"site-full.socket", "site-full@admin.socket", "site-full-reload.path"} {
+		if out, _ := h.try("systemd-analyze", "security", "--no-pager", u); !strings.Contains(out, "is not a service unit") {
+			t.Errorf("systemd-analyze security %s: %q", u, out)
+		}
+	}
+	score, report := exposure(t, h, "sitectl-state@0.service")
+	kinds["state service"] = true
+	t.Logf("%-14s %-48s %.1f", "state service", "sitectl-state@.service", score)
+	if score > 1.5 {
+		t.Errorf("sitectl-state@.service scores %.1f, more than 1.5:\n%s", score, report)
+	}
+	if len(kinds) != 3 {
+		t.Errorf("scored unit kinds: %v", kinds)
+	}
+}
+
+// exposure runs systemd-analyze security and returns the overall exposure.
+func exposure(t *testing.T, h *host, args ...string) (float64, string) {
+	t.Helper()
+	out, err := h.try("systemd-analyze", append([]string{"security", "--threshold=100", "--no-pager"}, args...)...)
+	if err != nil {
+		t.Errorf("systemd-analyze security %v: %v\n%s", args, err, out)
+	}
+	i := strings.Index(out, "Overall exposure level for ")
+	if i < 0 {
+		t.Fatalf("no exposure level in:\n%s", out)
+	}
+	var score float64
+	rest := out[i:]
+	if _, err := fmt.Sscanf(rest[strings.Index(rest, ": ")+2:], "%f", &score); err != nil {
+		t.Fatalf("cannot read the exposure in %q: %v", rest, err)
+	}
+	return score, out
+}
+
+// expandRepeats replaces {{c*N}} by N times c, as the golden test of package
+// units does for its corpus.
+func expandRepeats(data []byte) []byte {
+	re := regexp.MustCompile(`\{\{(.)\*([0-9]+)\}\}`)
+	return re.ReplaceAllFunc(data, func(m []byte) []byte {
+		sub := re.FindSubmatch(m)
+		n, _ := strconv.Atoi(string(sub[2]))
+		return bytes.Repeat(sub[1], n)
+	})
 }

@@ -150,7 +150,7 @@ func TestOverlapReloadsAndSwitchesUnderLoad(t *testing.T) {
 			procs := h.cgroupProcs("site-ov.service")
 			gen := srv.genPID(getReply(t, url))
 			// Every generation told to drain went to nice 19, so that its
-			// exit waits for the new one's requests (launcher.DrainPriority);
+			// exit waits for the new one's requests (launcher.drainPriority);
 			// the unit's SystemCallFilter= allows it. The serving one was
 			// never lowered.
 			journal := h.run("journalctl", "-u", "site-ov.service", "-o", "cat", "--no-pager")

@@ -130,6 +130,18 @@ func TestPackageLifecycle(t *testing.T) {
 	if _, err := h.try("sitectl", "check", "--name", "example", "/usr/share/doc/sitectl/examples/example.toml"); err != nil {
 		t.Errorf("the packaged example site file does not pass sitectl check: %v", err)
 	}
+	// The manual: commands in section 1, the site file in 5, the generator
+	// and the verbs the units run in 8.
+	for _, p := range []string{"/usr/share/man/man1/sitectl.1.gz", "/usr/share/man/man1/sitectl-mode.1.gz",
+		"/usr/share/man/man5/sitectl.toml.5.gz", "/usr/share/man/man8/sitectl-generator.8.gz",
+		"/usr/share/man/man8/sitectl-launch.8.gz"} {
+		if _, err := h.try("test", "-f", p); err != nil {
+			t.Errorf("the package has no %s", p)
+		}
+	}
+	if _, err := h.try("test", "!", "-e", "/usr/share/man/man1/sitectl-launch.1.gz"); err != nil {
+		t.Errorf("the package has a section-1 page for the internal verb launch")
+	}
 	if out := h.run("ls", "-A", "/etc/sitectl/sites"); strings.TrimSpace(out) != "" {
 		t.Errorf("the package put site files in place: %s", out)
 	}
@@ -288,6 +300,8 @@ func (h *host) assertNoSitectl() {
 		"/usr/lib/tmpfiles.d/sitectl.conf",
 		"/usr/share/polkit-1/rules.d/50-sitectl.rules",
 		"/usr/share/man/man1/sitectl.1.gz",
+		"/usr/share/man/man5/sitectl.toml.5.gz",
+		"/usr/share/man/man8/sitectl-generator.8.gz",
 		"/usr/share/bash-completion/completions/sitectl",
 		"/usr/share/zsh/vendor-completions/_sitectl",
 		"/usr/share/fish/vendor_completions.d/sitectl.fish",

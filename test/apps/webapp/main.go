@@ -26,8 +26,12 @@
 //	WEBAPP_READY_MODE=notify|none     send READY=1/STOPPING=1 (default) or not
 //	WEBAPP_EXPOSE_ENV=A,B             more variables for the "env" object of /
 //	WEBAPP_IGNORE_TERM=1              never stop on SIGTERM (for failsafe tests)
+//	WEBAPP_SPAWN_CHILDREN=N           same as --spawn-children N
 //	WEBAPP_CHILD_MARKER_DIR=DIR       children write DIR/child-N.cleaned on SIGTERM
-//	WEBAPP_CHILD_IGNORE_TERM=N        child number N ignores SIGTERM
+//	WEBAPP_CHILD_IGNORE_TERM=N|all    child number N (or every child) ignores SIGTERM
+//	WEBAPP_CHILD_DAEMONIZE=N|all      child number N (or every child) daemonizes:
+//	                                  it starts a copy of itself in a session of its
+//	                                  own and exits, so the copy is reparented
 //	SITE_DRAIN_TIMEOUT=30s            drain timeout on SIGTERM (package activation)
 //
 // Endpoints:
@@ -84,6 +88,14 @@ func run() int {
 	}
 	if *childMode {
 		return runChild()
+	}
+	if v := os.Getenv("WEBAPP_SPAWN_CHILDREN"); v != "" && *spawn == 0 {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			logger.Printf("WEBAPP_SPAWN_CHILDREN=%q is not a number of children", v)
+			return 2
+		}
+		*spawn = n
 	}
 
 	pid := os.Getpid()
@@ -378,7 +390,10 @@ func runChild() int {
 	logger.SetPrefix("webapp child: ")
 	index := os.Getenv("WEBAPP_CHILD_INDEX")
 	logger.Printf("started pid=%d parent=%d index=%s", os.Getpid(), os.Getppid(), index)
-	if v := os.Getenv("WEBAPP_CHILD_IGNORE_TERM"); v != "" && v == index {
+	if v := os.Getenv("WEBAPP_CHILD_DAEMONIZE"); (v == index || v == "all") && os.Getenv("WEBAPP_DAEMON") == "" {
+		return daemonize()
+	}
+	if v := os.Getenv("WEBAPP_CHILD_IGNORE_TERM"); v == index || v == "all" {
 		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
 		logger.Printf("pid=%d ignores SIGTERM", os.Getpid())
 		for {
@@ -397,5 +412,26 @@ func runChild() int {
 		logger.Printf("pid=%d released its resource: wrote %s", os.Getpid(), marker)
 	}
 	logger.Printf("pid=%d exiting on %s", os.Getpid(), s)
+	return 0
+}
+
+// daemonize starts a copy of this child in a session of its own and exits,
+// as a classic daemon does: the copy is reparented and belongs to neither
+// the process tree nor the session of the app that started it.
+func daemonize() int {
+	exe, err := os.Executable()
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	cmd := exec.Command(exe, "--child")
+	cmd.Env = append(os.Environ(), "WEBAPP_DAEMON=1")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		logger.Printf("cannot daemonize: %v", err)
+		return 1
+	}
+	logger.Printf("pid=%d daemonized as pid=%d", os.Getpid(), cmd.Process.Pid)
 	return 0
 }

@@ -17,6 +17,23 @@ if os.environ.get("WSGI_FAIL_IMPORT") == "1":
     raise RuntimeError("WSGI_FAIL_IMPORT=1: failing to load, as asked")
 
 
+def burn_cpu(seconds):
+    """Spend this much CPU time, as importing a framework or rendering a
+    page does (CPU time, not wall time: a busy machine makes it longer)."""
+    end = time.process_time() + seconds
+    x = 0
+    while time.process_time() < end:
+        for i in range(1000):
+            x += i * i
+
+
+# The benchmark makes the app realistic: a cold start imports for a while
+# (WSGI_IMPORT_CPU_SECONDS of CPU) and every request costs some CPU
+# (WSGI_REQUEST_CPU_MS). Both default to nothing.
+burn_cpu(float(os.environ.get("WSGI_IMPORT_CPU_SECONDS", "0") or 0))
+REQUEST_CPU = float(os.environ.get("WSGI_REQUEST_CPU_MS", "0") or 0) / 1000
+
+
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "/")
     query = parse_qs(environ.get("QUERY_STRING", ""))
@@ -26,6 +43,8 @@ def application(environ, start_response):
     if path == "/env":
         name = query.get("name", [""])[0]
         return respond(start_response, "200 OK", mode, os.environ.get(name, ""))
+    if REQUEST_CPU > 0:
+        burn_cpu(REQUEST_CPU)
     if mode == "read-only" and environ.get("REQUEST_METHOD") not in ("GET", "HEAD", "OPTIONS"):
         return respond(start_response, "503 Service Unavailable", mode,
                        json.dumps({"error": "read-only mode: writes are refused"}))

@@ -1,0 +1,162 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// guardInputs makes every command of the tree refuse bad input before it
+// does anything, whoever wrote the command:
+//
+//   - a positional argument that the command's usage line calls SITE (or
+//     SITE..., [SITE...]) must be a valid site name, MODE a valid mode
+//     name. Internal verbs (launch, cleanup, prepare, touched) included:
+//     they run as root.
+//   - every duration flag must be at least MinTimeout.
+//
+// Both are usage errors (exit 2), found after the flags are parsed and
+// before RunE runs. It is called once, on the finished tree.
+func guardInputs(root *cobra.Command) {
+	walkCommands(root, func(c *cobra.Command) {
+		if kinds := argKinds(c.Use); len(kinds) > 0 {
+			counted := c.Args
+			c.Args = func(c *cobra.Command, a []string) error {
+				if counted != nil {
+					if err := counted(c, a); err != nil {
+						return err
+					}
+				}
+				return checkNameArgs(c, a, kinds)
+			}
+		}
+		c.Flags().VisitAll(boundDuration)
+		c.PersistentFlags().VisitAll(boundDuration)
+	})
+}
+
+// walkCommands calls fn for c and every command below it.
+func walkCommands(c *cobra.Command, fn func(*cobra.Command)) {
+	fn(c)
+	for _, sub := range c.Commands() {
+		walkCommands(sub, fn)
+	}
+}
+
+// argKind is what a positional argument names.
+type argKind int
+
+const (
+	argOther argKind = iota
+	argSite
+	argMode
+	argSites // SITE...: this and every later argument
+)
+
+// argKinds reads the positional arguments of a usage line such as
+// "mode SITE MODE", "status [SITE...]" or "launch SITE [--overlap] --
+// PROGRAM [ARG...]". What follows "--" is not sitectl's to check, and "|"
+// starts another form of the same command (whose arguments come first
+// too, so the first form is enough). Nil if no argument names a site or a
+// mode.
+func argKinds(use string) []argKind {
+	words := strings.Fields(use)
+	var kinds []argKind
+	named := false
+	for _, w := range words[min(1, len(words)):] {
+		if w == "--" || w == "|" {
+			break
+		}
+		if strings.HasPrefix(w, "-") || strings.HasPrefix(w, "[-") {
+			continue
+		}
+		switch strings.Trim(w, "[]") {
+		case "SITE":
+			kinds, named = append(kinds, argSite), true
+		case "MODE":
+			kinds, named = append(kinds, argMode), true
+		case "SITE...":
+			kinds, named = append(kinds, argSites), true
+		default:
+			kinds = append(kinds, argOther)
+		}
+	}
+	if !named {
+		return nil
+	}
+	return kinds
+}
+
+// checkNameArgs validates the arguments before "--" against their kinds.
+func checkNameArgs(c *cobra.Command, a []string, kinds []argKind) error {
+	if dash := c.ArgsLenAtDash(); dash >= 0 {
+		a = a[:dash]
+	}
+	kind := argOther
+	for i, arg := range a {
+		if i < len(kinds) && kind != argSites {
+			kind = kinds[i]
+		}
+		var err error
+		switch kind {
+		case argSite, argSites:
+			err = site.ValidateName(arg)
+		case argMode:
+			err = site.ValidateModeName(arg)
+		}
+		if err != nil {
+			return withCode(exitUsage, fmt.Errorf("%w; nothing was done", err))
+		}
+	}
+	return nil
+}
+
+// MinTimeout is the shortest duration any flag accepts. Every duration flag
+// of sitectl is a timeout for work that involves systemd (a D-Bus job, an
+// app's start, a probe, and for a change a rollback in the remaining 40%):
+// none of that fits in less than a second on a loaded host, so a shorter
+// value is a typo ("1ns", "0", "-1s") that would only produce a rollback or
+// a failure.
+const MinTimeout = time.Second
+
+// boundedDuration wraps a duration flag's value so that Set refuses what is
+// not a usable timeout.
+type boundedDuration struct{ pflag.Value }
+
+func (b boundedDuration) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("not a duration: write it like 30s, 2m or 1m30s")
+	}
+	if d < MinTimeout {
+		return fmt.Errorf("%s is too short: a timeout must be at least %s", s, MinTimeout)
+	}
+	return b.Value.Set(s)
+}
+
+func boundDuration(f *pflag.Flag) {
+	if _, done := f.Value.(boundedDuration); !done && f.Value.Type() == "duration" {
+		f.Value = boundedDuration{f.Value}
+	}
+}
+
+// siteReadCode is the exit code for a site file that could not be read: a
+// file that is not one (a pipe, a device, too large) is bad input, one the
+// caller may not read is a denial, anything else a failure.
+func siteReadCode(err error) int {
+	var fe *site.FileError
+	switch {
+	case errors.As(err, &fe) && fe.Err == nil:
+		return exitUsage
+	case errors.Is(err, fs.ErrPermission):
+		return exitDenied
+	}
+	return exitFailed
+}

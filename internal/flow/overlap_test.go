@@ -1,0 +1,276 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+func overlapSite(t *testing.T, extra string) *site.Site {
+	t.Helper()
+	s, err := site.Parse("/etc/sitectl/sites/karl.toml", []byte(`exec = ["/bin/app"]
+readiness = "notify"
+handoff = "overlap"
+`+extra+`
+[[listen]]
+address = "127.0.0.1:8080"
+[modes.read-only]
+environment = { READ_ONLY = "1" }
+[modes.broken]
+environment = { BROKEN = "1" }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// A switch of a running overlap site is a reload of its unit: the launcher
+// (the main PID) stays, nothing restarts, and the mode is recorded.
+func TestOverlapSwitchHandsOverInsideTheUnit(t *testing.T) {
+	e, f := newEnv(t)
+	s := overlapSite(t, "")
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.restarts) != 0 || strings.Join(f.reloads, ",") != "read-only" || rep.MainPID != 100 || rep.Result != modes.ResultOK {
+		t.Errorf("restarts %v, reloads %v, report %+v", f.restarts, f.reloads, rep)
+	}
+	// A reload in the same mode renders the mode file afresh too.
+	if _, err := Reload(context.Background(), e, s, time.Minute); err != nil || strings.Join(f.reloads, ",") != "read-only,read-only" {
+		t.Errorf("reload: %v, reloads %v", err, f.reloads)
+	}
+	// sitectl restart is a full restart, even with overlap.
+	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || len(f.restarts) != 1 {
+		t.Errorf("restart: %v, restarts %v", err, f.restarts)
+	}
+}
+
+// A failed handover leaves the old generation serving: the mode file is
+// put back, and nothing is restarted.
+func TestOverlapFailureKeepsTheOldGeneration(t *testing.T) {
+	e, f := newEnv(t, "broken")
+	s := overlapSite(t, "")
+	rep, err := SwitchMode(context.Background(), e, s, "broken", Options{})
+	if !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("err = %v, want ErrRolledBack", err)
+	}
+	if len(f.restarts) != 0 || rep.Result != modes.ResultRolledBack || rep.MainPID != 100 || !strings.Contains(rep.Reason, `reload of site-karl.service ended with result "failed"`) {
+		t.Errorf("restarts %v, report %+v", f.restarts, rep)
+	}
+	if cur, _, _ := e.Store.Current("karl"); cur != "normal" {
+		t.Errorf("recorded mode %q after the rollback", cur)
+	}
+}
+
+// The launcher itself died during the handover: the rollback restarts the
+// unit in the previous mode.
+func TestOverlapRollbackRestartsWhenTheLauncherIsGone(t *testing.T) {
+	e, f := newEnv(t, "broken")
+	s := overlapSite(t, "")
+	reloaded := false
+	f.onUnits = func(f *fakeSystemd) {
+		if len(f.reloads) > 0 && !reloaded {
+			reloaded, f.state = true, "failed"
+		}
+	}
+	rep, err := SwitchMode(context.Background(), e, s, "broken", Options{})
+	if !errors.Is(err, ErrRolledBack) || strings.Join(f.restarts, ",") != "normal" || rep.MainPID != 110 {
+		t.Fatalf("err %v, restarts %v, report %+v", err, f.restarts, rep)
+	}
+}
+
+// A stopped overlap site is simply started.
+func TestOverlapStoppedSiteIsStarted(t *testing.T) {
+	e, f := newEnv(t)
+	f.state = "inactive"
+	if _, err := SwitchMode(context.Background(), e, overlapSite(t, ""), "read-only", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.reloads) != 0 || strings.Join(f.restarts, ",") != "read-only" {
+		t.Errorf("reloads %v, restarts %v", f.reloads, f.restarts)
+	}
+}
+
+// A new launcher after the reload (systemd restarted the unit) is a
+// failure: the handover did not happen inside the unit.
+func TestOverlapLauncherChanged(t *testing.T) {
+	e, f := newEnv(t)
+	f.onUnits = func(f *fakeSystemd) {
+		if len(f.reloads) > 0 {
+			f.pid = 555
+		}
+	}
+	_, err := SwitchMode(context.Background(), e, overlapSite(t, ""), "read-only", Options{})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "the launcher of site-karl.service changed during the reload (main PID 100, now 555)") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// A mode whose probe fails is rolled back, with either handoff.
+func TestProbeFailureRollsBack(t *testing.T) {
+	for _, s := range []*site.Site{testSite(t), overlapSite(t, "")} {
+		e, f := newEnv(t)
+		s.Probe = &site.Probe{Path: "/", Status: 200, Timeout: time.Second}
+		e.Probe = func(ctx context.Context, s *site.Site, m site.Mode) error {
+			if m.Name == "read-only" {
+				return errors.New("GET /: status 500, want 200")
+			}
+			return nil
+		}
+		rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+		if !errors.Is(err, ErrRolledBack) || !strings.Contains(rep.Reason, "status 500") {
+			t.Errorf("handoff %s: err %v, report %+v, restarts %v, reloads %v", s.Handoff, err, rep, f.restarts, f.reloads)
+		}
+	}
+}
+
+// A probe is cut short as soon as the service stops running: the reason is
+// the service, not the probe's timeout.
+func TestProbeCutShortWhenTheServiceDies(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	s.Probe = &site.Probe{Path: "/", Status: 200, Timeout: time.Hour}
+	var probing atomic.Bool
+	e.Probe = func(ctx context.Context, s *site.Site, m site.Mode) error {
+		if m.Name != "read-only" {
+			return nil
+		}
+		probing.Store(true)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	f.onUnits = func(f *fakeSystemd) {
+		if probing.CompareAndSwap(true, false) {
+			f.state = "failed"
+		}
+	}
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(rep.Reason, "stopped running while it was being verified") {
+		t.Fatalf("err %v, report %+v", err, rep)
+	}
+}
+
+// A maintenance mode is verified on the maintenance server's health path,
+// through the site's own listener.
+func TestVerifyThroughTheListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := make(chan string, 10)
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths <- r.URL.Path
+		if r.URL.Path != "/.sitectl/health" {
+			w.WriteHeader(503)
+		}
+	}))
+	defer ln.Close()
+	s := testSite(t)
+	s.Listeners[0].Address = ln.Addr().String()
+	if err := verify(context.Background(), s, site.Mode{Name: "maintenance", Serve: site.ServeMaintenance}); err != nil {
+		t.Fatal(err)
+	}
+	if p := <-paths; p != "/.sitectl/health" {
+		t.Errorf("verified on %s", p)
+	}
+	s.Probe = &site.Probe{Path: "/app", Status: 200, Timeout: 300 * time.Millisecond}
+	if err := verify(context.Background(), s, site.Mode{Name: "normal", Serve: site.ServeApp}); err == nil || !strings.Contains(err.Error(), "verification failed for 300ms: GET http://"+ln.Addr().String()+"/app: status 503, want 200") {
+		t.Fatalf("err = %v", err)
+	}
+	if err := verify(context.Background(), &site.Site{Name: "x", Probe: s.Probe}, site.Mode{}); err == nil {
+		t.Error("a site without listeners verified")
+	}
+	if err := verify(context.Background(), &site.Site{Name: "x"}, site.Mode{Serve: site.ServeApp}); err != nil {
+		t.Errorf("a mode without a probe: %v", err)
+	}
+}
+
+// A site without readiness must keep running for the settle time; one
+// that restarts by itself meanwhile did not come up. The clock advances
+// 100ms with every look at the unit, whatever the real time.
+func TestSettle(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	s.Readiness = site.ReadinessNone
+	clock, reads, restartAt := time.Unix(0, 0), 0, 0
+	e.Now = func() time.Time { return clock }
+	f.onUnits = func(f *fakeSystemd) {
+		clock = clock.Add(100 * time.Millisecond)
+		if reads++; reads == restartAt {
+			f.pid++ // Restart=on-failure restarted it
+		}
+	}
+	e.Settle = 300 * time.Millisecond
+	if _, err := SwitchMode(context.Background(), e, s, "read-only", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if reads < 3 {
+		t.Errorf("the unit was looked at %d times in a settle time of 3 looks", reads)
+	}
+	restartAt = reads + 2
+	rep, err := SwitchMode(context.Background(), e, s, "normal", Options{})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "restarted by itself while settling") {
+		t.Fatalf("err = %v", err)
+	}
+	if rep.Duration <= 0 {
+		t.Errorf("report %+v", rep)
+	}
+}
+
+// Failures to read systemd or to write state end the switch with the
+// error, and a switch recorded as begun is closed in the history.
+func TestSystemdAndStateFailures(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	f.unitsErr = control.ErrUnavailable
+	if _, err := SwitchMode(context.Background(), e, s, "normal", Options{}); !errors.Is(err, control.ErrUnavailable) {
+		t.Errorf("same mode, systemd unreachable: %v", err)
+	}
+	o := overlapSite(t, "")
+	if _, err := SwitchMode(context.Background(), e, o, "read-only", Options{}); !errors.Is(err, control.ErrUnavailable) {
+		t.Errorf("overlap, systemd unreachable: %v", err)
+	}
+	st, _ := e.Store.ReadState("karl")
+	if st.Pending != nil || len(st.History) != 1 || st.History[0].Result != modes.ResultRolledBack {
+		t.Errorf("the switch that could not start was not closed: %+v", st)
+	}
+	f.unitsErr, f.notLoaded = nil, true
+	if _, err := SwitchMode(context.Background(), e, s, "read-only", Options{}); !errors.Is(err, ErrRollbackFailed) || !strings.Contains(err.Error(), "site-karl.service is not loaded") {
+		t.Errorf("unit not loaded: %v", err)
+	}
+	f.notLoaded = false
+	e.Writer = failingWriter{e.Writer}
+	if _, err := SwitchMode(context.Background(), e, s, "broken", Options{}); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("mode not recordable: %v", err)
+	}
+}
+
+// failingWriter cannot record a mode.
+type failingWriter struct{ modes.Writer }
+
+func (w failingWriter) SetMode(s *site.Site, mode string) error { return errors.New("disk full") }
+
+// A previous mode that is gone from the site file cannot be rolled back to.
+func TestRollbackToAModeThatIsGone(t *testing.T) {
+	e, _ := newEnv(t, "broken")
+	s := testSite(t)
+	if _, err := SwitchMode(context.Background(), e, s, "read-only", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := site.Parse(s.File, []byte("exec = [\"/bin/app\"]\nreadiness = \"notify\"\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[modes.broken]\nenvironment = { BROKEN = \"1\" }\n"))
+	_, err := SwitchMode(context.Background(), e, s2, "broken", Options{})
+	if !errors.Is(err, ErrRollbackFailed) || !strings.Contains(err.Error(), `the previous mode "read-only" is no longer in the site file`) {
+		t.Fatalf("err = %v", err)
+	}
+}

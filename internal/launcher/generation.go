@@ -1,0 +1,191 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/probe"
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// Command is how a generation is started.
+type Command struct {
+	Argv  []string
+	Env   []string
+	Dir   string
+	Files []*os.File // inherited as fds 3, 4, ...
+}
+
+// Process is a started generation as the launcher sees it: its main
+// process.
+type Process interface {
+	Pid() int
+	Signal(os.Signal) error
+	// Wait waits for it to exit; the launcher calls it once.
+	Wait() error
+}
+
+// startProcess is the default Config.Start: an exec, with the launcher's
+// standard error as the generation's output (the journal).
+func startProcess(c Command) (Process, error) {
+	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
+	cmd.Env, cmd.Dir, cmd.ExtraFiles = c.Env, c.Dir, c.Files
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	// A session of its own marks the generation's processes for the
+	// failsafe (see failsafe.go).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return execProcess{cmd}, nil
+}
+
+type execProcess struct{ cmd *exec.Cmd }
+
+func (p execProcess) Pid() int                 { return p.cmd.Process.Pid }
+func (p execProcess) Signal(s os.Signal) error { return p.cmd.Process.Signal(s) }
+func (p execProcess) Wait() error              { return p.cmd.Wait() }
+
+// generation is one run of the app.
+type generation struct {
+	n       int
+	proc    Process
+	pid     int
+	mode    string
+	release string
+	err     error         // set when exited
+	exited  chan struct{} // closed when exited
+	reaped  bool          // its exit event was taken from the exits channel
+	// forced: the failsafe sent SIGTERM; killReported: and said so.
+	forced, killReported bool
+}
+
+// hasExited tells whether the generation's main process has exited.
+func (g *generation) hasExited() bool {
+	select {
+	case <-g.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// startReady starts the next generation and waits until it is ready; a
+// generation that does not get there is stopped.
+func (l *launcher) startReady(ctx context.Context) (*generation, error) {
+	spec, err := l.cfg.Prepare()
+	if err != nil {
+		return nil, fmt.Errorf("cannot prepare generation %d: %w", l.next+1, err)
+	}
+	l.next++
+	g := &generation{n: l.next, mode: spec.Mode, release: spec.Dir, exited: make(chan struct{})}
+	var ps *probeSocket
+	if spec.Probe != nil {
+		if ps, err = openProbe(l.cfg.RuntimeDir, g.n); err != nil {
+			return nil, err
+		}
+		defer ps.close()
+	}
+	if err := l.start(g, spec, ps); err != nil {
+		return nil, err
+	}
+	if err := l.waitReady(ctx, g, spec, ps.target()); err != nil {
+		if !errors.Is(err, errStopping) {
+			l.discard(g)
+		}
+		return nil, err
+	}
+	return g, nil
+}
+
+// start starts generation g on the listeners (and its probe socket), and
+// delivers its exit to l.exits.
+func (l *launcher) start(g *generation, spec Spec, ps *probeSocket) error {
+	proc, err := l.cfg.Start(l.command(g, spec, ps))
+	if err != nil {
+		return fmt.Errorf("cannot start generation %d: %w", g.n, err)
+	}
+	g.proc, g.pid = proc, proc.Pid()
+	go func() {
+		g.err = proc.Wait()
+		close(g.exited)
+		l.exits <- g
+	}()
+	where := ""
+	if spec.Dir != "" {
+		where = " in " + spec.Dir
+	}
+	l.cfg.Logf("started generation %d (pid %d) in mode %s%s", g.n, g.pid, g.mode, where)
+	return nil
+}
+
+// command is the command that starts generation g: the shim, with the
+// sockets and the variables of socket activation, and the notify socket
+// when the generation says READY=1.
+func (l *launcher) command(g *generation, spec Spec, ps *probeSocket) Command {
+	files, names := l.cfg.Listeners, l.cfg.Names
+	if ps != nil {
+		files = append(append([]*os.File{}, files...), ps.file)
+		names = append(append([]string{}, names...), "sitectl-probe")
+	}
+	argv := append(append(append([]string{}, l.cfg.Shim...), "launch", l.cfg.Site, "--"), l.cfg.Argv...)
+	env := append(append([]string{}, spec.Env...),
+		envSetListenPID+"=1",
+		"LISTEN_FDS="+strconv.Itoa(len(files)),
+		"LISTEN_FDNAMES="+strings.Join(names, ":"),
+		"SITE_GENERATION="+strconv.Itoa(g.n))
+	if spec.Readiness == site.ReadinessNotify {
+		env = append(env, "NOTIFY_SOCKET="+l.notifyPath)
+	}
+	return Command{Argv: argv, Env: env, Dir: spec.Dir, Files: files}
+}
+
+// probeSocket is the private socket through which the launcher probes one
+// generation: passed to it as the socket named sitectl-probe, and to no
+// other generation.
+type probeSocket struct {
+	ln   net.Listener
+	file *os.File
+	path string
+}
+
+func openProbe(dir string, n int) (*probeSocket, error) {
+	path := filepath.Join(dir, paths.ProbeSocket(n))
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the probe socket: %w", err)
+	}
+	f, err := ln.(*net.UnixListener).File()
+	if err != nil {
+		ln.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("cannot pass the probe socket: %w", err)
+	}
+	return &probeSocket{ln: ln, file: f, path: path}, nil
+}
+
+// target reaches the generation through the socket.
+func (ps *probeSocket) target() probe.Target {
+	if ps == nil {
+		return probe.Target{}
+	}
+	return probe.Target{Host: "generation", Dial: func(ctx context.Context) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", ps.path)
+	}}
+}
+
+func (ps *probeSocket) close() {
+	ps.file.Close()
+	ps.ln.Close()
+	os.Remove(ps.path)
+}

@@ -1,0 +1,135 @@
+package launcher
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/activation"
+)
+
+// The helper processes of the tests: this test binary, run again with
+// LAUNCHER_TEST_HELPER set, before any test runs.
+func TestMain(m *testing.M) {
+	switch os.Getenv("LAUNCHER_TEST_HELPER") {
+	case "master":
+		helperMaster()
+	case "generation":
+		helperGeneration()
+	case "worker":
+		helperWorker()
+	}
+	os.Exit(m.Run())
+}
+
+// helperGeneration is a generation, started by the launcher as
+// "SHIM launch SITE -- ARGV": it plays the shim (setListenPID) and the app.
+// GEN_START says how it behaves (comma-separated):
+//
+//	die           exit 3 at once
+//	silent        never say READY=1
+//	wait-file:P   say READY=1 only once file P exists
+//	ignore-term   ignore SIGTERM
+//	worker        start a worker process (which ignores SIGTERM with the
+//	              generation)
+//	daemon        start a process that leaves the generation's session and
+//	              is reparented (a classic daemon)
+//
+// It writes what it got to GEN_REPORT/gen-N (N its generation), and serves
+// 200 on the probe socket when it has one.
+func helperGeneration() {
+	setListenPID()
+	behave := map[string]string{}
+	for _, b := range strings.Split(os.Getenv("GEN_START"), ",") {
+		k, v, _ := strings.Cut(b, ":")
+		behave[k] = v
+	}
+	if _, ok := behave["die"]; ok {
+		os.Exit(3)
+	}
+	term := make(chan os.Signal, 1)
+	if _, ok := behave["ignore-term"]; ok {
+		signal.Ignore(syscall.SIGTERM)
+	} else {
+		signal.Notify(term, syscall.SIGTERM)
+	}
+	var helpers []string
+	for _, kind := range []string{"worker", "daemon"} {
+		if _, ok := behave[kind]; ok {
+			helpers = append(helpers, strconv.Itoa(startHelper(kind, behave)))
+		}
+	}
+	report := fmt.Sprintf("pid=%d listen_pid=%s listen_fds=%s names=%s generation=%s mode=%s helpers=%s\n", os.Getpid(),
+		os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"), os.Getenv("SITE_GENERATION"), os.Getenv("SITE_MODE"), strings.Join(helpers, ","))
+	os.WriteFile(filepath.Join(os.Getenv("GEN_REPORT"), "gen-"+os.Getenv("SITE_GENERATION")), []byte(report), 0o644)
+	for i, name := range strings.Split(os.Getenv("LISTEN_FDNAMES"), ":") {
+		if name == "sitectl-probe" {
+			ln, err := net.FileListener(os.NewFile(uintptr(3+i), name))
+			if err == nil {
+				go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+			}
+		}
+	}
+	if file, ok := behave["wait-file"]; ok {
+		for _, err := os.Stat(file); err != nil; _, err = os.Stat(file) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if _, ok := behave["silent"]; !ok {
+		activation.Notify("READY=1")
+	}
+	<-term
+	os.Exit(0)
+}
+
+// startHelper starts a worker (a child), or a daemon: a child that starts
+// a grandchild in a session of its own and exits, so the grandchild is
+// reparented. It returns the pid of the process that stays.
+func startHelper(kind string, behave map[string]string) int {
+	env := append(os.Environ(), "LAUNCHER_TEST_HELPER=worker")
+	if _, ok := behave["ignore-term"]; ok {
+		env = append(env, "WORKER_IGNORE_TERM=1")
+	}
+	if kind == "daemon" {
+		env = append(env, "WORKER_DAEMONIZE=1")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = env
+	out, _ := cmd.StdoutPipe()
+	cmd.Start()
+	var pid int
+	fmt.Fscan(out, &pid)
+	if kind == "daemon" {
+		cmd.Wait()
+	}
+	return pid
+}
+
+// helperWorker prints the pid of the process that stays, then waits.
+func helperWorker() {
+	if os.Getenv("WORKER_DAEMONIZE") == "1" {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "WORKER_DAEMONIZE=0")
+		cmd.Stdout = os.Stdout
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		cmd.Start()
+		os.Exit(0) // the daemon prints its own pid
+	}
+	if os.Getenv("WORKER_IGNORE_TERM") == "1" {
+		signal.Ignore(syscall.SIGTERM)
+	}
+	fmt.Println(os.Getpid())
+	os.Stdout.Close()
+	for {
+		time.Sleep(time.Hour)
+	}
+}

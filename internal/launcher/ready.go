@@ -1,0 +1,170 @@
+package launcher
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/probe"
+	"github.com/sitectl/sitectl/internal/sdnotify"
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// startup follows one generation from its start until it is ready to
+// serve, in steps: READY=1 (notify sites), then the probe (sites with a
+// probe) or the settle time (sites with neither), then, when it takes over
+// from a serving generation, the wait until it is quiet (see Quiet). As in
+// tableflip's upgrader, each step's channel is nil until the step is under
+// way and nil again once its event has happened, and every event has a
+// method of its own that says whether the wait is over, and how.
+type startup struct {
+	l      *launcher
+	g      *generation
+	spec   Spec
+	target probe.Target
+	pctx   context.Context // the probe's; it ends with the start deadline
+
+	notified bool             // READY=1 came, or is not awaited
+	probed   chan error       // the probe's result, while it runs
+	settled  <-chan time.Time // the settle time, while it runs
+	deadline <-chan time.Time // the start deadline, until it passed
+
+	watch     *quietWatch // the wait for quiet, once ready
+	quietTick <-chan time.Time
+	quietEnd  <-chan time.Time
+	stopTick  func()
+}
+
+// waitReady waits until generation g is ready to serve, while watching for
+// its death, the deadline and a stop.
+func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, target probe.Target) error {
+	pctx, cancel := context.WithTimeout(ctx, spec.StartTimeout)
+	defer cancel()
+	deadline := time.NewTimer(spec.StartTimeout)
+	defer deadline.Stop()
+	s := &startup{l: l, g: g, spec: spec, target: target, pctx: pctx, deadline: deadline.C,
+		notified: spec.Readiness != site.ReadinessNotify, stopTick: func() {}}
+	defer func() { s.stopTick() }()
+	if s.notified {
+		s.check()
+	}
+	for {
+		if s.ready() && s.watch == nil {
+			// The first generation, or one replacing a generation that
+			// died, has nobody to take over from: it serves at once.
+			if l.cfg.Quiet.Max < 0 || l.current == nil {
+				return nil
+			}
+			s.waitQuiet()
+		}
+		if done, err := s.next(); done {
+			return err
+		}
+	}
+}
+
+// ready: READY=1 came (or is not awaited), and the probe or the settle
+// time passed.
+func (s *startup) ready() bool { return s.notified && s.probed == nil && s.settled == nil }
+
+// next waits for the next event and takes it.
+func (s *startup) next() (done bool, err error) {
+	select {
+	case <-s.quietTick:
+		return s.watch.sample() || s.l.current == nil, nil
+	case <-s.quietEnd:
+		s.l.cfg.Logf("generation %d is ready but still busy after %s; it takes over anyway", s.g.n, s.l.cfg.Quiet.withDefaults().Max)
+		return true, nil
+	case n := <-s.l.notes:
+		s.notification(n)
+	case err := <-s.probed:
+		return s.probeDone(err)
+	case <-s.settled:
+		s.settled = nil
+	case e := <-s.l.exits:
+		return s.exit(e)
+	case <-s.deadline:
+		return s.deadlinePassed()
+	case sig := <-s.l.sigs:
+		return s.signal(sig)
+	case ev := <-s.l.failsafes:
+		s.l.failsafe(ev)
+	}
+	return false, nil
+}
+
+// check starts the step after READY=1: the probe, or for a site with
+// neither readiness nor probe, the settle time.
+func (s *startup) check() {
+	switch {
+	case s.spec.Probe != nil:
+		s.probed = make(chan error, 1)
+		go func() { s.probed <- probe.Get(s.pctx, s.target, s.spec.Probe) }()
+	case s.spec.Readiness != site.ReadinessNotify:
+		s.settled = time.After(s.l.cfg.Settle)
+	}
+}
+
+// waitQuiet starts the last step: the generation gets the listeners when
+// it is quiet too, or when the wait for that ends.
+func (s *startup) waitQuiet() {
+	q := s.l.cfg.Quiet.withDefaults()
+	s.watch = newQuietWatch(q, s.g.pid)
+	s.watch.sample() // the baseline
+	t := time.NewTicker(q.Interval)
+	s.stopTick, s.quietTick, s.quietEnd = t.Stop, t.C, time.After(q.Max)
+}
+
+// notification takes READY=1, from this generation only.
+func (s *startup) notification(n sdnotify.Message) {
+	if n.PID == s.g.pid && n.Fields["READY"] == "1" && !s.notified {
+		s.notified = true
+		s.check()
+	}
+}
+
+func (s *startup) probeDone(err error) (bool, error) {
+	s.probed = nil
+	if err != nil {
+		return true, fmt.Errorf("generation %d failed its probe: %w", s.g.n, err)
+	}
+	return false, nil
+}
+
+// exit takes the exit of a generation: this one (it failed), the serving
+// one (this one takes over as soon as it is ready), or a draining one.
+func (s *startup) exit(e *generation) (bool, error) {
+	e.reaped = true
+	switch e {
+	case s.g:
+		return true, fmt.Errorf("generation %d exited before it was ready: %s", s.g.n, describeExit(s.g.err))
+	case s.l.current:
+		s.l.cfg.Logf("generation %d exited while generation %d started: %s", e.n, s.g.n, describeExit(e.err))
+		s.l.current = nil
+	default:
+		s.l.reaped(e)
+	}
+	return false, nil
+}
+
+func (s *startup) deadlinePassed() (bool, error) {
+	s.deadline = nil
+	switch {
+	case s.watch != nil:
+		return true, nil // ready; the wait for quiet ends with the deadline
+	case s.probed != nil:
+		return false, nil // the probe's context ends too; its error follows
+	}
+	return true, fmt.Errorf("generation %d was not ready within %s", s.g.n, s.spec.StartTimeout)
+}
+
+// signal: a reload is already under way; a stop discards the generation.
+func (s *startup) signal(sig os.Signal) (bool, error) {
+	if sig == syscall.SIGHUP {
+		return false, nil
+	}
+	s.l.discard(s.g)
+	return true, errStopping
+}

@@ -1,0 +1,68 @@
+package launcher
+
+import (
+	"syscall"
+	"time"
+)
+
+// discard stops a generation that will not serve: SIGTERM, then SIGKILL
+// after a few seconds. Its exit is consumed here.
+func (l *launcher) discard(g *generation) {
+	if g.reaped {
+		return
+	}
+	g.proc.Signal(syscall.SIGTERM)
+	kill := time.NewTimer(5 * time.Second)
+	defer kill.Stop()
+	for {
+		select {
+		case e := <-l.exits:
+			e.reaped = true
+			if e == g {
+				l.cfg.Logf("generation %d stopped: %s", g.n, describeExit(g.err))
+				return
+			}
+			if e == l.current {
+				l.current = nil
+			}
+			l.reaped(e)
+		case <-kill.C:
+			g.proc.Signal(syscall.SIGKILL)
+			signalAll(l.members(g), syscall.SIGKILL)
+		}
+	}
+}
+
+// reaped takes the exit of a draining generation.
+func (l *launcher) reaped(g *generation) {
+	delete(l.old, g)
+	l.cfg.Logf("generation %d drained and exited: %s", g.n, describeExit(g.err))
+	if g.forced {
+		l.killed(g)
+	}
+	if l.current != nil {
+		l.cfg.Notify("STATUS=" + l.status())
+	}
+}
+
+// stopAll passes the stop on to every generation (SIGTERM, with workers
+// parked) and waits for them all; systemd's TimeoutStopSec bounds the wait.
+func (l *launcher) stopAll() {
+	running := map[*generation]bool{}
+	for g := range l.old {
+		running[g] = true
+	}
+	if l.current != nil {
+		running[l.current] = true
+	}
+	l.cfg.Notify("STOPPING=1")
+	for g := range running {
+		drainParked(procRoot, g.pid, defaultPark)
+	}
+	l.cfg.Logf("stopping: %d generations drain", len(running))
+	for len(running) > 0 {
+		g := <-l.exits
+		delete(running, g)
+		l.cfg.Logf("generation %d exited: %s", g.n, describeExit(g.err))
+	}
+}

@@ -1,0 +1,99 @@
+// Package paths is where sitectl keeps things on a host: the site files, the
+// mode state of each site, the state service's socket, the runtime
+// directory of an overlap site and the sockets in it, and the flags that
+// carry non-default directories to another sitectl. Every such path is
+// computed here and nowhere else (as quadlet's unitdirs.go does), so the
+// generator, the units, the state store, the launcher and the command line
+// cannot disagree about where a file is.
+package paths
+
+import (
+	"path"
+	"strconv"
+)
+
+// The packaged defaults, and the environment variables that override them.
+const (
+	DefaultConfigDir   = "/etc/sitectl/sites"
+	DefaultStateDir    = "/var/lib/sitectl"
+	DefaultStateSocket = "/run/sitectl/state.sock"
+
+	EnvConfigDir   = "SITECTL_CONFIG_DIR"
+	EnvStateDir    = "SITECTL_STATE_DIR"
+	envStateSocket = "SITECTL_STATE_SOCKET"
+)
+
+// Dirs are the two directories sitectl works in. The zero value is not
+// useful: start from Defaults or FromEnv.
+type Dirs struct {
+	Config string // the site files, NAME.toml; owned by the operator
+	State  string // the mode state of every site; owned by sitectl
+}
+
+// defaults are the packaged directories.
+func defaults() Dirs { return Dirs{Config: DefaultConfigDir, State: DefaultStateDir} }
+
+// FromEnv is Defaults with SITECTL_CONFIG_DIR and SITECTL_STATE_DIR applied
+// when they are set and not empty.
+func FromEnv(getenv func(string) string) Dirs {
+	return Dirs{Config: envOr(getenv, EnvConfigDir, DefaultConfigDir), State: envOr(getenv, EnvStateDir, DefaultStateDir)}
+}
+
+// StateSocket is where sitectl's state service listens: SITECTL_STATE_SOCKET
+// when set, else DefaultStateSocket.
+func StateSocket(getenv func(string) string) string {
+	return envOr(getenv, envStateSocket, DefaultStateSocket)
+}
+
+func envOr(getenv func(string) string, name, def string) string {
+	if v := getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// Flags are the global flags that give another sitectl (one a unit runs,
+// or a generation the launcher starts) these directories: none for the
+// defaults, so that the packaged units stay short.
+func (d Dirs) Flags() []string {
+	var f []string
+	if d.Config != DefaultConfigDir {
+		f = append(f, "--config-dir", d.Config)
+	}
+	if d.State != DefaultStateDir {
+		f = append(f, "--state-dir", d.State)
+	}
+	return f
+}
+
+// SiteFile is the site file of site name.
+func (d Dirs) SiteFile(name string) string { return path.Join(d.Config, name+".toml") }
+
+// SiteState is the state directory of site name: its mode file, its state
+// file and its lock.
+func (d Dirs) SiteState(name string) string { return path.Join(d.State, "sites", name) }
+
+// ModeEnvFile is the environment file of the site's current mode, which its
+// service reads through EnvironmentFile=.
+func (d Dirs) ModeEnvFile(name string) string { return path.Join(d.SiteState(name), "mode.env") }
+
+// StateFile holds a site's previous mode, its pending switch and history.
+func (d Dirs) StateFile(name string) string { return path.Join(d.SiteState(name), "state.json") }
+
+// LockFile is what a switch of the site holds an flock(2) on.
+func (d Dirs) LockFile(name string) string { return path.Join(d.SiteState(name), "lock") }
+
+// RuntimeDirectory is the runtime directory of an overlap site's service
+// (RuntimeDirectory=, relative to /run; systemd passes its absolute path as
+// RUNTIME_DIRECTORY). It holds the launcher's sockets.
+func RuntimeDirectory(site string) string { return "site-" + site }
+
+// Names of the launcher's sockets in the runtime directory.
+const (
+	ControlSocket = "control.sock" // sitectl launch --reload asks for a reload here
+	NotifySocket  = "notify.sock"  // generations send READY=1 here
+)
+
+// ProbeSocket is the private socket through which the launcher probes
+// generation n; only that generation serves it.
+func ProbeSocket(n int) string { return "probe-" + strconv.Itoa(n) + ".sock" }

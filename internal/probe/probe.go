@@ -1,0 +1,113 @@
+// Package probe is how sitectl checks that a site serves: one HTTP GET,
+// retried until it answers with the expected status. A switch verifies a
+// site through its own listener with it, and the launcher checks a new
+// generation through a private socket only that generation serves. Which
+// request a site's mode is checked with is decided here too (For).
+package probe
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/maintenance"
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// retry is the pause between two attempts.
+const retry = 100 * time.Millisecond
+
+// For is the check of site s in mode m: in a maintenance mode, a GET of
+// the maintenance server's health path that answers 200 (the page itself
+// answers 503), within the site's probe timeout; otherwise the site's own
+// [probe]. Nil when the site has no probe and m serves the app: nothing
+// but the app's readiness tells that it serves.
+func For(s *site.Site, m site.Mode) *site.Probe {
+	if m.Serve == site.ServeMaintenance {
+		timeout := site.DefaultProbeTimeout
+		if s.Probe != nil {
+			timeout = s.Probe.Timeout
+		}
+		return &site.Probe{Path: maintenance.HealthPath, Status: http.StatusOK, Timeout: timeout}
+	}
+	return s.Probe
+}
+
+// Target is where a probe is sent: the Host of the request, and how to
+// reach it (nil dials host over TCP).
+type Target struct {
+	Host string
+	Dial func(ctx context.Context) (net.Conn, error)
+}
+
+// Get sends GET p.Path to t until the answer has status p.Status, and
+// returns the last failure when ctx ends first. Each attempt is bounded by
+// p.Timeout; the caller bounds the whole with ctx. Connections are never
+// reused, so every attempt reaches the listener afresh.
+func Get(ctx context.Context, t Target, p *site.Probe) error {
+	tr := &http.Transport{DisableKeepAlives: true}
+	if t.Dial != nil {
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) { return t.Dial(ctx) }
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: p.Timeout}
+	url := "http://" + t.Host + p.Path
+	last := "no answer"
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("User-Agent", "sitectl-probe")
+		msg, err := attempt(client, req, p.Status)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() == nil || last == "no answer" {
+			last = msg // an attempt cut short by ctx says less than the one before
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("GET %s: %s", url, last)
+		case <-time.After(retry):
+		}
+	}
+}
+
+// attempt sends one request; the string says what was wrong.
+func attempt(client *http.Client, req *http.Request, want int) (string, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return err.Error(), err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		msg := fmt.Sprintf("status %d, want %d", resp.StatusCode, want)
+		return msg, fmt.Errorf("%s", msg)
+	}
+	return "", nil
+}
+
+// ListenerTarget reaches a site through one of its own listeners; a
+// wildcard TCP address is reached on the loopback address of its family.
+func ListenerTarget(l site.Listener) Target {
+	if l.Kind == site.Unix {
+		return Target{Host: "localhost", Dial: func(ctx context.Context) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", l.Path)
+		}}
+	}
+	ap := netip.MustParseAddrPort(l.Address)
+	if ap.Addr().IsUnspecified() {
+		lo := netip.MustParseAddr("127.0.0.1")
+		if ap.Addr().Is6() {
+			lo = netip.IPv6Loopback()
+		}
+		ap = netip.AddrPortFrom(lo, ap.Port())
+	}
+	return Target{Host: ap.String()}
+}

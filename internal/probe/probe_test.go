@@ -1,0 +1,104 @@
+package probe
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/maintenance"
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+func TestForMaintenanceProbesTheHealthPath(t *testing.T) {
+	own := &site.Probe{Path: "/up", Status: 204, Timeout: 7 * time.Second}
+	app := site.Mode{Name: "normal", Serve: site.ServeApp}
+	maint := site.Mode{Name: "maintenance", Serve: site.ServeMaintenance}
+	for _, c := range []struct {
+		probe *site.Probe
+		mode  site.Mode
+		want  *site.Probe
+	}{
+		{nil, app, nil},
+		{own, app, own},
+		{nil, maint, &site.Probe{Path: maintenance.HealthPath, Status: 200, Timeout: site.DefaultProbeTimeout}},
+		{own, maint, &site.Probe{Path: maintenance.HealthPath, Status: 200, Timeout: 7 * time.Second}},
+	} {
+		got := For(&site.Site{Probe: c.probe}, c.mode)
+		if (got == nil) != (c.want == nil) || got != nil && *got != *c.want {
+			t.Errorf("probe %+v, mode %s: got %+v, want %+v", c.probe, c.mode.Name, got, c.want)
+		}
+	}
+}
+
+// A server that answers 503 twice, then 200: Get retries until it has the
+// status it wants, over TCP and over a unix socket.
+func TestGetRetriesUntilTheStatus(t *testing.T) {
+	var calls atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/up" || r.Header.Get("User-Agent") != "sitectl-probe" {
+			w.WriteHeader(400)
+			return
+		}
+		if calls.Add(1) <= 2 {
+			w.WriteHeader(503)
+			return
+		}
+		w.WriteHeader(204)
+	})
+	p := &site.Probe{Path: "/up", Status: 204, Timeout: time.Second}
+
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	if err := Get(context.Background(), Target{Host: strings.TrimPrefix(srv.URL, "http://")}, p); err != nil || calls.Load() != 3 {
+		t.Fatalf("TCP: %v after %d calls", err, calls.Load())
+	}
+
+	calls.Store(0)
+	sock := filepath.Join(t.TempDir(), "probe.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go http.Serve(ln, h)
+	defer ln.Close()
+	dial := func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "unix", sock) }
+	if err := Get(context.Background(), Target{Host: "generation", Dial: dial}, p); err != nil || calls.Load() != 3 {
+		t.Fatalf("unix: %v after %d calls", err, calls.Load())
+	}
+}
+
+// When the context ends, Get says what the last attempt got.
+func TestGetReportsTheLastFailure(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := Get(ctx, Target{Host: strings.TrimPrefix(srv.URL, "http://")}, &site.Probe{Path: "/", Status: 200, Timeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "status 503, want 200") {
+		t.Fatalf("err = %v", err)
+	}
+	srv.Close()
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = Get(ctx, Target{Host: strings.TrimPrefix(srv.URL, "http://")}, &site.Probe{Path: "/", Status: 200, Timeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("closed server: err = %v", err)
+	}
+}
+
+func TestListenerTarget(t *testing.T) {
+	for addr, want := range map[string]string{"127.0.0.1:80": "127.0.0.1:80", "0.0.0.0:81": "127.0.0.1:81", "[::]:82": "[::1]:82", "[::1]:83": "[::1]:83"} {
+		if got := ListenerTarget(site.Listener{Kind: site.TCP, Address: addr}); got.Host != want || got.Dial != nil {
+			t.Errorf("%s: target %+v, want host %s", addr, got, want)
+		}
+	}
+	if got := ListenerTarget(site.Listener{Kind: site.Unix, Path: "/run/x.sock"}); got.Host != "localhost" || got.Dial == nil {
+		t.Errorf("unix listener: target %+v", got)
+	}
+}

@@ -1,0 +1,34 @@
+// Package sdnotify is sitectl's side of systemd's notification protocol
+// (sd_notify(3)) that package activation does not cover: the messages both
+// sitectl's launcher and apps send (RELOADING=1 needs the monotonic clock)
+// and a socket that receives them the way systemd does, proving each
+// sender through the kernel's credentials. The launcher of an overlap site
+// is the service manager of its generations, so it receives what systemd
+// would; package activation sends.
+package sdnotify
+
+import (
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Reloading is the RELOADING=1 message, with the MONOTONIC_USEC= that
+// Type=notify-reload (systemd 253 and later) requires.
+func Reloading() (string, error) {
+	usec, err := MonotonicUsec()
+	if err != nil {
+		return "", err
+	}
+	return "RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(usec, 10), nil
+}
+
+// MonotonicUsec is CLOCK_MONOTONIC in microseconds, systemd's clock for
+// MONOTONIC_USEC=.
+func MonotonicUsec() (int64, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, err
+	}
+	return ts.Sec*1_000_000 + ts.Nsec/1_000, nil
+}

@@ -1,0 +1,134 @@
+package site
+
+// KeyDoc documents one key of a site file. The manual page sitectl.toml(5)
+// is generated from Keys, and a test checks that Keys and the parser's key
+// tables name the same keys: a key the parser learns must be documented
+// here, in the same change.
+type KeyDoc struct {
+	// Table is where the key goes: "" for the top level, or one of the
+	// tables of Tables ("listen", "modes.NAME", "probe", "hardening").
+	Table string
+	// Key is the key's name.
+	Key string
+	// Type is what the value is, for a reader ("duration", "path", ...).
+	Type string
+	// Default is what a file without the key gets; "required" for a key
+	// every file must have.
+	Default string
+	// Doc says what the key does, in plain sentences.
+	Doc string
+}
+
+// Tables are the tables of a site file other than the top level, in the
+// order the manual describes them, with how each is written.
+var Tables = []struct{ Name, Syntax, Doc string }{
+	{"listen", "[[listen]]", "One table per listener. Each has either address (TCP) or path (a unix socket). " +
+		"Listeners of the first name go into site-NAME.socket; listeners of any other name into " +
+		"site-NAME@OTHER.socket, because systemd names sockets per socket unit. Two sites cannot " +
+		"claim overlapping listeners: the same address, or the same port where one side is a wildcard."},
+	{"modes.NAME", "[modes.NAME]", "A named run mode: an environment for the app, always with " +
+		"SITE_MODE=NAME, or sitectl's own maintenance page instead of the app. Mode names use lowercase " +
+		"letters, digits and hyphens. Every site has the modes normal (the app, no extra variables) " +
+		"and maintenance (the built-in page) unless the file defines them otherwise."},
+	{"probe", "[probe]", "The HTTP check that tells that a site serves after a change: sitectl mode, " +
+		"restart and reload send GET path through the site's first listener until the answer has the " +
+		"expected status. Without this table a change counts as done once systemd says the service runs."},
+	{"hardening", "[hardening]", "The few exceptions a site may ask for from the sandbox its service " +
+		"runs in. Without this table the app gets the full default sandbox."},
+}
+
+// Keys documents every key of a site file, in the order of the manual.
+var Keys = []KeyDoc{
+	{"", keyDescription, "string", "\"Site NAME\"",
+		"One line of text that systemctl status shows as the description of the site's units."},
+	{"", keyExec, "array of strings", "required",
+		"The app's command line. The program is an absolute path. The app takes its listening sockets " +
+			"from systemd (LISTEN_FDS) instead of binding them itself."},
+	{"", keyWorkdir, "path", "none",
+		"The app's working directory. A release symlink (/srv/shop/current) is fine: it is resolved at each start."},
+	{"", keyUser, "user name", "a dynamic user",
+		"The account the app runs as. root is refused. Without user, systemd allocates a dynamic user for the site (DynamicUser=)."},
+	{"", keyGroup, "group name", "the user's group",
+		"The app's group. Needs user."},
+	{"", keyEnvironment, "table of strings", "none",
+		"Variables for the app in every mode, e.g. environment = { DJANGO_SETTINGS_MODULE = \"shop.settings\" }. " +
+			"SITE, SITE_MODE, LISTEN_*, SITECTL_*, NOTIFY_SOCKET and WATCHDOG_* are set by sitectl or systemd and refused here."},
+	{"", keyListen, "array of tables", "required",
+		"The site's listeners, at least one: see [[listen]] below."},
+	{"", keyBacklog, "integer 1 to 65535", "systemd's default (SOMAXCONN)",
+		"The listen backlog of every listener (Backlog=): how many connections may wait while the app restarts."},
+	{"", keyServer, "gunicorn, uwsgi or generic", "generic",
+		"The preset for the app server: its stop signal, its readiness and the variables that make it drain " +
+			"gracefully (gunicorn: GUNICORN_CMD_ARGS=--graceful-timeout; uwsgi: a graceful SIGTERM and " +
+			"UWSGI_WORKER_RELOAD_MERCY; every preset: SITE_DRAIN_TIMEOUT)."},
+	{"", keyReadiness, "notify or none", "notify for gunicorn and uwsgi, none for generic",
+		"notify: the app sends READY=1 when it serves (Type=notify). none: the app counts as started once it runs (Type=exec)."},
+	{"", keyHandoff, "restart or overlap", "restart",
+		"How the site moves to a new generation of its app (a reload, a mode switch, a release). restart stops " +
+			"the app and starts it again while the socket units hold the listeners. overlap starts the new " +
+			"generation beside the serving one on the same sockets, waits until it is ready (and passes the probe), " +
+			"and only then lets the old one drain."},
+	{"", keyDrainTimeout, "duration", "30s",
+		"How long the requests in flight may take to finish after SIGTERM."},
+	{"", keyStopTimeout, "duration", "5s",
+		"The grace after the drain before systemd's SIGKILL (TimeoutStopSec= is drain_timeout plus stop_timeout)."},
+	{"", keyStartTimeout, "duration", "60s",
+		"How long the app may take to start (TimeoutStartSec=)."},
+	{"", keyModes, "table of tables", "normal and maintenance",
+		"The site's run modes: see [modes.NAME] below."},
+	{"", keyDefaultMode, "mode name", "normal",
+		"The mode a site starts in when no mode is recorded for it yet."},
+	{"", keyReloadTrigger, "path", "none",
+		"Touching this file reloads the site: a path unit (site-NAME-reload.path) runs sitectl touched, which " +
+			"reloads again if the file was touched during the reload."},
+	{"", keyCleanup, "array of arrays of strings", "none",
+		"Commands run after the app stopped (sitectl cleanup, ExecStopPost=), e.g. to release locks. Each is a " +
+			"command line with an absolute program. They get SITE, SITE_MODE, SERVICE_RESULT, EXIT_CODE and " +
+			"EXIT_STATUS; one that fails or hangs is logged and never holds up the stop."},
+	{"", keyCleanupTimeout, "duration", "10s",
+		"How long the processes the app left behind get after SIGTERM, and how long each cleanup command may run."},
+	{"", keyProbe, "table", "none",
+		"The check that a site serves: see [probe] below."},
+	{"", keyHardening, "table", "the full sandbox",
+		"Exceptions from the sandbox: see [hardening] below."},
+
+	{"listen", keyListenAddress, "IP:port", "none",
+		"A TCP listener: \"127.0.0.1:8080\", \"[::1]:8080\"; \"[::]:8080\" listens on IPv4 and IPv6."},
+	{"listen", keyListenPath, "path", "none",
+		"A unix socket, at most 107 bytes long, removed when the socket unit stops."},
+	{"listen", keyListenName, "name", "http",
+		"The listener's FileDescriptorName=, which the app uses to tell its sockets apart: lowercase letters, " +
+			"digits, _ and -, starting with a letter, at most 32 characters."},
+	{"listen", keyListenOwner, "user name", "root",
+		"Owner of a unix socket (SocketUser=)."},
+	{"listen", keyListenGroup, "group name", "root",
+		"Group of a unix socket (SocketGroup=), e.g. the front-end proxy's group www-data."},
+	{"listen", keyListenMode, "octal string", "\"0660\"",
+		"Permissions of a unix socket (SocketMode=). Unix listeners of one name share owner, group and mode."},
+
+	{"modes.NAME", keyModeEnvironment, "table of strings", "none",
+		"Variables for the app in this mode, on top of the top-level environment."},
+	{"modes.NAME", keyModeServe, "app or maintenance", "app",
+		"app runs the site's app. maintenance runs sitectl's maintenance server on the site's sockets instead: " +
+			"every request gets the page with status 503 and Retry-After, and /.sitectl/health answers 200."},
+	{"modes.NAME", keyModePage, "path", "a built-in page",
+		"The HTML page a maintenance mode serves. Only with serve = \"maintenance\"."},
+	{"modes.NAME", keyModeStaticDir, "path", "none",
+		"A directory whose files a maintenance mode serves as they are, for the page's stylesheet and images; " +
+			"never a listing, never anything outside it. Only with serve = \"maintenance\"."},
+	{"modes.NAME", keyModeRetryAfter, "duration", "2m",
+		"The Retry-After of a maintenance mode's answers. Only with serve = \"maintenance\"."},
+
+	{"probe", "path", "URL path", "\"/\"",
+		"What to ask, starting with /, without spaces."},
+	{"probe", "status", "integer 100 to 599", "200",
+		"The status that counts as serving."},
+	{"probe", "timeout", "duration", "5s",
+		"How long sitectl asks before it calls the change failed."},
+
+	{"hardening", "allow_write_execute", "boolean", "false",
+		"true turns MemoryDenyWriteExecute= off, for apps with a JIT."},
+	{"hardening", "writable_paths", "array of paths", "none",
+		"The only places the app may write besides its private /tmp (ReadWritePaths=); the rest of the file " +
+			"system is read-only to it."},
+}
