@@ -174,3 +174,13 @@ func BenchmarkChecked1000(b *testing.B) {
 		}
 	}
 }
+
+// Checked runs on all CPUs and keeps the sites' order, and the errors in the
+// order of the sites that caused them.
+func TestCheckedKeepsOrder(t *testing.T) {
+	sites := testSites(t, 200)
+	res := Checked(site.Result{Sites: sites}, units.Options{})
+	if !reflect.DeepEqual(res.Sites, sites) || len(res.Errors) != 0 {
+		t.Fatalf("Checked changed the sites: %d sites, errors %v", len(res.Sites), res.Errors)
+	}
+}
