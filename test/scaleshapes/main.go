@@ -61,6 +61,7 @@ var (
 	reps  = flag.Int("reps", 3, "repeated reloads of each shape")
 	perf  = flag.String("perf", "", "after the reloads, profile one more reload of each shape with perf into `PREFIX`-I.data")
 	power = flag.Bool("poweroff", false, "at the end, time each sandbox's poweroff")
+	hold  = flag.Duration("hold", 0, "after the reloads, keep the sandboxes up this long (their systemd's host pid is logged) to time other commands in them with nsenter")
 )
 
 // shape is one kind of unit set.
@@ -386,6 +387,12 @@ func run(specs []string) error {
 			b.walls, b.cpus = append(b.walls, wall), append(b.cpus, cpu)
 			logf("%s: daemon-reload %.1f s, systemd's CPU %.1f s (load %s)", b.sh.spec, wall.Seconds(), cpu.Seconds(), loadavg())
 		}
+	}
+	if *hold > 0 {
+		for _, b := range boxes {
+			logf("%s: holding the sandbox for %s; its systemd is host pid %d", b.sh.spec, *hold, b.sb.PID())
+		}
+		time.Sleep(*hold)
 	}
 	for i, b := range boxes {
 		b.rss = rss(b.sb.PID())
