@@ -69,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	if err := generator.Write(args[0], files); err != nil {
+	if err := generator.WriteNew(args[0], files); err != nil {
 		log.Printf(levelErr, "%v", err)
 		return 0
 	}

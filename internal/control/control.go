@@ -202,7 +202,23 @@ func (m *Manager) Units(ctx context.Context, patterns ...string) ([]Unit, error)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list units: %w", classify(err))
 	}
-	return m.details(ctx, st, false)
+	return m.details(ctx, st, fullProps)
+}
+
+// List reads the units matching the patterns as a listing of thousands of
+// sites needs them: one ListUnitsByPatterns call, which already holds every
+// unit's load, active and sub state, and property reads only for services
+// that are not inactive (main PID, status line, restarts, since when; how a
+// failed one ended). An inactive service has, by systemd's state machine,
+// ended with result "success" (any other result leaves it failed), so that
+// is what List reports for it; its Since is left zero. For 10,000 idle
+// sites that is one call instead of 20,000.
+func (m *Manager) List(ctx context.Context, patterns ...string) ([]Unit, error) {
+	st, err := m.conn.ListUnitsByPatternsContext(ctx, nil, patterns)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list units: %w", classify(err))
+	}
+	return m.details(ctx, st, briefProps)
 }
 
 // UnitsByName reads the given units, loading them if needed. Services are
@@ -213,7 +229,7 @@ func (m *Manager) UnitsByName(ctx context.Context, names ...string) ([]Unit, err
 	if err != nil {
 		return nil, fmt.Errorf("cannot read units: %w", classify(err))
 	}
-	return m.details(ctx, st, true)
+	return m.details(ctx, st, namedProps)
 }
 
 // maxInFlight bounds the pipelined calls: dbus-daemon allows a connection
@@ -255,9 +271,15 @@ type pending struct {
 	call *dbus.Call
 }
 
-// wantedProps are the properties to read of a loaded unit: none for
+// propsFunc says which properties to read of a loaded unit; none for
 // sockets and paths (the listing says all status needs of them).
-func wantedProps(s sd.UnitStatus, full bool) []property {
+type propsFunc func(s sd.UnitStatus) []property
+
+// props is the properties of a service: always when its state changed and
+// how it last ended; what runs for one that is not inactive or failed; its
+// restart count when it runs, or also when it does not if withRestarts (how
+// a crash loop that gave up ended).
+func props(s sd.UnitStatus, withRestarts bool) []property {
 	if !strings.HasSuffix(s.Name, ".service") {
 		return nil
 	}
@@ -266,13 +288,27 @@ func wantedProps(s sd.UnitStatus, full bool) []property {
 	if running {
 		ps = append(ps, runningProps...)
 	}
-	if running || full {
+	if running || withRestarts {
 		ps = append(ps, restartProps...)
 	}
 	return ps
 }
 
-func (m *Manager) details(ctx context.Context, st []sd.UnitStatus, full bool) ([]Unit, error) {
+// fullProps is for a listing: no restart count of a service that does not run.
+func fullProps(s sd.UnitStatus) []property { return props(s, false) }
+
+// namedProps is for units asked for by name: everything.
+func namedProps(s sd.UnitStatus) []property { return props(s, true) }
+
+// briefProps is fullProps without anything of an inactive service.
+func briefProps(s sd.UnitStatus) []property {
+	if s.ActiveState == "inactive" {
+		return nil
+	}
+	return props(s, false)
+}
+
+func (m *Manager) details(ctx context.Context, st []sd.UnitStatus, want propsFunc) ([]Unit, error) {
 	out := make([]Unit, len(st))
 	var wanted []pending
 	for i, s := range st {
@@ -280,7 +316,11 @@ func (m *Manager) details(ctx context.Context, st []sd.UnitStatus, full bool) ([
 		if s.LoadState != "loaded" {
 			continue
 		}
-		for _, p := range wantedProps(s, full) {
+		ps := want(s)
+		if ps == nil && s.ActiveState == "inactive" && strings.HasSuffix(s.Name, ".service") {
+			out[i].Result = "success"
+		}
+		for _, p := range ps {
 			wanted = append(wanted, pending{unit: i, prop: p})
 		}
 	}

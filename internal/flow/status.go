@@ -1,9 +1,7 @@
 package flow
 
 import (
-	"errors"
-	"io/fs"
-	"os"
+	"time"
 
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/modes"
@@ -14,13 +12,23 @@ import (
 // recorded, since a flow writes the mode file before the restart that
 // applies it. A site without a mode file runs its default mode.
 func ModeApplied(st modes.Store, name string, u control.Unit) bool {
-	running := u.ActiveState == "active" && u.SubState == "running"
-	fi, err := os.Stat(st.EnvPath(name))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return running
-	case err != nil || u.Since.IsZero():
+	_, recorded, written, err := st.CurrentSince(name)
+	if err != nil {
 		return false
 	}
-	return running && !fi.ModTime().After(u.Since)
+	return ModeAppliedSince(recorded, written, u)
+}
+
+// ModeAppliedSince is ModeApplied for a mode file already read: recorded
+// says whether the site has one, written is when it was written (its
+// modification time).
+func ModeAppliedSince(recorded bool, written time.Time, u control.Unit) bool {
+	running := u.ActiveState == "active" && u.SubState == "running"
+	switch {
+	case !recorded:
+		return running
+	case u.Since.IsZero():
+		return false
+	}
+	return running && !written.After(u.Since)
 }

@@ -2,6 +2,9 @@ package generator
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -9,6 +12,113 @@ import (
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
+
+func testSites(t *testing.T, n int) []*site.Site {
+	t.Helper()
+	var sites []*site.Site
+	// Out of name order on purpose: Files sorts.
+	for i := n - 1; i >= 0; i-- {
+		name := fmt.Sprintf("s%03d", i)
+		data := fmt.Sprintf("exec = [\"/bin/app\"]\nreload_trigger = \"/srv/%s/restart.txt\"\n[[listen]]\naddress = \"127.0.0.1:%d\"\n", name, 10000+i)
+		s, err := site.ParseNamed("/etc/sitectl/sites/"+name+".toml", name, []byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sites = append(sites, s)
+	}
+	return sites
+}
+
+// Files renders on all CPUs and still gives the units in site name order,
+// exactly as rendering one site after the other does, with sitectl.slice
+// first when there are sites.
+func TestFiles(t *testing.T) {
+	if fs := Files(nil, units.Options{}); len(fs) != 0 {
+		t.Errorf("no sites, files %v", fs)
+	}
+	sites := testSites(t, 200)
+	got := Files(sites, units.Options{})
+	want := []File{{Path: "sitectl.slice", Content: []byte(units.RenderSlice().Content)}}
+	for i := len(sites) - 1; i >= 0; i-- {
+		for _, u := range units.Render(sites[i], units.Options{}) {
+			want = append(want, File{Path: u.Name, Content: []byte(u.Content)})
+			if u.WantedBy != "" {
+				want = append(want, File{Path: filepath.Join(u.WantedBy+".wants", u.Name), Link: "../" + u.Name})
+			}
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Files differs from rendering the sites in order (%d files, want %d)", len(got), len(want))
+	}
+}
+
+// tree reads a directory: path → content, or "-> target" for a link.
+func tree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if fi.Mode()&os.ModeSymlink != 0 {
+			target, err := os.Readlink(p)
+			m[rel] = "-> " + target
+			return err
+		}
+		if fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s has mode %v", rel, fi.Mode())
+		}
+		data, err := os.ReadFile(p)
+		m[rel] = string(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// WriteNew, the generator's fast way into systemd's empty directory, writes
+// what Write writes; into a directory that is not empty after all it
+// replaces what is there.
+func TestWriteNew(t *testing.T) {
+	files := Files(testSites(t, 20), units.Options{})
+	a, b := t.TempDir(), t.TempDir()
+	if err := Write(a, files); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteNew(b, files); err != nil {
+		t.Fatal(err)
+	}
+	want := tree(t, a)
+	if got := tree(t, b); !reflect.DeepEqual(got, want) {
+		t.Fatalf("WriteNew wrote %d files, Write %d, and they differ", len(got), len(want))
+	}
+	if len(want) != 1+20*6 {
+		t.Errorf("%d files, want %d", len(want), 1+20*6)
+	}
+	// Not empty after all: stale content and a stale link are replaced.
+	if err := os.WriteFile(filepath.Join(b, "site-s000.service"), []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(b, "sockets.target.wants", "site-s001.socket")
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../elsewhere.socket", link); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteNew(b, files); err != nil {
+		t.Fatal(err)
+	}
+	if got := tree(t, b); !reflect.DeepEqual(got, want) {
+		t.Errorf("WriteNew into a directory that was not empty: files differ")
+	}
+	if err := WriteNew(filepath.Join(a, "site-s000.service"), files); err == nil {
+		t.Error("WriteNew into a file instead of a directory succeeded")
+	}
+}
 
 // A site whose units would say something else than its file (here because
 // the state directory holds a line break, which would start a unit line of
@@ -62,5 +172,15 @@ func BenchmarkChecked1000(b *testing.B) {
 		if res := Checked(site.Result{Sites: sites}, units.Options{}); len(res.Errors) != 0 {
 			b.Fatal(res.Errors)
 		}
+	}
+}
+
+// Checked runs on all CPUs and keeps the sites' order, and the errors in the
+// order of the sites that caused them.
+func TestCheckedKeepsOrder(t *testing.T) {
+	sites := testSites(t, 200)
+	res := Checked(site.Result{Sites: sites}, units.Options{})
+	if !reflect.DeepEqual(res.Sites, sites) || len(res.Errors) != 0 {
+		t.Fatalf("Checked changed the sites: %d sites, errors %v", len(res.Sites), res.Errors)
 	}
 }

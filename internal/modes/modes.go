@@ -103,29 +103,55 @@ func (st Store) EnvPath(name string) string { return st.paths().ModeEnvFile(name
 // Current returns the mode recorded for a site; ok is false when the site
 // has no state yet (it then starts in its default mode).
 func (st Store) Current(name string) (mode string, ok bool, err error) {
-	data, err := readBounded(st.EnvPath(name), MaxEnvFile)
+	mode, ok, _, err = st.CurrentSince(name)
+	return mode, ok, err
+}
+
+// CurrentSince is Current with the time the mode was recorded (the mode
+// file's modification time), from the same open file.
+func (st Store) CurrentSince(name string) (mode string, ok bool, written time.Time, err error) {
+	data, written, err := readBounded(st.EnvPath(name), MaxEnvFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", false, nil
+		return "", false, time.Time{}, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
+		return "", false, time.Time{}, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
 	}
 	env, err := parseEnvFile(st.EnvPath(name), data)
 	if err != nil {
-		return "", false, err
+		return "", false, time.Time{}, err
 	}
 	for _, v := range env {
 		if v.Name == VarMode {
-			return v.Value, true, nil
+			return v.Value, true, written, nil
 		}
 	}
-	return "", false, fmt.Errorf("the mode file %s of site %s has no %s", st.EnvPath(name), name, VarMode)
+	return "", false, time.Time{}, fmt.Errorf("the mode file %s of site %s has no %s", st.EnvPath(name), name, VarMode)
+}
+
+// WithState lists the sites that have a state directory, with one read of
+// the directory that holds them all: a site without one has no mode recorded
+// and no state, so status and list need not look for its files. ok is false
+// when that directory cannot be read; then look at each site.
+func (st Store) WithState() (names map[string]bool, ok bool) {
+	entries, err := os.ReadDir(filepath.Dir(st.paths().SiteState("x")))
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]bool{}, true
+	}
+	if err != nil {
+		return nil, false
+	}
+	names = make(map[string]bool, len(entries))
+	for _, e := range entries {
+		names[e.Name()] = true
+	}
+	return names, true
 }
 
 // ReadEnv returns the variables of a site's mode file, as systemd reads
 // them for the service.
 func (st Store) ReadEnv(name string) ([]site.EnvVar, error) {
-	data, err := readBounded(st.EnvPath(name), MaxEnvFile)
+	data, _, err := readBounded(st.EnvPath(name), MaxEnvFile)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
 	}
@@ -140,18 +166,23 @@ func parseEnvFile(path string, data []byte) ([]site.EnvVar, error) {
 	return env, nil
 }
 
-// readBounded reads a file of at most limit bytes.
-func readBounded(path string, limit int64) ([]byte, error) {
+// readBounded reads a file of at most limit bytes, with its modification
+// time from the same open file.
+func readBounded(path string, limit int64) ([]byte, time.Time, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err == nil && int64(len(data)) > limit {
 		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
 	}
-	return data, err
+	return data, fi.ModTime(), err
 }
 
 // Write records m as the current mode of s.

@@ -1,9 +1,11 @@
 package modes
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"syscall"
@@ -68,7 +70,8 @@ type Pending struct {
 
 // State is what sitectl keeps besides the mode file: the previous mode, the
 // switch in progress, and the history. The current mode itself is the mode
-// file, since that is what the service runs.
+// file, since that is what the service runs. History stays the last field:
+// ReadSummary reads only what is written before it.
 type State struct {
 	PreviousMode string    `json:"previous_mode,omitempty"`
 	ChangedAt    time.Time `json:"changed_at,omitzero"`
@@ -81,7 +84,7 @@ func (st Store) statePath(name string) string { return st.paths().StateFile(name
 // ReadState returns a site's state; a site without one has the zero State.
 func (st Store) ReadState(name string) (State, error) {
 	var s State
-	data, err := readBounded(st.statePath(name), maxStateFile)
+	data, _, err := readBounded(st.statePath(name), maxStateFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
 	}
@@ -92,6 +95,69 @@ func (st Store) ReadState(name string) (State, error) {
 		return s, fmt.Errorf("the state file %s of site %s is damaged: %w", st.statePath(name), name, err)
 	}
 	return s, nil
+}
+
+// summaryHead bounds how much of a state file ReadSummary reads; the fields
+// before the history take a few hundred bytes.
+const summaryHead = 16 << 10
+
+// ReadSummary returns a site's state without its history, as status and
+// list need it for thousands of sites: the history (up to maxHistory
+// entries) is written last, so only the head of the file is read and
+// decoding stops where the history begins. A state whose head does not hold
+// the other fields is read whole.
+func (st Store) ReadSummary(name string) (State, error) {
+	f, err := os.Open(st.statePath(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return State{}, nil
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("cannot read the state of site %s: %w", name, err)
+	}
+	defer f.Close()
+	head := make([]byte, summaryHead)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return State{}, fmt.Errorf("cannot read the state of site %s: %w", name, err)
+	}
+	if s, ok := decodeSummary(head[:n]); ok {
+		return s, nil
+	}
+	return st.ReadState(name)
+}
+
+// decodeSummary decodes the fields of a state object up to its history; ok
+// is false when data ends, or is not a state, before that.
+func decodeSummary(data []byte) (State, bool) {
+	var s State
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return s, false
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return s, false
+		}
+		switch t {
+		case "history":
+			return s, true
+		case "previous_mode":
+			err = dec.Decode(&s.PreviousMode)
+		case "changed_at":
+			err = dec.Decode(&s.ChangedAt)
+		case "pending":
+			err = dec.Decode(&s.Pending)
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return s, false
+		}
+	}
+	t, err := dec.Token()
+	return s, err == nil && t == json.Delim('}')
 }
 
 // WriteState replaces a site's state atomically.

@@ -20,6 +20,7 @@ import (
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/par"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
@@ -111,6 +112,9 @@ type Systemd interface {
 	Units(ctx context.Context, patterns ...string) ([]control.Unit, error)
 	// UnitsByName reads the named units in full.
 	UnitsByName(ctx context.Context, names ...string) ([]control.Unit, error)
+	// List is Units for thousands of sites: nothing is read of inactive
+	// services beyond the listing.
+	List(ctx context.Context, patterns ...string) ([]control.Unit, error)
 }
 
 // Sources is where status reads from. Nil readers are not read.
@@ -159,32 +163,41 @@ func Gather(ctx context.Context, src Sources, req Request) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	byName, err := readUnits(ctx, src.Systemd, ents, len(req.Names) == 0)
+	byName, err := readUnits(ctx, src.Systemd, ents, len(req.Names) == 0, req.Brief)
 	if err != nil {
 		return res, err
 	}
 	st := modes.Store{Dir: src.Dirs.State}
-	for _, en := range ents {
-		s, err := build(st, en, byName)
-		if err != nil {
-			return res, err
+	// Each site's state is a few small files (and, for status, a journal
+	// read): on all CPUs, for thousands of sites.
+	sites := make([]Site, len(ents))
+	errs := make([]error, len(ents))
+	par.Each(len(ents), func(i int) {
+		sites[i], errs[i] = build(st, ents[i], byName)
+		if errs[i] == nil && !req.Brief {
+			sites[i].readJournal(ctx, src)
 		}
-		if !req.Brief {
-			s.readJournal(ctx, src)
-		}
-		res.Sites = append(res.Sites, s)
+	})
+	if err := errors.Join(errs...); err != nil {
+		return res, err
 	}
+	res.Sites = sites
 	return res, nil
 }
 
 // readUnits reads the units of every entry: one listing of all site units
-// for all sites, or the named units.
-func readUnits(ctx context.Context, sd Systemd, ents []entry, all bool) (map[string]control.Unit, error) {
+// for all sites (brief: nothing more of inactive services), or the named
+// units.
+func readUnits(ctx context.Context, sd Systemd, ents []entry, all, brief bool) (map[string]control.Unit, error) {
 	var us []control.Unit
 	var err error
-	if all {
-		us, err = sd.Units(ctx, "site-*.service", "site-*.socket", "site-*.path")
-	} else {
+	patterns := []string{"site-*.service", "site-*.socket", "site-*.path"}
+	switch {
+	case all && brief:
+		us, err = sd.List(ctx, patterns...)
+	case all:
+		us, err = sd.Units(ctx, patterns...)
+	default:
 		var names []string
 		for _, en := range ents {
 			names = append(names, en.unitNames()...)

@@ -19,6 +19,7 @@ type fakeSystemd struct {
 	units  []control.Unit
 	listed [][]string // patterns of each Units call
 	named  [][]string
+	briefs int // List calls
 }
 
 func (f *fakeSystemd) Units(_ context.Context, patterns ...string) ([]control.Unit, error) {
@@ -33,6 +34,19 @@ func (f *fakeSystemd) Units(_ context.Context, patterns ...string) ([]control.Un
 		}
 	}
 	return out, nil
+}
+
+// List is Units as a listing of thousands of sites reads it: an inactive
+// service's details are not read (control.Manager.List).
+func (f *fakeSystemd) List(ctx context.Context, patterns ...string) ([]control.Unit, error) {
+	f.briefs++
+	us, err := f.Units(ctx, patterns...)
+	for i, u := range us {
+		if u.ActiveState == "inactive" && strings.HasSuffix(u.Name, ".service") {
+			us[i] = control.Unit{Name: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState, Result: "success"}
+		}
+	}
+	return us, err
 }
 
 func (f *fakeSystemd) UnitsByName(_ context.Context, names ...string) ([]control.Unit, error) {
@@ -107,8 +121,8 @@ func TestStatesTellDownFromIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sd.listed) != 1 || len(sd.named) != 0 {
-		t.Errorf("list asked systemd %d listings and %d by name, want one listing", len(sd.listed), len(sd.named))
+	if len(sd.listed) != 1 || len(sd.named) != 0 || sd.briefs != 1 {
+		t.Errorf("list asked systemd %d listings (%d brief) and %d by name, want one brief listing", len(sd.listed), sd.briefs, len(sd.named))
 	}
 	if len(res.Skipped) != 1 || !strings.Contains(res.Skipped[0].Error(), "Bad_Name.toml") {
 		t.Errorf("skipped: %v", res.Skipped)

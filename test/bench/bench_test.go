@@ -155,8 +155,19 @@ func TestMillisJSONRoundTrip(t *testing.T) {
 
 func TestTimeResultStats(t *testing.T) {
 	r := TimeResult{
-		Nanos:  [][]int64{{int64(10 * time.Millisecond), int64(30 * time.Millisecond), int64(20 * time.Millisecond), int64(time.Millisecond)}},
-		Errors: [][]string{{"", "", "", "sitectl list --json: exit status 1: boom"}},
+		Nanos:    [][]int64{{int64(10 * time.Millisecond), int64(30 * time.Millisecond), int64(20 * time.Millisecond), int64(time.Millisecond)}},
+		Errors:   [][]string{{"", "", "", "sitectl list --json: exit status 1: boom"}},
+		CPUNanos: [][]int64{{int64(5 * time.Millisecond), int64(7 * time.Millisecond), int64(6 * time.Millisecond), int64(100 * time.Millisecond)}},
+	}
+	// The failed run's CPU time is left out like its wall time.
+	if cpu := r.CPUStats(0); cpu.Runs != 3 || cpu.Median.MS() != 6 {
+		t.Errorf("CPU stats: %+v", cpu)
+	}
+	if got := withCPU(r.Stats(0, false), r.CPUStats(0)); got != "20.0 (**1 of 4 runs failed**)" {
+		t.Errorf("withCPU = %q", got)
+	}
+	if got := withCPU(DurationStats{Runs: 3, Median: Millis(20 * time.Millisecond)}, r.CPUStats(0)); got != "20.0 (6.00)" {
+		t.Errorf("withCPU = %q", got)
 	}
 	st := r.Stats(0, true)
 	if st.Runs != 3 || st.Failed != 1 || st.Median.MS() != 20 || st.Min.MS() != 10 || st.Max.MS() != 30 || len(st.All) != 3 {
@@ -186,11 +197,28 @@ sock_inode_cache     209    209    832   19    4 : tunables    0    0    0 : sla
 	if err != nil || n != 7 {
 		t.Errorf("TCP inuse = %d, %v", n, err)
 	}
+	cpu, err := parseProcCPU("1 (systemd (x)) S 0 1 1 0 -1 4194560 100 200 0 0 250 130 0 0 20 0 1 0 5 100 200\n")
+	if err != nil || cpu != 3800*time.Millisecond {
+		t.Errorf("parseProcCPU = %v, %v", cpu, err)
+	}
+	if _, err := parseProcCPU("garbage"); err == nil {
+		t.Error("parseProcCPU accepted garbage")
+	}
+	if st := procState("42 (systemd-shutdow) Z 1 2"); st != "Z" {
+		t.Errorf("procState = %q", st)
+	}
+	ts := parseMonotonic("UserspaceTimestampMonotonic=1000000\nFinishTimestampMonotonic=3500000\nOther=x\n")
+	if ts["FinishTimestampMonotonic"]-ts["UserspaceTimestampMonotonic"] != 2500*time.Millisecond || len(ts) != 2 {
+		t.Errorf("parseMonotonic = %v", ts)
+	}
 	if _, err := parseTCPInUse("UDP: inuse 0\n"); err == nil {
 		t.Error("no TCP line, no error")
 	}
 	if _, err := parseSites("100,10"); err == nil {
 		t.Error("descending -sites accepted")
+	}
+	if _, err := parseSites("1000,60000"); err == nil {
+		t.Error("more sites than ports accepted")
 	}
 	if ns, err := parseSites(" 10, 100 ,1000"); err != nil || len(ns) != 3 {
 		t.Errorf("parseSites = %v, %v", ns, err)
@@ -467,10 +495,17 @@ func sampleResults() *Results {
 			usr2,
 		},
 		Scale: []*ScaleResult{
-			{N: 10, PortRange: "21000-21009", GeneratorWrite: DurationStats{Runs: 3, Median: Millis(4 * time.Millisecond)}, SitectlList: DurationStats{Runs: 3, Median: Millis(20 * time.Millisecond)}},
-			{N: 1000, PortRange: "21000-21999", GeneratorWrite: DurationStats{Runs: 3, Median: Millis(150 * time.Millisecond)}, GeneratorDryrun: DurationStats{Runs: 3, Median: Millis(80 * time.Millisecond)},
+			{N: 10, Listen: "127.0.0.1:10000-10009", GeneratorWrite: DurationStats{Runs: 3, Median: Millis(4 * time.Millisecond)}, SitectlList: DurationStats{Runs: 3, Median: Millis(20 * time.Millisecond)},
+				StatusOne: DurationStats{Runs: 3, Median: Millis(10 * time.Millisecond)}},
+			{N: 1000, Listen: "127.0.0.1:10000-10999", GeneratorWrite: DurationStats{Runs: 3, Median: Millis(150 * time.Millisecond)}, GeneratorDryrun: DurationStats{Runs: 3, Median: Millis(80 * time.Millisecond)},
 				SitectlList: DurationStats{Failed: 3, Error: "sitectl: error: The maximum number of pending replies per connection has been reached"},
 				Memory:      Memory{PID1RSSBaseKiB: 11000, PID1RSSKiB: 33000, PerSitePID1KiB: 22, KernelObjects: map[string]int{"TCP": 2368}, KernelPerSocketBytes: 2368}},
+			{N: 10000, Listen: "127.0.0.1:10000-19999", GeneratorWrite: DurationStats{Runs: 3, Median: Millis(900 * time.Millisecond)},
+				DaemonReload: DurationStats{Runs: 3, Median: Millis(12 * time.Second)}, DaemonReloadCPU: DurationStats{Runs: 3, Median: Millis(4 * time.Second)},
+				SitectlListText: DurationStats{Runs: 3, Median: Millis(250 * time.Millisecond)}, SitectlList: DurationStats{Runs: 3, Median: Millis(280 * time.Millisecond)},
+				SitectlListJSONStated: DurationStats{Runs: 3, Median: Millis(400 * time.Millisecond)},
+				StatusOne:             DurationStats{Runs: 3, Median: Millis(12 * time.Millisecond)},
+				Boot:                  &BootResult{Wall: Millis(90 * time.Second), Listening: 10000, Poweroff: Millis(600 * time.Second), PoweroffTimedOut: true}},
 		},
 		CLI: &CLIOverhead{Site: "cli", Runs: 10, Sitectl: DurationStats{Runs: 10, Median: Millis(99 * time.Millisecond)}, Systemctl: DurationStats{Runs: 10, Median: Millis(90 * time.Millisecond)}, Ratio: 1.1},
 	}
@@ -479,6 +514,9 @@ func sampleResults() *Results {
 }
 
 func TestTargets(t *testing.T) {
+	if st := timingTarget("never ran", 300, DurationStats{}, "").Status; st != statusNotMeasured {
+		t.Errorf("a timing that never ran: %s", st)
+	}
 	r := sampleResults()
 	status := map[string]string{}
 	for _, tg := range r.Targets {
@@ -495,6 +533,12 @@ func TestTargets(t *testing.T) {
 		"neighbour: p99 in switch windows / p99 steady, every scenario":           statusMissed,
 		"1000 sites: `sitectl list --json`":                                       statusMissed,
 		"1000 sites: generator (writing the units)":                               statusMet,
+		"10000 sites: repeated `systemctl daemon-reload`":                         statusMissed,
+		"10000 sites: `sitectl list`":                                             statusMet,
+		"10000 sites: `sitectl list --json`":                                      statusMet,
+		"10000 sites, every site with state: `sitectl list --json`":               statusMissed,
+		"10000 sites: generator (writing the units)":                              statusMet,
+		"10000 sites: `sitectl status SITE` stays flat":                           statusMet,
 		"CLI overhead: `sitectl restart` / `systemctl restart`, ratio of medians": statusMet,
 	} {
 		if got := status[what]; got != want {
@@ -777,8 +821,15 @@ func TestPlotScripts(t *testing.T) {
 	}
 	rs := sampleResults().Scale
 	data := scaleData(rs)
-	if !strings.Contains(data, "1000 150.000 80.000") || !strings.Contains(data, "NaN") {
+	if !strings.Contains(data, "\n1000 150.000 ") || !strings.Contains(data, "NaN") || !strings.Contains(data, "\n10000 900.000 ") {
 		t.Errorf("scale data:\n%s", data)
+	}
+	// A poweroff that timed out is not plotted as if it had ended.
+	if f := strings.Fields(data[strings.Index(data, "\n10000 "):]); f[len(scaleSeries)-1] != "90000.000" || f[len(scaleSeries)] != "NaN" {
+		t.Errorf("boot and poweroff at 10000 sites: %v", f)
+	}
+	if sc := scaleMemoryPlotScript(rs, "/d/m.dat", "/x/scale-memory.png"); !strings.Contains(sc, "set output '/x/scale-memory.png'") || !strings.Contains(sc, "using 1:6") {
+		t.Errorf("memory plot script:\n%s", sc)
 	}
 	if sc := scalePlotScript(rs, "/d/scale.dat", "/x/scale.png"); !strings.Contains(sc, "sitectl list --json (failed at 1000 sites)") {
 		t.Errorf("scale script does not mark the failed series:\n%s", sc)

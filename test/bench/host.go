@@ -63,9 +63,15 @@ func buildBinaries(ctx context.Context, root string) (string, error) {
 // bootHost boots a sandbox and installs sitectl, its generator, the Go test
 // app, the WSGI test app and this program's timing helper.
 func bootHost(ctx context.Context, name, bin, root string, log io.Writer) (*host, error) {
+	return bootHostWith(ctx, sandbox.Options{Name: name, Log: log}, bin, root)
+}
+
+// bootHostWith is bootHost with more sandbox options (a network namespace
+// of its own, a seed).
+func bootHostWith(ctx context.Context, opts sandbox.Options, bin, root string) (*host, error) {
 	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Boot(bctx, sandbox.Options{Name: name, Log: log})
+	sb, err := sandbox.Boot(bctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +184,11 @@ type TimedCmd struct {
 type TimeResult struct {
 	Nanos  [][]int64  `json:"nanos"`
 	Errors [][]string `json:"errors"`
+	// CPUNanos is the user + system time of each run's process and of the
+	// children it waited for (wait4's rusage): what the command costs
+	// itself, whatever else runs on the machine; not what it makes other
+	// processes (systemd, dbus-daemon) do.
+	CPUNanos [][]int64 `json:"cpu_nanos"`
 }
 
 // Stats summarises the successful runs of command i and counts the failed
@@ -198,6 +209,17 @@ func (r TimeResult) Stats(i int, keepAll bool) DurationStats {
 	st := SummarizeDurations(ds, keepAll)
 	st.Failed, st.Error = failed, first
 	return st
+}
+
+// CPUStats summarises the CPU time of the successful runs of command i.
+func (r TimeResult) CPUStats(i int) DurationStats {
+	var ds []time.Duration
+	for j, n := range r.CPUNanos[i] {
+		if r.Errors[i][j] == "" {
+			ds = append(ds, time.Duration(n))
+		}
+	}
+	return SummarizeDurations(ds, false)
 }
 
 // timeit runs the spec inside the sandbox through the helper. Failed runs
@@ -227,7 +249,7 @@ func timeitMain(stdin io.Reader, stdout io.Writer) int {
 		fmt.Fprintln(os.Stderr, "timeit:", err)
 		return 2
 	}
-	res := TimeResult{Nanos: make([][]int64, len(spec.Commands)), Errors: make([][]string, len(spec.Commands))}
+	res := TimeResult{Nanos: make([][]int64, len(spec.Commands)), Errors: make([][]string, len(spec.Commands)), CPUNanos: make([][]int64, len(spec.Commands))}
 	for run := 0; run < spec.Runs; run++ {
 		for i, c := range spec.Commands {
 			for _, b := range c.Before {
@@ -248,6 +270,11 @@ func timeitMain(stdin io.Reader, stdout io.Writer) int {
 				msg = fmt.Sprintf("%s: %v: %s", strings.Join(c.Argv, " "), err, strings.TrimSpace(errb.String()))
 			}
 			res.Nanos[i] = append(res.Nanos[i], d.Nanoseconds())
+			var cpu time.Duration
+			if ps := cmd.ProcessState; ps != nil {
+				cpu = ps.UserTime() + ps.SystemTime()
+			}
+			res.CPUNanos[i] = append(res.CPUNanos[i], cpu.Nanoseconds())
 			res.Errors[i] = append(res.Errors[i], msg)
 		}
 	}

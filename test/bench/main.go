@@ -23,9 +23,10 @@
 //     reload). A switch is done when only new processes answer; the
 //     operator's wait for that is measured beside the visitors' numbers. A
 //     neighbour site is under its own load all along.
-//   - Scale: 10, 100, 1000 idle socket-activated sites: generator,
-//     daemon-reload, sitectl list against systemctl list-units, one site's
-//     mode switch, and the memory they cost.
+//   - Scale: 1000, 3000, 10,000 idle socket-activated sites: generator,
+//     first and repeated daemon-reload (wall and systemd's CPU), sitectl
+//     list against systemctl list-units, one site's status and mode switch,
+//     the memory they cost, and a boot and poweroff with all of them.
 //   - CLI overhead: sitectl restart against systemctl restart.
 //
 // docs/bench/README.md says precisely what every number means.
@@ -71,6 +72,7 @@ type options struct {
 	apps          string
 	scenarios     string
 	sites         string
+	boot          bool
 	reps          int
 	modeReps      int
 	cliRuns       int
@@ -95,7 +97,8 @@ func parseFlags(args []string) (options, *flag.FlagSet, error) {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "request timeout")
 	fs.StringVar(&o.apps, "apps", "go,gunicorn,uwsgi", "apps to run the handoff scenarios with (comma-separated; empty: no handoff benchmark)")
 	fs.StringVar(&o.scenarios, "scenarios", strings.Join(scenarioIDs(), ","), "handoff scenarios (comma-separated; empty: none); a server's own reload runs only with that server")
-	fs.StringVar(&o.sites, "sites", "10,100,1000", "site counts of the scale benchmark (comma-separated, ascending; empty: none)")
+	fs.StringVar(&o.sites, "sites", "1000,3000,10000", "site counts of the scale benchmark (comma-separated, ascending; empty: none)")
+	fs.BoolVar(&o.boot, "scale-boot", true, "at each scale step, also boot a sandbox with the sites in place and time the boot and the poweroff")
 	fs.IntVar(&o.reps, "reps", 10, "runs of each scale timing")
 	fs.IntVar(&o.modeReps, "mode-reps", 5, "mode switches to maintenance and back at each scale step")
 	fs.IntVar(&o.cliRuns, "cli-runs", 30, "runs of each restart command for the CLI overhead (0: skip)")
@@ -150,12 +153,15 @@ func splitList(s string) []string {
 	return out
 }
 
+// maxScaleSites is how many sites fit on the ports from scaleBasePort.
+const maxScaleSites = 65535 - scaleBasePort + 1
+
 func parseSites(s string) ([]int, error) {
 	var ns []int
 	for _, f := range splitList(s) {
 		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 || n > 9999 {
-			return nil, fmt.Errorf("-sites: %q is not a number of sites from 1 to 9999", f)
+		if err != nil || n < 1 || n > maxScaleSites {
+			return nil, fmt.Errorf("-sites: %q is not a number of sites from 1 to %d", f, maxScaleSites)
 		}
 		ns = append(ns, n)
 	}
@@ -326,7 +332,7 @@ func runBench(o options, args []string) (err error) {
 			Switches: o.switches, Repeats: o.repeats, Rate: o.rate, NeighbourRate: o.neighbourRate,
 			TailMS: o.tail.Milliseconds(), GapMS: o.gap.Milliseconds(), TimeoutMS: o.timeout.Milliseconds(),
 			DoneTimeoutMS: o.doneTimeout.Milliseconds(), WSGIImportMS: o.wsgiImport.Milliseconds(), WSGIRequestCPUMS: float64(o.wsgiCPU) / float64(time.Millisecond),
-			Sites: sites, Reps: o.reps, ModeReps: o.modeReps, CLIRuns: o.cliRuns,
+			Sites: sites, ScaleBoot: o.boot, Reps: o.reps, ModeReps: o.modeReps, CLIRuns: o.cliRuns,
 		},
 	}
 	for _, a := range selApps {
@@ -383,15 +389,10 @@ func runBench(o options, args []string) (err error) {
 	}
 	if len(sites) > 0 {
 		logf("booting the scale sandbox")
-		h, err := bootHost(ctx, "bench-scale", bin, root, bootLog)
+		scaleStart := time.Now()
+		res.Scale, err = runScale(ctx, ScaleOptions{Sites: sites, Reps: o.reps, ModeReps: o.modeReps, Boot: o.boot, Bin: bin, Root: root, Log: logf}, work, bootLog)
+		res.ScaleDurationS = time.Since(scaleStart).Seconds()
 		if err != nil {
-			return err
-		}
-		defer h.Close()
-		if res.Scale, err = runScale(ctx, h, ScaleOptions{Sites: sites, Reps: o.reps, ModeReps: o.modeReps, Log: logf}, work); err != nil {
-			return err
-		}
-		if err := h.Close(); err != nil {
 			return err
 		}
 	}

@@ -178,83 +178,6 @@ func latencyPlot(app App, rs []*HandoffResult, dataDir, output string) (LatencyP
 	return p, nil
 }
 
-// scaleSeries are the columns of the scale plot.
-var scaleSeries = []struct {
-	title string
-	color string
-	get   func(*ScaleResult) DurationStats
-}{
-	{"sitectl-generator (writes units)", "#9467bd", func(r *ScaleResult) DurationStats { return r.GeneratorWrite }},
-	{"sitectl-generator --dryrun", "#c5b0d5", func(r *ScaleResult) DurationStats { return r.GeneratorDryrun }},
-	{"systemctl daemon-reload", "#7f7f7f", func(r *ScaleResult) DurationStats { return r.DaemonReload }},
-	{"sitectl list --json", "#d62728", func(r *ScaleResult) DurationStats { return r.SitectlList }},
-	{"systemctl list-units --all 'site-*'", "#ff9896", func(r *ScaleResult) DurationStats { return r.SystemctlList }},
-	{"sitectl mode SITE maintenance", "#1f77b4", func(r *ScaleResult) DurationStats { return r.ModeMaintenance }},
-}
-
-// scaleData is the data file of the scale plot: the number of sites, then
-// one median per series in ms, NaN where every run failed.
-func scaleData(rs []*ScaleResult) string {
-	var b strings.Builder
-	b.WriteString("# sites")
-	for _, s := range scaleSeries {
-		b.WriteString(" | " + s.title)
-	}
-	b.WriteString(" (ms)\n")
-	for _, r := range rs {
-		fmt.Fprintf(&b, "%d", r.N)
-		for _, s := range scaleSeries {
-			if d := s.get(r); d.Runs == 0 || d.Failed > 0 {
-				b.WriteString(" NaN")
-			} else {
-				fmt.Fprintf(&b, " %.3f", d.Median.MS())
-			}
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
-// scalePlotScript renders the gnuplot script of the scale plot.
-func scalePlotScript(rs []*ScaleResult, data, output string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `set terminal pngcairo noenhanced size 1100,600 font "DejaVu Sans,10"
-set output %s
-set title "Time of operations against the number of sites (medians; idle socket-activated sites)"
-set logscale xy
-set format y "%%g"
-set xlabel "sites"
-set ylabel "milliseconds"
-set grid lc rgb "#dddddd"
-set key inside left top opaque box
-set xrange [5:2000]
-set yrange [1:100000]
-`, gnuplotQuote(output))
-	var tics []string
-	for _, r := range rs {
-		tics = append(tics, fmt.Sprint(r.N))
-	}
-	fmt.Fprintf(&b, "set xtics (%s)\n", strings.Join(tics, ", "))
-	var series []string
-	for i, s := range scaleSeries {
-		title := s.title
-		var failedAt []string
-		for _, r := range rs {
-			if s.get(r).Failed > 0 {
-				failedAt = append(failedAt, fmt.Sprint(r.N))
-			}
-		}
-		if len(failedAt) > 0 {
-			title += " (failed at " + strings.Join(failedAt, ", ") + " sites)"
-		}
-		series = append(series, fmt.Sprintf("%s using 1:%d with linespoints pt 7 lw 2 lc rgb %q title %s", gnuplotQuote(data), i+2, s.color, gnuplotQuote(title)))
-	}
-	series = append(series, "300 with lines dt 2 lc rgb \"#d62728\" title 'target: sitectl list, 1000 sites: 300 ms'",
-		"500 with lines dt 3 lc rgb \"#9467bd\" title 'target: generator, 1000 sites: 500 ms'")
-	b.WriteString("plot " + strings.Join(series, ", \\\n     ") + "\n")
-	return b.String()
-}
-
 // gnuplot runs a script.
 func gnuplot(ctx context.Context, script, scriptPath string) error {
 	if err := os.WriteFile(scriptPath, []byte(script), 0o644); err != nil {
@@ -284,17 +207,8 @@ func drawPlots(ctx context.Context, r *Results, apps []App, outDir, dataDir stri
 		}
 		files = append(files, name)
 	}
-	if len(r.Scale) > 0 {
-		data := filepath.Join(dataDir, "scale.dat")
-		if err := os.WriteFile(data, []byte(scaleData(r.Scale)), 0o644); err != nil {
-			return files, err
-		}
-		if err := gnuplot(ctx, scalePlotScript(r.Scale, data, filepath.Join(outDir, "scale.png")), filepath.Join(dataDir, "scale.gp")); err != nil {
-			return files, err
-		}
-		files = append(files, "scale.png")
-	}
-	return files, nil
+	scale, err := drawScalePlots(ctx, r.Scale, outDir, dataDir)
+	return append(files, scale...), err
 }
 
 // answeredBy is "pid ppid" of the test apps' JSON answer, or "- -".

@@ -23,6 +23,7 @@ type Results struct {
 	NsenterOverhead DurationStats    `json:"nsenter_overhead"`
 	Handoff         []*HandoffResult `json:"handoff"`
 	Scale           []*ScaleResult   `json:"scale"`
+	ScaleDurationS  float64          `json:"scale_duration_s"`
 	CLI             *CLIOverhead     `json:"cli_overhead"`
 	Targets         []Target         `json:"targets"`
 	Plots           []string         `json:"plots"`
@@ -46,6 +47,7 @@ type Config struct {
 	WSGIImportMS     int64   `json:"wsgi_import_cpu_ms"`
 	WSGIRequestCPUMS float64 `json:"wsgi_request_cpu_ms"`
 	Sites            []int   `json:"sites"`
+	ScaleBoot        bool    `json:"scale_boot"`
 	Reps             int     `json:"scale_reps"`
 	ModeReps         int     `json:"scale_mode_reps"`
 	CLIRuns          int     `json:"cli_runs"`
@@ -141,20 +143,7 @@ func evaluateTargets(r *Results) []Target {
 			Measured: fmt.Sprintf("worst %.2f (%s, %s); within target in %d of %d scenarios", w.Neighbour.P99Ratio, w.App, w.Title, within, len(ran)),
 			Status:   metOrMissed(within == len(ran))})
 	}
-	var s1000 *ScaleResult
-	for _, s := range r.Scale {
-		if s.N == 1000 {
-			s1000 = s
-		}
-	}
-	if s1000 == nil {
-		ts = append(ts, Target{What: "1000 sites: `sitectl list --json`", Target: "≤ 300 ms", Status: statusNotMeasured, Measured: "not run"},
-			Target{What: "1000 sites: generator", Target: "≤ 500 ms", Status: statusNotMeasured, Measured: "not run"})
-	} else {
-		ts = append(ts, timingTarget("1000 sites: `sitectl list --json`", 300, s1000.SitectlList, ""))
-		ts = append(ts, timingTarget("1000 sites: generator (writing the units)", 500, s1000.GeneratorWrite,
-			fmt.Sprintf("; --dryrun %s ms", durCell(s1000.GeneratorDryrun))))
-	}
+	ts = append(ts, scaleTargets(r)...)
 	t := Target{What: "CLI overhead: `sitectl restart` / `systemctl restart`, ratio of medians", Target: "≤ 1.1"}
 	if c := r.CLI; c == nil {
 		t.Status, t.Measured = statusNotMeasured, "not run"
@@ -172,6 +161,10 @@ func evaluateTargets(r *Results) []Target {
 // timingTarget compares a median with a limit in ms; any failed run misses.
 func timingTarget(what string, limit float64, d DurationStats, extra string) Target {
 	t := Target{What: what, Target: fmt.Sprintf("≤ %g ms", limit)}
+	if d.Runs == 0 && d.Failed == 0 {
+		t.Status, t.Measured = statusNotMeasured, "not run"
+		return t
+	}
 	if d.Failed > 0 {
 		t.Status = statusMissed
 		t.Measured = fmt.Sprintf("fails in %d of %d runs: %s", d.Failed, d.Failed+d.Runs, d.Error)
@@ -348,62 +341,7 @@ func Markdown(r *Results) string {
 		b.WriteString(handoffMarkdown(r))
 	}
 
-	if len(r.Scale) > 0 {
-		p("## Many sites\n\n")
-		p("Sites are added to one fresh sandbox in steps (%s). Each is the Go app on its own TCP port on 127.0.0.1 (ports %s), ", joinInts(r.Config.Sites), r.Scale[len(r.Scale)-1].PortRange)
-		p("socket-activated: its socket listens, no app process runs. Times are medians of %d runs (mode switches: %d each way), ", r.Config.Reps, r.Config.ModeReps)
-		p("timed inside the sandbox from fork/exec to exit, output to /dev/null.\n\n")
-		t := table{head: []string{"sites", "generator, writes units", "generator `--dryrun`", "`systemctl daemon-reload`", "`sitectl list --json`", "`systemctl list-units --all 'site-*'` (units)", "`sitectl mode SITE maintenance` / `normal`"}}
-		failures := map[string]DurationStats{}
-		var order []string
-		for _, s := range r.Scale {
-			t.add(fmt.Sprint(s.N), durCell(s.GeneratorWrite), durCell(s.GeneratorDryrun), durCell(s.DaemonReload),
-				durCell(s.SitectlList), fmt.Sprintf("%s (%d)", durCell(s.SystemctlList), s.ListedUnits),
-				fmt.Sprintf("%s / %s (%s)", durCell(s.ModeMaintenance), durCell(s.ModeNormal), s.ModeSite))
-			for _, m := range []struct {
-				what string
-				d    DurationStats
-			}{
-				{"generator", s.GeneratorWrite}, {"generator --dryrun", s.GeneratorDryrun}, {"systemctl daemon-reload", s.DaemonReload},
-				{"sitectl list --json", s.SitectlList}, {"systemctl list-units", s.SystemctlList},
-				{"sitectl mode " + s.ModeSite + " maintenance", s.ModeMaintenance}, {"sitectl mode " + s.ModeSite + " normal", s.ModeNormal},
-			} {
-				k := fmt.Sprintf("%d sites, %s", s.N, m.what)
-				failures[k] = m.d
-				order = append(order, k)
-			}
-		}
-		b.WriteString(t.String())
-		if f := failureNotes(failures, order); f != "" {
-			p("\nFailures:\n\n%s", f)
-		}
-		p("\nThe first `daemon-reload` after adding the sites (it loads them) and starting their sockets:\n\n")
-		t = table{head: []string{"sites", "first daemon-reload (ms)", "`systemctl start --all 'site-*.socket'` (ms)", "listening"}}
-		for _, s := range r.Scale {
-			t.add(fmt.Sprint(s.N), ms(s.FirstDaemonReload), ms(s.SocketStart), fmt.Sprint(s.ListeningSockets))
-		}
-		b.WriteString(t.String())
-		p("\n![times against the number of sites](scale.png)\n\n")
-		p("### Memory of idle sites\n\n")
-		p("cgroup memory accounting of the sandbox is not available on this host (its cgroup2 has only the hugetlb controller), ")
-		p("so the cost of N idle sites is assembled from three parts:\n\n")
-		p("- **systemd**: VmRSS of the sandbox's systemd (PID 1) from `/proc/PID/status`, against its value before any site existed (after one daemon-reload with no site). RssAnon, its anonymous part, is shown too: VmRSS also counts shared library pages that were merely touched.\n")
-		p("- **kernel sockets** (an estimate): per listening socket, the object sizes of the slab caches it takes (%s, from `/proc/slabinfo`), times the number of sites. ", kernelObjects(r.Scale))
-		p("As checks: the growth of `TCP: inuse` in `/proc/net/sockstat` (the network namespace is the host's, so other users' sockets count too) and the measured growth of the `TCP` and `sock_inode_cache` slab caches (host-wide; SLUB's active counts are approximate). Listening sockets have no buffers.\n")
-		p("- **unit files**: the generated site units on `/run`'s tmpfs, counted in whole 4 KiB pages (tmpfs keeps each file in its own pages).\n\n")
-		p("Not counted: dbus-daemon and journald (they do not grow with idle sites), the page cache of the site files in `/etc`, and what a site costs once its app runs.\n\n")
-		t = table{head: []string{"sites", "systemd VmRSS (before → now)", "systemd RssAnon (before → now)", "per site: systemd", "per site: kernel sockets", "per site: unit files on tmpfs", "per site: total", "check: `TCP: inuse` +, slab growth"}}
-		for _, s := range r.Scale {
-			mm := s.Memory
-			total := mm.PerSitePID1KiB*1024 + mm.PerSiteKernelBytes + mm.PerSiteGeneratedBytes
-			t.add(fmt.Sprint(s.N), kib(mm.PID1RSSBaseKiB)+" → "+kib(mm.PID1RSSKiB), kib(mm.PID1AnonBaseKiB)+" → "+kib(mm.PID1AnonKiB),
-				fmt.Sprintf("%.1f KiB", mm.PerSitePID1KiB), fmt.Sprintf("%.1f KiB", mm.PerSiteKernelBytes/1024),
-				fmt.Sprintf("%.1f KiB (%d files)", mm.PerSiteGeneratedBytes/1024, mm.GeneratedFiles), fmt.Sprintf("%.0f KiB", total/1024),
-				fmt.Sprintf("+%d sockets, %+.0f KiB", mm.TCPInUseDelta, float64(mm.SlabGrowthBytes)/1024))
-		}
-		b.WriteString(t.String())
-		p("\n")
-	}
+	b.WriteString(scaleMarkdown(r))
 
 	if c := r.CLI; c != nil {
 		p("## CLI overhead\n\n")

@@ -6,11 +6,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/test/sandbox"
 )
 
 // ScaleOptions configure the scale benchmark.
@@ -18,14 +24,22 @@ type ScaleOptions struct {
 	Sites    []int // ascending; sites are added to one sandbox step by step
 	Reps     int   // runs of each timing
 	ModeReps int   // switches to maintenance and back
-	Log      func(format string, args ...any)
+	// Boot also boots a second sandbox with each step's sites in place and
+	// times the boot and the poweroff.
+	Boot bool
+	// Bin and Root are the built binaries and the repository, for the boot
+	// sandbox.
+	Bin, Root string
+	Log       func(format string, args ...any)
 }
 
 // ScaleResult is what was measured with N sites installed, their sockets
 // listening and no app running.
 type ScaleResult struct {
-	N         int    `json:"n"`
-	PortRange string `json:"port_range"`
+	N int `json:"n"`
+	// Listen says where the sites listen: 127.0.0.1 ports in the sandbox's
+	// own network namespace.
+	Listen string `json:"listen"`
 	// FirstDaemonReload is the daemon-reload that loaded the new sites.
 	FirstDaemonReload Millis `json:"first_daemon_reload_ms"`
 	// SocketStart is `systemctl start --all 'site-*.socket'` after it.
@@ -33,14 +47,56 @@ type ScaleResult struct {
 	ListeningSockets int           `json:"listening_sockets"`
 	GeneratorDryrun  DurationStats `json:"generator_dryrun"`
 	GeneratorWrite   DurationStats `json:"generator_write"`
-	DaemonReload     DurationStats `json:"daemon_reload"`
-	SitectlList      DurationStats `json:"sitectl_list_json"`
-	SystemctlList    DurationStats `json:"systemctl_list_units"`
-	ListedUnits      int           `json:"systemctl_listed_units"`
-	ModeSite         string        `json:"mode_site"`
-	ModeMaintenance  DurationStats `json:"mode_to_maintenance"`
-	ModeNormal       DurationStats `json:"mode_to_normal"`
-	Memory           Memory        `json:"memory"`
+	// The CPU time of the commands themselves (TimeResult.CPUNanos).
+	GeneratorWriteCPU  DurationStats `json:"generator_write_cpu"`
+	SitectlListTextCPU DurationStats `json:"sitectl_list_cpu"`
+	SitectlListCPU     DurationStats `json:"sitectl_list_json_cpu"`
+	SystemctlListCPU   DurationStats `json:"systemctl_list_units_cpu"`
+	StatusOneCPU       DurationStats `json:"sitectl_status_one_cpu"`
+	// The listings again once every site has the state a first start
+	// leaves (a state directory with its mode file), as on a host whose
+	// sites have all run.
+	SitectlListStated        DurationStats `json:"sitectl_list_stated"`
+	SitectlListStatedCPU     DurationStats `json:"sitectl_list_stated_cpu"`
+	SitectlListJSONStated    DurationStats `json:"sitectl_list_json_stated"`
+	SitectlListJSONStatedCPU DurationStats `json:"sitectl_list_json_stated_cpu"`
+	DaemonReload             DurationStats `json:"daemon_reload"`
+	// DaemonReloadCPU is the CPU time (user + system) the sandbox's
+	// systemd spent in each of those reloads, from /proc/PID/stat: unlike
+	// the wall time it hardly moves when other work shares the machine.
+	DaemonReloadCPU DurationStats `json:"daemon_reload_pid1_cpu"`
+	SitectlListText DurationStats `json:"sitectl_list"`
+	SitectlList     DurationStats `json:"sitectl_list_json"`
+	SystemctlList   DurationStats `json:"systemctl_list_units"`
+	ListedUnits     int           `json:"systemctl_listed_units"`
+	// StatusOne is `sitectl status SITE` of one site (ModeSite).
+	StatusOne       DurationStats `json:"sitectl_status_one"`
+	ModeSite        string        `json:"mode_site"`
+	ModeMaintenance DurationStats `json:"mode_to_maintenance"`
+	ModeNormal      DurationStats `json:"mode_to_normal"`
+	Memory          Memory        `json:"memory"`
+	Boot            *BootResult   `json:"boot,omitempty"`
+}
+
+// BootResult is a boot of a fresh sandbox with the step's sites in place
+// before systemd starts: the generator, loading the units and starting all
+// their sockets, then its poweroff.
+type BootResult struct {
+	// Wall is from starting the sandbox to `systemctl is-system-running`
+	// saying running, as the harness saw it (includes the sandbox's own
+	// setup, about 0.3 s).
+	Wall Millis `json:"wall_ms"`
+	// Userspace is systemd's own FinishTimestamp - UserspaceTimestamp (what
+	// "Startup finished in" reports), Generators and UnitsLoad parts of it.
+	Userspace  Millis `json:"userspace_ms"`
+	Generators Millis `json:"generators_ms"`
+	UnitsLoad  Millis `json:"units_load_ms"`
+	Listening  int    `json:"listening_sockets"`
+	PID1RSSKiB int64  `json:"pid1_rss_kib"`
+	// Poweroff is from asking systemd to power off (SIGRTMIN+4) until its
+	// PID 1 exited; PoweroffTimedOut when it had not after poweroffTimeout.
+	Poweroff         Millis `json:"poweroff_ms"`
+	PoweroffTimedOut bool   `json:"poweroff_timed_out"`
 }
 
 // Memory is the cost of N idle socket-activated sites.
@@ -53,9 +109,10 @@ type Memory struct {
 	PID1AnonKiB     int64   `json:"pid1_anon_kib"`
 	PerSitePID1KiB  float64 `json:"per_site_pid1_rss_kib"`
 	// Kernel objects of the listening sockets, estimated: the growth of
-	// TCP sockets in use (/proc/net/sockstat, "TCP: inuse"; the network
-	// namespace is the host's) and, per socket, the object sizes of the slab
-	// caches one listening socket that systemd watches takes (KernelObjects).
+	// TCP sockets in use (/proc/net/sockstat of the sandbox's network
+	// namespace, "TCP: inuse") and, per socket, the object sizes of the
+	// slab caches one listening socket that systemd watches takes
+	// (KernelObjects).
 	TCPInUseDelta        int            `json:"tcp_inuse_delta"`
 	KernelObjects        map[string]int `json:"kernel_objects_bytes"`
 	KernelPerSocketBytes int            `json:"kernel_per_socket_bytes"`
@@ -71,10 +128,17 @@ type Memory struct {
 	PerSiteGeneratedBytes float64 `json:"per_site_generated_tmpfs_bytes"`
 }
 
-// scaleSiteName is the name of site i of the scale benchmark.
-func scaleSiteName(i int) string { return fmt.Sprintf("site-%04d", i) }
+// scaleBasePort is the first site's port. The sandboxes of the scale
+// benchmark have network namespaces of their own, so any port is free there.
+const scaleBasePort = 10000
 
-// modeSiteIndex is the site whose mode is switched with n sites: site-0042
+// poweroffTimeout bounds the wait for a boot sandbox's poweroff.
+const poweroffTimeout = 10 * time.Minute
+
+// scaleSiteName is the name of site i of the scale benchmark.
+func scaleSiteName(i int) string { return fmt.Sprintf("site-%05d", i) }
+
+// modeSiteIndex is the site whose mode is switched with n sites: site-00042
 // when there is one, else the last.
 func modeSiteIndex(n int) int { return min(42, n-1) }
 
@@ -88,25 +152,19 @@ address = "127.0.0.1:%d"
 `, port)
 }
 
-// findPortRange returns the first port of n consecutive TCP ports on
-// 127.0.0.1 below the ephemeral range (so test processes asking the kernel
-// for a free port never collide with them) that nothing listens on now.
-func findPortRange(n int) (int, error) {
-	for base := 21000; base+n <= 32000; base += 1000 {
-		free := true
-		for p := base; p < base+n && free; p++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				free = false
-				break
-			}
-			l.Close()
+// freeNetNS returns a network namespace for a sandbox on the first
+// 10.213.N.0/30 (N from first) that no host interface uses.
+func freeNetNS(first int) (*sandbox.NetNS, int, error) {
+	for n := first; n < 255; n++ {
+		used, err := sandbox.HostPrefixInUse(fmt.Sprintf("10.213.%d.0/30", n))
+		if err != nil {
+			return nil, 0, err
 		}
-		if free {
-			return base, nil
+		if !used {
+			return &sandbox.NetNS{HostAddr: fmt.Sprintf("10.213.%d.1/30", n), Addr: fmt.Sprintf("10.213.%d.2/30", n)}, n, nil
 		}
 	}
-	return 0, fmt.Errorf("no %d consecutive free TCP ports between 21000 and 32000 on 127.0.0.1", n)
+	return nil, 0, errors.New("no free 10.213.N.0/30 network on the host for the scale sandboxes")
 }
 
 // slabInfo is /proc/slabinfo: active objects and object size per cache.
@@ -153,13 +211,14 @@ var socketSlabs = []string{"TCP", "sock_inode_cache"}
 // the epoll item systemd watches it with.
 var perSocketCaches = []string{"TCP", "sock_inode_cache", "filp", "dentry", "eventpoll_epi"}
 
-// tcpInUse reads "TCP: inuse N" from /proc/net/sockstat.
-func tcpInUse() (int, error) {
-	b, err := os.ReadFile("/proc/net/sockstat")
+// tcpInUse reads "TCP: inuse N" from /proc/net/sockstat of the sandbox's
+// network namespace.
+func (h *host) tcpInUse(ctx context.Context) (int, error) {
+	out, err := h.run(ctx, "cat", "/proc/net/sockstat")
 	if err != nil {
 		return 0, err
 	}
-	return parseTCPInUse(string(b))
+	return parseTCPInUse(out)
 }
 
 func parseTCPInUse(text string) (int, error) {
@@ -172,37 +231,67 @@ func parseTCPInUse(text string) (int, error) {
 	return 0, fmt.Errorf("no \"TCP: inuse\" in /proc/net/sockstat")
 }
 
-// siteTar packs the site files of sites [from, to) into a tar archive.
-func siteTar(from, to, basePort int) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for i := from; i < to; i++ {
-		data := []byte(scaleSiteFile(basePort + i))
-		hdr := &tar.Header{Name: scaleSiteName(i) + ".toml", Mode: 0o644, Size: int64(len(data)), ModTime: time.Now(), Typeflag: tar.TypeReg}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(data); err != nil {
-			return nil, err
-		}
+// tarWriter builds a tar archive in memory.
+type tarWriter struct {
+	buf bytes.Buffer
+	tw  *tar.Writer
+}
+
+func newTar() *tarWriter {
+	t := &tarWriter{}
+	t.tw = tar.NewWriter(&t.buf)
+	return t
+}
+
+func (t *tarWriter) add(name string, data []byte, mode int64) error {
+	hdr := &tar.Header{Name: name, Mode: mode, Size: int64(len(data)), ModTime: time.Now(), Typeflag: tar.TypeReg}
+	if err := t.tw.WriteHeader(hdr); err != nil {
+		return err
 	}
-	if err := tw.Close(); err != nil {
+	_, err := t.tw.Write(data)
+	return err
+}
+
+func (t *tarWriter) dir(name string) error {
+	return t.tw.WriteHeader(&tar.Header{Name: name + "/", Mode: 0o755, ModTime: time.Now(), Typeflag: tar.TypeDir})
+}
+
+func (t *tarWriter) bytes() ([]byte, error) {
+	if err := t.tw.Close(); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return t.buf.Bytes(), nil
+}
+
+// siteTar packs the site files of sites [from, to) into a tar archive whose
+// paths are prefixed with prefix (e.g. "etc/sitectl/sites/").
+func siteTar(t *tarWriter, prefix string, from, to int) error {
+	for i := from; i < to; i++ {
+		if err := t.add(prefix+scaleSiteName(i)+".toml", []byte(scaleSiteFile(scaleBasePort+i)), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // runScale adds sites to a fresh sandbox step by step and measures at each
 // step.
-func runScale(ctx context.Context, h *host, o ScaleOptions, workDir string) ([]*ScaleResult, error) {
+func runScale(ctx context.Context, o ScaleOptions, workDir string, log io.Writer) ([]*ScaleResult, error) {
 	if len(o.Sites) == 0 {
 		return nil, nil
 	}
-	maxN := o.Sites[len(o.Sites)-1]
-	base, err := findPortRange(maxN)
+	if last := o.Sites[len(o.Sites)-1]; scaleBasePort+last > 65535 {
+		return nil, fmt.Errorf("at most %d sites fit the ports from %d", 65535-scaleBasePort, scaleBasePort)
+	}
+	nn, netN, err := freeNetNS(160)
 	if err != nil {
 		return nil, err
 	}
+	h, err := bootHostWith(ctx, sandbox.Options{Name: "bench-scale", Log: log, NetNS: nn}, o.Bin, o.Root)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
 	run := func(argv ...string) (string, error) {
 		out, err := h.run(ctx, argv...)
 		if err != nil {
@@ -218,162 +307,462 @@ func runScale(ctx context.Context, h *host, o ScaleOptions, workDir string) ([]*
 		return nil, err
 	}
 	time.Sleep(time.Second)
-	rss0, anon0, err := h.pid1Memory()
-	if err != nil {
+	base := baseline{}
+	if base.rss, base.anon, err = h.pid1Memory(); err != nil {
 		return nil, err
 	}
-	slab0, err := readSlabInfo()
-	if err != nil {
+	if base.slab, err = readSlabInfo(); err != nil {
 		return nil, err
 	}
-	tcp0, err := tcpInUse()
-	if err != nil {
+	if base.tcp, err = h.tcpInUse(ctx); err != nil {
 		return nil, err
 	}
-	o.Log("scale: baseline: systemd VmRSS %d KiB (RssAnon %d KiB); ports %d-%d", rss0, anon0, base, base+maxN-1)
+	o.Log("scale: baseline: systemd VmRSS %d KiB (RssAnon %d KiB)", base.rss, base.anon)
 
 	var out []*ScaleResult
 	have := 0
 	for _, n := range o.Sites {
-		r := &ScaleResult{N: n, PortRange: fmt.Sprintf("%d-%d", base, base+n-1)}
 		o.Log("scale: %d sites", n)
-		data, err := siteTar(have, n, base)
+		r, err := scaleStep(ctx, h, o, base, have, n, workDir)
+		if r != nil {
+			out = append(out, r)
+		}
 		if err != nil {
-			return out, err
-		}
-		tarPath := workDir + "/sites.tar"
-		if err := os.WriteFile(tarPath, data, 0o600); err != nil {
-			return out, err
-		}
-		if err := h.sb.CopyFile(ctx, tarPath, "/root/sites.tar", 0o600); err != nil {
-			return out, err
-		}
-		if _, err := run("tar", "-C", "/etc/sitectl/sites", "-xf", "/root/sites.tar"); err != nil {
 			return out, err
 		}
 		have = n
-
-		// The reload that loads them, then their sockets.
-		tr, err := h.timeit(ctx, TimeSpec{Runs: 1, Commands: []TimedCmd{
-			{Argv: []string{"systemctl", "daemon-reload"}},
-			{Argv: []string{"systemctl", "start", "--all", "site-*.socket"}},
-		}})
-		if err != nil {
-			return out, err
-		}
-		for i := range tr.Nanos {
-			if e := tr.Errors[i][0]; e != "" {
-				return out, errors.New(e)
+		if o.Boot {
+			if r.Boot, err = bootWithSites(ctx, o, n, workDir, netN+1, log); err != nil {
+				return out, err
 			}
+			b := r.Boot
+			o.Log("  boot with %d sites: %.1f s to running (systemd: %.1f s userspace, generators %.0f ms, loading units %.0f ms), %d sockets listening; poweroff %.1f s",
+				n, b.Wall.MS()/1000, b.Userspace.MS()/1000, b.Generators.MS(), b.UnitsLoad.MS(), b.Listening, b.Poweroff.MS()/1000)
 		}
-		r.FirstDaemonReload, r.SocketStart = Millis(tr.Nanos[0][0]), Millis(tr.Nanos[1][0])
-		lst, err := run("sh", "-c", "systemctl list-units --state=listening --no-legend --plain 'site-*.socket' | wc -l")
-		if err != nil {
-			return out, err
-		}
-		r.ListeningSockets, _ = strconv.Atoi(strings.TrimSpace(lst))
-		if r.ListeningSockets != n {
-			return out, fmt.Errorf("%d sites, but %d site sockets are listening", n, r.ListeningSockets)
-		}
-
-		// Memory, before anything else runs.
-		time.Sleep(time.Second)
-		m := &r.Memory
-		m.PID1RSSBaseKiB, m.PID1AnonBaseKiB = rss0, anon0
-		if m.PID1RSSKiB, m.PID1AnonKiB, err = h.pid1Memory(); err != nil {
-			return out, err
-		}
-		m.PerSitePID1KiB = float64(m.PID1RSSKiB-rss0) / float64(n)
-		slab, err := readSlabInfo()
-		if err != nil {
-			return out, err
-		}
-		tcp, err := tcpInUse()
-		if err != nil {
-			return out, err
-		}
-		m.TCPInUseDelta = tcp - tcp0
-		m.SlabGrowthBytes = slab.bytes(socketSlabs...) - slab0.bytes(socketSlabs...)
-		m.KernelObjects = map[string]int{}
-		for _, c := range perSocketCaches {
-			if sz := slab[c][1]; sz > 0 {
-				m.KernelObjects[c] = int(sz)
-				m.KernelPerSocketBytes += int(sz)
-			}
-		}
-		m.KernelSocketBytes = int64(n) * int64(m.KernelPerSocketBytes)
-		m.PerSiteKernelBytes = float64(m.KernelPerSocketBytes)
-		sizes, err := run("sh", "-c", "find /run/systemd/generator -maxdepth 1 -type f -name 'site-*' -printf '%s\\n'")
-		if err != nil {
-			return out, err
-		}
-		for _, f := range strings.Fields(sizes) {
-			sz, _ := strconv.ParseInt(f, 10, 64)
-			m.GeneratedFiles++
-			m.GeneratedBytes += sz
-			m.GeneratedTmpfsBytes += (sz + 4095) / 4096 * 4096
-		}
-		m.PerSiteGeneratedBytes = float64(m.GeneratedTmpfsBytes) / float64(n)
-
-		// The generator alone: printing (--dryrun) and writing into an
-		// empty directory on a tmpfs, as under systemd.
-		tr, err = h.timeit(ctx, TimeSpec{Runs: o.Reps, Commands: []TimedCmd{
-			{Argv: []string{"/usr/lib/systemd/system-generators/sitectl-generator", "--dryrun"}},
-			{
-				Argv:   []string{"/usr/lib/systemd/system-generators/sitectl-generator", "/run/sitectl-bench-gen"},
-				Before: [][]string{{"rm", "-rf", "/run/sitectl-bench-gen"}, {"mkdir", "/run/sitectl-bench-gen"}},
-				Env:    []string{"SYSTEMD_LOG_TARGET=console"},
-			},
-		}})
-		if err != nil {
-			return out, err
-		}
-		r.GeneratorDryrun, r.GeneratorWrite = tr.Stats(0, false), tr.Stats(1, false)
-
-		tr, err = h.timeit(ctx, TimeSpec{Runs: o.Reps, Commands: []TimedCmd{{Argv: []string{"systemctl", "daemon-reload"}}}})
-		if err != nil {
-			return out, err
-		}
-		r.DaemonReload = tr.Stats(0, false)
-
-		tr, err = h.timeit(ctx, TimeSpec{Runs: o.Reps, Commands: []TimedCmd{
-			{Argv: []string{"sitectl", "list", "--json"}},
-			{Argv: []string{"systemctl", "list-units", "--all", "--no-pager", "site-*"}},
-		}})
-		if err != nil {
-			return out, err
-		}
-		r.SitectlList, r.SystemctlList = tr.Stats(0, false), tr.Stats(1, false)
-		lu, err := run("sh", "-c", "systemctl list-units --all --no-legend --plain 'site-*' | wc -l")
-		if err != nil {
-			return out, err
-		}
-		r.ListedUnits, _ = strconv.Atoi(strings.TrimSpace(lu))
-
-		// One site's mode, there and back.
-		r.ModeSite = scaleSiteName(modeSiteIndex(n))
-		tr, err = h.timeit(ctx, TimeSpec{Runs: o.ModeReps, Commands: []TimedCmd{
-			{Argv: []string{"sitectl", "mode", r.ModeSite, "maintenance"}},
-			{Argv: []string{"sitectl", "mode", r.ModeSite, "normal"}},
-		}})
-		if err != nil {
-			return out, err
-		}
-		r.ModeMaintenance, r.ModeNormal = tr.Stats(0, false), tr.Stats(1, false)
-		if _, err := run("systemctl", "stop", "site-"+r.ModeSite+".service"); err != nil {
-			return out, err
-		}
-		o.Log("  generator %.1f ms (dry run %.1f ms), daemon-reload %.0f ms, sitectl list --json %.1f ms vs systemctl list-units %.1f ms, mode switch %.0f/%.0f ms, systemd +%.1f KiB/site",
-			r.GeneratorWrite.Median.MS(), r.GeneratorDryrun.Median.MS(), r.DaemonReload.Median.MS(), r.SitectlList.Median.MS(), r.SystemctlList.Median.MS(),
-			r.ModeMaintenance.Median.MS(), r.ModeNormal.Median.MS(), m.PerSitePID1KiB)
-		for what, d := range map[string]DurationStats{"generator": r.GeneratorWrite, "generator --dryrun": r.GeneratorDryrun,
-			"daemon-reload": r.DaemonReload, "sitectl list --json": r.SitectlList, "systemctl list-units": r.SystemctlList,
-			"mode to maintenance": r.ModeMaintenance, "mode to normal": r.ModeNormal} {
-			if d.Failed > 0 {
-				o.Log("  %s failed in %d of %d runs: %s", what, d.Failed, d.Failed+d.Runs, d.Error)
-			}
-		}
-		out = append(out, r)
+	}
+	if err := h.Close(); err != nil {
+		return out, err
 	}
 	return out, nil
+}
+
+// baseline is the scale sandbox before any site.
+type baseline struct {
+	rss, anon int64
+	slab      slabInfo
+	tcp       int
+}
+
+// scaleStep adds sites [have, n) and measures.
+func scaleStep(ctx context.Context, h *host, o ScaleOptions, base baseline, have, n int, workDir string) (*ScaleResult, error) {
+	r := &ScaleResult{N: n, Listen: fmt.Sprintf("127.0.0.1:%d-%d", scaleBasePort, scaleBasePort+n-1)}
+	t := newTar()
+	if err := siteTar(t, "", have, n); err != nil {
+		return nil, err
+	}
+	data, err := t.bytes()
+	if err != nil {
+		return nil, err
+	}
+	tarPath := filepath.Join(workDir, "sites.tar")
+	if err := os.WriteFile(tarPath, data, 0o600); err != nil {
+		return nil, err
+	}
+	if err := h.sb.CopyFile(ctx, tarPath, "/root/sites.tar", 0o600); err != nil {
+		return nil, err
+	}
+	if out, err := h.run(ctx, "tar", "-C", "/etc/sitectl/sites", "-xf", "/root/sites.tar"); err != nil {
+		return nil, fmt.Errorf("%w: %s", err, out)
+	}
+
+	// The reload that loads them, then their sockets.
+	tr, err := h.timeit(ctx, TimeSpec{Runs: 1, Commands: []TimedCmd{
+		{Argv: []string{"systemctl", "daemon-reload"}},
+		{Argv: []string{"systemctl", "start", "--all", "site-*.socket"}},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	for i := range tr.Nanos {
+		if e := tr.Errors[i][0]; e != "" {
+			return nil, errors.New(e)
+		}
+	}
+	r.FirstDaemonReload, r.SocketStart = Millis(tr.Nanos[0][0]), Millis(tr.Nanos[1][0])
+	if r.ListeningSockets, err = h.count(ctx, "systemctl list-units --state=listening --no-legend --plain 'site-*.socket' | wc -l"); err != nil {
+		return nil, err
+	}
+	if r.ListeningSockets != n {
+		return nil, fmt.Errorf("%d sites, but %d site sockets are listening", n, r.ListeningSockets)
+	}
+	if err := scaleMemory(ctx, h, r, base); err != nil {
+		return nil, err
+	}
+	if err := scaleTimings(ctx, h, o, r, workDir); err != nil {
+		return nil, err
+	}
+	o.Log("  generator %.1f ms (dry run %.1f ms), daemon-reload %.0f ms (systemd CPU %.0f ms), sitectl list %.1f ms, --json %.1f ms, systemctl list-units %.1f ms, status of one %.1f ms, mode switch %.0f/%.0f ms, systemd +%.1f KiB/site",
+		r.GeneratorWrite.Median.MS(), r.GeneratorDryrun.Median.MS(), r.DaemonReload.Median.MS(), r.DaemonReloadCPU.Median.MS(),
+		r.SitectlListText.Median.MS(), r.SitectlList.Median.MS(), r.SystemctlList.Median.MS(), r.StatusOne.Median.MS(),
+		r.ModeMaintenance.Median.MS(), r.ModeNormal.Median.MS(), r.Memory.PerSitePID1KiB)
+	for what, d := range map[string]DurationStats{"generator": r.GeneratorWrite, "generator --dryrun": r.GeneratorDryrun,
+		"daemon-reload": r.DaemonReload, "sitectl list": r.SitectlListText, "sitectl list --json": r.SitectlList,
+		"systemctl list-units": r.SystemctlList, "sitectl status": r.StatusOne,
+		"mode to maintenance": r.ModeMaintenance, "mode to normal": r.ModeNormal} {
+		if d.Failed > 0 {
+			o.Log("  %s failed in %d of %d runs: %s", what, d.Failed, d.Failed+d.Runs, d.Error)
+		}
+	}
+	return r, nil
+}
+
+// count runs a shell pipeline inside that prints a number.
+func (h *host) count(ctx context.Context, pipeline string) (int, error) {
+	out, err := h.run(ctx, "sh", "-c", pipeline)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s", err, out)
+	}
+	return strconv.Atoi(strings.TrimSpace(out))
+}
+
+// scaleMemory measures what the idle sites cost, before anything else runs.
+func scaleMemory(ctx context.Context, h *host, r *ScaleResult, base baseline) error {
+	time.Sleep(time.Second)
+	m := &r.Memory
+	m.PID1RSSBaseKiB, m.PID1AnonBaseKiB = base.rss, base.anon
+	var err error
+	if m.PID1RSSKiB, m.PID1AnonKiB, err = h.pid1Memory(); err != nil {
+		return err
+	}
+	m.PerSitePID1KiB = float64(m.PID1RSSKiB-base.rss) / float64(r.N)
+	slab, err := readSlabInfo()
+	if err != nil {
+		return err
+	}
+	tcp, err := h.tcpInUse(ctx)
+	if err != nil {
+		return err
+	}
+	m.TCPInUseDelta = tcp - base.tcp
+	m.SlabGrowthBytes = slab.bytes(socketSlabs...) - base.slab.bytes(socketSlabs...)
+	m.KernelObjects = map[string]int{}
+	for _, c := range perSocketCaches {
+		if sz := slab[c][1]; sz > 0 {
+			m.KernelObjects[c] = int(sz)
+			m.KernelPerSocketBytes += int(sz)
+		}
+	}
+	m.KernelSocketBytes = int64(r.N) * int64(m.KernelPerSocketBytes)
+	m.PerSiteKernelBytes = float64(m.KernelPerSocketBytes)
+	sizes, err := h.run(ctx, "sh", "-c", "find /run/systemd/generator -maxdepth 1 -type f -name 'site-*' -printf '%s\\n'")
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, sizes)
+	}
+	for _, f := range strings.Fields(sizes) {
+		sz, _ := strconv.ParseInt(f, 10, 64)
+		m.GeneratedFiles++
+		m.GeneratedBytes += sz
+		m.GeneratedTmpfsBytes += (sz + 4095) / 4096 * 4096
+	}
+	m.PerSiteGeneratedBytes = float64(m.GeneratedTmpfsBytes) / float64(r.N)
+	return nil
+}
+
+// scaleTimings times the generator, daemon-reload, the listings, one
+// site's status and one site's mode switch.
+func scaleTimings(ctx context.Context, h *host, o ScaleOptions, r *ScaleResult, workDir string) error {
+	// The generator alone: printing (--dryrun) and writing into an empty
+	// directory on a tmpfs, as under systemd.
+	tr, err := h.timeit(ctx, TimeSpec{Runs: o.Reps, Commands: []TimedCmd{
+		{Argv: []string{"/usr/lib/systemd/system-generators/sitectl-generator", "--dryrun"}},
+		{
+			Argv:   []string{"/usr/lib/systemd/system-generators/sitectl-generator", "/run/sitectl-bench-gen"},
+			Before: [][]string{{"rm", "-rf", "/run/sitectl-bench-gen"}, {"mkdir", "/run/sitectl-bench-gen"}},
+			Env:    []string{"SYSTEMD_LOG_TARGET=console"},
+		},
+	}})
+	if err != nil {
+		return err
+	}
+	r.GeneratorDryrun, r.GeneratorWrite, r.GeneratorWriteCPU = tr.Stats(0, false), tr.Stats(1, false), tr.CPUStats(1)
+
+	if r.DaemonReload, r.DaemonReloadCPU, err = timeReloads(ctx, h, o.Reps); err != nil {
+		return err
+	}
+
+	r.ModeSite = scaleSiteName(modeSiteIndex(r.N))
+	tr, err = h.timeit(ctx, TimeSpec{Runs: o.Reps, Commands: []TimedCmd{
+		{Argv: []string{"sitectl", "list"}},
+		{Argv: []string{"sitectl", "list", "--json"}},
+		{Argv: []string{"systemctl", "list-units", "--all", "--no-pager", "site-*"}},
+		{Argv: []string{"sitectl", "status", r.ModeSite}},
+	}})
+	if err != nil {
+		return err
+	}
+	r.SitectlListText, r.SitectlList, r.SystemctlList, r.StatusOne = tr.Stats(0, false), tr.Stats(1, false), tr.Stats(2, false), tr.Stats(3, false)
+	r.SitectlListTextCPU, r.SitectlListCPU, r.SystemctlListCPU, r.StatusOneCPU = tr.CPUStats(0), tr.CPUStats(1), tr.CPUStats(2), tr.CPUStats(3)
+	if r.ListedUnits, err = h.count(ctx, "systemctl list-units --all --no-legend --plain 'site-*' | wc -l"); err != nil {
+		return err
+	}
+
+	if err := stateForAll(ctx, h, r.N, workDir); err != nil {
+		return err
+	}
+	tr, err = h.timeit(ctx, TimeSpec{Runs: o.Reps, Commands: []TimedCmd{
+		{Argv: []string{"sitectl", "list"}},
+		{Argv: []string{"sitectl", "list", "--json"}},
+	}})
+	if err != nil {
+		return err
+	}
+	r.SitectlListStated, r.SitectlListJSONStated = tr.Stats(0, false), tr.Stats(1, false)
+	r.SitectlListStatedCPU, r.SitectlListJSONStatedCPU = tr.CPUStats(0), tr.CPUStats(1)
+
+	// One site's mode, there and back.
+	tr, err = h.timeit(ctx, TimeSpec{Runs: o.ModeReps, Commands: []TimedCmd{
+		{Argv: []string{"sitectl", "mode", r.ModeSite, "maintenance"}},
+		{Argv: []string{"sitectl", "mode", r.ModeSite, "normal"}},
+	}})
+	if err != nil {
+		return err
+	}
+	r.ModeMaintenance, r.ModeNormal = tr.Stats(0, false), tr.Stats(1, false)
+	if out, err := h.run(ctx, "systemctl", "stop", "site-"+r.ModeSite+".service"); err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	return nil
+}
+
+// stateForAll gives sites [0, n) the state a first start leaves: their state
+// directory with the mode file of their default mode, exactly as `sitectl
+// prepare` writes it (modes.EnvFile), in one archive instead of n runs.
+func stateForAll(ctx context.Context, h *host, n int, workDir string) error {
+	t := newTar()
+	for i := 0; i < n; i++ {
+		name := scaleSiteName(i)
+		s, err := site.ParseNamed("/etc/sitectl/sites/"+name+".toml", name, []byte(scaleSiteFile(scaleBasePort+i)))
+		if err != nil {
+			return err
+		}
+		m, _ := s.Mode(s.DefaultMode)
+		if err := t.dir(name); err != nil {
+			return err
+		}
+		env, err := modes.EnvFile(s, m)
+		if err != nil {
+			return err
+		}
+		if err := t.add(name+"/mode.env", env, 0o644); err != nil {
+			return err
+		}
+		if err := t.add(name+"/lock", nil, 0o644); err != nil {
+			return err
+		}
+	}
+	data, err := t.bytes()
+	if err != nil {
+		return err
+	}
+	tarPath := filepath.Join(workDir, "state.tar")
+	if err := os.WriteFile(tarPath, data, 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(tarPath)
+	if err := h.sb.CopyFile(ctx, tarPath, "/root/state.tar", 0o600); err != nil {
+		return err
+	}
+	// --skip-old-files: a site that already has state (the one whose mode
+	// is switched) keeps it.
+	if out, err := h.run(ctx, "sh", "-c", "mkdir -p /var/lib/sitectl/sites && tar -C /var/lib/sitectl/sites --skip-old-files -xf /root/state.tar"); err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	return nil
+}
+
+// timeReloads runs daemon-reload reps times and returns the wall times and
+// the CPU time the sandbox's systemd spent in each.
+func timeReloads(ctx context.Context, h *host, reps int) (wall, cpu DurationStats, err error) {
+	var walls, cpus []time.Duration
+	var failed []string
+	for i := 0; i < reps; i++ {
+		c0, err := procCPU(h.sb.PID())
+		if err != nil {
+			return wall, cpu, err
+		}
+		tr, err := h.timeit(ctx, TimeSpec{Runs: 1, Commands: []TimedCmd{{Argv: []string{"systemctl", "daemon-reload"}}}})
+		if err != nil {
+			return wall, cpu, err
+		}
+		c1, err := procCPU(h.sb.PID())
+		if err != nil {
+			return wall, cpu, err
+		}
+		if e := tr.Errors[0][0]; e != "" {
+			failed = append(failed, e)
+			continue
+		}
+		walls = append(walls, time.Duration(tr.Nanos[0][0]))
+		cpus = append(cpus, c1-c0)
+	}
+	wall, cpu = SummarizeDurations(walls, true), SummarizeDurations(cpus, true)
+	if len(failed) > 0 {
+		wall.Failed, wall.Error = len(failed), failed[0]
+		cpu.Failed, cpu.Error = len(failed), failed[0]
+	}
+	return wall, cpu, nil
+}
+
+// procCPU is the user + system time of a process, from /proc/PID/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcCPU(string(b))
+}
+
+// clockTicks is USER_HZ, the unit of the times in /proc/PID/stat; 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
+
+func parseProcCPU(stat string) (time.Duration, error) {
+	// The command name (field 2) may hold spaces; fields after it are
+	// counted from the closing parenthesis. utime and stime are fields 14
+	// and 15.
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("not a /proc/PID/stat line: %q", stat)
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("not a /proc/PID/stat line: %q", stat)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("not a /proc/PID/stat line: %q", stat)
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// bootWithSites boots a fresh sandbox with n sites, sitectl and its
+// generator in place before systemd starts, waits until it runs (every
+// socket listening), reads systemd's own boot timestamps and powers it off.
+func bootWithSites(ctx context.Context, o ScaleOptions, n int, workDir string, firstNet int, log io.Writer) (*BootResult, error) {
+	t := newTar()
+	for _, d := range []string{"etc", "etc/sitectl", "etc/sitectl/sites"} {
+		if err := t.dir(d); err != nil {
+			return nil, err
+		}
+	}
+	if err := siteTar(t, "etc/sitectl/sites/", 0, n); err != nil {
+		return nil, err
+	}
+	for _, f := range [][2]string{
+		{"sitectl", "usr/bin/sitectl"},
+		{"sitectl-generator", "usr/lib/systemd/system-generators/sitectl-generator"},
+		{"webapp", "usr/local/bin/webapp"},
+	} {
+		data, err := os.ReadFile(filepath.Join(o.Bin, f[0]))
+		if err != nil {
+			return nil, err
+		}
+		if err := t.add(f[1], data, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	data, err := t.bytes()
+	if err != nil {
+		return nil, err
+	}
+	seed := filepath.Join(workDir, "boot-seed.tar")
+	if err := os.WriteFile(seed, data, 0o600); err != nil {
+		return nil, err
+	}
+	defer os.Remove(seed)
+	nn, _, err := freeNetNS(firstNet)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	sb, err := sandbox.Boot(ctx, sandbox.Options{Name: "bench-boot", Log: log, NetNS: nn, Seed: seed, BootTimeout: 30 * time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	defer sb.Close()
+	b := &BootResult{Wall: Millis(time.Since(start))}
+	h := &host{sb: sb}
+	props, err := h.run(ctx, "systemctl", "show", "--property=UserspaceTimestampMonotonic,FinishTimestampMonotonic,"+
+		"GeneratorsStartTimestampMonotonic,GeneratorsFinishTimestampMonotonic,UnitsLoadStartTimestampMonotonic,UnitsLoadFinishTimestampMonotonic")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, props)
+	}
+	ts := parseMonotonic(props)
+	b.Userspace = Millis(ts["FinishTimestampMonotonic"] - ts["UserspaceTimestampMonotonic"])
+	b.Generators = Millis(ts["GeneratorsFinishTimestampMonotonic"] - ts["GeneratorsStartTimestampMonotonic"])
+	b.UnitsLoad = Millis(ts["UnitsLoadFinishTimestampMonotonic"] - ts["UnitsLoadStartTimestampMonotonic"])
+	if b.Listening, err = h.count(ctx, "systemctl list-units --state=listening --no-legend --plain 'site-*.socket' | wc -l"); err != nil {
+		return nil, err
+	}
+	if b.Listening != n {
+		return nil, fmt.Errorf("booted with %d sites, but %d site sockets are listening", n, b.Listening)
+	}
+	if b.PID1RSSKiB, _, err = h.pid1Memory(); err != nil {
+		return nil, err
+	}
+	b.Poweroff, b.PoweroffTimedOut, err = poweroff(sb.PID(), poweroffTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return b, sb.Close()
+}
+
+// procState is the state field of a /proc/PID/stat line.
+func procState(stat string) string {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return ""
+	}
+	if f := strings.Fields(stat[i+1:]); len(f) > 0 {
+		return f[0]
+	}
+	return ""
+}
+
+// parseMonotonic reads KEY=microseconds lines of `systemctl show`.
+func parseMonotonic(props string) map[string]time.Duration {
+	ts := map[string]time.Duration{}
+	for _, line := range strings.Split(props, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		if us, err := strconv.ParseInt(v, 10, 64); err == nil {
+			ts[k] = time.Duration(us) * time.Microsecond
+		}
+	}
+	return ts
+}
+
+// sigPoweroff is SIGRTMIN+4, systemd's poweroff request.
+const sigPoweroff = syscall.Signal(34 + 4)
+
+// poweroff asks the systemd with host pid pid to power off and waits until
+// that process is gone (it execs systemd-shutdown once its units are
+// stopped and freed, which then exits).
+func poweroff(pid int, timeout time.Duration) (Millis, bool, error) {
+	start := time.Now()
+	if err := syscall.Kill(pid, sigPoweroff); err != nil {
+		return 0, false, fmt.Errorf("asking systemd (pid %d) to power off: %w", pid, err)
+	}
+	for time.Since(start) < timeout {
+		// Gone, or a zombie its parent (unshare) has not reaped yet.
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if errors.Is(err, os.ErrNotExist) || (err == nil && procState(string(b)) == "Z") {
+			return Millis(time.Since(start)), false, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return Millis(time.Since(start)), true, nil
 }

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os/exec"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -541,24 +542,64 @@ address = "127.0.0.1:%d"
 }
 
 // list and status read many sites at once: pipelined D-Bus calls must stay
-// under the bus's limit of pending replies (65 sites failed once).
+// under the bus's limit of pending replies (65 sites failed once). list
+// reads systemd's properties only of services that are not inactive; apart
+// from since of inactive sites and the journal's last cleanup, it reports
+// what status reports, site by site.
 func TestListManySites(t *testing.T) {
 	sites := map[string]string{}
 	base := freePort(t)
 	for i := 0; i < 150; i++ {
-		sites[fmt.Sprintf("s%03d", i)] = fmt.Sprintf("exec = [\"/usr/local/bin/webapp\"]\n[[listen]]\naddress = \"127.0.0.%d:%d\"\n", 2+i%200, base)
+		sites[fmt.Sprintf("s%03d", i)] = fmt.Sprintf("exec = [\"/usr/local/bin/webapp\"]\nreadiness = \"notify\"\n[[listen]]\naddress = \"127.0.0.%d:%d\"\n", 2+i%200, base)
 	}
 	h := newHost(t, sites)
 	h.run("systemctl", "start", "--all", "site-*.socket")
-	var list []struct {
-		Name        string `json:"site"`
-		ActiveState string `json:"active_state"`
+	// Two run, one ran and stopped, the rest never started.
+	h.run("systemctl", "start", "site-s000.service", "site-s001.service", "site-s002.service")
+	h.run("systemctl", "stop", "site-s002.service")
+	type entry struct {
+		Name        string     `json:"site"`
+		Mode        string     `json:"mode"`
+		ActiveState string     `json:"active_state"`
+		SubState    string     `json:"sub_state"`
+		LoadState   string     `json:"load_state"`
+		MainPID     int        `json:"main_pid"`
+		Since       *time.Time `json:"since"`
+		Result      string     `json:"result"`
+		StatusText  string     `json:"status_text"`
+		Ready       bool       `json:"ready"`
+		ModeApplied bool       `json:"mode_applied"`
+		Listeners   []string   `json:"listeners"`
 	}
-	out := h.run("sitectl", "list", "--json")
-	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 150 {
+	var list, status []entry
+	if err := json.Unmarshal([]byte(h.run("sitectl", "list", "--json")), &list); err != nil || len(list) != 150 {
 		t.Fatalf("sitectl list --json: %v, %d sites", err, len(list))
 	}
-	if _, err := h.try("sitectl", "status"); err != nil {
-		t.Errorf("sitectl status of 150 sites: %v", err)
+	out, err := h.try("sitectl", "status", "--json")
+	if err != nil {
+		t.Fatalf("sitectl status of 150 sites: %v", err)
+	}
+	if err := json.Unmarshal([]byte(out), &status); err != nil || len(status) != 150 {
+		t.Fatalf("sitectl status --json: %v, %d sites", err, len(status))
+	}
+	for i, l := range list {
+		s := status[i]
+		if l.ActiveState == "inactive" {
+			if l.Since != nil {
+				t.Errorf("list: inactive %s has since %v", l.Name, l.Since)
+			}
+			l.Since = s.Since
+		}
+		if !reflect.DeepEqual(l, s) {
+			t.Errorf("list and status differ:\nlist   %+v\nstatus %+v", l, s)
+		}
+	}
+	for i, want := range []string{"active", "active", "inactive", "inactive"} {
+		if l := list[i]; l.ActiveState != want || l.Result != "success" || (want == "active") != (l.MainPID > 0 && l.Since != nil && l.Ready) {
+			t.Errorf("list: %+v, want %s", l, want)
+		}
+	}
+	if status[2].Since == nil {
+		t.Errorf("status: the stopped s002 has no since")
 	}
 }

@@ -51,6 +51,12 @@ type Options struct {
 	// joined to the host's by a veth pair with the given addresses (see
 	// NetNS). By default the sandbox shares the host's network.
 	NetNS *NetNS
+	// Seed, if set, is a tar archive on the host that is unpacked into the
+	// sandbox's root (the overlay's upper layer) before systemd starts:
+	// files that must be in place at boot, such as a thousand site files
+	// and the generator that turns them into units. The archive is read
+	// as root; its paths are relative to /.
+	Seed string
 
 	// systemd overrides the systemd binary; for this package's tests.
 	systemd string
@@ -304,6 +310,17 @@ func (s *Sandbox) start(unshare, bash string, opts Options) error {
 	if opts.KeepHostUnits {
 		keep = "1"
 	}
+	seed := "-"
+	if opts.Seed != "" {
+		abs, err := filepath.Abs(opts.Seed)
+		if err != nil {
+			return fmt.Errorf("seed archive: %w", err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("seed archive: %w", err)
+		}
+		seed = abs
+	}
 	// The script lives in the work dir (not /tmp, and not on the command
 	// line where it would clutter ps).
 	script := filepath.Join(s.workDir, "setup.sh")
@@ -315,7 +332,7 @@ func (s *Sandbox) start(unshare, bash string, opts Options) error {
 		uargs = append(uargs, "--net")
 	}
 	uargs = append(uargs, "--propagation", "private", "--kill-child",
-		bash, script, s.workDir, consolePath, opts.systemd, opts.Unit, keep)
+		bash, script, s.workDir, consolePath, opts.systemd, opts.Unit, keep, seed)
 	cmd := exec.Command(unshare, uargs...)
 	cmd.Env = outerEnv
 	cmd.Dir = "/"

@@ -3,6 +3,8 @@
 package sandbox
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -423,5 +425,49 @@ func TestCloseWithCommandsRunning(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("Run still blocked 10s after Close")
+	}
+}
+
+// TestSeed: the files of Options.Seed are in place when systemd starts, so
+// a unit they enable runs at boot, and nothing of them reaches the host.
+func TestSeed(t *testing.T) {
+	dir := t.TempDir()
+	seed := filepath.Join(dir, "seed.tar")
+	unit := "[Unit]\nDescription=seeded\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh -c 'echo seeded > /run/seeded'\n"
+	var files bytes.Buffer
+	tw := tar.NewWriter(&files)
+	for _, f := range []struct{ name, body, link string }{
+		{name: "etc/systemd/system/sitectl-seeded.service", body: unit},
+		{name: "etc/systemd/system/multi-user.target.wants/sitectl-seeded.service", link: "../sitectl-seeded.service"},
+	} {
+		h := &tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body)), Typeflag: tar.TypeReg}
+		if f.link != "" {
+			h = &tar.Header{Name: f.name, Mode: 0o777, Linkname: f.link, Typeflag: tar.TypeSymlink}
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(f.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(seed, files.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := New(t, Options{Name: "seed", Seed: seed})
+	if got := run(t, s, "cat", "/run/seeded"); got != "seeded" {
+		t.Errorf("/run/seeded = %q", got)
+	}
+	if got := run(t, s, "systemctl", "is-active", "sitectl-seeded.service"); got != "active" {
+		t.Errorf("the seeded unit is %s", got)
+	}
+	if _, err := os.Stat("/etc/systemd/system/sitectl-seeded.service"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the seed reached the host: %v", err)
+	}
+	if _, err := Boot(testCtx(t), Options{Name: "seed-missing", Seed: filepath.Join(dir, "missing.tar")}); err == nil || !strings.Contains(err.Error(), "seed archive") {
+		t.Errorf("a missing seed archive: %v", err)
 	}
 }

@@ -1,13 +1,13 @@
 package sandbox
 
 // innerScript is written to WORKDIR/setup.sh and runs as `bash setup.sh
-// WORKDIR CONSOLE SYSTEMD UNIT KEEP_HOST_UNITS` as PID 1 of the new PID
+// WORKDIR CONSOLE SYSTEMD UNIT KEEP_HOST_UNITS SEED` as PID 1 of the new PID
 // namespace, in a private mount namespace, and ends by exec'ing systemd. Its
 // stdout and stderr go to setup.log in the host work dir. It mounts over
 // WORKDIR/ns only, so the script itself stays readable while bash runs it.
 const innerScript = `set -euo pipefail
 umask 022
-W=$1 CONSOLE=$2 SYSTEMD=$3 UNIT=$4 KEEP_HOST_UNITS=$5
+W=$1 CONSOLE=$2 SYSTEMD=$3 UNIT=$4 KEEP_HOST_UNITS=$5 SEED=$6
 say() { echo "sitectl-sandbox: $*" >&2; }
 trap 'say "setup failed (exit $?) at: $BASH_COMMAND"' ERR
 
@@ -77,6 +77,11 @@ for u in console-getty.service container-getty@.service getty@.service serial-ge
 	rm -rf -- "${S:?}/$u"
 	ln -s /dev/null "$S/$u"
 done
+
+# Files that must be there at boot (Options.Seed).
+if [ "$SEED" != - ]; then
+	tar -C "$N" -xf "$SEED"
+fi
 
 mkdir "$N/.sitectl-oldroot"
 cd "$N"
