@@ -58,30 +58,15 @@ the recorded mode is brought up to date with the site file.`,
 				return err
 			}
 			st := modes.Store{Dir: e.dirs.State}
-			current, ok, err := st.Current(s.Name)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				if _, err := st.Ensure(s); err != nil {
-					return err
-				}
+			r, err := st.Refresh(s)
+			switch r {
+			case modes.RefreshedDefault:
 				fmt.Fprintf(e.stderr, "site %s has no mode recorded: starting in its default mode %s\n", s.Name, s.DefaultMode)
-				return nil
-			}
-			m, found := s.Mode(current)
-			if !found {
+			case modes.RefreshedKept:
+				current, _, _ := st.Current(s.Name)
 				fmt.Fprintf(e.stderr, "site %s is recorded in mode %s, which its site file no longer has: keeping the recorded environment\n", s.Name, current)
-				return nil
 			}
-			want, err := modes.EnvFile(s, m)
-			if err != nil {
-				return err
-			}
-			if have, err := os.ReadFile(st.EnvPath(s.Name)); err == nil && string(have) == string(want) {
-				return nil
-			}
-			return st.Write(s, m)
+			return err
 		},
 	}
 }

@@ -18,6 +18,7 @@ func TestLayout(t *testing.T) {
 		d.ModeEnvFile("karl"):    "/var/lib/sitectl/sites/karl/mode.env",
 		d.StateFile("karl"):      "/var/lib/sitectl/sites/karl/state.json",
 		d.LockFile("karl"):       "/var/lib/sitectl/sites/karl/lock",
+		d.ModeLockFile("karl"):   "/var/lib/sitectl/sites/karl/mode.lock",
 		RuntimeDirectory("karl"): "site-karl",
 		ProbeSocket(7):           "probe-7.sock",
 	} {
