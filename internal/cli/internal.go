@@ -8,8 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -94,10 +96,7 @@ processes, and SIGKILL after --stop-timeout.
 		RunE: func(c *cobra.Command, a []string) error {
 			name := a[0]
 			if reload {
-				if err := launcher.Reload(os.Getenv("RUNTIME_DIRECTORY")); err != nil {
-					return fmt.Errorf("site %s: reload failed: %w", name, err)
-				}
-				return nil
+				return e.reload(name)
 			}
 			if c.ArgsLenAtDash() != 1 || len(a) < 2 {
 				return usageErrorf("launch takes SITE -- PROGRAM [ARG...]")
@@ -114,6 +113,33 @@ processes, and SIGKILL after --stop-timeout.
 	c.Flags().DurationVar(&drainTimeout, "drain-timeout", 0, "with --overlap: how long a generation told to drain may take to exit before every process of it is stopped (0: no limit)")
 	c.Flags().DurationVar(&stopTimeout, "stop-timeout", 5*time.Second, "with --overlap: how long those processes get after SIGTERM before SIGKILL")
 	return c
+}
+
+// reload is ExecReload= of an overlap site: ask the launcher, wait for the
+// result. A stop of the site during the reload (systemd sends this process
+// SIGTERM, the launcher answers that the site is stopping) makes the reload
+// moot, not failed: exiting 0 then keeps an operator's stop from leaving
+// the unit "failed".
+func (e *env) reload(name string) error {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan error, 1)
+	go func() { done <- launcher.Reload(os.Getenv("RUNTIME_DIRECTORY")) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-sigs:
+		err = launcher.ErrStopping
+	}
+	switch {
+	case errors.Is(err, launcher.ErrStopping):
+		fmt.Fprintf(e.stderr, "site %s is stopping: the reload is abandoned\n", name)
+		return nil
+	case err != nil:
+		return fmt.Errorf("site %s: reload failed: %w", name, err)
+	}
+	return nil
 }
 
 // runLauncher runs the overlapped handoff of a site as its main process.

@@ -99,7 +99,7 @@ func (l *launcher) startReady(ctx context.Context) (*generation, error) {
 		return nil, err
 	}
 	if err := l.waitReady(ctx, g, spec, ps.target()); err != nil {
-		if !errors.Is(err, errStopping) {
+		if !errors.Is(err, ErrStopping) {
 			l.discard(g)
 		}
 		return nil, err

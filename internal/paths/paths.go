@@ -93,6 +93,10 @@ func (d Dirs) ModeLockFile(name string) string { return path.Join(d.SiteState(na
 // RUNTIME_DIRECTORY). It holds the launcher's sockets.
 func RuntimeDirectory(site string) string { return "site-" + site }
 
+// RuntimeDirectoryPath is the absolute path of that directory, where root's
+// side of sitectl reaches the launcher of a system service.
+func RuntimeDirectoryPath(site string) string { return path.Join("/run", RuntimeDirectory(site)) }
+
 // Names of the launcher's sockets in the runtime directory.
 const (
 	ControlSocket = "control.sock" // sitectl launch --reload asks for a reload here
