@@ -123,7 +123,7 @@ func serve(req request, caller Caller, store Store, load func(string) (*site.Sit
 		return w.SetMode(s, req.Mode)
 	case "finish":
 		switch req.Result {
-		case ResultOK, ResultRolledBack, ResultRollbackFailed:
+		case ResultOK, ResultRolledBack, ResultRollbackFailed, ResultStopped:
 		default:
 			return fmt.Errorf("%q is not a result", req.Result)
 		}

@@ -22,6 +22,7 @@ const (
 	ResultRolledBack     = "rolled-back"     // it did not come up; the old mode serves again
 	ResultRollbackFailed = "rollback-failed" // neither came up
 	ResultInterrupted    = "interrupted"     // sitectl was killed before it finished
+	ResultStopped        = "stopped"         // someone else stopped the site meanwhile; it stays stopped
 )
 
 // Entry is one mode switch in a site's history.

@@ -84,6 +84,15 @@ func socketName(s *site.Site, fdName string) string {
 	return "site-" + s.Name + "@" + fdName + ".socket"
 }
 
+// SocketNames are the socket units of a site, the first listener's first.
+func SocketNames(s *site.Site) []string {
+	var out []string
+	for _, n := range s.ListenerNames() {
+		out = append(out, socketName(s, n))
+	}
+	return out
+}
+
 // reloadPathName and reloadServiceName are the touch-to-reload units.
 func reloadPathName(siteName string) string    { return "site-" + siteName + "-reload.path" }
 func reloadServiceName(siteName string) string { return "site-" + siteName + "-reload.service" }
