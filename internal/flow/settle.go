@@ -2,8 +2,11 @@ package flow
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/control"
@@ -29,8 +32,9 @@ import (
 //     overlap site must keep a serving generation; then it probes once
 //     more. READY=1 is not health: an app can say it and die 300 ms later.
 //
-// An app that took longer than the settle time to become ready has
-// already settled and waits no more; a fast one waits out the rest.
+// A fast app waits out the rest of the settle time; one that took longer
+// than that to become ready is still watched for half the settle time
+// after it was ready.
 
 // pollInterval is how often a switch looks at the service while it
 // verifies and settles.
@@ -51,17 +55,40 @@ func (e *Env) verifyServed(ctx context.Context, s *site.Site, m site.Mode, w *wa
 	w.ready = e.now()
 	pid, err := e.servingPID(ctx, s, w)
 	if err != nil {
-		return err
+		return e.whyGone(ctx, w, err)
 	}
 	w.serving = pid
 	e.progress("%s: verifying that pid %d serves mode %s", s.Name, pid, m.Name)
 	if err := e.checkServed(m, pid); err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			return e.whyGone(ctx, w, err)
+		}
 		return err
 	}
 	if err := e.verify(ctx, s, m, w); err != nil {
 		return err
 	}
 	return e.settle(ctx, s, m, w)
+}
+
+// whyGone explains err, a serving process that could not be found or read
+// right after it was ready: it exited (an app that dies right after
+// READY=1), and systemd says how within a moment. Without that, err.
+func (e *Env) whyGone(ctx context.Context, w *watched, err error) error {
+	for i := 0; i < 20; i++ {
+		u, uerr := e.unit(ctx, w.service)
+		if uerr == nil {
+			if cerr := w.changed(u, fmt.Sprintf("%.1fs after it was ready", e.now().Sub(w.ready).Seconds())); cerr != nil {
+				return cerr
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pollInterval):
+		}
+	}
+	return err
 }
 
 // servingPID is the process that serves: the main process, or the
@@ -128,21 +155,21 @@ func (e *Env) settle(ctx context.Context, s *site.Site, m site.Mode, w *watched)
 		if err := e.stillServes(ctx, s, m, w); err != nil {
 			return err
 		}
-		age, err := e.age(w.serving)
+		left, err := e.settleLeft(s, w)
 		switch {
 		case err != nil && lost < 3:
 			lost++ // gone: systemd or the launcher will say how, soon
 		case err != nil:
 			return fmt.Errorf("the serving process (pid %d) of %s is gone: %w", w.serving, w.service, err)
-		case age >= s.SettleTime:
+		case left <= 0:
 			return e.verify(ctx, s, m, w)
 		case !announced:
 			announced = true
-			e.progress("%s: watching pid %d settle for %.1fs", s.Name, w.serving, (s.SettleTime - age).Seconds())
+			e.progress("%s: watching pid %d settle for %.1fs", s.Name, w.serving, left.Seconds())
 		}
 		wait := pollInterval
 		if err == nil {
-			wait = min(wait, s.SettleTime-age)
+			wait = min(wait, left)
 		}
 		select {
 		case <-ctx.Done():
@@ -150,6 +177,21 @@ func (e *Env) settle(ctx context.Context, s *site.Site, m site.Mode, w *watched)
 		case <-time.After(wait):
 		}
 	}
+}
+
+// settleLeft is how much longer w must be watched: until its serving
+// process has run for the settle time from its own start, and at least
+// half the settle time since it was ready. The second bound matters on a
+// busy host: an app whose start took longer than the settle time would
+// otherwise not be watched at all after its READY=1 (14 of 30 switches to
+// an app that exits 300 ms after READY=1 said ok at a load of 27 on 2
+// cores without it).
+func (e *Env) settleLeft(s *site.Site, w *watched) (time.Duration, error) {
+	age, err := e.age(w.serving)
+	if err != nil {
+		return 0, err
+	}
+	return max(s.SettleTime-age, s.SettleTime/2-e.now().Sub(w.ready)), nil
 }
 
 // stillServes checks, once, that w still runs as it was verified: the same

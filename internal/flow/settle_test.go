@@ -3,6 +3,8 @@ package flow
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +35,7 @@ func settleEnv(t *testing.T, s *site.Site) (*Env, *fakeSystemd, *int) {
 
 // A switch watches the new main process until it has run for the settle
 // time, counted from its own start; one that has run longer already (a
-// slow start) is not kept waiting.
+// slow start) is watched only for half the settle time after it is ready.
 func TestSettleWaitsOutTheRestOnly(t *testing.T) {
 	s := testSite(t)
 	e, f, reads := settleEnv(t, s)
@@ -80,6 +82,26 @@ func TestCrashAfterReadyRollsBack(t *testing.T) {
 	st, _ := e.Store.ReadState("karl")
 	if h := st.History[len(st.History)-1]; h.Result != modes.ResultRolledBack || !strings.Contains(h.Reason, "exited with status 1") {
 		t.Errorf("history %+v", h)
+	}
+}
+
+// An app whose start took longer than the settle time (a busy host) and
+// that exits soon after READY=1 is still caught: the watch lasts half the
+// settle time after the service was ready.
+func TestSlowStartIsWatchedAfterReady(t *testing.T) {
+	s := testSite(t)
+	e, f, reads := settleEnv(t, s)
+	e.Age = func(int) (time.Duration, error) { return time.Minute, nil }
+	tick := f.onUnits
+	f.onUnits = func(f *fakeSystemd) {
+		if tick(f); *reads == 3 { // 200ms after the restart job ended
+			f.state, f.pid = "activating", 0
+			f.exitCode, f.exitStatus = 1, 1
+		}
+	}
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(rep.Reason, "its main process exited with status 1") {
+		t.Fatalf("err %v, report %+v", err, rep)
 	}
 }
 
@@ -197,4 +219,25 @@ func (c cancelling) Restart(ctx context.Context, unit string) error {
 	c.restarts = append(c.restarts, "cancelled")
 	c.sockets.Job, c.state = "stop", "deactivating"
 	return errors.New(`restart of site-karl.service ended with result "canceled"`)
+}
+
+// A serving generation that is gone before its environment could be read
+// (it exited right after READY=1) is reported as what systemd says
+// happened, not as an unreadable /proc file.
+func TestServingProcessGoneIsExplained(t *testing.T) {
+	s := overlapSite(t, "")
+	e, f := newEnv(t)
+	environ := e.Environ
+	e.Environ = func(pid int) ([]string, error) {
+		if len(f.reloads) == 1 && len(f.restarts) == 0 {
+			f.state = "deactivating" // the launcher stops: its generation died
+			return nil, fmt.Errorf("cannot read the environment of process %d: %w", pid, fs.ErrNotExist)
+		}
+		return environ(pid)
+	}
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(rep.Reason, "site-karl.service stopped running") ||
+		strings.Contains(rep.Reason, "cannot read the environment") {
+		t.Fatalf("err %v, report %+v", err, rep)
+	}
 }

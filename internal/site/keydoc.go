@@ -79,7 +79,7 @@ var Keys = []KeyDoc{
 			"have been running, counted from their own start, before sitectl mode, restart and reload say it is done. " +
 			"Until then sitectl keeps watching them, and then probes once more; if the main process or the generation " +
 			"exits, systemd restarts the service, or the probe fails, the change is rolled back. An app that took " +
-			"longer than this to become ready has already settled and waits no more; READY=1 alone is not health."},
+			"longer than this to become ready is still watched for half of it after it was ready; READY=1 alone is not health."},
 	{"", keyModes, "table of tables", "normal and maintenance",
 		"The site's run modes: see [modes.NAME] below."},
 	{"", keyDefaultMode, "mode name", "normal",
