@@ -8,8 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -58,30 +60,15 @@ the recorded mode is brought up to date with the site file.`,
 				return err
 			}
 			st := modes.Store{Dir: e.dirs.State}
-			current, ok, err := st.Current(s.Name)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				if _, err := st.Ensure(s); err != nil {
-					return err
-				}
+			r, err := st.Refresh(s)
+			switch r {
+			case modes.RefreshedDefault:
 				term.Fprintf(e.stderr, "site %s has no mode recorded: starting in its default mode %s\n", s.Name, s.DefaultMode)
-				return nil
-			}
-			m, found := s.Mode(current)
-			if !found {
+			case modes.RefreshedKept:
+				current, _, _ := st.Current(s.Name)
 				term.Fprintf(e.stderr, "site %s is recorded in mode %s, which its site file no longer has: keeping the recorded environment\n", s.Name, current)
-				return nil
 			}
-			want, err := modes.EnvFile(s, m)
-			if err != nil {
-				return err
-			}
-			if have, err := os.ReadFile(st.EnvPath(s.Name)); err == nil && string(have) == string(want) {
-				return nil
-			}
-			return st.Write(s, m)
+			return err
 		},
 	}
 }
@@ -177,8 +164,11 @@ the site's launcher over its control socket, and waits for the result.`,
 }
 
 // reloadLauncher is the root side of an overlap site's ExecReload=: it
-// reads the recorded mode, which the launcher may not read, and asks the
-// launcher to reload into it.
+// reads the recorded mode, which the launcher may not read, asks the
+// launcher to reload into it and waits for the result. A stop of the site
+// during the reload (systemd sends this process SIGTERM, the launcher
+// answers that the site is stopping) makes the reload moot, not failed:
+// exiting 0 then keeps an operator's stop from leaving the unit "failed".
 func (e *env) reloadLauncher(name string) error {
 	mode, err := modes.Store{Dir: e.dirs.State}.ReadEnv(name)
 	if err != nil {
@@ -188,7 +178,21 @@ func (e *env) reloadLauncher(name string) error {
 	if err != nil {
 		return fmt.Errorf("site %s: reload failed: %w", name, err)
 	}
-	if err := launcher.Reload(os.Getenv("RUNTIME_DIRECTORY"), data); err != nil {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan error, 1)
+	go func() { done <- launcher.Reload(os.Getenv("RUNTIME_DIRECTORY"), data) }()
+	select {
+	case err = <-done:
+	case <-sigs:
+		err = launcher.ErrStopping
+	}
+	switch {
+	case errors.Is(err, launcher.ErrStopping):
+		term.Fprintf(e.stderr, "site %s is stopping: the reload is abandoned\n", name)
+		return nil
+	case err != nil:
 		return fmt.Errorf("site %s: reload failed: %w", name, err)
 	}
 	return nil

@@ -247,6 +247,8 @@ func flowExit(err error, rep flow.Report) error {
 		return withCode(exitRolledBack, err, fmt.Sprintf("the site serves in mode %s again", rep.From))
 	case errors.Is(err, flow.ErrRollbackFailed):
 		return withCode(exitRollbackFail, err, "the site is down: see `systemctl status site-"+rep.Site+".service` and its journal")
+	case errors.Is(err, flow.ErrStopped):
+		return withCode(exitFailed, err, "it stays stopped, in mode "+rep.From+"; `systemctl start site-"+rep.Site+".socket` starts it again")
 	case errors.Is(err, flow.ErrModeNotFound):
 		return withCode(exitNotFound, err)
 	case errors.Is(err, flow.ErrNoPrevious):

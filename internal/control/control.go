@@ -121,9 +121,14 @@ func (m *Manager) Reload(ctx context.Context, unit string) error {
 	return m.job(ctx, "reload", unit, m.conn.ReloadUnitContext)
 }
 
+// job queues a job in mode "fail": a job that conflicts with one already
+// queued (an operator's stop of the site, say) is refused instead of
+// cancelling it, since sitectl must never undo a stop it did not make.
+// A job queued first is still cancelled by such a stop: its result is
+// then "canceled".
 func (m *Manager) job(ctx context.Context, verb, unit string, fn jobFunc) error {
 	ch := make(chan string, 1) // buffered: a late result never blocks the connection
-	if _, err := fn(ctx, unit, "replace", ch); err != nil {
+	if _, err := fn(ctx, unit, "fail", ch); err != nil {
 		return fmt.Errorf("cannot %s %s: %w", verb, unit, classify(err))
 	}
 	select {
@@ -183,6 +188,26 @@ type Unit struct {
 	Result      string    `json:"result,omitempty"`
 	StatusText  string    `json:"status_text,omitempty"`
 	NRestarts   int       `json:"n_restarts"`
+	// How the last main process ended (CLD_EXITED with its status,
+	// CLD_KILLED or CLD_DUMPED with its signal); ExecMainCode 0 while
+	// it runs or before any ran.
+	ExecMainCode   int `json:"-"`
+	ExecMainStatus int `json:"-"`
+}
+
+// MainExit describes how the last main process of u ended, as systemctl
+// status words it ("exited with status 1", "killed by signal 9"); "" when
+// none has ended since the last start.
+func (u Unit) MainExit() string {
+	switch u.ExecMainCode {
+	case 1: // CLD_EXITED
+		return fmt.Sprintf("exited with status %d", u.ExecMainStatus)
+	case 2: // CLD_KILLED
+		return fmt.Sprintf("was killed by signal %d", u.ExecMainStatus)
+	case 3: // CLD_DUMPED
+		return fmt.Sprintf("dumped core on signal %d", u.ExecMainStatus)
+	}
+	return ""
 }
 
 const (
@@ -221,6 +246,28 @@ func (m *Manager) List(ctx context.Context, patterns ...string) ([]Unit, error) 
 	return m.details(ctx, st, briefProps)
 }
 
+// UnitState is the state of any unit, and the job queued for it.
+type UnitState struct {
+	Name        string
+	ActiveState string
+	SubState    string
+	Job         string // the type of the job queued or running ("stop", "start", ...), or ""
+}
+
+// States reads the state of the given units of any type (sockets
+// included), with their queued jobs, in one call.
+func (m *Manager) States(ctx context.Context, names ...string) ([]UnitState, error) {
+	st, err := m.conn.ListUnitsByNamesContext(ctx, names)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read units: %w", classify(err))
+	}
+	out := make([]UnitState, len(st))
+	for i, u := range st {
+		out[i] = UnitState{Name: u.Name, ActiveState: u.ActiveState, SubState: u.SubState, Job: u.JobType}
+	}
+	return out, nil
+}
+
 // UnitsByName reads the given units, loading them if needed. Services are
 // read in full: their restart count too when they are not running (how a
 // crash loop that gave up ended).
@@ -255,6 +302,8 @@ var (
 			}
 		}},
 		{serviceIface, "Result", func(u *Unit, v dbus.Variant) { u.Result, _ = v.Value().(string) }},
+		{serviceIface, "ExecMainCode", func(u *Unit, v dbus.Variant) { c, _ := v.Value().(int32); u.ExecMainCode = int(c) }},
+		{serviceIface, "ExecMainStatus", func(u *Unit, v dbus.Variant) { c, _ := v.Value().(int32); u.ExecMainStatus = int(c) }},
 	}
 	runningProps = []property{
 		{serviceIface, "MainPID", func(u *Unit, v dbus.Variant) { pid, _ := v.Value().(uint32); u.MainPID = int(pid) }},

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
@@ -27,6 +28,8 @@ type Systemd interface {
 	Reload(ctx context.Context, unit string) error
 	ResetFailed(ctx context.Context, unit string) error
 	UnitsByName(ctx context.Context, names ...string) ([]control.Unit, error)
+	// States reads units of any type, sockets too, with their queued jobs.
+	States(ctx context.Context, names ...string) ([]control.UnitState, error)
 }
 
 // Env is what a flow runs with. Zero-valued hooks do nothing.
@@ -47,10 +50,15 @@ type Env struct {
 	// has no network of its own, dials through sitectl-dial.service
 	// (package dialer).
 	DialTCP func(ctx context.Context, address string) (net.Conn, error)
-	// Settle is how long a site without readiness notification must keep
-	// running after its start before it counts as up; default 1s.
-	Settle time.Duration
-	Now    func() time.Time
+	// Environ reads the environment a process started with; default
+	// procfs.Environ (/proc/PID/environ).
+	Environ func(pid int) ([]string, error)
+	// Age is how long a process has been running; default procfs.Age.
+	Age func(pid int) (time.Duration, error)
+	// Launcher asks an overlap site's launcher which generation serves;
+	// default launcher.AskStatus in the site's runtime directory.
+	Launcher func(ctx context.Context, s *site.Site) (launcher.Status, error)
+	Now      func() time.Time
 }
 
 func (e *Env) progress(format string, args ...any) {
@@ -95,6 +103,9 @@ var (
 	ErrRolledBack     = errors.New("the site did not come up and was rolled back")
 	ErrRollbackFailed = errors.New("the site did not come up, and neither did its previous mode")
 	ErrNoPrevious     = errors.New("the site has no previous mode to roll back to")
+	// ErrStopped: someone else stopped the site's sockets during the
+	// switch; it was left stopped (see stopped.go).
+	ErrStopped = errors.New("the site was stopped by someone else during the switch")
 )
 
 // Current is the mode a site is recorded in: its mode file, or its default
@@ -145,6 +156,12 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 	}
 	backCtx, cancel := context.WithTimeout(ctx, sw.timeout-sw.timeout*6/10)
 	defer cancel()
+	if errors.Is(upErr, ErrStopped) {
+		return sw.stopped(upErr)
+	}
+	if err := sw.stillUp(backCtx); errors.Is(err, ErrStopped) {
+		return sw.stopped(fmt.Errorf("%w; before that, mode %s did not come up: %v", err, to, upErr))
+	}
 	return sw.rollBack(backCtx, upErr)
 }
 
@@ -158,6 +175,9 @@ type switchRun struct {
 	start      time.Time
 	timeout    time.Duration
 	overlapped bool // the handover happens inside the running unit
+	// socketsWereUp: the site's sockets were active when the switch began;
+	// if they stop meanwhile, someone else stopped the site.
+	socketsWereUp bool
 }
 
 // begin checks that the mode exists and reads the mode the site is in. A
@@ -204,7 +224,10 @@ func (sw *switchRun) record(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if sw.overlapped, err = sw.e.overlapping(ctx, sw.s, sw.opts); err != nil {
+	if sw.overlapped, err = sw.e.overlapping(ctx, sw.s, sw.opts); err == nil {
+		sw.socketsWereUp, _, err = sw.socketsUp(ctx)
+	}
+	if err != nil {
 		_, err = sw.finish(modes.ResultRolledBack, err.Error(), err)
 		return err
 	}
@@ -222,9 +245,9 @@ func (sw *switchRun) record(ctx context.Context) error {
 // up brings the new mode up with the site's handoff.
 func (sw *switchRun) up(ctx context.Context) (int, error) {
 	if sw.overlapped {
-		return handOver(ctx, sw.e, sw.s, sw.mode)
+		return sw.handOver(ctx, sw.mode)
 	}
-	return bringUp(ctx, sw.e, sw.s, sw.mode)
+	return sw.restartIn(ctx, sw.mode)
 }
 
 // succeed finishes a switch whose new mode serves.
@@ -248,6 +271,9 @@ func (sw *switchRun) rollBack(ctx context.Context, upErr error) (Report, error) 
 	e.progress("%s: rolling back to %s", s.Name, from)
 	pid, backErr := sw.back(ctx)
 	sw.rep.Duration = e.now().Sub(sw.start).Seconds()
+	if errors.Is(backErr, ErrStopped) {
+		return sw.stopped(fmt.Errorf("%w; before that, mode %s did not come up: %v", backErr, to, upErr))
+	}
 	if backErr != nil {
 		sw.rep.Result = modes.ResultRollbackFailed
 		sw.rep.Reason = upErr.Error() + "; rollback: " + backErr.Error()
@@ -260,7 +286,9 @@ func (sw *switchRun) rollBack(ctx context.Context, upErr error) (Report, error) 
 	return sw.finish(modes.ResultRolledBack, upErr.Error(), fmt.Errorf("site %s: mode %s: %v: %w", s.Name, to, upErr, ErrRolledBack))
 }
 
-// back records the previous mode again and brings it up.
+// back records the previous mode again and brings it up. With overlap,
+// the old generation usually never stopped serving: if the launcher's
+// serving generation runs the previous mode, there is nothing to restart.
 func (sw *switchRun) back(ctx context.Context) (int, error) {
 	back, ok := sw.s.Mode(sw.rep.From)
 	if !ok {
@@ -270,11 +298,11 @@ func (sw *switchRun) back(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	if sw.overlapped {
-		if pid, err := sw.e.stillServing(ctx, sw.s); err == nil {
+		if pid, err := sw.e.stillServing(ctx, sw.s, back); err == nil {
 			return pid, nil
 		}
 	}
-	return bringUp(ctx, sw.e, sw.s, back)
+	return sw.restartIn(ctx, back)
 }
 
 // finish closes the switch in the history with a result and a reason, and

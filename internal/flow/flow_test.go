@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
 )
@@ -17,12 +19,15 @@ import (
 // fakeSystemd plays systemd: a restart starts the service in whatever mode
 // the mode file records, and modes listed in failing do not come up. A
 // reload is an overlap site's handover: the launcher (the main PID) stays,
-// and a failing mode leaves the old generation serving.
+// a new generation (gen) serves, and a failing mode leaves the old
+// generation serving. The serving process's environment is the mode file
+// as it was at its start, and it is old enough to have settled unless the
+// test says otherwise.
 type fakeSystemd struct {
 	store     modes.Store
 	site      string
 	failing   map[string]bool
-	pid       int
+	pid, gen  int
 	state     string
 	restarts  []string // the mode of each restart
 	reloads   []string // the mode of each reload
@@ -30,12 +35,32 @@ type fakeSystemd struct {
 	notLoaded bool
 	unitsErr  error
 	onUnits   func(f *fakeSystemd) // called before each read of the unit
+	env       map[int][]string     // the environment of each process
+	age       time.Duration        // how long every process has run
+	nRestarts int
+	sockets   control.UnitState // the state of the site's socket
+	// how the last main process ended
+	exitCode, exitStatus int
+}
+
+func (f *fakeSystemd) started(pid int) {
+	vars, err := f.store.ReadEnv(f.site)
+	if err != nil { // what prepare records for a site without a mode
+		vars = []site.EnvVar{{Name: "SITE_MODE", Value: "normal"}}
+	}
+	var env []string
+	for _, v := range vars {
+		env = append(env, v.Name+"="+v.Value)
+	}
+	f.env[pid] = env
 }
 
 func (f *fakeSystemd) Restart(ctx context.Context, unit string) error {
 	mode, _, _ := f.store.Current(f.site)
 	f.restarts = append(f.restarts, mode)
 	f.pid += 10
+	f.gen = f.pid
+	f.started(f.pid)
 	if f.failing[mode] {
 		f.state = "failed"
 		return &control.JobError{Verb: "restart", Unit: unit, Result: "failed"}
@@ -50,6 +75,8 @@ func (f *fakeSystemd) Reload(ctx context.Context, unit string) error {
 	if f.failing[mode] {
 		return &control.JobError{Verb: "reload", Unit: unit, Result: "failed"}
 	}
+	f.gen = 1000 + len(f.reloads)
+	f.started(f.gen)
 	return nil
 }
 
@@ -69,7 +96,29 @@ func (f *fakeSystemd) UnitsByName(ctx context.Context, names ...string) ([]contr
 	if f.state != "active" {
 		sub = "failed"
 	}
-	return []control.Unit{{Name: names[0], LoadState: "loaded", ActiveState: f.state, SubState: sub, MainPID: f.pid}}, nil
+	return []control.Unit{{Name: names[0], LoadState: "loaded", ActiveState: f.state, SubState: sub, MainPID: f.pid, NRestarts: f.nRestarts,
+		ExecMainCode: f.exitCode, ExecMainStatus: f.exitStatus}}, nil
+}
+
+func (f *fakeSystemd) States(ctx context.Context, names ...string) ([]control.UnitState, error) {
+	if f.unitsErr != nil {
+		return nil, f.unitsErr
+	}
+	u := f.sockets
+	u.Name = names[0]
+	return []control.UnitState{u}, nil
+}
+
+func (f *fakeSystemd) environ(pid int) ([]string, error) {
+	env, ok := f.env[pid]
+	if !ok {
+		return nil, fmt.Errorf("no process %d", pid)
+	}
+	return env, nil
+}
+
+func (f *fakeSystemd) launcher(ctx context.Context, s *site.Site) (launcher.Status, error) {
+	return launcher.Status{Serving: &launcher.GenerationStatus{Generation: 1, PID: f.gen}}, nil
 }
 
 func testSite(t *testing.T) *site.Site {
@@ -91,11 +140,17 @@ environment = { BROKEN = "1" }
 
 func newEnv(t *testing.T, failing ...string) (*Env, *fakeSystemd) {
 	st := modes.Store{Dir: t.TempDir()}
-	f := &fakeSystemd{store: st, site: "karl", failing: map[string]bool{}, pid: 100, state: "active"}
+	f := &fakeSystemd{store: st, site: "karl", failing: map[string]bool{}, pid: 100, gen: 100, state: "active",
+		env: map[int][]string{100: {"SITE_MODE=normal"}}, age: time.Hour, sockets: control.UnitState{ActiveState: "active", SubState: "listening"}}
 	for _, m := range failing {
 		f.failing[m] = true
 	}
-	return &Env{Store: st, Writer: modes.Local{Store: st, UID: 1000, PID: 4242}, Systemd: f, Journal: func(string, time.Time) []string { return []string{"app: boom"} }}, f
+	return &Env{Store: st, Writer: modes.Local{Store: st, UID: 1000, PID: 4242}, Systemd: f,
+		Journal:  func(string, time.Time) []string { return []string{"app: boom"} },
+		Environ:  f.environ,
+		Age:      func(int) (time.Duration, error) { return f.age, nil },
+		Launcher: f.launcher,
+	}, f
 }
 
 func TestSwitchRecordsModeAndHistory(t *testing.T) {

@@ -44,43 +44,67 @@ func (e *Env) overlapping(ctx context.Context, s *site.Site, opts Options) (bool
 // handOver reloads an overlap site: the launcher starts a new generation in
 // mode m, waits until it is ready and lets the old one drain; the reload job
 // ends when that is done, or failed with the old generation still serving.
-func handOver(ctx context.Context, e *Env, s *site.Site, m site.Mode) (int, error) {
+// Then the generation that serves is verified and watched as it settles.
+func (sw *switchRun) handOver(ctx context.Context, m site.Mode) (int, error) {
+	e, s := sw.e, sw.s
 	service := units.ServiceName(s.Name)
-	before, err := e.stillServing(ctx, s)
+	before, err := e.serving(ctx, service)
 	if err != nil {
+		return 0, err
+	}
+	if err := sw.stillUp(ctx); err != nil {
 		return 0, err
 	}
 	e.progress("%s: starting a new generation beside the serving one", s.Name)
 	if err := e.Systemd.Reload(ctx, service); err != nil {
-		return 0, err
+		return 0, sw.reloadFailed(ctx, err)
 	}
-	pid, err := e.stillServing(ctx, s)
+	u, err := e.serving(ctx, service)
 	if err != nil {
 		return 0, err
 	}
-	if pid != before {
-		return 0, fmt.Errorf("the launcher of %s changed during the reload (main PID %d, now %d)", service, before, pid)
+	if u.MainPID != before.MainPID {
+		return 0, fmt.Errorf("the launcher of %s changed during the reload (main PID %d, now %d)", service, before.MainPID, u.MainPID)
 	}
-	return pid, e.verify(ctx, s, m, pid)
+	w := watched{service: service, unit: u, overlap: true}
+	return u.MainPID, e.verifyServed(ctx, s, m, &w)
 }
 
-// stillServing checks that a site's service is active and running, and
-// returns its main PID.
-func (e *Env) stillServing(ctx context.Context, s *site.Site) (int, error) {
-	service := units.ServiceName(s.Name)
+// reloadFailed says why a reload job failed: the launcher knows (a new
+// generation that exited, with its exit status, or was not ready in time).
+func (sw *switchRun) reloadFailed(ctx context.Context, jobErr error) error {
+	err := sw.jobFailed(ctx, jobErr)
+	if errors.Is(err, ErrStopped) {
+		return err
+	}
+	if st, serr := sw.e.launcherStatus(ctx, sw.s); serr == nil && st.Last != "" {
+		return fmt.Errorf("%w: %s", err, st.Last)
+	}
+	return err
+}
+
+// serving checks that a site's service is active and running, and
+// returns its state.
+func (e *Env) serving(ctx context.Context, service string) (control.Unit, error) {
 	u, err := e.unit(ctx, service)
 	if err != nil && !errors.Is(err, errNotLoaded) {
-		return 0, err
+		return u, err
 	}
 	if err != nil || u.ActiveState != "active" || u.SubState != "running" {
-		return 0, fmt.Errorf("%s is not running", service)
+		return u, fmt.Errorf("%s is not running", service)
 	}
-	return u.MainPID, nil
+	return u, nil
 }
 
-// bringUp restarts the service and waits until it really serves in mode m.
-func bringUp(ctx context.Context, e *Env, s *site.Site, m site.Mode) (int, error) {
+// restartIn restarts the service and waits until it really serves in mode
+// m: systemd says it runs (after READY=1 for a notify site), and then it is
+// verified and watched as it settles.
+func (sw *switchRun) restartIn(ctx context.Context, m site.Mode) (int, error) {
+	e, s := sw.e, sw.s
 	service := units.ServiceName(s.Name)
+	if err := sw.stillUp(ctx); err != nil {
+		return 0, err
+	}
 	// A deliberate start must not be refused for earlier failures or the
 	// start-rate limit.
 	if err := e.Systemd.ResetFailed(ctx, service); err != nil {
@@ -88,32 +112,22 @@ func bringUp(ctx context.Context, e *Env, s *site.Site, m site.Mode) (int, error
 	}
 	e.progress("%s: restarting %s", s.Name, service)
 	if err := e.Systemd.Restart(ctx, service); err != nil {
-		return 0, err
+		return 0, sw.jobFailed(ctx, err)
 	}
-	pid, err := e.waitRunning(ctx, s, service)
-	if err != nil {
-		return 0, err
-	}
-	if probe.For(s, m) == nil {
-		return pid, nil
-	}
-	if err := e.verify(ctx, s, m, pid); err != nil {
-		return 0, err
-	}
-	// The process that passed the probe must still be the one running.
 	u, err := e.unit(ctx, service)
 	if err != nil {
 		return 0, err
 	}
-	if u.ActiveState != "active" || u.MainPID != pid {
-		return 0, fmt.Errorf("%s stopped running right after it started (now %s/%s)", service, u.ActiveState, u.SubState)
+	if u.ActiveState != "active" || u.SubState != "running" {
+		return 0, fmt.Errorf("%s is %s/%s after its start (%s)", service, u.ActiveState, u.SubState, howItEnded(u))
 	}
-	return pid, nil
+	w := watched{service: service, unit: u}
+	return u.MainPID, e.verifyServed(ctx, s, m, &w)
 }
 
 // verify probes the site in mode m through its listener, when the mode has
-// a probe (see probe.For), while its main process pid keeps running.
-func (e *Env) verify(ctx context.Context, s *site.Site, m site.Mode, pid int) error {
+// a probe (see probe.For), while w's main process keeps running.
+func (e *Env) verify(ctx context.Context, s *site.Site, m site.Mode, w *watched) error {
 	if probe.For(s, m) == nil {
 		return nil
 	}
@@ -121,8 +135,7 @@ func (e *Env) verify(ctx context.Context, s *site.Site, m site.Mode, pid int) er
 	if check == nil {
 		check = e.verifyListener
 	}
-	e.progress("%s: verifying through its listener", s.Name)
-	return e.probeWhileRunning(ctx, s, m, units.ServiceName(s.Name), pid, check)
+	return e.probeWhileRunning(ctx, s, m, w, check)
 }
 
 // probeWhileRunning runs the probe, and gives up as soon as the service stops
@@ -130,10 +143,10 @@ func (e *Env) verify(ctx context.Context, s *site.Site, m site.Mode, pid int) er
 // before loading the app (gunicorn does) and then died must not keep the
 // switch, and the visitors queued in the socket, waiting for the probe's
 // whole timeout.
-func (e *Env) probeWhileRunning(ctx context.Context, s *site.Site, m site.Mode, service string, pid int, check func(context.Context, *site.Site, site.Mode) error) error {
+func (e *Env) probeWhileRunning(ctx context.Context, s *site.Site, m site.Mode, w *watched, check func(context.Context, *site.Site, site.Mode) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	go e.watchRunning(ctx, cancel, service, pid)
+	go e.watchRunning(ctx, cancel, w)
 	err := check(ctx, s, m)
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
 		return cause
@@ -142,61 +155,41 @@ func (e *Env) probeWhileRunning(ctx context.Context, s *site.Site, m site.Mode, 
 }
 
 // watchRunning cancels ctx with the reason once the service stops running
-// or its main process is no longer pid.
-func (e *Env) watchRunning(ctx context.Context, cancel context.CancelCauseFunc, service string, pid int) {
+// or its main process is no longer w's.
+func (e *Env) watchRunning(ctx context.Context, cancel context.CancelCauseFunc, w *watched) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(pollInterval):
 		}
-		u, err := e.unit(ctx, service)
+		u, err := e.unit(ctx, w.service)
 		switch {
 		case errors.Is(err, errNotLoaded):
 			cancel(err)
 			return
 		case err != nil || ctx.Err() != nil:
 			continue
-		case u.ActiveState != "active" || u.MainPID != pid:
-			cancel(fmt.Errorf("%s stopped running while it was being verified (now %s/%s, result %q)", service, u.ActiveState, u.SubState, u.Result))
+		}
+		if err := w.changed(u, "while it was being verified"); err != nil {
+			cancel(err)
 			return
 		}
 	}
 }
 
-// waitRunning checks that the unit is active and running. A notify site is
-// ready when its start job is done (systemd waited for READY=1); a site
-// without readiness must also keep running for the settle time, since its
-// start job is done as soon as it was exec'd.
-func (e *Env) waitRunning(ctx context.Context, s *site.Site, service string) (int, error) {
-	settle := time.Duration(0)
-	if s.Readiness == site.ReadinessNone {
-		settle = e.Settle
-		if settle == 0 {
-			settle = time.Second
-		}
+// stillServing checks that an overlap site's unit runs and that the
+// generation its launcher reports serving runs mode m, and returns the
+// launcher's pid.
+func (e *Env) stillServing(ctx context.Context, s *site.Site, m site.Mode) (int, error) {
+	service := units.ServiceName(s.Name)
+	u, err := e.serving(ctx, service)
+	if err != nil {
+		return 0, err
 	}
-	deadline := e.now().Add(settle)
-	pid := 0
-	for {
-		u, err := e.unit(ctx, service)
-		if err != nil {
-			return 0, err
-		}
-		if u.ActiveState != "active" || u.SubState != "running" {
-			return 0, fmt.Errorf("%s is %s/%s after its start (result %q)", service, u.ActiveState, u.SubState, u.Result)
-		}
-		if pid != 0 && u.MainPID != pid {
-			return 0, fmt.Errorf("%s restarted by itself while settling (main PID %d, then %d)", service, pid, u.MainPID)
-		}
-		pid = u.MainPID
-		if !e.now().Before(deadline) {
-			return pid, nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	pid, err := e.servingPID(ctx, s, &watched{service: service, unit: u, overlap: true})
+	if err != nil {
+		return 0, err
 	}
+	return u.MainPID, e.checkServed(m, pid)
 }

@@ -2,6 +2,8 @@ package launcher
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,16 +20,46 @@ import (
 )
 
 // The control socket (paths.ControlSocket in the runtime directory) is how
-// ExecReload= (sitectl launch --reload, through Reload) asks the launcher
-// for a reload and learns how it ended. The request is one line, "reload"
-// to reload in the serving generation's mode, or "reload N" followed by N
-// bytes: the mode file (modes.EnvFile) of the mode to reload into, which
-// the root side of ExecReload= read, since the launcher cannot read the
-// state directory. The answer is one line, "ok: ..." or "failed: REASON".
-// serveControl reads requests and writes the answers, Reload writes
-// requests and reads the answers; nothing else speaks this protocol. The
-// socket is in the runtime directory (0700, the site's user): only root
+// root's side of sitectl talks to the launcher. One request per
+// connection, one answer:
+//
+//   - "reload" (ExecReload=, sitectl launch --reload, through Reload) to
+//     reload in the serving generation's mode, or "reload N" followed by N
+//     bytes: the mode file (modes.EnvFile) of the mode to reload into, which
+//     the root side of ExecReload= read, since the launcher cannot read the
+//     state directory. The answer line is "ok: ..." or "failed: REASON"
+//     once the reload ended.
+//   - "status" (a switch verifying what serves, through AskStatus): one
+//     line of JSON, Status, at once.
+//
+// serveControl reads requests and writes the answers, Reload and AskStatus
+// write requests and read the answers; nothing else speaks this protocol.
+// The socket is in the runtime directory (0700, the site's user): only root
 // and the site's own processes reach it.
+
+// Status is the launcher's answer to "status": the generation that serves
+// and those still draining, with the pids whose environment tells which
+// mode they really run.
+type Status struct {
+	// Serving is nil while no generation serves (before the first is
+	// ready, and once the serving one died).
+	Serving  *GenerationStatus  `json:"serving"`
+	Draining []GenerationStatus `json:"draining"`
+	// Last is what ended the last generation that stopped without being
+	// asked, or why the last reload failed; empty if nothing did.
+	Last string `json:"last,omitempty"`
+}
+
+// GenerationStatus is one generation in a Status.
+type GenerationStatus struct {
+	Generation int    `json:"generation"`
+	PID        int    `json:"pid"`
+	Mode       string `json:"mode"`
+	Release    string `json:"release,omitempty"`
+}
+
+// maxStatus bounds a status answer: a few generations, one line each.
+const maxStatus = 64 << 10
 
 // request is a reload asked for on the control socket.
 type request struct {
@@ -39,34 +71,36 @@ type request struct {
 const requestTimeout = 10 * time.Second
 
 // readRequest reads a request line and the mode file that follows it.
-func readRequest(r *bufio.Reader) ([]site.EnvVar, error) {
+func readRequest(r *bufio.Reader) (verb string, mode []site.EnvVar, err error) {
 	line, err := r.ReadSlice('\n')
 	if err != nil {
-		return nil, fmt.Errorf("no request: %w", err)
+		return "", nil, fmt.Errorf("no request: %w", err)
 	}
 	verb, size, sized := strings.Cut(strings.TrimSuffix(string(line), "\n"), " ")
-	if verb != "reload" {
-		return nil, errors.New("unknown request")
-	}
-	if !sized {
-		return nil, nil
+	switch {
+	case verb == "status" && !sized:
+		return verb, nil, nil
+	case verb != "reload":
+		return "", nil, errors.New("unknown request")
+	case !sized:
+		return verb, nil, nil
 	}
 	n, err := strconv.Atoi(size)
 	if err != nil || n < 0 || n > modes.MaxEnvFile {
-		return nil, fmt.Errorf("a mode file of %q bytes", size)
+		return "", nil, fmt.Errorf("a mode file of %q bytes", size)
 	}
 	data := make([]byte, n)
 	if _, err := io.ReadFull(r, data); err != nil {
-		return nil, fmt.Errorf("the mode file: %w", err)
+		return "", nil, fmt.Errorf("the mode file: %w", err)
 	}
-	mode, err := modes.ParseEnv(data)
+	mode, err = modes.ParseEnv(data)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	if !slices.ContainsFunc(mode, func(v site.EnvVar) bool { return v.Name == modes.VarMode }) {
-		return nil, fmt.Errorf("the mode file has no %s", modes.VarMode)
+		return "", nil, fmt.Errorf("the mode file has no %s", modes.VarMode)
 	}
-	return mode, nil
+	return verb, mode, nil
 }
 
 // reloadResult is how a reload ended.
@@ -89,6 +123,8 @@ func parseReply(line string) error {
 	switch {
 	case strings.HasPrefix(line, "ok"):
 		return nil
+	case line == "failed: "+ErrStopping.Error():
+		return ErrStopping
 	case strings.HasPrefix(line, "failed: "):
 		return errors.New(strings.TrimPrefix(line, "failed: "))
 	}
@@ -110,23 +146,28 @@ func (l *launcher) serveControl(ln net.Listener, done <-chan struct{}) {
 func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(requestTimeout))
-	mode, err := readRequest(bufio.NewReaderSize(c, 256))
+	verb, mode, err := readRequest(bufio.NewReaderSize(c, 256))
 	if err != nil {
 		io.WriteString(c, "failed: "+oneLine(err.Error())+"\n")
+		return
+	}
+	if verb == "status" {
+		c.SetWriteDeadline(time.Now().Add(requestTimeout))
+		json.NewEncoder(c).Encode(l.snapshot())
 		return
 	}
 	req := request{mode: mode, reply: make(chan reloadResult, 1)}
 	select {
 	case l.requests <- req:
 	case <-done:
-		io.WriteString(c, reply(reloadResult{err: errStopping})+"\n")
+		io.WriteString(c, reply(reloadResult{err: ErrStopping})+"\n")
 		return
 	}
 	select {
 	case r := <-req.reply:
 		io.WriteString(c, reply(r)+"\n")
 	case <-done:
-		io.WriteString(c, reply(reloadResult{err: errStopping})+"\n")
+		io.WriteString(c, reply(reloadResult{err: ErrStopping})+"\n")
 	}
 }
 
@@ -154,4 +195,34 @@ func Reload(runtimeDir string, modeFile []byte) error {
 		return fmt.Errorf("no answer from the launcher: %w", err)
 	}
 	return parseReply(string(answer))
+}
+
+// AskStatus asks the launcher whose runtime directory is runtimeDir which
+// generation serves. ctx bounds the whole exchange.
+func AskStatus(ctx context.Context, runtimeDir string) (Status, error) {
+	var st Status
+	c, err := (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(runtimeDir, paths.ControlSocket))
+	if err != nil {
+		return st, fmt.Errorf("cannot reach the launcher: %w", err)
+	}
+	defer c.Close()
+	deadline, ok := ctx.Deadline()
+	if !ok || time.Until(deadline) > 10*time.Second {
+		deadline = time.Now().Add(10 * time.Second)
+	}
+	c.SetDeadline(deadline)
+	if _, err := io.WriteString(c, "status\n"); err != nil {
+		return st, fmt.Errorf("cannot ask the launcher: %w", err)
+	}
+	answer, err := io.ReadAll(io.LimitReader(c, maxStatus+1))
+	switch {
+	case err != nil:
+		return st, fmt.Errorf("no answer from the launcher: %w", err)
+	case len(answer) > maxStatus:
+		return st, fmt.Errorf("the launcher's status is larger than %d bytes", maxStatus)
+	}
+	if err := json.Unmarshal(answer, &st); err != nil {
+		return st, fmt.Errorf("the launcher answered %.80q: %w", answer, err)
+	}
+	return st, nil
 }

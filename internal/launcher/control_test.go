@@ -1,11 +1,14 @@
 package launcher
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sitectl/sitectl/internal/paths"
@@ -26,7 +29,7 @@ func TestControlProtocolRoundTrip(t *testing.T) {
 	results := []reloadResult{
 		{handover: handover{n: 7, mode: "read-only"}},
 		{err: fmt.Errorf("generation 8 exited before it was ready: %w", errors.New("exit status 1\nwith a second line"))},
-		{err: errStopping},
+		{err: ErrStopping},
 	}
 	go func() {
 		for _, r := range results {
@@ -44,7 +47,7 @@ func TestControlProtocolRoundTrip(t *testing.T) {
 		}
 	}
 	close(done) // the launcher is gone: a request is answered at once
-	if err := Reload(dir, nil); err == nil || err.Error() != errStopping.Error() {
+	if err := Reload(dir, nil); !errors.Is(err, ErrStopping) {
 		t.Errorf("reload after the launcher ended: %v", err)
 	}
 	if err := Reload(filepath.Join(dir, "nowhere"), nil); err == nil || !strings.Contains(err.Error(), "cannot reach the launcher") {
@@ -59,5 +62,66 @@ func TestControlProtocolRoundTrip(t *testing.T) {
 	}
 	if err := parseReply("garbage"); err == nil {
 		t.Error("an answer that is neither ok nor failed was taken")
+	}
+}
+
+// A status request tells which generation serves and which drain, with
+// their pids and modes, at any moment: after the start, during a reload
+// (answered while the launcher waits for the new generation), after the
+// handover, and after a failed reload (with its reason).
+func TestStatusTellsWhoServes(t *testing.T) {
+	h := newHarness(t, "ready", "wait-file:"+filepath.Join(os.TempDir(), "never"), "ready", "die")
+	h.spec = func(s *Spec) { s.StartTimeout = patience }
+	h.run()
+	ask := func() Status {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		defer cancel()
+		st, err := AskStatus(ctx, h.dir)
+		if err != nil {
+			t.Fatalf("status: %v", err)
+		}
+		return st
+	}
+	st := ask()
+	first := h.pidOf(1)
+	if st.Serving == nil || *st.Serving != (GenerationStatus{Generation: 1, PID: first, Mode: "m-ready"}) || len(st.Draining) != 0 || st.Last != "" {
+		t.Fatalf("after the start: %+v", st)
+	}
+
+	// Generation 2 waits for a file that never comes: while the launcher
+	// waits for it, status still answers, generation 1 serving.
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- Reload(h.dir, nil) }()
+	h.pidOf(2)
+	if st := ask(); st.Serving == nil || st.Serving.PID != first {
+		t.Fatalf("during a reload: %+v", st)
+	}
+	h.sigs <- syscall.SIGHUP // ignored while a reload runs
+	syscall.Kill(h.pidOf(2), syscall.SIGKILL)
+	if err := <-reloaded; err == nil {
+		t.Fatal("the reload of a killed generation succeeded")
+	}
+	if st := ask(); st.Serving == nil || st.Serving.PID != first || !strings.Contains(st.Last, "generation 2 exited before it was ready") {
+		t.Fatalf("after a failed reload: %+v", st)
+	}
+
+	if err := Reload(h.dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	st = ask()
+	if st.Serving == nil || st.Serving.Generation != 3 || st.Serving.PID != h.pidOf(3) || st.Last != "" {
+		t.Fatalf("after the handover: %+v", st)
+	}
+	if len(st.Draining) == 1 && st.Draining[0].PID != first {
+		t.Fatalf("draining: %+v", st.Draining)
+	}
+	h.waitGone(first)
+	h.waitFor("log: generation 1 drained and exited")
+	if st := ask(); len(st.Draining) != 0 {
+		t.Fatalf("after generation 1 exited: %+v", st)
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
 	}
 }

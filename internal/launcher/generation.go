@@ -101,7 +101,7 @@ func (l *launcher) startReady(ctx context.Context, mode []site.EnvVar) (*generat
 		return nil, err
 	}
 	if err := l.waitReady(ctx, g, spec, ps.target()); err != nil {
-		if !errors.Is(err, errStopping) {
+		if !errors.Is(err, ErrStopping) {
 			l.discard(g)
 		}
 		return nil, err

@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -116,12 +117,15 @@ type launcher struct {
 	old        map[*generation]bool // told to drain, not yet exited
 	next       int
 	notice     string // what the failsafe did, until the next handover
+	last       string // what ended the last generation that died, or the last reload
+	pub        atomic.Pointer[Status]
 }
 
 // Why a reload ends without a new generation serving (with errors.Is).
 var (
-	// errStopping: the launcher was told to stop meanwhile.
-	errStopping = errors.New("the site is stopping")
+	// ErrStopping: the launcher was told to stop meanwhile. Reload
+	// returns it too.
+	ErrStopping = errors.New("the site is stopping")
 	// errServingDied: the serving generation died while its successor
 	// started, and the successor did not come up either.
 	errServingDied = errors.New("the serving generation died meanwhile")
@@ -137,13 +141,14 @@ func Run(ctx context.Context, cfg Config) error {
 	defer closeAll()
 	first, err := l.startReady(ctx, l.cfg.Mode)
 	if err != nil {
-		if errors.Is(err, errStopping) {
+		if errors.Is(err, ErrStopping) {
 			return nil
 		}
 		l.cfg.Notify("STATUS=the first generation did not come up: " + oneLine(err.Error()))
 		return err
 	}
 	l.current = first
+	l.publish()
 	l.cfg.Notify("READY=1\nSTATUS=" + l.status())
 	l.cfg.Logf("generation %d (pid %d) serves in mode %s", first.n, first.pid, first.mode)
 	return l.serve(ctx)
@@ -238,6 +243,8 @@ func (l *launcher) exited(g *generation) error {
 	}
 	l.cfg.Notify("STATUS=generation " + strconv.Itoa(g.n) + " exited: " + describeExit(g.err))
 	l.current = nil
+	l.last = fmt.Sprintf("generation %d exited without being asked: %s", g.n, describeExit(g.err))
+	l.publish()
 	l.stopAll()
 	return fmt.Errorf("generation %d exited without being asked: %s", g.n, describeExit(g.err))
 }
@@ -246,7 +253,7 @@ func (l *launcher) exited(g *generation) error {
 // that came in meanwhile, or the serving generation died and its successor
 // did not come up.
 func (l *launcher) ended(err error) error {
-	if errors.Is(err, errStopping) {
+	if errors.Is(err, ErrStopping) {
 		return nil
 	}
 	l.stopAll()
@@ -263,6 +270,16 @@ type handover struct {
 // the serving generation's) and hands over to it, or leaves the old one
 // serving and returns why.
 func (l *launcher) reload(ctx context.Context, mode []site.EnvVar) (handover, error) {
+	h, err := l.startNext(ctx, mode)
+	if err != nil {
+		l.last = "the last reload failed: " + oneLine(err.Error())
+	}
+	l.publish()
+	return h, err
+}
+
+// startNext is reload's work.
+func (l *launcher) startNext(ctx context.Context, mode []site.EnvVar) (handover, error) {
 	// A clock that cannot be read leaves RELOADING=1 out; systemd 252
 	// (Type=notify) does not need it.
 	reloading, _ := sdnotify.Reloading()
@@ -272,7 +289,7 @@ func (l *launcher) reload(ctx context.Context, mode []site.EnvVar) (handover, er
 	}
 	g, err := l.startReady(ctx, mode)
 	switch {
-	case errors.Is(err, errStopping):
+	case errors.Is(err, ErrStopping):
 		l.stopAll()
 		l.current = nil
 		return handover{}, err
@@ -284,7 +301,7 @@ func (l *launcher) reload(ctx context.Context, mode []site.EnvVar) (handover, er
 		return handover{}, err
 	}
 	old := l.current
-	l.current, l.notice = g, ""
+	l.current, l.notice, l.last = g, "", ""
 	if old != nil {
 		l.drain(old)
 	}

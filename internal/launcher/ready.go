@@ -163,6 +163,7 @@ func (s *startup) exit(e *generation) (bool, error) {
 	case s.l.current:
 		s.l.cfg.Logf("generation %d exited while generation %d started: %s", e.n, s.g.n, describeExit(e.err))
 		s.l.current = nil
+		s.l.publish()
 	default:
 		s.l.reaped(e)
 	}
@@ -187,5 +188,5 @@ func (s *startup) signal(sig os.Signal) (bool, error) {
 		return false, nil
 	}
 	s.l.discard(s.g)
-	return true, errStopping
+	return true, ErrStopping
 }

@@ -24,6 +24,7 @@ func (l *launcher) discard(g *generation) {
 			}
 			if e == l.current {
 				l.current = nil
+				l.publish()
 			}
 			l.reaped(e)
 		case <-kill.C:
@@ -36,6 +37,7 @@ func (l *launcher) discard(g *generation) {
 // reaped takes the exit of a draining generation.
 func (l *launcher) reaped(g *generation) {
 	delete(l.old, g)
+	l.publish()
 	l.cfg.Logf("generation %d drained and exited: %s", g.n, describeExit(g.err))
 	if g.forced {
 		l.killed(g)

@@ -185,16 +185,18 @@ func readBounded(path string, limit int64) ([]byte, time.Time, error) {
 	return data, fi.ModTime(), err
 }
 
-// Write records m as the current mode of s.
+// Write records m as the current mode of s, under the site's mode lock.
 func (st Store) Write(s *site.Site, m site.Mode) error {
-	if err := st.siteDir(s.Name); err != nil {
-		return err
-	}
 	data, err := EnvFile(s, m)
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(st.EnvPath(s.Name), data, FileMode)
+	return st.withModeLock(s.Name, func() error { return st.writeEnv(s.Name, data) })
+}
+
+// writeEnv replaces the mode file; the caller holds the mode lock.
+func (st Store) writeEnv(name string, data []byte) error {
+	return atomicfile.Write(st.EnvPath(name), data, FileMode)
 }
 
 // The permissions of the state: root's alone. A mode's variables may be
@@ -225,9 +227,65 @@ func (st Store) siteDir(name string) error {
 // Ensure writes the default mode for a site that has no mode recorded, and
 // leaves an existing record alone. It reports whether it wrote.
 func (st Store) Ensure(s *site.Site) (bool, error) {
-	if _, ok, err := st.Current(s.Name); ok || err != nil {
-		return false, err
-	}
-	m, _ := s.Mode(s.DefaultMode)
-	return true, st.Write(s, m)
+	r, err := st.refresh(s, false)
+	return r == RefreshedDefault, err
 }
+
+// What Refresh did.
+type Refreshed int
+
+const (
+	RefreshedNothing Refreshed = iota // the mode file was up to date
+	RefreshedDefault                  // the site had no mode: its default mode was recorded
+	RefreshedMode                     // the recorded mode's file was rewritten from the site file
+	RefreshedKept                     // the recorded mode is gone from the site file: its file was kept
+)
+
+// Refresh is what `sitectl prepare` does before each start of a site's
+// service: a site without a recorded mode gets its default mode, and the
+// file of the recorded mode is rendered afresh from the site file (its
+// variables may have changed). It reads the recorded mode and writes it
+// back under the mode lock, so a switch that records another mode
+// meanwhile is never undone.
+func (st Store) Refresh(s *site.Site) (Refreshed, error) {
+	return st.refresh(s, true)
+}
+
+func (st Store) refresh(s *site.Site, render bool) (Refreshed, error) {
+	r := RefreshedNothing
+	err := st.withModeLock(s.Name, func() error {
+		current, ok, err := st.Current(s.Name)
+		if testHookRead != nil {
+			testHookRead()
+		}
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			current, r = s.DefaultMode, RefreshedDefault
+		case !render:
+			return nil
+		}
+		m, found := s.Mode(current)
+		if !found {
+			r = RefreshedKept
+			return nil
+		}
+		want, err := EnvFile(s, m)
+		if err != nil {
+			return err
+		}
+		if have, _, err := readBounded(st.EnvPath(s.Name), MaxEnvFile); err == nil && string(have) == string(want) {
+			return nil
+		}
+		if r == RefreshedNothing {
+			r = RefreshedMode
+		}
+		return st.writeEnv(s.Name, want)
+	})
+	return r, err
+}
+
+// testHookRead, when set (by tests), is called by Refresh between reading
+// the recorded mode and writing its file.
+var testHookRead func()

@@ -31,6 +31,7 @@ const (
 	ResultRolledBack     = "rolled-back"     // it did not come up; the old mode serves again
 	ResultRollbackFailed = "rollback-failed" // neither came up
 	ResultInterrupted    = "interrupted"     // sitectl was killed before it finished
+	ResultStopped        = "stopped"         // someone else stopped the site meanwhile; it stays stopped
 )
 
 // Kinds of change, as history records them: what the operator asked for.

@@ -104,10 +104,19 @@ func (d Dirs) LastGoodFile(name string) string { return path.Join(d.SiteState(na
 // LockFile is what a switch of the site holds an flock(2) on.
 func (d Dirs) LockFile(name string) string { return path.Join(d.SiteState(name), "lock") }
 
+// ModeLockFile is what every writer of the site's mode file holds an
+// flock(2) on around its read-modify-write (a switch, and prepare at the
+// service's start).
+func (d Dirs) ModeLockFile(name string) string { return path.Join(d.SiteState(name), "mode.lock") }
+
 // RuntimeDirectory is the runtime directory of an overlap site's service
 // (RuntimeDirectory=, relative to /run; systemd passes its absolute path as
 // RUNTIME_DIRECTORY). It holds the launcher's sockets.
 func RuntimeDirectory(site string) string { return "site-" + site }
+
+// RuntimeDirectoryPath is the absolute path of that directory, where root's
+// side of sitectl reaches the launcher of a system service.
+func RuntimeDirectoryPath(site string) string { return path.Join("/run", RuntimeDirectory(site)) }
 
 // Names of the launcher's sockets in the runtime directory.
 const (

@@ -79,6 +79,12 @@ var Keys = []KeyDoc{
 		"The grace after the drain before systemd's SIGKILL (TimeoutStopSec= is drain_timeout plus stop_timeout)."},
 	{"", keyStartTimeout, "duration", "60s",
 		"How long the app may take to start (TimeoutStartSec=)."},
+	{"", keySettleTime, "duration", "1s",
+		"How long the processes that serve a change (the main process, or an overlap site's new generation) must " +
+			"have been running, counted from their own start, before sitectl mode, restart and reload say it is done. " +
+			"Until then sitectl keeps watching them, and then probes once more; if the main process or the generation " +
+			"exits, systemd restarts the service, or the probe fails, the change is rolled back. An app that took " +
+			"longer than this to become ready is still watched for half of it after it was ready; READY=1 alone is not health."},
 	{"", keyModes, "table of tables", "normal and maintenance",
 		"The site's run modes: see [modes.NAME] below."},
 	{"", keyDefaultMode, "mode name", "normal",

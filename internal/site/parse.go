@@ -95,6 +95,7 @@ const (
 	keyDrainTimeout   = "drain_timeout"
 	keyStopTimeout    = "stop_timeout"
 	keyStartTimeout   = "start_timeout"
+	keySettleTime     = "settle_time"
 	keyModes          = "modes"
 	keyDefaultMode    = "default_mode"
 	keyReloadTrigger  = "reload_trigger"
@@ -131,6 +132,7 @@ var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
 	keyDrainTimeout:   func(p *parser, s *Site, v *tomlpos.Value) { s.DrainTimeout = p.duration(keyDrainTimeout, v) },
 	keyStopTimeout:    func(p *parser, s *Site, v *tomlpos.Value) { s.StopTimeout = p.duration(keyStopTimeout, v) },
 	keyStartTimeout:   func(p *parser, s *Site, v *tomlpos.Value) { s.StartTimeout = p.duration(keyStartTimeout, v) },
+	keySettleTime:     func(p *parser, s *Site, v *tomlpos.Value) { s.SettleTime = p.duration(keySettleTime, v) },
 	keyCleanupTimeout: func(p *parser, s *Site, v *tomlpos.Value) { s.CleanupTimeout = p.duration(keyCleanupTimeout, v) },
 	keyModes:          func(p *parser, s *Site, v *tomlpos.Value) { s.Modes = p.modes(v) },
 	keyDefaultMode: func(p *parser, s *Site, v *tomlpos.Value) {
@@ -244,6 +246,7 @@ func (p *parser) defaults(s *Site, root *tomlpos.Value) {
 	setDefault(&s.DrainTimeout, defaultDrainTimeout)
 	setDefault(&s.StopTimeout, defaultStopTimeout)
 	setDefault(&s.StartTimeout, defaultStartTimeout)
+	setDefault(&s.SettleTime, defaultSettleTime)
 	setDefault(&s.CleanupTimeout, defaultCleanupTimeout)
 
 	// The two modes every site has unless the file redefines them.

@@ -78,6 +78,7 @@ const (
 	defaultDrainTimeout   = 30 * time.Second
 	defaultStopTimeout    = 5 * time.Second
 	defaultStartTimeout   = 60 * time.Second
+	defaultSettleTime     = time.Second
 	defaultCleanupTimeout = 10 * time.Second
 	defaultRetryAfter     = 120 * time.Second
 	DefaultProbeTimeout   = 5 * time.Second
@@ -103,9 +104,12 @@ type Site struct {
 	Readiness Readiness
 	Handoff   Handoff
 
-	DrainTimeout   time.Duration
-	StopTimeout    time.Duration // grace after the drain timeout before SIGKILL
-	StartTimeout   time.Duration
+	DrainTimeout time.Duration
+	StopTimeout  time.Duration // grace after the drain timeout before SIGKILL
+	StartTimeout time.Duration
+	// SettleTime is how long the serving processes must have run, from
+	// their own start, before a change counts as done.
+	SettleTime     time.Duration
 	CleanupTimeout time.Duration
 
 	Modes       []Mode // sorted by name, DefaultMode always present

@@ -159,6 +159,11 @@ func TestModeSwitchesUnderLoad(t *testing.T) {
 			cancel()
 			wg.Wait()
 
+			var lengths []string
+			for _, w := range windows {
+				lengths = append(lengths, fmt.Sprintf("%s %.1fs", w.mode, w.end.Sub(w.start).Seconds()))
+			}
+			t.Logf("%s: switch lengths: %s", app.name, strings.Join(lengths, ", "))
 			s := loadgen.Summarize(res)
 			t.Logf("%s: 20 mode switches under load: %v", app.name, s)
 			if s.Failed != 0 {

@@ -26,6 +26,13 @@
 //	WEBAPP_READY_MODE=notify|none     send READY=1/STOPPING=1 (default) or not
 //	WEBAPP_EXPOSE_ENV=A,B             more variables for the "env" object of /
 //	WEBAPP_IGNORE_TERM=1              never stop on SIGTERM (for failsafe tests)
+//	WEBAPP_EXIT_AFTER_READY=300ms     exit with status WEBAPP_EXIT_STATUS (default 1)
+//	                                  this long after it is ready (READY=1 sent): an
+//	                                  app that crashes right after its start
+//	WEBAPP_SET_MODE=NAME              re-exec itself at once with SITE_MODE=NAME (the
+//	                                  process then runs, and says, another mode than
+//	                                  the one it was started in, as a wrapper script
+//	                                  that sets SITE_MODE would)
 //	WEBAPP_SPAWN_CHILDREN=N           same as --spawn-children N
 //	WEBAPP_CHILD_MARKER_DIR=DIR       children write DIR/child-N.cleaned on SIGTERM
 //	WEBAPP_CHILD_IGNORE_TERM=N|all    child number N (or every child) ignores SIGTERM
@@ -107,6 +114,9 @@ func run() int {
 	logger.Printf("started pid=%d site=%q mode=%q generation=%q", pid,
 		os.Getenv("SITE"), os.Getenv("SITE_MODE"), os.Getenv("SITE_GENERATION"))
 
+	if m, ok := os.LookupEnv("WEBAPP_SET_MODE"); ok && os.Getenv("SITE_MODE") != m {
+		return setMode(m)
+	}
 	if *failStart || os.Getenv("WEBAPP_FAIL_START") == "1" {
 		logger.Printf("failing at start as requested (--fail-start or WEBAPP_FAIL_START=1)")
 		return 1
@@ -191,7 +201,18 @@ func run() int {
 			return ctx
 		},
 	}
+	exitAfterReady, exitStatus, err := crashSettings()
+	if err != nil {
+		logger.Print(err)
+		return 2
+	}
 	opts.OnReady = func() {
+		if exitAfterReady > 0 {
+			time.AfterFunc(exitAfterReady, func() {
+				logger.Printf("exiting with status %d %s after it was ready, as asked (WEBAPP_EXIT_AFTER_READY)", exitStatus, exitAfterReady)
+				os.Exit(exitStatus)
+			})
+		}
 		switch {
 		case opts.NoNotify:
 			logger.Printf("ready (not notifying systemd: WEBAPP_READY_MODE=none)")
@@ -215,6 +236,45 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// crashSettings reads WEBAPP_EXIT_AFTER_READY and WEBAPP_EXIT_STATUS.
+func crashSettings() (time.Duration, int, error) {
+	v := os.Getenv("WEBAPP_EXIT_AFTER_READY")
+	if v == "" {
+		return 0, 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, 0, fmt.Errorf("WEBAPP_EXIT_AFTER_READY=%q is not valid: want a Go duration such as 300ms", v)
+	}
+	status := 1
+	if v := os.Getenv("WEBAPP_EXIT_STATUS"); v != "" {
+		if status, err = strconv.Atoi(v); err != nil || status < 0 || status > 255 {
+			return 0, 0, fmt.Errorf("WEBAPP_EXIT_STATUS=%q is not an exit status", v)
+		}
+	}
+	return d, status, nil
+}
+
+// setMode re-execs this program, in the same process (so the pid, its
+// sockets and LISTEN_PID stay valid), with SITE_MODE=mode.
+func setMode(mode string) int {
+	exe, err := os.Executable()
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "SITE_MODE" {
+			env = append(env, kv)
+		}
+	}
+	logger.Printf("re-executing with SITE_MODE=%s instead of %q (WEBAPP_SET_MODE)", mode, os.Getenv("SITE_MODE"))
+	err = syscall.Exec(exe, os.Args, append(env, "SITE_MODE="+mode))
+	logger.Printf("cannot re-execute: %v", err)
+	return 1
 }
 
 // flatten wraps every listener so connections remember its name, and

@@ -1,0 +1,282 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/launcher"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/procfs"
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// A switch says "ok" only about a site that really serves the new mode.
+// Once systemd says the service runs (after READY=1 for a notify site, or
+// once an overlap site's reload job is done), the switch
+//
+//  1. finds the process that serves: the service's main process, or for
+//     an overlap site the generation its launcher reports;
+//  2. reads the environment that process started with (/proc/PID/environ,
+//     as root) and checks SITE_MODE and the mode's own variables;
+//  3. probes the site through its listener (modes with a probe);
+//  4. watches it settle: until the serving process has run for the site's
+//     settle_time, counted from its own start, the service must stay
+//     running with the same main process and no automatic restart, and an
+//     overlap site must keep a serving generation; then it probes once
+//     more. READY=1 is not health: an app can say it and die 300 ms later.
+//
+// A fast app waits out the rest of the settle time; one that took longer
+// than that to become ready is still watched for half the settle time
+// after it was ready.
+
+// pollInterval is how often a switch looks at the service while it
+// verifies and settles.
+const pollInterval = 100 * time.Millisecond
+
+// watched is the service a switch brought up.
+type watched struct {
+	service string
+	unit    control.Unit // as it was when systemd said it runs
+	overlap bool
+	serving int       // the pid that serves: the main process, or the generation
+	ready   time.Time // when systemd said it runs
+}
+
+// verifyServed checks that the service w serves site s in mode m, and
+// watches it settle (see above).
+func (e *Env) verifyServed(ctx context.Context, s *site.Site, m site.Mode, w *watched) error {
+	w.ready = e.now()
+	pid, err := e.servingPID(ctx, s, w)
+	if err != nil {
+		return e.whyGone(ctx, w, err)
+	}
+	w.serving = pid
+	e.progress("%s: verifying that pid %d serves mode %s", s.Name, pid, m.Name)
+	if err := e.checkServed(m, pid); err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			return e.whyGone(ctx, w, err)
+		}
+		return err
+	}
+	if err := e.verify(ctx, s, m, w); err != nil {
+		return err
+	}
+	return e.settle(ctx, s, m, w)
+}
+
+// whyGone explains err, a serving process that could not be found or read
+// right after it was ready: it exited (an app that dies right after
+// READY=1), and systemd says how within a moment. Without that, err.
+func (e *Env) whyGone(ctx context.Context, w *watched, err error) error {
+	for i := 0; i < 20; i++ {
+		u, uerr := e.unit(ctx, w.service)
+		if uerr == nil {
+			if cerr := w.changed(u, fmt.Sprintf("%.1fs after it was ready", e.now().Sub(w.ready).Seconds())); cerr != nil {
+				return cerr
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pollInterval):
+		}
+	}
+	return err
+}
+
+// servingPID is the process that serves: the main process, or the
+// generation the launcher of an overlap site reports.
+func (e *Env) servingPID(ctx context.Context, s *site.Site, w *watched) (int, error) {
+	if !w.overlap {
+		return w.unit.MainPID, nil
+	}
+	st, err := e.launcherStatus(ctx, s)
+	if err != nil {
+		return 0, fmt.Errorf("cannot ask the launcher of %s which generation serves: %w", w.service, err)
+	}
+	if st.Serving == nil {
+		return 0, fmt.Errorf("no generation of %s serves: %s", w.service, orUnknown(st.Last))
+	}
+	return st.Serving.PID, nil
+}
+
+// checkServed reads the environment process pid started with and checks
+// that it runs mode m.
+func (e *Env) checkServed(m site.Mode, pid int) error {
+	env, err := e.environ(pid)
+	if err != nil {
+		return fmt.Errorf("cannot tell which mode the serving process runs: %w", err)
+	}
+	return servedModeMismatch(env, m, pid)
+}
+
+// servedModeMismatch compares the environment of the serving process pid
+// with mode m: SITE_MODE and each of the mode's own variables must have
+// the mode file's values. (sitectl's own SITECTL_* variables are not
+// compared: the launch shim removes them before it execs the app.)
+func servedModeMismatch(env []string, m site.Mode, pid int) error {
+	have := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		have[k] = v
+	}
+	var found, want []string
+	for _, v := range append([]site.EnvVar{{Name: modes.VarMode, Value: m.Name}}, m.Environment...) {
+		got, ok := have[v.Name]
+		switch {
+		case !ok:
+			found = append(found, v.Name+" unset")
+		case got != v.Value:
+			found = append(found, fmt.Sprintf("%s=%q", v.Name, got))
+		default:
+			continue
+		}
+		want = append(want, fmt.Sprintf("%s=%q", v.Name, v.Value))
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the serving process (pid %d) does not run mode %s: it has %s, the mode sets %s",
+		pid, m.Name, strings.Join(found, ", "), strings.Join(want, ", "))
+}
+
+// settle watches w until its serving process has run for the settle time,
+// then probes once more.
+func (e *Env) settle(ctx context.Context, s *site.Site, m site.Mode, w *watched) error {
+	announced, lost := false, 0
+	for {
+		if err := e.stillServes(ctx, s, m, w); err != nil {
+			return err
+		}
+		left, err := e.settleLeft(s, w)
+		switch {
+		case err != nil && lost < 3:
+			lost++ // gone: systemd or the launcher will say how, soon
+		case err != nil:
+			return fmt.Errorf("the serving process (pid %d) of %s is gone: %w", w.serving, w.service, err)
+		case left <= 0:
+			return e.verify(ctx, s, m, w)
+		case !announced:
+			announced = true
+			e.progress("%s: watching pid %d settle for %.1fs", s.Name, w.serving, left.Seconds())
+		}
+		wait := pollInterval
+		if err == nil {
+			wait = min(wait, left)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not settle in time: %w", w.service, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+}
+
+// settleLeft is how much longer w must be watched: until its serving
+// process has run for the settle time from its own start, and at least
+// half the settle time since it was ready. The second bound matters on a
+// busy host: an app whose start took longer than the settle time would
+// otherwise not be watched at all after its READY=1 (14 of 30 switches to
+// an app that exits 300 ms after READY=1 said ok at a load of 27 on 2
+// cores without it).
+func (e *Env) settleLeft(s *site.Site, w *watched) (time.Duration, error) {
+	age, err := e.age(w.serving)
+	if err != nil {
+		return 0, err
+	}
+	return max(s.SettleTime-age, s.SettleTime/2-e.now().Sub(w.ready)), nil
+}
+
+// stillServes checks, once, that w still runs as it was verified: the same
+// main process, not restarted, and for an overlap site a generation that
+// serves (a newer one, from a reload meanwhile, is checked afresh).
+func (e *Env) stillServes(ctx context.Context, s *site.Site, m site.Mode, w *watched) error {
+	u, err := e.unit(ctx, w.service)
+	if err != nil {
+		return err
+	}
+	if err := w.changed(u, fmt.Sprintf("%.1fs after it was ready", e.now().Sub(w.ready).Seconds())); err != nil || !w.overlap {
+		return err
+	}
+	pid, err := e.servingPID(ctx, s, w)
+	if err != nil || pid == w.serving {
+		return err
+	}
+	w.serving = pid
+	return e.checkServed(m, pid)
+}
+
+// changed tells whether u is no longer the service w watches, and how.
+func (w *watched) changed(u control.Unit, when string) error {
+	if u.ActiveState == "active" && u.SubState == "running" && u.MainPID == w.unit.MainPID && u.NRestarts == w.unit.NRestarts {
+		return nil
+	}
+	return fmt.Errorf("%s stopped running %s: %s", w.service, when, describeChange(w.unit, u))
+}
+
+// describeChange says what became of a service that was running as before.
+func describeChange(before, u control.Unit) string {
+	var parts []string
+	if exit := u.MainExit(); exit != "" && (u.MainPID != before.MainPID || u.ActiveState != "active") {
+		parts = append(parts, "its main process "+exit)
+	}
+	if n := u.NRestarts - before.NRestarts; n > 0 {
+		parts = append(parts, fmt.Sprintf("systemd restarted it %d times", n))
+	}
+	if u.MainPID != 0 && before.MainPID != 0 && u.MainPID != before.MainPID {
+		parts = append(parts, fmt.Sprintf("main PID %d, now %d", before.MainPID, u.MainPID))
+	}
+	parts = append(parts, "now "+howItEnded(u))
+	return strings.Join(parts, "; ")
+}
+
+// howItEnded is a unit's state, its result and its status line.
+func howItEnded(u control.Unit) string {
+	s := u.ActiveState + "/" + u.SubState
+	if u.Result != "" && u.Result != "success" {
+		s += fmt.Sprintf(", result %q", u.Result)
+	}
+	if u.StatusText != "" {
+		s += fmt.Sprintf(", status %q", u.StatusText)
+	}
+	return s
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "the launcher does not say why"
+	}
+	return s
+}
+
+// The seams of verification, with their defaults.
+
+func (e *Env) environ(pid int) ([]string, error) {
+	if e.Environ != nil {
+		return e.Environ(pid)
+	}
+	return procfs.Environ(pid)
+}
+
+func (e *Env) age(pid int) (time.Duration, error) {
+	if e.Age != nil {
+		return e.Age(pid)
+	}
+	return procfs.Age(pid)
+}
+
+func (e *Env) launcherStatus(ctx context.Context, s *site.Site) (launcher.Status, error) {
+	if e.Launcher != nil {
+		return e.Launcher(ctx, s)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return launcher.AskStatus(ctx, paths.RuntimeDirectoryPath(s.Name))
+}

@@ -1,0 +1,243 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/launcher"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// settleEnv is newEnv with a clock that advances 100ms with every look at
+// the unit, and processes whose age is counted on that clock from their
+// start.
+func settleEnv(t *testing.T, s *site.Site) (*Env, *fakeSystemd, *int) {
+	e, f := newEnv(t)
+	clock, reads := time.Unix(0, 0), 0
+	born := map[int]time.Time{}
+	e.Now = func() time.Time { return clock }
+	f.onUnits = func(*fakeSystemd) { clock = clock.Add(100 * time.Millisecond); reads++ }
+	e.Age = func(pid int) (time.Duration, error) {
+		if _, ok := born[pid]; !ok {
+			born[pid] = clock
+		}
+		return clock.Sub(born[pid]), nil
+	}
+	s.SettleTime = 300 * time.Millisecond
+	return e, f, &reads
+}
+
+// A switch watches the new main process until it has run for the settle
+// time, counted from its own start; one that has run longer already (a
+// slow start) is watched only for half the settle time after it is ready.
+func TestSettleWaitsOutTheRestOnly(t *testing.T) {
+	s := testSite(t)
+	e, f, reads := settleEnv(t, s)
+	if _, err := SwitchMode(context.Background(), e, s, "read-only", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if *reads < 4 {
+		t.Errorf("the unit was looked at %d times in a settle time of 3 looks", *reads)
+	}
+	e.Age = func(int) (time.Duration, error) { return time.Minute, nil }
+	*reads = 0
+	if _, err := SwitchMode(context.Background(), e, s, "normal", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if *reads > 3 {
+		t.Errorf("a process that started a minute ago was watched for %d looks", *reads)
+	}
+	if len(f.restarts) != 2 {
+		t.Errorf("restarts %v", f.restarts)
+	}
+}
+
+// An app that says READY=1 and exits soon after: the switch is rolled
+// back, with the exit status of the main process in the reason.
+func TestCrashAfterReadyRollsBack(t *testing.T) {
+	s := testSite(t)
+	e, f, reads := settleEnv(t, s)
+	crashAt, tick := -1, f.onUnits
+	f.onUnits = func(f *fakeSystemd) {
+		if tick(f); *reads == crashAt {
+			f.state, f.pid = "activating", 0 // auto-restart: Restart=on-failure
+			f.exitCode, f.exitStatus = 1, 1
+		}
+	}
+	crashAt = 3
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(rep.Reason, "site-karl.service stopped running") ||
+		!strings.Contains(rep.Reason, "after it was ready: its main process exited with status 1") {
+		t.Fatalf("err %v, report %+v", err, rep)
+	}
+	if got := strings.Join(f.restarts, ","); got != "read-only,normal" {
+		t.Errorf("restarts %s", got)
+	}
+	st, _ := e.Store.ReadState("karl")
+	if h := st.History[len(st.History)-1]; h.Result != modes.ResultRolledBack || !strings.Contains(h.Reason, "exited with status 1") {
+		t.Errorf("history %+v", h)
+	}
+}
+
+// An app whose start took longer than the settle time (a busy host) and
+// that exits soon after READY=1 is still caught: the watch lasts half the
+// settle time after the service was ready.
+func TestSlowStartIsWatchedAfterReady(t *testing.T) {
+	s := testSite(t)
+	e, f, reads := settleEnv(t, s)
+	e.Age = func(int) (time.Duration, error) { return time.Minute, nil }
+	tick := f.onUnits
+	f.onUnits = func(f *fakeSystemd) {
+		if tick(f); *reads == 3 { // 200ms after the restart job ended
+			f.state, f.pid = "activating", 0
+			f.exitCode, f.exitStatus = 1, 1
+		}
+	}
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(rep.Reason, "its main process exited with status 1") {
+		t.Fatalf("err %v, report %+v", err, rep)
+	}
+}
+
+// systemd restarting the service by itself while it settles fails the
+// switch too.
+func TestAutomaticRestartWhileSettlingRollsBack(t *testing.T) {
+	s := testSite(t)
+	e, f, reads := settleEnv(t, s)
+	tick := f.onUnits
+	f.onUnits = func(f *fakeSystemd) {
+		if tick(f); *reads == 2 {
+			f.nRestarts++
+			f.pid++
+		}
+	}
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(rep.Reason, "systemd restarted it 1 times") {
+		t.Fatalf("err %v, report %+v", err, rep)
+	}
+}
+
+// The process that serves must run the mode in its environment: a wrong
+// SITE_MODE or a missing variable of the mode fails the switch, and the
+// message says what was found.
+func TestWrongServedModeRollsBack(t *testing.T) {
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"SITE_MODE=normal", "READ_ONLY=1"}, `it has SITE_MODE="normal", the mode sets SITE_MODE="read-only"`},
+		{[]string{"SITE_MODE=read-only"}, `it has READ_ONLY unset, the mode sets READ_ONLY="1"`},
+	} {
+		for _, s := range []*site.Site{testSite(t), overlapSite(t, "")} {
+			e, f := newEnv(t)
+			environ := e.Environ
+			e.Environ = func(pid int) ([]string, error) {
+				if pid == f.gen && len(f.restarts)+len(f.reloads) == 1 {
+					return c.env, nil
+				}
+				return environ(pid)
+			}
+			rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+			if !errors.Is(err, ErrRolledBack) || !strings.Contains(rep.Reason, "the serving process (pid ") ||
+				!strings.Contains(rep.Reason, "does not run mode read-only: "+c.want) {
+				t.Errorf("handoff %s, environment %q: err %v, report %+v", s.Handoff, c.env, err, rep)
+			}
+			if cur, _, _ := e.Store.Current("karl"); cur != "normal" {
+				t.Errorf("recorded %s after the rollback", cur)
+			}
+		}
+	}
+}
+
+// An overlap site whose new generation dies after the handover: the
+// launcher reports no serving generation, and why; the rollback restarts
+// the unit in the previous mode.
+func TestOverlapGenerationDiesWhileSettling(t *testing.T) {
+	s := overlapSite(t, "")
+	e, f, _ := settleEnv(t, s)
+	e.Launcher = func(ctx context.Context, s *site.Site) (launcher.Status, error) {
+		if len(f.reloads) == 1 && len(f.restarts) == 0 {
+			return launcher.Status{Last: "generation 2 exited without being asked: exit status 1"}, nil
+		}
+		return f.launcher(ctx, s)
+	}
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(rep.Reason, "no generation of site-karl.service serves: generation 2 exited without being asked: exit status 1") {
+		t.Fatalf("err %v, report %+v", err, rep)
+	}
+	if got := strings.Join(f.restarts, ","); got != "normal" {
+		t.Errorf("restarts %s: the rollback did not restart the previous mode", got)
+	}
+}
+
+// Someone stops the site's socket during the switch: whether their stop
+// cancelled sitectl's restart or came after it, sitectl starts nothing
+// (no rollback), records the previous mode again and says so.
+func TestStoppedByOperatorStaysStopped(t *testing.T) {
+	for _, when := range []string{"cancels the restart", "during verification"} {
+		e, f := newEnv(t)
+		s := testSite(t)
+		s.Probe = &site.Probe{Path: "/", Status: 200, Timeout: time.Second}
+		if when == "cancels the restart" {
+			e.Systemd = cancelling{f}
+		}
+		e.Probe = func(ctx context.Context, s *site.Site, m site.Mode) error {
+			if m.Name == "read-only" {
+				f.sockets.Job, f.state = "stop", "deactivating"
+				return errors.New("connection refused")
+			}
+			return nil
+		}
+		rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+		if !errors.Is(err, ErrStopped) || rep.Result != modes.ResultStopped || !strings.Contains(err.Error(), "site-karl.socket has a stop job") {
+			t.Fatalf("%s: err %v, report %+v", when, err, rep)
+		}
+		if len(f.restarts) > 1 {
+			t.Errorf("%s: restarts %v: the stop was undone", when, f.restarts)
+		}
+		if cur, _, _ := e.Store.Current("karl"); cur != "normal" {
+			t.Errorf("%s: recorded %s", when, cur)
+		}
+		st, _ := e.Store.ReadState("karl")
+		if h := st.History[len(st.History)-1]; h.Result != modes.ResultStopped || st.Pending != nil {
+			t.Errorf("%s: state %+v", when, st)
+		}
+	}
+}
+
+// cancelling is systemd where someone's stop of the socket cancels the
+// restart job.
+type cancelling struct{ *fakeSystemd }
+
+func (c cancelling) Restart(ctx context.Context, unit string) error {
+	c.restarts = append(c.restarts, "cancelled")
+	c.sockets.Job, c.state = "stop", "deactivating"
+	return errors.New(`restart of site-karl.service ended with result "canceled"`)
+}
+
+// A serving generation that is gone before its environment could be read
+// (it exited right after READY=1) is reported as what systemd says
+// happened, not as an unreadable /proc file.
+func TestServingProcessGoneIsExplained(t *testing.T) {
+	s := overlapSite(t, "")
+	e, f := newEnv(t)
+	environ := e.Environ
+	e.Environ = func(pid int) ([]string, error) {
+		if len(f.reloads) == 1 && len(f.restarts) == 0 {
+			f.state = "deactivating" // the launcher stops: its generation died
+			return nil, fmt.Errorf("cannot read the environment of process %d: %w", pid, fs.ErrNotExist)
+		}
+		return environ(pid)
+	}
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(rep.Reason, "site-karl.service stopped running") ||
+		strings.Contains(rep.Reason, "cannot read the environment") {
+		t.Fatalf("err %v, report %+v", err, rep)
+	}
+}

@@ -1,0 +1,51 @@
+package procfs
+
+import (
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+)
+
+// A child's environment reads back as it was given; a process started
+// just now is young, and grows older.
+func TestEnvironAndAge(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	cmd.Env = []string{"SITE_MODE=read-only", "A=with spaces and = signs", "EMPTY="}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	env, err := Environ(cmd.Process.Pid)
+	if err != nil || !slices.Equal(env, cmd.Env) {
+		t.Fatalf("Environ = %q, %v; want %q", env, err, cmd.Env)
+	}
+	age, err := Age(cmd.Process.Pid)
+	if err != nil || age < 0 || age > time.Minute {
+		t.Fatalf("Age of a process started just now = %s, %v", age, err)
+	}
+	self, err := Age(os.Getpid())
+	if err != nil || self < age {
+		t.Fatalf("Age of this test (started before the child) = %s, %v; the child's %s", self, err, age)
+	}
+	if _, err := Environ(1 << 30); err == nil {
+		t.Error("the environment of a process that does not exist was read")
+	}
+}
+
+func TestStartTicks(t *testing.T) {
+	for line, want := range map[string]int64{
+		"1234 (a) b) c) S 1 1234 1234 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1 2 3\n": 98765,
+		"7 (sh) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0\n":                          42,
+	} {
+		if got, err := startTicks([]byte(line)); got != want || err != nil {
+			t.Errorf("%q: %d, %v; want %d", line, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "1 (x", "1 (x) S 1 2"} {
+		if _, err := startTicks([]byte(bad)); err == nil {
+			t.Errorf("%q was read", bad)
+		}
+	}
+}
