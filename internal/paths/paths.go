@@ -83,6 +83,19 @@ func (d Dirs) StateFile(name string) string { return path.Join(d.SiteState(name)
 // LockFile is what a switch of the site holds an flock(2) on.
 func (d Dirs) LockFile(name string) string { return path.Join(d.SiteState(name), "lock") }
 
+// LastGoodFile is the copy of the site file that the site's service last
+// started from, which `sitectl prepare` keeps (ExecStartPre=). The
+// generator writes the units of a site whose file has mistakes from it,
+// and the units then name it as their SourcePath=.
+func (d Dirs) LastGoodFile(name string) string { return path.Join(d.SiteState(name), "last-good.toml") }
+
+// OutOfServiceFile marks a site taken out of service with `sitectl
+// disable`: the generator leaves its units out of sockets.target, so it
+// stays out across reboots until `sitectl enable`.
+func (d Dirs) OutOfServiceFile(name string) string {
+	return path.Join(d.SiteState(name), "out-of-service")
+}
+
 // RuntimeDirectory is the runtime directory of an overlap site's service
 // (RuntimeDirectory=, relative to /run; systemd passes its absolute path as
 // RUNTIME_DIRECTORY). It holds the launcher's sockets.

@@ -13,13 +13,15 @@ import (
 func TestLayout(t *testing.T) {
 	d := defaults()
 	for got, want := range map[string]string{
-		d.SiteFile("karl"):       "/etc/sitectl/sites/karl.toml",
-		d.SiteState("karl"):      "/var/lib/sitectl/sites/karl",
-		d.ModeEnvFile("karl"):    "/var/lib/sitectl/sites/karl/mode.env",
-		d.StateFile("karl"):      "/var/lib/sitectl/sites/karl/state.json",
-		d.LockFile("karl"):       "/var/lib/sitectl/sites/karl/lock",
-		RuntimeDirectory("karl"): "site-karl",
-		ProbeSocket(7):           "probe-7.sock",
+		d.SiteFile("karl"):         "/etc/sitectl/sites/karl.toml",
+		d.SiteState("karl"):        "/var/lib/sitectl/sites/karl",
+		d.ModeEnvFile("karl"):      "/var/lib/sitectl/sites/karl/mode.env",
+		d.StateFile("karl"):        "/var/lib/sitectl/sites/karl/state.json",
+		d.LockFile("karl"):         "/var/lib/sitectl/sites/karl/lock",
+		d.LastGoodFile("karl"):     "/var/lib/sitectl/sites/karl/last-good.toml",
+		d.OutOfServiceFile("karl"): "/var/lib/sitectl/sites/karl/out-of-service",
+		RuntimeDirectory("karl"):   "site-karl",
+		ProbeSocket(7):             "probe-7.sock",
 	} {
 		if got != want {
 			t.Errorf("got %s, want %s", got, want)
