@@ -1,9 +1,12 @@
 // Command sitectl-generator is the systemd generator of sitectl. systemd runs
 // it at boot and on every daemon-reload with three output directories; it
 // writes the units of every valid site file into the first (the "normal"
-// directory). A site file with mistakes is skipped with one kernel-log line
-// per mistake, and every valid site is still generated: one bad file never
-// costs the other sites their units, and the generator never fails the boot.
+// directory). A site file with mistakes gets the units of its last good
+// copy (kept by sitectl prepare in the state directory), or, without one,
+// is skipped; either way with one kernel-log line per mistake. Every valid
+// site is still generated: one bad file never costs the other sites their
+// units, and the generator never fails the boot. A site taken out of
+// service (sitectl disable) gets its units but no link that starts it.
 //
 //	sitectl-generator NORMAL_DIR [EARLY_DIR LATE_DIR]
 //	sitectl-generator --dryrun    # print what would be written, exit 1 on mistakes
@@ -48,7 +51,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := units.Options{Dirs: dirs}
 	res = generator.Checked(res, opts)
-	lines, skipped := generator.Mistakes(res.Errors)
+	problem := generator.StateProblem(dirs.State)
+	res, outcomes := generator.WithLastGood(res, opts, problem)
+	lines, skipped := generator.Mistakes(res.Errors, outcomes)
+	if problem != "" && len(res.Sites)+len(outcomes) > 0 {
+		lines = append([]string{"the state directory cannot be read: " + problem +
+			"; sites taken out of service with sitectl disable start anyway, and site files with mistakes have no last good version"}, lines...)
+	}
 	if log.kmsg != nil && len(lines) > kmsgBurst-2 {
 		// The kernel drops what a writer sends to /dev/kmsg beyond 10
 		// lines in 5 s: say how to see the rest rather than lose it
@@ -59,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, l := range lines {
 		log.Printf(levelErr, "%s", l)
 	}
-	files := generator.Files(res.Sites, opts)
+	files := generator.FilesFor(res.Sites, opts, generator.OutOfService(res.Sites, opts))
 	if dryrun {
 		if err := generator.Print(stdout, files); err != nil {
 			return 1
@@ -73,7 +82,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Printf(levelErr, "%v", err)
 		return 0
 	}
-	log.Printf(levelInfo, "generated units for %d sites from %s (%d skipped)", len(res.Sites), dirs.Config, skipped)
+	lastGood := ""
+	if n := len(outcomes) - skipped; n > 0 {
+		lastGood = fmt.Sprintf(", %d running the last good version", n)
+	}
+	log.Printf(levelInfo, "generated units for %d sites from %s (%d skipped%s)", len(res.Sites), dirs.Config, skipped, lastGood)
 	return 0
 }
 

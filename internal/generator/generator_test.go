@@ -35,7 +35,7 @@ func TestMistakesAreGroupedByFile(t *testing.T) {
 	errs := site.Errors{
 		{File: "a.toml", Line: 1, Col: 1, Msg: "one"}, {File: "b.toml", Line: 2, Col: 3, Msg: "two"}, {File: "a.toml", Line: 4, Col: 5, Msg: "three"},
 	}
-	lines, n := Mistakes(errs)
+	lines, n := Mistakes(errs, nil)
 	want := []string{"a.toml:1:1: one", "a.toml:4:5: three", "a.toml: site skipped: no units generated for it", "b.toml:2:3: two", "b.toml: site skipped: no units generated for it"}
 	if n != 2 || strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got %d files:\n%s", n, strings.Join(lines, "\n"))
