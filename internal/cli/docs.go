@@ -431,7 +431,8 @@ of each valid site into NORMAL_DIR:
   site-NAME.socket          the listeners of the first listener name
   site-NAME@OTHER.socket    the listeners of each other name
   site-NAME.service         the app, hardened, in the mode recorded for the site
-  site-NAME-reload.path     with reload_trigger: watches the trigger file
+  site-NAME-reload.path     with reload_trigger: watches the trigger file; the
+                            main socket wants it, and it is part of that socket
   site-NAME-reload.service  with reload_trigger: runs sitectl touched
 
 They are exactly what sitectl units render prints for the same files. The socket

@@ -14,7 +14,9 @@
 //     `sitectl launch` so that the mode recorded under the state directory
 //     decides what runs.
 //   - site-NAME-reload.path and site-NAME-reload.service, when the site has a
-//     reload_trigger: touching that file reloads the site.
+//     reload_trigger: touching that file reloads the site. The main socket
+//     wants the path unit and the path unit is part of it, so the trigger
+//     is armed exactly while the site is in service.
 package units
 
 import (
@@ -182,7 +184,14 @@ func describe(s *site.Site) string {
 
 func renderSocket(s *site.Site, fdName string, opts Options) Unit {
 	f := &file{header: header(s, opts)}
-	unitSection(f, s, fmt.Sprintf("%s: listener %s", describe(s), fdName))
+	u := unitSection(f, s, fmt.Sprintf("%s: listener %s", describe(s), fdName))
+	if s.ReloadTrigger != "" && socketName(s, fdName) == MainSocketName(s.Name) {
+		// The trigger is armed whenever the site is in service: at boot
+		// (sockets.target wants this socket), and on any start of it
+		// after a daemon-reload, when sockets.target and paths.target
+		// are long active and start nothing.
+		u.text("Wants", ReloadPathName(s.Name))
+	}
 	sock := f.section("Socket")
 	var unix *site.Listener
 	for i, l := range s.Listeners {
@@ -402,12 +411,16 @@ func hardening(svc *section, s *site.Site) {
 
 func renderReloadPath(s *site.Site, opts Options) Unit {
 	f := &file{header: header(s, opts)}
-	unitSection(f, s, fmt.Sprintf("%s: reload when %s is touched", describe(s), s.ReloadTrigger))
+	u := unitSection(f, s, fmt.Sprintf("%s: reload when %s is touched", describe(s), s.ReloadTrigger))
+	// Started by the site's main socket (its Wants=), stopped and
+	// restarted with it: a touch must not bring back a site taken out of
+	// service, since reload-or-restart would start its service, and
+	// the service its sockets.
+	u.text("PartOf", MainSocketName(s.Name))
 	p := f.section("Path")
 	p.text("PathChanged", s.ReloadTrigger)
 	p.text("Unit", ReloadServiceName(s.Name))
-	f.section("Install").text("WantedBy", "paths.target")
-	return Unit{Name: ReloadPathName(s.Name), Content: f.String(), WantedBy: "paths.target", src: f}
+	return Unit{Name: ReloadPathName(s.Name), Content: f.String(), src: f}
 }
 
 func renderReloadService(s *site.Site, opts Options) Unit {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Issue 12.1: the operator's typo plus a daemon-reload (apt runs one on
@@ -91,4 +92,38 @@ func grepLines(text, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Issue 12.4: after the documented start steps (daemon-reload, start the
+// socket) touch-to-reload works; a socket taken down takes the trigger
+// with it, so a touch does not bring a stopped site back.
+func TestTriggerArmedWheneverInService(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"tr": goSite(port, "handoff = \"overlap\"\nreload_trigger = \"/srv/tr/restart.txt\"\n")})
+	h.run("mkdir", "-p", "/srv/tr")
+	h.run("systemctl", "start", "site-tr.socket")
+	state := func(u string) string { return h.show(u, "ActiveState")["ActiveState"] }
+	if s := state("site-tr-reload.path"); s != "active" {
+		t.Fatalf("site-tr-reload.path is %s after daemon-reload and start site-tr.socket", s)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	g := getReply(t, url).Generation
+	h.run("touch", "/srv/tr/restart.txt")
+	h.waitFor("a reload by the touch", 30*time.Second, func() bool { return getReply(t, url).Generation != g })
+
+	h.run("systemctl", "stop", "site-tr.socket")
+	if s := state("site-tr-reload.path"); s != "inactive" {
+		t.Errorf("site-tr-reload.path is %s after the socket was stopped", s)
+	}
+	h.run("touch", "/srv/tr/restart.txt")
+	time.Sleep(2 * time.Second)
+	for _, u := range []string{"site-tr.service", "site-tr.socket"} {
+		if s := state(u); s != "inactive" {
+			t.Errorf("a touch brought %s back: %s", u, s)
+		}
+	}
+	h.run("systemctl", "restart", "site-tr.socket")
+	if s := state("site-tr-reload.path"); s != "active" {
+		t.Errorf("site-tr-reload.path is %s after the socket was restarted", s)
+	}
 }
