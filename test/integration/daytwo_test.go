@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -125,5 +126,118 @@ func TestTriggerArmedWheneverInService(t *testing.T) {
 	h.run("systemctl", "restart", "site-tr.socket")
 	if s := state("site-tr-reload.path"); s != "active" {
 		t.Errorf("site-tr-reload.path is %s after the socket was restarted", s)
+	}
+}
+
+// Issue 12.8: sites have a lifecycle. enable puts a site in service (and
+// keeps it there across reboots), disable takes it out while keeping its
+// file (also across reboots), remove forgets it so that a new site of that
+// name starts afresh. Each is idempotent, has --json, and refuses a site
+// file with mistakes.
+func TestSiteLifecycle(t *testing.T) {
+	port := freePort(t)
+	good := goSite(port, "handoff = \"overlap\"\nreload_trigger = \"/srv/lc/restart.txt\"\n")
+	h := newHost(t, nil)
+	h.run("mkdir", "-p", "/srv/lc")
+	h.writeSite("lc", good) // no daemon-reload: enable does what is needed
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	type lifecycle struct {
+		Name      string `json:"name"`
+		Action    string `json:"action"`
+		Changed   bool   `json:"changed"`
+		InService bool   `json:"in_service"`
+	}
+	verb := func(v string, wantChanged bool) lifecycle {
+		t.Helper()
+		out, stderr, code := h.result("sitectl", v, "lc", "--json")
+		var r lifecycle
+		if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 {
+			t.Fatalf("sitectl %s lc: exit %d\n%s%s", v, code, out, stderr)
+		}
+		if r.Name != "lc" || r.Action != v || r.Changed != wantChanged {
+			t.Errorf("sitectl %s lc: %+v, want changed=%v", v, r, wantChanged)
+		}
+		return r
+	}
+	state := func(u string) string { return h.show(u, "ActiveState")["ActiveState"] }
+	wanted := func() bool {
+		return strings.Contains(h.run("systemctl", "show", "sockets.target", "-p", "Wants"), "site-lc.socket")
+	}
+
+	if r := verb("enable", true); !r.InService {
+		t.Errorf("enable: %+v", r)
+	}
+	if state("site-lc.socket") != "active" || state("site-lc-reload.path") != "active" || !wanted() {
+		t.Errorf("after enable: socket %s, path %s, wanted at boot %v", state("site-lc.socket"), state("site-lc-reload.path"), wanted())
+	}
+	if r := getReply(t, url); r.Site != "lc" {
+		t.Errorf("after enable: %+v", r)
+	}
+	verb("enable", false)
+	if r, code, stderr := h.mode("lc", "maintenance"); code != 0 {
+		t.Fatalf("mode maintenance: %d %+v %s", code, r, stderr)
+	}
+
+	if r := verb("disable", true); r.InService {
+		t.Errorf("disable: %+v", r)
+	}
+	for _, u := range []string{"site-lc.socket", "site-lc.service", "site-lc-reload.path"} {
+		if s := state(u); s != "inactive" {
+			t.Errorf("%s is %s after disable", u, s)
+		}
+	}
+	verb("disable", false)
+	// Across a reboot: the generator leaves a disabled site out of
+	// sockets.target, as it does at boot.
+	h.run("systemctl", "daemon-reload")
+	if wanted() {
+		t.Errorf("sockets.target still wants site-lc.socket after disable and a daemon-reload")
+	}
+	if st := state("site-lc.socket"); st != "inactive" {
+		t.Errorf("the socket after disable and a daemon-reload: %s", st)
+	}
+
+	// A site file with mistakes is refused, and nothing changes.
+	h.run("sh", "-c", `echo 'drain_timout = "5s"' >> /etc/sitectl/sites/lc.toml`)
+	for _, v := range []string{"enable", "disable"} {
+		_, stderr, code := h.result("sitectl", v, "lc")
+		if code != 2 || !strings.Contains(stderr, "/etc/sitectl/sites/lc.toml:") {
+			t.Errorf("sitectl %s with a bad file: exit %d, %s", v, code, stderr)
+		}
+	}
+	if st := state("site-lc.socket"); st != "inactive" {
+		t.Errorf("the socket after a refused enable: %s", st)
+	}
+	h.writeSite("lc", good)
+	verb("enable", true)
+	if !wanted() || state("site-lc.socket") != "active" {
+		t.Errorf("after enable again: wanted %v, socket %s", wanted(), state("site-lc.socket"))
+	}
+	if status, body := get(t, url); status != 503 || !strings.Contains(body, "maintenance") {
+		t.Errorf("enable keeps the site's mode (maintenance): %d %.80q", status, body)
+	}
+
+	// remove leaves the operator's file alone: it refuses while it exists.
+	_, stderr, code := h.result("sitectl", "remove", "lc")
+	if code != 2 || !strings.Contains(stderr, "/etc/sitectl/sites/lc.toml") || state("site-lc.socket") != "active" {
+		t.Errorf("remove with the file in place: exit %d, %s", code, stderr)
+	}
+	h.run("rm", "/etc/sitectl/sites/lc.toml")
+	verb("remove", true)
+	for _, u := range []string{"site-lc.socket", "site-lc.service", "site-lc-reload.path"} {
+		if p := h.show(u, "ActiveState", "LoadState"); p["ActiveState"] != "inactive" || p["LoadState"] != "not-found" {
+			t.Errorf("%s after remove: %v", u, p)
+		}
+	}
+	if _, err := h.try("test", "-e", "/var/lib/sitectl/sites/lc"); err == nil {
+		t.Errorf("remove kept the state of the site")
+	}
+	verb("remove", false)
+
+	// A new site of that name starts fresh, in its default mode.
+	h.writeSite("lc", good)
+	verb("enable", true)
+	if r := getReply(t, url); r.Mode != "normal" {
+		t.Errorf("a site added back under the same name serves mode %q, want normal", r.Mode)
 	}
 }
