@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/sitectl/sitectl/internal/applog"
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/modes"
@@ -203,17 +205,18 @@ func (e *env) stateWriter(st modes.Store) modes.Writer {
 // flowError maps a flow's failure to an exit code, printing the journal of
 // the failed start for a person.
 func flowError(err error, rep flow.Report, asJSON bool, stderr io.Writer) error {
-	if !asJSON && len(rep.Journal) > 0 {
-		fmt.Fprintf(stderr, "sitectl: journal of the failed start:\n")
-		for _, l := range rep.Journal {
-			fmt.Fprintf(stderr, "    %s\n", l)
-		}
+	if !asJSON {
+		printFailedStart(stderr, rep)
+	}
+	var hints []string
+	if rep.Hint != "" {
+		hints = append(hints, rep.Hint)
 	}
 	switch {
 	case errors.Is(err, flow.ErrRolledBack):
-		return withCode(exitRolledBack, err, fmt.Sprintf("the site serves in mode %s again", rep.From))
+		return withCode(exitRolledBack, err, append(hints, fmt.Sprintf("the site serves in mode %s again", rep.From))...)
 	case errors.Is(err, flow.ErrRollbackFailed):
-		return withCode(exitRollbackFail, err, "the site is down: see `systemctl status site-"+rep.Site+".service` and its journal")
+		return withCode(exitRollbackFail, err, append(hints, "the site is down: see `systemctl status site-"+rep.Site+".service` and its journal")...)
 	case errors.Is(err, flow.ErrModeNotFound):
 		return withCode(exitNotFound, err)
 	case errors.Is(err, flow.ErrNoPrevious):
@@ -224,6 +227,23 @@ func flowError(err error, rep flow.Report, asJSON bool, stderr io.Writer) error 
 		return withCode(exitUnavailable, err)
 	}
 	return stateError(err)
+}
+
+// printFailedStart prints the journal of a failed start, ending with the
+// app's last error, which a long traceback would otherwise bury.
+func printFailedStart(w io.Writer, rep flow.Report) {
+	if len(rep.Journal) > 0 {
+		fmt.Fprintf(w, "sitectl: journal of the failed start:\n")
+		for _, l := range rep.Journal {
+			fmt.Fprintf(w, "    %s\n", l)
+		}
+	}
+	if len(rep.AppError) > 0 {
+		fmt.Fprintf(w, "sitectl: the app's last error:\n")
+		for _, l := range rep.AppError {
+			fmt.Fprintf(w, "    %s\n", l)
+		}
+	}
 }
 
 // stateError words failures to write the state directory.
@@ -265,19 +285,63 @@ func isTerminal(w io.Writer) bool {
 
 // journalLines reads the journal of a unit since a time, for the report of a
 // failed start. It is best effort: without journal access it says so.
+// journald reads what the app wrote on its own time: when the app's last
+// traceback has no exception line yet, it asks journald to catch up and
+// reads again, for at most journalWait.
 func journalLines(unit string, since time.Time) []string {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), journalWait)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "-o", "short-precise",
-		"-u", unit, "--since", "@"+strconv.FormatFloat(float64(since.UnixMicro())/1e6, 'f', 6, 64), "-n", "30").Output()
+	for {
+		// Best effort, root only: journald writes what it received.
+		_ = exec.CommandContext(ctx, "journalctl", "--sync").Run()
+		lines, err := readJournal(ctx, unit, since)
+		if err != nil {
+			return []string{"(the journal could not be read: " + err.Error() + ")"}
+		}
+		if !applog.Explain(lines).Incomplete {
+			return lines
+		}
+		select {
+		case <-ctx.Done():
+			return lines
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// journalWait bounds journalLines; journalRead bounds what it reads.
+const (
+	journalWait  = 5 * time.Second
+	journalLimit = 300
+	journalBytes = 1 << 20
+)
+
+// readJournal runs journalctl for the last journalLimit lines of a unit
+// since a time, reading at most journalBytes of them.
+func readJournal(ctx context.Context, unit string, since time.Time) ([]string, error) {
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "-o", "short-precise",
+		"-u", unit, "--since", "@"+strconv.FormatFloat(float64(since.UnixMicro())/1e6, 'f', 6, 64), "-n", strconv.Itoa(journalLimit))
+	pipe, err := cmd.StdoutPipe()
 	if err != nil {
-		return []string{"(the journal could not be read: " + err.Error() + ")"}
+		return nil, err
 	}
-	text := strings.TrimRight(string(out), "\n")
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	_, rerr := io.Copy(&out, io.LimitReader(pipe, journalBytes))
+	_, _ = io.Copy(io.Discard, pipe)
+	if err := cmd.Wait(); err != nil {
+		return nil, err
+	}
+	if rerr != nil {
+		return nil, rerr
+	}
+	text := strings.TrimRight(out.String(), "\n")
 	if text == "" {
-		return nil
+		return nil, nil
 	}
-	return strings.Split(text, "\n")
+	return strings.Split(text, "\n"), nil
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/applog"
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
@@ -70,6 +71,11 @@ type Report struct {
 	MainPID  int      `json:"main_pid"`
 	Reason   string   `json:"reason,omitempty"`
 	Journal  []string `json:"journal,omitempty"`
+	// AppError is the app's last error in the journal of a failed start:
+	// the exception line of its last Python traceback, or its last lines.
+	AppError []string `json:"app_error,omitempty"`
+	// Hint explains a cause sitectl recognises in that journal.
+	Hint string `json:"hint,omitempty"`
 }
 
 // Errors a caller maps to exit codes (with errors.Is).
@@ -225,7 +231,7 @@ func (sw *switchRun) rollBack(ctx context.Context, upErr error) (Report, error) 
 	e, s, from, to := sw.e, sw.s, sw.rep.From, sw.rep.To
 	sw.rep.Reason = upErr.Error()
 	if e.Journal != nil {
-		sw.rep.Journal = e.Journal(units.ServiceName(s.Name), sw.start)
+		sw.rep.Journal, sw.rep.AppError, sw.rep.Hint = explain(s.Name, e.Journal(units.ServiceName(s.Name), sw.start))
 	}
 	e.progress("%s: mode %s did not come up: %v", s.Name, to, upErr)
 	e.progress("%s: rolling back to %s", s.Name, from)
@@ -241,6 +247,20 @@ func (sw *switchRun) rollBack(ctx context.Context, upErr error) (Report, error) 
 	sw.rep.Result, sw.rep.MainPID, sw.rep.Changed = modes.ResultRolledBack, pid, false
 	e.progress("%s: serving in mode %s again (main PID %d)", s.Name, from, pid)
 	return sw.finish(modes.ResultRolledBack, upErr.Error(), fmt.Errorf("site %s: mode %s: %v: %w", s.Name, to, upErr, ErrRolledBack))
+}
+
+// journalShown is how many of the last journal lines of a failed start a
+// report shows; the cause is looked for in all the lines read.
+const journalShown = 30
+
+// explain keeps the last journal lines of a failed start for the report
+// and finds the app's last error and a hint in all of them.
+func explain(site string, lines []string) (shown, appError []string, hint string) {
+	c := applog.Explain(lines)
+	if c.AddrInUse {
+		hint = applog.AddrInUseHint(site)
+	}
+	return lines[max(0, len(lines)-journalShown):], c.Error, hint
 }
 
 // back records the previous mode again and brings it up.

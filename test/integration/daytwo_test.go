@@ -5,6 +5,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -239,5 +240,55 @@ func TestSiteLifecycle(t *testing.T) {
 	verb("enable", true)
 	if r := getReply(t, url); r.Mode != "normal" {
 		t.Errorf("a site added back under the same name serves mode %q, want normal", r.Mode)
+	}
+}
+
+// Issue 12.5 and 11b: the report of a failed start ends with the app's last
+// error (the exception line of a Python traceback), in text and in --json;
+// when the app binds an address systemd's socket holds, one line says it
+// must take systemd's sockets.
+func TestFailedStartShowsTheAppsError(t *testing.T) {
+	port := freePort(t)
+	good := gunicornSite(port, "[probe]\npath = \"/\"\n")
+	h := newHost(t, map[string]string{"shop": good})
+	h.run("systemctl", "start", "site-shop.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+
+	// gunicorn on an app module that does not exist: a long traceback.
+	h.writeSite("shop", strings.Replace(good, "app:application", "nosuchmodule:application", 1))
+	h.run("systemctl", "daemon-reload")
+	out, stderr, code := h.result("sitectl", "restart", "shop", "--json")
+	var rep struct {
+		Result   string   `json:"result"`
+		Journal  []string `json:"journal"`
+		AppError []string `json:"app_error"`
+		Hint     string   `json:"hint"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code == 0 {
+		t.Fatalf("sitectl restart --json of a broken app: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	want := "ModuleNotFoundError: No module named 'nosuchmodule'"
+	if len(rep.AppError) != 1 || rep.AppError[0] != want || rep.Hint != "" {
+		t.Errorf("--json app_error %q hint %q, want [%q] and no hint; journal:\n%s", rep.AppError, rep.Hint, want, strings.Join(rep.Journal, "\n"))
+	}
+	_, stderr, code = h.result("sitectl", "restart", "shop")
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	i := slices.Index(lines, "sitectl: the app's last error:")
+	if code == 0 || i < 0 || i+1 >= len(lines) || strings.TrimSpace(lines[i+1]) != want {
+		t.Errorf("the text report does not end the journal with the app's last error: exit %d\n%s", code, stderr)
+	}
+
+	// An app that binds the site's address itself.
+	bind := fmt.Sprintf(`exec = ["/usr/bin/python3", "-c", "import socket; socket.socket().bind(('127.0.0.1', %d))"]
+[[listen]]
+address = "127.0.0.1:%d"
+`, port, port)
+	h.writeSite("shop", bind)
+	h.run("systemctl", "daemon-reload")
+	_, stderr, code = h.result("sitectl", "restart", "shop")
+	if code == 0 || !strings.Contains(stderr, "OSError: [Errno 98] Address already in use") ||
+		!strings.Contains(stderr, "sitectl: hint: the app tried to bind an address that site-shop.socket already holds: it must take systemd's sockets") {
+		t.Errorf("a failed start on EADDRINUSE does not explain it: exit %d\n%s", code, stderr)
 	}
 }
