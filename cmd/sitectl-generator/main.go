@@ -3,7 +3,8 @@
 // writes the units of every valid site file into the first (the "normal"
 // directory). A site file with mistakes gets the units of its last good
 // copy (kept by sitectl prepare in the state directory), or, without one,
-// is skipped; either way with one kernel-log line per mistake. Every valid
+// is skipped; either way with one error line per mistake in the journal
+// (in the kernel log at boot, before journald runs). Every valid
 // site is still generated: one bad file never costs the other sites their
 // units, and the generator never fails the boot. A site taken out of
 // service (sitectl disable) gets its units but no link that starts it.
@@ -21,6 +22,7 @@ import (
 	"os"
 
 	"github.com/sitectl/sitectl/internal/generator"
+	"github.com/sitectl/sitectl/internal/journal"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
@@ -109,27 +111,41 @@ const (
 	levelInfo = 6
 )
 
-// logger writes to the kernel log, where generator output belongs (journald
-// may not run yet), falling back to stderr.
+// logger writes to the journal when journald runs (a daemon-reload), and
+// to the kernel log otherwise (at boot journald may not run yet; it reads
+// the kernel log when it starts), falling back to stderr.
 type logger struct {
-	w    io.Writer
-	kmsg *os.File
+	w       io.Writer
+	journal bool
+	kmsg    *os.File
 }
 
-// newLogger logs to the kernel log unless this is a dry run or
-// SYSTEMD_LOG_TARGET says console, the convention of systemd's own generators.
+// newLogger logs to the journal or the kernel log unless this is a dry run
+// or SYSTEMD_LOG_TARGET says console, the convention of systemd's own
+// generators.
 func newLogger(stderr io.Writer, dryrun bool) *logger {
 	l := &logger{w: stderr}
-	if !dryrun && os.Getenv("SYSTEMD_LOG_TARGET") != "console" {
-		if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
-			l.kmsg = f
-		}
+	if dryrun || os.Getenv("SYSTEMD_LOG_TARGET") == "console" {
+		return l
+	}
+	if journal.Available() {
+		l.journal = true
+		return l
+	}
+	if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+		l.kmsg = f
 	}
 	return l
 }
 
+// Printf writes one record at a syslog level.
 func (l *logger) Printf(level int, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
+	if l.journal {
+		if err := journal.Send(level, msg, map[string]string{"SYSLOG_IDENTIFIER": "sitectl-generator"}); err == nil {
+			return
+		}
+	}
 	if l.kmsg != nil {
 		// One write per record, as /dev/kmsg requires.
 		if _, err := fmt.Fprintf(l.kmsg, "<%d>sitectl-generator[%d]: %s\n", level, os.Getpid(), msg); err == nil {
@@ -139,6 +155,7 @@ func (l *logger) Printf(level int, format string, args ...any) {
 	fmt.Fprintf(l.w, "sitectl-generator: %s\n", msg)
 }
 
+// Close closes the kernel log.
 func (l *logger) Close() {
 	if l.kmsg != nil {
 		l.kmsg.Close()

@@ -331,8 +331,9 @@ in -reload, which is reserved for the reload units.
 Every key is checked strictly: an unknown key, a value of the wrong type or out of
 range, a relative path, or a listener that collides with another site's is a
 mistake, reported as FILE:LINE:COL: what is wrong. sitectl check reports every
-mistake of every file; the generator skips a site whose file has mistakes, logs
-them to the kernel log, and still generates every other site.
+mistake of every file; the generator logs them (journalctl -t sitectl-generator),
+runs a site whose file has mistakes from its last good copy (or skips it when it has
+none), and still generates every other site.
 
 The directory is ` + paths.DefaultConfigDir + ` unless sitectl is given --config-dir or
 SITECTL_CONFIG_DIR.`)
@@ -454,17 +455,19 @@ another site's listener) is skipped, and the log says why; so is a site whose co
 cannot be read because the state directory is not mounted yet at boot (a separate
 /var), which the log also says. A site file that is gone is not a mistake: its site
 has no units. Every other site is still generated, and the generator never fails
-the boot: under systemd it exits 0 whatever it found. It logs to the kernel log (read
-it with journalctl -k or dmesg), since the journal may not run yet, or to standard
-error when SYSTEMD_LOG_TARGET is console. The kernel takes 10 lines at a time from
-it: past 8 lines of mistakes it says how many it left out.`)
+the boot: under systemd it exits 0 whatever it found. It logs at priority err to the
+journal under the identifier sitectl-generator (journalctl -t sitectl-generator -p err)
+when journald runs, as on every daemon-reload; at boot, before journald runs, to the
+kernel log, which journald reads when it starts; and to standard error when
+SYSTEMD_LOG_TARGET is console. The kernel takes 10 lines at a time: past 8 lines of
+mistakes it says how many it left out.`)
 	r.section("OPTIONS")
 	r.item("--dryrun", "", "Print the units it would write, each under a line ---PATH---, and "+
 		"the mistakes of site files on standard error; write nothing. Exit 1 if a site file has mistakes.")
 	r.section("ENVIRONMENT")
 	r.item("SITECTL_CONFIG_DIR", "", "The directory of site files instead of "+paths.DefaultConfigDir+".")
 	r.item("SITECTL_STATE_DIR", "", "The state directory the units refer to, instead of "+paths.DefaultStateDir+".")
-	r.item("SYSTEMD_LOG_TARGET", "", "console logs to standard error instead of the kernel log.")
+	r.item("SYSTEMD_LOG_TARGET", "", "console logs to standard error instead of the journal or the kernel log.")
 	r.section("EXIT STATUS")
 	r.item("0", "", "The units were written (under systemd, always, even when sites were skipped); with --dryrun, every site file is valid.")
 	r.item("1", "", "With --dryrun: a site file has mistakes, or the directory cannot be read.")
