@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
@@ -131,5 +132,35 @@ func TestOutOfServiceSitesAreNotStartedAtBoot(t *testing.T) {
 	got := strings.Join(paths, " ")
 	if got != "site-ok.socket sockets.target.wants/site-ok.socket site-ok.service site-shop.socket site-shop.service" {
 		t.Errorf("files: %s", got)
+	}
+}
+
+// Status reads a site's file as the generator does: ok, invalid and run
+// from its last good copy, or invalid and skipped.
+func TestSiteFileState(t *testing.T) {
+	dirs, _ := lastGoodHost(t)
+	when := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	if err := os.Chtimes(dirs.SiteFile("shop"), when, when); err != nil {
+		t.Fatal(err)
+	}
+	shop, err := SiteFileState(dirs, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "site file invalid since " + when.Local().Format("2006-01-02 15:04:05 MST") + " (1 error); running the last good version"
+	if !shop.Invalid || !shop.LastGood || len(shop.Errors) != 1 || shop.Summary() != want {
+		t.Errorf("shop: %+v %q, want %q", shop, shop.Summary(), want)
+	}
+	bad, err := SiteFileState(dirs, "bad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bad.Invalid || bad.LastGood || !strings.Contains(bad.Summary(), "no units: it has no last good copy") {
+		t.Errorf("bad: %+v %q", bad, bad.Summary())
+	}
+	for _, name := range []string{"ok", "gone"} {
+		if st, err := SiteFileState(dirs, name); err != nil || st.Invalid || st.Summary() != "" {
+			t.Errorf("%s: %+v %v", name, st, err)
+		}
 	}
 }
