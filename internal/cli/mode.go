@@ -49,7 +49,10 @@ func modeCmd(e *env) *cobra.Command {
 wait until it is running (READY=1 for notify sites), verify it through its own
 listener when the site has a probe (maintenance modes always are), and report.
 If the site does not come up, its previous mode is put back and brought up again,
-and sitectl exits 4 with the reason and the journal lines of the failed start.
+and sitectl exits 4 with the reason and the journal lines of the failed start,
+ending with the app's last error (the exception line of its last Python traceback,
+or its last lines; app_error in --json). When the app tried to bind an address
+the site's socket holds, a hint says it must take systemd's sockets.
 
 Only this site's service is restarted; its socket units keep the listeners open, so
 no connection is refused. A second sitectl changing the same site waits for the
@@ -104,7 +107,13 @@ func reloadCmd(e *env) *cobra.Command {
 handoff = "overlap" the new generation starts beside the serving one, on the same
 sockets, and the old one drains only once the new one is ready: no visitor waits for
 a cold start. If the new generation does not come up, the old one keeps serving and
-sitectl exits 4. For other sites this is sitectl restart.`, flow.Reload)
+sitectl exits 4. For other sites this is sitectl restart.
+
+A generation started inside the unit keeps what the unit was started with (sockets,
+user, exec, timeouts, ...). When the site file changed any of that since the service
+started (sitectl compares it with the last good copy prepare kept then), reload and
+mode restart the service fully instead, after a daemon-reload if systemd's units are
+older than the file, and say why in one line (full_restart in --json).`, flow.Reload)
 }
 
 func rollbackCmd(e *env) *cobra.Command {
@@ -165,6 +174,11 @@ func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFu
 		Progress: e.progressf,
 		Journal:  journalLines,
 	}
+	if os.Geteuid() == 0 {
+		// The last good copy is root's: it is the file the running
+		// service started from.
+		fe.Started = st.ReadLastGood
+	}
 	rep, err := run(ctx, fe, s)
 	if f.asJSON {
 		if rep.Journal == nil {
@@ -183,6 +197,9 @@ func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFu
 }
 
 func (e *env) reportText(rep flow.Report) {
+	if rep.FullRestart != "" {
+		fmt.Fprintf(e.stdout, "%s: %s\n", rep.Site, rep.FullRestart)
+	}
 	switch {
 	case rep.Reason != "":
 		fmt.Fprintf(e.stdout, "%s: %s (main PID %d)\n", rep.Site, rep.Reason, rep.MainPID)

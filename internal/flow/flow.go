@@ -35,6 +35,10 @@ type Env struct {
 	Systemd Systemd
 	// Progress gets one line per step, for a terminal.
 	Progress func(format string, args ...any)
+	// Started returns the site as its running service was started from
+	// it (the last good copy sitectl prepare keeps), or nil when that is
+	// not known; nil skips the check for changes a handover cannot apply.
+	Started func(name string) (*site.Site, error)
 	// Journal returns the journal lines of a unit since a time, for the
 	// report of a failed start.
 	Journal func(unit string, since time.Time) []string
@@ -76,6 +80,9 @@ type Report struct {
 	AppError []string `json:"app_error,omitempty"`
 	// Hint explains a cause sitectl recognises in that journal.
 	Hint string `json:"hint,omitempty"`
+	// FullRestart says why a site whose handoff is overlap was restarted
+	// fully: its file changed in a way a handover cannot apply.
+	FullRestart string `json:"full_restart,omitempty"`
 }
 
 // Errors a caller maps to exit codes (with errors.Is).
@@ -193,9 +200,12 @@ func (sw *switchRun) record(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if sw.overlapped, err = sw.e.overlapping(ctx, sw.s, sw.opts); err != nil {
+	if sw.overlapped, sw.rep.FullRestart, err = sw.e.overlapping(ctx, sw.s, sw.opts); err != nil {
 		_, err = sw.finish(modes.ResultRolledBack, err.Error(), err)
 		return err
+	}
+	if sw.rep.FullRestart != "" {
+		sw.e.progress("%s: %s", sw.s.Name, sw.rep.FullRestart)
 	}
 	sw.e.progress("%s: %s → %s", sw.s.Name, from, to)
 	if from != to || sw.overlapped {

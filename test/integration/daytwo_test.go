@@ -314,3 +314,54 @@ func TestGeneratorLogsEveryMistakeToTheJournal(t *testing.T) {
 		t.Logf("journalctl -t sitectl-generator -p err:\n%s", logged)
 	}
 }
+
+// Issue 12.3: a change to a running site that a handover inside its unit
+// cannot apply (here handoff, then drain_timeout without a daemon-reload)
+// is found by the next reload, which restarts fully and says why in one
+// line; the reload after that hands over inside the unit again.
+func TestChangeNeedingARestartRestartsFully(t *testing.T) {
+	port := freePort(t)
+	before := gunicornSite(port, "[probe]\npath = \"/\"\n")
+	h := newHost(t, map[string]string{"shop": before})
+	h.run("systemctl", "start", "site-shop.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	pid := func() string { return h.show("site-shop.service", "MainPID")["MainPID"] }
+	first := pid()
+
+	overlap := strings.Replace(before, "server = \"gunicorn\"\n", "server = \"gunicorn\"\nhandoff = \"overlap\"\n", 1)
+	h.writeSite("shop", overlap)
+	h.run("systemctl", "daemon-reload")
+	out, stderr, code := h.result("sitectl", "reload", "shop")
+	why := "shop: handoff changed since the service started, which a handover inside it cannot apply: restarting fully"
+	if code != 0 || !strings.Contains(out, why) {
+		t.Fatalf("sitectl reload after handoff changed: exit %d, want 0 and %q\n%s%s", code, why, out, stderr)
+	}
+	launcher := pid()
+	if launcher == first {
+		t.Errorf("the service was not restarted: main PID %s", first)
+	}
+	getReply(t, url)
+
+	// Now a handover inside the unit: the launcher stays.
+	out, stderr, code = h.result("sitectl", "reload", "shop")
+	if code != 0 || strings.Contains(out, "restarting fully") || pid() != launcher {
+		t.Errorf("the next reload: exit %d, main PID %s then %s\n%s%s", code, launcher, pid(), out, stderr)
+	}
+
+	// A change the operator did not daemon-reload: sitectl has systemd
+	// load the units afresh, so the restart applies it.
+	h.writeSite("shop", strings.Replace(overlap, "drain_timeout = \"10s\"", "drain_timeout = \"7s\"", 1))
+	out, stderr, code = h.result("sitectl", "reload", "shop", "--json")
+	var rep struct {
+		Result      string `json:"result"`
+		FullRestart string `json:"full_restart"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || rep.Result != "ok" ||
+		!strings.HasPrefix(rep.FullRestart, "drain_timeout changed since the service started") {
+		t.Errorf("sitectl reload --json after drain_timeout changed: exit %d %+v\n%s%s", code, rep, out, stderr)
+	}
+	if p := h.show("site-shop.service", "NeedDaemonReload", "MainPID"); p["NeedDaemonReload"] != "no" || p["MainPID"] == launcher {
+		t.Errorf("after the full restart: %v (launcher was %s)", p, launcher)
+	}
+}
