@@ -23,6 +23,7 @@ import (
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sockheld"
 )
 
 // changeFlags are the flags of every verb that changes a site.
@@ -178,6 +179,7 @@ func (e *env) change(ctx context.Context, name string, f changeFlags, run flowFu
 		// The last good copy is root's: it is the file the running
 		// service started from.
 		fe.Started = st.ReadLastGood
+		fe.SocketsMissing = func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) }
 	}
 	rep, err := run(ctx, fe, s)
 	if f.asJSON {

@@ -39,6 +39,9 @@ type Env struct {
 	// it (the last good copy sitectl prepare keeps), or nil when that is
 	// not known; nil skips the check for changes a handover cannot apply.
 	Started func(name string) (*site.Site, error)
+	// SocketsMissing returns the listeners of a site for which systemd
+	// holds no listening socket (sockheld.Missing); nil skips the check.
+	SocketsMissing func(s *site.Site) ([]string, error)
 	// Journal returns the journal lines of a unit since a time, for the
 	// report of a failed start.
 	Journal func(unit string, since time.Time) []string
@@ -91,6 +94,7 @@ var (
 	ErrRolledBack     = errors.New("the site did not come up and was rolled back")
 	ErrRollbackFailed = errors.New("the site did not come up, and neither did its previous mode")
 	ErrNoPrevious     = errors.New("the site has no previous mode to roll back to")
+	ErrSocketLost     = errors.New("its socket unit holds no socket")
 )
 
 // Current is the mode a site is recorded in: its mode file, or its default
@@ -128,6 +132,9 @@ type Options struct {
 func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (Report, error) {
 	sw, done, err := begin(ctx, e, s, to, opts)
 	if done || err != nil {
+		return sw.rep, err
+	}
+	if err := e.socketsHeld(ctx, s); err != nil {
 		return sw.rep, err
 	}
 	if err := sw.record(ctx); err != nil {

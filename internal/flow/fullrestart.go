@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -113,4 +114,47 @@ func (e *Env) fullRestartNeeded(ctx context.Context, s *site.Site) (string, erro
 		}
 	}
 	return why, nil
+}
+
+// socketsHeld refuses to start a site whose active socket unit holds no
+// socket: systemd closes a socket unit's sockets when its configuration
+// changes while it runs (its units went away with a site file and came
+// back), keeps it "active", and starts the service without LISTEN_FDS,
+// so the app binds an address of its own or none. Only a restart of the
+// socket unit opens them again; nothing is changed before it.
+func (e *Env) socketsHeld(ctx context.Context, s *site.Site) error {
+	if e.SocketsMissing == nil {
+		return nil
+	}
+	missing, err := e.SocketsMissing(s)
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	socket := units.MainSocketName(s.Name)
+	active, err := e.socketActive(ctx, socket)
+	if err != nil || !active {
+		return err // a socket unit that is not active starts afresh with the service
+	}
+	return fmt.Errorf("site %s: systemd holds no socket for %s although %s is active (its configuration changed while it ran); nothing was done: run `systemctl restart %s` (the service stops with it and starts again at the next connection): %w",
+		s.Name, strings.Join(missing, ", "), socket, strings.Join(units.SocketNames(s), " "), ErrSocketLost)
+}
+
+// unitStates reads the state of units of any type; control.Manager has it
+// (UnitsByName reads a service's properties too, which a socket has not).
+type unitStates interface {
+	States(ctx context.Context, names ...string) ([]control.Unit, error)
+}
+
+// socketActive tells whether a socket unit is active.
+func (e *Env) socketActive(ctx context.Context, socket string) (bool, error) {
+	r, ok := e.Systemd.(unitStates)
+	if !ok {
+		u, err := e.unit(ctx, socket)
+		return err == nil && u.ActiveState == "active", nil
+	}
+	us, err := r.States(ctx, socket)
+	if err != nil {
+		return false, err
+	}
+	return len(us) == 1 && us[0].ActiveState == "active", nil
 }

@@ -1,7 +1,11 @@
 package flow
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
@@ -36,5 +40,28 @@ func TestFullRestartReason(t *testing.T) {
 	}
 	if got := FullRestartReason(nil, running, units.Options{}); got != "" {
 		t.Errorf("without a copy: %q", got)
+	}
+}
+
+// A site whose active socket unit holds no socket is not restarted: the
+// app would start without LISTEN_FDS. The error says the exact command,
+// and nothing was recorded.
+func TestSocketLostRefusesAndSaysTheCommand(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	e.SocketsMissing = func(*site.Site) ([]string, error) { return []string{"127.0.0.1:8080"}, nil }
+	_, err := Restart(context.Background(), e, s, time.Minute)
+	if !errors.Is(err, ErrSocketLost) || !strings.Contains(err.Error(), "run `systemctl restart site-karl.socket`") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(f.restarts) != 0 {
+		t.Errorf("restarted anyway: %v", f.restarts)
+	}
+	if st, _ := e.Store.ReadState("karl"); len(st.History) != 0 || st.Pending != nil {
+		t.Errorf("recorded: %+v", st)
+	}
+	e.SocketsMissing = func(*site.Site) ([]string, error) { return nil, nil }
+	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || len(f.restarts) != 1 {
+		t.Errorf("with its sockets held: %v, restarts %v", err, f.restarts)
 	}
 }

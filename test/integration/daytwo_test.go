@@ -365,3 +365,42 @@ func TestChangeNeedingARestartRestartsFully(t *testing.T) {
 		t.Errorf("after the full restart: %v (launcher was %s)", p, launcher)
 	}
 }
+
+// Issue 12.1: a site with no last good copy yet (its service last started
+// under a sitectl that kept none) loses its units to a typo and a
+// daemon-reload, and systemd closes its socket ("not functional until
+// restarted") while the unit stays active. After the fix and the next
+// daemon-reload, sitectl restart changes nothing and tells the exact
+// command, instead of starting the app without its socket (gunicorn then
+// bound 127.0.0.1:8000 and the site went down); after that command,
+// sitectl restart works.
+func TestRestartAfterRecoveryWithoutACopy(t *testing.T) {
+	port := freePort(t)
+	good := gunicornSite(port, "[probe]\npath = \"/\"\n")
+	h := newHost(t, map[string]string{"shop": good})
+	h.run("systemctl", "start", "site-shop.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	h.run("rm", "/var/lib/sitectl/sites/shop/last-good.toml")
+
+	h.run("sh", "-c", `echo 'drain_timout = "5s"' >> /etc/sitectl/sites/shop.toml`)
+	h.run("systemctl", "daemon-reload")
+	h.writeSite("shop", good)
+	h.run("systemctl", "daemon-reload")
+	pid := h.show("site-shop.service", "MainPID")["MainPID"]
+	out, stderr, code := h.result("sitectl", "restart", "shop")
+	command := "run `systemctl restart site-shop.socket`"
+	if code == 0 || !strings.Contains(stderr, command) || !strings.Contains(stderr, fmt.Sprintf("no socket for 127.0.0.1:%d", port)) {
+		t.Fatalf("sitectl restart with the socket closed: exit %d, want the command %q\n%s%s", code, command, out, stderr)
+	}
+	if now := h.show("site-shop.service", "MainPID")["MainPID"]; now != pid {
+		t.Errorf("the refused restart changed the service: main PID %s, then %s", pid, now)
+	}
+	h.run("systemctl", "restart", "site-shop.socket")
+	if out, stderr, code := h.result("sitectl", "restart", "shop"); code != 0 {
+		t.Fatalf("sitectl restart after the socket restart: exit %d\n%s%s", code, out, stderr)
+	}
+	if r := getReply(t, url); r.Site != "shop" {
+		t.Errorf("after the fix: %+v", r)
+	}
+}
