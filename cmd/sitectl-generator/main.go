@@ -1,9 +1,13 @@
 // Command sitectl-generator is the systemd generator of sitectl. systemd runs
 // it at boot and on every daemon-reload with three output directories; it
 // writes the units of every valid site file into the first (the "normal"
-// directory). A site file with mistakes is skipped with one kernel-log line
-// per mistake, and every valid site is still generated: one bad file never
-// costs the other sites their units, and the generator never fails the boot.
+// directory). A site file with mistakes gets the units of its last good
+// copy (kept by sitectl prepare in the state directory), or, without one,
+// is skipped; either way with one error line per mistake in the journal
+// (in the kernel log at boot, before journald runs). Every valid
+// site is still generated: one bad file never costs the other sites their
+// units, and the generator never fails the boot. A site taken out of
+// service (sitectl disable) gets its units but no link that starts it.
 //
 //	sitectl-generator NORMAL_DIR [EARLY_DIR LATE_DIR]
 //	sitectl-generator --dryrun    # print what would be written, exit 1 on mistakes
@@ -18,6 +22,7 @@ import (
 	"os"
 
 	"github.com/sitectl/sitectl/internal/generator"
+	"github.com/sitectl/sitectl/internal/journal"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
@@ -48,7 +53,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := units.Options{Dirs: dirs}
 	res = generator.Checked(res, opts)
-	lines, skipped := generator.Mistakes(res.Errors)
+	problem := generator.StateProblem(dirs.State)
+	res, outcomes := generator.WithLastGood(res, opts, problem)
+	lines, skipped := generator.Mistakes(res.Errors, outcomes)
+	if problem != "" && len(res.Sites)+len(outcomes) > 0 {
+		lines = append([]string{"the state directory cannot be read: " + problem +
+			"; sites taken out of service with sitectl disable start anyway, and site files with mistakes have no last good version"}, lines...)
+	}
 	if log.kmsg != nil && len(lines) > kmsgBurst-2 {
 		// The kernel drops what a writer sends to /dev/kmsg beyond 10
 		// lines in 5 s: say how to see the rest rather than lose it
@@ -59,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, l := range lines {
 		log.Printf(levelErr, "%s", l)
 	}
-	files := generator.Files(res.Sites, opts)
+	files := generator.FilesFor(res.Sites, opts, generator.OutOfService(res.Sites, opts))
 	if dryrun {
 		if err := generator.Print(stdout, files); err != nil {
 			return 1
@@ -73,7 +84,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Printf(levelErr, "%v", err)
 		return 0
 	}
-	log.Printf(levelInfo, "generated units for %d sites from %s (%d skipped)", len(res.Sites), dirs.Config, skipped)
+	lastGood := ""
+	if n := len(outcomes) - skipped; n > 0 {
+		lastGood = fmt.Sprintf(", %d running the last good version", n)
+	}
+	log.Printf(levelInfo, "generated units for %d sites from %s (%d skipped%s)", len(res.Sites), dirs.Config, skipped, lastGood)
 	return 0
 }
 
@@ -96,27 +111,41 @@ const (
 	levelInfo = 6
 )
 
-// logger writes to the kernel log, where generator output belongs (journald
-// may not run yet), falling back to stderr.
+// logger writes to the journal when journald runs (a daemon-reload), and
+// to the kernel log otherwise (at boot journald may not run yet; it reads
+// the kernel log when it starts), falling back to stderr.
 type logger struct {
-	w    io.Writer
-	kmsg *os.File
+	w       io.Writer
+	journal bool
+	kmsg    *os.File
 }
 
-// newLogger logs to the kernel log unless this is a dry run or
-// SYSTEMD_LOG_TARGET says console, the convention of systemd's own generators.
+// newLogger logs to the journal or the kernel log unless this is a dry run
+// or SYSTEMD_LOG_TARGET says console, the convention of systemd's own
+// generators.
 func newLogger(stderr io.Writer, dryrun bool) *logger {
 	l := &logger{w: stderr}
-	if !dryrun && os.Getenv("SYSTEMD_LOG_TARGET") != "console" {
-		if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
-			l.kmsg = f
-		}
+	if dryrun || os.Getenv("SYSTEMD_LOG_TARGET") == "console" {
+		return l
+	}
+	if journal.Available() {
+		l.journal = true
+		return l
+	}
+	if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+		l.kmsg = f
 	}
 	return l
 }
 
+// Printf writes one record at a syslog level.
 func (l *logger) Printf(level int, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
+	if l.journal {
+		if err := journal.Send(level, msg, map[string]string{"SYSLOG_IDENTIFIER": "sitectl-generator"}); err == nil {
+			return
+		}
+	}
 	if l.kmsg != nil {
 		// One write per record, as /dev/kmsg requires.
 		if _, err := fmt.Fprintf(l.kmsg, "<%d>sitectl-generator[%d]: %s\n", level, os.Getpid(), msg); err == nil {
@@ -126,6 +155,7 @@ func (l *logger) Printf(level int, format string, args ...any) {
 	fmt.Fprintf(l.w, "sitectl-generator: %s\n", msg)
 }
 
+// Close closes the kernel log.
 func (l *logger) Close() {
 	if l.kmsg != nil {
 		l.kmsg.Close()

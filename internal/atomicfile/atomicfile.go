@@ -44,6 +44,25 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	return syncDir(dir)
 }
 
+// Remove removes path, a file or a whole directory, at once: it is renamed
+// to a hidden name beside it (durably), and only then removed. A crash at
+// any instant leaves path whole or gone, never half removed; what a crash
+// leaves behind is the hidden name, which begins with a dot.
+func Remove(path string) error {
+	dir := filepath.Dir(path)
+	gone := filepath.Join(dir, fmt.Sprintf(".%s.removed-%d", filepath.Base(path), os.Getpid()))
+	if err := os.Rename(path, gone); err != nil {
+		return fmt.Errorf("cannot remove %s: %w", path, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(gone); err != nil {
+		return fmt.Errorf("%s is gone, but cannot remove what it held (%s): %w", path, gone, err)
+	}
+	return nil
+}
+
 // syncDir makes the directory's entries (a rename, a new file) durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

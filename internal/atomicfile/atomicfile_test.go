@@ -40,3 +40,23 @@ func TestWriteFailureKeepsOldContent(t *testing.T) {
 		t.Fatalf("old file changed to %q", got)
 	}
 }
+
+func TestRemoveTakesAWholeDirectory(t *testing.T) {
+	dir := t.TempDir()
+	site := filepath.Join(dir, "karl")
+	if err := os.MkdirAll(filepath.Join(site, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(site, "mode.env"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(site); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("left behind: %v", entries)
+	}
+	if err := Remove(site); err == nil {
+		t.Error("removing what is not there succeeded")
+	}
+}

@@ -338,8 +338,9 @@ in -reload, which is reserved for the reload units.
 Every key is checked strictly: an unknown key, a value of the wrong type or out of
 range, a relative path, or a listener that collides with another site's is a
 mistake, reported as FILE:LINE:COL: what is wrong. sitectl check reports every
-mistake of every file; the generator skips a site whose file has mistakes, logs
-them to the kernel log, and still generates every other site.
+mistake of every file; the generator logs them (journalctl -t sitectl-generator),
+runs a site whose file has mistakes from its last good copy (or skips it when it has
+none), and still generates every other site.
 
 The directory is ` + paths.DefaultConfigDir + ` unless sitectl is given --config-dir or
 SITECTL_CONFIG_DIR.`)
@@ -438,32 +439,50 @@ of each valid site into NORMAL_DIR:
   site-NAME.socket          the listeners of the first listener name
   site-NAME@OTHER.socket    the listeners of each other name
   site-NAME.service         the app, hardened, in the mode recorded for the site
-  site-NAME-reload.path     with reload_trigger: watches the trigger file
+  site-NAME-reload.path     with reload_trigger: watches the trigger file; the
+                            main socket wants it, and it is part of that socket
   site-NAME-reload.service  with reload_trigger: runs sitectl touched
 
 They are exactly what sitectl units render prints for the same files. The socket
 units are wanted by sockets.target: a site's listeners are open from boot, and its
-first connection starts the app. Drop-ins in /etc/systemd/system/UNIT.d/ apply to
-generated units as to any other.
+first connection starts the app. A site taken out of service with sitectl disable
+gets its units but not that link, so it stays down across reboots until sitectl
+enable. Drop-ins in /etc/systemd/system/UNIT.d/ apply to generated units as to any
+other.
 
-A site file with mistakes is skipped: each mistake is logged as FILE:LINE:COL: what is
-wrong, and every other site is still generated. The generator never fails the boot:
-under systemd it exits 0 whatever it found. It logs to the kernel log (read it with
-journalctl -k or dmesg), since the journal may not run yet, or to standard error when
-SYSTEMD_LOG_TARGET is console.`)
+A site file with mistakes does not take its site down. Each mistake is logged as
+FILE:LINE:COL: what is wrong, and the site's units are written from the last good
+copy of its file: the version its service last started from, which sitectl prepare
+keeps in ` + paths.DefaultStateDir + `/sites/NAME/last-good.toml. Those units name the
+copy in their first comment line and as their SourcePath=, and the log says, first,
+"FILE has N mistakes: running the last good version". The next daemon-reload after
+the file is fixed writes the units from the file again. A site whose file has
+mistakes and that has no usable copy (it never started, or the copy collides with
+another site's listener) is skipped, and the log says why; so is a site whose copy
+cannot be read because the state directory is not mounted yet at boot (a separate
+/var), which the log also says. A site file that is gone is not a mistake: its site
+has no units. Every other site is still generated, and the generator never fails
+the boot: under systemd it exits 0 whatever it found. It logs at priority err to the
+journal under the identifier sitectl-generator (journalctl -t sitectl-generator -p err)
+when journald runs, as on every daemon-reload; at boot, before journald runs, to the
+kernel log, which journald reads when it starts; and to standard error when
+SYSTEMD_LOG_TARGET is console. The kernel takes 10 lines at a time: past 8 lines of
+mistakes it says how many it left out.`)
 	r.section("OPTIONS")
 	r.item("--dryrun", "", "Print the units it would write, each under a line ---PATH---, and "+
-		"the mistakes of skipped sites on standard error; write nothing. Exit 1 if a site file has mistakes.")
+		"the mistakes of site files on standard error; write nothing. Exit 1 if a site file has mistakes.")
 	r.section("ENVIRONMENT")
 	r.item("SITECTL_CONFIG_DIR", "", "The directory of site files instead of "+paths.DefaultConfigDir+".")
 	r.item("SITECTL_STATE_DIR", "", "The state directory the units refer to, instead of "+paths.DefaultStateDir+".")
-	r.item("SYSTEMD_LOG_TARGET", "", "console logs to standard error instead of the kernel log.")
+	r.item("SYSTEMD_LOG_TARGET", "", "console logs to standard error instead of the journal or the kernel log.")
 	r.section("EXIT STATUS")
 	r.item("0", "", "The units were written (under systemd, always, even when sites were skipped); with --dryrun, every site file is valid.")
 	r.item("1", "", "With --dryrun: a site file has mistakes, or the directory cannot be read.")
 	r.item("2", "", "Bad usage: neither one nor three directories, nor --dryrun.")
 	r.section("FILES")
 	r.item(paths.DefaultConfigDir+"/*.toml", "", "The site files.")
+	r.item(paths.DefaultStateDir+"/sites/NAME/last-good.toml", "", "The last good copy of a site's file (sitectl prepare keeps it).")
+	r.item(paths.DefaultStateDir+"/sites/NAME/out-of-service", "", "Marks a site taken out of service with sitectl disable.")
 	r.item("/run/systemd/generator/", "", "Where systemd has its generators write units (NORMAL_DIR).")
 	r.seeAlso([]string{"sitectl(1)", "sitectl.toml(5)", "sitectl-units-render(1)", "systemd.generator(7)",
 		"systemctl(1)", "journalctl(1)"})

@@ -44,6 +44,7 @@ func TestManPageSections(t *testing.T) {
 	dir, names := writeManPages(t)
 	for _, want := range []string{
 		"sitectl.1", "sitectl-mode.1", "sitectl-check.1", "sitectl-units-render.1", "sitectl-completion-bash.1",
+		"sitectl-enable.1", "sitectl-disable.1", "sitectl-remove.1",
 		"sitectl.toml.5", "sitectl-json.7",
 		"sitectl-generator.8", "sitectl-prepare.8", "sitectl-launch.8", "sitectl-cleanup.8", "sitectl-touched.8", "sitectl-state-server.8", "sitectl-dial-server.8",
 	} {

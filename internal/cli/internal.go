@@ -28,21 +28,47 @@ import (
 
 // loadSite reads and validates one site of the config directory.
 func (e *env) loadSite(name string) (*site.Site, error) {
+	s, _, err := e.readSite(name)
+	return s, err
+}
+
+// readSite is loadSite that also returns the file's content.
+func (e *env) readSite(name string) (*site.Site, []byte, error) {
 	if err := site.ValidateName(name); err != nil {
-		return nil, withCode(exitUsage, err)
+		return nil, nil, withCode(exitUsage, err)
 	}
 	data, err := site.ReadFile(e.dirs.SiteFile(name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, withCode(exitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, e.dirs.SiteFile(name)))
+		return nil, nil, withCode(exitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, e.dirs.SiteFile(name)))
 	}
 	if err != nil {
-		return nil, withCode(siteReadCode(err), fmt.Errorf("cannot read site %s: %w", name, err))
+		return nil, nil, withCode(siteReadCode(err), fmt.Errorf("cannot read site %s: %w", name, err))
 	}
 	s, err := site.Parse(e.dirs.SiteFile(name), data)
 	if err != nil {
-		return nil, withCode(exitUsage, fmt.Errorf("site %s has mistakes:\n%w", name, err), "fix them, check with `sitectl check`, then `systemctl daemon-reload`")
+		return nil, nil, withCode(exitUsage, fmt.Errorf("site %s has mistakes:\n%w", name, err), "fix them, check with `sitectl check`, then `systemctl daemon-reload`")
 	}
-	return s, nil
+	return s, data, nil
+}
+
+// startingSite is the site its service starts from: its site file, or,
+// when that has mistakes, the last good copy of it that an earlier start
+// kept, which is what the generator wrote the units from (a restart by
+// systemd itself, after a crash or on an idle site's first request, must
+// not fail over a typo). data is nil in that case: there is nothing new
+// to keep.
+func (e *env) startingSite(name string, st modes.Store) (*site.Site, []byte, error) {
+	s, data, err := e.readSite(name)
+	if err == nil || codeOf(err) != exitUsage {
+		return s, data, err
+	}
+	good, gerr := st.ReadLastGood(name)
+	if gerr != nil || good == nil {
+		return nil, nil, err
+	}
+	term.Fprintf(e.stderr, "site %s: %s has mistakes; starting from its last good copy %s: fix the file (sitectl check shows how) and run systemctl daemon-reload\n",
+		name, e.dirs.SiteFile(name), good.File)
+	return good, nil, nil
 }
 
 func prepareCmd(e *env) *cobra.Command {
@@ -52,23 +78,28 @@ func prepareCmd(e *env) *cobra.Command {
 		Short:   "Record the default mode of a site that has none yet (ExecStartPre=)",
 		Long: `Run as root by the site's service before each start: a site that has no mode
 recorded under the state directory gets its default mode, and the environment file of
-the recorded mode is brought up to date with the site file.`,
+the recorded mode is brought up to date with the site file. It keeps a copy of the site
+file the service starts from (last-good.toml in the site's state directory): when the
+site file has mistakes, the generator writes the site's units from that copy, and
+prepare starts from it too, so that a typo never takes a site off its socket.`,
 		Args: args(1, 1, "one site name"),
 		RunE: func(c *cobra.Command, a []string) error {
-			s, err := e.loadSite(a[0])
+			st := modes.Store{Dir: e.dirs.State}
+			s, data, err := e.startingSite(a[0], st)
 			if err != nil {
 				return err
 			}
-			st := modes.Store{Dir: e.dirs.State}
-			r, err := st.Refresh(s)
-			switch r {
-			case modes.RefreshedDefault:
-				term.Fprintf(e.stderr, "site %s has no mode recorded: starting in its default mode %s\n", s.Name, s.DefaultMode)
-			case modes.RefreshedKept:
-				current, _, _ := st.Current(s.Name)
-				term.Fprintf(e.stderr, "site %s is recorded in mode %s, which its site file no longer has: keeping the recorded environment\n", s.Name, current)
+			if err := e.prepareMode(s, st); err != nil {
+				return err
 			}
-			return err
+			if data != nil {
+				if err := st.SaveLastGood(s, data); err != nil {
+					// The site starts all the same; only a later typo
+					// would find no copy.
+					term.Fprintf(e.stderr, "site %s: %v\n", s.Name, err)
+				}
+			}
+			return nil
 		},
 	}
 }
@@ -115,6 +146,22 @@ func (f *launchFlags) site(name string) (*site.Site, error) {
 		s.Probe = &site.Probe{Path: f.probePath, Status: f.probeStatus, Timeout: f.probeTimeout}
 	}
 	return s, nil
+}
+
+// prepareMode records the default mode of a site that has none, and brings
+// the environment file of its recorded mode up to date with the site file,
+// under the mode lock (modes.Store.Refresh): a switch that records another
+// mode meanwhile is never undone.
+func (e *env) prepareMode(s *site.Site, st modes.Store) error {
+	r, err := st.Refresh(s)
+	switch r {
+	case modes.RefreshedDefault:
+		term.Fprintf(e.stderr, "site %s has no mode recorded: starting in its default mode %s\n", s.Name, s.DefaultMode)
+	case modes.RefreshedKept:
+		current, _, _ := st.Current(s.Name)
+		term.Fprintf(e.stderr, "site %s is recorded in mode %s, which its site file no longer has: keeping the recorded environment\n", s.Name, current)
+	}
+	return err
 }
 
 func launchCmd(e *env) *cobra.Command {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/jsonschema"
+	"github.com/sitectl/sitectl/internal/lifecycle"
 	"github.com/sitectl/sitectl/internal/status"
 )
 
@@ -36,6 +37,8 @@ var jsonOutputs = []jsonOutput{
 		reflect.TypeOf([]historyEntry{})},
 	{"check", []string{"check"}, "one object: every file checked, its mistakes and warnings",
 		reflect.TypeOf(checkJSON{})},
+	{"lifecycle", []string{"enable", "disable", "remove"}, "one object: what the verb did to the site",
+		reflect.TypeOf(lifecycle.Report{})},
 }
 
 // schema is the JSON Schema of an output.

@@ -136,7 +136,7 @@ func (e *env) logUnits(name string) ([]string, error) {
 	s, perr := site.ParseNamed(file, name, data)
 	if err != nil || perr != nil {
 		s = &site.Site{Name: name}
-		if good, ok := (modes.Store{Dir: e.dirs.State}).ReadLastGood(name); ok {
+		if good, ok := (modes.Store{Dir: e.dirs.State}).LastGood(name); ok {
 			s = good
 		}
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,10 +17,12 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/sitectl/sitectl/internal/applog"
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sockheld"
 	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/term"
 )
@@ -54,7 +57,10 @@ func modeCmd(e *env) *cobra.Command {
 wait until it is running (READY=1 for notify sites), verify it through its own
 listener when the site has a probe (maintenance modes always are), and report.
 If the site does not come up, its previous mode is put back and brought up again,
-and sitectl exits 4 with the reason and the journal lines of the failed start.
+and sitectl exits 4 with the reason and the journal lines of the failed start,
+ending with the app's last error (the exception line of its last Python traceback,
+or its last lines; app_error in --json). When the app tried to bind an address
+the site's socket holds, a hint says it must take systemd's sockets.
 
 Only this site's service is restarted; its socket units keep the listeners open, so
 no connection is refused. A second sitectl changing the same site waits for the
@@ -110,7 +116,13 @@ func reloadCmd(e *env) *cobra.Command {
 handoff = "overlap" the new generation starts beside the serving one, on the same
 sockets, and the old one drains only once the new one is ready: no visitor waits for
 a cold start. If the new generation does not come up, the old one keeps serving and
-sitectl exits 4. For other sites this is sitectl restart.`)
+sitectl exits 4. For other sites this is sitectl restart.
+
+A generation started inside the unit keeps what the unit was started with (sockets,
+user, exec, timeouts, ...). When the site file changed any of that since the service
+started (sitectl compares it with the last good copy prepare kept then), reload and
+mode restart the service fully instead, after a daemon-reload if systemd's units are
+older than the file, and say why in one line (full_restart in --json).`)
 }
 
 func rollbackCmd(e *env) *cobra.Command {
@@ -161,11 +173,8 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 	} else if err == nil {
 		e.reportText(rep)
 	}
-	if err != nil && !asJSON && len(rep.Journal) > 0 {
-		term.Fprintf(e.stderr, "sitectl: journal of the failed start:\n")
-		for _, l := range rep.Journal {
-			term.Fprintf(e.stderr, "    %s\n", l)
-		}
+	if err != nil && !asJSON {
+		printFailedStart(e.stderr, rep)
 	}
 	return err
 }
@@ -196,7 +205,12 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 		return rep, err
 	}
 	defer lock.Unlock()
-	fe := &flow.Env{Store: who.Store, Writer: who, Systemd: mgr, Progress: progress, Journal: journalLines, DialTCP: e.dialTCP}
+	fe := &flow.Env{Store: who.Store, Writer: who, Systemd: mgr, Progress: progress, Journal: journalLines, DialTCP: e.dialTCP,
+		// The last good copy is root's: it is the file the running
+		// service started from.
+		Started:        who.Store.ReadLastGood,
+		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) },
+	}
 	rep, err = flowOf(req)(context.WithoutCancel(ctx), fe, s)
 	return rep, flowExit(err, rep)
 }
@@ -228,6 +242,9 @@ func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservic
 }
 
 func (e *env) reportText(rep flow.Report) {
+	if rep.FullRestart != "" {
+		term.Fprintf(e.stdout, "%s: %s\n", rep.Site, rep.FullRestart)
+	}
 	switch {
 	case rep.Reason != "":
 		term.Fprintf(e.stdout, "%s: %s (main PID %d)\n", rep.Site, rep.Reason, rep.MainPID)
@@ -240,13 +257,17 @@ func (e *env) reportText(rep flow.Report) {
 
 // flowExit maps a flow's failure to an exit code.
 func flowExit(err error, rep flow.Report) error {
+	var hints []string
+	if rep.Hint != "" {
+		hints = append(hints, rep.Hint)
+	}
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, flow.ErrRolledBack):
-		return withCode(exitRolledBack, err, fmt.Sprintf("the site serves in mode %s again", rep.From))
+		return withCode(exitRolledBack, err, append(hints, fmt.Sprintf("the site serves in mode %s again", rep.From))...)
 	case errors.Is(err, flow.ErrRollbackFailed):
-		return withCode(exitRollbackFail, err, "the site is down: see `systemctl status site-"+rep.Site+".service` and its journal")
+		return withCode(exitRollbackFail, err, append(hints, "the site is down: see `systemctl status site-"+rep.Site+".service` and its journal")...)
 	case errors.Is(err, flow.ErrStopped):
 		return withCode(exitFailed, err, "it stays stopped, in mode "+rep.From+"; `systemctl start site-"+rep.Site+".socket` starts it again")
 	case errors.Is(err, flow.ErrModeNotFound):
@@ -259,6 +280,23 @@ func flowExit(err error, rep flow.Report) error {
 		return withCode(exitUnavailable, err)
 	}
 	return stateError(err)
+}
+
+// printFailedStart prints the journal of a failed start, ending with the
+// app's last error, which a long traceback would otherwise bury.
+func printFailedStart(w io.Writer, rep flow.Report) {
+	if len(rep.Journal) > 0 {
+		term.Fprintf(w, "sitectl: journal of the failed start:\n")
+		for _, l := range rep.Journal {
+			term.Fprintf(w, "    %s\n", l)
+		}
+	}
+	if len(rep.AppError) > 0 {
+		term.Fprintf(w, "sitectl: the app's last error:\n")
+		for _, l := range rep.AppError {
+			term.Fprintf(w, "    %s\n", l)
+		}
+	}
 }
 
 // stateError words failures to write the state directory.
@@ -306,21 +344,65 @@ func isTerminal(w io.Writer) bool {
 
 // journalLines reads the journal of a unit since a time, for the report of a
 // failed start. It is best effort: without journal access it says so.
+// journald reads what the app wrote on its own time: when the app's last
+// traceback has no exception line yet, it asks journald to catch up and
+// reads again, for at most journalWait.
 func journalLines(unit string, since time.Time) []string {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), journalWait)
 	defer cancel()
+	for {
+		// Best effort, root only: journald writes what it received.
+		_ = exec.CommandContext(ctx, "journalctl", "--sync").Run()
+		lines, err := readJournal(ctx, unit, since)
+		if err != nil {
+			return []string{"(the journal could not be read: " + err.Error() + ")"}
+		}
+		if !applog.Explain(lines).Incomplete {
+			return lines
+		}
+		select {
+		case <-ctx.Done():
+			return lines
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// journalWait bounds journalLines; journalRead bounds what it reads.
+const (
+	journalWait  = 5 * time.Second
+	journalLimit = 300
+	journalBytes = 1 << 20
+)
+
+// readJournal runs journalctl for the last journalLimit lines of a unit
+// since a time, reading at most journalBytes of them.
+func readJournal(ctx context.Context, unit string, since time.Time) ([]string, error) {
+	var out bytes.Buffer
 	// --all: a line with control characters is shown (escaped when
 	// printed), not hidden as "[N blob data]" from whoever must read it.
-	out, err := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "--all", "-o", "short-precise",
-		"-u", unit, "--since", "@"+strconv.FormatFloat(float64(since.UnixMicro())/1e6, 'f', 6, 64), "-n", "30").Output()
+	cmd := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "--all", "-o", "short-precise",
+		"-u", unit, "--since", "@"+strconv.FormatFloat(float64(since.UnixMicro())/1e6, 'f', 6, 64), "-n", strconv.Itoa(journalLimit))
+	pipe, err := cmd.StdoutPipe()
 	if err != nil {
-		return []string{"(the journal could not be read: " + err.Error() + ")"}
+		return nil, err
 	}
-	text := strings.TrimRight(string(out), "\n")
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	_, rerr := io.Copy(&out, io.LimitReader(pipe, journalBytes))
+	_, _ = io.Copy(io.Discard, pipe)
+	if err := cmd.Wait(); err != nil {
+		return nil, err
+	}
+	if rerr != nil {
+		return nil, rerr
+	}
+	text := strings.TrimRight(out.String(), "\n")
 	if text == "" {
-		return nil
+		return nil, nil
 	}
-	return strings.Split(text, "\n")
+	return strings.Split(text, "\n"), nil
 }
 
 // writeJSON prints v as indented JSON, with every character a terminal

@@ -193,6 +193,9 @@ type Unit struct {
 	// it runs or before any ran.
 	ExecMainCode   int `json:"-"`
 	ExecMainStatus int `json:"-"`
+	// Job is the type of the job queued or running for the unit ("stop",
+	// "start", ...), or ""; read by States only.
+	Job string `json:"-"`
 }
 
 // MainExit describes how the last main process of u ended, as systemctl
@@ -244,28 +247,6 @@ func (m *Manager) List(ctx context.Context, patterns ...string) ([]Unit, error) 
 		return nil, fmt.Errorf("cannot list units: %w", classify(err))
 	}
 	return m.details(ctx, st, briefProps)
-}
-
-// UnitState is the state of any unit, and the job queued for it.
-type UnitState struct {
-	Name        string
-	ActiveState string
-	SubState    string
-	Job         string // the type of the job queued or running ("stop", "start", ...), or ""
-}
-
-// States reads the state of the given units of any type (sockets
-// included), with their queued jobs, in one call.
-func (m *Manager) States(ctx context.Context, names ...string) ([]UnitState, error) {
-	st, err := m.conn.ListUnitsByNamesContext(ctx, names)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read units: %w", classify(err))
-	}
-	out := make([]UnitState, len(st))
-	for i, u := range st {
-		out[i] = UnitState{Name: u.Name, ActiveState: u.ActiveState, SubState: u.SubState, Job: u.JobType}
-	}
-	return out, nil
 }
 
 // UnitsByName reads the given units, loading them if needed. Services are

@@ -14,6 +14,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/applog"
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/modes"
@@ -29,7 +30,7 @@ type Systemd interface {
 	ResetFailed(ctx context.Context, unit string) error
 	UnitsByName(ctx context.Context, names ...string) ([]control.Unit, error)
 	// States reads units of any type, sockets too, with their queued jobs.
-	States(ctx context.Context, names ...string) ([]control.UnitState, error)
+	States(ctx context.Context, names ...string) ([]control.Unit, error)
 }
 
 // Env is what a flow runs with. Zero-valued hooks do nothing.
@@ -39,6 +40,13 @@ type Env struct {
 	Systemd Systemd
 	// Progress gets one line per step, for a terminal.
 	Progress func(format string, args ...any)
+	// Started returns the site as its running service was started from
+	// it (the last good copy sitectl prepare keeps), or nil when that is
+	// not known; nil skips the check for changes a handover cannot apply.
+	Started func(name string) (*site.Site, error)
+	// SocketsMissing returns the listeners of a site for which systemd
+	// holds no listening socket (sockheld.Missing); nil skips the check.
+	SocketsMissing func(s *site.Site) ([]string, error)
 	// Journal returns the journal lines of a unit since a time, for the
 	// report of a failed start.
 	Journal func(unit string, since time.Time) []string
@@ -85,14 +93,25 @@ type Report struct {
 	MainPID  int      `json:"main_pid" doc:"the service's main PID afterwards; 0 when it does not run"`
 	Reason   string   `json:"reason" doc:"why nothing was done (already in the mode) or what failed; empty otherwise"`
 	Journal  []string `json:"journal" doc:"the journal lines of a failed start; [] when none"`
+	// AppError is the app's last error in the journal of a failed start:
+	// the exception line of its last Python traceback, or its last lines.
+	AppError []string `json:"app_error" doc:"the app's last error in the journal of a failed start: the exception line of its last Python traceback, or its last lines; [] when none"`
+	// Hint explains a cause sitectl recognises in that journal.
+	Hint string `json:"hint" doc:"a cause sitectl recognises in the journal of a failed start (an app that binds its own port); empty otherwise"`
+	// FullRestart says why a site whose handoff is overlap was restarted
+	// fully: its file changed in a way a handover cannot apply.
+	FullRestart string `json:"full_restart" doc:"why an overlap site was restarted fully instead of handed over (its file changed in a way a handover cannot apply); empty otherwise"`
 }
 
 // MarshalJSON writes the report as docs/json/change.schema.json says:
-// journal is [] when there are no lines, never null.
+// journal and app_error are [] when there are no lines, never null.
 func (r Report) MarshalJSON() ([]byte, error) {
 	type plain Report
 	if r.Journal == nil {
 		r.Journal = []string{}
+	}
+	if r.AppError == nil {
+		r.AppError = []string{}
 	}
 	return json.Marshal(plain(r))
 }
@@ -105,7 +124,8 @@ var (
 	ErrNoPrevious     = errors.New("the site has no previous mode to roll back to")
 	// ErrStopped: someone else stopped the site's sockets during the
 	// switch; it was left stopped (see stopped.go).
-	ErrStopped = errors.New("the site was stopped by someone else during the switch")
+	ErrStopped    = errors.New("the site was stopped by someone else during the switch")
+	ErrSocketLost = errors.New("its socket unit holds no socket")
 )
 
 // Current is the mode a site is recorded in: its mode file, or its default
@@ -143,6 +163,9 @@ type Options struct {
 func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (Report, error) {
 	sw, done, err := begin(ctx, e, s, to, opts)
 	if done || err != nil {
+		return sw.rep, err
+	}
+	if err := e.socketsHeld(ctx, s); err != nil {
 		return sw.rep, err
 	}
 	if err := sw.record(ctx); err != nil {
@@ -224,12 +247,15 @@ func (sw *switchRun) record(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if sw.overlapped, err = sw.e.overlapping(ctx, sw.s, sw.opts); err == nil {
+	if sw.overlapped, sw.rep.FullRestart, err = sw.e.overlapping(ctx, sw.s, sw.opts); err == nil {
 		sw.socketsWereUp, _, err = sw.socketsUp(ctx)
 	}
 	if err != nil {
 		_, err = sw.finish(modes.ResultRolledBack, err.Error(), err)
 		return err
+	}
+	if sw.rep.FullRestart != "" {
+		sw.e.progress("%s: %s", sw.s.Name, sw.rep.FullRestart)
 	}
 	sw.e.progress("%s: %s → %s", sw.s.Name, from, to)
 	if from != to || sw.overlapped {
@@ -265,7 +291,7 @@ func (sw *switchRun) rollBack(ctx context.Context, upErr error) (Report, error) 
 	e, s, from, to := sw.e, sw.s, sw.rep.From, sw.rep.To
 	sw.rep.Reason = upErr.Error()
 	if e.Journal != nil {
-		sw.rep.Journal = e.Journal(units.ServiceName(s.Name), sw.start)
+		sw.rep.Journal, sw.rep.AppError, sw.rep.Hint = explain(s.Name, e.Journal(units.ServiceName(s.Name), sw.start))
 	}
 	e.progress("%s: mode %s did not come up: %v", s.Name, to, upErr)
 	e.progress("%s: rolling back to %s", s.Name, from)
@@ -284,6 +310,20 @@ func (sw *switchRun) rollBack(ctx context.Context, upErr error) (Report, error) 
 	sw.rep.Result, sw.rep.MainPID, sw.rep.Changed = modes.ResultRolledBack, pid, false
 	e.progress("%s: serving in mode %s again (main PID %d)", s.Name, from, pid)
 	return sw.finish(modes.ResultRolledBack, upErr.Error(), fmt.Errorf("site %s: mode %s: %v: %w", s.Name, to, upErr, ErrRolledBack))
+}
+
+// journalShown is how many of the last journal lines of a failed start a
+// report shows; the cause is looked for in all the lines read.
+const journalShown = 30
+
+// explain keeps the last journal lines of a failed start for the report
+// and finds the app's last error and a hint in all of them.
+func explain(site string, lines []string) (shown, appError []string, hint string) {
+	c := applog.Explain(lines)
+	if c.AddrInUse {
+		hint = applog.AddrInUseHint(site)
+	}
+	return lines[max(0, len(lines)-journalShown):], c.Error, hint
 }
 
 // back records the previous mode again and brings it up. With overlap,

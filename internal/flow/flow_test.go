@@ -38,7 +38,7 @@ type fakeSystemd struct {
 	env       map[int][]string     // the environment of each process
 	age       time.Duration        // how long every process has run
 	nRestarts int
-	sockets   control.UnitState // the state of the site's socket
+	sockets   control.Unit // the state of the site's socket
 	// how the last main process ended
 	exitCode, exitStatus int
 }
@@ -100,13 +100,13 @@ func (f *fakeSystemd) UnitsByName(ctx context.Context, names ...string) ([]contr
 		ExecMainCode: f.exitCode, ExecMainStatus: f.exitStatus}}, nil
 }
 
-func (f *fakeSystemd) States(ctx context.Context, names ...string) ([]control.UnitState, error) {
+func (f *fakeSystemd) States(ctx context.Context, names ...string) ([]control.Unit, error) {
 	if f.unitsErr != nil {
 		return nil, f.unitsErr
 	}
 	u := f.sockets
 	u.Name = names[0]
-	return []control.UnitState{u}, nil
+	return []control.Unit{u}, nil
 }
 
 func (f *fakeSystemd) environ(pid int) ([]string, error) {
@@ -141,7 +141,7 @@ environment = { BROKEN = "1" }
 func newEnv(t *testing.T, failing ...string) (*Env, *fakeSystemd) {
 	st := modes.Store{Dir: t.TempDir()}
 	f := &fakeSystemd{store: st, site: "karl", failing: map[string]bool{}, pid: 100, gen: 100, state: "active",
-		env: map[int][]string{100: {"SITE_MODE=normal"}}, age: time.Hour, sockets: control.UnitState{ActiveState: "active", SubState: "listening"}}
+		env: map[int][]string{100: {"SITE_MODE=normal"}}, age: time.Hour, sockets: control.Unit{ActiveState: "active", SubState: "listening"}}
 	for _, m := range failing {
 		f.failing[m] = true
 	}

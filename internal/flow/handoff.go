@@ -30,15 +30,23 @@ func (e *Env) unit(ctx context.Context, name string) (control.Unit, error) {
 // overlapping tells whether a change of this site hands over inside the
 // running unit: the site's handoff is overlap, no full restart was asked
 // for, and the unit runs (a stopped site is simply started).
-func (e *Env) overlapping(ctx context.Context, s *site.Site, opts Options) (bool, error) {
+//
+// A running unit started from a site file that differs from today's in
+// what its units say (FullRestartReason) cannot hand over inside itself
+// either: why is then the one line that says so.
+func (e *Env) overlapping(ctx context.Context, s *site.Site, opts Options) (overlap bool, why string, err error) {
 	if s.Handoff != site.HandoffOverlap || opts.Restart {
-		return false, nil
+		return false, "", nil
 	}
 	u, err := e.unit(ctx, units.ServiceName(s.Name))
 	if errors.Is(err, errNotLoaded) {
-		return false, nil
+		return false, "", nil
 	}
-	return err == nil && u.ActiveState == "active", err
+	if err != nil || u.ActiveState != "active" {
+		return false, "", err
+	}
+	why, err = e.fullRestartNeeded(ctx, s)
+	return why == "" && err == nil, why, err
 }
 
 // handOver reloads an overlap site: the launcher starts a new generation in

@@ -33,9 +33,16 @@ type File struct {
 }
 
 // Files renders the units of the given sites, with the .wants/ links that
-// make their sockets and path units start at boot, and sitectl.slice when
-// there is any site. Sites are taken in name order so the output is stable.
-func Files(sites []*site.Site, opts units.Options) []File {
+// make their sockets (and with them their path units) start at boot, and
+// sitectl.slice when there is any site. Sites are taken in name order so
+// the output is stable.
+func Files(sites []*site.Site, opts units.Options) []File { return FilesFor(sites, opts, nil) }
+
+// FilesFor is Files on a host where the sites named in outOfService were
+// taken out of service (`sitectl disable`): their units are written, so
+// that systemctl and sitectl status know them and `sitectl enable` can
+// start them, but no .wants/ link starts them at boot.
+func FilesFor(sites []*site.Site, opts units.Options, outOfService map[string]bool) []File {
 	sorted := slices.Clone(sites)
 	slices.SortFunc(sorted, func(a, b *site.Site) int { return strings.Compare(a.Name, b.Name) })
 	rendered := make([][]units.Unit, len(sorted))
@@ -45,10 +52,10 @@ func Files(sites []*site.Site, opts units.Options) []File {
 		sl := units.RenderSlice()
 		out = append(out, File{Path: sl.Name, Content: []byte(sl.Content)})
 	}
-	for _, us := range rendered {
+	for i, us := range rendered {
 		for _, u := range us {
 			out = append(out, File{Path: u.Name, Content: []byte(u.Content)})
-			if u.WantedBy != "" {
+			if u.WantedBy != "" && !outOfService[sorted[i].Name] {
 				out = append(out, File{Path: filepath.Join(u.WantedBy+".wants", u.Name), Link: "../" + u.Name})
 			}
 		}
@@ -176,10 +183,13 @@ func Print(w io.Writer, files []File) error {
 	return nil
 }
 
-// Mistakes words the errors of skipped sites for the log, grouped by file:
-// each mistake, then that the site was skipped. It returns the lines and
-// the number of files skipped.
-func Mistakes(errs site.Errors) ([]string, int) {
+// Mistakes words the errors of site files for the log. First one line for
+// each site that runs its last good version (outcomes, see WithLastGood),
+// so that a log that keeps only the first lines keeps those; then, grouped
+// by file, each mistake, and for a skipped site that it was skipped and
+// why it has no last good version. It returns the lines and the number of
+// files skipped.
+func Mistakes(errs site.Errors, outcomes []Outcome) ([]string, int) {
 	var files []string
 	byFile := map[string][]string{}
 	for _, m := range errs {
@@ -188,9 +198,39 @@ func Mistakes(errs site.Errors) ([]string, int) {
 		}
 		byFile[m.File] = append(byFile[m.File], m.Error())
 	}
+	outcome := map[string]Outcome{}
 	var lines []string
-	for _, f := range files {
-		lines = append(append(lines, byFile[f]...), f+": site skipped: no units generated for it")
+	for _, o := range outcomes {
+		outcome[o.File] = o
+		if o.LastGood != "" {
+			lines = append(lines, RunningLastGood(o))
+		}
 	}
-	return lines, len(files)
+	skipped := 0
+	for _, f := range files {
+		lines = append(lines, byFile[f]...)
+		if o := outcome[f]; o.LastGood == "" {
+			skip := f + ": site skipped: no units generated for it"
+			if o.NoCopy != "" {
+				skip += "; " + o.NoCopy
+			}
+			lines = append(lines, skip)
+			skipped++
+		}
+	}
+	return lines, skipped
+}
+
+// RunningLastGood is the line that says a site runs its last good version.
+func RunningLastGood(o Outcome) string {
+	mistakes := "1 mistake"
+	if o.Mistakes != 1 {
+		mistakes = fmt.Sprintf("%d mistakes", o.Mistakes)
+	}
+	saved := ""
+	if !o.Saved.IsZero() {
+		saved = ", saved " + o.Saved.Format("2006-01-02 15:04:05 MST")
+	}
+	return fmt.Sprintf("%s has %s: running the last good version: units generated from %s (the file the site last started from%s); fix the file and run systemctl daemon-reload",
+		o.File, mistakes, o.LastGood, saved)
 }

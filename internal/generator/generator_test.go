@@ -95,8 +95,8 @@ func TestWriteNew(t *testing.T) {
 	if got := tree(t, b); !reflect.DeepEqual(got, want) {
 		t.Fatalf("WriteNew wrote %d files, Write %d, and they differ", len(got), len(want))
 	}
-	if len(want) != 1+20*6 {
-		t.Errorf("%d files, want %d", len(want), 1+20*6)
+	if len(want) != 1+20*5 {
+		t.Errorf("%d files, want %d", len(want), 1+20*5)
 	}
 	// Not empty after all: stale content and a stale link are replaced.
 	if err := os.WriteFile(filepath.Join(b, "site-s000.service"), []byte("stale"), 0o644); err != nil {
@@ -145,7 +145,7 @@ func TestMistakesAreGroupedByFile(t *testing.T) {
 	errs := site.Errors{
 		{File: "a.toml", Line: 1, Col: 1, Msg: "one"}, {File: "b.toml", Line: 2, Col: 3, Msg: "two"}, {File: "a.toml", Line: 4, Col: 5, Msg: "three"},
 	}
-	lines, n := Mistakes(errs)
+	lines, n := Mistakes(errs, nil)
 	want := []string{"a.toml:1:1: one", "a.toml:4:5: three", "a.toml: site skipped: no units generated for it", "b.toml:2:3: two", "b.toml: site skipped: no units generated for it"}
 	if n != 2 || strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got %d files:\n%s", n, strings.Join(lines, "\n"))

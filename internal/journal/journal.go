@@ -8,7 +8,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"strings"
 )
 
@@ -21,6 +23,12 @@ const (
 	PriWarning = 4
 	PriInfo    = 6
 )
+
+// Available tells whether journald's native socket is there to send to.
+func Available() bool {
+	fi, err := os.Stat(socket)
+	return err == nil && fi.Mode().Type() == fs.ModeSocket
+}
 
 // Send writes one record. fields are extra upper-case field names and
 // values. It fails when journald cannot be reached; callers fall back to

@@ -9,7 +9,7 @@ import (
 
 func TestReadLastGood(t *testing.T) {
 	st := Store{Dir: t.TempDir()}
-	if _, ok := st.ReadLastGood("karl"); ok {
+	if _, ok := st.LastGood("karl"); ok {
 		t.Fatal("a last good version where none was kept")
 	}
 	file := filepath.Join(st.Dir, "sites", "karl", "last-good.toml")
@@ -22,12 +22,12 @@ func TestReadLastGood(t *testing.T) {
 		}
 	}
 	write("exec = [\"/usr/bin/app\"]\nreload_trigger = \"/srv/karl/restart.txt\"\n[[listen]]\naddress = \"127.0.0.1:8000\"\n")
-	s, ok := st.ReadLastGood("karl")
+	s, ok := st.LastGood("karl")
 	if !ok || s.Name != "karl" || s.ReloadTrigger != "/srv/karl/restart.txt" || s.File != file {
 		t.Fatalf("ReadLastGood: %+v, %v", s, ok)
 	}
 	write("exec = 1\n")
-	if _, ok := st.ReadLastGood("karl"); ok {
+	if _, ok := st.LastGood("karl"); ok {
 		t.Error("an invalid copy read as the last good version")
 	}
 	// Not a regular file: refused, not read (a FIFO would block a reader).
@@ -37,7 +37,7 @@ func TestReadLastGood(t *testing.T) {
 	if err := syscall.Mkfifo(file, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := st.ReadLastGood("karl"); ok {
+	if _, ok := st.LastGood("karl"); ok {
 		t.Error("a FIFO read as the last good version")
 	}
 }

@@ -109,6 +109,13 @@ func (d Dirs) LockFile(name string) string { return path.Join(d.SiteState(name),
 // service's start).
 func (d Dirs) ModeLockFile(name string) string { return path.Join(d.SiteState(name), "mode.lock") }
 
+// OutOfServiceFile marks a site taken out of service with `sitectl
+// disable`: the generator leaves its units out of sockets.target, so it
+// stays out across reboots until `sitectl enable`.
+func (d Dirs) OutOfServiceFile(name string) string {
+	return path.Join(d.SiteState(name), "out-of-service")
+}
+
 // RuntimeDirectory is the runtime directory of an overlap site's service
 // (RuntimeDirectory=, relative to /run; systemd passes its absolute path as
 // RUNTIME_DIRECTORY). It holds the launcher's sockets.

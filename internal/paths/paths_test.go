@@ -19,6 +19,8 @@ func TestLayout(t *testing.T) {
 		d.StateFile("karl"):          "/var/lib/sitectl/sites/karl/state.json",
 		d.LockFile("karl"):           "/var/lib/sitectl/sites/karl/lock",
 		d.ModeLockFile("karl"):       "/var/lib/sitectl/sites/karl/mode.lock",
+		d.LastGoodFile("karl"):       "/var/lib/sitectl/sites/karl/last-good.toml",
+		d.OutOfServiceFile("karl"):   "/var/lib/sitectl/sites/karl/out-of-service",
 		RuntimeDirectory("karl"):     "site-karl",
 		RuntimeDirectoryPath("karl"): "/run/site-karl",
 		ProbeSocket(7):               "probe-7.sock",

@@ -91,7 +91,8 @@ var Keys = []KeyDoc{
 		"The mode a site starts in when no mode is recorded for it yet."},
 	{"", keyReloadTrigger, "path", "none",
 		"Touching this file reloads the site: a path unit (site-NAME-reload.path) runs sitectl touched, which " +
-			"reloads again if the file was touched during the reload."},
+			"reloads again if the file was touched during the reload. The site's socket starts the path unit and " +
+			"takes it down with it, so the trigger is armed whenever the site is in service."},
 	{"", keyCleanup, "array of arrays of strings", "none",
 		"Commands run after the app stopped (sitectl cleanup, ExecStopPost=), e.g. to release locks. Each is a " +
 			"command line with an absolute program. They get SITE, SITE_MODE, SERVICE_RESULT, EXIT_CODE and " +

@@ -454,7 +454,7 @@ func invalidEntry(d paths.Dirs, name, file string, errs site.Errors) entry {
 	if fi, err := os.Stat(file); err == nil {
 		en.modTime = fi.ModTime()
 	}
-	if s, ok := (modes.Store{Dir: d.State}).ReadLastGood(name); ok {
+	if s, ok := (modes.Store{Dir: d.State}).LastGood(name); ok {
 		en.site, en.known, en.lastGood = s, true, true
 	}
 	return en

@@ -695,6 +695,9 @@ func TestAnsibleRoleIdempotent(t *testing.T) {
 	if id := h.invocation("site-web.service"); id != webID {
 		t.Errorf("removing api restarted web")
 	}
+	if _, err := h.try("test", "!", "-e", "/var/lib/sitectl/sites/api"); err != nil {
+		t.Errorf("the state of api survived its removal, so an api added back would start in its old mode")
+	}
 	r = f.playbook("remove api again", playbook, gone)
 	r.mustPass(t, "remove api again")
 	if rc := r.recap[h.name]; rc.Changed != 0 {

@@ -131,6 +131,13 @@ func TestJSONFitsTheDocumentedSchema(t *testing.T) {
 	if out := tty("NO_COLOR=1"); strings.Contains(out, "\x1b[") || !strings.Contains(out, "karl") {
 		t.Errorf("sitectl status on a terminal with NO_COLOR: %q", out)
 	}
+	// Issue 12.8: the lifecycle verbs.
+	run(0, "disable", "idle")
+	run(0, "enable", "idle")
+	h.run("rm", "/etc/sitectl/sites/idle.toml")
+	if out := run(0, "remove", "idle"); !strings.Contains(out, `"action": "remove"`) {
+		t.Errorf("sitectl remove idle --json:\n%s", out)
+	}
 	for verb := range schemas {
 		if checked[verb] == 0 {
 			t.Errorf("sitectl %s --json is documented but was not checked here", verb)

@@ -1,0 +1,69 @@
+package applog
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// gunicornNoModule is the journal of gunicorn 20.1 started on an app module
+// that does not exist, as journalctl -o short-precise prints it: the
+// traceback is longer than the excerpt a report shows.
+var gunicornNoModule = `Nov 30 13:30:01.000001 host systemd[1]: Starting site-shop.service - shop...
+Nov 30 13:30:01.200000 host sitectl[42]: [2026-11-30 13:30:01 +0000] [42] [INFO] Starting gunicorn 20.1.0
+Nov 30 13:30:01.300000 host sitectl[43]: [2026-11-30 13:30:01 +0000] [43] [ERROR] Exception in worker process
+Nov 30 13:30:01.300001 host sitectl[43]: Traceback (most recent call last):
+Nov 30 13:30:01.300002 host sitectl[43]:   File "/usr/lib/python3/dist-packages/gunicorn/arbiter.py", line 589, in spawn_worker
+Nov 30 13:30:01.300003 host sitectl[43]:     worker.init_process()
+Nov 30 13:30:01.300004 host sitectl[43]:   File "<frozen importlib._bootstrap>", line 1140, in _find_and_load_unlocked
+Nov 30 13:30:01.300005 host sitectl[43]: ModuleNotFoundError: No module named 'nosuch'
+Nov 30 13:30:01.300006 host sitectl[43]: [2026-11-30 13:30:01 +0000] [43] [INFO] Worker exiting (pid: 43)
+Nov 30 13:30:01.400000 host sitectl[42]: [2026-11-30 13:30:01 +0000] [42] [INFO] Shutting down: Master
+Nov 30 13:30:01.400001 host sitectl[42]: [2026-11-30 13:30:01 +0000] [42] [INFO] Reason: Worker failed to boot.
+Nov 30 13:30:01.500000 host systemd[1]: site-shop.service: Main process exited, code=exited, status=3/NOTIMPLEMENTED
+Nov 30 13:30:01.500001 host systemd[1]: site-shop.service: Failed with result 'exit-code'.`
+
+func TestExplain(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		journal    string
+		want       []string
+		incomplete bool
+		addrInUse  bool
+	}{
+		{"traceback", gunicornNoModule, []string{"ModuleNotFoundError: No module named 'nosuch'"}, false, false},
+		{"traceback not all in the journal yet", strings.Join(strings.Split(gunicornNoModule, "\n")[:6], "\n"),
+			[]string{"Traceback (most recent call last):", `  File "/usr/lib/python3/dist-packages/gunicorn/arbiter.py", line 589, in spawn_worker`, "    worker.init_process()"}, true, false},
+		{"no traceback: the last lines", `Nov 30 13:30:01.000001 host systemd[1]: Starting site-api.service - api...
+Nov 30 13:30:01.100000 host api[7]: loading config
+Nov 30 13:30:01.100001 host api[7]: listen tcp 127.0.0.1:8080: bind: address already in use
+Nov 30 13:30:01.100002 host api[7]: exiting
+Nov 30 13:30:01.100003 host api[7]: 
+Nov 30 13:30:01.500000 host systemd[1]: site-api.service: Failed with result 'exit-code'.`,
+			[]string{"loading config", "listen tcp 127.0.0.1:8080: bind: address already in use", "exiting"}, false, true},
+		{"python bind", `Nov 30 13:30:01.100000 host sitectl[9]: Traceback (most recent call last):
+Nov 30 13:30:01.100001 host sitectl[9]:   File "<string>", line 1, in <module>
+Nov 30 13:30:01.100002 host sitectl[9]: OSError: [Errno 98] Address already in use`,
+			[]string{"OSError: [Errno 98] Address already in use"}, false, true},
+		{"only systemd", "Nov 30 13:30:01.500000 host systemd[1]: site-x.service: Failed with result 'exit-code'.", nil, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Explain(strings.Split(tc.journal, "\n"))
+			if !slices.Equal(c.Error, tc.want) || c.Incomplete != tc.incomplete || c.AddrInUse != tc.addrInUse {
+				t.Errorf("Explain: %+v\nwant error %q, incomplete %v, addr in use %v", c, tc.want, tc.incomplete, tc.addrInUse)
+			}
+		})
+	}
+}
+
+func TestSplit(t *testing.T) {
+	for l, want := range map[string]Line{
+		"Nov  3 09:00:00.123456 web-1 gunicorn[12]: hello: there": {"gunicorn", "hello: there"},
+		"Nov 30 13:30:01 host systemd[1]: Started x.":             {"systemd", "Started x."},
+		"-- No entries --": {"", "-- No entries --"},
+	} {
+		if got := Split(l); got != want {
+			t.Errorf("Split(%q) = %+v, want %+v", l, got, want)
+		}
+	}
+}

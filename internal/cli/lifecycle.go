@@ -1,0 +1,227 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/lifecycle"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/term"
+)
+
+// The lifecycle verbs are named as systemctl names what they resemble:
+// enable and disable change what happens at boot and, like systemctl's
+// --now, what runs now; remove is supervisorctl's and dokku's word for
+// forgetting a site whose configuration is gone.
+
+func enableCmd(e *env) *cobra.Command {
+	return lifecycleCmd(e, "enable", "Put a site in service, now and after every boot",
+		`Put a site in service: its sockets listen (the first connection starts the app) and its
+reload trigger is armed, now and after every boot. This undoes sitectl disable. A new
+site file needs nothing else: enable has systemd reload its units when they are missing
+or older than the site file. The site keeps its recorded mode.
+
+Like every lifecycle verb it is idempotent ("already in service" changes nothing),
+and refuses a site file with mistakes.`,
+		func(ctx context.Context, le *lifecycle.Env, s *site.Site) (lifecycle.Report, error) {
+			return lifecycle.Enable(ctx, le, s)
+		})
+}
+
+func disableCmd(e *env) *cobra.Command {
+	return lifecycleCmd(e, "disable", "Take a site out of service, and keep it out after reboots",
+		`Take a site out of service: its reload trigger, its service (the app drains as on any
+stop) and its sockets are stopped, and it stays so after every boot until sitectl
+enable. Its site file, mode and history stay. systemctl disable cannot do this for
+generated units; sitectl keeps a marker in the site's state directory that the
+generator honours.
+
+Like every lifecycle verb it is idempotent and refuses a site file with mistakes
+(systemctl stop still stops such a site's units).`,
+		func(ctx context.Context, le *lifecycle.Env, s *site.Site) (lifecycle.Report, error) {
+			return lifecycle.Disable(ctx, le, s)
+		})
+}
+
+// lifecycleFlags are the flags of the lifecycle verbs.
+func lifecycleFlags(c *cobra.Command, f *changeFlags) {
+	c.Flags().BoolVar(&f.noBlock, "no-block", false, "fail at once if another sitectl is changing the site, instead of waiting")
+	c.Flags().DurationVar(&f.timeout, "timeout", lifecycleTimeout, "give up after this long (a stop waits for the app to drain)")
+	c.Flags().BoolVar(&f.asJSON, "json", false, "report as JSON on standard output")
+}
+
+// lifecycleCmd is enable or disable: a verb on one valid site.
+func lifecycleCmd(e *env, verb, short, long string, run func(context.Context, *lifecycle.Env, *site.Site) (lifecycle.Report, error)) *cobra.Command {
+	var f changeFlags
+	c := &cobra.Command{
+		Use:               verb + " SITE",
+		GroupID:           "run",
+		Short:             short,
+		Long:              long + "\n\n" + exitCodesHelp,
+		Args:              args(1, 1, "one site"),
+		ValidArgsFunction: e.completeOneSite,
+		RunE: func(c *cobra.Command, a []string) error {
+			s, err := e.loadSite(a[0])
+			if err != nil {
+				return err
+			}
+			return e.lifecycle(c.Context(), s.Name, f, s, func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
+				return run(ctx, le, s)
+			})
+		},
+	}
+	lifecycleFlags(c, &f)
+	return c
+}
+
+func removeCmd(e *env) *cobra.Command {
+	var f changeFlags
+	c := &cobra.Command{
+		Use:     "remove SITE",
+		GroupID: "run",
+		Short:   "Stop a site whose file is gone and forget everything sitectl kept of it",
+		Long: `Remove a site whose site file was deleted: stop every unit it still has, have systemd
+unload them, and forget its state (mode, previous mode, history, its last good copy,
+its out-of-service mark), so that a new site of that name starts afresh in its default
+mode. The site file is the operator's (or Ansible's): remove refuses while it exists,
+and never deletes it. To keep the file and stop the site, use sitectl disable.
+
+It is idempotent: removing a site that is gone already changes nothing.
+
+` + exitCodesHelp,
+		Example:           "  rm /etc/sitectl/sites/karl.toml && sitectl remove karl",
+		Args:              args(1, 1, "one site"),
+		ValidArgsFunction: e.completeOneSite,
+		RunE: func(c *cobra.Command, a []string) error {
+			name := a[0]
+			if err := site.ValidateName(name); err != nil {
+				return withCode(exitUsage, err)
+			}
+			file := e.dirs.SiteFile(name)
+			_, err := os.Lstat(file)
+			if err == nil {
+				return withCode(exitUsage, fmt.Errorf("site %s still has its file %s; nothing was done", name, file),
+					"remove never deletes a site file, which is yours: delete it first (`rm "+file+" && sitectl remove "+name+"`)",
+					"to stop the site and keep its file, use `sitectl disable "+name+"`")
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return withCode(exitFailed, fmt.Errorf("cannot tell whether site %s still has its file: %w", name, err))
+			}
+			var s *site.Site
+			if _, err := os.Stat(e.dirs.SiteState(name)); err == nil {
+				s = &site.Site{Name: name} // lock it while its state goes
+			}
+			return e.lifecycle(c.Context(), name, f, s, func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
+				return lifecycle.Remove(ctx, le, name, true)
+			})
+		},
+	}
+	lifecycleFlags(c, &f)
+	return c
+}
+
+// lifecycle runs a lifecycle verb: as root, on the bus, under the site's
+// lock when locked is not nil, within --timeout, and prints its report.
+func (e *env) lifecycle(ctx context.Context, name string, f changeFlags, locked *site.Site, run func(context.Context, *lifecycle.Env) (lifecycle.Report, error)) error {
+	if os.Geteuid() != 0 {
+		return withCode(exitDenied, fmt.Errorf("putting a site in or out of service needs root; nothing was done"))
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	mgr, err := e.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer mgr.Close()
+	st := modes.Store{Dir: e.dirs.State}
+	if locked != nil {
+		lock, err := e.lockSite(st, locked, f.noBlock)
+		if err != nil {
+			return err
+		}
+		defer lock.Unlock()
+	}
+	le := &lifecycle.Env{Store: st, Systemd: mgr, UID: os.Getuid(), Progress: e.progressf}
+	rep, err := run(ctx, le)
+	if f.asJSON {
+		if jerr := writeJSON(e.stdout, rep); jerr != nil {
+			return jerr
+		}
+	} else if err == nil {
+		term.Fprintln(e.stdout, lifecycleText(rep, e.dirs.SiteState(name)))
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return withCode(exitFailed, fmt.Errorf("site %s: %s did not finish within %s: %w", name, rep.Action, f.timeout, err))
+	}
+	return lifecycleError(err)
+}
+
+// lifecycleError maps a lifecycle verb's failure to an exit code.
+func lifecycleError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, control.ErrDenied):
+		return withCode(exitDenied, err)
+	case errors.Is(err, control.ErrUnavailable):
+		return withCode(exitUnavailable, err)
+	}
+	return stateError(err)
+}
+
+// lockSite takes a site's lock as a change does: waiting for another
+// sitectl, or failing at once with --no-block.
+func (e *env) lockSite(st modes.Store, s *site.Site, noBlock bool) (*modes.Lock, error) {
+	lock, err := st.LockSite(s, false)
+	if errors.Is(err, modes.ErrLocked) {
+		if noBlock {
+			return nil, withCode(exitFailed, fmt.Errorf("site %s is being changed by another sitectl; nothing was done", s.Name), "run again without --no-block to wait for it")
+		}
+		e.progressf("%s: waiting for another sitectl to finish with this site", s.Name)
+		lock, err = st.LockSite(s, true)
+	}
+	if err != nil {
+		return nil, stateError(err)
+	}
+	return lock, nil
+}
+
+// lifecycleText is a lifecycle report's one line for a person.
+func lifecycleText(rep lifecycle.Report, stateDir string) string {
+	did := func(verb string, units []string) string {
+		if len(units) == 0 {
+			return ""
+		}
+		return " (" + verb + " " + strings.Join(units, ", ") + ")"
+	}
+	switch {
+	case rep.Action == "enable" && !rep.Changed:
+		return rep.Site + ": already in service"
+	case rep.Action == "enable":
+		return rep.Site + ": in service" + did("started", rep.Started) + "; it stays so after reboots"
+	case rep.Action == "disable" && !rep.Changed:
+		return rep.Site + ": already out of service"
+	case rep.Action == "disable":
+		return rep.Site + ": out of service" + did("stopped", rep.Stopped) + "; it stays so after reboots, until `sitectl enable " + rep.Site + "`"
+	case !rep.Changed:
+		return rep.Site + ": nothing to remove"
+	}
+	forgot := ""
+	if rep.StateForgotten {
+		forgot = "; its state in " + stateDir + " is forgotten"
+	}
+	return rep.Site + ": removed" + did("stopped", rep.Stopped) + forgot + ": a new site of this name starts afresh"
+}
+
+// lifecycleTimeout is the default --timeout of the lifecycle verbs: a stop
+// waits for the app's drain.
+const lifecycleTimeout = 2 * time.Minute

@@ -1,0 +1,67 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
+)
+
+func mustSite(t *testing.T, file, text string) *site.Site {
+	t.Helper()
+	r := site.LoadBytes(file, "shop", []byte(text), nil)
+	if len(r.Errors) > 0 {
+		t.Fatal(r.Errors)
+	}
+	return r.Sites[0]
+}
+
+// Only what a site's units say needs a full restart: not where the file
+// was read from, not its modes (a handover renders the mode afresh).
+func TestFullRestartReason(t *testing.T) {
+	const base = "exec = [\"/bin/app\"]\ndrain_timeout = \"10s\"\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"
+	running := mustSite(t, "/var/lib/sitectl/sites/shop/last-good.toml", base+"[modes.ro]\nenvironment = { RO = \"1\" }\n")
+	for _, tc := range []struct{ name, now, want string }{
+		{"same", base + "[modes.ro]\nenvironment = { RO = \"1\" }\n", ""},
+		{"a mode changed", base + "[modes.ro]\nenvironment = { RO = \"2\" }\n", ""},
+		{"handoff", "handoff = \"overlap\"\n" + base, "handoff changed since the service started, which a handover inside it cannot apply: restarting fully"},
+		{"listener and timeout", "exec = [\"/bin/app\"]\ndrain_timeout = \"7s\"\n[[listen]]\naddress = \"127.0.0.1:8081\"\n", "listen, drain_timeout changed since the service started, which a handover inside it cannot apply: restarting fully"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := mustSite(t, "/etc/sitectl/sites/shop.toml", tc.now)
+			if got := FullRestartReason(running, now, units.Options{}); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if got := FullRestartReason(nil, running, units.Options{}); got != "" {
+		t.Errorf("without a copy: %q", got)
+	}
+}
+
+// A site whose active socket unit holds no socket is not restarted: the
+// app would start without LISTEN_FDS. The error says the exact command,
+// and nothing was recorded.
+func TestSocketLostRefusesAndSaysTheCommand(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	e.SocketsMissing = func(*site.Site) ([]string, error) { return []string{"127.0.0.1:8080"}, nil }
+	_, err := Restart(context.Background(), e, s, time.Minute)
+	if !errors.Is(err, ErrSocketLost) || !strings.Contains(err.Error(), "run `systemctl restart site-karl.socket`") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(f.restarts) != 0 {
+		t.Errorf("restarted anyway: %v", f.restarts)
+	}
+	if st, _ := e.Store.ReadState("karl"); len(st.History) != 0 || st.Pending != nil {
+		t.Errorf("recorded: %+v", st)
+	}
+	e.SocketsMissing = func(*site.Site) ([]string, error) { return nil, nil }
+	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || len(f.restarts) != 1 {
+		t.Errorf("with its sockets held: %v, restarts %v", err, f.restarts)
+	}
+}

@@ -1,0 +1,128 @@
+package generator
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
+)
+
+// Outcome is what became of a site file with mistakes: its units come from
+// the last good copy of it (LastGood), or it is skipped (NoCopy may say why
+// no copy could be used).
+type Outcome struct {
+	File     string    // the site file with mistakes
+	Mistakes int       // how many
+	LastGood string    // the copy the units come from; "" when skipped
+	Saved    time.Time // when that copy was saved
+	NoCopy   string    // why the site is skipped rather than generated from a copy
+}
+
+// StateProblem says why the state directory cannot be read at all, or ""
+// when it can (or does not exist yet on a host where /var/lib does). A
+// generator runs before local file systems are mounted: on a host with a
+// separate /var, neither the state directory nor its parent exist then.
+// Every other error to stat it is reported as it is.
+func StateProblem(state string) string {
+	_, err := os.Stat(state)
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, fs.ErrNotExist):
+		if _, perr := os.Stat(filepath.Dir(state)); errors.Is(perr, fs.ErrNotExist) {
+			return fmt.Sprintf("%s does not exist, nor does %s (is it on a file system not mounted yet?)", state, filepath.Dir(state))
+		}
+		return ""
+	}
+	return fmt.Sprintf("cannot read %s: %v", state, err)
+}
+
+// WithLastGood gives every site file with mistakes the units of the last
+// good copy of it, which `sitectl prepare` keeps in the site's state
+// directory each time the site's service starts: an operator's typo plus
+// any daemon-reload (apt runs one on every upgrade) must not take a running
+// site off its socket. The copy is read and checked exactly as a site file
+// is (and against the listeners of the valid sites); its Site.File is the
+// copy's path, so its units say where they come from (units.FromLastGood).
+// A file whose name is not a site name, or whose copy is missing, cannot
+// be read or has mistakes of its own, is skipped as before. A site file
+// that is gone is not here at all: deleting a file is intent, not a
+// mistake. stateProblem is StateProblem of the state directory.
+func WithLastGood(res site.Result, opts units.Options, stateProblem string) (site.Result, []Outcome) {
+	var outcomes []Outcome
+	index := map[string]int{}
+	for _, e := range res.Errors {
+		if i, ok := index[e.File]; ok {
+			outcomes[i].Mistakes++
+			continue
+		}
+		index[e.File] = len(outcomes)
+		outcomes = append(outcomes, Outcome{File: e.File, Mistakes: 1})
+	}
+	for i := range outcomes {
+		s, err := lastGood(outcomes[i].File, res.Sites, opts, stateProblem)
+		if err != nil {
+			outcomes[i].NoCopy = err.Error()
+			continue
+		}
+		outcomes[i].LastGood = s.File
+		if fi, err := os.Stat(s.File); err == nil {
+			outcomes[i].Saved = fi.ModTime()
+		}
+		res.Sites = append(res.Sites, s)
+	}
+	return res, outcomes
+}
+
+// errNoName: the file is not named after a site, so it never had a copy.
+var errNoName = errors.New("")
+
+// lastGood reads and checks the last good copy of the site file file.
+func lastGood(file string, valid []*site.Site, opts units.Options, stateProblem string) (*site.Site, error) {
+	name := site.NameFromFile(file)
+	if site.ValidateName(name) != nil || file != opts.Dirs.SiteFile(name) {
+		return nil, errNoName
+	}
+	for _, s := range valid {
+		if s.Name == name {
+			return nil, errNoName // declared by another file
+		}
+	}
+	copyPath := opts.Dirs.LastGoodFile(name)
+	data, err := site.ReadFile(copyPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && stateProblem != "":
+		return nil, fmt.Errorf("its last good copy cannot be read: %s", stateProblem)
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, errors.New("it has no last good copy (its service has not started since sitectl keeps one)")
+	case err != nil:
+		return nil, fmt.Errorf("its last good copy cannot be read: %w", err)
+	}
+	r := site.LoadBytes(copyPath, name, data, valid)
+	if len(r.Errors) > 0 {
+		return nil, fmt.Errorf("its last good copy is not usable either: %v", r.Errors[0])
+	}
+	s := r.Sites[0]
+	if err := units.Check(s, opts); err != nil {
+		return nil, fmt.Errorf("its last good copy is not usable either: %w", err)
+	}
+	return s, nil
+}
+
+// OutOfService returns the names of the sites taken out of service with
+// `sitectl disable`: those whose marker is in the state directory. Where
+// the state directory cannot be read (StateProblem), no site is.
+func OutOfService(sites []*site.Site, opts units.Options) map[string]bool {
+	out := map[string]bool{}
+	for _, s := range sites {
+		if _, err := os.Lstat(opts.Dirs.OutOfServiceFile(s.Name)); err == nil {
+			out[s.Name] = true
+		}
+	}
+	return out
+}

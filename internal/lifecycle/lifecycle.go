@@ -1,0 +1,275 @@
+// Package lifecycle puts a site in service, takes it out of service, and
+// removes it: sitectl enable, disable and remove. Each is idempotent and
+// says whether it changed anything.
+//
+// In service means: the site's sockets listen (its first connection starts
+// the app) and its reload trigger is armed, now and after every boot. Out
+// of service means: its units are stopped, and a marker in its state
+// directory, which the generator honours, keeps it so across reboots; its
+// site file and its state (mode, history) stay. Generated units cannot be
+// `systemctl disable`d, which is why sitectl keeps its own marker. Removed
+// means: its units are stopped and everything sitectl kept of it is gone,
+// so that a new site of that name starts afresh in its default mode. The
+// site file is the operator's (or Ansible's): remove requires it gone, and
+// never deletes it.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
+)
+
+// Systemd is what the verbs need from systemd (control.Manager, or a fake).
+type Systemd interface {
+	States(ctx context.Context, names ...string) ([]control.Unit, error)
+	StatesMatching(ctx context.Context, patterns ...string) ([]control.Unit, error)
+	Start(ctx context.Context, unit string) error
+	Stop(ctx context.Context, unit string) error
+	ResetFailed(ctx context.Context, unit string) error
+	DaemonReload(ctx context.Context) error
+	NeedDaemonReload(ctx context.Context, unit string) (bool, error)
+}
+
+// Env is what the verbs run with.
+type Env struct {
+	Store   modes.Store
+	Systemd Systemd
+	UID     int // who asked, for the out-of-service marker
+	// Progress gets one line per step, for a terminal; nil for none.
+	Progress func(format string, args ...any)
+}
+
+func (e *Env) progress(format string, args ...any) {
+	if e.Progress != nil {
+		e.Progress(format, args...)
+	}
+}
+
+// Report is what a verb did, as --json prints it.
+type Report struct {
+	Site           string   `json:"site" doc:"the site's name"`
+	Action         string   `json:"action" doc:"what was asked for" enum:"enable,disable,remove"`
+	Changed        bool     `json:"changed" doc:"anything changed (false: the site already was as asked)"`
+	InService      bool     `json:"in_service" doc:"the site is in service afterwards: its sockets start at boot"`
+	DaemonReload   bool     `json:"daemon_reload" doc:"sitectl had systemd reload its units"`
+	Started        []string `json:"started" doc:"the units started; [] when none"`
+	Stopped        []string `json:"stopped" doc:"the units stopped; [] when none"`
+	StateForgotten bool     `json:"state_forgotten" doc:"remove: the site's state directory was there, and is gone"`
+}
+
+func newReport(name, action string) Report {
+	return Report{Site: name, Action: action, Started: []string{}, Stopped: []string{}}
+}
+
+// inService are the units that put a site in service: its sockets, and the
+// path unit of its reload trigger.
+func inService(s *site.Site) []string {
+	names := units.SocketNames(s)
+	if s.ReloadTrigger != "" {
+		names = append(names, units.ReloadPathName(s.Name))
+	}
+	return names
+}
+
+// Enable puts site s in service and keeps it there across reboots: it
+// removes the out-of-service marker, has systemd reload its units when
+// they are missing or older than the site file (or the marker changed, so
+// that sockets.target wants the socket again), and starts the site's
+// sockets and reload path unit. The caller holds the site's lock.
+func Enable(ctx context.Context, e *Env, s *site.Site) (Report, error) {
+	rep := newReport(s.Name, "enable")
+	marked, err := e.Store.SetOutOfService(s.Name, false, e.UID)
+	if err != nil {
+		return rep, err
+	}
+	rep.Changed = marked
+	if err := e.reloadIfNeeded(ctx, &rep, marked, append(inService(s), units.ServiceName(s.Name))); err != nil {
+		return rep, err
+	}
+	want := inService(s)
+	for _, name := range want {
+		// Read just before: starting the socket starts the path unit.
+		us, err := e.Systemd.States(ctx, name)
+		if err != nil {
+			return rep, err
+		}
+		if len(us) != 1 {
+			return rep, fmt.Errorf("systemd said nothing about %s", name)
+		}
+		if us[0].ActiveState == "active" {
+			continue
+		}
+		if err := e.start(ctx, rep.Site, us[0]); err != nil {
+			return rep, err
+		}
+		rep.Started, rep.Changed = append(rep.Started, name), true
+	}
+	return rep, e.verify(ctx, &rep, want, "active")
+}
+
+// Disable takes site s out of service and keeps it out across reboots: it
+// writes the out-of-service marker and stops the site's path unit, its
+// services (the app drains as on any stop) and its sockets; the marker
+// changing has systemd reload its units, so that sockets.target no longer
+// wants the socket. The caller holds the site's lock.
+func Disable(ctx context.Context, e *Env, s *site.Site) (Report, error) {
+	rep := newReport(s.Name, "disable")
+	marked, err := e.Store.SetOutOfService(s.Name, true, e.UID)
+	if err != nil {
+		return rep, err
+	}
+	rep.Changed = marked
+	names := append(inService(s), units.ServiceName(s.Name), units.ReloadServiceName(s.Name))
+	us, err := e.Systemd.States(ctx, names...)
+	if err != nil {
+		return rep, err
+	}
+	if err := e.stopAll(ctx, &rep, us); err != nil {
+		return rep, err
+	}
+	if err := e.reloadIfNeeded(ctx, &rep, marked, nil); err != nil {
+		return rep, err
+	}
+	return rep, e.verify(ctx, &rep, names, "inactive")
+}
+
+// ErrFileExists: remove was asked for a site whose file is still there.
+var ErrFileExists = errors.New("the site file is still there")
+
+// Remove stops every unit site name still has and forgets its state. Its
+// site file must be gone already (fileGone): the file is the operator's,
+// and a site whose file is there comes back at the next daemon-reload.
+// Units generated from the file before it went are unloaded with a
+// daemon-reload. The caller holds the site's lock, if it has state.
+func Remove(ctx context.Context, e *Env, name string, fileGone bool) (Report, error) {
+	rep := newReport(name, "remove")
+	if !fileGone {
+		return rep, ErrFileExists
+	}
+	us, err := e.Systemd.StatesMatching(ctx, units.UnitPatterns(name)...)
+	if err != nil {
+		return rep, err
+	}
+	if err := e.stopAll(ctx, &rep, us); err != nil {
+		return rep, err
+	}
+	loaded := slices.ContainsFunc(us, func(u control.Unit) bool { return u.LoadState == "loaded" })
+	if err := e.reloadIfNeeded(ctx, &rep, loaded, nil); err != nil {
+		return rep, err
+	}
+	if rep.StateForgotten, err = e.Store.Forget(name); err != nil {
+		return rep, err
+	}
+	rep.Changed = rep.Changed || rep.StateForgotten
+	var names []string
+	for _, u := range us {
+		names = append(names, u.Name)
+	}
+	return rep, e.verify(ctx, &rep, names, "inactive")
+}
+
+// stopOrder stops the trigger first (a touch must not restart what is
+// being stopped), then the services (the app drains), then the sockets.
+func stopOrder(name string) int {
+	switch {
+	case strings.HasSuffix(name, ".path"):
+		return 0
+	case strings.HasSuffix(name, ".service"):
+		return 1
+	}
+	return 2
+}
+
+// stopAll stops the units that are not inactive, in stopOrder, and clears
+// the failed state of those that failed, so that none shows as failed.
+func (e *Env) stopAll(ctx context.Context, rep *Report, us []control.Unit) error {
+	us = slices.Clone(us)
+	slices.SortStableFunc(us, func(a, b control.Unit) int { return stopOrder(a.Name) - stopOrder(b.Name) })
+	for _, u := range us {
+		switch u.ActiveState {
+		case "inactive", "":
+			continue
+		case "failed":
+			if err := e.Systemd.ResetFailed(ctx, u.Name); err != nil {
+				return err
+			}
+			rep.Changed = true
+			continue
+		}
+		e.progress("%s: stopping %s", rep.Site, u.Name)
+		if err := e.Systemd.Stop(ctx, u.Name); err != nil {
+			return err
+		}
+		rep.Stopped, rep.Changed = append(rep.Stopped, u.Name), true
+	}
+	return nil
+}
+
+// start starts one unit, clearing a failed state and the start limit
+// first: a deliberate start must not be refused for earlier failures.
+func (e *Env) start(ctx context.Context, name string, u control.Unit) error {
+	if u.LoadState != "loaded" {
+		return fmt.Errorf("systemd has no unit %s (load state %q) even after a daemon-reload: is sitectl-generator installed?", u.Name, u.LoadState)
+	}
+	if err := e.Systemd.ResetFailed(ctx, u.Name); err != nil {
+		return err
+	}
+	e.progress("%s: starting %s", name, u.Name)
+	return e.Systemd.Start(ctx, u.Name)
+}
+
+// reloadIfNeeded has systemd reload its units when must is true or one of
+// check needs it (missing, or older than its site file).
+func (e *Env) reloadIfNeeded(ctx context.Context, rep *Report, must bool, check []string) error {
+	for _, u := range check {
+		if must {
+			break
+		}
+		need, err := e.Systemd.NeedDaemonReload(ctx, u)
+		if err != nil {
+			return err
+		}
+		must = need
+	}
+	if !must {
+		return nil
+	}
+	e.progress("%s: reloading systemd's units", rep.Site)
+	if err := e.Systemd.DaemonReload(ctx); err != nil {
+		return err
+	}
+	rep.DaemonReload, rep.Changed = true, true
+	return nil
+}
+
+// verify reads the units back: each must be in state want ("inactive"
+// counts a unit systemd no longer knows). "ok" is what systemd says, not
+// what was asked of it.
+func (e *Env) verify(ctx context.Context, rep *Report, names []string, want string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	us, err := e.Systemd.States(ctx, names...)
+	if err != nil {
+		return err
+	}
+	var wrong []string
+	for _, u := range us {
+		if u.ActiveState != want && !(want == "inactive" && u.ActiveState == "") {
+			wrong = append(wrong, fmt.Sprintf("%s is %s/%s", u.Name, u.ActiveState, u.SubState))
+		}
+	}
+	rep.InService = want == "active" && len(wrong) == 0
+	if len(wrong) > 0 {
+		return fmt.Errorf("site %s: %s, not %s", rep.Site, strings.Join(wrong, ", "), want)
+	}
+	return nil
+}

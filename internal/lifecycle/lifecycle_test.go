@@ -1,0 +1,182 @@
+package lifecycle
+
+import (
+	"context"
+	"path"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// fakeSystemd keeps unit states; a unit it has no entry for is not found.
+type fakeSystemd struct {
+	active  map[string]string // unit → active state
+	loaded  map[string]bool
+	stale   bool // the units are older than the site file
+	reloads int
+	calls   []string
+}
+
+func (f *fakeSystemd) unit(n string) control.Unit {
+	load := "not-found"
+	if f.loaded[n] {
+		load = "loaded"
+	}
+	st := f.active[n]
+	if st == "" {
+		st = "inactive"
+	}
+	return control.Unit{Name: n, LoadState: load, ActiveState: st}
+}
+
+func (f *fakeSystemd) States(_ context.Context, names ...string) ([]control.Unit, error) {
+	var out []control.Unit
+	for _, n := range names {
+		out = append(out, f.unit(n))
+	}
+	return out, nil
+}
+
+func (f *fakeSystemd) StatesMatching(_ context.Context, patterns ...string) ([]control.Unit, error) {
+	var out []control.Unit
+	for n := range f.active {
+		for _, p := range patterns {
+			if ok, _ := path.Match(p, n); ok {
+				out = append(out, f.unit(n))
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeSystemd) Start(_ context.Context, u string) error {
+	f.calls = append(f.calls, "start "+u)
+	f.active[u] = "active"
+	if u == "site-karl.socket" {
+		f.active["site-karl-reload.path"] = "active" // its Wants=
+	}
+	return nil
+}
+
+func (f *fakeSystemd) Stop(_ context.Context, u string) error {
+	f.calls = append(f.calls, "stop "+u)
+	f.active[u] = "inactive"
+	return nil
+}
+
+func (f *fakeSystemd) ResetFailed(_ context.Context, u string) error {
+	if f.active[u] == "failed" {
+		f.active[u] = "inactive"
+	}
+	return nil
+}
+
+func (f *fakeSystemd) DaemonReload(context.Context) error {
+	f.calls = append(f.calls, "daemon-reload")
+	f.reloads++
+	f.stale = false
+	return nil
+}
+
+func (f *fakeSystemd) NeedDaemonReload(_ context.Context, u string) (bool, error) {
+	return f.stale || !f.loaded[u], nil
+}
+
+var karlUnits = []string{"site-karl.socket", "site-karl.service", "site-karl-reload.path", "site-karl-reload.service"}
+
+func karl(t *testing.T) *site.Site {
+	s, err := site.Parse("/etc/sitectl/sites/karl.toml", []byte("exec = [\"/bin/app\"]\nreload_trigger = \"/srv/karl/restart.txt\"\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newEnv(t *testing.T) (*Env, *fakeSystemd) {
+	f := &fakeSystemd{active: map[string]string{}, loaded: map[string]bool{}}
+	for _, u := range karlUnits {
+		f.loaded[u] = true
+	}
+	return &Env{Store: modes.Store{Dir: t.TempDir()}, Systemd: f}, f
+}
+
+// enable starts the sockets and the trigger; again, it changes nothing;
+// units older than the site file are reloaded first.
+func TestEnableIsIdempotent(t *testing.T) {
+	e, f := newEnv(t)
+	f.stale = true
+	rep, err := Enable(context.Background(), e, karl(t))
+	if err != nil || !rep.Changed || !rep.InService || !rep.DaemonReload || !slices.Equal(rep.Started, []string{"site-karl.socket"}) {
+		t.Fatalf("first enable: %+v %v", rep, err)
+	}
+	if want := "daemon-reload,start site-karl.socket"; strings.Join(f.calls, ",") != want {
+		t.Errorf("calls %v, want %s", f.calls, want)
+	}
+	f.calls = nil
+	rep, err = Enable(context.Background(), e, karl(t))
+	if err != nil || rep.Changed || !rep.InService || len(f.calls) != 0 {
+		t.Errorf("second enable: %+v %v, calls %v", rep, err, f.calls)
+	}
+}
+
+// disable stops the trigger first, then the service, then the socket,
+// marks the site and reloads once; again, it changes nothing; enable
+// then clears the mark.
+func TestDisableMarksAndStopsInOrder(t *testing.T) {
+	e, f := newEnv(t)
+	for _, u := range karlUnits[:3] {
+		f.active[u] = "active"
+	}
+	rep, err := Disable(context.Background(), e, karl(t))
+	if err != nil || !rep.Changed || rep.InService {
+		t.Fatalf("disable: %+v %v", rep, err)
+	}
+	if want := "stop site-karl-reload.path,stop site-karl.service,stop site-karl.socket,daemon-reload"; strings.Join(f.calls, ",") != want {
+		t.Errorf("calls %v, want %s", f.calls, want)
+	}
+	if out, _, _ := e.Store.OutOfService("karl"); !out {
+		t.Error("no out-of-service mark")
+	}
+	f.calls = nil
+	if rep, err := Disable(context.Background(), e, karl(t)); err != nil || rep.Changed || len(f.calls) != 0 {
+		t.Errorf("second disable: %+v %v %v", rep, err, f.calls)
+	}
+	if rep, err := Enable(context.Background(), e, karl(t)); err != nil || !rep.Changed || !rep.DaemonReload {
+		t.Errorf("enable after disable: %+v %v", rep, err)
+	}
+	if out, _, _ := e.Store.OutOfService("karl"); out {
+		t.Error("enable left the mark")
+	}
+}
+
+// remove refuses while the file is there; then it stops what runs,
+// unloads the generated units and forgets the state; again, nothing.
+func TestRemoveForgetsTheSite(t *testing.T) {
+	e, f := newEnv(t)
+	s := karl(t)
+	f.active["site-karl.socket"], f.active["site-karl.service"] = "active", "failed"
+	if err := e.Store.Write(s, s.Modes[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Remove(context.Background(), e, "karl", false); err != ErrFileExists {
+		t.Fatalf("remove with the file there: %v", err)
+	}
+	rep, err := Remove(context.Background(), e, "karl", true)
+	if err != nil || !rep.Changed || !rep.StateForgotten || !rep.DaemonReload || !slices.Equal(rep.Stopped, []string{"site-karl.socket"}) {
+		t.Fatalf("remove: %+v %v", rep, err)
+	}
+	if _, ok, _ := e.Store.Current("karl"); ok {
+		t.Error("the mode survived remove")
+	}
+	for u := range f.loaded {
+		f.loaded[u] = false // the daemon-reload unloaded them
+	}
+	if rep, err := Remove(context.Background(), e, "karl", true); err != nil || rep.Changed {
+		t.Errorf("second remove: %+v %v", rep, err)
+	}
+}
