@@ -73,7 +73,12 @@ func (e *env) printMode(s status.Site, line func(string, string, ...any)) {
 	if s.PreviousMode != "" {
 		mode += " (previous: " + term.Escape(s.PreviousMode) + ")"
 	}
-	if !s.ModeApplied && s.ActiveState == "active" {
+	switch {
+	case s.ServedMode != "" && s.ServedMode != s.Mode:
+		mode += "; " + e.style.Red("the process that serves runs mode "+term.Escape(s.ServedMode)) + ": it applies at the next restart"
+	case s.ServedMode != "":
+		mode += "; served (the serving process runs it)"
+	case !s.ModeApplied && s.ActiveState == "active":
 		mode += "; recorded after the running process started: it applies at the next restart"
 	}
 	line("mode", "%s", mode)

@@ -39,6 +39,7 @@ type Site struct {
 	Mode         string `json:"mode" doc:"the mode recorded for the site (its default mode when none is)"`
 	PreviousMode string `json:"previous_mode" doc:"the mode before the last successful switch; empty when there was none"`
 	ModeApplied  bool   `json:"mode_applied" doc:"the running service started after the mode was recorded, so it runs in that mode"`
+	ServedMode   string `json:"served_mode" doc:"the mode the process that serves runs, from its own environment (SITE_MODE of the main process, or of an overlap site's serving generation), as a switch verifies it; empty when none serves or in list"`
 	// Pending is a switch in progress (Busy) or one that was cut short.
 	Pending *modes.Pending `json:"pending" doc:"a switch in progress (busy) or cut short by a killed sitectl; null when there is none"`
 	Busy    bool           `json:"busy" doc:"another sitectl holds the site's lock right now"`
@@ -125,6 +126,9 @@ type Sources struct {
 	LastFailure func(ctx context.Context, unit string) *Failure
 	// LastCleanup reads the record of a site's last cleanup (the journal).
 	LastCleanup func(ctx context.Context, site string) *cleanup.Record
+	// ServedMode reads the mode the serving process of a running site
+	// runs (ServedMode, from /proc).
+	ServedMode func(ctx context.Context, s *site.Site, mainPID int) string
 }
 
 // Request says which sites to read, and how much.
@@ -176,6 +180,9 @@ func Gather(ctx context.Context, src Sources, req Request) (Result, error) {
 		sites[i], errs[i] = build(st, ents[i], byName)
 		if errs[i] == nil && !req.Brief {
 			sites[i].readJournal(ctx, src)
+			if ents[i].known {
+				sites[i].readServed(ctx, src, ents[i].site)
+			}
 		}
 	})
 	if err := errors.Join(errs...); err != nil {
@@ -286,6 +293,13 @@ func (s *Site) readJournal(ctx context.Context, src Sources) {
 	}
 	if src.LastCleanup != nil {
 		s.Cleanup = src.LastCleanup(ctx, s.Site)
+	}
+}
+
+// readServed reads which mode the serving process of a running site runs.
+func (s *Site) readServed(ctx context.Context, src Sources, si *site.Site) {
+	if src.ServedMode != nil && (s.ActiveState == "active" || s.ActiveState == "reloading") {
+		s.ServedMode = src.ServedMode(ctx, si, s.MainPID)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // fakeSystemd answers as systemd's listing would: only loaded units.
@@ -235,5 +236,43 @@ func TestParseFailure(t *testing.T) {
 	}
 	if parseFailure([]byte(`{"MESSAGE_ID":"98e322203f7a4ed290d09fe03c09fe15"}`)) != nil {
 		t.Error("a process exit without a failure is no failure")
+	}
+}
+
+// status (not list) reads the mode the serving process runs, for running
+// sites only, with the site as its file says and the main PID.
+func TestServedMode(t *testing.T) {
+	d, sd := setup(t)
+	asked := map[string]int{}
+	src := Sources{Dirs: d, Systemd: sd, ServedMode: func(_ context.Context, s *site.Site, pid int) string {
+		asked[s.Name] = pid
+		return "read-only"
+	}}
+	res, err := Gather(context.Background(), src, Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 2 || asked["run"] != 42 || asked["broken"] != 7 {
+		t.Errorf("asked of %v, want run (pid 42) and broken (pid 7)", asked)
+	}
+	got := bySite(res.Sites)
+	if got["run"].ServedMode != "read-only" || got["idle"].ServedMode != "" {
+		t.Errorf("served modes: run %q, idle %q", got["run"].ServedMode, got["idle"].ServedMode)
+	}
+	asked = map[string]int{}
+	if _, err := Gather(context.Background(), src, Request{Brief: true}); err != nil || len(asked) != 0 {
+		t.Errorf("list asked for served modes: %v %v", asked, err)
+	}
+}
+
+func TestModeOf(t *testing.T) {
+	for env, want := range map[string]string{
+		"PATH=/bin\x00SITE_MODE=read-only\x00X=1": "read-only",
+		"SITE_MODES=x\x00PATH=/bin":               "",
+		"":                                        "",
+	} {
+		if got := modeOf(strings.Split(env, "\x00")); got != want {
+			t.Errorf("modeOf(%q) = %q, want %q", env, got, want)
+		}
 	}
 }

@@ -110,8 +110,18 @@ func TestJSONFitsTheDocumentedSchema(t *testing.T) {
 	if got := strings.Join(kinds, " "); got != "mode:ok mode:rolled-back restart:ok reload:ok rollback:ok" {
 		t.Errorf("history kinds: %s", got)
 	}
-	if out := run(0, "status", "karl"); !strings.Contains(out, `"site": "karl"`) || !strings.Contains(out, `"armed": true`) {
+	out := run(0, "status", "karl")
+	if !strings.Contains(out, `"site": "karl"`) || !strings.Contains(out, `"armed": true`) {
 		t.Errorf("sitectl status karl --json:\n%s", out)
+	}
+	// Issue 12.6: status shows the mode the serving process runs, read
+	// from its own environment.
+	var served []struct {
+		Mode   string `json:"mode"`
+		Served string `json:"served_mode"`
+	}
+	if err := json.Unmarshal([]byte(out), &served); err != nil || len(served) != 1 || served[0].Served == "" || served[0].Served != served[0].Mode {
+		t.Errorf("sitectl status karl --json: served mode %+v (%v)", served, err)
 	}
 	if out := run(3, "status", "karl", "idle", "bad"); !strings.Contains(out, `"state": "invalid"`) {
 		t.Errorf("status of an invalid site:\n%s", out)
