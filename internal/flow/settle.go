@@ -55,13 +55,13 @@ func (e *Env) verifyServed(ctx context.Context, s *site.Site, m site.Mode, w *wa
 	w.ready = e.now()
 	pid, err := e.servingPID(ctx, s, w)
 	if err != nil {
-		return e.whyGone(ctx, w, err)
+		return e.whyGone(ctx, w, goneWait(s, err), err)
 	}
 	w.serving = pid
 	e.progress("%s: verifying that pid %d serves mode %s", s.Name, pid, m.Name)
 	if err := e.checkServed(m, pid); err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
-			return e.whyGone(ctx, w, err)
+			return e.whyGone(ctx, w, goneWait(s, err), err)
 		}
 		return err
 	}
@@ -73,14 +73,18 @@ func (e *Env) verifyServed(ctx context.Context, s *site.Site, m site.Mode, w *wa
 
 // whyGone explains err, a serving process that could not be found or read
 // right after it was ready: it exited (an app that dies right after
-// READY=1), and systemd says how within a moment. Without that, err.
-func (e *Env) whyGone(ctx context.Context, w *watched, err error) error {
-	for i := 0; i < 20; i++ {
+// READY=1), and systemd says how once the service stops. It waits at most
+// limit for that; without it, err.
+func (e *Env) whyGone(ctx context.Context, w *watched, limit time.Duration, err error) error {
+	for deadline := e.now().Add(limit); ; {
 		u, uerr := e.unit(ctx, w.service)
 		if uerr == nil {
 			if cerr := w.changed(u, fmt.Sprintf("%.1fs after it was ready", e.now().Sub(w.ready).Seconds())); cerr != nil {
 				return cerr
 			}
+		}
+		if !e.now().Before(deadline) {
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -88,8 +92,33 @@ func (e *Env) whyGone(ctx context.Context, w *watched, err error) error {
 		case <-time.After(pollInterval):
 		}
 	}
-	return err
 }
+
+// goneWait is how long whyGone waits for systemd to see the service stop
+// after err. An overlap site's launcher that cannot be asked at all is
+// stopping: its serving generation died, and it stops the generations
+// still draining first, which takes up to their drain and stop timeouts
+// (its control socket is closed meanwhile).
+func goneWait(s *site.Site, err error) time.Duration {
+	wait := 2 * time.Second
+	if errors.Is(err, errLauncherGone) {
+		wait += min(s.DrainTimeout+s.StopTimeout, maxGoneWait)
+	}
+	return wait
+}
+
+// errLauncherGone marks an overlap site's launcher that could not be asked
+// which generation serves.
+var errLauncherGone = errors.New("the launcher cannot be asked")
+
+// launcherGone is an error of asking the launcher; it is errLauncherGone.
+type launcherGone struct{ error }
+
+func (launcherGone) Is(target error) bool { return target == errLauncherGone }
+func (g launcherGone) Unwrap() error      { return g.error }
+
+// maxGoneWait bounds goneWait's share of the drain and stop timeouts.
+const maxGoneWait = 40 * time.Second
 
 // servingPID is the process that serves: the main process, or the
 // generation the launcher of an overlap site reports.
@@ -99,7 +128,7 @@ func (e *Env) servingPID(ctx context.Context, s *site.Site, w *watched) (int, er
 	}
 	st, err := e.launcherStatus(ctx, s)
 	if err != nil {
-		return 0, fmt.Errorf("cannot ask the launcher of %s which generation serves: %w", w.service, err)
+		return 0, launcherGone{fmt.Errorf("cannot ask the launcher of %s which generation serves: %w", w.service, err)}
 	}
 	if st.Serving == nil {
 		return 0, fmt.Errorf("no generation of %s serves: %s", w.service, orUnknown(st.Last))

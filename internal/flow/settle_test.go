@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
@@ -238,6 +239,44 @@ func TestServingProcessGoneIsExplained(t *testing.T) {
 	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
 	if !errors.Is(err, ErrRolledBack) || !strings.Contains(rep.Reason, "site-karl.service stopped running") ||
 		strings.Contains(rep.Reason, "cannot read the environment") {
+		t.Fatalf("err %v, report %+v", err, rep)
+	}
+}
+
+// slowStop is systemd while an overlap site's launcher stops the
+// generations still draining after its serving one died: the service
+// stays active, with the same main process, for a while.
+type slowStop struct {
+	*fakeSystemd
+	calls, activeFor int
+}
+
+func (f *slowStop) UnitsByName(ctx context.Context, names ...string) ([]control.Unit, error) {
+	f.calls++
+	if f.calls == f.activeFor {
+		f.state = "deactivating"
+	}
+	return f.fakeSystemd.UnitsByName(ctx, names...)
+}
+
+// The serving process is gone but the launcher takes 3 s to stop: the
+// report still says how the service stopped, not only that the launcher
+// could not be asked.
+func TestSlowLauncherStopIsExplained(t *testing.T) {
+	s := overlapSite(t, `drain_timeout = "5s"`)
+	e, f := newEnv(t)
+	slow := &slowStop{fakeSystemd: f, activeFor: 1 << 30}
+	e.Systemd = slow
+	launcherStatus := e.Launcher
+	e.Launcher = func(ctx context.Context, s *site.Site) (launcher.Status, error) {
+		if len(f.reloads) == 1 && len(f.restarts) == 0 {
+			slow.activeFor = slow.calls + 30 // 3 s of polls from now
+			return launcher.Status{}, errors.New("no answer from the launcher: connection reset by peer")
+		}
+		return launcherStatus(ctx, s)
+	}
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(rep.Reason, "site-karl.service stopped running") {
 		t.Fatalf("err %v, report %+v", err, rep)
 	}
 }
