@@ -20,7 +20,10 @@ import (
 	"github.com/sitectl/sitectl/internal/site"
 )
 
-// maxTable bounds what is read of one /proc/net table.
+// maxTable bounds what is read of one /proc/1/net table. The tables are
+// PID 1's (its network namespace): sitectl's state service, which runs
+// deployers' changes, has a network namespace of its own and no /proc/net
+// (PrivateNetwork=yes, ProcSubset=pid).
 const maxTable = 16 << 20
 
 // Missing returns the listeners of s (their address or path) for which PID
@@ -32,12 +35,12 @@ func Missing(proc string, s *site.Site) ([]string, error) {
 	}
 	tcp := map[int][]uint64{}
 	for _, t := range []string{"tcp", "tcp6"} {
-		if err := readTable(filepath.Join(proc, "net", t), func(f []string) { parseTCP(f, tcp) }); err != nil {
+		if err := readTable(filepath.Join(proc, "1", "net", t), func(f []string) { parseTCP(f, tcp) }); err != nil {
 			return nil, err
 		}
 	}
 	unix := map[string][]uint64{}
-	if err := readTable(filepath.Join(proc, "net", "unix"), func(f []string) { parseUnix(f, unix) }); err != nil {
+	if err := readTable(filepath.Join(proc, "1", "net", "unix"), func(f []string) { parseUnix(f, unix) }); err != nil {
 		return nil, err
 	}
 	var missing []string
