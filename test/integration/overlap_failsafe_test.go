@@ -47,7 +47,13 @@ address = "127.0.0.1:%d"
 	if r, code, stderr := h.mode("ov", "normal"); code != 0 {
 		t.Fatalf("switch back to normal: exit %d %+v %s", code, r, stderr)
 	}
+	// Until drain_timeout, the stubborn generation, which ignores SIGTERM,
+	// still takes connections from the shared socket beside the new one:
+	// ask until the new generation answers.
 	serving := getReply(t, url)
+	for end := time.Now().Add(10 * time.Second); serving.Mode != "normal" && time.Now().Before(end); {
+		serving = getReply(t, url)
+	}
 	if serving.Mode != "normal" {
 		t.Fatalf("after the switch back the site answers in mode %q", serving.Mode)
 	}
