@@ -235,11 +235,20 @@ func (e *Env) stillServes(ctx context.Context, s *site.Site, m site.Mode, w *wat
 		return err
 	}
 	pid, err := e.servingPID(ctx, s, w)
-	if err != nil || pid == w.serving {
-		return err
+	if err != nil {
+		return e.whyGone(ctx, w, goneWait(s, err), err)
+	}
+	if pid == w.serving {
+		return nil
 	}
 	w.serving = pid
-	return e.checkServed(m, pid)
+	if err := e.checkServed(m, pid); err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			return e.whyGone(ctx, w, goneWait(s, err), err)
+		}
+		return err
+	}
+	return nil
 }
 
 // changed tells whether u is no longer the service w watches, and how.
