@@ -17,7 +17,13 @@ func TestEnvironAndAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	// Start returns once the child is forked; until it has exec'd sleep,
+	// its environment is not yet the one it was given.
 	env, err := Environ(cmd.Process.Pid)
+	for end := time.Now().Add(10 * time.Second); err == nil && !slices.Equal(env, cmd.Env) && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+		env, err = Environ(cmd.Process.Pid)
+	}
 	if err != nil || !slices.Equal(env, cmd.Env) {
 		t.Fatalf("Environ = %q, %v; want %q", env, err, cmd.Env)
 	}
