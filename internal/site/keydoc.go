@@ -109,8 +109,9 @@ var Keys = []KeyDoc{
 			"as $CREDENTIALS_DIRECTORY/NAME, readable by the site's user alone and by no other site. This is " +
 			"the way to pass secrets: the environment of a mode is not. Keep the files readable by root " +
 			"alone, outside /etc/sitectl and the app's own directories. A name uses letters, digits, _, . and -. " +
-			"Needs systemd 254 or later: before it, systemd makes credentials readable only by a sandboxed " +
-			"service's first command, which is sitectl's ExecStartPre=, and the app is denied them (systemd issue 27275)."},
+			"Upstream systemd 252.0 to 253.x without the fix for systemd issue 27275 make credentials readable " +
+			"only by a sandboxed service's first command, which is sitectl's ExecStartPre=, and deny the app " +
+			"them; Debian 12's systemd 252 has the fix, as do 254 and later."},
 	{"", keyEgress, "table", "none: any address",
 		"Where the app may connect to: see [egress] below."},
 	{"", keyDeployers, "array of strings", "none: root alone",

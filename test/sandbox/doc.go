@@ -21,7 +21,9 @@
 //     tmpfs in the host work dir /var/tmp/sitectl-sandbox-<id>/ns, builds an
 //     overlay (lower: the host's /, upper: that tmpfs) and mounts fresh
 //     proc, sysfs (read-only), cgroup2, /run, /tmp, and a private /dev on it,
-//     hides the host's unit enablement, pivot_roots into it and execs
+//     hides the host's unit enablement, pivot_roots into it, makes its
+//     mounts shared within the sandbox (as systemd does on a real boot and
+//     nspawn for a container: service credentials depend on it), and execs
 //     /usr/lib/systemd/systemd --system with $container set.
 //  4. Boot polls `systemctl is-system-running --wait` through nsenter until
 //     the manager reports "running".

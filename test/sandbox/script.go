@@ -89,6 +89,13 @@ pivot_root . .sitectl-oldroot
 cd /
 umount -l /.sitectl-oldroot
 rmdir /.sitectl-oldroot
+# Shared propagation inside the sandbox, as systemd sets it up itself when
+# the kernel starts it and a container manager such as systemd-nspawn does
+# for a container: systemd mounts a service's credentials in a namespace of
+# its own and moves them to /run/credentials/UNIT, which the service sees
+# only if the move propagates. The mounts are the sandbox's own (unshare
+# --propagation private made them so), so nothing reaches the host.
+mount --make-rshared /
 trap - ERR
 exec "$SYSTEMD" --system --unit="$UNIT"
 `
