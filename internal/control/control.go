@@ -3,8 +3,8 @@
 // state sitectl reports.
 //
 // Only root uses it (root's sitectl and sitectl's state service, which runs
-// deployers' changes): it connects to the system bus, and falls back to
-// systemd's private socket when there is no bus. Job results come back on a buffered channel that is always read or
+// deployers' changes): it connects to systemd's private socket, as
+// systemctl does, and falls back to the system bus. Job results come back on a buffered channel that is always read or
 // abandoned with its context: an unread unbuffered channel would block every
 // later job (go-systemd issue 429). A job result other than "done" is an
 // error naming the unit.
@@ -87,22 +87,32 @@ func connect() (*Manager, error) {
 			return c, nil
 		}
 	}
-	conn, err := sd.NewConnection(dial(func() (*dbus.Conn, error) { return dbus.SystemBusPrivate() }, true))
-	if err != nil && os.Geteuid() == 0 {
-		var err2 error
-		conn, err2 = sd.NewConnection(dial(func() (*dbus.Conn, error) {
-			return dbus.Dial("unix:path=/run/systemd/private")
-		}, false))
-		if err2 == nil {
-			err = nil
+	bus := dial(func() (*dbus.Conn, error) { return dbus.SystemBusPrivate() }, true)
+	if os.Geteuid() != 0 {
+		conn, err := sd.NewConnection(bus)
+		if err != nil {
+			return nil, fmt.Errorf("%w: the system bus does not answer (%v)", ErrUnavailable, err)
 		}
+		m.conn = conn
+		return m, nil
 	}
+	// Root talks to systemd directly, as systemctl does: one hop instead
+	// of two through the bus broker for every call, and no Hello.
+	conn, err := sd.NewConnection(dial(func() (*dbus.Conn, error) {
+		return dbus.Dial("unix:path=" + privateSocket)
+	}, false))
 	if err != nil {
-		return nil, fmt.Errorf("%w: the system bus does not answer (%v)", ErrUnavailable, err)
+		var err2 error
+		if conn, err2 = sd.NewConnection(bus); err2 != nil {
+			return nil, fmt.Errorf("%w: neither %s nor the system bus answers (%v; %v)", ErrUnavailable, privateSocket, err, err2)
+		}
 	}
 	m.conn = conn
 	return m, nil
 }
+
+// privateSocket is systemd's own D-Bus socket, for root.
+const privateSocket = "/run/systemd/private"
 
 // Close the connection.
 func (m *Manager) Close() { m.conn.Close() }
