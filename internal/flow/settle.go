@@ -47,6 +47,9 @@ type watched struct {
 	overlap bool
 	serving int       // the pid that serves: the main process, or the generation
 	ready   time.Time // when systemd said it runs
+	// probedSettled: the first probe began once the serving process had
+	// settled, so the settle needs no second one.
+	probedSettled bool
 }
 
 // verifyServed checks that the service w serves site s in mode m, and
@@ -65,9 +68,11 @@ func (e *Env) verifyServed(ctx context.Context, s *site.Site, m site.Mode, w *wa
 		}
 		return err
 	}
+	left, lerr := e.settleLeft(s, w)
 	if err := e.verify(ctx, s, m, w); err != nil {
 		return err
 	}
+	w.probedSettled = lerr == nil && left <= 0
 	return e.settle(ctx, s, m, w)
 }
 
@@ -177,7 +182,8 @@ func servedModeMismatch(env []string, m site.Mode, pid int) error {
 }
 
 // settle watches w until its serving process has run for the settle time,
-// then probes once more.
+// then probes once more, unless the first probe already began after it
+// (a short settle_time, or a slow start).
 func (e *Env) settle(ctx context.Context, s *site.Site, m site.Mode, w *watched) error {
 	announced, lost := false, 0
 	for {
@@ -190,6 +196,8 @@ func (e *Env) settle(ctx context.Context, s *site.Site, m site.Mode, w *watched)
 			lost++ // gone: systemd or the launcher will say how, soon
 		case err != nil:
 			return fmt.Errorf("the serving process (pid %d) of %s is gone: %w", w.serving, w.service, err)
+		case left <= 0 && w.probedSettled:
+			return nil // probed after the settle time, and still the same since
 		case left <= 0:
 			return e.verify(ctx, s, m, w)
 		case !announced:

@@ -288,3 +288,31 @@ func TestSlowLauncherStopIsExplained(t *testing.T) {
 		}
 	}
 }
+
+// A probe that began after the settle time is not repeated: the settle
+// then only looks once more that the same process still runs. One that
+// began before it is.
+func TestSettledProbeIsNotRepeated(t *testing.T) {
+	for _, c := range []struct {
+		settle time.Duration
+		probes int
+	}{{300 * time.Millisecond, 2}, {time.Millisecond, 1}} {
+		s := testSite(t)
+		s.Probe = &site.Probe{Path: "/", Status: 200, Timeout: time.Second}
+		e, _, _ := settleEnv(t, s)
+		s.SettleTime = c.settle
+		e.Age = func(int) (time.Duration, error) { return time.Minute, nil }
+		environ, tick := e.Environ, e.Now
+		clock := time.Duration(0)
+		e.Now = func() time.Time { return tick().Add(clock) }
+		e.Environ = func(pid int) ([]string, error) { clock += time.Millisecond; return environ(pid) }
+		probes := 0
+		e.Probe = func(context.Context, *site.Site, site.Mode) error { probes++; return nil }
+		if _, err := SwitchMode(context.Background(), e, s, "read-only", Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if probes != c.probes {
+			t.Errorf("settle time %v: %d probes, want %d", c.settle, probes, c.probes)
+		}
+	}
+}
