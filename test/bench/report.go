@@ -144,7 +144,7 @@ func evaluateTargets(r *Results) []Target {
 			Status:   metOrMissed(within == len(ran))})
 	}
 	ts = append(ts, scaleTargets(r)...)
-	t := Target{What: "CLI overhead: `sitectl restart` / `systemctl restart`, ratio of medians", Target: "≤ 1.1"}
+	t := Target{What: "CLI overhead: `sitectl restart` / `systemctl restart`, ratio of medians", Target: "≤ 1.05"}
 	if c := r.CLI; c == nil {
 		t.Status, t.Measured = statusNotMeasured, "not run"
 	} else if c.Sitectl.Failed > 0 || c.Systemctl.Failed > 0 {
@@ -152,7 +152,7 @@ func evaluateTargets(r *Results) []Target {
 		t.Measured = fmt.Sprintf("restarts failed: sitectl %d, systemctl %d of %d runs", c.Sitectl.Failed, c.Systemctl.Failed, c.Runs)
 	} else {
 		t.Measured = fmt.Sprintf("%.2f (%.1f / %.1f ms, %d runs each)", c.Ratio, c.Sitectl.Median.MS(), c.Systemctl.Median.MS(), c.Runs)
-		t.Status = metOrMissed(c.Ratio <= 1.1)
+		t.Status = metOrMissed(c.Ratio <= 1.05)
 	}
 	ts = append(ts, t)
 	return ts
@@ -345,11 +345,15 @@ func Markdown(r *Results) string {
 
 	if c := r.CLI; c != nil {
 		p("## CLI overhead\n\n")
-		p("`sitectl restart %s` against `systemctl restart site-%s.service` on the same unit (the Go app with a probe, as in scenario 3), ", c.Site, c.Site)
-		p("%d runs each, alternating, timed inside the sandbox, no load. `sitectl restart` also takes the site's lock, writes its state and verifies the site through its listener.\n\n", c.Runs)
+		p("`sitectl restart %s` against `systemctl restart site-%s.service` on the same unit (the Go app with a probe, as in scenario 3, and `settle_time = \"1ms\"`), ", c.Site, c.Site)
+		p("%d runs each, alternating, timed inside the sandbox, no load. `sitectl restart` also takes the site's lock, writes its state and verifies the site through its listener: this is sitectl's own cost. ", c.Runs)
+		p("The third row is the same site with the default `settle_time` (1 s), alternating with the other two: a switch then also watches the new process until it has run for the settle time, so that an app that dies right after READY=1 is rolled back instead of reported ok (issue 11).\n\n")
 		t := table{head: []string{"command", "median (ms)", "min (ms)", "max (ms)"}}
 		t.add("`sitectl restart "+c.Site+"`", durCell(c.Sitectl), ms(c.Sitectl.Min), ms(c.Sitectl.Max))
 		t.add("`systemctl restart site-"+c.Site+".service`", durCell(c.Systemctl), ms(c.Systemctl.Min), ms(c.Systemctl.Max))
+		if c.SettledSite != "" {
+			t.add("`sitectl restart "+c.SettledSite+"` (settle_time 1s)", durCell(c.Settled), ms(c.Settled.Min), ms(c.Settled.Max))
+		}
 		b.WriteString(t.String())
 		if f := failureNotes(map[string]DurationStats{"sitectl restart": c.Sitectl, "systemctl restart": c.Systemctl}, []string{"sitectl restart", "systemctl restart"}); f != "" {
 			p("\nFailures:\n\n%s", f)
