@@ -52,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitCode(dryrun)
 	}
 	opts := units.Options{Dirs: dirs}
-	res = generator.Checked(res, opts)
+	res, rendered := generator.CheckedRendered(res, opts)
 	problem := generator.StateProblem(dirs.State)
 	res, outcomes := generator.WithLastGood(res, opts, problem)
 	lines, skipped := generator.Mistakes(res.Errors, outcomes)
@@ -70,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, l := range lines {
 		log.Printf(levelErr, "%s", l)
 	}
-	files := generator.FilesFor(res.Sites, opts, generator.OutOfService(res.Sites, opts))
+	files := generator.FilesRendered(res.Sites, opts, generator.OutOfService(res.Sites, opts), rendered)
 	if dryrun {
 		if err := generator.Print(stdout, files); err != nil {
 			return 1

@@ -43,10 +43,25 @@ func Files(sites []*site.Site, opts units.Options) []File { return FilesFor(site
 // that systemctl and sitectl status know them and `sitectl enable` can
 // start them, but no .wants/ link starts them at boot.
 func FilesFor(sites []*site.Site, opts units.Options, outOfService map[string]bool) []File {
+	return FilesRendered(sites, opts, outOfService, nil)
+}
+
+// Rendered holds the units CheckedRendered rendered, by site.
+type Rendered map[*site.Site][]units.Unit
+
+// FilesRendered is FilesFor with the units of the sites in done rendered
+// already (CheckedRendered): rendering is most of the generator's work.
+func FilesRendered(sites []*site.Site, opts units.Options, outOfService map[string]bool, done Rendered) []File {
 	sorted := slices.Clone(sites)
 	slices.SortFunc(sorted, func(a, b *site.Site) int { return strings.Compare(a.Name, b.Name) })
 	rendered := make([][]units.Unit, len(sorted))
-	par.Each(len(sorted), func(i int) { rendered[i] = units.Render(sorted[i], opts) })
+	par.Each(len(sorted), func(i int) {
+		if us, ok := done[sorted[i]]; ok {
+			rendered[i] = us
+		} else {
+			rendered[i] = units.Render(sorted[i], opts)
+		}
+	})
 	var out []File
 	if len(sorted) > 0 {
 		sl := units.RenderSlice()
@@ -71,18 +86,28 @@ func FilesFor(sites []*site.Site, opts units.Options, outOfService map[string]bo
 // with a command line, an environment or a listener it did not ask for.
 // Sites are checked on all CPUs; the order of res is kept.
 func Checked(res site.Result, opts units.Options) site.Result {
+	res, _ = CheckedRendered(res, opts)
+	return res
+}
+
+// CheckedRendered is Checked that also returns the units it rendered for
+// the sites it kept, for FilesRendered.
+func CheckedRendered(res site.Result, opts units.Options) (site.Result, Rendered) {
 	errs := make([]error, len(res.Sites))
-	par.Each(len(res.Sites), func(i int) { errs[i] = units.Check(res.Sites[i], opts) })
+	us := make([][]units.Unit, len(res.Sites))
+	par.Each(len(res.Sites), func(i int) { us[i], errs[i] = units.RenderChecked(res.Sites[i], opts) })
 	var ok []*site.Site
+	done := make(Rendered, len(res.Sites))
 	for i, s := range res.Sites {
 		if errs[i] != nil {
 			res.Errors = append(res.Errors, &site.Error{File: s.File, Line: 1, Col: 1, Msg: errs[i].Error()})
 			continue
 		}
 		ok = append(ok, s)
+		done[s] = us[i]
 	}
 	res.Sites = ok
-	return res
+	return res, done
 }
 
 // Write puts the files into dir. Units are written atomically; an existing

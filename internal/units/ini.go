@@ -80,6 +80,17 @@ func (s *section) env(name, value string) {
 
 func (f *file) String() string {
 	var b strings.Builder
+	n := 0
+	for _, h := range f.header {
+		n += len(h) + 3
+	}
+	for _, s := range f.sections {
+		n += len(s.name) + 4
+		for _, e := range s.entries {
+			n += len(e.key) + len(e.raw) + 2
+		}
+	}
+	b.Grow(n)
 	for _, h := range f.header {
 		// A comment ends at a line end: keep it to one line whatever the
 		// file name holds.

@@ -190,15 +190,23 @@ func RenderSlice() Unit {
 // that a unit cannot carry) or a bug make a unit say something else.
 // sitectl check, units render and the generator skip a site that fails it.
 func Check(s *site.Site, opts Options) error {
+	_, err := RenderChecked(s, opts)
+	return err
+}
+
+// RenderChecked is Render and Check in one: the units of a site whose units
+// say what its site file says, or the error of Check.
+func RenderChecked(s *site.Site, opts Options) ([]Unit, error) {
 	if err := checkPrivate(s, opts.withDefaults().Dirs); err != nil {
-		return err
+		return nil, err
 	}
-	for _, u := range Render(s, opts) {
+	us := Render(s, opts)
+	for _, u := range us {
 		if err := u.src.verify(u.Content); err != nil {
-			return fmt.Errorf("%s would not say what the site file says: %w", u.Name, err)
+			return nil, fmt.Errorf("%s would not say what the site file says: %w", u.Name, err)
 		}
 	}
-	return nil
+	return us, nil
 }
 
 // checkPrivate refuses a site whose app would need a file under the
@@ -372,6 +380,9 @@ func renderService(s *site.Site, opts Options) Unit {
 	u.text("StartLimitBurst", "30")
 
 	svc := f.section("Service")
+	// About 70 entries: growing the slice from nothing cost a tenth of the
+	// generator's time at 10,000 sites.
+	svc.entries = make([]entry, 0, 80)
 	overlap := s.Handoff == site.HandoffOverlap
 	if s.Readiness == site.ReadinessNotify || overlap {
 		// With overlap the launcher is the main process and says READY=1
