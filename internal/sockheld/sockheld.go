@@ -35,12 +35,12 @@ func Missing(proc string, s *site.Site) ([]string, error) {
 	}
 	tcp := map[int][]uint64{}
 	for _, t := range []string{"tcp", "tcp6"} {
-		if err := readTable(filepath.Join(proc, "1", "net", t), func(f []string) { parseTCP(f, tcp) }); err != nil {
+		if err := readTable(filepath.Join(proc, "1", "net", t), func(f []string) bool { return parseTCP(f, tcp) }); err != nil {
 			return nil, err
 		}
 	}
 	unix := map[string][]uint64{}
-	if err := readTable(filepath.Join(proc, "1", "net", "unix"), func(f []string) { parseUnix(f, unix) }); err != nil {
+	if err := readTable(filepath.Join(proc, "1", "net", "unix"), func(f []string) bool { parseUnix(f, unix); return true }); err != nil {
 		return nil, err
 	}
 	var missing []string
@@ -89,44 +89,57 @@ func heldInodes(dir string) (map[uint64]bool, error) {
 }
 
 // readTable calls row with the fields of each line of a /proc/net table
-// after its header.
-func readTable(path string, row func([]string)) error {
+// after its header, until row returns false.
+func readTable(path string, row func([]string) bool) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("cannot read %s: %w", path, err)
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(io.LimitReader(f, maxTable))
-	sc.Buffer(make([]byte, 0, 4096), 1<<16)
-	for first := true; sc.Scan(); first = false {
-		if !first {
-			row(strings.Fields(sc.Text()))
-		}
-	}
-	if err := sc.Err(); err != nil {
+	if err := scanTable(io.LimitReader(f, maxTable), row); err != nil {
 		return fmt.Errorf("cannot read %s: %w", path, err)
 	}
 	return nil
+}
+
+// scanTable is readTable's loop.
+func scanTable(r io.Reader, row func([]string) bool) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<16)
+	for first := true; sc.Scan(); first = false {
+		if !first && !row(strings.Fields(sc.Text())) {
+			return nil
+		}
+	}
+	return sc.Err()
 }
 
 // tcpListen is the state of a listening socket in /proc/net/tcp.
 const tcpListen = "0A"
 
 // parseTCP records the inode of a listening TCP socket by its port:
-// "sl local_address rem_address st ... uid timeout inode".
-func parseTCP(f []string, out map[int][]uint64) {
-	if len(f) < 10 || f[3] != tcpListen {
-		return
+// "sl local_address rem_address st ... uid timeout inode". It returns false
+// at the first row of another state: the kernel lists every listening
+// socket first (its listening hash, then the established one), so the rest
+// of the table, every connection of a busy host (0.2-0.3 s for 36,000 of
+// them), holds no listener.
+func parseTCP(f []string, out map[int][]uint64) bool {
+	if len(f) < 10 {
+		return true
+	}
+	if f[3] != tcpListen {
+		return false
 	}
 	i := strings.LastIndexByte(f[1], ':')
 	if i < 0 {
-		return
+		return true
 	}
 	port, err1 := strconv.ParseUint(f[1][i+1:], 16, 16)
 	inode, err2 := strconv.ParseUint(f[9], 10, 64)
 	if err1 == nil && err2 == nil {
 		out[int(port)] = append(out[int(port)], inode)
 	}
+	return true
 }
 
 // unixListening is the flag of a listening unix socket in /proc/net/unix.

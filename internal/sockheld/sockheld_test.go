@@ -1,10 +1,14 @@
 package sockheld
 
 import (
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/sitectl/sitectl/internal/site"
 )
@@ -60,5 +64,22 @@ func TestMissing(t *testing.T) {
 	}
 	if want := []string{"127.0.0.1:8081", "127.0.0.1:8082", "/run/other.sock"}; !slices.Equal(got, want) {
 		t.Errorf("Missing = %q, want %q", got, want)
+	}
+}
+
+// The TCP tables are read up to the first row that is not a listener: the
+// kernel lists listeners first, and a busy host has many connections after
+// them. A reader that fails past the listeners shows nothing more is read.
+func TestTCPTableStopsAfterTheListeners(t *testing.T) {
+	head := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" +
+		"   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0\n" +
+		"   1: 0100007F:1F92 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 444 1 0000000000000000 100 0 0 10 0\n"
+	r := io.MultiReader(strings.NewReader(head), iotest.ErrReader(errors.New("read past the listeners")))
+	got := map[int][]uint64{}
+	if err := scanTable(r, func(f []string) bool { return parseTCP(f, got) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[8080][0] != 111 {
+		t.Errorf("listeners %v", got)
 	}
 }
