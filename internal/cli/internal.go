@@ -278,6 +278,7 @@ func (e *env) runLauncher(ctx context.Context, s *site.Site, argv []string, drai
 		// The failsafe of a draining generation; INVOCATION_ID, which
 		// every generation inherits, marks its daemons.
 		DrainTimeout: drainTimeout, StopTimeout: stopTimeout, Invocation: os.Getenv("INVOCATION_ID"),
+		KeepPrevious: s.KeepPrevious,
 		Prepare: func(mode []site.EnvVar) (launcher.Spec, error) {
 			dir := ""
 			if s.Workdir != "" {
