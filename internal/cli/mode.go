@@ -262,7 +262,12 @@ func (e *env) reportText(rep flow.Report) {
 	if rep.FullRestart != "" {
 		term.Fprintf(e.stdout, "%s: %s\n", rep.Site, rep.FullRestart)
 	}
+	if rep.NoWarm != "" {
+		term.Fprintf(e.stdout, "%s: no warm rollback: %s; rolled back cold\n", rep.Site, rep.NoWarm)
+	}
 	switch {
+	case rep.Rollback == "warm":
+		term.Fprintf(e.stdout, "%s: %s %s %s by a warm rollback in %.3fs: no process started (main PID %d)\n", rep.Site, rep.From, e.style.Arrow(), rep.To, rep.Duration, rep.MainPID)
 	case rep.Reason != "":
 		term.Fprintf(e.stdout, "%s: %s (main PID %d)\n", rep.Site, rep.Reason, rep.MainPID)
 	case rep.From == rep.To:

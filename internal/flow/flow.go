@@ -384,7 +384,7 @@ func Reload(ctx context.Context, e *Env, s *site.Site, timeout time.Duration) (R
 func Rollback(ctx context.Context, e *Env, s *site.Site, timeout time.Duration, cold bool) (Report, error) {
 	noWarm := ""
 	if s.KeepPrevious > 0 {
-		noWarm = "--cold"
+		noWarm = "--cold given"
 		if !cold {
 			rep, err, done := warmRollback(ctx, e, s)
 			if done {

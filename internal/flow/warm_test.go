@@ -74,7 +74,7 @@ func TestWarmRollbackGoesCold(t *testing.T) {
 				return launcher.Status{Serving: &launcher.GenerationStatus{Generation: 2}, NoWarm: "warm generation 1 exited: signal: killed"}, nil
 			}
 		}, false, "no warm generation (warm generation 1 exited: signal: killed)"},
-		"--cold": {func(e *Env) {}, true, "--cold"},
+		"--cold": {func(e *Env) {}, true, "--cold given"},
 		"refused": {func(e *Env) {
 			e.RollbackLauncher = func(ctx context.Context, s *site.Site) (string, error) {
 				return "", errors.New("no warm generation (it just exited)")

@@ -1,0 +1,203 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/loadgen"
+)
+
+// warmSite is a Go app site with keep_previous: its generations announce
+// the keep-alive switch (activation.SwitchKeepAlives), and the modes
+// normal and read-only stand for the releases r1 and r2.
+func warmSite(port int, keep string) string {
+	return goSite(port, fmt.Sprintf("handoff = \"overlap\"\nkeep_previous = %q\nenvironment = { WEBAPP_KEEPALIVE_SWITCH = \"1\" }\n%s", keep, modeSites))
+}
+
+// changeJSON is what the warm tests read of sitectl's --json report.
+type changeJSON struct {
+	To       string `json:"to"`
+	Result   string `json:"result"`
+	Rollback string `json:"rollback"`
+	NoWarm   string `json:"no_warm"`
+}
+
+func (h *host) change(args ...string) changeJSON {
+	h.t.Helper()
+	out, stderr, code := h.result("sitectl", append(args, "--json")...)
+	var rep changeJSON
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
+		h.t.Fatalf("sitectl %v: exit %d, %v: %s %s", args, code, err, out, stderr)
+	}
+	return rep
+}
+
+// firstAnswerIn polls url, a new connection each time, until a response
+// comes from mode, and returns when that response came.
+func firstAnswerIn(ctx context.Context, url, mode string) (time.Time, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.Header.Get("X-Site-Mode") == mode {
+				return time.Now(), nil
+			}
+		}
+		if ctx.Err() != nil {
+			return time.Time{}, ctx.Err()
+		}
+	}
+}
+
+// Issue 15 on the booted systemd, Go app: under fixed-rate load without
+// keep-alive, a deploy (a mode switch, r1 normal → r2 read-only) keeps r1
+// warm and gives every new request to r2; sitectl rollback flips back to
+// r1 without a process start (the flip is logged: command issued → first
+// answer from r1), r2 drains and is gone, nothing fails. A warm generation
+// stops by itself after keep_previous, and a rollback after the warm
+// generation was killed goes cold and says why.
+func TestWarmRollback(t *testing.T) {
+	port, short := freePort(t), freePort(t)
+	h := newHost(t, map[string]string{"warm": warmSite(port, "1h"), "short": warmSite(short, "5s")})
+	installMaintenance(h)
+	h.run("systemctl", "start", "site-warm.socket", "site-short.socket")
+	if n := strings.Count(h.run("systemctl", "cat", "site-warm.socket"), fmt.Sprintf("ListenStream=127.0.0.1:%d\n", port)); n != 2 {
+		t.Fatalf("the socket unit lists the address %d times, want 2", n)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	r1 := getReply(t, url)
+
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan []loadgen.Result)
+	go func() {
+		done <- loadgen.Run(ctx, loadgen.Config{URL: url, Rate: 100, Duration: 10 * time.Minute, Check: modeCheck})
+	}()
+	time.Sleep(time.Second)
+	if rep := h.change("mode", "warm", "read-only"); rep.Result != "ok" {
+		t.Fatalf("deploy: %+v", rep)
+	}
+	deployed := time.Now()
+	r2 := getReply(t, url)
+	if r2.Mode != "read-only" || r2.PID == r1.PID {
+		t.Fatalf("after the deploy %+v answered, want read-only from a new generation", r2)
+	}
+	if status := h.show("site-warm.service", "StatusText")["StatusText"]; !strings.Contains(status, "warm: generation 1 until") {
+		t.Errorf("status line %q does not name the warm generation", status)
+	}
+	if _, err := h.try("kill", "-0", fmt.Sprint(r1.PID)); err != nil {
+		t.Fatalf("r1 (pid %d) is not running while warm: %v", r1.PID, err)
+	}
+	time.Sleep(2 * time.Second) // load on r2 while r1 is warm
+
+	// What running any command in the sandbox costs, for the log: part
+	// of the flip as measured here.
+	t0 := time.Now()
+	h.run("true")
+	t.Logf("running a command in the sandbox takes %s", time.Since(t0).Round(100*time.Microsecond))
+
+	fctx, fcancel := context.WithTimeout(h.ctx, time.Minute)
+	defer fcancel()
+	first := make(chan time.Time, 1)
+	issued := time.Now()
+	go func() { at, _ := firstAnswerIn(fctx, url, "normal"); first <- at }()
+	rep := h.change("rollback", "warm")
+	returned := time.Now()
+	at := <-first
+	t.Logf("warm rollback: %+v; first answer from r1 %s after the command was issued (sitectl rollback returned after %s)",
+		rep, at.Sub(issued).Round(100*time.Microsecond), returned.Sub(issued).Round(time.Millisecond))
+	if rep.Rollback != "warm" || rep.To != "normal" || rep.Result != "ok" {
+		t.Fatalf("rollback: %+v, want a warm rollback to normal", rep)
+	}
+	if back := getReply(t, url); back.PID != r1.PID {
+		t.Errorf("after the rollback pid %d answered, want r1's %d: no process was to start", back.PID, r1.PID)
+	}
+	h.waitFor("r2 to drain and exit", time.Minute, func() bool {
+		_, err := h.try("kill", "-0", fmt.Sprint(r2.PID))
+		return err != nil
+	})
+	time.Sleep(time.Second)
+	cancel()
+	res := <-done
+	checkWarmLoad(t, res, deployed, issued, returned)
+
+	// keep_previous ran out: the warm generation drains by itself; a
+	// rollback then is cold and says why.
+	shortURL := fmt.Sprintf("http://127.0.0.1:%d/", short)
+	s1 := getReply(t, shortURL)
+	h.change("mode", "short", "read-only")
+	h.waitFor("the warm generation of short to stop after keep_previous", time.Minute, func() bool {
+		_, err := h.try("kill", "-0", fmt.Sprint(s1.PID))
+		return err != nil
+	})
+	if j := h.run("journalctl", "-u", "site-short.service", "-o", "cat", "--no-pager"); !strings.Contains(j, "warm generation 1 drains: keep_previous 5s ran out") {
+		t.Errorf("the journal does not say why the warm generation stopped:\n%s", j)
+	}
+	if rep := h.change("rollback", "short"); rep.Rollback != "cold" || rep.Result != "ok" || !strings.Contains(rep.NoWarm, "no warm generation (generation 1 was drained: keep_previous 5s ran out)") {
+		t.Errorf("rollback after keep_previous: %+v", rep)
+	}
+	if r := getReply(t, shortURL); r.Mode != "normal" || r.PID == s1.PID {
+		t.Errorf("after the cold rollback %+v answered, want normal from a new generation", r)
+	}
+
+	// The warm generation was killed: the rollback goes cold, with the
+	// reason in its output.
+	h.change("mode", "warm", "read-only")
+	h.run("kill", "-9", fmt.Sprint(r1.PID))
+	h.waitFor("the launcher to see the warm generation die", time.Minute, func() bool {
+		return !strings.Contains(h.show("site-warm.service", "StatusText")["StatusText"], "warm:")
+	})
+	out, stderr, code := h.result("sitectl", "rollback", "warm")
+	if code != 0 || !strings.Contains(out+stderr, "warm: no warm rollback: no warm generation (warm generation 1 exited: signal: killed); rolled back cold") {
+		t.Errorf("rollback after the warm generation died: exit %d:\n%s%s", code, out, stderr)
+	}
+	if r := getReply(t, url); r.Mode != "normal" {
+		t.Errorf("after the cold rollback mode %s answered, want normal", r.Mode)
+	}
+}
+
+// checkWarmLoad checks the load of TestWarmRollback: nothing failed; every
+// request begun once the deploy returned and before the rollback was issued
+// was answered by r2 (read-only): the warm r1 got none; and every one begun
+// after the rollback returned by r1 (normal).
+func checkWarmLoad(t *testing.T, res []loadgen.Result, deployed, issued, returned time.Time) {
+	t.Helper()
+	s := loadgen.Summarize(res)
+	t.Logf("load: %v", s)
+	for _, f := range loadgen.Failures(res)[:min(5, s.Failed)] {
+		t.Logf("failed at %s: %s %s", f.Start.Format("15:04:05.000"), f.Outcome, f.Detail)
+	}
+	if s.Failed > 0 {
+		t.Errorf("%d of %d requests failed", s.Failed, s.Requests)
+	}
+	var toR2, whileWarm, afterBack, toR1 int
+	for _, r := range res {
+		mode := r.Header.Get("X-Site-Mode")
+		switch {
+		case r.Start.After(deployed) && r.Start.Before(issued):
+			whileWarm++
+			if mode == "read-only" {
+				toR2++
+			}
+		case r.Start.After(returned):
+			afterBack++
+			if mode == "normal" {
+				toR1++
+			}
+		}
+	}
+	t.Logf("while r1 was warm: %d of %d requests answered by r2; after the rollback: %d of %d by r1", toR2, whileWarm, toR1, afterBack)
+	if whileWarm == 0 || toR2 != whileWarm {
+		t.Errorf("while r1 was warm, %d of %d requests were answered by r2, want all", toR2, whileWarm)
+	}
+	if afterBack == 0 || toR1 != afterBack {
+		t.Errorf("after the rollback, %d of %d requests were answered by r1, want all", toR1, afterBack)
+	}
+}
