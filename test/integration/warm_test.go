@@ -57,24 +57,60 @@ func firstAnswerIn(ctx context.Context, url, mode string) (time.Time, error) {
 	}
 }
 
-// Issue 15 on the booted systemd, Go app: under fixed-rate load without
-// keep-alive, a deploy (a mode switch, r1 normal → r2 read-only) keeps r1
-// warm and gives every new request to r2; sitectl rollback flips back to
-// r1 without a process start (the flip is logged: command issued → first
-// answer from r1), r2 drains and is gone, nothing fails. A warm generation
-// stops by itself after keep_previous, and a rollback after the warm
-// generation was killed goes cold and says why.
-func TestWarmRollback(t *testing.T) {
-	port, short := freePort(t), freePort(t)
-	h := newHost(t, map[string]string{"warm": warmSite(port, "1h"), "short": warmSite(short, "5s")})
-	installMaintenance(h)
-	h.run("systemctl", "start", "site-warm.socket", "site-short.socket")
-	if n := strings.Count(h.run("systemctl", "cat", "site-warm.socket"), fmt.Sprintf("ListenStream=127.0.0.1:%d\n", port)); n != 2 {
-		t.Fatalf("the socket unit lists the address %d times, want 2", n)
-	}
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	r1 := getReply(t, url)
+// warmServers are the servers of the warm rollback tests; genPID is the
+// pid of the generation that answered (see overlapServers).
+var warmServers = []struct {
+	name   string
+	site   func(port int, keep string) string
+	genPID func(appReply) int
+}{
+	{"go", warmSite, func(r appReply) int { return r.PID }},
+	{"gunicorn", func(p int, keep string) string {
+		return gunicornSite(p, fmt.Sprintf("handoff = \"overlap\"\nkeep_previous = %q\n%s", keep, modeSites))
+	}, func(r appReply) int { return r.PPID }},
+	{"uwsgi", func(p int, keep string) string {
+		return uwsgiSite(p, fmt.Sprintf("handoff = \"overlap\"\nkeep_previous = %q\n%s", keep, modeSites))
+	}, func(r appReply) int { return r.PPID }},
+}
 
+// Issue 15 on the booted systemd, Go app, gunicorn and uWSGI: under
+// fixed-rate load without keep-alive, a deploy (a mode switch, r1 normal
+// → r2 read-only) keeps r1 warm and gives every new request to r2;
+// sitectl rollback flips back to r1 without a process start (the flip is
+// logged: command issued → first answer from r1), r2 drains and is gone,
+// nothing fails. For the Go app also: a warm generation stops by itself
+// after keep_previous, and a rollback after the warm generation was killed
+// goes cold and says why.
+func TestWarmRollback(t *testing.T) {
+	for _, srv := range warmServers {
+		t.Run(srv.name, func(t *testing.T) {
+			port, short := freePort(t), freePort(t)
+			sites := map[string]string{"warm": srv.site(port, "1h")}
+			if srv.name == "go" {
+				sites["short"] = srv.site(short, "5s")
+			}
+			h := newHost(t, sites)
+			installMaintenance(h)
+			h.run("systemctl", "start", "site-warm.socket")
+			if n := strings.Count(h.run("systemctl", "cat", "site-warm.socket"), fmt.Sprintf("ListenStream=127.0.0.1:%d\n", port)); n != 2 {
+				t.Fatalf("the socket unit lists the address %d times, want 2", n)
+			}
+			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+			r1 := warmDeployRollback(t, h, url, srv.genPID)
+			if srv.name != "go" {
+				return
+			}
+			h.run("systemctl", "start", "site-short.socket")
+			warmExpires(t, h, fmt.Sprintf("http://127.0.0.1:%d/", short))
+			warmKilled(t, h, url, r1)
+		})
+	}
+}
+
+// warmDeployRollback deploys r2 over r1 and rolls back under load, and
+// returns r1's generation pid.
+func warmDeployRollback(t *testing.T, h *host, url string, genPID func(appReply) int) int {
+	r1 := genPID(getReply(t, url))
 	ctx, cancel := context.WithCancel(h.ctx)
 	done := make(chan []loadgen.Result)
 	go func() {
@@ -85,15 +121,16 @@ func TestWarmRollback(t *testing.T) {
 		t.Fatalf("deploy: %+v", rep)
 	}
 	deployed := time.Now()
-	r2 := getReply(t, url)
-	if r2.Mode != "read-only" || r2.PID == r1.PID {
-		t.Fatalf("after the deploy %+v answered, want read-only from a new generation", r2)
+	reply := getReply(t, url)
+	r2 := genPID(reply)
+	if reply.Mode != "read-only" || r2 == r1 {
+		t.Fatalf("after the deploy %+v answered, want read-only from a new generation", reply)
 	}
 	if status := h.show("site-warm.service", "StatusText")["StatusText"]; !strings.Contains(status, "warm: generation 1 until") {
 		t.Errorf("status line %q does not name the warm generation", status)
 	}
-	if _, err := h.try("kill", "-0", fmt.Sprint(r1.PID)); err != nil {
-		t.Fatalf("r1 (pid %d) is not running while warm: %v", r1.PID, err)
+	if _, err := h.try("kill", "-0", fmt.Sprint(r1)); err != nil {
+		t.Fatalf("r1 (pid %d) is not running while warm: %v", r1, err)
 	}
 	time.Sleep(2 * time.Second) // load on r2 while r1 is warm
 
@@ -116,22 +153,23 @@ func TestWarmRollback(t *testing.T) {
 	if rep.Rollback != "warm" || rep.To != "normal" || rep.Result != "ok" {
 		t.Fatalf("rollback: %+v, want a warm rollback to normal", rep)
 	}
-	if back := getReply(t, url); back.PID != r1.PID {
-		t.Errorf("after the rollback pid %d answered, want r1's %d: no process was to start", back.PID, r1.PID)
+	if back := genPID(getReply(t, url)); back != r1 {
+		t.Errorf("after the rollback generation pid %d answered, want r1's %d: no process was to start", back, r1)
 	}
 	h.waitFor("r2 to drain and exit", time.Minute, func() bool {
-		_, err := h.try("kill", "-0", fmt.Sprint(r2.PID))
+		_, err := h.try("kill", "-0", fmt.Sprint(r2))
 		return err != nil
 	})
 	time.Sleep(time.Second)
 	cancel()
-	res := <-done
-	checkWarmLoad(t, res, deployed, issued, returned)
+	checkWarmLoad(t, <-done, deployed, issued, returned)
+	return r1
+}
 
-	// keep_previous ran out: the warm generation drains by itself; a
-	// rollback then is cold and says why.
-	shortURL := fmt.Sprintf("http://127.0.0.1:%d/", short)
-	s1 := getReply(t, shortURL)
+// warmExpires: keep_previous ran out, the warm generation drains by
+// itself; a rollback then is cold and says why.
+func warmExpires(t *testing.T, h *host, url string) {
+	s1 := getReply(t, url)
 	h.change("mode", "short", "read-only")
 	h.waitFor("the warm generation of short to stop after keep_previous", time.Minute, func() bool {
 		_, err := h.try("kill", "-0", fmt.Sprint(s1.PID))
@@ -143,14 +181,16 @@ func TestWarmRollback(t *testing.T) {
 	if rep := h.change("rollback", "short"); rep.Rollback != "cold" || rep.Result != "ok" || !strings.Contains(rep.NoWarm, "no warm generation (generation 1 was drained: keep_previous 5s ran out)") {
 		t.Errorf("rollback after keep_previous: %+v", rep)
 	}
-	if r := getReply(t, shortURL); r.Mode != "normal" || r.PID == s1.PID {
+	if r := getReply(t, url); r.Mode != "normal" || r.PID == s1.PID {
 		t.Errorf("after the cold rollback %+v answered, want normal from a new generation", r)
 	}
+}
 
-	// The warm generation was killed: the rollback goes cold, with the
-	// reason in its output.
+// warmKilled: the warm generation was killed; the rollback goes cold,
+// with the reason in its output.
+func warmKilled(t *testing.T, h *host, url string, r1 int) {
 	h.change("mode", "warm", "read-only")
-	h.run("kill", "-9", fmt.Sprint(r1.PID))
+	h.run("kill", "-9", fmt.Sprint(r1))
 	h.waitFor("the launcher to see the warm generation die", time.Minute, func() bool {
 		return !strings.Contains(h.show("site-warm.service", "StatusText")["StatusText"], "warm:")
 	})
