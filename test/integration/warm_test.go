@@ -132,6 +132,7 @@ func warmDeployRollback(t *testing.T, h *host, url string, genPID func(appReply)
 	if _, err := h.try("kill", "-0", fmt.Sprint(r1)); err != nil {
 		t.Fatalf("r1 (pid %d) is not running while warm: %v", r1, err)
 	}
+	checkWarmStatus(t, h, r1)
 	time.Sleep(2 * time.Second) // load on r2 while r1 is warm
 
 	// What running any command in the sandbox costs, for the log: part
@@ -239,5 +240,30 @@ func checkWarmLoad(t *testing.T, res []loadgen.Result, deployed, issued, returne
 	}
 	if afterBack == 0 || toR1 != afterBack {
 		t.Errorf("after the rollback, %d of %d requests were answered by r1, want all", toR1, afterBack)
+	}
+}
+
+// checkWarmStatus: sitectl status shows the warm generation, in text and
+// JSON.
+func checkWarmStatus(t *testing.T, h *host, r1 int) {
+	t.Helper()
+	out, stderr, code := h.result("sitectl", "status", "warm", "--json")
+	var sites []struct {
+		Warm *struct {
+			Generation int       `json:"generation"`
+			MainPID    int       `json:"main_pid"`
+			Mode       string    `json:"mode"`
+			Until      time.Time `json:"until"`
+		} `json:"warm"`
+	}
+	if err := json.Unmarshal([]byte(out), &sites); err != nil || len(sites) != 1 {
+		t.Fatalf("sitectl status --json: exit %d, %v: %s %s", code, err, out, stderr)
+	}
+	if w := sites[0].Warm; w == nil || w.Generation != 1 || w.MainPID != r1 || w.Mode != "normal" || w.Until.IsZero() {
+		t.Errorf("status --json: warm %+v, want generation 1 (pid %d) in mode normal", w, r1)
+	}
+	text, _, _ := h.result("sitectl", "status", "warm")
+	if !strings.Contains(text, fmt.Sprintf("generation 1 (pid %d), mode normal", r1)) {
+		t.Errorf("sitectl status does not show the warm generation:\n%s", text)
 	}
 }
