@@ -154,6 +154,7 @@ func warmDeployRollback(t *testing.T, h *host, url string, genPID func(appReply)
 	if rep.Rollback != "warm" || rep.To != "normal" || rep.Result != "ok" {
 		t.Fatalf("rollback: %+v, want a warm rollback to normal", rep)
 	}
+	logFlip(t, h, issued)
 	if back := genPID(getReply(t, url)); back != r1 {
 		t.Errorf("after the rollback generation pid %d answered, want r1's %d: no process was to start", back, r1)
 	}
@@ -265,5 +266,25 @@ func checkWarmStatus(t *testing.T, h *host, r1 int) {
 	text, _, _ := h.result("sitectl", "status", "warm")
 	if !strings.Contains(text, fmt.Sprintf("generation 1 (pid %d), mode normal", r1)) {
 		t.Errorf("sitectl status does not show the warm generation:\n%s", text)
+	}
+}
+
+// logFlip logs the launcher's flip as its journal has it: how long the
+// setsockopt took, and when it happened after the command was issued (the
+// sandbox shares the host's clock).
+func logFlip(t *testing.T, h *host, issued time.Time) {
+	t.Helper()
+	out := h.run("journalctl", "-u", "site-warm.service", "-o", "json", "--no-pager", "--grep", "flipped in")
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e struct {
+			Message  string `json:"MESSAGE"`
+			Realtime string `json:"__REALTIME_TIMESTAMP"`
+		}
+		if json.Unmarshal([]byte(l), &e) != nil {
+			continue
+		}
+		var us int64
+		fmt.Sscan(e.Realtime, &us)
+		t.Logf("the launcher, %s after the command was issued: %s", time.UnixMicro(us).Sub(issued).Round(100*time.Microsecond), e.Message)
 	}
 }
