@@ -308,7 +308,8 @@ var errNoWarm = errors.New("no warm generation")
 
 // rollback flips back to the warm generation: keep-alive on, new
 // connections to its side, the answer (with the time of the flip); then
-// the generation that served drains once its side is quiet.
+// the generation that served, keep-alive off, drains once its side is
+// quiet.
 func (l *launcher) rollback(ctx context.Context, answer chan<- reloadResult) {
 	w, newer := l.warm, l.current
 	if w == nil || newer == nil {
@@ -327,6 +328,9 @@ func (l *launcher) rollback(ctx context.Context, answer chan<- reloadResult) {
 	l.publish()
 	answer <- reloadResult{handover: handover{n: w.n, mode: w.mode, flip: took, rollback: true}}
 	l.cfg.Logf("rollback: generation %d (pid %d) serves again in mode %s, flipped in %s", w.n, w.pid, w.mode, took)
+	// Its kept-alive connections go to the one that serves again at
+	// once, not when it drains after the quiesce.
+	l.switchKeepAlive(newer, false)
 	l.quiesce(ctx, newer.side, newer)
 	l.drain(newer)
 	l.cfg.Notify("STATUS=" + l.status())

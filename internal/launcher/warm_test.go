@@ -113,6 +113,9 @@ func TestWarmRollback(t *testing.T) {
 	if ka := readFile(t, h.dir, "keepalive-1"); ka != "1" {
 		t.Errorf("keep-alive of the generation rolled back to is %q, want 1 (on)", ka)
 	}
+	if ka := readFile(t, h.dir, "keepalive-2"); ka != "0" {
+		t.Errorf("keep-alive of the generation rolled back from is %q, want 0 (off) before it drains", ka)
+	}
 	if gone(h.pids(1)[0]) {
 		t.Fatal("generation 1 is gone; it was to serve again")
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -116,6 +117,8 @@ func warmDeployRollback(t *testing.T, h *host, url string, genPID func(appReply)
 	go func() {
 		done <- loadgen.Run(ctx, loadgen.Config{URL: url, Rate: 100, Duration: 10 * time.Minute, Check: modeCheck})
 	}()
+	kept := make(chan []keptResult)
+	go func() { kept <- keepAliveClient(ctx, url) }()
 	time.Sleep(time.Second)
 	if rep := h.change("mode", "warm", "read-only"); rep.Result != "ok" {
 		t.Fatalf("deploy: %+v", rep)
@@ -165,6 +168,7 @@ func warmDeployRollback(t *testing.T, h *host, url string, genPID func(appReply)
 	time.Sleep(time.Second)
 	cancel()
 	checkWarmLoad(t, <-done, deployed, issued, returned)
+	checkKeptAlive(t, <-kept, deployed, issued)
 	return r1
 }
 
@@ -286,5 +290,66 @@ func logFlip(t *testing.T, h *host, issued time.Time) {
 		var us int64
 		fmt.Sscan(e.Realtime, &us)
 		t.Logf("the launcher, %s after the command was issued: %s", time.UnixMicro(us).Sub(issued).Round(100*time.Microsecond), e.Message)
+	}
+}
+
+// keptResult is one request of keepAliveClient.
+type keptResult struct {
+	start time.Time
+	mode  string
+	pid   string
+	err   error
+}
+
+// keepAliveClient sends a request every 20 ms over one kept-alive
+// connection (as a reverse proxy's upstream pool would), until ctx ends.
+func keepAliveClient(ctx context.Context, url string) []keptResult {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}}
+	var out []keptResult
+	for ctx.Err() == nil {
+		r := keptResult{start: time.Now()}
+		resp, err := c.Get(url)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			r.mode, r.pid = resp.Header.Get("X-Site-Mode"), resp.Header.Get("X-Pid")
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		r.err = err
+		out = append(out, r)
+		time.Sleep(20 * time.Millisecond)
+	}
+	return out
+}
+
+// checkKeptAlive: the kept-alive client lost no request, and once the
+// deploy returned, none of its requests reached the warm r1 (its server
+// turned keep-alive off, and the client's next connection went to r2).
+// Servers without keep-alive (gunicorn's sync workers, uWSGI's HTTP
+// protocol) close every connection anyway. Without the switch (checked
+// with WEBAPP_KEEPALIVE_SWITCH=0) every one of them went to r1.
+func checkKeptAlive(t *testing.T, res []keptResult, deployed, issued time.Time) {
+	t.Helper()
+	pids := map[string]bool{}
+	var failed, whileWarm, toR1 int
+	for _, r := range res {
+		if r.err != nil {
+			failed++
+			t.Logf("kept-alive request at %s failed: %v", r.start.Format("15:04:05.000"), r.err)
+			continue
+		}
+		pids[r.pid] = true
+		if r.start.After(deployed) && r.start.Before(issued) {
+			whileWarm++
+			if r.mode != "read-only" {
+				toR1++
+			}
+		}
+	}
+	t.Logf("kept-alive client: %d requests, %d failed, answered by %d processes; %d of %d while r1 was warm went to r1", len(res), failed, len(pids), toR1, whileWarm)
+	if failed > 0 || whileWarm == 0 || toR1 > 0 {
+		t.Errorf("kept-alive client: %d failed, %d of %d requests reached the warm r1, want none", failed, toR1, whileWarm)
 	}
 }
