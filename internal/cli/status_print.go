@@ -88,6 +88,9 @@ func (e *env) printMode(s status.Site, line func(string, string, ...any)) {
 		if w.Release != "" {
 			release = ", release " + term.Escape(w.Release)
 		}
+		if w.MemoryBytes > 0 {
+			release += fmt.Sprintf(", %.1f MiB", float64(w.MemoryBytes)/(1<<20))
+		}
 		line("warm", "generation %d (pid %d), mode %s%s, warm since %s, drained at %s (keep_previous): sitectl rollback flips back to it",
 			w.Generation, w.MainPID, term.Escape(w.Mode), release, e.ago(w.Since), w.Until.Local().Format(time.TimeOnly))
 	}

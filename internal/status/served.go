@@ -50,6 +50,8 @@ type Warm struct {
 	Release    string    `json:"release" doc:"its working directory, symlinks resolved when it started; empty without workdir"`
 	Since      time.Time `json:"since" doc:"when it stopped getting new connections"`
 	Until      time.Time `json:"until" doc:"when it will be drained (keep_previous after since)"`
+	// MemoryBytes is the sum of its processes' PSS.
+	MemoryBytes int64 `json:"memory_bytes" doc:"the memory it holds: the sum of the proportional set sizes (Pss) of its processes (its session); 0 when it cannot be read"`
 }
 
 // WarmGeneration asks a keep_previous site's launcher which generation it
@@ -62,7 +64,8 @@ func WarmGeneration(ctx context.Context, s *site.Site) *Warm {
 		return nil
 	}
 	w := st.Warm
-	return &Warm{Generation: w.Generation, MainPID: w.PID, Mode: w.Mode, Release: w.Release, Since: w.Since, Until: w.Until}
+	mem, _, _ := procfs.SessionPSS(w.PID) // 0 when it cannot be read
+	return &Warm{Generation: w.Generation, MainPID: w.PID, Mode: w.Mode, Release: w.Release, Since: w.Since, Until: w.Until, MemoryBytes: mem}
 }
 
 // modeOf is SITE_MODE in an environment, "" without it.

@@ -259,15 +259,17 @@ func checkWarmStatus(t *testing.T, h *host, r1 int) {
 			MainPID    int       `json:"main_pid"`
 			Mode       string    `json:"mode"`
 			Until      time.Time `json:"until"`
+			Memory     int64     `json:"memory_bytes"`
 		} `json:"warm"`
 	}
 	if err := json.Unmarshal([]byte(out), &sites); err != nil || len(sites) != 1 {
 		t.Fatalf("sitectl status --json: exit %d, %v: %s %s", code, err, out, stderr)
 	}
-	if w := sites[0].Warm; w == nil || w.Generation != 1 || w.MainPID != r1 || w.Mode != "normal" || w.Until.IsZero() {
+	if w := sites[0].Warm; w == nil || w.Generation != 1 || w.MainPID != r1 || w.Mode != "normal" || w.Until.IsZero() || w.Memory <= 0 {
 		t.Errorf("status --json: warm %+v, want generation 1 (pid %d) in mode normal", w, r1)
 	}
 	text, _, _ := h.result("sitectl", "status", "warm")
+	t.Logf("sitectl status:\n%s", text)
 	if !strings.Contains(text, fmt.Sprintf("generation 1 (pid %d), mode normal", r1)) {
 		t.Errorf("sitectl status does not show the warm generation:\n%s", text)
 	}
