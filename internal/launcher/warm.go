@@ -79,10 +79,6 @@ func (s groupSteering) quiesce(ctx context.Context, side int) error {
 	return nil
 }
 
-// errNoPairs is matched by the error of pairListeners for a layout that
-// has no warm standby.
-var errNoPairs = errors.New("no warm standby")
-
 // pairListeners finds the pairs among the listeners: every listener must
 // be one of exactly two sockets of its address (a socket unit not
 // restarted since keep_previous was added has one).
@@ -99,14 +95,14 @@ func pairListeners(listeners []*os.File) ([]pair, error) {
 	var pairs []pair
 	for _, g := range groups {
 		if len(g.Members) != 2 {
-			return nil, fmt.Errorf("%w: %d sockets listen on %s, not 2", errNoPairs, len(g.Members), g.Addr)
+			return nil, fmt.Errorf("%d sockets listen on %s, not 2", len(g.Members), g.Addr)
 		}
 		paired[g.Members[0]], paired[g.Members[1]] = true, true
 		pairs = append(pairs, pair{port: g.Addr.Port(), members: [2]*os.File{listeners[g.Members[0]], listeners[g.Members[1]]}})
 	}
 	for i, f := range listeners {
 		if !paired[i] {
-			return nil, fmt.Errorf("%w: listener %d (%s) has no second socket of its address with SO_REUSEPORT: restart the site's socket units after adding keep_previous", errNoPairs, i, f.Name())
+			return nil, fmt.Errorf("listener %d (%s) has no second socket of its address with SO_REUSEPORT: restart the site's socket units after adding keep_previous", i, f.Name())
 		}
 	}
 	return pairs, nil

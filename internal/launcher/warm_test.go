@@ -222,3 +222,51 @@ func TestWarmReloadRetiresAndFlipFails(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// reuseListener is a plain TCP listener with SO_REUSEPORT on addr, as a
+// socket unit with ReusePort=yes makes them, as a file.
+func reuseListener(t *testing.T, addr string) *os.File {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1) })
+		return serr
+	}}
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.(*net.TCPListener).File()
+	ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// newStandby pairs the two sockets of an address, verifies their order
+// and gives side 0 the first; a listener without a twin means no standby,
+// with the reason.
+func TestNewStandby(t *testing.T) {
+	a := reuseListener(t, "127.0.0.1:0")
+	la, err := net.FileListener(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := la.Addr().String()
+	la.Close()
+	b := reuseListener(t, addr)
+	st, err := newStandby(context.Background(), []*os.File{a, b})
+	if err != nil {
+		t.Fatalf("newStandby: %v", err)
+	}
+	if st.serving != 0 || st.shared || !st.sides[0][0] || !st.sides[1][1] || len(st.sides[0]) != 1 || len(st.sides[1]) != 1 {
+		t.Errorf("standby %+v", st)
+	}
+	lone := reuseListener(t, "127.0.0.1:0")
+	if _, err := newStandby(context.Background(), []*os.File{a, b, lone}); err == nil || !strings.Contains(err.Error(), "listener 2") || !strings.Contains(err.Error(), "has no second socket") {
+		t.Errorf("a listener without a twin: %v", err)
+	}
+}

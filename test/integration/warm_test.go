@@ -355,3 +355,36 @@ func checkKeptAlive(t *testing.T, res []keptResult, deployed, issued time.Time) 
 		t.Errorf("kept-alive client: %d failed, %d of %d requests reached the warm r1, want none", failed, toR1, whileWarm)
 	}
 }
+
+// keep_previous added to a running overlap site: the service restarts
+// fully, but systemd keeps the socket unit's single socket until the
+// socket unit restarts, so the launcher runs without warm standby and says
+// why, and a rollback goes cold with that reason; after a restart of the
+// socket unit the standby works.
+func TestWarmNeedsTheSocketRestarted(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"warm": goSite(port, "handoff = \"overlap\"\n"+modeSites)})
+	installMaintenance(h)
+	h.run("systemctl", "start", "site-warm.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	h.writeSite("warm", warmSite(port, "1h"))
+	h.run("systemctl", "daemon-reload")
+	h.change("mode", "warm", "read-only") // a full restart: the launcher's flags changed
+	j := h.run("journalctl", "-u", "site-warm.service", "-o", "cat", "--no-pager", "--grep", "no warm standby")
+	if !strings.Contains(j, "keep_previous is set, but no warm standby: listener 0 (http) has no second socket of its address with SO_REUSEPORT: restart the site's socket units after adding keep_previous") {
+		t.Errorf("the launcher did not say why it runs without warm standby: %q", j)
+	}
+	h.change("mode", "warm", "normal")
+	if rep := h.change("rollback", "warm"); rep.Rollback != "cold" || !strings.Contains(rep.NoWarm, "no warm standby") {
+		t.Errorf("rollback without standby: %+v", rep)
+	}
+	h.run("systemctl", "stop", "site-warm.service", "site-warm.socket")
+	h.run("systemctl", "start", "site-warm.socket")
+	getReply(t, url)
+	h.change("mode", "warm", "normal")
+	h.change("mode", "warm", "read-only")
+	if rep := h.change("rollback", "warm"); rep.Rollback != "warm" || rep.Result != "ok" {
+		t.Errorf("rollback after the socket unit restarted: %+v", rep)
+	}
+}
