@@ -285,6 +285,9 @@ func (l *launcher) retireWarm(ctx context.Context, why string) {
 	l.quiesce(ctx, w.side, w)
 	l.drain(w)
 	l.publish()
+	if l.current != nil {
+		l.cfg.Notify("STATUS=" + l.status())
+	}
 }
 
 // warmExited takes the exit of the warm generation: a rollback now goes

@@ -160,6 +160,7 @@ func TestWarmExpires(t *testing.T) {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("log: warm generation 1 drains: keep_previous 10ms ran out")
+	h.waitFor("notify: STATUS=mode m-ready, generation 2, 1 draining")
 	h.waitFor("log: generation 1 drained and exited")
 	wantCalls(t, fake, "steer 1", "quiesce 0")
 	_, err := Rollback(context.Background(), h.dir)
