@@ -40,7 +40,10 @@ Warnings follow, as FILE:LINE:COL: warning: what would go wrong on this host alt
 the file is valid: the program of exec does not exist or is not executable, the
 program or the working directory lies under a path the site's unit hides from the
 app (PrivateTmp= hides /tmp and /var/tmp, ProtectHome= /home, /root and /run/user),
-or the file holds environment values and anyone may read it. Warnings do not change
+the file holds environment values and anyone may read it, or keep_previous is set
+for a server whose exec line keeps connections alive in a way sitectl cannot switch
+off (gunicorn's --threads or gthread, gevent, eventlet workers without --keep-alive 0;
+uWSGI's --http11-socket or --http-keepalive). Warnings do not change
 the exit code: the host a file is checked on need not be the one it runs on.
 
 Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,

@@ -116,6 +116,7 @@ type launchFlags struct {
 	probePath                 string
 	probeStatus               int
 	probeTimeout              time.Duration
+	keepPrevious              time.Duration
 }
 
 func (f *launchFlags) register(c *cobra.Command) {
@@ -130,6 +131,7 @@ func (f *launchFlags) register(c *cobra.Command) {
 	fl.StringVar(&f.probePath, "probe-path", "", "with --overlap: the path of the site's probe (none: no probe)")
 	fl.IntVar(&f.probeStatus, "probe-status", 200, "with --overlap: the status the probe expects")
 	fl.DurationVar(&f.probeTimeout, "probe-timeout", site.DefaultProbeTimeout, "with --overlap: how long the probe may take")
+	fl.DurationVar(&f.keepPrevious, "keep-previous", 0, "with --overlap: how long the generation a handover replaced stays warm for a rollback (0: drained at once)")
 }
 
 // site is what the launcher knows of its site, from the flags.
@@ -141,7 +143,10 @@ func (f *launchFlags) site(name string) (*site.Site, error) {
 	if f.startTimeout <= 0 || f.probeTimeout <= 0 {
 		return nil, usageErrorf("--start-timeout and --probe-timeout must be longer than zero")
 	}
-	s := &site.Site{Name: name, Readiness: r, StartTimeout: f.startTimeout, Workdir: f.workdir}
+	if f.keepPrevious < 0 {
+		return nil, usageErrorf("--keep-previous must not be negative")
+	}
+	s := &site.Site{Name: name, Readiness: r, StartTimeout: f.startTimeout, Workdir: f.workdir, KeepPrevious: f.keepPrevious}
 	if f.probePath != "" {
 		s.Probe = &site.Probe{Path: f.probePath, Status: f.probeStatus, Timeout: f.probeTimeout}
 	}
@@ -273,6 +278,7 @@ func (e *env) runLauncher(ctx context.Context, s *site.Site, argv []string, drai
 		// The failsafe of a draining generation; INVOCATION_ID, which
 		// every generation inherits, marks its daemons.
 		DrainTimeout: drainTimeout, StopTimeout: stopTimeout, Invocation: os.Getenv("INVOCATION_ID"),
+		KeepPrevious: s.KeepPrevious,
 		Prepare: func(mode []site.EnvVar) (launcher.Spec, error) {
 			dir := ""
 			if s.Workdir != "" {

@@ -33,6 +33,7 @@ type changeFlags struct {
 	timeout time.Duration
 	asJSON  bool
 	force   bool
+	cold    bool
 }
 
 func (f *changeFlags) register(c *cobra.Command) {
@@ -44,7 +45,7 @@ func (f *changeFlags) register(c *cobra.Command) {
 // request is the change as sitectl's state service would be asked for it:
 // root's sitectl runs the same request itself.
 func (f *changeFlags) request(verb, name, mode string) stateservice.Request {
-	return stateservice.Request{Verb: verb, Site: name, Mode: mode, Force: f.force, NoBlock: f.noBlock, TimeoutMS: f.timeout.Milliseconds()}
+	return stateservice.Request{Verb: verb, Site: name, Mode: mode, Force: f.force, Cold: f.cold, NoBlock: f.noBlock, TimeoutMS: f.timeout.Milliseconds()}
 }
 
 func modeCmd(e *env) *cobra.Command {
@@ -126,9 +127,25 @@ older than the file, and say why in one line (full_restart in --json).`)
 }
 
 func rollbackCmd(e *env) *cobra.Command {
-	return oneSiteCmd(e, stateservice.VerbRollback, "Switch one site back to its previous mode",
+	var f changeFlags
+	c := oneSiteCmd(e, stateservice.VerbRollback, "Switch one site back to its previous mode",
 		`Switch one site back to the mode it was in before its last successful switch,
-with the same checks and rollback as sitectl mode.`)
+with the same checks and rollback as sitectl mode.
+
+For a site with keep_previous whose launcher keeps the previous generation warm,
+the rollback is a flip: that generation's mode is recorded again and its launcher
+gives it the new connections at once (no process starts); the newer generation
+drains. A warm rollback does not move a release symlink: the next reload starts
+whatever it points at. With no warm generation (keep_previous ran out, it exited,
+or the launcher cannot be reached) sitectl says why and rolls back cold, as above;
+--cold does that at once. --json says which (rollback: warm or cold).`)
+	c.RunE = func(c *cobra.Command, a []string) error {
+		return e.change(c.Context(), f.request(stateservice.VerbRollback, a[0], ""), f.asJSON)
+	}
+	c.ResetFlags()
+	f.register(c)
+	c.Flags().BoolVar(&f.cold, "cold", false, "skip the warm generation of a keep_previous site: start the previous mode afresh")
+	return c
 }
 
 // flowOf is the flow a change request runs.
@@ -142,7 +159,7 @@ func flowOf(req stateservice.Request) func(context.Context, *flow.Env, *site.Sit
 		case stateservice.VerbReload:
 			return flow.Reload(ctx, fe, s, req.Timeout())
 		case stateservice.VerbRollback:
-			return flow.Rollback(ctx, fe, s, req.Timeout())
+			return flow.Rollback(ctx, fe, s, req.Timeout(), req.Cold)
 		}
 		return flow.Report{Site: s.Name}, usageErrorf("%q is not a change", req.Verb)
 	}
@@ -245,7 +262,12 @@ func (e *env) reportText(rep flow.Report) {
 	if rep.FullRestart != "" {
 		term.Fprintf(e.stdout, "%s: %s\n", rep.Site, rep.FullRestart)
 	}
+	if rep.NoWarm != "" {
+		term.Fprintf(e.stdout, "%s: no warm rollback: %s; rolled back cold\n", rep.Site, rep.NoWarm)
+	}
 	switch {
+	case rep.Rollback == "warm":
+		term.Fprintf(e.stdout, "%s: %s %s %s by a warm rollback in %.3fs: no process started (main PID %d)\n", rep.Site, rep.From, e.style.Arrow(), rep.To, rep.Duration, rep.MainPID)
 	case rep.Reason != "":
 		term.Fprintf(e.stdout, "%s: %s (main PID %d)\n", rep.Site, rep.Reason, rep.MainPID)
 	case rep.From == rep.To:

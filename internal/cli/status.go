@@ -198,7 +198,7 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 		return status.Result{}, err
 	}
 	defer mgr.Close()
-	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, ServedMode: status.ServedMode}
+	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, ServedMode: status.ServedMode, Warm: status.WarmGeneration}
 	res, err := status.Gather(ctx, src, req)
 	if errors.Is(err, status.ErrBadName) {
 		return res, withCode(exitUsage, err)

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sitectl/sitectl/internal/status"
 	"github.com/sitectl/sitectl/internal/term"
@@ -82,6 +83,17 @@ func (e *env) printMode(s status.Site, line func(string, string, ...any)) {
 		mode += "; recorded after the running process started: it applies at the next restart"
 	}
 	line("mode", "%s", mode)
+	if w := s.Warm; w != nil {
+		release := ""
+		if w.Release != "" {
+			release = ", release " + term.Escape(w.Release)
+		}
+		if w.MemoryBytes > 0 {
+			release += fmt.Sprintf(", %.1f MiB", float64(w.MemoryBytes)/(1<<20))
+		}
+		line("warm", "generation %d (pid %d), mode %s%s, warm since %s, drained at %s (keep_previous): sitectl rollback flips back to it",
+			w.Generation, w.MainPID, term.Escape(w.Mode), release, e.ago(w.Since), w.Until.Local().Format(time.TimeOnly))
+	}
 	if p := s.Pending; p != nil {
 		what := "cut short (sitectl stopped before it finished); the next change closes it"
 		if s.Busy {

@@ -66,7 +66,11 @@ type Env struct {
 	// Launcher asks an overlap site's launcher which generation serves;
 	// default launcher.AskStatus in the site's runtime directory.
 	Launcher func(ctx context.Context, s *site.Site) (launcher.Status, error)
-	Now      func() time.Time
+	// RollbackLauncher asks a keep_previous site's launcher to flip back
+	// to its warm generation; default launcher.Rollback in the site's
+	// runtime directory.
+	RollbackLauncher func(ctx context.Context, s *site.Site) (string, error)
+	Now              func() time.Time
 }
 
 func (e *Env) progress(format string, args ...any) {
@@ -101,6 +105,10 @@ type Report struct {
 	// FullRestart says why a site whose handoff is overlap was restarted
 	// fully: its file changed in a way a handover cannot apply.
 	FullRestart string `json:"full_restart" doc:"why an overlap site was restarted fully instead of handed over (its file changed in a way a handover cannot apply); empty otherwise"`
+	// Rollback says how sitectl rollback went back.
+	Rollback string `json:"rollback" doc:"for sitectl rollback: warm (the previous generation, kept warm by keep_previous, serves again without a process start) or cold (the previous mode started afresh); empty for other changes" enum:"warm,cold,"`
+	// NoWarm says why a rollback of a keep_previous site went cold.
+	NoWarm string `json:"no_warm" doc:"why sitectl rollback of a site with keep_previous went cold (no warm generation, the launcher unreachable, --cold); empty otherwise"`
 }
 
 // MarshalJSON writes the report as docs/json/change.schema.json says:
@@ -370,14 +378,30 @@ func Reload(ctx context.Context, e *Env, s *site.Site, timeout time.Duration) (R
 	return SwitchMode(ctx, e, s, cur, Options{Force: true, Timeout: timeout})
 }
 
-// Rollback switches a site back to its previous mode.
-func Rollback(ctx context.Context, e *Env, s *site.Site, timeout time.Duration) (Report, error) {
+// Rollback switches a site back: for a site with keep_previous, to its
+// warm generation when it has one (see warmRollback), unless cold; else,
+// or when that is not possible, to its previous mode, started afresh.
+func Rollback(ctx context.Context, e *Env, s *site.Site, timeout time.Duration, cold bool) (Report, error) {
+	noWarm := ""
+	if s.KeepPrevious > 0 {
+		noWarm = "--cold given"
+		if !cold {
+			rep, err, done := warmRollback(ctx, e, s)
+			if done {
+				return rep, err
+			}
+			noWarm = rep.NoWarm
+			e.progress("%s: no warm rollback: %s; rolling back cold", s.Name, noWarm)
+		}
+	}
 	state, err := e.Store.ReadState(s.Name)
 	if err != nil {
-		return Report{Site: s.Name}, err
+		return Report{Site: s.Name, NoWarm: noWarm}, err
 	}
 	if state.PreviousMode == "" {
-		return Report{Site: s.Name}, fmt.Errorf("site %s: %w", s.Name, ErrNoPrevious)
+		return Report{Site: s.Name, NoWarm: noWarm}, fmt.Errorf("site %s: %w", s.Name, ErrNoPrevious)
 	}
-	return SwitchMode(ctx, e, s, state.PreviousMode, Options{Timeout: timeout})
+	rep, err := SwitchMode(ctx, e, s, state.PreviousMode, Options{Timeout: timeout})
+	rep.Rollback, rep.NoWarm = "cold", noWarm
+	return rep, err
 }

@@ -268,11 +268,11 @@ func TestUnknownModeChangesNothing(t *testing.T) {
 func TestRollbackNeedsAPreviousMode(t *testing.T) {
 	e, _ := newEnv(t)
 	s := testSite(t)
-	if _, err := Rollback(context.Background(), e, s, time.Minute); !errors.Is(err, ErrNoPrevious) {
+	if _, err := Rollback(context.Background(), e, s, time.Minute, false); !errors.Is(err, ErrNoPrevious) {
 		t.Fatalf("err = %v", err)
 	}
 	SwitchMode(context.Background(), e, s, "read-only", Options{})
-	rep, err := Rollback(context.Background(), e, s, time.Minute)
+	rep, err := Rollback(context.Background(), e, s, time.Minute, false)
 	if err != nil || rep.To != "normal" {
 		t.Fatalf("rollback: %+v %v", rep, err)
 	}

@@ -35,6 +35,7 @@ var siteKeys = []struct {
 	{"drain_timeout", func(s *site.Site) any { return s.DrainTimeout }},
 	{"stop_timeout", func(s *site.Site) any { return s.StopTimeout }},
 	{"start_timeout", func(s *site.Site) any { return s.StartTimeout }},
+	{"keep_previous", func(s *site.Site) any { return s.KeepPrevious }},
 	{"cleanup_timeout", func(s *site.Site) any { return s.CleanupTimeout }},
 	{"reload_trigger", func(s *site.Site) any { return s.ReloadTrigger }},
 	{"cleanup", func(s *site.Site) any { return s.Cleanup }},

@@ -29,6 +29,7 @@ func TestFullRestartReason(t *testing.T) {
 		{"same", base + "[modes.ro]\nenvironment = { RO = \"1\" }\n", ""},
 		{"a mode changed", base + "[modes.ro]\nenvironment = { RO = \"2\" }\n", ""},
 		{"handoff", "handoff = \"overlap\"\n" + base, "handoff changed since the service started, which a handover inside it cannot apply: restarting fully"},
+		{"keep_previous", "handoff = \"overlap\"\nkeep_previous = \"1m\"\n" + base, "handoff, keep_previous changed since the service started, which a handover inside it cannot apply: restarting fully"},
 		{"listener and timeout", "exec = [\"/bin/app\"]\ndrain_timeout = \"7s\"\n[[listen]]\naddress = \"127.0.0.1:8081\"\n", "listen, drain_timeout changed since the service started, which a handover inside it cannot apply: restarting fully"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -37,7 +37,7 @@ func TestReportFitsTheDocumentedSchema(t *testing.T) {
 		return SwitchMode(ctx, e, testSite(t), "broken", Options{})
 	})
 	run(nil, func(e *Env) (Report, error) { return SwitchMode(ctx, e, testSite(t), "nope", Options{}) })
-	run(nil, func(e *Env) (Report, error) { return Rollback(ctx, e, testSite(t), time.Minute) })
+	run(nil, func(e *Env) (Report, error) { return Rollback(ctx, e, testSite(t), time.Minute, false) })
 	run(nil, func(e *Env) (Report, error) { return Restart(ctx, e, testSite(t), time.Minute) })
 	results := map[string]bool{}
 	for _, rep := range reps {

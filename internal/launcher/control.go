@@ -31,6 +31,11 @@ import (
 //     once the reload ended.
 //   - "status" (a switch verifying what serves, through AskStatus): one
 //     line of JSON, Status, at once.
+//   - "rollback" (sitectl rollback of a site with keep_previous, through
+//     Rollback): flip back to the warm generation. The answer is "ok:
+//     generation N serves again in mode M, flipped in D" once new
+//     connections go to it, or "failed: REASON" ("no warm generation
+//     (...)" when none is warm); the newer generation drains afterwards.
 //
 // serveControl reads requests and writes the answers, Reload and AskStatus
 // write requests and read the answers; nothing else speaks this protocol.
@@ -48,6 +53,17 @@ type Status struct {
 	// Last is what ended the last generation that stopped without being
 	// asked, or why the last reload failed; empty if nothing did.
 	Last string `json:"last,omitempty"`
+	// Warm is the generation kept warm for a rollback (keep_previous);
+	// nil without one, and NoWarm then says why.
+	Warm   *WarmStatus `json:"warm"`
+	NoWarm string      `json:"no_warm,omitempty"`
+}
+
+// WarmStatus is the warm generation in a Status.
+type WarmStatus struct {
+	GenerationStatus
+	Since time.Time `json:"since"` // when it stopped getting new connections
+	Until time.Time `json:"until"` // when it will be drained
 }
 
 // GenerationStatus is one generation in a Status.
@@ -61,8 +77,15 @@ type GenerationStatus struct {
 // maxStatus bounds a status answer: a few generations, one line each.
 const maxStatus = 64 << 10
 
-// request is a reload asked for on the control socket.
+// The requests that go to the launcher's loop.
+const (
+	verbReload   = "reload"
+	verbRollback = "rollback"
+)
+
+// request is a reload or a rollback asked for on the control socket.
 type request struct {
+	verb  string        // verbReload or verbRollback
 	mode  []site.EnvVar // nil: the serving generation's
 	reply chan reloadResult
 }
@@ -78,9 +101,9 @@ func readRequest(r *bufio.Reader) (verb string, mode []site.EnvVar, err error) {
 	}
 	verb, size, sized := strings.Cut(strings.TrimSuffix(string(line), "\n"), " ")
 	switch {
-	case verb == "status" && !sized:
+	case (verb == "status" || verb == verbRollback) && !sized:
 		return verb, nil, nil
-	case verb != "reload":
+	case verb != verbReload:
 		return "", nil, errors.New("unknown request")
 	case !sized:
 		return verb, nil, nil
@@ -113,6 +136,9 @@ type reloadResult struct {
 func reply(r reloadResult) string {
 	if r.err != nil {
 		return "failed: " + oneLine(r.err.Error())
+	}
+	if r.handover.rollback {
+		return fmt.Sprintf("ok: generation %d serves again in mode %s, flipped in %s", r.handover.n, r.handover.mode, r.handover.flip)
 	}
 	return fmt.Sprintf("ok: generation %d serves in mode %s", r.handover.n, r.handover.mode)
 }
@@ -156,7 +182,7 @@ func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 		json.NewEncoder(c).Encode(l.snapshot())
 		return
 	}
-	req := request{mode: mode, reply: make(chan reloadResult, 1)}
+	req := request{verb: verb, mode: mode, reply: make(chan reloadResult, 1)}
 	select {
 	case l.requests <- req:
 	case <-done:
@@ -225,4 +251,30 @@ func AskStatus(ctx context.Context, runtimeDir string) (Status, error) {
 		return st, fmt.Errorf("the launcher answered %.80q: %w", answer, err)
 	}
 	return st, nil
+}
+
+// Rollback asks the launcher whose runtime directory is runtimeDir to flip
+// back to its warm generation, and returns its answer ("generation N
+// serves again in mode M, flipped in D"), or why it could not: no warm
+// generation, or the launcher is not reachable. ctx bounds the exchange.
+func Rollback(ctx context.Context, runtimeDir string) (string, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(runtimeDir, paths.ControlSocket))
+	if err != nil {
+		return "", fmt.Errorf("cannot reach the launcher: %w", err)
+	}
+	defer c.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		c.SetDeadline(deadline)
+	}
+	if _, err := io.WriteString(c, verbRollback+"\n"); err != nil {
+		return "", fmt.Errorf("cannot ask the launcher: %w", err)
+	}
+	answer, err := io.ReadAll(io.LimitReader(c, 1<<16))
+	if err != nil {
+		return "", fmt.Errorf("no answer from the launcher: %w", err)
+	}
+	if err := parseReply(string(answer)); err != nil {
+		return "", err
+	}
+	return strings.TrimPrefix(strings.TrimSpace(string(answer)), "ok: "), nil
 }

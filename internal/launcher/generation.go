@@ -68,6 +68,12 @@ type generation struct {
 	reaped  bool          // its exit event was taken from the exits channel
 	// forced: the failsafe sent SIGTERM; killReported: and said so.
 	forced, killReported bool
+	// side is its side of a warm standby (warm.go); -1: every listener.
+	side int
+	// keepAliveSig switches its keep-alive (0: it announced no switch);
+	// keepAlive is the state it last reported.
+	keepAliveSig syscall.Signal
+	keepAlive    bool
 }
 
 // hasExited tells whether the generation's main process has exited.
@@ -89,7 +95,7 @@ func (l *launcher) startReady(ctx context.Context, mode []site.EnvVar) (*generat
 		return nil, fmt.Errorf("cannot prepare generation %d: %w", l.next+1, err)
 	}
 	l.next++
-	g := &generation{n: l.next, mode: spec.Mode, modeEnv: mode, release: spec.Dir, exited: make(chan struct{})}
+	g := &generation{n: l.next, mode: spec.Mode, modeEnv: mode, release: spec.Dir, exited: make(chan struct{}), side: l.sideFor(l.next)}
 	var ps *probeSocket
 	if spec.Probe != nil {
 		if ps, err = openProbe(l.cfg.RuntimeDir, g.n); err != nil {
@@ -134,7 +140,7 @@ func (l *launcher) start(g *generation, spec Spec, ps *probeSocket) error {
 // sockets and the variables of socket activation, and the notify socket
 // when the generation says READY=1.
 func (l *launcher) command(g *generation, spec Spec, ps *probeSocket) Command {
-	files, names := l.cfg.Listeners, l.cfg.Names
+	files, names := l.filesFor(g)
 	if ps != nil {
 		files = append(append([]*os.File{}, files...), ps.file)
 		names = append(append([]string{}, names...), "sitectl-probe")

@@ -43,6 +43,9 @@ func TestMain(m *testing.M) {
 //	              generation)
 //	daemon        start a process that leaves the generation's session and
 //	              is reparented (a classic daemon)
+//	keepalive     announce a keep-alive switch on SIGUSR2, as
+//	              activation.SwitchKeepAlives does, and write each state
+//	              to GEN_REPORT/keepalive-N
 //
 // It writes what it got to GEN_REPORT/gen-N (N its generation), and serves
 // 200 on the probe socket when it has one.
@@ -83,6 +86,9 @@ func helperGeneration() {
 		for _, err := os.Stat(file); err != nil; _, err = os.Stat(file) {
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+	if _, ok := behave["keepalive"]; ok {
+		helperKeepAlive()
 	}
 	if _, ok := behave["silent"]; !ok {
 		activation.Notify("READY=1")
@@ -132,4 +138,25 @@ func helperWorker() {
 	for {
 		time.Sleep(time.Hour)
 	}
+}
+
+// helperKeepAlive plays activation.SwitchKeepAlives's side of the switch.
+func helperKeepAlive() {
+	report := filepath.Join(os.Getenv("GEN_REPORT"), "keepalive-"+os.Getenv("SITE_GENERATION"))
+	os.WriteFile(report, []byte("1"), 0o644)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	activation.Notify(fmt.Sprintf("%s=%d\n%s=1", activation.KeepAliveSignalField, int(syscall.SIGUSR2), activation.KeepAliveField))
+	go func() {
+		on := true
+		for range usr2 {
+			on = !on
+			state := "0"
+			if on {
+				state = "1"
+			}
+			os.WriteFile(report, []byte(state), 0o644)
+			activation.Notify(activation.KeepAliveField + "=" + state)
+		}
+	}()
 }

@@ -83,6 +83,12 @@ type Config struct {
 	// Invocation is the unit's INVOCATION_ID, which every generation
 	// inherits: with SITE_GENERATION, it finds a generation's daemons.
 	Invocation string
+	// KeepPrevious is how long the generation a handover replaced stays
+	// warm for a rollback (see warm.go); zero: it drains at once.
+	KeepPrevious time.Duration
+	// standby sets up the warm standby; default newStandby. A seam for
+	// tests.
+	standby func(ctx context.Context, listeners []*os.File) (*standby, error)
 }
 
 func (cfg Config) withDefaults() Config {
@@ -119,7 +125,18 @@ type launcher struct {
 	notice     string // what the failsafe did, until the next handover
 	last       string // what ended the last generation that died, or the last reload
 	pub        atomic.Pointer[Status]
+
+	// The warm standby (warm.go); standby is nil without one.
+	standby   *standby
+	warm      *generation // the warm generation, if any
+	warmSince time.Time
+	warmUntil time.Time
+	warmEnds  chan *generation // keep_previous of a warm generation ran out
+	noWarm    string           // why no generation is warm
 }
+
+// notification is a message on the launcher's notify socket.
+type notification = sdnotify.Message
 
 // Why a reload ends without a new generation serving (with errors.Is).
 var (
@@ -139,6 +156,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer closeAll()
+	l.setupStandby(ctx)
 	first, err := l.startReady(ctx, l.cfg.Mode)
 	if err != nil {
 		if errors.Is(err, ErrStopping) {
@@ -166,6 +184,7 @@ func open(cfg Config) (*launcher, func(), error) {
 		failsafes: make(chan failsafeEvent, 16),
 		done:      make(chan struct{}),
 		old:       map[*generation]bool{},
+		warmEnds:  make(chan *generation),
 	}
 	var undo []func()
 	closeAll := func() {
@@ -207,6 +226,10 @@ func (l *launcher) serve(ctx context.Context) error {
 	for {
 		select {
 		case req := <-l.requests:
+			if req.verb == verbRollback {
+				l.rollback(ctx, req.reply)
+				continue
+			}
 			h, err := l.reload(ctx, req.mode)
 			req.reply <- reloadResult{h, err}
 			if l.current == nil {
@@ -228,7 +251,12 @@ func (l *launcher) serve(ctx context.Context) error {
 			}
 		case ev := <-l.failsafes:
 			l.failsafe(ev)
-		case <-l.notes: // late or stray notifications: the state is ours
+		case g := <-l.warmEnds:
+			if g == l.warm {
+				l.retireWarm(ctx, "keep_previous "+l.cfg.KeepPrevious.String()+" ran out")
+			}
+		case n := <-l.notes:
+			l.note(n) // keep-alive reports; the rest is late or stray: the state is ours
 		}
 	}
 }
@@ -264,6 +292,9 @@ func (l *launcher) ended(err error) error {
 type handover struct {
 	n    int
 	mode string
+	// rollback: a flip back to the warm generation, which took flip.
+	rollback bool
+	flip     time.Duration
 }
 
 // reload starts a new generation in the mode whose environment is mode (nil:
@@ -287,6 +318,7 @@ func (l *launcher) startNext(ctx context.Context, mode []site.EnvVar) (handover,
 	if mode == nil && l.current != nil {
 		mode = l.current.modeEnv
 	}
+	l.retireWarm(ctx, "a reload needs its side")
 	g, err := l.startReady(ctx, mode)
 	switch {
 	case errors.Is(err, ErrStopping):
@@ -301,12 +333,27 @@ func (l *launcher) startNext(ctx context.Context, mode []site.EnvVar) (handover,
 		return handover{}, err
 	}
 	old := l.current
-	l.current, l.notice, l.last = g, "", ""
-	if old != nil {
-		l.drain(old)
+	if err := l.takeOver(ctx, old, g); err != nil {
+		return handover{}, err
 	}
 	l.cfg.Notify("READY=1\nSTATUS=" + l.status())
 	return handover{n: g.n, mode: g.mode}, nil
+}
+
+// takeOver makes g the serving generation, and old (if any) a warm or a
+// draining one.
+func (l *launcher) takeOver(ctx context.Context, old, g *generation) error {
+	if l.standby != nil {
+		if err := l.handOver(ctx, old, g); err != nil {
+			l.cfg.Logf("reload failed, generation %d was discarded: %v", g.n, err)
+			return err
+		}
+	}
+	l.current, l.notice, l.last = g, "", ""
+	if old != nil && l.standby == nil {
+		l.drain(old)
+	}
+	return nil
 }
 
 // drain tells the generation that no longer serves to finish: at the
@@ -332,6 +379,9 @@ func (l *launcher) status() string {
 	}
 	if n := len(l.old); n > 0 {
 		s += fmt.Sprintf(", %d draining", n)
+	}
+	if w := l.warm; w != nil {
+		s += fmt.Sprintf("; warm: generation %d until %s", w.n, l.warmUntil.Format(time.TimeOnly))
 	}
 	if l.notice != "" {
 		s += "; " + l.notice

@@ -139,6 +139,11 @@ func (s *startup) quietSample() bool {
 
 // notification takes READY=1, from this generation only.
 func (s *startup) notification(n sdnotify.Message) {
+	if n.PID == s.g.pid {
+		s.g.noted(n.Fields)
+	} else {
+		s.l.note(n)
+	}
 	if n.PID == s.g.pid && n.Fields["READY"] == "1" && !s.notified {
 		s.notified = true
 		s.check()

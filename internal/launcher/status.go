@@ -15,6 +15,11 @@ func (l *launcher) publish() {
 		st.Draining = append(st.Draining, *g.status())
 	}
 	slices.SortFunc(st.Draining, func(a, b GenerationStatus) int { return a.Generation - b.Generation })
+	if w := l.warm; w != nil {
+		st.Warm = &WarmStatus{GenerationStatus: *w.status(), Since: l.warmSince, Until: l.warmUntil}
+	} else if l.standby != nil || l.cfg.KeepPrevious > 0 {
+		st.NoWarm = l.noWarm
+	}
 	l.pub.Store(st)
 }
 

@@ -36,6 +36,10 @@ func (l *launcher) discard(g *generation) {
 
 // reaped takes the exit of a draining generation.
 func (l *launcher) reaped(g *generation) {
+	if g == l.warm {
+		l.warmExited(g)
+		return
+	}
 	delete(l.old, g)
 	l.publish()
 	l.cfg.Logf("generation %d drained and exited: %s", g.n, describeExit(g.err))
@@ -54,8 +58,10 @@ func (l *launcher) stopAll() {
 	for g := range l.old {
 		running[g] = true
 	}
-	if l.current != nil {
-		running[l.current] = true
+	for _, g := range []*generation{l.current, l.warm} {
+		if g != nil {
+			running[g] = true
+		}
 	}
 	l.cfg.Notify("STOPPING=1")
 	for g := range running {

@@ -89,3 +89,65 @@ func readBounded(path string, limit int64) ([]byte, error) {
 	}
 	return data, err
 }
+
+// maxProcs bounds how many processes SessionPSS looks at.
+const maxProcs = 1 << 20
+
+// SessionPSS is the memory of the processes of session sid: the sum of
+// their proportional set sizes (Pss in /proc/PID/smaps_rollup), in bytes,
+// and how many processes it summed. A generation of an overlap site is a
+// session of its own (its main process's pid), which its workers keep.
+func SessionPSS(sid int) (bytes int64, procs int, err error) {
+	entries, err := os.ReadDir(Root)
+	if err != nil {
+		return 0, 0, fmt.Errorf("cannot list the processes: %w", err)
+	}
+	for i, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || i > maxProcs {
+			continue
+		}
+		if s, err := session(pid); err != nil || s != sid {
+			continue
+		}
+		pss, err := rollupPSS(pid)
+		if err != nil {
+			continue // it exited meanwhile
+		}
+		bytes += pss
+		procs++
+	}
+	if procs == 0 {
+		return 0, 0, fmt.Errorf("no process of session %d", sid)
+	}
+	return bytes, procs, nil
+}
+
+// session is field 6 of /proc/PID/stat.
+func session(pid int) (int, error) {
+	stat, err := readBounded(filepath.Join(Root, strconv.Itoa(pid), "stat"), 4096)
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	f := strings.Fields(string(stat[i+1:])) // state ppid pgrp session ...
+	if i < 0 || len(f) < 4 {
+		return 0, fmt.Errorf("%.40q is not a stat line", stat)
+	}
+	return strconv.Atoi(f[3])
+}
+
+// rollupPSS is the Pss line of /proc/PID/smaps_rollup, in bytes.
+func rollupPSS(pid int) (int64, error) {
+	data, err := readBounded(filepath.Join(Root, strconv.Itoa(pid), "smaps_rollup"), 16<<10)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no Pss in the smaps_rollup of process %d", pid)
+}

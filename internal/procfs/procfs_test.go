@@ -1,11 +1,16 @@
 package procfs
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A child's environment reads back as it was given; a process started
@@ -53,5 +58,35 @@ func TestStartTicks(t *testing.T) {
 		if _, err := startTicks([]byte(bad)); err == nil {
 			t.Errorf("%q was read", bad)
 		}
+	}
+}
+
+// SessionPSS sums the processes of one session, and only those.
+func TestSessionPSS(t *testing.T) {
+	dir := t.TempDir()
+	proc := func(pid, sid int, pss string) {
+		p := filepath.Join(dir, strconv.Itoa(pid))
+		os.Mkdir(p, 0o755)
+		os.WriteFile(filepath.Join(p, "stat"), []byte(fmt.Sprintf("%d (a b) S 1 %d %d 0 -1", pid, sid, sid)), 0o644)
+		os.WriteFile(filepath.Join(p, "smaps_rollup"), []byte("00400000-7ffd r--p 00000000 00:00 0 [rollup]\nRss: 9000 kB\nPss:                1024 kB\n"+pss), 0o644)
+	}
+	proc(10, 10, "")
+	proc(11, 10, "")
+	proc(12, 12, "")
+	os.Mkdir(filepath.Join(dir, "self"), 0o755)
+	old := Root
+	Root = dir
+	defer func() { Root = old }()
+	n, procs, err := SessionPSS(10)
+	if err != nil || n != 2048<<10 || procs != 2 {
+		t.Errorf("SessionPSS(10) = %d, %d, %v; want 2 MiB of 2 processes", n, procs, err)
+	}
+	if _, _, err := SessionPSS(99); err == nil {
+		t.Error("SessionPSS of a session with no process: no error")
+	}
+	Root = old
+	sid, _ := unix.Getsid(0)
+	if n, procs, err := SessionPSS(sid); err != nil || n <= 0 || procs < 1 {
+		t.Errorf("SessionPSS of this test's session = %d, %d, %v", n, procs, err)
 	}
 }

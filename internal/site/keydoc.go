@@ -73,6 +73,12 @@ var Keys = []KeyDoc{
 			"the app and starts it again while the socket units hold the listeners. overlap starts the new " +
 			"generation beside the serving one on the same sockets, waits until it is ready (and passes the probe), " +
 			"and only then lets the old one drain."},
+	{"", keyKeepPrevious, "duration, at most 24h", "0 (off)",
+		"With handoff = \"overlap\" and TCP listeners only: after a handover the previous generation keeps running " +
+			"this long, warm but given no new connections (its socket unit holds each address twice, ReusePort=yes, " +
+			"and the launcher steers new connections to one of the two). sitectl rollback within that time flips " +
+			"back to it without starting a process; afterwards it is drained as without the key. Adding or removing " +
+			"the key takes effect once the site's socket unit is restarted. See docs/warm-rollback.md."},
 	{"", keyDrainTimeout, "duration", "30s",
 		"How long the requests in flight may take to finish after SIGTERM."},
 	{"", keyStopTimeout, "duration", "5s",

@@ -107,6 +107,7 @@ const (
 	keyCredentials    = "credentials"
 	keyEgress         = "egress"
 	keyDeployers      = "deployers"
+	keyKeepPrevious   = "keep_previous"
 )
 
 var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
@@ -160,6 +161,12 @@ var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
 	keyCredentials: func(p *parser, s *Site, v *tomlpos.Value) { s.Credentials = p.credentials(v) },
 	keyEgress:      func(p *parser, s *Site, v *tomlpos.Value) { s.Egress = p.egress(v) },
 	keyDeployers:   func(p *parser, s *Site, v *tomlpos.Value) { s.Deployers = p.deployers(v) },
+	keyKeepPrevious: func(p *parser, s *Site, v *tomlpos.Value) {
+		if d, err := time.ParseDuration(v.Str); v.Kind == tomlpos.String && err == nil && d == 0 {
+			return // "0" or "0s": off, written out
+		}
+		s.KeepPrevious = p.durationMax(keyKeepPrevious, v, maxKeepPrevious)
+	},
 }
 
 func (p *parser) site(s *Site, root *tomlpos.Value) {
@@ -176,6 +183,31 @@ func (p *parser) site(s *Site, root *tomlpos.Value) {
 	}
 	p.defaults(s, root)
 	p.execLimits(s, root)
+	p.keepPrevious(s, root)
+}
+
+// maxKeepPrevious bounds keep_previous: a warm generation holds its memory
+// for all that time.
+const maxKeepPrevious = 24 * time.Hour
+
+// keepPrevious checks what keep_previous needs of the rest of the file: an
+// overlap handoff (the previous generation is the one an overlap leaves
+// behind) and TCP listeners only (a reuseport group steers between two
+// sockets of one address; a unix socket has no such group, see
+// docs/warm-rollback.md).
+func (p *parser) keepPrevious(s *Site, root *tomlpos.Value) {
+	if s.KeepPrevious == 0 {
+		return
+	}
+	pos := root.Get(keyKeepPrevious).Pos
+	if s.Handoff != HandoffOverlap {
+		p.errorf(pos, "keep_previous needs handoff = \"overlap\": only an overlap leaves a previous generation to keep warm")
+	}
+	for _, l := range s.Listeners {
+		if l.Kind == Unix {
+			p.errorf(tomlpos.Pos{Line: l.Line, Col: l.Col}, "keep_previous needs TCP listeners: unix listener %q cannot be steered (keep_previous is set at line %d)", l.Path, pos.Line)
+		}
+	}
 }
 
 // Reserves for what sitectl and systemd add to what a site file says.
@@ -336,6 +368,11 @@ func (p *parser) intRange(key string, v *tomlpos.Value, lo, hi int64) int {
 const maxDuration = 24 * time.Hour
 
 func (p *parser) duration(key string, v *tomlpos.Value) time.Duration {
+	return p.durationMax(key, v, maxDuration)
+}
+
+// durationMax is duration with its own upper limit.
+func (p *parser) durationMax(key string, v *tomlpos.Value, limit time.Duration) time.Duration {
 	if v.Kind == tomlpos.Integer {
 		p.errorf(v.Pos, "%s must be a duration string with a unit, e.g. \"%ds\"", key, v.Int)
 		return 0
@@ -350,8 +387,8 @@ func (p *parser) duration(key string, v *tomlpos.Value) time.Duration {
 		p.errorf(v.Pos, "%s %q is not a duration: write it like \"30s\", \"1m30s\" or \"500ms\"", key, printable(s))
 	case d <= 0:
 		p.errorf(v.Pos, "%s must be longer than zero", key)
-	case d > maxDuration:
-		p.errorf(v.Pos, "%s %s is longer than the limit of %s", key, s, maxDuration)
+	case d > limit:
+		p.errorf(v.Pos, "%s %s is longer than the limit of %s", key, s, limit)
 	case d%time.Millisecond != 0:
 		p.errorf(v.Pos, "%s %s is finer than a millisecond, which systemd cannot express", key, s)
 	default:

@@ -129,6 +129,12 @@ type Site struct {
 	// Deployers may change the site through sitectl's state service;
 	// none: root alone.
 	Deployers []Deployer
+
+	// KeepPrevious is how long an overlap site keeps the generation a
+	// handover replaced running and warm, with no new connections, so
+	// that a rollback flips back to it without starting a process;
+	// 0: off. Only with HandoffOverlap and TCP listeners.
+	KeepPrevious time.Duration
 }
 
 // Credential is one file systemd reads as root when the service starts

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateName(t *testing.T) {
@@ -266,6 +267,38 @@ allow = ["10.1.2.3/16", "192.0.2.10", "2001:db8::/32", "localhost"]
 		_, err := Parse(file, []byte(data))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %s", src, err, want)
+		}
+	}
+}
+
+func TestKeepPrevious(t *testing.T) {
+	s := mustParse(t, "/s/warm.toml", `exec = ["/bin/a"]
+handoff = "overlap"
+keep_previous = "10m"
+listen = [{ address = "127.0.0.1:1" }, { address = "[::1]:1" }]
+`)
+	if s.KeepPrevious != 10*time.Minute {
+		t.Errorf("KeepPrevious = %v, want 10m", s.KeepPrevious)
+	}
+	for _, off := range []string{"", `keep_previous = "0"` + "\n", `keep_previous = "0s"` + "\n"} {
+		s := mustParse(t, "/s/warm.toml", "exec = [\"/bin/a\"]\n"+off+"[[listen]]\npath = \"/run/a.sock\"\n")
+		if s.KeepPrevious != 0 {
+			t.Errorf("%q: KeepPrevious = %v, want off", off, s.KeepPrevious)
+		}
+	}
+	// Each file starts with an exec line: keep_previous is on line 3
+	// (line 2 without handoff).
+	bad := map[string]string{
+		"handoff = \"overlap\"\nkeep_previous = \"25h\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n":                                    `x.toml:3:17: keep_previous 25h is longer than the limit of 24h0m0s`,
+		"handoff = \"overlap\"\nkeep_previous = 600\n[[listen]]\naddress = \"127.0.0.1:1\"\n":                                        `x.toml:3:17: keep_previous must be a duration string with a unit, e.g. "600s"`,
+		"handoff = \"overlap\"\nkeep_previous = \"-1s\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n":                                    `x.toml:3:17: keep_previous must be longer than zero`,
+		"keep_previous = \"10m\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n":                                                           `x.toml:2:17: keep_previous needs handoff = "overlap": only an overlap leaves a previous generation to keep warm`,
+		"handoff = \"overlap\"\nkeep_previous = \"1m\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n[[listen]]\npath = \"/run/a.sock\"\n": `x.toml:7:8: keep_previous needs TCP listeners: unix listener "/run/a.sock" cannot be steered (keep_previous is set at line 3)`,
+	}
+	for src, want := range bad {
+		_, err := Parse("x.toml", []byte("exec = [\"/bin/a\"]\n"+src))
+		if err == nil || err.Error() != want {
+			t.Errorf("got %v\nwant %s", err, want)
 		}
 	}
 }

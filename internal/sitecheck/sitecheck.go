@@ -1,7 +1,9 @@
 // Package sitecheck finds what a valid site file may still get wrong on
 // this host: a program that is not there or cannot run, a program or
-// working directory under a path the site's unit hides from the app, and a
-// site file that anyone may read although it holds environment values.
+// working directory under a path the site's unit hides from the app, a
+// site file that anyone may read although it holds environment values, and
+// keep_previous for a server that keeps connections alive in a way sitectl
+// cannot switch off.
 // These are warnings: sitectl check reports them and still exits 0, since
 // the host the file is checked on need not be the one it runs on.
 package sitecheck
@@ -70,7 +72,51 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 		}
 		warn(pos, "the file holds environment values and anyone on this host may read it (mode %04o): chmod o-r %s; keep secrets in systemd credentials", mode.Perm(), s.File)
 	}
+	if why := keepsAlive(s); why != "" && s.KeepPrevious > 0 {
+		warn(at("keep_previous", -1), "keep_previous: %s, and sitectl cannot tell it to drop kept-alive connections without restarting its workers: a client that keeps a connection to the warm generation goes on being served by it until the connection idles out (see docs/warm-rollback.md)", why)
+	}
 	return out
+}
+
+// keepsAlive says which words of a site's exec line turn HTTP keep-alive
+// on in a server that cannot switch it off while it runs (gunicorn's
+// threaded and async workers without --keep-alive 0, uWSGI's HTTP/1.1
+// socket or --http-keepalive), or "".
+func keepsAlive(s *site.Site) string {
+	prog := filepath.Base(s.Exec[0])
+	args := s.Exec[1:]
+	value := func(i int, a, name string) (string, bool) {
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v, true
+		}
+		if a == name && i+1 < len(args) {
+			return args[i+1], true
+		}
+		return "", false
+	}
+	var found string
+	off := false
+	for i, a := range args {
+		for _, name := range []string{"--threads", "-k", "--worker-class", "--keep-alive", "--http11-socket", "--http-keepalive"} {
+			v, ok := value(i, a, name)
+			switch {
+			case !ok && !(a == name && (name == "--http11-socket" || name == "--http-keepalive")):
+			case name == "--keep-alive":
+				off = v == "0"
+			case name == "--threads" && v != "1" && prog == "gunicorn",
+				(name == "-k" || name == "--worker-class") && prog == "gunicorn" && (strings.Contains(v, "gthread") || strings.Contains(v, "gevent") || strings.Contains(v, "eventlet")),
+				(name == "--http11-socket" || name == "--http-keepalive") && prog == "uwsgi":
+				found = prog + " " + a
+				if a == name && v != "" {
+					found += " " + v
+				}
+			}
+		}
+	}
+	if found == "" || off && prog == "gunicorn" {
+		return ""
+	}
+	return found + " keeps connections alive"
 }
 
 // program says what is wrong with the program path, or "".

@@ -65,6 +65,18 @@ func TestWarnings(t *testing.T) {
 		{"mode environment readable", "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n[modes.ro]\nenvironment = { RO = \"1\" }\n", 0o604,
 			[]string{"4:2: warning: the file holds environment values and anyone on this host may read it (mode 0604)"}},
 		{"no environment, readable", "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644, nil},
+		{"keep_previous, gunicorn threads", "exec = [\"/usr/bin/gunicorn\", \"--threads\", \"4\", \"app\"]\nhandoff = \"overlap\"\nkeep_previous = \"10m\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644,
+			[]string{"1:9: warning: exec: the program /usr/bin/gunicorn does not exist", "3:1: warning: keep_previous: gunicorn --threads 4 keeps connections alive, and sitectl cannot tell it"}},
+		{"keep_previous, gunicorn gevent, keep-alive 0", "exec = [\"/usr/bin/gunicorn\", \"-k\", \"gevent\", \"--keep-alive=0\", \"app\"]\nhandoff = \"overlap\"\nkeep_previous = \"10m\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644,
+			[]string{"1:9: warning: exec: the program /usr/bin/gunicorn does not exist"}},
+		{"keep_previous, gunicorn sync", "exec = [\"/usr/bin/gunicorn\", \"--workers\", \"2\", \"app\"]\nhandoff = \"overlap\"\nkeep_previous = \"10m\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644,
+			[]string{"1:9: warning: exec: the program /usr/bin/gunicorn does not exist"}},
+		{"keep_previous, uwsgi http11", "exec = [\"/usr/bin/uwsgi\", \"--http11-socket\", \"=0\"]\nhandoff = \"overlap\"\nkeep_previous = \"10m\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644,
+			[]string{"1:9: warning: exec: the program /usr/bin/uwsgi does not exist", "3:1: warning: keep_previous: uwsgi --http11-socket =0 keeps connections alive"}},
+		{"keep_previous, gunicorn --threads=4", "exec = [\"/usr/bin/gunicorn\", \"--threads=4\", \"app\"]\nhandoff = \"overlap\"\nkeep_previous = \"10m\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644,
+			[]string{"1:9: warning: exec: the program /usr/bin/gunicorn does not exist", "3:1: warning: keep_previous: gunicorn --threads=4 keeps connections alive,"}},
+		{"gunicorn threads without keep_previous", "exec = [\"/usr/bin/gunicorn\", \"--threads=4\", \"app\"]\nhandoff = \"overlap\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644,
+			[]string{"1:9: warning: exec: the program /usr/bin/gunicorn does not exist"}},
 	} {
 		s, data := parse(t, c.toml)
 		got := Warnings(host, s, data, c.mode, units.Options{})

@@ -77,6 +77,9 @@ type Request struct {
 	Mode string `json:"mode,omitempty"`
 	// Force: VerbMode restarts even when the site runs in the mode.
 	Force bool `json:"force,omitempty"`
+	// Cold: VerbRollback goes to the previous mode afresh, even when a
+	// generation is kept warm (keep_previous).
+	Cold bool `json:"cold,omitempty"`
 	// NoBlock: a change fails at once when another changes the site.
 	NoBlock bool `json:"no_block,omitempty"`
 	// TimeoutMS bounds a change (0: the default, 2 minutes) and the wait
@@ -181,7 +184,7 @@ func (r Request) Check() error {
 }
 
 func (r Request) checkChange() error {
-	if len(r.Sites) > 0 || r.Last != 0 || r.Verb != VerbMode && (r.Mode != "" || r.Force) {
+	if len(r.Sites) > 0 || r.Last != 0 || r.Verb != VerbMode && (r.Mode != "" || r.Force) || r.Verb != VerbRollback && r.Cold {
 		return fmt.Errorf("%s takes no such option", r.Verb)
 	}
 	if err := site.ValidateName(r.Site); err != nil {

@@ -42,6 +42,32 @@ func ServedMode(ctx context.Context, s *site.Site, mainPID int) string {
 	return modeOf(env)
 }
 
+// Warm is the generation a keep_previous site keeps warm, in Site.
+type Warm struct {
+	Generation int       `json:"generation" doc:"the generation's number"`
+	MainPID    int       `json:"main_pid" doc:"its main process"`
+	Mode       string    `json:"mode" doc:"the mode it runs"`
+	Release    string    `json:"release" doc:"its working directory, symlinks resolved when it started; empty without workdir"`
+	Since      time.Time `json:"since" doc:"when it stopped getting new connections"`
+	Until      time.Time `json:"until" doc:"when it will be drained (keep_previous after since)"`
+	// MemoryBytes is the sum of its processes' PSS.
+	MemoryBytes int64 `json:"memory_bytes" doc:"the memory it holds: the sum of the proportional set sizes (Pss) of its processes (its session); 0 when it cannot be read"`
+}
+
+// WarmGeneration asks a keep_previous site's launcher which generation it
+// keeps warm; nil when none is, or the launcher cannot say.
+func WarmGeneration(ctx context.Context, s *site.Site) *Warm {
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
+	st, err := launcher.AskStatus(ctx, paths.RuntimeDirectoryPath(s.Name))
+	if err != nil || st.Warm == nil {
+		return nil
+	}
+	w := st.Warm
+	mem, _, _ := procfs.SessionPSS(w.PID) // 0 when it cannot be read
+	return &Warm{Generation: w.Generation, MainPID: w.PID, Mode: w.Mode, Release: w.Release, Since: w.Since, Until: w.Until, MemoryBytes: mem}
+}
+
 // modeOf is SITE_MODE in an environment, "" without it.
 func modeOf(env []string) string {
 	for _, kv := range env {

@@ -40,6 +40,8 @@ type Site struct {
 	PreviousMode string `json:"previous_mode" doc:"the mode before the last successful switch; empty when there was none"`
 	ModeApplied  bool   `json:"mode_applied" doc:"the running service started after the mode was recorded, so it runs in that mode"`
 	ServedMode   string `json:"served_mode" doc:"the mode the process that serves runs, from its own environment (SITE_MODE of the main process, or of an overlap site's serving generation), as a switch verifies it; empty when none serves or in list"`
+	// Warm is the generation a keep_previous site keeps warm.
+	Warm *Warm `json:"warm" doc:"the generation kept warm for sitectl rollback (keep_previous), as its launcher reports it; null without one, or in list"`
 	// Pending is a switch in progress (Busy) or one that was cut short.
 	Pending *modes.Pending `json:"pending" doc:"a switch in progress (busy) or cut short by a killed sitectl; null when there is none"`
 	Busy    bool           `json:"busy" doc:"another sitectl holds the site's lock right now"`
@@ -129,6 +131,9 @@ type Sources struct {
 	// ServedMode reads the mode the serving process of a running site
 	// runs (ServedMode, from /proc).
 	ServedMode func(ctx context.Context, s *site.Site, mainPID int) string
+	// Warm reads the generation a keep_previous site keeps warm
+	// (WarmGeneration, from its launcher).
+	Warm func(ctx context.Context, s *site.Site) *Warm
 }
 
 // Request says which sites to read, and how much.
@@ -300,6 +305,9 @@ func (s *Site) readJournal(ctx context.Context, src Sources) {
 func (s *Site) readServed(ctx context.Context, src Sources, si *site.Site) {
 	if src.ServedMode != nil && (s.ActiveState == "active" || s.ActiveState == "reloading") {
 		s.ServedMode = src.ServedMode(ctx, si, s.MainPID)
+	}
+	if src.Warm != nil && si.KeepPrevious > 0 && (s.ActiveState == "active" || s.ActiveState == "reloading") {
+		s.Warm = src.Warm(ctx, si)
 	}
 }
 

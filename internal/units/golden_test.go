@@ -23,6 +23,7 @@ import (
 //	## assert-key-has UNIT SECTION KEY VALUE   one of the key's values is VALUE
 //	## assert-key-lacks UNIT SECTION KEY VALUE none of the key's values is VALUE
 //	## assert-key-missing UNIT SECTION KEY     the key is not set
+//	## assert-key-count UNIT SECTION KEY VALUE N  the key has VALUE N times
 //	## assert-unit-missing UNIT                no such unit is rendered
 //	## assert-header UNIT LINE                 the unit's comment header has LINE
 //	## assert-fails LINE:COL: MESSAGE          parsing fails with exactly these errors
@@ -120,7 +121,7 @@ func findUnit(us []units.Unit, suffix string) *units.Unit {
 
 func check(t *testing.T, us []units.Unit, a []string) {
 	t.Helper()
-	need := map[string]int{"key-is": 5, "key-has": 5, "key-lacks": 5, "key-missing": 4, "unit-missing": 2, "header": 3}
+	need := map[string]int{"key-is": 5, "key-has": 5, "key-lacks": 5, "key-missing": 4, "key-count": 6, "unit-missing": 2, "header": 3}
 	n, known := need[a[0]]
 	if !known || len(a) != n {
 		t.Fatalf("assertion %q: unknown, or wrong number of words", a)
@@ -154,6 +155,10 @@ func check(t *testing.T, us []units.Unit, a []string) {
 	case "key-lacks":
 		if slices.Contains(values, a[4]) {
 			t.Errorf("%s [%s] %s has %q, want not", u.Name, a[2], a[3], a[4])
+		}
+	case "key-count":
+		if n := len(slices.DeleteFunc(values, func(v string) bool { return v != a[4] })); strconv.Itoa(n) != a[5] {
+			t.Errorf("%s [%s] %s has %q %d times, want %s", u.Name, a[2], a[3], a[4], n, a[5])
 		}
 	case "key-missing":
 		if len(values) > 0 {

@@ -291,6 +291,12 @@ func renderSocket(s *site.Site, fdName string, opts Options) Unit {
 			continue
 		}
 		sock.text("ListenStream", l.Endpoint())
+		if s.KeepPrevious > 0 && l.Kind == site.TCP {
+			// The warm standby: two sockets of one reuseport group,
+			// one per generation, passed in the order listed
+			// (docs/warm-rollback.md).
+			sock.text("ListenStream", l.Endpoint())
+		}
 		if l.Kind == site.Unix {
 			unix = &s.Listeners[i]
 		}
@@ -306,6 +312,9 @@ func renderSocket(s *site.Site, fdName string, opts Options) Unit {
 	sock.text("Slice", SliceName(s.Name))
 	if s.Backlog > 0 {
 		sock.text("Backlog", fmt.Sprint(s.Backlog))
+	}
+	if s.KeepPrevious > 0 {
+		sock.text("ReusePort", "yes")
 	}
 	if unix != nil {
 		sock.textIf("SocketUser", unix.Owner)
@@ -488,6 +497,9 @@ func launchArgv(s *site.Site, opts Options) []string {
 	}
 	if p := s.Probe; p != nil {
 		argv = append(argv, "--probe-path", p.Path, "--probe-status", fmt.Sprint(p.Status), "--probe-timeout", systemdSpan(p.Timeout))
+	}
+	if s.KeepPrevious > 0 {
+		argv = append(argv, "--keep-previous", systemdSpan(s.KeepPrevious))
 	}
 	return argv
 }

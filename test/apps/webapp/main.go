@@ -33,6 +33,7 @@
 //	                                  process then runs, and says, another mode than
 //	                                  the one it was started in, as a wrapper script
 //	                                  that sets SITE_MODE would)
+//	WEBAPP_KEEPALIVE_SWITCH=1         install activation.SwitchKeepAlives on SIGUSR2
 //	WEBAPP_SPAWN_CHILDREN=N           same as --spawn-children N
 //	WEBAPP_CHILD_MARKER_DIR=DIR       children write DIR/child-N.cleaned on SIGTERM
 //	WEBAPP_CHILD_IGNORE_TERM=N|all    child number N (or every child) ignores SIGTERM
@@ -224,6 +225,12 @@ func run() int {
 	}
 	opts.OnDrain = func(reason string) {
 		logger.Printf("draining: %s", reason)
+	}
+	if os.Getenv("WEBAPP_KEEPALIVE_SWITCH") == "1" {
+		if _, err := activation.SwitchKeepAlives(srv, syscall.SIGUSR2); err != nil {
+			logger.Printf("cannot install the keep-alive switch: %v", err)
+			return 2
+		}
 	}
 	err = activation.Serve(context.Background(), srv, all, opts)
 	switch {

@@ -1,0 +1,99 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/launcher"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// warmRollback is the rollback of a site with keep_previous
+// (docs/warm-rollback.md): when its launcher keeps a generation warm, it
+// records that generation's mode, as a cold rollback would, asks the
+// launcher to flip back to it (no process starts), and verifies that the
+// service serves that mode. done is false when nothing was changed and a
+// cold rollback should follow: rep.NoWarm says why.
+func warmRollback(ctx context.Context, e *Env, s *site.Site) (rep Report, err error, done bool) {
+	rep = Report{Site: s.Name}
+	st, err := e.launcherStatus(ctx, s)
+	switch {
+	case err != nil:
+		rep.NoWarm = err.Error()
+		return rep, nil, false
+	case st.Warm == nil:
+		rep.NoWarm = "no warm generation"
+		if st.NoWarm != "" {
+			rep.NoWarm += " (" + st.NoWarm + ")"
+		}
+		return rep, nil, false
+	}
+	to := st.Warm.Mode
+	mode, ok := s.Mode(to)
+	if !ok {
+		rep.NoWarm = fmt.Sprintf("the warm generation's mode %q is no longer in the site file", to)
+		return rep, nil, false
+	}
+	if rep.From, err = Current(e.Store, s); err != nil {
+		return rep, err, true
+	}
+	rep.To = to
+	return e.flipBack(ctx, s, rep, mode)
+}
+
+// flipBack records the warm generation's mode, asks the launcher for the
+// flip and verifies it; a refused flip puts the recorded mode back.
+func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.Mode) (Report, error, bool) {
+	start := e.now()
+	from, to := rep.From, rep.To
+	if err := e.Writer.Begin(s, from, to); err != nil {
+		return rep, err, true
+	}
+	if err := e.recordMode(s, from, to); err != nil {
+		return rep, errors.Join(err, e.Writer.Finish(s, modes.ResultRolledBack, err.Error())), true
+	}
+	answer, err := e.rollbackLauncher(ctx, s)
+	if err != nil {
+		rep.NoWarm = err.Error()
+		restore := e.recordMode(s, to, from)
+		return rep, errors.Join(restore, e.Writer.Finish(s, modes.ResultRolledBack, "warm rollback refused: "+err.Error())), restore != nil
+	}
+	e.progress("%s: %s", s.Name, answer)
+	rep.Rollback, rep.Changed = "warm", true
+	pid, err := e.stillServing(ctx, s, mode)
+	rep.Duration = e.now().Sub(start).Seconds()
+	if err != nil {
+		rep.Result, rep.Reason = modes.ResultRollbackFailed, "after the flip: "+err.Error()
+		return rep, errors.Join(fmt.Errorf("site %s: warm rollback to mode %s: %v: %w", s.Name, to, err, ErrRollbackFailed),
+			e.Writer.Finish(s, modes.ResultRollbackFailed, rep.Reason)), true
+	}
+	rep.Result, rep.MainPID = modes.ResultOK, pid
+	e.progress("%s: serving in mode %s again (main PID %d) after %.3fs", s.Name, to, pid, rep.Duration)
+	return rep, e.Writer.Finish(s, modes.ResultOK, answer), true
+}
+
+// recordMode makes to the recorded mode, when it is not from already.
+func (e *Env) recordMode(s *site.Site, from, to string) error {
+	if from == to {
+		return nil
+	}
+	return e.Writer.SetMode(s, to)
+}
+
+func (e *Env) rollbackLauncher(ctx context.Context, s *site.Site) (string, error) {
+	if e.RollbackLauncher != nil {
+		return e.RollbackLauncher(ctx, s)
+	}
+	// The launcher answers once its loop takes the request: at once,
+	// unless a reload is under way.
+	ctx, cancel := context.WithTimeout(ctx, rollbackWait)
+	defer cancel()
+	return launcher.Rollback(ctx, paths.RuntimeDirectoryPath(s.Name))
+}
+
+// rollbackWait bounds the wait for the launcher's answer to a rollback.
+const rollbackWait = 30 * time.Second

@@ -1,0 +1,127 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/launcher"
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// warmEnv is an overlap site with keep_previous switched from normal to
+// read-only (a handover: generation 1001 serves), whose launcher keeps the
+// previous generation (pid 100, mode normal) warm until flipped is set.
+func warmEnv(t *testing.T) (*Env, *fakeSystemd, *site.Site, *[]string) {
+	e, f := newEnv(t)
+	s := overlapSite(t, `keep_previous = "10m"`)
+	if _, err := SwitchMode(context.Background(), e, s, "read-only", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	flipped := false
+	e.Launcher = func(ctx context.Context, s *site.Site) (launcher.Status, error) {
+		if flipped {
+			return launcher.Status{Serving: &launcher.GenerationStatus{Generation: 1, PID: 100, Mode: "normal"}, NoWarm: "generation 2 was rolled back from"}, nil
+		}
+		return launcher.Status{Serving: &launcher.GenerationStatus{Generation: 2, PID: f.gen, Mode: "read-only"},
+			Warm: &launcher.WarmStatus{GenerationStatus: launcher.GenerationStatus{Generation: 1, PID: 100, Mode: "normal"}}}, nil
+	}
+	e.RollbackLauncher = func(ctx context.Context, s *site.Site) (string, error) {
+		asked = append(asked, "rollback")
+		flipped = true
+		return "generation 1 serves again in mode normal, flipped in 1.2ms", nil
+	}
+	return e, f, s, &asked
+}
+
+// A rollback of a site with a warm generation records its mode and asks
+// the launcher for the flip: nothing restarts or reloads.
+func TestWarmRollbackFlips(t *testing.T) {
+	e, f, s, asked := warmEnv(t)
+	rep, err := Rollback(context.Background(), e, s, time.Minute, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rollback != "warm" || rep.From != "read-only" || rep.To != "normal" || rep.Result != modes.ResultOK || rep.MainPID != 100 || rep.NoWarm != "" {
+		t.Errorf("report %+v", rep)
+	}
+	if strings.Join(*asked, ",") != "rollback" || len(f.restarts) != 0 || strings.Join(f.reloads, ",") != "read-only" {
+		t.Errorf("asked %v, restarts %v, reloads %v: want one flip and nothing else", *asked, f.restarts, f.reloads)
+	}
+	st, _ := e.Store.ReadState("karl")
+	if cur, _, _ := e.Store.Current("karl"); cur != "normal" || st.PreviousMode != "read-only" || st.Pending != nil {
+		t.Errorf("recorded mode %q, state %+v", cur, st)
+	}
+	if last := st.History[len(st.History)-1]; last.Result != modes.ResultOK || !strings.Contains(last.Reason, "flipped in") {
+		t.Errorf("history %+v", last)
+	}
+}
+
+// With no warm generation, --cold, or a flip the launcher refuses, the
+// rollback is today's cold one, and the report says why.
+func TestWarmRollbackGoesCold(t *testing.T) {
+	cases := map[string]struct {
+		setup  func(e *Env)
+		cold   bool
+		noWarm string
+	}{
+		"none warm": {func(e *Env) {
+			e.Launcher = func(ctx context.Context, s *site.Site) (launcher.Status, error) {
+				return launcher.Status{Serving: &launcher.GenerationStatus{Generation: 2}, NoWarm: "warm generation 1 exited: signal: killed"}, nil
+			}
+		}, false, "no warm generation (warm generation 1 exited: signal: killed)"},
+		"--cold": {func(e *Env) {}, true, "--cold given"},
+		"refused": {func(e *Env) {
+			e.RollbackLauncher = func(ctx context.Context, s *site.Site) (string, error) {
+				return "", errors.New("no warm generation (it just exited)")
+			}
+		}, false, "no warm generation (it just exited)"},
+		"unreachable": {func(e *Env) {
+			e.Launcher = func(ctx context.Context, s *site.Site) (launcher.Status, error) {
+				return launcher.Status{}, errors.New("cannot reach the launcher: connection refused")
+			}
+		}, false, "cannot reach the launcher: connection refused"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			e, f, s, asked := warmEnv(t)
+			c.setup(e)
+			e.Launcher = orServing(e.Launcher, f)
+			rep, err := Rollback(context.Background(), e, s, time.Minute, c.cold)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Rollback != "cold" || rep.NoWarm != c.noWarm || rep.To != "normal" || rep.Result != modes.ResultOK {
+				t.Errorf("report %+v", rep)
+			}
+			if c.cold && len(*asked) != 0 {
+				t.Errorf("--cold asked the launcher: %v", *asked)
+			}
+			if strings.Join(f.reloads, ",") != "read-only,normal" {
+				t.Errorf("reloads %v, want the cold handover to normal", f.reloads)
+			}
+			st, _ := e.Store.ReadState("karl")
+			if cur, _, _ := e.Store.Current("karl"); cur != "normal" || st.PreviousMode != "read-only" {
+				t.Errorf("recorded mode %q, state %+v", cur, st)
+			}
+		})
+	}
+}
+
+// orServing answers the cold rollback's own questions (which generation
+// serves, after its handover) as the fake systemd says, once a status was
+// asked for the warm attempt.
+func orServing(first func(context.Context, *site.Site) (launcher.Status, error), f *fakeSystemd) func(context.Context, *site.Site) (launcher.Status, error) {
+	asked := false
+	return func(ctx context.Context, s *site.Site) (launcher.Status, error) {
+		if !asked {
+			asked = true
+			return first(ctx, s)
+		}
+		return f.launcher(ctx, s)
+	}
+}
