@@ -578,15 +578,20 @@ func TestDoneAt(t *testing.T) {
 		issued int
 		until  int
 		want   int // ms; -1: not done
+		since  int // ms; 0: every earlier answer counts
 	}{
-		{"a restart: old answers, a gap, new answers", []req{{0, 1, "a"}, {10, 1, "b"}, {100, 1, "a"}, {200, 500, "c"}, {210, 490, "c"}, {800, 1, "c"}}, 150, 2000, 700},
-		{"old still answers after new started (overlap, chain reload)", []req{{0, 1, "a"}, {200, 1, "n"}, {300, 1, "a"}, {400, 1, "n"}, {500, 1, "n"}}, 100, 2000, 401},
-		{"an old request still in flight at the switch counts as old", []req{{0, 1, "a"}, {90, 400, "a"}, {200, 1, "n"}, {600, 1, "n"}}, 100, 2000, 601},
-		{"failures are nobody's answers", []req{{0, 1, "a"}, {200, 1, ""}, {300, 1, "n"}}, 100, 2000, 301},
-		{"old answers until the next switch: not done", []req{{0, 1, "a"}, {200, 1, "n"}, {300, 1, "a"}}, 100, 2000, -1},
-		{"nothing new answered: not done", []req{{0, 1, "a"}, {200, 1, "a"}, {300, 1, ""}}, 100, 2000, -1},
-		{"answers after until are the next switch's", []req{{0, 1, "a"}, {200, 1, "n"}, {1500, 1, "a"}}, 100, 1000, 201},
-		{"a process that answered before an earlier switch is old too", []req{{0, 1, "a"}, {50, 1, "b"}, {200, 1, "a"}, {300, 1, "c"}}, 100, 2000, 301},
+		{"a restart: old answers, a gap, new answers", []req{{0, 1, "a"}, {10, 1, "b"}, {100, 1, "a"}, {200, 500, "c"}, {210, 490, "c"}, {800, 1, "c"}}, 150, 2000, 700, 0},
+		{"old still answers after new started (overlap, chain reload)", []req{{0, 1, "a"}, {200, 1, "n"}, {300, 1, "a"}, {400, 1, "n"}, {500, 1, "n"}}, 100, 2000, 401, 0},
+		{"an old request still in flight at the switch counts as old", []req{{0, 1, "a"}, {90, 400, "a"}, {200, 1, "n"}, {600, 1, "n"}}, 100, 2000, 601, 0},
+		{"failures are nobody's answers", []req{{0, 1, "a"}, {200, 1, ""}, {300, 1, "n"}}, 100, 2000, 301, 0},
+		{"old answers until the next switch: not done", []req{{0, 1, "a"}, {200, 1, "n"}, {300, 1, "a"}}, 100, 2000, -1, 0},
+		{"nothing new answered: not done", []req{{0, 1, "a"}, {200, 1, "a"}, {300, 1, ""}}, 100, 2000, -1, 0},
+		{"answers after until are the next switch's", []req{{0, 1, "a"}, {200, 1, "n"}, {1500, 1, "a"}}, 100, 1000, 201, 0},
+		{"a process that answered before an earlier switch is old too", []req{{0, 1, "a"}, {50, 1, "b"}, {200, 1, "a"}, {300, 1, "c"}}, 100, 2000, 301, 0},
+		// A warm rollback: a served, a deploy made b serve, the rollback
+		// at 1000 flips back to a. Only recent answers make a process old.
+		{"a warm rollback goes back to a process that answered long before", []req{{0, 1, "a"}, {400, 1, "b"}, {900, 1, "b"}, {1010, 1, "b"}, {1020, 5, "a"}, {1100, 1, "a"}}, 1000, 2000, 1025, 500},
+		{"without a recent bound the same rollback is never done", []req{{0, 1, "a"}, {400, 1, "b"}, {900, 1, "b"}, {1020, 5, "a"}}, 1000, 2000, -1, 0},
 	}
 	for _, c := range cases {
 		var rs []loadgen.Result
@@ -595,7 +600,11 @@ func TestDoneAt(t *testing.T) {
 			r, id := answer(q.start, q.lat, q.id)
 			rs, ids = append(rs, r), append(ids, id)
 		}
-		got, ok := doneAt(rs, ids, at(c.issued), at(c.until))
+		var since time.Time
+		if c.since > 0 {
+			since = at(c.issued - c.since)
+		}
+		got, ok := doneAt(rs, ids, since, at(c.issued), at(c.until))
 		switch {
 		case c.want < 0 && ok:
 			t.Errorf("%s: done at %s, want not done", c.name, got.Sub(t0))
@@ -616,7 +625,7 @@ func TestAnswersWaitDone(t *testing.T) {
 	now := time.Now().Add(-2 * time.Second) // the switch was issued
 	a.record(ok("old", now.Add(-time.Second)))
 	a.record(loadgen.Result{Outcome: loadgen.Refused, Header: http.Header{"X-Pid": []string{"ignored"}}})
-	before := a.seen()
+	before := a.serving(0)
 	if len(before) != 1 || !before["old"] {
 		t.Fatalf("seen %v", before)
 	}
@@ -672,7 +681,7 @@ func TestRepetitionsAndTotals(t *testing.T) {
 			{IssuedS: 1.9, Duration: Millis(50 * time.Millisecond)},
 			{IssuedS: 5.9, Duration: Millis(50 * time.Millisecond), waited: at(8000)},
 		}}
-		finishRepetition(r, goApp, rs, rs, at(10000), time.Second)
+		finishRepetition(r, goApp, rs, rs, at(10000), time.Second, 0)
 		return r
 	}
 	r1, r2 := rep(1, 100*time.Millisecond), rep(2, 400*time.Millisecond)
@@ -849,5 +858,34 @@ func TestAnsweredBy(t *testing.T) {
 		if got := answeredBy(body); got != want {
 			t.Errorf("answeredBy(%q) = %q, want %q", body, got, want)
 		}
+	}
+}
+
+// TestRollbackRepetition: in a rollback scenario the deploy before each
+// rollback is switched but not counted, and the rollback to a process that
+// answered before the deploy is done once it answers again (Recent).
+func TestRollbackRepetition(t *testing.T) {
+	goApp, _ := appByID("go")
+	var rs []loadgen.Result
+	for ms := 0; ms < 10000; ms += 10 {
+		id := "a"
+		if ms >= 2000 && ms < 6000 {
+			id = "b" // the deploy at 1.9 s; the rollback at 5.9 s goes back to a
+		}
+		rs = append(rs, loadgen.Result{Start: at(ms), Latency: time.Millisecond, Outcome: loadgen.OK, Header: http.Header{"X-Pid": []string{id}}})
+	}
+	r := &Repetition{N: 1, loadStart: t0, Switches: []SwitchRecord{
+		{IssuedS: 1.9, Duration: Millis(300 * time.Millisecond), NotCounted: true},
+		{IssuedS: 5.9, Duration: Millis(50 * time.Millisecond)},
+	}}
+	finishRepetition(r, goApp, rs, rs, at(10000), time.Second, recentAnswers)
+	if r.Switches[1].Incomplete || r.Switches[1].DoneAfter != Millis(101*time.Millisecond) {
+		t.Errorf("the rollback: %+v, want done 101 ms after it was issued", r.Switches[1])
+	}
+	if r.SwitchDuration.Runs != 1 || r.SwitchDuration.Median != Millis(50*time.Millisecond) || r.DoneAfter.Runs != 1 {
+		t.Errorf("counted: durations %+v, done %+v; want the rollback's alone", r.SwitchDuration, r.DoneAfter)
+	}
+	if len(r.windows) != 2 {
+		t.Errorf("windows %v: the deploy opens one too", r.windows)
 	}
 }

@@ -48,6 +48,9 @@ type SwitchRecord struct {
 	Error      string `json:"error,omitempty"`
 	// Output is what a multi-step switch (a script) printed.
 	Output string `json:"output,omitempty"`
+	// NotCounted: a switch the scenario runs but does not count in its
+	// switch times (Scenario.Counted).
+	NotCounted bool `json:"not_counted,omitempty"`
 
 	waited time.Time // when the harness stopped waiting for it to be done
 }
@@ -295,7 +298,7 @@ func runRepetition(ctx context.Context, h *host, o HandoffOptions, p *planned, n
 	}
 	r.HostCPUBusy, r.LoadAvg = busyPercent(cpu0, readCPUTimes()), loadavg()
 	r.DurationS = time.Since(r.loadStart).Seconds()
-	finishRepetition(r, p.app, sres, nres, loadEnd, o.Tail)
+	finishRepetition(r, p.app, sres, nres, loadEnd, o.Tail, p.scen.Recent)
 	r.Subject.Site, r.Subject.URL, r.Subject.Rate = in.Name, p.url, o.Rate
 	r.Neighbour.Site, r.Neighbour.URL, r.Neighbour.Rate = neighbourSite, nurl, o.NeighbourRate
 	return r, nil
@@ -307,14 +310,15 @@ func runRepetition(ctx context.Context, h *host, o HandoffOptions, p *planned, n
 // remaining switches make no sense.
 func switchOnce(ctx context.Context, h *host, o HandoffOptions, p *planned, r *Repetition, tr *answers, i int) bool {
 	argv := p.scen.Switch(p.in, i)
-	before := tr.seen()
+	before := tr.serving(p.scen.Recent)
 	issued := time.Now()
 	out, err := h.run(ctx, argv...)
 	returned := time.Now()
 	rec := SwitchRecord{
-		Command:  strings.Join(argv, " "),
-		IssuedS:  issued.Sub(r.loadStart).Seconds(),
-		Duration: Millis(returned.Sub(issued)),
+		Command:    strings.Join(argv, " "),
+		IssuedS:    issued.Sub(r.loadStart).Seconds(),
+		Duration:   Millis(returned.Sub(issued)),
+		NotCounted: p.scen.Counted != nil && !p.scen.Counted(i),
 	}
 	if p.scen.Shown != nil {
 		rec.Command = p.scen.Shown(p.in)
@@ -401,8 +405,8 @@ func limitText(s string, n int) string {
 }
 
 // finishRepetition works out when each switch was done, the switch windows
-// and the statistics of both sites.
-func finishRepetition(r *Repetition, app App, sres, nres []loadgen.Result, loadEnd time.Time, tail time.Duration) {
+// and the statistics of both sites. recent is the scenario's Recent.
+func finishRepetition(r *Repetition, app App, sres, nres []loadgen.Result, loadEnd time.Time, tail, recent time.Duration) {
 	ids := make([]string, len(sres))
 	for i, x := range sres {
 		if x.Outcome == loadgen.OK && app.Worker != nil {
@@ -419,9 +423,15 @@ func finishRepetition(r *Repetition, app App, sres, nres []loadgen.Result, loadE
 			until = r.loadStart.Add(time.Duration(r.Switches[i+1].IssuedS * float64(time.Second)))
 		}
 		end := returned
-		if at, ok := doneAt(sres, ids, issued, until); ok {
+		var since time.Time // every process that answered before counts as old
+		if recent > 0 {
+			since = issued.Add(-recent)
+		}
+		if at, ok := doneAt(sres, ids, since, issued, until); ok {
 			sw.DoneAfter = Millis(at.Sub(issued))
-			dones = append(dones, at.Sub(issued))
+			if !sw.NotCounted {
+				dones = append(dones, at.Sub(issued))
+			}
 			end = later(end, at)
 		} else {
 			sw.Incomplete = true
@@ -429,7 +439,9 @@ func finishRepetition(r *Repetition, app App, sres, nres []loadgen.Result, loadE
 			end = later(end, sw.waited)
 		}
 		r.windows = append(r.windows, Window{Start: issued, End: end.Add(tail)})
-		durs = append(durs, time.Duration(sw.Duration))
+		if !sw.NotCounted {
+			durs = append(durs, time.Duration(sw.Duration))
+		}
 	}
 	r.SwitchDuration = SummarizeDurations(durs, false)
 	r.DoneAfter = SummarizeDurations(dones, false)
@@ -438,15 +450,16 @@ func finishRepetition(r *Repetition, app App, sres, nres []loadgen.Result, loadE
 }
 
 // doneAt returns when a switch issued at issued was done: when only
-// processes answered that had not answered before it. That is the end of
+// processes answered that had not answered before it (since since: a warm
+// rollback goes back to a process that answered before the deploy). That is the end of
 // the first answer by such a new process after the last answer (ending
 // before until) by an old one. ok is false when no new process answered
 // after the last old answer (the switch was not done by until). ids names
 // the process that answered each of rs ("" for none).
-func doneAt(rs []loadgen.Result, ids []string, issued, until time.Time) (at time.Time, ok bool) {
+func doneAt(rs []loadgen.Result, ids []string, since, issued, until time.Time) (at time.Time, ok bool) {
 	old := map[string]bool{}
 	for i, r := range rs {
-		if ids[i] != "" && r.Start.Add(r.Latency).Before(issued) {
+		if end := r.Start.Add(r.Latency); ids[i] != "" && end.Before(issued) && !end.Before(since) {
 			old[ids[i]] = true
 		}
 	}
@@ -501,6 +514,9 @@ func aggregate(res *HandoffResult, app App, name, url, nurl string, o HandoffOpt
 	var cpu float64
 	for _, r := range res.Repetitions {
 		for _, sw := range r.Switches {
+			if sw.NotCounted {
+				continue
+			}
 			durs = append(durs, time.Duration(sw.Duration))
 			if !sw.Incomplete {
 				dones = append(dones, time.Duration(sw.DoneAfter))
@@ -612,13 +628,17 @@ func (a *answers) record(r loadgen.Result) {
 	}
 }
 
-// seen returns the processes that answered so far.
-func (a *answers) seen() map[string]bool {
+// serving returns the processes that answered within recent, or (recent
+// 0) that answered so far.
+func (a *answers) serving(recent time.Duration) map[string]bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	since := time.Now().Add(-recent)
 	s := map[string]bool{}
-	for id := range a.last {
-		s[id] = true
+	for id, t := range a.last {
+		if recent == 0 || !t.Before(since) {
+			s[id] = true
+		}
 	}
 	return s
 }

@@ -276,6 +276,15 @@ type Scenario struct {
 	// Shown is how the tables show the switch command; nil means the
 	// command lines of the first two switches.
 	Shown func(in Install) string
+	// Recent: the processes that count as serving before a switch are
+	// those that answered within Recent before it; 0: every process that
+	// ever answered. A warm rollback flips back to a process that answered
+	// before the deploy that preceded it.
+	Recent time.Duration
+	// Counted tells which switches (numbered across repetitions) count in
+	// the scenario's switch times; nil: all. The others (the deploy before
+	// each rollback) switch and open windows all the same.
+	Counted func(i int) bool
 	// Available reports whether the sitectl under test can do this at all
 	// with what Install returned, and if not, why (shown in the table). Nil
 	// means always.
@@ -370,6 +379,8 @@ var scenarios = []Scenario{
 		},
 		Available: overlapAvailable,
 	},
+	rollbackScenario(false),
+	rollbackScenario(true),
 	{
 		ID:      "gunicorn-hup",
 		Title:   "5a. gunicorn HUP",
@@ -449,6 +460,53 @@ echo "QUIT: the old master $old $(kill -0 "$old" 2>/dev/null && echo still runs 
 
 // overlapExtra asks for the overlapped handoff (issue 5).
 const overlapExtra = "handoff = \"overlap\"\n"
+
+// keepPreviousExtra keeps the replaced generation warm for the whole run.
+const keepPreviousExtra = "keep_previous = \"1h\"\n"
+
+// recentAnswers is how recently a process must have answered to count as
+// the one serving before a rollback: less than the gap between switches.
+const recentAnswers = 500 * time.Millisecond
+
+// rollbackScenario is 7a (warm) or 7b (cold): a deploy, not counted,
+// before each rollback of a site with keep_previous.
+func rollbackScenario(cold bool) Scenario {
+	s := Scenario{
+		ID:    "rollback-warm",
+		Title: "7a. warm rollback",
+		Command: "`sitectl mode SITE read-only` (a deploy, not counted), then `sitectl rollback SITE`, alternating, on a site with `handoff = \"overlap\"` and `keep_previous`: " +
+			"the generation the deploy replaced is still warm and serves again without starting a process; the times are the rollbacks'",
+		Recent:    recentAnswers,
+		Counted:   rollbacks,
+		Available: overlapAvailable,
+	}
+	if cold {
+		s.ID, s.Title = "rollback-cold", "7b. cold rollback"
+		s.Command = "the same as 7a with `sitectl rollback SITE --cold`: the rollback starts a new generation in the previous mode and hands over to it, " +
+			"as a site without `keep_previous` does; the times are the rollbacks'"
+	}
+	suffix := strings.TrimPrefix(s.ID, "rollback-")
+	s.Install = func(a App, port int) Install {
+		return siteInstall(a, a.ID+"-rb"+suffix, overlapExtra+keepPreviousExtra+modeExtra, port)
+	}
+	s.Switch = func(in Install, i int) []string { return deployOrRollback(in, i, cold) }
+	return s
+}
+
+// rollbacks are the odd switches of the rollback scenarios.
+func rollbacks(i int) bool { return i%2 == 1 }
+
+// deployOrRollback is switch i of a rollback scenario: a deploy (a switch
+// to mode read-only) before each rollback.
+func deployOrRollback(in Install, i int, cold bool) []string {
+	if !rollbacks(i) {
+		return []string{"sitectl", "mode", in.Name, "read-only"}
+	}
+	if cold {
+		return []string{"sitectl", "rollback", in.Name, "--cold"}
+	}
+	return []string{"sitectl", "rollback", in.Name}
+}
 
 // overlapAvailable tells whether the sitectl under test has the overlapped
 // handoff: a reload verb (cobra exits non-zero for an unknown verb, even
