@@ -117,6 +117,7 @@ type launchFlags struct {
 	probeStatus               int
 	probeTimeout              time.Duration
 	keepPrevious              time.Duration
+	startPriority             string
 }
 
 func (f *launchFlags) register(c *cobra.Command) {
@@ -132,6 +133,7 @@ func (f *launchFlags) register(c *cobra.Command) {
 	fl.IntVar(&f.probeStatus, "probe-status", 200, "with --overlap: the status the probe expects")
 	fl.DurationVar(&f.probeTimeout, "probe-timeout", site.DefaultProbeTimeout, "with --overlap: how long the probe may take")
 	fl.DurationVar(&f.keepPrevious, "keep-previous", 0, "with --overlap: how long the generation a handover replaced stays warm for a rollback (0: drained at once)")
+	fl.StringVar(&f.startPriority, "start-priority", string(site.StartIdle), "with --overlap: the priority of a reload's new generation until it is ready: idle (promoted by --reload) or normal")
 }
 
 // site is what the launcher knows of its site, from the flags.
@@ -146,7 +148,11 @@ func (f *launchFlags) site(name string) (*site.Site, error) {
 	if f.keepPrevious < 0 {
 		return nil, usageErrorf("--keep-previous must not be negative")
 	}
-	s := &site.Site{Name: name, Readiness: r, StartTimeout: f.startTimeout, Workdir: f.workdir, KeepPrevious: f.keepPrevious}
+	sp := site.StartPriority(f.startPriority)
+	if sp != site.StartIdle && sp != site.StartNormal {
+		return nil, usageErrorf("--start-priority %q is not idle or normal", f.startPriority)
+	}
+	s := &site.Site{Name: name, Readiness: r, StartTimeout: f.startTimeout, Workdir: f.workdir, KeepPrevious: f.keepPrevious, StartPriority: sp}
 	if f.probePath != "" {
 		s.Probe = &site.Probe{Path: f.probePath, Status: f.probeStatus, Timeout: f.probeTimeout}
 	}
@@ -234,7 +240,7 @@ func (e *env) reloadLauncher(name string) error {
 	signal.Notify(sigs, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	done := make(chan error, 1)
-	go func() { done <- launcher.Reload(os.Getenv("RUNTIME_DIRECTORY"), data) }()
+	go func() { done <- launcher.Reload(os.Getenv("RUNTIME_DIRECTORY"), data, promoter(os.Getenv("MAINPID"))) }()
 	select {
 	case err = <-done:
 	case <-sigs:
@@ -248,6 +254,21 @@ func (e *env) reloadLauncher(name string) error {
 		return fmt.Errorf("site %s: reload failed: %w", name, err)
 	}
 	return nil
+}
+
+// promoter is how root's side of a reload promotes a generation the
+// launcher started at idle priority: only processes of the launcher, which
+// systemd names in $MAINPID of ExecReload=. Without it the launcher is not
+// offered promotion, and starts the generation at normal priority.
+func promoter(mainPID string) func(pid int) (string, error) {
+	main, err := strconv.Atoi(mainPID)
+	if err != nil || main <= 1 {
+		return nil
+	}
+	return func(pid int) (string, error) {
+		did, err := launcher.Promote("/proc", main, pid)
+		return did.String(), err
+	}
 }
 
 // runLauncher runs the overlapped handoff of site s as its main process.
@@ -278,7 +299,7 @@ func (e *env) runLauncher(ctx context.Context, s *site.Site, argv []string, drai
 		// The failsafe of a draining generation; INVOCATION_ID, which
 		// every generation inherits, marks its daemons.
 		DrainTimeout: drainTimeout, StopTimeout: stopTimeout, Invocation: os.Getenv("INVOCATION_ID"),
-		KeepPrevious: s.KeepPrevious,
+		KeepPrevious: s.KeepPrevious, StartIdle: s.StartPriority == site.StartIdle,
 		Prepare: func(mode []site.EnvVar) (launcher.Spec, error) {
 			dir := ""
 			if s.Workdir != "" {

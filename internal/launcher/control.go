@@ -29,6 +29,12 @@ import (
 //     the root side of ExecReload= read, since the launcher cannot read the
 //     state directory. The answer line is "ok: ..." or "failed: REASON"
 //     once the reload ended.
+//   - "reload-promote" [N], the same from a caller that can promote (root's
+//     side of ExecReload=, see priority.go): before the answer line the
+//     launcher may send "promote PID" lines, each answered with
+//     "promoted: ..." or "failed: REASON" (which fails the reload). A
+//     launcher that does not know the verb answers "failed: unknown
+//     request", and the caller asks again with "reload".
 //   - "status" (a switch verifying what serves, through AskStatus): one
 //     line of JSON, Status, at once.
 //   - "rollback" (sitectl rollback of a site with keep_previous, through
@@ -79,8 +85,9 @@ const maxStatus = 64 << 10
 
 // The requests that go to the launcher's loop.
 const (
-	verbReload   = "reload"
-	verbRollback = "rollback"
+	verbReload        = "reload"
+	verbReloadPromote = "reload-promote"
+	verbRollback      = "rollback"
 )
 
 // request is a reload or a rollback asked for on the control socket.
@@ -88,7 +95,14 @@ type request struct {
 	verb  string        // verbReload or verbRollback
 	mode  []site.EnvVar // nil: the serving generation's
 	reply chan reloadResult
+	// promote has the caller promote a generation started at idle
+	// priority; nil when the caller cannot.
+	promote promoter
 }
+
+// promoter promotes the generation whose main process is pid to normal
+// priority, and says what it did.
+type promoter func(pid int) (string, error)
 
 // requestTimeout bounds the reading of a request.
 const requestTimeout = 10 * time.Second
@@ -103,8 +117,8 @@ func readRequest(r *bufio.Reader) (verb string, mode []site.EnvVar, err error) {
 	switch {
 	case (verb == "status" || verb == verbRollback) && !sized:
 		return verb, nil, nil
-	case verb != verbReload:
-		return "", nil, errors.New("unknown request")
+	case verb != verbReload && verb != verbReloadPromote:
+		return "", nil, errors.New(errUnknownRequest)
 	case !sized:
 		return verb, nil, nil
 	}
@@ -172,7 +186,8 @@ func (l *launcher) serveControl(ln net.Listener, done <-chan struct{}) {
 func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(requestTimeout))
-	verb, mode, err := readRequest(bufio.NewReaderSize(c, 256))
+	r := bufio.NewReaderSize(c, 256)
+	verb, mode, err := readRequest(r)
 	if err != nil {
 		io.WriteString(c, "failed: "+oneLine(err.Error())+"\n")
 		return
@@ -183,6 +198,9 @@ func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 		return
 	}
 	req := request{verb: verb, mode: mode, reply: make(chan reloadResult, 1)}
+	if verb == verbReloadPromote {
+		req.verb, req.promote = verbReload, askPromotion(c, r)
+	}
 	select {
 	case l.requests <- req:
 	case <-done:
@@ -202,25 +220,89 @@ func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 // generation's mode), and waits for its result: nil once a new generation
 // serves, or why the old one still does (or none does). The wait is as
 // long as the new generation's start; systemd's timeout of the reload job
-// bounds it.
-func Reload(runtimeDir string, modeFile []byte) error {
+// bounds it. With promote, the launcher may start the generation at idle
+// priority and has promote raise it once it is ready (see priority.go).
+func Reload(runtimeDir string, modeFile []byte, promote func(pid int) (string, error)) error {
+	if promote != nil {
+		err := reload(runtimeDir, verbReloadPromote, modeFile, promote)
+		if err == nil || err.Error() != errUnknownRequest {
+			return err
+		}
+		// A launcher of an older sitectl, still running after an upgrade.
+	}
+	return reload(runtimeDir, verbReload, modeFile, nil)
+}
+
+// errUnknownRequest is a launcher's answer to a verb it does not know.
+const errUnknownRequest = "unknown request"
+
+func reload(runtimeDir, verb string, modeFile []byte, promote func(pid int) (string, error)) error {
 	c, err := net.Dial("unix", filepath.Join(runtimeDir, paths.ControlSocket))
 	if err != nil {
 		return fmt.Errorf("cannot reach the launcher: %w", err)
 	}
 	defer c.Close()
-	req := "reload\n"
+	req := verb + "\n"
 	if modeFile != nil {
-		req = "reload " + strconv.Itoa(len(modeFile)) + "\n" + string(modeFile)
+		req = verb + " " + strconv.Itoa(len(modeFile)) + "\n" + string(modeFile)
 	}
 	if _, err := io.WriteString(c, req); err != nil {
 		return fmt.Errorf("cannot ask the launcher: %w", err)
 	}
-	answer, err := io.ReadAll(io.LimitReader(c, 1<<16))
-	if err != nil {
-		return fmt.Errorf("no answer from the launcher: %w", err)
+	r := bufio.NewReaderSize(io.LimitReader(c, 1<<16), 4096)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil && (line == "" || err != io.EOF) {
+			return fmt.Errorf("no answer from the launcher: %w", err)
+		}
+		pid, asked := strings.CutPrefix(strings.TrimSpace(line), "promote ")
+		if !asked || promote == nil {
+			return parseReply(line)
+		}
+		if _, err := io.WriteString(c, promotion(pid, promote)+"\n"); err != nil {
+			return fmt.Errorf("cannot answer the launcher: %w", err)
+		}
 	}
-	return parseReply(string(answer))
+}
+
+// promotion is root's answer to "promote PID".
+func promotion(pid string, promote func(pid int) (string, error)) string {
+	n, err := strconv.Atoi(pid)
+	if err != nil || n <= 0 {
+		return fmt.Sprintf("failed: %q is not a pid", pid)
+	}
+	did, err := promote(n)
+	if err != nil {
+		return "failed: " + oneLine(err.Error())
+	}
+	return "promoted: " + oneLine(did)
+}
+
+// promoteTimeout bounds one promotion: root's side walks a process tree.
+const promoteTimeout = 10 * time.Second
+
+// askPromotion is the launcher's side of a promotion, on the connection
+// of the reload that allowed it.
+func askPromotion(c net.Conn, r *bufio.Reader) promoter {
+	return func(pid int) (string, error) {
+		c.SetDeadline(time.Now().Add(promoteTimeout))
+		defer c.SetDeadline(time.Time{})
+		if _, err := fmt.Fprintf(c, "promote %d\n", pid); err != nil {
+			return "", fmt.Errorf("cannot ask root's side of the reload: %w", err)
+		}
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return "", fmt.Errorf("no answer from root's side of the reload: %w", err)
+		}
+		answer := strings.TrimSpace(string(line))
+		if did, ok := strings.CutPrefix(answer, "promoted: "); ok {
+			return did, nil
+		}
+		if why, ok := strings.CutPrefix(answer, "failed: "); ok {
+			return "", errors.New(why)
+		}
+		return "", fmt.Errorf("root's side of the reload answered %.80q", answer)
+	}
 }
 
 // AskStatus asks the launcher whose runtime directory is runtimeDir which

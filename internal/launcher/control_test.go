@@ -38,7 +38,7 @@ func TestControlProtocolRoundTrip(t *testing.T) {
 		}
 	}()
 	for _, r := range results {
-		err := Reload(dir, nil)
+		err := Reload(dir, nil, nil)
 		switch {
 		case r.err == nil && err != nil:
 			t.Errorf("a handover read back as %v", err)
@@ -47,10 +47,10 @@ func TestControlProtocolRoundTrip(t *testing.T) {
 		}
 	}
 	close(done) // the launcher is gone: a request is answered at once
-	if err := Reload(dir, nil); !errors.Is(err, ErrStopping) {
+	if err := Reload(dir, nil, nil); !errors.Is(err, ErrStopping) {
 		t.Errorf("reload after the launcher ended: %v", err)
 	}
-	if err := Reload(filepath.Join(dir, "nowhere"), nil); err == nil || !strings.Contains(err.Error(), "cannot reach the launcher") {
+	if err := Reload(filepath.Join(dir, "nowhere"), nil, nil); err == nil || !strings.Contains(err.Error(), "cannot reach the launcher") {
 		t.Errorf("no launcher: %v", err)
 	}
 	c, _ := net.Dial("unix", filepath.Join(dir, paths.ControlSocket))
@@ -92,7 +92,7 @@ func TestStatusTellsWhoServes(t *testing.T) {
 	// Generation 2 waits for a file that never comes: while the launcher
 	// waits for it, status still answers, generation 1 serving.
 	reloaded := make(chan error, 1)
-	go func() { reloaded <- Reload(h.dir, nil) }()
+	go func() { reloaded <- Reload(h.dir, nil, nil) }()
 	h.pidOf(2)
 	if st := ask(); st.Serving == nil || st.Serving.PID != first {
 		t.Fatalf("during a reload: %+v", st)
@@ -106,7 +106,7 @@ func TestStatusTellsWhoServes(t *testing.T) {
 		t.Fatalf("after a failed reload: %+v", st)
 	}
 
-	if err := Reload(h.dir, nil); err != nil {
+	if err := Reload(h.dir, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	st = ask()

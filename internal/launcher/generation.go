@@ -70,6 +70,8 @@ type generation struct {
 	forced, killReported bool
 	// side is its side of a warm standby (warm.go); -1: every listener.
 	side int
+	// idle: it starts under SCHED_IDLE, until it is promoted.
+	idle bool
 	// keepAliveSig switches its keep-alive (0: it announced no switch);
 	// keepAlive is the state it last reported.
 	keepAliveSig syscall.Signal
@@ -88,14 +90,19 @@ func (g *generation) hasExited() bool {
 
 // startReady starts the next generation in the mode whose environment is
 // mode and waits until it is ready; a generation that does not get there
-// is stopped.
-func (l *launcher) startReady(ctx context.Context, mode []site.EnvVar) (*generation, error) {
+// is stopped. With promote and Config.StartIdle it starts at idle priority
+// and is promoted once ready (see priority.go).
+func (l *launcher) startReady(ctx context.Context, mode []site.EnvVar, promote promoter) (*generation, error) {
 	spec, err := l.cfg.Prepare(mode)
 	if err != nil {
 		return nil, fmt.Errorf("cannot prepare generation %d: %w", l.next+1, err)
 	}
 	l.next++
-	g := &generation{n: l.next, mode: spec.Mode, modeEnv: mode, release: spec.Dir, exited: make(chan struct{}), side: l.sideFor(l.next)}
+	g := &generation{n: l.next, mode: spec.Mode, modeEnv: mode, release: spec.Dir, exited: make(chan struct{}), side: l.sideFor(l.next),
+		idle: l.cfg.StartIdle && promote != nil}
+	if !g.idle {
+		promote = nil
+	}
 	var ps *probeSocket
 	if spec.Probe != nil {
 		if ps, err = openProbe(l.cfg.RuntimeDir, g.n); err != nil {
@@ -106,7 +113,7 @@ func (l *launcher) startReady(ctx context.Context, mode []site.EnvVar) (*generat
 	if err := l.start(g, spec, ps); err != nil {
 		return nil, err
 	}
-	if err := l.waitReady(ctx, g, spec, ps.target()); err != nil {
+	if err := l.waitReady(ctx, g, spec, ps.target(), promote); err != nil {
 		if !errors.Is(err, ErrStopping) {
 			l.discard(g)
 		}
@@ -132,6 +139,9 @@ func (l *launcher) start(g *generation, spec Spec, ps *probeSocket) error {
 	if spec.Dir != "" {
 		where = " in " + spec.Dir
 	}
+	if g.idle {
+		where += " at idle priority"
+	}
 	l.cfg.Logf("started generation %d (pid %d) in mode %s%s", g.n, g.pid, g.mode, where)
 	return nil
 }
@@ -153,6 +163,9 @@ func (l *launcher) command(g *generation, spec Spec, ps *probeSocket) Command {
 		"SITE_GENERATION="+strconv.Itoa(g.n))
 	if spec.Readiness == site.ReadinessNotify {
 		env = append(env, "NOTIFY_SOCKET="+l.notifyPath)
+	}
+	if g.idle {
+		env = append(env, envStartIdle+"=1")
 	}
 	return Command{Argv: argv, Env: env, Dir: spec.Dir, Files: files}
 }

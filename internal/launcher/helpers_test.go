@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/activation"
+	"golang.org/x/sys/unix"
 )
 
 // The helper processes of the tests: this test binary, run again with
@@ -51,6 +52,16 @@ func TestMain(m *testing.M) {
 // 200 on the probe socket when it has one.
 func helperGeneration() {
 	setListenPID()
+	if os.Getenv(envStartIdle) == "1" { // as Exec does
+		if err := startIdleSelf(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(4)
+		}
+	}
+	policy := "?"
+	if attr, err := unix.SchedGetAttr(0, 0); err == nil {
+		policy = strconv.Itoa(int(attr.Policy))
+	}
 	behave := map[string]string{}
 	for _, b := range strings.Split(os.Getenv("GEN_START"), ",") {
 		k, v, _ := strings.Cut(b, ":")
@@ -71,8 +82,8 @@ func helperGeneration() {
 			helpers = append(helpers, strconv.Itoa(startHelper(kind, behave)))
 		}
 	}
-	report := fmt.Sprintf("pid=%d listen_pid=%s listen_fds=%s names=%s generation=%s mode=%s helpers=%s\n", os.Getpid(),
-		os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"), os.Getenv("SITE_GENERATION"), os.Getenv("SITE_MODE"), strings.Join(helpers, ","))
+	report := fmt.Sprintf("pid=%d listen_pid=%s listen_fds=%s names=%s generation=%s mode=%s helpers=%s policy=%s\n", os.Getpid(),
+		os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"), os.Getenv("SITE_GENERATION"), os.Getenv("SITE_MODE"), strings.Join(helpers, ","), policy)
 	os.WriteFile(filepath.Join(os.Getenv("GEN_REPORT"), "gen-"+os.Getenv("SITE_GENERATION")), []byte(report), 0o644)
 	for i, name := range strings.Split(os.Getenv("LISTEN_FDNAMES"), ":") {
 		if name == "sitectl-probe" {

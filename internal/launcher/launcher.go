@@ -86,6 +86,12 @@ type Config struct {
 	// KeepPrevious is how long the generation a handover replaced stays
 	// warm for a rollback (see warm.go); zero: it drains at once.
 	KeepPrevious time.Duration
+	// StartIdle starts a reload's generation under SCHED_IDLE when the
+	// reload's caller can promote it (see priority.go).
+	StartIdle bool
+	// PromoteAfter bounds an idle start: a generation not ready after
+	// this long is promoted anyway; default 5s.
+	PromoteAfter time.Duration
 	// standby sets up the warm standby; default newStandby. A seam for
 	// tests.
 	standby func(ctx context.Context, listeners []*os.File) (*standby, error)
@@ -103,6 +109,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Start == nil {
 		cfg.Start = startProcess
+	}
+	if cfg.PromoteAfter <= 0 {
+		cfg.PromoteAfter = defaultPromoteAfter
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = 5 * time.Second
@@ -157,7 +166,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer closeAll()
 	l.setupStandby(ctx)
-	first, err := l.startReady(ctx, l.cfg.Mode)
+	first, err := l.startReady(ctx, l.cfg.Mode, nil)
 	if err != nil {
 		if errors.Is(err, ErrStopping) {
 			return nil
@@ -230,7 +239,7 @@ func (l *launcher) serve(ctx context.Context) error {
 				l.rollback(ctx, req.reply)
 				continue
 			}
-			h, err := l.reload(ctx, req.mode)
+			h, err := l.reload(ctx, req.mode, req.promote)
 			req.reply <- reloadResult{h, err}
 			if l.current == nil {
 				return l.ended(err)
@@ -240,7 +249,7 @@ func (l *launcher) serve(ctx context.Context) error {
 				l.stopAll()
 				return nil
 			}
-			h, err := l.reload(ctx, nil)
+			h, err := l.reload(ctx, nil, nil)
 			l.cfg.Logf("SIGHUP: %s", reply(reloadResult{h, err}))
 			if l.current == nil {
 				return l.ended(err)
@@ -299,9 +308,10 @@ type handover struct {
 
 // reload starts a new generation in the mode whose environment is mode (nil:
 // the serving generation's) and hands over to it, or leaves the old one
-// serving and returns why.
-func (l *launcher) reload(ctx context.Context, mode []site.EnvVar) (handover, error) {
-	h, err := l.startNext(ctx, mode)
+// serving and returns why. promote (nil: none) is how the reload's caller
+// promotes a generation started at idle priority.
+func (l *launcher) reload(ctx context.Context, mode []site.EnvVar, promote promoter) (handover, error) {
+	h, err := l.startNext(ctx, mode, promote)
 	if err != nil {
 		l.last = "the last reload failed: " + oneLine(err.Error())
 	}
@@ -310,7 +320,7 @@ func (l *launcher) reload(ctx context.Context, mode []site.EnvVar) (handover, er
 }
 
 // startNext is reload's work.
-func (l *launcher) startNext(ctx context.Context, mode []site.EnvVar) (handover, error) {
+func (l *launcher) startNext(ctx context.Context, mode []site.EnvVar, promote promoter) (handover, error) {
 	// A clock that cannot be read leaves RELOADING=1 out; systemd 252
 	// (Type=notify) does not need it.
 	reloading, _ := sdnotify.Reloading()
@@ -319,7 +329,7 @@ func (l *launcher) startNext(ctx context.Context, mode []site.EnvVar) (handover,
 		mode = l.current.modeEnv
 	}
 	l.retireWarm(ctx, "a reload needs its side")
-	g, err := l.startReady(ctx, mode)
+	g, err := l.startReady(ctx, mode, promote)
 	switch {
 	case errors.Is(err, ErrStopping):
 		l.stopAll()

@@ -31,6 +31,12 @@ type startup struct {
 	settled  <-chan time.Time // the settle time, while it runs
 	deadline <-chan time.Time // the start deadline, until it passed
 
+	// promote raises a generation started at idle priority, once it is
+	// ready or when promoteBy fires; nil once done, or when it started at
+	// normal priority.
+	promote   promoter
+	promoteBy <-chan time.Time
+
 	watch     *quietWatch // the wait for quiet, once ready
 	since     time.Time   // when the wait began
 	why       string      // the last sample's verdict, in words
@@ -41,19 +47,29 @@ type startup struct {
 
 // waitReady waits until generation g is ready to serve, while watching for
 // its death, the deadline and a stop.
-func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, target probe.Target) error {
+func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, target probe.Target, promote promoter) error {
 	pctx, cancel := context.WithTimeout(ctx, spec.StartTimeout)
 	defer cancel()
 	deadline := time.NewTimer(spec.StartTimeout)
 	defer deadline.Stop()
 	s := &startup{l: l, g: g, spec: spec, target: target, pctx: pctx, deadline: deadline.C,
-		notified: spec.Readiness != site.ReadinessNotify, stopTick: func() {}}
+		notified: spec.Readiness != site.ReadinessNotify, stopTick: func() {}, promote: promote}
 	defer func() { s.stopTick() }()
+	if promote != nil {
+		by := time.NewTimer(l.cfg.PromoteAfter)
+		defer by.Stop()
+		s.promoteBy = by.C
+	}
 	if s.notified {
 		s.check()
 	}
 	for {
 		if s.ready() && s.watch == nil {
+			// It serves at normal priority, and waits for quiet at it: a
+			// worker left idle waits for the CPU, which looks busy.
+			if err := s.promoteNow("it is ready"); err != nil {
+				return err
+			}
 			// The first generation, or one replacing a generation that
 			// died, has nobody to take over from: it serves at once.
 			if l.cfg.Quiet.Max < 0 || l.current == nil {
@@ -93,8 +109,30 @@ func (s *startup) next() (done bool, err error) {
 		return s.signal(sig)
 	case ev := <-s.l.failsafes:
 		s.l.failsafe(ev)
+	case <-s.promoteBy:
+		if err := s.promoteNow("it is still starting after " + s.l.cfg.PromoteAfter.String()); err != nil {
+			return true, err
+		}
 	}
 	return false, nil
+}
+
+// promoteNow has the reload's caller promote a generation started at idle
+// priority, once; a promotion that fails fails the start.
+func (s *startup) promoteNow(why string) error {
+	if s.promote == nil {
+		return nil
+	}
+	promote := s.promote
+	s.promote, s.promoteBy = nil, nil
+	start := time.Now()
+	did, err := promote(s.g.pid)
+	if err != nil {
+		return fmt.Errorf("cannot promote generation %d to normal priority: %w", s.g.n, err)
+	}
+	s.g.idle = false
+	s.l.cfg.Logf("generation %d promoted since %s, in %s: %s", s.g.n, why, time.Since(start).Round(time.Microsecond), did)
+	return nil
 }
 
 // check starts the step after READY=1: the probe, or for a site with

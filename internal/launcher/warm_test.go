@@ -86,7 +86,7 @@ func TestWarmRollback(t *testing.T) {
 	if r := h.report(1); r["listen_fds"] != "1" {
 		t.Errorf("generation 1 got %s sockets, want its side's one", r["listen_fds"])
 	}
-	if err := Reload(h.dir, nil); err != nil {
+	if err := Reload(h.dir, nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("generation 1 (pid ")
@@ -156,7 +156,7 @@ func TestRollbackWithoutWarm(t *testing.T) {
 func TestWarmExpires(t *testing.T) {
 	h, fake := warmHarness(t, 10*time.Millisecond, "ready", "ready")
 	h.run()
-	if err := Reload(h.dir, nil); err != nil {
+	if err := Reload(h.dir, nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("log: warm generation 1 drains: keep_previous 10ms ran out")
@@ -177,7 +177,7 @@ func TestWarmExpires(t *testing.T) {
 func TestWarmGenerationDies(t *testing.T) {
 	h, _ := warmHarness(t, time.Hour, "ready", "ready")
 	h.run()
-	if err := Reload(h.dir, nil); err != nil {
+	if err := Reload(h.dir, nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("stays warm until")
@@ -198,10 +198,10 @@ func TestWarmGenerationDies(t *testing.T) {
 func TestWarmReloadRetiresAndFlipFails(t *testing.T) {
 	h, fake := warmHarness(t, time.Hour, "ready")
 	h.run()
-	if err := Reload(h.dir, nil); err != nil {
+	if err := Reload(h.dir, nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	if err := Reload(h.dir, nil); err != nil {
+	if err := Reload(h.dir, nil, nil); err != nil {
 		t.Fatalf("second reload: %v", err)
 	}
 	h.waitFor("log: warm generation 1 drains: a reload needs its side")
@@ -210,7 +210,7 @@ func TestWarmReloadRetiresAndFlipFails(t *testing.T) {
 	fake.mu.Lock()
 	fake.failNext = true
 	fake.mu.Unlock()
-	err := Reload(h.dir, nil)
+	err := Reload(h.dir, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "setsockopt refused") {
 		t.Fatalf("reload with a failing flip: %v", err)
 	}

@@ -79,6 +79,14 @@ var Keys = []KeyDoc{
 			"and the launcher steers new connections to one of the two). sitectl rollback within that time flips " +
 			"back to it without starting a process; afterwards it is drained as without the key. Adding or removing " +
 			"the key takes effect once the site's socket unit is restarted. See docs/warm-rollback.md."},
+	{"", keyStartPriority, "idle or normal", "idle",
+		"With handoff = \"overlap\": the CPU priority of a reload's new generation until it is ready. idle starts " +
+			"it under SCHED_IDLE, so that its cold start (importing the app) uses only CPU time that neither the " +
+			"serving generation nor other sites want; once it is ready, root's side of the reload (ExecReload=+) " +
+			"promotes every process of it to normal priority, and a promotion that fails fails the reload. A " +
+			"generation still starting after 5s is promoted anyway, so that a busy host delays a reload by at " +
+			"most that much. normal starts it like the site's other processes. The first generation " +
+			"(the service's start) and a reload by SIGHUP start at normal priority. See docs/overlap.md."},
 	{"", keyDrainTimeout, "duration", "30s",
 		"How long the requests in flight may take to finish after SIGTERM."},
 	{"", keyStopTimeout, "duration", "5s",

@@ -108,6 +108,7 @@ const (
 	keyEgress         = "egress"
 	keyDeployers      = "deployers"
 	keyKeepPrevious   = "keep_previous"
+	keyStartPriority  = "start_priority"
 )
 
 var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
@@ -167,6 +168,9 @@ var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
 		}
 		s.KeepPrevious = p.durationMax(keyKeepPrevious, v, maxKeepPrevious)
 	},
+	keyStartPriority: func(p *parser, s *Site, v *tomlpos.Value) {
+		s.StartPriority = StartPriority(p.oneOf(keyStartPriority, v, string(StartIdle), string(StartNormal)))
+	},
 }
 
 func (p *parser) site(s *Site, root *tomlpos.Value) {
@@ -184,6 +188,19 @@ func (p *parser) site(s *Site, root *tomlpos.Value) {
 	p.defaults(s, root)
 	p.execLimits(s, root)
 	p.keepPrevious(s, root)
+	p.startPriority(s, root)
+}
+
+// startPriority checks start_priority: only an overlap starts a generation
+// beside a serving one, which is what it is about.
+func (p *parser) startPriority(s *Site, root *tomlpos.Value) {
+	v := root.Get(keyStartPriority)
+	switch {
+	case s.StartPriority == "":
+		s.StartPriority = StartIdle
+	case s.Handoff != HandoffOverlap && v != nil:
+		p.errorf(v.Pos, "start_priority needs handoff = \"overlap\": with a restart no generation starts beside a serving one")
+	}
 }
 
 // maxKeepPrevious bounds keep_previous: a warm generation holds its memory

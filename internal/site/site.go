@@ -59,6 +59,20 @@ const (
 	HandoffOverlap Handoff = "overlap"
 )
 
+// StartPriority is the CPU priority at which an overlap site's new
+// generation starts while the serving one still serves.
+type StartPriority string
+
+// The start priorities.
+const (
+	// StartIdle starts a reload's new generation under SCHED_IDLE: its cold
+	// start (importing the app) takes only CPU time nobody else wants, and
+	// root's side of the reload promotes it to normal once it is ready.
+	StartIdle StartPriority = "idle"
+	// StartNormal starts it at the priority of the site's other processes.
+	StartNormal StartPriority = "normal"
+)
+
 // Serve says what runs in a mode.
 type Serve string
 
@@ -135,6 +149,10 @@ type Site struct {
 	// that a rollback flips back to it without starting a process;
 	// 0: off. Only with HandoffOverlap and TCP listeners.
 	KeepPrevious time.Duration
+
+	// StartPriority is the priority of an overlap site's new generations
+	// until they are ready; default StartIdle. Only with HandoffOverlap.
+	StartPriority StartPriority
 }
 
 // Credential is one file systemd reads as root when the service starts

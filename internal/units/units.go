@@ -501,6 +501,9 @@ func launchArgv(s *site.Site, opts Options) []string {
 	if s.KeepPrevious > 0 {
 		argv = append(argv, "--keep-previous", systemdSpan(s.KeepPrevious))
 	}
+	if s.StartPriority == site.StartNormal {
+		argv = append(argv, "--start-priority", string(site.StartNormal))
+	}
 	return argv
 }
 
@@ -560,9 +563,11 @@ func hardening(svc *section, s *site.Site) {
 	}
 	if s.Handoff == site.HandoffOverlap {
 		// The launcher lowers the priority of a draining generation
-		// (launcher.drainPriority); without RLIMIT_NICE nothing can
-		// raise one.
-		svc.text("SystemCallFilter", "setpriority")
+		// (launcher.drainPriority), and a starting one starts under
+		// SCHED_IDLE (start_priority); without RLIMIT_NICE or
+		// CAP_SYS_NICE nothing in the unit can raise one: root's side of
+		// ExecReload= promotes a generation.
+		svc.text("SystemCallFilter", "setpriority sched_setattr")
 	}
 	if s.Hardening.AllowWriteExecute {
 		svc.text("MemoryDenyWriteExecute", "no")

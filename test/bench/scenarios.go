@@ -368,6 +368,17 @@ var scenarios = []Scenario{
 		Available: overlapAvailable,
 	},
 	{
+		ID:    "overlap-reload-normal",
+		Title: "4c. overlap reload, normal start",
+		Command: "`sitectl reload SITE` as in 4a, with `start_priority = \"normal\"`: the new generation starts at the priority of everything else " +
+			"instead of under SCHED_IDLE (issue 16.3: what the idle start saves the neighbour, measured side by side)",
+		Install: func(a App, port int) Install {
+			return siteInstall(a, a.ID+"-ovnormal", overlapExtra+"start_priority = \"normal\"\n"+modeExtra, port)
+		},
+		Switch:    func(in Install, _ int) []string { return []string{"sitectl", "reload", in.Name} },
+		Available: overlapAvailable,
+	},
+	{
 		ID:      "overlap-mode",
 		Title:   "4b. overlap mode",
 		Command: "`sitectl mode SITE read-only` / `normal`, alternating, on a site with `handoff = \"overlap\"`",

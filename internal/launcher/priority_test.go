@@ -1,0 +1,283 @@
+package launcher
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/paths"
+	"golang.org/x/sys/unix"
+)
+
+// These tests promote real processes: they need CAP_SYS_NICE (root), as
+// root's side of ExecReload= has.
+func needNice(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("these tests raise scheduling priorities: run them as root")
+	}
+}
+
+func policyOf(t *testing.T, pid int) uint32 {
+	t.Helper()
+	attr, err := unix.SchedGetAttr(pid, 0)
+	if err != nil {
+		t.Fatalf("policy of pid %d: %v", pid, err)
+	}
+	return attr.Policy
+}
+
+// recordingPromoter promotes as root's side does (this test process is the
+// launcher's main process) and records the pids it was asked for.
+type recordingPromoter struct {
+	mu   sync.Mutex
+	pids []int
+	fail error
+}
+
+func (r *recordingPromoter) promote(pid int) (string, error) {
+	r.mu.Lock()
+	r.pids = append(r.pids, pid)
+	r.mu.Unlock()
+	if r.fail != nil {
+		return "", r.fail
+	}
+	did, err := Promote("/proc", os.Getpid(), pid)
+	return did.String(), err
+}
+
+func (r *recordingPromoter) asked() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int(nil), r.pids...)
+}
+
+// A reload whose caller can promote starts the new generation, and the
+// worker it forks, under SCHED_IDLE, and the generation serves at normal
+// priority: root's side promoted the whole tree once it was ready, before
+// the handover. The first generation (the service's start) starts at normal
+// priority.
+func TestReloadStartsIdleAndIsPromotedWhenReady(t *testing.T) {
+	needNice(t)
+	h := newHarness(t, "ready", "ready,worker")
+	h.cfg.StartIdle = true
+	h.run()
+	if p := h.report(1)["policy"]; p != "0" {
+		t.Fatalf("the first generation started with policy %s, want 0 (SCHED_NORMAL)", p)
+	}
+	r := &recordingPromoter{}
+	if err := Reload(h.dir, nil, r.promote); err != nil {
+		t.Fatal(err)
+	}
+	second := h.pids(2)
+	if p := h.report(2)["policy"]; p != "5" {
+		t.Fatalf("the reload's generation started with policy %s, want 5 (SCHED_IDLE)", p)
+	}
+	if got := r.asked(); len(got) != 1 || got[0] != second[0] {
+		t.Fatalf("promotion asked for %v, want once for generation 2's pid %d", got, second[0])
+	}
+	for _, pid := range second {
+		if p := policyOf(t, pid); p != unix.SCHED_NORMAL {
+			t.Errorf("pid %d of generation 2 serves with policy %d, want SCHED_NORMAL", pid, p)
+		}
+	}
+	log := h.waitFor("log: generation 2 promoted since it is ready")
+	if !strings.Contains(log, "to normal priority") {
+		t.Errorf("the journal does not say what was promoted: %q", log)
+	}
+	h.waitFor("log: started generation 2 (pid ")
+	if !strings.Contains(h.log(), "at idle priority") {
+		t.Errorf("the journal does not say generation 2 started at idle priority:\n%s", h.log())
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A promotion that fails fails the reload: the new generation would serve
+// under SCHED_IDLE, starved whenever the host is busy. It is discarded and
+// the old one keeps serving.
+func TestFailedPromotionFailsTheReload(t *testing.T) {
+	needNice(t)
+	h := newHarness(t, "ready")
+	h.cfg.StartIdle = true
+	h.run()
+	r := &recordingPromoter{fail: errors.New("operation not permitted")}
+	err := Reload(h.dir, nil, r.promote)
+	if err == nil || !strings.Contains(err.Error(), "cannot promote generation 2 to normal priority: operation not permitted") {
+		t.Fatalf("reload with a failing promotion: %v", err)
+	}
+	h.waitGone(h.pidOf(2))
+	st, err := AskStatus(context.Background(), h.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Serving == nil || st.Serving.Generation != 1 {
+		t.Fatalf("after the failed promotion: %+v", st)
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Without a caller that can promote (a SIGHUP, a root side of an older
+// sitectl) or with start_priority = "normal", a generation starts at normal
+// priority and nobody is asked to promote it.
+func TestNoPromotionStartsAtNormalPriority(t *testing.T) {
+	needNice(t)
+	for _, c := range []struct {
+		name  string
+		idle  bool
+		offer bool
+	}{{"no promoter", true, false}, {"start_priority normal", false, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, "ready")
+			h.cfg.StartIdle = c.idle
+			h.run()
+			r := &recordingPromoter{}
+			var promote func(int) (string, error)
+			if c.offer {
+				promote = r.promote
+			}
+			if err := Reload(h.dir, nil, promote); err != nil {
+				t.Fatal(err)
+			}
+			if p := h.report(2)["policy"]; p != "0" {
+				t.Errorf("generation 2 started with policy %s, want 0", p)
+			}
+			if got := r.asked(); len(got) != 0 {
+				t.Errorf("promotion asked for %v", got)
+			}
+			if err := h.stop(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// An idle start is bounded: a generation still not ready after
+// PromoteAfter is promoted anyway, and becomes ready at normal priority.
+func TestIdleStartIsPromotedAfterAWhile(t *testing.T) {
+	needNice(t)
+	gate := filepath.Join(t.TempDir(), "ready")
+	h := newHarness(t, "ready", "wait-file:"+gate)
+	h.cfg.StartIdle, h.cfg.PromoteAfter = true, 50*time.Millisecond
+	h.run()
+	r := &recordingPromoter{}
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- Reload(h.dir, nil, r.promote) }()
+	h.waitFor("log: generation 2 promoted since it is still starting after 50ms")
+	if p := policyOf(t, h.pidOf(2)); p != unix.SCHED_NORMAL {
+		t.Fatalf("generation 2 has policy %d after its promotion, want SCHED_NORMAL", p)
+	}
+	os.WriteFile(gate, nil, 0o644)
+	if err := <-reloaded; err != nil {
+		t.Fatal(err)
+	}
+	if got := r.asked(); len(got) != 1 {
+		t.Errorf("promotion asked %d times, want once", len(got))
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Root's side promotes only what the launcher may ask for: descendants of
+// the main process in its cgroup, never the main process itself nor
+// anything else on the host.
+func TestPromoteOnlyTheLaunchersProcesses(t *testing.T) {
+	needNice(t)
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	pid := child.Process.Pid
+	if _, err := setPolicy(pid, unix.SCHED_IDLE); err != nil {
+		t.Fatal(err)
+	}
+	for _, other := range []int{1, os.Getpid()} {
+		if _, err := Promote("/proc", os.Getpid(), other); err == nil || !strings.Contains(err.Error(), "is not a generation of the launcher") {
+			t.Errorf("promoting pid %d: %v", other, err)
+		}
+	}
+	if _, err := Promote("/proc", 1, pid); err == nil {
+		t.Error("a process was promoted for a main process it does not descend from")
+	}
+	if p := policyOf(t, pid); p != unix.SCHED_IDLE {
+		t.Fatalf("refused promotions changed the policy to %d", p)
+	}
+	did, err := Promote("/proc", os.Getpid(), pid)
+	if err != nil || did.Threads != 1 || did.Processes != 1 {
+		t.Fatalf("promotion: %+v, %v", did, err)
+	}
+	if p := policyOf(t, pid); p != unix.SCHED_NORMAL {
+		t.Fatalf("after the promotion: policy %d", p)
+	}
+	if did, err := Promote("/proc", os.Getpid(), pid); err != nil || did.Threads != 0 {
+		t.Fatalf("promoting again: %+v, %v", did, err)
+	}
+}
+
+// A launcher of an older sitectl, still running after an upgrade, does not
+// know "reload-promote": root's side asks again with "reload". A
+// launcher's "promote" that root's side cannot carry out is answered
+// "failed: ...".
+func TestReloadPromoteFallsBackAndAnswers(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, paths.ControlSocket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	verbs := make(chan string, 4)
+	answers := make(chan string, 4)
+	go func() {
+		promoting := 0
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			r := bufio.NewReader(c)
+			line, _ := r.ReadString('\n')
+			verbs <- strings.TrimSpace(line)
+			switch strings.TrimSpace(line) {
+			case "reload-promote":
+				if promoting++; promoting == 1 { // the first time: an old launcher
+					c.Write([]byte("failed: unknown request\n"))
+					break
+				}
+				c.Write([]byte("promote 1\n"))
+				a, _ := r.ReadString('\n')
+				answers <- a
+				c.Write([]byte("failed: cannot promote generation 2 to normal priority: " + strings.TrimSpace(strings.TrimPrefix(a, "failed: ")) + "\n"))
+			case "reload":
+				c.Write([]byte("ok: generation 2 serves in mode normal\n"))
+			}
+			c.Close()
+		}
+	}()
+	refuse := func(int) (string, error) { return "", errors.New("pid 1 is not a generation of the launcher (pid 7)") }
+	if err := Reload(dir, nil, refuse); err != nil {
+		t.Fatalf("reload through an old launcher: %v", err)
+	}
+	if a, b := <-verbs, <-verbs; a != "reload-promote" || b != "reload" {
+		t.Fatalf("verbs %q, %q; want reload-promote, then reload", a, b)
+	}
+	err = Reload(dir, nil, refuse)
+	if err == nil || !strings.Contains(err.Error(), "pid 1 is not a generation of the launcher") {
+		t.Fatalf("reload whose promotion was refused: %v", err)
+	}
+	if a := <-answers; a != "failed: pid 1 is not a generation of the launcher (pid 7)\n" {
+		t.Fatalf("root's side answered %q", a)
+	}
+}

@@ -1,0 +1,101 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Issue 16.3: an overlapped reload starts its new generation under
+// SCHED_IDLE, so that its cold start (a second of CPU importing the app in
+// each gunicorn worker here) takes no CPU its neighbours want, and root's
+// side of ExecReload= promotes the generation, master and workers, to
+// normal priority once it is ready: it serves at normal priority. With
+// start_priority = "normal" nothing starts idle.
+func TestOverlapStartsIdleAndIsPromoted(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		extra string
+		idle  bool
+	}{
+		{"idle", "", true},
+		{"normal", "start_priority = \"normal\"\n", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			port := freePort(t)
+			h := newHost(t, map[string]string{"ov": gunicornSite(port, "handoff = \"overlap\"\n"+c.extra+
+				"environment = { WSGI_IMPORT_CPU_SECONDS = \"1\" }\n[probe]\npath = \"/\"\ntimeout = \"10s\"\n")})
+			h.run("systemctl", "start", "site-ov.socket")
+			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+			getReply(t, url)
+			first := h.cgroupProcs("site-ov.service")
+			for _, p := range first {
+				if pol := h.policy(p); pol != "0" {
+					t.Fatalf("pid %s of the first generation has policy %s, want 0 (SCHED_OTHER)", p, pol)
+				}
+			}
+
+			// Every 20 ms, the policy of every process in the unit, while
+			// the reload runs.
+			h.run("touch", "/run/watch-policies")
+			seen := make(chan string, 1)
+			go func() {
+				cg := "/sys/fs/cgroup" + h.show("site-ov.service", "ControlGroup")["ControlGroup"]
+				out, _ := h.try("sh", "-c", `while [ -e /run/watch-policies ]; do
+  for p in $(cat `+cg+`/cgroup.procs); do echo "$p $(awk '/^policy/{print $3}' /proc/$p/sched 2>/dev/null)"; done
+  sleep 0.02
+done`)
+				seen <- out
+			}()
+			h.run("sitectl", "reload", "ov")
+			h.run("rm", "/run/watch-policies")
+			watched := <-seen
+
+			var idle []string
+			for _, l := range strings.Split(strings.TrimSpace(watched), "\n") {
+				if f := strings.Fields(l); len(f) == 2 && f[1] == "5" && !slices.Contains(idle, f[0]) {
+					idle = append(idle, f[0])
+				}
+			}
+			if c.idle && len(idle) == 0 {
+				t.Fatalf("no process of the new generation was seen under SCHED_IDLE; seen:\n%s", watched)
+			}
+			if !c.idle && len(idle) > 0 {
+				t.Fatalf("start_priority = \"normal\", but pids %v ran under SCHED_IDLE", idle)
+			}
+			for _, p := range idle {
+				if slices.Contains(first, p) {
+					t.Errorf("pid %s of the serving generation was under SCHED_IDLE", p)
+				}
+			}
+			serving := getReply(t, url)
+			for _, p := range h.cgroupProcs("site-ov.service") {
+				if pol := h.policy(p); pol != "" && pol != "0" {
+					t.Errorf("after the reload pid %s (serving: master %d) has policy %s, want 0", p, serving.PPID, pol)
+				}
+			}
+			journal := h.run("journalctl", "-u", "site-ov.service", "--no-pager", "-o", "cat")
+			promoted := strings.Contains(journal, "generation 2 promoted since it is ready")
+			if c.idle && !promoted {
+				t.Errorf("the journal does not say generation 2 was promoted:\n%s", journal)
+			}
+			if !c.idle && (promoted || strings.Contains(journal, "at idle priority")) {
+				t.Errorf("start_priority = \"normal\", but the journal says:\n%s", journal)
+			}
+			t.Logf("%d processes of generation 2 seen under SCHED_IDLE; the journal:\n%s", len(idle), grepLines(journal, "generation 2"))
+		})
+	}
+}
+
+// policy is a process's scheduling policy (0 SCHED_OTHER, 5 SCHED_IDLE);
+// "" once it exited.
+func (h *host) policy(pid string) string {
+	out, err := h.try("awk", "/^policy/{print $3}", "/proc/"+pid+"/sched")
+	if err != nil { // exited meanwhile: a draining process
+		return ""
+	}
+	return strings.TrimSpace(out)
+}
