@@ -178,11 +178,13 @@ func Gather(ctx context.Context, src Sources, req Request) (Result, error) {
 	}
 	st := modes.Store{Dir: src.Dirs.State}
 	// Each site's state is a few small files (and, for status, a journal
-	// read): on all CPUs, for thousands of sites.
+	// read): on all CPUs, for thousands of sites. One read of the state
+	// directory says which sites have any: the others' are not looked for.
+	withState, known := st.WithState()
 	sites := make([]Site, len(ents))
 	errs := make([]error, len(ents))
 	par.Each(len(ents), func(i int) {
-		sites[i], errs[i] = build(st, ents[i], byName)
+		sites[i], errs[i] = build(st, ents[i], byName, !known || withState[ents[i].site.Name])
 		if errs[i] == nil && !req.Brief {
 			sites[i].readJournal(ctx, src)
 			if ents[i].known {
@@ -235,18 +237,16 @@ func unit(byName map[string]control.Unit, name string) control.Unit {
 	return control.Unit{Name: name, LoadState: "not-loaded", ActiveState: "inactive", SubState: "dead"}
 }
 
-// build puts together the status of one site.
-func build(st modes.Store, en entry, byName map[string]control.Unit) (Site, error) {
+// build puts together the status of one site; hasState false says the
+// site has no state directory (no mode recorded, no state).
+func build(st modes.Store, en entry, byName map[string]control.Unit, hasState bool) (Site, error) {
 	s := en.site
 	u := unit(byName, units.ServiceName(s.Name))
-	mode, err := flow.Current(st, s)
+	ms, err := readModeState(st, s, hasState)
 	if err != nil {
 		return Site{}, err
 	}
-	state, err := st.ReadState(s.Name)
-	if err != nil {
-		return Site{}, err
-	}
+	mode, state := ms.mode, ms.state
 	out := Site{
 		Site: s.Name, File: en.file, SiteFile: en.fileState(), Mode: mode, PreviousMode: state.PreviousMode, Pending: state.Pending,
 		Unit: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState, MainPID: u.MainPID,
@@ -280,10 +280,39 @@ func build(st modes.Store, en entry, byName map[string]control.Unit) (Site, erro
 		out.Trigger = &Trigger{Unit: pu.Name, Path: s.ReloadTrigger, Armed: pu.ActiveState == "active", ActiveState: pu.ActiveState, SubState: pu.SubState}
 	}
 	out.Ready = u.ActiveState == "active" && u.SubState == "running"
-	out.ModeApplied = flow.ModeApplied(st, s.Name, u)
+	out.ModeApplied = flow.ModeAppliedSince(ms.recorded, ms.written, u)
 	out.State = siteState(out)
 	out.Running = isRunning(out.State)
 	return out, nil
+}
+
+// modeState is what status reads of a site's state directory.
+type modeState struct {
+	mode     string // the recorded mode, else the site's default mode
+	recorded bool   // a mode is recorded
+	written  time.Time
+	state    modes.State // without its history
+}
+
+// readModeState reads the recorded mode (the mode file once, its time from
+// the same open file) and the state without its history; a site without a
+// state directory has neither, and nothing is looked for.
+func readModeState(st modes.Store, s *site.Site, hasState bool) (modeState, error) {
+	ms := modeState{mode: s.DefaultMode}
+	if !hasState {
+		return ms, nil
+	}
+	m, recorded, written, err := st.CurrentSince(s.Name)
+	if err != nil {
+		return ms, err
+	}
+	if recorded {
+		ms.mode, ms.recorded, ms.written = m, true, written
+	}
+	if ms.state, err = st.ReadSummary(s.Name); err != nil {
+		return ms, err
+	}
+	return ms, nil
 }
 
 // readJournal adds what only the journal knows: how the service last
