@@ -178,9 +178,14 @@ func Gather(ctx context.Context, src Sources, req Request) (Result, error) {
 	}
 	st := modes.Store{Dir: src.Dirs.State}
 	// Each site's state is a few small files (and, for status, a journal
-	// read): on all CPUs, for thousands of sites. One read of the state
-	// directory says which sites have any: the others' are not looked for.
-	withState, known := st.WithState()
+	// read): on all CPUs, for thousands of sites. For all sites, one read
+	// of the state directory says which sites have any: the others' are
+	// not looked for. Named sites are looked for: reading the entries of
+	// 10,000 sites to show one would not keep status flat.
+	withState, known := map[string]bool{}, false
+	if len(req.Names) == 0 {
+		withState, known = st.WithState()
+	}
 	sites := make([]Site, len(ents))
 	errs := make([]error, len(ents))
 	par.Each(len(ents), func(i int) {
