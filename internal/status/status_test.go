@@ -327,3 +327,36 @@ func TestModeAndStateOfSitesWithState(t *testing.T) {
 		}
 	}
 }
+
+// failingSystemd cannot list units (the bus went away).
+type failingSystemd struct{ fakeSystemd }
+
+var errNoBus = errors.New("no bus")
+
+func (f *failingSystemd) List(context.Context, ...string) ([]control.Unit, error) {
+	return nil, errNoBus
+}
+
+func (f *failingSystemd) Units(context.Context, ...string) ([]control.Unit, error) {
+	return nil, errNoBus
+}
+
+// TestListingFailsWhileFilesAreRead: list asks systemd while it reads the
+// site files; a listing that fails is list's error, and a config
+// directory that cannot be read is reported first, as before.
+func TestListingFailsWhileFilesAreRead(t *testing.T) {
+	d, _ := setup(t)
+	for _, brief := range []bool{true, false} {
+		if res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: &failingSystemd{}}, Request{Brief: brief}); !errors.Is(err, errNoBus) || res.Sites != nil {
+			t.Errorf("brief %v: %d sites, %v; want no sites and the listing's error", brief, len(res.Sites), err)
+		}
+	}
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.Config = notDir
+	if _, err := Gather(context.Background(), Sources{Dirs: d, Systemd: &failingSystemd{}}, Request{Brief: true}); err == nil || errors.Is(err, errNoBus) {
+		t.Errorf("config directory not a directory: %v, want its error", err)
+	}
+}
