@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/cleanup"
 	"github.com/sitectl/sitectl/internal/flow"
+	"github.com/sitectl/sitectl/internal/par"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/status"
@@ -65,7 +69,7 @@ fields described in sitectl-json(7).
 				return err
 			}
 			if asJSON {
-				if err := writeJSON(e.stdout, sitesJSON(res.Sites)); err != nil {
+				if err := writeSitesJSON(e.stdout, res.Sites); err != nil {
 					return err
 				}
 			} else {
@@ -127,9 +131,12 @@ count of an inactive service: sitectl status SITE reads everything of a site.`,
 				}
 			}
 			if asJSON {
-				return writeJSON(e.stdout, sitesJSON(res.Sites))
+				return writeSitesJSON(e.stdout, res.Sites)
 			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			// tabwriter writes each cell and its padding on its own:
+			// buffered, 10,000 sites are a few writes, not 200,000.
+			bw := bufio.NewWriterSize(e.stdout, 64<<10)
+			tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
 			term.Fprintf(tw, "SITE\tSTATE\tFILE\tSOCKET\tSERVICE\tMODE\tPID\tSINCE\tLISTENERS\n")
 			for _, s := range res.Sites {
 				mode := s.Mode
@@ -143,7 +150,10 @@ count of an inactive service: sitectl status SITE reads everything of a site.`,
 				term.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%s\t%d\t%s\t%s\n", s.Site, s.State, file, s.Socket, s.ActiveState, s.SubState,
 					term.Escape(mode), s.MainPID, since(s.Since), strings.Join(s.Listen, ","))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return bw.Flush()
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "report as JSON on standard output")
@@ -218,6 +228,37 @@ func sitesJSON(ss []status.Site) []status.Site {
 		return []status.Site{}
 	}
 	return ss
+}
+
+// writeSitesJSON writes sites as writeJSON writes the slice (never null:
+// no sites is []), byte for byte, each site marshalled on its own on all
+// CPUs: list --json of 10,000 sites spent a fifth of its time marshalling
+// and indenting one 20 MB document on one CPU.
+func writeSitesJSON(w io.Writer, ss []status.Site) error {
+	if len(ss) == 0 {
+		return writeJSON(w, []status.Site{})
+	}
+	parts := make([][]byte, len(ss))
+	errs := make([]error, len(ss))
+	par.Each(len(ss), func(i int) {
+		// An element of an indented array: one level in.
+		parts[i], errs[i] = json.MarshalIndent(ss[i], "  ", "  ")
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString("[\n")
+	for i, p := range parts {
+		bw.WriteString("  ")
+		bw.Write(term.JSON(p))
+		if i < len(parts)-1 {
+			bw.WriteString(",")
+		}
+		bw.WriteString("\n")
+	}
+	bw.WriteString("]\n")
+	return bw.Flush()
 }
 
 func since(t *time.Time) string {

@@ -236,9 +236,9 @@ const (
 // alone. Units that are not loaded are left out; ask for them by name with
 // UnitsByName.
 func (m *Manager) Units(ctx context.Context, patterns ...string) ([]Unit, error) {
-	st, err := m.conn.ListUnitsByPatternsContext(ctx, nil, patterns)
+	st, err := m.listUnits(ctx, patterns)
 	if err != nil {
-		return nil, fmt.Errorf("cannot list units: %w", classify(err))
+		return nil, err
 	}
 	return m.details(ctx, st, fullProps)
 }
@@ -252,11 +252,60 @@ func (m *Manager) Units(ctx context.Context, patterns ...string) ([]Unit, error)
 // is what List reports for it; its Since is left zero. For 10,000 idle
 // sites that is one call instead of 20,000.
 func (m *Manager) List(ctx context.Context, patterns ...string) ([]Unit, error) {
-	st, err := m.conn.ListUnitsByPatternsContext(ctx, nil, patterns)
+	st, err := m.listUnits(ctx, patterns)
 	if err != nil {
-		return nil, fmt.Errorf("cannot list units: %w", classify(err))
+		return nil, err
 	}
 	return m.details(ctx, st, briefProps)
+}
+
+// listUnits is systemd's ListUnitsByPatterns, decoded without go-systemd's
+// two passes of reflection over what godbus decoded already (a sixth of
+// sitectl list's CPU at 10,000 sites went to them).
+func (m *Manager) listUnits(ctx context.Context, patterns []string) ([]sd.UnitStatus, error) {
+	call := m.bus.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1").CallWithContext(ctx,
+		"org.freedesktop.systemd1.Manager.ListUnitsByPatterns", 0, []string{}, patterns)
+	if call.Err != nil {
+		return nil, fmt.Errorf("cannot list units: %w", classify(call.Err))
+	}
+	st, err := unitStatuses(call.Body)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list units: %w", err)
+	}
+	return st, nil
+}
+
+// unitStatuses reads the body of a ListUnits answer, a(ssssssouso), as
+// godbus decodes it: one []interface{} of ten fields for each unit.
+func unitStatuses(body []interface{}) ([]sd.UnitStatus, error) {
+	if len(body) != 1 {
+		return nil, fmt.Errorf("systemd answered %d values, want 1", len(body))
+	}
+	rows, ok := body[0].([][]interface{})
+	if !ok {
+		return nil, fmt.Errorf("systemd answered %T, want a(ssssssouso)", body[0])
+	}
+	out := make([]sd.UnitStatus, len(rows))
+	for i, r := range rows {
+		u := &out[i]
+		var ok [10]bool
+		if len(r) == 10 {
+			u.Name, ok[0] = r[0].(string)
+			u.Description, ok[1] = r[1].(string)
+			u.LoadState, ok[2] = r[2].(string)
+			u.ActiveState, ok[3] = r[3].(string)
+			u.SubState, ok[4] = r[4].(string)
+			u.Followed, ok[5] = r[5].(string)
+			u.Path, ok[6] = r[6].(dbus.ObjectPath)
+			u.JobId, ok[7] = r[7].(uint32)
+			u.JobType, ok[8] = r[8].(string)
+			u.JobPath, ok[9] = r[9].(dbus.ObjectPath)
+		}
+		if ok != [10]bool{true, true, true, true, true, true, true, true, true, true} {
+			return nil, fmt.Errorf("unit %d of systemd's answer is not (ssssssouso): %v", i, r)
+		}
+	}
+	return out, nil
 }
 
 // UnitsByName reads the given units, loading them if needed. Services are

@@ -8,7 +8,6 @@ package modes
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -169,20 +168,11 @@ func parseEnvFile(path string, data []byte) ([]site.EnvVar, error) {
 // readBounded reads a file of at most limit bytes, with its modification
 // time from the same open file.
 func readBounded(path string, limit int64) ([]byte, time.Time, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	data, mtime, err := readUpTo(path, limit+1)
 	if err == nil && int64(len(data)) > limit {
 		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
 	}
-	return data, fi.ModTime(), err
+	return data, mtime, err
 }
 
 // Write records m as the current mode of s, under the site's mode lock.

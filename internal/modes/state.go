@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"syscall"
@@ -108,20 +107,14 @@ const summaryHead = 16 << 10
 // decoding stops where the history begins. A state whose head does not hold
 // the other fields is read whole.
 func (st Store) ReadSummary(name string) (State, error) {
-	f, err := os.Open(st.statePath(name))
+	head, _, err := readUpTo(st.statePath(name), summaryHead)
 	if errors.Is(err, fs.ErrNotExist) {
 		return State{}, nil
 	}
 	if err != nil {
 		return State{}, fmt.Errorf("cannot read the state of site %s: %w", name, err)
 	}
-	defer f.Close()
-	head := make([]byte, summaryHead)
-	n, err := io.ReadFull(f, head)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return State{}, fmt.Errorf("cannot read the state of site %s: %w", name, err)
-	}
-	if s, ok := decodeSummary(head[:n]); ok {
+	if s, ok := decodeSummary(head); ok {
 		return s, nil
 	}
 	return st.ReadState(name)

@@ -276,3 +276,87 @@ func TestModeOf(t *testing.T) {
 		}
 	}
 }
+
+// TestModeAndStateOfSitesWithState: list looks for the mode and state
+// files only of sites that have a state directory (one read of the
+// directory that holds them); a site that has one reports what is
+// recorded there, one that has none its default mode, and a site whose
+// state directory is there but empty is not mistaken for either.
+func TestModeAndStateOfSitesWithState(t *testing.T) {
+	d, sd := setup(t)
+	write := func(p, content string, mtime time.Time) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := time.Unix(1700000000, 0).UTC()
+	for i, u := range sd.units {
+		if u.Name == "site-run.service" {
+			sd.units[i].Since = since
+		}
+	}
+	// run: a mode recorded before its service started, a switch cut short.
+	write(d.ModeEnvFile("run"), "SITE_MODE=maintenance\nSITE_SERVE=page\n", since.Add(-time.Minute))
+	write(d.StateFile("run"), `{"previous_mode":"normal","pending":{"since":"2023-11-14T22:13:20Z","kind":"mode","from":"normal","to":"maintenance","uid":0,"pid":1},"history":[]}`, since)
+	// idle: a state directory without files.
+	if err := os.MkdirAll(d.SiteState("idle"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []Request{{Brief: true}, {}, {Names: []string{"run", "idle", "down"}}} {
+		res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: sd}, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := bySite(res.Sites)
+		run := got["run"]
+		if run.Mode != "maintenance" || run.PreviousMode != "normal" || run.Pending == nil || run.Pending.To != "maintenance" || !run.ModeApplied {
+			t.Errorf("%+v: run: mode %q, previous %q, pending %+v, applied %v; want maintenance, normal, a switch to maintenance, applied",
+				req, run.Mode, run.PreviousMode, run.Pending, run.ModeApplied)
+		}
+		for _, name := range []string{"idle", "down"} {
+			if s := got[name]; s.Mode != "normal" || s.PreviousMode != "" || s.Pending != nil || s.ModeApplied {
+				t.Errorf("%+v: %s: mode %q, previous %q, pending %+v, applied %v; want its default mode and nothing recorded",
+					req, name, s.Mode, s.PreviousMode, s.Pending, s.ModeApplied)
+			}
+		}
+	}
+}
+
+// failingSystemd cannot list units (the bus went away).
+type failingSystemd struct{ fakeSystemd }
+
+var errNoBus = errors.New("no bus")
+
+func (f *failingSystemd) List(context.Context, ...string) ([]control.Unit, error) {
+	return nil, errNoBus
+}
+
+func (f *failingSystemd) Units(context.Context, ...string) ([]control.Unit, error) {
+	return nil, errNoBus
+}
+
+// TestListingFailsWhileFilesAreRead: list asks systemd while it reads the
+// site files; a listing that fails is list's error, and a config
+// directory that cannot be read is reported first, as before.
+func TestListingFailsWhileFilesAreRead(t *testing.T) {
+	d, _ := setup(t)
+	for _, brief := range []bool{true, false} {
+		if res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: &failingSystemd{}}, Request{Brief: brief}); !errors.Is(err, errNoBus) || res.Sites != nil {
+			t.Errorf("brief %v: %d sites, %v; want no sites and the listing's error", brief, len(res.Sites), err)
+		}
+	}
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.Config = notDir
+	if _, err := Gather(context.Background(), Sources{Dirs: d, Systemd: &failingSystemd{}}, Request{Brief: true}); err == nil || errors.Is(err, errNoBus) {
+		t.Errorf("config directory not a directory: %v, want its error", err)
+	}
+}

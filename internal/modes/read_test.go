@@ -1,0 +1,41 @@
+package modes
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestReadUpTo: the whole of a small file, at most n bytes of a large one,
+// a missing file as fs.ErrNotExist, and a FIFO refused without blocking.
+func TestReadUpTo(t *testing.T) {
+	dir := t.TempDir()
+	for _, size := range []int{0, 1, 63, 64, 65, 4095, 4096, 4097, 100000} {
+		p := filepath.Join(dir, "f")
+		want := strings.Repeat("x", size)
+		if err := os.WriteFile(p, []byte(want), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []int64{1, 64, 4097, 1 << 20} {
+			got, mtime, err := readUpTo(p, n)
+			w := want[:min(int64(size), n)]
+			if err != nil || string(got) != w || mtime.IsZero() {
+				t.Errorf("size %d, n %d: %d bytes, %v, %v; want %d bytes", size, n, len(got), mtime, err, len(w))
+			}
+		}
+	}
+	if _, _, err := readUpTo(filepath.Join(dir, "none"), 10); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v, want fs.ErrNotExist", err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := readUpTo(fifo, 10); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("fifo: %v, want not a regular file", err)
+	}
+}
