@@ -202,7 +202,7 @@ func RenderChecked(s *site.Site, opts Options) ([]Unit, error) {
 	}
 	us := Render(s, opts)
 	for _, u := range us {
-		if err := u.src.verify(u.Content); err != nil {
+		if err := u.src.check(u.Content); err != nil {
 			return nil, fmt.Errorf("%s would not say what the site file says: %w", u.Name, err)
 		}
 	}
