@@ -128,15 +128,18 @@ func LoadDir(dir string) (Result, error) {
 		return Result{}, fmt.Errorf("cannot read the site directory: %w", err)
 	}
 	var paths []string
+	var regular []bool
 	for _, e := range entries {
 		// Anything named NAME.toml is meant as a site file, whatever its
 		// type: ReadFile says why a directory or a pipe is not one.
 		if !strings.HasSuffix(e.Name(), ".toml") || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		paths = append(paths, filepath.Join(dir, e.Name()))
+		p := filepath.Join(dir, e.Name())
+		paths = append(paths, p)
+		regular = append(regular, e.Type().IsRegular())
 	}
-	return LoadFiles(paths, nil, nil), nil
+	return loadFiles(paths, regular, nil, nil), nil
 }
 
 // LoadFiles parses the given files and checks them against each other (and
@@ -147,6 +150,12 @@ func LoadDir(dir string) (Result, error) {
 // parsed on all CPUs (10,000 sites are read on every daemon-reload and by
 // `sitectl list`); the result is in the order of paths.
 func LoadFiles(paths []string, others []*Site, names map[string]string) Result {
+	return loadFiles(paths, nil, others, names)
+}
+
+// loadFiles is LoadFiles; regular names the paths whose directory entry
+// said it is a regular file (see readFile), by index; nil for none.
+func loadFiles(paths []string, regular []bool, others []*Site, names map[string]string) Result {
 	type parsed struct {
 		site *Site
 		errs Errors
@@ -154,7 +163,7 @@ func LoadFiles(paths []string, others []*Site, names map[string]string) Result {
 	out := make([]parsed, len(paths))
 	par.Each(len(paths), func(i int) {
 		p := paths[i]
-		data, err := ReadFile(p)
+		data, err := readFile(p, regular != nil && regular[i])
 		if err != nil {
 			out[i].errs = Errors{fileError(p, err)}
 			return

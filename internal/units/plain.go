@@ -48,7 +48,7 @@ func (f *file) plain() bool {
 }
 
 // plain reports whether the entry's raw value is what systemd reads as
-// e.want with nothing to decode: no %, $, backslash, quote (but the
+// what was meant with nothing to decode: no %, $, backslash, quote (but the
 // quotes around an Environment= assignment), control character or
 // non-ASCII byte; no white space at either end, and single spaces only
 // where they separate words of a list or a command line.
@@ -56,7 +56,7 @@ func (e entry) plain() bool {
 	switch e.kind {
 	case kindText:
 		v := e.raw
-		return len(e.want) == 1 && v == e.want[0] && all(v, isTextByte) &&
+		return v == e.val && all(v, isTextByte) &&
 			(v == "" || v[0] != ' ' && v[len(v)-1] != ' ')
 	case kindList:
 		return len(e.want) > 0 && words(e.raw, e.want, isListByte)
@@ -68,10 +68,10 @@ func (e entry) plain() bool {
 		// systemd would read it as part of the prefix.
 		return e.want[0] != "" && !isPrefixByte(e.want[0][0]) && words(e.raw[len(e.prefix):], e.want, isCommandByte)
 	case kindEnv:
-		if len(e.want) != 1 || len(e.raw) != len(e.want[0])+2 || e.raw[0] != '"' || e.raw[len(e.raw)-1] != '"' || e.raw[1:len(e.raw)-1] != e.want[0] {
+		v := e.val
+		if len(e.raw) != len(v)+2 || e.raw[0] != '"' || e.raw[len(e.raw)-1] != '"' || e.raw[1:len(e.raw)-1] != v {
 			return false
 		}
-		v := e.want[0]
 		n := 0
 		for n < len(v) && v[n] != '=' {
 			n++
