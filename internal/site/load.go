@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sitectl/sitectl/internal/par"
 )
 
@@ -127,8 +129,15 @@ func LoadDir(dir string) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("cannot read the site directory: %w", err)
 	}
+	// The files are opened by name in the directory, not by a path the
+	// kernel walks 10,000 times; without the directory's descriptor, by
+	// path.
+	hint := &dirHint{fd: unix.AT_FDCWD}
+	if fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		defer unix.Close(fd)
+		hint.fd = fd
+	}
 	var paths []string
-	var regular []bool
 	for _, e := range entries {
 		// Anything named NAME.toml is meant as a site file, whatever its
 		// type: ReadFile says why a directory or a pipe is not one.
@@ -137,9 +146,9 @@ func LoadDir(dir string) (Result, error) {
 		}
 		p := filepath.Join(dir, e.Name())
 		paths = append(paths, p)
-		regular = append(regular, e.Type().IsRegular())
+		hint.regular = append(hint.regular, e.Type().IsRegular())
 	}
-	return loadFiles(paths, regular, nil, nil), nil
+	return loadFiles(paths, hint, nil, nil), nil
 }
 
 // LoadFiles parses the given files and checks them against each other (and
@@ -153,9 +162,17 @@ func LoadFiles(paths []string, others []*Site, names map[string]string) Result {
 	return loadFiles(paths, nil, others, names)
 }
 
-// loadFiles is LoadFiles; regular names the paths whose directory entry
-// said it is a regular file (see readFile), by index; nil for none.
-func loadFiles(paths []string, regular []bool, others []*Site, names map[string]string) Result {
+// dirHint is what LoadDir knows of the files it loads, all in one
+// directory: its descriptor (or unix.AT_FDCWD) and, by index, whether each
+// file's directory entry said it is a regular file (see readFile).
+type dirHint struct {
+	fd      int
+	regular []bool
+}
+
+// loadFiles is LoadFiles of the files of one directory with hint, or of
+// any files with a nil hint.
+func loadFiles(paths []string, hint *dirHint, others []*Site, names map[string]string) Result {
 	type parsed struct {
 		site *Site
 		errs Errors
@@ -163,7 +180,13 @@ func loadFiles(paths []string, regular []bool, others []*Site, names map[string]
 	out := make([]parsed, len(paths))
 	par.Each(len(paths), func(i int) {
 		p := paths[i]
-		data, err := readFile(p, regular != nil && regular[i])
+		var data []byte
+		var err error
+		if hint != nil {
+			data, err = readFile(hint.fd, filepath.Base(p), p, hint.regular[i])
+		} else {
+			data, err = ReadFile(p)
+		}
 		if err != nil {
 			out[i].errs = Errors{fileError(p, err)}
 			return

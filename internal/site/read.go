@@ -31,15 +31,17 @@ const MaxFileSize = 1 << 20
 //
 // A missing file gives an error that wraps fs.ErrNotExist. Every error is
 // worded for an operator and starts with the path.
-func ReadFile(path string) ([]byte, error) { return readFile(path, false) }
+func ReadFile(path string) ([]byte, error) { return readFile(unix.AT_FDCWD, path, path, false) }
 
-// readFile is ReadFile; regular says that the directory entry of path was
-// a regular file when the directory was read (its d_type, as LoadDir gets
-// it for free), which stands in for the stat before the open: the open
-// file is checked with fstat all the same. A site directory of 10,000
-// files is read on every daemon-reload, so each file costs just an open,
-// an fstat, two reads and a close.
-func readFile(path string, regular bool) ([]byte, error) {
+// readFile is ReadFile of name in the directory open as dirfd (or
+// unix.AT_FDCWD), which is path; path names the file in errors. regular
+// says that the directory entry was a regular file when the directory was
+// read (its d_type, as LoadDir gets it for free), which stands in for the
+// stat before the open: the open file is checked with fstat all the same.
+// A site directory of 10,000 files is read on every daemon-reload, so each
+// file costs just an open (of a name, not a path to walk), an fstat, two
+// reads and a close.
+func readFile(dirfd int, name, path string, regular bool) ([]byte, error) {
 	if !regular {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -49,7 +51,7 @@ func readFile(path string, regular bool) ([]byte, error) {
 			return nil, err
 		}
 	}
-	fd, err := openFile(path)
+	fd, err := openFile(dirfd, name)
 	if err != nil {
 		return nil, readError(path, err)
 	}
@@ -86,12 +88,12 @@ func readFile(path string, regular bool) ([]byte, error) {
 	return data, nil
 }
 
-// openFile opens path for reading without blocking (a FIFO swapped in
-// after the check must not hang the reader) and without making a
-// terminal the controlling one.
-func openFile(path string) (int, error) {
+// openFile opens name in dirfd for reading without blocking (a FIFO
+// swapped in after the check must not hang the reader) and without making
+// a terminal the controlling one.
+func openFile(dirfd int, name string) (int, error) {
 	for {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 		if err != unix.EINTR {
 			return fd, err
 		}

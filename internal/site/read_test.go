@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const validSite = "exec = [\"/bin/a\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"
@@ -144,7 +146,7 @@ func TestReadFileTrustsNoDirectoryEntry(t *testing.T) {
 	for name, reason := range want {
 		p := filepath.Join(dir, name)
 		var err error
-		noHang(t, "readFile("+name+")", func() { _, err = readFile(p, true) })
+		noHang(t, "readFile("+name+")", func() { _, err = readFile(unix.AT_FDCWD, p, p, true) })
 		if name == "sock.toml" {
 			reason = "cannot read the file: no such device or address" // open(2) of a socket: ENXIO
 		}
@@ -154,11 +156,11 @@ func TestReadFileTrustsNoDirectoryEntry(t *testing.T) {
 	}
 	// A file that says it is empty but is not, as files under /proc do,
 	// is read to its end.
-	data, err := readFile("/proc/self/status", true)
+	data, err := readFile(unix.AT_FDCWD, "/proc/self/status", "/proc/self/status", true)
 	if err != nil || !strings.Contains(string(data), "\nVmRSS:") {
 		t.Errorf("/proc/self/status: %v, %q", err, data)
 	}
-	if data, err := readFile(filepath.Join(dir, "good.toml"), true); err != nil || string(data) != validSite {
+	if data, err := readFile(unix.AT_FDCWD, filepath.Join(dir, "good.toml"), "good.toml", true); err != nil || string(data) != validSite {
 		t.Errorf("good.toml: %v, %q", err, data)
 	}
 }
