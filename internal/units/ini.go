@@ -104,12 +104,15 @@ func (f *file) String() string {
 		// A comment ends at a line end: keep it to one line whatever the
 		// file name holds.
 		b.WriteString("# ")
-		b.WriteString(strings.Map(func(r rune) rune {
-			if r < 0x20 || r == 0x7f {
-				return '?'
-			}
-			return r
-		}, h))
+		if !all(h, isPrintableASCII) {
+			h = strings.Map(func(r rune) rune {
+				if r < 0x20 || r == 0x7f {
+					return '?'
+				}
+				return r
+			}, h)
+		}
+		b.WriteString(h)
 		b.WriteByte('\n')
 	}
 	for i, s := range f.sections {

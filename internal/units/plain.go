@@ -108,6 +108,9 @@ func all(s string, ok func(byte) bool) bool {
 	return true
 }
 
+// isPrintableASCII: a byte a comment can carry as it is.
+func isPrintableASCII(c byte) bool { return c >= 0x20 && c < 0x7f }
+
 func alnum(s string) bool { return s != "" && all(s, isAlnum) }
 
 func isAlnum(c byte) bool {
