@@ -38,10 +38,10 @@ func TestFiles(t *testing.T) {
 	}
 	sites := testSites(t, 200)
 	got := Files(sites, units.Options{})
-	want := []File{{Path: "sitectl.slice", Content: []byte(units.RenderSlice().Content)}}
+	want := []File{{Path: "sitectl.slice", Content: units.RenderSlice().Content}}
 	for i := len(sites) - 1; i >= 0; i-- {
 		for _, u := range units.Render(sites[i], units.Options{}) {
-			want = append(want, File{Path: u.Name, Content: []byte(u.Content)})
+			want = append(want, File{Path: u.Name, Content: u.Content})
 			if u.WantedBy != "" {
 				want = append(want, File{Path: filepath.Join(u.WantedBy+".wants", u.Name), Link: "../" + u.Name})
 			}

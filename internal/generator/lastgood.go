@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/par"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -119,8 +120,13 @@ func lastGood(file string, valid []*site.Site, opts units.Options, stateProblem 
 // the state directory cannot be read (StateProblem), no site is.
 func OutOfService(sites []*site.Site, opts units.Options) map[string]bool {
 	out := map[string]bool{}
-	for _, s := range sites {
-		if _, err := os.Lstat(opts.Dirs.OutOfServiceFile(s.Name)); err == nil {
+	marked := make([]bool, len(sites))
+	par.Each(len(sites), func(i int) {
+		_, err := os.Lstat(opts.Dirs.OutOfServiceFile(sites[i].Name))
+		marked[i] = err == nil
+	})
+	for i, s := range sites {
+		if marked[i] {
 			out[s.Name] = true
 		}
 	}

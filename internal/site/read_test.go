@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const validSite = "exec = [\"/bin/a\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"
@@ -132,5 +134,33 @@ func TestLoadDirSurvivesHostileEntries(t *testing.T) {
 	}
 	if len(res.Errors) != len(want) {
 		t.Errorf("%d errors for %d hostile entries: %v", len(res.Errors), len(want), res.Errors)
+	}
+}
+
+// LoadDir skips the stat before the open for an entry the directory says
+// is a regular file: whatever is there by the time it is opened (each
+// hostile entry stands for a file swapped in after the directory was read)
+// is still refused, by the fstat of the open file, without blocking.
+func TestReadFileTrustsNoDirectoryEntry(t *testing.T) {
+	dir, want := hostileDir(t)
+	for name, reason := range want {
+		p := filepath.Join(dir, name)
+		var err error
+		noHang(t, "readFile("+name+")", func() { _, err = readFile(unix.AT_FDCWD, p, p, true) })
+		if name == "sock.toml" {
+			reason = "cannot read the file: no such device or address" // open(2) of a socket: ENXIO
+		}
+		if err == nil || !strings.HasPrefix(err.Error(), p+": "+reason) {
+			t.Errorf("readFile(%s, true) = %v\nwant %s: %s...", name, err, p, reason)
+		}
+	}
+	// A file that says it is empty but is not, as files under /proc do,
+	// is read to its end.
+	data, err := readFile(unix.AT_FDCWD, "/proc/self/status", "/proc/self/status", true)
+	if err != nil || !strings.Contains(string(data), "\nVmRSS:") {
+		t.Errorf("/proc/self/status: %v, %q", err, data)
+	}
+	if data, err := readFile(unix.AT_FDCWD, filepath.Join(dir, "good.toml"), "good.toml", true); err != nil || string(data) != validSite {
+		t.Errorf("good.toml: %v, %q", err, data)
 	}
 }

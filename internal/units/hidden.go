@@ -32,7 +32,7 @@ func HiddenPaths(s *site.Site, opts Options) []Hidden {
 
 // hiddenBy is what one directive hides.
 func hiddenBy(e entry) []Hidden {
-	value := strings.Join(e.want, " ")
+	value := strings.Join(e.meant(), " ")
 	switch {
 	case e.key == "PrivateTmp" && value == "yes":
 		return hide(e.key+"=yes", "/tmp", "/var/tmp")

@@ -38,7 +38,16 @@ type entry struct {
 	raw    string   // as written
 	kind   kind     // how systemd reads it
 	prefix string   // commands: the prefix characters (+, -)
-	want   []string // what systemd must read: the text, the list, argv, NAME=value
+	val    string   // texts and assignments: what systemd must read (the text, NAME=value)
+	want   []string // lists and commands: what systemd must read (the items, argv)
+}
+
+// meant is what systemd must read: the text, the list, argv, NAME=value.
+func (e entry) meant() []string {
+	if e.kind == kindText || e.kind == kindEnv {
+		return []string{e.val}
+	}
+	return e.want
 }
 
 func (f *file) section(name string) *section {
@@ -49,7 +58,7 @@ func (f *file) section(name string) *section {
 
 // text sets Key=value for a plain value.
 func (s *section) text(key, value string) {
-	s.entries = append(s.entries, entry{key: key, raw: unitfile.Text(value), kind: kindText, want: []string{value}})
+	s.entries = append(s.entries, entry{key: key, raw: unitfile.Text(value), kind: kindText, val: value})
 }
 
 // textIf sets Key=value unless value is empty.
@@ -75,7 +84,7 @@ func (s *section) command(key, prefix string, argv []string) {
 
 // env adds one Environment= assignment.
 func (s *section) env(name, value string) {
-	s.entries = append(s.entries, entry{key: "Environment", raw: unitfile.Env(name, value), kind: kindEnv, want: []string{name + "=" + value}})
+	s.entries = append(s.entries, entry{key: "Environment", raw: unitfile.Env(name, value), kind: kindEnv, val: name + "=" + value})
 }
 
 func (f *file) String() string {
@@ -94,20 +103,30 @@ func (f *file) String() string {
 	for _, h := range f.header {
 		// A comment ends at a line end: keep it to one line whatever the
 		// file name holds.
-		b.WriteString("# " + strings.Map(func(r rune) rune {
-			if r < 0x20 || r == 0x7f {
-				return '?'
-			}
-			return r
-		}, h) + "\n")
+		b.WriteString("# ")
+		if !all(h, isPrintableASCII) {
+			h = strings.Map(func(r rune) rune {
+				if r < 0x20 || r == 0x7f {
+					return '?'
+				}
+				return r
+			}, h)
+		}
+		b.WriteString(h)
+		b.WriteByte('\n')
 	}
 	for i, s := range f.sections {
 		if i > 0 || len(f.header) > 0 {
 			b.WriteString("\n")
 		}
-		b.WriteString("[" + s.name + "]\n")
+		b.WriteByte('[')
+		b.WriteString(s.name)
+		b.WriteString("]\n")
 		for _, e := range s.entries {
-			b.WriteString(e.key + "=" + e.raw + "\n")
+			b.WriteString(e.key)
+			b.WriteByte('=')
+			b.WriteString(e.raw)
+			b.WriteByte('\n')
 		}
 	}
 	return b.String()
@@ -165,8 +184,8 @@ func (e entry) check(v string) error {
 	if err != nil {
 		return err
 	}
-	if prefix != e.prefix || !slices.Equal(got, e.want) {
-		return fmt.Errorf("systemd would read %q, not %q", got, e.want)
+	if want := e.meant(); prefix != e.prefix || !slices.Equal(got, want) {
+		return fmt.Errorf("systemd would read %q, not %q", got, want)
 	}
 	return nil
 }

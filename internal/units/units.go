@@ -52,6 +52,16 @@ const (
 type Options struct {
 	SitectlPath string     // the sitectl binary the units run
 	Dirs        paths.Dirs // where site files and mode state live
+
+	header []string // the site's header, once Render has made it for all its units
+}
+
+// headerOf is header(s, o), made once per site by Render.
+func (o Options) headerOf(s *site.Site) []string {
+	if o.header != nil {
+		return o.header
+	}
+	return header(s, o)
 }
 
 func (o Options) withDefaults() Options {
@@ -155,6 +165,7 @@ func UnitPatterns(siteName string) []string {
 // Render returns all of a site's units, sockets first.
 func Render(s *site.Site, opts Options) []Unit {
 	opts = opts.withDefaults()
+	opts.header = header(s, opts)
 	var out []Unit
 	for _, name := range s.ListenerNames() {
 		out = append(out, renderSocket(s, name, opts))
@@ -201,10 +212,13 @@ func RenderChecked(s *site.Site, opts Options) ([]Unit, error) {
 		return nil, err
 	}
 	us := Render(s, opts)
-	for _, u := range us {
-		if err := u.src.verify(u.Content); err != nil {
+	for i, u := range us {
+		if err := u.src.check(u.Content); err != nil {
 			return nil, fmt.Errorf("%s would not say what the site file says: %w", u.Name, err)
 		}
+		// Checked: what the unit was built from is garbage now, rather
+		// than live until the generator has written 10,000 sites.
+		us[i].src = nil
 	}
 	return us, nil
 }
@@ -275,7 +289,7 @@ func describe(s *site.Site) string {
 }
 
 func renderSocket(s *site.Site, fdName string, opts Options) Unit {
-	f := &file{header: header(s, opts)}
+	f := &file{header: opts.headerOf(s)}
 	u := unitSection(f, s, fmt.Sprintf("%s: listener %s", describe(s), fdName))
 	if s.ReloadTrigger != "" && socketName(s, fdName) == MainSocketName(s.Name) {
 		// The trigger is armed whenever the site is in service: at boot
@@ -373,7 +387,7 @@ func presetFor(s *site.Site) preset {
 }
 
 func renderService(s *site.Site, opts Options) Unit {
-	f := &file{header: header(s, opts)}
+	f := &file{header: opts.headerOf(s)}
 	u := unitSection(f, s, describe(s))
 	var sockets []string
 	for _, n := range s.ListenerNames() {
@@ -389,9 +403,10 @@ func renderService(s *site.Site, opts Options) Unit {
 	u.text("StartLimitBurst", "30")
 
 	svc := f.section("Service")
-	// About 70 entries: growing the slice from nothing cost a tenth of the
-	// generator's time at 10,000 sites.
-	svc.entries = make([]entry, 0, 80)
+	// About 55 entries and one per variable and credential: growing the
+	// slice from nothing cost a tenth of the generator's time at 10,000
+	// sites, and a slice much larger than needed costs page faults.
+	svc.entries = make([]entry, 0, 64+len(s.Environment)+len(s.Credentials))
 	overlap := s.Handoff == site.HandoffOverlap
 	if s.Readiness == site.ReadinessNotify || overlap {
 		// With overlap the launcher is the main process and says READY=1
@@ -580,7 +595,7 @@ func hardening(svc *section, s *site.Site) {
 }
 
 func renderReloadPath(s *site.Site, opts Options) Unit {
-	f := &file{header: header(s, opts)}
+	f := &file{header: opts.headerOf(s)}
 	u := unitSection(f, s, fmt.Sprintf("%s: reload when %s is touched", describe(s), s.ReloadTrigger))
 	// Started by the site's main socket (its Wants=), stopped and
 	// restarted with it: a touch must not bring back a site taken out of
@@ -594,7 +609,7 @@ func renderReloadPath(s *site.Site, opts Options) Unit {
 }
 
 func renderReloadService(s *site.Site, opts Options) Unit {
-	f := &file{header: header(s, opts)}
+	f := &file{header: opts.headerOf(s)}
 	u := unitSection(f, s, describe(s)+": reload")
 	// Touches are rate-limited by coalescing: this oneshot runs one reload
 	// at a time, and triggers meanwhile queue at most one more. systemd's
