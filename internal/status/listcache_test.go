@@ -142,9 +142,10 @@ func poison(c *sitecache.Cache) {
 
 // TestListCacheGivesTheSameList: with the cache cold, warm, after a
 // same-size edit with the mtime put back, a file replaced by rename, a
-// chmod, a file made invalid, a damaged cache, a cache of another build
-// and one of another directory, list says exactly what it says without a
-// cache; unchanged files are not read.
+// chmod, a file made invalid, a new file that collides with a cached
+// one, a damaged cache, a cache of another build and one of another
+// directory, list says exactly what it says without a cache; unchanged
+// files are not read.
 func TestListCacheGivesTheSameList(t *testing.T) {
 	d, sd := setup(t)
 	fresh := Sources{Dirs: d, Systemd: sd}
@@ -202,6 +203,20 @@ func TestListCacheGivesTheSameList(t *testing.T) {
 		t.Fatal("the invalid file's mistakes are not reported")
 	}
 	step("invalid, warm", 5, 5, false)
+
+	// A new site takes the port of run, whose record is trusted: run,
+	// the later by name, gets the mistake, as without a cache.
+	aardvark := filepath.Join(d.Config, "aardvark.toml")
+	if err := os.WriteFile(aardvark, []byte(strings.ReplaceAll(siteTOML, "%PORT%", "4000")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	step("a new site collides with a cached one", 5, 4, true)
+	if res := listOf(t, src); len(bySite(res.Sites)["run"].SiteFile.Errors) == 0 {
+		t.Fatal("the collision is not reported")
+	}
+	step("collision, warm", 5, 5, false)
+	os.Remove(aardvark)
+	step("collision gone", 5, 4, true)
 
 	data, _ = os.ReadFile(cache)
 	data[len(data)/2] ^= 0x10
