@@ -20,6 +20,10 @@ const (
 	// DefaultDialSocket is where sitectl-dial.service connects to TCP
 	// addresses for the state service (package dialer).
 	DefaultDialSocket = "/run/sitectl/dial.sock"
+	// ListCache is where root's sitectl list keeps what it read of each
+	// site file (package sitecache), in a directory of root's alone:
+	// under /run, so that it starts empty at each boot.
+	ListCache = "/run/sitectl/cache/list"
 
 	EnvConfigDir   = "SITECTL_CONFIG_DIR"
 	EnvStateDir    = "SITECTL_STATE_DIR"

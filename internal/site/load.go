@@ -3,14 +3,10 @@ package site
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/sitectl/sitectl/internal/par"
 )
@@ -122,32 +118,11 @@ type Result struct {
 // mistakes are in Errors. A missing directory is no sites. The error return is
 // for a directory that cannot be read at all.
 func LoadDir(dir string) (Result, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return Result{}, nil
+	paths, hint, closeDir, err := readDir(dir)
+	if err != nil || paths == nil {
+		return Result{}, err
 	}
-	if err != nil {
-		return Result{}, fmt.Errorf("cannot read the site directory: %w", err)
-	}
-	// The files are opened by name in the directory, not by a path the
-	// kernel walks 10,000 times; without the directory's descriptor, by
-	// path.
-	hint := &dirHint{fd: unix.AT_FDCWD}
-	if fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-		defer unix.Close(fd)
-		hint.fd = fd
-	}
-	var paths []string
-	for _, e := range entries {
-		// Anything named NAME.toml is meant as a site file, whatever its
-		// type: ReadFile says why a directory or a pipe is not one.
-		if !strings.HasSuffix(e.Name(), ".toml") || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
-		paths = append(paths, p)
-		hint.regular = append(hint.regular, e.Type().IsRegular())
-	}
+	defer closeDir()
 	return loadFiles(paths, hint, nil, nil), nil
 }
 
@@ -168,6 +143,10 @@ func LoadFiles(paths []string, others []*Site, names map[string]string) Result {
 type dirHint struct {
 	fd      int
 	regular []bool
+	// reuse, when set, may give a file's site from an earlier load
+	// instead of reading it (LoadDirReusing); its answers go to origins.
+	reuse   Reuse
+	origins []Origin
 }
 
 // loadFiles is LoadFiles of the files of one directory with hint, or of
@@ -180,6 +159,17 @@ func loadFiles(paths []string, hint *dirHint, others []*Site, names map[string]s
 	out := make([]parsed, len(paths))
 	par.Each(len(paths), func(i int) {
 		p := paths[i]
+		if hint != nil && hint.reuse != nil {
+			s, regular := hint.reused(i, p)
+			if s != nil {
+				out[i].site, out[i].errs = s, resolveListeners(s)
+				if len(out[i].errs) > 0 {
+					out[i].site = nil
+				}
+				return
+			}
+			hint.regular[i] = hint.regular[i] || regular
+		}
 		var data []byte
 		var err error
 		if hint != nil {

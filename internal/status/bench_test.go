@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/paths"
@@ -48,7 +49,9 @@ func (l *listingSystemd) List(context.Context, ...string) ([]control.Unit, error
 // never-started: no site has a state directory (as in test/scaleshapes);
 // started: each has a mode file, a state file and a last good copy, as
 // sites that ran have. parse-only is site.LoadDir alone, the share of
-// reading and parsing the site files.
+// reading and parsing the site files. -cache-cold and -cache-warm are
+// list with its cache of the site files (sitecache), before and after it
+// was written.
 func BenchmarkList(b *testing.B) {
 	d, sd := benchSites(b, 10000)
 	src := Sources{Dirs: d, Systemd: &listingSystemd{*sd}}
@@ -68,6 +71,36 @@ func BenchmarkList(b *testing.B) {
 		}
 	})
 	b.Run("never-started", run)
+	// The same with the list cache (package sitecache): cold, every file
+	// read and the cache written; warm, no file read.
+	cacheSrc := src
+	cacheSrc.ListCache = filepath.Join(b.TempDir(), "cache", "list")
+	cacheSrc.now = func() time.Time { return time.Now().Add(time.Hour) } // the files are settled
+	yes := true
+	cacheSrc.cacheWrites = &yes
+	runCached := func(cold bool) func(b *testing.B) {
+		return func(b *testing.B) {
+			if !cold { // the cache as the list before left it
+				if _, err := Gather(context.Background(), cacheSrc, Request{Brief: true}); err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+			}
+			for i := 0; i < b.N; i++ {
+				if cold {
+					b.StopTimer()
+					os.Remove(cacheSrc.ListCache)
+					b.StartTimer()
+				}
+				res, err := Gather(context.Background(), cacheSrc, Request{Brief: true})
+				if err != nil || len(res.Sites) != 10000 || !cold && res.cache.Reused != 10000 {
+					b.Fatal(err, len(res.Sites), res.cache)
+				}
+			}
+		}
+	}
+	b.Run("never-started-cache-cold", runCached(true))
+	b.Run("never-started-cache-warm", runCached(false))
 	for i := 0; i < 10000; i++ {
 		name := fmt.Sprintf("s-%05d", i)
 		for p, c := range map[string]string{
@@ -84,4 +117,5 @@ func BenchmarkList(b *testing.B) {
 		}
 	}
 	b.Run("started", run)
+	b.Run("started-cache-warm", runCached(false))
 }

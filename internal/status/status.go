@@ -23,6 +23,7 @@ import (
 	"github.com/sitectl/sitectl/internal/par"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sitecache"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
@@ -134,6 +135,15 @@ type Sources struct {
 	// Warm reads the generation a keep_previous site keeps warm
 	// (WarmGeneration, from its launcher).
 	Warm func(ctx context.Context, s *site.Site) *Warm
+	// ListCache is the file where list (Brief, all sites) keeps what it
+	// read of each site file, so that it reads only the files changed
+	// since (package sitecache); empty: no cache. Root's list writes it.
+	ListCache string
+	// now is when a load starts (time.Now); a seam for tests.
+	now func() time.Time
+	// cacheWrites: a load may write ListCache (root's list); nil: when
+	// sitectl runs as root. A seam for tests.
+	cacheWrites *bool
 }
 
 // Request says which sites to read, and how much.
@@ -153,6 +163,8 @@ type Result struct {
 	// Skipped are files of the config directory that cannot be a site
 	// (a name that is not valid).
 	Skipped []error
+	// cache is what list did with its cache of the site files.
+	cache sitecache.Stats
 }
 
 // ErrBadName wraps a site name that is not valid.
@@ -166,7 +178,7 @@ func Gather(ctx context.Context, src Sources, req Request) (Result, error) {
 	var byName map[string]control.Unit
 	var err error
 	if len(req.Names) == 0 {
-		ents, byName, res.Skipped, err = allSites(ctx, src, req.Brief)
+		ents, byName, res.Skipped, res.cache, err = allSites(ctx, src, req.Brief)
 	} else {
 		ents, res.Missing, err = namedEntries(src.Dirs, req.Names)
 		if err == nil {
@@ -208,7 +220,7 @@ func Gather(ctx context.Context, src Sources, req Request) (Result, error) {
 // all site units at the same time: systemd takes as long to list 20,000
 // units as sitectl takes to read 10,000 site files, and neither needs the
 // other.
-func allSites(ctx context.Context, src Sources, brief bool) ([]entry, map[string]control.Unit, []error, error) {
+func allSites(ctx context.Context, src Sources, brief bool) ([]entry, map[string]control.Unit, []error, sitecache.Stats, error) {
 	var byName map[string]control.Unit
 	var uerr error
 	listed := make(chan struct{})
@@ -216,12 +228,34 @@ func allSites(ctx context.Context, src Sources, brief bool) ([]entry, map[string
 		defer close(listed)
 		byName, uerr = readUnits(ctx, src.Systemd, nil, true, brief)
 	}()
-	ents, skipped, err := allEntries(src.Dirs)
+	load := func(string) (site.Result, sitecache.Stats, error) {
+		res, err := site.LoadDir(src.Dirs.Config)
+		return res, sitecache.Stats{}, err
+	}
+	if brief && src.ListCache != "" {
+		load = src.cachedLoad
+	}
+	ents, skipped, stats, err := allEntries(src.Dirs, load)
 	<-listed
 	if err == nil {
 		err = uerr
 	}
-	return ents, byName, skipped, err
+	return ents, byName, skipped, stats, err
+}
+
+// cachedLoad reads the site directory for list through the list cache:
+// only what list reads of a site comes from it (sitecache.Record), so it
+// is for Brief alone.
+func (src Sources) cachedLoad(dir string) (site.Result, sitecache.Stats, error) {
+	now, writes := time.Now, os.Geteuid() == 0
+	if src.now != nil {
+		now = src.now
+	}
+	if src.cacheWrites != nil {
+		writes = *src.cacheWrites
+	}
+	st := sitecache.Store{Path: src.ListCache, Dir: dir, Build: sitecache.Build(), MayWrite: writes}
+	return st.LoadDir(now())
 }
 
 // readUnits reads the units of every entry: one listing of all site units
@@ -426,8 +460,10 @@ func isRunning(state string) bool {
 // entry is a site to report: its current site file's, or, when that is
 // invalid, its last good version's, or only its name.
 type entry struct {
-	site     *site.Site // Name always; the rest when known
-	known    bool       // site holds a parsed site file
+	// site: Name always; the rest when known. For list, from its cache,
+	// it holds only what list reads (sitecache.Record).
+	site     *site.Site
+	known    bool // site holds a parsed site file
 	file     string
 	errs     site.Errors
 	lastGood bool
@@ -458,11 +494,12 @@ func (en entry) fileState() FileState {
 	return fs
 }
 
-// allEntries are the sites of the config directory, valid or not.
-func allEntries(d paths.Dirs) ([]entry, []error, error) {
-	res, err := site.LoadDir(d.Config)
+// allEntries are the sites of the config directory, valid or not, as
+// load reads them.
+func allEntries(d paths.Dirs, load func(dir string) (site.Result, sitecache.Stats, error)) ([]entry, []error, sitecache.Stats, error) {
+	res, stats, err := load(d.Config)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, stats, err
 	}
 	var ents []entry
 	for _, s := range res.Sites {
@@ -486,7 +523,7 @@ func allEntries(d paths.Dirs) ([]entry, []error, error) {
 		ents = append(ents, invalidEntry(d, name, file, byFile[file]))
 	}
 	sortEntries(ents)
-	return ents, skipped, nil
+	return ents, skipped, stats, nil
 }
 
 // namedEntries are the named sites; missing are those without a site file.
