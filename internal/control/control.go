@@ -65,10 +65,33 @@ func Connect(ctx context.Context) (*Manager, error) {
 	}
 }
 
+// shared makes go-systemd's two connections one: go-systemd dials one for
+// calls and another for signals, and systemd sends every signal of every
+// unit (hundreds of PropertiesChanged during one restart) to every
+// connection on its private socket, where no match rule filters them.
+// With two, sitectl reads and decodes each twice and waits for the second
+// connection's handshake; calls and signals share one connection fine.
+// The first connection dialled is returned to every later call; a failed
+// dial is not remembered.
+func shared(dial func() (*dbus.Conn, error)) func() (*dbus.Conn, error) {
+	var c *dbus.Conn
+	return func() (*dbus.Conn, error) {
+		if c != nil {
+			return c, nil
+		}
+		conn, err := dial()
+		if err != nil {
+			return nil, err
+		}
+		c = conn
+		return c, nil
+	}
+}
+
 func connect() (*Manager, error) {
 	m := &Manager{}
 	dial := func(open func() (*dbus.Conn, error), hello bool) func() (*dbus.Conn, error) {
-		return func() (*dbus.Conn, error) {
+		return shared(func() (*dbus.Conn, error) {
 			c, err := open()
 			if err != nil {
 				return nil, err
@@ -85,7 +108,7 @@ func connect() (*Manager, error) {
 			}
 			m.bus = c
 			return c, nil
-		}
+		})
 	}
 	bus := dial(func() (*dbus.Conn, error) { return dbus.SystemBusPrivate() }, true)
 	if os.Geteuid() != 0 {

@@ -2,6 +2,7 @@ package control
 
 import (
 	"bytes"
+	"errors"
 	"encoding/binary"
 	"testing"
 
@@ -70,4 +71,30 @@ func decoded(t *testing.T, v any) []interface{} {
 		t.Fatal(err)
 	}
 	return back.Body
+}
+
+// TestSharedDialsOnce: go-systemd's two dials get one connection; a failed
+// dial is tried again, not remembered.
+func TestSharedDialsOnce(t *testing.T) {
+	dials, fail := 0, true
+	want := &dbus.Conn{}
+	dial := shared(func() (*dbus.Conn, error) {
+		dials++
+		if fail {
+			return nil, errors.New("refused")
+		}
+		return want, nil
+	})
+	if _, err := dial(); err == nil {
+		t.Fatal("a failed dial succeeded")
+	}
+	fail = false
+	for range 2 {
+		if c, err := dial(); err != nil || c != want {
+			t.Fatalf("dial = %p, %v; want %p", c, err, want)
+		}
+	}
+	if dials != 2 {
+		t.Fatalf("dialled %d times, want 2 (one failed, then one for both)", dials)
+	}
 }
