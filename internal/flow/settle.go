@@ -30,7 +30,8 @@ import (
 //     settle_time, counted from its own start, the service must stay
 //     running with the same main process and no automatic restart, and an
 //     overlap site must keep a serving generation; then it probes once
-//     more. READY=1 is not health: an app can say it and die 300 ms later.
+//     more, unless the first probe's answer came after the settle time.
+//     READY=1 is not health: an app can say it and die 300 ms later.
 //
 // A fast app waits out the rest of the settle time; one that took longer
 // than that to become ready is still watched for half the settle time
@@ -47,8 +48,8 @@ type watched struct {
 	overlap bool
 	serving int       // the pid that serves: the main process, or the generation
 	ready   time.Time // when systemd said it runs
-	// probedSettled: the first probe began once the serving process had
-	// settled, so the settle needs no second one.
+	// probedSettled: the first probe's answer came once the serving
+	// process had settled, so the settle needs no second one.
 	probedSettled bool
 }
 
@@ -68,10 +69,12 @@ func (e *Env) verifyServed(ctx context.Context, s *site.Site, m site.Mode, w *wa
 		}
 		return err
 	}
-	left, lerr := e.settleLeft(s, w)
 	if err := e.verify(ctx, s, m, w); err != nil {
 		return err
 	}
+	// Asked after the probe: an answer that came once the process had
+	// settled shows it serving then, as well as a probe begun then would.
+	left, lerr := e.settleLeft(s, w)
 	w.probedSettled = lerr == nil && left <= 0
 	return e.settle(ctx, s, m, w)
 }

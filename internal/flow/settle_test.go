@@ -289,14 +289,15 @@ func TestSlowLauncherStopIsExplained(t *testing.T) {
 	}
 }
 
-// A probe that began after the settle time is not repeated: the settle
-// then only looks once more that the same process still runs. One that
-// began before it is.
+// A probe answered after the settle time is not repeated: the settle
+// then only looks once more that the same process still runs. One
+// answered before it is, even if it began after the process was ready.
 func TestSettledProbeIsNotRepeated(t *testing.T) {
 	for _, c := range []struct {
 		settle time.Duration
+		took   time.Duration // how long the probe took to be answered
 		probes int
-	}{{300 * time.Millisecond, 2}, {time.Millisecond, 1}} {
+	}{{300 * time.Millisecond, 0, 2}, {time.Millisecond, 0, 1}, {300 * time.Millisecond, 400 * time.Millisecond, 1}} {
 		s := testSite(t)
 		s.Probe = &site.Probe{Path: "/", Status: 200, Timeout: time.Second}
 		e, _, _ := settleEnv(t, s)
@@ -307,12 +308,12 @@ func TestSettledProbeIsNotRepeated(t *testing.T) {
 		e.Now = func() time.Time { return tick().Add(clock) }
 		e.Environ = func(pid int) ([]string, error) { clock += time.Millisecond; return environ(pid) }
 		probes := 0
-		e.Probe = func(context.Context, *site.Site, site.Mode) error { probes++; return nil }
+		e.Probe = func(context.Context, *site.Site, site.Mode) error { probes++; clock += c.took; return nil }
 		if _, err := SwitchMode(context.Background(), e, s, "read-only", Options{}); err != nil {
 			t.Fatal(err)
 		}
 		if probes != c.probes {
-			t.Errorf("settle time %v: %d probes, want %d", c.settle, probes, c.probes)
+			t.Errorf("settle time %v, probe answered after %v: %d probes, want %d", c.settle, c.took, probes, c.probes)
 		}
 	}
 }
