@@ -2,6 +2,7 @@ package sockheld
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -76,10 +77,73 @@ func TestTCPTableStopsAfterTheListeners(t *testing.T) {
 		"   1: 0100007F:1F92 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 444 1 0000000000000000 100 0 0 10 0\n"
 	r := io.MultiReader(strings.NewReader(head), iotest.ErrReader(errors.New("read past the listeners")))
 	got := map[int][]uint64{}
-	if err := scanTable(r, func(f []string) bool { return parseTCP(f, got) }); err != nil {
+	if err := scanTable(r, func(f [][]byte) bool { return parseTCP(f, map[int]bool{8080: true}, got) }); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || got[8080][0] != 111 {
 		t.Errorf("listeners %v", got)
+	}
+}
+
+// A site's check reads only the tables of the kinds it listens on: the
+// check of a TCP site does not fail for want of /proc/1/net/unix, nor a
+// unix one for want of the TCP tables.
+func TestOnlyTheTablesOfTheSitesKinds(t *testing.T) {
+	proc := fakeProc(t)
+	if err := os.Remove(filepath.Join(proc, "1", "net", "unix")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Missing(proc, &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.TCP, Address: "127.0.0.1:8080"}}})
+	if err != nil || len(got) != 0 {
+		t.Errorf("TCP site without /proc/1/net/unix: %q, %v", got, err)
+	}
+	proc = fakeProc(t)
+	for _, table := range []string{"tcp", "tcp6"} {
+		if err := os.Remove(filepath.Join(proc, "1", "net", table)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err = Missing(proc, &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.Unix, Path: "/run/shop.sock"}}})
+	if err != nil || len(got) != 0 {
+		t.Errorf("unix site without the TCP tables: %q, %v", got, err)
+	}
+}
+
+// With 10,000 sites PID 1 holds 10,000 listeners: checking one site must
+// not allocate for every row of the table, only for the site's own.
+func TestTableRowsOfOtherSitesCostNoAllocations(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n")
+	for i := range 10000 {
+		fmt.Fprintf(&b, "%4d: 0100007F:%04X 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 %d 1 0000000000000000 100 0 0 10 0\n", i, 10000+i, 1000+i)
+	}
+	table := b.String()
+	ports := map[int]bool{10042: true}
+	allocs := testing.AllocsPerRun(5, func() {
+		got := map[int][]uint64{}
+		if err := scanTable(strings.NewReader(table), func(f [][]byte) bool { return parseTCP(f, ports, got) }); err != nil {
+			t.Fatal(err)
+		}
+		if len(got[10042]) != 1 || got[10042][0] != 1042 {
+			t.Fatalf("listeners %v", got)
+		}
+	})
+	if allocs > 20 {
+		t.Errorf("%.0f allocations to read a table of 10,000 listeners for one port, want a handful", allocs)
+	}
+}
+
+func TestParseUint(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		base uint64
+		want uint64
+		ok   bool
+	}{{"1F90", 16, 8080, true}, {"1f90", 16, 8080, true}, {"123", 10, 123, true}, {"", 10, 0, false},
+		{"12a", 10, 0, false}, {"18446744073709551615", 10, 1<<64 - 1, true}, {"18446744073709551616", 10, 0, false}, {"-1", 10, 0, false}} {
+		got, ok := parseUint([]byte(c.in), c.base)
+		if got != c.want || ok != c.ok {
+			t.Errorf("parseUint(%q, %d) = %d, %v; want %d, %v", c.in, c.base, got, ok, c.want, c.ok)
+		}
 	}
 }
