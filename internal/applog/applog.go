@@ -8,11 +8,15 @@ package applog
 import (
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // prefix is the head of a short-precise journal line: "Nov 30 13:00:00.123456
 // host ident[pid]: ". Its identifier is the first group.
-var prefix = regexp.MustCompile(`^[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ ([^\s:\[]+)(?:\[\d+\])?: `)
+// It is compiled on first use: most sitectl commands read no journal.
+var prefix = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ ([^\s:\[]+)(?:\[\d+\])?: `)
+})
 
 // Line is one journal line split into its identifier and its message.
 type Line struct {
@@ -23,7 +27,7 @@ type Line struct {
 // Split splits a short-precise journal line; a line without the prefix is
 // all message.
 func Split(l string) Line {
-	m := prefix.FindStringSubmatchIndex(l)
+	m := prefix().FindStringSubmatchIndex(l)
 	if m == nil {
 		return Line{Message: l}
 	}

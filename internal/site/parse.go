@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"os"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -414,10 +413,6 @@ func (p *parser) durationMax(key string, v *tomlpos.Value, limit time.Duration) 
 	return 0
 }
 
-// pathRE is what sitectl accepts in a path: it ends up in unit files, where
-// spaces separate list items and % and $ are specifiers.
-var pathRE = regexp.MustCompile(`^/[A-Za-z0-9._/@+:,=~-]*$`)
-
 func (p *parser) absPath(key string, v *tomlpos.Value) string {
 	s := p.str(key, v)
 	if v.Kind != tomlpos.String {
@@ -436,7 +431,7 @@ func checkPath(s string) string {
 		return "is not an absolute path"
 	case path.Clean(s) != s:
 		return fmt.Sprintf("is not in its simplest form: write %q", path.Clean(s))
-	case !pathRE.MatchString(s):
+	case !validPath(s):
 		return "has characters sitectl does not accept in paths (allowed: letters, digits and . _ / @ + : , = ~ -)"
 	case len(s) > 4095:
 		return "is too long"
@@ -485,15 +480,13 @@ func (p *parser) argv(key string, v *tomlpos.Value) []string {
 	return argv
 }
 
-var accountRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,30}$`)
-
 func (p *parser) account(key string, v *tomlpos.Value) string {
 	s := p.str(key, v)
 	if v.Kind != tomlpos.String {
 		return ""
 	}
 	switch {
-	case !accountRE.MatchString(s):
+	case !validAccount(s):
 		p.errorf(v.Pos, "%s %q is not a valid user or group name", key, printable(s))
 	case s == "root":
 		p.errorf(v.Pos, "%s root is refused: a site runs unprivileged (leave user out for a dynamic user)", key)
@@ -502,8 +495,6 @@ func (p *parser) account(key string, v *tomlpos.Value) string {
 	}
 	return ""
 }
-
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // reservedEnv are variables that systemd or sitectl set for the app.
 func reservedEnv(name string) bool {
@@ -522,7 +513,7 @@ func (p *parser) environment(key string, v *tomlpos.Value) []EnvVar {
 	for _, name := range v.Keys {
 		val := v.Fields[name]
 		switch {
-		case !envNameRE.MatchString(name):
+		case !validEnvName(name):
 			p.errorf(val.KeyPos, "%s: %q is not a valid variable name", key, printable(name))
 		case reservedEnv(name):
 			p.errorf(val.KeyPos, "%s: %s is set by sitectl or systemd and cannot be set here", key, name)
@@ -556,8 +547,6 @@ const (
 // maxUnixPath is sun_path's size less the terminating NUL.
 const maxUnixPath = 107
 
-var listenerNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
-
 var listenKeys = map[string]func(*parser, *Listener, *tomlpos.Value){
 	keyListenAddress: func(p *parser, l *Listener, v *tomlpos.Value) {
 		s := p.str(keyListenAddress, v)
@@ -588,7 +577,7 @@ var listenKeys = map[string]func(*parser, *Listener, *tomlpos.Value){
 	},
 	keyListenName: func(p *parser, l *Listener, v *tomlpos.Value) {
 		s := p.str("listen name", v)
-		if v.Kind == tomlpos.String && !listenerNameRE.MatchString(s) {
+		if v.Kind == tomlpos.String && !validListenerName(s) {
 			p.errorf(v.Pos, "listen name %q is not valid: use lowercase letters, digits, _ and -, starting with a letter, at most 32", printable(s))
 			return
 		}
@@ -823,11 +812,6 @@ func (p *parser) hardening(v *tomlpos.Value) Hardening {
 
 // --- credentials, egress and deployers ---------------------------------------
 
-// credentialNameRE is what sitectl accepts as a credential name: a file
-// name in $CREDENTIALS_DIRECTORY, and the part before ":" of
-// LoadCredential=.
-var credentialNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
-
 func (p *parser) credentials(v *tomlpos.Value) []Credential {
 	if !p.kind(keyCredentials, v, tomlpos.Table) {
 		return nil
@@ -835,7 +819,7 @@ func (p *parser) credentials(v *tomlpos.Value) []Credential {
 	var out []Credential
 	for _, name := range v.Keys {
 		val := v.Fields[name]
-		if !credentialNameRE.MatchString(name) {
+		if !validCredentialName(name) {
 			p.errorf(val.KeyPos, "credentials: %q is not a valid credential name: use letters, digits, _, . and -, at most 64, not starting with . or -", printable(name))
 			continue
 		}
@@ -893,10 +877,6 @@ func (p *parser) egressAddress(key string, v *tomlpos.Value) string {
 	return ""
 }
 
-// deployerRE is a grant: user:NAME or group:NAME, NAME an account name or
-// a numeric id.
-var deployerRE = regexp.MustCompile(`^(user|group):([a-z_][a-z0-9_-]{0,30}|[0-9]{1,10})$`)
-
 func (p *parser) deployers(v *tomlpos.Value) []Deployer {
 	if !p.kind(keyDeployers, v, tomlpos.Array) {
 		return nil
@@ -907,12 +887,12 @@ func (p *parser) deployers(v *tomlpos.Value) []Deployer {
 		if item.Kind != tomlpos.String {
 			continue
 		}
-		m := deployerRE.FindStringSubmatch(s)
-		if m == nil {
+		kind, name, ok := parseDeployer(s)
+		if !ok {
 			p.errorf(item.Pos, "deployers[%d] %q is not user:NAME or group:NAME (a user or group name, or a numeric id)", i, printable(s))
 			continue
 		}
-		d := Deployer{Kind: DeployerKind(m[1]), Name: m[2]}
+		d := Deployer{Kind: DeployerKind(kind), Name: name}
 		if slices.Contains(out, d) {
 			p.errorf(item.Pos, "deployers[%d] %s is listed twice", i, s)
 			continue

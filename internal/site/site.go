@@ -10,7 +10,6 @@ package site
 import (
 	"fmt"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -286,8 +285,6 @@ func (s *Site) ListenerNames() []string {
 // and journal fields.
 const maxNameLength = 32
 
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
-
 // reservedSuffix is taken by the touch-to-reload units of a site: site "x"
 // owns site-x-reload.path and site-x-reload.service.
 const reservedSuffix = "-reload"
@@ -313,7 +310,7 @@ func validateIdent(what, name string) error {
 		return fmt.Errorf("%s name is empty", what)
 	case len(name) > maxNameLength:
 		return fmt.Errorf("%s name is %d bytes long; at most %d are allowed", what, len(name), maxNameLength)
-	case !nameRE.MatchString(name):
+	case !validName(name):
 		return fmt.Errorf("%s name %q is not valid: use lowercase letters, digits and single hyphens, starting with a letter", what, printable(name))
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -87,13 +88,15 @@ func DecodeCommand(v string) (prefix string, argv []string, err error) {
 	return prefix, argv, nil
 }
 
-var wholeVar = regexp.MustCompile(`^\$[A-Za-z_][A-Za-z0-9_]*$`)
+// The expressions are compiled on first use, by the few commands that
+// read unit files.
+var wholeVar = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\$[A-Za-z_][A-Za-z0-9_]*$`) })
 
 // dollars applies what systemd does to each word at exec time: a word that
 // is $NAME becomes the variable's words, ${NAME} is substituted anywhere,
 // and $$ is a $. Other $ stay.
 func dollars(w string) (string, error) {
-	if wholeVar.MatchString(w) {
+	if wholeVar().MatchString(w) {
 		return "", fmt.Errorf("the word %q would be replaced by a variable", w)
 	}
 	var b strings.Builder
@@ -131,7 +134,7 @@ func DecodeEnv(v string) ([]string, error) {
 			return nil, err
 		}
 		name, value, ok := strings.Cut(word, "=")
-		if !ok || !envName.MatchString(name) || !utf8.ValidString(value) {
+		if !ok || !envName().MatchString(name) || !utf8.ValidString(value) {
 			return nil, fmt.Errorf("%q is not a valid environment assignment: systemd would ignore it", word)
 		}
 		out = append(out, word)
@@ -139,7 +142,7 @@ func DecodeEnv(v string) ([]string, error) {
 	return out, nil
 }
 
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var envName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`) })
 
 // nextWord is systemd's extract_first_word with unquoting and C
 // unescaping: it reads one word from p (which starts at the word) and
