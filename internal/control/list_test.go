@@ -2,8 +2,8 @@ package control
 
 import (
 	"bytes"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"testing"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
