@@ -11,8 +11,9 @@ import (
 // measured is sitectl's own cost. cliSettledSite is the same site with the
 // default settle_time: what watching a new process settle adds (issue 11).
 const (
-	cliSite        = "cli"
-	cliSettledSite = "cli-settled"
+	cliSite         = "cli"
+	cliSettledSite  = "cli-settled"
+	cliGunicornSite = "cli-gunicorn"
 )
 
 // CLIOverhead compares `sitectl restart SITE` with `systemctl restart
@@ -28,23 +29,40 @@ type CLIOverhead struct {
 	SettledSite string        `json:"settled_site"`
 	// Ratio is median(sitectl) / median(systemctl).
 	Ratio float64 `json:"ratio"`
+
+	// GunicornSite is a gunicorn site whose workers import the app for
+	// GunicornImportMS of CPU, restarted with sitectl while a prober asks
+	// it over and over which master serves: Gunicorn is sitectl's wall
+	// time, FirstAnswer when the new workers first answered (the earliest
+	// a probe can succeed), Lag the difference in each run (sitectl's wall
+	// time minus the first answer), NoAnswer the runs without one.
+	GunicornSite     string        `json:"gunicorn_site,omitempty"`
+	GunicornImportMS int64         `json:"gunicorn_import_ms,omitempty"`
+	Gunicorn         DurationStats `json:"sitectl_restart_gunicorn"`
+	FirstAnswer      DurationStats `json:"gunicorn_first_answer"`
+	Lag              DurationStats `json:"gunicorn_lag"`
+	NoAnswer         int           `json:"gunicorn_no_answer,omitempty"`
 }
 
-func runCLIOverhead(ctx context.Context, h *host, runs int, log func(string, ...any)) (*CLIOverhead, error) {
+func runCLIOverhead(ctx context.Context, h *host, runs int, wsgiImport time.Duration, log func(string, ...any)) (*CLIOverhead, error) {
 	files := map[string]string{}
 	var ports []int
-	for _, site := range []struct{ name, extra string }{{cliSite, "settle_time = \"1ms\"\n" + modeExtra}, {cliSettledSite, modeExtra}} {
+	gunicorn := apps[1].withLoad(AppLoad{ImportCPU: wsgiImport})
+	for _, site := range []struct {
+		name, extra string
+		app         App
+	}{{cliSite, "settle_time = \"1ms\"\n" + modeExtra, apps[0]}, {cliSettledSite, modeExtra, apps[0]}, {cliGunicornSite, modeExtra, gunicorn}} {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		files["/etc/sitectl/sites/"+site.name+".toml"] = apps[0].SiteFile(port, site.extra)
+		files["/etc/sitectl/sites/"+site.name+".toml"] = site.app.Site(port, site.extra)
 		ports = append(ports, port)
 	}
 	if err := h.writeFiles(ctx, files); err != nil {
 		return nil, err
 	}
-	for _, argv := range [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "start", "site-" + cliSite + ".socket", "site-" + cliSettledSite + ".socket"}} {
+	for _, argv := range [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "start", "site-" + cliSite + ".socket", "site-" + cliSettledSite + ".socket", "site-" + cliGunicornSite + ".socket"}} {
 		if out, err := h.run(ctx, argv...); err != nil {
 			return nil, fmt.Errorf("%w: %s", err, out)
 		}
@@ -75,5 +93,40 @@ func runCLIOverhead(ctx context.Context, h *host, runs int, log func(string, ...
 	c.Ratio = Ratio(c.Sitectl.Median, c.Systemctl.Median)
 	log("  sitectl restart median %.1f ms, systemctl restart median %.1f ms: ratio %.2f; with the default settle_time %.1f ms",
 		c.Sitectl.Median.MS(), c.Systemctl.Median.MS(), c.Ratio, c.Settled.Median.MS())
+
+	gruns := max(runs/3, 3)
+	log("CLI overhead: %d × sitectl restart %s (gunicorn importing for %s) against its new workers' first answer", gruns, cliGunicornSite, wsgiImport)
+	g := TimeSpec{Runs: gruns, Commands: []TimedCmd{{Argv: []string{"sitectl", "restart", cliGunicornSite}, Watch: fmt.Sprintf("http://127.0.0.1:%d/", ports[2])}}}
+	if _, err := h.timeit(ctx, TimeSpec{Runs: 1, Commands: g.Commands}); err != nil {
+		return nil, err
+	}
+	gr, err := h.timeit(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	c.GunicornSite, c.GunicornImportMS, c.Gunicorn = cliGunicornSite, wsgiImport.Milliseconds(), gr.Stats(0, true)
+	c.FirstAnswer, c.Lag, c.NoAnswer = firstAnswerStats(gr)
+	log("  sitectl restart median %.1f ms; the new workers' first answer median %.1f ms; sitectl's lag median %.1f ms, max %.1f ms",
+		c.Gunicorn.Median.MS(), c.FirstAnswer.Median.MS(), c.Lag.Median.MS(), c.Lag.Max.MS())
 	return c, nil
+}
+
+// firstAnswerStats summarises, over the successful runs of the first
+// command of r, the first answer of the new code and sitectl's lag behind
+// it, and counts the runs without a first answer.
+func firstAnswerStats(r TimeResult) (first, lag DurationStats, none int) {
+	var fs, ls []time.Duration
+	for j, n := range r.Nanos[0] {
+		if r.Errors[0][j] != "" || j >= len(r.FirstNewNanos[0]) {
+			continue
+		}
+		f := r.FirstNewNanos[0][j]
+		if f < 0 {
+			none++
+			continue
+		}
+		fs = append(fs, time.Duration(f))
+		ls = append(ls, time.Duration(n-f))
+	}
+	return SummarizeDurations(fs, true), SummarizeDurations(ls, true), none
 }

@@ -177,6 +177,9 @@ type TimedCmd struct {
 	Argv   []string   `json:"argv"`
 	Before [][]string `json:"before,omitempty"`
 	Env    []string   `json:"env,omitempty"`
+	// Watch, when set, is a URL of a WSGI test app that the helper GETs
+	// over and over while each run of the command runs (see watchFirstNew).
+	Watch string `json:"watch,omitempty"`
 }
 
 // TimeResult holds, per command, the wall time of each run and the error
@@ -189,6 +192,11 @@ type TimeResult struct {
 	// itself, whatever else runs on the machine; not what it makes other
 	// processes (systemd, dbus-daemon) do.
 	CPUNanos [][]int64 `json:"cpu_nanos"`
+	// FirstNewNanos, for a command with Watch, is when in each run (from
+	// its start) the first answer came from a new master process: the time
+	// until a probe first succeeds against the new code; -1: none within
+	// 30 s.
+	FirstNewNanos [][]int64 `json:"first_new_nanos,omitempty"`
 }
 
 // Stats summarises the successful runs of command i and counts the failed
@@ -249,7 +257,8 @@ func timeitMain(stdin io.Reader, stdout io.Writer) int {
 		fmt.Fprintln(os.Stderr, "timeit:", err)
 		return 2
 	}
-	res := TimeResult{Nanos: make([][]int64, len(spec.Commands)), Errors: make([][]string, len(spec.Commands)), CPUNanos: make([][]int64, len(spec.Commands))}
+	res := TimeResult{Nanos: make([][]int64, len(spec.Commands)), Errors: make([][]string, len(spec.Commands)), CPUNanos: make([][]int64, len(spec.Commands)),
+		FirstNewNanos: make([][]int64, len(spec.Commands))}
 	for run := 0; run < spec.Runs; run++ {
 		for i, c := range spec.Commands {
 			for _, b := range c.Before {
@@ -262,9 +271,20 @@ func timeitMain(stdin io.Reader, stdout io.Writer) int {
 			cmd.Env = append(os.Environ(), c.Env...)
 			var errb bytes.Buffer
 			cmd.Stderr = &errb // stdout: nil is /dev/null
+			var firstNew func() time.Duration
+			var watch func(time.Time) func() time.Duration
+			if c.Watch != "" {
+				watch = watchFirstNew(c.Watch)
+			}
 			start := time.Now()
+			if watch != nil {
+				firstNew = watch(start)
+			}
 			err := cmd.Run()
 			d := time.Since(start)
+			if firstNew != nil {
+				res.FirstNewNanos[i] = append(res.FirstNewNanos[i], int64(firstNew()))
+			}
 			msg := ""
 			if err != nil {
 				msg = fmt.Sprintf("%s: %v: %s", strings.Join(c.Argv, " "), err, strings.TrimSpace(errb.String()))
@@ -282,6 +302,45 @@ func timeitMain(stdin io.Reader, stdout io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// watchFirstNew asks url which master process serves it (the WSGI test
+// app's "ppid"). The function it returns GETs url one request after
+// another (2 ms apart, a new connection each, as a probe would) from start
+// on, and returns a function that waits for and returns when, from start,
+// the first answer came from another master; -1 when none came within
+// 30 s. A request sent while the site restarts waits in the socket systemd
+// holds and is answered by the new workers: its answer is the first moment
+// a probe could succeed.
+func watchFirstNew(url string) func(start time.Time) func() time.Duration {
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	master := func() string {
+		resp, err := c.Get(url)
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		if resp.StatusCode != http.StatusOK {
+			return ""
+		}
+		return masterPID(nil, string(body))
+	}
+	before := master()
+	return func(start time.Time) func() time.Duration {
+		done := make(chan time.Duration, 1)
+		go func() {
+			for time.Since(start) < 30*time.Second {
+				if m := master(); m != "" && m != before {
+					done <- time.Since(start)
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			done <- -1
+		}()
+		return func() time.Duration { return <-done }
+	}
 }
 
 // waitServing polls url until it answers 200, for up to timeout.

@@ -379,7 +379,7 @@ func runBench(o options, args []string) (err error) {
 			}
 		}
 		if o.cliRuns > 0 {
-			if res.CLI, err = runCLIOverhead(ctx, h, o.cliRuns, logf); err != nil {
+			if res.CLI, err = runCLIOverhead(ctx, h, o.cliRuns, o.wsgiImport, logf); err != nil {
 				return err
 			}
 		}
