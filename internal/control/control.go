@@ -31,6 +31,8 @@ var (
 	ErrUnavailable = errors.New("systemd cannot be reached")
 	// ErrDenied: systemd or polkit refused the call.
 	ErrDenied = errors.New("permission denied")
+	// ErrReloadIgnored: systemd answered a daemon-reload that it did not do.
+	ErrReloadIgnored = errors.New("systemd did not reload its units")
 )
 
 // Manager is a connection to systemd.

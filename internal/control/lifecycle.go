@@ -8,6 +8,7 @@ import (
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
+	"golang.org/x/sys/unix"
 )
 
 // Start starts a unit and waits for the job to finish.
@@ -21,13 +22,56 @@ func (m *Manager) Stop(ctx context.Context, unit string) error {
 	return m.job(ctx, "stop", unit, m.conn.StopUnitContext)
 }
 
-// DaemonReload has systemd reload its units (and run its generators), and
-// waits until it has.
+// DaemonReload has systemd reload its units (and run its generators), waits
+// until it has, and checks that it did: systemd 252 answers a reload it
+// gave up on as if it had done it (see reloadHappened).
 func (m *Manager) DaemonReload(ctx context.Context) error {
+	before, known := statDir(generatorDir)
 	if err := m.conn.ReloadContext(ctx); err != nil {
 		return fmt.Errorf("cannot reload systemd's units: %w", classify(err))
 	}
-	return nil
+	after, found := statDir(generatorDir)
+	return reloadHappened(before, known, after, found)
+}
+
+// generatorDir is where systemd's generators write their units: systemd
+// removes it and makes it anew, as a new directory, on every reload that
+// gets as far as running them.
+const generatorDir = "/run/systemd/generator"
+
+// dirID tells two directories of one path apart: a directory made anew
+// has another inode, or at least another change time.
+type dirID struct {
+	dev, ino uint64
+	ctime    int64
+}
+
+func statDir(path string) (dirID, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return dirID{}, false
+	}
+	return dirID{uint64(st.Dev), st.Ino, st.Ctim.Nano()}, true
+}
+
+// reloadHappened tells from the generator directory, before and after a
+// daemon-reload that systemd answered, whether systemd really reloaded.
+// systemd 252 serializes its state, then flushes and reruns the
+// generators, then loads every unit. When the serialization fails (PID 1
+// must duplicate every descriptor it holds: with thousands of listening
+// sockets and an open-file limit under twice their number, "Failed to
+// serialize socket fd: Too many open files") it logs the error, keeps every
+// unit as it was and still answers the reload as done, so systemctl
+// daemon-reload exits 0. The directory is then the same one. Where there
+// was none before (no generator ran, or it cannot be seen from here),
+// nothing can be told and the reload counts as done.
+func reloadHappened(before dirID, known bool, after dirID, found bool) error {
+	if !known || !found || after != before {
+		return nil
+	}
+	return fmt.Errorf("%w: systemd answered the daemon-reload but did not run its generators or load any unit again (%s is unchanged); "+
+		"its journal says why (journalctl -b _PID=1 -n 30): with many sites, usually because PID 1 may not open twice the descriptors it holds (compare `grep 'open files' /proc/1/limits` with `ls /proc/1/fd | wc -l`)",
+		ErrReloadIgnored, generatorDir)
 }
 
 // NeedDaemonReload tells whether systemd would load another version of a
