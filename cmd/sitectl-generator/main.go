@@ -24,6 +24,7 @@ import (
 	"github.com/sitectl/sitectl/internal/generator"
 	"github.com/sitectl/sitectl/internal/journal"
 	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/procfs"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -89,6 +90,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		lastGood = fmt.Sprintf(", %d running the last good version", n)
 	}
 	log.Printf(levelInfo, "generated units for %d sites from %s (%d skipped%s)", len(res.Sites), dirs.Config, skipped, lastGood)
+	if soft, err := procfs.OpenFilesLimit(1); err == nil {
+		if w := generator.DescriptorWarning(generator.Listeners(res.Sites), soft); w != "" {
+			log.Printf(levelWarning, "%s", w)
+		}
+	}
 	return 0
 }
 
@@ -107,8 +113,9 @@ func exitCode(dryrun bool) int {
 
 // Syslog levels of kernel-log lines.
 const (
-	levelErr  = 3
-	levelInfo = 6
+	levelErr     = 3
+	levelWarning = 4
+	levelInfo    = 6
 )
 
 // logger writes to the journal when journald runs (a daemon-reload), and
