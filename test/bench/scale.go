@@ -60,7 +60,13 @@ type ScaleResult struct {
 	SitectlListStatedCPU     DurationStats `json:"sitectl_list_stated_cpu"`
 	SitectlListJSONStated    DurationStats `json:"sitectl_list_json_stated"`
 	SitectlListJSONStatedCPU DurationStats `json:"sitectl_list_json_stated_cpu"`
-	DaemonReload             DurationStats `json:"daemon_reload"`
+	// DaemonReloadIdle is the repeated daemon-reload with the sites
+	// loaded and none of their sockets started yet.
+	DaemonReloadIdle    DurationStats `json:"daemon_reload_not_listening"`
+	DaemonReloadIdleCPU DurationStats `json:"daemon_reload_not_listening_pid1_cpu"`
+	// DaemonReload is the repeated daemon-reload with every site's
+	// socket listening. Reloads systemd ignored are failures.
+	DaemonReload DurationStats `json:"daemon_reload"`
 	// DaemonReloadCPU is the CPU time (user + system) the sandbox's
 	// systemd spent in each of those reloads, from /proc/PID/stat: unlike
 	// the wall time it hardly moves when other work shares the machine.
@@ -375,20 +381,34 @@ func scaleStep(ctx context.Context, h *host, o ScaleOptions, base baseline, have
 		return nil, fmt.Errorf("%w: %s", err, out)
 	}
 
-	// The reload that loads them, then their sockets.
-	tr, err := h.timeit(ctx, TimeSpec{Runs: 1, Commands: []TimedCmd{
-		{Argv: []string{"systemctl", "daemon-reload"}},
-		{Argv: []string{"systemctl", "start", "--all", "site-*.socket"}},
-	}})
+	// The reload that loads them, repeated reloads before any of their
+	// sockets listens, then their sockets.
+	mark, err := h.sb.ReloadMark()
 	if err != nil {
 		return nil, err
 	}
-	for i := range tr.Nanos {
-		if e := tr.Errors[i][0]; e != "" {
-			return nil, errors.New(e)
-		}
+	tr, err := h.timeit(ctx, TimeSpec{Runs: 1, Commands: []TimedCmd{{Argv: []string{"systemctl", "daemon-reload"}}}})
+	if err != nil {
+		return nil, err
 	}
-	r.FirstDaemonReload, r.SocketStart = Millis(tr.Nanos[0][0]), Millis(tr.Nanos[1][0])
+	if e := tr.Errors[0][0]; e != "" {
+		return nil, errors.New(e)
+	}
+	if err := h.sb.CheckReloaded(mark); err != nil {
+		return nil, fmt.Errorf("the daemon-reload that loads %d sites: %w", n, err)
+	}
+	r.FirstDaemonReload = Millis(tr.Nanos[0][0])
+	if r.DaemonReloadIdle, r.DaemonReloadIdleCPU, err = timeReloads(ctx, h, o.Reps); err != nil {
+		return nil, err
+	}
+	tr, err = h.timeit(ctx, TimeSpec{Runs: 1, Commands: []TimedCmd{{Argv: []string{"systemctl", "start", "--all", "site-*.socket"}}}})
+	if err != nil {
+		return nil, err
+	}
+	if e := tr.Errors[0][0]; e != "" {
+		return nil, errors.New(e)
+	}
+	r.SocketStart = Millis(tr.Nanos[0][0])
 	if r.ListeningSockets, err = h.count(ctx, "systemctl list-units --state=listening --no-legend --plain 'site-*.socket' | wc -l"); err != nil {
 		return nil, err
 	}
@@ -581,12 +601,17 @@ func stateForAll(ctx context.Context, h *host, n int, workDir string) error {
 }
 
 // timeReloads runs daemon-reload reps times and returns the wall times and
-// the CPU time the sandbox's systemd spent in each.
+// the CPU time the sandbox's systemd spent in each. A reload systemd
+// answered without doing it counts as failed.
 func timeReloads(ctx context.Context, h *host, reps int) (wall, cpu DurationStats, err error) {
 	var walls, cpus []time.Duration
 	var failed []string
 	for i := 0; i < reps; i++ {
 		c0, err := procCPU(h.sb.PID())
+		if err != nil {
+			return wall, cpu, err
+		}
+		mark, err := h.sb.ReloadMark()
 		if err != nil {
 			return wall, cpu, err
 		}
@@ -600,6 +625,11 @@ func timeReloads(ctx context.Context, h *host, reps int) (wall, cpu DurationStat
 		}
 		if e := tr.Errors[0][0]; e != "" {
 			failed = append(failed, e)
+			continue
+		}
+		// systemctl's exit status is not enough: see CheckReloaded.
+		if err := h.sb.CheckReloaded(mark); err != nil {
+			failed = append(failed, err.Error())
 			continue
 		}
 		walls = append(walls, time.Duration(tr.Nanos[0][0]))

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // These tests boot real systemd instances. They need root and fail (never
@@ -469,5 +471,49 @@ func TestSeed(t *testing.T) {
 	}
 	if _, err := Boot(testCtx(t), Options{Name: "seed-missing", Seed: filepath.Join(dir, "missing.tar")}); err == nil || !strings.Contains(err.Error(), "seed archive") {
 		t.Errorf("a missing seed archive: %v", err)
+	}
+}
+
+// CheckReloaded tells a reload systemd did from one it answered without
+// doing: with PID 1's soft open-file limit just above what it holds, it
+// cannot duplicate its descriptors to serialize, and systemctl
+// daemon-reload still exits 0.
+func TestCheckReloaded(t *testing.T) {
+	s := New(t, Options{Name: "reload-check"})
+	ctx := testCtx(t)
+	reload := func() error {
+		mark, err := s.ReloadMark()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := s.Run(ctx, "systemctl", "daemon-reload"); err != nil {
+			t.Fatalf("systemctl daemon-reload: %v\n%s", err, out)
+		}
+		return s.CheckReloaded(mark)
+	}
+	if err := reload(); err != nil {
+		t.Fatalf("a reload systemd did: %v", err)
+	}
+	var rl unix.Rlimit
+	if err := unix.Prlimit(s.PID(), unix.RLIMIT_NOFILE, nil, &rl); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.PID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := unix.Rlimit{Cur: uint64(len(fds) + 3), Max: rl.Max}
+	if err := unix.Prlimit(s.PID(), unix.RLIMIT_NOFILE, &low, nil); err != nil {
+		t.Fatal(err)
+	}
+	err = reload()
+	if restore := unix.Prlimit(s.PID(), unix.RLIMIT_NOFILE, &rl, nil); restore != nil {
+		t.Fatal(restore)
+	}
+	if !errors.Is(err, ErrReloadIgnored) || !strings.Contains(err.Error(), fmt.Sprintf("open-file limit is %d", low.Cur)) {
+		t.Errorf("a reload systemd ignored (PID 1 at %d of %d descriptors): %v", len(fds), low.Cur, err)
+	}
+	if err := reload(); err != nil {
+		t.Errorf("a reload after the limit is back: %v", err)
 	}
 }

@@ -380,9 +380,16 @@ func run(specs []string) error {
 	}
 	for r := 0; r < *reps; r++ {
 		for _, b := range boxes {
+			mark, err := b.sb.ReloadMark()
+			if err != nil {
+				return err
+			}
 			wall, cpu, err := b.timed(ctx, reload...)
 			if err != nil {
 				return err
+			}
+			if err := b.sb.CheckReloaded(mark); err != nil {
+				return fmt.Errorf("%s: %w", b.sh.spec, err)
 			}
 			b.walls, b.cpus = append(b.walls, wall), append(b.cpus, cpu)
 			logf("%s: daemon-reload %.1f s, systemd's CPU %.1f s (load %s)", b.sh.spec, wall.Seconds(), cpu.Seconds(), loadavg())
