@@ -643,6 +643,35 @@ func TestAnsibleRoleIdempotent(t *testing.T) {
 		t.Errorf("the run after the change changed %d things, want 0:\n%s", rc.Changed, r.out)
 	}
 
+	// 5b. systemd answers a daemon-reload it gave up on (here: PID 1's
+	// open-file limit just above what it holds) as done. The run fails
+	// with the reason and restarts nothing with the old units; once the
+	// limit is back, the next run reloads and restarts web, although its
+	// file landed in the failed run.
+	webID = h.invocation("site-web.service")
+	web3 := ansibleSite(8001, `description = "web, changed by ansible again"`)
+	soft, hard := h.pid1NoFile()
+	t.Cleanup(func() { _, _ = h.try("prlimit", "--pid", "1", fmt.Sprintf("--nofile=%d:%d", soft, hard)) })
+	held := strings.Count(h.run("ls", "/proc/1/fd"), "\n")
+	h.run("prlimit", "--pid", "1", fmt.Sprintf("--nofile=%d:%d", held+3, hard))
+	r = f.playbook("change web, reload ignored", playbook, vars(web3, nil))
+	h.run("prlimit", "--pid", "1", fmt.Sprintf("--nofile=%d:%d", soft, hard))
+	if r.code == 0 || !strings.Contains(r.out, "systemd answered the daemon-reload but has not loaded the files of web") {
+		t.Errorf("a daemon-reload systemd ignored did not fail the run with the reason (exit %d):\n%s", r.code, r.out)
+	}
+	if id := h.invocation("site-web.service"); id != webID {
+		t.Errorf("web was restarted with its old units after the ignored reload")
+	}
+	r = f.playbook("change web, retried", playbook, vars(web3, nil))
+	r.mustPass(t, "change web, retried")
+	if id := h.invocation("site-web.service"); id == webID || id == "" {
+		t.Errorf("the retry did not restart web (InvocationID %s → %s):\n%s", webID, id, r.out)
+	}
+	if d := h.show("site-web.service", "Description")["Description"]; !strings.Contains(d, "changed by ansible again") {
+		t.Errorf("after the retry site-web.service runs with the old unit (Description %q)", d)
+	}
+	serves(webURL, 200)
+	web2 = web3
 	webID = h.invocation("site-web.service")
 
 	// 6. A mode switch: check mode reports it without switching; the real
