@@ -97,7 +97,7 @@ func scaleMarkdown(r *Results) string {
 	for _, s := range r.Scale {
 		t.add(fmt.Sprint(s.N), withCPU(s.GeneratorWrite, s.GeneratorWriteCPU), durCell(s.GeneratorDryrun), ms(s.FirstDaemonReload),
 			withCPU(s.DaemonReloadIdle, s.DaemonReloadIdleCPU), ms(s.SocketStart),
-			durCell(s.DaemonReload)+" (max "+ms(s.DaemonReload.Max)+")", durCell(s.DaemonReloadCPU))
+			withMax(s.DaemonReload), durCell(s.DaemonReloadCPU))
 		note(s.N, "generator", s.GeneratorWrite)
 		note(s.N, "generator --dryrun", s.GeneratorDryrun)
 		note(s.N, "systemctl daemon-reload, sockets not started", s.DaemonReloadIdle)
@@ -375,4 +375,12 @@ func drawScalePlots(ctx context.Context, rs []*ScaleResult, outDir, dataDir stri
 		files = append(files, pl.name+".png")
 	}
 	return files, nil
+}
+
+// withMax is a timing's cell with its maximum, when it ran at all.
+func withMax(d DurationStats) string {
+	if d.Runs == 0 {
+		return durCell(d)
+	}
+	return durCell(d) + " (max " + ms(d.Max) + ")"
 }
