@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
+
+	"github.com/sitectl/sitectl/internal/procfs"
 )
 
 // ErrReloadIgnored: systemd answered a daemon-reload that it did not do.
@@ -39,12 +40,8 @@ func (s *Sandbox) CheckReloaded(mark string) error {
 		return nil
 	}
 	limit := "?"
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", s.pid)); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(strings.TrimPrefix(l, "Max open files")); len(f) >= 2 && strings.HasPrefix(l, "Max open files") {
-				limit = f[0]
-			}
-		}
+	if n, err := procfs.OpenFilesLimit(s.pid); err == nil {
+		limit = fmt.Sprint(n)
 	}
 	held := "?"
 	if es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.pid)); err == nil {
