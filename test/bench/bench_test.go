@@ -326,7 +326,8 @@ func TestScenarioTable(t *testing.T) {
 			}
 		}
 	}
-	if got := commandFor(scenarios[3], Install{Name: "go-ovreload"}); got != "`sitectl reload go-ovreload`" {
+	ovr, _ := scenarioByID("overlap-reload")
+	if got := commandFor(ovr, Install{Name: "go-ovreload"}); got != "`sitectl reload go-ovreload`" {
 		t.Errorf("overlap reload command %q", got)
 	}
 }
@@ -683,7 +684,7 @@ func TestRepetitionsAndTotals(t *testing.T) {
 			{IssuedS: 1.9, Duration: Millis(50 * time.Millisecond)},
 			{IssuedS: 5.9, Duration: Millis(50 * time.Millisecond), waited: at(8000)},
 		}}
-		finishRepetition(r, goApp, rs, rs, at(10000), time.Second, 0)
+		finishRepetition(r, goApp, rs, rs, at(10000), time.Second, Scenario{})
 		return r
 	}
 	r1, r2 := rep(1, 100*time.Millisecond), rep(2, 400*time.Millisecond)
@@ -880,7 +881,7 @@ func TestRollbackRepetition(t *testing.T) {
 		{IssuedS: 1.9, Duration: Millis(300 * time.Millisecond), NotCounted: true},
 		{IssuedS: 5.9, Duration: Millis(50 * time.Millisecond)},
 	}}
-	finishRepetition(r, goApp, rs, rs, at(10000), time.Second, recentAnswers)
+	finishRepetition(r, goApp, rs, rs, at(10000), time.Second, Scenario{Recent: recentAnswers})
 	if r.Switches[1].Incomplete || r.Switches[1].DoneAfter != Millis(101*time.Millisecond) {
 		t.Errorf("the rollback: %+v, want done 101 ms after it was issued", r.Switches[1])
 	}
@@ -889,5 +890,95 @@ func TestRollbackRepetition(t *testing.T) {
 	}
 	if len(r.windows) != 2 {
 		t.Errorf("windows %v: the deploy opens one too", r.windows)
+	}
+}
+
+// The control switches nothing: each window is its command and the tail,
+// and none of its switches counts as not done, whatever answered.
+func TestControlWindowsAreTheCommandAndTheTail(t *testing.T) {
+	goApp, _ := appByID("go")
+	var rs []loadgen.Result
+	for ms := 0; ms < 6000; ms += 10 {
+		rs = append(rs, loadgen.Result{Start: at(ms), Latency: time.Millisecond, Outcome: loadgen.OK, Header: http.Header{"X-Pid": []string{"a"}}})
+	}
+	control, ok := scenarioByID("control")
+	if !ok || !control.Control || control.Peer {
+		t.Fatalf("the control scenario: %+v", control)
+	}
+	r := &Repetition{N: 1, loadStart: t0, Switches: []SwitchRecord{{IssuedS: 1, Duration: Millis(time.Second), waited: at(4000)}}}
+	finishRepetition(r, goApp, rs, rs, at(6000), time.Second, control)
+	if r.Incomplete != 0 || r.Switches[0].Incomplete || r.DoneAfter.Runs != 0 {
+		t.Errorf("a control switch counted as not done, or done: %+v", r.Switches[0])
+	}
+	if w := r.windows[0]; !w.Start.Equal(at(1000)) || !w.End.Equal(at(3000)) {
+		t.Errorf("control window %s-%s, want 1s-3s (the command's second and the tail)", w.Start.Sub(t0), w.End.Sub(t0))
+	}
+	res := &HandoffResult{Control: true, Repetitions: []*Repetition{r}}
+	aggregate(res, goApp, "go-control", "", "", HandoffOptions{})
+	if res.DoneAfter.Runs != 0 || res.Incomplete != 0 || doneCell(res) != "–" {
+		t.Errorf("the control's totals have switches done or not done: %+v, %q", res.DoneAfter, doneCell(res))
+	}
+	if got := control.Switch(Install{Name: "go-control"}, 0); strings.Join(got, " ") != "sleep 1" {
+		t.Errorf("the control runs %v", got)
+	}
+}
+
+// The launcher's handover lines, counted: all of them, and those at the
+// quiet wait's cap.
+func TestParseHandovers(t *testing.T) {
+	journal := strings.Join([]string{
+		"Started site-x.service.",
+		"generation 2 takes over after 152ms of waiting: its 3 processes were unchanged for 100ms and none was busier than its share",
+		"generation 3 takes over at the cap of 3s, not settled: worker 41 used 30ms of CPU",
+		"sitectl-launch[12]: generation 4 takes over at once: the serving generation is gone",
+		"generation 5 is ready",
+		"a takes over line of the app, not the launcher's",
+	}, "\n")
+	if all, atCap := parseHandovers(journal); all != 3 || atCap != 1 {
+		t.Errorf("parseHandovers = %d, %d; want 3 handovers, 1 at the cap", all, atCap)
+	}
+}
+
+// Issue 16.2 and 16.3's targets: the control is not judged with the
+// switches but shown beside them; the cap may be hit in 1 handover of 20;
+// a WSGI app's overlapped reload may take its import and 0.5 s.
+func TestHandoverAndNeighbourTargets(t *testing.T) {
+	steady := Stats{Requests: 100, OK: 100, P99: Millis(2 * time.Millisecond)}
+	mk := func(app, id, title string, neighbourRatio float64) *HandoffResult {
+		s, _ := scenarioByID(id)
+		return &HandoffResult{App: app, Scenario: id, Title: title, Control: s.Control, Available: true,
+			Subject: &Side{Steady: steady}, Neighbour: &Side{All: steady, Steady: steady, P99Ratio: neighbourRatio}}
+	}
+	ov := mk("gunicorn", "overlap-reload", "4a. overlap reload", 1.04)
+	ov.Handovers, ov.AtCap = 20, 1
+	ov.SwitchDuration = DurationStats{Runs: 20, Median: Millis(1400 * time.Millisecond)}
+	r := &Results{Config: Config{Apps: []string{"gunicorn"}, WSGIImportMS: 1000},
+		Handoff: []*HandoffResult{mk("gunicorn", "control", "0. control", 1.3), ov, mk("gunicorn", "socket-held", "2. socket-held", 1.02)}}
+	judged := func() map[string]Target {
+		m := map[string]Target{}
+		for _, tg := range evaluateTargets(r) {
+			m[tg.What] = tg
+		}
+		return m
+	}
+	m := judged()
+	n := m["neighbour: p99 in switch windows / p99 steady, every scenario"]
+	if n.Status != statusMet || n.Target != "≤ 1.05" || !strings.Contains(n.Measured, "within target in 2 of 2 scenarios; the control, nothing switched: gunicorn 1.30") {
+		t.Errorf("neighbour target: %+v", n)
+	}
+	if c := m["gunicorn, 4a. overlap reload: handovers at the cap of the quiet wait"]; c.Status != statusMet || c.Measured != "1 of 20" {
+		t.Errorf("cap target: %+v", c)
+	}
+	if w := m["gunicorn, 4a. overlap reload: the operator's wait, median"]; w.Status != statusMet || !strings.Contains(w.Target, "1500") {
+		t.Errorf("wait target: %+v", w)
+	}
+	ov.AtCap, ov.SwitchDuration.Median = 2, Millis(1600*time.Millisecond)
+	ov.Neighbour.P99Ratio = 1.06
+	m = judged()
+	for _, what := range []string{"neighbour: p99 in switch windows / p99 steady, every scenario",
+		"gunicorn, 4a. overlap reload: handovers at the cap of the quiet wait", "gunicorn, 4a. overlap reload: the operator's wait, median"} {
+		if m[what].Status != statusMissed {
+			t.Errorf("%s: %+v, want missed", what, m[what])
+		}
 	}
 }

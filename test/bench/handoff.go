@@ -93,6 +93,11 @@ type Repetition struct {
 	// Notes say what happened to the app's unit when it was not running
 	// after a switch (the switches of this repetition stopped there).
 	Notes []string `json:"notes,omitempty"`
+	// Handovers counts the overlapped handovers the launcher logged, and
+	// AtCap those that happened at the cap on the quiet wait, not on
+	// evidence (issue 16.2).
+	Handovers int `json:"handovers,omitempty"`
+	AtCap     int `json:"handovers_at_cap,omitempty"`
 
 	loadStart time.Time
 	windows   []Window
@@ -105,6 +110,7 @@ type HandoffResult struct {
 	Title        string  `json:"title"`
 	Command      string  `json:"command"`
 	Peer         bool    `json:"peer,omitempty"`
+	Control      bool    `json:"control,omitempty"`
 	Available    bool    `json:"available"`
 	NotAvailable string  `json:"not_available,omitempty"`
 	DurationS    float64 `json:"duration_s,omitempty"`
@@ -126,8 +132,11 @@ type HandoffResult struct {
 	// HostCPUBusy is the machine's CPU use during the load (all CPUs,
 	// everything on the machine), in percent, the mean of the
 	// repetitions'; LoadAvg is /proc/loadavg at the end of the last.
-	HostCPUBusy float64       `json:"host_cpu_busy_percent"`
-	LoadAvg     string        `json:"loadavg_at_end,omitempty"`
+	HostCPUBusy float64 `json:"host_cpu_busy_percent"`
+	LoadAvg     string  `json:"loadavg_at_end,omitempty"`
+	// Handovers and AtCap are the repetitions' sums.
+	Handovers   int           `json:"handovers,omitempty"`
+	AtCap       int           `json:"handovers_at_cap,omitempty"`
 	Repetitions []*Repetition `json:"repetitions,omitempty"`
 }
 
@@ -201,7 +210,7 @@ func installHandoff(ctx context.Context, h *host, o HandoffOptions) ([]*planned,
 			if !s.runsWith(a.ID) {
 				continue
 			}
-			p := &planned{app: a, scen: s, res: &HandoffResult{App: a.ID, Scenario: s.ID, Title: s.Title, Peer: s.Peer, Available: true}}
+			p := &planned{app: a, scen: s, res: &HandoffResult{App: a.ID, Scenario: s.ID, Title: s.Title, Peer: s.Peer, Control: s.Control, Available: true}}
 			port, err := freePort()
 			if err != nil {
 				return nil, "", err
@@ -297,8 +306,9 @@ func runRepetition(ctx context.Context, h *host, o HandoffOptions, p *planned, n
 		return nil, err
 	}
 	r.HostCPUBusy, r.LoadAvg = busyPercent(cpu0, readCPUTimes()), loadavg()
+	r.Handovers, r.AtCap = countHandovers(ctx, h, in.Unit, r.loadStart)
 	r.DurationS = time.Since(r.loadStart).Seconds()
-	finishRepetition(r, p.app, sres, nres, loadEnd, o.Tail, p.scen.Recent)
+	finishRepetition(r, p.app, sres, nres, loadEnd, o.Tail, p.scen)
 	r.Subject.Site, r.Subject.URL, r.Subject.Rate = in.Name, p.url, o.Rate
 	r.Neighbour.Site, r.Neighbour.URL, r.Neighbour.Rate = neighbourSite, nurl, o.NeighbourRate
 	return r, nil
@@ -329,11 +339,12 @@ func switchOnce(ctx context.Context, h *host, o HandoffOptions, p *planned, r *R
 		r.SwitchErrors++
 		o.Log("  switch %d failed: %s", len(r.Switches)+1, rec.Error)
 	}
-	// A unit that stopped will not get done: no need to wait for it.
+	// A unit that stopped will not get done: no need to wait for it. The
+	// control switches nothing: there is nothing to wait for.
 	note := unitDown(ctx, h, p.in.Unit, issued)
-	done := false
+	done := p.scen.Control
 	rec.waited = time.Now()
-	if note == "" {
+	if note == "" && !done {
 		rec.waited, done = tr.waitDone(ctx, before, issued, o.Tail, returned.Add(o.DoneTimeout))
 	}
 	end := later(returned.Add(o.Tail), rec.waited)
@@ -354,6 +365,29 @@ func switchOnce(ctx context.Context, h *host, o HandoffOptions, p *planned, r *R
 		return false
 	}
 	return true
+}
+
+// countHandovers counts the overlapped handovers that unit's launcher
+// logged since since, and those of them at the cap on the quiet wait
+// (internal/launcher: "generation N takes over ..."). A unit without
+// overlapped handovers has none.
+func countHandovers(ctx context.Context, h *host, unit string, since time.Time) (all, atCap int) {
+	out, _ := h.run(ctx, "journalctl", "--no-pager", "-o", "cat", "-u", unit, fmt.Sprintf("--since=@%d", since.Unix()))
+	return parseHandovers(out)
+}
+
+// parseHandovers counts the launcher's handover lines in a journal.
+func parseHandovers(journal string) (all, atCap int) {
+	for _, l := range strings.Split(journal, "\n") {
+		if !strings.Contains(l, "generation ") || !strings.Contains(l, " takes over ") {
+			continue
+		}
+		all++
+		if strings.Contains(l, " takes over at the cap of ") {
+			atCap++
+		}
+	}
+	return all, atCap
 }
 
 // unitDown returns "" when unit runs (or is on its way up), and otherwise
@@ -404,9 +438,10 @@ func limitText(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// finishRepetition works out when each switch was done, the switch windows
-// and the statistics of both sites. recent is the scenario's Recent.
-func finishRepetition(r *Repetition, app App, sres, nres []loadgen.Result, loadEnd time.Time, tail, recent time.Duration) {
+// finishRepetition works out when each switch of scenario s was done, the
+// switch windows and the statistics of both sites. The control's windows
+// end a tail after its command returned: it switches nothing.
+func finishRepetition(r *Repetition, app App, sres, nres []loadgen.Result, loadEnd time.Time, tail time.Duration, s Scenario) {
 	ids := make([]string, len(sres))
 	for i, x := range sres {
 		if x.Outcome == loadgen.OK && app.Worker != nil {
@@ -424,16 +459,19 @@ func finishRepetition(r *Repetition, app App, sres, nres []loadgen.Result, loadE
 		}
 		end := returned
 		var since time.Time // every process that answered before counts as old
-		if recent > 0 {
-			since = issued.Add(-recent)
+		if s.Recent > 0 {
+			since = issued.Add(-s.Recent)
 		}
-		if at, ok := doneAt(sres, ids, since, issued, until); ok {
+		switch at, ok := doneAt(sres, ids, since, issued, until); {
+		case s.Control:
+			// Nothing to be done: the window is the command and the tail.
+		case ok:
 			sw.DoneAfter = Millis(at.Sub(issued))
 			if !sw.NotCounted {
 				dones = append(dones, at.Sub(issued))
 			}
 			end = later(end, at)
-		} else {
+		default:
 			sw.Incomplete = true
 			r.Incomplete++
 			end = later(end, sw.waited)
@@ -518,11 +556,13 @@ func aggregate(res *HandoffResult, app App, name, url, nurl string, o HandoffOpt
 				continue
 			}
 			durs = append(durs, time.Duration(sw.Duration))
-			if !sw.Incomplete {
+			if !sw.Incomplete && !res.Control {
 				dones = append(dones, time.Duration(sw.DoneAfter))
 			}
 		}
 		res.SwitchCount += len(r.Switches)
+		res.Handovers += r.Handovers
+		res.AtCap += r.AtCap
 		res.Incomplete += r.Incomplete
 		res.SwitchErrors += r.SwitchErrors
 		res.DurationS += r.DurationS

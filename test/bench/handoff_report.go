@@ -133,7 +133,10 @@ func appTitle(r *Results, app App) string {
 }
 
 func whose(h *HandoffResult) string {
-	if h.Peer {
+	switch {
+	case h.Control:
+		return "nobody: the floor"
+	case h.Peer:
 		return "operator's own"
 	}
 	return "sitectl"
@@ -201,7 +204,7 @@ func msPair(d DurationStats) string {
 
 // doneCell is how many switches were done, in bold when not all.
 func doneCell(h *HandoffResult) string {
-	if h.SwitchCount == 0 {
+	if h.SwitchCount == 0 || h.Control {
 		return "–" // results.json from before switches were counted
 	}
 	done := h.SwitchCount - h.Incomplete

@@ -262,6 +262,11 @@ type Scenario struct {
 	Apps []string
 	// Peer marks what operators use instead of sitectl.
 	Peer bool
+	// Control marks the scenario that switches nothing: its command only
+	// waits, and nothing is waited for after it. Its windows are as long
+	// as a quick switch's, so its p99 ratios are what chance, the load
+	// generator and the harness alone make of a ratio on this machine.
+	Control bool
 	// MaxSwitches caps the switches per repetition (0: -switches), for
 	// methods that take long.
 	MaxSwitches int
@@ -333,6 +338,15 @@ func alternate(i int, a, b string) string {
 func touchFile(name string) string { return "/srv/bench/" + name + ".touch" }
 
 var scenarios = []Scenario{
+	{
+		ID:    "control",
+		Title: "0. control",
+		Command: "`sleep 1` in the sandbox: nothing is switched. Its windows last as long as a quick switch's (1 s and the tail), " +
+			"so its p99 ratios are what chance, the load generator and the harness alone give on this machine: the floor under every other row",
+		Control: true,
+		Install: func(a App, port int) Install { return siteInstall(a, a.ID+"-control", "", port) },
+		Switch:  func(_ Install, _ int) []string { return []string{"sleep", "1"} },
+	},
 	{
 		ID:      "own-port",
 		Title:   "1. own port",
