@@ -157,6 +157,27 @@ func (h *host) show(unit string, props ...string) map[string]string {
 	return m
 }
 
+// logMark returns journalctl's --since for "from now on", and waits into
+// the next second so that nothing logged before the mark counts. Every
+// sandbox's journald imports the kernel log, which the sandboxes share with
+// the host and with each other: a generator that ran at the boot of another
+// sandbox, or of an earlier run of the same test, left its lines there, with
+// the same paths. A test that reads a log reads it from its own mark on.
+func (h *host) logMark() string {
+	h.t.Helper()
+	since := strings.TrimSpace(h.run("date", "+@%s"))
+	time.Sleep(1100 * time.Millisecond)
+	return since
+}
+
+// generatorLog is what sitectl-generator logged since the mark, by way of
+// the journal itself or the kernel log, with more journalctl arguments
+// (a priority, a transport).
+func (h *host) generatorLog(since string, args ...string) string {
+	h.t.Helper()
+	return h.run("journalctl", append([]string{"--no-pager", "-o", "short", "--since", since, "-t", "sitectl-generator"}, args...)...)
+}
+
 // waitFor polls cond until it holds or the timeout passes.
 func (h *host) waitFor(what string, timeout time.Duration, cond func() bool) {
 	h.t.Helper()

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // systemd 252 answers a daemon-reload it gave up on as if it had done it:
@@ -93,10 +92,9 @@ func TestGeneratorWarnsOfPID1sOpenFileLimit(t *testing.T) {
 	}
 	warningsAfter := func(limit int) string {
 		h.run("prlimit", "--pid", "1", fmt.Sprintf("--nofile=%d:%d", limit, hard))
-		since := strings.TrimSpace(h.run("date", "+@%s"))
-		time.Sleep(1100 * time.Millisecond) // the next second: nothing logged before it counts
+		since := h.logMark()
 		h.run("systemctl", "daemon-reload")
-		return h.run("journalctl", "-b", "--no-pager", "--since", since, "-t", "sitectl-generator", "-p", "warning")
+		return h.generatorLog(since, "-p", "warning")
 	}
 	if w := warningsAfter(hard); strings.Contains(w, "PID 1 may open") {
 		t.Errorf("a warning with PID 1's limit at %d:\n%s", hard, w)
