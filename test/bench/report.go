@@ -229,8 +229,9 @@ func handoverTargets(r *Results) []Target {
 		if a == "go" || r.Config.WSGIImportMS == 0 {
 			continue // the Go app starts in a few ms: there is no import to wait for
 		}
-		limit := float64(r.Config.WSGIImportMS) + 500
-		t = Target{What: fmt.Sprintf("%s, %s: the operator's wait, median", a, s.Title), Target: fmt.Sprintf("≤ %s ms (the app's import and 0.5 s)", ms(Millis(time.Duration(limit)*time.Millisecond)))}
+		limit, start := appStart(r, a)
+		limit += 500
+		t = Target{What: fmt.Sprintf("%s, %s: the operator's wait, median", a, s.Title), Target: fmt.Sprintf("≤ %s ms (%s, and 0.5 s)", ms(Millis(time.Duration(limit)*time.Millisecond)), start)}
 		if h.SwitchDuration.Runs == 0 {
 			t.Status, t.Measured = statusMissed, "no switch returned"
 		} else {
@@ -240,6 +241,17 @@ func handoverTargets(r *Results) []Target {
 		ts = append(ts, t)
 	}
 	return ts
+}
+
+// appStart is how long app a takes to start under this run's load, in ms,
+// and what that is: the median time until only new processes answered
+// after `systemctl restart` of its socket-held site (scenario 2), or
+// without that scenario, its import time.
+func appStart(r *Results, a string) (float64, string) {
+	if h := r.handoff(a, "socket-held"); h != nil && h.Available && h.DoneAfter.Runs > 0 {
+		return h.DoneAfter.Median.MS(), "its start: 2. socket-held's done after"
+	}
+	return float64(r.Config.WSGIImportMS), "its import"
 }
 
 // timingTarget compares a median with a limit in ms; any failed run misses.
