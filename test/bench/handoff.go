@@ -306,7 +306,9 @@ func runRepetition(ctx context.Context, h *host, o HandoffOptions, p *planned, n
 		return nil, err
 	}
 	r.HostCPUBusy, r.LoadAvg = busyPercent(cpu0, readCPUTimes()), loadavg()
-	r.Handovers, r.AtCap = countHandovers(ctx, h, in.Unit, r.loadStart)
+	if !p.scen.Peer && !p.scen.Control { // only sitectl's launcher hands over
+		r.Handovers, r.AtCap = countHandovers(ctx, h, in.Unit, r.loadStart)
+	}
 	r.DurationS = time.Since(r.loadStart).Seconds()
 	finishRepetition(r, p.app, sres, nres, loadEnd, o.Tail, p.scen)
 	r.Subject.Site, r.Subject.URL, r.Subject.Rate = in.Name, p.url, o.Rate

@@ -205,7 +205,7 @@ func msPair(d DurationStats) string {
 // doneCell is how many switches were done, in bold when not all.
 func doneCell(h *HandoffResult) string {
 	if h.SwitchCount == 0 || h.Control {
-		return "–" // results.json from before switches were counted
+		return "–" // results.json from before switches were counted, or nothing to be done
 	}
 	done := h.SwitchCount - h.Incomplete
 	if h.Incomplete > 0 {
