@@ -195,7 +195,7 @@ func (e *Env) stillServing(ctx context.Context, s *site.Site, m site.Mode) (int,
 	if err != nil {
 		return 0, err
 	}
-	pid, err := e.servingPID(ctx, s, &watched{service: service, unit: u, overlap: true})
+	pid, _, err := e.servingPID(ctx, s, &watched{service: service, unit: u, overlap: true})
 	if err != nil {
 		return 0, err
 	}

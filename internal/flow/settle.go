@@ -35,7 +35,10 @@ import (
 //
 // A fast app waits out the rest of the settle time; one that took longer
 // than that to become ready is still watched for half the settle time
-// after it was ready.
+// after it was ready. An overlap site's launcher watched its new generation
+// from the moment it was ready until it took over (the wait for quiet,
+// during which its death fails the reload), so that time counts: the
+// switch watches only what is left of the half.
 
 // pollInterval is how often a switch looks at the service while it
 // verifies and settles.
@@ -48,6 +51,10 @@ type watched struct {
 	overlap bool
 	serving int       // the pid that serves: the main process, or the generation
 	ready   time.Time // when systemd said it runs
+	// watchedSince is when the serving process was ready and watched
+	// from: ready, or, for an overlap site, when its launcher saw the
+	// generation ready, if that was earlier.
+	watchedSince time.Time
 	// probedSettled: the first probe's answer came once the serving
 	// process had settled, so the settle needs no second one.
 	probedSettled bool
@@ -57,11 +64,11 @@ type watched struct {
 // watches it settle (see above).
 func (e *Env) verifyServed(ctx context.Context, s *site.Site, m site.Mode, w *watched) error {
 	w.ready = e.now()
-	pid, err := e.servingPID(ctx, s, w)
+	pid, readyAt, err := e.servingPID(ctx, s, w)
 	if err != nil {
 		return e.whyGone(ctx, w, goneWait(s, err), err)
 	}
-	w.serving = pid
+	w.serving, w.watchedSince = pid, watchedFrom(w.ready, readyAt)
 	e.progress("%s: verifying that pid %d serves mode %s", s.Name, pid, m.Name)
 	if err := e.checkServed(m, pid); err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
@@ -129,19 +136,32 @@ func (g launcherGone) Unwrap() error      { return g.error }
 const maxGoneWait = 40 * time.Second
 
 // servingPID is the process that serves: the main process, or the
-// generation the launcher of an overlap site reports.
-func (e *Env) servingPID(ctx context.Context, s *site.Site, w *watched) (int, error) {
+// generation the launcher of an overlap site reports, with when the
+// launcher saw that generation ready (zero for a main process, or from a
+// launcher that does not say).
+func (e *Env) servingPID(ctx context.Context, s *site.Site, w *watched) (int, time.Time, error) {
 	if !w.overlap {
-		return w.unit.MainPID, nil
+		return w.unit.MainPID, time.Time{}, nil
 	}
 	st, err := e.launcherStatus(ctx, s)
 	if err != nil {
-		return 0, launcherGone{fmt.Errorf("cannot ask the launcher of %s which generation serves: %w", w.service, err)}
+		return 0, time.Time{}, launcherGone{fmt.Errorf("cannot ask the launcher of %s which generation serves: %w", w.service, err)}
 	}
 	if st.Serving == nil {
-		return 0, fmt.Errorf("no generation of %s serves: %s", w.service, orUnknown(st.Last))
+		return 0, time.Time{}, fmt.Errorf("no generation of %s serves: %s", w.service, orUnknown(st.Last))
 	}
-	return st.Serving.PID, nil
+	return st.Serving.PID, st.Serving.Ready, nil
+}
+
+// watchedFrom is when a serving process that systemd said runs at ready,
+// and whose launcher saw it ready at launcherReady (zero: not said), has
+// been watched from: the earlier of the two. A launcher's time after
+// ready (a clock set back) is not believed.
+func watchedFrom(ready, launcherReady time.Time) time.Time {
+	if launcherReady.IsZero() || launcherReady.After(ready) {
+		return ready
+	}
+	return launcherReady
 }
 
 // checkServed reads the environment process pid started with and checks
@@ -221,7 +241,7 @@ func (e *Env) settle(ctx context.Context, s *site.Site, m site.Mode, w *watched)
 
 // settleLeft is how much longer w must be watched: until its serving
 // process has run for the settle time from its own start, and at least
-// half the settle time since it was ready. The second bound matters on a
+// half the settle time since it was ready (watchedSince). The second bound matters on a
 // busy host: an app whose start took longer than the settle time would
 // otherwise not be watched at all after its READY=1 (14 of 30 switches to
 // an app that exits 300 ms after READY=1 said ok at a load of 27 on 2
@@ -231,7 +251,7 @@ func (e *Env) settleLeft(s *site.Site, w *watched) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	return max(s.SettleTime-age, s.SettleTime/2-e.now().Sub(w.ready)), nil
+	return max(s.SettleTime-age, s.SettleTime/2-e.now().Sub(w.watchedSince)), nil
 }
 
 // stillServes checks, once, that w still runs as it was verified: the same
@@ -245,7 +265,7 @@ func (e *Env) stillServes(ctx context.Context, s *site.Site, m site.Mode, w *wat
 	if err := w.changed(u, fmt.Sprintf("%.1fs after it was ready", e.now().Sub(w.ready).Seconds())); err != nil || !w.overlap {
 		return err
 	}
-	pid, err := e.servingPID(ctx, s, w)
+	pid, _, err := e.servingPID(ctx, s, w)
 	if err != nil {
 		return e.whyGone(ctx, w, goneWait(s, err), err)
 	}

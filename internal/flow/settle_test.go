@@ -317,3 +317,37 @@ func TestSettledProbeIsNotRepeated(t *testing.T) {
 		}
 	}
 }
+
+// An overlap site's launcher watched its new generation from when it was
+// ready until it took over: that time counts toward the half settle time
+// a slow start is watched for, so a generation the launcher saw ready
+// longer ago than that is only probed, not watched again. One the
+// launcher says nothing about, or says was ready after the switch saw it
+// running (a clock set back), is watched the half settle time from the
+// switch's own look.
+func TestOverlapSettleCountsTheLaunchersWatch(t *testing.T) {
+	looks := func(ready func(now time.Time) time.Time) int {
+		s := overlapSite(t, "")
+		e, f, reads := settleEnv(t, s)
+		e.Age = func(int) (time.Duration, error) { return time.Minute, nil } // a slow start
+		e.Launcher = func(ctx context.Context, s *site.Site) (launcher.Status, error) {
+			st, err := f.launcher(ctx, s)
+			st.Serving.Ready = ready(e.now())
+			return st, err
+		}
+		*reads = 0
+		if _, err := SwitchMode(context.Background(), e, s, "read-only", Options{}); err != nil {
+			t.Fatal(err)
+		}
+		return *reads
+	}
+	notSaid := looks(func(time.Time) time.Time { return time.Time{} })
+	earlier := looks(func(now time.Time) time.Time { return now.Add(-200 * time.Millisecond) })
+	ahead := looks(func(now time.Time) time.Time { return now.Add(200 * time.Millisecond) })
+	if earlier >= notSaid {
+		t.Errorf("ready 200ms before the switch looked (settle time 300ms): %d looks at the unit, as many as without the launcher's word (%d)", earlier, notSaid)
+	}
+	if ahead != notSaid {
+		t.Errorf("a launcher's ready time after the switch's own: %d looks, want %d as without it", ahead, notSaid)
+	}
+}

@@ -78,6 +78,10 @@ type GenerationStatus struct {
 	PID        int    `json:"pid"`
 	Mode       string `json:"mode"`
 	Release    string `json:"release,omitempty"`
+	// Ready is when the launcher saw it ready (READY=1, and the probe or
+	// the settle time); from then on it watched it, through the wait for
+	// quiet, until it took over. Zero from a launcher that does not say.
+	Ready time.Time `json:"ready,omitzero"`
 }
 
 // maxStatus bounds a status answer: a few generations, one line each.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sitectl/sitectl/internal/paths"
 )
@@ -85,7 +86,12 @@ func TestStatusTellsWhoServes(t *testing.T) {
 	}
 	st := ask()
 	first := h.pidOf(1)
-	if st.Serving == nil || *st.Serving != (GenerationStatus{Generation: 1, PID: first, Mode: "m-ready"}) || len(st.Draining) != 0 || st.Last != "" {
+	if st.Serving == nil || st.Serving.Ready.IsZero() || st.Serving.Ready.After(time.Now()) {
+		t.Fatalf("after the start: %+v: no time it was ready", st)
+	}
+	serving := *st.Serving
+	serving.Ready = time.Time{}
+	if serving != (GenerationStatus{Generation: 1, PID: first, Mode: "m-ready"}) || len(st.Draining) != 0 || st.Last != "" {
 		t.Fatalf("after the start: %+v", st)
 	}
 

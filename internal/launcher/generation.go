@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/probe"
@@ -72,6 +73,8 @@ type generation struct {
 	side int
 	// idle: it starts under SCHED_IDLE, until it is promoted.
 	idle bool
+	// readyAt is when it was ready (see startup.ready); zero before.
+	readyAt time.Time
 	// keepAliveSig switches its keep-alive (0: it announced no switch);
 	// keepAlive is the state it last reported.
 	keepAliveSig syscall.Signal

@@ -65,6 +65,7 @@ func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, targ
 	}
 	for {
 		if s.ready() && s.watch == nil {
+			g.readyAt = time.Now()
 			// It serves at normal priority, and waits for quiet at it: a
 			// worker left idle waits for the CPU, which looks busy.
 			if err := s.promoteNow("it is ready"); err != nil {

@@ -32,5 +32,5 @@ func (l *launcher) snapshot() Status {
 }
 
 func (g *generation) status() *GenerationStatus {
-	return &GenerationStatus{Generation: g.n, PID: g.pid, Mode: g.mode, Release: g.release}
+	return &GenerationStatus{Generation: g.n, PID: g.pid, Mode: g.mode, Release: g.release, Ready: g.readyAt}
 }
