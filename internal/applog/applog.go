@@ -44,7 +44,8 @@ const lastLines = 3
 // Cause is what the journal says about why the app did not come up.
 type Cause struct {
 	// Error is the app's last error: the exception line of its last
-	// Python traceback, or else its last lines. Empty when the app
+	// Python traceback (passing over a server's reaction to an earlier
+	// one, gunicorn's HaltServer), or else its last lines. Empty when the app
 	// wrote nothing.
 	Error []string
 	// Incomplete: the last traceback has no exception line yet (the
@@ -68,27 +69,53 @@ func Explain(lines []string) Cause {
 			c.AddrInUse = true
 		}
 	}
-	tb := -1
-	for i, m := range app {
-		if strings.HasPrefix(strings.TrimSpace(m), "Traceback (most recent call last):") {
-			tb = i
-		}
-	}
-	if tb < 0 {
+	tbs := tracebacks(app)
+	if len(tbs) == 0 {
 		c.Error = app[max(0, len(app)-lastLines):]
 		return c
 	}
-	// The exception line is the first line after the frames that is not
-	// indented (a frame's lines are).
-	for _, m := range app[tb+1:] {
-		if !strings.HasPrefix(m, " ") && !strings.HasPrefix(m, "\t") {
-			c.Error = []string{m}
+	if tbs[len(tbs)-1] == "" {
+		c.Incomplete = true
+		c.Error = app[max(0, len(app)-lastLines):]
+		return c
+	}
+	// The last traceback is the app's last error, unless it is its
+	// server's own consequence of an earlier one: gunicorn's master, told
+	// by a worker that it failed to boot, can die with a traceback of its
+	// own (HaltServer raised in its SIGCHLD handler while it still forks
+	// workers), after the worker's traceback that says why.
+	for i := len(tbs) - 1; i >= 0; i-- {
+		if tbs[i] != "" && !consequence(tbs[i]) {
+			c.Error = []string{tbs[i]}
 			return c
 		}
 	}
-	c.Incomplete = true
-	c.Error = app[max(0, len(app)-lastLines):]
+	c.Error = []string{tbs[len(tbs)-1]}
 	return c
+}
+
+// tracebacks are the exception lines of the Python tracebacks among the
+// app's lines, in order: each is the first line after a traceback's
+// header that is not indented (a frame's lines are), or "" for a
+// traceback that has none yet.
+func tracebacks(app []string) []string {
+	var exc []string
+	in := false
+	for _, m := range app {
+		switch {
+		case strings.HasPrefix(strings.TrimSpace(m), "Traceback (most recent call last):"):
+			exc, in = append(exc, ""), true
+		case in && !strings.HasPrefix(m, " ") && !strings.HasPrefix(m, "\t"):
+			exc[len(exc)-1], in = m, false
+		}
+	}
+	return exc
+}
+
+// consequence tells whether an exception line is a server's reaction to
+// an error reported before it, not a cause.
+func consequence(exception string) bool {
+	return strings.HasPrefix(exception, "gunicorn.errors.HaltServer")
 }
 
 // addrInUse recognises EADDRINUSE as Python, Go, Node and C programs word it.

@@ -23,6 +23,18 @@ Nov 30 13:30:01.400001 host sitectl[42]: [2026-11-30 13:30:01 +0000] [42] [INFO]
 Nov 30 13:30:01.500000 host systemd[1]: site-shop.service: Main process exited, code=exited, status=3/NOTIMPLEMENTED
 Nov 30 13:30:01.500001 host systemd[1]: site-shop.service: Failed with result 'exit-code'.`
 
+// gunicornHalt is gunicornNoModule where the worker failed while the master
+// was still starting workers: its SIGCHLD handler raised HaltServer there,
+// and the master died with a traceback of its own after the worker's
+// (seen in CI, 1 December 2026).
+var gunicornHalt = strings.Replace(gunicornNoModule, "Nov 30 13:30:01.400000 host sitectl[42]: [2026-11-30 13:30:01 +0000] [42] [INFO] Shutting down: Master", `Nov 30 13:30:01.350000 host sitectl[42]: Traceback (most recent call last):
+Nov 30 13:30:01.350001 host sitectl[42]:   File "/usr/lib/python3/dist-packages/gunicorn/arbiter.py", line 242, in handle_chld
+Nov 30 13:30:01.350002 host sitectl[42]:     self.reap_workers()
+Nov 30 13:30:01.350003 host sitectl[42]:   File "/usr/lib/python3/dist-packages/gunicorn/arbiter.py", line 525, in reap_workers
+Nov 30 13:30:01.350004 host sitectl[42]:     raise HaltServer(reason, self.WORKER_BOOT_ERROR)
+Nov 30 13:30:01.350005 host sitectl[42]: gunicorn.errors.HaltServer: <HaltServer 'Worker failed to boot.' 3>
+Nov 30 13:30:01.400000 host sitectl[42]: [2026-11-30 13:30:01 +0000] [42] [INFO] Shutting down: Master`, 1)
+
 func TestExplain(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -32,6 +44,8 @@ func TestExplain(t *testing.T) {
 		addrInUse  bool
 	}{
 		{"traceback", gunicornNoModule, []string{"ModuleNotFoundError: No module named 'nosuch'"}, false, false},
+		{"the worker's traceback, not the master's HaltServer after it", gunicornHalt, []string{"ModuleNotFoundError: No module named 'nosuch'"}, false, false},
+		{"HaltServer alone", strings.Join(strings.Split(gunicornHalt, "\n")[9:], "\n"), []string{"gunicorn.errors.HaltServer: <HaltServer 'Worker failed to boot.' 3>"}, false, false},
 		{"traceback not all in the journal yet", strings.Join(strings.Split(gunicornNoModule, "\n")[:6], "\n"),
 			[]string{"Traceback (most recent call last):", `  File "/usr/lib/python3/dist-packages/gunicorn/arbiter.py", line 589, in spawn_worker`, "    worker.init_process()"}, true, false},
 		{"no traceback: the last lines", `Nov 30 13:30:01.000001 host systemd[1]: Starting site-api.service - api...
