@@ -70,12 +70,9 @@ func Explain(lines []string) Cause {
 		}
 	}
 	tbs := tracebacks(app)
-	if len(tbs) == 0 {
-		c.Error = app[max(0, len(app)-lastLines):]
-		return c
-	}
-	if tbs[len(tbs)-1] == "" {
-		c.Incomplete = true
+	if len(tbs) == 0 || tbs[len(tbs)-1] == "" {
+		// No traceback, or the last has no exception line yet.
+		c.Incomplete = len(tbs) > 0
 		c.Error = app[max(0, len(app)-lastLines):]
 		return c
 	}

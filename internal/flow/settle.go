@@ -241,9 +241,9 @@ func (e *Env) settle(ctx context.Context, s *site.Site, m site.Mode, w *watched)
 
 // settleLeft is how much longer w must be watched: until its serving
 // process has run for the settle time from its own start, and at least
-// half the settle time since it was ready (watchedSince). The second bound matters on a
-// busy host: an app whose start took longer than the settle time would
-// otherwise not be watched at all after its READY=1 (14 of 30 switches to
+// half the settle time since it was ready (watchedSince). The second
+// bound matters on a busy host: an app whose start took longer than the
+// settle time would otherwise not be watched at all after its READY=1 (14 of 30 switches to
 // an app that exits 300 ms after READY=1 said ok at a load of 27 on 2
 // cores without it).
 func (e *Env) settleLeft(s *site.Site, w *watched) (time.Duration, error) {
