@@ -118,37 +118,7 @@ type row struct {
 // and sorts the waits by what the CPU switched away from. young > 0 splits
 // the newer generations by their age at the switch.
 func classify(evs []event, comm string, slow, young time.Duration) []row {
-	parent := map[string]string{}
-	born := map[string]time.Duration{}
-	app := map[string]bool{}
-	for _, ev := range evs {
-		switch ev.kind {
-		case "sched_process_fork":
-			parent[ev.f["child_pid"]] = ev.f["pid"]
-			born[ev.f["child_pid"]] = ev.at
-		case "sched_switch":
-			if ev.f["prev_comm"] == comm {
-				app[ev.f["prev_pid"]] = true
-			}
-			if ev.f["next_comm"] == comm {
-				app[ev.f["next_pid"]] = true
-			}
-		}
-	}
-	generation := func(pid string) string {
-		for i := 0; i < 64 && app[parent[pid]]; i++ {
-			pid = parent[pid]
-		}
-		return pid
-	}
-	older := func(a, b string) bool { // a's generation was forked before b's
-		ba, oka := born[a]
-		bb, okb := born[b]
-		if oka && okb {
-			return ba < bb
-		}
-		return !oka && okb
-	}
+	l := lineageOf(evs, comm)
 	woken := map[string]time.Duration{}
 	byWhat := map[string]*row{}
 	for _, ev := range evs {
@@ -164,14 +134,7 @@ func classify(evs []event, comm string, slow, young time.Duration) []row {
 				continue
 			}
 			delete(woken, next)
-			what := predecessor(ev, comm, app, generation, older)
-			if g := generation(ev.f["prev_pid"]); young > 0 && strings.Contains(what, "newer generation") {
-				if b, ok := born[g]; ok && ev.at-b < young {
-					what = strings.Replace(what, "newer generation", fmt.Sprintf("newer generation younger than %v", young), 1)
-				} else {
-					what = strings.Replace(what, "newer generation", fmt.Sprintf("newer generation %v or older", young), 1)
-				}
-			}
+			what := predecessor(ev, comm, l, young)
 			r := byWhat[what]
 			if r == nil {
 				r = &row{what: what}
@@ -197,27 +160,72 @@ func classify(evs []event, comm string, slow, young time.Duration) []row {
 	return rows
 }
 
+// lineage is who forked whom, and when, among the trace's processes.
+type lineage struct {
+	parent map[string]string
+	born   map[string]time.Duration
+	app    map[string]bool // ran under the app's name
+}
+
+func lineageOf(evs []event, comm string) lineage {
+	l := lineage{parent: map[string]string{}, born: map[string]time.Duration{}, app: map[string]bool{}}
+	for _, ev := range evs {
+		switch ev.kind {
+		case "sched_process_fork":
+			l.parent[ev.f["child_pid"]] = ev.f["pid"]
+			l.born[ev.f["child_pid"]] = ev.at
+		case "sched_switch":
+			if ev.f["prev_comm"] == comm {
+				l.app[ev.f["prev_pid"]] = true
+			}
+			if ev.f["next_comm"] == comm {
+				l.app[ev.f["next_pid"]] = true
+			}
+		}
+	}
+	return l
+}
+
+// generation is the app process at the top of pid's line of app processes.
+func (l lineage) generation(pid string) string {
+	for i := 0; i < 64 && l.app[l.parent[pid]]; i++ {
+		pid = l.parent[pid]
+	}
+	return pid
+}
+
+// relation words generation g of a process that ran before a woken one of
+// generation w, at time at; young > 0 splits the newer generations by age.
+func (l lineage) relation(g, w string, at, young time.Duration) string {
+	bg, okg := l.born[g]
+	bw, okw := l.born[w]
+	switch {
+	case g == w:
+		return "same generation"
+	case okg && okw && bg < bw, !okg && okw: // forked before, or before the trace
+		return "older generation"
+	case young <= 0:
+		return "newer generation"
+	case okg && at-bg < young:
+		return fmt.Sprintf("newer generation younger than %v", young)
+	default:
+		return fmt.Sprintf("newer generation %v or older", young)
+	}
+}
+
 // predecessor words what the CPU ran before the woken app thread: its
 // generation relative to the woken one's, or its name, and whether it was
 // preempted (still runnable) or gave the CPU up.
-func predecessor(ev event, comm string, app map[string]bool, generation func(string) string, older func(a, b string) bool) string {
+func predecessor(ev event, comm string, l lineage, young time.Duration) string {
 	prev, woke := ev.f["prev_pid"], ev.f["next_pid"]
 	how := "gave the CPU up"
 	if strings.HasPrefix(ev.f["prev_state"], "R") {
 		how = "preempted" + preemptedBy(ev.stack)
 	}
-	if ev.f["prev_comm"] != comm || !app[prev] {
+	if ev.f["prev_comm"] != comm || !l.app[prev] {
 		return fmt.Sprintf("%s, %s", ev.f["prev_comm"], how)
 	}
-	gp, gw := generation(prev), generation(woke)
-	rel := "same generation"
-	switch {
-	case gp == gw:
-	case older(gp, gw):
-		rel = "older generation"
-	default:
-		rel = "newer generation"
-	}
+	rel := l.relation(l.generation(prev), l.generation(woke), ev.at, young)
 	return fmt.Sprintf("%s, %s (prio %s), %s", comm, rel, ev.f["prev_prio"], how)
 }
 
