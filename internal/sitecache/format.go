@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"sync"
 
 	"github.com/sitectl/sitectl/internal/site"
 )
@@ -117,10 +118,12 @@ func Encode(c Cache) []byte {
 			b = binary.AppendUvarint(b, uint64(l.Col))
 		}
 	}
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli()))
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// castagnoli is made when the cache is first read or written: making it
+// fills tables of some 8 KiB, which every sitectl run would pay at start.
+var castagnoli = sync.OnceValue(func() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) })
 
 func appendString(b []byte, s string) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
@@ -140,7 +143,7 @@ func Decode(data []byte) (Cache, error) {
 		return Cache{}, fmt.Errorf("%w: not a list cache", ErrDamaged)
 	}
 	body := data[:len(data)-4]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[len(body):]) {
+	if crc32.Checksum(body, castagnoli()) != binary.LittleEndian.Uint32(data[len(body):]) {
 		return Cache{}, fmt.Errorf("%w: checksum mismatch", ErrDamaged)
 	}
 	// One string for the whole file: every string of the records is a
