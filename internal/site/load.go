@@ -21,7 +21,7 @@ import (
 func findConflicts(sites []*Site, others ...*Site) Errors {
 	sorted := slices.Clone(sites)
 	slices.SortFunc(sorted, func(a, b *Site) int { return strings.Compare(a.Name, b.Name) })
-	idx := newListenerIndex()
+	idx := newListenerIndex(len(sites) + len(others))
 	for _, o := range others {
 		idx.add(o)
 	}
@@ -30,7 +30,7 @@ func findConflicts(sites []*Site, others ...*Site) Errors {
 		for _, l := range s.Listeners {
 			if prev, ok := idx.collision(l); ok {
 				errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col,
-					Msg: fmt.Sprintf("listener %s %s", described(l), collision(prev.l, fmt.Sprintf("%s:%d:%d of site %s", prev.site.File, prev.l.Line, prev.l.Col, prev.site.Name)))})
+					Msg: fmt.Sprintf("listener %s %s", described(l), collision(*prev.l, fmt.Sprintf("%s:%d:%d of site %s", prev.site.File, prev.l.Line, prev.l.Col, prev.site.Name)))})
 			}
 		}
 		idx.add(s)
@@ -38,68 +38,72 @@ func findConflicts(sites []*Site, others ...*Site) Errors {
 	return errs
 }
 
+// owned is a listener and its site. It points into the site: an index of
+// 10,000 sites holds no copies of their listeners.
 type owned struct {
 	site *Site
-	l    Listener
+	l    *Listener
 }
 
 // listenerIndex finds a listener that overlaps a given one without looking
 // at all of them.
 type listenerIndex struct {
-	exact    map[string][]owned // unix path, or TCP address:port
-	wildcard map[uint16][]owned // TCP listeners on a wildcard address, by port
-	byPort   map[uint16][]owned // every TCP listener, by port
+	tcp      map[netip.AddrPort][]owned // TCP address:port, IPv4-mapped addresses unmapped
+	unix     map[string][]owned         // unix path as written, and as resolved
+	wildcard map[uint16][]owned         // TCP listeners on a wildcard address, by port
+	byPort   map[uint16][]owned         // every TCP listener, by port
 }
 
-func newListenerIndex() *listenerIndex {
-	return &listenerIndex{exact: map[string][]owned{}, wildcard: map[uint16][]owned{}, byPort: map[uint16][]owned{}}
+// newListenerIndex is an index for about n listeners.
+func newListenerIndex(n int) *listenerIndex {
+	return &listenerIndex{tcp: make(map[netip.AddrPort][]owned, n), unix: map[string][]owned{},
+		wildcard: map[uint16][]owned{}, byPort: make(map[uint16][]owned, n)}
 }
 
 func (x *listenerIndex) add(s *Site) {
-	for _, l := range s.Listeners {
+	for i := range s.Listeners {
+		l := &s.Listeners[i]
 		o := owned{s, l}
-		for _, k := range exactKeys(l) {
-			x.exact[k] = append(x.exact[k], o)
-		}
-		if l.Kind == TCP {
-			ap := netip.MustParseAddrPort(l.Address)
-			x.byPort[ap.Port()] = append(x.byPort[ap.Port()], o)
-			if ap.Addr().IsUnspecified() || ap.Addr().Unmap().IsUnspecified() {
-				x.wildcard[ap.Port()] = append(x.wildcard[ap.Port()], o)
+		if l.Kind != TCP {
+			x.unix[l.Path] = append(x.unix[l.Path], o)
+			if l.Resolved != "" && l.Resolved != l.Path {
+				x.unix[l.Resolved] = append(x.unix[l.Resolved], o)
 			}
+			continue
+		}
+		ap := tcpKey(*l)
+		x.tcp[ap] = append(x.tcp[ap], o)
+		x.byPort[ap.Port()] = append(x.byPort[ap.Port()], o)
+		if ap.Addr().IsUnspecified() {
+			x.wildcard[ap.Port()] = append(x.wildcard[ap.Port()], o)
 		}
 	}
 }
 
-// exactKeys are the index keys under which a listener can meet an equal
-// one: a TCP address with IPv4-mapped addresses unmapped, a unix path as
-// written and as resolved.
-func exactKeys(l Listener) []string {
-	if l.Kind == TCP {
-		ap := netip.MustParseAddrPort(l.Address)
-		return []string{netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()}
-	}
-	if l.Resolved != "" && l.Resolved != l.Path {
-		return []string{l.Path, l.Resolved}
-	}
-	return []string{l.Path}
+// tcpKey is the index key under which a TCP listener meets an equal one:
+// its address with an IPv4-mapped address unmapped.
+func tcpKey(l Listener) netip.AddrPort {
+	ap := netip.MustParseAddrPort(l.Address)
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 func (x *listenerIndex) collision(l Listener) (owned, bool) {
 	var candidates []owned
-	for _, k := range exactKeys(l) {
-		candidates = append(candidates, x.exact[k]...)
-	}
 	if l.Kind == TCP {
-		ap := netip.MustParseAddrPort(l.Address)
-		if ap.Addr().Unmap().IsUnspecified() {
+		ap := tcpKey(l)
+		if ap.Addr().IsUnspecified() {
 			candidates = x.byPort[ap.Port()] // a wildcard may collide with any address
 		} else {
-			candidates = append(candidates, x.wildcard[ap.Port()]...)
+			candidates = append(slices.Clip(x.tcp[ap]), x.wildcard[ap.Port()]...)
+		}
+	} else {
+		candidates = x.unix[l.Path]
+		if l.Resolved != "" && l.Resolved != l.Path {
+			candidates = append(slices.Clip(candidates), x.unix[l.Resolved]...)
 		}
 	}
 	for _, c := range candidates {
-		if overlaps(c.l, l) {
+		if overlaps(*c.l, l) {
 			return c, true
 		}
 	}

@@ -80,6 +80,36 @@ func TestOverlap(t *testing.T) {
 	}
 }
 
+// The index finds a collision exactly when some pair of listeners
+// overlaps, for every pair of the listeners overlaps is tested with: what
+// it looks up by key must not miss what the pairwise check would find.
+func TestListenerIndexFindsWhatPairsOverlap(t *testing.T) {
+	ls := []Listener{}
+	for _, a := range []string{"127.0.0.1:80", "127.0.0.2:80", "127.0.0.1:81", "0.0.0.0:80", "[::]:80", "[::1]:80",
+		"[::ffff:127.0.0.1]:80", "[::ffff:0.0.0.0]:80", "[::ffff:127.0.0.2]:81", "[::]:81"} {
+		ls = append(ls, Listener{Kind: TCP, Address: a})
+	}
+	ls = append(ls, Listener{Kind: Unix, Path: "/run/a.sock"}, Listener{Kind: Unix, Path: "/run/b.sock"},
+		Listener{Kind: Unix, Path: "/srv/link/a.sock", Resolved: "/srv/real/a.sock"}, Listener{Kind: Unix, Path: "/srv/real/a.sock"},
+		Listener{Kind: Unix, Path: "/b/s", Resolved: "/srv/real/a.sock"})
+	for i, a := range ls {
+		for j, b := range ls {
+			if i == j {
+				continue
+			}
+			sa := &Site{Name: "a", File: "a.toml", Listeners: []Listener{a}}
+			sb := &Site{Name: "b", File: "b.toml", Listeners: []Listener{b}}
+			got := len(findConflicts([]*Site{sa, sb})) > 0
+			if want := overlaps(a, b); got != want {
+				t.Errorf("%s and %s: the index says collide %v, overlaps says %v", a.Endpoint(), b.Endpoint(), got, want)
+			}
+			if got := len(findConflicts([]*Site{sb}, sa)) > 0; got != overlaps(a, b) {
+				t.Errorf("%s already there, %s added: the index says collide %v", a.Endpoint(), b.Endpoint(), got)
+			}
+		}
+	}
+}
+
 func mustParse(t *testing.T, file, src string) *Site {
 	t.Helper()
 	s, err := Parse(file, []byte(src))
