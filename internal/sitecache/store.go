@@ -81,7 +81,7 @@ func (st Store) LoadDir(start time.Time) (site.Result, Stats, error) {
 		case !ok || o.ID == (site.FileID{}):
 		case o.Reused:
 			stats.Reused++
-			recs = append(recs, old[name])
+			recs = append(recs, *old[name])
 		case Settled(o.ID, start):
 			fresh++
 			recs = append(recs, FromSite(name, o.ID, s))
@@ -94,8 +94,10 @@ func (st Store) LoadDir(start time.Time) (site.Result, Stats, error) {
 }
 
 // read is the records of the cache file by file name, when it is one this
-// build wrote for this directory; usable is false when it is not.
-func (st Store) read() (recs map[string]Record, usable bool) {
+// build wrote for this directory; usable is false when it is not. The map
+// points into the decoded records: a map copies a value over 128 bytes to
+// a heap object of its own.
+func (st Store) read() (recs map[string]*Record, usable bool) {
 	if st.Build == "" {
 		return nil, false
 	}
@@ -107,9 +109,9 @@ func (st Store) read() (recs map[string]Record, usable bool) {
 	if err != nil || c.Build != st.Build || c.Dir != st.Dir {
 		return nil, false
 	}
-	recs = make(map[string]Record, len(c.Records))
-	for _, r := range c.Records {
-		recs[r.File] = r
+	recs = make(map[string]*Record, len(c.Records))
+	for i := range c.Records {
+		recs[c.Records[i].File] = &c.Records[i]
 	}
 	return recs, true
 }
@@ -136,11 +138,17 @@ func readFile(path string) ([]byte, error) {
 	case fi.Size() > MaxSize:
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxSize)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
-	if err == nil && len(data) > MaxSize {
-		err = fmt.Errorf("%s is larger than %d bytes", path, MaxSize)
+	// Read into a buffer of the size it has, and one byte more to see
+	// that it grew meanwhile (a cache that is being written is not used).
+	data := make([]byte, fi.Size()+1)
+	n, err := io.ReadFull(f, data)
+	switch {
+	case err == nil:
+		return nil, fmt.Errorf("%s grew while it was read", path)
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return data[:n], nil
 	}
-	return data, err
+	return nil, err
 }
 
 // write replaces the cache file with recs. Its directory is made private
