@@ -599,6 +599,32 @@ func TestListManySites(t *testing.T) {
 			t.Errorf("list and status differ:\nlist   %+v\nstatus %+v", l, s)
 		}
 	}
+	// list reads systemd's listing on a connection of its own and decodes
+	// it itself: what it says of each loaded service is what systemctl
+	// says.
+	byUnit := map[string][3]string{}
+	for _, line := range strings.Split(strings.TrimSpace(h.run("systemctl", "list-units", "--all", "--plain", "--no-legend", "site-*.service")), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 {
+			byUnit[f[0]] = [3]string{f[1], f[2], f[3]}
+		}
+	}
+	loaded := 0
+	for _, l := range list {
+		sc, ok := byUnit["site-"+l.Name+".service"]
+		if !ok {
+			if l.LoadState != "not-loaded" {
+				t.Errorf("list: %s is %s, systemctl does not list it", l.Name, l.LoadState)
+			}
+			continue
+		}
+		loaded++
+		if got := [3]string{l.LoadState, l.ActiveState, l.SubState}; got != sc {
+			t.Errorf("list: %s is %v, systemctl says %v", l.Name, got, sc)
+		}
+	}
+	if loaded != len(byUnit) || loaded < 3 {
+		t.Errorf("list has %d of the %d services systemctl lists", loaded, len(byUnit))
+	}
 	for i, want := range []string{"active", "active", "inactive", "inactive"} {
 		if l := list[i]; l.ActiveState != want || l.Result != "success" || (want == "active") != (l.MainPID > 0 && l.Since != nil && l.Ready) {
 			t.Errorf("list: %+v, want %s", l, want)
