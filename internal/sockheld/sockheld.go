@@ -32,10 +32,12 @@ const maxTable = 16 << 20
 // 1 holds no listening socket. proc is the proc mount, "/proc".
 //
 // Its cost must not grow with the host: with 10,000 sites PID 1 holds
-// 10,000 listening sockets. Only the tables of the kinds s listens on are
-// read, only rows of s's ports and paths are parsed (the rest are looked
-// at, not split), and PID 1's open files are read only until every socket
-// found for s is among them.
+// 10,000 listening sockets. In PID 1's network namespace the kernel is
+// asked for the TCP listeners of s's ports alone (sock_diag, diag.go).
+// Elsewhere, and for unix listeners, only the tables of the kinds s
+// listens on are read, and only rows of s's ports and paths are parsed
+// (the rest are looked at, not split). PID 1's open files are read only
+// until every socket found for s is among them.
 func Missing(proc string, s *site.Site) ([]string, error) {
 	ports, paths := map[int]bool{}, map[string]bool{}
 	for _, l := range s.Listeners {
@@ -46,7 +48,8 @@ func Missing(proc string, s *site.Site) ([]string, error) {
 		}
 	}
 	byPort := map[int][]uint64{}
-	if len(ports) > 0 {
+	if len(ports) > 0 && (!sameNetns(proc) || diagListeners(ports, byPort) != nil) {
+		clear(byPort) // what the kernel said before it failed is read again
 		for _, t := range []string{"tcp", "tcp6"} {
 			if err := readTable(filepath.Join(proc, "1", "net", t), func(f [][]byte) bool { return parseTCP(f, ports, byPort) }); err != nil {
 				return nil, err
