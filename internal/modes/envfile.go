@@ -27,23 +27,6 @@ import (
 // launcher's control socket): a mode file is a few lines.
 const MaxEnvFile = 1 << 20
 
-// isEnvName tells whether name is what systemd accepts as a variable name:
-// ^[A-Za-z_][A-Za-z0-9_]*$. A loop, not a regexp: every sitectl run would
-// compile that at start, and list checks every variable of every site.
-func isEnvName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		letter := c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
-		if !letter && (i == 0 || c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
-}
-
 // errEnvValue is a value the mode file cannot carry exactly.
 var errEnvValue = errors.New("an environment file cannot carry it")
 
@@ -53,7 +36,7 @@ var errEnvValue = errors.New("an environment file cannot carry it")
 // breaks (the site file forbids them, and only they were never tried
 // against systemd).
 func checkEnvVar(v site.EnvVar) error {
-	if !isEnvName(v.Name) {
+	if !site.ValidEnvName(v.Name) {
 		return fmt.Errorf("%q is not a valid variable name", v.Name)
 	}
 	if !utf8.ValidString(v.Value) || strings.ContainsAny(v.Value, "\x00\n\r") {
@@ -277,7 +260,7 @@ func (p *envParser) push(trimValue bool) {
 		return
 	}
 	name := string(key)
-	if !isEnvName(name) {
+	if !site.ValidEnvName(name) {
 		return
 	}
 	if i, ok := p.index[name]; ok {

@@ -3,7 +3,6 @@ package modes
 import (
 	"errors"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -29,13 +28,13 @@ func FuzzEnvFileRoundTrip(f *testing.F) {
 		vars := []site.EnvVar{{Name: name, Value: v1}, {Name: "OTHER_" + strings.Map(keepNameChars, name), Value: v2}}
 		for _, v := range vars {
 			siteValid := utf8.ValidString(v.Value) && !strings.ContainsAny(v.Value, "\x00\n\r")
-			if err := checkEnvVar(v); isEnvName(v.Name) && siteValid && err != nil {
+			if err := checkEnvVar(v); site.ValidEnvName(v.Name) && siteValid && err != nil {
 				t.Fatalf("the writer refuses %q=%q, which a site file may hold: %v", v.Name, v.Value, err)
 			}
 		}
 		data, err := marshalEnv("comment\nwith a line break", vars)
 		if err != nil {
-			if !errors.Is(err, errEnvValue) && isEnvName(name) {
+			if !errors.Is(err, errEnvValue) && site.ValidEnvName(name) {
 				t.Fatalf("unexpected error: %v", err)
 			}
 			return
@@ -67,7 +66,7 @@ func FuzzParseEnv(f *testing.F) {
 			return
 		}
 		for _, v := range vars {
-			if !isEnvName(v.Name) || !utf8.ValidString(v.Value) {
+			if !site.ValidEnvName(v.Name) || !utf8.ValidString(v.Value) {
 				t.Fatalf("%q read as %q", data, v)
 			}
 		}
@@ -168,26 +167,4 @@ func TestFromEnviron(t *testing.T) {
 	if got := FromEnviron([]string{"PATH=/bin", "SITECTL_MODE_VARS="}); !slices.Equal(got, []site.EnvVar{{Name: "SITECTL_MODE_VARS", Value: ""}}) {
 		t.Errorf("a mode without variables: %q", got)
 	}
-}
-
-// isEnvName is the loop that replaced a regexp at package init: it must
-// accept exactly what that regexp accepts.
-func TestIsEnvNameIsSystemdsVariableName(t *testing.T) {
-	re := regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	for _, name := range []string{"", "A", "_", "a1", "_9", "9a", "SITE_MODE", "a-b", "a b", "é", "a\x00", "Z_z_0", "1", "a=b", "$A", "a.b"} {
-		if got, want := isEnvName(name), re.MatchString(name); got != want {
-			t.Errorf("isEnvName(%q) = %v, the regexp says %v", name, got, want)
-		}
-	}
-}
-
-func FuzzIsEnvName(f *testing.F) {
-	re := regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	f.Add("SITE_MODE")
-	f.Add("9a")
-	f.Fuzz(func(t *testing.T, name string) {
-		if got, want := isEnvName(name), re.MatchString(name); got != want {
-			t.Errorf("isEnvName(%q) = %v, the regexp says %v", name, got, want)
-		}
-	})
 }

@@ -59,8 +59,9 @@ func validAccount(s string) bool {
 		func(c byte) bool { return isLower(c) || isDigit(c) || c == '_' || c == '-' })
 }
 
-// validEnvName: ^[A-Za-z_][A-Za-z0-9_]*$
-func validEnvName(s string) bool {
+// ValidEnvName tells whether s is what systemd accepts as a variable name:
+// ^[A-Za-z_][A-Za-z0-9_]*$.
+func ValidEnvName(s string) bool {
 	return span(s, 1, -1, func(c byte) bool { return isLower(c) || isUpper(c) || c == '_' },
 		func(c byte) bool { return isLower(c) || isUpper(c) || isDigit(c) || c == '_' })
 }

@@ -14,7 +14,7 @@ var charsetChecks = []struct {
 	{regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`), validName},
 	{regexp.MustCompile(`^/[A-Za-z0-9._/@+:,=~-]*$`), validPath},
 	{regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,30}$`), validAccount},
-	{regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`), validEnvName},
+	{regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`), ValidEnvName},
 	{regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`), validListenerName},
 	{regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`), validCredentialName},
 	{regexp.MustCompile(`^(user|group):([a-z_][a-z0-9_-]{0,30}|[0-9]{1,10})$`), func(s string) bool { _, _, ok := parseDeployer(s); return ok }},

@@ -513,7 +513,7 @@ func (p *parser) environment(key string, v *tomlpos.Value) []EnvVar {
 	for _, name := range v.Keys {
 		val := v.Fields[name]
 		switch {
-		case !validEnvName(name):
+		case !ValidEnvName(name):
 			p.errorf(val.KeyPos, "%s: %q is not a valid variable name", key, printable(name))
 		case reservedEnv(name):
 			p.errorf(val.KeyPos, "%s: %s is set by sitectl or systemd and cannot be set here", key, name)
