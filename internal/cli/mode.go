@@ -428,12 +428,12 @@ func readJournal(ctx context.Context, unit string, since time.Time) ([]string, e
 }
 
 // writeJSON prints v as indented JSON, with every character a terminal
-// would act on escaped (term.JSON).
+// would act on escaped (term.IndentJSON).
 func writeJSON(w io.Writer, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
+	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	_, err = w.Write(append(term.JSON(data), '\n'))
+	_, err = w.Write(append(term.IndentJSON(make([]byte, 0, 2*len(data)), data, "", "  "), '\n'))
 	return err
 }

@@ -10,7 +10,6 @@
 package term
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"reflect"
@@ -125,28 +124,6 @@ func escapeArg(a any) any {
 		return Escape(rv.String())
 	}
 	return a
-}
-
-// JSON makes encoded JSON safe to print: encoding/json already escapes C0
-// controls, but writes DEL, C1 controls and format characters (a
-// right-to-left override) as they are. They can occur only inside strings,
-// where \uXXXX means the same character, so the result is the same JSON
-// value.
-func JSON(data []byte) []byte {
-	if !bytes.ContainsFunc(data, needsJSONEscape) {
-		return data
-	}
-	var b bytes.Buffer
-	for len(data) > 0 {
-		r, size := utf8.DecodeRune(data)
-		if needsJSONEscape(r) {
-			fmt.Fprintf(&b, `\u%04x`, r)
-		} else {
-			b.Write(data[:size])
-		}
-		data = data[size:]
-	}
-	return b.Bytes()
 }
 
 func needsJSONEscape(r rune) bool {

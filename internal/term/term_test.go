@@ -2,9 +2,7 @@ package term
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -59,21 +57,5 @@ func TestFprintf(t *testing.T) {
 	Fprintln(&b, "a\nb", 7)
 	if got := b.String(); got != "a\\nb 7\n" {
 		t.Errorf("Fprintln: %q", got)
-	}
-}
-
-func TestJSON(t *testing.T) {
-	v := map[string]string{"k": "del\x7f c1\u009b rtl\u202e nl\n ok ü"}
-	data, _ := json.Marshal(v)
-	safe := JSON(data)
-	if bytes.ContainsAny(safe, "\x7f\u009b\u202e\n") {
-		t.Errorf("JSON kept a control: %q", safe)
-	}
-	var back map[string]string
-	if err := json.Unmarshal(safe, &back); err != nil || back["k"] != v["k"] {
-		t.Errorf("JSON changed the value: %v %q", err, back)
-	}
-	if !strings.Contains(string(safe), "ü") {
-		t.Errorf("JSON escaped a letter: %s", safe)
 	}
 }
