@@ -22,9 +22,10 @@ import (
 // a visible escape: C0 and C1 controls and DEL as \n, \t, \r or \xHH,
 // invalid UTF-8 bytes as \xHH, and the invisible format characters that
 // reorder or hide text (bidirectional overrides and isolates, zero-width
-// characters) as \uHHHH. Printable text, spaces, backslashes and
-// non-ASCII letters stay as they are: a field can show text that looks like
-// an escape, but it cannot act on the terminal or start a line of its own.
+// characters) as \uHHHH (\UHHHHHHHH above U+FFFF). Printable text, spaces,
+// backslashes and non-ASCII letters stay as they are: a field can show text
+// that looks like an escape, but it cannot act on the terminal or start a
+// line of its own.
 func Escape(s string) string {
 	if isPlain(s) {
 		return s
@@ -69,6 +70,11 @@ func escapeRune(r rune) string {
 	case r == ' ':
 		return " "
 	case unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Zl, r) || unicode.Is(unicode.Zp, r) || !unicode.IsPrint(r) && !unicode.IsSpace(r):
+		if r > 0xffff {
+			// Eight digits, as Go writes it: \ue0001 would read as
+			// U+E000 and a 1.
+			return fmt.Sprintf(`\U%08x`, r)
+		}
 		return fmt.Sprintf(`\u%04x`, r)
 	}
 	// Letters, marks, symbols and the other spaces (no-break, ideographic).

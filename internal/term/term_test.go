@@ -21,6 +21,7 @@ func TestEscape(t *testing.T) {
 		"line\u2028sep\u2029":          `line\u2028sep\u2029`,
 		"bad utf8 \xff\xfe end":        `bad utf8 \xff\xfe end`,
 		"truncated \xe2\x80":           `truncated \xe2\x80`,
+		"tag \U000E0001x \U0001D173":   `tag \U000e0001x \U0001d173`,
 	} {
 		if got := Escape(in); got != want {
 			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
