@@ -269,9 +269,9 @@ func busyTimeOf(schedstat string) (time.Duration, bool) {
 // drainPriority is the nice value a generation told to drain gets, the
 // lowest: what it still has to do (finish its requests, then exit) waits for
 // the generation that now serves. An exit is not cheap: a gunicorn worker
-// of the test app spends about 0.3 s of CPU ending its interpreter, mostly
-// in page faults (docs/bench, the notes on the handover's p99), and a page
-// fault runs to its end whatever the priority. Lowering a priority needs no privilege; the generated
+// of the test app spends 0.15–0.3 s of CPU ending its interpreter, mostly
+// in page faults, and a page fault runs to its end whatever the priority
+// (docs/bench, the notes on gunicorn's overlapped p99). Lowering a priority needs no privilege; the generated
 // units allow the system call (SystemCallFilter=setpriority). Raising one
 // back would need RLIMIT_NICE (LimitNICE=), which systemd cannot grant where
 // it lacks CAP_SYS_RESOURCE, so a starting generation keeps nice 0.
