@@ -430,10 +430,20 @@ func readJournal(ctx context.Context, unit string, since time.Time) ([]string, e
 // writeJSON prints v as indented JSON, with every character a terminal
 // would act on escaped (term.IndentJSON).
 func writeJSON(w io.Writer, v any) error {
-	data, err := json.Marshal(v)
+	data, err := indentedJSON(v, "")
 	if err != nil {
 		return err
 	}
-	_, err = w.Write(append(term.IndentJSON(make([]byte, 0, 2*len(data)), data, "", "  "), '\n'))
+	_, err = w.Write(append(data, '\n'))
 	return err
+}
+
+// indentedJSON is v as json.MarshalIndent(v, prefix, "  ") writes it, made
+// safe to print (term.IndentJSON).
+func indentedJSON(v any, prefix string) ([]byte, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return term.IndentJSON(make([]byte, 0, 2*len(data)), data, prefix, "  "), nil
 }

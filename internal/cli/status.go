@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -247,13 +246,8 @@ func writeSitesJSON(w io.Writer, ss []status.Site) error {
 	parts := make([][]byte, len(ss))
 	errs := make([]error, len(ss))
 	par.Each(len(ss), func(i int) {
-		data, err := json.Marshal(ss[i])
-		if err != nil {
-			errs[i] = err
-			return
-		}
 		// An element of an indented array: one level in.
-		parts[i] = term.IndentJSON(make([]byte, 0, 2*len(data)), data, "  ", "  ")
+		parts[i], errs[i] = indentedJSON(ss[i], "  ")
 	})
 	if err := errors.Join(errs...); err != nil {
 		return err

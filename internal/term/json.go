@@ -23,20 +23,9 @@ func IndentJSON(dst, src []byte, prefix, indent string) []byte {
 	depth := 0
 	for i := 0; i < len(src); {
 		c := src[i]
-		if c == '"' {
-			if needIndent {
-				needIndent = false
-				depth++
-				dst = appendNewline(dst, prefix, indent, depth)
-			}
-			var n int
-			dst, n = appendJSONString(dst, src[i:])
-			i += n
-			continue
-		}
-		i++
 		switch c {
 		case ' ', '\t', '\n', '\r':
+			i++
 			continue
 		}
 		if needIndent && c != '}' && c != ']' {
@@ -44,6 +33,13 @@ func IndentJSON(dst, src []byte, prefix, indent string) []byte {
 			depth++
 			dst = appendNewline(dst, prefix, indent, depth)
 		}
+		if c == '"' {
+			var n int
+			dst, n = appendJSONString(dst, src[i:])
+			i += n
+			continue
+		}
+		i++
 		switch c {
 		case '{', '[':
 			needIndent = true
