@@ -109,24 +109,37 @@ func (st Store) Current(name string) (mode string, ok bool, err error) {
 // CurrentSince is Current with the time the mode was recorded (the mode
 // file's modification time), from the same open file.
 func (st Store) CurrentSince(name string) (mode string, ok bool, written time.Time, err error) {
-	data, written, err := readBounded(st.EnvPath(name), MaxEnvFile)
+	mode, id, err := st.currentMode(name)
+	if err != nil || id == (site.FileID{}) {
+		return "", false, time.Time{}, err
+	}
+	return mode, true, modTime(id), nil
+}
+
+// currentMode reads the mode recorded in a site's mode file, with the
+// identity of the file it read; the zero FileID when there is none.
+func (st Store) currentMode(name string) (string, site.FileID, error) {
+	data, id, err := readBounded(st.EnvPath(name), MaxEnvFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", false, time.Time{}, nil
+		return "", site.FileID{}, nil
 	}
 	if err != nil {
-		return "", false, time.Time{}, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
+		return "", site.FileID{}, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
 	}
 	env, err := parseEnvFile(st.EnvPath(name), data)
 	if err != nil {
-		return "", false, time.Time{}, err
+		return "", site.FileID{}, err
 	}
 	for _, v := range env {
 		if v.Name == VarMode {
-			return v.Value, true, written, nil
+			return v.Value, id, nil
 		}
 	}
-	return "", false, time.Time{}, fmt.Errorf("the mode file %s of site %s has no %s", st.EnvPath(name), name, VarMode)
+	return "", site.FileID{}, fmt.Errorf("the mode file %s of site %s has no %s", st.EnvPath(name), name, VarMode)
 }
+
+// modTime is the modification time of the file version id.
+func modTime(id site.FileID) time.Time { return time.Unix(0, id.Mtime) }
 
 // WithState lists the sites that have a state directory, with one read of
 // the directory that holds them all: a site without one has no mode recorded
@@ -165,14 +178,14 @@ func parseEnvFile(path string, data []byte) ([]site.EnvVar, error) {
 	return env, nil
 }
 
-// readBounded reads a file of at most limit bytes, with its modification
-// time from the same open file.
-func readBounded(path string, limit int64) ([]byte, time.Time, error) {
-	data, mtime, err := readUpTo(path, limit+1)
+// readBounded reads a file of at most limit bytes, with its identity from
+// the same open file.
+func readBounded(path string, limit int64) ([]byte, site.FileID, error) {
+	data, id, err := readUpTo(path, limit+1)
 	if err == nil && int64(len(data)) > limit {
 		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
 	}
-	return data, mtime, err
+	return data, id, err
 }
 
 // Write records m as the current mode of s, under the site's mode lock.

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"io/fs"
 	"syscall"
-	"time"
+
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // readUpTo reads at most n bytes of the regular file at path, with its
-// modification time from the same open file.
+// identity (modification time and all) from the same open file.
 //
 // It uses the system calls themselves: os.Open on Linux tries to add every
 // file to the network poller (fcntl twice, epoll_ctl, which fails for a
@@ -17,24 +18,24 @@ import (
 // hundred bytes, and list reads two of them for each of 10,000 sites. Here
 // it is open, fstat, read and close. The file is opened non-blocking so
 // that a FIFO or a device put in its place neither blocks nor is read.
-func readUpTo(path string, n int64) ([]byte, time.Time, error) {
+func readUpTo(path string, n int64) ([]byte, site.FileID, error) {
 	var fd int
 	err := retryEINTR(func() (err error) {
 		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 		return err
 	})
 	if err != nil {
-		return nil, time.Time{}, &fs.PathError{Op: "open", Path: path, Err: err}
+		return nil, site.FileID{}, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer syscall.Close(fd)
 	var st syscall.Stat_t
 	if err := retryEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
-		return nil, time.Time{}, &fs.PathError{Op: "stat", Path: path, Err: err}
+		return nil, site.FileID{}, &fs.PathError{Op: "stat", Path: path, Err: err}
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		return nil, time.Time{}, fmt.Errorf("%s is not a regular file", path)
+		return nil, site.FileID{}, fmt.Errorf("%s is not a regular file", path)
 	}
-	mtime := time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
+	id := site.FileID{Dev: st.Dev, Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
 	// One byte more than the file's size: a read that fills less than it
 	// asked for is the end of a regular file, no further read needed (one
 	// that fills it all: the file grew since, read on, up to n).
@@ -50,7 +51,7 @@ func readUpTo(path string, n int64) ([]byte, time.Time, error) {
 			return err
 		})
 		if err != nil {
-			return nil, time.Time{}, &fs.PathError{Op: "read", Path: path, Err: err}
+			return nil, site.FileID{}, &fs.PathError{Op: "read", Path: path, Err: err}
 		}
 		buf = buf[:len(buf)+got]
 		// A short read that reached the size fstat gave is the end; one
@@ -59,7 +60,7 @@ func readUpTo(path string, n int64) ([]byte, time.Time, error) {
 			break
 		}
 	}
-	return buf, mtime, nil
+	return buf, id, nil
 }
 
 func retryEINTR(f func() error) error {

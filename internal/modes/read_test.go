@@ -11,6 +11,7 @@ import (
 )
 
 // TestReadUpTo: the whole of a small file, at most n bytes of a large one,
+// with the identity of the file read,
 // a missing file as fs.ErrNotExist, and a FIFO refused without blocking.
 func TestReadUpTo(t *testing.T) {
 	dir := t.TempDir()
@@ -21,10 +22,10 @@ func TestReadUpTo(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, n := range []int64{1, 64, 4097, 1 << 20} {
-			got, mtime, err := readUpTo(p, n)
+			got, id, err := readUpTo(p, n)
 			w := want[:min(int64(size), n)]
-			if err != nil || string(got) != w || mtime.IsZero() {
-				t.Errorf("size %d, n %d: %d bytes, %v, %v; want %d bytes", size, n, len(got), mtime, err, len(w))
+			if err != nil || string(got) != w || id.Ino == 0 || id.Size != int64(size) || id.Mtime == 0 || id.Ctime == 0 {
+				t.Errorf("size %d, n %d: %d bytes, %+v, %v; want %d bytes", size, n, len(got), id, err, len(w))
 			}
 		}
 	}

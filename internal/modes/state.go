@@ -83,18 +83,25 @@ func (st Store) statePath(name string) string { return st.paths().StateFile(name
 
 // ReadState returns a site's state; a site without one has the zero State.
 func (st Store) ReadState(name string) (State, error) {
+	s, _, err := st.readState(name)
+	return s, err
+}
+
+// readState is ReadState with the identity of the file it read; the zero
+// FileID when there is none.
+func (st Store) readState(name string) (State, site.FileID, error) {
 	var s State
-	data, _, err := readBounded(st.statePath(name), maxStateFile)
+	data, id, err := readBounded(st.statePath(name), maxStateFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
+		return s, site.FileID{}, nil
 	}
 	if err != nil {
-		return s, fmt.Errorf("cannot read the state of site %s: %w", name, err)
+		return s, site.FileID{}, fmt.Errorf("cannot read the state of site %s: %w", name, err)
 	}
 	if err := json.Unmarshal(data, &s); err != nil {
-		return s, fmt.Errorf("the state file %s of site %s is damaged: %w", st.statePath(name), name, err)
+		return s, site.FileID{}, fmt.Errorf("the state file %s of site %s is damaged: %w", st.statePath(name), name, err)
 	}
-	return s, nil
+	return s, id, nil
 }
 
 // summaryHead bounds how much of a state file ReadSummary reads; the fields
@@ -107,17 +114,24 @@ const summaryHead = 16 << 10
 // decoding stops where the history begins. A state whose head does not hold
 // the other fields is read whole.
 func (st Store) ReadSummary(name string) (State, error) {
-	head, _, err := readUpTo(st.statePath(name), summaryHead)
+	s, _, err := st.readSummary(name)
+	return s, err
+}
+
+// readSummary is ReadSummary with the identity of the file the summary
+// came from; the zero FileID when there is none.
+func (st Store) readSummary(name string) (State, site.FileID, error) {
+	head, id, err := readUpTo(st.statePath(name), summaryHead)
 	if errors.Is(err, fs.ErrNotExist) {
-		return State{}, nil
+		return State{}, site.FileID{}, nil
 	}
 	if err != nil {
-		return State{}, fmt.Errorf("cannot read the state of site %s: %w", name, err)
+		return State{}, site.FileID{}, fmt.Errorf("cannot read the state of site %s: %w", name, err)
 	}
 	if s, ok := decodeSummary(head); ok {
-		return s, nil
+		return s, id, nil
 	}
-	return st.ReadState(name)
+	return st.readState(name)
 }
 
 // decodeSummary decodes the fields of a state object up to its history; ok
@@ -156,17 +170,27 @@ func decodeSummary(data []byte) (State, bool) {
 
 // WriteState replaces a site's state atomically.
 func (st Store) WriteState(name string, s State) error {
-	if len(s.History) > maxHistory {
-		s.History = s.History[len(s.History)-maxHistory:]
-	}
-	data, err := json.MarshalIndent(s, "", "  ")
+	data, err := EncodeState(s)
 	if err != nil {
 		return err
 	}
 	if err := st.siteDir(name); err != nil {
 		return err
 	}
-	return atomicfile.Write(st.statePath(name), append(data, '\n'), FileMode)
+	return atomicfile.Write(st.statePath(name), data, FileMode)
+}
+
+// EncodeState is the state file of s, its history cut to the last
+// maxHistory entries.
+func EncodeState(s State) ([]byte, error) {
+	if len(s.History) > maxHistory {
+		s.History = s.History[len(s.History)-maxHistory:]
+	}
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
 }
 
 // Lock is a site's switch lock, held while a mode switch runs.
