@@ -118,10 +118,12 @@ progress or cut short), main PID, since when, and its listeners.
 Made for thousands of sites: systemd is asked for one listing of the site units.
 The journal is not read, so list has no last failure or cleanup, and no restart
 count of an inactive service: sitectl status SITE reads everything of a site.
-Root's list keeps what it reads of each valid site file in ` + paths.ListCache + `
-(root's alone, emptied at boot) and reads and parses again only the files whose
-identity (inode, size, modification and change time) changed, or that changed in
-the last seconds; a cache of another sitectl build, or a damaged one, is ignored.`,
+Root's list keeps what it reads of each valid site file in ` + paths.ListCache + `,
+and of each site's mode and state files in ` + paths.StateCache + ` (root's alone,
+emptied at boot). It reads and parses again only the files whose identity (inode,
+size, modification and change time) changed, or that changed in the last seconds,
+and the state of a site with a switch pending; a cache of another sitectl build, or
+a damaged one, is ignored.`,
 		Args: args(0, 0, "no arguments"),
 		RunE: func(c *cobra.Command, _ []string) error {
 			res, err := e.gather(c.Context(), status.Request{Brief: true})
@@ -213,7 +215,7 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 	}
 	defer mgr.Close()
 	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, ServedMode: status.ServedMode, Warm: status.WarmGeneration,
-		ListCache: paths.ListCache}
+		ListCache: paths.ListCache, StateCache: paths.StateCache}
 	res, err := status.Gather(ctx, src, req)
 	if errors.Is(err, status.ErrBadName) {
 		return res, withCode(exitUsage, err)

@@ -24,6 +24,9 @@ const (
 	// site file (package sitecache), in a directory of root's alone:
 	// under /run, so that it starts empty at each boot.
 	ListCache = "/run/sitectl/cache/list"
+	// StateCache is where it keeps what it read of each site's state
+	// directory (package sitecache), beside ListCache.
+	StateCache = "/run/sitectl/cache/states"
 
 	EnvConfigDir   = "SITECTL_CONFIG_DIR"
 	EnvStateDir    = "SITECTL_STATE_DIR"

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"strings"
 	"sync"
 
 	"github.com/sitectl/sitectl/internal/site"
@@ -92,19 +93,11 @@ func (r Record) Site() *site.Site {
 // the directory, the records, each string and number length-prefixed or a
 // varint, and a CRC-32C of all that.
 func Encode(c Cache) []byte {
-	b := make([]byte, 0, 64+len(c.Records)*128)
-	b = append(b, magic...)
-	b = binary.AppendUvarint(b, Version)
-	b = appendString(b, c.Build)
-	b = appendString(b, c.Dir)
+	b := appendHeader(make([]byte, 0, 64+len(c.Records)*128), magic, Version, c.Build, c.Dir)
 	b = binary.AppendUvarint(b, uint64(len(c.Records)))
 	for _, r := range c.Records {
 		b = appendString(b, r.File)
-		b = binary.AppendUvarint(b, r.ID.Dev)
-		b = binary.AppendUvarint(b, r.ID.Ino)
-		b = binary.AppendVarint(b, r.ID.Size)
-		b = binary.AppendVarint(b, r.ID.Mtime)
-		b = binary.AppendVarint(b, r.ID.Ctime)
+		b = appendFileID(b, r.ID)
 		b = appendString(b, r.Workdir)
 		b = appendString(b, r.ReloadTrigger)
 		b = appendString(b, r.DefaultMode)
@@ -118,7 +111,29 @@ func Encode(c Cache) []byte {
 			b = binary.AppendUvarint(b, uint64(l.Col))
 		}
 	}
+	return seal(b)
+}
+
+// appendHeader starts a cache file: its magic line, the format's version,
+// the build that writes it and the directory its records are of.
+func appendHeader(b []byte, magic string, version uint64, build, dir string) []byte {
+	b = append(b, magic...)
+	b = binary.AppendUvarint(b, version)
+	b = appendString(b, build)
+	return appendString(b, dir)
+}
+
+// seal ends a cache file with a CRC-32C of all that it holds.
+func seal(b []byte) []byte {
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli()))
+}
+
+func appendFileID(b []byte, id site.FileID) []byte {
+	b = binary.AppendUvarint(b, id.Dev)
+	b = binary.AppendUvarint(b, id.Ino)
+	b = binary.AppendVarint(b, id.Size)
+	b = binary.AppendVarint(b, id.Mtime)
+	return binary.AppendVarint(b, id.Ctime)
 }
 
 // castagnoli is made when the cache is first read or written: making it
@@ -136,26 +151,11 @@ var ErrDamaged = errors.New("damaged list cache")
 // Decode reads a cache file. A file of another version is an error that
 // says so; any damage is ErrDamaged.
 func Decode(data []byte) (Cache, error) {
-	if len(data) > MaxSize {
-		return Cache{}, fmt.Errorf("%w: %d bytes, more than %d", ErrDamaged, len(data), MaxSize)
+	d, build, dir, err := openCache(data, magic, Version)
+	if err != nil {
+		return Cache{}, err
 	}
-	if len(data) < len(magic)+4 || string(data[:len(magic)]) != magic {
-		return Cache{}, fmt.Errorf("%w: not a list cache", ErrDamaged)
-	}
-	body := data[:len(data)-4]
-	if crc32.Checksum(body, castagnoli()) != binary.LittleEndian.Uint32(data[len(body):]) {
-		return Cache{}, fmt.Errorf("%w: checksum mismatch", ErrDamaged)
-	}
-	// One string for the whole file: every string of the records is a
-	// slice of it, not an allocation of its own.
-	d := decoder{s: string(body), pos: len(magic)}
-	if v := d.uvarint(); v != Version {
-		if d.err != nil {
-			return Cache{}, d.err
-		}
-		return Cache{}, fmt.Errorf("list cache of version %d, not %d", v, Version)
-	}
-	c := Cache{Build: d.string(), Dir: d.string()}
+	c := Cache{Build: build, Dir: dir}
 	// Each record takes at least 10 bytes: no count can be larger than
 	// what is left, so a damaged count cannot make a huge allocation.
 	n := d.count(10)
@@ -163,19 +163,56 @@ func Decode(data []byte) (Cache, error) {
 	for i := 0; i < n && d.err == nil; i++ {
 		c.Records = append(c.Records, d.record())
 	}
-	if d.err == nil && d.pos != len(d.s) {
-		d.err = fmt.Errorf("%w: %d bytes after the records", ErrDamaged, len(d.s)-d.pos)
-	}
-	if d.err != nil {
-		return Cache{}, d.err
+	if err := d.end(); err != nil {
+		return Cache{}, err
 	}
 	return c, nil
 }
 
+// openCache checks a cache file's size, magic line, checksum and version,
+// and reads its build and directory; d reads on from there.
+func openCache(data []byte, magic string, version uint64) (d *decoder, build, dir string, err error) {
+	what := strings.TrimSuffix(magic, "\n")[len("sitectl "):]
+	if len(data) > MaxSize {
+		return nil, "", "", fmt.Errorf("%w: %d bytes, more than %d", ErrDamaged, len(data), MaxSize)
+	}
+	if len(data) < len(magic)+4 || string(data[:len(magic)]) != magic {
+		return nil, "", "", fmt.Errorf("%w: not a %s", ErrDamaged, what)
+	}
+	body := data[:len(data)-4]
+	if crc32.Checksum(body, castagnoli()) != binary.LittleEndian.Uint32(data[len(body):]) {
+		return nil, "", "", fmt.Errorf("%w: checksum mismatch", ErrDamaged)
+	}
+	// One string for the whole file: every string of the records is a
+	// slice of it, not an allocation of its own.
+	d = &decoder{s: string(body), pos: len(magic)}
+	if v := d.uvarint(); v != version {
+		if d.err != nil {
+			return nil, "", "", d.err
+		}
+		return nil, "", "", fmt.Errorf("%s of version %d, not %d", what, v, version)
+	}
+	build, dir = d.string(), d.string()
+	return d, build, dir, d.err
+}
+
+// end is the error of a decoder that should have read all the file.
+func (d *decoder) end() error {
+	if d.err == nil && d.pos != len(d.s) {
+		d.err = fmt.Errorf("%w: %d bytes after the records", ErrDamaged, len(d.s)-d.pos)
+	}
+	return d.err
+}
+
+func (d *decoder) fileID() site.FileID {
+	var id site.FileID
+	id.Dev, id.Ino = d.uvarint(), d.uvarint()
+	id.Size, id.Mtime, id.Ctime = d.varint(), d.varint(), d.varint()
+	return id
+}
+
 func (d *decoder) record() Record {
-	r := Record{File: d.string()}
-	r.ID.Dev, r.ID.Ino = d.uvarint(), d.uvarint()
-	r.ID.Size, r.ID.Mtime, r.ID.Ctime = d.varint(), d.varint(), d.varint()
+	r := Record{File: d.string(), ID: d.fileID()}
 	r.Workdir, r.ReloadTrigger, r.DefaultMode = d.string(), d.string(), d.string()
 	n := d.count(6)
 	r.Listeners = make([]Listener, n)

@@ -151,11 +151,16 @@ func readFile(path string) ([]byte, error) {
 	return nil, err
 }
 
-// write replaces the cache file with recs. Its directory is made private
-// (0700) when it is new; the directory above it, shared with the state
-// service's socket, 0755 as sitectl-state.socket makes it.
+// write replaces the cache file with recs.
 func (st Store) write(recs []Record) error {
-	dir := filepath.Dir(st.Path)
+	return writeCache(st.Path, Encode(Cache{Build: st.Build, Dir: st.Dir, Records: recs}))
+}
+
+// writeCache replaces the cache file at path with data. Its directory is
+// made private (0700) when it is new; the directory above it, shared with
+// the state service's socket, 0755 as sitectl-state.socket makes it.
+func writeCache(path string, data []byte) error {
+	dir := filepath.Dir(path)
 	if err := os.Mkdir(filepath.Dir(dir), 0o755); err == nil {
 		// Whatever the umask: deployers reach the socket in it.
 		os.Chmod(filepath.Dir(dir), 0o755)
@@ -165,7 +170,7 @@ func (st Store) write(recs []Record) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return atomicfile.Write(st.Path, Encode(Cache{Build: st.Build, Dir: st.Dir, Records: recs}), 0o600)
+	return atomicfile.Write(path, data, 0o600)
 }
 
 // Build is this sitectl's build identity: a hash of the cache format's

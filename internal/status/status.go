@@ -139,6 +139,10 @@ type Sources struct {
 	// read of each site file, so that it reads only the files changed
 	// since (package sitecache); empty: no cache. Root's list writes it.
 	ListCache string
+	// StateCache is the file where list keeps what it read of each site's
+	// state directory, so that a stat of its two files stands for reading
+	// them (sitecache.StateStore); empty: no cache. Root's list writes it.
+	StateCache string
 	// now is when a load starts (time.Now); a seam for tests.
 	now func() time.Time
 	// cacheWrites: a load may write ListCache (root's list); nil: when
@@ -165,6 +169,8 @@ type Result struct {
 	Skipped []error
 	// cache is what list did with its cache of the site files.
 	cache sitecache.Stats
+	// stateCache is what list did with its cache of the state directories.
+	stateCache sitecache.Stats
 }
 
 // ErrBadName wraps a site name that is not valid.
@@ -172,8 +178,7 @@ var ErrBadName = errors.New("not a valid site name")
 
 // Gather reads the status of sites. It is the one place that decides what
 // status and list say, for root's command line and for the state service.
-func Gather(ctx context.Context, src Sources, req Request) (Result, error) {
-	var res Result
+func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error) {
 	var ents []entry
 	var byName unitsByName
 	var err error
@@ -189,6 +194,18 @@ func Gather(ctx context.Context, src Sources, req Request) (Result, error) {
 		return res, err
 	}
 	st := modes.Store{Dir: src.Dirs.State}
+	read := func(name string) (modes.Listed, error) {
+		l, _, err := st.ReadListed(name)
+		return l, err
+	}
+	if len(req.Names) == 0 && req.Brief && src.StateCache != "" {
+		// list: a record of the state cache whose files did not change
+		// stands for reading them.
+		now, writes := src.cacheRules()
+		states := sitecache.StateStore{Path: src.StateCache, Modes: st, Build: sitecache.Build(), MayWrite: writes}.Open(now)
+		read = states.Read
+		defer func() { res.stateCache = states.Close() }()
+	}
 	// Each site's state is a few small files (and, for status, a journal
 	// read): on all CPUs, for thousands of sites. For all sites, one read
 	// of the state directory says which sites have any: the others' are
@@ -201,7 +218,7 @@ func Gather(ctx context.Context, src Sources, req Request) (Result, error) {
 	sites := make([]Site, len(ents))
 	errs := make([]error, len(ents))
 	par.Each(len(ents), func(i int) {
-		sites[i], errs[i] = build(st, ents[i], byName, !known || withState[ents[i].site.Name])
+		sites[i], errs[i] = build(st, read, ents[i], byName, !known || withState[ents[i].site.Name])
 		if errs[i] == nil && !req.Brief {
 			sites[i].readJournal(ctx, src)
 			if ents[i].known {
@@ -247,6 +264,14 @@ func allSites(ctx context.Context, src Sources, brief bool) ([]entry, unitsByNam
 // only what list reads of a site comes from it (sitecache.Record), so it
 // is for Brief alone.
 func (src Sources) cachedLoad(dir string) (site.Result, sitecache.Stats, error) {
+	now, writes := src.cacheRules()
+	st := sitecache.Store{Path: src.ListCache, Dir: dir, Build: sitecache.Build(), MayWrite: writes}
+	return st.LoadDir(now)
+}
+
+// cacheRules are when a list starts, for its caches, and whether it may
+// write them: root's list does.
+func (src Sources) cacheRules() (start time.Time, writes bool) {
 	now, writes := time.Now, os.Geteuid() == 0
 	if src.now != nil {
 		now = src.now
@@ -254,8 +279,7 @@ func (src Sources) cachedLoad(dir string) (site.Result, sitecache.Stats, error) 
 	if src.cacheWrites != nil {
 		writes = *src.cacheWrites
 	}
-	st := sitecache.Store{Path: src.ListCache, Dir: dir, Build: sitecache.Build(), MayWrite: writes}
-	return st.LoadDir(now())
+	return now(), writes
 }
 
 // readUnits reads the units of every entry: one listing of all site units
@@ -302,15 +326,16 @@ func unit(byName unitsByName, name string) control.Unit {
 }
 
 // build puts together the status of one site; hasState false says the
-// site has no state directory (no mode recorded, no state).
-func build(st modes.Store, en entry, byName unitsByName, hasState bool) (Site, error) {
+// site has no state directory (no mode recorded, no state). read reads the
+// state of a site that has one.
+func build(st modes.Store, read func(name string) (modes.Listed, error), en entry, byName unitsByName, hasState bool) (Site, error) {
 	s := en.site
 	u := unit(byName, units.ServiceName(s.Name))
-	ms, err := readModeState(st, s, hasState)
+	ms, err := readModeState(read, s, hasState)
 	if err != nil {
 		return Site{}, err
 	}
-	mode, state := ms.mode, ms.state
+	mode, state := ms.Mode, ms.State
 	out := Site{
 		Site: s.Name, File: en.file, SiteFile: en.fileState(), Mode: mode, PreviousMode: state.PreviousMode, Pending: state.Pending,
 		Unit: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState, MainPID: u.MainPID,
@@ -344,39 +369,27 @@ func build(st modes.Store, en entry, byName unitsByName, hasState bool) (Site, e
 		out.Trigger = &Trigger{Unit: pu.Name, Path: s.ReloadTrigger, Armed: pu.ActiveState == "active", ActiveState: pu.ActiveState, SubState: pu.SubState}
 	}
 	out.Ready = u.ActiveState == "active" && u.SubState == "running"
-	out.ModeApplied = flow.ModeAppliedSince(ms.recorded, ms.written, u)
+	out.ModeApplied = flow.ModeAppliedSince(ms.Recorded, ms.Written, u)
 	out.State = siteState(out)
 	out.Running = isRunning(out.State)
 	return out, nil
 }
 
-// modeState is what status reads of a site's state directory.
-type modeState struct {
-	mode     string // the recorded mode, else the site's default mode
-	recorded bool   // a mode is recorded
-	written  time.Time
-	state    modes.State // without its history
-}
-
-// readModeState reads the recorded mode (the mode file once, its time from
-// the same open file) and the state without its history; a site without a
-// state directory has neither, and nothing is looked for.
-func readModeState(st modes.Store, s *site.Site, hasState bool) (modeState, error) {
-	ms := modeState{mode: s.DefaultMode}
-	if !hasState {
-		return ms, nil
+// readModeState reads the recorded mode (else the site's default mode) and
+// the state without its history; a site without a state directory has
+// neither, and nothing is looked for.
+func readModeState(read func(name string) (modes.Listed, error), s *site.Site, hasState bool) (modes.Listed, error) {
+	l := modes.Listed{}
+	if hasState {
+		var err error
+		if l, err = read(s.Name); err != nil {
+			return modes.Listed{}, err
+		}
 	}
-	m, recorded, written, err := st.CurrentSince(s.Name)
-	if err != nil {
-		return ms, err
+	if !l.Recorded {
+		l.Mode = s.DefaultMode
 	}
-	if recorded {
-		ms.mode, ms.recorded, ms.written = m, true, written
-	}
-	if ms.state, err = st.ReadSummary(s.Name); err != nil {
-		return ms, err
-	}
-	return ms, nil
+	return l, nil
 }
 
 // readJournal adds what only the journal knows: how the service last
