@@ -16,6 +16,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sitecache"
 	"github.com/sitectl/sitectl/test/sandbox"
 )
 
@@ -53,13 +54,17 @@ type ScaleResult struct {
 	SitectlListCPU     DurationStats `json:"sitectl_list_json_cpu"`
 	SystemctlListCPU   DurationStats `json:"systemctl_list_units_cpu"`
 	StatusOneCPU       DurationStats `json:"sitectl_status_one_cpu"`
-	// The listings again once every site has the state a first start
-	// leaves (a state directory with its mode file), as on a host whose
-	// sites have all run.
+	// The listings again once every site has the state directory of a
+	// site that has run (stateForAll), as on a host whose sites have all
+	// run.
 	SitectlListStated        DurationStats `json:"sitectl_list_stated"`
 	SitectlListStatedCPU     DurationStats `json:"sitectl_list_stated_cpu"`
 	SitectlListJSONStated    DurationStats `json:"sitectl_list_json_stated"`
 	SitectlListJSONStatedCPU DurationStats `json:"sitectl_list_json_stated_cpu"`
+	// StatedRestarted: every site's state had a state file too (as one
+	// restart with sitectl leaves), and one list ran before the timed ones.
+	// Runs before 2 December 2026 gave the sites only their mode file.
+	StatedRestarted bool `json:"stated_restarted,omitempty"`
 	// DaemonReloadIdle is the repeated daemon-reload with the sites
 	// loaded and none of their sockets started yet.
 	DaemonReloadIdle    DurationStats `json:"daemon_reload_not_listening"`
@@ -529,6 +534,18 @@ func scaleTimings(ctx context.Context, h *host, o ScaleOptions, r *ScaleResult, 
 	if err := stateForAll(ctx, h, r.N, workDir); err != nil {
 		return err
 	}
+	// On a host, the states were written long before a list; here, just
+	// now. A list records a file in its cache only once it has settled
+	// (sitecache.Settle): wait for that, and let one list record them, as
+	// the first list after any change does.
+	select {
+	case <-time.After(sitecache.Settle + time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if out, err := h.run(ctx, "sitectl", "list"); err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
 	tr, err = h.timeit(ctx, TimeSpec{Runs: o.Reps, Commands: []TimedCmd{
 		{Argv: []string{"sitectl", "list"}},
 		{Argv: []string{"sitectl", "list", "--json"}},
@@ -537,6 +554,7 @@ func scaleTimings(ctx context.Context, h *host, o ScaleOptions, r *ScaleResult, 
 		return err
 	}
 	r.SitectlListStated, r.SitectlListJSONStated = tr.Stats(0, false), tr.Stats(1, false)
+	r.StatedRestarted = true
 	r.SitectlListStatedCPU, r.SitectlListJSONStatedCPU = tr.CPUStats(0), tr.CPUStats(1)
 
 	// One site's mode, there and back.
@@ -554,11 +572,14 @@ func scaleTimings(ctx context.Context, h *host, o ScaleOptions, r *ScaleResult, 
 	return nil
 }
 
-// stateForAll gives sites [0, n) the state a first start leaves: their state
-// directory with the mode file of their default mode, exactly as `sitectl
-// prepare` writes it (modes.EnvFile), in one archive instead of n runs.
+// stateForAll gives sites [0, n) the state directory of a site that has
+// run and was restarted once with sitectl: the mode file of its default
+// mode, exactly as `sitectl prepare` writes it (modes.EnvFile), and a state
+// file with the restart in its history (modes.EncodeState), in one archive
+// instead of n runs.
 func stateForAll(ctx context.Context, h *host, n int, workDir string) error {
 	t := newTar()
+	restarted := time.Now().Add(-time.Hour).UTC()
 	for i := 0; i < n; i++ {
 		name := scaleSiteName(i)
 		s, err := site.ParseNamed("/etc/sitectl/sites/"+name+".toml", name, []byte(scaleSiteFile(scaleBasePort+i)))
@@ -577,6 +598,14 @@ func stateForAll(ctx context.Context, h *host, n int, workDir string) error {
 			return err
 		}
 		if err := t.add(name+"/lock", nil, 0o644); err != nil {
+			return err
+		}
+		state, err := modes.EncodeState(modes.State{History: []modes.Entry{{
+			Time: restarted, Kind: "restart", From: s.DefaultMode, To: s.DefaultMode, Result: "ok"}}})
+		if err != nil {
+			return err
+		}
+		if err := t.add(name+"/state.json", state, 0o600); err != nil {
 			return err
 		}
 	}

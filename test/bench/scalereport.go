@@ -122,7 +122,11 @@ func scaleMarkdown(r *Results) string {
 		note(s.N, "sitectl mode "+s.ModeSite+" normal", s.ModeNormal)
 	}
 	b.WriteString(t.String())
-	p("\nAll times in ms; in parentheses the CPU time of the command itself. The sites have never run, so they have no state; *every site with state* lists them again after giving each the state directory and mode file its first start leaves (written as `sitectl prepare` writes them), as on a host whose sites have all run.\n")
+	stated := "the state directory and mode file its first start leaves (written as `sitectl prepare` writes them), as on a host whose sites have all run."
+	if r.Scale[0].StatedRestarted {
+		stated = "the state directory of a site that has run and was restarted once with sitectl (its mode file as `sitectl prepare` writes it, and its state file with the restart in its history), as on a host whose sites have all run; one untimed list first records them in list's cache, as the first list after any change does."
+	}
+	p("\nAll times in ms; in parentheses the CPU time of the command itself. The sites have never run, so they have no state; *every site with state* lists them again after giving each %s\n", stated)
 	if f := failureNotes(failures, order); f != "" {
 		p("\nFailures:\n\n%s", f)
 	}
