@@ -224,3 +224,23 @@ func TestStateCacheOnlyForRoot(t *testing.T) {
 		t.Fatalf("a list that may not write the cache wrote it: %v", err)
 	}
 }
+
+// TestStateCacheWithoutStates: once no site has a state directory left,
+// list lists the same and stops writing the state cache.
+func TestStateCacheWithoutStates(t *testing.T) {
+	d, sd := setup(t)
+	withStates(t, d, sd)
+	fresh := Sources{Dirs: d, Systemd: sd}
+	src, _ := stateCached(t, fresh)
+	listOf(t, src)
+	if err := os.RemoveAll(filepath.Dir(d.SiteState("x"))); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []sitecache.Stats{{Trusted: 6, Wrote: true}, {}, {}} {
+		got := listOf(t, src)
+		sameList(t, "no states", got, listOf(t, fresh))
+		if got.stateCache != want {
+			t.Fatalf("list %d without states: the state cache did %+v, want %+v", i, got.stateCache, want)
+		}
+	}
+}
