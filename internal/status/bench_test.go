@@ -51,7 +51,7 @@ func (l *listingSystemd) List(context.Context, ...string) ([]control.Unit, error
 // sites that ran have. parse-only is site.LoadDir alone, the share of
 // reading and parsing the site files. -cache-cold and -cache-warm are
 // list with its cache of the site files (sitecache), before and after it
-// was written.
+// was written; started-caches-warm adds the cache of the states.
 func BenchmarkList(b *testing.B) {
 	d, sd := benchSites(b, 10000)
 	src := Sources{Dirs: d, Systemd: &listingSystemd{*sd}}
@@ -78,7 +78,9 @@ func BenchmarkList(b *testing.B) {
 	cacheSrc.now = func() time.Time { return time.Now().Add(time.Hour) } // the files are settled
 	yes := true
 	cacheSrc.cacheWrites = &yes
-	runCached := func(cold bool) func(b *testing.B) {
+	var runWith func(Sources, bool) func(*testing.B)
+	runCached := func(cold bool) func(b *testing.B) { return runWith(cacheSrc, cold) }
+	runWith = func(cacheSrc Sources, cold bool) func(b *testing.B) {
 		return func(b *testing.B) {
 			if !cold { // the cache as the list before left it
 				if _, err := Gather(context.Background(), cacheSrc, Request{Brief: true}); err != nil {
@@ -93,8 +95,9 @@ func BenchmarkList(b *testing.B) {
 					b.StartTimer()
 				}
 				res, err := Gather(context.Background(), cacheSrc, Request{Brief: true})
-				if err != nil || len(res.Sites) != 10000 || !cold && res.cache.Reused != 10000 {
-					b.Fatal(err, len(res.Sites), res.cache)
+				if err != nil || len(res.Sites) != 10000 || !cold && res.cache.Reused != 10000 ||
+					!cold && cacheSrc.StateCache != "" && res.stateCache.Reused != 10000 {
+					b.Fatal(err, len(res.Sites), res.cache, res.stateCache)
 				}
 			}
 		}
@@ -118,4 +121,7 @@ func BenchmarkList(b *testing.B) {
 	}
 	b.Run("started", run)
 	b.Run("started-cache-warm", runCached(false))
+	both := cacheSrc
+	both.StateCache = filepath.Join(filepath.Dir(cacheSrc.ListCache), "states")
+	b.Run("started-caches-warm", runWith(both, false))
 }
