@@ -63,7 +63,8 @@ type ScaleResult struct {
 	SitectlListJSONStatedCPU DurationStats `json:"sitectl_list_json_stated_cpu"`
 	// StatedRestarted: every site's state had a state file too (as one
 	// restart with sitectl leaves), and one list ran before the timed ones.
-	// Runs before 2 December 2026 gave the sites only their mode file.
+	// Earlier runs (before 1 December 2026, night) gave the sites only
+	// their mode file.
 	StatedRestarted bool `json:"stated_restarted,omitempty"`
 	// DaemonReloadIdle is the repeated daemon-reload with the sites
 	// loaded and none of their sockets started yet.
