@@ -145,8 +145,8 @@ type Sources struct {
 	StateCache string
 	// now is when a load starts (time.Now); a seam for tests.
 	now func() time.Time
-	// cacheWrites: a load may write ListCache (root's list); nil: when
-	// sitectl runs as root. A seam for tests.
+	// cacheWrites: a load may write ListCache and StateCache (root's
+	// list); nil: when sitectl runs as root. A seam for tests.
 	cacheWrites *bool
 }
 
