@@ -75,5 +75,5 @@ func statID(path string) (site.FileID, error) {
 	if s.Mode&unix.S_IFMT != unix.S_IFREG {
 		return site.FileID{}, fmt.Errorf("%s is not a regular file", path)
 	}
-	return site.FileID{Dev: s.Dev, Ino: s.Ino, Size: s.Size, Mtime: s.Mtim.Nano(), Ctime: s.Ctim.Nano()}, nil
+	return site.FileIDOf(&s), nil
 }

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -28,14 +30,14 @@ func readUpTo(path string, n int64) ([]byte, site.FileID, error) {
 		return nil, site.FileID{}, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer syscall.Close(fd)
-	var st syscall.Stat_t
-	if err := retryEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
+	var st unix.Stat_t
+	if err := retryEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
 		return nil, site.FileID{}, &fs.PathError{Op: "stat", Path: path, Err: err}
 	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, site.FileID{}, fmt.Errorf("%s is not a regular file", path)
 	}
-	id := site.FileID{Dev: st.Dev, Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
+	id := site.FileIDOf(&st)
 	// One byte more than the file's size: a read that fills less than it
 	// asked for is the end of a regular file, no further read needed (one
 	// that fills it all: the file grew since, read on, up to n).

@@ -22,6 +22,11 @@ type FileID struct {
 	Mtime, Ctime int64 // nanoseconds since the epoch
 }
 
+// FileIDOf is the identity of the file that st describes.
+func FileIDOf(st *unix.Stat_t) FileID {
+	return FileID{Dev: st.Dev, Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
+}
+
 // Reuse gives the site parsed earlier from the file called name in the
 // directory (its base name) when that file had identity id: a *Site as
 // ParseNamed gave it, for which the loader sets File and resolves the
@@ -111,7 +116,7 @@ func (h *dirHint) reused(i int, p string) (s *Site, regular bool) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, false
 	}
-	id := FileID{Dev: st.Dev, Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
+	id := FileIDOf(&st)
 	h.origins[i].ID = id
 	if s = h.reuse(name, id); s == nil {
 		return nil, true
