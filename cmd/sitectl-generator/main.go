@@ -23,6 +23,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/generator"
 	"github.com/sitectl/sitectl/internal/journal"
+	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/procfs"
 	"github.com/sitectl/sitectl/internal/site"
@@ -47,7 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer log.Close()
 
 	dirs := paths.FromEnv(os.Getenv)
-	res, err := site.LoadDir(dirs.Config)
+	// Where two sites claim a listener, the one that held it when it last
+	// started keeps it: a new or edited file never takes a serving site
+	// off its socket.
+	res, err := site.LoadDir(dirs.Config, modes.Store{Dir: dirs.State}.Held)
 	if err != nil {
 		log.Printf(levelErr, "%v; no site units generated", err)
 		return exitCode(dryrun)

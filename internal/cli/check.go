@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/internal/generator"
+	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/sitecheck"
 	"github.com/sitectl/sitectl/internal/term"
@@ -172,10 +173,14 @@ func renameFile(res site.Result, file, display string) site.Result {
 	return res
 }
 
+// held is site.Held of the state directory, as the generator decides
+// which of two sites whose listeners collide keeps them.
+func (e *env) held() site.Held { return modes.Store{Dir: e.dirs.State}.Held }
+
 // installedSites are the valid sites of the config directory other than
 // those being checked; a checked file must not collide with them.
 func installedSites(e *env, files []string, name string) []*site.Site {
-	res, err := site.LoadDir(e.dirs.Config)
+	res, err := site.LoadDir(e.dirs.Config, e.held())
 	if err != nil {
 		return nil
 	}

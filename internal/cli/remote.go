@@ -86,7 +86,7 @@ type backend struct{ e *env }
 func (b backend) LoadSite(name string) (*site.Site, error) { return b.e.loadSite(name) }
 
 func (b backend) Sites() ([]*site.Site, error) {
-	res, err := site.LoadDir(b.e.dirs.Config)
+	res, err := site.LoadDir(b.e.dirs.Config, b.e.held())
 	return res.Sites, err
 }
 

@@ -33,7 +33,7 @@ If any file has a mistake, the mistakes are printed and nothing is written.`,
 			var res site.Result
 			if len(files) == 0 {
 				var err error
-				if res, err = site.LoadDir(e.dirs.Config); err != nil {
+				if res, err = site.LoadDir(e.dirs.Config, e.held()); err != nil {
 					return err
 				}
 			} else {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
@@ -27,7 +28,7 @@ type FileState struct {
 // SiteFileState reads the site directory as the generator does and says
 // what it makes of site name's file. A site without a file is not invalid.
 func SiteFileState(dirs paths.Dirs, name string) (FileState, error) {
-	res, err := site.LoadDir(dirs.Config)
+	res, err := site.LoadDir(dirs.Config, modes.Store{Dir: dirs.State}.Held)
 	if err != nil {
 		return FileState{}, err
 	}

@@ -34,7 +34,7 @@ func lastGoodHost(t *testing.T) (paths.Dirs, site.Result) {
 			t.Fatal(err)
 		}
 	}
-	res, err := site.LoadDir(dirs.Config)
+	res, err := site.LoadDir(dirs.Config, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

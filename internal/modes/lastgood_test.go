@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 func TestReadLastGood(t *testing.T) {
@@ -39,5 +41,47 @@ func TestReadLastGood(t *testing.T) {
 	}
 	if _, ok := st.LastGood("karl"); ok {
 		t.Error("a FIFO read as the last good version")
+	}
+}
+
+// A site held the listeners its last good copy declares, however they are
+// written; a site without a copy, or with one that cannot be read, held
+// none.
+func TestHeld(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	copyData := []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\npath = \"/run/shop.sock\"\n")
+	good, err := site.Parse("/etc/sitectl/sites/shop.toml", copyData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := site.Parse("/etc/sitectl/sites/shop.toml", []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"[::ffff:127.0.0.1]:8080\"\n[[listen]]\naddress = \"127.0.0.1:8081\"\n[[listen]]\npath = \"/run/shop.sock\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped, added, sock := now.Listeners[0], now.Listeners[1], now.Listeners[2]
+	if st.Held(now, []site.Listener{mapped}) {
+		t.Fatal("held without a copy")
+	}
+	if err := st.SaveLastGood(good, copyData); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		ls   []site.Listener
+		want bool
+	}{
+		{[]site.Listener{mapped}, true},
+		{[]site.Listener{sock, mapped}, true},
+		{[]site.Listener{added}, false},
+		{[]site.Listener{mapped, added}, false},
+	} {
+		if got := st.Held(now, c.ls); got != c.want {
+			t.Errorf("Held(%v) = %v, want %v", c.ls, got, c.want)
+		}
+	}
+	if err := os.WriteFile(st.paths().LastGoodFile("shop"), []byte("exec = \"/bin/app\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st.Held(now, []site.Listener{mapped}) {
+		t.Error("held by a copy with mistakes")
 	}
 }

@@ -11,31 +11,91 @@ import (
 	"github.com/sitectl/sitectl/internal/par"
 )
 
-// findConflicts finds listeners that two sites both claim. Among sites, the
-// later one by name gets the error, pointing at the earlier one; others are
-// sites already in place, and a site colliding with one of them always gets
-// the error. Nothing is changed.
+// Held says whether site s held each of ls, listeners its file declares,
+// when its service last started: sitectl keeps a last good copy of a site
+// file each time the site starts (modes.Store.Held reads it). nil: no site
+// is known to hold anything.
+type Held func(s *Site, ls []Listener) bool
+
+// findConflicts finds listeners that two sites both claim. Among sites, a
+// site that held all its contested listeners when it last started keeps
+// them (held), and of two that both did or both did not, the later one by
+// name gets the error, pointing at the earlier one. So a new site file
+// that copies a running site's listener, or an edit that takes another
+// site's, never takes the site that serves it off its socket: the
+// newcomer gets the error. others are sites already in place, and a site
+// colliding with one of them always gets the error. Nothing is changed.
 //
 // Listeners are indexed by unix path, by TCP address and port, and by port
-// for wildcard addresses, so the check is linear in the number of sites.
-func findConflicts(sites []*Site, others ...*Site) Errors {
+// for wildcard addresses, so the check is linear in the number of sites;
+// held is asked only when there are collisions, and only of the sites in
+// them.
+func findConflicts(sites []*Site, held Held, others ...*Site) Errors {
+	errs, contested := conflicts(sites, nil, others)
+	if len(errs) == 0 || held == nil {
+		return errs
+	}
+	in := make(map[*Site]bool, len(sites))
+	for _, s := range sites {
+		in[s] = true
+	}
+	var ss []*Site
+	for s := range contested {
+		if in[s] {
+			ss = append(ss, s)
+		}
+	}
+	holds := make([]bool, len(ss))
+	par.Each(len(ss), func(i int) { holds[i] = held(ss[i], contested[ss[i]]) })
+	holders := map[*Site]bool{}
+	for i, s := range ss {
+		if holds[i] {
+			holders[s] = true
+		}
+	}
+	errs, _ = conflicts(sites, holders, others)
+	return errs
+}
+
+// conflicts is findConflicts with the sites in holders first, and the
+// listeners of each site that collide with another's.
+func conflicts(sites []*Site, holders map[*Site]bool, others []*Site) (Errors, map[*Site][]Listener) {
 	sorted := slices.Clone(sites)
-	slices.SortFunc(sorted, func(a, b *Site) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(sorted, func(a, b *Site) int {
+		if holders[a] != holders[b] {
+			if holders[a] {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
 	idx := newListenerIndex(len(sites) + len(others))
 	for _, o := range others {
 		idx.add(o)
 	}
 	var errs Errors
+	contested := map[*Site][]Listener{}
 	for _, s := range sorted {
 		for _, l := range s.Listeners {
-			if prev, ok := idx.collision(l); ok {
-				errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col,
-					Msg: fmt.Sprintf("listener %s %s", described(l), collision(*prev.l, fmt.Sprintf("%s:%d:%d of site %s", prev.site.File, prev.l.Line, prev.l.Col, prev.site.Name)))})
+			all := idx.collisions(l)
+			if len(all) == 0 {
+				continue
+			}
+			prev := all[0]
+			msg := fmt.Sprintf("listener %s %s", described(l), collision(*prev.l, fmt.Sprintf("%s:%d:%d of site %s", prev.site.File, prev.l.Line, prev.l.Col, prev.site.Name)))
+			if holders[prev.site] && !holders[s] {
+				msg += fmt.Sprintf("; site %s keeps it, as it had it when it last started", prev.site.Name)
+			}
+			errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col, Msg: msg})
+			contested[s] = append(contested[s], l)
+			for _, o := range all {
+				contested[o.site] = append(contested[o.site], *o.l)
 			}
 		}
 		idx.add(s)
 	}
-	return errs
+	return errs, contested
 }
 
 // owned is a listener and its site. It points into the site: an index of
@@ -87,7 +147,8 @@ func tcpKey(l Listener) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-func (x *listenerIndex) collision(l Listener) (owned, bool) {
+// collisions are the indexed listeners that overlap l.
+func (x *listenerIndex) collisions(l Listener) []owned {
 	var candidates []owned
 	if l.Kind == TCP {
 		ap := tcpKey(l)
@@ -102,12 +163,13 @@ func (x *listenerIndex) collision(l Listener) (owned, bool) {
 			candidates = append(slices.Clip(candidates), x.unix[l.Resolved]...)
 		}
 	}
+	var out []owned
 	for _, c := range candidates {
 		if overlaps(*c.l, l) {
-			return c, true
+			out = append(out, c)
 		}
 	}
-	return owned{}, false
+	return out
 }
 
 // Result is what reading a directory of site files gives: the sites that are
@@ -121,13 +183,16 @@ type Result struct {
 // listeners collide with another site's, is left out of Sites and its
 // mistakes are in Errors. A missing directory is no sites. The error return is
 // for a directory that cannot be read at all.
-func LoadDir(dir string) (Result, error) {
+//
+// Where two sites' listeners collide, held decides which keeps them (see
+// Held); nil: the earlier by name.
+func LoadDir(dir string, held Held) (Result, error) {
 	paths, hint, closeDir, err := readDir(dir)
 	if err != nil || paths == nil {
 		return Result{}, err
 	}
 	defer closeDir()
-	return loadFiles(paths, hint, nil, nil), nil
+	return loadFiles(paths, hint, nil, nil, held), nil
 }
 
 // LoadFiles parses the given files and checks them against each other (and
@@ -138,7 +203,7 @@ func LoadDir(dir string) (Result, error) {
 // parsed on all CPUs (10,000 sites are read on every daemon-reload and by
 // `sitectl list`); the result is in the order of paths.
 func LoadFiles(paths []string, others []*Site, names map[string]string) Result {
-	return loadFiles(paths, nil, others, names)
+	return loadFiles(paths, nil, others, names, nil)
 }
 
 // dirHint is what LoadDir knows of the files it loads, all in one
@@ -155,7 +220,7 @@ type dirHint struct {
 
 // loadFiles is LoadFiles of the files of one directory with hint, or of
 // any files with a nil hint.
-func loadFiles(paths []string, hint *dirHint, others []*Site, names map[string]string) Result {
+func loadFiles(paths []string, hint *dirHint, others []*Site, names map[string]string, held Held) Result {
 	type parsed struct {
 		site *Site
 		errs Errors
@@ -203,7 +268,7 @@ func loadFiles(paths []string, hint *dirHint, others []*Site, names map[string]s
 		}
 		res.Errors = append(res.Errors, o.errs...)
 	}
-	res.Sites, res.Errors = dropConflicting(res.Sites, others, res.Errors)
+	res.Sites, res.Errors = dropConflicting(res.Sites, others, res.Errors, held)
 	return res
 }
 
@@ -217,7 +282,7 @@ func LoadBytes(file, name string, data []byte, others []*Site) Result {
 		res.Errors = errs
 		return res
 	}
-	res.Sites, res.Errors = dropConflicting([]*Site{s}, others, nil)
+	res.Sites, res.Errors = dropConflicting([]*Site{s}, others, nil, nil)
 	return res
 }
 
@@ -288,8 +353,8 @@ func resolveExisting(p string) string {
 }
 
 // dropConflicting moves sites whose listeners collide (with each other or
-// with others) from the valid list to the errors.
-func dropConflicting(sites, others []*Site, errs Errors) ([]*Site, Errors) {
+// with others) from the valid list to the errors; held is findConflicts'.
+func dropConflicting(sites, others []*Site, errs Errors, held Held) ([]*Site, Errors) {
 	seen := map[string]bool{}
 	for _, s := range sites {
 		if seen[s.Name] {
@@ -303,7 +368,7 @@ func dropConflicting(sites, others []*Site, errs Errors) ([]*Site, Errors) {
 			rest = append(rest, o)
 		}
 	}
-	conflicts := findConflicts(sites, rest...)
+	conflicts := findConflicts(sites, held, rest...)
 	bad := map[string]bool{}
 	for _, e := range conflicts {
 		bad[e.File] = true

@@ -22,7 +22,7 @@ func BenchmarkLoadDir1000(b *testing.B) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		res, err := LoadDir(dir)
+		res, err := LoadDir(dir, nil)
 		if err != nil || len(res.Sites) != 1000 || len(res.Errors) != 0 {
 			b.Fatalf("%v: %d sites, %d errors", err, len(res.Sites), len(res.Errors))
 		}

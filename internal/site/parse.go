@@ -672,6 +672,19 @@ func collision(prev Listener, where string) string {
 	return fmt.Sprintf("collides with listener %s at %s: both cannot be bound at once", prev.Endpoint(), where)
 }
 
+// SameListener reports whether a and b are one listener, however written:
+// the same unix path, or the same TCP address and port (an IPv4-mapped
+// IPv6 address being the IPv4 address it maps).
+func SameListener(a, b Listener) bool {
+	if a.Kind != b.Kind {
+		return false
+	}
+	if a.Kind == Unix {
+		return a.Path == b.Path
+	}
+	return tcpKey(a) == tcpKey(b)
+}
+
 // overlaps reports whether two listeners cannot both be bound: the same unix
 // path (as written, or with its directories' symlinks resolved, when the
 // loader could resolve them), or the same TCP port where the addresses are

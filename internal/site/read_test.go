@@ -116,7 +116,7 @@ func TestLoadDirSurvivesHostileEntries(t *testing.T) {
 	var res Result
 	noHang(t, "LoadDir", func() {
 		var err error
-		if res, err = LoadDir(dir); err != nil {
+		if res, err = LoadDir(dir, nil); err != nil {
 			t.Error(err)
 		}
 	})

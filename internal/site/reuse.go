@@ -49,7 +49,7 @@ type Origin struct {
 // others (listener collisions, symlinked unix paths): only what a file
 // says on its own is reused. Origins says, by Site.File, how each valid
 // site was got.
-func LoadDirReusing(dir string, reuse Reuse) (res Result, origins map[string]Origin, err error) {
+func LoadDirReusing(dir string, reuse Reuse, held Held) (res Result, origins map[string]Origin, err error) {
 	paths, hint, closeDir, err := readDir(dir)
 	if err != nil || paths == nil {
 		return Result{}, nil, err
@@ -58,7 +58,7 @@ func LoadDirReusing(dir string, reuse Reuse) (res Result, origins map[string]Ori
 	if hint.fd != unix.AT_FDCWD {
 		hint.reuse, hint.origins = reuse, make([]Origin, len(paths))
 	}
-	res = loadFiles(paths, hint, nil, nil)
+	res = loadFiles(paths, hint, nil, nil, held)
 	origins = make(map[string]Origin, len(res.Sites))
 	index := make(map[string]int, len(paths))
 	for i, p := range paths {

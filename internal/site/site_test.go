@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,11 +100,11 @@ func TestListenerIndexFindsWhatPairsOverlap(t *testing.T) {
 			}
 			sa := &Site{Name: "a", File: "a.toml", Listeners: []Listener{a}}
 			sb := &Site{Name: "b", File: "b.toml", Listeners: []Listener{b}}
-			got := len(findConflicts([]*Site{sa, sb})) > 0
+			got := len(findConflicts([]*Site{sa, sb}, nil)) > 0
 			if want := overlaps(a, b); got != want {
 				t.Errorf("%s and %s: the index says collide %v, overlaps says %v", a.Endpoint(), b.Endpoint(), got, want)
 			}
-			if got := len(findConflicts([]*Site{sb}, sa)) > 0; got != overlaps(a, b) {
+			if got := len(findConflicts([]*Site{sb}, nil, sa)) > 0; got != overlaps(a, b) {
 				t.Errorf("%s already there, %s added: the index says collide %v", a.Endpoint(), b.Endpoint(), got)
 			}
 		}
@@ -158,7 +159,7 @@ func TestConflictsAcrossSites(t *testing.T) {
 	a := mustParse(t, "/s/alpha.toml", "exec = [\"/bin/a\"]\n[[listen]]\naddress = \"0.0.0.0:8080\"\n")
 	b := mustParse(t, "/s/beta.toml", "exec = [\"/bin/b\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\npath = \"/run/b.sock\"\n")
 	c := mustParse(t, "/s/gamma.toml", "exec = [\"/bin/c\"]\n[[listen]]\npath = \"/run/b.sock\"\n")
-	errs := findConflicts([]*Site{c, b, a})
+	errs := findConflicts([]*Site{c, b, a}, nil)
 	want := []string{
 		"/s/beta.toml:3:11: listener 127.0.0.1:8080 collides with listener 0.0.0.0:8080 at /s/alpha.toml:3:11 of site alpha: both cannot be bound at once",
 		"/s/gamma.toml:3:8: listener /run/b.sock collides with listener /run/b.sock at /s/beta.toml:5:8 of site beta: both cannot be bound at once",
@@ -167,11 +168,11 @@ func TestConflictsAcrossSites(t *testing.T) {
 		t.Fatalf("got:\n%v\nwant:\n%s", errs, strings.Join(want, "\n"))
 	}
 	// A site already in place never takes the blame for a new file.
-	errs = findConflicts([]*Site{b}, a)
+	errs = findConflicts([]*Site{b}, nil, a)
 	if len(errs) != 1 || errs[0].File != "/s/beta.toml" {
 		t.Fatalf("conflict with an installed site: %v", errs)
 	}
-	errs = findConflicts([]*Site{a}, b)
+	errs = findConflicts([]*Site{a}, nil, b)
 	if len(errs) != 1 || errs[0].File != "/s/alpha.toml" {
 		t.Fatalf("conflict with an installed site must land on the checked file: %v", errs)
 	}
@@ -330,5 +331,67 @@ listen = [{ address = "127.0.0.1:1" }, { address = "[::1]:1" }]
 		if err == nil || err.Error() != want {
 			t.Errorf("got %v\nwant %s", err, want)
 		}
+	}
+}
+
+// Where sites collide, one that held its contested listeners when it last
+// started keeps them, whatever the names' order; between holders, or
+// between sites that held nothing, the later name gets the error. held is
+// asked only when there are collisions, only of the sites in them.
+func TestHeldListenersStayWithTheirHolder(t *testing.T) {
+	shop := mustParse(t, "/s/shop.toml", "exec = [\"/bin/a\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n")
+	aaa := mustParse(t, "/s/aaa.toml", "exec = [\"/bin/a\"]\n[[listen]]\naddress = \"0.0.0.0:8080\"\n")
+	abc := mustParse(t, "/s/abc.toml", "exec = [\"/bin/a\"]\n[[listen]]\naddress = \"[::ffff:127.0.0.1]:8080\"\n")
+	lone := mustParse(t, "/s/lone.toml", "exec = [\"/bin/a\"]\n[[listen]]\naddress = \"127.0.0.1:9090\"\n")
+	var asked []string
+	heldBy := func(names ...string) Held {
+		asked = nil
+		return func(s *Site, ls []Listener) bool {
+			asked = append(asked, s.Name)
+			if len(ls) == 0 {
+				t.Errorf("held asked of %s with no listeners", s.Name)
+			}
+			return slices.Contains(names, s.Name)
+		}
+	}
+	blamed := func(errs Errors) string {
+		var files []string
+		for _, e := range errs {
+			files = append(files, e.File)
+		}
+		slices.Sort(files)
+		return strings.Join(slices.Compact(files), " ")
+	}
+	sites := []*Site{lone, shop, aaa, abc}
+	for _, c := range []struct {
+		held Held
+		want string
+	}{
+		{nil, "/s/abc.toml /s/shop.toml"},
+		{heldBy(), "/s/abc.toml /s/shop.toml"},
+		{heldBy("shop"), "/s/aaa.toml /s/abc.toml"},
+		{heldBy("abc"), "/s/aaa.toml /s/shop.toml"},
+		{heldBy("shop", "abc"), "/s/aaa.toml /s/shop.toml"},
+	} {
+		errs := findConflicts(sites, c.held)
+		if got := blamed(errs); got != c.want {
+			t.Errorf("blamed %s, want %s:\n%v", got, c.want, errs)
+		}
+		if slices.Contains(asked, "lone") {
+			t.Errorf("held was asked of a site in no collision: %v", asked)
+		}
+	}
+	errs := findConflicts(sites, heldBy("shop"))
+	if !strings.HasSuffix(errs[0].Msg, "; site shop keeps it, as it had it when it last started") {
+		t.Errorf("the error does not say who keeps the listener: %s", errs[0].Msg)
+	}
+	// No collision: held is never asked.
+	findConflicts([]*Site{lone, shop}, heldBy("shop"))
+	if len(asked) != 0 {
+		t.Errorf("held asked without a collision: %v", asked)
+	}
+	// An installed site (others) still wins over a holder being checked.
+	if errs := findConflicts([]*Site{shop}, heldBy("shop"), aaa); blamed(errs) != "/s/shop.toml" {
+		t.Errorf("a checked file must take the blame against an installed site: %v", errs)
 	}
 }

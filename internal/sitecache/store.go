@@ -30,6 +30,9 @@ type Store struct {
 	// changed: root's list does. A cache file is trusted only when the
 	// reader's own user owns it and nobody else may read or write it.
 	MayWrite bool
+	// Held decides which of two sites whose listeners collide keeps them
+	// (site.LoadDir).
+	Held site.Held
 }
 
 // Stats says what a load did with the cache.
@@ -68,7 +71,7 @@ func (st Store) LoadDir(start time.Time) (site.Result, Stats, error) {
 			return r.Site()
 		}
 		return nil
-	})
+	}, st.Held)
 	if err != nil {
 		return res, stats, err
 	}

@@ -65,7 +65,7 @@ func BenchmarkList(b *testing.B) {
 	}
 	b.Run("parse-only", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			if res, err := site.LoadDir(d.Config); err != nil || len(res.Sites) != 10000 {
+			if res, err := site.LoadDir(d.Config, nil); err != nil || len(res.Sites) != 10000 {
 				b.Fatal(err, len(res.Sites))
 			}
 		}

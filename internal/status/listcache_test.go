@@ -215,6 +215,22 @@ func TestListCacheGivesTheSameList(t *testing.T) {
 		t.Fatal("the collision is not reported")
 	}
 	step("collision, warm", 5, 5, false)
+	// Once run has started with that port (prepare kept its copy), run
+	// keeps it and the newcomer gets the mistake, as the generator
+	// decides: with the cache and without.
+	data, _ = os.ReadFile(d.SiteFile("run"))
+	os.MkdirAll(filepath.Dir(d.LastGoodFile("run")), 0o700)
+	if err := os.WriteFile(d.LastGoodFile("run"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range []Result{listOf(t, src), listOf(t, fresh)} {
+		if got := bySite(res.Sites); len(got["run"].SiteFile.Errors) != 0 || len(got["aardvark"].SiteFile.Errors) == 0 {
+			t.Fatalf("run has started with the port: run %+v, aardvark %+v", got["run"].SiteFile, got["aardvark"].SiteFile)
+		}
+	}
+	sameList(t, "the collision, run held the port", listOf(t, src), listOf(t, fresh))
+	os.Remove(d.LastGoodFile("run"))
+	sameList(t, "run's copy gone", listOf(t, src), listOf(t, fresh))
 	os.Remove(aardvark)
 	step("collision gone", 5, 4, true)
 

@@ -246,7 +246,7 @@ func allSites(ctx context.Context, src Sources, brief bool) ([]entry, unitsByNam
 		byName, uerr = readUnits(ctx, src.Systemd, nil, true, brief)
 	}()
 	load := func(string) (site.Result, sitecache.Stats, error) {
-		res, err := site.LoadDir(src.Dirs.Config)
+		res, err := site.LoadDir(src.Dirs.Config, src.held())
 		return res, sitecache.Stats{}, err
 	}
 	if brief && src.ListCache != "" {
@@ -265,9 +265,13 @@ func allSites(ctx context.Context, src Sources, brief bool) ([]entry, unitsByNam
 // is for Brief alone.
 func (src Sources) cachedLoad(dir string) (site.Result, sitecache.Stats, error) {
 	now, writes := src.cacheRules()
-	st := sitecache.Store{Path: src.ListCache, Dir: dir, Build: sitecache.Build(), MayWrite: writes}
+	st := sitecache.Store{Path: src.ListCache, Dir: dir, Build: sitecache.Build(), MayWrite: writes, Held: src.held()}
 	return st.LoadDir(now)
 }
+
+// held is site.Held of the state directory: where two sites' listeners
+// collide, list shows the one the generator kept as valid.
+func (src Sources) held() site.Held { return modes.Store{Dir: src.Dirs.State}.Held }
 
 // cacheRules are when a list starts, for its caches, and whether it may
 // write them: root's list does.
