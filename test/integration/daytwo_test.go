@@ -87,6 +87,47 @@ func TestTypoKeepsTheSiteServing(t *testing.T) {
 	}
 }
 
+// A new site file that copies a running site's port (the everyday `cp
+// shop.toml aaa.toml` with the port left as it was) plus a daemon-reload
+// leaves the running site as it was: it had the port when it last
+// started, so the newcomer gets the mistake, although its name sorts
+// first. Before, the later name lost: shop's units went, with its socket.
+func TestCopiedSiteFileKeepsTheServingSite(t *testing.T) {
+	port := freePort(t)
+	good := gunicornSite(port, "[probe]\npath = \"/\"\n")
+	h := newHost(t, map[string]string{"shop": good})
+	h.run("systemctl", "start", "site-shop.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	pid := h.show("site-shop.service", "MainPID")["MainPID"]
+
+	h.writeSite("aaa", good)
+	since := h.logMark()
+	h.run("systemctl", "daemon-reload")
+
+	p := h.show("site-shop.service", "LoadState", "ActiveState", "MainPID", "SourcePath")
+	if p["LoadState"] != "loaded" || p["ActiveState"] != "active" || p["MainPID"] != pid || p["SourcePath"] != "/etc/sitectl/sites/shop.toml" {
+		t.Errorf("shop after a copy of its file and a daemon-reload: %v (main PID was %s)", p, pid)
+	}
+	if p := h.show("site-aaa.service", "LoadState"); p["LoadState"] != "not-found" {
+		t.Errorf("the copy got units: %v", p)
+	}
+	if r := getReply(t, url); r.Mode != "normal" {
+		t.Errorf("shop answers in mode %q", r.Mode)
+	}
+	logged := h.generatorLog(since, "-p", "err")
+	if !strings.Contains(logged, "/etc/sitectl/sites/aaa.toml:") || !strings.Contains(logged, "site shop keeps it, as it had it when it last started") ||
+		strings.Contains(logged, "]: /etc/sitectl/sites/shop.toml") {
+		t.Errorf("the journal does not blame the copy:\n%s", logged)
+	}
+	if out, stderr, code := h.result("sitectl", "restart", "shop"); code != 0 {
+		t.Fatalf("sitectl restart shop beside the copy: exit %d\n%s%s", code, out, stderr)
+	}
+	if r := getReply(t, url); r.Mode != "normal" {
+		t.Errorf("after the restart shop answers in mode %q", r.Mode)
+	}
+}
+
 // grepLines returns the lines of text that contain s.
 func grepLines(text, s string) string {
 	var out []string
