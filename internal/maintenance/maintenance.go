@@ -19,9 +19,11 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sitectl/sitectl/activation"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // HealthPath answers 200 while the maintenance server runs.
@@ -40,12 +42,36 @@ const defaultPage = `<!doctype html>
 </html>
 `
 
+// maxPageSize bounds the maintenance page file. A page is a few kilobytes
+// (its images are static files); the bound keeps a mistake (a log file, a
+// symlink to /dev/zero) from costing every site in maintenance its memory.
+const maxPageSize = 1 << 20
+
+// Timeouts and limits of the server's connections. Every client of the
+// maintenance page is a stranger, and none may hold a goroutine and a
+// descriptor for longer than these: one that sends its request slowly, one
+// that keeps an idle keep-alive connection open, one that stops reading a
+// static file. The page and its static files are small, so a minute is
+// plenty for any of them; the headers of a browser's request are a few
+// kilobytes, cookies and all.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 60 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 60 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
 // Config of the server. Zero values mean defaults.
 type Config struct {
 	Site       string
 	Page       []byte        // the page body; default defaultPage
 	StaticDir  string        // optional
 	RetryAfter time.Duration // default 120s
+
+	// idleTimeout and writeTimeout replace the constants of the same
+	// names when set, so that tests need not wait a minute.
+	idleTimeout, writeTimeout time.Duration
 }
 
 // newHandler returns the maintenance server's handler. The static directory is
@@ -69,16 +95,49 @@ func newHandler(cfg Config) (http.Handler, error) {
 	return h, nil
 }
 
-// LoadPage reads a page file, or returns the default page for "".
+// LoadPage reads a page file, or returns the default page for "". It
+// refuses anything that is not a regular file (a named pipe would hang the
+// start of maintenance forever, a device such as /dev/zero would never end)
+// and a file larger than maxPageSize. The file is opened with O_NONBLOCK,
+// so that not even the open of a named pipe blocks, and checked with fstat
+// on the open file, so that a file swapped in after a check cannot get
+// past; at most maxPageSize+1 bytes are read, so that a file that grows (or
+// lies about its size, as files under /proc do) cannot either.
+//
+// It does not use site.ReadFile, which reads the same way: its errors tell
+// the operator that "a site file" must be a regular file of at most 1 MiB,
+// which would send them looking for the wrong file.
 func LoadPage(file string) ([]byte, error) {
 	if file == "" {
 		return []byte(defaultPage), nil
 	}
-	b, err := os.ReadFile(file)
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the maintenance page: %w", err)
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the maintenance page: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("cannot read the maintenance page %s: it is %s, not a regular file", file, site.FileKind(fi.Mode()))
+	}
+	if fi.Size() > maxPageSize {
+		return nil, pageTooLarge(file, fi.Size())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxPageSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the maintenance page: %w", err)
+	}
+	if len(b) > maxPageSize {
+		return nil, pageTooLarge(file, int64(len(b)))
+	}
 	return b, nil
+}
+
+func pageTooLarge(file string, size int64) error {
+	return fmt.Errorf("cannot use the maintenance page %s: it is %d bytes long, and a maintenance page may have at most %d bytes (1 MiB)", file, size, maxPageSize)
 }
 
 type handler struct {
@@ -118,14 +177,18 @@ func (h *handler) serveStatic(w http.ResponseWriter, r *http.Request) bool {
 	if name == "" || !fs.ValidPath(name) {
 		return false
 	}
-	f, err := h.static.Open(name)
+	// Opened with O_NONBLOCK: a named pipe in the static directory would
+	// otherwise block the request's goroutine, and an OS thread, in open(2)
+	// until something writes to it. Only the open file's type is checked,
+	// with fstat, so nothing swapped in after a check can get past.
+	f, err := h.static.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return false // missing, or outside the root: the maintenance page
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
-		return false // directories are never listed
+		return false // directories are never listed, nor pipes or devices read
 	}
 	if ct := mime.TypeByExtension(path.Ext(name)); ct != "" {
 		w.Header().Set("Content-Type", ct)
@@ -159,10 +222,30 @@ func Run(ctx context.Context, cfg Config, logf func(format string, args ...any))
 		return errNoListeners
 	}
 	logf("serving the maintenance page on %d sockets", len(ls))
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := newServer(h, cfg)
 	if err := activation.Serve(ctx, srv, ls, activation.ServeOptions{}); err != nil && !errors.Is(err, activation.ErrDrainTimeout) {
 		return err
 	}
 	logf("maintenance server stopped")
 	return nil
+}
+
+// newServer returns the server Run serves h with, its connections bounded
+// in time and its requests' headers in size (see the constants).
+func newServer(h http.Handler, cfg Config) *http.Server {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+	if cfg.idleTimeout > 0 {
+		srv.IdleTimeout = cfg.idleTimeout
+	}
+	if cfg.writeTimeout > 0 {
+		srv.WriteTimeout = cfg.writeTimeout
+	}
+	return srv
 }

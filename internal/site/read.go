@@ -158,7 +158,7 @@ func checkRegular(path string, mode fs.FileMode, size int64) error {
 		}
 		return nil
 	}
-	what := fileKind(mode)
+	what := FileKind(mode)
 	if target, err := os.Readlink(path); err == nil {
 		if !filepath.IsAbs(target) {
 			target = filepath.Join(filepath.Dir(path), target)
@@ -168,7 +168,9 @@ func checkRegular(path string, mode fs.FileMode, size int64) error {
 	return &FileError{Path: path, Reason: "is " + what + ", not a regular file: a site file must be a regular file (or a symlink to one)"}
 }
 
-func fileKind(m fs.FileMode) string {
+// FileKind names the type of a file that is not a regular one, for an
+// error that says why it is refused ("a named pipe (FIFO)").
+func FileKind(m fs.FileMode) string {
 	switch {
 	case m.IsDir():
 		return "a directory"
