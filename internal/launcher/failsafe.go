@@ -52,9 +52,11 @@ type failsafeEvent struct {
 	stage failsafeStage
 }
 
-// arm starts the failsafe of a generation told to drain.
+// arm starts the failsafe of a generation told to drain, or to stop (see
+// stopAll); once.
 func (l *launcher) arm(g *generation) {
-	if l.cfg.DrainTimeout > 0 {
+	if l.cfg.DrainTimeout > 0 && !g.armed {
+		g.armed = true
 		l.after(l.cfg.DrainTimeout, failsafeEvent{g, stageTerm})
 	}
 }

@@ -67,8 +67,9 @@ type generation struct {
 	err     error         // set when exited
 	exited  chan struct{} // closed when exited
 	reaped  bool          // its exit event was taken from the exits channel
-	// forced: the failsafe sent SIGTERM; killReported: and said so.
-	forced, killReported bool
+	// armed: its failsafe runs; forced: the failsafe sent SIGTERM;
+	// killReported: and said so.
+	armed, forced, killReported bool
 	// side is its side of a warm standby (warm.go); -1: every listener.
 	side int
 	// idle: it starts under SCHED_IDLE, until it is promoted.

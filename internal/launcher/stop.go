@@ -52,7 +52,11 @@ func (l *launcher) reaped(g *generation) {
 }
 
 // stopAll passes the stop on to every generation (SIGTERM, with workers
-// parked) and waits for them all; systemd's TimeoutStopSec bounds the wait.
+// parked) and waits for them all, bounded as a drain is: each one's
+// failsafe, armed when it was told to drain or now, stops every process of
+// it after the drain and stop timeouts. systemd's TimeoutStopSec bounds a
+// stop it asked for the same way, but when the serving generation died on
+// its own systemd waits for the launcher, and so do the visitors.
 func (l *launcher) stopAll() {
 	running := map[*generation]bool{}
 	for g := range l.old {
@@ -66,11 +70,16 @@ func (l *launcher) stopAll() {
 	l.cfg.Notify("STOPPING=1")
 	for g := range running {
 		drainParked(procRoot, g.pid, defaultPark)
+		l.arm(g)
 	}
 	l.cfg.Logf("stopping: %d generations drain", len(running))
 	for len(running) > 0 {
-		g := <-l.exits
-		delete(running, g)
-		l.cfg.Logf("generation %d exited: %s", g.n, describeExit(g.err))
+		select {
+		case g := <-l.exits:
+			delete(running, g)
+			l.cfg.Logf("generation %d exited: %s", g.n, describeExit(g.err))
+		case ev := <-l.failsafes:
+			l.failsafe(ev)
+		}
 	}
 }

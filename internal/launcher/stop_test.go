@@ -1,0 +1,66 @@
+package launcher
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The serving generation dies on its own while generation 1, which
+// ignores SIGTERM, drains: systemd is not stopping the unit, so nothing
+// but the failsafe bounds the launcher's stop. Generation 1 gets SIGKILL
+// after its drain and stop timeouts, and Run ends, so that systemd can
+// restart the unit.
+func TestServingDiesWhileAStubbornGenerationDrains(t *testing.T) {
+	h := newHarness(t, "ignore-term", "ready")
+	// Long enough that the serving generation is dead before the failsafe
+	// armed at the handover runs out: stopAll is what must take it.
+	h.cfg.DrainTimeout, h.cfg.StopTimeout = 2*time.Second, 200*time.Millisecond
+	h.run()
+	if err := Reload(h.dir, nil, nil); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	h.waitFor("drains at nice")
+	stopsStubborn(h)
+}
+
+// Likewise with generation 1 kept warm: a warm generation has no failsafe
+// until the stop arms one.
+func TestServingDiesWhileAStubbornGenerationIsWarm(t *testing.T) {
+	h, _ := warmHarness(t, time.Hour, "ignore-term", "ready")
+	h.cfg.DrainTimeout, h.cfg.StopTimeout = 200*time.Millisecond, 200*time.Millisecond
+	h.run()
+	if err := Reload(h.dir, nil, nil); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	h.waitFor("stays warm until")
+	stopsStubborn(h)
+}
+
+// stopsStubborn kills the serving generation 2, and checks that Run ends
+// within the drain and stop timeouts (and some slack), having sent SIGKILL
+// to generation 1, which ignores SIGTERM.
+func stopsStubborn(h *harness) {
+	h.t.Helper()
+	stubborn := h.pids(1)
+	syscall.Kill(h.pids(2)[0], syscall.SIGKILL)
+	var err error
+	select {
+	case err = <-h.done:
+		h.done <- err
+	case <-time.After(h.cfg.DrainTimeout + h.cfg.StopTimeout + 2*time.Second):
+		h.t.Fatalf("the launcher still waits for generation 1 after its drain and stop timeouts; events:\n%s", h.log())
+	}
+	if err == nil || err.Error() != "generation 2 exited without being asked: signal: killed" {
+		h.t.Errorf("Run: %v", err)
+	}
+	events := h.log()
+	stopping := strings.Index(events, "log: stopping: 1 generations drain")
+	killed := strings.Index(events, "log: generation 1 still runs 1 processes after the stop timeout (200ms): SIGKILL")
+	if stopping < 0 || killed < stopping {
+		h.t.Errorf("generation 1 was not sent SIGKILL while the launcher stopped; events:\n%s", events)
+	}
+	h.waitFor("log: generation 1 exited: signal: killed")
+	h.waitGone(stubborn...)
+}
