@@ -212,7 +212,7 @@ type switchRun struct {
 }
 
 // begin checks that the mode exists and reads the mode the site is in. A
-// site that already runs in the mode is done unless forced.
+// site that already runs in the mode is done unless forced (see already).
 func begin(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (*switchRun, bool, error) {
 	sw := &switchRun{e: e, s: s, opts: opts, start: e.now(), rep: Report{Site: s.Name, To: to}, timeout: opts.Timeout}
 	if sw.timeout <= 0 {
@@ -231,16 +231,53 @@ func begin(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (
 	if from != to || opts.Force {
 		return sw, false, nil
 	}
-	u, err := e.unit(ctx, units.ServiceName(s.Name))
+	u, ok, err := e.already(ctx, s, mode)
 	switch {
-	case errors.Is(err, errNotLoaded) || err == nil && u.ActiveState != "active":
-		return sw, false, nil // not running: start it in the mode
 	case err != nil:
 		return sw, true, err
+	case !ok:
+		return sw, false, nil
 	}
 	sw.rep.Result, sw.rep.MainPID = modes.ResultOK, u.MainPID
 	sw.rep.Reason = "already in mode " + to
 	return sw, true, nil
+}
+
+// already tells whether site s, whose mode file records mode m, is shown
+// to serve m, so that a switch to m has nothing to do, and returns its
+// service. The mode file alone does not show it: it is written before the
+// restart that applies it, so a sitectl killed in between leaves it
+// recording m while the old process serves on. The switch is open then
+// (pending), and it is done only when no switch is, the service runs,
+// and the process that serves started with m's environment (checkServed,
+// as after a switch). Anything less is switched again.
+func (e *Env) already(ctx context.Context, s *site.Site, m site.Mode) (control.Unit, bool, error) {
+	state, err := e.Store.ReadSummary(s.Name)
+	if err != nil {
+		return control.Unit{}, false, err
+	}
+	if p := state.Pending; p != nil {
+		e.progress("%s: a switch from %s to %s (sitectl pid %d) did not finish: switching again", s.Name, p.From, p.To, p.PID)
+		return control.Unit{}, false, nil
+	}
+	service := units.ServiceName(s.Name)
+	u, err := e.unit(ctx, service)
+	switch {
+	case errors.Is(err, errNotLoaded) || err == nil && u.ActiveState != "active":
+		return u, false, nil // not running: start it in the mode
+	case err != nil:
+		return u, false, err
+	}
+	w := watched{service: service, unit: u, overlap: s.Handoff == site.HandoffOverlap}
+	pid, _, err := e.servingPID(ctx, s, &w)
+	if err == nil {
+		err = e.checkServed(m, pid)
+	}
+	if err != nil {
+		e.progress("%s: mode %s is recorded but not shown to serve (%v): switching again", s.Name, m.Name, err)
+		return u, false, nil
+	}
+	return u, true, nil
 }
 
 // record writes the intent first, so that a sitectl killed from here on
