@@ -64,7 +64,9 @@ func (st Store) OutOfService(name string) (bool, time.Time, error) {
 
 // SetOutOfService writes or removes the marker that keeps a site out of
 // service across reboots (the generator leaves it out of sockets.target).
-// It reports whether anything changed.
+// Both sync the directory (atomicfile), so that a marker removed by
+// `sitectl enable` does not come back after a power loss. It reports
+// whether anything changed.
 func (st Store) SetOutOfService(name string, out bool, uid int) (bool, error) {
 	was, _, err := st.OutOfService(name)
 	if err != nil || was == out {
@@ -72,7 +74,7 @@ func (st Store) SetOutOfService(name string, out bool, uid int) (bool, error) {
 	}
 	path := st.paths().OutOfServiceFile(name)
 	if !out {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := removeMarker(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return false, fmt.Errorf("cannot put site %s back in service: %w", name, err)
 		}
 		return true, nil
@@ -86,6 +88,10 @@ func (st Store) SetOutOfService(name string, out bool, uid int) (bool, error) {
 	}
 	return true, nil
 }
+
+// removeMarker removes the out-of-service marker, durably; tests replace
+// it to see that it is used.
+var removeMarker = atomicfile.Remove
 
 // Forget removes everything sitectl keeps of a site: its mode, previous
 // mode and history, its lock, its last good copy and its out-of-service

@@ -2,8 +2,11 @@ package modes
 
 import (
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/sitectl/sitectl/internal/atomicfile"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -64,5 +67,57 @@ func TestOutOfServiceAndForget(t *testing.T) {
 	}
 	if gone, err := st.Forget("karl"); gone || err != nil {
 		t.Fatalf("forget again: %v %v", gone, err)
+	}
+}
+
+// enable removes the marker durably (atomicfile.Remove syncs the directory
+// before it is done), so that the site is not back out of service after a
+// power loss, and leaves nothing beside it.
+func TestPutBackInServiceRemovesTheMarkerDurably(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	if _, err := st.SetOutOfService("karl", true, 0); err != nil {
+		t.Fatal(err)
+	}
+	var removed []string
+	removeMarker = func(path string) error {
+		removed = append(removed, path)
+		return atomicfile.Remove(path)
+	}
+	t.Cleanup(func() { removeMarker = atomicfile.Remove })
+	if changed, err := st.SetOutOfService("karl", false, 0); !changed || err != nil {
+		t.Fatalf("changed %v, %v", changed, err)
+	}
+	marker := st.paths().OutOfServiceFile("karl")
+	if len(removed) != 1 || removed[0] != marker {
+		t.Errorf("removed durably: %q, want the marker %s", removed, marker)
+	}
+	if out, _, _ := st.OutOfService("karl"); out {
+		t.Error("the marker is still there")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(marker))
+	for _, en := range entries {
+		if strings.HasPrefix(en.Name(), ".") {
+			t.Errorf("left beside the marker: %s", en.Name())
+		}
+	}
+}
+
+// A marker that is gone by the time enable removes it is removed: that is
+// not an error.
+func TestPutBackInServiceWithTheMarkerGone(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	if _, err := st.SetOutOfService("karl", true, 0); err != nil {
+		t.Fatal(err)
+	}
+	removeMarker = func(path string) error {
+		os.Remove(path) // someone else was first
+		return atomicfile.Remove(path)
+	}
+	t.Cleanup(func() { removeMarker = atomicfile.Remove })
+	if changed, err := st.SetOutOfService("karl", false, 0); !changed || err != nil {
+		t.Fatalf("changed %v, %v", changed, err)
+	}
+	if out, _, err := st.OutOfService("karl"); out || err != nil {
+		t.Errorf("out of service %v, %v", out, err)
 	}
 }
