@@ -25,7 +25,11 @@ import (
 // maxTable bounds what is read of one /proc/1/net table. The tables are
 // PID 1's (its network namespace): sitectl's state service, which runs
 // deployers' changes, has a network namespace of its own and no /proc/net
-// (PrivateNetwork=yes, ProcSubset=pid).
+// (PrivateNetwork=yes, ProcSubset=pid). A table that is larger is an
+// error, not read in part: a listener past the cut would be reported
+// missing, and the caller would refuse a switch and advise restarting a
+// socket unit that is fine. Any site's app can make /proc/1/net/unix that
+// large by opening socketpairs.
 const maxTable = 16 << 20
 
 // Missing returns the listeners of s (their address or path) for which PID
@@ -155,15 +159,28 @@ func socketInode(target []byte) (uint64, bool) {
 }
 
 // readTable calls row with the fields of each line of a /proc/net table
-// after its header, until row returns false.
+// after its header, until row returns false. A table larger than maxTable
+// is an error unless row stopped before its end: what was not read may
+// hold the site's listeners.
 func readTable(path string, row func([][]byte) bool) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("cannot read %s: %w", path, err)
 	}
 	defer f.Close()
-	if err := scanTable(io.LimitReader(f, maxTable), row); err != nil {
+	// One byte more than maxTable tells a table of maxTable bytes from a
+	// larger one.
+	lr := &io.LimitedReader{R: f, N: maxTable + 1}
+	stopped := false
+	err = scanTable(lr, func(fields [][]byte) bool {
+		stopped = !row(fields)
+		return !stopped
+	})
+	if err != nil {
 		return fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	if !stopped && lr.N == 0 {
+		return fmt.Errorf("%s is larger than %d bytes: cannot tell whether systemd holds the site's sockets", path, maxTable)
 	}
 	return nil
 }

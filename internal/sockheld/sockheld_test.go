@@ -147,3 +147,53 @@ func TestParseUint(t *testing.T) {
 		}
 	}
 }
+
+// padTable writes to path the table head, then rows of rowText until the
+// file is larger than maxTable, then tail.
+func padTable(t *testing.T, path, head, rowText, tail string) {
+	t.Helper()
+	var b strings.Builder
+	b.Grow(maxTable + len(head) + len(tail) + len(rowText))
+	b.WriteString(head)
+	for b.Len() <= maxTable {
+		b.WriteString(rowText)
+	}
+	b.WriteString(tail)
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A unix table larger than maxTable (a site's app opened many
+// socketpairs) is an error: the site's listener past the cut is not
+// reported missing, which would advise restarting a socket unit that is
+// fine.
+func TestUnixTableTooLargeIsAnErrorNotMissing(t *testing.T) {
+	proc := fakeProc(t)
+	padTable(t, filepath.Join(proc, "1", "net", "unix"),
+		"Num       RefCount Protocol Flags    Type St Inode Path\n",
+		"0000000000000000: 00000003 00000000 00000000 0001 03 777\n",
+		"0000000000000000: 00000002 00000000 00010000 0001 01 333 /run/shop.sock\n")
+	got, err := Missing(proc, &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.Unix, Path: "/run/shop.sock"}}})
+	if err == nil {
+		t.Fatalf("Missing = %q, nil; want an error for a table larger than %d bytes", got, maxTable)
+	}
+	if !strings.Contains(err.Error(), "cannot tell whether systemd holds the site's sockets") {
+		t.Errorf("error %q does not say the check could not be done", err)
+	}
+}
+
+// A TCP table larger than maxTable is read only up to its listeners, which
+// come first: the connections after them do not make the check fail.
+func TestTCPTableLargeWithConnectionsIsRead(t *testing.T) {
+	proc := fakeProc(t)
+	padTable(t, filepath.Join(proc, "1", "net", "tcp"),
+		"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"+
+			"   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0\n",
+		"   1: 0100007F:1F92 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 444 1 0000000000000000 100 0 0 10 0\n",
+		"")
+	got, err := Missing(proc, &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.TCP, Address: "127.0.0.1:8080"}}})
+	if err != nil || len(got) != 0 {
+		t.Errorf("Missing = %q, %v; want nothing missing", got, err)
+	}
+}
