@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -15,9 +16,10 @@ import (
 )
 
 // Record is the one journal record a cleanup leaves, which sitectl status
-// reads back (journalctl SITECTL_EVENT=cleanup SITECTL_SITE=NAME). Send
-// writes it and Last reads it: its field names live here only. The JSON
-// field names are part of sitectl status --json.
+// reads back (journalctl SITECTL_EVENT=cleanup SITECTL_SITE=NAME
+// _SYSTEMD_UNIT=site-NAME.service). Send writes it and Last reads it: its
+// field names live here only. The JSON field names are part of sitectl
+// status --json.
 type Record struct {
 	Site         string    `json:"-"`
 	Time         time.Time `json:"time" doc:"when the cleanup ran"`                                              // when journald received it; set by Last
@@ -40,7 +42,19 @@ const (
 	// fieldIdentifier tags the lines as the site's, as its service's
 	// own output is (journalctl -t site-NAME).
 	fieldIdentifier = "SYSLOG_IDENTIFIER"
+	// fieldUnit is the unit journald finds the sender's process in, from
+	// its cgroup; no sender can set it. Cleanup runs as the site's
+	// service's ExecStopPost=, in that service's cgroup.
+	fieldUnit = "_SYSTEMD_UNIT"
 )
+
+// journalctl is the command Last runs; a variable for tests.
+var journalctl = "journalctl"
+
+// maxRecordRead bounds what Last reads of journalctl's output: a record
+// of a cleanup is a few hundred bytes, a few KiB with many failed hooks,
+// while a journal record may carry up to some 16 MiB of fields.
+const maxRecordRead = 64 << 10
 
 // Record is what the report leaves in the journal for site.
 func (r Report) Record(site string) Record {
@@ -78,22 +92,51 @@ func SendLine(site string, priority int, msg string) error {
 }
 
 // Last reads the last cleanup record of a site from the journal; nil when
-// there is none or the journal cannot be read (status reports it as
-// unknown).
+// there is none, the journal cannot be read, or the record is larger than
+// maxRecordRead (status reports it as unknown). Any local process may log
+// SITECTL_EVENT=cleanup SITECTL_SITE=NAME, so only records of the site's
+// service are read (_SYSTEMD_UNIT, which journald sets itself).
 func Last(ctx context.Context, site string) *Record {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "-o", "json", "-n", "1",
-		fieldEvent+"="+eventCleanup, fieldSite+"="+site).Output()
-	if err != nil || len(bytes.TrimSpace(out)) == 0 {
+	cmd := exec.CommandContext(ctx, journalctl, "--no-pager", "--quiet", "-o", "json", "-n", "1",
+		fieldEvent+"="+eventCleanup, fieldSite+"="+site, fieldUnit+"="+units.ServiceName(site))
+	out := &cappedBuffer{max: maxRecordRead}
+	cmd.Stdout = out
+	// A process that keeps journalctl's output open after it exited
+	// must not hold status up.
+	cmd.WaitDelay = time.Second
+	if err := cmd.Run(); err != nil || len(bytes.TrimSpace(out.Bytes())) == 0 {
 		return nil
 	}
-	r, err := parseRecord(out)
+	r, err := parseRecord(out.Bytes())
 	if err != nil {
 		return nil
 	}
 	return r
 }
+
+// errTooLarge is what cappedBuffer returns once it is full.
+var errTooLarge = errors.New("journalctl wrote more than a cleanup record")
+
+// cappedBuffer keeps up to max bytes and fails a write past them: the
+// command's output is then closed, and journalctl stops at its next write
+// instead of writing on for nothing. It has no ReadFrom (it does not embed
+// bytes.Buffer): io.Copy would use it and read without bound.
+type cappedBuffer struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if len(p) > b.max-b.buf.Len() {
+		return 0, errTooLarge
+	}
+	return b.buf.Write(p)
+}
+
+// Bytes is what was written.
+func (b *cappedBuffer) Bytes() []byte { return b.buf.Bytes() }
 
 // parseRecord reads one entry of journalctl -o json. journalctl writes a
 // field as a string, or as an array of bytes when it holds what it does
