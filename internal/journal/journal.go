@@ -7,15 +7,24 @@ package journal
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"strings"
+	"time"
 )
 
-// socket is journald's native socket.
-const socket = "/run/systemd/journal/socket"
+// socket is journald's native socket; a variable for tests.
+var socket = "/run/systemd/journal/socket"
+
+// sendTimeout bounds the write of one record. A datagram to journald
+// waits while journald's queue is full (journald is busy or stopped);
+// the generator, which logs before it writes the units, would wait until
+// PID 1 kills it. A record that is not taken in time goes to the caller's
+// fallback.
+const sendTimeout = time.Second
 
 // Priorities, as syslog numbers them.
 const (
@@ -31,8 +40,8 @@ func Available() bool {
 }
 
 // Send writes one record. fields are extra upper-case field names and
-// values. It fails when journald cannot be reached; callers fall back to
-// stderr.
+// values. It fails when journald cannot be reached or does not take the
+// record within sendTimeout; callers fall back to stderr.
 func Send(priority int, message string, fields map[string]string) error {
 	var b bytes.Buffer
 	write := func(k, v string) {
@@ -52,9 +61,16 @@ func Send(priority int, message string, fields map[string]string) error {
 	}
 	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: socket, Net: "unixgram"})
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot reach journald: %w", err)
 	}
 	defer conn.Close()
-	_, err = conn.Write(b.Bytes())
-	return err
+	if err := conn.SetWriteDeadline(time.Now().Add(sendTimeout)); err != nil {
+		return fmt.Errorf("cannot write to journald: %w", err)
+	}
+	if _, err := conn.Write(b.Bytes()); errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("journald did not take the record within %s (its queue is full): %w", sendTimeout, err)
+	} else if err != nil {
+		return fmt.Errorf("cannot write to journald: %w", err)
+	}
+	return nil
 }
