@@ -13,6 +13,10 @@ import (
 // it sends SIGKILL, when Children.Grace is zero.
 const DefaultChildGrace = 10 * time.Second
 
+// childWaitDelay is the cmd.WaitDelay [Children.Start] sets when it is
+// zero: how long a child's output is still read after the child exited.
+const childWaitDelay = time.Second
+
 // Children starts child processes that must not outlive the app: workers
 // spawned for requests, helpers holding a resource. Stop sends each one
 // SIGTERM (to its whole process group, so its own children get it too),
@@ -21,6 +25,15 @@ const DefaultChildGrace = 10 * time.Second
 //
 // Whatever a crash leaves behind is still in the unit's cgroup, where
 // `sitectl cleanup` (ExecStopPost=) finds it.
+//
+// A child whose Stdout or Stderr is not an *os.File has its output copied
+// through a pipe, which a process outside the child's process group (one
+// that started a session of its own) may keep open after the child
+// exited; Stop cannot signal that process, and waiting for the pipe to
+// close would hold Stop, and Serve's drain, forever. So Start sets
+// cmd.WaitDelay to one second when it is zero: a second after the child
+// exited, the pipes are closed, what is written to them afterwards is
+// lost, and done gets [exec.ErrWaitDelay] if the child itself succeeded.
 //
 // The zero value is ready to use; it must not be copied after first use.
 type Children struct {
@@ -38,7 +51,8 @@ var ErrStopped = errors.New("activation: children are being stopped; no new chil
 
 // Start starts cmd in a process group of its own and tracks it until it
 // exits. Do not call cmd.Wait: Start reaps the child. done, if not nil, is
-// called with the child's exit error when it has exited.
+// called with the child's exit error when it has exited. A zero
+// cmd.WaitDelay is set to one second (see [Children]).
 func (c *Children) Start(cmd *exec.Cmd, done func(error)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -49,6 +63,9 @@ func (c *Children) Start(cmd *exec.Cmd, done func(error)) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setpgid = true
+	if cmd.WaitDelay == 0 {
+		cmd.WaitDelay = childWaitDelay
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("activation: cannot start child %s: %w", cmd.Path, err)
 	}
@@ -78,8 +95,9 @@ func (c *Children) Len() int {
 }
 
 // Stop stops every child: SIGTERM to each process group, up to Grace for
-// them to exit, then SIGKILL. It returns how many had to be killed. Start
-// fails once Stop has begun.
+// them to exit, then SIGKILL. It returns how many had to be killed, at the
+// latest a child's cmd.WaitDelay after the last one exited. Start fails
+// once Stop has begun.
 func (c *Children) Stop() (killed int) {
 	c.mu.Lock()
 	c.stopped = true

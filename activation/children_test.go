@@ -1,10 +1,13 @@
 package activation
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -47,5 +50,48 @@ func TestChildrenStopGracefullyThenKill(t *testing.T) {
 	}
 	if err := c.Start(exec.Command("true"), nil); err != ErrStopped {
 		t.Errorf("Start after Stop: %v, want ErrStopped", err)
+	}
+}
+
+// A child whose output goes to a bytes.Buffer (copied through a pipe) and
+// that leaves a process of a session of its own holding that pipe, out of
+// reach of Stop's signals, does not hold Stop beyond the grace and
+// childWaitDelay.
+func TestChildrenStopWithOutputHeldOpen(t *testing.T) {
+	var c Children
+	c.Grace = 500 * time.Millisecond
+	var out bytes.Buffer
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	cmd := exec.Command("sh", "-c", "setsid sleep 60 & echo $! > "+pidFile+"; echo started; while :; do sleep 0.05; done")
+	cmd.Stdout = &out
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	exited := make(chan error, 1)
+	if err := c.Start(cmd, func(err error) { exited <- err }); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // let the shell start the sleep
+	start := time.Now()
+	stopped := make(chan struct{})
+	go func() { c.Stop(); close(stopped) }()
+	limit := c.Grace + childWaitDelay + time.Second
+	select {
+	case <-stopped:
+		if took := time.Since(start); took > limit {
+			t.Errorf("Stop took %s, want at most %s", took, limit)
+		}
+	case <-time.After(limit + 2*time.Second):
+		t.Fatalf("Stop still waits after %s for a pipe another session holds", limit+2*time.Second)
+	}
+	if err := <-exited; err == nil {
+		t.Error("the child killed by SIGTERM exited without an error")
+	}
+	if got := out.String(); got != "started\n" {
+		t.Errorf("the child's output %q, want what it wrote before it was stopped", got)
 	}
 }
