@@ -92,15 +92,22 @@ func field(r map[string]json.RawMessage, k string) string {
 	return ""
 }
 
-// limitedBuffer keeps the first max bytes written to it and drops the rest.
+// limitedBuffer keeps the first max bytes written to it and drops the
+// rest. It does not embed bytes.Buffer: exec copies a command's output
+// with io.Copy, which would use the buffer's ReadFrom and read without
+// bound.
 type limitedBuffer struct {
-	bytes.Buffer
+	buf bytes.Buffer
 	max int
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - b.Len(); room > 0 {
-		b.Buffer.Write(p[:min(len(p), room)])
+	if room := b.max - b.buf.Len(); room > 0 {
+		b.buf.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
 }
+
+// Len and Bytes are those of what was kept.
+func (b *limitedBuffer) Len() int      { return b.buf.Len() }
+func (b *limitedBuffer) Bytes() []byte { return b.buf.Bytes() }
