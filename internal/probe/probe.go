@@ -48,13 +48,26 @@ type Target struct {
 // returns the last failure when ctx ends first. Each attempt is bounded by
 // p.Timeout; the caller bounds the whole with ctx. Connections are never
 // reused, so every attempt reaches the listener afresh.
+//
+// Every connection goes to t, whatever a redirect names: a redirect within
+// the site (same host, plain HTTP) is followed, up to 10, and any other is
+// the answer, compared with p.Status like any status. Following one off the
+// site would let the app send root's sitectl anywhere, past the egress
+// rules of its own unit, and would count another server's answer as the
+// site's.
 func Get(ctx context.Context, t Target, p *site.Probe) error {
-	tr := &http.Transport{DisableKeepAlives: true}
-	if t.Dial != nil {
-		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) { return t.Dial(ctx) }
+	dial := t.Dial
+	if dial == nil {
+		dial = func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", t.Host) }
 	}
+	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }}
 	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: p.Timeout}
+	client := &http.Client{Transport: tr, Timeout: p.Timeout, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if req.URL.Scheme != "http" || req.URL.Host != t.Host || len(via) >= 10 {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
 	url := "http://" + t.Host + p.Path
 	last := "no answer"
 	for {
@@ -88,6 +101,9 @@ func attempt(client *http.Client, req *http.Request, want int) (string, error) {
 	resp.Body.Close()
 	if resp.StatusCode != want {
 		msg := fmt.Sprintf("status %d, want %d", resp.StatusCode, want)
+		if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode/100 == 3 {
+			msg += fmt.Sprintf(" (a redirect to %.200q, which the probe follows only within the site)", loc)
+		}
 		return msg, fmt.Errorf("%s", msg)
 	}
 	return "", nil

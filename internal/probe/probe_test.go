@@ -102,3 +102,35 @@ func TestListenerTarget(t *testing.T) {
 		t.Errorf("unix listener: target %+v", got)
 	}
 }
+
+// A redirect within the site is followed; one to another server is the
+// answer: the probe never connects anywhere but the site.
+func TestGetFollowsRedirectsOnlyWithinTheSite(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/in":
+			http.Redirect(w, r, "/up", http.StatusFound)
+		case "/out":
+			http.Redirect(w, r, other.URL+"/up", http.StatusFound)
+		case "/up":
+			w.WriteHeader(200)
+		}
+	}))
+	defer srv.Close()
+	target := Target{Host: strings.TrimPrefix(srv.URL, "http://")}
+	if err := Get(context.Background(), target, &site.Probe{Path: "/in", Status: 200, Timeout: time.Second}); err != nil {
+		t.Fatalf("a redirect within the site: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := Get(ctx, target, &site.Probe{Path: "/out", Status: 200, Timeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "status 302, want 200 (a redirect to") || elsewhere.Load() != 0 {
+		t.Fatalf("a redirect off the site: %v; the other server was asked %d times", err, elsewhere.Load())
+	}
+	if err := Get(context.Background(), target, &site.Probe{Path: "/out", Status: 302, Timeout: time.Second}); err != nil {
+		t.Fatalf("a probe that expects the redirect: %v", err)
+	}
+}
