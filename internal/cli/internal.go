@@ -385,7 +385,17 @@ func (e *env) cleanup(name string, opts cleanup.Options) error {
 
 // touchedRounds bounds the reloads of one touchedCmd run: a file touched
 // without pause reloads the site this often, then the path unit takes over.
-const touchedRounds = 5
+const touchedRounds = units.TouchedRounds
+
+// touchedSystemctl is the systemctl touched runs, and touchedRoundTimeout
+// bounds each of its reloads: a job that never ends would keep the reload
+// unit running, and the path unit from watching. The reload unit's
+// TimeoutStartSec= is a bit above touchedRounds of them. Variables for
+// tests.
+var (
+	touchedSystemctl    = units.DefaultSystemctl
+	touchedRoundTimeout = units.TouchedRoundTimeout
+)
 
 func touchedCmd(e *env) *cobra.Command {
 	return &cobra.Command{
@@ -410,10 +420,8 @@ switching the release symlink and touching again) would otherwise be lost. At mo
 			}
 			for round := 1; ; round++ {
 				before := modTime(s.ReloadTrigger)
-				cmd := exec.CommandContext(c.Context(), units.DefaultSystemctl, "reload-or-restart", units.ServiceName(name))
-				cmd.Stdout, cmd.Stderr = e.stdout, e.stderr
-				if err := cmd.Run(); err != nil {
-					return fmt.Errorf("site %s: reload after %s was touched failed: %w", name, s.ReloadTrigger, err)
+				if err := reloadTouched(c.Context(), e, s); err != nil {
+					return err
 				}
 				if modTime(s.ReloadTrigger).Equal(before) {
 					return nil
@@ -426,6 +434,28 @@ switching the release symlink and touching again) would otherwise be lost. At mo
 			}
 		},
 	}
+}
+
+// reloadTouched runs one reload of touched: systemctl reload-or-restart
+// of the site's service, for at most touchedRoundTimeout.
+func reloadTouched(ctx context.Context, e *env, s *site.Site) error {
+	wait := touchedRoundTimeout(s)
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, touchedSystemctl, "reload-or-restart", units.ServiceName(s.Name))
+	cmd.Stdout, cmd.Stderr = e.stdout, e.stderr
+	// Once systemctl is killed, a copy of its output is not waited for
+	// long either.
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("site %s: the reload after %s was touched did not finish within %s; systemd may still carry it out: %w",
+			s.Name, s.ReloadTrigger, wait, ctx.Err())
+	}
+	if err != nil {
+		return fmt.Errorf("site %s: reload after %s was touched failed: %w", s.Name, s.ReloadTrigger, err)
+	}
+	return nil
 }
 
 // modTime is a file's modification time, zero when it cannot be read.

@@ -15,6 +15,7 @@ import (
 	"github.com/sitectl/sitectl/internal/lifecycle"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/term"
 )
 
@@ -142,15 +143,22 @@ func (e *env) lifecycle(ctx context.Context, name string, f changeFlags, locked 
 		return err
 	}
 	defer mgr.Close()
+	return e.lifecycleOn(ctx, mgr, name, f, locked, run)
+}
+
+// lifecycleOn is lifecycle once systemd is reached, within ctx's deadline
+// (--timeout).
+func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, name string, f changeFlags, locked *site.Site, run func(context.Context, *lifecycle.Env) (lifecycle.Report, error)) error {
 	st := modes.Store{Dir: e.dirs.State}
 	if locked != nil {
-		lock, err := e.lockSite(st, locked, f.noBlock)
+		// The wait for another sitectl counts in --timeout.
+		lock, err := lockSite(ctx, st, locked, stateservice.Request{Site: locked.Name, NoBlock: f.noBlock, TimeoutMS: f.timeout.Milliseconds()}, e.progressf)
 		if err != nil {
 			return err
 		}
 		defer lock.Unlock()
 	}
-	le := &lifecycle.Env{Store: st, Systemd: mgr, UID: os.Getuid(), Progress: e.progressf}
+	le := &lifecycle.Env{Store: st, Systemd: sd, UID: os.Getuid(), Progress: e.progressf}
 	rep, err := run(ctx, le)
 	if f.asJSON {
 		if jerr := writeJSON(e.stdout, rep); jerr != nil {
@@ -176,23 +184,6 @@ func lifecycleError(err error) error {
 		return withCode(exitUnavailable, err)
 	}
 	return stateError(err)
-}
-
-// lockSite takes a site's lock as a change does: waiting for another
-// sitectl, or failing at once with --no-block.
-func (e *env) lockSite(st modes.Store, s *site.Site, noBlock bool) (*modes.Lock, error) {
-	lock, err := st.LockSite(s, false)
-	if errors.Is(err, modes.ErrLocked) {
-		if noBlock {
-			return nil, withCode(exitFailed, fmt.Errorf("site %s is being changed by another sitectl; nothing was done", s.Name), "run again without --no-block to wait for it")
-		}
-		e.progressf("%s: waiting for another sitectl to finish with this site", s.Name)
-		lock, err = st.LockSite(s, true)
-	}
-	if err != nil {
-		return nil, stateError(err)
-	}
-	return lock, nil
 }
 
 // lifecycleText is a lifecycle report's one line for a person.

@@ -228,12 +228,38 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 		Started:        who.Store.ReadLastGood,
 		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) },
 	}
-	rep, err = flowOf(req)(context.WithoutCancel(ctx), fe, s)
+	return runFlow(ctx, req, fe, s)
+}
+
+// flowMargin is what a change's flow may take beyond twice its timeout
+// (see runFlow). A variable for tests.
+var flowMargin = time.Minute
+
+// runFlow runs the flow of a change. Once begun, it runs to its end: a
+// Ctrl-C, or a caller of the state service that hangs up, must not leave
+// a switch half done. Its bringing up and its rollback have deadlines of
+// their own (60% and 40% of the request's timeout), but what comes before
+// them (reading the unit, the sockets' check, recording the switch, which
+// may wait for a daemon-reload) waits as long as systemd does, with the
+// site's lock held. Twice the timeout and flowMargin bound the whole flow
+// and leave those steps at least the timeout and the margin: only a
+// systemd that does not answer meets this bound. The flow reports it as
+// any other failure, rolled back or not.
+func runFlow(ctx context.Context, req stateservice.Request, fe *flow.Env, s *site.Site) (flow.Report, error) {
+	bound := 2*req.Timeout() + flowMargin
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
+	defer cancel()
+	rep, err := flowOf(req)(ctx, fe, s)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("site %s: sitectl %s did not finish within %s (twice its timeout, and %s for systemd to answer): %w", s.Name, req.Verb, bound, flowMargin, err)
+	}
 	return rep, flowExit(err, rep)
 }
 
 // lockSite takes the site's lock, waiting at most the request's timeout
-// for another sitectl to finish with the site, unless it may not wait.
+// (or until ctx's deadline, if sooner: a lifecycle verb's --timeout counts
+// the wait) for another sitectl to finish with the site, unless it may not
+// wait.
 func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservice.Request, progress func(string, ...any)) (*modes.Lock, error) {
 	lock, err := st.LockSite(s, false)
 	if !errors.Is(err, modes.ErrLocked) {
@@ -244,12 +270,18 @@ func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservic
 	}
 	progress("%s: waiting for another sitectl to finish with this site", s.Name)
 	deadline := time.Now().Add(req.Timeout())
+	stillLocked := func() error {
+		return withCode(exitFailed, fmt.Errorf("site %s was still being changed by another sitectl after %s; nothing was done", s.Name, req.Timeout()))
+	}
 	for errors.Is(err, modes.ErrLocked) {
 		if time.Now().After(deadline) {
-			return nil, withCode(exitFailed, fmt.Errorf("site %s was still being changed by another sitectl after %s; nothing was done", s.Name, req.Timeout()))
+			return nil, stillLocked()
 		}
 		select {
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, stillLocked()
+			}
 			return nil, withCode(exitFailed, fmt.Errorf("gave up waiting for site %s: %w; nothing was done", s.Name, ctx.Err()))
 		case <-time.After(100 * time.Millisecond):
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/internal/cleanup"
+	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/par"
 	"github.com/sitectl/sitectl/internal/paths"
@@ -216,17 +217,64 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 	defer mgr.Close()
 	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, ServedMode: status.ServedMode, Warm: status.WarmGeneration,
 		ListCache: paths.ListCache, StateCache: paths.StateCache}
+	return e.gatherFrom(ctx, src, req)
+}
+
+// gatherFrom is localGather once systemd is reached: it reads the sites
+// from src, and gives systemd systemdReadTimeout to answer.
+func (e *env) gatherFrom(ctx context.Context, src status.Sources, req status.Request) (status.Result, error) {
+	src.Systemd = boundedSystemd{Systemd: src.Systemd, wait: systemdReadTimeout}
 	res, err := status.Gather(ctx, src, req)
 	if errors.Is(err, status.ErrBadName) {
 		return res, withCode(exitUsage, err)
 	}
 	if err != nil {
-		return res, withCode(codeOf(flowExit(err, flow.Report{})), err)
+		return res, withCode(codeOf(flowExit(err, flow.Report{})), err, hintsOf(err)...)
 	}
 	for _, m := range res.Skipped {
 		term.Fprintf(e.stderr, "sitectl: warning: %s\n", term.Escape(m.Error()))
 	}
 	return res, nil
+}
+
+// systemdReadTimeout bounds status's and list's read of systemd: the
+// command's context has no deadline, and godbus's calls wait as long as
+// theirs, so a wedged or busy PID 1 would hang sitectl status (and, in
+// sitectl's state service, a goroutine until its caller hangs up).
+// control's raw listing of units is bounded as long. A variable for tests.
+var systemdReadTimeout = 30 * time.Second
+
+// boundedSystemd is status's reader of systemd with each read bounded by
+// wait; one that runs out is systemd that cannot be reached (exit 7).
+type boundedSystemd struct {
+	status.Systemd
+	wait time.Duration
+}
+
+func (b boundedSystemd) Units(ctx context.Context, patterns ...string) ([]control.Unit, error) {
+	return b.read(ctx, func(ctx context.Context) ([]control.Unit, error) { return b.Systemd.Units(ctx, patterns...) })
+}
+
+func (b boundedSystemd) UnitsByName(ctx context.Context, names ...string) ([]control.Unit, error) {
+	return b.read(ctx, func(ctx context.Context) ([]control.Unit, error) { return b.Systemd.UnitsByName(ctx, names...) })
+}
+
+func (b boundedSystemd) List(ctx context.Context, patterns ...string) ([]control.Unit, error) {
+	return b.read(ctx, func(ctx context.Context) ([]control.Unit, error) { return b.Systemd.List(ctx, patterns...) })
+}
+
+// read runs one read of systemd within b.wait. The raw listing's socket
+// times out at the same deadline, maybe a moment before the context says
+// so: its timeout counts too.
+func (b boundedSystemd) read(parent context.Context, read func(context.Context) ([]control.Unit, error)) ([]control.Unit, error) {
+	ctx, cancel := context.WithTimeout(parent, b.wait)
+	defer cancel()
+	us, err := read(ctx)
+	if err != nil && parent.Err() == nil && (ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded)) {
+		return nil, withCode(exitUnavailable, fmt.Errorf("systemd did not answer within %s: %w", b.wait, err),
+			"systemd may be busy (a daemon-reload of many units, say) or hung: try again in a while")
+	}
+	return us, err
 }
 
 // sitesJSON is never null: no sites is [].

@@ -623,12 +623,35 @@ func renderReloadService(s *site.Site, opts Options) Unit {
 	// trigger was touched meanwhile: the path unit does not watch while
 	// this unit runs.
 	svc.command("ExecStart", "", opts.sitectl("touched", s.Name))
+	// A oneshot has no start timeout unless given one: a reload job that
+	// never ends would keep this unit running, and the path unit from
+	// watching, for good. sitectl touched bounds each of its reloads
+	// itself and says why it gave up; this is a bit above all of them,
+	// the last resort.
+	svc.text("TimeoutStartSec", systemdSpan(TouchedRounds*TouchedRoundTimeout(s)+touchedMargin))
 	svc.text("Slice", SliceName(s.Name))
 	for _, kv := range reloadHardening {
 		svc.text(kv[0], kv[1])
 	}
 	return Unit{Name: ReloadServiceName(s.Name), Content: f.String(), src: f}
 }
+
+// TouchedRounds bounds the reloads of one run of sitectl touched: a file
+// touched without pause reloads the site this often, then the path unit
+// takes over.
+const TouchedRounds = 5
+
+// TouchedRoundTimeout bounds one reload of sitectl touched: systemctl
+// reload-or-restart of the site's service, which for a restart is a stop
+// (TimeoutStopSec=: the drain and the grace after it), the cleanup after
+// it and a start (TimeoutStartSec=), with touchedMargin for a job queued
+// behind another (a sitectl mode under way, say).
+func TouchedRoundTimeout(s *site.Site) time.Duration {
+	return s.DrainTimeout + s.StopTimeout + s.CleanupTimeout + s.StartTimeout + touchedMargin
+}
+
+// touchedMargin is the slack of sitectl touched's bounds.
+const touchedMargin = time.Minute
 
 // reloadHardening is the sandbox of site-NAME-reload.service. It runs
 // sitectl touched as root for one reason: root may ask systemd over its
