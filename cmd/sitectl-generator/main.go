@@ -129,13 +129,16 @@ type logger struct {
 	w       io.Writer
 	journal bool
 	kmsg    *os.File
+	// send writes a record to the journal (journal.Send; tests replace
+	// it).
+	send func(priority int, message string, fields map[string]string) error
 }
 
 // newLogger logs to the journal or the kernel log unless this is a dry run
 // or SYSTEMD_LOG_TARGET says console, the convention of systemd's own
 // generators.
 func newLogger(stderr io.Writer, dryrun bool) *logger {
-	l := &logger{w: stderr}
+	l := &logger{w: stderr, send: journal.Send}
 	if dryrun || os.Getenv("SYSTEMD_LOG_TARGET") == "console" {
 		return l
 	}
@@ -143,18 +146,30 @@ func newLogger(stderr io.Writer, dryrun bool) *logger {
 		l.journal = true
 		return l
 	}
-	if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+	if f, err := os.OpenFile(kmsgPath, os.O_WRONLY, 0); err == nil {
 		l.kmsg = f
 	}
 	return l
 }
 
+// kmsgPath is the kernel log; a variable for tests.
+var kmsgPath = "/dev/kmsg"
+
 // Printf writes one record at a syslog level.
 func (l *logger) Printf(level int, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if l.journal {
-		if err := journal.Send(level, msg, map[string]string{"SYSLOG_IDENTIFIER": "sitectl-generator"}); err == nil {
+		if err := l.send(level, msg, map[string]string{"SYSLOG_IDENTIFIER": "sitectl-generator"}); err == nil {
 			return
+		}
+		// journald that does not take one record (gone, or its queue
+		// full for a second) is not asked again: each record would wait
+		// that second, and PID 1 kills a generator that takes too long,
+		// before it has written the units. The rest go to the kernel
+		// log, which journald reads when it can.
+		l.journal = false
+		if f, err := os.OpenFile(kmsgPath, os.O_WRONLY, 0); err == nil {
+			l.kmsg = f
 		}
 	}
 	if l.kmsg != nil {

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// After journald fails to take one record, the generator does not ask it
+// again: each failure may cost a second, and a generator that takes too
+// long is killed before it writes the units.
+func TestLoggerStopsAskingAJournalThatFailed(t *testing.T) {
+	kmsg := filepath.Join(t.TempDir(), "kmsg")
+	if err := os.WriteFile(kmsg, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer func(p string) { kmsgPath = p }(kmsgPath)
+	kmsgPath = kmsg
+	var out bytes.Buffer
+	calls := 0
+	l := &logger{w: &out, journal: true, send: func(int, string, map[string]string) error {
+		calls++
+		return errors.New("journald did not take the record within 1s")
+	}}
+	for i := 0; i < 5; i++ {
+		l.Printf(levelErr, "mistake %d", i)
+	}
+	l.Close()
+	if calls != 1 {
+		t.Errorf("journald was asked %d times, want once", calls)
+	}
+	logged, _ := os.ReadFile(kmsg)
+	if n := strings.Count(string(logged), "]: mistake ") + strings.Count(out.String(), "sitectl-generator: mistake "); n != 5 {
+		t.Errorf("%d of 5 records were logged; the kernel log has:\n%s\nstderr:\n%s", n, logged, out.String())
+	}
+}
