@@ -1,7 +1,8 @@
 // Package sitecheck finds what a valid site file may still get wrong on
 // this host: a program that is not there or cannot run, a program or
 // working directory under a path the site's unit hides from the app, a
-// site file that anyone may read although it holds environment values, and
+// site file that anyone may read although it holds environment values, a
+// secret in the environment that the site's unit shows to everyone, and
 // keep_previous for a server that keeps connections alive in a way sitectl
 // cannot switch off.
 // These are warnings: sitectl check reports them and still exits 0, since
@@ -11,8 +12,10 @@ package sitecheck
 import (
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/sitectl/sitectl/internal/site"
@@ -71,6 +74,15 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 			pos = at("modes", -1)
 		}
 		warn(pos, "the file holds environment values and anyone on this host may read it (mode %04o): chmod o-r %s; keep secrets in systemd credentials", mode.Perm(), s.File)
+	}
+	for _, e := range s.Environment {
+		if why := secretLike(e); why != "" {
+			pos := at("environment", -1)
+			if v := root.Get("environment").Get(e.Name); v != nil && v.KeyPos.Line > 0 {
+				pos = v.KeyPos
+			}
+			warn(pos, "environment: %s %s, and a site's environment is written into its unit, which every user on this host can read (systemctl show %s -p Environment), whatever the site file's mode: put secrets in credentials, or in a mode's environment, which only root and the site read", e.Name, why, units.ServiceName(s.Name))
+		}
 	}
 	if why := keepsAlive(s); why != "" && s.KeepPrevious > 0 {
 		warn(at("keep_previous", -1), "keep_previous: %s, and sitectl cannot tell it to drop kept-alive connections without restarting its workers: a client that keeps a connection to the warm generation goes on being served by it until the connection idles out (see docs/warm-rollback.md)", why)
@@ -150,6 +162,27 @@ func (h Host) under(p string, hidden []units.Hidden) (units.Hidden, bool) {
 		}
 	}
 	return units.Hidden{}, false
+}
+
+// secretWords are the words of a variable's name (split at "_") that
+// name a secret.
+var secretWords = []string{"PASSWORD", "PASSWD", "PASS", "SECRET", "SECRETS", "TOKEN", "KEY", "APIKEY", "CREDENTIAL", "CREDENTIALS", "PRIVATE", "AUTH"}
+
+// secretLike says why an environment variable looks like it holds a
+// secret ("" when it does not): a word of its name, or a URL with a
+// password in it (DATABASE_URL = "postgres://shop:pw@db/shop").
+func secretLike(e site.EnvVar) string {
+	for _, w := range strings.Split(strings.ToUpper(e.Name), "_") {
+		if slices.Contains(secretWords, w) {
+			return "looks like a secret"
+		}
+	}
+	if u, err := url.Parse(e.Value); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return "holds a URL with a password"
+		}
+	}
+	return ""
 }
 
 func hasEnvironment(s *site.Site) bool {
