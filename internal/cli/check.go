@@ -201,7 +201,7 @@ type checkFileJSON struct {
 	Site     string           `json:"site" doc:"the site's name; empty when the file is not valid"`
 	Valid    bool             `json:"valid" doc:"the file has no mistakes"`
 	Errors   []checkErrorJSON `json:"errors" doc:"its mistakes"`
-	Warnings []checkErrorJSON `json:"warnings" doc:"what would fail on this host although the file is valid: a program that is missing or not executable, a program or working directory under a path the unit hides, environment values in a file anyone may read"`
+	Warnings []checkErrorJSON `json:"warnings" doc:"what would fail on this host although the file is valid: a program that is missing or not executable, a program or working directory under a path the unit hides, environment values in a file anyone may read, a secret in the environment the unit shows to everyone"`
 }
 
 type checkErrorJSON struct {
