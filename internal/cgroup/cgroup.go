@@ -11,12 +11,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/sitectl/sitectl/internal/procfs"
 )
+
+// hierarchyDirs are where the cgroup v2 hierarchy may be mounted; tests
+// point them elsewhere.
+var hierarchyDirs = []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}
 
 // hierarchyRoot is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup on a
 // unified host, /sys/fs/cgroup/unified on a hybrid one.
 func hierarchyRoot() (string, error) {
-	for _, dir := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+	for _, dir := range hierarchyDirs {
 		if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err == nil {
 			return dir, nil
 		}
@@ -44,6 +50,13 @@ func Of(pid int) (string, error) {
 	return "", fmt.Errorf("process %d is in no cgroup v2 group", pid)
 }
 
+// maxProcs bounds how many processes Procs lists: more is an error, as
+// is a cgroup.procs file longer than maxProcs pids of 7 digits (pid_max is
+// at most 2^22), a line each.
+const maxProcs = 1 << 17
+
+const maxProcsFile = maxProcs * int64(len("4194304\n")) // 1 MiB
+
 // Procs lists the processes in the cgroup at path (as Of returns it) and in
 // all of its descendants.
 func Procs(path string) ([]int, error) {
@@ -62,7 +75,7 @@ func Procs(path string) ([]int, error) {
 		if !d.IsDir() {
 			return nil
 		}
-		data, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		data, err := procfs.ReadBounded(filepath.Join(p, "cgroup.procs"), maxProcsFile)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
@@ -74,6 +87,9 @@ func Procs(path string) ([]int, error) {
 				pids = append(pids, pid)
 			}
 		}
+		if len(pids) > maxProcs {
+			return fmt.Errorf("more than %d processes", maxProcs)
+		}
 		return nil
 	})
 	if err != nil {
@@ -82,9 +98,14 @@ func Procs(path string) ([]int, error) {
 	return pids, nil
 }
 
-// Comm is a process's command name, or "?" once it is gone.
+// maxComm bounds a read of /proc/PID/comm: at most 16 bytes (64 for a
+// kernel thread) and a newline.
+const maxComm = 256
+
+// Comm is a process's command name, or "?" once it is gone (or its comm
+// file is larger than a command name can be).
 func Comm(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	b, err := procfs.ReadBounded(filepath.Join(procfs.Root, strconv.Itoa(pid), "comm"), maxComm)
 	if err != nil {
 		return "?"
 	}

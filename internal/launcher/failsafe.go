@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/cgroup"
+	"github.com/sitectl/sitectl/internal/procfs"
 )
 
 // The failsafe of a draining generation (handoff = "overlap" has no
@@ -153,10 +154,12 @@ type procInfo struct {
 	invocation     string // INVOCATION_ID likewise
 }
 
-// readProc reads a process's parent, session and markers from /proc.
+// readProc reads a process's parent, session and markers from /proc. An
+// environment larger than procfs.MaxEnviron is one that cannot be read: no
+// markers, and the session and the tree still find the process.
 func readProc(proc string, pid int) (procInfo, bool) {
 	dir := filepath.Join(proc, strconv.Itoa(pid))
-	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+	stat, err := procfs.ReadBounded(filepath.Join(dir, "stat"), procfs.MaxStat)
 	if err != nil {
 		return procInfo{}, false
 	}
@@ -168,7 +171,7 @@ func readProc(proc string, pid int) (procInfo, bool) {
 	p := procInfo{pid: pid}
 	p.ppid, _ = strconv.Atoi(f[1])
 	p.sid, _ = strconv.Atoi(f[3])
-	env, _ := os.ReadFile(filepath.Join(dir, "environ"))
+	env, _ := procfs.ReadBounded(filepath.Join(dir, "environ"), procfs.MaxEnviron)
 	for _, kv := range bytes.Split(env, []byte{0}) {
 		if v, ok := bytes.CutPrefix(kv, []byte("SITE_GENERATION=")); ok {
 			p.generation = string(v)

@@ -5,8 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/sitectl/sitectl/internal/procfs"
 )
 
 // A draining generation that ignores SIGTERM, with a worker and a daemon
@@ -81,5 +84,25 @@ func TestReadProc(t *testing.T) {
 	self, ok := readProc("/proc", os.Getpid())
 	if !ok || self.ppid != os.Getppid() {
 		t.Errorf("readProc(self) = %+v, %v; parent %d", self, ok, os.Getppid())
+	}
+}
+
+// Files larger than /proc makes them are not read: an environment past
+// procfs.MaxEnviron is one that cannot be read (no markers: the process is
+// still found by its session), a stat past procfs.MaxStat a process that
+// is gone.
+func TestReadProcOfTooLargeFiles(t *testing.T) {
+	proc := t.TempDir()
+	dir := filepath.Join(proc, "42")
+	os.MkdirAll(dir, 0o755)
+	write(t, filepath.Join(dir, "stat"), "42 (a) S 7 42 40 0 -1 4194560\n")
+	write(t, filepath.Join(dir, "environ"), "SITE_GENERATION=3\x00INVOCATION_ID=abc\x00X="+strings.Repeat("x", procfs.MaxEnviron)+"\x00")
+	p, ok := readProc(proc, 42)
+	if !ok || p != (procInfo{pid: 42, ppid: 7, sid: 40}) {
+		t.Errorf("readProc with an environment over the limit = %+v, %v; want it read without markers", p, ok)
+	}
+	write(t, filepath.Join(dir, "stat"), "42 (a) S 7 42 40 0 -1 4194560"+strings.Repeat(" 0", procfs.MaxStat/2)+"\n")
+	if p, ok := readProc(proc, 42); ok {
+		t.Errorf("a stat over the limit was read: %+v", p)
 	}
 }

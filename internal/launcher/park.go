@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sitectl/sitectl/internal/procfs"
 )
 
 // Telling a generation to drain races its workers. uWSGI 2.0's worker
@@ -165,12 +167,16 @@ func threadState(stat string) byte {
 	return stat[i+2]
 }
 
+// maxProcStatus bounds a read of /proc/PID/status: some 60 short lines,
+// but its Groups line may list up to NGROUPS_MAX (65536) groups.
+const maxProcStatus = 1 << 20
+
 // signalPending tells whether a signal waits for pid (process-wide or for
 // its main thread).
 func signalPending(proc string, pid int) bool {
-	data, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "status"))
+	data, err := procfs.ReadBounded(filepath.Join(proc, strconv.Itoa(pid), "status"), maxProcStatus)
 	if err != nil {
-		return true // gone: nothing to wait for
+		return true // gone (or too large to read): nothing to wait for
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		k, v, ok := strings.Cut(line, ":")

@@ -60,7 +60,10 @@ func TestWaitingAndPendingFromProc(t *testing.T) {
 	status(10, "0000000000000001", "0000000000000000") // SIGHUP sent to the process
 	status(11, "0000000000000000", "0000000000004000") // SIGTERM sent to the thread
 	status(12, "0000000000000000", "0000000000000000")
-	for pid, want := range map[int]bool{10: true, 11: true, 12: false, 99: true} {
+	// A status too large to be one is unreadable, as that of a process
+	// that is gone: nothing to wait for.
+	write(t, filepath.Join(proc, "13", "status"), "Name:\tuwsgi\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n"+strings.Repeat("Groups:\t1\n", maxProcStatus/9))
+	for pid, want := range map[int]bool{10: true, 11: true, 12: false, 13: true, 99: true} {
 		if got := signalPending(proc, pid); got != want {
 			t.Errorf("signalPending(pid %d) = %v, want %v", pid, got, want)
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sitectl/sitectl/internal/procfs"
 )
 
 // A reload's new generation starts under SCHED_IDLE (start_priority =
@@ -134,13 +136,18 @@ func Promote(proc string, mainPID, pid int) (Promotion, error) {
 	return done, nil
 }
 
+// maxCgroupFile bounds a read of /proc/PID/cgroup: a line per hierarchy
+// (one with cgroup v2 alone, some 15 on a hybrid host), each path shorter
+// than PATH_MAX.
+const maxCgroupFile = 64 << 10
+
 // sameCgroup checks that pid is in mainPID's cgroup.
 func sameCgroup(proc string, mainPID, pid int) error {
-	want, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(mainPID), "cgroup"))
+	want, err := procfs.ReadBounded(filepath.Join(proc, strconv.Itoa(mainPID), "cgroup"), maxCgroupFile)
 	if err != nil {
 		return fmt.Errorf("cannot read the launcher's cgroup: %w", err)
 	}
-	got, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "cgroup"))
+	got, err := procfs.ReadBounded(filepath.Join(proc, strconv.Itoa(pid), "cgroup"), maxCgroupFile)
 	if err != nil {
 		return fmt.Errorf("cannot read the cgroup of pid %d: %w", pid, err)
 	}

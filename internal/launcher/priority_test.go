@@ -281,3 +281,22 @@ func TestReloadPromoteFallsBackAndAnswers(t *testing.T) {
 		t.Fatalf("root's side answered %q", a)
 	}
 }
+
+// A cgroup file too large to be one is not read.
+func TestSameCgroupOfTooLargeFiles(t *testing.T) {
+	proc := t.TempDir()
+	for _, pid := range []string{"10", "11"} {
+		os.MkdirAll(filepath.Join(proc, pid), 0o755)
+	}
+	big := "0::/system.slice/x.service\n" + strings.Repeat("1:name=x:/\n", maxCgroupFile/11)
+	write(t, filepath.Join(proc, "10", "cgroup"), big)
+	write(t, filepath.Join(proc, "11", "cgroup"), big)
+	if err := sameCgroup(proc, 10, 11); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("sameCgroup of cgroup files over the limit: %v", err)
+	}
+	write(t, filepath.Join(proc, "10", "cgroup"), "0::/system.slice/x.service\n")
+	write(t, filepath.Join(proc, "11", "cgroup"), "0::/system.slice/x.service\n")
+	if err := sameCgroup(proc, 10, 11); err != nil {
+		t.Errorf("sameCgroup: %v", err)
+	}
+}

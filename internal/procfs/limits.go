@@ -16,7 +16,7 @@ const maxLimits = 8 << 10
 // pid, as /proc/PID/limits gives it; "unlimited" is math.MaxUint64.
 func OpenFilesLimit(pid int) (uint64, error) {
 	path := filepath.Join(Root, strconv.Itoa(pid), "limits")
-	data, err := readBounded(path, maxLimits)
+	data, err := ReadBounded(path, maxLimits)
 	if err != nil {
 		return 0, err
 	}

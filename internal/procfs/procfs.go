@@ -5,6 +5,7 @@ package procfs
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -19,15 +20,19 @@ import (
 // Root is where /proc is mounted; tests point it elsewhere.
 var Root = "/proc"
 
-// maxEnviron bounds what Environ reads: the kernel's limit on the
-// arguments and environment of an exec is a quarter of the stack limit,
-// 2 MiB by default.
-const maxEnviron = 4 << 20
+// MaxEnviron bounds what Environ reads of /proc/PID/environ: the kernel's
+// limit on the arguments and environment of an exec is a quarter of the
+// stack limit, 2 MiB by default.
+const MaxEnviron = 4 << 20
+
+// MaxStat bounds a read of /proc/PID/stat: some 50 numbers and a command
+// name of at most 16 bytes (64 for a kernel thread).
+const MaxStat = 4 << 10
 
 // Environ returns the environment process pid started with: what its exec
 // got, "NAME=value" each, in order.
 func Environ(pid int) ([]string, error) {
-	data, err := readBounded(filepath.Join(Root, strconv.Itoa(pid), "environ"), maxEnviron)
+	data, err := ReadBounded(filepath.Join(Root, strconv.Itoa(pid), "environ"), MaxEnviron)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the environment of process %d: %w", pid, err)
 	}
@@ -47,7 +52,7 @@ const clockTicks = 100
 // Age is how long process pid has been running: since its fork, not its
 // last exec.
 func Age(pid int) (time.Duration, error) {
-	data, err := readBounded(filepath.Join(Root, strconv.Itoa(pid), "stat"), 4096)
+	data, err := ReadBounded(filepath.Join(Root, strconv.Itoa(pid), "stat"), MaxStat)
 	if err != nil {
 		return 0, fmt.Errorf("cannot read the start time of process %d: %w", pid, err)
 	}
@@ -77,17 +82,24 @@ func startTicks(stat []byte) (int64, error) {
 	return strconv.ParseInt(f[19], 10, 64)
 }
 
-func readBounded(path string, limit int64) ([]byte, error) {
+// ReadBounded reads a file of at most limit bytes: a /proc or cgroup file,
+// whose size stat does not tell. A larger file is an error, after reading
+// no more than limit+1 bytes of it, and no data is returned with an error:
+// a caller that takes an error for "unknown" never parses a truncated file.
+func ReadBounded(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err == nil && int64(len(data)) > limit {
-		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
+	if err != nil {
+		return nil, err
 	}
-	return data, err
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return data, nil
 }
 
 // maxProcs bounds how many processes SessionPSS looks at.
@@ -97,12 +109,17 @@ const maxProcs = 1 << 20
 // their proportional set sizes (Pss in /proc/PID/smaps_rollup), in bytes,
 // and how many processes it summed. A generation of an overlap site is a
 // session of its own (its main process's pid), which its workers keep.
-func SessionPSS(sid int) (bytes int64, procs int, err error) {
+// It reads the stat of every process on the host, and stops with ctx's
+// error once ctx is done.
+func SessionPSS(ctx context.Context, sid int) (bytes int64, procs int, err error) {
 	entries, err := os.ReadDir(Root)
 	if err != nil {
 		return 0, 0, fmt.Errorf("cannot list the processes: %w", err)
 	}
 	for i, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return 0, 0, err
+		}
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || i > maxProcs {
 			continue
@@ -125,7 +142,7 @@ func SessionPSS(sid int) (bytes int64, procs int, err error) {
 
 // session is field 6 of /proc/PID/stat.
 func session(pid int) (int, error) {
-	stat, err := readBounded(filepath.Join(Root, strconv.Itoa(pid), "stat"), 4096)
+	stat, err := ReadBounded(filepath.Join(Root, strconv.Itoa(pid), "stat"), MaxStat)
 	if err != nil {
 		return 0, err
 	}
@@ -139,7 +156,7 @@ func session(pid int) (int, error) {
 
 // rollupPSS is the Pss line of /proc/PID/smaps_rollup, in bytes.
 func rollupPSS(pid int) (int64, error) {
-	data, err := readBounded(filepath.Join(Root, strconv.Itoa(pid), "smaps_rollup"), 16<<10)
+	data, err := ReadBounded(filepath.Join(Root, strconv.Itoa(pid), "smaps_rollup"), 16<<10)
 	if err != nil {
 		return 0, err
 	}

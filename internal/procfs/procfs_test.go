@@ -1,7 +1,11 @@
 package procfs
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,16 +81,73 @@ func TestSessionPSS(t *testing.T) {
 	old := Root
 	Root = dir
 	defer func() { Root = old }()
-	n, procs, err := SessionPSS(10)
+	n, procs, err := SessionPSS(context.Background(), 10)
 	if err != nil || n != 2048<<10 || procs != 2 {
 		t.Errorf("SessionPSS(10) = %d, %d, %v; want 2 MiB of 2 processes", n, procs, err)
 	}
-	if _, _, err := SessionPSS(99); err == nil {
+	if _, _, err := SessionPSS(context.Background(), 99); err == nil {
 		t.Error("SessionPSS of a session with no process: no error")
 	}
 	Root = old
 	sid, _ := unix.Getsid(0)
-	if n, procs, err := SessionPSS(sid); err != nil || n <= 0 || procs < 1 {
+	if n, procs, err := SessionPSS(context.Background(), sid); err != nil || n <= 0 || procs < 1 {
 		t.Errorf("SessionPSS of this test's session = %d, %d, %v", n, procs, err)
+	}
+}
+
+// SessionPSS reads every process on the host: a status that is cancelled,
+// or out of time, stops it.
+func TestSessionPSSHonoursItsContext(t *testing.T) {
+	dir := t.TempDir()
+	for pid := 10; pid < 20; pid++ {
+		p := filepath.Join(dir, strconv.Itoa(pid))
+		os.Mkdir(p, 0o755)
+		os.WriteFile(filepath.Join(p, "stat"), []byte(fmt.Sprintf("%d (a) S 1 10 10 0 -1", pid)), 0o644)
+		os.WriteFile(filepath.Join(p, "smaps_rollup"), []byte("Pss: 4 kB\n"), 0o644)
+	}
+	old := Root
+	Root = dir
+	defer func() { Root = old }()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if n, procs, err := SessionPSS(ctx, 10); !errors.Is(err, context.Canceled) || n != 0 || procs != 0 {
+		t.Errorf("SessionPSS with a cancelled context = %d, %d, %v; want %v", n, procs, err, context.Canceled)
+	}
+}
+
+// ReadBounded reads a file up to its limit, and nothing of a larger one,
+// which it reads no further than the limit: not even an endless one.
+func TestReadBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	const limit = 1 << 10
+	data := bytes.Repeat([]byte("x"), limit)
+	write := func(data []byte) {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(data)
+	if got, err := ReadBounded(path, limit); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("a file of the limit: %d bytes, %v", len(got), err)
+	}
+	write(append(data, 'x'))
+	if got, err := ReadBounded(path, limit); err == nil || got != nil {
+		t.Errorf("a file of the limit and a byte: %d bytes, %v; want an error and nothing", len(got), err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := ReadBounded("/dev/zero", limit)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("/dev/zero was read")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadBounded of /dev/zero did not end")
+	}
+	if _, err := ReadBounded(filepath.Join(t.TempDir(), "none"), limit); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a file that does not exist: %v, want fs.ErrNotExist", err)
 	}
 }

@@ -12,7 +12,8 @@ import (
 	"github.com/sitectl/sitectl/internal/site"
 )
 
-// askTimeout bounds the question to an overlap site's launcher.
+// askTimeout bounds the question to an overlap site's launcher, and with it
+// the reading of a warm generation's memory.
 const askTimeout = 2 * time.Second
 
 // ServedMode is the mode the process that serves site s runs, as its own
@@ -64,7 +65,7 @@ func WarmGeneration(ctx context.Context, s *site.Site) *Warm {
 		return nil
 	}
 	w := st.Warm
-	mem, _, _ := procfs.SessionPSS(w.PID) // 0 when it cannot be read
+	mem, _, _ := procfs.SessionPSS(ctx, w.PID) // 0 when it cannot be read
 	return &Warm{Generation: w.Generation, MainPID: w.PID, Mode: w.Mode, Release: w.Release, Since: w.Since, Until: w.Until, MemoryBytes: mem}
 }
 
