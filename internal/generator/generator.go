@@ -116,12 +116,16 @@ func CheckedRendered(res site.Result, opts units.Options) (site.Result, Rendered
 	return res, done
 }
 
-// Write puts the files into dir. Units are written atomically; an existing
-// symlink is replaced.
+// Write puts the files into dir. Units are written, and symlinks made or
+// replaced, atomically and durably (atomicfile): an existing .wants/ link
+// is never missing, not after a crash and not to a daemon-reload that
+// reads the directory meanwhile, or its site would not start at boot. So
+// is a directory Write creates (a .wants/ directory): the links in it
+// would be lost with it.
 func Write(dir string, files []File) error {
 	for _, f := range files {
 		p := filepath.Join(dir, f.Path)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := atomicfile.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return fmt.Errorf("cannot create %s: %w", filepath.Dir(p), err)
 		}
 		if f.Link == "" {
@@ -130,11 +134,8 @@ func Write(dir string, files []File) error {
 			}
 			continue
 		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("cannot replace %s: %w", p, err)
-		}
-		if err := os.Symlink(f.Link, p); err != nil {
-			return fmt.Errorf("cannot link %s: %w", p, err)
+		if err := atomicfile.Symlink(f.Link, p); err != nil {
+			return err
 		}
 	}
 	return nil

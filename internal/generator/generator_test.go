@@ -184,3 +184,26 @@ func TestCheckedKeepsOrder(t *testing.T) {
 		t.Fatalf("Checked changed the sites: %d sites, errors %v", len(res.Sites), res.Errors)
 	}
 }
+
+// Write replaces a .wants/ link at once: it points to the new target and
+// nothing is left beside it. A link that cannot be made (its target is
+// longer than a link may hold) leaves the old link in place: a site whose
+// link went missing would not start at boot.
+func TestWriteReplacesALinkAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join("sockets.target.wants", "site-karl.socket")
+	for _, target := range []string{"../elsewhere.socket", "../site-karl.socket"} {
+		if err := Write(dir, []File{{Path: link, Link: target}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := tree(t, dir); !reflect.DeepEqual(got, map[string]string{link: "-> " + target}) {
+			t.Fatalf("after linking to %s: %v", target, got)
+		}
+	}
+	if err := Write(dir, []File{{Path: link, Link: strings.Repeat("x", 5000)}}); err == nil {
+		t.Fatal("a link to a 5000-byte target succeeded")
+	}
+	if got := tree(t, dir); !reflect.DeepEqual(got, map[string]string{link: "-> ../site-karl.socket"}) {
+		t.Errorf("after a failed link: %v", got)
+	}
+}
