@@ -1,6 +1,7 @@
 package modes
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,5 +120,27 @@ func TestPutBackInServiceWithTheMarkerGone(t *testing.T) {
 	}
 	if out, _, err := st.OutOfService("karl"); out || err != nil {
 		t.Errorf("out of service %v, %v", out, err)
+	}
+}
+
+// What a crash left of an earlier Forget of the site, under the name of
+// the PID alone that atomicfile.Remove once used (and PIDs come round
+// again), does not make Forget fail: `sitectl remove` of the site must
+// not keep failing.
+func TestForgetIsNotBlockedByALeftover(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	if _, err := st.SetOutOfService("karl", true, 0); err != nil {
+		t.Fatal(err)
+	}
+	dir := st.paths().SiteState("karl")
+	leftover := filepath.Join(filepath.Dir(dir), fmt.Sprintf(".karl.removed-%d", os.Getpid()))
+	if err := os.MkdirAll(filepath.Join(leftover, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if gone, err := st.Forget("karl"); !gone || err != nil {
+		t.Fatalf("forget: %v %v", gone, err)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Errorf("the state directory is still there: %v", err)
 	}
 }

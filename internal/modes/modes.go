@@ -221,9 +221,15 @@ const (
 // siteDir creates the state directory of a site, and makes it and its
 // parents root's alone. The permissions are set explicitly on every
 // write: a state directory made by an older sitectl was readable by all.
+// The directories it creates are durable (atomicfile.MkdirAll): the first
+// file of a new site (the marker of `sitectl disable`, say) is synced into
+// its directory, and would still be lost at a power loss with a directory
+// whose own name was not. It then removes what a crash left of earlier
+// writes and removals in the site's directory (atomicfile.RemoveStale):
+// nothing else cleans it up. That is tidying: it does not fail the write.
 func (st Store) siteDir(name string) error {
 	dir := st.paths().SiteState(name)
-	if err := os.MkdirAll(dir, DirMode); err != nil {
+	if err := atomicfile.MkdirAll(dir, DirMode); err != nil {
 		return fmt.Errorf("cannot create the state directory of site %s: %w", name, err)
 	}
 	for _, d := range []string{st.Dir, filepath.Dir(dir), dir} {
@@ -231,8 +237,15 @@ func (st Store) siteDir(name string) error {
 			return fmt.Errorf("cannot make the state directory %s private: %w", d, err)
 		}
 	}
+	p := st.paths()
+	removeStale(dir, filepath.Base(p.ModeEnvFile(name)), filepath.Base(p.StateFile(name)),
+		filepath.Base(p.LastGoodFile(name)), filepath.Base(p.OutOfServiceFile(name)))
 	return nil
 }
+
+// removeStale is atomicfile.RemoveStale; tests replace it to see that it
+// is used.
+var removeStale = atomicfile.RemoveStale
 
 // Ensure writes the default mode for a site that has no mode recorded, and
 // leaves an existing record alone. It reports whether it wrote.

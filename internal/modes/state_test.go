@@ -5,9 +5,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/atomicfile"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -114,5 +116,45 @@ func TestWithStateAndCurrentSince(t *testing.T) {
 	}
 	if _, ok := (Store{Dir: file}).WithState(); ok {
 		t.Error("WithState of a state directory that is a file says ok")
+	}
+}
+
+// Every write of a site's state first tidies the site's directory of what
+// a crash left of earlier writes and removals of its files
+// (atomicfile.RemoveStale, which removes only leftovers older than an
+// hour: a young one is kept), and creates the directories it lacks private
+// to root whatever the umask.
+func TestSiteDirTidiesTheSiteDirectory(t *testing.T) {
+	old := syscall.Umask(0o022)
+	t.Cleanup(func() { syscall.Umask(old) })
+	st := Store{Dir: filepath.Join(t.TempDir(), "state")}
+	var dirs []string
+	var names [][]string
+	removeStale = func(dir string, n ...string) error {
+		dirs, names = append(dirs, dir), append(names, n)
+		return atomicfile.RemoveStale(dir, n...)
+	}
+	t.Cleanup(func() { removeStale = atomicfile.RemoveStale })
+	if err := st.WriteState("karl", State{PreviousMode: "normal"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{st.Dir, filepath.Dir(st.paths().SiteState("karl")), st.paths().SiteState("karl")} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode() != os.ModeDir|DirMode {
+			t.Errorf("%s: %v, %v", d, fi.Mode(), err)
+		}
+	}
+	young := filepath.Join(st.paths().SiteState("karl"), ".state.json.tmp-123")
+	if err := os.WriteFile(young, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SetOutOfService("karl", true, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"mode.env", "state.json", "last-good.toml", "out-of-service"}
+	if len(dirs) != 2 || dirs[1] != st.paths().SiteState("karl") || !reflect.DeepEqual(names[1], want) {
+		t.Fatalf("tidied %q of %q, want %s of %q", dirs, names, st.paths().SiteState("karl"), want)
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("a young leftover was removed: %v", err)
 	}
 }
