@@ -157,3 +157,61 @@ func TestBuildIsStable(t *testing.T) {
 		t.Fatalf("Build() = %q", b)
 	}
 }
+
+// TestWriteOnlyIntoAPrivateDirectory: a cache directory that was there
+// already is made 0700 again when it is not; one that is a symlink (or,
+// for root, another user's directory) is not written through or into.
+func TestWriteOnlyIntoAPrivateDirectory(t *testing.T) {
+	run := filepath.Join(t.TempDir(), "run")
+	cache := filepath.Join(run, "cache")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeCache(filepath.Join(cache, "list"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(cache); err != nil || fi.Mode() != os.ModeDir|0o700 {
+		t.Errorf("cache directory: %v, %v; want 0700", fi.Mode(), err)
+	}
+	if fi, err := os.Lstat(filepath.Join(cache, "list")); err != nil || fi.Mode() != 0o600 {
+		t.Errorf("cache file: %v, %v; want 0600", fi.Mode(), err)
+	}
+
+	elsewhere := filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.Mkdir(elsewhere, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(cache); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, cache); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeCache(filepath.Join(cache, "list"), []byte("x")); err == nil {
+		t.Error("a cache directory that is a symlink was written through")
+	}
+	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
+		t.Errorf("written through the symlink: %v", entries)
+	}
+
+	if os.Geteuid() == 0 {
+		if err := os.Remove(cache); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(cache, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(cache, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeCache(filepath.Join(cache, "list"), []byte("x")); err == nil {
+			t.Error("another user's cache directory was written into")
+		}
+		if entries, _ := os.ReadDir(cache); len(entries) != 0 {
+			t.Errorf("written into another user's directory: %v", entries)
+		}
+	}
+}

@@ -160,18 +160,43 @@ func (st Store) write(recs []Record) error {
 }
 
 // writeCache replaces the cache file at path with data. Its directory is
-// made private (0700) when it is new; the directory above it, shared with
-// the state service's socket, 0755 as sitectl-state.socket makes it.
+// private (0700); the directory above it, shared with the state service's
+// socket, 0755 as sitectl-state.socket makes it.
 func writeCache(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.Mkdir(filepath.Dir(dir), 0o755); err == nil {
 		// Whatever the umask: deployers reach the socket in it.
-		os.Chmod(filepath.Dir(dir), 0o755)
+		if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+			return err
+		}
 	} else if !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(dir, 0o700); err == nil {
+		return atomicfile.Write(path, data, 0o600)
+	} else if !errors.Is(err, fs.ErrExist) {
 		return err
+	}
+	// A directory that was there already is used only when it is this
+	// user's own directory, not a link or another user's directory that
+	// the file would be written through or into, and its mode is set back
+	// to 0700 when it is anything else: the names of the files in it are
+	// nobody else's business. The directory above it is root's, so nobody else can put
+	// another one in its place meanwhile.
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	sys, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	case !ok || int(sys.Uid) != os.Geteuid():
+		return fmt.Errorf("%s is not this user's", dir)
+	case fi.Mode().Perm() != 0o700:
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return err
+		}
 	}
 	return atomicfile.Write(path, data, 0o600)
 }
