@@ -17,13 +17,7 @@ import (
 // starts; the next daemon-reload after the fix applies the fixed file, and
 // sitectl restart works without a socket restart.
 func TestTypoKeepsTheSiteServing(t *testing.T) {
-	port := freePort(t)
-	good := gunicornSite(port, "[probe]\npath = \"/\"\n")
-	h := newHost(t, map[string]string{"shop": good})
-	h.run("systemctl", "start", "site-shop.socket")
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	getReply(t, url)
-	pid := h.show("site-shop.service", "MainPID")["MainPID"]
+	h, good, url, pid := servingShop(t)
 
 	h.run("sh", "-c", `echo 'drain_timout = "5s"' >> /etc/sitectl/sites/shop.toml`)
 	since := h.logMark()
@@ -93,13 +87,7 @@ func TestTypoKeepsTheSiteServing(t *testing.T) {
 // started, so the newcomer gets the mistake, although its name sorts
 // first. Before, the later name lost: shop's units went, with its socket.
 func TestCopiedSiteFileKeepsTheServingSite(t *testing.T) {
-	port := freePort(t)
-	good := gunicornSite(port, "[probe]\npath = \"/\"\n")
-	h := newHost(t, map[string]string{"shop": good})
-	h.run("systemctl", "start", "site-shop.socket")
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	getReply(t, url)
-	pid := h.show("site-shop.service", "MainPID")["MainPID"]
+	h, good, url, pid := servingShop(t)
 
 	h.writeSite("aaa", good)
 	since := h.logMark()
@@ -126,6 +114,18 @@ func TestCopiedSiteFileKeepsTheServingSite(t *testing.T) {
 	if r := getReply(t, url); r.Mode != "normal" {
 		t.Errorf("after the restart shop answers in mode %q", r.Mode)
 	}
+}
+
+// servingShop is a host whose gunicorn site shop serves, with a probe: its
+// site file, its URL and its main PID.
+func servingShop(t *testing.T) (h *host, good, url, pid string) {
+	port := freePort(t)
+	good = gunicornSite(port, "[probe]\npath = \"/\"\n")
+	h = newHost(t, map[string]string{"shop": good})
+	h.run("systemctl", "start", "site-shop.socket")
+	url = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	return h, good, url, h.show("site-shop.service", "MainPID")["MainPID"]
 }
 
 // grepLines returns the lines of text that contain s.
