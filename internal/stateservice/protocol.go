@@ -166,10 +166,18 @@ func (r Request) Check() error {
 		if len(r.Sites) > MaxSites {
 			return fmt.Errorf("more than %d sites", MaxSites)
 		}
+		// A name given twice would cost the service each site's reads
+		// (systemd, the journal, the launcher) twice for nothing: a
+		// request of one name a thousand times is refused.
+		seen := make(map[string]bool, len(r.Sites))
 		for _, s := range r.Sites {
 			if err := site.ValidateName(s); err != nil {
 				return err
 			}
+			if seen[s] {
+				return fmt.Errorf("site %s is named twice", s)
+			}
+			seen[s] = true
 		}
 		return nil
 	case VerbHistory:

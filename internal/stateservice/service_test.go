@@ -269,6 +269,7 @@ func TestOldAndBadRequestsAreRefused(t *testing.T) {
 		`{"verb":"mode","site":"blog","mode":"maintenance","timeout_ms":1}`,
 		`{"verb":"restart","site":"blog","mode":"x"}`,
 		`{"verb":"list","sites":["blog"]}`,
+		`{"verb":"status","sites":["blog","shop","blog"]}`,
 		`{"verb":"history","site":"blog","last":-3}`,
 		`{"verb":"finish","site":"blog"}`,
 		`{}`,

@@ -552,10 +552,15 @@ func allEntries(d paths.Dirs, load func(dir string) (site.Result, sitecache.Stat
 func namedEntries(d paths.Dirs, names []string) ([]entry, []string, error) {
 	var ents []entry
 	var missing []string
+	seen := make(map[string]bool, len(names))
 	for _, name := range names {
 		if err := site.ValidateName(name); err != nil {
 			return nil, nil, fmt.Errorf("%w: %w", ErrBadName, err)
 		}
+		if seen[name] {
+			continue // shown once, however often it is named
+		}
+		seen[name] = true
 		file := d.SiteFile(name)
 		data, err := site.ReadFile(file)
 		if errors.Is(err, fs.ErrNotExist) {

@@ -193,6 +193,19 @@ func TestInvalidSiteFile(t *testing.T) {
 	}
 }
 
+// A site named twice is shown once: each costs reads of systemd, the
+// journal and the launcher.
+func TestNamedTwiceIsShownOnce(t *testing.T) {
+	d, sd := setup(t)
+	res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: sd}, Request{Names: []string{"idle", "run", "idle", "nope", "nope"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Sites) != 2 || len(res.Missing) != 1 {
+		t.Fatalf("%d sites, missing %v; want idle and run once, nope once", len(res.Sites), res.Missing)
+	}
+}
+
 func TestNamedSites(t *testing.T) {
 	d, sd := setup(t)
 	res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: sd}, Request{Names: []string{"nosuch", "failed"}})
