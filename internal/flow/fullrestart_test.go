@@ -3,11 +3,13 @@ package flow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sockheld"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
@@ -64,5 +66,23 @@ func TestSocketLostRefusesAndSaysTheCommand(t *testing.T) {
 	e.SocketsMissing = func(*site.Site) ([]string, error) { return nil, nil }
 	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || len(f.restarts) != 1 {
 		t.Errorf("with its sockets held: %v, restarts %v", err, f.restarts)
+	}
+}
+
+// When the sockets cannot be checked (a table any local user can make too
+// large to read), the change goes on without the check, and says so:
+// refusing would let anyone stop every change.
+func TestSocketsUnknownDoNotStopAChange(t *testing.T) {
+	e, f := newEnv(t)
+	var said []string
+	e.Progress = func(format string, args ...any) { said = append(said, fmt.Sprintf(format, args...)) }
+	e.SocketsMissing = func(*site.Site) ([]string, error) {
+		return nil, fmt.Errorf("/proc/1/net/unix is larger than 16777216 bytes: %w", sockheld.ErrUnknown)
+	}
+	if _, err := Restart(context.Background(), e, testSite(t), time.Minute); err != nil || len(f.restarts) != 1 {
+		t.Fatalf("restart with the sockets unknown: %v, restarts %v", err, f.restarts)
+	}
+	if !strings.Contains(strings.Join(said, "\n"), "going on without that check") {
+		t.Errorf("nothing said of the check: %q", said)
 	}
 }

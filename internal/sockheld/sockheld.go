@@ -10,6 +10,7 @@ package sockheld
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -31,6 +32,12 @@ import (
 // socket unit that is fine. Any site's app can make /proc/1/net/unix that
 // large by opening socketpairs.
 const maxTable = 16 << 20
+
+// ErrUnknown is Missing's error when it cannot tell which sockets PID 1
+// holds: a table it must read is larger than it reads. Any local user
+// can make one that large, so a caller that refused every change on it
+// would let anyone stop all changes: it goes on without the check.
+var ErrUnknown = errors.New("cannot tell whether systemd holds the site's sockets")
 
 // Missing returns the listeners of s (their address or path) for which PID
 // 1 holds no listening socket. proc is the proc mount, "/proc".
@@ -180,7 +187,7 @@ func readTable(path string, row func([][]byte) bool) error {
 		return fmt.Errorf("cannot read %s: %w", path, err)
 	}
 	if !stopped && lr.N == 0 {
-		return fmt.Errorf("%s is larger than %d bytes: cannot tell whether systemd holds the site's sockets", path, maxTable)
+		return fmt.Errorf("%s is larger than %d bytes: %w", path, maxTable, ErrUnknown)
 	}
 	return nil
 }
