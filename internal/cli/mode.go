@@ -326,6 +326,8 @@ func flowExit(err error, rep flow.Report) error {
 		return withCode(exitFailed, err, "it stays stopped, in mode "+rep.From+"; `systemctl start site-"+rep.Site+".socket` starts it again")
 	case errors.Is(err, flow.ErrModeNotFound):
 		return withCode(exitNotFound, err)
+	case errors.Is(err, flow.ErrOutOfService):
+		return withCode(exitFailed, err, "`sitectl enable "+rep.Site+"` puts it back in service")
 	case errors.Is(err, flow.ErrNoPrevious):
 		return withCode(exitFailed, err, "`sitectl history "+rep.Site+"` shows its switches")
 	case errors.Is(err, control.ErrDenied):

@@ -134,6 +134,9 @@ var (
 	// switch; it was left stopped (see stopped.go).
 	ErrStopped    = errors.New("the site was stopped by someone else during the switch")
 	ErrSocketLost = errors.New("its socket unit holds no socket")
+	// ErrOutOfService: the site was taken out of service (sitectl
+	// disable), and only sitectl enable puts it back.
+	ErrOutOfService = errors.New("the site is out of service")
 )
 
 // Current is the mode a site is recorded in: its mode file, or its default
@@ -171,6 +174,9 @@ type Options struct {
 func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (Report, error) {
 	sw, done, err := begin(ctx, e, s, to, opts)
 	if done || err != nil {
+		return sw.rep, err
+	}
+	if err := e.inService(s); err != nil {
 		return sw.rep, err
 	}
 	if err := e.socketsHeld(ctx, s); err != nil {
@@ -278,6 +284,19 @@ func (e *Env) already(ctx context.Context, s *site.Site, m site.Mode) (control.U
 		return u, false, nil
 	}
 	return u, true, nil
+}
+
+// inService refuses to change a site taken out of service: starting its
+// service would start its sockets with it (Requires=), and a restart, a
+// mode switch or a deployer's reload would put back in service a site
+// that root took out, until sitectl enable, across reboots too.
+func (e *Env) inService(s *site.Site) error {
+	out, since, err := e.Store.OutOfService(s.Name)
+	if err != nil || !out {
+		return err
+	}
+	return fmt.Errorf("site %s was taken out of service (sitectl disable) on %s; nothing was done: %w",
+		s.Name, since.UTC().Format("2006-01-02 15:04:05 UTC"), ErrOutOfService)
 }
 
 // record writes the intent first, so that a sitectl killed from here on

@@ -86,3 +86,27 @@ func TestSocketsUnknownDoNotStopAChange(t *testing.T) {
 		t.Errorf("nothing said of the check: %q", said)
 	}
 }
+
+// A site taken out of service is not changed: starting its service would
+// start its sockets and put it back in service, which only enable does.
+func TestOutOfServiceSiteIsNotChanged(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	if _, err := e.Store.SetOutOfService(s.Name, true, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, change := range []func() error{
+		func() error { _, err := Restart(context.Background(), e, s, time.Minute); return err },
+		func() error { _, err := SwitchMode(context.Background(), e, s, "normal", Options{Force: true}); return err },
+	} {
+		if err := change(); !errors.Is(err, ErrOutOfService) || !strings.Contains(err.Error(), "nothing was done") {
+			t.Errorf("a change of a site out of service: %v", err)
+		}
+	}
+	if len(f.restarts) != 0 {
+		t.Errorf("restarted: %v", f.restarts)
+	}
+	if st, _ := e.Store.ReadState(s.Name); len(st.History) != 0 || st.Pending != nil {
+		t.Errorf("recorded: %+v", st)
+	}
+}
