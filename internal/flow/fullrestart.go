@@ -114,6 +114,14 @@ func (e *Env) fullRestartNeeded(ctx context.Context, s *site.Site) (string, erro
 			if err := r.DaemonReload(ctx); err != nil {
 				return "", err
 			}
+			// A listener changed in the file makes systemd close the
+			// socket unit's old sockets at that reload, and keep it
+			// active: checked again, or the restart would start the
+			// site with none. The old process still serves on its
+			// copies until then.
+			if err := e.socketsHeld(ctx, s); err != nil {
+				return "", err
+			}
 		}
 	}
 	return why, nil
@@ -144,8 +152,16 @@ func (e *Env) socketsHeld(ctx context.Context, s *site.Site) error {
 	if err != nil || !active {
 		return err // a socket unit that is not active starts afresh with the service
 	}
-	return fmt.Errorf("site %s: systemd holds no socket for %s although %s is active (its configuration changed while it ran); nothing was done: run `systemctl restart %s` (the service stops with it and starts again at the next connection): %w",
-		s.Name, strings.Join(missing, ", "), socket, strings.Join(units.SocketNames(s), " "), ErrSocketLost)
+	// Units older than the site file would restart the socket with its
+	// old listeners: the command reloads them first.
+	cmd := "systemctl restart " + strings.Join(units.SocketNames(s), " ")
+	if r, ok := e.Systemd.(unitsReloader); ok {
+		if need, err := r.NeedDaemonReload(ctx, socket); err == nil && need {
+			cmd = "systemctl daemon-reload && " + cmd
+		}
+	}
+	return fmt.Errorf("site %s: systemd holds no socket for %s although %s is active (its configuration changed while it ran); nothing was done: run `%s` (the service stops with it and starts again at the next connection): %w",
+		s.Name, strings.Join(missing, ", "), socket, cmd, ErrSocketLost)
 }
 
 // unitStates reads the state of units of any type; control.Manager has it

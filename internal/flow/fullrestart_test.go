@@ -110,3 +110,55 @@ func TestOutOfServiceSiteIsNotChanged(t *testing.T) {
 		t.Errorf("recorded: %+v", st)
 	}
 }
+
+// reloadingSystemd is fakeSystemd with units older than the site file,
+// until a daemon-reload.
+type reloadingSystemd struct {
+	*fakeSystemd
+	stale   bool
+	reloads int
+}
+
+func (r *reloadingSystemd) NeedDaemonReload(context.Context, string) (bool, error) {
+	return r.stale, nil
+}
+
+func (r *reloadingSystemd) DaemonReload(context.Context) error {
+	r.reloads++
+	r.stale = false
+	return nil
+}
+
+// A listener changed in the file: the daemon-reload of a full restart
+// makes systemd close the old sockets, so they are checked again after
+// it, and the restart is refused while the old process still serves on
+// its copies. The command to run says to reload the units first while
+// they are older than the file.
+func TestSocketsCheckedAgainAfterTheFlowsDaemonReload(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	s.Handoff = site.HandoffOverlap
+	r := &reloadingSystemd{fakeSystemd: f, stale: true}
+	e.Systemd = r
+	started := *s
+	started.Listeners = []site.Listener{{Kind: site.TCP, Address: "127.0.0.1:9999", Name: "http"}}
+	e.Started = func(string) (*site.Site, error) { return &started, nil }
+	e.SocketsMissing = func(*site.Site) ([]string, error) {
+		if r.reloads > 0 {
+			return []string{"127.0.0.1:8080"}, nil
+		}
+		return nil, nil
+	}
+	_, err := e.fullRestartNeeded(context.Background(), s)
+	if !errors.Is(err, ErrSocketLost) || r.reloads != 1 {
+		t.Fatalf("after the daemon-reload: %v (%d reloads)", err, r.reloads)
+	}
+	if strings.Contains(err.Error(), "daemon-reload &&") {
+		t.Errorf("units just reloaded, yet the command reloads them: %v", err)
+	}
+	r.stale = true
+	err = e.socketsHeld(context.Background(), s)
+	if !errors.Is(err, ErrSocketLost) || !strings.Contains(err.Error(), "run `systemctl daemon-reload && systemctl restart site-karl.socket`") {
+		t.Errorf("stale units: %v", err)
+	}
+}
