@@ -15,6 +15,7 @@ import (
 	"github.com/sitectl/sitectl/internal/lifecycle"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sockheld"
 	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/term"
 )
@@ -158,7 +159,8 @@ func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, name string
 		}
 		defer lock.Unlock()
 	}
-	le := &lifecycle.Env{Store: st, Systemd: sd, UID: os.Getuid(), Progress: e.progressf}
+	le := &lifecycle.Env{Store: st, Systemd: sd, UID: os.Getuid(), Progress: e.progressf,
+		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) }}
 	rep, err := run(ctx, le)
 	if f.asJSON {
 		if jerr := writeJSON(e.stdout, rep); jerr != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sockheld"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
@@ -45,6 +46,9 @@ type Env struct {
 	UID     int // who asked, for the out-of-service marker
 	// Progress gets one line per step, for a terminal; nil for none.
 	Progress func(format string, args ...any)
+	// SocketsMissing returns the listeners of s for which systemd holds
+	// no listening socket (sockheld.Missing); nil: not checked.
+	SocketsMissing func(s *site.Site) ([]string, error)
 }
 
 func (e *Env) progress(format string, args ...any) {
@@ -112,7 +116,35 @@ func Enable(ctx context.Context, e *Env, s *site.Site) (Report, error) {
 		}
 		rep.Started, rep.Changed = append(rep.Started, name), true
 	}
-	return rep, e.verify(ctx, &rep, want, "active")
+	if err := e.verify(ctx, &rep, want, "active"); err != nil {
+		return rep, err
+	}
+	return rep, e.socketsHeld(s)
+}
+
+// socketsHeld says whether systemd holds a listening socket for each of
+// the site's listeners: an active socket unit need not. systemd closes
+// the sockets of one whose listeners changed at a daemon-reload (enable's
+// own, say) and keeps it active, so the site would refuse every
+// connection from then on (or go down at its next start) while enable
+// said it is in service. Only a restart of the socket unit opens them.
+func (e *Env) socketsHeld(s *site.Site) error {
+	if e.SocketsMissing == nil {
+		return nil
+	}
+	missing, err := e.SocketsMissing(s)
+	if errors.Is(err, sockheld.ErrUnknown) {
+		e.progress("%s: %v; not checked", s.Name, err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("site %s is in service at boot, but systemd holds no socket for %s although %s is active (its listeners changed while it ran): run `systemctl restart %s` (a running service stops with it and starts again at the next connection)",
+			s.Name, strings.Join(missing, ", "), units.MainSocketName(s.Name), strings.Join(units.SocketNames(s), " "))
+	}
+	return nil
 }
 
 // Disable takes site s out of service and keeps it out across reboots: it

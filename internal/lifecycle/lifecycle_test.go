@@ -124,6 +124,23 @@ func TestEnableIsIdempotent(t *testing.T) {
 	}
 }
 
+// enable does not say a site is in service whose active socket unit
+// holds no socket (its listeners changed, and a daemon-reload closed
+// them): it says the command that opens them again.
+func TestEnableChecksTheSockets(t *testing.T) {
+	e, f := newEnv(t)
+	f.active["site-karl.socket"] = "active"
+	e.SocketsMissing = func(*site.Site) ([]string, error) { return []string{"127.0.0.1:8080"}, nil }
+	_, err := Enable(context.Background(), e, karl(t))
+	if err == nil || !strings.Contains(err.Error(), "systemd holds no socket for 127.0.0.1:8080") || !strings.Contains(err.Error(), "run `systemctl restart site-karl.socket`") {
+		t.Fatalf("enable of a socket unit without its socket: %v", err)
+	}
+	e.SocketsMissing = func(*site.Site) ([]string, error) { return nil, nil }
+	if rep, err := Enable(context.Background(), e, karl(t)); err != nil || !rep.InService {
+		t.Errorf("with its socket: %+v %v", rep, err)
+	}
+}
+
 // disable stops the trigger first, then the service, then the socket,
 // marks the site and reloads once; again, it changes nothing; enable
 // then clears the mark.
