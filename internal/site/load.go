@@ -71,8 +71,10 @@ func conflicts(sites []*Site, holders map[*Site]bool, others []*Site) (Errors, m
 		return strings.Compare(a.Name, b.Name)
 	})
 	idx := newListenerIndex(len(sites) + len(others))
+	installed := make(map[*Site]bool, len(others))
 	for _, o := range others {
 		idx.add(o)
+		installed[o] = true
 	}
 	var errs Errors
 	contested := map[*Site][]Listener{}
@@ -83,11 +85,22 @@ func conflicts(sites []*Site, holders map[*Site]bool, others []*Site) (Errors, m
 				continue
 			}
 			prev := all[0]
-			msg := fmt.Sprintf("listener %s %s", described(l), collision(*prev.l, fmt.Sprintf("%s:%d:%d of site %s", prev.site.File, prev.l.Line, prev.l.Col, prev.site.Name)))
-			if holders[prev.site] && !holders[s] {
+			// The error goes to s, unless the earlier site's path reaches
+			// s's socket through a symlink and s's own path does not:
+			// whoever may write a directory on the way could otherwise
+			// make root drop any site whose socket the link points at.
+			blamed, bl, other, ol := s, l, prev.site, *prev.l
+			if !installed[prev.site] && throughSymlink(*prev.l, l) {
+				blamed, bl, other, ol = prev.site, *prev.l, s, l
+			}
+			msg := fmt.Sprintf("listener %s %s", described(bl), collision(ol, fmt.Sprintf("%s:%d:%d of site %s", other.File, ol.Line, ol.Col, other.Name)))
+			switch {
+			case blamed != s:
+				msg += "; its path reaches that socket through a symlink"
+			case holders[prev.site] && !holders[s]:
 				msg += fmt.Sprintf("; site %s keeps it, as it had it when it last started", prev.site.Name)
 			}
-			errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col, Msg: msg})
+			errs = append(errs, &Error{File: blamed.File, Line: bl.Line, Col: bl.Col, Msg: msg})
 			contested[s] = append(contested[s], l)
 			for _, o := range all {
 				contested[o.site] = append(contested[o.site], *o.l)
@@ -145,6 +158,14 @@ func (x *listenerIndex) add(s *Site) {
 func tcpKey(l Listener) netip.AddrPort {
 	ap := netip.MustParseAddrPort(l.Address)
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// throughSymlink says whether unix listener a collides with b only
+// because a's path resolves, through a symlinked directory, to b's, while
+// b's path is its own.
+func throughSymlink(a, b Listener) bool {
+	symlinked := func(l Listener) bool { return l.Resolved != "" && l.Resolved != l.Path }
+	return a.Kind == Unix && b.Kind == Unix && a.Path != b.Path && symlinked(a) && !symlinked(b)
 }
 
 // collisions are the indexed listeners that overlap l.

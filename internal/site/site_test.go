@@ -395,3 +395,22 @@ func TestHeldListenersStayWithTheirHolder(t *testing.T) {
 		t.Errorf("a checked file must take the blame against an installed site: %v", errs)
 	}
 }
+
+// A unix path that reaches another site's socket through a symlinked
+// directory takes the blame, whatever the names' order: whoever may write
+// a directory on its way cannot make root drop the other site.
+func TestSymlinkedPathTakesTheBlame(t *testing.T) {
+	alpha := mustParse(t, "/s/alpha.toml", "exec = [\"/bin/a\"]\n[[listen]]\npath = \"/srv/alpha/run/app.sock\"\n")
+	beta := mustParse(t, "/s/beta.toml", "exec = [\"/bin/a\"]\n[[listen]]\npath = \"/run/beta/app.sock\"\n")
+	alpha.Listeners[0].Resolved = "/run/beta/app.sock"
+	for _, sites := range [][]*Site{{alpha, beta}, {beta, alpha}} {
+		errs := findConflicts(sites, nil)
+		if len(errs) != 1 || errs[0].File != "/s/alpha.toml" || !strings.HasSuffix(errs[0].Msg, "; its path reaches that socket through a symlink") {
+			t.Errorf("blamed: %v", errs)
+		}
+	}
+	// Against an installed site, the file checked takes the blame.
+	if errs := findConflicts([]*Site{beta}, nil, alpha); len(errs) != 1 || errs[0].File != "/s/beta.toml" {
+		t.Errorf("against an installed site: %v", errs)
+	}
+}
