@@ -91,7 +91,7 @@ type Report struct {
 	Site     string   `json:"site" doc:"the site's name"`
 	From     string   `json:"from" doc:"the mode the site was in"`
 	To       string   `json:"to" doc:"the mode asked for"`
-	Result   string   `json:"result" doc:"ok, rolled-back (the site serves in mode from again), rollback-failed (it serves in neither), or empty when the change never began (a mode that does not exist, say)" enum:"ok,rolled-back,rollback-failed,"`
+	Result   string   `json:"result" doc:"ok (the site serves in mode to; with a reason, and a non-zero exit, when its history could not be written), rolled-back (the site serves in mode from again), rollback-failed (it serves in neither), stopped (someone else stopped the site during the change: it stays stopped, in mode from), or empty when the change never began (a mode that does not exist, say)" enum:"ok,rolled-back,rollback-failed,stopped,"`
 	Changed  bool     `json:"changed" doc:"the site was restarted or reloaded and runs the new mode or generation"`
 	Duration float64  `json:"duration_seconds" doc:"how long the change took"`
 	MainPID  int      `json:"main_pid" doc:"the service's main PID afterwards; 0 when it does not run"`
@@ -412,7 +412,13 @@ func (sw *switchRun) back(ctx context.Context) (int, error) {
 // finish closes the switch in the history with a result and a reason, and
 // returns the report with err (and a failure to write, if any).
 func (sw *switchRun) finish(result, reason string, err error) (Report, error) {
-	return sw.rep, errors.Join(err, sw.e.Writer.Finish(sw.s, result, reason))
+	ferr := sw.e.Writer.Finish(sw.s, result, reason)
+	if ferr != nil && result == modes.ResultOK {
+		// The result stays what was observed; the reason says that the
+		// history lacks it, with the error, which the exit code follows.
+		sw.rep.Reason = fmt.Sprintf("the site serves in mode %s, but its history could not be written (the next change records this one as interrupted): %v", sw.rep.To, ferr)
+	}
+	return sw.rep, errors.Join(err, ferr)
 }
 
 // Restart restarts a site in its current mode and verifies it serves.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/sockheld"
 	"github.com/sitectl/sitectl/internal/units"
@@ -97,7 +98,10 @@ func TestOutOfServiceSiteIsNotChanged(t *testing.T) {
 	}
 	for _, change := range []func() error{
 		func() error { _, err := Restart(context.Background(), e, s, time.Minute); return err },
-		func() error { _, err := SwitchMode(context.Background(), e, s, "normal", Options{Force: true}); return err },
+		func() error {
+			_, err := SwitchMode(context.Background(), e, s, "normal", Options{Force: true})
+			return err
+		},
 	} {
 		if err := change(); !errors.Is(err, ErrOutOfService) || !strings.Contains(err.Error(), "nothing was done") {
 			t.Errorf("a change of a site out of service: %v", err)
@@ -160,5 +164,24 @@ func TestSocketsCheckedAgainAfterTheFlowsDaemonReload(t *testing.T) {
 	err = e.socketsHeld(context.Background(), s)
 	if !errors.Is(err, ErrSocketLost) || !strings.Contains(err.Error(), "run `systemctl daemon-reload && systemctl restart site-karl.socket`") {
 		t.Errorf("stale units: %v", err)
+	}
+}
+
+// failingFinish is a Writer whose Finish fails: a full or read-only /var.
+type failingFinish struct{ modes.Writer }
+
+func (failingFinish) Finish(*site.Site, string, string) error {
+	return errors.New("no space left on device")
+}
+
+// A switch that succeeded but could not be written to the history says
+// what was observed and what was not recorded, with the error.
+func TestOKWhoseHistoryCouldNotBeWritten(t *testing.T) {
+	e, _ := newEnv(t)
+	e.Writer = failingFinish{e.Writer}
+	rep, err := SwitchMode(context.Background(), e, testSite(t), "read-only", Options{})
+	if err == nil || rep.Result != modes.ResultOK || !strings.Contains(rep.Reason, "the site serves in mode read-only, but its history could not be written") ||
+		!strings.Contains(rep.Reason, "no space left on device") {
+		t.Fatalf("report %+v, %v", rep, err)
 	}
 }
