@@ -240,7 +240,14 @@ func (e *env) reloadLauncher(name string) error {
 	signal.Notify(sigs, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	done := make(chan error, 1)
-	go func() { done <- launcher.Reload(os.Getenv("RUNTIME_DIRECTORY"), data, promoter(os.Getenv("MAINPID"))) }()
+	// $MAINPID, which systemd sets for ExecReload=, is the launcher: the
+	// control socket is in a directory the site's app can write, and only
+	// a socket the launcher listens on is told the mode (launcher.Reload
+	// checks). Without it nothing is sent.
+	mainPID, _ := strconv.Atoi(os.Getenv("MAINPID"))
+	go func() {
+		done <- launcher.Reload(os.Getenv("RUNTIME_DIRECTORY"), mainPID, data, promoter(os.Getenv("MAINPID")))
+	}()
 	select {
 	case err = <-done:
 	case <-sigs:

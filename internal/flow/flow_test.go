@@ -145,6 +145,12 @@ func newEnv(t *testing.T, failing ...string) (*Env, *fakeSystemd) {
 	for _, m := range failing {
 		f.failing[m] = true
 	}
+	// The processes are made up: every pid the launcher names is taken
+	// as its generation (TestServingPIDNotTheLaunchersIsRefused checks
+	// real ones).
+	checked := generationOf
+	generationOf = func(int, int) error { return nil }
+	t.Cleanup(func() { generationOf = checked })
 	return &Env{Store: st, Writer: modes.Local{Store: st, UID: 1000, PID: 4242}, Systemd: f,
 		Journal:  func(string, time.Time) []string { return []string{"app: boom"} },
 		Environ:  f.environ,

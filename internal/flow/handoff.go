@@ -65,7 +65,7 @@ func (sw *switchRun) handOver(ctx context.Context, m site.Mode) (int, error) {
 	}
 	e.progress("%s: starting a new generation beside the serving one", s.Name)
 	if err := e.Systemd.Reload(ctx, service); err != nil {
-		return 0, sw.reloadFailed(ctx, err)
+		return 0, sw.reloadFailed(ctx, err, before.MainPID)
 	}
 	u, err := e.serving(ctx, service)
 	if err != nil {
@@ -78,14 +78,15 @@ func (sw *switchRun) handOver(ctx context.Context, m site.Mode) (int, error) {
 	return u.MainPID, e.verifyServed(ctx, s, m, &w)
 }
 
-// reloadFailed says why a reload job failed: the launcher knows (a new
-// generation that exited, with its exit status, or was not ready in time).
-func (sw *switchRun) reloadFailed(ctx context.Context, jobErr error) error {
+// reloadFailed says why a reload job failed: the launcher, the main
+// process mainPID, knows (a new generation that exited, with its exit
+// status, or was not ready in time).
+func (sw *switchRun) reloadFailed(ctx context.Context, jobErr error, mainPID int) error {
 	err := sw.jobFailed(ctx, jobErr)
 	if errors.Is(err, ErrStopped) {
 		return err
 	}
-	if st, serr := sw.e.launcherStatus(ctx, sw.s); serr == nil && st.Last != "" {
+	if st, serr := sw.e.launcherStatus(ctx, sw.s, mainPID); serr == nil && st.Last != "" {
 		return fmt.Errorf("%w: %s", err, st.Last)
 	}
 	return err

@@ -143,15 +143,28 @@ func (e *Env) servingPID(ctx context.Context, s *site.Site, w *watched) (int, ti
 	if !w.overlap {
 		return w.unit.MainPID, time.Time{}, nil
 	}
-	st, err := e.launcherStatus(ctx, s)
+	st, err := e.launcherStatus(ctx, s, w.unit.MainPID)
 	if err != nil {
 		return 0, time.Time{}, launcherGone{fmt.Errorf("cannot ask the launcher of %s which generation serves: %w", w.service, err)}
 	}
 	if st.Serving == nil {
 		return 0, time.Time{}, fmt.Errorf("no generation of %s serves: %s", w.service, orUnknown(st.Last))
 	}
+	// The pid is the launcher's word, and the launcher runs as the site's
+	// user: root reads the environment of nothing but its own processes.
+	if err := generationOf(w.unit.MainPID, st.Serving.PID); err != nil {
+		return 0, time.Time{}, fmt.Errorf("the launcher of %s says pid %d serves, which is not one of its generations: %w", w.service, st.Serving.PID, err)
+	}
 	return st.Serving.PID, st.Serving.Ready, nil
 }
+
+// generationOf checks that pid, which the launcher whose pid is mainPID
+// says serves, is one of its generations (launcher.CheckGeneration): the
+// launcher runs as the site's user, and the site's app can answer on its
+// control socket, so the pid could be any process on the host, whose
+// environment root would read and report. A variable for tests, whose
+// processes are made up.
+var generationOf = func(mainPID, pid int) error { return launcher.CheckGeneration(procfs.Root, mainPID, pid) }
 
 // watchedFrom is when a serving process that systemd said runs at ready,
 // and whose launcher saw it ready at launcherReady (zero: not said), has
@@ -177,31 +190,47 @@ func (e *Env) checkServed(m site.Mode, pid int) error {
 // servedModeMismatch compares the environment of the serving process pid
 // with mode m: SITE_MODE and each of the mode's own variables must have
 // the mode file's values. (sitectl's own SITECTL_* variables are not
-// compared: the launch shim removes them before it execs the app.)
+// compared: the launch shim removes them before it execs the app.) The
+// message names the variables that differ, never a value, the process's
+// or the mode's: it goes to the deployer's progress, the history and the
+// journal, and a mode's variables hold the site's secrets (a database
+// password in DATABASE_URL).
 func servedModeMismatch(env []string, m site.Mode, pid int) error {
 	have := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		have[k] = v
 	}
-	var found, want []string
+	var differ, unset []string
 	for _, v := range append([]site.EnvVar{{Name: modes.VarMode, Value: m.Name}}, m.Environment...) {
 		got, ok := have[v.Name]
 		switch {
 		case !ok:
-			found = append(found, v.Name+" unset")
+			unset = append(unset, v.Name)
 		case got != v.Value:
-			found = append(found, fmt.Sprintf("%s=%q", v.Name, got))
-		default:
-			continue
+			differ = append(differ, v.Name)
 		}
-		want = append(want, fmt.Sprintf("%s=%q", v.Name, v.Value))
+	}
+	var found []string
+	if len(differ) > 0 {
+		found = append(found, strings.Join(differ, ", ")+plural(differ, " differs", " differ")+" from the mode file")
+	}
+	if len(unset) > 0 {
+		found = append(found, strings.Join(unset, ", ")+plural(unset, " is", " are")+" unset")
 	}
 	if len(found) == 0 {
 		return nil
 	}
-	return fmt.Errorf("the serving process (pid %d) does not run mode %s: it has %s, the mode sets %s",
-		pid, m.Name, strings.Join(found, ", "), strings.Join(want, ", "))
+	return fmt.Errorf("the serving process (pid %d) does not run mode %s: in its environment %s",
+		pid, m.Name, strings.Join(found, "; "))
+}
+
+// plural is one when names has one name, else many.
+func plural(names []string, one, many string) string {
+	if len(names) == 1 {
+		return one
+	}
+	return many
 }
 
 // settle watches w until its serving process has run for the settle time,
@@ -341,11 +370,13 @@ func (e *Env) age(pid int) (time.Duration, error) {
 	return procfs.Age(pid)
 }
 
-func (e *Env) launcherStatus(ctx context.Context, s *site.Site) (launcher.Status, error) {
+// launcherStatus asks the launcher of overlap site s, the main process
+// mainPID of its service, which generation serves.
+func (e *Env) launcherStatus(ctx context.Context, s *site.Site, mainPID int) (launcher.Status, error) {
 	if e.Launcher != nil {
 		return e.Launcher(ctx, s)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return launcher.AskStatus(ctx, paths.RuntimeDirectoryPath(s.Name))
+	return launcher.AskStatus(ctx, paths.RuntimeDirectoryPath(s.Name), mainPID)
 }

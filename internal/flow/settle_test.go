@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/procfs"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -126,14 +130,14 @@ func TestAutomaticRestartWhileSettlingRollsBack(t *testing.T) {
 
 // The process that serves must run the mode in its environment: a wrong
 // SITE_MODE or a missing variable of the mode fails the switch, and the
-// message says what was found.
+// message says which variables were found wrong.
 func TestWrongServedModeRollsBack(t *testing.T) {
 	for _, c := range []struct {
 		env  []string
 		want string
 	}{
-		{[]string{"SITE_MODE=normal", "READ_ONLY=1"}, `it has SITE_MODE="normal", the mode sets SITE_MODE="read-only"`},
-		{[]string{"SITE_MODE=read-only"}, `it has READ_ONLY unset, the mode sets READ_ONLY="1"`},
+		{[]string{"SITE_MODE=normal", "READ_ONLY=1"}, `in its environment SITE_MODE differs from the mode file`},
+		{[]string{"SITE_MODE=read-only"}, `in its environment READ_ONLY is unset`},
 	} {
 		for _, s := range []*site.Site{testSite(t), overlapSite(t, "")} {
 			e, f := newEnv(t)
@@ -349,5 +353,104 @@ func TestOverlapSettleCountsTheLaunchersWatch(t *testing.T) {
 	}
 	if ahead != notSaid {
 		t.Errorf("a launcher's ready time after the switch's own: %d looks, want %d as without it", ahead, notSaid)
+	}
+}
+
+// realGenerationOf is generationOf as root's side runs it, on /proc;
+// newEnv replaces it for the made-up processes of the other tests.
+var realGenerationOf = generationOf
+
+// startProcess starts a process that sleeps, with environment env, and
+// kills it when the test ends.
+func startProcess(t *testing.T, env ...string) int {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	cmd.Env = env
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd.Process.Pid
+}
+
+// The launcher runs as the site's user, and the site's app can answer on
+// its control socket: a status that names as serving a process that is
+// not one of the launcher's (another site's, whose environment holds its
+// secrets) fails the switch before root reads anything of that process.
+// One of the launcher's own is verified as before.
+func TestServingPIDNotTheLaunchersIsRefused(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		other bool // the launcher is another process than the generation's parent
+	}{{"another site's process", true}, {"a generation of the launcher", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			e, f := newEnv(t)
+			generationOf = realGenerationOf
+			s := overlapSite(t, "")
+			gen := startProcess(t, "SITE_MODE=read-only", "READ_ONLY=1", "DATABASE_URL=postgres://b:TOPSECRET@db/b")
+			f.pid = os.Getpid() // the test is the launcher, gen its generation
+			if c.other {
+				f.pid = startProcess(t) // a launcher that gen does not descend from
+			}
+			launcherPID := f.pid
+			var read []int
+			e.Environ = func(pid int) ([]string, error) {
+				read = append(read, pid)
+				if pid == gen {
+					return procfs.Environ(pid)
+				}
+				return f.environ(pid)
+			}
+			e.Launcher = func(ctx context.Context, s *site.Site) (launcher.Status, error) {
+				if len(f.restarts) > 0 { // the rollback's fresh start asks nothing
+					return f.launcher(ctx, s)
+				}
+				return launcher.Status{Serving: &launcher.GenerationStatus{Generation: 2, PID: gen}}, nil
+			}
+			rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{})
+			if !c.other {
+				if err != nil || !slices.Contains(read, gen) {
+					t.Fatalf("a generation of the launcher: err %v, report %+v, environments read %v", err, rep, read)
+				}
+				return
+			}
+			want := fmt.Sprintf("says pid %d serves, which is not one of its generations: pid %d is not a generation of the launcher (pid %d)", gen, gen, launcherPID)
+			if !errors.Is(err, ErrRolledBack) || !strings.Contains(rep.Reason, want) {
+				t.Errorf("err %v, report %+v; want %q in the reason", err, rep, want)
+			}
+			if slices.Contains(read, gen) || strings.Contains(rep.Reason, "TOPSECRET") {
+				t.Errorf("the environment of pid %d, not the launcher's, was read (%v): %q", gen, read, rep.Reason)
+			}
+		})
+	}
+}
+
+// A served mode that is not the mode switched to is reported by the names
+// of the variables that differ or are unset, never by their values: the
+// reason goes to the deployer, the history and the journal, and the values
+// are the site's secrets (or, read from a process that is not the site's,
+// another site's).
+func TestServedModeMismatchNamesNoValues(t *testing.T) {
+	m := site.Mode{Name: "read-only", Environment: []site.EnvVar{
+		{Name: "API_KEY", Value: "mode-key-secret"},
+		{Name: "DATABASE_URL", Value: "postgres://karl:mode-secret@db/karl"},
+		{Name: "READ_ONLY", Value: "1"},
+	}}
+	env := []string{"SITE_MODE=process-mode-secret", "API_KEY=process-key-secret", "DATABASE_URL=postgres://b:TOPSECRET@db/b"}
+	err := servedModeMismatch(env, m, 42)
+	want := "the serving process (pid 42) does not run mode read-only: in its environment SITE_MODE, API_KEY, DATABASE_URL differ from the mode file; READ_ONLY is unset"
+	if err == nil {
+		t.Fatal("a process in another mode was taken for mode read-only")
+	}
+	if err.Error() != want {
+		t.Errorf("mismatch: %v\nwant %s", err, want)
+	}
+	for _, secret := range []string{"process-mode-secret", "process-key-secret", "TOPSECRET", "mode-key-secret", "mode-secret", `"1"`} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("the message shows the value %q: %v", secret, err)
+		}
+	}
+	if err := servedModeMismatch([]string{"SITE_MODE=read-only", "API_KEY=mode-key-secret", "DATABASE_URL=postgres://karl:mode-secret@db/karl", "READ_ONLY=1", "OTHER=x"}, m, 42); err != nil {
+		t.Errorf("the mode's own environment: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // warmRollback is the rollback of a site with keep_previous
@@ -20,7 +21,14 @@ import (
 // cold rollback should follow: rep.NoWarm says why.
 func warmRollback(ctx context.Context, e *Env, s *site.Site) (rep Report, err error, done bool) {
 	rep = Report{Site: s.Name}
-	st, err := e.launcherStatus(ctx, s)
+	// The launcher is asked only as the service's main process: its
+	// control socket is in a directory the site's app can write.
+	u, err := e.serving(ctx, units.ServiceName(s.Name))
+	if err != nil {
+		rep.NoWarm = err.Error()
+		return rep, nil, false
+	}
+	st, err := e.launcherStatus(ctx, s, u.MainPID)
 	switch {
 	case err != nil:
 		rep.NoWarm = err.Error()
@@ -42,12 +50,13 @@ func warmRollback(ctx context.Context, e *Env, s *site.Site) (rep Report, err er
 		return rep, err, true
 	}
 	rep.To = to
-	return e.flipBack(ctx, s, rep, mode)
+	return e.flipBack(ctx, s, rep, mode, u.MainPID)
 }
 
-// flipBack records the warm generation's mode, asks the launcher for the
-// flip and verifies it; a refused flip puts the recorded mode back.
-func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.Mode) (Report, error, bool) {
+// flipBack records the warm generation's mode, asks the launcher (the
+// service's main process mainPID) for the flip and verifies it; a refused
+// flip puts the recorded mode back.
+func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.Mode, mainPID int) (Report, error, bool) {
 	start := e.now()
 	from, to := rep.From, rep.To
 	if err := e.Writer.Begin(s, from, to); err != nil {
@@ -56,7 +65,7 @@ func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.
 	if err := e.recordMode(s, from, to); err != nil {
 		return rep, errors.Join(err, e.Writer.Finish(s, modes.ResultRolledBack, err.Error())), true
 	}
-	answer, err := e.rollbackLauncher(ctx, s)
+	answer, err := e.rollbackLauncher(ctx, s, mainPID)
 	if err != nil {
 		rep.NoWarm = err.Error()
 		restore := e.recordMode(s, to, from)
@@ -84,7 +93,9 @@ func (e *Env) recordMode(s *site.Site, from, to string) error {
 	return e.Writer.SetMode(s, to)
 }
 
-func (e *Env) rollbackLauncher(ctx context.Context, s *site.Site) (string, error) {
+// rollbackLauncher asks the launcher of s, the main process mainPID of its
+// service, to flip back to its warm generation.
+func (e *Env) rollbackLauncher(ctx context.Context, s *site.Site, mainPID int) (string, error) {
 	if e.RollbackLauncher != nil {
 		return e.RollbackLauncher(ctx, s)
 	}
@@ -92,7 +103,7 @@ func (e *Env) rollbackLauncher(ctx context.Context, s *site.Site) (string, error
 	// unless a reload is under way.
 	ctx, cancel := context.WithTimeout(ctx, rollbackWait)
 	defer cancel()
-	return launcher.Rollback(ctx, paths.RuntimeDirectoryPath(s.Name))
+	return launcher.Rollback(ctx, paths.RuntimeDirectoryPath(s.Name), mainPID)
 }
 
 // rollbackWait bounds the wait for the launcher's answer to a rollback.

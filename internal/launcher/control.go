@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
@@ -43,10 +45,13 @@ import (
 //     connections go to it, or "failed: REASON" ("no warm generation
 //     (...)" when none is warm); the newer generation drains afterwards.
 //
-// serveControl reads requests and writes the answers, Reload and AskStatus
-// write requests and read the answers; nothing else speaks this protocol.
-// The socket is in the runtime directory (0700, the site's user): only root
-// and the site's own processes reach it.
+// serveControl reads requests and writes the answers, Reload, AskStatus
+// and Rollback write requests and read the answers; nothing else speaks
+// this protocol. The socket is in the runtime directory (0700, the site's
+// user): only root and the site's own processes reach it. The site's app
+// can replace it, so root's side talks only to a socket the service's main
+// process listens on (dialControl), and checks any pid in an answer
+// (CheckGeneration) before it reads anything of that process.
 
 // Status is the launcher's answer to "status": the generation that serves
 // and those still draining, with the pids whose environment tells which
@@ -219,31 +224,32 @@ func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 	}
 }
 
-// Reload asks the launcher whose runtime directory is runtimeDir for a
-// reload into the mode whose mode file is modeFile (nil: the serving
-// generation's mode), and waits for its result: nil once a new generation
-// serves, or why the old one still does (or none does). The wait is as
-// long as the new generation's start; systemd's timeout of the reload job
-// bounds it. With promote, the launcher may start the generation at idle
-// priority and has promote raise it once it is ready (see priority.go).
-func Reload(runtimeDir string, modeFile []byte, promote func(pid int) (string, error)) error {
+// Reload asks the launcher whose runtime directory is runtimeDir, the
+// service's main process mainPID, for a reload into the mode whose mode
+// file is modeFile (nil: the serving generation's mode), and waits for its
+// result: nil once a new generation serves, or why the old one still does
+// (or none does). The wait is as long as the new generation's start;
+// systemd's timeout of the reload job bounds it. With promote, the
+// launcher may start the generation at idle priority and has promote raise
+// it once it is ready (see priority.go).
+func Reload(runtimeDir string, mainPID int, modeFile []byte, promote func(pid int) (string, error)) error {
 	if promote != nil {
-		err := reload(runtimeDir, verbReloadPromote, modeFile, promote)
+		err := reload(runtimeDir, mainPID, verbReloadPromote, modeFile, promote)
 		if err == nil || err.Error() != errUnknownRequest {
 			return err
 		}
 		// A launcher of an older sitectl, still running after an upgrade.
 	}
-	return reload(runtimeDir, verbReload, modeFile, nil)
+	return reload(runtimeDir, mainPID, verbReload, modeFile, nil)
 }
 
 // errUnknownRequest is a launcher's answer to a verb it does not know.
 const errUnknownRequest = "unknown request"
 
-func reload(runtimeDir, verb string, modeFile []byte, promote func(pid int) (string, error)) error {
-	c, err := net.Dial("unix", filepath.Join(runtimeDir, paths.ControlSocket))
+func reload(runtimeDir string, mainPID int, verb string, modeFile []byte, promote func(pid int) (string, error)) error {
+	c, err := dialControl(context.Background(), runtimeDir, mainPID)
 	if err != nil {
-		return fmt.Errorf("cannot reach the launcher: %w", err)
+		return err
 	}
 	defer c.Close()
 	req := verb + "\n"
@@ -309,13 +315,15 @@ func askPromotion(c net.Conn, r *bufio.Reader) promoter {
 	}
 }
 
-// AskStatus asks the launcher whose runtime directory is runtimeDir which
-// generation serves. ctx bounds the whole exchange.
-func AskStatus(ctx context.Context, runtimeDir string) (Status, error) {
+// AskStatus asks the launcher whose runtime directory is runtimeDir, the
+// service's main process mainPID, which generation serves. ctx bounds the
+// whole exchange. The pids in the answer are the launcher's word: check
+// one with CheckGeneration before reading anything of it.
+func AskStatus(ctx context.Context, runtimeDir string, mainPID int) (Status, error) {
 	var st Status
-	c, err := (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(runtimeDir, paths.ControlSocket))
+	c, err := dialControl(ctx, runtimeDir, mainPID)
 	if err != nil {
-		return st, fmt.Errorf("cannot reach the launcher: %w", err)
+		return st, err
 	}
 	defer c.Close()
 	deadline, ok := ctx.Deadline()
@@ -339,14 +347,15 @@ func AskStatus(ctx context.Context, runtimeDir string) (Status, error) {
 	return st, nil
 }
 
-// Rollback asks the launcher whose runtime directory is runtimeDir to flip
-// back to its warm generation, and returns its answer ("generation N
-// serves again in mode M, flipped in D"), or why it could not: no warm
-// generation, or the launcher is not reachable. ctx bounds the exchange.
-func Rollback(ctx context.Context, runtimeDir string) (string, error) {
-	c, err := (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(runtimeDir, paths.ControlSocket))
+// Rollback asks the launcher whose runtime directory is runtimeDir, the
+// service's main process mainPID, to flip back to its warm generation,
+// and returns its answer ("generation N serves again in mode M, flipped in
+// D"), or why it could not: no warm generation, or the launcher is not
+// reachable. ctx bounds the exchange.
+func Rollback(ctx context.Context, runtimeDir string, mainPID int) (string, error) {
+	c, err := dialControl(ctx, runtimeDir, mainPID)
 	if err != nil {
-		return "", fmt.Errorf("cannot reach the launcher: %w", err)
+		return "", err
 	}
 	defer c.Close()
 	if deadline, ok := ctx.Deadline(); ok {
@@ -363,4 +372,62 @@ func Rollback(ctx context.Context, runtimeDir string) (string, error) {
 		return "", err
 	}
 	return strings.TrimPrefix(strings.TrimSpace(string(answer)), "ok: "), nil
+}
+
+// dialControl connects to the control socket in runtimeDir and checks that
+// the process that listens on it is the launcher, the service's main
+// process mainPID, before anything is sent. The runtime directory is the
+// site's user's, so the site's app can put anything at that path: a
+// symlink to another site's control socket (which a connect follows, and
+// root may reach), or a socket it listens on itself. The kernel records
+// the pid of the process that called listen() on a socket and gives it to
+// whoever connects (SO_PEERCRED): through a symlink that is the other
+// site's launcher, on the app's own socket the app, and neither can make
+// it this site's launcher. Without the check, root's side would send this
+// site's mode file to another site's launcher, flip another site back, or
+// believe an answer the app made up.
+func dialControl(ctx context.Context, runtimeDir string, mainPID int) (net.Conn, error) {
+	path := filepath.Join(runtimeDir, paths.ControlSocket)
+	if mainPID <= 0 {
+		return nil, fmt.Errorf("cannot tell whether %s is the launcher's: the service's main PID is not known; nothing was sent", path)
+	}
+	c, err := (&net.Dialer{}).DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the launcher: %w", err)
+	}
+	peer, err := peerPID(c)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("cannot tell whether %s is the launcher's: %w; nothing was sent", path, err)
+	}
+	if peer != mainPID {
+		c.Close()
+		return nil, fmt.Errorf("the control socket %s is not the launcher's (pid %d answered, the service's main PID is %d): the site's app may have replaced it; nothing was sent",
+			path, peer, mainPID)
+	}
+	return c, nil
+}
+
+// peerPID is the pid of the process that listened on the socket c is
+// connected to, as the kernel recorded it when it called listen().
+func peerPID(c net.Conn) (int, error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return 0, fmt.Errorf("a %T is not a unix socket", c)
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if credErr != nil {
+		return 0, fmt.Errorf("cannot read its peer's credentials: %w", credErr)
+	}
+	return int(cred.Pid), nil
 }

@@ -26,7 +26,7 @@ func TestFailsafeKillsEveryProcessOfADrainingGeneration(t *testing.T) {
 	if len(old) != 3 {
 		t.Fatalf("generation 1 runs %v, want its main process, a worker and a daemon", old)
 	}
-	if err := Reload(h.dir, nil, nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("log: generation 1 did not exit within the drain timeout (200ms): SIGTERM to its 3 processes")

@@ -28,6 +28,8 @@ func TestMain(m *testing.M) {
 		helperGeneration()
 	case "worker":
 		helperWorker()
+	case "control":
+		helperControl()
 	}
 	os.Exit(m.Run())
 }

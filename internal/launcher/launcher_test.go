@@ -258,7 +258,7 @@ func TestFirstGenerationServesAndStops(t *testing.T) {
 func TestReloadHandsOver(t *testing.T) {
 	h := newHarness(t, "ready", "ready")
 	h.run()
-	if err := Reload(h.dir, nil, nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("STATUS=mode m-ready, generation 2")
@@ -275,7 +275,7 @@ func TestReloadHandsOver(t *testing.T) {
 func TestNewGenerationDies(t *testing.T) {
 	h := newHarness(t, "ready", "die", "ready")
 	h.run()
-	err := Reload(h.dir, nil, nil)
+	err := Reload(h.dir, os.Getpid(), nil, nil)
 	if err == nil || err.Error() != "generation 2 exited before it was ready: exit status 3" {
 		t.Fatalf("reload: %v", err)
 	}
@@ -283,7 +283,7 @@ func TestNewGenerationDies(t *testing.T) {
 	if gone(h.pids(1)[0]) {
 		t.Fatal("generation 1 is gone")
 	}
-	if err := Reload(h.dir, nil, nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
 		t.Fatalf("the reload after a failed one: %v", err)
 	}
 	h.waitFor("STATUS=mode m-ready, generation 3")
@@ -297,7 +297,7 @@ func TestStartDeadlinePasses(t *testing.T) {
 	h := newHarness(t, "ready", "silent")
 	h.run()
 	h.spec = func(s *Spec) { s.StartTimeout = 200 * time.Millisecond }
-	err := Reload(h.dir, nil, nil)
+	err := Reload(h.dir, os.Getpid(), nil, nil)
 	if err == nil || err.Error() != "generation 2 was not ready within 200ms" {
 		t.Fatalf("reload: %v", err)
 	}
@@ -324,7 +324,7 @@ func TestProbeFails(t *testing.T) {
 		s.StartTimeout = 300 * time.Millisecond
 		s.Probe = &site.Probe{Path: "/", Status: 204, Timeout: time.Second}
 	}
-	err := Reload(h.dir, nil, nil)
+	err := Reload(h.dir, os.Getpid(), nil, nil)
 	if err == nil || !strings.HasPrefix(err.Error(), "generation 2 failed its probe: GET http://generation/: ") {
 		t.Fatalf("reload: %v", err)
 	}
@@ -339,7 +339,7 @@ func TestStopDuringReload(t *testing.T) {
 	h := newHarness(t, "ready", "silent")
 	h.run()
 	reloaded := make(chan error, 1)
-	go func() { reloaded <- Reload(h.dir, nil, nil) }()
+	go func() { reloaded <- Reload(h.dir, os.Getpid(), nil, nil) }()
 	h.report(2)              // generation 2 runs
 	h.sigs <- syscall.SIGHUP // a reload is under way: ignored
 	h.sigs <- syscall.SIGTERM
@@ -360,7 +360,7 @@ func TestOldGenerationDiesDuringReload(t *testing.T) {
 	h := newHarness(t, "ready", "wait-file:"+go1)
 	h.run()
 	reloaded := make(chan error, 1)
-	go func() { reloaded <- Reload(h.dir, nil, nil) }()
+	go func() { reloaded <- Reload(h.dir, os.Getpid(), nil, nil) }()
 	h.report(2)
 	old := h.pids(1)[0]
 	syscall.Kill(old, syscall.SIGKILL)
@@ -382,7 +382,7 @@ func TestNoGenerationServes(t *testing.T) {
 	h.run()
 	h.spec = func(s *Spec) { s.StartTimeout = time.Hour }
 	reloaded := make(chan error, 1)
-	go func() { reloaded <- Reload(h.dir, nil, nil) }()
+	go func() { reloaded <- Reload(h.dir, os.Getpid(), nil, nil) }()
 	h.report(2)
 	syscall.Kill(h.pids(1)[0], syscall.SIGKILL)
 	h.waitFor("log: generation 1 exited while generation 2 started")
@@ -428,7 +428,7 @@ func TestSettleAndQuiet(t *testing.T) {
 	h.cfg.Quiet = Quiet{}
 	h.spec = func(s *Spec) { s.Readiness = site.ReadinessNone }
 	h.run()
-	if err := Reload(h.dir, nil, nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("STATUS=mode m-silent, generation 2")
@@ -445,18 +445,18 @@ func TestReloadIntoAMode(t *testing.T) {
 	h.cfg.Mode = []site.EnvVar{{Name: "SITE_MODE", Value: "normal"}}
 	h.run()
 	h.waitFor("STATUS=mode normal, generation 1")
-	if err := Reload(h.dir, []byte("# a mode file\nSITE_MODE=\"read-only\"\nX=\"a \\\"b\\\"\"\n"), nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), []byte("# a mode file\nSITE_MODE=\"read-only\"\nX=\"a \\\"b\\\"\"\n"), nil); err != nil {
 		t.Fatalf("reload into read-only: %v", err)
 	}
 	h.waitFor("STATUS=mode read-only, generation 2")
-	if err := Reload(h.dir, nil, nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("STATUS=mode read-only, generation 3")
-	if err := Reload(h.dir, []byte("SITE_MODE=\"maintenance\"\n"), nil); err == nil {
+	if err := Reload(h.dir, os.Getpid(), []byte("SITE_MODE=\"maintenance\"\n"), nil); err == nil {
 		t.Fatal("a generation that died was taken")
 	}
-	if err := Reload(h.dir, nil, nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
 		t.Fatalf("reload after a failed one: %v", err)
 	}
 	h.waitFor("STATUS=mode read-only, generation 5")
@@ -494,7 +494,7 @@ func TestStartAndPrepareFailures(t *testing.T) {
 
 	h = newHarness(t, "ready", "prepare-fails")
 	h.run()
-	if err := Reload(h.dir, nil, nil); err == nil || err.Error() != "cannot prepare generation 2: the site file is broken" {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err == nil || err.Error() != "cannot prepare generation 2: the site file is broken" {
 		t.Fatalf("reload: %v", err)
 	}
 	if err := h.stop(); err != nil {

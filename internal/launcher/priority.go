@@ -99,10 +99,7 @@ const maxPromoteRounds = 5
 // pass from a thread not yet promoted is idle too.
 func Promote(proc string, mainPID, pid int) (Promotion, error) {
 	var done Promotion
-	if pid == mainPID || !slices.Contains(tree(proc, mainPID), pid) {
-		return done, fmt.Errorf("pid %d is not a generation of the launcher (pid %d)", pid, mainPID)
-	}
-	if err := sameCgroup(proc, mainPID, pid); err != nil {
+	if err := CheckGeneration(proc, mainPID, pid); err != nil {
 		return done, err
 	}
 	seen := map[int]bool{}
@@ -134,6 +131,20 @@ func Promote(proc string, mainPID, pid int) (Promotion, error) {
 		}
 	}
 	return done, nil
+}
+
+// CheckGeneration checks that pid, as a launcher named it (to be promoted,
+// or in its status), is one of its processes: a descendant of mainPID (the
+// launcher, the service's main process) other than mainPID itself, in the
+// same cgroup, under proc (/proc). A launcher runs as the site's user, and
+// the site's app can answer on its control socket: root's side reads or
+// changes a process it names only after this check, so that it can be
+// made to touch nothing but its own site's processes.
+func CheckGeneration(proc string, mainPID, pid int) error {
+	if mainPID <= 0 || pid <= 0 || pid == mainPID || !slices.Contains(tree(proc, mainPID), pid) {
+		return fmt.Errorf("pid %d is not a generation of the launcher (pid %d)", pid, mainPID)
+	}
+	return sameCgroup(proc, mainPID, pid)
 }
 
 // maxCgroupFile bounds a read of /proc/PID/cgroup: a line per hierarchy

@@ -74,7 +74,7 @@ func TestReloadStartsIdleAndIsPromotedWhenReady(t *testing.T) {
 		t.Fatalf("the first generation started with policy %s, want 0 (SCHED_NORMAL)", p)
 	}
 	r := &recordingPromoter{}
-	if err := Reload(h.dir, nil, r.promote); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, r.promote); err != nil {
 		t.Fatal(err)
 	}
 	second := h.pids(2)
@@ -111,12 +111,12 @@ func TestFailedPromotionFailsTheReload(t *testing.T) {
 	h.cfg.StartIdle = true
 	h.run()
 	r := &recordingPromoter{fail: errors.New("operation not permitted")}
-	err := Reload(h.dir, nil, r.promote)
+	err := Reload(h.dir, os.Getpid(), nil, r.promote)
 	if err == nil || !strings.Contains(err.Error(), "cannot promote generation 2 to normal priority: operation not permitted") {
 		t.Fatalf("reload with a failing promotion: %v", err)
 	}
 	h.waitGone(h.pidOf(2))
-	st, err := AskStatus(context.Background(), h.dir)
+	st, err := AskStatus(context.Background(), h.dir, os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestNoPromotionStartsAtNormalPriority(t *testing.T) {
 			if c.offer {
 				promote = r.promote
 			}
-			if err := Reload(h.dir, nil, promote); err != nil {
+			if err := Reload(h.dir, os.Getpid(), nil, promote); err != nil {
 				t.Fatal(err)
 			}
 			if p := h.report(2)["policy"]; p != "0" {
@@ -173,7 +173,7 @@ func TestIdleStartIsPromotedAfterAWhile(t *testing.T) {
 	h.run()
 	r := &recordingPromoter{}
 	reloaded := make(chan error, 1)
-	go func() { reloaded <- Reload(h.dir, nil, r.promote) }()
+	go func() { reloaded <- Reload(h.dir, os.Getpid(), nil, r.promote) }()
 	h.waitFor("log: generation 2 promoted since it is still starting after 50ms")
 	if p := policyOf(t, h.pidOf(2)); p != unix.SCHED_NORMAL {
 		t.Fatalf("generation 2 has policy %d after its promotion, want SCHED_NORMAL", p)
@@ -267,13 +267,13 @@ func TestReloadPromoteFallsBackAndAnswers(t *testing.T) {
 		}
 	}()
 	refuse := func(int) (string, error) { return "", errors.New("pid 1 is not a generation of the launcher (pid 7)") }
-	if err := Reload(dir, nil, refuse); err != nil {
+	if err := Reload(dir, os.Getpid(), nil, refuse); err != nil {
 		t.Fatalf("reload through an old launcher: %v", err)
 	}
 	if a, b := <-verbs, <-verbs; a != "reload-promote" || b != "reload" {
 		t.Fatalf("verbs %q, %q; want reload-promote, then reload", a, b)
 	}
-	err = Reload(dir, nil, refuse)
+	err = Reload(dir, os.Getpid(), nil, refuse)
 	if err == nil || !strings.Contains(err.Error(), "pid 1 is not a generation of the launcher") {
 		t.Fatalf("reload whose promotion was refused: %v", err)
 	}
@@ -298,5 +298,37 @@ func TestSameCgroupOfTooLargeFiles(t *testing.T) {
 	write(t, filepath.Join(proc, "11", "cgroup"), "0::/system.slice/x.service\n")
 	if err := sameCgroup(proc, 10, 11); err != nil {
 		t.Errorf("sameCgroup: %v", err)
+	}
+}
+
+// CheckGeneration, which root's side runs on any pid a launcher names,
+// accepts the launcher's descendants in its cgroup, and nothing else: not
+// the launcher itself, not a process beside it, not a descendant that
+// left its cgroup.
+func TestCheckGeneration(t *testing.T) {
+	start := func() int {
+		cmd := exec.Command("sleep", "60")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd.Process.Pid
+	}
+	child, beside := start(), start()
+	if err := CheckGeneration("/proc", os.Getpid(), child); err != nil {
+		t.Errorf("a child of the launcher: %v", err)
+	}
+	for _, c := range [][2]int{{beside, child}, {os.Getpid(), os.Getpid()}, {os.Getpid(), 0}, {0, child}} {
+		if err := CheckGeneration("/proc", c[0], c[1]); err == nil || !strings.Contains(err.Error(), "is not a generation of the launcher") {
+			t.Errorf("pid %d of launcher %d: %v", c[1], c[0], err)
+		}
+	}
+	p := fakeProc{t, t.TempDir()}
+	p.set(10, []int{11}, 1)
+	p.set(11, nil, 1)
+	write(t, filepath.Join(p.dir, "10", "cgroup"), "0::/sitectl.slice/site-a.service\n")
+	write(t, filepath.Join(p.dir, "11", "cgroup"), "0::/sitectl.slice/site-b.service\n")
+	if err := CheckGeneration(p.dir, 10, 11); err == nil || !strings.Contains(err.Error(), "pid 11 is not in the launcher's cgroup") {
+		t.Errorf("a descendant in another cgroup: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,7 +19,7 @@ func TestServingDiesWhileAStubbornGenerationDrains(t *testing.T) {
 	// armed at the handover runs out: stopAll is what must take it.
 	h.cfg.DrainTimeout, h.cfg.StopTimeout = 2*time.Second, 200*time.Millisecond
 	h.run()
-	if err := Reload(h.dir, nil, nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("drains at nice")
@@ -31,7 +32,7 @@ func TestServingDiesWhileAStubbornGenerationIsWarm(t *testing.T) {
 	h, _ := warmHarness(t, time.Hour, "ignore-term", "ready")
 	h.cfg.DrainTimeout, h.cfg.StopTimeout = 200*time.Millisecond, 200*time.Millisecond
 	h.run()
-	if err := Reload(h.dir, nil, nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("stays warm until")

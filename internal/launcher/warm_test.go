@@ -86,7 +86,7 @@ func TestWarmRollback(t *testing.T) {
 	if r := h.report(1); r["listen_fds"] != "1" {
 		t.Errorf("generation 1 got %s sockets, want its side's one", r["listen_fds"])
 	}
-	if err := Reload(h.dir, nil, nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("generation 1 (pid ")
@@ -98,13 +98,13 @@ func TestWarmRollback(t *testing.T) {
 	if ka := readFile(t, h.dir, "keepalive-1"); ka != "0" {
 		t.Errorf("the warm generation's keep-alive is %q, want 0 (off)", ka)
 	}
-	st, err := AskStatus(context.Background(), h.dir)
+	st, err := AskStatus(context.Background(), h.dir, os.Getpid())
 	if err != nil || st.Warm == nil || st.Warm.Generation != 1 || st.Serving.Generation != 2 || !st.Warm.Until.After(st.Warm.Since) {
 		t.Fatalf("status %+v %v, want generation 2 serving and 1 warm", st, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	answer, err := Rollback(ctx, h.dir)
+	answer, err := Rollback(ctx, h.dir, os.Getpid())
 	if err != nil || !strings.HasPrefix(answer, "generation 1 serves again in mode m-keepalive, flipped in ") {
 		t.Fatalf("rollback: %q, %v", answer, err)
 	}
@@ -119,7 +119,7 @@ func TestWarmRollback(t *testing.T) {
 	if gone(h.pids(1)[0]) {
 		t.Fatal("generation 1 is gone; it was to serve again")
 	}
-	if _, err := Rollback(ctx, h.dir); err == nil || !strings.Contains(err.Error(), "no warm generation (generation 2 was rolled back from)") {
+	if _, err := Rollback(ctx, h.dir, os.Getpid()); err == nil || !strings.Contains(err.Error(), "no warm generation (generation 2 was rolled back from)") {
 		t.Errorf("a second rollback: %v", err)
 	}
 	if err := h.stop(); err != nil {
@@ -141,7 +141,7 @@ func readFile(t *testing.T, dir, name string) string {
 func TestRollbackWithoutWarm(t *testing.T) {
 	h, fake := warmHarness(t, time.Hour, "ready")
 	h.run()
-	_, err := Rollback(context.Background(), h.dir)
+	_, err := Rollback(context.Background(), h.dir, os.Getpid())
 	if err == nil || !strings.Contains(err.Error(), "no warm generation (none kept yet)") {
 		t.Fatalf("rollback: %v", err)
 	}
@@ -156,14 +156,14 @@ func TestRollbackWithoutWarm(t *testing.T) {
 func TestWarmExpires(t *testing.T) {
 	h, fake := warmHarness(t, 10*time.Millisecond, "ready", "ready")
 	h.run()
-	if err := Reload(h.dir, nil, nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("log: warm generation 1 drains: keep_previous 10ms ran out")
 	h.waitFor("notify: STATUS=mode m-ready, generation 2, 1 draining")
 	h.waitFor("log: generation 1 drained and exited")
 	wantCalls(t, fake, "steer 1", "quiesce 0")
-	_, err := Rollback(context.Background(), h.dir)
+	_, err := Rollback(context.Background(), h.dir, os.Getpid())
 	if err == nil || !strings.Contains(err.Error(), "no warm generation (generation 1 was drained: keep_previous 10ms ran out)") {
 		t.Fatalf("rollback: %v", err)
 	}
@@ -177,13 +177,13 @@ func TestWarmExpires(t *testing.T) {
 func TestWarmGenerationDies(t *testing.T) {
 	h, _ := warmHarness(t, time.Hour, "ready", "ready")
 	h.run()
-	if err := Reload(h.dir, nil, nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	h.waitFor("stays warm until")
 	syscall.Kill(h.pids(1)[0], syscall.SIGKILL)
 	h.waitFor("log: warm generation 1 exited: signal: killed")
-	_, err := Rollback(context.Background(), h.dir)
+	_, err := Rollback(context.Background(), h.dir, os.Getpid())
 	if err == nil || !strings.Contains(err.Error(), "no warm generation (warm generation 1 exited: signal: killed)") {
 		t.Fatalf("rollback: %v", err)
 	}
@@ -198,10 +198,10 @@ func TestWarmGenerationDies(t *testing.T) {
 func TestWarmReloadRetiresAndFlipFails(t *testing.T) {
 	h, fake := warmHarness(t, time.Hour, "ready")
 	h.run()
-	if err := Reload(h.dir, nil, nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	if err := Reload(h.dir, nil, nil); err != nil {
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
 		t.Fatalf("second reload: %v", err)
 	}
 	h.waitFor("log: warm generation 1 drains: a reload needs its side")
@@ -210,12 +210,12 @@ func TestWarmReloadRetiresAndFlipFails(t *testing.T) {
 	fake.mu.Lock()
 	fake.failNext = true
 	fake.mu.Unlock()
-	err := Reload(h.dir, nil, nil)
+	err := Reload(h.dir, os.Getpid(), nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "setsockopt refused") {
 		t.Fatalf("reload with a failing flip: %v", err)
 	}
 	h.waitFor("log: generation 4 stopped")
-	st, _ := AskStatus(context.Background(), h.dir)
+	st, _ := AskStatus(context.Background(), h.dir, os.Getpid())
 	if st.Serving == nil || st.Serving.Generation != 3 || st.Warm != nil {
 		t.Errorf("after a failed flip: %+v, want 3 serving, none warm (2 was drained for the reload)", st)
 	}

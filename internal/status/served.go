@@ -2,6 +2,8 @@ package status
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -27,8 +29,13 @@ func ServedMode(ctx context.Context, s *site.Site, mainPID int) string {
 	if s.Handoff == site.HandoffOverlap {
 		ctx, cancel := context.WithTimeout(ctx, askTimeout)
 		defer cancel()
-		st, err := launcher.AskStatus(ctx, paths.RuntimeDirectoryPath(s.Name))
+		st, err := askLauncher(ctx, s, mainPID)
 		if err != nil || st.Serving == nil {
+			return ""
+		}
+		// The pid is the launcher's word, and the launcher runs as the
+		// site's user: root reads nothing of a process not its own.
+		if launcher.CheckGeneration(procfs.Root, mainPID, st.Serving.PID) != nil {
 			return ""
 		}
 		pid = st.Serving.PID
@@ -55,18 +62,39 @@ type Warm struct {
 	MemoryBytes int64 `json:"memory_bytes" doc:"the memory it holds: the sum of the proportional set sizes (Pss) of its processes (its session); 0 when it cannot be read"`
 }
 
-// WarmGeneration asks a keep_previous site's launcher which generation it
-// keeps warm; nil when none is, or the launcher cannot say.
-func WarmGeneration(ctx context.Context, s *site.Site) *Warm {
+// WarmGeneration asks a keep_previous site's launcher, the main process
+// mainPID of its service, which generation it keeps warm; nil when none
+// is, or the launcher cannot say.
+func WarmGeneration(ctx context.Context, s *site.Site, mainPID int) *Warm {
 	ctx, cancel := context.WithTimeout(ctx, askTimeout)
 	defer cancel()
-	st, err := launcher.AskStatus(ctx, paths.RuntimeDirectoryPath(s.Name))
+	// Only root reaches the socket: anyone else is spared the dial.
+	if _, err := os.Stat(filepath.Join(paths.RuntimeDirectoryPath(s.Name), paths.ControlSocket)); err != nil || mainPID <= 0 {
+		return nil
+	}
+	return warmGeneration(ctx, s, mainPID)
+}
+
+func warmGeneration(ctx context.Context, s *site.Site, mainPID int) *Warm {
+	st, err := askLauncher(ctx, s, mainPID)
 	if err != nil || st.Warm == nil {
 		return nil
 	}
 	w := st.Warm
+	// As in ServedMode: the memory of a process that is not one of the
+	// launcher's own is not read, nor its word about it shown.
+	if launcher.CheckGeneration(procfs.Root, mainPID, w.PID) != nil {
+		return nil
+	}
 	mem, _, _ := procfs.SessionPSS(ctx, w.PID) // 0 when it cannot be read
 	return &Warm{Generation: w.Generation, MainPID: w.PID, Mode: w.Mode, Release: w.Release, Since: w.Since, Until: w.Until, MemoryBytes: mem}
+}
+
+// askLauncher asks the launcher of overlap site s, the main process
+// mainPID of its service, for its status. A variable for tests, which
+// cannot listen in /run.
+var askLauncher = func(ctx context.Context, s *site.Site, mainPID int) (launcher.Status, error) {
+	return launcher.AskStatus(ctx, paths.RuntimeDirectoryPath(s.Name), mainPID)
 }
 
 // modeOf is SITE_MODE in an environment, "" without it.

@@ -134,7 +134,7 @@ type Sources struct {
 	ServedMode func(ctx context.Context, s *site.Site, mainPID int) string
 	// Warm reads the generation a keep_previous site keeps warm
 	// (WarmGeneration, from its launcher).
-	Warm func(ctx context.Context, s *site.Site) *Warm
+	Warm func(ctx context.Context, s *site.Site, mainPID int) *Warm
 	// ListCache is the file where list (Brief, all sites) keeps what it
 	// read of each site file, so that it reads only the files changed
 	// since (package sitecache); empty: no cache. Root's list writes it.
@@ -417,7 +417,7 @@ func (s *Site) readServed(ctx context.Context, src Sources, si *site.Site) {
 		s.ServedMode = src.ServedMode(ctx, si, s.MainPID)
 	}
 	if src.Warm != nil && si.KeepPrevious > 0 && (s.ActiveState == "active" || s.ActiveState == "reloading") {
-		s.Warm = src.Warm(ctx, si)
+		s.Warm = src.Warm(ctx, si, s.MainPID)
 	}
 }
 

@@ -94,7 +94,7 @@ func TestWrongServedModeIsRolledBack(t *testing.T) {
 			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 			getReply(t, url)
 			r, code, stderr := h.mode("karl", "liar")
-			want := `does not run mode liar: it has SITE_MODE="read-only", the mode sets SITE_MODE="liar"`
+			want := `does not run mode liar: in its environment SITE_MODE differs from the mode file`
 			if code != 4 || r.Result != "rolled-back" || !strings.Contains(r.Reason, want) {
 				t.Fatalf("exit %d (want 4), report %+v (want %q in the reason), stderr %s", code, r, want, stderr)
 			}

@@ -1,0 +1,49 @@
+package status
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/sitectl/sitectl/internal/launcher"
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// The launcher runs as the site's user, and the site's app can answer on
+// its control socket: a serving or warm generation it names that is not
+// one of the launcher's processes (another site's) is not read, neither
+// its mode nor its memory; one of the launcher's own is.
+func TestServedAndWarmOnlyOfTheLaunchersProcesses(t *testing.T) {
+	start := func(env ...string) int {
+		cmd := exec.Command("sleep", "60")
+		cmd.Env = env
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd.Process.Pid
+	}
+	gen := start("SITE_MODE=read-only") // a child of the test, its launcher
+	beside := start()                   // a launcher gen does not descend from
+	ask := askLauncher
+	t.Cleanup(func() { askLauncher = ask })
+	askLauncher = func(ctx context.Context, s *site.Site, mainPID int) (launcher.Status, error) {
+		g := launcher.GenerationStatus{Generation: 1, PID: gen, Mode: "read-only"}
+		return launcher.Status{Serving: &g, Warm: &launcher.WarmStatus{GenerationStatus: g}}, nil
+	}
+	s := &site.Site{Name: "karl", Handoff: site.HandoffOverlap}
+	ctx := context.Background()
+	if got := ServedMode(ctx, s, beside); got != "" {
+		t.Errorf("served mode of a process not the launcher's: %q", got)
+	}
+	if w := warmGeneration(ctx, s, beside); w != nil {
+		t.Errorf("warm generation not the launcher's: %+v", w)
+	}
+	if got := ServedMode(ctx, s, os.Getpid()); got != "read-only" {
+		t.Errorf("served mode of the launcher's generation: %q", got)
+	}
+	if w := warmGeneration(ctx, s, os.Getpid()); w == nil || w.MainPID != gen || w.Mode != "read-only" {
+		t.Errorf("warm generation of the launcher: %+v", w)
+	}
+}
