@@ -56,18 +56,29 @@ func (e *env) readSite(name string) (*site.Site, []byte, error) {
 // kept, which is what the generator wrote the units from (a restart by
 // systemd itself, after a crash or on an idle site's first request, must
 // not fail over a typo). data is nil in that case: there is nothing new
-// to keep.
+// to keep. A file that cannot be read (a symlink to nowhere, a file root
+// may not read) is a mistake too, as the generator has it: only a file
+// whose directory entry is gone is a site removed.
 func (e *env) startingSite(name string, st modes.Store) (*site.Site, []byte, error) {
 	s, data, err := e.readSite(name)
-	if err == nil || codeOf(err) != exitUsage {
-		return s, data, err
+	if err == nil {
+		return s, data, nil
+	}
+	if codeOf(err) != exitUsage {
+		if _, lerr := os.Lstat(e.dirs.SiteFile(name)); lerr != nil {
+			return nil, nil, err
+		}
 	}
 	good, gerr := st.ReadLastGood(name)
 	if gerr != nil || good == nil {
 		return nil, nil, err
 	}
-	term.Fprintf(e.stderr, "site %s: %s has mistakes; starting from its last good copy %s: fix the file (sitectl check shows how) and run systemctl daemon-reload\n",
-		name, e.dirs.SiteFile(name), good.File)
+	what := "has mistakes"
+	if codeOf(err) != exitUsage {
+		what = "cannot be read"
+	}
+	term.Fprintf(e.stderr, "site %s: %s %s; starting from its last good copy %s: fix the file (sitectl check shows how) and run systemctl daemon-reload\n",
+		name, e.dirs.SiteFile(name), what, good.File)
 	return good, nil, nil
 }
 
