@@ -215,6 +215,9 @@ type switchRun struct {
 	// socketsWereUp: the site's sockets were active when the switch began;
 	// if they stop meanwhile, someone else stopped the site.
 	socketsWereUp bool
+	// servedBefore is the generation that served before an overlapped
+	// handover (0: not known).
+	servedBefore int
 }
 
 // begin checks that the mode exists and reads the mode the site is in. A
@@ -402,8 +405,17 @@ func (sw *switchRun) back(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	if sw.overlapped {
-		if pid, err := sw.e.stillServing(ctx, sw.s, back); err == nil {
+		// The old generation still serving the previous mode is the
+		// rollback, when the new one never took over. A new generation
+		// that took over and failed its checks is no rollback, even when
+		// it runs the same mode (a reload of a new release): the site is
+		// restarted in the previous mode instead.
+		pid, gen, err := sw.e.servingGeneration(ctx, sw.s, back)
+		if err == nil && (gen == sw.servedBefore || sw.servedBefore == 0) {
 			return pid, nil
+		}
+		if err == nil {
+			sw.e.progress("%s: the new generation (pid %d) took over and failed its checks: restarting in mode %s", sw.s.Name, gen, back.Name)
 		}
 	}
 	return sw.restartIn(ctx, back)

@@ -63,6 +63,11 @@ func (sw *switchRun) handOver(ctx context.Context, m site.Mode) (int, error) {
 	if err := sw.stillUp(ctx); err != nil {
 		return 0, err
 	}
+	// Which generation serves before: a rollback may leave it serving
+	// only if it is still the one that does (see back).
+	if pid, _, err := e.servingPID(ctx, s, &watched{service: service, unit: before, overlap: true}); err == nil {
+		sw.servedBefore = pid
+	}
 	e.progress("%s: starting a new generation beside the serving one", s.Name)
 	if err := e.Systemd.Reload(ctx, service); err != nil {
 		return 0, sw.reloadFailed(ctx, err, before.MainPID)
@@ -191,14 +196,21 @@ func (e *Env) watchRunning(ctx context.Context, cancel context.CancelCauseFunc, 
 // generation its launcher reports serving runs mode m, and returns the
 // launcher's pid.
 func (e *Env) stillServing(ctx context.Context, s *site.Site, m site.Mode) (int, error) {
+	pid, _, err := e.servingGeneration(ctx, s, m)
+	return pid, err
+}
+
+// servingGeneration is stillServing that also returns the pid of the
+// generation that serves.
+func (e *Env) servingGeneration(ctx context.Context, s *site.Site, m site.Mode) (mainPID, gen int, err error) {
 	service := units.ServiceName(s.Name)
 	u, err := e.serving(ctx, service)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	pid, _, err := e.servingPID(ctx, s, &watched{service: service, unit: u, overlap: true})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return u.MainPID, e.checkServed(m, pid)
+	return u.MainPID, pid, e.checkServed(m, pid)
 }

@@ -255,3 +255,26 @@ func TestRollbackToAModeThatIsGone(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A reload in the same mode (a new release) whose new generation took
+// over and then failed its checks is not rolled back by finding it
+// serving the mode: the site is restarted in the previous mode, and the
+// failed generation no longer serves.
+func TestRollbackIsNotTheFailedGeneration(t *testing.T) {
+	e, f := newEnv(t)
+	s := overlapSite(t, "")
+	s.Probe = &site.Probe{Path: "/healthz", Status: 200, Timeout: time.Second}
+	e.Probe = func(context.Context, *site.Site, site.Mode) error {
+		if f.gen > 1000 { // the new generation serves
+			return errors.New("GET /healthz: status 500, want 200")
+		}
+		return nil
+	}
+	rep, err := Reload(context.Background(), e, s, time.Minute)
+	if !errors.Is(err, ErrRolledBack) || rep.Result != modes.ResultRolledBack {
+		t.Fatalf("report %+v, %v", rep, err)
+	}
+	if len(f.restarts) != 1 || f.gen > 1000 {
+		t.Errorf("restarts %v; generation %d serves, want the failed one gone", f.restarts, f.gen)
+	}
+}
