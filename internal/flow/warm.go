@@ -74,6 +74,13 @@ func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.
 	e.progress("%s: %s", s.Name, answer)
 	rep.Rollback, rep.Changed = "warm", true
 	pid, err := e.stillServing(ctx, s, mode)
+	if err == nil {
+		// The launcher's word and the environment say which generation
+		// serves, not that it answers: a warm generation's workers may
+		// have died, or its connections gone stale. Probed as any
+		// switch is, through the site's listener.
+		err = e.probeServing(ctx, s, mode)
+	}
 	rep.Duration = e.now().Sub(start).Seconds()
 	if err != nil {
 		rep.Result, rep.Reason = modes.ResultRollbackFailed, "after the flip: "+err.Error()
@@ -82,7 +89,20 @@ func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.
 	}
 	rep.Result, rep.MainPID = modes.ResultOK, pid
 	e.progress("%s: serving in mode %s again (main PID %d) after %.3fs", s.Name, to, pid, rep.Duration)
-	return rep, e.Writer.Finish(s, modes.ResultOK, answer), true
+	// The history says what sitectl observed; the launcher's own words
+	// went to the progress lines above.
+	return rep, e.Writer.Finish(s, modes.ResultOK, "warm rollback: the generation kept warm serves again"), true
+}
+
+// probeServing probes site s in mode m through its listener while its
+// service runs, as a switch's verification does.
+func (e *Env) probeServing(ctx context.Context, s *site.Site, m site.Mode) error {
+	service := units.ServiceName(s.Name)
+	u, err := e.serving(ctx, service)
+	if err != nil {
+		return err
+	}
+	return e.verify(ctx, s, m, &watched{service: service, unit: u, overlap: true})
 }
 
 // recordMode makes to the recorded mode, when it is not from already.

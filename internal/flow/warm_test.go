@@ -56,8 +56,26 @@ func TestWarmRollbackFlips(t *testing.T) {
 	if cur, _, _ := e.Store.Current("karl"); cur != "normal" || st.PreviousMode != "read-only" || st.Pending != nil {
 		t.Errorf("recorded mode %q, state %+v", cur, st)
 	}
-	if last := st.History[len(st.History)-1]; last.Result != modes.ResultOK || !strings.Contains(last.Reason, "flipped in") {
-		t.Errorf("history %+v", last)
+	if last := st.History[len(st.History)-1]; last.Result != modes.ResultOK || last.Reason != "warm rollback: the generation kept warm serves again" {
+		t.Errorf("history %+v: sitectl's words, not the launcher's", last)
+	}
+}
+
+// The warm generation is probed through the listener after the flip, as
+// any switch is: one that does not answer is no rollback.
+func TestWarmRollbackIsProbed(t *testing.T) {
+	e, _, s, _ := warmEnv(t)
+	s.Probe = &site.Probe{Path: "/healthz", Status: 200, Timeout: time.Second}
+	probed := 0
+	e.Probe = func(context.Context, *site.Site, site.Mode) error {
+		probed++
+		return errors.New("GET /healthz: connection refused")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rep, err := Rollback(ctx, e, s, 2*time.Second, false)
+	if probed == 0 || rep.Rollback != "warm" || rep.Result != modes.ResultRollbackFailed || !errors.Is(err, ErrRollbackFailed) {
+		t.Fatalf("probed %d times; report %+v, %v", probed, rep, err)
 	}
 }
 
