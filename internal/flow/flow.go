@@ -433,6 +433,16 @@ func (sw *switchRun) finish(result, reason string, err error) (Report, error) {
 	return sw.rep, errors.Join(err, ferr)
 }
 
+// lastDone is the last change of a history that served: ok.
+func lastDone(h []modes.Entry) (modes.Entry, bool) {
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i].Result == modes.ResultOK {
+			return h[i], true
+		}
+	}
+	return modes.Entry{}, false
+}
+
 // Restart restarts a site in its current mode and verifies it serves.
 func Restart(ctx context.Context, e *Env, s *site.Site, timeout time.Duration) (Report, error) {
 	cur, err := Current(e.Store, s)
@@ -474,6 +484,14 @@ func Rollback(ctx context.Context, e *Env, s *site.Site, timeout time.Duration, 
 	}
 	if state.PreviousMode == "" {
 		return Report{Site: s.Name, NoWarm: noWarm}, fmt.Errorf("site %s: %w", s.Name, ErrNoPrevious)
+	}
+	if last, ok := lastDone(state.History); ok && s.KeepPrevious > 0 && !cold && last.From == last.To {
+		// What the operator rolls back on a keep_previous site is the
+		// last change: a reload in one mode (a new release) is undone
+		// only by its warm generation. Switching modes instead would
+		// undo an older switch and leave the release serving.
+		return Report{Site: s.Name, NoWarm: noWarm}, fmt.Errorf("site %s: no warm generation (%s), and the last change was a reload in mode %s, which only that generation undoes; switching to mode %s, the mode before the last switch, would not: nothing was done (--cold does that): %w",
+			s.Name, noWarm, last.To, state.PreviousMode, ErrNoPrevious)
 	}
 	rep, err := SwitchMode(ctx, e, s, state.PreviousMode, Options{Timeout: timeout})
 	rep.Rollback, rep.NoWarm = "cold", noWarm

@@ -143,3 +143,28 @@ func orServing(first func(context.Context, *site.Site) (launcher.Status, error),
 		return f.launcher(ctx, s)
 	}
 }
+
+// On a keep_previous site whose last change was a reload in one mode (a
+// new release), with no warm generation left, a rollback does not switch
+// to the mode before an older switch, which would leave the release
+// serving: it says so and does nothing, unless --cold.
+func TestColdRollbackAfterASameModeReloadIsRefused(t *testing.T) {
+	e, f, s, _ := warmEnv(t)
+	e.Launcher = orServing(func(ctx context.Context, s *site.Site) (launcher.Status, error) {
+		return launcher.Status{Serving: &launcher.GenerationStatus{Generation: 3}, NoWarm: "warm generation 2 was drained after keep_previous"}, nil
+	}, f)
+	if _, err := Reload(context.Background(), e, s, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	reloads := len(f.reloads)
+	rep, err := Rollback(context.Background(), e, s, time.Minute, false)
+	if !errors.Is(err, ErrNoPrevious) || !strings.Contains(err.Error(), "the last change was a reload in mode read-only") || rep.Result != "" {
+		t.Fatalf("report %+v, %v", rep, err)
+	}
+	if len(f.reloads) != reloads || len(f.restarts) != 0 {
+		t.Errorf("changed the site: reloads %v, restarts %v", f.reloads, f.restarts)
+	}
+	if rep, err := Rollback(context.Background(), e, s, time.Minute, true); err != nil || rep.To != "normal" || rep.Rollback != "cold" {
+		t.Errorf("--cold: %+v, %v", rep, err)
+	}
+}
