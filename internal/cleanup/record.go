@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/bounded"
 	"github.com/sitectl/sitectl/internal/journal"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -101,7 +102,9 @@ func Last(ctx context.Context, site string) *Record {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, journalctl, "--no-pager", "--quiet", "-o", "json", "-n", "1",
 		fieldEvent+"="+eventCleanup, fieldSite+"="+site, fieldUnit+"="+units.ServiceName(site))
-	out := &cappedBuffer{max: maxRecordRead}
+	// A write past maxRecordRead fails: journalctl's output is then
+	// closed, and it stops at its next write.
+	out := bounded.Failing(maxRecordRead, errTooLarge)
 	cmd.Stdout = out
 	// A process that keeps journalctl's output open after it exited
 	// must not hold status up.
@@ -116,27 +119,8 @@ func Last(ctx context.Context, site string) *Record {
 	return r
 }
 
-// errTooLarge is what cappedBuffer returns once it is full.
+// errTooLarge is what Last's buffer returns once it is full.
 var errTooLarge = errors.New("journalctl wrote more than a cleanup record")
-
-// cappedBuffer keeps up to max bytes and fails a write past them: the
-// command's output is then closed, and journalctl stops at its next write
-// instead of writing on for nothing. It has no ReadFrom (it does not embed
-// bytes.Buffer): io.Copy would use it and read without bound.
-type cappedBuffer struct {
-	buf bytes.Buffer
-	max int
-}
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	if len(p) > b.max-b.buf.Len() {
-		return 0, errTooLarge
-	}
-	return b.buf.Write(p)
-}
-
-// Bytes is what was written.
-func (b *cappedBuffer) Bytes() []byte { return b.buf.Bytes() }
 
 // parseRecord reads one entry of journalctl -o json. journalctl writes a
 // field as a string, or as an array of bytes when it holds what it does

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"strconv"
 	"time"
+
+	"github.com/sitectl/sitectl/internal/bounded"
 )
 
 // Message IDs systemd (PID 1) gives its records about units
@@ -32,7 +34,7 @@ func LastFailure(ctx context.Context, unit string) *Failure {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "-o", "json", "-n", strconv.Itoa(journalRecords),
 		"_PID=1", "UNIT="+unit, "MESSAGE_ID="+messageUnitFailed, "MESSAGE_ID="+messageProcessExit)
-	out := &limitedBuffer{max: maxJournalRead}
+	out := bounded.Dropping(maxJournalRead)
 	cmd.Stdout = out
 	if err := cmd.Run(); err != nil && out.Len() == 0 {
 		return nil
@@ -91,23 +93,3 @@ func field(r map[string]json.RawMessage, k string) string {
 	}
 	return ""
 }
-
-// limitedBuffer keeps the first max bytes written to it and drops the
-// rest. It does not embed bytes.Buffer: exec copies a command's output
-// with io.Copy, which would use the buffer's ReadFrom and read without
-// bound.
-type limitedBuffer struct {
-	buf bytes.Buffer
-	max int
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - b.buf.Len(); room > 0 {
-		b.buf.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
-}
-
-// Len and Bytes are those of what was kept.
-func (b *limitedBuffer) Len() int      { return b.buf.Len() }
-func (b *limitedBuffer) Bytes() []byte { return b.buf.Bytes() }
