@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -257,7 +258,10 @@ func TestParseFailure(t *testing.T) {
 func TestServedMode(t *testing.T) {
 	d, sd := setup(t)
 	asked := map[string]int{}
+	var mu sync.Mutex // Gather asks for sites at once
 	src := Sources{Dirs: d, Systemd: sd, ServedMode: func(_ context.Context, s *site.Site, pid int) string {
+		mu.Lock()
+		defer mu.Unlock()
 		asked[s.Name] = pid
 		return "read-only"
 	}}
