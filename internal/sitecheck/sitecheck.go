@@ -27,10 +27,13 @@ import (
 type Host struct {
 	Stat         func(string) (fs.FileInfo, error)
 	EvalSymlinks func(string) (string, error)
+	// LookupName tells whether the host knows a user (db "passwd") or a
+	// group (db "group"); an error is "cannot tell". nil: not checked.
+	LookupName func(db, name string) (bool, error)
 }
 
 // OS is the host sitectl runs on.
-var OS = Host{Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks}
+var OS = Host{Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks, LookupName: lookupName}
 
 // Warnings are the warnings of site s, read from data (its file's content,
 // for positions). mode is the site file's permission bits, or 0 when the
@@ -62,6 +65,15 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 	}
 	if hd, ok := h.under(s.Exec[0], hidden); ok {
 		warn(at("exec", 0), "exec: the program %s lies under %s, which the site's unit hides from the app (%s): the start would fail with 203/EXEC; install it elsewhere", s.Exec[0], hd.Path, hd.Directive)
+	}
+	if msg := h.accountProblem("passwd", s.User); msg != "" {
+		warn(at("user", -1), "%s", msg)
+	}
+	if msg := h.accountProblem("group", s.Group); msg != "" {
+		warn(at("group", -1), "%s", msg)
+	}
+	if msg := h.workdirProblem(s.Workdir); msg != "" {
+		warn(at("workdir", -1), "workdir: %s", msg)
 	}
 	if s.Workdir != "" {
 		if hd, ok := h.under(s.Workdir, hidden); ok {
@@ -133,18 +145,8 @@ func keepsAlive(s *site.Site) string {
 
 // program says what is wrong with the program path, or "".
 func (h Host) program(p string) string {
-	fi, err := h.Stat(p)
-	switch {
-	case err != nil && os.IsNotExist(err):
-		return "does not exist on this host: the start would fail with 203/EXEC"
-	case err != nil:
-		return fmt.Sprintf("cannot be checked: %v", err)
-	case !fi.Mode().IsRegular():
-		return "is not a regular file: the start would fail with 203/EXEC"
-	case fi.Mode().Perm()&0o111 == 0:
-		return fmt.Sprintf("is not executable (mode %04o): the start would fail with 203/EXEC", fi.Mode().Perm())
-	}
-	return ""
+	msg, _ := h.programProblem(p)
+	return msg
 }
 
 // under finds the hidden path p lies under, as written or with its

@@ -26,6 +26,15 @@ func fakeHost(m fstest.MapFS, links map[string]string) Host {
 			}
 			return p, nil
 		},
+		LookupName: func(db, name string) (bool, error) {
+			switch name {
+			case "karl", "www-data":
+				return true, nil
+			case "ldap-user":
+				return false, errUnsure
+			}
+			return false, nil
+		},
 	}
 }
 
@@ -45,6 +54,7 @@ func TestWarnings(t *testing.T) {
 		"usr/bin":             {Mode: fs.ModeDir | 0o755},
 		"var/tmp/build/app":   {Mode: 0o755},
 		"srv/karl/current/ok": {Mode: 0o644},
+		"root/site":           {Mode: fs.ModeDir | 0o700},
 	}, map[string]string{"/usr/local/bin/app": "/var/tmp/build/app"})
 	for _, c := range []struct {
 		name, toml string
@@ -62,6 +72,15 @@ func TestWarnings(t *testing.T) {
 			[]string{"1:9: warning: exec: the program /usr/local/bin/app lies under /var/tmp, which the site's unit hides from the app (PrivateTmp=yes)"}},
 		{"workdir in /root", "exec = [\"/usr/bin/app\"]\nworkdir = \"/root/site\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600,
 			[]string{"2:1: warning: workdir /root/site lies under /root, which the site's unit hides from the app (ProtectHome=yes)"}},
+		{"workdir missing", "exec = [\"/usr/bin/app\"]\nworkdir = \"/srv/nope\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600,
+			[]string{"2:1: warning: workdir: the working directory /srv/nope does not exist: the start would fail with 200/CHDIR"}},
+		{"workdir a file", "exec = [\"/usr/bin/app\"]\nworkdir = \"/srv/karl/current/ok\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600,
+			[]string{"2:1: warning: workdir: the working directory /srv/karl/current/ok is not a directory"}},
+		{"user and group known", "exec = [\"/usr/bin/app\"]\nuser = \"karl\"\ngroup = \"www-data\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600, nil},
+		{"user and group missing", "exec = [\"/usr/bin/app\"]\nuser = \"kral\"\ngroup = \"www\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600,
+			[]string{"2:1: warning: user \"kral\" does not exist on this host: the start would fail with 217/USER",
+				"3:1: warning: group \"www\" does not exist on this host: the start would fail with 216/GROUP"}},
+		{"user from elsewhere", "exec = [\"/usr/bin/app\"]\nuser = \"ldap-user\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600, nil},
 		{"mode environment readable", "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n[modes.ro]\nenvironment = { RO = \"1\" }\n", 0o604,
 			[]string{"4:2: warning: the file holds environment values and anyone on this host may read it (mode 0604)"}},
 		{"secrets in the environment", "exec = [\"/usr/bin/app\"]\nenvironment = { API_TOKEN = \"x\", DATABASE_URL = \"postgres://shop:pw@db/shop\", LOG_URL = \"http://log@h/\", MONKEY = \"1\" }\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600,

@@ -1,0 +1,81 @@
+package control
+
+import (
+	"context"
+	"fmt"
+
+	sd "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
+)
+
+// StartSpec is what systemd starts a service with, as it has the unit
+// loaded now: a restart runs this, whatever the files on disk say.
+type StartSpec struct {
+	// Argv is ExecStart='s command line (the first command when there are
+	// several), or nil when the unit has none.
+	Argv []string
+	// User and Group are User= and Group= ("" when not set); with
+	// DynamicUser= systemd makes the user up at each start.
+	User, Group string
+	DynamicUser bool
+	// WorkingDirectory is WorkingDirectory= ("" when not set, "~" for the
+	// user's home); WorkingDirectoryOptional is its "-" prefix: a
+	// directory that does not exist is then no failure.
+	WorkingDirectory         string
+	WorkingDirectoryOptional bool
+	// NeedDaemonReload: the unit's file, or the site file it was generated
+	// from (SourcePath=), changed since systemd loaded it.
+	NeedDaemonReload bool
+}
+
+// StartSpec reads what systemd would start service unit with, in one
+// pipelined round of small property reads (GetAll would send some 250).
+func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error) {
+	var spec StartSpec
+	// systemd loads a unit it does not have yet when its object is asked.
+	path := dbus.ObjectPath("/org/freedesktop/systemd1/unit/" + sd.PathBusEscape(unit))
+	props := []struct {
+		iface, name string
+		set         func(v dbus.Variant)
+	}{
+		{serviceIface, "ExecStart", func(v dbus.Variant) { spec.Argv = firstArgv(v.Value()) }},
+		{serviceIface, "User", func(v dbus.Variant) { spec.User, _ = v.Value().(string) }},
+		{serviceIface, "Group", func(v dbus.Variant) { spec.Group, _ = v.Value().(string) }},
+		{serviceIface, "DynamicUser", func(v dbus.Variant) { spec.DynamicUser, _ = v.Value().(bool) }},
+		{serviceIface, "WorkingDirectory", func(v dbus.Variant) {
+			wd, _ := v.Value().(string)
+			// systemd writes a "-" prefix (missing directory allowed)
+			// as "!" on the bus.
+			if len(wd) > 0 && wd[0] == '!' {
+				wd, spec.WorkingDirectoryOptional = wd[1:], true
+			}
+			spec.WorkingDirectory = wd
+		}},
+		{unitIface, "NeedDaemonReload", func(v dbus.Variant) { spec.NeedDaemonReload, _ = v.Value().(bool) }},
+	}
+	obj := m.bus.Object("org.freedesktop.systemd1", path)
+	calls := make([]*dbus.Call, len(props))
+	for i, p := range props {
+		calls[i] = obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, nil, p.iface, p.name)
+	}
+	for i, p := range props {
+		var v dbus.Variant
+		if err := (<-calls[i].Done).Store(&v); err != nil {
+			return StartSpec{}, fmt.Errorf("cannot read %s of %s: %w", p.name, unit, classify(err))
+		}
+		p.set(v)
+	}
+	return spec, nil
+}
+
+// firstArgv is the command line of the first command of an ExecStart=
+// property: a(sasbttttuii), each command's path, argv, ignore-failure
+// flag and run times.
+func firstArgv(v any) []string {
+	cmds, _ := v.([][]any)
+	if len(cmds) == 0 || len(cmds[0]) < 2 {
+		return nil
+	}
+	argv, _ := cmds[0][1].([]string)
+	return argv
+}

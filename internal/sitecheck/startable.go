@@ -1,0 +1,187 @@
+package sitecheck
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/procfs"
+)
+
+// Start is what a service starts with, as far as Startable checks it.
+type Start struct {
+	// Program is the program the start runs; "" when the start runs
+	// none of the site's (a mode that sitectl serves itself).
+	Program string
+	// User and Group are looked up unless "", numeric, or made up at
+	// each start (DynamicUser=).
+	User, Group string
+	// WorkingDirectory is checked unless "" or "~".
+	WorkingDirectory string
+}
+
+// Startable says why a service started so would fail before the app
+// runs: a program, user, group or working directory that does not exist.
+// A restart stops the old process first, and its rollback restarts the
+// same unit, so such a start takes the site down; sitectl refuses it
+// instead. Only what is sure counts: a path that cannot be checked (a
+// directory sitectl may not search) or a name the host may resolve
+// from elsewhere than its files (LDAP, say) is no reason, so that a doubt
+// never stops a restart that would work.
+func Startable(h Host, st Start) []string {
+	var out []string
+	if st.Program != "" {
+		if msg, sure := h.programProblem(st.Program); msg != "" && sure {
+			out = append(out, fmt.Sprintf("the program %s %s", st.Program, msg))
+		}
+	}
+	for _, msg := range []string{h.accountProblem("passwd", st.User), h.accountProblem("group", st.Group), h.workdirProblem(st.WorkingDirectory)} {
+		if msg != "" {
+			out = append(out, msg)
+		}
+	}
+	return out
+}
+
+// accountProblem says that a user (db "passwd") or group (db "group")
+// surely does not exist, or "".
+func (h Host) accountProblem(db, name string) string {
+	if name == "" || numeric(name) || h.LookupName == nil {
+		return ""
+	}
+	if found, err := h.LookupName(db, name); err != nil || found {
+		return ""
+	}
+	if db == "group" {
+		return fmt.Sprintf("group %q does not exist on this host: the start would fail with 216/GROUP", name)
+	}
+	return fmt.Sprintf("user %q does not exist on this host: the start would fail with 217/USER", name)
+}
+
+// workdirProblem says that a working directory surely is not one, or "".
+func (h Host) workdirProblem(wd string) string {
+	if wd == "" || wd == "~" {
+		return ""
+	}
+	fi, err := h.Stat(wd)
+	switch {
+	case notExist(err):
+		return fmt.Sprintf("the working directory %s does not exist: the start would fail with 200/CHDIR", wd)
+	case err == nil && !fi.IsDir():
+		return fmt.Sprintf("the working directory %s is not a directory: the start would fail with 200/CHDIR", wd)
+	}
+	return ""
+}
+
+// programProblem says what is wrong with the program path, or "", and
+// whether that is sure.
+func (h Host) programProblem(p string) (msg string, sure bool) {
+	fi, err := h.Stat(p)
+	switch {
+	case notExist(err):
+		return "does not exist on this host: the start would fail with 203/EXEC", true
+	case err != nil:
+		return fmt.Sprintf("cannot be checked: %v", err), false
+	case !fi.Mode().IsRegular():
+		return "is not a regular file: the start would fail with 203/EXEC", true
+	case fi.Mode().Perm()&0o111 == 0:
+		return fmt.Sprintf("is not executable (mode %04o): the start would fail with 203/EXEC", fi.Mode().Perm()), true
+	}
+	return "", true
+}
+
+// notExist: the path surely does not exist (a component of it that is a
+// file counts too).
+func notExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+func numeric(name string) bool {
+	return name != "" && strings.Trim(name, "0123456789") == ""
+}
+
+// errUnsure: the host may know a name from a source sitectl does not read.
+var errUnsure = errors.New("the host may know it from another source")
+
+// accountsLimit bounds the reads of /etc/passwd, /etc/group and
+// /etc/nsswitch.conf; a larger file leaves the name unknown.
+const accountsLimit = 16 << 20
+
+// lookupName tells whether the host knows a user (db "passwd") or group
+// (db "group") of that name. Its file is read first: that is every site
+// user on most hosts, and costs no process. A name not there is looked
+// up as systemd would, through NSS (getent), but only believed missing
+// when NSS reads nothing but the files and systemd's own records: a
+// network directory that cannot be reached from here (sitectl's state
+// service has no network) also answers "not found".
+func lookupName(db, name string) (bool, error) {
+	data, err := procfs.ReadBounded("/etc/"+db, accountsLimit)
+	if err != nil {
+		return false, err
+	}
+	if hasEntry(data, name) {
+		return true, nil
+	}
+	conf, err := procfs.ReadBounded("/etc/nsswitch.conf", accountsLimit)
+	if err != nil {
+		return false, err
+	}
+	if !localSources(conf, db) {
+		return false, errUnsure
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = exec.CommandContext(ctx, "getent", db, name).Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &ee) && ee.ExitCode() == 2: // getent: not found
+		return false, nil
+	}
+	return false, err
+}
+
+// hasEntry tells whether a passwd or group file has an entry name.
+func hasEntry(data []byte, name string) bool {
+	prefix := []byte(name + ":")
+	for line := range bytes.SplitSeq(data, []byte("\n")) {
+		if bytes.HasPrefix(line, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// localSources tells whether nsswitch.conf has NSS look db up only in
+// the files and systemd's records (nss-systemd: systemd's dynamic users
+// and userdb records, which getent reaches without a network).
+func localSources(conf []byte, db string) bool {
+	sc := bufio.NewScanner(bytes.NewReader(conf))
+	sc.Buffer(nil, accountsLimit)
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		key, sources, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(key) != db {
+			continue
+		}
+		for _, w := range strings.Fields(sources) {
+			if strings.HasPrefix(w, "[") {
+				continue // an action, such as [NOTFOUND=return]
+			}
+			if !slices.Contains([]string{"files", "systemd"}, w) {
+				return false
+			}
+		}
+		return true
+	}
+	return false // no line: glibc's default, which may be compat (NIS)
+}

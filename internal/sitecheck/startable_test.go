@@ -1,0 +1,123 @@
+package sitecheck
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"testing/fstest"
+)
+
+func TestStartable(t *testing.T) {
+	host := fakeHost(fstest.MapFS{
+		"usr/bin/app":  {Mode: 0o755},
+		"usr/bin/data": {Mode: 0o644},
+		"srv/karl":     {Mode: fs.ModeDir | 0o755},
+		"srv/file":     {Mode: 0o644},
+	}, nil)
+	secret := host
+	secret.Stat = func(p string) (fs.FileInfo, error) { return nil, fs.ErrPermission }
+	for _, c := range []struct {
+		name string
+		host Host
+		st   Start
+		want []string
+	}{
+		{"fine", host, Start{Program: "/usr/bin/app", User: "karl", Group: "www-data", WorkingDirectory: "/srv/karl"}, nil},
+		{"no program to run", host, Start{User: "karl", WorkingDirectory: "/srv/karl"}, nil},
+		{"numeric ids, home", host, Start{Program: "/usr/bin/app", User: "1001", Group: "1001", WorkingDirectory: "~"}, nil},
+		{"all wrong", host, Start{Program: "/usr/bin/gunicornn", User: "kral", Group: "wwwdata", WorkingDirectory: "/srv/karl/current"},
+			[]string{"the program /usr/bin/gunicornn does not exist on this host: the start would fail with 203/EXEC",
+				`user "kral" does not exist on this host: the start would fail with 217/USER`,
+				`group "wwwdata" does not exist on this host: the start would fail with 216/GROUP`,
+				"the working directory /srv/karl/current does not exist: the start would fail with 200/CHDIR"}},
+		{"not executable, not a directory", host, Start{Program: "/usr/bin/data", WorkingDirectory: "/srv/file"},
+			[]string{"the program /usr/bin/data is not executable (mode 0644)", "the working directory /srv/file is not a directory"}},
+		// Doubt is no reason: a path sitectl may not search, a user from a
+		// source sitectl cannot ask.
+		{"cannot tell", secret, Start{Program: "/usr/bin/gunicornn", User: "ldap-user", WorkingDirectory: "/srv/x"}, nil},
+	} {
+		got := Startable(c.host, c.st)
+		if len(got) != len(c.want) {
+			t.Errorf("%s: %q, want %d problems", c.name, got, len(c.want))
+			continue
+		}
+		for i, w := range c.want {
+			if !strings.HasPrefix(got[i], w) {
+				t.Errorf("%s: %q, want it to start with %q", c.name, got[i], w)
+			}
+		}
+	}
+}
+
+// An error that does not say the path is missing leaves it unknown.
+func TestStartableOtherErrorsAreNoReason(t *testing.T) {
+	h := OS
+	h.Stat = func(string) (fs.FileInfo, error) {
+		return nil, &fs.PathError{Op: "stat", Path: "/srv/x", Err: errors.New("input/output error")}
+	}
+	if got := Startable(h, Start{Program: "/srv/x", WorkingDirectory: "/srv/x"}); len(got) != 0 {
+		t.Errorf("an error that is not ENOENT or ENOTDIR counts: %q", got)
+	}
+	h.Stat = func(string) (fs.FileInfo, error) {
+		return nil, &fs.PathError{Op: "stat", Path: "/srv/x", Err: syscall.ENOTDIR}
+	}
+	if got := Startable(h, Start{Program: "/srv/file/x"}); len(got) != 1 {
+		t.Errorf("a path through a file: %q", got)
+	}
+}
+
+// On this host: root is known, from /etc/passwd; a name that is nowhere
+// is surely missing when NSS reads only local sources, else unknown.
+func TestLookupNameOnThisHost(t *testing.T) {
+	if found, err := lookupName("passwd", "root"); !found || err != nil {
+		t.Errorf("root: %v %v", found, err)
+	}
+	if found, err := lookupName("group", "root"); !found || err != nil {
+		t.Errorf("group root: %v %v", found, err)
+	}
+	conf, confErr := os.ReadFile("/etc/nsswitch.conf")
+	found, err := lookupName("passwd", "no-such-user-sitectl")
+	switch {
+	case confErr != nil:
+		if found || err == nil {
+			t.Errorf("a missing user without nsswitch.conf: %v %v", found, err)
+		}
+	case localSources(conf, "passwd"):
+		if found || err != nil {
+			t.Errorf("a missing user with local sources: %v %v", found, err)
+		}
+	case !errors.Is(err, errUnsure):
+		t.Errorf("a missing user with other sources: %v %v", found, err)
+	}
+}
+
+func TestHasEntry(t *testing.T) {
+	data := []byte("root:x:0:0::/root:/bin/sh\nkarl:x:1001:1001::/srv/karl:/usr/sbin/nologin\n")
+	for name, want := range map[string]bool{"root": true, "karl": true, "kar": false, "x": false, "arl": false} {
+		if got := hasEntry(data, name); got != want {
+			t.Errorf("hasEntry(%q) = %v", name, got)
+		}
+	}
+}
+
+func TestLocalSources(t *testing.T) {
+	for _, c := range []struct {
+		conf string
+		want bool
+	}{
+		{"passwd:         files systemd\ngroup:          files systemd\n", true},
+		{"passwd: files [NOTFOUND=return] systemd # local\n", true},
+		{"passwd: files ldap\n", false},
+		{"passwd: compat\n", false},
+		{"passwd: sss files\n", false},
+		{"group: files\n", false}, // no passwd line: glibc's default
+		{"# passwd: ldap\npasswd: files\n", true},
+	} {
+		if got := localSources([]byte(c.conf), "passwd"); got != c.want {
+			t.Errorf("localSources(%q) = %v, want %v", c.conf, got, c.want)
+		}
+	}
+}
