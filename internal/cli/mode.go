@@ -187,8 +187,13 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 		if jerr := writeJSON(e.stdout, rep); jerr != nil {
 			return errors.Join(err, jerr)
 		}
-	} else if err == nil {
-		e.reportText(rep)
+	} else {
+		for _, w := range rep.Warnings {
+			term.Fprintf(e.stderr, "sitectl: warning: %s: %s\n", rep.Site, w)
+		}
+		if err == nil {
+			e.reportText(rep)
+		}
 	}
 	if err != nil && !asJSON {
 		printFailedStart(e.stderr, rep)
@@ -326,6 +331,8 @@ func flowExit(err error, rep flow.Report) error {
 		return withCode(exitFailed, err, "it stays stopped, in mode "+rep.From+"; `systemctl start site-"+rep.Site+".socket` starts it again")
 	case errors.Is(err, flow.ErrModeNotFound):
 		return withCode(exitNotFound, err)
+	case errors.Is(err, flow.ErrCannotStart):
+		return withCode(exitFailed, err, "the site was left as it was")
 	case errors.Is(err, flow.ErrOutOfService):
 		return withCode(exitFailed, err, "`sitectl enable "+rep.Site+"` puts it back in service")
 	case errors.Is(err, flow.ErrNoPrevious):

@@ -19,6 +19,7 @@ import (
 	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sitecheck"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
@@ -70,7 +71,10 @@ type Env struct {
 	// to its warm generation; default launcher.Rollback in the site's
 	// runtime directory.
 	RollbackLauncher func(ctx context.Context, s *site.Site) (string, error)
-	Now              func() time.Time
+	// Host is what the check before a restart reads of the host;
+	// default sitecheck.OS.
+	Host *sitecheck.Host
+	Now  func() time.Time
 }
 
 func (e *Env) progress(format string, args ...any) {
@@ -109,6 +113,9 @@ type Report struct {
 	Rollback string `json:"rollback" doc:"for sitectl rollback: warm (the previous generation, kept warm by keep_previous, serves again without a process start) or cold (the previous mode started afresh); empty for other changes" enum:"warm,cold,"`
 	// NoWarm says why a rollback of a keep_previous site went cold.
 	NoWarm string `json:"no_warm" doc:"why sitectl rollback of a site with keep_previous went cold (no warm generation, the launcher unreachable, --cold); empty otherwise"`
+	// Warnings are what the operator should know of a change that went
+	// ahead: a restart that ran units older than the site file.
+	Warnings []string `json:"warnings" doc:"what the operator should know of a change that went ahead (a restart that ran systemd's units older than the site file); [] when none"`
 }
 
 // MarshalJSON writes the report as docs/json/change.schema.json says:
@@ -120,6 +127,9 @@ func (r Report) MarshalJSON() ([]byte, error) {
 	}
 	if r.AppError == nil {
 		r.AppError = []string{}
+	}
+	if r.Warnings == nil {
+		r.Warnings = []string{}
 	}
 	return json.Marshal(plain(r))
 }
@@ -180,6 +190,9 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 		return sw.rep, err
 	}
 	if err := e.socketsHeld(ctx, s); err != nil {
+		return sw.rep, err
+	}
+	if err := sw.plan(ctx); err != nil {
 		return sw.rep, err
 	}
 	if err := sw.record(ctx); err != nil {
@@ -302,6 +315,33 @@ func (e *Env) inService(s *site.Site) error {
 		s.Name, since.UTC().Format("2006-01-02 15:04:05 UTC"), ErrOutOfService)
 }
 
+// plan decides how the new mode comes up, before anything is recorded:
+// handed over inside the running unit, or by a restart, which must be
+// able to start (startable). A refusal here changes nothing.
+func (sw *switchRun) plan(ctx context.Context) error {
+	var err error
+	if sw.overlapped, sw.rep.FullRestart, err = sw.e.overlapping(ctx, sw.s, sw.opts); err != nil {
+		return err
+	}
+	if !sw.overlapped {
+		stale, err := sw.e.startable(ctx, sw.s, sw.mode)
+		if err != nil {
+			return err
+		}
+		if stale {
+			sw.warn("the site file changed since systemd loaded %s: the restart runs the units systemd has, not the file as it is now (`systemctl daemon-reload` loads it; the next restart applies it)", units.ServiceName(sw.s.Name))
+		}
+	}
+	sw.socketsWereUp, _, err = sw.socketsUp(ctx)
+	return err
+}
+
+// warn adds a warning to the report, which the caller shows once the
+// change is done.
+func (sw *switchRun) warn(format string, args ...any) {
+	sw.rep.Warnings = append(sw.rep.Warnings, fmt.Sprintf(format, args...))
+}
+
 // record writes the intent first, so that a sitectl killed from here on
 // leaves a pending switch that status reports and the next switch closes;
 // then the new mode. A restart in the same mode needs no new mode file:
@@ -311,14 +351,6 @@ func (e *Env) inService(s *site.Site) error {
 func (sw *switchRun) record(ctx context.Context) error {
 	from, to := sw.rep.From, sw.rep.To
 	if err := sw.e.Writer.Begin(sw.s, from, to); err != nil {
-		return err
-	}
-	var err error
-	if sw.overlapped, sw.rep.FullRestart, err = sw.e.overlapping(ctx, sw.s, sw.opts); err == nil {
-		sw.socketsWereUp, _, err = sw.socketsUp(ctx)
-	}
-	if err != nil {
-		_, err = sw.finish(modes.ResultRolledBack, err.Error(), err)
 		return err
 	}
 	if sw.rep.FullRestart != "" {

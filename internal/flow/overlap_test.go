@@ -210,7 +210,9 @@ func TestVerifyThroughTheListener(t *testing.T) {
 }
 
 // Failures to read systemd or to write state end the switch with the
-// error, and a switch recorded as begun is closed in the history.
+// error. Before the switch is recorded (how it comes up is decided
+// first), nothing is written; a switch recorded as begun is closed in the
+// history.
 func TestSystemdAndStateFailures(t *testing.T) {
 	e, f := newEnv(t)
 	s := testSite(t)
@@ -223,8 +225,8 @@ func TestSystemdAndStateFailures(t *testing.T) {
 		t.Errorf("overlap, systemd unreachable: %v", err)
 	}
 	st, _ := e.Store.ReadState("karl")
-	if st.Pending != nil || len(st.History) != 1 || st.History[0].Result != modes.ResultRolledBack {
-		t.Errorf("the switch that could not start was not closed: %+v", st)
+	if st.Pending != nil || len(st.History) != 0 {
+		t.Errorf("a switch that never began is in the history: %+v", st)
 	}
 	f.unitsErr, f.notLoaded = nil, true
 	if _, err := SwitchMode(context.Background(), e, s, "read-only", Options{}); !errors.Is(err, ErrRollbackFailed) || !strings.Contains(err.Error(), "site-karl.service is not loaded") {

@@ -1,0 +1,100 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sitecheck"
+	"github.com/sitectl/sitectl/internal/units"
+)
+
+// ErrCannotStart: the site's service, as systemd has it loaded, would
+// fail to start; nothing was changed.
+var ErrCannotStart = errors.New("its service cannot start")
+
+// startSpecs is what the check before a restart reads of systemd;
+// control.Manager has it.
+type startSpecs interface {
+	StartSpec(ctx context.Context, unit string) (control.StartSpec, error)
+}
+
+// startable is checked before a restart, which stops the serving process
+// before the new one starts: a unit that cannot start (a typo in exec,
+// user, group or workdir, a release whose program is gone) would leave
+// the site down, and so would the rollback, which restarts the same
+// unit. It reads the unit systemd has loaded, which is what the restart
+// runs, and refuses, changing nothing, only when the start would surely
+// fail (sitecheck.Startable). A mode that sitectl serves itself
+// (maintenance) runs none of the site's programs.
+//
+// stale is true when the unit is older than its site file: the restart
+// then runs the unit as systemd has it, not as the file says now.
+func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale bool, err error) {
+	r, ok := e.Systemd.(startSpecs)
+	if !ok {
+		return false, nil
+	}
+	service := units.ServiceName(s.Name)
+	spec, err := r.StartSpec(ctx, service)
+	if err != nil {
+		return false, err
+	}
+	st := sitecheck.Start{}
+	if m.Serve != site.ServeMaintenance {
+		st.Program = appProgram(spec.Argv)
+	}
+	if !spec.DynamicUser {
+		st.User, st.Group = spec.User, spec.Group
+	}
+	if !spec.WorkingDirectoryOptional {
+		st.WorkingDirectory = spec.WorkingDirectory
+	}
+	host := sitecheck.OS
+	if e.Host != nil {
+		host = *e.Host
+	}
+	problems := sitecheck.Startable(host, st)
+	if len(problems) == 0 {
+		return spec.NeedDaemonReload, nil
+	}
+	fix := "fix the site file, then `systemctl daemon-reload`"
+	if spec.NeedDaemonReload {
+		fix = "systemd's units are older than the site file: if it is fixed there, `systemctl daemon-reload` loads it"
+	}
+	return spec.NeedDaemonReload, fmt.Errorf("site %s: %s as systemd has it would not start: %s; a restart would stop the site, and so would its rollback; nothing was done (%s): %w",
+		s.Name, service, strings.Join(problems, "; "), fix, ErrCannotStart)
+}
+
+// Startable refuses, as sitectl's own restarts do, a restart of site s in
+// its mode cur (a mode of the site, or its app is checked) whose unit
+// surely cannot start, for callers that restart a site without a flow
+// (touch-to-reload). e needs only Systemd, and Host for tests.
+func Startable(ctx context.Context, e *Env, s *site.Site, cur string) error {
+	m, ok := s.Mode(cur)
+	if !ok {
+		m = site.Mode{Name: cur, Serve: site.ServeApp}
+	}
+	_, err := e.startable(ctx, s, m)
+	return err
+}
+
+// appProgram is the program of the site in a service's command line: what
+// follows sitectl launch's "--", or the command itself for a unit that
+// does not start through the launcher.
+func appProgram(argv []string) string {
+	if len(argv) > 2 && argv[1] == "launch" {
+		if i := slices.Index(argv, "--"); i > 0 && i+1 < len(argv) {
+			return argv[i+1]
+		}
+		return ""
+	}
+	if len(argv) > 0 {
+		return argv[0]
+	}
+	return ""
+}

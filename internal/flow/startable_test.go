@@ -1,0 +1,123 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sitecheck"
+)
+
+// withSpec is a fake systemd that also says what the service starts with.
+type withSpec struct {
+	*fakeSystemd
+	spec control.StartSpec
+}
+
+func (w *withSpec) StartSpec(ctx context.Context, unit string) (control.StartSpec, error) {
+	return w.spec, nil
+}
+
+// specEnv is newEnv whose systemd has the unit spec, on a host with
+// /usr/bin/app, /srv/karl and the user karl.
+func specEnv(t *testing.T, spec control.StartSpec) (*Env, *withSpec) {
+	e, f := newEnv(t)
+	w := &withSpec{fakeSystemd: f, spec: spec}
+	e.Systemd = w
+	files := fstest.MapFS{"usr/bin/app": {Mode: 0o755}, "srv/karl": {Mode: fs.ModeDir | 0o755}}
+	e.Host = &sitecheck.Host{
+		Stat:       func(p string) (fs.FileInfo, error) { return files.Stat(strings.TrimPrefix(p, "/")) },
+		LookupName: func(db, name string) (bool, error) { return name == "karl", nil },
+	}
+	return e, w
+}
+
+func launchArgv(program string) []string {
+	return []string{"/usr/bin/sitectl", "launch", "karl", "--", program, "--bind", "x"}
+}
+
+// A unit that cannot start is not restarted: the old process keeps
+// serving, and nothing is recorded. A mode sitectl serves itself runs no
+// program of the site's, so a missing one does not stop a switch there.
+func TestUnstartableUnitIsNotRestarted(t *testing.T) {
+	good := control.StartSpec{Argv: launchArgv("/usr/bin/app"), User: "karl", WorkingDirectory: "/srv/karl"}
+	for _, c := range []struct {
+		name string
+		edit func(*control.StartSpec)
+		want string
+	}{
+		{"program", func(s *control.StartSpec) { s.Argv = launchArgv("/usr/bin/apq") }, "the program /usr/bin/apq does not exist on this host"},
+		{"user", func(s *control.StartSpec) { s.User = "kral" }, `user "kral" does not exist on this host`},
+		{"group", func(s *control.StartSpec) { s.Group = "www" }, `group "www" does not exist on this host`},
+		{"workdir", func(s *control.StartSpec) { s.WorkingDirectory = "/srv/karl/current" }, "the working directory /srv/karl/current does not exist"},
+	} {
+		spec := good
+		c.edit(&spec)
+		e, f := specEnv(t, spec)
+		rep, err := Restart(context.Background(), e, testSite(t), 0)
+		if !errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "nothing was done") {
+			t.Errorf("%s: %v", c.name, err)
+		}
+		st, _ := e.Store.ReadState("karl")
+		if len(f.restarts) != 0 || rep.Changed || rep.Result != "" || st.Pending != nil || len(st.History) != 0 {
+			t.Errorf("%s: restarted %v, report %+v, state %+v", c.name, f.restarts, rep, st)
+		}
+	}
+
+	// Optional working directory, a user made up at each start: no reason.
+	spec := good
+	spec.WorkingDirectory, spec.WorkingDirectoryOptional = "/srv/none", true
+	spec.User, spec.DynamicUser = "site-karl", true
+	e, f := specEnv(t, spec)
+	if _, err := Restart(context.Background(), e, testSite(t), 0); err != nil || len(f.restarts) != 1 {
+		t.Errorf("optional workdir, dynamic user: %v, restarts %v", err, f.restarts)
+	}
+
+	spec = good
+	spec.Argv = launchArgv("/usr/bin/apq")
+	e, f = specEnv(t, spec)
+	e.Probe = func(context.Context, *site.Site, site.Mode) error { return nil }
+	s := testSite(t)
+	if rep, err := SwitchMode(context.Background(), e, s, string(site.ServeMaintenance), Options{}); err != nil || rep.Result != "ok" {
+		t.Errorf("to maintenance without the program: %v %+v", err, rep)
+	}
+	if _, err := SwitchMode(context.Background(), e, s, "normal", Options{}); !errors.Is(err, ErrCannotStart) {
+		t.Errorf("back to normal without the program: %v", err)
+	}
+	if cur, _, _ := e.Store.Current("karl"); cur != string(site.ServeMaintenance) || len(f.restarts) != 1 {
+		t.Errorf("after the refusal: mode %s, restarts %v", cur, f.restarts)
+	}
+}
+
+// A restart of units older than the site file goes ahead, and says that
+// it ran systemd's units, not the file.
+func TestStaleUnitsAreSaid(t *testing.T) {
+	e, _ := specEnv(t, control.StartSpec{Argv: launchArgv("/usr/bin/app"), NeedDaemonReload: true})
+	rep, err := Restart(context.Background(), e, testSite(t), 0)
+	if err != nil || rep.Result != "ok" || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "the site file changed since systemd loaded site-karl.service") {
+		t.Errorf("%v %+v", err, rep)
+	}
+	e, _ = specEnv(t, control.StartSpec{Argv: launchArgv("/usr/bin/app")})
+	if rep, err := Restart(context.Background(), e, testSite(t), 0); err != nil || len(rep.Warnings) != 0 {
+		t.Errorf("units as new as the file: %v %+v", err, rep)
+	}
+}
+
+func TestAppProgram(t *testing.T) {
+	for argv, want := range map[string]string{
+		"/usr/bin/sitectl launch karl -- /usr/bin/gunicorn app": "/usr/bin/gunicorn",
+		"/usr/bin/sitectl launch karl --overlap -- /srv/x":      "/srv/x",
+		"/usr/bin/sitectl launch karl --":                       "",
+		"/usr/bin/app --flag":                                   "/usr/bin/app",
+		"":                                                      "",
+	} {
+		if got := appProgram(strings.Fields(argv)); got != want {
+			t.Errorf("appProgram(%q) = %q, want %q", argv, got, want)
+		}
+	}
+}
