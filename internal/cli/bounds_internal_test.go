@@ -193,6 +193,7 @@ func TestTouchedGivesUpOnAReloadThatNeverEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	shorten(t, &touchedSystemctl, hung)
+	shorten(t, &touchedCheck, func(context.Context, *env, *site.Site) error { return nil })
 	shorten(t, &touchedRoundTimeout, func(*site.Site) time.Duration { return 200 * time.Millisecond })
 	e := &env{dirs: testDirs(t), stdout: io.Discard, stderr: io.Discard}
 	c := touchedCmd(e)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sitectl/sitectl/activation"
 	"github.com/sitectl/sitectl/internal/cleanup"
+	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/journal"
 	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/modes"
@@ -412,6 +413,7 @@ const touchedRounds = units.TouchedRounds
 // tests.
 var (
 	touchedSystemctl    = units.DefaultSystemctl
+	touchedCheck        = touchedStartable
 	touchedRoundTimeout = units.TouchedRoundTimeout
 )
 
@@ -460,6 +462,9 @@ func reloadTouched(ctx context.Context, e *env, s *site.Site) error {
 	wait := touchedRoundTimeout(s)
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	if err := touchedCheck(ctx, e, s); err != nil {
+		return err
+	}
 	cmd := exec.CommandContext(ctx, touchedSystemctl, "reload-or-restart", units.ServiceName(s.Name))
 	cmd.Stdout, cmd.Stderr = e.stdout, e.stderr
 	// Once systemctl is killed, a copy of its output is not waited for
@@ -472,6 +477,30 @@ func reloadTouched(ctx context.Context, e *env, s *site.Site) error {
 	}
 	if err != nil {
 		return fmt.Errorf("site %s: reload after %s was touched failed: %w", s.Name, s.ReloadTrigger, err)
+	}
+	return nil
+}
+
+// touchedStartable refuses a touch's reload of a site without overlap,
+// which is a restart, when the site's unit surely cannot start: a deploy
+// that switched to a release without the program would otherwise take
+// the site down (flow.Startable). An overlap site's reload is a handover,
+// and its old generation serves on if the new one fails.
+func touchedStartable(ctx context.Context, e *env, s *site.Site) error {
+	if s.Handoff == site.HandoffOverlap {
+		return nil
+	}
+	cur, err := flow.Current(modes.Store{Dir: e.dirs.State}, s)
+	if err != nil {
+		return err
+	}
+	mgr, err := e.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer mgr.Close()
+	if err := flow.Startable(ctx, &flow.Env{Systemd: mgr}, s, cur); err != nil {
+		return fmt.Errorf("site %s: not reloaded after %s was touched: %w", s.Name, s.ReloadTrigger, err)
 	}
 	return nil
 }
