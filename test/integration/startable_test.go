@@ -1,0 +1,213 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A restart stops the old process before it starts the new one. When the
+// unit systemd has loaded cannot start at all (its program, its user or its
+// working directory does not exist), the start fails and the rollback
+// restarts that same unit: the site went down. sitectl checks first and
+// refuses, changing nothing. Maintenance mode does not run the program, so
+// it still works with a missing program, and the way back to normal is
+// refused until the program is there.
+func TestUnstartableUnitKeepsTheSiteServing(t *testing.T) {
+	top, good, url, _ := servingShop(t)
+	for _, c := range []struct{ name, file, problem string }{
+		{"exec", strings.Replace(good, `"/usr/bin/gunicorn"`, `"/usr/bin/no-such-gunicorn"`, 1), "/usr/bin/no-such-gunicorn"},
+		{"user", strings.Replace(good, "server = \"gunicorn\"\n", "server = \"gunicorn\"\nuser = \"no-such-user\"\n", 1), `user "no-such-user"`},
+		{"workdir", strings.Replace(good, `workdir = "/srv/wsgi"`, `workdir = "/srv/no-such-dir"`, 1), "/srv/no-such-dir"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := &host{t: t, sb: top.sb, ctx: top.ctx} // failures belong to the subtest
+			if c.file == good {
+				t.Fatalf("the test's edit for %s left the site file as it was", c.name)
+			}
+			h.writeSite("shop", c.file)
+			h.run("systemctl", "daemon-reload")
+
+			refusedChangingNothing(h, c.problem, "restart", "shop")
+			if err := siteAnswers(url, "normal"); err != nil {
+				t.Errorf("after the refused restart: %v", err)
+			}
+
+			back := []string{"restart", "shop"}
+			if c.name == "exec" {
+				if out, stderr, code := h.result("sitectl", "mode", "shop", "maintenance"); code != 0 {
+					t.Errorf("sitectl mode shop maintenance with the program missing: exit %d, want 0 (the maintenance server is sitectl's)\nstdout: %s\nstderr: %s", code, out, stderr)
+				}
+				if err := siteAnswers(url, "maintenance"); err != nil {
+					t.Errorf("after the switch to maintenance: %v", err)
+				}
+				refusedChangingNothing(h, c.problem, "mode", "shop", "normal")
+				if err := siteAnswers(url, "maintenance"); err != nil {
+					t.Errorf("after the refused switch to normal: %v", err)
+				}
+				back = []string{"mode", "shop", "normal"}
+			}
+
+			// With the good file back the same command works.
+			h.writeSite("shop", good)
+			h.run("systemctl", "daemon-reload")
+			if out, stderr, code := h.result("sitectl", back...); code != 0 {
+				t.Fatalf("sitectl %s with the good file back: exit %d\nstdout: %s\nstderr: %s", strings.Join(back, " "), code, out, stderr)
+			}
+			if err := siteAnswers(url, "normal"); err != nil {
+				t.Fatalf("with the good file back: %v", err)
+			}
+		})
+	}
+}
+
+// The same with handoff = "overlap", found by a reload: the changed exec,
+// not daemon-reloaded, needs a full restart. sitectl has systemd load the
+// units afresh (as TestChangeNeedingARestartRestartsFully shows), finds
+// that the program does not exist, and refuses before it stops the
+// launcher.
+func TestUnstartableOverlapReloadKeepsTheSiteServing(t *testing.T) {
+	port := freePort(t)
+	good := gunicornSite(port, "handoff = \"overlap\"\n[probe]\npath = \"/\"\n")
+	h := newHost(t, map[string]string{"shop": good})
+	h.run("systemctl", "start", "site-shop.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+
+	h.writeSite("shop", strings.Replace(good, `"/usr/bin/gunicorn"`, `"/usr/bin/no-such-gunicorn"`, 1))
+	refusedChangingNothing(h, "/usr/bin/no-such-gunicorn", "reload", "shop")
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Errorf("after the refused reload: %v", err)
+	}
+	if p := h.show("site-shop.service", "NeedDaemonReload"); p["NeedDaemonReload"] != "no" {
+		t.Errorf("sitectl reload did not have systemd load the changed units: %v", p)
+	}
+}
+
+// refusedChangingNothing runs sitectl with args on site shop and checks
+// that it refuses, saying that nothing was done and which thing does not
+// exist, and that it changed nothing: the same main PID, no new history
+// entry.
+func refusedChangingNothing(h *host, problem string, args ...string) {
+	t := h.t
+	t.Helper()
+	pid := h.show("site-shop.service", "MainPID")["MainPID"]
+	history := h.run("sitectl", "history", "shop", "--json")
+	out, stderr, code := h.result("sitectl", args...)
+	if code != 1 || !strings.Contains(stderr, "nothing was done") || !strings.Contains(stderr, problem) || !strings.Contains(stderr, "does not exist") {
+		t.Errorf("sitectl %s with %s missing: exit %d, want 1 and stderr saying %q, %q and %q\nstdout: %s\nstderr: %s",
+			strings.Join(args, " "), problem, code, "nothing was done", problem, "does not exist", out, stderr)
+	}
+	if now := h.show("site-shop.service", "MainPID")["MainPID"]; now != pid {
+		t.Errorf("sitectl %s changed the service: main PID %s, then %s", strings.Join(args, " "), pid, now)
+	}
+	if now := h.run("sitectl", "history", "shop", "--json"); now != history {
+		t.Errorf("sitectl %s changed the history:\nbefore: %s\nafter:  %s", strings.Join(args, " "), history, now)
+	}
+}
+
+// siteAnswers says why url does not answer in mode: the app's reply with
+// that mode, or for maintenance the built-in page with 503. It does not
+// fail the test itself, so that a case that found the site down still puts
+// it back for the next one.
+func siteAnswers(url, mode string) error {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return fmt.Errorf("the site does not answer: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("reading the site's answer: %v", err)
+	}
+	if mode == "maintenance" {
+		if resp.StatusCode != 503 || !strings.Contains(string(body), "maintenance") {
+			return fmt.Errorf("the site answers %d %.80q, want the maintenance page with 503", resp.StatusCode, body)
+		}
+		return nil
+	}
+	var r appReply
+	if resp.StatusCode != 200 || json.Unmarshal(body, &r) != nil || r.Mode != mode {
+		return fmt.Errorf("the site answers %d %.80q, want the app in mode %s", resp.StatusCode, body, mode)
+	}
+	return nil
+}
+
+// A deploy that switches the release symlink to a release without the
+// program and touches the trigger: touch-to-reload restarts a site
+// without overlap, and the site went down. The reload unit now refuses,
+// saying why in its journal, and the old process serves on; the next good
+// release and touch reload as before.
+func TestTouchOfABrokenReleaseKeepsTheSiteServing(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, nil)
+	h.run("sh", "-c", "mkdir -p /srv/releases/a /srv/releases/b /srv/shop && ln -s /usr/bin/gunicorn /srv/releases/a/gunicorn && ln -sfn a /srv/releases/current")
+	site := strings.Replace(gunicornSite(port, "reload_trigger = \"/srv/shop/restart.txt\"\n[probe]\npath = \"/\"\n"),
+		`"/usr/bin/gunicorn"`, `"/srv/releases/current/gunicorn"`, 1)
+	h.writeSite("shop", site)
+	h.run("systemctl", "daemon-reload")
+	h.run("systemctl", "start", "site-shop.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	pid := h.show("site-shop.service", "MainPID")["MainPID"]
+
+	since := h.logMark()
+	h.run("sh", "-c", "ln -sfn b /srv/releases/current && touch /srv/shop/restart.txt")
+	h.waitFor("the reload unit to run and fail", 30*time.Second, func() bool {
+		return h.show("site-shop-reload.service", "Result")["Result"] == "exit-code"
+	})
+	if now := h.show("site-shop.service", "MainPID")["MainPID"]; now != pid {
+		t.Errorf("the touch restarted the site onto a release without its program: main PID %s, then %s", pid, now)
+	}
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Errorf("after the touch of the broken release: %v", err)
+	}
+	logged := h.run("journalctl", "--no-pager", "-u", "site-shop-reload.service", "--since", since)
+	if !strings.Contains(logged, "not reloaded after /srv/shop/restart.txt was touched") || !strings.Contains(logged, "/srv/releases/current/gunicorn does not exist") {
+		t.Errorf("the reload unit's journal does not say why:\n%s", logged)
+	}
+
+	h.run("sh", "-c", "ln -s /usr/bin/gunicorn /srv/releases/b/gunicorn && touch /srv/shop/restart.txt")
+	h.waitFor("a restart by the good release's touch", 30*time.Second, func() bool {
+		now := h.show("site-shop.service", "MainPID")["MainPID"]
+		return now != pid && now != "0"
+	})
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Errorf("after the touch of the good release: %v", err)
+	}
+}
+
+// A restart of a site whose file changed since systemd loaded its units
+// runs the units systemd has: it says so, as systemctl does, instead of a
+// plain ok that suggests the file's change was applied.
+func TestRestartOfUnitsOlderThanTheFileSaysSo(t *testing.T) {
+	h, good, url, _ := servingShop(t)
+	h.writeSite("shop", strings.Replace(good, `drain_timeout = "10s"`, `drain_timeout = "7s"`, 1))
+	out, stderr, code := h.result("sitectl", "restart", "shop")
+	want := "sitectl: warning: shop: the site file changed since systemd loaded site-shop.service: the restart runs the units systemd has"
+	if code != 0 || !strings.Contains(stderr, want) {
+		t.Errorf("sitectl restart with units older than the file: exit %d, want 0 and %q\nstdout: %s\nstderr: %s", code, want, out, stderr)
+	}
+	out, _, code = h.result("sitectl", "restart", "shop", "--json")
+	var rep struct {
+		Result   string   `json:"result"`
+		Warnings []string `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || rep.Result != "ok" || len(rep.Warnings) != 1 {
+		t.Errorf("--json: exit %d %+v %v\n%s", code, rep, err, out)
+	}
+	h.run("systemctl", "daemon-reload")
+	if out, stderr, code := h.result("sitectl", "restart", "shop"); code != 0 || strings.Contains(stderr, "warning") {
+		t.Errorf("after a daemon-reload: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Error(err)
+	}
+}
