@@ -23,6 +23,9 @@ type StartSpec struct {
 	// directory that does not exist is then no failure.
 	WorkingDirectory         string
 	WorkingDirectoryOptional bool
+	// Credentials are the paths of LoadCredential= (a relative one names
+	// a credential systemd itself was given).
+	Credentials []string
 	// NeedDaemonReload: the unit's file, or the site file it was generated
 	// from (SourcePath=), changed since systemd loaded it.
 	NeedDaemonReload bool
@@ -51,6 +54,7 @@ func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error)
 			}
 			spec.WorkingDirectory = wd
 		}},
+		{serviceIface, "LoadCredential", func(v dbus.Variant) { spec.Credentials = credentialPaths(v.Value()) }},
 		{unitIface, "NeedDaemonReload", func(v dbus.Variant) { spec.NeedDaemonReload, _ = v.Value().(bool) }},
 	}
 	obj := m.bus.Object("org.freedesktop.systemd1", path)
@@ -78,4 +82,19 @@ func firstArgv(v any) []string {
 	}
 	argv, _ := cmds[0][1].([]string)
 	return argv
+}
+
+// credentialPaths are the paths of a LoadCredential= property: a(ss),
+// each credential's name and path.
+func credentialPaths(v any) []string {
+	pairs, _ := v.([][]any)
+	var out []string
+	for _, p := range pairs {
+		if len(p) == 2 {
+			if path, ok := p[1].(string); ok {
+				out = append(out, path)
+			}
+		}
+	}
+	return out
 }

@@ -44,7 +44,7 @@ func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale b
 	if err != nil {
 		return false, err
 	}
-	st := sitecheck.Start{}
+	st := sitecheck.Start{Credentials: spec.Credentials}
 	if m.Serve != site.ServeMaintenance {
 		st.Program = appProgram(spec.Argv)
 	}

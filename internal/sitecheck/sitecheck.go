@@ -30,10 +30,13 @@ type Host struct {
 	// LookupName tells whether the host knows a user (db "passwd") or a
 	// group (db "group"); an error is "cannot tell". nil: not checked.
 	LookupName func(db, name string) (bool, error)
+	// ReadHead reads the first bytes of a file, for a script's #! line;
+	// nil: not read.
+	ReadHead func(path string, n int) ([]byte, error)
 }
 
 // OS is the host sitectl runs on.
-var OS = Host{Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks, LookupName: lookupName}
+var OS = Host{Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks, LookupName: lookupName, ReadHead: readHead}
 
 // Warnings are the warnings of site s, read from data (its file's content,
 // for positions). mode is the site file's permission bits, or 0 when the
@@ -64,7 +67,7 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 		warn(at("exec", 0), "exec: the program %s %s", s.Exec[0], msg)
 	}
 	if hd, ok := h.under(s.Exec[0], hidden); ok {
-		warn(at("exec", 0), "exec: the program %s lies under %s, which the site's unit hides from the app (%s): the start would fail with 203/EXEC; install it elsewhere", s.Exec[0], hd.Path, hd.Directive)
+		warn(at("exec", 0), "exec: the program %s lies under %s, which the site's unit hides from the app (%s): the start would fail; install it elsewhere", s.Exec[0], hd.Path, hd.Directive)
 	}
 	if msg := h.accountProblem("passwd", s.User); msg != "" {
 		warn(at("user", -1), "%s", msg)
@@ -74,6 +77,15 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 	}
 	if msg := h.workdirProblem(s.Workdir); msg != "" {
 		warn(at("workdir", -1), "workdir: %s", msg)
+	}
+	for _, c := range s.Credentials {
+		for _, msg := range Startable(h, Start{Credentials: []string{c.Path}}) {
+			pos := at("credentials", -1)
+			if v := root.Get("credentials").Get(c.Name); v != nil && v.KeyPos.Line > 0 {
+				pos = v.KeyPos
+			}
+			warn(pos, "credentials.%s: %s", c.Name, msg)
+		}
 	}
 	if s.Workdir != "" {
 		if hd, ok := h.under(s.Workdir, hidden); ok {

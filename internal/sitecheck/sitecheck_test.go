@@ -26,6 +26,16 @@ func fakeHost(m fstest.MapFS, links map[string]string) Host {
 			}
 			return p, nil
 		},
+		ReadHead: func(p string, n int) ([]byte, error) {
+			if t, ok := links[p]; ok {
+				p = t
+			}
+			f, ok := m[strings.TrimPrefix(p, "/")]
+			if !ok {
+				return nil, fs.ErrNotExist
+			}
+			return f.Data[:min(n, len(f.Data))], nil
+		},
 		LookupName: func(db, name string) (bool, error) {
 			switch name {
 			case "karl", "www-data":
@@ -80,6 +90,8 @@ func TestWarnings(t *testing.T) {
 		{"user and group missing", "exec = [\"/usr/bin/app\"]\nuser = \"kral\"\ngroup = \"www\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600,
 			[]string{"2:1: warning: user \"kral\" does not exist on this host: the start would fail with 217/USER",
 				"3:1: warning: group \"www\" does not exist on this host: the start would fail with 216/GROUP"}},
+		{"credential missing", "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n[credentials]\ndb = \"/etc/karl/db\"\n", 0o600,
+			[]string{"5:1: warning: credentials.db: the credential file /etc/karl/db does not exist: the start would fail with 243/CREDENTIALS"}},
 		{"user from elsewhere", "exec = [\"/usr/bin/app\"]\nuser = \"ldap-user\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600, nil},
 		{"mode environment readable", "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n[modes.ro]\nenvironment = { RO = \"1\" }\n", 0o604,
 			[]string{"4:2: warning: the file holds environment values and anyone on this host may read it (mode 0604)"}},

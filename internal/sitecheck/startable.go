@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -26,6 +28,9 @@ type Start struct {
 	User, Group string
 	// WorkingDirectory is checked unless "" or "~".
 	WorkingDirectory string
+	// Credentials are the files systemd reads for the app
+	// (LoadCredential=); relative ones are not files.
+	Credentials []string
 }
 
 // Startable says why a service started so would fail before the app
@@ -46,6 +51,13 @@ func Startable(h Host, st Start) []string {
 	for _, msg := range []string{h.accountProblem("passwd", st.User), h.accountProblem("group", st.Group), h.workdirProblem(st.WorkingDirectory)} {
 		if msg != "" {
 			out = append(out, msg)
+		}
+	}
+	for _, c := range st.Credentials {
+		if strings.HasPrefix(c, "/") {
+			if _, err := h.Stat(c); notExist(err) {
+				out = append(out, fmt.Sprintf("the credential file %s does not exist: the start would fail with 243/CREDENTIALS", c))
+			}
 		}
 	}
 	return out
@@ -82,20 +94,74 @@ func (h Host) workdirProblem(wd string) string {
 }
 
 // programProblem says what is wrong with the program path, or "", and
-// whether that is sure.
+// whether that is sure. A script's interpreter (its #! line) must be
+// there too: a virtualenv whose Python went with an upgrade fails the
+// same way.
 func (h Host) programProblem(p string) (msg string, sure bool) {
+	return h.runnable(p, maxInterpreters)
+}
+
+// maxInterpreters is how many #! lines deep the kernel follows (its
+// binfmt recursion limit).
+const maxInterpreters = 4
+
+func (h Host) runnable(p string, depth int) (msg string, sure bool) {
 	fi, err := h.Stat(p)
 	switch {
 	case notExist(err):
-		return "does not exist on this host: the start would fail with 203/EXEC", true
+		return "does not exist on this host: the start would fail", true
 	case err != nil:
 		return fmt.Sprintf("cannot be checked: %v", err), false
 	case !fi.Mode().IsRegular():
-		return "is not a regular file: the start would fail with 203/EXEC", true
+		return "is not a regular file: the start would fail", true
 	case fi.Mode().Perm()&0o111 == 0:
-		return fmt.Sprintf("is not executable (mode %04o): the start would fail with 203/EXEC", fi.Mode().Perm()), true
+		return fmt.Sprintf("is not executable (mode %04o): the start would fail", fi.Mode().Perm()), true
+	}
+	interp := h.interpreter(p)
+	if interp == "" || depth == 0 {
+		return "", true
+	}
+	if msg, sure := h.runnable(interp, depth-1); msg != "" {
+		return fmt.Sprintf("runs %s (its #! line), which %s", interp, msg), sure
 	}
 	return "", true
+}
+
+// interpreter is the absolute interpreter path of a script's #! line, or
+// "" (not a script, not readable, or a relative path, which the kernel
+// looks up from the working directory).
+func (h Host) interpreter(p string) string {
+	if h.ReadHead == nil {
+		return ""
+	}
+	head, err := h.ReadHead(p, shebangMax)
+	if err != nil || !bytes.HasPrefix(head, []byte("#!")) {
+		return ""
+	}
+	line, _, _ := bytes.Cut(head[2:], []byte("\n"))
+	fields := strings.Fields(string(line))
+	if len(fields) == 0 || !strings.HasPrefix(fields[0], "/") {
+		return ""
+	}
+	return fields[0]
+}
+
+// shebangMax is how much of a #! line the kernel reads (BINPRM_BUF_SIZE).
+const shebangMax = 256
+
+// readHead reads the first n bytes of a file, or fewer if it is shorter.
+func readHead(path string, n int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, n)
+	k, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return buf[:k], nil
 }
 
 // notExist: the path surely does not exist (a component of it that is a

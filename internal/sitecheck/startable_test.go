@@ -12,10 +12,16 @@ import (
 
 func TestStartable(t *testing.T) {
 	host := fakeHost(fstest.MapFS{
-		"usr/bin/app":  {Mode: 0o755},
-		"usr/bin/data": {Mode: 0o644},
-		"srv/karl":     {Mode: fs.ModeDir | 0o755},
-		"srv/file":     {Mode: 0o644},
+		"usr/bin/app":           {Mode: 0o755},
+		"usr/bin/data":          {Mode: 0o644},
+		"srv/karl":              {Mode: fs.ModeDir | 0o755},
+		"srv/file":              {Mode: 0o644},
+		"srv/venv/bin/gunicorn": {Mode: 0o755, Data: []byte("#!/srv/venv/bin/python3\nimport sys\n")},
+		"srv/old/bin/gunicorn":  {Mode: 0o755, Data: []byte("#!/usr/bin/python3.9 -u\n")},
+		"srv/venv/bin/python3":  {Mode: 0o755, Data: []byte("\x7fELF")},
+		"srv/loop/a":            {Mode: 0o755, Data: []byte("#!/srv/loop/a\n")},
+		"srv/rel/run":           {Mode: 0o755, Data: []byte("#! python3\n")},
+		"etc/karl/db":           {Mode: 0o600},
 	}, nil)
 	secret := host
 	secret.Stat = func(p string) (fs.FileInfo, error) { return nil, fs.ErrPermission }
@@ -29,12 +35,19 @@ func TestStartable(t *testing.T) {
 		{"no program to run", host, Start{User: "karl", WorkingDirectory: "/srv/karl"}, nil},
 		{"numeric ids, home", host, Start{Program: "/usr/bin/app", User: "1001", Group: "1001", WorkingDirectory: "~"}, nil},
 		{"all wrong", host, Start{Program: "/usr/bin/gunicornn", User: "kral", Group: "wwwdata", WorkingDirectory: "/srv/karl/current"},
-			[]string{"the program /usr/bin/gunicornn does not exist on this host: the start would fail with 203/EXEC",
+			[]string{"the program /usr/bin/gunicornn does not exist on this host: the start would fail",
 				`user "kral" does not exist on this host: the start would fail with 217/USER`,
 				`group "wwwdata" does not exist on this host: the start would fail with 216/GROUP`,
 				"the working directory /srv/karl/current does not exist: the start would fail with 200/CHDIR"}},
 		{"not executable, not a directory", host, Start{Program: "/usr/bin/data", WorkingDirectory: "/srv/file"},
 			[]string{"the program /usr/bin/data is not executable (mode 0644)", "the working directory /srv/file is not a directory"}},
+		{"a script and its interpreter", host, Start{Program: "/srv/venv/bin/gunicorn"}, nil},
+		{"a script whose interpreter is gone", host, Start{Program: "/srv/old/bin/gunicorn"},
+			[]string{"the program /srv/old/bin/gunicorn runs /usr/bin/python3.9 (its #! line), which does not exist on this host"}},
+		{"a script that runs itself", host, Start{Program: "/srv/loop/a"}, nil},
+		{"a relative interpreter", host, Start{Program: "/srv/rel/run"}, nil},
+		{"credentials", host, Start{Credentials: []string{"/etc/karl/db", "/etc/karl/api", "db"}},
+			[]string{"the credential file /etc/karl/api does not exist: the start would fail with 243/CREDENTIALS"}},
 		// Doubt is no reason: a path sitectl may not search, a user from a
 		// source sitectl cannot ask.
 		{"cannot tell", secret, Start{Program: "/usr/bin/gunicornn", User: "ldap-user", WorkingDirectory: "/srv/x"}, nil},
@@ -119,5 +132,21 @@ func TestLocalSources(t *testing.T) {
 		if got := localSources([]byte(c.conf), "passwd"); got != c.want {
 			t.Errorf("localSources(%q) = %v, want %v", c.conf, got, c.want)
 		}
+	}
+}
+
+func TestReadHead(t *testing.T) {
+	p := t.TempDir() + "/script"
+	if err := os.WriteFile(p, []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readHead(p, 4); err != nil || string(got) != "#!/b" {
+		t.Errorf("readHead(4) = %q, %v", got, err)
+	}
+	if got, err := readHead(p, 256); err != nil || string(got) != "#!/bin/sh\necho hi\n" {
+		t.Errorf("readHead(256) of a shorter file = %q, %v", got, err)
+	}
+	if h := OS; h.interpreter(p) != "/bin/sh" {
+		t.Errorf("interpreter = %q", h.interpreter(p))
 	}
 }

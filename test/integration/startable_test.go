@@ -21,8 +21,13 @@ import (
 // refused until the program is there.
 func TestUnstartableUnitKeepsTheSiteServing(t *testing.T) {
 	top, good, url, _ := servingShop(t)
+	// A script whose #! line names an interpreter that is gone (a
+	// virtualenv whose Python went with an upgrade).
+	top.run("sh", "-c", `mkdir -p /srv/bin && printf '#!/usr/bin/no-such-python3\nprint(1)\n' > /srv/bin/gunicorn && chmod 755 /srv/bin/gunicorn`)
 	for _, c := range []struct{ name, file, problem string }{
 		{"exec", strings.Replace(good, `"/usr/bin/gunicorn"`, `"/usr/bin/no-such-gunicorn"`, 1), "/usr/bin/no-such-gunicorn"},
+		{"interpreter", strings.Replace(good, `"/usr/bin/gunicorn"`, `"/srv/bin/gunicorn"`, 1), "/usr/bin/no-such-python3"},
+		{"credential", good + "[credentials]\ndb = \"/etc/no-such-secret\"\n", "/etc/no-such-secret"},
 		{"user", strings.Replace(good, "server = \"gunicorn\"\n", "server = \"gunicorn\"\nuser = \"no-such-user\"\n", 1), `user "no-such-user"`},
 		{"workdir", strings.Replace(good, `workdir = "/srv/wsgi"`, `workdir = "/srv/no-such-dir"`, 1), "/srv/no-such-dir"},
 	} {
