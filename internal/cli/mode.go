@@ -68,6 +68,15 @@ no connection is refused. A second sitectl changing the same site waits for the
 first (or fails at once with --no-block). Switching to the mode the site already
 runs in does nothing unless --force is given.
 
+A restart stops the serving process before the new one starts, and a rollback
+restarts the same unit: so before it, sitectl checks that the unit systemd has
+loaded can start at all. When its program (or a script's #! interpreter), user,
+group, working directory or a credential file surely does not exist, nothing is
+done and sitectl exits 1, saying what is missing; the site serves on. Maintenance
+modes run no program of the site's. A restart of units older than the site file
+(edited, not daemon-reloaded) goes ahead and warns that it ran the units systemd has
+(warnings in --json).
+
 Run by a user other than root, sitectl asks sitectl's state service to do all of
 this as root, for a site whose file names the user in deployers (see
 docs/deployers.md), and shows its progress and report. Once the change has
@@ -108,7 +117,8 @@ func oneSiteCmd(e *env, verb, short, long string) *cobra.Command {
 func restartCmd(e *env) *cobra.Command {
 	return oneSiteCmd(e, stateservice.VerbRestart, "Restart one site in its current mode and verify it serves",
 		`Restart one site's service over D-Bus in its current mode, wait until it runs and
-verify it as sitectl mode does. The socket units keep the listeners open.`)
+verify it as sitectl mode does, with the same check that the unit can start. The
+socket units keep the listeners open.`)
 }
 
 func reloadCmd(e *env) *cobra.Command {
