@@ -117,6 +117,13 @@ func (h Host) runnable(p string, depth int) (msg string, sure bool) {
 	case fi.Mode().Perm()&0o111 == 0:
 		return fmt.Sprintf("is not executable (mode %04o): the start would fail", fi.Mode().Perm()), true
 	}
+	// Only a script anyone may read: one that the site's user may not
+	// read fails anyway, and root's reading of another (through a
+	// release symlink a deployer points elsewhere) must not show a
+	// deployer its first line.
+	if fi.Mode().Perm()&0o004 == 0 {
+		return "", true
+	}
 	interp := h.interpreter(p)
 	if interp == "" || depth == 0 {
 		return "", true
@@ -205,7 +212,7 @@ func lookupName(db, name string) (bool, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err = exec.CommandContext(ctx, "getent", db, name).Run()
+	err = exec.CommandContext(ctx, "getent", "--", db, name).Run()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:

@@ -22,6 +22,7 @@ func TestStartable(t *testing.T) {
 		"srv/loop/a":            {Mode: 0o755, Data: []byte("#!/srv/loop/a\n")},
 		"srv/rel/run":           {Mode: 0o755, Data: []byte("#! python3\n")},
 		"etc/karl/db":           {Mode: 0o600},
+		"root/script":           {Mode: 0o700, Data: []byte("#!/secret/first/line\n")},
 	}, nil)
 	secret := host
 	secret.Stat = func(p string) (fs.FileInfo, error) { return nil, fs.ErrPermission }
@@ -46,6 +47,7 @@ func TestStartable(t *testing.T) {
 			[]string{"the program /srv/old/bin/gunicorn runs /usr/bin/python3.9 (its #! line), which does not exist on this host"}},
 		{"a script that runs itself", host, Start{Program: "/srv/loop/a"}, nil},
 		{"a relative interpreter", host, Start{Program: "/srv/rel/run"}, nil},
+		{"a script not everyone may read is not read", host, Start{Program: "/root/script"}, nil},
 		{"credentials", host, Start{Credentials: []string{"/etc/karl/db", "/etc/karl/api", "db"}},
 			[]string{"the credential file /etc/karl/api does not exist: the start would fail with 243/CREDENTIALS"}},
 		// Doubt is no reason: a path sitectl may not search, a user from a
