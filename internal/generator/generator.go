@@ -32,6 +32,7 @@ type File struct {
 	Path    string // relative to the output directory
 	Content string // for a unit
 	Link    string // for a symlink: its target
+	Site    string // the site whose file it is; "" for one all sites share
 }
 
 // Files renders the units of the given sites, with the .wants/ links that
@@ -75,9 +76,10 @@ func FilesRendered(sites []*site.Site, opts units.Options, outOfService map[stri
 	}
 	for i, us := range rendered {
 		for _, u := range us {
-			out = append(out, File{Path: u.Name, Content: u.Content})
-			if u.WantedBy != "" && !outOfService[sorted[i].Name] {
-				out = append(out, File{Path: filepath.Join(u.WantedBy+".wants", u.Name), Link: "../" + u.Name})
+			name := sorted[i].Name
+			out = append(out, File{Path: u.Name, Content: u.Content, Site: name})
+			if u.WantedBy != "" && !outOfService[name] {
+				out = append(out, File{Path: filepath.Join(u.WantedBy+".wants", u.Name), Link: "../" + u.Name, Site: name})
 			}
 		}
 	}
@@ -183,12 +185,51 @@ func WriteNew(dir string, files []File) error {
 		}
 		errs[i] = err
 	})
-	for _, err := range errs {
-		if err != nil {
-			return err
+	return dropIncomplete(dir, files, errs)
+}
+
+// dropIncomplete removes every file of a site of which a file could not
+// be written (the tmpfs full, say), and returns the first error with the
+// sites left out. A site's units go together: a socket without its
+// service would accept connections at boot that nothing serves, and a
+// service without its socket would start with no listener. With none,
+// systemd knows no site of that name, which the generator's log and
+// sitectl status say.
+func dropIncomplete(dir string, files []File, errs []error) error {
+	var first error
+	failed := map[string]bool{}
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		if first == nil {
+			first = err
+		}
+		if files[i].Site != "" {
+			failed[files[i].Site] = true
 		}
 	}
-	return nil
+	if first == nil {
+		return nil
+	}
+	var dropped []string
+	for i, f := range files {
+		if !failed[f.Site] {
+			continue
+		}
+		if errs[i] == nil {
+			if err := os.Remove(filepath.Join(dir, f.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				first = errors.Join(first, err)
+			}
+		}
+		if len(dropped) == 0 || dropped[len(dropped)-1] != f.Site {
+			dropped = append(dropped, f.Site)
+		}
+	}
+	if len(dropped) > 0 {
+		return fmt.Errorf("%w; the units of %s were left out, so that none is there without the others", first, strings.Join(dropped, ", "))
+	}
+	return first
 }
 
 // buffers hold a unit's content for write(2), which takes bytes, so that

@@ -41,9 +41,9 @@ func TestFiles(t *testing.T) {
 	want := []File{{Path: "sitectl.slice", Content: units.RenderSlice().Content}}
 	for i := len(sites) - 1; i >= 0; i-- {
 		for _, u := range units.Render(sites[i], units.Options{}) {
-			want = append(want, File{Path: u.Name, Content: u.Content})
+			want = append(want, File{Path: u.Name, Content: u.Content, Site: sites[i].Name})
 			if u.WantedBy != "" {
-				want = append(want, File{Path: filepath.Join(u.WantedBy+".wants", u.Name), Link: "../" + u.Name})
+				want = append(want, File{Path: filepath.Join(u.WantedBy+".wants", u.Name), Link: "../" + u.Name, Site: sites[i].Name})
 			}
 		}
 	}
@@ -114,6 +114,29 @@ func TestWriteNew(t *testing.T) {
 	}
 	if got := tree(t, b); !reflect.DeepEqual(got, want) {
 		t.Errorf("WriteNew into a directory that was not empty: files differ")
+	}
+	// A site of which one file cannot be written (here a directory is in
+	// the way of its service) gets none: not a socket without its
+	// service. The other sites are whole.
+	c := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(c, "site-s003.service", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := WriteNew(c, files)
+	if err == nil || !strings.Contains(err.Error(), "the units of s003 were left out, so that none is there without the others") {
+		t.Errorf("WriteNew with a site's service in the way: %v", err)
+	}
+	got := tree(t, c)
+	for p, content := range want {
+		if strings.Contains(p, "site-s003") {
+			if _, ok := got[p]; ok && !strings.HasPrefix(p, "site-s003.service/") {
+				t.Errorf("%s of the site whose service could not be written is there", p)
+			}
+			continue
+		}
+		if got[p] != content {
+			t.Errorf("%s of another site is missing or differs", p)
+		}
 	}
 	if err := WriteNew(filepath.Join(a, "site-s000.service"), files); err == nil {
 		t.Error("WriteNew into a file instead of a directory succeeded")
