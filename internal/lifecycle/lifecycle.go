@@ -112,7 +112,10 @@ func Enable(ctx context.Context, e *Env, s *site.Site) (Report, error) {
 			continue
 		}
 		if err := e.start(ctx, rep.Site, us[0]); err != nil {
-			return rep, err
+			// The marker is gone already: say so, rather than leave the
+			// operator to think the site stays out of service.
+			return rep, fmt.Errorf("site %s: %s did not start: %w; the site is no longer marked out of service, so its sockets start at boot (`sitectl disable %s` marks it again)",
+				s.Name, name, err, s.Name)
 		}
 		rep.Started, rep.Changed = append(rep.Started, name), true
 	}

@@ -14,11 +14,12 @@ import (
 
 // fakeSystemd keeps unit states; a unit it has no entry for is not found.
 type fakeSystemd struct {
-	active  map[string]string // unit → active state
-	loaded  map[string]bool
-	stale   bool // the units are older than the site file
-	reloads int
-	calls   []string
+	active   map[string]string // unit → active state
+	startErr error             // every start fails with it
+	loaded   map[string]bool
+	stale    bool // the units are older than the site file
+	reloads  int
+	calls    []string
 }
 
 func (f *fakeSystemd) unit(n string) control.Unit {
@@ -56,6 +57,10 @@ func (f *fakeSystemd) StatesMatching(_ context.Context, patterns ...string) ([]c
 
 func (f *fakeSystemd) Start(_ context.Context, u string) error {
 	f.calls = append(f.calls, "start "+u)
+	if f.startErr != nil {
+		f.active[u] = "failed"
+		return f.startErr
+	}
 	f.active[u] = "active"
 	if u == "site-karl.socket" {
 		f.active["site-karl-reload.path"] = "active" // its Wants=
@@ -195,5 +200,23 @@ func TestRemoveForgetsTheSite(t *testing.T) {
 	}
 	if rep, err := Remove(context.Background(), e, "karl", true); err != nil || rep.Changed {
 		t.Errorf("second remove: %+v %v", rep, err)
+	}
+}
+
+// A start that fails leaves the site wanted at boot (the marker is
+// gone): enable says so, and the command that marks it again.
+func TestEnableThatCannotStartSaysWhereTheSiteStands(t *testing.T) {
+	e, f := newEnv(t)
+	if _, err := Disable(context.Background(), e, karl(t)); err != nil {
+		t.Fatal(err)
+	}
+	f.startErr = &control.JobError{Verb: "start", Unit: "site-karl.socket", Result: "failed"}
+	rep, err := Enable(context.Background(), e, karl(t))
+	want := "site karl: site-karl.socket did not start: start of site-karl.socket ended with result \"failed\"; the site is no longer marked out of service, so its sockets start at boot (`sitectl disable karl` marks it again)"
+	if err == nil || err.Error() != want || rep.InService {
+		t.Errorf("enable whose start fails: %+v\n%v\nwant %s", rep, err, want)
+	}
+	if out, _, _ := e.Store.OutOfService("karl"); out {
+		t.Error("the marker is still there, which the error says is gone")
 	}
 }
