@@ -336,7 +336,11 @@ func flowExit(err error, rep flow.Report) error {
 	case errors.Is(err, flow.ErrRolledBack):
 		return withCode(exitRolledBack, err, append(hints, fmt.Sprintf("the site serves in mode %s again", rep.From))...)
 	case errors.Is(err, flow.ErrRollbackFailed):
-		return withCode(exitRollbackFail, err, append(hints, "the site is down: see `systemctl status site-"+rep.Site+".service` and its journal")...)
+		down := "the site is down: see `systemctl status site-" + rep.Site + ".service` and its journal"
+		if rep.MainPID != 0 {
+			down = fmt.Sprintf("site-%s.service runs (main PID %d) but was not shown to serve: if its probe fails in every mode, check the probe in the site file; see `sitectl status %s` and the journal", rep.Site, rep.MainPID, rep.Site)
+		}
+		return withCode(exitRollbackFail, err, append(hints, down)...)
 	case errors.Is(err, flow.ErrStopped):
 		return withCode(exitFailed, err, "it stays stopped, in mode "+rep.From+"; `systemctl start site-"+rep.Site+".socket` starts it again")
 	case errors.Is(err, flow.ErrModeNotFound):

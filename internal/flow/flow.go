@@ -95,7 +95,7 @@ type Report struct {
 	Site     string   `json:"site" doc:"the site's name"`
 	From     string   `json:"from" doc:"the mode the site was in"`
 	To       string   `json:"to" doc:"the mode asked for"`
-	Result   string   `json:"result" doc:"ok (the site serves in mode to; with a reason, and a non-zero exit, when its history could not be written), rolled-back (the site serves in mode from again), rollback-failed (it serves in neither), stopped (someone else stopped the site during the change: it stays stopped, in mode from), or empty when the change never began (a mode that does not exist, say)" enum:"ok,rolled-back,rollback-failed,stopped,"`
+	Result   string   `json:"result" doc:"ok (the site serves in mode to; with a reason, and a non-zero exit, when its history could not be written), rolled-back (the site serves in mode from again), rollback-failed (it was shown to serve in neither: main_pid is not 0 when its service runs all the same, unverified), stopped (someone else stopped the site during the change: it stays stopped, in mode from), or empty when the change never began (a mode that does not exist, say)" enum:"ok,rolled-back,rollback-failed,stopped,"`
 	Changed  bool     `json:"changed" doc:"the site was restarted or reloaded and runs the new mode or generation"`
 	Duration float64  `json:"duration_seconds" doc:"how long the change took"`
 	MainPID  int      `json:"main_pid" doc:"the service's main PID afterwards; 0 when it does not run"`
@@ -400,7 +400,7 @@ func (sw *switchRun) rollBack(ctx context.Context, upErr error) (Report, error) 
 		return sw.stopped(fmt.Errorf("%w; before that, mode %s did not come up: %v", backErr, to, upErr))
 	}
 	if backErr != nil {
-		sw.rep.Result = modes.ResultRollbackFailed
+		sw.rep.Result, sw.rep.MainPID = modes.ResultRollbackFailed, sw.stillRunning(ctx, pid)
 		sw.rep.Reason = upErr.Error() + "; rollback: " + backErr.Error()
 		e.progress("%s: the rollback to %s failed too: %v", s.Name, from, backErr)
 		return sw.finish(modes.ResultRollbackFailed, sw.rep.Reason,
@@ -409,6 +409,23 @@ func (sw *switchRun) rollBack(ctx context.Context, upErr error) (Report, error) 
 	sw.rep.Result, sw.rep.MainPID, sw.rep.Changed = modes.ResultRolledBack, pid, false
 	e.progress("%s: serving in mode %s again (main PID %d)", s.Name, from, pid)
 	return sw.finish(modes.ResultRolledBack, upErr.Error(), fmt.Errorf("site %s: mode %s: %v: %w", s.Name, to, upErr, ErrRolledBack))
+}
+
+// stillRunning is pid when the site's service runs with it as its main
+// process, read afresh, or 0. A service that runs but failed its checks
+// (a probe whose path is wrong fails in every mode) is not down, and the
+// report says so with its PID.
+func (sw *switchRun) stillRunning(ctx context.Context, pid int) int {
+	if pid == 0 {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	u, err := sw.e.unit(ctx, units.ServiceName(sw.s.Name))
+	if err != nil || u.ActiveState != "active" || u.MainPID != pid {
+		return 0
+	}
+	return pid
 }
 
 // journalShown is how many of the last journal lines of a failed start a

@@ -213,13 +213,30 @@ func TestFailedModeRollsBack(t *testing.T) {
 
 func TestRollbackThatFailsToo(t *testing.T) {
 	e, _ := newEnv(t, "broken", "normal")
-	_, err := SwitchMode(context.Background(), e, testSite(t), "broken", Options{})
+	rep, err := SwitchMode(context.Background(), e, testSite(t), "broken", Options{})
 	if !errors.Is(err, ErrRollbackFailed) {
 		t.Fatalf("err = %v, want ErrRollbackFailed", err)
+	}
+	if rep.MainPID != 0 {
+		t.Errorf("a service whose start failed has main PID %d in the report", rep.MainPID)
 	}
 	st, _ := e.Store.ReadState("karl")
 	if st.History[0].Result != modes.ResultRollbackFailed || st.Pending != nil {
 		t.Errorf("state %+v", st)
+	}
+}
+
+// A probe that fails in every mode (its path mistyped in the site file)
+// fails the rollback too, but the service runs: the report has its PID,
+// so that the operator is not told the site is down.
+func TestRollbackFailedWithTheServiceRunning(t *testing.T) {
+	e, f := newEnv(t)
+	e.Probe = func(context.Context, *site.Site, site.Mode) error { return errors.New("GET /helthz: status 404, want 200") }
+	s := testSite(t)
+	s.Probe = &site.Probe{Path: "/helthz", Status: 200, Timeout: time.Second}
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{Timeout: 2 * time.Second})
+	if !errors.Is(err, ErrRollbackFailed) || rep.MainPID == 0 || rep.MainPID != f.pid {
+		t.Errorf("err = %v, main PID %d (the service's is %d)", err, rep.MainPID, f.pid)
 	}
 }
 

@@ -1,0 +1,27 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/sitectl/sitectl/internal/flow"
+)
+
+// A failed rollback says the site is down only when its service does not
+// run; one that runs but failed its checks is named with its PID.
+func TestRollbackFailedHint(t *testing.T) {
+	err := fmt.Errorf("site karl: mode x: probe; rollback: probe: %w", flow.ErrRollbackFailed)
+	for pid, want := range map[int]string{
+		0:   "the site is down: see `systemctl status site-karl.service`",
+		412: "site-karl.service runs (main PID 412) but was not shown to serve: if its probe fails in every mode, check the probe in the site file",
+	} {
+		e := flowExit(err, flow.Report{Site: "karl", MainPID: pid})
+		if codeOf(e) != exitRollbackFail || len(hintsOf(e)) != 1 || !strings.HasPrefix(hintsOf(e)[0], want) {
+			t.Errorf("main PID %d: exit %d, hints %q, want %q", pid, codeOf(e), hintsOf(e), want)
+		}
+	}
+	if e := flowExit(fmt.Errorf("x: %w", flow.ErrCannotStart), flow.Report{Site: "karl"}); codeOf(e) != exitFailed {
+		t.Errorf("a unit that cannot start: exit %d, want %d", codeOf(e), exitFailed)
+	}
+}
