@@ -231,7 +231,9 @@ func TestRollbackThatFailsToo(t *testing.T) {
 // so that the operator is not told the site is down.
 func TestRollbackFailedWithTheServiceRunning(t *testing.T) {
 	e, f := newEnv(t)
-	e.Probe = func(context.Context, *site.Site, site.Mode) error { return errors.New("GET /helthz: status 404, want 200") }
+	e.Probe = func(context.Context, *site.Site, site.Mode) error {
+		return errors.New("GET /helthz: status 404, want 200")
+	}
 	s := testSite(t)
 	s.Probe = &site.Probe{Path: "/helthz", Status: 200, Timeout: time.Second}
 	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{Timeout: 2 * time.Second})
