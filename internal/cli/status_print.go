@@ -147,6 +147,9 @@ func (e *env) printService(s status.Site, line func(string, string, ...any)) {
 		text += "; idle: the first request starts it"
 	}
 	line("service", "%s", text)
+	if len(s.StartProblems) > 0 {
+		line("start", "%s", e.style.Red("would fail")+": "+term.Escape(strings.Join(s.StartProblems, "; "))+"; sitectl refuses to restart it, and a crash restart would fail")
+	}
 	if s.StatusText != "" {
 		line("status", "%s", term.Escape(s.StatusText))
 	}

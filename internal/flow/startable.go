@@ -35,14 +35,29 @@ type startSpecs interface {
 // stale is true when the unit is older than its site file: the restart
 // then runs the unit as systemd has it, not as the file says now.
 func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale bool, err error) {
+	problems, stale, err := e.startProblems(ctx, s, m)
+	if err != nil || len(problems) == 0 {
+		return stale, err
+	}
+	fix := "fix the site file, then `systemctl daemon-reload`"
+	if stale {
+		fix = "systemd's units are older than the site file: if it is fixed there, `systemctl daemon-reload` loads it"
+	}
+	return stale, fmt.Errorf("site %s: %s as systemd has it would not start: %s; a restart would stop the site, and so would its rollback; nothing was done (%s): %w",
+		s.Name, units.ServiceName(s.Name), strings.Join(problems, "; "), fix, ErrCannotStart)
+}
+
+// startProblems says why site s's service, as systemd has it loaded,
+// would surely not start in mode m (sitecheck.Startable), and whether the
+// unit is older than the site file.
+func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (problems []string, stale bool, err error) {
 	r, ok := e.Systemd.(startSpecs)
 	if !ok {
-		return false, nil
+		return nil, false, nil
 	}
-	service := units.ServiceName(s.Name)
-	spec, err := r.StartSpec(ctx, service)
+	spec, err := r.StartSpec(ctx, units.ServiceName(s.Name))
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	st := sitecheck.Start{Credentials: spec.Credentials}
 	if m.Serve != site.ServeMaintenance {
@@ -58,16 +73,26 @@ func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale b
 	if e.Host != nil {
 		host = *e.Host
 	}
-	problems := sitecheck.Startable(host, st)
-	if len(problems) == 0 {
-		return spec.NeedDaemonReload, nil
+	return sitecheck.Startable(host, st), spec.NeedDaemonReload, nil
+}
+
+// StartProblems says why site s's service, as systemd has it loaded,
+// would surely not start in its mode cur: what a restart by sitectl
+// refuses, and what a crash restart would fail on. None when it would
+// start, or when that cannot be told. e needs only Systemd, and Host for
+// tests.
+func StartProblems(ctx context.Context, e *Env, s *site.Site, cur string) ([]string, error) {
+	problems, _, err := e.startProblems(ctx, s, modeOrApp(s, cur))
+	return problems, err
+}
+
+// modeOrApp is mode cur of site s, or a mode that runs the app when s has
+// no such mode.
+func modeOrApp(s *site.Site, cur string) site.Mode {
+	if m, ok := s.Mode(cur); ok {
+		return m
 	}
-	fix := "fix the site file, then `systemctl daemon-reload`"
-	if spec.NeedDaemonReload {
-		fix = "systemd's units are older than the site file: if it is fixed there, `systemctl daemon-reload` loads it"
-	}
-	return spec.NeedDaemonReload, fmt.Errorf("site %s: %s as systemd has it would not start: %s; a restart would stop the site, and so would its rollback; nothing was done (%s): %w",
-		s.Name, service, strings.Join(problems, "; "), fix, ErrCannotStart)
+	return site.Mode{Name: cur, Serve: site.ServeApp}
 }
 
 // Startable refuses, as sitectl's own restarts do, a restart of site s in
@@ -75,11 +100,7 @@ func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale b
 // surely cannot start, for callers that restart a site without a flow
 // (touch-to-reload). e needs only Systemd, and Host for tests.
 func Startable(ctx context.Context, e *Env, s *site.Site, cur string) error {
-	m, ok := s.Mode(cur)
-	if !ok {
-		m = site.Mode{Name: cur, Serve: site.ServeApp}
-	}
-	_, err := e.startable(ctx, s, m)
+	_, err := e.startable(ctx, s, modeOrApp(s, cur))
 	return err
 }
 

@@ -58,13 +58,15 @@ type Site struct {
 	NRestarts   int        `json:"n_restarts" doc:"automatic restarts after failures since the service was last started deliberately (systemd's NRestarts); list reads it only for services that are not inactive"`
 	LastFailure *Failure   `json:"last_failure" doc:"how the service last failed, from the journal (status only); null when it has not or the journal cannot be read"`
 
-	Socket  string          `json:"socket" doc:"the site's sockets in one word: listening, stopped (visitors are refused), failed, starting or stopping" enum:"listening,stopped,failed,starting,stopping"`
-	Sockets []Socket        `json:"sockets" doc:"each socket unit of the site"`
-	Trigger *Trigger        `json:"trigger" doc:"the touch-to-reload trigger; null for a site without reload_trigger"`
-	Listen  []string        `json:"listeners" doc:"the site's listeners: addresses and unix socket paths"`
-	Release string          `json:"release" doc:"the working directory with its symlinks resolved; empty without workdir"`
-	Ready   bool            `json:"ready" doc:"the service is active and running"`
-	Cleanup *cleanup.Record `json:"last_cleanup,omitempty" doc:"what the last stop's cleanup found and did (status only, from the journal); left out when unknown"`
+	Socket  string   `json:"socket" doc:"the site's sockets in one word: listening, stopped (visitors are refused), failed, starting or stopping" enum:"listening,stopped,failed,starting,stopping"`
+	Sockets []Socket `json:"sockets" doc:"each socket unit of the site"`
+	Trigger *Trigger `json:"trigger" doc:"the touch-to-reload trigger; null for a site without reload_trigger"`
+	Listen  []string `json:"listeners" doc:"the site's listeners: addresses and unix socket paths"`
+	Release string   `json:"release" doc:"the working directory with its symlinks resolved; empty without workdir"`
+	// StartProblems are why the service would surely not start.
+	StartProblems []string        `json:"start_problems" doc:"why the service, as systemd has it loaded, would surely not start in the recorded mode (a program, #! interpreter, user, group, working directory or credential file that does not exist): sitectl refuses to restart it, and a crash restart would fail; [] when none, or in list"`
+	Ready         bool            `json:"ready" doc:"the service is active and running"`
+	Cleanup       *cleanup.Record `json:"last_cleanup,omitempty" doc:"what the last stop's cleanup found and did (status only, from the journal); left out when unknown"`
 }
 
 // FileState is the state of a site file.
@@ -135,6 +137,9 @@ type Sources struct {
 	// Warm reads the generation a keep_previous site keeps warm
 	// (WarmGeneration, from its launcher).
 	Warm func(ctx context.Context, s *site.Site, mainPID int) *Warm
+	// StartProblems says why a site's service would surely not start in
+	// mode (flow.StartProblems).
+	StartProblems func(ctx context.Context, s *site.Site, mode string) []string
 	// ListCache is the file where list (Brief, all sites) keeps what it
 	// read of each site file, so that it reads only the files changed
 	// since (package sitecache); empty: no cache. Root's list writes it.
@@ -223,6 +228,9 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 			sites[i].readJournal(ctx, src)
 			if ents[i].known {
 				sites[i].readServed(ctx, src, ents[i].site)
+				if src.StartProblems != nil && sites[i].LoadState == "loaded" {
+					sites[i].StartProblems = append(sites[i].StartProblems, src.StartProblems(ctx, ents[i].site, sites[i].Mode)...)
+				}
 			}
 		}
 	})
@@ -343,7 +351,7 @@ func build(st modes.Store, read func(name string) (modes.Listed, error), en entr
 	out := Site{
 		Site: s.Name, File: en.file, SiteFile: en.fileState(), Mode: mode, PreviousMode: state.PreviousMode, Pending: state.Pending,
 		Unit: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState, MainPID: u.MainPID,
-		Result: u.Result, StatusText: u.StatusText, NRestarts: u.NRestarts, Listen: []string{}, Sockets: []Socket{},
+		Result: u.Result, StatusText: u.StatusText, NRestarts: u.NRestarts, Listen: []string{}, Sockets: []Socket{}, StartProblems: []string{},
 	}
 	if !u.Since.IsZero() {
 		t := u.Since

@@ -282,6 +282,36 @@ func TestServedMode(t *testing.T) {
 	}
 }
 
+// status (not list) says why a loaded service would not start, in the
+// mode recorded for it.
+func TestStartProblems(t *testing.T) {
+	d, sd := setup(t)
+	var mu sync.Mutex
+	asked := map[string]string{}
+	src := Sources{Dirs: d, Systemd: sd, StartProblems: func(_ context.Context, s *site.Site, mode string) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		asked[s.Name] = mode
+		if s.Name == "run" {
+			return []string{"the program /usr/bin/app does not exist on this host: the start would fail"}
+		}
+		return nil
+	}}
+	res, err := Gather(context.Background(), src, Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := bySite(res.Sites)
+	if len(got["run"].StartProblems) != 1 || asked["run"] != got["run"].Mode || got["idle"].StartProblems == nil || len(got["idle"].StartProblems) != 0 {
+		t.Errorf("start problems: run %q (asked in mode %q), idle %q", got["run"].StartProblems, asked["run"], got["idle"].StartProblems)
+	}
+	asked = map[string]string{}
+	res, err = Gather(context.Background(), src, Request{Brief: true})
+	if err != nil || len(asked) != 0 || bySite(res.Sites)["run"].StartProblems == nil {
+		t.Errorf("list asked for start problems (%v), or has null for none: %v", asked, err)
+	}
+}
+
 func TestModeOf(t *testing.T) {
 	for env, want := range map[string]string{
 		"PATH=/bin\x00SITE_MODE=read-only\x00X=1": "read-only",

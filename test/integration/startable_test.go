@@ -43,6 +43,13 @@ func TestUnstartableUnitKeepsTheSiteServing(t *testing.T) {
 			if err := siteAnswers(url, "normal"); err != nil {
 				t.Errorf("after the refused restart: %v", err)
 			}
+			// status says so before a crash restart finds out.
+			if p := startProblems(h); len(p) != 1 || !strings.Contains(p[0], c.problem) {
+				t.Errorf("status --json start_problems: %q, want one naming %s", p, c.problem)
+			}
+			if out := h.run("sitectl", "status", "shop"); !strings.Contains(out, "start: would fail: ") || !strings.Contains(out, c.problem) {
+				t.Errorf("sitectl status does not say the start would fail:\n%s", out)
+			}
 
 			back := []string{"restart", "shop"}
 			if c.name == "exec" {
@@ -67,6 +74,9 @@ func TestUnstartableUnitKeepsTheSiteServing(t *testing.T) {
 			}
 			if err := siteAnswers(url, "normal"); err != nil {
 				t.Fatalf("with the good file back: %v", err)
+			}
+			if p := startProblems(h); len(p) != 0 {
+				t.Errorf("start_problems with the good file back: %q", p)
 			}
 		})
 	}
@@ -115,6 +125,19 @@ func refusedChangingNothing(h *host, problem string, args ...string) {
 	if now := h.run("sitectl", "history", "shop", "--json"); now != history {
 		t.Errorf("sitectl %s changed the history:\nbefore: %s\nafter:  %s", strings.Join(args, " "), history, now)
 	}
+}
+
+// startProblems is start_problems of sitectl status shop --json.
+func startProblems(h *host) []string {
+	var sites []struct {
+		StartProblems []string `json:"start_problems"`
+	}
+	out := h.run("sitectl", "status", "shop", "--json")
+	if err := json.Unmarshal([]byte(out), &sites); err != nil || len(sites) != 1 || sites[0].StartProblems == nil {
+		h.t.Errorf("sitectl status shop --json: %v\n%s", err, out)
+		return nil
+	}
+	return sites[0].StartProblems
 }
 
 // siteAnswers says why url does not answer in mode: the app's reply with
