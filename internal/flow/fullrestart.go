@@ -154,14 +154,13 @@ func (e *Env) socketsHeld(ctx context.Context, s *site.Site) error {
 	}
 	// Units older than the site file would restart the socket with its
 	// old listeners: the command reloads them first.
-	cmd := "systemctl restart " + strings.Join(units.SocketNames(s), " ")
+	stale := false
 	if r, ok := e.Systemd.(unitsReloader); ok {
-		if need, err := r.NeedDaemonReload(ctx, socket); err == nil && need {
-			cmd = "systemctl daemon-reload && " + cmd
-		}
+		need, err := r.NeedDaemonReload(ctx, socket)
+		stale = err == nil && need
 	}
-	return fmt.Errorf("site %s: systemd holds no socket for %s although %s is active (its configuration changed while it ran); nothing was done: run `%s` (the service stops with it and starts again at the next connection): %w",
-		s.Name, strings.Join(missing, ", "), socket, cmd, ErrSocketLost)
+	what, fix := sockheld.Lost(s, missing, stale)
+	return fmt.Errorf("site %s: %s; nothing was done: %s: %w", s.Name, what, fix, ErrSocketLost)
 }
 
 // unitStates reads the state of units of any type; control.Manager has it

@@ -144,8 +144,8 @@ func (e *Env) socketsHeld(s *site.Site) error {
 		return err
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("site %s is in service at boot, but systemd holds no socket for %s although %s is active (its listeners changed while it ran): run `systemctl restart %s` (a running service stops with it and starts again at the next connection)",
-			s.Name, strings.Join(missing, ", "), units.MainSocketName(s.Name), strings.Join(units.SocketNames(s), " "))
+		what, fix := sockheld.Lost(s, missing, false)
+		return fmt.Errorf("site %s is in service at boot, but %s: %s", s.Name, what, fix)
 	}
 	return nil
 }

@@ -17,10 +17,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // maxTable bounds what is read of one /proc/1/net table. The tables are
@@ -301,4 +303,19 @@ func parseUnix(f [][]byte, paths map[string]bool, out map[string][]uint64) {
 	if ok1 && ok2 && flags&unixListening != 0 {
 		out[string(f[7])] = append(out[string(f[7])], inode)
 	}
+}
+
+// Lost words, for site s whose socket unit is active, that systemd holds
+// no socket for the listeners missing (Missing), and what opens them
+// again. reloadFirst: systemd's units are older than the site file, and
+// a restart of the socket would open the old listeners. sitectl's
+// changes and enable word their refusals with it alike.
+func Lost(s *site.Site, missing []string, reloadFirst bool) (what, fix string) {
+	what = fmt.Sprintf("systemd holds no socket for %s although %s is active (its listeners changed while it ran)",
+		strings.Join(missing, ", "), units.MainSocketName(s.Name))
+	command := "systemctl restart " + strings.Join(units.SocketNames(s), " ")
+	if reloadFirst {
+		command = "systemctl daemon-reload && " + command
+	}
+	return what, "run `" + command + "` (a running service stops with it and starts again at the next connection)"
 }

@@ -197,3 +197,20 @@ func TestTCPTableLargeWithConnectionsIsRead(t *testing.T) {
 		t.Errorf("Missing = %q, %v; want nothing missing", got, err)
 	}
 }
+
+func TestLost(t *testing.T) {
+	s, err := site.Parse("/etc/sitectl/sites/karl.toml", []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\npath = \"/run/karl.sock\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	what, fix := Lost(s, []string{"127.0.0.1:8080"}, false)
+	if want := "systemd holds no socket for 127.0.0.1:8080 although site-karl.socket is active (its listeners changed while it ran)"; what != want {
+		t.Errorf("what = %q, want %q", what, want)
+	}
+	if !strings.HasPrefix(fix, "run `systemctl restart site-karl.socket` (a running service stops") {
+		t.Errorf("fix = %q", fix)
+	}
+	if _, fix := Lost(s, []string{"127.0.0.1:8080"}, true); !strings.HasPrefix(fix, "run `systemctl daemon-reload && systemctl restart ") {
+		t.Errorf("fix with stale units = %q", fix)
+	}
+}
