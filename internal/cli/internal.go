@@ -22,7 +22,9 @@ import (
 	"github.com/sitectl/sitectl/internal/journal"
 	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/pubpath"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sitecheck"
 	"github.com/sitectl/sitectl/internal/term"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -499,7 +501,10 @@ func touchedStartable(ctx context.Context, e *env, s *site.Site) error {
 		return err
 	}
 	defer mgr.Close()
-	if err := flow.Startable(ctx, &flow.Env{Systemd: mgr}, s, cur); err != nil {
+	// A deployer's touch: paths are looked at as any user could, and the
+	// reload unit has its own /tmp (PrivateTmp=yes, units.reloadHardening).
+	host := sitecheck.Public(pubpath.Resolver{Unseen: []string{"/tmp", "/var/tmp"}})
+	if err := flow.Startable(ctx, &flow.Env{Systemd: mgr, Host: &host}, s, cur); err != nil {
 		return fmt.Errorf("site %s: not reloaded after %s was touched: %w", s.Name, s.ReloadTrigger, err)
 	}
 	return nil

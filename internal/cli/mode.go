@@ -242,6 +242,7 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 		// service started from.
 		Started:        who.Store.ReadLastGood,
 		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) },
+		Host:           ptr(e.host()),
 	}
 	return runFlow(ctx, req, fe, s)
 }
@@ -502,3 +503,5 @@ func indentedJSON(v any, prefix string) ([]byte, error) {
 	}
 	return term.IndentJSON(make([]byte, 0, 2*len(data)), data, prefix, "  "), nil
 }
+
+func ptr[T any](v T) *T { return &v }

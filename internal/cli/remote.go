@@ -18,6 +18,7 @@ import (
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/pubpath"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/status"
@@ -155,6 +156,10 @@ connects to a site's TCP listener through sitectl-dial.service (--dial-socket).`
 					return dialer.Dial(ctx, dialSocket, address)
 				}
 			}
+			// The service answers deployers, and its unit hides /root,
+			// /home and /run/user (ProtectHome=yes) and has its own /tmp
+			// (PrivateTmp=yes): packaging/systemd/sitectl-state.service.
+			e.public = &pubpath.Resolver{Unseen: []string{"/root", "/home", "/run/user", "/tmp", "/var/tmp"}}
 			srv.Backend = backend{e}
 			srv.Logf = func(format string, args ...any) { term.Fprintf(e.stderr, format+"\n", args...) }
 			activation.Notify("READY=1")

@@ -9,12 +9,15 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/internal/paths"
+	"github.com/sitectl/sitectl/internal/pubpath"
+	"github.com/sitectl/sitectl/internal/sitecheck"
 	"github.com/sitectl/sitectl/internal/term"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -37,6 +40,27 @@ type env struct {
 	// dialTCP connects a change's probe to a TCP listener; nil: directly.
 	// Set in sitectl's state service, which has no network of its own.
 	dialTCP func(ctx context.Context, address string) (net.Conn, error)
+	// public is set where root answers another user (sitectl's state
+	// service, the reload unit's touched): the checks of a site's paths
+	// then look at them as any user could (sitecheck.Public); nil: as root.
+	public *pubpath.Resolver
+}
+
+// host is the host the checks of a site's paths read: as root sees it,
+// or as any user could where root answers another user.
+func (e *env) host() sitecheck.Host {
+	if e.public != nil {
+		return sitecheck.Public(*e.public)
+	}
+	return sitecheck.OS
+}
+
+// resolve resolves a site's path for status, as host does.
+func (e *env) resolve(p string) (string, error) {
+	if e.public != nil {
+		return e.public.Resolve(p)
+	}
+	return filepath.EvalSymlinks(p)
 }
 
 // unitOptions are the options the generator uses too, so that rendered units

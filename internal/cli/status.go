@@ -216,18 +216,19 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 	}
 	defer mgr.Close()
 	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, ServedMode: status.ServedMode, Warm: status.WarmGeneration,
-		StartProblems: startProblems(mgr), ListCache: paths.ListCache, StateCache: paths.StateCache}
+		StartProblems: e.startProblems(mgr), Resolve: e.resolve, ListCache: paths.ListCache, StateCache: paths.StateCache}
 	return e.gatherFrom(ctx, src, req)
 }
 
 // startProblems reads why a site's service would not start
 // (flow.StartProblems), within systemdReadTimeout; nothing when systemd
 // does not answer in time, which the rest of status reports.
-func startProblems(mgr *control.Manager) func(ctx context.Context, s *site.Site, mode string) []string {
+func (e *env) startProblems(mgr *control.Manager) func(ctx context.Context, s *site.Site, mode string) []string {
+	host := e.host()
 	return func(ctx context.Context, s *site.Site, mode string) []string {
 		ctx, cancel := context.WithTimeout(ctx, systemdReadTimeout)
 		defer cancel()
-		problems, _ := flow.StartProblems(ctx, &flow.Env{Systemd: mgr}, s, mode)
+		problems, _ := flow.StartProblems(ctx, &flow.Env{Systemd: mgr, Host: &host}, s, mode)
 		return problems
 	}
 }

@@ -105,12 +105,14 @@ func Startable(ctx context.Context, e *Env, s *site.Site, cur string) error {
 }
 
 // appProgram is the program of the site in a service's command line: what
-// follows sitectl launch's "--", or the command itself for a unit that
-// does not start through the launcher.
+// follows the "--" of sitectl's launch verb (after sitectl's own flags,
+// such as --config-dir, when the units name other directories), or the
+// command itself for a unit that does not start through the launcher.
 func appProgram(argv []string) string {
-	if len(argv) > 2 && argv[1] == "launch" {
-		if i := slices.Index(argv, "--"); i > 0 && i+1 < len(argv) {
-			return argv[i+1]
+	end := slices.Index(argv, "--")
+	if end > 0 && slices.Contains(argv[1:end], "launch") {
+		if end+1 < len(argv) {
+			return argv[end+1]
 		}
 		return ""
 	}

@@ -9,8 +9,10 @@ import (
 	"testing/fstest"
 
 	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/sitecheck"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // withSpec is a fake systemd that also says what the service starts with.
@@ -110,14 +112,34 @@ func TestStaleUnitsAreSaid(t *testing.T) {
 
 func TestAppProgram(t *testing.T) {
 	for argv, want := range map[string]string{
-		"/usr/bin/sitectl launch karl -- /usr/bin/gunicorn app": "/usr/bin/gunicorn",
-		"/usr/bin/sitectl launch karl --overlap -- /srv/x":      "/srv/x",
-		"/usr/bin/sitectl launch karl --":                       "",
-		"/usr/bin/app --flag":                                   "/usr/bin/app",
-		"":                                                      "",
+		"/usr/bin/sitectl launch karl -- /usr/bin/gunicorn app":                             "/usr/bin/gunicorn",
+		"/usr/bin/sitectl launch karl --overlap -- /srv/x":                                  "/srv/x",
+		"/usr/bin/sitectl --config-dir /etc/x --state-dir /var/lib/x launch karl -- /srv/y": "/srv/y",
+		"/usr/bin/sitectl launch karl --":                                                   "",
+		"/usr/bin/app --flag":                                                               "/usr/bin/app",
+		"":                                                                                  "",
 	} {
 		if got := appProgram(strings.Fields(argv)); got != want {
 			t.Errorf("appProgram(%q) = %q, want %q", argv, got, want)
+		}
+	}
+}
+
+// The program is found in the command line the units are rendered with,
+// whatever directories they name.
+func TestAppProgramOfRenderedUnits(t *testing.T) {
+	s := testSite(t)
+	for _, dirs := range []paths.Dirs{{Config: paths.DefaultConfigDir, State: paths.DefaultStateDir}, {Config: "/etc/x", State: "/var/lib/x"}} {
+		var argv []string
+		for _, u := range units.Render(s, units.Options{Dirs: dirs}) {
+			for _, line := range strings.Split(u.Content, "\n") {
+				if rest, ok := strings.CutPrefix(line, "ExecStart="); ok && u.Name == "site-karl.service" {
+					argv = strings.Fields(rest)
+				}
+			}
+		}
+		if got := appProgram(argv); got != s.Exec[0] {
+			t.Errorf("dirs %+v: appProgram(%q) = %q, want %s", dirs, argv, got, s.Exec[0])
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sitectl/sitectl/internal/pubpath"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/tomlpos"
 	"github.com/sitectl/sitectl/internal/units"
@@ -35,8 +36,24 @@ type Host struct {
 	ReadHead func(path string, n int) ([]byte, error)
 }
 
-// OS is the host sitectl runs on.
+// OS is the host sitectl runs on, as root sees it.
 var OS = Host{Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks, LookupName: lookupName, ReadHead: readHead}
+
+// Public is the host as any user sees it, for root's checks on behalf of
+// another user (a deployer, through sitectl's state service): paths are
+// looked at through directories anyone may search, never through /proc,
+// and never where r says the caller cannot see the host's (package
+// pubpath). What cannot be seen so is "cannot tell", never "missing".
+func Public(r pubpath.Resolver) Host {
+	return Host{Stat: r.Stat, EvalSymlinks: r.Resolve, LookupName: lookupName, ReadHead: func(p string, n int) ([]byte, error) {
+		f, err := r.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return readFull(f, n)
+	}}
+}
 
 // Warnings are the warnings of site s, read from data (its file's content,
 // for positions). mode is the site file's permission bits, or 0 when the

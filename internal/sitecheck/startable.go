@@ -158,11 +158,17 @@ const shebangMax = 256
 
 // readHead reads the first n bytes of a file, or fewer if it is shorter.
 func readHead(path string, n int) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0) // a FIFO put there meanwhile must not block
+
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	return readFull(f, n)
+}
+
+// readFull reads the first n bytes of r, or fewer if it is shorter.
+func readFull(f io.Reader, n int) ([]byte, error) {
 	buf := make([]byte, n)
 	k, err := io.ReadFull(f, buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {

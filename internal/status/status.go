@@ -137,6 +137,9 @@ type Sources struct {
 	// Warm reads the generation a keep_previous site keeps warm
 	// (WarmGeneration, from its launcher).
 	Warm func(ctx context.Context, s *site.Site, mainPID int) *Warm
+	// Resolve resolves a site's working directory for Release; nil:
+	// filepath.EvalSymlinks.
+	Resolve func(path string) (string, error)
 	// StartProblems says why a site's service would surely not start in
 	// mode (flow.StartProblems).
 	StartProblems func(ctx context.Context, s *site.Site, mode string) []string
@@ -223,7 +226,7 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 	sites := make([]Site, len(ents))
 	errs := make([]error, len(ents))
 	par.Each(len(ents), func(i int) {
-		sites[i], errs[i] = build(st, read, ents[i], byName, !known || withState[ents[i].site.Name])
+		sites[i], errs[i] = build(st, read, ents[i], byName, !known || withState[ents[i].site.Name], src.Resolve)
 		if errs[i] == nil && !req.Brief {
 			sites[i].readJournal(ctx, src)
 			if ents[i].known {
@@ -340,7 +343,7 @@ func unit(byName unitsByName, name string) control.Unit {
 // build puts together the status of one site; hasState false says the
 // site has no state directory (no mode recorded, no state). read reads the
 // state of a site that has one.
-func build(st modes.Store, read func(name string) (modes.Listed, error), en entry, byName unitsByName, hasState bool) (Site, error) {
+func build(st modes.Store, read func(name string) (modes.Listed, error), en entry, byName unitsByName, hasState bool, resolve func(string) (string, error)) (Site, error) {
 	s := en.site
 	u := unit(byName, units.ServiceName(s.Name))
 	ms, err := readModeState(read, s, hasState)
@@ -367,7 +370,10 @@ func build(st modes.Store, read func(name string) (modes.Listed, error), en entr
 	}
 	if s.Workdir != "" {
 		out.Release = s.Workdir
-		if r, err := filepath.EvalSymlinks(s.Workdir); err == nil {
+		if resolve == nil {
+			resolve = filepath.EvalSymlinks
+		}
+		if r, err := resolve(s.Workdir); err == nil {
 			out.Release = r
 		}
 	}
