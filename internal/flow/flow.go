@@ -519,7 +519,7 @@ func Rollback(ctx context.Context, e *Env, s *site.Site, timeout time.Duration, 
 	if s.KeepPrevious > 0 {
 		noWarm = "--cold given"
 		if !cold {
-			rep, err, done := warmRollback(ctx, e, s)
+			rep, err, done := warmRollback(ctx, e, s, timeout)
 			if done {
 				return rep, err
 			}

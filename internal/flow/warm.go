@@ -19,7 +19,7 @@ import (
 // launcher to flip back to it (no process starts), and verifies that the
 // service serves that mode. done is false when nothing was changed and a
 // cold rollback should follow: rep.NoWarm says why.
-func warmRollback(ctx context.Context, e *Env, s *site.Site) (rep Report, err error, done bool) {
+func warmRollback(ctx context.Context, e *Env, s *site.Site, timeout time.Duration) (rep Report, err error, done bool) {
 	rep = Report{Site: s.Name}
 	// The launcher is asked only as the service's main process: its
 	// control socket is in a directory the site's app can write.
@@ -50,13 +50,14 @@ func warmRollback(ctx context.Context, e *Env, s *site.Site) (rep Report, err er
 		return rep, err, true
 	}
 	rep.To = to
-	return e.flipBack(ctx, s, rep, mode, u.MainPID)
+	return e.flipBack(ctx, s, rep, mode, u.MainPID, timeout)
 }
 
 // flipBack records the warm generation's mode, asks the launcher (the
 // service's main process mainPID) for the flip and verifies it; a refused
-// flip puts the recorded mode back.
-func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.Mode, mainPID int) (Report, error, bool) {
+// flip puts the recorded mode back. A flip that does not serve is
+// followed by a cold restart in the mode rolled back to (coldAfterFlip).
+func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.Mode, mainPID int, timeout time.Duration) (Report, error, bool) {
 	start := e.now()
 	from, to := rep.From, rep.To
 	if err := e.Writer.Begin(s, from, to); err != nil {
@@ -83,15 +84,29 @@ func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.
 	}
 	rep.Duration = e.now().Sub(start).Seconds()
 	if err != nil {
-		rep.Result, rep.Reason = modes.ResultRollbackFailed, "after the flip: "+err.Error()
-		return rep, errors.Join(fmt.Errorf("site %s: warm rollback to mode %s: %v: %w", s.Name, to, err, ErrRollbackFailed),
-			e.Writer.Finish(s, modes.ResultRollbackFailed, rep.Reason)), true
+		reason := "the warm generation did not serve after the flip: " + err.Error()
+		if ferr := e.Writer.Finish(s, modes.ResultRollbackFailed, reason+"; restarting cold"); ferr != nil {
+			rep.Result, rep.Reason = modes.ResultRollbackFailed, reason
+			return rep, errors.Join(fmt.Errorf("site %s: warm rollback to mode %s: %v: %w", s.Name, to, err, ErrRollbackFailed), ferr), true
+		}
+		return e.coldAfterFlip(ctx, s, from, to, reason, timeout)
 	}
 	rep.Result, rep.MainPID = modes.ResultOK, pid
 	e.progress("%s: serving in mode %s again (main PID %d) after %.3fs", s.Name, to, pid, rep.Duration)
 	// The history says what sitectl observed; the launcher's own words
 	// went to the progress lines above.
 	return rep, e.Writer.Finish(s, modes.ResultOK, "warm rollback: the generation kept warm serves again"), true
+}
+
+// coldAfterFlip restarts site s cold in mode to, the mode a warm flip
+// that did not serve was to bring back: the launcher drained the newer
+// generation at the flip, so only a fresh start serves again. The report
+// is the restart's, as a rollback from mode from, cold, with why.
+func (e *Env) coldAfterFlip(ctx context.Context, s *site.Site, from, to, why string, timeout time.Duration) (Report, error, bool) {
+	e.progress("%s: %s: restarting cold in mode %s", s.Name, why, to)
+	rep, err := SwitchMode(ctx, e, s, to, Options{Force: true, Restart: true, Timeout: timeout})
+	rep.From, rep.Rollback, rep.NoWarm = from, "cold", why
+	return rep, err, true
 }
 
 // probeServing probes site s in mode m through its listener while its

@@ -62,20 +62,42 @@ func TestWarmRollbackFlips(t *testing.T) {
 }
 
 // The warm generation is probed through the listener after the flip, as
-// any switch is: one that does not answer is no rollback.
+// any switch is: one that does not answer is no rollback. The launcher
+// drained the newer generation at the flip, so the site is restarted cold
+// in the mode rolled back to, and the report says why.
 func TestWarmRollbackIsProbed(t *testing.T) {
-	e, _, s, _ := warmEnv(t)
+	e, f, s, _ := warmEnv(t)
 	s.Probe = &site.Probe{Path: "/healthz", Status: 200, Timeout: time.Second}
 	probed := 0
 	e.Probe = func(context.Context, *site.Site, site.Mode) error {
-		probed++
-		return errors.New("GET /healthz: connection refused")
+		if probed++; probed == 1 {
+			return errors.New("GET /healthz: connection refused")
+		}
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	rep, err := Rollback(ctx, e, s, 2*time.Second, false)
-	if probed == 0 || rep.Rollback != "warm" || rep.Result != modes.ResultRollbackFailed || !errors.Is(err, ErrRollbackFailed) {
+	if err != nil || probed < 2 || rep.Rollback != "cold" || rep.Result != modes.ResultOK || rep.From != "read-only" || rep.To != "normal" || rep.MainPID != f.pid ||
+		!strings.HasPrefix(rep.NoWarm, "the warm generation did not serve after the flip: GET /healthz: connection refused") {
 		t.Fatalf("probed %d times; report %+v, %v", probed, rep, err)
+	}
+	if strings.Join(f.restarts, ",") != "normal" {
+		t.Errorf("restarts %v, want one in mode normal", f.restarts)
+	}
+	st, _ := e.Store.ReadState("karl")
+	h := st.History
+	if cur, _, _ := e.Store.Current("karl"); cur != "normal" || len(h) < 2 || h[len(h)-2].Result != modes.ResultRollbackFailed || h[len(h)-1].Result != modes.ResultOK || st.Pending != nil {
+		t.Errorf("mode %s, history %+v", cur, h)
+	}
+
+	// When the cold restart does not serve either, that is what it says.
+	e, _, s, _ = warmEnv(t)
+	s.Probe = &site.Probe{Path: "/healthz", Status: 200, Timeout: time.Second}
+	e.Probe = func(context.Context, *site.Site, site.Mode) error { return errors.New("GET /healthz: connection refused") }
+	rep, err = Rollback(ctx, e, s, 2*time.Second, false)
+	if rep.Result != modes.ResultRollbackFailed || rep.Rollback != "cold" || !errors.Is(err, ErrRollbackFailed) {
+		t.Errorf("neither warm nor cold serves: report %+v, %v", rep, err)
 	}
 }
 

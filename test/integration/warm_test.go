@@ -388,3 +388,40 @@ func TestWarmNeedsTheSocketRestarted(t *testing.T) {
 		t.Errorf("rollback after the socket unit restarted: %+v", rep)
 	}
 }
+
+// A warm generation that no longer answers (here stopped with SIGSTOP;
+// in life, its workers hung or its connections went stale while it
+// idled): the flip drains the newer generation, so a failed probe left
+// the site down until someone stepped in. Now the rollback restarts the
+// site cold in the mode it rolled back to, and says why.
+func TestWarmGenerationThatDoesNotServeIsRestartedCold(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"warm": warmSite(port, "1h")})
+	h.run("systemctl", "start", "site-warm.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	h.change("mode", "warm", "read-only")
+	var sites []struct {
+		Warm *struct {
+			MainPID int `json:"main_pid"`
+		} `json:"warm"`
+	}
+	out := h.run("sitectl", "status", "warm", "--json")
+	if err := json.Unmarshal([]byte(out), &sites); err != nil || len(sites) != 1 || sites[0].Warm == nil {
+		t.Fatalf("no warm generation in status: %v\n%s", err, out)
+	}
+	h.run("kill", "-STOP", fmt.Sprint(sites[0].Warm.MainPID))
+	defer h.result("kill", "-CONT", fmt.Sprint(sites[0].Warm.MainPID)) // gone after a cold restart
+
+	out, stderr, code := h.result("sitectl", "rollback", "warm")
+	if code != 0 || !strings.Contains(out, "warm: no warm rollback: the warm generation did not serve after the flip") || !strings.Contains(out, "rolled back cold") {
+		t.Errorf("rollback onto a warm generation that does not answer: exit %d\n%s%s", code, out, stderr)
+	}
+	if r := getReply(t, url); r.Mode != "normal" {
+		t.Errorf("after the rollback mode %s answered, want normal", r.Mode)
+	}
+	hist := h.run("sitectl", "history", "warm")
+	if !strings.Contains(hist, "rollback-failed") || !strings.Contains(hist, "restarting cold") {
+		t.Errorf("the history does not say the warm flip failed and why it restarted:\n%s", hist)
+	}
+}
