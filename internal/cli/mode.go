@@ -74,8 +74,9 @@ loaded can start at all. When its program (or a script's #! interpreter), user,
 group, working directory or a credential file surely does not exist, nothing is
 done and sitectl exits 1, saying what is missing; the site serves on. Maintenance
 modes run no program of the site's. A restart of units older than the site file
-(edited, not daemon-reloaded) goes ahead and warns that it ran the units systemd has
-(warnings in --json).
+(edited, not daemon-reloaded) goes ahead and warns that it ran the command line, user,
+sockets and settings systemd has, with only the mode's environment from the file as it
+is now (warnings in --json).
 
 Run by a user other than root, sitectl asks sitectl's state service to do all of
 this as root, for a site whose file names the user in deployers (see

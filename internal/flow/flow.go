@@ -329,7 +329,7 @@ func (sw *switchRun) plan(ctx context.Context) error {
 			return err
 		}
 		if stale {
-			sw.warn("the site file changed since systemd loaded %s: the restart runs the units systemd has, not the file as it is now (`systemctl daemon-reload` loads it; the next restart applies it)", units.ServiceName(sw.s.Name))
+			sw.warn("the site file changed since systemd loaded %s: the restart runs the command line, user, sockets and settings systemd has, with the mode's environment from the file as it is now (`systemctl daemon-reload` loads the rest; the next restart applies it)", units.ServiceName(sw.s.Name))
 		}
 	}
 	sw.socketsWereUp, _, err = sw.socketsUp(ctx)

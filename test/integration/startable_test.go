@@ -219,7 +219,7 @@ func TestRestartOfUnitsOlderThanTheFileSaysSo(t *testing.T) {
 	h, good, url, _ := servingShop(t)
 	h.writeSite("shop", strings.Replace(good, `drain_timeout = "10s"`, `drain_timeout = "7s"`, 1))
 	out, stderr, code := h.result("sitectl", "restart", "shop")
-	want := "sitectl: warning: shop: the site file changed since systemd loaded site-shop.service: the restart runs the units systemd has"
+	want := "sitectl: warning: shop: the site file changed since systemd loaded site-shop.service: the restart runs the command line, user, sockets and settings systemd has, with the mode's environment from the file as it is now"
 	if code != 0 || !strings.Contains(stderr, want) {
 		t.Errorf("sitectl restart with units older than the file: exit %d, want 0 and %q\nstdout: %s\nstderr: %s", code, want, out, stderr)
 	}
