@@ -37,7 +37,7 @@ type Site struct {
 	State    string    `json:"state" doc:"the site in one word: running (its service runs), idle (its sockets listen; the first request starts the service), starting, reloading, stopping, restarting (after a crash: the service failed and systemd restarts it), failed (the service or a socket failed), stopped (a socket is stopped: visitors are refused)" enum:"running,idle,starting,reloading,stopping,restarting,failed,stopped"`
 	Running  bool      `json:"running" doc:"sitectl status exits 0 for the site: every socket listens, and the service runs, is starting, stopping or reloading, or is idle"`
 
-	Mode         string `json:"mode" doc:"the mode recorded for the site (its default mode when none is)"`
+	Mode         string `json:"mode" doc:"the mode recorded for the site (its default mode when none is); empty when its state cannot be read (a warning says why)"`
 	PreviousMode string `json:"previous_mode" doc:"the mode before the last successful switch; empty when there was none"`
 	ModeApplied  bool   `json:"mode_applied" doc:"the running service started after the mode was recorded, so it runs in that mode"`
 	ServedMode   string `json:"served_mode" doc:"the mode the process that serves runs, from its own environment (SITE_MODE of the main process, or of an overlap site's serving generation), as a switch verifies it; empty when none serves or in list"`
@@ -173,7 +173,8 @@ type Result struct {
 	// Missing are named sites that do not exist (no site file).
 	Missing []string
 	// Skipped are files of the config directory that cannot be a site
-	// (a name that is not valid).
+	// (a name that is not valid), and sites whose state cannot be read
+	// (shown without it).
 	Skipped []error
 	// cache is what list did with its cache of the site files.
 	cache sitecache.Stats
@@ -237,8 +238,19 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 			}
 		}
 	})
-	if err := errors.Join(errs...); err != nil {
-		return res, err
+	// A site whose state cannot be read (a damaged state file) is shown
+	// all the same, its mode unknown, with a warning: one site's file
+	// must not hide every other site from list and status.
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return res, err
+		}
+		res.Skipped = append(res.Skipped, fmt.Errorf("site %s: its mode and state are not shown: %w", ents[i].site.Name, err))
+		sites[i], _ = build(st, func(string) (modes.Listed, error) { return modes.Listed{}, nil }, ents[i], byName, false, src.Resolve)
+		sites[i].Mode = ""
 	}
 	res.Sites = sites
 	return res, nil

@@ -407,3 +407,33 @@ func TestListingFailsWhileFilesAreRead(t *testing.T) {
 		t.Errorf("config directory not a directory: %v, want its error", err)
 	}
 }
+
+// One site's damaged state file hides no other site: that site is shown
+// with its mode unknown, and a warning says why.
+func TestDamagedStateOfOneSite(t *testing.T) {
+	d, sd := setup(t)
+	p := filepath.Join(d.State, "sites", "run", "state.json")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, brief := range []bool{false, true} {
+		res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: sd}, Request{Brief: brief})
+		if err != nil {
+			t.Fatalf("brief %v: %v", brief, err)
+		}
+		got := bySite(res.Sites)
+		if r, ok := got["run"]; !ok || r.Mode != "" || r.MainPID != 42 || got["idle"].Mode != "normal" {
+			t.Errorf("brief %v: run %+v, idle mode %q", brief, got["run"], got["idle"].Mode)
+		}
+		found := false
+		for _, e := range res.Skipped {
+			found = found || strings.Contains(e.Error(), "site run: its mode and state are not shown")
+		}
+		if !found {
+			t.Errorf("brief %v: no warning of the damaged state: %v", brief, res.Skipped)
+		}
+	}
+}
