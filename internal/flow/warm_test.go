@@ -94,7 +94,9 @@ func TestWarmRollbackIsProbed(t *testing.T) {
 	// When the cold restart does not serve either, that is what it says.
 	e, _, s, _ = warmEnv(t)
 	s.Probe = &site.Probe{Path: "/healthz", Status: 200, Timeout: time.Second}
-	e.Probe = func(context.Context, *site.Site, site.Mode) error { return errors.New("GET /healthz: connection refused") }
+	e.Probe = func(context.Context, *site.Site, site.Mode) error {
+		return errors.New("GET /healthz: connection refused")
+	}
 	rep, err = Rollback(ctx, e, s, 2*time.Second, false)
 	if rep.Result != modes.ResultRollbackFailed || rep.Rollback != "cold" || !errors.Is(err, ErrRollbackFailed) {
 		t.Errorf("neither warm nor cold serves: report %+v, %v", rep, err)
