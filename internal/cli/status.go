@@ -20,6 +20,7 @@ import (
 	"github.com/sitectl/sitectl/internal/par"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sockheld"
 	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/status"
 	"github.com/sitectl/sitectl/internal/term"
@@ -216,7 +217,8 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 	}
 	defer mgr.Close()
 	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, ServedMode: status.ServedMode, Warm: status.WarmGeneration,
-		StartProblems: e.startProblems(mgr), Resolve: e.resolve, ListCache: paths.ListCache, StateCache: paths.StateCache}
+		StartProblems: e.startProblems(mgr), Resolve: e.resolve,
+		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) }, ListCache: paths.ListCache, StateCache: paths.StateCache}
 	return e.gatherFrom(ctx, src, req)
 }
 

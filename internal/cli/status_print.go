@@ -120,6 +120,14 @@ func (e *env) printSockets(s status.Site, line func(string, string, ...any)) {
 		parts = append(parts, fmt.Sprintf("%s (%s)", text, so.Unit))
 	}
 	line("socket", "%s", strings.Join(parts, "; "))
+	if len(s.SocketsLost) > 0 {
+		var names []string
+		for _, so := range s.Sockets {
+			names = append(names, so.Unit)
+		}
+		line("socket", "%s", e.style.Red("systemd holds no socket for "+term.Escape(strings.Join(s.SocketsLost, ", ")))+
+			" (its listeners changed while it ran): the running process serves on its own copy, and from the service's next start visitors are refused; run `systemctl restart "+strings.Join(names, " ")+"`")
+	}
 }
 
 func (e *env) printService(s status.Site, line func(string, string, ...any)) {

@@ -60,9 +60,11 @@ type Site struct {
 
 	Socket  string   `json:"socket" doc:"the site's sockets in one word: listening, stopped (visitors are refused), failed, starting or stopping" enum:"listening,stopped,failed,starting,stopping"`
 	Sockets []Socket `json:"sockets" doc:"each socket unit of the site"`
-	Trigger *Trigger `json:"trigger" doc:"the touch-to-reload trigger; null for a site without reload_trigger"`
-	Listen  []string `json:"listeners" doc:"the site's listeners: addresses and unix socket paths"`
-	Release string   `json:"release" doc:"the working directory with its symlinks resolved; empty without workdir"`
+	// SocketsLost are listeners whose active socket unit holds no socket.
+	SocketsLost []string `json:"sockets_lost" doc:"listeners for which systemd holds no socket although the site's socket units are active (their listeners changed while they ran): the running process serves on its own copy, and from the service's next start visitors are refused; running is then false. [] when none, or in list"`
+	Trigger     *Trigger `json:"trigger" doc:"the touch-to-reload trigger; null for a site without reload_trigger"`
+	Listen      []string `json:"listeners" doc:"the site's listeners: addresses and unix socket paths"`
+	Release     string   `json:"release" doc:"the working directory with its symlinks resolved; empty without workdir"`
 	// StartProblems are why the service would surely not start.
 	StartProblems []string        `json:"start_problems" doc:"why the service, as systemd has it loaded, would surely not start in the recorded mode (a program, #! interpreter, user, group, working directory or credential file that does not exist): sitectl refuses to restart it, and a crash restart would fail; [] when none, or in list"`
 	Ready         bool            `json:"ready" doc:"the service is active and running"`
@@ -137,6 +139,9 @@ type Sources struct {
 	// Warm reads the generation a keep_previous site keeps warm
 	// (WarmGeneration, from its launcher).
 	Warm func(ctx context.Context, s *site.Site, mainPID int) *Warm
+	// SocketsMissing returns the listeners of a site for which systemd
+	// holds no listening socket (sockheld.Missing); nil: not read.
+	SocketsMissing func(s *site.Site) ([]string, error)
 	// Resolve resolves a site's working directory for Release; nil:
 	// filepath.EvalSymlinks.
 	Resolve func(path string) (string, error)
@@ -235,6 +240,7 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 				if src.StartProblems != nil && sites[i].LoadState == "loaded" {
 					sites[i].StartProblems = append(sites[i].StartProblems, src.StartProblems(ctx, ents[i].site, sites[i].Mode)...)
 				}
+				sites[i].readSocketsHeld(src, ents[i].site)
 			}
 		}
 	})
@@ -366,7 +372,7 @@ func build(st modes.Store, read func(name string) (modes.Listed, error), en entr
 	out := Site{
 		Site: s.Name, File: en.file, SiteFile: en.fileState(), Mode: mode, PreviousMode: state.PreviousMode, Pending: state.Pending,
 		Unit: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState, MainPID: u.MainPID,
-		Result: u.Result, StatusText: u.StatusText, NRestarts: u.NRestarts, Listen: []string{}, Sockets: []Socket{}, StartProblems: []string{},
+		Result: u.Result, StatusText: u.StatusText, NRestarts: u.NRestarts, Listen: []string{}, Sockets: []Socket{}, StartProblems: []string{}, SocketsLost: []string{},
 	}
 	if !u.Since.IsZero() {
 		t := u.Since
@@ -435,6 +441,22 @@ func (s *Site) readJournal(ctx context.Context, src Sources) {
 	if src.LastCleanup != nil {
 		s.Cleanup = src.LastCleanup(ctx, s.Site)
 	}
+}
+
+// readSocketsHeld finds listeners of a site whose socket units listen
+// for which systemd holds no socket: the site is then not running as
+// status means it, although its process may serve on for now. A check
+// that cannot tell (sockheld.ErrUnknown) finds nothing.
+func (s *Site) readSocketsHeld(src Sources, si *site.Site) {
+	if src.SocketsMissing == nil || s.Socket != "listening" {
+		return
+	}
+	missing, err := src.SocketsMissing(si)
+	if err != nil || len(missing) == 0 {
+		return
+	}
+	s.SocketsLost = append(s.SocketsLost, missing...)
+	s.Running = false
 }
 
 // readServed reads which mode the serving process of a running site runs.

@@ -437,3 +437,36 @@ func TestDamagedStateOfOneSite(t *testing.T) {
 		}
 	}
 }
+
+// A listening socket unit that holds no socket (its listeners changed
+// while it ran) is no running site: status says which listeners, and
+// exits as for a site that does not run. list does not look.
+func TestSocketsLost(t *testing.T) {
+	d, sd := setup(t)
+	asked := 0
+	var mu sync.Mutex
+	src := Sources{Dirs: d, Systemd: sd, SocketsMissing: func(s *site.Site) ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		if s.Name == "run" {
+			return []string{"127.0.0.1:4000"}, nil
+		}
+		return nil, nil
+	}}
+	res, err := Gather(context.Background(), src, Request{Names: []string{"run", "idle"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := bySite(res.Sites)
+	if r := got["run"]; r.Running || len(r.SocketsLost) != 1 || r.SocketsLost[0] != "127.0.0.1:4000" {
+		t.Errorf("run: running %v, sockets lost %q", r.Running, r.SocketsLost)
+	}
+	if i := got["idle"]; !i.Running || i.SocketsLost == nil || len(i.SocketsLost) != 0 {
+		t.Errorf("idle: running %v, sockets lost %q", i.Running, i.SocketsLost)
+	}
+	asked = 0
+	if _, err := Gather(context.Background(), src, Request{Brief: true}); err != nil || asked != 0 {
+		t.Errorf("list looked for lost sockets %d times: %v", asked, err)
+	}
+}

@@ -440,11 +440,20 @@ func TestRestartAfterRecoveryWithoutACopy(t *testing.T) {
 	if now := h.show("site-shop.service", "MainPID")["MainPID"]; now != pid {
 		t.Errorf("the refused restart changed the service: main PID %s, then %s", pid, now)
 	}
+	// status says so too, before a crash finds it: the process serves on
+	// its own copy of the socket, the next start gets none.
+	out, stderr, code = h.result("sitectl", "status", "shop")
+	if code != 3 || !strings.Contains(out, fmt.Sprintf("systemd holds no socket for 127.0.0.1:%d", port)) || !strings.Contains(out, "systemctl restart site-shop.socket") {
+		t.Errorf("sitectl status with the socket closed: exit %d, want 3 and the lost listener\n%s%s", code, out, stderr)
+	}
 	h.run("systemctl", "restart", "site-shop.socket")
 	if out, stderr, code := h.result("sitectl", "restart", "shop"); code != 0 {
 		t.Fatalf("sitectl restart after the socket restart: exit %d\n%s%s", code, out, stderr)
 	}
 	if r := getReply(t, url); r.Site != "shop" {
 		t.Errorf("after the fix: %+v", r)
+	}
+	if out, stderr, code := h.result("sitectl", "status", "shop"); code != 0 || strings.Contains(out, "no socket") {
+		t.Errorf("sitectl status after the fix: exit %d\n%s%s", code, out, stderr)
 	}
 }
