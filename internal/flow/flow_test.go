@@ -39,6 +39,8 @@ type fakeSystemd struct {
 	age       time.Duration        // how long every process has run
 	nRestarts int
 	sockets   control.Unit // the state of the site's socket
+	// socketStates overrides sockets for the socket units it names.
+	socketStates map[string]string
 	// how the last main process ended
 	exitCode, exitStatus int
 }
@@ -106,6 +108,9 @@ func (f *fakeSystemd) States(ctx context.Context, names ...string) ([]control.Un
 	}
 	u := f.sockets
 	u.Name = names[0]
+	if st, ok := f.socketStates[names[0]]; ok {
+		u.ActiveState = st
+	}
 	return []control.Unit{u}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/sitectl/sitectl/internal/control"
@@ -147,11 +148,30 @@ func (e *Env) socketsHeld(ctx context.Context, s *site.Site) error {
 	if err != nil || len(missing) == 0 {
 		return err
 	}
-	socket := units.MainSocketName(s.Name)
-	active, err := e.socketActive(ctx, socket)
-	if err != nil || !active {
-		return err // a socket unit that is not active starts afresh with the service
+	// A socket unit that is not active opens its listeners afresh when
+	// the service starts it: only the listeners of active ones are lost.
+	var lost []string
+	for _, l := range s.Listeners {
+		what := l.Address
+		if l.Kind == site.Unix {
+			what = l.Path
+		}
+		if !slices.Contains(missing, what) || slices.Contains(lost, what) {
+			continue
+		}
+		active, err := e.socketActive(ctx, units.SocketNameOf(s, l))
+		if err != nil {
+			return err
+		}
+		if active {
+			lost = append(lost, what)
+		}
 	}
+	if len(lost) == 0 {
+		return nil
+	}
+	missing = lost
+	socket := units.MainSocketName(s.Name)
 	// Units older than the site file would restart the socket with its
 	// old listeners: the command reloads them first.
 	stale := false

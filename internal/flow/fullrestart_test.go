@@ -70,6 +70,27 @@ func TestSocketLostRefusesAndSaysTheCommand(t *testing.T) {
 	}
 }
 
+// A named listener has a socket unit of its own: its socket is lost only
+// when that unit is active (an inactive one opens it when the service
+// starts it), and the refusal names that unit.
+func TestSocketLostOfANamedListener(t *testing.T) {
+	e, f := newEnv(t)
+	s, err := site.Parse("/etc/sitectl/sites/karl.toml", []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\nname = \"admin\"\naddress = \"127.0.0.1:8081\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SocketsMissing = func(*site.Site) ([]string, error) { return []string{"127.0.0.1:8081"}, nil }
+	f.socketStates = map[string]string{"site-karl@admin.socket": "inactive"}
+	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || len(f.restarts) != 1 {
+		t.Errorf("the named listener's socket unit inactive: %v, restarts %v", err, f.restarts)
+	}
+	f.socketStates = nil
+	_, err = Restart(context.Background(), e, s, time.Minute)
+	if !errors.Is(err, ErrSocketLost) || !strings.Contains(err.Error(), "although site-karl@admin.socket is active") {
+		t.Errorf("the named listener's socket unit active: %v", err)
+	}
+}
+
 // When the sockets cannot be checked (a table any local user can make too
 // large to read), the change goes on without the check, and says so:
 // refusing would let anyone stop every change.

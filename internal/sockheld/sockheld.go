@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -311,8 +312,25 @@ func parseUnix(f [][]byte, paths map[string]bool, out map[string][]uint64) {
 // a restart of the socket would open the old listeners. sitectl's
 // changes and enable word their refusals with it alike.
 func Lost(s *site.Site, missing []string, reloadFirst bool) (what, fix string) {
-	what = fmt.Sprintf("systemd holds no socket for %s although %s is active (its listeners changed while it ran)",
-		strings.Join(missing, ", "), units.MainSocketName(s.Name))
+	// The socket units that should hold them: a named listener has one
+	// of its own.
+	var holders []string
+	for _, l := range s.Listeners {
+		if slices.Contains(missing, l.Address) && l.Kind != site.Unix || slices.Contains(missing, l.Path) && l.Kind == site.Unix {
+			if u := units.SocketNameOf(s, l); !slices.Contains(holders, u) {
+				holders = append(holders, u)
+			}
+		}
+	}
+	if len(holders) == 0 {
+		holders = []string{units.MainSocketName(s.Name)}
+	}
+	is := "is"
+	if len(holders) > 1 {
+		is = "are"
+	}
+	what = fmt.Sprintf("systemd holds no socket for %s although %s %s active (its listeners changed while it ran)",
+		strings.Join(missing, ", "), strings.Join(holders, " and "), is)
 	command := "systemctl restart " + strings.Join(units.SocketNames(s), " ")
 	if reloadFirst {
 		command = "systemctl daemon-reload && " + command

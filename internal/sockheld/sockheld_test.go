@@ -214,3 +214,18 @@ func TestLost(t *testing.T) {
 		t.Errorf("fix with stale units = %q", fix)
 	}
 }
+
+// A named listener has a socket unit of its own: that is the one named.
+func TestLostNamesTheSocketUnit(t *testing.T) {
+	s, err := site.Parse("/etc/sitectl/sites/karl.toml", []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\nname = \"admin\"\naddress = \"127.0.0.1:8081\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	what, fix := Lost(s, []string{"127.0.0.1:8081"}, false)
+	if want := "systemd holds no socket for 127.0.0.1:8081 although site-karl@admin.socket is active"; !strings.HasPrefix(what, want) {
+		t.Errorf("what = %q, want %q", what, want)
+	}
+	if !strings.HasPrefix(fix, "run `systemctl restart site-karl.socket site-karl@admin.socket`") {
+		t.Errorf("fix = %q", fix)
+	}
+}

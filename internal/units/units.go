@@ -128,6 +128,9 @@ func SocketNames(s *site.Site) []string {
 	return out
 }
 
+// SocketNameOf is the socket unit that holds listener l of site s.
+func SocketNameOf(s *site.Site, l site.Listener) string { return socketName(s, l.Name) }
+
 // ReloadPathName and ReloadServiceName are the touch-to-reload units of a
 // site that has a reload_trigger.
 func ReloadPathName(siteName string) string    { return "site-" + siteName + "-reload.path" }
