@@ -127,6 +127,7 @@ func TestChangeGivesUpOnAHungSystemd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.SettleTime = 0 // a timeout of 50ms is refused against any settle_time
 	st := modes.Store{Dir: e.dirs.State}
 	lock, err := st.LockSite(s, false) // as localChange holds it
 	if err != nil {

@@ -347,6 +347,8 @@ func flowExit(err error, rep flow.Report) error {
 		return withCode(exitFailed, err, "it stays stopped, in mode "+rep.From+"; `systemctl start site-"+rep.Site+".socket` starts it again")
 	case errors.Is(err, flow.ErrModeNotFound):
 		return withCode(exitNotFound, err)
+	case errors.Is(err, flow.ErrTimeoutTooShort):
+		return withCode(exitUsage, err)
 	case errors.Is(err, flow.ErrCannotStart):
 		return withCode(exitFailed, err, "the site was left as it was")
 	case errors.Is(err, flow.ErrOutOfService):

@@ -144,6 +144,9 @@ var (
 	// switch; it was left stopped (see stopped.go).
 	ErrStopped    = errors.New("the site was stopped by someone else during the switch")
 	ErrSocketLost = errors.New("its socket unit holds no socket")
+	// ErrTimeoutTooShort: the change's timeout leaves too little time for
+	// the site to come up and stay up for its settle_time.
+	ErrTimeoutTooShort = errors.New("the timeout is too short for the site's settle_time")
 	// ErrOutOfService: the site was taken out of service (sitectl
 	// disable), and only sitectl enable puts it back.
 	ErrOutOfService = errors.New("the site is out of service")
@@ -243,6 +246,13 @@ func begin(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (
 	mode, ok := s.Mode(to)
 	if !ok {
 		return sw, true, fmt.Errorf("site %s has no mode %q (it has: %v): %w", s.Name, to, s.ModeNames(), ErrModeNotFound)
+	}
+	if up := sw.timeout * 6 / 10; up <= s.SettleTime {
+		// The new mode must stay up for settle_time within the time it
+		// gets to come up: it never could, and the rollback would
+		// restart the site a second time for nothing.
+		return sw, true, fmt.Errorf("site %s: a timeout of %v leaves %v to bring the site up, not more than its settle_time %v, for which it must stay up: give at least %v; nothing was done: %w",
+			s.Name, sw.timeout, up, s.SettleTime, (s.SettleTime*10/6+time.Second).Truncate(time.Second)+time.Second, ErrTimeoutTooShort)
 	}
 	sw.mode = mode
 	from, err := Current(e.Store, s)

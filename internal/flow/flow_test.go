@@ -347,3 +347,21 @@ func TestModeApplied(t *testing.T) {
 		}
 	}
 }
+
+// A timeout that leaves less time to come up than the site's settle_time
+// could never succeed, and its rollback would restart the site a second
+// time for nothing: refused before anything is done.
+func TestTimeoutShorterThanSettleTime(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	_, err := Restart(context.Background(), e, s, s.SettleTime)
+	if !errors.Is(err, ErrTimeoutTooShort) || !strings.Contains(err.Error(), "nothing was done") || len(f.restarts) != 0 {
+		t.Errorf("timeout = settle_time %v: %v, restarts %v", s.SettleTime, err, f.restarts)
+	}
+	if st, _ := e.Store.ReadState("karl"); len(st.History) != 0 || st.Pending != nil {
+		t.Errorf("recorded: %+v", st)
+	}
+	if _, err := Restart(context.Background(), e, s, 2*s.SettleTime); err != nil || len(f.restarts) != 1 {
+		t.Errorf("timeout = 2 × settle_time: %v, restarts %v", err, f.restarts)
+	}
+}
