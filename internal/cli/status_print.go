@@ -119,6 +119,13 @@ func (e *env) printSockets(s status.Site, line func(string, string, ...any)) {
 		}
 		parts = append(parts, fmt.Sprintf("%s (%s)", text, so.Unit))
 	}
+	if t := s.OutOfService; t != nil {
+		text := "no, since " + e.ago(*t) + " (sitectl disable)"
+		if s.Socket != "stopped" {
+			text += ", " + e.style.Red("but its sockets were started by hand")
+		}
+		line("in service", "%s: its sockets do not start at boot; `sitectl enable %s` puts it back", text, s.Site)
+	}
 	line("socket", "%s", strings.Join(parts, "; "))
 	if len(s.SocketsLost) > 0 {
 		var names []string

@@ -60,6 +60,8 @@ type Site struct {
 
 	Socket  string   `json:"socket" doc:"the site's sockets in one word: listening, stopped (visitors are refused), failed, starting or stopping" enum:"listening,stopped,failed,starting,stopping"`
 	Sockets []Socket `json:"sockets" doc:"each socket unit of the site"`
+	// OutOfService is when root took the site out of service.
+	OutOfService *time.Time `json:"out_of_service" doc:"when the site was taken out of service (sitectl disable): its sockets do not start at boot, and sitectl changes it only after sitectl enable; null when it is in service, or in list"`
 	// SocketsLost are listeners whose active socket unit holds no socket.
 	SocketsLost []string `json:"sockets_lost" doc:"listeners for which systemd holds no socket although the site's socket units are active (their listeners changed while they ran): the running process serves on its own copy, and from the service's next start visitors are refused; running is then false. [] when none, or in list"`
 	Trigger     *Trigger `json:"trigger" doc:"the touch-to-reload trigger; null for a site without reload_trigger"`
@@ -241,6 +243,9 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 					sites[i].StartProblems = append(sites[i].StartProblems, src.StartProblems(ctx, ents[i].site, sites[i].Mode)...)
 				}
 				sites[i].readSocketsHeld(src, ents[i].site)
+				if out, since, err := st.OutOfService(ents[i].site.Name); err == nil && out {
+					sites[i].OutOfService = &since
+				}
 			}
 		}
 	})

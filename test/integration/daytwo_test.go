@@ -240,6 +240,16 @@ func TestSiteLifecycle(t *testing.T) {
 	if st := state("site-lc.socket"); st != "inactive" {
 		t.Errorf("the socket after disable and a daemon-reload: %s", st)
 	}
+	// status says it is out of service, and when someone started its
+	// socket by hand all the same.
+	if out, _, _ := h.result("sitectl", "status", "lc"); !strings.Contains(out, "in service: no, since ") || strings.Contains(out, "started by hand") {
+		t.Errorf("status of the disabled site:\n%s", out)
+	}
+	h.run("systemctl", "start", "site-lc.socket")
+	if out, _, _ := h.result("sitectl", "status", "lc"); !strings.Contains(out, "but its sockets were started by hand") {
+		t.Errorf("status of the disabled site whose socket was started by hand:\n%s", out)
+	}
+	h.run("systemctl", "stop", "site-lc.socket")
 
 	// A site file with mistakes is refused, and nothing changes.
 	h.run("sh", "-c", `echo 'drain_timout = "5s"' >> /etc/sitectl/sites/lc.toml`)
