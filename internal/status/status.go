@@ -34,7 +34,7 @@ type Site struct {
 	Site     string    `json:"site" doc:"the site's name"`
 	File     string    `json:"file" doc:"the site file"`
 	SiteFile FileState `json:"site_file" doc:"whether the site file is valid, and what runs when it is not"`
-	State    string    `json:"state" doc:"the site in one word: running (its service runs), idle (its sockets listen; the first request starts the service), starting, reloading, stopping, restarting (after a crash: the service failed and systemd restarts it), failed (the service or a socket failed), stopped (a socket is stopped: visitors are refused)" enum:"running,idle,starting,reloading,stopping,restarting,failed,stopped"`
+	State    string    `json:"state" doc:"the site in one word: running (its service runs), idle (its sockets listen; the first request starts the service), starting, reloading, stopping, restarting (after a crash: the service failed and systemd restarts it, or it runs again since less than 10s, or it stops because it failed), failed (the service or a socket failed), stopped (a socket is stopped: visitors are refused)" enum:"running,idle,starting,reloading,stopping,restarting,failed,stopped"`
 	Running  bool      `json:"running" doc:"sitectl status exits 0 for the site: every socket listens, and the service runs, is starting, stopping or reloading, or is idle"`
 
 	Mode         string `json:"mode" doc:"the mode recorded for the site (its default mode when none is); empty when its state cannot be read (a warning says why)"`
@@ -411,7 +411,7 @@ func build(st modes.Store, read func(name string) (modes.Listed, error), en entr
 	}
 	out.Ready = u.ActiveState == "active" && u.SubState == "running"
 	out.ModeApplied = flow.ModeAppliedSince(ms.Recorded, ms.Written, u)
-	out.State = siteState(out)
+	out.State = siteState(out, time.Now())
 	out.Running = isRunning(out.State)
 	return out, nil
 }
@@ -501,14 +501,25 @@ func worstSocket(ss []Socket) string {
 	return worst
 }
 
-// siteState is the site in one word (see Site.State).
-func siteState(s Site) string {
+// crashWindow is how long a service that systemd restarted after a
+// failure counts as restarting once it runs again: in a crash loop the
+// app runs for a moment between its failures (gunicorn says READY=1
+// before its workers import the app), and status must not say
+// "running" in those moments. It is the units' StartLimitIntervalSec.
+const crashWindow = 10 * time.Second
+
+// siteState is the site in one word (see Site.State), at time now.
+func siteState(s Site, now time.Time) string {
 	switch {
 	case s.ActiveState == "failed" || s.Socket == "failed":
 		return "failed"
 	case s.Socket == "stopped" || s.Socket == "stopping":
 		return "stopped"
-	case s.SubState == "auto-restart" || s.ActiveState == "activating" && s.NRestarts > 0:
+	case s.SubState == "auto-restart" || s.ActiveState == "activating" && s.NRestarts > 0,
+		s.ActiveState == "active" && s.NRestarts > 0 && s.Since != nil && now.Sub(*s.Since) < crashWindow,
+		// Stopping because it failed (its cleanup runs), not because
+		// someone stopped it: systemd restarts it next.
+		s.ActiveState == "deactivating" && s.Result != "" && s.Result != "success":
 		return "restarting"
 	case s.ActiveState == "active":
 		return "running"

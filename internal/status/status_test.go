@@ -470,3 +470,27 @@ func TestSocketsLost(t *testing.T) {
 		t.Errorf("list looked for lost sockets %d times: %v", asked, err)
 	}
 }
+
+// In a crash loop the app runs for a moment between failures: a service
+// systemd restarted after a failure is "restarting", not running, until
+// it has run for crashWindow.
+func TestCrashLoopIsNotRunning(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	just, long := now.Add(-2*time.Second), now.Add(-time.Minute)
+	for _, c := range []struct {
+		name  string
+		s     Site
+		state string
+	}{
+		{"up again after a crash", Site{ActiveState: "active", SubState: "running", NRestarts: 3, Since: &just, Socket: "listening"}, "restarting"},
+		{"up for a minute after a crash", Site{ActiveState: "active", SubState: "running", NRestarts: 3, Since: &long, Socket: "listening"}, "running"},
+		{"started deliberately", Site{ActiveState: "active", SubState: "running", Since: &just, Socket: "listening"}, "running"},
+		{"waiting to restart", Site{ActiveState: "activating", SubState: "auto-restart", NRestarts: 3, Socket: "listening"}, "restarting"},
+		{"stopping after a failure", Site{ActiveState: "deactivating", SubState: "stop-post", Result: "exit-code", Socket: "listening"}, "restarting"},
+		{"stopped by someone", Site{ActiveState: "deactivating", SubState: "stop-sigterm", Result: "success", Socket: "listening"}, "stopping"},
+	} {
+		if got := siteState(c.s, now); got != c.state {
+			t.Errorf("%s: %s, want %s", c.name, got, c.state)
+		}
+	}
+}

@@ -109,8 +109,16 @@ func TestStatusTellsDownFromIdle(t *testing.T) {
 	if loop.NRestarts < 2 || loop.LastFailure == nil || loop.LastFailure.Result != "exit-code" || loop.LastFailure.ExitCode != "exited" || loop.LastFailure.Time == nil {
 		t.Errorf("crash loop: %+v (last failure %+v)", loop, loop.LastFailure)
 	}
-	if running := loop.ActiveState == "active"; (code == 0) != running || loop.Running != running {
-		t.Errorf("crash loop: exit %d while the service is %s/%s (state %s)", code, loop.ActiveState, loop.SubState, loop.State)
+	// Not running, whatever moment: the app runs for a moment between
+	// failures, and a monitor polling status must not see it flap.
+	if code != 3 || loop.Running || loop.State != "restarting" {
+		t.Errorf("crash loop: exit %d, state %s, while the service is %s/%s: want 3 and restarting at every moment", code, loop.State, loop.ActiveState, loop.SubState)
+	}
+	for i := 0; i < 8; i++ {
+		time.Sleep(500 * time.Millisecond)
+		if st, code := h.statusOf("loop"); code != 3 || st.State != "restarting" {
+			t.Errorf("crash loop, poll %d: exit %d, state %s (service %s/%s)", i, code, st.State, st.ActiveState, st.SubState)
+		}
 	}
 	// Its socket started its touch-to-reload trigger (issue 12.4).
 	if loop.Trigger == nil || !loop.Trigger.Armed {
