@@ -237,6 +237,10 @@ type Unit struct {
 	// Job is the type of the job queued or running for the unit ("stop",
 	// "start", ...), or ""; read by States only.
 	Job string `json:"-"`
+	// ActiveEnter is when an active service that systemd restarted after
+	// a failure (NRestarts > 0) last became active; zero otherwise (a
+	// reload's return to active does not move it, as it moves Since).
+	ActiveEnter time.Time `json:"-"`
 }
 
 // MainExit describes how the last main process of u ended, as systemctl
@@ -457,7 +461,32 @@ func (m *Manager) details(ctx context.Context, st []sd.UnitStatus, want propsFun
 			wanted = append(wanted, pending{unit: i, prop: p})
 		}
 	}
-	// Pipelined, a batch at a time, answered together.
+	if err := m.readProps(ctx, st, out, wanted); err != nil {
+		return nil, err
+	}
+	// Only for services restarted after a failure, which are few: when
+	// they last became active, to tell a crash loop from a site that runs.
+	wanted = wanted[:0]
+	for i := range out {
+		if out[i].NRestarts > 0 && out[i].ActiveState == "active" {
+			wanted = append(wanted, pending{unit: i, prop: activeEnterProp})
+		}
+	}
+	if err := m.readProps(ctx, st, out, wanted); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+var activeEnterProp = property{unitIface, "ActiveEnterTimestamp", func(u *Unit, v dbus.Variant) {
+	if usec, _ := v.Value().(uint64); usec > 0 {
+		u.ActiveEnter = time.UnixMicro(int64(usec)).UTC()
+	}
+}}
+
+// readProps reads the wanted properties into out, pipelined, a batch at a
+// time, answered together.
+func (m *Manager) readProps(ctx context.Context, st []sd.UnitStatus, out []Unit, wanted []pending) error {
 	for start := 0; start < len(wanted); start += maxInFlight {
 		batch := wanted[start:min(start+maxInFlight, len(wanted))]
 		for i := range batch {
@@ -467,10 +496,10 @@ func (m *Manager) details(ctx context.Context, st []sd.UnitStatus, want propsFun
 		for _, p := range batch {
 			var v dbus.Variant
 			if err := (<-p.call.Done).Store(&v); err != nil {
-				return nil, fmt.Errorf("cannot read %s of %s: %w", p.prop.name, st[p.unit].Name, classify(err))
+				return fmt.Errorf("cannot read %s of %s: %w", p.prop.name, st[p.unit].Name, classify(err))
 			}
 			p.prop.set(&out[p.unit], v)
 		}
 	}
-	return out, nil
+	return nil
 }

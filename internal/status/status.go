@@ -60,6 +60,9 @@ type Site struct {
 
 	Socket  string   `json:"socket" doc:"the site's sockets in one word: listening, stopped (visitors are refused), failed, starting or stopping" enum:"listening,stopped,failed,starting,stopping"`
 	Sockets []Socket `json:"sockets" doc:"each socket unit of the site"`
+	// activeEnter is when a service restarted after a failure last
+	// became active (control.Unit.ActiveEnter).
+	activeEnter time.Time
 	// OutOfService is when root took the site out of service.
 	OutOfService *time.Time `json:"out_of_service" doc:"when the site was taken out of service (sitectl disable): its sockets do not start at boot, and sitectl changes it only after sitectl enable; null when it is in service, or in list"`
 	// SocketsLost are listeners whose active socket unit holds no socket.
@@ -383,6 +386,7 @@ func build(st modes.Store, read func(name string) (modes.Listed, error), en entr
 		t := u.Since
 		out.Since = &t
 	}
+	out.activeEnter = u.ActiveEnter
 	if state.Pending != nil {
 		out.Busy = st.Busy(s.Name)
 	}
@@ -516,7 +520,7 @@ func siteState(s Site, now time.Time) string {
 	case s.Socket == "stopped" || s.Socket == "stopping":
 		return "stopped"
 	case s.SubState == "auto-restart" || s.ActiveState == "activating" && s.NRestarts > 0,
-		s.ActiveState == "active" && s.NRestarts > 0 && s.Since != nil && now.Sub(*s.Since) < crashWindow,
+		s.ActiveState == "active" && s.NRestarts > 0 && !s.activeEnter.IsZero() && now.Sub(s.activeEnter) < crashWindow,
 		// Stopping because it failed (its cleanup runs), not because
 		// someone stopped it: systemd restarts it next.
 		s.ActiveState == "deactivating" && s.Result != "" && s.Result != "success":

@@ -482,8 +482,10 @@ func TestCrashLoopIsNotRunning(t *testing.T) {
 		s     Site
 		state string
 	}{
-		{"up again after a crash", Site{ActiveState: "active", SubState: "running", NRestarts: 3, Since: &just, Socket: "listening"}, "restarting"},
-		{"up for a minute after a crash", Site{ActiveState: "active", SubState: "running", NRestarts: 3, Since: &long, Socket: "listening"}, "running"},
+		{"up again after a crash", Site{ActiveState: "active", SubState: "running", NRestarts: 3, activeEnter: just, Since: &just, Socket: "listening"}, "restarting"},
+		{"up for a minute after a crash", Site{ActiveState: "active", SubState: "running", NRestarts: 3, activeEnter: long, Since: &long, Socket: "listening"}, "running"},
+		// A reload moves when its state changed, not when it became active.
+		{"reloaded just now, up for a minute after a crash", Site{ActiveState: "active", SubState: "running", NRestarts: 3, activeEnter: long, Since: &just, Socket: "listening"}, "running"},
 		{"started deliberately", Site{ActiveState: "active", SubState: "running", Since: &just, Socket: "listening"}, "running"},
 		{"waiting to restart", Site{ActiveState: "activating", SubState: "auto-restart", NRestarts: 3, Socket: "listening"}, "restarting"},
 		{"stopping after a failure", Site{ActiveState: "deactivating", SubState: "stop-post", Result: "exit-code", Socket: "listening"}, "restarting"},
