@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/applog"
@@ -504,7 +505,7 @@ func lastDone(h []modes.Entry) (modes.Entry, bool) {
 
 // Restart restarts a site in its current mode and verifies it serves.
 func Restart(ctx context.Context, e *Env, s *site.Site, timeout time.Duration) (Report, error) {
-	cur, err := Current(e.Store, s)
+	cur, err := currentInFile(e, s)
 	if err != nil {
 		return Report{Site: s.Name}, err
 	}
@@ -514,11 +515,26 @@ func Restart(ctx context.Context, e *Env, s *site.Site, timeout time.Duration) (
 // Reload moves a site to a new generation in its current mode with the
 // site's handoff: overlapped for handoff = "overlap", a restart otherwise.
 func Reload(ctx context.Context, e *Env, s *site.Site, timeout time.Duration) (Report, error) {
-	cur, err := Current(e.Store, s)
+	cur, err := currentInFile(e, s)
 	if err != nil {
 		return Report{Site: s.Name}, err
 	}
 	return SwitchMode(ctx, e, s, cur, Options{Force: true, Timeout: timeout})
+}
+
+// currentInFile is the mode site s is recorded in, which a restart or
+// reload keeps: a mode the site file no longer has cannot be, and the
+// error says how to leave it.
+func currentInFile(e *Env, s *site.Site) (string, error) {
+	cur, err := Current(e.Store, s)
+	if err != nil {
+		return "", err
+	}
+	if _, ok := s.Mode(cur); !ok {
+		return "", fmt.Errorf("site %s is in mode %s, which %s no longer has (it has: %s); nothing was done: `sitectl mode %s %s` switches it to one it has: %w",
+			s.Name, cur, s.File, strings.Join(s.ModeNames(), ", "), s.Name, s.DefaultMode, ErrModeNotFound)
+	}
+	return cur, nil
 }
 
 // Rollback switches a site back: for a site with keep_previous, to its

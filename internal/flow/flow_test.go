@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -363,5 +364,26 @@ func TestTimeoutShorterThanSettleTime(t *testing.T) {
 	}
 	if _, err := Restart(context.Background(), e, s, 2*s.SettleTime); err != nil || len(f.restarts) != 1 {
 		t.Errorf("timeout = 2 × settle_time: %v, restarts %v", err, f.restarts)
+	}
+}
+
+// A site in a mode its file no longer has is not restarted; the error
+// says how to leave that mode.
+func TestRestartInAModeTheFileNoLongerHas(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	if _, err := SwitchMode(context.Background(), e, s, "read-only", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Modes = slices.DeleteFunc(s.Modes, func(m site.Mode) bool { return m.Name == "read-only" })
+	for _, do := range []func(context.Context, *Env, *site.Site, time.Duration) (Report, error){Restart, Reload} {
+		_, err := do(context.Background(), e, s, time.Minute)
+		if !errors.Is(err, ErrModeNotFound) || !strings.Contains(err.Error(), "site karl is in mode read-only, which /etc/sitectl/sites/karl.toml no longer has") ||
+			!strings.Contains(err.Error(), "`sitectl mode karl normal`") {
+			t.Errorf("%v", err)
+		}
+	}
+	if len(f.restarts) != 1 {
+		t.Errorf("restarts %v", f.restarts)
 	}
 }
