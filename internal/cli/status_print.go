@@ -133,7 +133,7 @@ func (e *env) printSockets(s status.Site, line func(string, string, ...any)) {
 			names = append(names, so.Unit)
 		}
 		line("socket", "%s", e.style.Red("systemd holds no socket for "+term.Escape(strings.Join(s.SocketsLost, ", ")))+
-			" (its listeners changed while it ran): the running process serves on its own copy, and from the service's next start visitors are refused; run `systemctl restart "+strings.Join(names, " ")+"`")
+			": the running process serves on its own copy, and from the service's next start visitors are refused; run `systemctl restart "+strings.Join(names, " ")+"` (after `systemctl daemon-reload` if the site file changed since)")
 	}
 }
 

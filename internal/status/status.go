@@ -66,7 +66,7 @@ type Site struct {
 	// OutOfService is when root took the site out of service.
 	OutOfService *time.Time `json:"out_of_service" doc:"when the site was taken out of service (sitectl disable): its sockets do not start at boot, and sitectl changes it only after sitectl enable; null when it is in service, or in list"`
 	// SocketsLost are listeners whose active socket unit holds no socket.
-	SocketsLost []string `json:"sockets_lost" doc:"listeners for which systemd holds no socket although the site's socket units are active (their listeners changed while they ran): the running process serves on its own copy, and from the service's next start visitors are refused; running is then false. [] when none, or in list"`
+	SocketsLost []string `json:"sockets_lost" doc:"listeners for which systemd holds no socket although the site's socket units are active (their listeners changed while they ran): the running process serves on its own copy, and from the service's next start visitors are refused; running is then false. Read for the sites status is asked about by name: [] when none, in list, and in status of all sites"`
 	Trigger     *Trigger `json:"trigger" doc:"the touch-to-reload trigger; null for a site without reload_trigger"`
 	Listen      []string `json:"listeners" doc:"the site's listeners: addresses and unix socket paths"`
 	Release     string   `json:"release" doc:"the working directory with its symlinks resolved; empty without workdir"`
@@ -245,7 +245,11 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 				if src.StartProblems != nil && sites[i].LoadState == "loaded" {
 					sites[i].StartProblems = append(sites[i].StartProblems, src.StartProblems(ctx, ents[i].site, sites[i].Mode)...)
 				}
-				sites[i].readSocketsHeld(src, ents[i].site)
+				if len(req.Names) > 0 {
+					// Each reads PID 1's descriptors: for named sites only,
+					// or status of 10,000 sites would read them 10,000 times.
+					sites[i].readSocketsHeld(src, ents[i].site)
+				}
 				if out, since, err := st.OutOfService(ents[i].site.Name); err == nil && out {
 					sites[i].OutOfService = &since
 				}

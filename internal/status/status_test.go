@@ -440,7 +440,8 @@ func TestDamagedStateOfOneSite(t *testing.T) {
 
 // A listening socket unit that holds no socket (its listeners changed
 // while it ran) is no running site: status says which listeners, and
-// exits as for a site that does not run. list does not look.
+// exits as for a site that does not run. list, and status of all sites,
+// do not look: each look reads PID 1's descriptors.
 func TestSocketsLost(t *testing.T) {
 	d, sd := setup(t)
 	asked := 0
@@ -465,9 +466,11 @@ func TestSocketsLost(t *testing.T) {
 	if i := got["idle"]; !i.Running || i.SocketsLost == nil || len(i.SocketsLost) != 0 {
 		t.Errorf("idle: running %v, sockets lost %q", i.Running, i.SocketsLost)
 	}
-	asked = 0
-	if _, err := Gather(context.Background(), src, Request{Brief: true}); err != nil || asked != 0 {
-		t.Errorf("list looked for lost sockets %d times: %v", asked, err)
+	for _, req := range []Request{{Brief: true}, {}} {
+		asked = 0
+		if _, err := Gather(context.Background(), src, req); err != nil || asked != 0 {
+			t.Errorf("%+v looked for lost sockets %d times: %v", req, asked, err)
+		}
 	}
 }
 
