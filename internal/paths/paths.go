@@ -108,6 +108,11 @@ func (d Dirs) StateFile(name string) string { return path.Join(d.SiteState(name)
 // invalid since.
 func (d Dirs) LastGoodFile(name string) string { return path.Join(d.SiteState(name), "last-good.toml") }
 
+// PinFile records that the site file, as it was then, failed to start
+// and the site was rolled back to its last good copy: while the file is
+// unchanged, the generator and prepare start the site from that copy.
+func (d Dirs) PinFile(name string) string { return path.Join(d.SiteState(name), "pinned.json") }
+
 // LockFile is what a switch of the site holds an flock(2) on.
 func (d Dirs) LockFile(name string) string { return path.Join(d.SiteState(name), "lock") }
 

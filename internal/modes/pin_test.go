@@ -1,0 +1,52 @@
+package modes
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// A pin puts the version that ran back as the last good copy, holds while
+// the site file is what failed, and goes with Unpin.
+func TestPinHoldsWhileTheFileIsWhatFailed(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	s := &site.Site{Name: "shop"}
+	good := []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n")
+	failed := []byte("exec = [\"/bin/app\", \"nosuch\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n")
+	if err := st.SaveLastGood(s, failed); err != nil { // the failed start's prepare
+		t.Fatal(err)
+	}
+	if err := st.Pin(s, good, failed, "exited with status 1", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	pin, copied, err := st.Pinned("shop", failed)
+	if err != nil || pin == nil || copied == nil || copied.File != st.paths().LastGoodFile("shop") || pin.Reason != "exited with status 1" {
+		t.Fatalf("pinned %+v %+v %v", pin, copied, err)
+	}
+	if data, _ := os.ReadFile(st.paths().LastGoodFile("shop")); string(data) != string(good) {
+		t.Errorf("last good copy:\n%s", data)
+	}
+	if fi, err := os.Stat(st.paths().PinFile("shop")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("pin file: %v %v", fi, err)
+	}
+	if pin, _, err := st.Pinned("shop", append(failed, '\n')); pin != nil || err != nil {
+		t.Errorf("a changed file is pinned: %+v %v", pin, err)
+	}
+	if ok, err := st.Unpin("shop"); !ok || err != nil {
+		t.Errorf("unpin: %v %v", ok, err)
+	}
+	if pin, _, err := st.Pinned("shop", failed); pin != nil || err != nil {
+		t.Errorf("pinned after unpin: %+v %v", pin, err)
+	}
+	if ok, err := st.Unpin("shop"); ok || err != nil {
+		t.Errorf("second unpin: %v %v", ok, err)
+	}
+	if err := os.WriteFile(st.paths().PinFile("shop"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Pinned("shop", failed); err == nil {
+		t.Error("a pin sitectl did not write was taken")
+	}
+}
