@@ -60,7 +60,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	res, rendered := generator.CheckedRendered(res, opts)
 	problem := generator.StateProblem(dirs.State)
 	res, outcomes := generator.WithLastGood(res, opts, problem)
+	res, pinned := generator.WithPins(res, opts)
 	lines, skipped := generator.Mistakes(res.Errors, outcomes)
+	for _, p := range pinned {
+		lines = append(lines, generator.PinnedLine(p))
+	}
 	if problem != "" && len(res.Sites)+len(outcomes) > 0 {
 		lines = append([]string{"the state directory cannot be read: " + problem +
 			"; sites taken out of service with sitectl disable start anyway, and site files with mistakes have no last good version"}, lines...)
@@ -92,6 +96,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	lastGood := ""
 	if n := len(outcomes) - skipped; n > 0 {
 		lastGood = fmt.Sprintf(", %d running the last good version", n)
+	}
+	if len(pinned) > 0 {
+		lastGood += fmt.Sprintf(", %d pinned to the last good version after a failed start", len(pinned))
 	}
 	log.Printf(levelInfo, "generated units for %d sites from %s (%d skipped%s)", len(res.Sites), dirs.Config, skipped, lastGood)
 	if soft, err := procfs.OpenFilesLimit(1); err == nil {

@@ -65,7 +65,20 @@ func (e *env) readSite(name string) (*site.Site, []byte, error) {
 func (e *env) startingSite(name string, st modes.Store) (*site.Site, []byte, error) {
 	s, data, err := e.readSite(name)
 	if err == nil {
-		return s, data, nil
+		// A file that failed to start, unchanged since, is pinned to
+		// the version the site ran before (modes.Pin): the generator
+		// wrote the units from that copy, and the mode's environment
+		// comes from it too.
+		pin, good, perr := st.Pinned(name, data)
+		if perr != nil {
+			term.Fprintf(e.stderr, "site %s: %v; starting from its site file\n", name, perr)
+		}
+		if pin == nil {
+			return s, data, nil
+		}
+		term.Fprintf(e.stderr, "site %s: %s failed to start on %s and is pinned: starting from its last good copy %s until the file changes\n",
+			name, e.dirs.SiteFile(name), pin.Since.Format("2006-01-02 15:04:05 MST"), good.File)
+		return good, nil, nil
 	}
 	if codeOf(err) != exitUsage {
 		if _, lerr := os.Lstat(e.dirs.SiteFile(name)); lerr != nil {
@@ -95,7 +108,10 @@ recorded under the state directory gets its default mode, and the environment fi
 the recorded mode is brought up to date with the site file. It keeps a copy of the site
 file the service starts from (last-good.toml in the site's state directory): when the
 site file has mistakes, the generator writes the site's units from that copy, and
-prepare starts from it too, so that a typo never takes a site off its socket.`,
+prepare starts from it too, so that a typo never takes a site off its socket. So they
+do while the site is pinned: a rollback found that the file, as it is, does not start,
+put back the version the site ran before and pinned the site to it until the file
+changes (pinned.json in the state directory).`,
 		Args: args(1, 1, "one site name"),
 		RunE: func(c *cobra.Command, a []string) error {
 			st := modes.Store{Dir: e.dirs.State}
@@ -107,6 +123,14 @@ prepare starts from it too, so that a typo never takes a site off its socket.`,
 				return err
 			}
 			if data != nil {
+				// Started from the file, so a pin it had no longer
+				// holds: any edit lifts it, for good, and the old
+				// content back (a backup restored) is tried afresh.
+				if _, err := os.Lstat(e.dirs.PinFile(s.Name)); err == nil {
+					if _, err := st.Unpin(s.Name); err != nil {
+						term.Fprintf(e.stderr, "site %s: %v\n", s.Name, err)
+					}
+				}
 				if err := st.SaveLastGood(s, data); err != nil {
 					// The site starts all the same; only a later typo
 					// would find no copy.

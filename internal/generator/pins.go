@@ -1,0 +1,70 @@
+package generator
+
+import (
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/par"
+	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
+)
+
+// PinnedSite is a valid site file that failed to start and is pinned
+// (modes.Pin): its units come from the last good copy of it.
+type PinnedSite struct {
+	File     string    // the site file that failed
+	LastGood string    // the copy the units come from
+	Pin      modes.Pin // when and why
+}
+
+// WithPins gives every valid site that is pinned the units of its last
+// good copy instead of its file's: the file, as it is, failed to start,
+// and sitectl rolled the site back to the version it ran before. A pin
+// holds only while the file's content is what failed; a copy that cannot
+// be read or no longer checks out (against the other sites' listeners
+// too) holds nothing, and the site gets its file's units as before. Only
+// sites with a pin file cost more than one lstat.
+func WithPins(res site.Result, opts units.Options) (site.Result, []PinnedSite) {
+	st := modes.Store{Dir: opts.Dirs.State}
+	has := make([]bool, len(res.Sites))
+	par.Each(len(res.Sites), func(i int) {
+		_, err := os.Lstat(opts.Dirs.PinFile(res.Sites[i].Name))
+		has[i] = err == nil
+	})
+	if !slices.Contains(has, true) {
+		return res, nil
+	}
+	var pinned []PinnedSite
+	sites := slices.Clone(res.Sites)
+	for i, s := range res.Sites {
+		if !has[i] || s.File != opts.Dirs.SiteFile(s.Name) {
+			continue
+		}
+		data, err := site.ReadFile(s.File)
+		if err != nil {
+			continue
+		}
+		p, err := st.ReadPin(s.Name)
+		if err != nil || !p.Matches(data) {
+			continue
+		}
+		others := slices.DeleteFunc(slices.Clone(sites), func(o *site.Site) bool { return o.Name == s.Name })
+		good, err := lastGood(s.File, others, opts, "")
+		if err != nil {
+			continue
+		}
+		sites[i] = good
+		pinned = append(pinned, PinnedSite{File: s.File, LastGood: good.File, Pin: *p})
+	}
+	res.Sites = sites
+	return res, pinned
+}
+
+// PinnedLine is the line that says a site runs its last good version
+// because its file failed to start.
+func PinnedLine(p PinnedSite) string {
+	return fmt.Sprintf("%s failed to start on %s and is pinned: units generated from %s, the version the site ran before, until the file changes (%s)",
+		p.File, p.Pin.Since.Format("2006-01-02 15:04:05 MST"), p.LastGood, p.Pin.Reason)
+}
