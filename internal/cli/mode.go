@@ -238,14 +238,54 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 		return rep, err
 	}
 	defer lock.Unlock()
+	s, pinBack, pinned := e.pinning(who, mgr, s)
 	fe := &flow.Env{Store: who.Store, Writer: who, Systemd: mgr, Progress: progress, Journal: journalLines, DialTCP: e.dialTCP,
 		// The last good copy is root's: it is the file the running
 		// service started from.
 		Started:        who.Store.ReadLastGood,
 		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) },
 		Host:           ptr(e.host()),
+		PinBack:        pinBack,
 	}
-	return runFlow(ctx, req, fe, s)
+	rep, err = runFlow(ctx, req, fe, s)
+	if pinned != "" {
+		rep.Warnings = append([]string{pinned}, rep.Warnings...)
+	}
+	return rep, err
+}
+
+// pinning reads, under the site's lock, what a change of site s goes back
+// to if the site file as it is fails to start: the version of the file the
+// site ran before (its last good copy, which the failed start's prepare
+// overwrites). A site already pinned to that version (modes.Pin) runs it:
+// the change is of that version, said in warning, and has nothing further
+// back to go to.
+func (e *env) pinning(who modes.Local, mgr *control.Manager, s *site.Site) (_ *site.Site, pinBack func(context.Context, *site.Site, string, string) (*site.Site, error), warning string) {
+	data, derr := site.ReadFile(e.dirs.SiteFile(s.Name))
+	good, gerr := site.ReadFile(e.dirs.LastGoodFile(s.Name))
+	if derr != nil || gerr != nil || bytes.Equal(data, good) {
+		return s, nil, ""
+	}
+	if pin, copied, err := who.Store.Pinned(s.Name, data); err == nil && pin != nil {
+		return copied, nil, fmt.Sprintf("%s failed to start on %s (%s) and is pinned: this change is of the version the site ran before (%s); fix the file and run `systemctl daemon-reload`",
+			e.dirs.SiteFile(s.Name), pin.Since.UTC().Format("2006-01-02 15:04:05 UTC"), pin.Reason, copied.File)
+	}
+	return s, func(ctx context.Context, s *site.Site, mode, reason string) (*site.Site, error) {
+		copied, err := site.ParseNamed(e.dirs.LastGoodFile(s.Name), s.Name, good)
+		if err != nil {
+			return nil, fmt.Errorf("its last good copy has mistakes: %w", err)
+		}
+		if _, ok := copied.Mode(mode); !ok {
+			return nil, nil
+		}
+		if err := who.Store.Pin(s, good, data, reason, who.UID, time.Now()); err != nil {
+			return nil, err
+		}
+		if err := mgr.DaemonReload(ctx); err != nil {
+			return nil, fmt.Errorf("the site is pinned to it, but systemd did not reload its units: %w", err)
+		}
+		return copied, nil
+	}, ""
 }
 
 // flowMargin is what a change's flow may take beyond twice its timeout
@@ -377,6 +417,9 @@ func printFailedStart(w io.Writer, rep flow.Report) {
 		for _, l := range rep.AppError {
 			term.Fprintf(w, "    %s\n", l)
 		}
+	}
+	if rep.Pinned != "" {
+		term.Fprintf(w, "sitectl: %s\n", rep.Pinned)
 	}
 }
 

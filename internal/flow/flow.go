@@ -72,6 +72,14 @@ type Env struct {
 	// to its warm generation; default launcher.Rollback in the site's
 	// runtime directory.
 	RollbackLauncher func(ctx context.Context, s *site.Site) (string, error)
+	// PinBack goes back to the version of site s's file that the site
+	// ran before the change, after the file as it is failed to start in
+	// mode: it pins the site to that version (modes.Store.Pin) and has
+	// systemd reload, so that its units come from it. It returns the site
+	// as that version declares it, or nil when there is none to go back
+	// to (no copy, the file is that version, the copy lacks mode). nil:
+	// a rollback restarts the site from its file as it is.
+	PinBack func(ctx context.Context, s *site.Site, mode, reason string) (*site.Site, error)
 	// Host is what the check before a restart reads of the host;
 	// default sitecheck.OS.
 	Host *sitecheck.Host
@@ -114,6 +122,9 @@ type Report struct {
 	Rollback string `json:"rollback" doc:"for sitectl rollback: warm (the previous generation, kept warm by keep_previous, serves again without a process start) or cold (the previous mode started afresh); empty for other changes" enum:"warm,cold,"`
 	// NoWarm says why a rollback of a keep_previous site went cold.
 	NoWarm string `json:"no_warm" doc:"why sitectl rollback of a site with keep_previous went cold (no warm generation, the launcher unreachable, --cold); empty otherwise"`
+	// Pinned says that the rollback went back to the version of the site
+	// file the site ran before, and pinned the site to it.
+	Pinned string `json:"pinned" doc:"the site file, as it is, failed to start, and the rollback went back to the version of it that the site ran before and pinned the site to that version until the file changes (the generator and every start use it, sitectl status shows it); empty otherwise"`
 	// Warnings are what the operator should know of a change that went
 	// ahead: a restart that ran units older than the site file.
 	Warnings []string `json:"warnings" doc:"what the operator should know of a change that went ahead (a restart that ran systemd's units older than the site file); [] when none"`
@@ -478,7 +489,50 @@ func (sw *switchRun) back(ctx context.Context) (int, error) {
 			sw.e.progress("%s: the new generation (pid %d) took over and failed its checks: restarting in mode %s", sw.s.Name, gen, back.Name)
 		}
 	}
-	return sw.restartIn(ctx, back)
+	if sw.rep.From == sw.rep.To {
+		// The same mode from the same file just failed: only the
+		// version of the file the site ran before can bring it back.
+		if m, ok := sw.pinBack(ctx, back); ok {
+			back = m
+		}
+		return sw.restartIn(ctx, back)
+	}
+	pid, err := sw.restartIn(ctx, back)
+	if err == nil || errors.Is(err, ErrStopped) {
+		return pid, err
+	}
+	m, ok := sw.pinBack(ctx, back)
+	if !ok {
+		return pid, err
+	}
+	sw.e.progress("%s: mode %s did not come up from the site file as it is either (%v): restarting in it from the version the site ran before", sw.s.Name, back.Name, err)
+	return sw.restartIn(ctx, m)
+}
+
+// pinBack goes back to the version of the site file the site ran before
+// (Env.PinBack) for the restart into mode m; ok is false when there is
+// none, and the restart runs the file as it is.
+func (sw *switchRun) pinBack(ctx context.Context, m site.Mode) (site.Mode, bool) {
+	if sw.e.PinBack == nil {
+		return m, false
+	}
+	good, err := sw.e.PinBack(ctx, sw.s, m.Name, sw.rep.Reason)
+	if err != nil {
+		sw.e.progress("%s: cannot go back to the version of its site file it ran before: %v", sw.s.Name, err)
+		sw.warn("the rollback could not go back to the version of the site file the site ran before: %v", err)
+		return m, false
+	}
+	if good == nil {
+		return m, false
+	}
+	gm, ok := good.Mode(m.Name)
+	if !ok {
+		return m, false
+	}
+	sw.rep.Pinned = fmt.Sprintf("%s failed to start as it is: the site runs the version it ran before (%s), pinned until the file changes; fix the file and run `systemctl daemon-reload`, then `sitectl restart %s`", sw.s.File, good.File, sw.s.Name)
+	sw.e.progress("%s: pinned to the version of its site file it ran before (%s)", sw.s.Name, good.File)
+	sw.s = good
+	return gm, true
 }
 
 // finish closes the switch in the history with a result and a reason, and

@@ -44,6 +44,9 @@ type fakeSystemd struct {
 	socketStates map[string]string
 	// how the last main process ended
 	exitCode, exitStatus int
+	// brokenFile: the site file as it is fails to start in every mode
+	// (a module name mistyped), until a PinBack goes back.
+	brokenFile bool
 }
 
 func (f *fakeSystemd) started(pid int) {
@@ -64,7 +67,7 @@ func (f *fakeSystemd) Restart(ctx context.Context, unit string) error {
 	f.pid += 10
 	f.gen = f.pid
 	f.started(f.pid)
-	if f.failing[mode] {
+	if f.failing[mode] || f.brokenFile {
 		f.state = "failed"
 		return &control.JobError{Verb: "restart", Unit: unit, Result: "failed"}
 	}

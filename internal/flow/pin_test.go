@@ -1,0 +1,104 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// pinBackTo is an Env.PinBack that goes back to the version of the site
+// file at copyPath, which starts (it clears f.brokenFile), and records
+// the modes it was asked for.
+func pinBackTo(t *testing.T, f *fakeSystemd, asked *[]string) func(context.Context, *site.Site, string, string) (*site.Site, error) {
+	return func(_ context.Context, s *site.Site, mode, reason string) (*site.Site, error) {
+		if reason == "" {
+			t.Error("PinBack got no reason")
+		}
+		*asked = append(*asked, mode)
+		good := testSite(t)
+		good.File = "/var/lib/sitectl/sites/karl/last-good.toml"
+		f.brokenFile = false
+		return good, nil
+	}
+}
+
+// A site file that fails to start in every mode (the app's module name
+// mistyped), then a restart: the rollback in the same mode from the same
+// file would fail the same way and leave the site down. It goes back to
+// the version the site ran before, pinned, and serves.
+func TestFailedRestartGoesBackToTheVersionThatRan(t *testing.T) {
+	e, f := newEnv(t)
+	f.brokenFile = true
+	var asked []string
+	e.PinBack = pinBackTo(t, f, &asked)
+	rep, err := Restart(context.Background(), e, testSite(t), 0)
+	if !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("err = %v, want ErrRolledBack", err)
+	}
+	if rep.Result != modes.ResultRolledBack || rep.MainPID != f.pid || f.state != "active" {
+		t.Errorf("report %+v, service %s", rep, f.state)
+	}
+	if !strings.Contains(rep.Pinned, "last-good.toml") || !strings.Contains(rep.Pinned, "/etc/sitectl/sites/karl.toml failed to start") {
+		t.Errorf("pinned: %q", rep.Pinned)
+	}
+	if got := strings.Join(asked, ","); got != "normal" {
+		t.Errorf("PinBack asked for modes %q, want normal once", got)
+	}
+	if len(f.restarts) != 2 {
+		t.Errorf("%d restarts, want the failed one and the one from the version that ran", len(f.restarts))
+	}
+}
+
+// Without a version to go back to, the rollback restarts the file as it
+// is, and says that it failed: nothing is claimed.
+func TestFailedRestartWithNothingToGoBackTo(t *testing.T) {
+	e, f := newEnv(t)
+	f.brokenFile = true
+	e.PinBack = func(context.Context, *site.Site, string, string) (*site.Site, error) { return nil, nil }
+	rep, err := Restart(context.Background(), e, testSite(t), 0)
+	if !errors.Is(err, ErrRollbackFailed) || rep.Pinned != "" || rep.MainPID != 0 {
+		t.Errorf("err = %v, report %+v", err, rep)
+	}
+	e, f = newEnv(t)
+	f.brokenFile = true
+	e.PinBack = func(context.Context, *site.Site, string, string) (*site.Site, error) {
+		return nil, errors.New("disk full")
+	}
+	rep, err = Restart(context.Background(), e, testSite(t), 0)
+	if !errors.Is(err, ErrRollbackFailed) || rep.Pinned != "" || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "disk full") {
+		t.Errorf("err = %v, report %+v", err, rep)
+	}
+}
+
+// A mode switch that failed goes back to the previous mode from the file
+// as it is first: a broken mode is no reason to undo the rest of the
+// file. Only when that fails too does it go back to the version that ran.
+func TestFailedSwitchGoesBackToTheVersionThatRanOnlyWhenItMust(t *testing.T) {
+	e, f := newEnv(t, "broken")
+	var asked []string
+	e.PinBack = pinBackTo(t, f, &asked)
+	if _, err := SwitchMode(context.Background(), e, testSite(t), "broken", Options{}); !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(asked) != 0 {
+		t.Errorf("a broken mode went back to the version that ran, for modes %v", asked)
+	}
+
+	e, f = newEnv(t)
+	f.brokenFile = true
+	e.PinBack = pinBackTo(t, f, &asked)
+	rep, err := SwitchMode(context.Background(), e, testSite(t), "read-only", Options{})
+	if !errors.Is(err, ErrRolledBack) || rep.Pinned == "" || f.state != "active" {
+		t.Fatalf("err = %v, report %+v", err, rep)
+	}
+	if got := strings.Join(f.restarts, ","); got != "read-only,normal,normal" {
+		t.Errorf("restarts in modes %s, want read-only, normal from the file, normal from the version that ran", got)
+	}
+	if cur, _, _ := e.Store.Current("karl"); cur != "normal" {
+		t.Errorf("recorded mode %q", cur)
+	}
+}
