@@ -49,6 +49,10 @@ func (e *env) printStatus(s status.Site) {
 
 func (e *env) printSiteFile(s status.Site, line func(string, string, ...any), more func(string)) {
 	f := s.SiteFile
+	if p := f.Pinned; p != nil && f.State == "ok" {
+		line("site file", "%s", e.style.Red("failed to start as it is")+term.Escape(fmt.Sprintf(" (%s); pinned since %s: running the last good version %s until the file changes (fix it and run systemctl daemon-reload)", p.Reason, e.ago(p.Since), p.Copy)))
+		return
+	}
 	if f.State == "ok" {
 		line("site file", "ok")
 		return

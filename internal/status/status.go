@@ -84,6 +84,16 @@ type FileState struct {
 	InvalidSince *time.Time  `json:"invalid_since" doc:"when the invalid file was last changed; null when it is valid"`
 	Errors       []FileError `json:"errors" doc:"the file's mistakes, as sitectl check reports them"`
 	LastGood     bool        `json:"last_good" doc:"the file is invalid and the site runs the last good version of it (kept by sitectl when the service last started)"`
+	// Pinned: the file is valid, but failed to start as it is, and a
+	// rollback pinned the site to the version it ran before (modes.Pin).
+	Pinned *Pinned `json:"pinned" doc:"status by name only: the file, as it is, failed to start, and a rollback pinned the site to the version of it that the site ran before, until the file changes; null otherwise"`
+}
+
+// Pinned is a site pinned to its last good version after a failed start.
+type Pinned struct {
+	Since  time.Time `json:"since" doc:"when the rollback pinned it"`
+	Reason string    `json:"reason" doc:"why the file failed to start"`
+	Copy   string    `json:"copy" doc:"the last good copy the site runs"`
 }
 
 // FileError is one mistake of a site file.
@@ -562,6 +572,7 @@ type entry struct {
 	errs     site.Errors
 	lastGood bool
 	modTime  time.Time
+	pin      *modes.Pin // the valid file failed to start: site is its last good copy
 }
 
 func (en entry) unitNames() []string {
@@ -574,6 +585,9 @@ func (en entry) unitNames() []string {
 
 func (en entry) fileState() FileState {
 	fs := FileState{State: "ok", Errors: []FileError{}}
+	if en.pin != nil {
+		fs.Pinned = &Pinned{Since: en.pin.Since.UTC(), Reason: en.pin.Reason, Copy: en.site.File}
+	}
 	if len(en.errs) == 0 {
 		return fs
 	}
@@ -651,7 +665,13 @@ func namedEntries(d paths.Dirs, names []string) ([]entry, []string, error) {
 		} else if s, perr := site.ParseNamed(file, name, data); perr != nil {
 			errs = perr.(site.Errors)
 		} else {
-			ents = append(ents, entry{site: s, known: true, file: file})
+			en := entry{site: s, known: true, file: file}
+			// What runs is the last good copy while the file as it is
+			// failed to start and is pinned.
+			if pin, good, err := (modes.Store{Dir: d.State}).Pinned(name, data); err == nil && pin != nil {
+				en.site, en.pin = good, pin
+			}
+			ents = append(ents, en)
 			continue
 		}
 		ents = append(ents, invalidEntry(d, name, file, errs))
