@@ -321,3 +321,36 @@ func TestFailedStartPinsTheSiteOnAModeSwitch(t *testing.T) {
 		t.Errorf("sitectl status karl --json after the fix: site_file.pinned %+v, want null", pin)
 	}
 }
+
+// A deployer's restart runs in sitectl's state service, which pins the
+// site and has systemd reload as root's sitectl does; the history records
+// the deployer.
+func TestDeployersFailedStartPinsTheSite(t *testing.T) {
+	h, webURL, _ := deployerHost(t)
+	file := h.run("cat", "/etc/sitectl/sites/web.toml")
+	h.run("sitectl", "restart", "web") // the service has started from the file: its copy is kept
+	broken := strings.Replace(file, `exec = ["/usr/local/bin/webapp"]`, `exec = ["/usr/local/bin/webapp", "--fail-start"]`, 1)
+	if broken == file {
+		t.Fatal("the test's edit left the site file as it was")
+	}
+	h.writeSite("web", broken)
+	h.run("systemctl", "daemon-reload")
+	out, stderr, code := h.as("dana", "sitectl", "restart", "web", "--json")
+	var r pinChange
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 4 || r.Result != "rolled-back" || !strings.Contains(r.Pinned, "last-good.toml") {
+		t.Fatalf("dana's sitectl restart web of a file that fails: exit %d, %v, report %+v; want 4, rolled-back and pinned\nstderr: %s", code, err, r, stderr)
+	}
+	if err := siteAnswers(webURL, "normal"); err != nil {
+		t.Errorf("after dana's failed restart: %v", err)
+	}
+	if p := h.show("site-web.service", "SourcePath"); p["SourcePath"] != "/var/lib/sitectl/sites/web/last-good.toml" {
+		t.Errorf("after the rollback the units come from %v, want the copy", p)
+	}
+	danaUID := strings.TrimSpace(h.run("id", "-u", "dana"))
+	if hist := h.history("web"); len(hist) == 0 || hist[len(hist)-1].Result != "rolled-back" || fmt.Sprint(hist[len(hist)-1].UID) != danaUID {
+		t.Errorf("history %+v, want dana's rolled-back restart last", hist)
+	}
+	if out, _, code := h.as("dana", "cat", "/var/lib/sitectl/sites/web/pinned.json"); code == 0 {
+		t.Errorf("a deployer reads the pin: %s", out)
+	}
+}
