@@ -195,10 +195,12 @@ func (e *env) gather(ctx context.Context, req status.Request) (status.Result, er
 
 // localGather is gather as root.
 func (e *env) localGather(ctx context.Context, req status.Request) (status.Result, error) {
+	var missing []string
 	if len(req.Names) > 0 {
 		// Names are checked before systemd is asked: a bad name is a usage
-		// error, and sites that all do not exist need no bus to say so.
-		var missing []string
+		// error. Sites that all have no file are looked for in systemd
+		// (their units may run on: a file deleted while its site served),
+		// but need no bus to be reported missing when it cannot be reached.
 		for _, n := range req.Names {
 			if err := site.ValidateName(n); err != nil {
 				return status.Result{}, withCode(exitUsage, err)
@@ -207,11 +209,11 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 				missing = append(missing, n)
 			}
 		}
-		if len(missing) == len(req.Names) {
-			return status.Result{Missing: missing}, nil
-		}
 	}
 	mgr, err := e.connect(ctx)
+	if err != nil && len(req.Names) > 0 && len(missing) == len(req.Names) {
+		return status.Result{Missing: missing}, nil
+	}
 	if err != nil {
 		return status.Result{}, err
 	}

@@ -49,6 +49,10 @@ func (e *env) printStatus(s status.Site) {
 
 func (e *env) printSiteFile(s status.Site, line func(string, string, ...any), more func(string)) {
 	f := s.SiteFile
+	if f.State == "gone" {
+		line("site file", "%s", e.style.Red("gone")+term.Escape(fmt.Sprintf(": there is no %s, but systemd still runs the site's units as it loaded them; `sitectl remove %s` stops them and forgets the site, or put the file back and run systemctl daemon-reload", s.File, s.Site)))
+		return
+	}
 	if p := f.Pinned; p != nil && f.State == "ok" {
 		line("site file", "%s", e.style.Red("failed to start as it is")+term.Escape(fmt.Sprintf(" (%s); pinned since %s: running the last good version %s until the file changes (fix it and run systemctl daemon-reload)", p.Reason, e.ago(p.Since), p.Copy)))
 		return

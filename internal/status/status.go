@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/cleanup"
@@ -78,7 +79,7 @@ type Site struct {
 
 // FileState is the state of a site file.
 type FileState struct {
-	State string `json:"state" doc:"ok, or invalid: the file has mistakes and the units were not made from it" enum:"ok,invalid"`
+	State string `json:"state" doc:"ok; invalid: the file has mistakes and the units were not made from it; gone: there is no site file, but systemd still runs the site's units (the file was deleted or renamed): sitectl remove stops them" enum:"ok,invalid,gone"`
 	// InvalidSince is the file's modification time: when it was last
 	// changed into what is invalid.
 	InvalidSince *time.Time  `json:"invalid_since" doc:"when the invalid file was last changed; null when it is valid"`
@@ -213,10 +214,29 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 	var err error
 	if len(req.Names) == 0 {
 		ents, byName, res.Skipped, res.cache, err = allSites(ctx, src, req.Brief)
+		if err == nil {
+			ents = append(ents, goneEntries(src.Dirs, ents, byName)...)
+			sortEntries(ents)
+		}
 	} else {
 		ents, res.Missing, err = namedEntries(src.Dirs, req.Names)
+		var gone []entry
+		for _, name := range res.Missing {
+			gone = append(gone, goneEntry(src.Dirs, name))
+		}
 		if err == nil {
-			byName, err = readUnits(ctx, src.Systemd, ents, false, req.Brief)
+			byName, err = readUnits(ctx, src.Systemd, append(ents, gone...), false, req.Brief)
+		}
+		if err == nil && len(gone) > 0 {
+			res.Missing = res.Missing[:0]
+			for _, en := range gone {
+				if unitsRun(en.site, byName) {
+					ents = append(ents, en)
+				} else {
+					res.Missing = append(res.Missing, en.site.Name)
+				}
+			}
+			sortEntries(ents)
 		}
 	}
 	if err != nil {
@@ -250,7 +270,7 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 		sites[i], errs[i] = build(st, read, ents[i], byName, !known || withState[ents[i].site.Name], src.Resolve)
 		if errs[i] == nil && !req.Brief {
 			sites[i].readJournal(ctx, src)
-			if ents[i].known {
+			if ents[i].known && !ents[i].gone {
 				sites[i].readServed(ctx, src, ents[i].site)
 				if src.StartProblems != nil && sites[i].LoadState == "loaded" {
 					sites[i].StartProblems = append(sites[i].StartProblems, src.StartProblems(ctx, ents[i].site, sites[i].Mode)...)
@@ -573,6 +593,7 @@ type entry struct {
 	lastGood bool
 	modTime  time.Time
 	pin      *modes.Pin // the valid file failed to start: site is its last good copy
+	gone     bool       // no site file, but its units run
 }
 
 func (en entry) unitNames() []string {
@@ -585,6 +606,10 @@ func (en entry) unitNames() []string {
 
 func (en entry) fileState() FileState {
 	fs := FileState{State: "ok", Errors: []FileError{}}
+	if en.gone {
+		fs.State = "gone"
+		return fs
+	}
 	if en.pin != nil {
 		fs.Pinned = &Pinned{Since: en.pin.Since.UTC(), Reason: en.pin.Reason, Copy: en.site.File}
 	}
@@ -677,6 +702,72 @@ func namedEntries(d paths.Dirs, names []string) ([]entry, []string, error) {
 		ents = append(ents, invalidEntry(d, name, file, errs))
 	}
 	return ents, missing, nil
+}
+
+// goneEntries are the sites that systemd runs units of but that have no
+// site file (ents are those that have one): a file deleted or renamed
+// while its site served. Until sitectl remove, or a reboot, those units
+// go on serving, or holding the site's ports; list must not hide them.
+// A name is a site's when a site service or main socket of that name is
+// not inactive (site names never end in -reload, so the trigger's service
+// is never taken for a site's).
+func goneEntries(d paths.Dirs, ents []entry, byName unitsByName) []entry {
+	have := make(map[string]bool, len(ents))
+	for _, en := range ents {
+		have[en.site.Name] = true
+	}
+	var out []entry
+	seen := map[string]bool{}
+	for unitName, u := range byName {
+		if !runs(u) {
+			continue
+		}
+		base, ok := strings.CutPrefix(unitName, "site-")
+		if !ok {
+			continue
+		}
+		name, ok := strings.CutSuffix(base, ".service")
+		if !ok {
+			name, ok = strings.CutSuffix(base, ".socket")
+		}
+		if !ok || have[name] || seen[name] || site.ValidateName(name) != nil {
+			continue
+		}
+		en := goneEntry(d, name)
+		if unitsRun(en.site, byName) {
+			seen[name] = true
+			out = append(out, en)
+		}
+	}
+	return out
+}
+
+// goneEntry is a site without a site file: its last good version when
+// sitectl kept one (its listeners, its socket units), else its name.
+func goneEntry(d paths.Dirs, name string) entry {
+	en := entry{site: &site.Site{Name: name}, file: d.SiteFile(name), gone: true}
+	if s, ok := (modes.Store{Dir: d.State}).LastGood(name); ok {
+		en.site, en.known = s, true
+	}
+	return en
+}
+
+// unitsRun tells whether the service or a socket unit of site s is not
+// inactive (or failed): it serves, starts, stops or listens.
+func unitsRun(s *site.Site, byName unitsByName) bool {
+	if u, ok := byName[units.ServiceName(s.Name)]; ok && runs(u) {
+		return true
+	}
+	for _, n := range units.SocketNames(s) {
+		if u, ok := byName[n]; ok && runs(u) {
+			return true
+		}
+	}
+	return false
+}
+
+func runs(u *control.Unit) bool {
+	return u.ActiveState != "" && u.ActiveState != "inactive" && u.ActiveState != "failed"
 }
 
 // invalidEntry is a site whose file is invalid: its last good version when

@@ -1,0 +1,57 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// A site file deleted while its site serves (an rm of the wrong file, a
+// rename), and the daemon-reload after it: systemd runs the units on, and
+// the site serves, or holds its port. list and status show it as gone,
+// with what to do, until sitectl remove stops it.
+func TestDeletedSiteFileWhoseUnitsServeIsShown(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, "")})
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	h.run("rm", "/etc/sitectl/sites/karl.toml")
+	h.run("systemctl", "daemon-reload")
+	getReply(t, url) // it still serves
+
+	out := h.run("sitectl", "list")
+	if !strings.Contains(out, "karl") || !strings.Contains(out, "gone") {
+		t.Errorf("sitectl list does not show the site whose units serve:\n%s", out)
+	}
+	var sites []struct {
+		Site     string `json:"site"`
+		State    string `json:"state"`
+		SiteFile struct {
+			State string `json:"state"`
+		} `json:"site_file"`
+		MainPID int `json:"main_pid"`
+	}
+	if err := json.Unmarshal([]byte(h.run("sitectl", "list", "--json")), &sites); err != nil || len(sites) != 1 || sites[0].SiteFile.State != "gone" || sites[0].State != "running" {
+		t.Errorf("sitectl list --json: %+v %v", sites, err)
+	}
+	stdout, stderr, code := h.result("sitectl", "status", "karl")
+	if code != 0 || !strings.Contains(stdout, "gone") || !strings.Contains(stdout, "sitectl remove karl") {
+		t.Errorf("sitectl status karl: exit %d, want 0 (it serves) and the file gone with what to do\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	// A site that never was is still missing.
+	if _, stderr, code := h.result("sitectl", "status", "nosuch"); code != 4 || !strings.Contains(stderr, "does not exist") {
+		t.Errorf("sitectl status nosuch: exit %d, %s", code, stderr)
+	}
+
+	h.run("sitectl", "remove", "karl")
+	if out := h.run("sitectl", "list"); strings.Contains(out, "karl") {
+		t.Errorf("sitectl list after remove still shows the site:\n%s", out)
+	}
+	if _, _, code := h.result("sitectl", "status", "karl"); code != 4 {
+		t.Errorf("sitectl status karl after remove: exit %d, want 4", code)
+	}
+}
