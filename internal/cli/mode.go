@@ -246,6 +246,7 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) },
 		Host:           ptr(e.host()),
 		PinBack:        pinBack,
+		KeepStopped:    who.UID != 0,
 	}
 	rep, err = runFlow(ctx, req, fe, s)
 	if pinned != "" {
@@ -390,6 +391,8 @@ func flowExit(err error, rep flow.Report) error {
 	case errors.Is(err, flow.ErrTimeoutTooShort):
 		return withCode(exitUsage, err)
 	case errors.Is(err, flow.ErrCannotStart):
+		return withCode(exitFailed, err, "the site was left as it was")
+	case errors.Is(err, flow.ErrSiteStopped):
 		return withCode(exitFailed, err, "the site was left as it was")
 	case errors.Is(err, flow.ErrOutOfService):
 		return withCode(exitFailed, err, "`sitectl enable "+rep.Site+"` puts it back in service")

@@ -80,6 +80,11 @@ type Env struct {
 	// to (no copy, the file is that version, the copy lacks mode). nil:
 	// a rollback restarts the site from its file as it is.
 	PinBack func(ctx context.Context, s *site.Site, mode, reason string) (*site.Site, error)
+	// KeepStopped refuses a change of a site whose sockets are not
+	// active: starting its service would start them (Requires=). A
+	// deployer's change has it: root stopped the site (systemctl stop),
+	// and only root starts it again.
+	KeepStopped bool
 	// Host is what the check before a restart reads of the host;
 	// default sitecheck.OS.
 	Host *sitecheck.Host
@@ -162,6 +167,9 @@ var (
 	// ErrOutOfService: the site was taken out of service (sitectl
 	// disable), and only sitectl enable puts it back.
 	ErrOutOfService = errors.New("the site is out of service")
+	// ErrSiteStopped: a deployer's change of a site whose sockets are
+	// stopped; only root starts a site again.
+	ErrSiteStopped = errors.New("the site is stopped")
 )
 
 // Current is the mode a site is recorded in: its mode file, or its default
@@ -341,7 +349,15 @@ func (e *Env) inService(s *site.Site) error {
 // handed over inside the running unit, or by a restart, which must be
 // able to start (startable). A refusal here changes nothing.
 func (sw *switchRun) plan(ctx context.Context) error {
-	var err error
+	up, why, err := sw.socketsUp(ctx)
+	if err != nil {
+		return err
+	}
+	sw.socketsWereUp = up
+	if !up && sw.e.KeepStopped {
+		return fmt.Errorf("site %s is stopped (%s): its service would start its sockets, and only root starts a stopped site (`sitectl enable %s`, or `systemctl start %s`); nothing was done: %w",
+			sw.s.Name, why, sw.s.Name, units.MainSocketName(sw.s.Name), ErrSiteStopped)
+	}
 	if sw.overlapped, sw.rep.FullRestart, err = sw.e.overlapping(ctx, sw.s, sw.opts); err != nil {
 		return err
 	}
@@ -354,8 +370,7 @@ func (sw *switchRun) plan(ctx context.Context) error {
 			sw.warn("the site file changed since systemd loaded %s: the restart runs the command line, user, sockets and settings systemd has, with the mode's environment from the file as it is now (`systemctl daemon-reload` loads the rest; the next restart applies it)", units.ServiceName(sw.s.Name))
 		}
 	}
-	sw.socketsWereUp, _, err = sw.socketsUp(ctx)
-	return err
+	return nil
 }
 
 // warn adds a warning to the report, which the caller shows once the

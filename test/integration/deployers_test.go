@@ -188,6 +188,7 @@ start_timeout = "10s"
 address = "127.0.0.1:%d"
 `, port))
 	h.run("systemctl", "daemon-reload")
+	h.run("systemctl", "start", "site-evil.socket") // root puts it in service
 	out, stderr, code := h.as("dana", "sitectl", "restart", "evil")
 	if code == 0 {
 		t.Fatalf("a site that cannot start restarted: %s%s", out, stderr)
@@ -442,4 +443,28 @@ func TestEgressIsRestricted(t *testing.T) {
 	if _, stderr, code := h.result("sitectl", "restart", "shut"); code != 0 {
 		t.Errorf("restart of the restricted site: exit %d %s", code, stderr)
 	}
+}
+
+// Root stopped a site with systemctl: a deployer's change would start its
+// service, and with it its sockets. It is refused, and the site stays
+// stopped; root's own restart starts it.
+func TestDeployerDoesNotStartASiteRootStopped(t *testing.T) {
+	h, webURL, _ := deployerHost(t)
+	h.run("systemctl", "stop", "site-web.socket", "site-web.service")
+	for _, args := range [][]string{{"sitectl", "restart", "web"}, {"sitectl", "mode", "web", "read-only"}, {"sitectl", "reload", "web"}} {
+		_, stderr, code := h.as("dana", args...)
+		if code != 1 || !strings.Contains(stderr, "stopped") {
+			t.Errorf("dana's %v of the stopped site: exit %d, want 1\n%s", args, code, stderr)
+		}
+	}
+	for _, u := range []string{"site-web.socket", "site-web.service"} {
+		if p := h.show(u, "ActiveState"); p["ActiveState"] != "inactive" {
+			t.Errorf("%s after dana's refused changes: %v", u, p)
+		}
+	}
+	if hist := h.history("web"); len(hist) != 0 {
+		t.Errorf("refused changes were recorded: %+v", hist)
+	}
+	h.run("sitectl", "restart", "web")
+	getReply(t, webURL)
 }
