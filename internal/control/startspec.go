@@ -29,6 +29,8 @@ type StartSpec struct {
 	// NeedDaemonReload: the unit's file, or the site file it was generated
 	// from (SourcePath=), changed since systemd loaded it.
 	NeedDaemonReload bool
+	// LoadState is the unit's: "masked" is one systemd refuses to start.
+	LoadState string
 }
 
 // StartSpec reads what systemd would start service unit with, in one
@@ -56,6 +58,7 @@ func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error)
 		}},
 		{serviceIface, "LoadCredential", func(v dbus.Variant) { spec.Credentials = credentialPaths(v.Value()) }},
 		{unitIface, "NeedDaemonReload", func(v dbus.Variant) { spec.NeedDaemonReload, _ = v.Value().(bool) }},
+		{unitIface, "LoadState", func(v dbus.Variant) { spec.LoadState, _ = v.Value().(string) }},
 	}
 	obj := m.bus.Object("org.freedesktop.systemd1", path)
 	calls := make([]*dbus.Call, len(props))

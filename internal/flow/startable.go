@@ -40,12 +40,18 @@ func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale b
 		return stale, err
 	}
 	fix := "fix the site file, then `systemctl daemon-reload`"
-	if stale {
+	switch {
+	case strings.HasPrefix(problems[0], maskedProblem):
+		fix = "`systemctl unmask " + units.ServiceName(s.Name) + "` lets it start"
+	case stale:
 		fix = "systemd's units are older than the site file: if it is fixed there, `systemctl daemon-reload` loads it"
 	}
 	return stale, fmt.Errorf("site %s: %s as systemd has it would not start: %s; a restart would stop the site, and so would its rollback; nothing was done (%s): %w",
 		s.Name, units.ServiceName(s.Name), strings.Join(problems, "; "), fix, ErrCannotStart)
 }
+
+// maskedProblem is the start problem of a masked service.
+const maskedProblem = "it is masked, and systemd starts no masked unit"
 
 // startProblems says why site s's service, as systemd has it loaded,
 // would surely not start in mode m (sitecheck.Startable), and whether the
@@ -73,7 +79,11 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 	if e.Host != nil {
 		host = *e.Host
 	}
-	return sitecheck.Startable(host, st), spec.NeedDaemonReload, nil
+	problems = sitecheck.Startable(host, st)
+	if spec.LoadState == "masked" {
+		problems = append([]string{fmt.Sprintf("%s (`systemctl unmask %s`)", maskedProblem, units.ServiceName(s.Name))}, problems...)
+	}
+	return problems, spec.NeedDaemonReload, nil
 }
 
 // StartProblems says why site s's service, as systemd has it loaded,

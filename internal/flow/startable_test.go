@@ -57,6 +57,7 @@ func TestUnstartableUnitIsNotRestarted(t *testing.T) {
 		{"user", func(s *control.StartSpec) { s.User = "kral" }, `user "kral" does not exist on this host`},
 		{"group", func(s *control.StartSpec) { s.Group = "www" }, `group "www" does not exist on this host`},
 		{"workdir", func(s *control.StartSpec) { s.WorkingDirectory = "/srv/karl/current" }, "the working directory /srv/karl/current does not exist"},
+		{"masked", func(s *control.StartSpec) { s.LoadState = "masked" }, "it is masked, and systemd starts no masked unit (`systemctl unmask site-karl.service`)"},
 	} {
 		spec := good
 		c.edit(&spec)
