@@ -463,7 +463,7 @@ cannot be read because the state directory is not mounted yet at boot (a separat
 /var), which the log also says. A site file that is gone is not a mistake: its site
 has no units. A valid site file that failed to start is treated alike while the site
 is pinned: sitectl's rollback put back the version the site ran before and wrote
-` + paths.DefaultStateDir + `/sites/NAME/pinned.json, which names the failed file by its
+` + paths.DefaultStateDir + `/pinned/NAME.json, which names the failed file by its
 SHA-256; while the file's content is that, its units come from the last good copy, and
 the log says "FILE failed to start on TIME and is pinned". Any edit of the file lifts
 the pin. Every other site is still generated, and the generator never fails
@@ -488,7 +488,7 @@ mistakes it says how many it left out.`)
 	r.item(paths.DefaultConfigDir+"/*.toml", "", "The site files.")
 	r.item(paths.DefaultStateDir+"/sites/NAME/last-good.toml", "", "The last good copy of a site's file (sitectl prepare keeps it).")
 	r.item(paths.DefaultStateDir+"/sites/NAME/out-of-service", "", "Marks a site taken out of service with sitectl disable.")
-	r.item(paths.DefaultStateDir+"/sites/NAME/pinned.json", "", "Pins a site whose file failed to start to its last good copy, until the file changes.")
+	r.item(paths.DefaultStateDir+"/pinned/NAME.json", "", "Pins a site whose file failed to start to its last good copy, until the file changes.")
 	r.item("/run/systemd/generator/", "", "Where systemd has its generators write units (NORMAL_DIR).")
 	r.seeAlso([]string{"sitectl(1)", "sitectl.toml(5)", "sitectl-units-render(1)", "systemd.generator(7)",
 		"systemctl(1)", "journalctl(1)"})

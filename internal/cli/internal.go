@@ -111,7 +111,7 @@ site file has mistakes, the generator writes the site's units from that copy, an
 prepare starts from it too, so that a typo never takes a site off its socket. So they
 do while the site is pinned: a rollback found that the file, as it is, does not start,
 put back the version the site ran before and pinned the site to it until the file
-changes (pinned.json in the state directory).`,
+changes (pinned/NAME.json in the state directory).`,
 		Args: args(1, 1, "one site name"),
 		RunE: func(c *cobra.Command, a []string) error {
 			st := modes.Store{Dir: e.dirs.State}

@@ -2,11 +2,9 @@ package generator
 
 import (
 	"fmt"
-	"os"
 	"slices"
 
 	"github.com/sitectl/sitectl/internal/modes"
-	"github.com/sitectl/sitectl/internal/par"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -25,21 +23,17 @@ type PinnedSite struct {
 // holds only while the file's content is what failed; a copy that cannot
 // be read or no longer checks out (against the other sites' listeners
 // too) holds nothing, and the site gets its file's units as before. Only
-// sites with a pin file cost more than one lstat.
+// sites with a pin cost anything beyond one read of the pins' directory.
 func WithPins(res site.Result, opts units.Options) (site.Result, []PinnedSite) {
 	st := modes.Store{Dir: opts.Dirs.State}
-	has := make([]bool, len(res.Sites))
-	par.Each(len(res.Sites), func(i int) {
-		_, err := os.Lstat(opts.Dirs.PinFile(res.Sites[i].Name))
-		has[i] = err == nil
-	})
-	if !slices.Contains(has, true) {
+	names := st.PinnedNames()
+	if len(names) == 0 {
 		return res, nil
 	}
 	var pinned []PinnedSite
 	sites := slices.Clone(res.Sites)
 	for i, s := range res.Sites {
-		if !has[i] || s.File != opts.Dirs.SiteFile(s.Name) {
+		if !names[s.Name] || s.File != opts.Dirs.SiteFile(s.Name) {
 			continue
 		}
 		data, err := site.ReadFile(s.File)

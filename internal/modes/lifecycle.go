@@ -94,13 +94,17 @@ func (st Store) SetOutOfService(name string, out bool, uid int) (bool, error) {
 var removeMarker = atomicfile.Remove
 
 // Forget removes everything sitectl keeps of a site: its mode, previous
-// mode and history, its lock, its last good copy and its out-of-service
-// marker, so that a new site of that name starts afresh in its default
+// mode and history, its lock, its last good copy, its out-of-service
+// marker and its pin, so that a new site of that name starts afresh in its default
 // mode. It reports whether there was anything to remove.
 func (st Store) Forget(name string) (bool, error) {
+	unpinned, err := st.Unpin(name)
+	if err != nil {
+		return false, err
+	}
 	dir := st.paths().SiteState(name)
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return unpinned, nil
 	}
 	if err := atomicfile.Remove(dir); err != nil {
 		return false, fmt.Errorf("cannot forget the state of site %s: %w", name, err)

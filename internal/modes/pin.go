@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
@@ -84,6 +86,9 @@ func (st Store) Pin(s *site.Site, good, failed []byte, reason string, uid int, n
 	if err := st.siteDir(s.Name); err != nil {
 		return err
 	}
+	if err := atomicfile.MkdirAll(st.paths().PinDir(), DirMode); err != nil {
+		return fmt.Errorf("cannot pin site %s to its last good version: %w", s.Name, err)
+	}
 	if err := atomicfile.Write(st.paths().LastGoodFile(s.Name), good, 0o600); err != nil {
 		return fmt.Errorf("cannot put back the last good copy of the site file of %s: %w", s.Name, err)
 	}
@@ -95,6 +100,24 @@ func (st Store) Pin(s *site.Site, good, failed []byte, reason string, uid int, n
 		return fmt.Errorf("cannot pin site %s to its last good version: %w", s.Name, err)
 	}
 	return nil
+}
+
+// PinnedNames are the sites that have a pin, from one read of PinDir; a
+// directory that cannot be read has none (nor can their copies be).
+func (st Store) PinnedNames() map[string]bool {
+	d, err := os.Open(st.paths().PinDir())
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		if name, ok := strings.CutSuffix(n, ".json"); ok {
+			out[name] = true
+		}
+	}
+	return out
 }
 
 // Unpin removes the site's pin, durably; it reports whether there was one.

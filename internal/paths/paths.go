@@ -111,7 +111,12 @@ func (d Dirs) LastGoodFile(name string) string { return path.Join(d.SiteState(na
 // PinFile records that the site file, as it was then, failed to start
 // and the site was rolled back to its last good copy: while the file is
 // unchanged, the generator and prepare start the site from that copy.
-func (d Dirs) PinFile(name string) string { return path.Join(d.SiteState(name), "pinned.json") }
+// Pins are in one directory (PinDir), so that the generator reads one
+// directory, not a file per site, to find them.
+func (d Dirs) PinFile(name string) string { return path.Join(d.PinDir(), name+".json") }
+
+// PinDir holds the pins of all sites (root's alone).
+func (d Dirs) PinDir() string { return path.Join(d.State, "pinned") }
 
 // LockFile is what a switch of the site holds an flock(2) on.
 func (d Dirs) LockFile(name string) string { return path.Join(d.SiteState(name), "lock") }

@@ -134,7 +134,7 @@ func TestFailedStartPinsTheSiteToItsLastGoodVersion(t *testing.T) {
 	} else {
 		t.Logf("load during the failed restart: %v", s)
 	}
-	if _, err := h.try("test", "-s", "/var/lib/sitectl/sites/shop/pinned.json"); err != nil {
+	if _, err := h.try("test", "-s", "/var/lib/sitectl/pinned/shop.json"); err != nil {
 		t.Errorf("no pin file after the rollback: %v", err)
 	}
 	if broken != h.run("cat", siteFile) {
@@ -216,7 +216,7 @@ func TestFailedStartPinsTheSiteToItsLastGoodVersion(t *testing.T) {
 	}
 	// Started from the file, the site has no pin left: the old content
 	// back (a backup restored) is tried afresh, not pinned at once.
-	if _, err := h.try("test", "-e", "/var/lib/sitectl/sites/shop/pinned.json"); err == nil {
+	if _, err := h.try("test", "-e", "/var/lib/sitectl/pinned/shop.json"); err == nil {
 		t.Error("the pin is still there after a start from the fixed file")
 	}
 	h.writeSite("shop", broken)
@@ -350,7 +350,7 @@ func TestDeployersFailedStartPinsTheSite(t *testing.T) {
 	if hist := h.history("web"); len(hist) == 0 || hist[len(hist)-1].Result != "rolled-back" || fmt.Sprint(hist[len(hist)-1].UID) != danaUID {
 		t.Errorf("history %+v, want dana's rolled-back restart last", hist)
 	}
-	if out, _, code := h.as("dana", "cat", "/var/lib/sitectl/sites/web/pinned.json"); code == 0 {
+	if out, _, code := h.as("dana", "cat", "/var/lib/sitectl/pinned/web.json"); code == 0 {
 		t.Errorf("a deployer reads the pin: %s", out)
 	}
 }
