@@ -50,3 +50,29 @@ func TestPinHoldsWhileTheFileIsWhatFailed(t *testing.T) {
 		t.Error("a pin sitectl did not write was taken")
 	}
 }
+
+// The generator finds pins with one read of their directory, and forget
+// (sitectl remove) takes a site's pin with the rest of its state.
+func TestPinsAreListedAndForgotten(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	if n := st.PinnedNames(); len(n) != 0 {
+		t.Errorf("pins of a new state directory: %v", n)
+	}
+	for _, name := range []string{"shop", "blog"} {
+		if err := st.Pin(&site.Site{Name: name}, []byte("good"), []byte("bad"), "exited", 0, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := st.PinnedNames(); len(n) != 2 || !n["shop"] || !n["blog"] {
+		t.Errorf("pins %v", n)
+	}
+	if fi, err := os.Stat(st.paths().PinDir()); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the pins' directory: %v %v", fi, err)
+	}
+	if ok, err := st.Forget("shop"); !ok || err != nil {
+		t.Fatalf("forget: %v %v", ok, err)
+	}
+	if n := st.PinnedNames(); len(n) != 1 || !n["blog"] {
+		t.Errorf("pins after forgetting shop: %v", n)
+	}
+}
