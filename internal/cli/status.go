@@ -112,8 +112,10 @@ func listCmd(e *env) *cobra.Command {
 		GroupID: "run",
 		Short:   "List all sites with their state, sockets, service and mode, one line each",
 		Long: `List every site of the config directory, one line each: its state in one word
-(running, idle, stopped, failed, restarting, ...), its site file (ok, invalid, or
-last-good: invalid, and the site runs its last good version), its sockets (listening,
+(running, idle, stopped, failed, restarting, ...), its site file (ok, invalid,
+last-good: invalid, and the site runs its last good version, pinned: it failed to
+start as it is, and the site runs its last good version, or gone: deleted, but the
+site's units still run), its sockets (listening,
 stopped: visitors are refused, failed), its service, its mode (* marks a switch in
 progress or cut short), main PID, since when, and its listeners.
 
@@ -152,8 +154,11 @@ a damaged one, is ignored.`,
 					mode += "*"
 				}
 				file := s.SiteFile.State
-				if s.SiteFile.LastGood {
+				switch {
+				case s.SiteFile.LastGood:
 					file = "last-good"
+				case s.SiteFile.Pinned != nil:
+					file = "pinned"
 				}
 				term.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/%s\t%s\t%d\t%s\t%s\n", s.Site, s.State, file, s.Socket, s.ActiveState, s.SubState,
 					term.Escape(mode), s.MainPID, since(s.Since), strings.Join(s.Listen, ","))

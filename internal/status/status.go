@@ -87,7 +87,7 @@ type FileState struct {
 	LastGood     bool        `json:"last_good" doc:"the file is invalid and the site runs the last good version of it (kept by sitectl when the service last started)"`
 	// Pinned: the file is valid, but failed to start as it is, and a
 	// rollback pinned the site to the version it ran before (modes.Pin).
-	Pinned *Pinned `json:"pinned" doc:"status by name only: the file, as it is, failed to start, and a rollback pinned the site to the version of it that the site ran before, until the file changes; null otherwise"`
+	Pinned *Pinned `json:"pinned" doc:"the file, as it is, failed to start, and a rollback pinned the site to the version of it that the site ran before, until the file changes; null otherwise"`
 }
 
 // Pinned is a site pinned to its last good version after a failed start.
@@ -215,6 +215,7 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 	if len(req.Names) == 0 {
 		ents, byName, res.Skipped, res.cache, err = allSites(ctx, src, req.Brief)
 		if err == nil {
+			pinnedEntries(src.Dirs, ents)
 			ents = append(ents, goneEntries(src.Dirs, ents, byName)...)
 			sortEntries(ents)
 		}
@@ -702,6 +703,31 @@ func namedEntries(d paths.Dirs, names []string) ([]entry, []string, error) {
 		ents = append(ents, invalidEntry(d, name, file, errs))
 	}
 	return ents, missing, nil
+}
+
+// pinnedEntries marks the valid sites that are pinned to their last good
+// version (modes.Pin) and shows that version, as status by name does; one
+// read of the pins' directory finds them, so list pays nothing for sites
+// without one.
+func pinnedEntries(d paths.Dirs, ents []entry) {
+	st := modes.Store{Dir: d.State}
+	names := st.PinnedNames()
+	if len(names) == 0 {
+		return
+	}
+	for i := range ents {
+		en := &ents[i]
+		if !names[en.site.Name] || len(en.errs) > 0 || en.file != d.SiteFile(en.site.Name) {
+			continue
+		}
+		data, err := site.ReadFile(en.file)
+		if err != nil {
+			continue
+		}
+		if pin, good, err := st.Pinned(en.site.Name, data); err == nil && pin != nil {
+			en.site, en.pin, en.known = good, pin, true
+		}
+	}
 }
 
 // goneEntries are the sites that systemd runs units of but that have no

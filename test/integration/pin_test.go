@@ -148,6 +148,9 @@ func TestFailedStartPinsTheSiteToItsLastGoodVersion(t *testing.T) {
 	if out := h.run("sitectl", "status", "shop"); !strings.Contains(out, "failed to start as it is") || !strings.Contains(out, "pinned") {
 		t.Errorf("sitectl status shop does not say the file failed to start and is pinned:\n%s", out)
 	}
+	if out := h.run("sitectl", "list"); !strings.Contains(out, "pinned") {
+		t.Errorf("sitectl list does not say the site is pinned:\n%s", out)
+	}
 
 	// A restart systemd does by itself starts the pinned version too.
 	before := h.show("site-shop.service", "MainPID")["MainPID"]
