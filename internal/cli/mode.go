@@ -239,6 +239,12 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 	}
 	defer lock.Unlock()
 	s, pinBack, pinned := e.pinning(who, mgr, s)
+	unpin := func(ctx context.Context, s *site.Site) error {
+		if _, err := who.Store.Unpin(s.Name); err != nil {
+			return err
+		}
+		return mgr.DaemonReload(ctx)
+	}
 	fe := &flow.Env{Store: who.Store, Writer: who, Systemd: mgr, Progress: progress, Journal: journalLines, DialTCP: e.dialTCP,
 		// The last good copy is root's: it is the file the running
 		// service started from.
@@ -246,6 +252,7 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) },
 		Host:           ptr(e.host()),
 		PinBack:        pinBack,
+		Unpin:          unpin,
 		KeepStopped:    who.UID != 0,
 	}
 	rep, err = runFlow(ctx, req, fe, s)

@@ -80,6 +80,9 @@ type Env struct {
 	// to (no copy, the file is that version, the copy lacks mode). nil:
 	// a rollback restarts the site from its file as it is.
 	PinBack func(ctx context.Context, s *site.Site, mode, reason string) (*site.Site, error)
+	// Unpin undoes PinBack when the version it went back to did not come
+	// up either, and has systemd reload.
+	Unpin func(ctx context.Context, s *site.Site) error
 	// KeepStopped refuses a change of a site whose sockets are not
 	// active: starting its service would start them (Requires=). A
 	// deployer's change has it: root stopped the site (systemctl stop),
@@ -507,10 +510,15 @@ func (sw *switchRun) back(ctx context.Context) (int, error) {
 	if sw.rep.From == sw.rep.To {
 		// The same mode from the same file just failed: only the
 		// version of the file the site ran before can bring it back.
-		if m, ok := sw.pinBack(ctx, back); ok {
+		m, pinned := sw.pinBack(ctx, back)
+		if pinned {
 			back = m
 		}
-		return sw.restartIn(ctx, back)
+		pid, err := sw.restartIn(ctx, back)
+		if err != nil && pinned {
+			sw.unpin(ctx, err)
+		}
+		return pid, err
 	}
 	pid, err := sw.restartIn(ctx, back)
 	if err == nil || errors.Is(err, ErrStopped) {
@@ -521,7 +529,31 @@ func (sw *switchRun) back(ctx context.Context) (int, error) {
 		return pid, err
 	}
 	sw.e.progress("%s: mode %s did not come up from the site file as it is either (%v): restarting in it from the version the site ran before", sw.s.Name, back.Name, err)
-	return sw.restartIn(ctx, m)
+	if pid, err = sw.restartIn(ctx, m); err != nil {
+		sw.unpin(ctx, err)
+	}
+	return pid, err
+}
+
+// unpinTimeout bounds the undoing of a pin, which reloads systemd, after
+// the rollback's own deadline.
+const unpinTimeout = time.Minute
+
+// unpin undoes a pin whose version did not come up either (err): then it
+// is not the site file that fails (a release the app cannot run, say),
+// and the file as it is must not stay marked as failed.
+func (sw *switchRun) unpin(ctx context.Context, err error) {
+	if sw.e.Unpin == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unpinTimeout)
+	defer cancel()
+	if uerr := sw.e.Unpin(ctx, sw.s); uerr != nil {
+		sw.warn("the version the site ran before did not come up either (%v), and its pin could not be undone: %v", err, uerr)
+		return
+	}
+	sw.rep.Pinned = ""
+	sw.e.progress("%s: the version of its site file it ran before did not come up either: the site file is not pinned", sw.s.Name)
 }
 
 // pinBack goes back to the version of the site file the site ran before

@@ -102,3 +102,26 @@ func TestFailedSwitchGoesBackToTheVersionThatRanOnlyWhenItMust(t *testing.T) {
 		t.Errorf("recorded mode %q", cur)
 	}
 }
+
+// When the version the site ran before does not come up either, it is
+// not the site file that fails (a release the app cannot run): the pin is
+// undone, and the report does not claim one.
+func TestPinIsUndoneWhenTheVersionThatRanFailsToo(t *testing.T) {
+	e, f := newEnv(t, "normal")
+	f.brokenFile = true
+	var asked []string
+	e.PinBack = pinBackTo(t, f, &asked)
+	unpinned := 0
+	e.Unpin = func(context.Context, *site.Site) error { unpinned++; return nil }
+	rep, err := Restart(context.Background(), e, testSite(t), 0)
+	if !errors.Is(err, ErrRollbackFailed) || rep.Pinned != "" || unpinned != 1 || len(asked) != 1 {
+		t.Errorf("err = %v, pinned %q, unpinned %d, asked %v", err, rep.Pinned, unpinned, asked)
+	}
+	e, f = newEnv(t)
+	f.brokenFile = true
+	e.PinBack = pinBackTo(t, f, &asked)
+	e.Unpin = func(context.Context, *site.Site) error { t.Error("a pin that came up was undone"); return nil }
+	if _, err := Restart(context.Background(), e, testSite(t), 0); !errors.Is(err, ErrRolledBack) {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -357,3 +357,38 @@ func TestDeployersFailedStartPinsTheSite(t *testing.T) {
 		t.Errorf("a deployer reads the pin: %s", out)
 	}
 }
+
+// A start that fails for a reason outside the site file (a release the
+// app cannot run), right after root changed the file: the version the
+// site ran before fails too, so the file is not what failed, and no pin
+// is left; the report says the rollback failed, not that a pin holds.
+func TestNoPinWhenTheVersionThatRanFailsToo(t *testing.T) {
+	port := freePort(t)
+	good := strings.Replace(goSite(port, ""), `exec = ["/usr/local/bin/webapp"]`, `exec = ["/usr/local/bin/run-app"]`, 1)
+	h := newHost(t, nil)
+	h.run("sh", "-c", `printf '#!/bin/sh\n[ -e /run/app-broken ] && { echo "release broken" >&2; exit 1; }\nexec /usr/local/bin/webapp "$@"\n' > /usr/local/bin/run-app && chmod 755 /usr/local/bin/run-app`)
+	h.writeSite("karl", good)
+	h.run("systemctl", "daemon-reload")
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	h.run("sitectl", "restart", "karl") // started from the file: its copy is kept
+	h.writeSite("karl", "# root's edit\n"+good)
+	h.run("systemctl", "daemon-reload")
+	h.run("touch", "/run/app-broken")
+	r, code, stderr := h.pinChangeOf("restart", "karl")
+	if code != 5 || r.Result != "rollback-failed" || r.Pinned != "" {
+		t.Errorf("sitectl restart with the release broken: exit %d, report %+v; want 5, rollback-failed, not pinned\nstderr: %s", code, r, stderr)
+	}
+	if _, err := h.try("test", "-e", "/var/lib/sitectl/pinned/karl.json"); err == nil {
+		t.Error("the pin stayed though the version that ran failed too")
+	}
+	if p := h.show("site-karl.service", "SourcePath"); p["SourcePath"] != "/etc/sitectl/sites/karl.toml" {
+		t.Errorf("the units come from %v, want the site file", p)
+	}
+	h.run("rm", "/run/app-broken")
+	if r, code, stderr := h.pinChangeOf("restart", "karl"); code != 0 || r.Result != "ok" {
+		t.Errorf("sitectl restart with the release fixed: exit %d, report %+v\nstderr: %s", code, r, stderr)
+	}
+	getReply(t, url)
+}
