@@ -507,6 +507,13 @@ func (sw *switchRun) back(ctx context.Context) (int, error) {
 			sw.e.progress("%s: the new generation (pid %d) took over and failed its checks: restarting in mode %s", sw.s.Name, gen, back.Name)
 		}
 	}
+	return sw.restartBack(ctx, back)
+}
+
+// restartBack restarts the site in back, the previous mode, from the site
+// file as it is, or, when that is sure to fail or fails, from the version
+// the site ran before (pinBack).
+func (sw *switchRun) restartBack(ctx context.Context, back site.Mode) (int, error) {
 	if sw.rep.From == sw.rep.To {
 		// The same mode from the same file just failed: only the
 		// version of the file the site ran before can bring it back.
