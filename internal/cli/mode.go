@@ -290,7 +290,12 @@ func (e *env) pinning(who modes.Local, mgr *control.Manager, s *site.Site) (_ *s
 			return nil, err
 		}
 		if err := mgr.DaemonReload(ctx); err != nil {
-			return nil, fmt.Errorf("the site is pinned to it, but systemd did not reload its units: %w", err)
+			// Units from the file with a start from the copy would mix
+			// the two versions: no pin rather than half of one.
+			if _, uerr := who.Store.Unpin(s.Name); uerr != nil {
+				return nil, fmt.Errorf("systemd did not reload the site's units (%w), and the pin could not be undone: %w", err, uerr)
+			}
+			return nil, fmt.Errorf("systemd did not reload the site's units: %w", err)
 		}
 		return copied, nil
 	}, ""
