@@ -123,12 +123,15 @@ changes (pinned/NAME.json in the state directory).`,
 				return err
 			}
 			if data != nil {
-				// Started from the file, so a pin it had no longer
-				// holds: any edit lifts it, for good, and the old
-				// content back (a backup restored) is tried afresh.
+				// Started from a file the pin is not for: the edit
+				// lifted it for good, and the old content back (a
+				// backup restored) is tried afresh. An undone pin of
+				// this very content stays (modes.Pin.Undone).
 				if _, err := os.Lstat(e.dirs.PinFile(s.Name)); err == nil {
-					if _, err := st.Unpin(s.Name); err != nil {
-						term.Fprintf(e.stderr, "site %s: %v\n", s.Name, err)
+					if p, err := st.ReadPin(s.Name); err != nil || !p.Matches(data) {
+						if _, err := st.Unpin(s.Name); err != nil {
+							term.Fprintf(e.stderr, "site %s: %v\n", s.Name, err)
+						}
 					}
 				}
 				if err := st.SaveLastGood(s, data); err != nil {

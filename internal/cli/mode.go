@@ -240,7 +240,7 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 	defer lock.Unlock()
 	s, pinBack, pinned := e.pinning(who, mgr, s)
 	unpin := func(ctx context.Context, s *site.Site) error {
-		if _, err := who.Store.Unpin(s.Name); err != nil {
+		if err := who.Store.Undo(s.Name); err != nil {
 			return err
 		}
 		return mgr.DaemonReload(ctx)
@@ -279,6 +279,9 @@ func (e *env) pinning(who modes.Local, mgr *control.Manager, s *site.Site) (_ *s
 			e.dirs.SiteFile(s.Name), pin.Since.UTC().Format("2006-01-02 15:04:05 UTC"), pin.Reason, copied.File)
 	}
 	return s, func(ctx context.Context, s *site.Site, mode, reason string) (*site.Site, error) {
+		if p, err := who.Store.ReadPin(s.Name); err == nil && p.Matches(data) && p.Undone {
+			return nil, nil // tried: the version before failed too
+		}
 		copied, err := site.ParseNamed(e.dirs.LastGoodFile(s.Name), s.Name, good)
 		if err != nil {
 			return nil, fmt.Errorf("its last good copy has mistakes: %w", err)

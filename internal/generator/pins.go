@@ -41,7 +41,7 @@ func WithPins(res site.Result, opts units.Options) (site.Result, []PinnedSite) {
 			continue
 		}
 		p, err := st.ReadPin(s.Name)
-		if err != nil || !p.Matches(data) {
+		if err != nil || !p.Matches(data) || p.Undone {
 			continue
 		}
 		others := slices.DeleteFunc(slices.Clone(sites), func(o *site.Site) bool { return o.Name == s.Name })

@@ -30,6 +30,12 @@ type Pin struct {
 	// Reason is why its start failed, as the switch's report said it.
 	Reason string `json:"reason"`
 	UID    int    `json:"uid"`
+	// Undone: the version the pin went back to did not come up either,
+	// so it is not this content that fails. The pin holds nothing, and
+	// stays so that the same content is not pinned again: each pin and
+	// its undoing cost a daemon-reload, which a deployer's restarts must
+	// not be able to repeat at will.
+	Undone bool `json:"undone,omitempty"`
 }
 
 // Matches tells whether data, a site file's content, is what the pin was
@@ -68,7 +74,7 @@ func (st Store) ReadPin(name string) (*Pin, error) {
 // starts from its file.
 func (st Store) Pinned(name string, data []byte) (*Pin, *site.Site, error) {
 	p, err := st.ReadPin(name)
-	if err != nil || !p.Matches(data) {
+	if err != nil || !p.Matches(data) || p.Undone {
 		return nil, nil, err
 	}
 	good, err := st.ReadLastGood(name)
@@ -118,6 +124,23 @@ func (st Store) PinnedNames() map[string]bool {
 		}
 	}
 	return out
+}
+
+// Undo marks the site's pin undone (Pin.Undone), atomically.
+func (st Store) Undo(name string) error {
+	p, err := st.ReadPin(name)
+	if err != nil || p == nil {
+		return err
+	}
+	p.Undone = true
+	data, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(st.paths().PinFile(name), append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("cannot undo the pin of site %s: %w", name, err)
+	}
+	return nil
 }
 
 // Unpin removes the site's pin, durably; it reports whether there was one.

@@ -76,3 +76,24 @@ func TestPinsAreListedAndForgotten(t *testing.T) {
 		t.Errorf("pins after forgetting shop: %v", n)
 	}
 }
+
+// An undone pin holds nothing, and stays with its content.
+func TestUndonePinHoldsNothing(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	s := &site.Site{Name: "shop"}
+	if err := st.Pin(s, []byte("exec = [\"/bin/app\"]\n"), []byte("bad"), "exited", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Undo("shop"); err != nil {
+		t.Fatal(err)
+	}
+	if pin, _, err := st.Pinned("shop", []byte("bad")); pin != nil || err != nil {
+		t.Errorf("an undone pin holds: %+v %v", pin, err)
+	}
+	if p, err := st.ReadPin("shop"); err != nil || p == nil || !p.Undone || !p.Matches([]byte("bad")) {
+		t.Errorf("the undone pin: %+v %v", p, err)
+	}
+	if err := st.Undo("other"); err != nil {
+		t.Errorf("undo without a pin: %v", err)
+	}
+}

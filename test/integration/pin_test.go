@@ -380,11 +380,27 @@ func TestNoPinWhenTheVersionThatRanFailsToo(t *testing.T) {
 	if code != 5 || r.Result != "rollback-failed" || r.Pinned != "" {
 		t.Errorf("sitectl restart with the release broken: exit %d, report %+v; want 5, rollback-failed, not pinned\nstderr: %s", code, r, stderr)
 	}
-	if _, err := h.try("test", "-e", "/var/lib/sitectl/pinned/karl.json"); err == nil {
-		t.Error("the pin stayed though the version that ran failed too")
+	if out := h.run("cat", "/var/lib/sitectl/pinned/karl.json"); !strings.Contains(out, `"undone": true`) {
+		t.Errorf("the pin is not undone though the version that ran failed too:\n%s", out)
+	}
+	if pin, _ := h.pinOf("karl"); pin != nil {
+		t.Errorf("status shows the undone pin: %+v", pin)
 	}
 	if p := h.show("site-karl.service", "SourcePath"); p["SourcePath"] != "/etc/sitectl/sites/karl.toml" {
 		t.Errorf("the units come from %v, want the site file", p)
+	}
+	// Again, with the same file: it is not pinned again, so a deployer's
+	// restarts cannot make systemd reload at will.
+	reloads := func() int {
+		return strings.Count(h.run("journalctl", "-b", "-o", "cat", "_PID=1"), "Reloading.")
+	}
+	before := reloads()
+	_, stderr, code = h.result("sitectl", "restart", "karl")
+	if code != 5 || strings.Contains(stderr, "pinned to") {
+		t.Errorf("the second sitectl restart with the release broken: exit %d, want 5 and no pin\n%s", code, stderr)
+	}
+	if n := reloads() - before; n != 0 {
+		t.Errorf("the second failed restart made systemd reload %d times", n)
 	}
 	h.run("rm", "/run/app-broken")
 	if r, code, stderr := h.pinChangeOf("restart", "karl"); code != 0 || r.Result != "ok" {
