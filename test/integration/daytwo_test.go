@@ -325,6 +325,10 @@ func TestFailedStartShowsTheAppsError(t *testing.T) {
 	if len(rep.AppError) != 1 || rep.AppError[0] != want || rep.Hint != "" {
 		t.Errorf("--json app_error %q hint %q, want [%q] and no hint; journal:\n%s", rep.AppError, rep.Hint, want, strings.Join(rep.Journal, "\n"))
 	}
+	// The failed restart pinned the site to the version it ran before
+	// until the file changes: change it, still broken, to fail again.
+	h.writeSite("shop", "# still broken\n"+strings.Replace(good, "app:application", "nosuchmodule:application", 1))
+	h.run("systemctl", "daemon-reload")
 	_, stderr, code = h.result("sitectl", "restart", "shop")
 	lines := strings.Split(strings.TrimSpace(stderr), "\n")
 	i := slices.Index(lines, "sitectl: the app's last error:")
