@@ -97,10 +97,16 @@ its out-of-service mark), so that a new site of that name starts afresh in its d
 mode. The site file is the operator's (or Ansible's): remove refuses while it exists,
 and never deletes it. To keep the file and stop the site, use sitectl disable.
 
+A renamed site file (mv OLD.toml NEW.toml, then systemctl daemon-reload) is a new site
+that declares the old one's listeners, whose socket cannot listen while the old one
+holds them: once the old socket has let go of them, remove starts the sockets of every
+site whose file declares a listener the removed site held (as its last good copy says),
+unless that site is out of service. So the port is refused only for the moment between.
+
 It is idempotent: removing a site that is gone already changes nothing.
 
 ` + exitCodesHelp,
-		Example:           "  rm /etc/sitectl/sites/karl.toml && sitectl remove karl",
+		Example:           "  rm /etc/sitectl/sites/karl.toml && sitectl remove karl\n  mv /etc/sitectl/sites/karl.toml /etc/sitectl/sites/carl.toml && systemctl daemon-reload && sitectl remove karl",
 		Args:              args(1, 1, "one site"),
 		ValidArgsFunction: e.completeOneSite,
 		RunE: func(c *cobra.Command, a []string) error {
@@ -160,7 +166,11 @@ func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, name string
 		defer lock.Unlock()
 	}
 	le := &lifecycle.Env{Store: st, Systemd: sd, UID: os.Getuid(), Progress: e.progressf,
-		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) }}
+		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) },
+		Sites: func() ([]*site.Site, error) {
+			res, err := site.LoadDir(e.dirs.Config, st.Held)
+			return res.Sites, err
+		}}
 	rep, err := run(ctx, le)
 	if f.asJSON {
 		if jerr := writeJSON(e.stdout, rep); jerr != nil {
@@ -212,7 +222,14 @@ func lifecycleText(rep lifecycle.Report, stateDir string) string {
 	if rep.StateForgotten {
 		forgot = "; its state in " + stateDir + " is forgotten"
 	}
-	return rep.Site + ": removed" + did("stopped", rep.Stopped) + forgot + ": a new site of this name starts afresh"
+	text := rep.Site + ": removed" + did("stopped", rep.Stopped) + forgot + ": a new site of this name starts afresh"
+	if len(rep.TakenOverBy) > 0 {
+		text += "\n" + strings.Join(rep.TakenOverBy, ", ") + ": took over its listeners" + did("started", rep.Started)
+	}
+	for _, n := range rep.Notes {
+		text += "\n" + n
+	}
+	return text
 }
 
 // lifecycleTimeout is the default --timeout of the lifecycle verbs: a stop

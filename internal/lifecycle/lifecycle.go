@@ -49,6 +49,9 @@ type Env struct {
 	// SocketsMissing returns the listeners of s for which systemd holds
 	// no listening socket (sockheld.Missing); nil: not checked.
 	SocketsMissing func(s *site.Site) ([]string, error)
+	// Sites returns the valid sites of the site directory, as the
+	// generator has them; nil: remove hands no listener over (handOver).
+	Sites func() ([]*site.Site, error)
 }
 
 func (e *Env) progress(format string, args ...any) {
@@ -67,10 +70,12 @@ type Report struct {
 	Started        []string `json:"started" doc:"the units started; [] when none"`
 	Stopped        []string `json:"stopped" doc:"the units stopped; [] when none"`
 	StateForgotten bool     `json:"state_forgotten" doc:"remove: the site's state directory was there, and is gone"`
+	TakenOverBy    []string `json:"taken_over_by" doc:"remove: the sites whose files declare a listener the removed site held (a renamed site file), whose sockets remove started once it had let go of the listener; [] when none"`
+	Notes          []string `json:"notes" doc:"what the operator should know and do, one sentence each; [] when nothing"`
 }
 
 func newReport(name, action string) Report {
-	return Report{Site: name, Action: action, Started: []string{}, Stopped: []string{}}
+	return Report{Site: name, Action: action, Started: []string{}, Stopped: []string{}, TakenOverBy: []string{}, Notes: []string{}}
 }
 
 // inService are the units that put a site in service: its sockets, and the
@@ -99,25 +104,11 @@ func Enable(ctx context.Context, e *Env, s *site.Site) (Report, error) {
 		return rep, err
 	}
 	want := inService(s)
-	for _, name := range want {
-		// Read just before: starting the socket starts the path unit.
-		us, err := e.Systemd.States(ctx, name)
-		if err != nil {
-			return rep, err
-		}
-		if len(us) != 1 {
-			return rep, fmt.Errorf("systemd said nothing about %s", name)
-		}
-		if us[0].ActiveState == "active" {
-			continue
-		}
-		if err := e.start(ctx, rep.Site, us[0]); err != nil {
-			// The marker is gone already: say so, rather than leave the
-			// operator to think the site stays out of service.
-			return rep, fmt.Errorf("site %s: %s did not start: %w; the site is no longer marked out of service, so its sockets start at boot (`sitectl disable %s` marks it again)",
-				s.Name, name, err, s.Name)
-		}
-		rep.Started, rep.Changed = append(rep.Started, name), true
+	if err := e.startInactive(ctx, &rep, s.Name, want); err != nil {
+		// The marker is gone already: say so, rather than leave the
+		// operator to think the site stays out of service.
+		return rep, fmt.Errorf("site %s: %w; the site is no longer marked out of service, so its sockets start at boot (`sitectl disable %s` marks it again)",
+			s.Name, err, s.Name)
 	}
 	if err := e.verify(ctx, &rep, want, "active"); err != nil {
 		return rep, err
@@ -193,6 +184,11 @@ func Remove(ctx context.Context, e *Env, name string, fileGone bool) (Report, er
 	if err != nil {
 		return rep, err
 	}
+	// What it held, read before its state (and the copy with it) goes.
+	var held []site.Listener
+	if good, err := e.Store.ReadLastGood(name); err == nil && good != nil {
+		held = good.Listeners
+	}
 	if err := e.stopAll(ctx, &rep, us); err != nil {
 		return rep, err
 	}
@@ -208,7 +204,101 @@ func Remove(ctx context.Context, e *Env, name string, fileGone bool) (Report, er
 	for _, u := range us {
 		names = append(names, u.Name)
 	}
-	return rep, e.verify(ctx, &rep, names, "inactive")
+	if err := e.verify(ctx, &rep, names, "inactive"); err != nil {
+		return rep, err
+	}
+	return rep, e.handOver(ctx, &rep, held)
+}
+
+// handOver puts the sites whose files declare a listener the removed site
+// held in service, now that its sockets let go of them. After a rename
+// (mv OLD.toml NEW.toml, daemon-reload), the new site's socket cannot
+// listen while the old one's holds the port, and systemd starts no new
+// unit at a daemon-reload: without this, the port refuses every visitor
+// from the moment remove stops the old socket until someone starts the
+// new one. A site out of service stays so, with a note.
+func (e *Env) handOver(ctx context.Context, rep *Report, held []site.Listener) error {
+	if len(held) == 0 || e.Sites == nil {
+		return nil
+	}
+	sites, err := e.Sites()
+	if err != nil {
+		return fmt.Errorf("site %s is removed, but which sites declare its listeners is unknown: %w", rep.Site, err)
+	}
+	for _, h := range heirs(sites, rep.Site, held) {
+		out, _, err := e.Store.OutOfService(h.Name)
+		if err != nil {
+			return err
+		}
+		if out {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("site %s declares listeners site %s held, but is out of service: `sitectl enable %s` puts it in service", h.Name, rep.Site, h.Name))
+			continue
+		}
+		if err := e.startAll(ctx, rep, h.Name, inService(h)); err != nil {
+			return fmt.Errorf("site %s is removed, but site %s, whose file declares its listeners, did not take them over: %w", rep.Site, h.Name, err)
+		}
+		rep.TakenOverBy = append(rep.TakenOverBy, h.Name)
+		if err := e.socketsHeld(h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// heirs are the sites other than the one named that declare one of
+// held.
+func heirs(sites []*site.Site, name string, held []site.Listener) []*site.Site {
+	var out []*site.Site
+	for _, s := range sites {
+		if s.Name == name {
+			continue
+		}
+		for _, l := range s.Listeners {
+			if slices.ContainsFunc(held, func(h site.Listener) bool { return site.SameListener(h, l) }) {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// startAll starts those of names that are not active, and reads them
+// back: each must be active.
+func (e *Env) startAll(ctx context.Context, rep *Report, site string, names []string) error {
+	if err := e.startInactive(ctx, rep, site, names); err != nil {
+		return err
+	}
+	us, err := e.Systemd.States(ctx, names...)
+	if err != nil {
+		return err
+	}
+	if wrong := notIn(us, "active"); len(wrong) > 0 {
+		return errors.New(strings.Join(wrong, ", ") + ", not active")
+	}
+	return nil
+}
+
+// startInactive starts those of names that are not active, in order.
+func (e *Env) startInactive(ctx context.Context, rep *Report, site string, names []string) error {
+	for _, name := range names {
+		// Read just before: starting the socket starts the path unit.
+		us, err := e.Systemd.States(ctx, name)
+		if err != nil {
+			return err
+		}
+		if len(us) != 1 {
+			return fmt.Errorf("systemd said nothing about %s", name)
+		}
+		if us[0].ActiveState == "active" {
+			continue
+		}
+		if err := e.start(ctx, site, us[0]); err != nil {
+			return fmt.Errorf("%s did not start: %w", name, err)
+		}
+		rep.Started, rep.Changed = append(rep.Started, name), true
+	}
+	return nil
 }
 
 // stopOrder stops the trigger first (a touch must not restart what is
@@ -296,15 +386,22 @@ func (e *Env) verify(ctx context.Context, rep *Report, names []string, want stri
 	if err != nil {
 		return err
 	}
+	wrong := notIn(us, want)
+	rep.InService = want == "active" && len(wrong) == 0
+	if len(wrong) > 0 {
+		return fmt.Errorf("site %s: %s, not %s", rep.Site, strings.Join(wrong, ", "), want)
+	}
+	return nil
+}
+
+// notIn says which of us are not in state want ("inactive" counts a unit
+// systemd no longer knows), as "NAME is ACTIVE/SUB".
+func notIn(us []control.Unit, want string) []string {
 	var wrong []string
 	for _, u := range us {
 		if u.ActiveState != want && !(want == "inactive" && u.ActiveState == "") {
 			wrong = append(wrong, fmt.Sprintf("%s is %s/%s", u.Name, u.ActiveState, u.SubState))
 		}
 	}
-	rep.InService = want == "active" && len(wrong) == 0
-	if len(wrong) > 0 {
-		return fmt.Errorf("site %s: %s, not %s", rep.Site, strings.Join(wrong, ", "), want)
-	}
-	return nil
+	return wrong
 }

@@ -220,3 +220,86 @@ func TestEnableThatCannotStartSaysWhereTheSiteStands(t *testing.T) {
 		t.Error("the marker is still there, which the error says is gone")
 	}
 }
+
+// namedSite is a site named name with one listener, on address.
+func namedSite(t *testing.T, name, address string) *site.Site {
+	t.Helper()
+	s, err := site.ParseNamed("/etc/sitectl/sites/"+name+".toml", name, []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \""+address+"\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// A renamed site file: karl.toml became carl.toml, which declares karl's
+// listener. remove karl starts carl's socket once karl's let go of the
+// port, and only carl's: a site on another port, or karl itself, is not
+// started; a site that declares it but is out of service stays so, with
+// a note. Without the copy of what karl held, nothing is handed over.
+func TestRemoveHandsTheListenersToTheRenamedSite(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		carlOut     bool
+		keepCopy    bool
+		wantStarted []string
+		wantTaken   []string
+		wantNotes   int
+	}{
+		{name: "renamed", keepCopy: true, wantStarted: []string{"site-carl.socket"}, wantTaken: []string{"carl"}},
+		{name: "renamed, out of service", carlOut: true, keepCopy: true, wantStarted: []string{}, wantTaken: []string{}, wantNotes: 1},
+		{name: "no copy of what karl held", wantStarted: []string{}, wantTaken: []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, f := newEnv(t)
+			f.active["site-karl.socket"], f.active["site-karl.service"] = "active", "active"
+			f.loaded["site-carl.socket"], f.loaded["site-other.socket"] = true, true
+			k, carl, other := karl(t), namedSite(t, "carl", "127.0.0.1:8080"), namedSite(t, "other", "127.0.0.1:8081")
+			if err := e.Store.Write(k, k.Modes[0]); err != nil {
+				t.Fatal(err)
+			}
+			if tc.keepCopy {
+				if err := e.Store.SaveLastGood(k, []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.carlOut {
+				if _, err := e.Store.SetOutOfService("carl", true, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.Sites = func() ([]*site.Site, error) { return []*site.Site{other, carl, k}, nil }
+			rep, err := Remove(context.Background(), e, "karl", true)
+			if err != nil || !slices.Equal(rep.Started, tc.wantStarted) || !slices.Equal(rep.TakenOverBy, tc.wantTaken) || len(rep.Notes) != tc.wantNotes {
+				t.Fatalf("remove: %+v %v", rep, err)
+			}
+			if tc.wantNotes > 0 && !strings.Contains(rep.Notes[0], "sitectl enable carl") {
+				t.Errorf("the note does not say how to put carl in service: %q", rep.Notes[0])
+			}
+			// The old socket let go of the port before the new one listens.
+			stop, start := slices.Index(f.calls, "stop site-karl.socket"), slices.Index(f.calls, "start site-carl.socket")
+			if start >= 0 && (stop < 0 || stop > start) {
+				t.Errorf("carl's socket started before karl's stopped: %v", f.calls)
+			}
+			if f.active["site-other.socket"] == "active" || f.active["site-karl.socket"] == "active" {
+				t.Errorf("remove started a site that does not declare karl's listener: %v", f.calls)
+			}
+		})
+	}
+}
+
+// A heir's socket that does not start is an error that names both sites.
+func TestRemoveSaysWhenTheHeirDoesNotTakeOver(t *testing.T) {
+	e, f := newEnv(t)
+	f.active["site-karl.socket"] = "active"
+	f.loaded["site-carl.socket"] = true
+	k := karl(t)
+	if err := e.Store.SaveLastGood(k, []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n")); err != nil {
+		t.Fatal(err)
+	}
+	e.Sites = func() ([]*site.Site, error) { return []*site.Site{namedSite(t, "carl", "127.0.0.1:8080")}, nil }
+	f.startErr = &control.JobError{Verb: "start", Unit: "site-carl.socket", Result: "failed"}
+	_, err := Remove(context.Background(), e, "karl", true)
+	if err == nil || !strings.Contains(err.Error(), "site karl is removed, but site carl") || !strings.Contains(err.Error(), "site-carl.socket did not start") {
+		t.Fatalf("remove with a socket that fails: %v", err)
+	}
+}

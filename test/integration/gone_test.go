@@ -55,3 +55,41 @@ func TestDeletedSiteFileWhoseUnitsServeIsShown(t *testing.T) {
 		t.Errorf("sitectl status karl after remove: exit %d, want 4", code)
 	}
 }
+
+// A site file renamed (karl.toml to carl.toml, the same listener) and the
+// daemon-reload after it: karl's units serve on, and carl's socket cannot
+// listen while karl's holds the port. sitectl remove karl stops karl and
+// starts carl's socket, so that the port serves again at once, from carl;
+// before, it refused every visitor until someone started carl's socket.
+func TestRemoveOfARenamedSiteHandsItsListenerOver(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, "")})
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	h.run("mv", "/etc/sitectl/sites/karl.toml", "/etc/sitectl/sites/carl.toml")
+	h.run("systemctl", "daemon-reload")
+	getReply(t, url) // karl serves on
+
+	out, stderr, code := h.result("sitectl", "remove", "karl")
+	if code != 0 || !strings.Contains(out, "carl: took over its listeners (started site-carl.socket)") {
+		t.Fatalf("sitectl remove karl: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Fatalf("after remove karl: %v", err)
+	}
+	if got := h.show("site-carl.service", "ActiveState")["ActiveState"]; got != "active" {
+		t.Errorf("carl's service is %s, want active: the port answered from elsewhere", got)
+	}
+	if _, _, code := h.result("sitectl", "status", "carl"); code != 0 {
+		t.Errorf("sitectl status carl: exit %d, want 0", code)
+	}
+	// Again: nothing to remove, nothing started.
+	var rep struct {
+		Changed     bool     `json:"changed"`
+		TakenOverBy []string `json:"taken_over_by"`
+	}
+	if err := json.Unmarshal([]byte(h.run("sitectl", "remove", "karl", "--json")), &rep); err != nil || rep.Changed || len(rep.TakenOverBy) != 0 {
+		t.Errorf("a second remove: %+v %v", rep, err)
+	}
+}
