@@ -25,6 +25,7 @@ import (
 	"github.com/sitectl/sitectl/internal/sockheld"
 	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/term"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // changeFlags are the flags of every verb that changes a site.
@@ -238,7 +239,7 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 		return rep, err
 	}
 	defer lock.Unlock()
-	s, pinBack, pinned := e.pinning(who, mgr, s)
+	s, pinBack, pinned := e.pinning(context.WithoutCancel(ctx), who, mgr, s)
 	unpin := func(ctx context.Context, s *site.Site) error {
 		if err := who.Store.Undo(s.Name); err != nil {
 			return err
@@ -256,6 +257,13 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 		KeepStopped:    who.UID != 0,
 	}
 	rep, err = runFlow(ctx, req, fe, s)
+	if rep.Changed || rep.Result == modes.ResultRolledBack {
+		// The site was seen to serve from the copy its service started
+		// from: a later rollback may go back to it (versionBefore).
+		if _, kerr := who.Store.KeepRan(s.Name); kerr != nil {
+			rep.Warnings = append(rep.Warnings, kerr.Error())
+		}
+	}
 	if pinned != "" {
 		rep.Warnings = append([]string{pinned}, rep.Warnings...)
 	}
@@ -264,32 +272,39 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 
 // pinning reads, under the site's lock, what a change of site s goes back
 // to if the site file as it is fails to start: the version of the file the
-// site ran before (its last good copy, which the failed start's prepare
-// overwrites). A site already pinned to that version (modes.Pin) runs it:
-// the change is of that version, said in warning, and has nothing further
-// back to go to.
-func (e *env) pinning(who modes.Local, mgr *control.Manager, s *site.Site) (_ *site.Site, pinBack func(context.Context, *site.Site, string, string) (*site.Site, error), warning string) {
+// site ran before (versionBefore), read before the failed start's prepare
+// overwrites the last good copy. A site already pinned to that version
+// (modes.Pin) runs it: the change is of that version, said in warning,
+// and has nothing further back to go to.
+func (e *env) pinning(ctx context.Context, who modes.Local, mgr *control.Manager, s *site.Site) (_ *site.Site, pinBack func(context.Context, *site.Site, string, string) (*site.Site, error), warning string) {
 	data, derr := site.ReadFile(e.dirs.SiteFile(s.Name))
-	good, gerr := site.ReadFile(e.dirs.LastGoodFile(s.Name))
-	if derr != nil || gerr != nil || bytes.Equal(data, good) {
+	if derr != nil {
 		return s, nil, ""
 	}
-	if pin, copied, err := who.Store.Pinned(s.Name, data); err == nil && pin != nil {
-		return copied, nil, fmt.Sprintf("%s failed to start on %s (%s) and is pinned: this change is of the version the site ran before (%s); fix the file and run `systemctl daemon-reload`",
-			e.dirs.SiteFile(s.Name), pin.Since.UTC().Format("2006-01-02 15:04:05 UTC"), pin.Reason, copied.File)
+	good, gerr := site.ReadFile(e.dirs.LastGoodFile(s.Name))
+	if gerr == nil && !bytes.Equal(data, good) {
+		if pin, copied, err := who.Store.Pinned(s.Name, data); err == nil && pin != nil {
+			return copied, nil, fmt.Sprintf("%s failed to start on %s (%s) and is pinned: this change is of the version the site ran before (%s); fix the file and run `systemctl daemon-reload`",
+				e.dirs.SiteFile(s.Name), pin.Since.UTC().Format("2006-01-02 15:04:05 UTC"), pin.Reason, copied.File)
+		}
+	}
+	ran, _ := who.Store.ReadRan(s.Name)
+	back := versionBefore(data, good, ran, func() bool { return e.serviceRuns(ctx, mgr, s) })
+	if back == nil {
+		return s, nil, ""
 	}
 	return s, func(ctx context.Context, s *site.Site, mode, reason string) (*site.Site, error) {
 		if p, err := who.Store.ReadPin(s.Name); err == nil && p.Matches(data) && p.Undone {
 			return nil, nil // tried: the version before failed too
 		}
-		copied, err := site.ParseNamed(e.dirs.LastGoodFile(s.Name), s.Name, good)
+		copied, err := site.ParseNamed(e.dirs.LastGoodFile(s.Name), s.Name, back)
 		if err != nil {
 			return nil, fmt.Errorf("its last good copy has mistakes: %w", err)
 		}
 		if _, ok := copied.Mode(mode); !ok {
 			return nil, nil
 		}
-		if err := who.Store.Pin(s, good, data, reason, who.UID, time.Now()); err != nil {
+		if err := who.Store.Pin(s, back, data, reason, who.UID, time.Now()); err != nil {
 			return nil, err
 		}
 		if err := mgr.DaemonReload(ctx); err != nil {
@@ -302,6 +317,33 @@ func (e *env) pinning(who modes.Local, mgr *control.Manager, s *site.Site) (_ *s
 		}
 		return copied, nil
 	}, ""
+}
+
+// versionBefore is the version of a site file a rollback goes back to when
+// data, the file as it is, fails to start; nil when there is none other
+// than data. good is the copy the service last started from, ran the copy
+// it last ran from and was seen to work with (a clean stop, a verified
+// change); either may be nil. good is the version before while it is not
+// known to fail: it is ran, or the service runs it now (runs, asked only
+// then). Otherwise its start failed (a start systemd made by itself from a
+// broken file, after a crash or at boot, overwrote the copy) or nobody saw
+// it work: ran is the version before.
+func versionBefore(data, good, ran []byte, runs func() bool) []byte {
+	back := good
+	if ran != nil && !bytes.Equal(ran, good) && (good == nil || !runs()) {
+		back = ran
+	}
+	if back == nil || bytes.Equal(back, data) {
+		return nil
+	}
+	return back
+}
+
+// serviceRuns says whether the site's service is active now; a service
+// systemd cannot be asked about does not.
+func (e *env) serviceRuns(ctx context.Context, mgr *control.Manager, s *site.Site) bool {
+	us, err := mgr.States(ctx, units.ServiceName(s.Name))
+	return err == nil && len(us) == 1 && us[0].ActiveState == "active"
 }
 
 // flowMargin is what a change's flow may take beyond twice its timeout

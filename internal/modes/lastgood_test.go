@@ -85,3 +85,29 @@ func TestHeld(t *testing.T) {
 		t.Error("held by a copy with mistakes")
 	}
 }
+
+// KeepRan copies the last good copy to the last ran copy, only when they
+// differ; no last good copy is no change. ReadRan reads it back; none is
+// nil.
+func TestKeepRan(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	if changed, err := st.KeepRan("karl"); changed || err != nil {
+		t.Fatalf("no copy: %v %v", changed, err)
+	}
+	if ran, err := st.ReadRan("karl"); ran != nil || err != nil {
+		t.Fatalf("no copy read: %q %v", ran, err)
+	}
+	s := &site.Site{Name: "karl"}
+	for i, v := range []string{"v1", "v1", "v2"} {
+		if err := st.SaveLastGood(s, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		changed, err := st.KeepRan("karl")
+		if err != nil || changed != (i != 1) {
+			t.Fatalf("%s: changed %v, %v", v, changed, err)
+		}
+		if ran, err := st.ReadRan("karl"); string(ran) != v || err != nil {
+			t.Fatalf("%s: read %q %v", v, ran, err)
+		}
+	}
+}

@@ -35,6 +35,39 @@ func (st Store) SaveLastGood(s *site.Site, data []byte) error {
 	return nil
 }
 
+// KeepRan records that the site's service ran from its last good copy and
+// was seen to work: the copy becomes the last ran copy
+// (paths.Dirs.LastRanFile), atomically, when it differs. It reports
+// whether anything changed; no last good copy is no change.
+func (st Store) KeepRan(name string) (bool, error) {
+	good, err := site.ReadFile(st.paths().LastGoodFile(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot read the last good copy of the site file of %s: %w", name, err)
+	}
+	path := st.paths().LastRanFile(name)
+	if have, err := site.ReadFile(path); err == nil && bytes.Equal(have, good) {
+		return false, nil
+	}
+	if err := atomicfile.Write(path, good, 0o600); err != nil {
+		return false, fmt.Errorf("cannot keep the copy of the site file that %s last ran from: %w", name, err)
+	}
+	return true, nil
+}
+
+// ReadRan returns the content of the copy of the site file the service
+// last ran from and was seen to work with (KeepRan); nil when there is
+// none.
+func (st Store) ReadRan(name string) ([]byte, error) {
+	data, err := site.ReadFile(st.paths().LastRanFile(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
 // ReadLastGood returns the site as its last good copy says; (nil, nil)
 // when there is none.
 func (st Store) ReadLastGood(name string) (*site.Site, error) {

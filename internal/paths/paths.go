@@ -108,6 +108,13 @@ func (d Dirs) StateFile(name string) string { return path.Join(d.SiteState(name)
 // invalid since.
 func (d Dirs) LastGoodFile(name string) string { return path.Join(d.SiteState(name), "last-good.toml") }
 
+// LastRanFile is the copy of the site file the service last ran from and
+// was seen to work with: it stopped cleanly (sitectl stopped, at
+// ExecStopPost=), or a change verified that it serves. A start from a
+// file that fails overwrites the last good copy, not this one: it is the
+// version a rollback goes back to after such a start.
+func (d Dirs) LastRanFile(name string) string { return path.Join(d.SiteState(name), "last-ran.toml") }
+
 // PinFile records that the site file, as it was then, failed to start
 // and the site was rolled back to its last good copy: while the file is
 // unchanged, the generator and prepare start the site from that copy.

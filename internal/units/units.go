@@ -466,6 +466,10 @@ func renderService(s *site.Site, opts Options) Unit {
 	svc.text("TimeoutStartSec", systemdSpan(s.StartTimeout))
 	svc.text("TimeoutStopSec", systemdSpan(s.DrainTimeout+s.StopTimeout))
 	svc.command("ExecStopPost", "", cleanupArgv(s, opts))
+	// As root, after the cleanup: a run that ended cleanly makes the copy
+	// of the site file it started from the version a later rollback goes
+	// back to. "-": it never fails a stop.
+	svc.command("ExecStopPost", "-+", opts.sitectl("stopped", s.Name))
 	svc.text("Restart", "on-failure")
 	svc.text("RestartSec", "2s")
 	// On hosts with the cgroup cpu controller: every site gets the same

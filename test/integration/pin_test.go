@@ -408,3 +408,54 @@ func TestNoPinWhenTheVersionThatRanFailsToo(t *testing.T) {
 	}
 	getReply(t, url)
 }
+
+// A broken file that systemd started by itself: the operator's systemctl
+// restart (a crash restart or a reboot does the same) ran the edited file,
+// whose start fails, and prepare overwrote the last good copy with it.
+// sitectl restart then goes back to the version the site last ran from
+// and stopped cleanly (sitectl stopped, at ExecStopPost=), and pins it.
+// Before, the rollback had nothing to go back to: exit 5, the site down.
+func TestABrokenFileSystemdStartedIsRolledBackToTheVersionThatRan(t *testing.T) {
+	port := freePort(t)
+	good := goSite(port, "")
+	h := newHost(t, map[string]string{"karl": good})
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	const lastGood = "/var/lib/sitectl/sites/karl/last-good.toml"
+	const lastRan = "/var/lib/sitectl/sites/karl/last-ran.toml"
+	broken := strings.Replace(good, `exec = ["/usr/local/bin/webapp"]`, `exec = ["/usr/local/bin/webapp", "--fail-start"]`, 1)
+	if broken == good {
+		t.Fatal("the test's edit left the site file as it was")
+	}
+	h.writeSite("karl", broken)
+	h.run("systemctl", "daemon-reload")
+	if _, err := h.try("systemctl", "restart", "site-karl.service"); err == nil {
+		t.Fatal("systemctl restart of the broken file succeeded: the test's app did not fail")
+	}
+	if got := h.run("cat", lastGood); got != broken {
+		t.Fatalf("the failed start left the last good copy %q, want the broken file: the test does not show what it means to", got)
+	}
+	if got := h.run("cat", lastRan); got != good {
+		t.Fatalf("the clean stop before the failed start kept %q as the version that ran, want the good file", got)
+	}
+
+	r, code, stderr := h.pinChangeOf("restart", "karl")
+	if code != 4 || r.Result != "rolled-back" || r.Pinned == "" {
+		t.Fatalf("sitectl restart karl after systemd started the broken file: exit %d, report %+v; want 4, rolled-back and pinned\nstderr: %s", code, r, stderr)
+	}
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Fatalf("after the rollback: %v", err)
+	}
+	if got := h.run("cat", lastGood); got != good {
+		t.Errorf("the pin put back %q as the last good copy, want the version that ran", got)
+	}
+	if pin, _ := h.pinOf("karl"); pin == nil || pin.Copy != lastGood {
+		t.Errorf("sitectl status karl --json: site_file.pinned %+v, want the copy %s", pin, lastGood)
+	}
+	// systemd's own restarts run the pinned version now.
+	h.run("systemctl", "restart", "site-karl.service")
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Errorf("after systemctl restart while pinned: %v", err)
+	}
+}
