@@ -112,11 +112,20 @@ prepare starts from it too, so that a typo never takes a site off its socket. So
 do while the site is pinned: a rollback found that the file, as it is, does not start,
 put back the version the site ran before and pinned the site to it until the file
 changes (pinned/NAME.json in the state directory). A start from a file that then fails
-overwrites the last good copy all the same: the version a rollback goes back to is also
-kept, by sitectl stopped after each clean stop (last-ran.toml).`,
+overwrites the last good copy all the same, so the version a rollback goes back to is
+kept apart: first, when the service's last run ended cleanly (its ExecStopPost= left a
+mark), prepare keeps the copy that run started from as last-ran.toml.`,
 		Args: args(1, 1, "one site name"),
 		RunE: func(c *cobra.Command, a []string) error {
 			st := modes.Store{Dir: e.dirs.State}
+			if err := site.ValidateName(a[0]); err != nil {
+				return withCode(exitUsage, err)
+			}
+			if _, err := st.PromoteRan(a[0]); err != nil {
+				// The site starts all the same; only a rollback after a
+				// failed start would go back to an older version.
+				term.Fprintf(e.stderr, "site %s: %v\n", a[0], err)
+			}
 			s, data, err := e.startingSite(a[0], st)
 			if err != nil {
 				return err
@@ -141,35 +150,6 @@ kept, by sitectl stopped after each clean stop (last-ran.toml).`,
 					// would find no copy.
 					term.Fprintf(e.stderr, "site %s: %v\n", s.Name, err)
 				}
-			}
-			return nil
-		},
-	}
-}
-
-func stoppedCmd(e *env) *cobra.Command {
-	return &cobra.Command{
-		Use:     "stopped SITE",
-		GroupID: "internal",
-		Short:   "Keep the copy of the site file a cleanly stopped service ran from (ExecStopPost=)",
-		Long: `Run as root by the site's service after each stop. When the service ended cleanly
-(SERVICE_RESULT=success: it ran until it was stopped), the last good copy it started
-from is kept as the last ran copy (last-ran.toml in the site's state directory). A start
-that fails overwrites the last good copy, whoever made it (systemctl, a crash restart, a
-reboot); the last ran copy is the version a rollback then goes back to. Any other result
-changes nothing. It never fails the stop: a copy it cannot keep is reported on standard
-error.`,
-		Args: args(1, 1, "one site name"),
-		RunE: func(c *cobra.Command, a []string) error {
-			if err := site.ValidateName(a[0]); err != nil {
-				return withCode(exitUsage, err)
-			}
-			if os.Getenv("SERVICE_RESULT") != "success" {
-				return nil
-			}
-			st := modes.Store{Dir: e.dirs.State}
-			if _, err := st.KeepRan(a[0]); err != nil {
-				term.Fprintf(e.stderr, "site %s: %v\n", a[0], err)
 			}
 			return nil
 		},

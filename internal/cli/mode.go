@@ -288,6 +288,11 @@ func (e *env) pinning(ctx context.Context, who modes.Local, mgr *control.Manager
 				e.dirs.SiteFile(s.Name), pin.Since.UTC().Format("2006-01-02 15:04:05 UTC"), pin.Reason, copied.File)
 		}
 	}
+	// A clean stop since the last start makes that start's copy one that
+	// ran (its ExecStopPost= left the mark).
+	if _, err := who.Store.PromoteRan(s.Name); err != nil {
+		return s, nil, ""
+	}
 	ran, _ := who.Store.ReadRan(s.Name)
 	back := versionBefore(data, good, ran, func() bool { return e.serviceRuns(ctx, mgr, s) })
 	if back == nil {

@@ -102,7 +102,7 @@ directory (default ` + paths.DefaultConfigDir + `) by a systemd generator.
 		&cobra.Group{ID: "internal", Title: "Run by the generated units:"})
 	root.AddCommand(modeCmd(e), reloadCmd(e), restartCmd(e), rollbackCmd(e), statusCmd(e), listCmd(e), historyCmd(e), logsCmd(e),
 		enableCmd(e), disableCmd(e), removeCmd(e),
-		checkCmd(e), unitsCmd(e), prepareCmd(e), stoppedCmd(e), launchCmd(e), cleanupCmd(e), touchedCmd(e), stateServerCmd(e), dialServerCmd(e), docsCmd(root))
+		checkCmd(e), unitsCmd(e), prepareCmd(e), launchCmd(e), cleanupCmd(e), touchedCmd(e), stateServerCmd(e), dialServerCmd(e), docsCmd(root))
 	guardInputs(root)
 	hideInternalVerbs(root)
 	return root

@@ -57,6 +57,27 @@ func (st Store) KeepRan(name string) (bool, error) {
 	return true, nil
 }
 
+// PromoteRan makes the last good copy the last ran copy (KeepRan) when the
+// service's last run ended cleanly, as the mark its ExecStopPost= leaves
+// says (paths.Dirs.RanCleanlyFile), and removes the mark. prepare calls it
+// before a start overwrites the last good copy, and a change before it
+// reads the copies. It reports whether the last ran copy changed.
+func (st Store) PromoteRan(name string) (bool, error) {
+	mark := st.paths().RanCleanlyFile(name)
+	if _, err := os.Lstat(mark); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	changed, err := st.KeepRan(name)
+	if err != nil {
+		return false, err
+	}
+	// Removed after the copy: a crash in between promotes it again.
+	if err := atomicfile.Remove(mark); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return changed, fmt.Errorf("cannot remove the mark of a clean stop of site %s: %w", name, err)
+	}
+	return changed, nil
+}
+
 // ReadRan returns the content of the copy of the site file the service
 // last ran from and was seen to work with (KeepRan); nil when there is
 // none.

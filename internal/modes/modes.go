@@ -239,7 +239,7 @@ func (st Store) siteDir(name string) error {
 	}
 	p := st.paths()
 	removeStale(dir, filepath.Base(p.ModeEnvFile(name)), filepath.Base(p.StateFile(name)),
-		filepath.Base(p.LastGoodFile(name)), filepath.Base(p.LastRanFile(name)), filepath.Base(p.OutOfServiceFile(name)))
+		filepath.Base(p.LastGoodFile(name)), filepath.Base(p.LastRanFile(name)), filepath.Base(p.RanCleanlyFile(name)), filepath.Base(p.OutOfServiceFile(name)))
 	return nil
 }
 

@@ -150,7 +150,7 @@ func TestSiteDirTidiesTheSiteDirectory(t *testing.T) {
 	if _, err := st.SetOutOfService("karl", true, 0); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"mode.env", "state.json", "last-good.toml", "last-ran.toml", "out-of-service"}
+	want := []string{"mode.env", "state.json", "last-good.toml", "last-ran.toml", "ran-cleanly", "out-of-service"}
 	if len(dirs) != 2 || dirs[1] != st.paths().SiteState("karl") || !reflect.DeepEqual(names[1], want) {
 		t.Fatalf("tidied %q of %q, want %s of %q", dirs, names, st.paths().SiteState("karl"), want)
 	}

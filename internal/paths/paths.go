@@ -109,11 +109,18 @@ func (d Dirs) StateFile(name string) string { return path.Join(d.SiteState(name)
 func (d Dirs) LastGoodFile(name string) string { return path.Join(d.SiteState(name), "last-good.toml") }
 
 // LastRanFile is the copy of the site file the service last ran from and
-// was seen to work with: it stopped cleanly (sitectl stopped, at
-// ExecStopPost=), or a change verified that it serves. A start from a
-// file that fails overwrites the last good copy, not this one: it is the
-// version a rollback goes back to after such a start.
+// was seen to work with: the run ended cleanly (RanCleanlyFile), or a
+// change saw the site serve. A start from a file that fails overwrites
+// the last good copy, not this one: it is the version a rollback goes
+// back to after such a start.
 func (d Dirs) LastRanFile(name string) string { return path.Join(d.SiteState(name), "last-ran.toml") }
+
+// RanCleanlyFile is the mark the service's ExecStopPost= leaves, as root,
+// when its run ended cleanly (SERVICE_RESULT=success): the last good copy
+// ran, and becomes the last ran copy at the next start or change
+// (modes.Store.PromoteRan). A shell's test and redirection cost a
+// millisecond at each stop; a sitectl run would cost twenty.
+func (d Dirs) RanCleanlyFile(name string) string { return path.Join(d.SiteState(name), "ran-cleanly") }
 
 // PinFile records that the site file, as it was then, failed to start
 // and the site was rolled back to its last good copy: while the file is

@@ -40,6 +40,9 @@ type entry struct {
 	prefix string   // commands: the prefix characters (+, -)
 	val    string   // texts and assignments: what systemd must read (the text, NAME=value)
 	want   []string // lists and commands: what systemd must read (the items, argv)
+	// lead: a command's first words are a fixed script (script), read
+	// back once by a test instead of at every generation.
+	lead *scriptLead
 }
 
 // meant is what systemd must read: the text, the list, argv, NAME=value.
@@ -80,6 +83,24 @@ func (s *section) list(key string, items ...string) {
 // command sets an Exec*= key; prefix is systemd's prefix characters.
 func (s *section) command(key, prefix string, argv []string) {
 	s.entries = append(s.entries, entry{key: key, raw: prefix + unitfile.Command(argv), kind: kindCommand, prefix: prefix, want: argv})
+}
+
+// scriptLead is the fixed first words of a command line, such as a shell
+// and its script, rendered once: TestScriptLeadsReadBack reads each back.
+type scriptLead struct {
+	argv []string
+	raw  string
+}
+
+func newScriptLead(argv ...string) *scriptLead {
+	return &scriptLead{argv: argv, raw: unitfile.Command(argv)}
+}
+
+// script sets an Exec*= key to lead's words followed by args, which must
+// be plain for the file to be (see entry.plain).
+func (s *section) script(key, prefix string, lead *scriptLead, args ...string) {
+	want := append(slices.Clip(lead.argv), args...)
+	s.entries = append(s.entries, entry{key: key, raw: prefix + lead.raw + " " + unitfile.Command(args), kind: kindCommand, prefix: prefix, want: want, lead: lead})
 }
 
 // env adds one Environment= assignment.

@@ -64,9 +64,19 @@ func (e entry) plain() bool {
 		if len(e.want) == 0 || !all(e.prefix, isPrefixByte) || len(e.raw) < len(e.prefix) || e.raw[:len(e.prefix)] != e.prefix {
 			return false
 		}
+		raw, want := e.raw[len(e.prefix):], e.want
+		if e.lead != nil {
+			// A fixed script, read back by its test: the words after it
+			// must be plain.
+			n := len(e.lead.raw)
+			if len(want) <= len(e.lead.argv) || len(raw) <= n+1 || raw[:n] != e.lead.raw || raw[n] != ' ' {
+				return false
+			}
+			raw, want = raw[n+1:], want[len(e.lead.argv):]
+		}
 		// The first word must not start with a prefix character, or
 		// systemd would read it as part of the prefix.
-		return e.want[0] != "" && !isPrefixByte(e.want[0][0]) && words(e.raw[len(e.prefix):], e.want, isCommandByte)
+		return want[0] != "" && !isPrefixByte(want[0][0]) && words(raw, want, isCommandByte)
 	case kindEnv:
 		v := e.val
 		if len(e.raw) != len(v)+2 || e.raw[0] != '"' || e.raw[len(e.raw)-1] != '"' || e.raw[1:len(e.raw)-1] != v {

@@ -466,10 +466,11 @@ func renderService(s *site.Site, opts Options) Unit {
 	svc.text("TimeoutStartSec", systemdSpan(s.StartTimeout))
 	svc.text("TimeoutStopSec", systemdSpan(s.DrainTimeout+s.StopTimeout))
 	svc.command("ExecStopPost", "", cleanupArgv(s, opts))
-	// As root, after the cleanup: a run that ended cleanly makes the copy
-	// of the site file it started from the version a later rollback goes
-	// back to. "-": it never fails a stop.
-	svc.command("ExecStopPost", "-+", opts.sitectl("stopped", s.Name))
+	// As root, after the cleanup: a run that ended cleanly marks the copy
+	// of the site file it started from as one that ran, the version a
+	// later rollback goes back to (modes.Store.PromoteRan). "-": it never
+	// fails a stop.
+	svc.script("ExecStopPost", "-+", ranCleanly, opts.Dirs.RanCleanlyFile(s.Name))
 	svc.text("Restart", "on-failure")
 	svc.text("RestartSec", "2s")
 	// On hosts with the cgroup cpu controller: every site gets the same
@@ -528,6 +529,12 @@ func launchArgv(s *site.Site, opts Options) []string {
 	}
 	return argv
 }
+
+// ranCleanly is the ExecStopPost= that leaves its argument, a mark
+// (paths.Dirs.RanCleanlyFile), when the service's run ended cleanly
+// (SERVICE_RESULT=success): a shell's test and redirection, the path an
+// argument, never part of the script.
+var ranCleanly = newScriptLead("/bin/sh", "-c", `[ "$SERVICE_RESULT" != success ] || : > "$1"`, "sh")
 
 // cleanupArgv is ExecStopPost=: sitectl cleanup with the site's cleanup
 // timeout and hooks, each hook's command line as a JSON array.

@@ -413,7 +413,8 @@ func TestNoPinWhenTheVersionThatRanFailsToo(t *testing.T) {
 // restart (a crash restart or a reboot does the same) ran the edited file,
 // whose start fails, and prepare overwrote the last good copy with it.
 // sitectl restart then goes back to the version the site last ran from
-// and stopped cleanly (sitectl stopped, at ExecStopPost=), and pins it.
+// and stopped cleanly (its ExecStopPost= marked it, prepare kept it), and
+// pins it.
 // Before, the rollback had nothing to go back to: exit 5, the site down.
 func TestABrokenFileSystemdStartedIsRolledBackToTheVersionThatRan(t *testing.T) {
 	port := freePort(t)
