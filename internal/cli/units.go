@@ -26,6 +26,10 @@ directory) exactly as sitectl-generator writes them: to standard output, or into
 --dir for inspection or for hosts that prefer static units (then put them in
 /etc/systemd/system and run systemctl daemon-reload).
 
+Without FILE, a site pinned to the version it ran before (its file, as it is, failed to
+start) is rendered from that copy, as the generator writes it, with a line on standard
+error that says so; FILE arguments are rendered as they are.
+
 If any file has a mistake, the mistakes are printed and nothing is written.`,
 		Example: `  sitectl units render /etc/sitectl/sites/karl.toml
   sitectl units render --dir /etc/systemd/system`,
@@ -45,6 +49,13 @@ If any file has a mistake, the mistakes are printed and nothing is written.`,
 			}
 			if len(res.Errors) > 0 {
 				return reported{exitUsage}
+			}
+			if len(files) == 0 {
+				var pinned []generator.PinnedSite
+				res, pinned = generator.WithPins(res, e.unitOptions())
+				for _, p := range pinned {
+					term.Fprintln(e.stderr, "sitectl: "+generator.PinnedLine(p))
+				}
 			}
 			out := generator.Files(res.Sites, e.unitOptions())
 			if dir == "" {
