@@ -146,25 +146,33 @@ func modTime(id site.FileID) time.Time { return time.Unix(0, id.Mtime) }
 // and no state, so status and list need not look for its files. ok is false
 // when that directory cannot be read; then look at each site.
 func (st Store) WithState() (names map[string]bool, ok bool) {
-	// The names alone, unsorted: os.ReadDir sorts 10,000 entries it
-	// makes an object for each.
-	d, err := os.Open(filepath.Dir(st.paths().SiteState("x")))
+	names, err := entryNames(filepath.Dir(st.paths().SiteState("x")), "")
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]bool{}, true
 	}
+	return names, err == nil
+}
+
+// entryNames are the names of dir's entries that end in suffix, without
+// it. The names alone, unsorted: os.ReadDir sorts 10,000 entries and makes
+// an object for each.
+func entryNames(dir, suffix string) (map[string]bool, error) {
+	d, err := os.Open(dir)
 	if err != nil {
-		return nil, false
+		return nil, err
 	}
 	defer d.Close()
 	entries, err := d.Readdirnames(-1)
 	if err != nil {
-		return nil, false
+		return nil, err
 	}
-	names = make(map[string]bool, len(entries))
+	names := make(map[string]bool, len(entries))
 	for _, e := range entries {
-		names[e] = true
+		if name, ok := strings.CutSuffix(e, suffix); ok {
+			names[name] = true
+		}
 	}
-	return names, true
+	return names, nil
 }
 
 // ReadEnv returns the variables of a site's mode file, as systemd reads

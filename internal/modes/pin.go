@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
@@ -111,19 +109,8 @@ func (st Store) Pin(s *site.Site, good, failed []byte, reason string, uid int, n
 // PinnedNames are the sites that have a pin, from one read of PinDir; a
 // directory that cannot be read has none (nor can their copies be).
 func (st Store) PinnedNames() map[string]bool {
-	d, err := os.Open(st.paths().PinDir())
-	if err != nil {
-		return nil
-	}
-	defer d.Close()
-	names, _ := d.Readdirnames(-1)
-	out := make(map[string]bool, len(names))
-	for _, n := range names {
-		if name, ok := strings.CutSuffix(n, ".json"); ok {
-			out[name] = true
-		}
-	}
-	return out
+	names, _ := entryNames(st.paths().PinDir(), ".json")
+	return names
 }
 
 // Undo marks the site's pin undone (Pin.Undone), atomically.
