@@ -289,10 +289,9 @@ func (e *env) pinning(ctx context.Context, who modes.Local, mgr *control.Manager
 		}
 	}
 	// A clean stop since the last start makes that start's copy one that
-	// ran (its ExecStopPost= left the mark).
-	if _, err := who.Store.PromoteRan(s.Name); err != nil {
-		return s, nil, ""
-	}
+	// ran (its ExecStopPost= left the mark). If the mark cannot be taken
+	// up, the copy that ran is older: still one that ran.
+	_, _ = who.Store.PromoteRan(s.Name)
 	ran, _ := who.Store.ReadRan(s.Name)
 	back := versionBefore(data, good, ran, func() bool { return e.serviceRuns(ctx, mgr, s) })
 	if back == nil {
