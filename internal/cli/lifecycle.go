@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -99,9 +100,11 @@ and never deletes it. To keep the file and stop the site, use sitectl disable.
 
 A renamed site file (mv OLD.toml NEW.toml, then systemctl daemon-reload) is a new site
 that declares the old one's listeners, whose socket cannot listen while the old one
-holds them: once the old socket has let go of them, remove starts the sockets of every
-site whose file declares a listener the removed site held (as its last good copy says),
-unless that site is out of service. So the port is refused only for the moment between.
+holds them: remove finds, before it stops anything, every site whose file declares a
+listener the removed site held (as its last good copy says), unless that site is out of
+service, and starts its sockets as soon as the old ones have let go of them. So the port
+is refused only for the moment between. If one does not start, the removed site's
+sockets listen again, and nothing is forgotten.
 
 It is idempotent: removing a site that is gone already changes nothing.
 
@@ -170,7 +173,8 @@ func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, name string
 		Sites: func() ([]*site.Site, error) {
 			res, err := site.LoadDir(e.dirs.Config, st.Held)
 			return res.Sites, err
-		}}
+		},
+		Bindable: bindable}
 	rep, err := run(ctx, le)
 	if f.asJSON {
 		if jerr := writeJSON(e.stdout, rep); jerr != nil {
@@ -235,3 +239,17 @@ func lifecycleText(rep lifecycle.Report, stateDir string) string {
 // lifecycleTimeout is the default --timeout of the lifecycle verbs: a stop
 // waits for the app's drain.
 const lifecycleTimeout = 2 * time.Minute
+
+// bindable says why TCP listener l could not be bound now, by binding it
+// and letting go at once. A unix listener always can: systemd replaces
+// whatever is at its path.
+func bindable(l site.Listener) error {
+	if l.Kind == site.Unix {
+		return nil
+	}
+	ln, err := net.Listen("tcp", l.Address)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}

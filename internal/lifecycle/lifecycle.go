@@ -52,6 +52,9 @@ type Env struct {
 	// Sites returns the valid sites of the site directory, as the
 	// generator has them; nil: remove hands no listener over (handOver).
 	Sites func() ([]*site.Site, error)
+	// Bindable says why listener l could not be bound now (another
+	// program holds its port); nil: it could, or it is not checked.
+	Bindable func(l site.Listener) error
 }
 
 func (e *Env) progress(format string, args ...any) {
@@ -184,12 +187,14 @@ func Remove(ctx context.Context, e *Env, name string, fileGone bool) (Report, er
 	if err != nil {
 		return rep, err
 	}
-	// What it held, read before its state (and the copy with it) goes.
-	var held []site.Listener
-	if good, err := e.Store.ReadLastGood(name); err == nil && good != nil {
-		held = good.Listeners
+	heirs, err := e.heirsOf(ctx, &rep)
+	if err != nil {
+		return rep, err
 	}
 	if err := e.stopAll(ctx, &rep, us); err != nil {
+		return rep, err
+	}
+	if err := e.handOver(ctx, &rep, heirs); err != nil {
 		return rep, err
 	}
 	loaded := slices.ContainsFunc(us, func(u control.Unit) bool { return u.LoadState == "loaded" })
@@ -207,40 +212,79 @@ func Remove(ctx context.Context, e *Env, name string, fileGone bool) (Report, er
 	if err := e.verify(ctx, &rep, names, "inactive"); err != nil {
 		return rep, err
 	}
-	return rep, e.handOver(ctx, &rep, held)
+	for _, h := range heirs {
+		if err := e.socketsHeld(h); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
 }
 
-// handOver puts the sites whose files declare a listener the removed site
-// held in service, now that its sockets let go of them. After a rename
-// (mv OLD.toml NEW.toml, daemon-reload), the new site's socket cannot
-// listen while the old one's holds the port, and systemd starts no new
-// unit at a daemon-reload: without this, the port refuses every visitor
-// from the moment remove stops the old socket until someone starts the
-// new one. A site out of service stays so, with a note.
-func (e *Env) handOver(ctx context.Context, rep *Report, held []site.Listener) error {
-	if len(held) == 0 || e.Sites == nil {
-		return nil
+// heirsOf finds, before anything stops, the sites in service whose files
+// declare a listener the removed site held (its last good copy says which:
+// after a rename, the new file), and has systemd load their units if it
+// has not yet: the old socket must let go of a listener before the new one
+// can take it, and visitors are refused in between, so nothing but the
+// start is left for that moment. A site out of service gets a note.
+func (e *Env) heirsOf(ctx context.Context, rep *Report) ([]*site.Site, error) {
+	good, err := e.Store.ReadLastGood(rep.Site)
+	if err != nil || good == nil || len(good.Listeners) == 0 || e.Sites == nil {
+		return nil, nil
 	}
 	sites, err := e.Sites()
 	if err != nil {
-		return fmt.Errorf("site %s is removed, but which sites declare its listeners is unknown: %w", rep.Site, err)
+		return nil, fmt.Errorf("which sites declare the listeners of site %s is unknown: %w; nothing was done", rep.Site, err)
 	}
-	for _, h := range heirs(sites, rep.Site, held) {
+	var in []*site.Site
+	var check []string
+	for _, h := range heirs(sites, rep.Site, good.Listeners) {
 		out, _, err := e.Store.OutOfService(h.Name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if out {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("site %s declares listeners site %s held, but is out of service: `sitectl enable %s` puts it in service", h.Name, rep.Site, h.Name))
 			continue
 		}
+		if err := e.canTakeOver(h, good.Listeners); err != nil {
+			return nil, fmt.Errorf("site %s, whose file declares the listeners of site %s, could not take them over: %w; nothing was done", h.Name, rep.Site, err)
+		}
+		in = append(in, h)
+		check = append(check, inService(h)...)
+	}
+	return in, e.reloadIfNeeded(ctx, rep, false, check)
+}
+
+// canTakeOver checks, before the removed site's sockets stop, that heir's
+// other listeners (those the removed site did not hold) can be bound: once
+// they stop, systemd unloads their units, whose files are gone, and
+// nothing could start them again.
+func (e *Env) canTakeOver(heir *site.Site, held []site.Listener) error {
+	if e.Bindable == nil {
+		return nil
+	}
+	for _, l := range heir.Listeners {
+		if slices.ContainsFunc(held, func(h site.Listener) bool { return site.SameListener(h, l) }) {
+			continue
+		}
+		if err := e.Bindable(l); err != nil {
+			return fmt.Errorf("its listener %s cannot be bound: %w", l.Endpoint(), err)
+		}
+	}
+	return nil
+}
+
+// handOver starts the sockets of heirs (heirsOf) as soon as the removed
+// site's have let go of the listeners. systemd unloads the removed site's
+// units as they stop (their files are gone): if a heir's socket does not
+// start, they cannot start again, and the state stays, so that another
+// remove hands the listeners over once the heir is fixed.
+func (e *Env) handOver(ctx context.Context, rep *Report, heirs []*site.Site) error {
+	for _, h := range heirs {
 		if err := e.startAll(ctx, rep, h.Name, inService(h)); err != nil {
-			return fmt.Errorf("site %s is removed, but site %s, whose file declares its listeners, did not take them over: %w", rep.Site, h.Name, err)
+			return fmt.Errorf("site %s, whose file declares the listeners of site %s, did not take them over: %w; the listeners are not served: fix site %s, then `sitectl remove %s` hands them over (its state is kept until then)", h.Name, rep.Site, err, h.Name, rep.Site)
 		}
 		rep.TakenOverBy = append(rep.TakenOverBy, h.Name)
-		if err := e.socketsHeld(h); err != nil {
-			return err
-		}
 	}
 	return nil
 }

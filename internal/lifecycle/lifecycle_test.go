@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"path"
 	"slices"
 	"strings"
@@ -14,12 +15,14 @@ import (
 
 // fakeSystemd keeps unit states; a unit it has no entry for is not found.
 type fakeSystemd struct {
-	active   map[string]string // unit → active state
-	startErr error             // every start fails with it
-	loaded   map[string]bool
-	stale    bool // the units are older than the site file
-	reloads  int
-	calls    []string
+	active      map[string]string // unit → active state
+	startErr    error             // every start fails with it
+	failOnly    string            // with startErr: only this unit's start fails
+	reloadLoads []string          // units a daemon-reload loads
+	loaded      map[string]bool
+	stale       bool // the units are older than the site file
+	reloads     int
+	calls       []string
 }
 
 func (f *fakeSystemd) unit(n string) control.Unit {
@@ -57,7 +60,7 @@ func (f *fakeSystemd) StatesMatching(_ context.Context, patterns ...string) ([]c
 
 func (f *fakeSystemd) Start(_ context.Context, u string) error {
 	f.calls = append(f.calls, "start "+u)
-	if f.startErr != nil {
+	if f.startErr != nil && (f.failOnly == "" || f.failOnly == u) {
 		f.active[u] = "failed"
 		return f.startErr
 	}
@@ -85,6 +88,9 @@ func (f *fakeSystemd) DaemonReload(context.Context) error {
 	f.calls = append(f.calls, "daemon-reload")
 	f.reloads++
 	f.stale = false
+	for _, u := range f.reloadLoads {
+		f.loaded[u] = true
+	}
 	return nil
 }
 
@@ -287,19 +293,93 @@ func TestRemoveHandsTheListenersToTheRenamedSite(t *testing.T) {
 	}
 }
 
-// A heir's socket that does not start is an error that names both sites.
+// A heir's socket that does not start: the error names both sites and
+// what to do, and the state stays, so that a second remove hands the
+// listeners over.
 func TestRemoveSaysWhenTheHeirDoesNotTakeOver(t *testing.T) {
 	e, f := newEnv(t)
-	f.active["site-karl.socket"] = "active"
+	f.active["site-karl.socket"], f.active["site-karl.service"] = "active", "active"
 	f.loaded["site-carl.socket"] = true
 	k := karl(t)
 	if err := e.Store.SaveLastGood(k, []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n")); err != nil {
 		t.Fatal(err)
 	}
 	e.Sites = func() ([]*site.Site, error) { return []*site.Site{namedSite(t, "carl", "127.0.0.1:8080")}, nil }
-	f.startErr = &control.JobError{Verb: "start", Unit: "site-carl.socket", Result: "failed"}
+	f.startErr, f.failOnly = &control.JobError{Verb: "start", Unit: "site-carl.socket", Result: "failed"}, "site-carl.socket"
 	_, err := Remove(context.Background(), e, "karl", true)
-	if err == nil || !strings.Contains(err.Error(), "site karl is removed, but site carl") || !strings.Contains(err.Error(), "site-carl.socket did not start") {
+	if err == nil || !strings.Contains(err.Error(), "site carl, whose file declares the listeners of site karl, did not take them over") ||
+		!strings.Contains(err.Error(), "site-carl.socket did not start") || !strings.Contains(err.Error(), "`sitectl remove karl` hands them over") {
 		t.Fatalf("remove with a socket that fails: %v", err)
+	}
+	if good, err := e.Store.ReadLastGood("karl"); err != nil || good == nil {
+		t.Fatalf("karl's state was forgotten: %v %v", good, err)
+	}
+	f.startErr = nil
+	for u := range f.active {
+		if strings.HasPrefix(u, "site-karl") {
+			delete(f.active, u) // systemd unloaded them as they stopped
+		}
+	}
+	rep, err := Remove(context.Background(), e, "karl", true)
+	if err != nil || !slices.Equal(rep.TakenOverBy, []string{"carl"}) || !rep.StateForgotten {
+		t.Fatalf("the second remove: %+v %v", rep, err)
+	}
+}
+
+// A heir with another listener that cannot be bound (another program
+// holds its port) could not start once the old sockets stopped: remove
+// refuses before anything, and the old site serves on.
+func TestRemoveRefusesAHeirThatCannotBind(t *testing.T) {
+	e, f := newEnv(t)
+	f.active["site-karl.socket"] = "active"
+	f.loaded["site-carl.socket"], f.loaded["site-carl@admin.socket"] = true, true
+	k := karl(t)
+	if err := e.Store.SaveLastGood(k, []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n")); err != nil {
+		t.Fatal(err)
+	}
+	carl, err := site.ParseNamed("/etc/sitectl/sites/carl.toml", "carl", []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\nname = \"admin\"\naddress = \"127.0.0.1:9090\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Sites = func() ([]*site.Site, error) { return []*site.Site{carl}, nil }
+	var asked []string
+	e.Bindable = func(l site.Listener) error {
+		asked = append(asked, l.Endpoint())
+		if l.Address == "127.0.0.1:9090" {
+			return errors.New("address already in use")
+		}
+		return nil
+	}
+	_, err = Remove(context.Background(), e, "karl", true)
+	if err == nil || !strings.Contains(err.Error(), "its listener 127.0.0.1:9090 cannot be bound: address already in use; nothing was done") {
+		t.Fatalf("remove: %v", err)
+	}
+	if len(f.calls) != 0 || f.active["site-karl.socket"] != "active" {
+		t.Errorf("remove changed something: %v", f.calls)
+	}
+	if !slices.Equal(asked, []string{"127.0.0.1:9090"}) {
+		t.Errorf("asked about %v, want only the listener karl did not hold", asked)
+	}
+}
+
+// The heir's units are loaded before the old ones stop: the daemon-reload
+// is not in the moment between the two sockets.
+func TestRemoveLoadsTheHeirsUnitsBeforeItStops(t *testing.T) {
+	e, f := newEnv(t)
+	f.active["site-karl.socket"] = "active"
+	k := karl(t)
+	if err := e.Store.SaveLastGood(k, []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n")); err != nil {
+		t.Fatal(err)
+	}
+	e.Sites = func() ([]*site.Site, error) { return []*site.Site{namedSite(t, "carl", "127.0.0.1:8080")}, nil }
+	// carl's socket unit is not loaded: the operator did not reload.
+	f.reloadLoads = []string{"site-carl.socket"}
+	rep, err := Remove(context.Background(), e, "karl", true)
+	if err != nil || !slices.Equal(rep.TakenOverBy, []string{"carl"}) {
+		t.Fatalf("remove: %+v %v", rep, err)
+	}
+	reload, stop, start := slices.Index(f.calls, "daemon-reload"), slices.Index(f.calls, "stop site-karl.socket"), slices.Index(f.calls, "start site-carl.socket")
+	if reload < 0 || stop < 0 || start != stop+1 || reload > stop {
+		t.Errorf("calls %v: want a daemon-reload, then karl's socket stopped and carl's started right after", f.calls)
 	}
 }

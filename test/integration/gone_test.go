@@ -93,3 +93,43 @@ func TestRemoveOfARenamedSiteHandsItsListenerOver(t *testing.T) {
 		t.Errorf("a second remove: %+v %v", rep, err)
 	}
 }
+
+// The renamed file also declares a listener another program holds: the
+// new socket could not start, and once the old one stopped, systemd would
+// unload it (its file is gone). remove refuses before anything (exit 1):
+// the old site serves on, its state is kept.
+func TestRemoveOfARenamedSiteWhoseSocketCannotBindKeepsTheOld(t *testing.T) {
+	port, taken := freePort(t), freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, "")})
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	h.run("systemd-run", "--unit", "holder", "python3", "-c",
+		fmt.Sprintf("import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', %d))\ns.listen()\ntime.sleep(3600)", taken))
+	carl := goSite(port, "") + fmt.Sprintf("[[listen]]\nname = \"admin\"\naddress = \"127.0.0.1:%d\"\n", taken)
+	h.writeSite("carl", carl)
+	h.run("rm", "/etc/sitectl/sites/karl.toml")
+	h.run("systemctl", "daemon-reload")
+
+	out, stderr, code := h.result("sitectl", "remove", "karl")
+	if code != 1 || !strings.Contains(stderr, "site carl, whose file declares the listeners of site karl, could not take them over") || !strings.Contains(stderr, "nothing was done") {
+		t.Fatalf("sitectl remove karl: exit %d, want 1 and an error that says carl could not take over and nothing was done\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Fatalf("after the refused remove: %v", err)
+	}
+	if got := h.show("site-karl.socket", "ActiveState")["ActiveState"]; got != "active" {
+		t.Errorf("karl's socket is %s, want active", got)
+	}
+	if _, err := h.try("test", "-e", "/var/lib/sitectl/sites/karl/last-good.toml"); err != nil {
+		t.Errorf("karl's state was forgotten: %v", err)
+	}
+	// Once the port is free, remove hands the listeners over.
+	h.run("systemctl", "stop", "holder")
+	if out, stderr, code := h.result("sitectl", "remove", "karl"); code != 0 || !strings.Contains(out, "carl: took over its listeners") {
+		t.Fatalf("sitectl remove karl with the port free: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Fatalf("after the handover: %v", err)
+	}
+}
