@@ -246,7 +246,7 @@ func (e *Env) heirsOf(ctx context.Context, rep *Report) ([]*site.Site, error) {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("site %s declares listeners site %s held, but is out of service: `sitectl enable %s` puts it in service", h.Name, rep.Site, h.Name))
 			continue
 		}
-		if err := e.canTakeOver(h, good.Listeners); err != nil {
+		if err := e.canTakeOver(ctx, h, good.Listeners); err != nil {
 			return nil, fmt.Errorf("site %s, whose file declares the listeners of site %s, could not take them over: %w; nothing was done", h.Name, rep.Site, err)
 		}
 		in = append(in, h)
@@ -256,16 +256,37 @@ func (e *Env) heirsOf(ctx context.Context, rep *Report) ([]*site.Site, error) {
 }
 
 // canTakeOver checks, before the removed site's sockets stop, that heir's
-// other listeners (those the removed site did not hold) can be bound: once
-// they stop, systemd unloads their units, whose files are gone, and
-// nothing could start them again.
-func (e *Env) canTakeOver(heir *site.Site, held []site.Listener) error {
+// other listeners (those the removed site did not hold, and whose socket
+// is not listening already) can be bound: once they stop, systemd unloads
+// their units, whose files are gone, and nothing could start them again.
+func (e *Env) canTakeOver(ctx context.Context, heir *site.Site, held []site.Listener) error {
 	if e.Bindable == nil {
 		return nil
 	}
+	var others []site.Listener
 	for _, l := range heir.Listeners {
-		if slices.ContainsFunc(held, func(h site.Listener) bool { return site.SameListener(h, l) }) {
-			continue
+		if !slices.ContainsFunc(held, func(h site.Listener) bool { return site.SameListener(h, l) }) {
+			others = append(others, l)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	names := make([]string, len(others))
+	for i, l := range others {
+		names[i] = units.SocketNameOf(heir, l)
+	}
+	us, err := e.Systemd.States(ctx, names...)
+	if err != nil {
+		return err
+	}
+	listening := map[string]bool{}
+	for _, u := range us {
+		listening[u.Name] = u.ActiveState == "active"
+	}
+	for i, l := range others {
+		if listening[names[i]] {
+			continue // its own socket holds it
 		}
 		if err := e.Bindable(l); err != nil {
 			return fmt.Errorf("its listener %s cannot be bound: %w", l.Endpoint(), err)

@@ -360,6 +360,13 @@ func TestRemoveRefusesAHeirThatCannotBind(t *testing.T) {
 	if !slices.Equal(asked, []string{"127.0.0.1:9090"}) {
 		t.Errorf("asked about %v, want only the listener karl did not hold", asked)
 	}
+	// carl's own socket listening on it already (an enable tried before
+	// the remove) holds it: no refusal.
+	f.active["site-carl@admin.socket"] = "active"
+	rep, err := Remove(context.Background(), e, "karl", true)
+	if err != nil || !slices.Equal(rep.TakenOverBy, []string{"carl"}) {
+		t.Fatalf("remove with carl's admin socket listening: %+v %v", rep, err)
+	}
 }
 
 // The heir's units are loaded before the old ones stop: the daemon-reload
