@@ -185,12 +185,16 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 	if e.remote() {
 		rep, err = e.remoteChange(ctx, req)
 	} else {
+		// systemd takes a few ms to accept a connection: it is made
+		// while the site file is read and checked.
+		conn := e.connectSoon(ctx)
 		var s *site.Site
 		if s, err = e.loadSite(req.Site); err != nil {
+			conn.discard()
 			return err
 		}
 		who := modes.Local{Store: modes.Store{Dir: e.dirs.State}, UID: os.Getuid(), PID: os.Getpid()}
-		rep, err = e.localChange(ctx, req, s, who, e.progressf)
+		rep, err = e.localChange(ctx, req, s, who, e.progressf, conn)
 	}
 	if asJSON {
 		if rep.Journal == nil {
@@ -214,22 +218,22 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 }
 
 // localChange runs a change of site s as root, in the order that keeps bad
-// input from changing anything: the mode first, then the bus, then the
-// lock, and only then state. who records it. ctx may end while it waits
+// input from changing anything: the mode first, then the bus (conn, on
+// its way since before the site file was read), then the lock, and only
+// then state. who records it. ctx may end while it waits
 // for the lock (the state service's caller hung up); once the change has
 // started, it runs to its end, bounded by its own timeout. This is the one
 // code path of every change, root's own and a deployer's.
-func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site.Site, who modes.Local, progress func(string, ...any)) (flow.Report, error) {
+func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site.Site, who modes.Local, progress func(string, ...any), conn *pendingConn) (flow.Report, error) {
 	rep := flow.Report{Site: s.Name}
 	who.Kind = req.Verb // history records what was asked for: mode, restart, ...
 	if req.Verb == stateservice.VerbMode {
 		if _, ok := s.Mode(req.Mode); !ok {
+			conn.discard()
 			return rep, withCode(exitNotFound, fmt.Errorf("site %s has no mode %s; its modes are: %s", s.Name, req.Mode, strings.Join(s.ModeNames(), ", ")))
 		}
 	}
-	// A request that arrived whole is carried out: only the wait for the
-	// lock below gives up when the caller hangs up.
-	mgr, err := e.connect(context.WithoutCancel(ctx))
+	mgr, err := conn.wait()
 	if err != nil {
 		return rep, err
 	}
@@ -505,6 +509,41 @@ func (e *env) connect(ctx context.Context) (*control.Manager, error) {
 		return nil, withCode(exitUnavailable, err, "is systemd running, and dbus.service with it?")
 	}
 	return m, nil
+}
+
+// pendingConn is a connection to systemd on its way (connectSoon). Its
+// taker either waits for it, and then closes it, or discards it.
+type pendingConn struct {
+	done chan struct{}
+	mgr  *control.Manager
+	err  error
+}
+
+// connectSoon starts connecting to systemd, as connect does, while the
+// caller goes on with what needs no systemd. A request that arrived whole
+// is carried out: the connection does not end with ctx.
+func (e *env) connectSoon(ctx context.Context) *pendingConn {
+	p := &pendingConn{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.mgr, p.err = e.connect(context.WithoutCancel(ctx))
+	}()
+	return p
+}
+
+// wait returns the connection once it is made, or why it could not be.
+func (p *pendingConn) wait() (*control.Manager, error) {
+	<-p.done
+	return p.mgr, p.err
+}
+
+// discard closes the connection once it is made: it is not needed.
+func (p *pendingConn) discard() {
+	go func() {
+		if m, err := p.wait(); err == nil {
+			m.Close()
+		}
+	}()
 }
 
 // progressf prints a progress line when standard error is a terminal. The
