@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -282,4 +283,42 @@ func FuzzReadListing(f *testing.F) {
 		}
 		_ = m.asError()
 	})
+}
+
+// The raw listing never fits in sd-bus's read of BEGIN (authRead), and asks
+// for the same units: the patterns given, as a set, or every unit.
+func TestListCallOutgrowsTheAuthRead(t *testing.T) {
+	for _, patterns := range [][]string{nil, {"*"}, {"site-*"}, {"site-cli.*"}, {"site-*.service", "site-*.socket", "site-*.path"}, {strings.Repeat("x", 300)}} {
+		b := listCall(1, patterns)
+		if len(b) < authRead {
+			t.Errorf("%q: the call is %d bytes: sd-bus would read it with BEGIN and leave it unanswered", patterns, len(b))
+		}
+		m, err := dbus.DecodeMessage(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("%q: %v", patterns, err)
+		}
+		got, _ := m.Body[1].([]string)
+		want := patterns
+		if len(want) == 0 {
+			want = []string{"*"}
+		}
+		if !setEqual(got, want) {
+			t.Errorf("%q: the call asks for %q", patterns, got)
+		}
+	}
+}
+
+func setEqual(a, b []string) bool {
+	in := func(x []string, s string) bool { return slices.Contains(x, s) }
+	for _, s := range a {
+		if !in(b, s) {
+			return false
+		}
+	}
+	for _, s := range b {
+		if !in(a, s) {
+			return false
+		}
+	}
+	return true
 }
