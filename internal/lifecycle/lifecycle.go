@@ -187,7 +187,7 @@ func Remove(ctx context.Context, e *Env, name string, fileGone bool) (Report, er
 	if err != nil {
 		return rep, err
 	}
-	heirs, err := e.heirsOf(ctx, &rep)
+	heirs, err := e.heirsOf(ctx, &rep, us)
 	if err != nil {
 		return rep, err
 	}
@@ -221,23 +221,44 @@ func Remove(ctx context.Context, e *Env, name string, fileGone bool) (Report, er
 }
 
 // heirsOf finds, before anything stops, the sites in service whose files
-// declare a listener the removed site held (its last good copy says which:
-// after a rename, the new file), and has systemd load their units if it
-// has not yet: the old socket must let go of a listener before the new one
-// can take it, and visitors are refused in between, so nothing but the
-// start is left for that moment. A site out of service gets a note.
-func (e *Env) heirsOf(ctx context.Context, rep *Report) ([]*site.Site, error) {
+// declare a listener the removed site held (its last good copy says which,
+// or heldUnclaimed: after a rename, the new file), and has systemd load
+// their units if it has not yet: the old socket must let go of a listener
+// before the new one can take it, and visitors are refused in between, so
+// nothing but the start is left for that moment. A site out of service
+// gets a note. us are the removed site's units.
+func (e *Env) heirsOf(ctx context.Context, rep *Report, us []control.Unit) ([]*site.Site, error) {
 	good, err := e.Store.ReadLastGood(rep.Site)
-	if err != nil || good == nil || len(good.Listeners) == 0 || e.Sites == nil {
+	copied := err == nil && good != nil && len(good.Listeners) > 0
+	listening := slices.ContainsFunc(us, func(u control.Unit) bool { return strings.HasSuffix(u.Name, ".socket") && u.ActiveState == "active" })
+	if e.Sites == nil || !copied && !listening {
 		return nil, nil
 	}
 	sites, err := e.Sites()
 	if err != nil {
 		return nil, fmt.Errorf("which sites declare the listeners of site %s is unknown: %w; nothing was done", rep.Site, err)
 	}
+	var held []site.Listener
+	if copied {
+		held = good.Listeners
+	} else {
+		var silent []string
+		if held, silent, err = e.heldUnclaimed(ctx, rep.Site, sites); err != nil {
+			return nil, fmt.Errorf("which listeners site %s holds is unknown: %w; nothing was done", rep.Site, err)
+		}
+		if len(held) == 0 {
+			// After a daemon-reload, systemd has closed the socket of
+			// a unit whose file is gone, unless its service runs: the
+			// renamed site does not listen, and nothing says which it
+			// is.
+			for _, name := range silent {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("site %s is in service but does not listen: if it is site %s renamed, systemd closed %s's socket at the daemon-reload and started none of %s's; `sitectl enable %s` starts them", name, rep.Site, rep.Site, name, name))
+			}
+		}
+	}
 	var in []*site.Site
 	var check []string
-	for _, h := range heirs(sites, rep.Site, good.Listeners) {
+	for _, h := range heirs(sites, rep.Site, held) {
 		out, _, err := e.Store.OutOfService(h.Name)
 		if err != nil {
 			return nil, err
@@ -246,13 +267,67 @@ func (e *Env) heirsOf(ctx context.Context, rep *Report) ([]*site.Site, error) {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("site %s declares listeners site %s held, but is out of service: `sitectl enable %s` puts it in service", h.Name, rep.Site, h.Name))
 			continue
 		}
-		if err := e.canTakeOver(ctx, h, good.Listeners); err != nil {
+		if err := e.canTakeOver(ctx, h, held); err != nil {
 			return nil, fmt.Errorf("site %s, whose file declares the listeners of site %s, could not take them over: %w; nothing was done", h.Name, rep.Site, err)
 		}
 		in = append(in, h)
 		check = append(check, inService(h)...)
 	}
 	return in, e.reloadIfNeeded(ctx, rep, false, check)
+}
+
+// heldUnclaimed is what the removed site name holds when there is no copy
+// of the file it ran (its service never started: socket-activated and
+// never visited). systemd cannot say: once the file is gone, the socket
+// unit is "not-found" and shows no Listen property. Before a daemon-reload
+// PID 1 still holds the socket open, so these are the listeners of the
+// other valid sites for which PID 1 holds a listening socket although the
+// site's own socket unit for it is not active: after a rename, the new
+// file's. Only sites with a socket that is not active are asked about
+// (sockheld). silent are the sites in service with a socket that is not
+// active and no such listener.
+func (e *Env) heldUnclaimed(ctx context.Context, name string, sites []*site.Site) (held []site.Listener, silent []string, _ error) {
+	if e.SocketsMissing == nil {
+		return nil, nil, nil
+	}
+	var names []string
+	for _, s := range sites {
+		if s.Name != name {
+			for _, l := range s.Listeners {
+				names = append(names, units.SocketNameOf(s, l))
+			}
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil, nil
+	}
+	us, err := e.Systemd.States(ctx, names...)
+	if err != nil {
+		return nil, nil, err
+	}
+	active := map[string]bool{}
+	for _, u := range us {
+		active[u.Name] = u.ActiveState == "active"
+	}
+	for _, s := range sites {
+		if s.Name == name || !slices.ContainsFunc(s.Listeners, func(l site.Listener) bool { return !active[units.SocketNameOf(s, l)] }) {
+			continue
+		}
+		missing, err := e.SocketsMissing(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		found := false
+		for _, l := range s.Listeners {
+			if !active[units.SocketNameOf(s, l)] && !slices.Contains(missing, l.Endpoint()) {
+				held, found = append(held, l), true
+			}
+		}
+		if out, _, err := e.Store.OutOfService(s.Name); err == nil && !out && !found {
+			silent = append(silent, s.Name)
+		}
+	}
+	return held, silent, nil
 }
 
 // canTakeOver checks, before the removed site's sockets stop, that heir's

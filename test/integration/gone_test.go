@@ -94,6 +94,54 @@ func TestRemoveOfARenamedSiteHandsItsListenerOver(t *testing.T) {
 	}
 }
 
+// A site whose service never started (socket-activated, never visited)
+// has no copy of the file it ran. Renamed, and removed before a
+// daemon-reload: the listener PID 1 holds open for the renamed file,
+// whose own socket is not active, is the one it takes over.
+func TestRemoveOfARenamedSiteThatNeverStartedHandsItsListenerOver(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, "")})
+	h.run("systemctl", "start", "site-karl.socket")
+	if _, err := h.try("test", "-e", "/var/lib/sitectl/sites/karl/last-good.toml"); err == nil {
+		t.Fatal("karl has a last good copy before its service ever started")
+	}
+	h.run("mv", "/etc/sitectl/sites/karl.toml", "/etc/sitectl/sites/carl.toml")
+
+	out, stderr, code := h.result("sitectl", "remove", "karl")
+	if code != 0 || !strings.Contains(out, "carl: took over its listeners (started site-carl.socket)") {
+		t.Fatalf("sitectl remove karl: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Fatalf("after remove karl: %v", err)
+	}
+	if got := h.show("site-carl.service", "ActiveState")["ActiveState"]; got != "active" {
+		t.Errorf("carl's service is %s, want active: the port answered from elsewhere", got)
+	}
+}
+
+// The same rename with the daemon-reload first, as the README says: systemd
+// closes the socket of the unit whose file is gone (its service does not
+// run to hold a copy), and starts none of the new name's, so the port
+// refuses from the reload on. remove cannot tell which site karl became,
+// and says which site in service does not listen and how to start it.
+func TestRemoveOfARenamedSiteThatNeverStartedAfterAReloadSaysWhatToStart(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, "")})
+	h.run("systemctl", "start", "site-karl.socket")
+	h.run("mv", "/etc/sitectl/sites/karl.toml", "/etc/sitectl/sites/carl.toml")
+	h.run("systemctl", "daemon-reload")
+
+	out, stderr, code := h.result("sitectl", "remove", "karl")
+	if code != 0 || !strings.Contains(out+stderr, "site carl is in service but does not listen") || !strings.Contains(out+stderr, "`sitectl enable carl`") {
+		t.Fatalf("sitectl remove karl: exit %d, want 0 and a note that says to enable carl\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	h.run("sitectl", "enable", "carl")
+	if err := siteAnswers(fmt.Sprintf("http://127.0.0.1:%d/", port), "normal"); err != nil {
+		t.Fatalf("after sitectl enable carl: %v", err)
+	}
+}
+
 // The renamed file also declares a listener another program holds: the
 // new socket could not start, and once the old one stopped, systemd would
 // unload it (its file is gone). remove refuses before anything (exit 1):
