@@ -98,18 +98,21 @@ its out-of-service mark), so that a new site of that name starts afresh in its d
 mode. The site file is the operator's (or Ansible's): remove refuses while it exists,
 and never deletes it. To keep the file and stop the site, use sitectl disable.
 
-A renamed site file (mv OLD.toml NEW.toml, then systemctl daemon-reload) is a new site
-that declares the old one's listeners, whose socket cannot listen while the old one
-holds them: remove finds, before it stops anything, every site whose file declares a
-listener the removed site held (as its last good copy says), unless that site is out of
-service, and starts its sockets as soon as the old ones have let go of them. So the port
-is refused only for the moment between. If one does not start, the removed site's
-sockets listen again, and nothing is forgotten.
+A renamed site file (mv OLD.toml NEW.toml) is a new site that declares the old one's
+listeners, whose socket cannot listen while the old one holds them: remove finds, before
+it stops anything, every site whose file declares a listener the removed site held (as
+its last good copy says, or, for a site whose service never started, as the sockets
+systemd holds open for a site whose own socket is not active show), unless that site is
+out of service, and starts its sockets as soon as the old ones have let go of them. So
+the port is refused only for the moment between. If one does not start, the removed
+site's state is kept, and remove again hands the listeners over once it is fixed. Run
+remove without a daemon-reload first (it runs one): the reload closes the old socket
+unless its service runs, and then remove can only say which sites do not listen.
 
 It is idempotent: removing a site that is gone already changes nothing.
 
 ` + exitCodesHelp,
-		Example:           "  rm /etc/sitectl/sites/karl.toml && sitectl remove karl\n  mv /etc/sitectl/sites/karl.toml /etc/sitectl/sites/carl.toml && systemctl daemon-reload && sitectl remove karl",
+		Example:           "  rm /etc/sitectl/sites/karl.toml && sitectl remove karl\n  mv /etc/sitectl/sites/karl.toml /etc/sitectl/sites/carl.toml && sitectl remove karl",
 		Args:              args(1, 1, "one site"),
 		ValidArgsFunction: e.completeOneSite,
 		RunE: func(c *cobra.Command, a []string) error {
