@@ -51,6 +51,11 @@ func (h hungSystemd) Restart(ctx context.Context, _ string) error {
 	return err
 }
 
+func (h hungSystemd) Stop(ctx context.Context, _ string) error {
+	_, err := h.wait(ctx)
+	return err
+}
+
 func (h hungSystemd) Reload(ctx context.Context, _ string) error {
 	_, err := h.wait(ctx)
 	return err

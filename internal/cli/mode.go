@@ -65,7 +65,13 @@ or its last lines; app_error in --json). When the app tried to bind an address
 the site's socket holds, a hint says it must take systemd's sockets.
 
 Only this site's service is restarted; its socket units keep the listeners open, so
-no connection is refused. A second sitectl changing the same site waits for the
+no connection is refused. The exception is a socket unit that is active but holds no
+socket for a listener (systemd closes them at a daemon-reload when the listeners
+changed, a site moved to another port): the restart stops the service, restarts that
+socket unit, which binds the listeners of the file, then starts the service, and says
+so in a warning; connections to it are refused for that moment. With units older
+than the site file that would bind the old listeners: nothing is done, and the error
+says to run systemctl daemon-reload first. A second sitectl changing the same site waits for the
 first (or fails at once with --no-block). Switching to the mode the site already
 runs in does nothing unless --force is given.
 

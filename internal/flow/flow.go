@@ -28,6 +28,7 @@ import (
 // a fake in unit tests).
 type Systemd interface {
 	Restart(ctx context.Context, unit string) error
+	Stop(ctx context.Context, unit string) error
 	Reload(ctx context.Context, unit string) error
 	ResetFailed(ctx context.Context, unit string) error
 	UnitsByName(ctx context.Context, names ...string) ([]control.Unit, error)
@@ -215,9 +216,6 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 	if err := e.inService(s); err != nil {
 		return sw.rep, err
 	}
-	if err := e.socketsHeld(ctx, s); err != nil {
-		return sw.rep, err
-	}
 	if err := sw.plan(ctx); err != nil {
 		return sw.rep, err
 	}
@@ -257,6 +255,9 @@ type switchRun struct {
 	// servedBefore is the generation that served before an overlapped
 	// handover (0: not known).
 	servedBefore int
+	// reopened are the socket units the switch restarted itself to open
+	// their lost sockets (reopenSockets).
+	reopened map[string]bool
 }
 
 // begin checks that the mode exists and reads the mode the site is in. A
@@ -362,6 +363,9 @@ func (sw *switchRun) plan(ctx context.Context) error {
 			sw.s.Name, why, sw.s.Name, units.MainSocketName(sw.s.Name), ErrSiteStopped)
 	}
 	if sw.overlapped, sw.rep.FullRestart, err = sw.e.overlapping(ctx, sw.s, sw.opts); err != nil {
+		return err
+	}
+	if err := sw.checkSockets(ctx); err != nil {
 		return err
 	}
 	if !sw.overlapped {

@@ -47,6 +47,11 @@ type fakeSystemd struct {
 	// brokenFile: the site file as it is fails to start in every mode
 	// (a module name mistyped), until a PinBack goes back.
 	brokenFile bool
+	// socketRestarts are the socket units restarted, stops the units
+	// stopped; with socketFails a socket unit's restart fails and leaves
+	// it failed.
+	socketRestarts, stops []string
+	socketFails           bool
 }
 
 func (f *fakeSystemd) started(pid int) {
@@ -62,6 +67,14 @@ func (f *fakeSystemd) started(pid int) {
 }
 
 func (f *fakeSystemd) Restart(ctx context.Context, unit string) error {
+	if strings.HasSuffix(unit, ".socket") {
+		f.socketRestarts = append(f.socketRestarts, unit)
+		if f.socketFails {
+			f.socketStates = map[string]string{unit: "failed"}
+			return &control.JobError{Verb: "restart", Unit: unit, Result: "failed"}
+		}
+		return nil
+	}
 	mode, _, _ := f.store.Current(f.site)
 	f.restarts = append(f.restarts, mode)
 	f.pid += 10
@@ -83,6 +96,14 @@ func (f *fakeSystemd) Reload(ctx context.Context, unit string) error {
 	}
 	f.gen = 1000 + len(f.reloads)
 	f.started(f.gen)
+	return nil
+}
+
+func (f *fakeSystemd) Stop(ctx context.Context, unit string) error {
+	f.stops = append(f.stops, unit)
+	if unit == "site-"+f.site+".service" {
+		f.state = "inactive"
+	}
 	return nil
 }
 

@@ -117,70 +117,121 @@ func (e *Env) fullRestartNeeded(ctx context.Context, s *site.Site) (string, erro
 			}
 			// A listener changed in the file makes systemd close the
 			// socket unit's old sockets at that reload, and keep it
-			// active: checked again, or the restart would start the
-			// site with none. The old process still serves on its
-			// copies until then.
-			if err := e.socketsHeld(ctx, s); err != nil {
-				return "", err
-			}
+			// active: plan looks for them after this, and the restart
+			// opens them again (reopenSockets).
 		}
 	}
 	return why, nil
 }
 
-// socketsHeld refuses to start a site whose active socket unit holds no
-// socket: systemd closes a socket unit's sockets when its configuration
-// changes while it runs (its units went away with a site file and came
-// back), keeps it "active", and starts the service without LISTEN_FDS,
-// so the app binds an address of its own or none. Only a restart of the
-// socket unit opens them again; nothing is changed before it.
-func (e *Env) socketsHeld(ctx context.Context, s *site.Site) error {
+// lostSockets finds the listeners of site s for which systemd holds no
+// socket although the socket unit that should hold them is active, and
+// those socket units (holders). systemd closes the sockets of a socket
+// unit whose listeners changed at a daemon-reload while it ran (or whose
+// file went away and came back), keeps it "active", and would start the
+// service without LISTEN_FDS, so that the app binds an address of its own
+// or none. An inactive socket unit opens its listeners afresh when the
+// service starts it: its listeners are not lost. A check that cannot tell
+// (sockheld.ErrUnknown) finds none, and says so: anyone can make the
+// tables too large to read, and refusing would let them stop every change.
+func (e *Env) lostSockets(ctx context.Context, s *site.Site) (lost, holders []string, _ error) {
 	if e.SocketsMissing == nil {
-		return nil
+		return nil, nil, nil
 	}
 	missing, err := e.SocketsMissing(s)
 	if errors.Is(err, sockheld.ErrUnknown) {
-		// Anyone can make the tables too large to read; refusing would
-		// let them stop every change. The site is verified once started.
 		e.progress("%s: %v; going on without that check", s.Name, err)
-		return nil
+		return nil, nil, nil
 	}
 	if err != nil || len(missing) == 0 {
-		return err
+		return nil, nil, err
 	}
-	// A socket unit that is not active opens its listeners afresh when
-	// the service starts it: only the listeners of active ones are lost.
-	var lost []string
 	for _, l := range s.Listeners {
-		what := l.Address
-		if l.Kind == site.Unix {
-			what = l.Path
-		}
+		what := l.Endpoint()
 		if !slices.Contains(missing, what) || slices.Contains(lost, what) {
 			continue
 		}
-		active, err := e.socketActive(ctx, units.SocketNameOf(s, l))
+		socket := units.SocketNameOf(s, l)
+		active, err := e.socketActive(ctx, socket)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if active {
 			lost = append(lost, what)
+			if !slices.Contains(holders, socket) {
+				holders = append(holders, socket)
+			}
 		}
 	}
-	if len(lost) == 0 {
-		return nil
+	return lost, holders, nil
+}
+
+// checkSockets refuses a switch of a site whose active socket units hold
+// no socket for some of its listeners when the switch cannot open them
+// again: its units are older than the site file (a restart of the socket
+// unit would open the listeners systemd loaded, not the file's), or it
+// hands over inside the running service, which keeps the sockets it has.
+// Nothing is changed before it. A restart opens them (reopenSockets).
+func (sw *switchRun) checkSockets(ctx context.Context) error {
+	e, s := sw.e, sw.s
+	lost, holders, err := e.lostSockets(ctx, s)
+	if err != nil || len(lost) == 0 {
+		return err
 	}
-	missing = lost
-	socket := units.MainSocketName(s.Name)
-	// Units older than the site file would restart the socket with its
-	// old listeners: the command reloads them first.
 	stale := false
 	if r, ok := e.Systemd.(unitsReloader); ok {
-		need, err := r.NeedDaemonReload(ctx, socket)
-		stale = err == nil && need
+		for _, h := range holders {
+			need, err := r.NeedDaemonReload(ctx, h)
+			if err == nil && need {
+				stale = true
+			}
+		}
 	}
-	what, fix := sockheld.Lost(s, missing, stale)
-	return fmt.Errorf("site %s: %s; nothing was done: %s: %w", s.Name, what, fix, ErrSocketLost)
+	if stale {
+		return fmt.Errorf("site %s: the site file changed since systemd loaded %s, which listens where it said then, not on %s; nothing was done: run `systemctl daemon-reload && sitectl restart %s`, which restarts it with the service (connections to it are refused for that moment): %w",
+			s.Name, strings.Join(holders, " and "), strings.Join(lost, ", "), s.Name, ErrSocketLost)
+	}
+	what, _ := sockheld.Lost(s, lost, false)
+	switch {
+	case sw.overlapped:
+		return fmt.Errorf("site %s: %s; a handover inside the running service keeps the sockets it has, so nothing was done: `sitectl restart %s` restarts %s with the service (connections to it are refused for that moment): %w",
+			s.Name, what, s.Name, strings.Join(holders, " and "), ErrSocketLost)
+	}
+	sw.warn("%s: %s restarted with the service to open them again; connections to it were refused for that moment", what, strings.Join(holders, " and "))
+	return nil
+}
+
+// reopenSockets opens again the lost sockets of the site (lostSockets)
+// before a restart starts its service: the service is stopped (the app
+// drains as on any stop), then the socket units that hold no socket for
+// some of their listeners are restarted, which binds the listeners their
+// units declare now. Until then those units listen on nothing for these
+// listeners, so nothing is lost that was served. Units restarted here are
+// not taken for a stop by someone else if they fail (socketsUp).
+func (sw *switchRun) reopenSockets(ctx context.Context) error {
+	e, s := sw.e, sw.s
+	lost, holders, err := e.lostSockets(ctx, s)
+	if err != nil || len(lost) == 0 {
+		return err
+	}
+	service := units.ServiceName(s.Name)
+	e.progress("%s: systemd holds no socket for %s: stopping %s and restarting %s to open them again", s.Name, strings.Join(lost, ", "), service, strings.Join(holders, " and "))
+	if err := e.Systemd.Stop(ctx, service); err != nil {
+		return sw.jobFailed(ctx, err)
+	}
+	if sw.reopened == nil {
+		sw.reopened = map[string]bool{}
+	}
+	for _, h := range holders {
+		sw.reopened[h] = true
+		if err := e.Systemd.ResetFailed(ctx, h); err != nil {
+			return err
+		}
+		if err := e.Systemd.Restart(ctx, h); err != nil {
+			return fmt.Errorf("%s did not listen again: %w", h, err)
+		}
+	}
+	return nil
 }
 
 // unitStates reads the state of units of any type; control.Manager has it

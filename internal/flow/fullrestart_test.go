@@ -47,47 +47,117 @@ func TestFullRestartReason(t *testing.T) {
 	}
 }
 
-// A site whose active socket unit holds no socket is not restarted: the
-// app would start without LISTEN_FDS. The error says the exact command,
-// and nothing was recorded.
-func TestSocketLostRefusesAndSaysTheCommand(t *testing.T) {
+// lostUntilReopened is SocketsMissing of a site whose socket units lost
+// the given listeners, until the restart restarts any socket unit.
+func lostUntilReopened(f *fakeSystemd, lost ...string) func(*site.Site) ([]string, error) {
+	return func(*site.Site) ([]string, error) {
+		if len(f.socketRestarts) > 0 {
+			return nil, nil
+		}
+		return lost, nil
+	}
+}
+
+// A site whose active socket unit holds no socket (its listeners changed
+// at a daemon-reload while it ran) is restarted with that socket unit:
+// the service stopped first, then the socket unit restarted, which binds
+// the listeners its unit declares now, then the service started and
+// verified. Without that the app would start without LISTEN_FDS. The
+// report says what was done.
+func TestRestartOpensLostSocketsAgain(t *testing.T) {
 	e, f := newEnv(t)
 	s := testSite(t)
-	e.SocketsMissing = func(*site.Site) ([]string, error) { return []string{"127.0.0.1:8080"}, nil }
+	e.SocketsMissing = lostUntilReopened(f, "127.0.0.1:8080")
+	rep, err := Restart(context.Background(), e, s, time.Minute)
+	if err != nil || rep.Result != modes.ResultOK {
+		t.Fatalf("restart: %v, %+v", err, rep)
+	}
+	if strings.Join(f.stops, ",") != "site-karl.service" || strings.Join(f.socketRestarts, ",") != "site-karl.socket" || len(f.restarts) != 1 {
+		t.Errorf("stops %v, socket restarts %v, restarts %v", f.stops, f.socketRestarts, f.restarts)
+	}
+	if w := strings.Join(rep.Warnings, "\n"); !strings.Contains(w, "systemd holds no socket for 127.0.0.1:8080") || !strings.Contains(w, "site-karl.socket restarted with the service") {
+		t.Errorf("warnings %q", rep.Warnings)
+	}
+	// With its sockets held, a restart restarts the service alone.
+	e.SocketsMissing = func(*site.Site) ([]string, error) { return nil, nil }
+	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || len(f.restarts) != 2 || len(f.socketRestarts) != 1 || len(f.stops) != 1 {
+		t.Errorf("with its sockets held: %v, restarts %v, socket restarts %v, stops %v", err, f.restarts, f.socketRestarts, f.stops)
+	}
+}
+
+// Units older than the site file would restart the socket unit with the
+// listeners systemd loaded, not the file's: the change is refused with
+// the commands that apply the file, and nothing is done or recorded.
+func TestLostSocketsWithStaleUnitsRefuseAndSayTheCommand(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	e.Systemd = &reloadingSystemd{fakeSystemd: f, stale: true}
+	e.SocketsMissing = lostUntilReopened(f, "127.0.0.1:8080")
 	_, err := Restart(context.Background(), e, s, time.Minute)
-	if !errors.Is(err, ErrSocketLost) || !strings.Contains(err.Error(), "run `systemctl restart site-karl.socket`") {
+	if !errors.Is(err, ErrSocketLost) || !strings.Contains(err.Error(), "nothing was done: run `systemctl daemon-reload && sitectl restart karl`") {
 		t.Fatalf("err = %v", err)
 	}
-	if len(f.restarts) != 0 {
-		t.Errorf("restarted anyway: %v", f.restarts)
+	if len(f.restarts)+len(f.stops)+len(f.socketRestarts) != 0 {
+		t.Errorf("restarts %v, stops %v, socket restarts %v", f.restarts, f.stops, f.socketRestarts)
 	}
 	if st, _ := e.Store.ReadState("karl"); len(st.History) != 0 || st.Pending != nil {
 		t.Errorf("recorded: %+v", st)
 	}
-	e.SocketsMissing = func(*site.Site) ([]string, error) { return nil, nil }
-	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || len(f.restarts) != 1 {
-		t.Errorf("with its sockets held: %v, restarts %v", err, f.restarts)
+}
+
+// A handover inside the running service keeps the sockets it has: an
+// overlap site's reload with lost sockets is refused, and names the
+// restart that opens them.
+func TestLostSocketsRefuseAHandover(t *testing.T) {
+	e, f := newEnv(t)
+	s := overlapSite(t, "")
+	e.SocketsMissing = lostUntilReopened(f, "127.0.0.1:8080")
+	_, err := Reload(context.Background(), e, s, time.Minute)
+	if !errors.Is(err, ErrSocketLost) || !strings.Contains(err.Error(), "nothing was done: `sitectl restart karl` restarts site-karl.socket") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(f.reloads)+len(f.restarts)+len(f.stops)+len(f.socketRestarts) != 0 {
+		t.Errorf("reloads %v, restarts %v, stops %v, socket restarts %v", f.reloads, f.restarts, f.stops, f.socketRestarts)
+	}
+	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || len(f.socketRestarts) != 1 {
+		t.Errorf("restart: %v, socket restarts %v", err, f.socketRestarts)
 	}
 }
 
 // A named listener has a socket unit of its own: its socket is lost only
 // when that unit is active (an inactive one opens it when the service
-// starts it), and the refusal names that unit.
-func TestSocketLostOfANamedListener(t *testing.T) {
+// starts it), and only that unit is restarted.
+func TestLostSocketOfANamedListener(t *testing.T) {
 	e, f := newEnv(t)
 	s, err := site.Parse("/etc/sitectl/sites/karl.toml", []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\nname = \"admin\"\naddress = \"127.0.0.1:8081\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.SocketsMissing = func(*site.Site) ([]string, error) { return []string{"127.0.0.1:8081"}, nil }
+	e.SocketsMissing = lostUntilReopened(f, "127.0.0.1:8081")
 	f.socketStates = map[string]string{"site-karl@admin.socket": "inactive"}
-	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || len(f.restarts) != 1 {
-		t.Errorf("the named listener's socket unit inactive: %v, restarts %v", err, f.restarts)
+	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || len(f.restarts) != 1 || len(f.socketRestarts) != 0 {
+		t.Errorf("the named listener's socket unit inactive: %v, restarts %v, socket restarts %v", err, f.restarts, f.socketRestarts)
 	}
 	f.socketStates = nil
-	_, err = Restart(context.Background(), e, s, time.Minute)
-	if !errors.Is(err, ErrSocketLost) || !strings.Contains(err.Error(), "although site-karl@admin.socket is active") {
-		t.Errorf("the named listener's socket unit active: %v", err)
+	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || strings.Join(f.socketRestarts, ",") != "site-karl@admin.socket" {
+		t.Errorf("the named listener's socket unit active: %v, socket restarts %v", err, f.socketRestarts)
+	}
+}
+
+// A socket unit that does not listen again (its new port is taken) fails
+// the restart, which rolls back like any failed start: it is not taken
+// for a stop by someone else, although the unit is not active.
+func TestReopenedSocketThatFailsRollsBack(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	f.socketFails = true
+	e.SocketsMissing = lostUntilReopened(f, "127.0.0.1:8080")
+	rep, err := Restart(context.Background(), e, s, time.Minute)
+	if !errors.Is(err, ErrRolledBack) || rep.Result != modes.ResultRolledBack || !strings.Contains(rep.Reason, "site-karl.socket did not listen again") {
+		t.Fatalf("restart: %v, %+v", err, rep)
+	}
+	if len(f.restarts) != 1 {
+		t.Errorf("restarts %v", f.restarts)
 	}
 }
 
@@ -155,36 +225,28 @@ func (r *reloadingSystemd) DaemonReload(context.Context) error {
 }
 
 // A listener changed in the file: the daemon-reload of a full restart
-// makes systemd close the old sockets, so they are checked again after
-// it, and the restart is refused while the old process still serves on
-// its copies. The command to run says to reload the units first while
-// they are older than the file.
-func TestSocketsCheckedAgainAfterTheFlowsDaemonReload(t *testing.T) {
+// makes systemd close the old sockets, so they are looked for after it,
+// and the full restart opens them again with the socket unit.
+func TestSocketsReopenedAfterTheFlowsDaemonReload(t *testing.T) {
 	e, f := newEnv(t)
-	s := testSite(t)
-	s.Handoff = site.HandoffOverlap
+	s := overlapSite(t, "")
 	r := &reloadingSystemd{fakeSystemd: f, stale: true}
 	e.Systemd = r
 	started := *s
 	started.Listeners = []site.Listener{{Kind: site.TCP, Address: "127.0.0.1:9999", Name: "http"}}
 	e.Started = func(string) (*site.Site, error) { return &started, nil }
 	e.SocketsMissing = func(*site.Site) ([]string, error) {
-		if r.reloads > 0 {
+		if r.reloads > 0 && len(f.socketRestarts) == 0 {
 			return []string{"127.0.0.1:8080"}, nil
 		}
 		return nil, nil
 	}
-	_, err := e.fullRestartNeeded(context.Background(), s)
-	if !errors.Is(err, ErrSocketLost) || r.reloads != 1 {
-		t.Fatalf("after the daemon-reload: %v (%d reloads)", err, r.reloads)
+	rep, err := Reload(context.Background(), e, s, time.Minute)
+	if err != nil || r.reloads != 1 || rep.FullRestart == "" {
+		t.Fatalf("reload: %v (%d daemon-reloads), %+v", err, r.reloads, rep)
 	}
-	if strings.Contains(err.Error(), "daemon-reload &&") {
-		t.Errorf("units just reloaded, yet the command reloads them: %v", err)
-	}
-	r.stale = true
-	err = e.socketsHeld(context.Background(), s)
-	if !errors.Is(err, ErrSocketLost) || !strings.Contains(err.Error(), "run `systemctl daemon-reload && systemctl restart site-karl.socket`") {
-		t.Errorf("stale units: %v", err)
+	if strings.Join(f.socketRestarts, ",") != "site-karl.socket" || len(f.restarts) != 1 || len(f.reloads) != 0 {
+		t.Errorf("socket restarts %v, restarts %v, reloads %v", f.socketRestarts, f.restarts, f.reloads)
 	}
 }
 

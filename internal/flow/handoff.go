@@ -119,6 +119,9 @@ func (sw *switchRun) restartIn(ctx context.Context, m site.Mode) (int, error) {
 	if err := sw.stillUp(ctx); err != nil {
 		return 0, err
 	}
+	if err := sw.reopenSockets(ctx); err != nil {
+		return 0, err
+	}
 	// A deliberate start must not be refused for earlier failures or the
 	// start-rate limit.
 	if err := e.Systemd.ResetFailed(ctx, service); err != nil {

@@ -29,7 +29,9 @@ func (sw *switchRun) socketsUp(ctx context.Context) (bool, string, error) {
 		switch {
 		case u.Job == "stop":
 			return false, fmt.Sprintf("%s has a stop job (now %s/%s)", u.Name, u.ActiveState, u.SubState), nil
-		case u.ActiveState != "active":
+		case u.ActiveState != "active" && !sw.reopened[u.Name]:
+			// A socket unit the switch restarted itself that did
+			// not listen again is not a stop by someone else.
 			return false, fmt.Sprintf("%s is %s/%s", u.Name, u.ActiveState, u.SubState), nil
 		}
 	}

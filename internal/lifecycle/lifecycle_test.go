@@ -144,7 +144,7 @@ func TestEnableChecksTheSockets(t *testing.T) {
 	f.active["site-karl.socket"] = "active"
 	e.SocketsMissing = func(*site.Site) ([]string, error) { return []string{"127.0.0.1:8080"}, nil }
 	_, err := Enable(context.Background(), e, karl(t))
-	if err == nil || !strings.Contains(err.Error(), "systemd holds no socket for 127.0.0.1:8080") || !strings.Contains(err.Error(), "run `systemctl restart site-karl.socket`") {
+	if err == nil || !strings.Contains(err.Error(), "systemd holds no socket for 127.0.0.1:8080") || !strings.Contains(err.Error(), "run `sitectl restart karl`, which restarts site-karl.socket") {
 		t.Fatalf("enable of a socket unit without its socket: %v", err)
 	}
 	e.SocketsMissing = func(*site.Site) ([]string, error) { return nil, nil }

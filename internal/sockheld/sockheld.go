@@ -309,8 +309,7 @@ func parseUnix(f [][]byte, paths map[string]bool, out map[string][]uint64) {
 // Lost words, for site s whose socket unit is active, that systemd holds
 // no socket for the listeners missing (Missing), and what opens them
 // again. reloadFirst: systemd's units are older than the site file, and
-// a restart of the socket would open the old listeners. sitectl's
-// changes and enable word their refusals with it alike.
+// a restart of the socket would open the old listeners.
 func Lost(s *site.Site, missing []string, reloadFirst bool) (what, fix string) {
 	// The socket units that should hold them: a named listener has one
 	// of its own.
@@ -331,9 +330,9 @@ func Lost(s *site.Site, missing []string, reloadFirst bool) (what, fix string) {
 	}
 	what = fmt.Sprintf("systemd holds no socket for %s although %s %s active (its listeners changed while it ran)",
 		strings.Join(missing, ", "), strings.Join(holders, " and "), is)
-	command := "systemctl restart " + strings.Join(units.SocketNames(s), " ")
+	command := "sitectl restart " + s.Name
 	if reloadFirst {
 		command = "systemctl daemon-reload && " + command
 	}
-	return what, "run `" + command + "` (a running service stops with it and starts again at the next connection)"
+	return what, "run `" + command + "`, which restarts " + strings.Join(holders, " and ") + " with the service and checks that the site serves (connections to it are refused for that moment)"
 }

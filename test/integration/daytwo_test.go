@@ -5,6 +5,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -427,11 +428,11 @@ func TestChangeNeedingARestartRestartsFully(t *testing.T) {
 // Issue 12.1: a site with no last good copy yet (its service last started
 // under a sitectl that kept none) loses its units to a typo and a
 // daemon-reload, and systemd closes its socket ("not functional until
-// restarted") while the unit stays active. After the fix and the next
-// daemon-reload, sitectl restart changes nothing and tells the exact
-// command, instead of starting the app without its socket (gunicorn then
-// bound 127.0.0.1:8000 and the site went down); after that command,
-// sitectl restart works.
+// restarted") while the unit stays active. status says so before a crash
+// finds it. After the fix and the next daemon-reload, sitectl restart
+// restarts the socket unit with the service, instead of starting the app
+// without its socket (gunicorn then bound 127.0.0.1:8000 and the site went
+// down), and says it did.
 func TestRestartAfterRecoveryWithoutACopy(t *testing.T) {
 	port := freePort(t)
 	good := gunicornSite(port, "[probe]\npath = \"/\"\n")
@@ -445,29 +446,77 @@ func TestRestartAfterRecoveryWithoutACopy(t *testing.T) {
 	h.run("systemctl", "daemon-reload")
 	h.writeSite("shop", good)
 	h.run("systemctl", "daemon-reload")
-	pid := h.show("site-shop.service", "MainPID")["MainPID"]
-	out, stderr, code := h.result("sitectl", "restart", "shop")
-	command := "run `systemctl restart site-shop.socket`"
-	if code == 0 || !strings.Contains(stderr, command) || !strings.Contains(stderr, fmt.Sprintf("no socket for 127.0.0.1:%d", port)) {
-		t.Fatalf("sitectl restart with the socket closed: exit %d, want the command %q\n%s%s", code, command, out, stderr)
-	}
-	if now := h.show("site-shop.service", "MainPID")["MainPID"]; now != pid {
-		t.Errorf("the refused restart changed the service: main PID %s, then %s", pid, now)
-	}
-	// status says so too, before a crash finds it: the process serves on
-	// its own copy of the socket, the next start gets none.
-	out, stderr, code = h.result("sitectl", "status", "shop")
-	if code != 3 || !strings.Contains(out, fmt.Sprintf("systemd holds no socket for 127.0.0.1:%d", port)) || !strings.Contains(out, "systemctl restart site-shop.socket") {
+	// status says so, before a crash finds it: the process serves on its
+	// own copy of the socket, the next start gets none.
+	out, stderr, code := h.result("sitectl", "status", "shop")
+	if code != 3 || !strings.Contains(out, fmt.Sprintf("systemd holds no socket for 127.0.0.1:%d", port)) || !strings.Contains(out, "`sitectl restart shop` restarts site-shop.socket") {
 		t.Errorf("sitectl status with the socket closed: exit %d, want 3 and the lost listener\n%s%s", code, out, stderr)
 	}
-	h.run("systemctl", "restart", "site-shop.socket")
-	if out, stderr, code := h.result("sitectl", "restart", "shop"); code != 0 {
-		t.Fatalf("sitectl restart after the socket restart: exit %d\n%s%s", code, out, stderr)
+	out, stderr, code = h.result("sitectl", "restart", "shop")
+	if code != 0 || !strings.Contains(stderr, "site-shop.socket restarted with the service to open them again") {
+		t.Fatalf("sitectl restart with the socket closed: exit %d, want 0 and what it did\n%s%s", code, out, stderr)
 	}
 	if r := getReply(t, url); r.Site != "shop" {
-		t.Errorf("after the fix: %+v", r)
+		t.Errorf("after the restart: %+v", r)
 	}
 	if out, stderr, code := h.result("sitectl", "status", "shop"); code != 0 || strings.Contains(out, "no socket") {
-		t.Errorf("sitectl status after the fix: exit %d\n%s%s", code, out, stderr)
+		t.Errorf("sitectl status after the restart: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
+// An operator moves a site to another port. Before the daemon-reload,
+// systemd still listens on the old one: status says the new one is not
+// listened on yet (and the site runs), and restart changes nothing and
+// says the commands. The daemon-reload closes the socket unit's socket;
+// sitectl restart then restarts it with the service, and the site serves
+// on the new port only. An overlap site's reload does the daemon-reload
+// itself and the same.
+func TestRestartMovesASiteToItsNewPort(t *testing.T) {
+	for _, handoff := range []string{"restart", "overlap"} {
+		t.Run(handoff, func(t *testing.T) {
+			oldPort, newPort := freePort(t), freePort(t)
+			for newPort == oldPort {
+				newPort = freePort(t)
+			}
+			extra := fmt.Sprintf("handoff = %q\n[probe]\npath = \"/\"\n", handoff)
+			h := newHost(t, map[string]string{"shop": goSite(oldPort, extra)})
+			h.run("systemctl", "start", "site-shop.socket")
+			oldURL, newURL := fmt.Sprintf("http://127.0.0.1:%d/", oldPort), fmt.Sprintf("http://127.0.0.1:%d/", newPort)
+			getReply(t, oldURL)
+			pid := h.show("site-shop.service", "MainPID")["MainPID"]
+
+			h.writeSite("shop", goSite(newPort, extra))
+			out, stderr, code := h.result("sitectl", "status", "shop")
+			if code != 0 || !strings.Contains(out, fmt.Sprintf("not listened on yet: 127.0.0.1:%d", newPort)) || strings.Contains(out, "no socket") {
+				t.Errorf("status before the daemon-reload: exit %d, want 0 and the pending listener\n%s%s", code, out, stderr)
+			}
+			if handoff == "restart" {
+				out, stderr, code = h.result("sitectl", "restart", "shop")
+				if code == 0 || !strings.Contains(stderr, "nothing was done: run `systemctl daemon-reload && sitectl restart shop`") {
+					t.Errorf("restart before the daemon-reload: exit %d\n%s%s", code, out, stderr)
+				}
+				if now := h.show("site-shop.service", "MainPID")["MainPID"]; now != pid {
+					t.Errorf("the refused restart changed the service: main PID %s, then %s", pid, now)
+				}
+				getReply(t, oldURL)
+				h.run("systemctl", "daemon-reload")
+				out, stderr, code = h.result("sitectl", "restart", "shop")
+			} else {
+				out, stderr, code = h.result("sitectl", "reload", "shop")
+			}
+			if code != 0 || !strings.Contains(stderr, "site-shop.socket restarted with the service") {
+				t.Fatalf("the change after the daemon-reload: exit %d\n%s%s", code, out, stderr)
+			}
+			if r := getReply(t, newURL); r.Site != "shop" {
+				t.Errorf("on the new port: %+v", r)
+			}
+			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", oldPort), 5*time.Second); err == nil {
+				c.Close()
+				t.Errorf("the old port %d still takes connections", oldPort)
+			}
+			if out, stderr, code := h.result("sitectl", "status", "shop"); code != 0 || strings.Contains(out, "no socket") || strings.Contains(out, "not listened on") {
+				t.Errorf("status after the move: exit %d\n%s%s", code, out, stderr)
+			}
+		})
 	}
 }
