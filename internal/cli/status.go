@@ -225,7 +225,8 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 	defer mgr.Close()
 	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, ServedMode: status.ServedMode, Warm: status.WarmGeneration,
 		StartProblems: e.startProblems(mgr), Resolve: e.resolve,
-		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) }, ListCache: paths.ListCache, StateCache: paths.StateCache}
+		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) }, UnitsStale: mgr.NeedDaemonReload,
+		ListCache: paths.ListCache, StateCache: paths.StateCache}
 	return e.gatherFrom(ctx, src, req)
 }
 

@@ -141,7 +141,11 @@ func (e *env) printSockets(s status.Site, line func(string, string, ...any)) {
 			names = append(names, so.Unit)
 		}
 		line("socket", "%s", e.style.Red("systemd holds no socket for "+term.Escape(strings.Join(s.SocketsLost, ", ")))+
-			": the running process serves on its own copy, and from the service's next start visitors are refused; run `systemctl restart "+strings.Join(names, " ")+"` (after `systemctl daemon-reload` if the site file changed since)")
+			": the running process serves on its own copy, and from the service's next start visitors are refused; `sitectl restart "+s.Site+"` restarts "+strings.Join(names, " and ")+" with the service to open them again")
+	}
+	if len(s.ListenersPending) > 0 {
+		line("socket", "%s", e.style.Bold("not listened on yet: "+term.Escape(strings.Join(s.ListenersPending, ", ")))+
+			" (the site file changed since systemd loaded the site's units, and systemd listens where they said); `systemctl daemon-reload && sitectl restart "+s.Site+"` moves the site there")
 	}
 }
 

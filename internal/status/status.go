@@ -67,10 +67,13 @@ type Site struct {
 	// OutOfService is when root took the site out of service.
 	OutOfService *time.Time `json:"out_of_service" doc:"when the site was taken out of service (sitectl disable): its sockets do not start at boot, and sitectl changes it only after sitectl enable; null when it is in service, or in list"`
 	// SocketsLost are listeners whose active socket unit holds no socket.
-	SocketsLost []string `json:"sockets_lost" doc:"listeners for which systemd holds no socket although the site's socket units are active (their listeners changed while they ran): the running process serves on its own copy, and from the service's next start visitors are refused; running is then false. Read for the sites status is asked about by name: [] when none, in list, and in status of all sites"`
-	Trigger     *Trigger `json:"trigger" doc:"the touch-to-reload trigger; null for a site without reload_trigger"`
-	Listen      []string `json:"listeners" doc:"the site's listeners: addresses and unix socket paths"`
-	Release     string   `json:"release" doc:"the working directory with its symlinks resolved; empty without workdir"`
+	SocketsLost []string `json:"sockets_lost" doc:"listeners for which systemd holds no socket although the site's socket units are active and loaded from the site file as it is (their listeners changed while they ran): the running process serves on its own copy, and from the service's next start visitors are refused; running is then false; sitectl restart opens them again. Read for the sites status is asked about by name: [] when none, in list, and in status of all sites"`
+	// ListenersPending are listeners of the site file that systemd has
+	// not loaded yet.
+	ListenersPending []string `json:"listeners_pending" doc:"listeners of the site file for which systemd holds no socket while its socket units are older than the file (it changed since the last daemon-reload): systemd serves the listeners it loaded, and systemctl daemon-reload then sitectl restart moves the site to the file's. Read for the sites status is asked about by name: [] when none, in list, and in status of all sites"`
+	Trigger          *Trigger `json:"trigger" doc:"the touch-to-reload trigger; null for a site without reload_trigger"`
+	Listen           []string `json:"listeners" doc:"the site's listeners: addresses and unix socket paths"`
+	Release          string   `json:"release" doc:"the working directory with its symlinks resolved; empty without workdir"`
 	// StartProblems are why the service would surely not start.
 	StartProblems []string        `json:"start_problems" doc:"why the service, as systemd has it loaded, would surely not start in the recorded mode (a program, #! interpreter, user, group, working directory or credential file that does not exist): sitectl refuses to restart it, and a crash restart would fail; [] when none, or in list"`
 	Ready         bool            `json:"ready" doc:"the service is active and running"`
@@ -158,6 +161,9 @@ type Sources struct {
 	// SocketsMissing returns the listeners of a site for which systemd
 	// holds no listening socket (sockheld.Missing); nil: not read.
 	SocketsMissing func(s *site.Site) ([]string, error)
+	// UnitsStale tells whether systemd's unit is older than the file it
+	// was made from (NeedDaemonReload); nil: taken as not.
+	UnitsStale func(ctx context.Context, unit string) (bool, error)
 	// Resolve resolves a site's working directory for Release; nil:
 	// filepath.EvalSymlinks.
 	Resolve func(path string) (string, error)
@@ -279,7 +285,7 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 				if len(req.Names) > 0 {
 					// Each reads PID 1's descriptors: for named sites only,
 					// or status of 10,000 sites would read them 10,000 times.
-					sites[i].readSocketsHeld(src, ents[i].site)
+					sites[i].readSocketsHeld(ctx, src, ents[i].site)
 				}
 				if out, since, err := st.OutOfService(ents[i].site.Name); err == nil && out {
 					sites[i].OutOfService = &since
@@ -415,7 +421,7 @@ func build(st modes.Store, read func(name string) (modes.Listed, error), en entr
 	out := Site{
 		Site: s.Name, File: en.file, SiteFile: en.fileState(), Mode: mode, PreviousMode: state.PreviousMode, Pending: state.Pending,
 		Unit: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState, MainPID: u.MainPID,
-		Result: u.Result, StatusText: u.StatusText, NRestarts: u.NRestarts, Listen: []string{}, Sockets: []Socket{}, StartProblems: []string{}, SocketsLost: []string{},
+		Result: u.Result, StatusText: u.StatusText, NRestarts: u.NRestarts, Listen: []string{}, Sockets: []Socket{}, StartProblems: []string{}, SocketsLost: []string{}, ListenersPending: []string{},
 	}
 	if !u.Since.IsZero() {
 		t := u.Since
@@ -488,16 +494,27 @@ func (s *Site) readJournal(ctx context.Context, src Sources) {
 }
 
 // readSocketsHeld finds listeners of a site whose socket units listen
-// for which systemd holds no socket: the site is then not running as
-// status means it, although its process may serve on for now. A check
-// that cannot tell (sockheld.ErrUnknown) finds nothing.
-func (s *Site) readSocketsHeld(src Sources, si *site.Site) {
+// for which systemd holds no socket. With the units loaded from the site
+// file as it is, they are lost: the site is then not running as status
+// means it, although its process may serve on for now. With units older
+// than the file, systemd has not loaded them yet: it holds the listeners
+// it loaded, and they are pending. A check that cannot tell
+// (sockheld.ErrUnknown) finds nothing.
+func (s *Site) readSocketsHeld(ctx context.Context, src Sources, si *site.Site) {
 	if src.SocketsMissing == nil || s.Socket != "listening" {
 		return
 	}
 	missing, err := src.SocketsMissing(si)
 	if err != nil || len(missing) == 0 {
 		return
+	}
+	if src.UnitsStale != nil {
+		for _, so := range s.Sockets {
+			if stale, err := src.UnitsStale(ctx, so.Unit); err == nil && stale {
+				s.ListenersPending = append(s.ListenersPending, missing...)
+				return
+			}
+		}
 	}
 	s.SocketsLost = append(s.SocketsLost, missing...)
 	s.Running = false

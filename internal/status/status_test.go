@@ -474,6 +474,33 @@ func TestSocketsLost(t *testing.T) {
 	}
 }
 
+// Listeners of a site file that systemd has not loaded yet (its socket
+// units are older than the file) are pending, not lost: systemd holds the
+// listeners it loaded, and the site runs on them.
+func TestListenersPendingWithUnitsOlderThanTheFile(t *testing.T) {
+	d, sd := setup(t)
+	stale := map[string]bool{}
+	src := Sources{Dirs: d, Systemd: sd,
+		SocketsMissing: func(s *site.Site) ([]string, error) { return []string{"127.0.0.1:4000"}, nil },
+		UnitsStale:     func(_ context.Context, unit string) (bool, error) { return stale[unit], nil }}
+	stale["site-run.socket"] = true
+	res, err := Gather(context.Background(), src, Request{Names: []string{"run"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := bySite(res.Sites)["run"]; !r.Running || len(r.SocketsLost) != 0 || strings.Join(r.ListenersPending, ",") != "127.0.0.1:4000" {
+		t.Errorf("units older than the file: running %v, lost %q, pending %q", r.Running, r.SocketsLost, r.ListenersPending)
+	}
+	stale["site-run.socket"] = false
+	res, err = Gather(context.Background(), src, Request{Names: []string{"run"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := bySite(res.Sites)["run"]; r.Running || strings.Join(r.SocketsLost, ",") != "127.0.0.1:4000" || r.ListenersPending == nil || len(r.ListenersPending) != 0 {
+		t.Errorf("units as the file: running %v, lost %q, pending %q", r.Running, r.SocketsLost, r.ListenersPending)
+	}
+}
+
 // In a crash loop the app runs for a moment between failures: a service
 // systemd restarted after a failure is "restarting", not running, until
 // it has run for crashWindow.
