@@ -31,7 +31,10 @@ func enableCmd(e *env) *cobra.Command {
 		`Put a site in service: its sockets listen (the first connection starts the app) and its
 reload trigger is armed, now and after every boot. This undoes sitectl disable. A new
 site file needs nothing else: enable has systemd reload its units when they are missing
-or older than the site file. The site keeps its recorded mode.
+or older than the site file. A site already in service whose units all run is left as
+it runs, with a note, even when they are older than its file: that reload would close
+the sockets of a socket unit whose listeners changed (systemctl daemon-reload, then
+sitectl restart, applies the file). The site keeps its recorded mode.
 
 Like every lifecycle verb it is idempotent ("already in service" changes nothing),
 and refuses a site file with mistakes.`,
@@ -184,7 +187,10 @@ func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, name string
 			return jerr
 		}
 	} else if err == nil {
-		term.Fprintln(e.stdout, lifecycleText(rep, e.dirs.SiteState(name)))
+		// One line each: Fprintln escapes a newline inside a line.
+		for _, line := range strings.Split(lifecycleText(rep, e.dirs.SiteState(name)), "\n") {
+			term.Fprintln(e.stdout, line)
+		}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return withCode(exitFailed, fmt.Errorf("site %s: %s did not finish within %s: %w", name, rep.Action, f.timeout, err))
@@ -213,25 +219,27 @@ func lifecycleText(rep lifecycle.Report, stateDir string) string {
 		}
 		return " (" + verb + " " + strings.Join(units, ", ") + ")"
 	}
+	var text string
 	switch {
 	case rep.Action == "enable" && !rep.Changed:
-		return rep.Site + ": already in service"
+		text = rep.Site + ": already in service"
 	case rep.Action == "enable":
-		return rep.Site + ": in service" + did("started", rep.Started) + "; it stays so after reboots"
+		text = rep.Site + ": in service" + did("started", rep.Started) + "; it stays so after reboots"
 	case rep.Action == "disable" && !rep.Changed:
-		return rep.Site + ": already out of service"
+		text = rep.Site + ": already out of service"
 	case rep.Action == "disable":
-		return rep.Site + ": out of service" + did("stopped", rep.Stopped) + "; it stays so after reboots, until `sitectl enable " + rep.Site + "`"
+		text = rep.Site + ": out of service" + did("stopped", rep.Stopped) + "; it stays so after reboots, until `sitectl enable " + rep.Site + "`"
 	case !rep.Changed:
-		return rep.Site + ": nothing to remove"
-	}
-	forgot := ""
-	if rep.StateForgotten {
-		forgot = "; its state in " + stateDir + " is forgotten"
-	}
-	text := rep.Site + ": removed" + did("stopped", rep.Stopped) + forgot + ": a new site of this name starts afresh"
-	if len(rep.TakenOverBy) > 0 {
-		text += "\n" + strings.Join(rep.TakenOverBy, ", ") + ": took over its listeners" + did("started", rep.Started)
+		text = rep.Site + ": nothing to remove"
+	default:
+		forgot := ""
+		if rep.StateForgotten {
+			forgot = "; its state in " + stateDir + " is forgotten"
+		}
+		text = rep.Site + ": removed" + did("stopped", rep.Stopped) + forgot + ": a new site of this name starts afresh"
+		if len(rep.TakenOverBy) > 0 {
+			text += "\n" + strings.Join(rep.TakenOverBy, ", ") + ": took over its listeners" + did("started", rep.Started)
+		}
 	}
 	for _, n := range rep.Notes {
 		text += "\n" + n

@@ -103,10 +103,16 @@ func Enable(ctx context.Context, e *Env, s *site.Site) (Report, error) {
 		return rep, err
 	}
 	rep.Changed = marked
-	if err := e.reloadIfNeeded(ctx, &rep, marked, append(inService(s), units.ServiceName(s.Name))); err != nil {
+	want := inService(s)
+	check := append(slices.Clone(want), units.ServiceName(s.Name))
+	if !marked {
+		if listening, err := e.leftAsItRuns(ctx, &rep, s, want, check); err != nil || listening {
+			return rep, err
+		}
+	}
+	if err := e.reloadIfNeeded(ctx, &rep, marked, check); err != nil {
 		return rep, err
 	}
-	want := inService(s)
 	if err := e.startInactive(ctx, &rep, s.Name, want); err != nil {
 		// The marker is gone already: say so, rather than leave the
 		// operator to think the site stays out of service.
@@ -117,6 +123,37 @@ func Enable(ctx context.Context, e *Env, s *site.Site) (Report, error) {
 		return rep, err
 	}
 	return rep, e.socketsHeld(s)
+}
+
+// leftAsItRuns is enable of a site already in service whose units are all
+// active but older than its site file: enable's daemon-reload would apply
+// the file to running units, and systemd closes the sockets of a running
+// socket unit whose listeners changed, so the site would listen on nothing
+// new and lose what it had. Such a site is left as it runs, with a note
+// that says how the file is applied. listening: it was, and enable is done.
+func (e *Env) leftAsItRuns(ctx context.Context, rep *Report, s *site.Site, want, check []string) (listening bool, _ error) {
+	us, err := e.Systemd.States(ctx, want...)
+	if err != nil {
+		return false, err
+	}
+	if len(notIn(us, "active")) > 0 {
+		return false, nil
+	}
+	stale := false
+	for _, u := range check {
+		need, err := e.Systemd.NeedDaemonReload(ctx, u)
+		if err != nil {
+			return false, err
+		}
+		stale = stale || need
+	}
+	if !stale {
+		return false, nil
+	}
+	rep.InService = true
+	rep.Notes = append(rep.Notes, fmt.Sprintf("site %s is in service and its units run as systemd loaded them, which is older than %s; enable left them so (a daemon-reload closes a running socket unit's sockets when its listeners changed): `systemctl daemon-reload && sitectl restart %s` applies the file",
+		s.Name, s.File, s.Name))
+	return true, nil
 }
 
 // socketsHeld says whether systemd holds a listening socket for each of

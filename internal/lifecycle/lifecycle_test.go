@@ -136,6 +136,32 @@ func TestEnableIsIdempotent(t *testing.T) {
 	}
 }
 
+// enable of a site in service whose units all run, but are older than
+// its file, leaves them as they run: its daemon-reload would close the
+// sockets of a socket unit whose listeners changed. A note says how the
+// file is applied.
+func TestEnableLeavesARunningSiteAsItRuns(t *testing.T) {
+	e, f := newEnv(t)
+	f.active["site-karl.socket"], f.active["site-karl-reload.path"] = "active", "active"
+	f.stale = true
+	e.SocketsMissing = func(*site.Site) ([]string, error) { return []string{"127.0.0.1:8080"}, nil }
+	rep, err := Enable(context.Background(), e, karl(t))
+	if err != nil || rep.Changed || !rep.InService || rep.DaemonReload || len(f.calls) != 0 {
+		t.Fatalf("enable: %+v %v, calls %v", rep, err, f.calls)
+	}
+	if n := strings.Join(rep.Notes, " "); !strings.Contains(n, "`systemctl daemon-reload && sitectl restart karl` applies the file") {
+		t.Errorf("notes %q", rep.Notes)
+	}
+	// Out of service, enable puts it back with its units reloaded.
+	if _, err := e.Store.SetOutOfService("karl", true, 0); err != nil {
+		t.Fatal(err)
+	}
+	e.SocketsMissing = nil
+	if rep, err := Enable(context.Background(), e, karl(t)); err != nil || !rep.DaemonReload || !rep.InService {
+		t.Errorf("enable of a site out of service: %+v %v", rep, err)
+	}
+}
+
 // enable does not say a site is in service whose active socket unit
 // holds no socket (its listeners changed, and a daemon-reload closed
 // them): it says the command that opens them again.

@@ -498,6 +498,15 @@ func TestRestartMovesASiteToItsNewPort(t *testing.T) {
 				if now := h.show("site-shop.service", "MainPID")["MainPID"]; now != pid {
 					t.Errorf("the refused restart changed the service: main PID %s, then %s", pid, now)
 				}
+				// enable of the site in service leaves it as it runs: its
+				// daemon-reload would close the socket.
+				out, stderr, code = h.result("sitectl", "enable", "shop")
+				if code != 0 || !strings.HasPrefix(out, "shop: already in service\nsite shop is in service and its units run as systemd loaded them") {
+					t.Errorf("enable before the daemon-reload: exit %d\n%s%s", code, out, stderr)
+				}
+				if p := h.show("site-shop.socket", "NeedDaemonReload"); p["NeedDaemonReload"] != "yes" {
+					t.Errorf("enable reloaded the units: %v", p)
+				}
 				getReply(t, oldURL)
 				h.run("systemctl", "daemon-reload")
 				out, stderr, code = h.result("sitectl", "restart", "shop")
