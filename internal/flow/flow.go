@@ -256,8 +256,10 @@ type switchRun struct {
 	// handover (0: not known).
 	servedBefore int
 	// reopened are the socket units the switch restarted itself to open
-	// their lost sockets (reopenSockets).
-	reopened map[string]bool
+	// their lost sockets (reopenSockets); socketsLost: some may have lost
+	// theirs (checkSockets found some, or a pin reloaded the units).
+	reopened    map[string]bool
+	socketsLost bool
 }
 
 // begin checks that the mode exists and reads the mode the site is in. A
@@ -590,6 +592,9 @@ func (sw *switchRun) pinBack(ctx context.Context, m site.Mode) (site.Mode, bool)
 	sw.rep.Pinned = fmt.Sprintf("%s failed to start as it is: the site runs the version it ran before (%s), pinned until the file changes; fix the file and run `systemctl daemon-reload`, then `sitectl restart %s`", sw.s.File, good.File, sw.s.Name)
 	sw.e.progress("%s: pinned to the version of its site file it ran before (%s)", sw.s.Name, good.File)
 	sw.s = good
+	// The pin's daemon-reload closes the sockets of a socket unit whose
+	// listeners it changed back.
+	sw.socketsLost = true
 	return gm, true
 }
 

@@ -198,6 +198,7 @@ func (sw *switchRun) checkSockets(ctx context.Context) error {
 			s.Name, what, s.Name, strings.Join(holders, " and "), ErrSocketLost)
 	}
 	sw.warn("%s: %s restarted with the service to open them again; connections to it were refused for that moment", what, strings.Join(holders, " and "))
+	sw.socketsLost = true
 	return nil
 }
 
@@ -207,9 +208,13 @@ func (sw *switchRun) checkSockets(ctx context.Context) error {
 // some of their listeners are restarted, which binds the listeners their
 // units declare now. Until then those units listen on nothing for these
 // listeners, so nothing is lost that was served. Units restarted here are
-// not taken for a stop by someone else if they fail (socketsUp).
+// not taken for a stop by someone else if they fail (socketsUp). It looks
+// only when checkSockets found some, or a pin reloaded the units.
 func (sw *switchRun) reopenSockets(ctx context.Context) error {
 	e, s := sw.e, sw.s
+	if !sw.socketsLost {
+		return nil
+	}
 	lost, holders, err := e.lostSockets(ctx, s)
 	if err != nil || len(lost) == 0 {
 		return err

@@ -125,3 +125,64 @@ func TestPinIsUndoneWhenTheVersionThatRanFailsToo(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// A site moved to another port whose app fails there: the restart opened
+// the new port (the daemon-reload had closed the old socket), and the pin
+// back to the version that ran reloads the units again, which closes the
+// new port's socket in turn. The rollback opens the old one again before
+// it starts the service: a service started without it would get no
+// socket.
+func TestRollbackOfAMovedSiteOpensItsOldPortAgain(t *testing.T) {
+	e, f := newEnv(t)
+	f.brokenFile = true
+	var asked []string
+	pin := pinBackTo(t, f, &asked)
+	pinned := false
+	e.PinBack = func(ctx context.Context, s *site.Site, mode, reason string) (*site.Site, error) {
+		pinned = true
+		return pin(ctx, s, mode, reason)
+	}
+	e.SocketsMissing = func(s *site.Site) ([]string, error) {
+		// Lost before the first socket restart, and again after the
+		// pin until the second.
+		if len(f.socketRestarts) == 0 || pinned && len(f.socketRestarts) == 1 {
+			return []string{s.Listeners[0].Address}, nil
+		}
+		return nil, nil
+	}
+	rep, err := Restart(context.Background(), e, testSite(t), 0)
+	if !errors.Is(err, ErrRolledBack) || rep.Result != modes.ResultRolledBack || f.state != "active" {
+		t.Fatalf("restart: %v, %+v, service %s", err, rep, f.state)
+	}
+	if strings.Join(f.socketRestarts, ",") != "site-karl.socket,site-karl.socket" || len(f.restarts) != 2 {
+		t.Errorf("socket restarts %v, restarts %v: want the socket opened before each start", f.socketRestarts, f.restarts)
+	}
+}
+
+// The same when the move found the socket unit stopped (it started with
+// the new port, nothing was lost before): the pin's daemon-reload closes
+// the socket all the same, and the rollback opens it again.
+func TestRollbackOfAMovedSiteWhoseSocketWasStopped(t *testing.T) {
+	e, f := newEnv(t)
+	f.brokenFile = true
+	var asked []string
+	pin := pinBackTo(t, f, &asked)
+	pinned := false
+	e.PinBack = func(ctx context.Context, s *site.Site, mode, reason string) (*site.Site, error) {
+		pinned = true
+		return pin(ctx, s, mode, reason)
+	}
+	e.SocketsMissing = func(s *site.Site) ([]string, error) {
+		if pinned && len(f.socketRestarts) == 0 {
+			return []string{s.Listeners[0].Address}, nil
+		}
+		return nil, nil
+	}
+	rep, err := Restart(context.Background(), e, testSite(t), 0)
+	if !errors.Is(err, ErrRolledBack) || rep.Result != modes.ResultRolledBack {
+		t.Fatalf("restart: %v, %+v", err, rep)
+	}
+	if strings.Join(f.socketRestarts, ",") != "site-karl.socket" || len(f.restarts) != 2 {
+		t.Errorf("socket restarts %v, restarts %v: want the socket opened before the rollback's start", f.socketRestarts, f.restarts)
+	}
+}
