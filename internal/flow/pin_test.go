@@ -126,63 +126,46 @@ func TestPinIsUndoneWhenTheVersionThatRanFailsToo(t *testing.T) {
 	}
 }
 
-// A site moved to another port whose app fails there: the restart opened
-// the new port (the daemon-reload had closed the old socket), and the pin
-// back to the version that ran reloads the units again, which closes the
-// new port's socket in turn. The rollback opens the old one again before
-// it starts the service: a service started without it would get no
-// socket.
+// A site moved to another port whose app fails there: the pin back to the
+// version that ran reloads the units, which closes the socket of the
+// socket unit whose listeners it changed back. The rollback opens it again
+// before it starts the service, which would get no socket otherwise. That
+// holds whether the move itself found the socket lost (the operator's
+// daemon-reload closed it, and the restart opened the new port) or
+// stopped (it started with the new port, nothing was lost before).
 func TestRollbackOfAMovedSiteOpensItsOldPortAgain(t *testing.T) {
-	e, f := newEnv(t)
-	f.brokenFile = true
-	var asked []string
-	pin := pinBackTo(t, f, &asked)
-	pinned := false
-	e.PinBack = func(ctx context.Context, s *site.Site, mode, reason string) (*site.Site, error) {
-		pinned = true
-		return pin(ctx, s, mode, reason)
-	}
-	e.SocketsMissing = func(s *site.Site) ([]string, error) {
-		// Lost before the first socket restart, and again after the
-		// pin until the second.
-		if len(f.socketRestarts) == 0 || pinned && len(f.socketRestarts) == 1 {
-			return []string{s.Listeners[0].Address}, nil
-		}
-		return nil, nil
-	}
-	rep, err := Restart(context.Background(), e, testSite(t), 0)
-	if !errors.Is(err, ErrRolledBack) || rep.Result != modes.ResultRolledBack || f.state != "active" {
-		t.Fatalf("restart: %v, %+v, service %s", err, rep, f.state)
-	}
-	if strings.Join(f.socketRestarts, ",") != "site-karl.socket,site-karl.socket" || len(f.restarts) != 2 {
-		t.Errorf("socket restarts %v, restarts %v: want the socket opened before each start", f.socketRestarts, f.restarts)
-	}
-}
-
-// The same when the move found the socket unit stopped (it started with
-// the new port, nothing was lost before): the pin's daemon-reload closes
-// the socket all the same, and the rollback opens it again.
-func TestRollbackOfAMovedSiteWhoseSocketWasStopped(t *testing.T) {
-	e, f := newEnv(t)
-	f.brokenFile = true
-	var asked []string
-	pin := pinBackTo(t, f, &asked)
-	pinned := false
-	e.PinBack = func(ctx context.Context, s *site.Site, mode, reason string) (*site.Site, error) {
-		pinned = true
-		return pin(ctx, s, mode, reason)
-	}
-	e.SocketsMissing = func(s *site.Site) ([]string, error) {
-		if pinned && len(f.socketRestarts) == 0 {
-			return []string{s.Listeners[0].Address}, nil
-		}
-		return nil, nil
-	}
-	rep, err := Restart(context.Background(), e, testSite(t), 0)
-	if !errors.Is(err, ErrRolledBack) || rep.Result != modes.ResultRolledBack {
-		t.Fatalf("restart: %v, %+v", err, rep)
-	}
-	if strings.Join(f.socketRestarts, ",") != "site-karl.socket" || len(f.restarts) != 2 {
-		t.Errorf("socket restarts %v, restarts %v: want the socket opened before the rollback's start", f.socketRestarts, f.restarts)
+	for _, c := range []struct {
+		name       string
+		lostBefore bool
+		want       string
+	}{
+		{"lost before the move", true, "site-karl.socket,site-karl.socket"},
+		{"stopped before the move", false, "site-karl.socket"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e, f := newEnv(t)
+			f.brokenFile = true
+			var asked []string
+			pin := pinBackTo(t, f, &asked)
+			pinned := false
+			e.PinBack = func(ctx context.Context, s *site.Site, mode, reason string) (*site.Site, error) {
+				pinned = true
+				return pin(ctx, s, mode, reason)
+			}
+			e.SocketsMissing = func(s *site.Site) ([]string, error) {
+				reopened := len(f.socketRestarts)
+				if c.lostBefore && reopened == 0 || pinned && reopened == len(strings.Split(c.want, ","))-1 {
+					return []string{s.Listeners[0].Address}, nil
+				}
+				return nil, nil
+			}
+			rep, err := Restart(context.Background(), e, testSite(t), 0)
+			if !errors.Is(err, ErrRolledBack) || rep.Result != modes.ResultRolledBack || f.state != "active" {
+				t.Fatalf("restart: %v, %+v, service %s", err, rep, f.state)
+			}
+			if got := strings.Join(f.socketRestarts, ","); got != c.want || len(f.restarts) != 2 {
+				t.Errorf("socket restarts %v, restarts %v: want %s, the socket opened before each start that lost it", got, f.restarts, c.want)
+			}
+		})
 	}
 }
