@@ -674,6 +674,30 @@ func TestAnsibleRoleIdempotent(t *testing.T) {
 	web2 = web3
 	webID = h.invocation("site-web.service")
 
+	// 5c. api moves to another port while its service is idle (stopped,
+	// its socket listening). The daemon-reload closes the socket unit's
+	// socket, and the site listened on nothing; the role now restarts a
+	// changed site whose sockets were lost, which opens the new port.
+	h.run("systemctl", "stop", "site-api.service")
+	moved := filepath.Join(f.dir, "api-moved.toml.j2")
+	if err := os.WriteFile(moved, []byte(ansibleSite(8004, `description = "api, {{ api_workers }} workers"`)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	template = moved // from here on, api is on 8004
+	r = f.playbook("move api", playbook, vars(web2, nil))
+	r.mustPass(t, "move api")
+	serves("http://"+h.addr+":8004/", 200)
+	if c, err := net.DialTimeout("tcp", h.addr+":8002", time.Second); err == nil {
+		c.Close()
+		t.Errorf("api's old port still takes connections after the move")
+	}
+	if out, err := h.try("sitectl", "status", "api"); err != nil || strings.Contains(out, "no socket") {
+		t.Errorf("sitectl status api after the move: %v\n%s", err, out)
+	}
+	if id := h.invocation("site-web.service"); id != webID {
+		t.Errorf("moving api restarted web")
+	}
+
 	// 6. A mode switch: check mode reports it without switching; the real
 	// run switches once; the next run changes nothing.
 	maint := map[string]any{"sitectl_mode": map[string]any{"site": "web", "mode": "maintenance"}}
@@ -717,9 +741,11 @@ func TestAnsibleRoleIdempotent(t *testing.T) {
 	if p := h.show("site-api.socket", "LoadState", "ActiveState"); p["ActiveState"] == "active" {
 		t.Errorf("site-api.socket after the removal: %v", p)
 	}
-	if c, err := net.DialTimeout("tcp", h.addr+":8002", time.Second); err == nil {
-		c.Close()
-		t.Errorf("something still listens on api's port after the removal")
+	for _, port := range []string{"8002", "8004"} {
+		if c, err := net.DialTimeout("tcp", h.addr+":"+port, time.Second); err == nil {
+			c.Close()
+			t.Errorf("something still listens on api's port %s after the removal", port)
+		}
 	}
 	if id := h.invocation("site-web.service"); id != webID {
 		t.Errorf("removing api restarted web")
