@@ -171,7 +171,8 @@ func (e *Env) lostSockets(ctx context.Context, s *site.Site) (lost, holders []st
 // again: its units are older than the site file (a restart of the socket
 // unit would open the listeners systemd loaded, not the file's), or it
 // hands over inside the running service, which keeps the sockets it has.
-// Nothing is changed before it. A restart opens them (reopenSockets).
+// Nothing is changed before it. A restart opens them (reopenSockets), and
+// says so once it did.
 func (sw *switchRun) checkSockets(ctx context.Context) error {
 	e, s := sw.e, sw.s
 	lost, holders, err := e.lostSockets(ctx, s)
@@ -191,13 +192,11 @@ func (sw *switchRun) checkSockets(ctx context.Context) error {
 		return fmt.Errorf("site %s: the site file changed since systemd loaded %s, which listens where it said then, not on %s; nothing was done: run `systemctl daemon-reload && sitectl restart %s`, which restarts it with the service (connections to it are refused for that moment): %w",
 			s.Name, strings.Join(holders, " and "), strings.Join(lost, ", "), s.Name, ErrSocketLost)
 	}
-	what, _ := sockheld.Lost(s, lost, false)
-	switch {
-	case sw.overlapped:
+	if sw.overlapped {
+		what, _ := sockheld.Lost(s, lost, false)
 		return fmt.Errorf("site %s: %s; a handover inside the running service keeps the sockets it has, so nothing was done: `sitectl restart %s` restarts %s with the service (connections to it are refused for that moment): %w",
 			s.Name, what, s.Name, strings.Join(holders, " and "), ErrSocketLost)
 	}
-	sw.warn("%s: %s restarted with the service to open them again; connections to it were refused for that moment", what, strings.Join(holders, " and "))
 	sw.socketsLost = true
 	return nil
 }
@@ -236,6 +235,10 @@ func (sw *switchRun) reopenSockets(ctx context.Context) error {
 			return fmt.Errorf("%s did not listen again: %w", h, err)
 		}
 	}
+	// Said once the socket units listen again: the report's warnings
+	// are of what was done.
+	what, _ := sockheld.Lost(s, lost, false)
+	sw.warn("%s: %s restarted with the service to open them again; connections to it were refused for that moment", what, strings.Join(holders, " and "))
 	return nil
 }
 

@@ -159,6 +159,10 @@ func TestReopenedSocketThatFailsRollsBack(t *testing.T) {
 	if len(f.restarts) != 1 {
 		t.Errorf("restarts %v", f.restarts)
 	}
+	// The warnings are of what was done: no socket unit listens again.
+	if w := strings.Join(rep.Warnings, "\n"); strings.Contains(w, "restarted with the service") {
+		t.Errorf("warnings claim the socket was opened again: %q", rep.Warnings)
+	}
 }
 
 // When the sockets cannot be checked (a table any local user can make too
