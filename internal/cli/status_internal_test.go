@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -106,22 +108,35 @@ type modesPending = modes.Pending
 // TestSitesJSONIsOneDocument: list --json and status --json marshal each
 // site on its own; what they print is what marshalling the whole slice
 // prints, byte for byte, for no site, one and several, with text that
-// term.JSON escapes.
+// term.JSON escapes, in batches that end anywhere.
 func TestSitesJSONIsOneDocument(t *testing.T) {
 	one := status.Site{Site: "karl", File: "/etc/sitectl/sites/karl.toml", SiteFile: status.FileState{State: "ok", Errors: []status.FileError{}},
 		Listen: []string{"127.0.0.1:8001"}, Sockets: []status.Socket{{Unit: "site-karl.socket", State: "listening"}}, Since: at("2026-11-21T06:12:58Z")}
 	two := one
 	two.Site, two.StatusText, two.Pending = "anna", "serving \u200e<b>&\u0085", &modes.Pending{Kind: "mode", From: "a", To: "b"}
-	for _, ss := range [][]status.Site{nil, {}, {one}, {one, two, one}} {
-		var want, got bytes.Buffer
-		if err := writeJSON(&want, sitesJSON(ss)); err != nil {
-			t.Fatal(err)
+	var many []status.Site // more than a batch of every CPU, each site unlike the others
+	for i := range 2*runtime.GOMAXPROCS(0)*3 + 5 {
+		s := one
+		if i%2 == 1 {
+			s = two
 		}
-		if err := writeSitesJSON(&got, ss); err != nil {
-			t.Fatal(err)
-		}
-		if got.String() != want.String() {
-			t.Errorf("%d sites:\ngot  %q\nwant %q", len(ss), got.String(), want.String())
+		s.Site, s.MainPID = fmt.Sprintf("s-%03d", i), i
+		many = append(many, s)
+	}
+	defer func(b int) { sitesJSONBatch = b }(sitesJSONBatch)
+	for _, batch := range []int{1, 3, 256} {
+		sitesJSONBatch = batch
+		for _, ss := range [][]status.Site{nil, {}, {one}, {one, two, one}, many} {
+			var want, got bytes.Buffer
+			if err := writeJSON(&want, sitesJSON(ss)); err != nil {
+				t.Fatal(err)
+			}
+			if err := writeSitesJSON(&got, ss); err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != want.String() {
+				t.Errorf("%d sites, batches of %d:\ngot  %q\nwant %q", len(ss), batch, got.String(), want.String())
+			}
 		}
 	}
 }
