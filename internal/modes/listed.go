@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -61,19 +62,42 @@ func (st Store) StatListed(name string) (Files, error) {
 	return f, nil
 }
 
+// StatListedAt is StatListed with sites an open descriptor of the
+// directory that holds the sites' state directories (paths.Dirs
+// SitesState): the kernel walks two names of each file instead of its
+// whole path, and no path is built. list stats 20,000 files for 10,000
+// sites; on a virtual machine each name walked costs.
+func (st Store) StatListedAt(sites int, name string) (Files, error) {
+	var f Files
+	var err error
+	if f.Mode, err = statIDAt(sites, name+"/"+paths.ModeEnvBase, func() string { return st.EnvPath(name) }); err != nil {
+		return Files{}, err
+	}
+	if f.State, err = statIDAt(sites, name+"/"+paths.StateBase, func() string { return st.statePath(name) }); err != nil {
+		return Files{}, err
+	}
+	return f, nil
+}
+
 // statID is the identity of the file at path; the zero FileID when there
 // is none.
 func statID(path string) (site.FileID, error) {
+	return statIDAt(unix.AT_FDCWD, path, func() string { return path })
+}
+
+// statIDAt is statID of the file at rel in directory dirfd (AT_FDCWD:
+// the working directory); path names it in an error.
+func statIDAt(dirfd int, rel string, path func() string) (site.FileID, error) {
 	var s unix.Stat_t
-	err := retryEINTR(func() error { return unix.Stat(path, &s) })
+	err := retryEINTR(func() error { return unix.Fstatat(dirfd, rel, &s, 0) })
 	if errors.Is(err, unix.ENOENT) {
 		return site.FileID{}, nil
 	}
 	if err != nil {
-		return site.FileID{}, &fs.PathError{Op: "stat", Path: path, Err: err}
+		return site.FileID{}, &fs.PathError{Op: "stat", Path: path(), Err: err}
 	}
 	if s.Mode&unix.S_IFMT != unix.S_IFREG {
-		return site.FileID{}, fmt.Errorf("%s is not a regular file", path)
+		return site.FileID{}, fmt.Errorf("%s is not a regular file", path())
 	}
 	return site.FileIDOf(&s), nil
 }

@@ -99,6 +99,9 @@ func (st Store) paths() paths.Dirs { return paths.Dirs{State: st.Dir} }
 // EnvPath is where the mode environment file of a site lives.
 func (st Store) EnvPath(name string) string { return st.paths().ModeEnvFile(name) }
 
+// SitesDir is the directory that holds the sites' state directories.
+func (st Store) SitesDir() string { return st.paths().SitesState() }
+
 // Current returns the mode recorded for a site; ok is false when the site
 // has no state yet (it then starts in its default mode).
 func (st Store) Current(name string) (mode string, ok bool, err error) {
@@ -146,7 +149,7 @@ func modTime(id site.FileID) time.Time { return time.Unix(0, id.Mtime) }
 // and no state, so status and list need not look for its files. ok is false
 // when that directory cannot be read; then look at each site.
 func (st Store) WithState() (names map[string]bool, ok bool) {
-	names, err := entryNames(filepath.Dir(st.paths().SiteState("x")), "")
+	names, err := entryNames(st.SitesDir(), "")
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]bool{}, true
 	}

@@ -94,14 +94,24 @@ func (d Dirs) SiteFile(name string) string { return path.Join(d.Config, name+".t
 
 // SiteState is the state directory of site name: its mode file, its state
 // file and its lock.
-func (d Dirs) SiteState(name string) string { return path.Join(d.State, "sites", name) }
+func (d Dirs) SiteState(name string) string { return path.Join(d.SitesState(), name) }
+
+// SitesState is the directory that holds every site's state directory.
+func (d Dirs) SitesState() string { return path.Join(d.State, "sites") }
 
 // ModeEnvFile is the environment file of the site's current mode, which its
 // service reads through EnvironmentFile=.
-func (d Dirs) ModeEnvFile(name string) string { return path.Join(d.SiteState(name), "mode.env") }
+func (d Dirs) ModeEnvFile(name string) string { return path.Join(d.SiteState(name), ModeEnvBase) }
 
 // StateFile holds a site's previous mode, its pending switch and history.
-func (d Dirs) StateFile(name string) string { return path.Join(d.SiteState(name), "state.json") }
+func (d Dirs) StateFile(name string) string { return path.Join(d.SiteState(name), StateBase) }
+
+// ModeEnvBase and StateBase are the names of ModeEnvFile and StateFile
+// in the site's state directory.
+const (
+	ModeEnvBase = "mode.env"
+	StateBase   = "state.json"
+)
 
 // LastGoodFile is the copy of the site file the service was last started
 // from (sitectl prepare keeps it): what the site runs when its file turned

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
 )
@@ -114,13 +116,17 @@ type States struct {
 	recs   []StateRecord
 	reused int
 	fresh  int
+	// sites is a descriptor of the directory of the sites' state
+	// directories, for the stats of Read (modes.Store.StatListedAt); -1:
+	// none, they stat by path.
+	sites int
 }
 
 // Open reads the state cache file for a list that started at start
 // (time.Now). A missing, damaged, foreign or oversized file is not an
 // error: every site's files are read, as without a cache.
 func (st StateStore) Open(start time.Time) *States {
-	s := &States{st: st, start: start}
+	s := &States{st: st, start: start, sites: -1}
 	if st.Build == "" {
 		return s
 	}
@@ -133,6 +139,9 @@ func (st StateStore) Open(start time.Time) *States {
 		return s
 	}
 	s.usable = true
+	if fd, err := unix.Open(st.Modes.SitesDir(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		s.sites = fd
+	}
 	s.old = make(map[string]*StateRecord, len(c.Records))
 	for i := range c.Records {
 		s.old[c.Records[i].Site] = &c.Records[i]
@@ -145,7 +154,7 @@ func (st StateStore) Open(start time.Time) *States {
 // files (an error of theirs is returned as ReadListed returns it).
 func (s *States) Read(name string) (modes.Listed, error) {
 	if r, ok := s.old[name]; ok {
-		if f, err := s.st.Modes.StatListed(name); err == nil && f == r.Files {
+		if f, err := s.stat(name); err == nil && f == r.Files {
 			s.keep(*r, false)
 			return r.Listed(), nil
 		}
@@ -160,6 +169,14 @@ func (s *States) Read(name string) (modes.Listed, error) {
 		s.keep(FromListed(name, f, l), true)
 	}
 	return l, nil
+}
+
+// stat is modes.Store.StatListed of site name.
+func (s *States) stat(name string) (modes.Files, error) {
+	if s.sites >= 0 {
+		return s.st.Modes.StatListedAt(s.sites, name)
+	}
+	return s.st.Modes.StatListed(name)
 }
 
 func settledOrAbsent(id site.FileID, start time.Time) bool {
@@ -181,6 +198,10 @@ func (s *States) keep(r StateRecord, fresh bool) {
 // changed (or it could not be used), if the store may write. It says what
 // the list did with the cache.
 func (s *States) Close() Stats {
+	if s.sites >= 0 {
+		unix.Close(s.sites)
+		s.sites = -1
+	}
 	stats := Stats{Reused: s.reused}
 	if s.usable {
 		stats.Trusted = len(s.old)

@@ -652,7 +652,7 @@ func allEntries(d paths.Dirs, load func(dir string) (site.Result, sitecache.Stat
 	if err != nil {
 		return nil, nil, stats, err
 	}
-	var ents []entry
+	ents := make([]entry, 0, len(res.Sites)+len(res.Errors))
 	for _, s := range res.Sites {
 		ents = append(ents, entry{site: s, known: true, file: s.File})
 	}
