@@ -193,7 +193,7 @@ func (sw *switchRun) checkSockets(ctx context.Context) error {
 			s.Name, strings.Join(holders, " and "), strings.Join(lost, ", "), s.Name, ErrSocketLost)
 	}
 	if sw.overlapped {
-		what, _ := sockheld.Lost(s, lost, false)
+		what, _ := sockheld.Lost(s, lost)
 		return fmt.Errorf("site %s: %s; a handover inside the running service keeps the sockets it has, so nothing was done: `sitectl restart %s` restarts %s with the service (connections to it are refused for that moment): %w",
 			s.Name, what, s.Name, strings.Join(holders, " and "), ErrSocketLost)
 	}
@@ -237,7 +237,7 @@ func (sw *switchRun) reopenSockets(ctx context.Context) error {
 	}
 	// Said once the socket units listen again: the report's warnings
 	// are of what was done.
-	what, _ := sockheld.Lost(s, lost, false)
+	what, _ := sockheld.Lost(s, lost)
 	sw.warn("%s: %s restarted with the service to open them again; connections to it were refused for that moment", what, strings.Join(holders, " and "))
 	return nil
 }

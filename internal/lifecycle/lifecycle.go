@@ -106,8 +106,12 @@ func Enable(ctx context.Context, e *Env, s *site.Site) (Report, error) {
 	want := inService(s)
 	check := append(slices.Clone(want), units.ServiceName(s.Name))
 	if !marked {
-		if listening, err := e.leftAsItRuns(ctx, &rep, s, want, check); err != nil || listening {
+		listening, current, err := e.leftAsItRuns(ctx, &rep, s, want, check)
+		if err != nil || listening {
 			return rep, err
+		}
+		if current {
+			check = nil // systemd was just asked: no unit needs a reload
 		}
 	}
 	if err := e.reloadIfNeeded(ctx, &rep, marked, check); err != nil {
@@ -130,30 +134,31 @@ func Enable(ctx context.Context, e *Env, s *site.Site) (Report, error) {
 // the file to running units, and systemd closes the sockets of a running
 // socket unit whose listeners changed, so the site would listen on nothing
 // new and lose what it had. Such a site is left as it runs, with a note
-// that says how the file is applied. listening: it was, and enable is done.
-func (e *Env) leftAsItRuns(ctx context.Context, rep *Report, s *site.Site, want, check []string) (listening bool, _ error) {
+// that says how the file is applied. listening: it was, and enable is done;
+// current: every unit of check was found as new as the file.
+func (e *Env) leftAsItRuns(ctx context.Context, rep *Report, s *site.Site, want, check []string) (listening, current bool, _ error) {
 	us, err := e.Systemd.States(ctx, want...)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if len(notIn(us, "active")) > 0 {
-		return false, nil
+		return false, false, nil
 	}
 	stale := false
 	for _, u := range check {
 		need, err := e.Systemd.NeedDaemonReload(ctx, u)
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 		stale = stale || need
 	}
 	if !stale {
-		return false, nil
+		return false, true, nil
 	}
 	rep.InService = true
 	rep.Notes = append(rep.Notes, fmt.Sprintf("site %s is in service and its units run as systemd loaded them, which is older than %s; enable left them so (a daemon-reload closes a running socket unit's sockets when its listeners changed): `systemctl daemon-reload && sitectl restart %s` applies the file",
 		s.Name, s.File, s.Name))
-	return true, nil
+	return true, false, nil
 }
 
 // socketsHeld says whether systemd holds a listening socket for each of
@@ -175,7 +180,7 @@ func (e *Env) socketsHeld(s *site.Site) error {
 		return err
 	}
 	if len(missing) > 0 {
-		what, fix := sockheld.Lost(s, missing, false)
+		what, fix := sockheld.Lost(s, missing)
 		return fmt.Errorf("site %s is in service at boot, but %s: %s", s.Name, what, fix)
 	}
 	return nil

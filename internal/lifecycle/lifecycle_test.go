@@ -24,6 +24,7 @@ type fakeSystemd struct {
 	stale       bool // the units are older than the site file
 	reloads     int
 	calls       []string
+	asked       []string // units NeedDaemonReload was asked of
 }
 
 func (f *fakeSystemd) unit(n string) control.Unit {
@@ -96,6 +97,7 @@ func (f *fakeSystemd) DaemonReload(context.Context) error {
 }
 
 func (f *fakeSystemd) NeedDaemonReload(_ context.Context, u string) (bool, error) {
+	f.asked = append(f.asked, u)
 	return f.stale || !f.loaded[u], nil
 }
 
@@ -117,8 +119,9 @@ func newEnv(t *testing.T) (*Env, *fakeSystemd) {
 	return &Env{Store: modes.Store{Dir: t.TempDir()}, Systemd: f}, f
 }
 
-// enable starts the sockets and the trigger; again, it changes nothing;
-// units older than the site file are reloaded first.
+// enable starts the sockets and the trigger; again, it changes nothing
+// and asks systemd once about each unit; units older than the site file
+// are reloaded first.
 func TestEnableIsIdempotent(t *testing.T) {
 	e, f := newEnv(t)
 	f.stale = true
@@ -129,10 +132,14 @@ func TestEnableIsIdempotent(t *testing.T) {
 	if want := "daemon-reload,start site-karl.socket"; strings.Join(f.calls, ",") != want {
 		t.Errorf("calls %v, want %s", f.calls, want)
 	}
-	f.calls = nil
+	f.calls, f.asked = nil, nil
 	rep, err = Enable(context.Background(), e, karl(t))
 	if err != nil || rep.Changed || !rep.InService || len(f.calls) != 0 {
 		t.Errorf("second enable: %+v %v, calls %v", rep, err, f.calls)
+	}
+	// Each unit is asked once whether it is older than the file.
+	if asked := slices.Compact(slices.Sorted(slices.Values(f.asked))); len(asked) != len(f.asked) || len(asked) == 0 {
+		t.Errorf("second enable asked systemd %v", f.asked)
 	}
 }
 

@@ -308,9 +308,9 @@ func parseUnix(f [][]byte, paths map[string]bool, out map[string][]uint64) {
 
 // Lost words, for site s whose socket unit is active, that systemd holds
 // no socket for the listeners missing (Missing), and what opens them
-// again. reloadFirst: systemd's units are older than the site file, and
-// a restart of the socket would open the old listeners.
-func Lost(s *site.Site, missing []string, reloadFirst bool) (what, fix string) {
+// again, with systemd's units as the site file says (flow refuses to
+// reopen sockets from units older than the file, with its own words).
+func Lost(s *site.Site, missing []string) (what, fix string) {
 	// The socket units that should hold them: a named listener has one
 	// of its own.
 	var holders []string
@@ -330,9 +330,5 @@ func Lost(s *site.Site, missing []string, reloadFirst bool) (what, fix string) {
 	}
 	what = fmt.Sprintf("systemd holds no socket for %s although %s %s active (its listeners changed while it ran)",
 		strings.Join(missing, ", "), strings.Join(holders, " and "), is)
-	command := "sitectl restart " + s.Name
-	if reloadFirst {
-		command = "systemctl daemon-reload && " + command
-	}
-	return what, "run `" + command + "`, which restarts " + strings.Join(holders, " and ") + " with the service and checks that the site serves (connections to it are refused for that moment)"
+	return what, "run `sitectl restart " + s.Name + "`, which restarts " + strings.Join(holders, " and ") + " with the service and checks that the site serves (connections to it are refused for that moment)"
 }
