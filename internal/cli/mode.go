@@ -75,6 +75,12 @@ says to run systemctl daemon-reload first. A second sitectl changing the same si
 first (or fails at once with --no-block). Switching to the mode the site already
 runs in does nothing unless --force is given.
 
+A named listener or the reload_trigger removed from the site file leaves, after the
+daemon-reload, units that systemd keeps running without a file ("not-found"): a
+socket unit that listens on nothing, a path unit that still watches the old trigger.
+Once the site serves, the change stops those of the listeners and trigger its
+service last started with, says so, and lists them (units_stopped in --json).
+
 A restart stops the serving process before the new one starts, and a rollback
 restarts the same unit: so before it, sitectl checks that the unit systemd has
 loaded can start at all. When its program (or a script's #! interpreter), user,
@@ -435,6 +441,9 @@ func (e *env) reportText(rep flow.Report) {
 		term.Fprintf(e.stdout, "%s: serving afresh in mode %s after %.1fs (main PID %d)\n", rep.Site, rep.To, rep.Duration, rep.MainPID)
 	default:
 		term.Fprintf(e.stdout, "%s: %s %s %s in %.1fs (main PID %d)\n", rep.Site, rep.From, e.style.Arrow(), rep.To, rep.Duration, rep.MainPID)
+	}
+	for _, u := range rep.UnitsStopped {
+		term.Fprintf(e.stdout, "%s: stopped %s, which the site file no longer declares\n", rep.Site, u)
 	}
 }
 

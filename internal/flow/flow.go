@@ -137,6 +137,9 @@ type Report struct {
 	// Warnings are what the operator should know of a change that went
 	// ahead: a restart that ran units older than the site file.
 	Warnings []string `json:"warnings" doc:"what the operator should know of a change that went ahead (a restart that ran systemd's units older than the site file); [] when none"`
+	// UnitsStopped are units of what the site file no longer declares
+	// that systemd still ran, stopped once the site served (stopGone).
+	UnitsStopped []string `json:"units_stopped" doc:"units of what the site file no longer declares (a named listener removed, reload_trigger dropped) that systemd still ran without a unit file, stopped once the site served and seen inactive; [] when none"`
 }
 
 // MarshalJSON writes the report as docs/json/change.schema.json says:
@@ -151,6 +154,9 @@ func (r Report) MarshalJSON() ([]byte, error) {
 	}
 	if r.Warnings == nil {
 		r.Warnings = []string{}
+	}
+	if r.UnitsStopped == nil {
+		r.UnitsStopped = []string{}
 	}
 	return json.Marshal(plain(r))
 }
@@ -226,6 +232,7 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 	pid, upErr := sw.up(upCtx)
 	cancel()
 	if upErr == nil {
+		sw.stopGone(ctx)
 		return sw.succeed(pid)
 	}
 	backCtx, cancel := context.WithTimeout(ctx, sw.timeout-sw.timeout*6/10)
@@ -260,6 +267,9 @@ type switchRun struct {
 	// theirs (checkSockets found some, or a pin reloaded the units).
 	reopened    map[string]bool
 	socketsLost bool
+	// gone are the units of what the site file declared when the service
+	// last started and no longer declares (goneUnits).
+	gone []string
 }
 
 // begin checks that the mode exists and reads the mode the site is in. A
@@ -360,6 +370,7 @@ func (sw *switchRun) plan(ctx context.Context) error {
 		return err
 	}
 	sw.socketsWereUp = up
+	sw.gone = sw.e.goneUnits(sw.s)
 	if !up && sw.e.KeepStopped {
 		return fmt.Errorf("site %s is stopped (%s): its service would start its sockets, and only root starts a stopped site (`sitectl enable %s`, or `systemctl start %s`); nothing was done: %w",
 			sw.s.Name, why, sw.s.Name, units.MainSocketName(sw.s.Name), ErrSiteStopped)

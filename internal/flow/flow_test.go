@@ -52,6 +52,11 @@ type fakeSystemd struct {
 	// it failed.
 	socketRestarts, stops []string
 	socketFails           bool
+	// others are units besides the site's service and sockets, by name
+	// (those of what its file no longer declares); a stop makes one
+	// inactive unless it is in stuck.
+	others map[string]control.Unit
+	stuck  map[string]bool
 }
 
 func (f *fakeSystemd) started(pid int) {
@@ -101,6 +106,10 @@ func (f *fakeSystemd) Reload(ctx context.Context, unit string) error {
 
 func (f *fakeSystemd) Stop(ctx context.Context, unit string) error {
 	f.stops = append(f.stops, unit)
+	if u, ok := f.others[unit]; ok && !f.stuck[unit] {
+		u.ActiveState, u.SubState = "inactive", "dead"
+		f.others[unit] = u
+	}
 	if unit == "site-"+f.site+".service" {
 		f.state = "inactive"
 	}
@@ -130,6 +139,13 @@ func (f *fakeSystemd) UnitsByName(ctx context.Context, names ...string) ([]contr
 func (f *fakeSystemd) States(ctx context.Context, names ...string) ([]control.Unit, error) {
 	if f.unitsErr != nil {
 		return nil, f.unitsErr
+	}
+	if _, ok := f.others[names[0]]; ok {
+		var out []control.Unit
+		for _, n := range names {
+			out = append(out, f.others[n])
+		}
+		return out, nil
 	}
 	u := f.sockets
 	u.Name = names[0]

@@ -165,6 +165,31 @@ func UnitPatterns(siteName string) []string {
 	return []string{"site-" + siteName + ".*", "site-" + siteName + "@*", "site-" + siteName + "-reload.*"}
 }
 
+// Names are the names of the units Render writes for site s, in its order.
+func Names(s *site.Site) []string {
+	out := SocketNames(s)
+	out = append(out, ServiceName(s.Name))
+	if s.ReloadTrigger != "" {
+		out = append(out, ReloadPathName(s.Name), ReloadServiceName(s.Name))
+	}
+	return out
+}
+
+// Gone are the units that site was had and site now has not: those of a
+// named listener removed from the file, or of its reload trigger. Once
+// systemd has loaded the site's units afresh it knows no file for them
+// ("not-found"), but it keeps any that is active running as it was.
+func Gone(was, now *site.Site) []string {
+	keep := Names(now)
+	var out []string
+	for _, n := range Names(was) {
+		if !slices.Contains(keep, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Render returns all of a site's units, sockets first.
 func Render(s *site.Site, opts Options) []Unit {
 	opts = opts.withDefaults()

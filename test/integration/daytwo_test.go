@@ -529,3 +529,71 @@ func TestRestartMovesASiteToItsNewPort(t *testing.T) {
 		})
 	}
 }
+
+// A named listener and the reload trigger removed from a site file: after
+// the daemon-reload systemd knows no file for their units but keeps them
+// active ("not-found", listed as running, the path unit watching the old
+// trigger). The restart that applies the file stops them, says so, and
+// leaves no such unit behind; the next restart has nothing to stop.
+func TestRestartStopsTheUnitsOfWhatTheFileNoLongerDeclares(t *testing.T) {
+	// An overlap site's reload restarts fully: its listeners changed.
+	for _, c := range []struct{ handoff, verb string }{{"restart", "restart"}, {"overlap", "reload"}} {
+		t.Run(c.handoff, func(t *testing.T) { testStopsWhatIsGone(t, c.handoff, c.verb) })
+	}
+}
+
+func testStopsWhatIsGone(t *testing.T, handoff, verb string) {
+	port, admin := freePort(t), freePort(t)
+	for admin == port {
+		admin = freePort(t)
+	}
+	probe := fmt.Sprintf("handoff = %q\n[probe]\npath = \"/\"\n", handoff)
+	both := goSite(port, "reload_trigger = \"/srv/gone/restart.txt\"\n"+probe) +
+		fmt.Sprintf("[[listen]]\naddress = \"127.0.0.1:%d\"\nname = \"admin\"\n", admin)
+	h := newHost(t, map[string]string{"gone": both})
+	h.run("mkdir", "-p", "/srv/gone")
+	h.run("systemctl", "start", "site-gone.socket")
+	url, adminURL := fmt.Sprintf("http://127.0.0.1:%d/", port), fmt.Sprintf("http://127.0.0.1:%d/", admin)
+	getReply(t, url)
+	getReply(t, adminURL)
+	gone := []string{"site-gone@admin.socket", "site-gone-reload.path"}
+	for _, u := range gone {
+		if p := h.show(u, "ActiveState"); p["ActiveState"] != "active" {
+			t.Fatalf("%s before the edit: %v", u, p)
+		}
+	}
+
+	h.writeSite("gone", goSite(port, probe))
+	h.run("systemctl", "daemon-reload")
+	for _, u := range gone {
+		// What the restart is for: systemd keeps them running.
+		if p := h.show(u, "ActiveState", "LoadState"); p["ActiveState"] != "active" || p["LoadState"] != "not-found" {
+			t.Fatalf("%s after the daemon-reload: %v, want active and not-found", u, p)
+		}
+	}
+	out, stderr, code := h.result("sitectl", verb, "gone", "--json")
+	var rep struct {
+		Result       string   `json:"result"`
+		UnitsStopped []string `json:"units_stopped"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Result != "ok" || !slices.Equal(rep.UnitsStopped, gone) {
+		t.Fatalf("%s: exit %d, units_stopped %v, want %v\n%s%s", verb, code, rep.UnitsStopped, gone, out, stderr)
+	}
+	for _, u := range gone {
+		if p := h.show(u, "ActiveState"); p["ActiveState"] != "inactive" {
+			t.Errorf("%s after the %s: %v", u, verb, p)
+		}
+	}
+	if list := h.run("systemctl", "list-units", "--all", "--no-legend", "site-gone*"); strings.Contains(list, "not-found") {
+		t.Errorf("units without a file are still listed:\n%s", list)
+	}
+	getReply(t, url)
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", admin), 5*time.Second); err == nil {
+		c.Close()
+		t.Errorf("the removed listener's port %d still takes connections", admin)
+	}
+	out, stderr, code = h.result("sitectl", verb, "gone")
+	if code != 0 || strings.Contains(out, "stopped") {
+		t.Errorf("the second %s: exit %d\n%s%s", verb, code, out, stderr)
+	}
+}
