@@ -370,12 +370,19 @@ func (sw *switchRun) plan(ctx context.Context) error {
 		return err
 	}
 	sw.socketsWereUp = up
-	sw.gone = sw.e.goneUnits(sw.s)
+	// The copy of the site file the service last started from, read
+	// once: what the change tidies up (goneUnits; a copy that cannot be
+	// read leaves none, as tidying up is not what the change is for) and
+	// whether a handover can apply the file (overlapping).
+	started := sw.e.started(sw.s.Name)
+	if started.err == nil {
+		sw.gone = goneUnits(started.site, sw.s)
+	}
 	if !up && sw.e.KeepStopped {
 		return fmt.Errorf("site %s is stopped (%s): its service would start its sockets, and only root starts a stopped site (`sitectl enable %s`, or `systemctl start %s`); nothing was done: %w",
 			sw.s.Name, why, sw.s.Name, units.MainSocketName(sw.s.Name), ErrSiteStopped)
 	}
-	if sw.overlapped, sw.rep.FullRestart, err = sw.e.overlapping(ctx, sw.s, sw.opts); err != nil {
+	if sw.overlapped, sw.rep.FullRestart, err = sw.e.overlapping(ctx, sw.s, sw.opts, started); err != nil {
 		return err
 	}
 	if err := sw.checkSockets(ctx); err != nil {

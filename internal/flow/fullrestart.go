@@ -82,6 +82,24 @@ func FullRestartReason(started, now *site.Site, opts units.Options) string {
 	return fmt.Sprintf("%s changed since the service started, which a handover inside it cannot apply: restarting fully", what)
 }
 
+// startedCopy is what Env.Started said of a site, read once per change:
+// its site file as the running service started from it.
+type startedCopy struct {
+	known bool // Env.Started was asked (it is set)
+	site  *site.Site
+	err   error
+}
+
+// started reads the copy of site name's file that its service last
+// started from.
+func (e *Env) started(name string) startedCopy {
+	if e.Started == nil {
+		return startedCopy{}
+	}
+	s, err := e.Started(name)
+	return startedCopy{known: true, site: s, err: err}
+}
+
 // unitsReloader is what a full restart needs besides Systemd to restart the
 // units of the site file as it is now: control.Manager has it.
 type unitsReloader interface {
@@ -92,16 +110,17 @@ type unitsReloader interface {
 // fullRestartNeeded tells whether site s, whose running service hands over
 // inside itself, must restart fully instead, and why. It has systemd load
 // the site's units afresh when they are older than the site file, so that
-// the restart applies the change.
-func (e *Env) fullRestartNeeded(ctx context.Context, s *site.Site) (string, error) {
-	if e.Started == nil {
+// the restart applies the change. started is the site as its service
+// started (Env.Started); none: the check cannot be made, and none is
+// needed.
+func (e *Env) fullRestartNeeded(ctx context.Context, s *site.Site, started startedCopy) (string, error) {
+	if started.err != nil {
+		return "", started.err
+	}
+	if !started.known {
 		return "", nil
 	}
-	started, err := e.Started(s.Name)
-	if err != nil {
-		return "", err
-	}
-	why := FullRestartReason(started, s, units.Options{})
+	why := FullRestartReason(started.site, s, units.Options{})
 	if why == "" {
 		return "", nil
 	}

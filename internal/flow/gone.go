@@ -18,16 +18,11 @@ import (
 // serves without them.
 
 // goneUnits are the units of what site s's file declared when its service
-// last started (Env.Started, the copy its last start kept) and declares no
-// longer (units.Gone). They are read before the change: its start
-// overwrites that copy. A copy that cannot be read leaves none, as
-// tidying up is not what the change is for.
-func (e *Env) goneUnits(s *site.Site) []string {
-	if e.Started == nil {
-		return nil
-	}
-	was, err := e.Started(s.Name)
-	if err != nil || was == nil {
+// last started (was: Env.Started, the copy its last start kept, read by
+// plan before the change, as its start overwrites that copy) and declares
+// no longer (units.Gone). No copy leaves none.
+func goneUnits(was, s *site.Site) []string {
+	if was == nil {
 		return nil
 	}
 	return units.Gone(was, s)

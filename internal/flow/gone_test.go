@@ -113,3 +113,22 @@ address = "127.0.0.1:8080"
 		t.Errorf("json: %s", b)
 	}
 }
+
+// The copy of the site file the service started from is read once per
+// change: for what is gone and for whether a handover can apply the file
+// (an overlap site's reload needs both).
+func TestStartedCopyIsReadOncePerChange(t *testing.T) {
+	e, f := newEnv(t)
+	s := overlapSite(t, "")
+	started := *s
+	started.ReloadTrigger = "/srv/karl/restart.txt"
+	reads := 0
+	e.Started = func(string) (*site.Site, error) { reads++; return &started, nil }
+	f.others = map[string]control.Unit{}
+	if _, err := Reload(context.Background(), e, s, 0); err != nil {
+		t.Fatal(err)
+	}
+	if reads != 1 {
+		t.Errorf("the started copy was read %d times, want 1", reads)
+	}
+}

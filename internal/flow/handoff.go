@@ -34,7 +34,7 @@ func (e *Env) unit(ctx context.Context, name string) (control.Unit, error) {
 // A running unit started from a site file that differs from today's in
 // what its units say (FullRestartReason) cannot hand over inside itself
 // either: why is then the one line that says so.
-func (e *Env) overlapping(ctx context.Context, s *site.Site, opts Options) (overlap bool, why string, err error) {
+func (e *Env) overlapping(ctx context.Context, s *site.Site, opts Options, started startedCopy) (overlap bool, why string, err error) {
 	if s.Handoff != site.HandoffOverlap || opts.Restart {
 		return false, "", nil
 	}
@@ -45,7 +45,7 @@ func (e *Env) overlapping(ctx context.Context, s *site.Site, opts Options) (over
 	if err != nil || u.ActiveState != "active" {
 		return false, "", err
 	}
-	why, err = e.fullRestartNeeded(ctx, s)
+	why, err = e.fullRestartNeeded(ctx, s, started)
 	return why == "" && err == nil, why, err
 }
 
