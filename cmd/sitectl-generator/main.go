@@ -48,10 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer log.Close()
 
 	dirs := paths.FromEnv(os.Getenv)
-	// Where two sites claim a listener, the one that held it when it last
-	// started keeps it: a new or edited file never takes a serving site
-	// off its socket.
-	res, err := site.LoadDir(dirs.Config, modes.Store{Dir: dirs.State}.Held)
+	// Where two sites claim a listener, the one whose units had it at the
+	// last run, or that held it when it last started, keeps it: a new or
+	// edited file never takes a listening site off its socket.
+	res, err := site.LoadDir(dirs.Config, modes.Store{Dir: dirs.State}.Holders())
 	if err != nil {
 		log.Printf(levelErr, "%v; no site units generated", err)
 		return exitCode(dryrun)
@@ -92,6 +92,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := generator.WriteNew(args[0], files); err != nil {
 		log.Printf(levelErr, "%v", err)
 		return 0
+	}
+	// The listeners each site's units have now: at the next run, a site
+	// file that claims one of them gets the error, not the site that
+	// listens on it (modes.Store.Holders). A state directory that
+	// cannot be written (a read-only root at early boot) keeps the record
+	// of the run before, which still says what systemd had.
+	if problem == "" {
+		if err := (modes.Store{Dir: dirs.State}).WriteGenerated(res.Sites); err != nil {
+			log.Printf(levelWarning, "%v", err)
+		}
 	}
 	lastGood := ""
 	if n := len(outcomes) - skipped; n > 0 {

@@ -75,7 +75,7 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 					warnings = append(warnings, sitecheck.Warnings(sitecheck.OS, s, data, 0, e.unitOptions())...)
 				}
 			} else {
-				res = site.LoadFiles(files, installedSites(e, files, name), names)
+				res = site.LoadFiles(files, installedSites(e, files, name), names, e.held())
 				warnings = fileWarnings(e, res.Sites)
 				res = renameFile(res, files[0], display)
 				renameErrors(warnings, files[0], display)
@@ -175,7 +175,7 @@ func renameFile(res site.Result, file, display string) site.Result {
 
 // held is site.Held of the state directory, as the generator decides
 // which of two sites whose listeners collide keeps them.
-func (e *env) held() site.Held { return modes.Store{Dir: e.dirs.State}.Held }
+func (e *env) held() site.Held { return modes.Store{Dir: e.dirs.State}.Holders() }
 
 // installedSites are the valid sites of the config directory other than
 // those being checked; a checked file must not collide with them.

@@ -177,7 +177,7 @@ func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, name string
 	le := &lifecycle.Env{Store: st, Systemd: sd, UID: os.Getuid(), Progress: e.progressf,
 		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) },
 		Sites: func() ([]*site.Site, error) {
-			res, err := site.LoadDir(e.dirs.Config, st.Held)
+			res, err := site.LoadDir(e.dirs.Config, st.Holders())
 			return res.Sites, err
 		},
 		Bindable: bindable}

@@ -41,7 +41,7 @@ If any file has a mistake, the mistakes are printed and nothing is written.`,
 					return err
 				}
 			} else {
-				res = site.LoadFiles(files, installedSites(e, files, ""), nil)
+				res = site.LoadFiles(files, installedSites(e, files, ""), nil, e.held())
 			}
 			res = generator.Checked(res, e.unitOptions())
 			for _, m := range res.Errors {

@@ -28,7 +28,7 @@ type FileState struct {
 // SiteFileState reads the site directory as the generator does and says
 // what it makes of site name's file. A site without a file is not invalid.
 func SiteFileState(dirs paths.Dirs, name string) (FileState, error) {
-	res, err := site.LoadDir(dirs.Config, modes.Store{Dir: dirs.State}.Held)
+	res, err := site.LoadDir(dirs.Config, modes.Store{Dir: dirs.State}.Holders())
 	if err != nil {
 		return FileState{}, err
 	}

@@ -1,8 +1,6 @@
 package modes
 
 import (
-	"slices"
-
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -27,10 +25,5 @@ func (st Store) Held(s *site.Site, ls []site.Listener) bool {
 	if err != nil || good == nil {
 		return false
 	}
-	for _, l := range ls {
-		if !slices.ContainsFunc(good.Listeners, func(g site.Listener) bool { return site.SameListener(g, l) }) {
-			return false
-		}
-	}
-	return true
+	return declaresAll(good.Listeners, ls)
 }

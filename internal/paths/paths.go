@@ -175,3 +175,9 @@ const (
 // ProbeSocket is the private socket through which the launcher probes
 // generation n; only that generation serves it.
 func ProbeSocket(n int) string { return "probe-" + strconv.Itoa(n) + ".sock" }
+
+// GeneratedListenersFile is the generator's record of the listeners it
+// gave each site's units at its last run (modes.Store.WriteGenerated):
+// where two site files claim a listener, the site whose units had it
+// keeps it, whether or not its service ever started.
+func (d Dirs) GeneratedListenersFile() string { return path.Join(d.State, "generated-listeners.json") }

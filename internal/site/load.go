@@ -11,18 +11,18 @@ import (
 	"github.com/sitectl/sitectl/internal/par"
 )
 
-// Held says whether site s held each of ls, listeners its file declares,
-// when its service last started: sitectl keeps a last good copy of a site
-// file each time the site starts (modes.Store.Held reads it). nil: no site
-// is known to hold anything.
+// Held says whether site s already had each of ls, listeners its file
+// declares: its units had them at the generator's last run, or its
+// service had them when it last started (modes.Store.Holders reads the
+// generator's record and the last good copy sitectl keeps at each start).
+// nil: no site is known to hold anything.
 type Held func(s *Site, ls []Listener) bool
 
 // findConflicts finds listeners that two sites both claim. Among sites, a
-// site that held all its contested listeners when it last started keeps
-// them (held), and of two that both did or both did not, the later one by
+// site that already had all its contested listeners keeps them (held), and of two that both did or both did not, the later one by
 // name gets the error, pointing at the earlier one. So a new site file
 // that copies a running site's listener, or an edit that takes another
-// site's, never takes the site that serves it off its socket: the
+// site's, never takes the site that listens on it off its socket: the
 // newcomer gets the error. others are sites already in place, and a site
 // colliding with one of them always gets the error. Nothing is changed.
 //
@@ -98,7 +98,7 @@ func conflicts(sites []*Site, holders map[*Site]bool, others []*Site) (Errors, m
 			case blamed != s:
 				msg += "; its path reaches that socket through a symlink"
 			case holders[prev.site] && !holders[s]:
-				msg += fmt.Sprintf("; site %s keeps it, as it had it when it last started", prev.site.Name)
+				msg += fmt.Sprintf("; site %s keeps it, as its units already had it", prev.site.Name)
 			}
 			errs = append(errs, &Error{File: blamed.File, Line: bl.Line, Col: bl.Col, Msg: msg})
 			contested[s] = append(contested[s], l)
@@ -222,9 +222,10 @@ func LoadDir(dir string, held Held) (Result, error) {
 // override the name of a file (path → name); files without an entry, and
 // all files when names is nil, are named after the file. Files are read and
 // parsed on all CPUs (10,000 sites are read on every daemon-reload and by
-// `sitectl list`); the result is in the order of paths.
-func LoadFiles(paths []string, others []*Site, names map[string]string) Result {
-	return loadFiles(paths, nil, others, names, nil)
+// `sitectl list`); the result is in the order of paths. held decides, as
+// for LoadDir, which of two of the files claiming a listener keeps it.
+func LoadFiles(paths []string, others []*Site, names map[string]string, held Held) Result {
+	return loadFiles(paths, nil, others, names, held)
 }
 
 // dirHint is what LoadDir knows of the files it loads, all in one

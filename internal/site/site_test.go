@@ -232,18 +232,18 @@ func TestSymlinkedSocketDirectoriesCollide(t *testing.T) {
 	b := write("b", "[[listen]]\npath = \""+link+"/app.sock\"\n")
 	c := write("c", "[[listen]]\npath = \""+real+"/app.sock\"\n[[listen]]\npath = \""+link+"/sub/../app.sock\"\n")
 	d := write("d", "[[listen]]\npath = \""+link+"/later/x.sock\"\n[[listen]]\npath = \""+real+"/later/x.sock\"\n")
-	res := LoadFiles([]string{a, b}, nil, nil)
+	res := LoadFiles([]string{a, b}, nil, nil, nil)
 	want := b + ":3:8: listener " + link + "/app.sock (" + real + "/app.sock once symlinks are resolved) collides with listener " + real + "/app.sock at " + a + ":3:8 of site a"
 	if len(res.Sites) != 1 || len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0].Error(), want) {
 		t.Errorf("across sites: %d sites, errors %v\nwant %s", len(res.Sites), res.Errors, want)
 	}
 	// Within one file the parser already refuses ../ (not simplest form);
 	// a symlinked directory is found by the loader.
-	res = LoadFiles([]string{c}, nil, nil)
+	res = LoadFiles([]string{c}, nil, nil, nil)
 	if len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "is not in its simplest form") {
 		t.Errorf("c: %v", res.Errors)
 	}
-	res = LoadFiles([]string{d}, nil, nil)
+	res = LoadFiles([]string{d}, nil, nil, nil)
 	if len(res.Errors) != 1 || !strings.HasPrefix(res.Errors[0].Error(), d+":5:8: listener "+real+"/later/x.sock collides with listener "+link+"/later/x.sock at line 3") {
 		t.Errorf("within one site, below a directory that does not exist yet: %v", res.Errors)
 	}
@@ -382,7 +382,7 @@ func TestHeldListenersStayWithTheirHolder(t *testing.T) {
 		}
 	}
 	errs := findConflicts(sites, heldBy("shop"))
-	if !strings.HasSuffix(errs[0].Msg, "; site shop keeps it, as it had it when it last started") {
+	if !strings.HasSuffix(errs[0].Msg, "; site shop keeps it, as its units already had it") {
 		t.Errorf("the error does not say who keeps the listener: %s", errs[0].Msg)
 	}
 	// No collision: held is never asked.

@@ -349,7 +349,7 @@ func (src Sources) cachedLoad(dir string) (site.Result, sitecache.Stats, error) 
 
 // held is site.Held of the state directory: where two sites' listeners
 // collide, list shows the one the generator kept as valid.
-func (src Sources) held() site.Held { return modes.Store{Dir: src.Dirs.State}.Held }
+func (src Sources) held() site.Held { return modes.Store{Dir: src.Dirs.State}.Holders() }
 
 // cacheRules are when a list starts, for its caches, and whether it may
 // write them: root's list does.

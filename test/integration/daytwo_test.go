@@ -105,7 +105,7 @@ func TestCopiedSiteFileKeepsTheServingSite(t *testing.T) {
 		t.Errorf("shop answers in mode %q", r.Mode)
 	}
 	logged := h.generatorLog(since, "-p", "err")
-	if !strings.Contains(logged, "/etc/sitectl/sites/aaa.toml:") || !strings.Contains(logged, "site shop keeps it, as it had it when it last started") ||
+	if !strings.Contains(logged, "/etc/sitectl/sites/aaa.toml:") || !strings.Contains(logged, "site shop keeps it, as its units already had it") ||
 		strings.Contains(logged, "]: /etc/sitectl/sites/shop.toml") {
 		t.Errorf("the journal does not blame the copy:\n%s", logged)
 	}
