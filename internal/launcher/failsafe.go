@@ -12,6 +12,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/cgroup"
 	"github.com/sitectl/sitectl/internal/procfs"
+	"github.com/sitectl/sitectl/internal/sdnotify"
 )
 
 // The failsafe of a draining generation (handoff = "overlap" has no
@@ -104,7 +105,7 @@ func (l *launcher) killed(g *generation) {
 	l.notice = fmt.Sprintf("generation %d was killed after the drain timeout", g.n)
 	l.cfg.Logf("%s", l.notice)
 	if l.current != nil {
-		l.cfg.Notify("STATUS=" + l.status())
+		l.cfg.Notify(sdnotify.Status(l.status()))
 	}
 }
 

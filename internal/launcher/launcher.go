@@ -171,12 +171,12 @@ func Run(ctx context.Context, cfg Config) error {
 		if errors.Is(err, ErrStopping) {
 			return nil
 		}
-		l.cfg.Notify("STATUS=the first generation did not come up: " + oneLine(err.Error()))
+		l.cfg.Notify(sdnotify.Status("the first generation did not come up: " + err.Error()))
 		return err
 	}
 	l.current = first
 	l.publish()
-	l.cfg.Notify("READY=1\nSTATUS=" + l.status())
+	l.cfg.Notify("READY=1\n" + sdnotify.Status(l.status()))
 	l.cfg.Logf("generation %d (pid %d) serves in mode %s", first.n, first.pid, first.mode)
 	return l.serve(ctx)
 }
@@ -278,7 +278,7 @@ func (l *launcher) exited(g *generation) error {
 		l.reaped(g)
 		return nil
 	}
-	l.cfg.Notify("STATUS=generation " + strconv.Itoa(g.n) + " exited: " + describeExit(g.err))
+	l.cfg.Notify(sdnotify.Status("generation " + strconv.Itoa(g.n) + " exited: " + describeExit(g.err)))
 	l.current = nil
 	l.last = fmt.Sprintf("generation %d exited without being asked: %s", g.n, describeExit(g.err))
 	l.publish()
@@ -324,7 +324,7 @@ func (l *launcher) startNext(ctx context.Context, mode []site.EnvVar, promote pr
 	// A clock that cannot be read leaves RELOADING=1 out; systemd 252
 	// (Type=notify) does not need it.
 	reloading, _ := sdnotify.Reloading()
-	l.cfg.Notify(fmt.Sprintf("%s\nSTATUS=starting generation %d", reloading, l.next+1))
+	l.cfg.Notify(reloading + "\n" + sdnotify.Status(fmt.Sprintf("starting generation %d", l.next+1)))
 	if mode == nil && l.current != nil {
 		mode = l.current.modeEnv
 	}
@@ -339,14 +339,14 @@ func (l *launcher) startNext(ctx context.Context, mode []site.EnvVar, promote pr
 		return handover{}, fmt.Errorf("%w; and %w", err, errServingDied)
 	case err != nil:
 		l.cfg.Logf("reload failed, generation %d keeps serving: %v", l.current.n, err)
-		l.cfg.Notify("READY=1\nSTATUS=" + l.status() + "; last reload failed: " + oneLine(err.Error()))
+		l.cfg.Notify("READY=1\n" + sdnotify.Status(l.status()+"; last reload failed: "+err.Error()))
 		return handover{}, err
 	}
 	old := l.current
 	if err := l.takeOver(ctx, old, g); err != nil {
 		return handover{}, err
 	}
-	l.cfg.Notify("READY=1\nSTATUS=" + l.status())
+	l.cfg.Notify("READY=1\n" + sdnotify.Status(l.status()))
 	return handover{n: g.n, mode: g.mode}, nil
 }
 

@@ -513,3 +513,37 @@ func TestStopBeforeTheFirstIsReady(t *testing.T) {
 	}
 	h.waitGone(h.pids(1)...)
 }
+
+// The release directory is named by whoever deploys: its name goes into
+// STATUS= escaped, so that it cannot end the field and send systemd
+// fields of its own (a watchdog that kills the launcher, another main
+// PID), nor carry escape sequences to systemctl status.
+func TestReleaseNameCannotAddNotifyFields(t *testing.T) {
+	release := filepath.Join(t.TempDir(), "r2\nWATCHDOG_USEC=1500000\nMAINPID=1\x1b]0;pwned\a")
+	if err := os.Mkdir(release, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, "ready")
+	h.spec = func(s *Spec) { s.Dir = release }
+	h.run()
+	status := h.waitFor("notify: READY=1")
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(status, `r2 WATCHDOG_USEC=1500000 MAINPID=1\x1b]0;pwned\x07`) {
+		t.Errorf("status %q does not name the release, escaped", status)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.events {
+		if !strings.HasPrefix(e, "notify: ") {
+			continue
+		}
+		for _, field := range strings.Split(strings.TrimPrefix(e, "notify: "), "\n") {
+			name, _, _ := strings.Cut(field, "=")
+			if name == "WATCHDOG_USEC" || name == "MAINPID" || strings.ContainsAny(field, "\x1b\a") {
+				t.Errorf("a notification carries %q: %q", field, e)
+			}
+		}
+	}
+}

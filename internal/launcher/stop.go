@@ -3,6 +3,8 @@ package launcher
 import (
 	"syscall"
 	"time"
+
+	"github.com/sitectl/sitectl/internal/sdnotify"
 )
 
 // discard stops a generation that will not serve: SIGTERM, then SIGKILL
@@ -47,7 +49,7 @@ func (l *launcher) reaped(g *generation) {
 		l.killed(g)
 	}
 	if l.current != nil {
-		l.cfg.Notify("STATUS=" + l.status())
+		l.cfg.Notify(sdnotify.Status(l.status()))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/reuseport"
+	"github.com/sitectl/sitectl/internal/sdnotify"
 )
 
 // The warm standby of a site with keep_previous (docs/warm-rollback.md):
@@ -286,7 +287,7 @@ func (l *launcher) retireWarm(ctx context.Context, why string) {
 	l.drain(w)
 	l.publish()
 	if l.current != nil {
-		l.cfg.Notify("STATUS=" + l.status())
+		l.cfg.Notify(sdnotify.Status(l.status()))
 	}
 }
 
@@ -298,7 +299,7 @@ func (l *launcher) warmExited(g *generation) {
 	l.cfg.Logf("%s; a rollback now starts the previous mode or release afresh", l.noWarm)
 	l.publish()
 	if l.current != nil {
-		l.cfg.Notify("STATUS=" + l.status())
+		l.cfg.Notify(sdnotify.Status(l.status()))
 	}
 }
 
@@ -332,7 +333,7 @@ func (l *launcher) rollback(ctx context.Context, answer chan<- reloadResult) {
 	l.switchKeepAlive(newer, false)
 	l.quiesce(ctx, newer.side, newer)
 	l.drain(newer)
-	l.cfg.Notify("STATUS=" + l.status())
+	l.cfg.Notify(sdnotify.Status(l.status()))
 }
 
 // keepAliveWait bounds the wait for a generation's report of a keep-alive

@@ -53,3 +53,18 @@ func TestReloadingMessage(t *testing.T) {
 		t.Fatalf("%q %v", m, err)
 	}
 }
+
+// STATUS= is one field whatever the text: no newline ends it, no control
+// character reaches a terminal.
+func TestStatusIsOneField(t *testing.T) {
+	for in, want := range map[string]string{
+		"mode normal, generation 2":         "STATUS=mode normal, generation 2",
+		"r2\nWATCHDOG_USEC=1\tx":            "STATUS=r2 WATCHDOG_USEC=1 x",
+		"\x1b]0;pwned\a\x1b[2J\x7f\u0085 é": `STATUS=\x1b]0;pwned\x07\x1b[2J\x7f\x85 é`,
+		"bad \xff utf-8":                    "STATUS=bad \uFFFD utf-8",
+	} {
+		if got := sdnotify.Status(in); got != want {
+			t.Errorf("Status(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
