@@ -30,7 +30,8 @@ of the config directory, so a listener two sites would share is found before the
 file is put in place. Each site's units are also read back the way systemd reads
 them: a value they would not carry as written is a mistake too. A file that is not
 a regular file (a pipe, a device, a directory) or is larger than 1 MiB is refused
-without being read. Nothing is written.
+without being read, and so is one that someone other than root may change (owned by
+another user, or writable by others). Nothing is written.
 
 Given - as its file, sitectl check reads the file from standard input (at most
 1 MiB), and needs --name. With --display-name, mistakes are reported under the name

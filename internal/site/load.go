@@ -264,9 +264,9 @@ func loadFiles(paths []string, hint *dirHint, others []*Site, names map[string]s
 		var data []byte
 		var err error
 		if hint != nil {
-			data, err = readFile(hint.fd, filepath.Base(p), p, hint.regular[i])
+			data, err = readFile(hint.fd, filepath.Base(p), p, hint.regular[i], true)
 		} else {
-			data, err = ReadFile(p)
+			data, err = readSiteFile(p)
 		}
 		if err != nil {
 			out[i].errs = Errors{fileError(p, err)}

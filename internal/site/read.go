@@ -31,7 +31,33 @@ const MaxFileSize = 1 << 20
 //
 // A missing file gives an error that wraps fs.ErrNotExist. Every error is
 // worded for an operator and starts with the path.
-func ReadFile(path string) ([]byte, error) { return readFile(unix.AT_FDCWD, path, path, false) }
+func ReadFile(path string) ([]byte, error) { return readFile(unix.AT_FDCWD, path, path, false, false) }
+
+// readSiteFile is ReadFile of a site file, which must also be root's
+// alone (trusted).
+func readSiteFile(path string) ([]byte, error) {
+	return readFile(unix.AT_FDCWD, path, path, false, true)
+}
+
+// trusted refuses a site file that someone other than root (or the user
+// reading it, for a user's own checks) may change: it says which
+// programs run as which user, and which files root hands to the app as
+// credentials, so whoever may write it may read any file on the host and
+// run anything as any site's user. The file's owner must be root or the
+// reader, and only root may write it: not others, and the group only when
+// it is root's group. The file opened is checked, so a symlink's target
+// is what counts.
+func trusted(path string, st *unix.Stat_t) error {
+	euid := uint32(unix.Geteuid())
+	perm := st.Mode & 0o7777
+	switch {
+	case st.Uid != 0 && st.Uid != euid:
+		return &FileError{Path: path, Reason: fmt.Sprintf("is owned by uid %d, not root: whoever may change a site file runs programs as its user and reads any file as root through its credentials; make it root's (chown root: %s)", st.Uid, printable(path))}
+	case perm&0o002 != 0, perm&0o020 != 0 && st.Gid != 0:
+		return &FileError{Path: path, Reason: fmt.Sprintf("may be changed by others than its owner (mode %04o): whoever may change a site file runs programs as its user and reads any file as root through its credentials; chmod go-w %s", perm, printable(path))}
+	}
+	return nil
+}
 
 // readFile is ReadFile of name in the directory open as dirfd (or
 // unix.AT_FDCWD), which is path; path names the file in errors. regular
@@ -41,7 +67,7 @@ func ReadFile(path string) ([]byte, error) { return readFile(unix.AT_FDCWD, path
 // A site directory of 10,000 files is read on every daemon-reload, so each
 // file costs just an open (of a name, not a path to walk), an fstat, two
 // reads and a close.
-func readFile(dirfd int, name, path string, regular bool) ([]byte, error) {
+func readFile(dirfd int, name, path string, regular, site bool) ([]byte, error) {
 	if !regular {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -62,6 +88,11 @@ func readFile(dirfd int, name, path string, regular bool) ([]byte, error) {
 	}
 	if err := checkRegular(path, fileMode(st.Mode), st.Size); err != nil {
 		return nil, err
+	}
+	if site {
+		if err := trusted(path, &st); err != nil {
+			return nil, err
+		}
 	}
 	// One byte more than the file says it holds, so that the second
 	// read sees its end; files under /proc say 0 and are read on.

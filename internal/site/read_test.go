@@ -146,7 +146,7 @@ func TestReadFileTrustsNoDirectoryEntry(t *testing.T) {
 	for name, reason := range want {
 		p := filepath.Join(dir, name)
 		var err error
-		noHang(t, "readFile("+name+")", func() { _, err = readFile(unix.AT_FDCWD, p, p, true) })
+		noHang(t, "readFile("+name+")", func() { _, err = readFile(unix.AT_FDCWD, p, p, true, false) })
 		if name == "sock.toml" {
 			reason = "cannot read the file: no such device or address" // open(2) of a socket: ENXIO
 		}
@@ -156,11 +156,60 @@ func TestReadFileTrustsNoDirectoryEntry(t *testing.T) {
 	}
 	// A file that says it is empty but is not, as files under /proc do,
 	// is read to its end.
-	data, err := readFile(unix.AT_FDCWD, "/proc/self/status", "/proc/self/status", true)
+	data, err := readFile(unix.AT_FDCWD, "/proc/self/status", "/proc/self/status", true, false)
 	if err != nil || !strings.Contains(string(data), "\nVmRSS:") {
 		t.Errorf("/proc/self/status: %v, %q", err, data)
 	}
-	if data, err := readFile(unix.AT_FDCWD, filepath.Join(dir, "good.toml"), "good.toml", true); err != nil || string(data) != validSite {
+	if data, err := readFile(unix.AT_FDCWD, filepath.Join(dir, "good.toml"), "good.toml", true, false); err != nil || string(data) != validSite {
 		t.Errorf("good.toml: %v, %q", err, data)
+	}
+}
+
+// A site file someone other than root may change is refused: it says what
+// runs as whom and what root reads for the app.
+func TestSiteFileMustBeRootsAlone(t *testing.T) {
+	me := uint32(os.Geteuid())
+	for _, c := range []struct {
+		uid, gid uint32
+		mode     uint32
+		want     string // "" for trusted
+	}{
+		{0, 0, 0o644, ""},
+		{0, 0, 0o600, ""},
+		{0, 0, 0o664, ""}, // root's group
+		{me, 0, 0o644, ""},
+		{0, 100, 0o664, "may be changed by others than its owner (mode 0664)"},
+		{0, 0, 0o666, "may be changed by others than its owner (mode 0666)"},
+		{0, 0, 0o602, "may be changed by others than its owner (mode 0602)"},
+		{65534, 65534, 0o644, "is owned by uid 65534, not root"},
+	} {
+		if c.uid == 65534 && me == 65534 {
+			continue
+		}
+		st := unix.Stat_t{Uid: c.uid, Gid: c.gid, Mode: unix.S_IFREG | c.mode}
+		err := trusted("/etc/sitectl/sites/karl.toml", &st)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("uid %d gid %d mode %04o: %v, want %q", c.uid, c.gid, c.mode, err, c.want)
+		}
+	}
+	// As the generator loads the directory, and check loads files.
+	dir := t.TempDir()
+	p := filepath.Join(dir, "karl.toml")
+	if err := os.WriteFile(p, []byte(validSite), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	res, err := LoadDir(dir, nil)
+	if err != nil || len(res.Sites) != 0 || len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "chmod go-w") {
+		t.Errorf("LoadDir of a file anyone may write: %v, sites %v, errors %v", err, res.Sites, res.Errors)
+	}
+	if res := LoadFiles([]string{p}, nil, nil, nil); len(res.Sites) != 0 || len(res.Errors) != 1 {
+		t.Errorf("LoadFiles of a file anyone may write: sites %v, errors %v", res.Sites, res.Errors)
+	}
+	// A last good copy, root's own, is read as it is.
+	if _, err := ReadFile(p); err != nil {
+		t.Errorf("ReadFile: %v", err)
 	}
 }

@@ -81,3 +81,51 @@ func TestAFileClaimingAListeningSitesListenerGetsTheError(t *testing.T) {
 		})
 	}
 }
+
+// A site file that someone other than root may write says which programs
+// run as whom and which files root hands to the app: such a file is
+// refused, by the generator as by check. A site that runs keeps running
+// from its last good copy; a file put in place by another user gets no
+// units, so it cannot have root read /etc/shadow for its app.
+func TestSiteFileOthersMayWriteIsRefused(t *testing.T) {
+	port, evilPort := freePort(t), freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, "")})
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url) // karl runs: it has a last good copy
+
+	// karl's file made writable by all, by mistake.
+	h.run("chmod", "0666", "/etc/sitectl/sites/karl.toml")
+	// A file nobody owns, which asks root for /etc/shadow.
+	h.writeSite("evil", fmt.Sprintf("exec = [\"/bin/sh\", \"-c\", \"head -c 5 $CREDENTIALS_DIRECTORY/x; exec /usr/local/bin/webapp\"]\nreadiness = \"notify\"\n[credentials]\nx = \"/etc/shadow\"\n[[listen]]\naddress = \"127.0.0.1:%d\"\n", evilPort))
+	h.run("chown", "nobody", "/etc/sitectl/sites/evil.toml")
+
+	for file, want := range map[string]string{
+		"/etc/sitectl/sites/karl.toml": "may be changed by others than its owner (mode 0666)",
+		"/etc/sitectl/sites/evil.toml": "is owned by uid",
+	} {
+		_, stderr, code := h.result("sitectl", "check", file)
+		if code != 2 || !strings.Contains(stderr, file+":1:1: "+want) {
+			t.Errorf("sitectl check %s: exit %d, want 2 and %q\n%s", file, code, want, stderr)
+		}
+	}
+	since := h.logMark()
+	h.run("systemctl", "daemon-reload")
+	logged := h.generatorLog(since)
+	if !strings.Contains(logged, "evil.toml:1:1: is owned by uid") || !strings.Contains(logged, "karl.toml has 1 mistake: running the last good version") {
+		t.Errorf("the generator did not log the refusals:\n%s", logged)
+	}
+	if st := h.show("site-evil.socket", "LoadState")["LoadState"]; st != "not-found" {
+		t.Errorf("site-evil.socket is %s: units were generated for a file another user owns", st)
+	}
+	if src := h.show("site-karl.service", "SourcePath")["SourcePath"]; !strings.HasSuffix(src, "/last-good.toml") {
+		t.Errorf("site-karl.service comes from %s, want its last good copy", src)
+	}
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Errorf("karl after the daemon-reload: %v", err)
+	}
+	h.run("systemctl", "restart", "site-karl.service")
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Errorf("karl after a restart: %v", err)
+	}
+}
