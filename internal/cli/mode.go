@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sitectl/sitectl/internal/applog"
+	"github.com/sitectl/sitectl/internal/cgroup"
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/modes"
@@ -267,10 +268,14 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 		// service started from.
 		Started:        who.Store.ReadLastGood,
 		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) },
-		Host:           ptr(e.host()),
-		PinBack:        pinBack,
-		Unpin:          unpin,
-		KeepStopped:    who.UID != 0,
+		Unbindable: func(s *site.Site, lost []string, own []int) ([]string, error) {
+			return sockheld.Unbindable("/proc", s, lost, own)
+		},
+		Procs:       unitProcs,
+		Host:        ptr(e.host()),
+		PinBack:     pinBack,
+		Unpin:       unpin,
+		KeepStopped: who.UID != 0,
 	}
 	rep, err = runFlow(ctx, req, fe, s)
 	if rep.Changed || rep.Result == modes.ResultRolledBack {
@@ -669,3 +674,12 @@ func indentedJSON(v any, prefix string) ([]byte, error) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// unitProcs are the processes of the cgroup of process pid, its unit's.
+func unitProcs(pid int) ([]int, error) {
+	group, err := cgroup.Of(pid)
+	if err != nil {
+		return nil, err
+	}
+	return cgroup.Procs(group)
+}

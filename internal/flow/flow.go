@@ -50,6 +50,13 @@ type Env struct {
 	// SocketsMissing returns the listeners of a site for which systemd
 	// holds no listening socket (sockheld.Missing); nil skips the check.
 	SocketsMissing func(s *site.Site) ([]string, error)
+	// Unbindable says why systemd could not bind lost listeners of a site
+	// now (sockheld.Unbindable: another process than own, the site's
+	// service's, listens there); nil skips the check.
+	Unbindable func(s *site.Site, lost []string, own []int) ([]string, error)
+	// Procs lists the processes of the unit whose main process is pid
+	// (cgroup.Of and cgroup.Procs); nil: the main process alone.
+	Procs func(pid int) ([]int, error)
 	// Journal returns the journal lines of a unit since a time, for the
 	// report of a failed start.
 	Journal func(unit string, since time.Time) []string
@@ -171,6 +178,9 @@ var (
 	// switch; it was left stopped (see stopped.go).
 	ErrStopped    = errors.New("the site was stopped by someone else during the switch")
 	ErrSocketLost = errors.New("its socket unit holds no socket")
+	// ErrListenerInUse: a listener systemd must open again for the site
+	// is held by another process.
+	ErrListenerInUse = errors.New("a listener of the site is in use")
 	// ErrTimeoutTooShort: the change's timeout leaves too little time for
 	// the site to come up and stay up for its settle_time.
 	ErrTimeoutTooShort = errors.New("the timeout is too short for the site's settle_time")

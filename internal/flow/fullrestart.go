@@ -216,8 +216,41 @@ func (sw *switchRun) checkSockets(ctx context.Context) error {
 		return fmt.Errorf("site %s: %s; a handover inside the running service keeps the sockets it has, so nothing was done: `sitectl restart %s` restarts %s with the service (connections to it are refused for that moment): %w",
 			s.Name, what, s.Name, strings.Join(holders, " and "), ErrSocketLost)
 	}
+	if err := sw.bindable(ctx, lost); err != nil {
+		return err
+	}
 	sw.socketsLost = true
 	return nil
+}
+
+// bindable refuses, before anything is stopped, a change whose lost
+// listeners systemd could not bind now because another process listens
+// there: a site that moved away from the address, whose running process
+// keeps its own copy of the socket until its own restart (two sites that
+// swapped ports), or a program of the host's. The restart of the socket
+// unit would fail after the service was stopped, and the rollback with
+// it: the site down. Sockets of the site's own service do not count; the
+// restart stops it first.
+func (sw *switchRun) bindable(ctx context.Context, lost []string) error {
+	e, s := sw.e, sw.s
+	if e.Unbindable == nil {
+		return nil
+	}
+	var own []int
+	if u, err := e.unit(ctx, units.ServiceName(s.Name)); err == nil && u.MainPID > 0 {
+		own = []int{u.MainPID}
+		if e.Procs != nil {
+			if pids, err := e.Procs(u.MainPID); err == nil {
+				own = pids
+			}
+		}
+	}
+	busy, err := e.Unbindable(s, lost, own)
+	if err != nil || len(busy) == 0 {
+		return err
+	}
+	return fmt.Errorf("site %s: systemd must open %s again, and cannot now (%s); nothing was done: stop what listens there (`ss -ltnp` shows it; a site that moved away from the address, two sites that swapped ports say, holds it in its running service until that stops: `systemctl stop site-OTHER.service`), then run `sitectl restart %s`: %w",
+		s.Name, strings.Join(lost, ", "), strings.Join(busy, "; "), s.Name, ErrListenerInUse)
 }
 
 // reopenSockets opens again the lost sockets of the site (lostSockets)

@@ -85,6 +85,40 @@ func TestRestartOpensLostSocketsAgain(t *testing.T) {
 	}
 }
 
+// A lost listener that another process listens on (a site that moved away
+// from the address and still runs, two sites that swapped ports) would
+// fail the socket unit's restart after the service was stopped, and the
+// rollback with it: the change is refused first, nothing stopped or
+// recorded, with how to free it. The site's own service's processes are
+// passed as its own.
+func TestLostListenerInUseIsRefusedBeforeAnythingStops(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	e.SocketsMissing = lostUntilReopened(f, "127.0.0.1:8080")
+	var gotOwn []int
+	e.Procs = func(pid int) ([]int, error) { return []int{pid, 4242}, nil }
+	e.Unbindable = func(_ *site.Site, lost []string, own []int) ([]string, error) {
+		gotOwn = own
+		return []string{lost[0] + ": another process listens there"}, nil
+	}
+	rep, err := Restart(context.Background(), e, s, time.Minute)
+	if !errors.Is(err, ErrListenerInUse) || !strings.Contains(err.Error(), "127.0.0.1:8080: another process listens there") ||
+		!strings.Contains(err.Error(), "nothing was done") || !strings.Contains(err.Error(), "`sitectl restart karl`") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(f.restarts)+len(f.stops)+len(f.socketRestarts) != 0 || rep.Changed {
+		t.Errorf("something was done: restarts %v, stops %v, socket restarts %v, report %+v", f.restarts, f.stops, f.socketRestarts, rep)
+	}
+	if len(gotOwn) != 2 || gotOwn[1] != 4242 {
+		t.Errorf("own processes %v, want the service's", gotOwn)
+	}
+	// Free again: the restart goes on as before.
+	e.Unbindable = func(*site.Site, []string, []int) ([]string, error) { return nil, nil }
+	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || len(f.socketRestarts) != 1 {
+		t.Errorf("with the address free: %v, socket restarts %v", err, f.socketRestarts)
+	}
+}
+
 // Units older than the site file would restart the socket unit with the
 // listeners systemd loaded, not the file's: the change is refused with
 // the commands that apply the file, and nothing is done or recorded.

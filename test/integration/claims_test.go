@@ -129,3 +129,53 @@ func TestSiteFileOthersMayWriteIsRefused(t *testing.T) {
 		t.Errorf("karl after a restart: %v", err)
 	}
 }
+
+// Two running sites swap ports in their files. After the daemon-reload
+// each site's process still serves on its own copy of its old socket, so
+// a restart of either would fail to bind its new port after stopping its
+// service, and its rollback with it: the site down. The restart is
+// refused before anything stops, with what holds the port and what to do;
+// the operator's way through (stop one, restart the other, restart it)
+// works.
+func TestSwappedPortsAreRefusedNotTakenDown(t *testing.T) {
+	p1, p2 := freePort(t), freePort(t)
+	h := newHost(t, map[string]string{"shop": goSite(p1, ""), "web": goSite(p2, "")})
+	h.run("systemctl", "start", "site-shop.socket", "site-web.socket")
+	u1, u2 := fmt.Sprintf("http://127.0.0.1:%d/", p1), fmt.Sprintf("http://127.0.0.1:%d/", p2)
+	getReply(t, u1)
+	getReply(t, u2)
+	h.writeSite("shop", goSite(p2, ""))
+	h.writeSite("web", goSite(p1, ""))
+	h.run("systemctl", "daemon-reload")
+
+	for _, name := range []string{"shop", "web"} {
+		out, stderr, code := h.result("sitectl", "restart", name)
+		if code != 1 || !strings.Contains(stderr, "another process listens there") || !strings.Contains(stderr, "nothing was done") {
+			t.Errorf("sitectl restart %s: exit %d, want 1, refused before anything stops\n%s%s", name, code, out, stderr)
+		}
+	}
+	// Both still serve, each on its old port, from its own copy.
+	if r := getReply(t, u1); r.Site != "shop" {
+		t.Errorf("port %d answers %+v after the refusals", p1, r)
+	}
+	if r := getReply(t, u2); r.Site != "web" {
+		t.Errorf("port %d answers %+v after the refusals", p2, r)
+	}
+	if out := h.run("sitectl", "history", "shop"); strings.Contains(out, "rollback-failed") {
+		t.Errorf("history after the refusal:\n%s", out)
+	}
+
+	h.run("systemctl", "stop", "site-web.service")
+	if out, stderr, code := h.result("sitectl", "restart", "shop"); code != 0 {
+		t.Fatalf("sitectl restart shop once web stopped: exit %d\n%s%s", code, out, stderr)
+	}
+	if out, stderr, code := h.result("sitectl", "restart", "web"); code != 0 {
+		t.Fatalf("sitectl restart web: exit %d\n%s%s", code, out, stderr)
+	}
+	if r := getReply(t, u2); r.Site != "shop" {
+		t.Errorf("port %d answers %+v, want shop", p2, r)
+	}
+	if r := getReply(t, u1); r.Site != "web" {
+		t.Errorf("port %d answers %+v, want web", p1, r)
+	}
+}
