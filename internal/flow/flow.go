@@ -282,6 +282,13 @@ type switchRun struct {
 	gone []string
 }
 
+// MinTimeout is the shortest timeout, in whole seconds, of a change of a
+// site whose settle_time is settle: its rollback share (40%) is longer
+// than the settle time.
+func MinTimeout(settle time.Duration) time.Duration {
+	return (settle * 10 / 4).Truncate(time.Second) + time.Second
+}
+
 // begin checks that the mode exists and reads the mode the site is in. A
 // site that already runs in the mode is done unless forced (see already).
 func begin(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (*switchRun, bool, error) {
@@ -293,12 +300,14 @@ func begin(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (
 	if !ok {
 		return sw, true, fmt.Errorf("site %s has no mode %q (it has: %v): %w", s.Name, to, s.ModeNames(), ErrModeNotFound)
 	}
-	if up := sw.timeout * 6 / 10; up <= s.SettleTime {
-		// The new mode must stay up for settle_time within the time it
-		// gets to come up: it never could, and the rollback would
-		// restart the site a second time for nothing.
-		return sw, true, fmt.Errorf("site %s: a timeout of %v leaves %v to bring the site up, not more than its settle_time %v, for which it must stay up: give at least %v; nothing was done: %w",
-			s.Name, sw.timeout, up, s.SettleTime, (s.SettleTime*10/6+time.Second).Truncate(time.Second)+time.Second, ErrTimeoutTooShort)
+	if back := sw.timeout - sw.timeout*6/10; back <= s.SettleTime {
+		// The new mode must stay up for settle_time within the 60% it
+		// gets to come up, and the previous mode within the 40% left
+		// for a rollback: with less, a failed change could never show
+		// its rollback, and would say the site is down (exit 5) while
+		// the previous mode serves.
+		return sw, true, fmt.Errorf("site %s: a timeout of %v leaves %v to bring the site up and %v for a rollback, not more than its settle_time %v, for which each must stay up: give at least %v; nothing was done: %w",
+			s.Name, sw.timeout, sw.timeout*6/10, back, s.SettleTime, MinTimeout(s.SettleTime), ErrTimeoutTooShort)
 	}
 	sw.mode = mode
 	from, err := Current(e.Store, s)

@@ -282,7 +282,7 @@ func TestRollbackFailedWithTheServiceRunning(t *testing.T) {
 	}
 	s := testSite(t)
 	s.Probe = &site.Probe{Path: "/helthz", Status: 200, Timeout: time.Second}
-	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{Timeout: 2 * time.Second})
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{Timeout: MinTimeout(s.SettleTime)})
 	if !errors.Is(err, ErrRollbackFailed) || rep.MainPID == 0 || rep.MainPID != f.pid {
 		t.Errorf("err = %v, main PID %d (the service's is %d)", err, rep.MainPID, f.pid)
 	}
@@ -389,21 +389,33 @@ func TestModeApplied(t *testing.T) {
 	}
 }
 
-// A timeout that leaves less time to come up than the site's settle_time
-// could never succeed, and its rollback would restart the site a second
-// time for nothing: refused before anything is done.
+// A timeout that leaves less time to come up, or to roll back, than the
+// site's settle_time could never show either: a failed change would end
+// "the rollback failed too" (exit 5) while the previous mode serves.
+// Refused before anything is done, with the least timeout that works.
 func TestTimeoutShorterThanSettleTime(t *testing.T) {
 	e, f := newEnv(t)
 	s := testSite(t)
-	_, err := Restart(context.Background(), e, s, s.SettleTime)
-	if !errors.Is(err, ErrTimeoutTooShort) || !strings.Contains(err.Error(), "nothing was done") || len(f.restarts) != 0 {
-		t.Errorf("timeout = settle_time %v: %v, restarts %v", s.SettleTime, err, f.restarts)
+	// settle_time itself leaves too little to come up; twice the settle
+	// time comes up in its 60% but leaves 80% of it for a rollback.
+	for _, timeout := range []time.Duration{s.SettleTime, 2 * s.SettleTime, MinTimeout(s.SettleTime) - time.Second} {
+		_, err := Restart(context.Background(), e, s, timeout)
+		if !errors.Is(err, ErrTimeoutTooShort) || !strings.Contains(err.Error(), "nothing was done") ||
+			!strings.Contains(err.Error(), fmt.Sprintf("give at least %v", MinTimeout(s.SettleTime))) || len(f.restarts) != 0 {
+			t.Errorf("timeout %v, settle_time %v: %v, restarts %v", timeout, s.SettleTime, err, f.restarts)
+		}
 	}
 	if st, _ := e.Store.ReadState("karl"); len(st.History) != 0 || st.Pending != nil {
 		t.Errorf("recorded: %+v", st)
 	}
-	if _, err := Restart(context.Background(), e, s, 2*s.SettleTime); err != nil || len(f.restarts) != 1 {
-		t.Errorf("timeout = 2 × settle_time: %v, restarts %v", err, f.restarts)
+	if _, err := Restart(context.Background(), e, s, MinTimeout(s.SettleTime)); err != nil || len(f.restarts) != 1 {
+		t.Errorf("timeout = MinTimeout: %v, restarts %v", err, f.restarts)
+	}
+	for _, settle := range []time.Duration{time.Millisecond, time.Second, 50 * time.Second, 90 * time.Minute} {
+		m := MinTimeout(settle)
+		if back := m - m*6/10; back <= settle || m%time.Second != 0 || m > settle*10/4+3*time.Second {
+			t.Errorf("MinTimeout(%v) = %v leaves %v for a rollback", settle, m, back)
+		}
 	}
 }
 

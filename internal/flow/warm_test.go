@@ -75,9 +75,9 @@ func TestWarmRollbackIsProbed(t *testing.T) {
 		}
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rep, err := Rollback(ctx, e, s, 2*time.Second, false)
+	rep, err := Rollback(ctx, e, s, MinTimeout(s.SettleTime), false)
 	if err != nil || probed < 2 || rep.Rollback != "cold" || rep.Result != modes.ResultOK || rep.From != "read-only" || rep.To != "normal" || rep.MainPID != f.pid ||
 		!strings.HasPrefix(rep.NoWarm, "the warm generation did not serve after the flip: GET /healthz: connection refused") {
 		t.Fatalf("probed %d times; report %+v, %v", probed, rep, err)
@@ -97,7 +97,7 @@ func TestWarmRollbackIsProbed(t *testing.T) {
 	e.Probe = func(context.Context, *site.Site, site.Mode) error {
 		return errors.New("GET /healthz: connection refused")
 	}
-	rep, err = Rollback(ctx, e, s, 2*time.Second, false)
+	rep, err = Rollback(ctx, e, s, MinTimeout(s.SettleTime), false)
 	if rep.Result != modes.ResultRollbackFailed || rep.Rollback != "cold" || !errors.Is(err, ErrRollbackFailed) {
 		t.Errorf("neither warm nor cold serves: report %+v, %v", rep, err)
 	}

@@ -634,3 +634,33 @@ func TestListManySites(t *testing.T) {
 		t.Errorf("status: the stopped s002 has no since")
 	}
 }
+
+// A timeout whose rollback share (40%) is not longer than the site's
+// settle_time could never show a rollback: a failed switch said "the
+// rollback failed too: the site is down" (exit 5, rollback-failed in the
+// history) while the previous mode served. Such a timeout is refused
+// before anything is done, with the least that works; with that much, the
+// same failed switch rolls back and says so (exit 4).
+func TestTimeoutLeavesTheRollbackItsSettleTime(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, "settle_time = \"5s\"\n"+modeSites)})
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+
+	// 12s: 7.2s to come up, 4.8s to roll back, under the 5s settle time.
+	_, code, stderr := h.mode("karl", "broken", "--timeout", "12s")
+	if code != 2 || !strings.Contains(stderr, "give at least 13s; nothing was done") {
+		t.Fatalf("sitectl mode karl broken --timeout 12s: exit %d, want 2 and the least timeout\n%s", code, stderr)
+	}
+	if out := h.run("sitectl", "history", "karl"); strings.Contains(out, "broken") {
+		t.Errorf("the refused switch is in the history:\n%s", out)
+	}
+	r, code, stderr := h.mode("karl", "broken", "--timeout", "20s")
+	if code != 4 || r.Result != "rolled-back" {
+		t.Fatalf("sitectl mode karl broken --timeout 20s: exit %d (want 4), report %+v\n%s", code, r, stderr)
+	}
+	if rep := getReply(t, url); rep.Mode != "normal" {
+		t.Errorf("after the rollback the site serves mode %q", rep.Mode)
+	}
+}
