@@ -110,11 +110,13 @@ func attempt(client *http.Client, req *http.Request, want int) (string, error) {
 }
 
 // ListenerTarget reaches a site through one of its own listeners; a
-// wildcard TCP address is reached on the loopback address of its family.
+// wildcard TCP address is reached on the loopback address of its family,
+// and a unix socket only where it is, never through a symlink
+// (dialUnixSocket).
 func ListenerTarget(l site.Listener) Target {
 	if l.Kind == site.Unix {
 		return Target{Host: "localhost", Dial: func(ctx context.Context) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", l.Path)
+			return dialUnixSocket(ctx, l.Path)
 		}}
 	}
 	ap := netip.MustParseAddrPort(l.Address)

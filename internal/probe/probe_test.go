@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -132,5 +133,51 @@ func TestGetFollowsRedirectsOnlyWithinTheSite(t *testing.T) {
 	}
 	if err := Get(context.Background(), target, &site.Probe{Path: "/out", Status: 302, Timeout: time.Second}); err != nil {
 		t.Fatalf("a probe that expects the redirect: %v", err)
+	}
+}
+
+// The probe reaches a unix listener where it is, never through a symlink
+// put in its place (the site's user may write the socket's directory): a
+// link to another socket, one only root may reach say, is refused and
+// nothing is sent there.
+func TestUnixListenerIsNotFollowedThroughASymlink(t *testing.T) {
+	dir := t.TempDir()
+	serve := func(path string, hits *atomic.Int32) {
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) })}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+	var siteHits, rootHits atomic.Int32
+	sock := filepath.Join(dir, "http.sock")
+	serve(sock, &siteHits)
+	p := &site.Probe{Path: "/", Status: 200, Timeout: time.Second}
+	if err := Get(context.Background(), ListenerTarget(site.Listener{Kind: site.Unix, Path: sock}), p); err != nil || siteHits.Load() == 0 {
+		t.Fatalf("the site's own socket: %v (%d requests)", err, siteHits.Load())
+	}
+
+	rootOnly := filepath.Join(dir, "root.sock")
+	serve(rootOnly, &rootHits)
+	link := filepath.Join(dir, "link.sock")
+	if err := os.Symlink(rootOnly, link); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err := Get(ctx, ListenerTarget(site.Listener{Kind: site.Unix, Path: link}), p)
+	if err == nil || !strings.Contains(err.Error(), link+" is a symlink") || rootHits.Load() != 0 {
+		t.Errorf("through a symlink: %v (%d requests reached the other socket)", err, rootHits.Load())
+	}
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := Get(ctx, ListenerTarget(site.Listener{Kind: site.Unix, Path: plain}), p); err == nil || !strings.Contains(err.Error(), "is not a socket") {
+		t.Errorf("a regular file: %v", err)
 	}
 }
