@@ -207,7 +207,7 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 			return err
 		}
 		who := modes.Local{Store: modes.Store{Dir: e.dirs.State}, UID: os.Getuid(), PID: os.Getpid()}
-		rep, err = e.localChange(ctx, req, s, who, e.progressf, conn)
+		rep, err = e.localChange(ctx, req, s, who, e.progressf, conn, nil)
 	}
 	if asJSON {
 		if rep.Journal == nil {
@@ -236,8 +236,11 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 // then state. who records it. ctx may end while it waits
 // for the lock (the state service's caller hung up); once the change has
 // started, it runs to its end, bounded by its own timeout. This is the one
-// code path of every change, root's own and a deployer's.
-func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site.Site, who modes.Local, progress func(string, ...any), conn *pendingConn) (flow.Report, error) {
+// code path of every change, root's own and a deployer's. still, for a
+// deployer's change, is asked once the lock is held: the grant and the
+// site file as they are then, not as they were before a wait for another
+// sitectl.
+func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site.Site, who modes.Local, progress func(string, ...any), conn *pendingConn, still func() (*site.Site, error)) (flow.Report, error) {
 	rep := flow.Report{Site: s.Name}
 	who.Kind = req.Verb // history records what was asked for: mode, restart, ...
 	if req.Verb == stateservice.VerbMode {
@@ -256,6 +259,11 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 		return rep, err
 	}
 	defer lock.Unlock()
+	if still != nil {
+		if s, err = still(); err != nil {
+			return rep, err
+		}
+	}
 	s, pinBack, pinned := e.pinning(context.WithoutCancel(ctx), who, mgr, s)
 	unpin := func(ctx context.Context, s *site.Site) error {
 		if err := who.Store.Undo(s.Name); err != nil {

@@ -29,8 +29,12 @@ type Backend interface {
 	// Change runs a change verb on site s for caller, sending progress
 	// lines. ctx ends when the caller hangs up: that may stop a wait for
 	// the site's lock, never a change that has started. The result is the
-	// change's report, also when it failed.
-	Change(ctx context.Context, req Request, s *site.Site, caller Caller, progress func(string)) (any, error)
+	// change's report, also when it failed. still is asked once the
+	// site's lock is held, before anything changes: the site as its file
+	// says now, if the caller is still granted it. A deployer whose grant
+	// root took away while they waited for another sitectl changes
+	// nothing.
+	Change(ctx context.Context, req Request, s *site.Site, caller Caller, progress func(string), still func() (*site.Site, error)) (any, error)
 	// Status is what `sitectl status|list --json` prints for the sites.
 	Status(ctx context.Context, verb string, sites []string) (any, error)
 	// History is what `sitectl history --json` prints for the site.
@@ -247,7 +251,8 @@ func (s *Server) do(ctx context.Context, req Request, caller Caller, progress fu
 		if err != nil {
 			return nil, err
 		}
-		return s.Backend.Change(ctx, req, st, caller, progress)
+		still := func() (*site.Site, error) { return s.granted(req.Site, caller) }
+		return s.Backend.Change(ctx, req, st, caller, progress, still)
 	case req.Verb == VerbHistory:
 		st, err := s.granted(req.Site, caller)
 		if err != nil {

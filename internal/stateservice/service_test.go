@@ -59,7 +59,7 @@ func (b *fakeBackend) Sites() ([]*site.Site, error) {
 	return []*site.Site{b.sites["admin"], b.sites["blog"], b.sites["shop"]}, nil
 }
 
-func (b *fakeBackend) Change(ctx context.Context, req Request, s *site.Site, c Caller, progress func(string)) (any, error) {
+func (b *fakeBackend) Change(ctx context.Context, req Request, s *site.Site, c Caller, progress func(string), still func() (*site.Site, error)) (any, error) {
 	b.started <- struct{}{}
 	for i := 0; i < b.progress; i++ {
 		progress(fmt.Sprintf("line %d %s", i, strings.Repeat("x", 100)))

@@ -468,3 +468,41 @@ func TestDeployerDoesNotStartASiteRootStopped(t *testing.T) {
 	h.run("sitectl", "restart", "web")
 	getReply(t, webURL)
 }
+
+// A deployer's change that waits for the site's lock (another sitectl
+// changes the site) is checked again once it holds the lock: root took
+// the grant away meanwhile, so it changes nothing and says so (exit 6).
+// Before, the grant was checked only before the wait, and the change ran.
+func TestGrantTakenAwayWhileWaitingForTheLock(t *testing.T) {
+	h, webURL, _ := deployerHost(t)
+	danaUID := strings.TrimSpace(h.run("id", "-u", "dana"))
+	// Root holds web's lock for 8 s, as a long change of root's would.
+	h.run("systemd-run", "--unit=rootlock", "flock", "/var/lib/sitectl/sites/web/lock", "sleep", "8")
+	h.waitFor("root's lock", 10*time.Second, func() bool {
+		out, _ := h.try("systemctl", "is-active", "rootlock.service")
+		return strings.TrimSpace(out) == "active"
+	})
+	h.run("systemd-run", "--unit=danareq", "-p", "User=dana", "sitectl", "mode", "web", "read-only", "--timeout", "60s")
+	time.Sleep(1500 * time.Millisecond) // dana's request waits for the lock
+	if out, _ := h.try("systemctl", "is-active", "rootlock.service"); strings.TrimSpace(out) != "active" {
+		t.Fatalf("root's lock ended before the grant was taken away: the test proves nothing")
+	}
+	port := strings.TrimPrefix(strings.TrimSuffix(webURL, "/"), "http://127.0.0.1:")
+	h.writeSite("web", "exec = [\"/usr/local/bin/webapp\"]\nreadiness = \"notify\"\n"+modeSites+"\n[[listen]]\naddress = \"127.0.0.1:"+port+"\"\n")
+	h.run("systemctl", "daemon-reload")
+	h.waitFor("dana's request to end", time.Minute, func() bool {
+		out, _ := h.try("systemctl", "is-active", "danareq.service")
+		return strings.TrimSpace(out) != "active" && strings.TrimSpace(out) != "activating"
+	})
+	if p := h.show("danareq.service", "ExecMainStatus"); p["ExecMainStatus"] != "6" {
+		t.Errorf("dana's request ended with %v, want exit 6\n%s", p, h.run("journalctl", "--no-pager", "-o", "cat", "-u", "danareq.service"))
+	}
+	for _, e := range h.history("web") {
+		if fmt.Sprint(e.UID) == danaUID {
+			t.Errorf("a change by dana ran after root took the grant away: %+v", e)
+		}
+	}
+	if m := getReply(t, webURL).Mode; m != "normal" {
+		t.Errorf("web serves mode %q", m)
+	}
+}
