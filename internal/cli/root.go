@@ -137,6 +137,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	// A message of several lines (every mistake of a site file) keeps its
 	// lines; each is escaped.
 	for i, line := range strings.Split(err.Error(), "\n") {
+		// cobra indents its suggestion of a verb with a tab, which the
+		// escaping below would print as \t.
+		line = strings.ReplaceAll(line, "\t", "  ")
 		prefix := ""
 		if i == 0 {
 			prefix = "sitectl: error: "

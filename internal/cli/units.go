@@ -16,6 +16,14 @@ func unitsCmd(e *env) *cobra.Command {
 		Use:     "units",
 		GroupID: "sites",
 		Short:   "Show or write the systemd units of sites",
+		// A verb that is not render is a mistake, not a request for help.
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErrorf("unknown command %q for %q: its one command is render", args[0], c.CommandPath())
+			}
+			return usageErrorf("%s needs a command: render", c.CommandPath())
+		},
+		RunE: func(*cobra.Command, []string) error { return nil },
 	}
 	var dir string
 	render := &cobra.Command{
