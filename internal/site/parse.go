@@ -1,6 +1,7 @@
 package site
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
@@ -27,6 +28,12 @@ func ParseNamed(file, name string, data []byte) (*Site, error) {
 	s := &Site{Name: name, File: file}
 	if err := ValidateName(name); err != nil {
 		p.errorf(tomlpos.Pos{Line: 1, Col: 1}, "%v (the name comes from the file name NAME.toml)", err)
+	}
+	if bytes.HasPrefix(data, []byte(byteOrderMark)) {
+		// go-toml would say "invalid character at start of key: U+00EF",
+		// which names no mistake an operator can see.
+		p.errorf(tomlpos.Pos{Line: 1, Col: 1}, "the file starts with a UTF-8 byte order mark (an editor's), which TOML does not allow: save it without one (vim: :set nobomb)")
+		return nil, p.errs
 	}
 	root, err := tomlpos.Parse(data)
 	if err != nil {
@@ -60,6 +67,22 @@ func (p *parser) errorf(pos tomlpos.Pos, format string, args ...any) {
 	p.errs = append(p.errs, &Error{File: p.file, Line: pos.Line, Col: pos.Col, Msg: fmt.Sprintf(format, args...)})
 }
 
+// byteOrderMark is UTF-8's, which some editors put at a file's start.
+const byteOrderMark = "\uFEFF"
+
+// inSiteFile is where fields says a key of the site file itself is.
+const inSiteFile = "in a site file"
+
+// topLevelKeys are the keys of the site file itself (siteKeys' names,
+// which fields, that siteKeys' handlers call, cannot refer to).
+var topLevelKeys = map[string]bool{}
+
+func init() {
+	for k := range siteKeys {
+		topLevelKeys[k] = true
+	}
+}
+
 // fields walks a table's keys in document order, calling the handler for each
 // known key and reporting unknown ones with the list of known keys.
 func fields[T any](p *parser, where string, t *tomlpos.Value, known map[string]func(*parser, *T, *tomlpos.Value), dst *T) {
@@ -72,7 +95,11 @@ func fields[T any](p *parser, where string, t *tomlpos.Value, known map[string]f
 				names = append(names, n)
 			}
 			slices.Sort(names)
-			p.errorf(v.KeyPos, "unknown key %q %s (known keys: %s)", printable(k), where, strings.Join(names, ", "))
+			hint := ""
+			if topLevelKeys[k] && where != inSiteFile {
+				hint = fmt.Sprintf("; %s is a key of the site itself: TOML puts every key after a [section] or [[listen]] header into it, so move it above the first header", printable(k))
+			}
+			p.errorf(v.KeyPos, "unknown key %q %s (known keys: %s)%s", printable(k), where, strings.Join(names, ", "), hint)
 			continue
 		}
 		handle(p, dst, v)
@@ -173,7 +200,7 @@ var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
 }
 
 func (p *parser) site(s *Site, root *tomlpos.Value) {
-	fields(p, "in a site file", root, siteKeys, s)
+	fields(p, inSiteFile, root, siteKeys, s)
 
 	if root.Get(keyExec) == nil {
 		p.errorf(tomlpos.Pos{Line: 1, Col: 1}, "exec is missing: say which program runs the site, e.g. exec = [\"/usr/bin/gunicorn\", \"app:application\"]")

@@ -414,3 +414,19 @@ func TestSymlinkedPathTakesTheBlame(t *testing.T) {
 		t.Errorf("against an installed site: %v", errs)
 	}
 }
+
+// Two mistakes an operator cannot see in the message of the TOML parser:
+// a byte order mark an editor wrote, and a key of the site appended after
+// a [[listen]] entry, where TOML makes it the entry's.
+func TestMistakesNamedAsTheOperatorSeesThem(t *testing.T) {
+	for src, want := range map[string]string{
+		"\uFEFFexec = [\"/bin/app\"]\n": "karl.toml:1:1: the file starts with a UTF-8 byte order mark",
+		"exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\ndrain_timeout = \"5s\"\n": `karl.toml:4:1: unknown key "drain_timeout" in a listen entry (known keys: address, group, mode, name, owner, path); drain_timeout is a key of the site itself: TOML puts every key after a [section] or [[listen]] header into it, so move it above the first header`,
+		"exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\nbogus = 1\n":              `karl.toml:4:1: unknown key "bogus" in a listen entry (known keys: address, group, mode, name, owner, path)`,
+	} {
+		_, err := Parse("/etc/sitectl/sites/karl.toml", []byte(src))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.HasSuffix(want, "path)") && strings.Contains(err.Error(), "key of the site itself") {
+			t.Errorf("%q: %v\nwant %s", src, err, want)
+		}
+	}
+}
