@@ -280,6 +280,9 @@ type switchRun struct {
 	// gone are the units of what the site file declared when the service
 	// last started and no longer declares (goneUnits).
 	gone []string
+	// maskedSockets are the site's socket units that are masked, as
+	// socketsUp last saw them.
+	maskedSockets []string
 }
 
 // MinTimeout is the shortest timeout, in whole seconds, of a change of a
@@ -389,6 +392,14 @@ func (sw *switchRun) plan(ctx context.Context) error {
 		return err
 	}
 	sw.socketsWereUp = up
+	if len(sw.maskedSockets) > 0 {
+		// The restart would stop the service and could not start it
+		// (it requires its sockets), nor could the rollback: not a
+		// site file that changed, nor a site that is down.
+		names := strings.Join(sw.maskedSockets, " and ")
+		return fmt.Errorf("site %s: %s is masked, and systemd starts no masked unit: a restart would stop the site and could start neither the new mode nor the old; nothing was done (`systemctl unmask %s` lets it start): %w",
+			sw.s.Name, names, strings.Join(sw.maskedSockets, " "), ErrCannotStart)
+	}
 	// The copy of the site file the service last started from, read
 	// once: what the change tidies up (goneUnits; a copy that cannot be
 	// read leaves none, as tidying up is not what the change is for) and

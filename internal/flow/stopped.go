@@ -25,6 +25,12 @@ func (sw *switchRun) socketsUp(ctx context.Context) (bool, string, error) {
 	if err != nil {
 		return false, "", err
 	}
+	sw.maskedSockets = sw.maskedSockets[:0]
+	for _, u := range states {
+		if u.LoadState == "masked" {
+			sw.maskedSockets = append(sw.maskedSockets, u.Name)
+		}
+	}
 	for _, u := range states {
 		switch {
 		case u.Job == "stop":

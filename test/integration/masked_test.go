@@ -39,3 +39,40 @@ func TestMaskedServiceIsNotRestarted(t *testing.T) {
 	h.run("sitectl", "restart", "karl")
 	getReply(t, url)
 }
+
+// A masked socket unit, while it listens or once stopped: a change was
+// told "the site file changed" with advice that never helped, or stopped
+// the service and reported the site down (exit 5, rollback-failed) while
+// systemd had simply refused the job. It is refused before anything is
+// done (exit 1), naming the mask and the command that lifts it.
+func TestMaskedSocketIsNotRestarted(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, modeSites)})
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+
+	h.run("systemctl", "mask", "--runtime", "site-karl.socket")
+	for _, args := range [][]string{{"mode", "karl", "read-only"}, {"restart", "karl"}} {
+		out, stderr, code := h.result("sitectl", args...)
+		if code != 1 || !strings.Contains(stderr, "site-karl.socket is masked") || !strings.Contains(stderr, "systemctl unmask site-karl.socket") {
+			t.Errorf("sitectl %s with the socket masked and listening: exit %d, want 1\n%s%s", strings.Join(args, " "), code, out, stderr)
+		}
+	}
+	if r := getReply(t, url); r.Mode != "normal" {
+		t.Errorf("the site serves %+v", r)
+	}
+
+	h.run("systemctl", "stop", "site-karl.socket", "site-karl.service")
+	out, stderr, code := h.result("sitectl", "mode", "karl", "read-only")
+	if code != 1 || !strings.Contains(stderr, "site-karl.socket is masked") {
+		t.Errorf("sitectl mode with the socket masked and stopped: exit %d, want 1\n%s%s", code, out, stderr)
+	}
+	if hist := h.run("sitectl", "history", "karl"); strings.Contains(hist, "rollback-failed") || strings.Contains(hist, "read-only") {
+		t.Errorf("history after the refusals:\n%s", hist)
+	}
+	h.run("systemctl", "unmask", "--runtime", "site-karl.socket")
+	if out, stderr, code := h.result("sitectl", "mode", "karl", "read-only"); code != 0 {
+		t.Errorf("sitectl mode once unmasked: exit %d\n%s%s", code, out, stderr)
+	}
+}
