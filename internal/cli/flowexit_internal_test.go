@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -23,5 +25,18 @@ func TestRollbackFailedHint(t *testing.T) {
 	}
 	if e := flowExit(fmt.Errorf("x: %w", flow.ErrCannotStart), flow.Report{Site: "karl"}); codeOf(e) != exitFailed {
 		t.Errorf("a unit that cannot start: exit %d, want %d", codeOf(e), exitFailed)
+	}
+}
+
+// A change shown to serve whose history could not be written (a full or
+// immutable state directory) says that the site changed, and what was not
+// recorded; not "permission denied" with a deployer's hint, not only the
+// write's error.
+func TestChangeNotRecordedSaysTheSiteChanged(t *testing.T) {
+	reason := "the site serves in mode slow, but its history could not be written (the next change records this one as interrupted): open /var/lib/sitectl/sites/karl/state.json: operation not permitted"
+	err := errors.Join(fmt.Errorf("site karl: %s: %w", reason, flow.ErrNotRecorded), os.ErrPermission)
+	e := flowExit(err, flow.Report{Site: "karl", Result: "ok", Reason: reason})
+	if codeOf(e) != exitFailed || e.Error() != "site karl: "+reason || len(hintsOf(e)) != 1 || !strings.HasPrefix(hintsOf(e)[0], "the site changed: `sitectl status karl`") {
+		t.Errorf("exit %d, %q, hints %q", codeOf(e), e, hintsOf(e))
 	}
 }

@@ -469,6 +469,10 @@ func flowExit(err error, rep flow.Report) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, flow.ErrNotRecorded):
+		// Not "nothing was changed", and not a permission of the
+		// caller's: the site serves the new mode, unrecorded.
+		return withCode(exitFailed, errors.New("site "+rep.Site+": "+rep.Reason), append(hints, "the site changed: `sitectl status "+rep.Site+"` shows what serves; free space or fix the state directory's file system, and the next change closes this one")...)
 	case errors.Is(err, flow.ErrRolledBack):
 		return withCode(exitRolledBack, err, append(hints, fmt.Sprintf("the site serves in mode %s again", rep.From))...)
 	case errors.Is(err, flow.ErrRollbackFailed):

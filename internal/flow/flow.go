@@ -178,6 +178,9 @@ var (
 	// switch; it was left stopped (see stopped.go).
 	ErrStopped    = errors.New("the site was stopped by someone else during the switch")
 	ErrSocketLost = errors.New("its socket unit holds no socket")
+	// ErrNotRecorded: the change was shown to serve, and its history
+	// could not be written (a full or read-only state directory).
+	ErrNotRecorded = errors.New("the change was made but not recorded")
 	// ErrListenerInUse: a listener systemd must open again for the site
 	// is held by another process.
 	ErrListenerInUse = errors.New("a listener of the site is in use")
@@ -654,6 +657,7 @@ func (sw *switchRun) finish(result, reason string, err error) (Report, error) {
 		// The result stays what was observed; the reason says that the
 		// history lacks it, with the error, which the exit code follows.
 		sw.rep.Reason = fmt.Sprintf("the site serves in mode %s, but its history could not be written (the next change records this one as interrupted): %v", sw.rep.To, ferr)
+		return sw.rep, errors.Join(err, fmt.Errorf("site %s: %s: %w", sw.s.Name, sw.rep.Reason, ErrNotRecorded))
 	}
 	return sw.rep, errors.Join(err, ferr)
 }

@@ -301,7 +301,7 @@ func TestOKWhoseHistoryCouldNotBeWritten(t *testing.T) {
 	e, _ := newEnv(t)
 	e.Writer = failingFinish{e.Writer}
 	rep, err := SwitchMode(context.Background(), e, testSite(t), "read-only", Options{})
-	if err == nil || rep.Result != modes.ResultOK || !strings.Contains(rep.Reason, "the site serves in mode read-only, but its history could not be written") ||
+	if !errors.Is(err, ErrNotRecorded) || rep.Result != modes.ResultOK || !strings.Contains(rep.Reason, "the site serves in mode read-only, but its history could not be written") ||
 		!strings.Contains(rep.Reason, "no space left on device") {
 		t.Fatalf("report %+v, %v", rep, err)
 	}
