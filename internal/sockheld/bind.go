@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 
@@ -39,9 +40,8 @@ func Unbindable(proc string, s *site.Site, lost []string, own []int) ([]string, 
 // unbindable is Unbindable in this process's network namespace.
 func unbindable(proc string, s *site.Site, lost []string, own []int) ([]string, error) {
 	var out []string
-	var ownInodes map[uint64]bool
 	for _, l := range s.Listeners {
-		if l.Kind != site.TCP || !contains(lost, l.Address) {
+		if l.Kind != site.TCP || !slices.Contains(lost, l.Address) {
 			continue
 		}
 		err := tryBind(l.Address, s.KeepPrevious > 0)
@@ -53,38 +53,38 @@ func unbindable(proc string, s *site.Site, lost []string, own []int) ([]string, 
 			continue
 		}
 		port, _ := listenerPort(l)
-		byPort := map[int][]uint64{}
-		if diagListeners(map[int]bool{port: true}, byPort) != nil {
-			clear(byPort)
-			for _, t := range []string{"tcp", "tcp6"} {
-				if err := readTable(filepath.Join(proc, "self", "net", t), func(f [][]byte) bool { return parseTCP(f, map[int]bool{port: true}, byPort) }); err != nil {
-					return nil, err
-				}
-			}
+		byPort, err := tcpListeners(filepath.Join(proc, "self", "net"), true, map[int]bool{port: true})
+		if err != nil {
+			return nil, err
 		}
-		if ownInodes == nil {
-			ownInodes = socketInodesOf(proc, own)
-		}
-		others := false
-		for _, i := range byPort[port] {
-			if !ownInodes[i] {
-				others = true
-			}
-		}
-		if others || len(byPort[port]) == 0 {
+		if len(byPort[port]) == 0 || !ownAll(proc, own, byPort[port]) {
 			out = append(out, fmt.Sprintf("%s: another process listens there", l.Address))
 		}
 	}
 	return out, nil
 }
 
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
+// ownAll tells whether each of inodes is a socket that one of the
+// processes pids has open. A process that went away, or whose files
+// cannot be read, has none.
+func ownAll(proc string, pids []int, inodes []uint64) bool {
+	want := map[uint64]bool{}
+	for _, i := range inodes {
+		want[i] = true
+	}
+	for _, pid := range pids {
+		held, err := heldInodes(filepath.Join(proc, strconv.Itoa(pid), "fd"), want)
+		if err != nil {
+			continue
+		}
+		for i := range held {
+			delete(want, i)
+		}
+		if len(want) == 0 {
 			return true
 		}
 	}
-	return false
+	return len(want) == 0
 }
 
 // tryBind binds a TCP socket to address as systemd's socket unit would,
@@ -121,30 +121,4 @@ func tryBind(address string, reusePort bool) error {
 		}
 	}
 	return unix.Bind(fd, sa)
-}
-
-// socketInodesOf are the inodes of the sockets the processes pids have
-// open. A process that went away, or whose files cannot be read, has none.
-func socketInodesOf(proc string, pids []int) map[uint64]bool {
-	out := map[uint64]bool{}
-	buf := make([]byte, 64)
-	for _, pid := range pids {
-		dir := filepath.Join(proc, fmt.Sprint(pid), "fd")
-		f, err := os.Open(dir)
-		if err != nil {
-			continue
-		}
-		names, _ := f.Readdirnames(-1)
-		for _, name := range names {
-			n, err := unix.Readlinkat(int(f.Fd()), name, buf)
-			if err != nil {
-				continue
-			}
-			if inode, ok := socketInode(buf[:n]); ok {
-				out[inode] = true
-			}
-		}
-		f.Close()
-	}
-	return out
 }

@@ -62,12 +62,10 @@ func Missing(proc string, s *site.Site) ([]string, error) {
 		}
 	}
 	byPort := map[int][]uint64{}
-	if len(ports) > 0 && (!sameNetns(proc) || diagListeners(ports, byPort) != nil) {
-		clear(byPort) // what the kernel said before it failed is read again
-		for _, t := range []string{"tcp", "tcp6"} {
-			if err := readTable(filepath.Join(proc, "1", "net", t), func(f [][]byte) bool { return parseTCP(f, ports, byPort) }); err != nil {
-				return nil, err
-			}
+	if len(ports) > 0 {
+		var err error
+		if byPort, err = tcpListeners(filepath.Join(proc, "1", "net"), sameNetns(proc), ports); err != nil {
+			return nil, err
 		}
 	}
 	byPath := map[string][]uint64{}
@@ -105,6 +103,24 @@ func Missing(proc string, s *site.Site) ([]string, error) {
 		}
 	}
 	return missing, nil
+}
+
+// tcpListeners are the inodes of the TCP sockets listening on ports, by
+// port: from the kernel (sock_diag) when diag says this process's network
+// namespace is the one meant, else (or when the kernel cannot say) from
+// the tables tcp and tcp6 in netDir, a /proc/PID/net.
+func tcpListeners(netDir string, diag bool, ports map[int]bool) (map[int][]uint64, error) {
+	byPort := map[int][]uint64{}
+	if diag && diagListeners(ports, byPort) == nil {
+		return byPort, nil
+	}
+	clear(byPort) // what the kernel said before it failed is read again
+	for _, t := range []string{"tcp", "tcp6"} {
+		if err := readTable(filepath.Join(netDir, t), func(f [][]byte) bool { return parseTCP(f, ports, byPort) }); err != nil {
+			return nil, err
+		}
+	}
+	return byPort, nil
 }
 
 // listenerPort is the port of a TCP listener.
