@@ -48,6 +48,9 @@ func (e *env) readSite(name string) (*site.Site, []byte, error) {
 		return nil, nil, withCode(siteReadCode(err), fmt.Errorf("cannot read site %s: %w", name, err))
 	}
 	s, err := site.Parse(e.dirs.SiteFile(name), data)
+	if err == nil {
+		err = site.SocketDirMistakes(s)
+	}
 	if err != nil {
 		return nil, nil, withCode(exitUsage, fmt.Errorf("site %s has mistakes:\n%w", name, err), "fix them, check with `sitectl check`, then `systemctl daemon-reload`")
 	}

@@ -254,6 +254,9 @@ func loadFiles(paths []string, hint *dirHint, others []*Site, names map[string]s
 			s, regular := hint.reused(i, p)
 			if s != nil {
 				out[i].site, out[i].errs = s, resolveListeners(s)
+				if len(out[i].errs) == 0 {
+					out[i].errs = sockDirErrors(hostView, s)
+				}
 				if len(out[i].errs) > 0 {
 					out[i].site = nil
 				}
@@ -277,6 +280,9 @@ func loadFiles(paths []string, hint *dirHint, others []*Site, names map[string]s
 			name = n
 		}
 		s, errs := load(p, name, data)
+		if len(errs) == 0 {
+			errs = sockDirErrors(hostView, s)
+		}
 		if len(errs) > 0 {
 			out[i].errs = errs
 			return

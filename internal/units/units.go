@@ -362,7 +362,11 @@ func renderSocket(s *site.Site, fdName string, opts Options) Unit {
 		sock.textIf("SocketUser", unix.Owner)
 		sock.textIf("SocketGroup", unix.Group)
 		sock.text("SocketMode", fmt.Sprintf("%04o", unix.Mode))
-		sock.text("RemoveOnStop", "yes")
+		// No RemoveOnStop=: systemd would unlink the path as root, through
+		// whatever its directories are then; a directory someone swapped
+		// for a link would make it remove another site's socket. A socket
+		// file left behind is harmless: systemd binds over it on the next
+		// start (it unlinks a path that is in use and binds again).
 	}
 	f.section("Install").text("WantedBy", "sockets.target")
 	return Unit{Name: socketName(s, fdName), Content: f.String(), WantedBy: "sockets.target", src: f}

@@ -1,0 +1,155 @@
+package site
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// fsView is what sockDirProblem reads of the host: lstat and readlink,
+// os's in production, a map in tests.
+type fsView struct {
+	lstat    func(string) (unix.Stat_t, error)
+	readlink func(string) (string, error)
+}
+
+var hostView = fsView{
+	lstat: func(p string) (unix.Stat_t, error) {
+		var st unix.Stat_t
+		err := unix.Lstat(p, &st)
+		return st, err
+	},
+	readlink: os.Readlink,
+}
+
+// sockDirProblem says why a user other than root could make systemd, which
+// binds a unix listener's socket as root, reach another path than p: a directory on the way to it that such a user
+// owns or may change could be replaced with a symlink to another site's
+// socket directory; systemd would then bind over that site's socket when
+// this one starts (it unlinks a path in use and binds again), taking its
+// visitors.
+// A world-writable sticky directory (/tmp) on the way counts only where
+// what is below it is missing (anyone may create it) or not root's, and
+// never as the socket's own directory (anyone may take the socket's name
+// first). A directory that does not exist is created by systemd, as root,
+// in a directory that must then be root's alone. Symlinks are followed
+// (each one in a directory the walk has found safe is root's choice).
+// "" when there is no such directory, or the path cannot be looked at.
+func sockDirProblem(v fsView, p string) string {
+	dirs := strings.Split(strings.Trim(filepath.Dir(filepath.Clean(p)), "/"), "/")
+	if len(dirs) == 1 && dirs[0] == "" {
+		dirs = nil
+	}
+	cur, links := "/", 0
+	st, err := v.lstat(cur)
+	if err != nil {
+		return ""
+	}
+	// check says why dir is not root's alone, or whether it is a sticky
+	// directory others may write (sticky: cur is one).
+	check := func(dir string, st unix.Stat_t) (string, bool) {
+		perm := st.Mode & 0o7777
+		switch {
+		case st.Uid != 0:
+			return fmt.Sprintf("directory %s is owned by uid %d, not root", dir, st.Uid), false
+		case perm&0o002 != 0 || perm&0o020 != 0 && st.Gid != 0:
+			if perm&unix.S_ISVTX != 0 {
+				return "", true
+			}
+			return fmt.Sprintf("directory %s may be changed by users other than root (mode %04o)", dir, perm), false
+		}
+		return "", false
+	}
+	why, sticky := check(cur, st)
+	if why != "" {
+		return why
+	}
+	for i := 0; i < len(dirs); i++ {
+		next := filepath.Join(cur, dirs[i])
+		st, err := v.lstat(next)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if sticky {
+				return fmt.Sprintf("directory %s does not exist and anyone may create it in %s", next, cur)
+			}
+			return ""
+		case err != nil:
+			return ""
+		}
+		if sticky && st.Uid != 0 {
+			return fmt.Sprintf("%s is owned by uid %d, not root, in %s, where its owner may replace it", next, st.Uid, cur)
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFLNK:
+			links++
+			target, err := v.readlink(next)
+			if err != nil || links > 40 {
+				return ""
+			}
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(cur, target)
+			}
+			// Walk the target from the root, then what follows the link.
+			rest := append(strings.Split(strings.Trim(filepath.Clean(target), "/"), "/"), dirs[i+1:]...)
+			if len(rest) > 0 && rest[0] == "" {
+				rest = rest[1:]
+			}
+			dirs, i, cur = rest, -1, "/"
+			st, err := v.lstat(cur)
+			if err != nil {
+				return ""
+			}
+			why, s := check(cur, st)
+			if why != "" {
+				return why
+			}
+			sticky = s
+			continue
+		case unix.S_IFDIR:
+		default:
+			return "" // not a directory: binding fails, whoever asks
+		}
+		why, s := check(next, st)
+		if why != "" {
+			return why
+		}
+		cur, sticky = next, s
+	}
+	if sticky {
+		return fmt.Sprintf("directory %s may be changed by users other than root (it is sticky, but anyone may take the socket's name in it first)", cur)
+	}
+	return ""
+}
+
+// sockDirErrors are the mistakes of s's unix listeners whose directories a
+// user other than root may replace (sockDirProblem).
+func sockDirErrors(v fsView, s *Site) Errors {
+	var errs Errors
+	for _, l := range s.Listeners {
+		if l.Kind != Unix {
+			continue
+		}
+		if why := sockDirProblem(v, l.Path); why != "" {
+			errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col, Msg: fmt.Sprintf(
+				"listener %s: %s: that user could put a symlink in its place, and systemd, which binds the socket as root, "+
+					"would then take over another site's socket; put the socket in a directory only root may change, "+
+					"such as /run/%s/ (systemd creates it)", printable(l.Path), why, s.Name)})
+		}
+	}
+	return errs
+}
+
+// SocketDirMistakes are the mistakes of site s's unix listeners whose
+// directories a user other than root may replace, as the loader finds them
+// (LoadDir, LoadFiles): for a site read on its own with Parse. nil: none.
+func SocketDirMistakes(s *Site) error {
+	if errs := sockDirErrors(hostView, s); len(errs) > 0 {
+		return errs
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+package site
+
+import (
+	"io/fs"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// fakeFS is a file system of directories and symlinks, by path.
+type fakeFS map[string]fakeEntry
+
+type fakeEntry struct {
+	uid, gid uint32
+	mode     uint32 // type and permission bits
+	link     string
+}
+
+func (f fakeFS) view() fsView {
+	return fsView{
+		lstat: func(p string) (unix.Stat_t, error) {
+			e, ok := f[p]
+			if !ok {
+				return unix.Stat_t{}, fs.ErrNotExist
+			}
+			return unix.Stat_t{Uid: e.uid, Gid: e.gid, Mode: e.mode}, nil
+		},
+		readlink: func(p string) (string, error) { return f[p].link, nil },
+	}
+}
+
+func dir(uid, gid, perm uint32) fakeEntry {
+	return fakeEntry{uid: uid, gid: gid, mode: unix.S_IFDIR | perm}
+}
+func link(to string) fakeEntry { return fakeEntry{mode: unix.S_IFLNK | 0o777, link: to} }
+
+func TestSockDirProblem(t *testing.T) {
+	host := fakeFS{
+		"/":                 dir(0, 0, 0o755),
+		"/run":              dir(0, 0, 0o755),
+		"/run/a":            dir(0, 0, 0o755),
+		"/run/staff":        dir(0, 50, 0o775),
+		"/run/wheel":        dir(0, 0, 0o775),
+		"/srv":              dir(0, 0, 0o755),
+		"/srv/a":            dir(1000, 1000, 0o755),
+		"/srv/a/run":        dir(0, 0, 0o755),
+		"/srv/open":         dir(0, 0, 0o777),
+		"/tmp":              dir(0, 0, 0o1777),
+		"/tmp/root":         dir(0, 0, 0o755),
+		"/tmp/users":        dir(1000, 0, 0o755),
+		"/tmp/userlink":     fakeEntry{uid: 1000, mode: unix.S_IFLNK | 0o777, link: "/run/a"},
+		"/run/tolink":       link("/srv/a/run"),
+		"/run/toroot":       link("a"),
+		"/run/loop":         link("/run/loop"),
+		"/run/sticky":       dir(0, 0, 0o1777),
+		"/run/sticky/inner": dir(0, 0, 0o755),
+	}
+	for _, c := range []struct {
+		path, want string
+	}{
+		{"/run/a/http.sock", ""},
+		{"/run/new/deeper/http.sock", ""},     // systemd creates them, as root
+		{"/run/wheel/http.sock", ""},          // group-writable, by root's group
+		{"/run/toroot/http.sock", ""},         // a link of root's, to a directory of root's
+		{"/tmp/root/http.sock", ""},           // sticky /tmp, root's directory in it
+		{"/run/sticky/inner/x/http.sock", ""}, // a missing directory below root's
+		{"/run/loop/http.sock", ""},           // cannot be told: binding fails anyway
+		{"/srv/a/run/http.sock", "directory /srv/a is owned by uid 1000"},
+		{"/srv/open/http.sock", "directory /srv/open may be changed by users other than root (mode 0777)"},
+		{"/run/staff/http.sock", "directory /run/staff may be changed by users other than root (mode 0775)"},
+		{"/run/tolink/http.sock", "directory /srv/a is owned by uid 1000"},
+		{"/tmp/http.sock", "directory /tmp may be changed by users other than root (it is sticky"},
+		{"/tmp/missing/http.sock", "directory /tmp/missing does not exist and anyone may create it in /tmp"},
+		{"/tmp/users/http.sock", "/tmp/users is owned by uid 1000, not root, in /tmp"},
+		{"/tmp/userlink/http.sock", "/tmp/userlink is owned by uid 1000, not root, in /tmp"},
+	} {
+		got := sockDirProblem(host.view(), c.path)
+		if (c.want == "") != (got == "") || !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s: %q, want %q", c.path, got, c.want)
+		}
+	}
+}
+
+func TestSockDirErrorsNameTheListener(t *testing.T) {
+	host := fakeFS{"/": dir(0, 0, 0o755), "/srv": dir(0, 0, 0o755), "/srv/a": dir(1000, 1000, 0o755)}
+	s, errs := ParseNamed("/etc/sitectl/sites/a.toml", "a", []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\nname = \"u\"\npath = \"/srv/a/http.sock\"\n"))
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	got := sockDirErrors(host.view(), s)
+	if len(got) != 1 || !strings.HasPrefix(got[0].Error(), "/etc/sitectl/sites/a.toml:6:8: listener /srv/a/http.sock: directory /srv/a is owned by uid 1000, not root: that user could put a symlink in its place") {
+		t.Errorf("%v", got)
+	}
+}
