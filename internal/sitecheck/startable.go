@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/procfs"
+	"golang.org/x/sys/unix"
 )
 
 // Start is what a service starts with, as far as Startable checks it.
@@ -158,8 +159,23 @@ const shebangMax = 256
 
 // readHead reads the first n bytes of a file, or fewer if it is shorter.
 func readHead(path string, n int) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0) // a FIFO put there meanwhile must not block
-
+	// The path is first opened without reading (O_PATH: opening a device
+	// may do something, a FIFO would block), and read only when what was
+	// opened is a regular file: what was statted before may have been
+	// swapped since.
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fd), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, err
 	}

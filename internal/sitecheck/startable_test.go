@@ -2,6 +2,7 @@ package sitecheck
 
 import (
 	"errors"
+	"golang.org/x/sys/unix"
 	"io/fs"
 	"os"
 	"strings"
@@ -150,5 +151,21 @@ func TestReadHead(t *testing.T) {
 	}
 	if h := OS; h.interpreter(p) != "/bin/sh" {
 		t.Errorf("interpreter = %q", h.interpreter(p))
+	}
+	// What is not a regular file is not read, whatever a stat before
+	// said: a FIFO (which a plain open would block on without a writer)
+	// and a device, also through a symlink.
+	fifo := t.TempDir() + "/fifo"
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dev := t.TempDir() + "/dev"
+	if err := os.Symlink("/dev/zero", dev); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, dev} {
+		if got, err := readHead(p, 4); err == nil || !strings.Contains(err.Error(), "is not a regular file") {
+			t.Errorf("readHead(%s) = %q, %v", p, got, err)
+		}
 	}
 }
