@@ -218,10 +218,34 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 	var ents []entry
 	var byName unitsByName
 	var err error
+	st := modes.Store{Dir: src.Dirs.State}
+	read := func(name string) (modes.Listed, error) {
+		l, _, err := st.ReadListed(name)
+		return l, err
+	}
+	if len(req.Names) == 0 && req.Brief && src.StateCache != "" {
+		// list: a record of the state cache whose files did not change
+		// stands for reading them.
+		now, writes := src.cacheRules()
+		states := sitecache.StateStore{Path: src.StateCache, Modes: st, Build: sitecache.Build(), MayWrite: writes}.Open(now)
+		read = states.Read
+		defer func() { res.stateCache = states.Close() }()
+	}
+	// Each site's state is a few small files (and, for status, a journal
+	// read): on all CPUs, for thousands of sites. For all sites, one read
+	// of the state directory says which sites have any: the others' are
+	// not looked for. Named sites are looked for: reading the entries of
+	// 10,000 sites to show one would not keep status flat.
+	withState, known := map[string]bool{}, false
 	if len(req.Names) == 0 {
-		ents, byName, res.Skipped, res.cache, err = allSites(ctx, src, req.Brief)
-		if err == nil {
+		// The sites' states are read while systemd lists the units:
+		// neither needs the other, and systemd takes as long as sitectl.
+		ents, byName, res.Skipped, res.cache, err = allSites(ctx, src, req.Brief, func(ents []entry) {
 			pinnedEntries(src.Dirs, ents)
+			withState, known = st.WithState()
+			readStates(ents, read, withState, known)
+		})
+		if err == nil {
 			ents = append(ents, goneEntries(src.Dirs, ents, byName)...)
 			sortEntries(ents)
 		}
@@ -248,28 +272,6 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 	}
 	if err != nil {
 		return res, err
-	}
-	st := modes.Store{Dir: src.Dirs.State}
-	read := func(name string) (modes.Listed, error) {
-		l, _, err := st.ReadListed(name)
-		return l, err
-	}
-	if len(req.Names) == 0 && req.Brief && src.StateCache != "" {
-		// list: a record of the state cache whose files did not change
-		// stands for reading them.
-		now, writes := src.cacheRules()
-		states := sitecache.StateStore{Path: src.StateCache, Modes: st, Build: sitecache.Build(), MayWrite: writes}.Open(now)
-		read = states.Read
-		defer func() { res.stateCache = states.Close() }()
-	}
-	// Each site's state is a few small files (and, for status, a journal
-	// read): on all CPUs, for thousands of sites. For all sites, one read
-	// of the state directory says which sites have any: the others' are
-	// not looked for. Named sites are looked for: reading the entries of
-	// 10,000 sites to show one would not keep status flat.
-	withState, known := map[string]bool{}, false
-	if len(req.Names) == 0 {
-		withState, known = st.WithState()
 	}
 	sites := make([]Site, len(ents))
 	errs := make([]error, len(ents))
@@ -304,7 +306,9 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 			return res, err
 		}
 		res.Skipped = append(res.Skipped, fmt.Errorf("site %s: its mode and state are not shown: %w", ents[i].site.Name, err))
-		sites[i], _ = build(st, func(string) (modes.Listed, error) { return modes.Listed{}, nil }, ents[i], byName, false, src.Resolve)
+		en := ents[i]
+		en.state = nil
+		sites[i], _ = build(st, func(string) (modes.Listed, error) { return modes.Listed{}, nil }, en, byName, false, src.Resolve)
 		sites[i].Mode = ""
 	}
 	res.Sites = sites
@@ -315,7 +319,9 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 // all site units at the same time: systemd takes as long to list 20,000
 // units as sitectl takes to read 10,000 site files, and neither needs the
 // other.
-func allSites(ctx context.Context, src Sources, brief bool) ([]entry, unitsByName, []error, sitecache.Stats, error) {
+// during, when not nil, is given the entries of the site files while
+// systemd lists.
+func allSites(ctx context.Context, src Sources, brief bool, during func([]entry)) ([]entry, unitsByName, []error, sitecache.Stats, error) {
 	var byName unitsByName
 	var uerr error
 	listed := make(chan struct{})
@@ -331,6 +337,9 @@ func allSites(ctx context.Context, src Sources, brief bool) ([]entry, unitsByNam
 		load = src.cachedLoad
 	}
 	ents, skipped, stats, err := allEntries(src.Dirs, load)
+	if err == nil && during != nil {
+		during(ents)
+	}
 	<-listed
 	if err == nil {
 		err = uerr
@@ -413,7 +422,7 @@ func unit(byName unitsByName, name string) control.Unit {
 func build(st modes.Store, read func(name string) (modes.Listed, error), en entry, byName unitsByName, hasState bool, resolve func(string) (string, error)) (Site, error) {
 	s := en.site
 	u := unit(byName, units.ServiceName(s.Name))
-	ms, err := readModeState(read, s, hasState)
+	ms, err := readModeState(read, s, hasState, en.state)
 	if err != nil {
 		return Site{}, err
 	}
@@ -464,9 +473,15 @@ func build(st modes.Store, read func(name string) (modes.Listed, error), en entr
 // readModeState reads the recorded mode (else the site's default mode) and
 // the state without its history; a site without a state directory has
 // neither, and nothing is looked for.
-func readModeState(read func(name string) (modes.Listed, error), s *site.Site, hasState bool) (modes.Listed, error) {
+// pre, when not nil, is the state read already.
+func readModeState(read func(name string) (modes.Listed, error), s *site.Site, hasState bool, pre *stateRead) (modes.Listed, error) {
 	l := modes.Listed{}
-	if hasState {
+	if pre != nil {
+		if pre.err != nil {
+			return modes.Listed{}, pre.err
+		}
+		l = pre.listed
+	} else if hasState {
 		var err error
 		if l, err = read(s.Name); err != nil {
 			return modes.Listed{}, err
@@ -612,6 +627,26 @@ type entry struct {
 	modTime  time.Time
 	pin      *modes.Pin // the valid file failed to start: site is its last good copy
 	gone     bool       // no site file, but its units run
+	// state is the site's state read already (readStates); nil: not yet.
+	state *stateRead
+}
+
+// stateRead is what reading a site's state gave.
+type stateRead struct {
+	listed modes.Listed
+	err    error
+}
+
+// readStates reads the state of each entry whose site has a state
+// directory (withState, when known), on all CPUs.
+func readStates(ents []entry, read func(name string) (modes.Listed, error), withState map[string]bool, known bool) {
+	states := make([]stateRead, len(ents))
+	par.Each(len(ents), func(i int) {
+		if name := ents[i].site.Name; !known || withState[name] {
+			states[i].listed, states[i].err = read(name)
+			ents[i].state = &states[i]
+		}
+	})
 }
 
 func (en entry) unitNames() []string {
