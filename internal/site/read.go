@@ -1,6 +1,8 @@
 package site
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -32,6 +34,15 @@ const MaxFileSize = 1 << 20
 // A missing file gives an error that wraps fs.ErrNotExist. Every error is
 // worded for an operator and starts with the path.
 func ReadFile(path string) ([]byte, error) { return readFile(unix.AT_FDCWD, path, path, false, false) }
+
+// Digest is the identity of a site file's content: the SHA-256 of its
+// bytes, in hex. The generator stamps it on the units it writes
+// (Site.Digest), so that a file changed since then is told by its
+// content, whatever its modification time says (docs/operations.md).
+func Digest(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
 
 // readSiteFile is ReadFile of a site file, which must also be root's
 // alone (trusted).

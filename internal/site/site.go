@@ -100,8 +100,13 @@ const (
 
 // Site is one web application instance on this host.
 type Site struct {
-	Name        string
-	File        string // the site file it was read from
+	Name string
+	File string // the site file it was read from
+	// Digest is the SHA-256 (Digest) of the bytes the site was parsed
+	// from, for the stamp on its units (units.ParseStamp): set by LoadDir,
+	// LoadFiles and LoadBytes; "" from ParseNamed and for a site sitectl
+	// list's cache gave without reading its file (LoadDirReusing).
+	Digest      string
 	Description string
 
 	Exec        []string
