@@ -65,7 +65,9 @@ func FullRestartReason(started, now *site.Site, opts units.Options) string {
 		return ""
 	}
 	was := *started
-	was.File = now.File // where it was read from is no change
+	// Where it was read from is no change, nor is the stamp of the
+	// file's bytes on the units (a comment): what the units say is.
+	was.File, was.Digest = now.File, now.Digest
 	if reflect.DeepEqual(units.Render(&was, opts), units.Render(now, opts)) {
 		return ""
 	}
