@@ -21,6 +21,7 @@ import (
 	"github.com/sitectl/sitectl/internal/cgroup"
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
+	"github.com/sitectl/sitectl/internal/generator"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/sockheld"
@@ -540,6 +541,9 @@ func (e *env) connect(ctx context.Context) (*control.Manager, error) {
 	if err != nil {
 		return nil, withCode(exitUnavailable, err, "is systemd running, and dbus.service with it?")
 	}
+	// Units older than their site file are told by the file's content
+	// too, not by its modification time alone as systemd does.
+	m.SourceChanged = generator.SourceChanged
 	return m, nil
 }
 

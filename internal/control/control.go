@@ -43,6 +43,17 @@ type Manager struct {
 	// the listing of units then reads it on a connection of its own
 	// (rawListUnits).
 	private string
+
+	// SourceChanged, when set, tells whether the file a unit was
+	// generated from (its SourcePath=, source) has other content than
+	// the unit file systemd loaded (fragment, its FragmentPath=) says
+	// it was generated from: NeedDaemonReload and StartSpec ask it when
+	// systemd says the unit is current, since systemd compares only
+	// modification times (see NeedDaemonReload). A unit that says
+	// nothing of its source's content is false. sitectl's own check
+	// lives outside this package (generator.SourceChanged); nil: systemd's
+	// answer alone.
+	SourceChanged func(fragment, source string) (bool, error)
 }
 
 // Connect reaches systemd over the system bus, or, for root when there is no

@@ -78,6 +78,12 @@ func reloadHappened(before dirID, known bool, after dirID, found bool) error {
 // unit than the one it has: its file, or the file it was generated from
 // (SourcePath=, a site file), changed since the last daemon-reload. A unit
 // systemd does not know needs one too.
+//
+// systemd (252) tells a changed file only by a modification time later
+// than the one it loaded: a file put in place with an older time (cp -p,
+// rsync -a, tar x) is not seen. When systemd says the unit is current,
+// SourceChanged, if set, compares the content of the source with what the
+// unit file says it was generated from.
 func (m *Manager) NeedDaemonReload(ctx context.Context, unit string) (bool, error) {
 	us, err := m.States(ctx, unit)
 	if err != nil {
@@ -86,12 +92,35 @@ func (m *Manager) NeedDaemonReload(ctx context.Context, unit string) (bool, erro
 	if len(us) != 1 || us[0].LoadState != "loaded" {
 		return true, nil
 	}
-	p, err := m.conn.GetUnitPropertyContext(ctx, unit, "NeedDaemonReload")
-	if err != nil {
-		return false, fmt.Errorf("cannot read NeedDaemonReload of %s: %w", unit, classify(err))
+	var need bool
+	var fragment, source string
+	props := []unitProp{{unitIface, "NeedDaemonReload", func(v dbus.Variant) { need, _ = v.Value().(bool) }}}
+	if m.SourceChanged != nil {
+		props = append(props,
+			unitProp{unitIface, "FragmentPath", func(v dbus.Variant) { fragment, _ = v.Value().(string) }},
+			unitProp{unitIface, "SourcePath", func(v dbus.Variant) { source, _ = v.Value().(string) }})
 	}
-	need, _ := p.Value.Value().(bool)
-	return need, nil
+	if err := m.getProps(ctx, unit, props); err != nil {
+		return false, err
+	}
+	if need {
+		return true, nil
+	}
+	return m.sourceChanged(unit, fragment, source)
+}
+
+// sourceChanged is SourceChanged of a unit systemd says is current, which
+// it loaded from fragment, generated from source: false without a check,
+// or without either file.
+func (m *Manager) sourceChanged(unit, fragment, source string) (bool, error) {
+	if m.SourceChanged == nil || fragment == "" || source == "" {
+		return false, nil
+	}
+	changed, err := m.SourceChanged(fragment, source)
+	if err != nil {
+		return false, fmt.Errorf("cannot tell whether %s is older than %s: %w", unit, source, err)
+	}
+	return changed, nil
 }
 
 // StartedAt is when a unit last became active (ActiveEnterTimestamp); zero

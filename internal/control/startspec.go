@@ -37,12 +37,8 @@ type StartSpec struct {
 // pipelined round of small property reads (GetAll would send some 250).
 func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error) {
 	var spec StartSpec
-	// systemd loads a unit it does not have yet when its object is asked.
-	path := dbus.ObjectPath("/org/freedesktop/systemd1/unit/" + sd.PathBusEscape(unit))
-	props := []struct {
-		iface, name string
-		set         func(v dbus.Variant)
-	}{
+	var fragment, source string
+	props := []unitProp{
 		{serviceIface, "ExecStart", func(v dbus.Variant) { spec.Argv = firstArgv(v.Value()) }},
 		{serviceIface, "User", func(v dbus.Variant) { spec.User, _ = v.Value().(string) }},
 		{serviceIface, "Group", func(v dbus.Variant) { spec.Group, _ = v.Value().(string) }},
@@ -60,6 +56,36 @@ func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error)
 		{unitIface, "NeedDaemonReload", func(v dbus.Variant) { spec.NeedDaemonReload, _ = v.Value().(bool) }},
 		{unitIface, "LoadState", func(v dbus.Variant) { spec.LoadState, _ = v.Value().(string) }},
 	}
+	if m.SourceChanged != nil {
+		props = append(props,
+			unitProp{unitIface, "FragmentPath", func(v dbus.Variant) { fragment, _ = v.Value().(string) }},
+			unitProp{unitIface, "SourcePath", func(v dbus.Variant) { source, _ = v.Value().(string) }})
+	}
+	if err := m.getProps(ctx, unit, props); err != nil {
+		return StartSpec{}, err
+	}
+	if !spec.NeedDaemonReload && spec.LoadState == "loaded" {
+		changed, err := m.sourceChanged(unit, fragment, source)
+		if err != nil {
+			return StartSpec{}, err
+		}
+		spec.NeedDaemonReload = changed
+	}
+	return spec, nil
+}
+
+// unitProp is one property of a unit to read, and what to do with it.
+type unitProp struct {
+	iface, name string
+	set         func(v dbus.Variant)
+}
+
+// getProps reads properties of unit in one pipelined round of small
+// reads (GetAll would send some 250), loading the unit if systemd does
+// not have it yet, and hands each to its set.
+func (m *Manager) getProps(ctx context.Context, unit string, props []unitProp) error {
+	// systemd loads a unit it does not have yet when its object is asked.
+	path := dbus.ObjectPath("/org/freedesktop/systemd1/unit/" + sd.PathBusEscape(unit))
 	obj := m.bus.Object("org.freedesktop.systemd1", path)
 	calls := make([]*dbus.Call, len(props))
 	for i, p := range props {
@@ -68,11 +94,11 @@ func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error)
 	for i, p := range props {
 		var v dbus.Variant
 		if err := (<-calls[i].Done).Store(&v); err != nil {
-			return StartSpec{}, fmt.Errorf("cannot read %s of %s: %w", p.name, unit, classify(err))
+			return fmt.Errorf("cannot read %s of %s: %w", p.name, unit, classify(err))
 		}
 		p.set(v)
 	}
-	return spec, nil
+	return nil
 }
 
 // firstArgv is the command line of the first command of an ExecStart=
