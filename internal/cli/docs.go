@@ -450,6 +450,13 @@ gets its units but not that link, so it stays down across reboots until sitectl
 enable. Drop-ins in /etc/systemd/system/UNIT.d/ apply to generated units as to any
 other.
 
+Each unit generated from a site file names in its comment header the content it was
+generated from: "Site file sha256: HEX", the SHA-256 of the file's bytes as read.
+systemd tells units older than their site file only by a modification time later
+than the one it loaded, so a file put in place with its old time kept (cp -p,
+rsync -a, tar x) passes for current with systemctl; sitectl compares the file with
+that line, and takes such units as older than the file.
+
 A site file with mistakes does not take its site down. Each mistake is logged as
 FILE:LINE:COL: what is wrong, and the site's units are written from the last good
 copy of its file: the version its service last started from, which sitectl prepare

@@ -91,7 +91,8 @@ done and sitectl exits 1, saying what is missing; the site serves on. Maintenanc
 modes run no program of the site's. A restart of units older than the site file
 (edited, not daemon-reloaded) goes ahead and warns that it ran the command line, user,
 sockets and settings systemd has, with only the mode's environment from the file as it
-is now (warnings in --json).
+is now (warnings in --json). Older is by content too: a file put in place with its old
+modification time kept (cp -p, rsync -a) counts, though systemctl takes it for current.
 
 Run by a user other than root, sitectl asks sitectl's state service to do all of
 this as root, for a site whose file names the user in deployers (see
