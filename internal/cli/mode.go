@@ -99,6 +99,15 @@ this as root, for a site whose file names the user in deployers (see
 docs/deployers.md), and shows its progress and report. Once the change has
 started, it finishes (or rolls back) even if this sitectl is stopped.
 
+Root's sitectl interrupted (Ctrl-C: SIGINT, or SIGTERM) says so and does not die:
+before the change has begun, nothing is done (exit 1); while the new mode comes up,
+the previous mode is put back, brought up and verified, as after a failed start
+(exit 4, or 5 if that fails too); a new mode already shown to serve stands. Further
+signals are ignored, with a line that says so, until sitectl exits. A closed terminal
+(SIGHUP) asks nobody to stop: the change runs to its end, and sitectl history says
+how it ended. Only kill -9 cuts a change short: sitectl status shows it, and the
+next change closes it.
+
 ` + exitCodesHelp,
 		Example: `  sitectl mode karl maintenance
   sitectl mode karl normal --timeout 1m --json`,
@@ -200,6 +209,10 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 	if e.remote() {
 		rep, err = e.remoteChange(ctx, req)
 	} else {
+		// A signal must not kill sitectl in the middle of a change.
+		interrupt, stop := e.interruptible(req.Site)
+		defer stop()
+		ctx = mergeCancel(ctx, interrupt)
 		// systemd takes a few ms to accept a connection: it is made
 		// while the site file is read and checked.
 		conn := e.connectSoon(ctx)
@@ -209,7 +222,7 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 			return err
 		}
 		who := modes.Local{Store: modes.Store{Dir: e.dirs.State}, UID: os.Getuid(), PID: os.Getpid()}
-		rep, err = e.localChange(ctx, req, s, who, e.progressf, conn, nil)
+		rep, err = e.localChange(ctx, interrupt, req, s, who, e.progressf, conn, nil)
 	}
 	if asJSON {
 		if rep.Journal == nil {
@@ -236,13 +249,16 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 // input from changing anything: the mode first, then the bus (conn, on
 // its way since before the site file was read), then the lock, and only
 // then state. who records it. ctx may end while it waits
-// for the lock (the state service's caller hung up); once the change has
-// started, it runs to its end, bounded by its own timeout. This is the one
+// for the lock (the state service's caller hung up, root's sitectl was
+// interrupted); once the change has started, it runs to its end, bounded
+// by its own timeout, unless interrupt (root's sitectl: SIGINT or
+// SIGTERM; nil for the state service) ends and rolls it back
+// (flow.Env.Interrupt). This is the one
 // code path of every change, root's own and a deployer's. still, for a
 // deployer's change, is asked once the lock is held: the grant and the
 // site file as they are then, not as they were before a wait for another
 // sitectl.
-func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site.Site, who modes.Local, progress func(string, ...any), conn *pendingConn, still func() (*site.Site, error)) (flow.Report, error) {
+func (e *env) localChange(ctx, interrupt context.Context, req stateservice.Request, s *site.Site, who modes.Local, progress func(string, ...any), conn *pendingConn, still func() (*site.Site, error)) (flow.Report, error) {
 	rep := flow.Report{Site: s.Name}
 	who.Kind = req.Verb // history records what was asked for: mode, restart, ...
 	if req.Verb == stateservice.VerbMode {
@@ -286,6 +302,7 @@ func (e *env) localChange(ctx context.Context, req stateservice.Request, s *site
 		PinBack:     pinBack,
 		Unpin:       unpin,
 		KeepStopped: who.UID != 0,
+		Interrupt:   interrupt,
 	}
 	rep, err = runFlow(ctx, req, fe, s)
 	if rep.Changed || rep.Result == modes.ResultRolledBack {
@@ -432,7 +449,7 @@ func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservic
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return nil, stillLocked()
 			}
-			return nil, withCode(exitFailed, fmt.Errorf("gave up waiting for site %s: %w; nothing was done", s.Name, ctx.Err()))
+			return nil, withCode(exitFailed, fmt.Errorf("gave up waiting for site %s: %w; nothing was done", s.Name, context.Cause(ctx)))
 		case <-time.After(100 * time.Millisecond):
 		}
 		lock, err = st.LockSite(s, false)
@@ -495,6 +512,8 @@ func flowExit(err error, rep flow.Report) error {
 		return withCode(exitFailed, err, "the site was left as it was")
 	case errors.Is(err, flow.ErrOutOfService):
 		return withCode(exitFailed, err, "`sitectl enable "+rep.Site+"` puts it back in service")
+	case errors.Is(err, flow.ErrInterrupted):
+		return withCode(exitFailed, err)
 	case errors.Is(err, flow.ErrNoPrevious):
 		return withCode(exitFailed, err, "`sitectl history "+rep.Site+"` shows its switches")
 	case errors.Is(err, control.ErrDenied):

@@ -93,7 +93,7 @@ func (b backend) Sites() ([]*site.Site, error) {
 
 func (b backend) Change(ctx context.Context, req stateservice.Request, s *site.Site, c stateservice.Caller, progress func(string), still func() (*site.Site, error)) (any, error) {
 	who := modes.Local{Store: modes.Store{Dir: b.e.dirs.State}, UID: c.UID, PID: os.Getpid()}
-	return b.e.localChange(ctx, req, s, who, func(format string, args ...any) { progress(fmt.Sprintf(format, args...)) }, b.e.connectSoon(ctx), still)
+	return b.e.localChange(ctx, nil, req, s, who, func(format string, args ...any) { progress(fmt.Sprintf(format, args...)) }, b.e.connectSoon(ctx), still)
 }
 
 func (b backend) Status(ctx context.Context, verb string, names []string) (any, error) {

@@ -96,6 +96,14 @@ type Env struct {
 	// deployer's change has it: root stopped the site (systemctl stop),
 	// and only root starts it again.
 	KeepStopped bool
+	// Interrupt, once done, interrupts a change (root's sitectl got
+	// SIGINT or SIGTERM; its cause says which): one not yet begun does
+	// nothing, and a new mode not yet shown to serve is given up and
+	// the previous mode brought up and verified again, as after a
+	// failed start. A change whose new mode was shown to serve stands.
+	// nil: a change is never interrupted (sitectl's state service, whose
+	// caller may hang up: the change runs to its end).
+	Interrupt context.Context
 	// Host is what the check before a restart reads of the host;
 	// default sitecheck.OS.
 	Host *sitecheck.Host
@@ -193,6 +201,9 @@ var (
 	// ErrSiteStopped: a deployer's change of a site whose sockets are
 	// stopped; only root starts a site again.
 	ErrSiteStopped = errors.New("the site is stopped")
+	// ErrInterrupted: Env.Interrupt ended the change; with ErrRolledBack
+	// or ErrRollbackFailed when it had begun, alone when nothing was done.
+	ErrInterrupted = errors.New("sitectl was interrupted")
 )
 
 // Current is the mode a site is recorded in: its mode file, or its default
@@ -238,13 +249,26 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 	if err := sw.plan(ctx); err != nil {
 		return sw.rep, err
 	}
+	if cause := e.interruption(); cause != nil {
+		return sw.rep, fmt.Errorf("site %s: %w before the change began; nothing was done", s.Name, cause)
+	}
 	if err := sw.record(ctx); err != nil {
 		return sw.rep, err
 	}
 	upCtx, cancel := context.WithTimeout(ctx, sw.timeout*6/10)
+	stopWatch := e.onInterrupt(cancel)
 	pid, upErr := sw.up(upCtx)
+	stopWatch()
+	cut := errors.Is(upCtx.Err(), context.Canceled) // by the interruption
 	cancel()
+	if cause := e.interruption(); cause != nil && upErr != nil && cut {
+		sw.interrupted = true
+		upErr = fmt.Errorf("%w before mode %s was shown to serve", cause, to)
+	}
 	if upErr == nil {
+		if cause := e.interruption(); cause != nil {
+			sw.warn("%v after mode %s was shown to serve: the change stands (`sitectl rollback %s` undoes it)", cause, to, s.Name)
+		}
 		sw.stopGone(ctx)
 		return sw.succeed(pid)
 	}
@@ -286,6 +310,31 @@ type switchRun struct {
 	// maskedSockets are the site's socket units that are masked, as
 	// socketsUp last saw them.
 	maskedSockets []string
+	// interrupted: Env.Interrupt cut the bringing up short; the site
+	// file did not fail, so the rollback does not go back to the version
+	// the site ran before.
+	interrupted bool
+}
+
+// interruption is the cause of Env.Interrupt once it is done, or nil.
+func (e *Env) interruption() error {
+	if e.Interrupt == nil || e.Interrupt.Err() == nil {
+		return nil
+	}
+	if cause := context.Cause(e.Interrupt); cause != nil && errors.Is(cause, ErrInterrupted) {
+		return cause
+	}
+	return ErrInterrupted
+}
+
+// onInterrupt calls cancel when Env.Interrupt is done, until the returned
+// function is called.
+func (e *Env) onInterrupt(cancel func()) func() {
+	if e.Interrupt == nil {
+		return func() {}
+	}
+	stop := context.AfterFunc(e.Interrupt, cancel)
+	return func() { stop() }
 }
 
 // MinTimeout is the shortest timeout, in whole seconds, of a change of a
@@ -486,7 +535,7 @@ func (sw *switchRun) succeed(pid int) (Report, error) {
 func (sw *switchRun) rollBack(ctx context.Context, upErr error) (Report, error) {
 	e, s, from, to := sw.e, sw.s, sw.rep.From, sw.rep.To
 	sw.rep.Reason = upErr.Error()
-	if e.Journal != nil {
+	if e.Journal != nil && !sw.interrupted {
 		sw.rep.Journal, sw.rep.AppError, sw.rep.Hint = explain(s.Name, e.Journal(units.ServiceName(s.Name), sw.start))
 	}
 	e.progress("%s: mode %s did not come up: %v", s.Name, to, upErr)
@@ -624,7 +673,7 @@ func (sw *switchRun) unpin(ctx context.Context, err error) {
 // (Env.PinBack) for the restart into mode m; ok is false when there is
 // none, and the restart runs the file as it is.
 func (sw *switchRun) pinBack(ctx context.Context, m site.Mode) (site.Mode, bool) {
-	if sw.e.PinBack == nil {
+	if sw.e.PinBack == nil || sw.interrupted {
 		return m, false
 	}
 	good, err := sw.e.PinBack(ctx, sw.s, m.Name, sw.rep.Reason)

@@ -1,0 +1,99 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// interruptModes: slow takes long to come up, slow3 comes up after 3s;
+// settle_time makes every verification, a rollback's too, last 3s or more.
+const interruptModes = `settle_time = "3s"
+
+[probe]
+path = "/"
+timeout = "10s"
+
+[modes.read-only]
+environment = { READ_ONLY = "1" }
+
+[modes.slow]
+environment = { WEBAPP_START_DELAY = "40s" }
+
+[modes.slow3]
+environment = { WEBAPP_START_DELAY = "3s" }
+`
+
+// signalled runs `sitectl mode karl MODE` as a job of an interactive shell
+// would run (set -m: SIGINT is not ignored), sends it the signals sigs,
+// the first after delay, the others 0.3s apart, and returns its standard
+// error and exit code. A signal sitectl is no longer there for is lost.
+func (h *host) signalled(mode string, delay time.Duration, sigs ...string) (string, int) {
+	h.t.Helper()
+	script := fmt.Sprintf("set -m; sitectl mode karl %s >/dev/null 2>/tmp/sitectl.err & p=$!; sleep %.1f; for s in %s; do kill -$s $p 2>/dev/null; sleep 0.3; done; wait $p; rc=$?; cat /tmp/sitectl.err >&2; exit $rc",
+		mode, delay.Seconds(), strings.Join(sigs, " "))
+	_, stderr, code := h.result("bash", "-c", script)
+	h.t.Logf("sitectl mode karl %s, %v after its start: %s: exit %d\n%s", mode, delay, strings.Join(sigs, ", "), code, stderr)
+	return stderr, code
+}
+
+type statusModes struct {
+	Mode         string          `json:"mode"`
+	PreviousMode string          `json:"previous_mode"`
+	Pending      json.RawMessage `json:"pending"`
+}
+
+func (h *host) modes(site string) statusModes {
+	h.t.Helper()
+	var st []statusModes
+	out, _, _ := h.result("sitectl", "status", site, "--json")
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 1 {
+		h.t.Fatalf("sitectl status %s --json: %v: %s", site, err, out)
+	}
+	return st[0]
+}
+
+// Root's sitectl mode interrupted while the new mode comes up (Ctrl-C,
+// SIGTERM) says so, rolls the site back to the mode it was in, verifies
+// it, exits 4 and records the change as rolled back; a second signal
+// meanwhile is ignored. A closed terminal (SIGHUP) asks nobody to stop:
+// the change runs to its end.
+func TestInterruptedSwitchRollsBack(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, interruptModes)})
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+
+	for _, sigs := range [][]string{{"INT", "INT"}, {"TERM"}} {
+		stderr, code := h.signalled("slow", 2*time.Second, sigs...)
+		if code != 4 || !strings.Contains(stderr, "interrupted by SIG"+sigs[0]) {
+			t.Errorf("%v: exit %d (want 4, rolled back), stderr %s", sigs, code, stderr)
+		}
+		if len(sigs) > 1 && !strings.Contains(stderr, "SIG"+sigs[1]+" ignored") {
+			t.Errorf("%v: the second signal was not said to be ignored: %s", sigs, stderr)
+		}
+		if r := getReply(t, url); r.Mode != "normal" {
+			t.Errorf("%v: the site answers in mode %s, want normal", sigs, r.Mode)
+		}
+		if st := h.modes("karl"); st.Mode != "normal" || st.PreviousMode != "" || string(st.Pending) != "null" {
+			t.Errorf("%v: status %+v, want mode normal, no previous mode, nothing pending", sigs, st)
+		}
+		hist := h.history("karl")
+		if last := hist[len(hist)-1]; last.To != "slow" || last.Result != "rolled-back" || !strings.Contains(last.Reason, "interrupted") {
+			t.Errorf("%v: history ends with %+v", sigs, last)
+		}
+	}
+
+	if stderr, code := h.signalled("slow3", time.Second, "HUP"); code != 0 || !strings.Contains(stderr, "runs to its end") {
+		t.Errorf("HUP: exit %d (want 0: the change ran to its end), stderr %s", code, stderr)
+	}
+	if r := getReply(t, url); r.Mode != "slow3" {
+		t.Errorf("after HUP: the site answers in mode %s, want slow3", r.Mode)
+	}
+
+}
