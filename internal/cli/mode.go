@@ -105,8 +105,9 @@ the previous mode is put back, brought up and verified, as after a failed start
 (exit 4, or 5 if that fails too); a new mode already shown to serve stands. Further
 signals are ignored, with a line that says so, until sitectl exits. A closed terminal
 (SIGHUP) asks nobody to stop: the change runs to its end, and sitectl history says
-how it ended. Only kill -9 cuts a change short: sitectl status shows it, and the
-next change closes it.
+how it ended. Only kill -9 cuts a change short: sitectl status shows it, the next
+change closes it, and the mode it switched to, never shown to serve, does not
+become the previous mode.
 
 ` + exitCodesHelp,
 		Example: `  sitectl mode karl maintenance
@@ -166,7 +167,9 @@ func rollbackCmd(e *env) *cobra.Command {
 	var f changeFlags
 	c := oneSiteCmd(e, stateservice.VerbRollback, "Switch one site back to its previous mode",
 		`Switch one site back to the mode it was in before its last successful switch,
-with the same checks and rollback as sitectl mode.
+with the same checks and rollback as sitectl mode. Only modes a change showed to
+serve count: after a switch cut short (sitectl killed before it could verify the
+new mode), rollback goes back to the mode that switch came from.
 
 For a site with keep_previous whose launcher keeps the previous generation warm,
 the rollback is a flip: that generation's mode is recorded again and its launcher

@@ -775,7 +775,11 @@ func Rollback(ctx context.Context, e *Env, s *site.Site, timeout time.Duration, 
 	if err != nil {
 		return Report{Site: s.Name, NoWarm: noWarm}, err
 	}
-	if state.PreviousMode == "" {
+	target, err := rollbackTarget(e, s, state)
+	if err != nil {
+		return Report{Site: s.Name, NoWarm: noWarm}, err
+	}
+	if target == "" {
 		return Report{Site: s.Name, NoWarm: noWarm}, fmt.Errorf("site %s: %w", s.Name, ErrNoPrevious)
 	}
 	if last, ok := lastDone(state.History); ok && s.KeepPrevious > 0 && !cold && last.From == last.To {
@@ -784,9 +788,23 @@ func Rollback(ctx context.Context, e *Env, s *site.Site, timeout time.Duration, 
 		// only by its warm generation. Switching modes instead would
 		// undo an older switch and leave the release serving.
 		return Report{Site: s.Name, NoWarm: noWarm}, fmt.Errorf("site %s: no warm generation (%s), and the last change was a reload in mode %s, which only that generation undoes; switching to mode %s, the mode before the last switch, would not: nothing was done (--cold does that): %w",
-			s.Name, noWarm, last.To, state.PreviousMode, ErrNoPrevious)
+			s.Name, noWarm, last.To, target, ErrNoPrevious)
 	}
-	rep, err := SwitchMode(ctx, e, s, state.PreviousMode, Options{Timeout: timeout})
+	rep, err := SwitchMode(ctx, e, s, target, Options{Timeout: timeout})
 	rep.Rollback, rep.NoWarm = "cold", noWarm
 	return rep, err
+}
+
+// rollbackTarget is the mode a cold rollback switches to: the previous
+// mode, or, when the mode recorded is not the last one shown to serve (a
+// switch whose sitectl was killed before it could tell), that one.
+func rollbackTarget(e *Env, s *site.Site, state modes.State) (string, error) {
+	cur, err := Current(e.Store, s)
+	if err != nil {
+		return "", err
+	}
+	if v := state.VerifiedMode; v != "" && v != cur {
+		return v, nil
+	}
+	return state.PreviousMode, nil
 }

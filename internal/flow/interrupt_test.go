@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
@@ -100,5 +101,42 @@ func TestInterruptedBeforeTheChangeDoesNothing(t *testing.T) {
 	}
 	if cur, ok, _ := e.Store.Current("karl"); ok {
 		t.Errorf("mode %s recorded", cur)
+	}
+}
+
+// After a switch whose sitectl was killed before it could show the new
+// mode to serve, sitectl rollback goes back to the mode that switch came
+// from, the last one shown to serve; and a switch that serves after it
+// does not make the unverified mode the previous one.
+func TestRollbackAfterAKilledSwitchGoesToTheLastVerifiedMode(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	if _, err := SwitchMode(context.Background(), e, s, "read-only", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	killed := func() { // sitectl killed after it recorded the switch to broken
+		if err := e.Writer.Begin(s, "read-only", "broken"); err != nil {
+			t.Fatal(err)
+		}
+		recordMode(t, e, s, "broken")
+	}
+	killed()
+	rep, err := Rollback(context.Background(), e, s, time.Minute, false)
+	if err != nil || rep.From != "broken" || rep.To != "read-only" {
+		t.Fatalf("rollback right after the kill: %+v %v, want broken → read-only", rep, err)
+	}
+	killed()
+	if _, err := SwitchMode(context.Background(), e, s, "normal", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := e.Store.ReadState("karl"); st.PreviousMode != "read-only" {
+		t.Errorf("previous mode %q after broken → normal, want read-only (broken was never shown to serve)", st.PreviousMode)
+	}
+	rep, err = Rollback(context.Background(), e, s, time.Minute, false)
+	if err != nil || rep.To != "read-only" {
+		t.Fatalf("rollback: %+v %v, want one to read-only", rep, err)
+	}
+	if got := strings.Join(f.restarts, ","); got != "read-only,read-only,normal,read-only" {
+		t.Errorf("restarts in modes %s", got)
 	}
 }

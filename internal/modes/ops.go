@@ -47,6 +47,9 @@ func (l Local) Begin(s *site.Site, from, to string) error {
 	if err != nil {
 		return err
 	}
+	if state.VerifiedMode == "" {
+		state.VerifiedMode = verifiedBefore(state, from)
+	}
 	state = closeInterrupted(state)
 	kind := l.Kind
 	if kind == "" {
@@ -75,10 +78,9 @@ func (l Local) Finish(s *site.Site, result, reason string) error {
 	if p == nil {
 		return fmt.Errorf("site %s has no switch in progress to finish", s.Name)
 	}
-	if result == ResultOK && p.From != p.To {
-		state.PreviousMode = p.From
-	}
 	if result == ResultOK {
+		state.PreviousMode = previousVerified(state, p)
+		state.VerifiedMode = p.To
 		state.ChangedAt = l.now()
 	}
 	if len(reason) > maxReason {
@@ -99,4 +101,33 @@ func closeInterrupted(state State) State {
 		state.Pending = nil
 	}
 	return state
+}
+
+// verifiedBefore is the mode a site was last shown to serve in, for a
+// state written before sitectl recorded it (VerifiedMode), as its next
+// change from mode from begins: the mode a switch left pending or
+// interrupted came from, or else from, the mode it runs.
+func verifiedBefore(state State, from string) string {
+	if p := state.Pending; p != nil {
+		return p.From
+	}
+	if n := len(state.History); n > 0 && state.History[n-1].Result == ResultInterrupted {
+		return state.History[n-1].From
+	}
+	return from
+}
+
+// previousVerified is the previous mode once the pending switch p served:
+// the mode verified before it. A switch from a mode never shown to serve
+// (a sitectl stopped before it could: kill -9, a crash) leaves the one
+// before that, and so does a restart, or a return to the verified mode.
+func previousVerified(state State, p *Pending) string {
+	v := state.VerifiedMode
+	if v == "" { // recorded by an older sitectl's Begin
+		v = p.From
+	}
+	if v == p.To {
+		return state.PreviousMode
+	}
+	return v
 }

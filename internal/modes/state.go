@@ -72,8 +72,16 @@ type Pending struct {
 // switch in progress, and the history. The current mode itself is the mode
 // file, since that is what the service runs. History stays the last field:
 // ReadSummary reads only what is written before it.
+//
+// PreviousMode and VerifiedMode are modes a change showed to serve, never
+// one a sitectl stopped before it could (its switch stays pending, then
+// interrupted, with the mode file recording the mode it switched to):
+// VerifiedMode is the mode of the last change that served (ok), and
+// PreviousMode the one verified before it, which sitectl rollback goes
+// back to.
 type State struct {
 	PreviousMode string    `json:"previous_mode,omitempty"`
+	VerifiedMode string    `json:"verified_mode,omitempty"`
 	ChangedAt    time.Time `json:"changed_at,omitzero"`
 	Pending      *Pending  `json:"pending,omitempty"`
 	History      []Entry   `json:"history"`
@@ -152,6 +160,8 @@ func decodeSummary(data []byte) (State, bool) {
 			return s, true
 		case "previous_mode":
 			err = dec.Decode(&s.PreviousMode)
+		case "verified_mode":
+			err = dec.Decode(&s.VerifiedMode)
 		case "changed_at":
 			err = dec.Decode(&s.ChangedAt)
 		case "pending":

@@ -22,10 +22,11 @@ func TestReadSummaryIsTheStateWithoutHistory(t *testing.T) {
 			Reason: strings.Repeat("a long reason ", 10)})
 	}
 	for name, s := range map[string]State{
-		"empty":   {},
-		"short":   {PreviousMode: "normal", ChangedAt: since, History: long[:2]},
-		"pending": {PreviousMode: "normal", ChangedAt: since, Pending: &Pending{Since: since, From: "normal", To: "read-only", UID: 1000, PID: 42}, History: long[:1]},
-		"long":    {PreviousMode: "maintenance", ChangedAt: since, History: long},
+		"empty":    {},
+		"short":    {PreviousMode: "normal", ChangedAt: since, History: long[:2]},
+		"pending":  {PreviousMode: "normal", ChangedAt: since, Pending: &Pending{Since: since, From: "normal", To: "read-only", UID: 1000, PID: 42}, History: long[:1]},
+		"long":     {PreviousMode: "maintenance", ChangedAt: since, History: long},
+		"verified": {PreviousMode: "normal", VerifiedMode: "maintenance", History: long[:1]},
 	} {
 		if err := st.WriteState(name, s); err != nil {
 			t.Fatal(err)

@@ -39,7 +39,7 @@ type Site struct {
 	Running  bool      `json:"running" doc:"sitectl status exits 0 for the site: every socket listens, and the service runs, is starting, stopping or reloading, or is idle"`
 
 	Mode         string `json:"mode" doc:"the mode recorded for the site (its default mode when none is); empty when its state cannot be read (a warning says why)"`
-	PreviousMode string `json:"previous_mode" doc:"the mode before the last successful switch; empty when there was none"`
+	PreviousMode string `json:"previous_mode" doc:"the mode shown to serve before the last successful switch, never one a change cut short did not verify; empty when there was none"`
 	ModeApplied  bool   `json:"mode_applied" doc:"the running service started after the mode was recorded, so it runs in that mode"`
 	ServedMode   string `json:"served_mode" doc:"the mode the process that serves runs, from its own environment (SITE_MODE of the main process, or of an overlap site's serving generation), as a switch verifies it; empty when none serves or in list"`
 	// Warm is the generation a keep_previous site keeps warm.

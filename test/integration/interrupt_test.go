@@ -61,7 +61,8 @@ func (h *host) modes(site string) statusModes {
 // SIGTERM) says so, rolls the site back to the mode it was in, verifies
 // it, exits 4 and records the change as rolled back; a second signal
 // meanwhile is ignored. A closed terminal (SIGHUP) asks nobody to stop:
-// the change runs to its end.
+// the change runs to its end. A switch whose sitectl is killed (-9) never
+// makes the mode it did not show to serve the previous one.
 func TestInterruptedSwitchRollsBack(t *testing.T) {
 	port := freePort(t)
 	h := newHost(t, map[string]string{"karl": goSite(port, interruptModes)})
@@ -96,4 +97,18 @@ func TestInterruptedSwitchRollsBack(t *testing.T) {
 		t.Errorf("after HUP: the site answers in mode %s, want slow3", r.Mode)
 	}
 
+	// Killed while slow comes up: slow was never shown to serve.
+	h.signalled("slow", 2*time.Second, "KILL")
+	if r, code, stderr := h.mode("karl", "read-only"); code != 0 {
+		t.Fatalf("switch after the kill: exit %d %+v %s", code, r, stderr)
+	}
+	if st := h.modes("karl"); st.PreviousMode != "slow3" {
+		t.Errorf("previous mode %q after slow (killed) → read-only, want slow3, the last shown to serve", st.PreviousMode)
+	}
+	out, stderr, code := h.result("sitectl", "rollback", "karl", "--json")
+	var r modeReport
+	json.Unmarshal([]byte(out), &r)
+	if code != 0 || r.To != "slow3" {
+		t.Errorf("rollback: exit %d, %+v, %s; want one to slow3", code, r, stderr)
+	}
 }
