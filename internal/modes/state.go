@@ -14,8 +14,15 @@ import (
 	"github.com/sitectl/sitectl/internal/site"
 )
 
-// maxHistory bounds the history kept per site; older entries are dropped.
+// maxHistory bounds the history kept per site; older entries are dropped
+// (trimHistory), root's newest rootReserve last of all.
 const maxHistory = 200
+
+// rootReserve is how many of maxHistory places root's newest entries keep
+// against everyone else's: a deployer granted a site may change it as
+// often as they like, and must not push out of its history what root did
+// to it.
+const rootReserve = maxHistory / 2
 
 // maxReason bounds the reason of one history entry.
 const maxReason = 4096
@@ -190,17 +197,47 @@ func (st Store) WriteState(name string, s State) error {
 	return atomicfile.Write(st.statePath(name), data, FileMode)
 }
 
-// EncodeState is the state file of s, its history cut to the last
-// maxHistory entries.
+// EncodeState is the state file of s, its history cut to maxHistory
+// entries (trimHistory).
 func EncodeState(s State) ([]byte, error) {
-	if len(s.History) > maxHistory {
-		s.History = s.History[len(s.History)-maxHistory:]
-	}
+	s.History = trimHistory(s.History)
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return nil, err
 	}
 	return append(data, '\n'), nil
+}
+
+// trimHistory keeps the newest maxHistory entries of h, in order, except
+// that root's newest rootReserve entries stay whoever made the newer ones:
+// others' entries then push out only one another's (and root's older
+// ones). A history of root's changes alone keeps its newest maxHistory.
+func trimHistory(h []Entry) []Entry {
+	if len(h) <= maxHistory {
+		return h
+	}
+	keep := make([]bool, len(h))
+	kept, root := 0, 0
+	for i := len(h) - 1; i >= 0 && root < rootReserve; i-- {
+		if h[i].UID == 0 {
+			keep[i] = true
+			kept++
+			root++
+		}
+	}
+	for i := len(h) - 1; i >= 0 && kept < maxHistory; i-- {
+		if !keep[i] {
+			keep[i] = true
+			kept++
+		}
+	}
+	out := make([]Entry, 0, maxHistory)
+	for i, e := range h {
+		if keep[i] {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Lock is a site's switch lock, held while a mode switch runs.
