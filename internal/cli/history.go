@@ -23,7 +23,7 @@ type historyEntry struct {
 	To     string    `json:"to" doc:"the mode the change switched to"`
 	UID    int       `json:"uid" doc:"the uid of who asked for the change"`
 	User   string    `json:"user" doc:"the user name of uid on this host; empty when it has none"`
-	Result string    `json:"result" doc:"how the change ended" enum:"ok,rolled-back,rollback-failed,interrupted"`
+	Result string    `json:"result" doc:"how the change ended" enum:"ok,rolled-back,rollback-failed,interrupted,stopped"`
 	Reason string    `json:"reason" doc:"why it failed or was cut short; empty for ok"`
 }
 
