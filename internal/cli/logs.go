@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/term"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
@@ -44,9 +46,11 @@ func logsCmd(e *env) *cobra.Command {
 		Long: `Show the journal of one site in one stream, oldest first: what its app writes (tagged
 site-NAME, so journalctl -t site-NAME finds the app's lines too), what systemd says of
 its service and sockets, its reloads (systemctl reload, sitectl reload, a touch of
-its reload_trigger) and the cleanup after each stop. journalctl shows it, with its
+its reload_trigger) and the cleanup after each stop. journalctl shows it, with a
 pager on a terminal; reading the journal of a site needs root or membership of the
-adm or systemd-journal group.
+adm or systemd-journal group. In every format but JSON (which escapes them itself),
+the control characters of a line (the escape sequences an app may write) are shown
+escaped, as \x1b, never passed to the terminal.
 
 --since takes a duration ago ("10m", "2h30m", "3d"), a time in the local time zone
 ("2026-11-21", "2026-11-21 06:00", "2026-11-21 06:00:00"), "today", "yesterday",
@@ -63,7 +67,7 @@ or @SECONDS since the epoch.
 			if err != nil {
 				return err
 			}
-			return e.runJournal(c.Context(), argv, o.follow)
+			return e.runJournal(c.Context(), argv, o)
 		},
 	}
 	f := c.Flags()
@@ -114,8 +118,14 @@ func journalctlArgs(us []string, o logOptions, since time.Time) []string {
 	if o.follow {
 		argv = append(argv, "--follow")
 	}
-	if o.noPager {
+	if o.noPager || escapedOutput(o.output) {
+		// A text format goes through sitectl, which pages it itself.
 		argv = append(argv, "--no-pager")
+	}
+	if escapedOutput(o.output) {
+		// A line with control characters is shown escaped, not
+		// hidden as "[N blob data]".
+		argv = append(argv, "--all")
 	}
 	return append(argv, "--output="+o.output)
 }
@@ -144,25 +154,52 @@ func (e *env) logUnits(name string) ([]string, error) {
 	return append(us, units.ReloadServiceName(name), units.ReloadPathName(name)), nil
 }
 
-// runJournal runs journalctl on the terminal (or pipe) sitectl has. An
-// interrupt (Ctrl-C) or SIGTERM is passed on to journalctl; sitectl waits
-// for it to end, and a follow stopped that way is a success.
-func (e *env) runJournal(ctx context.Context, argv []string, follow bool) error {
+// runJournal runs journalctl for sitectl logs. Its text formats show what
+// the site's app wrote as it wrote it (-o cat does not even hide a line
+// with control characters, as short does): journalctl then writes to a
+// pipe, every line goes through term.CopyEscaped, and sitectl starts the
+// pager itself (journalctlPager). Its JSON formats escape every field
+// themselves and go to the terminal (or pipe) sitectl has, through
+// journalctl's own pager. An interrupt (Ctrl-C) or SIGTERM is passed on
+// to journalctl; sitectl waits for it to end, and a follow stopped that
+// way is a success, as is a pager quit before the end.
+func (e *env) runJournal(ctx context.Context, argv []string, o logOptions) error {
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return withCode(exitFailed, fmt.Errorf("cannot show the journal: %w", err), "journalctl comes with systemd")
 	}
 	cmd := exec.CommandContext(ctx, path, argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
+	var lines, w *os.File // journalctl's output, when escaped
+	if escapedOutput(o.output) {
+		if lines, w, err = os.Pipe(); err != nil {
+			return withCode(exitFailed, fmt.Errorf("cannot show the journal: %w", err))
+		}
+		defer lines.Close()
+		cmd.Stdout = w
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if w != nil {
+		w.Close() // journalctl has it
+	}
+	if err != nil {
 		return withCode(exitFailed, fmt.Errorf("cannot show the journal: %w", err))
 	}
-	interrupted := false
+	quit := false // the pager (or whoever reads) stopped reading
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() {
+		if lines != nil {
+			quit = e.copyJournal(lines, !o.noPager && !o.follow)
+			if quit {
+				cmd.Process.Kill()
+			}
+		}
+		done <- cmd.Wait()
+	}()
+	interrupted := false
 	for waiting := true; waiting; {
 		select {
 		case sig := <-sigs:
@@ -176,12 +213,70 @@ func (e *env) runJournal(ctx context.Context, argv []string, follow bool) error 
 	}
 	var ee *exec.ExitError
 	switch {
-	case err == nil, interrupted && follow:
+	case err == nil, interrupted && o.follow, quit:
 		return nil
 	case errors.As(err, &ee):
 		return reported{exitFailed} // journalctl said why
 	}
 	return withCode(exitFailed, fmt.Errorf("cannot show the journal: %w", err))
+}
+
+// escapedOutput tells whether sitectl escapes journalctl's output format
+// itself: every format but JSON, which escapes each field.
+func escapedOutput(output string) bool { return !strings.HasPrefix(output, "json") }
+
+// copyJournal copies journalctl's lines to standard output escaped, through
+// a pager when paging is wanted and standard output is a terminal. It
+// tells whether the reader stopped reading before the end (a pager quit).
+func (e *env) copyJournal(lines io.Reader, paging bool) (quit bool) {
+	var pager *exec.Cmd
+	var dst io.Writer = e.stdout
+	if paging && isTerminal(e.stdout) {
+		pager = journalctlPager(os.Getenv)
+	}
+	if pager != nil {
+		pager.Stdout, pager.Stderr = e.stdout, e.stderr
+		in, err := pager.StdinPipe()
+		if err == nil {
+			err = pager.Start()
+		}
+		if err != nil {
+			pager = nil // shown without one
+		} else {
+			dst = in
+			defer func() {
+				in.Close()
+				pager.Wait()
+			}()
+		}
+	}
+	err := term.CopyEscaped(dst, lines)
+	return errors.Is(err, term.ErrWrite)
+}
+
+// journalctlPager is the pager journalctl would start: $SYSTEMD_PAGER,
+// else $PAGER, else less, which gets journalctl's LESS=FRSXMK unless LESS
+// is set; nil when paging is turned off (a pager of "" or "cat").
+func journalctlPager(getenv func(string) string) *exec.Cmd {
+	pager, ok := "", false
+	for _, v := range []string{"SYSTEMD_PAGER", "PAGER"} {
+		if pager = strings.TrimSpace(getenv(v)); pager != "" {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		pager = "less"
+	}
+	if pager == "cat" {
+		return nil
+	}
+	cmd := exec.Command("/bin/sh", "-c", pager)
+	cmd.Env = os.Environ()
+	if getenv("LESS") == "" {
+		cmd.Env = append(cmd.Env, "LESS=FRSXMK")
+	}
+	return cmd
 }
 
 var (

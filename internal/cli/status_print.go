@@ -35,7 +35,7 @@ func (e *env) printStatus(s status.Site) {
 		}
 		line("trigger", "%s: a touch of %s reloads the site (%s)", armed, term.Escape(t.Path), t.Unit)
 	}
-	line("listen", "%s", strings.Join(s.Listen, ", "))
+	line("listen", "%s", term.Escape(strings.Join(s.Listen, ", ")))
 	if s.Release != "" {
 		line("release", "%s", term.Escape(s.Release))
 	}

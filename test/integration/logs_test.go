@@ -73,3 +73,35 @@ func TestLogsShowOneStream(t *testing.T) {
 		t.Errorf("sitectl logs -f stopped by SIGINT: exit %d, %q", code, out)
 	}
 }
+
+// An app's journal lines reach sitectl logs' reader as text, in every
+// output format: the escape sequences an app writes (ESC [2J clears the
+// screen, ESC ]0; sets the terminal's title) are shown escaped, not acted
+// on by root's terminal, piped or through the pager.
+func TestLogsEscapeTheAppsControlCharacters(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"evil": fmt.Sprintf(`exec = ["/bin/sh", "-c", "printf 'evil \\033[2J\\033]0;pwned\\007\\r end\\n' >&2; exec /usr/local/bin/webapp"]
+readiness = "notify"
+[[listen]]
+address = "127.0.0.1:%d"
+`, port)})
+	h.run("systemctl", "start", "site-evil.socket")
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	h.run("journalctl", "--sync")
+	escaped := `evil \x1b[2J\x1b]0;pwned\x07\r end`
+	for _, o := range []string{"cat", "short", "short-precise", "verbose", "with-unit"} {
+		out := h.run("sitectl", "logs", "evil", "--no-pager", "-o", o)
+		if strings.ContainsAny(out, "\x1b\x07\r") || !strings.Contains(out, escaped) {
+			t.Errorf("sitectl logs -o %s passes control characters on, or hides the line:\n%q", o, out)
+		}
+	}
+	// JSON escapes them itself.
+	if out := h.run("sitectl", "logs", "evil", "--no-pager", "-o", "json"); strings.ContainsAny(out, "\x1b\x07\r") || !strings.Contains(out, `"MESSAGE":[101,118,105,108,32,27,`) {
+		t.Errorf("sitectl logs -o json:\n%q", out)
+	}
+	// On a terminal, through the pager.
+	h.run("script", "-qec", "env PAGER='tee /tmp/paged' sitectl logs evil -o cat", "/dev/null")
+	if paged := h.run("cat", "/tmp/paged"); strings.ContainsAny(paged, "\x1b\x07\r") || !strings.Contains(paged, escaped) {
+		t.Errorf("sitectl logs -o cat through the pager:\n%q", paged)
+	}
+}
