@@ -119,10 +119,13 @@ func (e *env) printSockets(s status.Site, line func(string, string, ...any)) {
 	var parts []string
 	for _, so := range s.Sockets {
 		text := so.State
-		switch so.State {
-		case "stopped":
+		switch {
+		case so.State == "stopped" && so.ActiveState == "active":
+			// readSocketsHeld: active, but no socket and no process.
+			text = e.style.Red("not listening") + ": systemd holds no socket for it although the unit is active: visitors are refused"
+		case so.State == "stopped":
 			text = e.style.Red(text) + ": visitors are refused; start it with systemctl start " + so.Unit
-		case "failed":
+		case so.State == "failed":
 			text = e.style.Red(text) + ": visitors are refused; see systemctl status " + so.Unit
 		}
 		parts = append(parts, fmt.Sprintf("%s (%s)", text, so.Unit))
@@ -140,8 +143,12 @@ func (e *env) printSockets(s status.Site, line func(string, string, ...any)) {
 		for _, so := range s.Sockets {
 			names = append(names, so.Unit)
 		}
+		what := ": the running process serves on its own copy, and from the service's next start visitors are refused"
+		if s.Socket == "stopped" {
+			what = ": nothing listens there, and visitors are refused"
+		}
 		line("socket", "%s", e.style.Red("systemd holds no socket for "+term.Escape(strings.Join(s.SocketsLost, ", ")))+
-			": the running process serves on its own copy, and from the service's next start visitors are refused; `sitectl restart "+s.Site+"` restarts "+strings.Join(names, " and ")+" with the service to open them again")
+			what+"; `sitectl restart "+s.Site+"` restarts "+strings.Join(names, " and ")+" with the service to open them again")
 	}
 	if len(s.ListenersPending) > 0 {
 		line("socket", "%s", e.style.Bold("not listened on yet: "+term.Escape(strings.Join(s.ListenersPending, ", ")))+

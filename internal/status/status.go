@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,7 +36,7 @@ type Site struct {
 	Site     string    `json:"site" doc:"the site's name"`
 	File     string    `json:"file" doc:"the site file"`
 	SiteFile FileState `json:"site_file" doc:"whether the site file is valid, and what runs when it is not"`
-	State    string    `json:"state" doc:"the site in one word: running (its service runs), idle (its sockets listen; the first request starts the service), starting, reloading, stopping, restarting (after a crash: the service failed and systemd restarts it, or it runs again since less than 10s, or it stops because it failed), failed (the service or a socket failed), stopped (a socket is stopped: visitors are refused)" enum:"running,idle,starting,reloading,stopping,restarting,failed,stopped"`
+	State    string    `json:"state" doc:"the site in one word: running (its service runs), idle (its sockets listen; the first request starts the service), starting, reloading, stopping, restarting (after a crash: the service failed and systemd restarts it, or it runs again since less than 10s, or it stops because it failed), failed (the service or a socket failed), stopped (a socket is stopped, or holds no socket while no process serves: visitors are refused)" enum:"running,idle,starting,reloading,stopping,restarting,failed,stopped"`
 	Running  bool      `json:"running" doc:"sitectl status exits 0 for the site: every socket listens, and the service runs, is starting, stopping or reloading, or is idle"`
 
 	Mode         string `json:"mode" doc:"the mode recorded for the site (its default mode when none is); empty when its state cannot be read (a warning says why)"`
@@ -67,7 +68,7 @@ type Site struct {
 	// OutOfService is when root took the site out of service.
 	OutOfService *time.Time `json:"out_of_service" doc:"when the site was taken out of service (sitectl disable): its sockets do not start at boot, and sitectl changes it only after sitectl enable; null when it is in service, or in list"`
 	// SocketsLost are listeners whose active socket unit holds no socket.
-	SocketsLost []string `json:"sockets_lost" doc:"listeners for which systemd holds no socket although the site's socket units are active and loaded from the site file as it is (their listeners changed while they ran): the running process serves on its own copy, and from the service's next start visitors are refused; running is then false; sitectl restart opens them again. Read for the sites status is asked about by name: [] when none, in list, and in status of all sites"`
+	SocketsLost []string `json:"sockets_lost" doc:"listeners for which systemd holds no socket although the site's socket units are active and loaded from the site file as it is (their listeners changed while they ran): the running process serves on its own copy, and from the service's next start visitors are refused; running is then false, and with no process running (an idle site) nothing listens: those sockets and the site are stopped; sitectl restart opens them again. Read for the sites status is asked about by name: [] when none, in list, and in status of all sites"`
 	// ListenersPending are listeners of the site file that systemd has
 	// not loaded yet.
 	ListenersPending []string `json:"listeners_pending" doc:"listeners of the site file for which systemd holds no socket while its socket units are older than the file (it changed since the last daemon-reload): systemd serves the listeners it loaded, and systemctl daemon-reload then sitectl restart moves the site to the file's. Read for the sites status is asked about by name: [] when none, in list, and in status of all sites"`
@@ -119,7 +120,7 @@ type Failure struct {
 // Socket is one socket unit of a site.
 type Socket struct {
 	Unit        string `json:"unit" doc:"the socket unit"`
-	State       string `json:"state" doc:"listening, stopped (not listening: connections are refused), failed, starting or stopping" enum:"listening,stopped,failed,starting,stopping"`
+	State       string `json:"state" doc:"listening, stopped (not listening: connections are refused; also an active unit for which systemd holds no socket, see sockets_lost), failed, starting or stopping" enum:"listening,stopped,failed,starting,stopping"`
 	ActiveState string `json:"active_state" doc:"systemd's ActiveState of the socket"`
 	SubState    string `json:"sub_state" doc:"systemd's SubState of the socket (listening, running, dead, ...)"`
 }
@@ -533,6 +534,34 @@ func (s *Site) readSocketsHeld(ctx context.Context, src Sources, si *site.Site) 
 	}
 	s.SocketsLost = append(s.SocketsLost, missing...)
 	s.Running = false
+	if serves(s.ActiveState) {
+		return
+	}
+	// No process serves on a copy of them: nothing listens there, and
+	// visitors are refused now, whatever systemd says of the units.
+	lost := map[string]bool{}
+	for _, l := range si.Listeners {
+		if slices.Contains(missing, l.Endpoint()) {
+			lost[units.SocketNameOf(si, l)] = true
+		}
+	}
+	for i := range s.Sockets {
+		if lost[s.Sockets[i].Unit] {
+			s.Sockets[i].State = "stopped"
+		}
+	}
+	s.Socket = worstSocket(s.Sockets)
+	s.State = siteState(*s, time.Now())
+}
+
+// serves tells whether a service in ActiveState state has a process that
+// may hold the site's sockets (its own copy of systemd's).
+func serves(state string) bool {
+	switch state {
+	case "active", "reloading", "activating", "deactivating":
+		return true
+	}
+	return false
 }
 
 // readServed reads which mode the serving process of a running site runs.

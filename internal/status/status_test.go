@@ -474,6 +474,35 @@ func TestSocketsLost(t *testing.T) {
 	}
 }
 
+// An idle site whose active socket unit holds no socket has nothing that
+// listens: no process serves on a copy of it, so its socket is stopped and
+// visitors are refused now.
+func TestSocketsLostOfAnIdleSite(t *testing.T) {
+	d, sd := setup(t)
+	src := Sources{Dirs: d, Systemd: sd, SocketsMissing: func(s *site.Site) ([]string, error) {
+		var missing []string
+		for _, l := range s.Listeners {
+			if e := l.Endpoint(); e == "127.0.0.1:1000" {
+				missing = append(missing, e)
+			}
+		}
+		return missing, nil
+	}}
+	res, err := Gather(context.Background(), src, Request{Names: []string{"idle", "run"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := bySite(res.Sites)
+	if i := got["idle"]; i.Running || i.State != "stopped" || i.Socket != "stopped" || i.Sockets[0].State != "stopped" || i.Sockets[0].ActiveState != "active" ||
+		strings.Join(i.SocketsLost, ",") != "127.0.0.1:1000" {
+		t.Errorf("idle without its socket: state %s, socket %s, running %v, sockets %+v, lost %q", i.State, i.Socket, i.Running, i.Sockets, i.SocketsLost)
+	}
+	// Nothing is missing of a site on other ports.
+	if r := got["run"]; !r.Running || r.State != "running" || r.Socket != "listening" {
+		t.Errorf("run: state %s, socket %s, running %v", r.State, r.Socket, r.Running)
+	}
+}
+
 // Listeners of a site file that systemd has not loaded yet (its socket
 // units are older than the file) are pending, not lost: systemd holds the
 // listeners it loaded, and the site runs on them.

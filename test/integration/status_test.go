@@ -178,3 +178,36 @@ func TestStatusTellsDownFromIdle(t *testing.T) {
 		t.Errorf("LANG=C.UTF-8: %q", out)
 	}
 }
+
+// An idle site whose socket unit systemd keeps active without a socket
+// (its listener changed in the file, then a daemon-reload): nothing
+// listens, and status says so, with advice that opens it again.
+func TestStatusIdleSiteWithoutItsSocket(t *testing.T) {
+	p1, p2 := freePort(t), freePort(t)
+	h := newHost(t, map[string]string{"shop": goSite(p1, "")})
+	h.run("systemctl", "start", "site-shop.socket")
+	if st, code := h.statusOf("shop"); code != 0 || st.State != "idle" || st.Socket != "listening" {
+		t.Fatalf("an idle site: exit %d, %+v", code, st)
+	}
+	h.writeSite("shop", goSite(p2, ""))
+	h.run("systemctl", "daemon-reload")
+	if _, err := h.try("curl", "-sS", fmt.Sprintf("http://127.0.0.1:%d/", p2)); err == nil {
+		t.Fatalf("systemd listens on the new port: the case is not the one tested")
+	}
+	st, code := h.statusOf("shop")
+	if code != 3 || st.Running || st.State != "stopped" || st.Socket != "stopped" || len(st.Sockets) != 1 || st.Sockets[0].State != "stopped" {
+		t.Errorf("an idle site without its socket: exit %d, %+v", code, st)
+	}
+	out, _, _ := h.result("sitectl", "status", "shop")
+	advice := "`sitectl restart shop` restarts site-shop.socket with the service to open them again"
+	if !strings.Contains(out, "not listening: systemd holds no socket for it although the unit is active: visitors are refused (site-shop.socket)") ||
+		!strings.Contains(out, "nothing listens there, and visitors are refused; "+advice) || strings.Contains(out, "serves on its own copy") {
+		t.Errorf("sitectl status of an idle site without its socket:\n%s", out)
+	}
+	// The advice works.
+	h.run("sitectl", "restart", "shop")
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", p2))
+	if st, code := h.statusOf("shop"); code != 0 || st.Socket != "listening" {
+		t.Errorf("after sitectl restart: exit %d, %+v", code, st)
+	}
+}
