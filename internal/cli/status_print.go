@@ -120,6 +120,8 @@ func (e *env) printSockets(s status.Site, line func(string, string, ...any)) {
 	for _, so := range s.Sockets {
 		text := so.State
 		switch {
+		case so.State == "stopped" && noUnits(s):
+			text = e.style.Red(text) + ": visitors are refused; systemd has no such unit: the generator leaves the site out until its file is valid (`sitectl check " + term.Escape(s.File) + "` shows why), then systemctl daemon-reload"
 		case so.State == "stopped" && so.ActiveState == "active":
 			// readSocketsHeld: active, but no socket and no process.
 			text = e.style.Red("not listening") + ": systemd holds no socket for it although the unit is active: visitors are refused"
@@ -157,6 +159,10 @@ func (e *env) printSockets(s status.Site, line func(string, string, ...any)) {
 }
 
 func (e *env) printService(s status.Site, line func(string, string, ...any)) {
+	if noUnits(s) {
+		line("service", "%s (%s): systemd has no such unit: the generator leaves the site out until its file is valid", s.Unit, s.LoadState)
+		return
+	}
 	if s.LoadState != "loaded" {
 		line("service", "%s (%s): systemd has no such unit; run systemctl daemon-reload", s.Unit, s.LoadState)
 		return
@@ -190,6 +196,13 @@ func (e *env) printService(s status.Site, line func(string, string, ...any)) {
 	if s.NRestarts > 0 || s.LastFailure != nil {
 		line("restarts", "%s", e.restarts(s))
 	}
+}
+
+// noUnits tells whether systemd has no units of site s because its file
+// is invalid and no good version of it is kept: the generator wrote none,
+// and neither a start nor a daemon-reload brings them.
+func noUnits(s status.Site) bool {
+	return s.SiteFile.State == "invalid" && !s.SiteFile.LastGood && s.LoadState != "loaded"
 }
 
 // restarts words the restart count and the last failure.

@@ -211,3 +211,18 @@ func TestStatusIdleSiteWithoutItsSocket(t *testing.T) {
 		t.Errorf("after sitectl restart: exit %d, %+v", code, st)
 	}
 }
+
+// A site file that was never valid has no units at all: status says why
+// and names what helps, not a unit that does not exist.
+func TestStatusNeverValidSite(t *testing.T) {
+	h := newHost(t, map[string]string{"bad": "exec = [\"/usr/local/bin/webapp\"]\nnosuchkey = 1\n[[listen]]\naddress = \"127.0.0.1:1\"\n"})
+	out, _, code := h.result("sitectl", "status", "bad")
+	if code != 3 || strings.Contains(out, "systemctl start site-bad.socket") || strings.Contains(out, "run systemctl daemon-reload") ||
+		!strings.Contains(out, "the generator leaves the site out until its file is valid (`sitectl check /etc/sitectl/sites/bad.toml` shows why)") {
+		t.Errorf("sitectl status of a site file that was never valid: exit %d\n%s", code, out)
+	}
+	// What it advises says why.
+	if cout, stderr, code := h.result("sitectl", "check", "/etc/sitectl/sites/bad.toml"); code == 0 || !strings.Contains(cout+stderr, `unknown key "nosuchkey"`) {
+		t.Errorf("sitectl check of it: exit %d %s", code, stderr)
+	}
+}
