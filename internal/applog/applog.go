@@ -37,14 +37,31 @@ func Split(l string) Line {
 // fromSystemd tells systemd's own lines about the unit from the app's.
 func (l Line) fromSystemd() bool { return l.Ident == "systemd" }
 
+// fromSitectl tells sitectl's own lines in a site's journal from the
+// app's: its launcher's notices, prepare's and the cleanup after each
+// stop (ExecStopPost=) are written under the app's identifier, site-NAME,
+// and each begins with "site NAME: " or "site NAME " (units.SyslogIdentifier,
+// cli's logf, cleanup.SendLine). sitectl's own error on a failed launch
+// ("sitectl: error: ...") is not one of them: it says why the app did not
+// run.
+func (l Line) fromSitectl() bool {
+	name, ok := strings.CutPrefix(l.Ident, "site-")
+	if !ok || name == "" {
+		return false
+	}
+	rest, ok := strings.CutPrefix(l.Message, "site "+name)
+	return ok && (strings.HasPrefix(rest, ": ") || strings.HasPrefix(rest, " "))
+}
+
 // lastLines is how many of the app's last lines stand for its error when
 // there is no traceback.
 const lastLines = 3
 
 // Cause is what the journal says about why the app did not come up.
 type Cause struct {
-	// Error is the app's last error: the exception line of its last
-	// Python traceback (passing over a server's reaction to an earlier
+	// Error is the app's last error, from its own lines (not
+	// systemd's, nor sitectl's launcher and cleanup notices): the
+	// exception line of its last Python traceback (passing over a server's reaction to an earlier
 	// one, gunicorn's HaltServer), or else its last lines. Empty when the app
 	// wrote nothing.
 	Error []string
@@ -55,11 +72,12 @@ type Cause struct {
 	AddrInUse bool
 }
 
-// Explain finds the cause of a failed start in journal lines.
+// Explain finds the cause of a failed start in journal lines: among the
+// app's own, not systemd's or sitectl's.
 func Explain(lines []string) Cause {
 	var app []string
 	for _, l := range lines {
-		if s := Split(l); !s.fromSystemd() && strings.TrimSpace(s.Message) != "" {
+		if s := Split(l); !s.fromSystemd() && !s.fromSitectl() && strings.TrimSpace(s.Message) != "" {
 			app = append(app, s.Message)
 		}
 	}

@@ -60,6 +60,26 @@ Nov 30 13:30:01.100001 host sitectl[9]:   File "<string>", line 1, in <module>
 Nov 30 13:30:01.100002 host sitectl[9]: OSError: [Errno 98] Address already in use`,
 			[]string{"OSError: [Errno 98] Address already in use"}, false, true},
 		{"only systemd", "Nov 30 13:30:01.500000 host systemd[1]: site-x.service: Failed with result 'exit-code'.", nil, false, false},
+		// sitectl's own lines under the app's identifier: prepare's and
+		// the launcher's notices, the cleanup after the stop.
+		{"not sitectl's notices", `Nov 30 13:30:01.000001 host systemd[1]: Starting site-ms.service - Site ms...
+Nov 30 13:30:01.050000 host site-ms[400]: site ms has no mode recorded: starting in its default mode normal
+Nov 30 13:30:01.060000 host site-ms[401]: site ms: cannot start at idle priority: operation not permitted
+Nov 30 13:30:01.159324 host site-ms[403]: webapp: started pid=403 site="ms" mode="broken" generation=""
+Nov 30 13:30:01.159325 host site-ms[403]: webapp: failing at start as requested
+Nov 30 13:30:01.161886 host systemd[1]: site-ms.service: Main process exited, code=exited, status=1/FAILURE
+Nov 30 13:30:01.209421 host site-ms[411]: site ms: no processes were left behind
+Nov 30 13:30:01.209515 host site-ms[411]: site ms: cleanup ok: 0 processes left behind, 0 still running after the timeout, 0 hooks run, 0 failed
+Nov 30 13:30:01.227708 host systemd[1]: site-ms.service: Failed with result 'exit-code'.`,
+			[]string{`webapp: started pid=403 site="ms" mode="broken" generation=""`, "webapp: failing at start as requested"}, false, false},
+		{"a traceback cut short is not ended by the cleanup", `Nov 30 13:30:01.300001 host site-ms[43]: Traceback (most recent call last):
+Nov 30 13:30:01.300002 host site-ms[43]:   File "/srv/app.py", line 3, in <module>
+Nov 30 13:30:01.400000 host site-ms[44]: site ms: cleanup ok: 0 processes left behind, 0 still running after the timeout, 0 hooks run, 0 failed`,
+			[]string{"Traceback (most recent call last):", `  File "/srv/app.py", line 3, in <module>`}, true, false},
+		{"the launch's own error is kept, another site's notice too", `Nov 30 13:30:01.300001 host site-ms[43]: sitectl: error: site ms: cannot run /srv/app: no such file or directory
+Nov 30 13:30:01.300002 host site-ms[43]: site other: hello
+Nov 30 13:30:01.300003 host site-ms[43]: site msx: hello`,
+			[]string{"sitectl: error: site ms: cannot run /srv/app: no such file or directory", "site other: hello", "site msx: hello"}, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Explain(strings.Split(tc.journal, "\n"))

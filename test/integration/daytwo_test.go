@@ -597,3 +597,32 @@ func testStopsWhatIsGone(t *testing.T, handoff, verb string) {
 		t.Errorf("the second %s: exit %d\n%s%s", verb, code, out, stderr)
 	}
 }
+
+// The app's last error in the report of a failed start is the app's own:
+// not sitectl's notices under the app's identifier (prepare's, the
+// launcher's, the cleanup after the stop), which come last in the journal.
+func TestFailedStartErrorIsTheAppsOwn(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"ms": goSite(port, "") + "\n[modes.broken]\nenvironment = { WEBAPP_FAIL_START = \"1\" }\n"})
+	h.run("systemctl", "start", "site-ms.socket")
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	out, stderr, code := h.result("sitectl", "mode", "ms", "broken", "--json")
+	var rep struct {
+		Journal  []string `json:"journal"`
+		AppError []string `json:"app_error"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code == 0 {
+		t.Fatalf("sitectl mode ms broken --json: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	if !strings.Contains(strings.Join(rep.Journal, "\n"), "site ms: cleanup ok") {
+		t.Fatalf("the journal of the failed start has no cleanup line: the case is not the one tested:\n%s", strings.Join(rep.Journal, "\n"))
+	}
+	if len(rep.AppError) == 0 || !strings.Contains(rep.AppError[len(rep.AppError)-1], "failing at start as requested") {
+		t.Errorf("app_error %q does not end with the app's last line", rep.AppError)
+	}
+	for _, l := range rep.AppError {
+		if strings.HasPrefix(l, "site ms") {
+			t.Errorf("app_error has sitectl's own line %q: %q", l, rep.AppError)
+		}
+	}
+}
