@@ -256,25 +256,44 @@ func (e *env) copyJournal(lines io.Reader, paging bool) (quit bool) {
 
 // journalctlPager is the pager journalctl would start: $SYSTEMD_PAGER,
 // else $PAGER, else less, which gets journalctl's LESS=FRSXMK unless LESS
-// is set; nil when paging is turned off (a pager of "" or "cat").
+// is set; nil when paging is turned off (a pager of "cat"). As
+// journalctl's, it runs in secure mode (LESSSECURE=1: no shell escape,
+// no file opened from within it) unless $SYSTEMD_PAGERSECURE turns that
+// off: sitectl logs runs as root, maybe through sudo. With
+// $SYSTEMD_PAGERSECURE unset, only less, which knows secure mode, is
+// started.
 func journalctlPager(getenv func(string) string) *exec.Cmd {
-	pager, ok := "", false
+	pager := ""
 	for _, v := range []string{"SYSTEMD_PAGER", "PAGER"} {
 		if pager = strings.TrimSpace(getenv(v)); pager != "" {
-			ok = true
 			break
 		}
 	}
-	if !ok {
-		pager = "less"
+	secureSet := getenv("SYSTEMD_PAGERSECURE") != ""
+	secure := true
+	if secureSet {
+		if b, err := strconv.ParseBool(getenv("SYSTEMD_PAGERSECURE")); err == nil {
+			secure = b
+		} else {
+			switch getenv("SYSTEMD_PAGERSECURE") {
+			case "no", "off", "n":
+				secure = false
+			}
+		}
 	}
-	if pager == "cat" {
+	switch {
+	case pager == "cat":
 		return nil
+	case pager == "", secure && !secureSet && pager != "less":
+		pager = "less"
 	}
 	cmd := exec.Command("/bin/sh", "-c", pager)
 	cmd.Env = os.Environ()
 	if getenv("LESS") == "" {
 		cmd.Env = append(cmd.Env, "LESS=FRSXMK")
+	}
+	if secure {
+		cmd.Env = append(cmd.Env, "LESSSECURE=1")
 	}
 	return cmd
 }

@@ -100,7 +100,7 @@ address = "127.0.0.1:%d"
 		t.Errorf("sitectl logs -o json:\n%q", out)
 	}
 	// On a terminal, through the pager.
-	h.run("script", "-qec", "env PAGER='tee /tmp/paged' sitectl logs evil -o cat", "/dev/null")
+	h.run("script", "-qec", "env SYSTEMD_PAGERSECURE=0 PAGER='tee /tmp/paged' sitectl logs evil -o cat", "/dev/null")
 	if paged := h.run("cat", "/tmp/paged"); strings.ContainsAny(paged, "\x1b\x07\r") || !strings.Contains(paged, escaped) {
 		t.Errorf("sitectl logs -o cat through the pager:\n%q", paged)
 	}
