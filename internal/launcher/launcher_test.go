@@ -547,3 +547,32 @@ func TestReleaseNameCannotAddNotifyFields(t *testing.T) {
 		}
 	}
 }
+
+// A probe is retried for the site's probe timeout, not until the start
+// deadline: a generation that answers with the wrong status fails its
+// start with that answer as soon as the probe timeout has passed.
+func TestProbeTimeoutBoundsTheProbe(t *testing.T) {
+	h := newHarness(t, "ready", "ready")
+	h.run()
+	h.spec = func(s *Spec) {
+		s.StartTimeout = patience
+		s.Probe = &site.Probe{Path: "/", Status: 204, Timeout: 300 * time.Millisecond}
+	}
+	start := time.Now()
+	err := Reload(h.dir, os.Getpid(), nil, nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "generation 2 failed its probe: GET http://generation/: status 200, want 204") {
+		t.Fatalf("reload: %v", err)
+	}
+	// Far less than the start deadline (patience), with room for a
+	// loaded host.
+	if took := time.Since(start); took > patience/3 {
+		t.Errorf("the reload failed after %s, with a probe timeout of 300ms", took)
+	}
+	h.waitFor("log: generation 2 stopped: ")
+	if gone(h.pids(1)[0]) {
+		t.Fatal("generation 1 is gone")
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -24,7 +24,11 @@ type startup struct {
 	g      *generation
 	spec   Spec
 	target probe.Target
-	pctx   context.Context // the probe's; it ends with the start deadline
+	pctx   context.Context // bounds the probe; it ends with the start deadline
+
+	// stopProbe ends the probe under way (its own timeout, the site's
+	// probe timeout, counted from its start); a no-op when none runs.
+	stopProbe context.CancelFunc
 
 	notified bool             // READY=1 came, or is not awaited
 	probed   chan error       // the probe's result, while it runs
@@ -53,8 +57,8 @@ func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, targ
 	deadline := time.NewTimer(spec.StartTimeout)
 	defer deadline.Stop()
 	s := &startup{l: l, g: g, spec: spec, target: target, pctx: pctx, deadline: deadline.C,
-		notified: spec.Readiness != site.ReadinessNotify, stopTick: func() {}, promote: promote}
-	defer func() { s.stopTick() }()
+		notified: spec.Readiness != site.ReadinessNotify, stopTick: func() {}, stopProbe: func() {}, promote: promote}
+	defer func() { s.stopTick(); s.stopProbe() }()
 	if promote != nil {
 		by := time.NewTimer(l.cfg.PromoteAfter)
 		defer by.Stop()
@@ -137,12 +141,17 @@ func (s *startup) promoteNow(why string) error {
 }
 
 // check starts the step after READY=1: the probe, or for a site with
-// neither readiness nor probe, the settle time.
+// neither readiness nor probe, the settle time. The probe is retried for
+// the site's probe timeout, as a switch's own verification is, and not
+// past the start deadline: a generation that answers 404 fails its start
+// with that answer, not at the start deadline with nothing more to say.
 func (s *startup) check() {
 	switch {
 	case s.spec.Probe != nil:
-		s.probed = make(chan error, 1)
-		go func() { s.probed <- probe.Get(s.pctx, s.target, s.spec.Probe) }()
+		p := s.spec.Probe
+		pctx, cancel := context.WithTimeout(s.pctx, p.Timeout)
+		s.probed, s.stopProbe = make(chan error, 1), cancel
+		go func() { s.probed <- probe.Get(pctx, s.target, p) }()
 	case s.spec.Readiness != site.ReadinessNotify:
 		s.settled = time.After(s.l.cfg.Settle)
 	}
@@ -191,6 +200,7 @@ func (s *startup) notification(n sdnotify.Message) {
 
 func (s *startup) probeDone(err error) (bool, error) {
 	s.probed = nil
+	s.stopProbe()
 	if err != nil {
 		return true, fmt.Errorf("generation %d failed its probe: %w", s.g.n, err)
 	}
