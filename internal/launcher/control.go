@@ -44,6 +44,9 @@ import (
 //     generation N serves again in mode M, flipped in D" once new
 //     connections go to it, or "failed: REASON" ("no warm generation
 //     (...)" when none is warm); the newer generation drains afterwards.
+//   - "abandon PID" (a switch out of time, through Abandon): stop the
+//     generation a reload is starting to replace the one whose pid is PID,
+//     before it takes over (see abandon.go).
 //
 // serveControl reads requests and writes the answers, Reload, AskStatus
 // and Rollback write requests and read the answers; nothing else speaks
@@ -116,37 +119,50 @@ type promoter func(pid int) (string, error)
 // requestTimeout bounds the reading of a request.
 const requestTimeout = 10 * time.Second
 
-// readRequest reads a request line and the mode file that follows it.
-func readRequest(r *bufio.Reader) (verb string, mode []site.EnvVar, err error) {
+// readRequest reads a request line and the mode file that follows it. The
+// pid is an abandon's (see abandon.go).
+func readRequest(r *bufio.Reader) (verb string, pid int, mode []site.EnvVar, err error) {
 	line, err := r.ReadSlice('\n')
 	if err != nil {
-		return "", nil, fmt.Errorf("no request: %w", err)
+		return "", 0, nil, fmt.Errorf("no request: %w", err)
 	}
 	verb, size, sized := strings.Cut(strings.TrimSuffix(string(line), "\n"), " ")
 	switch {
 	case (verb == "status" || verb == verbRollback) && !sized:
-		return verb, nil, nil
+		return verb, 0, nil, nil
+	case verb == verbAbandon && sized:
+		pid, err := parseAbandon(size)
+		return verb, pid, nil, err
 	case verb != verbReload && verb != verbReloadPromote:
-		return "", nil, errors.New(errUnknownRequest)
+		return "", 0, nil, errors.New(errUnknownRequest)
 	case !sized:
-		return verb, nil, nil
+		return verb, 0, nil, nil
 	}
+	if mode, err = readModeFile(r, size); err != nil {
+		return "", 0, nil, err
+	}
+	return verb, 0, mode, nil
+}
+
+// readModeFile reads the mode file of size bytes that follows a reload
+// request.
+func readModeFile(r *bufio.Reader, size string) ([]site.EnvVar, error) {
 	n, err := strconv.Atoi(size)
 	if err != nil || n < 0 || n > modes.MaxEnvFile {
-		return "", nil, fmt.Errorf("a mode file of %q bytes", size)
+		return nil, fmt.Errorf("a mode file of %q bytes", size)
 	}
 	data := make([]byte, n)
 	if _, err := io.ReadFull(r, data); err != nil {
-		return "", nil, fmt.Errorf("the mode file: %w", err)
+		return nil, fmt.Errorf("the mode file: %w", err)
 	}
-	mode, err = modes.ParseEnv(data)
+	mode, err := modes.ParseEnv(data)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	if !slices.ContainsFunc(mode, func(v site.EnvVar) bool { return v.Name == modes.VarMode }) {
-		return "", nil, fmt.Errorf("the mode file has no %s", modes.VarMode)
+		return nil, fmt.Errorf("the mode file has no %s", modes.VarMode)
 	}
-	return verb, mode, nil
+	return mode, nil
 }
 
 // reloadResult is how a reload ended.
@@ -159,6 +175,9 @@ type reloadResult struct {
 func reply(r reloadResult) string {
 	if r.err != nil {
 		return "failed: " + oneLine(r.err.Error())
+	}
+	if h := r.handover; h.abandoned > 0 {
+		return fmt.Sprintf("ok: generation %d will not take over: %s; it is being stopped", h.abandoned, oneLine(h.why))
 	}
 	if r.handover.rollback {
 		return fmt.Sprintf("ok: generation %d serves again in mode %s, flipped in %s", r.handover.n, r.handover.mode, r.handover.flip)
@@ -196,9 +215,13 @@ func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(requestTimeout))
 	r := bufio.NewReaderSize(c, 256)
-	verb, mode, err := readRequest(r)
+	verb, pid, mode, err := readRequest(r)
 	if err != nil {
 		io.WriteString(c, "failed: "+oneLine(err.Error())+"\n")
+		return
+	}
+	if verb == verbAbandon {
+		l.answerAbandon(c, pid, done)
 		return
 	}
 	if verb == "status" {

@@ -118,6 +118,11 @@ func (l *launcher) startReady(ctx context.Context, mode []site.EnvVar, promote p
 		return nil, err
 	}
 	if err := l.waitReady(ctx, g, spec, ps.target(), promote); err != nil {
+		if a := (*abandoned)(nil); errors.As(err, &a) {
+			// It can no longer take over: say so before its stop, which
+			// may take the stop timeout, for the switch out of time.
+			l.answerAbandoned(a)
+		}
 		if !errors.Is(err, ErrStopping) {
 			l.discard(g)
 		}

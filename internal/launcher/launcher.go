@@ -125,6 +125,7 @@ type launcher struct {
 	notes      chan sdnotify.Message
 	exits      chan *generation
 	requests   chan request
+	abandons   chan abandonRequest
 	sigs       <-chan os.Signal
 	failsafes  chan failsafeEvent
 	done       chan struct{} // closed when Run returns
@@ -189,6 +190,7 @@ func open(cfg Config) (*launcher, func(), error) {
 		notes:     make(chan sdnotify.Message, 16),
 		exits:     make(chan *generation, 16),
 		requests:  make(chan request),
+		abandons:  make(chan abandonRequest),
 		sigs:      cfg.Signals,
 		failsafes: make(chan failsafeEvent, 16),
 		done:      make(chan struct{}),
@@ -244,6 +246,8 @@ func (l *launcher) serve(ctx context.Context) error {
 			if l.current == nil {
 				return l.ended(err)
 			}
+		case a := <-l.abandons:
+			l.refuseAbandon(a) // no reload under way
 		case s := <-l.sigs:
 			if s != syscall.SIGHUP {
 				l.stopAll()
@@ -304,6 +308,10 @@ type handover struct {
 	// rollback: a flip back to the warm generation, which took flip.
 	rollback bool
 	flip     time.Duration
+	// abandoned: no handover; generation abandoned was stopped before it
+	// took over, and why says how far it had come (see abandon.go).
+	abandoned int
+	why       string
 }
 
 // reload starts a new generation in the mode whose environment is mode (nil:

@@ -112,6 +112,8 @@ func (s *startup) next() (done bool, err error) {
 		return s.deadlinePassed()
 	case sig := <-s.l.sigs:
 		return s.signal(sig)
+	case a := <-s.l.abandons:
+		return s.abandon(a)
 	case ev := <-s.l.failsafes:
 		s.l.failsafe(ev)
 	case <-s.promoteBy:
