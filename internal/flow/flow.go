@@ -80,6 +80,11 @@ type Env struct {
 	// to its warm generation; default launcher.Rollback in the site's
 	// runtime directory.
 	RollbackLauncher func(ctx context.Context, s *site.Site) (string, error)
+	// AbandonLauncher asks an overlap site's launcher to stop the
+	// generation a handover is starting to replace the one whose pid is
+	// serving (a switch out of time); default launcher.Abandon in the
+	// site's runtime directory.
+	AbandonLauncher func(ctx context.Context, s *site.Site, serving int) (string, error)
 	// PinBack goes back to the version of site s's file that the site
 	// ran before the change, after the file as it is failed to start in
 	// mode: it pins the site to that version (modes.Store.Pin) and has
@@ -299,6 +304,9 @@ type switchRun struct {
 	// servedBefore is the generation that served before an overlapped
 	// handover (0: not known).
 	servedBefore int
+	// abandoned: the launcher answered that the handover the switch gave
+	// up on was abandoned (abandonHandover).
+	abandoned bool
 	// reopened are the socket units the switch restarted itself to open
 	// their lost sockets (reopenSockets); socketsLost: some may have lost
 	// theirs (checkSockets found some, or a pin reloaded the units).
@@ -534,6 +542,7 @@ func (sw *switchRun) succeed(pid int) (Report, error) {
 // back, there is nothing to restart, only to check.
 func (sw *switchRun) rollBack(ctx context.Context, upErr error) (Report, error) {
 	e, s, from, to := sw.e, sw.s, sw.rep.From, sw.rep.To
+	upErr = sw.abandonHandover(ctx, upErr)
 	sw.rep.Reason = upErr.Error()
 	if e.Journal != nil && !sw.interrupted {
 		sw.rep.Journal, sw.rep.AppError, sw.rep.Hint = explain(s.Name, e.Journal(units.ServiceName(s.Name), sw.start))
@@ -605,7 +614,7 @@ func (sw *switchRun) back(ctx context.Context) (int, error) {
 		// that took over and failed its checks is no rollback, even when
 		// it runs the same mode (a reload of a new release): the site is
 		// restarted in the previous mode instead.
-		pid, gen, err := sw.e.servingGeneration(ctx, sw.s, back)
+		pid, gen, err := sw.e.servingGenerationOf(ctx, sw.s, back, sw.abandoned)
 		if err == nil && (gen == sw.servedBefore || sw.servedBefore == 0) {
 			return pid, nil
 		}

@@ -57,6 +57,8 @@ type fakeSystemd struct {
 	// inactive unless it is in stuck.
 	others map[string]control.Unit
 	stuck  map[string]bool
+	// reloading: a reload job runs (the unit is "reloading").
+	reloading bool
 }
 
 func (f *fakeSystemd) started(pid int) {
@@ -128,11 +130,14 @@ func (f *fakeSystemd) UnitsByName(ctx context.Context, names ...string) ([]contr
 	if f.notLoaded {
 		return nil, nil
 	}
-	sub := "running"
-	if f.state != "active" {
+	state, sub := f.state, "running"
+	switch {
+	case f.state != "active":
 		sub = "failed"
+	case f.reloading:
+		state, sub = "reloading", "reload"
 	}
-	return []control.Unit{{Name: names[0], LoadState: "loaded", ActiveState: f.state, SubState: sub, MainPID: f.pid, NRestarts: f.nRestarts,
+	return []control.Unit{{Name: names[0], LoadState: "loaded", ActiveState: state, SubState: sub, MainPID: f.pid, NRestarts: f.nRestarts,
 		ExecMainCode: f.exitCode, ExecMainStatus: f.exitStatus}}, nil
 }
 

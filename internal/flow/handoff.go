@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/launcher"
+	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/probe"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
@@ -206,9 +208,17 @@ func (e *Env) stillServing(ctx context.Context, s *site.Site, m site.Mode) (int,
 // servingGeneration is stillServing that also returns the pid of the
 // generation that serves.
 func (e *Env) servingGeneration(ctx context.Context, s *site.Site, m site.Mode) (mainPID, gen int, err error) {
+	return e.servingGenerationOf(ctx, s, m, false)
+}
+
+// servingGenerationOf is servingGeneration that, with abandoned, also takes
+// a unit that still reloads: its launcher answered that the handover under
+// way was abandoned, and is stopping the generation it started, which can
+// no longer take over.
+func (e *Env) servingGenerationOf(ctx context.Context, s *site.Site, m site.Mode, abandoned bool) (mainPID, gen int, err error) {
 	service := units.ServiceName(s.Name)
 	u, err := e.serving(ctx, service)
-	if err != nil {
+	if err != nil && !(abandoned && u.ActiveState == "reloading") {
 		return 0, 0, err
 	}
 	pid, _, err := e.servingPID(ctx, s, &watched{service: service, unit: u, overlap: true})
@@ -216,4 +226,74 @@ func (e *Env) servingGeneration(ctx context.Context, s *site.Site, m site.Mode) 
 		return 0, 0, err
 	}
 	return u.MainPID, pid, e.checkServed(m, pid)
+}
+
+// abandonHandover ends a handover the switch gave up on (upErr) while its
+// unit still reloads: the launcher still starts the new generation, which
+// could take over after the switch said it rolled back, and a rollback
+// that found the unit reloading took it for down and restarted it cold.
+// The launcher is asked to abandon the handover (again, while the reload
+// has not reached it); once it answers, the new generation can no longer
+// take over (sw.abandoned), and its answer, how far the generation had
+// come, is added to upErr. Then the reload job is waited for while the
+// rollback's time allows: the launcher may still be stopping the
+// generation (its stop timeout), and meanwhile the unit still reloads.
+func (sw *switchRun) abandonHandover(ctx context.Context, upErr error) error {
+	if !sw.overlapped {
+		return upErr
+	}
+	service := units.ServiceName(sw.s.Name)
+	// Without the old generation's pid there is nothing to name: only
+	// wait.
+	asked, said := sw.servedBefore == 0, ""
+	waitCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for {
+		u, err := sw.e.unit(waitCtx, service)
+		if err != nil || u.ActiveState != "reloading" {
+			break
+		}
+		if !asked {
+			answer, err := sw.e.abandonLauncher(ctx, sw.s, u.MainPID, sw.servedBefore)
+			switch {
+			case err == nil:
+				asked, said, sw.abandoned = true, answer, true
+				sw.e.progress("%s: %s", sw.s.Name, answer)
+				if deadline, ok := ctx.Deadline(); ok {
+					// Leave time to check what serves.
+					waitCtx, cancel = context.WithDeadline(ctx, deadline.Add(-abandonCheck))
+					defer cancel()
+				}
+			case errors.Is(err, launcher.ErrNoReload):
+				// ExecReload= has not reached the launcher yet.
+			default:
+				asked = true
+				sw.e.progress("%s: the new generation could not be kept from taking over: %v", sw.s.Name, err)
+			}
+		}
+		select {
+		case <-waitCtx.Done():
+		case <-time.After(pollInterval):
+			continue
+		}
+		break
+	}
+	if said != "" {
+		return fmt.Errorf("%w; %s", upErr, said)
+	}
+	return upErr
+}
+
+// abandonCheck is what the wait for an abandoned reload leaves of the
+// rollback's time, to check which generation serves.
+const abandonCheck = time.Second
+
+// abandonLauncher asks the launcher of overlap site s, the main process
+// mainPID of its service, to abandon the handover from the generation
+// whose pid is serving.
+func (e *Env) abandonLauncher(ctx context.Context, s *site.Site, mainPID, serving int) (string, error) {
+	if e.AbandonLauncher != nil {
+		return e.AbandonLauncher(ctx, s, serving)
+	}
+	return launcher.Abandon(ctx, paths.RuntimeDirectoryPath(s.Name), mainPID, serving)
 }

@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
 )
@@ -278,5 +280,68 @@ func TestRollbackIsNotTheFailedGeneration(t *testing.T) {
 	}
 	if len(f.restarts) != 1 || f.gen > 1000 {
 		t.Errorf("restarts %v; generation %d serves, want the failed one gone", f.restarts, f.gen)
+	}
+}
+
+// hungReload is systemd with a reload job that runs until the switch gives
+// up: the launcher is still starting the new generation.
+type hungReload struct{ *fakeSystemd }
+
+func (h hungReload) Reload(ctx context.Context, unit string) error {
+	h.reloads = append(h.reloads, "hung")
+	h.reloading = true
+	<-ctx.Done()
+	return fmt.Errorf("reload of %s did not finish in time: %w", unit, ctx.Err())
+}
+
+// A handover still under way when the switch runs out of time is
+// abandoned: the launcher is asked (again, while the reload has not reached
+// it) to keep the new generation from taking over, and the old generation,
+// still serving the previous mode, is the rollback: no cold restart, and
+// the reason says how far the new generation had come. That holds whether
+// the reload job ends within the rollback's time or is still stopping the
+// new generation (a server slow to stop).
+func TestOverlapTimeoutAbandonsTheHandover(t *testing.T) {
+	for _, jobEnds := range []bool{true, false} {
+		e, f := newEnv(t)
+		e.Systemd = hungReload{f}
+		var asked []int
+		e.AbandonLauncher = func(ctx context.Context, s *site.Site, serving int) (string, error) {
+			asked = append(asked, serving)
+			if len(asked) == 1 {
+				return "", launcher.ErrNoReload
+			}
+			f.reloading = !jobEnds
+			return "generation 2 will not take over: it had not said READY=1; it is being stopped", nil
+		}
+		s := overlapSite(t, "")
+		rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{Timeout: 3 * time.Second})
+		if !errors.Is(err, ErrRolledBack) || rep.Result != modes.ResultRolledBack || rep.MainPID != 100 {
+			t.Fatalf("job ends %v: err %v, report %+v", jobEnds, err, rep)
+		}
+		if len(f.restarts) != 0 || len(asked) != 2 || asked[0] != 100 || asked[1] != 100 {
+			t.Errorf("job ends %v: restarts %v; abandons asked for the generation with pid %v, want 100 twice", jobEnds, f.restarts, asked)
+		}
+		if !strings.Contains(rep.Reason, "did not finish in time") || !strings.Contains(rep.Reason, "generation 2 will not take over: it had not said READY=1") {
+			t.Errorf("job ends %v: reason %q", jobEnds, rep.Reason)
+		}
+		if cur, _, _ := e.Store.Current("karl"); cur != "normal" {
+			t.Errorf("job ends %v: recorded mode %q after the rollback", jobEnds, cur)
+		}
+	}
+}
+
+// A handover that cannot be abandoned (the launcher does not answer) is no
+// rollback while the unit still reloads: the switch does not say the old
+// generation serves.
+func TestOverlapTimeoutNotAbandoned(t *testing.T) {
+	e, f := newEnv(t)
+	e.Systemd = hungReload{f}
+	e.AbandonLauncher = func(ctx context.Context, s *site.Site, serving int) (string, error) {
+		return "", errors.New("cannot reach the launcher")
+	}
+	rep, err := SwitchMode(context.Background(), e, overlapSite(t, ""), "read-only", Options{Timeout: 3 * time.Second})
+	if errors.Is(err, ErrRolledBack) || rep.Result == modes.ResultRolledBack {
+		t.Fatalf("err %v, report %+v", err, rep)
 	}
 }
