@@ -69,7 +69,7 @@ func Get(ctx context.Context, t Target, p *site.Probe) error {
 		return nil
 	}}
 	url := "http://" + t.Host + p.Path
-	last := "no answer"
+	start, last := time.Now(), ""
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
@@ -80,8 +80,15 @@ func Get(ctx context.Context, t Target, p *site.Probe) error {
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() == nil || last == "no answer" {
-			last = msg // an attempt cut short by ctx says less than the one before
+		// An attempt cut short by ctx says less than the one before. Cut
+		// short before any answer, it says that nothing answered (a
+		// server that accepted and said nothing, as gunicorn while its
+		// workers load the app), not that the context ended.
+		switch {
+		case ctx.Err() == nil:
+			last = msg
+		case last == "":
+			last = "no answer in " + time.Since(start).Round(10*time.Millisecond).String()
 		}
 		select {
 		case <-ctx.Done():

@@ -93,6 +93,22 @@ func TestGetReportsTheLastFailure(t *testing.T) {
 	}
 }
 
+// A server that accepts and never answers, as gunicorn's master does
+// while its workers load the app, is reported as such, not as the
+// context's end.
+func TestGetReportsNoAnswer(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer srv.Close()
+	defer close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := Get(ctx, Target{Host: strings.TrimPrefix(srv.URL, "http://")}, &site.Probe{Path: "/", Status: 200, Timeout: time.Minute})
+	if err == nil || !strings.HasPrefix(err.Error(), "GET "+srv.URL+"/: no answer in ") || strings.Contains(err.Error(), "deadline") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
 func TestListenerTarget(t *testing.T) {
 	for addr, want := range map[string]string{"127.0.0.1:80": "127.0.0.1:80", "0.0.0.0:81": "127.0.0.1:81", "[::]:82": "[::1]:82", "[::1]:83": "[::1]:83"} {
 		if got := ListenerTarget(site.Listener{Kind: site.TCP, Address: addr}); got.Host != want || got.Dial != nil {
