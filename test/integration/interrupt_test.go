@@ -112,3 +112,31 @@ func TestInterruptedSwitchRollsBack(t *testing.T) {
 		t.Errorf("rollback: exit %d, %+v, %s; want one to slow3", code, r, stderr)
 	}
 }
+
+// The same on an overlap site: the interrupted handover is abandoned (the
+// new generation never takes over), and the generation that served the
+// previous mode serves on, under the same launcher: no cold restart.
+func TestInterruptedOverlapSwitchKeepsTheServingGeneration(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, "handoff = \"overlap\"\n"+interruptModes)})
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	before := getReply(t, url)
+	launcher := h.show("site-karl.service", "MainPID")["MainPID"]
+
+	stderr, code := h.signalled("slow", 2*time.Second, "INT")
+	if code != 4 || !strings.Contains(stderr, "interrupted by SIGINT") {
+		t.Errorf("exit %d (want 4, rolled back), stderr %s", code, stderr)
+	}
+	if after := h.show("site-karl.service", "MainPID")["MainPID"]; after != launcher {
+		t.Errorf("the launcher was restarted: main PID %s, then %s", launcher, after)
+	}
+	if r := getReply(t, url); r.Mode != "normal" || r.PID != before.PID {
+		t.Errorf("after the interrupt: pid %d in mode %s answers, want pid %d in mode normal", r.PID, r.Mode, before.PID)
+	}
+	// Nothing takes over later either.
+	time.Sleep(5 * time.Second)
+	if r := getReply(t, url); r.Mode != "normal" || r.PID != before.PID {
+		t.Errorf("5s later: pid %d in mode %s answers, want pid %d in mode normal", r.PID, r.Mode, before.PID)
+	}
+}
