@@ -124,18 +124,7 @@ func parseAbandon(arg string) (int, error) {
 // answer.
 func (l *launcher) answerAbandon(c io.Writer, serving int, done <-chan struct{}) {
 	req := abandonRequest{serving: serving, reply: make(chan reloadResult, 1)}
-	select {
-	case l.abandons <- req:
-	case <-done:
-		io.WriteString(c, reply(reloadResult{err: ErrStopping})+"\n")
-		return
-	}
-	select {
-	case r := <-req.reply:
-		io.WriteString(c, reply(r)+"\n")
-	case <-done:
-		io.WriteString(c, reply(reloadResult{err: ErrStopping})+"\n")
-	}
+	answer(c, l.abandons, req, req.reply, done)
 }
 
 // Abandon asks the launcher whose runtime directory is runtimeDir, the

@@ -233,18 +233,23 @@ func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 	if verb == verbReloadPromote {
 		req.verb, req.promote = verbReload, askPromotion(c, r)
 	}
+	answer(c, l.requests, req, req.reply, done)
+}
+
+// answer hands req to the launcher's loop on queue and writes the answer
+// that comes back on replies; a launcher that stops meanwhile answers
+// ErrStopping.
+func answer[R any](c io.Writer, queue chan<- R, req R, replies <-chan reloadResult, done <-chan struct{}) {
+	r := reloadResult{err: ErrStopping}
 	select {
-	case l.requests <- req:
+	case queue <- req:
+		select {
+		case r = <-replies:
+		case <-done:
+		}
 	case <-done:
-		io.WriteString(c, reply(reloadResult{err: ErrStopping})+"\n")
-		return
 	}
-	select {
-	case r := <-req.reply:
-		io.WriteString(c, reply(r)+"\n")
-	case <-done:
-		io.WriteString(c, reply(reloadResult{err: ErrStopping})+"\n")
-	}
+	io.WriteString(c, reply(r)+"\n")
 }
 
 // Reload asks the launcher whose runtime directory is runtimeDir, the
