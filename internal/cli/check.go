@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -125,7 +126,23 @@ func checkStdin(e *env, stdin io.Reader, name, display string) (site.Result, []b
 	if len(data) > maxStdinSiteFile {
 		return site.Result{}, nil, usageErrorf("the site file on standard input is larger than %d bytes", maxStdinSiteFile)
 	}
-	return site.LoadBytes(display, name, data, installedSites(e, nil, name)), data, nil
+	res := site.LoadBytes(display, name, data, installedSites(e, nil, name))
+	// As for a file in the site directory: its unix sockets' directories
+	// must be root's alone (the loader checks those; LoadBytes does not,
+	// since the generator reads last good copies with it).
+	var ok []*site.Site
+	for _, s := range res.Sites {
+		if err := site.SocketDirMistakes(s); err != nil {
+			var errs site.Errors
+			if errors.As(err, &errs) {
+				res.Errors = append(res.Errors, errs...)
+				continue
+			}
+		}
+		ok = append(ok, s)
+	}
+	res.Sites = ok
+	return res, data, nil
 }
 
 // fileWarnings are the warnings of valid sites read from their files (see

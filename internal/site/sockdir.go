@@ -16,9 +16,13 @@ import (
 type fsView struct {
 	lstat    func(string) (unix.Stat_t, error)
 	readlink func(string) (string, error)
+	// euid may own the directories too, as root does: a user's own
+	// check of their files (as for the site file itself, trusted).
+	euid uint32
 }
 
 var hostView = fsView{
+	euid: uint32(os.Geteuid()),
 	lstat: func(p string) (unix.Stat_t, error) {
 		var st unix.Stat_t
 		err := unix.Lstat(p, &st)
@@ -55,7 +59,7 @@ func sockDirProblem(v fsView, p string) string {
 	check := func(dir string, st unix.Stat_t) (string, bool) {
 		perm := st.Mode & 0o7777
 		switch {
-		case st.Uid != 0:
+		case st.Uid != 0 && st.Uid != v.euid:
 			return fmt.Sprintf("directory %s is owned by uid %d, not root", dir, st.Uid), false
 		case perm&0o002 != 0 || perm&0o020 != 0 && st.Gid != 0:
 			if perm&unix.S_ISVTX != 0 {
@@ -81,7 +85,7 @@ func sockDirProblem(v fsView, p string) string {
 		case err != nil:
 			return ""
 		}
-		if sticky && st.Uid != 0 {
+		if sticky && st.Uid != 0 && st.Uid != v.euid {
 			return fmt.Sprintf("%s is owned by uid %d, not root, in %s, where its owner may replace it", next, st.Uid, cur)
 		}
 		switch st.Mode & unix.S_IFMT {

@@ -80,6 +80,19 @@ func TestSockDirProblem(t *testing.T) {
 			t.Errorf("%s: %q, want %q", c.path, got, c.want)
 		}
 	}
+	// A user checking their own files may own the directories, as root
+	// does; others' still count, and so does what anyone may write.
+	own := host.view()
+	own.euid = 1000
+	for p, want := range map[string]string{
+		"/srv/a/run/http.sock": "",
+		"/tmp/users/http.sock": "",
+		"/srv/open/http.sock":  "directory /srv/open may be changed by users other than root (mode 0777)",
+	} {
+		if got := sockDirProblem(own, p); (want == "") != (got == "") || !strings.HasPrefix(got, want) {
+			t.Errorf("as uid 1000, %s: %q, want %q", p, got, want)
+		}
+	}
 }
 
 func TestSockDirErrorsNameTheListener(t *testing.T) {
