@@ -139,7 +139,9 @@ var Keys = []KeyDoc{
 	{"listen", keyListenAddress, "IP:port", "none",
 		"A TCP listener: \"127.0.0.1:8080\", \"[::1]:8080\"; \"[::]:8080\" listens on IPv4 and IPv6."},
 	{"listen", keyListenPath, "path", "none",
-		"A unix socket, at most 107 bytes long, removed when the socket unit stops."},
+		"A unix socket, at most 107 bytes long. Every directory on the way to it must be root's alone " +
+			"(writable by no one else), since systemd binds it as root: /run/NAME/, say, which systemd creates. " +
+			"The socket file stays after the socket unit stops, and is bound over at the next start."},
 	{"listen", keyListenName, "name", "http",
 		"The listener's FileDescriptorName=, which the app uses to tell its sockets apart: lowercase letters, " +
 			"digits, _ and -, starting with a letter, at most 32 characters."},
