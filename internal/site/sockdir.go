@@ -45,36 +45,31 @@ var hostView = fsView{
 // (each one in a directory the walk has found safe is root's choice).
 // "" when there is no such directory, or the path cannot be looked at.
 func sockDirProblem(v fsView, p string) string {
-	dirs := strings.Split(strings.Trim(filepath.Dir(filepath.Clean(p)), "/"), "/")
-	if len(dirs) == 1 && dirs[0] == "" {
-		dirs = nil
+	return v.walk(components(filepath.Dir(filepath.Clean(p))), 0)
+}
+
+// components are the names of absolute path p's components.
+func components(p string) []string {
+	if p = strings.Trim(filepath.Clean(p), "/"); p == "" {
+		return nil
 	}
-	cur, links := "/", 0
+	return strings.Split(p, "/")
+}
+
+// walk is sockDirProblem of the directory /dirs..., links symlinks into
+// the walk.
+func (v fsView) walk(dirs []string, links int) string {
+	cur := "/"
 	st, err := v.lstat(cur)
 	if err != nil {
 		return ""
 	}
-	// check says why dir is not root's alone, or whether it is a sticky
-	// directory others may write (sticky: cur is one).
-	check := func(dir string, st unix.Stat_t) (string, bool) {
-		perm := st.Mode & 0o7777
-		switch {
-		case st.Uid != 0 && st.Uid != v.euid:
-			return fmt.Sprintf("directory %s is owned by uid %d, not root", dir, st.Uid), false
-		case perm&0o002 != 0 || perm&0o020 != 0 && st.Gid != 0:
-			if perm&unix.S_ISVTX != 0 {
-				return "", true
-			}
-			return fmt.Sprintf("directory %s may be changed by users other than root (mode %04o)", dir, perm), false
-		}
-		return "", false
-	}
-	why, sticky := check(cur, st)
+	why, sticky := v.check(cur, st)
 	if why != "" {
 		return why
 	}
-	for i := 0; i < len(dirs); i++ {
-		next := filepath.Join(cur, dirs[i])
+	for i, name := range dirs {
+		next := filepath.Join(cur, name)
 		st, err := v.lstat(next)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -90,44 +85,44 @@ func sockDirProblem(v fsView, p string) string {
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFLNK:
-			links++
 			target, err := v.readlink(next)
-			if err != nil || links > 40 {
+			if err != nil || links >= 40 {
 				return ""
 			}
 			if !filepath.IsAbs(target) {
 				target = filepath.Join(cur, target)
 			}
-			// Walk the target from the root, then what follows the link.
-			rest := append(strings.Split(strings.Trim(filepath.Clean(target), "/"), "/"), dirs[i+1:]...)
-			if len(rest) > 0 && rest[0] == "" {
-				rest = rest[1:]
-			}
-			dirs, i, cur = rest, -1, "/"
-			st, err := v.lstat(cur)
-			if err != nil {
-				return ""
-			}
-			why, s := check(cur, st)
-			if why != "" {
-				return why
-			}
-			sticky = s
-			continue
+			// The target from the root, then what follows the link.
+			return v.walk(append(components(target), dirs[i+1:]...), links+1)
 		case unix.S_IFDIR:
 		default:
 			return "" // not a directory: binding fails, whoever asks
 		}
-		why, s := check(next, st)
-		if why != "" {
+		if why, sticky = v.check(next, st); why != "" {
 			return why
 		}
-		cur, sticky = next, s
+		cur = next
 	}
 	if sticky {
 		return fmt.Sprintf("directory %s may be changed by users other than root (it is sticky, but anyone may take the socket's name in it first)", cur)
 	}
 	return ""
+}
+
+// check says why directory dir (its lstat st) is not root's alone, or
+// whether it is a sticky directory others may write.
+func (v fsView) check(dir string, st unix.Stat_t) (why string, sticky bool) {
+	perm := st.Mode & 0o7777
+	switch {
+	case st.Uid != 0 && st.Uid != v.euid:
+		return fmt.Sprintf("directory %s is owned by uid %d, not root", dir, st.Uid), false
+	case perm&0o002 != 0 || perm&0o020 != 0 && st.Gid != 0:
+		if perm&unix.S_ISVTX != 0 {
+			return "", true
+		}
+		return fmt.Sprintf("directory %s may be changed by users other than root (mode %04o)", dir, perm), false
+	}
+	return "", false
 }
 
 // sockDirErrors are the mistakes of s's unix listeners whose directories a
