@@ -37,9 +37,10 @@ func historyCmd(e *env) *cobra.Command {
 		Long: `Show a site's changes, oldest first: when each began (with the time zone), its
 kind (mode, restart, reload or rollback; "-" for changes recorded before sitectl
 recorded kinds), the mode before and after, the user who asked (the name, or the uid
-when it has none on this host), the result and the reason. A site keeps its last 200
-changes; root's newest 100 stay whatever others do: a deployer's changes push out only
-deployers' entries and root's older ones.`,
+when it has none on this host), the result and the reason. A site keeps 200
+changes: root's newest 100 stay whatever others do, and the other places are shared
+in turn by everyone who changed the site, so that no one's many changes push out
+another's few.`,
 		Args:              args(1, 1, "one site"),
 		ValidArgsFunction: e.completeOneSite,
 		RunE: func(c *cobra.Command, a []string) error {

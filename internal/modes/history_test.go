@@ -1,6 +1,8 @@
 package modes
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -23,9 +25,11 @@ func TestDeployerDoesNotPushRootOutOfTheHistory(t *testing.T) {
 	for _, e := range state.History {
 		byUID[e.UID]++
 	}
-	if len(state.History) != maxHistory || byUID[0] != rootReserve || byUID[1000] != maxHistory-rootReserve {
+	// Root's newest rootReserve stay; the other places are shared in
+	// turn between root's older entries and the deployer's.
+	if rest := (maxHistory - rootReserve) / 2; len(state.History) != maxHistory || byUID[0] != rootReserve+rest || byUID[1000] != rest {
 		t.Errorf("history of %d entries, %d of them root's and %d the deployer's; want %d, %d and %d",
-			len(state.History), byUID[0], byUID[1000], maxHistory, rootReserve, maxHistory-rootReserve)
+			len(state.History), byUID[0], byUID[1000], maxHistory, rootReserve+rest, rest)
 	}
 	if last := state.History[len(state.History)-1]; last.UID != 1000 {
 		t.Errorf("the newest entry is %+v, want the deployer's last change", last)
@@ -43,8 +47,74 @@ func TestTrimHistoryKeepsTheNewest(t *testing.T) {
 	if len(got) != maxHistory || got[0] != h[30] || got[maxHistory-1] != h[len(h)-1] {
 		t.Errorf("kept %d entries from %+v to %+v", len(got), got[0], got[len(got)-1])
 	}
+	// Another uid's one old entry keeps its place: root's many push out
+	// only root's own.
 	mixed := append([]Entry{{UID: 1000, Reason: "old"}}, h...)
-	if got := trimHistory(mixed); len(got) != maxHistory || got[0] != h[30] {
-		t.Errorf("with an old entry of another uid: kept %d from %+v", len(got), got[0])
+	if got := trimHistory(mixed); len(got) != maxHistory || got[0] != mixed[0] || got[1] != h[31] {
+		t.Errorf("with an old entry of another uid: kept %d from %+v, %+v", len(got), got[0], got[1])
+	}
+}
+
+// A deployer who changes a site again and again does not push another
+// deployer's few changes of it out of its history, nor root's: the places
+// root's newest do not hold are shared in turn.
+func TestDeployersDoNotPushOneAnotherOut(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	s := verifiedSite(t)
+	root := Local{Store: st, UID: 0, PID: 1}
+	quiet := Local{Store: st, UID: 1001, PID: 2}
+	busy := Local{Store: st, UID: 1002, PID: 3}
+	change(t, root, s, "normal", "read-only", ResultOK)
+	for i := 0; i < 3; i++ {
+		change(t, quiet, s, "read-only", "read-only", ResultOK)
+	}
+	var state State
+	for i := 0; i < 3*maxHistory; i++ {
+		state = change(t, busy, s, "read-only", "read-only", ResultOK)
+	}
+	byUID := map[int]int{}
+	for _, e := range state.History {
+		byUID[e.UID]++
+	}
+	if len(state.History) != maxHistory || byUID[0] != 1 || byUID[1001] != 3 || byUID[1002] != maxHistory-4 {
+		t.Errorf("history of %d entries: root's %d, the quiet deployer's %d, the busy one's %d; want %d: 1, 3 and %d",
+			len(state.History), byUID[0], byUID[1001], byUID[1002], maxHistory, maxHistory-4)
+	}
+	if first := state.History[0]; first.UID != 0 {
+		t.Errorf("the oldest entry is %+v, want root's", first)
+	}
+}
+
+// trimHistory keeps the order of what it keeps, each uid's newest, and
+// shares the places root's reserve leaves in turn.
+func TestTrimHistorySharesInTurn(t *testing.T) {
+	var h []Entry
+	// 150 of uid 1, then alternating 2 and 3, 60 each, then 10 of root.
+	for i := 0; i < 150; i++ {
+		h = append(h, Entry{UID: 1, Reason: fmt.Sprint("1-", i)})
+	}
+	for i := 0; i < 60; i++ {
+		h = append(h, Entry{UID: 2, Reason: fmt.Sprint("2-", i)}, Entry{UID: 3, Reason: fmt.Sprint("3-", i)})
+	}
+	for i := 0; i < 10; i++ {
+		h = append(h, Entry{UID: 0, Reason: fmt.Sprint("0-", i)})
+	}
+	got := trimHistory(h)
+	byUID := map[int]int{}
+	for _, e := range got {
+		byUID[e.UID]++
+	}
+	// Root's 10 are in its reserve; 190 places for uids 1, 2 and 3:
+	// 60 each for 2 and 3 (all they have), 70 for 1.
+	if len(got) != maxHistory || byUID[0] != 10 || byUID[1] != 70 || byUID[2] != 60 || byUID[3] != 60 {
+		t.Fatalf("kept %d: %v", len(got), byUID)
+	}
+	if got[0].Reason != "1-80" || got[len(got)-1].Reason != "0-9" {
+		t.Errorf("kept from %q to %q, want from 1-80 to 0-9", got[0].Reason, got[len(got)-1].Reason)
+	}
+	for i := 1; i < len(got); i++ {
+		if slices.Index(h, got[i-1]) >= slices.Index(h, got[i]) {
+			t.Fatalf("out of order at %d: %+v before %+v", i, got[i-1], got[i])
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 
@@ -208,27 +209,59 @@ func EncodeState(s State) ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-// trimHistory keeps the newest maxHistory entries of h, in order, except
-// that root's newest rootReserve entries stay whoever made the newer ones:
-// others' entries then push out only one another's (and root's older
-// ones). A history of root's changes alone keeps its newest maxHistory.
+// trimHistory cuts h to maxHistory entries, keeping their order, so that
+// no one who changes a site often can push out of its history what others
+// did to it:
+//
+//   - root's newest rootReserve entries stay, whoever made the newer ones;
+//   - the other places go to everyone in turn (root's older entries
+//     included), each taking their newest entry not yet kept, the one
+//     whose such entry is newest first, until the places are full: of a
+//     deployer who made a thousand changes and one who made three, both
+//     keep their newest, and each of the three stays as long as the first
+//     deployer has more than three entries kept.
+//
+// A history of one uid's changes keeps its newest maxHistory.
 func trimHistory(h []Entry) []Entry {
 	if len(h) <= maxHistory {
 		return h
 	}
 	keep := make([]bool, len(h))
-	kept, root := 0, 0
-	for i := len(h) - 1; i >= 0 && root < rootReserve; i-- {
-		if h[i].UID == 0 {
+	kept := 0
+	// byUID is each uid's entries, newest first, those already kept
+	// taken off the front.
+	byUID := map[int][]int{}
+	var uids []int // each uid once
+	for i := len(h) - 1; i >= 0; i-- {
+		uid := h[i].UID
+		if uid == 0 && kept < rootReserve {
 			keep[i] = true
 			kept++
-			root++
+			continue
 		}
+		if _, seen := byUID[uid]; !seen {
+			uids = append(uids, uid)
+		}
+		byUID[uid] = append(byUID[uid], i)
 	}
-	for i := len(h) - 1; i >= 0 && kept < maxHistory; i-- {
-		if !keep[i] {
+	// Round by round: the uids still holding entries, ordered by their
+	// newest unkept one.
+	for kept < maxHistory {
+		var next []int
+		for _, uid := range uids {
+			if len(byUID[uid]) > 0 {
+				next = append(next, byUID[uid][0])
+			}
+		}
+		if len(next) == 0 {
+			break
+		}
+		slices.Sort(next)
+		for j := len(next) - 1; j >= 0 && kept < maxHistory; j-- {
+			i := next[j]
 			keep[i] = true
 			kept++
+			byUID[h[i].UID] = byUID[h[i].UID][1:]
 		}
 	}
 	out := make([]Entry, 0, maxHistory)
