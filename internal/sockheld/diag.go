@@ -36,13 +36,17 @@ const (
 	diagReqLen     = 16 + 56
 	diagMsgLen     = 72 // struct inet_diag_msg
 	nlmsgAlignTo   = 4
-	// maxDiagReplies bounds the listeners read for one port and family.
-	maxDiagReplies = 1 << 16
+	// maxDiagReplies bounds the listeners read for one request: one
+	// port's, or every listener of a family.
+	maxDiagReplies = 1 << 18
 	diagTimeout    = 5 * time.Second
 )
 
 // diagListeners records, by port, the inodes of the TCP sockets (IPv4 and
 // IPv6) listening on one of ports in this process's network namespace.
+// For a few ports the kernel is asked for each port's listeners; for more
+// (list and status of every site) for all listeners at once, one dump per
+// family, whose rows of other ports are skipped.
 func diagListeners(ports map[int]bool, out map[int][]uint64) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
@@ -55,23 +59,46 @@ func diagListeners(ports map[int]bool, out map[int][]uint64) error {
 	}
 	seq := uint32(0)
 	buf := make([]byte, 64<<10)
-	for port := range ports {
+	found := func(port uint16, inode uint64) {
+		if ports[int(port)] {
+			out[int(port)] = append(out[int(port)], inode)
+		}
+	}
+	ask := func(port uint16) error {
 		for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
 			seq++
-			if err := unix.Sendto(fd, diagRequest(seq, family, uint16(port)), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+			if err := unix.Sendto(fd, diagRequest(seq, family, port), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 				return fmt.Errorf("cannot ask the kernel for listening sockets: %w", err)
 			}
-			if err := readDiag(fd, buf, seq, uint16(port), func(inode uint64) { out[port] = append(out[port], inode) }); err != nil {
+			if err := readDiag(fd, buf, seq, found); err != nil {
+				if port == 0 {
+					return fmt.Errorf("cannot ask the kernel for the listening sockets: %w", err)
+				}
 				return fmt.Errorf("cannot ask the kernel for the sockets listening on port %d: %w", port, err)
 			}
+		}
+		return nil
+	}
+	if len(ports) > diagPortsAsked {
+		return ask(0)
+	}
+	for port := range ports {
+		if err := ask(uint16(port)); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
+// diagPortsAsked is up to how many ports the kernel is asked for each
+// port's listeners: two requests each, against one dump of every listener
+// of the host (10,000 sites: 10,000 rows, 2 ms).
+const diagPortsAsked = 16
+
 // diagRequest is a dump request for the TCP sockets of family listening on
 // port: struct nlmsghdr and struct inet_diag_req_v2, with the port as the
-// source port the kernel compares every listener with.
+// source port the kernel compares every listener with; port 0: every
+// listener.
 func diagRequest(seq uint32, family uint8, port uint16) []byte {
 	b := make([]byte, diagReqLen)
 	ne := binary.NativeEndian
@@ -89,17 +116,17 @@ func diagRequest(seq uint32, family uint8, port uint16) []byte {
 }
 
 // readDiag reads the answers to request seq until its end, calling found
-// with the inode of each listener on port.
-func readDiag(fd int, buf []byte, seq uint32, port uint16, found func(uint64)) error {
+// with the port and inode of each listener.
+func readDiag(fd int, buf []byte, seq uint32, found func(port uint16, inode uint64)) error {
 	replies := 0
 	for {
 		n, _, err := unix.Recvfrom(fd, buf, 0)
 		if err != nil {
 			return err
 		}
-		done, err := parseDiag(buf[:n], seq, port, func(inode uint64) {
+		done, err := parseDiag(buf[:n], seq, func(port uint16, inode uint64) {
 			replies++
-			found(inode)
+			found(port, inode)
 		})
 		if err != nil || done {
 			return err
@@ -110,9 +137,10 @@ func readDiag(fd int, buf []byte, seq uint32, port uint16, found func(uint64)) e
 	}
 }
 
-// parseDiag reads the netlink messages of one datagram: done at the end of
-// the dump. Messages of other requests are skipped.
-func parseDiag(b []byte, seq uint32, port uint16, found func(uint64)) (done bool, err error) {
+// parseDiag reads the netlink messages of one datagram, calling found with
+// the port and inode of each listener: done at the end of the dump.
+// Messages of other requests are skipped.
+func parseDiag(b []byte, seq uint32, found func(port uint16, inode uint64)) (done bool, err error) {
 	ne := binary.NativeEndian
 	for len(b) >= 16 {
 		l := int(ne.Uint32(b[0:]))
@@ -139,8 +167,8 @@ func parseDiag(b []byte, seq uint32, port uint16, found func(uint64)) (done bool
 			if len(msg) < diagMsgLen {
 				return false, errors.New("a short answer")
 			}
-			if msg[1] == tcpListenState && binary.BigEndian.Uint16(msg[4:]) == port {
-				found(uint64(ne.Uint32(msg[68:])))
+			if msg[1] == tcpListenState {
+				found(binary.BigEndian.Uint16(msg[4:]), uint64(ne.Uint32(msg[68:])))
 			}
 		}
 	}

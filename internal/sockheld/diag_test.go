@@ -128,7 +128,11 @@ func diagMsg(state uint8, port uint16, inode uint32) []byte {
 
 func TestParseDiag(t *testing.T) {
 	var found []uint64
-	collect := func(i uint64) { found = append(found, i) }
+	collect := func(port uint16, i uint64) {
+		if port == 80 {
+			found = append(found, i)
+		}
+	}
 	b := slices.Concat(
 		nlmsg(unix.SOCK_DIAG_BY_FAMILY, 7, diagMsg(tcpListenState, 80, 111)),
 		nlmsg(unix.SOCK_DIAG_BY_FAMILY, 6, diagMsg(tcpListenState, 80, 999)), // another request's
@@ -136,24 +140,67 @@ func TestParseDiag(t *testing.T) {
 		nlmsg(unix.SOCK_DIAG_BY_FAMILY, 7, diagMsg(tcpListenState, 81, 333)), // another port
 		nlmsg(unix.SOCK_DIAG_BY_FAMILY, 7, diagMsg(tcpListenState, 80, 444)),
 	)
-	if done, err := parseDiag(b, 7, 80, collect); done || err != nil || !slices.Equal(found, []uint64{111, 444}) {
+	if done, err := parseDiag(b, 7, collect); done || err != nil || !slices.Equal(found, []uint64{111, 444}) {
 		t.Errorf("listeners: done %v, %v, found %v", done, err, found)
 	}
-	if done, err := parseDiag(nlmsg(unix.NLMSG_DONE, 7, make([]byte, 4)), 7, 80, collect); !done || err != nil {
+	if done, err := parseDiag(nlmsg(unix.NLMSG_DONE, 7, make([]byte, 4)), 7, collect); !done || err != nil {
 		t.Errorf("done message: done %v, %v", done, err)
 	}
 	errno := make([]byte, 4)
 	e := -int32(unix.EPERM)
 	binary.NativeEndian.PutUint32(errno, uint32(e))
-	if _, err := parseDiag(nlmsg(unix.NLMSG_ERROR, 7, errno), 7, 80, collect); !errors.Is(err, unix.EPERM) {
+	if _, err := parseDiag(nlmsg(unix.NLMSG_ERROR, 7, errno), 7, collect); !errors.Is(err, unix.EPERM) {
 		t.Errorf("error message: %v", err)
 	}
-	if _, err := parseDiag(nlmsg(unix.SOCK_DIAG_BY_FAMILY, 7, make([]byte, 10)), 7, 80, collect); err == nil {
+	if _, err := parseDiag(nlmsg(unix.SOCK_DIAG_BY_FAMILY, 7, make([]byte, 10)), 7, collect); err == nil {
 		t.Error("a short answer was read")
 	}
 	bad := nlmsg(unix.SOCK_DIAG_BY_FAMILY, 7, diagMsg(tcpListenState, 80, 1))
 	binary.NativeEndian.PutUint32(bad, 4096)
-	if _, err := parseDiag(bad, 7, 80, collect); err == nil || !strings.Contains(err.Error(), "malformed") {
+	if _, err := parseDiag(bad, 7, collect); err == nil || !strings.Contains(err.Error(), "malformed") {
 		t.Errorf("a length past the datagram: %v", err)
+	}
+}
+
+// With more ports than diagPortsAsked the kernel lists every listener of
+// the host at once: the listeners of the ports asked for are the same as
+// the tables', and no other port's are recorded.
+func TestDiagListenersOfManyPorts(t *testing.T) {
+	ports := map[int]bool{}
+	want := map[int][]uint64{}
+	for range diagPortsAsked + 4 {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		port := l.Addr().(*net.TCPAddr).Port
+		ports[port] = true
+		want[port] = []uint64{socketInodeOf(t, l)}
+	}
+	other, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	got := map[int][]uint64{}
+	if err := diagListeners(ports, got); err != nil {
+		t.Fatal(err)
+	}
+	fromTables := map[int][]uint64{}
+	for _, tab := range []string{"tcp", "tcp6"} {
+		if err := readTable(filepath.Join("/proc/self/net", tab), func(f [][]byte) bool { return parseTCP(f, ports, fromTables) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for port := range ports {
+		slices.Sort(got[port])
+		slices.Sort(fromTables[port])
+		if !slices.Equal(got[port], want[port]) || !slices.Equal(fromTables[port], want[port]) {
+			t.Errorf("port %d: sock_diag %v, tables %v, want %v", port, got[port], fromTables[port], want[port])
+		}
+	}
+	if len(got) != len(ports) {
+		t.Errorf("sock_diag recorded %d ports, want the %d asked for", len(got), len(ports))
 	}
 }

@@ -53,56 +53,101 @@ var ErrUnknown = errors.New("cannot tell whether systemd holds the site's socket
 // (the rest are looked at, not split). PID 1's open files are read only
 // until every socket found for s is among them.
 func Missing(proc string, s *site.Site) ([]string, error) {
-	ports, paths := map[int]bool{}, map[string]bool{}
-	for _, l := range s.Listeners {
-		if l.Kind == site.Unix {
-			paths[l.Path] = true
-		} else if port, ok := listenerPort(l); ok {
-			ports[port] = true
-		}
-	}
-	byPort := map[int][]uint64{}
-	if len(ports) > 0 {
-		var err error
-		if byPort, err = tcpListeners(filepath.Join(proc, "1", "net"), sameNetns(proc), ports); err != nil {
-			return nil, err
-		}
-	}
-	byPath := map[string][]uint64{}
-	if len(paths) > 0 {
-		if err := readTable(filepath.Join(proc, "1", "net", "unix"), func(f [][]byte) bool { parseUnix(f, paths, byPath); return true }); err != nil {
-			return nil, err
-		}
-	}
-	want := map[uint64]bool{}
-	for _, inodes := range byPort {
-		for _, i := range inodes {
-			want[i] = true
-		}
-	}
-	for _, inodes := range byPath {
-		for _, i := range inodes {
-			want[i] = true
-		}
-	}
-	held, err := heldInodes(filepath.Join(proc, "1", "fd"), want)
+	h, err := ReadHeld(proc, []*site.Site{s})
 	if err != nil {
 		return nil, err
 	}
+	return h.Missing(s), nil
+}
+
+// Held is which of the listening sockets on many sites' ports and paths
+// PID 1 held when ReadHeld read them: list and status of every site read
+// them once for all, where Missing for each site would read PID 1's open
+// files as many times.
+type Held struct {
+	byPort map[int][]uint64
+	byPath map[string][]uint64
+	held   map[uint64]bool
+}
+
+// ReadHeld reads, for the listeners of sites, the sockets listening on
+// their ports and paths and which of them PID 1 holds, as Missing does for
+// one site; with many ports the kernel lists every TCP listener of the
+// host once.
+func ReadHeld(proc string, sites []*site.Site) (*Held, error) {
+	h, err := ReadListening(proc, sites)
+	if err != nil {
+		return nil, err
+	}
+	want := map[uint64]bool{}
+	for _, inodes := range h.byPort {
+		for _, i := range inodes {
+			want[i] = true
+		}
+	}
+	for _, inodes := range h.byPath {
+		for _, i := range inodes {
+			want[i] = true
+		}
+	}
+	if h.held, err = heldInodes(filepath.Join(proc, "1", "fd"), want); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// ReadListening is ReadHeld without looking at whose the sockets are: its
+// Missing are the listeners on whose port or path nothing listens at all,
+// in PID 1's network namespace. It does not read PID 1's open files,
+// which with 10,000 sites is 10,000 links: list and status of every site
+// use it to find idle sites that refuse visitors, since no process of
+// theirs can hold a copy of the socket (a running site's own process can;
+// only ReadHeld tells that apart).
+func ReadListening(proc string, sites []*site.Site) (*Held, error) {
+	ports, paths := map[int]bool{}, map[string]bool{}
+	for _, s := range sites {
+		for _, l := range s.Listeners {
+			if l.Kind == site.Unix {
+				paths[l.Path] = true
+			} else if port, ok := listenerPort(l); ok {
+				ports[port] = true
+			}
+		}
+	}
+	h := &Held{byPort: map[int][]uint64{}, byPath: map[string][]uint64{}}
+	if len(ports) > 0 {
+		var err error
+		if h.byPort, err = tcpListeners(filepath.Join(proc, "1", "net"), sameNetns(proc), ports); err != nil {
+			return nil, err
+		}
+	}
+	if len(paths) > 0 {
+		if err := readTable(filepath.Join(proc, "1", "net", "unix"), func(f [][]byte) bool { parseUnix(f, paths, h.byPath); return true }); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// Missing returns the listeners of s for which PID 1 held no listening
+// socket, as the package's Missing does (after ReadListening: on which
+// nothing listened); s must be one of the sites read (another's listeners
+// are all missing).
+func (h *Held) Missing(s *site.Site) []string {
 	var missing []string
 	for _, l := range s.Listeners {
 		var inodes []uint64
 		what := l.Address
 		if l.Kind == site.Unix {
-			inodes, what = byPath[l.Path], l.Path
+			inodes, what = h.byPath[l.Path], l.Path
 		} else if port, ok := listenerPort(l); ok {
-			inodes = byPort[port]
+			inodes = h.byPort[port]
 		}
-		if !anyHeld(inodes, held) {
+		if h.held == nil && len(inodes) == 0 || h.held != nil && !anyHeld(inodes, h.held) {
 			missing = append(missing, what)
 		}
 	}
-	return missing, nil
+	return missing
 }
 
 // tcpListeners are the inodes of the TCP sockets listening on ports, by

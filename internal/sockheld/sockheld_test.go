@@ -68,6 +68,74 @@ func TestMissing(t *testing.T) {
 	}
 }
 
+// ReadHeld reads PID 1's sockets once for many sites, and says of each
+// what Missing says of it alone.
+func TestReadHeldIsMissingOfEachSite(t *testing.T) {
+	proc := fakeProc(t)
+	shop := &site.Site{Name: "shop", Listeners: []site.Listener{
+		{Kind: site.TCP, Address: "127.0.0.1:8080"},
+		{Kind: site.Unix, Path: "/run/shop.sock"},
+	}}
+	moved := &site.Site{Name: "moved", Listeners: []site.Listener{{Kind: site.TCP, Address: "127.0.0.1:8081"}}}
+	gone := &site.Site{Name: "gone", Listeners: []site.Listener{
+		{Kind: site.TCP, Address: "127.0.0.1:8082"},
+		{Kind: site.Unix, Path: "/run/other.sock"},
+	}}
+	h, err := ReadHeld(proc, []*site.Site{shop, moved, gone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*site.Site{shop, moved, gone} {
+		alone, err := Missing(proc, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := h.Missing(s); !slices.Equal(got, alone) {
+			t.Errorf("%s: ReadHeld says %q missing, Missing %q", s.Name, got, alone)
+		}
+	}
+	if got := h.Missing(gone); !slices.Equal(got, []string{"127.0.0.1:8082", "/run/other.sock"}) {
+		t.Errorf("gone: %q", got)
+	}
+	if got := h.Missing(shop); len(got) != 0 {
+		t.Errorf("shop: %q", got)
+	}
+	// Without PID 1's open files, 8081 (another process's listener)
+	// listens; 8082 and /run/other.sock (not listening) do not.
+	l, err := ReadListening(proc, []*site.Site{shop, moved, gone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Missing(moved); len(got) != 0 {
+		t.Errorf("moved, without PID 1's files: %q", got)
+	}
+	if got := l.Missing(gone); !slices.Equal(got, []string{"127.0.0.1:8082", "/run/other.sock"}) {
+		t.Errorf("gone, without PID 1's files: %q", got)
+	}
+	if got := l.Missing(shop); len(got) != 0 {
+		t.Errorf("shop, without PID 1's files: %q", got)
+	}
+}
+
+// ReadListening does not read PID 1's open files.
+func TestReadListeningReadsNoOpenFiles(t *testing.T) {
+	proc := fakeProc(t)
+	if err := os.RemoveAll(filepath.Join(proc, "1", "fd")); err != nil {
+		t.Fatal(err)
+	}
+	s := &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.TCP, Address: "127.0.0.1:8080"}, {Kind: site.TCP, Address: "127.0.0.1:8083"}}}
+	if _, err := ReadHeld(proc, []*site.Site{s}); err == nil {
+		t.Fatal("ReadHeld without /proc/1/fd: no error")
+	}
+	l, err := ReadListening(proc, []*site.Site{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Missing(s); !slices.Equal(got, []string{"127.0.0.1:8083"}) {
+		t.Errorf("Missing = %q", got)
+	}
+}
+
 // The TCP tables are read up to the first row that is not a listener: the
 // kernel lists listeners first, and a busy host has many connections after
 // them. A reader that fails past the listeners shows nothing more is read.
