@@ -228,9 +228,28 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 	defer mgr.Close()
 	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, ServedMode: status.ServedMode, Warm: status.WarmGeneration,
 		StartProblems: e.startProblems(mgr), Resolve: e.resolve,
-		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) }, UnitsStale: mgr.NeedDaemonReload,
+		SocketsMissing: socketsMissing, Unlistened: unlistened, UnitsStale: mgr.NeedDaemonReload,
 		ListCache: paths.ListCache, StateCache: paths.StateCache}
 	return e.gatherFrom(ctx, src, req)
+}
+
+// socketsMissing reads PID 1's sockets once for sites (status.Sources).
+func socketsMissing(sites []*site.Site) (func(*site.Site) []string, error) {
+	h, err := sockheld.ReadHeld("/proc", sites)
+	if err != nil {
+		return nil, err
+	}
+	return h.Missing, nil
+}
+
+// unlistened reads what listens on sites' listeners once for all of them
+// (status.Sources).
+func unlistened(sites []*site.Site) (func(*site.Site) []string, error) {
+	h, err := sockheld.ReadListening("/proc", sites)
+	if err != nil {
+		return nil, err
+	}
+	return h.Missing, nil
 }
 
 // startProblems reads why a site's service would not start

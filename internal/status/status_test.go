@@ -438,23 +438,34 @@ func TestDamagedStateOfOneSite(t *testing.T) {
 	}
 }
 
+// perSite is a SocketsMissing that says of each site what missing says,
+// and counts how often PID 1's sockets are read (calls) and for how many
+// sites.
+func perSite(missing func(s *site.Site) []string, calls, sites *int) func([]*site.Site) (func(*site.Site) []string, error) {
+	return func(of []*site.Site) (func(*site.Site) []string, error) {
+		if calls != nil {
+			*calls++
+			*sites += len(of)
+		}
+		return missing, nil
+	}
+}
+
 // A listening socket unit that holds no socket (its listeners changed
 // while it ran) is no running site: status says which listeners, and
 // exits as for a site that does not run. list, and status of all sites,
-// do not look: each look reads PID 1's descriptors.
+// ask once for every site on which listeners nothing listens, and look
+// only at idle sites: a running site's process may hold a copy.
 func TestSocketsLost(t *testing.T) {
 	d, sd := setup(t)
-	asked := 0
-	var mu sync.Mutex
-	src := Sources{Dirs: d, Systemd: sd, SocketsMissing: func(s *site.Site) ([]string, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		asked++
+	lost := func(s *site.Site) []string {
 		if s.Name == "run" {
-			return []string{"127.0.0.1:4000"}, nil
+			return []string{"127.0.0.1:4000"}
 		}
-		return nil, nil
-	}}
+		return nil
+	}
+	held, heldSites, listening, listeningSites := 0, 0, 0, 0
+	src := Sources{Dirs: d, Systemd: sd, SocketsMissing: perSite(lost, &held, &heldSites), Unlistened: perSite(lost, &listening, &listeningSites)}
 	res, err := Gather(context.Background(), src, Request{Names: []string{"run", "idle"}})
 	if err != nil {
 		t.Fatal(err)
@@ -466,40 +477,54 @@ func TestSocketsLost(t *testing.T) {
 	if i := got["idle"]; !i.Running || i.SocketsLost == nil || len(i.SocketsLost) != 0 {
 		t.Errorf("idle: running %v, sockets lost %q", i.Running, i.SocketsLost)
 	}
+	if held != 1 || heldSites != 2 || listening != 0 {
+		t.Errorf("status of two sites read PID 1's sockets %d times for %d sites, and what listens %d times; want once for both, and never", held, heldSites, listening)
+	}
 	for _, req := range []Request{{Brief: true}, {}} {
-		asked = 0
-		if _, err := Gather(context.Background(), src, req); err != nil || asked != 0 {
-			t.Errorf("%+v looked for lost sockets %d times: %v", req, asked, err)
+		held, heldSites, listening, listeningSites = 0, 0, 0, 0
+		res, err := Gather(context.Background(), src, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := bySite(res.Sites)["run"]; !r.Running || len(r.SocketsLost) != 0 {
+			t.Errorf("%+v: run: running %v, sockets lost %q", req, r.Running, r.SocketsLost)
+		}
+		if held != 0 || listening != 1 || listeningSites < 2 {
+			t.Errorf("%+v: PID 1's sockets read %d times, what listens %d times for %d sites; want never, and once for every site", req, held, listening, listeningSites)
 		}
 	}
 }
 
 // An idle site whose active socket unit holds no socket has nothing that
 // listens: no process serves on a copy of it, so its socket is stopped and
-// visitors are refused now.
+// visitors are refused now; status of it, list and status of every site
+// say so.
 func TestSocketsLostOfAnIdleSite(t *testing.T) {
 	d, sd := setup(t)
-	src := Sources{Dirs: d, Systemd: sd, SocketsMissing: func(s *site.Site) ([]string, error) {
+	lost := perSite(func(s *site.Site) []string {
 		var missing []string
 		for _, l := range s.Listeners {
 			if e := l.Endpoint(); e == "127.0.0.1:1000" {
 				missing = append(missing, e)
 			}
 		}
-		return missing, nil
-	}}
-	res, err := Gather(context.Background(), src, Request{Names: []string{"idle", "run"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := bySite(res.Sites)
-	if i := got["idle"]; i.Running || i.State != "stopped" || i.Socket != "stopped" || i.Sockets[0].State != "stopped" || i.Sockets[0].ActiveState != "active" ||
-		strings.Join(i.SocketsLost, ",") != "127.0.0.1:1000" {
-		t.Errorf("idle without its socket: state %s, socket %s, running %v, sockets %+v, lost %q", i.State, i.Socket, i.Running, i.Sockets, i.SocketsLost)
-	}
-	// Nothing is missing of a site on other ports.
-	if r := got["run"]; !r.Running || r.State != "running" || r.Socket != "listening" {
-		t.Errorf("run: state %s, socket %s, running %v", r.State, r.Socket, r.Running)
+		return missing
+	}, nil, nil)
+	src := Sources{Dirs: d, Systemd: sd, SocketsMissing: lost, Unlistened: lost}
+	for _, req := range []Request{{Names: []string{"idle", "run"}}, {Brief: true}, {}} {
+		res, err := Gather(context.Background(), src, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := bySite(res.Sites)
+		if i := got["idle"]; i.Running || i.State != "stopped" || i.Socket != "stopped" || i.Sockets[0].State != "stopped" || i.Sockets[0].ActiveState != "active" ||
+			strings.Join(i.SocketsLost, ",") != "127.0.0.1:1000" {
+			t.Errorf("%+v: idle without its socket: state %s, socket %s, running %v, sockets %+v, lost %q", req, i.State, i.Socket, i.Running, i.Sockets, i.SocketsLost)
+		}
+		// Nothing is missing of a site on other ports.
+		if r := got["run"]; !r.Running || r.State != "running" || r.Socket != "listening" {
+			t.Errorf("%+v: run: state %s, socket %s, running %v", req, r.State, r.Socket, r.Running)
+		}
 	}
 }
 
@@ -510,7 +535,7 @@ func TestListenersPendingWithUnitsOlderThanTheFile(t *testing.T) {
 	d, sd := setup(t)
 	stale := map[string]bool{}
 	src := Sources{Dirs: d, Systemd: sd,
-		SocketsMissing: func(s *site.Site) ([]string, error) { return []string{"127.0.0.1:4000"}, nil },
+		SocketsMissing: perSite(func(*site.Site) []string { return []string{"127.0.0.1:4000"} }, nil, nil),
 		UnitsStale:     func(_ context.Context, unit string) (bool, error) { return stale[unit], nil }}
 	stale["site-run.socket"] = true
 	res, err := Gather(context.Background(), src, Request{Names: []string{"run"}})

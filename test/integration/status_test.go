@@ -5,6 +5,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -183,9 +184,9 @@ func TestStatusTellsDownFromIdle(t *testing.T) {
 // (its listener changed in the file, then a daemon-reload): nothing
 // listens, and status says so, with advice that opens it again.
 func TestStatusIdleSiteWithoutItsSocket(t *testing.T) {
-	p1, p2 := freePort(t), freePort(t)
-	h := newHost(t, map[string]string{"shop": goSite(p1, "")})
-	h.run("systemctl", "start", "site-shop.socket")
+	p1, p2, p3 := freePort(t), freePort(t), freePort(t)
+	h := newHost(t, map[string]string{"shop": goSite(p1, ""), "karl": goSite(p3, "")})
+	h.run("systemctl", "start", "site-shop.socket", "site-karl.socket")
 	if st, code := h.statusOf("shop"); code != 0 || st.State != "idle" || st.Socket != "listening" {
 		t.Fatalf("an idle site: exit %d, %+v", code, st)
 	}
@@ -197,6 +198,31 @@ func TestStatusIdleSiteWithoutItsSocket(t *testing.T) {
 	st, code := h.statusOf("shop")
 	if code != 3 || st.Running || st.State != "stopped" || st.Socket != "stopped" || len(st.Sockets) != 1 || st.Sockets[0].State != "stopped" {
 		t.Errorf("an idle site without its socket: exit %d, %+v", code, st)
+	}
+	// list, and status of every site, say the same, and karl, idle on
+	// its own port, stays idle and listening.
+	for _, verb := range []string{"list", "status"} {
+		out, stderr, code := h.result("sitectl", verb, "--json")
+		var all []siteStatus
+		if err := json.Unmarshal([]byte(out), &all); err != nil {
+			t.Fatalf("sitectl %s --json: exit %d, %v: %q %q", verb, code, err, out, stderr)
+		}
+		got := map[string]siteStatus{}
+		for _, s := range all {
+			got[s.Site] = s
+		}
+		if st := got["shop"]; st.Running || st.State != "stopped" || st.Socket != "stopped" || len(st.Sockets) != 1 || st.Sockets[0].State != "stopped" {
+			t.Errorf("sitectl %s --json of an idle site without its socket: %+v", verb, st)
+		}
+		if st := got["karl"]; !st.Running || st.State != "idle" || st.Socket != "listening" {
+			t.Errorf("sitectl %s --json of an idle site with its socket: %+v", verb, st)
+		}
+		if code != 3 && verb == "status" {
+			t.Errorf("sitectl status of every site, one refusing visitors: exit %d, want 3", code)
+		}
+	}
+	if out, _, _ := h.result("sitectl", "list"); !regexp.MustCompile(`(?m)^shop\s+stopped\s`).MatchString(out) {
+		t.Errorf("sitectl list of an idle site without its socket:\n%s", out)
 	}
 	out, _, _ := h.result("sitectl", "status", "shop")
 	advice := "`sitectl restart shop` restarts site-shop.socket with the service to open them again"
