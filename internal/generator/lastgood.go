@@ -112,6 +112,11 @@ func lastGood(file string, valid []*site.Site, opts units.Options, stateProblem 
 	if err := units.Check(s, opts); err != nil {
 		return nil, fmt.Errorf("its last good copy is not usable either: %w", err)
 	}
+	// The units record what the site file was, so that a fix of it
+	// (SourcePath= is the copy) is seen as a change (SourceChanged).
+	if data, err := site.ReadFile(file); err == nil {
+		s.FileDigest = site.Digest(data)
+	}
 	return s, nil
 }
 

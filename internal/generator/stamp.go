@@ -16,11 +16,14 @@ import (
 // the unit file fragment says it was generated from (units.ParseStamp):
 // systemd, which compares modification times only, takes a site file put
 // in place with its old time kept (cp -p, rsync -a, tar x) for one it
-// loaded. A unit without a stamp (written by an older sitectl, or from a
-// last good copy) is not found changed: systemd's answer stands. A
-// source that is gone has changed, as systemd says of one. It reads at
-// most units.StampWithin bytes of the unit file and site.MaxFileSize of
-// the site file. It is control.Manager's SourceChanged.
+// loaded. Units from a last good copy (source is the copy) name the site
+// file they stand in for and what it was then (units.ParseStandIn): that
+// file is compared instead, so that a fix of it is a change, although the
+// copy stays as it was. A unit with neither (written by an older sitectl)
+// is not found changed: systemd's answer stands. A file that is gone has
+// changed, as systemd says of one. It reads at most units.StampWithin
+// bytes of the unit file and site.MaxFileSize of the site file. It is
+// control.Manager's SourceChanged.
 func SourceChanged(fragment, source string) (bool, error) {
 	head, err := readHead(fragment, units.StampWithin)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -31,7 +34,9 @@ func SourceChanged(fragment, source string) (bool, error) {
 	}
 	stamp, ok := units.ParseStamp(head)
 	if !ok {
-		return false, nil
+		if source, stamp, ok = units.ParseStandIn(head); !ok {
+			return false, nil
+		}
 	}
 	data, err := site.ReadFile(source)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -108,3 +108,61 @@ func TestSourceChangedWithoutStamp(t *testing.T) {
 		t.Errorf("a directory as the site file: %v", err)
 	}
 }
+
+// Units generated from the last good copy of a site file with mistakes
+// stand in for that file: a fix of it is a change (their SourcePath= is
+// the copy, which stays as it was), with any modification time; the file
+// as it was when they were generated is none.
+func TestSourceChangedOfLastGoodUnits(t *testing.T) {
+	dirs := paths.Dirs{Config: t.TempDir(), State: t.TempDir()}
+	out := t.TempDir()
+	file := dirs.SiteFile("shop")
+	good := "exec = [\"/bin/app\"]\ndrain_timeout = \"10s\"\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"
+	broken := "exec = [\"/bin/app\"]\ndrain_timeout = \"ten\"\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"
+	for path, content := range map[string]string{dirs.LastGoodFile("shop"): good, file: broken} {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := os.Chtimes(file, old, old); err != nil {
+		t.Fatal(err)
+	}
+	res, err := site.LoadDir(dirs.Config, nil)
+	if err != nil || len(res.Errors) == 0 {
+		t.Fatalf("the broken file loads: %v %v", res, err)
+	}
+	opts := units.Options{Dirs: dirs}
+	res, outcomes := WithLastGood(res, opts, "")
+	if len(res.Sites) != 1 || outcomes[0].LastGood == "" {
+		t.Fatalf("no last good units: %+v %+v", res.Sites, outcomes)
+	}
+	if err := Write(out, Files(res.Sites, opts)); err != nil {
+		t.Fatal(err)
+	}
+	service := filepath.Join(out, units.ServiceName("shop"))
+	source := dirs.LastGoodFile("shop") // SourcePath=
+	changed := func() bool {
+		t.Helper()
+		c, err := SourceChanged(service, source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if changed() {
+		t.Error("the broken file the units stand in for is found changed")
+	}
+	if err := os.WriteFile(file, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(file, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if !changed() {
+		t.Error("the site file, fixed with its old time, is not found changed")
+	}
+}

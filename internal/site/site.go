@@ -106,7 +106,12 @@ type Site struct {
 	// from, for the stamp on its units (units.ParseStamp): set by LoadDir,
 	// LoadFiles and LoadBytes; "" from ParseNamed and for a site sitectl
 	// list's cache gave without reading its file (LoadDirReusing).
-	Digest      string
+	Digest string
+	// FileDigest is, for a last good copy whose units stand in for its
+	// site file (the file has mistakes, or failed to start and is
+	// pinned), the Digest of the site file as it was then, for the stamp
+	// on those units (units.ParseStandIn); "" otherwise.
+	FileDigest  string
 	Description string
 
 	Exec        []string

@@ -103,3 +103,39 @@ func TestStampWithinBound(t *testing.T) {
 		}
 	}
 }
+
+// Units from a last good copy that stands in for its site file name that
+// file and what it was (ParseStandIn), and carry no stamp of the copy.
+func TestLastGoodUnitsNameTheFileTheyStandInFor(t *testing.T) {
+	dirs := paths.Dirs{Config: "/etc/sitectl/sites", State: "/var/lib/sitectl"}
+	r := site.LoadBytes(dirs.LastGoodFile("shop"), "shop", []byte(stampedSite), nil)
+	if len(r.Errors) > 0 {
+		t.Fatal(r.Errors)
+	}
+	s := r.Sites[0]
+	s.FileDigest = site.Digest([]byte("exec = [\n"))
+	for _, u := range units.Render(s, units.Options{Dirs: dirs}) {
+		file, digest, ok := units.ParseStandIn([]byte(u.Content))
+		if !ok || file != dirs.SiteFile("shop") || digest != s.FileDigest {
+			t.Errorf("%s: stands in for %q, %q, %v:\n%s", u.Name, file, digest, ok, u.Content)
+		}
+		if _, ok := units.ParseStamp([]byte(u.Content)); ok {
+			t.Errorf("%s: a last good unit has a stamp of the copy", u.Name)
+		}
+	}
+	// Only a whole line in the header counts.
+	good := "# " + "Stands in for the site file /etc/sitectl/sites/shop.toml, sha256: " + s.FileDigest + "\n"
+	for _, bad := range []string{
+		strings.Replace(good, s.FileDigest, s.FileDigest[1:], 1),
+		strings.Replace(good, s.FileDigest, strings.ToUpper(s.FileDigest), 1),
+		strings.Replace(good, "/etc/sitectl/sites/shop.toml", "", 1),
+		"[Unit]\n" + good,
+	} {
+		if file, digest, ok := units.ParseStandIn([]byte(bad)); ok {
+			t.Errorf("%q: read as %q, %q", bad, file, digest)
+		}
+	}
+	if file, _, ok := units.ParseStandIn([]byte("# a comment\n\n" + good)); !ok || file != "/etc/sitectl/sites/shop.toml" {
+		t.Errorf("after another comment: %q %v", file, ok)
+	}
+}

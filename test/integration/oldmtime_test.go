@@ -99,3 +99,31 @@ func TestSiteFileWithAnOldTimeIsSeen(t *testing.T) {
 		})
 	}
 }
+
+// Units generated from a site's last good copy (its file had mistakes)
+// name the copy as their source, which stays as it was when the file is
+// fixed: systemd then says the units are current. sitectl compares the
+// file with what it was when the units were generated, and restart says
+// that the units are older than the file.
+func TestFixedSiteFileOfLastGoodUnitsIsSeen(t *testing.T) {
+	port := freePort(t)
+	extra := "[probe]\npath = \"/\"\n"
+	h := newHost(t, map[string]string{"shop": goSite(port, extra)})
+	h.run("systemctl", "start", "site-shop.socket")
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	h.writeSite("shop", strings.Replace(goSite(port, extra), `drain_timeout = "10s"`, `drain_timeout = "ten"`, 1))
+	h.run("systemctl", "daemon-reload")
+	cat := h.run("systemctl", "cat", "site-shop.service")
+	if !strings.Contains(cat, "the last good version") || !strings.Contains(cat, "# Stands in for the site file /etc/sitectl/sites/shop.toml, sha256: ") {
+		t.Fatalf("the units are not the last good copy's, or do not say what they stand in for:\n%s", cat)
+	}
+	h.writeSite("shop", strings.Replace(goSite(port, extra), `drain_timeout = "10s"`, `drain_timeout = "7s"`, 1))
+	if p := h.show("site-shop.service", "NeedDaemonReload"); p["NeedDaemonReload"] != "no" {
+		t.Fatalf("systemd sees the fixed file (then this test tests nothing): %v", p)
+	}
+	out, stderr, code := h.result("sitectl", "restart", "shop")
+	want := "sitectl: warning: shop: the site file changed since systemd loaded site-shop.service"
+	if code != 0 || !strings.Contains(stderr, want) {
+		t.Errorf("sitectl restart with last good units and the file fixed: exit %d, want 0 and %q\nstdout: %s\nstderr: %s", code, want, out, stderr)
+	}
+}
