@@ -181,7 +181,7 @@ func TestLifecycleWaitsForTheLockWithinItsTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout) // as lifecycle gives it
 	defer cancel()
 	err = within(t, 5*time.Second, func() error {
-		return e.lifecycleOn(ctx, nil, "karl", f, s, func(context.Context, *lifecycle.Env) (lifecycle.Report, error) {
+		return e.lifecycleOn(ctx, nil, "enable", "karl", f, s, func(context.Context, *lifecycle.Env) (lifecycle.Report, error) {
 			return lifecycle.Report{}, errors.New("the verb ran without the site's lock")
 		})
 	})

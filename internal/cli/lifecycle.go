@@ -58,6 +58,16 @@ Like every lifecycle verb it is idempotent and refuses a site file with mistakes
 		})
 }
 
+// lifecycleSignalsHelp is what a signal does to a lifecycle verb
+// (runsToItsEnd), in its --help.
+const lifecycleSignalsHelp = `Once begun, a verb is not stopped by a signal: Ctrl-C (SIGINT), SIGTERM and SIGHUP
+are answered with a line saying that it runs to its end, within --timeout, so that
+nothing is left half done (say, a site's socket stopped and the socket of the site
+taking its listeners over never started); it then prints its report and exits as
+the verb ended. Only a wait for another sitectl's lock of the site ends at the first
+SIGINT or SIGTERM (exit 1, nothing done). kill -9 can still leave a verb half done:
+run it again, as every lifecycle verb is idempotent.`
+
 // lifecycleFlags are the flags of the lifecycle verbs.
 func lifecycleFlags(c *cobra.Command, f *changeFlags) {
 	c.Flags().BoolVar(&f.noBlock, "no-block", false, "fail at once if another sitectl is changing the site, instead of waiting")
@@ -72,7 +82,7 @@ func lifecycleCmd(e *env, verb, short, long string, run func(context.Context, *l
 		Use:               verb + " SITE",
 		GroupID:           "run",
 		Short:             short,
-		Long:              long + "\n\n" + exitCodesHelp,
+		Long:              long + "\n\n" + lifecycleSignalsHelp + "\n\n" + exitCodesHelp,
 		Args:              args(1, 1, "one site"),
 		ValidArgsFunction: e.completeOneSite,
 		RunE: func(c *cobra.Command, a []string) error {
@@ -80,7 +90,7 @@ func lifecycleCmd(e *env, verb, short, long string, run func(context.Context, *l
 			if err != nil {
 				return err
 			}
-			return e.lifecycle(c.Context(), s.Name, f, s, func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
+			return e.lifecycle(c.Context(), verb, s.Name, f, s, func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
 				return run(ctx, le, s)
 			})
 		},
@@ -114,7 +124,7 @@ unless its service runs, and then remove can only say which sites do not listen.
 
 It is idempotent: removing a site that is gone already changes nothing.
 
-` + exitCodesHelp,
+` + lifecycleSignalsHelp + "\n\n" + exitCodesHelp,
 		Example:           "  rm /etc/sitectl/sites/karl.toml && sitectl remove karl\n  mv /etc/sitectl/sites/karl.toml /etc/sitectl/sites/carl.toml && sitectl remove karl",
 		Args:              args(1, 1, "one site"),
 		ValidArgsFunction: e.completeOneSite,
@@ -137,7 +147,7 @@ It is idempotent: removing a site that is gone already changes nothing.
 			if _, err := os.Stat(e.dirs.SiteState(name)); err == nil {
 				s = &site.Site{Name: name} // lock it while its state goes
 			}
-			return e.lifecycle(c.Context(), name, f, s, func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
+			return e.lifecycle(c.Context(), "remove", name, f, s, func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
 				return lifecycle.Remove(ctx, le, name, true)
 			})
 		},
@@ -148,7 +158,7 @@ It is idempotent: removing a site that is gone already changes nothing.
 
 // lifecycle runs a lifecycle verb: as root, on the bus, under the site's
 // lock when locked is not nil, within --timeout, and prints its report.
-func (e *env) lifecycle(ctx context.Context, name string, f changeFlags, locked *site.Site, run func(context.Context, *lifecycle.Env) (lifecycle.Report, error)) error {
+func (e *env) lifecycle(ctx context.Context, verb, name string, f changeFlags, locked *site.Site, run func(context.Context, *lifecycle.Env) (lifecycle.Report, error)) error {
 	if os.Geteuid() != 0 {
 		return withCode(exitDenied, fmt.Errorf("putting a site in or out of service needs root; nothing was done"))
 	}
@@ -159,20 +169,27 @@ func (e *env) lifecycle(ctx context.Context, name string, f changeFlags, locked 
 		return err
 	}
 	defer mgr.Close()
-	return e.lifecycleOn(ctx, mgr, name, f, locked, run)
+	return e.lifecycleOn(ctx, mgr, verb, name, f, locked, run)
 }
 
 // lifecycleOn is lifecycle once systemd is reached, within ctx's deadline
-// (--timeout).
-func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, name string, f changeFlags, locked *site.Site, run func(context.Context, *lifecycle.Env) (lifecycle.Report, error)) error {
+// (--timeout). A signal ends a wait for another sitectl's lock of the
+// site, and nothing else: once begun, the verb runs to its end, prints its
+// report and exits as it would have without the signal (runsToItsEnd).
+func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, verb, name string, f changeFlags, locked *site.Site, run func(context.Context, *lifecycle.Env) (lifecycle.Report, error)) error {
+	wait, begin, stop := e.runsToItsEnd(verb, name, f.timeout)
+	defer stop()
 	st := modes.Store{Dir: e.dirs.State}
 	if locked != nil {
 		// The wait for another sitectl counts in --timeout.
-		lock, err := lockSite(ctx, st, locked, stateservice.Request{Site: locked.Name, NoBlock: f.noBlock, TimeoutMS: f.timeout.Milliseconds()}, e.progressf)
+		lock, err := lockSite(mergeCancel(ctx, wait), st, locked, stateservice.Request{Site: locked.Name, NoBlock: f.noBlock, TimeoutMS: f.timeout.Milliseconds()}, e.progressf)
 		if err != nil {
 			return err
 		}
 		defer lock.Unlock()
+	}
+	if err := begin(); err != nil {
+		return withCode(exitFailed, fmt.Errorf("site %s: sitectl %s was given up before it began: %w; nothing was done", name, verb, err))
 	}
 	le := &lifecycle.Env{Store: st, Systemd: sd, UID: os.Getuid(), Progress: e.progressf,
 		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) },
