@@ -34,11 +34,19 @@ environment = { WEBAPP_START_DELAY = "3s" }
 // error and exit code. A signal sitectl is no longer there for is lost.
 func (h *host) signalled(mode string, delay time.Duration, sigs ...string) (string, int) {
 	h.t.Helper()
-	script := fmt.Sprintf("set -m; sitectl mode karl %s >/dev/null 2>/tmp/sitectl.err & p=$!; sleep %.1f; for s in %s; do kill -$s $p 2>/dev/null; sleep 0.3; done; wait $p; rc=$?; cat /tmp/sitectl.err >&2; exit $rc",
-		mode, delay.Seconds(), strings.Join(sigs, " "))
-	_, stderr, code := h.result("bash", "-c", script)
-	h.t.Logf("sitectl mode karl %s, %v after its start: %s: exit %d\n%s", mode, delay, strings.Join(sigs, ", "), code, stderr)
+	_, stderr, code := h.signalledRun("sitectl mode karl "+mode, delay, sigs...)
 	return stderr, code
+}
+
+// signalledRun is signalled for any command line (shell words), with its
+// standard output too.
+func (h *host) signalledRun(cmd string, delay time.Duration, sigs ...string) (stdout, stderr string, code int) {
+	h.t.Helper()
+	script := fmt.Sprintf("set -m; %s >/tmp/signalled.out 2>/tmp/signalled.err & p=$!; sleep %.1f; for s in %s; do kill -$s $p 2>/dev/null; sleep 0.3; done; wait $p; rc=$?; cat /tmp/signalled.out; cat /tmp/signalled.err >&2; exit $rc",
+		cmd, delay.Seconds(), strings.Join(sigs, " "))
+	stdout, stderr, code = h.result("bash", "-c", script)
+	h.t.Logf("%s, %v after its start: %s: exit %d\n%s%s", cmd, delay, strings.Join(sigs, ", "), code, stdout, stderr)
+	return stdout, stderr, code
 }
 
 type statusModes struct {
@@ -138,5 +146,64 @@ func TestInterruptedOverlapSwitchKeepsTheServingGeneration(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	if r := getReply(t, url); r.Mode != "normal" || r.PID != before.PID {
 		t.Errorf("5s later: pid %d in mode %s answers, want pid %d in mode normal", r.PID, r.Mode, before.PID)
+	}
+}
+
+// Root's sitectl remove of a renamed site (its heir declares the same
+// listener), signalled while it stops the old site (the app drains a
+// request in flight): SIGINT, SIGTERM and SIGHUP do not kill it between
+// stopping the old socket and starting the heir's, which would leave the
+// port refusing with nobody told. It says that it runs to its end and
+// that a further signal is ignored, hands the listener over, prints its
+// report and exits 0. disable, signalled while the app drains, likewise
+// leaves the site out of service, not half stopped.
+func TestSignalledLifecycleVerbRunsToItsEnd(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, "")})
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	h.run("mv", "/etc/sitectl/sites/karl.toml", "/etc/sitectl/sites/carl.toml")
+	h.run("systemctl", "daemon-reload")
+
+	long := getAsync(url + "sleep?d=5s") // the stop waits for its drain
+	time.Sleep(500 * time.Millisecond)
+	out, stderr, code := h.signalledRun("sitectl remove karl", 2*time.Second, "INT", "TERM", "HUP")
+	if code != 0 || !strings.Contains(out, "carl: took over its listeners (started site-carl.socket)") {
+		t.Errorf("sitectl remove karl, signalled: exit %d, want 0 and the listener handed over\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	for _, want := range []string{
+		"sitectl: SIGINT: sitectl remove karl runs to its end, within --timeout (2m0s), so that nothing is left half done; further signals are ignored too",
+		"sitectl: SIGTERM ignored: sitectl remove karl runs to its end",
+		"sitectl: SIGHUP (the terminal went away?): sitectl remove karl runs to its end",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("standard error has no line %q:\n%s", want, stderr)
+		}
+	}
+	if r := <-long; r.err != nil || r.status != 200 {
+		t.Errorf("the request in flight during the remove: %+v", r)
+	}
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Errorf("after the signalled remove: %v", err)
+	}
+	if got := h.show("site-carl.service", "ActiveState")["ActiveState"]; got != "active" {
+		t.Errorf("carl's service is %s, want active: the port answered from elsewhere", got)
+	}
+	if _, err := h.try("test", "-e", "/var/lib/sitectl/sites/karl"); err == nil {
+		t.Error("karl's state was kept: the remove did not finish")
+	}
+
+	long = getAsync(url + "sleep?d=4s")
+	time.Sleep(500 * time.Millisecond)
+	out, stderr, code = h.signalledRun("sitectl disable carl", time.Second, "INT", "INT")
+	if code != 0 || !strings.Contains(out, "carl: out of service") || !strings.Contains(stderr, "SIGINT: sitectl disable carl runs to its end") || !strings.Contains(stderr, "SIGINT ignored") {
+		t.Errorf("sitectl disable carl, signalled: exit %d, want 0, the report and the lines about the signals\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	<-long
+	for _, unit := range []string{"site-carl.service", "site-carl.socket", "site-carl-reload.path"} {
+		if got := h.show(unit, "ActiveState")["ActiveState"]; got != "inactive" {
+			t.Errorf("after the signalled disable, %s is %s, want inactive", unit, got)
+		}
 	}
 }
