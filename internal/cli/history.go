@@ -109,7 +109,7 @@ func (e *env) printHistory(entries []historyEntry) error {
 func (e *env) historyOf(ctx context.Context, name string, last int) ([]modes.Entry, error) {
 	if e.remote() {
 		h := []modes.Entry{}
-		return h, e.remoteCall(ctx, stateservice.Request{Verb: stateservice.VerbHistory, Site: name, Last: last}, &h)
+		return h, e.remoteCall(ctx, nil, stateservice.Request{Verb: stateservice.VerbHistory, Site: name, Last: last}, &h)
 	}
 	s, err := e.loadSite(name)
 	if err != nil {

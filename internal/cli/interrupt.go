@@ -22,7 +22,8 @@ import (
 // they came, until stop, which returns once on is done with the last.
 // What a signal does is on's: a switch of mode rolls back (interruptible),
 // a lifecycle verb runs to its end (runsToItsEnd), a deployer's sitectl
-// asks the state service to roll back (remoteInterruptible).
+// asks the state service to interrupt the change (interruptible too, and
+// remoteCall).
 func catchSignals(on func(syscall.Signal)) (stop func()) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
@@ -70,15 +71,26 @@ func (e *env) interrupted(ctx context.Context, cancel context.CancelCauseFunc, n
 	case ctx.Err() == nil:
 		term.Fprintf(e.stderr, "sitectl: interrupted by %s: the change of site %s stops; a new mode not yet shown to serve is rolled back to the previous one, which is verified again; further signals are ignored until then\n", signame, name)
 		cancel(interruption(s))
+	case e.remote():
+		// sitectl's state service runs the change, whatever becomes
+		// of this sitectl.
+		term.Fprintf(e.stderr, "sitectl: %s ignored: site %s is being brought back to a mode shown to serve; sitectl exits when that is done (kill -9 would not stop that, only leave you without its outcome, which `sitectl history %s` shows)\n", signame, name, name)
 	default:
 		term.Fprintf(e.stderr, "sitectl: %s ignored: site %s is being brought back to a mode shown to serve; sitectl exits when that is done (kill -9 would leave the site unverified)\n", signame, name)
 	}
 }
 
-// interruption is the cause a signal gives the change it interrupts.
-func interruption(s syscall.Signal) error {
-	return fmt.Errorf("%w by %s", flow.ErrInterrupted, unix.SignalName(s))
+// signalled is the cause a signal gives the change it interrupts:
+// flow.ErrInterrupted, and which signal.
+type signalled struct{ sig syscall.Signal }
+
+func interruption(s syscall.Signal) error { return &signalled{s} }
+
+func (s *signalled) Error() string {
+	return fmt.Sprintf("%v by %s", flow.ErrInterrupted, unix.SignalName(s.sig))
 }
+
+func (s *signalled) Unwrap() error { return flow.ErrInterrupted }
 
 // runsToItsEnd catches, while root's sitectl runs lifecycle verb (enable,
 // disable, remove) on site name, the signals that would otherwise kill it

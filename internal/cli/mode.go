@@ -210,7 +210,12 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 	var rep flow.Report
 	var err error
 	if e.remote() {
-		rep, err = e.remoteChange(ctx, req)
+		// A signal is passed on: sitectl's state service interrupts
+		// the change as a signal to root's sitectl does, and this
+		// sitectl waits for its outcome.
+		interrupt, stop := e.interruptible(req.Site)
+		defer stop()
+		rep, err = e.remoteChange(ctx, interrupt, req)
 	} else {
 		// A signal must not kill sitectl in the middle of a change.
 		interrupt, stop := e.interruptible(req.Site)
@@ -255,8 +260,9 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 // for the lock (the state service's caller hung up, root's sitectl was
 // interrupted); once the change has started, it runs to its end, bounded
 // by its own timeout, unless interrupt (root's sitectl: SIGINT or
-// SIGTERM; nil for the state service) ends and rolls it back
-// (flow.Env.Interrupt). This is the one
+// SIGTERM; the state service: the caller's Interrupt, its sitectl's
+// SIGINT or SIGTERM) ends and rolls it back (flow.Env.Interrupt). This is
+// the one
 // code path of every change, root's own and a deployer's. still, for a
 // deployer's change, is asked once the lock is held: the grant and the
 // site file as they are then, not as they were before a wait for another
@@ -406,8 +412,9 @@ func (e *env) serviceRuns(ctx context.Context, mgr *control.Manager, s *site.Sit
 var flowMargin = time.Minute
 
 // runFlow runs the flow of a change. Once begun, it runs to its end: a
-// Ctrl-C, or a caller of the state service that hangs up, must not leave
-// a switch half done. Its bringing up and its rollback have deadlines of
+// Ctrl-C (which only interrupts it through flow.Env.Interrupt), or a
+// caller of the state service that hangs up, must not leave a switch half
+// done. Its bringing up and its rollback have deadlines of
 // their own (60% and 40% of the request's timeout), but what comes before
 // them (reading the unit, the sockets' check, recording the switch, which
 // may wait for a daemon-reload) waits as long as systemd does, with the

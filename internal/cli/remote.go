@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/sitectl/sitectl/activation"
 	"github.com/sitectl/sitectl/internal/dialer"
@@ -34,18 +35,32 @@ func (e *env) remote() bool { return os.Geteuid() != 0 }
 func (e *env) stateSocket() string { return paths.StateSocket(os.Getenv) }
 
 // remoteChange asks the state service for a change, showing its progress
-// lines, and returns its report and exit code.
-func (e *env) remoteChange(ctx context.Context, req stateservice.Request) (flow.Report, error) {
+// lines, and returns its report and exit code. When interrupt ends (the
+// first SIGINT or SIGTERM, see interruptible), the service is asked to
+// interrupt the change as root's sitectl's would be.
+func (e *env) remoteChange(ctx, interrupt context.Context, req stateservice.Request) (flow.Report, error) {
 	rep := flow.Report{Site: req.Site}
-	err := e.remoteCall(ctx, req, &rep)
+	err := e.remoteCall(ctx, interrupt, req, &rep)
 	return rep, err
 }
 
 // remoteCall sends req to the state service and decodes the result into
 // result; the error has the exit code the service gave, or the one for a
-// service that could not be asked.
-func (e *env) remoteCall(ctx context.Context, req stateservice.Request, result any) error {
-	final, err := stateservice.Call(ctx, e.stateSocket(), req, func(line string) { e.progressf("%s", line) })
+// service that could not be asked. interrupt (nil: none), once ended by a
+// signal, is passed on to the service, and the call goes on to its answer.
+func (e *env) remoteCall(ctx, interrupt context.Context, req stateservice.Request, result any) error {
+	var sigs chan string
+	if interrupt != nil {
+		sigs = make(chan string, 1)
+		stop := context.AfterFunc(interrupt, func() {
+			var s *signalled
+			if errors.As(context.Cause(interrupt), &s) {
+				sigs <- unix.SignalName(s.sig)
+			}
+		})
+		defer stop()
+	}
+	final, err := stateservice.Call(ctx, e.stateSocket(), req, func(line string) { e.progressf("%s", line) }, sigs)
 	if err != nil {
 		return callError(err)
 	}
@@ -91,9 +106,23 @@ func (b backend) Sites() ([]*site.Site, error) {
 	return res.Sites, err
 }
 
-func (b backend) Change(ctx context.Context, req stateservice.Request, s *site.Site, c stateservice.Caller, progress func(string), still func() (*site.Site, error)) (any, error) {
+// Change runs a deployer's change as root's sitectl runs it. An Interrupt
+// from the caller interrupts it as root's sitectl's first SIGINT or
+// SIGTERM does: the wait for the lock ends, a new mode not yet shown to
+// serve is rolled back and the previous one verified.
+func (b backend) Change(ctx, interrupt context.Context, req stateservice.Request, s *site.Site, c stateservice.Caller, progress func(string), still func() (*site.Site, error)) (any, error) {
 	who := modes.Local{Store: modes.Store{Dir: b.e.dirs.State}, UID: c.UID, PID: os.Getpid()}
-	return b.e.localChange(ctx, nil, req, s, who, func(format string, args ...any) { progress(fmt.Sprintf(format, args...)) }, b.e.connectSoon(ctx), still)
+	fi, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	stop := context.AfterFunc(interrupt, func() {
+		var in *stateservice.Interrupted
+		if errors.As(context.Cause(interrupt), &in) {
+			cancel(interruption(unix.SignalNum(in.Signal)))
+		}
+	})
+	defer stop()
+	ctx = mergeCancel(ctx, fi)
+	return b.e.localChange(ctx, fi, req, s, who, func(format string, args ...any) { progress(fmt.Sprintf(format, args...)) }, b.e.connectSoon(ctx), still)
 }
 
 func (b backend) Status(ctx context.Context, verb string, names []string) (any, error) {
@@ -139,7 +168,9 @@ whose file names the caller in deployers, and runs exactly what root's sitectl r
 for the same verb: a change takes the site's lock, records the mode, restarts the
 site over D-Bus, verifies it, rolls it back if it does not come up, and writes the
 history from what it saw. A change that has started finishes even if its caller
-goes away. A request must arrive within --request-timeout; one uid may hold
+goes away; a caller's sitectl that gets SIGINT or SIGTERM says so on the connection,
+and the change is interrupted as root's sitectl's is (a new mode not yet shown to
+serve is rolled back and the previous one verified). A request must arrive within --request-timeout; one uid may hold
 --per-uid connections at once, everyone together --total. One line per request
 goes to the journal. The service has no network of its own: a change's probe
 connects to a site's TCP listener through sitectl-dial.service (--dial-socket).`,

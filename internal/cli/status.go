@@ -195,7 +195,7 @@ func (e *env) gather(ctx context.Context, req status.Request) (status.Result, er
 		verb = stateservice.VerbList
 	}
 	var rs remoteStatus
-	if err := e.remoteCall(ctx, stateservice.Request{Verb: verb, Sites: req.Names}, &rs); err != nil {
+	if err := e.remoteCall(ctx, nil, stateservice.Request{Verb: verb, Sites: req.Names}, &rs); err != nil {
 		return status.Result{}, err
 	}
 	return status.Result{Sites: rs.Sites, Missing: rs.Missing}, nil

@@ -106,8 +106,9 @@ type Env struct {
 	// nothing, and a new mode not yet shown to serve is given up and
 	// the previous mode brought up and verified again, as after a
 	// failed start. A change whose new mode was shown to serve stands.
-	// nil: a change is never interrupted (sitectl's state service, whose
-	// caller may hang up: the change runs to its end).
+	// A deployer's change is interrupted when the deployer's sitectl gets
+	// the signal and tells sitectl's state service; one whose caller
+	// hangs up runs to its end. nil: a change is never interrupted.
 	Interrupt context.Context
 	// Host is what the check before a restart reads of the host;
 	// default sitecheck.OS.

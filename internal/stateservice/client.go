@@ -35,8 +35,11 @@ const (
 // Call sends req to the service listening on socket, calls progress with
 // each progress line, and returns the final answer. Its wait is bounded:
 // for a change, by the lock wait and the change's timeout the service
-// applies; otherwise by a minute.
-func Call(ctx context.Context, socket string, req Request, progress func(string)) (*Final, error) {
+// applies; otherwise by a minute. The first signal name (SIGINT, SIGTERM)
+// received from interrupt (nil: none) is sent to the service as an
+// Interrupt, and Call goes on reading the answer: how the interrupted
+// change ended.
+func Call(ctx context.Context, socket string, req Request, progress func(string), interrupt <-chan string) (*Final, error) {
 	d := net.Dialer{Timeout: connectTimeout}
 	conn, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
@@ -56,6 +59,20 @@ func Call(ctx context.Context, socket string, req Request, progress func(string)
 	}
 	if _, err := conn.Write(append(data, '\n')); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCut, err)
+	}
+	if interrupt != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case sig := <-interrupt:
+				// A write that fails leaves the change to run to its
+				// end; the answer says how it ended.
+				line, _ := json.Marshal(Interrupt{Signal: sig})
+				conn.Write(append(line, '\n'))
+			case <-done:
+			}
+		}()
 	}
 	return readAnswer(bufio.NewReaderSize(conn, 64<<10), progress)
 }

@@ -13,7 +13,22 @@
 // observed. It streams progress lines and then one final answer. A client
 // can neither record a result nor write free text: there is nothing in a
 // request to carry either. A client that disconnects does not stop a change
-// that has started: it finishes or rolls back, and is recorded.
+// that has started: it finishes or rolls back, and is recorded; it only
+// ends a wait for the site's lock.
+//
+// After its request, a client may send one more line on the same
+// connection, an Interrupt: its caller interrupted it (the first SIGINT or
+// SIGTERM of the deployer's sitectl). The service then interrupts the
+// change exactly as the first such signal interrupts root's sitectl: a
+// wait for the site's lock ends with nothing done, a new mode not yet shown
+// to serve is rolled back to the previous one, which is verified again,
+// and a mode already shown to serve stands. The client goes on reading the
+// progress lines and the final answer, which says how the change ended.
+// Whatever else a client sends after its request is read and dropped, up
+// to MaxRequest bytes in all; beyond that, or at a hang-up, the service
+// stops reading and the change goes on as for a client that disconnected.
+// A service that predates Interrupt drops it too: the change then runs to
+// its end, and the final answer says so.
 //
 // The service bounds what a client can take: a request must arrive within
 // RequestTimeout and fit MaxRequest bytes; each uid may hold PerUID
@@ -22,8 +37,8 @@
 // MaxResponse); a client that does not read its answer is written to for
 // WriteTimeout and then left to the change going on without it.
 //
-// This file owns the protocol: Request and Event, DecodeRequest (the
-// server's reader) and Call (the client).
+// This file owns the protocol: Request, Interrupt and Event, DecodeRequest
+// and decodeInterrupt (the server's readers) and Call (the client).
 package stateservice
 
 import (
@@ -106,6 +121,36 @@ func (r Request) IsChange() bool {
 	return false
 }
 
+// Interrupt is what a client may send after its request, one JSON object
+// on one line: {"interrupt":"SIGINT"}. Signal is SIGINT or SIGTERM; the
+// service drops any other line.
+type Interrupt struct {
+	Signal string `json:"interrupt"`
+}
+
+// Interrupted is the cause of the interrupt context the service gives
+// Backend.Change once the caller sent an Interrupt (with errors.As).
+type Interrupted struct {
+	// Signal is the signal the caller's sitectl got: SIGINT or SIGTERM.
+	Signal string
+}
+
+func (i *Interrupted) Error() string {
+	return "the caller's sitectl was interrupted by " + i.Signal
+}
+
+// decodeInterrupt reads an Interrupt line (without its newline), and says
+// whether it is one.
+func decodeInterrupt(line []byte) (Interrupt, bool) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	var in Interrupt
+	if err := dec.Decode(&in); err != nil || dec.More() {
+		return Interrupt{}, false
+	}
+	return in, in.Signal == "SIGINT" || in.Signal == "SIGTERM"
+}
+
 // Event is one line of an answer: a progress line, or the final answer,
 // which is the last line.
 type Event struct {
@@ -132,7 +177,14 @@ var ErrBadRequest = errors.New("bad request")
 // names, a timeout in range. Unknown fields are refused, so a request of
 // another protocol (one with a result or a reason) is refused whole.
 func DecodeRequest(r io.Reader) (Request, error) {
-	line, err := bufio.NewReaderSize(io.LimitReader(r, MaxRequest+1), MaxRequest+1).ReadSlice('\n')
+	return decodeRequest(bufio.NewReaderSize(io.LimitReader(r, MaxRequest+1), MaxRequest+1))
+}
+
+// decodeRequest is DecodeRequest from a reader of at least MaxRequest+1
+// bytes, which keeps what follows the request (an Interrupt) for the next
+// read.
+func decodeRequest(br *bufio.Reader) (Request, error) {
+	line, err := br.ReadSlice('\n')
 	switch {
 	case errors.Is(err, bufio.ErrBufferFull) || len(line) > MaxRequest:
 		return Request{}, fmt.Errorf("%w: longer than %d bytes", ErrBadRequest, MaxRequest)

@@ -1,11 +1,11 @@
 package stateservice
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -28,13 +28,17 @@ type Backend interface {
 	Sites() ([]*site.Site, error)
 	// Change runs a change verb on site s for caller, sending progress
 	// lines. ctx ends when the caller hangs up: that may stop a wait for
-	// the site's lock, never a change that has started. The result is the
+	// the site's lock, never a change that has started. interrupt ends,
+	// with an *Interrupted cause, when the caller sends an Interrupt: the
+	// change is interrupted as root's sitectl's is by its first SIGINT
+	// (the wait for the lock ends, a new mode not yet shown to serve is
+	// rolled back and the previous one verified). The result is the
 	// change's report, also when it failed. still is asked once the
 	// site's lock is held, before anything changes: the site as its file
 	// says now, if the caller is still granted it. A deployer whose grant
 	// root took away while they waited for another sitectl changes
 	// nothing.
-	Change(ctx context.Context, req Request, s *site.Site, caller Caller, progress func(string), still func() (*site.Site, error)) (any, error)
+	Change(ctx, interrupt context.Context, req Request, s *site.Site, caller Caller, progress func(string), still func() (*site.Site, error)) (any, error)
 	// Status is what `sitectl status|list --json` prints for the sites.
 	Status(ctx context.Context, verb string, sites []string) (any, error)
 	// History is what `sitectl history --json` prints for the site.
@@ -167,7 +171,8 @@ func (s *Server) handle(conn net.Conn) {
 	}
 	defer s.release(caller.UID)
 	conn.SetReadDeadline(time.Now().Add(s.RequestTimeout))
-	req, err := DecodeRequest(conn)
+	in := bufio.NewReaderSize(conn, MaxRequest+1)
+	req, err := decodeRequest(in)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		err = fmt.Errorf("%w: no request within %s", ErrBadRequest, s.RequestTimeout)
 	}
@@ -177,14 +182,16 @@ func (s *Server) handle(conn net.Conn) {
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
-	ctx, cancel := hangup(conn)
-	defer cancel()
-	final := s.dispatch(ctx, req, caller, out.progress)
-	out.final(final)
 	what := req.Verb + " " + req.Site
 	if req.Mode != "" {
 		what += " " + req.Mode
 	}
+	ctx, interrupt, stop := listen(in, func(sig string) {
+		s.Logf("uid %d (pid %d): %s: interrupted by %s", caller.UID, caller.PID, strings.TrimSpace(what), sig)
+	})
+	defer stop()
+	final := s.dispatch(ctx, interrupt, req, caller, out.progress)
+	out.final(final)
 	result := "ok"
 	if final.Error != "" {
 		result = fmt.Sprintf("exit %d: %s", final.Code, final.Error)
@@ -213,20 +220,45 @@ func (s *Server) release(uid int) {
 	}
 }
 
-// hangup is a context that ends when the peer closes the connection (or
-// its writing side): nothing more is read from it after the request.
-func hangup(conn net.Conn) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
+// listen reads what the caller sends after its request (in), at most
+// MaxRequest bytes: nothing, or an Interrupt line. hangup ends when the
+// caller hangs up (closes the connection or its writing side) or sends
+// more than that; interrupt ends at the first Interrupt, with an
+// *Interrupted cause, after onInterrupt is told its signal. Any other line
+// is dropped. stop ends both.
+func listen(in *bufio.Reader, onInterrupt func(sig string)) (hangup, interrupt context.Context, stop func()) {
+	hangup, hungUp := context.WithCancel(context.Background())
+	interrupt, interrupted := context.WithCancelCause(context.Background())
 	go func() {
-		io.Copy(io.Discard, io.LimitReader(conn, MaxRequest))
-		cancel()
+		defer hungUp()
+		read, partial := 0, false
+		for read <= MaxRequest {
+			line, err := in.ReadSlice('\n')
+			read += len(line)
+			switch {
+			case errors.Is(err, bufio.ErrBufferFull):
+				partial = true // a line too long to be an Interrupt
+			case err != nil:
+				return
+			case partial:
+				partial = false
+			case read <= MaxRequest && interrupt.Err() == nil:
+				if i, ok := decodeInterrupt(line[:len(line)-1]); ok {
+					onInterrupt(i.Signal)
+					interrupted(&Interrupted{Signal: i.Signal})
+				}
+			}
+		}
 	}()
-	return ctx, cancel
+	return hangup, interrupt, func() {
+		hungUp()
+		interrupted(nil)
+	}
 }
 
 // dispatch runs a request and makes its final answer.
-func (s *Server) dispatch(ctx context.Context, req Request, caller Caller, progress func(string)) Final {
-	result, err := s.do(ctx, req, caller, progress)
+func (s *Server) dispatch(ctx, interrupt context.Context, req Request, caller Caller, progress func(string)) Final {
+	result, err := s.do(ctx, interrupt, req, caller, progress)
 	var data []byte
 	if result != nil {
 		var merr error
@@ -244,7 +276,7 @@ func (s *Server) dispatch(ctx context.Context, req Request, caller Caller, progr
 	return f
 }
 
-func (s *Server) do(ctx context.Context, req Request, caller Caller, progress func(string)) (any, error) {
+func (s *Server) do(ctx, interrupt context.Context, req Request, caller Caller, progress func(string)) (any, error) {
 	switch {
 	case req.IsChange():
 		st, err := s.granted(req.Site, caller)
@@ -252,7 +284,7 @@ func (s *Server) do(ctx context.Context, req Request, caller Caller, progress fu
 			return nil, err
 		}
 		still := func() (*site.Site, error) { return s.granted(req.Site, caller) }
-		return s.Backend.Change(ctx, req, st, caller, progress, still)
+		return s.Backend.Change(ctx, interrupt, req, st, caller, progress, still)
 	case req.Verb == VerbHistory:
 		st, err := s.granted(req.Site, caller)
 		if err != nil {

@@ -33,6 +33,12 @@ type fakeBackend struct {
 	started  chan struct{}
 	finished chan string
 	progress int // progress lines each change sends
+	// interruptible: a change blocked (block) ends early when it is
+	// interrupted, and fails with the interruption's cause.
+	interruptible bool
+	// hungUp and interrupted say, for each change that finished, whether
+	// its caller had hung up and whether it had interrupted it.
+	hungUp, interrupted []bool
 }
 
 func newFakeBackend() *fakeBackend {
@@ -59,20 +65,42 @@ func (b *fakeBackend) Sites() ([]*site.Site, error) {
 	return []*site.Site{b.sites["admin"], b.sites["blog"], b.sites["shop"]}, nil
 }
 
-func (b *fakeBackend) Change(ctx context.Context, req Request, s *site.Site, c Caller, progress func(string), still func() (*site.Site, error)) (any, error) {
+func (b *fakeBackend) Change(ctx, interrupt context.Context, req Request, s *site.Site, c Caller, progress func(string), still func() (*site.Site, error)) (any, error) {
 	b.started <- struct{}{}
 	for i := 0; i < b.progress; i++ {
 		progress(fmt.Sprintf("line %d %s", i, strings.Repeat("x", 100)))
 	}
+	var err error
 	if b.block != nil {
-		<-b.block
+		if b.interruptible {
+			select {
+			case <-b.block:
+			case <-interrupt.Done():
+				progress("rolling back")
+				err = fmt.Errorf("rolled back: %w", context.Cause(interrupt))
+			}
+		} else {
+			<-b.block
+		}
 	}
 	what := fmt.Sprintf("%s %s %s by %d", req.Verb, s.Name, req.Mode, c.UID)
 	b.mu.Lock()
 	b.changes = append(b.changes, what)
+	b.hungUp = append(b.hungUp, ctx.Err() != nil)
+	b.interrupted = append(b.interrupted, interrupt.Err() != nil)
 	b.mu.Unlock()
 	b.finished <- what
-	return map[string]string{"site": s.Name, "to": req.Mode}, nil
+	return map[string]string{"site": s.Name, "to": req.Mode}, err
+}
+
+// seen are hungUp and interrupted, once n changes finished.
+func (b *fakeBackend) seen(n int) (hungUp, interrupted []bool) {
+	for range n {
+		<-b.finished
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]bool{}, b.hungUp...), append([]bool{}, b.interrupted...)
 }
 
 func (b *fakeBackend) Status(ctx context.Context, verb string, names []string) (any, error) {
@@ -169,7 +197,7 @@ func (ts *testService) call(who string, req Request) (*Final, []string, error) {
 	var lines []string
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	f, err := Call(ctx, filepath.Join(ts.dir, who), req, func(l string) { lines = append(lines, l) })
+	f, err := Call(ctx, filepath.Join(ts.dir, who), req, func(l string) { lines = append(lines, l) }, nil)
 	return f, lines, err
 }
 
@@ -374,6 +402,135 @@ func TestChangeOutlivesItsCaller(t *testing.T) {
 	}
 }
 
+// A caller's Interrupt, sent after its request, interrupts the change,
+// with the signal as the cause; the caller gets the progress lines and
+// the final answer of the interrupted change. A caller that sends the
+// Interrupt in the same write as its request interrupts it too.
+func TestInterruptReachesTheChange(t *testing.T) {
+	ts := startService(t, nil)
+	ts.backend.block = make(chan struct{})
+	defer close(ts.backend.block)
+	ts.backend.interruptible = true
+	sigs := make(chan string, 1)
+	type result struct {
+		f     *Final
+		lines []string
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var lines []string
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		defer cancel()
+		f, err := Call(ctx, filepath.Join(ts.dir, "dana"), Request{Verb: VerbMode, Site: "blog", Mode: "maintenance"}, func(l string) { lines = append(lines, l) }, sigs)
+		done <- result{f, lines, err}
+	}()
+	<-ts.backend.started
+	sigs <- "SIGINT"
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(patience):
+		t.Fatal("the interrupted change did not end")
+	}
+	if r.err != nil || r.f.Code != 1 || r.f.Error != "rolled back: the caller's sitectl was interrupted by SIGINT" || strings.Join(r.lines, "|") != "rolling back" {
+		t.Errorf("the interrupted change's answer: %+v, %q, %v", r.f, r.lines, r.err)
+	}
+	if hungUp, interrupted := ts.backend.seen(1); hungUp[0] || !interrupted[0] {
+		t.Errorf("the change saw hung up %v, interrupted %v; want interrupted only", hungUp[0], interrupted[0])
+	}
+
+	c := ts.dial("dana")
+	io.WriteString(c, `{"verb":"restart","site":"blog"}`+"\n"+`{"interrupt":"SIGTERM"}`+"\n")
+	if f := readFinal(t, c); f.Error != "rolled back: the caller's sitectl was interrupted by SIGTERM" {
+		t.Errorf("an Interrupt in the request's write: %+v", f)
+	}
+}
+
+// Only an Interrupt of SIGINT or SIGTERM interrupts a change: other lines
+// after the request are dropped, and a caller that hangs up, or sends
+// more than MaxRequest bytes, leaves the change to run to its end, as
+// before there were Interrupts.
+func TestOnlyAnInterruptInterrupts(t *testing.T) {
+	ts := startService(t, nil)
+	ts.backend.interruptible = true
+	for _, after := range []string{
+		`{"interrupt":"SIGKILL"}` + "\n",
+		`{"interrupt":"SIGINT","site":"blog"}` + "\n",
+		`{"interrupt":"SIGINT"} {"interrupt":"SIGINT"}` + "\n",
+		`{"interrupt":"SIGINT"}`, // no newline: not a line
+		"not json\n",
+		strings.Repeat("x", MaxRequest+10) + `{"interrupt":"SIGINT"}` + "\n",
+		strings.Repeat(" ", MaxRequest) + "\n" + `{"interrupt":"SIGINT"}` + "\n",
+	} {
+		ts.backend.block = make(chan struct{})
+		c := ts.dial("dana")
+		io.WriteString(c, `{"verb":"restart","site":"blog"}`+"\n")
+		<-ts.backend.started
+		io.WriteString(c, after)
+		time.Sleep(100 * time.Millisecond) // the service reads it
+		close(ts.backend.block)
+		if f := readFinal(t, c); f.Code != 0 {
+			t.Errorf("after %.60q: %+v, want the change run to its end", after, f)
+		}
+		c.Close()
+	}
+	_, interrupted := ts.backend.seen(7)
+	for i, in := range interrupted {
+		if in {
+			t.Errorf("change %d was interrupted", i)
+		}
+	}
+	// A hang-up: the change runs to its end, not interrupted.
+	ts.backend.block = make(chan struct{})
+	c := ts.dial("dana")
+	io.WriteString(c, `{"verb":"restart","site":"blog"}`+"\n")
+	<-ts.backend.started
+	c.Close()
+	time.Sleep(100 * time.Millisecond)
+	close(ts.backend.block)
+	if hungUp, interrupted := ts.backend.seen(1); !hungUp[7] || interrupted[7] {
+		t.Errorf("a caller that hung up: hung up %v, interrupted %v; want hung up only", hungUp[7], interrupted[7])
+	}
+}
+
+// A service older than Interrupt drops what follows the request: a
+// client that sends one still gets its answer.
+func TestInterruptToAnOlderService(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, "old"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	read := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		r.ReadString('\n')
+		io.WriteString(c, `{"progress":"started"}`+"\n")
+		// The hang-up reader of the older service.
+		line, _ := r.ReadString('\n')
+		read <- []byte(line)
+		io.WriteString(c, `{"final":{"code":0}}`+"\n")
+	}()
+	sigs := make(chan string, 1)
+	sigs <- "SIGINT"
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	f, err := Call(ctx, filepath.Join(dir, "old"), Request{Verb: VerbRestart, Site: "blog"}, nil, sigs)
+	if err != nil || f.Code != 0 {
+		t.Errorf("an Interrupt to an older service: %+v, %v; want its answer", f, err)
+	}
+	if got := string(<-read); got != `{"interrupt":"SIGINT"}`+"\n" {
+		t.Errorf("the client sent %q after its request", got)
+	}
+}
+
 // Answers are bounded: progress lines are cut, and there are at most
 // MaxProgressLines of them.
 func TestAnswersAreBounded(t *testing.T) {
@@ -399,7 +556,7 @@ func (discardConn) SetWriteDeadline(time.Time) error { return nil }
 // hangs up before it answers.
 func TestCallErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Call(context.Background(), filepath.Join(dir, "none"), Request{Verb: VerbList}, nil); !errors.Is(err, ErrUnreachable) {
+	if _, err := Call(context.Background(), filepath.Join(dir, "none"), Request{Verb: VerbList}, nil, nil); !errors.Is(err, ErrUnreachable) {
 		t.Errorf("no socket: %v", err)
 	}
 	ln, err := net.Listen("unix", filepath.Join(dir, "cut"))
@@ -418,7 +575,7 @@ func TestCallErrors(t *testing.T) {
 			c.Close()
 		}
 	}()
-	if _, err := Call(context.Background(), filepath.Join(dir, "cut"), Request{Verb: VerbList}, nil); !errors.Is(err, ErrCut) {
+	if _, err := Call(context.Background(), filepath.Join(dir, "cut"), Request{Verb: VerbList}, nil, nil); !errors.Is(err, ErrCut) {
 		t.Errorf("a connection closed before the answer: %v", err)
 	}
 }
