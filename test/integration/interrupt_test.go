@@ -207,3 +207,72 @@ func TestSignalledLifecycleVerbRunsToItsEnd(t *testing.T) {
 		}
 	}
 }
+
+// A deployer's sitectl mode, interrupted while the new mode comes up in
+// sitectl's state service, does what root's does: it tells the service,
+// which rolls the site back to the mode it was in and verifies it; the
+// deployer's sitectl says so, waits for the outcome, and exits 4; the
+// history records the change as rolled back by the interruption, and a
+// second signal meanwhile is ignored. A deployer's sitectl killed (-9)
+// only hangs up: the change runs to its end in the service, and is
+// recorded.
+func TestInterruptedDeployerSwitchRollsBack(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, nil)
+	stateService(h)
+	h.run("useradd", "--create-home", "--groups", "sitectl-deploy", "dana")
+	danaUID := strings.TrimSpace(h.run("id", "-u", "dana"))
+	h.writeSite("karl", goSite(port, `deployers = ["user:dana"]
+[probe]
+path = "/"
+timeout = "10s"
+
+[modes.read-only]
+environment = { READ_ONLY = "1", WEBAPP_START_DELAY = "40s" }
+
+[modes.slow3]
+environment = { WEBAPP_START_DELAY = "3s" }
+`))
+	h.run("systemctl", "daemon-reload")
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+
+	for _, sigs := range [][]string{{"INT", "INT"}, {"TERM"}} {
+		_, stderr, code := h.signalledRun("setpriv --reuid=dana --regid=dana --init-groups -- sitectl mode karl read-only", 2*time.Second, sigs...)
+		if code != 4 || !strings.Contains(stderr, "interrupted by SIG"+sigs[0]+": the change of site karl stops") {
+			t.Errorf("%v: exit %d (want 4, rolled back), stderr %s", sigs, code, stderr)
+		}
+		if len(sigs) > 1 && !strings.Contains(stderr, "SIG"+sigs[1]+" ignored") {
+			t.Errorf("%v: the second signal was not said to be ignored: %s", sigs, stderr)
+		}
+		if r := getReply(t, url); r.Mode != "normal" {
+			t.Errorf("%v: the site answers in mode %s, want normal", sigs, r.Mode)
+		}
+		if st := h.modes("karl"); st.Mode != "normal" || string(st.Pending) != "null" {
+			t.Errorf("%v: status %+v, want mode normal, nothing pending", sigs, st)
+		}
+		hist := h.history("karl")
+		if last := hist[len(hist)-1]; last.To != "read-only" || last.Result != "rolled-back" || !strings.Contains(last.Reason, "interrupted by SIG"+sigs[0]) || fmt.Sprint(last.UID) != danaUID {
+			t.Errorf("%v: history ends with %+v, want dana's switch to read-only rolled back, interrupted", sigs, last)
+		}
+	}
+
+	// Killed: the service runs the change to its end.
+	h.signalledRun("setpriv --reuid=dana --regid=dana --init-groups -- sitectl mode karl slow3", time.Second, "KILL")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		hist := h.history("karl")
+		last := hist[len(hist)-1]
+		if last.To == "slow3" && last.Result == "ok" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after dana's sitectl was killed, history ends with %+v, want the switch to slow3 ok", last)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if r := getReply(t, url); r.Mode != "slow3" {
+		t.Errorf("after the kill: the site answers in mode %s, want slow3", r.Mode)
+	}
+}
