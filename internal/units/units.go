@@ -334,6 +334,16 @@ const StampWithin = 8 << 10
 // by a sitectl before stamps, units from a last good copy and units not
 // sitectl's have none.
 func ParseStamp(head []byte) (digest string, ok bool) {
+	rest, found := headerLine(head, stampPrefix)
+	if !found || !isDigest(rest) {
+		return "", false
+	}
+	return string(rest), true
+}
+
+// headerLine is the rest of the first line of the comment header at the
+// start of a unit file that begins with "# " and prefix.
+func headerLine(head []byte, prefix string) ([]byte, bool) {
 	for len(head) > 0 {
 		var line []byte
 		line, head, _ = bytes.Cut(head, []byte("\n"))
@@ -341,14 +351,13 @@ func ParseStamp(head []byte) (digest string, ok bool) {
 			if len(bytes.TrimSpace(line)) == 0 {
 				continue
 			}
-			return "", false // past the header
+			return nil, false // past the header
 		}
-		rest, found := bytes.CutPrefix(line, []byte("# "+stampPrefix))
-		if found && isDigest(rest) {
-			return string(rest), true
+		if rest, found := bytes.CutPrefix(line, []byte("# "+prefix)); found {
+			return rest, true
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 // ParseStandIn finds, in the start of a unit file generated from a last
@@ -356,26 +365,15 @@ func ParseStamp(head []byte) (digest string, ok bool) {
 // file's content when the units were generated (site.Digest), and whether
 // there are both.
 func ParseStandIn(head []byte) (file, digest string, ok bool) {
-	for len(head) > 0 {
-		var line []byte
-		line, head, _ = bytes.Cut(head, []byte("\n"))
-		if len(line) == 0 || line[0] != '#' {
-			if len(bytes.TrimSpace(line)) == 0 {
-				continue
-			}
-			return "", "", false // past the header
-		}
-		rest, found := bytes.CutPrefix(line, []byte("# "+standInPrefix))
-		if !found {
-			continue
-		}
-		i := bytes.LastIndex(rest, []byte(standInDigest))
-		if i <= 0 || !isDigest(rest[i+len(standInDigest):]) {
-			return "", "", false
-		}
-		return string(rest[:i]), string(rest[i+len(standInDigest):]), true
+	rest, found := headerLine(head, standInPrefix)
+	if !found {
+		return "", "", false
 	}
-	return "", "", false
+	i := bytes.LastIndex(rest, []byte(standInDigest))
+	if i <= 0 || !isDigest(rest[i+len(standInDigest):]) {
+		return "", "", false
+	}
+	return string(rest[:i]), string(rest[i+len(standInDigest):]), true
 }
 
 // isDigest tells whether b is a SHA-256 in lowercase hex.
