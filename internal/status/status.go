@@ -559,15 +559,28 @@ func readUnlistened(ctx context.Context, src Sources, sites []Site, ents []entry
 	if a.err != nil {
 		return
 	}
-	var asked []int
+	var suspect []int
+	var again []*site.Site
 	for i := range sites {
-		if errs[i] == nil && ents[i].known && !ents[i].gone && sites[i].Socket == "listening" && !serves(sites[i].ActiveState) {
-			asked = append(asked, i)
+		if errs[i] == nil && ents[i].known && !ents[i].gone && sites[i].Socket == "listening" && !serves(sites[i].ActiveState) &&
+			len(a.missing(ents[i].site)) > 0 {
+			suspect = append(suspect, i)
+			again = append(again, ents[i].site)
 		}
 	}
-	par.Each(len(asked), func(j int) {
-		i := asked[j]
-		if m := a.missing(ents[i].site); len(m) > 0 {
+	if len(suspect) == 0 {
+		return
+	}
+	// What listens was read while systemd listed the units: a socket
+	// started meanwhile listens now, but was not seen. The few sites
+	// found without one are looked at again, after the listing.
+	missing, err := src.Unlistened(again)
+	if err != nil {
+		return
+	}
+	par.Each(len(suspect), func(j int) {
+		i := suspect[j]
+		if m := missing(ents[i].site); len(m) > 0 {
 			sites[i].socketsMissing(ctx, src, ents[i].site, m)
 		}
 	})

@@ -528,6 +528,41 @@ func TestSocketsLostOfAnIdleSite(t *testing.T) {
 	}
 }
 
+// What listens is read while systemd lists the units: a socket that
+// starts meanwhile was not seen listening. An idle site found without one
+// is looked at again after the listing, and only what is missing then
+// counts.
+func TestSocketStartedDuringTheListingIsNotLost(t *testing.T) {
+	d, sd := setup(t)
+	calls := 0
+	var asked [][]string
+	src := Sources{Dirs: d, Systemd: sd, Unlistened: func(of []*site.Site) (func(*site.Site) []string, error) {
+		calls++
+		var names []string
+		for _, s := range of {
+			names = append(names, s.Name)
+		}
+		asked = append(asked, names)
+		first := calls == 1
+		return func(s *site.Site) []string {
+			if first && s.Name == "idle" {
+				return []string{"127.0.0.1:1000"} // not listening yet
+			}
+			return nil
+		}, nil
+	}}
+	res, err := Gather(context.Background(), src, Request{Brief: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := bySite(res.Sites)["idle"]; !i.Running || i.State != "idle" || i.Socket != "listening" || len(i.SocketsLost) != 0 {
+		t.Errorf("idle, listening by the end of the listing: state %s, socket %s, running %v, lost %q", i.State, i.Socket, i.Running, i.SocketsLost)
+	}
+	if calls != 2 || len(asked[1]) != 1 || asked[1][0] != "idle" {
+		t.Errorf("asked %d times, for %q; want twice, the second time for idle alone", calls, asked)
+	}
+}
+
 // Listeners of a site file that systemd has not loaded yet (its socket
 // units are older than the file) are pending, not lost: systemd holds the
 // listeners it loaded, and the site runs on them.
