@@ -60,8 +60,9 @@ func modeCmd(e *env) *cobra.Command {
 		Long: `Switch one site into a mode: record the mode, restart the site's service over D-Bus,
 wait until it is running (READY=1 for notify sites), verify it through its own
 listener when the site has a probe (maintenance modes always are), and report.
-If the site does not come up, its previous mode is put back and brought up again,
-and sitectl exits 4 with the reason and the journal lines of the failed start,
+If the site does not come up, its previous mode is put back and brought up again
+(one the site file no longer has, renamed or removed while the site ran it, as the
+site ran it, from its mode file, with a warning), and sitectl exits 4 with the reason and the journal lines of the failed start,
 ending with the app's last error (the exception line of its last Python traceback,
 or its last lines; app_error in --json). When the app tried to bind an address
 the site's socket holds, a hint says it must take systemd's sockets.

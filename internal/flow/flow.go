@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -323,6 +324,9 @@ type switchRun struct {
 	// file did not fail, so the rollback does not go back to the version
 	// the site ran before.
 	interrupted bool
+	// goneFrom is the mode switched from as its mode file recorded it,
+	// when the site file no longer has it: what a rollback brings back.
+	goneFrom *site.Mode
 }
 
 // interruption is the cause of Env.Interrupt once it is done, or nil.
@@ -379,6 +383,14 @@ func begin(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (
 		return sw, true, err
 	}
 	sw.rep.From = from
+	if _, ok := s.Mode(from); !ok {
+		// The site file lost the mode the site runs (renamed or removed):
+		// prepare keeps its mode file as it is, and so is it known for a
+		// rollback.
+		if m, err := e.Store.RecordedMode(s.Name); err == nil && m.Name == from {
+			sw.goneFrom = &m
+		}
+	}
 	if from != to || opts.Force {
 		return sw, false, nil
 	}
@@ -603,10 +615,21 @@ func explain(site string, lines []string) (shown, appError []string, hint string
 // serving generation runs the previous mode, there is nothing to restart.
 func (sw *switchRun) back(ctx context.Context) (int, error) {
 	back, ok := sw.s.Mode(sw.rep.From)
+	recordIn := sw.s
 	if !ok {
-		return 0, fmt.Errorf("the previous mode %q is no longer in the site file", sw.rep.From)
+		if sw.goneFrom == nil {
+			return 0, fmt.Errorf("the previous mode %q is no longer in %s, and its environment is not known", sw.rep.From, sw.s.File)
+		}
+		// The previous mode as the site ran it, from its mode file: the
+		// site file no longer has it, but the site serves it (an overlap
+		// site's old generation) or served it until this change.
+		back = *sw.goneFrom
+		recordIn = withMode(sw.s, back)
+		sw.e.progress("%s: mode %s is no longer in %s: bringing it back as it ran (its recorded environment)", sw.s.Name, back.Name, sw.s.File)
+		sw.warn("the site runs mode %s again, which %s no longer has, with the environment it ran with before: `sitectl mode %s MODE` switches it to a mode the file has (it has: %s)",
+			back.Name, sw.s.File, sw.s.Name, strings.Join(sw.s.ModeNames(), ", "))
 	}
-	if err := sw.e.Writer.SetMode(sw.s, sw.rep.From); err != nil {
+	if err := sw.e.Writer.SetMode(recordIn, sw.rep.From); err != nil {
 		return 0, err
 	}
 	if sw.overlapped {
@@ -624,6 +647,15 @@ func (sw *switchRun) back(ctx context.Context) (int, error) {
 		}
 	}
 	return sw.restartBack(ctx, back)
+}
+
+// withMode is a copy of site s with mode m added, for recording a mode the
+// site file no longer has from its mode file.
+func withMode(s *site.Site, m site.Mode) *site.Site {
+	c := *s
+	c.Modes = append(slices.Clone(s.Modes), m)
+	slices.SortFunc(c.Modes, func(a, b site.Mode) int { return strings.Compare(a.Name, b.Name) })
+	return &c
 }
 
 // restartBack restarts the site in back, the previous mode, from the site

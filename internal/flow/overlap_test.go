@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -246,7 +247,10 @@ type failingWriter struct{ modes.Writer }
 
 func (w failingWriter) SetMode(s *site.Site, mode string) error { return errors.New("disk full") }
 
-// A previous mode that is gone from the site file cannot be rolled back to.
+// A switch out of a mode the site file no longer has that fails is rolled
+// back to that mode as the site ran it, from its mode file: the site file
+// lost the mode, the site did not. Without the mode file's word there is
+// nothing to bring back.
 func TestRollbackToAModeThatIsGone(t *testing.T) {
 	e, _ := newEnv(t, "broken")
 	s := testSite(t)
@@ -254,8 +258,21 @@ func TestRollbackToAModeThatIsGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	s2, _ := site.Parse(s.File, []byte("exec = [\"/bin/app\"]\nreadiness = \"notify\"\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[modes.broken]\nenvironment = { BROKEN = \"1\" }\n"))
-	_, err := SwitchMode(context.Background(), e, s2, "broken", Options{})
-	if !errors.Is(err, ErrRollbackFailed) || !strings.Contains(err.Error(), `the previous mode "read-only" is no longer in the site file`) {
+	rep, err := SwitchMode(context.Background(), e, s2, "broken", Options{})
+	if !errors.Is(err, ErrRolledBack) || rep.Result != modes.ResultRolledBack || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "the site runs mode read-only again, which /etc/sitectl/sites/karl.toml no longer has") {
+		t.Fatalf("err = %v, report %+v", err, rep)
+	}
+	env, _ := os.ReadFile(e.Store.EnvPath("karl"))
+	if !strings.Contains(string(env), `SITE_MODE="read-only"`) || !strings.Contains(string(env), `READ_ONLY="1"`) {
+		t.Errorf("mode file after the rollback:\n%s", env)
+	}
+
+	// A mode file that does not say how the mode ran.
+	if err := os.WriteFile(e.Store.EnvPath("karl"), []byte("SITE_MODE=read-only\nSITECTL_MODE_VARS=READ_ONLY\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = SwitchMode(context.Background(), e, s2, "broken", Options{})
+	if !errors.Is(err, ErrRollbackFailed) || !strings.Contains(err.Error(), `the previous mode "read-only" is no longer in /etc/sitectl/sites/karl.toml, and its environment is not known`) {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package modes
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -101,5 +102,23 @@ func TestRefresh(t *testing.T) {
 	}
 	if data, _, _ := readBounded(st.EnvPath("karl"), MaxEnvFile); !strings.Contains(string(data), `READ_ONLY="1"`) {
 		t.Errorf("the recorded environment was not kept:\n%s", data)
+	}
+}
+
+// RecordedMode reads back every kind of mode as its file renders it, so
+// that a mode the site file lost is known as the site ran it.
+func TestRecordedMode(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	s := parseSite(t, "exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n"+
+		"[modes.read-only]\nenvironment = { READ_ONLY = \"1\", A_FIRST = \"x=y\" }\n"+
+		"[modes.closed]\nserve = \"maintenance\"\npage = \"/srv/p.html\"\nstatic_dir = \"/srv/static\"\nretry_after = \"5m\"\n")
+	for _, m := range s.Modes {
+		if err := st.Write(s, m); err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.RecordedMode("karl")
+		if err != nil || !reflect.DeepEqual(got, m) {
+			t.Errorf("RecordedMode after writing %+v = %+v, %v", m, got, err)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +77,49 @@ func FromEnviron(environ []string) []site.EnvVar {
 		}
 	}
 	return mode
+}
+
+// RecordedMode is the mode site name's mode file records, as it was
+// rendered from the site file when it was written: the inverse of
+// EnvFile. It is how a mode the site file no longer has is still known
+// as the site ran it (sitectl prepare keeps such a file as it is), so that
+// a failed switch out of it can bring it back.
+func (st Store) RecordedMode(name string) (site.Mode, error) {
+	env, err := st.ReadEnv(name)
+	if err != nil {
+		return site.Mode{}, err
+	}
+	return modeFromEnvironment(env)
+}
+
+// modeFromEnvironment reads a mode back from what modeEnvironment wrote.
+func modeFromEnvironment(env []site.EnvVar) (site.Mode, error) {
+	vars := map[string]string{}
+	for _, v := range env {
+		vars[v.Name] = v.Value
+	}
+	m := site.Mode{Name: vars[VarMode], Serve: site.Serve(vars[VarServe]), Page: vars[VarPage], StaticDir: vars[VarStaticDir]}
+	if m.Name == "" {
+		return site.Mode{}, fmt.Errorf("the mode file has no %s", VarMode)
+	}
+	if r, ok := vars[VarRetryAfter]; ok {
+		secs, err := strconv.ParseInt(r, 10, 64)
+		if err != nil {
+			return site.Mode{}, fmt.Errorf("the mode file's %s is not a number of seconds: %w", VarRetryAfter, err)
+		}
+		m.RetryAfter = time.Duration(secs) * time.Second
+	}
+	if names := vars[VarModeVars]; names != "" {
+		for _, n := range strings.Split(names, ",") {
+			v, ok := vars[n]
+			if !ok {
+				return site.Mode{}, fmt.Errorf("the mode file names %s in %s but does not set it", n, VarModeVars)
+			}
+			m.Environment = append(m.Environment, site.EnvVar{Name: n, Value: v})
+		}
+	}
+	slices.SortFunc(m.Environment, func(a, b site.EnvVar) int { return strings.Compare(a.Name, b.Name) })
+	return m, nil
 }
 
 // EnvFile renders the mode file of site s in mode m. It fails only for a

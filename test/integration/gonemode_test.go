@@ -1,0 +1,55 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// goneModeSite is a site whose modes are given by modes, with a probe.
+func goneModeSite(port int, handoff, modes string) string {
+	return goSite(port, fmt.Sprintf("handoff = %q\n[probe]\npath = \"/\"\n%s", handoff, modes))
+}
+
+// The operator renames the mode a site runs in its file, then switches the
+// site to a mode that fails: the rollback brings back the mode the site ran,
+// as it ran it (the site file no longer has it, the mode file does), and the
+// site serves on, instead of crash-looping in the failed mode (restart) or
+// being reported down while its old generation serves (overlap).
+func TestFailedSwitchOutOfAGoneModeRollsBackToIt(t *testing.T) {
+	const before = "[modes.read-only]\nenvironment = { READ_ONLY = \"1\" }\n[modes.bad]\nenvironment = { WEBAPP_FAIL_START = \"1\" }\n"
+	const after = "[modes.ro]\nenvironment = { READ_ONLY = \"1\" }\n[modes.bad]\nenvironment = { WEBAPP_FAIL_START = \"1\" }\n"
+	for _, handoff := range []string{"restart", "overlap"} {
+		t.Run(handoff, func(t *testing.T) {
+			port := freePort(t)
+			h := newHost(t, map[string]string{"karl": goneModeSite(port, handoff, before)})
+			h.run("systemctl", "start", "site-karl.socket")
+			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+			getReply(t, url)
+			h.run("sitectl", "mode", "karl", "read-only")
+			h.writeSite("karl", goneModeSite(port, handoff, after))
+			h.run("systemctl", "daemon-reload")
+
+			out, stderr, code := h.result("sitectl", "mode", "karl", "bad")
+			if code != 4 || !strings.Contains(stderr, "the site runs mode read-only again, which /etc/sitectl/sites/karl.toml no longer has") {
+				t.Fatalf("sitectl mode karl bad: exit %d, want 4 with the mode brought back:\n%s%s", code, out, stderr)
+			}
+			if r := getReply(t, url); r.Mode != "read-only" {
+				t.Errorf("after the rollback the site serves mode %q, want read-only", r.Mode)
+			}
+			if st, _, code := h.result("sitectl", "status", "karl"); code != 0 || !strings.Contains(st, "mode: read-only (previous: normal); served") {
+				t.Errorf("status after the rollback: exit %d\n%s", code, st)
+			}
+			if hist := h.run("sitectl", "history", "karl"); !strings.Contains(hist, "read-only  bad        rolled-back") {
+				t.Errorf("history:\n%s", hist)
+			}
+			// A start systemd makes by itself runs the recorded mode too.
+			h.run("systemctl", "restart", "site-karl.service")
+			if r := getReply(t, url); r.Mode != "read-only" {
+				t.Errorf("after systemctl restart the site serves mode %q, want read-only", r.Mode)
+			}
+		})
+	}
+}
