@@ -170,7 +170,9 @@ func rollbackCmd(e *env) *cobra.Command {
 		`Switch one site back to the mode it was in before its last successful switch,
 with the same checks and rollback as sitectl mode. Only modes a change showed to
 serve count: after a switch cut short (sitectl killed before it could verify the
-new mode), rollback goes back to the mode that switch came from.
+new mode), rollback goes back to the mode that switch came from. A previous mode
+the site file no longer has (renamed or removed) is refused, exit 3, nothing done:
+sitectl mode switches to one it has.
 
 For a site with keep_previous whose launcher keeps the previous generation warm,
 the rollback is a flip: that generation's mode is recorded again and its launcher

@@ -366,7 +366,7 @@ func begin(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (
 	}
 	mode, ok := s.Mode(to)
 	if !ok {
-		return sw, true, fmt.Errorf("site %s has no mode %q (it has: %v): %w", s.Name, to, s.ModeNames(), ErrModeNotFound)
+		return sw, true, fmt.Errorf("site %s has no mode %q (it has: %s): %w", s.Name, to, strings.Join(s.ModeNames(), ", "), ErrModeNotFound)
 	}
 	if back := sw.timeout - sw.timeout*6/10; back <= s.SettleTime {
 		// The new mode must stay up for settle_time within the 60% it
@@ -823,6 +823,12 @@ func Rollback(ctx context.Context, e *Env, s *site.Site, timeout time.Duration, 
 	}
 	if target == "" {
 		return Report{Site: s.Name, NoWarm: noWarm}, fmt.Errorf("site %s: %w", s.Name, ErrNoPrevious)
+	}
+	if _, ok := s.Mode(target); !ok {
+		// Its environment was in the site file, which no longer has it,
+		// and no mode file keeps it: nothing says how it ran.
+		return Report{Site: s.Name, NoWarm: noWarm}, fmt.Errorf("site %s: a rollback goes back to mode %s, which %s no longer has (it has: %s); nothing was done: `sitectl mode %s MODE` switches it to one it has: %w",
+			s.Name, target, s.File, strings.Join(s.ModeNames(), ", "), s.Name, ErrModeNotFound)
 	}
 	if last, ok := lastDone(state.History); ok && s.KeepPrevious > 0 && !cold && last.From == last.To {
 		// What the operator rolls back on a keep_previous site is the

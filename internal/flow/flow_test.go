@@ -424,6 +424,32 @@ func TestTimeoutShorterThanSettleTime(t *testing.T) {
 	}
 }
 
+// A rollback to a previous mode the site file no longer has changes
+// nothing and says which mode it is and how to switch instead, cold or
+// warm.
+func TestRollbackToAPreviousModeTheFileNoLongerHas(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	for _, m := range []string{"read-only", "normal"} {
+		if _, err := SwitchMode(context.Background(), e, s, m, Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Modes = slices.DeleteFunc(s.Modes, func(m site.Mode) bool { return m.Name == "read-only" })
+	for _, cold := range []bool{false, true} {
+		_, err := Rollback(context.Background(), e, s, time.Minute, cold)
+		if !errors.Is(err, ErrModeNotFound) || !strings.Contains(err.Error(), "site karl: a rollback goes back to mode read-only, which /etc/sitectl/sites/karl.toml no longer has (it has: broken, maintenance, normal); nothing was done: `sitectl mode karl MODE`") {
+			t.Errorf("cold %v: %v", cold, err)
+		}
+	}
+	if len(f.restarts) != 2 {
+		t.Errorf("restarts %v", f.restarts)
+	}
+	if st, _ := e.Store.ReadState("karl"); len(st.History) != 2 || st.Pending != nil {
+		t.Errorf("a refused rollback was recorded: %+v", st)
+	}
+}
+
 // A site in a mode its file no longer has is not restarted; the error
 // says how to leave that mode.
 func TestRestartInAModeTheFileNoLongerHas(t *testing.T) {

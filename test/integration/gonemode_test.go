@@ -53,3 +53,34 @@ func TestFailedSwitchOutOfAGoneModeRollsBackToIt(t *testing.T) {
 		})
 	}
 }
+
+// The previous mode, which a rollback goes back to, renamed in the site
+// file of a keep_previous site: the rollback, warm or cold, changes
+// nothing, exits 3 and says which mode the file lost and what to do.
+func TestRollbackToAPreviousModeTheFileLost(t *testing.T) {
+	port := freePort(t)
+	site := func(name string) string {
+		return goSite(port, "handoff = \"overlap\"\nkeep_previous = \"10m\"\n[modes."+name+"]\nenvironment = { READ_ONLY = \"1\" }\n")
+	}
+	h := newHost(t, map[string]string{"karl": site("read-only")})
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	h.run("sitectl", "mode", "karl", "read-only")
+	h.run("sitectl", "mode", "karl", "normal")
+	h.writeSite("karl", site("ro"))
+	h.run("systemctl", "daemon-reload")
+	serving := getReply(t, url)
+	for _, args := range [][]string{{"rollback", "karl"}, {"rollback", "karl", "--cold"}} {
+		out, stderr, code := h.result("sitectl", args...)
+		if code != 3 || !strings.Contains(stderr, "a rollback goes back to mode read-only, which /etc/sitectl/sites/karl.toml no longer has (it has: maintenance, normal, ro); nothing was done") {
+			t.Errorf("sitectl %s: exit %d, want 3:\n%s%s", strings.Join(args, " "), code, out, stderr)
+		}
+	}
+	if r := getReply(t, url); r.Mode != "normal" || r.PID != serving.PID {
+		t.Errorf("after the refused rollbacks the site serves %+v, want %+v", r, serving)
+	}
+	if hist := h.run("sitectl", "history", "karl"); strings.Count(hist, "\n") != 3 {
+		t.Errorf("a refused rollback was recorded:\n%s", hist)
+	}
+}
