@@ -59,7 +59,9 @@ of its service (with the restarts after failures since it was last started, and 
 it last failed, from the journal), of its touch-to-reload trigger (armed or not), and
 of its site file (valid, or invalid since when, with its mistakes, and whether the
 site runs the last good version); the recorded mode and previous mode, whether the
-running process runs in that mode, a switch in progress or cut short, the listeners
+running process runs in that mode, and with the mode's variables as the site file
+has them now (it names those it runs with older values, never the values), a switch
+in progress or cut short, the listeners
 and the release (the working directory, symlinks resolved).
 
 Times are printed with their zone and how long ago they were. NO_COLOR turns colour
@@ -228,7 +230,7 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 		return status.Result{}, err
 	}
 	defer mgr.Close()
-	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, ServedMode: status.ServedMode, Warm: status.WarmGeneration,
+	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, ServedEnviron: status.ServedEnviron, Warm: status.WarmGeneration,
 		StartProblems: e.startProblems(mgr), Resolve: e.resolve,
 		SocketsMissing: socketsMissing, Unlistened: unlistened, UnitsStale: mgr.NeedDaemonReload,
 		ListCache: paths.ListCache, StateCache: paths.StateCache}

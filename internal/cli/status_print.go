@@ -85,6 +85,8 @@ func (e *env) printMode(s status.Site, line func(string, string, ...any)) {
 	switch {
 	case s.ServedMode != "" && s.ServedMode != s.Mode:
 		mode += "; " + e.style.Red("the process that serves runs mode "+term.Escape(s.ServedMode)) + ": it applies at the next restart"
+	case s.ServedMode != "" && len(s.ServedDiffers) > 0:
+		mode += "; " + e.style.Red("the process that serves runs an older version of it: in its environment "+term.Escape(strings.Join(s.ServedDiffers, ", "))+" "+plural(len(s.ServedDiffers), "is not", "are not")+" as the site file has "+plural(len(s.ServedDiffers), "it", "them")) + ": it applies at the next restart"
 	case s.ServedMode != "":
 		mode += "; served (the serving process runs it)"
 	case !s.ModeApplied && s.ActiveState == "active":

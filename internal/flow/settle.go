@@ -188,29 +188,14 @@ func (e *Env) checkServed(m site.Mode, pid int) error {
 }
 
 // servedModeMismatch compares the environment of the serving process pid
-// with mode m: SITE_MODE and each of the mode's own variables must have
-// the mode file's values. (sitectl's own SITECTL_* variables are not
-// compared: the launch shim removes them before it execs the app.) The
-// message names the variables that differ, never a value, the process's
-// or the mode's: it goes to the deployer's progress, the history and the
-// journal, and a mode's variables hold the site's secrets (a database
-// password in DATABASE_URL).
+// with mode m (modes.Mismatch): SITE_MODE and each of the mode's own
+// variables must have the mode file's values. The message names the
+// variables that differ, never a value, the process's or the mode's: it
+// goes to the deployer's progress, the history and the journal, and a
+// mode's variables hold the site's secrets (a database password in
+// DATABASE_URL).
 func servedModeMismatch(env []string, m site.Mode, pid int) error {
-	have := map[string]string{}
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		have[k] = v
-	}
-	var differ, unset []string
-	for _, v := range append([]site.EnvVar{{Name: modes.VarMode, Value: m.Name}}, m.Environment...) {
-		got, ok := have[v.Name]
-		switch {
-		case !ok:
-			unset = append(unset, v.Name)
-		case got != v.Value:
-			differ = append(differ, v.Name)
-		}
-	}
+	differ, unset := modes.Mismatch(env, m)
 	var found []string
 	if len(differ) > 0 {
 		found = append(found, strings.Join(differ, ", ")+plural(differ, " differs", " differ")+" from the mode file")

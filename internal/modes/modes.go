@@ -79,6 +79,31 @@ func FromEnviron(environ []string) []site.EnvVar {
 	return mode
 }
 
+// Mismatch compares the environment a process started with (KEY=VALUE
+// strings) with mode m as the site file has it: differ are the variables
+// of m (SITE_MODE first, then its own) that the process has with another
+// value, unset those it lacks. Both empty: the process runs m as the file
+// has it. (sitectl's own SITECTL_* variables are not compared: the launch
+// shim removes them before it execs the app.) Only names are returned,
+// never a value: a mode's variables hold the site's secrets.
+func Mismatch(env []string, m site.Mode) (differ, unset []string) {
+	have := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		have[k] = v
+	}
+	for _, v := range append([]site.EnvVar{{Name: VarMode, Value: m.Name}}, m.Environment...) {
+		got, ok := have[v.Name]
+		switch {
+		case !ok:
+			unset = append(unset, v.Name)
+		case got != v.Value:
+			differ = append(differ, v.Name)
+		}
+	}
+	return differ, unset
+}
+
 // RecordedMode is the mode site name's mode file records, as it was
 // rendered from the site file when it was written: the inverse of
 // EnvFile. It is how a mode the site file no longer has is still known

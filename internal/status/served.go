@@ -18,36 +18,38 @@ import (
 // the reading of a warm generation's memory.
 const askTimeout = 2 * time.Second
 
-// ServedMode is the mode the process that serves site s runs, as its own
-// environment says (SITE_MODE, which systemd or the launcher set when it
-// started): the service's main process, or for an overlap site the
-// generation its launcher reports as serving. It is what a switch verifies
-// (package flow), read the same way: as root, from /proc. "" when no
-// process serves or it cannot be read.
-func ServedMode(ctx context.Context, s *site.Site, mainPID int) string {
+// ServedEnviron is the environment the process that serves site s
+// started with, which says the mode it runs (SITE_MODE, which systemd or
+// the launcher set when it started) and with which variables: the
+// service's main process, or for an overlap site the generation its
+// launcher reports as serving. It is what a switch verifies (package
+// flow), read the same way: as root, from /proc. nil when no process
+// serves or it cannot be read. It holds the site's secrets: status keeps
+// what it says of them, never their values.
+func ServedEnviron(ctx context.Context, s *site.Site, mainPID int) []string {
 	pid := mainPID
 	if s.Handoff == site.HandoffOverlap {
 		ctx, cancel := context.WithTimeout(ctx, askTimeout)
 		defer cancel()
 		st, err := askLauncher(ctx, s, mainPID)
 		if err != nil || st.Serving == nil {
-			return ""
+			return nil
 		}
 		// The pid is the launcher's word, and the launcher runs as the
 		// site's user: root reads nothing of a process not its own.
 		if launcher.CheckGeneration(procfs.Root, mainPID, st.Serving.PID) != nil {
-			return ""
+			return nil
 		}
 		pid = st.Serving.PID
 	}
 	if pid <= 0 {
-		return ""
+		return nil
 	}
 	env, err := procfs.Environ(pid)
 	if err != nil {
-		return ""
+		return nil
 	}
-	return modeOf(env)
+	return env
 }
 
 // Warm is the generation a keep_previous site keeps warm, in Site.
@@ -81,7 +83,7 @@ func warmGeneration(ctx context.Context, s *site.Site, mainPID int) *Warm {
 		return nil
 	}
 	w := st.Warm
-	// As in ServedMode: the memory of a process that is not one of the
+	// As in ServedEnviron: the memory of a process that is not one of the
 	// launcher's own is not read, nor its word about it shown.
 	if launcher.CheckGeneration(procfs.Root, mainPID, w.PID) != nil {
 		return nil

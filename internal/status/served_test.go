@@ -34,13 +34,13 @@ func TestServedAndWarmOnlyOfTheLaunchersProcesses(t *testing.T) {
 	}
 	s := &site.Site{Name: "karl", Handoff: site.HandoffOverlap}
 	ctx := context.Background()
-	if got := ServedMode(ctx, s, beside); got != "" {
-		t.Errorf("served mode of a process not the launcher's: %q", got)
+	if got := ServedEnviron(ctx, s, beside); got != nil {
+		t.Errorf("served environment of a process not the launcher's: %q", got)
 	}
 	if w := warmGeneration(ctx, s, beside); w != nil {
 		t.Errorf("warm generation not the launcher's: %+v", w)
 	}
-	if got := ServedMode(ctx, s, os.Getpid()); got != "read-only" {
+	if got := modeOf(ServedEnviron(ctx, s, os.Getpid())); got != "read-only" {
 		t.Errorf("served mode of the launcher's generation: %q", got)
 	}
 	if w := warmGeneration(ctx, s, os.Getpid()); w == nil || w.MainPID != gen || w.Mode != "read-only" {

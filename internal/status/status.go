@@ -43,6 +43,9 @@ type Site struct {
 	PreviousMode string `json:"previous_mode" doc:"the mode shown to serve before the last successful switch, never one a change cut short did not verify; empty when there was none"`
 	ModeApplied  bool   `json:"mode_applied" doc:"the running service started after the mode was recorded, so it runs in that mode"`
 	ServedMode   string `json:"served_mode" doc:"the mode the process that serves runs, from its own environment (SITE_MODE of the main process, or of an overlap site's serving generation), as a switch verifies it; empty when none serves or in list"`
+	// ServedDiffers are the recorded mode's variables the serving process
+	// runs with other values than the site file's, or lacks.
+	ServedDiffers []string `json:"served_differs" doc:"when the process that serves runs the recorded mode (served_mode is mode): the names (never the values) of the mode's variables, as the site file has them now, that its environment has with another value or lacks: it runs an older version of the mode, and the next restart applies the file's (a switch checks the same); [] when it runs the mode as the file has it, or runs another mode, or the file no longer has the mode, or in list"`
 	// Warm is the generation a keep_previous site keeps warm.
 	Warm *Warm `json:"warm" doc:"the generation kept warm for sitectl rollback (keep_previous), as its launcher reports it; null without one, or in list"`
 	// Pending is a switch in progress (Busy) or one that was cut short.
@@ -153,9 +156,9 @@ type Sources struct {
 	LastFailure func(ctx context.Context, unit string) *Failure
 	// LastCleanup reads the record of a site's last cleanup (the journal).
 	LastCleanup func(ctx context.Context, site string) *cleanup.Record
-	// ServedMode reads the mode the serving process of a running site
-	// runs (ServedMode, from /proc).
-	ServedMode func(ctx context.Context, s *site.Site, mainPID int) string
+	// ServedEnviron reads the environment the serving process of a
+	// running site started with (ServedEnviron, from /proc).
+	ServedEnviron func(ctx context.Context, s *site.Site, mainPID int) []string
 	// Warm reads the generation a keep_previous site keeps warm
 	// (WarmGeneration, from its launcher).
 	Warm func(ctx context.Context, s *site.Site, mainPID int) *Warm
@@ -440,7 +443,7 @@ func build(st modes.Store, read func(name string) (modes.Listed, error), en entr
 	out := Site{
 		Site: s.Name, File: en.file, SiteFile: en.fileState(), Mode: mode, PreviousMode: state.PreviousMode, Pending: state.Pending,
 		Unit: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState, MainPID: u.MainPID,
-		Result: u.Result, StatusText: u.StatusText, NRestarts: u.NRestarts, Listen: []string{}, Sockets: []Socket{}, StartProblems: []string{}, SocketsLost: []string{}, ListenersPending: []string{},
+		Result: u.Result, StatusText: u.StatusText, NRestarts: u.NRestarts, Listen: []string{}, Sockets: []Socket{}, StartProblems: []string{}, ServedDiffers: []string{}, SocketsLost: []string{}, ListenersPending: []string{},
 	}
 	if !u.Since.IsZero() {
 		t := u.Since
@@ -665,10 +668,16 @@ func serves(state string) bool {
 	return false
 }
 
-// readServed reads which mode the serving process of a running site runs.
+// readServed reads which mode the serving process of a running site runs,
+// and whether it runs it as the site file has it now.
 func (s *Site) readServed(ctx context.Context, src Sources, si *site.Site) {
-	if src.ServedMode != nil && (s.ActiveState == "active" || s.ActiveState == "reloading") {
-		s.ServedMode = src.ServedMode(ctx, si, s.MainPID)
+	if src.ServedEnviron != nil && (s.ActiveState == "active" || s.ActiveState == "reloading") {
+		env := src.ServedEnviron(ctx, si, s.MainPID)
+		s.ServedMode = modeOf(env)
+		if m, ok := si.Mode(s.Mode); ok && s.ServedMode != "" && s.ServedMode == s.Mode {
+			differ, unset := modes.Mismatch(env, m)
+			s.ServedDiffers = append(append(s.ServedDiffers, differ...), unset...)
+		}
 	}
 	if src.Warm != nil && si.KeepPrevious > 0 && (s.ActiveState == "active" || s.ActiveState == "reloading") {
 		s.Warm = src.Warm(ctx, si, s.MainPID)

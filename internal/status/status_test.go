@@ -254,16 +254,25 @@ func TestParseFailure(t *testing.T) {
 }
 
 // status (not list) reads the mode the serving process runs, for running
-// sites only, with the site as its file says and the main PID.
+// sites only, with the site as its file says and the main PID, and which
+// of the recorded mode's variables it runs with other values than the
+// file's (an older version of the mode), by name.
 func TestServedMode(t *testing.T) {
 	d, sd := setup(t)
+	if err := os.WriteFile(d.SiteFile("run"), []byte(strings.ReplaceAll(siteTOML, "%PORT%", "4000")+
+		"[modes.normal]\nenvironment = { A = \"1\", B = \"2\", C = \"3\" }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	asked := map[string]int{}
 	var mu sync.Mutex // Gather asks for sites at once
-	src := Sources{Dirs: d, Systemd: sd, ServedMode: func(_ context.Context, s *site.Site, pid int) string {
+	src := Sources{Dirs: d, Systemd: sd, ServedEnviron: func(_ context.Context, s *site.Site, pid int) []string {
 		mu.Lock()
 		defer mu.Unlock()
 		asked[s.Name] = pid
-		return "read-only"
+		if s.Name == "run" {
+			return []string{"SITE_MODE=normal", "A=1", "B=secret"}
+		}
+		return []string{"SITE_MODE=read-only", "A=1"}
 	}}
 	res, err := Gather(context.Background(), src, Request{})
 	if err != nil {
@@ -273,8 +282,14 @@ func TestServedMode(t *testing.T) {
 		t.Errorf("asked of %v, want run (pid 42) and broken (pid 7)", asked)
 	}
 	got := bySite(res.Sites)
-	if got["run"].ServedMode != "read-only" || got["idle"].ServedMode != "" {
-		t.Errorf("served modes: run %q, idle %q", got["run"].ServedMode, got["idle"].ServedMode)
+	if got["run"].ServedMode != "normal" || got["broken"].ServedMode != "read-only" || got["idle"].ServedMode != "" {
+		t.Errorf("served modes: run %q, broken %q, idle %q", got["run"].ServedMode, got["broken"].ServedMode, got["idle"].ServedMode)
+	}
+	if d := got["run"].ServedDiffers; !slices.Equal(d, []string{"B", "C"}) {
+		t.Errorf("run's served variables that differ: %q, want B and C", d)
+	}
+	if d := got["broken"].ServedDiffers; d == nil || len(d) != 0 {
+		t.Errorf("broken runs another mode, yet its variables differ: %#v", d)
 	}
 	asked = map[string]int{}
 	if _, err := Gather(context.Background(), src, Request{Brief: true}); err != nil || len(asked) != 0 {

@@ -84,3 +84,36 @@ func TestRollbackToAPreviousModeTheFileLost(t *testing.T) {
 		t.Errorf("a refused rollback was recorded:\n%s", hist)
 	}
 }
+
+// The operator edits the environment of the mode the site runs: status
+// says that the process that serves runs an older version of the mode,
+// naming the variables (never their values), until a restart applies it.
+func TestStatusTellsAnOlderModeEnvironment(t *testing.T) {
+	for _, handoff := range []string{"restart", "overlap"} {
+		t.Run(handoff, func(t *testing.T) {
+			port := freePort(t)
+			h := newHost(t, map[string]string{"karl": goneModeSite(port, handoff, "[modes.read-only]\nenvironment = { READ_ONLY = \"1\" }\n")})
+			h.run("systemctl", "start", "site-karl.socket")
+			getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+			h.run("sitectl", "mode", "karl", "read-only")
+			h.writeSite("karl", goneModeSite(port, handoff, "[modes.read-only]\nenvironment = { READ_ONLY = \"secret-2\", SHOP_NEW = \"1\" }\n"))
+			h.run("systemctl", "daemon-reload")
+
+			st, _, code := h.result("sitectl", "status", "karl")
+			if code != 0 || !strings.Contains(st, "mode: read-only (previous: normal); the process that serves runs an older version of it: in its environment READ_ONLY, SHOP_NEW are not as the site file has them: it applies at the next restart") ||
+				strings.Contains(st, "secret-2") {
+				t.Errorf("status after the mode's environment changed: exit %d\n%s", code, st)
+			}
+			if js := h.run("sitectl", "status", "karl", "--json"); !strings.Contains(js, `"served_differs": [
+      "READ_ONLY",
+      "SHOP_NEW"
+    ]`) {
+				t.Errorf("status --json:\n%s", js)
+			}
+			h.run("sitectl", "restart", "karl")
+			if st := h.run("sitectl", "status", "karl"); !strings.Contains(st, "mode: read-only (previous: normal); served (the serving process runs it)") {
+				t.Errorf("status after the restart:\n%s", st)
+			}
+		})
+	}
+}
