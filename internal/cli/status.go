@@ -58,7 +58,8 @@ code says so), the state of its sockets (listening, or stopped: visitors are ref
 of its service (with the restarts after failures since it was last started, and how
 it last failed, from the journal), of its touch-to-reload trigger (armed or not), and
 of its site file (valid, or invalid since when, with its mistakes, and whether the
-site runs the last good version); the recorded mode and previous mode, whether the
+site runs the last good version); the recorded mode and previous mode (and whether
+the site file no longer has either), whether the
 running process runs in that mode, and with the mode's variables as the site file
 has them now (it names those it runs with older values, never the values), a switch
 in progress or cut short, the listeners

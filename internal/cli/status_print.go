@@ -78,9 +78,17 @@ func (e *env) printSiteFile(s status.Site, line func(string, string, ...any), mo
 }
 
 func (e *env) printMode(s status.Site, line func(string, string, ...any)) {
+	const gone = "no longer in the site file"
 	mode := term.Escape(s.Mode)
+	if s.ModeGone {
+		mode += " (" + e.style.Red(gone) + ")"
+	}
 	if s.PreviousMode != "" {
-		mode += " (previous: " + term.Escape(s.PreviousMode) + ")"
+		mode += " (previous: " + term.Escape(s.PreviousMode)
+		if s.PreviousGone {
+			mode += ", " + gone + ": sitectl rollback refuses"
+		}
+		mode += ")"
 	}
 	switch {
 	case s.ServedMode != "" && s.ServedMode != s.Mode:
@@ -91,6 +99,9 @@ func (e *env) printMode(s status.Site, line func(string, string, ...any)) {
 		mode += "; served (the serving process runs it)"
 	case !s.ModeApplied && s.ActiveState == "active":
 		mode += "; recorded after the running process started: it applies at the next restart"
+	}
+	if s.ModeGone {
+		mode += "; sitectl restart and reload refuse: `sitectl mode " + term.Escape(s.Site) + " MODE` switches it to a mode the file has"
 	}
 	line("mode", "%s", mode)
 	if w := s.Warm; w != nil {

@@ -41,6 +41,8 @@ type Site struct {
 
 	Mode         string `json:"mode" doc:"the mode recorded for the site (its default mode when none is); empty when its state cannot be read (a warning says why)"`
 	PreviousMode string `json:"previous_mode" doc:"the mode shown to serve before the last successful switch, never one a change cut short did not verify; empty when there was none"`
+	ModeGone     bool   `json:"mode_gone" doc:"the site file, valid, no longer has the recorded mode (renamed or removed while the site ran it): the site runs it with the environment recorded when it was switched to, sitectl restart and reload refuse, and sitectl mode switches it to a mode the file has; false in list"`
+	PreviousGone bool   `json:"previous_mode_gone" doc:"the site file, valid, no longer has the previous mode: sitectl rollback refuses; false in list"`
 	ModeApplied  bool   `json:"mode_applied" doc:"the running service started after the mode was recorded, so it runs in that mode"`
 	ServedMode   string `json:"served_mode" doc:"the mode the process that serves runs, from its own environment (SITE_MODE of the main process, or of an overlap site's serving generation), as a switch verifies it; empty when none serves or in list"`
 	// ServedDiffers are the recorded mode's variables the serving process
@@ -293,6 +295,7 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 		if errs[i] == nil && !req.Brief {
 			sites[i].readJournal(ctx, src)
 			if ents[i].known && !ents[i].gone {
+				sites[i].modesGone(ents[i].site)
 				sites[i].readServed(ctx, src, ents[i].site)
 				if src.StartProblems != nil && sites[i].LoadState == "loaded" {
 					sites[i].StartProblems = append(sites[i].StartProblems, src.StartProblems(ctx, ents[i].site, sites[i].Mode)...)
@@ -666,6 +669,18 @@ func serves(state string) bool {
 		return true
 	}
 	return false
+}
+
+// modesGone tells whether the site file, valid and what the site runs,
+// lost its recorded or previous mode.
+func (s *Site) modesGone(si *site.Site) {
+	if s.SiteFile.State != "ok" || s.SiteFile.Pinned != nil {
+		return
+	}
+	_, has := si.Mode(s.Mode)
+	s.ModeGone = s.Mode != "" && !has
+	_, has = si.Mode(s.PreviousMode)
+	s.PreviousGone = s.PreviousMode != "" && !has
 }
 
 // readServed reads which mode the serving process of a running site runs,

@@ -630,3 +630,37 @@ func TestCrashLoopIsNotRunning(t *testing.T) {
 		}
 	}
 }
+
+// status (not list) says when the valid site file lost the recorded mode
+// or the previous one; a file with mistakes, whose last good version
+// runs, says nothing of it.
+func TestModesGone(t *testing.T) {
+	d, sd := setup(t)
+	for _, name := range []string{"run", "broken"} {
+		if err := os.MkdirAll(d.SiteState(name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(d.ModeEnvFile(name), []byte("SITE_MODE=read-only\nSITECTL_SERVE=app\nSITECTL_MODE_VARS=\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(d.StateFile(name), []byte(`{"previous_mode":"old","history":[]}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, req := range []Request{{}, {Brief: true}} {
+		res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: sd}, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := bySite(res.Sites)
+		if run := got["run"]; run.Mode != "read-only" || run.ModeGone != !req.Brief || run.PreviousGone != !req.Brief {
+			t.Errorf("%+v: run: mode %q, gone %v, previous %q, gone %v", req, run.Mode, run.ModeGone, run.PreviousMode, run.PreviousGone)
+		}
+		if b := got["broken"]; b.ModeGone || b.PreviousGone {
+			t.Errorf("%+v: broken, running its last good version: gone %v, previous gone %v", req, b.ModeGone, b.PreviousGone)
+		}
+		if idle := got["idle"]; idle.ModeGone || idle.PreviousGone {
+			t.Errorf("%+v: idle: gone %v, previous gone %v", req, idle.ModeGone, idle.PreviousGone)
+		}
+	}
+}

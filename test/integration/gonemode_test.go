@@ -39,7 +39,8 @@ func TestFailedSwitchOutOfAGoneModeRollsBackToIt(t *testing.T) {
 			if r := getReply(t, url); r.Mode != "read-only" {
 				t.Errorf("after the rollback the site serves mode %q, want read-only", r.Mode)
 			}
-			if st, _, code := h.result("sitectl", "status", "karl"); code != 0 || !strings.Contains(st, "mode: read-only (previous: normal); served") {
+			if st, _, code := h.result("sitectl", "status", "karl"); code != 0 ||
+				!strings.Contains(st, "mode: read-only (no longer in the site file) (previous: normal); served (the serving process runs it); sitectl restart and reload refuse: `sitectl mode karl MODE` switches it to a mode the file has") {
 				t.Errorf("status after the rollback: exit %d\n%s", code, st)
 			}
 			if hist := h.run("sitectl", "history", "karl"); !strings.Contains(hist, "read-only  bad        rolled-back") {
@@ -71,6 +72,9 @@ func TestRollbackToAPreviousModeTheFileLost(t *testing.T) {
 	h.writeSite("karl", site("ro"))
 	h.run("systemctl", "daemon-reload")
 	serving := getReply(t, url)
+	if st := h.run("sitectl", "status", "karl"); !strings.Contains(st, "mode: normal (previous: read-only, no longer in the site file: sitectl rollback refuses); served") {
+		t.Errorf("status:\n%s", st)
+	}
 	for _, args := range [][]string{{"rollback", "karl"}, {"rollback", "karl", "--cold"}} {
 		out, stderr, code := h.result("sitectl", args...)
 		if code != 3 || !strings.Contains(stderr, "a rollback goes back to mode read-only, which /etc/sitectl/sites/karl.toml no longer has (it has: maintenance, normal, ro); nothing was done") {
