@@ -2,9 +2,12 @@ package status
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/launcher"
@@ -26,21 +29,31 @@ const askTimeout = 2 * time.Second
 // flow), read the same way: as root, from /proc. nil when no process
 // serves or it cannot be read. It holds the site's secrets: status keeps
 // what it says of them, never their values.
+//
+// Whether the main process is an overlap site's launcher is asked of the
+// running service, not of the site file: the file's handoff may have
+// changed since the service started, and a launcher's own environment
+// names the mode it started in, not the one its generation serves. A
+// launcher answers on its control socket (its peer is the main process);
+// a main process that has no listening control socket is the app (or
+// the maintenance server) itself. One that does not answer is not read.
 func ServedEnviron(ctx context.Context, s *site.Site, mainPID int) []string {
 	pid := mainPID
-	if s.Handoff == site.HandoffOverlap {
-		ctx, cancel := context.WithTimeout(ctx, askTimeout)
-		defer cancel()
-		st, err := askLauncher(ctx, s, mainPID)
-		if err != nil || st.Serving == nil {
-			return nil
-		}
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
+	st, err := askLauncher(ctx, s, mainPID)
+	switch {
+	case err == nil && st.Serving == nil:
+		return nil
+	case err == nil:
 		// The pid is the launcher's word, and the launcher runs as the
 		// site's user: root reads nothing of a process not its own.
 		if launcher.CheckGeneration(procfs.Root, mainPID, st.Serving.PID) != nil {
 			return nil
 		}
 		pid = st.Serving.PID
+	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ECONNREFUSED):
+		return nil // a launcher, or the app in its place, that does not answer
 	}
 	if pid <= 0 {
 		return nil

@@ -2,8 +2,12 @@ package status
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 
 	"github.com/sitectl/sitectl/internal/launcher"
@@ -45,5 +49,46 @@ func TestServedAndWarmOnlyOfTheLaunchersProcesses(t *testing.T) {
 	}
 	if w := warmGeneration(ctx, s, os.Getpid()); w == nil || w.MainPID != gen || w.Mode != "read-only" {
 		t.Errorf("warm generation of the launcher: %+v", w)
+	}
+}
+
+// Whether the main process is a launcher is the running service's word,
+// not the site file's, whose handoff may have changed since it started:
+// a launcher that answers names the generation that serves, whatever the
+// file says; a main process without a listening control socket is read
+// itself; one whose socket does not answer is not read at all.
+func TestServedByTheRunningHandoff(t *testing.T) {
+	start := func(env ...string) int {
+		cmd := exec.Command("sleep", "60")
+		cmd.Env = env
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd.Process.Pid
+	}
+	gen := start("SITE_MODE=read-only")
+	main := start("SITE_MODE=normal")
+	ask := askLauncher
+	t.Cleanup(func() { askLauncher = ask })
+	ctx := context.Background()
+	for _, c := range []struct {
+		answer  error
+		handoff site.Handoff
+		pid     int
+		want    string
+	}{
+		{nil, site.HandoffRestart, os.Getpid(), "read-only"},                                  // a launcher runs, the file says restart
+		{fmt.Errorf("cannot reach: %w", fs.ErrNotExist), site.HandoffOverlap, main, "normal"}, // no launcher runs, the file says overlap
+		{fmt.Errorf("cannot reach: %w", syscall.ECONNREFUSED), site.HandoffRestart, main, "normal"},
+		{errors.New("no answer from the launcher: i/o timeout"), site.HandoffRestart, main, ""},
+	} {
+		askLauncher = func(context.Context, *site.Site, int) (launcher.Status, error) {
+			g := launcher.GenerationStatus{Generation: 2, PID: gen, Mode: "read-only"}
+			return launcher.Status{Serving: &g}, c.answer
+		}
+		if got := modeOf(ServedEnviron(ctx, &site.Site{Name: "karl", Handoff: c.handoff}, c.pid)); got != c.want {
+			t.Errorf("launcher answers %v, file's handoff %s: served mode %q, want %q", c.answer, c.handoff, got, c.want)
+		}
 	}
 }

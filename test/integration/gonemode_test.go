@@ -121,3 +121,27 @@ func TestStatusTellsAnOlderModeEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// The operator switches handoff in the site file while the site runs:
+// status reads which mode is served from the service as it runs, not as
+// the file now says it would, both ways.
+func TestStatusServedModeAfterHandoffChanged(t *testing.T) {
+	port := freePort(t)
+	const modes = "[modes.read-only]\nenvironment = { READ_ONLY = \"1\" }\n"
+	h := newHost(t, map[string]string{"karl": goneModeSite(port, "overlap", modes)})
+	h.run("systemctl", "start", "site-karl.socket")
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	h.run("sitectl", "mode", "karl", "read-only") // a handover: the launcher started in normal
+	const served = "mode: read-only (previous: normal); served (the serving process runs it)"
+	for _, handoff := range []string{"restart", "overlap"} {
+		h.writeSite("karl", goneModeSite(port, handoff, modes))
+		h.run("systemctl", "daemon-reload")
+		if st := h.run("sitectl", "status", "karl"); !strings.Contains(st, served) {
+			t.Errorf("status with handoff = %q in the file, the service running the other:\n%s", handoff, st)
+		}
+		h.run("sitectl", "restart", "karl")
+		if st := h.run("sitectl", "status", "karl"); !strings.Contains(st, served) {
+			t.Errorf("status after the restart with handoff = %q:\n%s", handoff, st)
+		}
+	}
+}
