@@ -179,7 +179,9 @@ the rollback is a flip: that generation's mode is recorded again and its launche
 gives it the new connections at once (no process starts); the newer generation
 drains. A warm rollback does not move a release symlink: the next reload starts
 whatever it points at. With no warm generation (keep_previous ran out, it exited,
-or the launcher cannot be reached) sitectl says why and rolls back cold, as above;
+or the launcher cannot be reached), or one that runs an older version of its mode
+than the site file has (the mode's environment was edited since it started), sitectl
+says why and rolls back cold, as above;
 --cold does that at once. --json says which (rollback: warm or cold).`)
 	c.RunE = func(c *cobra.Command, a []string) error {
 		return e.change(c.Context(), f.request(stateservice.VerbRollback, a[0], ""), f.asJSON)

@@ -46,6 +46,18 @@ func warmRollback(ctx context.Context, e *Env, s *site.Site, timeout time.Durati
 		rep.NoWarm = fmt.Sprintf("the warm generation's mode %q is no longer in the site file", to)
 		return rep, nil, false
 	}
+	// A generation kept warm since before the mode's environment was
+	// edited runs an older version of the mode: a flip would serve that,
+	// then fail its check and restart the site cold. Read as any serving
+	// generation is, and only if it is one of the launcher's own.
+	if err := generationOf(u.MainPID, st.Warm.PID); err != nil {
+		rep.NoWarm = fmt.Sprintf("the launcher says pid %d is its warm generation, which is not one of its generations: %v", st.Warm.PID, err)
+		return rep, nil, false
+	}
+	if err := e.checkServed(mode, st.Warm.PID); err != nil {
+		rep.NoWarm = fmt.Sprintf("the warm generation runs an older version of mode %s than the site file has (%v)", to, err)
+		return rep, nil, false
+	}
 	if rep.From, err = Current(e.Store, s); err != nil {
 		return rep, err, true
 	}

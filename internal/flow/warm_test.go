@@ -192,3 +192,32 @@ func TestColdRollbackAfterASameModeReloadIsRefused(t *testing.T) {
 		t.Errorf("--cold: %+v, %v", rep, err)
 	}
 }
+
+// A generation kept warm since before the site file changed its mode's
+// environment runs an older version of the mode: the rollback does not
+// flip to it (which would serve that version, then fail its check and
+// restart the site), but hands over cold, and says why.
+func TestWarmRollbackSkipsAnOlderVersionOfTheMode(t *testing.T) {
+	e, f, s, asked := warmEnv(t)
+	for i := range s.Modes {
+		if s.Modes[i].Name == "normal" {
+			s.Modes[i].Environment = []site.EnvVar{{Name: "SHOP_DB", Value: "new"}}
+		}
+	}
+	f.env[100] = []string{"SITE_MODE=normal", "SHOP_DB=old"}
+	e.Launcher = orServing(e.Launcher, f)
+	rep, err := Rollback(context.Background(), e, s, time.Minute, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rollback != "cold" || rep.Result != modes.ResultOK || rep.To != "normal" ||
+		rep.NoWarm != "the warm generation runs an older version of mode normal than the site file has (the serving process (pid 100) does not run mode normal: in its environment SHOP_DB differs from the mode file)" {
+		t.Errorf("report %+v", rep)
+	}
+	if len(*asked) != 0 || len(f.restarts) != 0 || strings.Join(f.reloads, ",") != "read-only,normal" {
+		t.Errorf("asked %v, restarts %v, reloads %v: want no flip, and a handover to normal", *asked, f.restarts, f.reloads)
+	}
+	if st, _ := e.Store.ReadState("karl"); len(st.History) != 2 || st.History[1].Result != modes.ResultOK {
+		t.Errorf("history %+v: want the switch and one rollback, ok", st.History)
+	}
+}

@@ -145,3 +145,34 @@ func TestStatusServedModeAfterHandoffChanged(t *testing.T) {
 		}
 	}
 }
+
+// The operator edits the environment of the mode a keep_previous site's
+// warm generation runs: sitectl rollback does not flip back to that
+// generation, which runs the older version, but hands over cold to the
+// mode as the file has it, and history has one rollback, ok.
+func TestWarmRollbackSkipsAnOlderVersionOfTheMode(t *testing.T) {
+	port := freePort(t)
+	site := func(v string) string {
+		return goSite(port, "handoff = \"overlap\"\nkeep_previous = \"10m\"\n[probe]\npath = \"/\"\n"+
+			"[modes.read-only]\nenvironment = { READ_ONLY = \""+v+"\", WEBAPP_EXPOSE_ENV = \"READ_ONLY\" }\n")
+	}
+	h := newHost(t, map[string]string{"karl": site("1")})
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	h.run("sitectl", "mode", "karl", "read-only")
+	h.run("sitectl", "mode", "karl", "normal") // read-only's generation is kept warm
+	h.writeSite("karl", site("2"))
+	h.run("systemctl", "daemon-reload")
+
+	out, stderr, code := h.result("sitectl", "rollback", "karl")
+	if code != 0 || !strings.Contains(out+stderr, "no warm rollback: the warm generation runs an older version of mode read-only than the site file has") {
+		t.Errorf("sitectl rollback: exit %d\n%s%s", code, out, stderr)
+	}
+	if _, body := get(t, url); !strings.Contains(body, `"READ_ONLY": "2"`) {
+		t.Errorf("after the rollback the site serves:\n%s", body)
+	}
+	if hist := h.run("sitectl", "history", "karl"); strings.Contains(hist, "rollback-failed") || strings.Count(hist, "rollback ") != 1 {
+		t.Errorf("history:\n%s", hist)
+	}
+}
