@@ -19,15 +19,7 @@ import (
 // one of the launcher's processes (another site's) is not read, neither
 // its mode nor its memory; one of the launcher's own is.
 func TestServedAndWarmOnlyOfTheLaunchersProcesses(t *testing.T) {
-	start := func(env ...string) int {
-		cmd := exec.Command("sleep", "60")
-		cmd.Env = env
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		return cmd.Process.Pid
-	}
+	start := func(env ...string) int { return startSleep(t, env...) }
 	gen := start("SITE_MODE=read-only") // a child of the test, its launcher
 	beside := start()                   // a launcher gen does not descend from
 	ask := askLauncher
@@ -58,15 +50,7 @@ func TestServedAndWarmOnlyOfTheLaunchersProcesses(t *testing.T) {
 // file says; a main process without a listening control socket is read
 // itself; one whose socket does not answer is not read at all.
 func TestServedByTheRunningHandoff(t *testing.T) {
-	start := func(env ...string) int {
-		cmd := exec.Command("sleep", "60")
-		cmd.Env = env
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		return cmd.Process.Pid
-	}
+	start := func(env ...string) int { return startSleep(t, env...) }
 	gen := start("SITE_MODE=read-only")
 	main := start("SITE_MODE=normal")
 	ask := askLauncher
@@ -91,4 +75,17 @@ func TestServedByTheRunningHandoff(t *testing.T) {
 			t.Errorf("launcher answers %v, file's handoff %s: served mode %q, want %q", c.answer, c.handoff, got, c.want)
 		}
 	}
+}
+
+// startSleep starts a process with environment env that lives for the
+// test, and returns its pid.
+func startSleep(t *testing.T, env ...string) int {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	cmd.Env = env
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd.Process.Pid
 }
