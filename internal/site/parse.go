@@ -135,6 +135,7 @@ const (
 	keyDeployers      = "deployers"
 	keyKeepPrevious   = "keep_previous"
 	keyStartPriority  = "start_priority"
+	keyWorkerExit     = "worker_exit"
 )
 
 var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
@@ -197,6 +198,9 @@ var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
 	keyStartPriority: func(p *parser, s *Site, v *tomlpos.Value) {
 		s.StartPriority = StartPriority(p.oneOf(keyStartPriority, v, string(StartIdle), string(StartNormal)))
 	},
+	keyWorkerExit: func(p *parser, s *Site, v *tomlpos.Value) {
+		s.WorkerExit = WorkerExit(p.oneOf(keyWorkerExit, v, string(WorkerExitFast), string(WorkerExitFull)))
+	},
 }
 
 func (p *parser) site(s *Site, root *tomlpos.Value) {
@@ -215,6 +219,19 @@ func (p *parser) site(s *Site, root *tomlpos.Value) {
 	p.execLimits(s, root)
 	p.keepPrevious(s, root)
 	p.startPriority(s, root)
+	p.workerExit(s, root)
+}
+
+// workerExit checks worker_exit: only gunicorn's preset has a hook for it.
+func (p *parser) workerExit(s *Site, root *tomlpos.Value) {
+	v := root.Get(keyWorkerExit)
+	switch {
+	case s.Server != ServerGunicorn && v != nil:
+		p.errorf(v.Pos, "worker_exit needs server = \"gunicorn\": sitectl ends the workers of no other server")
+		s.WorkerExit = ""
+	case s.Server == ServerGunicorn && s.WorkerExit == "":
+		s.WorkerExit = WorkerExitFast
+	}
 }
 
 // startPriority checks start_priority: only an overlap starts a generation

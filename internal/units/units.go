@@ -38,6 +38,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/gunicorn"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 )
@@ -493,7 +494,8 @@ type preset struct {
 //
 //   - gunicorn: SIGTERM is its graceful shutdown; --graceful-timeout is set
 //     to the drain timeout through GUNICORN_CMD_ARGS (command-line
-//     arguments still win).
+//     arguments still win), and with worker_exit = "fast" sitectl's config
+//     file (package gunicorn), which the generator writes beside the units.
 //   - uwsgi: uWSGI 2.0 treats SIGTERM as a brutal reload, so a master hook
 //     turns SIGTERM into gracefully_kill_them_all, and the worker mercy is
 //     the drain timeout. Both are passed as UWSGI_* environment variables,
@@ -503,8 +505,12 @@ func presetFor(s *site.Site) preset {
 	drain := fmt.Sprint(int64(math.Ceil(s.DrainTimeout.Seconds())))
 	switch s.Server {
 	case site.ServerGunicorn:
+		args := "--graceful-timeout " + drain
+		if s.WorkerExit == site.WorkerExitFast {
+			args += " -c " + gunicorn.Path()
+		}
 		return preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
-			{Name: "GUNICORN_CMD_ARGS", Value: "--graceful-timeout " + drain},
+			{Name: "GUNICORN_CMD_ARGS", Value: args},
 		}}
 	case site.ServerUWSGI:
 		return preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{

@@ -1,0 +1,225 @@
+package gunicorn
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// app is a WSGI app that leaves marks in its directory: "atexit" from an
+// atexit handler, "teardown" from an object the interpreter's teardown
+// frees; it answers with FROM_CONF, which a gunicorn.conf.py may set.
+const app = `import atexit, os
+DIR = os.path.dirname(os.path.abspath(__file__))
+if os.environ.get("FAIL_IMPORT") == "1":
+    raise RuntimeError("failing to load, as asked")
+def mark(name):
+    with open(os.path.join(DIR, name), "a") as f:
+        f.write("%d\n" % os.getpid())
+atexit.register(mark, "atexit")
+class Teardown:
+    # What it calls is bound now: the teardown clears modules and builtins.
+    def __del__(self, open=open, path=os.path.join(DIR, "teardown"), getpid=os.getpid):
+        with open(path, "a") as f:
+            f.write("%d\n" % getpid())
+KEEP = Teardown()
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [os.environ.get("FROM_CONF", "-").encode()]
+`
+
+// gunicornRun is one gunicorn master started by a test, as the preset
+// starts it: GUNICORN_CMD_ARGS with sitectl's file when fast.
+type gunicornRun struct {
+	dir, sock string
+	cmd       *exec.Cmd
+	out       strings.Builder
+}
+
+func startGunicorn(t *testing.T, dir string, fast bool, env ...string) *gunicornRun {
+	t.Helper()
+	bin, err := exec.LookPath("gunicorn")
+	if err != nil {
+		t.Fatalf("gunicorn is needed (test/run installs Debian's): %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.py"), []byte(app), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &gunicornRun{dir: dir, sock: filepath.Join(dir, "g.sock")}
+	args := "--graceful-timeout 5"
+	if fast {
+		conf := filepath.Join(t.TempDir(), FileName)
+		if err := os.WriteFile(conf, []byte(Config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args += " -c " + conf
+	}
+	workers := "2"
+	if slices.Contains(env, "FAIL_IMPORT=1") {
+		// One worker: with two, the master's end races the second
+		// worker's, and gunicorn itself then exits 1 or 3.
+		workers = "1"
+	}
+	r.cmd = exec.Command(bin, "--workers", workers, "--bind", "unix:"+r.sock, "app:application")
+	r.cmd.Dir = dir
+	r.cmd.Env = append(append(os.Environ(), "GUNICORN_CMD_ARGS="+args, "PYTHONDONTWRITEBYTECODE=1"), env...)
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.cmd.Process.Kill(); r.cmd.Wait() })
+	return r
+}
+
+// get asks the app until it answers (both workers booted) or 20 s passed.
+func (r *gunicornRun) get(t *testing.T) string {
+	t.Helper()
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", r.sock)
+		},
+	}}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := c.Get("http://gunicorn/")
+		if err == nil {
+			b := make([]byte, 4096)
+			n, _ := resp.Body.Read(b)
+			resp.Body.Close()
+			// Both workers: they log their boot before taking requests.
+			if strings.Count(r.out.String(), "Booting worker") >= 2 {
+				return string(b[:n])
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gunicorn did not answer within 20s: %v\n%s", err, r.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM, gunicorn's graceful stop, and returns its exit status.
+func (r *gunicornRun) stop(t *testing.T) int {
+	t.Helper()
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	return r.wait(t)
+}
+
+func (r *gunicornRun) wait(t *testing.T) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- r.cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(20 * time.Second):
+		t.Fatalf("gunicorn did not end within 20s:\n%s", r.out.String())
+		return -1
+	}
+}
+
+// marks returns the pids that left the mark name.
+func marks(t *testing.T, dir, name string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(b))
+}
+
+func TestFastWorkerExitSkipsOnlyTheTeardown(t *testing.T) {
+	for _, fast := range []bool{false, true} {
+		dir := t.TempDir()
+		g := startGunicorn(t, dir, fast)
+		g.get(t)
+		if code := g.stop(t); code != 0 {
+			t.Fatalf("fast=%v: gunicorn exited %d:\n%s", fast, code, g.out.String())
+		}
+		atexit, teardown := marks(t, dir, "atexit"), marks(t, dir, "teardown")
+		// The app is imported by each of the two workers.
+		if len(atexit) != 2 {
+			t.Errorf("fast=%v: the atexit handler ran in %d workers, want 2 (%v):\n%s", fast, len(atexit), atexit, g.out.String())
+		}
+		want := 2
+		if fast {
+			want = 0
+		}
+		if len(teardown) != want {
+			t.Errorf("fast=%v: the teardown freed the app's objects in %d workers, want %d:\n%s", fast, len(teardown), want, g.out.String())
+		}
+		if !strings.Contains(g.out.String(), "Worker exiting") {
+			t.Errorf("fast=%v: gunicorn's log lost its lines:\n%s", fast, g.out.String())
+		}
+	}
+}
+
+func TestDefaultConfigIsStillLoaded(t *testing.T) {
+	// gunicorn.conf.py in the working directory: gunicorn reads it when no
+	// config file is named, so sitectl's file reads it too.
+	dir := t.TempDir()
+	conf := "raw_env = ['FROM_CONF=' + __file__]\n"
+	if err := os.WriteFile(filepath.Join(dir, "gunicorn.conf.py"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGunicorn(t, dir, true)
+	if got, want := g.get(t), filepath.Join(dir, "gunicorn.conf.py"); got != want {
+		t.Errorf("the app got FROM_CONF=%q, want %q: gunicorn.conf.py was not read as gunicorn reads it", got, want)
+	}
+	g.stop(t)
+	if n := len(marks(t, dir, "teardown")); n != 0 {
+		t.Errorf("%d workers tore down the interpreter with sitectl's hook in place", n)
+	}
+
+	// A worker_exit of the operator's own is kept, and ours is not added.
+	dir = t.TempDir()
+	conf = "import os\ndef worker_exit(server, worker):\n    open(os.path.join(" + "'" + dir + "'" + ", 'own'), 'a').write('%d\\n' % os.getpid())\n"
+	if err := os.WriteFile(filepath.Join(dir, "gunicorn.conf.py"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g = startGunicorn(t, dir, true)
+	g.get(t)
+	g.stop(t)
+	if n := len(marks(t, dir, "own")); n != 2 {
+		t.Errorf("the operator's worker_exit ran in %d workers, want 2:\n%s", n, g.out.String())
+	}
+	if n := len(marks(t, dir, "teardown")); n != 2 {
+		t.Errorf("with the operator's own worker_exit, %d workers tore down the interpreter, want 2 (as gunicorn does)", n)
+	}
+}
+
+func TestFailingWorkerEndsAsGunicornEndsIt(t *testing.T) {
+	// A worker that cannot load the app exits with gunicorn's own status,
+	// which makes its master give up with the same status.
+	codes := map[bool]int{}
+	for _, fast := range []bool{false, true} {
+		dir := t.TempDir()
+		g := startGunicorn(t, dir, fast, "FAIL_IMPORT=1")
+		codes[fast] = g.wait(t)
+		if !strings.Contains(g.out.String(), "failing to load, as asked") {
+			t.Errorf("fast=%v: the worker's traceback is missing:\n%s", fast, g.out.String())
+		}
+	}
+	if codes[true] != codes[false] || codes[true] == 0 {
+		t.Errorf("gunicorn exited %d with sitectl's file and %d without: want the same, not 0", codes[true], codes[false])
+	}
+}
