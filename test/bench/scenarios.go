@@ -393,6 +393,19 @@ var scenarios = []Scenario{
 		Available: overlapAvailable,
 	},
 	{
+		ID:    "overlap-reload-full-exit",
+		Title: "4d. overlap reload, full worker exit",
+		Command: "`sitectl reload SITE` as in 4a, with `worker_exit = \"full\"` (gunicorn only): the replaced generation's workers end " +
+			"with Python's teardown of the interpreter, as gunicorn ends them, instead of right after their atexit handlers " +
+			"(what the fast exit saves the visitors, measured side by side)",
+		Apps: []string{"gunicorn"},
+		Install: func(a App, port int) Install {
+			return siteInstall(a, a.ID+"-ovfull", overlapExtra+"worker_exit = \"full\"\n"+modeExtra, port)
+		},
+		Switch:    func(in Install, _ int) []string { return []string{"sitectl", "reload", in.Name} },
+		Available: overlapAvailable,
+	},
+	{
 		ID:      "overlap-mode",
 		Title:   "4b. overlap mode",
 		Command: "`sitectl mode SITE read-only` / `normal`, alternating, on a site with `handoff = \"overlap\"`",
