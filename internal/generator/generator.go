@@ -95,7 +95,7 @@ func FilesRendered(sites []*site.Site, opts units.Options, outOfService map[stri
 // needsGunicornConfig says whether a site's units name gunicorn's config
 // file of sitectl, which the generator then writes beside them.
 func needsGunicornConfig(s *site.Site) bool {
-	return s.Server == site.ServerGunicorn && s.WorkerExit == site.WorkerExitFast
+	return s.Server == site.ServerGunicorn && s.FastExit
 }
 
 // Checked moves the sites whose units would not say what their site file

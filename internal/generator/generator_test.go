@@ -233,7 +233,7 @@ func TestWriteReplacesALinkAtOnce(t *testing.T) {
 }
 
 // gunicorn's config file of sitectl is written when, and only when, a
-// site's units name it: a gunicorn site with worker_exit = "fast", the
+// site's units name it: a gunicorn site with fast_exit = true, the
 // default; and what is written is the file the gunicorn package owns.
 func TestGunicornConfigBesideTheUnitsThatNameIt(t *testing.T) {
 	parse := func(name, extra string) *site.Site {
@@ -259,9 +259,9 @@ func TestGunicornConfigBesideTheUnitsThatNameIt(t *testing.T) {
 	}{
 		{[]*site.Site{parse("a", "")}, false},
 		{[]*site.Site{parse("a", "server = \"uwsgi\"\n")}, false},
-		{[]*site.Site{parse("a", "server = \"gunicorn\"\nworker_exit = \"full\"\n")}, false},
+		{[]*site.Site{parse("a", "server = \"gunicorn\"\nfast_exit = false\n")}, false},
 		{[]*site.Site{parse("a", ""), parse("b", "server = \"gunicorn\"\n")}, true},
-		{[]*site.Site{parse("a", "server = \"gunicorn\"\nworker_exit = \"fast\"\n")}, true},
+		{[]*site.Site{parse("a", "server = \"gunicorn\"\nfast_exit = true\n")}, true},
 	} {
 		files := Files(c.sites, units.Options{})
 		content, ok := conf(files)

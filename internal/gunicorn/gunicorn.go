@@ -2,10 +2,11 @@
 // gunicorn: sitectl-gunicorn.conf.py, written by the generator next to the
 // units and named in GUNICORN_CMD_ARGS (-c). It loads the config gunicorn
 // would have loaded without it (gunicorn.conf.py in the working
-// directory) and adds a worker_exit hook that ends a cleanly stopping
-// worker without Python's teardown of the interpreter (site key
-// worker_exit = "fast"): that teardown costs 0.2-0.3 s of CPU per worker,
-// taken from the generation that serves while the old one drains.
+// directory) and adds the hooks worker_exit and on_exit, which end a
+// cleanly stopping worker or master without Python's teardown of the
+// interpreter (site key fast_exit): that teardown costs 0.1-0.3 s of CPU
+// per process, taken from the generation that serves while the old one
+// drains.
 package gunicorn
 
 import (

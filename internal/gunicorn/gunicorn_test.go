@@ -45,7 +45,7 @@ type gunicornRun struct {
 	out       strings.Builder
 }
 
-func startGunicorn(t *testing.T, dir string, fast bool, env ...string) *gunicornRun {
+func startGunicorn(t *testing.T, dir string, fast bool, args []string, env ...string) *gunicornRun {
 	t.Helper()
 	bin, err := exec.LookPath("gunicorn")
 	if err != nil {
@@ -55,13 +55,13 @@ func startGunicorn(t *testing.T, dir string, fast bool, env ...string) *gunicorn
 		t.Fatal(err)
 	}
 	r := &gunicornRun{dir: dir, sock: filepath.Join(dir, "g.sock")}
-	args := "--graceful-timeout 5"
+	cmdArgs := "--graceful-timeout 5"
 	if fast {
 		conf := filepath.Join(t.TempDir(), FileName)
 		if err := os.WriteFile(conf, []byte(Config), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		args += " -c " + conf
+		cmdArgs += " -c " + conf
 	}
 	workers := "2"
 	if slices.Contains(env, "FAIL_IMPORT=1") {
@@ -69,9 +69,9 @@ func startGunicorn(t *testing.T, dir string, fast bool, env ...string) *gunicorn
 		// worker's, and gunicorn itself then exits 1 or 3.
 		workers = "1"
 	}
-	r.cmd = exec.Command(bin, "--workers", workers, "--bind", "unix:"+r.sock, "app:application")
+	r.cmd = exec.Command(bin, append(append([]string{"--workers", workers, "--bind", "unix:" + r.sock}, args...), "app:application")...)
 	r.cmd.Dir = dir
-	r.cmd.Env = append(append(os.Environ(), "GUNICORN_CMD_ARGS="+args, "PYTHONDONTWRITEBYTECODE=1"), env...)
+	r.cmd.Env = append(append(os.Environ(), "GUNICORN_CMD_ARGS="+cmdArgs, "PYTHONDONTWRITEBYTECODE=1"), env...)
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -147,28 +147,39 @@ func marks(t *testing.T, dir, name string) []string {
 	return strings.Fields(string(b))
 }
 
-func TestFastWorkerExitSkipsOnlyTheTeardown(t *testing.T) {
-	for _, fast := range []bool{false, true} {
-		dir := t.TempDir()
-		g := startGunicorn(t, dir, fast)
-		g.get(t)
-		if code := g.stop(t); code != 0 {
-			t.Fatalf("fast=%v: gunicorn exited %d:\n%s", fast, code, g.out.String())
+// Each process that ends cleanly runs its atexit handlers and skips the
+// teardown with sitectl's file; without it, gunicorn's processes tear down
+// the interpreter. With --preload the master holds the app too.
+func TestFastExitSkipsOnlyTheTeardown(t *testing.T) {
+	for _, preload := range []bool{false, true} {
+		var args []string
+		holders := 2 // the workers import the app
+		if preload {
+			args, holders = []string{"--preload"}, 3
 		}
-		atexit, teardown := marks(t, dir, "atexit"), marks(t, dir, "teardown")
-		// The app is imported by each of the two workers.
-		if len(atexit) != 2 {
-			t.Errorf("fast=%v: the atexit handler ran in %d workers, want 2 (%v):\n%s", fast, len(atexit), atexit, g.out.String())
-		}
-		want := 2
-		if fast {
-			want = 0
-		}
-		if len(teardown) != want {
-			t.Errorf("fast=%v: the teardown freed the app's objects in %d workers, want %d:\n%s", fast, len(teardown), want, g.out.String())
-		}
-		if !strings.Contains(g.out.String(), "Worker exiting") {
-			t.Errorf("fast=%v: gunicorn's log lost its lines:\n%s", fast, g.out.String())
+		for _, fast := range []bool{false, true} {
+			dir := t.TempDir()
+			g := startGunicorn(t, dir, fast, args)
+			g.get(t)
+			if code := g.stop(t); code != 0 {
+				t.Fatalf("preload=%v fast=%v: gunicorn exited %d:\n%s", preload, fast, code, g.out.String())
+			}
+			atexit, teardown := marks(t, dir, "atexit"), marks(t, dir, "teardown")
+			if len(atexit) != holders {
+				t.Errorf("preload=%v fast=%v: the atexit handler ran in %d processes, want %d (%v):\n%s", preload, fast, len(atexit), holders, atexit, g.out.String())
+			}
+			want := holders
+			if fast {
+				want = 0
+			}
+			if len(teardown) != want {
+				t.Errorf("preload=%v fast=%v: the teardown freed the app's objects in %d processes, want %d:\n%s", preload, fast, len(teardown), want, g.out.String())
+			}
+			for _, line := range []string{"Worker exiting", "Shutting down: Master"} {
+				if !strings.Contains(g.out.String(), line) {
+					t.Errorf("preload=%v fast=%v: gunicorn's log lost %q:\n%s", preload, fast, line, g.out.String())
+				}
+			}
 		}
 	}
 }
@@ -181,7 +192,7 @@ func TestDefaultConfigIsStillLoaded(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "gunicorn.conf.py"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g := startGunicorn(t, dir, true)
+	g := startGunicorn(t, dir, true, nil)
 	if got, want := g.get(t), filepath.Join(dir, "gunicorn.conf.py"); got != want {
 		t.Errorf("the app got FROM_CONF=%q, want %q: gunicorn.conf.py was not read as gunicorn reads it", got, want)
 	}
@@ -190,20 +201,23 @@ func TestDefaultConfigIsStillLoaded(t *testing.T) {
 		t.Errorf("%d workers tore down the interpreter with sitectl's hook in place", n)
 	}
 
-	// A worker_exit of the operator's own is kept, and ours is not added.
+	// Hooks of the operator's own are kept, and ours are not added for
+	// the processes they are for.
 	dir = t.TempDir()
 	conf = "import os\ndef worker_exit(server, worker):\n    open(os.path.join(" + "'" + dir + "'" + ", 'own'), 'a').write('%d\\n' % os.getpid())\n"
 	if err := os.WriteFile(filepath.Join(dir, "gunicorn.conf.py"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g = startGunicorn(t, dir, true)
+	g = startGunicorn(t, dir, true, []string{"--preload"})
 	g.get(t)
 	g.stop(t)
 	if n := len(marks(t, dir, "own")); n != 2 {
 		t.Errorf("the operator's worker_exit ran in %d workers, want 2:\n%s", n, g.out.String())
 	}
+	// The workers end as gunicorn ends them; the master, for which the
+	// file has no hook, ends early.
 	if n := len(marks(t, dir, "teardown")); n != 2 {
-		t.Errorf("with the operator's own worker_exit, %d workers tore down the interpreter, want 2 (as gunicorn does)", n)
+		t.Errorf("with the operator's own worker_exit, %d processes tore down the interpreter, want the 2 workers", n)
 	}
 }
 
@@ -213,7 +227,7 @@ func TestFailingWorkerEndsAsGunicornEndsIt(t *testing.T) {
 	codes := map[bool]int{}
 	for _, fast := range []bool{false, true} {
 		dir := t.TempDir()
-		g := startGunicorn(t, dir, fast, "FAIL_IMPORT=1")
+		g := startGunicorn(t, dir, fast, nil, "FAIL_IMPORT=1")
 		codes[fast] = g.wait(t)
 		if !strings.Contains(g.out.String(), "failing to load, as asked") {
 			t.Errorf("fast=%v: the worker's traceback is missing:\n%s", fast, g.out.String())

@@ -87,15 +87,16 @@ var Keys = []KeyDoc{
 			"generation still starting after 5s is promoted anyway, so that a busy host delays a reload by at " +
 			"most that much. normal starts it like the site's other processes. The first generation " +
 			"(the service's start) and a reload by SIGHUP start at normal priority. See docs/overlap.md."},
-	{"", keyWorkerExit, "fast or full", "fast for gunicorn",
-		"With server = \"gunicorn\" only: how a worker ends once it has stopped cleanly (exit status 0, no other " +
-			"thread running). fast runs its atexit handlers (logging flushes there), flushes standard output and " +
-			"error, and ends it without Python's teardown of the interpreter, which frees every object one by one " +
-			"and costs 0.2-0.3 s of CPU per worker while the next generation serves. Buffered files the app never " +
-			"flushed or closed are not flushed then. full leaves it to gunicorn. fast works through a config file " +
-			"named in GUNICORN_CMD_ARGS that also loads gunicorn.conf.py from the working directory, as gunicorn " +
-			"would; a config file on gunicorn's command line, a worker_exit hook of your own or GUNICORN_CMD_ARGS in " +
-			"the site's environment takes precedence, and the workers then end as gunicorn ends them. See docs/overlap.md."},
+	{"", keyFastExit, "boolean", "true for gunicorn",
+		"With server = \"gunicorn\" only: end gunicorn's master and workers, once they have stopped cleanly (exit " +
+			"status 0, no other thread running), right after their atexit handlers (logging flushes there) and a flush " +
+			"of standard output and error, without Python's teardown of the interpreter. That teardown frees every " +
+			"object one by one and costs 0.1-0.3 s of CPU per process, taken from the generation that serves while " +
+			"the old one drains. Buffered files the app never flushed or closed are not flushed then. false leaves " +
+			"the exit to gunicorn. It works through a config file named in GUNICORN_CMD_ARGS that also loads " +
+			"gunicorn.conf.py from the working directory, as gunicorn would; a config file on gunicorn's command " +
+			"line, GUNICORN_CMD_ARGS in the site's environment, or a worker_exit or on_exit hook of your own " +
+			"takes precedence (for the process that hook is for). See docs/overlap.md."},
 	{"", keyDrainTimeout, "duration", "30s",
 		"How long the requests in flight may take to finish after SIGTERM."},
 	{"", keyStopTimeout, "duration", "5s",

@@ -135,7 +135,7 @@ const (
 	keyDeployers      = "deployers"
 	keyKeepPrevious   = "keep_previous"
 	keyStartPriority  = "start_priority"
-	keyWorkerExit     = "worker_exit"
+	keyFastExit       = "fast_exit"
 )
 
 var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
@@ -198,8 +198,10 @@ var siteKeys = map[string]func(*parser, *Site, *tomlpos.Value){
 	keyStartPriority: func(p *parser, s *Site, v *tomlpos.Value) {
 		s.StartPriority = StartPriority(p.oneOf(keyStartPriority, v, string(StartIdle), string(StartNormal)))
 	},
-	keyWorkerExit: func(p *parser, s *Site, v *tomlpos.Value) {
-		s.WorkerExit = WorkerExit(p.oneOf(keyWorkerExit, v, string(WorkerExitFast), string(WorkerExitFull)))
+	keyFastExit: func(p *parser, s *Site, v *tomlpos.Value) {
+		if p.kind(keyFastExit, v, tomlpos.Bool) {
+			s.FastExit = v.Bool
+		}
 	},
 }
 
@@ -219,18 +221,18 @@ func (p *parser) site(s *Site, root *tomlpos.Value) {
 	p.execLimits(s, root)
 	p.keepPrevious(s, root)
 	p.startPriority(s, root)
-	p.workerExit(s, root)
+	p.fastExit(s, root)
 }
 
-// workerExit checks worker_exit: only gunicorn's preset has a hook for it.
-func (p *parser) workerExit(s *Site, root *tomlpos.Value) {
-	v := root.Get(keyWorkerExit)
+// fastExit checks fast_exit: only gunicorn's preset has the hooks for it.
+func (p *parser) fastExit(s *Site, root *tomlpos.Value) {
+	v := root.Get(keyFastExit)
 	switch {
 	case s.Server != ServerGunicorn && v != nil:
-		p.errorf(v.Pos, "worker_exit needs server = \"gunicorn\": sitectl ends the workers of no other server")
-		s.WorkerExit = ""
-	case s.Server == ServerGunicorn && s.WorkerExit == "":
-		s.WorkerExit = WorkerExitFast
+		p.errorf(v.Pos, "fast_exit needs server = \"gunicorn\": sitectl shortens the exit of no other server")
+		s.FastExit = false
+	case s.Server == ServerGunicorn && v == nil:
+		s.FastExit = true
 	}
 }
 

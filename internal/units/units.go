@@ -494,7 +494,7 @@ type preset struct {
 //
 //   - gunicorn: SIGTERM is its graceful shutdown; --graceful-timeout is set
 //     to the drain timeout through GUNICORN_CMD_ARGS (command-line
-//     arguments still win), and with worker_exit = "fast" sitectl's config
+//     arguments still win), and with fast_exit sitectl's config
 //     file (package gunicorn), which the generator writes beside the units.
 //   - uwsgi: uWSGI 2.0 treats SIGTERM as a brutal reload, so a master hook
 //     turns SIGTERM into gracefully_kill_them_all, and the worker mercy is
@@ -506,7 +506,7 @@ func presetFor(s *site.Site) preset {
 	switch s.Server {
 	case site.ServerGunicorn:
 		args := "--graceful-timeout " + drain
-		if s.WorkerExit == site.WorkerExitFast {
+		if s.FastExit {
 			args += " -c " + gunicorn.Path()
 		}
 		return preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{

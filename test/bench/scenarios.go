@@ -394,13 +394,13 @@ var scenarios = []Scenario{
 	},
 	{
 		ID:    "overlap-reload-full-exit",
-		Title: "4d. overlap reload, full worker exit",
-		Command: "`sitectl reload SITE` as in 4a, with `worker_exit = \"full\"` (gunicorn only): the replaced generation's workers end " +
+		Title: "4d. overlap reload, full exit",
+		Command: "`sitectl reload SITE` as in 4a, with `fast_exit = false` (gunicorn only): the replaced generation's master and workers end " +
 			"with Python's teardown of the interpreter, as gunicorn ends them, instead of right after their atexit handlers " +
 			"(what the fast exit saves the visitors, measured side by side)",
 		Apps: []string{"gunicorn"},
 		Install: func(a App, port int) Install {
-			return siteInstall(a, a.ID+"-ovfull", overlapExtra+"worker_exit = \"full\"\n"+modeExtra, port)
+			return siteInstall(a, a.ID+"-ovfull", overlapExtra+"fast_exit = false\n"+modeExtra, port)
 		},
 		Switch:    func(in Install, _ int) []string { return []string{"sitectl", "reload", in.Name} },
 		Available: overlapAvailable,

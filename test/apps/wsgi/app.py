@@ -17,6 +17,23 @@ if os.environ.get("WSGI_FAIL_IMPORT") == "1":
     raise RuntimeError("WSGI_FAIL_IMPORT=1: failing to load, as asked")
 
 
+# WSGI_MARK_EXIT=1 makes each process that imported the app say on standard
+# error how it ends: "atexit of PID" from an atexit handler, "teardown of
+# PID" when Python's teardown of the interpreter frees the app's objects
+# (which sitectl's fast_exit for gunicorn skips).
+if os.environ.get("WSGI_MARK_EXIT") == "1":
+    import atexit
+
+    atexit.register(lambda: os.write(2, b"atexit of %d\n" % os.getpid()))
+
+    class _Teardown:
+        # What it calls is bound now: the teardown clears modules first.
+        def __del__(self, write=os.write, getpid=os.getpid):
+            write(2, b"teardown of %d\n" % getpid())
+
+    _TEARDOWN = _Teardown()
+
+
 def burn_cpu(seconds):
     """Spend this much CPU time, as importing a framework or rendering a
     page does (CPU time, not wall time: a busy machine makes it longer)."""

@@ -1,0 +1,54 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// A gunicorn site's processes end without Python's teardown of the
+// interpreter (fast_exit, the default), under the hardened unit that reads
+// sitectl's config file from the generator's directory; with fast_exit =
+// false they end as gunicorn ends them. Seen in the journal: the test app
+// says "atexit of PID" from an atexit handler and "teardown of PID" when the
+// teardown frees its objects. An overlapped reload ends the old generation
+// while the new one serves; a stop ends the last one.
+func TestGunicornEndsWithoutTeardown(t *testing.T) {
+	fastPort, fullPort := freePort(t), freePort(t)
+	extra := "handoff = \"overlap\"\nenvironment = { WSGI_MARK_EXIT = \"1\" }\n"
+	h := newHost(t, map[string]string{
+		"fast": gunicornSite(fastPort, extra),
+		"full": gunicornSite(fullPort, extra+"fast_exit = false\n"),
+	})
+	for _, c := range []struct {
+		name              string
+		port              int
+		teardowns, atexit int
+	}{
+		// Two workers per generation, two generations; the masters did
+		// not import the app.
+		{"fast", fastPort, 0, 4},
+		{"full", fullPort, 4, 4},
+	} {
+		since := h.logMark()
+		h.run("systemctl", "start", "site-"+c.name+".socket")
+		getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", c.port))
+		h.run("sitectl", "reload", c.name)
+		getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", c.port))
+		h.run("systemctl", "stop", "site-"+c.name+".socket", "site-"+c.name+".service")
+		logged := h.run("journalctl", "--no-pager", "-o", "cat", "--since", since, "-u", "site-"+c.name+".service")
+		teardowns, atexits := strings.Count(logged, "teardown of "), strings.Count(logged, "atexit of ")
+		if teardowns != c.teardowns || atexits != c.atexit {
+			t.Errorf("%s: %d processes tore down the interpreter and %d ran their atexit handlers, want %d and %d:\n%s",
+				c.name, teardowns, atexits, c.teardowns, c.atexit, logged)
+		}
+		if p := h.show("site-"+c.name+".service", "Result", "ExecMainStatus"); p["Result"] != "success" {
+			t.Errorf("%s: the service ended with %v", c.name, p)
+		}
+	}
+	if out := h.run("cat", "/run/systemd/generator/sitectl-gunicorn.conf.py"); !strings.Contains(out, "def _sitectl_fast_worker_exit") {
+		t.Errorf("the generator did not write sitectl's config file for gunicorn:\n%s", out)
+	}
+}
