@@ -14,6 +14,9 @@ const (
 	cliSite         = "cli"
 	cliSettledSite  = "cli-settled"
 	cliGunicornSite = "cli-gunicorn"
+	// cliGunicornFullSite is cliGunicornSite with fast_exit = false: its
+	// old processes end with Python's teardown, which the stop waits for.
+	cliGunicornFullSite = "cli-gunicorn-full"
 )
 
 // CLIOverhead compares `sitectl restart SITE` with `systemctl restart
@@ -42,6 +45,13 @@ type CLIOverhead struct {
 	FirstAnswer      DurationStats `json:"gunicorn_first_answer"`
 	Lag              DurationStats `json:"gunicorn_lag"`
 	NoAnswer         int           `json:"gunicorn_no_answer,omitempty"`
+	// GunicornFull is the same for cliGunicornFullSite (fast_exit =
+	// false), timed alternately with GunicornSite.
+	GunicornFullSite string        `json:"gunicorn_full_site,omitempty"`
+	GunicornFull     DurationStats `json:"sitectl_restart_gunicorn_full"`
+	FirstAnswerFull  DurationStats `json:"gunicorn_full_first_answer"`
+	LagFull          DurationStats `json:"gunicorn_full_lag"`
+	NoAnswerFull     int           `json:"gunicorn_full_no_answer,omitempty"`
 }
 
 func runCLIOverhead(ctx context.Context, h *host, runs int, wsgiImport time.Duration, log func(string, ...any)) (*CLIOverhead, error) {
@@ -51,7 +61,7 @@ func runCLIOverhead(ctx context.Context, h *host, runs int, wsgiImport time.Dura
 	for _, site := range []struct {
 		name, extra string
 		app         App
-	}{{cliSite, "settle_time = \"1ms\"\n" + modeExtra, apps[0]}, {cliSettledSite, modeExtra, apps[0]}, {cliGunicornSite, modeExtra, gunicorn}} {
+	}{{cliSite, "settle_time = \"1ms\"\n" + modeExtra, apps[0]}, {cliSettledSite, modeExtra, apps[0]}, {cliGunicornSite, modeExtra, gunicorn}, {cliGunicornFullSite, "fast_exit = false\n" + modeExtra, gunicorn}} {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
@@ -62,7 +72,7 @@ func runCLIOverhead(ctx context.Context, h *host, runs int, wsgiImport time.Dura
 	if err := h.writeFiles(ctx, files); err != nil {
 		return nil, err
 	}
-	for _, argv := range [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "start", "site-" + cliSite + ".socket", "site-" + cliSettledSite + ".socket", "site-" + cliGunicornSite + ".socket"}} {
+	for _, argv := range [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "start", "site-" + cliSite + ".socket", "site-" + cliSettledSite + ".socket", "site-" + cliGunicornSite + ".socket", "site-" + cliGunicornFullSite + ".socket"}} {
 		if out, err := h.run(ctx, argv...); err != nil {
 			return nil, fmt.Errorf("%w: %s", err, out)
 		}
@@ -95,8 +105,11 @@ func runCLIOverhead(ctx context.Context, h *host, runs int, wsgiImport time.Dura
 		c.Sitectl.Median.MS(), c.Systemctl.Median.MS(), c.Ratio, c.Settled.Median.MS())
 
 	gruns := max(runs/3, 3)
-	log("CLI overhead: %d × sitectl restart %s (gunicorn importing for %s) against its new workers' first answer", gruns, cliGunicornSite, wsgiImport)
-	g := TimeSpec{Runs: gruns, Commands: []TimedCmd{{Argv: []string{"sitectl", "restart", cliGunicornSite}, Watch: fmt.Sprintf("http://127.0.0.1:%d/", ports[2])}}}
+	log("CLI overhead: %d × sitectl restart %s and %s (gunicorn importing for %s, fast_exit and not), alternating, against the new workers' first answer", gruns, cliGunicornSite, cliGunicornFullSite, wsgiImport)
+	g := TimeSpec{Runs: gruns, Commands: []TimedCmd{
+		{Argv: []string{"sitectl", "restart", cliGunicornSite}, Watch: fmt.Sprintf("http://127.0.0.1:%d/", ports[2])},
+		{Argv: []string{"sitectl", "restart", cliGunicornFullSite}, Watch: fmt.Sprintf("http://127.0.0.1:%d/", ports[3])},
+	}}
 	if _, err := h.timeit(ctx, TimeSpec{Runs: 1, Commands: g.Commands}); err != nil {
 		return nil, err
 	}
@@ -105,22 +118,26 @@ func runCLIOverhead(ctx context.Context, h *host, runs int, wsgiImport time.Dura
 		return nil, err
 	}
 	c.GunicornSite, c.GunicornImportMS, c.Gunicorn = cliGunicornSite, wsgiImport.Milliseconds(), gr.Stats(0, true)
-	c.FirstAnswer, c.Lag, c.NoAnswer = firstAnswerStats(gr)
+	c.FirstAnswer, c.Lag, c.NoAnswer = firstAnswerStats(gr, 0)
+	c.GunicornFullSite, c.GunicornFull = cliGunicornFullSite, gr.Stats(1, true)
+	c.FirstAnswerFull, c.LagFull, c.NoAnswerFull = firstAnswerStats(gr, 1)
 	log("  sitectl restart median %.1f ms; the new workers' first answer median %.1f ms; sitectl's lag median %.1f ms, max %.1f ms",
 		c.Gunicorn.Median.MS(), c.FirstAnswer.Median.MS(), c.Lag.Median.MS(), c.Lag.Max.MS())
+	log("  with fast_exit = false: sitectl restart median %.1f ms; first answer median %.1f ms",
+		c.GunicornFull.Median.MS(), c.FirstAnswerFull.Median.MS())
 	return c, nil
 }
 
-// firstAnswerStats summarises, over the successful runs of the first
-// command of r, the first answer of the new code and sitectl's lag behind
-// it, and counts the runs without a first answer.
-func firstAnswerStats(r TimeResult) (first, lag DurationStats, none int) {
+// firstAnswerStats summarises, over the successful runs of command i of
+// r, the first answer of the new code and sitectl's lag behind it, and
+// counts the runs without a first answer.
+func firstAnswerStats(r TimeResult, i int) (first, lag DurationStats, none int) {
 	var fs, ls []time.Duration
-	for j, n := range r.Nanos[0] {
-		if r.Errors[0][j] != "" || j >= len(r.FirstNewNanos[0]) {
+	for j, n := range r.Nanos[i] {
+		if r.Errors[i][j] != "" || j >= len(r.FirstNewNanos[i]) {
 			continue
 		}
-		f := r.FirstNewNanos[0][j]
+		f := r.FirstNewNanos[i][j]
 		if f < 0 {
 			none++
 			continue

@@ -454,13 +454,17 @@ func Markdown(r *Results) string {
 		}
 		p("\nRatio of medians: **%.2f**.\n\n", c.Ratio)
 		if c.GunicornSite != "" {
-			p("`sitectl restart %s`, a gunicorn site (2 workers, each importing the app for %d ms of CPU, a probe, the default `settle_time`), %d runs, while the timing helper asks the site over and over (a new connection each, 2 ms apart) which master process serves it. ",
+			p("`sitectl restart %s`, a gunicorn site (2 workers, each importing the app for %d ms of CPU, a probe, the default `settle_time`), %d runs (alternating with the same site with `fast_exit = false`, whose old processes end with Python's teardown, which the restart waits for), while the timing helper asks the site over and over (a new connection each, 2 ms apart) which master process serves it. ",
 				c.GunicornSite, c.GunicornImportMS, c.Gunicorn.Runs+c.Gunicorn.Failed)
 			p("A request sent while the site restarts waits in the socket systemd holds and is answered by the new workers: the first answer from the new master is the earliest moment any probe could succeed. `systemctl restart` returns at gunicorn's READY=1, before its workers imported the app; sitectl waits for evidence that the new code serves. Its lag is its wall time minus that first answer, run by run.\n\n")
 			t := table{head: []string{"", "median (ms)", "min (ms)", "max (ms)"}}
 			t.add("`sitectl restart "+c.GunicornSite+"`", durCell(c.Gunicorn), ms(c.Gunicorn.Min), ms(c.Gunicorn.Max))
 			t.add("the new workers' first answer", durCell(c.FirstAnswer), ms(c.FirstAnswer.Min), ms(c.FirstAnswer.Max))
 			t.add("sitectl's lag behind it", durCell(c.Lag), ms(c.Lag.Min), ms(c.Lag.Max))
+			if c.GunicornFullSite != "" {
+				t.add("`sitectl restart "+c.GunicornFullSite+"` (`fast_exit = false`)", durCell(c.GunicornFull), ms(c.GunicornFull.Min), ms(c.GunicornFull.Max))
+				t.add("its new workers' first answer", durCell(c.FirstAnswerFull), ms(c.FirstAnswerFull.Min), ms(c.FirstAnswerFull.Max))
+			}
 			b.WriteString(t.String())
 			if c.NoAnswer > 0 {
 				p("\n%d runs had no answer from a new master within 30 s.\n", c.NoAnswer)
