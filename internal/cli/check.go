@@ -46,7 +46,9 @@ app (PrivateTmp= hides /tmp and /var/tmp, ProtectHome= /home, /root and /run/use
 the file holds environment values and anyone may read it, or keep_previous is set
 for a server whose exec line keeps connections alive in a way sitectl cannot switch
 off (gunicorn's --threads or gthread, gevent, eventlet workers without --keep-alive 0;
-uWSGI's --http11-socket or --http-keepalive). Warnings do not change
+uWSGI's --http11-socket or --http-keepalive), or a gunicorn site undoes its preset
+(GUNICORN_CMD_ARGS in its or a mode's environment replaces the preset's, and a
+config file on gunicorn's command line makes fast_exit do nothing). Warnings do not change
 the exit code: the host a file is checked on need not be the one it runs on.
 
 Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,

@@ -96,7 +96,7 @@ var Keys = []KeyDoc{
 			"the exit to gunicorn. It works through a config file named in GUNICORN_CMD_ARGS that also loads " +
 			"gunicorn.conf.py from the working directory, as gunicorn would; a config file on gunicorn's command " +
 			"line, GUNICORN_CMD_ARGS in the site's environment, or a worker_exit or on_exit hook of your own " +
-			"takes precedence (for the process that hook is for). See docs/overlap.md."},
+			"takes precedence (for the process that hook is for); sitectl check warns of the first two. See docs/overlap.md."},
 	{"", keyDrainTimeout, "duration", "30s",
 		"How long the requests in flight may take to finish after SIGTERM."},
 	{"", keyStopTimeout, "duration", "5s",

@@ -4,7 +4,7 @@
 // site file that anyone may read although it holds environment values, a
 // secret in the environment that the site's unit shows to everyone, and
 // keep_previous for a server that keeps connections alive in a way sitectl
-// cannot switch off.
+// cannot switch off, and a gunicorn site that undoes its preset.
 // These are warnings: sitectl check reports them and still exits 0, since
 // the host the file is checked on need not be the one it runs on.
 package sitecheck
@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sitectl/sitectl/internal/gunicorn"
 	"github.com/sitectl/sitectl/internal/pubpath"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/tomlpos"
@@ -125,10 +126,61 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 			warn(pos, "environment: %s %s, and a site's environment is written into its unit, which every user on this host can read (systemctl show %s -p Environment), whatever the site file's mode: put secrets in credentials, or in a mode's environment, which only root and the site read", e.Name, why, units.ServiceName(s.Name))
 		}
 	}
+	gunicornPreset(s, root, at, warn)
 	if why := keepsAlive(s); why != "" && s.KeepPrevious > 0 {
 		warn(at("keep_previous", -1), "keep_previous: %s, and sitectl cannot tell it to drop kept-alive connections without restarting its workers: a client that keeps a connection to the warm generation goes on being served by it until the connection idles out (see docs/warm-rollback.md)", why)
 	}
 	return out
+}
+
+// gunicornPreset warns of what undoes the gunicorn preset without a
+// word: GUNICORN_CMD_ARGS in the site's or a mode's environment replaces
+// the preset's (its --graceful-timeout and, with fast_exit, sitectl's
+// config file), and a config file on gunicorn's command line replaces
+// sitectl's, so fast_exit does nothing.
+func gunicornPreset(s *site.Site, root *tomlpos.Value, at func(string, int) tomlpos.Pos, warn func(tomlpos.Pos, string, ...any)) {
+	if s.Server != site.ServerGunicorn {
+		return
+	}
+	const name = "GUNICORN_CMD_ARGS"
+	what := "its --graceful-timeout, so gunicorn no longer drains for drain_timeout"
+	if s.FastExit {
+		what += ", and its -c " + gunicorn.Path() + ", so fast_exit does nothing"
+	}
+	envAt := func(table *tomlpos.Value, fallback tomlpos.Pos) tomlpos.Pos {
+		if v := table.Get("environment").Get(name); v != nil && v.KeyPos.Line > 0 {
+			return v.KeyPos
+		}
+		return fallback
+	}
+	if slices.ContainsFunc(s.Environment, func(e site.EnvVar) bool { return e.Name == name }) {
+		warn(envAt(root, at("environment", -1)), "environment: %s replaces the gunicorn preset's (%s): put those arguments into yours, or pass yours on exec", name, what)
+	}
+	for _, m := range s.Modes {
+		if slices.ContainsFunc(m.Environment, func(e site.EnvVar) bool { return e.Name == name }) {
+			warn(envAt(root.Get("modes").Get(m.Name), at("modes", -1)), "modes.%s.environment: %s replaces the gunicorn preset's in that mode (%s): put those arguments into yours, or pass yours on exec", m.Name, name, what)
+		}
+	}
+	if !s.FastExit {
+		return
+	}
+	for i, a := range s.Exec[1:] {
+		if namesConfig(a) {
+			warn(at("exec", i+1), "exec: %s names gunicorn's config file, which replaces sitectl's (%s): fast_exit does nothing; set fast_exit = false to say so, or give your config file worker_exit and on_exit hooks of its own (see docs/overlap.md)", a, gunicorn.Path())
+			return
+		}
+	}
+}
+
+// namesConfig says whether a word of gunicorn's command line names its
+// config file: -c, -cFILE, --config, --config=FILE, or an abbreviation of
+// --config that Python's argparse takes (--co at least).
+func namesConfig(a string) bool {
+	if strings.HasPrefix(a, "-c") && !strings.HasPrefix(a, "--") {
+		return true
+	}
+	opt, _, _ := strings.Cut(a, "=")
+	return len(opt) >= len("--co") && strings.HasPrefix("--config", opt)
 }
 
 // keepsAlive says which words of a site's exec line turn HTTP keep-alive

@@ -109,6 +109,18 @@ func TestWarnings(t *testing.T) {
 			[]string{"1:9: warning: exec: the program /usr/bin/uwsgi does not exist", "3:1: warning: keep_previous: uwsgi --http11-socket =0 keeps connections alive"}},
 		{"keep_previous, gunicorn --threads=4", "exec = [\"/usr/bin/gunicorn\", \"--threads=4\", \"app\"]\nhandoff = \"overlap\"\nkeep_previous = \"10m\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644,
 			[]string{"1:9: warning: exec: the program /usr/bin/gunicorn does not exist", "3:1: warning: keep_previous: gunicorn --threads=4 keeps connections alive,"}},
+		{"gunicorn preset replaced by the environment", "exec = [\"/usr/bin/gunicorn\", \"app\"]\nserver = \"gunicorn\"\nenvironment = { GUNICORN_CMD_ARGS = \"--workers 3\" }\n[[listen]]\naddress = \"127.0.0.1:1\"\n[modes.ro]\nenvironment = { RO = \"1\", GUNICORN_CMD_ARGS = \"-w 1\" }\n", 0o600,
+			[]string{"1:9: warning: exec: the program /usr/bin/gunicorn does not exist",
+				"3:17: warning: environment: GUNICORN_CMD_ARGS replaces the gunicorn preset's (its --graceful-timeout, so gunicorn no longer drains for drain_timeout, and its -c /run/systemd/generator/sitectl-gunicorn.conf.py, so fast_exit does nothing)",
+				"7:27: warning: modes.ro.environment: GUNICORN_CMD_ARGS replaces the gunicorn preset's in that mode"}},
+		{"gunicorn preset replaced, fast_exit off", "exec = [\"/usr/bin/gunicorn\", \"app\"]\nserver = \"gunicorn\"\nfast_exit = false\nenvironment = { GUNICORN_CMD_ARGS = \"--workers 3\" }\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600,
+			[]string{"1:9: warning: exec: the program /usr/bin/gunicorn does not exist",
+				"4:17: warning: environment: GUNICORN_CMD_ARGS replaces the gunicorn preset's (its --graceful-timeout, so gunicorn no longer drains for drain_timeout): put"}},
+		{"gunicorn's own config file", "exec = [\"/usr/bin/gunicorn\", \"--workers\", \"2\", \"--conf=/etc/karl/g.py\", \"app\"]\nserver = \"gunicorn\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600,
+			[]string{"1:9: warning: exec: the program /usr/bin/gunicorn does not exist",
+				"1:48: warning: exec: --conf=/etc/karl/g.py names gunicorn's config file, which replaces sitectl's (/run/systemd/generator/sitectl-gunicorn.conf.py): fast_exit does nothing"}},
+		{"gunicorn's own config file, fast_exit off", "exec = [\"/usr/bin/gunicorn\", \"-c\", \"/etc/karl/g.py\", \"app\"]\nserver = \"gunicorn\"\nfast_exit = false\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600,
+			[]string{"1:9: warning: exec: the program /usr/bin/gunicorn does not exist"}},
 		{"gunicorn threads without keep_previous", "exec = [\"/usr/bin/gunicorn\", \"--threads=4\", \"app\"]\nhandoff = \"overlap\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o644,
 			[]string{"1:9: warning: exec: the program /usr/bin/gunicorn does not exist"}},
 	} {
@@ -138,6 +150,20 @@ func TestHiddenPathsFollowTheUnit(t *testing.T) {
 	for _, want := range []string{"/tmp PrivateTmp=yes", "/var/tmp PrivateTmp=yes", "/home ProtectHome=yes", "/root ProtectHome=yes", "/run/user ProtectHome=yes"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("hidden paths %s lack %s", got, want)
+		}
+	}
+}
+
+// gunicorn's config file is named by -c in any spelling argparse takes,
+// and by nothing else on its command line.
+func TestNamesConfig(t *testing.T) {
+	for a, want := range map[string]bool{
+		"-c": true, "-cg.py": true, "--config": true, "--config=g.py": true, "--co": true, "--conf=g.py": true,
+		"--c": false, "--chdir": false, "--check-config": false, "--capture-output": false, "-k": false,
+		"app:application": false, "--workers": false, "--configx": false,
+	} {
+		if got := namesConfig(a); got != want {
+			t.Errorf("namesConfig(%q) = %v, want %v", a, got, want)
 		}
 	}
 }
