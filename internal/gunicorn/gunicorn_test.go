@@ -18,7 +18,7 @@ import (
 // app is a WSGI app that leaves marks in its directory: "atexit" from an
 // atexit handler, "teardown" from an object the interpreter's teardown
 // frees; it answers with FROM_CONF, which a gunicorn.conf.py may set.
-const app = `import atexit, os
+const app = `import atexit, os, threading, time
 DIR = os.path.dirname(os.path.abspath(__file__))
 if os.environ.get("FAIL_IMPORT") == "1":
     raise RuntimeError("failing to load, as asked")
@@ -32,7 +32,23 @@ class Teardown:
         with open(path, "a") as f:
             f.write("%d\n" % getpid())
 KEEP = Teardown()
+def run_thread(name, daemon):
+    mark(name + "-start")
+    if daemon:
+        # It runs for as long as the process, as an SDK's background
+        # sender does; its target holds nothing of this module, which
+        # the teardown then frees.
+        threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+        return
+    def run():
+        time.sleep(0.5)
+        mark(name)
+    threading.Thread(target=run).start()
+if os.environ.get("THREAD") == "daemon":
+    run_thread("thread", True)
 def application(environ, start_response):
+    if os.environ.get("THREAD") == "non-daemon":
+        run_thread("thread", False)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [os.environ.get("FROM_CONF", "-").encode()]
 `
@@ -179,6 +195,40 @@ func TestFastExitSkipsOnlyTheTeardown(t *testing.T) {
 				if !strings.Contains(g.out.String(), line) {
 					t.Errorf("preload=%v fast=%v: gunicorn's log lost %q:\n%s", preload, fast, line, g.out.String())
 				}
+			}
+		}
+	}
+}
+
+// A worker with a thread Python would wait for ends as gunicorn ends it,
+// after the thread; daemon threads do not keep the teardown.
+func TestThreadsOfTheApp(t *testing.T) {
+	for _, thread := range []string{"daemon", "non-daemon"} {
+		dir := t.TempDir()
+		g := startGunicorn(t, dir, true, nil, "THREAD="+thread)
+		g.get(t)
+		if code := g.stop(t); code != 0 {
+			t.Fatalf("%s: gunicorn exited %d:\n%s", thread, code, g.out.String())
+		}
+		teardowns := marks(t, dir, "teardown")
+		started, finished := marks(t, dir, "thread-start"), marks(t, dir, "thread")
+		if thread == "daemon" {
+			if len(started) != 2 || len(teardowns) != 0 {
+				t.Errorf("daemon threads: %d started (want 2, one per worker), %d workers tore down the interpreter (want 0)", len(started), len(teardowns))
+			}
+			continue
+		}
+		// A thread per request, in the worker that served it: every one
+		// finished, and each such worker ended as gunicorn ends it.
+		slices.Sort(started)
+		slices.Sort(finished)
+		ran := slices.Compact(slices.Clone(started))
+		if len(started) == 0 || !slices.Equal(started, finished) {
+			t.Errorf("non-daemon threads: started in %v, finished in %v: a worker ended before its thread", started, finished)
+		}
+		for _, pid := range ran {
+			if !slices.Contains(teardowns, pid) {
+				t.Errorf("non-daemon threads: worker %s ran one and did not end as gunicorn ends it (teardowns: %v)", pid, teardowns)
 			}
 		}
 	}

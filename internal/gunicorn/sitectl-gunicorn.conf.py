@@ -8,13 +8,15 @@
 #    the working directory, if there is one, as gunicorn itself would.
 # 2. Unless that file sets them, it sets the hooks worker_exit (in each
 #    worker) and on_exit (in the master), which end a process that stops
-#    cleanly (exit status 0, no other thread running) without Python's
+#    cleanly (exit status 0, no thread left that Python would wait for)
+#    without Python's
 #    teardown of the interpreter: the atexit handlers run (logging flushes
 #    its handlers there), standard output and error are flushed, then
 #    os._exit(0). The teardown frees every object one by one, writing to
 #    memory the master and its workers share: 0.1-0.3 s of CPU per process,
 #    taken from the generation that serves while the old one drains. A
-#    process that fails, or ends with threads still running, ends as usual.
+#    process that fails, or has a thread that is not a daemon still
+#    running, ends as usual.
 import os as _sitectl_os
 
 
@@ -45,9 +47,13 @@ def _sitectl_exit_now():
 
 
 def _sitectl_alone():
+    # A thread Python would wait for at exit (not a daemon) must be left
+    # to end: the usual exit waits for it. Daemon threads end with the
+    # process either way.
     import threading
 
-    return threading.active_count() == 1
+    main = threading.main_thread()
+    return threading.current_thread() is main and all(t.daemon for t in threading.enumerate() if t is not main)
 
 
 def _sitectl_fast_worker_exit(server, worker):

@@ -89,7 +89,7 @@ var Keys = []KeyDoc{
 			"(the service's start) and a reload by SIGHUP start at normal priority. See docs/overlap.md."},
 	{"", keyFastExit, "boolean", "true for gunicorn",
 		"With server = \"gunicorn\" only: end gunicorn's master and workers, once they have stopped cleanly (exit " +
-			"status 0, no other thread running), right after their atexit handlers (logging flushes there) and a flush " +
+			"status 0, no thread left that Python would wait for: daemon threads do not count), right after their atexit handlers (logging flushes there) and a flush " +
 			"of standard output and error, without Python's teardown of the interpreter. That teardown frees every " +
 			"object one by one and costs 0.1-0.3 s of CPU per process, taken from the generation that serves while " +
 			"the old one drains. Buffered files the app never flushed or closed are not flushed then. false leaves " +
