@@ -271,6 +271,28 @@ func TestDefaultConfigIsStillLoaded(t *testing.T) {
 	}
 }
 
+// A gunicorn.conf.py with a mistake fails gunicorn's start as it would
+// without sitectl's file, and the error names it, not only sitectl's file.
+func TestBrokenDefaultConfigIsNamed(t *testing.T) {
+	codes := map[bool]int{}
+	for _, fast := range []bool{false, true} {
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "gunicorn.conf.py")
+		if err := os.WriteFile(conf, []byte("workers = 2\nraise ValueError('a mistake of the operator')\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		g := startGunicorn(t, dir, fast, nil)
+		codes[fast] = g.wait(t)
+		out := g.out.String()
+		if !strings.Contains(out, "Failed to read config file: "+conf) || !strings.Contains(out, "a mistake of the operator") {
+			t.Errorf("fast=%v: the error does not name %s and its mistake:\n%s", fast, conf, out)
+		}
+	}
+	if codes[true] != codes[false] || codes[true] == 0 {
+		t.Errorf("gunicorn exited %d with sitectl's file and %d without: want the same, not 0", codes[true], codes[false])
+	}
+}
+
 func TestFailingWorkerEndsAsGunicornEndsIt(t *testing.T) {
 	// A worker that cannot load the app exits with gunicorn's own status,
 	// which makes its master give up with the same status.

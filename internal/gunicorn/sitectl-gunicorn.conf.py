@@ -25,10 +25,18 @@ def _sitectl_load_default_config():
     if not _sitectl_os.path.exists(path):
         return
     namespace = globals()
+    ours = namespace.get("__file__")
     namespace["__file__"] = path
-    with open(path, "rb") as f:
-        source = f.read()
-    exec(compile(source, path, "exec"), namespace)
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+        exec(compile(source, path, "exec"), namespace)
+    except Exception:
+        # gunicorn names the file it was given, which is this one.
+        import sys
+
+        print("Failed to read config file: %s (loaded by %s, as gunicorn loads it)" % (path, ours), file=sys.stderr)
+        raise
 
 
 def _sitectl_exit_now():
