@@ -128,7 +128,10 @@ progress or cut short), main PID, since when, and its listeners.
 Made for thousands of sites: systemd is asked for one listing of the site units,
 and the kernel once for what listens on the sites' ports and paths: an idle site
 whose socket unit is active but holds no socket (its listener changed, then a
-daemon-reload) is stopped, as status says. The journal is not read, so list has no last failure or cleanup, and no restart
+daemon-reload) is stopped, and a running one with a listener nothing listens on is
+not running (its process serves on its copy of the old socket), as status says.
+Where something listens it may be a running site's own copy of a socket systemd no
+longer holds: sitectl status SITE tells that apart. The journal is not read, so list has no last failure or cleanup, and no restart
 count of an inactive service: sitectl status SITE reads everything of a site.
 Root's list keeps what it reads of each valid site file in ` + paths.ListCache + `,
 and of each site's mode and state files in ` + paths.StateCache + ` (root's alone,

@@ -100,9 +100,10 @@ func ReadHeld(proc string, sites []*site.Site) (*Held, error) {
 // Missing are the listeners on whose port or path nothing listens at all,
 // in PID 1's network namespace. It does not read PID 1's open files,
 // which with 10,000 sites is 10,000 links: list and status of every site
-// use it to find idle sites that refuse visitors, since no process of
-// theirs can hold a copy of the socket (a running site's own process can;
-// only ReadHeld tells that apart).
+// use it to find sites that refuse visitors on a listener, since there
+// neither systemd nor a process of theirs holds a socket. Where something
+// listens it may be a running site's own copy of a socket systemd no
+// longer holds: only ReadHeld tells that apart.
 func ReadListening(proc string, sites []*site.Site) (*Held, error) {
 	ports, paths := map[int]bool{}, map[string]bool{}
 	for _, s := range sites {

@@ -171,7 +171,8 @@ type Sources struct {
 	// Unlistened reads at once, for sites, on which of their listeners
 	// nothing listens (sockheld.ReadListening), for list and status of
 	// every site: cheaper than SocketsMissing with 10,000 sites, it finds
-	// the idle sites that refuse visitors; nil: not read.
+	// the sites that refuse visitors on a listener nothing listens on, not
+	// the running ones whose process holds a copy; nil: not read.
 	Unlistened func(sites []*site.Site) (func(*site.Site) []string, error)
 	// UnitsStale tells whether systemd's unit is older than the file it
 	// was made from (NeedDaemonReload); nil: taken as not.
@@ -552,11 +553,12 @@ func startUnlistened(src Sources, ents []entry) *socketsAsked {
 }
 
 // readUnlistened finds, among every site (list and status of all sites),
-// the idle ones whose socket units listen although nothing listens on
-// their listeners: with no process of theirs to hold a copy, systemd
-// holds no socket for them, and visitors are refused (socketsMissing).
-// Running sites are not looked at: telling their process's copy from
-// systemd's socket needs PID 1's open files, which status SITE reads.
+// those whose socket units listen although nothing listens on their
+// listeners: systemd holds no socket for them and no process of theirs
+// holds a copy, so visitors are refused there (socketsMissing). Where
+// something listens it may be a running site's own copy of a socket
+// systemd no longer holds: telling the two apart needs PID 1's open
+// files, which status SITE reads.
 func readUnlistened(ctx context.Context, src Sources, sites []Site, ents []entry, errs []error, a *socketsAsked) {
 	if a == nil {
 		return
@@ -568,7 +570,7 @@ func readUnlistened(ctx context.Context, src Sources, sites []Site, ents []entry
 	var suspect []int
 	var again []*site.Site
 	for i := range sites {
-		if errs[i] == nil && ents[i].known && !ents[i].gone && sites[i].Socket == "listening" && !serves(sites[i].ActiveState) &&
+		if errs[i] == nil && ents[i].known && !ents[i].gone && sites[i].Socket == "listening" &&
 			len(a.missing(ents[i].site)) > 0 {
 			suspect = append(suspect, i)
 			again = append(again, ents[i].site)

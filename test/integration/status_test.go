@@ -42,6 +42,7 @@ type siteStatus struct {
 	Trigger *struct {
 		Armed bool `json:"armed"`
 	} `json:"trigger"`
+	SocketsLost []string `json:"sockets_lost"`
 }
 
 // statusOf runs sitectl status --json for one site and returns what it
@@ -235,6 +236,49 @@ func TestStatusIdleSiteWithoutItsSocket(t *testing.T) {
 	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", p2))
 	if st, code := h.statusOf("shop"); code != 0 || st.Socket != "listening" {
 		t.Errorf("after sitectl restart: exit %d, %+v", code, st)
+	}
+}
+
+// A running site whose listener was edited, then a daemon-reload: its
+// process serves on its copy of the old socket, nothing listens on the new
+// address, and visitors are refused there. list and status of every site,
+// which ask what listens once for all sites, say what status SITE says
+// from PID 1's open files: that listener lost, the site not running.
+func TestListRunningSiteWithoutItsNewListener(t *testing.T) {
+	p1, p2, p3 := freePort(t), freePort(t), freePort(t)
+	h := newHost(t, map[string]string{"shop": goSite(p1, ""), "karl": goSite(p3, "")})
+	h.run("systemctl", "start", "site-shop.socket", "site-karl.socket")
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", p1))
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", p3))
+	h.writeSite("shop", goSite(p2, ""))
+	h.run("systemctl", "daemon-reload")
+	if _, err := h.try("curl", "-sS", fmt.Sprintf("http://127.0.0.1:%d/", p2)); err == nil {
+		t.Fatalf("something listens on the new port: the case is not the one tested")
+	}
+	lost := fmt.Sprintf("127.0.0.1:%d", p2)
+	st, code := h.statusOf("shop")
+	if code != 3 || st.Running || st.State != "running" || len(st.SocketsLost) != 1 || st.SocketsLost[0] != lost {
+		t.Fatalf("status shop: exit %d, %+v", code, st)
+	}
+	for _, verb := range []string{"list", "status"} {
+		out, stderr, code := h.result("sitectl", verb, "--json")
+		var all []siteStatus
+		if err := json.Unmarshal([]byte(out), &all); err != nil {
+			t.Fatalf("sitectl %s --json: exit %d, %v: %q %q", verb, code, err, out, stderr)
+		}
+		got := map[string]siteStatus{}
+		for _, s := range all {
+			got[s.Site] = s
+		}
+		if s := got["shop"]; s.Running != st.Running || s.State != st.State || strings.Join(s.SocketsLost, ",") != lost {
+			t.Errorf("sitectl %s --json says of shop %+v; status shop says %+v", verb, s, st)
+		}
+		if s := got["karl"]; !s.Running || s.State != "running" || len(s.SocketsLost) != 0 {
+			t.Errorf("sitectl %s --json of karl, running on its own port: %+v", verb, s)
+		}
+		if verb == "status" && code != 3 {
+			t.Errorf("sitectl status of every site, shop refusing visitors: exit %d, want 3", code)
+		}
 	}
 }
 
