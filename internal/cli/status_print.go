@@ -112,8 +112,12 @@ func (e *env) printMode(s status.Site, line func(string, string, ...any)) {
 		if w.MemoryBytes > 0 {
 			release += fmt.Sprintf(", %.1f MiB", float64(w.MemoryBytes)/(1<<20))
 		}
-		line("warm", "generation %d (pid %d), mode %s%s, warm since %s, drained at %s (keep_previous): sitectl rollback flips back to it",
-			w.Generation, w.MainPID, term.Escape(w.Mode), release, e.ago(w.Since), w.Until.Local().Format(time.TimeOnly))
+		rollback := "(keep_previous): sitectl rollback flips back to it"
+		if !w.RollbackFlips {
+			rollback = "or when the service restarts: the site file no longer has keep_previous, so sitectl rollback goes cold"
+		}
+		line("warm", "generation %d (pid %d), mode %s%s, warm since %s, drained at %s %s",
+			w.Generation, w.MainPID, term.Escape(w.Mode), release, e.ago(w.Since), w.Until.Local().Format(time.TimeOnly), rollback)
 	}
 	if p := s.Pending; p != nil {
 		what := "cut short (sitectl stopped before it finished); the next change closes it"

@@ -75,6 +75,8 @@ type Warm struct {
 	Until      time.Time `json:"until" doc:"when it will be drained (keep_previous after since)"`
 	// MemoryBytes is the sum of its processes' PSS.
 	MemoryBytes int64 `json:"memory_bytes" doc:"the memory it holds: the sum of the proportional set sizes (Pss) of its processes (its session); 0 when it cannot be read"`
+	// RollbackFlips is whether the site file still has keep_previous.
+	RollbackFlips bool `json:"rollback_flips" doc:"whether sitectl rollback flips back to it: false once the site file no longer has keep_previous (the generation runs on until it is drained or the service restarts, and a rollback goes cold)"`
 }
 
 // WarmGeneration asks a keep_previous site's launcher, the main process

@@ -696,8 +696,15 @@ func (s *Site) readServed(ctx context.Context, src Sources, si *site.Site) {
 			s.ServedDiffers = append(append(s.ServedDiffers, differ...), unset...)
 		}
 	}
-	if src.Warm != nil && si.KeepPrevious > 0 && (s.ActiveState == "active" || s.ActiveState == "reloading") {
+	// Asked whatever the file says now: a generation kept warm runs on
+	// after keep_previous (or overlap) was taken out of the file, until
+	// its time is up or the service restarts. Without a launcher's
+	// control socket nothing is dialled.
+	if src.Warm != nil && (s.ActiveState == "active" || s.ActiveState == "reloading") {
 		s.Warm = src.Warm(ctx, si, s.MainPID)
+		if s.Warm != nil {
+			s.Warm.RollbackFlips = si.KeepPrevious > 0
+		}
 	}
 }
 

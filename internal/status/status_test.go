@@ -665,3 +665,28 @@ func TestModesGone(t *testing.T) {
 		}
 	}
 }
+
+// A warm generation is shown while it runs, whatever the site file says
+// now: keep_previous (or overlap) taken out of the file does not end it.
+func TestWarmShownAfterTheFileDroppedKeepPrevious(t *testing.T) {
+	d, sd := setup(t)
+	asked := map[string]int{}
+	src := Sources{Dirs: d, Systemd: sd, Warm: func(_ context.Context, s *site.Site, mainPID int) *Warm {
+		asked[s.Name] = mainPID
+		if s.Name == "run" {
+			return &Warm{Generation: 1, MainPID: 43, Mode: "normal"}
+		}
+		return nil
+	}}
+	res, err := Gather(context.Background(), src, Request{Names: []string{"run", "idle"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := bySite(res.Sites)
+	if w := got["run"].Warm; w == nil || w.MainPID != 43 || w.RollbackFlips {
+		t.Errorf("run, a generation kept warm, no keep_previous in its file: warm %+v", w)
+	}
+	if _, ok := asked["idle"]; ok || asked["run"] != 42 {
+		t.Errorf("asked %v: want run's launcher (42) alone, not an idle site", asked)
+	}
+}

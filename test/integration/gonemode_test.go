@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -174,5 +175,35 @@ func TestWarmRollbackSkipsAnOlderVersionOfTheMode(t *testing.T) {
 	}
 	if hist := h.run("sitectl", "history", "karl"); strings.Contains(hist, "rollback-failed") || strings.Count(hist, "rollback ") != 1 {
 		t.Errorf("history:\n%s", hist)
+	}
+}
+
+// keep_previous taken out of the file (here with the handoff switched to
+// restart) does not end the generation kept warm: status still shows it,
+// and says that a rollback now goes cold, which it does.
+func TestWarmGenerationShownAfterKeepPreviousWasDropped(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, "handoff = \"overlap\"\nkeep_previous = \"10m\"\n")})
+	h.run("systemctl", "start", "site-karl.socket")
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	h.run("sitectl", "mode", "karl", "maintenance") // normal's generation is kept warm
+	h.writeSite("karl", goSite(port, ""))
+	h.run("systemctl", "daemon-reload")
+
+	out, stderr, code := h.result("sitectl", "status", "karl", "--json")
+	var st []struct {
+		Warm *struct {
+			MainPID       int  `json:"main_pid"`
+			RollbackFlips bool `json:"rollback_flips"`
+		} `json:"warm"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 1 {
+		t.Fatalf("status --json: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	if w := st[0].Warm; w == nil || w.MainPID <= 0 || w.RollbackFlips {
+		t.Errorf("status --json of the warm generation after keep_previous was dropped: %+v", w)
+	}
+	if text := h.run("sitectl", "status", "karl"); !strings.Contains(text, "the site file no longer has keep_previous, so sitectl rollback goes cold") {
+		t.Errorf("status:\n%s", text)
 	}
 }
