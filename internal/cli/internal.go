@@ -19,6 +19,7 @@ import (
 	"github.com/sitectl/sitectl/activation"
 	"github.com/sitectl/sitectl/internal/cleanup"
 	"github.com/sitectl/sitectl/internal/flow"
+	"github.com/sitectl/sitectl/internal/gunicorn"
 	"github.com/sitectl/sitectl/internal/journal"
 	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/modes"
@@ -135,6 +136,12 @@ mark), prepare keeps the copy that run started from as last-ran.toml.`,
 			}
 			if err := e.prepareMode(s, st); err != nil {
 				return err
+			}
+			if s.Server == site.ServerGunicorn && s.FastExit {
+				// The units name it; without it gunicorn would not start.
+				if err := gunicorn.Ensure(gunicorn.Path); err != nil {
+					return fmt.Errorf("site %s: %w", s.Name, err)
+				}
 			}
 			if data != nil {
 				// Started from a file the pin is not for: the edit

@@ -22,15 +22,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
-	"github.com/sitectl/sitectl/internal/gunicorn"
 	"github.com/sitectl/sitectl/internal/par"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
-// File is one file of the output: a unit, a .wants/ symlink to one, or
-// gunicorn's config file of sitectl (package gunicorn), which the units of
-// gunicorn sites name.
+// File is one file of the output: a unit, or a .wants/ symlink to one.
 type File struct {
 	Path    string // relative to the output directory
 	Content string // for a unit
@@ -77,9 +74,6 @@ func FilesRendered(sites []*site.Site, opts units.Options, outOfService map[stri
 		sl := units.RenderSlice()
 		out = append(out, File{Path: sl.Name, Content: sl.Content})
 	}
-	if slices.ContainsFunc(sorted, needsGunicornConfig) {
-		out = append(out, File{Path: gunicorn.FileName, Content: gunicorn.Config})
-	}
 	for i, us := range rendered {
 		for _, u := range us {
 			name := sorted[i].Name
@@ -90,12 +84,6 @@ func FilesRendered(sites []*site.Site, opts units.Options, outOfService map[stri
 		}
 	}
 	return out
-}
-
-// needsGunicornConfig says whether a site's units name gunicorn's config
-// file of sitectl, which the generator then writes beside them.
-func needsGunicornConfig(s *site.Site) bool {
-	return s.Server == site.ServerGunicorn && s.FastExit
 }
 
 // Checked moves the sites whose units would not say what their site file

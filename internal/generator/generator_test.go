@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sitectl/sitectl/internal/gunicorn"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
@@ -229,54 +228,5 @@ func TestWriteReplacesALinkAtOnce(t *testing.T) {
 	}
 	if got := tree(t, dir); !reflect.DeepEqual(got, map[string]string{link: "-> ../site-karl.socket"}) {
 		t.Errorf("after a failed link: %v", got)
-	}
-}
-
-// gunicorn's config file of sitectl is written when, and only when, a
-// site's units name it: a gunicorn site with fast_exit = true, the
-// default; and what is written is the file the gunicorn package owns.
-func TestGunicornConfigBesideTheUnitsThatNameIt(t *testing.T) {
-	parse := func(name, extra string) *site.Site {
-		t.Helper()
-		data := "exec = [\"/usr/bin/gunicorn\", \"app:application\"]\n" + extra + "[[listen]]\naddress = \"127.0.0.1:8001\"\n"
-		s, err := site.ParseNamed("/etc/sitectl/sites/"+name+".toml", name, []byte(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	conf := func(files []File) (string, bool) {
-		for _, f := range files {
-			if f.Path == gunicorn.FileName {
-				return f.Content, true
-			}
-		}
-		return "", false
-	}
-	for _, c := range []struct {
-		sites []*site.Site
-		want  bool
-	}{
-		{[]*site.Site{parse("a", "")}, false},
-		{[]*site.Site{parse("a", "server = \"uwsgi\"\n")}, false},
-		{[]*site.Site{parse("a", "server = \"gunicorn\"\nfast_exit = false\n")}, false},
-		{[]*site.Site{parse("a", ""), parse("b", "server = \"gunicorn\"\n")}, true},
-		{[]*site.Site{parse("a", "server = \"gunicorn\"\nfast_exit = true\n")}, true},
-	} {
-		files := Files(c.sites, units.Options{})
-		content, ok := conf(files)
-		if ok != c.want {
-			t.Errorf("sites %s: config file written %v, want %v", c.sites[len(c.sites)-1].Name, ok, c.want)
-		}
-		if ok && content != gunicorn.Config {
-			t.Errorf("the config file is not package gunicorn's")
-		}
-		named := false
-		for _, f := range files {
-			named = named || strings.Contains(f.Content, "-c "+gunicorn.Path())
-		}
-		if named != c.want {
-			t.Errorf("units name the config file: %v, want %v", named, c.want)
-		}
 	}
 }

@@ -1,17 +1,28 @@
 // Package gunicorn owns the config file that the gunicorn preset hands to
-// gunicorn: sitectl-gunicorn.conf.py, written by the generator next to the
-// units and named in GUNICORN_CMD_ARGS (-c). It loads the config gunicorn
-// would have loaded without it (gunicorn.conf.py in the working
-// directory) and adds the hooks worker_exit and on_exit, which end a
-// cleanly stopping worker or master without Python's teardown of the
-// interpreter (site key fast_exit): that teardown costs 0.1-0.3 s of CPU
-// per process, taken from the generation that serves while the old one
-// drains.
+// gunicorn: /run/sitectl/gunicorn.conf.py, named in GUNICORN_CMD_ARGS (-c)
+// and written by sitectl prepare, as root, before each start of a gunicorn
+// site's service. It loads the config gunicorn would have loaded without
+// it (gunicorn.conf.py in the working directory) and adds the hooks
+// worker_exit and on_exit, which end a cleanly stopping worker or master
+// without Python's teardown of the interpreter (site key fast_exit): that
+// teardown costs 0.1-0.3 s of CPU per process, taken from the generation
+// that serves while the old one drains.
+//
+// It is not in the generator's directory, which systemd empties at every
+// daemon-reload until the generators have run again: a generation an
+// overlapped reload starts meanwhile would not find it.
 package gunicorn
 
 import (
 	_ "embed"
-	"path"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/sitectl/sitectl/internal/atomicfile"
 )
 
 // Config is the content of the file.
@@ -19,12 +30,42 @@ import (
 //go:embed sitectl-gunicorn.conf.py
 var Config string
 
-// FileName is the file's name in the generator's output directory.
-const FileName = "sitectl-gunicorn.conf.py"
+// Path is where the units name the file: under /run/sitectl, root's
+// directory beside the state service's socket (0755), emptied at boot.
+const Path = "/run/sitectl/gunicorn.conf.py"
 
-// Dir is where systemd has the generator write units: the directory the
-// units name the file in.
-const Dir = "/run/systemd/generator"
+// Ensure writes the file at path unless it is there with this content,
+// creating its directory (0755) when it is missing.
+func Ensure(path string) error {
+	if same, err := holds(path); err == nil && same {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	if err := os.Mkdir(dir, 0o755); err == nil {
+		// Whatever the umask: every site's user reads the file.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return fmt.Errorf("cannot write gunicorn's config file of sitectl: %w", err)
+		}
+	} else if !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("cannot write gunicorn's config file of sitectl: %w", err)
+	}
+	if err := atomicfile.Write(path, []byte(Config), 0o644); err != nil {
+		return fmt.Errorf("gunicorn's config file of sitectl: %w", err)
+	}
+	return nil
+}
 
-// Path is where the units find the file.
-func Path() string { return path.Join(Dir, FileName) }
+// holds tells whether the file at path has Config's content, reading at
+// most one byte more than that.
+func holds(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, int64(len(Config))+1))
+	if err != nil {
+		return false, err
+	}
+	return string(b) == Config, nil
+}

@@ -3,6 +3,7 @@ package gunicorn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -73,7 +74,7 @@ func startGunicorn(t *testing.T, dir string, fast bool, args []string, env ...st
 	r := &gunicornRun{dir: dir, sock: filepath.Join(dir, "g.sock")}
 	cmdArgs := "--graceful-timeout 5"
 	if fast {
-		conf := filepath.Join(t.TempDir(), FileName)
+		conf := filepath.Join(t.TempDir(), "sitectl.conf.py")
 		if err := os.WriteFile(conf, []byte(Config), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -307,5 +308,44 @@ func TestFailingWorkerEndsAsGunicornEndsIt(t *testing.T) {
 	}
 	if codes[true] != codes[false] || codes[true] == 0 {
 		t.Errorf("gunicorn exited %d with sitectl's file and %d without: want the same, not 0", codes[true], codes[false])
+	}
+}
+
+// Ensure writes the file, with its directory, when it is missing or
+// differs, and leaves it alone when it holds the content already.
+func TestEnsure(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sitectl")
+	path := filepath.Join(dir, "gunicorn.conf.py")
+	check := func(when string) os.FileInfo {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil || string(b) != Config {
+			t.Fatalf("%s: %v, %d bytes, want the config", when, err, len(b))
+		}
+		fi, _ := os.Stat(path)
+		di, _ := os.Stat(dir)
+		if fi.Mode().Perm() != 0o644 || di.Mode().Perm() != 0o755 {
+			t.Errorf("%s: file %v, directory %v, want 0644 and 0755", when, fi.Mode(), di.Mode())
+		}
+		return fi
+	}
+	if err := Ensure(path); err != nil {
+		t.Fatal(err)
+	}
+	first := check("missing")
+	if err := Ensure(path); err != nil {
+		t.Fatal(err)
+	}
+	if again := check("there"); !os.SameFile(first, again) {
+		t.Errorf("a file that holds the config was written again")
+	}
+	for _, content := range []string{"", Config[:100], Config + "x"} {
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := Ensure(path); err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprintf("%d bytes", len(content)))
 	}
 }

@@ -1,5 +1,5 @@
-# sitectl's config file for gunicorn, written by sitectl-generator on every
-# daemon-reload: do not edit. A site with server = "gunicorn" and
+# sitectl's config file for gunicorn, written by sitectl prepare (as root,
+# before each start of a gunicorn site's service): do not edit. A site with server = "gunicorn" and
 # fast_exit = true (the default) runs gunicorn with this file in
 # GUNICORN_CMD_ARGS (-c). A config file on gunicorn's own command line wins,
 # and this one is then not read.

@@ -145,7 +145,7 @@ func gunicornPreset(s *site.Site, root *tomlpos.Value, at func(string, int) toml
 	const name = "GUNICORN_CMD_ARGS"
 	what := "its --graceful-timeout, so gunicorn no longer drains for drain_timeout"
 	if s.FastExit {
-		what += ", and its -c " + gunicorn.Path() + ", so fast_exit does nothing"
+		what += ", and its -c " + gunicorn.Path + ", so fast_exit does nothing"
 	}
 	envAt := func(table *tomlpos.Value, fallback tomlpos.Pos) tomlpos.Pos {
 		if v := table.Get("environment").Get(name); v != nil && v.KeyPos.Line > 0 {
@@ -166,7 +166,7 @@ func gunicornPreset(s *site.Site, root *tomlpos.Value, at func(string, int) toml
 	}
 	for i, a := range s.Exec[1:] {
 		if namesConfig(a) {
-			warn(at("exec", i+1), "exec: %s names gunicorn's config file, which replaces sitectl's (%s): fast_exit does nothing; set fast_exit = false to say so, or give your config file worker_exit and on_exit hooks of its own (see docs/overlap.md)", a, gunicorn.Path())
+			warn(at("exec", i+1), "exec: %s names gunicorn's config file, which replaces sitectl's (%s): fast_exit does nothing; set fast_exit = false to say so, or give your config file worker_exit and on_exit hooks of its own (see docs/overlap.md)", a, gunicorn.Path)
 			return
 		}
 	}

@@ -494,8 +494,8 @@ type preset struct {
 //
 //   - gunicorn: SIGTERM is its graceful shutdown; --graceful-timeout is set
 //     to the drain timeout through GUNICORN_CMD_ARGS (command-line
-//     arguments still win), and with fast_exit sitectl's config
-//     file (package gunicorn), which the generator writes beside the units.
+//     arguments still win), and with fast_exit sitectl's config file
+//     (package gunicorn), which sitectl prepare writes before each start.
 //   - uwsgi: uWSGI 2.0 treats SIGTERM as a brutal reload, so a master hook
 //     turns SIGTERM into gracefully_kill_them_all, and the worker mercy is
 //     the drain timeout. Both are passed as UWSGI_* environment variables,
@@ -507,7 +507,7 @@ func presetFor(s *site.Site) preset {
 	case site.ServerGunicorn:
 		args := "--graceful-timeout " + drain
 		if s.FastExit {
-			args += " -c " + gunicorn.Path()
+			args += " -c " + gunicorn.Path
 		}
 		return preset{KillSignal: "SIGTERM", Environment: []site.EnvVar{
 			{Name: "GUNICORN_CMD_ARGS", Value: args},

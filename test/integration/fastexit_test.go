@@ -10,7 +10,7 @@ import (
 
 // A gunicorn site's processes end without Python's teardown of the
 // interpreter (fast_exit, the default), under the hardened unit that reads
-// sitectl's config file from the generator's directory; with fast_exit =
+// sitectl's config file, which sitectl prepare wrote; with fast_exit =
 // false they end as gunicorn ends them. Seen in the journal: the test app
 // says "atexit of PID" from an atexit handler and "teardown of PID" when the
 // teardown frees its objects. An overlapped reload ends the old generation
@@ -48,7 +48,7 @@ func TestGunicornEndsWithoutTeardown(t *testing.T) {
 			t.Errorf("%s: the service ended with %v", c.name, p)
 		}
 	}
-	if out := h.run("cat", "/run/systemd/generator/sitectl-gunicorn.conf.py"); !strings.Contains(out, "def _sitectl_fast_worker_exit") {
-		t.Errorf("the generator did not write sitectl's config file for gunicorn:\n%s", out)
+	if out := h.run("stat", "-c", "%U %a", "/run/sitectl", "/run/sitectl/gunicorn.conf.py"); out != "root 755\nroot 644\n" {
+		t.Errorf("sitectl's config file for gunicorn and its directory: %q, want root's, 0755 and 0644", out)
 	}
 }
