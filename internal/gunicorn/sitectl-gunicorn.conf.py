@@ -1,22 +1,21 @@
 # sitectl's config file for gunicorn, written by sitectl prepare (as root,
-# before each start of a gunicorn site's service): do not edit. A site with server = "gunicorn" and
-# fast_exit = true (the default) runs gunicorn with this file in
-# GUNICORN_CMD_ARGS (-c). A config file on gunicorn's own command line wins,
-# and this one is then not read.
+# before each start of a gunicorn site's service): do not edit. A site with
+# server = "gunicorn" and fast_exit = true (the default) runs gunicorn with
+# this file in GUNICORN_CMD_ARGS (-c). A config file on gunicorn's own
+# command line wins, and this one is then not read.
 #
 # 1. It loads what gunicorn would have loaded without it: gunicorn.conf.py in
 #    the working directory, if there is one, as gunicorn itself would.
 # 2. Unless that file sets them, it sets the hooks worker_exit (in each
 #    worker) and on_exit (in the master), which end a process that stops
 #    cleanly (exit status 0, no thread left that Python would wait for)
-#    without Python's
-#    teardown of the interpreter: the atexit handlers run (logging flushes
-#    its handlers there), standard output and error are flushed, then
-#    os._exit(0). The teardown frees every object one by one, writing to
-#    memory the master and its workers share: 0.1-0.3 s of CPU per process,
-#    taken from the generation that serves while the old one drains. A
-#    process that fails, or has a thread that is not a daemon still
-#    running, ends as usual.
+#    without Python's teardown of the interpreter: the atexit handlers run
+#    (logging flushes its handlers there), standard output and error are
+#    flushed, then os._exit(0). The teardown frees every object one by one,
+#    writing to memory the master and its workers share: 0.1-0.3 s of CPU
+#    per process, taken from the generation that serves while the old one
+#    drains. A process that fails, or has a thread that is not a daemon
+#    still running, ends as usual.
 import os as _sitectl_os
 
 
