@@ -57,6 +57,22 @@ func (h *host) statusOf(name string) (siteStatus, int) {
 	return st[0], code
 }
 
+// everySite is what sitectl VERB --json (list, or status of every site)
+// says of each site, by name, with its exit code.
+func (h *host) everySite(verb string) (map[string]siteStatus, int) {
+	h.t.Helper()
+	out, stderr, code := h.result("sitectl", verb, "--json")
+	var all []siteStatus
+	if err := json.Unmarshal([]byte(out), &all); err != nil {
+		h.t.Fatalf("sitectl %s --json: exit %d, %v: %q %q", verb, code, err, out, stderr)
+	}
+	got := map[string]siteStatus{}
+	for _, s := range all {
+		got[s.Site] = s
+	}
+	return got, code
+}
+
 // Issue 12.6: status, list and their exit codes tell a stopped socket
 // (visitors refused) from an idle site (listening for its first request),
 // a running one and a crash-looping gunicorn, as systemd knows them.
@@ -203,15 +219,7 @@ func TestStatusIdleSiteWithoutItsSocket(t *testing.T) {
 	// list, and status of every site, say the same, and karl, idle on
 	// its own port, stays idle and listening.
 	for _, verb := range []string{"list", "status"} {
-		out, stderr, code := h.result("sitectl", verb, "--json")
-		var all []siteStatus
-		if err := json.Unmarshal([]byte(out), &all); err != nil {
-			t.Fatalf("sitectl %s --json: exit %d, %v: %q %q", verb, code, err, out, stderr)
-		}
-		got := map[string]siteStatus{}
-		for _, s := range all {
-			got[s.Site] = s
-		}
+		got, code := h.everySite(verb)
 		if st := got["shop"]; st.Running || st.State != "stopped" || st.Socket != "stopped" || len(st.Sockets) != 1 || st.Sockets[0].State != "stopped" {
 			t.Errorf("sitectl %s --json of an idle site without its socket: %+v", verb, st)
 		}
@@ -261,15 +269,7 @@ func TestListRunningSiteWithoutItsNewListener(t *testing.T) {
 		t.Fatalf("status shop: exit %d, %+v", code, st)
 	}
 	for _, verb := range []string{"list", "status"} {
-		out, stderr, code := h.result("sitectl", verb, "--json")
-		var all []siteStatus
-		if err := json.Unmarshal([]byte(out), &all); err != nil {
-			t.Fatalf("sitectl %s --json: exit %d, %v: %q %q", verb, code, err, out, stderr)
-		}
-		got := map[string]siteStatus{}
-		for _, s := range all {
-			got[s.Site] = s
-		}
+		got, code := h.everySite(verb)
 		if s := got["shop"]; s.Running != st.Running || s.State != st.State || strings.Join(s.SocketsLost, ",") != lost {
 			t.Errorf("sitectl %s --json says of shop %+v; status shop says %+v", verb, s, st)
 		}
