@@ -42,7 +42,10 @@ def run_thread(name, daemon):
         threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
         return
     def run():
-        time.sleep(0.5)
+        # Longer than the test takes to stop gunicorn after the worker's
+        # first request (on a busy host too), shorter than its graceful
+        # timeout.
+        time.sleep(3)
         mark(name)
     threading.Thread(target=run).start()
 if os.environ.get("THREAD") == "daemon":
