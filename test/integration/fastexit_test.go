@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A gunicorn site's processes end without Python's teardown of the
@@ -38,8 +39,17 @@ func TestGunicornEndsWithoutTeardown(t *testing.T) {
 		h.run("sitectl", "reload", c.name)
 		getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", c.port))
 		h.run("systemctl", "stop", "site-"+c.name+".socket", "site-"+c.name+".service")
-		logged := h.run("journalctl", "--no-pager", "-o", "cat", "--since", since, "-u", "site-"+c.name+".service")
-		teardowns, atexits := strings.Count(logged, "teardown of "), strings.Count(logged, "atexit of ")
+		// journald reads the service's output on its own time: the lines
+		// of the last processes to end may come in just after the stop.
+		var logged string
+		var teardowns, atexits int
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			logged = h.run("journalctl", "--no-pager", "-o", "cat", "--since", since, "-u", "site-"+c.name+".service")
+			teardowns, atexits = strings.Count(logged, "teardown of "), strings.Count(logged, "atexit of ")
+			if teardowns == c.teardowns && atexits == c.atexit || time.Now().After(deadline) {
+				break
+			}
+		}
 		if teardowns != c.teardowns || atexits != c.atexit {
 			t.Errorf("%s: %d processes tore down the interpreter and %d ran their atexit handlers, want %d and %d:\n%s",
 				c.name, teardowns, atexits, c.teardowns, c.atexit, logged)
