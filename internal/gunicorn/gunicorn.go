@@ -15,10 +15,8 @@ package gunicorn
 
 import (
 	_ "embed"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -40,13 +38,8 @@ func Ensure(path string) error {
 	if same, err := holds(path); err == nil && same {
 		return nil
 	}
-	dir := filepath.Dir(path)
-	if err := os.Mkdir(dir, 0o755); err == nil {
-		// Whatever the umask: every site's user reads the file.
-		if err := os.Chmod(dir, 0o755); err != nil {
-			return fmt.Errorf("cannot write gunicorn's config file of sitectl: %w", err)
-		}
-	} else if !errors.Is(err, fs.ErrExist) {
+	// 0755 whatever the umask: every site's user reads the file.
+	if err := atomicfile.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("cannot write gunicorn's config file of sitectl: %w", err)
 	}
 	if err := atomicfile.Write(path, []byte(Config), 0o644); err != nil {
