@@ -9,8 +9,10 @@ import (
 	"os/exec"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sitectl/sitectl/internal/launcher"
+	"github.com/sitectl/sitectl/internal/procfs"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -78,14 +80,35 @@ func TestServedByTheRunningHandoff(t *testing.T) {
 }
 
 // startSleep starts a process with environment env that lives for the
-// test, and returns its pid.
+// test, and returns its pid once its environment can be read.
 func startSleep(t *testing.T, env ...string) int {
 	t.Helper()
 	cmd := exec.Command("sleep", "60")
-	cmd.Env = env
+	cmd.Env = append([]string{"SITECTL_TEST=1"}, env...) // never empty: waitEnviron tells exec'd from not
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitEnviron(t, cmd.Process.Pid, len(cmd.Env))
 	return cmd.Process.Pid
+}
+
+// waitEnviron waits until /proc/PID/environ shows the n variables process
+// pid was started with. Start returns once the child has released the
+// parent's memory in execve, which is before the kernel has set the new
+// stack's environment: until then the file reads empty, and on a busy
+// host a test that reads it at once sees no environment.
+func waitEnviron(t *testing.T, pid, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		env, err := procfs.Environ(pid)
+		if err == nil && len(env) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d: environment %q (%v), want %d variables", pid, env, err, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
