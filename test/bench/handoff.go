@@ -71,8 +71,8 @@ type Side struct {
 	// for a site nobody touched.
 	Processes int `json:"answering_processes"`
 
-	results        []loadgen.Result // of the plotted repetition only
-	steady, window []loadgen.Result // without headers and bodies
+	results        []Sample // of the plotted repetition only
+	steady, window []Sample
 	procs          map[string]bool
 }
 
@@ -522,28 +522,17 @@ func doneAt(rs []loadgen.Result, ids []string, since, issued, until time.Time) (
 	return at, ok
 }
 
-// side summarises one site's requests of a repetition. It keeps the
-// requests (without headers and bodies) for the scenario's totals, and all
-// of them for the plot.
+// side summarises one site's requests of a repetition. It keeps them as
+// Samples, for the scenario's totals and the plot.
 func side(rs []loadgen.Result, ws []Window, process func(http.Header, string) string) *Side {
-	steady, window := Split(rs, ws)
-	s := &Side{All: Summarize(rs), Steady: Summarize(steady), Window: Summarize(window), results: rs}
+	all := Samples(rs)
+	steady, window := Split(all, ws)
+	s := &Side{All: Summarize(all), Steady: Summarize(steady), Window: Summarize(window), results: all}
 	s.P99Ratio = Ratio(s.Window.P99, s.Steady.P99)
 	s.procs = processes(rs, process)
 	s.Processes = len(s.procs)
-	s.steady, s.window = stripped(steady), stripped(window)
+	s.steady, s.window = steady, window
 	return s
-}
-
-// stripped copies results without their headers and bodies (memory: a full
-// run keeps millions).
-func stripped(rs []loadgen.Result) []loadgen.Result {
-	out := make([]loadgen.Result, len(rs))
-	for i, r := range rs {
-		r.Header, r.Body = nil, ""
-		out[i] = r
-	}
-	return out
 }
 
 // aggregate sums the repetitions of a scenario up into its totals, and
@@ -593,7 +582,7 @@ func aggregate(res *HandoffResult, app App, name, url, nurl string, o HandoffOpt
 // pooled is one side of all repetitions together; its results are the
 // first repetition's, for the plot.
 func pooled(sides []*Side, site, url string, rate int) *Side {
-	var steady, window []loadgen.Result
+	var steady, window []Sample
 	procs := map[string]bool{}
 	for _, s := range sides {
 		steady, window = append(steady, s.steady...), append(window, s.window...)

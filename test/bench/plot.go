@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/sitectl/sitectl/internal/loadgen"
 )
 
 // The plots are drawn by gnuplot (Debian's gnuplot-nox) from a generated
@@ -111,18 +109,18 @@ func niceCeil(v float64) float64 {
 	return 10 * e
 }
 
-// writePoints writes "seconds latency_ms pid ppid" lines of the results
+// writePoints writes "seconds latency_ms pid ppid" lines of the samples
 // that pass keep (pid and ppid of the process that answered, "-" when the
 // answer does not say: with -keep-data they show which generation served
 // the slow requests of a switch); it returns "" when there are none.
-func writePoints(path string, t0 time.Time, rs []loadgen.Result, keep func(loadgen.Result) bool) (string, error) {
+func writePoints(path string, t0 time.Time, rs []Sample, keep func(Sample) bool) (string, error) {
 	var b bytes.Buffer
 	for _, r := range rs {
 		if !keep(r) {
 			continue
 		}
 		ms := max(float64(r.Latency)/float64(time.Millisecond), minPlotLatency)
-		fmt.Fprintf(&b, "%.4f %.3f %s\n", r.Start.Sub(t0).Seconds(), ms, answeredBy(r.Body))
+		fmt.Fprintf(&b, "%.4f %.3f %s\n", r.StartTime().Sub(t0).Seconds(), ms, r.answeredBy())
 	}
 	if b.Len() == 0 {
 		return "", nil
@@ -157,14 +155,13 @@ func latencyPlot(app App, rs []*HandoffResult, dataDir, output string) (LatencyP
 		}
 		base := filepath.Join(dataDir, app.ID+"-"+r.Scenario)
 		var err error
-		isOK := func(x loadgen.Result) bool { return x.Outcome == loadgen.OK }
-		if pn.SubjectOK, err = writePoints(base+"-ok.dat", rep.loadStart, rep.Subject.results, isOK); err != nil {
+		if pn.SubjectOK, err = writePoints(base+"-ok.dat", rep.loadStart, rep.Subject.results, Sample.OK); err != nil {
 			return p, err
 		}
-		if pn.Failed, err = writePoints(base+"-failed.dat", rep.loadStart, rep.Subject.results, func(x loadgen.Result) bool { return !isOK(x) }); err != nil {
+		if pn.Failed, err = writePoints(base+"-failed.dat", rep.loadStart, rep.Subject.results, func(x Sample) bool { return !x.OK() }); err != nil {
 			return p, err
 		}
-		if pn.Neighbour, err = writePoints(base+"-neighbour.dat", rep.loadStart, rep.Neighbour.results, func(loadgen.Result) bool { return true }); err != nil {
+		if pn.Neighbour, err = writePoints(base+"-neighbour.dat", rep.loadStart, rep.Neighbour.results, func(Sample) bool { return true }); err != nil {
 			return p, err
 		}
 		for _, s := range []*Side{rep.Subject, rep.Neighbour} {
@@ -211,11 +208,21 @@ func drawPlots(ctx context.Context, r *Results, apps []App, outDir, dataDir stri
 	return append(files, scale...), err
 }
 
-// answeredBy is "pid ppid" of the test apps' JSON answer, or "- -".
-func answeredBy(body string) string {
-	var a struct{ PID, PPID int }
+// answerer is the pid and ppid in a test app's JSON answer; 0, 0 when
+// the answer is not one.
+func answerer(body string) (pid, ppid int32) {
+	var a struct{ PID, PPID int32 }
 	if json.Unmarshal([]byte(body), &a) != nil || a.PID == 0 {
+		return 0, 0
+	}
+	return a.PID, a.PPID
+}
+
+// answeredBy is "pid ppid" of the process that answered, "- -" when its
+// answer did not say.
+func (s Sample) answeredBy() string {
+	if s.PID == 0 {
 		return "- -"
 	}
-	return fmt.Sprintf("%d %d", a.PID, a.PPID)
+	return fmt.Sprintf("%d %d", s.PID, s.PPID)
 }
