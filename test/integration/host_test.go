@@ -157,17 +157,18 @@ func (h *host) show(unit string, props ...string) map[string]string {
 	return m
 }
 
-// logMark returns journalctl's --since for "from now on", and waits into
-// the next second so that nothing logged before the mark counts. Every
-// sandbox's journald imports the kernel log, which the sandboxes share with
-// the host and with each other: a generator that ran at the boot of another
-// sandbox, or of an earlier run of the same test, left its lines there, with
-// the same paths. A test that reads a log reads it from its own mark on.
+// logMark returns journalctl's --since for "from now on", to the
+// microsecond. Every sandbox's journald imports the kernel log, which the
+// sandboxes share with the host and with each other: a generator that ran at
+// the boot of another sandbox, or of an earlier run of the same test (the
+// benchmark's boot with 10,000 sites among them), left its lines there, with
+// the same paths, and journald stamps them with the time it imported them, at
+// its own boot. A mark in whole seconds counted what was imported in the
+// same second before it; a test that reads a log reads it from its own mark
+// on.
 func (h *host) logMark() string {
 	h.t.Helper()
-	since := strings.TrimSpace(h.run("date", "+@%s"))
-	time.Sleep(1100 * time.Millisecond)
-	return since
+	return strings.TrimSpace(h.run("date", "+@%s.%6N"))
 }
 
 // generatorLog is what sitectl-generator logged since the mark, by way of
