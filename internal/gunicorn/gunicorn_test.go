@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,7 +20,8 @@ import (
 
 // app is a WSGI app that leaves marks in its directory: "atexit" from an
 // atexit handler, "teardown" from an object the interpreter's teardown
-// frees; it answers with FROM_CONF, which a gunicorn.conf.py may set.
+// frees; it answers with FROM_CONF, which a gunicorn.conf.py may set, and
+// its pid in X-Worker-Pid, after 300 ms when the query string is "hold".
 const app = `import atexit, os, threading, time
 DIR = os.path.dirname(os.path.abspath(__file__))
 if os.environ.get("FAIL_IMPORT") == "1":
@@ -53,7 +56,9 @@ if os.environ.get("THREAD") == "daemon":
 def application(environ, start_response):
     if os.environ.get("THREAD") == "non-daemon":
         run_thread("thread", False)
-    start_response("200 OK", [("Content-Type", "text/plain")])
+    if environ.get("QUERY_STRING") == "hold":
+        time.sleep(0.3)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Worker-Pid", str(os.getpid()))])
     return [os.environ.get("FROM_CONF", "-").encode()]
 `
 
@@ -61,6 +66,7 @@ def application(environ, start_response):
 // starts it: GUNICORN_CMD_ARGS with sitectl's file when fast.
 type gunicornRun struct {
 	dir, sock string
+	workers   int
 	cmd       *exec.Cmd
 	out       strings.Builder
 }
@@ -83,13 +89,13 @@ func startGunicorn(t *testing.T, dir string, fast bool, args []string, env ...st
 		}
 		cmdArgs += " -c " + conf
 	}
-	workers := "2"
+	r.workers = 2
 	if slices.Contains(env, "FAIL_IMPORT=1") {
 		// One worker: with two, the master's end races the second
 		// worker's, and gunicorn itself then exits 1 or 3.
-		workers = "1"
+		r.workers = 1
 	}
-	r.cmd = exec.Command(bin, append(append([]string{"--workers", workers, "--bind", "unix:" + r.sock}, args...), "app:application")...)
+	r.cmd = exec.Command(bin, append(append([]string{"--workers", strconv.Itoa(r.workers), "--bind", "unix:" + r.sock}, args...), "app:application")...)
 	r.cmd.Dir = dir
 	r.cmd.Env = append(append(os.Environ(), "GUNICORN_CMD_ARGS="+cmdArgs, "PYTHONDONTWRITEBYTECODE=1"), env...)
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
@@ -100,28 +106,58 @@ func startGunicorn(t *testing.T, dir string, fast bool, args []string, env ...st
 	return r
 }
 
-// get asks the app until it answers (both workers booted) or 20 s passed.
+// get asks the app until every worker has answered (or 20 s passed), and
+// returns what one of them answered. A worker that has answered runs its
+// own signal handlers: until it installs them, between its fork and its
+// init_process, it has the master's, which only queue a SIGTERM for the
+// master's loop, and a stop then loses it (the worker ends at the graceful
+// timeout, by SIGKILL). "Booting worker" is logged before that window, so
+// it is not enough. The requests of a round are held 300 ms each and sent
+// at once, one per worker, so that each busy worker leaves the next to
+// another.
 func (r *gunicornRun) get(t *testing.T) string {
 	t.Helper()
 	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", r.sock)
 		},
+		DisableKeepAlives: true,
 	}}
+	type answer struct {
+		body, pid string
+		err       error
+	}
+	ask := func() answer {
+		resp, err := c.Get("http://gunicorn/?hold")
+		if err != nil {
+			return answer{err: err}
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return answer{body: string(b), pid: resp.Header.Get("X-Worker-Pid"), err: err}
+	}
+	answered := map[string]bool{}
+	var body string
+	var err error
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := c.Get("http://gunicorn/")
-		if err == nil {
-			b := make([]byte, 4096)
-			n, _ := resp.Body.Read(b)
-			resp.Body.Close()
-			// Both workers: they log their boot before taking requests.
-			if strings.Count(r.out.String(), "Booting worker") >= 2 {
-				return string(b[:n])
+		round := make(chan answer, r.workers)
+		for i := 0; i < r.workers; i++ {
+			go func() { round <- ask() }()
+		}
+		for i := 0; i < r.workers; i++ {
+			a := <-round
+			if a.err != nil {
+				err = a.err
+				continue
 			}
+			body, answered[a.pid] = a.body, true
+		}
+		if len(answered) >= r.workers {
+			return body
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("gunicorn did not answer within 20s: %v\n%s", err, r.out.String())
+			t.Fatalf("%d of %d gunicorn workers answered within 20s: %v\n%s", len(answered), r.workers, err, r.out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
