@@ -142,8 +142,12 @@ func TestStatusTellsDownFromIdle(t *testing.T) {
 	if loop.Trigger == nil || !loop.Trigger.Armed {
 		t.Errorf("crash loop: trigger %+v, want it armed with the socket", loop.Trigger)
 	}
+	// gunicorn halts with status 3 when a worker fails to boot, or with
+	// 1 when a second worker's failure arrives while it halts: its
+	// SIGCHLD handler raises the halt again, out of the handler that
+	// would exit with 3 (seen in CI). Status reports whichever it was.
 	out, _, _ = h.result("sitectl", "status", "loop")
-	if !strings.Contains(out, "after failures since the last deliberate start; last failure: exit-code (exited, status 3) at ") || !strings.Contains(out, " ago") {
+	if !lastFailureLine.MatchString(out) || !strings.Contains(out, " ago") {
 		t.Errorf("sitectl status loop:\n%s", out)
 	}
 	h.run("systemctl", "stop", "site-loop-reload.path")
@@ -296,3 +300,7 @@ func TestStatusNeverValidSite(t *testing.T) {
 		t.Errorf("sitectl check of it: exit %d %s", code, stderr)
 	}
 }
+
+// lastFailureLine is how status words the crash loop's last failure: the
+// gunicorn master's exit status, 3 or 1 (TestStatusTellsDownFromIdle).
+var lastFailureLine = regexp.MustCompile(`after failures since the last deliberate start; last failure: exit-code \(exited, status [13]\) at `)
