@@ -265,7 +265,7 @@ func exitStatusSection(r *roff) {
 func filesSection(r *roff) {
 	r.section("FILES")
 	r.item(paths.DefaultConfigDir+"/NAME.toml", "", "The site file of the site NAME: see sitectl.toml(5).")
-	r.item(paths.DefaultStateDir+"/sites/NAME/", "", "The recorded mode, its environment and the history of the site NAME.")
+	r.item(paths.DefaultStateDir+"/sites/NAME/", "", "The recorded mode, its environment and the history of the site NAME; held-fds there is a cache of which of systemd's open files held its sockets, so that a change or its status need not read them all (10,000 with as many sites).")
 }
 
 func commandSeeAlso(c *cobra.Command, section string) []string {

@@ -192,7 +192,7 @@ func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, verb, name 
 		return withCode(exitFailed, fmt.Errorf("site %s: sitectl %s was given up before it began: %w; nothing was done", name, verb, err))
 	}
 	le := &lifecycle.Env{Store: st, Systemd: sd, UID: os.Getuid(), Progress: e.progressf,
-		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s) },
+		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s, e.dirs.HeldHintFile(s.Name)) },
 		Sites: func() ([]*site.Site, error) {
 			res, err := site.LoadDir(e.dirs.Config, st.Holders())
 			return res.Sites, err

@@ -259,14 +259,19 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 	defer mgr.Close()
 	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, ServedEnviron: status.ServedEnviron, Warm: status.WarmGeneration,
 		StartProblems: e.startProblems(mgr), Resolve: e.resolve,
-		SocketsMissing: socketsMissing, Unlistened: unlistened, UnitsStale: mgr.NeedDaemonReload,
+		SocketsMissing: e.socketsMissing, Unlistened: unlistened, UnitsStale: mgr.NeedDaemonReload,
 		ListCache: paths.ListCache, StateCache: paths.StateCache}
 	return e.gatherFrom(ctx, src, req)
 }
 
-// socketsMissing reads PID 1's sockets once for sites (status.Sources).
-func socketsMissing(sites []*site.Site) (func(*site.Site) []string, error) {
-	h, err := sockheld.ReadHeld("/proc", sites)
+// socketsMissing reads PID 1's sockets once for sites (status.Sources),
+// with the hint of a site read alone.
+func (e *env) socketsMissing(sites []*site.Site) (func(*site.Site) []string, error) {
+	hint := ""
+	if len(sites) == 1 {
+		hint = e.dirs.HeldHintFile(sites[0].Name)
+	}
+	h, err := sockheld.ReadHeld("/proc", sites, hint)
 	if err != nil {
 		return nil, err
 	}

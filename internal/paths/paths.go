@@ -132,6 +132,11 @@ func (d Dirs) LastRanFile(name string) string { return path.Join(d.SiteState(nam
 // millisecond at each stop; a sitectl run would cost twenty.
 func (d Dirs) RanCleanlyFile(name string) string { return path.Join(d.SiteState(name), "ran-cleanly") }
 
+// HeldHintFile is which of systemd's open files held the site's sockets
+// the last time sitectl looked (package sockheld owns it): a cache, which
+// a wrong or missing copy only makes slower to check.
+func (d Dirs) HeldHintFile(name string) string { return path.Join(d.SiteState(name), "held-fds") }
+
 // PinFile records that the site file, as it was then, failed to start
 // and the site was rolled back to its last good copy: while the file is
 // unchanged, the generator and prepare start the site from that copy.

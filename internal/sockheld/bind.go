@@ -73,7 +73,7 @@ func ownAll(proc string, pids []int, inodes []uint64) bool {
 		want[i] = true
 	}
 	for _, pid := range pids {
-		held, err := heldInodes(filepath.Join(proc, strconv.Itoa(pid), "fd"), want)
+		held, _, err := heldInodes(filepath.Join(proc, strconv.Itoa(pid), "fd"), want, nil)
 		if err != nil {
 			continue
 		}

@@ -52,8 +52,12 @@ var ErrUnknown = errors.New("cannot tell whether systemd holds the site's socket
 // listens on are read, and only rows of s's ports and paths are parsed
 // (the rest are looked at, not split). PID 1's open files are read only
 // until every socket found for s is among them.
-func Missing(proc string, s *site.Site) ([]string, error) {
-	h, err := ReadHeld(proc, []*site.Site{s})
+//
+// hint is the path of s's hint file (hint.go; "" for none): which of PID
+// 1's open files held s's sockets the last time. It is read first, and
+// written anew when they moved.
+func Missing(proc string, s *site.Site, hint string) ([]string, error) {
+	h, err := ReadHeld(proc, []*site.Site{s}, hint)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +78,10 @@ type Held struct {
 // their ports and paths and which of them PID 1 holds, as Missing does for
 // one site; with many ports the kernel lists every TCP listener of the
 // host once.
-func ReadHeld(proc string, sites []*site.Site) (*Held, error) {
+//
+// hint is, when one site is read, the path of its hint file, as for
+// Missing; "" for none.
+func ReadHeld(proc string, sites []*site.Site, hint string) (*Held, error) {
 	h, err := ReadListening(proc, sites)
 	if err != nil {
 		return nil, err
@@ -90,9 +97,12 @@ func ReadHeld(proc string, sites []*site.Site) (*Held, error) {
 			want[i] = true
 		}
 	}
-	if h.held, err = heldInodes(filepath.Join(proc, "1", "fd"), want); err != nil {
+	hinted := readHint(hint)
+	var fds []int
+	if h.held, fds, err = heldInodes(filepath.Join(proc, "1", "fd"), want, hinted); err != nil {
 		return nil, err
 	}
+	writeHint(hint, hinted, fds)
 	return h, nil
 }
 
@@ -189,36 +199,72 @@ func anyHeld(inodes []uint64, held map[uint64]bool) bool {
 }
 
 // heldInodes are those of the inodes in want that are sockets among the
-// open files in dir. It stops reading dir once it found them all; it
-// opens dir even when want is empty, so that a /proc it may not read is an
-// error, not sockets missing.
-func heldInodes(dir string, want map[uint64]bool) (map[uint64]bool, error) {
+// open files in dir, with the numbers of the files that are (in the
+// order found). The files numbered in hint are read first; only if they
+// are not all of want is the rest read, in order, until all are found.
+// It opens dir even when want is empty, so that a /proc it may not read
+// is an error, not sockets missing.
+func heldInodes(dir string, want map[uint64]bool, hint []int) (map[uint64]bool, []int, error) {
 	f, err := os.Open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read systemd's open files: %w", err)
+		return nil, nil, fmt.Errorf("cannot read systemd's open files: %w", err)
 	}
 	defer f.Close()
 	held := map[uint64]bool{}
+	var fds []int
 	buf := make([]byte, 64)
+	var name []byte
+	look := func(fd int, n string) {
+		if n == "" {
+			name = strconv.AppendInt(name[:0], int64(fd), 10)
+			n = string(name)
+		}
+		if inode, ok := heldSocket(int(f.Fd()), n, buf); ok && want[inode] && !held[inode] {
+			held[inode] = true
+			fds = append(fds, fd)
+		}
+	}
+	for _, fd := range hint {
+		if len(held) == len(want) {
+			return held, fds, nil
+		}
+		look(fd, "")
+	}
+	if len(held) == len(want) {
+		return held, fds, nil
+	}
+	// Not all where the hint said: read them all, as if it said nothing.
+	clear(held)
+	fds = fds[:0]
 	for len(held) < len(want) {
 		names, err := f.Readdirnames(256)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("cannot read systemd's open files: %w", err)
+			return nil, nil, fmt.Errorf("cannot read systemd's open files: %w", err)
 		}
-		for _, name := range names {
-			n, err := unix.Readlinkat(int(f.Fd()), name, buf)
-			if err != nil {
-				continue // closed meanwhile
-			}
-			if inode, ok := socketInode(buf[:n]); ok && want[inode] {
-				held[inode] = true
+		for _, n := range names {
+			if fd, err := strconv.Atoi(n); err == nil {
+				look(fd, n)
 			}
 		}
 	}
-	return held, nil
+	return held, fds, nil
+}
+
+// readLink reads a link relative to a directory; a variable for tests,
+// which count the links read.
+var readLink = unix.Readlinkat
+
+// heldSocket is the inode of the socket that the open file name in the
+// directory dirfd (a /proc/PID/fd) is, if it is one.
+func heldSocket(dirfd int, name string, buf []byte) (uint64, bool) {
+	n, err := readLink(dirfd, name, buf)
+	if err != nil {
+		return 0, false // closed meanwhile, or not a number there
+	}
+	return socketInode(buf[:n])
 }
 
 // socketInode reads the inode of an open file's link "socket:[N]".

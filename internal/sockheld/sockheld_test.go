@@ -59,7 +59,7 @@ func TestMissing(t *testing.T) {
 		{Kind: site.Unix, Path: "/run/shop.sock"},
 		{Kind: site.Unix, Path: "/run/other.sock"},
 	}}
-	got, err := Missing(proc, s)
+	got, err := Missing(proc, s, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,12 +81,12 @@ func TestReadHeldIsMissingOfEachSite(t *testing.T) {
 		{Kind: site.TCP, Address: "127.0.0.1:8082"},
 		{Kind: site.Unix, Path: "/run/other.sock"},
 	}}
-	h, err := ReadHeld(proc, []*site.Site{shop, moved, gone})
+	h, err := ReadHeld(proc, []*site.Site{shop, moved, gone}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []*site.Site{shop, moved, gone} {
-		alone, err := Missing(proc, s)
+		alone, err := Missing(proc, s, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +124,7 @@ func TestReadListeningReadsNoOpenFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.TCP, Address: "127.0.0.1:8080"}, {Kind: site.TCP, Address: "127.0.0.1:8083"}}}
-	if _, err := ReadHeld(proc, []*site.Site{s}); err == nil {
+	if _, err := ReadHeld(proc, []*site.Site{s}, ""); err == nil {
 		t.Fatal("ReadHeld without /proc/1/fd: no error")
 	}
 	l, err := ReadListening(proc, []*site.Site{s})
@@ -161,7 +161,7 @@ func TestOnlyTheTablesOfTheSitesKinds(t *testing.T) {
 	if err := os.Remove(filepath.Join(proc, "1", "net", "unix")); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Missing(proc, &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.TCP, Address: "127.0.0.1:8080"}}})
+	got, err := Missing(proc, &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.TCP, Address: "127.0.0.1:8080"}}}, "")
 	if err != nil || len(got) != 0 {
 		t.Errorf("TCP site without /proc/1/net/unix: %q, %v", got, err)
 	}
@@ -171,7 +171,7 @@ func TestOnlyTheTablesOfTheSitesKinds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err = Missing(proc, &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.Unix, Path: "/run/shop.sock"}}})
+	got, err = Missing(proc, &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.Unix, Path: "/run/shop.sock"}}}, "")
 	if err != nil || len(got) != 0 {
 		t.Errorf("unix site without the TCP tables: %q, %v", got, err)
 	}
@@ -242,7 +242,7 @@ func TestUnixTableTooLargeIsAnErrorNotMissing(t *testing.T) {
 		"Num       RefCount Protocol Flags    Type St Inode Path\n",
 		"0000000000000000: 00000003 00000000 00000000 0001 03 777\n",
 		"0000000000000000: 00000002 00000000 00010000 0001 01 333 /run/shop.sock\n")
-	got, err := Missing(proc, &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.Unix, Path: "/run/shop.sock"}}})
+	got, err := Missing(proc, &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.Unix, Path: "/run/shop.sock"}}}, "")
 	if err == nil {
 		t.Fatalf("Missing = %q, nil; want an error for a table larger than %d bytes", got, maxTable)
 	}
@@ -260,7 +260,7 @@ func TestTCPTableLargeWithConnectionsIsRead(t *testing.T) {
 			"   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0\n",
 		"   1: 0100007F:1F92 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 444 1 0000000000000000 100 0 0 10 0\n",
 		"")
-	got, err := Missing(proc, &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.TCP, Address: "127.0.0.1:8080"}}})
+	got, err := Missing(proc, &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.TCP, Address: "127.0.0.1:8080"}}}, "")
 	if err != nil || len(got) != 0 {
 		t.Errorf("Missing = %q, %v; want nothing missing", got, err)
 	}
