@@ -304,3 +304,62 @@ func TestStatusNeverValidSite(t *testing.T) {
 // lastFailureLine is how status words the crash loop's last failure: the
 // gunicorn master's exit status, 3 or 1 (TestStatusTellsDownFromIdle).
 var lastFailureLine = regexp.MustCompile(`after failures since the last deliberate start; last failure: exit-code \(exited, status [13]\) at `)
+
+// heldFD is the number of PID 1's open file that is the socket listening
+// on port.
+func (h *host) heldFD(port int) string {
+	h.t.Helper()
+	out := h.run("sh", "-c", fmt.Sprintf(`ino=$(ss -Hltne 'sport = :%d' | grep -o 'ino:[0-9]*' | cut -d: -f2) && find /proc/1/fd -lname "socket:\[$ino\]" -printf '%%f\n'`, port))
+	fd := strings.TrimSpace(out)
+	if _, err := strconv.Atoi(fd); err != nil {
+		h.t.Fatalf("PID 1's socket on port %d: %q", port, out)
+	}
+	return fd
+}
+
+// A change and status SITE check that systemd still holds the site's
+// sockets by reading the file of PID 1 that held them the last time
+// (held-fds in the site's state directory) before the others, which at
+// 10,000 sites are 10,000. What they say does not depend on it: a wrong
+// hint is read past and written anew, and a socket systemd closed is
+// lost whatever the hint says.
+func TestSocketsHeldHint(t *testing.T) {
+	p1, p2, p3 := freePort(t), freePort(t), freePort(t)
+	h := newHost(t, map[string]string{"shop": goSite(p1, ""), "karl": goSite(p3, "")})
+	h.run("systemctl", "start", "site-shop.socket", "site-karl.socket")
+	const hint = "/var/lib/sitectl/sites/shop/held-fds"
+	h.run("sitectl", "restart", "shop")
+	if got, want := h.run("cat", hint), h.heldFD(p1)+"\n"; got != want {
+		t.Fatalf("hint after sitectl restart: %q, want %q", got, want)
+	}
+	if mode := h.run("stat", "-c", "%a %U", hint); mode != "600 root\n" {
+		t.Errorf("hint file: %q", mode)
+	}
+
+	for _, wrong := range []string{"0\n", "999999\n", "garbage"} {
+		h.writeFile(hint, wrong, 0o600)
+		if st, code := h.statusOf("shop"); code != 0 || !st.Running || st.Socket != "listening" || len(st.SocketsLost) != 0 {
+			t.Errorf("status with the hint %q: exit %d, %+v", wrong, code, st)
+		}
+		if got, want := h.run("cat", hint), h.heldFD(p1)+"\n"; got != want {
+			t.Errorf("hint after status with the hint %q: %q, want %q", wrong, got, want)
+		}
+	}
+
+	// systemd closes the socket at a daemon-reload after the listener
+	// changed: lost, with a hint that named it.
+	h.writeSite("shop", goSite(p2, ""))
+	h.run("systemctl", "daemon-reload")
+	lost := fmt.Sprintf("127.0.0.1:%d", p2)
+	if st, code := h.statusOf("shop"); code != 3 || len(st.SocketsLost) != 1 || st.SocketsLost[0] != lost {
+		t.Errorf("status with the socket closed and a hint to it: exit %d, %+v", code, st)
+	}
+	h.run("sitectl", "restart", "shop")
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", p2))
+	if got, want := h.run("cat", hint), h.heldFD(p2)+"\n"; got != want {
+		t.Errorf("hint after the restart that opened the new socket: %q, want %q", got, want)
+	}
+	if st, code := h.statusOf("shop"); code != 0 || len(st.SocketsLost) != 0 {
+		t.Errorf("status after the restart: exit %d, %+v", code, st)
+	}
+}
