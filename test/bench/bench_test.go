@@ -508,7 +508,10 @@ func sampleResults() *Results {
 				SitectlListText: DurationStats{Runs: 3, Median: Millis(250 * time.Millisecond)}, SitectlList: DurationStats{Runs: 3, Median: Millis(280 * time.Millisecond)},
 				SitectlListJSONStated: DurationStats{Runs: 3, Median: Millis(400 * time.Millisecond)},
 				StatusOne:             DurationStats{Runs: 3, Median: Millis(12 * time.Millisecond)},
-				Boot:                  &BootResult{Wall: Millis(90 * time.Second), Listening: 10000, Poweroff: Millis(600 * time.Second), PoweroffTimedOut: true}},
+				Boot: &BootResult{Wall: Millis(90 * time.Second), Listening: 10000, Poweroff: Millis(600 * time.Second), PoweroffTimedOut: true,
+					LastSocket: &LastSocketStatus{Site: "site-07364", FD: 10031, OpenFiles: 10039,
+						Hinted:   DurationStats{Runs: 10, Median: Millis(38 * time.Millisecond), Max: Millis(41 * time.Millisecond)},
+						Unhinted: DurationStats{Runs: 10, Median: Millis(101 * time.Millisecond), Max: Millis(120 * time.Millisecond)}}}},
 		},
 		CLI: &CLIOverhead{Site: "cli", Runs: 10, Sitectl: DurationStats{Runs: 10, Median: Millis(94 * time.Millisecond)}, Systemctl: DurationStats{Runs: 10, Median: Millis(90 * time.Millisecond)}, Ratio: 1.04},
 	}
@@ -740,6 +743,7 @@ func TestMarkdown(t *testing.T) {
 		"**fails** (3 of 3 runs)",
 		"The maximum number of pending replies",
 		"Ratio of medians: **1.04**",
+		"| 10000 | site-07364 | 10031 of 10039 | 38.0 (41.0) | 101 (120) |",
 		"## Definitions",
 		"## Notes",
 	} {
@@ -1033,4 +1037,34 @@ func pointerIn(t reflect.Type) string {
 		return ""
 	}
 	return t.String()
+}
+
+// The boot part finds the site whose socket is PID 1's last open file
+// from what ss and find print.
+func TestLastHeldPort(t *testing.T) {
+	listeners := `LISTEN 0      4096       127.0.0.1:10001      0.0.0.0:*    ino:501 sk:1 cgroup:/system.slice/x <->
+LISTEN 0      4096       127.0.0.1:10000      0.0.0.0:*    ino:500 sk:2 cgroup:/ <->
+LISTEN 0      4096       127.0.0.1:10002      0.0.0.0:*    ino:502 sk:3 cgroup:/ <->
+LISTEN 0      4096       127.0.0.1:22         0.0.0.0:*    ino:900 sk:4 cgroup:/ <->
+LISTEN 0      4096            [::]:10003         [::]:*    ino:503 sk:5 cgroup:/ v6only:1 <->
+`
+	files := `0 /dev/null
+3 socket:[501]
+12 socket:[500]
+9 socket:[502]
+40 socket:[900]
+13 anon_inode:[eventpoll]
+14 socket:[77]
+`
+	port, fd, open, err := lastHeldPort(listeners, files, 10000, 10003)
+	if err != nil || port != 10000 || fd != 12 || open != 7 {
+		t.Errorf("lastHeldPort = port %d, file %d, %d open, %v; want 10000, 12, 7", port, fd, open, err)
+	}
+	// [::]:10003 counts once its port is in range.
+	if port, fd, _, err := lastHeldPort(listeners, files+"20 socket:[503]\n", 10000, 10004); err != nil || port != 10003 || fd != 20 {
+		t.Errorf("with an IPv6 listener last: port %d, file %d, %v", port, fd, err)
+	}
+	if _, _, _, err := lastHeldPort(listeners, "3 socket:[900]\n", 10000, 10003); err == nil {
+		t.Error("no site socket among PID 1's files: no error")
+	}
 }

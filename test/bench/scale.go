@@ -109,7 +109,26 @@ type BootResult struct {
 	// PID 1 exited; PoweroffTimedOut when it had not after poweroffTimeout.
 	Poweroff         Millis `json:"poweroff_ms"`
 	PoweroffTimedOut bool   `json:"poweroff_timed_out"`
+	// LastSocket times `sitectl status SITE` with every site listening.
+	LastSocket *LastSocketStatus `json:"last_socket_status,omitempty"`
 }
+
+// LastSocketStatus times `sitectl status SITE` on the booted host, every
+// socket listening, of the site whose socket is the last of PID 1's open
+// files (the worst case for reading them to tell whether systemd holds
+// it), after one `sitectl restart` gave the site its state: with the hint
+// of where systemd holds its socket (package sockheld), and without it
+// (removed before each run, untimed), alternating.
+type LastSocketStatus struct {
+	Site      string        `json:"site"`
+	FD        int           `json:"fd"`
+	OpenFiles int           `json:"pid1_open_files"`
+	Hinted    DurationStats `json:"hinted"`
+	Unhinted  DurationStats `json:"unhinted"`
+}
+
+// lastSocketRuns is how many times each is timed.
+const lastSocketRuns = 10
 
 // Memory is the cost of N idle socket-activated sites.
 type Memory struct {
@@ -771,11 +790,92 @@ func bootWithSites(ctx context.Context, o ScaleOptions, n int, workDir string, f
 	if b.PID1RSSKiB, _, err = h.pid1Memory(); err != nil {
 		return nil, err
 	}
+	if err := sb.CopyFile(ctx, filepath.Join(o.Bin, "sitectl-bench"), helperPath, 0o755); err != nil {
+		return nil, err
+	}
+	if b.LastSocket, err = timeLastSocketStatus(ctx, h, n); err != nil {
+		return nil, err
+	}
 	b.Poweroff, b.PoweroffTimedOut, err = poweroff(sb.PID(), poweroffTimeout)
 	if err != nil {
 		return nil, err
 	}
 	return b, sb.Close()
+}
+
+// timeLastSocketStatus finds the site of n whose socket is PID 1's last
+// open file and times its status (LastSocketStatus).
+func timeLastSocketStatus(ctx context.Context, h *host, n int) (*LastSocketStatus, error) {
+	listeners, err := h.run(ctx, "ss", "-Hltne")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, listeners)
+	}
+	files, err := h.run(ctx, "find", "/proc/1/fd", "-mindepth", "1", "-printf", "%f %l\n")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, files)
+	}
+	port, fd, open, err := lastHeldPort(listeners, files, scaleBasePort, scaleBasePort+n)
+	if err != nil {
+		return nil, err
+	}
+	r := &LastSocketStatus{Site: scaleSiteName(port - scaleBasePort), FD: fd, OpenFiles: open}
+	if out, err := h.run(ctx, "sitectl", "restart", r.Site); err != nil {
+		return nil, fmt.Errorf("%w: %s", err, out)
+	}
+	status := []string{"sitectl", "status", r.Site}
+	tr, err := h.timeit(ctx, TimeSpec{Runs: lastSocketRuns, Commands: []TimedCmd{
+		{Argv: status},
+		{Argv: status, Before: [][]string{{"rm", "-f", "/var/lib/sitectl/sites/" + r.Site + "/held-fds"}}},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	r.Hinted, r.Unhinted = tr.Stats(0, true), tr.Stats(1, true)
+	return r, nil
+}
+
+// lastHeldPort reads `ss -Hltne` (listeners) and `find /proc/1/fd -printf
+// '%f %l\n'` (files) and returns the port in [from, to) whose listening
+// socket is PID 1's highest-numbered open file, that file's number, and
+// how many files PID 1 has open.
+func lastHeldPort(listeners, files string, from, to int) (port, fd, open int, err error) {
+	portOf := map[string]int{}
+	for _, line := range strings.Split(listeners, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		p, perr := strconv.Atoi(f[3][strings.LastIndexByte(f[3], ':')+1:])
+		if perr != nil || p < from || p >= to {
+			continue
+		}
+		for _, x := range f[4:] {
+			if ino, ok := strings.CutPrefix(x, "ino:"); ok {
+				portOf[ino] = p
+			}
+		}
+	}
+	fd = -1
+	for _, line := range strings.Split(files, "\n") {
+		name, target, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		open++
+		n, nerr := strconv.Atoi(name)
+		ino, isSocket := strings.CutPrefix(target, "socket:[")
+		ino, closed := strings.CutSuffix(ino, "]")
+		if nerr != nil || !isSocket || !closed || n <= fd {
+			continue
+		}
+		if p, ok := portOf[ino]; ok {
+			port, fd = p, n
+		}
+	}
+	if fd < 0 {
+		return 0, 0, open, fmt.Errorf("PID 1 holds none of the %d sockets listening on ports %d to %d", len(portOf), from, to-1)
+	}
+	return port, fd, open, nil
 }
 
 // procState is the state field of a /proc/PID/stat line.

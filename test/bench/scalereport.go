@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -131,7 +132,7 @@ func scaleMarkdown(r *Results) string {
 		p("\nFailures:\n\n%s", f)
 	}
 	p("\n![times against the number of sites](scale.png)\n\n")
-	if r.Scale[0].Boot != nil {
+	if slices.ContainsFunc(r.Scale, func(s *ScaleResult) bool { return s.Boot != nil }) {
 		p("### Boot and poweroff\n\n")
 		p("At each step a second sandbox boots with the step's site files, sitectl and its generator in place before systemd starts (`sandbox.Options.Seed`): ")
 		p("the generator runs, systemd loads every unit and starts every socket (they are wanted by `sockets.target`). ")
@@ -153,6 +154,7 @@ func scaleMarkdown(r *Results) string {
 		}
 		b.WriteString(t.String())
 		p("\n")
+		lastSocketTable(&b, r.Scale)
 	}
 	p("### Memory of idle sites\n\n")
 	p("cgroup memory accounting of the sandbox is not available on this host (its cgroup2 has only the hugetlb controller), ")
@@ -387,4 +389,27 @@ func withMax(d DurationStats) string {
 		return durCell(d)
 	}
 	return durCell(d) + " (max " + ms(d.Max) + ")"
+}
+
+// lastSocketTable reports, for the boots that timed it, `sitectl status
+// SITE` with every socket listening (LastSocketStatus).
+func lastSocketTable(b *strings.Builder, steps []*ScaleResult) {
+	t := table{head: []string{"sites", "site", "its socket: PID 1's file", "`sitectl status SITE` with the hint (ms)", "without (ms)"}}
+	for _, s := range steps {
+		if s.Boot == nil || s.Boot.LastSocket == nil {
+			continue
+		}
+		l := s.Boot.LastSocket
+		t.add(fmt.Sprint(s.N), l.Site, fmt.Sprintf("%d of %d", l.FD, l.OpenFiles),
+			durCell(l.Hinted)+" ("+ms(l.Hinted.Max)+")", durCell(l.Unhinted)+" ("+ms(l.Unhinted.Max)+")")
+	}
+	if len(t.rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "On the booted host, every socket listening: `sitectl status SITE` of the site whose socket is the last of systemd's open files, "+
+		"after one `sitectl restart` gave it its state, %d times each, alternating: with the hint of where systemd holds the site's socket, "+
+		"and with the hint removed before each run (untimed), so that status reads PID 1's open files until it finds the socket, as every status and change did before the hint (docs/scale.md). "+
+		"Median, and in parentheses the slowest run.\n\n", lastSocketRuns)
+	b.WriteString(t.String())
+	b.WriteString("\n")
 }
