@@ -46,6 +46,30 @@ func busyProc(t *testing.T, others, at int) string {
 	return proc
 }
 
+// checkHinted writes content to the hint file hint (unless it is "") and
+// checks s with it, failing the test if the check fails.
+func checkHinted(t *testing.T, proc string, s *site.Site, hint, content string) []string {
+	t.Helper()
+	if content != "" {
+		if err := os.WriteFile(hint, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing, err := Missing(proc, s, hint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return missing
+}
+
+// wantHint fails the test unless the hint file holds want.
+func wantHint(t *testing.T, hint, want string) {
+	t.Helper()
+	if data, _ := os.ReadFile(hint); string(data) != want {
+		t.Errorf("hint file: %q, want %q", data, want)
+	}
+}
+
 var shop8080 = &site.Site{Name: "shop", Listeners: []site.Listener{{Kind: site.TCP, Address: "127.0.0.1:8080"}}}
 
 // With 10,000 sites PID 1 holds 10,000 sockets: the check of one site
@@ -111,16 +135,10 @@ func TestWrongHintIsReadPast(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			proc := busyProc(t, 100, 5000)
 			hint := filepath.Join(t.TempDir(), "held-fds")
-			if err := os.WriteFile(hint, []byte(content), 0o600); err != nil {
-				t.Fatal(err)
+			if missing := checkHinted(t, proc, shop8080, hint, content); len(missing) != 0 {
+				t.Fatalf("missing %q", missing)
 			}
-			missing, err := Missing(proc, shop8080, hint)
-			if err != nil || len(missing) != 0 {
-				t.Fatalf("missing %q, %v", missing, err)
-			}
-			if data, _ := os.ReadFile(hint); string(data) != "5000\n" {
-				t.Errorf("hint file after the check: %q, want %q", data, "5000\n")
-			}
+			wantHint(t, hint, "5000\n")
 		})
 	}
 }
@@ -142,16 +160,10 @@ func TestHintDoesNotHideAMissingSocket(t *testing.T) {
 	if err := os.Symlink("socket:[100001]", at); err != nil {
 		t.Fatal(err)
 	}
-	missing, err := Missing(proc, shop8080, hint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(missing, []string{"127.0.0.1:8080"}) {
+	if missing := checkHinted(t, proc, shop8080, hint, ""); !slices.Equal(missing, []string{"127.0.0.1:8080"}) {
 		t.Errorf("missing %q, want the listener whose socket systemd closed", missing)
 	}
-	if data, _ := os.ReadFile(hint); string(data) != "5000\n" {
-		t.Errorf("hint file: %q", data)
-	}
+	wantHint(t, hint, "5000\n")
 }
 
 // A site with two listeners, one of whose sockets moved: both are found,
@@ -163,16 +175,10 @@ func TestHintOfSeveralListeners(t *testing.T) {
 		{Kind: site.Unix, Path: "/run/shop.sock"},
 	}}
 	hint := filepath.Join(t.TempDir(), "held-fds")
-	if err := os.WriteFile(hint, []byte("5000 7\n"), 0o600); err != nil {
-		t.Fatal(err)
+	if missing := checkHinted(t, proc, shop, hint, "5000 7\n"); len(missing) != 0 {
+		t.Fatalf("missing %q", missing)
 	}
-	missing, err := Missing(proc, shop, hint)
-	if err != nil || len(missing) != 0 {
-		t.Fatalf("missing %q, %v", missing, err)
-	}
-	if data, _ := os.ReadFile(hint); string(data) != "4 5000\n" {
-		t.Errorf("hint file: %q, want %q", data, "4 5000\n")
-	}
+	wantHint(t, hint, "4 5000\n")
 }
 
 // No hint file can be written (the site has no state directory yet): the
