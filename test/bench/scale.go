@@ -369,6 +369,10 @@ func runScale(ctx context.Context, o ScaleOptions, workDir string, log io.Writer
 			b := r.Boot
 			o.Log("  boot with %d sites: %.1f s to running (systemd: %.1f s userspace, generators %.0f ms, loading units %.0f ms), %d sockets listening; poweroff %.1f s",
 				n, b.Wall.MS()/1000, b.Userspace.MS()/1000, b.Generators.MS(), b.UnitsLoad.MS(), b.Listening, b.Poweroff.MS()/1000)
+			if l := b.LastSocket; l != nil {
+				o.Log("  status of %s, whose socket is PID 1's file %d of %d: %.1f ms with its hint, %.1f ms without",
+					l.Site, l.FD, l.OpenFiles, l.Hinted.Median.MS(), l.Unhinted.Median.MS())
+			}
 		}
 	}
 	if err := h.Close(); err != nil {
