@@ -106,3 +106,33 @@ func TestReadProcOfTooLargeFiles(t *testing.T) {
 		t.Errorf("a stat over the limit was read: %+v", p)
 	}
 }
+
+// The failsafe lists the processes of the launcher's cgroup, its
+// service's; in the root cgroup, which holds every cgroup of the host, it
+// lists /proc instead of walking them all.
+func TestUniverse(t *testing.T) {
+	defer func(of func(int) (string, error), procs func(string) ([]int, error)) {
+		cgroupOf, cgroupProcs = of, procs
+	}(cgroupOf, cgroupProcs)
+	walked := ""
+	cgroupProcs = func(group string) ([]int, error) {
+		walked = group
+		return []int{42, 43}, nil
+	}
+	l := &launcher{}
+
+	cgroupOf = func(int) (string, error) { return "/system.slice/site-shop.service", nil }
+	if got := l.universe(); !slices.Equal(got, []int{42, 43}) || walked != "/system.slice/site-shop.service" {
+		t.Errorf("in a service's cgroup: universe %v, walked %q", got, walked)
+	}
+
+	walked = ""
+	cgroupOf = func(int) (string, error) { return "/", nil }
+	got := l.universe()
+	if walked != "" {
+		t.Errorf("in the root cgroup, the failsafe walked the cgroup %q", walked)
+	}
+	if !slices.Contains(got, os.Getpid()) {
+		t.Errorf("in the root cgroup: universe %v lacks this process (%d)", got, os.Getpid())
+	}
+}
