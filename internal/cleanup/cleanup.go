@@ -7,9 +7,11 @@ package cleanup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"slices"
 	"strings"
 	"syscall"
@@ -20,6 +22,11 @@ import (
 
 // Options for one cleanup run. Zero values mean defaults.
 type Options struct {
+	// Unit is the unit Run must run in (site-NAME.service): it stops
+	// every other process of its own cgroup, so anywhere else (an
+	// operator's shell, another unit, a container's root cgroup) it
+	// would stop what is not the site's. Required.
+	Unit    string
 	Hooks   [][]string
 	Timeout time.Duration // for the leftovers to exit, and for each hook; default 10s
 	Logf    func(format string, args ...any)
@@ -43,7 +50,27 @@ func (r Report) result() string {
 	return "ok"
 }
 
-// Run cleans up the cgroup this process runs in.
+// ErrNotInUnit is Run's error outside the unit it is for.
+var ErrNotInUnit = errors.New("not in the unit it cleans up")
+
+// The cgroup of a process and the processes of a cgroup; variables for
+// tests.
+var (
+	cgroupOf    = cgroup.Of
+	cgroupProcs = cgroup.Procs
+)
+
+// inUnit checks that group, a cgroup path, is unit's own: systemd runs
+// ExecStopPost= in the cgroup of its service, named after it.
+func inUnit(group, unit string) error {
+	if unit != "" && path.Base(group) == unit {
+		return nil
+	}
+	return fmt.Errorf("%w: sitectl cleanup stops every other process of its cgroup, and runs only as the ExecStopPost= of %s, in its cgroup; this process is in the cgroup %q, so nothing was done", ErrNotInUnit, unit, group)
+}
+
+// Run cleans up the cgroup this process runs in, which must be
+// opts.Unit's.
 func Run(ctx context.Context, opts Options) (Report, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Second
@@ -55,12 +82,15 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		opts.Logf = func(string, ...any) {}
 	}
 	var rep Report
-	group, err := cgroup.Of(0)
+	group, err := cgroupOf(0)
 	if err != nil {
 		return rep, err
 	}
+	if err := inUnit(group, opts.Unit); err != nil {
+		return rep, err
+	}
 	others := func() ([]int, error) {
-		pids, err := cgroup.Procs(group)
+		pids, err := cgroupProcs(group)
 		return slices.DeleteFunc(pids, func(p int) bool { return p == os.Getpid() }), err
 	}
 	rep.Leftovers, err = others()

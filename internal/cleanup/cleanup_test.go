@@ -3,8 +3,11 @@ package cleanup
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"os/exec"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -66,5 +69,50 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 	if got, _ := parseRecord([]byte(`{"SITECTL_RESULT":"ok","SITECTL_HOOK_FAILURES":""}`)); got.HookFailures == nil || len(got.HookFailures) != 0 {
 		t.Errorf("no hook failures read as %#v, want an empty list", got.HookFailures)
+	}
+}
+
+// Run stops every other process of its cgroup, so it runs only in the
+// unit it is for: anywhere else (an operator's shell, another unit, a
+// container's root cgroup) it stops nothing and says why.
+func TestRunOnlyInItsUnit(t *testing.T) {
+	defer func(of func(int) (string, error), procs func(string) ([]int, error)) {
+		cgroupOf, cgroupProcs = of, procs
+	}(cgroupOf, cgroupProcs)
+	neighbour := exec.Command("sleep", "60")
+	if err := neighbour.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { neighbour.Process.Kill(); neighbour.Wait() }()
+	// The cgroup's processes, whichever it is: the neighbour alone.
+	cgroupProcs = func(string) ([]int, error) { return []int{neighbour.Process.Pid}, nil }
+	for _, c := range []struct{ group, unit string }{
+		{"/", "site-karl.service"},
+		{"/user.slice/user-0.slice/session-3.scope", "site-karl.service"},
+		{"/system.slice/neighbour.service", "site-karl.service"},
+		{"/sitectl.slice/sitectl-1f.slice/site-karl2.service", "site-karl.service"},
+		{"/sitectl.slice/sitectl-1f.slice/site-karl.service", ""},
+	} {
+		cgroupOf = func(int) (string, error) { return c.group, nil }
+		rep, err := Run(context.Background(), Options{Unit: c.unit, Timeout: time.Second, Hooks: [][]string{{"false"}}})
+		if !errors.Is(err, ErrNotInUnit) || !strings.Contains(err.Error(), "nothing was done") {
+			t.Errorf("in %s for %q: %v", c.group, c.unit, err)
+		}
+		if len(rep.Leftovers) != 0 || rep.HooksRun != 0 {
+			t.Errorf("in %s for %q: %+v", c.group, c.unit, rep)
+		}
+	}
+	if err := neighbour.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the neighbour was stopped: %v", err)
+	}
+	// In its unit it does its work: the neighbour, left behind there,
+	// gets SIGTERM.
+	cgroupOf = func(int) (string, error) { return "/sitectl.slice/sitectl-1f.slice/site-karl.service", nil }
+	rep, err := Run(context.Background(), Options{Unit: "site-karl.service", Timeout: time.Second, Poll: 10 * time.Millisecond})
+	if err != nil || len(rep.Leftovers) != 1 {
+		t.Fatalf("in its unit: %+v, %v", rep, err)
+	}
+	if err := neighbour.Wait(); err == nil || !strings.Contains(err.Error(), "terminated") {
+		t.Errorf("the process left behind in its unit: %v", err)
 	}
 }

@@ -406,7 +406,9 @@ JSON array of strings, with SITE, SITE_MODE, SERVICE_RESULT, EXIT_CODE and
 EXIT_STATUS in their environment. What it found and did goes to the journal.
 Whatever still runs afterwards gets systemd's final SIGKILL. The hooks and the
 timeout are rendered from the site file into the unit: the site's service cannot
-read the site file.`,
+read the site file. Since it stops every other process of its cgroup, it runs only
+in the cgroup of the site's own service (site-SITE.service): anywhere else, a shell
+or another unit, it stops nothing, runs no hook and exits 2.`,
 		Args: args(1, 1, "one site name"),
 		RunE: func(c *cobra.Command, a []string) error {
 			name := a[0]
@@ -438,7 +440,11 @@ func (e *env) cleanup(name string, opts cleanup.Options) error {
 		}
 	}
 	opts.Logf = func(f string, args ...any) { logf(journal.PriInfo, f, args...) }
+	opts.Unit = units.ServiceName(name)
 	rep, err := cleanup.Run(context.Background(), opts)
+	if errors.Is(err, cleanup.ErrNotInUnit) {
+		return withCode(exitUsage, fmt.Errorf("site %s: %w", name, err))
+	}
 	if err != nil {
 		logf(journal.PriErr, "cleanup failed: %v", err)
 		return err

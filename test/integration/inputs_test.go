@@ -414,6 +414,13 @@ func TestBadNamesAndTimeoutsChangeNothing(t *testing.T) {
 	if !strings.Contains(out, "rc=2") || !strings.Contains(out, "neighbour alive") {
 		t.Errorf("sitectl cleanup ../x in a unit with a neighbour: %q", out)
 	}
+	// Nor with a good name anywhere but its site's unit: another unit, or
+	// root's shell.
+	out = h.run("systemd-run", "--quiet", "--wait", "--pipe", "--unit=neighbour2", "sh", "-c",
+		`sleep 300 & sitectl cleanup karl 2>&1; echo "rc=$?"; kill -0 $! && echo "neighbour alive"; kill $!`)
+	if !strings.Contains(out, "rc=2") || !strings.Contains(out, "neighbour alive") || !strings.Contains(out, "runs only as the ExecStopPost= of site-karl.service") {
+		t.Errorf("sitectl cleanup karl in another unit with a neighbour: %q", out)
+	}
 
 	if after := snapshot(); after != before {
 		t.Errorf("state changed:\nbefore:\n%s\nafter:\n%s", before, after)
