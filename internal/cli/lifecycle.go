@@ -16,7 +16,6 @@ import (
 	"github.com/sitectl/sitectl/internal/lifecycle"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
-	"github.com/sitectl/sitectl/internal/sockheld"
 	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/term"
 )
@@ -192,7 +191,7 @@ func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, verb, name 
 		return withCode(exitFailed, fmt.Errorf("site %s: sitectl %s was given up before it began: %w; nothing was done", name, verb, err))
 	}
 	le := &lifecycle.Env{Store: st, Systemd: sd, UID: os.Getuid(), Progress: e.progressf,
-		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s, e.dirs.HeldHintFile(s.Name)) },
+		SocketsMissing: e.socketsMissingOf,
 		Sites: func() ([]*site.Site, error) {
 			res, err := site.LoadDir(e.dirs.Config, st.Holders())
 			return res.Sites, err

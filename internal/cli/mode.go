@@ -307,7 +307,7 @@ func (e *env) localChange(ctx, interrupt context.Context, req stateservice.Reque
 		// The last good copy is root's: it is the file the running
 		// service started from.
 		Started:        who.Store.ReadLastGood,
-		SocketsMissing: func(s *site.Site) ([]string, error) { return sockheld.Missing("/proc", s, e.dirs.HeldHintFile(s.Name)) },
+		SocketsMissing: e.socketsMissingOf,
 		Unbindable: func(s *site.Site, lost []string, own []int) ([]string, error) {
 			return sockheld.Unbindable("/proc", s, lost, own)
 		},

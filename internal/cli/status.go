@@ -264,6 +264,12 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 	return e.gatherFrom(ctx, src, req)
 }
 
+// socketsMissingOf is the listeners of site s for which systemd holds no
+// socket, read with the site's hint (flow.Env, lifecycle.Env).
+func (e *env) socketsMissingOf(s *site.Site) ([]string, error) {
+	return sockheld.Missing("/proc", s, e.dirs.HeldHintFile(s.Name))
+}
+
 // socketsMissing reads PID 1's sockets once for sites (status.Sources),
 // with the hint of a site read alone.
 func (e *env) socketsMissing(sites []*site.Site) (func(*site.Site) []string, error) {
