@@ -530,7 +530,6 @@ func (sw *switchRun) record(ctx context.Context) error {
 			return err
 		}
 	}
-	sw.rep.Changed = true
 	return nil
 }
 
@@ -544,7 +543,9 @@ func (sw *switchRun) up(ctx context.Context) (int, error) {
 
 // succeed finishes a switch whose new mode serves.
 func (sw *switchRun) succeed(pid int) (Report, error) {
-	sw.rep.Result, sw.rep.MainPID = modes.ResultOK, pid
+	// Changed is what was seen: the site restarted or reloaded and runs
+	// the new mode. Until then it is false, whatever the switch began.
+	sw.rep.Result, sw.rep.MainPID, sw.rep.Changed = modes.ResultOK, pid, true
 	sw.rep.Duration = sw.e.now().Sub(sw.start).Seconds()
 	sw.e.progress("%s: serving in mode %s (main PID %d) after %.1fs", sw.s.Name, sw.rep.To, pid, sw.rep.Duration)
 	return sw.finish(modes.ResultOK, "", nil)

@@ -271,6 +271,11 @@ func TestRollbackThatFailsToo(t *testing.T) {
 	if rep.MainPID != 0 {
 		t.Errorf("a service whose start failed has main PID %d in the report", rep.MainPID)
 	}
+	// Neither mode serves: the switch changed nothing that was seen to
+	// work (the CLI keeps the copy that ran only after a change).
+	if rep.Changed {
+		t.Errorf("a switch whose rollback failed says changed: %+v", rep)
+	}
 	st, _ := e.Store.ReadState("karl")
 	if st.History[0].Result != modes.ResultRollbackFailed || st.Pending != nil {
 		t.Errorf("state %+v", st)
@@ -288,8 +293,8 @@ func TestRollbackFailedWithTheServiceRunning(t *testing.T) {
 	s := testSite(t)
 	s.Probe = &site.Probe{Path: "/helthz", Status: 200, Timeout: time.Second}
 	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{Timeout: MinTimeout(s.SettleTime)})
-	if !errors.Is(err, ErrRollbackFailed) || rep.MainPID == 0 || rep.MainPID != f.pid {
-		t.Errorf("err = %v, main PID %d (the service's is %d)", err, rep.MainPID, f.pid)
+	if !errors.Is(err, ErrRollbackFailed) || rep.MainPID == 0 || rep.MainPID != f.pid || rep.Changed {
+		t.Errorf("err = %v, main PID %d (the service's is %d), changed %v", err, rep.MainPID, f.pid, rep.Changed)
 	}
 }
 
