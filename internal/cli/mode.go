@@ -259,7 +259,7 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 }
 
 // localChange runs a change of site s as root, in the order that keeps bad
-// input from changing anything: the mode first, then the bus (conn, on
+// input from changing anything: the mode and the timeout first, then the bus (conn, on
 // its way since before the site file was read), then the lock, and only
 // then state. who records it. ctx may end while it waits
 // for the lock (the state service's caller hung up, root's sitectl was
@@ -280,6 +280,11 @@ func (e *env) localChange(ctx, interrupt context.Context, req stateservice.Reque
 			conn.discard()
 			return rep, withCode(exitNotFound, fmt.Errorf("site %s has no mode %s; its modes are: %s", s.Name, req.Mode, strings.Join(s.ModeNames(), ", ")))
 		}
+	}
+	if err := flow.CheckTimeout(s, req.Timeout()); err != nil {
+		// Before the lock, which would create the site's state.
+		conn.discard()
+		return rep, withCode(exitUsage, err)
 	}
 	mgr, err := conn.wait()
 	if err != nil {
@@ -519,7 +524,7 @@ func flowExit(err error, rep flow.Report) error {
 		return withCode(exitFailed, err, "it stays stopped, in mode "+rep.From+"; `systemctl start site-"+rep.Site+".socket` starts it again")
 	case errors.Is(err, flow.ErrModeNotFound):
 		return withCode(exitNotFound, err)
-	case errors.Is(err, flow.ErrTimeoutTooShort):
+	case errors.Is(err, flow.ErrBadTimeout):
 		return withCode(exitUsage, err)
 	case errors.Is(err, flow.ErrCannotStart):
 		return withCode(exitFailed, err, "the site was left as it was")

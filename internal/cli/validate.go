@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/sitectl/sitectl/internal/flow"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -20,7 +21,8 @@ import (
 //     SITE..., [SITE...]) must be a valid site name, MODE a valid mode
 //     name. Internal verbs (launch, cleanup, prepare, touched) included:
 //     they run as root.
-//   - every duration flag must be at least MinTimeout.
+//   - every duration flag must be at least MinTimeout and at most
+//     MaxTimeout.
 //
 // Both are usage errors (exit 2), found after the flags are parsed and
 // before RunE runs. It is called once, on the finished tree.
@@ -126,6 +128,13 @@ func checkNameArgs(c *cobra.Command, a []string, kinds []argKind) error {
 // a failure.
 const MinTimeout = time.Second
 
+// MaxTimeout is the longest duration any flag accepts: a day, the longest
+// timeout a site file may give. A longer value is a typo, and one large
+// enough overflows the deadlines computed from it (a change's 60% for
+// bringing the site up came out negative, and the change "rolled back" a
+// site it never started).
+const MaxTimeout = flow.MaxTimeout
+
 // boundedDuration wraps a duration flag's value so that Set refuses what is
 // not a usable timeout.
 type boundedDuration struct{ pflag.Value }
@@ -137,6 +146,9 @@ func (b boundedDuration) Set(s string) error {
 	}
 	if d < MinTimeout {
 		return fmt.Errorf("%s is too short: a timeout must be at least %s", s, MinTimeout)
+	}
+	if d > MaxTimeout {
+		return fmt.Errorf("%s is too long: a timeout must be at most %s", s, MaxTimeout)
 	}
 	return b.Value.Set(s)
 }

@@ -135,7 +135,7 @@ func TestGoodNamesReachTheVerb(t *testing.T) {
 
 // Every duration flag of every verb refuses non-positive and sub-second
 // values with exit 2.
-func TestEveryDurationFlagHasAFloor(t *testing.T) {
+func TestEveryDurationFlagHasAFloorAndACeiling(t *testing.T) {
 	root, _, _ := stubbed(t)
 	flags := 0
 	walkCommands(root, func(c *cobra.Command) {
@@ -150,7 +150,7 @@ func TestEveryDurationFlagHasAFloor(t *testing.T) {
 			base := strings.Fields(strings.TrimPrefix(c.CommandPath(), "sitectl"))
 			kinds := argKinds(c.Use)
 			base = append(base, validArgs(kinds, -1, "")...)
-			for _, v := range []string{"-1s", "0", "0s", "1ns", "999ms", "-5m", "soon"} {
+			for _, v := range []string{"-1s", "0", "0s", "1ns", "999ms", "-5m", "soon", "24h0m1s", "500000h", "2562047h"} {
 				root, ran, stderr := stubbed(t)
 				code := exitOf(root, append(append([]string{}, base...), "--"+f.Name, v))
 				if code != exitUsage || len(*ran) > 0 {
@@ -160,6 +160,10 @@ func TestEveryDurationFlagHasAFloor(t *testing.T) {
 			root, ran, stderr := stubbed(t)
 			if code := exitOf(root, append(append([]string{}, base...), "--"+f.Name, "1s")); code != exitOK || len(*ran) != 1 {
 				t.Errorf("%s --%s 1s: exit %d, stderr %q", c.CommandPath(), f.Name, code, stderr.String())
+			}
+			root, ran, stderr = stubbed(t)
+			if code := exitOf(root, append(append([]string{}, base...), "--"+f.Name, "24h")); code != exitOK || len(*ran) != 1 {
+				t.Errorf("%s --%s 24h: exit %d, stderr %q", c.CommandPath(), f.Name, code, stderr.String())
 			}
 		})
 	})

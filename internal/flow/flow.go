@@ -199,9 +199,10 @@ var (
 	// ErrListenerInUse: a listener systemd must open again for the site
 	// is held by another process.
 	ErrListenerInUse = errors.New("a listener of the site is in use")
-	// ErrTimeoutTooShort: the change's timeout leaves too little time for
-	// the site to come up and stay up for its settle_time.
-	ErrTimeoutTooShort = errors.New("the timeout is too short for the site's settle_time")
+	// ErrBadTimeout: the change's timeout is longer than MaxTimeout, or
+	// leaves too little time for the site to come up and stay up for its
+	// settle_time.
+	ErrBadTimeout = errors.New("the timeout does not fit the change")
 	// ErrOutOfService: the site was taken out of service (sitectl
 	// disable), and only sitectl enable puts it back.
 	ErrOutOfService = errors.New("the site is out of service")
@@ -262,7 +263,7 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 	if err := sw.record(ctx); err != nil {
 		return sw.rep, err
 	}
-	upCtx, cancel := context.WithTimeout(ctx, sw.timeout*6/10)
+	upCtx, cancel := context.WithTimeout(ctx, upShare(sw.timeout))
 	stopWatch := e.onInterrupt(cancel)
 	pid, upErr := sw.up(upCtx)
 	stopWatch()
@@ -279,7 +280,7 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 		sw.stopGone(ctx)
 		return sw.succeed(pid)
 	}
-	backCtx, cancel := context.WithTimeout(ctx, sw.timeout-sw.timeout*6/10)
+	backCtx, cancel := context.WithTimeout(ctx, sw.timeout-upShare(sw.timeout))
 	defer cancel()
 	if errors.Is(upErr, ErrStopped) {
 		return sw.stopped(upErr)
@@ -357,6 +358,34 @@ func MinTimeout(settle time.Duration) time.Duration {
 	return (settle * 10 / 4).Truncate(time.Second) + time.Second
 }
 
+// MaxTimeout is the longest timeout of a change: a day, the longest any
+// timeout of a site file may be. Past it a value is a typo, and one large
+// enough overflows the deadlines computed from it.
+const MaxTimeout = 24 * time.Hour
+
+// CheckTimeout tells whether timeout leaves a change of site s room to
+// show its result: the new mode must stay up for settle_time within the
+// 60% it gets to come up, and the previous mode within the 40% left for a
+// rollback. With less, a failed change could never show its rollback,
+// and would say the site is down (exit 5) while the previous mode serves.
+// The CLI asks before it takes the site's lock or touches its state;
+// begin asks again, of the site file read under the lock.
+func CheckTimeout(s *site.Site, timeout time.Duration) error {
+	if timeout > MaxTimeout {
+		return fmt.Errorf("site %s: a timeout of %v is longer than %v; nothing was done: %w", s.Name, timeout, MaxTimeout, ErrBadTimeout)
+	}
+	up := upShare(timeout)
+	if back := timeout - up; back <= s.SettleTime {
+		return fmt.Errorf("site %s: a timeout of %v leaves %v to bring the site up and %v for a rollback, not more than its settle_time %v, for which each must stay up: give at least %v; nothing was done: %w",
+			s.Name, timeout, up, back, s.SettleTime, MinTimeout(s.SettleTime), ErrBadTimeout)
+	}
+	return nil
+}
+
+// upShare is the part of a change's timeout for bringing the new mode up:
+// 60%; the rest is the rollback's.
+func upShare(timeout time.Duration) time.Duration { return timeout / 10 * 6 }
+
 // begin checks that the mode exists and reads the mode the site is in. A
 // site that already runs in the mode is done unless forced (see already).
 func begin(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (*switchRun, bool, error) {
@@ -368,14 +397,8 @@ func begin(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (
 	if !ok {
 		return sw, true, fmt.Errorf("site %s has no mode %q (it has: %s): %w", s.Name, to, strings.Join(s.ModeNames(), ", "), ErrModeNotFound)
 	}
-	if back := sw.timeout - sw.timeout*6/10; back <= s.SettleTime {
-		// The new mode must stay up for settle_time within the 60% it
-		// gets to come up, and the previous mode within the 40% left
-		// for a rollback: with less, a failed change could never show
-		// its rollback, and would say the site is down (exit 5) while
-		// the previous mode serves.
-		return sw, true, fmt.Errorf("site %s: a timeout of %v leaves %v to bring the site up and %v for a rollback, not more than its settle_time %v, for which each must stay up: give at least %v; nothing was done: %w",
-			s.Name, sw.timeout, sw.timeout*6/10, back, s.SettleTime, MinTimeout(s.SettleTime), ErrTimeoutTooShort)
+	if err := CheckTimeout(s, sw.timeout); err != nil {
+		return sw, true, err
 	}
 	sw.mode = mode
 	from, err := Current(e.Store, s)

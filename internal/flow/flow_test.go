@@ -410,7 +410,7 @@ func TestTimeoutShorterThanSettleTime(t *testing.T) {
 	// time comes up in its 60% but leaves 80% of it for a rollback.
 	for _, timeout := range []time.Duration{s.SettleTime, 2 * s.SettleTime, MinTimeout(s.SettleTime) - time.Second} {
 		_, err := Restart(context.Background(), e, s, timeout)
-		if !errors.Is(err, ErrTimeoutTooShort) || !strings.Contains(err.Error(), "nothing was done") ||
+		if !errors.Is(err, ErrBadTimeout) || !strings.Contains(err.Error(), "nothing was done") ||
 			!strings.Contains(err.Error(), fmt.Sprintf("give at least %v", MinTimeout(s.SettleTime))) || len(f.restarts) != 0 {
 			t.Errorf("timeout %v, settle_time %v: %v, restarts %v", timeout, s.SettleTime, err, f.restarts)
 		}
@@ -426,6 +426,27 @@ func TestTimeoutShorterThanSettleTime(t *testing.T) {
 		if back := m - m*6/10; back <= settle || m%time.Second != 0 || m > settle*10/4+3*time.Second {
 			t.Errorf("MinTimeout(%v) = %v leaves %v for a rollback", settle, m, back)
 		}
+	}
+}
+
+// A timeout longer than a day is refused before anything is done. One
+// large enough (500000h) made the 60% for coming up overflow to a
+// deadline already past: the change was recorded, the restart failed at
+// once, and the "rollback" restarted the site.
+func TestTimeoutLongerThanADay(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	for _, timeout := range []time.Duration{MaxTimeout + time.Second, 500000 * time.Hour, time.Duration(1<<63 - 1)} {
+		_, err := SwitchMode(context.Background(), e, s, "read-only", Options{Timeout: timeout})
+		if !errors.Is(err, ErrBadTimeout) || !strings.Contains(err.Error(), "nothing was done") || len(f.restarts) != 0 {
+			t.Errorf("timeout %v: %v, restarts %v", timeout, err, f.restarts)
+		}
+	}
+	if st, _ := e.Store.ReadState("karl"); len(st.History) != 0 || st.Pending != nil {
+		t.Errorf("recorded: %+v", st)
+	}
+	if _, err := SwitchMode(context.Background(), e, s, "read-only", Options{Timeout: MaxTimeout}); err != nil || len(f.restarts) != 1 {
+		t.Errorf("timeout = MaxTimeout: %v, restarts %v", err, f.restarts)
 	}
 }
 
