@@ -390,7 +390,7 @@ func TestBadNamesAndTimeoutsChangeNothing(t *testing.T) {
 	before, inv := snapshot(), h.show("site-karl.service", "InvocationID")["InvocationID"]
 
 	for _, verb := range [][]string{{"mode", "karl", "read-only"}, {"restart", "karl"}, {"reload", "karl"}, {"rollback", "karl"}} {
-		for _, d := range []string{"-1s", "0", "0s", "1ns", "999ms"} {
+		for _, d := range []string{"-1s", "0", "0s", "1ns", "999ms", "24h0m1s", "500000h"} {
 			_, stderr, code := h.result("sitectl", append(verb, "--timeout", d)...)
 			if code != 2 || !strings.Contains(stderr, `invalid argument "`+d+`" for "--timeout" flag`) {
 				t.Errorf("sitectl %s --timeout %s: exit %d, %q", strings.Join(verb, " "), d, code, stderr)
