@@ -56,16 +56,25 @@ func readSiteFile(path string) ([]byte, error) {
 // credentials, so whoever may write it may read any file on the host and
 // run anything as any site's user. The file's owner must be root or the
 // reader, and only root may write it: not others, and the group only when
-// it is root's group. The file opened is checked, so a symlink's target
-// is what counts.
-func trusted(path string, st *unix.Stat_t) error {
+// it is root's group, nor anyone through the file's access ACL (read with
+// acl when the mode bits leave it room, acl.go). The file opened is
+// checked, so a symlink's target is what counts.
+func trusted(path string, st *unix.Stat_t, acl func() ([]byte, error)) error {
+	const why = "whoever may change a site file runs programs as its user and reads any file as root through its credentials"
 	euid := uint32(unix.Geteuid())
 	perm := st.Mode & 0o7777
 	switch {
 	case st.Uid != 0 && st.Uid != euid:
-		return &FileError{Path: path, Reason: fmt.Sprintf("is owned by uid %d, not root: whoever may change a site file runs programs as its user and reads any file as root through its credentials; make it root's (chown root: %s)", st.Uid, printable(path))}
+		return &FileError{Path: path, Reason: fmt.Sprintf("is owned by uid %d, not root: %s; make it root's (chown root: %s)", st.Uid, why, printable(path))}
 	case perm&0o002 != 0, perm&0o020 != 0 && st.Gid != 0:
-		return &FileError{Path: path, Reason: fmt.Sprintf("may be changed by others than its owner (mode %04o): whoever may change a site file runs programs as its user and reads any file as root through its credentials; chmod go-w %s", perm, printable(path))}
+		return &FileError{Path: path, Reason: fmt.Sprintf("may be changed by others than its owner (mode %04o): %s; chmod go-w %s", perm, why, printable(path))}
+	}
+	who, err := aclWriterOf(perm, st.Gid, acl)
+	switch {
+	case err != nil:
+		return &FileError{Path: path, Reason: fmt.Sprintf("may be changed by others than root: %v (mode %04o); %s; setfacl -b %s", err, perm, why, printable(path))}
+	case who != "":
+		return &FileError{Path: path, Reason: fmt.Sprintf("may be changed by %s through its access ACL (getfacl %s): %s; remove the ACL (setfacl -b %s)", who, printable(path), why, printable(path))}
 	}
 	return nil
 }
@@ -101,7 +110,7 @@ func readFile(dirfd int, name, path string, regular, site bool) ([]byte, error) 
 		return nil, err
 	}
 	if site {
-		if err := trusted(path, &st); err != nil {
+		if err := trusted(path, &st, func() ([]byte, error) { return fileACL(fd) }); err != nil {
 			return nil, err
 		}
 	}

@@ -187,7 +187,7 @@ func TestSiteFileMustBeRootsAlone(t *testing.T) {
 			continue
 		}
 		st := unix.Stat_t{Uid: c.uid, Gid: c.gid, Mode: unix.S_IFREG | c.mode}
-		err := trusted("/etc/sitectl/sites/karl.toml", &st)
+		err := trusted("/etc/sitectl/sites/karl.toml", &st, nil)
 		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
 			t.Errorf("uid %d gid %d mode %04o: %v, want %q", c.uid, c.gid, c.mode, err, c.want)
 		}

@@ -16,6 +16,8 @@ import (
 type fsView struct {
 	lstat    func(string) (unix.Stat_t, error)
 	readlink func(string) (string, error)
+	// acl reads a path's own access ACL (nil: none has one).
+	acl func(string) ([]byte, error)
 	// euid may own the directories too, as root does: a user's own
 	// check of their files (as for the site file itself, trusted).
 	euid uint32
@@ -29,6 +31,7 @@ var hostView = fsView{
 		return st, err
 	},
 	readlink: os.Readlink,
+	acl:      pathACL,
 }
 
 // sockDirProblem says why a user other than root could make systemd, which
@@ -113,10 +116,23 @@ func (v fsView) walk(dirs []string, links int) string {
 // whether it is a sticky directory others may write.
 func (v fsView) check(dir string, st unix.Stat_t) (why string, sticky bool) {
 	perm := st.Mode & 0o7777
-	switch {
-	case st.Uid != 0 && st.Uid != v.euid:
+	if st.Uid != 0 && st.Uid != v.euid {
 		return fmt.Sprintf("directory %s is owned by uid %d, not root", dir, st.Uid), false
-	case perm&0o002 != 0 || perm&0o020 != 0 && st.Gid != 0:
+	}
+	others := perm&0o002 != 0 || perm&0o020 != 0 && st.Gid != 0
+	if !others && v.acl != nil {
+		who, err := aclWriterOf(perm, st.Gid, func() ([]byte, error) { return v.acl(dir) })
+		if err != nil {
+			return fmt.Sprintf("directory %s may be changed by users other than root: %v", dir, err), false
+		}
+		if who != "" {
+			if perm&unix.S_ISVTX != 0 {
+				return "", true
+			}
+			return fmt.Sprintf("directory %s may be changed by %s through its access ACL (mode %04o)", dir, who, perm), false
+		}
+	}
+	if others {
 		if perm&unix.S_ISVTX != 0 {
 			return "", true
 		}
