@@ -12,7 +12,7 @@ const (
 	exitUsage        = 2 // bad usage or bad input (flags, names, site files); nothing was changed
 	exitNotFound     = 3 // the site or mode does not exist
 	exitRolledBack   = 4 // the operation failed and the site is back in its previous mode
-	exitRollbackFail = 5 // the operation failed and so did the rollback: the site needs attention
+	exitRollbackFail = 5 // the operation failed and the site was not put back as it was (a change's rollback failed too): the site needs attention
 	exitDenied       = 6 // permission denied (a site not granted, the state socket, or file permissions)
 	exitUnavailable  = 7 // systemd or the system bus cannot be reached
 )
@@ -24,7 +24,9 @@ const exitCodesHelp = `Exit codes:
   2  bad usage or bad input (flags, names, site files); nothing was changed
   3  the site or mode does not exist
   4  the operation failed and the site was rolled back to its previous mode
-  5  the operation failed and the rollback failed too: the site needs attention
+  5  the operation failed and the site was not put back as it was (a change's
+     rollback failed too; enable, disable or remove failed part way, and the
+     message says how far it got): the site needs attention
   6  permission denied
   7  systemd or the system bus cannot be reached`
 

@@ -209,22 +209,66 @@ func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, verb, name 
 		}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return withCode(exitFailed, fmt.Errorf("site %s: %s did not finish within %s: %w", name, rep.Action, f.timeout, err))
+		err = fmt.Errorf("site %s: %s did not finish within %s: %w", name, rep.Action, f.timeout, err)
+		if !changedAnything(rep) {
+			return withCode(exitFailed, err)
+		}
 	}
-	return lifecycleError(err)
+	return lifecycleError(rep, err)
 }
 
-// lifecycleError maps a lifecycle verb's failure to an exit code.
-func lifecycleError(err error) error {
+// lifecycleError maps a lifecycle verb's failure to an exit code. A verb
+// has no rollback: one that failed after it changed something (rep) left
+// the site neither as it was nor as asked, and exits 5, "the site needs
+// attention", with what it did in the message; exit 1 says that nothing
+// was changed.
+func lifecycleError(rep lifecycle.Report, err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case changedAnything(rep):
+		return withCode(exitRollbackFail, fmt.Errorf("%w; %s", err, partly(rep)))
 	case errors.Is(err, control.ErrDenied):
 		return withCode(exitDenied, err)
 	case errors.Is(err, control.ErrUnavailable):
 		return withCode(exitUnavailable, err)
 	}
 	return stateError(err)
+}
+
+// changedAnything tells whether a lifecycle verb changed the site or its
+// units before it ended.
+func changedAnything(rep lifecycle.Report) bool {
+	return rep.Changed || rep.DaemonReload || rep.StateForgotten || len(rep.Started) > 0 || len(rep.Stopped) > 0
+}
+
+// partly says what a lifecycle verb that failed had done.
+func partly(rep lifecycle.Report) string {
+	var did []string
+	if rep.Changed {
+		switch rep.Action {
+		case "enable":
+			did = append(did, "the site was marked in service")
+		case "disable":
+			did = append(did, "the site was marked out of service")
+		}
+	}
+	if rep.StateForgotten {
+		did = append(did, "its state was forgotten")
+	}
+	if len(rep.Stopped) > 0 {
+		did = append(did, "stopped "+strings.Join(rep.Stopped, ", "))
+	}
+	if len(rep.Started) > 0 {
+		did = append(did, "started "+strings.Join(rep.Started, ", "))
+	}
+	if rep.DaemonReload {
+		did = append(did, "systemd reloaded its units")
+	}
+	if len(did) == 0 {
+		did = append(did, "the site was changed")
+	}
+	return "sitectl " + rep.Action + " " + rep.Site + " did this much before it failed: " + strings.Join(did, "; ") + "; `sitectl status " + rep.Site + "` shows where it stands; the same command again goes on from there"
 }
 
 // lifecycleText is a lifecycle report's one line for a person.
