@@ -1,6 +1,7 @@
 package sockheld
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -48,29 +49,19 @@ const (
 // (list and status of every site) for all listeners at once, one dump per
 // family, whose rows of other ports are skipped.
 func diagListeners(ports map[int]bool, out map[int][]uint64) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	d, err := openDiag()
 	if err != nil {
-		return fmt.Errorf("cannot ask the kernel for listening sockets: %w", err)
+		return err
 	}
-	defer unix.Close(fd)
-	tv := unix.NsecToTimeval(diagTimeout.Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return fmt.Errorf("cannot ask the kernel for listening sockets: %w", err)
-	}
-	seq := uint32(0)
-	buf := make([]byte, 64<<10)
-	found := func(port uint16, inode uint64) {
+	defer d.close()
+	answer := tcpAnswer(func(port uint16, inode uint64) {
 		if ports[int(port)] {
 			out[int(port)] = append(out[int(port)], inode)
 		}
-	}
+	})
 	ask := func(port uint16) error {
 		for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-			seq++
-			if err := unix.Sendto(fd, diagRequest(seq, family, port), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-				return fmt.Errorf("cannot ask the kernel for listening sockets: %w", err)
-			}
-			if err := readDiag(fd, buf, seq, found); err != nil {
+			if err := d.ask(func(seq uint32) []byte { return diagRequest(seq, family, port) }, answer); err != nil {
 				if port == 0 {
 					return fmt.Errorf("cannot ask the kernel for the listening sockets: %w", err)
 				}
@@ -88,6 +79,65 @@ func diagListeners(ports map[int]bool, out map[int][]uint64) error {
 		}
 	}
 	return nil
+}
+
+// diagUnixListeners records, by path, the inodes of the unix sockets
+// listening on one of paths in this process's network namespace: one
+// dump of every listening unix socket with its name. The kernel gives
+// each name as its bytes, with their length, where /proc/net/unix prints
+// them in a line of text: any process may bind a socket whose name holds
+// a newline and a whole row of the table after it, naming another site's
+// path (parseUnix, which the state service, in a network namespace of its
+// own, still reads; see ReadListening).
+func diagUnixListeners(paths map[string]bool, out map[string][]uint64) error {
+	d, err := openDiag()
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	answer := func(msg []byte) error {
+		path, inode, listening, err := parseUnixDiag(msg)
+		if err == nil && listening && paths[path] {
+			out[path] = append(out[path], inode)
+		}
+		return err
+	}
+	if err := d.ask(unixDiagRequest, answer); err != nil {
+		return fmt.Errorf("cannot ask the kernel for the listening unix sockets: %w", err)
+	}
+	return nil
+}
+
+// diagConn is a sock_diag netlink socket and its last request's number.
+type diagConn struct {
+	fd  int
+	seq uint32
+	buf []byte
+}
+
+func openDiag() (*diagConn, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return nil, fmt.Errorf("cannot ask the kernel for listening sockets: %w", err)
+	}
+	tv := unix.NsecToTimeval(diagTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("cannot ask the kernel for listening sockets: %w", err)
+	}
+	return &diagConn{fd: fd, buf: make([]byte, 64<<10)}, nil
+}
+
+func (d *diagConn) close() { unix.Close(d.fd) }
+
+// ask sends the request that request makes for the next sequence number
+// and reads its answers until their end, calling answer with each.
+func (d *diagConn) ask(request func(seq uint32) []byte, answer func(msg []byte) error) error {
+	d.seq++
+	if err := unix.Sendto(d.fd, request(d.seq), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return err
+	}
+	return readDiag(d.fd, d.buf, d.seq, answer)
 }
 
 // diagPortsAsked is up to how many ports the kernel is asked for each
@@ -115,18 +165,18 @@ func diagRequest(seq uint32, family uint8, port uint16) []byte {
 	return b
 }
 
-// readDiag reads the answers to request seq until its end, calling found
-// with the port and inode of each listener.
-func readDiag(fd int, buf []byte, seq uint32, found func(port uint16, inode uint64)) error {
+// readDiag reads the answers to request seq until its end, calling answer
+// with each.
+func readDiag(fd int, buf []byte, seq uint32, answer func(msg []byte) error) error {
 	replies := 0
 	for {
 		n, _, err := unix.Recvfrom(fd, buf, 0)
 		if err != nil {
 			return err
 		}
-		done, err := parseDiag(buf[:n], seq, func(port uint16, inode uint64) {
+		done, err := parseDiag(buf[:n], seq, func(msg []byte) error {
 			replies++
-			found(port, inode)
+			return answer(msg)
 		})
 		if err != nil || done {
 			return err
@@ -137,10 +187,10 @@ func readDiag(fd int, buf []byte, seq uint32, found func(port uint16, inode uint
 	}
 }
 
-// parseDiag reads the netlink messages of one datagram, calling found with
-// the port and inode of each listener: done at the end of the dump.
-// Messages of other requests are skipped.
-func parseDiag(b []byte, seq uint32, found func(port uint16, inode uint64)) (done bool, err error) {
+// parseDiag reads the netlink messages of one datagram, calling answer
+// with the body of each answer: done at the end of the dump. Messages of
+// other requests are skipped.
+func parseDiag(b []byte, seq uint32, answer func(msg []byte) error) (done bool, err error) {
 	ne := binary.NativeEndian
 	for len(b) >= 16 {
 		l := int(ne.Uint32(b[0:]))
@@ -149,7 +199,7 @@ func parseDiag(b []byte, seq uint32, found func(port uint16, inode uint64)) (don
 			return false, errors.New("a malformed netlink message")
 		}
 		msg := b[16:l]
-		b = b[min((l+nlmsgAlignTo-1)&^(nlmsgAlignTo-1), len(b)):]
+		b = b[min(nlAlign(l), len(b)):]
 		if mseq != seq {
 			continue
 		}
@@ -164,13 +214,79 @@ func parseDiag(b []byte, seq uint32, found func(port uint16, inode uint64)) (don
 			}
 			return true, nil
 		case unix.SOCK_DIAG_BY_FAMILY:
-			if len(msg) < diagMsgLen {
-				return false, errors.New("a short answer")
-			}
-			if msg[1] == tcpListenState {
-				found(binary.BigEndian.Uint16(msg[4:]), uint64(ne.Uint32(msg[68:])))
+			if err := answer(msg); err != nil {
+				return false, err
 			}
 		}
 	}
 	return false, nil
+}
+
+// nlAlign rounds a netlink length up to its alignment.
+func nlAlign(l int) int { return (l + nlmsgAlignTo - 1) &^ (nlmsgAlignTo - 1) }
+
+// tcpAnswer reads an answer to diagRequest (struct inet_diag_msg), calling
+// found with the port and inode of a listener.
+func tcpAnswer(found func(port uint16, inode uint64)) func(msg []byte) error {
+	return func(msg []byte) error {
+		if len(msg) < diagMsgLen {
+			return errors.New("a short answer")
+		}
+		if msg[1] == tcpListenState {
+			found(binary.BigEndian.Uint16(msg[4:]), uint64(binary.NativeEndian.Uint32(msg[68:])))
+		}
+		return nil
+	}
+}
+
+// Wire format of sock_diag for unix sockets (linux/unix_diag.h).
+const (
+	unixDiagReqLen = 16 + 24 // struct nlmsghdr, struct unix_diag_req
+	unixDiagMsgLen = 16      // struct unix_diag_msg
+	udiagShowName  = 0x01    // UDIAG_SHOW_NAME
+	unixDiagName   = 0       // UNIX_DIAG_NAME
+)
+
+// unixDiagRequest is a dump request for every listening unix socket of
+// the network namespace, with its name.
+func unixDiagRequest(seq uint32) []byte {
+	b := make([]byte, unixDiagReqLen)
+	ne := binary.NativeEndian
+	ne.PutUint32(b[0:], unixDiagReqLen)
+	ne.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
+	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	ne.PutUint32(b[8:], seq)
+	r := b[16:]
+	r[0] = unix.AF_UNIX
+	ne.PutUint32(r[4:], 1<<tcpListenState) // udiag_states: unix sockets listen as TCP_LISTEN
+	ne.PutUint32(r[12:], udiagShowName)
+	return b
+}
+
+// parseUnixDiag reads one answer to unixDiagRequest: the socket's path
+// ("" for an abstract or unnamed one), inode, and whether it listens. The
+// kernel gives the path with its terminating NUL.
+func parseUnixDiag(msg []byte) (path string, inode uint64, listening bool, err error) {
+	ne := binary.NativeEndian
+	if len(msg) < unixDiagMsgLen {
+		return "", 0, false, errors.New("a short answer")
+	}
+	inode, listening = uint64(ne.Uint32(msg[4:])), msg[2] == tcpListenState
+	for a := msg[unixDiagMsgLen:]; len(a) >= 4; {
+		l, typ := int(ne.Uint16(a[0:])), ne.Uint16(a[2:])
+		if l < 4 || l > len(a) {
+			return "", 0, false, errors.New("a malformed attribute")
+		}
+		if typ == unixDiagName {
+			name := a[4:l]
+			if len(name) > 0 && name[0] != 0 {
+				if i := bytes.IndexByte(name, 0); i >= 0 {
+					name = name[:i]
+				}
+				path = string(name)
+			}
+		}
+		a = a[min(nlAlign(l), len(a)):]
+	}
+	return path, inode, listening, nil
 }

@@ -128,11 +128,11 @@ func diagMsg(state uint8, port uint16, inode uint32) []byte {
 
 func TestParseDiag(t *testing.T) {
 	var found []uint64
-	collect := func(port uint16, i uint64) {
+	collect := tcpAnswer(func(port uint16, i uint64) {
 		if port == 80 {
 			found = append(found, i)
 		}
-	}
+	})
 	b := slices.Concat(
 		nlmsg(unix.SOCK_DIAG_BY_FAMILY, 7, diagMsg(tcpListenState, 80, 111)),
 		nlmsg(unix.SOCK_DIAG_BY_FAMILY, 6, diagMsg(tcpListenState, 80, 999)), // another request's
@@ -202,5 +202,113 @@ func TestDiagListenersOfManyPorts(t *testing.T) {
 	}
 	if len(got) != len(ports) {
 		t.Errorf("sock_diag recorded %d ports, want the %d asked for", len(got), len(ports))
+	}
+}
+
+// unixDiagMsg is an answer to unixDiagRequest: a socket in state, with
+// inode, named name (as the kernel gives it, NUL and all; nil: no name
+// attribute).
+func unixDiagMsg(state uint8, inode uint32, name []byte) []byte {
+	m := make([]byte, unixDiagMsgLen)
+	m[0], m[1], m[2] = unix.AF_UNIX, unix.SOCK_STREAM, state
+	binary.NativeEndian.PutUint32(m[4:], inode)
+	attr := func(typ uint16, data []byte) {
+		a := make([]byte, 4, 4+len(data)+3)
+		binary.NativeEndian.PutUint16(a[0:], uint16(4+len(data)))
+		binary.NativeEndian.PutUint16(a[2:], typ)
+		a = append(a, data...)
+		for len(a)%4 != 0 {
+			a = append(a, 0)
+		}
+		m = append(m, a...)
+	}
+	attr(7, []byte{1, 2, 3, 4, 5}) // an attribute not asked for, as a newer kernel might add
+	if name != nil {
+		attr(unixDiagName, name)
+	}
+	return m
+}
+
+func TestParseUnixDiag(t *testing.T) {
+	for _, c := range []struct {
+		msg       []byte
+		path      string
+		inode     uint64
+		listening bool
+	}{
+		{unixDiagMsg(tcpListenState, 41, []byte("/run/karl/app.sock\x00")), "/run/karl/app.sock", 41, true},
+		{unixDiagMsg(tcpListenState, 42, []byte("/run/karl/app.sock")), "/run/karl/app.sock", 42, true},
+		{unixDiagMsg(1, 43, []byte("/run/karl/app.sock\x00")), "/run/karl/app.sock", 43, false},
+		// An abstract name is no path, whatever it holds.
+		{unixDiagMsg(tcpListenState, 44, []byte("\x00x\n0000000000000000: 00000002 00000000 00010000 0001 01 4242 /run/karl/app.sock")), "", 44, true},
+		{unixDiagMsg(tcpListenState, 45, nil), "", 45, true},
+	} {
+		path, inode, listening, err := parseUnixDiag(c.msg)
+		if err != nil || path != c.path || inode != c.inode || listening != c.listening {
+			t.Errorf("inode %d: %q %d %v %v; want %q %d %v", c.inode, path, inode, listening, err, c.path, c.inode, c.listening)
+		}
+	}
+	if _, _, _, err := parseUnixDiag(make([]byte, 10)); err == nil {
+		t.Error("a short answer was read")
+	}
+	bad := unixDiagMsg(tcpListenState, 46, []byte("/run/x\x00"))
+	binary.NativeEndian.PutUint16(bad[unixDiagMsgLen:], 200)
+	if _, _, _, err := parseUnixDiag(bad); err == nil {
+		t.Error("an attribute longer than the answer was read")
+	}
+}
+
+// On this host's kernel, in this process's network namespace: a unix
+// socket listening on a path is found by its path and inode; one bound
+// there but not listening is not; and a process that binds an abstract
+// socket whose name holds a newline and a whole forged row of
+// /proc/net/unix naming another path (any site's app can) makes nothing
+// listen there. The table, read where the kernel cannot be asked,
+// believes the row: that is why it is read only there.
+func TestUnixListenersFromTheKernel(t *testing.T) {
+	dir := t.TempDir()
+	listening, bound := filepath.Join(dir, "listening.sock"), filepath.Join(dir, "bound.sock")
+	// Nothing is bound there; short, so that the forged row fits in a
+	// socket's name (107 bytes).
+	victim := "/run/x/" + strconv.Itoa(os.Getpid())
+	sock := func(name string, listen bool) uint64 {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		if err := unix.Bind(fd, &unix.SockaddrUnix{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+		if listen {
+			if err := unix.Listen(fd, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	ino := sock(listening, true)
+	sock(bound, false)
+	sock("\x00"+strconv.Itoa(os.Getpid())+"\n0000000000000000: 00000002 00000000 00010000 0001 01 4242 "+victim, true)
+
+	paths := map[string]bool{listening: true, bound: true, victim: true}
+	got := map[string][]uint64{}
+	if err := diagUnixListeners(paths, got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !slices.Equal(got[listening], []uint64{ino}) {
+		t.Errorf("the kernel's listeners: %v; want only %s: [%d]", got, listening, ino)
+	}
+	fromKernel, err := unixListeners("/proc/self/net/unix", true, paths)
+	if err != nil || len(fromKernel[victim]) != 0 {
+		t.Errorf("unixListeners in PID 1's namespace: %v, %v", fromKernel, err)
+	}
+	fromTable, err := unixListeners("/proc/self/net/unix", false, paths)
+	if err != nil || !slices.Equal(fromTable[victim], []uint64{4242}) || !slices.Equal(fromTable[listening], []uint64{ino}) {
+		t.Errorf("the table (the forged row believed, as the state service still does): %v, %v", fromTable, err)
 	}
 }

@@ -47,9 +47,9 @@ var ErrUnknown = errors.New("cannot tell whether systemd holds the site's socket
 //
 // Its cost must not grow with the host: with 10,000 sites PID 1 holds
 // 10,000 listening sockets. In PID 1's network namespace the kernel is
-// asked for the TCP listeners of s's ports alone (sock_diag, diag.go).
-// Elsewhere, and for unix listeners, only the tables of the kinds s
-// listens on are read, and only rows of s's ports and paths are parsed
+// asked for the TCP listeners of s's ports alone and for the listening
+// unix sockets (sock_diag, diag.go). Elsewhere only the tables of the
+// kinds s listens on are read, and only rows of s's ports and paths are parsed
 // (the rest are looked at, not split). PID 1's open files are read only
 // until every socket found for s is among them.
 //
@@ -126,18 +126,42 @@ func ReadListening(proc string, sites []*site.Site) (*Held, error) {
 		}
 	}
 	h := &Held{byPort: map[int][]uint64{}, byPath: map[string][]uint64{}}
+	if len(ports) == 0 && len(paths) == 0 {
+		return h, nil
+	}
+	diag := sameNetns(proc)
 	if len(ports) > 0 {
 		var err error
-		if h.byPort, err = tcpListeners(filepath.Join(proc, "1", "net"), sameNetns(proc), ports); err != nil {
+		if h.byPort, err = tcpListeners(filepath.Join(proc, "1", "net"), diag, ports); err != nil {
 			return nil, err
 		}
 	}
 	if len(paths) > 0 {
-		if err := readTable(filepath.Join(proc, "1", "net", "unix"), func(f [][]byte) bool { parseUnix(f, paths, h.byPath); return true }); err != nil {
+		var err error
+		if h.byPath, err = unixListeners(filepath.Join(proc, "1", "net", "unix"), diag, paths); err != nil {
 			return nil, err
 		}
 	}
 	return h, nil
+}
+
+// unixListeners are the inodes of the unix sockets listening on paths, by
+// path: from the kernel (sock_diag) when diag says this process's network
+// namespace is the one meant, else (or when the kernel cannot say) from
+// the table at table, a /proc/PID/net/unix. The table is text in which
+// the kernel prints every socket's name as it is, so any process may add
+// rows to it (diagUnixListeners); only sitectl's state service, whose
+// network namespace is its own, still reads it.
+func unixListeners(table string, diag bool, paths map[string]bool) (map[string][]uint64, error) {
+	byPath := map[string][]uint64{}
+	if diag && diagUnixListeners(paths, byPath) == nil {
+		return byPath, nil
+	}
+	clear(byPath) // what the kernel said before it failed is read again
+	if err := readTable(table, func(f [][]byte) bool { parseUnix(f, paths, byPath); return true }); err != nil {
+		return nil, err
+	}
+	return byPath, nil
 }
 
 // Missing returns the listeners of s for which PID 1 held no listening

@@ -363,3 +363,73 @@ func TestSocketsHeldHint(t *testing.T) {
 		t.Errorf("status after the restart: exit %d, %+v", code, st)
 	}
 }
+
+// unixShop is a Go-app site listening on the unix socket path, in a
+// directory systemd creates (root's).
+func unixShop(path string) string {
+	return fmt.Sprintf(`exec = ["/usr/local/bin/webapp"]
+readiness = "notify"
+drain_timeout = "3s"
+
+[[listen]]
+path = %q
+mode = "0666"
+`, path)
+}
+
+// forgedRow is a program a hostile site's app could run: it binds an
+// abstract unix socket whose name is a newline and a whole row of
+// /proc/net/unix, a listening socket at path with inode ino, and waits.
+// The kernel prints a name's bytes as they are, so the table then lists
+// that row as well.
+const forgedRow = `
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind("\0x\n0000000000000000: 00000002 00000000 00010000 0001 01 %s %s")
+s.listen(1)
+time.sleep(600)
+`
+
+// An idle site whose unix listener was edited, then a daemon-reload:
+// systemd holds no socket on the new path, and visitors are refused
+// (TestStatusIdleSiteWithoutItsSocket, on a TCP port). A process anyone
+// may run then forges a row of /proc/1/net/unix naming that path, with
+// the inode of a socket PID 1 does hold (karl's, as /proc/net/tcp shows
+// anyone). status and list ask the kernel which unix sockets listen
+// (sock_diag), which gives each name whole: the site is still stopped.
+// When they read the table they believed the row, and said it listened.
+func TestForgedUnixTableRowIsNotBelieved(t *testing.T) {
+	p3 := freePort(t)
+	h := newHost(t, map[string]string{"shop": unixShop("/run/shop/a.sock"), "karl": goSite(p3, "")})
+	h.run("systemctl", "start", "site-shop.socket", "site-karl.socket")
+	if st, code := h.statusOf("shop"); code != 0 || st.State != "idle" || st.Socket != "listening" {
+		t.Fatalf("an idle site on a unix socket: exit %d, %+v", code, st)
+	}
+	h.writeSite("shop", unixShop("/run/shop/b.sock"))
+	h.run("systemctl", "daemon-reload")
+	if st, code := h.statusOf("shop"); code != 3 || st.State != "stopped" {
+		t.Fatalf("the premise: after the daemon-reload nothing listens on /run/shop/b.sock, yet status says exit %d, %+v", code, st)
+	}
+	link := strings.TrimSpace(h.run("readlink", "/proc/1/fd/"+h.heldFD(p3)))
+	ino := strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")
+	h.run("systemd-run", "--unit=forger", "-p", "DynamicUser=yes", "python3", "-c", fmt.Sprintf(forgedRow, ino, "/run/shop/b.sock"))
+	h.waitFor("the forged row", time.Minute, func() bool {
+		out, _ := h.try("grep", "-c", " "+ino+" /run/shop/b.sock$", "/proc/1/net/unix")
+		return strings.TrimSpace(out) == "1"
+	})
+	st, code := h.statusOf("shop")
+	if code != 3 || st.Running || st.State != "stopped" || st.Socket != "stopped" {
+		t.Errorf("status of the site with a forged row on its path: exit %d, %+v", code, st)
+	}
+	for _, verb := range []string{"list", "status"} {
+		got, _ := h.everySite(verb)
+		if st := got["shop"]; st.Running || st.State != "stopped" || st.Socket != "stopped" {
+			t.Errorf("sitectl %s --json of the site with a forged row on its path: %+v", verb, st)
+		}
+	}
+	// The advice still works, and then the site listens.
+	h.run("sitectl", "restart", "shop")
+	if st, code := h.statusOf("shop"); code != 0 || st.Socket != "listening" {
+		t.Errorf("after sitectl restart: exit %d, %+v", code, st)
+	}
+}
