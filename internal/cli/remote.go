@@ -21,6 +21,7 @@ import (
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/pubpath"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sockheld"
 	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/status"
 	"github.com/sitectl/sitectl/internal/term"
@@ -176,7 +177,7 @@ goes to the journal. The service has no network of its own: a change's probe
 connects to a site's TCP listener through sitectl-dial.service (--dial-socket).`,
 		Args: args(0, 0, "no arguments"),
 		RunE: func(c *cobra.Command, _ []string) error {
-			ln, err := activatedListener("sitectl-state.socket")
+			ln, err := stateListener()
 			if err != nil {
 				return err
 			}
@@ -233,10 +234,48 @@ func activatedListener(unit string) (net.Listener, error) {
 	if len(files) != 1 {
 		return nil, fmt.Errorf("this needs the one socket of %s, and got %d", unit, len(files))
 	}
-	ln, err := net.FileListener(files[0])
-	files[0].Close()
+	return fileListener(files[0])
+}
+
+func fileListener(f *os.File) (net.Listener, error) {
+	ln, err := net.FileListener(f)
+	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("the socket systemd passed: %w", err)
 	}
 	return ln, nil
+}
+
+// stateListener is the listening socket sitectl-state.socket passed, and
+// makes the netlink socket it passed with it (ListenNetlink=inet-diag,
+// created in the host's network namespace) the one this service asks
+// which sockets listen there (sockheld.UseHostKernel). A unit without
+// that socket (an older sitectl-state.socket) leaves the service reading
+// PID 1's tables.
+func stateListener() (net.Listener, error) {
+	const unit = "sitectl-state.socket"
+	files := activation.Files(true)
+	var listener, kernel *os.File
+	for _, f := range files {
+		domain, err := unix.GetsockoptInt(int(f.Fd()), unix.SOL_SOCKET, unix.SO_DOMAIN)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("a socket %s passed: %w", unit, err)
+		case domain == unix.AF_NETLINK && kernel == nil:
+			kernel = f
+		case domain != unix.AF_NETLINK && listener == nil:
+			listener = f
+		default:
+			return nil, fmt.Errorf("this needs the listening socket of %s and at most its netlink socket, and got %d sockets", unit, len(files))
+		}
+	}
+	if listener == nil {
+		return nil, fmt.Errorf("this needs the listening socket of %s, and got %d sockets, none of them that", unit, len(files))
+	}
+	if kernel != nil {
+		if err := sockheld.UseHostKernel(kernel); err != nil {
+			return nil, err
+		}
+	}
+	return fileListener(listener)
 }

@@ -53,7 +53,7 @@ func unbindable(proc string, s *site.Site, lost []string, own []int) ([]string, 
 			continue
 		}
 		port, _ := listenerPort(l)
-		byPort, err := tcpListeners(filepath.Join(proc, "self", "net"), true, map[int]bool{port: true})
+		byPort, err := tcpListeners(filepath.Join(proc, "self", "net"), diagOwn, map[int]bool{port: true})
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,9 +17,10 @@ import (
 // port without formatting a line of text for every socket of the host:
 // /proc/1/net/tcp of a host with 10,000 listening sites is 1.5 MB that the
 // kernel writes on every read (some 40 ms here). It answers for the
-// network namespace of the asking socket, so it is used only when that is
-// PID 1's; sitectl's state service, which has a network namespace of its
-// own, reads PID 1's tables instead.
+// network namespace of the asking socket, so it is used when that is
+// PID 1's, or through a socket of the host's namespace that systemd passed
+// (UseHostKernel: sitectl's state service has a network namespace of its
+// own); elsewhere PID 1's tables are read instead.
 
 // sameNetns tells whether this process is in the network namespace of PID
 // 1 of proc. Whatever cannot be read says no.
@@ -48,8 +50,8 @@ const (
 // For a few ports the kernel is asked for each port's listeners; for more
 // (list and status of every site) for all listeners at once, one dump per
 // family, whose rows of other ports are skipped.
-func diagListeners(ports map[int]bool, out map[int][]uint64) error {
-	d, err := openDiag()
+func diagListeners(src diagSource, ports map[int]bool, out map[int][]uint64) error {
+	d, err := openDiag(src)
 	if err != nil {
 		return err
 	}
@@ -89,8 +91,8 @@ func diagListeners(ports map[int]bool, out map[int][]uint64) error {
 // a newline and a whole row of the table after it, naming another site's
 // path (parseUnix, which the state service, in a network namespace of its
 // own, still reads; see ReadListening).
-func diagUnixListeners(paths map[string]bool, out map[string][]uint64) error {
-	d, err := openDiag()
+func diagUnixListeners(src diagSource, paths map[string]bool, out map[string][]uint64) error {
+	d, err := openDiag(src)
 	if err != nil {
 		return err
 	}
@@ -108,14 +110,101 @@ func diagUnixListeners(paths map[string]bool, out map[string][]uint64) error {
 	return nil
 }
 
-// diagConn is a sock_diag netlink socket and its last request's number.
-type diagConn struct {
+// diagSource says which kernel socket asks: none (read the tables), one of
+// this process's own, in its network namespace, or the host's, which
+// systemd passed (UseHostKernel).
+type diagSource int
+
+const (
+	diagNone diagSource = iota
+	diagOwn
+	diagHost
+)
+
+// hostDiag is the sock_diag socket of the host's network namespace that
+// systemd passed to a service with a network namespace of its own
+// (UseHostKernel), shared by its goroutines one at a time.
+var hostDiag struct {
+	sync.Mutex
 	fd  int
 	seq uint32
-	buf []byte
+	set bool
 }
 
-func openDiag() (*diagConn, error) {
+// UseHostKernel makes f, a NETLINK_SOCK_DIAG socket systemd created in the
+// host's network namespace and passed (sitectl-state.socket's
+// ListenNetlink=inet-diag), the socket this process asks which sockets
+// listen in PID 1's network namespace when its own is another: sitectl's
+// state service has no network of its own, and without it read the text
+// of /proc/1/net/unix, in which any process may forge rows. f stays open
+// for the life of the process.
+func UseHostKernel(f *os.File) error {
+	fd := int(f.Fd())
+	domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return fmt.Errorf("the kernel's socket systemd passed: %w", err)
+	}
+	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err != nil {
+		return fmt.Errorf("the kernel's socket systemd passed: %w", err)
+	}
+	if domain != unix.AF_NETLINK || proto != unix.NETLINK_SOCK_DIAG {
+		return fmt.Errorf("the socket systemd passed is of family %d, protocol %d, not sock_diag (ListenNetlink=inet-diag)", domain, proto)
+	}
+	tv := unix.NsecToTimeval(diagTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fmt.Errorf("the kernel's socket systemd passed: %w", err)
+	}
+	hostDiag.Lock()
+	defer hostDiag.Unlock()
+	// The socket outlives this process: answers to a predecessor's
+	// requests may wait in it, numbered from wherever it began.
+	hostDiag.fd, hostDiag.seq, hostDiag.set = fd, uint32(time.Now().UnixNano()), true
+	return nil
+}
+
+// pid1Diag is where the kernel is asked about the sockets of the network
+// namespace of PID 1 of proc.
+func pid1Diag(proc string) diagSource {
+	switch {
+	case sameNetns(proc):
+		return diagOwn
+	case proc == "/proc" && hostKernelSet():
+		return diagHost
+	}
+	return diagNone
+}
+
+func hostKernelSet() bool {
+	hostDiag.Lock()
+	defer hostDiag.Unlock()
+	return hostDiag.set
+}
+
+// diagConn is a sock_diag netlink socket and its last request's number.
+type diagConn struct {
+	fd     int
+	seq    uint32
+	buf    []byte
+	shared bool
+}
+
+// openDiag opens a conversation with the kernel of src: a socket of its
+// own, or the host's, held until close.
+func openDiag(src diagSource) (*diagConn, error) {
+	switch src {
+	case diagHost:
+		hostDiag.Lock()
+		if !hostDiag.set {
+			hostDiag.Unlock()
+			return nil, errors.New("no socket of the host's kernel was passed")
+		}
+		d := &diagConn{fd: hostDiag.fd, seq: hostDiag.seq, buf: make([]byte, 64<<10), shared: true}
+		d.drain()
+		return d, nil
+	case diagNone:
+		return nil, errors.New("the kernel of that network namespace cannot be asked")
+	}
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return nil, fmt.Errorf("cannot ask the kernel for listening sockets: %w", err)
@@ -128,7 +217,27 @@ func openDiag() (*diagConn, error) {
 	return &diagConn{fd: fd, buf: make([]byte, 64<<10)}, nil
 }
 
-func (d *diagConn) close() { unix.Close(d.fd) }
+// drain reads what waits in a shared socket before a request: the rest of
+// an answer whose reader gave up (a timeout, a process that ended).
+func (d *diagConn) drain() {
+	for range maxDrained {
+		if _, _, err := unix.Recvfrom(d.fd, d.buf, unix.MSG_DONTWAIT); err != nil {
+			return
+		}
+	}
+}
+
+// maxDrained bounds the datagrams drain reads (64 KiB each).
+const maxDrained = 1 << 12
+
+func (d *diagConn) close() {
+	if !d.shared {
+		unix.Close(d.fd)
+		return
+	}
+	hostDiag.seq = d.seq
+	hostDiag.Unlock()
+}
 
 // ask sends the request that request makes for the next sequence number
 // and reads its answers until their end, calling answer with each.

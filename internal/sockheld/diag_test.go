@@ -57,7 +57,7 @@ func TestDiagListenersAreTheTablesListeners(t *testing.T) {
 	defer c.Close()
 	ports := map[int]bool{port: true}
 	got := map[int][]uint64{}
-	if err := diagListeners(ports, got); err != nil {
+	if err := diagListeners(diagOwn, ports, got); err != nil {
 		t.Fatal(err)
 	}
 	slices.Sort(want)
@@ -184,7 +184,7 @@ func TestDiagListenersOfManyPorts(t *testing.T) {
 	}
 	defer other.Close()
 	got := map[int][]uint64{}
-	if err := diagListeners(ports, got); err != nil {
+	if err := diagListeners(diagOwn, ports, got); err != nil {
 		t.Fatal(err)
 	}
 	fromTables := map[int][]uint64{}
@@ -297,18 +297,76 @@ func TestUnixListenersFromTheKernel(t *testing.T) {
 
 	paths := map[string]bool{listening: true, bound: true, victim: true}
 	got := map[string][]uint64{}
-	if err := diagUnixListeners(paths, got); err != nil {
+	if err := diagUnixListeners(diagOwn, paths, got); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || !slices.Equal(got[listening], []uint64{ino}) {
 		t.Errorf("the kernel's listeners: %v; want only %s: [%d]", got, listening, ino)
 	}
-	fromKernel, err := unixListeners("/proc/self/net/unix", true, paths)
+	fromKernel, err := unixListeners("/proc/self/net/unix", diagOwn, paths)
 	if err != nil || len(fromKernel[victim]) != 0 {
 		t.Errorf("unixListeners in PID 1's namespace: %v, %v", fromKernel, err)
 	}
-	fromTable, err := unixListeners("/proc/self/net/unix", false, paths)
+	fromTable, err := unixListeners("/proc/self/net/unix", diagNone, paths)
 	if err != nil || !slices.Equal(fromTable[victim], []uint64{4242}) || !slices.Equal(fromTable[listening], []uint64{ino}) {
 		t.Errorf("the table (the forged row believed, as the state service still does): %v, %v", fromTable, err)
+	}
+}
+
+// A service with a network namespace of its own asks the host's kernel
+// through the sock_diag socket systemd passed it: UseHostKernel takes
+// only such a socket, and then the kernel is asked through it (here a
+// socket of this process's namespace stands in for the host's), also
+// after an answer left unread in it, as by a predecessor that gave up.
+func TestHostKernel(t *testing.T) {
+	t.Cleanup(func() {
+		hostDiag.Lock()
+		hostDiag.set = false
+		hostDiag.Unlock()
+	})
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "unix")
+	defer f.Close()
+	if err := UseHostKernel(f); err == nil || hostKernelSet() {
+		t.Errorf("a unix socket was taken for the kernel's: %v", err)
+	}
+	if _, err := openDiag(diagHost); err == nil {
+		t.Error("the host's kernel was asked without its socket")
+	}
+
+	nl, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := os.NewFile(uintptr(nl), "sock_diag")
+	defer kernel.Close()
+	if err := UseHostKernel(kernel); err != nil || !hostKernelSet() {
+		t.Fatalf("a sock_diag socket: %v", err)
+	}
+	if got := pid1Diag("/proc"); got != diagOwn && got != diagHost {
+		t.Errorf("PID 1's namespace with the host's kernel socket: %v", got)
+	}
+	if got := pid1Diag(t.TempDir()); got != diagNone {
+		t.Errorf("another proc: %v", got)
+	}
+
+	path := filepath.Join(t.TempDir(), "l.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// An answer nobody read waits in the shared socket.
+	if err := unix.Sendto(nl, unixDiagRequest(1), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		got := map[string][]uint64{}
+		if err := diagUnixListeners(diagHost, map[string]bool{path: true}, got); err != nil || len(got[path]) != 1 {
+			t.Errorf("through the host's kernel socket: %v, %v", got, err)
+		}
 	}
 }

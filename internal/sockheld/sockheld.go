@@ -129,7 +129,7 @@ func ReadListening(proc string, sites []*site.Site) (*Held, error) {
 	if len(ports) == 0 && len(paths) == 0 {
 		return h, nil
 	}
-	diag := sameNetns(proc)
+	diag := pid1Diag(proc)
 	if len(ports) > 0 {
 		var err error
 		if h.byPort, err = tcpListeners(filepath.Join(proc, "1", "net"), diag, ports); err != nil {
@@ -152,9 +152,9 @@ func ReadListening(proc string, sites []*site.Site) (*Held, error) {
 // the kernel prints every socket's name as it is, so any process may add
 // rows to it (diagUnixListeners); only sitectl's state service, whose
 // network namespace is its own, still reads it.
-func unixListeners(table string, diag bool, paths map[string]bool) (map[string][]uint64, error) {
+func unixListeners(table string, diag diagSource, paths map[string]bool) (map[string][]uint64, error) {
 	byPath := map[string][]uint64{}
-	if diag && diagUnixListeners(paths, byPath) == nil {
+	if diag != diagNone && diagUnixListeners(diag, paths, byPath) == nil {
 		return byPath, nil
 	}
 	clear(byPath) // what the kernel said before it failed is read again
@@ -189,9 +189,9 @@ func (h *Held) Missing(s *site.Site) []string {
 // port: from the kernel (sock_diag) when diag says this process's network
 // namespace is the one meant, else (or when the kernel cannot say) from
 // the tables tcp and tcp6 in netDir, a /proc/PID/net.
-func tcpListeners(netDir string, diag bool, ports map[int]bool) (map[int][]uint64, error) {
+func tcpListeners(netDir string, diag diagSource, ports map[int]bool) (map[int][]uint64, error) {
 	byPort := map[int][]uint64{}
-	if diag && diagListeners(ports, byPort) == nil {
+	if diag != diagNone && diagListeners(diag, ports, byPort) == nil {
 		return byPort, nil
 	}
 	clear(byPort) // what the kernel said before it failed is read again

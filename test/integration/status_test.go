@@ -370,6 +370,7 @@ func unixShop(path string) string {
 	return fmt.Sprintf(`exec = ["/usr/local/bin/webapp"]
 readiness = "notify"
 drain_timeout = "3s"
+deployers = ["user:dana"]
 
 [[listen]]
 path = %q
@@ -398,9 +399,17 @@ time.sleep(600)
 // anyone). status and list ask the kernel which unix sockets listen
 // (sock_diag), which gives each name whole: the site is still stopped.
 // When they read the table they believed the row, and said it listened.
+// So does the state service for a deployer, with a network namespace of
+// its own: it asks through the socket of the host's kernel that
+// sitectl-state.socket passes it.
 func TestForgedUnixTableRowIsNotBelieved(t *testing.T) {
 	p3 := freePort(t)
-	h := newHost(t, map[string]string{"shop": unixShop("/run/shop/a.sock"), "karl": goSite(p3, "")})
+	h := newHost(t, nil)
+	stateService(h)
+	h.run("useradd", "--create-home", "--groups", "sitectl-deploy", "dana")
+	h.writeSite("shop", unixShop("/run/shop/a.sock"))
+	h.writeSite("karl", goSite(p3, ""))
+	h.run("systemctl", "daemon-reload")
 	h.run("systemctl", "start", "site-shop.socket", "site-karl.socket")
 	if st, code := h.statusOf("shop"); code != 0 || st.State != "idle" || st.Socket != "listening" {
 		t.Fatalf("an idle site on a unix socket: exit %d, %+v", code, st)
@@ -426,6 +435,14 @@ func TestForgedUnixTableRowIsNotBelieved(t *testing.T) {
 		if st := got["shop"]; st.Running || st.State != "stopped" || st.Socket != "stopped" {
 			t.Errorf("sitectl %s --json of the site with a forged row on its path: %+v", verb, st)
 		}
+	}
+	out, stderr, code := h.as("dana", "sitectl", "status", "shop", "--json")
+	var sts []siteStatus
+	if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 || code != 3 || sts[0].State != "stopped" || sts[0].Socket != "stopped" {
+		t.Errorf("the deployer's status of the site with a forged row on its path: exit %d, %v, %+v\n%s", code, err, sts, stderr)
+	}
+	if out := h.run("journalctl", "-u", "sitectl-state.service", "-o", "cat"); strings.Contains(out, "sock_diag") {
+		t.Errorf("the state service complained of its kernel socket:\n%s", out)
 	}
 	// The advice still works, and then the site listens.
 	h.run("sitectl", "restart", "shop")
