@@ -254,18 +254,25 @@ func (d *diagConn) ask(request func(seq uint32) []byte, answer func(msg []byte) 
 // of the host (10,000 sites: 10,000 rows, 2 ms).
 const diagPortsAsked = 16
 
+// dumpRequest is a sock_diag dump request of size bytes numbered seq, its
+// netlink header written, and the request after the header to fill in.
+func dumpRequest(seq uint32, size int) (b, req []byte) {
+	b = make([]byte, size)
+	ne := binary.NativeEndian
+	ne.PutUint32(b[0:], uint32(size))
+	ne.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
+	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	ne.PutUint32(b[8:], seq)
+	return b, b[16:]
+}
+
 // diagRequest is a dump request for the TCP sockets of family listening on
 // port: struct nlmsghdr and struct inet_diag_req_v2, with the port as the
 // source port the kernel compares every listener with; port 0: every
 // listener.
 func diagRequest(seq uint32, family uint8, port uint16) []byte {
-	b := make([]byte, diagReqLen)
+	b, r := dumpRequest(seq, diagReqLen)
 	ne := binary.NativeEndian
-	ne.PutUint32(b[0:], diagReqLen)
-	ne.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
-	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	ne.PutUint32(b[8:], seq)
-	r := b[16:]
 	r[0], r[1] = family, unix.IPPROTO_TCP
 	ne.PutUint32(r[4:], 1<<tcpListenState)
 	binary.BigEndian.PutUint16(r[8:], port) // id.idiag_sport
@@ -359,13 +366,8 @@ const (
 // unixDiagRequest is a dump request for every listening unix socket of
 // the network namespace, with its name.
 func unixDiagRequest(seq uint32) []byte {
-	b := make([]byte, unixDiagReqLen)
+	b, r := dumpRequest(seq, unixDiagReqLen)
 	ne := binary.NativeEndian
-	ne.PutUint32(b[0:], unixDiagReqLen)
-	ne.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
-	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	ne.PutUint32(b[8:], seq)
-	r := b[16:]
 	r[0] = unix.AF_UNIX
 	ne.PutUint32(r[4:], 1<<tcpListenState) // udiag_states: unix sockets listen as TCP_LISTEN
 	ne.PutUint32(r[12:], udiagShowName)
