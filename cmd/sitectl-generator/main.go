@@ -51,7 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Where two sites claim a listener, the one whose units had it at the
 	// last run, or that held it when it last started, keeps it: a new or
 	// edited file never takes a listening site off its socket.
-	res, err := site.LoadDir(dirs.Config, modes.Store{Dir: dirs.State}.Holders())
+	held := modes.Store{Dir: dirs.State}.Holders()
+	res, err := site.LoadDir(dirs.Config, held)
 	if err != nil {
 		log.Printf(levelErr, "%v; no site units generated", err)
 		return exitCode(dryrun)
@@ -59,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	opts := units.Options{Dirs: dirs}
 	res, rendered := generator.CheckedRendered(res, opts)
 	problem := generator.StateProblem(dirs.State)
-	res, outcomes := generator.WithLastGood(res, opts, problem)
+	res, outcomes := generator.WithLastGood(res, opts, problem, held)
 	res, pinned := generator.WithPins(res, opts)
 	lines, skipped := generator.Mistakes(res.Errors, outcomes)
 	for _, p := range pinned {

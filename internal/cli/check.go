@@ -16,6 +16,7 @@ import (
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/sitecheck"
 	"github.com/sitectl/sitectl/internal/term"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 func checkCmd(e *env) *cobra.Command {
@@ -197,13 +198,17 @@ func renameFile(res site.Result, file, display string) site.Result {
 // which of two sites whose listeners collide keeps them.
 func (e *env) held() site.Held { return modes.Store{Dir: e.dirs.State}.Holders() }
 
-// installedSites are the valid sites of the config directory other than
-// those being checked; a checked file must not collide with them.
+// installedSites are the sites of the config directory other than those
+// being checked, as the generator makes them: the valid files, and the
+// last good copy of a file with mistakes that a site runs from (its
+// listeners are taken). A checked file must not collide with them.
 func installedSites(e *env, files []string, name string) []*site.Site {
-	res, err := site.LoadDir(e.dirs.Config, e.held())
+	held := e.held()
+	res, err := site.LoadDir(e.dirs.Config, held)
 	if err != nil {
 		return nil
 	}
+	res, _ = generator.WithLastGood(res, units.Options{Dirs: e.dirs}, generator.StateProblem(e.dirs.State), held)
 	checked := map[string]bool{name: name != ""}
 	for _, f := range files {
 		checked[site.NameFromFile(f)] = true

@@ -28,12 +28,16 @@ type FileState struct {
 // SiteFileState reads the site directory as the generator does and says
 // what it makes of site name's file. A site without a file is not invalid.
 func SiteFileState(dirs paths.Dirs, name string) (FileState, error) {
-	res, err := site.LoadDir(dirs.Config, modes.Store{Dir: dirs.State}.Holders())
+	held := modes.Store{Dir: dirs.State}.Holders()
+	res, err := site.LoadDir(dirs.Config, held)
 	if err != nil {
 		return FileState{}, err
 	}
 	opts := units.Options{Dirs: dirs}
 	res = Checked(res, opts)
+	// As the generator decides it: a valid file may lose its listener
+	// to the last good copy of another site's file.
+	res, outcomes := WithLastGood(res, opts, StateProblem(dirs.State), held)
 	file := dirs.SiteFile(name)
 	var mine site.Errors
 	for _, e := range res.Errors {
@@ -48,9 +52,10 @@ func SiteFileState(dirs paths.Dirs, name string) (FileState, error) {
 	if fi, err := os.Stat(file); err == nil {
 		fs.Since = fi.ModTime()
 	}
-	_, outcomes := WithLastGood(site.Result{Sites: res.Sites, Errors: mine}, opts, StateProblem(dirs.State))
 	for _, o := range outcomes {
-		fs.LastGood, fs.Saved, fs.NoCopy = o.LastGood != "", o.Saved, o.NoCopy
+		if o.File == file {
+			fs.LastGood, fs.Saved, fs.NoCopy = o.LastGood != "", o.Saved, o.NoCopy
+		}
 	}
 	return fs, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/par"
@@ -48,27 +49,80 @@ func StateProblem(state string) string {
 // directory each time the site's service starts: an operator's typo plus
 // any daemon-reload (apt runs one on every upgrade) must not take a running
 // site off its socket. The copy is read and checked exactly as a site file
-// is (and against the listeners of the valid sites); its Site.File is the
-// copy's path, so its units say where they come from (units.FromLastGood).
-// A file whose name is not a site name, or whose copy is missing, cannot
-// be read or has mistakes of its own, is skipped as before. A site file
-// that is gone is not here at all: deleting a file is intent, not a
-// mistake. stateProblem is StateProblem of the state directory.
-func WithLastGood(res site.Result, opts units.Options, stateProblem string) (site.Result, []Outcome) {
+// is; its Site.File is the copy's path, so its units say where they come
+// from (units.FromLastGood). A file whose name is not a site name, or whose
+// copy is missing, cannot be read or has mistakes of its own, is skipped as
+// before. A site file that is gone is not here at all: deleting a file is
+// intent, not a mistake. stateProblem is StateProblem of the state
+// directory.
+//
+// The copies and the valid sites are then checked against each other as
+// the files of the directory are (site.Settle with held): of two claiming
+// a listener, the site that had it keeps it. A site running from its copy
+// keeps its listener when a new or edited file claims it, as a site
+// whose file is fine does; that file becomes a file with mistakes in turn
+// (res.Errors), and goes back to its own copy, if it has one.
+func WithLastGood(res site.Result, opts units.Options, stateProblem string, held site.Held) (site.Result, []Outcome) {
 	var outcomes []Outcome
 	index := map[string]int{}
-	for _, e := range res.Errors {
-		if i, ok := index[e.File]; ok {
+	mistake := func(file string) {
+		if i, ok := index[file]; ok {
 			outcomes[i].Mistakes++
-			continue
+			return
 		}
-		index[e.File] = len(outcomes)
-		outcomes = append(outcomes, Outcome{File: e.File, Mistakes: 1})
+		index[file] = len(outcomes)
+		outcomes = append(outcomes, Outcome{File: file, Mistakes: 1})
+	}
+	for _, e := range res.Errors {
+		mistake(e.File)
+	}
+	res.Sites = slices.Clone(res.Sites)
+	copies := map[string]*site.Site{} // by the file with mistakes
+	tried := map[string]bool{}
+	// Each round either ends or moves a valid site to the files with
+	// mistakes: at most as many rounds as sites.
+	for {
+		for i := range outcomes {
+			file := outcomes[i].File
+			if tried[file] {
+				continue
+			}
+			tried[file] = true
+			s, err := lastGood(file, res.Sites, opts, stateProblem)
+			if err != nil {
+				outcomes[i].NoCopy = err.Error()
+				continue
+			}
+			copies[file] = s
+		}
+		fileOf := map[string]string{} // a copy's path: its site file
+		all := slices.Clone(res.Sites)
+		for file, s := range copies {
+			fileOf[s.File] = file
+			all = append(all, s)
+		}
+		_, errs := site.Settle(all, held)
+		lost := false
+		for _, e := range errs {
+			if file, ok := fileOf[e.File]; ok {
+				if copies[file] != nil {
+					outcomes[index[file]].NoCopy = "its last good copy is not usable either: " + e.Error()
+					delete(copies, file)
+				}
+				continue
+			}
+			res.Errors = append(res.Errors, e)
+			mistake(e.File)
+			res.Sites = slices.DeleteFunc(res.Sites, func(s *site.Site) bool { return s.File == e.File })
+			lost = true
+		}
+		if !lost {
+			break
+		}
 	}
 	for i := range outcomes {
-		s, err := lastGood(outcomes[i].File, res.Sites, opts, stateProblem)
-		if err != nil {
-			outcomes[i].NoCopy = err.Error()
+		s := copies[outcomes[i].File]
+		if s == nil {
 			continue
 		}
 		outcomes[i].LastGood = s.File
@@ -83,7 +137,8 @@ func WithLastGood(res site.Result, opts units.Options, stateProblem string) (sit
 // errNoName: the file is not named after a site, so it never had a copy.
 var errNoName = errors.New("")
 
-// lastGood reads and checks the last good copy of the site file file.
+// lastGood reads and checks the last good copy of the site file file, on
+// its own: WithLastGood checks it against the other sites.
 func lastGood(file string, valid []*site.Site, opts units.Options, stateProblem string) (*site.Site, error) {
 	name := site.NameFromFile(file)
 	if site.ValidateName(name) != nil || file != opts.Dirs.SiteFile(name) {
@@ -104,7 +159,7 @@ func lastGood(file string, valid []*site.Site, opts units.Options, stateProblem 
 	case err != nil:
 		return nil, fmt.Errorf("its last good copy cannot be read: %w", err)
 	}
-	r := site.LoadBytes(copyPath, name, data, valid)
+	r := site.LoadBytes(copyPath, name, data, nil)
 	if len(r.Errors) > 0 {
 		return nil, fmt.Errorf("its last good copy is not usable either: %v", r.Errors[0])
 	}

@@ -46,7 +46,7 @@ func lastGoodHost(t *testing.T) (paths.Dirs, site.Result) {
 func TestLastGoodCopyReplacesAFileWithMistakes(t *testing.T) {
 	dirs, res := lastGoodHost(t)
 	opts := units.Options{Dirs: dirs}
-	res, outcomes := WithLastGood(res, opts, StateProblem(dirs.State))
+	res, outcomes := WithLastGood(res, opts, StateProblem(dirs.State), nil)
 	var names []string
 	for _, s := range res.Sites {
 		names = append(names, s.Name)
@@ -84,10 +84,56 @@ func TestLastGoodCopyIsCheckedLikeASiteFile(t *testing.T) {
 		if err := os.WriteFile(dirs.LastGoodFile("shop"), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		got, outcomes := WithLastGood(res, units.Options{Dirs: dirs}, "")
+		got, outcomes := WithLastGood(res, units.Options{Dirs: dirs}, "", nil)
 		if len(got.Sites) != 1 || outcomes[1].File != dirs.SiteFile("shop") || outcomes[1].LastGood != "" ||
 			!strings.Contains(outcomes[1].NoCopy, "its last good copy is not usable either: ") || !strings.Contains(outcomes[1].NoCopy, want) {
 			t.Errorf("copy %q: %d sites, outcomes %+v", content, len(got.Sites), outcomes)
+		}
+	}
+}
+
+// A site running from its last good copy keeps its listener when another
+// file, valid, is edited to claim it: the site that had the listener
+// keeps it, as between two valid files. The file that claimed it goes
+// back to its own last good copy; one without a copy is skipped.
+func TestLastGoodCopyKeepsItsListener(t *testing.T) {
+	for _, okHasACopy := range []bool{false, true} {
+		dirs, _ := lastGoodHost(t)
+		claim := "exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"
+		if err := os.WriteFile(dirs.SiteFile("ok"), []byte(claim), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if okHasACopy {
+			if err := os.MkdirAll(filepath.Dir(dirs.LastGoodFile("ok")), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dirs.LastGoodFile("ok"), []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8081\"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// shop's units had 127.0.0.1:8080; ok never had it.
+		held := func(s *site.Site, ls []site.Listener) bool {
+			return s.Name == "shop" || s.Name == "ok" && ls[0].Address == "127.0.0.1:8081"
+		}
+		res, err := site.LoadDir(dirs.Config, held)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, outcomes := WithLastGood(res, units.Options{Dirs: dirs}, "", held)
+		from := map[string]string{}
+		for _, s := range got.Sites {
+			from[s.Name] = s.File
+		}
+		if from["shop"] != dirs.LastGoodFile("shop") {
+			t.Errorf("ok has a copy %v: shop runs from %q, want its last good copy; outcomes %+v", okHasACopy, from["shop"], outcomes)
+		}
+		if want := map[bool]string{false: "", true: dirs.LastGoodFile("ok")}[okHasACopy]; from["ok"] != want {
+			t.Errorf("ok has a copy %v: ok runs from %q, want %q; outcomes %+v", okHasACopy, from["ok"], want, outcomes)
+		}
+		lines, _ := Mistakes(got.Errors, outcomes)
+		text := strings.Join(lines, "\n")
+		if !strings.Contains(text, dirs.SiteFile("ok")) || !strings.Contains(text, "collides with listener 127.0.0.1:8080") || !strings.Contains(text, "site shop keeps it, as its units already had it") {
+			t.Errorf("ok has a copy %v: the journal lines say:\n%s", okHasACopy, text)
 		}
 	}
 }
@@ -104,7 +150,7 @@ func TestStateNotMountedYet(t *testing.T) {
 	}
 	dirs, res := lastGoodHost(t)
 	dirs.State = filepath.Join(root, "var", "lib", "sitectl")
-	_, outcomes := WithLastGood(res, units.Options{Dirs: dirs}, StateProblem(dirs.State))
+	_, outcomes := WithLastGood(res, units.Options{Dirs: dirs}, StateProblem(dirs.State), nil)
 	for _, o := range outcomes {
 		if o.LastGood != "" || !strings.Contains(o.NoCopy, "its last good copy cannot be read: ") {
 			t.Errorf("%+v", o)
@@ -120,7 +166,7 @@ func TestOutOfServiceSitesAreNotStartedAtBoot(t *testing.T) {
 	if err := os.WriteFile(dirs.OutOfServiceFile("shop"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	res, _ = WithLastGood(res, opts, "")
+	res, _ = WithLastGood(res, opts, "", nil)
 	out := OutOfService(res.Sites, opts)
 	if !out["shop"] || out["ok"] {
 		t.Fatalf("out of service: %v", out)

@@ -136,7 +136,7 @@ func TestSourceChangedOfLastGoodUnits(t *testing.T) {
 		t.Fatalf("the broken file loads: %v %v", res, err)
 	}
 	opts := units.Options{Dirs: dirs}
-	res, outcomes := WithLastGood(res, opts, "")
+	res, outcomes := WithLastGood(res, opts, "", nil)
 	if len(res.Sites) != 1 || outcomes[0].LastGood == "" {
 		t.Fatalf("no last good units: %+v %+v", res.Sites, outcomes)
 	}

@@ -303,15 +303,33 @@ func loadFiles(paths []string, hint *dirHint, others []*Site, names map[string]s
 // LoadBytes is LoadFiles for the content of one site file that was read
 // already (from standard input, say): it is parsed as site name, its
 // mistakes are reported as those of file, and it is checked against others.
+//
+// Its unix listeners' directories are checked as a file's are
+// (sockDirProblem): whether a user may replace them is the host's, not
+// the file's, so neither standard input nor a last good copy goes past it.
 func LoadBytes(file, name string, data []byte, others []*Site) Result {
 	var res Result
 	s, errs := load(file, name, data)
+	if len(errs) == 0 {
+		errs = sockDirErrors(hostView, s)
+	}
 	if len(errs) > 0 {
 		res.Errors = errs
 		return res
 	}
 	res.Sites, res.Errors = dropConflicting([]*Site{s}, others, nil, nil)
 	return res
+}
+
+// Settle checks sites that were loaded apart against each other, as
+// LoadDir checks its files: of sites claiming one listener, the one that
+// held it (held) keeps it. It returns the sites that keep every listener
+// and the mistakes of the others. The generator settles the valid site
+// files with the last good copies of the files with mistakes: a site that
+// runs from its copy must keep its listener when a new or edited file
+// claims it, as a site whose file is fine does.
+func Settle(sites []*Site, held Held) ([]*Site, Errors) {
+	return dropConflicting(sites, nil, nil, held)
 }
 
 // load parses one site file's content and resolves its unix listeners.

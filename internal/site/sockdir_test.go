@@ -2,6 +2,8 @@ package site
 
 import (
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -104,5 +106,34 @@ func TestSockDirErrorsNameTheListener(t *testing.T) {
 	got := sockDirErrors(host.view(), s)
 	if len(got) != 1 || !strings.HasPrefix(got[0].Error(), "/etc/sitectl/sites/a.toml:6:8: listener /srv/a/http.sock: directory /srv/a is owned by uid 1000, not root: that user could put a symlink in its place") {
 		t.Errorf("%v", got)
+	}
+}
+
+// Content checked apart from a file (standard input, a last good copy the
+// generator falls back to) gets the same check of its unix listeners'
+// directories: whether a user may replace one is the host's, not the
+// file's, and a site whose file was refused for it must not come back
+// from its copy.
+func TestLoadBytesChecksSocketDirectories(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the directory must be another user's")
+	}
+	dir := filepath.Join(t.TempDir(), "a")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	content := []byte("exec = [\"/bin/app\"]\n[[listen]]\npath = \"" + dir + "/http.sock\"\n")
+	if res := LoadBytes("/var/lib/sitectl/sites/a/last-good.toml", "a", content, nil); len(res.Errors) != 0 {
+		t.Fatalf("a root's directory: %v", res.Errors)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	res := LoadBytes("/var/lib/sitectl/sites/a/last-good.toml", "a", content, nil)
+	if len(res.Sites) != 0 || len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "is owned by uid 65534, not root") {
+		t.Errorf("a directory of uid 65534: sites %v, errors %v", res.Sites, res.Errors)
 	}
 }

@@ -626,3 +626,56 @@ func TestFailedStartErrorIsTheAppsOwn(t *testing.T) {
 		}
 	}
 }
+
+// A site running from its last good copy (a typo in its file) keeps its
+// port when another file is edited to claim it, as a site whose file is
+// fine does: the generator settled the copy against the valid files and
+// gave the copy the error, so karl's units went away at the
+// daemon-reload and its socket with them. sitectl check, which Ansible
+// runs before it puts a file in place, says so first. (able sorts before
+// karl: the order of names does not decide it either.)
+func TestLastGoodCopyKeepsItsPort(t *testing.T) {
+	karlPort, ablePort := freePort(t), freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(karlPort, ""), "able": goSite(ablePort, "")})
+	h.run("systemctl", "start", "site-karl.socket", "site-able.socket")
+	karlURL := fmt.Sprintf("http://127.0.0.1:%d/", karlPort)
+	if r := getReply(t, karlURL); r.Site != "karl" {
+		t.Fatalf("karl's port answers for %q", r.Site)
+	}
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", ablePort))
+	h.run("sh", "-c", `echo 'drain_timout = "5s"' >> /etc/sitectl/sites/karl.toml`)
+	h.run("systemctl", "daemon-reload")
+	if p := h.show("site-karl.service", "SourcePath"); p["SourcePath"] != "/var/lib/sitectl/sites/karl/last-good.toml" {
+		t.Fatalf("the premise: karl runs from its last good copy; %v", p)
+	}
+
+	claim := goSite(karlPort, "")
+	h.writeFile("/root/able.toml", claim, 0o644)
+	_, stderr, code := h.result("sitectl", "check", "/root/able.toml", "--name", "able")
+	if code != 2 || !strings.Contains(stderr, fmt.Sprintf("listener 127.0.0.1:%d collides with", karlPort)) || !strings.Contains(stderr, "of site karl") {
+		t.Errorf("sitectl check of a file claiming the port of a site running from its last good copy: exit %d\n%s", code, stderr)
+	}
+	since := h.logMark()
+	h.writeSite("able", claim)
+	h.run("systemctl", "daemon-reload")
+	if p := h.show("site-karl.socket", "LoadState", "ActiveState"); p["LoadState"] != "loaded" || p["ActiveState"] != "active" {
+		t.Errorf("karl's socket after able claimed its port: %v", p)
+	}
+	if r := getReply(t, karlURL); r.Site != "karl" {
+		t.Errorf("karl's port answers for %q", r.Site)
+	}
+	logged := h.generatorLog(since, "-p", "err")
+	if !strings.Contains(logged, "/etc/sitectl/sites/able.toml:") || !strings.Contains(logged, "site karl keeps it, as its units already had it") {
+		t.Errorf("the journal does not say able lost the port to karl:\n%s", logged)
+	}
+	// able goes back to its last good copy, on its own port.
+	if p := h.show("site-able.service", "SourcePath"); p["SourcePath"] != "/var/lib/sitectl/sites/able/last-good.toml" {
+		t.Errorf("able's units: %v", p)
+	}
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", ablePort))
+	// Restarts do not hand the port over either.
+	h.run("systemctl", "restart", "site-karl.socket", "site-karl.service")
+	if r := getReply(t, karlURL); r.Site != "karl" {
+		t.Errorf("after a restart karl's port answers for %q", r.Site)
+	}
+}
