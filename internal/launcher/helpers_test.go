@@ -46,6 +46,8 @@ func TestMain(m *testing.M) {
 //	              generation)
 //	daemon        start a process that leaves the generation's session and
 //	              is reparented (a classic daemon)
+//	drain:D       on SIGTERM, go on for D before exiting 0, and append a
+//	              line to GEN_REPORT/terms-N for each SIGTERM meanwhile
 //	keepalive     announce a keep-alive switch on SIGUSR2, as
 //	              activation.SwitchKeepAlives does, and write each state
 //	              to GEN_REPORT/keepalive-N
@@ -107,6 +109,26 @@ func helperGeneration() {
 		activation.Notify("READY=1")
 	}
 	<-term
+	if d, ok := behave["drain"]; ok {
+		terms := filepath.Join(os.Getenv("GEN_REPORT"), "terms-"+os.Getenv("SITE_GENERATION"))
+		record := func() {
+			f, _ := os.OpenFile(terms, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			f.WriteString("SIGTERM\n")
+			f.Close()
+		}
+		record()
+		wait, _ := time.ParseDuration(d)
+		end := time.After(wait)
+		for {
+			select {
+			case <-term:
+				record()
+				continue
+			case <-end:
+			}
+			break
+		}
+	}
 	os.Exit(0)
 }
 

@@ -53,8 +53,8 @@ func (l *launcher) reaped(g *generation) {
 	}
 }
 
-// stopAll passes the stop on to every generation (SIGTERM, with workers
-// parked) and waits for them all, bounded as a drain is: each one's
+// stopAll passes the stop on to every generation not draining yet
+// (SIGTERM, with workers parked) and waits for them all, bounded as a drain is: each one's
 // failsafe, armed when it was told to drain or now, stops every process of
 // it after the drain and stop timeouts. systemd's TimeoutStopSec bounds a
 // stop it asked for the same way, but when the serving generation died on
@@ -71,7 +71,13 @@ func (l *launcher) stopAll() {
 	}
 	l.cfg.Notify("STOPPING=1")
 	for g := range running {
-		drainParked(procRoot, g.pid, defaultPark)
+		// A draining generation was told at its handover, and its
+		// failsafe armed then: a second SIGTERM is what a server takes
+		// for "stop now" (activation.Serve closes the connections still
+		// in flight), so it gets none.
+		if !l.old[g] && !g.hasExited() {
+			drainParked(procRoot, g.pid, defaultPark)
+		}
 		l.arm(g)
 	}
 	l.cfg.Logf("stopping: %d generations drain", len(running))

@@ -2,6 +2,8 @@ package launcher
 
 import (
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,4 +66,41 @@ func stopsStubborn(h *harness) {
 	}
 	h.waitFor("log: generation 1 exited: signal: killed")
 	h.waitGone(stubborn...)
+}
+
+// A stop while generation 1 still drains after a handover sends SIGTERM
+// to generation 2, which serves, and not again to 1: it was told at the
+// handover, and a second SIGTERM is what a server takes for "stop now"
+// (activation.Serve closes the connections still in flight). 1 drains to
+// its end, within the failsafe armed at the handover.
+func TestStopDoesNotSignalADrainingGenerationAgain(t *testing.T) {
+	h := newHarness(t, "ready,drain:1s", "ready,drain:100ms")
+	h.cfg.DrainTimeout, h.cfg.StopTimeout = 5*time.Second, time.Second
+	h.run()
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	h.waitFor("drains at nice")
+	// Once generation 1 has taken its SIGTERM: a second one sent before
+	// would merge with it.
+	terms1 := filepath.Join(h.dir, "terms-1")
+	for end := time.Now().Add(patience); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(terms1); err == nil {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("generation 1 did not take its SIGTERM; events:\n%s", h.log())
+		}
+	}
+	if err := h.stop(); err != nil {
+		t.Fatalf("Run after SIGTERM: %v", err)
+	}
+	h.waitFor("log: generation 1 exited: status 0")
+	h.waitFor("log: generation 2 exited: status 0")
+	for n, want := range map[int]string{1: "SIGTERM\n", 2: "SIGTERM\n"} {
+		got, _ := os.ReadFile(filepath.Join(h.dir, "terms-"+strconv.Itoa(n)))
+		if string(got) != want {
+			t.Errorf("generation %d got %q, want %q; events:\n%s", n, got, want, h.log())
+		}
+	}
 }
