@@ -352,6 +352,11 @@ func (l *launcher) startNext(ctx context.Context, mode []site.EnvVar, promote pr
 	}
 	old := l.current
 	if err := l.takeOver(ctx, old, g); err != nil {
+		// old still serves (a failed flip): systemd, told RELOADING=1,
+		// is told the reload ended.
+		if l.current != nil {
+			l.cfg.Notify("READY=1\n" + sdnotify.Status(l.status()+"; last reload failed: "+err.Error()))
+		}
 		return handover{}, err
 	}
 	l.cfg.Notify("READY=1\n" + sdnotify.Status(l.status()))

@@ -78,14 +78,36 @@ func (l *launcher) waitReady(ctx context.Context, g *generation, spec Spec, targ
 			// The first generation, or one replacing a generation that
 			// died, has nobody to take over from: it serves at once.
 			if l.cfg.Quiet.Max < 0 || l.current == nil {
-				return nil
+				return s.alive()
 			}
 			s.waitQuiet()
 		}
-		if done, err := s.next(); done {
+		if done, err := s.step(); done {
 			return err
 		}
 	}
+}
+
+// step takes the next event; one that ends the wait with the generation
+// to take over (nil) is checked by alive.
+func (s *startup) step() (done bool, err error) {
+	done, err = s.next()
+	if done && err == nil {
+		err = s.alive()
+	}
+	return done, err
+}
+
+// alive is the last check before the generation takes over: its main
+// process has not exited meanwhile. Its exit may wait in l.exits behind
+// the event that said it takes over (a sample of the quiet watch, which
+// finds no process to watch then, the cap or the deadline), and a dead
+// generation must not be handed the site and reported ready.
+func (s *startup) alive() error {
+	if s.g.hasExited() {
+		return fmt.Errorf("generation %d exited before it took over: %s", s.g.n, describeExit(s.g.err))
+	}
+	return nil
 }
 
 // ready: READY=1 came (or is not awaited), and the probe or the settle

@@ -1,7 +1,9 @@
 package launcher
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -102,5 +104,29 @@ func TestStopDoesNotSignalADrainingGenerationAgain(t *testing.T) {
 		if string(got) != want {
 			t.Errorf("generation %d got %q, want %q; events:\n%s", n, got, want, h.log())
 		}
+	}
+}
+
+// A generation whose main process exited during the wait for quiet is not
+// handed the site: the watch finds no process of it and would say it
+// settled, and its exit may reach the launcher's queue after that
+// sample, or wait there beside it (the next event taken is a random one
+// of those ready). Here it has not reached the queue yet.
+func TestDeadGenerationDoesNotTakeOver(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	g := &generation{n: 2, pid: cmd.Process.Pid, exited: make(chan struct{})}
+	close(g.exited)
+	tick := make(chan time.Time, 1)
+	tick <- time.Now()
+	var logged []string
+	l := &launcher{current: &generation{n: 1, pid: os.Getpid()}, exits: make(chan *generation),
+		cfg: Config{Logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }}}
+	s := &startup{l: l, g: g, quietTick: tick, watch: newQuietWatch(Quiet{}, g.pid, os.Getpid())}
+	done, err := s.step()
+	if !done || err == nil || !strings.Contains(err.Error(), "generation 2 exited before it took over") {
+		t.Errorf("a sample after the generation exited: done %v, %v; logged %q", done, err, logged)
 	}
 }

@@ -312,6 +312,11 @@ var errNoWarm = errors.New("no warm generation")
 // quiet.
 func (l *launcher) rollback(ctx context.Context, answer chan<- reloadResult) {
 	w, newer := l.warm, l.current
+	if w != nil && w.hasExited() {
+		// Its exit waits in l.exits: it is warm no longer.
+		answer <- reloadResult{err: fmt.Errorf("%w (warm generation %d exited: %s)", errNoWarm, w.n, describeExit(w.err))}
+		return
+	}
 	if w == nil || newer == nil {
 		answer <- reloadResult{err: fmt.Errorf("%w (%s)", errNoWarm, l.noWarm)}
 		return

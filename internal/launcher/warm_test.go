@@ -215,6 +215,13 @@ func TestWarmReloadRetiresAndFlipFails(t *testing.T) {
 		t.Fatalf("reload with a failing flip: %v", err)
 	}
 	h.waitFor("log: generation 4 stopped")
+	// systemd was told the reload began (RELOADING=1): it must be told it
+	// ended, or the unit stays "reloading" until its start timeout.
+	events := h.log()
+	last := strings.LastIndex(events, "notify: RELOADING=1")
+	if after := events[last:]; last < 0 || !strings.Contains(after, "notify: READY=1\nSTATUS=mode m-ready, generation 3; last reload failed: cannot steer new connections to side 1: setsockopt refused") {
+		t.Errorf("no READY=1 after the failed flip's RELOADING=1; events:\n%s", events)
+	}
 	st, _ := AskStatus(context.Background(), h.dir, os.Getpid())
 	if st.Serving == nil || st.Serving.Generation != 3 || st.Warm != nil {
 		t.Errorf("after a failed flip: %+v, want 3 serving, none warm (2 was drained for the reload)", st)
