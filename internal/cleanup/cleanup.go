@@ -29,7 +29,13 @@ type Options struct {
 	Unit    string
 	Hooks   [][]string
 	Timeout time.Duration // for the leftovers to exit, and for each hook; default 10s
-	Logf    func(format string, args ...any)
+	// Budget is how long systemd lets the cleanup run (TimeoutStopSec=,
+	// which bounds ExecStopPost= too); 0: no bound. The wait for the
+	// leftovers and each hook get their Timeout only where it fits, so
+	// that every hook runs and the record is written before systemd's
+	// SIGKILL ends the cleanup.
+	Budget time.Duration
+	Logf   func(format string, args ...any)
 	// Poll is how often the cgroup is looked at while waiting; default 50ms.
 	Poll time.Duration
 }
@@ -89,6 +95,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	if err := inUnit(group, opts.Unit); err != nil {
 		return rep, err
 	}
+	b := budget{end: time.Now().Add(opts.Budget - budgetReserve), bounded: opts.Budget > 0}
 	others := func() ([]int, error) {
 		pids, err := cgroupProcs(group)
 		return slices.DeleteFunc(pids, func(p int) bool { return p == os.Getpid() }), err
@@ -104,7 +111,11 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		for _, pid := range rep.Leftovers {
 			_ = syscall.Kill(pid, syscall.SIGTERM)
 		}
-		deadline := time.Now().Add(opts.Timeout)
+		wait := b.share(opts.Timeout, len(opts.Hooks)+1)
+		if wait < opts.Timeout {
+			opts.Logf("the left-behind processes get %s, not %s: systemd gives the cleanup %s (TimeoutStopSec=) and %d hooks follow", wait.Round(time.Millisecond), opts.Timeout, opts.Budget, len(opts.Hooks))
+		}
+		deadline := time.Now().Add(wait)
 		for {
 			rep.Remaining, err = others()
 			if err != nil || len(rep.Remaining) == 0 || time.Now().After(deadline) {
@@ -115,12 +126,12 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		if len(rep.Remaining) == 0 {
 			opts.Logf("all left-behind processes exited")
 		} else {
-			opts.Logf("%d processes still run after %s: %s; systemd will SIGKILL them", len(rep.Remaining), opts.Timeout, describe(rep.Remaining))
+			opts.Logf("%d processes still run after %s: %s; systemd will SIGKILL them", len(rep.Remaining), wait.Round(time.Millisecond), describe(rep.Remaining))
 		}
 	}
-	for _, hook := range opts.Hooks {
+	for i, hook := range opts.Hooks {
 		rep.HooksRun++
-		if msg := runHook(ctx, hook, opts.Timeout); msg != "" {
+		if msg := runHook(ctx, hook, b.share(opts.Timeout, len(opts.Hooks)-i)); msg != "" {
 			rep.HookFailures = append(rep.HookFailures, msg)
 			opts.Logf("cleanup hook failed: %s", msg)
 		} else {
@@ -128,6 +139,26 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// budgetReserve is what the cleanup keeps of its budget for what follows
+// its waits: the record it sends, and the unit's next ExecStopPost=.
+const budgetReserve = time.Second
+
+// budget is the time left to a cleanup before systemd ends it.
+type budget struct {
+	end     time.Time
+	bounded bool
+}
+
+// share is what a wait whose own limit is limit gets when it is the first
+// of n still to come: limit, or its even share of the time left if that
+// is less (at least a tenth of a second).
+func (b budget) share(limit time.Duration, n int) time.Duration {
+	if !b.bounded || n < 1 {
+		return limit
+	}
+	return max(min(limit, time.Until(b.end)/time.Duration(n)), 100*time.Millisecond)
 }
 
 func runHook(ctx context.Context, argv []string, timeout time.Duration) string {

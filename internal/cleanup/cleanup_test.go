@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"syscall"
@@ -114,5 +117,67 @@ func TestRunOnlyInItsUnit(t *testing.T) {
 	}
 	if err := neighbour.Wait(); err == nil || !strings.Contains(err.Error(), "terminated") {
 		t.Errorf("the process left behind in its unit: %v", err)
+	}
+}
+
+// systemd ends ExecStopPost= at the unit's TimeoutStopSec=, the budget: a
+// leftover that ignores SIGTERM must not take the time of the hooks. With
+// a budget of 3s, a timeout of 10s and two hooks, the wait for the
+// leftover gets a third of what is left and each hook runs, all within
+// the budget; without a budget the wait takes its timeout.
+func TestBudgetLeavesTheHooksTheirTime(t *testing.T) {
+	defer func(of func(int) (string, error), procs func(string) ([]int, error)) {
+		cgroupOf, cgroupProcs = of, procs
+	}(cgroupOf, cgroupProcs)
+	stubborn := exec.Command("sh", "-c", "trap '' TERM; sleep 60 & wait")
+	if err := stubborn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stubborn.Process.Kill(); stubborn.Wait() }()
+	time.Sleep(100 * time.Millisecond) // the trap is set
+	cgroupOf = func(int) (string, error) { return "/sitectl.slice/site-karl.service", nil }
+	cgroupProcs = func(string) ([]int, error) { return []int{stubborn.Process.Pid}, nil }
+	dir := t.TempDir()
+	hooks := [][]string{{"sh", "-c", "touch " + dir + "/one"}, {"sh", "-c", "touch " + dir + "/two"}}
+	var logged []string
+	logf := func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }
+	start := time.Now()
+	rep, err := Run(context.Background(), Options{Unit: "site-karl.service", Timeout: 10 * time.Second, Budget: 3 * time.Second, Hooks: hooks, Logf: logf, Poll: 10 * time.Millisecond})
+	took := time.Since(start)
+	if err != nil || rep.HooksRun != 2 || len(rep.HookFailures) != 0 || len(rep.Remaining) != 1 {
+		t.Errorf("%+v, %v", rep, err)
+	}
+	if took > 3*time.Second-budgetReserve+500*time.Millisecond {
+		t.Errorf("the cleanup took %s of a budget of 3s", took)
+	}
+	for _, f := range []string{"one", "two"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("hook %s did not run: %v", f, err)
+		}
+	}
+	if !strings.Contains(strings.Join(logged, "\n"), "the left-behind processes get ") || !strings.Contains(strings.Join(logged, "\n"), "not 10s: systemd gives the cleanup 3s (TimeoutStopSec=) and 2 hooks follow") {
+		t.Errorf("logged:\n%s", strings.Join(logged, "\n"))
+	}
+
+	start = time.Now()
+	rep, err = Run(context.Background(), Options{Unit: "site-karl.service", Timeout: time.Second, Logf: logf, Poll: 10 * time.Millisecond})
+	if took := time.Since(start); err != nil || len(rep.Remaining) != 1 || took < time.Second {
+		t.Errorf("without a budget: %+v, %v, after %s", rep, err, took)
+	}
+}
+
+func TestBudgetShare(t *testing.T) {
+	if got := (budget{}).share(10*time.Second, 3); got != 10*time.Second {
+		t.Errorf("no budget: %s", got)
+	}
+	b := budget{end: time.Now().Add(6 * time.Second), bounded: true}
+	if got := b.share(10*time.Second, 3); got > 2*time.Second || got < 1900*time.Millisecond {
+		t.Errorf("6s for 3: %s", got)
+	}
+	if got := b.share(time.Second, 3); got != time.Second {
+		t.Errorf("a limit under the share: %s", got)
+	}
+	if got := (budget{end: time.Now().Add(-time.Second), bounded: true}).share(time.Second, 1); got != 100*time.Millisecond {
+		t.Errorf("a spent budget: %s", got)
 	}
 }

@@ -393,7 +393,7 @@ func (e *env) logf(name string) func(format string, args ...any) {
 }
 
 func cleanupCmd(e *env) *cobra.Command {
-	var timeout time.Duration
+	var timeout, budget time.Duration
 	var hooks []string
 	c := &cobra.Command{
 		Use:     "cleanup SITE",
@@ -404,9 +404,12 @@ unit's cgroup get SIGTERM and up to --timeout (the site's cleanup_timeout) to ex
 then the site's cleanup hooks run, each given as --hook with its command line as a
 JSON array of strings, with SITE, SITE_MODE, SERVICE_RESULT, EXIT_CODE and
 EXIT_STATUS in their environment. What it found and did goes to the journal.
-Whatever still runs afterwards gets systemd's final SIGKILL. The hooks and the
-timeout are rendered from the site file into the unit: the site's service cannot
-read the site file. Since it stops every other process of its cgroup, it runs only
+Whatever still runs afterwards gets systemd's final SIGKILL. systemd bounds the
+cleanup with the unit's TimeoutStopSec= (drain_timeout plus stop_timeout), given as
+--budget: where the waits at their --timeout would not fit in it, they are shortened
+to even shares of what is left, so that every hook runs and the record is written.
+The hooks and the timeouts are rendered from the site file into the unit: the
+site's service cannot read the site file. Since it stops every other process of its cgroup, it runs only
 in the cgroup of the site's own service (site-SITE.service): anywhere else, a shell
 or another unit, it stops nothing, runs no hook and exits 2.`,
 		Args: args(1, 1, "one site name"),
@@ -415,7 +418,7 @@ or another unit, it stops nothing, runs no hook and exits 2.`,
 			if timeout <= 0 {
 				return usageErrorf("--timeout must be longer than zero")
 			}
-			opts := cleanup.Options{Timeout: timeout}
+			opts := cleanup.Options{Timeout: timeout, Budget: budget}
 			for _, h := range hooks {
 				var argv []string
 				if err := json.Unmarshal([]byte(h), &argv); err != nil || len(argv) == 0 {
@@ -427,6 +430,7 @@ or another unit, it stops nothing, runs no hook and exits 2.`,
 		},
 	}
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long leftovers get after SIGTERM, and each hook gets to run")
+	c.Flags().DurationVar(&budget, "budget", 0, "how long systemd lets the cleanup run (the unit's TimeoutStopSec=): the waits are shortened to fit, so that every hook runs (0: no bound)")
 	c.Flags().StringArrayVar(&hooks, "hook", nil, "a cleanup hook's command line as a JSON array of strings (repeatable, run in order)")
 	return c
 }

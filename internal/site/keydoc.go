@@ -122,7 +122,8 @@ var Keys = []KeyDoc{
 			"command line with an absolute program. They get SITE, SITE_MODE, SERVICE_RESULT, EXIT_CODE and " +
 			"EXIT_STATUS; one that fails or hangs is logged and never holds up the stop."},
 	{"", keyCleanupTimeout, "duration", "10s",
-		"How long the processes the app left behind get after SIGTERM, and how long each cleanup command may run."},
+		"How long the processes the app left behind get after SIGTERM, and how long each cleanup command may run. " +
+			"systemd gives the whole cleanup drain_timeout plus stop_timeout: where these waits would not fit in that, they are shortened, so that every cleanup command runs."},
 	{"", keyProbe, "table", "none",
 		"The check that a site serves: see [probe] below."},
 	{"", keyHardening, "table", "the full sandbox",

@@ -671,7 +671,8 @@ var ranCleanly = newScriptLead("/bin/sh", "-c", `[ "$SERVICE_RESULT" != success 
 // cleanupArgv is ExecStopPost=: sitectl cleanup with the site's cleanup
 // timeout and hooks, each hook's command line as a JSON array.
 func cleanupArgv(s *site.Site, opts Options) []string {
-	argv := append(opts.sitectl("cleanup", s.Name), "--timeout", systemdSpan(s.CleanupTimeout))
+	// systemd bounds ExecStopPost= with TimeoutStopSec= too.
+	argv := append(opts.sitectl("cleanup", s.Name), "--timeout", systemdSpan(s.CleanupTimeout), "--budget", systemdSpan(s.DrainTimeout+s.StopTimeout))
 	for _, h := range s.Cleanup {
 		hook, _ := json.Marshal(h) // strings always encode
 		argv = append(argv, "--hook", string(hook))

@@ -162,29 +162,12 @@ address = "127.0.0.1:%d"
 // and sitectl status say what happened; a failing hook is reported and does
 // not hang the stop.
 func TestCleanupOfLeftoverChildren(t *testing.T) {
-	port := freePort(t)
-	h := newHost(t, map[string]string{"kids": fmt.Sprintf(`exec = ["/usr/local/bin/webapp", "--spawn-children", "2"]
-readiness = "notify"
-drain_timeout = "3s"
+	h, cg := kidsServing(t, `drain_timeout = "3s"
 cleanup_timeout = "2s"
-environment = { WEBAPP_CHILD_MARKER_DIR = "/srv/marks", WEBAPP_CHILD_IGNORE_TERM = "1" }
 cleanup = [
   ["/bin/sh", "-c", "env | grep -E '^(SITE|SITE_MODE|SERVICE_RESULT|EXIT_CODE|EXIT_STATUS)=' | sort > /srv/marks/hook.env"],
   ["/bin/false"],
-]
-[hardening]
-writable_paths = ["/srv/marks"]
-[[listen]]
-address = "127.0.0.1:%d"
-`, port)})
-	h.run("mkdir", "-p", "/srv/marks")
-	h.run("chmod", "1777", "/srv/marks")
-	h.run("systemctl", "start", "site-kids.socket")
-	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
-	cg := h.show("site-kids.service", "ControlGroup")["ControlGroup"]
-	h.waitFor("the app and its 2 children", 5*time.Second, func() bool {
-		return len(strings.Fields(h.run("cat", "/sys/fs/cgroup"+cg+"/cgroup.procs"))) == 3
-	})
+]`)
 	t0 := time.Now()
 	h.run("systemctl", "stop", "site-kids.service")
 	took := time.Since(t0)
@@ -344,4 +327,59 @@ address = "127.0.0.1:%d"
 	if locks := h.run("sh", "-c", "ls /srv/jobs/*.lock 2>/dev/null; true"); strings.TrimSpace(locks) != "" {
 		t.Errorf("locks left after the crash: %s", locks)
 	}
+}
+
+// systemd bounds ExecStopPost= with the unit's TimeoutStopSec= (drain and
+// stop timeouts, 2s here), not with cleanup_timeout (10s): a child that
+// ignores SIGTERM (the second) took the cleanup's whole wait, systemd killed the
+// cleanup ("stop-post timed out"), no hook ran and no record was written.
+// The wait is now cut to fit, and the hook runs.
+func TestCleanupFitsInTheStopTimeout(t *testing.T) {
+	h, _ := kidsServing(t, `drain_timeout = "1s"
+stop_timeout = "1s"
+cleanup_timeout = "10s"
+cleanup = [["/bin/sh", "-c", "echo ran > /srv/marks/hook.ran"]]`)
+	h.run("systemctl", "stop", "site-kids.service")
+	if out, err := h.try("cat", "/srv/marks/hook.ran"); err != nil || strings.TrimSpace(out) != "ran" {
+		t.Errorf("the cleanup hook did not run: %v %q", err, out)
+	}
+	if r := h.show("site-kids.service", "Result")["Result"]; r != "success" {
+		t.Errorf("the stop's result: %s", r)
+	}
+	journal := h.run("journalctl", "-u", "site-kids.service", "--no-pager", "-o", "cat")
+	for _, want := range []string{"not 10s: systemd gives the cleanup 2s (TimeoutStopSec=) and 1 hooks follow", "cleanup hook /bin/sh -c echo ran > /srv/marks/hook.ran succeeded", "cleanup ok: 2 processes left behind, 1 still running"} {
+		if !strings.Contains(journal, want) {
+			t.Errorf("the journal does not say %q:\n%s", want, journal)
+		}
+	}
+	if strings.Contains(journal, "timed out") {
+		t.Errorf("systemd timed the stop out:\n%s", journal)
+	}
+}
+
+// kidsServing boots a host with site kids: the Go app with two children,
+// one that cleans up on SIGTERM (a marker in /srv/marks) and one that
+// ignores it, and settings (drain, cleanup) added to its file; it returns
+// once the app and both children run, with the service's cgroup.
+func kidsServing(t *testing.T, settings string) (*host, string) {
+	t.Helper()
+	port := freePort(t)
+	h := newHost(t, map[string]string{"kids": fmt.Sprintf(`exec = ["/usr/local/bin/webapp", "--spawn-children", "2"]
+readiness = "notify"
+environment = { WEBAPP_CHILD_MARKER_DIR = "/srv/marks", WEBAPP_CHILD_IGNORE_TERM = "1" }
+%s
+[hardening]
+writable_paths = ["/srv/marks"]
+[[listen]]
+address = "127.0.0.1:%d"
+`, settings, port)})
+	h.run("mkdir", "-p", "/srv/marks")
+	h.run("chmod", "1777", "/srv/marks")
+	h.run("systemctl", "start", "site-kids.socket")
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	cg := h.show("site-kids.service", "ControlGroup")["ControlGroup"]
+	h.waitFor("the app and its 2 children", 5*time.Second, func() bool {
+		return len(strings.Fields(h.run("cat", "/sys/fs/cgroup"+cg+"/cgroup.procs"))) == 3
+	})
+	return h, cg
 }
