@@ -227,6 +227,16 @@ func (f *launchFlags) site(name string) (*site.Site, error) {
 // mode meanwhile is never undone.
 func (e *env) prepareMode(s *site.Site, st modes.Store) error {
 	r, err := st.Refresh(s)
+	if err != nil {
+		if _, serr := os.Stat(st.EnvPath(s.Name)); serr == nil {
+			// A state directory that cannot be written (a file system
+			// remounted read-only, a full disk) must not keep a site
+			// that has run from starting again: its recorded mode
+			// file is what it ran with.
+			term.Fprintf(e.stderr, "site %s: its mode file could not be brought up to date (%v); starting with the one recorded\n", s.Name, err)
+			return nil
+		}
+	}
 	switch r {
 	case modes.RefreshedDefault:
 		term.Fprintf(e.stderr, "site %s has no mode recorded: starting in its default mode %s\n", s.Name, s.DefaultMode)

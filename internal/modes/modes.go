@@ -299,8 +299,9 @@ const (
 )
 
 // siteDir creates the state directory of a site, and makes it and its
-// parents root's alone. The permissions are set explicitly on every
-// write: a state directory made by an older sitectl was readable by all.
+// parents root's alone. The permissions are checked on every write, and
+// set where they differ: a state directory made by an older sitectl was
+// readable by all.
 // The directories it creates are durable (atomicfile.MkdirAll): the first
 // file of a new site (the marker of `sitectl disable`, say) is synced into
 // its directory, and would still be lost at a power loss with a directory
@@ -313,6 +314,12 @@ func (st Store) siteDir(name string) error {
 		return fmt.Errorf("cannot create the state directory of site %s: %w", name, err)
 	}
 	for _, d := range []string{st.Dir, filepath.Dir(dir), dir} {
+		// Only where it is needed: a state directory on a file system
+		// remounted read-only (after I/O errors) must still let a site
+		// whose mode file is current start.
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm() == DirMode {
+			continue
+		}
 		if err := os.Chmod(d, DirMode); err != nil {
 			return fmt.Errorf("cannot make the state directory %s private: %w", d, err)
 		}

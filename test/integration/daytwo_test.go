@@ -679,3 +679,53 @@ func TestLastGoodCopyKeepsItsPort(t *testing.T) {
 		t.Errorf("after a restart karl's port answers for %q", r.Site)
 	}
 }
+
+// The state directory's file system remounted read-only (ext4 does so
+// after I/O errors): a site that has run starts again, from the mode file
+// it recorded, where prepare failed before anything (it made the state
+// directories private on every start, which a read-only file system
+// refuses even when they are), so every crash restart and every first
+// request of an idle site failed.
+func TestReadOnlyStateStillStarts(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, modeSites)})
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	if _, code, stderr := h.mode("karl", "read-only"); code != 0 {
+		t.Fatalf("sitectl mode karl read-only: exit %d\n%s", code, stderr)
+	}
+	h.run("mount", "--bind", "/var/lib/sitectl", "/var/lib/sitectl")
+	h.run("mount", "-o", "remount,bind,ro", "/var/lib/sitectl")
+	if _, err := h.try("touch", "/var/lib/sitectl/x"); err == nil {
+		t.Fatal("the premise: /var/lib/sitectl is still writable")
+	}
+	since := h.logMark()
+	h.run("systemctl", "restart", "site-karl.service")
+	if r := getReply(t, url); r.Mode != "read-only" {
+		t.Errorf("after a restart on a read-only state directory the site answers in mode %q", r.Mode)
+	}
+	if out := h.run("journalctl", "-u", "site-karl.service", "--since", since, "-o", "cat"); strings.Contains(out, "cannot make the state directory") {
+		t.Errorf("prepare still failed:\n%s", out)
+	}
+	// The mode's environment changed in the site file: the mode file
+	// cannot be brought up to date, and the site starts with the one it
+	// recorded, saying so.
+	h.writeSite("karl", goSite(port, strings.Replace(modeSites, `READ_ONLY = "1"`, `READ_ONLY = "1", EXTRA = "x"`, 1)))
+	h.run("systemctl", "daemon-reload")
+	since = h.logMark()
+	h.run("systemctl", "restart", "site-karl.service")
+	if r := getReply(t, url); r.Mode != "read-only" {
+		t.Errorf("after a restart with a changed mode environment the site answers in mode %q", r.Mode)
+	}
+	if out := h.run("journalctl", "-u", "site-karl.service", "--since", since, "-o", "cat"); !strings.Contains(out, "its mode file could not be brought up to date") {
+		t.Errorf("prepare did not say it started with the recorded mode file:\n%s", out)
+	}
+	// A change needs the state: it is refused, and the site keeps serving.
+	if _, code, _ := h.mode("karl", "normal"); code == 0 {
+		t.Errorf("a switch with a read-only state directory said ok")
+	}
+	if r := getReply(t, url); r.Mode != "read-only" {
+		t.Errorf("after the refused switch the site answers in mode %q", r.Mode)
+	}
+}
