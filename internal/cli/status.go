@@ -257,7 +257,7 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 		return status.Result{}, err
 	}
 	defer mgr.Close()
-	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, ServedEnviron: status.ServedEnviron, Warm: status.WarmGeneration,
+	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, Served: status.Served, Warm: status.WarmGeneration,
 		StartProblems: e.startProblems(mgr), Resolve: e.resolve,
 		SocketsMissing: e.socketsMissing, Unlistened: unlistened, UnitsStale: mgr.NeedDaemonReload,
 		ListCache: paths.ListCache, StateCache: paths.StateCache}

@@ -37,7 +37,13 @@ func (e *env) printStatus(s status.Site) {
 	}
 	line("listen", "%s", term.Escape(strings.Join(s.Listen, ", ")))
 	if s.Release != "" {
-		line("release", "%s", term.Escape(s.Release))
+		rel := term.Escape(s.Release)
+		if s.ServedRelease != "" && s.ServedRelease != s.Release && !strings.HasPrefix(s.ServedRelease, s.Release+"/") {
+			// The link moved and no reload followed (or a warm rollback
+			// went back): what serves is not where it points.
+			rel += "; serving " + term.Escape(s.ServedRelease) + " (the link points elsewhere: sitectl reload " + s.Site + " moves the site onto it)"
+		}
+		line("release", "%s", rel)
 	}
 	if c := s.Cleanup; c != nil {
 		line("cleanup", "%s at %s: %d processes left behind, %d killed by systemd", term.Escape(c.Result), e.ago(c.Time), c.Leftovers, c.Remaining)

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -21,12 +22,23 @@ import (
 // the reading of a warm generation's memory.
 const askTimeout = 2 * time.Second
 
-// ServedEnviron is the environment the process that serves site s
-// started with, which says the mode it runs (SITE_MODE, which systemd or
-// the launcher set when it started) and with which variables: the
-// service's main process, or for an overlap site the generation its
-// launcher reports as serving. It is what a switch verifies (package
-// flow), read the same way: as root, from /proc. nil when no process
+// ServedProcess is what the process that serves a site says of itself:
+// the environment it started with, and the release it runs from.
+type ServedProcess struct {
+	Env []string
+	// Release is the working directory it runs from, symlinks resolved:
+	// for an overlap site the one its generation started in, as its
+	// launcher reports it; otherwise the main process's current
+	// directory. "" for a site without workdir, or when it cannot be read.
+	Release string
+}
+
+// Served is what the process that serves site s says of itself. Its
+// environment says the mode it runs (SITE_MODE, which systemd or the
+// launcher set when it started) and with which variables: the service's
+// main process, or for an overlap site the generation its launcher
+// reports as serving. It is what a switch verifies (package flow), read
+// the same way: as root, from /proc. Its Env is nil when no process
 // serves or it cannot be read. It holds the site's secrets: status keeps
 // what it says of them, never their values.
 //
@@ -37,32 +49,41 @@ const askTimeout = 2 * time.Second
 // launcher answers on its control socket (its peer is the main process);
 // a main process that has no listening control socket is the app (or
 // the maintenance server) itself. One that does not answer is not read.
-func ServedEnviron(ctx context.Context, s *site.Site, mainPID int) []string {
+func Served(ctx context.Context, s *site.Site, mainPID int) ServedProcess {
 	pid := mainPID
 	ctx, cancel := context.WithTimeout(ctx, askTimeout)
 	defer cancel()
+	var release string
 	st, err := askLauncher(ctx, s, mainPID)
 	switch {
 	case err == nil && st.Serving == nil:
-		return nil
+		return ServedProcess{}
 	case err == nil:
 		// The pid is the launcher's word, and the launcher runs as the
 		// site's user: root reads nothing of a process not its own.
 		if launcher.CheckGeneration(procfs.Root, mainPID, st.Serving.PID) != nil {
-			return nil
+			return ServedProcess{}
 		}
-		pid = st.Serving.PID
+		pid, release = st.Serving.PID, st.Serving.Release
 	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ECONNREFUSED):
-		return nil // a launcher, or the app in its place, that does not answer
+		return ServedProcess{} // a launcher, or the app in its place, that does not answer
 	}
 	if pid <= 0 {
-		return nil
+		return ServedProcess{}
 	}
 	env, err := procfs.Environ(pid)
 	if err != nil {
-		return nil
+		return ServedProcess{}
 	}
-	return env
+	if release == "" && s.Workdir != "" {
+		release, _ = os.Readlink(filepath.Join(procfs.Root, strconv.Itoa(pid), "cwd"))
+	}
+	return ServedProcess{Env: env, Release: release}
+}
+
+// ServedEnviron is the environment of Served.
+func ServedEnviron(ctx context.Context, s *site.Site, mainPID int) []string {
+	return Served(ctx, s, mainPID).Env
 }
 
 // Warm is the generation a keep_previous site keeps warm, in Site.

@@ -112,3 +112,29 @@ func waitEnviron(t *testing.T, pid, n int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// The release a site's serving process runs from: its overlap
+// generation's, as its launcher says, or the main process's current
+// directory; none for a site without workdir.
+func TestServedRelease(t *testing.T) {
+	gen := startSleep(t, "SITE_MODE=normal")
+	ask := askLauncher
+	t.Cleanup(func() { askLauncher = ask })
+	askLauncher = func(ctx context.Context, s *site.Site, mainPID int) (launcher.Status, error) {
+		if s.Handoff != site.HandoffOverlap {
+			return launcher.Status{}, fs.ErrNotExist // no control socket: the app itself
+		}
+		return launcher.Status{Serving: &launcher.GenerationStatus{Generation: 2, PID: gen, Release: "/srv/karl/releases/7"}}, nil
+	}
+	ctx := context.Background()
+	if got := Served(ctx, &site.Site{Name: "karl", Handoff: site.HandoffOverlap, Workdir: "/srv/karl/current"}, os.Getpid()).Release; got != "/srv/karl/releases/7" {
+		t.Errorf("an overlap generation's release: %q", got)
+	}
+	wd, _ := os.Getwd()
+	if got := Served(ctx, &site.Site{Name: "karl", Workdir: "/srv/karl/current"}, gen).Release; got != wd {
+		t.Errorf("the main process's directory: %q, want %q", got, wd)
+	}
+	if got := Served(ctx, &site.Site{Name: "karl"}, gen).Release; got != "" {
+		t.Errorf("a site without workdir: %q", got)
+	}
+}

@@ -39,12 +39,13 @@ type Site struct {
 	State    string    `json:"state" doc:"the site in one word: running (its service runs), idle (its sockets listen; the first request starts the service), starting, reloading, stopping, restarting (after a crash: the service failed and systemd restarts it, or it runs again since less than 10s, or it stops because it failed), failed (the service or a socket failed), stopped (a socket is stopped, or holds no socket while no process serves: visitors are refused)" enum:"running,idle,starting,reloading,stopping,restarting,failed,stopped"`
 	Running  bool      `json:"running" doc:"sitectl status exits 0 for the site: every socket listens, and the service runs, is starting, stopping or reloading, or is idle"`
 
-	Mode         string `json:"mode" doc:"the mode recorded for the site (its default mode when none is); empty when its state cannot be read (a warning says why)"`
-	PreviousMode string `json:"previous_mode" doc:"the mode shown to serve before the last successful switch, never one a change cut short did not verify; empty when there was none"`
-	ModeGone     bool   `json:"mode_gone" doc:"the site file, valid, no longer has the recorded mode (renamed or removed while the site ran it): the site runs it with the environment recorded when it was switched to, sitectl restart and reload refuse, and sitectl mode switches it to a mode the file has; false in list"`
-	PreviousGone bool   `json:"previous_mode_gone" doc:"the site file, valid, no longer has the previous mode: sitectl rollback refuses; false in list"`
-	ModeApplied  bool   `json:"mode_applied" doc:"the running service started after the mode was recorded, so it runs in that mode"`
-	ServedMode   string `json:"served_mode" doc:"the mode the process that serves runs, from its own environment (SITE_MODE of the main process, or of the serving generation when the main process is an overlap launcher, as the running service says, whatever handoff the site file says now), as a switch verifies it; empty when none serves, it cannot be read, or in list"`
+	Mode          string `json:"mode" doc:"the mode recorded for the site (its default mode when none is); empty when its state cannot be read (a warning says why)"`
+	PreviousMode  string `json:"previous_mode" doc:"the mode shown to serve before the last successful switch, never one a change cut short did not verify; empty when there was none"`
+	ModeGone      bool   `json:"mode_gone" doc:"the site file, valid, no longer has the recorded mode (renamed or removed while the site ran it): the site runs it with the environment recorded when it was switched to, sitectl restart and reload refuse, and sitectl mode switches it to a mode the file has; false in list"`
+	PreviousGone  bool   `json:"previous_mode_gone" doc:"the site file, valid, no longer has the previous mode: sitectl rollback refuses; false in list"`
+	ModeApplied   bool   `json:"mode_applied" doc:"the running service started after the mode was recorded, so it runs in that mode"`
+	ServedMode    string `json:"served_mode" doc:"the mode the process that serves runs, from its own environment (SITE_MODE of the main process, or of the serving generation when the main process is an overlap launcher, as the running service says, whatever handoff the site file says now), as a switch verifies it; empty when none serves, it cannot be read, or in list"`
+	ServedRelease string `json:"served_release" doc:"the release the process that serves runs from: the working directory, symlinks resolved, its overlap generation started in (as its launcher says), or the main process's current directory; release says where the symlink points now, so a link moved without a reload shows here; empty when none serves, it cannot be read, the site has no workdir, or in list"`
 	// ServedDiffers are the recorded mode's variables the serving process
 	// runs with other values than the site file's, or lacks.
 	ServedDiffers []string `json:"served_differs" doc:"when the process that serves runs the recorded mode (served_mode is mode): the names (never the values) of the mode's variables, as the site file has them now, that its environment has with another value or lacks: it runs an older version of the mode, and the next restart applies the file's (a switch checks the same); [] when it runs the mode as the file has it, or runs another mode, or the file no longer has the mode, or in list"`
@@ -158,9 +159,10 @@ type Sources struct {
 	LastFailure func(ctx context.Context, unit string) *Failure
 	// LastCleanup reads the record of a site's last cleanup (the journal).
 	LastCleanup func(ctx context.Context, site string) *cleanup.Record
-	// ServedEnviron reads the environment the serving process of a
-	// running site started with (ServedEnviron, from /proc).
-	ServedEnviron func(ctx context.Context, s *site.Site, mainPID int) []string
+	// Served reads what the serving process of a running site says of
+	// itself: the environment it started with and its release (Served,
+	// from /proc and the launcher).
+	Served func(ctx context.Context, s *site.Site, mainPID int) ServedProcess
 	// Warm reads the generation a keep_previous site keeps warm
 	// (WarmGeneration, from its launcher).
 	Warm func(ctx context.Context, s *site.Site, mainPID int) *Warm
@@ -688,9 +690,10 @@ func (s *Site) modesGone(si *site.Site) {
 // readServed reads which mode the serving process of a running site runs,
 // and whether it runs it as the site file has it now.
 func (s *Site) readServed(ctx context.Context, src Sources, si *site.Site) {
-	if src.ServedEnviron != nil && (s.ActiveState == "active" || s.ActiveState == "reloading") {
-		env := src.ServedEnviron(ctx, si, s.MainPID)
-		s.ServedMode = modeOf(env)
+	if src.Served != nil && (s.ActiveState == "active" || s.ActiveState == "reloading") {
+		served := src.Served(ctx, si, s.MainPID)
+		env := served.Env
+		s.ServedMode, s.ServedRelease = modeOf(env), served.Release
 		if m, ok := si.Mode(s.Mode); ok && s.ServedMode != "" && s.ServedMode == s.Mode {
 			differ, unset := modes.Mismatch(env, m)
 			s.ServedDiffers = append(append(s.ServedDiffers, differ...), unset...)

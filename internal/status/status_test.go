@@ -265,14 +265,14 @@ func TestServedMode(t *testing.T) {
 	}
 	asked := map[string]int{}
 	var mu sync.Mutex // Gather asks for sites at once
-	src := Sources{Dirs: d, Systemd: sd, ServedEnviron: func(_ context.Context, s *site.Site, pid int) []string {
+	src := Sources{Dirs: d, Systemd: sd, Served: func(_ context.Context, s *site.Site, pid int) ServedProcess {
 		mu.Lock()
 		defer mu.Unlock()
 		asked[s.Name] = pid
 		if s.Name == "run" {
-			return []string{"SITE_MODE=normal", "A=1", "B=secret"}
+			return ServedProcess{Env: []string{"SITE_MODE=normal", "A=1", "B=secret"}, Release: "/srv/run/releases/2"}
 		}
-		return []string{"SITE_MODE=read-only", "A=1"}
+		return ServedProcess{Env: []string{"SITE_MODE=read-only", "A=1"}}
 	}}
 	res, err := Gather(context.Background(), src, Request{})
 	if err != nil {
@@ -282,6 +282,9 @@ func TestServedMode(t *testing.T) {
 		t.Errorf("asked of %v, want run (pid 42) and broken (pid 7)", asked)
 	}
 	got := bySite(res.Sites)
+	if got["run"].ServedRelease != "/srv/run/releases/2" || got["broken"].ServedRelease != "" {
+		t.Errorf("served releases: run %q, broken %q", got["run"].ServedRelease, got["broken"].ServedRelease)
+	}
 	if got["run"].ServedMode != "normal" || got["broken"].ServedMode != "read-only" || got["idle"].ServedMode != "" {
 		t.Errorf("served modes: run %q, broken %q, idle %q", got["run"].ServedMode, got["broken"].ServedMode, got["idle"].ServedMode)
 	}
