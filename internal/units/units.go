@@ -595,7 +595,16 @@ func renderService(s *site.Site, opts Options) Unit {
 
 	svc.text("KillMode", "mixed")
 	svc.text("KillSignal", presetFor(s).KillSignal)
-	svc.text("TimeoutStartSec", systemdSpan(s.StartTimeout))
+	start := s.StartTimeout
+	if s.Handoff == site.HandoffOverlap {
+		// TimeoutStartSec= bounds ExecReload= too. The launcher's own
+		// start deadline begins after systemd's, and the takeover (the
+		// old generation's workers parked, the flip, the answer) comes
+		// after it: systemd must not fail a reload the launcher then
+		// completes.
+		start += handoverMargin
+	}
+	svc.text("TimeoutStartSec", systemdSpan(start))
 	svc.text("TimeoutStopSec", systemdSpan(s.DrainTimeout+s.StopTimeout))
 	svc.command("ExecStopPost", "", cleanupArgv(s, opts))
 	// As root, after the cleanup: a run that ended cleanly marks the copy
@@ -796,6 +805,10 @@ const TouchedRounds = 5
 func TouchedRoundTimeout(s *site.Site) time.Duration {
 	return s.DrainTimeout + s.StopTimeout + s.CleanupTimeout + s.StartTimeout + touchedMargin
 }
+
+// handoverMargin is what an overlap site's TimeoutStartSec= adds to its
+// start_timeout, the launcher's own deadline for a new generation.
+const handoverMargin = 10 * time.Second
 
 // touchedMargin is the slack of sitectl touched's bounds.
 const touchedMargin = time.Minute
