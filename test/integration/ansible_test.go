@@ -895,6 +895,14 @@ address = "0.0.0.0:8000"
 	// back, the old generation serves on), the play stops, host 3 is never
 	// touched.
 	time.Sleep(time.Second)
+	// A run before died between moving h1's link and its reload (a lost
+	// connection, Ctrl-C): the link points at r3, r2 serves. The role
+	// decided by the link alone and reported h1 done; it now asks what
+	// serves (served_release), and reloads h1.
+	f.hosts[0].run("ln", "-sfn", "/srv/app/releases/r3", "/srv/app/current")
+	if got := release(f.hosts[0]); got != "r2" {
+		t.Fatalf("the premise: h1 serves %q with its link moved and no reload, want r2", got)
+	}
 	r = roll("roll r3, broken on h2", map[string]any{"roll_release": "r3"})
 	t.Logf("roll r3:\n%s", r.out)
 	if r.code == 0 {
