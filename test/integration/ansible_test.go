@@ -698,6 +698,29 @@ func TestAnsibleRoleIdempotent(t *testing.T) {
 		t.Errorf("moving api restarted web")
 	}
 
+	// 5d. A site taken out of service stays out when its file changes:
+	// the role neither starts its socket nor restarts it (it started the
+	// socket of every changed site, and the first request started the
+	// app). sitectl enable brings it back.
+	h.run("sitectl", "disable", "api")
+	disabled := filepath.Join(f.dir, "api-disabled.toml.j2")
+	if err := os.WriteFile(disabled, []byte(ansibleSite(8004, `description = "api out of service, {{ api_workers }} workers"`)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	template = disabled
+	r = f.playbook("change api out of service", playbook, vars(web2, nil))
+	r.mustPass(t, "change api out of service")
+	if d := h.show("site-api.service", "Description")["Description"]; !strings.Contains(d, "api out of service") {
+		t.Errorf("the changed file of api was not applied (Description %q)", d)
+	}
+	for _, u := range []string{"site-api.socket", "site-api.service"} {
+		if st := h.show(u, "ActiveState")["ActiveState"]; st != "inactive" {
+			t.Errorf("%s of the site out of service after the role changed its file: %s\n%s", u, st, r.out)
+		}
+	}
+	h.run("sitectl", "enable", "api")
+	serves("http://"+h.addr+":8004/", 200)
+
 	// 6. A mode switch: check mode reports it without switching; the real
 	// run switches once; the next run changes nothing.
 	maint := map[string]any{"sitectl_mode": map[string]any{"site": "web", "mode": "maintenance"}}
