@@ -95,6 +95,9 @@ func WithLastGood(res site.Result, opts units.Options, stateProblem string, held
 			}
 			copies[file] = s
 		}
+		if len(copies) == 0 {
+			break // the valid files were settled among themselves (site.LoadDir)
+		}
 		fileOf := map[string]string{} // a copy's path: its site file
 		all := slices.Clone(res.Sites)
 		for file, s := range copies {
