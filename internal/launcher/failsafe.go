@@ -103,6 +103,9 @@ func (l *launcher) killed(g *generation) {
 	}
 	g.killReported = true
 	l.notice = fmt.Sprintf("generation %d was killed after the drain timeout", g.n)
+	if g.discarded {
+		l.notice = fmt.Sprintf("generation %d, which did not take over, was killed after the stop timeout", g.n)
+	}
 	l.cfg.Logf("%s", l.notice)
 	if l.current != nil {
 		l.cfg.Notify(sdnotify.Status(l.status()))

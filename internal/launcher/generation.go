@@ -80,6 +80,8 @@ type generation struct {
 	// keepAlive is the state it last reported.
 	keepAliveSig syscall.Signal
 	keepAlive    bool
+	// discarded: it was stopped without taking over (discard).
+	discarded bool
 }
 
 // hasExited tells whether the generation's main process has exited.

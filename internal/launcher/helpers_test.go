@@ -46,6 +46,8 @@ func TestMain(m *testing.M) {
 //	              generation)
 //	daemon        start a process that leaves the generation's session and
 //	              is reparented (a classic daemon)
+//	die-late      exit 3 once its helpers (worker, daemon) are started,
+//	              before READY=1
 //	drain:D       on SIGTERM, go on for D before exiting 0, and append a
 //	              line to GEN_REPORT/terms-N for each SIGTERM meanwhile
 //	keepalive     announce a keep-alive switch on SIGUSR2, as
@@ -85,6 +87,11 @@ func helperGeneration() {
 		if _, ok := behave[kind]; ok {
 			helpers = append(helpers, strconv.Itoa(startHelper(kind, behave)))
 		}
+	}
+	if _, ok := behave["die-late"]; ok {
+		os.WriteFile(filepath.Join(os.Getenv("GEN_REPORT"), "gen-"+os.Getenv("SITE_GENERATION")),
+			[]byte(fmt.Sprintf("pid=%d helpers=%s\n", os.Getpid(), strings.Join(helpers, ","))), 0o644)
+		os.Exit(3)
 	}
 	report := fmt.Sprintf("pid=%d listen_pid=%s listen_fds=%s names=%s generation=%s mode=%s helpers=%s policy=%s\n", os.Getpid(),
 		os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"), os.Getenv("SITE_GENERATION"), os.Getenv("SITE_MODE"), strings.Join(helpers, ","), policy)

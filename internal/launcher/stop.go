@@ -10,7 +10,9 @@ import (
 // discard stops a generation that will not serve: SIGTERM, then SIGKILL
 // after a few seconds. Its exit is consumed here.
 func (l *launcher) discard(g *generation) {
+	g.discarded = true
 	if g.reaped {
+		l.sweep(g)
 		return
 	}
 	g.proc.Signal(syscall.SIGTERM)
@@ -22,6 +24,7 @@ func (l *launcher) discard(g *generation) {
 			e.reaped = true
 			if e == g {
 				l.cfg.Logf("generation %d stopped: %s", g.n, describeExit(g.err))
+				l.sweep(g)
 				return
 			}
 			if e == l.current {
@@ -34,6 +37,21 @@ func (l *launcher) discard(g *generation) {
 			signalAll(l.members(g), syscall.SIGKILL)
 		}
 	}
+}
+
+// sweep stops what a discarded generation left running after its main
+// process exited: a wrapper that exits on SIGTERM, or dies, leaves its
+// workers, which hold the shared listeners and would take visitors for a
+// generation that never served, until the unit stops. They get SIGTERM
+// now, and SIGKILL after the stop timeout (the failsafe's last stage).
+func (l *launcher) sweep(g *generation) {
+	pids := l.members(g)
+	if len(pids) == 0 {
+		return
+	}
+	l.cfg.Logf("generation %d left %d processes running after its main process exited: SIGTERM", g.n, len(pids))
+	signalAll(pids, syscall.SIGTERM)
+	l.after(l.cfg.StopTimeout, failsafeEvent{g, stageKill})
 }
 
 // reaped takes the exit of a draining generation.

@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -128,5 +129,33 @@ func TestDeadGenerationDoesNotTakeOver(t *testing.T) {
 	done, err := s.step()
 	if !done || err == nil || !strings.Contains(err.Error(), "generation 2 exited before it took over") {
 		t.Errorf("a sample after the generation exited: done %v, %v; logged %q", done, err, logged)
+	}
+}
+
+// A new generation whose main process dies before it is ready, leaving a
+// worker that ignores SIGTERM, is discarded with its worker: the worker
+// holds the shared listeners and would take visitors for a generation
+// that never served until the unit stopped. It gets SIGTERM at once and
+// SIGKILL after the stop timeout; generation 1 serves on.
+func TestDiscardedGenerationLeavesNothingRunning(t *testing.T) {
+	h := newHarness(t, "ready", "worker,ignore-term,die-late")
+	h.cfg.StopTimeout = 300 * time.Millisecond
+	h.run()
+	err := Reload(h.dir, os.Getpid(), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "generation 2 exited before it was ready") {
+		t.Fatalf("reload: %v", err)
+	}
+	pids := h.pids(2)
+	if len(pids) != 2 {
+		t.Fatalf("generation 2's processes: %v", pids)
+	}
+	h.waitFor("log: generation 2 left 1 processes running after its main process exited: SIGTERM")
+	h.waitFor("log: generation 2, which did not take over, was killed after the stop timeout")
+	h.waitGone(pids[1])
+	if st, _ := AskStatus(context.Background(), h.dir, os.Getpid()); st.Serving == nil || st.Serving.Generation != 1 {
+		t.Errorf("after the failed reload: %+v, want generation 1 serving", st)
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
 	}
 }
