@@ -72,7 +72,12 @@ type ServeOptions struct {
 // Serve takes ownership of the listeners and closes them, and srv must not
 // be used to serve elsewhere. It wraps srv.ConnState to follow connections
 // (a hook already set there still runs). If srv.TLSConfig carries certificates, the
-// listeners are served with TLS.
+// listeners are served with TLS, and with it HTTP/2. The drain does not use
+// srv.Shutdown (it drops a request read just as the drain began), so an
+// HTTP/2 connection gets no GOAWAY: one between requests is closed as an
+// idle HTTP/1.1 connection is, and a client's request sent at that moment
+// is one it must retry. Behind a proxy that speaks HTTP/1.1 to the app,
+// nothing is lost.
 //
 // Serve returns nil after a requested shutdown (ctx or signal) whose drain
 // completed, an error matching [ErrDrainTimeout] if connections had to be
