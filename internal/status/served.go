@@ -81,11 +81,6 @@ func Served(ctx context.Context, s *site.Site, mainPID int) ServedProcess {
 	return ServedProcess{Env: env, Release: release}
 }
 
-// ServedEnviron is the environment of Served.
-func ServedEnviron(ctx context.Context, s *site.Site, mainPID int) []string {
-	return Served(ctx, s, mainPID).Env
-}
-
 // Warm is the generation a keep_previous site keeps warm, in Site.
 type Warm struct {
 	Generation int       `json:"generation" doc:"the generation's number"`
@@ -119,7 +114,7 @@ func warmGeneration(ctx context.Context, s *site.Site, mainPID int) *Warm {
 		return nil
 	}
 	w := st.Warm
-	// As in ServedEnviron: the memory of a process that is not one of the
+	// As in Served: the memory of a process that is not one of the
 	// launcher's own is not read, nor its word about it shown.
 	if launcher.CheckGeneration(procfs.Root, mainPID, w.PID) != nil {
 		return nil

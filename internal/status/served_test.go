@@ -32,13 +32,13 @@ func TestServedAndWarmOnlyOfTheLaunchersProcesses(t *testing.T) {
 	}
 	s := &site.Site{Name: "karl", Handoff: site.HandoffOverlap}
 	ctx := context.Background()
-	if got := ServedEnviron(ctx, s, beside); got != nil {
+	if got := Served(ctx, s, beside).Env; got != nil {
 		t.Errorf("served environment of a process not the launcher's: %q", got)
 	}
 	if w := warmGeneration(ctx, s, beside); w != nil {
 		t.Errorf("warm generation not the launcher's: %+v", w)
 	}
-	if got := modeOf(ServedEnviron(ctx, s, os.Getpid())); got != "read-only" {
+	if got := modeOf(Served(ctx, s, os.Getpid()).Env); got != "read-only" {
 		t.Errorf("served mode of the launcher's generation: %q", got)
 	}
 	if w := warmGeneration(ctx, s, os.Getpid()); w == nil || w.MainPID != gen || w.Mode != "read-only" {
@@ -73,7 +73,7 @@ func TestServedByTheRunningHandoff(t *testing.T) {
 			g := launcher.GenerationStatus{Generation: 2, PID: gen, Mode: "read-only"}
 			return launcher.Status{Serving: &g}, c.answer
 		}
-		if got := modeOf(ServedEnviron(ctx, &site.Site{Name: "karl", Handoff: c.handoff}, c.pid)); got != c.want {
+		if got := modeOf(Served(ctx, &site.Site{Name: "karl", Handoff: c.handoff}, c.pid).Env); got != c.want {
 			t.Errorf("launcher answers %v, file's handoff %s: served mode %q, want %q", c.answer, c.handoff, got, c.want)
 		}
 	}
