@@ -22,7 +22,9 @@ import (
 //     name. Internal verbs (launch, cleanup, prepare, touched) included:
 //     they run as root.
 //   - every duration flag must be at least MinTimeout and at most
-//     MaxTimeout.
+//     MaxTimeout; those of the verbs the generated units run (launch,
+//     cleanup, ...), whose values are rendered from a site file, within
+//     what a site file allows (renderedMin, renderedMax).
 //
 // Both are usage errors (exit 2), found after the flags are parsed and
 // before RunE runs. It is called once, on the finished tree.
@@ -39,8 +41,12 @@ func guardInputs(root *cobra.Command) {
 				return checkNameArgs(c, a, kinds)
 			}
 		}
-		c.Flags().VisitAll(boundDuration)
-		c.PersistentFlags().VisitAll(boundDuration)
+		bound := boundDuration
+		if c.GroupID == groupInternal {
+			bound = boundRendered
+		}
+		c.Flags().VisitAll(bound)
+		c.PersistentFlags().VisitAll(bound)
 	})
 }
 
@@ -135,27 +141,46 @@ const MinTimeout = time.Second
 // site it never started).
 const MaxTimeout = flow.MaxTimeout
 
+// renderedMin and renderedMax bound the duration flags of the verbs the
+// generated units run (launch, cleanup): the units render them from a site
+// file, which allows any whole number of milliseconds up to a day for each
+// timeout, and cleanup's --budget is two of them summed (drain_timeout
+// and stop_timeout). A flag that refused such a value (a probe timeout of
+// 500ms, a drain_timeout of a day) would fail the site's ExecStart= or its
+// ExecStopPost= at every start or stop, for a file sitectl check accepts.
+const (
+	renderedMin = time.Millisecond
+	renderedMax = 2 * site.MaxDuration
+)
+
 // boundedDuration wraps a duration flag's value so that Set refuses what is
-// not a usable timeout.
-type boundedDuration struct{ pflag.Value }
+// not a usable timeout: shorter than min or longer than max.
+type boundedDuration struct {
+	pflag.Value
+	min, max time.Duration
+}
 
 func (b boundedDuration) Set(s string) error {
 	d, err := time.ParseDuration(s)
 	if err != nil {
 		return fmt.Errorf("not a duration: write it like 30s, 2m or 1m30s")
 	}
-	if d < MinTimeout {
-		return fmt.Errorf("%s is too short: a timeout must be at least %s", s, MinTimeout)
+	if d < b.min {
+		return fmt.Errorf("%s is too short: a timeout must be at least %s", s, b.min)
 	}
-	if d > MaxTimeout {
-		return fmt.Errorf("%s is too long: a timeout must be at most %s", s, MaxTimeout)
+	if d > b.max {
+		return fmt.Errorf("%s is too long: a timeout must be at most %s", s, b.max)
 	}
 	return b.Value.Set(s)
 }
 
-func boundDuration(f *pflag.Flag) {
+func boundDuration(f *pflag.Flag) { boundWithin(f, MinTimeout, MaxTimeout) }
+
+func boundRendered(f *pflag.Flag) { boundWithin(f, renderedMin, renderedMax) }
+
+func boundWithin(f *pflag.Flag, min, max time.Duration) {
 	if _, done := f.Value.(boundedDuration); !done && f.Value.Type() == "duration" {
-		f.Value = boundedDuration{f.Value}
+		f.Value = boundedDuration{f.Value, min, max}
 	}
 }
 

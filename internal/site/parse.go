@@ -426,11 +426,11 @@ func (p *parser) intRange(key string, v *tomlpos.Value, lo, hi int64) int {
 	return int(v.Int)
 }
 
-// maxDuration bounds every timeout in a site file.
-const maxDuration = 24 * time.Hour
+// MaxDuration bounds every timeout in a site file.
+const MaxDuration = 24 * time.Hour
 
 func (p *parser) duration(key string, v *tomlpos.Value) time.Duration {
-	return p.durationMax(key, v, maxDuration)
+	return p.durationMax(key, v, MaxDuration)
 }
 
 // durationMax is duration with its own upper limit.
