@@ -15,6 +15,8 @@ import (
 	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sitecheck"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // fakeSystemd plays systemd: a restart starts the service in whatever mode
@@ -494,5 +496,30 @@ func TestRestartInAModeTheFileNoLongerHas(t *testing.T) {
 	}
 	if len(f.restarts) != 1 {
 		t.Errorf("restarts %v", f.restarts)
+	}
+}
+
+// sitectl check warns of a settle_time from which CheckTimeout refuses
+// every timeout a change may have, and of no shorter one.
+func TestCheckWarnsOfASettleTimeNoChangeOutlasts(t *testing.T) {
+	for _, settle := range []time.Duration{time.Second, 9*time.Hour + 35*time.Minute + 59*time.Second + 999*time.Millisecond, 9*time.Hour + 36*time.Minute, 10 * time.Hour, 24 * time.Hour} {
+		text := fmt.Sprintf("exec = [\"/bin/true\"]\nsettle_time = %q\n[[listen]]\naddress = \"127.0.0.1:1\"\n", settle)
+		s, err := site.ParseNamed("/etc/sitectl/sites/karl.toml", "karl", []byte(text))
+		if err != nil {
+			t.Fatalf("settle_time %s: %v", settle, err)
+		}
+		refused := CheckTimeout(s, MaxTimeout) != nil
+		warned := false
+		for _, w := range sitecheck.Warnings(sitecheck.OS, s, []byte(text), 0o640, units.Options{}) {
+			if strings.Contains(w.Msg, "settle_time") {
+				warned = true
+				if w.Line != 2 {
+					t.Errorf("settle_time %s: the warning is on line %d, want 2: %v", settle, w.Line, w)
+				}
+			}
+		}
+		if refused != warned {
+			t.Errorf("settle_time %s: every change refused: %v; sitectl check warns: %v", settle, refused, warned)
+		}
 	}
 }

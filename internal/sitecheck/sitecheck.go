@@ -127,11 +127,20 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 		}
 	}
 	gunicornPreset(s, root, at, warn)
+	if s.SettleTime >= LongestSettle {
+		warn(at("settle_time", -1), "settle_time %s is not shorter than %s, the part of the longest timeout of a change (%s) that it keeps for a rollback, which must outlast the settle time: sitectl mode, restart, reload and rollback would refuse every change of this site whatever its --timeout; make it shorter than %s", s.SettleTime, LongestSettle, site.MaxDuration, LongestSettle)
+	}
 	if why := keepsAlive(s); why != "" && s.KeepPrevious > 0 {
 		warn(at("keep_previous", -1), "keep_previous: %s, and sitectl cannot tell it to drop kept-alive connections without restarting its workers: a client that keeps a connection to the warm generation goes on being served by it until the connection idles out (see docs/warm-rollback.md)", why)
 	}
 	return out
 }
+
+// LongestSettle is the settle_time from which no change of a site is
+// possible: a change keeps 40% of its timeout, which is at most a day
+// (flow.MaxTimeout, site.MaxDuration), for a rollback, and that part must
+// be longer than the settle time (flow.CheckTimeout).
+const LongestSettle = site.MaxDuration - site.MaxDuration/10*6
 
 // gunicornPreset warns of what undoes the gunicorn preset without a
 // word: GUNICORN_CMD_ARGS in the site's or a mode's environment replaces
