@@ -24,8 +24,17 @@ import (
 // state for state, so a file edited by hand reads as systemd reads it too.
 
 // MaxEnvFile bounds a mode file wherever one is read (ReadEnv, the
-// launcher's control socket): a mode file is a few lines.
-const MaxEnvFile = 1 << 20
+// launcher's control socket). A mode file is a few lines, but it must hold
+// whatever mode a valid site file has: every byte of its values comes
+// from the site file (at most site.MaxFileSize) and may take a backslash
+// before it (" \ ` $), and every variable's name is written twice (its
+// assignment and VarModeVars) with a few bytes of syntax that its own
+// assignment in the site file has too. So a mode file is at most twice
+// as long as its site file, with the comment line and sitectl's own
+// variables besides; a bound of the site file's size would refuse, after
+// sitectl wrote it, the mode file of a site it accepted. EnvFile refuses
+// to write a longer one.
+const MaxEnvFile = 2*site.MaxFileSize + 64<<10
 
 // errEnvValue is a value the mode file cannot carry exactly.
 var errEnvValue = errors.New("an environment file cannot carry it")

@@ -2,6 +2,7 @@ package modes
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/unitfile"
 )
 
 // FuzzEnvFileRoundTrip: whatever the writer writes, the reader reads back
@@ -166,5 +168,35 @@ func TestFromEnviron(t *testing.T) {
 	}
 	if got := FromEnviron([]string{"PATH=/bin", "SITECTL_MODE_VARS="}); !slices.Equal(got, []site.EnvVar{{Name: "SITECTL_MODE_VARS", Value: ""}}) {
 		t.Errorf("a mode without variables: %q", got)
+	}
+}
+
+// The largest mode a site file may have, every byte of its values one
+// that the mode file escapes, gives a mode file that sitectl reads back
+// (the launcher's control socket reads it with the same bound): a bound
+// of the site file's size refused it after it was written, and the site's
+// mode could then be neither read nor changed.
+func TestModeFileOfTheLargestModeIsReadBack(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[modes.normal.environment]\n")
+	value := strings.Repeat("$", unitfile.MaxArg-len("V0="))
+	for i := 0; b.Len()+len(value)+len("V0 = ''\n") <= site.MaxFileSize; i++ {
+		fmt.Fprintf(&b, "V%d = '%s'\n", i, value)
+	}
+	s, err := site.ParseNamed("/etc/sitectl/sites/karl.toml", "karl", []byte(b.String()))
+	if err != nil {
+		t.Fatalf("site: %v", err)
+	}
+	m, _ := s.Mode("normal")
+	st := Store{Dir: t.TempDir()}
+	if err := st.Write(s, m); err != nil {
+		t.Fatal(err)
+	}
+	env, err := st.ReadEnv("karl")
+	if err != nil {
+		t.Fatalf("sitectl wrote a mode file it cannot read: %v", err)
+	}
+	if got := len(env) - len(modeEnvironment(site.Mode{Name: "normal"})); got != len(m.Environment) || len(m.Environment) < 7 {
+		t.Fatalf("read back %d of the mode's %d variables", got, len(m.Environment))
 	}
 }

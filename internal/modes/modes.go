@@ -149,11 +149,15 @@ func modeFromEnvironment(env []site.EnvVar) (site.Mode, error) {
 
 // EnvFile renders the mode file of site s in mode m. It fails only for a
 // variable the file cannot carry exactly, which the site file's checks
-// already refuse.
+// already refuse, and for a file longer than MaxEnvFile, which no valid
+// site file gives.
 func EnvFile(s *site.Site, m site.Mode) ([]byte, error) {
 	data, err := marshalEnv(fmt.Sprintf("The current mode of site %s, written by sitectl. Do not edit: use `sitectl mode`.", s.Name), modeEnvironment(m))
 	if err != nil {
 		return nil, fmt.Errorf("cannot write mode %s of site %s: %w", m.Name, s.Name, err)
+	}
+	if len(data) > MaxEnvFile {
+		return nil, fmt.Errorf("cannot write mode %s of site %s: its mode file would be %d bytes long, and sitectl reads one of at most %d", m.Name, s.Name, len(data), MaxEnvFile)
 	}
 	return data, nil
 }
