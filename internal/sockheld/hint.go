@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"syscall"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
 )
@@ -66,16 +67,21 @@ func decodeHint(data []byte) []int {
 }
 
 // readHint reads the hint file at path ("": none); a file that is missing,
-// unreadable, too large or not a hint gives none.
+// unreadable, too large, not a regular file or not a hint gives none. It
+// is opened without blocking: opening a named pipe for reading would wait
+// for a writer, and the check with it.
 func readHint(path string) []int {
 	if path == "" {
 		return nil
 	}
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxHintSize+1))
 	if err != nil || len(data) > maxHintSize {
 		return nil

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -287,5 +288,32 @@ func BenchmarkMissingAmongManySockets(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A hint file that is a named pipe, a directory or /dev/zero is no hint,
+// at once: opening a pipe for reading waits for a writer, and the check
+// (a status, a restart) waited with it.
+func TestHintThatIsNoFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	zero := filepath.Join(dir, "zero")
+	if err := os.Symlink("/dev/zero", zero); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, dir, zero} {
+		done := make(chan []int, 1)
+		go func() { done <- readHint(p) }()
+		select {
+		case fds := <-done:
+			if fds != nil {
+				t.Errorf("%s: hint %v", p, fds)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%s: the hint is still being read after 2s", p)
+		}
 	}
 }
