@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
 )
@@ -49,13 +50,18 @@ func Ensure(path string) error {
 }
 
 // holds tells whether the file at path has Config's content, reading at
-// most one byte more than that.
+// most one byte more than that. Anything but a regular file does not, and
+// is not read: it is opened without blocking, since opening a named pipe
+// for reading would wait for a writer, and the site's start with it.
 func holds(path string) (bool, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return false, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return false, err
+	}
 	b, err := io.ReadAll(io.LimitReader(f, int64(len(Config))+1))
 	if err != nil {
 		return false, err

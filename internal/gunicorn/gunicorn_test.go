@@ -388,3 +388,32 @@ func TestEnsure(t *testing.T) {
 		check(fmt.Sprintf("%d bytes", len(content)))
 	}
 }
+
+// A named pipe or a symlink to /dev/zero where the file goes is replaced
+// by the file, at once: opening the pipe to compare its content waited for
+// a writer, and sitectl prepare, and the site's start, with it.
+func TestEnsureReplacesWhatIsNoFile(t *testing.T) {
+	dir := t.TempDir()
+	for name, plant := range map[string]func(string) error{
+		"fifo": func(p string) error { return syscall.Mkfifo(p, 0o644) },
+		"zero": func(p string) error { return os.Symlink("/dev/zero", p) },
+	} {
+		path := filepath.Join(dir, name)
+		if err := plant(path); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- Ensure(path) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%s: Ensure still runs after 2s", name)
+		}
+		if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+			t.Fatalf("%s: %v, %v, want the file", name, fi, err)
+		}
+	}
+}
