@@ -37,7 +37,7 @@ func (st Store) withModeLock(name string, fn func() error) error {
 		return err
 	}
 	path := st.paths().ModeLockFile(name)
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	f, err := openLock(path, os.O_RDONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("cannot open the mode lock of site %s: %w", name, err)
 	}

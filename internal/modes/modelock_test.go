@@ -1,10 +1,13 @@
 package modes
 
 import (
+	"errors"
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sitectl/sitectl/internal/site"
 )
@@ -120,5 +123,47 @@ func TestRecordedMode(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(got, m) {
 			t.Errorf("RecordedMode after writing %+v = %+v, %v", m, got, err)
 		}
+	}
+}
+
+// Lock files that are named pipes neither hang a status (Busy) nor a
+// change (the site's lock, the mode lock): they are opened without
+// blocking, and flocked all the same.
+func TestLockFilesThatArePipes(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	s, err := site.ParseNamed("/etc/sitectl/sites/karl.toml", "karl", []byte("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.siteDir("karl"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{st.paths().LockFile("karl"), st.paths().ModeLockFile("karl")} {
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		if st.Busy("karl") {
+			done <- errors.New("busy with no switch running")
+			return
+		}
+		l, err := st.LockSite(s, false)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer l.Unlock()
+		m, _ := s.Mode(s.DefaultMode)
+		done <- st.Write(s, m)
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("still waiting after 5s")
 	}
 }

@@ -287,7 +287,7 @@ func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
 	if err := st.prepareSite(s.Name); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(st.paths().LockFile(s.Name), os.O_RDWR, 0)
+	f, err := openLock(st.paths().LockFile(s.Name), os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the lock of site %s: %w", s.Name, err)
 	}
@@ -317,11 +317,19 @@ func (st Store) prepareSite(name string) error {
 	if err := st.siteDir(name); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(st.paths().LockFile(name), os.O_RDONLY|os.O_CREATE, FileMode)
+	f, err := openLock(st.paths().LockFile(name), os.O_RDONLY|os.O_CREATE, FileMode)
 	if err != nil {
 		return fmt.Errorf("cannot create the lock of site %s: %w", name, err)
 	}
 	return f.Close()
+}
+
+// openLock opens a lock file, which is only ever flocked, never read:
+// without blocking, since opening a named pipe put in its place would
+// wait for a writer (a status of every site, a change) where the lock's
+// own wait is bounded.
+func openLock(path string, flag int, perm os.FileMode) (*os.File, error) {
+	return os.OpenFile(path, flag|syscall.O_NONBLOCK|syscall.O_NOCTTY, perm)
 }
 
 // Unlock releases the lock.
@@ -330,7 +338,7 @@ func (l *Lock) Unlock() error { return l.f.Close() }
 // Busy reports whether a switch of the site is running right now: another
 // process holds its lock.
 func (st Store) Busy(name string) bool {
-	f, err := os.Open(st.paths().LockFile(name))
+	f, err := openLock(st.paths().LockFile(name), os.O_RDONLY, 0)
 	if err != nil {
 		return false
 	}
