@@ -41,7 +41,10 @@ func (e *env) readSite(name string) (*site.Site, []byte, error) {
 	if err := site.ValidateName(name); err != nil {
 		return nil, nil, withCode(exitUsage, err)
 	}
-	data, err := site.ReadFile(e.dirs.SiteFile(name))
+	// Root's alone, as the generator reads it: the state service grants
+	// from this file, and prepare keeps it as the last good copy the
+	// generator falls back to.
+	data, err := site.ReadSiteFile(e.dirs.SiteFile(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, withCode(exitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, e.dirs.SiteFile(name)))
 	}

@@ -344,7 +344,7 @@ func (e *env) localChange(ctx, interrupt context.Context, req stateservice.Reque
 // (modes.Pin) runs it: the change is of that version, said in warning,
 // and has nothing further back to go to.
 func (e *env) pinning(ctx context.Context, who modes.Local, mgr *control.Manager, s *site.Site) (_ *site.Site, pinBack func(context.Context, *site.Site, string, string) (*site.Site, error), warning string) {
-	data, derr := site.ReadFile(e.dirs.SiteFile(s.Name))
+	data, derr := site.ReadSiteFile(e.dirs.SiteFile(s.Name))
 	if derr != nil {
 		return s, nil, ""
 	}

@@ -117,12 +117,12 @@ func TestACLOnTheFileSystem(t *testing.T) {
 	if err := os.WriteFile(p, []byte(validSite), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readSiteFile(p); err != nil {
+	if _, err := ReadSiteFile(p); err != nil {
 		t.Fatalf("a site file without an ACL: %v", err)
 	}
 	dana := aclOf(4, 6, aclEntry{aclUser, 6, 12345})
 	setACL(t, p, dana)
-	if _, err := readSiteFile(p); err == nil || !strings.Contains(err.Error(), "user 12345 through its access ACL") {
+	if _, err := ReadSiteFile(p); err == nil || !strings.Contains(err.Error(), "user 12345 through its access ACL") {
 		t.Errorf("a site file uid 12345 may write through its ACL: %v", err)
 	}
 	res, err := LoadDir(root, nil)

@@ -269,7 +269,7 @@ func loadFiles(paths []string, hint *dirHint, others []*Site, names map[string]s
 		if hint != nil {
 			data, err = readFile(hint.fd, filepath.Base(p), p, hint.regular[i], true)
 		} else {
-			data, err = readSiteFile(p)
+			data, err = ReadSiteFile(p)
 		}
 		if err != nil {
 			out[i].errs = Errors{fileError(p, err)}

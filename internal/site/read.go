@@ -44,9 +44,13 @@ func Digest(data []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// readSiteFile is ReadFile of a site file, which must also be root's
-// alone (trusted).
-func readSiteFile(path string) ([]byte, error) {
+// ReadSiteFile is ReadFile of a site file, which must also be root's
+// alone (trusted): the generator's LoadDir, and every reader of one site
+// by name (a verb, prepare, status, the state service's grant check),
+// read a site file through it, so that a file the generator refuses is
+// not taken by another of root's readers either (its deployers granted,
+// its content kept as the last good copy the generator falls back to).
+func ReadSiteFile(path string) ([]byte, error) {
 	return readFile(unix.AT_FDCWD, path, path, false, true)
 }
 

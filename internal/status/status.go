@@ -892,7 +892,7 @@ func namedEntries(d paths.Dirs, names []string) ([]entry, []string, error) {
 		}
 		seen[name] = true
 		file := d.SiteFile(name)
-		data, err := site.ReadFile(file)
+		data, err := site.ReadSiteFile(file)
 		if errors.Is(err, fs.ErrNotExist) {
 			if _, lerr := os.Lstat(file); errors.Is(lerr, fs.ErrNotExist) {
 				missing = append(missing, name)
@@ -938,7 +938,7 @@ func pinnedEntries(d paths.Dirs, ents []entry) {
 		if !names[en.site.Name] || len(en.errs) > 0 || en.file != d.SiteFile(en.site.Name) {
 			continue
 		}
-		data, err := site.ReadFile(en.file)
+		data, err := site.ReadSiteFile(en.file)
 		if err != nil {
 			continue
 		}

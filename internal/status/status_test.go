@@ -693,3 +693,21 @@ func TestWarmShownAfterTheFileDroppedKeepPrevious(t *testing.T) {
 		t.Errorf("asked %v: want run's launcher (42) alone, not an idle site", asked)
 	}
 }
+
+// A site file someone other than root may change is invalid for status
+// by name as for list and the generator: status does not show its
+// listeners, trigger or modes as the site's.
+func TestNamedSiteFileOthersMayChangeIsInvalid(t *testing.T) {
+	d, sd := setup(t)
+	if err := os.Chmod(d.SiteFile("idle"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: sd}, Request{Names: []string{"idle"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := res.Sites[0].SiteFile
+	if f.State != "invalid" || len(f.Errors) != 1 || !strings.Contains(f.Errors[0].Message, "may be changed by others than its owner") {
+		t.Errorf("idle, mode 0666: site file %+v", f)
+	}
+}

@@ -96,6 +96,8 @@ func TestSiteFileOthersMayWriteIsRefused(t *testing.T) {
 
 	// karl's file made writable by all, by mistake.
 	h.run("chmod", "0666", "/etc/sitectl/sites/karl.toml")
+	// Whoever may write it asks root for /etc/shadow through it.
+	h.run("sh", "-c", fmt.Sprintf("printf '%%s' '%s' > /etc/sitectl/sites/karl.toml", goSite(port, `credentials = { x = "/etc/shadow" }`)))
 	// A file nobody owns, which asks root for /etc/shadow.
 	h.writeSite("evil", fmt.Sprintf("exec = [\"/bin/sh\", \"-c\", \"head -c 5 $CREDENTIALS_DIRECTORY/x; exec /usr/local/bin/webapp\"]\nreadiness = \"notify\"\n[credentials]\nx = \"/etc/shadow\"\n[[listen]]\naddress = \"127.0.0.1:%d\"\n", evilPort))
 	h.run("chown", "nobody", "/etc/sitectl/sites/evil.toml")
@@ -127,6 +129,16 @@ func TestSiteFileOthersMayWriteIsRefused(t *testing.T) {
 	h.run("systemctl", "restart", "site-karl.service")
 	if err := siteAnswers(url, "normal"); err != nil {
 		t.Errorf("karl after a restart: %v", err)
+	}
+	// The restart's prepare refused the file too: it started from the
+	// last good copy and did not make the file that copy, which the next
+	// daemon-reload would have written karl's units from.
+	if good := h.run("cat", "/var/lib/sitectl/sites/karl/last-good.toml"); strings.Contains(good, "shadow") {
+		t.Errorf("the restart kept the file others may write as the last good copy:\n%s", good)
+	}
+	h.run("systemctl", "daemon-reload")
+	if unit := h.run("systemctl", "cat", "site-karl.service"); strings.Contains(unit, "shadow") {
+		t.Errorf("karl's units were written from the file others may write:\n%s", unit)
 	}
 }
 
