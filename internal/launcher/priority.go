@@ -76,6 +76,21 @@ func setPolicy(tid int, policy uint32) (changed bool, err error) {
 	return true, unix.SchedSetAttr(tid, attr, 0)
 }
 
+// promoteThread moves one thread from SCHED_IDLE to SCHED_NORMAL, keeping
+// its nice value, and says whether it did. A thread of any other policy is
+// left as it is: SCHED_BATCH the app chose, or a real-time thread of
+// another process that took a pid of the tree Promote walked after it
+// exited.
+func promoteThread(tid int) (bool, error) {
+	attr, err := unix.SchedGetAttr(tid, 0)
+	if err != nil || attr.Policy != unix.SCHED_IDLE {
+		return false, err
+	}
+	attr.Policy = unix.SCHED_NORMAL
+	attr.Priority = 0
+	return true, unix.SchedSetAttr(tid, attr, 0)
+}
+
 // Promotion is what Promote did.
 type Promotion struct {
 	Threads, Processes int
@@ -111,7 +126,7 @@ func Promote(proc string, mainPID, pid int) (Promotion, error) {
 				if err != nil {
 					continue
 				}
-				changed, err := setPolicy(tid, unix.SCHED_NORMAL)
+				changed, err := promoteThread(tid)
 				switch {
 				case errors.Is(err, unix.ESRCH):
 				case err != nil:

@@ -332,3 +332,27 @@ func TestCheckGeneration(t *testing.T) {
 		t.Errorf("a descendant in another cgroup: %v", err)
 	}
 }
+
+// Root's side of a promotion moves SCHED_IDLE threads only: a thread of
+// another policy (SCHED_BATCH the app chose, or, on a pid reused between
+// the walk and the change, another process's real-time thread) is left
+// as it is.
+func TestPromoteChangesOnlyIdleThreads(t *testing.T) {
+	needNice(t)
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	pid := child.Process.Pid
+	if _, err := setPolicy(pid, unix.SCHED_BATCH); err != nil {
+		t.Fatal(err)
+	}
+	did, err := Promote("/proc", os.Getpid(), pid)
+	if err != nil || did.Threads != 0 {
+		t.Errorf("promotion of a SCHED_BATCH process: %+v, %v", did, err)
+	}
+	if p := policyOf(t, pid); p != unix.SCHED_BATCH {
+		t.Errorf("after the promotion: policy %d, want SCHED_BATCH (%d)", p, unix.SCHED_BATCH)
+	}
+}
