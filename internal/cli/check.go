@@ -78,10 +78,12 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 				}
 				for _, s := range res.Sites {
 					warnings = append(warnings, sitecheck.Warnings(sitecheck.OS, s, data, 0, e.unitOptions())...)
+					warnings = append(warnings, sitecheck.SharedUser(s, data, installedSites(e, nil, name))...)
 				}
 			} else {
-				res = site.LoadFiles(files, installedSites(e, files, name), names, e.held())
-				warnings = fileWarnings(e, res.Sites)
+				installed := installedSites(e, files, name)
+				res = site.LoadFiles(files, installed, names, e.held())
+				warnings = fileWarnings(e, res.Sites, installed)
 				res = renameFile(res, files[0], display)
 				renameErrors(warnings, files[0], display)
 			}
@@ -150,9 +152,10 @@ func checkStdin(e *env, stdin io.Reader, name, display string) (site.Result, []b
 
 // fileWarnings are the warnings of valid sites read from their files (see
 // package sitecheck): what would fail on this host although the file is
-// valid.
-func fileWarnings(e *env, sites []*site.Site) site.Errors {
+// valid, and a user another of the checked or installed sites runs as.
+func fileWarnings(e *env, sites, installed []*site.Site) site.Errors {
 	var out site.Errors
+	all := append(slices.Clone(sites), installed...)
 	for _, s := range sites {
 		data, err := site.ReadFile(s.File)
 		if err != nil {
@@ -163,6 +166,7 @@ func fileWarnings(e *env, sites []*site.Site) site.Errors {
 			mode = fi.Mode().Perm()
 		}
 		out = append(out, sitecheck.Warnings(sitecheck.OS, s, data, mode, e.unitOptions())...)
+		out = append(out, sitecheck.SharedUser(s, data, all)...)
 	}
 	return out
 }
@@ -226,7 +230,7 @@ type checkFileJSON struct {
 	Site     string           `json:"site" doc:"the site's name; empty when the file is not valid"`
 	Valid    bool             `json:"valid" doc:"the file has no mistakes"`
 	Errors   []checkErrorJSON `json:"errors" doc:"its mistakes"`
-	Warnings []checkErrorJSON `json:"warnings" doc:"what would fail on this host although the file is valid: a program that is missing or not executable, a program or working directory under a path the unit hides, environment values in a file anyone may read, a secret in the environment the unit shows to everyone"`
+	Warnings []checkErrorJSON `json:"warnings" doc:"what would fail on this host although the file is valid: a program that is missing or not executable, a program or working directory under a path the unit hides, environment values in a file anyone may read, a secret in the environment the unit shows to everyone, a user another site runs as too"`
 }
 
 type checkErrorJSON struct {

@@ -4,7 +4,8 @@
 // site file that anyone may read although it holds environment values, a
 // secret in the environment that the site's unit shows to everyone, and
 // keep_previous for a server that keeps connections alive in a way sitectl
-// cannot switch off, and a gunicorn site that undoes its preset.
+// cannot switch off, a gunicorn site that undoes its preset, and a site
+// that runs as the user of another site (SharedUser).
 // These are warnings: sitectl check reports them and still exits 0, since
 // the host the file is checked on need not be the one it runs on.
 package sitecheck
@@ -287,4 +288,37 @@ func hasEnvironment(s *site.Site) bool {
 		}
 	}
 	return false
+}
+
+// SharedUser warns when site s, read from data, runs as a user that one of
+// others runs as too. Sites are kept apart by their users: two apps of one
+// user may signal each other's processes, read and change what that user
+// owns (the other's credentials, which systemd gives the user), and reach
+// the other's runtime directory, where an overlap site's launcher takes a
+// reload into any mode environment from whoever reaches its control
+// socket. A site without user runs as a dynamic user of its own.
+func SharedUser(s *site.Site, data []byte, others []*site.Site) []*site.Error {
+	if s.User == "" {
+		return nil
+	}
+	var with []string
+	for _, o := range others {
+		if o.Name != s.Name && o.User == s.User {
+			with = append(with, o.Name)
+		}
+	}
+	if len(with) == 0 {
+		return nil
+	}
+	slices.Sort(with)
+	with = slices.Compact(with)
+	pos := tomlpos.Pos{Line: 1, Col: 1}
+	if root, _ := tomlpos.Parse(data); root != nil {
+		if v := root.Get("user"); v != nil && v.KeyPos.Line > 0 {
+			pos = v.KeyPos
+		}
+	}
+	return []*site.Error{{File: s.File, Line: pos.Line, Col: pos.Col, Msg: fmt.Sprintf(
+		"warning: user %s is also the user of site %s: sites are kept apart by their users, and apps of one user can signal each other's processes, read each other's credentials and files, and ask each other's launcher for a reload with an environment of their choosing; give each site a user of its own, or leave user out for a dynamic one",
+		s.User, strings.Join(with, ", "))}}
 }
