@@ -78,7 +78,7 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 				}
 				for _, s := range res.Sites {
 					warnings = append(warnings, sitecheck.Warnings(sitecheck.OS, s, data, 0, e.unitOptions())...)
-					warnings = append(warnings, sitecheck.SharedUser(s, data, installedSites(e, nil, name))...)
+					warnings = append(warnings, sitecheck.SharedUser(s, data, sitecheck.Users(installedSites(e, nil, name)))...)
 				}
 			} else {
 				installed := installedSites(e, files, name)
@@ -155,7 +155,7 @@ func checkStdin(e *env, stdin io.Reader, name, display string) (site.Result, []b
 // valid, and a user another of the checked or installed sites runs as.
 func fileWarnings(e *env, sites, installed []*site.Site) site.Errors {
 	var out site.Errors
-	all := append(slices.Clone(sites), installed...)
+	users := sitecheck.Users(append(slices.Clone(sites), installed...))
 	for _, s := range sites {
 		data, err := site.ReadFile(s.File)
 		if err != nil {
@@ -166,7 +166,7 @@ func fileWarnings(e *env, sites, installed []*site.Site) site.Errors {
 			mode = fi.Mode().Perm()
 		}
 		out = append(out, sitecheck.Warnings(sitecheck.OS, s, data, mode, e.unitOptions())...)
-		out = append(out, sitecheck.SharedUser(s, data, all)...)
+		out = append(out, sitecheck.SharedUser(s, data, users)...)
 	}
 	return out
 }

@@ -290,28 +290,53 @@ func hasEnvironment(s *site.Site) bool {
 	return false
 }
 
-// SharedUser warns when site s, read from data, runs as a user that one of
-// others runs as too. Sites are kept apart by their users: two apps of one
-// user may signal each other's processes, read and change what that user
-// owns (the other's credentials, which systemd gives the user), and reach
-// the other's runtime directory, where an overlap site's launcher takes a
+// Users indexes sites by the user they run as: each user of one of them
+// to the names of its sites, sorted, each once. Sites of a dynamic user
+// (no user) are left out: each has a user of its own.
+func Users(sites []*site.Site) map[string][]string {
+	out := map[string][]string{}
+	for _, s := range sites {
+		if s.User != "" {
+			out[s.User] = append(out[s.User], s.Name)
+		}
+	}
+	for u, names := range out {
+		slices.Sort(names)
+		out[u] = slices.Compact(names)
+	}
+	return out
+}
+
+// sharedNamed is how many of the other sites of a shared user
+// SharedUser names; it counts the rest. A host whose sites all run as
+// www-data would otherwise get each of its warnings naming every site.
+const sharedNamed = 3
+
+// SharedUser warns when site s, read from data, runs as a user that
+// another site runs as too (users: Users of the sites to compare with).
+// Sites are kept apart by their users: two apps of one user may signal
+// each other's processes, read and change what that user owns (the
+// other's credentials, which systemd gives the user), and reach the
+// other's runtime directory, where an overlap site's launcher takes a
 // reload into any mode environment from whoever reaches its control
 // socket. A site without user runs as a dynamic user of its own.
-func SharedUser(s *site.Site, data []byte, others []*site.Site) []*site.Error {
+func SharedUser(s *site.Site, data []byte, users map[string][]string) []*site.Error {
 	if s.User == "" {
 		return nil
 	}
 	var with []string
-	for _, o := range others {
-		if o.Name != s.Name && o.User == s.User {
-			with = append(with, o.Name)
+	for _, name := range users[s.User] {
+		if name != s.Name {
+			with = append(with, name)
 		}
 	}
 	if len(with) == 0 {
 		return nil
 	}
-	slices.Sort(with)
-	with = slices.Compact(with)
+	named := strings.Join(with[:min(len(with), sharedNamed)], ", ")
+	if more := len(with) - sharedNamed; more > 0 {
+		named = fmt.Sprintf("%s and %d more", named, more)
+	}
 	pos := tomlpos.Pos{Line: 1, Col: 1}
 	if root, _ := tomlpos.Parse(data); root != nil {
 		if v := root.Get("user"); v != nil && v.KeyPos.Line > 0 {
@@ -320,5 +345,5 @@ func SharedUser(s *site.Site, data []byte, others []*site.Site) []*site.Error {
 	}
 	return []*site.Error{{File: s.File, Line: pos.Line, Col: pos.Col, Msg: fmt.Sprintf(
 		"warning: user %s is also the user of site %s: sites are kept apart by their users, and apps of one user can signal each other's processes, read each other's credentials and files, and ask each other's launcher for a reload with an environment of their choosing; give each site a user of its own, or leave user out for a dynamic one",
-		s.User, strings.Join(with, ", "))}}
+		s.User, named)}}
 }

@@ -167,3 +167,33 @@ func TestNamesConfig(t *testing.T) {
 		}
 	}
 }
+
+// A user many sites share is named in each warning with a few of the
+// others and a count of the rest, not with every one: a host whose 10,000
+// sites all run as www-data would otherwise print each warning 10,000
+// names long. Sites of a dynamic user share nothing.
+func TestSharedUserNamesAFewOthers(t *testing.T) {
+	var sites []*site.Site
+	for _, n := range []string{"f", "b", "a", "e", "c", "d"} {
+		sites = append(sites, &site.Site{Name: n, User: "www-data", File: "/etc/sitectl/sites/" + n + ".toml"})
+	}
+	sites = append(sites, &site.Site{Name: "dyn"}, &site.Site{Name: "dyn2"}, &site.Site{Name: "own", User: "own"})
+	users := Users(append(sites, sites[0])) // a site checked and installed counts once
+	if got := users["www-data"]; strings.Join(got, ",") != "a,b,c,d,e,f" {
+		t.Fatalf("Users: www-data runs %v", got)
+	}
+	data := []byte("exec = [\"/bin/sh\"]\nuser = \"www-data\"\n")
+	w := SharedUser(sites[1], data, users) // b
+	if len(w) != 1 || w[0].Line != 2 || !strings.Contains(w[0].Msg, "user www-data is also the user of site a, c, d and 2 more:") {
+		t.Errorf("b: %v", w)
+	}
+	for _, s := range sites[6:] {
+		if w := SharedUser(s, nil, users); len(w) != 0 {
+			t.Errorf("%s shares no user: %v", s.Name, w)
+		}
+	}
+	two := Users(sites[:2])
+	if w := SharedUser(sites[0], data, two); len(w) != 1 || !strings.Contains(w[0].Msg, "of site b:") {
+		t.Errorf("f beside b: %v", w)
+	}
+}
