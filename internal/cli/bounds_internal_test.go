@@ -230,8 +230,8 @@ func TestReloadUnitOutlastsTouched(t *testing.T) {
 		_, after, ok := strings.Cut(u.Content, "\nTimeoutStartSec=")
 		value, _, _ := strings.Cut(after, "\n")
 		d, err := time.ParseDuration(value)
-		if !ok || err != nil || d <= touchedRounds*touchedRoundTimeout(s) {
-			t.Errorf("%s: TimeoutStartSec=%s, want more than %d rounds of %s:\n%s", u.Name, value, touchedRounds, touchedRoundTimeout(s), u.Content)
+		if !ok || err != nil || d <= (touchedRounds+1)*touchedRoundTimeout(s) {
+			t.Errorf("%s: TimeoutStartSec=%s, want more than the lock's wait and %d rounds of %s:\n%s", u.Name, value, touchedRounds, touchedRoundTimeout(s), u.Content)
 		}
 		return
 	}

@@ -500,7 +500,9 @@ reload_trigger changes. It runs systemctl reload-or-restart on the site's servic
 and does it again while the trigger was touched meanwhile: systemd's path unit does
 not watch while the reload unit runs, so a touch during a reload (a deploy tool
 switching the release symlink and touching again) would otherwise be lost. At most
-` + strconv.Itoa(touchedRounds) + ` reloads per run.`,
+` + strconv.Itoa(touchedRounds) + ` reloads per run. It holds the site's lock while it reloads: a
+touch during a sitectl change of the site (mode, restart, rollback, a deployer's
+change) reloads once that change is done.`,
 		Args: args(1, 1, "one site name"),
 		RunE: func(c *cobra.Command, a []string) error {
 			name := a[0]
@@ -510,6 +512,13 @@ switching the release symlink and touching again) would otherwise be lost. At mo
 			}
 			if s.ReloadTrigger == "" {
 				return fmt.Errorf("site %s has no reload_trigger", name)
+			}
+			lock, err := touchedLock(c.Context(), e, s)
+			if err != nil {
+				return err
+			}
+			if lock != nil {
+				defer lock.Unlock()
 			}
 			for round := 1; ; round++ {
 				before := modTime(s.ReloadTrigger)
@@ -526,6 +535,34 @@ switching the release symlink and touching again) would otherwise be lost. At mo
 				term.Fprintf(e.stderr, "site %s: %s was touched again during the reload: reloading again\n", name, s.ReloadTrigger)
 			}
 		},
+	}
+}
+
+// touchedLock takes the site's lock for touched's reloads, waiting at most
+// touchedRoundTimeout for a change of the site under way (sitectl mode,
+// restart, a deployer's change) to end: a restart of the site in the middle
+// of a change would make the change fail and roll back, blaming the app,
+// and undo the deploy's reload with it. Nil, without error, for a site no
+// change has ever locked. The reload unit's state directory is read-only:
+// the lock is taken on the file as it is (flock needs no write access).
+func touchedLock(ctx context.Context, e *env, s *site.Site) (*modes.Lock, error) {
+	st := modes.Store{Dir: e.dirs.State}
+	wait := touchedRoundTimeout(s)
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for said := false; ; said = true {
+		lock, err := st.TryLockExisting(s.Name)
+		if !errors.Is(err, modes.ErrLocked) {
+			return lock, err
+		}
+		if !said {
+			term.Fprintf(e.stderr, "site %s: %s was touched while another sitectl changes the site: reloading once it is done\n", s.Name, s.ReloadTrigger)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("site %s: not reloaded after %s was touched: another sitectl was still changing the site after %s; touch it again once that change is done", s.Name, s.ReloadTrigger, wait)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 

@@ -312,6 +312,34 @@ func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
 	return &Lock{f}, nil
 }
 
+// TryLockExisting takes the site's lock without waiting and without
+// creating anything, for a reader of a read-only state directory (the
+// touch-to-reload unit). No lock file means no change of the site ever
+// ran: it returns nil and no error then. Another holder: ErrLocked.
+func (st Store) TryLockExisting(name string) (*Lock, error) {
+	f, err := openLock(st.paths().LockFile(name), os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the lock of site %s: %w", name, err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, ErrLocked
+		}
+		return nil, fmt.Errorf("cannot lock site %s: %w", name, err)
+	}
+	return &Lock{f}, nil
+}
+
 // prepareSite creates a site's state directory and its lock file.
 func (st Store) prepareSite(name string) error {
 	if err := st.siteDir(name); err != nil {

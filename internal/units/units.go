@@ -781,10 +781,10 @@ func renderReloadService(s *site.Site, opts Options) Unit {
 	svc.command("ExecStart", "", opts.sitectl("touched", s.Name))
 	// A oneshot has no start timeout unless given one: a reload job that
 	// never ends would keep this unit running, and the path unit from
-	// watching, for good. sitectl touched bounds each of its reloads
-	// itself and says why it gave up; this is a bit above all of them,
-	// the last resort.
-	svc.text("TimeoutStartSec", systemdSpan(TouchedRounds*TouchedRoundTimeout(s)+touchedMargin))
+	// watching, for good. sitectl touched bounds its wait for the site's
+	// lock and each of its reloads itself and says why it gave up; this is
+	// a bit above all of them, the last resort.
+	svc.text("TimeoutStartSec", systemdSpan((TouchedRounds+1)*TouchedRoundTimeout(s)+touchedMargin))
 	svc.text("Slice", SliceName(s.Name))
 	for _, kv := range reloadHardening {
 		svc.text(kv[0], kv[1])
@@ -797,7 +797,8 @@ func renderReloadService(s *site.Site, opts Options) Unit {
 // takes over.
 const TouchedRounds = 5
 
-// TouchedRoundTimeout bounds one reload of sitectl touched: systemctl
+// TouchedRoundTimeout bounds one reload of sitectl touched, and its wait
+// for a change of the site under way to end: systemctl
 // reload-or-restart of the site's service, which for a restart is a stop
 // (TimeoutStopSec=: the drain and the grace after it), the cleanup after
 // it and a start (TimeoutStartSec=), with touchedMargin for a job queued

@@ -239,3 +239,46 @@ func TestRestartOfUnitsOlderThanTheFileSaysSo(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A touch of the reload trigger while a sitectl change holds the site's
+// lock reloads once the change is done, not in its middle: the hardened
+// reload unit (a read-only state directory, its own user namespace) takes
+// the lock too, and says why it waits.
+func TestTouchWaitsForAChangeUnderWay(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"shop": goSite(port, "reload_trigger = \"/srv/shop/restart.txt\"\n")})
+	h.run("mkdir", "-p", "/srv/shop")
+	h.run("systemctl", "start", "site-shop.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	h.run("sitectl", "restart", "shop") // creates the site's state and its lock
+	pid := h.show("site-shop.service", "MainPID")["MainPID"]
+
+	since := h.logMark()
+	h.run("systemd-run", "--unit=holder", "--collect", "flock", "/var/lib/sitectl/sites/shop/lock", "sleep", "4")
+	h.waitFor("the holder to take the lock", 10*time.Second, func() bool {
+		return h.show("holder.service", "ActiveState")["ActiveState"] == "active"
+	})
+	time.Sleep(300 * time.Millisecond)
+	h.run("touch", "/srv/shop/restart.txt")
+	h.waitFor("the reload unit to start", 10*time.Second, func() bool {
+		return h.show("site-shop-reload.service", "ActiveState")["ActiveState"] == "activating"
+	})
+	time.Sleep(1500 * time.Millisecond)
+	if now := h.show("site-shop.service", "MainPID")["MainPID"]; now != pid {
+		t.Errorf("the touch restarted the site while the lock was held: main PID %s, then %s", pid, now)
+	}
+	h.waitFor("the restart once the lock is free", 30*time.Second, func() bool {
+		now := h.show("site-shop.service", "MainPID")["MainPID"]
+		return now != pid && now != "0" && h.show("site-shop-reload.service", "ActiveState")["ActiveState"] == "inactive"
+	})
+	if r := h.show("site-shop-reload.service", "Result")["Result"]; r != "success" {
+		t.Errorf("the reload unit: Result=%s", r)
+	}
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Error(err)
+	}
+	logged := h.run("journalctl", "--no-pager", "-u", "site-shop-reload.service", "--since", since)
+	if !strings.Contains(logged, "site shop: /srv/shop/restart.txt was touched while another sitectl changes the site: reloading once it is done") {
+		t.Errorf("the reload unit's journal does not say why it waited:\n%s", logged)
+	}
+}

@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
+)
+
+// touchedRun runs sitectl touched karl with a systemctl that records each
+// of its runs in the file it returns, and no startable check.
+func touchedRun(t *testing.T, e *env) (run func() error, ran string) {
+	t.Helper()
+	ran = filepath.Join(t.TempDir(), "ran")
+	fake := filepath.Join(t.TempDir(), "systemctl")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho \"$@\" >>"+ran+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shorten(t, &touchedSystemctl, fake)
+	shorten(t, &touchedCheck, func(context.Context, *env, *site.Site) error { return nil })
+	return func() error {
+		c := touchedCmd(e)
+		c.SetArgs([]string{"karl"})
+		c.SetOut(io.Discard)
+		c.SetErr(io.Discard)
+		c.SilenceUsage, c.SilenceErrors = true, true
+		return c.Execute()
+	}, ran
+}
+
+func reloads(t *testing.T, ran string) int {
+	t.Helper()
+	data, err := os.ReadFile(ran)
+	if os.IsNotExist(err) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(data), "reload-or-restart site-karl.service\n")
+}
+
+// A touch during a change of the site (sitectl mode, restart, a deployer's
+// change: whoever holds the site's lock) reloads once that change is done,
+// not in its middle, where the restart would make the change fail and roll
+// back; a change that outlasts touched's bound gets a clear error and no
+// reload. A site no change ever locked (no lock file) reloads at once.
+func TestTouchedWaitsForAChangeUnderWay(t *testing.T) {
+	var stderr strings.Builder
+	e := &env{dirs: testDirs(t), stdout: io.Discard, stderr: &stderr}
+	run, ran := touchedRun(t, e)
+	if err := within(t, 5*time.Second, run); err != nil || reloads(t, ran) != 1 {
+		t.Fatalf("no lock file: %v, %d reloads", err, reloads(t, ran))
+	}
+
+	s, err := e.loadSite("karl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := modes.Store{Dir: e.dirs.State}
+	lock, err := st.LockSite(s, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- run() }()
+	time.Sleep(500 * time.Millisecond)
+	if n := reloads(t, ran); n != 1 {
+		t.Fatalf("touched reloaded while a change held the site's lock (%d reloads)", n)
+	}
+	if err := lock.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil || reloads(t, ran) != 2 {
+			t.Fatalf("after the change: %v, %d reloads", err, reloads(t, ran))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("touched did not reload after the change ended")
+	}
+	if !strings.Contains(stderr.String(), "site karl: /srv/karl/restart.txt was touched while another sitectl changes the site: reloading once it is done") {
+		t.Errorf("touched did not say why it waited: %q", stderr.String())
+	}
+
+	lock, err = st.LockSite(s, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Unlock()
+	shorten(t, &touchedRoundTimeout, func(*site.Site) time.Duration { return 300 * time.Millisecond })
+	err = within(t, 5*time.Second, run)
+	want := "site karl: not reloaded after /srv/karl/restart.txt was touched: another sitectl was still changing the site after 300ms; touch it again once that change is done"
+	if err == nil || err.Error() != want || reloads(t, ran) != 2 {
+		t.Errorf("a change that outlasts touched: %v (%d reloads), want %q and no reload", err, reloads(t, ran), want)
+	}
+}
