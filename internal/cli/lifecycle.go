@@ -181,7 +181,7 @@ func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, verb, name 
 	st := modes.Store{Dir: e.dirs.State}
 	if locked != nil {
 		// The wait for another sitectl counts in --timeout.
-		lock, err := lockSite(mergeCancel(ctx, wait), st, locked, stateservice.Request{Site: locked.Name, NoBlock: f.noBlock, TimeoutMS: f.timeout.Milliseconds()}, e.progressf)
+		lock, _, err := lockSite(mergeCancel(ctx, wait), st, locked, stateservice.Request{Site: locked.Name, NoBlock: f.noBlock, TimeoutMS: f.timeout.Milliseconds()}, e.progressf)
 		if err != nil {
 			return err
 		}

@@ -271,7 +271,8 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 // code path of every change, root's own and a deployer's. still, for a
 // deployer's change, is asked once the lock is held: the grant and the
 // site file as they are then, not as they were before a wait for another
-// sitectl.
+// sitectl. Root's change that waited for the lock reads the site file
+// again the same way.
 func (e *env) localChange(ctx, interrupt context.Context, req stateservice.Request, s *site.Site, who modes.Local, progress func(string, ...any), conn *pendingConn, still func() (*site.Site, error)) (flow.Report, error) {
 	rep := flow.Report{Site: s.Name}
 	who.Kind = req.Verb // history records what was asked for: mode, restart, ...
@@ -291,11 +292,16 @@ func (e *env) localChange(ctx, interrupt context.Context, req stateservice.Reque
 		return rep, err
 	}
 	defer mgr.Close()
-	lock, err := lockSite(ctx, who.Store, s, req, progress)
+	lock, waited, err := lockSite(ctx, who.Store, s, req, progress)
 	if err != nil {
 		return rep, err
 	}
 	defer lock.Unlock()
+	if still == nil && waited {
+		// Root's change: the file as it is now, after another
+		// sitectl's change, not as it was before the wait.
+		still = func() (*site.Site, error) { return e.loadSite(s.Name) }
+	}
 	if still != nil {
 		if s, err = still(); err != nil {
 			return rep, err
@@ -446,14 +452,15 @@ func runFlow(ctx context.Context, req stateservice.Request, fe *flow.Env, s *sit
 // lockSite takes the site's lock, waiting at most the request's timeout
 // (or until ctx's deadline, if sooner: a lifecycle verb's --timeout counts
 // the wait) for another sitectl to finish with the site, unless it may not
-// wait.
-func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservice.Request, progress func(string, ...any)) (*modes.Lock, error) {
+// wait. waited says whether it did: the site file may have changed
+// meanwhile.
+func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservice.Request, progress func(string, ...any)) (_ *modes.Lock, waited bool, _ error) {
 	lock, err := st.LockSite(s, false)
 	if !errors.Is(err, modes.ErrLocked) {
-		return lock, stateError(err)
+		return lock, false, stateError(err)
 	}
 	if req.NoBlock {
-		return nil, withCode(exitFailed, fmt.Errorf("site %s is being changed by another sitectl; nothing was done", s.Name), "run again without --no-block to wait for it")
+		return nil, false, withCode(exitFailed, fmt.Errorf("site %s is being changed by another sitectl; nothing was done", s.Name), "run again without --no-block to wait for it")
 	}
 	progress("%s: waiting for another sitectl to finish with this site", s.Name)
 	deadline := time.Now().Add(req.Timeout())
@@ -462,19 +469,19 @@ func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservic
 	}
 	for errors.Is(err, modes.ErrLocked) {
 		if time.Now().After(deadline) {
-			return nil, stillLocked()
+			return nil, true, stillLocked()
 		}
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, stillLocked()
+				return nil, true, stillLocked()
 			}
-			return nil, withCode(exitFailed, fmt.Errorf("gave up waiting for site %s: %w; nothing was done", s.Name, context.Cause(ctx)))
+			return nil, true, withCode(exitFailed, fmt.Errorf("gave up waiting for site %s: %w; nothing was done", s.Name, context.Cause(ctx)))
 		case <-time.After(100 * time.Millisecond):
 		}
 		lock, err = st.LockSite(s, false)
 	}
-	return lock, stateError(err)
+	return lock, true, stateError(err)
 }
 
 func (e *env) reportText(rep flow.Report) {

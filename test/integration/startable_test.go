@@ -282,3 +282,44 @@ func TestTouchWaitsForAChangeUnderWay(t *testing.T) {
 		t.Errorf("the reload unit's journal does not say why it waited:\n%s", logged)
 	}
 }
+
+// A change that waited for another sitectl's change of the site reads the
+// site file again once it holds the lock: a file broken meanwhile stops it
+// with exit 2 and nothing done, as it would have before the wait, instead
+// of a change run from the file as it was.
+func TestChangeAfterAWaitReadsTheFileAgain(t *testing.T) {
+	port := freePort(t)
+	good := goSite(port, "[modes.read-only]\nenvironment = { READ_ONLY = \"1\" }\n")
+	h := newHost(t, map[string]string{"shop": good})
+	h.run("systemctl", "start", "site-shop.socket")
+	h.run("sitectl", "restart", "shop") // creates the site's state and its lock
+	pid := h.show("site-shop.service", "MainPID")["MainPID"]
+
+	h.run("systemd-run", "--unit=holder", "--collect", "flock", "/var/lib/sitectl/sites/shop/lock", "sleep", "3")
+	h.waitFor("the holder to take the lock", 10*time.Second, func() bool {
+		return h.show("holder.service", "ActiveState")["ActiveState"] == "active"
+	})
+	type result struct {
+		stdout, stderr string
+		code           int
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, stderr, code := h.result("sitectl", "mode", "shop", "read-only")
+		done <- result{out, stderr, code}
+	}()
+	time.Sleep(1 * time.Second)
+	h.writeSite("shop", good+"no_such_key = 1\n")
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("sitectl mode did not end")
+	}
+	if r.code != 2 || !strings.Contains(r.stderr, "site shop has mistakes") {
+		t.Errorf("sitectl mode after the file broke during its wait: exit %d, want 2 and the file's mistakes\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if now := h.show("site-shop.service", "MainPID")["MainPID"]; now != pid {
+		t.Errorf("the change went on: main PID %s, then %s", pid, now)
+	}
+}
