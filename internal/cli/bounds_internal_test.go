@@ -200,6 +200,7 @@ func TestTouchedGivesUpOnAReloadThatNeverEnds(t *testing.T) {
 	}
 	shorten(t, &touchedSystemctl, hung)
 	shorten(t, &touchedCheck, func(context.Context, *env, *site.Site) error { return nil })
+	shorten(t, &touchedOutOfService, func(context.Context, *env, *site.Site) (string, error) { return "", nil })
 	shorten(t, &touchedRoundTimeout, func(*site.Site) time.Duration { return 200 * time.Millisecond })
 	e := &env{dirs: testDirs(t), stdout: io.Discard, stderr: io.Discard}
 	c := touchedCmd(e)

@@ -487,6 +487,7 @@ const touchedRounds = units.TouchedRounds
 var (
 	touchedSystemctl    = units.DefaultSystemctl
 	touchedCheck        = touchedStartable
+	touchedOutOfService = touchedSocketStopped
 	touchedRoundTimeout = units.TouchedRoundTimeout
 )
 
@@ -521,6 +522,17 @@ change) reloads once that change is done.`,
 				defer lock.Unlock()
 			}
 			for round := 1; ; round++ {
+				// A change it waited for may have taken the site out
+				// of service (sitectl stop, disable), and
+				// reload-or-restart would start it again.
+				out, err := touchedOutOfService(c.Context(), e, s)
+				if err != nil {
+					return err
+				}
+				if out != "" {
+					term.Fprintf(e.stderr, "site %s: not reloaded after %s was touched: the site is out of service (%s)\n", name, s.ReloadTrigger, out)
+					return nil
+				}
 				before := modTime(s.ReloadTrigger)
 				if err := reloadTouched(c.Context(), e, s); err != nil {
 					return err
@@ -589,6 +601,32 @@ func reloadTouched(ctx context.Context, e *env, s *site.Site) error {
 		return fmt.Errorf("site %s: reload after %s was touched failed: %w", s.Name, s.ReloadTrigger, err)
 	}
 	return nil
+}
+
+// touchedSocketStopped says why site s is out of service, "" when it is
+// in service: its main socket is active, with no stop queued for it.
+func touchedSocketStopped(ctx context.Context, e *env, s *site.Site) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, touchedRoundTimeout(s))
+	defer cancel()
+	mgr, err := e.connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer mgr.Close()
+	name := units.MainSocketName(s.Name)
+	us, err := mgr.States(ctx, name)
+	if err != nil {
+		return "", fmt.Errorf("site %s: not reloaded after %s was touched: %w", s.Name, s.ReloadTrigger, err)
+	}
+	switch {
+	case len(us) != 1:
+		return "", fmt.Errorf("site %s: not reloaded after %s was touched: systemd did not say how %s is", s.Name, s.ReloadTrigger, name)
+	case us[0].Job == "stop":
+		return name + " is being stopped", nil
+	case us[0].ActiveState != "active":
+		return fmt.Sprintf("%s is %s", name, us[0].ActiveState), nil
+	}
+	return "", nil
 }
 
 // touchedStartable refuses a touch's reload of a site without overlap,

@@ -24,6 +24,7 @@ func touchedRun(t *testing.T, e *env) (run func() error, ran string) {
 	}
 	shorten(t, &touchedSystemctl, fake)
 	shorten(t, &touchedCheck, func(context.Context, *env, *site.Site) error { return nil })
+	shorten(t, &touchedOutOfService, func(context.Context, *env, *site.Site) (string, error) { return "", nil })
 	return func() error {
 		c := touchedCmd(e)
 		c.SetArgs([]string{"karl"})
@@ -99,5 +100,23 @@ func TestTouchedWaitsForAChangeUnderWay(t *testing.T) {
 	want := "site karl: not reloaded after /srv/karl/restart.txt was touched: another sitectl was still changing the site after 300ms; touch it again once that change is done"
 	if err == nil || err.Error() != want || reloads(t, ran) != 2 {
 		t.Errorf("a change that outlasts touched: %v (%d reloads), want %q and no reload", err, reloads(t, ran), want)
+	}
+}
+
+// A site taken out of service (by the change touched waited for, say) is
+// not reloaded: reload-or-restart would start it again.
+func TestTouchedLeavesASiteOutOfService(t *testing.T) {
+	var stderr strings.Builder
+	e := &env{dirs: testDirs(t), stdout: io.Discard, stderr: &stderr}
+	run, ran := touchedRun(t, e)
+	shorten(t, &touchedOutOfService, func(context.Context, *env, *site.Site) (string, error) {
+		return "site-karl.socket is inactive", nil
+	})
+	if err := within(t, 5*time.Second, run); err != nil || reloads(t, ran) != 0 {
+		t.Fatalf("out of service: %v, %d reloads, want none", err, reloads(t, ran))
+	}
+	want := "site karl: not reloaded after /srv/karl/restart.txt was touched: the site is out of service (site-karl.socket is inactive)\n"
+	if stderr.String() != want {
+		t.Errorf("stderr %q, want %q", stderr.String(), want)
 	}
 }

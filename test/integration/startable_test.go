@@ -323,3 +323,41 @@ func TestChangeAfterAWaitReadsTheFileAgain(t *testing.T) {
 		t.Errorf("the change went on: main PID %s, then %s", pid, now)
 	}
 }
+
+// A touch that waited for a change which took the site out of service
+// (sitectl disable, stop) does not bring it back: touched reloads only a
+// site whose socket still listens once it holds the lock.
+func TestTouchAfterTheSiteStoppedDoesNotStartIt(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"shop": goSite(port, "reload_trigger = \"/srv/shop/restart.txt\"\n")})
+	h.run("mkdir", "-p", "/srv/shop")
+	h.run("systemctl", "start", "site-shop.socket")
+	h.run("sitectl", "restart", "shop") // creates the site's state and its lock
+
+	since := h.logMark()
+	// What sitectl stop does, with the lock held throughout.
+	h.run("systemd-run", "--unit=holder", "--collect", "flock", "/var/lib/sitectl/sites/shop/lock",
+		"sh", "-c", "sleep 2; systemctl stop site-shop.socket site-shop.service; sleep 1")
+	h.waitFor("the holder to take the lock", 10*time.Second, func() bool {
+		return h.show("holder.service", "ActiveState")["ActiveState"] == "active"
+	})
+	h.run("touch", "/srv/shop/restart.txt")
+	h.waitFor("the reload unit to start", 10*time.Second, func() bool {
+		return h.show("site-shop-reload.service", "ActiveState")["ActiveState"] == "activating"
+	})
+	h.waitFor("the holder to end", 20*time.Second, func() bool {
+		return h.show("holder.service", "ActiveState")["ActiveState"] != "active"
+	})
+	h.waitFor("the reload unit to end", 30*time.Second, func() bool {
+		return h.show("site-shop-reload.service", "ActiveState")["ActiveState"] == "inactive"
+	})
+	for _, u := range []string{"site-shop.service", "site-shop.socket"} {
+		if st := h.show(u, "ActiveState")["ActiveState"]; st != "inactive" {
+			t.Errorf("the touch brought the stopped site back: %s is %s", u, st)
+		}
+	}
+	logged := h.run("journalctl", "--no-pager", "-u", "site-shop-reload.service", "--since", since)
+	if !strings.Contains(logged, "site shop: not reloaded after /srv/shop/restart.txt was touched: the site is out of service (site-shop.socket is inactive)") {
+		t.Errorf("the reload unit's journal does not say why it did nothing:\n%s", logged)
+	}
+}
