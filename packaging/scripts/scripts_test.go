@@ -1,0 +1,135 @@
+// Package scripts_test runs the deb maintainer scripts with the commands they
+// call replaced by ones that only log, on a host where systemd runs (as root,
+// in a mount namespace of its own with /run/systemd/system made up), so that
+// what each script does to the host can be read from the log.
+package scripts_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// logged are the commands the scripts call that act on the system: each is
+// replaced by one that logs its name and arguments.
+var logged = []string{"systemctl", "deb-systemd-helper", "deb-systemd-invoke",
+	"systemd-sysusers", "systemd-tmpfiles", "rm", "rmdir"}
+
+// runScript runs the deb script name with args, DPKG_ROOT set to dpkgRoot
+// (unset when ""), on a host where systemd runs, and returns the commands
+// it called, one a line.
+func runScript(t *testing.T, name, dpkgRoot string, args ...string) []string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the scripts run where /run/systemd/system exists, in a mount namespace of their own")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("needs unshare (util-linux)")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(dir, "log")
+	for _, c := range logged {
+		fake := "#!/bin/sh\necho \"" + c + " $*\" >>\"$SCRIPT_LOG\"\n"
+		if err := os.WriteFile(filepath.Join(bin, c), []byte(fake), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script, err := filepath.Abs(filepath.Join("deb", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A tmpfs on /run in a private mount namespace: systemd "runs" for
+	// the script, and nothing of the host's /run is touched.
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
+		`mount -t tmpfs sitectl-test /run && mkdir -p /run/systemd/system && exec sh "$@"`, "sh", script)
+	cmd.Args = append(cmd.Args, args...)
+	cmd.Env = []string{"PATH=" + bin + ":/usr/sbin:/usr/bin:/sbin:/bin", "SCRIPT_LOG=" + log}
+	if dpkgRoot != "" {
+		cmd.Env = append(cmd.Env, "DPKG_ROOT="+dpkgRoot)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	data, err := os.ReadFile(log)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(data)), "\n")
+}
+
+// A package installed into another root with scripts that run outside it
+// (dpkg --root --force-script-chrootless: DPKG_ROOT is that root, as
+// mmdebstrap's chrootless mode does) must not act on the host's systemd,
+// nor on the host's files: purging sitectl from an image being built must
+// not delete the host's /var/lib/sitectl, nor stop, restart or reload the
+// host's units. debhelper's scripts skip systemctl and deb-systemd-invoke
+// when DPKG_ROOT is set, for the same reason.
+func TestDebScriptsKeepToDpkgRoot(t *testing.T) {
+	root := t.TempDir()
+	for _, run := range []struct {
+		script string
+		args   []string
+	}{
+		{"postinst", []string{"configure", ""}},
+		{"postinst", []string{"configure", "0.1.0"}},
+		{"prerm", []string{"remove"}},
+		{"postrm", []string{"remove"}},
+		{"postrm", []string{"purge"}},
+	} {
+		for _, line := range runScript(t, run.script, root, run.args...) {
+			what := run.script + " " + strings.Join(run.args, " ")
+			cmd, rest, _ := strings.Cut(line, " ")
+			switch cmd {
+			case "systemctl", "deb-systemd-invoke":
+				t.Errorf("%s with DPKG_ROOT=%s acts on the host's systemd: %s", what, root, line)
+			case "systemd-sysusers", "systemd-tmpfiles":
+				if !strings.Contains(rest, "--root="+root) {
+					t.Errorf("%s with DPKG_ROOT=%s runs %q without --root", what, root, line)
+				}
+			case "rm", "rmdir":
+				path := rest[strings.LastIndex(rest, " ")+1:]
+				if !strings.HasPrefix(path, root+"/") {
+					t.Errorf("%s with DPKG_ROOT=%s removes the host's %s: %s", what, root, path, line)
+				}
+			}
+		}
+	}
+	purge := strings.Join(runScript(t, "postrm", root, "purge"), "\n")
+	if !strings.Contains(purge, "rm -rf "+root+"/var/lib/sitectl") {
+		t.Errorf("postrm purge with DPKG_ROOT=%s does not remove the state under it:\n%s", root, purge)
+	}
+}
+
+// Without DPKG_ROOT, on a host where systemd runs, the scripts reload
+// systemd and start, restart or stop the state socket, and purge removes
+// the state of this host.
+func TestDebScriptsActOnTheRunningSystemd(t *testing.T) {
+	for _, want := range []struct {
+		script string
+		args   []string
+		lines  []string
+	}{
+		{"postinst", []string{"configure", ""}, []string{"systemctl --system daemon-reload", "deb-systemd-invoke start sitectl-state.socket"}},
+		{"postinst", []string{"configure", "0.1.0"}, []string{"systemctl --system daemon-reload", "deb-systemd-invoke restart sitectl-state.socket"}},
+		{"prerm", []string{"remove"}, []string{"deb-systemd-invoke stop sitectl-state.socket"}},
+		{"postrm", []string{"remove"}, []string{"systemctl --system daemon-reload"}},
+		{"postrm", []string{"purge"}, []string{"rm -rf /var/lib/sitectl", "rmdir /etc/sitectl/sites", "rmdir /etc/sitectl"}},
+	} {
+		got := runScript(t, want.script, "", want.args...)
+		for _, l := range want.lines {
+			found := false
+			for _, g := range got {
+				found = found || g == l
+			}
+			if !found {
+				t.Errorf("%s %s does not run %q; it runs:\n%s", want.script, strings.Join(want.args, " "), l, strings.Join(got, "\n"))
+			}
+		}
+	}
+}
