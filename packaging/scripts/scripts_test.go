@@ -22,6 +22,15 @@ var logged = []string{"systemctl", "deb-systemd-helper", "deb-systemd-invoke",
 // it called, one a line.
 func runScript(t *testing.T, name, dpkgRoot string, args ...string) []string {
 	t.Helper()
+	lines, _ := runScriptWith(t, nil, name, dpkgRoot, args...)
+	return lines
+}
+
+// runScriptWith is runScript with some of the logging stand-ins replaced by
+// the shell scripts of fakes (by command name). It returns the commands
+// logged and what the script printed.
+func runScriptWith(t *testing.T, fakes map[string]string, name, dpkgRoot string, args ...string) ([]string, string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the scripts run where /run/systemd/system exists, in a mount namespace of their own")
 	}
@@ -35,7 +44,7 @@ func runScript(t *testing.T, name, dpkgRoot string, args ...string) []string {
 	}
 	log := filepath.Join(dir, "log")
 	for _, c := range logged {
-		fake := "#!/bin/sh\necho \"" + c + " $*\" >>\"$SCRIPT_LOG\"\n"
+		fake := "#!/bin/sh\necho \"" + c + " $*\" >>\"$SCRIPT_LOG\"\n" + fakes[c]
 		if err := os.WriteFile(filepath.Join(bin, c), []byte(fake), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -53,14 +62,15 @@ func runScript(t *testing.T, name, dpkgRoot string, args ...string) []string {
 	if dpkgRoot != "" {
 		cmd.Env = append(cmd.Env, "DPKG_ROOT="+dpkgRoot)
 	}
-	if out, err := cmd.CombinedOutput(); err != nil {
+	out, err := cmd.CombinedOutput()
+	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	data, err := os.ReadFile(log)
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
-	return strings.Split(strings.TrimSpace(string(data)), "\n")
+	return strings.Split(strings.TrimSpace(string(data)), "\n"), string(out)
 }
 
 // A package installed into another root with scripts that run outside it
@@ -129,6 +139,44 @@ func TestDebScriptsActOnTheRunningSystemd(t *testing.T) {
 			}
 			if !found {
 				t.Errorf("%s %s does not run %q; it runs:\n%s", want.script, strings.Join(want.args, " "), l, strings.Join(got, "\n"))
+			}
+		}
+	}
+}
+
+// The daemon-reload of an install or upgrade is what makes the new
+// generator write every site's units. When systemctl fails, or systemd
+// answers the reload but does not do it (PID 1 short of descriptors with
+// thousands of sites, docs/scale.md: /run/systemd/generator is then the
+// same directory), the sites keep the previous version's units: the
+// script says so, rather than let the upgrade look done. It still exits 0,
+// as debhelper's scripts do: a failed configure would not bring the units
+// back either.
+func TestDebPostinstReportsAReloadNotDone(t *testing.T) {
+	// systemd ran its generators before the upgrade.
+	const generatorsRan = "mkdir -p /run/systemd/generator\n"
+	for _, c := range []struct {
+		what      string
+		systemctl string
+		warn      string // "" when the reload was done
+	}{
+		{"a reload done", "/bin/rm -rf /run/systemd/generator && mkdir /run/systemd/generator\n", ""},
+		{"a reload that failed", "echo 'Failed to reload daemon: Connection timed out' >&2; exit 1\n", "daemon-reload failed"},
+		{"a reload answered, not done", "exit 0\n", "did not run its generators"},
+	} {
+		fakes := map[string]string{
+			"systemd-sysusers": generatorsRan,
+			"systemctl":        "[ \"$1 $2\" = \"--system daemon-reload\" ] || exit 0\n" + c.systemctl,
+		}
+		for _, args := range [][]string{{"configure", ""}, {"configure", "0.1.0"}} {
+			_, out := runScriptWith(t, fakes, "postinst", "", args...)
+			switch {
+			case c.warn == "" && strings.Contains(out, "sitectl:"):
+				t.Errorf("postinst %s, %s: it warns:\n%s", strings.Join(args, " "), c.what, out)
+			case c.warn != "" && !strings.Contains(out, c.warn):
+				t.Errorf("postinst %s, %s: it does not say %q, only:\n%s", strings.Join(args, " "), c.what, c.warn, out)
+			case c.warn != "" && !strings.Contains(out, "systemctl daemon-reload"):
+				t.Errorf("postinst %s, %s: it does not say what to run:\n%s", strings.Join(args, " "), c.what, out)
 			}
 		}
 	}
