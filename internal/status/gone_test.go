@@ -2,6 +2,7 @@ package status
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,4 +58,51 @@ func TestSitesWhoseFileIsGoneButWhoseUnitsRun(t *testing.T) {
 	if len(res.Sites) != 1 || res.Sites[0].Site != "deleted" || res.Sites[0].SiteFile.State != "gone" || !slices.Equal(res.Missing, []string{"stale", "never"}) {
 		t.Errorf("status deleted stale never: sites %+v, missing %v", res.Sites, res.Missing)
 	}
+}
+
+// A socket unit that systemd loaded again from no file while it listened
+// (the site file deleted or renamed, or the unit masked, then a
+// daemon-reload) says active, but systemd closed its sockets: with no
+// process serving on a copy of them, nothing listens there and visitors
+// are refused. list and status said the site was idle, exit 0.
+func TestSocketUnitLoadedFromNoFileHoldsNoSocket(t *testing.T) {
+	d, sd := setup(t)
+	sd.units = append(sd.units,
+		control.Unit{Name: "site-deleted.socket", LoadState: "not-found", ActiveState: "active", SubState: "listening"},
+		control.Unit{Name: "site-deleted.service", LoadState: "not-found", ActiveState: "inactive", SubState: "dead"},
+		control.Unit{Name: "site-served.socket", LoadState: "not-found", ActiveState: "active", SubState: "running"},
+		control.Unit{Name: "site-served.service", LoadState: "not-found", ActiveState: "active", SubState: "running", MainPID: 99},
+	)
+	// A valid site whose socket unit was masked while it listened.
+	if err := os.WriteFile(d.SiteFile("masked"), []byte("exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:9300\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sd.units = append(sd.units,
+		control.Unit{Name: "site-masked.socket", LoadState: "masked", ActiveState: "active", SubState: "listening"},
+		loaded("site-masked.service", "inactive", "dead"))
+	check := func(what string, got map[string]Site) {
+		t.Helper()
+		for _, name := range []string{"deleted", "masked"} {
+			s, ok := got[name]
+			if !ok || s.State != "stopped" || s.Running || s.Socket != "stopped" || s.Sockets[0].State != "stopped" {
+				t.Errorf("%s: %s %+v, want stopped, not running", what, name, s)
+			}
+		}
+		// A process that serves holds its own copy of the sockets.
+		if s := got["served"]; s.State != "running" || !s.Running || s.Socket != "listening" {
+			t.Errorf("%s: served %+v, want running", what, s)
+		}
+	}
+	for _, brief := range []bool{true, false} {
+		res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: sd}, Request{Brief: brief})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprintf("every site, brief %v", brief), bySite(res.Sites))
+	}
+	res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: sd}, Request{Names: []string{"deleted", "masked", "served"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("by name", bySite(res.Sites))
 }

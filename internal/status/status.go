@@ -126,7 +126,7 @@ type Failure struct {
 // Socket is one socket unit of a site.
 type Socket struct {
 	Unit        string `json:"unit" doc:"the socket unit"`
-	State       string `json:"state" doc:"listening, stopped (not listening: connections are refused; also an active unit for which systemd holds no socket, see sockets_lost), failed, starting or stopping" enum:"listening,stopped,failed,starting,stopping"`
+	State       string `json:"state" doc:"listening, stopped (not listening: connections are refused; also an active unit for which systemd holds no socket, see sockets_lost, or that systemd loaded again from no file (its site file deleted, or the unit masked, then a daemon-reload) while no process serves), failed, starting or stopping" enum:"listening,stopped,failed,starting,stopping"`
 	ActiveState string `json:"active_state" doc:"systemd's ActiveState of the socket"`
 	SubState    string `json:"sub_state" doc:"systemd's SubState of the socket (listening, running, dead, ...)"`
 }
@@ -475,7 +475,13 @@ func build(st modes.Store, read func(name string) (modes.Listed, error), en entr
 	}
 	for _, name := range units.SocketNames(s) {
 		su := unit(byName, name)
-		out.Sockets = append(out.Sockets, Socket{Unit: name, State: socketState(su), ActiveState: su.ActiveState, SubState: su.SubState})
+		state := socketState(su)
+		if state == "listening" && unloaded(su) && !serves(u.ActiveState) {
+			// No process serves on a copy of its sockets either:
+			// nothing listens, and visitors are refused.
+			state = "stopped"
+		}
+		out.Sockets = append(out.Sockets, Socket{Unit: name, State: state, ActiveState: su.ActiveState, SubState: su.SubState})
 	}
 	out.Socket = worstSocket(out.Sockets)
 	if s.ReloadTrigger != "" {
@@ -724,6 +730,20 @@ func socketState(u control.Unit) string {
 		return "stopping"
 	}
 	return "stopped"
+}
+
+// unloaded tells whether systemd loaded socket unit u, active, from no
+// file, or from one it refused: the site file deleted or renamed, the unit
+// masked, or a drop-in with a bad setting, and then a daemon-reload (a
+// unit takes such a load state only when it is loaded, and an active one
+// only at a daemon-reload). A socket unit loaded so has no listeners, and
+// systemd closed the sockets it held: it says active, but holds none.
+func unloaded(u control.Unit) bool {
+	switch u.LoadState {
+	case "not-found", "masked", "bad-setting", "error":
+		return true
+	}
+	return false
 }
 
 // worstSocket is the state of a site's sockets together: the worst of them.

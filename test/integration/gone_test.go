@@ -184,3 +184,32 @@ func TestRemoveOfARenamedSiteWhoseSocketCannotBindKeepsTheOld(t *testing.T) {
 		t.Fatalf("after the handover: %v", err)
 	}
 }
+
+// A site file deleted while its site was idle, and the daemon-reload
+// after it: the socket unit stays active, loaded from no file, and systemd
+// closes its socket. Visitors are refused; list and status said the site
+// was idle and listening (exit 0). The same for a socket unit masked while
+// it listened.
+func TestDeletedIdleSiteIsStopped(t *testing.T) {
+	port, port2 := freePort(t), freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, ""), "lena": goSite(port2, "")})
+	h.run("systemctl", "start", "site-karl.socket", "site-lena.socket")
+	h.run("rm", "/etc/sitectl/sites/karl.toml")
+	h.run("systemctl", "daemon-reload")
+	h.run("systemctl", "mask", "--runtime", "site-lena.socket")
+	if ls := h.run("ss", "-Hltn"); strings.Contains(ls, fmt.Sprintf(":%d ", port)) || strings.Contains(ls, fmt.Sprintf(":%d ", port2)) {
+		t.Fatalf("systemd still listens on %d or %d:\n%s", port, port2, ls)
+	}
+	for _, name := range []string{"karl", "lena"} {
+		st, code := h.statusOf(name)
+		if code != 3 || st.State != "stopped" || st.Running || st.Socket != "stopped" {
+			t.Errorf("sitectl status %s: exit %d, %+v; want 3, stopped", name, code, st)
+		}
+	}
+	got, _ := h.everySite("list")
+	for _, name := range []string{"karl", "lena"} {
+		if s := got[name]; s.State != "stopped" || s.Running {
+			t.Errorf("sitectl list: %s %+v, want stopped", name, s)
+		}
+	}
+}
