@@ -44,6 +44,9 @@ func TestStatusTellsDownFromIdle(t *testing.T) {
 	down := idle
 	down.State, down.Running, down.Socket = "stopped", false, "stopped"
 	down.Sockets = []status.Socket{{Unit: "site-karl.socket", State: "stopped"}}
+	masked := idle
+	masked.State, masked.Running, masked.LoadState = "stopped", false, "masked"
+	masked.StartProblems = []string{"it is masked, and systemd starts no masked unit (`systemctl unmask site-karl.service`)"}
 	loop := idle
 	loop.State, loop.Running, loop.ActiveState, loop.SubState, loop.NRestarts = "restarting", false, "activating", "auto-restart", 7
 	loop.LastFailure = &status.Failure{Result: "exit-code", Time: at("2026-11-21T06:12:58Z"), ExitCode: "exited", ExitStatus: "3"}
@@ -55,6 +58,9 @@ func TestStatusTellsDownFromIdle(t *testing.T) {
 		{idle, []string{"○ karl (/etc/sitectl/sites/karl.toml)", "      state: idle", "     socket: listening (site-karl.socket)",
 			"    service: inactive (dead); idle: the first request starts it"}},
 		{down, []string{"      state: stopped", "     socket: stopped: visitors are refused; start it with systemctl start site-karl.socket (site-karl.socket)"}},
+		{masked, []string{"      state: stopped", "     socket: listening (site-karl.socket)",
+			"    service: masked, inactive (dead); the first request fails its sockets: systemd starts no masked unit (`systemctl unmask site-karl.service` lets it start)",
+			"      start: would fail: it is masked"}},
 		{loop, []string{"      state: restarting", "    service: activating (auto-restart)",
 			"   restarts: 7 after failures since the last deliberate start; last failure: exit-code (exited, status 3) at Sat 2026-11-21 06:12:58 UTC; 4s ago"}},
 	} {

@@ -186,11 +186,18 @@ func (e *env) printService(s status.Site, line func(string, string, ...any)) {
 		line("service", "%s (%s): systemd has no such unit: the generator leaves the site out until its file is valid", s.Unit, s.LoadState)
 		return
 	}
-	if s.LoadState != "loaded" {
-		line("service", "%s (%s): systemd has no such unit; run systemctl daemon-reload", s.Unit, s.LoadState)
+	if s.LoadState != "loaded" && s.LoadState != "masked" {
+		fix := "run systemctl daemon-reload"
+		if s.SiteFile.State == "gone" {
+			fix = "its site file is gone"
+		}
+		line("service", "%s (%s): systemd has no such unit; %s", s.Unit, s.LoadState, fix)
 		return
 	}
 	text := s.ActiveState + " (" + s.SubState + ")"
+	if s.LoadState == "masked" {
+		text = e.style.Red("masked") + ", " + text
+	}
 	switch s.ActiveState {
 	case "failed":
 		text = e.style.Red(text)
@@ -206,8 +213,11 @@ func (e *env) printService(s status.Site, line func(string, string, ...any)) {
 	if s.MainPID > 0 {
 		text += fmt.Sprintf("; main PID %d", s.MainPID)
 	}
-	if s.State == "idle" {
+	switch {
+	case s.State == "idle":
 		text += "; idle: the first request starts it"
+	case s.LoadState == "masked" && s.State == "stopped" && s.Socket == "listening":
+		text += "; " + e.style.Red("the first request fails its sockets") + ": systemd starts no masked unit (`systemctl unmask " + s.Unit + "` lets it start)"
 	}
 	line("service", "%s", text)
 	if len(s.StartProblems) > 0 {

@@ -36,7 +36,7 @@ type Site struct {
 	Site     string    `json:"site" doc:"the site's name"`
 	File     string    `json:"file" doc:"the site file"`
 	SiteFile FileState `json:"site_file" doc:"whether the site file is valid, and what runs when it is not"`
-	State    string    `json:"state" doc:"the site in one word: running (its service runs), idle (its sockets listen; the first request starts the service), starting, reloading, stopping, restarting (after a crash: the service failed and systemd restarts it, or it runs again since less than 10s, or it stops because it failed), failed (the service or a socket failed), stopped (a socket is stopped, or holds no socket while no process serves: visitors are refused)" enum:"running,idle,starting,reloading,stopping,restarting,failed,stopped"`
+	State    string    `json:"state" doc:"the site in one word: running (its service runs), idle (its sockets listen; the first request starts the service), starting, reloading, stopping, restarting (after a crash: the service failed and systemd restarts it, or it runs again since less than 10s, or it stops because it failed), failed (the service or a socket failed), stopped (a socket is stopped, or holds no socket while no process serves, or the service does not run and systemd would not start it (masked, or loaded from no file): visitors are refused)" enum:"running,idle,starting,reloading,stopping,restarting,failed,stopped"`
 	Running  bool      `json:"running" doc:"sitectl status exits 0 for the site: every socket listens, and the service runs, is starting, stopping or reloading, or is idle"`
 
 	Mode          string `json:"mode" doc:"the mode recorded for the site (its default mode when none is); empty when its state cannot be read (a warning says why)"`
@@ -82,7 +82,7 @@ type Site struct {
 	Listen           []string `json:"listeners" doc:"the site's listeners: addresses and unix socket paths"`
 	Release          string   `json:"release" doc:"the working directory with its symlinks resolved; empty without workdir"`
 	// StartProblems are why the service would surely not start.
-	StartProblems []string        `json:"start_problems" doc:"why the service, as systemd has it loaded, would surely not start in the recorded mode (a program, #! interpreter, user, group, working directory or credential file that does not exist): sitectl refuses to restart it, and a crash restart would fail; [] when none, or in list"`
+	StartProblems []string        `json:"start_problems" doc:"why the service, as systemd has it loaded, would surely not start in the recorded mode (it is masked, or a program, #! interpreter, user, group, working directory or credential file does not exist): sitectl refuses to restart it, and a crash restart would fail; [] when none, or in list"`
 	Ready         bool            `json:"ready" doc:"the service is active and running"`
 	Cleanup       *cleanup.Record `json:"last_cleanup,omitempty" doc:"what the last stop's cleanup found and did (status only, from the journal); left out when unknown"`
 }
@@ -300,7 +300,7 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 			if ents[i].known && !ents[i].gone {
 				sites[i].modesGone(ents[i].site)
 				sites[i].readServed(ctx, src, ents[i].site)
-				if src.StartProblems != nil && sites[i].LoadState == "loaded" {
+				if src.StartProblems != nil && (sites[i].LoadState == "loaded" || sites[i].LoadState == "masked") {
 					sites[i].StartProblems = append(sites[i].StartProblems, src.StartProblems(ctx, ents[i].site, sites[i].Mode)...)
 				}
 				if out, since, err := st.OutOfService(ents[i].site.Name); err == nil && out {
@@ -476,7 +476,7 @@ func build(st modes.Store, read func(name string) (modes.Listed, error), en entr
 	for _, name := range units.SocketNames(s) {
 		su := unit(byName, name)
 		state := socketState(su)
-		if state == "listening" && unloaded(su) && !serves(u.ActiveState) {
+		if state == "listening" && fromNoFile(su.LoadState) && !serves(u.ActiveState) {
 			// No process serves on a copy of its sockets either:
 			// nothing listens, and visitors are refused.
 			state = "stopped"
@@ -732,14 +732,14 @@ func socketState(u control.Unit) string {
 	return "stopped"
 }
 
-// unloaded tells whether systemd loaded socket unit u, active, from no
+// fromNoFile tells whether systemd loaded a unit in loadState from no
 // file, or from one it refused: the site file deleted or renamed, the unit
-// masked, or a drop-in with a bad setting, and then a daemon-reload (a
-// unit takes such a load state only when it is loaded, and an active one
-// only at a daemon-reload). A socket unit loaded so has no listeners, and
+// masked, or a drop-in with a bad setting (a unit takes such a load state
+// only when it is loaded: an active one at a daemon-reload). systemd
+// starts no such unit. A socket unit loaded so has no listeners, and
 // systemd closed the sockets it held: it says active, but holds none.
-func unloaded(u control.Unit) bool {
-	switch u.LoadState {
+func fromNoFile(loadState string) bool {
+	switch loadState {
 	case "not-found", "masked", "bad-setting", "error":
 		return true
 	}
@@ -786,6 +786,10 @@ func siteState(s Site, now time.Time) string {
 		return "starting"
 	case s.ActiveState == "deactivating":
 		return "stopping"
+	case fromNoFile(s.LoadState):
+		// systemd starts no such service: the first request fails the
+		// sockets, which then refuse every visitor.
+		return "stopped"
 	}
 	return "idle"
 }

@@ -711,3 +711,37 @@ func TestNamedSiteFileOthersMayChangeIsInvalid(t *testing.T) {
 		t.Errorf("idle, mode 0666: site file %+v", f)
 	}
 }
+
+// A service masked while it does not run (systemctl mask, by hand or by a
+// configuration tool) behind listening sockets: systemd starts no masked
+// unit, so the first request fails the sockets, and every visitor after it
+// is refused. list and status said the site was idle (exit 0). Its start
+// problems say it is masked; one that runs serves on.
+func TestMaskedServiceIsNotIdle(t *testing.T) {
+	d, sd := setup(t)
+	for i, u := range sd.units {
+		switch u.Name {
+		case "site-idle.service", "site-run.service":
+			sd.units[i].LoadState = "masked"
+		}
+	}
+	src := Sources{Dirs: d, Systemd: sd, StartProblems: func(_ context.Context, s *site.Site, mode string) []string {
+		return []string{"it is masked, and systemd starts no masked unit (`systemctl unmask site-" + s.Name + ".service`)"}
+	}}
+	for _, req := range []Request{{Brief: true}, {}, {Names: []string{"idle", "run"}}} {
+		res, err := Gather(context.Background(), src, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := bySite(res.Sites)
+		if s := got["idle"]; s.State != "stopped" || s.Running || s.Socket != "listening" {
+			t.Errorf("%+v: masked and inactive: %+v, want stopped, not running, its socket listening", req, s)
+		}
+		if s := got["run"]; s.State != "running" || !s.Running {
+			t.Errorf("%+v: masked and running: %+v, want running", req, s)
+		}
+		if !req.Brief && (len(got["idle"].StartProblems) != 1 || len(got["run"].StartProblems) != 1) {
+			t.Errorf("%+v: start problems of masked services: %q, %q", req, got["idle"].StartProblems, got["run"].StartProblems)
+		}
+	}
+}

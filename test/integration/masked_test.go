@@ -4,8 +4,10 @@ package integration
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A service masked while it serves (systemctl mask, by hand or by a
@@ -75,4 +77,38 @@ func TestMaskedSocketIsNotRestarted(t *testing.T) {
 	if out, stderr, code := h.result("sitectl", "mode", "karl", "read-only"); code != 0 {
 		t.Errorf("sitectl mode once unmasked: exit %d\n%s%s", code, out, stderr)
 	}
+}
+
+// A service masked while the site is idle: the first request fails the
+// socket (systemd starts no masked unit), and visitors are refused from
+// then on. status and list said idle (exit 0), and status advised a
+// daemon-reload; now the site is stopped, and status says the service is
+// masked and how to unmask it, before and after that request.
+func TestMaskedIdleServiceIsStopped(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, modeSites)})
+	h.run("systemctl", "start", "site-karl.socket")
+	h.run("systemctl", "mask", "--runtime", "site-karl.service")
+	check := func(when string) {
+		t.Helper()
+		st, code := h.statusOf("karl")
+		if code != 3 || st.Running || (st.State != "stopped" && st.State != "failed") {
+			t.Errorf("sitectl status karl %s: exit %d, %+v; want 3, not running", when, code, st)
+		}
+		out, _, _ := h.result("sitectl", "status", "karl")
+		if !strings.Contains(out, "systemctl unmask site-karl.service") || strings.Contains(out, "daemon-reload") {
+			t.Errorf("sitectl status karl %s does not say how to unmask it:\n%s", when, out)
+		}
+		if got, _ := h.everySite("list"); got["karl"].Running {
+			t.Errorf("sitectl list %s: %+v", when, got["karl"])
+		}
+	}
+	check("while its socket listens")
+	if _, err := (&http.Client{Timeout: 5 * time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
+		t.Errorf("a masked service answered")
+	}
+	h.waitFor("the socket to fail", 10*time.Second, func() bool {
+		return h.show("site-karl.socket", "ActiveState")["ActiveState"] == "failed"
+	})
+	check("once the first request failed its socket")
 }
