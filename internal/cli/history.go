@@ -37,7 +37,9 @@ func historyCmd(e *env) *cobra.Command {
 		Long: `Show a site's changes, oldest first: when each began (with the time zone), its
 kind (mode, restart, reload or rollback; "-" for changes recorded before sitectl
 recorded kinds), the mode before and after, the user who asked (the name, or the uid
-when it has none on this host), the result and the reason. A site keeps 200
+when it has none on this host), the result and the reason. A change cut short (sitectl killed) is shown as
+interrupted as soon as its sitectl is gone, as the next change records it; one
+in progress is not shown until it ends. A site keeps 200
 changes: root's newest 100 stay whatever others do, and the other places are shared
 in turn by everyone who changed the site, so that no one's many changes push out
 another's few.`,
@@ -120,11 +122,15 @@ func (e *env) historyOf(ctx context.Context, name string, last int) ([]modes.Ent
 
 // localHistory reads a site's history as root.
 func (e *env) localHistory(s *site.Site, last int) ([]modes.Entry, error) {
-	state, err := modes.Store{Dir: e.dirs.State}.ReadState(s.Name)
+	st := modes.Store{Dir: e.dirs.State}
+	state, err := st.ReadState(s.Name)
 	if err != nil {
 		return nil, err
 	}
-	h := state.History
+	// A change cut short (sitectl killed) is recorded as interrupted
+	// only by the next change: until then its history would end with
+	// the change before it, as if none had followed.
+	h := modes.HistoryAsItStands(state, state.Pending != nil && st.Busy(s.Name))
 	if last > 0 && len(h) > last {
 		h = h[len(h)-last:]
 	}

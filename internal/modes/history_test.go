@@ -118,3 +118,40 @@ func TestTrimHistorySharesInTurn(t *testing.T) {
 		}
 	}
 }
+
+// A switch left pending by a sitectl that died is in the history as it
+// stands, as the interrupted entry the next change records; one that runs
+// (its sitectl holds the site's lock) is not, and the state is not changed.
+func TestHistoryAsItStands(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	s := verifiedSite(t)
+	root := Local{Store: st, UID: 0, PID: 4242}
+	change(t, root, s, "normal", "read-only", ResultOK)
+	lock, err := st.LockSite(s, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := root.Begin(s, "read-only", "normal"); err != nil {
+		t.Fatal(err)
+	}
+	state, err := st.ReadState(s.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := HistoryAsItStands(state, st.Busy(s.Name)); len(h) != 1 {
+		t.Errorf("a switch in progress is in the history: %+v", h)
+	}
+	lock.Unlock() // the sitectl that runs it dies
+	h := HistoryAsItStands(state, st.Busy(s.Name))
+	if len(h) != 2 || h[1].Result != ResultInterrupted || h[1].From != "read-only" || h[1].To != "normal" || h[1].Reason != "sitectl (pid 4242) stopped before the switch finished" {
+		t.Errorf("a switch cut short: %+v", h)
+	}
+	if again, _ := st.ReadState(s.Name); again.Pending == nil || len(again.History) != 1 {
+		t.Errorf("reading the history changed the state: %+v", again)
+	}
+	// The next change records it just so.
+	next := change(t, root, s, "normal", "normal", ResultOK)
+	if len(next.History) != 3 || next.History[1] != h[1] {
+		t.Errorf("the next change recorded %+v, history showed %+v", next.History, h)
+	}
+}

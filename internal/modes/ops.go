@@ -103,6 +103,18 @@ func closeInterrupted(state State) State {
 	return state
 }
 
+// HistoryAsItStands is the history of a site in state as it stands: a
+// switch left pending by a sitectl that is gone (busy false: no one holds
+// the site's lock, which is released when its holder dies) is the
+// interrupted entry the next change will record for it. A switch in
+// progress (busy) is not in the history yet.
+func HistoryAsItStands(state State, busy bool) []Entry {
+	if state.Pending == nil || busy {
+		return state.History
+	}
+	return closeInterrupted(state).History
+}
+
 // verifiedBefore is the mode a site was last shown to serve in, for a
 // state written before sitectl recorded it (VerifiedMode), as its next
 // change from mode from begins: the mode a switch left pending or
