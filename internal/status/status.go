@@ -43,7 +43,7 @@ type Site struct {
 	PreviousMode  string `json:"previous_mode" doc:"the mode shown to serve before the last successful switch, never one a change cut short did not verify; empty when there was none"`
 	ModeGone      bool   `json:"mode_gone" doc:"the site file, valid, no longer has the recorded mode (renamed or removed while the site ran it): the site runs it with the environment recorded when it was switched to, sitectl restart and reload refuse, and sitectl mode switches it to a mode the file has; false in list"`
 	PreviousGone  bool   `json:"previous_mode_gone" doc:"the site file, valid, no longer has the previous mode: sitectl rollback refuses; false in list"`
-	ModeApplied   bool   `json:"mode_applied" doc:"the running service started after the mode was recorded, so it runs in that mode"`
+	ModeApplied   bool   `json:"mode_applied" doc:"the running service started after the mode was recorded, so it runs in that mode; false when served_mode names another mode"`
 	ServedMode    string `json:"served_mode" doc:"the mode the process that serves runs, from its own environment (SITE_MODE of the main process, or of the serving generation when the main process is an overlap launcher, as the running service says, whatever handoff the site file says now), as a switch verifies it; empty when none serves, it cannot be read, or in list"`
 	ServedRelease string `json:"served_release" doc:"the release the process that serves runs from: the working directory, symlinks resolved, its overlap generation started in (as its launcher says), or the main process's current directory; release says where the symlink points now, so a link moved without a reload shows here; empty when none serves, it cannot be read, the site has no workdir, or in list"`
 	// ServedDiffers are the recorded mode's variables the serving process
@@ -700,6 +700,11 @@ func (s *Site) readServed(ctx context.Context, src Sources, si *site.Site) {
 		served := src.Served(ctx, si, s.MainPID)
 		env := served.Env
 		s.ServedMode, s.ServedRelease = modeOf(env), served.Release
+		if s.ServedMode != "" && s.ServedMode != s.Mode {
+			// Started after the mode was recorded, but what it runs
+			// says otherwise (a drop-in that sets SITE_MODE, say).
+			s.ModeApplied = false
+		}
 		if m, ok := si.Mode(s.Mode); ok && s.ServedMode != "" && s.ServedMode == s.Mode {
 			differ, unset := modes.Mismatch(env, m)
 			s.ServedDiffers = append(append(s.ServedDiffers, differ...), unset...)

@@ -288,6 +288,11 @@ func TestServedMode(t *testing.T) {
 	if got["run"].ServedMode != "normal" || got["broken"].ServedMode != "read-only" || got["idle"].ServedMode != "" {
 		t.Errorf("served modes: run %q, broken %q, idle %q", got["run"].ServedMode, got["broken"].ServedMode, got["idle"].ServedMode)
 	}
+	// broken's service started after its mode was recorded (it has no
+	// mode file), yet its process says it runs another mode.
+	if !got["run"].ModeApplied || got["broken"].ModeApplied {
+		t.Errorf("mode applied: run %v, broken %v (serving read-only, recorded %s)", got["run"].ModeApplied, got["broken"].ModeApplied, got["broken"].Mode)
+	}
 	if d := got["run"].ServedDiffers; !slices.Equal(d, []string{"B", "C"}) {
 		t.Errorf("run's served variables that differ: %q, want B and C", d)
 	}
