@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sitectl/sitectl/internal/sdnotify"
 )
@@ -24,11 +25,24 @@ import (
 //   - (false, err): NOTIFY_SOCKET is set but the message could not be sent.
 //   - (true, nil): the message was sent.
 //
+// systemd ignores a notification longer than 4096 bytes or holding a NUL
+// byte, and splits one into fields at every "\n" and "\r"; Notify refuses
+// the first two with an error rather than report as sent what systemd
+// drops.
+//
 // Notify leaves NOTIFY_SOCKET in the environment so it can be called again.
 func Notify(state string) (bool, error) {
 	addr, ok := os.LookupEnv("NOTIFY_SOCKET")
 	if !ok || addr == "" {
 		return false, nil
+	}
+	if len(state) > notifyMax {
+		return false, fmt.Errorf("activation: cannot notify systemd of %q: the message is %d bytes, systemd ignores one longer than %d",
+			firstLine(state), len(state), notifyMax)
+	}
+	if strings.IndexByte(state, 0) >= 0 {
+		return false, fmt.Errorf("activation: cannot notify systemd of %q: the message holds a NUL byte, and systemd ignores such a message",
+			firstLine(state))
 	}
 	if !strings.HasPrefix(addr, "/") && !strings.HasPrefix(addr, "@") {
 		return false, fmt.Errorf("activation: cannot notify systemd: NOTIFY_SOCKET=%q is neither an absolute path nor an abstract socket name starting with @", addr)
@@ -45,11 +59,21 @@ func Notify(state string) (bool, error) {
 	return true, nil
 }
 
+// notifyMax is the longest notification systemd takes (NOTIFY_BUFFER_MAX,
+// PIPE_BUF); it ignores a longer one.
+const notifyMax = 4096
+
+// firstLine is the start of a message, for an error: its first line, at
+// most 80 bytes of it.
 func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i] + "…"
+	line, _, more := strings.Cut(s, "\n")
+	if len(line) > 80 {
+		line, more = strings.ToValidUTF8(line[:80], ""), true
 	}
-	return s
+	if more {
+		return line + "…"
+	}
+	return line
 }
 
 // Ready tells systemd that start-up is complete (READY=1). With Type=notify
@@ -74,10 +98,25 @@ func Reloading() (bool, error) {
 }
 
 // Status sets the one-line status text shown by systemctl status
-// (STATUS=...). Newlines in status are replaced by spaces. See [Notify] for
-// the meaning of the results.
+// (STATUS=...). status may come from outside (an error, a request path):
+// it is sent as one field that systemd takes, whatever it holds. Newlines
+// and tabs are replaced by spaces, other control characters (a "\r" would
+// start another field, an escape sequence would reach the terminal of
+// whoever runs systemctl status) are written as \xNN, invalid UTF-8 (for
+// which systemd ignores the status) as U+FFFD, and text that would make
+// the message longer than systemd takes is cut, ending with "…". See
+// [Notify] for the meaning of the results.
 func Status(status string) (bool, error) {
-	return Notify("STATUS=" + strings.ReplaceAll(status, "\n", " "))
+	msg := sdnotify.Status(status)
+	if len(msg) > notifyMax {
+		const more = "…"
+		cut := notifyMax - len(more)
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + more
+	}
+	return Notify(msg)
 }
 
 // Watchdog sends a watchdog keep-alive (WATCHDOG=1). See [WatchdogInterval]
