@@ -49,8 +49,9 @@ type Children struct {
 // ErrStopped is returned by Start once Stop has begun.
 var ErrStopped = errors.New("activation: children are being stopped; no new child is started")
 
-// Start starts cmd in a process group of its own and tracks it until it
-// exits. Do not call cmd.Wait: Start reaps the child. done, if not nil, is
+// Start starts cmd in a process group of its own (in a session of its own
+// if cmd.SysProcAttr.Setsid is set; a Pgid there is ignored) and tracks it
+// until it exits. Do not call cmd.Wait: Start reaps the child. done, if not nil, is
 // called with the child's exit error when it has exited. A zero
 // cmd.WaitDelay is set to one second (see [Children]).
 func (c *Children) Start(cmd *exec.Cmd, done func(error)) error {
@@ -62,7 +63,14 @@ func (c *Children) Start(cmd *exec.Cmd, done func(error)) error {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	cmd.SysProcAttr.Setpgid = true
+	// Stop signals the group whose ID is the child's pid. A child that
+	// starts a session of its own leads such a group already (and the
+	// kernel refuses setpgid to a session leader); any other is made to
+	// lead one, even if Pgid named another group.
+	if !cmd.SysProcAttr.Setsid {
+		cmd.SysProcAttr.Setpgid = true
+		cmd.SysProcAttr.Pgid = 0
+	}
 	if cmd.WaitDelay == 0 {
 		cmd.WaitDelay = childWaitDelay
 	}
@@ -104,7 +112,7 @@ func (c *Children) Stop() (killed int) {
 	waiting := make(map[*exec.Cmd]chan struct{}, len(c.running))
 	for cmd, exited := range c.running {
 		waiting[cmd] = exited
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		signalChild(cmd, syscall.SIGTERM)
 	}
 	c.mu.Unlock()
 
@@ -127,10 +135,19 @@ func (c *Children) Stop() (killed int) {
 		select {
 		case <-exited:
 		default:
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			signalChild(cmd, syscall.SIGKILL)
 			killed++
 			<-exited
 		}
 	}
 	return killed
+}
+
+// signalChild sends sig to the child's process group, or to the child
+// alone if it has left that group (the group is gone then): Stop must
+// reach it, or it would wait for the child forever.
+func signalChild(cmd *exec.Cmd, sig syscall.Signal) {
+	if err := syscall.Kill(-cmd.Process.Pid, sig); errors.Is(err, syscall.ESRCH) {
+		syscall.Kill(cmd.Process.Pid, sig)
+	}
 }
