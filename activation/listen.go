@@ -3,6 +3,7 @@ package activation
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"slices"
@@ -33,8 +34,9 @@ type passedFD struct {
 }
 
 // readListenEnv parses LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES. It returns
-// the announced descriptors, or an error wrapping ErrNotActivated that
-// explains why there are none. It does not touch the descriptors.
+// the announced descriptors, or an error that explains why there are none:
+// one wrapping ErrNotActivated unless LISTEN_FDS counts descriptors that
+// are not open. It does not change the descriptors.
 func readListenEnv() ([]passedFD, error) {
 	fdsVar, ok := os.LookupEnv("LISTEN_FDS")
 	if !ok {
@@ -59,6 +61,16 @@ func readListenEnv() ([]passedFD, error) {
 	if n == 0 {
 		return nil, fmt.Errorf("%w (LISTEN_FDS=0: the socket unit passed no sockets)", ErrNotActivated)
 	}
+	if n > math.MaxInt32-listenFDsStart {
+		return nil, fmt.Errorf("%w (LISTEN_FDS=%q is not a descriptor count)", ErrNotActivated, fdsVar)
+	}
+	// The descriptors are numbered from 3 without a gap: if the last one
+	// is not open, the count is wrong, and none of them is touched (the
+	// ones below may be this process's own, and the count may be huge).
+	if last := listenFDsStart + n - 1; !fdOpen(last) {
+		return nil, fmt.Errorf("activation: LISTEN_FDS=%d announces fds %d to %d, but fd %d is not open in this process: "+
+			"the count does not match the descriptors passed", n, listenFDsStart, last, last)
+	}
 	var names []string
 	if v, ok := os.LookupEnv("LISTEN_FDNAMES"); ok {
 		names = strings.Split(v, ":")
@@ -74,6 +86,12 @@ func readListenEnv() ([]passedFD, error) {
 	return fds, nil
 }
 
+// fdOpen reports whether fd is an open descriptor of this process.
+func fdOpen(fd int) bool {
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	return !errors.Is(err, unix.EBADF)
+}
+
 func unsetListenEnv() {
 	os.Unsetenv("LISTEN_PID")
 	os.Unsetenv("LISTEN_FDS")
@@ -83,7 +101,8 @@ func unsetListenEnv() {
 // Files returns the file descriptors systemd passed to this process, in
 // order, as *os.File values whose Name is the descriptor's
 // FileDescriptorName (or [UnknownName]). It returns nil if LISTEN_PID is not
-// this process's ID or LISTEN_FDS is unset, zero or malformed. Every returned
+// this process's ID or LISTEN_FDS is unset, zero, malformed or counts
+// descriptors that are not open. Every returned
 // descriptor is marked close-on-exec, so programs this process starts do not
 // inherit it.
 //
