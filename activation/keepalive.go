@@ -40,7 +40,8 @@ const (
 // Without NOTIFY_SOCKET nothing is sent, and the switch still works.
 //
 // Call it before [Serve], with a signal the program does not otherwise use
-// (SIGUSR2, say). The returned stop ends the switch; keep-alive stays as
+// (SIGUSR2, say). Once Serve drains srv, keep-alive stays off: a switch
+// then reports KeepAliveField=0. The returned stop ends the switch; keep-alive stays as
 // it is. The error is that of the first notification; the switch is not
 // installed then.
 func SwitchKeepAlives(srv *http.Server, sig syscall.Signal) (stop func(), err error) {
@@ -63,9 +64,8 @@ func SwitchKeepAlives(srv *http.Server, sig syscall.Signal) (stop func(), err er
 			select {
 			case <-ch:
 				on = !on
-				srv.SetKeepAlivesEnabled(on)
 				state := "0"
-				if on {
+				if setKeepAlives(srv, on) {
 					state = "1"
 				}
 				Notify(KeepAliveField + "=" + state) // nothing to do if it fails

@@ -247,7 +247,7 @@ func (s *serving) drain() error {
 		case <-stopWatching:
 		}
 	}()
-	s.srv.SetKeepAlivesEnabled(false)
+	defer keepAlivesOffForDrain(s.srv)()
 	for _, l := range s.listeners {
 		l.Close()
 	}
@@ -261,6 +261,38 @@ func (s *serving) drain() error {
 		}
 	}
 	return nil
+}
+
+// draining holds the servers whose Serve is draining: their keep-alive
+// stays off whatever [SwitchKeepAlives] is told, so that every response
+// of the drain says that its connection closes.
+var draining = struct {
+	mu      sync.Mutex
+	servers map[*http.Server]bool
+}{servers: map[*http.Server]bool{}}
+
+// keepAlivesOffForDrain turns srv's keep-alive off for good, and returns
+// the function that forgets srv once its drain is over.
+func keepAlivesOffForDrain(srv *http.Server) (forget func()) {
+	draining.mu.Lock()
+	defer draining.mu.Unlock()
+	draining.servers[srv] = true
+	srv.SetKeepAlivesEnabled(false)
+	return func() {
+		draining.mu.Lock()
+		delete(draining.servers, srv)
+		draining.mu.Unlock()
+	}
+}
+
+// setKeepAlives turns srv's keep-alive on or off, unless srv is draining,
+// and returns whether it is on.
+func setKeepAlives(srv *http.Server, on bool) bool {
+	draining.mu.Lock()
+	defer draining.mu.Unlock()
+	on = on && !draining.servers[srv]
+	srv.SetKeepAlivesEnabled(on)
+	return on
 }
 
 // collectResults waits for every accept loop to end; a loop that ended
