@@ -358,7 +358,7 @@ func quoteList(names []string) string {
 // example during local development. addrs maps each listener name the
 // program expects to the addresses to bind for it when the process was not
 // socket-activated. An address is either a TCP "host:port" (host may be
-// empty for all interfaces) or an absolute unix socket path; a name
+// empty for all interfaces) or an absolute unix socket path; an address
 // starting with "@" is a unix socket in the abstract namespace.
 //
 // If the process was socket-activated, the activated listeners are returned

@@ -55,7 +55,9 @@ type ServeOptions struct {
 	// OnDrain, if set, is called when shutdown begins, after STOPPING=1 is
 	// sent and before in-flight requests are drained, with a short reason
 	// such as "received signal terminated". It runs on Serve's goroutine and
-	// must return promptly.
+	// must return promptly. It is the place to tell hijacked connections
+	// (WebSockets) to close: Serve does not call the functions registered
+	// with srv.RegisterOnShutdown.
 	OnDrain func(reason string)
 }
 
@@ -67,7 +69,8 @@ type ServeOptions struct {
 //     SIGINT by default) or serving a listener fails.
 //  3. It sends STOPPING=1, calls opts.OnDrain, stops accepting connections
 //     and waits for in-flight requests for up to the drain timeout (see
-//     [ServeOptions.DrainTimeout]), then closes any connections left.
+//     [ServeOptions.DrainTimeout]), then closes any connections left
+//     (hijacked ones excepted, see below).
 //
 // Serve takes ownership of the listeners and closes them, and srv must not
 // be used to serve elsewhere. It wraps srv.ConnState to follow connections
@@ -77,7 +80,11 @@ type ServeOptions struct {
 // HTTP/2 connection gets no GOAWAY: one between requests is closed as an
 // idle HTTP/1.1 connection is, and a client's request sent at that moment
 // is one it must retry. Behind a proxy that speaks HTTP/1.1 to the app,
-// nothing is lost.
+// nothing is lost. For the same reason functions registered with
+// srv.RegisterOnShutdown are never called, and a hijacked connection (a
+// WebSocket) is neither waited for nor closed: it is no longer the
+// server's, and Serve may return while it is open. Tell such connections
+// to finish in opts.OnDrain, and wait for them before the program exits.
 //
 // Serve returns nil after a requested shutdown (ctx or signal) whose drain
 // completed, an error matching [ErrDrainTimeout] if connections had to be
