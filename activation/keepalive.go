@@ -40,13 +40,22 @@ const (
 // Without NOTIFY_SOCKET nothing is sent, and the switch still works.
 //
 // Call it before [Serve], with a signal the program does not otherwise use
-// (SIGUSR2, say). Once Serve drains srv, keep-alive stays off: a switch
+// (SIGUSR2, say); SIGTERM, SIGINT, SIGKILL and SIGSTOP are refused. Once Serve drains srv, keep-alive stays off: a switch
 // then reports KeepAliveField=0. The returned stop ends the switch; keep-alive stays as
 // it is. The error is that of the first notification; the switch is not
 // installed then.
 func SwitchKeepAlives(srv *http.Server, sig syscall.Signal) (stop func(), err error) {
 	if srv == nil {
 		return nil, fmt.Errorf("activation: SwitchKeepAlives needs an *http.Server")
+	}
+	switch sig {
+	case syscall.SIGKILL, syscall.SIGSTOP:
+		return nil, fmt.Errorf("activation: SwitchKeepAlives cannot use %v: it cannot be caught, and the launcher would send it to this process to switch keep-alive; use one the program does not otherwise use, such as SIGUSR2", sig)
+	case syscall.SIGTERM, syscall.SIGINT:
+		return nil, fmt.Errorf("activation: SwitchKeepAlives cannot use %v: it stops the program (Serve drains on it); use one the program does not otherwise use, such as SIGUSR2", sig)
+	}
+	if sig <= 0 || sig >= 65 {
+		return nil, fmt.Errorf("activation: SwitchKeepAlives cannot use signal %d: not a signal number", int(sig))
 	}
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, sig)

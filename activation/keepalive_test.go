@@ -135,3 +135,20 @@ func TestSwitchKeepAlivesNeedsAServer(t *testing.T) {
 		t.Fatal("no error for a nil server")
 	}
 }
+
+// A signal that would kill or stop the program when the launcher sends it
+// to switch keep-alive is refused, and nothing is announced.
+func TestSwitchKeepAlivesRefusesStopSignals(t *testing.T) {
+	notify := notifySocket(t)
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGTERM, syscall.SIGINT, 0, 99} {
+		stop, err := SwitchKeepAlives(&http.Server{}, sig)
+		if err == nil {
+			stop()
+			t.Errorf("SwitchKeepAlives(%v) installed the switch", sig)
+		}
+	}
+	notify.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := notify.Read(make([]byte, 4096)); err == nil {
+		t.Errorf("a refused switch was announced (%d bytes)", n)
+	}
+}
