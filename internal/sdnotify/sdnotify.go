@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,7 +43,9 @@ func MonotonicUsec() (int64, error) {
 // field and start another (a newline followed by WATCHDOG_USEC= or
 // MAINPID=), nor carry escape sequences to root's terminal. A newline or
 // tab is a space, other control characters are written as \xNN, and
-// invalid UTF-8 as U+FFFD.
+// invalid UTF-8 as U+FFFD. The field is at most StatusMax bytes, cut
+// with "…": systemd drops a whole notification longer than 4096 bytes,
+// and a READY=1 sent with a long error in its status would be lost.
 func Status(text string) string {
 	var b strings.Builder
 	b.Grow(len("STATUS=") + len(text))
@@ -57,6 +60,23 @@ func Status(text string) string {
 			continue
 		}
 		b.WriteRune(r)
+		if b.Len() > StatusMax {
+			break
+		}
 	}
-	return b.String()
+	out := b.String()
+	if len(out) > StatusMax {
+		const more = "…"
+		cut := StatusMax - len(more)
+		for cut > 0 && !utf8.RuneStart(out[cut]) {
+			cut--
+		}
+		out = out[:cut] + more
+	}
+	return out
 }
+
+// StatusMax bounds the STATUS= field Status makes, so that it fits in a
+// notification (at most 4096 bytes) beside the other fields sent with it
+// (READY=1, RELOADING=1, MONOTONIC_USEC=).
+const StatusMax = 2048

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sitectl/sitectl/activation"
 	"github.com/sitectl/sitectl/internal/sdnotify"
@@ -66,5 +67,23 @@ func TestStatusIsOneField(t *testing.T) {
 		if got := sdnotify.Status(in); got != want {
 			t.Errorf("Status(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A long text (a reload's error, say) makes a field of at most StatusMax
+// bytes, cut after a whole character: the READY=1 the launcher sends with
+// it stays within the 4096 bytes systemd takes in one notification.
+func TestStatusIsBounded(t *testing.T) {
+	for _, text := range []string{strings.Repeat("x", 10000), strings.Repeat("é", 3000), strings.Repeat("\x01", 3000)} {
+		st := sdnotify.Status(text)
+		if len(st) > sdnotify.StatusMax || !strings.HasSuffix(st, "…") || !utf8.ValidString(st) {
+			t.Errorf("Status of %d bytes: %d bytes, ends %q", len(text), len(st), st[max(0, len(st)-8):])
+		}
+		if msg := "READY=1\nRELOADING=1\nMONOTONIC_USEC=18446744073709551615\n" + st; len(msg) > 4096 {
+			t.Errorf("a notification with it is %d bytes", len(msg))
+		}
+	}
+	if st := sdnotify.Status("short"); st != "STATUS=short" {
+		t.Errorf("Status(short) = %q", st)
 	}
 }
