@@ -141,8 +141,8 @@ type launcher struct {
 	warm      *generation // the warm generation, if any
 	warmSince time.Time
 	warmUntil time.Time
-	warmEnds  chan *generation // keep_previous of a warm generation ran out
-	noWarm    string           // why no generation is warm
+	warmEnds  chan warmEnd // keep_previous of a warm generation ran out
+	noWarm    string       // why no generation is warm
 }
 
 // notification is a message on the launcher's notify socket.
@@ -195,7 +195,7 @@ func open(cfg Config) (*launcher, func(), error) {
 		failsafes: make(chan failsafeEvent, 16),
 		done:      make(chan struct{}),
 		old:       map[*generation]bool{},
-		warmEnds:  make(chan *generation),
+		warmEnds:  make(chan warmEnd),
 	}
 	var undo []func()
 	closeAll := func() {
@@ -264,10 +264,8 @@ func (l *launcher) serve(ctx context.Context) error {
 			}
 		case ev := <-l.failsafes:
 			l.failsafe(ev)
-		case g := <-l.warmEnds:
-			if g == l.warm {
-				l.retireWarm(ctx, "keep_previous "+l.cfg.KeepPrevious.String()+" ran out")
-			}
+		case end := <-l.warmEnds:
+			l.warmEnded(ctx, end)
 		case n := <-l.notes:
 			l.note(n) // keep-alive reports; the rest is late or stray: the state is ours
 		}

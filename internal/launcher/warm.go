@@ -264,14 +264,32 @@ func (l *launcher) keepWarm(g *generation) {
 	l.switchKeepAlive(g, false)
 	l.warmSince = time.Now()
 	l.warmUntil = l.warmSince.Add(l.cfg.KeepPrevious)
+	// The end of this warm spell, not of g's: a generation rolled back
+	// to and replaced again is warm a second time, with a time of its own.
+	end := warmEnd{g, l.warmUntil}
 	time.AfterFunc(l.cfg.KeepPrevious, func() {
 		select {
-		case l.warmEnds <- g:
+		case l.warmEnds <- end:
 		case <-l.done:
 		}
 	})
 	l.cfg.Logf("generation %d (pid %d) serves in mode %s; generation %d (pid %d) stays warm until %s (keep_previous %s)",
 		l.current.n, l.current.pid, l.current.mode, g.n, g.pid, l.warmUntil.Format(time.TimeOnly), l.cfg.KeepPrevious)
+}
+
+// warmEnded takes the end of a warm spell: the warm generation drains,
+// if the spell is still the one under way.
+func (l *launcher) warmEnded(ctx context.Context, end warmEnd) {
+	if end.g == l.warm && end.until.Equal(l.warmUntil) {
+		l.retireWarm(ctx, "keep_previous "+l.cfg.KeepPrevious.String()+" ran out")
+	}
+}
+
+// warmEnd is the end of one warm spell: keep_previous of generation g ran
+// out at until.
+type warmEnd struct {
+	g     *generation
+	until time.Time
 }
 
 // retireWarm drains the warm generation, if there is one: its side has

@@ -283,3 +283,41 @@ func TestNewStandby(t *testing.T) {
 		t.Errorf("a listener without a twin: %v", err)
 	}
 }
+
+// A generation warm a second time (rolled back to, then replaced again)
+// stays warm for keep_previous from its second handover: the timer of its
+// first warm spell, which the rollback ended, does not drain it early.
+func TestWarmAgainKeepsItsOwnTime(t *testing.T) {
+	const keep = 2 * time.Second
+	h, _ := warmHarness(t, keep, "ready")
+	h.run()
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	st, _ := AskStatus(context.Background(), h.dir, os.Getpid())
+	if st.Warm == nil || st.Warm.Generation != 1 {
+		t.Fatalf("status %+v, want generation 1 warm", st)
+	}
+	firstUntil := st.Warm.Until
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	if _, err := Rollback(ctx, h.dir, os.Getpid()); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	time.Sleep(keep / 2)
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
+		t.Fatalf("second reload: %v", err)
+	}
+	st, _ = AskStatus(context.Background(), h.dir, os.Getpid())
+	if st.Warm == nil || st.Warm.Generation != 1 || !st.Warm.Until.After(firstUntil.Add(keep/4)) {
+		t.Fatalf("status %+v, want generation 1 warm again, until well after %s", st, firstUntil)
+	}
+	time.Sleep(time.Until(firstUntil.Add(300 * time.Millisecond)))
+	st, _ = AskStatus(context.Background(), h.dir, os.Getpid())
+	if st.Warm == nil || st.Warm.Generation != 1 {
+		t.Errorf("status %+v before its second keep_previous ran out, want generation 1 still warm; events:\n%s", st, h.log())
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
