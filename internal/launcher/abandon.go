@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -122,7 +123,7 @@ func parseAbandon(arg string) (int, error) {
 
 // answerAbandon hands an abandon to the launcher's loop and writes its
 // answer.
-func (l *launcher) answerAbandon(c io.Writer, serving int, done <-chan struct{}) {
+func (l *launcher) answerAbandon(c net.Conn, serving int, done <-chan struct{}) {
 	req := abandonRequest{serving: serving, reply: make(chan reloadResult, 1)}
 	answer(c, l.abandons, req, req.reply, done)
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -238,18 +239,72 @@ func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 
 // answer hands req to the launcher's loop on queue and writes the answer
 // that comes back on replies; a launcher that stops meanwhile answers
-// ErrStopping.
-func answer[R any](c io.Writer, queue chan<- R, req R, replies <-chan reloadResult, done <-chan struct{}) {
+// ErrStopping. A request still waiting for the loop (a reload under way)
+// when its asker hangs up is withdrawn: whoever asked gave up on it and
+// said so (sitectl, out of time; systemd, which failed the reload job and
+// killed ExecReload=), and doing it later would change the site behind
+// their backs (a rollback undoing a reload nobody asked to undo).
+func answer[R any](c net.Conn, queue chan<- R, req R, replies <-chan reloadResult, done <-chan struct{}) {
+	gone, stop := hangUp(c)
 	r := reloadResult{err: ErrStopping}
 	select {
 	case queue <- req:
+		stop()
 		select {
 		case r = <-replies:
 		case <-done:
 		}
+	case <-gone:
+		stop()
+		return
 	case <-done:
+		stop()
 	}
 	io.WriteString(c, reply(r)+"\n")
+}
+
+// hangUpPoll is how often hangUp looks at the connection.
+const hangUpPoll = 100 * time.Millisecond
+
+// hangUp watches c until stop: gone is closed once its peer has closed
+// its end (POLLHUP; a peer that only shut down its writing still waits for
+// the answer). Nothing is read, so a promotion's answers stay for
+// askPromotion, and no thread waits in poll: each look returns at once.
+// stop returns once the watch has ended.
+func hangUp(c net.Conn) (gone <-chan struct{}, stop func()) {
+	hung, quit, ended := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return hung, func() {}
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return hung, func() {}
+	}
+	go func() {
+		defer close(ended)
+		tick := time.NewTicker(hangUpPoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			var revents int16
+			raw.Control(func(fd uintptr) {
+				fds := []unix.PollFd{{Fd: int32(fd)}}
+				if n, err := unix.Poll(fds, 0); err == nil && n > 0 {
+					revents = fds[0].Revents
+				}
+			})
+			if revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
+				close(hung)
+				return
+			}
+		}
+	}()
+	return hung, func() { close(quit); <-ended }
 }
 
 // Reload asks the launcher whose runtime directory is runtimeDir, the

@@ -321,3 +321,38 @@ func TestWarmAgainKeepsItsOwnTime(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A rollback whose asker gave up while it waited for a reload (its time
+// ran out, and sitectl then said so and went on) is not done afterwards:
+// flipping back then would undo that reload, which nobody asked to undo,
+// after sitectl reported what it did instead.
+func TestRollbackGivenUpIsNotDone(t *testing.T) {
+	goOn := filepath.Join(t.TempDir(), "go-on")
+	h, fake := warmHarness(t, time.Hour, "ready", "ready", "wait-file:"+goOn)
+	h.run()
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- Reload(h.dir, os.Getpid(), nil, nil) }()
+	h.waitFor("started generation 3")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if answer, err := Rollback(ctx, h.dir, os.Getpid()); err == nil {
+		t.Fatalf("a rollback while a reload runs answered %q before its time ran out", answer)
+	}
+	os.WriteFile(goOn, nil, 0o644)
+	if err := <-reloaded; err != nil {
+		t.Fatalf("second reload: %v", err)
+	}
+	// The rollback given up on would come right after the reload.
+	time.Sleep(300 * time.Millisecond)
+	st, _ := AskStatus(context.Background(), h.dir, os.Getpid())
+	if st.Serving == nil || st.Serving.Generation != 3 || st.Warm == nil || st.Warm.Generation != 2 {
+		t.Errorf("status %+v, want generation 3 serving and 2 warm; events:\n%s", st, h.log())
+	}
+	wantCalls(t, fake, "steer 1", "quiesce 0", "steer 0")
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
