@@ -62,14 +62,14 @@ func warmRollback(ctx context.Context, e *Env, s *site.Site, timeout time.Durati
 		return rep, err, true
 	}
 	rep.To = to
-	return e.flipBack(ctx, s, rep, mode, u.MainPID, timeout)
+	return e.flipBack(ctx, s, rep, mode, u.MainPID, st.Warm.PID, timeout)
 }
 
 // flipBack records the warm generation's mode, asks the launcher (the
 // service's main process mainPID) for the flip and verifies it; a refused
 // flip puts the recorded mode back. A flip that does not serve is
 // followed by a cold restart in the mode rolled back to (coldAfterFlip).
-func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.Mode, mainPID int, timeout time.Duration) (Report, error, bool) {
+func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.Mode, mainPID, warmPID int, timeout time.Duration) (Report, error, bool) {
 	start := e.now()
 	from, to := rep.From, rep.To
 	if err := e.Writer.Begin(s, from, to); err != nil {
@@ -78,7 +78,7 @@ func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.
 	if err := e.recordMode(s, from, to); err != nil {
 		return rep, errors.Join(err, e.Writer.Finish(s, modes.ResultRolledBack, err.Error())), true
 	}
-	answer, err := e.rollbackLauncher(ctx, s, mainPID)
+	answer, err := e.rollbackLauncher(ctx, s, mainPID, warmPID)
 	if err != nil {
 		rep.NoWarm = err.Error()
 		restore := e.recordMode(s, to, from)
@@ -141,8 +141,9 @@ func (e *Env) recordMode(s *site.Site, from, to string) error {
 }
 
 // rollbackLauncher asks the launcher of s, the main process mainPID of its
-// service, to flip back to its warm generation.
-func (e *Env) rollbackLauncher(ctx context.Context, s *site.Site, mainPID int) (string, error) {
+// service, to flip back to its warm generation, the one whose pid is
+// warmPID that was checked: a reload meanwhile makes another one warm.
+func (e *Env) rollbackLauncher(ctx context.Context, s *site.Site, mainPID, warmPID int) (string, error) {
 	if e.RollbackLauncher != nil {
 		return e.RollbackLauncher(ctx, s)
 	}
@@ -150,7 +151,7 @@ func (e *Env) rollbackLauncher(ctx context.Context, s *site.Site, mainPID int) (
 	// unless a reload is under way.
 	ctx, cancel := context.WithTimeout(ctx, rollbackWait)
 	defer cancel()
-	return launcher.Rollback(ctx, paths.RuntimeDirectoryPath(s.Name), mainPID)
+	return launcher.Rollback(ctx, paths.RuntimeDirectoryPath(s.Name), mainPID, warmPID)
 }
 
 // rollbackWait bounds the wait for the launcher's answer to a rollback.

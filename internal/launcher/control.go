@@ -45,6 +45,11 @@ import (
 //     generation N serves again in mode M, flipped in D" once new
 //     connections go to it, or "failed: REASON" ("no warm generation
 //     (...)" when none is warm); the newer generation drains afterwards.
+//     "rollback PID" flips back only if the warm generation is still the
+//     one whose pid is PID, the one the asker checked: a reload that ran
+//     meanwhile (the request waits for it) made the generation it
+//     replaced the warm one, and a flip to that would undo the reload,
+//     not what the asker meant to undo.
 //   - "abandon PID" (a switch out of time, through Abandon): stop the
 //     generation a reload is starting to replace the one whose pid is PID,
 //     before it takes over (see abandon.go).
@@ -105,8 +110,11 @@ const (
 
 // request is a reload or a rollback asked for on the control socket.
 type request struct {
-	verb  string        // verbReload or verbRollback
-	mode  []site.EnvVar // nil: the serving generation's
+	verb string        // verbReload or verbRollback
+	mode []site.EnvVar // nil: the serving generation's
+	// warm is the pid of the generation a rollback is to flip back to;
+	// 0: whichever is warm.
+	warm  int
 	reply chan reloadResult
 	// promote has the caller promote a generation started at idle
 	// priority; nil when the caller cannot.
@@ -121,7 +129,7 @@ type promoter func(pid int) (string, error)
 const requestTimeout = 10 * time.Second
 
 // readRequest reads a request line and the mode file that follows it. The
-// pid is an abandon's (see abandon.go).
+// pid is an abandon's (see abandon.go) or a rollback's.
 func readRequest(r *bufio.Reader) (verb string, pid int, mode []site.EnvVar, err error) {
 	line, err := r.ReadSlice('\n')
 	if err != nil {
@@ -131,7 +139,7 @@ func readRequest(r *bufio.Reader) (verb string, pid int, mode []site.EnvVar, err
 	switch {
 	case (verb == "status" || verb == verbRollback) && !sized:
 		return verb, 0, nil, nil
-	case verb == verbAbandon && sized:
+	case (verb == verbAbandon || verb == verbRollback) && sized:
 		pid, err := parseAbandon(size)
 		return verb, pid, nil, err
 	case verb != verbReload && verb != verbReloadPromote:
@@ -230,7 +238,7 @@ func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 		json.NewEncoder(c).Encode(l.snapshot())
 		return
 	}
-	req := request{verb: verb, mode: mode, reply: make(chan reloadResult, 1)}
+	req := request{verb: verb, mode: mode, warm: pid, reply: make(chan reloadResult, 1)}
 	if verb == verbReloadPromote {
 		req.verb, req.promote = verbReload, askPromotion(c, r)
 	}
@@ -432,10 +440,22 @@ func AskStatus(ctx context.Context, runtimeDir string, mainPID int) (Status, err
 
 // Rollback asks the launcher whose runtime directory is runtimeDir, the
 // service's main process mainPID, to flip back to its warm generation,
-// and returns its answer ("generation N serves again in mode M, flipped in
-// D"), or why it could not: no warm generation, or the launcher is not
-// reachable. ctx bounds the exchange.
-func Rollback(ctx context.Context, runtimeDir string, mainPID int) (string, error) {
+// the one whose pid is warmPID (0: whichever is warm), and returns its
+// answer ("generation N serves again in mode M, flipped in D"), or why it
+// could not: no warm generation, another one warm now, or the launcher is
+// not reachable. ctx bounds the exchange.
+func Rollback(ctx context.Context, runtimeDir string, mainPID, warmPID int) (string, error) {
+	if warmPID > 0 {
+		answer, err := rollback(ctx, runtimeDir, mainPID, verbRollback+" "+strconv.Itoa(warmPID))
+		if err == nil || err.Error() != errUnknownRequest {
+			return answer, err
+		}
+		// A launcher of an older sitectl, still running after an upgrade.
+	}
+	return rollback(ctx, runtimeDir, mainPID, verbRollback)
+}
+
+func rollback(ctx context.Context, runtimeDir string, mainPID int, req string) (string, error) {
 	c, err := dialControl(ctx, runtimeDir, mainPID)
 	if err != nil {
 		return "", err
@@ -444,7 +464,7 @@ func Rollback(ctx context.Context, runtimeDir string, mainPID int) (string, erro
 	if deadline, ok := ctx.Deadline(); ok {
 		c.SetDeadline(deadline)
 	}
-	if _, err := io.WriteString(c, verbRollback+"\n"); err != nil {
+	if _, err := io.WriteString(c, req+"\n"); err != nil {
 		return "", fmt.Errorf("cannot ask the launcher: %w", err)
 	}
 	answer, err := io.ReadAll(io.LimitReader(c, 1<<16))

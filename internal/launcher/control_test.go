@@ -175,7 +175,7 @@ func askAll(dir string, mainPID int) []error {
 	defer cancel()
 	reloadErr := Reload(dir, mainPID, []byte("SITE_MODE=\"maintenance\"\nDB_PASSWORD=\"site-a-secret\"\n"), nil)
 	_, statusErr := AskStatus(ctx, dir, mainPID)
-	_, rollbackErr := Rollback(ctx, dir, mainPID)
+	_, rollbackErr := Rollback(ctx, dir, mainPID, 0)
 	return []error{reloadErr, statusErr, rollbackErr}
 }
 

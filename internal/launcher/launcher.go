@@ -238,7 +238,7 @@ func (l *launcher) serve(ctx context.Context) error {
 		select {
 		case req := <-l.requests:
 			if req.verb == verbRollback {
-				l.rollback(ctx, req.reply)
+				l.rollback(ctx, req.warm, req.reply)
 				continue
 			}
 			h, err := l.reload(ctx, req.mode, req.promote)

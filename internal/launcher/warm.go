@@ -324,12 +324,18 @@ func (l *launcher) warmExited(g *generation) {
 // errNoWarm is matched by a rollback's error when no generation is warm.
 var errNoWarm = errors.New("no warm generation")
 
-// rollback flips back to the warm generation: keep-alive on, new
-// connections to its side, the answer (with the time of the flip); then
-// the generation that served, keep-alive off, drains once its side is
-// quiet.
-func (l *launcher) rollback(ctx context.Context, answer chan<- reloadResult) {
+// rollback flips back to the warm generation, when it is the one whose
+// pid is want (0: any): keep-alive on, new connections to its side, the
+// answer (with the time of the flip); then the generation that served,
+// keep-alive off, drains once its side is quiet.
+func (l *launcher) rollback(ctx context.Context, want int, answer chan<- reloadResult) {
 	w, newer := l.warm, l.current
+	if want > 0 && w != nil && w.pid != want {
+		// A reload since the asker looked made the generation it replaced
+		// the warm one.
+		answer <- reloadResult{err: fmt.Errorf("%w with pid %d: generation %d (pid %d) is warm now, since a reload replaced it; nothing was changed", errNoWarm, want, w.n, w.pid)}
+		return
+	}
 	if w != nil && w.hasExited() {
 		// Its exit waits in l.exits: it is warm no longer.
 		answer <- reloadResult{err: fmt.Errorf("%w (warm generation %d exited: %s)", errNoWarm, w.n, describeExit(w.err))}

@@ -105,7 +105,7 @@ func TestWarmRollback(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	answer, err := Rollback(ctx, h.dir, os.Getpid())
+	answer, err := Rollback(ctx, h.dir, os.Getpid(), 0)
 	if err != nil || !strings.HasPrefix(answer, "generation 1 serves again in mode m-keepalive, flipped in ") {
 		t.Fatalf("rollback: %q, %v", answer, err)
 	}
@@ -120,7 +120,7 @@ func TestWarmRollback(t *testing.T) {
 	if gone(h.pids(1)[0]) {
 		t.Fatal("generation 1 is gone; it was to serve again")
 	}
-	if _, err := Rollback(ctx, h.dir, os.Getpid()); err == nil || !strings.Contains(err.Error(), "no warm generation (generation 2 was rolled back from)") {
+	if _, err := Rollback(ctx, h.dir, os.Getpid(), 0); err == nil || !strings.Contains(err.Error(), "no warm generation (generation 2 was rolled back from)") {
 		t.Errorf("a second rollback: %v", err)
 	}
 	if err := h.stop(); err != nil {
@@ -142,7 +142,7 @@ func readFile(t *testing.T, dir, name string) string {
 func TestRollbackWithoutWarm(t *testing.T) {
 	h, fake := warmHarness(t, time.Hour, "ready")
 	h.run()
-	_, err := Rollback(context.Background(), h.dir, os.Getpid())
+	_, err := Rollback(context.Background(), h.dir, os.Getpid(), 0)
 	if err == nil || !strings.Contains(err.Error(), "no warm generation (none kept yet)") {
 		t.Fatalf("rollback: %v", err)
 	}
@@ -164,7 +164,7 @@ func TestWarmExpires(t *testing.T) {
 	h.waitFor("notify: STATUS=mode m-ready, generation 2, 1 draining")
 	h.waitFor("log: generation 1 drained and exited")
 	wantCalls(t, fake, "steer 1", "quiesce 0")
-	_, err := Rollback(context.Background(), h.dir, os.Getpid())
+	_, err := Rollback(context.Background(), h.dir, os.Getpid(), 0)
 	if err == nil || !strings.Contains(err.Error(), "no warm generation (generation 1 was drained: keep_previous 10ms ran out)") {
 		t.Fatalf("rollback: %v", err)
 	}
@@ -184,7 +184,7 @@ func TestWarmGenerationDies(t *testing.T) {
 	h.waitFor("stays warm until")
 	syscall.Kill(h.pids(1)[0], syscall.SIGKILL)
 	h.waitFor("log: warm generation 1 exited: signal: killed")
-	_, err := Rollback(context.Background(), h.dir, os.Getpid())
+	_, err := Rollback(context.Background(), h.dir, os.Getpid(), 0)
 	if err == nil || !strings.Contains(err.Error(), "no warm generation (warm generation 1 exited: signal: killed)") {
 		t.Fatalf("rollback: %v", err)
 	}
@@ -301,7 +301,7 @@ func TestWarmAgainKeepsItsOwnTime(t *testing.T) {
 	firstUntil := st.Warm.Until
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	if _, err := Rollback(ctx, h.dir, os.Getpid()); err != nil {
+	if _, err := Rollback(ctx, h.dir, os.Getpid(), 0); err != nil {
 		t.Fatalf("rollback: %v", err)
 	}
 	time.Sleep(keep / 2)
@@ -338,7 +338,7 @@ func TestRollbackGivenUpIsNotDone(t *testing.T) {
 	h.waitFor("started generation 3")
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if answer, err := Rollback(ctx, h.dir, os.Getpid()); err == nil {
+	if answer, err := Rollback(ctx, h.dir, os.Getpid(), 0); err == nil {
 		t.Fatalf("a rollback while a reload runs answered %q before its time ran out", answer)
 	}
 	os.WriteFile(goOn, nil, 0o644)
@@ -352,6 +352,62 @@ func TestRollbackGivenUpIsNotDone(t *testing.T) {
 		t.Errorf("status %+v, want generation 3 serving and 2 warm; events:\n%s", st, h.log())
 	}
 	wantCalls(t, fake, "steer 1", "quiesce 0", "steer 0")
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A rollback names the warm generation its asker checked. One that waited
+// for a reload meanwhile finds the generation that reload replaced warm
+// instead, and flips to nothing: a flip to that one would undo the
+// reload, not what the asker meant to undo, and sitectl, checking the
+// mode alone, would report the generation it checked serving again.
+func TestRollbackToAGenerationNoLongerWarm(t *testing.T) {
+	goOn := filepath.Join(t.TempDir(), "go-on")
+	h, fake := warmHarness(t, time.Hour, "ready", "ready", "wait-file:"+goOn)
+	h.run()
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	st, _ := AskStatus(context.Background(), h.dir, os.Getpid())
+	if st.Warm == nil || st.Warm.Generation != 1 {
+		t.Fatalf("status %+v, want generation 1 warm", st)
+	}
+	checked := st.Warm.PID
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- Reload(h.dir, os.Getpid(), nil, nil) }()
+	h.waitFor("started generation 3")
+	type result struct {
+		answer string
+		err    error
+	}
+	rolled := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		defer cancel()
+		answer, err := Rollback(ctx, h.dir, os.Getpid(), checked)
+		rolled <- result{answer, err}
+	}()
+	time.Sleep(200 * time.Millisecond) // the rollback waits for the reload
+	os.WriteFile(goOn, nil, 0o644)
+	if err := <-reloaded; err != nil {
+		t.Fatalf("second reload: %v", err)
+	}
+	r := <-rolled
+	if r.err == nil || !strings.Contains(r.err.Error(), fmt.Sprintf("no warm generation with pid %d: generation 2", checked)) {
+		t.Errorf("rollback to pid %d, no longer warm: %q, %v", checked, r.answer, r.err)
+	}
+	st, _ = AskStatus(context.Background(), h.dir, os.Getpid())
+	if st.Serving == nil || st.Serving.Generation != 3 || st.Warm == nil || st.Warm.Generation != 2 {
+		t.Fatalf("status %+v, want generation 3 serving and 2 warm; events:\n%s", st, h.log())
+	}
+	wantCalls(t, fake, "steer 1", "quiesce 0", "steer 0")
+	// The one warm now, named, is flipped back to.
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	if answer, err := Rollback(ctx, h.dir, os.Getpid(), st.Warm.PID); err != nil || !strings.HasPrefix(answer, "generation 2 serves again") {
+		t.Errorf("rollback to the warm generation: %q, %v", answer, err)
+	}
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
 	}
