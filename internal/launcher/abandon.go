@@ -39,6 +39,7 @@ var ErrNoReload = errors.New("no reload under way")
 type abandonRequest struct {
 	serving int
 	reply   chan reloadResult
+	gone    func() bool // its asker hung up; nil: never
 }
 
 // abandoned is the error of a start that was abandoned: startReady answers
@@ -70,6 +71,10 @@ func (l *launcher) refuseAbandon(req abandonRequest) {
 // when s.g is to replace the generation req names, and says how far s.g
 // had come. A probe under way is stopped for its last answer.
 func (s *startup) abandon(req abandonRequest) (bool, error) {
+	if req.gone != nil && req.gone() {
+		req.reply <- reloadResult{err: errWithdrawn}
+		return false, nil
+	}
 	if s.l.current == nil || s.l.current.pid != req.serving {
 		s.l.refuseAbandon(req)
 		return false, nil
@@ -124,7 +129,7 @@ func parseAbandon(arg string) (int, error) {
 // answerAbandon hands an abandon to the launcher's loop and writes its
 // answer.
 func (l *launcher) answerAbandon(c net.Conn, serving int, done <-chan struct{}) {
-	req := abandonRequest{serving: serving, reply: make(chan reloadResult, 1)}
+	req := abandonRequest{serving: serving, reply: make(chan reloadResult, 1), gone: peerGone(c)}
 	answer(c, l.abandons, req, req.reply, done)
 }
 

@@ -116,6 +116,8 @@ type request struct {
 	// 0: whichever is warm.
 	warm  int
 	reply chan reloadResult
+	// gone tells whether its asker hung up (nil: never).
+	gone func() bool
 	// promote has the caller promote a generation started at idle
 	// priority; nil when the caller cannot.
 	promote promoter
@@ -238,7 +240,7 @@ func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 		json.NewEncoder(c).Encode(l.snapshot())
 		return
 	}
-	req := request{verb: verb, mode: mode, warm: pid, reply: make(chan reloadResult, 1)}
+	req := request{verb: verb, mode: mode, warm: pid, reply: make(chan reloadResult, 1), gone: peerGone(c)}
 	if verb == verbReloadPromote {
 		req.verb, req.promote = verbReload, askPromotion(c, r)
 	}
@@ -251,7 +253,8 @@ func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 // when its asker hangs up is withdrawn: whoever asked gave up on it and
 // said so (sitectl, out of time; systemd, which failed the reload job and
 // killed ExecReload=), and doing it later would change the site behind
-// their backs (a rollback undoing a reload nobody asked to undo).
+// their backs (a rollback undoing a reload nobody asked to undo). The
+// loop looks again as it takes the request (request.gone).
 func answer[R any](c net.Conn, queue chan<- R, req R, replies <-chan reloadResult, done <-chan struct{}) {
 	gone, stop := hangUp(c)
 	r := reloadResult{err: ErrStopping}
@@ -274,21 +277,41 @@ func answer[R any](c net.Conn, queue chan<- R, req R, replies <-chan reloadResul
 // hangUpPoll is how often hangUp looks at the connection.
 const hangUpPoll = 100 * time.Millisecond
 
-// hangUp watches c until stop: gone is closed once its peer has closed
-// its end (POLLHUP; a peer that only shut down its writing still waits for
-// the answer). Nothing is read, so a promotion's answers stay for
-// askPromotion, and no thread waits in poll: each look returns at once.
-// stop returns once the watch has ended.
-func hangUp(c net.Conn) (gone <-chan struct{}, stop func()) {
-	hung, quit, ended := make(chan struct{}), make(chan struct{}), make(chan struct{})
+// errWithdrawn answers a request whose asker hung up before the
+// launcher's loop took it (see answer).
+var errWithdrawn = errors.New("withdrawn: its asker hung up while it waited")
+
+// peerGone tells, when called, whether the peer of c has closed its end
+// (POLLHUP; a peer that only shut down its writing still waits for the
+// answer). Nothing is read, so a promotion's answers stay for
+// askPromotion, and nothing waits: a look returns at once. The launcher's
+// loop asks it as it takes a request, and hangUp between.
+func peerGone(c net.Conn) func() bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return hung, func() {}
+		return func() bool { return false }
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return hung, func() {}
+		return func() bool { return false }
 	}
+	return func() bool {
+		var revents int16
+		raw.Control(func(fd uintptr) {
+			fds := []unix.PollFd{{Fd: int32(fd)}}
+			if n, err := unix.Poll(fds, 0); err == nil && n > 0 {
+				revents = fds[0].Revents
+			}
+		})
+		return revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+	}
+}
+
+// hangUp watches c until stop: gone is closed once its peer has hung up
+// (peerGone). stop returns once the watch has ended.
+func hangUp(c net.Conn) (gone <-chan struct{}, stop func()) {
+	hung, quit, ended := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	left := peerGone(c)
 	go func() {
 		defer close(ended)
 		tick := time.NewTicker(hangUpPoll)
@@ -299,14 +322,7 @@ func hangUp(c net.Conn) (gone <-chan struct{}, stop func()) {
 				return
 			case <-tick.C:
 			}
-			var revents int16
-			raw.Control(func(fd uintptr) {
-				fds := []unix.PollFd{{Fd: int32(fd)}}
-				if n, err := unix.Poll(fds, 0); err == nil && n > 0 {
-					revents = fds[0].Revents
-				}
-			})
-			if revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
+			if left() {
 				close(hung)
 				return
 			}

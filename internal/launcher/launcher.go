@@ -237,14 +237,8 @@ func (l *launcher) serve(ctx context.Context) error {
 	for {
 		select {
 		case req := <-l.requests:
-			if req.verb == verbRollback {
-				l.rollback(ctx, req.warm, req.reply)
-				continue
-			}
-			h, err := l.reload(ctx, req.mode, req.promote)
-			req.reply <- reloadResult{h, err}
-			if l.current == nil {
-				return l.ended(err)
+			if ended, err := l.take(ctx, req); ended {
+				return err
 			}
 		case a := <-l.abandons:
 			l.refuseAbandon(a) // no reload under way
@@ -270,6 +264,27 @@ func (l *launcher) serve(ctx context.Context) error {
 			l.note(n) // keep-alive reports; the rest is late or stray: the state is ours
 		}
 	}
+}
+
+// take takes a reload or a rollback asked on the control socket, unless
+// its asker hung up meanwhile (see answer). ended: the launcher ends, with
+// err, since no generation serves.
+func (l *launcher) take(ctx context.Context, req request) (ended bool, err error) {
+	switch {
+	case req.gone != nil && req.gone():
+		l.cfg.Logf("a %s asked on the control socket was withdrawn: its asker hung up while it waited", req.verb)
+		req.reply <- reloadResult{err: errWithdrawn}
+		return false, nil
+	case req.verb == verbRollback:
+		l.rollback(ctx, req.warm, req.reply)
+		return false, nil
+	}
+	h, err := l.reload(ctx, req.mode, req.promote)
+	req.reply <- reloadResult{h, err}
+	if l.current == nil {
+		return true, l.ended(err)
+	}
+	return false, nil
 }
 
 // exited takes the exit of a generation that nobody was waiting for. The
