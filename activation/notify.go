@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sitectl/sitectl/internal/sdnotify"
 )
@@ -107,16 +106,8 @@ func Reloading() (bool, error) {
 // the message longer than systemd takes is cut, ending with "…". See
 // [Notify] for the meaning of the results.
 func Status(status string) (bool, error) {
-	msg := sdnotify.Status(status)
-	if len(msg) > notifyMax {
-		const more = "…"
-		cut := notifyMax - len(more)
-		for cut > 0 && !utf8.RuneStart(msg[cut]) {
-			cut--
-		}
-		msg = msg[:cut] + more
-	}
-	return Notify(msg)
+	// sdnotify.Status cuts a long text to fit a notification.
+	return Notify(sdnotify.Status(status))
 }
 
 // Watchdog sends a watchdog keep-alive (WATCHDOG=1). See [WatchdogInterval]
