@@ -36,9 +36,10 @@ without being read, and so is one that someone other than root may change (owned
 another user, or writable by others). Nothing is written.
 
 Given - as its file, sitectl check reads the file from standard input (at most
-1 MiB), and needs --name. With --display-name, mistakes are reported under the name
-the file will have once in place, not the name of the file checked: a deployment
-tool that checks a temporary copy reports /etc/sitectl/sites/NAME.toml:LINE:COL.
+1 MiB), and needs --name or --display-name. With --display-name, mistakes are reported
+under the name the file will have once in place, not the name of the file checked: a
+deployment tool that checks a temporary copy reports /etc/sitectl/sites/NAME.toml:LINE:COL.
+The file is then checked as the site that name is for, unless --name says otherwise.
 
 Warnings follow, as FILE:LINE:COL: warning: what would go wrong on this host although
 the file is valid: the program of exec does not exist or is not executable, the
@@ -63,13 +64,20 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 				if len(files) != 1 {
 					return usageErrorf("--name, --display-name and - work with exactly one file")
 				}
+				if name == "" && display != "" {
+					// The file checked will be display: it is that
+					// site, not one named after a temporary copy,
+					// whose installed file it would otherwise be
+					// checked against and collide with.
+					name = site.NameFromFile(display)
+				}
 				names = map[string]string{files[0]: name}
 			}
 			var res site.Result
 			var warnings site.Errors
 			if files[0] == "-" {
 				if name == "" {
-					return usageErrorf("a site file on standard input needs --name")
+					return usageErrorf("a site file on standard input needs --name or --display-name")
 				}
 				var data []byte
 				var err error
@@ -109,7 +117,7 @@ Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&name, "name", "", "check the file as site `NAME` (for files not yet named NAME.toml)")
+	c.Flags().StringVar(&name, "name", "", "check the file as site `NAME` (for files not yet named NAME.toml; default: the name of --display-name)")
 	c.Flags().StringVar(&display, "display-name", "", "report mistakes as in `PATH`, where the file will be, instead of the file checked")
 	c.Flags().BoolVar(&asJSON, "json", false, "report as JSON")
 	return c
