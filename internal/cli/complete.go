@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -52,4 +54,28 @@ func (e *env) completeOneSite(c *cobra.Command, a []string, prefix string) ([]co
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	return e.completeSites(c, a, prefix)
+}
+
+// completeGoneSites offers, for the first argument of remove, the sites
+// sitectl kept state of whose site file is gone: remove refuses every site
+// that still has its file, which completeSites would offer.
+func (e *env) completeGoneSites(c *cobra.Command, a []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(a) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	entries, err := os.ReadDir(e.dirs.SitesState())
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []cobra.Completion
+	for _, en := range entries {
+		name := en.Name()
+		if !en.IsDir() || !strings.HasPrefix(name, prefix) || site.ValidateName(name) != nil {
+			continue
+		}
+		if _, err := os.Lstat(e.dirs.SiteFile(name)); errors.Is(err, fs.ErrNotExist) {
+			out = append(out, name)
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
 }

@@ -126,7 +126,7 @@ It is idempotent: removing a site that is gone already changes nothing.
 ` + lifecycleSignalsHelp + "\n\n" + exitCodesHelp,
 		Example:           "  rm /etc/sitectl/sites/karl.toml && sitectl remove karl\n  mv /etc/sitectl/sites/karl.toml /etc/sitectl/sites/carl.toml && sitectl remove karl",
 		Args:              args(1, 1, "one site"),
-		ValidArgsFunction: e.completeOneSite,
+		ValidArgsFunction: e.completeGoneSites,
 		RunE: func(c *cobra.Command, a []string) error {
 			name := a[0]
 			if err := site.ValidateName(name); err != nil {
