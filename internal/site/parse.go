@@ -96,6 +96,9 @@ func fields[T any](p *parser, where string, t *tomlpos.Value, known map[string]f
 			}
 			slices.Sort(names)
 			hint := ""
+			if near := nearestKey(k, names); near != "" {
+				hint = fmt.Sprintf("; did you mean %s?", near)
+			}
 			if topLevelKeys[k] && where != inSiteFile {
 				hint = fmt.Sprintf("; %s is a key of the site itself: TOML puts every key after a [section] or [[listen]] header into it, so move it above the first header", printable(k))
 			}
@@ -104,6 +107,55 @@ func fields[T any](p *parser, where string, t *tomlpos.Value, known map[string]f
 		}
 		handle(p, dst, v)
 	}
+}
+
+// nearestKey is the one known key a mistyped key is closest to, within
+// two edits (one for keys of up to four letters); "" when none is, or when
+// two are as close.
+func nearestKey(k string, known []string) string {
+	limit := 2
+	if len(k) <= 4 {
+		limit = 1
+	}
+	best, bestDist, ties := "", limit+1, 0
+	for _, n := range known {
+		d := editDistance(k, n)
+		switch {
+		case d < bestDist:
+			best, bestDist, ties = n, d, 0
+		case d == bestDist:
+			ties++
+		}
+	}
+	if ties > 0 || bestDist > limit {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of two keys, in bytes (keys are
+// ASCII; an unknown one that is not is far from every key anyway).
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return max(len(a), len(b)) // no key is that long: not close
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // Keys of the top level of a site file.

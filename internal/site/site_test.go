@@ -423,9 +423,12 @@ func TestMistakesNamedAsTheOperatorSeesThem(t *testing.T) {
 		"\uFEFFexec = [\"/bin/app\"]\n": "karl.toml:1:1: the file starts with a UTF-8 byte order mark",
 		"exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\ndrain_timeout = \"5s\"\n": `karl.toml:4:1: unknown key "drain_timeout" in a listen entry (known keys: address, group, mode, name, owner, path); drain_timeout is a key of the site itself: TOML puts every key after a [section] or [[listen]] header into it, so move it above the first header`,
 		"exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\nbogus = 1\n":              `karl.toml:4:1: unknown key "bogus" in a listen entry (known keys: address, group, mode, name, owner, path)`,
+		"exec = [\"/bin/app\"]\ndrain_timout = \"5s\"\n":                                            `karl.toml:2:1: unknown key "drain_timout" in a site file (known keys: backlog, cleanup, cleanup_timeout, credentials, default_mode, deployers, description, drain_timeout, egress, environment, exec, fast_exit, group, handoff, hardening, keep_previous, listen, modes, probe, readiness, reload_trigger, server, settle_time, start_priority, start_timeout, stop_timeout, user, workdir); did you mean drain_timeout?`,
+		"exec = [\"/bin/app\"]\n[[listen]]\nadress = \"127.0.0.1:8080\"\n":                          `karl.toml:3:1: unknown key "adress" in a listen entry (known keys: address, group, mode, name, owner, path); did you mean address?`,
 	} {
 		_, err := Parse("/etc/sitectl/sites/karl.toml", []byte(src))
-		if err == nil || !strings.Contains(err.Error(), want) || strings.HasSuffix(want, "path)") && strings.Contains(err.Error(), "key of the site itself") {
+		if err == nil || !strings.Contains(err.Error(), want) || strings.HasSuffix(want, "path)") && strings.Contains(err.Error(), "key of the site itself") ||
+			strings.HasSuffix(want, "path)") && strings.Contains(err.Error(), "did you mean") {
 			t.Errorf("%q: %v\nwant %s", src, err, want)
 		}
 	}
