@@ -129,3 +129,41 @@ func TestAlreadyInModeWhenTheProcessServesIt(t *testing.T) {
 		})
 	}
 }
+
+// A maintenance mode whose settings the site file changed since its
+// server started (another page, static directory or Retry-After) is not
+// the mode the file has: the switch to it restarts the server, as a
+// switch to an app mode whose variables changed does, instead of saying
+// "already in mode" while visitors get the old page. So is a mode the
+// file now serves with the app while the maintenance server runs it.
+func TestAlreadyInModeNotWhenMaintenanceSettingsChanged(t *testing.T) {
+	for name, edit := range map[string]string{
+		"retry_after": "[modes.maintenance]\nserve = \"maintenance\"\nretry_after = \"10m\"\n",
+		"page":        "[modes.maintenance]\nserve = \"maintenance\"\npage = \"/srv/karl/down.html\"\n",
+		"static_dir":  "[modes.maintenance]\nserve = \"maintenance\"\nstatic_dir = \"/srv/karl/static\"\n",
+		"serve":       "[modes.maintenance]\nenvironment = { DOWN = \"1\" }\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, f := newEnv(t)
+			s := testSite(t)
+			recordMode(t, e, s, "maintenance")
+			f.started(100) // the maintenance server, as the file had it
+			if name == "serve" {
+				f.env[100] = append(f.env[100], "DOWN=1")
+			}
+			edited, err := site.Parse("/etc/sitectl/sites/karl.toml", []byte("exec = [\"/bin/app\"]\nreadiness = \"notify\"\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"+edit))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.prepare = edited
+			e.Probe = func(context.Context, *site.Site, site.Mode) error { return nil }
+			rep, err := SwitchMode(context.Background(), e, edited, "maintenance", Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(rep.Reason, "already") || !rep.Changed || len(f.restarts) != 1 {
+				t.Errorf("report %+v, restarts %v; want a restart into the edited mode", rep, f.restarts)
+			}
+		})
+	}
+}

@@ -61,6 +61,10 @@ type fakeSystemd struct {
 	stuck  map[string]bool
 	// reloading: a reload job runs (the unit is "reloading").
 	reloading bool
+	// prepare, when set, is the site file that sitectl prepare renders
+	// the recorded mode's file from at each restart, as the service's
+	// ExecStartPre does.
+	prepare *site.Site
 }
 
 func (f *fakeSystemd) started(pid int) {
@@ -86,6 +90,11 @@ func (f *fakeSystemd) Restart(ctx context.Context, unit string) error {
 	}
 	mode, _, _ := f.store.Current(f.site)
 	f.restarts = append(f.restarts, mode)
+	if f.prepare != nil {
+		if _, err := f.store.Refresh(f.prepare); err != nil {
+			return err
+		}
+	}
 	f.pid += 10
 	f.gen = f.pid
 	f.started(f.pid)

@@ -83,9 +83,16 @@ func FromEnviron(environ []string) []site.EnvVar {
 // strings) with mode m as the site file has it: differ are the variables
 // of m (SITE_MODE first, then its own) that the process has with another
 // value, unset those it lacks. Both empty: the process runs m as the file
-// has it. (sitectl's own SITECTL_* variables are not compared: the launch
-// shim removes them before it execs the app.) Only names are returned,
-// never a value: a mode's variables hold the site's secrets.
+// has it. Only names are returned, never a value: a mode's variables hold
+// the site's secrets.
+//
+// sitectl's own SITECTL_* variables are compared only for the maintenance
+// server: an app never has them (the launch shim removes them before it
+// execs it), but the maintenance server execs nothing and keeps them, and
+// they are what it serves: the page, the static directory, Retry-After. A
+// maintenance mode whose page the site file changed since its server
+// started is not the mode the file has, nor is a mode the file now serves
+// with the app while the maintenance server runs it.
 func Mismatch(env []string, m site.Mode) (differ, unset []string) {
 	have := map[string]string{}
 	for _, kv := range env {
@@ -99,6 +106,23 @@ func Mismatch(env []string, m site.Mode) (differ, unset []string) {
 			unset = append(unset, v.Name)
 		case got != v.Value:
 			differ = append(differ, v.Name)
+		}
+	}
+	if m.Serve != site.ServeMaintenance && have[VarServe] != string(site.ServeMaintenance) {
+		return differ, unset
+	}
+	want := map[string]string{}
+	for _, v := range modeEnvironment(m) {
+		want[v.Name] = v.Value
+	}
+	for _, k := range []string{VarServe, VarPage, VarStaticDir, VarRetryAfter} {
+		w, wok := want[k]
+		got, ok := have[k]
+		switch {
+		case wok && !ok:
+			unset = append(unset, k)
+		case wok != ok || got != w:
+			differ = append(differ, k)
 		}
 	}
 	return differ, unset
