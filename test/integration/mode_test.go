@@ -664,3 +664,55 @@ func TestTimeoutLeavesTheRollbackItsSettleTime(t *testing.T) {
 		t.Errorf("after the rollback the site serves mode %q", rep.Mode)
 	}
 }
+
+// A site in maintenance whose file changed the mode's retry_after is not
+// "already in mode maintenance": its server runs the old settings, which
+// status says, and sitectl mode restarts it into the file's.
+func TestMaintenanceSettingsChangedAreApplied(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"karl": goSite(port, modeSites)})
+	installMaintenance(h)
+	h.run("systemctl", "start", "site-karl.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	retryAfter := func() string {
+		t.Helper()
+		c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get("Retry-After")
+	}
+	if r, code, stderr := h.mode("karl", "maintenance"); code != 0 || r.Result != "ok" {
+		t.Fatalf("sitectl mode karl maintenance: exit %d %+v %s", code, r, stderr)
+	}
+	if got := retryAfter(); got != "300" {
+		t.Fatalf("Retry-After %q, want 300", got)
+	}
+	differs := func() []string {
+		t.Helper()
+		var st []struct {
+			ServedDiffers []string `json:"served_differs"`
+		}
+		if err := json.Unmarshal([]byte(h.run("sitectl", "status", "karl", "--json")), &st); err != nil || len(st) != 1 {
+			t.Fatalf("sitectl status karl --json: %v (%d sites)", err, len(st))
+		}
+		return st[0].ServedDiffers
+	}
+	if d := differs(); len(d) != 0 {
+		t.Fatalf("status of the maintenance server as the file has it: served_differs %v", d)
+	}
+	h.writeSite("karl", goSite(port, strings.Replace(modeSites, `retry_after = "5m"`, `retry_after = "10m"`, 1)))
+	h.run("systemctl", "daemon-reload")
+	if d := differs(); strings.Join(d, ",") != "SITECTL_RETRY_AFTER" {
+		t.Errorf("status after retry_after changed: served_differs %v; want SITECTL_RETRY_AFTER", d)
+	}
+	r, code, stderr := h.mode("karl", "maintenance")
+	if code != 0 || r.Result != "ok" || strings.HasPrefix(r.Reason, "already") {
+		t.Errorf("sitectl mode karl maintenance after retry_after changed: exit %d %+v %s", code, r, stderr)
+	}
+	if got := retryAfter(); got != "600" {
+		t.Errorf("Retry-After %q after the switch, want 600", got)
+	}
+}
