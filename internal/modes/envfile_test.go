@@ -200,3 +200,23 @@ func TestModeFileOfTheLargestModeIsReadBack(t *testing.T) {
 		t.Fatalf("read back %d of the mode's %d variables", got, len(m.Environment))
 	}
 }
+
+// A maintenance mode's retry_after reaches the server in whole seconds,
+// a part of a second counting as one: cut off, "500ms" would be a 0, which
+// the server takes for unset (Retry-After: 120).
+func TestRetryAfterRoundsUp(t *testing.T) {
+	for text, want := range map[string]string{"500ms": "1", "1s": "1", "1500ms": "2", "5m": "300"} {
+		s, err := site.ParseNamed("/etc/sitectl/sites/karl.toml", "karl", []byte("exec = [\"/bin/true\"]\n[[listen]]\naddress = \"127.0.0.1:8001\"\n[modes.down]\nserve = \"maintenance\"\nretry_after = \""+text+"\"\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", text, err)
+		}
+		m, _ := s.Mode("down")
+		data, err := EnvFile(s, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line := VarRetryAfter + `="` + want + `"`; !strings.Contains(string(data), line) {
+			t.Errorf("retry_after %s: the mode file has no %s:\n%s", text, line, data)
+		}
+	}
+}

@@ -37,6 +37,13 @@ const (
 // modeEnvironment is what the mode file of mode m holds: SITE_MODE, what
 // sitectl launch serves, the maintenance server's settings, and the mode's
 // own variables.
+// retryAfterSeconds is d as Retry-After says it, in whole seconds,
+// rounded up: a part of a second cut off would make "500ms" a 0, which the
+// maintenance server takes for unset (and answers 120).
+func retryAfterSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
+
 func modeEnvironment(m site.Mode) []site.EnvVar {
 	env := []site.EnvVar{{Name: VarMode, Value: m.Name}, {Name: VarServe, Value: string(m.Serve)}}
 	if m.Serve == site.ServeMaintenance {
@@ -46,7 +53,7 @@ func modeEnvironment(m site.Mode) []site.EnvVar {
 		if m.StaticDir != "" {
 			env = append(env, site.EnvVar{Name: VarStaticDir, Value: m.StaticDir})
 		}
-		env = append(env, site.EnvVar{Name: VarRetryAfter, Value: strconv.FormatInt(int64(m.RetryAfter/time.Second), 10)})
+		env = append(env, site.EnvVar{Name: VarRetryAfter, Value: strconv.FormatInt(retryAfterSeconds(m.RetryAfter), 10)})
 	}
 	names := make([]string, len(m.Environment))
 	for i, v := range m.Environment {

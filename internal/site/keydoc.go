@@ -174,7 +174,7 @@ var Keys = []KeyDoc{
 		"A directory whose files a maintenance mode serves as they are, for the page's stylesheet and images; " +
 			"never a listing, never anything outside it. Only with serve = \"maintenance\"."},
 	{"modes.NAME", keyModeRetryAfter, "duration", "2m",
-		"The Retry-After of a maintenance mode's answers. Only with serve = \"maintenance\"."},
+		"The Retry-After of a maintenance mode's answers, in whole seconds (a part of a second counts as one). Only with serve = \"maintenance\"."},
 
 	{"probe", "path", "URL path", "\"/\"",
 		"What to ask, starting with /, without spaces."},
