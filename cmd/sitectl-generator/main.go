@@ -60,8 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	opts := units.Options{Dirs: dirs}
 	res, rendered := generator.CheckedRendered(res, opts)
 	problem := generator.StateProblem(dirs.State)
-	res, outcomes := generator.WithLastGood(res, opts, problem, held)
-	res, pinned := generator.WithPins(res, opts)
+	res, outcomes, pinned := generator.Settled(res, opts, problem, held)
 	lines, skipped := generator.Mistakes(res.Errors, outcomes)
 	for _, p := range pinned {
 		lines = append(lines, generator.PinnedLine(p))

@@ -212,15 +212,16 @@ func (e *env) held() site.Held { return modes.Store{Dir: e.dirs.State}.Holders()
 
 // installedSites are the sites of the config directory other than those
 // being checked, as the generator makes them: the valid files, and the
-// last good copy of a file with mistakes that a site runs from (its
-// listeners are taken). A checked file must not collide with them.
+// last good copy of a file with mistakes, or of a pinned file, that a
+// site runs from (its listeners are taken). A checked file must not
+// collide with them.
 func installedSites(e *env, files []string, name string) []*site.Site {
 	held := e.held()
 	res, err := site.LoadDir(e.dirs.Config, held)
 	if err != nil {
 		return nil
 	}
-	res, _ = generator.WithLastGood(res, units.Options{Dirs: e.dirs}, generator.StateProblem(e.dirs.State), held)
+	res, _, _ = generator.Settled(res, units.Options{Dirs: e.dirs}, generator.StateProblem(e.dirs.State), held)
 	checked := map[string]bool{name: name != ""}
 	for _, f := range files {
 		checked[site.NameFromFile(f)] = true

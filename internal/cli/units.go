@@ -52,18 +52,20 @@ If any file has a mistake, the mistakes are printed and nothing is written.`,
 				res = site.LoadFiles(files, installedSites(e, files, ""), nil, e.held())
 			}
 			res = generator.Checked(res, e.unitOptions())
+			var pinned []generator.PinnedSite
+			if len(files) == 0 && len(res.Errors) == 0 {
+				// A file that claims the listener a pinned site's
+				// copy has is a mistake too.
+				res, pinned = generator.WithPins(res, e.unitOptions(), e.held())
+			}
 			for _, m := range res.Errors {
 				term.Fprintln(e.stderr, m.Error())
 			}
 			if len(res.Errors) > 0 {
 				return reported{exitUsage}
 			}
-			if len(files) == 0 {
-				var pinned []generator.PinnedSite
-				res, pinned = generator.WithPins(res, e.unitOptions())
-				for _, p := range pinned {
-					term.Fprintln(e.stderr, "sitectl: "+generator.PinnedLine(p))
-				}
+			for _, p := range pinned {
+				term.Fprintln(e.stderr, "sitectl: "+generator.PinnedLine(p))
 			}
 			out := generator.Files(res.Sites, e.unitOptions())
 			if dir == "" {

@@ -36,8 +36,9 @@ func SiteFileState(dirs paths.Dirs, name string) (FileState, error) {
 	opts := units.Options{Dirs: dirs}
 	res = Checked(res, opts)
 	// As the generator decides it: a valid file may lose its listener
-	// to the last good copy of another site's file.
-	res, outcomes := WithLastGood(res, opts, StateProblem(dirs.State), held)
+	// to the last good copy of another site's file, or to the copy a
+	// pinned site runs.
+	res, outcomes, _ := Settled(res, opts, StateProblem(dirs.State), held)
 	file := dirs.SiteFile(name)
 	var mine site.Errors
 	for _, e := range res.Errors {

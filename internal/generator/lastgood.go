@@ -99,12 +99,14 @@ func WithLastGood(res site.Result, opts units.Options, stateProblem string, held
 			break // the valid files were settled among themselves (site.LoadDir)
 		}
 		fileOf := map[string]string{} // a copy's path: its site file
-		all := slices.Clone(res.Sites)
+		// The sites pinned to their copies (WithPins) were settled
+		// with the valid files already, and keep their listeners.
+		all, pins := splitPinned(res.Sites, opts)
 		for file, s := range copies {
 			fileOf[s.File] = file
 			all = append(all, s)
 		}
-		_, errs := site.Settle(all, held)
+		_, errs := site.SettleAgainst(all, pins, held)
 		lost := false
 		for _, e := range errs {
 			if file, ok := fileOf[e.File]; ok {
@@ -135,6 +137,29 @@ func WithLastGood(res site.Result, opts units.Options, stateProblem string, held
 		res.Sites = append(res.Sites, s)
 	}
 	return res, outcomes
+}
+
+// splitPinned parts sites into those from their site files and those
+// pinned to their last good copies (WithPins).
+func splitPinned(sites []*site.Site, opts units.Options) (files, pinned []*site.Site) {
+	for _, s := range sites {
+		if s.File == opts.Dirs.LastGoodFile(s.Name) {
+			pinned = append(pinned, s)
+		} else {
+			files = append(files, s)
+		}
+	}
+	return files, pinned
+}
+
+// Settled is what the generator makes of the site directory's valid
+// files and mistakes (res, from site.LoadDir and Checked): the pinned
+// sites get their copies (WithPins), then the files with mistakes theirs
+// (WithLastGood), each settled against the sites before it.
+func Settled(res site.Result, opts units.Options, stateProblem string, held site.Held) (site.Result, []Outcome, []PinnedSite) {
+	res, pinned := WithPins(res, opts, held)
+	res, outcomes := WithLastGood(res, opts, stateProblem, held)
+	return res, outcomes, pinned
 }
 
 // errNoName: the file is not named after a site, so it never had a copy.

@@ -332,6 +332,15 @@ func Settle(sites []*Site, held Held) ([]*Site, Errors) {
 	return dropConflicting(sites, nil, nil, held)
 }
 
+// SettleAgainst is Settle with others, sites that keep their listeners
+// whatever held says: a site of sites colliding with one of them gets the
+// error. The generator settles the last good copies of files with
+// mistakes against the sites pinned to theirs, which were settled with
+// the valid files already.
+func SettleAgainst(sites, others []*Site, held Held) ([]*Site, Errors) {
+	return dropConflicting(sites, others, nil, held)
+}
+
 // load parses one site file's content and resolves its unix listeners.
 func load(file, name string, data []byte) (*Site, Errors) {
 	s, err := ParseNamed(file, name, data)
