@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sitectl/sitectl/internal/control"
+	"github.com/sitectl/sitectl/internal/generator"
 	"github.com/sitectl/sitectl/internal/lifecycle"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
@@ -37,9 +38,28 @@ sitectl restart, applies the file). The site keeps its recorded mode.
 
 Like every lifecycle verb it is idempotent ("already in service" changes nothing),
 and refuses a site file with mistakes.`,
-		func(ctx context.Context, le *lifecycle.Env, s *site.Site) (lifecycle.Report, error) {
-			return lifecycle.Enable(ctx, le, s)
-		})
+		e.enable)
+}
+
+// enable is lifecycle.Enable of a site the generator gives its file's
+// units. A valid file whose listener another site keeps (a copied file
+// whose port was not changed) gets none: the generator skips it, or runs
+// the site from its last good copy. Enabling it would have systemd reload
+// every unit of the host and start what the file does not say, or fail
+// on units that are not there; it is the file's mistake, and nothing is
+// done.
+func (e *env) enable(ctx context.Context, le *lifecycle.Env, s *site.Site) (lifecycle.Report, error) {
+	// What --json prints of an enable that did nothing.
+	none := lifecycle.Report{Site: s.Name, Action: "enable", Started: []string{}, Stopped: []string{}, TakenOverBy: []string{}, Notes: []string{}}
+	fs, err := generator.SiteFileState(e.dirs, s.Name)
+	if err != nil {
+		return none, fmt.Errorf("site %s: cannot read the site directory as the generator does: %w; nothing was done", s.Name, err)
+	}
+	if fs.Invalid {
+		return none, withCode(exitUsage, fmt.Errorf("site %s has mistakes against the other sites, so the generator gives it no units of its own; nothing was done:\n%w", s.Name, fs.Errors),
+			"fix them, check with `sitectl check`, then `systemctl daemon-reload`")
+	}
+	return lifecycle.Enable(ctx, le, s)
 }
 
 func disableCmd(e *env) *cobra.Command {

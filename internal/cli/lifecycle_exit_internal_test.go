@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/lifecycle"
 	"github.com/sitectl/sitectl/internal/modes"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // startFails is systemd whose units are all loaded and inactive and
@@ -91,5 +93,45 @@ func TestPartly(t *testing.T) {
 	}
 	if changedAnything(lifecycle.Report{Site: "karl", Action: "disable", Started: []string{}, Stopped: []string{}}) {
 		t.Error("an empty report changed something")
+	}
+}
+
+// A site file that claims another site's listener has no units: the
+// generator skips it, and the site that listens keeps the listener.
+// enable of it is an operator's mistake (a copied file whose port was
+// not changed): exit 2 with the collision, and nothing done, where it
+// had systemd reload every unit of the host and then blamed a missing
+// generator with exit 5.
+func TestEnableOfASiteWhoseListenerAnotherKeepsChangesNothing(t *testing.T) {
+	e := &env{dirs: testDirs(t), stdout: io.Discard, stderr: io.Discard}
+	st := modes.Store{Dir: e.dirs.State}
+	karl, err := e.loadSite("karl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.WriteGenerated([]*site.Site{karl}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(e.dirs.SiteFile("karl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.dirs.SiteFile("able"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.loadSite("able")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd := &startFails{}
+	err = e.lifecycleOn(context.Background(), sd, "enable", "able", changeFlags{timeout: time.Minute}, s,
+		func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
+			return e.enable(ctx, le, s)
+		})
+	if codeOf(err) != exitUsage || err == nil || !strings.Contains(err.Error(), "collides with") || !strings.Contains(err.Error(), "of site karl") {
+		t.Errorf("enable of a site whose listener karl keeps: exit %d, %v; want 2 and the collision", codeOf(err), err)
+	}
+	if sd.reloads != 0 {
+		t.Errorf("enable had systemd reload %d times", sd.reloads)
 	}
 }
