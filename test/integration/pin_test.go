@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -459,4 +460,52 @@ func TestABrokenFileSystemdStartedIsRolledBackToTheVersionThatRan(t *testing.T) 
 	if err := siteAnswers(url, "normal"); err != nil {
 		t.Errorf("after systemctl restart while pinned: %v", err)
 	}
+}
+
+// A site pinned to its last good copy listens where the copy says, not
+// where its failed file does: a new site file that claims the copy's port
+// (free, as far as the files tell) gets no units, and the pinned site keeps
+// serving on it after the daemon-reload.
+func TestPinnedSiteKeepsItsPortFromANewcomer(t *testing.T) {
+	h, good, url, _ := servingShop(t)
+	oldPort := strings.TrimPrefix(url[strings.LastIndex(url, ":"):], ":")
+	oldPort = strings.TrimSuffix(oldPort, "/")
+	newPort := fmt.Sprint(freePort(t))
+	broken := strings.Replace(strings.Replace(good, "app:application", "nosuchmodule:application", 1), ":"+oldPort+"\"", ":"+newPort+"\"", 1)
+	if !strings.Contains(broken, newPort) || !strings.Contains(broken, "nosuchmodule") {
+		t.Fatal("the test's edit did not move the port and break the app")
+	}
+	h.writeSite("shop", broken)
+	h.run("systemctl", "daemon-reload")
+	if r, code, stderr := h.pinChangeOf("restart", "shop"); code != 4 || r.Pinned == "" {
+		t.Fatalf("the failed restart: exit %d, %+v\n%s", code, r, stderr)
+	}
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Fatalf("after the rollback: %v", err)
+	}
+
+	h.writeSite("able", goSite(mustAtoi(t, oldPort), ""))
+	h.run("systemctl", "daemon-reload")
+	if ls := h.show("site-able.socket", "LoadState")["LoadState"]; ls != "not-found" {
+		t.Errorf("the newcomer on the pinned site's port got units: site-able.socket is %s", ls)
+	}
+	if p := h.show("site-shop.socket", "LoadState", "ActiveState"); p["LoadState"] != "loaded" || p["ActiveState"] != "active" {
+		t.Errorf("the pinned site's socket after the reload: %v", p)
+	}
+	_, stderr, code := h.result("sitectl", "check", "/etc/sitectl/sites/able.toml")
+	if code != 2 || !strings.Contains(stderr, "/etc/sitectl/sites/able.toml") || !strings.Contains(stderr, "site shop") {
+		t.Errorf("sitectl check does not blame the newcomer: exit %d\n%s", code, stderr)
+	}
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Errorf("the pinned site after the newcomer's reload: %v", err)
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
