@@ -1,6 +1,7 @@
 package modes
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -153,5 +154,43 @@ func TestHistoryAsItStands(t *testing.T) {
 	next := change(t, root, s, "normal", "normal", ResultOK)
 	if len(next.History) != 3 || next.History[1] != h[1] {
 		t.Errorf("the next change recorded %+v, history showed %+v", next.History, h)
+	}
+}
+
+// sitectl touched holds the site's lock while it reloads (TryLockExisting),
+// but it changes no mode and records nothing: a switch left pending by a
+// sitectl that died is still cut short, not "in progress", while a touch
+// reloads the site; and a change still cannot run beside the touch.
+func TestTouchedLockIsNoChangeInProgress(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	s := verifiedSite(t)
+	root := Local{Store: st, UID: 0, PID: 4242}
+	change(t, root, s, "normal", "read-only", ResultOK)
+	lock, err := st.LockSite(s, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := root.Begin(s, "read-only", "normal"); err != nil {
+		t.Fatal(err)
+	}
+	lock.Unlock() // the sitectl that began it died
+	// A deploy's touch reloads the site.
+	touched, err := st.TryLockExisting(s.Name)
+	if err != nil || touched == nil {
+		t.Fatalf("touched's lock: %v, %v", touched, err)
+	}
+	defer touched.Unlock()
+	state, err := st.ReadState(s.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Busy(s.Name) {
+		t.Error("the site is busy (a change in progress) while only a touch reloads it")
+	}
+	if h := HistoryAsItStands(state, st.Busy(s.Name)); len(h) != 2 || h[1].Result != ResultInterrupted {
+		t.Errorf("a switch cut short, during a touch's reload: %+v", h)
+	}
+	if _, err := st.LockSite(s, false); !errors.Is(err, ErrLocked) {
+		t.Errorf("a change beside a touch's reload: %v, want ErrLocked", err)
 	}
 }

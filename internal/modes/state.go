@@ -315,7 +315,14 @@ func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
 // TryLockExisting takes the site's lock without waiting and without
 // creating anything, for a reader of a read-only state directory (the
 // touch-to-reload unit). No lock file means no change of the site ever
-// ran: it returns nil and no error then. Another holder: ErrLocked.
+// ran: it returns nil and no error then. A change holding it: ErrLocked.
+//
+// The lock is taken shared: it keeps every change out (each takes it
+// exclusive) while the touch reloads, but it is no change itself. Busy,
+// which probes with a shared lock, does not take the touch for a change
+// under way, so status and history still show a change whose sitectl died
+// as cut short (HistoryAsItStands), not as in progress, while a deploy's
+// touch reloads the site.
 func (st Store) TryLockExisting(name string) (*Lock, error) {
 	f, err := openLock(st.paths().LockFile(name), os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -325,7 +332,7 @@ func (st Store) TryLockExisting(name string) (*Lock, error) {
 		return nil, fmt.Errorf("cannot open the lock of site %s: %w", name, err)
 	}
 	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
 		if err != syscall.EINTR {
 			break
 		}
@@ -364,7 +371,8 @@ func openLock(path string, flag int, perm os.FileMode) (*os.File, error) {
 func (l *Lock) Unlock() error { return l.f.Close() }
 
 // Busy reports whether a switch of the site is running right now: another
-// process holds its lock.
+// process holds its lock exclusively, as a change does (a touch's reload
+// holds it shared, see TryLockExisting).
 func (st Store) Busy(name string) bool {
 	f, err := openLock(st.paths().LockFile(name), os.O_RDONLY, 0)
 	if err != nil {
