@@ -109,13 +109,26 @@ func lifecycleCmd(e *env, verb, short, long string, run func(context.Context, *l
 			if err != nil {
 				return err
 			}
-			return e.lifecycle(c.Context(), verb, s.Name, f, s, func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
-				return run(ctx, le, s)
-			})
+			return e.lifecycle(c.Context(), verb, s.Name, f, s, e.onFileAsItIs(verb, s.Name, run))
 		},
 	}
 	lifecycleFlags(c, &f)
 	return c
+}
+
+// onFileAsItIs runs a lifecycle verb, under the site's lock, on the site
+// file as it is then: a wait for another sitectl's change of the site can
+// take minutes, and an edit made meanwhile would be ignored, a file broken
+// meanwhile would not stop the verb (as root's change reads it again,
+// localChange). A file that is gone or has mistakes now: nothing is done.
+func (e *env) onFileAsItIs(verb, name string, run func(context.Context, *lifecycle.Env, *site.Site) (lifecycle.Report, error)) func(context.Context, *lifecycle.Env) (lifecycle.Report, error) {
+	return func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
+		s, err := e.loadSite(name)
+		if err != nil {
+			return lifecycle.Report{Site: name, Action: verb, Started: []string{}, Stopped: []string{}, TakenOverBy: []string{}, Notes: []string{}}, err
+		}
+		return run(ctx, le, s)
+	}
 }
 
 func removeCmd(e *env) *cobra.Command {
@@ -152,27 +165,40 @@ It is idempotent: removing a site that is gone already changes nothing.
 			if err := site.ValidateName(name); err != nil {
 				return withCode(exitUsage, err)
 			}
-			file := e.dirs.SiteFile(name)
-			_, err := os.Lstat(file)
-			if err == nil {
-				return withCode(exitUsage, fmt.Errorf("site %s still has its file %s; nothing was done", name, file),
-					"remove never deletes a site file, which is yours: delete it first (`rm "+file+" && sitectl remove "+name+"`)",
-					"to stop the site and keep its file, use `sitectl disable "+name+"`")
-			}
-			if !errors.Is(err, fs.ErrNotExist) {
-				return withCode(exitFailed, fmt.Errorf("cannot tell whether site %s still has its file: %w", name, err))
+			if err := e.siteFileGone(name); err != nil {
+				return err
 			}
 			var s *site.Site
 			if _, err := os.Stat(e.dirs.SiteState(name)); err == nil {
 				s = &site.Site{Name: name} // lock it while its state goes
 			}
 			return e.lifecycle(c.Context(), "remove", name, f, s, func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
+				// Again under the lock: the file may have come back
+				// while remove waited for another sitectl.
+				if err := e.siteFileGone(name); err != nil {
+					return lifecycle.Report{Site: name, Action: "remove", Started: []string{}, Stopped: []string{}, TakenOverBy: []string{}, Notes: []string{}}, err
+				}
 				return lifecycle.Remove(ctx, le, name, true)
 			})
 		},
 	}
 	lifecycleFlags(c, &f)
 	return c
+}
+
+// siteFileGone refuses remove of a site whose file is there.
+func (e *env) siteFileGone(name string) error {
+	file := e.dirs.SiteFile(name)
+	_, err := os.Lstat(file)
+	if err == nil {
+		return withCode(exitUsage, fmt.Errorf("site %s still has its file %s; nothing was done", name, file),
+			"remove never deletes a site file, which is yours: delete it first (`rm "+file+" && sitectl remove "+name+"`)",
+			"to stop the site and keep its file, use `sitectl disable "+name+"`")
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return withCode(exitFailed, fmt.Errorf("cannot tell whether site %s still has its file: %w", name, err))
+	}
+	return nil
 }
 
 // lifecycle runs a lifecycle verb: as root, on the bus, under the site's

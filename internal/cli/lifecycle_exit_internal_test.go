@@ -135,3 +135,41 @@ func TestEnableOfASiteWhoseListenerAnotherKeepsChangesNothing(t *testing.T) {
 		t.Errorf("enable had systemd reload %d times", sd.reloads)
 	}
 }
+
+// enable or disable that waited for another sitectl's change of the site
+// acts on the site file as it is once that change is done, as root's
+// change does: a file broken meanwhile is refused (exit 2), with nothing
+// done, where the verb went on with the file read before the wait.
+func TestLifecycleAfterAWaitReadsTheFileAgain(t *testing.T) {
+	e := &env{dirs: testDirs(t), stdout: io.Discard, stderr: io.Discard}
+	s, err := e.loadSite("karl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := modes.Store{Dir: e.dirs.State}.LockSite(s, false) // another sitectl's change
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := false
+	done := make(chan error, 1)
+	go func() {
+		done <- e.lifecycleOn(context.Background(), &startFails{}, "enable", "karl", changeFlags{timeout: time.Minute}, s,
+			e.onFileAsItIs("enable", "karl", func(ctx context.Context, le *lifecycle.Env, s *site.Site) (lifecycle.Report, error) {
+				ran = true
+				return lifecycle.Report{Site: s.Name, Action: "enable"}, nil
+			}))
+	}()
+	time.Sleep(300 * time.Millisecond) // it waits for the lock
+	if err := os.WriteFile(e.dirs.SiteFile("karl"), []byte("exec = [\"/bin/app\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	held.Unlock()
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("enable did not end after the lock was released")
+	}
+	if ran || codeOf(err) != exitUsage || err == nil || !strings.Contains(err.Error(), "site karl has mistakes") {
+		t.Errorf("enable of a file broken during its wait: ran %v, exit %d, %v; want exit 2 and nothing run", ran, codeOf(err), err)
+	}
+}
