@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -47,33 +46,29 @@ func MonotonicUsec() (int64, error) {
 // with "…": systemd drops a whole notification longer than 4096 bytes,
 // and a READY=1 sent with a long error in its status would be lost.
 func Status(text string) string {
+	const more = "…"
 	var b strings.Builder
-	b.Grow(len("STATUS=") + len(text))
+	b.Grow(min(len("STATUS=")+len(text), StatusMax))
 	b.WriteString("STATUS=")
 	for _, r := range strings.ToValidUTF8(text, "\uFFFD") {
-		if r == '\n' || r == '\t' {
-			b.WriteByte(' ')
-			continue
+		var piece string
+		switch {
+		case r == '\n' || r == '\t':
+			piece = " "
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			piece = fmt.Sprintf(`\x%02x`, r)
+		default:
+			piece = string(r)
 		}
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			fmt.Fprintf(&b, `\x%02x`, r)
-			continue
-		}
-		b.WriteRune(r)
-		if b.Len() > StatusMax {
+		// Whole characters and whole escapes only, with room for
+		// the mark of the cut.
+		if b.Len()+len(piece) > StatusMax-len(more) {
+			b.WriteString(more)
 			break
 		}
+		b.WriteString(piece)
 	}
-	out := b.String()
-	if len(out) > StatusMax {
-		const more = "…"
-		cut := StatusMax - len(more)
-		for cut > 0 && !utf8.RuneStart(out[cut]) {
-			cut--
-		}
-		out = out[:cut] + more
-	}
-	return out
+	return b.String()
 }
 
 // StatusMax bounds the STATUS= field Status makes, so that it fits in a

@@ -83,6 +83,10 @@ func TestStatusIsBounded(t *testing.T) {
 			t.Errorf("a notification with it is %d bytes", len(msg))
 		}
 	}
+	// Escapes are cut whole: 4 bytes each.
+	if st := strings.TrimSuffix(strings.TrimPrefix(sdnotify.Status(strings.Repeat("\x01", 3000)), "STATUS="), "…"); len(st)%4 != 0 || !strings.HasSuffix(st, `\x01`) {
+		t.Errorf("an escape was cut: ends %q", st[max(0, len(st)-8):])
+	}
 	if st := sdnotify.Status("short"); st != "STATUS=short" {
 		t.Errorf("Status(short) = %q", st)
 	}
