@@ -65,6 +65,8 @@ const (
 	defaultWriteTimeout   = 10 * time.Second
 	defaultPerUID         = 8
 	defaultTotal          = 64
+	defaultLogBurst       = 100
+	defaultLogInterval    = 30 * time.Second
 )
 
 // Server is the state service on a listening socket. Zero values mean
@@ -81,12 +83,29 @@ type Server struct {
 	// PerUID and Total bound the connections held at once, by one uid and
 	// by all.
 	PerUID, Total int
-	// Logf gets one line per request, for the journal.
-	Logf func(format string, args ...any)
+	// Logf gets one line per request, for the journal. A uid other than
+	// root gets at most LogBurst lines each LogInterval; past that, its
+	// requests are counted, and one line at the interval's end says how
+	// many were not logged one by one. journald drops every line of a
+	// service past its own rate limit (10,000 lines in 30 s by default),
+	// so without this one member of sitectl-deploy looping on refused
+	// requests would silence the lines of everyone else's changes.
+	Logf        func(format string, args ...any)
+	LogBurst    int
+	LogInterval time.Duration
 
 	mu     sync.Mutex
 	perUID map[int]int
 	total  int
+	logs   map[int]*logWindow
+}
+
+// logWindow is what one uid logged in the current LogInterval.
+type logWindow struct {
+	start   time.Time
+	lines   int
+	dropped int
+	flush   *time.Timer
 }
 
 func (s *Server) defaults() {
@@ -119,8 +138,78 @@ func (s *Server) defaults() {
 	if s.Logf == nil {
 		s.Logf = func(string, ...any) {}
 	}
+	if s.LogBurst <= 0 {
+		s.LogBurst = defaultLogBurst
+	}
+	if s.LogInterval <= 0 {
+		s.LogInterval = defaultLogInterval
+	}
 	if s.perUID == nil {
 		s.perUID = map[int]int{}
+	}
+	if s.logs == nil {
+		s.logs = map[int]*logWindow{}
+	}
+}
+
+// logf logs a line of uid's request, within the uid's share of the
+// journal (LogBurst lines each LogInterval; root's are all logged).
+func (s *Server) logf(uid int, format string, args ...any) {
+	if uid != 0 && !s.logTurn(uid) {
+		return
+	}
+	s.Logf(format, args...)
+}
+
+// logTurn tells whether uid may log one more line now, and counts the
+// line as dropped when it may not.
+func (s *Server) logTurn(uid int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.logs[uid]
+	now := time.Now()
+	if w == nil || w.dropped == 0 && now.Sub(w.start) >= s.LogInterval {
+		w = &logWindow{start: now}
+		s.logs[uid] = w
+	}
+	if w.lines < s.LogBurst {
+		w.lines++
+		return true
+	}
+	if w.dropped++; w.flush == nil {
+		w.flush = time.AfterFunc(s.LogInterval-now.Sub(w.start), func() { s.flushLog(uid) })
+	}
+	return false
+}
+
+// flushLog ends uid's window in which lines were dropped, with one line
+// that says how many.
+func (s *Server) flushLog(uid int) {
+	s.mu.Lock()
+	w := s.logs[uid]
+	delete(s.logs, uid)
+	s.mu.Unlock()
+	if w == nil || w.dropped == 0 {
+		return
+	}
+	if w.flush != nil {
+		w.flush.Stop()
+	}
+	s.Logf("uid %d: %d more requests since %s not logged one by one: over %d lines in %s", uid, w.dropped, w.start.Format(time.RFC3339), s.LogBurst, s.LogInterval)
+}
+
+// flushLogs ends every window in which lines were dropped.
+func (s *Server) flushLogs() {
+	s.mu.Lock()
+	var uids []int
+	for uid, w := range s.logs {
+		if w.dropped > 0 {
+			uids = append(uids, uid)
+		}
+	}
+	s.mu.Unlock()
+	for _, uid := range uids {
+		s.flushLog(uid)
 	}
 }
 
@@ -130,6 +219,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.defaults()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	defer s.flushLogs()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -166,7 +256,7 @@ func (s *Server) handle(conn net.Conn) {
 	out := &answer{conn: conn, timeout: s.WriteTimeout}
 	if !s.admit(caller.UID) {
 		out.final(s.Backend.Describe(fmt.Errorf("%w: uid %d holds %d connections already, or all together hold %d", ErrBusy, caller.UID, s.PerUID, s.Total)))
-		s.Logf("uid %d (pid %d): refused: too many connections", caller.UID, caller.PID)
+		s.logf(caller.UID, "uid %d (pid %d): refused: too many connections", caller.UID, caller.PID)
 		return
 	}
 	defer s.release(caller.UID)
@@ -178,7 +268,7 @@ func (s *Server) handle(conn net.Conn) {
 	}
 	if err != nil {
 		out.final(s.Backend.Describe(err))
-		s.Logf("uid %d (pid %d): refused: %s", caller.UID, caller.PID, term.Escape(err.Error()))
+		s.logf(caller.UID, "uid %d (pid %d): refused: %s", caller.UID, caller.PID, term.Escape(err.Error()))
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
@@ -187,7 +277,7 @@ func (s *Server) handle(conn net.Conn) {
 		what += " " + req.Mode
 	}
 	ctx, interrupt, stop := listen(in, func(sig string) {
-		s.Logf("uid %d (pid %d): %s: interrupted by %s", caller.UID, caller.PID, strings.TrimSpace(what), sig)
+		s.logf(caller.UID, "uid %d (pid %d): %s: interrupted by %s", caller.UID, caller.PID, strings.TrimSpace(what), sig)
 	})
 	defer stop()
 	final := s.dispatch(ctx, interrupt, req, caller, out.progress)
@@ -196,7 +286,7 @@ func (s *Server) handle(conn net.Conn) {
 	if final.Error != "" {
 		result = fmt.Sprintf("exit %d: %s", final.Code, final.Error)
 	}
-	s.Logf("uid %d (pid %d): %s: %s", caller.UID, caller.PID, strings.TrimSpace(what), term.Escape(result))
+	s.logf(caller.UID, "uid %d (pid %d): %s: %s", caller.UID, caller.PID, strings.TrimSpace(what), term.Escape(result))
 }
 
 // admit takes a connection slot for uid, if one is free.

@@ -656,3 +656,60 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+// One uid looping on refused requests takes at most its share of the
+// journal: journald drops every line of the service past its own rate
+// limit, which would silence the lines of everyone else's changes. The
+// requests past the share are counted in one line; another uid's change
+// is logged, and so is every line of root.
+func TestOneUIDCannotFloodTheJournal(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	ts := startService(t, func(s *Server) {
+		s.LogBurst, s.LogInterval = 10, time.Hour
+		s.Logf = func(format string, args ...any) {
+			mu.Lock()
+			defer mu.Unlock()
+			lines = append(lines, fmt.Sprintf(format, args...))
+		}
+	})
+	for range 500 {
+		c := ts.dial("eve")
+		io.WriteString(c, "not json\n")
+		readFinal(t, c)
+		c.Close()
+	}
+	for range 20 {
+		if f, _, err := ts.call("root", Request{Verb: VerbList}); err != nil || f.Code != 0 {
+			t.Fatalf("root's list: %+v %v", f, err)
+		}
+	}
+	if f, _, err := ts.call("dana", Request{Verb: VerbMode, Site: "blog", Mode: "maintenance"}); err != nil || f.Code != 0 {
+		t.Fatalf("dana's switch: %+v %v", f, err)
+	}
+	ts.cancel()
+	<-ts.done
+	ts.done <- nil // for the cleanup
+	mu.Lock()
+	defer mu.Unlock()
+	count := func(prefix string) (n int) {
+		for _, l := range lines {
+			if strings.HasPrefix(l, prefix) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count("uid 1003 (pid"); n != 10 {
+		t.Errorf("eve's 500 refused requests left %d lines of their own, want 10", n)
+	}
+	if n := count("uid 1003: 490 more requests since"); n != 1 {
+		t.Errorf("no line counts eve's requests not logged: %q", lines)
+	}
+	if n := count("uid 0 (pid"); n != 20 {
+		t.Errorf("root's 20 requests left %d lines, want 20", n)
+	}
+	if n := count("uid 1001 (pid 0): mode blog maintenance: ok"); n != 1 {
+		t.Errorf("dana's switch is not logged: %q", lines[len(lines)-3:])
+	}
+}

@@ -506,3 +506,47 @@ func TestGrantTakenAwayWhileWaitingForTheLock(t *testing.T) {
 		t.Errorf("web serves mode %q", m)
 	}
 }
+
+// A member of sitectl-deploy granted nothing, looping on refused requests,
+// does not make journald drop the lines of another deployer's change: the
+// service logs at most 100 lines of one uid in 30 s, under journald's own
+// rate limit of the service.
+func TestRefusedFloodDoesNotSilenceAnotherDeployer(t *testing.T) {
+	h, webURL, _ := deployerHost(t)
+	danaUID := strings.TrimSpace(h.run("id", "-u", "dana"))
+	malloryUID := strings.TrimSpace(h.run("id", "-u", "mallory"))
+	flood := `
+import socket, time
+n, end = 0, time.time() + 20
+while time.time() < end:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("/run/sitectl/state.sock")
+    s.sendall(b"x\n")
+    s.recv(65536)
+    s.close()
+    n += 1
+print(n)
+`
+	out, stderr, code := h.as("mallory", "python3", "-c", flood)
+	if code != 0 {
+		t.Fatalf("mallory's flood: exit %d\n%s%s", code, out, stderr)
+	}
+	t.Logf("mallory sent %s refused requests in 20 s", strings.TrimSpace(out))
+	if out, stderr, code := h.as("dana", "sitectl", "mode", "web", "read-only"); code != 0 {
+		t.Fatalf("dana's switch: exit %d\n%s%s", code, out, stderr)
+	}
+	if getReply(t, webURL).Mode != "read-only" {
+		t.Fatalf("dana's switch did not happen")
+	}
+	h.run("journalctl", "--sync")
+	journal := h.run("journalctl", "--no-pager", "-o", "cat", "-u", "sitectl-state.service")
+	if !strings.Contains(journal, "uid "+danaUID+" (pid ") || !strings.Contains(journal, "mode web read-only: ok") {
+		t.Errorf("dana's switch is not in the journal after mallory's flood")
+	}
+	if n := strings.Count(journal, "uid "+malloryUID+" (pid "); n > 100 {
+		t.Errorf("mallory's refused requests left %d lines in the journal, more than 100", n)
+	}
+	if sup, _ := h.try("journalctl", "--no-pager", "-o", "cat", "-u", "systemd-journald.service", "--grep", "Suppressed"); strings.Contains(sup, "sitectl-state") {
+		t.Errorf("journald suppressed lines of the state service: %s", sup)
+	}
+}
