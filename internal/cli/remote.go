@@ -173,8 +173,8 @@ goes away; a caller's sitectl that gets SIGINT or SIGTERM says so on the connect
 and the change is interrupted as root's sitectl's is (a new mode not yet shown to
 serve is rolled back and the previous one verified). A request must arrive within --request-timeout; one uid may hold
 --per-uid connections at once, everyone together --total. One line per request
-goes to the journal (at most 100 in 30 s of one uid other than root; one more line
-counts the rest). The service has no network of its own: a change's probe
+goes to the journal: every change, and at most 100 other requests in 30 s of one
+uid other than root (one more line counts the rest). The service has no network of its own: a change's probe
 connects to a site's TCP listener through sitectl-dial.service (--dial-socket).`,
 		Args: args(0, 0, "no arguments"),
 		RunE: func(c *cobra.Command, _ []string) error {

@@ -276,8 +276,16 @@ func (s *Server) handle(conn net.Conn) {
 	if req.Mode != "" {
 		what += " " + req.Mode
 	}
+	// A change is always logged: the lines a uid may drop are those of
+	// requests that change nothing, so that a deployer cannot use up
+	// their own share to make a change of theirs go unrecorded. Changes
+	// cannot flood: each waits for its site's lock.
+	logf := s.logf
+	if req.IsChange() {
+		logf = func(_ int, format string, args ...any) { s.Logf(format, args...) }
+	}
 	ctx, interrupt, stop := listen(in, func(sig string) {
-		s.logf(caller.UID, "uid %d (pid %d): %s: interrupted by %s", caller.UID, caller.PID, strings.TrimSpace(what), sig)
+		logf(caller.UID, "uid %d (pid %d): %s: interrupted by %s", caller.UID, caller.PID, strings.TrimSpace(what), sig)
 	})
 	defer stop()
 	final := s.dispatch(ctx, interrupt, req, caller, out.progress)
@@ -286,7 +294,7 @@ func (s *Server) handle(conn net.Conn) {
 	if final.Error != "" {
 		result = fmt.Sprintf("exit %d: %s", final.Code, final.Error)
 	}
-	s.logf(caller.UID, "uid %d (pid %d): %s: %s", caller.UID, caller.PID, strings.TrimSpace(what), term.Escape(result))
+	logf(caller.UID, "uid %d (pid %d): %s: %s", caller.UID, caller.PID, strings.TrimSpace(what), term.Escape(result))
 }
 
 // admit takes a connection slot for uid, if one is free.

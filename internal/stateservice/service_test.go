@@ -684,6 +684,14 @@ func TestOneUIDCannotFloodTheJournal(t *testing.T) {
 			t.Fatalf("root's list: %+v %v", f, err)
 		}
 	}
+	// dana uses up her own share with refused requests: her change is
+	// logged all the same, as every change is.
+	for range 20 {
+		c := ts.dial("dana")
+		io.WriteString(c, "not json\n")
+		readFinal(t, c)
+		c.Close()
+	}
 	if f, _, err := ts.call("dana", Request{Verb: VerbMode, Site: "blog", Mode: "maintenance"}); err != nil || f.Code != 0 {
 		t.Fatalf("dana's switch: %+v %v", f, err)
 	}
