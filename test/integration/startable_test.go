@@ -254,11 +254,7 @@ func TestTouchWaitsForAChangeUnderWay(t *testing.T) {
 	pid := h.show("site-shop.service", "MainPID")["MainPID"]
 
 	since := h.logMark()
-	h.run("systemd-run", "--unit=holder", "--collect", "flock", "/var/lib/sitectl/sites/shop/lock", "sleep", "4")
-	h.waitFor("the holder to take the lock", 10*time.Second, func() bool {
-		return h.show("holder.service", "ActiveState")["ActiveState"] == "active"
-	})
-	time.Sleep(300 * time.Millisecond)
+	holdSiteLock(h, "shop", "sleep", "4")
 	h.run("touch", "/srv/shop/restart.txt")
 	h.waitFor("the reload unit to start", 10*time.Second, func() bool {
 		return h.show("site-shop-reload.service", "ActiveState")["ActiveState"] == "activating"
@@ -295,10 +291,7 @@ func TestChangeAfterAWaitReadsTheFileAgain(t *testing.T) {
 	h.run("sitectl", "restart", "shop") // creates the site's state and its lock
 	pid := h.show("site-shop.service", "MainPID")["MainPID"]
 
-	h.run("systemd-run", "--unit=holder", "--collect", "flock", "/var/lib/sitectl/sites/shop/lock", "sleep", "3")
-	h.waitFor("the holder to take the lock", 10*time.Second, func() bool {
-		return h.show("holder.service", "ActiveState")["ActiveState"] == "active"
-	})
+	holdSiteLock(h, "shop", "sleep", "3")
 	type result struct {
 		stdout, stderr string
 		code           int
@@ -336,11 +329,7 @@ func TestTouchAfterTheSiteStoppedDoesNotStartIt(t *testing.T) {
 
 	since := h.logMark()
 	// What sitectl stop does, with the lock held throughout.
-	h.run("systemd-run", "--unit=holder", "--collect", "flock", "/var/lib/sitectl/sites/shop/lock",
-		"sh", "-c", "sleep 2; systemctl stop site-shop.socket site-shop.service; sleep 1")
-	h.waitFor("the holder to take the lock", 10*time.Second, func() bool {
-		return h.show("holder.service", "ActiveState")["ActiveState"] == "active"
-	})
+	holdSiteLock(h, "shop", "sh", "-c", "sleep 2; systemctl stop site-shop.socket site-shop.service; sleep 1")
 	h.run("touch", "/srv/shop/restart.txt")
 	h.waitFor("the reload unit to start", 10*time.Second, func() bool {
 		return h.show("site-shop-reload.service", "ActiveState")["ActiveState"] == "activating"
@@ -360,4 +349,15 @@ func TestTouchAfterTheSiteStoppedDoesNotStartIt(t *testing.T) {
 	if !strings.Contains(logged, "site shop: not reloaded after /srv/shop/restart.txt was touched: the site is out of service (site-shop.socket is inactive)") {
 		t.Errorf("the reload unit's journal does not say why it did nothing:\n%s", logged)
 	}
+}
+
+// holdSiteLock runs argv in the unit holder.service while it holds site's
+// lock, as a sitectl change does, and returns once the lock is held.
+func holdSiteLock(h *host, site string, argv ...string) {
+	lock := "/var/lib/sitectl/sites/" + site + "/lock"
+	h.run("systemd-run", append([]string{"--unit=holder", "--collect", "flock", lock}, argv...)...)
+	h.waitFor("the holder to take the lock", 10*time.Second, func() bool {
+		_, err := h.try("flock", "-n", lock, "true")
+		return err != nil
+	})
 }
