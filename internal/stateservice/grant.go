@@ -54,6 +54,26 @@ func Allowed(s *site.Site, c Caller, lookup Lookup) bool {
 	return false
 }
 
+// remembered is lookup that asks once per name: a listing asks about the
+// deployers of every site, mostly the same few names, and SystemLookup
+// reads the user and group databases whole for each (at 10,000 sites, a
+// deployer's `sitectl list` made root read /etc/passwd 10,000 times).
+func remembered(lookup Lookup) Lookup {
+	type answer struct {
+		id int
+		ok bool
+	}
+	seen := map[site.Deployer]answer{}
+	return func(d site.Deployer) (int, bool) {
+		if a, ok := seen[d]; ok {
+			return a.id, a.ok
+		}
+		id, ok := lookup(d)
+		seen[d] = answer{id, ok}
+		return id, ok
+	}
+}
+
 // SystemLookup resolves names with the host's user and group databases
 // (os/user: /etc/passwd and /etc/group, since sitectl is built without
 // cgo), and takes numeric ids as they are.

@@ -430,8 +430,9 @@ func (s *Server) visible(names []string, c Caller) ([]string, error) {
 		return nil, err
 	}
 	out := []string{}
+	lookup := remembered(s.Lookup)
 	for _, st := range sites {
-		if Allowed(st, c, s.Lookup) {
+		if Allowed(st, c, lookup) {
 			out = append(out, st.Name)
 		}
 	}

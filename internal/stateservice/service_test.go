@@ -721,3 +721,41 @@ func TestOneUIDCannotFloodTheJournal(t *testing.T) {
 		t.Errorf("dana's switch is not logged: %q", lines[len(lines)-3:])
 	}
 }
+
+// manySites is a backend of n sites that all name the same deployers.
+type manySites struct {
+	*fakeBackend
+	n int
+}
+
+func (b manySites) Sites() ([]*site.Site, error) {
+	out := make([]*site.Site, b.n)
+	for i := range out {
+		out[i] = &site.Site{Name: fmt.Sprintf("s%05d", i), Deployers: []site.Deployer{{Kind: site.DeployerGroup, Name: "web"}, {Kind: site.DeployerUser, Name: "1001"}}}
+	}
+	return out, nil
+}
+
+// A listing asks the user and group databases once per name, not once
+// per site: at 10,000 sites SystemLookup read /etc/passwd and /etc/group
+// whole for every one, and any member of sitectl-deploy could keep root
+// busy with listings that return nothing.
+func TestListingLooksUpEachNameOnce(t *testing.T) {
+	calls := map[site.Deployer]int{}
+	srv := &Server{Backend: manySites{newFakeBackend(), 1000}, Lookup: func(d site.Deployer) (int, bool) {
+		calls[d]++
+		return lookup(d)
+	}}
+	names, err := srv.visible(nil, dana)
+	if err != nil || len(names) != 1000 {
+		t.Fatalf("dana sees %d sites (%v), want 1000", len(names), err)
+	}
+	if _, err := srv.visible(nil, eve); err != nil {
+		t.Fatal(err)
+	}
+	for d, n := range calls {
+		if n > 2 {
+			t.Errorf("%s looked up %d times in two listings of 1000 sites", d, n)
+		}
+	}
+}
