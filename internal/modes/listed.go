@@ -17,7 +17,7 @@ import (
 type Listed struct {
 	Mode     string    // the recorded mode; "" when none is
 	Recorded bool      // a mode is recorded
-	Written  time.Time // when it was: the mode file's modification time
+	Written  time.Time // when it was: the mode file's modification or change time, the later
 	State    State     // without its history
 }
 

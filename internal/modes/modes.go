@@ -214,7 +214,7 @@ func (st Store) Current(name string) (mode string, ok bool, err error) {
 }
 
 // CurrentSince is Current with the time the mode was recorded (the mode
-// file's modification time), from the same open file.
+// file's modification or change time, the later), from the same open file.
 func (st Store) CurrentSince(name string) (mode string, ok bool, written time.Time, err error) {
 	mode, id, err := st.currentMode(name)
 	if err != nil || id == (site.FileID{}) {
@@ -246,7 +246,12 @@ func (st Store) currentMode(name string) (string, site.FileID, error) {
 }
 
 // modTime is the modification time of the file version id.
-func modTime(id site.FileID) time.Time { return time.Unix(0, id.Mtime) }
+// modTime is when the mode file was last written: its modification time,
+// or its change time when that is later. A file edited by hand with its
+// modification time put back (touch -r) still counts as written then: a
+// mode it names is not taken for applied by a service that started
+// before, by status, list and a change alike.
+func modTime(id site.FileID) time.Time { return time.Unix(0, max(id.Mtime, id.Ctime)) }
 
 // WithState lists the sites that have a state directory, with one read of
 // the directory that holds them all: a site without one has no mode recorded

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // TestReadUpTo: the whole of a small file, at most n bytes of a large one,
@@ -38,5 +41,26 @@ func TestReadUpTo(t *testing.T) {
 	}
 	if _, _, err := readUpTo(fifo, 10); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("fifo: %v, want not a regular file", err)
+	}
+}
+
+// A mode file edited with its modification time put back (touch -r) was
+// written when it was changed: CurrentSince says the change time.
+func TestCurrentSinceIsTheLaterOfItsTimes(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	s := &site.Site{Name: "karl"}
+	if err := os.MkdirAll(filepath.Dir(st.EnvPath(s.Name)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(st.EnvPath(s.Name), []byte("SITE_MODE=\"normal\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	long := time.Now().Add(-24 * time.Hour)
+	if err := os.Chtimes(st.EnvPath(s.Name), long, long); err != nil {
+		t.Fatal(err)
+	}
+	_, ok, written, err := st.CurrentSince(s.Name)
+	if err != nil || !ok || written.Before(time.Now().Add(-time.Minute)) {
+		t.Errorf("CurrentSince: %v %v %v, want its change time (now), not %v", written, ok, err, long)
 	}
 }

@@ -51,7 +51,7 @@ func FromListed(name string, f modes.Files, l modes.Listed) StateRecord {
 func (r StateRecord) Listed() modes.Listed {
 	l := modes.Listed{State: modes.State{PreviousMode: r.PreviousMode}}
 	if r.Files.Mode != (site.FileID{}) {
-		l.Mode, l.Recorded, l.Written = r.Mode, true, time.Unix(0, r.Files.Mode.Mtime)
+		l.Mode, l.Recorded, l.Written = r.Mode, true, time.Unix(0, max(r.Files.Mode.Mtime, r.Files.Mode.Ctime))
 	}
 	return l
 }

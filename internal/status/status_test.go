@@ -365,7 +365,9 @@ func TestModeAndStateOfSitesWithState(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	since := time.Unix(1700000000, 0).UTC()
+	// The service started after the files were written: their change
+	// times (now) count too, not only the modification times set here.
+	since := time.Now().Add(time.Hour).Truncate(time.Second).UTC()
 	for i, u := range sd.units {
 		if u.Name == "site-run.service" {
 			sd.units[i].Since = since
