@@ -47,7 +47,7 @@ func docsCmd(root *cobra.Command) *cobra.Command {
 	return &cobra.Command{
 		Use:    "docs DIR",
 		Hidden: true,
-		Short:  "Write the man pages into DIR (sections 1, 5 and 8)",
+		Short:  "Write the man pages into DIR (sections 1, 5, 7 and 8)",
 		Args:   args(1, 1, "a directory"),
 		RunE: func(c *cobra.Command, a []string) error {
 			date, err := manDate()
