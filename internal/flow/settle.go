@@ -345,8 +345,25 @@ func (e *Env) environ(pid int) ([]string, error) {
 	if e.Environ != nil {
 		return e.Environ(pid)
 	}
-	return procfs.Environ(pid)
+	// An environ file reads empty while a process has no memory of its
+	// own: being forked and not yet exec'd, or exiting (its memory freed
+	// before it is a zombie), as an app that crashes at once does. Either
+	// passes soon: read again until there is an environment, or the
+	// process is gone, which the caller tells as such (whyGone), instead
+	// of a serving process that runs no mode.
+	deadline := time.Now().Add(emptyEnvironWait)
+	for {
+		env, err := procfs.Environ(pid)
+		if err != nil || len(env) > 0 || time.Now().After(deadline) {
+			return env, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
+
+// emptyEnvironWait bounds how long environ reads again a process whose
+// environment reads empty.
+const emptyEnvironWait = 2 * time.Second
 
 func (e *Env) age(pid int) (time.Duration, error) {
 	if e.Age != nil {

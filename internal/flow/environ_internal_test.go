@@ -1,0 +1,45 @@
+package flow
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/procfs"
+)
+
+// A serving process whose environ reads empty (forked and not yet
+// exec'd, or exiting: an app that crashed at once) is read again until it
+// has an environment, or is gone, which the caller tells as such: an app's
+// crash was reported as a process that runs no mode ("SITE_MODE is unset").
+func TestEmptyEnvironIsReadAgain(t *testing.T) {
+	old := procfs.Root
+	procfs.Root = t.TempDir()
+	t.Cleanup(func() { procfs.Root = old })
+	environ := filepath.Join(procfs.Root, "42", "environ")
+	if err := os.MkdirAll(filepath.Dir(environ), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(data string) {
+		if err := os.WriteFile(environ, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &Env{}
+
+	write("")
+	go func() { time.Sleep(50 * time.Millisecond); write("SITE_MODE=normal\x00") }()
+	if env, err := e.environ(42); err != nil || !slices.Equal(env, []string{"SITE_MODE=normal"}) {
+		t.Errorf("a process exec'd after a moment: %q, %v", env, err)
+	}
+
+	write("")
+	go func() { time.Sleep(50 * time.Millisecond); os.Remove(environ) }()
+	if env, err := e.environ(42); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a process gone after a moment: %q, %v; want it gone", env, err)
+	}
+}
