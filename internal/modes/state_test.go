@@ -11,6 +11,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
 	"github.com/sitectl/sitectl/internal/site"
+	"golang.org/x/sys/unix"
 )
 
 func TestReadSummaryIsTheStateWithoutHistory(t *testing.T) {
@@ -102,8 +103,13 @@ func TestWithStateAndCurrentSince(t *testing.T) {
 		t.Errorf("WithState = %v, %v", names, ok)
 	}
 	mode, recorded, written, err := st.CurrentSince("karl")
-	fi, _ := os.Stat(st.EnvPath("karl"))
-	if err != nil || mode != "maintenance" || !recorded || !written.Equal(fi.ModTime()) || written.Before(before) {
+	// Written is when the mode file last changed by its change time too
+	// (modTime): the rename that lands it can leave ctime after mtime.
+	var fst unix.Stat_t
+	if err := unix.Stat(st.EnvPath("karl"), &fst); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || mode != "maintenance" || !recorded || !written.Equal(modTime(site.FileIDOf(&fst))) || written.Before(before) {
 		t.Errorf("CurrentSince(karl) = %q %v %v %v", mode, recorded, written, err)
 	}
 	if mode, recorded, _, err := st.CurrentSince("other"); err != nil || recorded || mode != "" {
