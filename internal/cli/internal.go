@@ -46,7 +46,7 @@ func (e *env) readSite(name string) (*site.Site, []byte, error) {
 	// generator falls back to.
 	data, err := site.ReadSiteFile(e.dirs.SiteFile(name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, withCode(exitNotFound, fmt.Errorf("site %s does not exist: there is no %s", name, e.dirs.SiteFile(name)))
+		return nil, nil, withCode(exitNotFound, noSuchSite{fmt.Sprintf("site %s does not exist: there is no %s", name, e.dirs.SiteFile(name))})
 	}
 	if err != nil {
 		return nil, nil, withCode(siteReadCode(err), fmt.Errorf("cannot read site %s: %w", name, err))
@@ -60,6 +60,15 @@ func (e *env) readSite(name string) (*site.Site, []byte, error) {
 	}
 	return s, data, nil
 }
+
+// noSuchSite is why a site cannot be loaded when its file does not exist.
+// It is an fs.ErrNotExist, so that sitectl's state service tells a
+// deployer that the site does not exist (exit 3), not that its file cannot
+// be used, which it says, hiding why, of a file that exists.
+type noSuchSite struct{ msg string }
+
+func (n noSuchSite) Error() string        { return n.msg }
+func (n noSuchSite) Is(target error) bool { return target == fs.ErrNotExist }
 
 // startingSite is the site its service starts from: its site file, or,
 // when that has mistakes, the last good copy of it that an earlier start

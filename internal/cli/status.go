@@ -202,12 +202,23 @@ func (e *env) gather(ctx context.Context, req status.Request) (status.Result, er
 		}
 		return e.localGather(ctx, req)
 	}
+	return e.remoteGather(ctx, req)
+}
+
+// remoteGather is gather through sitectl's state service.
+func (e *env) remoteGather(ctx context.Context, req status.Request) (status.Result, error) {
 	verb := stateservice.VerbStatus
 	if req.Brief {
 		verb = stateservice.VerbList
 	}
 	var rs remoteStatus
 	if err := e.remoteCall(ctx, nil, stateservice.Request{Verb: verb, Sites: req.Names}, &rs); err != nil {
+		if codeOf(err) == exitNotFound {
+			// The service refuses a status naming a site that does not
+			// exist with sitectl's 3, which status gives a site that
+			// does not run: status's own code is 4, as root's.
+			err = withCode(statusNoSuchSite, err, hintsOf(err)...)
+		}
 		return status.Result{}, err
 	}
 	return status.Result{Sites: rs.Sites, Missing: rs.Missing}, nil

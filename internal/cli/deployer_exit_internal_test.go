@@ -1,0 +1,58 @@
+package cli
+
+import (
+	"context"
+	"io"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sitectl/sitectl/internal/stateservice"
+	"github.com/sitectl/sitectl/internal/status"
+)
+
+// deployerService runs sitectl's state service, with root's backend, on a
+// socket in a temporary directory, for a caller the kernel would report as
+// uid 1000, and points the client at it.
+func deployerService(t *testing.T, e *env) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "state.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &stateservice.Server{
+		Backend: backend{e},
+		Creds:   func(net.Conn) (stateservice.Caller, error) { return stateservice.Caller{UID: 1000, GID: 1000}, nil },
+		Logf:    func(string, ...any) {},
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); ln.Close(); <-done })
+	t.Setenv("SITECTL_STATE_SOCKET", sock)
+}
+
+// A deployer's verb on a site that does not exist exits as root's does:
+// 3 for a change or history, and for status the LSB's 4, which its help
+// documents, not 3 ("a site does not run") or 2 ("bad usage").
+func TestDeployerAsksOfASiteThatDoesNotExist(t *testing.T) {
+	e := &env{dirs: testDirs(t), stdout: io.Discard, stderr: io.Discard}
+	deployerService(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out any
+	err := e.remoteCall(ctx, nil, stateservice.Request{Verb: stateservice.VerbHistory, Site: "nosuch"}, &out)
+	if codeOf(err) != exitNotFound {
+		t.Errorf("history of a site that does not exist: exit %d (%v), want %d", codeOf(err), err, exitNotFound)
+	}
+	err = e.remoteCall(ctx, nil, stateservice.Request{Verb: stateservice.VerbRestart, Site: "nosuch"}, &out)
+	if codeOf(err) != exitNotFound {
+		t.Errorf("restart of a site that does not exist: exit %d (%v), want %d", codeOf(err), err, exitNotFound)
+	}
+	_, err = e.remoteGather(ctx, status.Request{Names: []string{"nosuch"}})
+	if codeOf(err) != statusNoSuchSite {
+		t.Errorf("status of a site that does not exist: exit %d (%v), want %d", codeOf(err), err, statusNoSuchSite)
+	}
+}
