@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // docFiles are the documents an operator follows, relative to the
@@ -229,4 +232,26 @@ func TestREADMEExitCodesAreTheHelps(t *testing.T) {
 			t.Errorf("an exit code constant is %d, the help says %s", c, want)
 		}
 	}
+}
+
+// TestDurationFlagsDoNotOfferZero: every duration flag refuses 0 (and
+// anything under its least), so no flag's help may say what 0 does, and
+// none shows a default of 0s it would itself refuse.
+func TestDurationFlagsDoNotOfferZero(t *testing.T) {
+	walkCommands(newRoot(io.Discard, io.Discard), func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if f.Value.Type() != "duration" {
+				return
+			}
+			if strings.Contains(f.Usage, "(0:") || strings.Contains(f.Usage, "; 0:") {
+				t.Errorf("sitectl %s --%s says what 0 does, but refuses 0: %s", c.Name(), f.Name, f.Usage)
+			}
+			if err := f.Value.Set("0"); err == nil {
+				t.Errorf("sitectl %s --%s takes 0", c.Name(), f.Name)
+			}
+			if f.DefValue == "0s" {
+				t.Errorf("sitectl %s --%s shows a default of 0s, which it refuses", c.Name(), f.Name)
+			}
+		})
+	})
 }

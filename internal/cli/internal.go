@@ -198,7 +198,7 @@ func (f *launchFlags) register(c *cobra.Command) {
 	fl := c.Flags()
 	fl.BoolVar(&f.overlap, "overlap", false, "stay the main process and run the app as generations (handoff = \"overlap\")")
 	fl.BoolVar(&f.reload, "reload", false, "ask the site's launcher to reload into the recorded mode, and wait for the result (run as root)")
-	fl.DurationVar(&f.drainTimeout, "drain-timeout", 0, "with --overlap: how long a generation told to drain may take to exit before every process of it is stopped (0: no limit)")
+	fl.DurationVar(&f.drainTimeout, "drain-timeout", 0, "with --overlap: how long a generation told to drain may take to exit before every process of it is stopped (not given: no limit; at least 1ms, at most 48h)")
 	fl.DurationVar(&f.stopTimeout, "stop-timeout", 5*time.Second, "with --overlap: how long those processes get after SIGTERM before SIGKILL")
 	fl.DurationVar(&f.startTimeout, "start-timeout", time.Minute, "with --overlap: how long a new generation may take to be ready")
 	fl.StringVar(&f.readiness, "readiness", string(site.ReadinessNone), "with --overlap: how a generation says it is ready: notify or none")
@@ -206,7 +206,7 @@ func (f *launchFlags) register(c *cobra.Command) {
 	fl.StringVar(&f.probePath, "probe-path", "", "with --overlap: the path of the site's probe (none: no probe)")
 	fl.IntVar(&f.probeStatus, "probe-status", 200, "with --overlap: the status the probe expects")
 	fl.DurationVar(&f.probeTimeout, "probe-timeout", site.DefaultProbeTimeout, "with --overlap: how long the probe may take")
-	fl.DurationVar(&f.keepPrevious, "keep-previous", 0, "with --overlap: how long the generation a handover replaced stays warm for a rollback (0: drained at once)")
+	fl.DurationVar(&f.keepPrevious, "keep-previous", 0, "with --overlap: how long the generation a handover replaced stays warm for a rollback (not given: drained at once; at least 1ms, at most 48h)")
 	fl.StringVar(&f.startPriority, "start-priority", string(site.StartIdle), "with --overlap: the priority of a reload's new generation until it is ready: idle (promoted by --reload) or normal")
 }
 
@@ -452,7 +452,7 @@ or another unit, it stops nothing, runs no hook and exits 2.`,
 		},
 	}
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long leftovers get after SIGTERM, and each hook gets to run")
-	c.Flags().DurationVar(&budget, "budget", 0, "how long systemd lets the cleanup run (the unit's TimeoutStopSec=): the waits are shortened to fit, so that every hook runs (0: no bound)")
+	c.Flags().DurationVar(&budget, "budget", 0, "how long systemd lets the cleanup run (the unit's TimeoutStopSec=): the waits are shortened to fit, so that every hook runs (not given: no bound; at least 1ms, at most 48h)")
 	c.Flags().StringArrayVar(&hooks, "hook", nil, "a cleanup hook's command line as a JSON array of strings (repeatable, run in order)")
 	return c
 }

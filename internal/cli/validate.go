@@ -181,6 +181,12 @@ func boundRendered(f *pflag.Flag) { boundWithin(f, renderedMin, renderedMax) }
 func boundWithin(f *pflag.Flag, min, max time.Duration) {
 	if _, done := f.Value.(boundedDuration); !done && f.Value.Type() == "duration" {
 		f.Value = boundedDuration{f.Value, min, max}
+		if f.DefValue == "0s" {
+			// pflag shows no default of "0" for a wrapped value, as it
+			// shows none of "0s" for a plain duration: the flag's help
+			// says what leaving it out does, and 0 is refused.
+			f.DefValue = "0"
+		}
 	}
 }
 
