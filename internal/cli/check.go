@@ -42,18 +42,24 @@ deployment tool that checks a temporary copy reports /etc/sitectl/sites/NAME.tom
 The file is then checked as the site that name is for, unless --name says otherwise.
 
 Warnings follow, as FILE:LINE:COL: warning: what would go wrong on this host although
-the file is valid: the program of exec does not exist or is not executable, the
-program or the working directory lies under a path the site's unit hides from the
-app (PrivateTmp= hides /tmp and /var/tmp, ProtectHome= /home, /root and /run/user),
-the file holds environment values and anyone may read it, or keep_previous is set
+the file is valid: the program of exec (or the interpreter of its #! line) does not
+exist or is not executable; the user, the group, the working directory or a
+credential's file does not exist; the program or the working directory lies under a
+path the site's unit hides from the app (PrivateTmp= hides /tmp and /var/tmp,
+ProtectHome= /home, /root and /run/user); the file holds environment values and
+anyone may read it; a variable of the top-level environment looks like a secret (a
+name like ..._TOKEN or ..._PASSWORD, a URL with a password), which the unit shows to
+every user; the site runs as the user another site of the config directory runs as;
+settle_time is so long that no change's timeout can outlast it; keep_previous is set
 for a server whose exec line keeps connections alive in a way sitectl cannot switch
 off (gunicorn's --threads or gthread, gevent, eventlet workers without --keep-alive 0;
-uWSGI's --http11-socket or --http-keepalive), or a gunicorn site undoes its preset
+uWSGI's --http11-socket or --http-keepalive); or a gunicorn site undoes its preset
 (GUNICORN_CMD_ARGS in its or a mode's environment replaces the preset's, and a
 config file on gunicorn's command line makes fast_exit do nothing). Warnings do not change
 the exit code: the host a file is checked on need not be the one it runs on.
 
-Prints nothing and exits 0 when every file is valid; exits 2 otherwise.`,
+Exits 0 when every file is valid, warnings or not, and prints nothing unless there
+are warnings; exits 2 otherwise.`,
 		Example: `  sitectl check /etc/sitectl/sites/*.toml
   sitectl check --name karl /tmp/karl.toml.new    # validate before moving into place
   render-site | sitectl check --name karl --display-name /etc/sitectl/sites/karl.toml -`,
@@ -239,7 +245,7 @@ type checkFileJSON struct {
 	Site     string           `json:"site" doc:"the site's name; empty when the file is not valid"`
 	Valid    bool             `json:"valid" doc:"the file has no mistakes"`
 	Errors   []checkErrorJSON `json:"errors" doc:"its mistakes"`
-	Warnings []checkErrorJSON `json:"warnings" doc:"what would fail on this host although the file is valid: a program that is missing or not executable, a program or working directory under a path the unit hides, environment values in a file anyone may read, a secret in the environment the unit shows to everyone, a user another site runs as too"`
+	Warnings []checkErrorJSON `json:"warnings" doc:"what would go wrong on this host although the file is valid: a program that is missing or not executable, a user, group, working directory or credential file that does not exist, a program or working directory under a path the unit hides, environment values in a file anyone may read, a secret in the environment the unit shows to everyone, a user another site runs as too, a settle_time no timeout can outlast, keep_previous with kept-alive connections, a gunicorn preset undone"`
 }
 
 type checkErrorJSON struct {
