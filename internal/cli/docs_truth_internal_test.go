@@ -255,3 +255,14 @@ func TestDurationFlagsDoNotOfferZero(t *testing.T) {
 		})
 	})
 }
+
+// TestStatusHelpHasEveryExitCode: status's help lists every code status
+// exits with, its own LSB codes and sitectl's it shares with the other
+// verbs (a deployer refused, systemd out of reach).
+func TestStatusHelpHasEveryExitCode(t *testing.T) {
+	for _, c := range []int{exitOK, exitUsage, statusNotRunning, statusNoSuchSite, exitDenied, exitUnavailable} {
+		if !regexp.MustCompile(fmt.Sprintf(`(?m)^  %d  `, c)).MatchString(statusExitHelp) {
+			t.Errorf("sitectl status --help does not list exit code %d", c)
+		}
+	}
+}

@@ -46,6 +46,8 @@ const statusExitHelp = `Exit codes (systemctl status's, from the LSB):
   3  a site does not run: a socket is stopped or failed, the service failed, or it
      is restarting after a crash
   4  a site does not exist
+  6  permission denied: a deployer asked of a site not granted to them, or may not
+     ask sitectl's state service
   7  systemd or the system bus cannot be reached`
 
 func statusCmd(e *env) *cobra.Command {
