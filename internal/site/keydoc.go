@@ -141,7 +141,7 @@ var Keys = []KeyDoc{
 		"Where the app may connect to: see [egress] below."},
 	{"", keyDeployers, "array of strings", "none: root alone",
 		"Who may change this site without root, e.g. deployers = [\"group:shop-team\", \"user:dana\"]: " +
-			"sitectl mode, restart, reload, rollback, status and history run by a member of a listed group " +
+			"sitectl mode, restart, reload, rollback, status, list and history run by a member of a listed group " +
 			"or a listed user (user:NAME or group:NAME, a name or a numeric id) go through sitectl's state " +
 			"service, which checks this list and runs the change as root. The caller must also be in the group " +
 			"sitectl-deploy, which may open the service's socket. Group membership is the caller's groups as " +
