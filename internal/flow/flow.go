@@ -769,12 +769,18 @@ func (sw *switchRun) pinBack(ctx context.Context, m site.Mode) (site.Mode, bool)
 func (sw *switchRun) finish(result, reason string, err error) (Report, error) {
 	ferr := sw.e.Writer.Finish(sw.s, result, reason)
 	if ferr != nil && result == modes.ResultOK {
-		// The result stays what was observed; the reason says that the
-		// history lacks it, with the error, which the exit code follows.
-		sw.rep.Reason = fmt.Sprintf("the site serves in mode %s, but its history could not be written (the next change records this one as interrupted): %v", sw.rep.To, ferr)
-		return sw.rep, errors.Join(err, fmt.Errorf("site %s: %s: %w", sw.s.Name, sw.rep.Reason, ErrNotRecorded))
+		return sw.rep, errors.Join(err, notRecorded(&sw.rep, ferr))
 	}
 	return sw.rep, errors.Join(err, ferr)
+}
+
+// notRecorded is the failure of a change that served (rep.Result ok) but
+// whose end could not be written to the history (ferr): the result stays
+// what was observed, and the reason says that the history lacks it, with
+// the error, which the exit code follows (ErrNotRecorded).
+func notRecorded(rep *Report, ferr error) error {
+	rep.Reason = fmt.Sprintf("the site serves in mode %s, but its history could not be written (the next change records this one as interrupted): %v", rep.To, ferr)
+	return fmt.Errorf("site %s: %s: %w", rep.Site, rep.Reason, ErrNotRecorded)
 }
 
 // lastDone is the last change of a history that served: ok.

@@ -106,8 +106,12 @@ func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.
 	rep.Result, rep.MainPID = modes.ResultOK, pid
 	e.progress("%s: serving in mode %s again (main PID %d) after %.3fs", s.Name, to, pid, rep.Duration)
 	// The history says what sitectl observed; the launcher's own words
-	// went to the progress lines above.
-	return rep, e.Writer.Finish(s, modes.ResultOK, "warm rollback: the generation kept warm serves again"), true
+	// went to the progress lines above. One that cannot be written
+	// leaves the flip done all the same, and says so (notRecorded).
+	if ferr := e.Writer.Finish(s, modes.ResultOK, "warm rollback: the generation kept warm serves again"); ferr != nil {
+		return rep, notRecorded(&rep, ferr), true
+	}
+	return rep, nil, true
 }
 
 // coldAfterFlip restarts site s cold in mode to, the mode a warm flip

@@ -221,3 +221,22 @@ func TestWarmRollbackSkipsAnOlderVersionOfTheMode(t *testing.T) {
 		t.Errorf("history %+v: want the switch and one rollback, ok", st.History)
 	}
 }
+
+// A warm rollback that served but whose history could not be written (a
+// full state directory) says so as any such change does: the site
+// changed, the result is what was observed, and the reason and the error
+// (ErrNotRecorded) say what the history lacks. A bare write error would
+// read as a change that failed and did nothing.
+func TestWarmRollbackWhoseHistoryCouldNotBeWritten(t *testing.T) {
+	e, _, s, asked := warmEnv(t)
+	e.Writer = failingFinish{e.Writer}
+	rep, err := Rollback(context.Background(), e, s, time.Minute, false)
+	if strings.Join(*asked, ",") != "rollback" {
+		t.Fatalf("asked %v: want one flip", *asked)
+	}
+	if !errors.Is(err, ErrNotRecorded) || rep.Result != modes.ResultOK || rep.Rollback != "warm" || !rep.Changed ||
+		!strings.Contains(rep.Reason, "the site serves in mode normal, but its history could not be written") ||
+		!strings.Contains(rep.Reason, "no space left on device") {
+		t.Fatalf("report %+v, %v", rep, err)
+	}
+}
