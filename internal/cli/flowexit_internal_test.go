@@ -40,3 +40,15 @@ func TestChangeNotRecordedSaysTheSiteChanged(t *testing.T) {
 		t.Errorf("exit %d, %q, hints %q", codeOf(e), e, hintsOf(e))
 	}
 }
+
+// A rollback that found the previous mode serving but could not record it
+// again (a full state directory) exits 5, as a site not put back as it
+// was, with the mode it serves and the one it would start in; not 4, and
+// not "the site is down".
+func TestModeNotPutBackExits5(t *testing.T) {
+	err := fmt.Errorf("site karl: mode broken: failed; rollback to normal: no space left on device: %w", flow.ErrModeNotPutBack)
+	e := flowExit(err, flow.Report{Site: "karl", From: "normal", To: "broken", Result: "rolled-back", MainPID: 100})
+	if codeOf(e) != exitRollbackFail || len(hintsOf(e)) != 1 || !strings.HasPrefix(hintsOf(e)[0], "the site serves in mode normal again, but would start in mode broken") {
+		t.Errorf("exit %d, hints %q", codeOf(e), hintsOf(e))
+	}
+}

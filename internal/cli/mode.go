@@ -519,6 +519,9 @@ func flowExit(err error, rep flow.Report) error {
 		// Not "nothing was changed", and not a permission of the
 		// caller's: the site serves the new mode, unrecorded.
 		return withCode(exitFailed, errors.New("site "+rep.Site+": "+rep.Reason), append(hints, "the site changed: `sitectl status "+rep.Site+"` shows what serves; free space or fix the state directory's file system, and the next change closes this one")...)
+	case errors.Is(err, flow.ErrModeNotPutBack):
+		// The previous mode serves; its record does not say so.
+		return withCode(exitRollbackFail, err, append(hints, fmt.Sprintf("the site serves in mode %s again, but would start in mode %s: free space or fix the state directory's file system, then `sitectl mode %s %s`", rep.From, rep.To, rep.Site, rep.From))...)
 	case errors.Is(err, flow.ErrRolledBack):
 		return withCode(exitRolledBack, err, append(hints, fmt.Sprintf("the site serves in mode %s again", rep.From))...)
 	case errors.Is(err, flow.ErrRollbackFailed):

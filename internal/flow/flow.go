@@ -193,6 +193,12 @@ var (
 	// switch; it was left stopped (see stopped.go).
 	ErrStopped    = errors.New("the site was stopped by someone else during the switch")
 	ErrSocketLost = errors.New("its socket unit holds no socket")
+	// ErrModeNotPutBack: a rollback found the previous mode serving (an
+	// overlap site's old generation never stopped), but the mode file
+	// could not record it again (a full or read-only state directory):
+	// it records the mode that did not come up, which the site's next
+	// start or reload would run.
+	ErrModeNotPutBack = errors.New("the previous mode serves, but the mode file could not record it again")
 	// ErrNotRecorded: the change was shown to serve, and its history
 	// could not be written (a full or read-only state directory).
 	ErrNotRecorded = errors.New("the change was made but not recorded")
@@ -591,6 +597,14 @@ func (sw *switchRun) rollBack(ctx context.Context, upErr error) (Report, error) 
 	if errors.Is(backErr, ErrStopped) {
 		return sw.stopped(fmt.Errorf("%w; before that, mode %s did not come up: %v", backErr, to, upErr))
 	}
+	if errors.Is(backErr, ErrModeNotPutBack) {
+		// What serves is the previous mode, and the report says so;
+		// what is recorded is not, and the error says that.
+		sw.rep.Result, sw.rep.MainPID, sw.rep.Changed = modes.ResultRolledBack, pid, false
+		sw.rep.Reason = upErr.Error() + "; rollback: " + backErr.Error()
+		e.progress("%s: %v", s.Name, backErr)
+		return sw.finish(modes.ResultRolledBack, sw.rep.Reason, fmt.Errorf("site %s: mode %s: %v; rollback to %s: %w", s.Name, to, upErr, from, backErr))
+	}
 	if backErr != nil {
 		sw.rep.Result, sw.rep.MainPID = modes.ResultRollbackFailed, sw.stillRunning(ctx, pid)
 		sw.rep.Reason = upErr.Error() + "; rollback: " + backErr.Error()
@@ -654,7 +668,20 @@ func (sw *switchRun) back(ctx context.Context) (int, error) {
 			back.Name, sw.s.File, sw.s.Name, strings.Join(sw.s.ModeNames(), ", "))
 	}
 	if err := sw.e.Writer.SetMode(recordIn, sw.rep.From); err != nil {
-		return 0, err
+		err = fmt.Errorf("the mode file could not be put back to mode %s: %w", sw.rep.From, err)
+		if !sw.overlapped {
+			return 0, err
+		}
+		// The old generation may serve the previous mode all the same
+		// (a handover that never took over): the site is up, and must
+		// not be reported down, but the mode file records the mode
+		// that did not come up.
+		pid, gen, serr := sw.e.servingGenerationOf(ctx, sw.s, back, sw.abandoned)
+		if serr != nil || (gen != sw.servedBefore && sw.servedBefore != 0) {
+			return 0, err
+		}
+		return pid, fmt.Errorf("the generation that served before serves mode %s again (main PID %d), but its mode file still records mode %s, which did not come up, and the site's next start or reload runs it: %w (`sitectl mode %s %s` records mode %s once the state directory can be written): %w",
+			sw.rep.From, pid, sw.rep.To, err, sw.s.Name, sw.rep.From, sw.rep.From, ErrModeNotPutBack)
 	}
 	if sw.overlapped {
 		// The old generation still serving the previous mode is the

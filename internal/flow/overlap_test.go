@@ -362,3 +362,43 @@ func TestOverlapTimeoutNotAbandoned(t *testing.T) {
 		t.Fatalf("err %v, report %+v", err, rep)
 	}
 }
+
+// failingBack is a Writer whose writes of the mode file fail once the
+// first one is done: the state directory filled up (or went read-only)
+// during the change, between recording the new mode and putting the
+// previous one back.
+type failingBack struct {
+	modes.Writer
+	wrote *int
+}
+
+func (w failingBack) SetMode(s *site.Site, mode string) error {
+	if *w.wrote++; *w.wrote > 1 {
+		return errors.New("no space left on device")
+	}
+	return w.Writer.SetMode(s, mode)
+}
+
+// A failed handover whose previous mode cannot be recorded again leaves
+// the old generation serving all the same: the report says that it
+// serves, with its PID, not that the site is down, and that the mode
+// file still records the mode that did not come up, which its next start
+// would run. The site is not as it was (ErrModeNotPutBack: exit 5).
+func TestOverlapRollbackWhoseModeFileCannotBePutBack(t *testing.T) {
+	e, f := newEnv(t, "broken")
+	wrote := 0
+	e.Writer = failingBack{e.Writer, &wrote}
+	s := overlapSite(t, "")
+	rep, err := SwitchMode(context.Background(), e, s, "broken", Options{})
+	if !errors.Is(err, ErrModeNotPutBack) || errors.Is(err, ErrRolledBack) || errors.Is(err, ErrRollbackFailed) || rep.Result != modes.ResultRolledBack {
+		t.Fatalf("err = %v, report %+v; want the previous mode serving, not recorded", err, rep)
+	}
+	if len(f.restarts) != 0 || rep.MainPID != 100 {
+		t.Errorf("restarts %v, main PID %d: the old generation serves, and nothing is restarted", f.restarts, rep.MainPID)
+	}
+	for _, want := range []string{"serves mode normal again", "records mode broken", "no space left on device"} {
+		if !strings.Contains(rep.Reason, want) || !strings.Contains(err.Error(), want) {
+			t.Errorf("reason %q, error %q: want %q in both", rep.Reason, err, want)
+		}
+	}
+}
