@@ -576,11 +576,19 @@ func printFailedStart(w io.Writer, rep flow.Report) {
 
 // stateError words failures to write the state directory.
 func stateError(err error) error {
-	if errors.Is(err, fs.ErrPermission) {
-		return withCode(exitDenied, err, "only root changes a site's state; deployers go through sitectl's state service")
+	if !errors.Is(err, fs.ErrPermission) {
+		return err
 	}
-	return err
+	if effectiveUID() == 0 {
+		// Root refused: not a permission of the caller's, but a file
+		// made immutable, or a security module.
+		return withCode(exitFailed, err, "root may not write the state directory: look for an immutable file in it (lsattr -R) or a security module's refusal in the journal")
+	}
+	return withCode(exitDenied, err, "only root changes a site's state; deployers go through sitectl's state service")
 }
+
+// effectiveUID is os.Geteuid, a seam for tests.
+var effectiveUID = os.Geteuid
 
 // connect reaches systemd, with the exit codes for a bus that is missing or
 // refuses.
