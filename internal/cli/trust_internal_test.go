@@ -36,3 +36,40 @@ func TestStateServiceRefusesAGrantFromAFileOthersMayChange(t *testing.T) {
 		t.Errorf("LoadSite: %v, want the file's refusal", err)
 	}
 }
+
+// A site file linked through a directory another user may change (a
+// deployer's checkout) is refused by every reader of one site, with exit
+// 2 as for a file others may change: that user could point the link at
+// any file of root's, another site's file with its secrets say, and have
+// the state service grant from it and prepare keep it as the site's last
+// good copy.
+func TestSiteFileThroughAnotherUsersDirectoryIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: a directory must be another user's")
+	}
+	d := testDirs(t)
+	deploy := t.TempDir()
+	file := filepath.Join(d.Config, "karl.toml")
+	if err := os.Rename(file, filepath.Join(deploy, "karl.toml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(deploy, "karl.toml"), file); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{dirs: d}
+	if _, err := e.loadSite("karl"); err != nil {
+		t.Fatalf("through a directory of root's: %v", err)
+	}
+	if err := os.Chown(deploy, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.loadSite("karl")
+	var fe *site.FileError
+	if !errors.As(err, &fe) || codeOf(err) != exitUsage {
+		t.Fatalf("loadSite: %v (exit %d), want the file's refusal with exit %d", err, codeOf(err), exitUsage)
+	}
+	var b stateservice.Backend = backend{e}
+	if _, err := b.LoadSite("karl"); !errors.As(err, &fe) {
+		t.Errorf("the state service's LoadSite: %v, want the file's refusal", err)
+	}
+}

@@ -210,3 +210,50 @@ func TestSiteFileState(t *testing.T) {
 		}
 	}
 }
+
+// A site file refused because a directory on its path is another user's
+// (a deployer's checkout it is linked to) is a file with mistakes: the
+// site keeps running from its last good copy, and the line says why.
+func TestLastGoodCopyReplacesAFileThroughAnotherUsersDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: a directory must be another user's")
+	}
+	dirs, _ := lastGoodHost(t)
+	deploy := filepath.Join(filepath.Dir(dirs.Config), "deploy")
+	if err := os.Mkdir(deploy, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := dirs.SiteFile("shop")
+	if err := os.WriteFile(filepath.Join(deploy, "shop.toml"), []byte(goodSite), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(deploy, "shop.toml"), file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(deploy, 1001, 1001); err != nil {
+		t.Fatal(err)
+	}
+	res, err := site.LoadDir(dirs.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := units.Options{Dirs: dirs}
+	res, outcomes := WithLastGood(res, opts, StateProblem(dirs.State), nil)
+	var shop *site.Site
+	for _, s := range res.Sites {
+		if s.Name == "shop" {
+			shop = s
+		}
+	}
+	if shop == nil || shop.File != dirs.LastGoodFile("shop") {
+		t.Fatalf("shop: %+v, want it from its last good copy", shop)
+	}
+	lines, _ := Mistakes(res.Errors, outcomes)
+	want := file + ":1:1: refusing it: " + deploy + " on its path is owned by uid 1001, not root"
+	if !strings.Contains(strings.Join(lines, "\n"), want) {
+		t.Errorf("no line %q in:\n%s", want, strings.Join(lines, "\n"))
+	}
+}

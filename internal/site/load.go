@@ -238,6 +238,9 @@ type dirHint struct {
 	// instead of reading it (LoadDirReusing); its answers go to origins.
 	reuse   Reuse
 	origins []Origin
+	// dirProblem is why someone other than root may change the
+	// directory or one on the way to it (fileProblem); nil: nobody.
+	dirProblem *pathProblem
 }
 
 // loadFiles is LoadFiles of the files of one directory with hint, or of
@@ -250,6 +253,14 @@ func loadFiles(paths []string, hint *dirHint, others []*Site, names map[string]s
 	out := make([]parsed, len(paths))
 	par.Each(len(paths), func(i int) {
 		p := paths[i]
+		// Before a reuse too: a directory may have been made another
+		// user's since the file was last read.
+		if hint != nil {
+			if pp := hint.pathProblem(i, p); pp != nil {
+				out[i].errs = Errors{fileError(p, untrustedPath(p, pp))}
+				return
+			}
+		}
 		if hint != nil && hint.reuse != nil {
 			s, regular := hint.reused(i, p)
 			if s != nil {

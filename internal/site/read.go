@@ -50,7 +50,12 @@ func Digest(data []byte) string {
 // read a site file through it, so that a file the generator refuses is
 // not taken by another of root's readers either (its deployers granted,
 // its content kept as the last good copy the generator falls back to).
+// Every directory on the way to the file must be root's alone too
+// (TrustedPath): whoever may change one may put another file in its place.
 func ReadSiteFile(path string) ([]byte, error) {
+	if err := TrustedPath(path); err != nil {
+		return nil, err
+	}
 	return readFile(unix.AT_FDCWD, path, path, false, true)
 }
 

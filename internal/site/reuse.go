@@ -86,7 +86,7 @@ func readDir(dir string) (paths []string, hint *dirHint, closeDir func(), err er
 	// The files are opened by name in the directory, not by a path the
 	// kernel walks 10,000 times; without the directory's descriptor, by
 	// path.
-	hint = &dirHint{fd: unix.AT_FDCWD}
+	hint = &dirHint{fd: unix.AT_FDCWD, dirProblem: hostView.dirProblem(dir)}
 	closeDir = func() {}
 	if fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
 		hint.fd, closeDir = fd, func() { unix.Close(fd) }

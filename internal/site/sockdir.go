@@ -69,7 +69,7 @@ func (v fsView) walk(dirs []string, links int) string {
 	}
 	why, sticky := v.check(cur, st)
 	if why != "" {
-		return why
+		return "directory " + cur + " " + why
 	}
 	for i, name := range dirs {
 		next := filepath.Join(cur, name)
@@ -102,7 +102,7 @@ func (v fsView) walk(dirs []string, links int) string {
 			return "" // not a directory: binding fails, whoever asks
 		}
 		if why, sticky = v.check(next, st); why != "" {
-			return why
+			return "directory " + next + " " + why
 		}
 		cur = next
 	}
@@ -112,31 +112,32 @@ func (v fsView) walk(dirs []string, links int) string {
 	return ""
 }
 
-// check says why directory dir (its lstat st) is not root's alone, or
+// check says why directory dir (its lstat st) is not root's alone (what
+// follows its name in a sentence: "is owned by uid 1000, not root"), or
 // whether it is a sticky directory others may write.
 func (v fsView) check(dir string, st unix.Stat_t) (why string, sticky bool) {
 	perm := st.Mode & 0o7777
 	if st.Uid != 0 && st.Uid != v.euid {
-		return fmt.Sprintf("directory %s is owned by uid %d, not root", dir, st.Uid), false
+		return fmt.Sprintf("is owned by uid %d, not root", st.Uid), false
 	}
 	others := perm&0o002 != 0 || perm&0o020 != 0 && st.Gid != 0
 	if !others && v.acl != nil {
 		who, err := aclWriterOf(perm, st.Gid, func() ([]byte, error) { return v.acl(dir) })
 		if err != nil {
-			return fmt.Sprintf("directory %s may be changed by users other than root: %v", dir, err), false
+			return fmt.Sprintf("may be changed by users other than root: %v", err), false
 		}
 		if who != "" {
 			if perm&unix.S_ISVTX != 0 {
 				return "", true
 			}
-			return fmt.Sprintf("directory %s may be changed by %s through its access ACL (mode %04o)", dir, who, perm), false
+			return fmt.Sprintf("may be changed by %s through its access ACL (mode %04o)", who, perm), false
 		}
 	}
 	if others {
 		if perm&unix.S_ISVTX != 0 {
 			return "", true
 		}
-		return fmt.Sprintf("directory %s may be changed by users other than root (mode %04o)", dir, perm), false
+		return fmt.Sprintf("may be changed by users other than root (mode %04o)", perm), false
 	}
 	return "", false
 }
