@@ -935,7 +935,7 @@ func (p *parser) credentials(v *tomlpos.Value) []Credential {
 			continue
 		}
 		if path := p.absPath("credentials."+name, val); path != "" {
-			out = append(out, Credential{Name: name, Path: path})
+			out = append(out, Credential{Name: name, Path: path, Line: val.Pos.Line, Col: val.Pos.Col})
 		}
 	}
 	slices.SortFunc(out, func(a, b Credential) int { return strings.Compare(a.Name, b.Name) })

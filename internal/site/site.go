@@ -174,8 +174,9 @@ type Site struct {
 // and hands the app as $CREDENTIALS_DIRECTORY/NAME, readable by the app
 // alone.
 type Credential struct {
-	Name string
-	Path string
+	Name      string
+	Path      string
+	Line, Col int // where its path is given, for the checks of the host
 }
 
 // Egress is where the app may connect to: nothing else (IPAddressDeny=any).

@@ -264,7 +264,7 @@ allow = ["10.1.2.3/16", "192.0.2.10", "2001:db8::/32", "localhost"]
 	if got := fmt.Sprint(s.Deployers); got != "[group:shop-team user:dana user:1001]" {
 		t.Errorf("deployers: %s", got)
 	}
-	if got := fmt.Sprint(s.Credentials); got != "[{db_password /etc/credstore/shop/db} {tls_key /etc/credstore/shop/key.pem}]" {
+	if got := fmt.Sprint(s.Credentials); got != "[{db_password /etc/credstore/shop/db 2 72} {tls_key /etc/credstore/shop/key.pem 2 27}]" {
 		t.Errorf("credentials: %s", got)
 	}
 	if got := fmt.Sprint(s.Egress.Allow); got != "[10.1.0.0/16 192.0.2.10 2001:db8::/32 localhost]" {

@@ -143,7 +143,8 @@ func (v fsView) check(dir string, st unix.Stat_t) (why string, sticky bool) {
 }
 
 // sockDirErrors are the mistakes of s's unix listeners whose directories a
-// user other than root may replace (sockDirProblem).
+// user other than root may replace (sockDirProblem), and of its
+// credentials whose paths such a user may redirect (credentialDirErrors).
 func sockDirErrors(v fsView, s *Site) Errors {
 	var errs Errors
 	for _, l := range s.Listeners {
@@ -157,11 +158,36 @@ func sockDirErrors(v fsView, s *Site) Errors {
 					"such as /run/%s/ (systemd creates it)", printable(l.Path), why, s.Name)})
 		}
 	}
+	return append(errs, credentialDirErrors(v, s)...)
+}
+
+// credentialDirErrors are the mistakes of s's credentials whose paths go
+// through a directory a user other than root may change (fileProblem):
+// systemd reads a credential as root at each start (LoadCredential=),
+// following symlinks, so that user (the site's own, whose app writes its
+// directories, or a deployer) could put a symlink to any file of root's
+// in its place, another site's credential or /etc/shadow, and the app
+// would be handed it. Paths that are not absolute are not files.
+func credentialDirErrors(v fsView, s *Site) Errors {
+	var errs Errors
+	for _, c := range s.Credentials {
+		if !filepath.IsAbs(c.Path) {
+			continue
+		}
+		if pp := v.fileProblem(c.Path); pp != nil {
+			errs = append(errs, &Error{File: s.File, Line: c.Line, Col: c.Col, Msg: fmt.Sprintf(
+				"credentials.%s: %s on the way to %s %s: that user could put a symlink to any file in its place, and systemd, "+
+					"which reads the credential as root, would hand that file to the app; keep credentials where only root may change "+
+					"the way to them, such as /etc/credstore/%s/, or make %s root's and not writable by others",
+				c.Name, printable(pp.dir), printable(c.Path), pp.why, s.Name, printable(pp.dir))})
+		}
+	}
 	return errs
 }
 
 // SocketDirMistakes are the mistakes of site s's unix listeners whose
-// directories a user other than root may replace, as the loader finds them
+// directories a user other than root may replace, and of its credentials
+// whose paths such a user may redirect, as the loader finds them
 // (LoadDir, LoadFiles): for a site read on its own with Parse. nil: none.
 func SocketDirMistakes(s *Site) error {
 	if errs := sockDirErrors(hostView, s); len(errs) > 0 {

@@ -197,3 +197,57 @@ func TestSiteDirectoryOthersMayChangeIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A credential whose path goes through a directory another user may
+// change is a mistake: systemd reads it as root at each start, following
+// symlinks, so that user (the site's own, say, whose app writes its
+// directory) could have the app handed any file of root's.
+func TestCredentialThroughAnotherUsersDirectoryIsAMistake(t *testing.T) {
+	host := fakeFS{
+		"/":                     dir(0, 0, 0o755),
+		"/etc":                  dir(0, 0, 0o755),
+		"/etc/credstore":        dir(0, 0, 0o700),
+		"/etc/credstore/shop":   dir(0, 0, 0o700),
+		"/srv":                  dir(0, 0, 0o755),
+		"/srv/shop":             dir(1000, 1000, 0o755),
+		"/srv/shop/db_password": fakeEntry{uid: 1000, mode: unix.S_IFREG | 0o600},
+	}
+	s, errs := ParseNamed("/etc/sitectl/sites/shop.toml", "shop", []byte("exec = [\"/bin/app\"]\n"+
+		"credentials = { db = \"/etc/credstore/shop/db\", key = \"/srv/shop/db_password\" }\n"+
+		"[[listen]]\naddress = \"127.0.0.1:8080\"\n"))
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	got := sockDirErrors(host.view(), s)
+	want := "/etc/sitectl/sites/shop.toml:2:54: credentials.key: /srv/shop on the way to /srv/shop/db_password is owned by uid 1000, not root: " +
+		"that user could put a symlink to any file in its place"
+	if len(got) != 1 || !strings.HasPrefix(got[0].Error(), want) {
+		t.Errorf("%v, want %q...", got, want)
+	}
+}
+
+// The same holds on the host, for a site file and for the content of its
+// last good copy the generator falls back to.
+func TestLoadBytesChecksCredentialDirectories(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the directory must be another user's")
+	}
+	dir := filepath.Join(t.TempDir(), "shop")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "key"), []byte("k"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	content := []byte("exec = [\"/bin/app\"]\ncredentials = { key = \"" + dir + "/key\" }\n[[listen]]\naddress = \"127.0.0.1:8080\"\n")
+	if res := LoadBytes("/var/lib/sitectl/sites/shop/last-good.toml", "shop", content, nil); len(res.Errors) != 0 {
+		t.Fatalf("a root's directory: %v", res.Errors)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	res := LoadBytes("/var/lib/sitectl/sites/shop/last-good.toml", "shop", content, nil)
+	if len(res.Sites) != 0 || len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "credentials.key: "+dir+" on the way to "+dir+"/key is owned by uid 65534") {
+		t.Errorf("a directory of uid 65534: sites %v, errors %v", res.Sites, res.Errors)
+	}
+}
