@@ -15,7 +15,7 @@ import (
 // logged are the commands the scripts call that act on the system: each is
 // replaced by one that logs its name and arguments.
 var logged = []string{"systemctl", "deb-systemd-helper", "deb-systemd-invoke",
-	"systemd-sysusers", "systemd-tmpfiles", "rm", "rmdir"}
+	"systemd-sysusers", "systemd-tmpfiles", "rm", "rmdir", "sitectl"}
 
 // runScript runs the deb script name with args, DPKG_ROOT set to dpkgRoot
 // (unset when ""), on a host where systemd runs, and returns the commands
@@ -30,6 +30,13 @@ func runScript(t *testing.T, name, dpkgRoot string, args ...string) []string {
 // the shell scripts of fakes (by command name). It returns the commands
 // logged and what the script printed.
 func runScriptWith(t *testing.T, fakes map[string]string, name, dpkgRoot string, args ...string) ([]string, string) {
+	t.Helper()
+	return runScriptEnv(t, fakes, nil, "deb", name, dpkgRoot, args...)
+}
+
+// runScriptEnv is runScriptWith of packaging's kind's (deb, rpm) script
+// with env added to the script's environment.
+func runScriptEnv(t *testing.T, fakes map[string]string, env []string, kind, name, dpkgRoot string, args ...string) ([]string, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the scripts run where /run/systemd/system exists, in a mount namespace of their own")
@@ -49,7 +56,7 @@ func runScriptWith(t *testing.T, fakes map[string]string, name, dpkgRoot string,
 			t.Fatal(err)
 		}
 	}
-	script, err := filepath.Abs(filepath.Join("deb", name))
+	script, err := filepath.Abs(filepath.Join(kind, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +65,7 @@ func runScriptWith(t *testing.T, fakes map[string]string, name, dpkgRoot string,
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
 		`mount -t tmpfs sitectl-test /run && mkdir -p /run/systemd/system && exec sh "$@"`, "sh", script)
 	cmd.Args = append(cmd.Args, args...)
-	cmd.Env = []string{"PATH=" + bin + ":/usr/sbin:/usr/bin:/sbin:/bin", "SCRIPT_LOG=" + log}
+	cmd.Env = append([]string{"PATH=" + bin + ":/usr/sbin:/usr/bin:/sbin:/bin", "SCRIPT_LOG=" + log}, env...)
 	if dpkgRoot != "" {
 		cmd.Env = append(cmd.Env, "DPKG_ROOT="+dpkgRoot)
 	}
@@ -177,6 +184,60 @@ func TestDebPostinstReportsAReloadNotDone(t *testing.T) {
 				t.Errorf("postinst %s, %s: it does not say %q, only:\n%s", strings.Join(args, " "), c.what, c.warn, out)
 			case c.warn != "" && !strings.Contains(out, "systemctl daemon-reload"):
 				t.Errorf("postinst %s, %s: it does not say what to run:\n%s", strings.Join(args, " "), c.what, out)
+			}
+		}
+	}
+}
+
+// An upgrade whose checks refuse a site file that the last version
+// accepted leaves that site on its last good copy, or, when the copy is
+// refused too, without units from the reload on: the site serves on until
+// it stops, and a reboot loses it. postinst and %post say so, with the
+// mistakes, at the upgrade, and stay quiet when every file passes or
+// there is none.
+func TestPostinstSaysWhichSiteFilesThisVersionRefuses(t *testing.T) {
+	const mistake = "/etc/sitectl/sites/shop.toml:3:1: credentials.key: refused"
+	for _, c := range []struct {
+		what    string
+		files   []string
+		sitectl string
+		warn    bool
+	}{
+		{"no site files", nil, "exit 1\n", false},
+		{"files that pass", []string{"shop.toml", "blog.toml"}, "exit 0\n", false},
+		{"a file refused", []string{"shop.toml", "blog.toml"}, "echo '" + mistake + "' >&2; exit 2\n", true},
+	} {
+		sites := t.TempDir()
+		for _, f := range c.files {
+			if err := os.WriteFile(filepath.Join(sites, f), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fakes := map[string]string{"sitectl": c.sitectl}
+		env := []string{"SITECTL_CONFIG_DIR=" + sites}
+		for _, run := range []struct {
+			kind, script string
+			args         []string
+		}{
+			{"deb", "postinst", []string{"configure", "0.1.0"}},
+			{"rpm", "post", []string{"2"}},
+		} {
+			lines, out := runScriptEnv(t, fakes, env, run.kind, run.script, "", run.args...)
+			what := run.kind + " " + run.script + ", " + c.what
+			checked := false
+			for _, l := range lines {
+				if strings.HasPrefix(l, "sitectl check ") {
+					checked = true
+					if want := "sitectl check " + filepath.Join(sites, "blog.toml") + " " + filepath.Join(sites, "shop.toml"); l != want {
+						t.Errorf("%s: ran %q, want %q", what, l, want)
+					}
+				}
+			}
+			if checked != (len(c.files) > 0) {
+				t.Errorf("%s: checked the site files: %v", what, checked)
+			}
+			if c.warn != strings.Contains(out, "finds mistakes in site files") || c.warn != strings.Contains(out, mistake) {
+				t.Errorf("%s: warn %v, but it printed:\n%s", what, c.warn, out)
 			}
 		}
 	}
