@@ -82,6 +82,12 @@ func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.
 	if err != nil {
 		rep.NoWarm = err.Error()
 		restore := e.recordMode(s, to, from)
+		if restore != nil {
+			// Nothing flipped: mode from serves on, but the mode file
+			// records to, which the next start or reload would run.
+			restore = fmt.Errorf("site %s: the launcher refused the warm rollback (%v), and the mode file could not be put back to mode %s, which serves on: it records mode %s, which the site's next start or reload runs: %v: %w",
+				s.Name, err, from, to, restore, ErrModeNotPutBack)
+		}
 		return rep, errors.Join(restore, e.Writer.Finish(s, modes.ResultRolledBack, "warm rollback refused: "+err.Error())), restore != nil
 	}
 	e.progress("%s: %s", s.Name, answer)

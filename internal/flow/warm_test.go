@@ -240,3 +240,37 @@ func TestWarmRollbackWhoseHistoryCouldNotBeWritten(t *testing.T) {
 		t.Fatalf("report %+v, %v", rep, err)
 	}
 }
+
+// setModeFailsAfter fails every SetMode after the first n.
+type setModeFailsAfter struct {
+	modes.Writer
+	n *int
+}
+
+func (w setModeFailsAfter) SetMode(s *site.Site, mode string) error {
+	if *w.n <= 0 {
+		return errors.New("no space left on device")
+	}
+	*w.n--
+	return w.Writer.SetMode(s, mode)
+}
+
+// A flip the launcher refuses leaves the previous mode serving; when the
+// mode file cannot be put back to it either, the error says that the
+// file records the warm generation's mode, which the next start would
+// run (ErrModeNotPutBack, exit 5), not that nothing changed.
+func TestRefusedFlipWhoseModeCannotBePutBack(t *testing.T) {
+	e, _, s, _ := warmEnv(t)
+	one := 1
+	e.Writer = setModeFailsAfter{e.Writer, &one}
+	e.RollbackLauncher = func(ctx context.Context, s *site.Site) (string, error) {
+		return "", errors.New("generation 1 is no longer warm")
+	}
+	rep, err := Rollback(context.Background(), e, s, time.Minute, false)
+	if !errors.Is(err, ErrModeNotPutBack) || !strings.Contains(err.Error(), "records mode normal") || rep.From != "read-only" || rep.To != "normal" {
+		t.Fatalf("report %+v, %v", rep, err)
+	}
+	if cur, _, _ := e.Store.Current("karl"); cur != "normal" {
+		t.Errorf("recorded mode %q: the test's disk did not fail as meant", cur)
+	}
+}
