@@ -399,8 +399,14 @@ func TestModeApplied(t *testing.T) {
 	if err := st.Write(s, m); err != nil {
 		t.Fatal(err)
 	}
-	recorded := time.Now()
-	os.Chtimes(st.EnvPath("karl"), recorded, recorded)
+	// The mode was recorded when the file last changed, by its change
+	// time too (CurrentSince): a time taken here and set as its mtime
+	// would lie before the ctime the write (or the Chtimes) left, as soon
+	// as the clock ticks between the two.
+	_, _, recorded, err := st.CurrentSince("karl")
+	if err != nil || recorded.IsZero() {
+		t.Fatalf("CurrentSince: %v %v", recorded, err)
+	}
 	for since, want := range map[time.Time]bool{recorded.Add(-time.Second): false, recorded: true, recorded.Add(time.Second): true, {}: false} {
 		u := running
 		u.Since = since
