@@ -2,6 +2,7 @@ package activation
 
 import (
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -19,19 +20,21 @@ func TestChildrenOwnGroupWhateverSysProcAttr(t *testing.T) {
 	if err := c.Start(first, nil); err != nil {
 		t.Fatal(err)
 	}
-	session := exec.Command("sh", "-c", "trap '' TERM; while :; do sleep 0.05; done")
+	dir := t.TempDir()
+	sessionReady, joinedReady := filepath.Join(dir, "session-ready"), filepath.Join(dir, "joined-ready")
+	session := exec.Command("sh", "-c", "trap '' TERM; : > "+sessionReady+"; while :; do sleep 0.05; done")
 	session.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := c.Start(session, nil); err != nil {
 		t.Fatalf("Start with Setsid: %v", err)
 	}
-	joined := exec.Command("sh", "-c", "trap '' TERM; while :; do sleep 0.05; done")
+	joined := exec.Command("sh", "-c", "trap '' TERM; : > "+joinedReady+"; while :; do sleep 0.05; done")
 	joined.SysProcAttr = &syscall.SysProcAttr{Pgid: first.Process.Pid}
 	if err := c.Start(joined, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { joined.Process.Kill(); session.Process.Kill() })
 	first.Process.Kill()
-	time.Sleep(200 * time.Millisecond) // let the shells set their traps
+	waitForFiles(t, sessionReady, joinedReady) // the shells have set their traps
 	stopped := make(chan int, 1)
 	go func() { stopped <- c.Stop() }()
 	select {

@@ -15,18 +15,19 @@ import (
 func TestChildrenStopGracefullyThenKill(t *testing.T) {
 	dir := t.TempDir()
 	marker := filepath.Join(dir, "released")
+	politeReady, stubbornReady := filepath.Join(dir, "polite-ready"), filepath.Join(dir, "stubborn-ready")
 	var c Children
 	c.Grace = 500 * time.Millisecond
 	// One child releases its resource on SIGTERM; one ignores SIGTERM.
-	polite := exec.Command("sh", "-c", "trap 'echo done > "+marker+"; exit 0' TERM; while :; do sleep 0.05; done")
-	stubborn := exec.Command("sh", "-c", "trap '' TERM; while :; do sleep 0.05; done")
+	polite := exec.Command("sh", "-c", "trap 'echo done > "+marker+"; exit 0' TERM; : > "+politeReady+"; while :; do sleep 0.05; done")
+	stubborn := exec.Command("sh", "-c", "trap '' TERM; : > "+stubbornReady+"; while :; do sleep 0.05; done")
 	exits := make(chan error, 2)
 	for _, cmd := range []*exec.Cmd{polite, stubborn} {
 		if err := c.Start(cmd, func(err error) { exits <- err }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // let the shells set their traps
+	waitForFiles(t, politeReady, stubbornReady) // the shells have set their traps
 	if c.Len() != 2 {
 		t.Fatalf("%d children running, want 2", c.Len())
 	}
@@ -61,8 +62,9 @@ func TestChildrenStopWithOutputHeldOpen(t *testing.T) {
 	var c Children
 	c.Grace = 500 * time.Millisecond
 	var out bytes.Buffer
-	pidFile := filepath.Join(t.TempDir(), "pid")
-	cmd := exec.Command("sh", "-c", "setsid sleep 60 & echo $! > "+pidFile+"; echo started; while :; do sleep 0.05; done")
+	dir := t.TempDir()
+	pidFile, ready := filepath.Join(dir, "pid"), filepath.Join(dir, "ready")
+	cmd := exec.Command("sh", "-c", "setsid sleep 60 & echo $! > "+pidFile+"; echo started; : > "+ready+"; while :; do sleep 0.05; done")
 	cmd.Stdout = &out
 	t.Cleanup(func() {
 		if b, err := os.ReadFile(pidFile); err == nil {
@@ -75,7 +77,7 @@ func TestChildrenStopWithOutputHeldOpen(t *testing.T) {
 	if err := c.Start(cmd, func(err error) { exited <- err }); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // let the shell start the sleep
+	waitForFiles(t, ready) // the shell started the sleep and wrote its line
 	start := time.Now()
 	stopped := make(chan struct{})
 	go func() { c.Stop(); close(stopped) }()
@@ -93,5 +95,23 @@ func TestChildrenStopWithOutputHeldOpen(t *testing.T) {
 	}
 	if got := out.String(); got != "started\n" {
 		t.Errorf("the child's output %q, want what it wrote before it was stopped", got)
+	}
+}
+
+// waitForFiles waits until every one of files exists: a child started
+// under a loaded host may take far longer than usual to get there.
+func waitForFiles(t *testing.T, files ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, f := range files {
+		for {
+			if _, err := os.Stat(f); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not appear within 10s", f)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 }
