@@ -53,8 +53,7 @@ func TestSwitchKeepAlivesCannotReopenADrain(t *testing.T) {
 	busy.send(t, "/block")
 	<-inHandler
 	cancel()
-	<-drained
-	time.Sleep(50 * time.Millisecond) // the drain has turned keep-alive off
+	<-drained // keep-alive went off before OnDrain was called
 	syscall.Kill(syscall.Getpid(), syscall.SIGUSR2)
 	got := readNotify(t, notify, 5*time.Second)
 	close(release)

@@ -67,7 +67,8 @@ type ServeOptions struct {
 //     accept loop, sends READY=1 (see [Notify]) and calls opts.OnReady.
 //  2. It waits until ctx is done, one of opts.Signals arrives (SIGTERM or
 //     SIGINT by default) or serving a listener fails.
-//  3. It sends STOPPING=1, calls opts.OnDrain, stops accepting connections
+//  3. It turns keep-alive off for good (see [SwitchKeepAlives]), sends
+//     STOPPING=1, calls opts.OnDrain, stops accepting connections
 //     and waits for in-flight requests for up to the drain timeout (see
 //     [ServeOptions.DrainTimeout]), then closes any connections left
 //     (hijacked ones excepted, see below).
@@ -99,6 +100,10 @@ func Serve(ctx context.Context, srv *http.Server, listeners []net.Listener, opts
 	defer s.stopSignals()
 	s.start()
 	reason := s.wait(ctx)
+	// Keep-alive goes off before anything else, OnDrain included: a
+	// response finished from here on tells its client that the connection
+	// closes, as the drain will close it.
+	defer keepAlivesOffForDrain(srv)()
 	if !opts.NoNotify {
 		Stopping() // nothing useful to do if this fails
 	}
@@ -235,8 +240,9 @@ func (s *serving) ready() string {
 // drain ends serving without srv.Shutdown: once it has begun, net/http
 // drops a request it reads from a connection accepted just before, closing
 // the connection unanswered. Under socket activation that is the request
-// that arrived as SIGTERM did. So: no more keep-alive (idle connections
-// close now, busy ones after their response), stop accepting, wait for the
+// that arrived as SIGTERM did. So: no more keep-alive (Serve turned it
+// off before OnDrain: idle connections closed then, busy ones close after
+// their response), stop accepting, wait for the
 // accept loops (after that every accepted connection is tracked), then
 // wait until every connection has answered and closed, for at most the
 // drain timeout; a second signal cuts that short.
@@ -254,7 +260,6 @@ func (s *serving) drain() error {
 		case <-stopWatching:
 		}
 	}()
-	defer keepAlivesOffForDrain(s.srv)()
 	for _, l := range s.listeners {
 		l.Close()
 	}
