@@ -39,6 +39,8 @@ type fakeBackend struct {
 	// hungUp and interrupted say, for each change that finished, whether
 	// its caller had hung up and whether it had interrupted it.
 	hungUp, interrupted []bool
+	// ctx is the context of the change that started last.
+	ctx context.Context
 }
 
 func newFakeBackend() *fakeBackend {
@@ -66,6 +68,9 @@ func (b *fakeBackend) Sites() ([]*site.Site, error) {
 }
 
 func (b *fakeBackend) Change(ctx, interrupt context.Context, req Request, s *site.Site, c Caller, progress func(string), still func() (*site.Site, error)) (any, error) {
+	b.mu.Lock()
+	b.ctx = ctx
+	b.mu.Unlock()
 	b.started <- struct{}{}
 	for i := 0; i < b.progress; i++ {
 		progress(fmt.Sprintf("line %d %s", i, strings.Repeat("x", 100)))
@@ -487,7 +492,16 @@ func TestOnlyAnInterruptInterrupts(t *testing.T) {
 	io.WriteString(c, `{"verb":"restart","site":"blog"}`+"\n")
 	<-ts.backend.started
 	c.Close()
-	time.Sleep(100 * time.Millisecond)
+	// The service sees the hang-up when it gets to read it: wait for that,
+	// then let the change end.
+	ts.backend.mu.Lock()
+	changeCtx := ts.backend.ctx
+	ts.backend.mu.Unlock()
+	select {
+	case <-changeCtx.Done():
+	case <-time.After(patience):
+		t.Fatal("the service did not see the caller hang up")
+	}
 	close(ts.backend.block)
 	if hungUp, interrupted := ts.backend.seen(1); !hungUp[7] || interrupted[7] {
 		t.Errorf("a caller that hung up: hung up %v, interrupted %v; want hung up only", hungUp[7], interrupted[7])
