@@ -86,7 +86,8 @@ func TestLifecycleVerbRunsToItsEndWhenSignalled(t *testing.T) {
 // wait: exit 1, nothing done, the verb never run.
 func TestLifecycleVerbSignalledWhileWaitingDoesNothing(t *testing.T) {
 	var stderr syncBuffer
-	e := &env{dirs: testDirs(t), stdout: &stderr, stderr: &stderr}
+	// interactive: the wait says it waits, once it catches the signals.
+	e := &env{dirs: testDirs(t), stdout: &stderr, stderr: &stderr, interactive: true}
 	s, err := e.loadSite("karl")
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +104,12 @@ func TestLifecycleVerbSignalledWhileWaitingDoesNothing(t *testing.T) {
 			return lifecycle.Report{}, errors.New("the verb ran without the site's lock")
 		})
 	}()
-	time.Sleep(300 * time.Millisecond) // it waits for the lock
+	// A SIGINT before sitectl catches it would kill the test binary.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), "karl: waiting for another sitectl to finish with this site"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("enable did not say it waits for the lock within 10s: %q", stderr.String())
+		}
+	}
 	signalSelf(t, syscall.SIGINT, &stderr, "interrupted by SIGINT: sitectl enable karl stops waiting for the site; nothing was done")
 	select {
 	case err = <-done:
