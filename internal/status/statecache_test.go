@@ -203,7 +203,10 @@ func TestStateCacheLeavesRecentChangesOut(t *testing.T) {
 	d, sd := setup(t)
 	withStates(t, d, sd)
 	src, _ := stateCached(t, Sources{Dirs: d, Systemd: sd})
-	src.now = time.Now
+	// Both lists begin right after the files were written, however slow
+	// the host is to get to them (time.Now could be past the Settle).
+	written := time.Now()
+	src.now = func() time.Time { return written }
 	listOf(t, src)
 	// broken's directory has neither file: nothing there to change.
 	if got := listOf(t, src).stateCache; got.Reused != 1 || got.Trusted != 1 {
