@@ -87,7 +87,17 @@ func TestAbandonTellsTheProbesAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	time.Sleep(3 * probeRetry)
+	// The launcher's probe sends its second request only once it has
+	// taken in the answer to its first: then an abandon gets that answer.
+	probes := filepath.Join(h.dir, "probes-2")
+	for end := time.Now().Add(patience); ; time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(probes); strings.Count(string(b), "\n") >= 2 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the launcher's probe did not get two answers; events:\n%s", h.log())
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	answer, err := Abandon(ctx, h.dir, os.Getpid(), first)
@@ -102,8 +112,5 @@ func TestAbandonTellsTheProbesAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-// probeRetry is probe.Get's pause between two attempts.
-const probeRetry = 100 * time.Millisecond
 
 func itoa(n int) string { return strconv.Itoa(n) }

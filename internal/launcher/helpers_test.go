@@ -55,7 +55,8 @@ func TestMain(m *testing.M) {
 //	              to GEN_REPORT/keepalive-N
 //
 // It writes what it got to GEN_REPORT/gen-N (N its generation), and serves
-// 200 on the probe socket when it has one.
+// 200 on the probe socket when it has one, with a line in
+// GEN_REPORT/probes-N for each of the launcher's probes.
 func helperGeneration() {
 	setListenPID()
 	if os.Getenv(envStartIdle) == "1" { // as Exec does
@@ -100,7 +101,17 @@ func helperGeneration() {
 		if name == "sitectl-probe" {
 			ln, err := net.FileListener(os.NewFile(uintptr(3+i), name))
 			if err == nil {
-				go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+				// Each of the launcher's probes leaves a line in
+				// probes-N, for a test to wait on.
+				probes := filepath.Join(os.Getenv("GEN_REPORT"), "probes-"+os.Getenv("SITE_GENERATION"))
+				go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.UserAgent() == "sitectl-probe" {
+						if f, err := os.OpenFile(probes, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
+							f.WriteString("probe\n")
+							f.Close()
+						}
+					}
+				}))
 			}
 		}
 	}
