@@ -727,7 +727,9 @@ func TestServeCutsOffRequestsAfterDrainTimeout(t *testing.T) {
 	if !strings.HasPrefix(got, "serve returned drain timeout:") {
 		t.Errorf("child reported %q, want a drain timeout", got)
 	}
-	if took < drain || took > drain+500*time.Millisecond {
+	// Well short of the request's 10s, with room for a loaded host's
+	// timer and scheduling delays.
+	if took < drain || took > drain+2*time.Second {
 		t.Errorf("Serve returned %v after the drain began, want about %v", took, drain)
 	}
 	select {
