@@ -98,6 +98,10 @@ type Server struct {
 	perUID map[int]int
 	total  int
 	logs   map[int]*logWindow
+	// serving counts the calls of Serve under way: the uids' log windows
+	// are the Server's, and the last Serve to end flushes them, once no
+	// request of any listener can log into them any more.
+	serving int
 }
 
 // logWindow is what one uid logged in the current LogInterval.
@@ -198,6 +202,18 @@ func (s *Server) flushLog(uid int) {
 	s.Logf("uid %d: %d more requests since %s not logged one by one: over %d lines in %s", uid, w.dropped, w.start.Format(time.RFC3339), s.LogBurst, s.LogInterval)
 }
 
+// servedLast ends a Serve whose requests are all answered, and flushes the
+// logs if no other Serve of s is under way.
+func (s *Server) servedLast() {
+	s.mu.Lock()
+	s.serving--
+	last := s.serving == 0
+	s.mu.Unlock()
+	if last {
+		s.flushLogs()
+	}
+}
+
 // flushLogs ends every window in which lines were dropped.
 func (s *Server) flushLogs() {
 	s.mu.Lock()
@@ -217,9 +233,12 @@ func (s *Server) flushLogs() {
 // requests under way: a change that has started finishes and is recorded.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.defaults()
+	s.mu.Lock()
+	s.serving++
+	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	defer s.flushLogs()
+	defer s.servedLast()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {

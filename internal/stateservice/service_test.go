@@ -773,3 +773,84 @@ func TestListingLooksUpEachNameOnce(t *testing.T) {
 		}
 	}
 }
+
+// A uid's log window is the Server's, not one listener's: a Serve that
+// ends while another Serve of the same Server still answers a request
+// does not flush the window, or that request's line, logged after it,
+// would open a new one and get past the uid's share.
+func TestLogWindowsOutliveAServeOfTheirServer(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	srv := &Server{Backend: newFakeBackend(), Lookup: lookup, RequestTimeout: patience, WriteTimeout: patience,
+		Creds:    func(net.Conn) (Caller, error) { return eve, nil },
+		LogBurst: 1, LogInterval: time.Hour,
+		Logf: func(format string, args ...any) {
+			mu.Lock()
+			defer mu.Unlock()
+			lines = append(lines, fmt.Sprintf(format, args...))
+		}}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var paths [2]string
+	var done [2]chan error
+	for i := range 2 {
+		paths[i] = filepath.Join(dir, fmt.Sprint(i))
+		ln, err := net.Listen("unix", paths[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		done[i] = make(chan error, 1)
+		go func() { done[i] <- srv.Serve(ctx, ln) }()
+	}
+	dial := func(path string) net.Conn {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// eve's share: one line logged, one dropped.
+	for range 2 {
+		c := dial(paths[0])
+		io.WriteString(c, "not json\n")
+		readFinal(t, c)
+		c.Close()
+	}
+	// A request of hers under way on the other listener when the
+	// service stops: admitted, its line not yet sent.
+	late := dial(paths[1])
+	io.WriteString(late, "not js")
+	for deadline := time.Now().Add(patience); ; time.Sleep(10 * time.Millisecond) {
+		srv.mu.Lock()
+		admitted := srv.total == 1
+		srv.mu.Unlock()
+		if admitted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the late request was not admitted")
+		}
+	}
+	cancel()
+	if err := <-done[0]; err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(late, "on\n")
+	readFinal(t, late)
+	if err := <-done[1]; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "uid 1003 (pid") {
+			n++
+		}
+	}
+	if n != 1 || !strings.Contains(strings.Join(lines, "\n"), "uid 1003: 2 more requests") {
+		t.Errorf("eve's 3 requests with a share of 1 line: %d lines of their own, want 1, and one that counts 2 more:\n%s", n, strings.Join(lines, "\n"))
+	}
+}
