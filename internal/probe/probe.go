@@ -7,12 +7,14 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sitectl/sitectl/internal/maintenance"
 	"github.com/sitectl/sitectl/internal/site"
@@ -98,11 +100,21 @@ func Get(ctx context.Context, t Target, p *site.Probe) error {
 	}
 }
 
+// maxFailure bounds what an attempt says of a failure. net/http quotes in
+// its error what the app answered in place of a status line or a header
+// (`malformed HTTP response "..."`), up to its limit on an answer's
+// headers: the app could make root's sitectl print, log and hand a
+// deployer megabytes of it, more than the state service's answer may
+// hold, and have its launcher's status, which holds why a reload failed,
+// refused as too large.
+const maxFailure = 512
+
 // attempt sends one request; the string says what was wrong.
 func attempt(client *http.Client, req *http.Request, want int) (string, error) {
 	resp, err := client.Do(req)
 	if err != nil {
-		return err.Error(), err
+		msg := cut(err.Error(), maxFailure)
+		return msg, errors.New(msg)
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	resp.Body.Close()
@@ -114,6 +126,18 @@ func attempt(client *http.Client, req *http.Request, want int) (string, error) {
 		return msg, fmt.Errorf("%s", msg)
 	}
 	return "", nil
+}
+
+// cut is s, or its first bytes up to max, whole characters, and "…".
+func cut(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 // ListenerTarget reaches a site through one of its own listeners; a

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sitectl/sitectl/internal/maintenance"
 	"github.com/sitectl/sitectl/internal/site"
@@ -196,4 +198,47 @@ func TestUnixListenerIsNotFollowedThroughASymlink(t *testing.T) {
 	if err := Get(ctx, ListenerTarget(site.Listener{Kind: site.Unix, Path: plain}), p); err == nil || !strings.Contains(err.Error(), "is not a socket") {
 		t.Errorf("a regular file: %v", err)
 	}
+}
+
+// What an app answers in place of HTTP is quoted in net/http's error, up
+// to its limit on an answer's headers (10 MiB): what Get says of it is
+// cut, so that root's sitectl, its history, the journal and a deployer's
+// answer get a line, not megabytes of the app's bytes.
+func TestGetFailureIsBounded(t *testing.T) {
+	for name, answer := range map[string]string{
+		"status line": strings.Repeat("\x1b[2J", 1<<18) + "\r\n\r\n",
+		"header":      "HTTP/1.1 200 OK\r\nContent-Length: x" + strings.Repeat("é", 1<<19) + "\r\n\r\n",
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					c.Read(make([]byte, 4096))
+					io.WriteString(c, answer)
+				}()
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		err = Get(ctx, Target{Host: ln.Addr().String()}, &site.Probe{Path: "/", Status: 200, Timeout: time.Second})
+		cancel()
+		ln.Close()
+		if err == nil || len(err.Error()) > 1<<10 || !strings.Contains(err.Error(), "transport connection broken") || !utf8.ValidString(err.Error()) {
+			t.Errorf("%s: an error of %d bytes: %.300s", name, len(errLen(err)), errLen(err))
+		}
+	}
+}
+
+func errLen(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
