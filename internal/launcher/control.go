@@ -212,15 +212,43 @@ func parseReply(line string) error {
 
 // serveControl answers reload requests, one per connection, until ln is
 // closed. done ends a request the launcher will no longer take.
+//
+// An accept that fails for another reason is tried again, after a pause
+// that grows to maxAcceptPause: the launcher out of file descriptors
+// (EMFILE; the site's app, which runs as the same user, can connect to
+// the socket until it is), or the kernel out of memory for a socket, is
+// a passing state. Given up on, it would leave the service running with
+// nothing answering root's reloads, rollbacks and status questions until
+// its next restart.
 func (l *launcher) serveControl(ln net.Listener, done <-chan struct{}) {
+	var pause time.Duration
 	for {
 		c, err := ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if err != nil {
+			if pause == 0 && l.cfg.Logf != nil {
+				l.cfg.Logf("cannot accept a connection on the control socket, trying again: %v", err)
+			}
+			pause = min(max(2*pause, minAcceptPause), maxAcceptPause)
+			select {
+			case <-done:
+				return
+			case <-time.After(pause):
+			}
+			continue
+		}
+		pause = 0
 		go l.answer(c, done)
 	}
 }
+
+// The pauses between failed accepts on the control socket.
+const (
+	minAcceptPause = 5 * time.Millisecond
+	maxAcceptPause = time.Second
+)
 
 func (l *launcher) answer(c net.Conn, done <-chan struct{}) {
 	defer c.Close()

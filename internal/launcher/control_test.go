@@ -287,3 +287,49 @@ func helperControl() {
 		c.Close()
 	}
 }
+
+// failingListener fails its first accepts as a launcher out of file
+// descriptors does, then accepts.
+type failingListener struct {
+	net.Listener
+	fails int
+}
+
+func (f *failingListener) Accept() (net.Conn, error) {
+	if f.fails > 0 {
+		f.fails--
+		return nil, &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return f.Listener.Accept()
+}
+
+// A failed accept (EMFILE: the site's app, the same user, can connect
+// until the launcher has no descriptor left) passes: the control socket
+// answers again afterwards, instead of never for the rest of the
+// service's run.
+func TestControlSocketOutlivesAFailedAccept(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, paths.ControlSocket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	l := &launcher{requests: make(chan request)}
+	done := make(chan struct{})
+	defer close(done)
+	go l.serveControl(&failingListener{Listener: ln, fails: 3}, done)
+	go func() {
+		req := <-l.requests
+		req.reply <- reloadResult{handover: handover{n: 2, mode: "normal"}}
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- Reload(dir, os.Getpid(), nil, nil) }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("reload after failed accepts: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing answered on the control socket after a failed accept")
+	}
+}
