@@ -62,7 +62,9 @@ func Get(ctx context.Context, t Target, p *site.Probe) error {
 	if dial == nil {
 		dial = func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", t.Host) }
 	}
-	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }}
+	// An answer's headers are bounded as its body is (maxHeaders), not by
+	// net/http's 10 MiB.
+	tr := &http.Transport{DisableKeepAlives: true, MaxResponseHeaderBytes: maxHeaders, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: p.Timeout, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		if req.URL.Scheme != "http" || req.URL.Host != t.Host || len(via) >= 10 {
@@ -108,6 +110,10 @@ func Get(ctx context.Context, t Target, p *site.Probe) error {
 // hold, and have its launcher's status, which holds why a reload failed,
 // refused as too large.
 const maxFailure = 512
+
+// maxHeaders bounds the headers of an answer to the probe: a health
+// check's answer needs few.
+const maxHeaders = 64 << 10
 
 // attempt sends one request; the string says what was wrong.
 func attempt(client *http.Client, req *http.Request, want int) (string, error) {

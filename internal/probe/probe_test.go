@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -241,4 +242,43 @@ func errLen(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// The probe reads at most maxHeaders of an answer's headers, as it reads
+// at most 64 KiB of its body: an app that sends headers without end is
+// cut off there, not at net/http's 10 MiB.
+func TestGetReadsBoundedHeaders(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sent := make(chan int, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Read(make([]byte, 4096))
+				n, _ := io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+				line := "X-Pad: " + strings.Repeat("a", 1000) + "\r\n"
+				for n < 20<<20 {
+					m, err := io.WriteString(c, line)
+					if n += m; err != nil {
+						break
+					}
+				}
+				sent <- n
+			}()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err = Get(ctx, Target{Host: ln.Addr().String()}, &site.Probe{Path: "/", Status: 200, Timeout: 2 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), strconv.Itoa(maxHeaders)) {
+		t.Errorf("headers without end: %v; want the probe to stop at %d bytes", err, maxHeaders)
+	}
 }
