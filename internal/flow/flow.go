@@ -407,7 +407,11 @@ func begin(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (
 		return sw, true, err
 	}
 	sw.mode = mode
-	from, err := Current(e.Store, s)
+	recorded, err := Current(e.Store, s)
+	if err != nil {
+		return sw, true, err
+	}
+	from, err := e.switchedFrom(s, recorded, to)
 	if err != nil {
 		return sw, true, err
 	}
@@ -433,6 +437,33 @@ func begin(ctx context.Context, e *Env, s *site.Site, to string, opts Options) (
 	sw.rep.Result, sw.rep.MainPID = modes.ResultOK, u.MainPID
 	sw.rep.Reason = "already in mode " + to
 	return sw, true, nil
+}
+
+// switchedFrom is the mode a switch of site s to mode to, whose mode file
+// records mode recorded, comes from and rolls back to: the recorded mode,
+// unless it was never shown to serve. A sitectl killed (kill -9, the OOM
+// killer, a power loss) after it recorded a switch leaves the mode file
+// recording the mode it switched to, while the process that served before
+// may serve on; a change that failed and rolled back to that mode would
+// bring up a mode nothing verified, and take down a site that served
+// (`sitectl restart`, or the switch asked again). Such a change comes
+// from the mode last shown to serve (VerifiedMode), when the site file
+// still has it, as a rollback right after the kill goes back to it. A
+// switch to that very mode comes from the recorded one: it has nothing
+// verified to roll back to.
+func (e *Env) switchedFrom(s *site.Site, recorded, to string) (string, error) {
+	state, err := e.Store.ReadSummary(s.Name)
+	if err != nil {
+		return "", err
+	}
+	v := state.VerifiedMode
+	if v == "" && state.Pending != nil { // recorded by an older sitectl
+		v = state.Pending.From
+	}
+	if _, ok := s.Mode(v); !ok || v == recorded || v == to {
+		return recorded, nil
+	}
+	return v, nil
 }
 
 // already tells whether site s, whose mode file records mode m, is shown
