@@ -228,7 +228,7 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 		ctx = mergeCancel(ctx, interrupt)
 		// systemd takes a few ms to accept a connection: it is made
 		// while the site file is read and checked.
-		conn := e.connectSoon(ctx)
+		conn := e.connectSoon(ctx, req.Timeout())
 		var s *site.Site
 		if s, err = e.loadSite(req.Site); err != nil {
 			conn.discard()
@@ -287,7 +287,7 @@ func (e *env) localChange(ctx, interrupt context.Context, req stateservice.Reque
 		conn.discard()
 		return rep, withCode(exitUsage, err)
 	}
-	mgr, err := conn.wait()
+	mgr, err := conn.wait(ctx)
 	if err != nil {
 		return rep, err
 	}
@@ -591,12 +591,26 @@ func stateError(err error) error {
 var effectiveUID = os.Geteuid
 
 // connect reaches systemd, with the exit codes for a bus that is missing or
-// refuses.
+// refuses. It waits until ctx's deadline (a lifecycle verb's --timeout, a
+// change's timeout: connectSoon), or connectWait for a command without
+// one (status, list): PID 1 answers nothing, a new connection included,
+// while it reloads its units, which takes 15 to 20 s at 10,000 sites
+// (docs/scale.md); another sitectl's enable, disable or remove, a package
+// or an operator may have begun one.
 func (e *env) connect(ctx context.Context) (*control.Manager, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	m, err := control.Connect(ctx)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, connectWait)
+		defer cancel()
+	}
+	start := time.Now()
+	m, err := connectSystemd(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, withCode(exitUnavailable, fmt.Errorf("%w; waited %s", err, time.Since(start).Round(time.Second)),
+				"systemd answers nothing while it reloads its units (`journalctl -b _PID=1 -n 5` says \"Reloading.\"), which takes 15 to 20 s at 10,000 sites: run the command again once it is done",
+				"if it is not reloading: is systemd running, and dbus.service with it?")
+		}
 		return nil, withCode(exitUnavailable, err, "is systemd running, and dbus.service with it?")
 	}
 	// Units older than their site file are told by the file's content
@@ -604,6 +618,14 @@ func (e *env) connect(ctx context.Context) (*control.Manager, error) {
 	m.SourceChanged = generator.SourceChanged
 	return m, nil
 }
+
+// connectSystemd is control.Connect; connectWait bounds connect when its
+// context has no deadline, as long as status's reads of systemd
+// (systemdReadTimeout). Variables for tests.
+var (
+	connectSystemd = control.Connect
+	connectWait    = 30 * time.Second
+)
 
 // pendingConn is a connection to systemd on its way (connectSoon). Its
 // taker either waits for it, and then closes it, or discards it.
@@ -614,28 +636,46 @@ type pendingConn struct {
 }
 
 // connectSoon starts connecting to systemd, as connect does, while the
-// caller goes on with what needs no systemd. A request that arrived whole
-// is carried out: the connection does not end with ctx.
-func (e *env) connectSoon(ctx context.Context) *pendingConn {
+// caller goes on with what needs no systemd, waiting for systemd at most
+// wait (a change's timeout: a busy PID 1 is waited for as another
+// sitectl's lock of the site is). A request that arrived whole is carried
+// out: the connection does not end with ctx.
+func (e *env) connectSoon(ctx context.Context, wait time.Duration) *pendingConn {
 	p := &pendingConn{done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		p.mgr, p.err = e.connect(context.WithoutCancel(ctx))
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
+		defer cancel()
+		p.mgr, p.err = e.connect(ctx)
 	}()
 	return p
 }
 
-// wait returns the connection once it is made, or why it could not be.
-func (p *pendingConn) wait() (*control.Manager, error) {
-	<-p.done
-	return p.mgr, p.err
+// wait returns the connection once it is made, or why it could not be. A
+// ctx that ends first (root's sitectl interrupted, the state service's
+// caller gone) ends the wait, as it ends the wait for the site's lock:
+// nothing was done, and the connection is closed once it is made.
+func (p *pendingConn) wait(ctx context.Context) (*control.Manager, error) {
+	select {
+	case <-p.done:
+		return p.mgr, p.err
+	case <-ctx.Done():
+		select {
+		case <-p.done:
+			return p.mgr, p.err
+		default:
+		}
+		p.discard()
+		return nil, withCode(exitFailed, fmt.Errorf("gave up waiting for systemd to answer: %w; nothing was done", context.Cause(ctx)))
+	}
 }
 
 // discard closes the connection once it is made: it is not needed.
 func (p *pendingConn) discard() {
 	go func() {
-		if m, err := p.wait(); err == nil {
-			m.Close()
+		<-p.done
+		if p.err == nil {
+			p.mgr.Close()
 		}
 	}()
 }

@@ -123,7 +123,7 @@ func (b backend) Change(ctx, interrupt context.Context, req stateservice.Request
 	})
 	defer stop()
 	ctx = mergeCancel(ctx, fi)
-	return b.e.localChange(ctx, fi, req, s, who, func(format string, args ...any) { progress(fmt.Sprintf(format, args...)) }, b.e.connectSoon(ctx), still)
+	return b.e.localChange(ctx, fi, req, s, who, func(format string, args ...any) { progress(fmt.Sprintf(format, args...)) }, b.e.connectSoon(ctx, req.Timeout()), still)
 }
 
 func (b backend) Status(ctx context.Context, verb string, names []string) (any, error) {
