@@ -137,6 +137,11 @@ mark), prepare keeps the copy that run started from as last-ran.toml.`,
 			if err := site.ValidateName(a[0]); err != nil {
 				return withCode(exitUsage, err)
 			}
+			if err := st.EnsureLock(a[0]); err != nil {
+				// The site starts all the same; only a touch during its
+				// first change would not wait for it.
+				term.Fprintf(e.stderr, "site %s: %v\n", a[0], err)
+			}
 			if _, err := st.PromoteRan(a[0]); err != nil {
 				// The site starts all the same; only a rollback after a
 				// failed start would go back to an older version.

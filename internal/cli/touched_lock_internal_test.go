@@ -120,3 +120,28 @@ func TestTouchedLeavesASiteOutOfService(t *testing.T) {
 		t.Errorf("stderr %q, want %q", stderr.String(), want)
 	}
 }
+
+// prepare, which runs before every start of a site, creates the site's
+// lock file: a touch of a site that has started waits for a change under
+// way, the first change of the site included, whose lock file would
+// otherwise appear only once that change takes it.
+func TestPrepareMakesTheLockATouchWaitsFor(t *testing.T) {
+	e := &env{dirs: testDirs(t), stdout: io.Discard, stderr: io.Discard}
+	st := modes.Store{Dir: e.dirs.State}
+	if lock, err := st.TryLockExisting("karl"); err != nil || lock != nil {
+		t.Fatalf("before prepare: %v, %v; want no lock file", lock, err)
+	}
+	c := prepareCmd(e)
+	c.SetArgs([]string{"karl"})
+	c.SetOut(io.Discard)
+	c.SetErr(io.Discard)
+	c.SilenceUsage, c.SilenceErrors = true, true
+	if err := c.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := st.TryLockExisting("karl")
+	if err != nil || lock == nil {
+		t.Fatalf("after prepare: %v, %v; want the lock taken", lock, err)
+	}
+	lock.Unlock()
+}

@@ -347,6 +347,14 @@ func (st Store) TryLockExisting(name string) (*Lock, error) {
 	return &Lock{f}, nil
 }
 
+// EnsureLock creates site name's state directory and its lock file, if
+// they do not exist: sitectl touched, which may not create them (the
+// reload unit sees the state directory read-only), takes the lock of a
+// site only where the file exists, and prepare creates it at every start,
+// so that a touch of a site that has ever started waits for a change of it
+// under way, its first one included.
+func (st Store) EnsureLock(name string) error { return st.prepareSite(name) }
+
 // prepareSite creates a site's state directory and its lock file.
 func (st Store) prepareSite(name string) error {
 	if err := st.siteDir(name); err != nil {
