@@ -289,6 +289,17 @@ func (sw *switchRun) reopenSockets(ctx context.Context) error {
 			return fmt.Errorf("%s did not listen again: %w", h, err)
 		}
 	}
+	// Seen, not assumed: systemd holds them now. The check also points
+	// the site's hint (sockheld) at the new sockets, whose numbers among
+	// PID 1's open files need not be the old ones'; a hint left at the
+	// old numbers would cost the next check the full read it saves.
+	still, _, err := e.lostSockets(ctx, s)
+	if err != nil {
+		return err
+	}
+	if len(still) > 0 {
+		return fmt.Errorf("%s restarted, yet systemd holds no socket for %s", strings.Join(holders, " and "), strings.Join(still, ", "))
+	}
 	// Said once the socket units listen again: the report's warnings
 	// are of what was done.
 	what, _ := sockheld.Lost(s, lost)

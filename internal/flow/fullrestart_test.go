@@ -85,6 +85,37 @@ func TestRestartOpensLostSocketsAgain(t *testing.T) {
 	}
 }
 
+// The sockets a restart opened again are looked for once the socket
+// units restarted: "ok" is what was seen, and that check is what points
+// the site's hint at the new sockets, which need not have the old ones'
+// numbers among PID 1's open files. A socket unit that restarted and
+// still holds none fails the change.
+func TestReopenedSocketsAreSeenHeld(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	lost := lostUntilReopened(f, "127.0.0.1:8080")
+	checkedAfter := 0
+	e.SocketsMissing = func(s *site.Site) ([]string, error) {
+		if len(f.socketRestarts) > 0 {
+			checkedAfter++
+		}
+		return lost(s)
+	}
+	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || checkedAfter == 0 {
+		t.Fatalf("restart: %v; checks after the socket unit restarted: %d", err, checkedAfter)
+	}
+
+	e, f = newEnv(t)
+	e.SocketsMissing = func(*site.Site) ([]string, error) { return []string{"127.0.0.1:8080"}, nil }
+	rep, err := Restart(context.Background(), e, s, time.Minute)
+	if err == nil || rep.Result == modes.ResultOK || !strings.Contains(err.Error(), "site-karl.socket restarted, yet systemd holds no socket for 127.0.0.1:8080") {
+		t.Errorf("a socket unit that restarted and holds nothing: %v, %+v", err, rep)
+	}
+	if len(f.socketRestarts) == 0 {
+		t.Errorf("socket restarts %v", f.socketRestarts)
+	}
+}
+
 // A lost listener that another process listens on (a site that moved away
 // from the address and still runs, two sites that swapped ports) would
 // fail the socket unit's restart after the service was stopped, and the
