@@ -295,7 +295,11 @@ func TestConcurrentSwitchesAreSerialized(t *testing.T) {
 	}
 	first := make(chan outcome)
 	go func() { first <- run("slow") }() // its app takes 2 s to start
-	time.Sleep(500 * time.Millisecond)
+	// The first holds the lock (a fixed pause was not always enough
+	// for it to get there on a busy host).
+	h.waitFor("the first switch to take the lock", time.Minute, func() bool {
+		return siteLocks(h, "karl") > 0
+	})
 	nb := run("read-only", "--no-block")
 	if nb.code != 1 || !strings.Contains(nb.stderr, "is being changed by another sitectl") {
 		t.Errorf("--no-block while another switch runs: exit %d, %q", nb.code, nb.stderr)

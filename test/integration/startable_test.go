@@ -361,3 +361,17 @@ func holdSiteLock(h *host, site string, argv ...string) {
 		return err != nil
 	})
 }
+
+// siteLocks counts the flocks held on site's lock file, from
+// /proc/locks. It looks, and takes no lock: a probe that took it would
+// delay the very process watched.
+func siteLocks(h *host, site string) (held int) {
+	lock := "/var/lib/sitectl/sites/" + site + "/lock"
+	out, _ := h.try("sh", "-c", `ino=$(stat -c %i `+lock+` 2>/dev/null) || exit 0; grep -- " FLOCK .*:$ino " /proc/locks; true`)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line != "" && !strings.Contains(line, "->") {
+			held++
+		}
+	}
+	return held
+}
