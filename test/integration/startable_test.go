@@ -254,15 +254,18 @@ func TestTouchWaitsForAChangeUnderWay(t *testing.T) {
 	pid := h.show("site-shop.service", "MainPID")["MainPID"]
 
 	since := h.logMark()
-	holdSiteLock(h, "shop", "sleep", "4")
+	// Held until released below: with a hold of fixed length, a host
+	// slow to start the reload unit saw the lock freed before it looked.
+	holdSiteLock(h, "shop", "sleep", "infinity")
 	h.run("touch", "/srv/shop/restart.txt")
-	h.waitFor("the reload unit to start", 10*time.Second, func() bool {
+	h.waitFor("the reload unit to start", time.Minute, func() bool {
 		return h.show("site-shop-reload.service", "ActiveState")["ActiveState"] == "activating"
 	})
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // what must not happen has had time to
 	if now := h.show("site-shop.service", "MainPID")["MainPID"]; now != pid {
 		t.Errorf("the touch restarted the site while the lock was held: main PID %s, then %s", pid, now)
 	}
+	releaseSiteLock(h)
 	h.waitFor("the restart once the lock is free", 30*time.Second, func() bool {
 		now := h.show("site-shop.service", "MainPID")["MainPID"]
 		return now != pid && now != "0" && h.show("site-shop-reload.service", "ActiveState")["ActiveState"] == "inactive"
@@ -291,7 +294,11 @@ func TestChangeAfterAWaitReadsTheFileAgain(t *testing.T) {
 	h.run("sitectl", "restart", "shop") // creates the site's state and its lock
 	pid := h.show("site-shop.service", "MainPID")["MainPID"]
 
-	holdSiteLock(h, "shop", "sleep", "3")
+	// The lock is freed only once the file broke: with a hold of fixed
+	// length, a busy host could free it before, and the change went on
+	// from the good file. (sitectl polls for the lock, so no waiter shows
+	// in /proc/locks: the pause lets it get to its wait.)
+	holdSiteLock(h, "shop", "sleep", "infinity")
 	type result struct {
 		stdout, stderr string
 		code           int
@@ -303,6 +310,7 @@ func TestChangeAfterAWaitReadsTheFileAgain(t *testing.T) {
 	}()
 	time.Sleep(1 * time.Second)
 	h.writeSite("shop", good+"no_such_key = 1\n")
+	releaseSiteLock(h)
 	var r result
 	select {
 	case r = <-done:
@@ -352,7 +360,10 @@ func TestTouchAfterTheSiteStoppedDoesNotStartIt(t *testing.T) {
 }
 
 // holdSiteLock runs argv in the unit holder.service while it holds site's
-// lock, as a sitectl change does, and returns once the lock is held.
+// lock, as a sitectl change does, and returns once the lock is held. With
+// "sleep", "infinity" it holds it until releaseSiteLock: a test that must
+// see something happen while the lock is held then does not depend on
+// how long the host took to get there.
 func holdSiteLock(h *host, site string, argv ...string) {
 	lock := "/var/lib/sitectl/sites/" + site + "/lock"
 	h.run("systemd-run", append([]string{"--unit=holder", "--collect", "flock", lock}, argv...)...)
@@ -360,6 +371,11 @@ func holdSiteLock(h *host, site string, argv ...string) {
 		_, err := h.try("flock", "-n", lock, "true")
 		return err != nil
 	})
+}
+
+// releaseSiteLock ends holdSiteLock's holder, and with it its hold.
+func releaseSiteLock(h *host) {
+	h.run("systemctl", "stop", "holder.service")
 }
 
 // siteLocks counts the flocks held on site's lock file, from
