@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,5 +42,18 @@ func TestEmptyEnvironIsReadAgain(t *testing.T) {
 	go func() { time.Sleep(50 * time.Millisecond); os.Remove(environ) }()
 	if env, err := e.environ(42); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a process gone after a moment: %q, %v; want it gone", env, err)
+	}
+
+	// A process that exited and is not reaped yet (a zombie: its parent,
+	// systemd, is busy) reads empty for as long: it is gone at once,
+	// not after the wait, when it was taken for one that runs no mode.
+	write("")
+	stat := filepath.Join(procfs.Root, "42", "stat")
+	if err := os.WriteFile(stat, []byte("42 (python3 (x)) Z 1 42 42 0 -1 4228108 0 0 0 0 0 0 0 0 20 0 1 0 123 0 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if env, err := e.environ(42); !errors.Is(err, syscall.ESRCH) || time.Since(start) > emptyEnvironWait/2 {
+		t.Errorf("a zombie: %q, %v after %s; want it gone at once", env, err, time.Since(start))
 	}
 }

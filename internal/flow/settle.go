@@ -351,11 +351,21 @@ func (e *Env) environ(pid int) ([]string, error) {
 	// passes soon: read again until there is an environment, or the
 	// process is gone, which the caller tells as such (whyGone), instead
 	// of a serving process that runs no mode.
+	// A process that exited reads empty until its parent reaps it, which
+	// a busy systemd may do late: it is gone already, and said so at
+	// once rather than after the wait, when its empty environment would
+	// be taken for one that runs no mode.
 	deadline := time.Now().Add(emptyEnvironWait)
 	for {
 		env, err := procfs.Environ(pid)
-		if err != nil || len(env) > 0 || time.Now().After(deadline) {
+		if err != nil || len(env) > 0 {
 			return env, err
+		}
+		if exited, _ := procfs.Exited(pid); exited {
+			return nil, fmt.Errorf("process %d exited: %w", pid, syscall.ESRCH)
+		}
+		if time.Now().After(deadline) {
+			return env, nil
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -67,6 +67,25 @@ func Age(pid int) (time.Duration, error) {
 	return time.Duration(now.Nano()) - time.Duration(start)*time.Second/clockTicks, nil
 }
 
+// Exited tells whether process pid has exited and waits to be reaped (a
+// zombie, state Z, or X as it is being reaped): its environ reads empty
+// then, and stays so until its parent reaps it.
+func Exited(pid int) (bool, error) {
+	data, err := ReadBounded(filepath.Join(Root, strconv.Itoa(pid), "stat"), MaxStat)
+	if err != nil {
+		return false, fmt.Errorf("cannot read the state of process %d: %w", pid, err)
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return false, fmt.Errorf("%.40q is not a stat line", data)
+	}
+	f := strings.Fields(string(data[i+1:])) // field 3 (state) onwards
+	if len(f) == 0 {
+		return false, fmt.Errorf("%.40q is not a stat line", data)
+	}
+	return f[0] == "Z" || f[0] == "X", nil
+}
+
 // startTicks is field 22 of /proc/PID/stat, starttime: clock ticks since
 // boot. The command name (field 2) may hold spaces and parentheses, so the
 // fields are counted after its last ')'.

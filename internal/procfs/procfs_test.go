@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -149,5 +150,30 @@ func TestReadBounded(t *testing.T) {
 	}
 	if _, err := ReadBounded(filepath.Join(t.TempDir(), "none"), limit); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a file that does not exist: %v, want fs.ErrNotExist", err)
+	}
+}
+
+// A process that exited and is not reaped yet is Exited (its environ reads
+// empty then); a running one is not.
+func TestExited(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "exit 0")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	if exited, err := Exited(os.Getpid()); err != nil || exited {
+		t.Errorf("this test: exited %v, %v", exited, err)
+	}
+	exited, err := Exited(cmd.Process.Pid)
+	for end := time.Now().Add(10 * time.Second); err == nil && !exited && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+		exited, err = Exited(cmd.Process.Pid)
+	}
+	if err != nil || !exited {
+		t.Errorf("a child that exited, not waited for: exited %v, %v", exited, err)
+	}
+	// Its environment reads empty (Linux 6.1), or not at all (6.18).
+	if env, err := Environ(cmd.Process.Pid); len(env) != 0 || err != nil && !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("its environment: %q, %v; want it empty or ESRCH", env, err)
 	}
 }
