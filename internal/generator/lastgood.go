@@ -187,7 +187,7 @@ func lastGood(file string, valid []*site.Site, opts units.Options, stateProblem 
 	case err != nil:
 		return nil, fmt.Errorf("its last good copy cannot be read: %w", err)
 	}
-	r := site.LoadBytes(copyPath, name, data, nil)
+	r := site.LoadCopy(copyPath, name, data)
 	if len(r.Errors) > 0 {
 		return nil, fmt.Errorf("its last good copy is not usable either: %v", r.Errors[0])
 	}

@@ -257,3 +257,53 @@ func TestLastGoodCopyReplacesAFileThroughAnotherUsersDirectory(t *testing.T) {
 		t.Errorf("no line %q in:\n%s", want, strings.Join(lines, "\n"))
 	}
 }
+
+// A credential whose path goes through another user's directory is a
+// mistake of a site file, but not of its last good copy, which an earlier
+// sitectl accepted and the site runs on: an upgrade that brought the check
+// keeps the site's units (from the copy), and the file's mistake says why
+// the file itself is refused. A new site with such a credential gets no
+// units.
+func TestCredentialCheckKeepsARunningSitesUnits(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: a directory must be another user's")
+	}
+	dirs, _ := lastGoodHost(t)
+	app := filepath.Join(filepath.Dir(dirs.Config), "srv-shop")
+	if err := os.Mkdir(app, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(app, 1001, 1001); err != nil {
+		t.Fatal(err)
+	}
+	withCred := goodSite + "[credentials]\nkey = \"" + filepath.Join(app, "key") + "\"\n"
+	for name, content := range map[string]string{
+		dirs.SiteFile("shop"):     withCred,
+		dirs.LastGoodFile("shop"): withCred,
+		dirs.SiteFile("newbie"):   strings.Replace(withCred, "8080", "8082", 1),
+	} {
+		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := site.LoadDir(dirs.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, outcomes := WithLastGood(res, units.Options{Dirs: dirs}, StateProblem(dirs.State), nil)
+	got := map[string]string{}
+	for _, s := range res.Sites {
+		got[s.Name] = s.File
+	}
+	if got["shop"] != dirs.LastGoodFile("shop") {
+		t.Errorf("shop runs from %q, want its last good copy", got["shop"])
+	}
+	if f, ok := got["newbie"]; ok {
+		t.Errorf("newbie, a new site with the credential, got units from %s", f)
+	}
+	lines, _ := Mistakes(res.Errors, outcomes)
+	all := strings.Join(lines, "\n")
+	if !strings.Contains(all, dirs.SiteFile("shop")+":5:7: credentials.key: "+app+" on the way to") {
+		t.Errorf("the file's mistake is not said:\n%s", all)
+	}
+}

@@ -135,7 +135,7 @@ var Keys = []KeyDoc{
 			"the way to pass secrets: the environment of a mode is not. Keep the files readable by root " +
 			"alone, outside /etc/sitectl and the app's own directories. Every directory on the way to a file " +
 			"must be root's alone (writable by no one else): one another user may change is a mistake, since " +
-			"that user could put a symlink to any file of root's there. A name uses letters, digits, _, . and -. " +
+			"that user could put a symlink to any file of root's there (a site that started with such a credential before sitectl checked it keeps running from its last good copy until the file is fixed). A name uses letters, digits, _, . and -. " +
 			"Upstream systemd 252.0 to 253.x without the fix for systemd issue 27275 make credentials readable " +
 			"only by a sandboxed service's first command, which is sitectl's ExecStartPre=, and deny the app " +
 			"them; Debian 12's systemd 252 has the fix, as do 254 and later."},

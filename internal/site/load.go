@@ -332,6 +332,28 @@ func LoadBytes(file, name string, data []byte, others []*Site) Result {
 	return res
 }
 
+// LoadCopy is LoadBytes of a last good copy of site name's file (file,
+// its path), which an earlier start ran from, on its own. A credential
+// whose path goes through a directory another user may change
+// (credentialDirErrors) is a mistake of a site file, so that no site
+// takes one on; of a copy it is not: sitectl accepted that copy before
+// the check existed, and the site runs on its units, which an upgrade's
+// daemon-reload would otherwise take away (the file, which has the same
+// credential, says why it is refused).
+func LoadCopy(file, name string, data []byte) Result {
+	var res Result
+	s, errs := load(file, name, data)
+	if len(errs) == 0 {
+		errs = listenerDirErrors(hostView, s)
+	}
+	if len(errs) > 0 {
+		res.Errors = errs
+		return res
+	}
+	res.Sites, res.Errors = dropConflicting([]*Site{s}, nil, nil, nil)
+	return res
+}
+
 // Settle checks sites that were loaded apart against each other, as
 // LoadDir checks its files: of sites claiming one listener, the one that
 // held it (held) keeps it. It returns the sites that keep every listener

@@ -146,6 +146,12 @@ func (v fsView) check(dir string, st unix.Stat_t) (why string, sticky bool) {
 // user other than root may replace (sockDirProblem), and of its
 // credentials whose paths such a user may redirect (credentialDirErrors).
 func sockDirErrors(v fsView, s *Site) Errors {
+	return append(listenerDirErrors(v, s), credentialDirErrors(v, s)...)
+}
+
+// listenerDirErrors are the mistakes of s's unix listeners in directories
+// a user other than root may replace (sockDirProblem).
+func listenerDirErrors(v fsView, s *Site) Errors {
 	var errs Errors
 	for _, l := range s.Listeners {
 		if l.Kind != Unix {
@@ -158,7 +164,7 @@ func sockDirErrors(v fsView, s *Site) Errors {
 					"such as /run/%s/ (systemd creates it)", printable(l.Path), why, s.Name)})
 		}
 	}
-	return append(errs, credentialDirErrors(v, s)...)
+	return errs
 }
 
 // credentialDirErrors are the mistakes of s's credentials whose paths go
