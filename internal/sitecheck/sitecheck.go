@@ -116,7 +116,16 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 		if root != nil && root.Get("environment") == nil {
 			pos = at("modes", -1)
 		}
-		warn(pos, "the file holds environment values and anyone on this host may read it (mode %04o): chmod o-r %s; keep secrets in systemd credentials", mode.Perm(), s.File)
+		who, file := "anyone on this host may read it", s.File
+		// The units hide /etc/sitectl from every app, not the file a
+		// site file links to elsewhere: there, every site's app may
+		// read it too.
+		if real, err := h.EvalSymlinks(s.File); err == nil && real != s.File {
+			if _, ok := h.under(real, hidden); !ok {
+				who, file = "anyone on this host, every site's app included, may read it where it links to ("+real+": the units hide /etc/sitectl from apps, not what its links lead to)", real
+			}
+		}
+		warn(pos, "the file holds environment values and %s (mode %04o): chmod o-r %s; keep secrets in systemd credentials", who, mode.Perm(), file)
 	}
 	for _, e := range s.Environment {
 		if why := secretLike(e); why != "" {

@@ -197,3 +197,29 @@ func TestSharedUserNamesAFewOthers(t *testing.T) {
 		t.Errorf("f beside b: %v", w)
 	}
 }
+
+// The units hide /etc/sitectl from every app, not what a site file links
+// to elsewhere: a site file linked to a file others may read, which holds
+// environment values, is readable by every site's app there, and the
+// warning says so, and names that file.
+func TestLinkedSiteFileReadableByApps(t *testing.T) {
+	toml := "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n[modes.secret]\nenvironment = { DB_PASSWORD = \"x\" }\n"
+	for _, c := range []struct {
+		name, target, want string
+	}{
+		{"not a link", "", "4:2: warning: the file holds environment values and anyone on this host may read it (mode 0644): chmod o-r /etc/sitectl/sites/karl.toml"},
+		{"a link within /etc/sitectl", "/etc/sitectl/files/karl.toml", "4:2: warning: the file holds environment values and anyone on this host may read it (mode 0644)"},
+		{"a link to /srv", "/srv/sites/karl.toml", "4:2: warning: the file holds environment values and anyone on this host, every site's app included, may read it where it links to (/srv/sites/karl.toml: the units hide /etc/sitectl from apps, not what its links lead to) (mode 0644): chmod o-r /srv/sites/karl.toml"},
+	} {
+		links := map[string]string{}
+		if c.target != "" {
+			links["/etc/sitectl/sites/karl.toml"] = c.target
+		}
+		host := fakeHost(fstest.MapFS{"usr/bin/app": {Mode: 0o755}}, links)
+		s, data := parse(t, toml)
+		got := Warnings(host, s, data, 0o644, units.Options{})
+		if len(got) != 1 || !strings.HasPrefix(got[0].Error(), "/etc/sitectl/sites/karl.toml:"+c.want) {
+			t.Errorf("%s: %v, want one warning starting %q", c.name, got, c.want)
+		}
+	}
+}
