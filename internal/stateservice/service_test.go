@@ -819,20 +819,25 @@ func TestLogWindowsOutliveAServeOfTheirServer(t *testing.T) {
 		c.Close()
 	}
 	// A request of hers under way on the other listener when the
-	// service stops: admitted, its line not yet sent.
-	late := dial(paths[1])
-	io.WriteString(late, "not js")
-	for deadline := time.Now().Add(patience); ; time.Sleep(10 * time.Millisecond) {
-		srv.mu.Lock()
-		admitted := srv.total == 1
-		srv.mu.Unlock()
-		if admitted {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the late request was not admitted")
+	// service stops: admitted, its line not yet sent. The connections
+	// before it are released first: the count is then hers alone.
+	holding := func(n int) {
+		for deadline := time.Now().Add(patience); ; time.Sleep(10 * time.Millisecond) {
+			srv.mu.Lock()
+			total := srv.total
+			srv.mu.Unlock()
+			if total == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the service holds %d connections, want %d", total, n)
+			}
 		}
 	}
+	holding(0)
+	late := dial(paths[1])
+	io.WriteString(late, "not js")
+	holding(1)
 	cancel()
 	if err := <-done[0]; err != nil {
 		t.Fatal(err)
