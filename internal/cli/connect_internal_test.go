@@ -19,6 +19,7 @@ import (
 // given.
 func busySystemd(t *testing.T) (allowed chan time.Duration) {
 	allowed = make(chan time.Duration, 8)
+	gone := make(chan struct{})
 	shorten(t, &connectSystemd, func(ctx context.Context) (*control.Manager, error) {
 		d, ok := ctx.Deadline()
 		if !ok {
@@ -26,9 +27,13 @@ func busySystemd(t *testing.T) (allowed chan time.Duration) {
 		} else {
 			allowed <- time.Until(d)
 		}
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-gone: // the test is over
+		}
 		return nil, errors.New("systemd cannot be reached: no answer within the time allowed")
 	})
+	t.Cleanup(func() { close(gone) }) // before connectSystemd is put back
 	return allowed
 }
 
@@ -79,7 +84,7 @@ func TestConnectToABusySystemdSaysWhatItWaitedFor(t *testing.T) {
 // interrupted (or the state service's caller hangs up), nothing done, as
 // its wait for the site's lock does.
 func TestInterruptEndsTheWaitForSystemd(t *testing.T) {
-	busySystemd(t)
+	allowed := busySystemd(t)
 	e := &env{dirs: testDirs(t), stdout: io.Discard, stderr: io.Discard}
 	s, err := e.loadSite("karl")
 	if err != nil {
@@ -97,4 +102,5 @@ func TestInterruptEndsTheWaitForSystemd(t *testing.T) {
 	if codeOf(err) != exitFailed || !strings.Contains(err.Error(), "nothing was done") {
 		t.Errorf("an interrupted wait for systemd: exit %d, %v; want 1, nothing done", codeOf(err), err)
 	}
+	<-allowed // the connection was tried: it ends with the test
 }
