@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
@@ -35,14 +36,21 @@ var (
 	ErrReloadIgnored = errors.New("systemd did not reload its units")
 )
 
-// Manager is a connection to systemd.
+// Manager is a connection to systemd. It survives systemd closing it
+// (systemd re-executing itself, as its own package upgrade does, or its
+// bus restarting): see reconnect.go. It may be used by several goroutines
+// at once.
 type Manager struct {
-	conn *sd.Conn
-	bus  *dbus.Conn // the same connection, for pipelined property reads
-	// private is systemd's private socket when conn is connected to it:
-	// the listing of units then reads it on a connection of its own
-	// (rawListUnits).
-	private string
+	// mu guards cur, the connection calls use now, and closed; a call
+	// reads cur once (current) and makes all its requests on it.
+	mu     sync.Mutex
+	cur    *link
+	closed bool
+	// redial holds the one reconnection under way (a channel, so that
+	// waiting for it ends with the waiter's context).
+	redial chan struct{}
+	// dial makes a new connection: connect, or a test's fake systemd.
+	dial func() (*link, error)
 
 	// SourceChanged, when set, tells whether the file a unit was
 	// generated from (its SourcePath=, source) has other content than
@@ -56,30 +64,62 @@ type Manager struct {
 	SourceChanged func(fragment, source string) (bool, error)
 }
 
+// link is one connection to systemd.
+type link struct {
+	conn *sd.Conn
+	bus  *dbus.Conn // the same connection, for pipelined property reads
+	// private is systemd's private socket when conn is connected to it:
+	// the listing of units then reads it on a connection of its own
+	// (rawListUnits).
+	private string
+}
+
 // Connect reaches systemd over the system bus, or, for root when there is no
 // bus, over systemd's private socket. ctx bounds the connecting only: godbus
 // would close a connection made with a context once that context ends.
 func Connect(ctx context.Context) (*Manager, error) {
+	return newManager(ctx, connect)
+}
+
+// newManager is a Manager connected with dial, within ctx.
+func newManager(ctx context.Context, dial func() (*link, error)) (*Manager, error) {
+	l, err := dialWithin(ctx, dial)
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{cur: l, dial: dial, redial: make(chan struct{}, 1)}, nil
+}
+
+// dialWithin is dial, given up when ctx ends first: a connection that comes
+// up after all is closed.
+func dialWithin(ctx context.Context, dial func() (*link, error)) (*link, error) {
 	type result struct {
-		m   *Manager
+		l   *link
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		m, err := connect()
-		done <- result{m, err}
+		l, err := dial()
+		done <- result{l, err}
 	}()
 	select {
 	case r := <-done:
-		return r.m, r.err
+		return r.l, r.err
 	case <-ctx.Done():
 		go func() { // close the connection if it comes up after all
-			if r := <-done; r.m != nil {
-				r.m.Close()
+			if r := <-done; r.l != nil {
+				r.l.conn.Close()
 			}
 		}()
 		return nil, fmt.Errorf("%w: no answer within the time allowed (%v)", ErrUnavailable, ctx.Err())
 	}
+}
+
+// current is the connection calls use now.
+func (m *Manager) current() *link {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cur
 }
 
 // shared makes go-systemd's two connections one: go-systemd dials one for
@@ -105,29 +145,32 @@ func shared(dial func() (*dbus.Conn, error)) func() (*dbus.Conn, error) {
 	}
 }
 
-func connect() (*Manager, error) {
-	m := &Manager{}
-	dial := func(open func() (*dbus.Conn, error), hello bool) func() (*dbus.Conn, error) {
-		return shared(func() (*dbus.Conn, error) {
-			c, err := open()
-			if err != nil {
-				return nil, err
-			}
-			if err := c.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+// dialer is a shared dial (see shared) of a connection authenticated as
+// this process's user, greeting the bus when hello, that l.bus is then.
+func (l *link) dialer(open func() (*dbus.Conn, error), hello bool) func() (*dbus.Conn, error) {
+	return shared(func() (*dbus.Conn, error) {
+		c, err := open()
+		if err != nil {
+			return nil, err
+		}
+		if err := c.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if hello {
+			if err := c.Hello(); err != nil {
 				c.Close()
 				return nil, err
 			}
-			if hello {
-				if err := c.Hello(); err != nil {
-					c.Close()
-					return nil, err
-				}
-			}
-			m.bus = c
-			return c, nil
-		})
-	}
-	bus := dial(func() (*dbus.Conn, error) { return dbus.SystemBusPrivate() }, true)
+		}
+		l.bus = c
+		return c, nil
+	})
+}
+
+func connect() (*link, error) {
+	m := &link{}
+	bus := m.dialer(func() (*dbus.Conn, error) { return dbus.SystemBusPrivate() }, true)
 	if os.Geteuid() != 0 {
 		conn, err := sd.NewConnection(bus)
 		if err != nil {
@@ -138,7 +181,7 @@ func connect() (*Manager, error) {
 	}
 	// Root talks to systemd directly, as systemctl does: one hop instead
 	// of two through the bus broker for every call, and no Hello.
-	conn, err := sd.NewConnection(dial(func() (*dbus.Conn, error) {
+	conn, err := sd.NewConnection(m.dialer(func() (*dbus.Conn, error) {
 		return dbus.Dial("unix:path=" + privateSocket)
 	}, false))
 	if err == nil {
@@ -156,21 +199,26 @@ func connect() (*Manager, error) {
 // privateSocket is systemd's own D-Bus socket, for root.
 const privateSocket = "/run/systemd/private"
 
-// Close the connection.
-func (m *Manager) Close() { m.conn.Close() }
+// Close the connection. A Manager closed is not connected again.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	m.cur.conn.Close()
+}
 
 // jobFunc is one of go-systemd's *UnitContext job methods.
-type jobFunc func(ctx context.Context, name, mode string, ch chan<- string) (int, error)
+type jobFunc func(c *sd.Conn, ctx context.Context, name, mode string, ch chan<- string) (int, error)
 
 // Restart restarts a unit and waits for the job to finish.
 func (m *Manager) Restart(ctx context.Context, unit string) error {
-	return m.job(ctx, "restart", unit, m.conn.RestartUnitContext)
+	return m.job(ctx, "restart", unit, (*sd.Conn).RestartUnitContext)
 }
 
 // Reload reloads a unit and waits for the job to finish. For a site with
 // handoff = "overlap" the job ends when the new generation serves.
 func (m *Manager) Reload(ctx context.Context, unit string) error {
-	return m.job(ctx, "reload", unit, m.conn.ReloadUnitContext)
+	return m.job(ctx, "reload", unit, (*sd.Conn).ReloadUnitContext)
 }
 
 // job queues a job in mode "fail": a job that conflicts with one already
@@ -180,33 +228,59 @@ func (m *Manager) Reload(ctx context.Context, unit string) error {
 // then "canceled".
 func (m *Manager) job(ctx context.Context, verb, unit string, fn jobFunc) error {
 	ch := make(chan string, 1) // buffered: a late result never blocks the connection
-	if _, err := fn(ctx, unit, "fail", ch); err != nil {
+	var id int
+	l, err := m.unsent(ctx, func(l *link) (err error) {
+		id, err = fn(l.conn, ctx, unit, "fail", ch)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("cannot %s %s: %w", verb, unit, classify(err))
 	}
 	select {
 	case result := <-ch:
-		if result != "done" {
-			return &JobError{Verb: verb, Unit: unit, Result: result}
+		return jobResult(verb, unit, result)
+	case <-l.bus.Context().Done():
+		select {
+		case result := <-ch: // came just before the connection closed
+			return jobResult(verb, unit, result)
+		default:
 		}
-		return nil
+		// systemd closed the connection (it re-executes itself): the
+		// job goes on, but its result is never sent here.
+		return m.awaitLost(ctx, verb, unit, id, l)
 	case <-ctx.Done():
 		return fmt.Errorf("%s of %s did not finish in time: %w", verb, unit, ctx.Err())
 	}
 }
 
-// JobError is a job that ended with another result than "done".
+func jobResult(verb, unit, result string) error {
+	if result != "done" {
+		return &JobError{Verb: verb, Unit: unit, Result: result}
+	}
+	return nil
+}
+
+// JobError is a job that ended with another result than "done", or whose
+// result was lost with systemd's connection and that left the unit in
+// another state than it was to.
 type JobError struct {
 	Verb, Unit, Result string
+	// State is the unit's active and sub state after a job whose result
+	// was lost; Result is then "".
+	State string
 }
 
 func (e *JobError) Error() string {
+	if e.State != "" {
+		return fmt.Sprintf("%s of %s ended while systemd was not connected (it re-executed itself, or its bus restarted), and left it %s", e.Verb, e.Unit, e.State)
+	}
 	return fmt.Sprintf("%s of %s ended with result %q", e.Verb, e.Unit, e.Result)
 }
 
 // ResetFailed clears a unit's failed state and its start-rate counter, so a
 // deliberate start is not refused because of earlier failures.
 func (m *Manager) ResetFailed(ctx context.Context, unit string) error {
-	err := m.conn.ResetFailedUnitContext(ctx, unit)
+	err := m.retried(ctx, func(l *link) error { return l.conn.ResetFailedUnitContext(ctx, unit) })
 	var de dbus.Error
 	if errors.As(err, &de) && de.Name == "org.freedesktop.systemd1.NoSuchUnit" {
 		return nil // never loaded, nothing to reset
@@ -282,11 +356,16 @@ const (
 // alone. Units that are not loaded are left out; ask for them by name with
 // UnitsByName.
 func (m *Manager) Units(ctx context.Context, patterns ...string) ([]Unit, error) {
-	st, err := m.listUnits(ctx, patterns)
-	if err != nil {
-		return nil, err
-	}
-	return m.details(ctx, st, fullProps)
+	var us []Unit
+	err := m.retried(ctx, func(l *link) error {
+		st, err := l.listUnits(ctx, patterns)
+		if err != nil {
+			return err
+		}
+		us, err = l.details(ctx, st, fullProps)
+		return err
+	})
+	return us, err
 }
 
 // List reads the units matching the patterns as a listing of thousands of
@@ -298,20 +377,25 @@ func (m *Manager) Units(ctx context.Context, patterns ...string) ([]Unit, error)
 // is what List reports for it; its Since is left zero. For 10,000 idle
 // sites that is one call instead of 20,000.
 func (m *Manager) List(ctx context.Context, patterns ...string) ([]Unit, error) {
-	st, err := m.listUnits(ctx, patterns)
-	if err != nil {
-		return nil, err
-	}
-	return m.details(ctx, st, briefProps)
+	var us []Unit
+	err := m.retried(ctx, func(l *link) error {
+		st, err := l.listUnits(ctx, patterns)
+		if err != nil {
+			return err
+		}
+		us, err = l.details(ctx, st, briefProps)
+		return err
+	})
+	return us, err
 }
 
 // listUnits is systemd's ListUnitsByPatterns. On systemd's private socket
 // it is read and decoded by rawListUnits; on the system bus it is decoded
 // by godbus, without go-systemd's two passes of reflection over that (a
 // sixth of sitectl list's CPU at 10,000 sites went to them).
-func (m *Manager) listUnits(ctx context.Context, patterns []string) ([]sd.UnitStatus, error) {
-	if m.private != "" {
-		st, err := rawListUnits(ctx, m.private, patterns)
+func (l *link) listUnits(ctx context.Context, patterns []string) ([]sd.UnitStatus, error) {
+	if l.private != "" {
+		st, err := rawListUnits(ctx, l.private, patterns)
 		var derr dbus.Error
 		if err == nil || errors.As(err, &derr) || ctx.Err() != nil {
 			if err != nil {
@@ -322,7 +406,7 @@ func (m *Manager) listUnits(ctx context.Context, patterns []string) ([]sd.UnitSt
 		// The socket went away since the connection was made, or spoke
 		// unexpectedly: the connection godbus keeps asks instead.
 	}
-	call := m.bus.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1").CallWithContext(ctx,
+	call := l.bus.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1").CallWithContext(ctx,
 		"org.freedesktop.systemd1.Manager.ListUnitsByPatterns", 0, []string{}, patterns)
 	if call.Err != nil {
 		return nil, fmt.Errorf("cannot list units: %w", classify(call.Err))
@@ -371,11 +455,16 @@ func unitStatuses(body []interface{}) ([]sd.UnitStatus, error) {
 // read in full: their restart count too when they are not running (how a
 // crash loop that gave up ended).
 func (m *Manager) UnitsByName(ctx context.Context, names ...string) ([]Unit, error) {
-	st, err := m.conn.ListUnitsByNamesContext(ctx, names)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read units: %w", classify(err))
-	}
-	return m.details(ctx, st, namedProps)
+	var us []Unit
+	err := m.retried(ctx, func(l *link) error {
+		st, err := l.conn.ListUnitsByNamesContext(ctx, names)
+		if err != nil {
+			return fmt.Errorf("cannot read units: %w", classify(err))
+		}
+		us, err = l.details(ctx, st, namedProps)
+		return err
+	})
+	return us, err
 }
 
 // maxInFlight bounds the pipelined calls: dbus-daemon allows a connection
@@ -456,7 +545,7 @@ func briefProps(s sd.UnitStatus) []property {
 	return props(s, false)
 }
 
-func (m *Manager) details(ctx context.Context, st []sd.UnitStatus, want propsFunc) ([]Unit, error) {
+func (l *link) details(ctx context.Context, st []sd.UnitStatus, want propsFunc) ([]Unit, error) {
 	out := make([]Unit, len(st))
 	var wanted []pending
 	for i, s := range st {
@@ -472,7 +561,7 @@ func (m *Manager) details(ctx context.Context, st []sd.UnitStatus, want propsFun
 			wanted = append(wanted, pending{unit: i, prop: p})
 		}
 	}
-	if err := m.readProps(ctx, st, out, wanted); err != nil {
+	if err := l.readProps(ctx, st, out, wanted); err != nil {
 		return nil, err
 	}
 	// Only for services restarted after a failure, which are few: when
@@ -483,7 +572,7 @@ func (m *Manager) details(ctx context.Context, st []sd.UnitStatus, want propsFun
 			wanted = append(wanted, pending{unit: i, prop: activeEnterProp})
 		}
 	}
-	if err := m.readProps(ctx, st, out, wanted); err != nil {
+	if err := l.readProps(ctx, st, out, wanted); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -497,11 +586,11 @@ var activeEnterProp = property{unitIface, "ActiveEnterTimestamp", func(u *Unit, 
 
 // readProps reads the wanted properties into out, pipelined, a batch at a
 // time, answered together.
-func (m *Manager) readProps(ctx context.Context, st []sd.UnitStatus, out []Unit, wanted []pending) error {
+func (l *link) readProps(ctx context.Context, st []sd.UnitStatus, out []Unit, wanted []pending) error {
 	for start := 0; start < len(wanted); start += maxInFlight {
 		batch := wanted[start:min(start+maxInFlight, len(wanted))]
 		for i := range batch {
-			obj := m.bus.Object("org.freedesktop.systemd1", st[batch[i].unit].Path)
+			obj := l.bus.Object("org.freedesktop.systemd1", st[batch[i].unit].Path)
 			batch[i].call = obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, nil, batch[i].prop.iface, batch[i].prop.name)
 		}
 		for _, p := range batch {

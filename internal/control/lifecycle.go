@@ -13,13 +13,13 @@ import (
 
 // Start starts a unit and waits for the job to finish.
 func (m *Manager) Start(ctx context.Context, unit string) error {
-	return m.job(ctx, "start", unit, m.conn.StartUnitContext)
+	return m.job(ctx, "start", unit, (*sd.Conn).StartUnitContext)
 }
 
 // Stop stops a unit and waits for the job to finish: for a site's service,
 // until the app drained and its cleanup ran.
 func (m *Manager) Stop(ctx context.Context, unit string) error {
-	return m.job(ctx, "stop", unit, m.conn.StopUnitContext)
+	return m.job(ctx, "stop", unit, (*sd.Conn).StopUnitContext)
 }
 
 // DaemonReload has systemd reload its units (and run its generators), waits
@@ -27,7 +27,7 @@ func (m *Manager) Stop(ctx context.Context, unit string) error {
 // gave up on as if it had done it (see reloadHappened).
 func (m *Manager) DaemonReload(ctx context.Context) error {
 	before, known := statDir(generatorDir)
-	if err := m.conn.ReloadContext(ctx); err != nil {
+	if _, err := m.unsent(ctx, func(l *link) error { return l.conn.ReloadContext(ctx) }); err != nil {
 		return fmt.Errorf("cannot reload systemd's units: %w", classify(err))
 	}
 	after, found := statDir(generatorDir)
@@ -126,7 +126,11 @@ func (m *Manager) sourceChanged(unit, fragment, source string) (bool, error) {
 // StartedAt is when a unit last became active (ActiveEnterTimestamp); zero
 // if it never did since systemd knows it.
 func (m *Manager) StartedAt(ctx context.Context, unit string) (time.Time, error) {
-	p, err := m.conn.GetUnitPropertyContext(ctx, unit, "ActiveEnterTimestamp")
+	var p *sd.Property
+	err := m.retried(ctx, func(l *link) (err error) {
+		p, err = l.conn.GetUnitPropertyContext(ctx, unit, "ActiveEnterTimestamp")
+		return err
+	})
 	var de dbus.Error
 	if errors.As(err, &de) && de.Name == "org.freedesktop.systemd1.NoSuchUnit" {
 		return time.Time{}, nil
@@ -145,7 +149,11 @@ func (m *Manager) StartedAt(ctx context.Context, unit string) (time.Time, error)
 // path units too: UnitsByName reads service properties), with the job
 // queued for each, loading them if needed, in one call.
 func (m *Manager) States(ctx context.Context, names ...string) ([]Unit, error) {
-	st, err := m.conn.ListUnitsByNamesContext(ctx, names)
+	var st []sd.UnitStatus
+	err := m.retried(ctx, func(l *link) (err error) {
+		st, err = l.conn.ListUnitsByNamesContext(ctx, names)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot read units: %w", classify(err))
 	}
@@ -154,7 +162,11 @@ func (m *Manager) States(ctx context.Context, names ...string) ([]Unit, error) {
 
 // StatesMatching is States for the units in memory that match patterns.
 func (m *Manager) StatesMatching(ctx context.Context, patterns ...string) ([]Unit, error) {
-	st, err := m.conn.ListUnitsByPatternsContext(ctx, nil, patterns)
+	var st []sd.UnitStatus
+	err := m.retried(ctx, func(l *link) (err error) {
+		st, err = l.conn.ListUnitsByPatternsContext(ctx, nil, patterns)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot list units: %w", classify(err))
 	}

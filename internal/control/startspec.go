@@ -84,9 +84,13 @@ type unitProp struct {
 // reads (GetAll would send some 250), loading the unit if systemd does
 // not have it yet, and hands each to its set.
 func (m *Manager) getProps(ctx context.Context, unit string, props []unitProp) error {
+	return m.retried(ctx, func(l *link) error { return l.getProps(ctx, unit, props) })
+}
+
+func (l *link) getProps(ctx context.Context, unit string, props []unitProp) error {
 	// systemd loads a unit it does not have yet when its object is asked.
 	path := dbus.ObjectPath("/org/freedesktop/systemd1/unit/" + sd.PathBusEscape(unit))
-	obj := m.bus.Object("org.freedesktop.systemd1", path)
+	obj := l.bus.Object("org.freedesktop.systemd1", path)
 	calls := make([]*dbus.Call, len(props))
 	for i, p := range props {
 		calls[i] = obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, nil, p.iface, p.name)
