@@ -96,8 +96,12 @@ before it does anything (a usage error, a site that does not exist, no
 permission; for a verb other than a change, no bus), it prints nothing on standard
 output and the error on standard error; but a change that never began once its site was found (a mode the site
 does not have, a --timeout too short for its settle_time, no bus, the site's lock
-not had), and a deployer's change refused by sitectl's state service, print the
-report with an empty result, and the exit code and standard error say why. status leaves out the sites that do not exist (exit code 4), and
+not had) prints the report with an empty result, and the exit code and standard
+error say why. A deployer's change, made by sitectl's state service, prints what
+root's prints in the same case (nothing for a site that does not exist, has
+mistakes or is not granted to them); when the service cannot be asked or its
+answer does not come, it prints nothing, and the change may have happened (exit
+code 7: sitectl history says how it ended). status leaves out the sites that do not exist (exit code 4), and
 prints [] when none of them does. sitectl logs has no --json: its -o json is
 journalctl's own format (see journalctl(1)).
 

@@ -220,7 +220,11 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 		// sitectl waits for its outcome.
 		interrupt, stop := e.interruptible(req.Site)
 		defer stop()
-		rep, err = e.remoteChange(ctx, interrupt, req)
+		var got *flow.Report
+		if got, err = e.remoteChange(ctx, interrupt, req); got == nil {
+			return err
+		}
+		rep = *got
 	} else {
 		// A signal must not kill sitectl in the middle of a change.
 		interrupt, stop := e.interruptible(req.Site)

@@ -30,7 +30,7 @@ import (
 // remote tells whether this sitectl asks sitectl's state service instead of
 // doing the work itself: for everyone but root. Only root reads and writes
 // the state, and only root asks systemd to restart a site.
-func (e *env) remote() bool { return os.Geteuid() != 0 }
+func (e *env) remote() bool { return effectiveUID() != 0 }
 
 // stateSocket is where sitectl's state service listens.
 func (e *env) stateSocket() string { return paths.StateSocket(os.Getenv) }
@@ -38,11 +38,27 @@ func (e *env) stateSocket() string { return paths.StateSocket(os.Getenv) }
 // remoteChange asks the state service for a change, showing its progress
 // lines, and returns its report and exit code. When interrupt ends (the
 // first SIGINT or SIGTERM, see interruptible), the service is asked to
-// interrupt the change as root's sitectl's would be.
-func (e *env) remoteChange(ctx, interrupt context.Context, req stateservice.Request) (flow.Report, error) {
-	rep := flow.Report{Site: req.Site}
-	err := e.remoteCall(ctx, interrupt, req, &rep)
-	return rep, err
+// interrupt the change as root's sitectl's would be. The report is nil
+// when the service sent none: it refused the request before it had the
+// site (one that does not exist, has mistakes or is not granted, a bad
+// request), or it could not be asked or did not answer, and then the
+// change may have happened. Root's sitectl prints no report for the
+// same refusals, and a report made up here would say that the change
+// never began.
+func (e *env) remoteChange(ctx, interrupt context.Context, req stateservice.Request) (*flow.Report, error) {
+	var raw json.RawMessage
+	err := e.remoteCall(ctx, interrupt, req, &raw)
+	if len(raw) == 0 {
+		if err == nil {
+			err = errors.New("sitectl's state service answered without the change's report")
+		}
+		return nil, err
+	}
+	var rep flow.Report
+	if jerr := json.Unmarshal(raw, &rep); jerr != nil {
+		return nil, errors.Join(err, fmt.Errorf("sitectl's state service answered something else than sitectl does: %w", jerr))
+	}
+	return &rep, err
 }
 
 // remoteCall sends req to the state service and decodes the result into
