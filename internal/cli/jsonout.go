@@ -92,8 +92,9 @@ standard output: an array or an object, with snake_case field names. A change
 (mode, restart, reload, rollback) prints its report whatever its outcome, and the
 exit code says how it ended; check prints its report also when a file has mistakes
 (exit code 2). When sitectl refuses the command line or the site
-before it does anything (a usage error, a site that does not exist, no
-permission; for a verb other than a change, no bus), it prints nothing on standard
+before it does anything (a usage error, a site that does not exist or whose file
+has mistakes, no permission; for a verb other than a change, no bus or the site's
+lock not had), it prints nothing on standard
 output and the error on standard error; but a change that never began once its site was found (a mode the site
 does not have, a --timeout too short for its settle_time, no bus, the site's lock
 not had) prints the report with an empty result, and the exit code and standard

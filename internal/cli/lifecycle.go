@@ -49,15 +49,13 @@ and refuses a site file with mistakes.`,
 // on units that are not there; it is the file's mistake, and nothing is
 // done.
 func (e *env) enable(ctx context.Context, le *lifecycle.Env, s *site.Site) (lifecycle.Report, error) {
-	// What --json prints of an enable that did nothing.
-	none := lifecycle.Report{Site: s.Name, Action: "enable", Started: []string{}, Stopped: []string{}, TakenOverBy: []string{}, Notes: []string{}}
 	fs, err := generator.SiteFileState(e.dirs, s.Name)
 	if err != nil {
-		return none, fmt.Errorf("site %s: cannot read the site directory as the generator does: %w; nothing was done", s.Name, err)
+		return lifecycle.Report{}, refusedSite{fmt.Errorf("site %s: cannot read the site directory as the generator does: %w; nothing was done", s.Name, err)}
 	}
 	if fs.Invalid {
-		return none, withCode(exitUsage, fmt.Errorf("site %s has mistakes against the other sites, so the generator gives it no units of its own; nothing was done:\n%w", s.Name, fs.Errors),
-			"fix them, check with `sitectl check`, then `systemctl daemon-reload`")
+		return lifecycle.Report{}, refusedSite{withCode(exitUsage, fmt.Errorf("site %s has mistakes against the other sites, so the generator gives it no units of its own; nothing was done:\n%w", s.Name, fs.Errors),
+			"fix them, check with `sitectl check`, then `systemctl daemon-reload`")}
 	}
 	return lifecycle.Enable(ctx, le, s)
 }
@@ -125,7 +123,7 @@ func (e *env) onFileAsItIs(verb, name string, run func(context.Context, *lifecyc
 	return func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
 		s, err := e.loadSite(name)
 		if err != nil {
-			return lifecycle.Report{Site: name, Action: verb, Started: []string{}, Stopped: []string{}, TakenOverBy: []string{}, Notes: []string{}}, err
+			return lifecycle.Report{}, refusedSite{err}
 		}
 		return run(ctx, le, s)
 	}
@@ -172,18 +170,23 @@ It is idempotent: removing a site that is gone already changes nothing.
 			if _, err := os.Stat(e.dirs.SiteState(name)); err == nil {
 				s = &site.Site{Name: name} // lock it while its state goes
 			}
-			return e.lifecycle(c.Context(), "remove", name, f, s, func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
-				// Again under the lock: the file may have come back
-				// while remove waited for another sitectl.
-				if err := e.siteFileGone(name); err != nil {
-					return lifecycle.Report{Site: name, Action: "remove", Started: []string{}, Stopped: []string{}, TakenOverBy: []string{}, Notes: []string{}}, err
-				}
-				return lifecycle.Remove(ctx, le, name, true)
-			})
+			return e.lifecycle(c.Context(), "remove", name, f, s, e.removeUnderLock(name))
 		},
 	}
 	lifecycleFlags(c, &f)
 	return c
+}
+
+// removeUnderLock is remove of site name once its lock is held: the file
+// is looked for again, since it may have come back while remove waited
+// for another sitectl.
+func (e *env) removeUnderLock(name string) func(context.Context, *lifecycle.Env) (lifecycle.Report, error) {
+	return func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
+		if err := e.siteFileGone(name); err != nil {
+			return lifecycle.Report{}, refusedSite{err}
+		}
+		return lifecycle.Remove(ctx, le, name, true)
+	}
 }
 
 // siteFileGone refuses remove of a site whose file is there.
@@ -244,6 +247,9 @@ func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, verb, name 
 		},
 		Bindable: bindable}
 	rep, err := run(ctx, le)
+	if errors.As(err, new(refusedSite)) {
+		return err
+	}
 	if f.asJSON {
 		if jerr := writeJSON(e.stdout, rep); jerr != nil {
 			return jerr
@@ -262,6 +268,15 @@ func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, verb, name 
 	}
 	return lifecycleError(rep, err)
 }
+
+// refusedSite is why a lifecycle verb refused its site before it did
+// anything: a file with mistakes (alone or against the other sites), gone,
+// or back for remove, found under the site's lock. It prints no report,
+// as the same refusal found before the lock prints none: a report would
+// say what the verb did, and in_service false of a site in service.
+type refusedSite struct{ error }
+
+func (r refusedSite) Unwrap() error { return r.error }
 
 // lifecycleError maps a lifecycle verb's failure to an exit code. A verb
 // has no rollback: one that failed after it changed something (rep) left
