@@ -119,3 +119,26 @@ func TestDeployerChangeJSONIsRoots(t *testing.T) {
 		t.Errorf("restart without a state service: exit %d, standard output %q; want exit %d and nothing", r.code, r.stdout, exitUnavailable)
 	}
 }
+
+// A deployer's status --json naming a site that does not exist leaves it
+// out, as root's does: [] and exit 4 when none of them exists, not
+// nothing; and the sites that do exist are still read (here, without a
+// bus: exit 7 for both).
+func TestDeployerStatusJSONIsRoots(t *testing.T) {
+	e := &env{dirs: testDirs(t)}
+	web := "deployers = [\"user:dana\"]\nexec = [\"/usr/local/bin/app\"]\n\n[[listen]]\naddress = \"127.0.0.1:8090\"\n"
+	if err := os.WriteFile(filepath.Join(e.dirs.Config, "web.toml"), []byte(web), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	shorten(t, &connectSystemd, func(context.Context) (*control.Manager, error) {
+		return nil, fmt.Errorf("no bus here: %w", control.ErrUnavailable)
+	})
+	grantingService(t, &env{dirs: e.dirs, stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}})
+	for _, args := range [][]string{{"status", "nosuch"}, {"status", "nosuch", "other"}, {"status", "web", "nosuch"}} {
+		root, dep := runJSON(t, e, false, args...), runJSON(t, e, true, args...)
+		if dep.code != root.code || dep.stdout != root.stdout {
+			t.Errorf("sitectl %s --json: root exits %d and prints %q; a deployer exits %d and prints %q (stderr %q)",
+				strings.Join(args, " "), root.code, root.stdout, dep.code, dep.stdout, dep.stderr)
+		}
+	}
+}

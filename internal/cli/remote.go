@@ -142,15 +142,15 @@ func (b backend) Change(ctx, interrupt context.Context, req stateservice.Request
 	return b.e.localChange(ctx, fi, req, s, who, func(format string, args ...any) { progress(fmt.Sprintf(format, args...)) }, b.e.connectSoon(ctx, req.Timeout()), still)
 }
 
-func (b backend) Status(ctx context.Context, verb string, names []string) (any, error) {
+func (b backend) Status(ctx context.Context, verb string, names, missing []string) (any, error) {
 	if len(names) == 0 { // not "all": none the caller may see
-		return remoteStatus{Sites: []status.Site{}, Missing: []string{}}, nil
+		return remoteStatus{Sites: []status.Site{}, Missing: append([]string{}, missing...)}, nil
 	}
 	res, err := b.e.localGather(ctx, status.Request{Names: names, Brief: verb == stateservice.VerbList})
 	if err != nil {
 		return nil, err
 	}
-	return remoteStatus{Sites: sitesJSON(res.Sites), Missing: append([]string{}, res.Missing...)}, nil
+	return remoteStatus{Sites: sitesJSON(res.Sites), Missing: append(append([]string{}, res.Missing...), missing...)}, nil
 }
 
 func (b backend) History(s *site.Site, last int) (any, error) { return b.e.localHistory(s, last) }

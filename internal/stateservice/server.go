@@ -39,8 +39,10 @@ type Backend interface {
 	// root took away while they waited for another sitectl changes
 	// nothing.
 	Change(ctx, interrupt context.Context, req Request, s *site.Site, caller Caller, progress func(string), still func() (*site.Site, error)) (any, error)
-	// Status is what `sitectl status|list --json` prints for the sites.
-	Status(ctx context.Context, verb string, sites []string) (any, error)
+	// Status is what `sitectl status|list --json` prints for the sites,
+	// and for missing, named sites that do not exist, what root's status
+	// says of them.
+	Status(ctx context.Context, verb string, sites, missing []string) (any, error)
 	// History is what `sitectl history --json` prints for the site.
 	History(s *site.Site, last int) (any, error)
 	// Describe is the exit code, message and hints of an error, as
@@ -409,11 +411,11 @@ func (s *Server) do(ctx, interrupt context.Context, req Request, caller Caller, 
 		}
 		return s.Backend.History(st, req.Last)
 	}
-	names, err := s.visible(req.Sites, caller)
+	names, missing, err := s.visible(req.Sites, caller)
 	if err != nil {
 		return nil, err
 	}
-	return s.Backend.Status(ctx, req.Verb, names)
+	return s.Backend.Status(ctx, req.Verb, names, missing)
 }
 
 // granted loads a site the caller may deploy. Root learns why a site file
@@ -434,19 +436,29 @@ func (s *Server) granted(name string, c Caller) (*site.Site, error) {
 
 // visible are the sites a status or list shows the caller: those named,
 // each of which the caller must be granted, or, when none are named, every
-// valid site the caller is granted (root: all).
-func (s *Server) visible(names []string, c Caller) ([]string, error) {
+// valid site the caller is granted (root: all). missing are the named
+// sites that do not exist, which status leaves out, as root's does, after
+// the others; they are not looked for in systemd, whose units of a site
+// whose file is gone nobody is granted.
+func (s *Server) visible(names []string, c Caller) (shown, missing []string, _ error) {
 	if len(names) > 0 {
+		shown = []string{}
 		for _, n := range names {
-			if _, err := s.granted(n, c); err != nil {
-				return nil, err
+			_, err := s.granted(n, c)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				missing = append(missing, n)
+			case err != nil:
+				return nil, nil, err
+			default:
+				shown = append(shown, n)
 			}
 		}
-		return names, nil
+		return shown, missing, nil
 	}
 	sites, err := s.Backend.Sites()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := []string{}
 	lookup := remembered(s.Lookup)
@@ -455,7 +467,7 @@ func (s *Server) visible(names []string, c Caller) ([]string, error) {
 			out = append(out, st.Name)
 		}
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 // answer writes an answer's lines, each within the write timeout. Once a

@@ -108,7 +108,10 @@ func (b *fakeBackend) seen(n int) (hungUp, interrupted []bool) {
 	return append([]bool{}, b.hungUp...), append([]bool{}, b.interrupted...)
 }
 
-func (b *fakeBackend) Status(ctx context.Context, verb string, names []string) (any, error) {
+func (b *fakeBackend) Status(ctx context.Context, verb string, names, missing []string) (any, error) {
+	if len(missing) > 0 {
+		return map[string][]string{"sites": names, "missing": missing}, nil
+	}
 	return names, nil
 }
 
@@ -760,11 +763,11 @@ func TestListingLooksUpEachNameOnce(t *testing.T) {
 		calls[d]++
 		return lookup(d)
 	}}
-	names, err := srv.visible(nil, dana)
+	names, _, err := srv.visible(nil, dana)
 	if err != nil || len(names) != 1000 {
 		t.Fatalf("dana sees %d sites (%v), want 1000", len(names), err)
 	}
-	if _, err := srv.visible(nil, eve); err != nil {
+	if _, _, err := srv.visible(nil, eve); err != nil {
 		t.Fatal(err)
 	}
 	for d, n := range calls {
