@@ -135,7 +135,7 @@ type Report struct {
 	Site     string   `json:"site" doc:"the site's name"`
 	From     string   `json:"from" doc:"the mode the site was in"`
 	To       string   `json:"to" doc:"the mode asked for"`
-	Result   string   `json:"result" doc:"ok (the site serves in mode to; with a reason, and a non-zero exit, when its history could not be written), rolled-back (the site serves in mode from again), rollback-failed (it was shown to serve in neither: main_pid is not 0 when its service runs all the same, unverified), stopped (someone else stopped the site during the change: it stays stopped, in mode from), or empty when the change never began (a mode that does not exist, say)" enum:"ok,rolled-back,rollback-failed,stopped,"`
+	Result   string   `json:"result" doc:"ok (the site serves in mode to; with a reason, and a non-zero exit, when its history could not be written), rolled-back (the site serves in mode from again; exit code 5 when its mode file could not be written back, and the site would start in mode to: the reason says so), rollback-failed (it was shown to serve in neither: main_pid is not 0 when its service runs all the same, unverified), stopped (someone else stopped the site during the change: it stays stopped, in mode from), or empty when the change never began (a mode that does not exist, say)" enum:"ok,rolled-back,rollback-failed,stopped,"`
 	Changed  bool     `json:"changed" doc:"the site was restarted or reloaded and runs the new mode or generation"`
 	Duration float64  `json:"duration_seconds" doc:"how long the change took"`
 	MainPID  int      `json:"main_pid" doc:"the service's main PID afterwards; 0 when it does not run"`
