@@ -46,11 +46,7 @@ func Call(ctx context.Context, socket string, req Request, progress func(string)
 		return nil, dialError(socket, err)
 	}
 	defer conn.Close()
-	wait := time.Minute
-	if req.IsChange() {
-		wait = 2*req.Timeout() + answerMargin
-	}
-	conn.SetDeadline(time.Now().Add(wait))
+	conn.SetDeadline(time.Now().Add(answerWait(req)))
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 	data, err := json.Marshal(req)
@@ -75,6 +71,21 @@ func Call(ctx context.Context, socket string, req Request, progress func(string)
 		}()
 	}
 	return readAnswer(bufio.NewReaderSize(conn, 64<<10), progress)
+}
+
+// answerWait is how long Call waits for the answer to req: a minute for
+// a request that changes nothing; for a change, what the service may take
+// and answerMargin: its wait for the site's lock and for systemd's
+// connection (each at most the change's timeout, side by side), then the
+// change itself, bounded by twice its timeout and a minute for a systemd
+// slow to answer (sitectl's runFlow). Waiting less, a deployer was told
+// that the service ended the connection (exit 7) while root's change,
+// given as long, ran to its end and was reported.
+func answerWait(req Request) time.Duration {
+	if !req.IsChange() {
+		return time.Minute
+	}
+	return 3*req.Timeout() + time.Minute + answerMargin
 }
 
 // dialError words a failure to connect.

@@ -862,3 +862,16 @@ func TestLogWindowsOutliveAServeOfTheirServer(t *testing.T) {
 		t.Errorf("eve's 3 requests with a share of 1 line: %d lines of their own, want 1, and one that counts 2 more:\n%s", n, strings.Join(lines, "\n"))
 	}
 }
+
+// A deployer's client waits for a change's answer as long as the service
+// may take to give it: the lock and systemd's connection (the timeout),
+// then the change (twice the timeout and a minute), and a margin.
+func TestClientOutwaitsTheChange(t *testing.T) {
+	req := Request{Verb: VerbRestart, Site: "blog", TimeoutMS: (10 * time.Minute).Milliseconds()}
+	if got, least := answerWait(req), 30*time.Minute+time.Minute; got <= least {
+		t.Errorf("a change with a timeout of 10m is waited for %v, not more than the %v the service may take", got, least)
+	}
+	if got := answerWait(Request{Verb: VerbStatus}); got != time.Minute {
+		t.Errorf("a status is waited for %v", got)
+	}
+}
