@@ -39,7 +39,9 @@ Given - as its file, sitectl check reads the file from standard input (at most
 1 MiB), and needs --name or --display-name. With --display-name, mistakes are reported
 under the name the file will have once in place, not the name of the file checked: a
 deployment tool that checks a temporary copy reports /etc/sitectl/sites/NAME.toml:LINE:COL.
-The file is then checked as the site that name is for, unless --name says otherwise.
+The file is then checked as the site that name is for, unless --name says otherwise,
+and the directories that must be root's alone are those on the way to that place, not
+to the copy (which Ansible's become puts in the connecting user's ~/.ansible/tmp).
 
 Warnings follow, as FILE:LINE:COL: warning: what would go wrong on this host although
 the file is valid: the program of exec (or the interpreter of its #! line) does not
@@ -96,7 +98,13 @@ are warnings; exits 2 otherwise.`,
 				}
 			} else {
 				installed := installedSites(e, files, name)
-				res = site.LoadFiles(files, installed, names, e.held())
+				if display != "" {
+					// A copy of the file to be put at display: the
+					// directories that count are display's.
+					res = site.LoadFileAs(files[0], display, name, installed, e.held())
+				} else {
+					res = site.LoadFiles(files, installed, names, e.held())
+				}
 				warnings = fileWarnings(e, res.Sites, installed)
 				res = renameFile(res, files[0], display)
 				renameErrors(warnings, files[0], display)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sitectl/sitectl/internal/site"
@@ -71,5 +72,62 @@ func TestSiteFileThroughAnotherUsersDirectoryIsRefused(t *testing.T) {
 	var b stateservice.Backend = backend{e}
 	if _, err := b.LoadSite("karl"); !errors.As(err, &fe) {
 		t.Errorf("the state service's LoadSite: %v, want the file's refusal", err)
+	}
+}
+
+// A deployment tool checks a temporary copy of a site file before it puts
+// it in place: Ansible's copy and template with validate, which the role
+// uses, with become: true (which the role's README allows) put the copy in
+// the connecting user's ~/.ansible/tmp, its owner and mode already the
+// file's. The directories that count are those of the place the file will
+// have (--display-name), where the generator reads it, not the copy's:
+// check refused every such copy, and the role every site file.
+func TestCheckOfACopyLooksAtTheWayToItsPlace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: a directory must be another user's")
+	}
+	d := testDirs(t)
+	home := t.TempDir()
+	tmp := filepath.Join(home, ".ansible", "tmp", "ansible-tmp-1")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	source := filepath.Join(tmp, "source")
+	content := "exec = [\"/usr/local/bin/app\"]\n\n[[listen]]\naddress = \"127.0.0.1:8081\"\n"
+	if err := os.WriteFile(source, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{home, filepath.Join(home, ".ansible"), filepath.Dir(tmp), tmp} {
+		if err := os.Chown(dir, 4242, 4242); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(display string) (int, string) {
+		var stdout, stderr strings.Builder
+		code := Main([]string{"--config-dir", d.Config, "--state-dir", d.State, "check", "--name", "shop", "--display-name", display, source}, &stdout, &stderr)
+		return code, stderr.String()
+	}
+	if code, stderr := check(filepath.Join(d.Config, "shop.toml")); code != 0 {
+		t.Errorf("a copy of root's in another user's directory, to be put in the site directory: exit %d\n%s", code, stderr)
+	}
+	// A place whose directory others may change is refused, as the
+	// generator would refuse the file there.
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(open, "shop.toml") + ":1:1: refusing it: " + open + " on its path may be changed by users other than root"
+	if code, stderr := check(filepath.Join(open, "shop.toml")); code != exitUsage || !strings.Contains(stderr, want) {
+		t.Errorf("a copy to be put in a directory anyone may write: exit %d\n%s\nwant exit %d and %q", code, stderr, exitUsage, want)
+	}
+	// The copy itself must still be root's alone, as the file will be.
+	if err := os.Chown(source, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if code, stderr := check(filepath.Join(d.Config, "shop.toml")); code != exitUsage || !strings.Contains(stderr, "is owned by uid 4242, not root") {
+		t.Errorf("a copy of another user's: exit %d\n%s", code, stderr)
 	}
 }

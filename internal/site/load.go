@@ -213,7 +213,7 @@ func LoadDir(dir string, held Held) (Result, error) {
 		return Result{}, err
 	}
 	defer closeDir()
-	return loadFiles(paths, hint, nil, nil, held), nil
+	return loadFiles(paths, hint, nil, nil, nil, held), nil
 }
 
 // LoadFiles parses the given files and checks them against each other (and
@@ -225,7 +225,19 @@ func LoadDir(dir string, held Held) (Result, error) {
 // `sitectl list`); the result is in the order of paths. held decides, as
 // for LoadDir, which of two of the files claiming a listener keeps it.
 func LoadFiles(paths []string, others []*Site, names map[string]string, held Held) Result {
-	return loadFiles(paths, nil, others, names, held)
+	return loadFiles(paths, nil, others, names, nil, held)
+}
+
+// LoadFileAs is LoadFiles of one file, a copy of the site file that is
+// to be put at path display, checked as site name: a deployment tool's
+// temporary copy (sitectl check --display-name, which Ansible's validate
+// runs). The copy itself must be root's alone, as the file will be (the
+// tool gives it its owner and mode first); the directories that must be
+// root's alone are those on the way to display, where the generator will
+// read the file, not those on the way to the copy, which are the tool's:
+// with become, Ansible puts it in the connecting user's ~/.ansible/tmp.
+func LoadFileAs(file, display, name string, others []*Site, held Held) Result {
+	return loadFiles([]string{file}, nil, others, map[string]string{file: name}, map[string]string{file: display}, held)
 }
 
 // dirHint is what LoadDir knows of the files it loads, all in one
@@ -244,8 +256,10 @@ type dirHint struct {
 }
 
 // loadFiles is LoadFiles of the files of one directory with hint, or of
-// any files with a nil hint.
-func loadFiles(paths []string, hint *dirHint, others []*Site, names map[string]string, held Held) Result {
+// any files with a nil hint. ways may give, for a file read without a
+// hint, the path whose directories are checked instead of its own
+// (LoadFileAs).
+func loadFiles(paths []string, hint *dirHint, others []*Site, names, ways map[string]string, held Held) Result {
 	type parsed struct {
 		site *Site
 		errs Errors
@@ -279,6 +293,8 @@ func loadFiles(paths []string, hint *dirHint, others []*Site, names map[string]s
 		var err error
 		if hint != nil {
 			data, err = readFile(hint.fd, filepath.Base(p), p, hint.regular[i], true)
+		} else if way := ways[p]; way != "" {
+			data, err = readSiteFileAs(p, way)
 		} else {
 			data, err = ReadSiteFile(p)
 		}

@@ -59,6 +59,16 @@ func ReadSiteFile(path string) ([]byte, error) {
 	return readFile(unix.AT_FDCWD, path, path, false, true)
 }
 
+// readSiteFileAs is ReadSiteFile of a copy, at path, of the site file to
+// be put at way: the directories on the way to way are checked, not
+// those on the way to the copy (LoadFileAs).
+func readSiteFileAs(path, way string) ([]byte, error) {
+	if pp := hostView.fileProblem(way); pp != nil {
+		return nil, untrustedPath(path, pp)
+	}
+	return readFile(unix.AT_FDCWD, path, path, false, true)
+}
+
 // trusted refuses a site file that someone other than root (or the user
 // reading it, for a user's own checks) may change: it says which
 // programs run as which user, and which files root hands to the app as

@@ -58,7 +58,7 @@ func LoadDirReusing(dir string, reuse Reuse, held Held) (res Result, origins map
 	if hint.fd != unix.AT_FDCWD {
 		hint.reuse, hint.origins = reuse, make([]Origin, len(paths))
 	}
-	res = loadFiles(paths, hint, nil, nil, held)
+	res = loadFiles(paths, hint, nil, nil, nil, held)
 	origins = make(map[string]Origin, len(res.Sites))
 	index := make(map[string]int, len(paths))
 	for i, p := range paths {
