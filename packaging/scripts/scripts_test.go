@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -239,6 +240,35 @@ func TestPostinstSaysWhichSiteFilesThisVersionRefuses(t *testing.T) {
 			if c.warn != strings.Contains(out, "finds mistakes in site files") || c.warn != strings.Contains(out, mistake) {
 				t.Errorf("%s: warn %v, but it printed:\n%s", what, c.warn, out)
 			}
+		}
+	}
+}
+
+// A site file that is a symlink to nowhere (its target deleted or not yet
+// deployed) is a file the generator refuses, and the first in the
+// directory must not make the scripts take the directory for an empty
+// one: they checked none of the files then.
+func TestPostinstChecksWhenTheFirstSiteFileIsABrokenLink(t *testing.T) {
+	sites := t.TempDir()
+	if err := os.Symlink(filepath.Join(sites, "gone"), filepath.Join(sites, "a.toml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sites, "shop.toml"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const mistake = "a.toml:1:1: cannot be read"
+	fakes := map[string]string{"sitectl": "echo '" + mistake + "' >&2; exit 2\n"}
+	for _, run := range []struct {
+		kind, script string
+		args         []string
+	}{
+		{"deb", "postinst", []string{"configure", "0.1.0"}},
+		{"rpm", "post", []string{"2"}},
+	} {
+		lines, out := runScriptEnv(t, fakes, []string{"SITECTL_CONFIG_DIR=" + sites}, run.kind, run.script, "", run.args...)
+		want := "sitectl check " + filepath.Join(sites, "a.toml") + " " + filepath.Join(sites, "shop.toml")
+		if !slices.Contains(lines, want) || !strings.Contains(out, mistake) {
+			t.Errorf("%s %s: ran %q, printed:\n%s\nwant %q and its mistakes", run.kind, run.script, lines, out, want)
 		}
 	}
 }
