@@ -265,12 +265,13 @@ func loadFiles(paths []string, hint *dirHint, others []*Site, names, ways map[st
 		errs Errors
 	}
 	out := make([]parsed, len(paths))
+	view := hostView.memo()
 	par.Each(len(paths), func(i int) {
 		p := paths[i]
 		// Before a reuse too: a directory may have been made another
 		// user's since the file was last read.
 		if hint != nil {
-			if pp := hint.pathProblem(i, p); pp != nil {
+			if pp := hint.pathProblem(view, i, p); pp != nil {
 				out[i].errs = Errors{fileError(p, untrustedPath(p, pp))}
 				return
 			}
@@ -280,7 +281,7 @@ func loadFiles(paths []string, hint *dirHint, others []*Site, names, ways map[st
 			if s != nil {
 				out[i].site, out[i].errs = s, resolveListeners(s)
 				if len(out[i].errs) == 0 {
-					out[i].errs = sockDirErrors(hostView, s)
+					out[i].errs = sockDirErrors(view, s)
 				}
 				if len(out[i].errs) > 0 {
 					out[i].site = nil
@@ -308,7 +309,7 @@ func loadFiles(paths []string, hint *dirHint, others []*Site, names, ways map[st
 		}
 		s, errs := load(p, name, data)
 		if len(errs) == 0 {
-			errs = sockDirErrors(hostView, s)
+			errs = sockDirErrors(view, s)
 		}
 		if len(errs) > 0 {
 			out[i].errs = errs

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,6 +33,55 @@ var hostView = fsView{
 	},
 	readlink: os.Readlink,
 	acl:      pathACL,
+}
+
+// memo is v with its answers kept, for one load of many files: the
+// directories on the way to 10,000 site files linked elsewhere, and to
+// their credentials, are mostly the same few, and each is looked at once
+// (a load is over long before anyone could usefully change them).
+func (v fsView) memo() fsView {
+	type stat struct {
+		st  unix.Stat_t
+		err error
+	}
+	type text struct {
+		s   string
+		err error
+	}
+	type data struct {
+		b   []byte
+		err error
+	}
+	var stats, links, acls sync.Map
+	m := fsView{euid: v.euid,
+		lstat: func(p string) (unix.Stat_t, error) {
+			if r, ok := stats.Load(p); ok {
+				return r.(stat).st, r.(stat).err
+			}
+			st, err := v.lstat(p)
+			stats.Store(p, stat{st, err})
+			return st, err
+		},
+		readlink: func(p string) (string, error) {
+			if r, ok := links.Load(p); ok {
+				return r.(text).s, r.(text).err
+			}
+			s, err := v.readlink(p)
+			links.Store(p, text{s, err})
+			return s, err
+		},
+	}
+	if v.acl != nil {
+		m.acl = func(p string) ([]byte, error) {
+			if r, ok := acls.Load(p); ok {
+				return r.(data).b, r.(data).err
+			}
+			b, err := v.acl(p)
+			acls.Store(p, data{b, err})
+			return b, err
+		}
+	}
+	return m
 }
 
 // sockDirProblem says why a user other than root could make systemd, which

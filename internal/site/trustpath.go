@@ -137,14 +137,14 @@ func untrustedPath(path string, pp *pathProblem) error {
 		printable(pp.dir), pp.why, printable(pp.dir), printable(pp.dir))}
 }
 
-// pathProblem is the pathProblem of the i-th file of the directory, p:
+// pathProblem is the pathProblem, seen through v, of the i-th file of the directory, p:
 // the directory's own, checked once for all its files, or, for a file
 // that is not a regular file in it (a symlink, say), that of its path.
-func (h *dirHint) pathProblem(i int, p string) *pathProblem {
+func (h *dirHint) pathProblem(v fsView, i int, p string) *pathProblem {
 	if h.dirProblem != nil || h.regular[i] {
 		return h.dirProblem
 	}
-	return hostView.fileProblem(p)
+	return v.fileProblem(p)
 }
 
 // TrustedPath says why a site file at path could be replaced by a user

@@ -251,3 +251,43 @@ func TestLoadBytesChecksCredentialDirectories(t *testing.T) {
 		t.Errorf("a directory of uid 65534: sites %v, errors %v", res.Sites, res.Errors)
 	}
 }
+
+// One load of many files linked elsewhere looks at each directory on the
+// way once (fsView.memo), and sees what the file system says.
+func TestMemoLooksAtEachDirectoryOnce(t *testing.T) {
+	host := fakeFS{
+		"/":                  dir(0, 0, 0o755),
+		"/etc":               dir(0, 0, 0o755),
+		"/etc/sites":         dir(0, 0, 0o755),
+		"/etc/sites/a.toml":  link("/srv/sites/a.toml"),
+		"/etc/sites/b.toml":  link("/srv/sites/b.toml"),
+		"/srv":               dir(0, 0, 0o755),
+		"/srv/sites":         dir(0, 0, 0o755),
+		"/srv/deploy":        dir(1001, 1001, 0o755),
+		"/etc/sites/c.toml":  link("/srv/deploy/c.toml"),
+		"/srv/sites/a.toml":  {mode: unix.S_IFREG | 0o600},
+		"/srv/sites/b.toml":  {mode: unix.S_IFREG | 0o600},
+		"/srv/deploy/c.toml": {mode: unix.S_IFREG | 0o600},
+	}
+	lstats := map[string]int{}
+	v := host.view()
+	inner := v.lstat
+	v.lstat = func(p string) (unix.Stat_t, error) {
+		lstats[p]++
+		return inner(p)
+	}
+	m := v.memo()
+	for _, f := range []string{"/etc/sites/a.toml", "/etc/sites/b.toml"} {
+		if pp := m.fileProblem(f); pp != nil {
+			t.Errorf("%s: %+v", f, *pp)
+		}
+	}
+	if pp := m.fileProblem("/etc/sites/c.toml"); pp == nil || pp.dir != "/srv/deploy" {
+		t.Errorf("c.toml, through another user's directory: %+v", pp)
+	}
+	for _, d := range []string{"/", "/etc", "/etc/sites", "/srv", "/srv/sites"} {
+		if lstats[d] != 1 {
+			t.Errorf("%s looked at %d times, want once", d, lstats[d])
+		}
+	}
+}
