@@ -336,17 +336,7 @@ func loadFiles(paths []string, hint *dirHint, others []*Site, names, ways map[st
 // (sockDirProblem): whether a user may replace them is the host's, not
 // the file's, so neither standard input nor a last good copy goes past it.
 func LoadBytes(file, name string, data []byte, others []*Site) Result {
-	var res Result
-	s, errs := load(file, name, data)
-	if len(errs) == 0 {
-		errs = sockDirErrors(hostView, s)
-	}
-	if len(errs) > 0 {
-		res.Errors = errs
-		return res
-	}
-	res.Sites, res.Errors = dropConflicting([]*Site{s}, others, nil, nil)
-	return res
+	return loadOne(file, name, data, others, sockDirErrors)
 }
 
 // LoadCopy is LoadBytes of a last good copy of site name's file (file,
@@ -358,16 +348,21 @@ func LoadBytes(file, name string, data []byte, others []*Site) Result {
 // daemon-reload would otherwise take away (the file, which has the same
 // credential, says why it is refused).
 func LoadCopy(file, name string, data []byte) Result {
+	return loadOne(file, name, data, nil, listenerDirErrors)
+}
+
+// loadOne is LoadBytes with the checks of the host's directories hostErrs.
+func loadOne(file, name string, data []byte, others []*Site, hostErrs func(fsView, *Site) Errors) Result {
 	var res Result
 	s, errs := load(file, name, data)
 	if len(errs) == 0 {
-		errs = listenerDirErrors(hostView, s)
+		errs = hostErrs(hostView, s)
 	}
 	if len(errs) > 0 {
 		res.Errors = errs
 		return res
 	}
-	res.Sites, res.Errors = dropConflicting([]*Site{s}, nil, nil, nil)
+	res.Sites, res.Errors = dropConflicting([]*Site{s}, others, nil, nil)
 	return res
 }
 
