@@ -356,16 +356,7 @@ const (
 // alone. Units that are not loaded are left out; ask for them by name with
 // UnitsByName.
 func (m *Manager) Units(ctx context.Context, patterns ...string) ([]Unit, error) {
-	var us []Unit
-	err := m.retried(ctx, func(l *link) error {
-		st, err := l.listUnits(ctx, patterns)
-		if err != nil {
-			return err
-		}
-		us, err = l.details(ctx, st, fullProps)
-		return err
-	})
-	return us, err
+	return m.listed(ctx, patterns, fullProps)
 }
 
 // List reads the units matching the patterns as a listing of thousands of
@@ -377,13 +368,19 @@ func (m *Manager) Units(ctx context.Context, patterns ...string) ([]Unit, error)
 // is what List reports for it; its Since is left zero. For 10,000 idle
 // sites that is one call instead of 20,000.
 func (m *Manager) List(ctx context.Context, patterns ...string) ([]Unit, error) {
+	return m.listed(ctx, patterns, briefProps)
+}
+
+// listed is the units matching patterns, with the properties want says,
+// read on one connection, again on a new one if systemd closed it.
+func (m *Manager) listed(ctx context.Context, patterns []string, want propsFunc) ([]Unit, error) {
 	var us []Unit
 	err := m.retried(ctx, func(l *link) error {
 		st, err := l.listUnits(ctx, patterns)
 		if err != nil {
 			return err
 		}
-		us, err = l.details(ctx, st, briefProps)
+		us, err = l.details(ctx, st, want)
 		return err
 	})
 	return us, err
