@@ -16,7 +16,11 @@ import (
 // deployerService runs sitectl's state service, with root's backend, on a
 // socket in a temporary directory, for a caller the kernel would report as
 // uid 1000, and points the client at it.
-func deployerService(t *testing.T, e *env) {
+func deployerService(t *testing.T, e *env) { serveDeployer(t, e, nil) }
+
+// serveDeployer is deployerService with the grants' lookup (nil: the
+// system's).
+func serveDeployer(t *testing.T, e *env, lookup stateservice.Lookup) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "state.sock")
 	ln, err := net.Listen("unix", sock)
@@ -27,6 +31,7 @@ func deployerService(t *testing.T, e *env) {
 	srv := &stateservice.Server{
 		Backend: backend{e},
 		Creds:   func(net.Conn) (stateservice.Caller, error) { return stateservice.Caller{UID: 1000, GID: 1000}, nil },
+		Lookup:  lookup,
 		Logf:    func(string, ...any) {},
 	}
 	done := make(chan struct{})

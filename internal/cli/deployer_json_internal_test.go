@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,29 +12,13 @@ import (
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/jsonschema"
 	"github.com/sitectl/sitectl/internal/site"
-	"github.com/sitectl/sitectl/internal/stateservice"
 )
 
 // grantingService is deployerService whose grants name uid 1000 for
 // every user and group.
 func grantingService(t *testing.T, e *env) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "state.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := &stateservice.Server{
-		Backend: backend{e},
-		Creds:   func(net.Conn) (stateservice.Caller, error) { return stateservice.Caller{UID: 1000, GID: 1000}, nil },
-		Lookup:  func(site.Deployer) (int, bool) { return 1000, true },
-		Logf:    func(string, ...any) {},
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); ln.Close(); <-done })
-	t.Setenv("SITECTL_STATE_SOCKET", sock)
+	serveDeployer(t, e, func(site.Deployer) (int, bool) { return 1000, true })
 }
 
 // jsonRun is what one sitectl command line printed with --json.
