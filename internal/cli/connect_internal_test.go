@@ -104,3 +104,23 @@ func TestInterruptEndsTheWaitForSystemd(t *testing.T) {
 	}
 	<-allowed // the connection was tried: it ends with the test
 }
+
+// A request that arrived whole is carried out whatever its caller does
+// next: the state service's caller that hangs up at once (its ctx ends)
+// still gets its change when systemd's connection comes as usual, within
+// connectGrace; only a wait for a busy systemd ends with ctx.
+func TestHangUpDoesNotDropAConnectionOnItsWay(t *testing.T) {
+	m := &control.Manager{}
+	shorten(t, &connectSystemd, func(ctx context.Context) (*control.Manager, error) {
+		time.Sleep(100 * time.Millisecond)
+		return m, nil
+	})
+	e := &env{dirs: testDirs(t), stdout: io.Discard, stderr: io.Discard}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := e.connectSoon(ctx, time.Minute)
+	cancel()
+	got, err := p.wait(ctx)
+	if err != nil || got != m {
+		t.Errorf("a connection on its way when the caller hung up: %v, %v; want it taken", got, err)
+	}
+}

@@ -631,6 +631,11 @@ var (
 	connectWait    = 30 * time.Second
 )
 
+// connectGrace is how long a connection to systemd on its way is still
+// waited for once the change's ctx ended (pendingConn.wait): systemd
+// answers a connection in milliseconds unless it is busy reloading.
+var connectGrace = time.Second
+
 // pendingConn is a connection to systemd on its way (connectSoon). Its
 // taker either waits for it, and then closes it, or discards it.
 type pendingConn struct {
@@ -657,8 +662,11 @@ func (e *env) connectSoon(ctx context.Context, wait time.Duration) *pendingConn 
 
 // wait returns the connection once it is made, or why it could not be. A
 // ctx that ends first (root's sitectl interrupted, the state service's
-// caller gone) ends the wait, as it ends the wait for the site's lock:
-// nothing was done, and the connection is closed once it is made.
+// caller gone) ends a wait for a busy systemd, as it ends the wait for
+// the site's lock: nothing was done, and the connection is closed once it
+// is made. A connection on its way as usual is still taken, within
+// connectGrace: a request that arrived whole is carried out whatever its
+// caller does next, as a lock that is free is taken.
 func (p *pendingConn) wait(ctx context.Context) (*control.Manager, error) {
 	select {
 	case <-p.done:
@@ -667,7 +675,7 @@ func (p *pendingConn) wait(ctx context.Context) (*control.Manager, error) {
 		select {
 		case <-p.done:
 			return p.mgr, p.err
-		default:
+		case <-time.After(connectGrace):
 		}
 		p.discard()
 		return nil, withCode(exitFailed, fmt.Errorf("gave up waiting for systemd to answer: %w; nothing was done", context.Cause(ctx)))
