@@ -28,6 +28,15 @@ const rootReserve = maxHistory / 2
 // maxReason bounds the reason of one history entry.
 const maxReason = 4096
 
+// stateVersion is the format of the state file, which EncodeState
+// writes. A state file of a later format (a sitectl downgraded after a
+// newer one wrote it) is refused, not read: read and written back, it
+// would lose what this sitectl does not know of it (its history's fields,
+// the modes it records). A file without a version is of a sitectl that
+// did not write one, whose format this one reads. A change of the format
+// that an older sitectl would get wrong raises it.
+const stateVersion = 1
+
 // maxStateFile bounds what ReadState reads: maxHistory entries of at most
 // maxReason bytes, escaped, and room to spare.
 const maxStateFile = 8 << 20
@@ -88,6 +97,9 @@ type Pending struct {
 // PreviousMode the one verified before it, which sitectl rollback goes
 // back to.
 type State struct {
+	// Version is the format of the file (stateVersion when written);
+	// first, so that ReadSummary sees it.
+	Version      int       `json:"version,omitempty"`
 	PreviousMode string    `json:"previous_mode,omitempty"`
 	VerifiedMode string    `json:"verified_mode,omitempty"`
 	ChangedAt    time.Time `json:"changed_at,omitzero"`
@@ -117,7 +129,19 @@ func (st Store) readState(name string) (State, site.FileID, error) {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return s, site.FileID{}, fmt.Errorf("the state file %s of site %s is damaged: %w", st.statePath(name), name, err)
 	}
+	if err := checkStateVersion(st.statePath(name), name, s.Version); err != nil {
+		return State{}, site.FileID{}, err
+	}
 	return s, id, nil
+}
+
+// checkStateVersion refuses a state file of a format later than this
+// sitectl's, which it would not read whole.
+func checkStateVersion(path, name string, v int) error {
+	if v > stateVersion {
+		return fmt.Errorf("the state file %s of site %s has format %d, written by a newer sitectl; this one reads format %d at most, and leaves the file as it is: install the newer sitectl again", path, name, v, stateVersion)
+	}
+	return nil
 }
 
 // summaryHead bounds how much of a state file ReadSummary reads; the fields
@@ -166,6 +190,10 @@ func decodeSummary(data []byte) (State, bool) {
 		switch t {
 		case "history":
 			return s, true
+		case "version":
+			if err = dec.Decode(&s.Version); err == nil && s.Version > stateVersion {
+				return s, false // readState says why
+			}
 		case "previous_mode":
 			err = dec.Decode(&s.PreviousMode)
 		case "verified_mode":
@@ -201,6 +229,7 @@ func (st Store) WriteState(name string, s State) error {
 // EncodeState is the state file of s, its history cut to maxHistory
 // entries (trimHistory).
 func EncodeState(s State) ([]byte, error) {
+	s.Version = stateVersion
 	s.History = trimHistory(s.History)
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
