@@ -373,6 +373,11 @@ func promoter(mainPID string) func(pid int) (string, error) {
 // resolved afresh for each generation.
 func (e *env) runLauncher(ctx context.Context, s *site.Site, argv []string, drainTimeout, stopTimeout time.Duration) error {
 	name := s.Name
+	// Before any generation runs: the app, the same user, is kept out of
+	// the launcher's memory and file descriptors.
+	if err := launcher.Guard(); err != nil {
+		return fmt.Errorf("site %s: %w", name, err)
+	}
 	started := modes.FromEnviron(os.Environ())
 	base := launcher.BaseEnv(os.Environ(), started)
 	files := activation.Files(true)

@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 		helperWorker()
 	case "control":
 		helperControl()
+	case "guard-launcher":
+		helperGuardLauncher()
+	case "guard-app":
+		helperGuardApp()
 	}
 	os.Exit(m.Run())
 }
