@@ -169,12 +169,17 @@ var generationOf = func(mainPID, pid int) error { return launcher.CheckGeneratio
 // watchedFrom is when a serving process that systemd said runs at ready,
 // and whose launcher saw it ready at launcherReady (zero: not said), has
 // been watched from: the earlier of the two. A launcher's time after
-// ready (a clock set back) is not believed.
+// ready (a clock set back) is not believed. The launcher's time came over
+// its socket, as a wall-clock time only: it is returned as ready less the
+// difference, which keeps ready's monotonic reading, so that the settle's
+// e.now().Sub of it is not thrown by a clock stepped during the settle (an
+// NTP step back of an hour would have the switch watch an hour more, fail
+// at its timeout and roll back a site that serves).
 func watchedFrom(ready, launcherReady time.Time) time.Time {
 	if launcherReady.IsZero() || launcherReady.After(ready) {
 		return ready
 	}
-	return launcherReady
+	return ready.Add(-ready.Sub(launcherReady))
 }
 
 // checkServed reads the environment process pid started with and checks

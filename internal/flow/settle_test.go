@@ -454,3 +454,20 @@ func TestServedModeMismatchNamesNoValues(t *testing.T) {
 		t.Errorf("the mode's own environment: %v", err)
 	}
 }
+
+// The launcher's ready time comes over its socket without a monotonic
+// reading; the time the settle counts from must keep the one of the
+// switch's own ready time, or a clock stepped back during the settle
+// lengthens it by the step (time.Time.Sub falls back on the wall clock
+// when either side lacks a monotonic reading).
+func TestWatchedFromKeepsTheMonotonicClock(t *testing.T) {
+	ready := time.Now()
+	launcherReady := ready.Add(-time.Second).Round(0) // as decoded from JSON
+	got := watchedFrom(ready, launcherReady)
+	if !got.Equal(launcherReady) {
+		t.Errorf("watchedFrom = %v, want the launcher's %v", got, launcherReady)
+	}
+	if !strings.Contains(got.String(), " m=") {
+		t.Errorf("watchedFrom = %v has no monotonic reading: a clock step during the settle would move it", got)
+	}
+}
