@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/sitectl/sitectl/activation"
 	"github.com/sitectl/sitectl/internal/cleanup"
@@ -552,11 +553,11 @@ change) reloads once that change is done.`,
 					term.Fprintf(e.stderr, "site %s: not reloaded after %s was touched: the site is out of service (%s)\n", name, s.ReloadTrigger, out)
 					return nil
 				}
-				before := modTime(s.ReloadTrigger)
+				before := triggerID(s.ReloadTrigger)
 				if err := reloadTouched(c.Context(), e, s); err != nil {
 					return err
 				}
-				if modTime(s.ReloadTrigger).Equal(before) {
+				if triggerID(s.ReloadTrigger) == before {
 					return nil
 				}
 				if round == touchedRounds {
@@ -675,11 +676,17 @@ func touchedStartable(ctx context.Context, e *env, s *site.Site) error {
 	return nil
 }
 
-// modTime is a file's modification time, zero when it cannot be read.
-func modTime(path string) time.Time {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return time.Time{}
+// triggerID tells one version of a reload trigger from another (the file
+// it names, through symlinks): the zero FileID when it cannot be read. Not
+// its modification time alone: a deploy that puts the trigger in place
+// with a time of its own (cp -p, rsync -t, a reproducible archive whose
+// files all have one time) may give it the time it had, and the touch
+// during a reload would be lost. Its change time the kernel sets at every
+// write, rename and touch.
+func triggerID(path string) site.FileID {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return site.FileID{}
 	}
-	return fi.ModTime()
+	return site.FileIDOf(&st)
 }

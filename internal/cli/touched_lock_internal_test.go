@@ -145,3 +145,47 @@ func TestPrepareMakesTheLockATouchWaitsFor(t *testing.T) {
 	}
 	lock.Unlock()
 }
+
+// A trigger put in place during a reload with the modification time it
+// had (cp -p or rsync -t of a release whose files all have one time, as a
+// reproducible archive's do) is a touch all the same: touched reloads
+// again. The path unit does not watch while touched runs, and before it
+// only a change of the modification time counted: the deploy's new code
+// was never loaded, and nothing said so.
+func TestTouchedSeesATriggerRewrittenWithItsOldTime(t *testing.T) {
+	dir := t.TempDir()
+	trigger, next, marker := filepath.Join(dir, "restart.txt"), filepath.Join(dir, "next"), filepath.Join(dir, "copied")
+	old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, f := range []string{trigger, next} {
+		if err := os.WriteFile(f, []byte(filepath.Base(f)[:4]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(f, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &env{dirs: testDirs(t), stdout: io.Discard, stderr: io.Discard}
+	siteFile := "exec = [\"/usr/local/bin/app\"]\nreload_trigger = \"" + trigger + "\"\n\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"
+	if err := os.WriteFile(filepath.Join(e.dirs.Config, "karl.toml"), []byte(siteFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run, ran := touchedRun(t, e)
+	// The first reload's systemctl: a deploy copies the next release's
+	// trigger over the running one, keeping its time.
+	script := "#!/bin/sh\necho \"$@\" >>" + ran + "\n[ -e " + marker + " ] || { sleep 0.05; cp -p " + next + " " + trigger + "; touch " + marker + "; }\n"
+	if err := os.WriteFile(touchedSystemctl, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := within(t, 5*time.Second, run); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(trigger); string(data) != "next" {
+		t.Fatalf("the trigger was not copied over: %q", data)
+	}
+	if fi, err := os.Stat(trigger); err != nil || !fi.ModTime().Equal(old) {
+		t.Fatalf("the trigger's time: %v, %v; want %v", fi.ModTime(), err, old)
+	}
+	if n := reloads(t, ran); n != 2 {
+		t.Errorf("a trigger rewritten with its old time during the reload: %d reloads, want 2", n)
+	}
+}
