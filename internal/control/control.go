@@ -23,6 +23,7 @@ import (
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
+	"golang.org/x/sys/unix"
 )
 
 // Errors callers tell apart (with errors.Is).
@@ -325,6 +326,8 @@ type Unit struct {
 	// ActiveEnter is when an active service that systemd restarted after
 	// a failure (NRestarts > 0) last became active; zero otherwise (a
 	// reload's return to active does not move it, as it moves Since).
+	// It carries this process's monotonic reading: compare it with
+	// time.Now only.
 	ActiveEnter time.Time `json:"-"`
 }
 
@@ -575,11 +578,28 @@ func (l *link) details(ctx context.Context, st []sd.UnitStatus, want propsFunc) 
 	return out, nil
 }
 
-var activeEnterProp = property{unitIface, "ActiveEnterTimestamp", func(u *Unit, v dbus.Variant) {
+// activeEnterProp reads systemd's monotonic timestamp, not its wall-clock
+// one: status compares ActiveEnter with time.Now, and a wall clock stepped
+// back since (an NTP step after a boot with the RTC ahead, date -s) would
+// keep a service that crashed once restarting, exit 3, for the length of
+// the step.
+var activeEnterProp = property{unitIface, "ActiveEnterTimestampMonotonic", func(u *Unit, v dbus.Variant) {
 	if usec, _ := v.Value().(uint64); usec > 0 {
-		u.ActiveEnter = time.UnixMicro(int64(usec)).UTC()
+		var mono unix.Timespec
+		if unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono) == nil {
+			u.ActiveEnter = fromMonotonic(usec, time.Now(), time.Duration(mono.Nano()))
+		}
 	}
 }}
+
+// fromMonotonic is the time of usec, a CLOCK_MONOTONIC timestamp of
+// systemd's in microseconds, as now (time.Now) less how long ago it was,
+// monoNow being CLOCK_MONOTONIC read at now: it keeps now's monotonic
+// reading, so that its Sub from a later time.Now is not moved by a step of
+// the wall clock.
+func fromMonotonic(usec uint64, now time.Time, monoNow time.Duration) time.Time {
+	return now.Add(time.Duration(usec)*time.Microsecond - monoNow)
+}
 
 // readProps reads the wanted properties into out, pipelined, a batch at a
 // time, answered together.
