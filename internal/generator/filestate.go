@@ -2,7 +2,6 @@ package generator
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/sitectl/sitectl/internal/modes"
@@ -50,8 +49,8 @@ func SiteFileState(dirs paths.Dirs, name string) (FileState, error) {
 		return FileState{}, nil
 	}
 	fs := FileState{Invalid: true, Errors: mine}
-	if fi, err := os.Stat(file); err == nil {
-		fs.Since = fi.ModTime()
+	if t, ok := site.WrittenAt(file); ok {
+		fs.Since = t
 	}
 	for _, o := range outcomes {
 		if o.File == file {

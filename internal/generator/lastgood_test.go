@@ -185,7 +185,18 @@ func TestOutOfServiceSitesAreNotStartedAtBoot(t *testing.T) {
 // from its last good copy, or invalid and skipped.
 func TestSiteFileState(t *testing.T) {
 	dirs, _ := lastGoodHost(t)
-	when := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	// A file copied in with its old time (cp -p) was invalid from when it
+	// was put in place, the change time the kernel set, not years back.
+	before := time.Now().Add(-time.Second)
+	old := time.Date(2020, 11, 30, 12, 0, 0, 0, time.UTC)
+	if err := os.Chtimes(dirs.SiteFile("shop"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if shop, err := SiteFileState(dirs, "shop"); err != nil || shop.Since.Before(before) {
+		t.Errorf("a file with an old time: invalid since %s, want when it was changed (after %s); %v", shop.Since, before, err)
+	}
+	// A modification time later than the change time is the file's.
+	when := time.Now().Add(48 * time.Hour).Truncate(time.Second)
 	if err := os.Chtimes(dirs.SiteFile("shop"), when, when); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -124,4 +125,17 @@ func (h *dirHint) reused(i int, p string) (s *Site, regular bool) {
 	s.Name, s.File = NameFromFile(p), p
 	h.origins[i].Reused = true
 	return s, true
+}
+
+// WrittenAt is when the file at path (through symlinks) was last written,
+// renamed into place or changed: the later of its modification and change
+// times. Not its modification time alone, which a copy that keeps times
+// (cp -p, rsync -t, an archive) sets to the original's, years back; the
+// change time only the kernel sets. ok is false when it cannot be read.
+func WrittenAt(path string) (t time.Time, ok bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, max(st.Mtim.Nano(), st.Ctim.Nano())), true
 }

@@ -1047,8 +1047,8 @@ func runs(u *control.Unit) bool {
 // sitectl kept one, else its name only.
 func invalidEntry(d paths.Dirs, name, file string, errs site.Errors) entry {
 	en := entry{site: &site.Site{Name: name}, file: file, errs: errs}
-	if fi, err := os.Stat(file); err == nil {
-		en.modTime = fi.ModTime()
+	if t, ok := site.WrittenAt(file); ok {
+		en.modTime = t
 	}
 	if s, ok := (modes.Store{Dir: d.State}).LastGood(name); ok {
 		en.site, en.known, en.lastGood = s, true, true

@@ -163,11 +163,33 @@ func TestStatesTellDownFromIdle(t *testing.T) {
 	}
 }
 
+// TestInvalidSinceIsWhenTheFileChanged: a broken file copied in with its
+// old modification time (cp -p, rsync -t) is invalid since it was put in
+// place, not since the time it carries.
+func TestInvalidSinceIsWhenTheFileChanged(t *testing.T) {
+	d, sd := setup(t)
+	before := time.Now().Add(-time.Second)
+	old := time.Date(2020, 11, 21, 6, 20, 0, 0, time.UTC)
+	if err := os.Chtimes(d.SiteFile("broken"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Gather(context.Background(), Sources{Dirs: d, Systemd: sd}, Request{Names: []string{"broken"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := bySite(res.Sites)["broken"].SiteFile
+	if f.State != "invalid" || f.InvalidSince == nil || f.InvalidSince.Before(before) {
+		t.Errorf("invalid since %v, want when the file was changed (after %s): %+v", f.InvalidSince, before, f)
+	}
+}
+
 // TestInvalidSiteFile: a site whose file is invalid is reported with its
 // mistakes, since when, and whether its last good version runs.
 func TestInvalidSiteFile(t *testing.T) {
 	d, sd := setup(t)
-	mtime := time.Date(2026, 11, 21, 6, 20, 0, 0, time.UTC)
+	// A modification time later than the change time is the file's; an
+	// earlier one (cp -p) is not: see TestInvalidSinceIsWhenTheFileChanged.
+	mtime := time.Now().Add(48 * time.Hour).Truncate(time.Second).UTC()
 	if err := os.Chtimes(d.SiteFile("broken"), mtime, mtime); err != nil {
 		t.Fatal(err)
 	}
