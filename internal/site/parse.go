@@ -594,10 +594,21 @@ func (p *parser) account(key string, v *tomlpos.Value) string {
 	return ""
 }
 
-// reservedEnv are variables that systemd or sitectl set for the app.
+// reservedEnv are variables that systemd or sitectl set for the app, or
+// for sitectl's own commands in the site's service. systemd 252 lets
+// Environment= and EnvironmentFile= (the site's and the mode's
+// environment) override every variable it sets itself, so each of these
+// set in a site file would reach those commands in place of systemd's:
+// $SERVICE_RESULT, $EXIT_CODE and $EXIT_STATUS of ExecStopPost= (a failed
+// run marked as one that ended cleanly, a cleanup hook told the wrong
+// result), $MAINPID, $RUNTIME_DIRECTORY and $INVOCATION_ID of an overlap
+// site's launcher and its ExecReload=, $CREDENTIALS_DIRECTORY of the app's
+// credentials.
 func reservedEnv(name string) bool {
 	switch name {
-	case "SITE", "SITE_MODE", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID":
+	case "SITE", "SITE_MODE", "SITE_DRAIN_TIMEOUT", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+		"MAINPID", "INVOCATION_ID", "RUNTIME_DIRECTORY", "CREDENTIALS_DIRECTORY",
+		"SERVICE_RESULT", "EXIT_CODE", "EXIT_STATUS":
 		return true
 	}
 	return strings.HasPrefix(name, "LISTEN_") || strings.HasPrefix(name, "SITECTL_")
