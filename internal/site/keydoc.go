@@ -57,7 +57,7 @@ var Keys = []KeyDoc{
 		"The app's group. Needs user."},
 	{"", keyEnvironment, "table of strings", "none",
 		"Variables for the app in every mode, e.g. environment = { DJANGO_SETTINGS_MODULE = \"shop.settings\" }. " +
-			"SITE, SITE_MODE, SITE_DRAIN_TIMEOUT, LISTEN_*, SITECTL_*, NOTIFY_SOCKET, WATCHDOG_*, MAINPID, INVOCATION_ID, RUNTIME_DIRECTORY, CREDENTIALS_DIRECTORY, SERVICE_RESULT, EXIT_CODE and EXIT_STATUS are set by sitectl or systemd and refused here."},
+			"SITE, SITE_MODE, SITE_DRAIN_TIMEOUT, SITE_GENERATION, LISTEN_*, SITECTL_*, NOTIFY_SOCKET, WATCHDOG_*, MAINPID, INVOCATION_ID, RUNTIME_DIRECTORY, CREDENTIALS_DIRECTORY, SERVICE_RESULT, EXIT_CODE and EXIT_STATUS are set by sitectl or systemd and refused here."},
 	{"", keyListen, "array of tables", "required",
 		"The site's listeners, at least one: see [[listen]] below."},
 	{"", keyBacklog, "integer 1 to 65535", "systemd's default (SOMAXCONN)",

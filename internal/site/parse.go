@@ -603,10 +603,12 @@ func (p *parser) account(key string, v *tomlpos.Value) string {
 // run marked as one that ended cleanly, a cleanup hook told the wrong
 // result), $MAINPID, $RUNTIME_DIRECTORY and $INVOCATION_ID of an overlap
 // site's launcher and its ExecReload=, $CREDENTIALS_DIRECTORY of the app's
-// credentials.
+// credentials. SITE_GENERATION is the launcher's mark on each generation
+// of an overlap site (its failsafe finds what a generation left behind by
+// it), which would replace a site's value without a word.
 func reservedEnv(name string) bool {
 	switch name {
-	case "SITE", "SITE_MODE", "SITE_DRAIN_TIMEOUT", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+	case "SITE", "SITE_MODE", "SITE_DRAIN_TIMEOUT", "SITE_GENERATION", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
 		"MAINPID", "INVOCATION_ID", "RUNTIME_DIRECTORY", "CREDENTIALS_DIRECTORY",
 		"SERVICE_RESULT", "EXIT_CODE", "EXIT_STATUS":
 		return true

@@ -14,7 +14,7 @@ import (
 // version a rollback goes back to.
 func TestEnvironmentSetBySystemdOrSitectlIsRefused(t *testing.T) {
 	const listen = "[[listen]]\naddress = \"127.0.0.1:8080\"\n"
-	for _, name := range []string{"SITE", "SITE_MODE", "SITE_DRAIN_TIMEOUT", "NOTIFY_SOCKET", "LISTEN_FDS", "SITECTL_X",
+	for _, name := range []string{"SITE", "SITE_MODE", "SITE_DRAIN_TIMEOUT", "SITE_GENERATION", "NOTIFY_SOCKET", "LISTEN_FDS", "SITECTL_X",
 		"MAINPID", "INVOCATION_ID", "RUNTIME_DIRECTORY", "CREDENTIALS_DIRECTORY", "SERVICE_RESULT", "EXIT_CODE", "EXIT_STATUS"} {
 		for _, src := range []string{
 			fmt.Sprintf("exec = [\"/bin/app\"]\nenvironment = { %s = \"x\" }\n"+listen, name),
