@@ -16,7 +16,7 @@ import (
 
 // ansibleLocal runs a playbook of the role on localhost with the stand-in
 // sitectl of dir/bin first on PATH.
-func ansibleLocal(t *testing.T, dir, playbook string) (string, error) {
+func ansibleLocal(t *testing.T, dir, playbook string, args ...string) (string, error) {
 	t.Helper()
 	if _, err := exec.LookPath("ansible-playbook"); err != nil {
 		t.Skipf("no ansible-playbook: %s", ansibleHowTo)
@@ -26,8 +26,8 @@ func ansibleLocal(t *testing.T, dir, playbook string) (string, error) {
 	if err := os.WriteFile(pb, []byte(playbook), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ansible-playbook", "-c", "local", "-i", "localhost,",
-		"-e", "ansible_python_interpreter=/usr/bin/python3", pb)
+	cmd := exec.Command("ansible-playbook", append([]string{"-c", "local", "-i", "localhost,",
+		"-e", "ansible_python_interpreter=/usr/bin/python3", pb}, args...)...)
 	cmd.Env = append(os.Environ(),
 		"PATH="+filepath.Join(dir, "bin")+":"+os.Getenv("PATH"),
 		"ANSIBLE_ROLES_PATH="+filepath.Join(repo, "packaging/ansible/roles"),
@@ -90,5 +90,38 @@ exit 2
 				t.Errorf("the message says the link points again at the release that failed:\n%s", out)
 			}
 		})
+	}
+}
+
+// A site listed twice (an entry with state absent added while the old one
+// stays) is refused before anything is done: otherwise each run writes its
+// file, then removes it and stops the site, and the next run starts it
+// again. The run is in check mode: on this machine it must change nothing.
+func TestAnsibleSiteListedTwiceIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"bin", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := ansibleLocal(t, dir, `- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: sitectl
+      vars:
+        sitectl_package: ""
+        sitectl_sites:
+          - {name: shop, content: "exec = [\"/bin/true\"]\n"}
+          - {name: blog, content: "exec = [\"/bin/true\"]\n"}
+          - {name: shop, state: absent}
+`, "--check")
+	if err == nil {
+		t.Fatalf("a site listed twice passed:\n%s", out)
+	}
+	if !strings.Contains(out, "TASK [sitectl : Check the list of sites]") || !strings.Contains(out, "listed 2 times") {
+		t.Errorf("the run was not refused by the check of the list, saying the site is listed twice:\n%s", out)
+	}
+	if strings.Contains(out, "TASK [sitectl : Sort the sites") {
+		t.Errorf("the run went on after the check of the list:\n%s", out)
 	}
 }
