@@ -125,3 +125,52 @@ func TestAnsibleSiteListedTwiceIsRefused(t *testing.T) {
 		t.Errorf("the run went on after the check of the list:\n%s", out)
 	}
 }
+
+// A site file's content may hold secrets (a mode's environment): the role
+// never shows it, with -v either, where each loop's item is printed with
+// its result. The run is in check mode, with a stand-in systemctl, so that
+// it changes nothing on this machine; sitectl is not installed here, and
+// the site with a bad name shows what a refused entry prints.
+func TestAnsibleSiteContentIsNotLogged(t *testing.T) {
+	const secret = "S3cretPassw0rd"
+	dir := t.TempDir()
+	for _, d := range []string{"bin", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	systemctl := "#!/bin/sh\nfor u in \"$@\"; do case $u in site-*) printf 'Id=%s\\nLoadState=loaded\\nNeedDaemonReload=no\\n\\n' \"$u\";; esac; done\n"
+	if err := os.WriteFile(filepath.Join(dir, "bin/systemctl"), []byte(systemctl), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	play := func(name string) string {
+		return `- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: sitectl
+      vars:
+        sitectl_package: ""
+        sitectl_sites:
+          - name: ` + name + `
+            content: |
+              exec = ["/bin/true"]
+              [modes.normal.environment]
+              DATABASE_URL = "postgres://app:` + secret + `@db/app"
+          - {name: old, content: "` + secret + `", state: absent}
+`
+	}
+	out, err := ansibleLocal(t, dir, play("web"), "--check", "-v")
+	if err != nil {
+		t.Fatalf("the check run failed: %v\n%s", err, out)
+	}
+	if strings.Contains(out, secret) {
+		t.Errorf("the run shows the content of a site file:\n%s", out)
+	}
+	out, err = ansibleLocal(t, dir, play("Web"), "--check")
+	if err == nil || !strings.Contains(out, "this one is Web") {
+		t.Fatalf("a bad name was not refused: %v\n%s", err, out)
+	}
+	if strings.Contains(out, secret) {
+		t.Errorf("the refusal of a site's name shows the content of its file:\n%s", out)
+	}
+}
