@@ -53,16 +53,32 @@ func NewSpec(s *site.Site, mode []site.EnvVar, base []string, dir string) Spec {
 // launcher's own (what systemd gave the service), without the variables of
 // the mode file the launcher was started with (each generation gets its
 // own mode's) and without what belongs to the launcher alone: its sockets
-// (LISTEN_*), its notify socket and its watchdog.
+// (LISTEN_*), its notify socket and its watchdog. A variable of the start
+// mode that the service sets too has the service's value again, which the
+// unit gives as site.BaseValuePrefix+NAME: the start mode's had replaced
+// it, and a mode that does not set it runs with the service's, as it
+// does after a restart.
 func BaseEnv(environ []string, startMode []site.EnvVar) []string {
 	fromMode := map[string]bool{}
 	for _, v := range startMode {
 		fromMode[v.Name] = true
 	}
+	serviceValue := map[string]string{}
+	for _, kv := range environ {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, site.BaseValuePrefix) {
+			serviceValue[strings.TrimPrefix(k, site.BaseValuePrefix)] = v
+		}
+	}
 	var base []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if fromMode[k] || k == "NOTIFY_SOCKET" || strings.HasPrefix(k, "LISTEN_") || strings.HasPrefix(k, "WATCHDOG_") {
+		if fromMode[k] {
+			if v, ok := serviceValue[k]; ok {
+				base = append(base, k+"="+v)
+			}
+			continue
+		}
+		if k == "NOTIFY_SOCKET" || strings.HasPrefix(k, "LISTEN_") || strings.HasPrefix(k, "WATCHDOG_") {
 			continue
 		}
 		base = append(base, kv)

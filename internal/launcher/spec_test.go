@@ -56,3 +56,18 @@ func TestSetListenPID(t *testing.T) {
 		t.Fatalf("LISTEN_PID = %s, want this process's pid", os.Getenv("LISTEN_PID"))
 	}
 }
+
+// A variable of the start mode that the service sets too comes back with
+// the service's value (given as site.BaseValuePrefix+NAME); one the
+// service does not set is dropped; the rest stays as it is.
+func TestBaseEnvGivesTheServicesValueBack(t *testing.T) {
+	environ := []string{"PATH=/bin", "SHADOWED=x", "ONLY_X=o", "SITECTL_BASE_SHADOWED=site", "SITE_MODE=x",
+		"SITECTL_MODE_VARS=ONLY_X,SHADOWED", "LISTEN_FDS=1", "NOTIFY_SOCKET=/run/n"}
+	start := []site.EnvVar{{Name: "SITE_MODE", Value: "x"}, {Name: "SITECTL_MODE_VARS", Value: "ONLY_X,SHADOWED"},
+		{Name: "ONLY_X", Value: "o"}, {Name: "SHADOWED", Value: "x"}}
+	got := BaseEnv(environ, start)
+	want := []string{"PATH=/bin", "SHADOWED=site", "SITECTL_BASE_SHADOWED=site"}
+	if !slices.Equal(got, want) {
+		t.Errorf("BaseEnv = %q, want %q", got, want)
+	}
+}

@@ -58,6 +58,33 @@ const (
 	HandoffOverlap Handoff = "overlap"
 )
 
+// BaseValuePrefix names, in an overlap site's service, the value the
+// service gives a variable that one of the site's modes sets too
+// (SITECTL_BASE_NAME=value). systemd gives the launcher the value of the
+// mode it started in (the mode file, EnvironmentFile=, wins over
+// Environment=), and the launcher starts a generation of another mode
+// from its own environment: without this, that generation would have no
+// value at all for the variable, where a restart gets the service's.
+const BaseValuePrefix = "SITECTL_BASE_"
+
+// ModeShadowed is the part of env (what the service sets for the app in
+// every mode) that some mode of s sets too, in env's order.
+func ModeShadowed(s *Site, env []EnvVar) []EnvVar {
+	set := map[string]bool{}
+	for _, m := range s.Modes {
+		for _, v := range m.Environment {
+			set[v.Name] = true
+		}
+	}
+	var out []EnvVar
+	for _, v := range env {
+		if set[v.Name] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // StartPriority is the CPU priority at which an overlap site's new
 // generation starts while the serving one still serves.
 type StartPriority string

@@ -573,13 +573,22 @@ func renderService(s *site.Site, opts Options) Unit {
 
 	svc.env("SITE", s.Name)
 	svc.env("SITE_DRAIN_TIMEOUT", systemdSpan(s.DrainTimeout))
+	var env []site.EnvVar
 	for _, e := range presetFor(s).Environment {
 		if !slices.ContainsFunc(s.Environment, func(o site.EnvVar) bool { return o.Name == e.Name }) {
-			svc.env(e.Name, e.Value)
+			env = append(env, e)
 		}
 	}
-	for _, e := range s.Environment {
+	env = append(env, s.Environment...)
+	for _, e := range env {
 		svc.env(e.Name, e.Value)
+	}
+	if s.Handoff == site.HandoffOverlap {
+		// The launcher's environment has the start mode's value of
+		// these; a generation of another mode gets the service's.
+		for _, e := range site.ModeShadowed(s, env) {
+			svc.env(site.BaseValuePrefix+e.Name, e.Value)
+		}
 	}
 	// Optional, because systemd reads it before every command it spawns,
 	// ExecStartPre= included: prepare writes it for a new site, and
