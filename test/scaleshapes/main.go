@@ -1,26 +1,42 @@
-// Command scaleshapes measures how long systemd takes to reload when it
-// holds N units of a given shape: plain socket + service pairs with and
-// without the constructs sitectl's units use, and sitectl's own units. It
-// is how docs/scale.md found why daemon-reload grew with the square of the
-// number of sites, and its tables are made with it.
+// Command scaleshapes measures how long systemd takes to reload, and to
+// start the sockets, when it holds N units of a given shape: plain socket
+// + service pairs with and without the constructs sitectl's units use, and
+// sitectl's own units. It is how docs/scale.md found why daemon-reload
+// and starting the sockets grew with the square of the number of sites,
+// and its tables are made with it.
 //
 //	go run ./test/scaleshapes -n 3000 sockets sockets,slices=64 sitectl
+//	go run ./test/scaleshapes -n 4000 -reps 0 -perfstart /var/tmp/p sitectl,listen sockets,listen,slices=256,unix
 //
 // Each shape (an argument) gets a sandbox of its own (test/sandbox, with its
 // own network namespace so that any port is free) with N units installed
-// and loaded by a first daemon-reload. Then every sandbox reloads -reps
-// times, the sandboxes taking turns (A, B, C, A, B, C, ...) so that other
-// work on the machine hits all shapes alike. For each reload it reports the
-// wall time and the CPU time of the sandbox's systemd (user + system, from
-// /proc/PID/stat), which hardly moves when the machine is busy. A shape is
-// words separated by commas:
+// and loaded by a first daemon-reload. The sandboxes boot side by side.
+// Then, one sandbox after the other so that they do not compete, the
+// shapes with listen start their sockets, timed: the wall time and the CPU
+// time of the sandbox's systemd, of everything in the sandbox (systemd,
+// the helper it forks for each TCP socket, dbus-daemon, ...), of systemctl
+// (with what it ran) and of the sandbox's dbus-daemon, and systemd's VmRSS
+// after; -perfstart profiles systemd meanwhile. Then every sandbox reloads
+// -reps times, the sandboxes taking turns (A, B, C, A, B, C, ...) so that
+// other work on the machine hits all shapes alike. For each reload it
+// reports the wall time and the CPU time of the sandbox's systemd (user +
+// system, from /proc/PID/stat), which hardly moves when the machine is
+// busy. A shape is words separated by commas:
 //
 //	sockets    N pairs x-NNNNN.socket (ListenStream=127.0.0.1:PORT) and
 //	           x-NNNNN.service (ExecStart=/bin/true), each socket wanted by
 //	           sockets.target (the default)
 //	none       the same pairs, referenced by nothing (systemd never loads them)
 //	target     the sockets wanted by sites.target, which sockets.target wants
-//	listen     start all sockets after the first reload
+//	listen     start all sockets after the first reload, with one
+//	           systemctl start --all 'x-*.socket' (or 'site-*.socket')
+//	listen=noblock
+//	           the same with --no-block, then poll systemd's NJobs until
+//	           no job is left
+//	listen=batchK
+//	           K sockets per systemctl start, one call after the other
+//	           (each batch's milliseconds are logged)
+//	unix       the sockets listen on /run/x/x-NNNNN.sock instead of TCP
 //	afternet   each service After=network.target
 //	path       a .path unit (PathChanged=, wanted by paths.target) and a
 //	           oneshot service for each pair, as sitectl's reload_trigger
@@ -31,6 +47,10 @@
 //	           each); sitectl and its generator from this repository, or
 //	bin=DIR    from DIR (sitectl, sitectl-generator, webapp), e.g. an older
 //	           build
+//	nosyscallfilter
+//	           sitectl's units, their services' SystemCallFilter= reset by
+//	           a drop-in for site-.service: a diagnosis of what the
+//	           filters cost systemd, not a shape to deploy
 //
 // It needs root. systemctl daemon-reload gives up after 3 minutes while
 // systemd goes on reloading; the tool then waits until systemd answers
@@ -57,11 +77,13 @@ import (
 )
 
 var (
-	n     = flag.Int("n", 1000, "units of each kind (pairs, sites)")
-	reps  = flag.Int("reps", 3, "repeated reloads of each shape")
-	perf  = flag.String("perf", "", "after the reloads, profile one more reload of each shape with perf into `PREFIX`-I.data")
-	power = flag.Bool("poweroff", false, "at the end, time each sandbox's poweroff")
-	hold  = flag.Duration("hold", 0, "after the reloads, keep the sandboxes up this long (their systemd's host pid is logged) to time other commands in them with nsenter")
+	n         = flag.Int("n", 1000, "units of each kind (pairs, sites)")
+	reps      = flag.Int("reps", 3, "repeated reloads of each shape")
+	perf      = flag.String("perf", "", "after the reloads, profile one more reload of each shape with perf into `PREFIX`-I.data")
+	power     = flag.Bool("poweroff", false, "at the end, time each sandbox's poweroff")
+	preStart  = flag.String("prestart", "", "before each shape's sockets start, run `COMMAND` on the host (sh -c, the sandbox's systemd host pid as $1), e.g. to change its memory's layout for a diagnosis")
+	perfStart = flag.String("perfstart", "", "profile each shape's systemd with perf while its sockets start, into `PREFIX`-start-I.data")
+	hold      = flag.Duration("hold", 0, "after the reloads, keep the sandboxes up this long (their systemd's host pid is logged) to time other commands in them with nsenter")
 )
 
 // shape is one kind of unit set.
@@ -69,8 +91,15 @@ type shape struct {
 	spec                                   string
 	wanted                                 string // none, sockets, target
 	listen, afterNet, path, noDef, sitectl bool
+	unix, noFilter                         bool
 	slices                                 int
 	bin                                    string
+	// how the sockets are started: "" (one systemctl start --all PAT),
+	// "noblock" (the same with --no-block, then wait until no job is
+	// left), or "batchK" (K units per systemctl start, one call after
+	// the other)
+	startHow string
+	batch    int
 }
 
 func parseShape(s string) (shape, error) {
@@ -82,8 +111,24 @@ func parseShape(s string) (shape, error) {
 			sh.wanted = k
 		case "listen":
 			sh.listen = true
+			switch {
+			case v == "" || v == "noblock":
+				sh.startHow = v
+			case strings.HasPrefix(v, "batch"):
+				k, err := strconv.Atoi(strings.TrimPrefix(v, "batch"))
+				if err != nil || k <= 0 {
+					return sh, fmt.Errorf("shape %s: listen=%q is not batchK", s, v)
+				}
+				sh.startHow, sh.batch = v, k
+			default:
+				return sh, fmt.Errorf("shape %s: listen=%q: want noblock or batchK", s, v)
+			}
 		case "afternet":
 			sh.afterNet = true
+		case "unix":
+			sh.unix = true
+		case "nosyscallfilter":
+			sh.sitectl, sh.noFilter = true, true
 		case "path":
 			sh.path = true
 		case "nodefdeps":
@@ -118,6 +163,9 @@ func (sh shape) files() []file {
 			}
 			fs = append(fs, file{path: fmt.Sprintf("/etc/sitectl/sites/s-%05d.toml", i), content: c})
 		}
+		if sh.noFilter {
+			fs = append(fs, file{path: "/etc/systemd/system/site-.service.d/nofilter.conf", content: "[Service]\nSystemCallFilter=\n"})
+		}
 		return fs
 	}
 	dir := "/etc/systemd/system/"
@@ -139,7 +187,11 @@ func (sh shape) files() []file {
 		case sh.slices < 0:
 			sl = "Slice=bk.slice\n"
 		}
-		fs = append(fs, file{path: dir + name + ".socket", content: su + fmt.Sprintf("[Socket]\nListenStream=127.0.0.1:%d\n", 10000+i) + sl})
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+i)
+		if sh.unix {
+			addr = "/run/x/" + name + ".sock"
+		}
+		fs = append(fs, file{path: dir + name + ".socket", content: su + "[Socket]\nListenStream=" + addr + "\n" + sl})
 		fs = append(fs, file{path: dir + name + ".service", content: vu + "[Service]\nExecStart=/bin/true\n" + sl})
 		switch sh.wanted {
 		case "sockets":
@@ -217,9 +269,17 @@ type box struct {
 	sh           shape
 	sb           *sandbox.Sandbox
 	first, start time.Duration
-	loaded       string
-	walls, cpus  []time.Duration
-	rss          string
+	// systemd's, the starting command's and dbus-daemon's CPU time
+	// while the sockets started
+	startCPU, startClient, startBus time.Duration
+	// the CPU time of everything in the sandbox (systemd, the helpers it
+	// forks to bind each socket, dbus-daemon, ...; not systemctl, which
+	// runs in the caller's cgroup), and systemd's VmRSS after the start
+	startAll    time.Duration
+	startRSS    string
+	loaded      string
+	walls, cpus []time.Duration
+	rss         string
 }
 
 func (b *box) run(ctx context.Context, argv ...string) (string, error) {
@@ -300,22 +360,95 @@ func setup(ctx context.Context, i int, sh shape, nn *sandbox.NetNS, bin string) 
 	if b.first, _, err = b.timed(ctx, reload...); err != nil {
 		return nil, err
 	}
-	if sh.listen {
-		pat := "x-*.socket"
-		if sh.sitectl {
-			pat = "site-*.socket"
-		}
-		if b.start, _, err = b.timed(ctx, "systemctl", "start", "--all", pat); err != nil {
-			return nil, err
-		}
-	}
-	out, err := b.run(ctx, "sh", "-c", "systemctl list-units --all --no-legend --plain | wc -l; systemctl list-units --state=listening --no-legend --plain | wc -l")
-	if err != nil {
-		return nil, err
-	}
-	b.loaded = strings.Join(strings.Fields(out), "/")
-	logf("%s: first reload %.1f s, socket start %.1f s, units loaded/listening %s", sh.spec, b.first.Seconds(), b.start.Seconds(), b.loaded)
+	logf("%s: first reload %.1f s", sh.spec, b.first.Seconds())
 	return b, nil
+}
+
+// startCommand is the shell command that starts the box's sockets.
+func (b *box) startCommand() string {
+	pat := "x-*.socket"
+	if b.sh.sitectl {
+		pat = "site-*.socket"
+	}
+	switch b.sh.startHow {
+	case "noblock":
+		// NJobs is one number: polling it costs systemd little, unlike
+		// listing the jobs.
+		return "systemctl start --no-block --all '" + pat + "' && until [ \"$(systemctl show -P NJobs)\" = 0 ]; do sleep 0.2; done"
+	case "":
+		return "systemctl start --all '" + pat + "'"
+	}
+	// Each batch logs its milliseconds, which the tool logs.
+	return fmt.Sprintf("systemctl list-units --all --no-legend --plain '%s' | cut -d' ' -f1 | xargs -r -n %d sh -c 't=$(date +%%s%%N); systemctl start \"$@\" && echo $(( ($(date +%%s%%N) - t) / 1000000 ))' sh", pat, b.sh.batch)
+}
+
+// startSockets starts the box's sockets (one box at a time, so that the
+// boxes do not compete), profiling systemd meanwhile into perfOut if it is
+// not empty. It records the wall time and the CPU time of the sandbox's
+// systemd, of the starting command (systemctl and what it ran), and of the
+// sandbox's dbus-daemon (its cgroup's).
+func (b *box) startSockets(ctx context.Context, perfOut string) error {
+	if *preStart != "" {
+		out, err := exec.CommandContext(ctx, "sh", "-c", *preStart, "sh", strconv.Itoa(b.sb.PID())).CombinedOutput()
+		logf("%s: -prestart: %s", b.sh.spec, strings.TrimSpace(string(out)))
+		if err != nil {
+			return fmt.Errorf("%s: -prestart: %w", b.sh.spec, err)
+		}
+	}
+	var p *exec.Cmd
+	if perfOut != "" {
+		p = exec.Command("perf", "record", "-F", "99", "--call-graph", "dwarf,8192", "-p", strconv.Itoa(b.sb.PID()), "-o", perfOut)
+		if err := p.Start(); err != nil {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	busCPU := filepath.Join(b.sb.CgroupPath(), "ns", "system.slice", "dbus.service", "cpu.stat")
+	c0, err := procCPU(b.sb.PID())
+	if err != nil {
+		return err
+	}
+	allCPU := filepath.Join(b.sb.CgroupPath(), "ns", "cpu.stat")
+	d0, a0 := cgroupCPU(busCPU), cgroupCPU(allCPU)
+	t0 := time.Now()
+	cmd := b.sb.Command(ctx, "sh", "-c", b.startCommand())
+	out, err := cmd.CombinedOutput()
+	b.start = time.Since(t0)
+	if p != nil {
+		p.Process.Signal(os.Interrupt)
+		p.Wait()
+	}
+	if err != nil && !(errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState.Success()) {
+		return fmt.Errorf("%s: starting the sockets: %w\n%s", b.sh.spec, err, out)
+	}
+	if b.sh.batch > 0 {
+		logf("%s: each batch (ms): %s", b.sh.spec, strings.Join(strings.Fields(string(out)), " "))
+	}
+	c1, err := procCPU(b.sb.PID())
+	if err != nil {
+		return err
+	}
+	b.startCPU = c1 - c0
+	b.startBus = cgroupCPU(busCPU) - d0
+	b.startAll = cgroupCPU(allCPU) - a0
+	b.startRSS = rss(b.sb.PID())
+	// nsenter's rusage includes every descendant it waited for.
+	b.startClient = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	logf("%s: socket start %.1f s; CPU: systemd %.1f s, all of the sandbox %.1f s, systemctl %.1f s, dbus-daemon %.1f s; systemd's VmRSS %s (load %s)", b.sh.spec,
+		b.start.Seconds(), b.startCPU.Seconds(), b.startAll.Seconds(), b.startClient.Seconds(), b.startBus.Seconds(), b.startRSS, loadavg())
+	return nil
+}
+
+// cgroupCPU is a cgroup's usage_usec from its cpu.stat (0 if unreadable).
+func cgroupCPU(path string) time.Duration {
+	data, _ := os.ReadFile(path)
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
+			us, _ := strconv.ParseInt(v, 10, 64)
+			return time.Duration(us) * time.Microsecond
+		}
+	}
+	return 0
 }
 
 // build builds sitectl, its generator and the Go test app of this
@@ -378,6 +511,23 @@ func run(specs []string) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	for i, b := range boxes {
+		if b.sh.listen {
+			po := ""
+			if *perfStart != "" {
+				po = fmt.Sprintf("%s-start-%d.data", *perfStart, i)
+			}
+			if err := b.startSockets(ctx, po); err != nil {
+				return err
+			}
+		}
+		out, err := b.run(ctx, "sh", "-c", "systemctl list-units --all --no-legend --plain | wc -l; systemctl list-units --state=listening --no-legend --plain | wc -l")
+		if err != nil {
+			return err
+		}
+		b.loaded = strings.Join(strings.Fields(out), "/")
+		logf("%s: units loaded/listening %s", b.sh.spec, b.loaded)
+	}
 	for r := 0; r < *reps; r++ {
 		for _, b := range boxes {
 			mark, err := b.sb.ReloadMark()
@@ -410,8 +560,8 @@ func run(specs []string) error {
 		}
 	}
 	for _, b := range boxes {
-		fmt.Printf("n=%d shape=%s first_reload_s=%.1f socket_start_s=%.1f units_loaded/listening=%s reload_s=%s median=%.1f systemd_cpu_s=%s median=%.1f systemd_rss=%s\n",
-			*n, b.sh.spec, b.first.Seconds(), b.start.Seconds(), b.loaded, secs(b.walls), median(b.walls).Seconds(), secs(b.cpus), median(b.cpus).Seconds(), b.rss)
+		fmt.Printf("n=%d shape=%s first_reload_s=%.1f socket_start_s=%.1f start_cpu_s=systemd:%.1f,sandbox:%.1f,systemctl:%.1f,dbus:%.1f units_loaded/listening=%s reload_s=%s median=%.1f systemd_cpu_s=%s median=%.1f systemd_rss=%s\n",
+			*n, b.sh.spec, b.first.Seconds(), b.start.Seconds(), b.startCPU.Seconds(), b.startAll.Seconds(), b.startClient.Seconds(), b.startBus.Seconds(), b.loaded, secs(b.walls), median(b.walls).Seconds(), secs(b.cpus), median(b.cpus).Seconds(), b.rss)
 	}
 	if *power {
 		for _, b := range boxes {
