@@ -52,6 +52,11 @@
 //	           a drop-in for site-.service: a diagnosis of what the
 //	           filters cost systemd, not a shape to deploy
 //
+// With -boot, each shape's sandbox instead boots with the files (and
+// sitectl) already in place, one after the other, and the tool reports
+// the boot's wall time and when sockets.target, basic.target and
+// multi-user.target were reached.
+//
 // It needs root. systemctl daemon-reload gives up after 3 minutes while
 // systemd goes on reloading; the tool then waits until systemd answers
 // again and counts the whole time.
@@ -83,6 +88,7 @@ var (
 	power     = flag.Bool("poweroff", false, "at the end, time each sandbox's poweroff")
 	preStart  = flag.String("prestart", "", "before each shape's sockets start, run `COMMAND` on the host (sh -c, the sandbox's systemd host pid as $1), e.g. to change its memory's layout for a diagnosis")
 	perfStart = flag.String("perfstart", "", "profile each shape's systemd with perf while its sockets start, into `PREFIX`-start-I.data")
+	boot      = flag.Bool("boot", false, "boot each shape's sandbox with its files already in place, one after the other, and time the boot instead of loading the files with a daemon-reload")
 	hold      = flag.Duration("hold", 0, "after the reloads, keep the sandboxes up this long (their systemd's host pid is logged) to time other commands in them with nsenter")
 )
 
@@ -151,7 +157,10 @@ func parseShape(s string) (shape, error) {
 }
 
 // file is one file of a shape: content, or a symlink.
-type file struct{ path, content, link string }
+type file struct {
+	path, content, link string
+	mode                int64 // 0: 0644
+}
 
 func (sh shape) files() []file {
 	var fs []file
@@ -226,7 +235,11 @@ func tarOf(fs []file) ([]byte, error) {
 		if f.link != "" {
 			hdrs = append(hdrs, &tar.Header{Name: name, Linkname: f.link, Typeflag: tar.TypeSymlink, Mode: 0o777, ModTime: time.Now()})
 		} else {
-			hdrs = append(hdrs, &tar.Header{Name: name, Mode: 0o644, Size: int64(len(f.content)), Typeflag: tar.TypeReg, ModTime: time.Now()})
+			mode := f.mode
+			if mode == 0 {
+				mode = 0o644
+			}
+			hdrs = append(hdrs, &tar.Header{Name: name, Mode: mode, Size: int64(len(f.content)), Typeflag: tar.TypeReg, ModTime: time.Now()})
 		}
 		for _, h := range hdrs {
 			if err := tw.WriteHeader(h); err != nil {
@@ -275,8 +288,11 @@ type box struct {
 	// the CPU time of everything in the sandbox (systemd, the helpers it
 	// forks to bind each socket, dbus-daemon, ...; not systemctl, which
 	// runs in the caller's cgroup), and systemd's VmRSS after the start
-	startAll    time.Duration
-	startRSS    string
+	startAll time.Duration
+	startRSS string
+	// with -boot: the boot's wall time, and when targets were reached
+	boot        time.Duration
+	bootAt      string
 	loaded      string
 	walls, cpus []time.Duration
 	rss         string
@@ -326,23 +342,24 @@ func freeNet(first int) (*sandbox.NetNS, int, error) {
 	return nil, 0, errors.New("no free 10.213.N.0/30 network")
 }
 
+// sitectlBins are the programs a sitectl shape installs, and where.
+var sitectlBins = [][2]string{{"sitectl", "/usr/bin/sitectl"}, {"sitectl-generator", "/usr/lib/systemd/system-generators/sitectl-generator"}, {"webapp", "/usr/local/bin/webapp"}}
+
 func setup(ctx context.Context, i int, sh shape, nn *sandbox.NetNS, bin string) (*box, error) {
-	sb, err := sandbox.Boot(ctx, sandbox.Options{Name: fmt.Sprintf("shapes%d", i), NetNS: nn})
-	if err != nil {
-		return nil, err
+	if sh.bin != "" {
+		bin = sh.bin
 	}
-	b := &box{sh: sh, sb: sb}
-	if sh.sitectl {
-		if sh.bin != "" {
-			bin = sh.bin
-		}
-		for _, f := range [][2]string{{"sitectl", "/usr/bin/sitectl"}, {"sitectl-generator", "/usr/lib/systemd/system-generators/sitectl-generator"}, {"webapp", "/usr/local/bin/webapp"}} {
-			if err := sb.CopyFile(ctx, filepath.Join(bin, f[0]), f[1], 0o755); err != nil {
+	fs := sh.files()
+	if *boot && sh.sitectl {
+		for _, f := range sitectlBins {
+			data, err := os.ReadFile(filepath.Join(bin, f[0]))
+			if err != nil {
 				return nil, err
 			}
+			fs = append(fs, file{path: f[1], content: string(data), mode: 0o755})
 		}
 	}
-	data, err := tarOf(sh.files())
+	data, err := tarOf(fs)
 	if err != nil {
 		return nil, err
 	}
@@ -351,6 +368,21 @@ func setup(ctx context.Context, i int, sh shape, nn *sandbox.NetNS, bin string) 
 		return nil, err
 	}
 	defer os.Remove(tp)
+	if *boot {
+		return bootBox(ctx, i, sh, nn, tp)
+	}
+	sb, err := sandbox.Boot(ctx, sandbox.Options{Name: fmt.Sprintf("shapes%d", i), NetNS: nn})
+	if err != nil {
+		return nil, err
+	}
+	b := &box{sh: sh, sb: sb}
+	if sh.sitectl {
+		for _, f := range sitectlBins {
+			if err := sb.CopyFile(ctx, filepath.Join(bin, f[0]), f[1], 0o755); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := sb.CopyFile(ctx, tp, "/root/units.tar", 0o600); err != nil {
 		return nil, err
 	}
@@ -361,6 +393,46 @@ func setup(ctx context.Context, i int, sh shape, nn *sandbox.NetNS, bin string) 
 		return nil, err
 	}
 	logf("%s: first reload %.1f s", sh.spec, b.first.Seconds())
+	return b, nil
+}
+
+// bootBox boots a sandbox with the shape's files (and sitectl) in place
+// and records how long the boot took and when sockets.target, basic.target
+// and multi-user.target were reached, in seconds after systemd started.
+func bootBox(ctx context.Context, i int, sh shape, nn *sandbox.NetNS, seed string) (*box, error) {
+	t0 := time.Now()
+	sb, err := sandbox.Boot(ctx, sandbox.Options{Name: fmt.Sprintf("shapes%d", i), NetNS: nn, Seed: seed, BootTimeout: 30 * time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	b := &box{sh: sh, sb: sb, boot: time.Since(t0)}
+	var f []string
+	for _, q := range [][]string{
+		{"-P", "UserspaceTimestampMonotonic"}, {"-P", "FinishTimestampMonotonic"},
+		{"-P", "ActiveEnterTimestampMonotonic", "sockets.target"},
+		{"-P", "ActiveEnterTimestampMonotonic", "basic.target"},
+		{"-P", "ActiveEnterTimestampMonotonic", "multi-user.target"},
+	} {
+		o, err := b.run(ctx, append([]string{"systemctl", "show"}, q...)...)
+		if err != nil {
+			return nil, err
+		}
+		f = append(f, strings.TrimSpace(o))
+	}
+	var us []float64
+	for _, v := range f {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: timestamps %q", sh.spec, f)
+		}
+		us = append(us, x)
+	}
+	if len(us) != 5 {
+		return nil, fmt.Errorf("%s: timestamps %q", sh.spec, f)
+	}
+	rel := func(x float64) float64 { return (x - us[0]) / 1e6 }
+	b.bootAt = fmt.Sprintf("sockets.target:%.1f,basic.target:%.1f,multi-user.target:%.1f,finished:%.1f", rel(us[2]), rel(us[3]), rel(us[4]), rel(us[1]))
+	logf("%s: boot %.1f s; reached, in s after systemd started: %s (load %s)", sh.spec, b.boot.Seconds(), b.bootAt, loadavg())
 	return b, nil
 }
 
@@ -501,6 +573,11 @@ func run(specs []string) error {
 			return err
 		}
 		next = k + 1
+		if *boot {
+			// Boots compete for the CPUs: one after the other.
+			boxes[i], errs[i] = setup(ctx, i, sh, nn, bin)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
