@@ -78,7 +78,11 @@ done`)
 				}
 			}
 			journal := h.run("journalctl", "-u", "site-ov.service", "--no-pager", "-o", "cat")
-			promoted := strings.Contains(journal, "generation 2 promoted since it is ready")
+			// Promoted once ready, or, on a host so busy that idle
+			// priority gets no CPU for a while, by the launcher's
+			// failsafe (PromoteAfter): either way, promoted.
+			promoted := strings.Contains(journal, "generation 2 promoted since it is ready") ||
+				strings.Contains(journal, "generation 2 promoted since it is still starting after")
 			if c.idle && !promoted {
 				t.Errorf("the journal does not say generation 2 was promoted:\n%s", journal)
 			}
