@@ -533,6 +533,9 @@ func (sw *switchRun) plan(ctx context.Context) error {
 		return fmt.Errorf("site %s: %s is masked, and systemd starts no masked unit: a restart would stop the site and could start neither the new mode nor the old; nothing was done (`systemctl unmask %s` lets it start): %w",
 			sw.s.Name, names, strings.Join(sw.maskedSockets, " "), ErrCannotStart)
 	}
+	if err := sw.unitsLoaded(ctx); err != nil {
+		return err
+	}
 	// The copy of the site file the service last started from, read
 	// once: what the change tidies up (goneUnits; a copy that cannot be
 	// read leaves none, as tidying up is not what the change is for) and

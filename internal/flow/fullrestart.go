@@ -238,21 +238,47 @@ func (sw *switchRun) bindable(ctx context.Context, lost []string) error {
 	if e.Unbindable == nil {
 		return nil
 	}
-	var own []int
-	if u, err := e.unit(ctx, units.ServiceName(s.Name)); err == nil && u.MainPID > 0 {
-		own = []int{u.MainPID}
-		if e.Procs != nil {
-			if pids, err := e.Procs(u.MainPID); err == nil {
-				own = pids
-			}
-		}
-	}
-	busy, err := e.Unbindable(s, lost, own)
+	busy, err := e.Unbindable(s, lost, sw.ownPIDs(ctx))
 	if err != nil || len(busy) == 0 {
 		return err
 	}
 	return fmt.Errorf("site %s: systemd must open %s again, and cannot now (%s); nothing was done: stop what listens there (`ss -ltnp` shows it; a site that moved away from the address, two sites that swapped ports say, holds it in its running service until that stops: `systemctl stop site-OTHER.service`), then run `sitectl restart %s`: %w",
 		s.Name, strings.Join(lost, ", "), strings.Join(busy, "; "), s.Name, ErrListenerInUse)
+}
+
+// ownPIDs are the processes of the site's own service, whose copies of
+// the site's sockets do not count against a bind: the restart stops them
+// first.
+func (sw *switchRun) ownPIDs(ctx context.Context) []int {
+	e := sw.e
+	u, err := e.unit(ctx, units.ServiceName(sw.s.Name))
+	if err != nil || u.MainPID <= 0 {
+		return nil
+	}
+	if e.Procs != nil {
+		if pids, err := e.Procs(u.MainPID); err == nil {
+			return pids
+		}
+	}
+	return []int{u.MainPID}
+}
+
+// unitsLoaded refuses a change of a site whose service systemd has not
+// loaded: a site file added, or renamed into place, since the last
+// daemon-reload has no units yet (the generator writes them at a
+// reload). The restart could only fail with "Unit not found", and its
+// rollback the same way, which said that a site that never ran was down.
+func (sw *switchRun) unitsLoaded(ctx context.Context) error {
+	service := units.ServiceName(sw.s.Name)
+	us, err := sw.e.Systemd.States(ctx, service)
+	if err != nil {
+		return err
+	}
+	if len(us) != 1 || us[0].LoadState != "not-found" {
+		return nil
+	}
+	return fmt.Errorf("site %s: systemd has no unit %s: the generator writes a site's units at a daemon-reload, and none ran since %s was put in place; nothing was done: run `systemctl daemon-reload`, then `sitectl restart %s`: %w",
+		sw.s.Name, service, sw.s.File, sw.s.Name, ErrCannotStart)
 }
 
 // reopenSockets opens again the lost sockets of the site (lostSockets)

@@ -337,3 +337,25 @@ func TestOKWhoseHistoryCouldNotBeWritten(t *testing.T) {
 		t.Fatalf("report %+v, %v", rep, err)
 	}
 }
+
+// A site file put in place without a daemon-reload has no units: the
+// restart failed with "Unit not found", the rollback the same way, and
+// sitectl said exit 5, "the site is down". It is refused first, exit 1,
+// nothing recorded, with the daemon-reload to run.
+func TestSiteWithoutUnitsIsRefusedWithTheDaemonReload(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	f.sockets.LoadState, f.sockets.ActiveState, f.sockets.SubState = "not-found", "inactive", "dead"
+	f.state = "inactive"
+	rep, err := Restart(context.Background(), e, s, time.Minute)
+	if !errors.Is(err, ErrCannotStart) || errors.Is(err, ErrRollbackFailed) || !strings.Contains(err.Error(), "systemd has no unit site-karl.service") ||
+		!strings.Contains(err.Error(), "nothing was done: run `systemctl daemon-reload`, then `sitectl restart karl`") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(f.restarts)+len(f.stops)+len(f.socketRestarts) != 0 || rep.Changed {
+		t.Errorf("something was done: restarts %v, stops %v", f.restarts, f.stops)
+	}
+	if st, _ := e.Store.ReadState("karl"); len(st.History) != 0 || st.Pending != nil {
+		t.Errorf("recorded: %+v", st)
+	}
+}
