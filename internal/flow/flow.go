@@ -554,6 +554,11 @@ func (sw *switchRun) plan(ctx context.Context) error {
 	if err := sw.checkSockets(ctx); err != nil {
 		return err
 	}
+	if !up {
+		if err := sw.stoppedBindable(ctx); err != nil {
+			return err
+		}
+	}
 	if !sw.overlapped {
 		stale, err := sw.e.startable(ctx, sw.s, sw.mode)
 		if err != nil {

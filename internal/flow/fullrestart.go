@@ -263,6 +263,50 @@ func (sw *switchRun) ownPIDs(ctx context.Context) []int {
 	return []int{u.MainPID}
 }
 
+// stoppedBindable refuses, before anything is done, a restart of a site
+// whose socket units are not active (stopped, never started, or failed)
+// when systemd could not bind one of their TCP listeners now: another
+// program of the host listens there. The restart starts the service,
+// which starts them (Requires=); their start would fail, the service's
+// with it ("dependency"), and so would the rollback's, which then
+// reported a site that had been up and was lost, without the address.
+func (sw *switchRun) stoppedBindable(ctx context.Context) error {
+	e, s := sw.e, sw.s
+	if e.Unbindable == nil {
+		return nil
+	}
+	states, err := e.Systemd.States(ctx, units.SocketNames(s)...)
+	if err != nil {
+		return err
+	}
+	stopped := map[string]bool{}
+	for _, u := range states {
+		if u.ActiveState != "active" {
+			stopped[u.Name] = true
+		}
+	}
+	var addrs, sockets []string
+	for _, l := range s.Listeners {
+		name := units.SocketNameOf(s, l)
+		if l.Kind != site.TCP || !stopped[name] {
+			continue
+		}
+		addrs = append(addrs, l.Address)
+		if !slices.Contains(sockets, name) {
+			sockets = append(sockets, name)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil
+	}
+	busy, err := e.Unbindable(s, addrs, sw.ownPIDs(ctx))
+	if err != nil || len(busy) == 0 {
+		return err
+	}
+	return fmt.Errorf("site %s: %s is not listening, and the restart would start it, but systemd cannot bind %s now (%s); nothing was done: stop what listens there (`ss -ltnp` shows it) or give the site another address in its file (then `systemctl daemon-reload`), then run `sitectl restart %s`: %w",
+		s.Name, strings.Join(sockets, " and "), strings.Join(addrs, ", "), strings.Join(busy, "; "), s.Name, ErrListenerInUse)
+}
+
 // unitsLoaded refuses a change of a site whose service systemd has not
 // loaded: a site file added, or renamed into place, since the last
 // daemon-reload has no units yet (the generator writes them at a

@@ -338,6 +338,49 @@ func TestOKWhoseHistoryCouldNotBeWritten(t *testing.T) {
 	}
 }
 
+// A stopped or failed socket unit whose TCP listener a program of the host
+// holds: the restart would start it with the service, both would fail
+// ("dependency"), and so would the rollback, which then reported exit 5,
+// "the site did not come up, and neither did its previous mode", for a
+// site that was not up, without the address. It is refused first, nothing
+// started or recorded, with the address and what to do.
+func TestStoppedSocketWhoseListenerIsInUseIsRefusedFirst(t *testing.T) {
+	for _, state := range []string{"failed", "inactive"} {
+		e, f := newEnv(t)
+		s := testSite(t)
+		f.sockets.ActiveState, f.sockets.SubState = state, "dead"
+		f.state = "inactive"
+		var asked []string
+		e.Unbindable = func(_ *site.Site, addrs []string, own []int) ([]string, error) {
+			asked = addrs
+			return []string{addrs[0] + ": another process listens there"}, nil
+		}
+		rep, err := Restart(context.Background(), e, s, time.Minute)
+		if !errors.Is(err, ErrListenerInUse) || !strings.Contains(err.Error(), "127.0.0.1:8080: another process listens there") ||
+			!strings.Contains(err.Error(), "site-karl.socket is not listening") || !strings.Contains(err.Error(), "nothing was done") {
+			t.Fatalf("socket %s: err = %v", state, err)
+		}
+		if len(asked) != 1 || asked[0] != "127.0.0.1:8080" {
+			t.Errorf("socket %s: asked about %v", state, asked)
+		}
+		if len(f.restarts)+len(f.stops)+len(f.socketRestarts) != 0 || rep.Changed {
+			t.Errorf("socket %s: something was done: restarts %v, stops %v, socket restarts %v", state, f.restarts, f.stops, f.socketRestarts)
+		}
+		if st, _ := e.Store.ReadState("karl"); len(st.History) != 0 || st.Pending != nil {
+			t.Errorf("socket %s: recorded: %+v", state, st)
+		}
+	}
+	// A listening socket is not bound again: nothing asks.
+	e, _ := newEnv(t)
+	e.Unbindable = func(*site.Site, []string, []int) ([]string, error) {
+		t.Error("a listening socket's address was bound")
+		return nil, nil
+	}
+	if _, err := Restart(context.Background(), e, testSite(t), time.Minute); err != nil {
+		t.Errorf("restart of a listening site: %v", err)
+	}
+}
+
 // A site file put in place without a daemon-reload has no units: the
 // restart failed with "Unit not found", the rollback the same way, and
 // sitectl said exit 5, "the site is down". It is refused first, exit 1,
