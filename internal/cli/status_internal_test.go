@@ -44,6 +44,10 @@ func TestStatusTellsDownFromIdle(t *testing.T) {
 	down := idle
 	down.State, down.Running, down.Socket = "stopped", false, "stopped"
 	down.Sockets = []status.Socket{{Unit: "site-karl.socket", State: "stopped"}}
+	// A valid file put in place since the last daemon-reload:
+	// `systemctl start` alone would say "Unit not found".
+	unloaded := down
+	unloaded.LoadState = "not-found"
 	masked := idle
 	masked.State, masked.Running, masked.LoadState = "stopped", false, "masked"
 	masked.StartProblems = []string{"it is masked, and systemd starts no masked unit (`systemctl unmask site-karl.service`)"}
@@ -58,6 +62,7 @@ func TestStatusTellsDownFromIdle(t *testing.T) {
 		{idle, []string{"○ karl (/etc/sitectl/sites/karl.toml)", "      state: idle", "     socket: listening (site-karl.socket)",
 			"    service: inactive (dead); idle: the first request starts it"}},
 		{down, []string{"      state: stopped", "     socket: stopped: visitors are refused; start it with systemctl start site-karl.socket (site-karl.socket)"}},
+		{unloaded, []string{"      state: stopped", "     socket: stopped: visitors are refused; systemd has no units for the site yet: run systemctl daemon-reload (the generator writes them), then systemctl start site-karl.socket (site-karl.socket)"}},
 		{masked, []string{"      state: stopped", "     socket: listening (site-karl.socket)",
 			"    service: masked, inactive (dead); the first request fails its sockets: systemd starts no masked unit (`systemctl unmask site-karl.service` lets it start)",
 			"      start: would fail: it is masked"}},

@@ -148,6 +148,10 @@ func (e *env) printSockets(s status.Site, line func(string, string, ...any)) {
 		case so.State == "stopped" && so.ActiveState == "active":
 			// readSocketsHeld: active, but no socket and no process.
 			text = e.style.Red("not listening") + ": systemd holds no socket for it although the unit is active: visitors are refused"
+		case so.State == "stopped" && (s.LoadState == "not-found" || s.LoadState == "not-loaded"):
+			// A valid file put in place since the last daemon-reload:
+			// systemctl start would say "Unit not found".
+			text = e.style.Red(text) + ": visitors are refused; systemd has no units for the site yet: run systemctl daemon-reload (the generator writes them), then systemctl start " + so.Unit
 		case so.State == "stopped":
 			text = e.style.Red(text) + ": visitors are refused; start it with systemctl start " + so.Unit
 		case so.State == "failed":
