@@ -98,6 +98,9 @@ func inService(s *site.Site) []string {
 // sockets and reload path unit. The caller holds the site's lock.
 func Enable(ctx context.Context, e *Env, s *site.Site) (Report, error) {
 	rep := newReport(s.Name, "enable")
+	if err := e.stoppedBindable(ctx, s); err != nil {
+		return rep, err
+	}
 	marked, err := e.Store.SetOutOfService(s.Name, false, e.UID)
 	if err != nil {
 		return rep, err
@@ -118,6 +121,10 @@ func Enable(ctx context.Context, e *Env, s *site.Site) (Report, error) {
 		return rep, err
 	}
 	if err := e.startInactive(ctx, &rep, s.Name, want); err != nil {
+		if !marked {
+			// It was not marked: nothing about boot changed.
+			return rep, fmt.Errorf("site %s: %w", s.Name, err)
+		}
 		// The marker is gone already: say so, rather than leave the
 		// operator to think the site stays out of service.
 		return rep, fmt.Errorf("site %s: %w; the site is no longer marked out of service, so its sockets start at boot (`sitectl disable %s` marks it again)",
@@ -127,6 +134,42 @@ func Enable(ctx context.Context, e *Env, s *site.Site) (Report, error) {
 		return rep, err
 	}
 	return rep, e.socketsHeld(s)
+}
+
+// stoppedBindable refuses, before anything is done, to enable a site one
+// of whose TCP listeners systemd could not bind now (another program of
+// the host listens there) while the socket unit that declares it is not
+// active: its start would fail with systemd's "resources", which names no
+// address.
+func (e *Env) stoppedBindable(ctx context.Context, s *site.Site) error {
+	if e.Bindable == nil {
+		return nil
+	}
+	names := make([]string, len(s.Listeners))
+	for i, l := range s.Listeners {
+		names[i] = units.SocketNameOf(s, l)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	us, err := e.Systemd.States(ctx, names...)
+	if err != nil {
+		return err
+	}
+	active := map[string]bool{}
+	for _, u := range us {
+		active[u.Name] = u.ActiveState == "active"
+	}
+	for i, l := range s.Listeners {
+		if active[names[i]] {
+			continue // its own socket holds it
+		}
+		if err := e.Bindable(l); err != nil {
+			return fmt.Errorf("site %s: %s cannot listen on %s now: %w; nothing was done: stop what listens there (`ss -ltnp` shows it) or give the site another address in its file, then `sitectl enable %s`",
+				s.Name, names[i], l.Endpoint(), err, s.Name)
+		}
+	}
+	return nil
 }
 
 // leftAsItRuns is enable of a site already in service whose units are all

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path"
 	"slices"
 	"strings"
@@ -258,6 +259,48 @@ func TestEnableThatCannotStartSaysWhereTheSiteStands(t *testing.T) {
 	}
 	if out, _, _ := e.Store.OutOfService("karl"); out {
 		t.Error("the marker is still there, which the error says is gone")
+	}
+}
+
+// A start that fails of a site that was never marked out of service:
+// nothing about boot changed, and enable does not say the mark is gone.
+func TestEnableThatCannotStartUnmarkedSaysNothingOfAMark(t *testing.T) {
+	e, f := newEnv(t)
+	f.startErr = &control.JobError{Verb: "start", Unit: "site-karl.socket", Result: "failed"}
+	_, err := Enable(context.Background(), e, karl(t))
+	if err == nil || strings.Contains(err.Error(), "no longer marked out of service") || !strings.Contains(err.Error(), "site-karl.socket did not start") {
+		t.Errorf("enable whose start fails, never disabled: %v", err)
+	}
+}
+
+// A stopped site whose address a program of the host listens on: the
+// socket's start would fail with "resources", naming no address. enable
+// refuses first, naming it, and changes nothing (a site out of service
+// stays marked).
+func TestEnableOfAListenerInUseIsRefusedFirst(t *testing.T) {
+	e, f := newEnv(t)
+	if _, err := Disable(context.Background(), e, karl(t)); err != nil {
+		t.Fatal(err)
+	}
+	f.calls = nil
+	e.Bindable = func(l site.Listener) error {
+		return fmt.Errorf("listen tcp %s: bind: address already in use", l.Address)
+	}
+	rep, err := Enable(context.Background(), e, karl(t))
+	if err == nil || !strings.Contains(err.Error(), "site-karl.socket cannot listen on 127.0.0.1:8080 now") ||
+		!strings.Contains(err.Error(), "address already in use; nothing was done") || rep.Changed {
+		t.Fatalf("enable: %+v %v", rep, err)
+	}
+	if len(f.calls) != 0 {
+		t.Errorf("enable did something: %v", f.calls)
+	}
+	if out, _, _ := e.Store.OutOfService("karl"); !out {
+		t.Error("the out-of-service mark is gone")
+	}
+	// Its own socket listening there: not bound again.
+	f.active["site-karl.socket"] = "active"
+	if _, err := Enable(context.Background(), e, karl(t)); err != nil {
+		t.Errorf("enable with the site's own socket listening: %v", err)
 	}
 }
 
