@@ -327,6 +327,10 @@ type switchRun struct {
 	// maskedSockets are the site's socket units that are masked, as
 	// socketsUp last saw them.
 	maskedSockets []string
+	// unloadedSockets are those systemd has no unit for (not-found), as
+	// socketsUp last saw them: a site file put in place since the last
+	// daemon-reload.
+	unloadedSockets []string
 	// interrupted: Env.Interrupt cut the bringing up short; the site
 	// file did not fail, so the rollback does not go back to the version
 	// the site ran before.
@@ -533,7 +537,7 @@ func (sw *switchRun) plan(ctx context.Context) error {
 		return fmt.Errorf("site %s: %s is masked, and systemd starts no masked unit: a restart would stop the site and could start neither the new mode nor the old; nothing was done (`systemctl unmask %s` lets it start): %w",
 			sw.s.Name, names, strings.Join(sw.maskedSockets, " "), ErrCannotStart)
 	}
-	if err := sw.unitsLoaded(ctx); err != nil {
+	if err := sw.unitsLoaded(); err != nil {
 		return err
 	}
 	// The copy of the site file the service last started from, read

@@ -307,22 +307,21 @@ func (sw *switchRun) stoppedBindable(ctx context.Context) error {
 		s.Name, strings.Join(sockets, " and "), strings.Join(addrs, ", "), strings.Join(busy, "; "), s.Name, ErrListenerInUse)
 }
 
-// unitsLoaded refuses a change of a site whose service systemd has not
-// loaded: a site file added, or renamed into place, since the last
-// daemon-reload has no units yet (the generator writes them at a
-// reload). The restart could only fail with "Unit not found", and its
-// rollback the same way, which said that a site that never ran was down.
-func (sw *switchRun) unitsLoaded(ctx context.Context) error {
-	service := units.ServiceName(sw.s.Name)
-	us, err := sw.e.Systemd.States(ctx, service)
-	if err != nil {
-		return err
-	}
-	if len(us) != 1 || us[0].LoadState != "not-found" {
+// unitsLoaded refuses a change of a site none of whose socket units
+// systemd has loaded (socketsUp saw them all not-found): a site file
+// added, or renamed into place, since the last daemon-reload has no units
+// yet (the generator writes them at a reload). The restart could only
+// fail with "Unit not found", and its rollback the same way, which said
+// that a site that never ran was down. A listener added to a running
+// site's file is not this: its restart runs the units systemd has, and
+// says the file changed since. It reads nothing of its own: every change
+// pays for it.
+func (sw *switchRun) unitsLoaded() error {
+	if len(sw.unloadedSockets) == 0 || len(sw.unloadedSockets) < len(units.SocketNames(sw.s)) {
 		return nil
 	}
-	return fmt.Errorf("site %s: systemd has no unit %s: the generator writes a site's units at a daemon-reload, and none ran since %s was put in place; nothing was done: run `systemctl daemon-reload`, then `sitectl restart %s`: %w",
-		sw.s.Name, service, sw.s.File, sw.s.Name, ErrCannotStart)
+	return fmt.Errorf("site %s: systemd has no unit %s: the generator writes a site's units at a daemon-reload, and none ran since %s was put in place; nothing was done: run `systemctl daemon-reload`, then the change again: %w",
+		sw.s.Name, strings.Join(sw.unloadedSockets, " or "), sw.s.File, ErrCannotStart)
 }
 
 // reopenSockets opens again the lost sockets of the site (lostSockets)

@@ -391,8 +391,8 @@ func TestSiteWithoutUnitsIsRefusedWithTheDaemonReload(t *testing.T) {
 	f.sockets.LoadState, f.sockets.ActiveState, f.sockets.SubState = "not-found", "inactive", "dead"
 	f.state = "inactive"
 	rep, err := Restart(context.Background(), e, s, time.Minute)
-	if !errors.Is(err, ErrCannotStart) || errors.Is(err, ErrRollbackFailed) || !strings.Contains(err.Error(), "systemd has no unit site-karl.service") ||
-		!strings.Contains(err.Error(), "nothing was done: run `systemctl daemon-reload`, then `sitectl restart karl`") {
+	if !errors.Is(err, ErrCannotStart) || errors.Is(err, ErrRollbackFailed) || !strings.Contains(err.Error(), "systemd has no unit site-karl.socket") ||
+		!strings.Contains(err.Error(), "nothing was done: run `systemctl daemon-reload`, then the change again") {
 		t.Fatalf("err = %v", err)
 	}
 	if len(f.restarts)+len(f.stops)+len(f.socketRestarts) != 0 || rep.Changed {

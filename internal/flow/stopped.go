@@ -25,10 +25,13 @@ func (sw *switchRun) socketsUp(ctx context.Context) (bool, string, error) {
 	if err != nil {
 		return false, "", err
 	}
-	sw.maskedSockets = sw.maskedSockets[:0]
+	sw.maskedSockets, sw.unloadedSockets = sw.maskedSockets[:0], sw.unloadedSockets[:0]
 	for _, u := range states {
-		if u.LoadState == "masked" {
+		switch u.LoadState {
+		case "masked":
 			sw.maskedSockets = append(sw.maskedSockets, u.Name)
+		case "not-found":
+			sw.unloadedSockets = append(sw.unloadedSockets, u.Name)
 		}
 	}
 	for _, u := range states {
