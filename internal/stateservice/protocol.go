@@ -74,8 +74,13 @@ const (
 	MaxProgress = 4096
 	// MaxProgressLines bounds the progress lines of one answer.
 	MaxProgressLines = 1000
-	// MaxResponse bounds the final answer's line.
-	MaxResponse = 8 << 20
+	// MaxResponse bounds the final answer's line. A list names no sites,
+	// so it must hold every site of a host of the size sitectl is made
+	// for (docs/scale.md: 10,000), whose list is about 0.9 KB a site for
+	// the shortest site files and names: 8.6 MB, which a bound of 8 MiB
+	// refused to a deployer granted them all. 64 MiB leaves them some 6
+	// KB each.
+	MaxResponse = 64 << 20
 	// MinTimeout and MaxTimeout bound a change's timeout.
 	MinTimeout = time.Second
 	MaxTimeout = 30 * time.Minute

@@ -384,7 +384,7 @@ func (s *Server) dispatch(ctx, interrupt context.Context, req Request, caller Ca
 		if data, merr = json.Marshal(result); merr != nil {
 			err = errors.Join(err, merr)
 		} else if len(data) > MaxResponse {
-			data, err = nil, fmt.Errorf("the answer would be %d bytes, more than the %d allowed: ask for fewer sites", len(data), MaxResponse)
+			data, err = nil, fmt.Errorf("the answer would be %d bytes, more than the %d allowed: ask for the status of fewer sites, by name", len(data), MaxResponse)
 		}
 	}
 	f := Final{}

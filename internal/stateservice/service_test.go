@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/status"
 )
 
 // patience bounds every wait of these tests; nothing here waits for a
@@ -873,5 +874,43 @@ func TestClientOutwaitsTheChange(t *testing.T) {
 	}
 	if got := answerWait(Request{Verb: VerbStatus}); got != time.Minute {
 		t.Errorf("a status is waited for %v", got)
+	}
+}
+
+// listedSites is manySites whose status answers what sitectl's backend
+// answers for a list: each site's status as `sitectl list --json` prints
+// it, of the shape test/scaleshapes makes (the Go test app, one TCP
+// listener, its socket listening).
+type listedSites struct{ manySites }
+
+func (b listedSites) Status(_ context.Context, _ string, names, missing []string) (any, error) {
+	ss := make([]status.Site, len(names))
+	for i, name := range names {
+		ss[i] = status.Site{Site: name, File: "/etc/sitectl/sites/" + name + ".toml", SiteFile: status.FileState{State: "ok", Errors: []status.FileError{}},
+			State: "idle", Running: true, Mode: "normal", Unit: "site-" + name + ".service", LoadState: "loaded", ActiveState: "inactive", SubState: "dead", Result: "success",
+			Socket: "listening", Listen: []string{fmt.Sprintf("127.0.0.1:%d", 10000+i)}, Sockets: []status.Socket{{Unit: "site-" + name + ".socket", State: "listening", ActiveState: "active", SubState: "listening"}}}
+	}
+	return map[string]any{"sites": ss, "missing": append([]string{}, missing...)}, nil
+}
+
+// A deployer granted every site of a host of 10,000 (docs/scale.md) gets
+// their list: list names no sites, so an answer too big for the bound is
+// one the deployer cannot make smaller. With a bound of 8 MiB, a list of
+// 10,000 sites named s-NNNNN (8.6 MB) failed with exit 1, "ask for fewer
+// sites", in a booted sandbox as here.
+func TestListOfTenThousandSitesFitsTheAnswer(t *testing.T) {
+	ts := startService(t, func(s *Server) { s.Backend = listedSites{manySites{newFakeBackend(), 10000}} })
+	f, _, err := ts.call("dana", Request{Verb: VerbList})
+	if err != nil || f.Code != 0 || f.Error != "" {
+		t.Fatalf("dana's list of 10,000 sites: %v, exit %d: %s", err, f.Code, f.Error)
+	}
+	var got struct{ Sites []status.Site }
+	if err := json.Unmarshal(f.Result, &got); err != nil || len(got.Sites) != 10000 {
+		t.Fatalf("dana's list of 10,000 sites has %d sites (%d bytes): %v", len(got.Sites), len(f.Result), err)
+	}
+	// Room for sites with longer names and paths, more listeners, a
+	// last failure: four times this shape.
+	if per := len(f.Result) / 10000; MaxResponse < 4*per*10000 {
+		t.Errorf("MaxResponse %d leaves room for %d sites of %d bytes, want 4 times 10,000", MaxResponse, MaxResponse/per, per)
 	}
 }
