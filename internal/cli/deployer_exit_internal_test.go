@@ -29,7 +29,7 @@ func serveDeployer(t *testing.T, e *env, lookup stateservice.Lookup) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &stateservice.Server{
-		Backend: backend{e},
+		Backend: backend{e: e},
 		Creds:   func(net.Conn) (stateservice.Caller, error) { return stateservice.Caller{UID: 1000, GID: 1000}, nil },
 		Lookup:  lookup,
 		Logf:    func(string, ...any) {},

@@ -27,7 +27,7 @@ func TestStateServiceRefusesAGrantFromAFileOthersMayChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What the service's grant check loads (stateservice.Server.granted).
-	var b stateservice.Backend = backend{&env{dirs: d}}
+	var b stateservice.Backend = backend{e: &env{dirs: d}}
 	_, err := b.LoadSite("karl")
 	if err == nil {
 		t.Fatalf("LoadSite read a site file others may change (mode 0666)")
@@ -69,7 +69,7 @@ func TestSiteFileThroughAnotherUsersDirectoryIsRefused(t *testing.T) {
 	if !errors.As(err, &fe) || codeOf(err) != exitUsage {
 		t.Fatalf("loadSite: %v (exit %d), want the file's refusal with exit %d", err, codeOf(err), exitUsage)
 	}
-	var b stateservice.Backend = backend{e}
+	var b stateservice.Backend = backend{e: e}
 	if _, err := b.LoadSite("karl"); !errors.As(err, &fe) {
 		t.Errorf("the state service's LoadSite: %v, want the file's refusal", err)
 	}
