@@ -212,11 +212,55 @@ func (b backend) Status(ctx context.Context, verb string, names, missing []strin
 	if len(names) == 0 { // not "all": none the caller may see
 		return remoteStatus{Sites: []status.Site{}, Missing: append([]string{}, missing...)}, nil
 	}
-	res, err := b.e.localGather(ctx, status.Request{Names: names, Brief: verb == stateservice.VerbList})
+	req, cut := gatherFor(verb, names)
+	res, err := b.e.localGather(ctx, req)
 	if err != nil {
 		return nil, err
 	}
+	if cut {
+		var gone []string
+		res.Sites, gone = cutTo(res.Sites, names)
+		res.Missing = append(res.Missing, gone...)
+	}
 	return remoteStatus{Sites: sitesJSON(res.Sites), Missing: append(append([]string{}, res.Missing...), missing...)}, nil
+}
+
+// manySites is how many sites a deployer's status or list asks for from
+// which the state service gathers every site, as root's list and status
+// of all sites do (one listing of the units, list's caches), and keeps
+// those asked for (cutTo): by name, each site's file is read again and its
+// units read one by one, which at 10,000 sites made a list of them all
+// take 3.5 s where root's took 0.2 s.
+const manySites = 64
+
+// gatherFor is the request that gathers names for verb; cut says that it
+// gathers every site, to be cut to names.
+func gatherFor(verb string, names []string) (req status.Request, cut bool) {
+	req = status.Request{Names: names, Brief: verb == stateservice.VerbList}
+	if len(names) >= manySites {
+		req.Names = nil
+		return req, true
+	}
+	return req, false
+}
+
+// cutTo keeps of sites those named, in the order of names, as status by
+// name gives them; gone are the names it has no site for (their files
+// went since the caller's grants were checked).
+func cutTo(sites []status.Site, names []string) (kept []status.Site, gone []string) {
+	byName := make(map[string]int, len(sites))
+	for i, s := range sites {
+		byName[s.Site] = i
+	}
+	kept = make([]status.Site, 0, len(names))
+	for _, n := range names {
+		if i, ok := byName[n]; ok {
+			kept = append(kept, sites[i])
+		} else {
+			gone = append(gone, n)
+		}
+	}
+	return kept, gone
 }
 
 func (b backend) History(s *site.Site, last int) (any, error) { return b.e.localHistory(s, last) }

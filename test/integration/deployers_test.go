@@ -3,8 +3,11 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -545,5 +548,60 @@ print(n)
 	}
 	if sup, _ := h.try("journalctl", "--no-pager", "-o", "cat", "-u", "systemd-journald.service", "--grep", "Suppressed"); strings.Contains(sup, "sitectl-state") {
 		t.Errorf("journald suppressed lines of the state service: %s", sup)
+	}
+}
+
+// A deployer's list and status of many sites (from the state service's
+// manySites on) are gathered as root's of all sites and cut to those the
+// deployer is granted: what dana gets is root's, site for site.
+func TestDeployerListOfManySitesIsRootsCut(t *testing.T) {
+	h, _, _ := deployerHost(t)
+	granted := []string{"web"}
+	for i := range 70 {
+		name := fmt.Sprintf("many-%02d", i)
+		h.writeSite(name, fmt.Sprintf("exec = [\"/usr/local/bin/webapp\"]\ndeployers = [\"group:webteam\"]\n[[listen]]\npath = \"/run/many/%02d.sock\"\n", i))
+		granted = append(granted, name)
+	}
+	h.run("systemctl", "daemon-reload")
+	sort.Strings(granted)
+	bySite := func(out string) map[string]json.RawMessage {
+		t.Helper()
+		var sites []json.RawMessage
+		if err := json.Unmarshal([]byte(out), &sites); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		m := map[string]json.RawMessage{}
+		for _, raw := range sites {
+			var s struct {
+				Site string `json:"site"`
+			}
+			if err := json.Unmarshal(raw, &s); err != nil {
+				t.Fatal(err)
+			}
+			m[s.Site] = raw
+		}
+		return m
+	}
+	for _, verb := range []string{"list", "status"} {
+		out, stderr, code := h.as("dana", "sitectl", verb, "--json")
+		if code != 0 && code != 3 { // status: the sites never started are not running
+			t.Fatalf("dana: sitectl %s --json: exit %d\n%s", verb, code, stderr)
+		}
+		dana := bySite(out)
+		rootOut, _, _ := h.result("sitectl", verb, "--json")
+		root := bySite(rootOut)
+		var names []string
+		for n := range dana {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		if !slices.Equal(names, granted) {
+			t.Errorf("%s: dana sees %v, want the %d sites granted", verb, names, len(granted))
+		}
+		for _, n := range granted {
+			if !bytes.Equal(dana[n], root[n]) {
+				t.Errorf("%s: dana's %s differs from root's:\n%s\n%s", verb, n, dana[n], root[n])
+			}
+		}
 	}
 }
