@@ -550,7 +550,11 @@ func (l *link) details(ctx context.Context, st []sd.UnitStatus, want propsFunc) 
 	var wanted []pending
 	for i, s := range st {
 		out[i] = Unit{Name: s.Name, LoadState: s.LoadState, ActiveState: s.ActiveState, SubState: s.SubState}
-		if s.LoadState != "loaded" {
+		if s.LoadState != "loaded" && (s.ActiveState == "inactive" || s.ActiveState == "") {
+			// No file and not running: systemd has nothing more to
+			// say. A unit whose file went (a site file deleted and a
+			// daemon-reload since) runs on, not-found, with its main
+			// process and all: that is read as for any unit.
 			continue
 		}
 		ps := want(s)

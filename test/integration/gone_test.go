@@ -35,8 +35,19 @@ func TestDeletedSiteFileWhoseUnitsServeIsShown(t *testing.T) {
 		} `json:"site_file"`
 		MainPID int `json:"main_pid"`
 	}
-	if err := json.Unmarshal([]byte(h.run("sitectl", "list", "--json")), &sites); err != nil || len(sites) != 1 || sites[0].SiteFile.State != "gone" || sites[0].State != "running" {
+	if err := json.Unmarshal([]byte(h.run("sitectl", "list", "--json")), &sites); err != nil || len(sites) != 1 || sites[0].SiteFile.State != "gone" || sites[0].State != "running" ||
+		sites[0].MainPID == 0 {
 		t.Errorf("sitectl list --json: %+v %v", sites, err)
+	}
+	// Its main process, and the mode it runs, are read as for any unit:
+	// systemd knows them although the unit's file is gone.
+	var st []struct {
+		MainPID     int   `json:"main_pid"`
+		ModeApplied *bool `json:"mode_applied"`
+	}
+	if out, _, _ := h.result("sitectl", "status", "karl", "--json"); json.Unmarshal([]byte(out), &st) != nil || len(st) != 1 || st[0].MainPID == 0 ||
+		st[0].ModeApplied == nil || !*st[0].ModeApplied {
+		t.Errorf("sitectl status karl --json: main_pid and mode_applied of the site that serves on: %s", out)
 	}
 	stdout, stderr, code := h.result("sitectl", "status", "karl")
 	if code != 0 || !strings.Contains(stdout, "gone") || !strings.Contains(stdout, "sitectl remove karl") {
