@@ -47,7 +47,12 @@ func (e *env) readSite(name string) (*site.Site, []byte, error) {
 	// generator falls back to.
 	data, err := site.ReadSiteFile(e.dirs.SiteFile(name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, withCode(exitNotFound, noSuchSite{fmt.Sprintf("site %s does not exist: there is no %s", name, e.dirs.SiteFile(name))})
+		var hints []string
+		if _, serr := os.Stat(e.dirs.SiteState(name)); serr == nil {
+			// Its file went, its state stayed: its units may run on.
+			hints = append(hints, fmt.Sprintf("site %s has run here: if its file was deleted or renamed, its units may still run (`sitectl status %s` shows them), and `sitectl remove %s` stops them", name, name, name))
+		}
+		return nil, nil, withCode(exitNotFound, noSuchSite{fmt.Sprintf("site %s does not exist: there is no %s", name, e.dirs.SiteFile(name))}, hints...)
 	}
 	if err != nil {
 		return nil, nil, withCode(siteReadCode(err), fmt.Errorf("cannot read site %s: %w", name, err))

@@ -125,7 +125,16 @@ type backend struct {
 	memo *siteMemo
 }
 
-func (b backend) LoadSite(name string) (*site.Site, error) { return b.e.loadSite(name) }
+func (b backend) LoadSite(name string) (*site.Site, error) {
+	s, err := b.e.loadSite(name)
+	var gone noSuchSite
+	if errors.As(err, &gone) {
+		// Without root's hints: whether a site that is not there ran
+		// here before is not a deployer's to learn.
+		return nil, withCode(exitNotFound, gone)
+	}
+	return s, err
+}
 
 func (b backend) Sites() ([]*site.Site, error) {
 	if b.memo == nil {
