@@ -30,3 +30,13 @@ func TestMissingSiteThatRanSaysItsUnitsMayRunOn(t *testing.T) {
 		t.Errorf("a deployer's answer: %v (exit %d), hints %q", err, codeOf(err), hintsOf(err))
 	}
 }
+
+// A site or mode name typed as names are often mistyped gets the name it
+// likely meant.
+func TestNearNames(t *testing.T) {
+	for in, want := range map[string]string{"read_only": "read-only", "Shop": "shop", "maintenance.": "maintenance", "a__b": "a--b"} {
+		if got := nearName(in); got != want {
+			t.Errorf("nearName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

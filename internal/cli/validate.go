@@ -112,18 +112,32 @@ func checkNameArgs(c *cobra.Command, a []string, kinds []argKind) error {
 		if i < len(kinds) && kind != argSites {
 			kind = kinds[i]
 		}
-		var err error
+		var validate func(string) error
 		switch kind {
 		case argSite, argSites:
-			err = site.ValidateName(arg)
+			validate = site.ValidateName
 		case argMode:
-			err = site.ValidateModeName(arg)
+			validate = site.ValidateModeName
 		}
-		if err != nil {
-			return withCode(exitUsage, fmt.Errorf("%w; nothing was done", err))
+		if validate == nil {
+			continue
+		}
+		if err := validate(arg); err != nil {
+			var hints []string
+			if near := nearName(arg); near != arg && validate(near) == nil {
+				hints = append(hints, fmt.Sprintf("did you mean %s?", near))
+			}
+			return withCode(exitUsage, fmt.Errorf("%w; nothing was done", err), hints...)
 		}
 	}
 	return nil
+}
+
+// nearName is a name written as a name is often mistyped (read_only,
+// Shop, maintenance.): lowercase, with hyphens for underscores, dots and
+// spaces, without them at either end.
+func nearName(name string) string {
+	return strings.Trim(strings.NewReplacer("_", "-", ".", "-", " ", "-").Replace(strings.ToLower(name)), "-")
 }
 
 // MinTimeout is the shortest duration any flag accepts. Every duration flag
