@@ -551,9 +551,10 @@ print(n)
 	}
 }
 
-// A deployer's list and status of many sites (from the state service's
-// manySites on) are gathered as root's of all sites and cut to those the
-// deployer is granted: what dana gets is root's, site for site.
+// A deployer's list of many sites (from the state service's manySites on)
+// is gathered as root's of all sites and cut to those the deployer is
+// granted, and a status of them by name: either way, what dana gets is
+// root's, site for site.
 func TestDeployerListOfManySitesIsRootsCut(t *testing.T) {
 	h, _, _ := deployerHost(t)
 	granted := []string{"web"}
