@@ -108,9 +108,8 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		opts.Logf("no processes were left behind")
 	} else {
 		opts.Logf("%d processes were left behind: %s; sending SIGTERM", len(rep.Leftovers), describe(rep.Leftovers))
-		for _, pid := range rep.Leftovers {
-			_ = syscall.Kill(pid, syscall.SIGTERM)
-		}
+		signaled := map[int]bool{}
+		terminate(rep.Leftovers, signaled)
 		wait := b.share(opts.Timeout, len(opts.Hooks)+1)
 		if wait < opts.Timeout {
 			opts.Logf("the left-behind processes get %s, not %s: systemd gives the cleanup %s (TimeoutStopSec=) and %d hooks follow", wait.Round(time.Millisecond), opts.Timeout, opts.Budget, len(opts.Hooks))
@@ -118,6 +117,14 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		deadline := time.Now().Add(wait)
 		for {
 			rep.Remaining, err = others()
+			// A process forked since the last look (a leftover's
+			// child, a daemon's second fork) is left behind too: it
+			// gets its SIGTERM and the rest of the wait, not
+			// systemd's SIGKILL alone.
+			if late := terminate(rep.Remaining, signaled); len(late) > 0 {
+				opts.Logf("%d more processes appeared: %s; sending SIGTERM", len(late), describe(late))
+				rep.Leftovers = append(rep.Leftovers, late...)
+			}
 			if err != nil || len(rep.Remaining) == 0 || time.Now().After(deadline) {
 				break
 			}
@@ -159,6 +166,21 @@ func (b budget) share(limit time.Duration, n int) time.Duration {
 		return limit
 	}
 	return max(min(limit, time.Until(b.end)/time.Duration(n)), 100*time.Millisecond)
+}
+
+// terminate sends SIGTERM to each of pids not in signaled yet, and
+// records it there; it returns those it signaled.
+func terminate(pids []int, signaled map[int]bool) []int {
+	var sent []int
+	for _, pid := range pids {
+		if signaled[pid] {
+			continue
+		}
+		signaled[pid] = true
+		sent = append(sent, pid)
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	return sent
 }
 
 func runHook(ctx context.Context, argv []string, timeout time.Duration) string {

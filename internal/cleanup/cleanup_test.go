@@ -181,3 +181,68 @@ func TestBudgetShare(t *testing.T) {
 		t.Errorf("a spent budget: %s", got)
 	}
 }
+
+// started starts cmd and returns a channel closed once it has exited, for
+// a cgroup stub that lists only live processes (a child the test has not
+// reaped yet still takes signals), and where its Wait's error will be.
+func started(t *testing.T, cmd *exec.Cmd) (<-chan struct{}, *error) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done, werr := make(chan struct{}), new(error)
+	go func() { *werr = cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	return done, werr
+}
+
+func alive(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}
+
+// A process that appears in the cgroup after the first look (a
+// leftover's child, the second fork of a daemon) is left behind as well:
+// it gets SIGTERM and its time, not only systemd's SIGKILL once the wait
+// is over, and the record counts it among the leftovers.
+func TestRunStopsLeftoversThatAppearLater(t *testing.T) {
+	defer func(of func(int) (string, error), procs func(string) ([]int, error)) {
+		cgroupOf, cgroupProcs = of, procs
+	}(cgroupOf, cgroupProcs)
+	first, late := exec.Command("sleep", "60"), exec.Command("sleep", "60")
+	firstDone, _ := started(t, first)
+	lateDone, lateErr := started(t, late)
+	cgroupOf = func(int) (string, error) { return "/sitectl.slice/site-karl.service", nil }
+	looks := 0
+	cgroupProcs = func(string) ([]int, error) {
+		looks++
+		var pids []int
+		if alive(firstDone) {
+			pids = append(pids, first.Process.Pid)
+		}
+		if looks > 1 && alive(lateDone) {
+			pids = append(pids, late.Process.Pid)
+		}
+		return pids, nil
+	}
+	start := time.Now()
+	rep, err := Run(context.Background(), Options{Unit: "site-karl.service", Timeout: 3 * time.Second, Poll: 10 * time.Millisecond})
+	if err != nil || len(rep.Remaining) != 0 || len(rep.Leftovers) != 2 {
+		t.Errorf("%+v, %v; want 2 leftovers, none remaining", rep, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the cleanup waited %s for a process it never asked to stop", d)
+	}
+	select {
+	case <-lateDone:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the process that appeared later still runs")
+	}
+	if *lateErr == nil || !strings.Contains((*lateErr).Error(), "terminated") {
+		t.Errorf("the process that appeared later: %v, want terminated by SIGTERM", *lateErr)
+	}
+}
