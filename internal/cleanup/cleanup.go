@@ -169,7 +169,10 @@ func (b budget) share(limit time.Duration, n int) time.Duration {
 }
 
 // terminate sends SIGTERM to each of pids not in signaled yet, and
-// records it there; it returns those it signaled.
+// records it there; it returns those it signaled. SIGCONT follows, as
+// systemd's own stop sends it: a stopped process (SIGSTOP, SIGTSTP)
+// keeps a handled SIGTERM pending, and would get to release nothing
+// before systemd's SIGKILL.
 func terminate(pids []int, signaled map[int]bool) []int {
 	var sent []int
 	for _, pid := range pids {
@@ -179,6 +182,7 @@ func terminate(pids []int, signaled map[int]bool) []int {
 		signaled[pid] = true
 		sent = append(sent, pid)
 		_ = syscall.Kill(pid, syscall.SIGTERM)
+		_ = syscall.Kill(pid, syscall.SIGCONT)
 	}
 	return sent
 }

@@ -246,3 +246,39 @@ func TestRunStopsLeftoversThatAppearLater(t *testing.T) {
 		t.Errorf("the process that appeared later: %v, want terminated by SIGTERM", *lateErr)
 	}
 }
+
+// A stopped leftover (SIGSTOP) that handles SIGTERM gets to run its
+// handler: SIGCONT follows the SIGTERM, as in systemd's own stop. Without
+// it the SIGTERM stays pending, the wait takes its whole timeout and
+// systemd's SIGKILL ends the process before it released anything.
+func TestRunContinuesStoppedLeftovers(t *testing.T) {
+	defer func(of func(int) (string, error), procs func(string) ([]int, error)) {
+		cgroupOf, cgroupProcs = of, procs
+	}(cgroupOf, cgroupProcs)
+	dir := t.TempDir()
+	stopped := exec.Command("sh", "-c", "trap 'touch "+dir+"/released; exit 0' TERM; while :; do sleep 0.05; done")
+	done, _ := started(t, stopped)
+	time.Sleep(200 * time.Millisecond) // the trap is set
+	if err := stopped.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	cgroupOf = func(int) (string, error) { return "/sitectl.slice/site-karl.service", nil }
+	cgroupProcs = func(string) ([]int, error) {
+		if alive(done) {
+			return []int{stopped.Process.Pid}, nil
+		}
+		return nil, nil
+	}
+	start := time.Now()
+	rep, err := Run(context.Background(), Options{Unit: "site-karl.service", Timeout: 3 * time.Second, Poll: 10 * time.Millisecond})
+	if err != nil || len(rep.Remaining) != 0 {
+		t.Errorf("%+v, %v; want none remaining", rep, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the cleanup waited %s for a stopped process", d)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "released")); err != nil {
+		t.Errorf("the stopped process did not run its SIGTERM handler: %v", err)
+	}
+}
