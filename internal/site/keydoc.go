@@ -120,7 +120,8 @@ var Keys = []KeyDoc{
 	{"", keyCleanup, "array of arrays of strings", "none",
 		"Commands run after the app stopped (sitectl cleanup, ExecStopPost=), e.g. to release locks. Each is a " +
 			"command line with an absolute program. They get SITE, SITE_MODE, SERVICE_RESULT, EXIT_CODE and " +
-			"EXIT_STATUS; one that fails or hangs is logged and never holds up the stop."},
+			"EXIT_STATUS; one that fails or hangs is logged and never holds up the stop. They run in the app's sandbox, as its user: " +
+			"sitectl check warns of a program that is missing, not executable or hidden from the app (/home, say)."},
 	{"", keyCleanupTimeout, "duration", "10s",
 		"How long the processes the app left behind get after SIGTERM, and how long each cleanup command may run. " +
 			"systemd gives the whole cleanup drain_timeout plus stop_timeout: where these waits would not fit in that, they are shortened, so that every cleanup command runs."},

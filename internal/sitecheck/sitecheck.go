@@ -88,6 +88,21 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 	if hd, ok := h.under(s.Exec[0], hidden); ok {
 		warn(at("exec", 0), "exec: the program %s lies under %s, which the site's unit hides from the app (%s): the start would fail; install it elsewhere", s.Exec[0], hd.Path, hd.Directive)
 	}
+	// The cleanup hooks run in the app's sandbox too (ExecStopPost=,
+	// as the site's user): a mistake there shows only at each stop, as a
+	// failed hook in the status.
+	for i, hook := range s.Cleanup {
+		pos := at("cleanup", i)
+		if v := root.Get("cleanup"); v != nil && i < len(v.Items) && len(v.Items[i].Items) > 0 {
+			pos = v.Items[i].Items[0].Pos
+		}
+		if msg := h.program(hook[0]); msg != "" {
+			warn(pos, "cleanup[%d]: the program %s %s", i, hook[0], strings.Replace(msg, "the start would fail", "the hook would fail at every stop", 1))
+		}
+		if hd, ok := h.under(hook[0], hidden); ok {
+			warn(pos, "cleanup[%d]: the program %s lies under %s, which the site's unit hides from the app and its cleanup hooks (%s): the hook would fail at every stop; install it elsewhere", i, hook[0], hd.Path, hd.Directive)
+		}
+	}
 	if msg := h.accountProblem("passwd", s.User); msg != "" {
 		warn(at("user", -1), "%s", msg)
 	}
