@@ -120,7 +120,10 @@ func (e *env) printMode(s status.Site, line func(string, string, ...any)) {
 		}
 		rollback := "(keep_previous): sitectl rollback flips back to it"
 		if !w.RollbackFlips {
-			rollback = "or when the service restarts: the site file no longer has keep_previous, so sitectl rollback goes cold"
+			rollback = "or when the service restarts: sitectl rollback goes cold"
+			if w.NoFlip != "" {
+				rollback = "or when the service restarts: " + term.Escape(w.NoFlip) + ", so sitectl rollback goes cold"
+			}
 		}
 		line("warm", "generation %d (pid %d), mode %s%s, warm since %s, drained at %s %s",
 			w.Generation, w.MainPID, term.Escape(w.Mode), release, e.ago(w.Since), w.Until.Local().Format(time.TimeOnly), rollback)

@@ -91,8 +91,34 @@ type Warm struct {
 	Until      time.Time `json:"until" doc:"when it will be drained (keep_previous after since)"`
 	// MemoryBytes is the sum of its processes' PSS.
 	MemoryBytes int64 `json:"memory_bytes" doc:"the memory it holds: the sum of the proportional set sizes (Pss) of its processes (its session); 0 when it cannot be read"`
-	// RollbackFlips is whether the site file still has keep_previous.
-	RollbackFlips bool `json:"rollback_flips" doc:"whether sitectl rollback flips back to it: false once the site file no longer has keep_previous (the generation runs on until it is drained or the service restarts, and a rollback goes cold)"`
+	// RollbackFlips is whether sitectl rollback would flip back to it
+	// (see rollbackFlips), and NoFlip says why not.
+	RollbackFlips bool   `json:"rollback_flips" doc:"whether sitectl rollback flips back to it: false once the site file no longer has keep_previous (the generation runs on until it is drained or the service restarts), no longer has its mode, or has another version of its mode (its environment was edited since the generation started): a rollback then goes cold"`
+	NoFlip        string `json:"no_flip,omitempty" doc:"why sitectl rollback would not flip back to it (rollback_flips false); left out when it would"`
+	// Env is the environment the generation started with, which tells
+	// whether a rollback would flip to it; nil when it cannot be read.
+	Env []string `json:"-"`
+}
+
+// rollbackFlips is whether sitectl rollback of site s would flip back to
+// warm generation w, as package flow decides it: the site file has
+// keep_previous and w's mode, and w runs that mode as the file has it;
+// else why not.
+func rollbackFlips(s *site.Site, w *Warm) (bool, string) {
+	if s.KeepPrevious <= 0 {
+		return false, "the site file no longer has keep_previous"
+	}
+	m, ok := s.Mode(w.Mode)
+	if !ok {
+		return false, "the site file no longer has its mode " + w.Mode
+	}
+	if w.Env == nil {
+		return false, "its environment cannot be read"
+	}
+	if differ, unset := modes.Mismatch(w.Env, m); len(differ)+len(unset) > 0 {
+		return false, "it runs an older version of mode " + w.Mode + " than the site file has (" + strings.Join(append(differ, unset...), ", ") + " changed)"
+	}
+	return true, ""
 }
 
 // WarmGeneration asks a keep_previous site's launcher, the main process
@@ -120,7 +146,8 @@ func warmGeneration(ctx context.Context, s *site.Site, mainPID int) *Warm {
 		return nil
 	}
 	mem, _, _ := procfs.SessionPSS(ctx, w.PID) // 0 when it cannot be read
-	return &Warm{Generation: w.Generation, MainPID: w.PID, Mode: w.Mode, Release: w.Release, Since: w.Since, Until: w.Until, MemoryBytes: mem}
+	env, _ := procfs.Environ(w.PID)            // nil when it cannot be read
+	return &Warm{Generation: w.Generation, MainPID: w.PID, Mode: w.Mode, Release: w.Release, Since: w.Since, Until: w.Until, MemoryBytes: mem, Env: env}
 }
 
 // askLauncher asks the launcher of overlap site s, the main process

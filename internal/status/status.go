@@ -717,7 +717,7 @@ func (s *Site) readServed(ctx context.Context, src Sources, si *site.Site) {
 	if src.Warm != nil && (s.ActiveState == "active" || s.ActiveState == "reloading") {
 		s.Warm = src.Warm(ctx, si, s.MainPID)
 		if s.Warm != nil {
-			s.Warm.RollbackFlips = si.KeepPrevious > 0
+			s.Warm.RollbackFlips, s.Warm.NoFlip = rollbackFlips(si, s.Warm)
 		}
 	}
 }

@@ -774,3 +774,40 @@ func TestMaskedServiceIsNotIdle(t *testing.T) {
 		}
 	}
 }
+
+// A warm generation sitectl rollback would not flip to is not shown as
+// one it flips to: its mode left the site file, or the file's version of
+// the mode differs from what the generation runs (rollback checks both
+// and goes cold).
+func TestWarmRollbackFlipsAsRollbackDecides(t *testing.T) {
+	cases := map[string]struct {
+		mode   string
+		env    []string
+		flips  bool
+		noFlip string
+	}{
+		"same":      {"read-only", []string{"SITE_MODE=read-only", "SHOP_RO=1"}, true, ""},
+		"edited":    {"read-only", []string{"SITE_MODE=read-only", "SHOP_RO=0"}, false, "it runs an older version of mode read-only than the site file has (SHOP_RO changed)"},
+		"mode gone": {"old", []string{"SITE_MODE=old"}, false, "the site file no longer has its mode old"},
+		"unread":    {"read-only", nil, false, "its environment cannot be read"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			d, sd := setup(t)
+			file := "exec = [\"/usr/bin/app\"]\nhandoff = \"overlap\"\nkeep_previous = \"10m\"\n[[listen]]\naddress = \"127.0.0.1:4000\"\n[modes.read-only]\nenvironment = { SHOP_RO = \"1\" }\n"
+			if err := os.WriteFile(d.SiteFile("run"), []byte(file), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			src := Sources{Dirs: d, Systemd: sd, Warm: func(context.Context, *site.Site, int) *Warm {
+				return &Warm{Generation: 1, MainPID: 43, Mode: c.mode, Env: c.env}
+			}}
+			res, err := Gather(context.Background(), src, Request{Names: []string{"run"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w := bySite(res.Sites)["run"].Warm; w == nil || w.RollbackFlips != c.flips || w.NoFlip != c.noFlip {
+				t.Errorf("warm %+v: want flips %v (%q)", w, c.flips, c.noFlip)
+			}
+		})
+	}
+}
