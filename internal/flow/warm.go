@@ -92,7 +92,14 @@ func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.
 	}
 	e.progress("%s: %s", s.Name, answer)
 	rep.Rollback, rep.Changed = "warm", true
-	pid, err := e.stillServing(ctx, s, mode)
+	pid, gen, err := e.servingGeneration(ctx, s, mode)
+	if err == nil && gen != warmPID {
+		// Another generation serves the mode (a reload begun meanwhile
+		// by systemctl reload, or an app answering on the launcher's
+		// socket): not the one kept warm, whose release a rollback of a
+		// reload brings back.
+		err = fmt.Errorf("the launcher says pid %d serves, not the warm generation (pid %d)", gen, warmPID)
+	}
 	if err == nil {
 		// The launcher's word and the environment say which generation
 		// serves, not that it answers: a warm generation's workers may

@@ -274,3 +274,54 @@ func TestRefusedFlipWhoseModeCannotBePutBack(t *testing.T) {
 		t.Errorf("recorded mode %q: the test's disk did not fail as meant", cur)
 	}
 }
+
+// A flip the launcher answered ok after which another generation than the
+// warm one serves (a reload begun meanwhile by systemctl reload, or an app
+// answering on the launcher's socket) is not a warm rollback: the site
+// runs the mode, but not the generation kept warm (the old release), and
+// the history must not say that it serves again.
+func TestWarmRollbackChecksTheWarmGenerationServes(t *testing.T) {
+	e, f, s, asked := warmEnv(t)
+	f.env[101] = []string{"SITE_MODE=normal"}
+	flipped := false
+	e.RollbackLauncher = func(ctx context.Context, s *site.Site) (string, error) {
+		*asked = append(*asked, "rollback")
+		flipped = true
+		return "generation 1 serves again in mode normal, flipped in 1.2ms", nil
+	}
+	warm := e.Launcher
+	e.Launcher = func(ctx context.Context, s *site.Site) (launcher.Status, error) {
+		if flipped {
+			return launcher.Status{Serving: &launcher.GenerationStatus{Generation: 3, PID: 101, Mode: "normal"}}, nil
+		}
+		return warm(ctx, s)
+	}
+	e.Launcher = orServingAfter(e.Launcher, f, &flipped)
+	rep, err := Rollback(context.Background(), e, s, time.Minute, false)
+	if strings.Join(*asked, ",") != "rollback" {
+		t.Fatalf("asked %v: want one flip", *asked)
+	}
+	if rep.Rollback == "warm" || !strings.Contains(rep.NoWarm, "pid 101") {
+		t.Errorf("report %+v, %v: want no warm rollback, and why", rep, err)
+	}
+	st, _ := e.Store.ReadState("karl")
+	for _, h := range st.History {
+		if h.Reason == "warm rollback: the generation kept warm serves again" {
+			t.Errorf("history %+v says the warm generation serves", st.History)
+		}
+	}
+}
+
+// orServingAfter answers as first until the warm attempt's status after
+// the flip was asked, then as the fake systemd says (the cold restart).
+func orServingAfter(first func(context.Context, *site.Site) (launcher.Status, error), f *fakeSystemd, flipped *bool) func(context.Context, *site.Site) (launcher.Status, error) {
+	after := 0
+	return func(ctx context.Context, s *site.Site) (launcher.Status, error) {
+		if *flipped {
+			if after++; after > 1 {
+				return f.launcher(ctx, s)
+			}
+		}
+		return first(ctx, s)
+	}
+}
