@@ -938,9 +938,31 @@ func Rollback(ctx context.Context, e *Env, s *site.Site, timeout time.Duration, 
 		return Report{Site: s.Name, NoWarm: noWarm}, fmt.Errorf("site %s: no warm generation (%s), and the last change was a reload in mode %s, which only that generation undoes; switching to mode %s, the mode before the last switch, would not: nothing was done (--cold does that): %w",
 			s.Name, noWarm, last.To, target, ErrNoPrevious)
 	}
+	if since, ok := reloadedUnrecorded(ctx, e, s, state); ok && s.KeepPrevious > 0 && !cold {
+		// The same, for a reload sitectl did not record: a touch of
+		// the reload trigger or systemctl reload (a release deployed
+		// by moving the symlink), which write no history.
+		return Report{Site: s.Name, NoWarm: noWarm}, fmt.Errorf("site %s: no warm generation (%s), and the generation that serves was ready at %s, after the last change sitectl recorded (%s): a touch of the reload trigger, systemctl reload, a restart by systemd or a change that did not end ok started it, and it may run another release; switching to mode %s, the mode before the last switch, would keep that release: nothing was done (--cold does that): %w",
+			s.Name, noWarm, since.UTC().Format(time.RFC3339), state.ChangedAt.UTC().Format(time.RFC3339), target, ErrNoPrevious)
+	}
 	rep, err := SwitchMode(ctx, e, s, target, Options{Timeout: timeout})
 	rep.Rollback, rep.NoWarm = "cold", noWarm
 	return rep, err
+}
+
+// reloadedUnrecorded says when the generation serving an overlap site was
+// ready, if that was after the last change sitectl recorded (a reload it
+// did not make). A launcher that cannot be asked, or says no time, says
+// nothing.
+func reloadedUnrecorded(ctx context.Context, e *Env, s *site.Site, state modes.State) (time.Time, bool) {
+	if s.Handoff != site.HandoffOverlap || e.Launcher == nil || state.ChangedAt.IsZero() {
+		return time.Time{}, false
+	}
+	st, err := e.Launcher(ctx, s)
+	if err != nil || st.Serving == nil || st.Serving.Ready.IsZero() {
+		return time.Time{}, false
+	}
+	return st.Serving.Ready, st.Serving.Ready.After(state.ChangedAt)
 }
 
 // rollbackTarget is the mode a cold rollback switches to: the previous

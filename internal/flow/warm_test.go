@@ -325,3 +325,49 @@ func orServingAfter(first func(context.Context, *site.Site) (launcher.Status, er
 		return first(ctx, s)
 	}
 }
+
+// A reload sitectl did not record (a touch of the reload trigger after the
+// release symlink moved, systemctl reload) and no warm generation left: a
+// rollback does not switch to the mode before the last switch, which
+// would keep that release serving (in maintenance, say): it says so and
+// does nothing, unless --cold. A generation ready before the last change
+// recorded is that change's.
+func TestColdRollbackAfterAnUnrecordedReloadIsRefused(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		after   time.Duration
+		refused bool
+	}{{"reloaded since", time.Minute, true}, {"the change's own", -time.Second, false}} {
+		e, f, s, _ := warmEnv(t)
+		st, _ := e.Store.ReadState("karl")
+		ready := st.ChangedAt.Add(c.after)
+		// The warm attempt's status and the rollback's look at what
+		// serves, then the fake systemd's answers for the cold switch.
+		calls := 0
+		e.Launcher = func(ctx context.Context, s *site.Site) (launcher.Status, error) {
+			if calls++; calls <= 2 {
+				return launcher.Status{Serving: &launcher.GenerationStatus{Generation: 3, PID: f.gen, Mode: "read-only", Ready: ready},
+					NoWarm: "warm generation 1 was drained after keep_previous"}, nil
+			}
+			return f.launcher(ctx, s)
+		}
+		restarts, reloads := len(f.restarts), len(f.reloads)
+		rep, err := Rollback(context.Background(), e, s, time.Minute, false)
+		if !c.refused {
+			if err != nil || rep.To != "normal" || rep.Rollback != "cold" {
+				t.Errorf("%s: %+v, %v", c.name, rep, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrNoPrevious) || !strings.Contains(err.Error(), "after the last change sitectl recorded") || rep.Result != "" {
+			t.Fatalf("%s: report %+v, %v", c.name, rep, err)
+		}
+		if len(f.restarts) != restarts || len(f.reloads) != reloads {
+			t.Errorf("%s: changed the site: reloads %v, restarts %v", c.name, f.reloads, f.restarts)
+		}
+		calls = 2
+		if rep, err := Rollback(context.Background(), e, s, time.Minute, true); err != nil || rep.To != "normal" || rep.Rollback != "cold" {
+			t.Errorf("%s: --cold: %+v, %v", c.name, rep, err)
+		}
+	}
+}
