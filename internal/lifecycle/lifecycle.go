@@ -142,34 +142,46 @@ func Enable(ctx context.Context, e *Env, s *site.Site) (Report, error) {
 // active: its start would fail with systemd's "resources", which names no
 // address.
 func (e *Env) stoppedBindable(ctx context.Context, s *site.Site) error {
-	if e.Bindable == nil {
-		return nil
+	l, name, err := e.firstUnbindable(ctx, s, s.Listeners)
+	if err != nil && name == "" {
+		return err
 	}
-	names := make([]string, len(s.Listeners))
-	for i, l := range s.Listeners {
+	if err != nil {
+		return fmt.Errorf("site %s: %s cannot listen on %s now: %w; nothing was done: stop what listens there (`ss -ltnp` shows it) or give the site another address in its file, then `sitectl enable %s`",
+			s.Name, name, l.Endpoint(), err, s.Name)
+	}
+	return nil
+}
+
+// firstUnbindable is the first of site s's listeners ls whose socket unit
+// (name) is not active and that cannot be bound now, with why (err); a
+// listener whose own socket is active holds it. An error with no name is
+// systemd's.
+func (e *Env) firstUnbindable(ctx context.Context, s *site.Site, ls []site.Listener) (l site.Listener, name string, err error) {
+	if e.Bindable == nil || len(ls) == 0 {
+		return site.Listener{}, "", nil
+	}
+	names := make([]string, len(ls))
+	for i, l := range ls {
 		names[i] = units.SocketNameOf(s, l)
-	}
-	if len(names) == 0 {
-		return nil
 	}
 	us, err := e.Systemd.States(ctx, names...)
 	if err != nil {
-		return err
+		return site.Listener{}, "", err
 	}
 	active := map[string]bool{}
 	for _, u := range us {
 		active[u.Name] = u.ActiveState == "active"
 	}
-	for i, l := range s.Listeners {
+	for i, l := range ls {
 		if active[names[i]] {
 			continue // its own socket holds it
 		}
 		if err := e.Bindable(l); err != nil {
-			return fmt.Errorf("site %s: %s cannot listen on %s now: %w; nothing was done: stop what listens there (`ss -ltnp` shows it) or give the site another address in its file, then `sitectl enable %s`",
-				s.Name, names[i], l.Endpoint(), err, s.Name)
+			return l, names[i], err
 		}
 	}
-	return nil
+	return site.Listener{}, "", nil
 }
 
 // leftAsItRuns is enable of a site already in service whose units are all
@@ -420,39 +432,17 @@ func (e *Env) heldUnclaimed(ctx context.Context, name string, sites []*site.Site
 // is not listening already) can be bound: once they stop, systemd unloads
 // their units, whose files are gone, and nothing could start them again.
 func (e *Env) canTakeOver(ctx context.Context, heir *site.Site, held []site.Listener) error {
-	if e.Bindable == nil {
-		return nil
-	}
 	var others []site.Listener
 	for _, l := range heir.Listeners {
 		if !slices.ContainsFunc(held, func(h site.Listener) bool { return site.SameListener(h, l) }) {
 			others = append(others, l)
 		}
 	}
-	if len(others) == 0 {
-		return nil
+	l, name, err := e.firstUnbindable(ctx, heir, others)
+	if err != nil && name != "" {
+		return fmt.Errorf("its listener %s cannot be bound: %w", l.Endpoint(), err)
 	}
-	names := make([]string, len(others))
-	for i, l := range others {
-		names[i] = units.SocketNameOf(heir, l)
-	}
-	us, err := e.Systemd.States(ctx, names...)
-	if err != nil {
-		return err
-	}
-	listening := map[string]bool{}
-	for _, u := range us {
-		listening[u.Name] = u.ActiveState == "active"
-	}
-	for i, l := range others {
-		if listening[names[i]] {
-			continue // its own socket holds it
-		}
-		if err := e.Bindable(l); err != nil {
-			return fmt.Errorf("its listener %s cannot be bound: %w", l.Endpoint(), err)
-		}
-	}
-	return nil
+	return err
 }
 
 // handOver starts the sockets of heirs (heirsOf) as soon as the removed
