@@ -197,16 +197,9 @@ func (e *Env) watchRunning(ctx context.Context, cancel context.CancelCauseFunc, 
 	}
 }
 
-// stillServing checks that an overlap site's unit runs and that the
+// servingGeneration checks that an overlap site's unit runs and that the
 // generation its launcher reports serving runs mode m, and returns the
-// launcher's pid.
-func (e *Env) stillServing(ctx context.Context, s *site.Site, m site.Mode) (int, error) {
-	pid, _, err := e.servingGeneration(ctx, s, m)
-	return pid, err
-}
-
-// servingGeneration is stillServing that also returns the pid of the
-// generation that serves.
+// launcher's pid and the pid of the generation that serves.
 func (e *Env) servingGeneration(ctx context.Context, s *site.Site, m site.Mode) (mainPID, gen int, err error) {
 	return e.servingGenerationOf(ctx, s, m, false)
 }
