@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/sitectl/sitectl/internal/generator"
 	"github.com/sitectl/sitectl/internal/journal"
@@ -29,6 +30,9 @@ import (
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
+
+// usage is the command line, as -h and a wrong one print it.
+const usage = "sitectl-generator NORMAL_DIR [EARLY_DIR LATE_DIR] | --dryrun"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -40,9 +44,24 @@ func main() {
 // always exits 0: one bad site file must never fail the boot.
 func run(args []string, stdout, stderr io.Writer) int {
 	dryrun := len(args) > 0 && (args[0] == "--dryrun" || args[0] == "-dryrun")
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		fmt.Fprintln(stdout, usage)
+		return 0
+	}
 	if !dryrun && len(args) != 1 && len(args) != 3 {
-		fmt.Fprintln(stderr, "usage: sitectl-generator NORMAL_DIR [EARLY_DIR LATE_DIR] | --dryrun")
+		fmt.Fprintln(stderr, "usage: "+usage)
 		return 2
+	}
+	if !dryrun {
+		// systemd passes directories; an option here is an operator's
+		// typo, and taking it for the output directory would write units
+		// into ./-x and the generator's listener record with them.
+		for _, a := range args {
+			if strings.HasPrefix(a, "-") {
+				fmt.Fprintf(stderr, "sitectl-generator: unknown option %q; nothing written\nusage: %s\n", a, usage)
+				return 2
+			}
+		}
 	}
 	log := newLogger(stderr, dryrun)
 	defer log.Close()
