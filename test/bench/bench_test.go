@@ -1,9 +1,13 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"reflect"
@@ -1066,5 +1070,145 @@ LISTEN 0      4096            [::]:10003         [::]:*    ino:503 sk:5 cgroup:/
 	}
 	if _, _, _, err := lastHeldPort(listeners, "3 socket:[900]\n", 10000, 10003); err == nil {
 		t.Error("no site socket among PID 1's files: no error")
+	}
+}
+
+// generatedTar is a generator output directory as `tar -C DIR -cf - .`
+// packs it: one site's socket and service, a slice and the wants link.
+func generatedTar(t *testing.T) []byte {
+	t.Helper()
+	tw := newTar()
+	for _, d := range []string{".", "./sockets.target.wants"} {
+		if err := tw.dir(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := map[string]string{
+		"./sitectl-a5.slice":  "# generated\n\n[Unit]\nDescription=Sites a5\n",
+		"./site-shop.socket":  "# generated\n\n[Unit]\nDescription=Site shop: listener http\nDocumentation=man:sitectl(1)\n\n[Socket]\nListenStream=127.0.0.1:10042\nFileDescriptorName=http\nService=site-shop.service\nSlice=sitectl-a5.slice\n\n[Install]\nWantedBy=sockets.target\n",
+		"./site-shop.service": "# generated\n\n[Unit]\nDescription=Site shop\nRequires=site-shop.socket\n\n[Service]\nType=notify\nExecStart=/usr/bin/sitectl launch shop -- /usr/local/bin/webapp\nSlice=sitectl-a5.slice\nSystemCallFilter=@system-service\nProtectSystem=strict\n",
+	}
+	for _, name := range []string{"./sitectl-a5.slice", "./site-shop.socket", "./site-shop.service"} {
+		if err := tw.add(name, []byte(files[name]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.link("./sockets.target.wants/site-shop.socket", "../site-shop.socket"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := tw.bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// readTar maps each entry of a tar archive to its content, or to "-> TARGET"
+// for a link and "/" for a directory.
+func readTar(t *testing.T, data []byte) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch hdr.Typeflag {
+		case tar.TypeSymlink:
+			out[hdr.Name] = "-> " + hdr.Linkname
+		case tar.TypeDir:
+			out[hdr.Name] = "/"
+		default:
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[hdr.Name] = string(b)
+		}
+	}
+}
+
+// TestFloorTars: the floor's "same units" are the generator's files byte for
+// byte, and its plain pairs keep only a plain pair's directives, with the
+// same names, slices, listeners and links.
+func TestFloorTars(t *testing.T) {
+	same, plain, units, err := floorTars(generatedTar(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if units != 3 {
+		t.Errorf("%d units, want 3 (socket, service, slice)", units)
+	}
+	gen, s, p := readTar(t, generatedTar(t)), readTar(t, same), readTar(t, plain)
+	for name, content := range gen {
+		name = strings.TrimPrefix(name, "./")
+		if name == "" {
+			continue
+		}
+		name = strings.TrimSuffix(name, "/")
+		if content == "/" {
+			name += "/"
+		}
+		if s[name] != content {
+			t.Errorf("same units: %s is %q, want the generator's %q", name, s[name], content)
+		}
+	}
+	if p["sockets.target.wants/site-shop.socket"] != "-> ../site-shop.socket" || p["sitectl-a5.slice"] != gen["./sitectl-a5.slice"] {
+		t.Errorf("plain pairs lost the link or the slice: %q", p)
+	}
+	wantSocket := "[Unit]\nDescription=Site shop: listener http\n[Socket]\nListenStream=127.0.0.1:10042\nSlice=sitectl-a5.slice\n[Install]\n"
+	if p["site-shop.socket"] != wantSocket {
+		t.Errorf("plain socket:\n%s\nwant:\n%s", p["site-shop.socket"], wantSocket)
+	}
+	wantService := "[Unit]\nDescription=Site shop\n[Service]\nExecStart=/bin/true\nSlice=sitectl-a5.slice\n"
+	if p["site-shop.service"] != wantService {
+		t.Errorf("plain service:\n%s\nwant:\n%s", p["site-shop.service"], wantService)
+	}
+	if _, _, _, err := floorTars(func() []byte { b, _ := newTar().bytes(); return b }()); err == nil {
+		t.Error("a generator that wrote nothing gave a floor")
+	}
+}
+
+// TestFloorTarget: a reload above 10 s is at systemd's floor only when
+// systemd's CPU for sitectl's sites is within floorMargin of the same
+// units without sitectl, timed alternately; otherwise it stays missed, and
+// a met target stays met.
+func TestFloorTarget(t *testing.T) {
+	stats := func(ms float64) DurationStats {
+		return DurationStats{Runs: 10, Median: Millis(time.Duration(ms * float64(time.Millisecond)))}
+	}
+	step := func(wall, cpu, sameCPU float64) *ScaleResult {
+		return &ScaleResult{N: 10000, DaemonReloadIdle: stats(wall), DaemonReloadIdleCPU: stats(cpu),
+			Floor: &FloorResult{Units: 20257, Same: stats(wall - 800), SameCPU: stats(sameCPU), Plain: stats(8000), PlainCPU: stats(7000)}}
+	}
+	for _, c := range []struct {
+		name string
+		s    *ScaleResult
+		want string
+	}{
+		{"at the floor", step(19000, 17800, 17500), statusFloor},
+		{"above the floor", step(19000, 17800, 15000), statusMissed},
+		{"under the target", step(9000, 8000, 8000), statusMet},
+		{"no floor measured", &ScaleResult{N: 10000, DaemonReloadIdle: stats(19000), DaemonReloadIdleCPU: stats(17800)}, statusMissed},
+	} {
+		tg := floorTarget(timingTarget("reload", 10000, c.s.DaemonReloadIdle, ""), c.s)
+		if tg.Status != c.want {
+			t.Errorf("%s: %q (%s), want %q", c.name, tg.Status, tg.Measured, c.want)
+		}
+		if c.s.Floor != nil && !strings.Contains(tg.Measured, "plain socket and service pairs 8000 ms (CPU 7000 ms)") {
+			t.Errorf("%s: the measured text does not give the plain pairs: %s", c.name, tg.Measured)
+		}
+	}
+	r := &Results{Scale: []*ScaleResult{step(19000, 17800, 17500)}}
+	md := floorMarkdown(r)
+	if !strings.Contains(md, "| 10000 | 19000 (17800) | 18200 (17500) | 8000 (7000) | 1.02 | 2.50 |") {
+		t.Errorf("floor table:\n%s", md)
+	}
+	if floorMarkdown(&Results{Scale: []*ScaleResult{{N: 1000}}}) != "" {
+		t.Error("a floor table without any floor measured")
 	}
 }

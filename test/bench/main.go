@@ -73,6 +73,7 @@ type options struct {
 	scenarios     string
 	sites         string
 	boot          bool
+	floor         bool
 	reps          int
 	modeReps      int
 	cliRuns       int
@@ -99,6 +100,7 @@ func parseFlags(args []string) (options, *flag.FlagSet, error) {
 	fs.StringVar(&o.scenarios, "scenarios", strings.Join(scenarioIDs(), ","), "handoff scenarios (comma-separated; empty: none); a server's own reload runs only with that server")
 	fs.StringVar(&o.sites, "sites", "1000,3000,10000", "site counts of the scale benchmark (comma-separated, ascending; empty: none)")
 	fs.BoolVar(&o.boot, "scale-boot", true, "at each scale step, also boot a sandbox with the sites in place and time the boot and the poweroff")
+	fs.BoolVar(&o.floor, "scale-floor", true, "at each scale step, time the repeated daemon-reload (sockets not started) alternately with two more sandboxes: the same units without sitectl, and plain socket and service pairs (systemd's floor)")
 	fs.IntVar(&o.reps, "reps", 10, "runs of each scale timing")
 	fs.IntVar(&o.modeReps, "mode-reps", 5, "mode switches to maintenance and back at each scale step")
 	fs.IntVar(&o.cliRuns, "cli-runs", 30, "runs of each restart command for the CLI overhead (0: skip)")
@@ -335,7 +337,7 @@ func runBench(o options, args []string) (err error) {
 			Switches: o.switches, Repeats: o.repeats, Rate: o.rate, NeighbourRate: o.neighbourRate,
 			TailMS: o.tail.Milliseconds(), GapMS: o.gap.Milliseconds(), TimeoutMS: o.timeout.Milliseconds(),
 			DoneTimeoutMS: o.doneTimeout.Milliseconds(), WSGIImportMS: o.wsgiImport.Milliseconds(), WSGIRequestCPUMS: float64(o.wsgiCPU) / float64(time.Millisecond),
-			Sites: sites, ScaleBoot: o.boot, Reps: o.reps, ModeReps: o.modeReps, CLIRuns: o.cliRuns,
+			Sites: sites, ScaleBoot: o.boot, ScaleFloor: o.floor, Reps: o.reps, ModeReps: o.modeReps, CLIRuns: o.cliRuns,
 		},
 	}
 	for _, a := range selApps {
@@ -393,7 +395,7 @@ func runBench(o options, args []string) (err error) {
 	if len(sites) > 0 {
 		logf("booting the scale sandbox")
 		scaleStart := time.Now()
-		res.Scale, err = runScale(ctx, ScaleOptions{Sites: sites, Reps: o.reps, ModeReps: o.modeReps, Boot: o.boot, Bin: bin, Root: root, Log: logf}, work, bootLog)
+		res.Scale, err = runScale(ctx, ScaleOptions{Sites: sites, Reps: o.reps, ModeReps: o.modeReps, Boot: o.boot, Floor: o.floor, BootLog: bootLog, Bin: bin, Root: root, Log: logf}, work, bootLog)
 		res.ScaleDurationS = time.Since(scaleStart).Seconds()
 		if err != nil {
 			return err

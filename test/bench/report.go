@@ -48,6 +48,7 @@ type Config struct {
 	WSGIRequestCPUMS float64 `json:"wsgi_request_cpu_ms"`
 	Sites            []int   `json:"sites"`
 	ScaleBoot        bool    `json:"scale_boot"`
+	ScaleFloor       bool    `json:"scale_floor,omitempty"`
 	Reps             int     `json:"scale_reps"`
 	ModeReps         int     `json:"scale_mode_reps"`
 	CLIRuns          int     `json:"cli_runs"`
@@ -58,7 +59,7 @@ type Target struct {
 	What     string `json:"what"`
 	Target   string `json:"target"`
 	Measured string `json:"measured"`
-	Status   string `json:"status"` // met, missed, not available, not measured
+	Status   string `json:"status"` // met, missed, systemd's floor, not available, not measured
 }
 
 const (
@@ -66,6 +67,9 @@ const (
 	statusMissed      = "missed"
 	statusUnavailable = "not available"
 	statusNotMeasured = "not measured"
+	// statusFloor: above its target, and no more than what systemd
+	// itself costs for the same work without sitectl (floorTarget).
+	statusFloor = "systemd's floor"
 )
 
 func metOrMissed(ok bool) string {

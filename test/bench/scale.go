@@ -28,6 +28,12 @@ type ScaleOptions struct {
 	// Boot also boots a second sandbox with each step's sites in place and
 	// times the boot and the poweroff.
 	Boot bool
+	// Floor times the repeated reload before the sockets start beside two
+	// more sandboxes: the same units without sitectl, and plain pairs
+	// (FloorResult).
+	Floor bool
+	// BootLog receives the other sandboxes' progress lines.
+	BootLog io.Writer
 	// Bin and Root are the built binaries and the repository, for the boot
 	// sandbox.
 	Bin, Root string
@@ -70,6 +76,10 @@ type ScaleResult struct {
 	// loaded and none of their sockets started yet.
 	DaemonReloadIdle    DurationStats `json:"daemon_reload_not_listening"`
 	DaemonReloadIdleCPU DurationStats `json:"daemon_reload_not_listening_pid1_cpu"`
+	// Floor is systemd's cost of the same reload without sitectl, timed
+	// alternately with DaemonReloadIdle (absent from runs before 5
+	// December 2026, or with -scale-floor=false).
+	Floor *FloorResult `json:"floor,omitempty"`
 	// DaemonReload is the repeated daemon-reload with every site's
 	// socket listening. Reloads systemd ignored are failures.
 	DaemonReload DurationStats `json:"daemon_reload"`
@@ -287,6 +297,10 @@ func (t *tarWriter) dir(name string) error {
 	return t.tw.WriteHeader(&tar.Header{Name: name + "/", Mode: 0o755, ModTime: time.Now(), Typeflag: tar.TypeDir})
 }
 
+func (t *tarWriter) link(name, target string) error {
+	return t.tw.WriteHeader(&tar.Header{Name: name, Linkname: target, Mode: 0o777, ModTime: time.Now(), Typeflag: tar.TypeSymlink})
+}
+
 func (t *tarWriter) bytes() ([]byte, error) {
 	if err := t.tw.Close(); err != nil {
 		return nil, err
@@ -427,7 +441,12 @@ func scaleStep(ctx context.Context, h *host, o ScaleOptions, base baseline, have
 		return nil, fmt.Errorf("the daemon-reload that loads %d sites: %w", n, err)
 	}
 	r.FirstDaemonReload = Millis(tr.Nanos[0][0])
-	if r.DaemonReloadIdle, r.DaemonReloadIdleCPU, err = timeReloads(ctx, h, o.Reps); err != nil {
+	if o.Floor {
+		o.Log("  repeated daemon-reloads beside systemd's floor: the same units without sitectl, and plain pairs (two more sandboxes)")
+		if r.DaemonReloadIdle, r.DaemonReloadIdleCPU, r.Floor, err = reloadsBesideFloor(ctx, h, o, workDir, o.BootLog); err != nil {
+			return nil, err
+		}
+	} else if r.DaemonReloadIdle, r.DaemonReloadIdleCPU, err = timeReloads(ctx, h, o.Reps); err != nil {
 		return nil, err
 	}
 	tr, err = h.timeit(ctx, TimeSpec{Runs: 1, Commands: []TimedCmd{{Argv: []string{"systemctl", "start", "--all", "site-*.socket"}}}})
@@ -657,43 +676,63 @@ func stateForAll(ctx context.Context, h *host, n int, workDir string) error {
 // the CPU time the sandbox's systemd spent in each. A reload systemd
 // answered without doing it counts as failed.
 func timeReloads(ctx context.Context, h *host, reps int) (wall, cpu DurationStats, err error) {
-	var walls, cpus []time.Duration
-	var failed []string
+	var rs reloadTimes
 	for i := 0; i < reps; i++ {
-		c0, err := procCPU(h.sb.PID())
-		if err != nil {
+		if err := rs.add(ctx, h); err != nil {
 			return wall, cpu, err
 		}
-		mark, err := h.sb.ReloadMark()
-		if err != nil {
-			return wall, cpu, err
-		}
-		tr, err := h.timeit(ctx, TimeSpec{Runs: 1, Commands: []TimedCmd{{Argv: []string{"systemctl", "daemon-reload"}}}})
-		if err != nil {
-			return wall, cpu, err
-		}
-		c1, err := procCPU(h.sb.PID())
-		if err != nil {
-			return wall, cpu, err
-		}
-		if e := tr.Errors[0][0]; e != "" {
-			failed = append(failed, e)
-			continue
-		}
-		// systemctl's exit status is not enough: see CheckReloaded.
-		if err := h.sb.CheckReloaded(mark); err != nil {
-			failed = append(failed, err.Error())
-			continue
-		}
-		walls = append(walls, time.Duration(tr.Nanos[0][0]))
-		cpus = append(cpus, c1-c0)
 	}
-	wall, cpu = SummarizeDurations(walls, true), SummarizeDurations(cpus, true)
-	if len(failed) > 0 {
-		wall.Failed, wall.Error = len(failed), failed[0]
-		cpu.Failed, cpu.Error = len(failed), failed[0]
-	}
+	wall, cpu = rs.stats()
 	return wall, cpu, nil
+}
+
+// reloadTimes collects timed daemon-reloads of one sandbox: the wall time
+// and systemd's CPU of each that really reloaded, and the failures.
+type reloadTimes struct {
+	walls, cpus []time.Duration
+	failed      []string
+}
+
+// add times one `systemctl daemon-reload` in h.
+func (rs *reloadTimes) add(ctx context.Context, h *host) error {
+	c0, err := procCPU(h.sb.PID())
+	if err != nil {
+		return err
+	}
+	mark, err := h.sb.ReloadMark()
+	if err != nil {
+		return err
+	}
+	tr, err := h.timeit(ctx, TimeSpec{Runs: 1, Commands: []TimedCmd{{Argv: []string{"systemctl", "daemon-reload"}}}})
+	if err != nil {
+		return err
+	}
+	c1, err := procCPU(h.sb.PID())
+	if err != nil {
+		return err
+	}
+	if e := tr.Errors[0][0]; e != "" {
+		rs.failed = append(rs.failed, e)
+		return nil
+	}
+	// systemctl's exit status is not enough: see CheckReloaded.
+	if err := h.sb.CheckReloaded(mark); err != nil {
+		rs.failed = append(rs.failed, err.Error())
+		return nil
+	}
+	rs.walls = append(rs.walls, time.Duration(tr.Nanos[0][0]))
+	rs.cpus = append(rs.cpus, c1-c0)
+	return nil
+}
+
+// stats summarizes the wall times and systemd's CPU times, every value kept.
+func (rs *reloadTimes) stats() (wall, cpu DurationStats) {
+	wall, cpu = SummarizeDurations(rs.walls, true), SummarizeDurations(rs.cpus, true)
+	if len(rs.failed) > 0 {
+		wall.Failed, wall.Error = len(rs.failed), rs.failed[0]
+		cpu.Failed, cpu.Error = len(rs.failed), rs.failed[0]
+	}
+	return wall, cpu
 }
 
 // procCPU is the user + system time of a process, from /proc/PID/stat.

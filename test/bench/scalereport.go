@@ -50,8 +50,8 @@ func scaleTargets(r *Results) []Target {
 	}
 	ts = append(ts, timingTarget(fmt.Sprintf("%d sites, sockets listening: repeated `systemctl daemon-reload`", n), 10000, s.DaemonReload,
 		fmt.Sprintf("; systemd's CPU %s ms", durCell(s.DaemonReloadCPU))))
-	ts = append(ts, timingTarget(fmt.Sprintf("%d sites, sockets not started: repeated `systemctl daemon-reload`", n), 10000, s.DaemonReloadIdle,
-		fmt.Sprintf("; systemd's CPU %s ms", durCell(s.DaemonReloadIdleCPU))))
+	ts = append(ts, floorTarget(timingTarget(fmt.Sprintf("%d sites, sockets not started: repeated `systemctl daemon-reload`", n), 10000, s.DaemonReloadIdle,
+		fmt.Sprintf("; systemd's CPU %s ms", durCell(s.DaemonReloadIdleCPU))), s))
 	ts = append(ts, timingTarget(fmt.Sprintf("%d sites: `sitectl list`", n), 300, s.SitectlListText, ""))
 	ts = append(ts, timingTarget(fmt.Sprintf("%d sites: `sitectl list --json`", n), 300, s.SitectlList, ""))
 	ts = append(ts, timingTarget(fmt.Sprintf("%d sites, every site with state: `sitectl list --json`", n), 300, s.SitectlListJSONStated, ""))
@@ -132,6 +132,7 @@ func scaleMarkdown(r *Results) string {
 		p("\nFailures:\n\n%s", f)
 	}
 	p("\n![times against the number of sites](scale.png)\n\n")
+	b.WriteString(floorMarkdown(r))
 	if slices.ContainsFunc(r.Scale, func(s *ScaleResult) bool { return s.Boot != nil }) {
 		p("### Boot and poweroff\n\n")
 		p("At each step a second sandbox boots with the step's site files, sitectl and its generator in place before systemd starts (`sandbox.Options.Seed`): ")
@@ -412,4 +413,78 @@ func lastSocketTable(b *strings.Builder, steps []*ScaleResult) {
 		"Median, and in parentheses the slowest run.\n\n", lastSocketRuns)
 	b.WriteString(t.String())
 	b.WriteString("\n")
+}
+
+// floorMargin is how far above the same units without sitectl systemd's
+// CPU for sitectl's reload may be and still count as systemd's floor: the
+// spread of alternate reloads on a quiet machine.
+const floorMargin = 1.05
+
+// floorRatio is systemd's CPU for a reload of sitectl's sites over that for
+// the same units without sitectl (medians), and false when either has no
+// successful reload.
+func floorRatio(s *ScaleResult) (float64, bool) {
+	f := s.Floor
+	if f == nil || s.DaemonReloadIdleCPU.Runs == 0 || f.SameCPU.Runs == 0 || f.SameCPU.Median <= 0 {
+		return 0, false
+	}
+	return s.DaemonReloadIdleCPU.Median.MS() / f.SameCPU.Median.MS(), true
+}
+
+// floorTarget adds systemd's floor to the target of the repeated reload
+// before the sockets start: issue 16 accepts a reload above 10 s when it
+// is systemd's own cost, shown by a comparison. A missed target whose
+// reload costs systemd no more than the same units without sitectl
+// (within floorMargin) is at systemd's floor; the plain pairs say what the
+// units' directives cost.
+func floorTarget(t Target, s *ScaleResult) Target {
+	f := s.Floor
+	if f == nil {
+		return t
+	}
+	t.Target += ", or systemd's floor for the same units"
+	t.Measured += fmt.Sprintf("; timed alternately with it: the same units without sitectl %s ms (systemd's CPU %s ms), plain socket and service pairs %s ms (CPU %s ms)",
+		durCell(f.Same), durCell(f.SameCPU), durCell(f.Plain), durCell(f.PlainCPU))
+	r, ok := floorRatio(s)
+	if !ok {
+		return t
+	}
+	t.Measured += fmt.Sprintf("; systemd's CPU for sitectl's sites ÷ for the same units %.2f", r)
+	if t.Status == statusMissed && s.DaemonReloadIdle.Failed == 0 && f.Same.Failed == 0 && r <= floorMargin {
+		t.Status = statusFloor
+	}
+	return t
+}
+
+// floorMarkdown is the table of systemd's floor, or "" when no step has one.
+func floorMarkdown(r *Results) string {
+	var t table
+	t.head = []string{"sites", "sitectl's sites (systemd's CPU)", "the same units without sitectl (systemd's CPU)", "plain socket and service pairs (systemd's CPU)", "systemd's CPU: sitectl ÷ the same units", "the same units ÷ plain pairs"}
+	for _, s := range r.Scale {
+		f := s.Floor
+		if f == nil {
+			continue
+		}
+		ratio := "–"
+		if v, ok := floorRatio(s); ok {
+			ratio = fmt.Sprintf("%.2f", v)
+		}
+		plain := "–"
+		if f.SameCPU.Runs > 0 && f.PlainCPU.Runs > 0 && f.PlainCPU.Median > 0 {
+			plain = fmt.Sprintf("%.2f", f.SameCPU.Median.MS()/f.PlainCPU.Median.MS())
+		}
+		t.add(fmt.Sprint(s.N), withCPU(s.DaemonReloadIdle, s.DaemonReloadIdleCPU), withCPU(f.Same, f.SameCPU), withCPU(f.Plain, f.PlainCPU), ratio, plain)
+	}
+	if len(t.rows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("### systemd's floor: the same reload without sitectl\n\n")
+	b.WriteString("At each step, before the sites' sockets start, the repeated `daemon-reload` of the sandbox above is timed alternately with two more sandboxes (reload 1 of each, then reload 2 of each, and so on), each holding as many units: ")
+	b.WriteString("*the same units without sitectl* are the files sitectl's generator wrote for the step's sites, byte for byte, installed in `/etc/systemd/system` of a sandbox with no site file; ")
+	b.WriteString("*plain pairs* are those units with the same names, slices and listeners, each socket reduced to `Description=`, `ListenStream=` and `Slice=`, each service to `Description=`, `ExecStart=/bin/true` and `Slice=`. ")
+	b.WriteString("The first says what systemd spends on sitectl's units when sitectl plays no part in the reload (the wall time of sitectl's also includes its generator, which systemd runs at every reload); the second what any two units per site cost, so that the ratio between them is the price of what sitectl's units say (the hardening that keeps `systemd-analyze security` at or below 1.5, the drain and cleanup commands): [docs/scale.md](../scale.md).\n\n")
+	b.WriteString(t.String())
+	b.WriteString("\nAll times in ms, medians; in parentheses systemd's CPU (`/proc/PID/stat` of the sandbox's PID 1) during each reload, which the machine's other work hardly moves.\n\n")
+	return b.String()
 }

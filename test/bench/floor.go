@@ -1,0 +1,260 @@
+package main
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sitectl/sitectl/test/sandbox"
+)
+
+// systemd's floor for a repeated daemon-reload (issue 16.1): what the same
+// reload costs systemd without sitectl, timed side by side with sitectl's.
+
+// FloorResult is the repeated daemon-reload (no socket started) of two more
+// sandboxes, each with as many units as the step's sites have, timed
+// alternately with the scale sandbox's own (ScaleResult.DaemonReloadIdle):
+// reload i of each comes before reload i+1 of any, so that the machine's
+// moments hit the three alike.
+type FloorResult struct {
+	// Same: the units sitectl's generator wrote for the step's sites, byte
+	// for byte, installed in /etc/systemd/system of a sandbox that has no
+	// site file (its generator writes nothing): systemd's cost for these
+	// units, without sitectl at reload time.
+	Same    DurationStats `json:"same_units"`
+	SameCPU DurationStats `json:"same_units_pid1_cpu"`
+	// Plain: the same names, slices and listeners, each socket reduced to
+	// Description=, ListenStream= and Slice= and each service to
+	// Description=, ExecStart=/bin/true and Slice=: a plain socket and
+	// service pair per site, what any two units per site cost.
+	Plain    DurationStats `json:"plain_pairs"`
+	PlainCPU DurationStats `json:"plain_pairs_pid1_cpu"`
+	// Units is how many unit files each of the two has (sockets, services
+	// and slices; not the links).
+	Units int `json:"units"`
+}
+
+// floorUnits reads what sitectl's generator writes for the sites of h (run
+// by hand into a scratch directory, as systemd runs it) as a tar archive.
+func floorUnits(ctx context.Context, h *host) ([]byte, error) {
+	const dir = "/run/sitectl-bench-floor"
+	script := "rm -rf " + dir + " && mkdir " + dir +
+		" && SYSTEMD_LOG_TARGET=console /usr/lib/systemd/system-generators/sitectl-generator " + dir + " >&2" +
+		" && tar -C " + dir + " -cf - . && rm -rf " + dir
+	cmd := h.sb.Command(ctx, "sh", "-c", script)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("the generator's units for the floor: %w: %s", err, strings.TrimSpace(errb.String()))
+	}
+	return out.Bytes(), nil
+}
+
+// floorTars makes, from the generator's units (a tar archive of its output
+// directory), the archives that the two floor sandboxes unpack into
+// /etc/systemd/system: the units as they are, and the plain pairs. It
+// returns how many unit files each has.
+func floorTars(generated []byte) (same, plain []byte, units int, err error) {
+	st, pt := newTar(), newTar()
+	tr := tar.NewReader(bytes.NewReader(generated))
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("the generator's units: %w", err)
+		}
+		name := strings.TrimPrefix(hdr.Name, "./")
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if name == "" {
+				continue
+			}
+			name = strings.TrimSuffix(name, "/")
+			if err := st.dir(name); err != nil {
+				return nil, nil, 0, err
+			}
+			if err := pt.dir(name); err != nil {
+				return nil, nil, 0, err
+			}
+		case tar.TypeSymlink:
+			if err := st.link(name, hdr.Linkname); err != nil {
+				return nil, nil, 0, err
+			}
+			if err := pt.link(name, hdr.Linkname); err != nil {
+				return nil, nil, 0, err
+			}
+		case tar.TypeReg:
+			data, err := io.ReadAll(io.LimitReader(tr, 1<<20))
+			if err != nil {
+				return nil, nil, 0, err
+			}
+			if err := st.add(name, data, 0o644); err != nil {
+				return nil, nil, 0, err
+			}
+			reduced, err := plainUnit(name, data)
+			if err != nil {
+				return nil, nil, 0, err
+			}
+			if err := pt.add(name, reduced, 0o644); err != nil {
+				return nil, nil, 0, err
+			}
+			units++
+		default:
+			return nil, nil, 0, fmt.Errorf("the generator's units: %s is neither a file, a directory nor a link", name)
+		}
+	}
+	if units == 0 {
+		return nil, nil, 0, errors.New("the generator wrote no unit")
+	}
+	if same, err = st.bytes(); err != nil {
+		return nil, nil, 0, err
+	}
+	if plain, err = pt.bytes(); err != nil {
+		return nil, nil, 0, err
+	}
+	return same, plain, units, nil
+}
+
+// plainUnit reduces one generated unit to a plain pair's directives: a
+// socket keeps its description, listeners and slice; a service gets its
+// description, its slice and ExecStart=/bin/true; anything else (the
+// slices) stays as it is.
+func plainUnit(name string, data []byte) ([]byte, error) {
+	var keep func(key string) bool
+	var add string
+	switch filepath.Ext(name) {
+	case ".socket":
+		keep = func(k string) bool { return k == "Description" || k == "ListenStream" || k == "Slice" }
+	case ".service":
+		keep = func(k string) bool { return k == "Description" || k == "Slice" }
+		add = "ExecStart=/bin/true\n"
+	default:
+		return data, nil
+	}
+	var b bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	kept := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "[") {
+			b.WriteString(line + "\n")
+			if line == "[Service]" {
+				b.WriteString(add)
+			}
+			continue
+		}
+		if k, _, ok := strings.Cut(line, "="); ok && keep(k) {
+			b.WriteString(line + "\n")
+			kept++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if kept < 2 {
+		return nil, fmt.Errorf("%s: no description or slice to keep in a plain pair", name)
+	}
+	return b.Bytes(), nil
+}
+
+// bootFloor boots a sandbox without site files, unpacks units (a tar
+// archive) into its /etc/systemd/system and loads them with one
+// daemon-reload, as the scale sandbox loads a step's sites.
+func bootFloor(ctx context.Context, name string, units []byte, o ScaleOptions, workDir string, log io.Writer) (*host, error) {
+	h, err := bootHostWith(ctx, sandbox.Options{Name: name, Log: log}, o.Bin, o.Root)
+	if err != nil {
+		return nil, err
+	}
+	tarPath := filepath.Join(workDir, name+".tar")
+	if err := os.WriteFile(tarPath, units, 0o600); err != nil {
+		h.Close()
+		return nil, err
+	}
+	defer os.Remove(tarPath)
+	if err := h.sb.CopyFile(ctx, tarPath, "/root/floor.tar", 0o600); err != nil {
+		h.Close()
+		return nil, err
+	}
+	if out, err := h.run(ctx, "tar", "-C", "/etc/systemd/system", "-xf", "/root/floor.tar"); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("%s: %w: %s", name, err, out)
+	}
+	var first reloadTimes
+	if err := first.add(ctx, h); err != nil {
+		h.Close()
+		return nil, err
+	}
+	if len(first.failed) > 0 {
+		h.Close()
+		return nil, fmt.Errorf("%s: the daemon-reload that loads the units: %s", name, first.failed[0])
+	}
+	return h, nil
+}
+
+// reloadsBesideFloor times the repeated daemon-reload of the scale sandbox
+// h, whose step's sites are loaded and whose sockets are not started,
+// alternately with the two floor sandboxes (FloorResult), reps times each.
+func reloadsBesideFloor(ctx context.Context, h *host, o ScaleOptions, workDir string, log io.Writer) (wall, cpu DurationStats, f *FloorResult, err error) {
+	generated, err := floorUnits(ctx, h)
+	if err != nil {
+		return wall, cpu, nil, err
+	}
+	sameTar, plainTar, units, err := floorTars(generated)
+	if err != nil {
+		return wall, cpu, nil, err
+	}
+	same, err := bootFloor(ctx, "bench-floor-same", sameTar, o, workDir, log)
+	if err != nil {
+		return wall, cpu, nil, err
+	}
+	defer same.Close()
+	plain, err := bootFloor(ctx, "bench-floor-plain", plainTar, o, workDir, log)
+	if err != nil {
+		return wall, cpu, nil, err
+	}
+	defer plain.Close()
+	// Each must have loaded as many units as the scale sandbox has of its
+	// sites, or the comparison compares nothing.
+	const loaded = "systemctl list-units --all --no-legend --plain 'site-*' | wc -l"
+	want, err := h.count(ctx, loaded)
+	if err != nil {
+		return wall, cpu, nil, err
+	}
+	for _, x := range []*host{same, plain} {
+		got, err := x.count(ctx, loaded)
+		if err != nil {
+			return wall, cpu, nil, err
+		}
+		if got != want {
+			return wall, cpu, nil, fmt.Errorf("%s loaded %d of the sites' units, the scale sandbox %d", x.sb.Name(), got, want)
+		}
+	}
+	var sitectl, sameT, plainT reloadTimes
+	for i := 0; i < o.Reps; i++ {
+		for _, x := range []struct {
+			h  *host
+			rt *reloadTimes
+		}{{h, &sitectl}, {same, &sameT}, {plain, &plainT}} {
+			if err := x.rt.add(ctx, x.h); err != nil {
+				return wall, cpu, nil, err
+			}
+		}
+	}
+	f = &FloorResult{Units: units}
+	wall, cpu = sitectl.stats()
+	f.Same, f.SameCPU = sameT.stats()
+	f.Plain, f.PlainCPU = plainT.stats()
+	if err := same.Close(); err != nil {
+		return wall, cpu, f, err
+	}
+	return wall, cpu, f, plain.Close()
+}
