@@ -25,10 +25,32 @@ import (
 
 // Write replaces path with data, creating it with perm if it is new.
 func Write(path string, data []byte, perm os.FileMode) error {
+	st, err := Stage(path, data, perm)
+	if err != nil {
+		return err
+	}
+	if err := st.Commit(); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// Staged is a file or link written in full under a hidden name beside its
+// path (.NAME.tmp-DIGITS), and synced, but not yet in place: Commit puts
+// it there, Abort removes it. Writing many files that go together (the
+// units of a site) stages them all first, so that a full disk, which
+// fails a write and not a rename, changes none of them rather than some.
+type Staged struct {
+	tmp, path string
+}
+
+// Stage writes data to a hidden file beside path with perm, synced, for
+// Commit to put in place. On error nothing is left behind.
+func Stage(path string, data []byte, perm os.FileMode) (*Staged, error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, err)
+		return nil, fmt.Errorf("cannot write %s: %w", path, err)
 	}
 	done := false
 	defer func() {
@@ -38,23 +60,56 @@ func Write(path string, data []byte, perm os.FileMode) error {
 		}
 	}()
 	if err := tmp.Chmod(perm); err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, err)
+		return nil, fmt.Errorf("cannot write %s: %w", path, err)
 	}
 	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, err)
+		return nil, fmt.Errorf("cannot write %s: %w", path, err)
 	}
 	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("cannot write %s: sync: %w", path, err)
+		return nil, fmt.Errorf("cannot write %s: sync: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, err)
+		return nil, fmt.Errorf("cannot write %s: %w", path, err)
 	}
 	done = true
-	return syncDir(dir)
+	return &Staged{tmp: tmp.Name(), path: path}, nil
 }
+
+// StageSymlink makes a symlink to target under a hidden name beside path,
+// for Commit to put in place. On error nothing is left behind.
+func StageSymlink(target, path string) (*Staged, error) {
+	dir := filepath.Dir(path)
+	for try := 0; ; try++ {
+		tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp-"+suffix())
+		err := os.Symlink(target, tmp)
+		if err == nil {
+			return &Staged{tmp: tmp, path: path}, nil
+		}
+		if !errors.Is(err, fs.ErrExist) || try == 10 {
+			return nil, fmt.Errorf("cannot link %s: %w", path, err)
+		}
+	}
+}
+
+// Path is where Commit puts the staged file.
+func (s *Staged) Path() string { return s.path }
+
+// Commit renames the staged file over its path, at once; on error the
+// staged file is removed and path is left as it was. The caller syncs
+// the directory (SyncDir) to make the rename durable.
+func (s *Staged) Commit() error {
+	if err := os.Rename(s.tmp, s.path); err != nil {
+		os.Remove(s.tmp)
+		return fmt.Errorf("cannot write %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Abort removes the staged file; path is left as it was.
+func (s *Staged) Abort() { os.Remove(s.tmp) }
+
+// SyncDir makes the renames (Commit) and new names in dir durable.
+func SyncDir(dir string) error { return syncDir(dir) }
 
 // Symlink makes path a symlink to target, replacing whatever file or link
 // is there at once: the link is made under a hidden name beside path and
@@ -62,23 +117,14 @@ func Write(path string, data []byte, perm os.FileMode) error {
 // first would leave no link at all after a crash, or after a symlink that
 // fails, and a reader (systemd at daemon-reload) could find none meanwhile.
 func Symlink(target, path string) error {
-	dir := filepath.Dir(path)
-	var tmp string
-	for try := 0; ; try++ {
-		tmp = filepath.Join(dir, "."+filepath.Base(path)+".tmp-"+suffix())
-		err := os.Symlink(target, tmp)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrExist) || try == 10 {
-			return fmt.Errorf("cannot link %s: %w", path, err)
-		}
+	st, err := StageSymlink(target, path)
+	if err != nil {
+		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("cannot link %s: %w", path, err)
+	if err := st.Commit(); err != nil {
+		return fmt.Errorf("cannot link %s: %w", path, errors.Unwrap(err))
 	}
-	return syncDir(dir)
+	return syncDir(filepath.Dir(path))
 }
 
 // Remove removes path, a file or a whole directory, at once: it is renamed

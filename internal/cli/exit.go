@@ -25,8 +25,9 @@ const exitCodesHelp = `Exit codes:
   3  the site or mode does not exist
   4  the operation failed and the site was rolled back to its previous mode
   5  the operation failed and the site was not put back as it was (a change's
-     rollback failed too; enable, disable or remove failed part way, and the
-     message says how far it got): the site needs attention
+     rollback failed too; enable, disable or remove failed part way, or units
+     render --dir wrote some of the units, and the message says how far it
+     got): the site needs attention
   6  permission denied
   7  systemd or the system bus cannot be reached`
 

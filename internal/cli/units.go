@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 
@@ -78,7 +79,13 @@ If any file has a mistake, the mistakes are printed and nothing is written.`,
 			if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
 				return usageErrorf("--dir %s is not a directory", dir)
 			}
-			return generator.Write(abs, out)
+			if err := generator.Write(abs, out); err != nil {
+				if errors.Is(err, generator.ErrPartlyWritten) {
+					return withCode(exitRollbackFail, err)
+				}
+				return err
+			}
+			return nil
 		},
 	}
 	render.Flags().StringVar(&dir, "dir", "", "write the units into `DIR` instead of printing them")

@@ -124,24 +124,63 @@ func CheckedRendered(res site.Result, opts units.Options) (site.Result, Rendered
 // reads the directory meanwhile, or its site would not start at boot. So
 // is a directory Write creates (a .wants/ directory): the links in it
 // would be lost with it.
+//
+// All the files are written under hidden names first, and only then put
+// in place: a file that cannot be written (the disk full, say) changes
+// none of them, rather than leaving some sites' units new and others old,
+// or a site's socket without its service. Only a rename that fails once
+// some are in place (ErrPartlyWritten) leaves a mix, and says so.
 func Write(dir string, files []File) error {
+	staged := make([]*atomicfile.Staged, 0, len(files))
+	abort := func(err error) error {
+		for _, st := range staged {
+			st.Abort()
+		}
+		return fmt.Errorf("%w; nothing in %s was changed", err, dir)
+	}
 	for _, f := range files {
 		p := filepath.Join(dir, f.Path)
 		if err := atomicfile.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return fmt.Errorf("cannot create %s: %w", filepath.Dir(p), err)
+			return abort(fmt.Errorf("cannot create %s: %w", filepath.Dir(p), err))
 		}
+		var st *atomicfile.Staged
+		var err error
 		if f.Link == "" {
-			if err := atomicfile.Write(p, []byte(f.Content), 0o644); err != nil {
-				return err
-			}
-			continue
+			st, err = atomicfile.Stage(p, []byte(f.Content), 0o644)
+		} else {
+			st, err = atomicfile.StageSymlink(f.Link, p)
 		}
-		if err := atomicfile.Symlink(f.Link, p); err != nil {
-			return err
+		if err != nil {
+			return abort(err)
+		}
+		staged = append(staged, st)
+	}
+	var dirs []string
+	for i, st := range staged {
+		if err := st.Commit(); err != nil {
+			for _, rest := range staged[i+1:] {
+				rest.Abort()
+			}
+			if i == 0 {
+				return fmt.Errorf("%w; nothing in %s was changed", err, dir)
+			}
+			return fmt.Errorf("%w: %w; the %d files before it in %s were written, the %d after it were not", ErrPartlyWritten, err, i, dir, len(staged)-i-1)
+		}
+		if d := filepath.Dir(st.Path()); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, d := range dirs {
+		if err := atomicfile.SyncDir(d); err != nil {
+			return fmt.Errorf("%w: the units are in place, but may not be after a crash: %w", ErrPartlyWritten, err)
 		}
 	}
 	return nil
 }
+
+// ErrPartlyWritten is Write's error when some of the files are in place
+// and the others are not.
+var ErrPartlyWritten = errors.New("the units were written in part")
 
 // WriteNew puts the files into dir, which systemd gives a generator empty
 // on every run (a tmpfs under /run, read right after the generator exits):

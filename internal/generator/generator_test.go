@@ -1,6 +1,7 @@
 package generator
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -228,5 +229,39 @@ func TestWriteReplacesALinkAtOnce(t *testing.T) {
 	}
 	if got := tree(t, dir); !reflect.DeepEqual(got, map[string]string{link: "-> ../site-karl.socket"}) {
 		t.Errorf("after a failed link: %v", got)
+	}
+}
+
+// A file that cannot be written (here a link whose target is too long,
+// as a full disk fails a write) changes none of the files: not the units
+// written before it, not a site's socket without its service. Only a
+// rename that fails once some files are in place leaves a mix, and says
+// so (ErrPartlyWritten).
+func TestWriteChangesNothingWhenAFileCannotBeWritten(t *testing.T) {
+	dir := t.TempDir()
+	old := Files(testSites(t, 3), units.Options{})
+	if err := Write(dir, old); err != nil {
+		t.Fatal(err)
+	}
+	want := tree(t, dir)
+	files := Files(testSites(t, 3), units.Options{Dirs: paths.Dirs{Config: "/srv/sites", State: "/srv/state"}})
+	files = append(files, File{Path: "sockets.target.wants/site-s999.socket", Link: strings.Repeat("x", 5000), Site: "s999"})
+	err := Write(dir, files)
+	if err == nil || errors.Is(err, ErrPartlyWritten) || !strings.Contains(err.Error(), "nothing in "+dir+" was changed") {
+		t.Fatalf("Write with a file that cannot be written: %v", err)
+	}
+	if got := tree(t, dir); !reflect.DeepEqual(got, want) {
+		t.Errorf("a failed Write changed the directory")
+	}
+
+	// A directory in the way of the last file: the rename fails once the
+	// others are in place.
+	last := files[len(files)-2]
+	if err := os.MkdirAll(filepath.Join(dir, "new-"+last.Path, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files = append(files[:len(files)-1], File{Path: "new-" + last.Path, Content: "x"})
+	if err := Write(dir, files); !errors.Is(err, ErrPartlyWritten) || !strings.Contains(err.Error(), fmt.Sprintf("the %d files before it", len(files)-1)) {
+		t.Errorf("Write with a rename that fails: %v", err)
 	}
 }
