@@ -162,7 +162,9 @@ mark), prepare keeps the copy that run started from as last-ran.toml.`,
 			}
 			if s.Server == site.ServerGunicorn && s.FastExit {
 				// The units name it; without it gunicorn would not start.
-				if err := gunicorn.Ensure(gunicorn.Path); err != nil {
+				if err := gunicorn.Ensure(gunicorn.Path); errors.Is(err, gunicorn.ErrKept) {
+					term.Fprintf(e.stderr, "site %s: %v: free space on the file system of %s and restart the site to bring it up to date\n", s.Name, err, gunicorn.Path)
+				} else if err != nil {
 					return fmt.Errorf("site %s: %w", s.Name, err)
 				}
 			}

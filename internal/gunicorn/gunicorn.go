@@ -15,6 +15,7 @@ package gunicorn
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,19 +36,37 @@ const Path = "/run/sitectl/gunicorn.conf.py"
 
 // Ensure writes the file at path unless it is there with this content,
 // creating its directory (0755) when it is missing.
+//
+// When it cannot be written (/run full, which any process that can write
+// to it can make it: an overlap site's app in its runtime directory) and
+// a file of other content is there, the file of the sitectl before an
+// upgrade, that file is kept and the error wraps ErrKept: gunicorn
+// starts with the hooks it started with until then, rather than the site
+// not at all.
 func Ensure(path string) error {
 	if same, err := holds(path); err == nil && same {
 		return nil
 	}
+	fi, err := os.Stat(path)
+	kept := err == nil && fi.Mode().IsRegular() && fi.Size() > 0
 	// 0755 whatever the umask: every site's user reads the file.
 	if err := atomicfile.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("cannot write gunicorn's config file of sitectl: %w", err)
 	}
-	if err := atomicfile.Write(path, []byte(Config), 0o644); err != nil {
+	if err := write(path, []byte(Config), 0o644); err != nil {
+		if kept {
+			return fmt.Errorf("gunicorn's config file of sitectl: %w; %w", err, ErrKept)
+		}
 		return fmt.Errorf("gunicorn's config file of sitectl: %w", err)
 	}
 	return nil
 }
+
+// ErrKept says that Ensure kept the file that was there.
+var ErrKept = errors.New("the one there, of another version of sitectl, is kept")
+
+// write is atomicfile.Write; tests replace it.
+var write = atomicfile.Write
 
 // holds tells whether the file at path has Config's content, reading at
 // most one byte more than that. Anything but a regular file does not, and

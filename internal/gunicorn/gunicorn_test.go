@@ -417,3 +417,31 @@ func TestEnsureReplacesWhatIsNoFile(t *testing.T) {
 		}
 	}
 }
+
+// A file that cannot be written (/run full) where the file of another
+// sitectl is keeps that file, with ErrKept: a gunicorn site still starts.
+// Without a file there, or with an empty one, it is an error of its own.
+func TestEnsureKeepsTheFileThereWhenItCannotWrite(t *testing.T) {
+	full := func(path string, _ []byte, _ os.FileMode) error {
+		return fmt.Errorf("cannot write %s: %w", path, syscall.ENOSPC)
+	}
+	defer func(w func(string, []byte, os.FileMode) error) { write = w }(write)
+	write = full
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gunicorn.conf.py")
+	if err := Ensure(path); err == nil || errors.Is(err, ErrKept) || !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("no file there: %v", err)
+	}
+	for _, content := range []string{"", "# an older sitectl's hooks\n"} {
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := Ensure(path)
+		if kept := content != ""; errors.Is(err, ErrKept) != kept || !errors.Is(err, syscall.ENOSPC) {
+			t.Errorf("%q there: %v", content, err)
+		}
+		if b, _ := os.ReadFile(path); string(b) != content {
+			t.Errorf("%q there: now %q", content, b)
+		}
+	}
+}
