@@ -109,7 +109,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err := generator.WriteNew(args[0], files); err != nil {
-		log.Printf(levelErr, "%v", err)
+		// What to do, after the error: the sites left out have no units
+		// until the generator runs again.
+		log.Printf(levelErr, "%v; fix what stopped the write (/run full: free space there) and run systemctl daemon-reload", err)
 		return 0
 	}
 	// The listeners each site's units have now: at the next run, a site
