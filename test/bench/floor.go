@@ -253,6 +253,8 @@ func reloadsBesideFloor(ctx context.Context, h *host, o ScaleOptions, workDir st
 	wall, cpu = sitectl.stats()
 	f.Same, f.SameCPU = sameT.stats()
 	f.Plain, f.PlainCPU = plainT.stats()
+	o.Log("  repeated daemon-reload, sockets not started: sitectl's sites %s ms (systemd's CPU %s ms), the same units without sitectl %s ms (%s ms), plain pairs %s ms (%s ms)",
+		durCell(wall), durCell(cpu), durCell(f.Same), durCell(f.SameCPU), durCell(f.Plain), durCell(f.PlainCPU))
 	if err := same.Close(); err != nil {
 		return wall, cpu, f, err
 	}
