@@ -230,7 +230,8 @@ func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, verb, name 
 	st := modes.Store{Dir: e.dirs.State}
 	if locked != nil {
 		// The wait for another sitectl counts in --timeout.
-		lock, _, err := lockSite(mergeCancel(ctx, wait), st, locked, stateservice.Request{Site: locked.Name, NoBlock: f.noBlock, TimeoutMS: f.timeout.Milliseconds()}, e.progressf)
+		lock, _, err := lockSite(mergeCancel(ctx, wait), st, locked, stateservice.Request{Site: locked.Name, NoBlock: f.noBlock, TimeoutMS: f.timeout.Milliseconds()},
+			modes.Holder{PID: os.Getpid(), UID: os.Getuid(), Verb: verb}, e.progressf)
 		if err != nil {
 			return err
 		}

@@ -296,7 +296,7 @@ func (e *env) localChange(ctx, interrupt context.Context, req stateservice.Reque
 		return rep, err
 	}
 	defer mgr.Close()
-	lock, waited, err := lockSite(ctx, who.Store, s, req, progress)
+	lock, waited, err := lockSite(ctx, who.Store, s, req, modes.Holder{PID: who.PID, UID: who.UID, Verb: req.Verb}, progress)
 	if err != nil {
 		return rep, err
 	}
@@ -457,19 +457,28 @@ func runFlow(ctx context.Context, req stateservice.Request, fe *flow.Env, s *sit
 // (or until ctx's deadline, if sooner: a lifecycle verb's --timeout counts
 // the wait) for another sitectl to finish with the site, unless it may not
 // wait. waited says whether it did: the site file may have changed
-// meanwhile.
-func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservice.Request, progress func(string, ...any)) (_ *modes.Lock, waited bool, _ error) {
+// meanwhile. Once held, the lock names who holds it (me, from then on),
+// and a sitectl that finds it held says who does, when it can tell.
+func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservice.Request, me modes.Holder, progress func(string, ...any)) (_ *modes.Lock, waited bool, _ error) {
+	held := func(lock *modes.Lock, waited bool, err error) (*modes.Lock, bool, error) {
+		if err != nil {
+			return nil, waited, stateError(err)
+		}
+		me.Since = time.Now()
+		lock.Hold(me)
+		return lock, waited, nil
+	}
 	lock, err := st.LockSite(s, false)
 	if !errors.Is(err, modes.ErrLocked) {
-		return lock, false, stateError(err)
+		return held(lock, false, err)
 	}
 	if req.NoBlock {
-		return nil, false, withCode(exitFailed, fmt.Errorf("site %s is being changed by another sitectl; nothing was done", s.Name), "run again without --no-block to wait for it")
+		return nil, false, withCode(exitFailed, fmt.Errorf("site %s is being changed by another sitectl%s; nothing was done", s.Name, lockHolder(st, s.Name)), "run again without --no-block to wait for it")
 	}
-	progress("%s: waiting for another sitectl to finish with this site", s.Name)
+	progress("%s: waiting for another sitectl to finish with this site%s", s.Name, lockHolder(st, s.Name))
 	deadline := time.Now().Add(req.Timeout())
 	stillLocked := func() error {
-		return withCode(exitFailed, fmt.Errorf("site %s was still being changed by another sitectl after %s; nothing was done", s.Name, req.Timeout()))
+		return withCode(exitFailed, fmt.Errorf("site %s was still being changed by another sitectl after %s%s; nothing was done", s.Name, req.Timeout(), lockHolder(st, s.Name)))
 	}
 	for errors.Is(err, modes.ErrLocked) {
 		if time.Now().After(deadline) {
@@ -485,7 +494,27 @@ func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservic
 		}
 		lock, err = st.LockSite(s, false)
 	}
-	return lock, true, stateError(err)
+	return held(lock, true, err)
+}
+
+// lockHolder says who holds site name's lock, as " (...)" to follow
+// "another sitectl", or "" when that is not known: root's sitectl and
+// its pid, or the deployer the state service acts for; the verb; since
+// when. A lock held shared is a touch's reload (sitectl touched), which
+// cannot write who it is.
+func lockHolder(st modes.Store, name string) string {
+	h, ok := st.LockHolder(name)
+	if !ok {
+		if st.HeldShared(name) {
+			return " (a reload after its reload_trigger was touched)"
+		}
+		return ""
+	}
+	who := fmt.Sprintf("root's sitectl %s, pid %d", h.Verb, h.PID)
+	if h.UID != 0 {
+		who = fmt.Sprintf("sitectl %s of uid %d, run by sitectl's state service, pid %d", h.Verb, h.UID, h.PID)
+	}
+	return fmt.Sprintf(" (%s, since %s, %s ago)", term.Escape(who), h.Since.UTC().Format("2006-01-02 15:04:05 UTC"), time.Since(h.Since).Round(time.Second))
 }
 
 func (e *env) reportText(rep flow.Report) {

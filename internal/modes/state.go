@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
+	"github.com/sitectl/sitectl/internal/procfs"
 	"github.com/sitectl/sitectl/internal/site"
 )
 
@@ -404,8 +406,60 @@ func openLock(path string, flag int, perm os.FileMode) (*os.File, error) {
 	return os.OpenFile(path, flag|syscall.O_NONBLOCK|syscall.O_NOCTTY, perm)
 }
 
-// Unlock releases the lock.
-func (l *Lock) Unlock() error { return l.f.Close() }
+// Unlock releases the lock. What Hold wrote goes first, so that a lock
+// nobody holds names no holder.
+func (l *Lock) Unlock() error {
+	_ = l.f.Truncate(0) // best effort: LockHolder checks the holder runs
+	return l.f.Close()
+}
+
+// Holder is who holds a site's lock, as the holder wrote it into the lock
+// file (Lock.Hold): what another sitectl that finds the site busy tells
+// its operator, who may have to wait for it, or find and stop it.
+type Holder struct {
+	PID   int       `json:"pid"`   // the sitectl that holds it: root's, or sitectl's state service
+	UID   int       `json:"uid"`   // who asked: root, or the deployer the state service acts for
+	Verb  string    `json:"verb"`  // mode, restart, reload, rollback, enable, disable, remove
+	Since time.Time `json:"since"` // when it took the lock
+}
+
+// maxHolder bounds what LockHolder reads of a lock file.
+const maxHolder = 1024
+
+// Hold writes h, with the time now, into the lock file, for LockHolder.
+// Best effort: a lock whose holder cannot be written is held all the same,
+// and another sitectl only says less of who holds it.
+func (l *Lock) Hold(h Holder) {
+	data, err := json.Marshal(h)
+	if err != nil || len(data) > maxHolder {
+		return
+	}
+	if l.f.Truncate(0) == nil {
+		_, _ = l.f.WriteAt(data, 0)
+	}
+}
+
+// LockHolder is who holds site name's lock, as its holder wrote it (Hold),
+// when that holder still runs and was running when it took the lock: a
+// holder that was killed leaves its words in the file, and its pid may be
+// another process's since. ok is false when that is not known (a touch's
+// reload, which may not write the state directory, holds it too).
+func (st Store) LockHolder(name string) (h Holder, ok bool) {
+	f, err := openLock(st.paths().LockFile(name), os.O_RDONLY, 0)
+	if err != nil {
+		return Holder{}, false
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxHolder+1))
+	if err != nil || len(data) == 0 || len(data) > maxHolder || json.Unmarshal(data, &h) != nil || h.PID <= 0 || h.Since.IsZero() {
+		return Holder{}, false
+	}
+	age, err := procfs.Age(h.PID)
+	if err != nil || age < time.Since(h.Since)-time.Second {
+		return Holder{}, false // gone, or a newer process with its pid
+	}
+	return h, true
+}
 
 // Busy reports whether a switch of the site is running right now: another
 // process holds its lock exclusively, as a change does (a touch's reload
@@ -417,4 +471,18 @@ func (st Store) Busy(name string) bool {
 	}
 	defer f.Close()
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) != nil
+}
+
+// HeldShared reports whether site name's lock is held, and only shared: a
+// touch's reload holds it (TryLockExisting), and no change does.
+func (st Store) HeldShared(name string) bool {
+	f, err := openLock(st.paths().LockFile(name), os.O_RDONLY, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close() // releases what a probe took
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+		return false // free
+	}
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) == nil
 }

@@ -301,8 +301,8 @@ func TestConcurrentSwitchesAreSerialized(t *testing.T) {
 		return siteLocks(h, "karl") > 0
 	})
 	nb := run("read-only", "--no-block")
-	if nb.code != 1 || !strings.Contains(nb.stderr, "is being changed by another sitectl") {
-		t.Errorf("--no-block while another switch runs: exit %d, %q", nb.code, nb.stderr)
+	if nb.code != 1 || !strings.Contains(nb.stderr, "is being changed by another sitectl (root's sitectl mode, pid ") {
+		t.Errorf("--no-block while another switch runs: exit %d, %q, want it to name the switch that holds the lock", nb.code, nb.stderr)
 	}
 	second := run("read-only")
 	f := <-first
