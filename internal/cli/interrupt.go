@@ -23,7 +23,12 @@ import (
 // What a signal does is on's: a switch of mode rolls back (interruptible),
 // a lifecycle verb runs to its end (runsToItsEnd), a deployer's sitectl
 // asks the state service to interrupt the change (interruptible too, and
-// remoteCall).
+// remoteCall). After stop, SIGPIPE stays ignored: the change's outcome
+// is still to be printed, and a write to an output nobody reads any more
+// (`sitectl restart shop 2>&1 | head -0`, an ssh session without a
+// terminal that dropped) must fail, not kill sitectl with SIGPIPE (Go's
+// runtime dies of it on standard output and error), which would turn the
+// exit code that says how the change ended into 141.
 func catchSignals(on func(syscall.Signal)) (stop func()) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
@@ -36,6 +41,7 @@ func catchSignals(on func(syscall.Signal)) (stop func()) {
 		}
 	}()
 	return func() {
+		signal.Ignore(syscall.SIGPIPE)
 		signal.Stop(sigs)
 		close(sigs)
 		<-done
