@@ -251,15 +251,17 @@ func (e *env) lifecycleOn(ctx context.Context, sd lifecycle.Systemd, verb, name 
 	if errors.As(err, new(refusedSite)) {
 		return err
 	}
+	out := &reportOut{w: e.stdout}
 	if f.asJSON {
-		if jerr := writeJSON(e.stdout, rep); jerr != nil {
-			return jerr
-		}
+		_ = writeJSON(out, rep)
 	} else if err == nil {
 		// One line each: Fprintln escapes a newline inside a line.
 		for _, line := range strings.Split(lifecycleText(rep, e.dirs.SiteState(name)), "\n") {
-			term.Fprintln(e.stdout, line)
+			term.Fprintln(out, line)
 		}
+	}
+	if out.err != nil {
+		e.reportLost(name, verb, "`sitectl status "+name+"` where the site stands", out.err)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("site %s: %s did not finish within %s: %w", name, rep.Action, f.timeout, err)

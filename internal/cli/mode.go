@@ -241,25 +241,53 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 		who := modes.Local{Store: modes.Store{Dir: e.dirs.State}, UID: os.Getuid(), PID: os.Getpid()}
 		rep, err = e.localChange(ctx, interrupt, req, s, who, e.progressf, conn, nil)
 	}
+	out := &reportOut{w: e.stdout}
 	if asJSON {
 		if rep.Journal == nil {
 			rep.Journal = []string{}
 		}
-		if jerr := writeJSON(e.stdout, rep); jerr != nil {
-			return errors.Join(err, jerr)
-		}
+		_ = writeJSON(out, rep)
 	} else {
 		for _, w := range rep.Warnings {
 			term.Fprintf(e.stderr, "sitectl: warning: %s: %s\n", rep.Site, w)
 		}
 		if err == nil {
-			e.reportText(rep)
+			e.reportText(out, rep)
 		}
+	}
+	if out.err != nil {
+		e.reportLost(rep.Site, req.Verb, "`sitectl history "+rep.Site+"` what it did", out.err)
 	}
 	if err != nil && !asJSON {
 		printFailedStart(e.stderr, rep)
 	}
 	return err
+}
+
+// reportOut is standard output for the report of a change or a lifecycle
+// verb: it keeps the first error of a write (a full disk, an output
+// nobody reads any more), which the printers of the report do not return.
+type reportOut struct {
+	w   io.Writer
+	err error
+}
+
+func (o *reportOut) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
+	n, err := o.w.Write(p)
+	o.err = err
+	return n, err
+}
+
+// reportLost says that the report of verb on site name could not be
+// written (err): the site changed, or not, as the exit code says. It is
+// not made a failure of its own: exit 1 would say that nothing was
+// changed, and exit 0 after a restart that served, say, is the truth.
+// where tells where to see what the verb did.
+func (e *env) reportLost(name, verb, where string, err error) {
+	term.Fprintf(e.stderr, "sitectl: warning: site %s: the report of sitectl %s could not be written to standard output: %s; the exit code still says how it ended, and %s\n", name, verb, err, where)
 }
 
 // localChange runs a change of site s as root, in the order that keeps bad
@@ -517,25 +545,25 @@ func lockHolder(st modes.Store, name string) string {
 	return fmt.Sprintf(" (%s, since %s, %s ago)", term.Escape(who), h.Since.UTC().Format("2006-01-02 15:04:05 UTC"), time.Since(h.Since).Round(time.Second))
 }
 
-func (e *env) reportText(rep flow.Report) {
+func (e *env) reportText(w io.Writer, rep flow.Report) {
 	if rep.FullRestart != "" {
-		term.Fprintf(e.stdout, "%s: %s\n", rep.Site, rep.FullRestart)
+		term.Fprintf(w, "%s: %s\n", rep.Site, rep.FullRestart)
 	}
 	if rep.NoWarm != "" {
-		term.Fprintf(e.stdout, "%s: no warm rollback: %s; rolled back cold\n", rep.Site, rep.NoWarm)
+		term.Fprintf(w, "%s: no warm rollback: %s; rolled back cold\n", rep.Site, rep.NoWarm)
 	}
 	switch {
 	case rep.Rollback == "warm":
-		term.Fprintf(e.stdout, "%s: %s %s %s by a warm rollback in %.3fs: no process started (main PID %d)\n", rep.Site, rep.From, e.style.Arrow(), rep.To, rep.Duration, rep.MainPID)
+		term.Fprintf(w, "%s: %s %s %s by a warm rollback in %.3fs: no process started (main PID %d)\n", rep.Site, rep.From, e.style.Arrow(), rep.To, rep.Duration, rep.MainPID)
 	case rep.Reason != "":
-		term.Fprintf(e.stdout, "%s: %s (main PID %d)\n", rep.Site, rep.Reason, rep.MainPID)
+		term.Fprintf(w, "%s: %s (main PID %d)\n", rep.Site, rep.Reason, rep.MainPID)
 	case rep.From == rep.To:
-		term.Fprintf(e.stdout, "%s: serving afresh in mode %s after %.1fs (main PID %d)\n", rep.Site, rep.To, rep.Duration, rep.MainPID)
+		term.Fprintf(w, "%s: serving afresh in mode %s after %.1fs (main PID %d)\n", rep.Site, rep.To, rep.Duration, rep.MainPID)
 	default:
-		term.Fprintf(e.stdout, "%s: %s %s %s in %.1fs (main PID %d)\n", rep.Site, rep.From, e.style.Arrow(), rep.To, rep.Duration, rep.MainPID)
+		term.Fprintf(w, "%s: %s %s %s in %.1fs (main PID %d)\n", rep.Site, rep.From, e.style.Arrow(), rep.To, rep.Duration, rep.MainPID)
 	}
 	for _, u := range rep.UnitsStopped {
-		term.Fprintf(e.stdout, "%s: stopped %s, which the site file no longer declares\n", rep.Site, u)
+		term.Fprintf(w, "%s: stopped %s, which the site file no longer declares\n", rep.Site, u)
 	}
 }
 
