@@ -188,12 +188,13 @@ func (e *env) runJournal(ctx context.Context, argv []string, o logOptions) error
 	if err != nil {
 		return withCode(exitFailed, fmt.Errorf("cannot show the journal: %w", err))
 	}
-	quit := false // the pager (or whoever reads) stopped reading
+	quit := false  // the pager (or whoever reads) stopped reading
+	var werr error // standard output could not be written (a full disk)
 	done := make(chan error, 1)
 	go func() {
 		if lines != nil {
-			quit = e.copyJournal(lines, !o.noPager && !o.follow)
-			if quit {
+			quit, werr = e.copyJournal(lines, !o.noPager && !o.follow)
+			if quit || werr != nil {
 				cmd.Process.Kill()
 			}
 		}
@@ -213,6 +214,8 @@ func (e *env) runJournal(ctx context.Context, argv []string, o logOptions) error
 	}
 	var ee *exec.ExitError
 	switch {
+	case werr != nil:
+		return withCode(exitFailed, fmt.Errorf("cannot write the journal to standard output: %w", werr))
 	case err == nil, interrupted && o.follow, quit:
 		return nil
 	case errors.As(err, &ee):
@@ -227,8 +230,10 @@ func escapedOutput(output string) bool { return !strings.HasPrefix(output, "json
 
 // copyJournal copies journalctl's lines to standard output escaped, through
 // a pager when paging is wanted and standard output is a terminal. It
-// tells whether the reader stopped reading before the end (a pager quit).
-func (e *env) copyJournal(lines io.Reader, paging bool) (quit bool) {
+// tells whether the reader stopped reading before the end (a pager quit,
+// a pipe nobody reads any more), or else why standard output could not
+// be written (a full disk), which is a failure.
+func (e *env) copyJournal(lines io.Reader, paging bool) (quit bool, _ error) {
 	var pager *exec.Cmd
 	var dst io.Writer = e.stdout
 	if paging && isTerminal(e.stdout) {
@@ -250,8 +255,14 @@ func (e *env) copyJournal(lines io.Reader, paging bool) (quit bool) {
 			}()
 		}
 	}
-	err := term.CopyEscaped(dst, lines)
-	return errors.Is(err, term.ErrWrite)
+	out := &reportOut{w: dst}
+	if err := term.CopyEscaped(out, lines); !errors.Is(err, term.ErrWrite) {
+		return false, nil
+	}
+	if pager != nil || errors.Is(out.err, syscall.EPIPE) {
+		return true, nil
+	}
+	return false, out.err
 }
 
 // journalctlPager is the pager journalctl would start: $SYSTEMD_PAGER,
