@@ -83,19 +83,33 @@ fields described in sitectl-json(7).
 				if err := writeSitesJSON(e.stdout, res.Sites); err != nil {
 					return err
 				}
-			} else {
-				for i, s := range res.Sites {
-					if i > 0 {
-						term.Fprintln(e.stdout)
-					}
-					e.printStatus(s)
-				}
+			} else if err := e.printStatuses(res.Sites); err != nil {
+				return err
 			}
 			return e.statusCode(res)
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "report as JSON on standard output")
 	return c
+}
+
+// printStatuses prints the sites as status does without --json. The
+// printers do not return a write's error: it keeps the first (a full
+// disk), so that status does not exit as if it had printed.
+func (e *env) printStatuses(sites []status.Site) error {
+	out := &reportOut{w: e.stdout}
+	pe := *e
+	pe.stdout = out
+	for i, s := range sites {
+		if i > 0 {
+			term.Fprintln(out)
+		}
+		pe.printStatus(s)
+	}
+	if out.err != nil {
+		return fmt.Errorf("cannot write the status to standard output: %w", out.err)
+	}
+	return nil
 }
 
 // statusCode prints what is missing and gives status's exit code.
