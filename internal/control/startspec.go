@@ -31,13 +31,19 @@ type StartSpec struct {
 	NeedDaemonReload bool
 	// LoadState is the unit's: "masked" is one systemd refuses to start.
 	LoadState string
+	// Fragment is the unit file systemd loaded (FragmentPath=): the
+	// generator's, or a copy that shadows it (/etc/systemd/system, as
+	// `systemctl edit --full` writes); DropIns are the drop-ins applied
+	// to it (DropInPaths=), set-property's among them.
+	Fragment string
+	DropIns  []string
 }
 
 // StartSpec reads what systemd would start service unit with, in one
 // pipelined round of small property reads (GetAll would send some 250).
 func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error) {
 	var spec StartSpec
-	var fragment, source string
+	var source string
 	props := []unitProp{
 		{serviceIface, "ExecStart", func(v dbus.Variant) { spec.Argv = firstArgv(v.Value()) }},
 		{serviceIface, "User", func(v dbus.Variant) { spec.User, _ = v.Value().(string) }},
@@ -55,17 +61,18 @@ func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error)
 		{serviceIface, "LoadCredential", func(v dbus.Variant) { spec.Credentials = credentialPaths(v.Value()) }},
 		{unitIface, "NeedDaemonReload", func(v dbus.Variant) { spec.NeedDaemonReload, _ = v.Value().(bool) }},
 		{unitIface, "LoadState", func(v dbus.Variant) { spec.LoadState, _ = v.Value().(string) }},
+		{unitIface, "FragmentPath", func(v dbus.Variant) { spec.Fragment, _ = v.Value().(string) }},
+		{unitIface, "DropInPaths", func(v dbus.Variant) { spec.DropIns, _ = v.Value().([]string) }},
 	}
 	if m.SourceChanged != nil {
 		props = append(props,
-			unitProp{unitIface, "FragmentPath", func(v dbus.Variant) { fragment, _ = v.Value().(string) }},
 			unitProp{unitIface, "SourcePath", func(v dbus.Variant) { source, _ = v.Value().(string) }})
 	}
 	if err := m.getProps(ctx, unit, props); err != nil {
 		return StartSpec{}, err
 	}
 	if !spec.NeedDaemonReload && spec.LoadState == "loaded" {
-		changed, err := m.sourceChanged(unit, fragment, source)
+		changed, err := m.sourceChanged(unit, spec.Fragment, source)
 		if err != nil {
 			return StartSpec{}, err
 		}

@@ -568,8 +568,8 @@ func (sw *switchRun) plan(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if stale {
-			sw.warn("the site file changed since systemd loaded %s: the restart runs the command line, user, sockets and settings systemd has, with the mode's environment from the file as it is now (`systemctl daemon-reload` loads the rest; the next restart applies it)", units.ServiceName(sw.s.Name))
+		if stale != "" {
+			sw.warn("the site file changed since systemd loaded %s: the restart runs the command line, user, sockets and settings systemd has, with the mode's environment from the file as it is now (%s)", units.ServiceName(sw.s.Name), stale)
 		}
 	}
 	return nil

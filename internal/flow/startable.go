@@ -32,38 +32,78 @@ type startSpecs interface {
 // fail (sitecheck.Startable). A mode that sitectl serves itself
 // (maintenance) runs none of the site's programs.
 //
-// stale is true when the unit is older than its site file: the restart
-// then runs the unit as systemd has it, not as the file says now.
-func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale bool, err error) {
-	problems, stale, err := e.startProblems(ctx, s, m)
-	if err != nil || len(problems) == 0 {
-		return stale, err
+// stale is not empty when the unit is older than its site file: the
+// restart then runs the unit as systemd has it, not as the file says now,
+// and stale says what loads the file's (reloadAdvice).
+func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale string, err error) {
+	problems, spec, err := e.startProblems(ctx, s, m)
+	if err != nil {
+		return "", err
+	}
+	unit := units.ServiceName(s.Name)
+	if spec.NeedDaemonReload {
+		stale = reloadAdvice(spec, unit)
+	}
+	if len(problems) == 0 {
+		return stale, nil
 	}
 	fix := "fix the site file, then `systemctl daemon-reload`"
 	switch {
 	case strings.HasPrefix(problems[0], maskedProblem):
-		fix = "`systemctl unmask " + units.ServiceName(s.Name) + "` lets it start"
-	case stale:
+		fix = "`systemctl unmask " + unit + "` lets it start"
+	case stale != "" && shadows(spec.Fragment):
+		fix = "systemd's units are older than the site file: " + stale
+	case stale != "":
 		fix = "systemd's units are older than the site file: if it is fixed there, `systemctl daemon-reload` loads it"
 	}
 	return stale, fmt.Errorf("site %s: %s as systemd has it would not start: %s; a restart would stop the site, and so would its rollback; nothing was done (%s): %w",
-		s.Name, units.ServiceName(s.Name), strings.Join(problems, "; "), fix, ErrCannotStart)
+		s.Name, unit, strings.Join(problems, "; "), fix, ErrCannotStart)
 }
 
 // maskedProblem is the start problem of a masked service.
 const maskedProblem = "it is masked, and systemd starts no masked unit"
 
+// generatorDirs are where systemd's generators write units; a unit file
+// systemd loaded from anywhere else shadows the one sitectl-generator
+// wrote (systemctl edit --full, a copy, static units).
+var generatorDirs = []string{"/run/systemd/generator/", "/run/systemd/generator.early/", "/run/systemd/generator.late/"}
+
+// shadows tells whether fragment, a unit file systemd loaded, is not the
+// generator's.
+func shadows(fragment string) bool {
+	if fragment == "" {
+		return false
+	}
+	for _, d := range generatorDirs {
+		if strings.HasPrefix(fragment, d) {
+			return false
+		}
+	}
+	return true
+}
+
+// reloadAdvice says how systemd comes to load the site file's version of
+// unit, whose loaded version spec describes, once the file changed: a
+// daemon-reload, unless systemd loads it from a file that shadows the
+// generator's, which no daemon-reload changes.
+func reloadAdvice(spec control.StartSpec, unit string) string {
+	if shadows(spec.Fragment) {
+		return fmt.Sprintf("systemd loads %s from %s, which shadows the unit sitectl generates, so no daemon-reload brings the site file's changes: remove that file (`systemctl revert %s`) or write it anew (`sitectl units render --dir`), then `systemctl daemon-reload`", unit, spec.Fragment, unit)
+	}
+	return "`systemctl daemon-reload` loads the rest; the next restart applies it"
+}
+
 // startProblems says why site s's service, as systemd has it loaded,
-// would surely not start in mode m (sitecheck.Startable), and whether the
-// unit is older than the site file.
-func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (problems []string, stale bool, err error) {
+// would surely not start in mode m (sitecheck.Startable), and what
+// systemd has loaded.
+func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (problems []string, spec control.StartSpec, err error) {
 	r, ok := e.Systemd.(startSpecs)
 	if !ok {
-		return nil, false, nil
+		return nil, control.StartSpec{}, nil
 	}
-	spec, err := r.StartSpec(ctx, units.ServiceName(s.Name))
+	spec, err = r.StartSpec(ctx, units.ServiceName(s.Name))
 	if err != nil {
-		return nil, false, err
+		return nil, control.StartSpec{}, err
 	}
 	st := sitecheck.Start{Credentials: spec.Credentials}
 	if m.Serve != site.ServeMaintenance {
@@ -83,7 +123,7 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 	if spec.LoadState == "masked" {
 		problems = append([]string{fmt.Sprintf("%s (`systemctl unmask %s`)", maskedProblem, units.ServiceName(s.Name))}, problems...)
 	}
-	return problems, spec.NeedDaemonReload, nil
+	return problems, spec, nil
 }
 
 // StartProblems says why site s's service, as systemd has it loaded,

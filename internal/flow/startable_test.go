@@ -144,3 +144,21 @@ func TestAppProgramOfRenderedUnits(t *testing.T) {
 		}
 	}
 }
+
+// A restart of units older than the site file, where systemd loads the
+// service from a file that shadows the generator's (systemctl edit
+// --full, a copy in /etc/systemd/system): a daemon-reload does not help,
+// and the warning names the file instead of promising that it does.
+func TestStaleShadowingCopyIsNamed(t *testing.T) {
+	const copied = "/etc/systemd/system/site-karl.service"
+	e, _ := specEnv(t, control.StartSpec{Argv: launchArgv("/usr/bin/app"), NeedDaemonReload: true, Fragment: copied})
+	rep, err := Restart(context.Background(), e, testSite(t), 0)
+	if err != nil || rep.Result != "ok" || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], copied) ||
+		!strings.Contains(rep.Warnings[0], "systemctl revert site-karl.service") || strings.Contains(rep.Warnings[0], "the next restart applies it") {
+		t.Errorf("%v %+v", err, rep)
+	}
+	e, _ = specEnv(t, control.StartSpec{Argv: launchArgv("/usr/bin/app"), NeedDaemonReload: true, Fragment: "/run/systemd/generator/site-karl.service"})
+	if rep, err := Restart(context.Background(), e, testSite(t), 0); err != nil || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "`systemctl daemon-reload` loads the rest") {
+		t.Errorf("the generator's unit: %v %+v", err, rep)
+	}
+}
