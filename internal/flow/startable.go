@@ -29,8 +29,10 @@ type startSpecs interface {
 // the site down, and so would the rollback, which restarts the same
 // unit. It reads the unit systemd has loaded, which is what the restart
 // runs, and refuses, changing nothing, only when the start would surely
-// fail (sitecheck.Startable). A mode that sitectl serves itself
-// (maintenance) runs none of the site's programs.
+// fail (sitecheck.Startable) or would not serve the mode (an ExecStart=
+// that does not run sitectl's launcher cannot serve a maintenance mode).
+// A mode that sitectl serves itself (maintenance) runs none of the site's
+// programs.
 //
 // stale is not empty when the unit is older than its site file: the
 // restart then runs the unit as systemd has it, not as the file says now,
@@ -51,6 +53,8 @@ func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale s
 	switch {
 	case strings.HasPrefix(problems[0], maskedProblem):
 		fix = "`systemctl unmask " + unit + "` lets it start"
+	case strings.HasPrefix(problems[0], notLaunchedProblem):
+		fix = "take that ExecStart= out, then `systemctl daemon-reload`; `systemctl revert " + unit + "` takes out every local change of the unit"
 	case stale != "" && shadows(spec.Fragment):
 		fix = "systemd's units are older than the site file: " + stale
 	case stale != "":
@@ -62,6 +66,11 @@ func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale s
 
 // maskedProblem is the start problem of a masked service.
 const maskedProblem = "it is masked, and systemd starts no masked unit"
+
+// notLaunchedProblem is the start problem of a service whose ExecStart=
+// an operator replaced with one that does not run sitectl's launcher, in
+// a mode only the launcher serves.
+const notLaunchedProblem = "its ExecStart= does not run sitectl's launcher"
 
 // generatorDirs are where systemd's generators write units; a unit file
 // systemd loaded from anywhere else shadows the one sitectl-generator
@@ -93,9 +102,35 @@ func reloadAdvice(spec control.StartSpec, unit string) string {
 	return "`systemctl daemon-reload` loads the rest; the next restart applies it"
 }
 
+// overrides are the files that make the unit systemd loaded other than
+// what sitectl generates: a file that shadows the generator's, and the
+// drop-ins (set-property's among them).
+func overrides(spec control.StartSpec) []string {
+	var out []string
+	if shadows(spec.Fragment) {
+		out = append(out, spec.Fragment)
+	}
+	out = append(out, spec.DropIns...)
+	if len(out) == 0 {
+		out = append(out, "a drop-in")
+	}
+	return out
+}
+
+// launches tells whether a service's command line runs sitectl's
+// launcher for site name: `sitectl [FLAGS] launch NAME [FLAGS] -- ...`.
+func launches(argv []string, name string) bool {
+	end := slices.Index(argv, "--")
+	if end < 0 {
+		end = len(argv)
+	}
+	i := slices.Index(argv[:end], "launch")
+	return i > 0 && i+1 < end && argv[i+1] == name
+}
+
 // startProblems says why site s's service, as systemd has it loaded,
-// would surely not start in mode m (sitecheck.Startable), and what
-// systemd has loaded.
+// would surely not start in mode m (sitecheck.Startable), or would not
+// serve it, and what systemd has loaded.
 func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (problems []string, spec control.StartSpec, err error) {
 	r, ok := e.Systemd.(startSpecs)
 	if !ok {
@@ -120,6 +155,14 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 		host = *e.Host
 	}
 	problems = sitecheck.Startable(host, st)
+	if m.Serve == site.ServeMaintenance && len(spec.Argv) > 0 && !launches(spec.Argv, s.Name) {
+		// The app would start in place of the maintenance server, with
+		// the mode's environment (EnvironmentFile=): an app that answers
+		// every path would pass the probe, and the site be said to be in
+		// maintenance while the app serves.
+		problems = append([]string{fmt.Sprintf("%s (`sitectl launch %s`) but %s, as %s set it: only the launcher serves mode %s (serve = \"maintenance\"), and the app would serve in its place",
+			notLaunchedProblem, s.Name, spec.Argv[0], strings.Join(overrides(spec), " and "), m.Name)}, problems...)
+	}
 	if spec.LoadState == "masked" {
 		problems = append([]string{fmt.Sprintf("%s (`systemctl unmask %s`)", maskedProblem, units.ServiceName(s.Name))}, problems...)
 	}

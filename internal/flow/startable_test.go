@@ -145,6 +145,47 @@ func TestAppProgramOfRenderedUnits(t *testing.T) {
 	}
 }
 
+// An operator's drop-in (systemctl edit) or copy of the unit whose
+// ExecStart= runs the app itself, not sitectl's launcher: in a
+// maintenance mode the app would start in place of the maintenance
+// server, with SITE_MODE=maintenance, and an app that answers every path
+// passed the probe, so the switch said ok while the app served. It is
+// refused before anything is done, naming the override; app modes, which
+// the app serves with the mode's environment all the same, go ahead.
+func TestMaintenanceNeedsTheLauncher(t *testing.T) {
+	const dropIn = "/etc/systemd/system/site-karl.service.d/override.conf"
+	for _, c := range []struct {
+		name string
+		spec control.StartSpec
+		want string
+	}{
+		{"drop-in", control.StartSpec{Argv: []string{"/usr/bin/app", "--bind", "x"}, Fragment: "/run/systemd/generator/site-karl.service", DropIns: []string{dropIn}}, dropIn},
+		{"copy", control.StartSpec{Argv: []string{"/usr/bin/app"}, Fragment: "/etc/systemd/system/site-karl.service"}, "/etc/systemd/system/site-karl.service"},
+		{"another site's launcher", control.StartSpec{Argv: []string{"/usr/bin/sitectl", "launch", "other", "--", "/usr/bin/app"}, DropIns: []string{dropIn}}, dropIn},
+	} {
+		e, f := specEnv(t, c.spec)
+		e.Probe = func(context.Context, *site.Site, site.Mode) error { return nil } // an app that answers every path
+		rep, err := SwitchMode(context.Background(), e, testSite(t), string(site.ServeMaintenance), Options{})
+		if !errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), "does not run sitectl's launcher") || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "systemctl revert site-karl.service") {
+			t.Errorf("%s: to maintenance: %v, report %+v", c.name, err, rep)
+		}
+		if cur, _, _ := e.Store.Current("karl"); cur != "normal" && cur != "" || len(f.restarts) != 0 || rep.Result != "" {
+			t.Errorf("%s: after the refusal: mode %q, restarts %v, report %+v", c.name, cur, f.restarts, rep)
+		}
+		if rep, err := SwitchMode(context.Background(), e, testSite(t), "read-only", Options{}); err != nil || rep.Result != "ok" {
+			t.Errorf("%s: to an app mode: %v %+v", c.name, err, rep)
+		}
+	}
+	for _, argv := range [][]string{
+		launchArgv("/usr/bin/app"),
+		{"/usr/bin/sitectl", "--config-dir", "/etc/x", "launch", "karl", "--overlap", "--", "/usr/bin/app"},
+	} {
+		if !launches(argv, "karl") {
+			t.Errorf("launches(%q) = false", argv)
+		}
+	}
+}
+
 // A restart of units older than the site file, where systemd loads the
 // service from a file that shadows the generator's (systemctl edit
 // --full, a copy in /etc/systemd/system): a daemon-reload does not help,
