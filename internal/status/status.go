@@ -82,7 +82,7 @@ type Site struct {
 	Listen           []string `json:"listeners" doc:"the site's listeners: addresses and unix socket paths"`
 	Release          string   `json:"release" doc:"the working directory with its symlinks resolved; empty without workdir"`
 	// StartProblems are why the service would surely not start.
-	StartProblems []string        `json:"start_problems" doc:"why the service, as systemd has it loaded, would surely not start in the recorded mode (it is masked, or a program, #! interpreter, user, group, working directory or credential file does not exist): sitectl refuses to restart it, and a crash restart would fail; [] when none, or in list"`
+	StartProblems []string        `json:"start_problems" doc:"why the service, as systemd has it loaded, would surely not start in the recorded mode, or not serve it (it is masked; a program, #! interpreter, user, group, working directory or credential file does not exist; or, in a maintenance mode, an ExecStart= override does not run sitectl's launcher): sitectl refuses to restart it, and a crash restart would fail or serve the app; [] when none, or in list"`
 	Ready         bool            `json:"ready" doc:"the service is active and running"`
 	Cleanup       *cleanup.Record `json:"last_cleanup,omitempty" doc:"what the last stop's cleanup found and did (status only, from the journal); left out when unknown"`
 }
