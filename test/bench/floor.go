@@ -18,11 +18,13 @@ import (
 // systemd's floor for a repeated daemon-reload (issue 16.1): what the same
 // reload costs systemd without sitectl, timed side by side with sitectl's.
 
-// FloorResult is the repeated daemon-reload (no socket started) of two more
-// sandboxes, each with as many units as the step's sites have, timed
-// alternately with the scale sandbox's own (ScaleResult.DaemonReloadIdle):
-// reload i of each comes before reload i+1 of any, so that the machine's
-// moments hit the three alike.
+// FloorResult is the repeated daemon-reload of two more sandboxes, each
+// with as many units as the step's sites have, timed alternately with the
+// scale sandbox's own (ScaleResult.DaemonReloadIdle): reload i of each
+// comes before reload i+1 of any, so that the machine's moments hit the
+// three alike. As in the scale sandbox, the sockets of the sites of the
+// steps before listen (an active unit costs a reload more than one that
+// never started), the step's new ones do not.
 type FloorResult struct {
 	// Same: the units sitectl's generator wrote for the step's sites, byte
 	// for byte, installed in /etc/systemd/system of a sandbox that has no
@@ -39,6 +41,9 @@ type FloorResult struct {
 	// Units is how many unit files each of the two has (sockets, services
 	// and slices; not the links).
 	Units int `json:"units"`
+	// Listening is how many of the sites' sockets listened in each of the
+	// three: those of the steps before.
+	Listening int `json:"listening"`
 }
 
 // floorUnits reads what sitectl's generator writes for the sites of h (run
@@ -166,11 +171,17 @@ func plainUnit(name string, data []byte) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// bootFloor boots a sandbox without site files, unpacks units (a tar
-// archive) into its /etc/systemd/system and loads them with one
-// daemon-reload, as the scale sandbox loads a step's sites.
-func bootFloor(ctx context.Context, name string, units []byte, o ScaleOptions, workDir string, log io.Writer) (*host, error) {
-	h, err := bootHostWith(ctx, sandbox.Options{Name: name, Log: log}, o.Bin, o.Root)
+// bootFloor boots a sandbox without site files, in a network namespace of
+// its own, unpacks units (a tar archive) into its /etc/systemd/system,
+// loads them with one daemon-reload, as the scale sandbox loads a step's
+// sites, and starts the sockets of sites [0, listening), as the scale
+// sandbox started those of the steps before.
+func bootFloor(ctx context.Context, name string, units []byte, listening int, o ScaleOptions, workDir string, log io.Writer) (*host, error) {
+	nn, _, err := freeNetNS(o.floorNet)
+	if err != nil {
+		return nil, err
+	}
+	h, err := bootHostWith(ctx, sandbox.Options{Name: name, Log: log, NetNS: nn}, o.Bin, o.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -197,13 +208,25 @@ func bootFloor(ctx context.Context, name string, units []byte, o ScaleOptions, w
 		h.Close()
 		return nil, fmt.Errorf("%s: the daemon-reload that loads the units: %s", name, first.failed[0])
 	}
+	if listening > 0 {
+		start := fmt.Sprintf("seq -f 'site-%%05g' 0 %d | sed 's/.*/site-&.socket/' | xargs systemctl start", listening-1)
+		if out, err := h.run(ctx, "sh", "-c", start); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("%s: starting the sockets of the steps before: %w: %s", name, err, out)
+		}
+	}
 	return h, nil
+}
+
+// listeningSites counts the sites' sockets that listen in h.
+func listeningSites(ctx context.Context, h *host) (int, error) {
+	return h.count(ctx, "systemctl list-units --state=listening --no-legend --plain 'site-*.socket' | wc -l")
 }
 
 // reloadsBesideFloor times the repeated daemon-reload of the scale sandbox
 // h, whose step's sites are loaded and whose sockets are not started,
 // alternately with the two floor sandboxes (FloorResult), reps times each.
-func reloadsBesideFloor(ctx context.Context, h *host, o ScaleOptions, workDir string, log io.Writer) (wall, cpu DurationStats, f *FloorResult, err error) {
+func reloadsBesideFloor(ctx context.Context, h *host, o ScaleOptions, listening int, workDir string, log io.Writer) (wall, cpu DurationStats, f *FloorResult, err error) {
 	generated, err := floorUnits(ctx, h)
 	if err != nil {
 		return wall, cpu, nil, err
@@ -212,12 +235,12 @@ func reloadsBesideFloor(ctx context.Context, h *host, o ScaleOptions, workDir st
 	if err != nil {
 		return wall, cpu, nil, err
 	}
-	same, err := bootFloor(ctx, "bench-floor-same", sameTar, o, workDir, log)
+	same, err := bootFloor(ctx, "bench-floor-same", sameTar, listening, o, workDir, log)
 	if err != nil {
 		return wall, cpu, nil, err
 	}
 	defer same.Close()
-	plain, err := bootFloor(ctx, "bench-floor-plain", plainTar, o, workDir, log)
+	plain, err := bootFloor(ctx, "bench-floor-plain", plainTar, listening, o, workDir, log)
 	if err != nil {
 		return wall, cpu, nil, err
 	}
@@ -229,13 +252,19 @@ func reloadsBesideFloor(ctx context.Context, h *host, o ScaleOptions, workDir st
 	if err != nil {
 		return wall, cpu, nil, err
 	}
-	for _, x := range []*host{same, plain} {
+	for _, x := range []*host{h, same, plain} {
 		got, err := x.count(ctx, loaded)
 		if err != nil {
 			return wall, cpu, nil, err
 		}
 		if got != want {
 			return wall, cpu, nil, fmt.Errorf("%s loaded %d of the sites' units, the scale sandbox %d", x.sb.Name(), got, want)
+		}
+		if got, err = listeningSites(ctx, x); err != nil {
+			return wall, cpu, nil, err
+		}
+		if got != listening {
+			return wall, cpu, nil, fmt.Errorf("%s: %d of the sites' sockets listen, want %d (those of the steps before)", x.sb.Name(), got, listening)
 		}
 	}
 	var sitectl, sameT, plainT reloadTimes
@@ -249,7 +278,7 @@ func reloadsBesideFloor(ctx context.Context, h *host, o ScaleOptions, workDir st
 			}
 		}
 	}
-	f = &FloorResult{Units: units}
+	f = &FloorResult{Units: units, Listening: listening}
 	wall, cpu = sitectl.stats()
 	f.Same, f.SameCPU = sameT.stats()
 	f.Plain, f.PlainCPU = plainT.stats()

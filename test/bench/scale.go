@@ -34,6 +34,9 @@ type ScaleOptions struct {
 	Floor bool
 	// BootLog receives the other sandboxes' progress lines.
 	BootLog io.Writer
+	// floorNet is the first 10.213.N.0/30 the floor's sandboxes may use
+	// (runScale sets it).
+	floorNet int
 	// Bin and Root are the built binaries and the repository, for the boot
 	// sandbox.
 	Bin, Root string
@@ -337,6 +340,7 @@ func runScale(ctx context.Context, o ScaleOptions, workDir string, log io.Writer
 		return nil, err
 	}
 	defer h.Close()
+	o.floorNet = netN + 2
 	run := func(argv ...string) (string, error) {
 		out, err := h.run(ctx, argv...)
 		if err != nil {
@@ -443,7 +447,7 @@ func scaleStep(ctx context.Context, h *host, o ScaleOptions, base baseline, have
 	r.FirstDaemonReload = Millis(tr.Nanos[0][0])
 	if o.Floor {
 		o.Log("  repeated daemon-reloads beside systemd's floor: the same units without sitectl, and plain pairs (two more sandboxes)")
-		if r.DaemonReloadIdle, r.DaemonReloadIdleCPU, r.Floor, err = reloadsBesideFloor(ctx, h, o, workDir, o.BootLog); err != nil {
+		if r.DaemonReloadIdle, r.DaemonReloadIdleCPU, r.Floor, err = reloadsBesideFloor(ctx, h, o, have, workDir, o.BootLog); err != nil {
 			return nil, err
 		}
 	} else if r.DaemonReloadIdle, r.DaemonReloadIdleCPU, err = timeReloads(ctx, h, o.Reps); err != nil {

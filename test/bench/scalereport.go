@@ -480,7 +480,7 @@ func floorMarkdown(r *Results) string {
 	}
 	var b strings.Builder
 	b.WriteString("### systemd's floor: the same reload without sitectl\n\n")
-	b.WriteString("At each step, before the sites' sockets start, the repeated `daemon-reload` of the sandbox above is timed alternately with two more sandboxes (reload 1 of each, then reload 2 of each, and so on), each holding as many units: ")
+	b.WriteString("At each step, before the new sites' sockets start, the repeated `daemon-reload` of the sandbox above is timed alternately with two more sandboxes (reload 1 of each, then reload 2 of each, and so on), each holding as many units, with the sockets of the sites of the steps before listening in all three (a unit that runs costs a reload more than one that never started): ")
 	b.WriteString("*the same units without sitectl* are the files sitectl's generator wrote for the step's sites, byte for byte, installed in `/etc/systemd/system` of a sandbox with no site file; ")
 	b.WriteString("*plain pairs* are those units with the same names, slices and listeners, each socket reduced to `Description=`, `ListenStream=` and `Slice=`, each service to `Description=`, `ExecStart=/bin/true` and `Slice=`. ")
 	b.WriteString("The first says what systemd spends on sitectl's units when sitectl plays no part in the reload (the wall time of sitectl's also includes its generator, which systemd runs at every reload); the second what any two units per site cost, so that the ratio between them is the price of what sitectl's units say (the hardening that keeps `systemd-analyze security` at or below 1.5, the drain and cleanup commands): [docs/scale.md](../scale.md).\n\n")
