@@ -21,6 +21,7 @@ import (
 	"github.com/sitectl/sitectl/internal/cleanup"
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/flow"
+	"github.com/sitectl/sitectl/internal/generator"
 	"github.com/sitectl/sitectl/internal/hugeheap"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
@@ -66,7 +67,10 @@ the site file no longer has either), whether the
 running process runs in that mode, and with the mode's variables as the site file
 has them now (it names those it runs with older values, never the values), a switch
 in progress or cut short, the listeners
-and the release (the working directory, symlinks resolved).
+and the release (the working directory, symlinks resolved), and the site's units
+that systemd loaded other than sitectl generates them: from a copy that shadows the
+generated unit (and whether it was made from an older version of the site file), or
+with drop-ins, with the systemctl revert that takes them out (list does not read them).
 
 Times are printed with their zone and how long ago they were. NO_COLOR turns colour
 off; a locale that is not UTF-8 gets ASCII instead of the glyphs. --json prints the
@@ -285,7 +289,7 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 	}
 	defer mgr.Close()
 	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, Served: status.Served, Warm: status.WarmGeneration,
-		StartProblems: e.startProblems(mgr), Resolve: e.resolve,
+		StartProblems: e.startProblems(mgr), SourceChanged: generator.SourceChanged, Resolve: e.resolve,
 		SocketsMissing: e.socketsMissing, Unlistened: unlistened, UnitsStale: mgr.NeedDaemonReload,
 		ListCache: paths.ListCache, StateCache: paths.StateCache}
 	return e.gatherFrom(ctx, src, req)

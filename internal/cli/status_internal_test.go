@@ -151,3 +151,32 @@ func TestSitesJSONIsOneDocument(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusNamesLocalChanges: a copy that shadows the generator's unit,
+// made from an older site file, and drop-ins are named with the command
+// that takes them out; drop-ins shared with other units are told apart.
+func TestStatusNamesLocalChanges(t *testing.T) {
+	s := status.Site{Site: "karl", File: "/etc/sitectl/sites/karl.toml", SiteFile: status.FileState{State: "ok"}, Mode: "normal",
+		Unit: "site-karl.service", LoadState: "loaded", ActiveState: "active", SubState: "running", State: "running", Running: true,
+		Socket: "listening", Sockets: []status.Socket{{Unit: "site-karl.socket", State: "listening"}},
+		LocalChanges: []status.LocalChange{
+			{Unit: "site-karl.service", Shadow: "/etc/systemd/system/site-karl.service", ShadowStale: true,
+				DropIns: []string{"/etc/systemd/system/site-karl.service.d/override.conf"}, Shared: []string{"/etc/systemd/system/site-.service.d/x.conf"},
+				Revert: "systemctl revert site-karl.service"},
+			{Unit: "site-karl.socket", Shadow: "/etc/systemd/system/site-karl.socket", DropIns: []string{}, Shared: []string{}, Revert: "systemctl revert site-karl.socket"},
+		}}
+	got := printed(t, term.Style{UTF8: true}, s)
+	for _, w := range []string{
+		"      local: site-karl.service: loaded from /etc/systemd/system/site-karl.service, made from an older version of the site file: systemd runs the site as that version said",
+		"; drop-in /etc/systemd/system/site-karl.service.d/override.conf: `systemctl revert site-karl.service` takes them out; drop-in /etc/systemd/system/site-.service.d/x.conf, which applies to other units as well (`systemctl revert` leaves it)\n",
+		"      local: site-karl.socket: loaded from /etc/systemd/system/site-karl.socket, which shadows the unit sitectl generates: no daemon-reload brings the site file's changes into it: `systemctl revert site-karl.socket` takes it out\n",
+	} {
+		if !strings.Contains(got, w) {
+			t.Errorf("status lacks %q:\n%s", w, got)
+		}
+	}
+	s.LocalChanges = []status.LocalChange{}
+	if got := printed(t, term.Style{UTF8: true}, s); strings.Contains(got, "local:") {
+		t.Errorf("status without local changes:\n%s", got)
+	}
+}

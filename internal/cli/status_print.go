@@ -28,6 +28,7 @@ func (e *env) printStatus(s status.Site) {
 	e.printMode(s, line)
 	e.printSockets(s, line)
 	e.printService(s, line)
+	e.printLocalChanges(s, line)
 	if t := s.Trigger; t != nil {
 		armed := st.Green("armed")
 		if !t.Armed {
@@ -235,6 +236,33 @@ func (e *env) printService(s status.Site, line func(string, string, ...any)) {
 	}
 	if s.NRestarts > 0 || s.LastFailure != nil {
 		line("restarts", "%s", e.restarts(s))
+	}
+}
+
+// printLocalChanges names each unit of the site that systemd loaded other
+// than sitectl generates it, and how to take that out.
+func (e *env) printLocalChanges(s status.Site, line func(string, string, ...any)) {
+	for _, c := range s.LocalChanges {
+		var parts []string
+		if c.Shadow != "" {
+			text := "loaded from " + term.Escape(c.Shadow) + ", which shadows the unit sitectl generates: no daemon-reload brings the site file's changes into it"
+			if c.ShadowStale {
+				text = e.style.Red("loaded from "+term.Escape(c.Shadow)+", made from an older version of the site file") +
+					": systemd runs the site as that version said, and no daemon-reload changes it (it shadows the unit sitectl generates)"
+			}
+			parts = append(parts, text)
+		}
+		if len(c.DropIns) > 0 {
+			parts = append(parts, plural(len(c.DropIns), "drop-in ", "drop-ins ")+term.Escape(strings.Join(c.DropIns, ", ")))
+		}
+		if n := len(c.DropIns) + len(parts) - min(len(c.DropIns), 1); n > 0 {
+			parts[len(parts)-1] += ": `" + c.Revert + "` takes " + plural(n, "it", "them") + " out"
+		}
+		if len(c.Shared) > 0 {
+			parts = append(parts, plural(len(c.Shared), "drop-in ", "drop-ins ")+term.Escape(strings.Join(c.Shared, ", "))+
+				", which "+plural(len(c.Shared), "applies", "apply")+" to other units as well (`systemctl revert` leaves "+plural(len(c.Shared), "it", "them")+")")
+		}
+		line("local", "%s: %s", c.Unit, strings.Join(parts, "; "))
 	}
 }
 

@@ -329,6 +329,11 @@ type Unit struct {
 	// It carries this process's monotonic reading: compare it with
 	// time.Now only.
 	ActiveEnter time.Time `json:"-"`
+	// Fragment is the unit file systemd loaded (FragmentPath=), DropIns
+	// the drop-ins applied to it (DropInPaths=); read by UnitsByName and
+	// Units, of every loaded unit (services, sockets, paths), not by List.
+	Fragment string   `json:"-"`
+	DropIns  []string `json:"-"`
 }
 
 // MainExit describes how the last main process of u ended, as systemctl
@@ -500,6 +505,12 @@ var (
 	restartProps = []property{
 		{serviceIface, "NRestarts", func(u *Unit, v dbus.Variant) { n, _ := v.Value().(uint32); u.NRestarts = int(n) }},
 	}
+	// fileProps are where systemd loaded a unit from: for status, which
+	// names a site's local changes, never for list.
+	fileProps = []property{
+		{unitIface, "FragmentPath", func(u *Unit, v dbus.Variant) { u.Fragment, _ = v.Value().(string) }},
+		{unitIface, "DropInPaths", func(u *Unit, v dbus.Variant) { u.DropIns, _ = v.Value().([]string) }},
+	}
 )
 
 type pending struct {
@@ -531,11 +542,13 @@ func props(s sd.UnitStatus, withRestarts bool) []property {
 	return ps
 }
 
-// fullProps is for a listing: no restart count of a service that does not run.
-func fullProps(s sd.UnitStatus) []property { return props(s, false) }
+// fullProps is for a listing of status, which reads everything of every
+// site: no restart count of a service that does not run.
+func fullProps(s sd.UnitStatus) []property { return append(props(s, false), fileProps...) }
 
-// namedProps is for units asked for by name: everything.
-func namedProps(s sd.UnitStatus) []property { return props(s, true) }
+// namedProps is for units asked for by name: everything, and, of every
+// unit, the files systemd loaded it from.
+func namedProps(s sd.UnitStatus) []property { return append(props(s, true), fileProps...) }
 
 // briefProps is fullProps without anything of an inactive service.
 func briefProps(s sd.UnitStatus) []property {

@@ -98,3 +98,43 @@ func TestSharedDialsOnce(t *testing.T) {
 		t.Fatalf("dialled %d times, want 2 (one failed, then one for both)", dials)
 	}
 }
+
+// TestFilesAreReadForStatusNotList: status (units by name, or the listing
+// of every site) reads where systemd loaded each unit from, sockets and
+// paths too, to name a site's local changes; list reads none of it.
+func TestFilesAreReadForStatusNotList(t *testing.T) {
+	names := func(ps []property) map[string]bool {
+		m := map[string]bool{}
+		for _, p := range ps {
+			m[p.name] = true
+		}
+		return m
+	}
+	for _, u := range []sd.UnitStatus{
+		{Name: "site-a.service", LoadState: "loaded", ActiveState: "active"},
+		{Name: "site-a.service", LoadState: "loaded", ActiveState: "inactive"},
+		{Name: "site-a.socket", LoadState: "loaded", ActiveState: "active"},
+		{Name: "site-a-reload.path", LoadState: "loaded", ActiveState: "active"},
+	} {
+		for what, want := range map[string]propsFunc{"named": namedProps, "full": fullProps} {
+			if got := names(want(u)); !got["FragmentPath"] || !got["DropInPaths"] {
+				t.Errorf("%s %s (%s): reads %v, want FragmentPath and DropInPaths", what, u.Name, u.ActiveState, got)
+			}
+		}
+		if got := names(briefProps(u)); got["FragmentPath"] || got["DropInPaths"] {
+			t.Errorf("list reads the files of %s: %v", u.Name, got)
+		}
+	}
+	var got Unit
+	for _, p := range fileProps {
+		switch p.name {
+		case "FragmentPath":
+			p.set(&got, dbus.MakeVariant("/etc/systemd/system/site-a.service"))
+		case "DropInPaths":
+			p.set(&got, dbus.MakeVariant([]string{"/etc/systemd/system/site-a.service.d/override.conf"}))
+		}
+	}
+	if got.Fragment != "/etc/systemd/system/site-a.service" || len(got.DropIns) != 1 {
+		t.Errorf("read %+v", got)
+	}
+}

@@ -55,7 +55,7 @@ func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale s
 		fix = "`systemctl unmask " + unit + "` lets it start"
 	case strings.HasPrefix(problems[0], notLaunchedProblem):
 		fix = "take that ExecStart= out, then `systemctl daemon-reload`; `systemctl revert " + unit + "` takes out every local change of the unit"
-	case stale != "" && shadows(spec.Fragment):
+	case stale != "" && Shadows(spec.Fragment):
 		fix = "systemd's units are older than the site file: " + stale
 	case stale != "":
 		fix = "systemd's units are older than the site file: if it is fixed there, `systemctl daemon-reload` loads it"
@@ -77,9 +77,9 @@ const notLaunchedProblem = "its ExecStart= does not run sitectl's launcher"
 // wrote (systemctl edit --full, a copy, static units).
 var generatorDirs = []string{"/run/systemd/generator/", "/run/systemd/generator.early/", "/run/systemd/generator.late/"}
 
-// shadows tells whether fragment, a unit file systemd loaded, is not the
+// Shadows tells whether fragment, a unit file systemd loaded, is not the
 // generator's.
-func shadows(fragment string) bool {
+func Shadows(fragment string) bool {
 	if fragment == "" {
 		return false
 	}
@@ -96,7 +96,7 @@ func shadows(fragment string) bool {
 // daemon-reload, unless systemd loads it from a file that shadows the
 // generator's, which no daemon-reload changes.
 func reloadAdvice(spec control.StartSpec, unit string) string {
-	if shadows(spec.Fragment) {
+	if Shadows(spec.Fragment) {
 		return fmt.Sprintf("systemd loads %s from %s, which shadows the unit sitectl generates, so no daemon-reload brings the site file's changes: remove that file (`systemctl revert %s`) or write it anew (`sitectl units render --dir`), then `systemctl daemon-reload`", unit, spec.Fragment, unit)
 	}
 	return "`systemctl daemon-reload` loads the rest; the next restart applies it"
@@ -107,7 +107,7 @@ func reloadAdvice(spec control.StartSpec, unit string) string {
 // drop-ins (set-property's among them).
 func overrides(spec control.StartSpec) []string {
 	var out []string
-	if shadows(spec.Fragment) {
+	if Shadows(spec.Fragment) {
 		out = append(out, spec.Fragment)
 	}
 	out = append(out, spec.DropIns...)

@@ -82,9 +82,13 @@ type Site struct {
 	Listen           []string `json:"listeners" doc:"the site's listeners: addresses and unix socket paths"`
 	Release          string   `json:"release" doc:"the working directory with its symlinks resolved; empty without workdir"`
 	// StartProblems are why the service would surely not start.
-	StartProblems []string        `json:"start_problems" doc:"why the service, as systemd has it loaded, would surely not start in the recorded mode, or not serve it (it is masked; a program, #! interpreter, user, group, working directory or credential file does not exist; or, in a maintenance mode, an ExecStart= override does not run sitectl's launcher): sitectl refuses to restart it, and a crash restart would fail or serve the app; [] when none, or in list"`
-	Ready         bool            `json:"ready" doc:"the service is active and running"`
-	Cleanup       *cleanup.Record `json:"last_cleanup,omitempty" doc:"what the last stop's cleanup found and did (status only, from the journal); left out when unknown"`
+	StartProblems []string `json:"start_problems" doc:"why the service, as systemd has it loaded, would surely not start in the recorded mode, or not serve it (it is masked; a program, #! interpreter, user, group, working directory or credential file does not exist; or, in a maintenance mode, an ExecStart= override does not run sitectl's launcher): sitectl refuses to restart it, and a crash restart would fail or serve the app; [] when none, or in list"`
+	// LocalChanges are the site's units as systemd loaded them other than
+	// sitectl generates them: a copy that shadows the generator's file,
+	// and drop-ins.
+	LocalChanges []LocalChange   `json:"local_changes" doc:"the site's units (service, sockets, touch-to-reload path) that systemd loaded other than sitectl generates them: from a copy that shadows the generator's unit file (systemctl edit --full, a copy in /etc/systemd/system, sitectl units render --dir there), or with drop-ins (systemctl edit, systemctl set-property, files in UNIT.d/ directories); the distribution's drop-ins (/usr/lib) and generators' are not named; [] when none, or in list"`
+	Ready        bool            `json:"ready" doc:"the service is active and running"`
+	Cleanup      *cleanup.Record `json:"last_cleanup,omitempty" doc:"what the last stop's cleanup found and did (status only, from the journal); left out when unknown"`
 }
 
 // FileState is the state of a site file.
@@ -129,6 +133,25 @@ type Socket struct {
 	State       string `json:"state" doc:"listening, stopped (not listening: connections are refused; also an active unit for which systemd holds no socket, see sockets_lost, or that systemd loaded again from no file (its site file deleted, or the unit masked, then a daemon-reload) while no process serves), failed, starting or stopping" enum:"listening,stopped,failed,starting,stopping"`
 	ActiveState string `json:"active_state" doc:"systemd's ActiveState of the socket"`
 	SubState    string `json:"sub_state" doc:"systemd's SubState of the socket (listening, running, dead, ...)"`
+}
+
+// LocalChange is what makes one unit of a site, as systemd loaded it,
+// other than the unit sitectl generates.
+type LocalChange struct {
+	Unit string `json:"unit" doc:"the unit"`
+	// Shadow is the unit file systemd loaded in place of the generator's.
+	Shadow string `json:"shadow" doc:"the unit file systemd loaded in place of the one sitectl generates (it shadows it: no daemon-reload brings a change of the site file into the unit); empty when systemd loads the generator's"`
+	// ShadowStale: Shadow was made from another version of the site file
+	// than the one there now (units.ParseStamp).
+	ShadowStale bool `json:"shadow_stale" doc:"the shadowing unit file was generated from another version of the site file than the one there now (its '# Site file sha256:' line): systemd runs the unit as the file was then; false when it cannot be told (the copy has no such line) or there is no copy"`
+	// DropIns are the drop-ins applied to the unit that systemctl revert
+	// takes out (UNIT.d/ in /etc and /run).
+	DropIns []string `json:"drop_ins" doc:"the unit's own drop-ins (UNIT.d/ under /etc or /run: systemctl edit, set-property's, files put there), which systemctl revert takes out; []: none"`
+	// Shared are drop-ins that apply to other units too (site-.service.d/,
+	// service.d/), or that revert does not take out (/usr/local).
+	Shared []string `json:"shared_drop_ins" doc:"drop-ins that apply to the unit and to others as well (site-.service.d/ for every site's service, service.d/ for every service) or that systemctl revert leaves (/usr/local/lib): removing them changes the other units too; []: none"`
+	// Revert is the command that takes the unit's own changes out.
+	Revert string `json:"revert" doc:"the command that takes out the copy and the unit's own drop-ins: systemctl revert UNIT (then the unit is the generator's again)"`
 }
 
 // Trigger is a site's touch-to-reload path unit.
@@ -185,6 +208,11 @@ type Sources struct {
 	// StartProblems says why a site's service would surely not start in
 	// mode (flow.StartProblems).
 	StartProblems func(ctx context.Context, s *site.Site, mode string) []string
+	// SourceChanged tells whether the unit file fragment was generated
+	// from another version of the site file source than the one there now
+	// (generator.SourceChanged), for a copy that shadows the generator's
+	// unit; nil: not told.
+	SourceChanged func(fragment, source string) (bool, error)
 	// ListCache is the file where list (Brief, all sites) keeps what it
 	// read of each site file, so that it reads only the files changed
 	// since (package sitecache); empty: no cache. Root's list writes it.
@@ -296,6 +324,7 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 	par.Each(len(ents), func(i int) {
 		sites[i], errs[i] = build(st, read, ents[i], byName, !known || withState[ents[i].site.Name], src.Resolve)
 		if errs[i] == nil && !req.Brief {
+			sites[i].localChanges(src, ents[i], byName)
 			sites[i].readJournal(ctx, src)
 			if ents[i].known && !ents[i].gone {
 				sites[i].modesGone(ents[i].site)
@@ -449,7 +478,7 @@ func build(st modes.Store, read func(name string) (modes.Listed, error), en entr
 	out := Site{
 		Site: s.Name, File: en.file, SiteFile: en.fileState(), Mode: mode, PreviousMode: state.PreviousMode, Pending: state.Pending,
 		Unit: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState, MainPID: u.MainPID,
-		Result: u.Result, StatusText: u.StatusText, NRestarts: u.NRestarts, Listen: []string{}, Sockets: []Socket{}, StartProblems: []string{}, ServedDiffers: []string{}, SocketsLost: []string{}, ListenersPending: []string{},
+		Result: u.Result, StatusText: u.StatusText, NRestarts: u.NRestarts, Listen: []string{}, Sockets: []Socket{}, StartProblems: []string{}, LocalChanges: []LocalChange{}, ServedDiffers: []string{}, SocketsLost: []string{}, ListenersPending: []string{},
 	}
 	if !u.Since.IsZero() {
 		t := u.Since
@@ -516,6 +545,49 @@ func readModeState(read func(name string) (modes.Listed, error), s *site.Site, h
 		l.Mode = s.DefaultMode
 	}
 	return l, nil
+}
+
+// localChanges names what makes the site's units, as systemd loaded them
+// (what UnitsByName read of them), other than sitectl generates them: a
+// unit file that shadows the generator's, and drop-ins. The distribution's
+// drop-ins and generators' are not an operator's change. Only a shadowing
+// copy is read, for the stamp of the site file it was made from.
+func (s *Site) localChanges(src Sources, en entry, byName unitsByName) {
+	for _, name := range en.unitNames() {
+		u, ok := byName[name]
+		if !ok {
+			continue
+		}
+		lc := LocalChange{Unit: name, DropIns: []string{}, Shared: []string{}, Revert: "systemctl revert " + name}
+		// A masked unit's file is /dev/null's link: status says masked.
+		if u.LoadState != "masked" && flow.Shadows(u.Fragment) {
+			lc.Shadow = u.Fragment
+			if src.SourceChanged != nil && en.known && !en.gone {
+				stale, err := src.SourceChanged(u.Fragment, en.file)
+				lc.ShadowStale = err == nil && stale
+			}
+		}
+		for _, d := range u.DropIns {
+			switch {
+			case !flow.Shadows(d) || vendorDropIn(d):
+				// A generator's, or the distribution's.
+			case filepath.Base(filepath.Dir(d)) == name+".d" && (strings.HasPrefix(d, "/etc/") || strings.HasPrefix(d, "/run/")):
+				lc.DropIns = append(lc.DropIns, d)
+			default:
+				lc.Shared = append(lc.Shared, d)
+			}
+		}
+		if lc.Shadow != "" || len(lc.DropIns) > 0 || len(lc.Shared) > 0 {
+			s.LocalChanges = append(s.LocalChanges, lc)
+		}
+	}
+}
+
+// vendorDropIn tells whether drop-in d is the distribution's (systemd's
+// own package ships some, such as Fedora's service.d/10-timeout-abort.conf),
+// not the operator's.
+func vendorDropIn(d string) bool {
+	return strings.HasPrefix(d, "/usr/lib/") || strings.HasPrefix(d, "/lib/")
 }
 
 // readJournal adds what only the journal knows: how the service last

@@ -811,3 +811,73 @@ func TestWarmRollbackFlipsAsRollbackDecides(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalChanges: status names the site's units that systemd loaded from
+// a copy that shadows the generator's file (and whether the copy was made
+// from another version of the site file), and their drop-ins, the ones
+// systemctl revert takes out apart from those shared with other units;
+// the distribution's and generators' drop-ins are not an operator's
+// change. list reads none of it.
+func TestLocalChanges(t *testing.T) {
+	d, sd := setup(t)
+	for i := range sd.units {
+		u := &sd.units[i]
+		u.Fragment = "/run/systemd/generator/" + u.Name
+		switch u.Name {
+		case "site-run.service":
+			u.Fragment = "/etc/systemd/system/site-run.service"
+			u.DropIns = []string{
+				"/usr/lib/systemd/system/service.d/10-timeout-abort.conf",
+				"/run/systemd/generator/site-run.service.d/50-gen.conf",
+				"/etc/systemd/system/site-.service.d/limits.conf",
+				"/etc/systemd/system/site-run.service.d/override.conf",
+				"/run/systemd/system.control/site-run.service.d/50-CPUWeight.conf",
+			}
+		case "site-run.socket":
+			u.DropIns = []string{"/etc/systemd/system/site-run.socket.d/backlog.conf"}
+		case "site-idle.service":
+			u.DropIns = []string{"/lib/systemd/system/service.d/10-timeout-abort.conf"}
+		case "site-broken-reload.path":
+			u.Fragment = "/etc/systemd/system/site-broken-reload.path"
+		}
+	}
+	var asked []string
+	src := Sources{Dirs: d, Systemd: sd, SourceChanged: func(fragment, source string) (bool, error) {
+		asked = append(asked, fragment+" "+source)
+		return fragment == "/etc/systemd/system/site-run.service", nil
+	}}
+	res, err := Gather(context.Background(), src, Request{Names: []string{"run", "idle", "broken"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := bySite(res.Sites)
+	run := got["run"].LocalChanges
+	if len(run) != 2 {
+		t.Fatalf("run: %+v, want the service and the socket", run)
+	}
+	svc := run[0]
+	if svc.Unit != "site-run.service" || svc.Shadow != "/etc/systemd/system/site-run.service" || !svc.ShadowStale ||
+		!slices.Equal(svc.DropIns, []string{"/etc/systemd/system/site-run.service.d/override.conf", "/run/systemd/system.control/site-run.service.d/50-CPUWeight.conf"}) ||
+		!slices.Equal(svc.Shared, []string{"/etc/systemd/system/site-.service.d/limits.conf"}) || svc.Revert != "systemctl revert site-run.service" {
+		t.Errorf("site-run.service: %+v", svc)
+	}
+	if so := run[1]; so.Unit != "site-run.socket" || so.Shadow != "" || so.ShadowStale || len(so.DropIns) != 1 || so.Shared == nil {
+		t.Errorf("site-run.socket: %+v", so)
+	}
+	if idle := got["idle"].LocalChanges; idle == nil || len(idle) != 0 {
+		t.Errorf("idle, with only the distribution's drop-in: %+v", idle)
+	}
+	if b := got["broken"].LocalChanges; len(b) != 1 || b[0].Unit != "site-broken-reload.path" || b[0].Shadow == "" || b[0].DropIns == nil {
+		t.Errorf("broken: %+v", b)
+	}
+	if want := "/etc/systemd/system/site-run.service " + d.SiteFile("run"); !slices.Contains(asked, want) {
+		t.Errorf("asked %q, want %q among them", asked, want)
+	}
+	res, err = Gather(context.Background(), src, Request{Brief: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := bySite(res.Sites)["run"].LocalChanges; l == nil || len(l) != 0 {
+		t.Errorf("list: %+v, want []", l)
+	}
+}
