@@ -33,14 +33,24 @@ func TestEmptyEnvironIsReadAgain(t *testing.T) {
 	e := &Env{}
 
 	write("")
-	go func() { time.Sleep(50 * time.Millisecond); write("SITE_MODE=normal\x00") }()
-	if env, err := e.environ(42); err != nil || !slices.Equal(env, []string{"SITE_MODE=normal"}) {
+	go func() { time.Sleep(50 * time.Millisecond); write("SITE=karl\x00SITE_MODE=normal\x00") }()
+	if env, err := e.environ(42, "SITE=karl"); err != nil || !slices.Equal(env, []string{"SITE=karl", "SITE_MODE=normal"}) {
 		t.Errorf("a process exec'd after a moment: %q, %v", env, err)
+	}
+
+	// Forked by systemd and not yet exec'd, the process has systemd's
+	// environment: with Type=simple (an operator's drop-in) the restart
+	// is done then, and the switch took it for the app running no mode,
+	// rolled back, and said the site was down while it served.
+	write("LANG=C.UTF-8\x00PATH=/usr/bin\x00")
+	go func() { time.Sleep(50 * time.Millisecond); write("SITE=karl\x00SITE_MODE=normal\x00") }()
+	if env, err := e.environ(42, "SITE=karl"); err != nil || !slices.Equal(env, []string{"SITE=karl", "SITE_MODE=normal"}) {
+		t.Errorf("a process forked by systemd, exec'd after a moment: %q, %v", env, err)
 	}
 
 	write("")
 	go func() { time.Sleep(50 * time.Millisecond); os.Remove(environ) }()
-	if env, err := e.environ(42); !errors.Is(err, fs.ErrNotExist) {
+	if env, err := e.environ(42, "SITE=karl"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a process gone after a moment: %q, %v; want it gone", env, err)
 	}
 
@@ -53,7 +63,7 @@ func TestEmptyEnvironIsReadAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if env, err := e.environ(42); !errors.Is(err, syscall.ESRCH) || time.Since(start) > emptyEnvironWait/2 {
+	if env, err := e.environ(42, "SITE=karl"); !errors.Is(err, syscall.ESRCH) || time.Since(start) > emptyEnvironWait/2 {
 		t.Errorf("a zombie: %q, %v after %s; want it gone at once", env, err, time.Since(start))
 	}
 }

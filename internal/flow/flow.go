@@ -498,7 +498,7 @@ func (e *Env) already(ctx context.Context, s *site.Site, m site.Mode) (control.U
 	w := watched{service: service, unit: u, overlap: s.Handoff == site.HandoffOverlap}
 	pid, _, err := e.servingPID(ctx, s, &w)
 	if err == nil {
-		err = e.checkServed(m, pid)
+		err = e.checkServed(s.Name, m, pid)
 	}
 	if err != nil {
 		e.progress("%s: mode %s is recorded but not shown to serve (%v): switching again", s.Name, m.Name, err)

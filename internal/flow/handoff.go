@@ -218,7 +218,7 @@ func (e *Env) servingGenerationOf(ctx context.Context, s *site.Site, m site.Mode
 	if err != nil {
 		return 0, 0, err
 	}
-	return u.MainPID, pid, e.checkServed(m, pid)
+	return u.MainPID, pid, e.checkServed(s.Name, m, pid)
 }
 
 // abandonHandover ends a handover the switch gave up on (upErr) while its

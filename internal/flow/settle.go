@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -70,7 +71,7 @@ func (e *Env) verifyServed(ctx context.Context, s *site.Site, m site.Mode, w *wa
 	}
 	w.serving, w.watchedSince = pid, watchedFrom(w.ready, readyAt)
 	e.progress("%s: verifying that pid %d serves mode %s", s.Name, pid, m.Name)
-	if err := e.checkServed(m, pid); err != nil {
+	if err := e.checkServed(s.Name, m, pid); err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			return e.whyGone(ctx, w, goneWait(s, err), err)
 		}
@@ -182,10 +183,10 @@ func watchedFrom(ready, launcherReady time.Time) time.Time {
 	return ready.Add(-ready.Sub(launcherReady))
 }
 
-// checkServed reads the environment process pid started with and checks
-// that it runs mode m.
-func (e *Env) checkServed(m site.Mode, pid int) error {
-	env, err := e.environ(pid)
+// checkServed reads the environment process pid, of site name's service,
+// started with and checks that it runs mode m.
+func (e *Env) checkServed(name string, m site.Mode, pid int) error {
+	env, err := e.environ(pid, "SITE="+name)
 	if err != nil {
 		return fmt.Errorf("cannot tell which mode the serving process runs: %w", err)
 	}
@@ -292,7 +293,7 @@ func (e *Env) stillServes(ctx context.Context, s *site.Site, m site.Mode, w *wat
 		return nil
 	}
 	w.serving = pid
-	if err := e.checkServed(m, pid); err != nil {
+	if err := e.checkServed(s.Name, m, pid); err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			return e.whyGone(ctx, w, goneWait(s, err), err)
 		}
@@ -346,7 +347,9 @@ func orUnknown(s string) string {
 
 // The seams of verification, with their defaults.
 
-func (e *Env) environ(pid int) ([]string, error) {
+// environ is the environment process pid started with, which has mark
+// (SITE=NAME, which the site's unit sets for every process it runs).
+func (e *Env) environ(pid int, mark string) ([]string, error) {
 	if e.Environ != nil {
 		return e.Environ(pid)
 	}
@@ -360,10 +363,14 @@ func (e *Env) environ(pid int) ([]string, error) {
 	// a busy systemd may do late: it is gone already, and said so at
 	// once rather than after the wait, when its empty environment would
 	// be taken for one that runs no mode.
+	// A process forked and not yet exec'd has its parent's environment
+	// (systemd's, without SITE_MODE): with Type=simple (a drop-in) the
+	// restart's job is done as soon as systemd forked the main process.
+	// Read again until the unit's environment is there (mark).
 	deadline := time.Now().Add(emptyEnvironWait)
 	for {
 		env, err := procfs.Environ(pid)
-		if err != nil || len(env) > 0 {
+		if err != nil || len(env) > 0 && slices.Contains(env, mark) {
 			return env, err
 		}
 		if exited, _ := procfs.Exited(pid); exited {

@@ -54,7 +54,7 @@ func warmRollback(ctx context.Context, e *Env, s *site.Site, timeout time.Durati
 		rep.NoWarm = fmt.Sprintf("the launcher says pid %d is its warm generation, which is not one of its generations: %v", st.Warm.PID, err)
 		return rep, nil, false
 	}
-	if err := e.checkServed(mode, st.Warm.PID); err != nil {
+	if err := e.checkServed(s.Name, mode, st.Warm.PID); err != nil {
 		rep.NoWarm = fmt.Sprintf("the warm generation runs an older version of mode %s than the site file has (%v)", to, err)
 		return rep, nil, false
 	}
