@@ -7,9 +7,11 @@ package integration
 // PATH, on links and directories in the test's temporary directory only.
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -172,5 +174,122 @@ func TestAnsibleSiteContentIsNotLogged(t *testing.T) {
 	}
 	if strings.Contains(out, secret) {
 		t.Errorf("the refusal of a site's name shows the content of its file:\n%s", out)
+	}
+}
+
+// ansibleStandIns writes a stand-in sitectl and systemctl into dir/bin.
+// Each logs its arguments, a line a call, to dir/calls. sitectl status
+// answers with status[SITE] (a site not there: exit 4, no output), mode
+// with modeOut and exit modeRC, restart and reload with a change; systemctl
+// shows every site unit loaded, current and active.
+func ansibleStandIns(t *testing.T, dir string, status map[string]string, modeOut string, modeRC int) {
+	t.Helper()
+	for _, d := range []string{"bin", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := filepath.Join(dir, "calls")
+	var cases strings.Builder
+	for site, st := range status {
+		fmt.Fprintf(&cases, "%s) printf '%%s\\n' '%s'; exit 0;;\n", site, st)
+	}
+	sitectl := `#!/bin/sh
+echo "sitectl $*" >> ` + calls + `
+case "$1" in
+status) case "$3" in
+` + cases.String() + `esac; exit 4;;
+mode) printf '%s\n' '` + modeOut + `'; exit ` + strconv.Itoa(modeRC) + `;;
+restart|reload) echo '{"changed":true,"result":"ok"}'; exit 0;;
+esac
+exit 2
+`
+	systemctl := `#!/bin/sh
+echo "systemctl $*" >> ` + calls + `
+for u in "$@"; do case $u in site-*) printf 'Id=%s\nLoadState=loaded\nNeedDaemonReload=no\nActiveState=active\n\n' "$u";; esac; done
+`
+	for name, s := range map[string]string{"sitectl": sitectl, "systemctl": systemctl} {
+		if err := os.WriteFile(filepath.Join(dir, "bin", name), []byte(s), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// ansibleCalls returns the calls of the stand-ins since the last one, and
+// forgets them.
+func ansibleCalls(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "calls"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	_ = os.Remove(filepath.Join(dir, "calls"))
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
+// ansibleStatus is a `sitectl status --json` answer for one site.
+func ansibleStatus(site, mode, active, served string) string {
+	return fmt.Sprintf(`[{"site":"%s","mode":"%s","active_state":"%s","served_mode":"%s","served_differs":[],"pending":null,"out_of_service":null,"sockets_lost":[],"sockets":[{"unit":"site-%s.socket","active_state":"active"}]}]`,
+		site, mode, active, served, site)
+}
+
+// The handlers that follow a changed site file restart the site; a mode
+// switch of that site in the same run (sitectl_mode, which main.yml runs
+// after the handlers) restarted it a second time. The switch alone applies
+// the new units: the site is restarted once, by it.
+func TestAnsibleChangedSiteSwitchedIntoAModeRestartsOnce(t *testing.T) {
+	const play = `- hosts: localhost
+  gather_facts: false
+  vars:
+    sitectl_mode: {site: web, mode: maintenance}
+    sitectl_changed_sites: [web, api]
+    sitectl_binary: {stat: {exists: true}}
+  tasks:
+    - ansible.builtin.include_role: {name: sitectl, tasks_from: restart.yml}
+    - ansible.builtin.include_role: {name: sitectl, tasks_from: mode.yml}
+`
+	status := map[string]string{"web": ansibleStatus("web", "normal", "active", "normal"), "api": ansibleStatus("api", "normal", "active", "normal")}
+	dir := t.TempDir()
+	ansibleStandIns(t, dir, status, `{"site":"web","changed":true,"result":"ok"}`, 0)
+
+	out, err := ansibleLocal(t, dir, play)
+	if err != nil {
+		t.Fatalf("the run failed: %v\n%s", err, out)
+	}
+	calls := ansibleCalls(t, dir)
+	var web, api []string
+	for _, c := range calls {
+		switch {
+		case strings.HasPrefix(c, "sitectl restart") || strings.HasPrefix(c, "sitectl mode"):
+			if strings.HasSuffix(c, " web") || strings.HasSuffix(c, " web maintenance") {
+				web = append(web, c)
+			} else {
+				api = append(api, c)
+			}
+		}
+	}
+	if len(web) != 1 || !strings.HasPrefix(web[0], "sitectl mode") {
+		t.Errorf("web, changed and switched into a mode, was restarted by %q, want once by sitectl mode; calls:\n%s", web, strings.Join(calls, "\n"))
+	}
+	if len(api) != 1 || !strings.HasPrefix(api[0], "sitectl restart") {
+		t.Errorf("api, changed, was restarted by %q, want once by sitectl restart", api)
+	}
+
+	// A switch that does nothing (no such mode, exit 3) leaves the changed
+	// file to a restart: it is applied once, and the run fails with the
+	// switch's reason.
+	ansibleStandIns(t, dir, status, `{"site":"web","changed":false,"reason":"site web has no mode \"maintenance\""}`, 3)
+	out, err = ansibleLocal(t, dir, play)
+	if err == nil || !strings.Contains(out, "exited 3") || !strings.Contains(out, "its changed site file was applied by sitectl restart") {
+		t.Errorf("a refused switch: %v\n%s", err, out)
+	}
+	n := 0
+	for _, c := range ansibleCalls(t, dir) {
+		if c == "sitectl restart --json --timeout 2m web" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("after a refused switch web was restarted %d times, want 1", n)
 	}
 }

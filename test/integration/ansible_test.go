@@ -721,24 +721,34 @@ func TestAnsibleRoleIdempotent(t *testing.T) {
 	h.run("sitectl", "enable", "api")
 	serves("http://"+h.addr+":8004/", 200)
 
-	// 6. A mode switch: check mode reports it without switching; the real
-	// run switches once; the next run changes nothing.
+	// 6. A mode switch, with a change of the site's file in the same run:
+	// check mode reports both without switching; the real run restarts
+	// web once, by the switch (the handlers leave its restart to it), with
+	// its new file; the next run changes nothing.
 	maint := map[string]any{"sitectl_mode": map[string]any{"site": "web", "mode": "maintenance"}}
-	r = f.playbook("mode, check mode", playbook, vars(web2, maint), "--check")
+	web4 := ansibleSite(8001, `description = "web, changed with its mode"`)
+	r = f.playbook("mode, check mode", playbook, vars(web4, maint), "--check")
 	r.mustPass(t, "mode, check mode")
-	if r.recap[h.name].Changed != 1 || !strings.Contains(r.out, "would switch web from normal to maintenance") {
-		t.Errorf("check mode does not report the one mode switch:\n%s", r.out)
+	if r.recap[h.name].Changed != 2 || !strings.Contains(r.out, "would switch web from normal to maintenance") ||
+		strings.Contains(r.out, "A real run would restart web") {
+		t.Errorf("check mode does not report the file's change and the one mode switch (changed=2), or predicts a restart of web too:\n%s", r.out)
 	}
 	if id := h.invocation("site-web.service"); id != webID {
 		t.Errorf("the check run switched the mode (InvocationID %s → %s)", webID, id)
 	}
 	serves(webURL, 200)
-	r = f.playbook("mode", playbook, vars(web2, maint))
+	changes := func() int { return strings.Count(h.run("sitectl", "history", "--json", "web"), `"kind"`) }
+	before := changes()
+	r = f.playbook("mode", playbook, vars(web4, maint))
 	r.mustPass(t, "mode")
-	if r.recap[h.name].Changed != 1 {
-		t.Errorf("switching web to maintenance: changed=%d, want 1:\n%s", r.recap[h.name].Changed, r.out)
+	if n := changes() - before; n != 1 {
+		t.Errorf("changing web's file and switching it to maintenance restarted it %d times, want once (sitectl history web):\n%s\n%s", n, h.run("sitectl", "history", "web"), r.out)
+	}
+	if d := h.show("site-web.service", "Description")["Description"]; !strings.Contains(d, "changed with its mode") {
+		t.Errorf("after the switch site-web.service runs with the old unit (Description %q)", d)
 	}
 	serves(webURL, 503)
+	web2 = web4
 	r = f.playbook("mode again", playbook, vars(web2, maint))
 	r.mustPass(t, "mode again")
 	if rc := r.recap[h.name]; rc.Changed != 0 {
