@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -233,10 +234,24 @@ func ansibleStatus(site, mode, active, served string) string {
 		site, mode, active, served, site)
 }
 
+var recapChanged = regexp.MustCompile(`localhost\s+:\s+ok=\d+\s+changed=(\d+)`)
+
+func localChanged(t *testing.T, out string) int {
+	t.Helper()
+	m := recapChanged.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no PLAY RECAP in:\n%s", out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
 // The handlers that follow a changed site file restart the site; a mode
 // switch of that site in the same run (sitectl_mode, which main.yml runs
 // after the handlers) restarted it a second time. The switch alone applies
-// the new units: the site is restarted once, by it.
+// the new units: the site is restarted once, by it. Check mode predicts
+// the same (a switch of web and a restart of api, as many changes as the
+// real run reports), running nothing but sitectl status.
 func TestAnsibleChangedSiteSwitchedIntoAModeRestartsOnce(t *testing.T) {
 	const play = `- hosts: localhost
   gather_facts: false
@@ -274,6 +289,28 @@ func TestAnsibleChangedSiteSwitchedIntoAModeRestartsOnce(t *testing.T) {
 	if len(api) != 1 || !strings.HasPrefix(api[0], "sitectl restart") {
 		t.Errorf("api, changed, was restarted by %q, want once by sitectl restart", api)
 	}
+	real := localChanged(t, out)
+
+	out, err = ansibleLocal(t, dir, play, "--check")
+	if err != nil {
+		t.Fatalf("the check run failed: %v\n%s", err, out)
+	}
+	for _, c := range ansibleCalls(t, dir) {
+		if !strings.HasPrefix(c, "sitectl status") {
+			t.Errorf("the check run ran %q", c)
+		}
+	}
+	for _, want := range []string{"A real run would restart api", "A real run would switch web from normal to maintenance"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the check run does not say %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "A real run would restart web") {
+		t.Errorf("the check run predicts a restart of web besides its switch:\n%s", out)
+	}
+	if n := localChanged(t, out); n != real {
+		t.Errorf("the check run reports changed=%d, the real run changed=%d", n, real)
+	}
 
 	// A switch that does nothing (no such mode, exit 3) leaves the changed
 	// file to a restart: it is applied once, and the run fails with the
@@ -291,5 +328,100 @@ func TestAnsibleChangedSiteSwitchedIntoAModeRestartsOnce(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("after a refused switch web was restarted %d times, want 1", n)
+	}
+}
+
+// Check mode predicts a mode switch as sitectl decides it: a site recorded
+// in the mode is switched (started) when its service does not run, and is
+// left alone only when it runs the mode. A site out of service is refused,
+// as the real run's sitectl refuses it.
+func TestAnsibleModeCheckModePredictsTheSwitch(t *testing.T) {
+	const play = `- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role: {name: sitectl, tasks_from: mode.yml}
+      vars:
+        sitectl_mode: {site: web, mode: maintenance}
+`
+	for _, c := range []struct {
+		name, status string
+		changed      int
+		fails        string
+	}{
+		{"idle in the mode", ansibleStatus("web", "maintenance", "inactive", ""), 1, ""},
+		{"running another mode's process", ansibleStatus("web", "maintenance", "active", "normal"), 1, ""},
+		{"running the mode", ansibleStatus("web", "maintenance", "active", "maintenance"), 0, ""},
+		{"in another mode", ansibleStatus("web", "normal", "active", "normal"), 1, ""},
+		{"out of service", strings.Replace(ansibleStatus("web", "maintenance", "inactive", ""), `"out_of_service":null`, `"out_of_service":"2024-06-01T10:00:00Z"`, 1), 0, "taken out of service"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ansibleStandIns(t, dir, map[string]string{"web": c.status}, `{}`, 0)
+			out, err := ansibleLocal(t, dir, play, "--check")
+			if c.fails != "" {
+				if err == nil || !strings.Contains(out, c.fails) {
+					t.Errorf("check mode did not fail saying %q: %v\n%s", c.fails, err, out)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("the check run failed: %v\n%s", err, out)
+			}
+			if n := localChanged(t, out); n != c.changed {
+				t.Errorf("check mode reports changed=%d, want %d:\n%s", n, c.changed, out)
+			}
+			for _, call := range ansibleCalls(t, dir) {
+				if !strings.HasPrefix(call, "sitectl status") {
+					t.Errorf("the check run ran %q", call)
+				}
+			}
+		})
+	}
+}
+
+// Check mode reports the reload a real run makes when the link already
+// points at the release: forced, or after a run cut short between moving
+// the link and its reload (another release serves).
+func TestAnsibleReleaseCheckModePredictsTheReload(t *testing.T) {
+	for _, c := range []struct {
+		name, served, force string
+		changed             int
+	}{
+		{"cut short", "r2", "false", 1},
+		{"forced", "r3", "true", 1},
+		{"done", "r3", "false", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, d := range []string{"releases/r2", "releases/r3"} {
+				if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			link, r3 := filepath.Join(dir, "current"), filepath.Join(dir, "releases/r3")
+			if err := os.Symlink(r3, link); err != nil {
+				t.Fatal(err)
+			}
+			st := `[{"site":"app","mode":"normal","release":"` + r3 + `","served_release":"` + filepath.Join(dir, "releases", c.served) + `"}]`
+			ansibleStandIns(t, dir, map[string]string{"app": st}, `{}`, 0)
+			out, err := ansibleLocal(t, dir, `- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role: {name: sitectl, tasks_from: release.yml}
+      vars:
+        sitectl_release: {site: app, path: `+r3+`, link: `+link+`, force: `+c.force+`}
+`, "--check")
+			if err != nil {
+				t.Fatalf("the check run failed: %v\n%s", err, out)
+			}
+			if n := localChanged(t, out); n != c.changed {
+				t.Errorf("check mode reports changed=%d, want %d (a real run reloads: %v):\n%s", n, c.changed, c.changed > 0, out)
+			}
+			for _, call := range ansibleCalls(t, dir) {
+				if !strings.HasPrefix(call, "sitectl status") {
+					t.Errorf("the check run ran %q", call)
+				}
+			}
+		})
 	}
 }

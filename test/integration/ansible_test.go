@@ -507,7 +507,7 @@ func TestAnsibleRoleIdempotent(t *testing.T) {
 	// none of it.
 	r := f.playbook("check mode, fresh host", playbook, vars(web, nil), "--check", "--diff")
 	r.mustPass(t, "check mode, fresh host")
-	if r.changed() == 0 || !strings.Contains(r.out, "A real run would start or restart: web, api") {
+	if r.changed() == 0 || !strings.Contains(r.out, "A real run would start site-web.socket") || !strings.Contains(r.out, "A real run would start site-api.socket") {
 		t.Errorf("the check run on a fresh host reported no change, or not the sites it would start:\n%s", r.out)
 	}
 	for _, p := range []string{"/usr/bin/sitectl", "/etc/sitectl/sites/web.toml", "/var/cache/sitectl-ansible"} {
@@ -603,6 +603,7 @@ func TestAnsibleRoleIdempotent(t *testing.T) {
 	if r.recap[h.name].Changed == 0 {
 		t.Errorf("the check run reported no change for a changed site file:\n%s", r.out)
 	}
+	predicted := r.recap[h.name].Changed
 	for _, want := range []string{`-description = "web"`, `+description = "web, changed by ansible"`, "/etc/sitectl/sites/web.toml"} {
 		if !strings.Contains(r.out, want) {
 			t.Errorf("the --check --diff output does not show %q:\n%s", want, r.out)
@@ -621,8 +622,8 @@ func TestAnsibleRoleIdempotent(t *testing.T) {
 	// 5. The same change for real: only web is restarted.
 	r = f.playbook("change web", playbook, vars(web2, nil), "--diff")
 	r.mustPass(t, "change web")
-	if r.recap[h.name].Changed == 0 {
-		t.Errorf("the run with a changed site file changed nothing")
+	if n := r.recap[h.name].Changed; n == 0 || n != predicted {
+		t.Errorf("the run with a changed site file reports changed=%d, check mode predicted %d:\n%s", n, predicted, r.out)
 	}
 	if got := siteFile("web"); got != web2 {
 		t.Errorf("web.toml after the change:\n%s", got)
@@ -741,6 +742,9 @@ func TestAnsibleRoleIdempotent(t *testing.T) {
 	before := changes()
 	r = f.playbook("mode", playbook, vars(web4, maint))
 	r.mustPass(t, "mode")
+	if r.recap[h.name].Changed != 2 {
+		t.Errorf("changing web's file and switching it to maintenance: changed=%d, want 2:\n%s", r.recap[h.name].Changed, r.out)
+	}
 	if n := changes() - before; n != 1 {
 		t.Errorf("changing web's file and switching it to maintenance restarted it %d times, want once (sitectl history web):\n%s\n%s", n, h.run("sitectl", "history", "web"), r.out)
 	}
