@@ -27,15 +27,19 @@ import (
 // never started), the step's new ones do not.
 type FloorResult struct {
 	// Same: the units sitectl's generator wrote for the step's sites, byte
-	// for byte, installed in /etc/systemd/system of a sandbox that has no
-	// site file (its generator writes nothing): systemd's cost for these
-	// units, without sitectl at reload time.
+	// for byte, which a generator of the sandbox copies into place at
+	// every reload (`cp -a`: floorGenerator), in a sandbox that has no
+	// site file (sitectl's generator writes nothing there): systemd's cost
+	// for these units coming from a generator, as sitectl's do (systemd
+	// removes a generator's last output at every reload), without
+	// sitectl's work.
 	Same    DurationStats `json:"same_units"`
 	SameCPU DurationStats `json:"same_units_pid1_cpu"`
 	// Plain: the same names, slices and listeners, each socket reduced to
 	// Description=, ListenStream= and Slice= and each service to
-	// Description=, ExecStart=/bin/true and Slice=: a plain socket and
-	// service pair per site, what any two units per site cost.
+	// Description=, ExecStart=/bin/true and Slice=, copied into place in
+	// the same way: a plain socket and service pair per site, what any two
+	// units per site cost.
 	Plain    DurationStats `json:"plain_pairs"`
 	PlainCPU DurationStats `json:"plain_pairs_pid1_cpu"`
 	// Units is how many unit files each of the two has (sockets, services
@@ -63,8 +67,8 @@ func floorUnits(ctx context.Context, h *host) ([]byte, error) {
 }
 
 // floorTars makes, from the generator's units (a tar archive of its output
-// directory), the archives that the two floor sandboxes unpack into
-// /etc/systemd/system: the units as they are, and the plain pairs. It
+// directory), the archives of the units that the two floor sandboxes'
+// generators copy into place: the units as they are, and the plain pairs. It
 // returns how many unit files each has.
 func floorTars(generated []byte) (same, plain []byte, units int, err error) {
 	st, pt := newTar(), newTar()
@@ -171,11 +175,20 @@ func plainUnit(name string, data []byte) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// floorUnitsDir is where a floor sandbox keeps its units, which
+// floorGenerator copies into place at every daemon-reload.
+const floorUnitsDir = "/usr/local/lib/sitectl-bench-floor"
+
+// floorGenerator is the generator of a floor sandbox: it copies the units
+// into systemd's "normal" generator directory, as a generator that knows
+// its output costs nothing to work out would.
+const floorGenerator = "#!/bin/sh\nexec cp -a " + floorUnitsDir + "/. \"$1\"/\n"
+
 // bootFloor boots a sandbox without site files, in a network namespace of
-// its own, unpacks units (a tar archive) into its /etc/systemd/system,
-// loads them with one daemon-reload, as the scale sandbox loads a step's
-// sites, and starts the sockets of sites [0, listening), as the scale
-// sandbox started those of the steps before.
+// its own, unpacks units (a tar archive) for floorGenerator, loads them
+// with one daemon-reload, as the scale sandbox loads a step's sites, and
+// starts the sockets of sites [0, listening), as the scale sandbox
+// started those of the steps before.
 func bootFloor(ctx context.Context, name string, units []byte, listening int, o ScaleOptions, workDir string, log io.Writer) (*host, error) {
 	nn, _, err := freeNetNS(o.floorNet)
 	if err != nil {
@@ -195,9 +208,13 @@ func bootFloor(ctx context.Context, name string, units []byte, listening int, o 
 		h.Close()
 		return nil, err
 	}
-	if out, err := h.run(ctx, "tar", "-C", "/etc/systemd/system", "-xf", "/root/floor.tar"); err != nil {
+	if out, err := h.run(ctx, "sh", "-c", "mkdir -p "+floorUnitsDir+" && tar -C "+floorUnitsDir+" -xf /root/floor.tar"); err != nil {
 		h.Close()
 		return nil, fmt.Errorf("%s: %w: %s", name, err, out)
+	}
+	if err := h.sb.WriteFile(ctx, "/etc/systemd/system-generators/sitectl-bench-floor", []byte(floorGenerator), 0o755); err != nil {
+		h.Close()
+		return nil, err
 	}
 	var first reloadTimes
 	if err := first.add(ctx, h); err != nil {
