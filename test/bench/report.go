@@ -397,7 +397,7 @@ func Markdown(r *Results) string {
 	}
 	p("## How to run\n\n")
 	p("As root on Debian 12 with Go, from the repository (it builds sitectl, boots two throwaway systemd sandboxes and installs what it runs when missing: `gnuplot-nox` for the plots, `gunicorn`, `uwsgi` and `uwsgi-plugin-python3`):\n\n")
-	p("```sh\ngo run ./test/bench                                    # the full run, about 80 minutes on 2 cores (the handoff part 63)\n")
+	p("```sh\ngo run ./test/bench                                    # the full run, about 90 minutes on 2 cores (the handoff part 63)\n")
 	p("go run ./test/bench -quick -switches 3 -out /var/tmp/b   # a quick look, about 10 minutes\n")
 	p("go run ./test/bench -render                             # README.md again from results.json (after editing test/bench/notes.md)\n```\n\n")
 	p("`-apps`, `-scenarios` and `-sites` select parts (an empty list skips a part; a server's own reload runs only with that server), `-switches` and `-repeats` set how much of each; `go run ./test/bench -h` lists every flag. ")
