@@ -798,7 +798,8 @@ func journalLines(unit string, since time.Time) []string {
 	}
 }
 
-// journalWait bounds journalLines; journalRead bounds what it reads.
+// journalWait bounds journalLines; journalBytes bounds what it keeps of
+// the journal (its newest lines).
 const (
 	journalWait  = 5 * time.Second
 	journalLimit = 300
@@ -806,9 +807,8 @@ const (
 )
 
 // readJournal runs journalctl for the last journalLimit lines of a unit
-// since a time, reading at most journalBytes of them.
+// since a time, keeping at most the last journalBytes of them.
 func readJournal(ctx context.Context, unit string, since time.Time) ([]string, error) {
-	var out bytes.Buffer
 	// --all: a line with control characters is shown (escaped when
 	// printed), not hidden as "[N blob data]" from whoever must read it.
 	cmd := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "--all", "-o", "short-precise",
@@ -820,19 +820,62 @@ func readJournal(ctx context.Context, unit string, since time.Time) ([]string, e
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	_, rerr := io.Copy(&out, io.LimitReader(pipe, journalBytes))
-	_, _ = io.Copy(io.Discard, pipe)
+	lines, rerr := tailLines(pipe, journalBytes)
 	if err := cmd.Wait(); err != nil {
 		return nil, err
 	}
 	if rerr != nil {
 		return nil, rerr
 	}
-	text := strings.TrimRight(out.String(), "\n")
+	return lines, nil
+}
+
+// tailLines reads r to its end and returns the lines of its last limit
+// bytes, holding no more than twice that. journalctl writes the oldest
+// line first, and the newest say why a start failed (the traceback's
+// exception line, the app's last words), so a journal larger than limit
+// (300 lines of an app that logs long ones) loses its oldest lines, not
+// its newest: its first line then says how much was left out, and a line
+// cut in two by the bound is dropped, unless it is the only one.
+func tailLines(r io.Reader, limit int) ([]string, error) {
+	buf := make([]byte, 0, 2*limit)
+	dropped := 0
+	for {
+		if len(buf) == cap(buf) {
+			n := copy(buf, buf[len(buf)-limit:])
+			dropped += len(buf) - n
+			buf = buf[:n]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(buf) > limit {
+		dropped += len(buf) - limit
+		buf = buf[len(buf)-limit:]
+	}
+	text := strings.TrimRight(string(buf), "\n")
+	if dropped > 0 {
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			dropped += i + 1
+			text = text[i+1:]
+		} else {
+			text = "…" + text
+		}
+	}
 	if text == "" {
 		return nil, nil
 	}
-	return strings.Split(text, "\n"), nil
+	lines := strings.Split(text, "\n")
+	if dropped > 0 {
+		lines = append([]string{fmt.Sprintf("(%d bytes of the journal's earlier lines left out: only its last %d are read)", dropped, limit)}, lines...)
+	}
+	return lines, nil
 }
 
 // writeJSON prints v as indented JSON, with every character a terminal
