@@ -1,6 +1,7 @@
 package sdnotify
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -44,14 +45,25 @@ func Listen(path string) (*Socket, error) {
 	return &Socket{Path: path, conn: conn}, nil
 }
 
-// Read delivers notifications until the socket is closed.
+// maxMessage is the largest notification taken, as systemd's.
+const maxMessage = 4096
+
+// Read delivers notifications until the socket is closed. A datagram
+// systemd would ignore is dropped, as systemd drops it: one longer than
+// maxMessage, which the kernel cuts to the buffer's size (MSG_TRUNC), and
+// one that holds a NUL byte. Its first 4096 bytes taken as a message
+// would act on half of it: "READY=1" cut from the end of a long STATUS=,
+// X_SITECTL_KEEPALIVE_SIGNAL=15 cut to 1 (SIGHUP).
 func (s *Socket) Read(out chan<- Message) {
-	buf := make([]byte, 4096)
+	buf := make([]byte, maxMessage)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
 	for {
-		nb, noob, _, _, err := s.conn.ReadMsgUnix(buf, oob)
+		nb, noob, flags, _, err := s.conn.ReadMsgUnix(buf, oob)
 		if err != nil {
 			return
+		}
+		if flags&unix.MSG_TRUNC != 0 || bytes.IndexByte(buf[:nb], 0) >= 0 {
+			continue
 		}
 		if m, ok := parse(buf[:nb], oob[:noob]); ok {
 			out <- m

@@ -1,6 +1,7 @@
 package sdnotify_test
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -89,5 +90,40 @@ func TestStatusIsBounded(t *testing.T) {
 	}
 	if st := sdnotify.Status("short"); st != "STATUS=short" {
 		t.Errorf("Status(short) = %q", st)
+	}
+}
+
+// A datagram systemd ignores is not taken either: one longer than 4096
+// bytes, which the kernel cuts (so that a field at the cut would read as
+// another: X_SITECTL_KEEPALIVE_SIGNAL=15 as 1, SIGHUP), and one that
+// holds a NUL byte. The message after them is the first received.
+func TestDatagramsSystemdIgnoresAreDropped(t *testing.T) {
+	s, err := sdnotify.Listen(filepath.Join(t.TempDir(), "notify.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	msgs := make(chan sdnotify.Message, 4)
+	go s.Read(msgs)
+	field := "X_SITECTL_KEEPALIVE_SIGNAL="
+	pad := "STATUS=" + strings.Repeat("x", 4096-len("STATUS=")-1-len(field)-1) + "\n"
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: s.Path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, d := range []string{pad + field + "15", "READY=1\x00", "X_LAST=1"} {
+		if _, err := conn.Write([]byte(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case m := <-msgs:
+		if m.Fields["X_LAST"] != "1" {
+			t.Errorf("received a message first with X_SITECTL_KEEPALIVE_SIGNAL=%q, X_LAST=%q; want X_LAST=1, after two datagrams systemd ignores",
+				m.Fields["X_SITECTL_KEEPALIVE_SIGNAL"], m.Fields["X_LAST"])
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing received")
 	}
 }
