@@ -46,15 +46,31 @@ type Report struct {
 	Remaining    []int    // still there after the timeout (systemd kills them)
 	HooksRun     int      // hooks that ran
 	HookFailures []string // one line per failed hook
+	// ListError is why the cgroup's processes could not be listed: the
+	// leftovers and what remains are then not known. The hooks run all
+	// the same.
+	ListError string
 }
 
 // result is the one-word result of a cleanup, as the journal records it.
 func (r Report) result() string {
-	if len(r.HookFailures) > 0 {
-		return "hook-failed"
+	if r.ListError != "" {
+		return ResultListFailed
 	}
-	return "ok"
+	if len(r.HookFailures) > 0 {
+		return ResultHookFailed
+	}
+	return ResultOK
 }
+
+// The results of a cleanup, as its record has them.
+const (
+	ResultOK         = "ok"
+	ResultHookFailed = "hook-failed"
+	// ResultListFailed: the cgroup's processes could not be listed (the
+	// hooks ran).
+	ResultListFailed = "listing-failed"
+)
 
 // ErrNotInUnit is Run's error outside the unit it is for.
 var ErrNotInUnit = errors.New("not in the unit it cleans up")
@@ -98,15 +114,21 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	b := budget{end: time.Now().Add(opts.Budget - budgetReserve), bounded: opts.Budget > 0}
 	others := func() ([]int, error) {
 		pids, err := cgroupProcs(group)
+		if err != nil && rep.ListError == "" {
+			rep.ListError = err.Error()
+		}
 		return slices.DeleteFunc(pids, func(p int) bool { return p == os.Getpid() }), err
 	}
+	// A failed listing stops no process, but the site's own cleanup (its
+	// hooks: locks removed, deregistered) runs all the same, and the
+	// record says the listing failed.
 	rep.Leftovers, err = others()
-	if err != nil {
-		return rep, err
-	}
-	if len(rep.Leftovers) == 0 {
+	switch {
+	case err != nil:
+		opts.Logf("the processes left behind are not known: %v; the cleanup hooks run all the same, and systemd's SIGKILL ends what still runs", err)
+	case len(rep.Leftovers) == 0:
 		opts.Logf("no processes were left behind")
-	} else {
+	default:
 		opts.Logf("%d processes were left behind: %s; sending SIGTERM", len(rep.Leftovers), describe(rep.Leftovers))
 		signaled := map[int]bool{}
 		terminate(rep.Leftovers, signaled)
@@ -130,9 +152,12 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 			}
 			time.Sleep(opts.Poll)
 		}
-		if len(rep.Remaining) == 0 {
+		switch {
+		case err != nil:
+			opts.Logf("the left-behind processes could no longer be listed: %v; whether they exited is not known, systemd's SIGKILL ends what still runs", err)
+		case len(rep.Remaining) == 0:
 			opts.Logf("all left-behind processes exited")
-		} else {
+		default:
 			opts.Logf("%d processes still run after %s: %s; systemd will SIGKILL them", len(rep.Remaining), wait.Round(time.Millisecond), describe(rep.Remaining))
 		}
 	}

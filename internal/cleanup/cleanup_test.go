@@ -48,10 +48,22 @@ func TestReportResult(t *testing.T) {
 // journalctl -o json prints them (a field that is not plain text as an
 // array of bytes).
 func TestRecordRoundTrip(t *testing.T) {
-	rep := Report{Leftovers: []int{10, 11, 12}, Remaining: []int{12}, HooksRun: 2, HookFailures: []string{"/bin/a: exit status 1", "/bin/b: did not finish"}}
-	want := rep.Record("karl")
+	rep := Report{Leftovers: []int{10, 11, 12}, Remaining: []int{12}, HooksRun: 2, HookFailures: []string{"/bin/a: exit status 1", "/bin/b: did not finish"}, ListError: "cannot list"}
+	for _, want := range []Record{rep.Record("karl")} {
+		testRoundTrip(t, want)
+	}
+	if got, _ := parseRecord([]byte(`{"SITECTL_RESULT":"ok","SITECTL_HOOK_FAILURES":""}`)); got.HookFailures == nil || len(got.HookFailures) != 0 {
+		t.Errorf("no hook failures read as %#v, want an empty list", got.HookFailures)
+	}
+}
+
+func testRoundTrip(t *testing.T, want Record) {
+	t.Helper()
 	want.Time = time.UnixMicro(1700000000123456).UTC()
 	want.HooksRun = 0 // in the message only
+	if want.HookFailures == nil {
+		want.HookFailures = []string{}
+	}
 	for _, asBytes := range []bool{false, true} {
 		entry := map[string]any{"__REALTIME_TIMESTAMP": "1700000000123456", "MESSAGE": want.Message()}
 		for k, v := range want.fields() {
@@ -69,9 +81,6 @@ func TestRecordRoundTrip(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(*got, want) {
 			t.Errorf("as bytes %v: read back %+v, %v; want %+v", asBytes, got, err, want)
 		}
-	}
-	if got, _ := parseRecord([]byte(`{"SITECTL_RESULT":"ok","SITECTL_HOOK_FAILURES":""}`)); got.HookFailures == nil || len(got.HookFailures) != 0 {
-		t.Errorf("no hook failures read as %#v, want an empty list", got.HookFailures)
 	}
 }
 
@@ -280,5 +289,67 @@ func TestRunContinuesStoppedLeftovers(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "released")); err != nil {
 		t.Errorf("the stopped process did not run its SIGTERM handler: %v", err)
+	}
+}
+
+// A cgroup whose processes cannot be listed (more than the listing
+// bounds, an unreadable cgroup.procs) stops no process, but the site's own
+// cleanup still runs: its hooks remove locks and deregister. The record
+// says the listing failed, not ok with nothing left behind.
+func TestRunHooksRunWhenTheListingFails(t *testing.T) {
+	defer func(of func(int) (string, error), procs func(string) ([]int, error)) {
+		cgroupOf, cgroupProcs = of, procs
+	}(cgroupOf, cgroupProcs)
+	cgroupOf = func(int) (string, error) { return "/sitectl.slice/site-karl.service", nil }
+	cgroupProcs = func(string) ([]int, error) {
+		return nil, errors.New("cannot list the processes of cgroup /sitectl.slice/site-karl.service: more than 131072 processes")
+	}
+	dir := t.TempDir()
+	var logged []string
+	logf := func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }
+	rep, err := Run(context.Background(), Options{Unit: "site-karl.service", Timeout: time.Second, Logf: logf,
+		Hooks: [][]string{{"sh", "-c", "touch " + dir + "/unlocked"}}})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "unlocked")); err != nil || rep.HooksRun != 1 {
+		t.Errorf("the hook did not run after a failed listing (%d run): %v", rep.HooksRun, err)
+	}
+	rec := rep.Record("karl")
+	if rec.Result != ResultListFailed || !strings.Contains(rec.Reason, "more than 131072 processes") {
+		t.Errorf("record %+v: want %s with the listing's error", rec, ResultListFailed)
+	}
+	if !strings.Contains(strings.Join(logged, "\n"), "the processes left behind are not known") {
+		t.Errorf("logged:\n%s", strings.Join(logged, "\n"))
+	}
+}
+
+// A listing that fails while the cleanup waits for the leftovers is not
+// taken for "all exited".
+func TestRunListingFailsDuringTheWait(t *testing.T) {
+	defer func(of func(int) (string, error), procs func(string) ([]int, error)) {
+		cgroupOf, cgroupProcs = of, procs
+	}(cgroupOf, cgroupProcs)
+	leftover := exec.Command("sleep", "60")
+	started(t, leftover)
+	cgroupOf = func(int) (string, error) { return "/sitectl.slice/site-karl.service", nil }
+	looks := 0
+	cgroupProcs = func(string) ([]int, error) {
+		if looks++; looks > 1 {
+			return nil, errors.New("cgroup.procs: input/output error")
+		}
+		return []int{leftover.Process.Pid}, nil
+	}
+	var logged []string
+	logf := func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }
+	rep, err := Run(context.Background(), Options{Unit: "site-karl.service", Timeout: time.Second, Logf: logf, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := rep.Record("karl"); rec.Result != ResultListFailed || rec.Leftovers != 1 || !strings.Contains(rec.Reason, "input/output error") {
+		t.Errorf("record %+v", rec)
+	}
+	if log := strings.Join(logged, "\n"); strings.Contains(log, "all left-behind processes exited") {
+		t.Errorf("logged:\n%s", log)
 	}
 }

@@ -22,13 +22,17 @@ import (
 // field names live here only. The JSON field names are part of sitectl
 // status --json.
 type Record struct {
-	Site         string    `json:"-"`
-	Time         time.Time `json:"time" doc:"when the cleanup ran"`                                              // when journald received it; set by Last
-	Result       string    `json:"result" doc:"ok, or hook-failed: a cleanup hook failed" enum:"ok,hook-failed"` // ok or hook-failed
-	Leftovers    int       `json:"leftovers" doc:"processes the app left behind in its cgroup"`
-	Remaining    int       `json:"remaining" doc:"processes still running after the cleanup timeout, for systemd's SIGKILL"`
-	HookFailures []string  `json:"hook_failures" doc:"each failed hook and how it failed"`
-	HooksRun     int       `json:"-"` // for the message only
+	Site string `json:"-"`
+	// Time is when journald received it; set by Last.
+	Time time.Time `json:"time" doc:"when the cleanup ran"`
+	// Result is one of the Result constants.
+	Result       string   `json:"result" doc:"ok; hook-failed: a cleanup hook failed; listing-failed: the processes of the cgroup could not be listed (see reason), so what the app left behind, or what of it still runs, is not fully known; the hooks ran all the same" enum:"ok,hook-failed,listing-failed"`
+	Leftovers    int      `json:"leftovers" doc:"processes the app left behind in its cgroup"`
+	Remaining    int      `json:"remaining" doc:"processes still running after the cleanup timeout, for systemd's SIGKILL"`
+	HookFailures []string `json:"hook_failures" doc:"each failed hook and how it failed"`
+	Reason       string   `json:"reason" doc:"for listing-failed, what went wrong; empty otherwise"`
+	// HooksRun is for the message only.
+	HooksRun int `json:"-"`
 }
 
 // Journal fields of the record.
@@ -39,6 +43,7 @@ const (
 	fieldLeftovers    = "SITECTL_LEFTOVERS"
 	fieldRemaining    = "SITECTL_REMAINING"
 	fieldHookFailures = "SITECTL_HOOK_FAILURES"
+	fieldReason       = "SITECTL_REASON"
 	eventCleanup      = "cleanup"
 	// fieldIdentifier tags the lines as the site's, as its service's
 	// own output is (journalctl -t site-NAME).
@@ -59,13 +64,17 @@ const maxRecordRead = 64 << 10
 
 // Record is what the report leaves in the journal for site.
 func (r Report) Record(site string) Record {
-	return Record{Site: site, Result: r.result(), Leftovers: len(r.Leftovers), Remaining: len(r.Remaining), HookFailures: r.HookFailures, HooksRun: r.HooksRun}
+	return Record{Site: site, Result: r.result(), Leftovers: len(r.Leftovers), Remaining: len(r.Remaining), HookFailures: r.HookFailures, Reason: r.ListError, HooksRun: r.HooksRun}
 }
 
 // Message is the record's one line for a person reading the journal.
 func (r Record) Message() string {
-	return fmt.Sprintf("site %s: cleanup %s: %d processes left behind, %d still running after the timeout, %d hooks run, %d failed",
+	msg := fmt.Sprintf("site %s: cleanup %s: %d processes left behind, %d still running after the timeout, %d hooks run, %d failed",
 		r.Site, r.Result, r.Leftovers, r.Remaining, r.HooksRun, len(r.HookFailures))
+	if r.Reason != "" {
+		msg += ": " + r.Reason
+	}
+	return msg
 }
 
 func (r Record) fields() map[string]string {
@@ -73,14 +82,16 @@ func (r Record) fields() map[string]string {
 		fieldSite: r.Site, fieldEvent: eventCleanup, fieldResult: r.Result,
 		fieldLeftovers: strconv.Itoa(r.Leftovers), fieldRemaining: strconv.Itoa(r.Remaining),
 		fieldHookFailures: strings.Join(r.HookFailures, "\n"),
+		fieldReason:       r.Reason,
 		fieldIdentifier:   units.SyslogIdentifier(r.Site),
 	}
 }
 
-// Send writes the record to the journal, as a warning when a hook failed.
+// Send writes the record to the journal, as a warning when something
+// failed.
 func (r Record) Send() error {
 	pri := journal.PriInfo
-	if r.Result != "ok" {
+	if r.Result != ResultOK {
 		pri = journal.PriWarning
 	}
 	return journal.Send(pri, r.Message(), r.fields())
@@ -145,7 +156,8 @@ func parseRecord(data []byte) (*Record, error) {
 		return string(b)
 	}
 	num := func(k string) int { n, _ := strconv.Atoi(str(k)); return n }
-	r := &Record{Site: str(fieldSite), Result: str(fieldResult), Leftovers: num(fieldLeftovers), Remaining: num(fieldRemaining), HookFailures: []string{}}
+	r := &Record{Site: str(fieldSite), Result: str(fieldResult), Leftovers: num(fieldLeftovers), Remaining: num(fieldRemaining),
+		Reason: str(fieldReason), HookFailures: []string{}}
 	if usec, err := strconv.ParseInt(str("__REALTIME_TIMESTAMP"), 10, 64); err == nil {
 		r.Time = time.UnixMicro(usec).UTC()
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/cleanup"
 	"github.com/sitectl/sitectl/internal/status"
 	"github.com/sitectl/sitectl/internal/term"
 )
@@ -47,10 +48,28 @@ func (e *env) printStatus(s status.Site) {
 		line("release", "%s", rel)
 	}
 	if c := s.Cleanup; c != nil {
-		line("cleanup", "%s at %s: %d processes left behind, %d killed by systemd", term.Escape(c.Result), e.ago(c.Time), c.Leftovers, c.Remaining)
-		for _, f := range c.HookFailures {
-			more("hook failed: " + term.Escape(f))
-		}
+		e.printCleanup(s.Site, c, line, more)
+	}
+}
+
+// printCleanup prints the record of a site's last cleanup.
+func (e *env) printCleanup(site string, c *cleanup.Record, line func(string, string, ...any), more func(string)) {
+	st := e.style
+	result := term.Escape(c.Result)
+	if c.Result != cleanup.ResultOK {
+		result = st.Red(result)
+	}
+	left := fmt.Sprintf("%d processes left behind", c.Leftovers)
+	if c.Result == cleanup.ResultListFailed {
+		left = fmt.Sprintf("%d processes left behind as far as they were listed", c.Leftovers)
+	}
+	killed := fmt.Sprintf("%d killed by systemd", c.Remaining)
+	line("cleanup", "%s at %s: %s, %s", result, e.ago(c.Time), left, killed)
+	if c.Reason != "" {
+		more("listing the processes failed: " + term.Escape(c.Reason))
+	}
+	for _, f := range c.HookFailures {
+		more("hook failed: " + term.Escape(f))
 	}
 }
 
