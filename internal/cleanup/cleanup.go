@@ -46,6 +46,10 @@ type Report struct {
 	Remaining    []int    // still there after the timeout (systemd kills them)
 	HooksRun     int      // hooks that ran
 	HookFailures []string // one line per failed hook
+	// HookLeftovers are processes that appeared in the cgroup while the
+	// hooks ran and still run after them (a hook's daemon): systemd's
+	// final SIGKILL ends them. They are in Remaining too.
+	HookLeftovers []int
 	// ListError is why the cgroup's processes could not be listed: the
 	// leftovers and what remains are then not known. The hooks run all
 	// the same.
@@ -170,7 +174,38 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 			opts.Logf("cleanup hook %s succeeded", strings.Join(hook, " "))
 		}
 	}
+	if len(opts.Hooks) > 0 {
+		rep.hookLeftovers(others, opts.Logf)
+	}
 	return rep, nil
+}
+
+// hookLeftovers looks at the cgroup once the hooks ran: what still runs
+// there is what systemd's final SIGKILL ends, the leftovers that outlived
+// their wait and what the hooks left behind (a daemon a hook started), which
+// the record counts apart.
+func (r *Report) hookLeftovers(others func() ([]int, error), logf func(string, ...any)) {
+	after, err := others()
+	if err != nil {
+		logf("the processes left after the cleanup hooks are not known: %v", err)
+		return
+	}
+	r.Remaining = after
+	if r.ListError != "" {
+		// Without the first listing, what the app left cannot be told
+		// from what the hooks left.
+		return
+	}
+	before := r.Leftovers
+	r.HookLeftovers = nil
+	for _, pid := range after {
+		if !slices.Contains(before, pid) {
+			r.HookLeftovers = append(r.HookLeftovers, pid)
+		}
+	}
+	if len(r.HookLeftovers) > 0 {
+		logf("the cleanup hooks left %d processes running: %s; systemd will SIGKILL them", len(r.HookLeftovers), describe(r.HookLeftovers))
+	}
 }
 
 // budgetReserve is what the cleanup keeps of its budget for what follows

@@ -48,7 +48,7 @@ func TestReportResult(t *testing.T) {
 // journalctl -o json prints them (a field that is not plain text as an
 // array of bytes).
 func TestRecordRoundTrip(t *testing.T) {
-	rep := Report{Leftovers: []int{10, 11, 12}, Remaining: []int{12}, HooksRun: 2, HookFailures: []string{"/bin/a: exit status 1", "/bin/b: did not finish"}, ListError: "cannot list"}
+	rep := Report{Leftovers: []int{10, 11, 12}, Remaining: []int{12, 13}, HookLeftovers: []int{13}, HooksRun: 2, HookFailures: []string{"/bin/a: exit status 1", "/bin/b: did not finish"}, ListError: "cannot list"}
 	for _, want := range []Record{rep.Record("karl")} {
 		testRoundTrip(t, want)
 	}
@@ -351,5 +351,50 @@ func TestRunListingFailsDuringTheWait(t *testing.T) {
 	}
 	if log := strings.Join(logged, "\n"); strings.Contains(log, "all left-behind processes exited") {
 		t.Errorf("logged:\n%s", log)
+	}
+}
+
+// A hook that leaves a process running in the cgroup (a daemon it
+// started) is counted in the record: systemd's final SIGKILL ends it.
+func TestRunCountsWhatTheHooksLeave(t *testing.T) {
+	defer func(of func(int) (string, error), procs func(string) ([]int, error)) {
+		cgroupOf, cgroupProcs = of, procs
+	}(cgroupOf, cgroupProcs)
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "daemon.pid")
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			var pid int
+			fmt.Sscan(string(b), &pid)
+			if pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	cgroupOf = func(int) (string, error) { return "/sitectl.slice/site-karl.service", nil }
+	// The cgroup holds the hook's daemon once it wrote its pid.
+	cgroupProcs = func(string) ([]int, error) {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return nil, nil
+		}
+		var pid int
+		fmt.Sscan(string(b), &pid)
+		if syscall.Kill(pid, 0) != nil {
+			return nil, nil
+		}
+		return []int{pid}, nil
+	}
+	hook := []string{"sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $! >" + pidFile}
+	rep, err := Run(context.Background(), Options{Unit: "site-karl.service", Timeout: 2 * time.Second, Hooks: [][]string{hook}, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := rep.Record("karl")
+	if rec.Result != ResultOK || rec.Leftovers != 0 || rec.HookLeftovers != 1 || rec.Remaining != 1 {
+		t.Errorf("record %+v: want the hook's daemon among what remains, counted as the hooks'", rec)
+	}
+	if !strings.Contains(rec.Message(), "1 processes left running by the hooks") {
+		t.Errorf("message %q", rec.Message())
 	}
 }

@@ -26,11 +26,13 @@ type Record struct {
 	// Time is when journald received it; set by Last.
 	Time time.Time `json:"time" doc:"when the cleanup ran"`
 	// Result is one of the Result constants.
-	Result       string   `json:"result" doc:"ok; hook-failed: a cleanup hook failed; listing-failed: the processes of the cgroup could not be listed (see reason), so what the app left behind, or what of it still runs, is not fully known; the hooks ran all the same" enum:"ok,hook-failed,listing-failed"`
-	Leftovers    int      `json:"leftovers" doc:"processes the app left behind in its cgroup"`
-	Remaining    int      `json:"remaining" doc:"processes still running after the cleanup timeout, for systemd's SIGKILL"`
-	HookFailures []string `json:"hook_failures" doc:"each failed hook and how it failed"`
-	Reason       string   `json:"reason" doc:"for listing-failed, what went wrong; empty otherwise"`
+	Result    string `json:"result" doc:"ok; hook-failed: a cleanup hook failed; listing-failed: the processes of the cgroup could not be listed (see reason), so what the app left behind, or what of it still runs, is not fully known; the hooks ran all the same" enum:"ok,hook-failed,listing-failed"`
+	Leftovers int    `json:"leftovers" doc:"processes the app left behind in its cgroup"`
+	Remaining int    `json:"remaining" doc:"processes still running when the cleanup ended, which systemd's final SIGKILL ends: leftovers that outlived the cleanup timeout, and what the hooks left running"`
+	// HookLeftovers are processes the hooks left running, among Remaining.
+	HookLeftovers int      `json:"hook_leftovers" doc:"of remaining, the processes that the cleanup hooks started and left running (a hook's daemon): systemd's final SIGKILL ends them"`
+	HookFailures  []string `json:"hook_failures" doc:"each failed hook and how it failed"`
+	Reason        string   `json:"reason" doc:"for listing-failed, what went wrong; empty otherwise"`
 	// HooksRun is for the message only.
 	HooksRun int `json:"-"`
 }
@@ -43,6 +45,7 @@ const (
 	fieldLeftovers    = "SITECTL_LEFTOVERS"
 	fieldRemaining    = "SITECTL_REMAINING"
 	fieldHookFailures = "SITECTL_HOOK_FAILURES"
+	fieldHookLeft     = "SITECTL_HOOK_LEFTOVERS"
 	fieldReason       = "SITECTL_REASON"
 	eventCleanup      = "cleanup"
 	// fieldIdentifier tags the lines as the site's, as its service's
@@ -64,13 +67,17 @@ const maxRecordRead = 64 << 10
 
 // Record is what the report leaves in the journal for site.
 func (r Report) Record(site string) Record {
-	return Record{Site: site, Result: r.result(), Leftovers: len(r.Leftovers), Remaining: len(r.Remaining), HookFailures: r.HookFailures, Reason: r.ListError, HooksRun: r.HooksRun}
+	return Record{Site: site, Result: r.result(), Leftovers: len(r.Leftovers), Remaining: len(r.Remaining), HookLeftovers: len(r.HookLeftovers),
+		HookFailures: r.HookFailures, Reason: r.ListError, HooksRun: r.HooksRun}
 }
 
 // Message is the record's one line for a person reading the journal.
 func (r Record) Message() string {
 	msg := fmt.Sprintf("site %s: cleanup %s: %d processes left behind, %d still running after the timeout, %d hooks run, %d failed",
 		r.Site, r.Result, r.Leftovers, r.Remaining, r.HooksRun, len(r.HookFailures))
+	if r.HookLeftovers > 0 {
+		msg += fmt.Sprintf(", %d processes left running by the hooks", r.HookLeftovers)
+	}
 	if r.Reason != "" {
 		msg += ": " + r.Reason
 	}
@@ -82,6 +89,7 @@ func (r Record) fields() map[string]string {
 		fieldSite: r.Site, fieldEvent: eventCleanup, fieldResult: r.Result,
 		fieldLeftovers: strconv.Itoa(r.Leftovers), fieldRemaining: strconv.Itoa(r.Remaining),
 		fieldHookFailures: strings.Join(r.HookFailures, "\n"),
+		fieldHookLeft:     strconv.Itoa(r.HookLeftovers),
 		fieldReason:       r.Reason,
 		fieldIdentifier:   units.SyslogIdentifier(r.Site),
 	}
@@ -157,7 +165,7 @@ func parseRecord(data []byte) (*Record, error) {
 	}
 	num := func(k string) int { n, _ := strconv.Atoi(str(k)); return n }
 	r := &Record{Site: str(fieldSite), Result: str(fieldResult), Leftovers: num(fieldLeftovers), Remaining: num(fieldRemaining),
-		Reason: str(fieldReason), HookFailures: []string{}}
+		HookLeftovers: num(fieldHookLeft), Reason: str(fieldReason), HookFailures: []string{}}
 	if usec, err := strconv.ParseInt(str("__REALTIME_TIMESTAMP"), 10, 64); err == nil {
 		r.Time = time.UnixMicro(usec).UTC()
 	}

@@ -9,7 +9,8 @@ import (
 	"github.com/sitectl/sitectl/internal/term"
 )
 
-// status tells a cleanup whose listing failed.
+// status tells a cleanup whose listing failed, and the processes the
+// hooks left.
 func TestStatusPrintsTheLastCleanup(t *testing.T) {
 	base := status.Site{Site: "karl", File: "/etc/sitectl/sites/karl.toml", SiteFile: status.FileState{State: "ok"}, Mode: "normal",
 		Unit: "site-karl.service", LoadState: "loaded", State: "idle", ActiveState: "inactive", SubState: "dead"}
@@ -20,6 +21,8 @@ func TestStatusPrintsTheLastCleanup(t *testing.T) {
 	}{
 		{cleanup.Record{Time: when, Result: cleanup.ResultListFailed, Reason: "more than 131072 processes"},
 			"    cleanup: listing-failed at Sat 2026-11-21 06:12:58 UTC; 4s ago: 0 processes left behind as far as they were listed, 0 killed by systemd\n             listing the processes failed: more than 131072 processes"},
+		{cleanup.Record{Time: when, Result: cleanup.ResultOK, Leftovers: 1, Remaining: 2, HookLeftovers: 2},
+			"    cleanup: ok at Sat 2026-11-21 06:12:58 UTC; 4s ago: 1 processes left behind, 2 killed by systemd (2 left running by the hooks)"},
 	} {
 		s := base
 		s.Cleanup = &c.rec

@@ -64,6 +64,9 @@ func (e *env) printCleanup(site string, c *cleanup.Record, line func(string, str
 		left = fmt.Sprintf("%d processes left behind as far as they were listed", c.Leftovers)
 	}
 	killed := fmt.Sprintf("%d killed by systemd", c.Remaining)
+	if c.HookLeftovers > 0 {
+		killed += fmt.Sprintf(" (%d left running by the hooks)", c.HookLeftovers)
+	}
 	line("cleanup", "%s at %s: %s, %s", result, e.ago(c.Time), left, killed)
 	if c.Reason != "" {
 		more("listing the processes failed: " + term.Escape(c.Reason))
