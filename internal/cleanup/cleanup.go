@@ -36,6 +36,11 @@ type Options struct {
 	// SIGKILL ends the cleanup.
 	Budget time.Duration
 	Logf   func(format string, args ...any)
+	// Started is called once Run knows it runs in its unit, before it
+	// does anything: the record that a cleanup began, which tells a
+	// cleanup that systemd killed (TimeoutStopSec=) from one that ran to
+	// its end. Nil: not called.
+	Started func()
 	// Poll is how often the cgroup is looked at while waiting; default 50ms.
 	Poll time.Duration
 }
@@ -74,6 +79,19 @@ const (
 	// ResultListFailed: the cgroup's processes could not be listed (the
 	// hooks ran).
 	ResultListFailed = "listing-failed"
+	// ResultFailed: the cleanup failed before it ran its hooks (its
+	// cgroup could not be read).
+	ResultFailed = "failed"
+	// ResultStarted is the record a cleanup writes first. As the last
+	// record of a site it is a cleanup with no result yet: it runs now,
+	// or it was killed (TimeoutStopSec=) or died before it wrote one.
+	ResultStarted = "started"
+	// ResultRunning and ResultUnfinished are what status makes of a last
+	// record that is ResultStarted: the service runs its cleanup now
+	// (stop-post), or it does not and the cleanup ended without a
+	// result.
+	ResultRunning    = "running"
+	ResultUnfinished = "unfinished"
 )
 
 // ErrNotInUnit is Run's error outside the unit it is for.
@@ -114,6 +132,9 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	}
 	if err := inUnit(group, opts.Unit); err != nil {
 		return rep, err
+	}
+	if opts.Started != nil {
+		opts.Started()
 	}
 	b := budget{end: time.Now().Add(opts.Budget - budgetReserve), bounded: opts.Budget > 0}
 	others := func() ([]int, error) {

@@ -49,7 +49,7 @@ func TestReportResult(t *testing.T) {
 // array of bytes).
 func TestRecordRoundTrip(t *testing.T) {
 	rep := Report{Leftovers: []int{10, 11, 12}, Remaining: []int{12, 13}, HookLeftovers: []int{13}, HooksRun: 2, HookFailures: []string{"/bin/a: exit status 1", "/bin/b: did not finish"}, ListError: "cannot list"}
-	for _, want := range []Record{rep.Record("karl")} {
+	for _, want := range []Record{rep.Record("karl"), StartedRecord("karl"), FailedRecord("karl", errors.New("cannot read the cgroup"))} {
 		testRoundTrip(t, want)
 	}
 	if got, _ := parseRecord([]byte(`{"SITECTL_RESULT":"ok","SITECTL_HOOK_FAILURES":""}`)); got.HookFailures == nil || len(got.HookFailures) != 0 {
@@ -396,5 +396,25 @@ func TestRunCountsWhatTheHooksLeave(t *testing.T) {
 	}
 	if !strings.Contains(rec.Message(), "1 processes left running by the hooks") {
 		t.Errorf("message %q", rec.Message())
+	}
+}
+
+// Run says it started (the record that tells a cleanup systemd killed
+// from one that ended) once it knows it runs in its unit, before it looks
+// at the cgroup; outside its unit it says nothing.
+func TestRunSaysItStartedFirst(t *testing.T) {
+	defer func(of func(int) (string, error), procs func(string) ([]int, error)) {
+		cgroupOf, cgroupProcs = of, procs
+	}(cgroupOf, cgroupProcs)
+	var events []string
+	cgroupProcs = func(string) ([]int, error) { events = append(events, "listed"); return nil, nil }
+	started := func() { events = append(events, "started") }
+	cgroupOf = func(int) (string, error) { return "/system.slice/neighbour.service", nil }
+	if _, err := Run(context.Background(), Options{Unit: "site-karl.service", Started: started}); !errors.Is(err, ErrNotInUnit) || len(events) != 0 {
+		t.Errorf("outside its unit: %v, %q", err, events)
+	}
+	cgroupOf = func(int) (string, error) { return "/sitectl.slice/site-karl.service", nil }
+	if _, err := Run(context.Background(), Options{Unit: "site-karl.service", Started: started}); err != nil || len(events) == 0 || events[0] != "started" {
+		t.Errorf("in its unit: %v, %q; want started first", err, events)
 	}
 }

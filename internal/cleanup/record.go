@@ -24,15 +24,15 @@ import (
 type Record struct {
 	Site string `json:"-"`
 	// Time is when journald received it; set by Last.
-	Time time.Time `json:"time" doc:"when the cleanup ran"`
+	Time time.Time `json:"time" doc:"when the cleanup recorded its result; for running and unfinished, when it started"`
 	// Result is one of the Result constants.
-	Result    string `json:"result" doc:"ok; hook-failed: a cleanup hook failed; listing-failed: the processes of the cgroup could not be listed (see reason), so what the app left behind, or what of it still runs, is not fully known; the hooks ran all the same" enum:"ok,hook-failed,listing-failed"`
+	Result    string `json:"result" doc:"ok; hook-failed: a cleanup hook failed; listing-failed: the processes of the cgroup could not be listed (see reason), so what the app left behind, or what of it still runs, is not fully known; the hooks ran all the same; failed: the cleanup failed before it ran the hooks (see reason); running: the service runs it now; unfinished: the last stop's cleanup started but recorded no result, so it did not finish (systemd killed it at TimeoutStopSec=, or it died), and nothing of an earlier stop's cleanup applies" enum:"ok,hook-failed,listing-failed,failed,running,unfinished"`
 	Leftovers int    `json:"leftovers" doc:"processes the app left behind in its cgroup"`
 	Remaining int    `json:"remaining" doc:"processes still running when the cleanup ended, which systemd's final SIGKILL ends: leftovers that outlived the cleanup timeout, and what the hooks left running"`
 	// HookLeftovers are processes the hooks left running, among Remaining.
 	HookLeftovers int      `json:"hook_leftovers" doc:"of remaining, the processes that the cleanup hooks started and left running (a hook's daemon): systemd's final SIGKILL ends them"`
 	HookFailures  []string `json:"hook_failures" doc:"each failed hook and how it failed"`
-	Reason        string   `json:"reason" doc:"for listing-failed, what went wrong; empty otherwise"`
+	Reason        string   `json:"reason" doc:"for listing-failed and failed, what went wrong; empty otherwise"`
 	// HooksRun is for the message only.
 	HooksRun int `json:"-"`
 }
@@ -71,8 +71,26 @@ func (r Report) Record(site string) Record {
 		HookFailures: r.HookFailures, Reason: r.ListError, HooksRun: r.HooksRun}
 }
 
+// StartedRecord is the record a cleanup of site writes before it does
+// anything: while it is the site's last, the last cleanup has no result.
+func StartedRecord(site string) Record {
+	return Record{Site: site, Result: ResultStarted}
+}
+
+// FailedRecord is the record of a cleanup of site that failed with err
+// before it ran the hooks.
+func FailedRecord(site string, err error) Record {
+	return Record{Site: site, Result: ResultFailed, Reason: err.Error()}
+}
+
 // Message is the record's one line for a person reading the journal.
 func (r Record) Message() string {
+	switch r.Result {
+	case ResultStarted:
+		return fmt.Sprintf("site %s: cleanup started", r.Site)
+	case ResultFailed:
+		return fmt.Sprintf("site %s: cleanup failed: %s", r.Site, r.Reason)
+	}
 	msg := fmt.Sprintf("site %s: cleanup %s: %d processes left behind, %d still running after the timeout, %d hooks run, %d failed",
 		r.Site, r.Result, r.Leftovers, r.Remaining, r.HooksRun, len(r.HookFailures))
 	if r.HookLeftovers > 0 {
@@ -99,7 +117,7 @@ func (r Record) fields() map[string]string {
 // failed.
 func (r Record) Send() error {
 	pri := journal.PriInfo
-	if r.Result != ResultOK {
+	if r.Result != ResultOK && r.Result != ResultStarted {
 		pri = journal.PriWarning
 	}
 	return journal.Send(pri, r.Message(), r.fields())
@@ -111,7 +129,8 @@ func SendLine(site string, priority int, msg string) error {
 	return journal.Send(priority, msg, map[string]string{fieldSite: site, fieldIdentifier: units.SyslogIdentifier(site)})
 }
 
-// Last reads the last cleanup record of a site from the journal; nil when
+// Last reads the last cleanup record of a site from the journal (its
+// Result ResultStarted when the last cleanup recorded no result); nil when
 // there is none, the journal cannot be read, or the record is larger than
 // maxRecordRead (status reports it as unknown). Any local process may log
 // SITECTL_EVENT=cleanup SITECTL_SITE=NAME, so only records of the site's

@@ -443,7 +443,8 @@ func cleanupCmd(e *env) *cobra.Command {
 unit's cgroup get SIGTERM and up to --timeout (the site's cleanup_timeout) to exit;
 then the site's cleanup hooks run, each given as --hook with its command line as a
 JSON array of strings, with SITE, SITE_MODE, SERVICE_RESULT, EXIT_CODE and
-EXIT_STATUS in their environment. What it found and did goes to the journal.
+EXIT_STATUS in their environment. What it found and did goes to the journal,
+after a record that it started: sitectl status tells a cleanup that did not finish.
 Whatever still runs afterwards gets systemd's final SIGKILL. systemd bounds the
 cleanup with the unit's TimeoutStopSec= (drain_timeout plus stop_timeout), given as
 --budget: where the waits at their --timeout would not fit in it, they are shortened
@@ -485,22 +486,36 @@ func (e *env) cleanup(name string, opts cleanup.Options) error {
 	}
 	opts.Logf = func(f string, args ...any) { logf(journal.PriInfo, f, args...) }
 	opts.Unit = units.ServiceName(name)
-	rep, err := cleanup.Run(context.Background(), opts)
+	// The records sitectl status looks up: one as the cleanup starts,
+	// then its result. A last record that is the first says the last
+	// cleanup did not finish (systemd's SIGKILL at TimeoutStopSec=), not
+	// what an earlier one did.
+	send := func(rec cleanup.Record) {
+		if sendRecord(rec) != nil {
+			term.Fprintln(e.stderr, rec.Message())
+		}
+	}
+	opts.Started = func() { send(cleanup.StartedRecord(name)) }
+	rep, err := runCleanup(context.Background(), opts)
 	if errors.Is(err, cleanup.ErrNotInUnit) {
 		return withCode(exitUsage, fmt.Errorf("site %s: %w", name, err))
 	}
 	if err != nil {
 		logf(journal.PriErr, "cleanup failed: %v", err)
+		send(cleanup.FailedRecord(name, err))
 		return err
 	}
-	// One record that sitectl status looks up. A failed hook is
-	// reported, not turned into a failed stop.
-	rec := rep.Record(name)
-	if rec.Send() != nil {
-		term.Fprintln(e.stderr, rec.Message())
-	}
+	// A failed hook is reported, not turned into a failed stop.
+	send(rep.Record(name))
 	return nil
 }
+
+// runCleanup runs a cleanup, and sendRecord writes a cleanup record to
+// the journal; variables for tests.
+var (
+	runCleanup = cleanup.Run
+	sendRecord = cleanup.Record.Send
+)
 
 // touchedRounds bounds the reloads of one touchedCmd run: a file touched
 // without pause reloads the site this often, then the path unit takes over.

@@ -55,6 +55,17 @@ func (e *env) printStatus(s status.Site) {
 // printCleanup prints the record of a site's last cleanup.
 func (e *env) printCleanup(site string, c *cleanup.Record, line func(string, string, ...any), more func(string)) {
 	st := e.style
+	switch c.Result {
+	case cleanup.ResultRunning:
+		line("cleanup", "running since %s", e.ago(c.Time))
+		return
+	case cleanup.ResultUnfinished:
+		line("cleanup", "%s", st.Red("the last stop's cleanup did not finish")+fmt.Sprintf(": it started %s and recorded no result (systemd killed it at TimeoutStopSec=, or it failed): whether the hooks ran is not known; sitectl logs %s shows its lines", e.ago(c.Time), site))
+		return
+	case cleanup.ResultFailed:
+		line("cleanup", "%s", st.Red("failed")+fmt.Sprintf(" at %s, before it ran the hooks: %s", e.ago(c.Time), term.Escape(c.Reason)))
+		return
+	}
 	result := term.Escape(c.Result)
 	if c.Result != cleanup.ResultOK {
 		result = st.Red(result)

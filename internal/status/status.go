@@ -603,6 +603,25 @@ func (s *Site) readJournal(ctx context.Context, src Sources) {
 	if src.LastCleanup != nil {
 		s.Cleanup = src.LastCleanup(ctx, s.Site)
 	}
+	s.Cleanup = lastCleanup(s.Cleanup, s.SubState)
+}
+
+// lastCleanup is what status says of a site's last cleanup record rec,
+// its service in subState. A cleanup records that it started before
+// anything else, and its result at its end: a last record that is the
+// start is a cleanup that runs now (the service is in stop-post, where
+// ExecStopPost= runs), or one that did not finish (systemd killed it at
+// TimeoutStopSec=, or it died), never an earlier stop's result.
+func lastCleanup(rec *cleanup.Record, subState string) *cleanup.Record {
+	if rec == nil || rec.Result != cleanup.ResultStarted {
+		return rec
+	}
+	r := *rec
+	r.Result = cleanup.ResultUnfinished
+	if subState == "stop-post" {
+		r.Result = cleanup.ResultRunning
+	}
+	return &r
 }
 
 // socketsAsked is the answer of Sources.Unlistened, once it is read.
