@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,22 +83,7 @@ func (c cannedChange) Change(context.Context, context.Context, stateservice.Requ
 // serveCanned serves a deployer of every site the changes of c.
 func serveCanned(t *testing.T, c cannedChange) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "state.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := &stateservice.Server{
-		Backend: c,
-		Creds:   func(net.Conn) (stateservice.Caller, error) { return stateservice.Caller{UID: 1000, GID: 1000}, nil },
-		Lookup:  func(site.Deployer) (int, bool) { return 1000, true },
-		Logf:    func(string, ...any) {},
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); ln.Close(); <-done })
-	t.Setenv("SITECTL_STATE_SOCKET", sock)
+	serveBackend(t, c, func(site.Deployer) (int, bool) { return 1000, true })
 }
 
 // TestChangeReportThatCannotBeWritten: a change whose report cannot be

@@ -22,6 +22,13 @@ func deployerService(t *testing.T, e *env) { serveDeployer(t, e, nil) }
 // system's).
 func serveDeployer(t *testing.T, e *env, lookup stateservice.Lookup) {
 	t.Helper()
+	serveBackend(t, backend{e: e}, lookup)
+}
+
+// serveBackend runs a state service with backend b for a caller the kernel
+// would report as uid 1000, and points the client at it.
+func serveBackend(t *testing.T, b stateservice.Backend, lookup stateservice.Lookup) {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "state.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -29,7 +36,7 @@ func serveDeployer(t *testing.T, e *env, lookup stateservice.Lookup) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &stateservice.Server{
-		Backend: backend{e: e},
+		Backend: b,
 		Creds:   func(net.Conn) (stateservice.Caller, error) { return stateservice.Caller{UID: 1000, GID: 1000}, nil },
 		Lookup:  lookup,
 		Logf:    func(string, ...any) {},
