@@ -59,6 +59,19 @@ type childReport struct {
 	CloseExec []bool              `json:"close_exec,omitempty"`
 	Err       string              `json:"err,omitempty"`
 	EnvLeft   []string            `json:"env_left,omitempty"`
+	Changed   []string            `json:"changed,omitempty"` // fds above the passed ones that Listeners closed
+}
+
+// fdTargets maps the open descriptors from fd 3 to fd 31 to what they
+// are.
+func fdTargets() map[int]string {
+	m := map[int]string{}
+	for fd := listenFDsStart; fd < 32; fd++ {
+		if target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err == nil {
+			m[fd] = target
+		}
+	}
+	return m
 }
 
 func listenEnvLeft() []string {
@@ -75,17 +88,30 @@ func runChild(mode string) error {
 	var rep childReport
 	switch mode {
 	case "report":
+		before := fdTargets()
 		m, err := Listeners()
 		if err != nil {
 			rep.Err = err.Error()
 		}
 		rep.Listeners = describe(m)
+		passed, _ := strconv.Atoi(os.Getenv("TEST_PASSED"))
+		after := fdTargets()
+		for fd, target := range before {
+			if fd >= listenFDsStart+passed && after[fd] != target {
+				rep.Changed = append(rep.Changed, fmt.Sprintf("fd %d %s", fd, target))
+			}
+		}
 	case "listener":
 		_, err := Listener(os.Getenv("WANT"))
 		if err != nil {
 			rep.Err = err.Error()
 		}
 	case "files":
+		if os.Getenv("FILES_TWICE") != "" {
+			for _, f := range Files(false) {
+				rep.Files = append(rep.Files, f.Name())
+			}
+		}
 		for _, f := range Files(true) {
 			rep.Files = append(rep.Files, f.Name())
 			flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFD, 0)

@@ -36,7 +36,8 @@ type passedFD struct {
 // readListenEnv parses LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES. It returns
 // the announced descriptors, or an error that explains why there are none:
 // one wrapping ErrNotActivated unless LISTEN_FDS counts descriptors that
-// are not open. It does not change the descriptors.
+// were not passed (not open, or opened by this process). It does not
+// change the descriptors.
 func readListenEnv() ([]passedFD, error) {
 	fdsVar, ok := os.LookupEnv("LISTEN_FDS")
 	if !ok {
@@ -64,12 +65,8 @@ func readListenEnv() ([]passedFD, error) {
 	if n > math.MaxInt32-listenFDsStart {
 		return nil, fmt.Errorf("%w (LISTEN_FDS=%q is not a descriptor count)", ErrNotActivated, fdsVar)
 	}
-	// The descriptors are numbered from 3 without a gap: if the last one
-	// is not open, the count is wrong, and none of them is touched (the
-	// ones below may be this process's own, and the count may be huge).
-	if last := listenFDsStart + n - 1; !fdOpen(last) {
-		return nil, fmt.Errorf("activation: LISTEN_FDS=%d announces fds %d to %d, but fd %d is not open in this process: "+
-			"the count does not match the descriptors passed", n, listenFDsStart, last, last)
+	if err := checkInherited(n); err != nil {
+		return nil, err
 	}
 	var names []string
 	if v, ok := os.LookupEnv("LISTEN_FDNAMES"); ok {
@@ -84,6 +81,46 @@ func readListenEnv() ([]passedFD, error) {
 		fds[i] = passedFD{fd: listenFDsStart + i, name: name}
 	}
 	return fds, nil
+}
+
+// checkInherited checks that each of the n descriptors from fd 3 came
+// from the process that started this one. Such a descriptor survived the
+// exec, so it is not close-on-exec until this package marks it; one that
+// is was opened by this process since it started (the Go runtime keeps
+// its own open right above the passed ones: the cgroup files it reads the
+// CPU limit from, its poller's), and LISTEN_FDS counts
+// more descriptors than were passed. Taking it for a socket from systemd
+// would close it, and the runtime with it. Nothing is changed.
+func checkInherited(n int) error {
+	// The descriptors are numbered from 3 without a gap: if the last one
+	// is not open, the count is wrong, and none of them is touched (the
+	// ones below may be this process's own, and the count may be huge).
+	if last := listenFDsStart + n - 1; !fdOpen(last) {
+		return fmt.Errorf("activation: LISTEN_FDS=%d announces fds %d to %d, but fd %d is not open in this process: "+
+			"the count does not match the descriptors passed", n, listenFDsStart, last, last)
+	}
+	filesTaken.mu.Lock()
+	defer filesTaken.mu.Unlock()
+	for fd := listenFDsStart; fd < listenFDsStart+n; fd++ {
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		switch {
+		case errors.Is(err, unix.EBADF):
+			return fmt.Errorf("activation: LISTEN_FDS=%d announces fds %d to %d, but fd %d is not open in this process: "+
+				"the count does not match the descriptors passed", n, listenFDsStart, listenFDsStart+n-1, fd)
+		case err == nil && flags&unix.FD_CLOEXEC != 0 && !filesTaken.fds[fd]:
+			return fmt.Errorf("activation: LISTEN_FDS=%d announces fds %d to %d, but fd %d was not passed to this process "+
+				"(it is close-on-exec: this process opened it, or other code already took the passed descriptors): "+
+				"the count does not match the descriptors passed", n, listenFDsStart, listenFDsStart+n-1, fd)
+		}
+	}
+	return nil
+}
+
+// filesTaken holds the descriptors [Files] marked close-on-exec, which
+// are still the passed ones when it is called again.
+var filesTaken struct {
+	mu  sync.Mutex
+	fds map[int]bool
 }
 
 // fdOpen reports whether fd is an open descriptor of this process.
@@ -102,7 +139,8 @@ func unsetListenEnv() {
 // order, as *os.File values whose Name is the descriptor's
 // FileDescriptorName (or [UnknownName]). It returns nil if LISTEN_PID is not
 // this process's ID or LISTEN_FDS is unset, zero, malformed or counts
-// descriptors that are not open. Every returned
+// descriptors that are not open or that this process opened itself (more
+// than were passed). Every returned
 // descriptor is marked close-on-exec, so programs this process starts do not
 // inherit it.
 //
@@ -123,9 +161,15 @@ func Files(unsetEnv bool) []*os.File {
 	if err != nil {
 		return nil
 	}
+	filesTaken.mu.Lock()
+	defer filesTaken.mu.Unlock()
+	if filesTaken.fds == nil {
+		filesTaken.fds = map[int]bool{}
+	}
 	files := make([]*os.File, len(fds))
 	for i, p := range fds {
 		unix.CloseOnExec(p.fd)
+		filesTaken.fds[p.fd] = true
 		files[i] = os.NewFile(uintptr(p.fd), p.name)
 	}
 	return files

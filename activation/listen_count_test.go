@@ -2,6 +2,7 @@ package activation
 
 import (
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,5 +33,48 @@ func TestListenersCountLargerThanPassed(t *testing.T) {
 	}
 	if rep.Listeners != nil {
 		t.Errorf("got listeners %v", rep.Listeners)
+	}
+}
+
+// A LISTEN_FDS only a little larger than the number of descriptors passed
+// reaches descriptors this process opened itself, right above the passed
+// ones (the Go runtime's: its poller, the cgroup files it reads the CPU
+// limit from): they are not taken for sockets from systemd, nor closed,
+// and the error says that the count is wrong.
+func TestListenersCountOneMoreThanPassed(t *testing.T) {
+	httpFile, _ := tcpListenerFile(t)
+	for _, n := range []string{"2", "3"} {
+		rep := runReport(t, "report", []*os.File{httpFile},
+			"LISTEN_PID=self", "LISTEN_FDS="+n, "LISTEN_FDNAMES=http", "TEST_PASSED=1")
+		if !strings.Contains(rep.Err, "fd 4 was not passed to this process") ||
+			!strings.Contains(rep.Err, "the count does not match the descriptors passed") {
+			t.Errorf("LISTEN_FDS=%s: error = %q, want it to say the count does not match the descriptors", n, rep.Err)
+		}
+		if len(rep.Changed) > 0 {
+			t.Errorf("LISTEN_FDS=%s: Listeners closed descriptors of the process itself: %v", n, rep.Changed)
+		}
+		if rep.Listeners != nil {
+			t.Errorf("LISTEN_FDS=%s: got listeners %v", n, rep.Listeners)
+		}
+	}
+}
+
+// Files does not wrap a descriptor of this process (fd 3 of the test
+// binary is the Go runtime's) in an *os.File, whose finalizer would close
+// it; and a second Files(false) still returns the passed descriptors it
+// marked close-on-exec itself.
+func TestFilesOnlyPassedDescriptors(t *testing.T) {
+	t.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+	t.Setenv("LISTEN_FDS", "1")
+	if files := Files(false); files != nil {
+		t.Fatalf("Files(false) = %v, a descriptor this process opened", files[0].Name())
+	}
+	runtime.GC()
+
+	httpFile, _ := tcpListenerFile(t)
+	rep := runReport(t, "files", []*os.File{httpFile},
+		"LISTEN_PID=self", "LISTEN_FDS=1", "LISTEN_FDNAMES=http", "FILES_TWICE=1")
+	if got, want := strings.Join(rep.Files, ","), "http,http"; got != want {
+		t.Errorf("Files(false), then Files(true): names %s, want %s", got, want)
 	}
 }
