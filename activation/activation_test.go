@@ -101,6 +101,18 @@ func runChild(mode string) error {
 				rep.Changed = append(rep.Changed, fmt.Sprintf("fd %d %s", fd, target))
 			}
 		}
+	case "files-then-listeners":
+		files := Files(false)
+		m, err := Listeners()
+		if err != nil {
+			rep.Err = err.Error()
+		}
+		rep.Listeners = describe(m)
+		for _, f := range files {
+			if _, err := unix.GetsockoptInt(int(f.Fd()), unix.SOL_SOCKET, unix.SO_TYPE); err != nil {
+				rep.Files = append(rep.Files, fmt.Sprintf("%s: %v", f.Name(), err))
+			}
+		}
 	case "listener":
 		_, err := Listener(os.Getenv("WANT"))
 		if err != nil {

@@ -152,7 +152,7 @@ func unsetListenEnv() {
 // descriptor numbers in new *os.File values, and closing one of them closes
 // the descriptor for all, so a program should call it once, normally with
 // unsetEnv set to true. Files does not cooperate with [Listeners]: use one
-// or the other.
+// or the other (Listeners fails after Files(false) took the descriptors).
 func Files(unsetEnv bool) []*os.File {
 	if unsetEnv {
 		defer unsetListenEnv()
@@ -230,7 +230,9 @@ func takeListeners() (map[string][]net.Listener, error) {
 		unsetListenEnv()
 		activated.done = true
 		activated.passed = fds
-		activated.listeners, activated.err = listenersFromFDs(fds)
+		if activated.err = takenByFiles(fds); activated.err == nil {
+			activated.listeners, activated.err = listenersFromFDs(fds)
+		}
 	}
 	if activated.err != nil {
 		return nil, activated.err
@@ -240,6 +242,21 @@ func takeListeners() (map[string][]net.Listener, error) {
 		m[name] = slices.Clone(ls)
 	}
 	return m, nil
+}
+
+// takenByFiles refuses descriptors that [Files] returned: the listeners
+// would close them under the program's *os.File values, whose Close or
+// finalizer would then close whatever reused the number.
+func takenByFiles(fds []passedFD) error {
+	filesTaken.mu.Lock()
+	defer filesTaken.mu.Unlock()
+	for _, p := range fds {
+		if filesTaken.fds[p.fd] {
+			return fmt.Errorf("activation: fd %d (%q) was already returned by activation.Files, which owns it now: "+
+				"a program takes its sockets with Files or with Listeners, not both", p.fd, p.name)
+		}
+	}
+	return nil
 }
 
 // notActivatedError explains an ErrNotActivated cause to an operator.

@@ -78,3 +78,17 @@ func TestFilesOnlyPassedDescriptors(t *testing.T) {
 		t.Errorf("Files(false), then Files(true): names %s, want %s", got, want)
 	}
 }
+
+// Listeners after Files(false) refuses the descriptors Files returned,
+// rather than close them under the program's *os.File values.
+func TestListenersAfterFiles(t *testing.T) {
+	httpFile, _ := tcpListenerFile(t)
+	rep := runReport(t, "files-then-listeners", []*os.File{httpFile},
+		"LISTEN_PID=self", "LISTEN_FDS=1", "LISTEN_FDNAMES=http")
+	if !strings.Contains(rep.Err, "already returned by activation.Files") {
+		t.Errorf("Listeners after Files(false): error %q, listeners %v; want an error", rep.Err, rep.Listeners)
+	}
+	if len(rep.Files) > 0 {
+		t.Errorf("the files Files returned no longer hold their sockets: %v", rep.Files)
+	}
+}
