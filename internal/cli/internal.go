@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -62,9 +63,18 @@ func (e *env) readSite(name string) (*site.Site, []byte, error) {
 		err = site.SocketDirMistakes(s)
 	}
 	if err != nil {
-		return nil, nil, withCode(exitUsage, fmt.Errorf("site %s has mistakes:\n%w", name, err), "fix them, check with `sitectl check`, then `systemctl daemon-reload`")
+		return nil, nil, withCode(exitUsage, fmt.Errorf("site %s has mistakes:\n%w", name, err), e.fixHint(name))
 	}
 	return s, data, nil
+}
+
+// fixHint tells how to fix the file of site name: a command that checks
+// that file (sitectl check refuses to run without one) against the same
+// directories, then the daemon-reload that applies it.
+func (e *env) fixHint(name string) string {
+	argv := append([]string{"sitectl"}, e.dirs.Flags()...)
+	argv = append(argv, "check", e.dirs.SiteFile(name))
+	return "fix them, check with `" + strings.Join(argv, " ") + "`, then `systemctl daemon-reload`"
 }
 
 // noSuchSite is why a site cannot be loaded when its file does not exist.

@@ -55,7 +55,7 @@ func (e *env) enable(ctx context.Context, le *lifecycle.Env, s *site.Site) (life
 	}
 	if fs.Invalid {
 		return lifecycle.Report{}, refusedSite{withCode(exitUsage, fmt.Errorf("site %s has mistakes against the other sites, so the generator gives it no units of its own; nothing was done:\n%w", s.Name, fs.Errors),
-			"fix them, check with `sitectl check`, then `systemctl daemon-reload`")}
+			e.fixHint(s.Name))}
 	}
 	return lifecycle.Enable(ctx, le, s)
 }
