@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 
@@ -44,7 +45,7 @@ func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale s
 	}
 	unit := units.ServiceName(s.Name)
 	if spec.NeedDaemonReload {
-		stale = reloadAdvice(spec, unit)
+		stale = reloadAdvice(spec, unit, s.File)
 	}
 	if len(problems) == 0 {
 		return stale, nil
@@ -94,10 +95,11 @@ func Shadows(fragment string) bool {
 // reloadAdvice says how systemd comes to load the site file's version of
 // unit, whose loaded version spec describes, once the file changed: a
 // daemon-reload, unless systemd loads it from a file that shadows the
-// generator's, which no daemon-reload changes.
-func reloadAdvice(spec control.StartSpec, unit string) string {
+// generator's, which no daemon-reload changes: then it names the commands
+// that remove that file or write it anew from the site file, file.
+func reloadAdvice(spec control.StartSpec, unit, file string) string {
 	if Shadows(spec.Fragment) {
-		return fmt.Sprintf("systemd loads %s from %s, which shadows the unit sitectl generates, so no daemon-reload brings the site file's changes: remove that file (`systemctl revert %s`) or write it anew (`sitectl units render --dir`), then `systemctl daemon-reload`", unit, spec.Fragment, unit)
+		return fmt.Sprintf("systemd loads %s from %s, which shadows the unit sitectl generates, so no daemon-reload brings the site file's changes: remove that file (`systemctl revert %s`) or write it anew (`sitectl units render --dir %s %s`), then `systemctl daemon-reload`", unit, spec.Fragment, unit, path.Dir(spec.Fragment), file)
 	}
 	return "`systemctl daemon-reload` loads the rest; the next restart applies it"
 }

@@ -193,9 +193,14 @@ func TestMaintenanceNeedsTheLauncher(t *testing.T) {
 func TestStaleShadowingCopyIsNamed(t *testing.T) {
 	const copied = "/etc/systemd/system/site-karl.service"
 	e, _ := specEnv(t, control.StartSpec{Argv: launchArgv("/usr/bin/app"), NeedDaemonReload: true, Fragment: copied})
-	rep, err := Restart(context.Background(), e, testSite(t), 0)
+	s := testSite(t)
+	rep, err := Restart(context.Background(), e, s, 0)
+	// sitectl units render --dir needs its DIR: the hint names it, and
+	// the site file, so that it writes that copy anew as it is.
+	render := "`sitectl units render --dir /etc/systemd/system " + s.File + "`"
 	if err != nil || rep.Result != "ok" || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], copied) ||
-		!strings.Contains(rep.Warnings[0], "systemctl revert site-karl.service") || strings.Contains(rep.Warnings[0], "the next restart applies it") {
+		!strings.Contains(rep.Warnings[0], "systemctl revert site-karl.service") || !strings.Contains(rep.Warnings[0], render) ||
+		strings.Contains(rep.Warnings[0], "the next restart applies it") {
 		t.Errorf("%v %+v", err, rep)
 	}
 	e, _ = specEnv(t, control.StartSpec{Argv: launchArgv("/usr/bin/app"), NeedDaemonReload: true, Fragment: "/run/systemd/generator/site-karl.service"})
