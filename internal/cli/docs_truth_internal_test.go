@@ -266,3 +266,62 @@ func TestStatusHelpHasEveryExitCode(t *testing.T) {
 		}
 	}
 }
+
+// sitectlCommand is a sitectl command line a document shows: in `code`,
+// or on a line of a code block.
+var sitectlCommand = regexp.MustCompile("(?:`|^\\s*[#$]?\\s*)sitectl((?: [^`|;&#]*)?)")
+
+// TestDocumentedFlagsExist: every flag a document gives a sitectl verb
+// (`sitectl mode karl normal --timeout 2m`) is a flag of that verb, so
+// that an operator who copies it is not refused for a flag renamed or
+// removed since.
+func TestDocumentedFlagsExist(t *testing.T) {
+	root := newRoot(io.Discard, io.Discard)
+	flag := regexp.MustCompile(`^(--[a-z][a-z-]*|-[a-zA-Z])(=.*)?$`)
+	checked := 0
+	for _, f := range docFiles(t) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			for _, m := range sitectlCommand.FindAllStringSubmatch(line, -1) {
+				words := strings.Fields(m[1])
+				c := root
+				for len(words) > 0 {
+					sub, _, err := c.Find(words[:1])
+					if err != nil || sub == c {
+						break
+					}
+					c, words = sub, words[1:]
+				}
+				if c == root {
+					continue // prose: "sitectl keeps", or global flags only
+				}
+				for _, w := range words {
+					fm := flag.FindStringSubmatch(w)
+					if fm == nil {
+						continue
+					}
+					checked++
+					name := fm[1]
+					var found *pflag.Flag
+					if strings.HasPrefix(name, "--") {
+						found = c.Flags().Lookup(name[2:])
+						if found == nil {
+							found = c.InheritedFlags().Lookup(name[2:])
+						}
+					} else {
+						found = c.Flags().ShorthandLookup(name[1:])
+					}
+					if found == nil && name != "--help" && name != "-h" {
+						t.Errorf("%s:%d: %s has no flag %s: %s", strings.TrimPrefix(f, "../../"), i+1, c.CommandPath(), name, strings.TrimSpace(line))
+					}
+				}
+			}
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("checked only %d flags", checked)
+	}
+}
