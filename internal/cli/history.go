@@ -61,7 +61,7 @@ another's few.`,
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "report as JSON on standard output")
-	c.Flags().IntVarP(&last, "last", "n", 0, "show only the last `N` entries")
+	c.Flags().IntVarP(&last, "last", "n", 0, "show only the last `N` entries (0: all)")
 	return c
 }
 

@@ -74,6 +74,8 @@ or @SECONDS since the epoch.
 	f.BoolVarP(&o.follow, "follow", "f", false, "keep showing new lines as they come")
 	f.StringVar(&o.since, "since", "", "show lines from `WHEN` on: a duration ago (10m, 2h, 3d), a local time, today, yesterday or @SECONDS")
 	f.IntVarP(&o.lines, "lines", "n", -1, "show only the last `N` lines")
+	// -1 is the journal's "all": say that, not the number.
+	f.Lookup("lines").DefValue = "all"
 	f.StringVarP(&o.output, "output", "o", "short", "journalctl's output `FORMAT`: "+strings.Join(journalOutputs, ", "))
 	f.BoolVar(&o.noPager, "no-pager", false, "do not pipe the output into a pager")
 	return c

@@ -45,3 +45,23 @@ func TestStatusToAFullDisk(t *testing.T) {
 		t.Errorf("status that fits: %v\n%s", err, out.String())
 	}
 }
+
+// The -n of logs defaults to the journal's "all", which its help said as
+// "(default -1)"; that of history takes 0 for all, which only its error
+// said.
+func TestLastLinesHelpSaysAll(t *testing.T) {
+	for _, c := range []struct {
+		verb, want, not string
+	}{
+		{"logs", "show only the last N lines (default all)", "default -1"},
+		{"history", "show only the last N entries (0: all)", ""},
+	} {
+		var out bytes.Buffer
+		if code := Main([]string{c.verb, "--help"}, &out, &out); code != 0 {
+			t.Fatalf("%s --help: exit %d\n%s", c.verb, code, out.String())
+		}
+		if !strings.Contains(out.String(), c.want) || (c.not != "" && strings.Contains(out.String(), c.not)) {
+			t.Errorf("%s --help does not say %q:\n%s", c.verb, c.want, out.String())
+		}
+	}
+}
