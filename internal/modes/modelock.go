@@ -33,19 +33,31 @@ var testHookContended func()
 
 // withModeLock runs fn while holding site name's mode lock.
 func (st Store) withModeLock(name string, fn func() error) error {
-	if err := st.siteDir(name); err != nil {
-		return err
-	}
 	path := st.paths().ModeLockFile(name)
-	f, err := openLock(path, os.O_RDONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("cannot open the mode lock of site %s: %w", name, err)
+	for tries := 1; ; tries++ {
+		if err := st.siteDir(name); err != nil {
+			return err
+		}
+		f, err := openLock(path, os.O_RDONLY|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("cannot open the mode lock of site %s: %w", name, err)
+		}
+		if testHookLockOpened != nil {
+			testHookLockOpened()
+		}
+		if err := lockWithin(f, modeLockTimeout); err != nil {
+			f.Close()
+			return fmt.Errorf("cannot lock the mode of site %s (%s): %w", name, path, err)
+		}
+		if lockedAsNamed(f, path) {
+			defer f.Close() // closing releases the lock
+			return fn()
+		}
+		f.Close() // removed meanwhile (see LockSite): take it again
+		if tries == maxRelock {
+			return fmt.Errorf("cannot lock the mode of site %s: its lock file %s was removed or replaced each of the %d times it was locked", name, path, tries)
+		}
 	}
-	defer f.Close() // closing releases the lock
-	if err := lockWithin(f, modeLockTimeout); err != nil {
-		return fmt.Errorf("cannot lock the mode of site %s (%s): %w", name, path, err)
-	}
-	return fn()
 }
 
 // lockWithin takes an exclusive flock on f, waiting at most timeout.

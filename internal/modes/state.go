@@ -315,32 +315,74 @@ var ErrLocked = errors.New("another sitectl is changing this site")
 // released when its holder dies, however it dies. Only root takes it:
 // deployers' switches run in sitectl's state service.
 func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
-	if err := st.prepareSite(s.Name); err != nil {
-		return nil, err
-	}
-	f, err := openLock(st.paths().LockFile(s.Name), os.O_RDWR, 0)
-	if err != nil {
-		return nil, fmt.Errorf("cannot open the lock of site %s: %w", s.Name, err)
-	}
 	how := syscall.LOCK_EX
 	if !block {
 		how |= syscall.LOCK_NB
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), how)
-		if err != syscall.EINTR {
-			break
+	path := st.paths().LockFile(s.Name)
+	for tries := 1; ; tries++ {
+		if err := st.prepareSite(s.Name); err != nil {
+			return nil, err
+		}
+		f, err := openLock(path, os.O_RDWR, 0)
+		if err != nil {
+			return nil, fmt.Errorf("cannot open the lock of site %s: %w", s.Name, err)
+		}
+		if testHookLockOpened != nil {
+			testHookLockOpened()
+		}
+		err = flock(f, how)
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, ErrLocked
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("cannot lock site %s: %w", s.Name, err)
+		}
+		if lockedAsNamed(f, path) {
+			return &Lock{f}, nil
+		}
+		f.Close()
+		if tries == maxRelock {
+			return nil, fmt.Errorf("cannot lock site %s: its lock file %s was removed or replaced each of the %d times it was locked", s.Name, path, tries)
 		}
 	}
-	if errors.Is(err, syscall.EWOULDBLOCK) {
-		f.Close()
-		return nil, ErrLocked
+}
+
+// maxRelock bounds how often a lock is taken again because its file was
+// removed or replaced meanwhile (lockedAsNamed): once is a remove that
+// came in between, a few times something that keeps removing it.
+const maxRelock = 5
+
+// testHookLockOpened, when set (by tests), is called between the open of
+// a site's lock file and its flock.
+var testHookLockOpened func()
+
+// flock is flock(2) on f, again when a signal interrupts it.
+func flock(f *os.File, how int) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), how)
+		if err != syscall.EINTR {
+			return err
+		}
 	}
+}
+
+// lockedAsNamed reports whether f, just locked, is still the file at path.
+// A lock file can be removed between its open and its flock: `sitectl
+// remove` forgets the site's state directory, lock and all, while it
+// holds the lock, and a sitectl that opened the file before that gets the
+// lock once remove ends, on a file nobody else can open any more, while
+// the next one creates a new file and locks that: two changes of one site
+// at once. Such a lock is let go and taken again.
+func lockedAsNamed(f *os.File, path string) bool {
+	held, err := f.Stat()
 	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cannot lock site %s: %w", s.Name, err)
+		return false
 	}
-	return &Lock{f}, nil
+	named, err := os.Stat(path)
+	return err == nil && os.SameFile(held, named)
 }
 
 // TryLockExisting takes the site's lock without waiting and without
@@ -355,27 +397,34 @@ func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
 // as cut short (HistoryAsItStands), not as in progress, while a deploy's
 // touch reloads the site.
 func (st Store) TryLockExisting(name string) (*Lock, error) {
-	f, err := openLock(st.paths().LockFile(name), os.O_RDONLY, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cannot open the lock of site %s: %w", name, err)
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
-		if err != syscall.EINTR {
-			break
+	path := st.paths().LockFile(name)
+	for tries := 1; ; tries++ {
+		f, err := openLock(path, os.O_RDONLY, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cannot open the lock of site %s: %w", name, err)
+		}
+		if testHookLockOpened != nil {
+			testHookLockOpened()
+		}
+		err = flock(f, syscall.LOCK_SH|syscall.LOCK_NB)
+		if err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, ErrLocked
+			}
+			return nil, fmt.Errorf("cannot lock site %s: %w", name, err)
+		}
+		if lockedAsNamed(f, path) {
+			return &Lock{f}, nil
+		}
+		f.Close() // removed meanwhile (see LockSite): look again
+		if tries == maxRelock {
+			return nil, fmt.Errorf("cannot lock site %s: its lock file %s was removed or replaced each of the %d times it was locked", name, path, tries)
 		}
 	}
-	if err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, ErrLocked
-		}
-		return nil, fmt.Errorf("cannot lock site %s: %w", name, err)
-	}
-	return &Lock{f}, nil
 }
 
 // EnsureLock creates site name's state directory and its lock file, if
