@@ -37,6 +37,9 @@ type StartSpec struct {
 	// to it (DropInPaths=), set-property's among them.
 	Fragment string
 	DropIns  []string
+	// Type is the service's Type= ("notify", "exec", "simple", ...):
+	// when systemd counts a start as done.
+	Type string
 }
 
 // StartSpec reads what systemd would start service unit with, in one
@@ -59,6 +62,7 @@ func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error)
 			spec.WorkingDirectory = wd
 		}},
 		{serviceIface, "LoadCredential", func(v dbus.Variant) { spec.Credentials = credentialPaths(v.Value()) }},
+		{serviceIface, "Type", func(v dbus.Variant) { spec.Type, _ = v.Value().(string) }},
 		{unitIface, "NeedDaemonReload", func(v dbus.Variant) { spec.NeedDaemonReload, _ = v.Value().(bool) }},
 		{unitIface, "LoadState", func(v dbus.Variant) { spec.LoadState, _ = v.Value().(string) }},
 		{unitIface, "FragmentPath", func(v dbus.Variant) { spec.Fragment, _ = v.Value().(string) }},

@@ -56,6 +56,8 @@ func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale s
 		fix = "`systemctl unmask " + unit + "` lets it start"
 	case strings.HasPrefix(problems[0], notLaunchedProblem):
 		fix = "take that ExecStart= out, then `systemctl daemon-reload`; `systemctl revert " + unit + "` takes out every local change of the unit"
+	case strings.HasPrefix(problems[0], typeProblem):
+		fix = "take that Type= out, then `systemctl daemon-reload`; `systemctl revert " + unit + "` takes out every local change of the unit"
 	case stale != "" && Shadows(spec.Fragment):
 		fix = "systemd's units are older than the site file: " + stale
 	case stale != "":
@@ -72,6 +74,22 @@ const maskedProblem = "it is masked, and systemd starts no masked unit"
 // an operator replaced with one that does not run sitectl's launcher, in
 // a mode only the launcher serves.
 const notLaunchedProblem = "its ExecStart= does not run sitectl's launcher"
+
+// typeProblem is the start problem of a service whose Type= an operator
+// changed to one whose start the launcher never completes.
+const typeProblem = "its Type="
+
+// neverStarted are the service types whose start systemd counts as done
+// on something sitectl's launcher never does while the site serves: the
+// start job would wait until the unit's start timeout, and systemd would
+// then stop the site, the process it started included. The generator
+// writes Type=notify or Type=exec; simple, exec, idle and notify all
+// start (with simple and idle systemd counts the start done at once).
+var neverStarted = map[string]string{
+	"oneshot": "for its first process to exit, and sitectl's launcher exits only when the site stops",
+	"forking": "for its first process to exit after forking the daemon, and sitectl's launcher neither forks nor exits",
+	"dbus":    "for a name on D-Bus (BusName=), which sitectl's launcher never takes",
+}
 
 // generatorDirs are where systemd's generators write units; a unit file
 // systemd loaded from anywhere else shadows the one sitectl-generator
@@ -164,6 +182,10 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 		// maintenance while the app serves.
 		problems = append([]string{fmt.Sprintf("%s (`sitectl launch %s`) but %s, as %s set it: only the launcher serves mode %s (serve = \"maintenance\"), and the app would serve in its place",
 			notLaunchedProblem, s.Name, spec.Argv[0], strings.Join(overrides(spec), " and "), m.Name)}, problems...)
+	}
+	if why, ok := neverStarted[spec.Type]; ok {
+		problems = append([]string{fmt.Sprintf("%s%s, as %s set it: systemd would wait %s, so the start would not finish, and at its start timeout systemd would stop the site",
+			typeProblem, spec.Type, strings.Join(overrides(spec), " and "), why)}, problems...)
 	}
 	if spec.LoadState == "masked" {
 		problems = append([]string{fmt.Sprintf("%s (`systemctl unmask %s`)", maskedProblem, units.ServiceName(s.Name))}, problems...)

@@ -208,3 +208,30 @@ func TestStaleShadowingCopyIsNamed(t *testing.T) {
 		t.Errorf("the generator's unit: %v %+v", err, rep)
 	}
 }
+
+// An operator's drop-in that makes the service Type=oneshot (or forking,
+// or dbus) has systemd wait for something sitectl's launcher never does:
+// the restart's start job ran until the unit's start timeout, sitectl
+// gave up with exit 5 while the new process served, and systemd then
+// stopped the site. Such a restart is refused before anything is done,
+// naming the drop-in and the way out; the types that start are let be.
+func TestTypeThatNeverStartsIsRefused(t *testing.T) {
+	const dropIn = "/etc/systemd/system/site-karl.service.d/type.conf"
+	for _, typ := range []string{"oneshot", "forking", "dbus"} {
+		e, f := specEnv(t, control.StartSpec{Argv: launchArgv("/usr/bin/app"), Type: typ, Fragment: "/run/systemd/generator/site-karl.service", DropIns: []string{dropIn}})
+		rep, err := SwitchMode(context.Background(), e, testSite(t), "read-only", Options{})
+		if !errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), "Type="+typ+", as "+dropIn+" set it") ||
+			!strings.Contains(err.Error(), "take that Type= out") || !strings.Contains(err.Error(), "nothing was done") {
+			t.Errorf("Type=%s: %v", typ, err)
+		}
+		if cur, _, _ := e.Store.Current("karl"); cur != "normal" && cur != "" || len(f.restarts) != 0 || rep.Result != "" {
+			t.Errorf("Type=%s: after the refusal: mode %q, restarts %v, report %+v", typ, cur, f.restarts, rep)
+		}
+	}
+	for _, typ := range []string{"", "notify", "exec", "simple", "idle"} {
+		e, _ := specEnv(t, control.StartSpec{Argv: launchArgv("/usr/bin/app"), Type: typ})
+		if rep, err := SwitchMode(context.Background(), e, testSite(t), "read-only", Options{}); err != nil || rep.Result != "ok" {
+			t.Errorf("Type=%q: %v %+v", typ, err, rep)
+		}
+	}
+}

@@ -391,3 +391,46 @@ func siteLocks(h *host, site string) (held int) {
 	}
 	return held
 }
+
+// An operator's drop-in that makes the site's service Type=oneshot: the
+// restart's start job waited for the launcher to exit, which it never
+// does while it serves; sitectl gave up with exit 5 while the new
+// process served, and systemd stopped the site at the start timeout.
+// The restart is refused before it stops anything, naming the drop-in
+// and `systemctl revert`, status says the start would fail, and with the
+// drop-in reverted the same restart works.
+func TestTypeDropInThatNeverStartsKeepsTheSiteServing(t *testing.T) {
+	h, _, url, pid := servingShop(t)
+	const dropIn = "/etc/systemd/system/site-shop.service.d/type.conf"
+	h.writeFile(dropIn, "[Service]\nType=oneshot\n", 0o644)
+	h.run("systemctl", "daemon-reload")
+	history := h.run("sitectl", "history", "shop", "--json")
+
+	out, stderr, code := h.result("sitectl", "restart", "shop")
+	for _, w := range []string{"Type=oneshot, as " + dropIn + " set it", "nothing was done", "systemctl revert site-shop.service"} {
+		if code != 1 || !strings.Contains(stderr, w) {
+			t.Errorf("sitectl restart shop with Type=oneshot: exit %d, want 1 and stderr saying %q\nstdout: %s\nstderr: %s", code, w, out, stderr)
+		}
+	}
+	if now := h.show("site-shop.service", "MainPID")["MainPID"]; now != pid {
+		t.Errorf("the refused restart changed the service: main PID %s, then %s", pid, now)
+	}
+	if now := h.run("sitectl", "history", "shop", "--json"); now != history {
+		t.Errorf("the refused restart changed the history:\nbefore: %s\nafter:  %s", history, now)
+	}
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Errorf("after the refused restart: %v", err)
+	}
+	if p := startProblems(h); len(p) != 1 || !strings.Contains(p[0], "Type=oneshot") {
+		t.Errorf("status --json start_problems: %q, want one naming Type=oneshot", p)
+	}
+
+	h.run("systemctl", "revert", "site-shop.service")
+	h.run("systemctl", "daemon-reload")
+	if out, stderr, code := h.result("sitectl", "restart", "shop"); code != 0 {
+		t.Fatalf("sitectl restart shop with the drop-in reverted: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Errorf("after the restart with the drop-in reverted: %v", err)
+	}
+}
