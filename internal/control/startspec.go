@@ -18,6 +18,8 @@ type StartSpec struct {
 	// DynamicUser= systemd makes the user up at each start.
 	User, Group string
 	DynamicUser bool
+	// SupplementaryGroups are SupplementaryGroups=.
+	SupplementaryGroups []string
 	// WorkingDirectory is WorkingDirectory= ("" when not set, "~" for the
 	// user's home); WorkingDirectoryOptional is its "-" prefix: a
 	// directory that does not exist is then no failure.
@@ -40,6 +42,23 @@ type StartSpec struct {
 	// Type is the service's Type= ("notify", "exec", "simple", ...):
 	// when systemd counts a start as done.
 	Type string
+	// Paths are the paths the unit's mount namespace is built with that
+	// must exist: those of ReadWritePaths=, ReadOnlyPaths= and
+	// InaccessiblePaths= without a "-" prefix, and the sources of
+	// BindPaths= and BindReadOnlyPaths= not marked so.
+	Paths []RequiredPath
+	// EnvironmentFiles are those of EnvironmentFile= without a "-"
+	// prefix: systemd must read them.
+	EnvironmentFiles []string
+	// Commands are the programs of ExecStartPre= and ExecStartPost=
+	// whose failure fails the start (no "-" prefix).
+	Commands []RequiredPath
+}
+
+// RequiredPath is a path that must exist for a unit to start, and the
+// setting that names it.
+type RequiredPath struct {
+	Setting, Path string
 }
 
 // StartSpec reads what systemd would start service unit with, in one
@@ -52,6 +71,7 @@ func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error)
 		{serviceIface, "User", func(v dbus.Variant) { spec.User, _ = v.Value().(string) }},
 		{serviceIface, "Group", func(v dbus.Variant) { spec.Group, _ = v.Value().(string) }},
 		{serviceIface, "DynamicUser", func(v dbus.Variant) { spec.DynamicUser, _ = v.Value().(bool) }},
+		{serviceIface, "SupplementaryGroups", func(v dbus.Variant) { spec.SupplementaryGroups, _ = v.Value().([]string) }},
 		{serviceIface, "WorkingDirectory", func(v dbus.Variant) {
 			wd, _ := v.Value().(string)
 			// systemd writes a "-" prefix (missing directory allowed)
@@ -63,6 +83,18 @@ func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error)
 		}},
 		{serviceIface, "LoadCredential", func(v dbus.Variant) { spec.Credentials = credentialPaths(v.Value()) }},
 		{serviceIface, "Type", func(v dbus.Variant) { spec.Type, _ = v.Value().(string) }},
+		{serviceIface, "ReadWritePaths", func(v dbus.Variant) { spec.Paths = append(spec.Paths, namespacePaths("ReadWritePaths=", v.Value())...) }},
+		{serviceIface, "ReadOnlyPaths", func(v dbus.Variant) { spec.Paths = append(spec.Paths, namespacePaths("ReadOnlyPaths=", v.Value())...) }},
+		{serviceIface, "InaccessiblePaths", func(v dbus.Variant) {
+			spec.Paths = append(spec.Paths, namespacePaths("InaccessiblePaths=", v.Value())...)
+		}},
+		{serviceIface, "ExecStartPre", func(v dbus.Variant) { spec.Commands = append(spec.Commands, mustRun("ExecStartPre=", v.Value())...) }},
+		{serviceIface, "ExecStartPost", func(v dbus.Variant) { spec.Commands = append(spec.Commands, mustRun("ExecStartPost=", v.Value())...) }},
+		{serviceIface, "EnvironmentFiles", func(v dbus.Variant) { spec.EnvironmentFiles = mustRead(v.Value()) }},
+		{serviceIface, "BindPaths", func(v dbus.Variant) { spec.Paths = append(spec.Paths, bindSources("BindPaths=", v.Value())...) }},
+		{serviceIface, "BindReadOnlyPaths", func(v dbus.Variant) {
+			spec.Paths = append(spec.Paths, bindSources("BindReadOnlyPaths=", v.Value())...)
+		}},
 		{unitIface, "NeedDaemonReload", func(v dbus.Variant) { spec.NeedDaemonReload, _ = v.Value().(bool) }},
 		{unitIface, "LoadState", func(v dbus.Variant) { spec.LoadState, _ = v.Value().(string) }},
 		{unitIface, "FragmentPath", func(v dbus.Variant) { spec.Fragment, _ = v.Value().(string) }},
@@ -126,6 +158,78 @@ func firstArgv(v any) []string {
 	}
 	argv, _ := cmds[0][1].([]string)
 	return argv
+}
+
+// namespacePaths are the paths of a ReadWritePaths=-like property (as)
+// that must exist: systemd keeps each one's prefixes on the bus, "-"
+// (ignored when missing) and "+" (inside RootDirectory=, which sitectl's
+// units do not set: checked as it is).
+func namespacePaths(setting string, v any) []RequiredPath {
+	paths, _ := v.([]string)
+	var out []RequiredPath
+	for _, p := range paths {
+		optional := false
+		for len(p) > 0 && (p[0] == '-' || p[0] == '+') {
+			optional = optional || p[0] == '-'
+			p = p[1:]
+		}
+		if !optional && p != "" {
+			out = append(out, RequiredPath{Setting: setting, Path: p})
+		}
+	}
+	return out
+}
+
+// bindSources are the sources of a BindPaths=-like property, a(ssbt):
+// source, destination, whether a missing source is ignored, mount flags.
+func bindSources(setting string, v any) []RequiredPath {
+	binds, _ := v.([][]any)
+	var out []RequiredPath
+	for _, b := range binds {
+		if len(b) < 3 {
+			continue
+		}
+		src, _ := b[0].(string)
+		if optional, _ := b[2].(bool); !optional && src != "" {
+			out = append(out, RequiredPath{Setting: setting, Path: src})
+		}
+	}
+	return out
+}
+
+// mustRun are the programs of an ExecStartPre=-like property,
+// a(sasbttttuii) (each command's path, argv, whether its failure is
+// ignored, ...), whose failure fails the start.
+func mustRun(setting string, v any) []RequiredPath {
+	cmds, _ := v.([][]any)
+	var out []RequiredPath
+	for _, c := range cmds {
+		if len(c) < 3 {
+			continue
+		}
+		path, _ := c[0].(string)
+		if ignored, _ := c[2].(bool); !ignored && path != "" {
+			out = append(out, RequiredPath{Setting: setting, Path: path})
+		}
+	}
+	return out
+}
+
+// mustRead are the files of an EnvironmentFiles property, a(sb) (each
+// file and whether a missing one is ignored), that must exist.
+func mustRead(v any) []string {
+	files, _ := v.([][]any)
+	var out []string
+	for _, f := range files {
+		if len(f) < 2 {
+			continue
+		}
+		path, _ := f[0].(string)
+		if optional, _ := f[1].(bool); !optional && path != "" {
+			out = append(out, path)
+		}
+	}
+	return out
 }
 
 // credentialPaths are the paths of a LoadCredential= property: a(ss),

@@ -62,6 +62,11 @@ func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale s
 		fix = "systemd's units are older than the site file: " + stale
 	case stale != "":
 		fix = "systemd's units are older than the site file: if it is fixed there, `systemctl daemon-reload` loads it"
+	default:
+		if len(spec.DropIns) > 0 || Shadows(spec.Fragment) {
+			// The problem may be a local change's, not the site file's.
+			fix += "; or, if it comes from a local change of the unit (" + strings.Join(overrides(spec), ", ") + "), take it out: `systemctl revert " + unit + "` takes out every local change"
+		}
 	}
 	return stale, fmt.Errorf("site %s: %s as systemd has it would not start: %s; a restart would stop the site, and so would its rollback; nothing was done (%s): %w",
 		s.Name, unit, strings.Join(problems, "; "), fix, ErrCannotStart)
@@ -161,12 +166,20 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 		return nil, control.StartSpec{}, err
 	}
 	st := sitecheck.Start{Credentials: spec.Credentials}
+	for _, p := range spec.Paths {
+		st.Paths = append(st.Paths, sitecheck.Needed{Setting: p.Setting, Path: p.Path})
+	}
+	for _, c := range spec.Commands {
+		st.Commands = append(st.Commands, sitecheck.Needed{Setting: c.Setting, Path: c.Path})
+	}
+	st.EnvironmentFiles = spec.EnvironmentFiles
 	if m.Serve != site.ServeMaintenance {
 		st.Program = appProgram(spec.Argv)
 	}
 	if !spec.DynamicUser {
 		st.User, st.Group = spec.User, spec.Group
 	}
+	st.SupplementaryGroups = spec.SupplementaryGroups
 	if !spec.WorkingDirectoryOptional {
 		st.WorkingDirectory = spec.WorkingDirectory
 	}

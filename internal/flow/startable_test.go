@@ -235,3 +235,36 @@ func TestTypeThatNeverStartsIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A path the unit's mount namespace needs that does not exist (a typo in
+// the site's writable_paths, a drop-in's ReadOnlyPaths=): systemd fails
+// the start with 226/NAMESPACE, and the rollback restarts the same unit.
+// The restart is refused before anything is done.
+func TestMissingSandboxPathIsRefused(t *testing.T) {
+	e, f := specEnv(t, control.StartSpec{Argv: launchArgv("/usr/bin/app"), Paths: []control.RequiredPath{{Setting: "ReadWritePaths=", Path: "/srv/karl"}, {Setting: "ReadWritePaths=", Path: "/srv/karl/uploadz"}}})
+	rep, err := SwitchMode(context.Background(), e, testSite(t), "read-only", Options{})
+	if !errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), "the path /srv/karl/uploadz (ReadWritePaths=) does not exist") || strings.Contains(err.Error(), "/srv/karl ") {
+		t.Errorf("a missing writable path: %v", err)
+	}
+	if len(f.restarts) != 0 || rep.Result != "" {
+		t.Errorf("after the refusal: restarts %v, report %+v", f.restarts, rep)
+	}
+}
+
+// The same for what the start runs or reads before the app: an operator's
+// drop-in with an ExecStartPre= program or an EnvironmentFile= that is
+// not there.
+func TestMissingCommandOrEnvironmentFileIsRefused(t *testing.T) {
+	e, f := specEnv(t, control.StartSpec{Argv: launchArgv("/usr/bin/app"),
+		Commands:         []control.RequiredPath{{Setting: "ExecStartPre=", Path: "/usr/bin/app"}, {Setting: "ExecStartPre=", Path: "/usr/local/bin/fetch-secrets"}},
+		EnvironmentFiles: []string{"/etc/default/karl"}, DropIns: []string{"/etc/systemd/system/site-karl.service.d/local.conf"}})
+	rep, err := SwitchMode(context.Background(), e, testSite(t), "read-only", Options{})
+	if !errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), "the program /usr/local/bin/fetch-secrets (ExecStartPre=) does not exist") ||
+		!strings.Contains(err.Error(), "the environment file /etc/default/karl (EnvironmentFile=) does not exist") ||
+		!strings.Contains(err.Error(), "if it comes from a local change of the unit (/etc/systemd/system/site-karl.service.d/local.conf), take it out: `systemctl revert site-karl.service`") {
+		t.Errorf("a missing ExecStartPre= program and environment file: %v", err)
+	}
+	if len(f.restarts) != 0 || rep.Result != "" {
+		t.Errorf("after the refusal: restarts %v, report %+v", f.restarts, rep)
+	}
+}

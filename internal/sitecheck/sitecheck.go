@@ -121,6 +121,15 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 			warn(pos, "credentials.%s: %s", c.Name, msg)
 		}
 	}
+	for i, p := range s.Hardening.WritablePaths {
+		for _, msg := range Startable(h, Start{Paths: []Needed{{Setting: "ReadWritePaths=", Path: p}}}) {
+			pos := at("hardening", -1)
+			if v := root.Get("hardening").Get("writable_paths"); v != nil && i < len(v.Items) {
+				pos = v.Items[i].Pos
+			}
+			warn(pos, "hardening.writable_paths[%d]: %s; create it before the site starts", i, msg)
+		}
+	}
 	if s.Workdir != "" {
 		if hd, ok := h.under(s.Workdir, hidden); ok {
 			warn(at("workdir", -1), "workdir %s lies under %s, which the site's unit hides from the app (%s): the start would fail with 200/CHDIR", s.Workdir, hd.Path, hd.Directive)

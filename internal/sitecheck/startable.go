@@ -32,10 +32,29 @@ type Start struct {
 	// Credentials are the files systemd reads for the app
 	// (LoadCredential=); relative ones are not files.
 	Credentials []string
+	// Paths are the paths systemd builds the unit's mount namespace with
+	// that must exist (ReadWritePaths= and the like without their "-"
+	// prefix).
+	Paths []Needed
+	// SupplementaryGroups are looked up as Group is.
+	SupplementaryGroups []string
+	// EnvironmentFiles are those systemd must read (no "-" prefix).
+	EnvironmentFiles []string
+	// Commands are the programs the start runs besides the app's that
+	// must succeed (ExecStartPre=, ExecStartPost= without "-").
+	Commands []Needed
+}
+
+// Needed is a path a start needs, and the setting that names it
+// (ReadWritePaths=, BindPaths=, ExecStartPre=, ...).
+type Needed struct {
+	Setting, Path string
 }
 
 // Startable says why a service started so would fail before the app
-// runs: a program, user, group or working directory that does not exist.
+// runs: a program (its own or one run before it), user, group, working
+// directory, credential file, environment file or path of its sandbox
+// that does not exist.
 // A restart stops the old process first, and its rollback restarts the
 // same unit, so such a start takes the site down; sitectl refuses it
 // instead. Only what is sure counts: a path that cannot be checked (a
@@ -58,6 +77,30 @@ func Startable(h Host, st Start) []string {
 		if strings.HasPrefix(c, "/") {
 			if _, err := h.Stat(c); notExist(err) {
 				out = append(out, fmt.Sprintf("the credential file %s does not exist: the start would fail with 243/CREDENTIALS", c))
+			}
+		}
+	}
+	for _, g := range st.SupplementaryGroups {
+		if msg := h.accountProblem("group", g); msg != "" {
+			out = append(out, "SupplementaryGroups=: "+msg)
+		}
+	}
+	for _, c := range st.Commands {
+		if msg, sure := h.programProblem(c.Path); msg != "" && sure {
+			out = append(out, fmt.Sprintf("the program %s (%s) %s", c.Path, c.Setting, msg))
+		}
+	}
+	for _, f := range st.EnvironmentFiles {
+		if strings.HasPrefix(f, "/") {
+			if _, err := h.Stat(f); notExist(err) {
+				out = append(out, fmt.Sprintf("the environment file %s (EnvironmentFile=) does not exist: systemd would not start the unit (result: resources)", f))
+			}
+		}
+	}
+	for _, p := range st.Paths {
+		if strings.HasPrefix(p.Path, "/") {
+			if _, err := h.Stat(p.Path); notExist(err) {
+				out = append(out, fmt.Sprintf("the path %s (%s) does not exist: systemd could not set up the unit's mount namespace, and the start would fail with 226/NAMESPACE", p.Path, p.Setting))
 			}
 		}
 	}

@@ -51,9 +51,17 @@ func TestStartable(t *testing.T) {
 		{"a script not everyone may read is not read", host, Start{Program: "/root/script"}, nil},
 		{"credentials", host, Start{Credentials: []string{"/etc/karl/db", "/etc/karl/api", "db"}},
 			[]string{"the credential file /etc/karl/api does not exist: the start would fail with 243/CREDENTIALS"}},
+		{"paths of the sandbox", host, Start{Paths: []Needed{{"ReadWritePaths=", "/srv/karl"}, {"ReadWritePaths=", "/srv/karl/uploadz"}, {"BindReadOnlyPaths=", "/etc/karl/conf"}, {"ReadOnlyPaths=", "relative"}}},
+			[]string{"the path /srv/karl/uploadz (ReadWritePaths=) does not exist: systemd could not set up the unit's mount namespace, and the start would fail with 226/NAMESPACE",
+				"the path /etc/karl/conf (BindReadOnlyPaths=) does not exist"}},
+		{"supplementary groups", host, Start{SupplementaryGroups: []string{"www-data", "wwwdata", "1001"}},
+			[]string{`SupplementaryGroups=: group "wwwdata" does not exist on this host: the start would fail with 216/GROUP`}},
+		{"commands and environment files", host, Start{Commands: []Needed{{"ExecStartPre=", "/usr/bin/app"}, {"ExecStartPost=", "/usr/local/bin/notify"}}, EnvironmentFiles: []string{"/etc/karl/db", "/etc/default/karl", "relative"}},
+			[]string{"the program /usr/local/bin/notify (ExecStartPost=) does not exist on this host: the start would fail",
+				"the environment file /etc/default/karl (EnvironmentFile=) does not exist: systemd would not start the unit (result: resources)"}},
 		// Doubt is no reason: a path sitectl may not search, a user from a
 		// source sitectl cannot ask.
-		{"cannot tell", secret, Start{Program: "/usr/bin/gunicornn", User: "ldap-user", WorkingDirectory: "/srv/x"}, nil},
+		{"cannot tell", secret, Start{Program: "/usr/bin/gunicornn", User: "ldap-user", WorkingDirectory: "/srv/x", Paths: []Needed{{"ReadWritePaths=", "/srv/x"}}}, nil},
 	} {
 		got := Startable(c.host, c.st)
 		if len(got) != len(c.want) {

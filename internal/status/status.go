@@ -82,7 +82,7 @@ type Site struct {
 	Listen           []string `json:"listeners" doc:"the site's listeners: addresses and unix socket paths"`
 	Release          string   `json:"release" doc:"the working directory with its symlinks resolved; empty without workdir"`
 	// StartProblems are why the service would surely not start.
-	StartProblems []string `json:"start_problems" doc:"why the service, as systemd has it loaded, would surely not start in the recorded mode, or not serve it (it is masked; a program, #! interpreter, user, group, working directory or credential file does not exist; a Type= override (oneshot, forking, dbus) has systemd wait for what the launcher never does; or, in a maintenance mode, an ExecStart= override does not run sitectl's launcher): sitectl refuses to restart it, and a crash restart would fail or serve the app; [] when none, or in list"`
+	StartProblems []string `json:"start_problems" doc:"why the service, as systemd has it loaded, would surely not start in the recorded mode, or not serve it (it is masked; a program (ExecStart=, ExecStartPre=, ExecStartPost=), #! interpreter, user, group, supplementary group, working directory, credential file, environment file or path of its mount namespace (ReadWritePaths= and the like) does not exist; a Type= override (oneshot, forking, dbus) has systemd wait for what the launcher never does; or, in a maintenance mode, an ExecStart= override does not run sitectl's launcher): sitectl refuses to restart it, and a crash restart would fail or serve the app; [] when none, or in list"`
 	// LocalChanges are the site's units as systemd loaded them other than
 	// sitectl generates them: a copy that shadows the generator's file,
 	// and drop-ins.

@@ -30,6 +30,7 @@ func TestUnstartableUnitKeepsTheSiteServing(t *testing.T) {
 		{"credential", good + "[credentials]\ndb = \"/etc/no-such-secret\"\n", "/etc/no-such-secret"},
 		{"user", strings.Replace(good, "server = \"gunicorn\"\n", "server = \"gunicorn\"\nuser = \"no-such-user\"\n", 1), `user "no-such-user"`},
 		{"workdir", strings.Replace(good, `workdir = "/srv/wsgi"`, `workdir = "/srv/no-such-dir"`, 1), "/srv/no-such-dir"},
+		{"writable path", good + "[hardening]\nwritable_paths = [\"/srv/wsgi\", \"/srv/no-such-uploads\"]\n", "/srv/no-such-uploads"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := &host{t: t, sb: top.sb, ctx: top.ctx} // failures belong to the subtest
@@ -51,6 +52,17 @@ func TestUnstartableUnitKeepsTheSiteServing(t *testing.T) {
 				t.Errorf("sitectl status does not say the start would fail:\n%s", out)
 			}
 
+			if c.name == "writable path" {
+				// What the refusal kept from happening: systemd cannot
+				// build the unit's mount namespace, and the site is down
+				// until the good file is back (below).
+				if _, _, code := h.result("systemctl", "restart", "site-shop.service"); code == 0 {
+					t.Errorf("systemctl restart with %s missing from ReadWritePaths= worked: the refusal was for nothing", c.problem)
+				}
+				if logged := h.run("journalctl", "--no-pager", "-u", "site-shop.service"); !strings.Contains(logged, "226/NAMESPACE") {
+					t.Errorf("systemctl restart with %s missing: the journal does not say 226/NAMESPACE: %v\n%s", c.problem, h.show("site-shop.service", "Result", "ExecMainCode", "ExecMainStatus", "ActiveState", "SubState"), logged)
+				}
+			}
 			back := []string{"restart", "shop"}
 			if c.name == "exec" {
 				if out, stderr, code := h.result("sitectl", "mode", "shop", "maintenance"); code != 0 {
@@ -392,45 +404,68 @@ func siteLocks(h *host, site string) (held int) {
 	return held
 }
 
-// An operator's drop-in that makes the site's service Type=oneshot: the
-// restart's start job waited for the launcher to exit, which it never
-// does while it serves; sitectl gave up with exit 5 while the new
-// process served, and systemd stopped the site at the start timeout.
-// The restart is refused before it stops anything, naming the drop-in
-// and `systemctl revert`, status says the start would fail, and with the
-// drop-in reverted the same restart works.
-func TestTypeDropInThatNeverStartsKeepsTheSiteServing(t *testing.T) {
-	h, _, url, pid := servingShop(t)
-	const dropIn = "/etc/systemd/system/site-shop.service.d/type.conf"
-	h.writeFile(dropIn, "[Service]\nType=oneshot\n", 0o644)
-	h.run("systemctl", "daemon-reload")
-	history := h.run("sitectl", "history", "shop", "--json")
+// An operator's drop-in that the start cannot get past: Type=oneshot
+// (the restart's job waited for the launcher to exit, which it never does
+// while it serves; sitectl gave up with exit 5 while the new process
+// served, and systemd stopped the site at the start timeout), or an
+// ExecStartPre= program, an EnvironmentFile= or a path of the sandbox
+// that is missing (the start fails, and so does the rollback's). The
+// restart is refused before it stops anything, naming the drop-in's
+// setting and `systemctl revert`, and status says the start would fail.
+// The same settings marked optional ("-") are no reason; with the drop-in
+// reverted the restart works.
+func TestDropInThatCannotStartKeepsTheSiteServing(t *testing.T) {
+	top, _, url, _ := servingShop(t)
+	const dropIn = "/etc/systemd/system/site-shop.service.d/local.conf"
+	for _, c := range []struct{ name, conf, problem, optional string }{
+		{"type", "Type=oneshot", "Type=oneshot, as " + dropIn + " set it", ""},
+		{"exec start pre", "ExecStartPre=/usr/local/bin/no-such-hook", "the program /usr/local/bin/no-such-hook (ExecStartPre=) does not exist", "ExecStartPre=-/usr/local/bin/no-such-hook"},
+		{"environment file", "EnvironmentFile=/etc/default/no-such-shop", "the environment file /etc/default/no-such-shop (EnvironmentFile=) does not exist", "EnvironmentFile=-/etc/default/no-such-shop"},
+		{"read-only path", "ReadOnlyPaths=/srv/no-such-ro", "the path /srv/no-such-ro (ReadOnlyPaths=) does not exist", "ReadOnlyPaths=-/srv/no-such-ro"},
+		{"bind source", "BindReadOnlyPaths=/srv/no-such-src:/srv/dst", "the path /srv/no-such-src (BindReadOnlyPaths=) does not exist", "BindReadOnlyPaths=-/srv/no-such-src:/srv/dst"},
+		{"supplementary group", "SupplementaryGroups=no-such-group", `SupplementaryGroups=: group "no-such-group" does not exist on this host`, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := &host{t: t, sb: top.sb, ctx: top.ctx}
+			pid := h.show("site-shop.service", "MainPID")["MainPID"]
+			h.writeFile(dropIn, "[Service]\n"+c.conf+"\n", 0o644)
+			h.run("systemctl", "daemon-reload")
+			history := h.run("sitectl", "history", "shop", "--json")
 
-	out, stderr, code := h.result("sitectl", "restart", "shop")
-	for _, w := range []string{"Type=oneshot, as " + dropIn + " set it", "nothing was done", "systemctl revert site-shop.service"} {
-		if code != 1 || !strings.Contains(stderr, w) {
-			t.Errorf("sitectl restart shop with Type=oneshot: exit %d, want 1 and stderr saying %q\nstdout: %s\nstderr: %s", code, w, out, stderr)
-		}
-	}
-	if now := h.show("site-shop.service", "MainPID")["MainPID"]; now != pid {
-		t.Errorf("the refused restart changed the service: main PID %s, then %s", pid, now)
-	}
-	if now := h.run("sitectl", "history", "shop", "--json"); now != history {
-		t.Errorf("the refused restart changed the history:\nbefore: %s\nafter:  %s", history, now)
-	}
-	if err := siteAnswers(url, "normal"); err != nil {
-		t.Errorf("after the refused restart: %v", err)
-	}
-	if p := startProblems(h); len(p) != 1 || !strings.Contains(p[0], "Type=oneshot") {
-		t.Errorf("status --json start_problems: %q, want one naming Type=oneshot", p)
-	}
+			out, stderr, code := h.result("sitectl", "restart", "shop")
+			for _, w := range []string{c.problem, "nothing was done", "systemctl revert site-shop.service"} {
+				if code != 1 || !strings.Contains(stderr, w) {
+					t.Errorf("sitectl restart shop with %s: exit %d, want 1 and stderr saying %q\nstdout: %s\nstderr: %s", c.conf, code, w, out, stderr)
+				}
+			}
+			if now := h.show("site-shop.service", "MainPID")["MainPID"]; now != pid {
+				t.Errorf("the refused restart changed the service: main PID %s, then %s", pid, now)
+			}
+			if now := h.run("sitectl", "history", "shop", "--json"); now != history {
+				t.Errorf("the refused restart changed the history:\nbefore: %s\nafter:  %s", history, now)
+			}
+			if err := siteAnswers(url, "normal"); err != nil {
+				t.Errorf("after the refused restart: %v", err)
+			}
+			if p := startProblems(h); len(p) != 1 || !strings.Contains(p[0], c.problem) {
+				t.Errorf("status --json start_problems: %q, want one saying %q", p, c.problem)
+			}
 
-	h.run("systemctl", "revert", "site-shop.service")
-	h.run("systemctl", "daemon-reload")
-	if out, stderr, code := h.result("sitectl", "restart", "shop"); code != 0 {
-		t.Fatalf("sitectl restart shop with the drop-in reverted: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
-	}
-	if err := siteAnswers(url, "normal"); err != nil {
-		t.Errorf("after the restart with the drop-in reverted: %v", err)
+			if c.optional != "" {
+				h.writeFile(dropIn, "[Service]\n"+c.optional+"\n", 0o644)
+				h.run("systemctl", "daemon-reload")
+				if out, stderr, code := h.result("sitectl", "restart", "shop"); code != 0 {
+					t.Errorf("sitectl restart shop with %s: exit %d\nstdout: %s\nstderr: %s", c.optional, code, out, stderr)
+				}
+			}
+			h.run("systemctl", "revert", "site-shop.service")
+			h.run("systemctl", "daemon-reload")
+			if out, stderr, code := h.result("sitectl", "restart", "shop"); code != 0 {
+				t.Fatalf("sitectl restart shop with the drop-in reverted: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+			}
+			if err := siteAnswers(url, "normal"); err != nil {
+				t.Fatalf("after the restart with the drop-in reverted: %v", err)
+			}
+		})
 	}
 }
