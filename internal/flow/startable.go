@@ -175,6 +175,8 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 	st.EnvironmentFiles = spec.EnvironmentFiles
 	if m.Serve != site.ServeMaintenance {
 		st.Program = appProgram(spec.Argv)
+	} else {
+		st.Page, st.StaticDir = m.Page, m.StaticDir
 	}
 	if !spec.DynamicUser {
 		st.User, st.Group = spec.User, spec.Group

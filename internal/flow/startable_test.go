@@ -268,3 +268,38 @@ func TestMissingCommandOrEnvironmentFileIsRefused(t *testing.T) {
 		t.Errorf("after the refusal: restarts %v, report %+v", f.restarts, rep)
 	}
 }
+
+// A maintenance mode whose page file or static_dir is not there (a typo
+// in the site file): the maintenance server does not start without them,
+// so a switch to that mode restarted the site into a failing start and
+// rolled back, the site down meanwhile. It is refused before anything is
+// done; the same mode with the files there switches.
+func TestMaintenancePageThatIsNotThereIsRefused(t *testing.T) {
+	s, err := site.Parse("/etc/sitectl/sites/karl.toml", []byte(`exec = ["/bin/app"]
+readiness = "notify"
+[[listen]]
+address = "127.0.0.1:8080"
+[modes.down]
+serve = "maintenance"
+page = "/srv/karl/dwon.html"
+[modes.gone]
+serve = "maintenance"
+static_dir = "/srv/karl/statc"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ mode, want string }{
+		{"down", "the maintenance page /srv/karl/dwon.html does not exist: the maintenance server would not start"},
+		{"gone", "the static_dir /srv/karl/statc does not exist: the maintenance server would not start"},
+	} {
+		e, f := specEnv(t, control.StartSpec{Argv: launchArgv("/usr/bin/app")})
+		rep, err := SwitchMode(context.Background(), e, s, c.mode, Options{})
+		if !errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("to mode %s: %v", c.mode, err)
+		}
+		if len(f.restarts) != 0 || rep.Result != "" {
+			t.Errorf("to mode %s, after the refusal: restarts %v, report %+v", c.mode, f.restarts, rep)
+		}
+	}
+}

@@ -121,6 +121,18 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 			warn(pos, "credentials.%s: %s", c.Name, msg)
 		}
 	}
+	for _, m := range s.Modes {
+		for _, c := range []struct{ key, msg string }{{"page", h.pageProblem(m.Page)}, {"static_dir", h.staticDirProblem(m.StaticDir)}} {
+			if c.msg == "" {
+				continue
+			}
+			pos := at("modes", -1)
+			if v := root.Get("modes").Get(m.Name).Get(c.key); v != nil {
+				pos = v.Pos
+			}
+			warn(pos, "modes.%s.%s: %s: a switch to mode %s would fail", m.Name, c.key, c.msg, m.Name)
+		}
+	}
 	for i, p := range s.Hardening.WritablePaths {
 		for _, msg := range Startable(h, Start{Paths: []Needed{{Setting: "ReadWritePaths=", Path: p}}}) {
 			pos := at("hardening", -1)

@@ -98,6 +98,8 @@ func TestWarnings(t *testing.T) {
 			[]string{"5:1: warning: credentials.db: the credential file /etc/karl/db does not exist: the start would fail with 243/CREDENTIALS"}},
 		{"writable path missing", "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n[hardening]\nwritable_paths = [\"/srv/karl/current\", \"/srv/karl/uploadz\"]\n", 0o600,
 			[]string{"5:40: warning: hardening.writable_paths[1]: the path /srv/karl/uploadz (ReadWritePaths=) does not exist: systemd could not set up the unit's mount namespace, and the start would fail with 226/NAMESPACE; create it before the site starts"}},
+		{"maintenance page missing", "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n[modes.down]\nserve = \"maintenance\"\npage = \"/srv/karl/down.html\"\n", 0o600,
+			[]string{"6:8: warning: modes.down.page: the maintenance page /srv/karl/down.html does not exist: the maintenance server would not start: a switch to mode down would fail"}},
 		{"user from elsewhere", "exec = [\"/usr/bin/app\"]\nuser = \"ldap-user\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600, nil},
 		{"mode environment readable", "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n[modes.ro]\nenvironment = { RO = \"1\" }\n", 0o604,
 			[]string{"4:2: warning: the file holds environment values and anyone on this host may read it (mode 0604)"}},

@@ -43,6 +43,10 @@ type Start struct {
 	// Commands are the programs the start runs besides the app's that
 	// must succeed (ExecStartPre=, ExecStartPost= without "-").
 	Commands []Needed
+	// Page and StaticDir are a maintenance mode's page file and static
+	// directory, which the maintenance server opens as it starts ("":
+	// none).
+	Page, StaticDir string
 }
 
 // Needed is a path a start needs, and the setting that names it
@@ -97,6 +101,12 @@ func Startable(h Host, st Start) []string {
 			}
 		}
 	}
+	if msg := h.pageProblem(st.Page); msg != "" {
+		out = append(out, msg)
+	}
+	if msg := h.staticDirProblem(st.StaticDir); msg != "" {
+		out = append(out, msg)
+	}
 	for _, p := range st.Paths {
 		if strings.HasPrefix(p.Path, "/") {
 			if _, err := h.Stat(p.Path); notExist(err) {
@@ -133,6 +143,38 @@ func (h Host) workdirProblem(wd string) string {
 		return fmt.Sprintf("the working directory %s does not exist: the start would fail with 200/CHDIR", wd)
 	case err == nil && !fi.IsDir():
 		return fmt.Sprintf("the working directory %s is not a directory: the start would fail with 200/CHDIR", wd)
+	}
+	return ""
+}
+
+// pageProblem says that a maintenance mode's page file surely cannot be
+// served, or "": the maintenance server reads it as it starts and does
+// not start without it.
+func (h Host) pageProblem(page string) string {
+	if page == "" {
+		return ""
+	}
+	fi, err := h.Stat(page)
+	switch {
+	case notExist(err):
+		return fmt.Sprintf("the maintenance page %s does not exist: the maintenance server would not start", page)
+	case err == nil && !fi.Mode().IsRegular():
+		return fmt.Sprintf("the maintenance page %s is not a regular file: the maintenance server would not start", page)
+	}
+	return ""
+}
+
+// staticDirProblem is pageProblem for a maintenance mode's static_dir.
+func (h Host) staticDirProblem(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	fi, err := h.Stat(dir)
+	switch {
+	case notExist(err):
+		return fmt.Sprintf("the static_dir %s does not exist: the maintenance server would not start", dir)
+	case err == nil && !fi.IsDir():
+		return fmt.Sprintf("the static_dir %s is not a directory: the maintenance server would not start", dir)
 	}
 	return ""
 }

@@ -59,6 +59,10 @@ func TestStartable(t *testing.T) {
 		{"commands and environment files", host, Start{Commands: []Needed{{"ExecStartPre=", "/usr/bin/app"}, {"ExecStartPost=", "/usr/local/bin/notify"}}, EnvironmentFiles: []string{"/etc/karl/db", "/etc/default/karl", "relative"}},
 			[]string{"the program /usr/local/bin/notify (ExecStartPost=) does not exist on this host: the start would fail",
 				"the environment file /etc/default/karl (EnvironmentFile=) does not exist: systemd would not start the unit (result: resources)"}},
+		{"maintenance page and static_dir", host, Start{Page: "/srv/file", StaticDir: "/srv/karl"}, nil},
+		{"maintenance page and static_dir missing", host, Start{Page: "/srv/karl/down.html", StaticDir: "/srv/file"},
+			[]string{"the maintenance page /srv/karl/down.html does not exist: the maintenance server would not start",
+				"the static_dir /srv/file is not a directory: the maintenance server would not start"}},
 		// Doubt is no reason: a path sitectl may not search, a user from a
 		// source sitectl cannot ask.
 		{"cannot tell", secret, Start{Program: "/usr/bin/gunicornn", User: "ldap-user", WorkingDirectory: "/srv/x", Paths: []Needed{{"ReadWritePaths=", "/srv/x"}}}, nil},

@@ -469,3 +469,24 @@ func TestDropInThatCannotStartKeepsTheSiteServing(t *testing.T) {
 		})
 	}
 }
+
+// A maintenance mode whose page file is not there: the maintenance server
+// does not start without it, so the switch restarted the site into a
+// failing start and rolled back, the site down meanwhile. The switch is
+// refused before it stops anything; with the page in place it works.
+func TestMaintenancePageThatIsNotThereKeepsTheSiteServing(t *testing.T) {
+	h, good, url, _ := servingShop(t)
+	h.writeSite("shop", good+"[modes.down]\nserve = \"maintenance\"\npage = \"/srv/down/index.html\"\n")
+	h.run("systemctl", "daemon-reload")
+	refusedChangingNothing(h, "the maintenance page /srv/down/index.html", "mode", "shop", "down")
+	if err := siteAnswers(url, "normal"); err != nil {
+		t.Errorf("after the refused switch: %v", err)
+	}
+	h.run("sh", "-c", "mkdir -p /srv/down && echo '<h1>down for maintenance</h1>' > /srv/down/index.html")
+	if out, stderr, code := h.result("sitectl", "mode", "shop", "down"); code != 0 {
+		t.Fatalf("sitectl mode shop down with the page in place: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	if err := siteAnswers(url, "maintenance"); err != nil {
+		t.Errorf("in mode down: %v", err)
+	}
+}
