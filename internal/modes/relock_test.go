@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // A sitectl that opened a site's lock file just before `sitectl remove`
@@ -55,18 +57,7 @@ func TestLockFileRemovedWhileItWasTaken(t *testing.T) {
 // open and its flock is looked up again; none there means no change ever
 // ran (nil, nil), not a lock on a file nobody sees.
 func TestSharedLockOfARemovedSite(t *testing.T) {
-	st := Store{Dir: t.TempDir()}
-	s := raceSite(t, "")
-	if err := st.EnsureLock(s.Name); err != nil {
-		t.Fatal(err)
-	}
-	testHookLockOpened = func() {
-		testHookLockOpened = nil
-		if _, err := st.Forget(s.Name); err != nil {
-			t.Error(err)
-		}
-	}
-	t.Cleanup(func() { testHookLockOpened = nil })
+	st, s := removedOnceOpened(t)
 	lock, err := st.TryLockExisting(s.Name)
 	if err != nil || lock != nil {
 		if lock != nil {
@@ -79,18 +70,7 @@ func TestSharedLockOfARemovedSite(t *testing.T) {
 // And for the mode lock, which prepare and every switch take around
 // their writes of the mode file.
 func TestModeLockFileRemovedWhileItWasTaken(t *testing.T) {
-	st := Store{Dir: t.TempDir()}
-	s := raceSite(t, "")
-	if err := st.EnsureLock(s.Name); err != nil {
-		t.Fatal(err)
-	}
-	testHookLockOpened = func() {
-		testHookLockOpened = nil
-		if _, err := st.Forget(s.Name); err != nil {
-			t.Error(err)
-		}
-	}
-	t.Cleanup(func() { testHookLockOpened = nil })
+	st, s := removedOnceOpened(t)
 	path := st.paths().ModeLockFile(s.Name)
 	err := st.withModeLock(s.Name, func() error {
 		f, err := openLock(path, os.O_RDONLY, 0)
@@ -106,4 +86,24 @@ func TestModeLockFileRemovedWhileItWasTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// removedOnceOpened is a store with a site that has state, whose state
+// (lock files and all) the next lock to be taken forgets between the open
+// of its file and the flock, as sitectl remove could.
+func removedOnceOpened(t *testing.T) (Store, *site.Site) {
+	t.Helper()
+	st := Store{Dir: t.TempDir()}
+	s := raceSite(t, "")
+	if err := st.EnsureLock(s.Name); err != nil {
+		t.Fatal(err)
+	}
+	testHookLockOpened = func() {
+		testHookLockOpened = nil
+		if _, err := st.Forget(s.Name); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { testHookLockOpened = nil })
+	return st, s
 }

@@ -134,47 +134,39 @@ func (h Host) accountProblem(db, name string) string {
 
 // workdirProblem says that a working directory surely is not one, or "".
 func (h Host) workdirProblem(wd string) string {
-	if wd == "" || wd == "~" {
+	if wd == "~" {
 		return ""
 	}
-	fi, err := h.Stat(wd)
-	switch {
-	case notExist(err):
-		return fmt.Sprintf("the working directory %s does not exist: the start would fail with 200/CHDIR", wd)
-	case err == nil && !fi.IsDir():
-		return fmt.Sprintf("the working directory %s is not a directory: the start would fail with 200/CHDIR", wd)
-	}
-	return ""
+	return h.pathProblem(wd, "the working directory", true, "the start would fail with 200/CHDIR")
 }
 
 // pageProblem says that a maintenance mode's page file surely cannot be
 // served, or "": the maintenance server reads it as it starts and does
 // not start without it.
 func (h Host) pageProblem(page string) string {
-	if page == "" {
-		return ""
-	}
-	fi, err := h.Stat(page)
-	switch {
-	case notExist(err):
-		return fmt.Sprintf("the maintenance page %s does not exist: the maintenance server would not start", page)
-	case err == nil && !fi.Mode().IsRegular():
-		return fmt.Sprintf("the maintenance page %s is not a regular file: the maintenance server would not start", page)
-	}
-	return ""
+	return h.pathProblem(page, "the maintenance page", false, "the maintenance server would not start")
 }
 
 // staticDirProblem is pageProblem for a maintenance mode's static_dir.
 func (h Host) staticDirProblem(dir string) string {
-	if dir == "" {
+	return h.pathProblem(dir, "the static_dir", true, "the maintenance server would not start")
+}
+
+// pathProblem says that path, named what, surely does not exist or is
+// not a directory (dir) or a regular file (!dir), and then what, or ""
+// when path is "".
+func (h Host) pathProblem(path, what string, dir bool, then string) string {
+	if path == "" {
 		return ""
 	}
-	fi, err := h.Stat(dir)
+	fi, err := h.Stat(path)
 	switch {
 	case notExist(err):
-		return fmt.Sprintf("the static_dir %s does not exist: the maintenance server would not start", dir)
-	case err == nil && !fi.IsDir():
-		return fmt.Sprintf("the static_dir %s is not a directory: the maintenance server would not start", dir)
+		return fmt.Sprintf("%s %s does not exist: %s", what, path, then)
+	case err == nil && dir && !fi.IsDir():
+		return fmt.Sprintf("%s %s is not a directory: %s", what, path, then)
+	case err == nil && !dir && !fi.Mode().IsRegular():
+		return fmt.Sprintf("%s %s is not a regular file: %s", what, path, then)
 	}
 	return ""
 }
