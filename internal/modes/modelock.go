@@ -33,31 +33,26 @@ var testHookContended func()
 
 // withModeLock runs fn while holding site name's mode lock.
 func (st Store) withModeLock(name string, fn func() error) error {
-	path := st.paths().ModeLockFile(name)
-	for tries := 1; ; tries++ {
+	f, err := lockNamed("the mode of site "+name, st.paths().ModeLockFile(name), func(path string) (*os.File, error) {
 		if err := st.siteDir(name); err != nil {
-			return err
+			return nil, err
 		}
 		f, err := openLock(path, os.O_RDONLY|os.O_CREATE, 0o600)
 		if err != nil {
-			return fmt.Errorf("cannot open the mode lock of site %s: %w", name, err)
+			return nil, fmt.Errorf("cannot open the mode lock of site %s: %w", name, err)
 		}
-		if testHookLockOpened != nil {
-			testHookLockOpened()
-		}
+		return f, nil
+	}, func(f *os.File) error {
 		if err := lockWithin(f, modeLockTimeout); err != nil {
-			f.Close()
-			return fmt.Errorf("cannot lock the mode of site %s (%s): %w", name, path, err)
+			return fmt.Errorf("cannot lock the mode of site %s (%s): %w", name, f.Name(), err)
 		}
-		if lockedAsNamed(f, path) {
-			defer f.Close() // closing releases the lock
-			return fn()
-		}
-		f.Close() // removed meanwhile (see LockSite): take it again
-		if tries == maxRelock {
-			return fmt.Errorf("cannot lock the mode of site %s: its lock file %s was removed or replaced each of the %d times it was locked", name, path, tries)
-		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
+	defer f.Close() // closing releases the lock
+	return fn()
 }
 
 // lockWithin takes an exclusive flock on f, waiting at most timeout.

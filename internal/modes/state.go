@@ -319,8 +319,7 @@ func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
 	if !block {
 		how |= syscall.LOCK_NB
 	}
-	path := st.paths().LockFile(s.Name)
-	for tries := 1; ; tries++ {
+	f, err := lockNamed("site "+s.Name, st.paths().LockFile(s.Name), func(path string) (*os.File, error) {
 		if err := st.prepareSite(s.Name); err != nil {
 			return nil, err
 		}
@@ -328,24 +327,49 @@ func (st Store) LockSite(s *site.Site, block bool) (*Lock, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cannot open the lock of site %s: %w", s.Name, err)
 		}
+		return f, nil
+	}, func(f *os.File) error { return siteLockError(s.Name, flock(f, how)) })
+	if err != nil {
+		return nil, err
+	}
+	return &Lock{f}, nil
+}
+
+// siteLockError is what flock's err means for site name's lock: nil,
+// ErrLocked when another holds it, or a failure.
+func siteLockError(name string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		return ErrLocked
+	}
+	return fmt.Errorf("cannot lock site %s: %w", name, err)
+}
+
+// lockNamed opens a lock file at path (open, which may return no file
+// and no error: there is none to lock) and locks it (lock), until the
+// file locked is still the one at path (lockedAsNamed), at most maxRelock
+// times. what names the lock in the error of the last try.
+func lockNamed(what, path string, open func(path string) (*os.File, error), lock func(*os.File) error) (*os.File, error) {
+	for tries := 1; ; tries++ {
+		f, err := open(path)
+		if f == nil || err != nil {
+			return nil, err
+		}
 		if testHookLockOpened != nil {
 			testHookLockOpened()
 		}
-		err = flock(f, how)
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if err := lock(f); err != nil {
 			f.Close()
-			return nil, ErrLocked
-		}
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("cannot lock site %s: %w", s.Name, err)
+			return nil, err
 		}
 		if lockedAsNamed(f, path) {
-			return &Lock{f}, nil
+			return f, nil
 		}
-		f.Close()
+		f.Close() // removed meanwhile: take it again
 		if tries == maxRelock {
-			return nil, fmt.Errorf("cannot lock site %s: its lock file %s was removed or replaced each of the %d times it was locked", s.Name, path, tries)
+			return nil, fmt.Errorf("cannot lock %s: its lock file %s was removed or replaced each of the %d times it was locked", what, path, tries)
 		}
 	}
 }
@@ -397,34 +421,20 @@ func lockedAsNamed(f *os.File, path string) bool {
 // as cut short (HistoryAsItStands), not as in progress, while a deploy's
 // touch reloads the site.
 func (st Store) TryLockExisting(name string) (*Lock, error) {
-	path := st.paths().LockFile(name)
-	for tries := 1; ; tries++ {
+	f, err := lockNamed("site "+name, st.paths().LockFile(name), func(path string) (*os.File, error) {
 		f, err := openLock(path, os.O_RDONLY, 0)
-		if errors.Is(err, fs.ErrNotExist) {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			return nil, nil
-		}
-		if err != nil {
+		case err != nil:
 			return nil, fmt.Errorf("cannot open the lock of site %s: %w", name, err)
 		}
-		if testHookLockOpened != nil {
-			testHookLockOpened()
-		}
-		err = flock(f, syscall.LOCK_SH|syscall.LOCK_NB)
-		if err != nil {
-			f.Close()
-			if errors.Is(err, syscall.EWOULDBLOCK) {
-				return nil, ErrLocked
-			}
-			return nil, fmt.Errorf("cannot lock site %s: %w", name, err)
-		}
-		if lockedAsNamed(f, path) {
-			return &Lock{f}, nil
-		}
-		f.Close() // removed meanwhile (see LockSite): look again
-		if tries == maxRelock {
-			return nil, fmt.Errorf("cannot lock site %s: its lock file %s was removed or replaced each of the %d times it was locked", name, path, tries)
-		}
+		return f, nil
+	}, func(f *os.File) error { return siteLockError(name, flock(f, syscall.LOCK_SH|syscall.LOCK_NB)) })
+	if f == nil || err != nil {
+		return nil, err
 	}
+	return &Lock{f}, nil
 }
 
 // EnsureLock creates site name's state directory and its lock file, if
