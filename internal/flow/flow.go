@@ -74,6 +74,9 @@ type Env struct {
 	Environ func(pid int) ([]string, error)
 	// Age is how long a process has been running; default procfs.Age.
 	Age func(pid int) (time.Duration, error)
+	// SessionStopped tells whether a process is stopped with every
+	// process of its session; default procfs.SessionStopped.
+	SessionStopped func(ctx context.Context, sid int) (bool, error)
 	// Launcher asks an overlap site's launcher which generation serves;
 	// default launcher.AskStatus in the site's runtime directory.
 	Launcher func(ctx context.Context, s *site.Site) (launcher.Status, error)

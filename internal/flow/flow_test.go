@@ -27,10 +27,12 @@ import (
 // as it was at its start, and it is old enough to have settled unless the
 // test says otherwise.
 type fakeSystemd struct {
-	store     modes.Store
-	site      string
-	failing   map[string]bool
-	pid, gen  int
+	store    modes.Store
+	site     string
+	failing  map[string]bool
+	pid, gen int
+	// stopped are the processes stopped with all of their session.
+	stopped   map[int]bool
 	state     string
 	restarts  []string // the mode of each restart
 	reloads   []string // the mode of each reload
@@ -218,6 +220,9 @@ func newEnv(t *testing.T, failing ...string) (*Env, *fakeSystemd) {
 		Environ:  f.environ,
 		Age:      func(int) (time.Duration, error) { return f.age, nil },
 		Launcher: f.launcher,
+		SessionStopped: func(_ context.Context, pid int) (bool, error) {
+			return f.stopped[pid], nil
+		},
 	}, f
 }
 

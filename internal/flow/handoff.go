@@ -10,6 +10,7 @@ import (
 	"github.com/sitectl/sitectl/internal/launcher"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/probe"
+	"github.com/sitectl/sitectl/internal/procfs"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -148,13 +149,33 @@ func (sw *switchRun) restartIn(ctx context.Context, m site.Mode) (int, error) {
 // a probe (see probe.For), while w's main process keeps running.
 func (e *Env) verify(ctx context.Context, s *site.Site, m site.Mode, w *watched) error {
 	if probe.For(s, m) == nil {
-		return nil
+		return e.notStopped(ctx, w)
 	}
 	check := e.Probe
 	if check == nil {
 		check = e.verifyListener
 	}
 	return e.probeWhileRunning(ctx, s, m, w, check)
+}
+
+// notStopped is what a mode without a probe is verified by besides the
+// environment of the process that serves: that w's serving process runs.
+// One stopped with every process of its session (SIGSTOP, a debugger's
+// stop), as a warm generation can be while it waits, answers nothing until
+// it is continued; anything less sure (a process that cannot be read, one
+// process of the session that runs) is no reason to fail.
+func (e *Env) notStopped(ctx context.Context, w *watched) error {
+	if w.serving <= 0 {
+		return nil
+	}
+	stopped := e.SessionStopped
+	if stopped == nil {
+		stopped = procfs.SessionStopped
+	}
+	if halted, err := stopped(ctx, w.serving); err != nil || !halted {
+		return nil
+	}
+	return fmt.Errorf("the serving process (pid %d) of %s is stopped, with every process of its session (SIGSTOP, or a debugger): it answers nothing until it is continued", w.serving, w.service)
 }
 
 // probeWhileRunning runs the probe, and gives up as soon as the service stops

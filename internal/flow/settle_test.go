@@ -471,3 +471,21 @@ func TestWatchedFromKeepsTheMonotonicClock(t *testing.T) {
 		t.Errorf("watchedFrom = %v has no monotonic reading: a clock step during the settle would move it", got)
 	}
 }
+
+// A switch to a mode without a probe is not shown to serve by a process
+// that is stopped with its whole session: it rolls back. One process of
+// it that runs, or a stop that cannot be read, is no reason.
+func TestStoppedProcessDoesNotServe(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	old := f.pid
+	e.SessionStopped = func(_ context.Context, pid int) (bool, error) { return pid != old, nil } // every new process
+	rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{Timeout: time.Minute})
+	if !errors.Is(err, ErrRollbackFailed) || rep.Changed || !strings.Contains(rep.Reason, "is stopped, with every process of its session") {
+		t.Fatalf("report %+v, %v; want a rollback that says the process is stopped", rep, err)
+	}
+	e.SessionStopped = func(context.Context, int) (bool, error) { return true, errors.New("cannot read") }
+	if rep, err := SwitchMode(context.Background(), e, s, "read-only", Options{Timeout: time.Minute}); err != nil || rep.Result != modes.ResultOK {
+		t.Errorf("a stop that cannot be read: report %+v, %v; want ok", rep, err)
+	}
+}

@@ -105,7 +105,7 @@ func (e *Env) flipBack(ctx context.Context, s *site.Site, rep Report, mode site.
 		// serves, not that it answers: a warm generation's workers may
 		// have died, or its connections gone stale. Probed as any
 		// switch is, through the site's listener.
-		err = e.probeServing(ctx, s, mode)
+		err = e.probeServing(ctx, s, mode, gen)
 	}
 	rep.Duration = e.now().Sub(start).Seconds()
 	if err != nil {
@@ -138,15 +138,17 @@ func (e *Env) coldAfterFlip(ctx context.Context, s *site.Site, from, to, why str
 	return rep, err, true
 }
 
-// probeServing probes site s in mode m through its listener while its
-// service runs, as a switch's verification does.
-func (e *Env) probeServing(ctx context.Context, s *site.Site, m site.Mode) error {
+// probeServing verifies that site s serves mode m, generation gen
+// serving, while its service runs, as a switch's verification does: the
+// probe through its listener, or for a mode without one, that the
+// generation runs (notStopped).
+func (e *Env) probeServing(ctx context.Context, s *site.Site, m site.Mode, gen int) error {
 	service := units.ServiceName(s.Name)
 	u, err := e.serving(ctx, service)
 	if err != nil {
 		return err
 	}
-	return e.verify(ctx, s, m, &watched{service: service, unit: u, overlap: true})
+	return e.verify(ctx, s, m, &watched{service: service, unit: u, overlap: true, serving: gen})
 }
 
 // recordMode makes to the recorded mode, when it is not from already.

@@ -371,3 +371,22 @@ func TestColdRollbackAfterAnUnrecordedReloadIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A mode without a probe is verified by the environment of the process
+// that serves and by that process running: a warm generation stopped with
+// its whole session (SIGSTOP while it waited) answers nothing after the
+// flip, and the rollback goes cold instead of saying it serves.
+func TestWarmRollbackOfAStoppedGeneration(t *testing.T) {
+	e, f, s, asked := warmEnv(t)
+	f.stopped = map[int]bool{100: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rep, err := Rollback(ctx, e, s, MinTimeout(s.SettleTime), false)
+	if err != nil || rep.Rollback != "cold" || rep.Result != modes.ResultOK || rep.To != "normal" ||
+		!strings.Contains(rep.NoWarm, "the serving process (pid 100) of site-karl.service is stopped, with every process of its session") {
+		t.Fatalf("report %+v, %v", rep, err)
+	}
+	if strings.Join(*asked, ",") != "rollback" || strings.Join(f.restarts, ",") != "normal" {
+		t.Errorf("asked %v, restarts %v: want the flip, then one cold restart in mode normal", *asked, f.restarts)
+	}
+}

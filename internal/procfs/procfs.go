@@ -71,19 +71,76 @@ func Age(pid int) (time.Duration, error) {
 // zombie, state Z, or X as it is being reaped): its environ reads empty
 // then, and stays so until its parent reaps it.
 func Exited(pid int) (bool, error) {
+	st, err := State(pid)
+	return st == "Z" || st == "X", err
+}
+
+// State is the state of process pid, field 3 of /proc/PID/stat: R
+// running, S sleeping, D waiting for I/O, T stopped by a signal, t stopped
+// by a debugger, Z zombie, X dead, and others.
+func State(pid int) (string, error) {
+	f, err := statFields(pid)
+	if err != nil {
+		return "", fmt.Errorf("cannot read the state of process %d: %w", pid, err)
+	}
+	return f[0], nil
+}
+
+// statFields is /proc/PID/stat from field 3 (state) on, at least 4 of
+// them. The command name (field 2) may hold spaces and parentheses, so
+// the fields are counted after its last ')'.
+func statFields(pid int) ([]string, error) {
 	data, err := ReadBounded(filepath.Join(Root, strconv.Itoa(pid), "stat"), MaxStat)
 	if err != nil {
-		return false, fmt.Errorf("cannot read the state of process %d: %w", pid, err)
+		return nil, err
 	}
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return false, fmt.Errorf("%.40q is not a stat line", data)
+		return nil, fmt.Errorf("%.40q is not a stat line", data)
 	}
-	f := strings.Fields(string(data[i+1:])) // field 3 (state) onwards
-	if len(f) == 0 {
-		return false, fmt.Errorf("%.40q is not a stat line", data)
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 4 {
+		return nil, fmt.Errorf("%.40q is not a stat line", data)
 	}
-	return f[0] == "Z" || f[0] == "X", nil
+	return f, nil
+}
+
+// Stopped tells whether a state is a stopped process's: by a signal
+// (SIGSTOP, SIGTSTP) or by a debugger.
+func Stopped(state string) bool { return state == "T" || state == "t" }
+
+// SessionStopped tells whether process sid and every other process of its
+// session are stopped (Stopped): then nothing of it runs, and nothing of
+// it answers a request until it is continued. A service's main process
+// leads a session (systemd starts it so), and so does each generation of
+// an overlap site. It reads every process's stat only when sid itself is
+// stopped, and stops with ctx's error once ctx is done.
+func SessionStopped(ctx context.Context, sid int) (bool, error) {
+	st, err := State(sid)
+	if err != nil || !Stopped(st) {
+		return false, err
+	}
+	entries, err := os.ReadDir(Root)
+	if err != nil {
+		return false, fmt.Errorf("cannot list the processes: %w", err)
+	}
+	for i, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == sid || i > maxProcs {
+			continue
+		}
+		f, err := statFields(pid)
+		if err != nil || f[3] != strconv.Itoa(sid) {
+			continue // not of the session, or it exited meanwhile
+		}
+		if !Stopped(f[0]) && f[0] != "Z" && f[0] != "X" {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // startTicks is field 22 of /proc/PID/stat, starttime: clock ticks since
@@ -161,14 +218,9 @@ func SessionPSS(ctx context.Context, sid int) (bytes int64, procs int, err error
 
 // session is field 6 of /proc/PID/stat.
 func session(pid int) (int, error) {
-	stat, err := ReadBounded(filepath.Join(Root, strconv.Itoa(pid), "stat"), MaxStat)
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, err
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	f := strings.Fields(string(stat[i+1:])) // state ppid pgrp session ...
-	if i < 0 || len(f) < 4 {
-		return 0, fmt.Errorf("%.40q is not a stat line", stat)
 	}
 	return strconv.Atoi(f[3])
 }

@@ -177,3 +177,75 @@ func TestExited(t *testing.T) {
 		t.Errorf("its environment: %q, %v; want it empty or ESRCH", env, err)
 	}
 }
+
+// A session is stopped when its leader and every other process of it are
+// (a zombie runs nothing either); one running process of it, or a running
+// leader, is not; processes of other sessions do not count.
+func TestSessionStopped(t *testing.T) {
+	dir := t.TempDir()
+	proc := func(pid, sid int, state string) {
+		p := filepath.Join(dir, strconv.Itoa(pid))
+		os.Mkdir(p, 0o755)
+		os.WriteFile(filepath.Join(p, "stat"), []byte(fmt.Sprintf("%d (a) b) %s 1 %d %d 0 -1", pid, state, sid, sid)), 0o644)
+	}
+	proc(10, 10, "T") // leader and workers stopped, one of them a zombie
+	proc(11, 10, "T")
+	proc(12, 10, "Z")
+	proc(20, 20, "T") // a stopped leader, one worker running
+	proc(21, 20, "T")
+	proc(22, 20, "S")
+	proc(30, 30, "S") // a running leader, its worker traced
+	proc(31, 30, "t")
+	proc(40, 40, "t") // a traced leader alone, beside other sessions
+	os.Mkdir(filepath.Join(dir, "self"), 0o755)
+	old := Root
+	Root = dir
+	defer func() { Root = old }()
+	for sid, want := range map[int]bool{10: true, 20: false, 30: false, 40: true} {
+		if got, err := SessionStopped(context.Background(), sid); err != nil || got != want {
+			t.Errorf("SessionStopped(%d) = %v, %v; want %v", sid, got, err, want)
+		}
+	}
+	if got, err := SessionStopped(context.Background(), 99); err == nil || got {
+		t.Errorf("SessionStopped of a process that is not there = %v, %v; want an error", got, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if got, err := SessionStopped(ctx, 10); !errors.Is(err, context.Canceled) || got {
+		t.Errorf("SessionStopped with a cancelled context = %v, %v; want %v", got, err, context.Canceled)
+	}
+}
+
+// On the real /proc: a child in a session of its own is stopped by
+// SIGSTOP, with its own child, and runs again after SIGCONT.
+func TestSessionStoppedBySignal(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 60 & wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	wait := func(want bool) {
+		t.Helper()
+		got, err := SessionStopped(context.Background(), pid)
+		for end := time.Now().Add(10 * time.Second); err == nil && got != want && time.Now().Before(end); {
+			time.Sleep(10 * time.Millisecond)
+			got, err = SessionStopped(context.Background(), pid)
+		}
+		if err != nil || got != want {
+			t.Errorf("SessionStopped(%d) = %v, %v; want %v", pid, got, err, want)
+		}
+	}
+	wait(false)
+	syscall.Kill(pid, syscall.SIGSTOP) // the shell alone: its sleep runs on
+	time.Sleep(50 * time.Millisecond)
+	wait(false)
+	syscall.Kill(-pid, syscall.SIGSTOP) // the whole session
+	wait(true)
+	if st, err := State(pid); err != nil || !Stopped(st) {
+		t.Errorf("State(%d) = %q, %v; want stopped", pid, st, err)
+	}
+	syscall.Kill(-pid, syscall.SIGCONT)
+	wait(false)
+}

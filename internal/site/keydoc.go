@@ -32,7 +32,9 @@ var Tables = []struct{ Name, Syntax, Doc string }{
 		"and maintenance (the built-in page) unless the file defines them otherwise."},
 	{"probe", "[probe]", "The HTTP check that tells that a site serves after a change: sitectl mode, " +
 		"restart and reload send GET path through the site's first listener until the answer has the " +
-		"expected status. Without this table a change counts as done once systemd says the service runs."},
+		"expected status. Without this table a change counts as done once systemd says the service runs, " +
+		"the process that serves started with the mode's environment, and it is not stopped (SIGSTOP, a debugger) " +
+		"with every process of its session."},
 	{"hardening", "[hardening]", "The few exceptions a site may ask for from the sandbox its service " +
 		"runs in. Without this table the app gets the full default sandbox."},
 	{"egress", "[egress]", "Restricts where the app may connect to. With this table the site's service gets " +

@@ -393,35 +393,50 @@ func TestWarmNeedsTheSocketRestarted(t *testing.T) {
 // in life, its workers hung or its connections went stale while it
 // idled): the flip drains the newer generation, so a failed probe left
 // the site down until someone stepped in. Now the rollback restarts the
-// site cold in the mode it rolled back to, and says why.
+// site cold in the mode it rolled back to, and says why. A site whose
+// modes have no probe ("bare") is verified by the environment of the
+// generation that serves and by that generation running: its rollback
+// said ok, warm, while nothing answered, until the stopped generation
+// counted as one that does not serve.
 func TestWarmGenerationThatDoesNotServeIsRestartedCold(t *testing.T) {
-	port := freePort(t)
-	h := newHost(t, map[string]string{"warm": warmSite(port, "1h")})
-	h.run("systemctl", "start", "site-warm.socket")
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	getReply(t, url)
-	h.change("mode", "warm", "read-only")
-	var sites []struct {
-		Warm *struct {
-			MainPID int `json:"main_pid"`
-		} `json:"warm"`
-	}
-	out := h.run("sitectl", "status", "warm", "--json")
-	if err := json.Unmarshal([]byte(out), &sites); err != nil || len(sites) != 1 || sites[0].Warm == nil {
-		t.Fatalf("no warm generation in status: %v\n%s", err, out)
-	}
-	h.run("kill", "-STOP", fmt.Sprint(sites[0].Warm.MainPID))
-	defer h.result("kill", "-CONT", fmt.Sprint(sites[0].Warm.MainPID)) // gone after a cold restart
+	port, bare := freePort(t), freePort(t)
+	h := newHost(t, map[string]string{
+		"warm": warmSite(port, "1h"),
+		"bare": goSite(bare, "handoff = \"overlap\"\nkeep_previous = \"1h\"\nenvironment = { WEBAPP_KEEPALIVE_SWITCH = \"1\" }\n[modes.read-only]\nenvironment = { READ_ONLY = \"1\" }\n"),
+	})
+	for name, p := range map[string]int{"warm": port, "bare": bare} {
+		func() {
+			h.run("systemctl", "start", "site-"+name+".socket")
+			url := fmt.Sprintf("http://127.0.0.1:%d/", p)
+			getReply(t, url)
+			h.change("mode", name, "read-only")
+			var sites []struct {
+				Warm *struct {
+					MainPID int `json:"main_pid"`
+				} `json:"warm"`
+			}
+			out := h.run("sitectl", "status", name, "--json")
+			if err := json.Unmarshal([]byte(out), &sites); err != nil || len(sites) != 1 || sites[0].Warm == nil {
+				t.Fatalf("%s: no warm generation in status: %v\n%s", name, err, out)
+			}
+			warm := sites[0].Warm.MainPID
+			h.run("kill", "-STOP", fmt.Sprint(warm))
+			defer h.result("kill", "-CONT", fmt.Sprint(warm)) // gone after a cold restart
 
-	out, stderr, code := h.result("sitectl", "rollback", "warm")
-	if code != 0 || !strings.Contains(out, "warm: no warm rollback: the warm generation did not serve after the flip") || !strings.Contains(out, "rolled back cold") {
-		t.Errorf("rollback onto a warm generation that does not answer: exit %d\n%s%s", code, out, stderr)
-	}
-	if r := getReply(t, url); r.Mode != "normal" {
-		t.Errorf("after the rollback mode %s answered, want normal", r.Mode)
-	}
-	hist := h.run("sitectl", "history", "warm")
-	if !strings.Contains(hist, "rollback-failed") || !strings.Contains(hist, "restarting cold") {
-		t.Errorf("the history does not say the warm flip failed and why it restarted:\n%s", hist)
+			out, stderr, code := h.result("sitectl", "rollback", name)
+			if code != 0 || !strings.Contains(out, name+": no warm rollback: the warm generation did not serve after the flip") || !strings.Contains(out, "rolled back cold") {
+				t.Errorf("%s: rollback onto a warm generation that does not answer: exit %d\n%s%s", name, code, out, stderr)
+			}
+			if name == "bare" && !strings.Contains(out, fmt.Sprintf("the serving process (pid %d) of site-bare.service is stopped, with every process of its session", warm)) {
+				t.Errorf("the rollback does not say the warm generation was stopped:\n%s", out)
+			}
+			if r := getReply(t, url); r.Mode != "normal" {
+				t.Errorf("%s: after the rollback mode %s answered, want normal", name, r.Mode)
+			}
+			hist := h.run("sitectl", "history", name)
+			if !strings.Contains(hist, "rollback-failed") || !strings.Contains(hist, "restarting cold") {
+				t.Errorf("%s: the history does not say the warm flip failed and why it restarted:\n%s", name, hist)
+			}
+		}()
 	}
 }
