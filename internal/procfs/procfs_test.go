@@ -1,6 +1,7 @@
 package procfs
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -219,12 +220,20 @@ func TestSessionStopped(t *testing.T) {
 // On the real /proc: a child in a session of its own is stopped by
 // SIGSTOP, with its own child, and runs again after SIGCONT.
 func TestSessionStoppedBySignal(t *testing.T) {
-	cmd := exec.Command("sh", "-c", "sleep 60 & wait")
+	// The shell says "forked" once its child is there.
+	cmd := exec.Command("sh", "-c", "sleep 60 & echo forked; wait")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }()
+	if line, err := bufio.NewReader(out).ReadString('\n'); line != "forked\n" {
+		t.Fatalf("the shell said %q, %v", line, err)
+	}
 	pid := cmd.Process.Pid
 	wait := func(want bool) {
 		t.Helper()
