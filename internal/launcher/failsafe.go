@@ -187,7 +187,7 @@ func readProc(proc string, pid int) (procInfo, bool) {
 	p := procInfo{pid: pid}
 	p.ppid, _ = strconv.Atoi(f[1])
 	p.sid, _ = strconv.Atoi(f[3])
-	env, _ := procfs.ReadBounded(filepath.Join(dir, "environ"), procfs.MaxEnviron)
+	env, _ := procfs.ReadMemoryBounded(filepath.Join(dir, "environ"), procfs.MaxEnviron)
 	for _, kv := range bytes.Split(env, []byte{0}) {
 		if v, ok := bytes.CutPrefix(kv, []byte("SITE_GENERATION=")); ok {
 			p.generation = string(v)

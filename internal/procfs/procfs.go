@@ -6,6 +6,7 @@ package procfs
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -30,9 +31,10 @@ const MaxEnviron = 4 << 20
 const MaxStat = 4 << 10
 
 // Environ returns the environment process pid started with: what its exec
-// got, "NAME=value" each, in order.
+// got, "NAME=value" each, in order. It is read from the process's memory
+// (ReadMemoryBounded), bounded in time as in size.
 func Environ(pid int) ([]string, error) {
-	data, err := ReadBounded(filepath.Join(Root, strconv.Itoa(pid), "environ"), MaxEnviron)
+	data, err := ReadMemoryBounded(filepath.Join(Root, strconv.Itoa(pid), "environ"), MaxEnviron)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the environment of process %d: %w", pid, err)
 	}
@@ -178,6 +180,40 @@ func ReadBounded(path string, limit int64) ([]byte, error) {
 	return data, nil
 }
 
+// MemoryReadWait bounds ReadMemoryBounded. A variable for tests.
+var MemoryReadWait = 5 * time.Second
+
+// ErrSlowRead is a read that ReadMemoryBounded gave up waiting for.
+var ErrSlowRead = errors.New("no answer in time")
+
+// ReadMemoryBounded is ReadBounded of a /proc file that the kernel fills
+// from a process's memory (environ, cmdline, smaps_rollup), given up after
+// MemoryReadWait with ErrSlowRead. Such a read waits for the process's
+// memory map lock and for its pages, which the process can hold up, by
+// accident or on purpose: a page of a network file system that hangs, a
+// file system in user space or a userfaultfd that the process serves
+// itself. The read goes on in the background until the kernel ends it,
+// and what it returns then is dropped.
+func ReadMemoryBounded(path string, limit int64) ([]byte, error) {
+	type result struct {
+		data []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		data, err := ReadBounded(path, limit)
+		done <- result{data, err}
+	}()
+	timer := time.NewTimer(MemoryReadWait)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.data, r.err
+	case <-timer.C:
+		return nil, fmt.Errorf("%s: %w within %v (the process holds up reads of its memory)", path, ErrSlowRead, MemoryReadWait)
+	}
+}
+
 // maxProcs bounds how many processes SessionPSS looks at.
 const maxProcs = 1 << 20
 
@@ -227,7 +263,7 @@ func session(pid int) (int, error) {
 
 // rollupPSS is the Pss line of /proc/PID/smaps_rollup, in bytes.
 func rollupPSS(pid int) (int64, error) {
-	data, err := ReadBounded(filepath.Join(Root, strconv.Itoa(pid), "smaps_rollup"), 16<<10)
+	data, err := ReadMemoryBounded(filepath.Join(Root, strconv.Itoa(pid), "smaps_rollup"), 16<<10)
 	if err != nil {
 		return 0, err
 	}

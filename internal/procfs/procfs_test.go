@@ -258,3 +258,42 @@ func TestSessionStoppedBySignal(t *testing.T) {
 	syscall.Kill(-pid, syscall.SIGCONT)
 	wait(false)
 }
+
+// A read of a process's memory that does not end (here a FIFO nobody
+// writes; in life a page the process holds up) is given up after
+// MemoryReadWait, with ErrSlowRead, instead of hanging its reader:
+// sitectl's switch, status or the launcher's failsafe.
+func TestEnvironReadIsBoundedInTime(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "7"), 0o755)
+	fifo := filepath.Join(dir, "7", "environ")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Let the blocked open end once the test is over.
+	defer func() {
+		if f, err := os.OpenFile(fifo, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	}()
+	old, oldWait := Root, MemoryReadWait
+	Root, MemoryReadWait = dir, 100*time.Millisecond
+	defer func() { Root, MemoryReadWait = old, oldWait }()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := Environ(7)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrSlowRead) {
+			t.Errorf("Environ of a process whose memory does not answer: %v; want ErrSlowRead", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("it took %v", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Environ of a process whose memory does not answer has not returned after 10s")
+	}
+}
