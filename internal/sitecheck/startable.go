@@ -202,7 +202,18 @@ func (h Host) runnable(p string, depth int) (msg string, sure bool) {
 	if fi.Mode().Perm()&0o004 == 0 {
 		return "", true
 	}
-	interp := h.interpreter(p)
+	interp, arg := h.interpreter(p)
+	switch {
+	case strings.HasSuffix(interp, "\r"):
+		if _, err := h.Stat(interp); !notExist(err) {
+			break // an interpreter whose name ends so, strange as it is
+		}
+		return fmt.Sprintf("has a #! line that ends with a carriage return (the file has Windows line endings): the kernel looks for the interpreter %q, which does not exist, and the start would fail with 203/EXEC", interp), true
+	case strings.HasSuffix(arg, "\r"):
+		// Most interpreters fail on such an argument, but that is
+		// theirs to say.
+		return fmt.Sprintf("has a #! line that ends with a carriage return (the file has Windows line endings): the kernel passes %q to %s as its argument", arg, interp), false
+	}
 	if interp == "" || depth == 0 {
 		return "", true
 	}
@@ -212,23 +223,31 @@ func (h Host) runnable(p string, depth int) (msg string, sure bool) {
 	return "", true
 }
 
-// interpreter is the absolute interpreter path of a script's #! line, or
-// "" (not a script, not readable, or a relative path, which the kernel
-// looks up from the working directory).
-func (h Host) interpreter(p string) string {
+// interpreter reads a script's #! line as the kernel does: the
+// interpreter's path, "" when it is not an absolute one (not a script,
+// not readable, or a relative path, which the kernel looks up from the
+// working directory), and its one optional argument. The kernel splits
+// the line at the first space or tab, and strips only spaces and tabs
+// from its ends: a carriage return at its end (a file with Windows line
+// endings) stays, at the end of the argument, or of the path when there
+// is no argument.
+func (h Host) interpreter(p string) (path, arg string) {
 	if h.ReadHead == nil {
-		return ""
+		return "", ""
 	}
 	head, err := h.ReadHead(p, shebangMax)
 	if err != nil || !bytes.HasPrefix(head, []byte("#!")) {
-		return ""
+		return "", ""
 	}
 	line, _, _ := bytes.Cut(head[2:], []byte("\n"))
-	fields := strings.Fields(string(line))
-	if len(fields) == 0 || !strings.HasPrefix(fields[0], "/") {
-		return ""
+	path = strings.Trim(string(line), " \t")
+	if i := strings.IndexAny(path, " \t"); i >= 0 {
+		path, arg = path[:i], strings.TrimLeft(path[i+1:], " \t")
 	}
-	return fields[0]
+	if !strings.HasPrefix(path, "/") {
+		return "", ""
+	}
+	return path, arg
 }
 
 // shebangMax is how much of a #! line the kernel reads (BINPRM_BUF_SIZE).

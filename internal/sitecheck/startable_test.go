@@ -22,6 +22,8 @@ func TestStartable(t *testing.T) {
 		"srv/venv/bin/python3":  {Mode: 0o755, Data: []byte("\x7fELF")},
 		"srv/loop/a":            {Mode: 0o755, Data: []byte("#!/srv/loop/a\n")},
 		"srv/rel/run":           {Mode: 0o755, Data: []byte("#! python3\n")},
+		"srv/win/run":           {Mode: 0o755, Data: []byte("#!/srv/venv/bin/python3\r\nimport sys\r\n")},
+		"srv/win/arg":           {Mode: 0o755, Data: []byte("#!/srv/venv/bin/python3 -u\r\n")},
 		"etc/karl/db":           {Mode: 0o600},
 		"root/script":           {Mode: 0o700, Data: []byte("#!/secret/first/line\n")},
 	}, nil)
@@ -48,6 +50,10 @@ func TestStartable(t *testing.T) {
 			[]string{"the program /srv/old/bin/gunicorn runs /usr/bin/python3.9 (its #! line), which does not exist on this host"}},
 		{"a script that runs itself", host, Start{Program: "/srv/loop/a"}, nil},
 		{"a relative interpreter", host, Start{Program: "/srv/rel/run"}, nil},
+		{"a script with Windows line endings", host, Start{Program: "/srv/win/run", Commands: []Needed{{"ExecStartPre=", "/srv/win/run"}}},
+			[]string{`the program /srv/win/run has a #! line that ends with a carriage return (the file has Windows line endings): the kernel looks for the interpreter "/srv/venv/bin/python3\r", which does not exist, and the start would fail with 203/EXEC`,
+				`the program /srv/win/run (ExecStartPre=) has a #! line that ends with a carriage return`}},
+		{"the carriage return in the interpreter's argument is the interpreter's to judge", host, Start{Program: "/srv/win/arg"}, nil},
 		{"a script not everyone may read is not read", host, Start{Program: "/root/script"}, nil},
 		{"credentials", host, Start{Credentials: []string{"/etc/karl/db", "/etc/karl/api", "db"}},
 			[]string{"the credential file /etc/karl/api does not exist: the start would fail with 243/CREDENTIALS"}},
@@ -161,8 +167,8 @@ func TestReadHead(t *testing.T) {
 	if got, err := readHead(p, 256); err != nil || string(got) != "#!/bin/sh\necho hi\n" {
 		t.Errorf("readHead(256) of a shorter file = %q, %v", got, err)
 	}
-	if h := OS; h.interpreter(p) != "/bin/sh" {
-		t.Errorf("interpreter = %q", h.interpreter(p))
+	if path, arg := OS.interpreter(p); path != "/bin/sh" || arg != "" {
+		t.Errorf("interpreter = %q, %q", path, arg)
 	}
 	// What is not a regular file is not read, whatever a stat before
 	// said: a FIFO (which a plain open would block on without a writer)
@@ -178,6 +184,29 @@ func TestReadHead(t *testing.T) {
 	for _, p := range []string{fifo, dev} {
 		if got, err := readHead(p, 4); err == nil || !strings.Contains(err.Error(), "is not a regular file") {
 			t.Errorf("readHead(%s) = %q, %v", p, got, err)
+		}
+	}
+}
+
+// The #! line is split as the kernel splits it: at the first space or
+// tab, with only spaces and tabs stripped from its ends, so that a
+// carriage return stays where the kernel sees it.
+func TestInterpreter(t *testing.T) {
+	for head, want := range map[string][2]string{
+		"#!/bin/sh\necho hi\n":         {"/bin/sh", ""},
+		"#! /bin/sh -e \n":             {"/bin/sh", "-e"},
+		"#!/bin/sh\t-e\tx\n":           {"/bin/sh", "-e\tx"},
+		"#!/usr/bin/env  python3 -u\n": {"/usr/bin/env", "python3 -u"},
+		"#!/bin/sh\r\n":                {"/bin/sh\r", ""},
+		"#!/bin/sh\r \n":               {"/bin/sh\r", ""},
+		"#!/bin/sh \r\n":               {"/bin/sh", "\r"},
+		"#!/usr/bin/env python3\r\n":   {"/usr/bin/env", "python3\r"},
+		"#! python3\n":                 {"", ""},
+		"\x7fELF":                      {"", ""},
+	} {
+		h := Host{ReadHead: func(string, int) ([]byte, error) { return []byte(head), nil }}
+		if path, arg := h.interpreter("/x"); path != want[0] || arg != want[1] {
+			t.Errorf("interpreter of %q = %q, %q; want %q, %q", head, path, arg, want[0], want[1])
 		}
 	}
 }

@@ -24,6 +24,11 @@ func TestUnstartableUnitKeepsTheSiteServing(t *testing.T) {
 	// A script whose #! line names an interpreter that is gone (a
 	// virtualenv whose Python went with an upgrade).
 	top.run("sh", "-c", `mkdir -p /srv/bin && printf '#!/usr/bin/no-such-python3\nprint(1)\n' > /srv/bin/gunicorn && chmod 755 /srv/bin/gunicorn`)
+	// gunicorn's own script saved with Windows line endings: the kernel
+	// looks for "/usr/bin/python3\r".
+	top.run("sh", "-c", `sed 's/$/\r/' /usr/bin/gunicorn > /srv/bin/gunicorn-win && chmod 755 /srv/bin/gunicorn-win`)
+	// What each refusal kept from happening, shown by systemctl restart.
+	systemdSays := map[string]string{"writable path": "226/NAMESPACE", "windows line endings": "cannot run /srv/bin/gunicorn-win: no such file or directory"}
 	for _, c := range []struct{ name, file, problem string }{
 		{"exec", strings.Replace(good, `"/usr/bin/gunicorn"`, `"/usr/bin/no-such-gunicorn"`, 1), "/usr/bin/no-such-gunicorn"},
 		{"interpreter", strings.Replace(good, `"/usr/bin/gunicorn"`, `"/srv/bin/gunicorn"`, 1), "/usr/bin/no-such-python3"},
@@ -31,6 +36,7 @@ func TestUnstartableUnitKeepsTheSiteServing(t *testing.T) {
 		{"user", strings.Replace(good, "server = \"gunicorn\"\n", "server = \"gunicorn\"\nuser = \"no-such-user\"\n", 1), `user "no-such-user"`},
 		{"workdir", strings.Replace(good, `workdir = "/srv/wsgi"`, `workdir = "/srv/no-such-dir"`, 1), "/srv/no-such-dir"},
 		{"writable path", good + "[hardening]\nwritable_paths = [\"/srv/wsgi\", \"/srv/no-such-uploads\"]\n", "/srv/no-such-uploads"},
+		{"windows line endings", strings.Replace(good, `"/usr/bin/gunicorn"`, `"/srv/bin/gunicorn-win"`, 1), `ends with a carriage return (the file has Windows line endings): the kernel looks for the interpreter "/usr/bin/python3\r"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := &host{t: t, sb: top.sb, ctx: top.ctx} // failures belong to the subtest
@@ -52,15 +58,16 @@ func TestUnstartableUnitKeepsTheSiteServing(t *testing.T) {
 				t.Errorf("sitectl status does not say the start would fail:\n%s", out)
 			}
 
-			if c.name == "writable path" {
+			if says, ok := systemdSays[c.name]; ok {
 				// What the refusal kept from happening: systemd cannot
-				// build the unit's mount namespace, and the site is down
-				// until the good file is back (below).
+				// start the unit (here: build its mount namespace, or
+				// exec its program), and the site is down until the good
+				// file is back (below).
 				if _, _, code := h.result("systemctl", "restart", "site-shop.service"); code == 0 {
-					t.Errorf("systemctl restart with %s missing from ReadWritePaths= worked: the refusal was for nothing", c.problem)
+					t.Errorf("systemctl restart with the %s worked: the refusal was for nothing", c.name)
 				}
-				if logged := h.run("journalctl", "--no-pager", "-u", "site-shop.service"); !strings.Contains(logged, "226/NAMESPACE") {
-					t.Errorf("systemctl restart with %s missing: the journal does not say 226/NAMESPACE: %v\n%s", c.problem, h.show("site-shop.service", "Result", "ExecMainCode", "ExecMainStatus", "ActiveState", "SubState"), logged)
+				if logged := h.run("journalctl", "--no-pager", "-u", "site-shop.service"); !strings.Contains(logged, says) {
+					t.Errorf("systemctl restart with the %s: the journal does not say %s: %v\n%s", c.name, says, h.show("site-shop.service", "Result", "ExecMainCode", "ExecMainStatus", "ActiveState", "SubState"), logged)
 				}
 			}
 			back := []string{"restart", "shop"}
