@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
@@ -52,7 +53,21 @@ type StartSpec struct {
 	EnvironmentFiles []string
 	// Commands are the programs of ExecStartPre= and ExecStartPost=
 	// whose failure fails the start (no "-" prefix).
-	Commands []RequiredPath
+	Commands []Command
+	// AmbientCapabilities are AmbientCapabilities=, a mask of capability
+	// numbers: the capabilities the unit's processes keep as its user.
+	AmbientCapabilities uint64
+}
+
+// Command is a program a start runs besides the app's, and the setting
+// that names it.
+type Command struct {
+	Setting, Path string
+	// AsUser: it runs as the unit's User=, with no privileges beyond the
+	// app's. Not for a command prefixed "+" (full privileges) or "!" (no
+	// user change), nor "!!", which systemd turns into either depending
+	// on the kernel: those run as root.
+	AsUser bool
 }
 
 // RequiredPath is a path that must exist for a unit to start, and the
@@ -88,8 +103,11 @@ func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error)
 		{serviceIface, "InaccessiblePaths", func(v dbus.Variant) {
 			spec.Paths = append(spec.Paths, namespacePaths("InaccessiblePaths=", v.Value())...)
 		}},
-		{serviceIface, "ExecStartPre", func(v dbus.Variant) { spec.Commands = append(spec.Commands, mustRun("ExecStartPre=", v.Value())...) }},
-		{serviceIface, "ExecStartPost", func(v dbus.Variant) { spec.Commands = append(spec.Commands, mustRun("ExecStartPost=", v.Value())...) }},
+		// The Ex forms (systemd 243) keep the prefixes: a "+" command runs
+		// as root, which the plain forms do not tell.
+		{serviceIface, "ExecStartPreEx", func(v dbus.Variant) { spec.Commands = append(spec.Commands, mustRun("ExecStartPre=", v.Value())...) }},
+		{serviceIface, "ExecStartPostEx", func(v dbus.Variant) { spec.Commands = append(spec.Commands, mustRun("ExecStartPost=", v.Value())...) }},
+		{serviceIface, "AmbientCapabilities", func(v dbus.Variant) { spec.AmbientCapabilities, _ = v.Value().(uint64) }},
 		{serviceIface, "EnvironmentFiles", func(v dbus.Variant) { spec.EnvironmentFiles = mustRead(v.Value()) }},
 		{serviceIface, "BindPaths", func(v dbus.Variant) { spec.Paths = append(spec.Paths, bindSources("BindPaths=", v.Value())...) }},
 		{serviceIface, "BindReadOnlyPaths", func(v dbus.Variant) {
@@ -197,20 +215,25 @@ func bindSources(setting string, v any) []RequiredPath {
 	return out
 }
 
-// mustRun are the programs of an ExecStartPre=-like property,
-// a(sasbttttuii) (each command's path, argv, whether its failure is
-// ignored, ...), whose failure fails the start.
-func mustRun(setting string, v any) []RequiredPath {
+// mustRun are the programs of an ExecStartPreEx=-like property,
+// a(sasasttttuii) (each command's path, argv, flags, ...), whose failure
+// fails the start: those without the flag "ignore-failure" ("-"). The
+// flags "privileged" ("+"), "no-setuid" ("!") and "ambient" ("!!") say
+// that it does not run as the unit's user, or may not.
+func mustRun(setting string, v any) []Command {
 	cmds, _ := v.([][]any)
-	var out []RequiredPath
+	var out []Command
 	for _, c := range cmds {
 		if len(c) < 3 {
 			continue
 		}
 		path, _ := c[0].(string)
-		if ignored, _ := c[2].(bool); !ignored && path != "" {
-			out = append(out, RequiredPath{Setting: setting, Path: path})
+		flags, ok := c[2].([]string)
+		if !ok || slices.Contains(flags, "ignore-failure") || path == "" {
+			continue
 		}
+		asUser := !slices.ContainsFunc(flags, func(f string) bool { return f == "privileged" || f == "no-setuid" || f == "ambient" })
+		out = append(out, Command{Setting: setting, Path: path, AsUser: asUser})
 	}
 	return out
 }

@@ -24,14 +24,19 @@ func TestRequiredPaths(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("bindSources = %v, want %v", got, want)
 	}
-	got = mustRun("ExecStartPre=", [][]any{
-		{"/usr/bin/sitectl", []string{"/usr/bin/sitectl", "prepare", "karl"}, false, uint64(0)},
-		{"/usr/local/bin/hook", []string{"hook"}, true, uint64(0)},
-		{"/usr/local/bin/fetch", []string{"fetch"}, false},
+	cmds := mustRun("ExecStartPre=", [][]any{
+		{"/usr/bin/sitectl", []string{"/usr/bin/sitectl", "prepare", "karl"}, []string{"privileged"}, uint64(0)},
+		{"/usr/local/bin/hook", []string{"hook"}, []string{"ignore-failure"}, uint64(0)},
+		{"/usr/local/bin/fetch", []string{"fetch"}, []string{}},
+		{"/usr/local/bin/mount", []string{"mount"}, []string{"no-setuid"}},
+		{"/usr/local/bin/bind", []string{"bind"}, []string{"ambient", "no-env-expand"}},
+		{"/usr/local/bin/env", []string{"env"}, []string{"no-env-expand"}},
+		{"/usr/local/bin/old", []string{"old"}, false}, // the plain form's flag: unknown
 	})
-	want = []RequiredPath{{"ExecStartPre=", "/usr/bin/sitectl"}, {"ExecStartPre=", "/usr/local/bin/fetch"}}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("mustRun = %v, want %v", got, want)
+	wantCmds := []Command{{"ExecStartPre=", "/usr/bin/sitectl", false}, {"ExecStartPre=", "/usr/local/bin/fetch", true},
+		{"ExecStartPre=", "/usr/local/bin/mount", false}, {"ExecStartPre=", "/usr/local/bin/bind", false}, {"ExecStartPre=", "/usr/local/bin/env", true}}
+	if !reflect.DeepEqual(cmds, wantCmds) {
+		t.Errorf("mustRun = %v, want %v", cmds, wantCmds)
 	}
 	if got := mustRead([][]any{{"/run/sitectl/modes/karl.env", true}, {"/etc/default/karl", false}, {"/short"}}); !reflect.DeepEqual(got, []string{"/etc/default/karl"}) {
 		t.Errorf("mustRead = %q", got)

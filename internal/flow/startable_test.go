@@ -256,7 +256,7 @@ func TestMissingSandboxPathIsRefused(t *testing.T) {
 // not there.
 func TestMissingCommandOrEnvironmentFileIsRefused(t *testing.T) {
 	e, f := specEnv(t, control.StartSpec{Argv: launchArgv("/usr/bin/app"),
-		Commands:         []control.RequiredPath{{Setting: "ExecStartPre=", Path: "/usr/bin/app"}, {Setting: "ExecStartPre=", Path: "/usr/local/bin/fetch-secrets"}},
+		Commands:         []control.Command{{Setting: "ExecStartPre=", Path: "/usr/bin/app"}, {Setting: "ExecStartPre=", Path: "/usr/local/bin/fetch-secrets"}},
 		EnvironmentFiles: []string{"/etc/default/karl"}, DropIns: []string{"/etc/systemd/system/site-karl.service.d/local.conf"}})
 	rep, err := SwitchMode(context.Background(), e, testSite(t), "read-only", Options{})
 	if !errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), "the program /usr/local/bin/fetch-secrets (ExecStartPre=) does not exist") ||
