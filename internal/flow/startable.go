@@ -58,6 +58,8 @@ func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale s
 		fix = "take that ExecStart= out, then `systemctl daemon-reload`; `systemctl revert " + unit + "` takes out every local change of the unit"
 	case strings.HasPrefix(problems[0], typeProblem):
 		fix = "take that Type= out, then `systemctl daemon-reload`; `systemctl revert " + unit + "` takes out every local change of the unit"
+	case sitecheck.NoAccess(problems[0]):
+		fix = "give the site's user what it lacks on the path named (chmod o+x, or a group of the user's with g+x), or run the site as a user that has it, then restart again"
 	case stale != "" && Shadows(spec.Fragment):
 		fix = "systemd's units are older than the site file: " + stale
 	case stale != "":
@@ -153,6 +155,23 @@ func launches(argv []string, name string) bool {
 	return i > 0 && i+1 < end && argv[i+1] == name
 }
 
+// runAs is the user whose access to the programs and working directory
+// of spec is checked, or nil: none set (root), one made up at each start
+// (DynamicUser=), or one that CAP_DAC_OVERRIDE or CAP_DAC_READ_SEARCH lets
+// past the files' permissions.
+func runAs(spec control.StartSpec) *sitecheck.RunAs {
+	if spec.DynamicUser || spec.User == "" || spec.AmbientCapabilities&(1<<capDACOverride|1<<capDACReadSearch) != 0 {
+		return nil
+	}
+	return &sitecheck.RunAs{User: spec.User, Group: spec.Group, SupplementaryGroups: spec.SupplementaryGroups}
+}
+
+// The capabilities that let a process past files' permissions (linux/capability.h).
+const (
+	capDACOverride   = 1
+	capDACReadSearch = 2
+)
+
 // startProblems says why site s's service, as systemd has it loaded,
 // would surely not start in mode m (sitecheck.Startable), or would not
 // serve it, and what systemd has loaded.
@@ -170,7 +189,7 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 		st.Paths = append(st.Paths, sitecheck.Needed{Setting: p.Setting, Path: p.Path})
 	}
 	for _, c := range spec.Commands {
-		st.Commands = append(st.Commands, sitecheck.Needed{Setting: c.Setting, Path: c.Path})
+		st.Commands = append(st.Commands, sitecheck.Command{Setting: c.Setting, Path: c.Path, AsUser: c.AsUser})
 	}
 	st.EnvironmentFiles = spec.EnvironmentFiles
 	if m.Serve != site.ServeMaintenance {
@@ -181,6 +200,7 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 	if !spec.DynamicUser {
 		st.User, st.Group = spec.User, spec.Group
 	}
+	st.RunAs = runAs(spec)
 	st.SupplementaryGroups = spec.SupplementaryGroups
 	if !spec.WorkingDirectoryOptional {
 		st.WorkingDirectory = spec.WorkingDirectory

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/fstest"
 
@@ -300,6 +301,71 @@ static_dir = "/srv/karl/statc"
 		}
 		if len(f.restarts) != 0 || rep.Result != "" {
 			t.Errorf("to mode %s, after the refusal: restarts %v, report %+v", c.mode, f.restarts, rep)
+		}
+	}
+}
+
+// A program or working directory that the site's user may not reach (a
+// directory on the way only root may search) fails the start as that
+// user, and the rollback's too: the restart is refused before anything is
+// done. What runs as root (a "+" command), a user made up at each start,
+// and a user whose capabilities pass over the files' permissions are not
+// checked so.
+func TestProgramTheUserCannotReachIsRefused(t *testing.T) {
+	root := func(mode fs.FileMode) *fstest.MapFile {
+		return &fstest.MapFile{Mode: mode, Sys: &syscall.Stat_t{Uid: 0, Gid: 0}}
+	}
+	files := fstest.MapFS{".": root(fs.ModeDir | 0o755), "srv": root(fs.ModeDir | 0o755), "srv/karl": root(fs.ModeDir | 0o700),
+		"srv/karl/app": root(0o755), "usr": root(fs.ModeDir | 0o755), "usr/bin": root(fs.ModeDir | 0o755), "usr/bin/app": root(0o755),
+		"usr/local": root(fs.ModeDir | 0o755), "usr/local/bin": root(fs.ModeDir | 0o755), "usr/local/bin/hook": root(0o700)}
+	host := &sitecheck.Host{
+		Stat: func(p string) (fs.FileInfo, error) {
+			if p = strings.TrimPrefix(p, "/"); p == "" {
+				p = "."
+			}
+			return files.Stat(p)
+		},
+		EvalSymlinks: func(p string) (string, error) { return p, nil },
+		LookupName:   func(db, name string) (bool, error) { return true, nil },
+		Accounts: func() ([]byte, []byte, error) {
+			return []byte("root:x:0:0::/root:/bin/sh\nkarl:x:1001:1001::/srv/karl:/usr/sbin/nologin\n"), []byte("root:x:0:\nkarl:x:1001:\n"), nil
+		},
+		ModeDecides: func(string) (bool, error) { return true, nil },
+	}
+	good := control.StartSpec{Argv: launchArgv("/usr/bin/app"), User: "karl"}
+	for _, c := range []struct {
+		name string
+		edit func(*control.StartSpec)
+		want string // "": the restart goes ahead
+	}{
+		{"fine", func(s *control.StartSpec) {}, ""},
+		{"program", func(s *control.StartSpec) { s.Argv = launchArgv("/srv/karl/app") },
+			`the program /srv/karl/app cannot be run by user "karl": /srv/karl is mode 0700 owned by root:root: the start would fail; a restart would stop the site, and so would its rollback; nothing was done (give the site's user what it lacks on the path named`},
+		{"workdir", func(s *control.StartSpec) { s.WorkingDirectory = "/srv/karl" },
+			`the working directory /srv/karl cannot be entered by user "karl": /srv/karl is mode 0700 owned by root:root: the start would fail with 200/CHDIR`},
+		{"command as the user", func(s *control.StartSpec) {
+			s.Commands = []control.Command{{Setting: "ExecStartPre=", Path: "/usr/local/bin/hook", AsUser: true}}
+		}, `the program /usr/local/bin/hook (ExecStartPre=) cannot be run by user "karl": /usr/local/bin/hook is mode 0700 owned by root:root: the start would fail with 203/EXEC`},
+		{"command as root", func(s *control.StartSpec) {
+			s.Commands = []control.Command{{Setting: "ExecStartPre=", Path: "/usr/local/bin/hook"}}
+		}, ""},
+		{"root", func(s *control.StartSpec) { s.User, s.Argv = "root", launchArgv("/srv/karl/app") }, ""},
+		{"no user", func(s *control.StartSpec) { s.User, s.Argv = "", launchArgv("/srv/karl/app") }, ""},
+		{"dynamic user", func(s *control.StartSpec) { s.DynamicUser, s.Argv = true, launchArgv("/srv/karl/app") }, ""},
+		{"CAP_DAC_READ_SEARCH", func(s *control.StartSpec) {
+			s.AmbientCapabilities, s.WorkingDirectory = 1<<capDACReadSearch, "/srv/karl"
+		}, ""},
+	} {
+		spec := good
+		c.edit(&spec)
+		e, f := specEnv(t, spec)
+		e.Host = host
+		rep, err := Restart(context.Background(), e, testSite(t), 0)
+		switch {
+		case c.want == "" && (err != nil || len(f.restarts) != 1):
+			t.Errorf("%s: %v, restarts %v", c.name, err, f.restarts)
+		case c.want != "" && (!errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), c.want) || len(f.restarts) != 0 || rep.Result != ""):
+			t.Errorf("%s: %v, restarts %v, report %+v; want it refused saying %q", c.name, err, f.restarts, rep, c.want)
 		}
 	}
 }

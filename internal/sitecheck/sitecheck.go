@@ -36,10 +36,18 @@ type Host struct {
 	// ReadHead reads the first bytes of a file, for a script's #! line;
 	// nil: not read.
 	ReadHead func(path string, n int) ([]byte, error)
+	// Accounts reads the host's passwd and group files, for the ids a
+	// site's user runs with; an error (NSS may read other sources too)
+	// is "cannot tell". nil: not read, and no user's access checked.
+	Accounts func() (passwd, group []byte, err error)
+	// ModeDecides tells whether a path's owner, group and mode alone
+	// decide who may use it (no POSIX ACL, a filesystem the kernel
+	// checks itself); an error is "cannot tell". nil: never.
+	ModeDecides func(path string) (bool, error)
 }
 
 // OS is the host sitectl runs on, as root sees it.
-var OS = Host{Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks, LookupName: lookupName, ReadHead: readHead}
+var OS = Host{Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks, LookupName: lookupName, ReadHead: readHead, Accounts: readAccounts, ModeDecides: modeDecides}
 
 // Public is the host as any user sees it, for root's checks on behalf of
 // another user (a deployer, through sitectl's state service): paths are
@@ -54,6 +62,14 @@ func Public(r pubpath.Resolver) Host {
 		}
 		defer f.Close()
 		return readFull(f, n)
+	}, Accounts: readAccounts, ModeDecides: func(p string) (bool, error) {
+		// Whether a path has an ACL anyone may ask (getfacl) of a path
+		// anyone may reach.
+		real, err := r.Resolve(p)
+		if err != nil {
+			return false, err
+		}
+		return modeDecides(real)
 	}}
 }
 
@@ -109,7 +125,7 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 	if msg := h.accountProblem("group", s.Group); msg != "" {
 		warn(at("group", -1), "%s", msg)
 	}
-	if msg := h.workdirProblem(s.Workdir); msg != "" {
+	if msg := h.workdirProblem(s.Workdir, nil); msg != "" {
 		warn(at("workdir", -1), "workdir: %s", msg)
 	}
 	for _, c := range s.Credentials {

@@ -42,7 +42,12 @@ type Start struct {
 	EnvironmentFiles []string
 	// Commands are the programs the start runs besides the app's that
 	// must succeed (ExecStartPre=, ExecStartPost= without "-").
-	Commands []Needed
+	Commands []Command
+	// RunAs is the user the app and the Commands AsUser run as, whose
+	// access to the programs and the working directory is checked; nil:
+	// not checked (root, a user made up at each start, or one whose
+	// capabilities override the files' permissions).
+	RunAs *RunAs
 	// Page and StaticDir are a maintenance mode's page file and static
 	// directory, which the maintenance server opens as it starts ("":
 	// none).
@@ -50,15 +55,25 @@ type Start struct {
 }
 
 // Needed is a path a start needs, and the setting that names it
-// (ReadWritePaths=, BindPaths=, ExecStartPre=, ...).
+// (ReadWritePaths=, BindPaths=, ...).
 type Needed struct {
 	Setting, Path string
+}
+
+// Command is a program a start runs besides the app's, the setting that
+// names it (ExecStartPre=, ExecStartPost=), and whether it runs as the
+// unit's user (no "+", "!" or "!!" prefix).
+type Command struct {
+	Setting, Path string
+	AsUser        bool
 }
 
 // Startable says why a service started so would fail before the app
 // runs: a program (its own or one run before it), user, group, working
 // directory, credential file, environment file or path of its sandbox
-// that does not exist.
+// that does not exist, or a program or working directory that the user
+// it runs as may not run or enter (a directory on the way that the user
+// may not search, by the owner, group and mode of each).
 // A restart stops the old process first, and its rollback restarts the
 // same unit, so such a start takes the site down; sitectl refuses it
 // instead. Only what is sure counts: a path that cannot be checked (a
@@ -67,12 +82,13 @@ type Needed struct {
 // never stops a restart that would work.
 func Startable(h Host, st Start) []string {
 	var out []string
+	id, _ := h.identity(st.RunAs)
 	if st.Program != "" {
-		if msg, sure := h.programProblem(st.Program); msg != "" && sure {
+		if msg, sure := h.runnable(st.Program, id, "the start would fail", maxInterpreters); msg != "" && sure {
 			out = append(out, fmt.Sprintf("the program %s %s", st.Program, msg))
 		}
 	}
-	for _, msg := range []string{h.accountProblem("passwd", st.User), h.accountProblem("group", st.Group), h.workdirProblem(st.WorkingDirectory)} {
+	for _, msg := range []string{h.accountProblem("passwd", st.User), h.accountProblem("group", st.Group), h.workdirProblem(st.WorkingDirectory, id)} {
 		if msg != "" {
 			out = append(out, msg)
 		}
@@ -90,7 +106,12 @@ func Startable(h Host, st Start) []string {
 		}
 	}
 	for _, c := range st.Commands {
-		if msg, sure := h.programProblem(c.Path); msg != "" && sure {
+		as := id
+		if !c.AsUser {
+			as = nil
+		}
+		// systemd runs these itself: 203/EXEC when it cannot.
+		if msg, sure := h.runnable(c.Path, as, "the start would fail with 203/EXEC", maxInterpreters); msg != "" && sure {
 			out = append(out, fmt.Sprintf("the program %s (%s) %s", c.Path, c.Setting, msg))
 		}
 	}
@@ -132,12 +153,20 @@ func (h Host) accountProblem(db, name string) string {
 	return fmt.Sprintf("user %q does not exist on this host: the start would fail with 217/USER", name)
 }
 
-// workdirProblem says that a working directory surely is not one, or "".
-func (h Host) workdirProblem(wd string) string {
+// workdirProblem says that a working directory surely is not one, or
+// that user id (nil: not checked) surely may not enter it, or "".
+func (h Host) workdirProblem(wd string, id *identity) string {
 	if wd == "~" {
 		return ""
 	}
-	return h.pathProblem(wd, "the working directory", true, "the start would fail with 200/CHDIR")
+	if msg := h.pathProblem(wd, "the working directory", true, "the start would fail with 200/CHDIR"); msg != "" {
+		return msg
+	}
+	// systemd enters it as the user, after it changed to the user.
+	if why := h.blocked(id, wd); why != "" {
+		return fmt.Sprintf("the working directory %s %s %q: %s: the start would fail with 200/CHDIR", wd, cannotEnter, id.name, why)
+	}
+	return ""
 }
 
 // pageProblem says that a maintenance mode's page file surely cannot be
@@ -176,24 +205,36 @@ func (h Host) pathProblem(path, what string, dir bool, then string) string {
 // there too: a virtualenv whose Python went with an upgrade fails the
 // same way.
 func (h Host) programProblem(p string) (msg string, sure bool) {
-	return h.runnable(p, maxInterpreters)
+	return h.runnable(p, nil, "the start would fail", maxInterpreters)
 }
 
 // maxInterpreters is how many #! lines deep the kernel follows (its
 // binfmt recursion limit).
 const maxInterpreters = 4
 
-func (h Host) runnable(p string, depth int) (msg string, sure bool) {
+// runnable says what is wrong with program p, run as user id (nil: not
+// checked), ending in then, or "", and whether that is sure; depth is how
+// many #! lines it still follows.
+func (h Host) runnable(p string, id *identity, then string, depth int) (msg string, sure bool) {
 	fi, err := h.Stat(p)
 	switch {
 	case notExist(err):
-		return "does not exist on this host: the start would fail", true
+		return "does not exist on this host: " + then, true
 	case err != nil:
+		// A directory on the way that the user may not search is sure
+		// all the same (one that the host as any user sees it, Public,
+		// does not look into).
+		if why := h.blocked(id, p); why != "" {
+			return fmt.Sprintf("%s %q: %s: %s", cannotRun, id.name, why, then), true
+		}
 		return fmt.Sprintf("cannot be checked: %v", err), false
 	case !fi.Mode().IsRegular():
-		return "is not a regular file: the start would fail", true
+		return "is not a regular file: " + then, true
 	case fi.Mode().Perm()&0o111 == 0:
-		return fmt.Sprintf("is not executable (mode %04o): the start would fail", fi.Mode().Perm()), true
+		return fmt.Sprintf("is not executable (mode %04o): %s", fi.Mode().Perm(), then), true
+	}
+	if why := h.blocked(id, p); why != "" {
+		return fmt.Sprintf("%s %q: %s: %s", cannotRun, id.name, why, then), true
 	}
 	// Only a script anyone may read: one that the site's user may not
 	// read fails anyway, and root's reading of another (through a
@@ -217,7 +258,7 @@ func (h Host) runnable(p string, depth int) (msg string, sure bool) {
 	if interp == "" || depth == 0 {
 		return "", true
 	}
-	if msg, sure := h.runnable(interp, depth-1); msg != "" {
+	if msg, sure := h.runnable(interp, id, then, depth-1); msg != "" {
 		return fmt.Sprintf("runs %s (its #! line), which %s", interp, msg), sure
 	}
 	return "", true

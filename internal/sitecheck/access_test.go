@@ -1,0 +1,228 @@
+package sitecheck
+
+import (
+	"errors"
+	"io/fs"
+	"strings"
+	"syscall"
+	"testing"
+	"testing/fstest"
+)
+
+const (
+	testPasswd = "root:x:0:0:root:/root:/bin/sh\nshop:x:1001:1001::/srv/shop:/usr/sbin/nologin\nkarl:x:1002:1002::/srv/karl:/usr/sbin/nologin\n"
+	testGroup  = "root:x:0:\nwww-data:x:33:karl,shop\nshop:x:1001:\nkarl:x:1002:\ndeploy:x:1500:karl\nmedia:x:1600:\n"
+)
+
+// accessHost is a host with the files of m, each with the owner and
+// group of its Sys (a *syscall.Stat_t), the symlinks of links (a
+// leading part of a path to what it leads to), the accounts above, and
+// ACLs on the paths of acl.
+func accessHost(m fstest.MapFS, links map[string]string, acl ...string) Host {
+	resolve := func(p string) string {
+		for from, to := range links {
+			if p == from || strings.HasPrefix(p, from+"/") {
+				return to + strings.TrimPrefix(p, from)
+			}
+		}
+		return p
+	}
+	return Host{
+		Stat: func(p string) (fs.FileInfo, error) {
+			p = strings.TrimPrefix(resolve(p), "/")
+			if p == "" {
+				p = "."
+			}
+			if strings.HasPrefix(p, "srv/unreadable") {
+				return nil, &fs.PathError{Op: "stat", Path: "/" + p, Err: syscall.EIO}
+			}
+			if strings.HasPrefix(p, "srv/locked/") { // as Public sees it
+				return nil, &fs.PathError{Op: "stat", Path: "/" + p, Err: fs.ErrPermission}
+			}
+			return m.Stat(p)
+		},
+		EvalSymlinks: func(p string) (string, error) {
+			r := resolve(p)
+			if strings.HasPrefix(r, "/srv/locked/") {
+				return "", fs.ErrPermission
+			}
+			if _, err := m.Stat(strings.TrimPrefix(r, "/")); err != nil && r != "/" {
+				return "", err
+			}
+			return r, nil
+		},
+		ReadHead: func(p string, n int) ([]byte, error) {
+			f, ok := m[strings.TrimPrefix(resolve(p), "/")]
+			if !ok {
+				return nil, fs.ErrNotExist
+			}
+			return f.Data[:min(n, len(f.Data))], nil
+		},
+		LookupName: func(db, name string) (bool, error) { return true, nil },
+		Accounts:   func() ([]byte, []byte, error) { return []byte(testPasswd), []byte(testGroup), nil },
+		ModeDecides: func(p string) (bool, error) {
+			for _, a := range acl {
+				if p == a {
+					return false, nil
+				}
+			}
+			return true, nil
+		},
+	}
+}
+
+// owned is a file or directory of mode owned by uid and gid.
+func owned(mode fs.FileMode, uid, gid uint32, data string) *fstest.MapFile {
+	return &fstest.MapFile{Mode: mode, Data: []byte(data), Sys: &syscall.Stat_t{Uid: uid, Gid: gid}}
+}
+
+// The start is refused when the site's user surely cannot run its
+// program (or an interpreter, or a command run as the user) or enter its
+// working directory: the owner, group and other bits of each directory
+// on the way, and of the file, against the user's uid and groups. What
+// may be granted otherwise (an ACL, root, a user or group that is not in
+// the files, a stat that fails) is no reason.
+func TestStartableAccess(t *testing.T) {
+	const dir = fs.ModeDir
+	files := fstest.MapFS{
+		".":                       owned(dir|0o755, 0, 0, ""),
+		"srv":                     owned(dir|0o755, 0, 0, ""),
+		"srv/shop":                owned(dir|0o750, 1001, 1001, ""),
+		"srv/shop/app":            owned(0o755, 0, 0, ""),
+		"srv/shop/own":            owned(0o070, 1001, 1001, ""), // the owner's bits count for the owner, not the group's
+		"srv/shop/script":         owned(0o755, 0, 0, "#!/srv/py/bin/python3\n"),
+		"srv/shop/www":            owned(dir|0o700, 0, 0, ""),
+		"srv/locked":              owned(dir|0o700, 0, 0, ""),
+		"srv/locked/app":          owned(0o755, 0, 0, ""),
+		"srv/locked/www":          owned(dir|0o755, 0, 0, ""),
+		"srv/web":                 owned(dir|0o750, 0, 33, ""),
+		"srv/web/app":             owned(0o750, 0, 33, ""),
+		"srv/deploy":              owned(dir|0o750, 0, 1500, ""),
+		"srv/deploy/app":          owned(0o755, 0, 0, ""),
+		"srv/media":               owned(dir|0o750, 0, 1600, ""),
+		"srv/media/app":           owned(0o755, 0, 0, ""),
+		"srv/others":              owned(dir|0o701, 0, 0, ""),
+		"srv/others/app":          owned(0o711, 0, 0, ""),
+		"srv/acl":                 owned(dir|0o700, 0, 0, ""),
+		"srv/acl/app":             owned(0o755, 0, 0, ""),
+		"srv/py":                  owned(dir|0o700, 0, 0, ""),
+		"srv/py/bin/python3":      owned(0o755, 0, 0, ""),
+		"srv/releases":            owned(dir|0o700, 0, 0, ""),
+		"srv/releases/a":          owned(dir|0o755, 0, 0, ""),
+		"srv/releases/a/app":      owned(0o755, 0, 0, ""),
+		"srv/unreadable/x/app":    owned(0o755, 0, 0, ""),
+		"usr/local/bin/hook":      owned(0o700, 0, 0, ""),
+		"srv/shop/current":        owned(dir|0o755, 1001, 1001, ""),
+		"srv/shop/current/public": owned(dir|0o755, 1001, 1001, ""),
+	}
+	host := accessHost(files, map[string]string{"/srv/shop/current": "/srv/releases/a"}, "/srv/acl")
+	shop := &RunAs{User: "shop"}
+	noAccounts := host
+	noAccounts.Accounts = func() ([]byte, []byte, error) { return nil, nil, errUnsure }
+	noModes := host
+	noModes.ModeDecides = nil
+	for _, c := range []struct {
+		name string
+		host Host
+		st   Start
+		want []string
+	}{
+		{"fine", host, Start{Program: "/srv/shop/app", WorkingDirectory: "/srv/shop", RunAs: shop}, nil},
+		{"a directory on the way only root may search, which the host does not look into", host, Start{Program: "/srv/locked/app", RunAs: shop},
+			[]string{`the program /srv/locked/app cannot be run by user "shop": /srv/locked is mode 0700 owned by root:root: the start would fail`}},
+		{"a group that lists the user, Group= another", host, Start{Program: "/srv/deploy/app", RunAs: &RunAs{User: "karl", Group: "karl"}}, nil},
+		{"a group it is not in, Group= another", host, Start{Program: "/srv/deploy/app", RunAs: &RunAs{User: "shop", Group: "shop"}},
+			[]string{`the program /srv/deploy/app cannot be run by user "shop": /srv/deploy is mode 0750 owned by root:deploy: the start would fail`}},
+		{"the owner's bits, not the group's", host, Start{Program: "/srv/shop/own", RunAs: shop},
+			[]string{`the program /srv/shop/own cannot be run by user "shop": /srv/shop/own is mode 0070 owned by shop:shop`}},
+		{"a group that lists the user", host, Start{Program: "/srv/web/app", RunAs: shop}, nil},
+		{"a group it is not in", host, Start{Program: "/srv/deploy/app", RunAs: shop},
+			[]string{`the program /srv/deploy/app cannot be run by user "shop": /srv/deploy is mode 0750 owned by root:deploy`}},
+		{"SupplementaryGroups=", host, Start{Program: "/srv/deploy/app", RunAs: &RunAs{User: "shop", SupplementaryGroups: []string{"deploy"}}}, nil},
+		{"SupplementaryGroups= by number", host, Start{Program: "/srv/deploy/app", RunAs: &RunAs{User: "shop", SupplementaryGroups: []string{"1500"}}}, nil},
+		{"Group=", host, Start{Program: "/srv/media/app", RunAs: &RunAs{User: "shop", Group: "media"}}, nil},
+		{"others may search and run", host, Start{Program: "/srv/others/app", RunAs: shop}, nil},
+		{"an ACL may grant it", host, Start{Program: "/srv/acl/app", RunAs: shop}, nil},
+		{"a filesystem that decides for itself", noModes, Start{Program: "/srv/locked/app", RunAs: shop}, nil},
+		{"root", host, Start{Program: "/srv/locked/app", RunAs: &RunAs{User: "root"}}, nil},
+		{"no user checked (DynamicUser=)", host, Start{Program: "/srv/locked/app"}, nil},
+		{"a user by number", host, Start{Program: "/srv/locked/app", RunAs: &RunAs{User: "1001"}}, nil},
+		{"a user not in the files", host, Start{Program: "/srv/locked/app", RunAs: &RunAs{User: "ldap-user"}}, nil},
+		{"a group not in the files", host, Start{Program: "/srv/locked/app", RunAs: &RunAs{User: "shop", SupplementaryGroups: []string{"ldap-group"}}}, nil},
+		{"accounts NSS may have elsewhere", noAccounts, Start{Program: "/srv/locked/app", RunAs: shop}, nil},
+		{"a stat that fails", host, Start{Program: "/srv/unreadable/x/app", RunAs: shop}, nil},
+		{"a working directory under one only root may search", host, Start{WorkingDirectory: "/srv/locked/www", RunAs: shop},
+			[]string{`the working directory /srv/locked/www cannot be entered by user "shop": /srv/locked is mode 0700 owned by root:root: the start would fail with 200/CHDIR`}},
+		{"a working directory only root may search", host, Start{WorkingDirectory: "/srv/shop/www", RunAs: shop},
+			[]string{`the working directory /srv/shop/www cannot be entered by user "shop": /srv/shop/www is mode 0700 owned by root:root`}},
+		{"an interpreter the user cannot run", host, Start{Program: "/srv/shop/script", RunAs: shop},
+			[]string{`the program /srv/shop/script runs /srv/py/bin/python3 (its #! line), which cannot be run by user "shop": /srv/py is mode 0700 owned by root:root: the start would fail`}},
+		{"through a symlink, the directories it leads through", host, Start{Program: "/srv/shop/current/app", WorkingDirectory: "/srv/shop/current", RunAs: shop},
+			[]string{`the program /srv/shop/current/app cannot be run by user "shop": /srv/releases is mode 0700 owned by root:root`,
+				`the working directory /srv/shop/current cannot be entered by user "shop": /srv/releases is mode 0700`}},
+		{"a command run as the user", host, Start{Commands: []Command{{"ExecStartPre=", "/usr/local/bin/hook", true}}, RunAs: shop},
+			[]string{`the program /usr/local/bin/hook (ExecStartPre=) cannot be run by user "shop": /usr/local/bin/hook is mode 0700 owned by root:root: the start would fail with 203/EXEC`}},
+		{"a command run as root (+, !)", host, Start{Commands: []Command{{"ExecStartPre=", "/usr/local/bin/hook", false}}, RunAs: shop}, nil},
+	} {
+		got := Startable(c.host, c.st)
+		if len(got) != len(c.want) {
+			t.Errorf("%s: %q, want %d problems", c.name, got, len(c.want))
+			continue
+		}
+		for i, w := range c.want {
+			if !strings.HasPrefix(got[i], w) {
+				t.Errorf("%s: %q, want it to start with %q", c.name, got[i], w)
+			}
+		}
+	}
+}
+
+func TestIdentity(t *testing.T) {
+	h := accessHost(nil, nil)
+	id, ok := h.identity(&RunAs{User: "karl", Group: "media", SupplementaryGroups: []string{"shop"}})
+	if !ok || id.uid != 1002 {
+		t.Fatalf("identity of karl: %+v %v", id, ok)
+	}
+	for _, g := range []uint32{1002, 33, 1500, 1600, 1001} {
+		if !containsGID(id.gids, g) {
+			t.Errorf("karl's groups %v lack %d", id.gids, g)
+		}
+	}
+	if containsGID(id.gids, 0) {
+		t.Errorf("karl's groups %v have root's", id.gids)
+	}
+	h.Accounts = func() ([]byte, []byte, error) { return nil, nil, errors.New("cannot read") }
+	if _, ok := h.identity(&RunAs{User: "karl"}); ok {
+		t.Error("identity without the account files")
+	}
+}
+
+func containsGID(gids []uint32, g uint32) bool {
+	for _, x := range gids {
+		if x == g {
+			return true
+		}
+	}
+	return false
+}
+
+func TestHasLine(t *testing.T) {
+	conf := []byte("passwd: files\n# initgroups: ldap\ngroup: files\n")
+	if hasLine(conf, "initgroups") || !hasLine(conf, "group") {
+		t.Errorf("hasLine")
+	}
+}
+
+// On this host: a directory of the test's is decided by its mode (the
+// test's temporary directory is on a local filesystem, most likely).
+func TestModeDecidesOnThisHost(t *testing.T) {
+	d := t.TempDir()
+	decides, err := modeDecides(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: the mode decides: %v", d, decides)
+	if _, err := modeDecides(d + "/no-such"); err == nil {
+		t.Error("modeDecides of a path that is not there: no error")
+	}
+}
