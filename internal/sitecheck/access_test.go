@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"testing/fstest"
+
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 const (
@@ -224,5 +226,42 @@ func TestModeDecidesOnThisHost(t *testing.T) {
 	t.Logf("%s: the mode decides: %v", d, decides)
 	if _, err := modeDecides(d + "/no-such"); err == nil {
 		t.Error("modeDecides of a path that is not there: no error")
+	}
+}
+
+// sitectl check warns of the same for the site file's user: its exec,
+// its cleanup hooks (run as the user at each stop) and its workdir. A
+// site without user (a dynamic one) is not checked so.
+func TestWarningsOfTheUsersAccess(t *testing.T) {
+	files := fstest.MapFS{
+		".":              owned(fs.ModeDir|0o755, 0, 0, ""),
+		"srv":            owned(fs.ModeDir|0o755, 0, 0, ""),
+		"srv/closed":     owned(fs.ModeDir|0o700, 0, 0, ""),
+		"srv/closed/app": owned(0o755, 0, 0, ""),
+		"srv/closed/www": owned(fs.ModeDir|0o755, 0, 0, ""),
+	}
+	host := accessHost(files, nil)
+	const rest = "exec = [\"/srv/closed/app\"]\nworkdir = \"/srv/closed/www\"\ncleanup = [[\"/srv/closed/app\"]]\n[[listen]]\naddress = \"127.0.0.1:1\"\n"
+	s, data := parse(t, "user = \"shop\"\n"+rest)
+	var got []string
+	for _, w := range Warnings(host, s, data, 0o640, units.Options{}) {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		`2:9: warning: exec: the program /srv/closed/app cannot be run by user "shop": /srv/closed is mode 0700 owned by root:root: the start would fail`,
+		`4:13: warning: cleanup[0]: the program /srv/closed/app cannot be run by user "shop": /srv/closed is mode 0700 owned by root:root: the hook would fail at every stop`,
+		`3:1: warning: workdir: the working directory /srv/closed/www cannot be entered by user "shop": /srv/closed is mode 0700 owned by root:root: the start would fail with 200/CHDIR`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("warnings %q, want %d", got, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasSuffix(got[i], w) {
+			t.Errorf("warning %q, want it to end with %q", got[i], w)
+		}
+	}
+	s, data = parse(t, rest)
+	if w := Warnings(host, s, data, 0o640, units.Options{}); len(w) != 0 {
+		t.Errorf("a site of a dynamic user: %v", w)
 	}
 }

@@ -98,7 +98,13 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 		out = append(out, &site.Error{File: s.File, Line: pos.Line, Col: pos.Col, Msg: "warning: " + fmt.Sprintf(format, args...)})
 	}
 	hidden := units.HiddenPaths(s, opts)
-	if msg := h.program(s.Exec[0]); msg != "" {
+	// The site's user (none: a dynamic one, not checked) runs the app
+	// and its cleanup hooks, and systemd enters its workdir as it.
+	var id *identity
+	if s.User != "" {
+		id, _ = h.identity(&RunAs{User: s.User, Group: s.Group})
+	}
+	if msg := h.program(s.Exec[0], id); msg != "" {
 		warn(at("exec", 0), "exec: the program %s %s", s.Exec[0], msg)
 	}
 	if hd, ok := h.under(s.Exec[0], hidden); ok {
@@ -112,7 +118,7 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 		if v := root.Get("cleanup"); v != nil && i < len(v.Items) && len(v.Items[i].Items) > 0 {
 			pos = v.Items[i].Items[0].Pos
 		}
-		if msg := h.program(hook[0]); msg != "" {
+		if msg := h.program(hook[0], id); msg != "" {
 			warn(pos, "cleanup[%d]: the program %s %s", i, hook[0], strings.Replace(msg, "the start would fail", "the hook would fail at every stop", 1))
 		}
 		if hd, ok := h.under(hook[0], hidden); ok {
@@ -125,7 +131,7 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 	if msg := h.accountProblem("group", s.Group); msg != "" {
 		warn(at("group", -1), "%s", msg)
 	}
-	if msg := h.workdirProblem(s.Workdir, nil); msg != "" {
+	if msg := h.workdirProblem(s.Workdir, id); msg != "" {
 		warn(at("workdir", -1), "workdir: %s", msg)
 	}
 	for _, c := range s.Credentials {
@@ -295,9 +301,10 @@ func keepsAlive(s *site.Site) string {
 	return found + " keeps connections alive"
 }
 
-// program says what is wrong with the program path, or "".
-func (h Host) program(p string) string {
-	msg, _ := h.programProblem(p)
+// program says what is wrong with the program path, run as user id
+// (nil: not checked), or "".
+func (h Host) program(p string, id *identity) string {
+	msg, _ := h.programProblem(p, id)
 	return msg
 }
 

@@ -84,7 +84,7 @@ func Startable(h Host, st Start) []string {
 	var out []string
 	id, _ := h.identity(st.RunAs)
 	if st.Program != "" {
-		if msg, sure := h.runnable(st.Program, id, "the start would fail", maxInterpreters); msg != "" && sure {
+		if msg, sure := h.programProblem(st.Program, id); msg != "" && sure {
 			out = append(out, fmt.Sprintf("the program %s %s", st.Program, msg))
 		}
 	}
@@ -200,12 +200,12 @@ func (h Host) pathProblem(path, what string, dir bool, then string) string {
 	return ""
 }
 
-// programProblem says what is wrong with the program path, or "", and
-// whether that is sure. A script's interpreter (its #! line) must be
-// there too: a virtualenv whose Python went with an upgrade fails the
-// same way.
-func (h Host) programProblem(p string) (msg string, sure bool) {
-	return h.runnable(p, nil, "the start would fail", maxInterpreters)
+// programProblem says what is wrong with the program path, run as user
+// id (nil: not checked), or "", and whether that is sure. A script's
+// interpreter (its #! line) must be there too: a virtualenv whose Python
+// went with an upgrade fails the same way.
+func (h Host) programProblem(p string, id *identity) (msg string, sure bool) {
+	return h.runnable(p, id, "the start would fail", maxInterpreters)
 }
 
 // maxInterpreters is how many #! lines deep the kernel follows (its
