@@ -1,14 +1,20 @@
 package sitecheck
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"testing/fstest"
 
+	"github.com/sitectl/sitectl/internal/pubpath"
 	"github.com/sitectl/sitectl/internal/units"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -263,5 +269,67 @@ func TestWarningsOfTheUsersAccess(t *testing.T) {
 	s, data = parse(t, rest)
 	if w := Warnings(host, s, data, 0o640, units.Options{}); len(w) != 0 {
 		t.Errorf("a site of a dynamic user: %v", w)
+	}
+}
+
+// On this host, as root: a directory only root may search keeps user
+// nobody from a program under it, as root sees the host and as any user
+// does (Public, the state service's); an ACL that lets nobody search it
+// leaves it unknown.
+func TestAccessOnThisHost(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to own files other than the user's")
+	}
+	if _, _, err := readAccounts(); err != nil {
+		t.Skipf("this host's accounts cannot be read surely: %v", err)
+	}
+	base := t.TempDir()
+	// The test's directory and the one TempDir made for the test are its
+	// own; those above must let anyone search them.
+	for _, d := range []string{base, filepath.Dir(base)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for d := filepath.Dir(filepath.Dir(base)); ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm()&0o001 == 0 {
+			t.Skipf("%s is not searchable by everyone: %v", d, err)
+		}
+		if d == "/" {
+			break
+		}
+	}
+	locked := filepath.Join(base, "locked")
+	if err := os.Mkdir(locked, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(locked, "app"), []byte("\x7fELF"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if decides, err := modeDecides(locked); err != nil || !decides {
+		t.Skipf("the test's directory is on a filesystem that decides for itself: %v %v", decides, err)
+	}
+	st := Start{Program: filepath.Join(locked, "app"), RunAs: &RunAs{User: "nobody"}}
+	want := fmt.Sprintf(`the program %s/app cannot be run by user "nobody": %s is mode 0700 owned by root:`, locked, locked)
+	for name, h := range map[string]Host{"OS": OS, "Public": Public(pubpath.Resolver{})} {
+		if got := Startable(h, st); len(got) != 1 || !strings.HasPrefix(got[0], want) {
+			t.Errorf("%s: %q, want one starting with %q", name, got, want)
+		}
+	}
+	// An ACL (as setfacl -m u:nobody:x writes it): user::rwx,
+	// user:nobody:--x, group::---, mask::--x, other::---.
+	acl := []byte{2, 0, 0, 0}
+	for _, e := range [][3]uint32{{0x01, 7, 0xffffffff}, {0x02, 1, 65534}, {0x04, 0, 0xffffffff}, {0x10, 1, 0xffffffff}, {0x20, 0, 0xffffffff}} {
+		acl = binary.LittleEndian.AppendUint16(acl, uint16(e[0]))
+		acl = binary.LittleEndian.AppendUint16(acl, uint16(e[1]))
+		acl = binary.LittleEndian.AppendUint32(acl, e[2])
+	}
+	if err := unix.Setxattr(locked, "system.posix_acl_access", acl, 0); err != nil {
+		t.Skipf("setting an ACL: %v", err)
+	}
+	for name, h := range map[string]Host{"OS": OS, "Public": Public(pubpath.Resolver{})} {
+		if got := Startable(h, st); len(got) != 0 {
+			t.Errorf("%s with an ACL: %q", name, got)
+		}
 	}
 }
