@@ -129,12 +129,7 @@ func TestStartableAccess(t *testing.T) {
 	noAccounts.Accounts = func() ([]byte, []byte, error) { return nil, nil, errUnsure }
 	noModes := host
 	noModes.ModeDecides = nil
-	for _, c := range []struct {
-		name string
-		host Host
-		st   Start
-		want []string
-	}{
+	checkStartable(t, []startableCase{
 		{"fine", host, Start{Program: "/srv/shop/app", WorkingDirectory: "/srv/shop", RunAs: shop}, nil},
 		{"a directory on the way only root may search, which the host does not look into", host, Start{Program: "/srv/locked/app", RunAs: shop},
 			[]string{`the program /srv/locked/app cannot be run by user "shop": /srv/locked is mode 0700 owned by root:root: the start would fail`}},
@@ -171,18 +166,7 @@ func TestStartableAccess(t *testing.T) {
 		{"a command run as the user", host, Start{Commands: []Command{{"ExecStartPre=", "/usr/local/bin/hook", true}}, RunAs: shop},
 			[]string{`the program /usr/local/bin/hook (ExecStartPre=) cannot be run by user "shop": /usr/local/bin/hook is mode 0700 owned by root:root: the start would fail with 203/EXEC`}},
 		{"a command run as root (+, !)", host, Start{Commands: []Command{{"ExecStartPre=", "/usr/local/bin/hook", false}}, RunAs: shop}, nil},
-	} {
-		got := Startable(c.host, c.st)
-		if len(got) != len(c.want) {
-			t.Errorf("%s: %q, want %d problems", c.name, got, len(c.want))
-			continue
-		}
-		for i, w := range c.want {
-			if !strings.HasPrefix(got[i], w) {
-				t.Errorf("%s: %q, want it to start with %q", c.name, got[i], w)
-			}
-		}
-	}
+	})
 }
 
 func TestIdentity(t *testing.T) {

@@ -29,12 +29,7 @@ func TestStartable(t *testing.T) {
 	}, nil)
 	secret := host
 	secret.Stat = func(p string) (fs.FileInfo, error) { return nil, fs.ErrPermission }
-	for _, c := range []struct {
-		name string
-		host Host
-		st   Start
-		want []string
-	}{
+	checkStartable(t, []startableCase{
 		{"fine", host, Start{Program: "/usr/bin/app", User: "karl", Group: "www-data", WorkingDirectory: "/srv/karl"}, nil},
 		{"no program to run", host, Start{User: "karl", WorkingDirectory: "/srv/karl"}, nil},
 		{"numeric ids, home", host, Start{Program: "/usr/bin/app", User: "1001", Group: "1001", WorkingDirectory: "~"}, nil},
@@ -72,18 +67,7 @@ func TestStartable(t *testing.T) {
 		// Doubt is no reason: a path sitectl may not search, a user from a
 		// source sitectl cannot ask.
 		{"cannot tell", secret, Start{Program: "/usr/bin/gunicornn", User: "ldap-user", WorkingDirectory: "/srv/x", Paths: []Needed{{"ReadWritePaths=", "/srv/x"}}}, nil},
-	} {
-		got := Startable(c.host, c.st)
-		if len(got) != len(c.want) {
-			t.Errorf("%s: %q, want %d problems", c.name, got, len(c.want))
-			continue
-		}
-		for i, w := range c.want {
-			if !strings.HasPrefix(got[i], w) {
-				t.Errorf("%s: %q, want it to start with %q", c.name, got[i], w)
-			}
-		}
-	}
+	})
 }
 
 // An error that does not say the path is missing leaves it unknown.
@@ -207,6 +191,31 @@ func TestInterpreter(t *testing.T) {
 		h := Host{ReadHead: func(string, int) ([]byte, error) { return []byte(head), nil }}
 		if path, arg := h.interpreter("/x"); path != want[0] || arg != want[1] {
 			t.Errorf("interpreter of %q = %q, %q; want %q, %q", head, path, arg, want[0], want[1])
+		}
+	}
+}
+
+// startableCase is a case of Startable: what it finds on host for st,
+// each problem by how it begins.
+type startableCase struct {
+	name string
+	host Host
+	st   Start
+	want []string
+}
+
+func checkStartable(t *testing.T, cases []startableCase) {
+	t.Helper()
+	for _, c := range cases {
+		got := Startable(c.host, c.st)
+		if len(got) != len(c.want) {
+			t.Errorf("%s: %q, want %d problems", c.name, got, len(c.want))
+			continue
+		}
+		for i, w := range c.want {
+			if !strings.HasPrefix(got[i], w) {
+				t.Errorf("%s: %q, want it to start with %q", c.name, got[i], w)
+			}
 		}
 	}
 }
