@@ -425,3 +425,122 @@ func TestAnsibleReleaseCheckModePredictsTheReload(t *testing.T) {
 		})
 	}
 }
+
+// The handlers that follow a changed site file restart the site; a release
+// switch of that site in the same run (sitectl_release, which main.yml runs
+// after the handlers) then reloaded it onto the release: two new
+// generations where one does. The reload alone applies the file (sitectl
+// reload restarts fully when the file's units changed): the site is
+// switched once, by it. Check mode predicts the same, running nothing but
+// sitectl status; and a reload that is rolled back leaves the file to one
+// restart, on the release that serves.
+func TestAnsibleChangedSiteRolledToAReleaseSwitchesOnce(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"releases/r2", "releases/r3"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link, r2, r3 := filepath.Join(dir, "current"), filepath.Join(dir, "releases/r2"), filepath.Join(dir, "releases/r3")
+	if err := os.Symlink(r2, link); err != nil {
+		t.Fatal(err)
+	}
+	// main.yml's order: the plan of the release, the handlers, the switch.
+	play := `- hosts: localhost
+  gather_facts: false
+  vars:
+    sitectl_release: {site: web, path: ` + r3 + `, link: ` + link + `}
+    sitectl_changed_sites: [web, api]
+    sitectl_binary: {stat: {exists: true}}
+  tasks:
+    - ansible.builtin.include_role: {name: sitectl, tasks_from: release_plan.yml}
+    - ansible.builtin.include_role: {name: sitectl, tasks_from: restart.yml}
+    - ansible.builtin.include_role: {name: sitectl, tasks_from: release.yml}
+`
+	status := map[string]string{"web": ansibleStatus("web", "normal", "active", "normal"), "api": ansibleStatus("api", "normal", "active", "normal")}
+	switches := func(calls []string) (web, api []string) {
+		for _, c := range calls {
+			if !strings.HasPrefix(c, "sitectl restart") && !strings.HasPrefix(c, "sitectl reload") && !strings.HasPrefix(c, "sitectl mode") {
+				continue
+			}
+			if strings.HasSuffix(c, " web") {
+				web = append(web, c)
+			} else {
+				api = append(api, c)
+			}
+		}
+		return web, api
+	}
+
+	ansibleStandIns(t, dir, status, `{}`, 0)
+	out, err := ansibleLocal(t, dir, play, "--check")
+	if err != nil {
+		t.Fatalf("the check run failed: %v\n%s", err, out)
+	}
+	for _, c := range ansibleCalls(t, dir) {
+		if !strings.HasPrefix(c, "sitectl status") {
+			t.Errorf("the check run ran %q", c)
+		}
+	}
+	for _, want := range []string{"A real run would restart api", "A real run would reload web onto " + r3} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the check run does not say %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "A real run would restart web") {
+		t.Errorf("the check run predicts a restart of web besides its reload:\n%s", out)
+	}
+	predicted := localChanged(t, out)
+
+	out, err = ansibleLocal(t, dir, play)
+	if err != nil {
+		t.Fatalf("the run failed: %v\n%s", err, out)
+	}
+	calls := ansibleCalls(t, dir)
+	web, api := switches(calls)
+	if len(web) != 1 || !strings.HasPrefix(web[0], "sitectl reload") {
+		t.Errorf("web, changed and rolled to a release, was switched by %q, want once by sitectl reload; calls:\n%s", web, strings.Join(calls, "\n"))
+	}
+	if len(api) != 1 || !strings.HasPrefix(api[0], "sitectl restart") {
+		t.Errorf("api, changed, was switched by %q, want once by sitectl restart", api)
+	}
+	if got, _ := os.Readlink(link); got != r3 {
+		t.Errorf("current → %s after the run, want %s", got, r3)
+	}
+	if n := localChanged(t, out); n != predicted {
+		t.Errorf("the run reports changed=%d, the check run predicted %d:\n%s", n, predicted, out)
+	}
+
+	// A reload that is rolled back (exit 4) has not applied the file: the
+	// link goes back to r2 and web is restarted with its file there, once,
+	// and the run fails with the reload's reason.
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(r2, link); err != nil {
+		t.Fatal(err)
+	}
+	ansibleStandIns(t, dir, status, `{}`, 0)
+	fake := filepath.Join(dir, "bin/sitectl")
+	b, err := os.ReadFile(fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rolledBack := strings.Replace(string(b), "restart|reload)", `reload) echo '{"site":"web","changed":false,"result":"rolled-back","reason":"the new generation did not come up"}'; exit 4;;
+restart)`, 1)
+	if err := os.WriteFile(fake, []byte(rolledBack), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err = ansibleLocal(t, dir, play)
+	if err == nil || !strings.Contains(out, "exited 4") || !strings.Contains(out, "its changed site file was applied by sitectl restart") {
+		t.Errorf("a rolled back reload: %v\n%s", err, out)
+	}
+	calls = ansibleCalls(t, dir)
+	web, _ = switches(calls)
+	if len(web) != 2 || !strings.HasPrefix(web[0], "sitectl reload") || !strings.HasPrefix(web[1], "sitectl restart") {
+		t.Errorf("after a rolled back reload web was switched by %q, want its reload, then one restart; calls:\n%s", web, strings.Join(calls, "\n"))
+	}
+	if got, _ := os.Readlink(link); got != r2 {
+		t.Errorf("current → %s after the rolled back reload, want %s", got, r2)
+	}
+}

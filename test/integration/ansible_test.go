@@ -1152,3 +1152,118 @@ func TestAnsibleRoleRedHat(t *testing.T) {
 		t.Errorf("the second run changed %d things, want 0:\n%s", rc.Changed, r.out)
 	}
 }
+
+// TestAnsibleChangedSiteAndReleaseSwitchOnce: one run of the role that both
+// changes a site's file and rolls it to a new release starts one new
+// generation of the app, not a restart for the file and a reload for the
+// release: the reload, which restarts fully since the file's units changed
+// (a new main PID), and serves the new release with the new units. Check
+// mode predicts that one reload and as many changes. A run that changes
+// only one of them switches the site once too, and a second identical run
+// changes nothing.
+func TestAnsibleChangedSiteAndReleaseSwitchOnce(t *testing.T) {
+	deb := ansibleDeb(t)
+	f := newAnsibleFleet(t, 1)
+	h := f.hosts[0]
+	for _, r := range []string{"r1", "r2", "r3"} {
+		h.writeFile("/srv/app/releases/"+r+"/app.py", fleetRelease(r, false), 0o644)
+	}
+	h.run("ln", "-s", "/srv/app/releases/r1", "/srv/app/current")
+	site := func(description string) string {
+		return `exec = ["/usr/bin/gunicorn", "--workers", "2", "app:application"]
+workdir = "/srv/app/current"
+server = "gunicorn"
+handoff = "overlap"
+drain_timeout = "10s"
+description = "` + description + `"
+[probe]
+path = "/"
+[[listen]]
+address = "0.0.0.0:8000"
+`
+	}
+	playbook := filepath.Join(f.dir, "role.yml")
+	if err := os.WriteFile(playbook, []byte("- name: Apply the sitectl role\n  hosts: sitectl_fleet\n  gather_facts: false\n  roles:\n    - role: sitectl\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := func(description, release string) map[string]any {
+		return map[string]any{
+			"sitectl_package": deb,
+			"sitectl_sites":   []map[string]any{{"name": "app", "content": site(description)}},
+			"sitectl_release": map[string]any{"site": "app", "path": "/srv/app/releases/" + release, "link": "/srv/app/current"},
+		}
+	}
+	url := "http://" + h.addr + ":8000/"
+	serves := func(want string) {
+		t.Helper()
+		var code int
+		var body string
+		var err error
+		for i := 0; i < 50; i++ {
+			if code, body, err = ansibleGet(url); err == nil && code == 200 && body == want {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Fatalf("GET %s: %d %v %q, want 200 %q", url, code, err, body, want)
+	}
+	switches := func() int { return strings.Count(h.run("sitectl", "history", "--json", "app"), `"kind"`) }
+
+	r := f.playbook("provision", playbook, vars("app", "r1"))
+	r.mustPass(t, "provision")
+	serves("r1") // starts the service: from here on the site runs
+
+	// Both change: check mode predicts one reload, no restart.
+	pid := h.show("site-app.service", "MainPID")["MainPID"]
+	before := switches()
+	r = f.playbook("file and release, check mode", playbook, vars("app, changed", "r2"), "--check")
+	r.mustPass(t, "file and release, check mode")
+	if !strings.Contains(r.out, "A real run would reload app onto /srv/app/releases/r2") || strings.Contains(r.out, "A real run would restart app") {
+		t.Errorf("check mode does not predict the one reload of app, or predicts a restart besides it:\n%s", r.out)
+	}
+	predicted := r.recap[h.name].Changed
+	if n := switches() - before; n != 0 {
+		t.Errorf("the check run switched app %d times", n)
+	}
+	r = f.playbook("file and release", playbook, vars("app, changed", "r2"))
+	r.mustPass(t, "file and release")
+	if n := switches() - before; n != 1 {
+		t.Errorf("changing app's file and rolling it to r2 switched it %d times, want once (sitectl history app):\n%s\n%s", n, h.run("sitectl", "history", "app"), r.out)
+	}
+	if n := r.recap[h.name].Changed; n != predicted {
+		t.Errorf("the run reports changed=%d, check mode predicted %d:\n%s", n, predicted, r.out)
+	}
+	serves("r2")
+	if d := h.show("site-app.service", "Description")["Description"]; !strings.Contains(d, "app, changed") {
+		t.Errorf("after the run site-app.service runs with the old unit (Description %q)", d)
+	}
+	if now := h.show("site-app.service", "MainPID")["MainPID"]; now == pid {
+		t.Errorf("the file's new units need a full restart, but app's main PID is still %s (a handover inside the old unit)", pid)
+	}
+
+	r = f.playbook("file and release again", playbook, vars("app, changed", "r2"))
+	r.mustPass(t, "file and release again")
+	if n := r.recap[h.name].Changed; n != 0 {
+		t.Errorf("the same run again: changed=%d, want 0:\n%s", n, r.out)
+	}
+
+	// Only the release, then only the file: once each.
+	for _, c := range []struct{ what, description, release, serves string }{
+		{"release only", "app, changed", "r3", "r3"},
+		{"file only", "app, changed again", "r3", "r3"},
+	} {
+		before = switches()
+		r = f.playbook(c.what+", check mode", playbook, vars(c.description, c.release), "--check")
+		r.mustPass(t, c.what+", check mode")
+		predicted = r.recap[h.name].Changed
+		r = f.playbook(c.what, playbook, vars(c.description, c.release))
+		r.mustPass(t, c.what)
+		if n := switches() - before; n != 1 {
+			t.Errorf("%s: app was switched %d times, want once (sitectl history app):\n%s\n%s", c.what, n, h.run("sitectl", "history", "app"), r.out)
+		}
+		if n := r.recap[h.name].Changed; n != predicted {
+			t.Errorf("%s: the run reports changed=%d, check mode predicted %d:\n%s", c.what, n, predicted, r.out)
+		}
+		serves(c.serves)
+	}
+}
