@@ -1267,3 +1267,93 @@ address = "0.0.0.0:8000"
 		serves(c.serves)
 	}
 }
+
+// TestAnsibleCheckModePredictsLostSocketsAndRemovals: a check run reports
+// changed exactly when the real run changes something, and says what it
+// would do, in two cases it missed. An idle site (its socket listens, its
+// service has not started) whose listener changes loses its socket at the
+// real run's daemon-reload, which check mode does not do, and the real run
+// restarts it. A site removed after its file went (by hand, or a run cut
+// short after removing it) still has units and state for sitectl remove to
+// stop and forget. Each real run reports what its check run predicted, and
+// a second check run after it reports nothing.
+func TestAnsibleCheckModePredictsLostSocketsAndRemovals(t *testing.T) {
+	deb := ansibleDeb(t)
+	f := newAnsibleFleet(t, 1)
+	h := f.hosts[0]
+	wsgi, err := os.ReadFile("../apps/wsgi/app.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.writeFile("/srv/wsgi/app.py", string(wsgi), 0o644)
+	playbook := filepath.Join(f.dir, "role.yml")
+	if err := os.WriteFile(playbook, []byte("- name: Apply the sitectl role\n  hosts: sitectl_fleet\n  gather_facts: false\n  roles:\n    - role: sitectl\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := func(sites ...map[string]any) map[string]any {
+		return map[string]any{"sitectl_package": deb, "sitectl_sites": sites}
+	}
+	web := map[string]any{"name": "web", "content": ansibleSite(8001, `description = "web"`)}
+	api := func(port int) map[string]any {
+		return map[string]any{"name": "api", "content": ansibleSite(port, `description = "api"`)}
+	}
+	// check runs the play in check mode, then for real: the real run must
+	// report as many changes as predicted, and a check run after it none.
+	check := func(what string, v map[string]any, want ...string) ansibleRun {
+		t.Helper()
+		c := f.playbook(what+", check mode", playbook, v, "--check")
+		c.mustPass(t, what+", check mode")
+		for _, w := range want {
+			if !strings.Contains(c.out, w) {
+				t.Errorf("%s: the check run does not say %q:\n%s", what, w, c.out)
+			}
+		}
+		r := f.playbook(what, playbook, v)
+		r.mustPass(t, what)
+		if p, n := c.recap[h.name].Changed, r.recap[h.name].Changed; p != n || n == 0 {
+			t.Errorf("%s: check mode predicted changed=%d, the real run reports changed=%d (want equal, not 0):\ncheck run:\n%s\nreal run:\n%s", what, p, n, c.out, r.out)
+		}
+		again := f.playbook(what+", check mode after it", playbook, v, "--check")
+		again.mustPass(t, what+", check mode after it")
+		if n := again.recap[h.name].Changed; n != 0 {
+			t.Errorf("%s: a check run after the real one reports changed=%d, want 0:\n%s", what, n, again.out)
+		}
+		return r
+	}
+
+	r := f.playbook("provision", playbook, vars(web, api(8002)))
+	r.mustPass(t, "provision")
+	// Both sites are idle: their sockets listen, no request came yet.
+	for _, u := range []string{"site-web.service", "site-api.service"} {
+		if st := h.show(u, "ActiveState")["ActiveState"]; st != "inactive" {
+			t.Fatalf("%s is %s after the provision, want inactive (idle)", u, st)
+		}
+	}
+
+	// api moves to 8004 while idle: the real run restarts it (its socket
+	// on 8002 is closed at the daemon-reload), and check mode says so.
+	check("move idle api", vars(web, api(8004)), "A real run would restart api")
+	if code, _, err := ansibleGet("http://" + h.addr + ":8004/"); err != nil || code != 200 {
+		t.Errorf("api does not serve on 8004 after the move: %d %v", code, err)
+	}
+	// A change of an idle site that keeps its listeners restarts nothing.
+	quiet := map[string]any{"name": "api", "content": ansibleSite(8004, `description = "api, quiet"`)}
+	r = check("change idle api, same listeners", vars(web, quiet))
+	if strings.Contains(r.out, "sitectl restart") {
+		t.Errorf("a change of an idle site that keeps its listeners restarted it:\n%s", r.out)
+	}
+
+	// web's file is removed by hand: its units and state are still there,
+	// for the role's removal to stop and forget.
+	h.run("rm", "/etc/sitectl/sites/web.toml")
+	check("remove web, its file gone", vars(map[string]any{"name": "web", "state": "absent"}, quiet), "A real run would remove web")
+	if _, err := h.try("test", "!", "-e", "/var/lib/sitectl/sites/web"); err != nil {
+		t.Errorf("the state of web survived its removal")
+	}
+	// api removed the role's way, its file there: the file and the
+	// removal, predicted and made alike.
+	check("remove api", vars(map[string]any{"name": "web", "state": "absent"}, map[string]any{"name": "api", "state": "absent"}), "A real run would remove api")
+	if p := h.show("site-api.socket", "ActiveState"); p["ActiveState"] == "active" {
+		t.Errorf("site-api.socket after the removal: %v", p)
+	}
+}
