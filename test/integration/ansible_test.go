@@ -438,15 +438,23 @@ func (h *ansibleHost) invocation(unit string) string {
 // diff; a real run restarts only the site whose file changed; a bad file is
 // refused by `sitectl check` and never lands; a mode switch reports changed
 // once; a removed site's units and file go.
-func TestAnsibleRoleIdempotent(t *testing.T) {
-	deb := ansibleDeb(t)
-	f := newAnsibleFleet(t, 1)
-	h := f.hosts[0]
+// wsgiFleetOfOne is a fleet of one host with the WSGI test app in
+// /srv/wsgi, and the .deb the role installs.
+func wsgiFleetOfOne(t *testing.T) (deb string, f *ansibleFleet, h *ansibleHost) {
+	t.Helper()
+	deb = ansibleDeb(t)
+	f = newAnsibleFleet(t, 1)
+	h = f.hosts[0]
 	wsgi, err := os.ReadFile("../apps/wsgi/app.py")
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.writeFile("/srv/wsgi/app.py", string(wsgi), 0o644)
+	return deb, f, h
+}
+
+func TestAnsibleRoleIdempotent(t *testing.T) {
+	deb, f, h := wsgiFleetOfOne(t)
 	if _, err := h.try("dpkg-query", "-W", "sitectl"); err == nil {
 		t.Fatalf("sitectl is installed on the machine the sandboxes overlay; the test needs one without it")
 	}
@@ -1278,14 +1286,7 @@ address = "0.0.0.0:8000"
 // stop and forget. Each real run reports what its check run predicted, and
 // a second check run after it reports nothing.
 func TestAnsibleCheckModePredictsLostSocketsAndRemovals(t *testing.T) {
-	deb := ansibleDeb(t)
-	f := newAnsibleFleet(t, 1)
-	h := f.hosts[0]
-	wsgi, err := os.ReadFile("../apps/wsgi/app.py")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.writeFile("/srv/wsgi/app.py", string(wsgi), 0o644)
+	deb, f, h := wsgiFleetOfOne(t)
 	playbook := filepath.Join(f.dir, "role.yml")
 	if err := os.WriteFile(playbook, []byte("- name: Apply the sitectl role\n  hosts: sitectl_fleet\n  gather_facts: false\n  roles:\n    - role: sitectl\n"), 0o600); err != nil {
 		t.Fatal(err)
