@@ -73,6 +73,12 @@ func helperGeneration() {
 	if attr, err := unix.SchedGetAttr(0, 0); err == nil {
 		policy = strconv.Itoa(int(attr.Policy))
 	}
+	autogroup := "none"
+	if nice, ok, err := autogroupNice("/proc", os.Getpid()); err != nil {
+		autogroup = "?"
+	} else if ok {
+		autogroup = strconv.Itoa(nice)
+	}
 	behave := map[string]string{}
 	for _, b := range strings.Split(os.Getenv("GEN_START"), ",") {
 		k, v, _ := strings.Cut(b, ":")
@@ -98,8 +104,8 @@ func helperGeneration() {
 			[]byte(fmt.Sprintf("pid=%d helpers=%s\n", os.Getpid(), strings.Join(helpers, ","))), 0o644)
 		os.Exit(3)
 	}
-	report := fmt.Sprintf("pid=%d listen_pid=%s listen_fds=%s names=%s generation=%s mode=%s helpers=%s policy=%s\n", os.Getpid(),
-		os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"), os.Getenv("SITE_GENERATION"), os.Getenv("SITE_MODE"), strings.Join(helpers, ","), policy)
+	report := fmt.Sprintf("pid=%d listen_pid=%s listen_fds=%s names=%s generation=%s mode=%s helpers=%s policy=%s autogroup=%s\n", os.Getpid(),
+		os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"), os.Getenv("SITE_GENERATION"), os.Getenv("SITE_MODE"), strings.Join(helpers, ","), policy, autogroup)
 	os.WriteFile(filepath.Join(os.Getenv("GEN_REPORT"), "gen-"+os.Getenv("SITE_GENERATION")), []byte(report), 0o644)
 	for i, name := range strings.Split(os.Getenv("LISTEN_FDNAMES"), ":") {
 		if name == "sitectl-probe" {

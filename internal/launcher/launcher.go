@@ -400,6 +400,14 @@ func (l *launcher) drain(old *generation) {
 	if err := setTreePriority(old.pid, drainPriority); err == nil {
 		nice = fmt.Sprintf("nice %d", drainPriority)
 	}
+	// Its autogroup too, or the nice value counts only inside its own
+	// session (autogroup.go). The kernel may make an unprivileged change
+	// wait up to 100 ms: not on the launcher's loop.
+	go func() {
+		if err := drainAutogroup(procRoot, old.pid); err != nil {
+			l.cfg.Logf("generation %d drains in an autogroup at nice 0: %v", old.n, err)
+		}
+	}()
 	parked := drainParked(procRoot, old.pid, defaultPark)
 	l.arm(old)
 	g := l.current

@@ -41,8 +41,9 @@ const envStartIdle = "SITECTL_START_IDLE"
 const defaultPromoteAfter = 5 * time.Second
 
 // startIdleSelf puts every thread of the calling process under SCHED_IDLE,
-// keeping each one's nice value. Threads started later inherit the policy
-// of the thread that starts them.
+// keeping each one's nice value, and its session's autogroup at nice 19
+// (autogroup.go). Threads started later inherit the policy of the thread
+// that starts them.
 func startIdleSelf() error {
 	tids := threads("/proc", os.Getpid())
 	if len(tids) == 0 {
@@ -57,7 +58,7 @@ func startIdleSelf() error {
 			return fmt.Errorf("cannot start at idle priority: %w", err)
 		}
 	}
-	return nil
+	return startIdleAutogroup()
 }
 
 // setPolicy sets the scheduling policy of one thread to policy (SCHED_IDLE
@@ -94,10 +95,16 @@ func promoteThread(tid int) (bool, error) {
 // Promotion is what Promote did.
 type Promotion struct {
 	Threads, Processes int
+	// Autogroup: the generation's autogroup went back to nice 0.
+	Autogroup bool
 }
 
 func (p Promotion) String() string {
-	return fmt.Sprintf("%d threads of %d processes to normal priority", p.Threads, p.Processes)
+	s := fmt.Sprintf("%d threads of %d processes to normal priority", p.Threads, p.Processes)
+	if p.Autogroup {
+		s += ", their autogroup to nice 0"
+	}
+	return s
 }
 
 // maxPromoteRounds bounds Promote's passes over a generation that keeps
@@ -105,7 +112,8 @@ func (p Promotion) String() string {
 const maxPromoteRounds = 5
 
 // Promote is root's side of a promotion: it moves every SCHED_IDLE thread
-// of pid and its descendants to SCHED_NORMAL, keeping their nice values.
+// of pid and its descendants to SCHED_NORMAL, keeping their nice values,
+// and pid's autogroup from the idle start's nice 19 back to 0.
 // pid must be a descendant of mainPID (the launcher: the service's main
 // process, $MAINPID of ExecReload=) and in the same cgroup, so that a
 // launcher, which runs as the site's user, can have nothing but its own
@@ -117,6 +125,13 @@ func Promote(proc string, mainPID, pid int) (Promotion, error) {
 	if err := CheckGeneration(proc, mainPID, pid); err != nil {
 		return done, err
 	}
+	// The autogroup first: until it is back, the promoted threads still
+	// get the CPU only as a group at nice 19.
+	raised, err := promoteAutogroup(proc, pid)
+	if err != nil {
+		return done, err
+	}
+	done.Autogroup = raised
 	seen := map[int]bool{}
 	for range maxPromoteRounds {
 		n := 0

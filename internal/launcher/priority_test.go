@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,6 +74,16 @@ func TestReloadStartsIdleAndIsPromotedWhenReady(t *testing.T) {
 	if p := h.report(1)["policy"]; p != "0" {
 		t.Fatalf("the first generation started with policy %s, want 0 (SCHED_NORMAL)", p)
 	}
+	// Each generation is a session, so an autogroup, of its own.
+	wantAutogroup := func(want string) string {
+		if _, err := os.Stat("/proc/self/autogroup"); err != nil {
+			return "none" // a kernel without autogroups
+		}
+		return want
+	}
+	if a := h.report(1)["autogroup"]; a != wantAutogroup("0") {
+		t.Fatalf("the first generation started with its autogroup at nice %s, want %s", a, wantAutogroup("0"))
+	}
 	r := &recordingPromoter{}
 	if err := Reload(h.dir, os.Getpid(), nil, r.promote); err != nil {
 		t.Fatal(err)
@@ -81,12 +92,20 @@ func TestReloadStartsIdleAndIsPromotedWhenReady(t *testing.T) {
 	if p := h.report(2)["policy"]; p != "5" {
 		t.Fatalf("the reload's generation started with policy %s, want 5 (SCHED_IDLE)", p)
 	}
+	// SCHED_IDLE inside a session's autogroup at nice 0 still takes its
+	// group's full share from the other sessions (autogroup.go).
+	if a := h.report(2)["autogroup"]; a != wantAutogroup("19") {
+		t.Fatalf("the reload's generation started with its autogroup at nice %s, want %s", a, wantAutogroup("19"))
+	}
 	if got := r.asked(); len(got) != 1 || got[0] != second[0] {
 		t.Fatalf("promotion asked for %v, want once for generation 2's pid %d", got, second[0])
 	}
 	for _, pid := range second {
 		if p := policyOf(t, pid); p != unix.SCHED_NORMAL {
 			t.Errorf("pid %d of generation 2 serves with policy %d, want SCHED_NORMAL", pid, p)
+		}
+		if nice, ok, err := autogroupNice("/proc", pid); err != nil || ok && nice != 0 {
+			t.Errorf("pid %d of generation 2 serves in an autogroup at nice %d (%v), want 0", pid, nice, err)
 		}
 	}
 	log := h.waitFor("log: generation 2 promoted since it is ready")
@@ -354,5 +373,96 @@ func TestPromoteChangesOnlyIdleThreads(t *testing.T) {
 	}
 	if p := policyOf(t, pid); p != unix.SCHED_BATCH {
 		t.Errorf("after the promotion: policy %d, want SCHED_BATCH (%d)", p, unix.SCHED_BATCH)
+	}
+}
+
+func TestParseAutogroup(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+		err  bool
+	}{
+		{"/autogroup-1234 nice 0\n", 0, false},
+		{"/autogroup-7 nice 19\n", 19, false},
+		{"/autogroup-7 nice -5", -5, false},
+		{"/autogroup-7 nice 20\n", 0, true},
+		{"/autogroup-7 nice x\n", 0, true},
+		{"autogroup-7 nice 1\n", 0, true},
+		{"/autogroup-7 nice\n", 0, true},
+		{"", 0, true},
+	} {
+		got, err := parseAutogroup([]byte(c.in))
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("parseAutogroup(%q) = %d, %v; want %d, error %v", c.in, got, err, c.want, c.err)
+		}
+	}
+}
+
+// Root's side of a promotion sets the generation's autogroup back from an
+// idle start's nice 19 to 0, and leaves one at any other value as it is
+// (the app's own choice).
+func TestPromoteRaisesTheIdleAutogroup(t *testing.T) {
+	needNice(t)
+	if _, err := os.Stat("/proc/self/autogroup"); err != nil {
+		t.Fatalf("this test needs a kernel with autogroups (CONFIG_SCHED_AUTOGROUP): %v", err)
+	}
+	for _, c := range []struct {
+		start, want int
+		raised      bool
+	}{{idleAutogroupNice, 0, true}, {5, 5, false}, {0, 0, false}} {
+		child := exec.Command("sleep", "60")
+		child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := child.Process.Pid
+		if err := setAutogroupNice("/proc", pid, c.start); err != nil {
+			t.Fatal(err)
+		}
+		did, err := Promote("/proc", os.Getpid(), pid)
+		nice, _, nerr := autogroupNice("/proc", pid)
+		child.Process.Kill()
+		child.Wait()
+		if err != nil || nerr != nil || nice != c.want || did.Autogroup != c.raised {
+			t.Errorf("autogroup at nice %d, promoted: %+v, %v; now nice %d (%v), want %d", c.start, did, err, nice, nerr, c.want)
+		}
+		if c.raised && !strings.Contains(did.String(), "autogroup to nice 0") {
+			t.Errorf("the promotion does not say it raised the autogroup: %q", did)
+		}
+	}
+}
+
+// A generation told to drain gets its autogroup at nice 19 with its
+// threads: a nice value counts only inside the generation's own session
+// otherwise, and its exit would take a whole group's share from the
+// generation that now serves.
+func TestDrainingGenerationsAutogroupIsLowered(t *testing.T) {
+	if _, err := os.Stat("/proc/self/autogroup"); err != nil {
+		t.Fatalf("this test needs a kernel with autogroups (CONFIG_SCHED_AUTOGROUP): %v", err)
+	}
+	h := newHarness(t, "ready,drain:3s", "ready")
+	h.run()
+	first := h.pids(1)[0]
+	if nice, _, err := autogroupNice("/proc", first); err != nil || nice != 0 {
+		t.Fatalf("generation 1 serves in an autogroup at nice %d (%v), want 0", nice, err)
+	}
+	if err := Reload(h.dir, os.Getpid(), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("drains at nice")
+	nice := -1
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if nice, _, _ = autogroupNice("/proc", first); nice == drainPriority {
+			break
+		}
+	}
+	if nice != drainPriority {
+		t.Errorf("generation 1 drains in an autogroup at nice %d, want %d", nice, drainPriority)
+	}
+	if nice, _, err := autogroupNice("/proc", h.pids(2)[0]); err != nil || nice != 0 {
+		t.Errorf("generation 2 serves in an autogroup at nice %d (%v), want 0", nice, err)
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
 	}
 }

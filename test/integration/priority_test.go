@@ -45,7 +45,7 @@ func TestOverlapStartsIdleAndIsPromoted(t *testing.T) {
 			go func() {
 				cg := "/sys/fs/cgroup" + h.show("site-ov.service", "ControlGroup")["ControlGroup"]
 				out, _ := h.try("sh", "-c", `while [ -e /run/watch-policies ]; do
-  for p in $(cat `+cg+`/cgroup.procs); do echo "$p $(awk '/^policy/{print $3}' /proc/$p/sched 2>/dev/null)"; done
+  for p in $(cat `+cg+`/cgroup.procs); do echo "$p $(awk '/^policy/{print $3}' /proc/$p/sched 2>/dev/null) $(awk '{print $3}' /proc/$p/autogroup 2>/dev/null)"; done
   sleep 0.02
 done`)
 				seen <- out
@@ -54,11 +54,26 @@ done`)
 			h.run("rm", "/run/watch-policies")
 			watched := <-seen
 
-			var idle []string
+			// Under SCHED_IDLE in an autogroup at nice 0, a generation
+			// (a session of its own) still takes a whole group's share
+			// from its neighbours: an idle start has its autogroup at
+			// nice 19 too (idleGroup: the new generation's pids seen so).
+			var idle, idleGroup []string
 			for _, l := range strings.Split(strings.TrimSpace(watched), "\n") {
-				if f := strings.Fields(l); len(f) == 2 && f[1] == "5" && !slices.Contains(idle, f[0]) {
+				f := strings.Fields(l)
+				if len(f) >= 2 && f[1] == "5" && !slices.Contains(idle, f[0]) {
 					idle = append(idle, f[0])
 				}
+				// The first generation drains in one (drainPriority).
+				if len(f) == 3 && f[2] == "19" && !slices.Contains(idleGroup, f[0]) && !slices.Contains(first, f[0]) {
+					idleGroup = append(idleGroup, f[0])
+				}
+			}
+			if c.idle && len(idleGroup) == 0 {
+				t.Fatalf("no process of the new generation was seen in an autogroup at nice 19; seen:\n%s", watched)
+			}
+			if !c.idle && len(idleGroup) > 0 {
+				t.Fatalf("start_priority = \"normal\", but pids %v ran in an autogroup at nice 19", idleGroup)
 			}
 			if c.idle && len(idle) == 0 {
 				t.Fatalf("no process of the new generation was seen under SCHED_IDLE; seen:\n%s", watched)
@@ -76,6 +91,9 @@ done`)
 				if pol := h.policy(p); pol != "" && pol != "0" {
 					t.Errorf("after the reload pid %s (serving: master %d) has policy %s, want 0", p, serving.PPID, pol)
 				}
+				if out, err := h.try("awk", "{print $3}", "/proc/"+p+"/autogroup"); err == nil && strings.TrimSpace(out) != "0" {
+					t.Errorf("after the reload pid %s (serving: master %d) is in an autogroup at nice %s, want 0", p, serving.PPID, strings.TrimSpace(out))
+				}
 			}
 			journal := h.run("journalctl", "-u", "site-ov.service", "--no-pager", "-o", "cat")
 			// Promoted once ready, or, on a host so busy that idle
@@ -83,6 +101,9 @@ done`)
 			// failsafe (PromoteAfter): either way, promoted.
 			promoted := strings.Contains(journal, "generation 2 promoted since it is ready") ||
 				strings.Contains(journal, "generation 2 promoted since it is still starting after")
+			if c.idle && !strings.Contains(journal, "their autogroup to nice 0") {
+				t.Errorf("the journal does not say generation 2's autogroup went back to nice 0:\n%s", journal)
+			}
 			if c.idle && !promoted {
 				t.Errorf("the journal does not say generation 2 was promoted:\n%s", journal)
 			}
