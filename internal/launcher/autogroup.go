@@ -92,10 +92,7 @@ func setAutogroupNice(proc string, pid, nice int) error {
 // the generation's) to idleAutogroupNice. A kernel without autogroups has
 // nothing to set.
 func startIdleAutogroup() error {
-	if _, ok, err := autogroupNice("/proc", os.Getpid()); err != nil || !ok {
-		return err
-	}
-	if err := setAutogroupNice("/proc", os.Getpid(), idleAutogroupNice); err != nil {
+	if _, err := changeAutogroup("/proc", os.Getpid(), func(int) bool { return true }, idleAutogroupNice); err != nil {
 		return fmt.Errorf("cannot set this generation's autogroup to nice %d: %w", idleAutogroupNice, err)
 	}
 	return nil
@@ -105,36 +102,34 @@ func startIdleAutogroup() error {
 // (the generation's main process, its session's leader): back to nice 0
 // if it is at the idle start's nice value. It says whether it changed it.
 func promoteAutogroup(proc string, pid int) (bool, error) {
-	nice, ok, err := autogroupNice(proc, pid)
+	changed, err := changeAutogroup(proc, pid, func(nice int) bool { return nice == idleAutogroupNice }, 0)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
-			return false, nil
-		}
-		return false, fmt.Errorf("cannot read the autogroup of pid %d: %w", pid, err)
-	}
-	if !ok || nice != idleAutogroupNice {
-		return false, nil
-	}
-	if err := setAutogroupNice(proc, pid, 0); err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
-			return false, nil // it exited meanwhile
-		}
 		return false, fmt.Errorf("cannot set the autogroup of pid %d to nice 0: %w", pid, err)
 	}
-	return true, nil
+	return changed, nil
 }
 
 // drainAutogroup sets the autogroup of a draining generation (pid, its
-// session's leader) to drainPriority. A generation that exited meanwhile,
-// or a kernel without autogroups, has nothing to set.
+// session's leader) to drainPriority, unless it is there already.
 func drainAutogroup(proc string, pid int) error {
-	nice, ok, err := autogroupNice(proc, pid)
-	if err != nil || !ok || nice >= drainPriority {
-		return err
-	}
-	err = setAutogroupNice(proc, pid, drainPriority)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
-		return nil
-	}
+	_, err := changeAutogroup(proc, pid, func(nice int) bool { return nice < drainPriority }, drainPriority)
 	return err
+}
+
+// changeAutogroup sets the autogroup of pid to nice if its nice value now
+// is one that change accepts, and says whether it did. A process that
+// exited (before or meanwhile), or a kernel without autogroups, has
+// nothing to change.
+func changeAutogroup(proc string, pid int, change func(now int) bool, nice int) (bool, error) {
+	now, ok, err := autogroupNice(proc, pid)
+	if err == nil && (!ok || !change(now)) {
+		return false, nil
+	}
+	if err == nil {
+		err = setAutogroupNice(proc, pid, nice)
+	}
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+		return false, nil
+	}
+	return err == nil, err
 }
