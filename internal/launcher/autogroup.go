@@ -60,7 +60,10 @@ func parseAutogroup(b []byte) (int, error) {
 }
 
 // autogroupNice is the nice value of the autogroup pid is in (proc:
-// /proc). ok is false where the kernel has no autogroups.
+// /proc). ok is false where the kernel has no autogroups, and where pid
+// is in none of its own: a process of PID 1's session that never called
+// setsid (a CI runner's, a container's) is in the kernel's default group,
+// whose file is empty and whose nice value cannot be set.
 func autogroupNice(proc string, pid int) (nice int, ok bool, err error) {
 	b, err := procfs.ReadBounded(filepath.Join(proc, strconv.Itoa(pid), "autogroup"), maxAutogroupFile)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -68,6 +71,9 @@ func autogroupNice(proc string, pid int) (nice int, ok bool, err error) {
 	}
 	if err != nil {
 		return 0, false, err
+	}
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return 0, false, nil
 	}
 	n, err := parseAutogroup(b)
 	return n, err == nil, err

@@ -466,3 +466,36 @@ func TestDrainingGenerationsAutogroupIsLowered(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A process in the kernel's default autogroup (PID 1's session, never
+// setsid: a CI runner's tests, a container's processes) reads an empty
+// /proc/PID/autogroup and has no nice value to change: a promotion, an
+// idle start and a drain leave it alone instead of failing.
+func TestDefaultAutogroupHasNothingToChange(t *testing.T) {
+	proc := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(proc, "42"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(proc, "42", "autogroup")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := autogroupNice(proc, 42); ok || err != nil {
+		t.Errorf("an empty autogroup file: ok %v, %v; want no autogroup", ok, err)
+	}
+	if changed, err := promoteAutogroup(proc, 42); changed || err != nil {
+		t.Errorf("promoting the default autogroup: %v, %v", changed, err)
+	}
+	if err := drainAutogroup(proc, 42); err != nil {
+		t.Errorf("draining in the default autogroup: %v", err)
+	}
+	if b, _ := os.ReadFile(file); len(b) != 0 {
+		t.Errorf("the default autogroup's file was written: %q", b)
+	}
+	// The real one, where this host's PID 1 is in it.
+	if b, err := os.ReadFile("/proc/1/autogroup"); err == nil && len(b) == 0 {
+		if _, ok, err := autogroupNice("/proc", 1); ok || err != nil {
+			t.Errorf("pid 1's autogroup: ok %v, %v; want none", ok, err)
+		}
+	}
+}
