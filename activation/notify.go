@@ -1,6 +1,7 @@
 package activation
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -29,6 +30,10 @@ import (
 // the first two with an error rather than report as sent what systemd
 // drops.
 //
+// Notify waits at most 5 seconds for the service manager to take the
+// message; if its socket's queue stays full that long, the result is
+// (false, err) with err wrapping [os.ErrDeadlineExceeded].
+//
 // Notify leaves NOTIFY_SOCKET in the environment so it can be called again.
 func Notify(state string) (bool, error) {
 	addr, ok := os.LookupEnv("NOTIFY_SOCKET")
@@ -52,11 +57,23 @@ func Notify(state string) (bool, error) {
 		return false, fmt.Errorf("activation: cannot notify systemd at NOTIFY_SOCKET=%q: %w", addr, err)
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte(state)); err != nil {
+	if err := conn.SetWriteDeadline(time.Now().Add(notifyTimeout)); err != nil {
+		return false, fmt.Errorf("activation: cannot send %q to systemd at NOTIFY_SOCKET=%q: %w", firstLine(state), addr, err)
+	}
+	if _, err := conn.Write([]byte(state)); errors.Is(err, os.ErrDeadlineExceeded) {
+		return false, fmt.Errorf("activation: systemd at NOTIFY_SOCKET=%q did not take %q within %s (its queue is full): %w",
+			addr, firstLine(state), notifyTimeout, err)
+	} else if err != nil {
 		return false, fmt.Errorf("activation: cannot send %q to systemd at NOTIFY_SOCKET=%q: %w", firstLine(state), addr, err)
 	}
 	return true, nil
 }
+
+// notifyTimeout bounds the send of one notification. A datagram to a
+// socket whose queue is full (a service manager that does not read it,
+// busy or stuck) waits for room; Notify gives up after this long instead
+// of holding its caller, and says so.
+var notifyTimeout = 5 * time.Second
 
 // notifyMax is the longest notification systemd takes (NOTIFY_BUFFER_MAX,
 // PIPE_BUF); it ignores a longer one.

@@ -1,6 +1,9 @@
 package activation
 
 import (
+	"errors"
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -52,5 +55,63 @@ func TestNotifyRefusesWhatSystemdIgnores(t *testing.T) {
 	}
 	if sent, err := Notify("STATUS=" + strings.Repeat("x", notifyMax-len("STATUS="))); !sent || err != nil {
 		t.Errorf("a %d-byte message: Notify = (%v, %v), want (true, nil)", notifyMax, sent, err)
+	}
+}
+
+// A service manager that does not read its socket (busy, stuck) must not
+// hold the caller of Notify for ever: a datagram to a full queue waits
+// for room, and Notify gives up after notifyTimeout with an error that
+// says so.
+func TestNotifyGivesUpOnAFullQueue(t *testing.T) {
+	conn := notifySocket(t)
+	defer func(d time.Duration) { notifyTimeout = d }(notifyTimeout)
+	notifyTimeout = 200 * time.Millisecond
+	// Fill the queue from another sender until a write would wait.
+	filler, err := net.DialUnix("unixgram", nil, conn.LocalAddr().(*net.UnixAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filler.Close()
+	for i := 0; ; i++ {
+		filler.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := filler.Write([]byte("STATUS=filling")); errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if i > 100000 {
+			t.Fatal("the socket's queue never filled")
+		}
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		sent, err := Notify("READY=1")
+		if sent {
+			err = errors.New("reported as sent")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "did not take") {
+			t.Errorf("Notify to a full queue: %v, want a deadline error that says so", err)
+		}
+		if waited := time.Since(start); waited < notifyTimeout {
+			t.Errorf("Notify gave up after %s, before its %s", waited, notifyTimeout)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Notify to a full queue still waits after 10 s")
+	}
+	// Room again: the next notification goes through.
+	buf := make([]byte, 4096)
+	for {
+		conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := conn.Read(buf); err != nil {
+			break
+		}
+	}
+	if sent, err := Notify("READY=1"); !sent || err != nil {
+		t.Errorf("Notify once the queue drained: (%v, %v)", sent, err)
 	}
 }
