@@ -356,7 +356,7 @@ func TestListenersGroupedByName(t *testing.T) {
 
 	t.Run("names", func(t *testing.T) {
 		rep := runReport(t, "report", []*os.File{httpFile, adminFile, extraFile},
-			"LISTEN_PID=self", "LISTEN_FDS=3", "LISTEN_FDNAMES=http:admin")
+			"LISTEN_PID=self", "LISTEN_FDS=3", "LISTEN_FDNAMES=http:admin:")
 		if rep.Err != "" {
 			t.Fatal(rep.Err)
 		}
@@ -404,7 +404,7 @@ func TestFilesInChild(t *testing.T) {
 	httpFile, _ := tcpListenerFile(t)
 	adminFile, _ := unixListenerFile(t)
 	rep := runReport(t, "files", []*os.File{httpFile, adminFile},
-		"LISTEN_PID=self", "LISTEN_FDS=2", "LISTEN_FDNAMES=http")
+		"LISTEN_PID=self", "LISTEN_FDS=2", "LISTEN_FDNAMES=http:")
 	if got, want := strings.Join(rep.Files, ","), "http,unknown"; got != want {
 		t.Errorf("file names = %s, want %s", got, want)
 	}
@@ -415,6 +415,31 @@ func TestFilesInChild(t *testing.T) {
 	}
 	if len(rep.EnvLeft) > 0 {
 		t.Errorf("Files(true) left %v in the environment", rep.EnvLeft)
+	}
+}
+
+// LISTEN_FDNAMES with another number of names than LISTEN_FDS passes
+// cannot say which name is whose: neither Files nor Listeners hands out a
+// descriptor under a name that may be another's (sd_listen_fds_with_names
+// refuses it too), and Listeners says why.
+func TestNamesForAnotherCountAreRefused(t *testing.T) {
+	httpFile, _ := tcpListenerFile(t)
+	adminFile, _ := unixListenerFile(t)
+	for _, names := range []string{"admin", "admin:http:metrics"} {
+		rep := runReport(t, "report", []*os.File{httpFile, adminFile},
+			"LISTEN_PID=self", "LISTEN_FDS=2", "LISTEN_FDNAMES="+names)
+		if rep.Listeners != nil || !strings.Contains(rep.Err, "LISTEN_FDNAMES names") ||
+			!strings.Contains(rep.Err, "LISTEN_FDS passes 2") {
+			t.Errorf("LISTEN_FDNAMES=%s for 2 descriptors: listeners %v, error %q", names, rep.Listeners, rep.Err)
+		}
+		if len(rep.EnvLeft) > 0 {
+			t.Errorf("LISTEN_FDNAMES=%s: Listeners left %v in the environment", names, rep.EnvLeft)
+		}
+		rep = runReport(t, "files", []*os.File{httpFile, adminFile},
+			"LISTEN_PID=self", "LISTEN_FDS=2", "LISTEN_FDNAMES="+names)
+		if len(rep.Files) != 0 {
+			t.Errorf("LISTEN_FDNAMES=%s for 2 descriptors: Files returned %v", names, rep.Files)
+		}
 	}
 }
 

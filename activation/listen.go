@@ -69,8 +69,16 @@ func readListenEnv() ([]passedFD, error) {
 		return nil, err
 	}
 	var names []string
-	if v, ok := os.LookupEnv("LISTEN_FDNAMES"); ok {
+	if v := os.Getenv("LISTEN_FDNAMES"); v != "" {
 		names = strings.Split(v, ":")
+	}
+	// As sd_listen_fds_with_names: names for another number of
+	// descriptors than were passed cannot say which name is whose, and a
+	// listener taken by the wrong name serves the wrong thing (a private
+	// listener as the public one).
+	if names != nil && len(names) != n {
+		return nil, fmt.Errorf("activation: LISTEN_FDNAMES names %d descriptors (%q) but LISTEN_FDS passes %d: which name belongs to which descriptor is unknown, so none is used",
+			len(names), truncateEnv(os.Getenv("LISTEN_FDNAMES")), n)
 	}
 	fds := make([]passedFD, n)
 	for i := range fds {
@@ -140,9 +148,9 @@ func unsetListenEnv() {
 // FileDescriptorName (or [UnknownName]). It returns nil if LISTEN_PID is not
 // this process's ID or LISTEN_FDS is unset, zero, malformed or counts
 // descriptors that are not open or that this process opened itself (more
-// than were passed). Every returned
-// descriptor is marked close-on-exec, so programs this process starts do not
-// inherit it.
+// than were passed), or if LISTEN_FDNAMES names another number of
+// descriptors than LISTEN_FDS passes. Every returned descriptor is marked
+// close-on-exec, so programs this process starts do not inherit it.
 //
 // If unsetEnv is true, LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES are removed
 // from the environment (whether or not they were valid), so that child
@@ -470,4 +478,12 @@ func bind(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("want a TCP host:port or an absolute unix socket path: %w", err)
 	}
 	return net.Listen("tcp", addr)
+}
+
+// truncateEnv shortens an environment variable's value for an error.
+func truncateEnv(v string) string {
+	if len(v) > 200 {
+		return strings.ToValidUTF8(v[:200], "") + "…"
+	}
+	return v
 }
