@@ -68,6 +68,12 @@ func readListenEnv() ([]passedFD, error) {
 	if err := checkInherited(n); err != nil {
 		return nil, err
 	}
+	return namedFDs(n)
+}
+
+// namedFDs are the n passed descriptors with their names from
+// LISTEN_FDNAMES ([UnknownName] for one without).
+func namedFDs(n int) ([]passedFD, error) {
 	var names []string
 	if v := os.Getenv("LISTEN_FDNAMES"); v != "" {
 		names = strings.Split(v, ":")
@@ -83,7 +89,7 @@ func readListenEnv() ([]passedFD, error) {
 	fds := make([]passedFD, n)
 	for i := range fds {
 		name := UnknownName
-		if i < len(names) && names[i] != "" {
+		if names != nil && names[i] != "" {
 			name = names[i]
 		}
 		fds[i] = passedFD{fd: listenFDsStart + i, name: name}
