@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
@@ -57,6 +58,12 @@ type StartSpec struct {
 	// AmbientCapabilities are AmbientCapabilities=, a mask of capability
 	// numbers: the capabilities the unit's processes keep as its user.
 	AmbientCapabilities uint64
+	// NoExecPaths are NoExecPaths=, which the unit's mount namespace
+	// mounts noexec. MountsOver: the unit sets ExecPaths=, a bind mount
+	// (BindPaths=, BindReadOnlyPaths=) or a TemporaryFileSystem=, so a
+	// path in its namespace may be on another mount than on the host's.
+	NoExecPaths []string
+	MountsOver  bool
 }
 
 // Command is a program a start runs besides the app's, and the setting
@@ -109,10 +116,17 @@ func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error)
 		{serviceIface, "ExecStartPostEx", func(v dbus.Variant) { spec.Commands = append(spec.Commands, mustRun("ExecStartPost=", v.Value())...) }},
 		{serviceIface, "AmbientCapabilities", func(v dbus.Variant) { spec.AmbientCapabilities, _ = v.Value().(uint64) }},
 		{serviceIface, "EnvironmentFiles", func(v dbus.Variant) { spec.EnvironmentFiles = mustRead(v.Value()) }},
-		{serviceIface, "BindPaths", func(v dbus.Variant) { spec.Paths = append(spec.Paths, bindSources("BindPaths=", v.Value())...) }},
+		{serviceIface, "BindPaths", func(v dbus.Variant) {
+			spec.Paths = append(spec.Paths, bindSources("BindPaths=", v.Value())...)
+			spec.MountsOver = spec.MountsOver || anyItems(v.Value())
+		}},
 		{serviceIface, "BindReadOnlyPaths", func(v dbus.Variant) {
 			spec.Paths = append(spec.Paths, bindSources("BindReadOnlyPaths=", v.Value())...)
+			spec.MountsOver = spec.MountsOver || anyItems(v.Value())
 		}},
+		{serviceIface, "NoExecPaths", func(v dbus.Variant) { spec.NoExecPaths = plainPaths(v.Value()) }},
+		{serviceIface, "ExecPaths", func(v dbus.Variant) { spec.MountsOver = spec.MountsOver || len(plainPaths(v.Value())) > 0 }},
+		{serviceIface, "TemporaryFileSystem", func(v dbus.Variant) { spec.MountsOver = spec.MountsOver || anyItems(v.Value()) }},
 		{unitIface, "NeedDaemonReload", func(v dbus.Variant) { spec.NeedDaemonReload, _ = v.Value().(bool) }},
 		{unitIface, "LoadState", func(v dbus.Variant) { spec.LoadState, _ = v.Value().(string) }},
 		{unitIface, "FragmentPath", func(v dbus.Variant) { spec.Fragment, _ = v.Value().(string) }},
@@ -213,6 +227,26 @@ func bindSources(setting string, v any) []RequiredPath {
 		}
 	}
 	return out
+}
+
+// plainPaths are the paths of an ExecPaths=-like property (as), without
+// their "-" prefix (ignored when missing).
+func plainPaths(v any) []string {
+	paths, _ := v.([]string)
+	var out []string
+	for _, p := range paths {
+		if p = strings.TrimLeft(p, "-+"); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// anyItems tells whether an array property (BindPaths=, a(ssbt);
+// TemporaryFileSystem=, a(ss)) has an item.
+func anyItems(v any) bool {
+	items, _ := v.([][]any)
+	return len(items) > 0
 }
 
 // mustRun are the programs of an ExecStartPreEx=-like property,

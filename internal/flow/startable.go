@@ -50,16 +50,29 @@ func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale s
 	if len(problems) == 0 {
 		return stale, nil
 	}
+	return stale, fmt.Errorf("site %s: %s as systemd has it would not start: %s; a restart would stop the site, and so would its rollback; nothing was done (%s): %w",
+		s.Name, unit, strings.Join(problems, "; "), startFix(problems[0], spec, unit, stale), ErrCannotStart)
+}
+
+// startFix says how to fix problem, the first of a start's (unit, as
+// systemd has it loaded, spec; stale: its reloadAdvice when the site file
+// changed since).
+func startFix(problem string, spec control.StartSpec, unit, stale string) string {
 	fix := "fix the site file, then `systemctl daemon-reload`"
 	switch {
-	case strings.HasPrefix(problems[0], maskedProblem):
+	case strings.HasPrefix(problem, maskedProblem):
 		fix = "`systemctl unmask " + unit + "` lets it start"
-	case strings.HasPrefix(problems[0], notLaunchedProblem):
+	case strings.HasPrefix(problem, notLaunchedProblem):
 		fix = "take that ExecStart= out, then `systemctl daemon-reload`; `systemctl revert " + unit + "` takes out every local change of the unit"
-	case strings.HasPrefix(problems[0], typeProblem):
+	case strings.HasPrefix(problem, typeProblem):
 		fix = "take that Type= out, then `systemctl daemon-reload`; `systemctl revert " + unit + "` takes out every local change of the unit"
-	case sitecheck.NoAccess(problems[0]):
+	case sitecheck.NoAccess(problem):
 		fix = "give the site's user what it lacks on the path named (chmod o+x, or a group of the user's with g+x), or run the site as a user that has it, then restart again"
+	case sitecheck.KernelRefuses(problem):
+		fix = "fix the program named (a #! line first, with no byte order mark before it) or its mount (exec), or name another program in the site file, then `systemctl daemon-reload`"
+		if len(spec.DropIns) > 0 || Shadows(spec.Fragment) {
+			fix += "; or, if a local change of the unit mounts it noexec (" + strings.Join(overrides(spec), ", ") + "), take that out: `systemctl revert " + unit + "` takes out every local change"
+		}
 	case stale != "" && Shadows(spec.Fragment):
 		fix = "systemd's units are older than the site file: " + stale
 	case stale != "":
@@ -70,8 +83,7 @@ func (e *Env) startable(ctx context.Context, s *site.Site, m site.Mode) (stale s
 			fix += "; or, if it comes from a local change of the unit (" + strings.Join(overrides(spec), ", ") + "), take it out: `systemctl revert " + unit + "` takes out every local change"
 		}
 	}
-	return stale, fmt.Errorf("site %s: %s as systemd has it would not start: %s; a restart would stop the site, and so would its rollback; nothing was done (%s): %w",
-		s.Name, unit, strings.Join(problems, "; "), fix, ErrCannotStart)
+	return fix
 }
 
 // maskedProblem is the start problem of a masked service.
@@ -192,6 +204,7 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 		st.Commands = append(st.Commands, sitecheck.Command{Setting: c.Setting, Path: c.Path, AsUser: c.AsUser})
 	}
 	st.EnvironmentFiles = spec.EnvironmentFiles
+	st.NoExecPaths, st.MountsOver = spec.NoExecPaths, spec.MountsOver
 	if m.Serve != site.ServeMaintenance {
 		st.Program = appProgram(spec.Argv)
 	} else {

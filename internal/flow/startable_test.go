@@ -59,6 +59,7 @@ func TestUnstartableUnitIsNotRestarted(t *testing.T) {
 		{"group", func(s *control.StartSpec) { s.Group = "www" }, `group "www" does not exist on this host`},
 		{"workdir", func(s *control.StartSpec) { s.WorkingDirectory = "/srv/karl/current" }, "the working directory /srv/karl/current does not exist"},
 		{"masked", func(s *control.StartSpec) { s.LoadState = "masked" }, "it is masked, and systemd starts no masked unit (`systemctl unmask site-karl.service`)"},
+		{"noexec", func(s *control.StartSpec) { s.NoExecPaths = []string{"/usr"} }, "the program /usr/bin/app is on a path the unit mounts noexec (NoExecPaths=/usr)"},
 	} {
 		spec := good
 		c.edit(&spec)
@@ -66,6 +67,9 @@ func TestUnstartableUnitIsNotRestarted(t *testing.T) {
 		rep, err := Restart(context.Background(), e, testSite(t), 0)
 		if !errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "nothing was done") {
 			t.Errorf("%s: %v", c.name, err)
+		}
+		if c.name == "noexec" && (err == nil || !strings.Contains(err.Error(), "fix the program named (a #! line first, with no byte order mark before it) or its mount (exec)")) {
+			t.Errorf("%s: the refusal does not say what to fix: %v", c.name, err)
 		}
 		st, _ := e.Store.ReadState("karl")
 		if len(f.restarts) != 0 || rep.Changed || rep.Result != "" || st.Pending != nil || len(st.History) != 0 {

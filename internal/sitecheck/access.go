@@ -39,6 +39,14 @@ func NoAccess(problem string) bool {
 	return strings.Contains(problem, cannotRun) || strings.Contains(problem, cannotEnter)
 }
 
+// KernelRefuses tells whether a problem Startable found is one of a
+// program the kernel would not run whoever asked (its format, a noexec
+// mount): the program file or the mount is to fix, or the site file to
+// name another program.
+func KernelRefuses(problem string) bool {
+	return strings.Contains(problem, formatRefused) || strings.Contains(problem, mountRefused)
+}
+
 // identity is who a start runs as: the user's uid, and every group the
 // kernel may count it in (Group= or the user's primary group, the groups
 // the group file lists it in, SupplementaryGroups=). A group too many

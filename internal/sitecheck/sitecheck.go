@@ -44,10 +44,17 @@ type Host struct {
 	// decide who may use it (no POSIX ACL, a filesystem the kernel
 	// checks itself); an error is "cannot tell". nil: never.
 	ModeDecides func(path string) (bool, error)
+	// Handlers reads the host's binfmt_misc handlers, which run files
+	// other than ELF binaries and #! scripts; an error is "cannot tell".
+	// nil: not read, and no program's format checked.
+	Handlers func() ([]Handler, error)
+	// NoExec tells whether the file system path is on is mounted noexec;
+	// an error is "cannot tell". nil: not checked.
+	NoExec func(path string) (bool, error)
 }
 
 // OS is the host sitectl runs on, as root sees it.
-var OS = Host{Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks, LookupName: lookupName, ReadHead: readHead, Accounts: readAccounts, ModeDecides: modeDecides}
+var OS = Host{Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks, LookupName: lookupName, ReadHead: readHead, Accounts: readAccounts, ModeDecides: modeDecides, Handlers: binfmtHandlers, NoExec: noExecMount}
 
 // Public is the host as any user sees it, for root's checks on behalf of
 // another user (a deployer, through sitectl's state service): paths are
@@ -70,7 +77,17 @@ func Public(r pubpath.Resolver) Host {
 			return false, err
 		}
 		return modeDecides(real)
-	}}
+	},
+		// The kernel's handlers are the same for anyone (their files
+		// are world-readable), no path of the caller's.
+		Handlers: binfmtHandlers,
+		NoExec: func(p string) (bool, error) {
+			real, err := r.Resolve(p)
+			if err != nil {
+				return false, err
+			}
+			return noExecMount(real)
+		}}
 }
 
 // Warnings are the warnings of site s, read from data (its file's content,
@@ -304,7 +321,7 @@ func keepsAlive(s *site.Site) string {
 // program says what is wrong with the program path, run as user id
 // (nil: not checked), or "".
 func (h Host) program(p string, id *identity) string {
-	msg, _ := h.programProblem(p, id)
+	msg, _ := h.programProblem(p, id, namespace{})
 	return msg
 }
 

@@ -52,6 +52,13 @@ type Start struct {
 	// directory, which the maintenance server opens as it starts ("":
 	// none).
 	Page, StaticDir string
+	// NoExecPaths are the unit's NoExecPaths=: mounted noexec in its
+	// namespace. MountsOver: the unit mounts something of its own over
+	// the host's (ExecPaths=, BindPaths=, TemporaryFileSystem=), so a
+	// program's mount there may not be the host's, and the host's
+	// noexec mounts are no reason.
+	NoExecPaths []string
+	MountsOver  bool
 }
 
 // Needed is a path a start needs, and the setting that names it
@@ -71,9 +78,11 @@ type Command struct {
 // Startable says why a service started so would fail before the app
 // runs: a program (its own or one run before it), user, group, working
 // directory, credential file, environment file or path of its sandbox
-// that does not exist, or a program or working directory that the user
+// that does not exist, a program or working directory that the user
 // it runs as may not run or enter (a directory on the way that the user
-// may not search, by the owner, group and mode of each).
+// may not search, by the owner, group and mode of each), or a program
+// the kernel would not run for anyone (not an ELF binary nor a #! script
+// nor one a binfmt_misc handler takes; on a noexec mount).
 // A restart stops the old process first, and its rollback restarts the
 // same unit, so such a start takes the site down; sitectl refuses it
 // instead. Only what is sure counts: a path that cannot be checked (a
@@ -83,8 +92,9 @@ type Command struct {
 func Startable(h Host, st Start) []string {
 	var out []string
 	id, _ := h.identity(st.RunAs)
+	ns := namespace{noExec: st.NoExecPaths, unsure: st.MountsOver}
 	if st.Program != "" {
-		if msg, sure := h.programProblem(st.Program, id); msg != "" && sure {
+		if msg, sure := h.programProblem(st.Program, id, ns); msg != "" && sure {
 			out = append(out, fmt.Sprintf("the program %s %s", st.Program, msg))
 		}
 	}
@@ -111,7 +121,7 @@ func Startable(h Host, st Start) []string {
 			as = nil
 		}
 		// systemd runs these itself: 203/EXEC when it cannot.
-		if msg, sure := h.runnable(c.Path, as, "the start would fail with 203/EXEC", maxInterpreters); msg != "" && sure {
+		if msg, sure := h.runnable(c.Path, as, ns, "the start would fail with 203/EXEC", maxInterpreters); msg != "" && sure {
 			out = append(out, fmt.Sprintf("the program %s (%s) %s", c.Path, c.Setting, msg))
 		}
 	}
@@ -204,8 +214,8 @@ func (h Host) pathProblem(path, what string, dir bool, then string) string {
 // id (nil: not checked), or "", and whether that is sure. A script's
 // interpreter (its #! line) must be there too: a virtualenv whose Python
 // went with an upgrade fails the same way.
-func (h Host) programProblem(p string, id *identity) (msg string, sure bool) {
-	return h.runnable(p, id, "the start would fail", maxInterpreters)
+func (h Host) programProblem(p string, id *identity, ns namespace) (msg string, sure bool) {
+	return h.runnable(p, id, ns, "the start would fail", maxInterpreters)
 }
 
 // maxInterpreters is how many #! lines deep the kernel follows (its
@@ -213,9 +223,9 @@ func (h Host) programProblem(p string, id *identity) (msg string, sure bool) {
 const maxInterpreters = 4
 
 // runnable says what is wrong with program p, run as user id (nil: not
-// checked), ending in then, or "", and whether that is sure; depth is how
-// many #! lines it still follows.
-func (h Host) runnable(p string, id *identity, then string, depth int) (msg string, sure bool) {
+// checked) in a unit's mount namespace ns, ending in then, or "", and
+// whether that is sure; depth is how many #! lines it still follows.
+func (h Host) runnable(p string, id *identity, ns namespace, then string, depth int) (msg string, sure bool) {
 	fi, err := h.Stat(p)
 	switch {
 	case notExist(err):
@@ -236,6 +246,9 @@ func (h Host) runnable(p string, id *identity, then string, depth int) (msg stri
 	if why := h.blocked(id, p); why != "" {
 		return fmt.Sprintf("%s %q: %s: %s", cannotRun, id.name, why, then), true
 	}
+	if why := h.noExec(p, ns); why != "" {
+		return why + ": " + then, true
+	}
 	// Only a script anyone may read: one that the site's user may not
 	// read fails anyway, and root's reading of another (through a
 	// release symlink a deployer points elsewhere) must not show a
@@ -243,7 +256,14 @@ func (h Host) runnable(p string, id *identity, then string, depth int) (msg stri
 	if fi.Mode().Perm()&0o004 == 0 {
 		return "", true
 	}
-	interp, arg := h.interpreter(p)
+	head, err := h.head(p)
+	if err != nil {
+		return "", true
+	}
+	if msg := h.formatProblem(p, head); msg != "" {
+		return msg + ": " + then, true
+	}
+	interp, arg := interpreterOf(head)
 	switch {
 	case strings.HasSuffix(interp, "\r"):
 		if _, err := h.Stat(interp); !notExist(err) {
@@ -258,7 +278,7 @@ func (h Host) runnable(p string, id *identity, then string, depth int) (msg stri
 	if interp == "" || depth == 0 {
 		return "", true
 	}
-	if msg, sure := h.runnable(interp, id, then, depth-1); msg != "" {
+	if msg, sure := h.runnable(interp, id, ns, then, depth-1); msg != "" {
 		return fmt.Sprintf("runs %s (its #! line), which %s", interp, msg), sure
 	}
 	return "", true
@@ -273,11 +293,26 @@ func (h Host) runnable(p string, id *identity, then string, depth int) (msg stri
 // endings) stays, at the end of the argument, or of the path when there
 // is no argument.
 func (h Host) interpreter(p string) (path, arg string) {
-	if h.ReadHead == nil {
+	head, err := h.head(p)
+	if err != nil {
 		return "", ""
 	}
-	head, err := h.ReadHead(p, shebangMax)
-	if err != nil || !bytes.HasPrefix(head, []byte("#!")) {
+	return interpreterOf(head)
+}
+
+// head is the start of the file p that the kernel reads to tell its
+// format and #! line; an error when it is not read (ReadHead nil: not
+// read at all).
+func (h Host) head(p string) ([]byte, error) {
+	if h.ReadHead == nil {
+		return nil, errors.New("not read")
+	}
+	return h.ReadHead(p, shebangMax)
+}
+
+// interpreterOf is interpreter for a file that starts with head.
+func interpreterOf(head []byte) (path, arg string) {
+	if !bytes.HasPrefix(head, []byte("#!")) {
 		return "", ""
 	}
 	line, _, _ := bytes.Cut(head[2:], []byte("\n"))

@@ -27,8 +27,18 @@ func TestUnstartableUnitKeepsTheSiteServing(t *testing.T) {
 	// gunicorn's own script saved with Windows line endings: the kernel
 	// looks for "/usr/bin/python3\r".
 	top.run("sh", "-c", `sed 's/$/\r/' /usr/bin/gunicorn > /srv/bin/gunicorn-win && chmod 755 /srv/bin/gunicorn-win`)
+	// The same script without its #! line (a shell run by hand runs it
+	// anyway), and with a byte order mark before it (an editor's).
+	top.run("sh", "-c", `tail -n +2 /usr/bin/gunicorn > /srv/bin/gunicorn-plain && chmod 755 /srv/bin/gunicorn-plain`)
+	top.run("sh", "-c", `printf '\357\273\277' > /srv/bin/gunicorn-bom && cat /usr/bin/gunicorn >> /srv/bin/gunicorn-bom && chmod 755 /srv/bin/gunicorn-bom`)
+	// gunicorn's script on a file system mounted noexec.
+	top.run("sh", "-c", `mkdir -p /srv/noexec && mount -t tmpfs -o noexec,size=1m tmpfs /srv/noexec && cp /usr/bin/gunicorn /srv/noexec/gunicorn && chmod 755 /srv/noexec/gunicorn`)
 	// What each refusal kept from happening, shown by systemctl restart.
-	systemdSays := map[string]string{"writable path": "226/NAMESPACE", "windows line endings": "cannot run /srv/bin/gunicorn-win: no such file or directory"}
+	systemdSays := map[string]string{"writable path": "226/NAMESPACE", "windows line endings": "cannot run /srv/bin/gunicorn-win: no such file or directory",
+		"no #! line": "cannot run /srv/bin/gunicorn-plain: exec format error", "byte order mark": "cannot run /srv/bin/gunicorn-bom: exec format error",
+		"noexec": `cannot run /srv/noexec/gunicorn: exec: "/srv/noexec/gunicorn": permission denied`}
+	// What the refusal says besides the problem, by case.
+	refusalSays := map[string]string{"no #! line": "exec format error", "byte order mark": "exec format error", "noexec": "permission denied, noexec"}
 	for _, c := range []struct{ name, file, problem string }{
 		{"exec", strings.Replace(good, `"/usr/bin/gunicorn"`, `"/usr/bin/no-such-gunicorn"`, 1), "/usr/bin/no-such-gunicorn"},
 		{"interpreter", strings.Replace(good, `"/usr/bin/gunicorn"`, `"/srv/bin/gunicorn"`, 1), "/usr/bin/no-such-python3"},
@@ -37,6 +47,9 @@ func TestUnstartableUnitKeepsTheSiteServing(t *testing.T) {
 		{"workdir", strings.Replace(good, `workdir = "/srv/wsgi"`, `workdir = "/srv/no-such-dir"`, 1), "/srv/no-such-dir"},
 		{"writable path", good + "[hardening]\nwritable_paths = [\"/srv/wsgi\", \"/srv/no-such-uploads\"]\n", "/srv/no-such-uploads"},
 		{"windows line endings", strings.Replace(good, `"/usr/bin/gunicorn"`, `"/srv/bin/gunicorn-win"`, 1), `ends with a carriage return (the file has Windows line endings): the kernel looks for the interpreter "/usr/bin/python3\r"`},
+		{"no #! line", strings.Replace(good, `"/usr/bin/gunicorn"`, `"/srv/bin/gunicorn-plain"`, 1), "/srv/bin/gunicorn-plain has no #! line"},
+		{"byte order mark", strings.Replace(good, `"/usr/bin/gunicorn"`, `"/srv/bin/gunicorn-bom"`, 1), "/srv/bin/gunicorn-bom starts with a byte order mark before its #! line"},
+		{"noexec", strings.Replace(good, `"/usr/bin/gunicorn"`, `"/srv/noexec/gunicorn"`, 1), "/srv/noexec/gunicorn is on a file system mounted noexec on this host"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := &host{t: t, sb: top.sb, ctx: top.ctx} // failures belong to the subtest
@@ -46,7 +59,11 @@ func TestUnstartableUnitKeepsTheSiteServing(t *testing.T) {
 			h.writeSite("shop", c.file)
 			h.run("systemctl", "daemon-reload")
 
-			refusedChangingNothing(h, []string{"restart", "shop"}, c.problem, "does not exist")
+			says, ok := refusalSays[c.name]
+			if !ok {
+				says = "does not exist"
+			}
+			refusedChangingNothing(h, []string{"restart", "shop"}, c.problem, says)
 			if err := siteAnswers(url, "normal"); err != nil {
 				t.Errorf("after the refused restart: %v", err)
 			}
@@ -431,6 +448,7 @@ func TestDropInThatCannotStartKeepsTheSiteServing(t *testing.T) {
 		{"environment file", "EnvironmentFile=/etc/default/no-such-shop", "the environment file /etc/default/no-such-shop (EnvironmentFile=) does not exist", "EnvironmentFile=-/etc/default/no-such-shop"},
 		{"read-only path", "ReadOnlyPaths=/srv/no-such-ro", "the path /srv/no-such-ro (ReadOnlyPaths=) does not exist", "ReadOnlyPaths=-/srv/no-such-ro"},
 		{"bind source", "BindReadOnlyPaths=/srv/no-such-src:/srv/dst", "the path /srv/no-such-src (BindReadOnlyPaths=) does not exist", "BindReadOnlyPaths=-/srv/no-such-src:/srv/dst"},
+		{"noexec path", "NoExecPaths=/usr/bin/gunicorn", "the program /usr/bin/gunicorn is on a path the unit mounts noexec (NoExecPaths=/usr/bin/gunicorn)", "NoExecPaths=/srv/wsgi"},
 		{"supplementary group", "SupplementaryGroups=no-such-group", `SupplementaryGroups=: group "no-such-group" does not exist on this host`, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
