@@ -93,15 +93,20 @@ func TestParseBinfmtEntry(t *testing.T) {
 // binfmt_misc is not mounted, as in this project's containers).
 func TestProgramFormatOnThisHost(t *testing.T) {
 	handlers, err := binfmtHandlers()
-	if err != nil {
-		t.Fatalf("reading this host's binfmt_misc handlers: %v", err)
-	}
 	dir := t.TempDir()
 	plain := filepath.Join(dir, "start")
 	if err := os.WriteFile(plain, []byte("exec /bin/true\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	got := Startable(OS, Start{Program: plain})
+	if err != nil {
+		// Handlers that cannot be read are "cannot tell": no refusal.
+		t.Logf("this host's binfmt_misc handlers cannot be read: %v", err)
+		if len(got) != 0 {
+			t.Errorf("a script without #! line, the handlers unknown: %q", got)
+		}
+		return
+	}
 	taken := false
 	for _, x := range handlers {
 		taken = taken || x.takes(plain, []byte("exec /bin/true\n"))
