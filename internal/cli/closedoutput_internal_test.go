@@ -23,8 +23,13 @@ import (
 )
 
 // closedOutputSite is where the child of TestChangeExitCodeSurvivesAClosedOutput
-// finds its site, and whether it is that child.
-const closedOutputSite = "SITECTL_TEST_CLOSED_OUTPUT_CONFIG"
+// finds its site, and whether it is that child; closedOutputState is its
+// state directory. Both are the parent's, which removes them: the child
+// exits with os.Exit, which skips a t.TempDir's removal.
+const (
+	closedOutputSite  = "SITECTL_TEST_CLOSED_OUTPUT_CONFIG"
+	closedOutputState = "SITECTL_TEST_CLOSED_OUTPUT_STATE"
+)
 
 // TestChangeExitCodeSurvivesAClosedOutput: a change whose standard output
 // and error are a pipe nobody reads any more (`sitectl restart karl 2>&1 |
@@ -40,7 +45,7 @@ func TestChangeExitCodeSurvivesAClosedOutput(t *testing.T) {
 		shorten(t, &connectSystemd, func(context.Context) (*control.Manager, error) {
 			return nil, fmt.Errorf("no bus here: %w", control.ErrUnavailable)
 		})
-		os.Exit(Main([]string{"--config-dir", dir, "--state-dir", t.TempDir(), "restart", "karl"}, os.Stdout, os.Stderr))
+		os.Exit(Main([]string{"--config-dir", dir, "--state-dir", os.Getenv(closedOutputState), "restart", "karl"}, os.Stdout, os.Stderr))
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -49,7 +54,8 @@ func TestChangeExitCodeSurvivesAClosedOutput(t *testing.T) {
 	r.Close() // nobody reads: every write gets SIGPIPE, or EPIPE
 	defer w.Close()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestChangeExitCodeSurvivesAClosedOutput$")
-	cmd.Env = append(os.Environ(), closedOutputSite+"="+testDirs(t).Config)
+	dirs := testDirs(t)
+	cmd.Env = append(os.Environ(), closedOutputSite+"="+dirs.Config, closedOutputState+"="+dirs.State)
 	cmd.Stdout, cmd.Stderr = w, w
 	err = cmd.Run()
 	var exit *exec.ExitError
