@@ -84,7 +84,7 @@ func namedFDs(n int) ([]passedFD, error) {
 	// listener as the public one).
 	if names != nil && len(names) != n {
 		return nil, fmt.Errorf("activation: LISTEN_FDNAMES names %d descriptors (%q) but LISTEN_FDS passes %d: which name belongs to which descriptor is unknown, so none is used",
-			len(names), truncateEnv(os.Getenv("LISTEN_FDNAMES")), n)
+			len(names), firstLine(os.Getenv("LISTEN_FDNAMES")), n)
 	}
 	fds := make([]passedFD, n)
 	for i := range fds {
@@ -484,12 +484,4 @@ func bind(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("want a TCP host:port or an absolute unix socket path: %w", err)
 	}
 	return net.Listen("tcp", addr)
-}
-
-// truncateEnv shortens an environment variable's value for an error.
-func truncateEnv(v string) string {
-	if len(v) > 200 {
-		return strings.ToValidUTF8(v[:200], "") + "…"
-	}
-	return v
 }
