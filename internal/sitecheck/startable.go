@@ -284,22 +284,6 @@ func (h Host) runnable(p string, id *identity, ns namespace, then string, depth 
 	return "", true
 }
 
-// interpreter reads a script's #! line as the kernel does: the
-// interpreter's path, "" when it is not an absolute one (not a script,
-// not readable, or a relative path, which the kernel looks up from the
-// working directory), and its one optional argument. The kernel splits
-// the line at the first space or tab, and strips only spaces and tabs
-// from its ends: a carriage return at its end (a file with Windows line
-// endings) stays, at the end of the argument, or of the path when there
-// is no argument.
-func (h Host) interpreter(p string) (path, arg string) {
-	head, err := h.head(p)
-	if err != nil {
-		return "", ""
-	}
-	return interpreterOf(head)
-}
-
 // head is the start of the file p that the kernel reads to tell its
 // format and #! line; an error when it is not read (ReadHead nil: not
 // read at all).
@@ -310,7 +294,14 @@ func (h Host) head(p string) ([]byte, error) {
 	return h.ReadHead(p, shebangMax)
 }
 
-// interpreterOf is interpreter for a file that starts with head.
+// interpreterOf reads the #! line of a file that starts with head as the
+// kernel does: the interpreter's path, "" when it is not an absolute one
+// (not a script, or a relative path, which the kernel looks up from the
+// working directory), and its one optional argument. The kernel splits
+// the line at the first space or tab, and strips only spaces and tabs
+// from its ends: a carriage return at its end (a file with Windows line
+// endings) stays, at the end of the argument, or of the path when there
+// is no argument.
 func interpreterOf(head []byte) (path, arg string) {
 	if !bytes.HasPrefix(head, []byte("#!")) {
 		return "", ""

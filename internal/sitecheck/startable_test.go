@@ -151,7 +151,8 @@ func TestReadHead(t *testing.T) {
 	if got, err := readHead(p, 256); err != nil || string(got) != "#!/bin/sh\necho hi\n" {
 		t.Errorf("readHead(256) of a shorter file = %q, %v", got, err)
 	}
-	if path, arg := OS.interpreter(p); path != "/bin/sh" || arg != "" {
+	head, _ := OS.head(p)
+	if path, arg := interpreterOf(head); path != "/bin/sh" || arg != "" {
 		t.Errorf("interpreter = %q, %q", path, arg)
 	}
 	// What is not a regular file is not read, whatever a stat before
@@ -188,8 +189,7 @@ func TestInterpreter(t *testing.T) {
 		"#! python3\n":                 {"", ""},
 		"\x7fELF":                      {"", ""},
 	} {
-		h := Host{ReadHead: func(string, int) ([]byte, error) { return []byte(head), nil }}
-		if path, arg := h.interpreter("/x"); path != want[0] || arg != want[1] {
+		if path, arg := interpreterOf([]byte(head)); path != want[0] || arg != want[1] {
 			t.Errorf("interpreter of %q = %q, %q; want %q, %q", head, path, arg, want[0], want[1])
 		}
 	}
