@@ -50,6 +50,29 @@ func Of(pid int) (string, error) {
 	return "", fmt.Errorf("process %d is in no cgroup v2 group", pid)
 }
 
+// maxControllersFile bounds a read of cgroup.controllers: a dozen short
+// names on one line.
+const maxControllersFile = 4096
+
+// Controllers lists the controllers enabled in the cgroup of a process
+// (its cgroup.controllers): "cpu" among them means its tasks are scheduled
+// as that cgroup's group.
+func Controllers(pid int) ([]string, error) {
+	path, err := Of(pid)
+	if err != nil {
+		return nil, err
+	}
+	root, err := hierarchyRoot()
+	if err != nil {
+		return nil, err
+	}
+	b, err := procfs.ReadBounded(filepath.Join(root, path, "cgroup.controllers"), maxControllersFile)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the controllers of cgroup %s: %w", path, err)
+	}
+	return strings.Fields(string(b)), nil
+}
+
 // maxProcs bounds how many processes Procs lists: more is an error, as
 // is a cgroup.procs file longer than maxProcs pids of 7 digits (pid_max is
 // at most 2^22), a line each.

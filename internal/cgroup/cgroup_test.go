@@ -77,3 +77,24 @@ func TestComm(t *testing.T) {
 		}
 	}
 }
+
+// Controllers reads the cgroup.controllers of the process's own cgroup.
+func TestControllers(t *testing.T) {
+	root := fakeHierarchy(t)
+	path, err := Of(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(root, path, "cgroup.controllers"), "cpuset cpu io memory pids\n")
+	if got, err := Controllers(0); err != nil || !slices.Equal(got, []string{"cpuset", "cpu", "io", "memory", "pids"}) {
+		t.Errorf("Controllers = %q, %v", got, err)
+	}
+	write(t, filepath.Join(root, path, "cgroup.controllers"), "\n")
+	if got, err := Controllers(0); err != nil || len(got) != 0 {
+		t.Errorf("Controllers of a cgroup without any = %q, %v", got, err)
+	}
+	os.Remove(filepath.Join(root, path, "cgroup.controllers"))
+	if got, err := Controllers(0); err == nil {
+		t.Errorf("Controllers without the file = %q, no error", got)
+	}
+}

@@ -24,6 +24,11 @@ type Command struct {
 	Env   []string
 	Dir   string
 	Files []*os.File // inherited as fds 3, 4, ...
+	// Idle: an idle start (see priority.go). The shim puts the generation
+	// under SCHED_IDLE and its autogroup at nice 19 itself, but only once
+	// its own start (a Go runtime's, 20-30 ms of CPU) is done; the
+	// launcher lowers the autogroup as soon as it exists.
+	Idle bool
 }
 
 // Process is a started generation as the launcher sees it: its main
@@ -46,6 +51,11 @@ func startProcess(c Command) (Process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, err
+	}
+	if c.Idle {
+		// Start returns once the shim runs, in the session (so the
+		// autogroup) it made; what this cannot do, the shim retries.
+		lowerStartAutogroup("/proc", cmd.Process.Pid)
 	}
 	return execProcess{cmd}, nil
 }
@@ -178,7 +188,7 @@ func (l *launcher) command(g *generation, spec Spec, ps *probeSocket) Command {
 	if g.idle {
 		env = append(env, envStartIdle+"=1")
 	}
-	return Command{Argv: argv, Env: env, Dir: spec.Dir, Files: files}
+	return Command{Argv: argv, Env: env, Dir: spec.Dir, Files: files, Idle: g.idle}
 }
 
 // probeSocket is the private socket through which the launcher probes one

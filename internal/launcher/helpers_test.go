@@ -69,9 +69,9 @@ func helperGeneration() {
 			os.Exit(4)
 		}
 	}
-	policy := "?"
+	policy, slice, nice := "?", "?", "?"
 	if attr, err := unix.SchedGetAttr(0, 0); err == nil {
-		policy = strconv.Itoa(int(attr.Policy))
+		policy, slice, nice = strconv.Itoa(int(attr.Policy)), strconv.FormatUint(attr.Runtime, 10), strconv.Itoa(int(attr.Nice))
 	}
 	autogroup := "none"
 	if nice, ok, err := autogroupNice("/proc", os.Getpid()); err != nil {
@@ -104,8 +104,8 @@ func helperGeneration() {
 			[]byte(fmt.Sprintf("pid=%d helpers=%s\n", os.Getpid(), strings.Join(helpers, ","))), 0o644)
 		os.Exit(3)
 	}
-	report := fmt.Sprintf("pid=%d listen_pid=%s listen_fds=%s names=%s generation=%s mode=%s helpers=%s policy=%s autogroup=%s\n", os.Getpid(),
-		os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"), os.Getenv("SITE_GENERATION"), os.Getenv("SITE_MODE"), strings.Join(helpers, ","), policy, autogroup)
+	report := fmt.Sprintf("pid=%d listen_pid=%s listen_fds=%s names=%s generation=%s mode=%s helpers=%s policy=%s slice=%s nice=%s autogroup=%s\n", os.Getpid(),
+		os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"), os.Getenv("SITE_GENERATION"), os.Getenv("SITE_MODE"), strings.Join(helpers, ","), policy, slice, nice, autogroup)
 	os.WriteFile(filepath.Join(os.Getenv("GEN_REPORT"), "gen-"+os.Getenv("SITE_GENERATION")), []byte(report), 0o644)
 	for i, name := range strings.Split(os.Getenv("LISTEN_FDNAMES"), ":") {
 		if name == "sitectl-probe" {

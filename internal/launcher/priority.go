@@ -12,11 +12,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sitectl/sitectl/internal/cgroup"
 	"github.com/sitectl/sitectl/internal/procfs"
 )
 
-// A reload's new generation starts under SCHED_IDLE (start_priority =
-// "idle"): its cold start, typically seconds of CPU importing the app, then
+// A reload's new generation starts at idle priority (start_priority =
+// "idle"; idleStart says how): its cold start, typically seconds of CPU importing the app, then
 // runs only on CPU time that the serving generation and the other sites on
 // the host do not want, so a reload costs its neighbours nothing. Once it is
 // ready it must serve at normal priority, but nothing inside the unit can
@@ -30,8 +31,8 @@ import (
 // failed promotion fails the reload. A reload without root's side (SIGHUP,
 // or a launcher of an older sitectl) starts at normal priority.
 
-// envStartIdle asks a generation's shim to put itself under SCHED_IDLE
-// before it execs the app, which inherits the policy (as do its threads and
+// envStartIdle asks a generation's shim to put itself at idle priority
+// before it execs the app, which inherits it (as do its threads and
 // children).
 const envStartIdle = "SITECTL_START_IDLE"
 
@@ -40,55 +41,138 @@ const envStartIdle = "SITECTL_START_IDLE"
 // busy all the time an idle start delays a reload by at most this much.
 const defaultPromoteAfter = 5 * time.Second
 
-// startIdleSelf puts every thread of the calling process under SCHED_IDLE,
-// keeping each one's nice value, and its session's autogroup at nice 19
-// (autogroup.go). Threads started later inherit the policy of the thread
-// that starts them.
+// idleStart is how an idle start lowers a generation's threads: a policy,
+// a scheduler slice (sched_attr.sched_runtime; 0: the kernel's) and
+// whether their nice value goes to idleNice.
+type idleStart struct {
+	policy uint32
+	slice  time.Duration
+	nice   bool
+}
+
+// idleSlice is the slice of an idle start's threads outside a cpu cgroup.
+// With SCHED_BATCH it also marks them for root's promotion (an app that
+// sets its own slice to exactly this is not expected).
+const idleSlice = 100 * time.Microsecond
+
+// idleNice is the nice value of an idle start's threads outside a cpu
+// cgroup.
+const idleNice = 19
+
+var (
+	// idleInCgroup is for tasks in a cgroup with the cpu controller: the
+	// generation shares its unit's group with the serving one, and a
+	// serving worker that wakes preempts a SCHED_IDLE task at once.
+	idleInCgroup = idleStart{unix.SCHED_IDLE, 0, false}
+	// idleOutsideCgroup is for tasks outside one: grouped by session
+	// (autogroups; see autogroup.go), where the autogroup at nice 19 does
+	// what SCHED_IDLE does in a cgroup and SCHED_IDLE does harm, or,
+	// with autogroups off, all in one group, where nice 19 does. Beside
+	// two busy loops in their own session at autogroup nice 19, the WSGI
+	// app's p99 was 6.4-10.5 ms with the loops under SCHED_IDLE (7 runs of
+	// 2,000 requests) and 4.9-6.8 ms under SCHED_BATCH with this slice
+	// (4.4-5.9 ms beside nothing; go run ./test/idlecost): a CPU that runs
+	// only SCHED_IDLE tasks counts as idle when the kernel places a waking
+	// task, but a task of another group preempts them only as a group, so
+	// the wakeup waits. SCHED_BATCH keeps the generation's own wakeups
+	// from preempting anyone, and the short slice ends the run-to-parity
+	// protection of its group (whose slice is its tasks' shortest), so
+	// that a serving worker that wakes on its CPU need not wait for the
+	// next timer tick (the 3-4 ms waits of docs/overlap.md).
+	idleOutsideCgroup = idleStart{unix.SCHED_BATCH, idleSlice, true}
+)
+
+// startIdleSelf puts every thread of the calling process at the idle
+// start's priority (idleStartFor) and its session's autogroup at nice 19
+// (autogroup.go). Threads and processes started later inherit both.
 func startIdleSelf() error {
 	tids := threads("/proc", os.Getpid())
 	if len(tids) == 0 {
 		return errors.New("cannot list the threads of this process")
 	}
+	way := idleStartFor(os.Getpid())
 	for _, t := range tids {
 		tid, err := strconv.Atoi(t)
 		if err != nil {
 			continue
 		}
-		if _, err := setPolicy(tid, unix.SCHED_IDLE); err != nil && !errors.Is(err, unix.ESRCH) {
+		nice := keepNice
+		if way.nice {
+			nice = idleNice
+		}
+		if _, err := setSched(tid, way.policy, way.slice, nice); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("cannot start at idle priority: %w", err)
 		}
 	}
 	return startIdleAutogroup()
 }
 
-// setPolicy sets the scheduling policy of one thread to policy (SCHED_IDLE
-// or SCHED_NORMAL), keeping its nice value and flags. changed says whether
-// it had another policy before.
+// idleStartFor is the idle start for pid: idleInCgroup where its cgroup
+// has the cpu controller, else (or when that cannot be read)
+// idleOutsideCgroup, which does no harm in a cgroup either.
+func idleStartFor(pid int) idleStart {
+	if cpu, err := cpuInCgroup(pid); err == nil && cpu {
+		return idleInCgroup
+	}
+	return idleOutsideCgroup
+}
+
+// cpuInCgroup says whether pid's cgroup has the cpu controller; tests
+// replace it.
+var cpuInCgroup = func(pid int) (bool, error) {
+	c, err := cgroup.Controllers(pid)
+	return slices.Contains(c, "cpu"), err
+}
+
+// keepNice, as setSched's nice, keeps the thread's nice value.
+const keepNice = 100
+
+// setPolicy sets the scheduling policy of one thread to policy with the
+// kernel's slice and its nice value kept (setSched).
 func setPolicy(tid int, policy uint32) (changed bool, err error) {
+	return setSched(tid, policy, 0, keepNice)
+}
+
+// setSched sets the scheduling policy of one thread to policy, its slice
+// to slice (0: the kernel's) and its nice value to nice (keepNice: kept),
+// keeping its flags. changed says whether any of them changed.
+func setSched(tid int, policy uint32, slice time.Duration, nice int) (changed bool, err error) {
 	attr, err := unix.SchedGetAttr(tid, 0)
 	if err != nil {
 		return false, err
 	}
-	if attr.Policy == policy {
+	if nice == keepNice {
+		nice = int(attr.Nice)
+	}
+	// The kernel reports a fair thread's slice, its own or the default.
+	if attr.Policy == policy && (slice == 0 || attr.Runtime == uint64(slice)) && int(attr.Nice) == nice {
 		return false, nil
 	}
-	attr.Policy = policy
-	attr.Priority = 0
+	attr.Policy, attr.Priority, attr.Runtime, attr.Nice = policy, 0, uint64(slice), int32(nice)
 	return true, unix.SchedSetAttr(tid, attr, 0)
 }
 
-// promoteThread moves one thread from SCHED_IDLE to SCHED_NORMAL, keeping
-// its nice value, and says whether it did. A thread of any other policy is
-// left as it is: SCHED_BATCH the app chose, or a real-time thread of
-// another process that took a pid of the tree Promote walked after it
-// exited.
-func promoteThread(tid int) (bool, error) {
+// isIdleStart says whether attr is an idle start's (idleInCgroup,
+// idleOutsideCgroup).
+func isIdleStart(attr *unix.SchedAttr) bool {
+	return attr.Policy == unix.SCHED_IDLE || attr.Policy == unix.SCHED_BATCH && attr.Runtime == uint64(idleSlice)
+}
+
+// promoteThread moves one thread of an idle start to SCHED_NORMAL with the
+// kernel's slice, and says whether it did. A SCHED_IDLE thread keeps its
+// nice value; one of idleOutsideCgroup gets nice, the launcher's, from
+// which its generation started. A thread of any other policy is left as
+// it is: SCHED_BATCH the app chose, or a real-time thread of another
+// process that took a pid of the tree Promote walked after it exited.
+func promoteThread(tid, nice int) (bool, error) {
 	attr, err := unix.SchedGetAttr(tid, 0)
-	if err != nil || attr.Policy != unix.SCHED_IDLE {
+	if err != nil || !isIdleStart(attr) {
 		return false, err
 	}
-	attr.Policy = unix.SCHED_NORMAL
-	attr.Priority = 0
+	if attr.Policy == unix.SCHED_BATCH {
+		attr.Nice = int32(nice)
+	}
+	attr.Policy, attr.Priority, attr.Runtime = unix.SCHED_NORMAL, 0, 0
 	return true, unix.SchedSetAttr(tid, attr, 0)
 }
 
@@ -111,13 +195,15 @@ func (p Promotion) String() string {
 // forking idle children while it is promoted.
 const maxPromoteRounds = 5
 
-// Promote is root's side of a promotion: it moves every SCHED_IDLE thread
-// of pid and its descendants to SCHED_NORMAL, keeping their nice values,
-// and pid's autogroup from the idle start's nice 19 back to 0.
+// Promote is root's side of a promotion: it moves every thread of pid and
+// its descendants that is at an idle start's priority (promoteThread) to
+// SCHED_NORMAL, at the launcher's nice value where the idle start lowered
+// it, and pid's autogroup from the idle start's nice 19 back to 0.
 // pid must be a descendant of mainPID (the launcher: the service's main
 // process, $MAINPID of ExecReload=) and in the same cgroup, so that a
 // launcher, which runs as the site's user, can have nothing but its own
-// site's processes promoted, and never above normal. It passes over the
+// site's processes promoted, and never above normal nor above the
+// launcher's own priority (which its user can lower, not raise). It passes over the
 // tree until a pass finds no idle thread, since a process forked during a
 // pass from a thread not yet promoted is idle too.
 func Promote(proc string, mainPID, pid int) (Promotion, error) {
@@ -132,6 +218,11 @@ func Promote(proc string, mainPID, pid int) (Promotion, error) {
 		return done, err
 	}
 	done.Autogroup = raised
+	// The generation started from the launcher with its nice value.
+	launcher, err := unix.SchedGetAttr(mainPID, 0)
+	if err != nil {
+		return done, fmt.Errorf("cannot read the launcher's priority: %w", err)
+	}
 	seen := map[int]bool{}
 	for range maxPromoteRounds {
 		n := 0
@@ -141,7 +232,7 @@ func Promote(proc string, mainPID, pid int) (Promotion, error) {
 				if err != nil {
 					continue
 				}
-				changed, err := promoteThread(tid)
+				changed, err := promoteThread(tid, int(launcher.Nice))
 				switch {
 				case errors.Is(err, unix.ESRCH):
 				case err != nil:

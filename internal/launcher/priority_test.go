@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -89,8 +90,15 @@ func TestReloadStartsIdleAndIsPromotedWhenReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := h.pids(2)
-	if p := h.report(2)["policy"]; p != "5" {
-		t.Fatalf("the reload's generation started with policy %s, want 5 (SCHED_IDLE)", p)
+	// SCHED_BATCH with a short slice where sessions are scheduling
+	// groups (this project's hosts), SCHED_IDLE in a cpu cgroup.
+	way := idleStartFor(second[0])
+	wantNice := "0"
+	if way.nice {
+		wantNice = strconv.Itoa(idleNice)
+	}
+	if rep := h.report(2); rep["policy"] != strconv.Itoa(int(way.policy)) || way.slice != 0 && rep["slice"] != strconv.Itoa(int(way.slice)) || rep["nice"] != wantNice {
+		t.Fatalf("the reload's generation started with policy %s, slice %s ns, nice %s; want %+v, nice %s", rep["policy"], rep["slice"], rep["nice"], way, wantNice)
 	}
 	// SCHED_IDLE inside a session's autogroup at nice 0 still takes its
 	// group's full share from the other sessions (autogroup.go).
@@ -103,6 +111,9 @@ func TestReloadStartsIdleAndIsPromotedWhenReady(t *testing.T) {
 	for _, pid := range second {
 		if p := policyOf(t, pid); p != unix.SCHED_NORMAL {
 			t.Errorf("pid %d of generation 2 serves with policy %d, want SCHED_NORMAL", pid, p)
+		}
+		if attr, err := unix.SchedGetAttr(pid, 0); err != nil || attr.Runtime == uint64(idleSlice) || attr.Nice != 0 {
+			t.Errorf("pid %d of generation 2 serves with the idle start's slice or nice %d (%v)", pid, attr.Nice, err)
 		}
 		if nice, ok, err := autogroupNice("/proc", pid); err != nil || ok && nice != 0 {
 			t.Errorf("pid %d of generation 2 serves in an autogroup at nice %d (%v), want 0", pid, nice, err)
@@ -496,6 +507,111 @@ func TestDefaultAutogroupHasNothingToChange(t *testing.T) {
 	if b, err := os.ReadFile("/proc/1/autogroup"); err == nil && len(b) == 0 {
 		if _, ok, err := autogroupNice("/proc", 1); ok || err != nil {
 			t.Errorf("pid 1's autogroup: ok %v, %v; want none", ok, err)
+		}
+	}
+}
+
+// An idle start's generation is in an autogroup at nice 19 as soon as the
+// launcher's Start returns, before the shim's own start has run (the
+// child here, sleep, never lowers it itself); a normal start's is left at
+// nice 0.
+func TestIdleStartsAutogroupIsLoweredByTheLauncher(t *testing.T) {
+	needNice(t) // root: the kernel's rate limit on autogroup changes does not apply
+	if _, err := os.Stat("/proc/self/autogroup"); err != nil {
+		t.Fatalf("this test needs a kernel with autogroups (CONFIG_SCHED_AUTOGROUP): %v", err)
+	}
+	for _, idle := range []bool{true, false} {
+		proc, err := startProcess(Command{Argv: []string{"sleep", "60"}, Idle: idle})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nice, ok, err := autogroupNice("/proc", proc.Pid())
+		proc.Signal(syscall.SIGKILL)
+		proc.Wait()
+		want := 0
+		if idle {
+			want = idleAutogroupNice
+		}
+		if err != nil || !ok || nice != want {
+			t.Errorf("started with Idle %v: its autogroup is at nice %d (own autogroup: %v, %v), want %d", idle, nice, ok, err, want)
+		}
+	}
+}
+
+// An idle start uses SCHED_IDLE in a cgroup with the cpu controller, and
+// elsewhere, or where that cannot be read, SCHED_BATCH with a short slice
+// at nice 19.
+func TestIdleStartForTheHostsScheduling(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cpu  bool
+		err  error
+		want idleStart
+	}{
+		{"no cpu controller", false, nil, idleOutsideCgroup},
+		{"cpu controller", true, nil, idleInCgroup},
+		{"cgroup unreadable", false, errors.New("no cgroup"), idleOutsideCgroup},
+	} {
+		old := cpuInCgroup
+		cpuInCgroup = func(pid int) (bool, error) {
+			if pid != 42 {
+				t.Errorf("asked for the cgroup of pid %d, want 42", pid)
+			}
+			return c.cpu, c.err
+		}
+		if got := idleStartFor(42); got != c.want {
+			t.Errorf("%s: idleStartFor = %+v, want %+v", c.name, got, c.want)
+		}
+		cpuInCgroup = old
+	}
+	if idleOutsideCgroup.policy != unix.SCHED_BATCH || idleOutsideCgroup.slice != idleSlice || !idleOutsideCgroup.nice {
+		t.Errorf("idleOutsideCgroup = %+v", idleOutsideCgroup)
+	}
+}
+
+// Root's side promotes the threads of either idle start, to SCHED_NORMAL
+// with the kernel's slice, those of idleOutsideCgroup at the launcher's
+// nice value, and no SCHED_BATCH thread of another slice.
+func TestPromoteMovesEitherIdleStart(t *testing.T) {
+	needNice(t)
+	for _, c := range []struct {
+		policy   uint32
+		slice    time.Duration
+		nice     int
+		promoted bool
+		wantNice int
+	}{
+		{unix.SCHED_BATCH, idleSlice, idleNice, true, 0},
+		{unix.SCHED_IDLE, 0, 7, true, 7},
+		{unix.SCHED_BATCH, 2 * idleSlice, 5, false, 5},
+	} {
+		child := exec.Command("sleep", "60")
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := child.Process.Pid
+		// The nice value first: the kernel keeps a SCHED_IDLE thread's.
+		if _, err := setSched(pid, unix.SCHED_NORMAL, 0, c.nice); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := setSched(pid, c.policy, c.slice, keepNice); err != nil {
+			t.Fatal(err)
+		}
+		did, err := Promote("/proc", os.Getpid(), pid)
+		attr, aerr := unix.SchedGetAttr(pid, 0)
+		child.Process.Kill()
+		child.Wait()
+		if err != nil || aerr != nil || (did.Threads == 1) != c.promoted {
+			t.Errorf("policy %d, slice %s: promoted %+v, %v (%v)", c.policy, c.slice, did, err, aerr)
+			continue
+		}
+		want := unix.SCHED_NORMAL
+		if !c.promoted {
+			want = int(c.policy)
+		}
+		if attr.Policy != uint32(want) || int(attr.Nice) != c.wantNice || c.promoted && attr.Runtime == uint64(idleSlice) {
+			t.Errorf("policy %d, slice %s, nice %d: after the promotion policy %d, slice %d ns, nice %d; want policy %d, nice %d",
+				c.policy, c.slice, c.nice, attr.Policy, attr.Runtime, attr.Nice, want, c.wantNice)
 		}
 	}
 }
