@@ -32,7 +32,9 @@ import (
 // side of the promotion sets it back to 0. A generation told to drain gets
 // its autogroup at nice 19 with its threads (drainPriority). Where the
 // tasks are in a cpu cgroup, autogroups are not used and the setting
-// changes nothing.
+// changes nothing. Since then the idle start's threads outside a cpu cgroup
+// are no longer under SCHED_IDLE at all, which does harm beside autogroups
+// (idleOutsideCgroup in priority.go).
 
 // idleAutogroupNice is the nice value of an idle start's autogroup.
 const idleAutogroupNice = 19

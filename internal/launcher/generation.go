@@ -25,7 +25,7 @@ type Command struct {
 	Dir   string
 	Files []*os.File // inherited as fds 3, 4, ...
 	// Idle: an idle start (see priority.go). The shim puts the generation
-	// under SCHED_IDLE and its autogroup at nice 19 itself, but only once
+	// at idle priority and its autogroup at nice 19 itself, but only once
 	// its own start (a Go runtime's, 20-30 ms of CPU) is done; the
 	// launcher lowers the autogroup as soon as it exists.
 	Idle bool
@@ -82,7 +82,7 @@ type generation struct {
 	armed, forced, killReported bool
 	// side is its side of a warm standby (warm.go); -1: every listener.
 	side int
-	// idle: it starts under SCHED_IDLE, until it is promoted.
+	// idle: it starts at idle priority (idleStart), until it is promoted.
 	idle bool
 	// readyAt is when it was ready (see startup.ready); zero before.
 	readyAt time.Time

@@ -86,7 +86,7 @@ type Config struct {
 	// KeepPrevious is how long the generation a handover replaced stays
 	// warm for a rollback (see warm.go); zero: it drains at once.
 	KeepPrevious time.Duration
-	// StartIdle starts a reload's generation under SCHED_IDLE when the
+	// StartIdle starts a reload's generation at idle priority when the
 	// reload's caller can promote it (see priority.go).
 	StartIdle bool
 	// PromoteAfter bounds an idle start: a generation not ready after

@@ -83,7 +83,8 @@ var Keys = []KeyDoc{
 			"the key takes effect once the site's socket unit is restarted. See docs/warm-rollback.md."},
 	{"", keyStartPriority, "idle or normal", "idle",
 		"With handoff = \"overlap\": the CPU priority of a reload's new generation until it is ready. idle starts " +
-			"it under SCHED_IDLE, in an autogroup at nice 19 (where the kernel groups tasks by session), so that its " +
+			"it in an autogroup at nice 19 (where the kernel groups tasks by session), under SCHED_BATCH at nice 19 " +
+			"with a 0.1 ms scheduler slice (under SCHED_IDLE where its cgroup has the cpu controller), so that its " +
 			"cold start (importing the app) uses only CPU time that neither the " +
 			"serving generation nor other sites want; once it is ready, root's side of the reload (ExecReload=+) " +
 			"promotes every process of it to normal priority, and a promotion that fails fails the reload. A " +

@@ -91,7 +91,7 @@ type StartPriority string
 
 // The start priorities.
 const (
-	// StartIdle starts a reload's new generation under SCHED_IDLE: its cold
+	// StartIdle starts a reload's new generation at idle priority: its cold
 	// start (importing the app) takes only CPU time nobody else wants, and
 	// root's side of the reload promotes it to normal once it is ready.
 	StartIdle StartPriority = "idle"

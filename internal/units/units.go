@@ -744,7 +744,7 @@ func hardening(svc *section, s *site.Site) {
 	if s.Handoff == site.HandoffOverlap {
 		// The launcher lowers the priority of a draining generation
 		// (launcher.drainPriority), and a starting one starts under
-		// SCHED_IDLE (start_priority); without RLIMIT_NICE or
+		// at idle priority (start_priority); without RLIMIT_NICE or
 		// CAP_SYS_NICE nothing in the unit can raise one: root's side of
 		// ExecReload= promotes a generation.
 		svc.text("SystemCallFilter", "setpriority sched_setattr")
