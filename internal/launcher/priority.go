@@ -71,7 +71,7 @@ var (
 	// two busy loops in their own session at autogroup nice 19, the WSGI
 	// app's p99 was 6.4-10.5 ms with the loops under SCHED_IDLE (7 runs of
 	// 2,000 requests) and 4.9-6.8 ms under SCHED_BATCH with this slice
-	// (4.4-5.9 ms beside nothing; go run ./test/idlecost): a CPU that runs
+	// (4.3-5.9 ms beside nothing; go run ./test/idlecost): a CPU that runs
 	// only SCHED_IDLE tasks counts as idle when the kernel places a waking
 	// task, but a task of another group preempts them only as a group, so
 	// the wakeup waits. SCHED_BATCH keeps the generation's own wakeups
