@@ -26,12 +26,10 @@ import (
 // stopped.
 func Exec(ctx context.Context, name string, argv []string, logf func(format string, args ...any)) error {
 	setListenPID()
-	if os.Getenv(envStartIdle) == "1" {
-		// Starting at normal priority is slower for the neighbours, not
-		// wrong: the launcher promotes the generation all the same.
-		if err := startIdleSelf(); err != nil {
-			logf("%v", err)
-		}
+	// Starting at normal priority is slower for the neighbours, not
+	// wrong: the launcher promotes the generation all the same.
+	if err := idleStartInShim(); err != nil {
+		logf("%v", err)
 	}
 	switch serve := site.Serve(os.Getenv(modes.VarServe)); serve {
 	case "", site.ServeApp:

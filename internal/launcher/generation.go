@@ -8,10 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/probe"
@@ -49,15 +52,69 @@ func startProcess(c Command) (Process, error) {
 	// A session of its own marks the generation's processes for the
 	// failsafe (see failsafe.go).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if !c.Idle {
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		return execProcess{cmd}, nil
+	}
+	if err := startBornIdle(cmd); err != nil {
 		return nil, err
 	}
-	if c.Idle {
-		// Start returns once the shim runs, in the session (so the
-		// autogroup) it made; what this cannot do, the shim retries.
-		lowerStartAutogroup("/proc", cmd.Process.Pid)
-	}
+	// Start returns once the shim runs, in the session (so the autogroup)
+	// it made; what this cannot do, the shim retries.
+	lowerStartAutogroup("/proc", cmd.Process.Pid)
 	return execProcess{cmd}, nil
+}
+
+// startBornIdle starts cmd from a thread of its own put at the idle start's
+// priority first, so that the generation, which inherits it, never runs
+// above it: had the shim lowered itself, a promotion (ready, or at
+// Config.PromoteAfter) that came before it did, on a busy host, would have
+// been undone by it, and the generation would have served at idle
+// priority. The thread is not reused: it ends with its goroutine, locked.
+// That must not be the main thread, which the runtime keeps (parked, at
+// the lowered priority, which root's promotion reads as the launcher's):
+// the main goroutine holds it (init below), and should another goroutine
+// get it all the same, the shim lowers itself as an older launcher asked.
+func startBornIdle(cmd *exec.Cmd) error {
+	way := idleStartFor(os.Getpid())
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == os.Getpid() {
+			runtime.UnlockOSThread()
+			setEnv(cmd, envStartIdle, lowerIdle)
+			done <- cmd.Start()
+			return
+		}
+		// Never unlocked: the thread ends with this goroutine.
+		nice := keepNice
+		if way.nice {
+			nice = idleNice
+		}
+		if _, err := setSched(unix.Gettid(), way.policy, way.slice, nice); err != nil {
+			done <- fmt.Errorf("cannot start at idle priority: %w", err)
+			return
+		}
+		done <- cmd.Start()
+	}()
+	return <-done
+}
+
+// The main goroutine keeps the main thread, so that no thread startBornIdle
+// lowers is the main one (the runtime never ends the main thread).
+func init() { runtime.LockOSThread() }
+
+// setEnv sets key to value in cmd's environment.
+func setEnv(cmd *exec.Cmd, key, value string) {
+	for i, kv := range cmd.Env {
+		if k, _, _ := strings.Cut(kv, "="); k == key {
+			cmd.Env[i] = key + "=" + value
+			return
+		}
+	}
+	cmd.Env = append(cmd.Env, key+"="+value)
 }
 
 type execProcess struct{ cmd *exec.Cmd }
@@ -186,7 +243,7 @@ func (l *launcher) command(g *generation, spec Spec, ps *probeSocket) Command {
 		env = append(env, "NOTIFY_SOCKET="+l.notifyPath)
 	}
 	if g.idle {
-		env = append(env, envStartIdle+"=1")
+		env = append(env, envStartIdle+"="+startedIdle)
 	}
 	return Command{Argv: argv, Env: env, Dir: spec.Dir, Files: files, Idle: g.idle}
 }

@@ -63,11 +63,9 @@ func TestMain(m *testing.M) {
 // GEN_REPORT/probes-N for each of the launcher's probes.
 func helperGeneration() {
 	setListenPID()
-	if os.Getenv(envStartIdle) == "1" { // as Exec does
-		if err := startIdleSelf(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(4)
-		}
+	if err := idleStartInShim(); err != nil { // as Exec does
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(4)
 	}
 	policy, slice, nice := "?", "?", "?"
 	if attr, err := unix.SchedGetAttr(0, 0); err == nil {

@@ -31,10 +31,18 @@ import (
 // failed promotion fails the reload. A reload without root's side (SIGHUP,
 // or a launcher of an older sitectl) starts at normal priority.
 
-// envStartIdle asks a generation's shim to put itself at idle priority
-// before it execs the app, which inherits it (as do its threads and
-// children).
+// envStartIdle tells a generation's shim that it is an idle start: with
+// startedIdle the launcher started it at idle priority, which the app
+// inherits (as do its threads and children), and the shim sets its
+// autogroup if the launcher could not; with lowerIdle (a launcher of an
+// older sitectl) the shim puts itself at idle priority before it execs the
+// app.
 const envStartIdle = "SITECTL_START_IDLE"
+
+const (
+	startedIdle = "started"
+	lowerIdle   = "1"
+)
 
 // defaultPromoteAfter is Config.PromoteAfter's default: a generation still
 // not ready after this long is promoted anyway, so that on a host that is
@@ -105,6 +113,22 @@ func startIdleSelf() error {
 		}
 	}
 	return startIdleAutogroup()
+}
+
+// idleStartInShim is the shim's part of an idle start (envStartIdle).
+func idleStartInShim() error {
+	switch os.Getenv(envStartIdle) {
+	case lowerIdle:
+		return startIdleSelf()
+	case startedIdle:
+		// Unless already promoted: a promotion raised the autogroup too.
+		attr, err := unix.SchedGetAttr(0, 0)
+		if err != nil || !isIdleStart(attr) {
+			return err
+		}
+		return startIdleAutogroup()
+	}
+	return nil
 }
 
 // idleStartFor is the idle start for pid: idleInCgroup where its cgroup

@@ -28,6 +28,17 @@ func needNice(t *testing.T) {
 	}
 }
 
+// ownNice is this process's nice value (a CI may run tests at another
+// than 0).
+func ownNice(t *testing.T) int32 {
+	t.Helper()
+	attr, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return attr.Nice
+}
+
 func policyOf(t *testing.T, pid int) uint32 {
 	t.Helper()
 	attr, err := unix.SchedGetAttr(pid, 0)
@@ -112,8 +123,10 @@ func TestReloadStartsIdleAndIsPromotedWhenReady(t *testing.T) {
 		if p := policyOf(t, pid); p != unix.SCHED_NORMAL {
 			t.Errorf("pid %d of generation 2 serves with policy %d, want SCHED_NORMAL", pid, p)
 		}
-		if attr, err := unix.SchedGetAttr(pid, 0); err != nil || attr.Runtime == uint64(idleSlice) || attr.Nice != 0 {
-			t.Errorf("pid %d of generation 2 serves with the idle start's slice or nice %d (%v)", pid, attr.Nice, err)
+		// The launcher here is this test: its nice value is the
+		// generation's after the promotion.
+		if attr, err := unix.SchedGetAttr(pid, 0); err != nil || attr.Runtime == uint64(idleSlice) || attr.Nice != ownNice(t) {
+			t.Errorf("pid %d of generation 2 serves with the idle start's slice or nice %d, want %d (%v)", pid, attr.Nice, ownNice(t), err)
 		}
 		if nice, ok, err := autogroupNice("/proc", pid); err != nil || ok && nice != 0 {
 			t.Errorf("pid %d of generation 2 serves in an autogroup at nice %d (%v), want 0", pid, nice, err)
@@ -511,14 +524,20 @@ func TestDefaultAutogroupHasNothingToChange(t *testing.T) {
 	}
 }
 
-// An idle start's generation is in an autogroup at nice 19 as soon as the
-// launcher's Start returns, before the shim's own start has run (the
-// child here, sleep, never lowers it itself); a normal start's is left at
-// nice 0.
-func TestIdleStartsAutogroupIsLoweredByTheLauncher(t *testing.T) {
+// An idle start's generation is born at the idle start's priority (it
+// inherits it from the launcher's thread that starts it: a promotion can
+// come before the shim has run, and nothing lowers it again afterwards),
+// and is in an autogroup at nice 19 as soon as the launcher's Start
+// returns; the child here, sleep, never lowers itself. A normal start's
+// is left as the launcher is, and the launcher is unchanged.
+func TestIdleStartIsBornIdle(t *testing.T) {
 	needNice(t) // root: the kernel's rate limit on autogroup changes does not apply
 	if _, err := os.Stat("/proc/self/autogroup"); err != nil {
 		t.Fatalf("this test needs a kernel with autogroups (CONFIG_SCHED_AUTOGROUP): %v", err)
+	}
+	self, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, idle := range []bool{true, false} {
 		proc, err := startProcess(Command{Argv: []string{"sleep", "60"}, Idle: idle})
@@ -526,6 +545,7 @@ func TestIdleStartsAutogroupIsLoweredByTheLauncher(t *testing.T) {
 			t.Fatal(err)
 		}
 		nice, ok, err := autogroupNice("/proc", proc.Pid())
+		attr, aerr := unix.SchedGetAttr(proc.Pid(), 0)
 		proc.Signal(syscall.SIGKILL)
 		proc.Wait()
 		want := 0
@@ -535,6 +555,49 @@ func TestIdleStartsAutogroupIsLoweredByTheLauncher(t *testing.T) {
 		if err != nil || !ok || nice != want {
 			t.Errorf("started with Idle %v: its autogroup is at nice %d (own autogroup: %v, %v), want %d", idle, nice, ok, err, want)
 		}
+		way := idleStartFor(os.Getpid())
+		wantPolicy, wantNice := way.policy, self.Nice
+		if way.nice {
+			wantNice = idleNice
+		}
+		if !idle {
+			wantPolicy, wantNice = self.Policy, self.Nice
+		}
+		if aerr != nil || attr.Policy != wantPolicy || attr.Nice != wantNice || idle && way.slice != 0 && attr.Runtime != uint64(way.slice) {
+			t.Errorf("started with Idle %v: policy %d, nice %d, slice %d ns (%v); want policy %d, nice %d, %+v", idle, attr.Policy, attr.Nice, attr.Runtime, aerr, wantPolicy, wantNice, way)
+		}
+	}
+	if now, err := unix.SchedGetAttr(0, 0); err != nil || now.Policy != self.Policy || now.Nice != self.Nice {
+		t.Errorf("the starting thread's priority stayed with the launcher: %+v, %v", now, err)
+	}
+}
+
+// A launcher of an older sitectl starts the shim at normal priority and
+// asks it to lower itself (envStartIdle=1): the new shim still does.
+func TestShimLowersItselfForAnOlderLauncher(t *testing.T) {
+	needNice(t)
+	h := newHarness(t, "ready")
+	h.cfg.StartIdle = true
+	h.cfg.Start = func(c Command) (Process, error) {
+		for i, kv := range c.Env {
+			if kv == envStartIdle+"="+startedIdle {
+				c.Env[i] = envStartIdle + "=" + lowerIdle
+			}
+		}
+		c.Idle = false
+		return startProcess(c)
+	}
+	h.run()
+	r := &recordingPromoter{}
+	if err := Reload(h.dir, os.Getpid(), nil, r.promote); err != nil {
+		t.Fatal(err)
+	}
+	way := idleStartFor(h.pids(2)[0])
+	if rep := h.report(2); rep["policy"] != strconv.Itoa(int(way.policy)) || way.slice != 0 && rep["slice"] != strconv.Itoa(int(way.slice)) {
+		t.Errorf("the reload's generation started with policy %s, slice %s ns; want %+v", rep["policy"], rep["slice"], way)
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -581,7 +644,7 @@ func TestPromoteMovesEitherIdleStart(t *testing.T) {
 		promoted bool
 		wantNice int
 	}{
-		{unix.SCHED_BATCH, idleSlice, idleNice, true, 0},
+		{unix.SCHED_BATCH, idleSlice, idleNice, true, int(ownNice(t))}, // the launcher's: this test's
 		{unix.SCHED_IDLE, 0, 7, true, 7},
 		{unix.SCHED_BATCH, 2 * idleSlice, 5, false, 5},
 	} {
