@@ -27,10 +27,10 @@ type Command struct {
 	Env   []string
 	Dir   string
 	Files []*os.File // inherited as fds 3, 4, ...
-	// Idle: an idle start (see priority.go). The shim puts the generation
-	// at idle priority and its autogroup at nice 19 itself, but only once
-	// its own start (a Go runtime's, 20-30 ms of CPU) is done; the
-	// launcher lowers the autogroup as soon as it exists.
+	// Idle: an idle start (see priority.go). startProcess starts it at
+	// idle priority (startBornIdle) and sets the autogroup its session
+	// made to nice 19 at once, before the shim's own start (a Go
+	// runtime's, 20-30 ms of CPU); the shim retries what it could not.
 	Idle bool
 }
 
