@@ -89,11 +89,7 @@ func startBornIdle(cmd *exec.Cmd) error {
 			return
 		}
 		// Never unlocked: the thread ends with this goroutine.
-		nice := keepNice
-		if way.nice {
-			nice = idleNice
-		}
-		if _, err := setSched(unix.Gettid(), way.policy, way.slice, nice); err != nil {
+		if err := way.apply(unix.Gettid()); err != nil {
 			done <- fmt.Errorf("cannot start at idle priority: %w", err)
 			return
 		}

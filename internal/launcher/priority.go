@@ -104,11 +104,7 @@ func startIdleSelf() error {
 		if err != nil {
 			continue
 		}
-		nice := keepNice
-		if way.nice {
-			nice = idleNice
-		}
-		if _, err := setSched(tid, way.policy, way.slice, nice); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := way.apply(tid); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("cannot start at idle priority: %w", err)
 		}
 	}
@@ -148,14 +144,18 @@ var cpuInCgroup = func(pid int) (bool, error) {
 	return slices.Contains(c, "cpu"), err
 }
 
+// apply puts one thread at this idle start's priority.
+func (w idleStart) apply(tid int) error {
+	nice := keepNice
+	if w.nice {
+		nice = idleNice
+	}
+	_, err := setSched(tid, w.policy, w.slice, nice)
+	return err
+}
+
 // keepNice, as setSched's nice, keeps the thread's nice value.
 const keepNice = 100
-
-// setPolicy sets the scheduling policy of one thread to policy with the
-// kernel's slice and its nice value kept (setSched).
-func setPolicy(tid int, policy uint32) (changed bool, err error) {
-	return setSched(tid, policy, 0, keepNice)
-}
 
 // setSched sets the scheduling policy of one thread to policy, its slice
 // to slice (0: the kernel's) and its nice value to nice (keepNice: kept),

@@ -244,7 +244,7 @@ func TestPromoteOnlyTheLaunchersProcesses(t *testing.T) {
 	}
 	defer func() { child.Process.Kill(); child.Wait() }()
 	pid := child.Process.Pid
-	if _, err := setPolicy(pid, unix.SCHED_IDLE); err != nil {
+	if _, err := setSched(pid, unix.SCHED_IDLE, 0, keepNice); err != nil {
 		t.Fatal(err)
 	}
 	for _, other := range []int{1, os.Getpid()} {
@@ -388,7 +388,7 @@ func TestPromoteChangesOnlyIdleThreads(t *testing.T) {
 	}
 	defer func() { child.Process.Kill(); child.Wait() }()
 	pid := child.Process.Pid
-	if _, err := setPolicy(pid, unix.SCHED_BATCH); err != nil {
+	if _, err := setSched(pid, unix.SCHED_BATCH, 0, keepNice); err != nil {
 		t.Fatal(err)
 	}
 	did, err := Promote("/proc", os.Getpid(), pid)
