@@ -335,6 +335,12 @@ the site's launcher over its control socket, and waits for the result.`,
 // answers that the site is stopping) makes the reload moot, not failed:
 // exiting 0 then keeps an operator's stop from leaving the unit "failed".
 func (e *env) reloadLauncher(name string) error {
+	// Visitors first: this process's start and its part of the reload
+	// come in the first moments of it; its promotion of the new
+	// generation is not in a hurry.
+	if err := e.yield(); err != nil {
+		return err
+	}
 	mode, err := modes.Store{Dir: e.dirs.State}.ReadEnv(name)
 	if err != nil {
 		return fmt.Errorf("site %s: reload failed: %w", name, err)
@@ -565,6 +571,10 @@ change) reloads once that change is done.`,
 			}
 			if s.ReloadTrigger == "" {
 				return fmt.Errorf("site %s has no reload_trigger", name)
+			}
+			// As root's side of the reload it asks for does.
+			if err := e.yield(); err != nil {
+				return err
 			}
 			lock, err := touchedLock(c.Context(), e, s)
 			if err != nil {

@@ -212,6 +212,9 @@ func flowOf(req stateservice.Request) func(context.Context, *flow.Env, *site.Sit
 // change runs a change and prints its report: root runs it itself, anyone
 // else through sitectl's state service, which runs the same code as root.
 func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool) error {
+	if err := e.yield(); err != nil {
+		return err
+	}
 	var rep flow.Report
 	var err error
 	if e.remote() {
@@ -360,6 +363,7 @@ func (e *env) localChange(ctx, interrupt context.Context, req stateservice.Reque
 		Unpin:       unpin,
 		KeepStopped: who.UID != 0,
 		Interrupt:   interrupt,
+		Verifying:   e.takeBackPriority,
 	}
 	rep, err = runFlow(ctx, req, fe, s)
 	if rep.Changed || rep.Result == modes.ResultRolledBack {

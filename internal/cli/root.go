@@ -44,6 +44,8 @@ type env struct {
 	// service, the reload unit's touched): the checks of a site's paths
 	// then look at them as any user could (sitecheck.Public); nil: as root.
 	public *pubpath.Resolver
+	// yielded is the priority this sitectl gave up for a change (yield).
+	yielded priority
 }
 
 // host is the host the checks of a site's paths read: as root sees it,

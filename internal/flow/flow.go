@@ -118,6 +118,11 @@ type Env struct {
 	// default sitecheck.OS.
 	Host *sitecheck.Host
 	Now  func() time.Time
+	// Verifying is called before the flow verifies what it changed:
+	// root's sitectl takes back the priority it gave up for the change
+	// (launcher.Yield), so that a busy host cannot starve its probe into
+	// a false failure. nil: nothing.
+	Verifying func()
 }
 
 func (e *Env) progress(format string, args ...any) {

@@ -148,6 +148,9 @@ func (sw *switchRun) restartIn(ctx context.Context, m site.Mode) (int, error) {
 // verify probes the site in mode m through its listener, when the mode has
 // a probe (see probe.For), while w's main process keeps running.
 func (e *Env) verify(ctx context.Context, s *site.Site, m site.Mode, w *watched) error {
+	if e.Verifying != nil {
+		e.Verifying()
+	}
 	if probe.For(s, m) == nil {
 		return e.notStopped(ctx, w)
 	}

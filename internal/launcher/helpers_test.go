@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 		helperGuardLauncher()
 	case "guard-app":
 		helperGuardApp()
+	case "yield":
+		helperYield()
 	}
 	os.Exit(m.Run())
 }

@@ -94,19 +94,8 @@ var (
 // start's priority (idleStartFor) and its session's autogroup at nice 19
 // (autogroup.go). Threads and processes started later inherit both.
 func startIdleSelf() error {
-	tids := threads("/proc", os.Getpid())
-	if len(tids) == 0 {
-		return errors.New("cannot list the threads of this process")
-	}
-	way := idleStartFor(os.Getpid())
-	for _, t := range tids {
-		tid, err := strconv.Atoi(t)
-		if err != nil {
-			continue
-		}
-		if err := way.apply(tid); err != nil && !errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("cannot start at idle priority: %w", err)
-		}
+	if err := eachThread(os.Getpid(), idleStartFor(os.Getpid()).apply); err != nil {
+		return fmt.Errorf("cannot start at idle priority: %w", err)
 	}
 	return startIdleAutogroup()
 }
