@@ -3,14 +3,11 @@ package cli
 import (
 	"context"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/stateservice"
 )
 
@@ -61,20 +58,9 @@ func TestReloadSidesYield(t *testing.T) {
 	if got := yields.Load() - before; got != 1 {
 		t.Errorf("root's side of the reload yielded %d times, want once", got)
 	}
-	done := filepath.Join(t.TempDir(), "systemctl")
-	if err := os.WriteFile(done, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	shorten(t, &touchedSystemctl, done)
-	shorten(t, &touchedCheck, func(context.Context, *env, *site.Site) error { return nil })
-	shorten(t, &touchedOutOfService, func(context.Context, *env, *site.Site) (string, error) { return "", nil })
 	before = yields.Load()
-	c := touchedCmd(e)
-	c.SetArgs([]string{"karl"})
-	c.SetOut(io.Discard)
-	c.SetErr(io.Discard)
-	c.SilenceUsage, c.SilenceErrors = true, true
-	if err := within(t, 5*time.Second, c.Execute); err != nil {
+	run, _ := touchedRun(t, e)
+	if err := within(t, 5*time.Second, run); err != nil {
 		t.Fatal(err)
 	}
 	if got := yields.Load() - before; got != 1 {

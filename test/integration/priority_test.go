@@ -135,3 +135,69 @@ func (h *host) policy(pid string) string {
 	}
 	return strings.TrimSpace(out)
 }
+
+// The commands of a change yield (launcher.Yield): `sitectl reload` runs
+// under SCHED_IDLE until it verifies the reload, then at normal priority;
+// root's side of the reload (`sitectl launch SITE --reload`, ExecReload=+),
+// a session of its own, at an idle start's priority in an autogroup at
+// nice 19. With SITECTL_PRIORITY=normal the command keeps its priority.
+func TestChangeCommandsYield(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"ov": gunicornSite(port, "handoff = \"overlap\"\n"+
+		"environment = { WSGI_IMPORT_CPU_SECONDS = \"1\" }\n[probe]\npath = \"/\"\ntimeout = \"10s\"\n")})
+	h.run("systemctl", "start", "site-ov.socket")
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	cg := "/sys/fs/cgroup" + h.show("site-ov.service", "ControlGroup")["ControlGroup"]
+	rootPolicy := "3" // SCHED_BATCH, as an idle start outside a cpu cgroup
+	if slices.Contains(strings.Fields(h.run("cat", cg+"/cgroup.controllers")), "cpu") {
+		rootPolicy = "5"
+	}
+	for _, normal := range []bool{false, true} {
+		// Every 20 ms: each sitectl process's policy, autogroup nice
+		// value and command line.
+		h.run("touch", "/run/watch-sitectl")
+		seen := make(chan string, 1)
+		go func() {
+			out, _ := h.try("sh", "-c", `while [ -e /run/watch-sitectl ]; do
+  for p in $(pgrep -x sitectl); do echo "$(awk '/^policy/{print $3}' /proc/$p/sched 2>/dev/null) $(awk '{print $3}' /proc/$p/autogroup 2>/dev/null) $(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null)"; done
+  sleep 0.02
+done`)
+			seen <- out
+		}()
+		argv := []string{"sitectl", "reload", "ov"}
+		if normal {
+			argv = append([]string{"env", "SITECTL_PRIORITY=normal"}, argv...)
+		}
+		h.run(argv[0], argv[1:]...)
+		h.run("rm", "/run/watch-sitectl")
+		var cli, root []string // "policy autogroup", in the order seen
+		for _, l := range strings.Split(strings.TrimSpace(<-seen), "\n") {
+			f := strings.Fields(l)
+			if len(f) < 4 {
+				continue
+			}
+			switch {
+			case slices.Contains(f, "launch") && slices.Contains(f, "--reload"):
+				root = append(root, f[0]+" "+f[1])
+			case f[len(f)-2] == "reload" && f[len(f)-1] == "ov":
+				cli = append(cli, f[0])
+			}
+		}
+		idle := slices.Index(cli, "5")
+		if normal {
+			if idle >= 0 {
+				t.Errorf("SITECTL_PRIORITY=normal, but sitectl reload was seen under SCHED_IDLE: %v", cli)
+			}
+			continue
+		}
+		if idle < 0 {
+			t.Errorf("sitectl reload was never seen under SCHED_IDLE (5): %v", cli)
+		} else if !slices.Contains(cli[idle:], "0") {
+			t.Errorf("sitectl reload did not take its priority back before it verified the reload: %v", cli)
+		}
+		if !slices.Contains(root, rootPolicy+" 19") {
+			t.Errorf("root's side of the reload was never seen with policy %s in an autogroup at nice 19: %v", rootPolicy, root)
+		}
+		t.Logf("sitectl reload: %v; root's side: %v", cli, root)
+	}
+}
