@@ -15,9 +15,9 @@ import (
 // does root's side of a reload (ExecReload=+) and the reload unit's
 // `sitectl touched`. Side by side on the benchmark's gunicorn site, the
 // requests that arrived in the first 0.25 s of a warm rollback, which
-// starts no process, were slower than the steady p99 for 15-26 % of them
-// with those commands at normal priority, and 7-9 % with them yielding
-// (test/bench/notes.md). Yield puts the calling process's threads where
+// starts no process, were slower than the steady p99 for 12-26 % of them
+// with those commands at normal priority, and 7-9 % in an experiment where
+// they yielded for their whole run (test/bench/notes.md). Yield puts the calling process's threads where
 // a visitor's request preempts them; Yielded.Restore takes the priority
 // back before the command verifies what it changed, so that a busy host
 // cannot starve a probe into a false failure.
