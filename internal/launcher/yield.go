@@ -79,10 +79,20 @@ func (y *Yielded) Restore() error {
 	if y.autogroup {
 		errs = append(errs, writeAutogroupNice("/proc", y.pid, y.autogroupWas))
 	}
-	errs = append(errs, eachThread(y.pid, func(tid int) error {
-		_, err := setSched(tid, unix.SCHED_NORMAL, 0, y.nice)
-		return err
-	}))
+	// A thread started during a pass from one not yet restored is idle
+	// too: pass again until a pass changes nothing.
+	for range maxPromoteRounds {
+		changed := false
+		err := eachThread(y.pid, func(tid int) error {
+			c, err := setSched(tid, unix.SCHED_NORMAL, 0, y.nice)
+			changed = changed || c
+			return err
+		})
+		if err != nil || !changed {
+			errs = append(errs, err)
+			break
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cannot take back this process's priority: %w", err)
 	}
