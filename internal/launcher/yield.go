@@ -17,10 +17,11 @@ import (
 // requests that arrived in the first 0.25 s of a warm rollback, which
 // starts no process, were slower than the steady p99 for 12-26 % of them
 // with those commands at normal priority, and 7-9 % in an experiment where
-// they yielded for their whole run (test/bench/notes.md). Yield puts the calling process's threads where
-// a visitor's request preempts them; Yielded.Restore takes the priority
-// back before the command verifies what it changed, so that a busy host
-// cannot starve a probe into a false failure.
+// they yielded for their whole run (test/bench/notes.md). Yield puts the
+// calling process's threads where a visitor's request preempts them;
+// Yielded.Restore takes the priority back before the command verifies
+// what it changed, so that a busy host cannot starve a probe into a false
+// failure.
 
 // Yielded is the priority a process gave up with Yield.
 type Yielded struct {
