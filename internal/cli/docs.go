@@ -204,7 +204,7 @@ func commandPage(c *cobra.Command, section string, date time.Time) string {
 		r.section("ENVIRONMENT")
 		r.item("SITECTL_CONFIG_DIR", "", "The directory of site files, if --config-dir is not given (default "+paths.DefaultConfigDir+").")
 		r.item("SITECTL_STATE_DIR", "", "The directory of mode state, if --state-dir is not given (default "+paths.DefaultStateDir+").")
-		r.item(envPriority, "", "idle (the default): mode, restart, reload and rollback run at idle priority (SCHED_IDLE) until root's sitectl verifies the change, so that the site's visitors and the other sites come first; normal: at the priority sitectl was started with (for a host whose CPUs are always busy, where an idle command waits for a lull).")
+		r.item(envPriority, "", "idle (the default): mode, restart, reload and rollback run at idle priority (SCHED_IDLE), root's sitectl until its verification of the change fails or has gone on for half a second, so that the site's visitors and the other sites come first; normal: at the priority sitectl was started with (for a host whose CPUs are always busy, where an idle command waits for a lull).")
 		filesSection(r)
 	}
 	r.seeAlso(commandSeeAlso(c, section))

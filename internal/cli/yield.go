@@ -20,7 +20,8 @@ const envPriority = "SITECTL_PRIORITY"
 // yield puts this sitectl at idle priority for a change of a site: its own
 // work, mostly the start of the program, is the least urgent on the host,
 // and came at the very moment a change begins (launcher.Yield). Root's
-// change takes it back before it verifies the site (takeBackPriority); a
+// change takes it back once its verification of the site fails or has gone
+// on for half a second (takeBackPriority, flow.Env.Verifying); a
 // deployer's sitectl only waits for sitectl's state service, which does not
 // yield: it serves every deployer at once. A priority that cannot be
 // lowered leaves the command as it was.
@@ -43,7 +44,7 @@ func (e *env) yield() error {
 	return nil
 }
 
-// takeBackPriority undoes yield before a change is verified, so that a
+// takeBackPriority undoes yield while a change is verified, so that a
 // busy host cannot starve the probe into a false failure. Without
 // CAP_SYS_NICE the command keeps yielding.
 func (e *env) takeBackPriority() {

@@ -118,11 +118,18 @@ type Env struct {
 	// default sitecheck.OS.
 	Host *sitecheck.Host
 	Now  func() time.Time
-	// Verifying is called before the flow verifies what it changed:
+	// Verifying is called once while the flow verifies what it changed:
 	// root's sitectl takes back the priority it gave up for the change
 	// (launcher.Yield), so that a busy host cannot starve its probe into
-	// a false failure. nil: nothing.
+	// a false failure. It comes when a verification fails, or once one
+	// has gone on for verifyingGrace without succeeding: a probe answered
+	// at once costs the host's other work nothing. nil: nothing.
 	Verifying func()
+
+	// urgent is Verifying's state, and verifyGrace, when set, replaces
+	// verifyingGrace (tests); see verifying.go.
+	urgent      *urgency
+	verifyGrace time.Duration
 }
 
 func (e *Env) progress(format string, args ...any) {

@@ -147,10 +147,18 @@ func (sw *switchRun) restartIn(ctx context.Context, m site.Mode) (int, error) {
 
 // verify probes the site in mode m through its listener, when the mode has
 // a probe (see probe.For), while w's main process keeps running.
+// The priority root's sitectl gave up is taken back once the verification
+// fails or has taken verifyingGrace (see Env.Verifying).
 func (e *Env) verify(ctx context.Context, s *site.Site, m site.Mode, w *watched) error {
-	if e.Verifying != nil {
-		e.Verifying()
+	e.verifyingSoon()
+	err := e.verifyNow(ctx, s, m, w)
+	if err != nil {
+		e.verifyingNow()
 	}
+	return err
+}
+
+func (e *Env) verifyNow(ctx context.Context, s *site.Site, m site.Mode, w *watched) error {
 	if probe.For(s, m) == nil {
 		return e.notStopped(ctx, w)
 	}

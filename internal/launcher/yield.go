@@ -19,9 +19,9 @@ import (
 // with those commands at normal priority, and 7-9 % in an experiment where
 // they yielded for their whole run (test/bench/notes.md). Yield puts the
 // calling process's threads where a visitor's request preempts them;
-// Yielded.Restore takes the priority back before the command verifies
-// what it changed, so that a busy host cannot starve a probe into a false
-// failure.
+// Yielded.Restore takes the priority back when the command's verification
+// of what it changed fails or takes long, so that a busy host cannot
+// starve a probe into a false failure.
 
 // Yielded is the priority a process gave up with Yield.
 type Yielded struct {

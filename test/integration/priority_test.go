@@ -142,7 +142,9 @@ func (h *host) policy(pid string) string {
 }
 
 // The commands of a change yield (launcher.Yield): `sitectl reload` runs
-// under SCHED_IDLE until it verifies the reload, then at normal priority;
+// under SCHED_IDLE until its verification has gone on for half a second
+// (here: while it watches the new generation settle), then at normal
+// priority;
 // root's side of the reload (`sitectl launch SITE --reload`, ExecReload=+),
 // a session of its own, at an idle start's priority in an autogroup at
 // nice 19. With SITECTL_PRIORITY=normal the command keeps its priority.
@@ -200,7 +202,7 @@ done`)
 		if idle < 0 {
 			t.Errorf("sitectl reload was never seen under SCHED_IDLE (5): %v", cli)
 		} else if !slices.Contains(cli[idle:], "0") {
-			t.Errorf("sitectl reload did not take its priority back before it verified the reload: %v", cli)
+			t.Errorf("sitectl reload did not take its priority back while it verified the reload: %v", cli)
 		}
 		if !slices.Contains(root, rootPolicy+" 19") {
 			t.Errorf("root's side of the reload was never seen with policy %s in an autogroup at nice 19: %v", rootPolicy, root)
