@@ -126,9 +126,10 @@ type Env struct {
 	// at once costs the host's other work nothing. nil: nothing.
 	Verifying func()
 
-	// urgent is Verifying's state, and verifyGrace, when set, replaces
-	// verifyingGrace (tests); see verifying.go.
-	urgent      *urgency
+	// urgent is Verifying, called at most once, once armed, and
+	// verifyGrace, when set, replaces verifyingGrace (tests); see
+	// verifying.go.
+	urgent      func()
 	verifyGrace time.Duration
 }
 

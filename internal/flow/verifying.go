@@ -12,27 +12,19 @@ import (
 // that this starves it, it waits this long at most.
 const verifyingGrace = 500 * time.Millisecond
 
-// urgency calls Env.Verifying once: from a timer verifyingGrace after the
-// first verification of a change began, or at once when one failed, so
-// that a rollback after it runs at normal priority.
-type urgency struct {
-	once  sync.Once
-	timer *time.Timer
-}
-
 // verifyingSoon arms Env.Verifying for verifyingGrace from now, once per
-// Env; later calls leave the timer as it is.
+// Env; later calls leave it armed as it is.
 func (e *Env) verifyingSoon() {
 	if e.Verifying == nil || e.urgent != nil {
 		return
 	}
-	u := &urgency{}
-	e.urgent = u
+	call := sync.OnceFunc(e.Verifying)
+	e.urgent = call
 	grace := verifyingGrace
 	if e.verifyGrace > 0 {
 		grace = e.verifyGrace
 	}
-	u.timer = time.AfterFunc(grace, func() { u.once.Do(e.Verifying) })
+	time.AfterFunc(grace, call)
 }
 
 // verifyingNow calls Env.Verifying unless it was called.
@@ -41,10 +33,7 @@ func (e *Env) verifyingNow() {
 		return
 	}
 	if e.urgent == nil {
-		e.urgent = &urgency{}
+		e.urgent = sync.OnceFunc(e.Verifying)
 	}
-	if e.urgent.timer != nil {
-		e.urgent.timer.Stop()
-	}
-	e.urgent.once.Do(e.Verifying)
+	e.urgent()
 }
