@@ -36,6 +36,9 @@ func LastFailure(ctx context.Context, unit string) *Failure {
 		"_PID=1", "UNIT="+unit, "MESSAGE_ID="+messageUnitFailed, "MESSAGE_ID="+messageProcessExit)
 	out := bounded.Dropping(maxJournalRead)
 	cmd.Stdout = out
+	// A process that keeps journalctl's output open after it exited
+	// must not hold status up (as cleanup.Last).
+	cmd.WaitDelay = time.Second
 	if err := cmd.Run(); err != nil && out.Len() == 0 {
 		return nil
 	}

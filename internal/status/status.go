@@ -281,6 +281,7 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 	// 10,000 sites to show one would not keep status flat.
 	withState, known := map[string]bool{}, false
 	var missing *socketsAsked
+	var journals map[string]*journalRead
 	if len(req.Names) == 0 {
 		// The sites' states, and what listens on their listeners, are
 		// read while systemd lists the units: neither needs the other,
@@ -300,6 +301,15 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 		var gone []entry
 		for _, name := range res.Missing {
 			gone = append(gone, goneEntry(src.Dirs, name))
+		}
+		if err == nil && !req.Brief {
+			// The journal is read while systemd is asked (journalRead).
+			jctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			journals = map[string]*journalRead{}
+			for _, en := range append(ents, gone...) {
+				journals[en.site.Name] = startJournal(jctx, src, en.site.Name)
+			}
 		}
 		if err == nil {
 			byName, err = readUnits(ctx, src.Systemd, append(ents, gone...), false, req.Brief)
@@ -325,7 +335,7 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 		sites[i], errs[i] = build(st, read, ents[i], byName, !known || withState[ents[i].site.Name], src.Resolve)
 		if errs[i] == nil && !req.Brief {
 			sites[i].localChanges(src, ents[i], byName)
-			sites[i].readJournal(ctx, src)
+			sites[i].readJournal(ctx, src, journals[ents[i].site.Name])
 			if ents[i].known && !ents[i].gone {
 				sites[i].modesGone(ents[i].site)
 				sites[i].readServed(ctx, src, ents[i].site)
@@ -593,17 +603,19 @@ func vendorDropIn(d string) bool {
 // readJournal adds what only the journal knows: how the service last
 // failed, and the last cleanup. Without a failure in the journal (it
 // cannot be read, or rotated), a failed service's own Result says it.
-func (s *Site) readJournal(ctx context.Context, src Sources) {
-	if src.LastFailure != nil && s.LoadState == "loaded" {
-		s.LastFailure = src.LastFailure(ctx, s.Unit)
+// j is the reads started already (startJournal); nil starts them now.
+func (s *Site) readJournal(ctx context.Context, src Sources, j *journalRead) {
+	if j == nil {
+		j = startJournal(ctx, src, s.Site)
+	}
+	failure, rec := j.wait()
+	if s.LoadState == "loaded" {
+		s.LastFailure = failure
 	}
 	if s.LastFailure == nil && s.ActiveState == "failed" {
 		s.LastFailure = &Failure{Result: s.Result, Time: s.Since}
 	}
-	if src.LastCleanup != nil {
-		s.Cleanup = src.LastCleanup(ctx, s.Site)
-	}
-	s.Cleanup = lastCleanup(s.Cleanup, s.SubState)
+	s.Cleanup = lastCleanup(rec, s.SubState)
 }
 
 // lastCleanup is what status says of a site's last cleanup record rec,
