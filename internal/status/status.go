@@ -302,17 +302,18 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 		for _, name := range res.Missing {
 			gone = append(gone, goneEntry(src.Dirs, name))
 		}
+		asked := append(ents, gone...)
 		if err == nil && !req.Brief {
 			// The journal is read while systemd is asked (journalRead).
 			jctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			journals = map[string]*journalRead{}
-			for _, en := range append(ents, gone...) {
+			for _, en := range asked {
 				journals[en.site.Name] = startJournal(jctx, src, en.site.Name)
 			}
 		}
 		if err == nil {
-			byName, err = readUnits(ctx, src.Systemd, append(ents, gone...), false, req.Brief)
+			byName, err = readUnits(ctx, src.Systemd, asked, false, req.Brief)
 		}
 		if err == nil && len(gone) > 0 {
 			res.Missing = res.Missing[:0]
