@@ -15,6 +15,7 @@ import (
 	"github.com/sitectl/sitectl/internal/atomicfile"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/trace"
 )
 
 // The manual sitectl docs writes:
@@ -204,6 +205,7 @@ func commandPage(c *cobra.Command, section string, date time.Time) string {
 		r.section("ENVIRONMENT")
 		r.item("SITECTL_CONFIG_DIR", "", "The directory of site files, if --config-dir is not given (default "+paths.DefaultConfigDir+").")
 		r.item("SITECTL_STATE_DIR", "", "The directory of mode state, if --state-dir is not given (default "+paths.DefaultStateDir+").")
+		r.item(trace.Env, "", "1: print each step of the command on standard error, with the time since sitectl began and since the step before: reading the command line and the site file, connecting to systemd, the site's lock, the checks, systemd's job, the verification, the history, the report (for a change); each journal read (for status); every progress line. Lines begin with \""+trace.Prefix+"\". For an operator who asks where a command's time goes; unset or 0: nothing.")
 		r.item(envPriority, "", "idle (the default): mode, restart, reload and rollback run at idle priority (SCHED_IDLE), root's sitectl until its verification of the change fails or has gone on for half a second, so that the site's visitors and the other sites come first; normal: at the priority sitectl was started with (for a host whose CPUs are always busy, where an idle command waits for a lull).")
 		filesSection(r)
 	}

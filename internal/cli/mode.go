@@ -227,6 +227,7 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 		if got, err = e.remoteChange(ctx, interrupt, req); got == nil {
 			return err
 		}
+		e.trace.Step("sitectl's state service answered")
 		rep = *got
 	} else {
 		// A signal must not kill sitectl in the middle of a change.
@@ -241,6 +242,7 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 			conn.discard()
 			return err
 		}
+		e.trace.Step("read and checked the site file of %s", s.Name)
 		who := modes.Local{Store: modes.Store{Dir: e.dirs.State}, UID: os.Getuid(), PID: os.Getpid()}
 		rep, err = e.localChange(ctx, interrupt, req, s, who, e.progressf, conn, nil)
 	}
@@ -264,6 +266,7 @@ func (e *env) change(ctx context.Context, req stateservice.Request, asJSON bool)
 	if err != nil && !asJSON {
 		printFailedStart(e.stderr, rep)
 	}
+	e.trace.Step("printed the report")
 	return err
 }
 
@@ -327,10 +330,12 @@ func (e *env) localChange(ctx, interrupt context.Context, req stateservice.Reque
 		return rep, err
 	}
 	defer mgr.Close()
+	e.trace.Step("connected to systemd")
 	lock, waited, err := lockSite(ctx, who.Store, s, req, modes.Holder{PID: who.PID, UID: who.UID, Verb: req.Verb}, progress)
 	if err != nil {
 		return rep, err
 	}
+	e.trace.Step("locked site %s", s.Name)
 	defer lock.Unlock()
 	if still == nil && waited {
 		// Root's change: the file as it is now, after another
@@ -349,7 +354,7 @@ func (e *env) localChange(ctx, interrupt context.Context, req stateservice.Reque
 		}
 		return mgr.DaemonReload(ctx)
 	}
-	fe := &flow.Env{Store: who.Store, Writer: who, Systemd: mgr, Progress: progress, Journal: journalLines, DialTCP: e.dialTCP,
+	fe := &flow.Env{Store: who.Store, Writer: who, Systemd: mgr, Progress: progress, Trace: e.trace.Step, Journal: journalLines, DialTCP: e.dialTCP,
 		// The last good copy is root's: it is the file the running
 		// service started from.
 		Started:        who.Store.ReadLastGood,
@@ -757,13 +762,19 @@ func (p *pendingConn) discard() {
 // flows word steps with →, which becomes -> where the locale is not UTF-8;
 // what they quote from elsewhere (an error of the app, say) is escaped.
 func (e *env) progressf(format string, args ...any) {
-	if e.interactive {
-		line := term.Escape(fmt.Sprintf(format, args...))
-		if !e.style.UTF8 {
-			line = strings.ReplaceAll(line, "→", e.style.Arrow())
-		}
-		term.Fprintf(e.stderr, "sitectl: %s\n", line)
+	if !e.interactive && e.trace == nil {
+		return
 	}
+	line := fmt.Sprintf(format, args...)
+	if !e.style.UTF8 {
+		line = strings.ReplaceAll(line, "→", e.style.Arrow())
+	}
+	if e.trace != nil {
+		// Each progress line is a step, with its time.
+		e.trace.Step("%s", line)
+		return
+	}
+	term.Fprintf(e.stderr, "sitectl: %s\n", line)
 }
 
 // isTerminal reports whether w is a terminal.

@@ -19,6 +19,7 @@ import (
 	"github.com/sitectl/sitectl/internal/pubpath"
 	"github.com/sitectl/sitectl/internal/sitecheck"
 	"github.com/sitectl/sitectl/internal/term"
+	"github.com/sitectl/sitectl/internal/trace"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
@@ -46,6 +47,9 @@ type env struct {
 	public *pubpath.Resolver
 	// yielded is the priority this sitectl gave up for a change (yield).
 	yielded priority
+	// trace times the command's steps on stderr (SITECTL_TRACE); nil:
+	// not asked for.
+	trace *trace.Tracer
 }
 
 // host is the host the checks of a site's paths read: as root sees it,
@@ -73,8 +77,14 @@ func (e *env) unitOptions() units.Options {
 
 // newRoot builds the command tree.
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	return newTracedRoot(stdout, stderr, nil)
+}
+
+// newTracedRoot builds the command tree, whose commands mark their steps
+// with tr.
+func newTracedRoot(stdout, stderr io.Writer, tr *trace.Tracer) *cobra.Command {
 	e := &env{stdout: stdout, stderr: stderr, interactive: isTerminal(stderr),
-		style: term.StyleFor(os.Getenv, isTerminal(stdout)), now: time.Now}
+		style: term.StyleFor(os.Getenv, isTerminal(stdout)), now: time.Now, trace: tr}
 	root := &cobra.Command{
 		Use:   "sitectl",
 		Short: "Host many web sites on one systemd host and change one without anyone noticing",
@@ -91,6 +101,9 @@ directory (default ` + paths.DefaultConfigDir + `) by a systemd generator.
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.PersistentPreRun = func(c *cobra.Command, _ []string) {
+		e.trace.Step("read the command line: %s", c.CommandPath())
+	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return withCode(exitUsage, err, "see `"+c.CommandPath()+" --help`")
 	})
@@ -122,7 +135,14 @@ func args(min, max int, what string) cobra.PositionalArgs {
 
 // Main runs sitectl with args and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	tr := trace.FromEnv(os.Getenv, stderr)
+	code := run(newTracedRoot(stdout, stderr, tr), args, stderr)
+	tr.Step("exit %d", code)
+	return code
+}
+
+// run runs root with args, prints its error and returns the exit code.
+func run(root *cobra.Command, args []string, stderr io.Writer) int {
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {

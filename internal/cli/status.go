@@ -83,6 +83,7 @@ fields described in sitectl-json(7).
 			if err != nil {
 				return err
 			}
+			e.trace.Step("gathered the status of %d sites", len(res.Sites))
 			if asJSON {
 				if err := writeSitesJSON(e.stdout, res.Sites); err != nil {
 					return err
@@ -90,6 +91,7 @@ fields described in sitectl-json(7).
 			} else if err := e.printStatuses(res.Sites); err != nil {
 				return err
 			}
+			e.trace.Step("printed the status")
 			return e.statusCode(res)
 		},
 	}
@@ -288,11 +290,31 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 		return status.Result{}, err
 	}
 	defer mgr.Close()
+	e.trace.Step("connected to systemd")
 	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, Served: status.Served, Warm: status.WarmGeneration,
 		StartProblems: e.startProblems(mgr), SourceChanged: generator.SourceChanged, Resolve: e.resolve,
 		SocketsMissing: e.socketsMissing, Unlistened: unlistened, UnitsStale: mgr.NeedDaemonReload,
 		ListCache: paths.ListCache, StateCache: paths.StateCache}
+	if e.trace != nil {
+		e.traceJournal(&src)
+	}
 	return e.gatherFrom(ctx, src, req)
+}
+
+// traceJournal marks each read of the journal status makes, which run
+// beside its other reads.
+func (e *env) traceJournal(src *status.Sources) {
+	lastFailure, lastCleanup := src.LastFailure, src.LastCleanup
+	src.LastFailure = func(ctx context.Context, unit string) *status.Failure {
+		f := lastFailure(ctx, unit)
+		e.trace.Step("read the last failure of %s from the journal", unit)
+		return f
+	}
+	src.LastCleanup = func(ctx context.Context, name string) *cleanup.Record {
+		r := lastCleanup(ctx, name)
+		e.trace.Step("read the last cleanup of site %s from the journal", name)
+		return r
+	}
 }
 
 // socketsMissingOf is the listeners of site s for which systemd holds no

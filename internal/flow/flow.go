@@ -44,6 +44,9 @@ type Env struct {
 	Systemd Systemd
 	// Progress gets one line per step, for a terminal.
 	Progress func(format string, args ...any)
+	// Trace gets the steps that have no progress line (trace.Tracer.Step);
+	// nil: nothing.
+	Trace func(format string, args ...any)
 	// Started returns the site as its running service was started from
 	// it (the last good copy sitectl prepare keeps), or nil when that is
 	// not known; nil skips the check for changes a handover cannot apply.
@@ -136,6 +139,14 @@ type Env struct {
 func (e *Env) progress(format string, args ...any) {
 	if e.Progress != nil {
 		e.Progress(format, args...)
+	}
+}
+
+// trace marks a step that shows no progress line, for an operator who
+// asks where a change's time goes (trace.Tracer).
+func (e *Env) trace(format string, args ...any) {
+	if e.Trace != nil {
+		e.Trace(format, args...)
 	}
 }
 
@@ -279,6 +290,7 @@ func SwitchMode(ctx context.Context, e *Env, s *site.Site, to string, opts Optio
 	if err := sw.plan(ctx); err != nil {
 		return sw.rep, err
 	}
+	e.trace("%s: checked that the change can be made", s.Name)
 	if cause := e.interruption(); cause != nil {
 		return sw.rep, fmt.Errorf("site %s: %w before the change began; nothing was done", s.Name, cause)
 	}
@@ -854,6 +866,7 @@ func (sw *switchRun) pinBack(ctx context.Context, m site.Mode) (site.Mode, bool)
 // returns the report with err (and a failure to write, if any).
 func (sw *switchRun) finish(result, reason string, err error) (Report, error) {
 	ferr := sw.e.Writer.Finish(sw.s, result, reason)
+	sw.e.trace("%s: recorded the outcome (%s) in the history", sw.s.Name, result)
 	if ferr != nil && result == modes.ResultOK {
 		return sw.rep, errors.Join(err, notRecorded(&sw.rep, ferr))
 	}

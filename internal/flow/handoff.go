@@ -75,6 +75,7 @@ func (sw *switchRun) handOver(ctx context.Context, m site.Mode) (int, error) {
 	if err := e.Systemd.Reload(ctx, service); err != nil {
 		return 0, sw.reloadFailed(ctx, err, before.MainPID)
 	}
+	e.trace("%s: systemd's reload job of %s is done: the launcher's new generation is ready", s.Name, service)
 	u, err := e.serving(ctx, service)
 	if err != nil {
 		return 0, err
@@ -134,6 +135,7 @@ func (sw *switchRun) restartIn(ctx context.Context, m site.Mode) (int, error) {
 	if err := e.Systemd.Restart(ctx, service); err != nil {
 		return 0, sw.jobFailed(ctx, err)
 	}
+	e.trace("%s: systemd's restart job of %s is done", s.Name, service)
 	u, err := e.unit(ctx, service)
 	if err != nil {
 		return 0, err

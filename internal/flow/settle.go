@@ -80,6 +80,7 @@ func (e *Env) verifyServed(ctx context.Context, s *site.Site, m site.Mode, w *wa
 	if err := e.verify(ctx, s, m, w); err != nil {
 		return err
 	}
+	e.trace("%s: verified that pid %d serves mode %s", s.Name, pid, m.Name)
 	// Asked after the probe: an answer that came once the process had
 	// settled shows it serving then, as well as a probe begun then would.
 	left, lerr := e.settleLeft(s, w)
@@ -245,7 +246,7 @@ func (e *Env) settle(ctx context.Context, s *site.Site, m site.Mode, w *watched)
 			return e.verify(ctx, s, m, w)
 		case !announced:
 			announced = true
-			e.progress("%s: watching pid %d settle for %.1fs", s.Name, w.serving, left.Seconds())
+			e.progress("%s: watching pid %d settle for %s", s.Name, w.serving, left.Round(time.Millisecond))
 		}
 		wait := pollInterval
 		if err == nil {
