@@ -98,14 +98,17 @@ func TestPercentileNearestRank(t *testing.T) {
 	}
 }
 
-func TestMedian(t *testing.T) {
-	ms := func(v ...int) []time.Duration {
-		var ds []time.Duration
-		for _, x := range v {
-			ds = append(ds, time.Duration(x)*time.Millisecond)
-		}
-		return ds
+// msList is durations of v ms each.
+func msList(v ...int) []time.Duration {
+	var ds []time.Duration
+	for _, x := range v {
+		ds = append(ds, time.Duration(x)*time.Millisecond)
 	}
+	return ds
+}
+
+func TestMedian(t *testing.T) {
+	ms := msList
 	if got := Median(ms(5, 1, 3)); got != 3*time.Millisecond {
 		t.Errorf("median of 5,1,3 = %s", got)
 	}

@@ -32,6 +32,9 @@ type CLIOverhead struct {
 	SettledSite string        `json:"settled_site"`
 	// Ratio is median(sitectl) / median(systemctl).
 	Ratio float64 `json:"ratio"`
+	// Traced are more runs of sitectl restart Site with SITECTL_TRACE=1,
+	// each after a systemctl restart.
+	Traced *TracedRestarts `json:"traced,omitempty"`
 
 	// GunicornSite is a gunicorn site whose workers import the app for
 	// GunicornImportMS of CPU, restarted with sitectl while a prober asks
@@ -103,6 +106,11 @@ func runCLIOverhead(ctx context.Context, h *host, runs int, wsgiImport time.Dura
 	c.Ratio = Ratio(c.Sitectl.Median, c.Systemctl.Median)
 	log("  sitectl restart median %.1f ms, systemctl restart median %.1f ms: ratio %.2f; with the default settle_time %.1f ms",
 		c.Sitectl.Median.MS(), c.Systemctl.Median.MS(), c.Ratio, c.Settled.Median.MS())
+	log("CLI overhead: %d × SITECTL_TRACE=1 sitectl restart %s, each after systemctl restart", max(runs/3, 5), cliSite)
+	if c.Traced, err = traceRestarts(ctx, h, cliSite, max(runs/3, 5)); err != nil {
+		return nil, err
+	}
+	log("  traced: median %.1f ms, of which %.1f ms before sitectl's first step and after its last", c.Traced.Wall.Median.MS(), c.Traced.Outside.Median.MS())
 
 	gruns := max(runs/3, 3)
 	log("CLI overhead: %d × sitectl restart %s and %s (gunicorn importing for %s, fast_exit and not), alternating, against the new workers' first answer", gruns, cliGunicornSite, cliGunicornFullSite, wsgiImport)

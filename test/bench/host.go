@@ -180,7 +180,13 @@ type TimedCmd struct {
 	// Watch, when set, is a URL of a WSGI test app that the helper GETs
 	// over and over while each run of the command runs (see watchFirstNew).
 	Watch string `json:"watch,omitempty"`
+	// KeepStderr keeps each run's standard error (its first
+	// maxKeptStderr bytes) in TimeResult.Stderr.
+	KeepStderr bool `json:"keep_stderr,omitempty"`
 }
+
+// maxKeptStderr bounds what TimeResult.Stderr keeps of one run.
+const maxKeptStderr = 64 << 10
 
 // TimeResult holds, per command, the wall time of each run and the error
 // of each failed run ("" for a run that succeeded).
@@ -197,6 +203,9 @@ type TimeResult struct {
 	// until a probe first succeeds against the new code; -1: none within
 	// 30 s.
 	FirstNewNanos [][]int64 `json:"first_new_nanos,omitempty"`
+	// Stderr, for a command with KeepStderr, is each run's standard
+	// error.
+	Stderr [][]string `json:"stderr,omitempty"`
 }
 
 // Stats summarises the successful runs of command i and counts the failed
@@ -258,7 +267,7 @@ func timeitMain(stdin io.Reader, stdout io.Writer) int {
 		return 2
 	}
 	res := TimeResult{Nanos: make([][]int64, len(spec.Commands)), Errors: make([][]string, len(spec.Commands)), CPUNanos: make([][]int64, len(spec.Commands)),
-		FirstNewNanos: make([][]int64, len(spec.Commands))}
+		FirstNewNanos: make([][]int64, len(spec.Commands)), Stderr: make([][]string, len(spec.Commands))}
 	for run := 0; run < spec.Runs; run++ {
 		for i, c := range spec.Commands {
 			for _, b := range c.Before {
@@ -296,6 +305,9 @@ func timeitMain(stdin io.Reader, stdout io.Writer) int {
 			}
 			res.CPUNanos[i] = append(res.CPUNanos[i], cpu.Nanoseconds())
 			res.Errors[i] = append(res.Errors[i], msg)
+			if c.KeepStderr {
+				res.Stderr[i] = append(res.Stderr[i], string(errb.Bytes()[:min(errb.Len(), maxKeptStderr)]))
+			}
 		}
 	}
 	if err := json.NewEncoder(stdout).Encode(res); err != nil {

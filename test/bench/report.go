@@ -457,6 +457,7 @@ func Markdown(r *Results) string {
 			p("\nFailures:\n\n%s", f)
 		}
 		p("\nRatio of medians: **%.2f**.\n\n", c.Ratio)
+		b.WriteString(stepsMarkdown(c))
 		if c.GunicornSite != "" {
 			p("`sitectl restart %s`, a gunicorn site (2 workers, each importing the app for %d ms of CPU, a probe, the default `settle_time`), %d runs (alternating with the same site with `fast_exit = false`, whose old processes end with Python's teardown, which the restart waits for), while the timing helper asks the site over and over (a new connection each, 2 ms apart) which master process serves it. ",
 				c.GunicornSite, c.GunicornImportMS, c.Gunicorn.Runs+c.Gunicorn.Failed)
