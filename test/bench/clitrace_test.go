@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -105,6 +106,26 @@ func TestTheCLIPartShowsWhereTheTimeGoes(t *testing.T) {
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the CLI part lacks %q:\n%s", want, md[strings.Index(md, "## CLI overhead"):])
+		}
+	}
+}
+
+// The benchmark builds sitectl as packaging/build does, so that it times
+// what the packages install.
+func TestTheBenchBuildsAsThePackagesDo(t *testing.T) {
+	script, err := os.ReadFile("../../packaging/build")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`ldflags="-s -w `, `amd64 | arm64 | ppc64le) mode=(-buildmode=pie)`, `go build -trimpath "${mode[@]}" -ldflags "$ldflags"`} {
+		if !strings.Contains(string(script), want) {
+			t.Errorf("packaging/build no longer has %q: make packagedFlags build as it does", want)
+		}
+	}
+	for arch, pie := range map[string]bool{"amd64": true, "arm64": true, "ppc64le": true, "386": false, "riscv64": false} {
+		flags := packagedFlags(arch)
+		if slices.Contains(flags, "-buildmode=pie") != pie || !slices.Contains(flags, "-trimpath") || !slices.Contains(flags, "-s -w") {
+			t.Errorf("%s: %q", arch, flags)
 		}
 	}
 }
