@@ -1,26 +1,21 @@
 package cleanup
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/sitectl/sitectl/internal/bounded"
 	"github.com/sitectl/sitectl/internal/journal"
 	"github.com/sitectl/sitectl/internal/units"
 )
 
 // Record is the one journal record a cleanup leaves, which sitectl status
 // reads back (journalctl SITECTL_EVENT=cleanup SITECTL_SITE=NAME
-// _SYSTEMD_UNIT=site-NAME.service). Send writes it and Last reads it: its
-// field names live here only. The JSON field names are part of sitectl
-// status --json.
+// _SYSTEMD_UNIT=site-NAME.service: Match). Send writes it and RecordOf
+// reads it: its field names live here only. The JSON field names are part
+// of sitectl status --json.
 type Record struct {
 	Site string `json:"-"`
 	// Time is when journald received it; set by Last.
@@ -56,14 +51,6 @@ const (
 	// service's ExecStopPost=, in that service's cgroup.
 	fieldUnit = "_SYSTEMD_UNIT"
 )
-
-// journalctl is the command Last runs; a variable for tests.
-var journalctl = "journalctl"
-
-// maxRecordRead bounds what Last reads of journalctl's output: a record
-// of a cleanup is a few hundred bytes, a few KiB with many failed hooks,
-// while a journal record may carry up to some 16 MiB of fields.
-const maxRecordRead = 64 << 10
 
 // Record is what the report leaves in the journal for site.
 func (r Report) Record(site string) Record {
@@ -129,36 +116,35 @@ func SendLine(site string, priority int, msg string) error {
 	return journal.Send(priority, msg, map[string]string{fieldSite: site, fieldIdentifier: units.SyslogIdentifier(site)})
 }
 
-// Last reads the last cleanup record of a site from the journal (its
-// Result ResultStarted when the last cleanup recorded no result); nil when
-// there is none, the journal cannot be read, or the record is larger than
-// maxRecordRead (status reports it as unknown). Any local process may log
-// SITECTL_EVENT=cleanup SITECTL_SITE=NAME, so only records of the site's
-// service are read (_SYSTEMD_UNIT, which journald sets itself).
-func Last(ctx context.Context, site string) *Record {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, journalctl, "--no-pager", "--quiet", "-o", "json", "-n", "1",
-		fieldEvent+"="+eventCleanup, fieldSite+"="+site, fieldUnit+"="+units.ServiceName(site))
-	// A write past maxRecordRead fails: journalctl's output is then
-	// closed, and it stops at its next write.
-	out := bounded.Failing(maxRecordRead, errTooLarge)
-	cmd.Stdout = out
-	// A process that keeps journalctl's output open after it exited
-	// must not hold status up.
-	cmd.WaitDelay = time.Second
-	if err := cmd.Run(); err != nil || len(bytes.TrimSpace(out.Bytes())) == 0 {
-		return nil
-	}
-	r, err := parseRecord(out.Bytes())
-	if err != nil {
-		return nil
-	}
-	return r
+// Match is the journalctl match of the cleanup records of site: those its
+// service's processes sent (Last).
+func Match(site string) []string {
+	return []string{fieldEvent + "=" + eventCleanup, fieldSite + "=" + site, fieldUnit + "=" + units.ServiceName(site)}
 }
 
-// errTooLarge is what Last's buffer returns once it is full.
-var errTooLarge = errors.New("journalctl wrote more than a cleanup record")
+// MaxRecord bounds a cleanup record as journalctl -o json writes it: a
+// few hundred bytes, a few KiB with many failed hooks, while a journal
+// record may carry up to some 16 MiB of fields. A longer one is not read
+// (status reports the cleanup as unknown).
+const MaxRecord = 64 << 10
+
+// RecordOf is the cleanup record of site in entry, one line of
+// journalctl -o json; false when entry is not one that Match selects.
+func RecordOf(entry []byte, site string) (*Record, bool) {
+	var fields struct {
+		Event string `json:"SITECTL_EVENT"`
+		Site  string `json:"SITECTL_SITE"`
+		Unit  string `json:"_SYSTEMD_UNIT"`
+	}
+	// A field journalctl writes as bytes (not text) does not decode as a
+	// string, and so matches nothing here, as it matches nothing in
+	// Match.
+	if json.Unmarshal(entry, &fields) != nil || fields.Event != eventCleanup || fields.Site != site || fields.Unit != units.ServiceName(site) {
+		return nil, false
+	}
+	r, err := parseRecord(entry)
+	return r, err == nil
+}
 
 // parseRecord reads one entry of journalctl -o json. journalctl writes a
 // field as a string, or as an array of bytes when it holds what it does

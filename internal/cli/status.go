@@ -291,7 +291,7 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 	}
 	defer mgr.Close()
 	e.trace.Step("connected to systemd")
-	src := status.Sources{Dirs: e.dirs, Systemd: mgr, LastFailure: status.LastFailure, LastCleanup: cleanup.Last, Served: status.Served, Warm: status.WarmGeneration,
+	src := status.Sources{Dirs: e.dirs, Systemd: mgr, Journal: status.LastJournal, Served: status.Served, Warm: status.WarmGeneration,
 		StartProblems: e.startProblems(mgr), SourceChanged: generator.SourceChanged, Resolve: e.resolve,
 		SocketsMissing: e.socketsMissing, Unlistened: unlistened, UnitsStale: mgr.NeedDaemonReload,
 		ListCache: paths.ListCache, StateCache: paths.StateCache}
@@ -304,16 +304,11 @@ func (e *env) localGather(ctx context.Context, req status.Request) (status.Resul
 // traceJournal marks each read of the journal status makes, which run
 // beside its other reads.
 func (e *env) traceJournal(src *status.Sources) {
-	lastFailure, lastCleanup := src.LastFailure, src.LastCleanup
-	src.LastFailure = func(ctx context.Context, unit string) *status.Failure {
-		f := lastFailure(ctx, unit)
-		e.trace.Step("read the last failure of %s from the journal", unit)
-		return f
-	}
-	src.LastCleanup = func(ctx context.Context, name string) *cleanup.Record {
-		r := lastCleanup(ctx, name)
-		e.trace.Step("read the last cleanup of site %s from the journal", name)
-		return r
+	read := src.Journal
+	src.Journal = func(ctx context.Context, name string) (*status.Failure, *cleanup.Record) {
+		f, r := read(ctx, name)
+		e.trace.Step("read the last failure and cleanup of site %s from the journal", name)
+		return f, r
 	}
 }
 

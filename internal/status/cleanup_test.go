@@ -33,10 +33,10 @@ func TestLastCleanupThatDidNotFinish(t *testing.T) {
 			c.unit = "site-run.service"
 		}
 		site := c.unit[len("site-") : len(c.unit)-len(".service")]
-		src := Sources{Dirs: d, Systemd: sd, LastCleanup: func(_ context.Context, name string) *cleanup.Record {
+		src := Sources{Dirs: d, Systemd: sd, Journal: func(_ context.Context, name string) (*Failure, *cleanup.Record) {
 			r := cleanup.StartedRecord(name)
 			r.Time, r.HookFailures = startedAt, []string{}
-			return &r
+			return nil, &r
 		}}
 		res, err := Gather(context.Background(), src, Request{Names: []string{site}})
 		if err != nil || len(res.Sites) != 1 {

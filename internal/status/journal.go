@@ -2,14 +2,17 @@ package status
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os/exec"
+	"slices"
 	"strconv"
 	"time"
 
-	"github.com/sitectl/sitectl/internal/bounded"
+	"github.com/sitectl/sitectl/internal/cleanup"
+	"github.com/sitectl/sitectl/internal/units"
 )
 
 // Message IDs systemd (PID 1) gives its records about units
@@ -19,44 +22,118 @@ import (
 const (
 	messageUnitFailed  = "d9b373ed55a64feb8242e02dbe79a49c"
 	messageProcessExit = "98e322203f7a4ed290d09fe03c09fe15"
-	// journalRecords bounds what one read takes: the last failure and the
-	// exits before it are among the last few records of either kind.
+	// journalRecords bounds how far back the last failure is looked for:
+	// among the last this many of systemd's records of the service's
+	// failures and exits, which hold the exits before it too.
 	journalRecords = 16
-	maxJournalRead = 1 << 20
+	// maxJournalLines bounds the records one read takes in all: when a
+	// site's cleanup records are missing (lost to journald's rate limit),
+	// the read would otherwise go back through every one of its exits.
+	maxJournalLines = 4096
 )
 
-// LastFailure reads how a service last failed from the journal: systemd's
-// own record of the failure (_PID=1, so no app can forge it) and, from the
-// same run, the main process's exit. nil when the journal has none or
-// cannot be read (a user outside the adm and systemd-journal groups).
-func LastFailure(ctx context.Context, unit string) *Failure {
+// journalctl is the command LastJournal runs; a variable for tests.
+var journalctl = "journalctl"
+
+// LastJournal reads what status says of site from the journal, with one
+// journalctl (its start costs more than both queries): how its service
+// last failed and the record of its last cleanup. The failure is
+// systemd's own record of it (_PID=1, so no app can forge it) with, from
+// the same run, the main process's exit, among the last journalRecords of
+// systemd's records of the service's failures and exits; the cleanup
+// record is the last its service sent (cleanup.Match; nil when it is
+// larger than cleanup.MaxRecord, which status reports as unknown). The
+// journal is read newest first and no further than both need. Each is
+// nil when the journal has none or cannot be read (a user outside the
+// adm and systemd-journal groups).
+func LastJournal(ctx context.Context, site string) (*Failure, *cleanup.Record) {
+	unit := units.ServiceName(site)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "journalctl", "--no-pager", "--quiet", "-o", "json", "-n", strconv.Itoa(journalRecords),
-		"_PID=1", "UNIT="+unit, "MESSAGE_ID="+messageUnitFailed, "MESSAGE_ID="+messageProcessExit)
-	out := bounded.Dropping(maxJournalRead)
-	cmd.Stdout = out
-	// A process that keeps journalctl's output open after it exited
-	// must not hold status up (as cleanup.Last).
-	cmd.WaitDelay = time.Second
-	if err := cmd.Run(); err != nil && out.Len() == 0 {
-		return nil
+	args := append([]string{"--no-pager", "--quiet", "-o", "json", "--reverse"}, failureMatch(unit)...)
+	args = append(append(args, "+"), cleanup.Match(site)...)
+	cmd := exec.CommandContext(ctx, journalctl, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil
 	}
-	return parseFailure(out.Bytes())
+	// A process that keeps journalctl's output open after it exited
+	// must not hold status up.
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		return nil, nil
+	}
+	failure, rec := readNewestFirst(out, site)
+	// What journalctl would write next is older than what was needed.
+	cancel()
+	_ = cmd.Wait()
+	return failure, rec
 }
 
-// parseFailure finds the last failure among journal records (journalctl -o
-// json, one per line, oldest first) and the exit of its run's main process.
-func parseFailure(data []byte) *Failure {
-	var records []map[string]json.RawMessage
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), maxJournalRead)
-	for sc.Scan() {
-		var r map[string]json.RawMessage
-		if json.Unmarshal(sc.Bytes(), &r) == nil {
-			records = append(records, r)
+// failureMatch is the journalctl match of systemd's records of unit's
+// failures and of its processes' exits.
+func failureMatch(unit string) []string {
+	return []string{"_PID=1", "UNIT=" + unit, "MESSAGE_ID=" + messageUnitFailed, "MESSAGE_ID=" + messageProcessExit}
+}
+
+// isFailureRecord reports whether r is one that failureMatch(unit) selects.
+func isFailureRecord(r map[string]json.RawMessage, unit string) bool {
+	id := field(r, "MESSAGE_ID")
+	return field(r, "_PID") == "1" && field(r, "UNIT") == unit && (id == messageUnitFailed || id == messageProcessExit)
+}
+
+// readNewestFirst reads journalctl -o json --reverse's records of the
+// failure and cleanup matches of site until it has journalRecords of
+// systemd's records and the newest cleanup record, or there are no more,
+// and returns the last failure among the former and the latter.
+func readNewestFirst(r io.Reader, site string) (*Failure, *cleanup.Record) {
+	unit := units.ServiceName(site)
+	br := bufio.NewReaderSize(r, cleanup.MaxRecord)
+	var failures []map[string]json.RawMessage // newest first
+	var rec *cleanup.Record
+	cleanupKnown := false
+	for n := 0; n < maxJournalLines && (!cleanupKnown || len(failures) < journalRecords); n++ {
+		line, tooLong, err := readLine(br)
+		if err != nil {
+			break
+		}
+		var fields map[string]json.RawMessage
+		if !tooLong && json.Unmarshal(line, &fields) == nil && isFailureRecord(fields, unit) {
+			if len(failures) < journalRecords {
+				failures = append(failures, fields)
+			}
+			continue
+		}
+		// Any other record is one of the cleanup match's (systemd's
+		// records are short and well-formed), newest first: the first is
+		// the last cleanup's, unknown when it is too large or not a
+		// record of the site's (cleanup.RecordOf).
+		if !cleanupKnown {
+			cleanupKnown = true
+			if !tooLong {
+				rec, _ = cleanup.RecordOf(line, site)
+			}
 		}
 	}
+	slices.Reverse(failures)
+	return lastFailure(failures), rec
+}
+
+// readLine reads one line of br: tooLong when it does not fit br's buffer
+// (it is then read to its end and left out); an error at the end of the
+// output, and for a last line journalctl did not end.
+func readLine(br *bufio.Reader) (line []byte, tooLong bool, err error) {
+	line, err = br.ReadSlice('\n')
+	for errors.Is(err, bufio.ErrBufferFull) {
+		tooLong = true
+		_, err = br.ReadSlice('\n')
+	}
+	return line, tooLong, err
+}
+
+// lastFailure finds the last failure among records, oldest first, and the
+// exit of its run's main process.
+func lastFailure(records []map[string]json.RawMessage) *Failure {
 	for i := len(records) - 1; i >= 0; i-- {
 		r := records[i]
 		if field(r, "MESSAGE_ID") != messageUnitFailed {

@@ -2,40 +2,39 @@ package status
 
 import (
 	"context"
-	"sync"
 
 	"github.com/sitectl/sitectl/internal/cleanup"
-	"github.com/sitectl/sitectl/internal/units"
 )
 
-// journalRead is a site's two reads of the journal (Sources.LastFailure
-// and Sources.LastCleanup) under way. Each is a journalctl whose start
-// costs more than its query (about 10 ms before it reads anything here), so the two
-// run at once and, for sites named to status, while systemd is asked for
-// the units: status of one site then takes about one start of journalctl,
-// not two after systemd's answer.
+// journalRead is a site's read of the journal (Sources.Journal) under way.
+// It is a journalctl whose start costs more than its query (about 10 ms
+// before it reads anything here), so it runs while status does the rest
+// of its work for the site: for sites named to status, from before
+// systemd is asked for the units.
 type journalRead struct {
-	wg      sync.WaitGroup
+	done    chan struct{}
 	failure *Failure
 	cleanup *cleanup.Record
 }
 
-// startJournal starts the journal reads of site name. The failure is read
+// startJournal starts the journal read of site name. The failure is read
 // whatever systemd says of the service; readJournal keeps it only for a
 // loaded one, as it would have asked.
 func startJournal(ctx context.Context, src Sources, name string) *journalRead {
-	j := &journalRead{}
-	if src.LastFailure != nil {
-		j.wg.Go(func() { j.failure = src.LastFailure(ctx, units.ServiceName(name)) })
+	j := &journalRead{done: make(chan struct{})}
+	if src.Journal == nil {
+		close(j.done)
+		return j
 	}
-	if src.LastCleanup != nil {
-		j.wg.Go(func() { j.cleanup = src.LastCleanup(ctx, name) })
-	}
+	go func() {
+		defer close(j.done)
+		j.failure, j.cleanup = src.Journal(ctx, name)
+	}()
 	return j
 }
 
-// wait returns what the reads found, once both are done.
+// wait returns what the read found, once it is done.
 func (j *journalRead) wait() (*Failure, *cleanup.Record) {
-	j.wg.Wait()
+	<-j.done
 	return j.failure, j.cleanup
 }

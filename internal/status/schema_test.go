@@ -32,17 +32,14 @@ func TestJSONFitsTheDocumentedSchema(t *testing.T) {
 	}
 	failedAt := time.Unix(1700000100, 0)
 	src := Sources{Dirs: d, Systemd: sd,
-		LastFailure: func(_ context.Context, unit string) *Failure {
-			if unit == "site-loop.service" {
-				return &Failure{Result: "exit-code", Time: &failedAt, ExitCode: "exited", ExitStatus: "3"}
+		Journal: func(_ context.Context, name string) (*Failure, *cleanup.Record) {
+			switch name {
+			case "loop":
+				return &Failure{Result: "exit-code", Time: &failedAt, ExitCode: "exited", ExitStatus: "3"}, nil
+			case "idle":
+				return nil, &cleanup.Record{Time: failedAt, Result: "hook-failed", Leftovers: 2, HookFailures: []string{"/bin/false: exit status 1"}}
 			}
-			return nil
-		},
-		LastCleanup: func(_ context.Context, name string) *cleanup.Record {
-			if name == "idle" {
-				return &cleanup.Record{Time: failedAt, Result: "hook-failed", Leftovers: 2, HookFailures: []string{"/bin/false: exit status 1"}}
-			}
-			return nil
+			return nil, nil
 		}}
 	for _, req := range []Request{{Brief: true}, {}, {Names: []string{"run", "loop", "broken", "gone", "idle"}}} {
 		res, err := Gather(context.Background(), src, req)

@@ -178,10 +178,9 @@ type Systemd interface {
 type Sources struct {
 	Dirs    paths.Dirs
 	Systemd Systemd
-	// LastFailure reads how a service last failed (the journal).
-	LastFailure func(ctx context.Context, unit string) *Failure
-	// LastCleanup reads the record of a site's last cleanup (the journal).
-	LastCleanup func(ctx context.Context, site string) *cleanup.Record
+	// Journal reads how a site's service last failed and the record of
+	// its last cleanup (LastJournal).
+	Journal func(ctx context.Context, site string) (*Failure, *cleanup.Record)
 	// Served reads what the serving process of a running site says of
 	// itself: the environment it started with and its release (Served,
 	// from /proc and the launcher).
@@ -335,8 +334,11 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 	par.Each(len(ents), func(i int) {
 		sites[i], errs[i] = build(st, read, ents[i], byName, !known || withState[ents[i].site.Name], src.Resolve)
 		if errs[i] == nil && !req.Brief {
+			j := journals[ents[i].site.Name]
+			if j == nil {
+				j = startJournal(ctx, src, ents[i].site.Name)
+			}
 			sites[i].localChanges(src, ents[i], byName)
-			sites[i].readJournal(ctx, src, journals[ents[i].site.Name])
 			if ents[i].known && !ents[i].gone {
 				sites[i].modesGone(ents[i].site)
 				sites[i].readServed(ctx, src, ents[i].site)
@@ -347,6 +349,9 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 					sites[i].OutOfService = &since
 				}
 			}
+			// Last: the journal was read while the rest was
+			// (journalRead).
+			sites[i].readJournal(j)
 		}
 	})
 	if len(req.Names) == 0 {
@@ -601,14 +606,11 @@ func vendorDropIn(d string) bool {
 	return strings.HasPrefix(d, "/usr/lib/") || strings.HasPrefix(d, "/lib/")
 }
 
-// readJournal adds what only the journal knows: how the service last
-// failed, and the last cleanup. Without a failure in the journal (it
-// cannot be read, or rotated), a failed service's own Result says it.
-// j is the reads started already (startJournal); nil starts them now.
-func (s *Site) readJournal(ctx context.Context, src Sources, j *journalRead) {
-	if j == nil {
-		j = startJournal(ctx, src, s.Site)
-	}
+// readJournal adds what only the journal knows, once j, the read of it
+// (startJournal), is done: how the service last failed, and the last
+// cleanup. Without a failure in the journal (it cannot be read, or
+// rotated), a failed service's own Result says it.
+func (s *Site) readJournal(j *journalRead) {
 	failure, rec := j.wait()
 	if s.LoadState == "loaded" {
 		s.LastFailure = failure

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/cleanup"
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
@@ -248,30 +249,12 @@ func TestNamedSites(t *testing.T) {
 	}
 	// The journal's record wins.
 	when := time.Unix(1700000100, 0).UTC()
-	src := Sources{Dirs: d, Systemd: sd, LastFailure: func(_ context.Context, unit string) *Failure {
-		return &Failure{Result: "exit-code", Time: &when, ExitCode: "exited", ExitStatus: "3"}
+	src := Sources{Dirs: d, Systemd: sd, Journal: func(_ context.Context, name string) (*Failure, *cleanup.Record) {
+		return &Failure{Result: "exit-code", Time: &when, ExitCode: "exited", ExitStatus: "3"}, nil
 	}}
 	res, _ = Gather(context.Background(), src, Request{Names: []string{"failed"}})
 	if lf := res.Sites[0].LastFailure; lf == nil || lf.Result != "exit-code" || lf.ExitStatus != "3" {
 		t.Errorf("last failure from the journal: %+v", lf)
-	}
-}
-
-func TestParseFailure(t *testing.T) {
-	data := strings.Join([]string{
-		`{"MESSAGE_ID":"98e322203f7a4ed290d09fe03c09fe15","INVOCATION_ID":"a","EXIT_CODE":"exited","EXIT_STATUS":"1","__REALTIME_TIMESTAMP":"1700000000000000"}`,
-		`{"MESSAGE_ID":"d9b373ed55a64feb8242e02dbe79a49c","INVOCATION_ID":"a","UNIT_RESULT":"exit-code","__REALTIME_TIMESTAMP":"1700000000100000"}`,
-		`{"MESSAGE_ID":"98e322203f7a4ed290d09fe03c09fe15","INVOCATION_ID":"b","EXIT_CODE":"killed","EXIT_STATUS":"SEGV","__REALTIME_TIMESTAMP":"1700000050000000"}`,
-		`{"MESSAGE_ID":"d9b373ed55a64feb8242e02dbe79a49c","INVOCATION_ID":"b","UNIT_RESULT":[115,105,103,110,97,108],"__REALTIME_TIMESTAMP":"1700000050200000"}`,
-		`{"MESSAGE_ID":"98e322203f7a4ed290d09fe03c09fe15","INVOCATION_ID":"c","EXIT_CODE":"exited","EXIT_STATUS":"0","__REALTIME_TIMESTAMP":"1700000090000000"}`,
-		`not json`,
-	}, "\n")
-	f := parseFailure([]byte(data))
-	if f == nil || f.Result != "signal" || f.ExitCode != "killed" || f.ExitStatus != "SEGV" || f.Time == nil || f.Time.UnixMicro() != 1700000050200000 {
-		t.Errorf("parseFailure = %+v", f)
-	}
-	if parseFailure([]byte(`{"MESSAGE_ID":"98e322203f7a4ed290d09fe03c09fe15"}`)) != nil {
-		t.Error("a process exit without a failure is no failure")
 	}
 }
 

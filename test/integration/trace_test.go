@@ -91,9 +91,7 @@ func TestTraceTimesTheStepsOfACommand(t *testing.T) {
 	}
 	steps = traceSteps(t, stderr)
 	inOrder(t, steps, []string{"read the command line: sitectl status", "connected to systemd", "gathered the status of 1 sites", "printed the status", "exit 0"})
-	for _, read := range []string{"read the last failure of site-traced.service from the journal", "read the last cleanup of site traced from the journal"} {
-		inOrder(t, steps, []string{"connected to systemd", read, "gathered the status"})
-	}
+	inOrder(t, steps, []string{"connected to systemd", "read the last failure and cleanup of site traced from the journal", "gathered the status"})
 
 	// A failed command says its code last.
 	_, stderr, code = h.result("env", "SITECTL_TRACE=1", "sitectl", "restart", "nosuchsite")
