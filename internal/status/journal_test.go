@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,8 +19,8 @@ import (
 func fakeJournalctl(t *testing.T, script string) (argsFile, pidFile string) {
 	t.Helper()
 	dir := t.TempDir()
-	argsFile, pidFile = filepath.Join(dir, "args"), filepath.Join(dir, "pid")
-	path := filepath.Join(dir, "journalctl")
+	argsFile, pidFile = dir+"/args", dir+"/pid"
+	path := dir + "/journalctl"
 	text := "#!/bin/sh\nprintf '%s\\n' \"$@\" >" + argsFile + "\n" + script + "\n"
 	if err := os.WriteFile(path, []byte(text), 0o755); err != nil {
 		t.Fatal(err)
@@ -33,7 +31,9 @@ func fakeJournalctl(t *testing.T, script string) (argsFile, pidFile string) {
 		journalctl = old
 		if b, err := os.ReadFile(pidFile); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
+				if p, err := os.FindProcess(pid); err == nil {
+					_ = p.Kill()
+				}
 			}
 		}
 	})
