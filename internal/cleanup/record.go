@@ -18,7 +18,7 @@ import (
 // of sitectl status --json.
 type Record struct {
 	Site string `json:"-"`
-	// Time is when journald received it; set by Last.
+	// Time is when journald received it, as journalctl says (RecordOf).
 	Time time.Time `json:"time" doc:"when the cleanup recorded its result; for running and unfinished, when it started"`
 	// Result is one of the Result constants.
 	Result    string `json:"result" doc:"ok; hook-failed: a cleanup hook failed; listing-failed: the processes of the cgroup could not be listed (see reason), so what the app left behind, or what of it still runs, is not fully known; the hooks ran all the same; failed: the cleanup failed before it ran the hooks (see reason); running: the service runs it now; unfinished: the last stop's cleanup started but recorded no result, so it did not finish (systemd killed it at TimeoutStopSec=, or it died), and nothing of an earlier stop's cleanup applies" enum:"ok,hook-failed,listing-failed,failed,running,unfinished"`
@@ -117,7 +117,7 @@ func SendLine(site string, priority int, msg string) error {
 }
 
 // Match is the journalctl match of the cleanup records of site: those its
-// service's processes sent (Last).
+// service's processes sent (status.LastJournal reads them).
 func Match(site string) []string {
 	return []string{fieldEvent + "=" + eventCleanup, fieldSite + "=" + site, fieldUnit + "=" + units.ServiceName(site)}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"os/exec"
-	"slices"
 	"strconv"
 	"time"
 
@@ -89,7 +88,7 @@ func isFailureRecord(r map[string]json.RawMessage, unit string) bool {
 func readNewestFirst(r io.Reader, site string) (*Failure, *cleanup.Record) {
 	unit := units.ServiceName(site)
 	br := bufio.NewReaderSize(r, cleanup.MaxRecord)
-	var failures []map[string]json.RawMessage // newest first
+	var failures []map[string]json.RawMessage
 	var rec *cleanup.Record
 	cleanupKnown := false
 	for n := 0; n < maxJournalLines && (!cleanupKnown || len(failures) < journalRecords); n++ {
@@ -115,7 +114,6 @@ func readNewestFirst(r io.Reader, site string) (*Failure, *cleanup.Record) {
 			}
 		}
 	}
-	slices.Reverse(failures)
 	return lastFailure(failures), rec
 }
 
@@ -131,11 +129,10 @@ func readLine(br *bufio.Reader) (line []byte, tooLong bool, err error) {
 	return line, tooLong, err
 }
 
-// lastFailure finds the last failure among records, oldest first, and the
-// exit of its run's main process.
+// lastFailure finds the last failure among records, newest first, and the
+// exit of its run's main process, which comes after it.
 func lastFailure(records []map[string]json.RawMessage) *Failure {
-	for i := len(records) - 1; i >= 0; i-- {
-		r := records[i]
+	for i, r := range records {
 		if field(r, "MESSAGE_ID") != messageUnitFailed {
 			continue
 		}
@@ -145,8 +142,8 @@ func lastFailure(records []map[string]json.RawMessage) *Failure {
 			f.Time = &t
 		}
 		inv := field(r, "INVOCATION_ID")
-		for j := i - 1; j >= 0 && inv != ""; j-- {
-			if e := records[j]; field(e, "MESSAGE_ID") == messageProcessExit && field(e, "INVOCATION_ID") == inv {
+		for _, e := range records[i+1:] {
+			if inv != "" && field(e, "MESSAGE_ID") == messageProcessExit && field(e, "INVOCATION_ID") == inv {
 				f.ExitCode, f.ExitStatus = field(e, "EXIT_CODE"), field(e, "EXIT_STATUS")
 				break
 			}

@@ -106,8 +106,9 @@ func runCLIOverhead(ctx context.Context, h *host, runs int, wsgiImport time.Dura
 	c.Ratio = Ratio(c.Sitectl.Median, c.Systemctl.Median)
 	log("  sitectl restart median %.1f ms, systemctl restart median %.1f ms: ratio %.2f; with the default settle_time %.1f ms",
 		c.Sitectl.Median.MS(), c.Systemctl.Median.MS(), c.Ratio, c.Settled.Median.MS())
-	log("CLI overhead: %d × SITECTL_TRACE=1 sitectl restart %s, each after systemctl restart", max(runs/3, 5), cliSite)
-	if c.Traced, err = traceRestarts(ctx, h, cliSite, max(runs/3, 5)); err != nil {
+	traced := max(runs/3, 5)
+	log("CLI overhead: %d × SITECTL_TRACE=1 sitectl restart %s, each after systemctl restart", traced, cliSite)
+	if c.Traced, err = traceRestarts(ctx, h, cliSite, traced); err != nil {
 		return nil, err
 	}
 	log("  traced: median %.1f ms, of which %.1f ms before sitectl's first step and after its last", c.Traced.Wall.Median.MS(), c.Traced.Outside.Median.MS())

@@ -22,8 +22,9 @@ type TracedStep struct {
 // the time since the step before, and the step.
 var stepLine = regexp.MustCompile(`^ *([0-9.]+) ms +\+([0-9.]+) ms  (.*)$`)
 
-// pids are the numbers of a step that differ from run to run.
-var pids = regexp.MustCompile(`\bpid [0-9]+|\bPID [0-9]+|after [0-9.]+s\b|for [0-9.]+m?s\b`)
+// varying are the numbers of a step that differ from run to run: pids and
+// times.
+var varying = regexp.MustCompile(`\bpid [0-9]+|\bPID [0-9]+|after [0-9.]+s\b|for [0-9.]+m?s\b`)
 
 // parseTrace reads the steps of one traced run from its standard error:
 // each step's name, its numbers that vary between runs taken out, and its
@@ -42,7 +43,7 @@ func parseTrace(stderr []byte) (names []string, own []time.Duration, err error) 
 		if perr != nil {
 			return nil, nil, fmt.Errorf("a trace line not as sitectl writes it: %q: %w", line, perr)
 		}
-		names = append(names, pids.ReplaceAllStringFunc(m[3], func(s string) string {
+		names = append(names, varying.ReplaceAllStringFunc(m[3], func(s string) string {
 			f := strings.Fields(s)
 			return f[0] + " …"
 		}))
