@@ -3,6 +3,9 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"slices"
+
+	"github.com/sitectl/sitectl/internal/modes"
 )
 
 // Exit codes are part of sitectl's contract with scripts and Ansible.
@@ -61,12 +64,19 @@ func codeOf(err error) int {
 	return exitFailed
 }
 
+// hintsOf are the hints that go with err: its own, and how to get past a
+// damaged file of a site's state when err comes from one.
 func hintsOf(err error) []string {
+	var hints []string
 	var ee *exitError
 	if errors.As(err, &ee) {
-		return ee.hints
+		hints = ee.hints
 	}
-	return nil
+	var d *modes.DamagedError
+	if errors.As(err, &d) && !slices.Contains(hints, d.Recovery()) {
+		hints = append(slices.Clip(hints), d.Recovery())
+	}
+	return hints
 }
 
 // reported marks an error whose details were already printed (each mistake

@@ -184,6 +184,9 @@ a damaged one, is ignored.`,
 			term.Fprintf(tw, "SITE\tSTATE\tFILE\tSOCKET\tSERVICE\tMODE\tPID\tSINCE\tLISTENERS\n")
 			for _, s := range res.Sites {
 				mode := s.Mode
+				if mode == "" {
+					mode = "?" // its state cannot be read: a warning says why
+				}
 				if s.Pending != nil {
 					mode += "*"
 				}
@@ -368,6 +371,9 @@ func (e *env) gatherFrom(ctx context.Context, src status.Sources, req status.Req
 	}
 	for _, m := range res.Skipped {
 		term.Fprintf(e.stderr, "sitectl: warning: %s\n", term.Escape(m.Error()))
+		for _, h := range hintsOf(m) {
+			term.Fprintf(e.stderr, "sitectl: hint: %s\n", term.Escape(h))
+		}
 	}
 	return res, nil
 }

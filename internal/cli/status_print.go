@@ -119,6 +119,12 @@ func (e *env) printSiteFile(s status.Site, line func(string, string, ...any), mo
 
 func (e *env) printMode(s status.Site, line func(string, string, ...any)) {
 	const gone = "no longer in the site file"
+	if s.Mode == "" {
+		// Status.Gather could not read the site's state; its warning
+		// says why, and its hint what to do.
+		line("mode", "%s", e.style.Red("unknown")+": sitectl cannot read the site's state (see the warning above)")
+		return
+	}
 	mode := term.Escape(s.Mode)
 	if s.ModeGone {
 		mode += " (" + e.style.Red(gone) + ")"

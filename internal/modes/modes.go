@@ -145,7 +145,11 @@ func (st Store) RecordedMode(name string) (site.Mode, error) {
 	if err != nil {
 		return site.Mode{}, err
 	}
-	return modeFromEnvironment(env)
+	m, err := modeFromEnvironment(env)
+	if err != nil {
+		return site.Mode{}, &DamagedError{Site: name, Path: st.EnvPath(name), What: DamagedMode, Err: err}
+	}
+	return m, nil
 }
 
 // modeFromEnvironment reads a mode back from what modeEnvironment wrote.
@@ -156,12 +160,12 @@ func modeFromEnvironment(env []site.EnvVar) (site.Mode, error) {
 	}
 	m := site.Mode{Name: vars[VarMode], Serve: site.Serve(vars[VarServe]), Page: vars[VarPage], StaticDir: vars[VarStaticDir]}
 	if m.Name == "" {
-		return site.Mode{}, fmt.Errorf("the mode file has no %s", VarMode)
+		return site.Mode{}, fmt.Errorf("it has no %s", VarMode)
 	}
 	if r, ok := vars[VarRetryAfter]; ok {
 		secs, err := strconv.ParseInt(r, 10, 64)
 		if err != nil {
-			return site.Mode{}, fmt.Errorf("the mode file's %s is not a number of seconds: %w", VarRetryAfter, err)
+			return site.Mode{}, fmt.Errorf("its %s is not a number of seconds: %w", VarRetryAfter, err)
 		}
 		m.RetryAfter = time.Duration(secs) * time.Second
 	}
@@ -233,16 +237,16 @@ func (st Store) currentMode(name string) (string, site.FileID, error) {
 	if err != nil {
 		return "", site.FileID{}, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
 	}
-	env, err := parseEnvFile(st.EnvPath(name), data)
+	env, err := ParseEnv(data)
 	if err != nil {
-		return "", site.FileID{}, err
+		return "", site.FileID{}, &DamagedError{Site: name, Path: st.EnvPath(name), What: DamagedMode, Err: err}
 	}
 	for _, v := range env {
-		if v.Name == VarMode {
+		if v.Name == VarMode && v.Value != "" {
 			return v.Value, id, nil
 		}
 	}
-	return "", site.FileID{}, fmt.Errorf("the mode file %s of site %s has no %s", st.EnvPath(name), name, VarMode)
+	return "", site.FileID{}, &DamagedError{Site: name, Path: st.EnvPath(name), What: DamagedMode, Err: fmt.Errorf("it has no %s", VarMode)}
 }
 
 // modTime is the modification time of the file version id.
@@ -294,13 +298,9 @@ func (st Store) ReadEnv(name string) ([]site.EnvVar, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the mode of site %s: %w", name, err)
 	}
-	return parseEnvFile(st.EnvPath(name), data)
-}
-
-func parseEnvFile(path string, data []byte) ([]site.EnvVar, error) {
 	env, err := ParseEnv(data)
 	if err != nil {
-		return nil, fmt.Errorf("the mode file %s: %w", path, err)
+		return nil, &DamagedError{Site: name, Path: st.EnvPath(name), What: DamagedMode, Err: err}
 	}
 	return env, nil
 }

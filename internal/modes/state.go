@@ -129,7 +129,7 @@ func (st Store) readState(name string) (State, site.FileID, error) {
 		return s, site.FileID{}, fmt.Errorf("cannot read the state of site %s: %w", name, err)
 	}
 	if err := json.Unmarshal(data, &s); err != nil {
-		return s, site.FileID{}, fmt.Errorf("the state file %s of site %s is damaged: %w", st.statePath(name), name, err)
+		return s, site.FileID{}, &DamagedError{Site: name, Path: st.statePath(name), What: DamagedState, Err: err}
 	}
 	if err := checkStateVersion(st.statePath(name), name, s.Version); err != nil {
 		return State{}, site.FileID{}, err
