@@ -108,6 +108,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	// A site that runs on the version its units were last generated
+	// from gets it as its last good copy before its units, which name
+	// the copy, are written: prepare starts the service from it.
+	if problem == "" {
+		for _, o := range outcomes {
+			if o.Recovered == nil {
+				continue
+			}
+			name := site.NameFromFile(o.File)
+			if err := (modes.Store{Dir: dirs.State}).SaveLastGood(&site.Site{Name: name}, o.Recovered); err != nil {
+				log.Printf(levelWarning, "%v: its socket listens, and its service will not start until the file is fixed", err)
+			}
+		}
+	}
 	if err := generator.WriteNew(args[0], files); err != nil {
 		// What to do, after the error: the sites left out have no units
 		// until the generator runs again.

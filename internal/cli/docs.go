@@ -466,9 +466,14 @@ copy of its file: the version its service last started from, which sitectl prepa
 keeps in ` + paths.DefaultStateDir + `/sites/NAME/last-good.toml. Those units name the
 copy in their first comment line and as their SourcePath=, and the log says, first,
 "FILE has N mistakes: running the last good version". The next daemon-reload after
-the file is fixed writes the units from the file again. A site whose file has
-mistakes and that has no usable copy (it never started, or the copy collides with
-another site's listener) is skipped, and the log says why; so is a site whose copy
+the file is fixed writes the units from the file again. A site that never started
+has no such copy: the generator records the content of every site file it writes
+units from (in ` + paths.DefaultStateDir + `/generated-listeners.json, with their
+listeners), and the version of the site's file it last generated the units from
+stands in for the copy, and is kept as it; the log then says "(the version its units
+were last generated from: ...)". A site whose file has mistakes and that has no
+usable copy (its units were never generated, or the copy collides with another
+site's listener) is skipped, and the log says why; so is a site whose copy
 cannot be read because the state directory is not mounted yet at boot (a separate
 /var), which the log also says. A site file that is gone is not a mistake: its site
 has no units. A valid site file that failed to start is treated alike while the site

@@ -376,6 +376,10 @@ func RunningLastGood(o Outcome) string {
 	if !o.Saved.IsZero() {
 		saved = ", saved " + o.Saved.Format("2006-01-02 15:04:05 MST")
 	}
-	return fmt.Sprintf("%s has %s: running the last good version: units generated from %s (the file the site last started from%s); fix the file and run systemctl daemon-reload",
-		o.File, mistakes, o.LastGood, saved)
+	what := "the file the site last started from" + saved
+	if o.Recovered != nil {
+		what = "the version its units were last generated from: the site has not started since sitectl keeps a copy"
+	}
+	return fmt.Sprintf("%s has %s: running the last good version: units generated from %s (%s); fix the file and run systemctl daemon-reload",
+		o.File, mistakes, o.LastGood, what)
 }

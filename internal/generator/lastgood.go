@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/par"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
@@ -23,6 +24,12 @@ type Outcome struct {
 	LastGood string    // the copy the units come from; "" when skipped
 	Saved    time.Time // when that copy was saved
 	NoCopy   string    // why the site is skipped rather than generated from a copy
+	// Recovered is set when the site had no last good copy, and the
+	// generator's record of the file its units were last generated from
+	// stands in for one (a site that never started): the content the
+	// generator keeps as the copy (modes.Store.SaveLastGood) before it
+	// writes the units, which name the copy, and prepare starts from it.
+	Recovered []byte
 }
 
 // StateProblem says why the state directory cannot be read at all, or ""
@@ -78,7 +85,18 @@ func WithLastGood(res site.Result, opts units.Options, stateProblem string, held
 	}
 	res.Sites = slices.Clone(res.Sites)
 	copies := map[string]*site.Site{} // by the file with mistakes
+	recovered := map[string][]byte{}  // by the file with mistakes
 	tried := map[string]bool{}
+	var sources map[string]string
+	sourcesRead := false
+	recorded := func(name string) ([]byte, bool) {
+		if !sourcesRead {
+			sources, _ = modes.Store{Dir: opts.Dirs.State}.GeneratedSources()
+			sourcesRead = true
+		}
+		src, ok := sources[name]
+		return []byte(src), ok
+	}
 	// Each round either ends or moves a valid site to the files with
 	// mistakes: at most as many rounds as sites.
 	for {
@@ -88,12 +106,15 @@ func WithLastGood(res site.Result, opts units.Options, stateProblem string, held
 				continue
 			}
 			tried[file] = true
-			s, err := lastGood(file, res.Sites, opts, stateProblem)
+			s, data, err := lastGood(file, res.Sites, opts, stateProblem, recorded)
 			if err != nil {
 				outcomes[i].NoCopy = err.Error()
 				continue
 			}
 			copies[file] = s
+			if data != nil {
+				recovered[file] = data
+			}
 		}
 		if len(copies) == 0 {
 			break // the valid files were settled among themselves (site.LoadDir)
@@ -131,6 +152,7 @@ func WithLastGood(res site.Result, opts units.Options, stateProblem string, held
 			continue
 		}
 		outcomes[i].LastGood = s.File
+		outcomes[i].Recovered = recovered[outcomes[i].File]
 		if fi, err := os.Stat(s.File); err == nil {
 			outcomes[i].Saved = fi.ModTime()
 		}
@@ -166,41 +188,50 @@ func Settled(res site.Result, opts units.Options, stateProblem string, held site
 var errNoName = errors.New("")
 
 // lastGood reads and checks the last good copy of the site file file, on
-// its own: WithLastGood checks it against the other sites.
-func lastGood(file string, valid []*site.Site, opts units.Options, stateProblem string) (*site.Site, error) {
+// its own: WithLastGood checks it against the other sites. A site without
+// a copy whose file the generator recorded when it last generated its
+// units (recorded: a site that never started, whose socket listens on
+// those units) gets that content as its copy, returned as data for the
+// generator to keep there (Outcome.Recovered).
+func lastGood(file string, valid []*site.Site, opts units.Options, stateProblem string, recorded func(name string) ([]byte, bool)) (s *site.Site, recovered []byte, err error) {
 	name := site.NameFromFile(file)
 	if site.ValidateName(name) != nil || file != opts.Dirs.SiteFile(name) {
-		return nil, errNoName
+		return nil, nil, errNoName
 	}
 	for _, s := range valid {
 		if s.Name == name {
-			return nil, errNoName // declared by another file
+			return nil, nil, errNoName // declared by another file
 		}
 	}
 	copyPath := opts.Dirs.LastGoodFile(name)
+	what := "its last good copy"
 	data, err := site.ReadFile(copyPath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && stateProblem != "":
-		return nil, fmt.Errorf("its last good copy cannot be read: %s", stateProblem)
+		return nil, nil, fmt.Errorf("its last good copy cannot be read: %s", stateProblem)
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, errors.New("it has no last good copy (its service has not started since sitectl keeps one)")
+		src, ok := recorded(name)
+		if !ok {
+			return nil, nil, errors.New("it has no last good copy (its service has not started since sitectl keeps one)")
+		}
+		data, recovered, what = src, src, "the version its units were last generated from, which stands in for a last good copy (its service has not started since sitectl keeps one),"
 	case err != nil:
-		return nil, fmt.Errorf("its last good copy cannot be read: %w", err)
+		return nil, nil, fmt.Errorf("its last good copy cannot be read: %w", err)
 	}
 	r := site.LoadCopy(copyPath, name, data)
 	if len(r.Errors) > 0 {
-		return nil, fmt.Errorf("its last good copy is not usable either: %v", r.Errors[0])
+		return nil, nil, fmt.Errorf("%s is not usable either: %v", what, r.Errors[0])
 	}
-	s := r.Sites[0]
+	s = r.Sites[0]
 	if err := units.Check(s, opts); err != nil {
-		return nil, fmt.Errorf("its last good copy is not usable either: %w", err)
+		return nil, nil, fmt.Errorf("%s is not usable either: %w", what, err)
 	}
 	// The units record what the site file was, so that a fix of it
 	// (SourcePath= is the copy) is seen as a change (SourceChanged).
 	if data, err := site.ReadFile(file); err == nil {
 		s.FileDigest = site.Digest(data)
 	}
-	return s, nil
+	return s, recovered, nil
 }
 
 // OutOfService returns the names of the sites taken out of service with

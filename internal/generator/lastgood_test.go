@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
@@ -316,5 +317,69 @@ func TestCredentialCheckKeepsARunningSitesUnits(t *testing.T) {
 	all := strings.Join(lines, "\n")
 	if !strings.Contains(all, dirs.SiteFile("shop")+":5:7: credentials.key: "+app+" on the way to") {
 		t.Errorf("the file's mistake is not said:\n%s", all)
+	}
+}
+
+// A site whose file has mistakes and that has no last good copy (its
+// service never started) runs on the version the generator last generated
+// its units from, which it records (modes.Store.WriteGenerated): the
+// outcome names the last good copy and carries that content, for the
+// generator to keep there. A recorded version that is not usable is not
+// used, and says so.
+func TestRecordedVersionStandsInForAMissingCopy(t *testing.T) {
+	dirs, res := lastGoodHost(t)
+	opts := units.Options{Dirs: dirs}
+	badGood := "exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8090\"\n"
+	recorded := site.LoadBytes(dirs.SiteFile("bad"), "bad", []byte(badGood), nil)
+	if len(recorded.Sites) != 1 {
+		t.Fatal(recorded.Errors)
+	}
+	st := modes.Store{Dir: dirs.State}
+	if err := st.WriteGenerated(recorded.Sites); err != nil {
+		t.Fatal(err)
+	}
+	got, outcomes := WithLastGood(res, opts, StateProblem(dirs.State), nil)
+	var bad *site.Site
+	for _, s := range got.Sites {
+		if s.Name == "bad" {
+			bad = s
+		}
+	}
+	if bad == nil || bad.File != dirs.LastGoodFile("bad") || !units.FromLastGood(bad, opts) || len(bad.Listeners) != 1 || bad.Listeners[0].Address != "127.0.0.1:8090" {
+		t.Fatalf("bad from its recorded version: %+v", bad)
+	}
+	for _, o := range outcomes {
+		switch o.File {
+		case dirs.SiteFile("bad"):
+			if string(o.Recovered) != badGood || o.LastGood != dirs.LastGoodFile("bad") {
+				t.Errorf("bad's outcome: %+v", o)
+			}
+		case dirs.SiteFile("shop"):
+			if o.Recovered != nil {
+				t.Errorf("shop, which has its copy, recovered %q", o.Recovered)
+			}
+		}
+	}
+	lines, skipped := Mistakes(got.Errors, outcomes)
+	if want := dirs.SiteFile("bad") + " has 2 mistakes: running the last good version: units generated from " + dirs.LastGoodFile("bad") + " (the version its units were last generated from"; skipped != 0 || !strings.Contains(strings.Join(lines, "\n"), want) {
+		t.Errorf("%d skipped, lines:\n%s\nwant %q", skipped, strings.Join(lines, "\n"), want)
+	}
+
+	// A recorded version that is not usable (the record edited by hand)
+	// is not used, and the site is skipped as before.
+	rec := `{"version":1,"sites":{"bad":[]},"sources":{"bad":"exec = 1\n"}}`
+	if err := os.WriteFile(dirs.GeneratedListenersFile(), []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, outcomes = WithLastGood(res, opts, StateProblem(dirs.State), nil)
+	for _, s := range got.Sites {
+		if s.Name == "bad" {
+			t.Errorf("bad runs a recorded version that is not usable: %+v", s)
+		}
+	}
+	for _, o := range outcomes {
+		if o.File == dirs.SiteFile("bad") && (o.Recovered != nil || !strings.Contains(o.NoCopy, "the version its units were last generated from, which stands in for a last good copy (its service has not started since sitectl keeps one), is not usable either: ")) {
+			t.Errorf("bad's outcome with an unusable recorded version: %+v", o)
+		}
 	}
 }

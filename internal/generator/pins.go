@@ -54,7 +54,9 @@ func WithPins(res site.Result, opts units.Options, held site.Held) (site.Result,
 			continue
 		}
 		others := slices.DeleteFunc(slices.Clone(sites), func(o *site.Site) bool { return o.Name == s.Name })
-		good, err := lastGood(s.File, others, opts, "")
+		// A pin is to the copy a start kept (modes.Pin), never to the
+		// generator's record.
+		good, _, err := lastGood(s.File, others, opts, "", func(string) ([]byte, bool) { return nil, false })
 		if err != nil {
 			continue
 		}

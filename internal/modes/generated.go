@@ -6,9 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
+	"path"
 	"slices"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
 	"github.com/sitectl/sitectl/internal/site"
@@ -35,7 +39,18 @@ const maxGenerated = 64 << 20
 type generatedFile struct {
 	Version int                    `json:"version"`
 	Sites   map[string][]generated `json:"sites"`
+	// Sources is, by site name, the content of the site file whose units
+	// the generator wrote: what a site that never started (and so has no
+	// last good copy, which prepare keeps at each start) runs on when its
+	// file gets a mistake (GeneratedSources). A site whose units came
+	// from a copy keeps the content recorded before. Left out by a
+	// sitectl that did not record it, which this one reads as none.
+	Sources map[string]string `json:"sources,omitempty"`
 }
+
+// maxSources bounds the content the record keeps of site files, well
+// inside maxGenerated: the sites beyond it, by name, have none kept.
+const maxSources = 32 << 20
 
 type generated struct {
 	Kind     string `json:"kind"` // "tcp" or "unix"
@@ -43,8 +58,9 @@ type generated struct {
 }
 
 // EncodeGenerated is the record of the listeners of sites, whose units
-// the generator writes.
-func EncodeGenerated(sites []*site.Site) []byte {
+// the generator writes, and of sources, the content of their files by
+// site name.
+func EncodeGenerated(sites []*site.Site, sources map[string]string) []byte {
 	f := generatedFile{Version: generatedVersion, Sites: make(map[string][]generated, len(sites))}
 	for _, s := range sites {
 		ls := make([]generated, 0, len(s.Listeners))
@@ -58,17 +74,94 @@ func EncodeGenerated(sites []*site.Site) []byte {
 		f.Sites[s.Name] = ls
 	}
 	b, _ := json.Marshal(f) // maps of strings: it cannot fail
-	return append(b, '\n')
+	if len(sources) == 0 {
+		return append(b, '\n')
+	}
+	// The sources, a megabyte or more on a host of 10,000 sites, are
+	// written here rather than by json.Marshal, which took three times
+	// as long over a map that large (BenchmarkWriteGenerated), in the
+	// same form: keys in byte order, so that a record that says the
+	// same is the same bytes.
+	size := len(b) + 16
+	for name, src := range sources {
+		size += len(name) + len(src) + 8
+	}
+	out := make([]byte, 0, size+size/8)
+	out = append(out, b[:len(b)-1]...)
+	out = append(out, `,"sources":{`...)
+	for i, name := range slices.Sorted(maps.Keys(sources)) {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = appendJSONString(out, name)
+		out = append(out, ':')
+		out = appendJSONString(out, sources[name])
+	}
+	return append(out, "}}\n"...)
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 as U+FFFD, as json.Marshal
+// writes it (which also escapes <, > and &, which JSON does not need).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError || n != 1 {
+				i += n
+				continue
+			}
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\t':
+			b = append(b, '\\', 't')
+		case '\r':
+			b = append(b, '\\', 'r')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		i++
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// decodeGeneratedFile reads a record as it is written.
+func decodeGeneratedFile(data []byte) (generatedFile, error) {
+	var f generatedFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return f, fmt.Errorf("the record of generated listeners is damaged: %w", err)
+	}
+	if f.Version != generatedVersion {
+		return f, fmt.Errorf("the record of generated listeners has version %d, not %d", f.Version, generatedVersion)
+	}
+	return f, nil
 }
 
 // DecodeGenerated reads a record: the listeners of each site.
 func DecodeGenerated(data []byte) (map[string][]site.Listener, error) {
-	var f generatedFile
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("the record of generated listeners is damaged: %w", err)
-	}
-	if f.Version != generatedVersion {
-		return nil, fmt.Errorf("the record of generated listeners has version %d, not %d", f.Version, generatedVersion)
+	f, err := decodeGeneratedFile(data)
+	if err != nil {
+		return nil, err
 	}
 	out := make(map[string][]site.Listener, len(f.Sites))
 	for name, gs := range f.Sites {
@@ -94,10 +187,15 @@ func DecodeGenerated(data []byte) (map[string][]site.Listener, error) {
 // directory is created when its parent exists, as on a host where no
 // site has started yet; a state directory on a file system not mounted
 // yet is left alone.
+//
+// With the listeners it records the content of each site's file (Source)
+// whose units were generated from it, and keeps what it recorded before
+// for a site whose units come from a last good copy.
 func (st Store) WriteGenerated(sites []*site.Site) error {
 	path := st.paths().GeneratedListenersFile()
-	data := EncodeGenerated(sites)
-	if old, _, err := readBounded(path, maxGenerated); err == nil && bytes.Equal(old, data) {
+	old, _, oldErr := readBounded(path, maxGenerated)
+	data := EncodeGenerated(sites, st.sources(sites, old, oldErr))
+	if oldErr == nil && bytes.Equal(old, data) {
 		return nil
 	}
 	if _, err := os.Stat(st.Dir); errors.Is(err, fs.ErrNotExist) {
@@ -109,6 +207,62 @@ func (st Store) WriteGenerated(sites []*site.Site) error {
 		return fmt.Errorf("cannot record the generated listeners: %w", err)
 	}
 	return nil
+}
+
+// sources is the content WriteGenerated records of sites' files: each
+// site's own Source, or for a site whose units come from its last good
+// copy what the record before, data (unless readErr), kept; at most
+// maxSources bytes, by name.
+func (st Store) sources(sites []*site.Site, data []byte, readErr error) map[string]string {
+	// A copy's path ends so; a site file's (NAME.toml) never does.
+	copySuffix := "/" + path.Base(st.paths().LastGoodFile("x"))
+	own := func(s *site.Site) bool {
+		return s.Source != nil && (!strings.HasSuffix(s.File, copySuffix) || s.File != st.paths().LastGoodFile(s.Name))
+	}
+	byName := sites
+	if !slices.IsSortedFunc(sites, bySiteName) {
+		byName = slices.SortedFunc(slices.Values(sites), bySiteName)
+	}
+	out := make(map[string]string, len(sites))
+	var before map[string]string
+	decoded := false
+	total := 0
+	for _, s := range byName {
+		var src string
+		ok := own(s)
+		if ok {
+			src = string(s.Source)
+		} else {
+			if !decoded && readErr == nil {
+				f, _ := decodeGeneratedFile(data)
+				before, decoded = f.Sources, true
+			}
+			src, ok = before[s.Name]
+		}
+		if !ok || total+len(src) > maxSources {
+			continue
+		}
+		out[s.Name] = src
+		total += len(src)
+	}
+	return out
+}
+
+func bySiteName(a, b *site.Site) int { return strings.Compare(a.Name, b.Name) }
+
+// GeneratedSources is the content of each site's file as the generator
+// last generated its units from it (the record's Sources), by site name;
+// none when there is no record.
+func (st Store) GeneratedSources() (map[string]string, error) {
+	data, _, err := readBounded(st.paths().GeneratedListenersFile(), maxGenerated)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	f, err := decodeGeneratedFile(data)
+	return f.Sources, err
 }
 
 // readGenerated reads the record; none is an empty one.

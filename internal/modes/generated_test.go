@@ -1,9 +1,14 @@
 package modes
 
 import (
+	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sitectl/sitectl/internal/site"
 )
@@ -22,7 +27,7 @@ func parsedSite(t *testing.T, name, src string) *site.Site {
 func TestGeneratedRoundTrip(t *testing.T) {
 	web := parsedSite(t, "web", "exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\npath = \"/run/web.sock\"\nname = \"admin\"\n")
 	api := parsedSite(t, "api", "exec = [\"/bin/app\"]\n[[listen]]\naddress = \"[::]:9000\"\n")
-	got, err := DecodeGenerated(EncodeGenerated([]*site.Site{web, api}))
+	got, err := DecodeGenerated(EncodeGenerated([]*site.Site{web, api}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,5 +114,84 @@ func TestWriteGeneratedOnlyWhenItChanges(t *testing.T) {
 	}
 	if fi3, _ := os.Stat(path); os.SameFile(fi, fi3) {
 		t.Error("a changed record was not written")
+	}
+}
+
+// The record keeps the content of each file whose units the generator
+// wrote; for a site whose units come from its last good copy, the
+// content recorded before; nothing of a site gone; and no more than
+// maxSources in all, by name.
+func TestGeneratedSources(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	load := func(name, src string) *site.Site {
+		r := site.LoadBytes("/etc/sitectl/sites/"+name+".toml", name, []byte(src), nil)
+		if len(r.Sites) != 1 {
+			t.Fatal(r.Errors)
+		}
+		return r.Sites[0]
+	}
+	web1 := "exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"
+	api1 := "exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:9000\"\n"
+	if err := st.WriteGenerated([]*site.Site{load("web", web1), load("api", api1)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.GeneratedSources(); err != nil || len(got) != 2 || got["web"] != web1 || got["api"] != api1 {
+		t.Fatalf("sources %q, %v", got, err)
+	}
+	// web's file has a mistake: its units come from its copy, which
+	// says another version; api is gone.
+	copied := site.LoadCopy(st.paths().LastGoodFile("web"), "web", []byte("exec = [\"/bin/other\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n"))
+	if err := st.WriteGenerated(copied.Sites); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.GeneratedSources(); err != nil || len(got) != 1 || got["web"] != web1 {
+		t.Errorf("after web ran from its copy and api was removed: %q, %v; want web's file as recorded before", got, err)
+	}
+	// A record of a sitectl that kept no content has none.
+	if err := os.WriteFile(st.paths().GeneratedListenersFile(), []byte(`{"version":1,"sites":{"web":[]}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.GeneratedSources(); err != nil || len(got) != 0 {
+		t.Errorf("an older record: %q, %v", got, err)
+	}
+
+	big := strings.Repeat("#", maxSources/3-100) + "\n" + web1
+	sites := []*site.Site{load("d", big), load("c", big), load("a", big), load("b", big)}
+	got := st.sources(sites, nil, os.ErrNotExist)
+	if len(got) != 3 || got["a"] == "" || got["b"] == "" || got["c"] == "" {
+		t.Errorf("sources beyond the bound: kept %v; want a, b and c, by name", slices.Sorted(maps.Keys(got)))
+	}
+
+}
+
+// The record's sources, written by hand, read back as json reads them:
+// every byte that a site file can hold, and some it cannot.
+func TestAppendJSONString(t *testing.T) {
+	cases := []string{"", "plain", "quote \" and \\ backslash", "tab\tnew\nline\r\x00\x1f\x7f", "ünïcødé ☃ 𝄞", "<>&", "bad \xff utf-8 \xe2\x82", "\"\\\\\""}
+	for i := 0; i < 2000; i++ {
+		b := make([]byte, i%40)
+		for j := range b {
+			b[j] = byte((i*131 + j*17) % 256)
+		}
+		cases = append(cases, string(b))
+	}
+	for _, s := range cases {
+		var got string
+		enc := appendJSONString(nil, s)
+		if err := json.Unmarshal(enc, &got); err != nil {
+			t.Errorf("%q encoded as %s: %v", s, enc, err)
+			continue
+		}
+		if want := strings.ToValidUTF8(s, "\uFFFD"); got != want && !utf8.ValidString(s) {
+			// json replaces each invalid byte; ToValidUTF8 each run.
+			var viaJSON string
+			std, _ := json.Marshal(s)
+			_ = json.Unmarshal(std, &viaJSON)
+			if got != viaJSON {
+				t.Errorf("%q read back as %q; json.Marshal's reads back as %q", s, got, viaJSON)
+			}
+		} else if got != want {
+			t.Errorf("%q read back as %q", s, got)
+		}
 	}
 }

@@ -184,5 +184,7 @@ func ProbeSocket(n int) string { return "probe-" + strconv.Itoa(n) + ".sock" }
 // GeneratedListenersFile is the generator's record of the listeners it
 // gave each site's units at its last run (modes.Store.WriteGenerated):
 // where two site files claim a listener, the site whose units had it
-// keeps it, whether or not its service ever started.
+// keeps it, whether or not its service ever started. It also keeps the
+// content of each site file those units came from, which stands in for
+// the last good copy of a site that never started (modes.Store.GeneratedSources).
 func (d Dirs) GeneratedListenersFile() string { return path.Join(d.State, "generated-listeners.json") }

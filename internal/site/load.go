@@ -395,6 +395,7 @@ func load(file, name string, data []byte) (*Site, Errors) {
 	// A fraction of a microsecond for a site file, next to tens for
 	// parsing it.
 	s.Digest = Digest(data)
+	s.Source = data
 	if errs := resolveListeners(s); len(errs) > 0 {
 		return nil, errs
 	}

@@ -138,7 +138,12 @@ type Site struct {
 	// site file (the file has mistakes, or failed to start and is
 	// pinned), the Digest of the site file as it was then, for the stamp
 	// on those units (units.ParseStandIn); "" otherwise.
-	FileDigest  string
+	FileDigest string
+	// Source is the content the site was parsed from (set with Digest,
+	// by LoadDir, LoadFiles and LoadBytes): the generator records it, so
+	// that a site whose file later has mistakes, and that never started
+	// (prepare keeps a last good copy at each start), keeps its units.
+	Source      []byte
 	Description string
 
 	Exec        []string

@@ -426,7 +426,8 @@ func TestChangeNeedingARestartRestartsFully(t *testing.T) {
 }
 
 // Issue 12.1: a site with no last good copy yet (its service last started
-// under a sitectl that kept none) loses its units to a typo and a
+// under a sitectl that kept none, and the generator's record of its file
+// is gone too: a sitectl that recorded none) loses its units to a typo and a
 // daemon-reload, and systemd closes its socket ("not functional until
 // restarted") while the unit stays active. status says so before a crash
 // finds it. After the fix and the next daemon-reload, sitectl restart
@@ -440,7 +441,7 @@ func TestRestartAfterRecoveryWithoutACopy(t *testing.T) {
 	h.run("systemctl", "start", "site-shop.socket")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	getReply(t, url)
-	h.run("rm", "/var/lib/sitectl/sites/shop/last-good.toml")
+	h.run("rm", "/var/lib/sitectl/sites/shop/last-good.toml", "/var/lib/sitectl/generated-listeners.json")
 
 	h.run("sh", "-c", `echo 'drain_timout = "5s"' >> /etc/sitectl/sites/shop.toml`)
 	h.run("systemctl", "daemon-reload")
