@@ -180,3 +180,17 @@ func TestStatusNamesLocalChanges(t *testing.T) {
 		t.Errorf("status without local changes:\n%s", got)
 	}
 }
+
+// A mode status cannot tell says why, and never prints a blank.
+func TestStatusSaysWhyTheModeIsUnknown(t *testing.T) {
+	for state, want := range map[string]string{
+		"ok":      "mode: unknown: sitectl cannot read the site's state (see the warning above)\n",
+		"invalid": "mode: unknown: the site file has mistakes, and sitectl has no readable record of the site's mode\n",
+		"gone":    "mode: unknown: the site file is gone, and sitectl has no readable record of the site's mode\n",
+	} {
+		s := status.Site{Site: "karl", File: "/etc/sitectl/sites/karl.toml", SiteFile: status.FileState{State: state}, Unit: "site-karl.service", LoadState: "loaded"}
+		if got := printed(t, term.Style{}, s); !strings.Contains(got, want) {
+			t.Errorf("site file %s, no mode:\n%s\nwant %q", state, got, want)
+		}
+	}
+}

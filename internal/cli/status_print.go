@@ -120,9 +120,17 @@ func (e *env) printSiteFile(s status.Site, line func(string, string, ...any), mo
 func (e *env) printMode(s status.Site, line func(string, string, ...any)) {
 	const gone = "no longer in the site file"
 	if s.Mode == "" {
-		// Status.Gather could not read the site's state; its warning
-		// says why, and its hint what to do.
-		line("mode", "%s", e.style.Red("unknown")+": sitectl cannot read the site's state (see the warning above)")
+		// No default mode from a site file with mistakes and none
+		// recorded, or a state status.Gather could not read (its
+		// warning says why, and its hint what to do).
+		why := "sitectl cannot read the site's state (see the warning above)"
+		switch s.SiteFile.State {
+		case "invalid":
+			why = "the site file has mistakes, and sitectl has no readable record of the site's mode"
+		case "gone":
+			why = "the site file is gone, and sitectl has no readable record of the site's mode"
+		}
+		line("mode", "%s", e.style.Red("unknown")+": "+why)
 		return
 	}
 	mode := term.Escape(s.Mode)
