@@ -73,11 +73,18 @@ type Cause struct {
 }
 
 // Explain finds the cause of a failed start in journal lines: among the
-// app's own, not systemd's or sitectl's.
+// app's own, not systemd's or sitectl's, since systemd last said it starts
+// the service. What the app wrote before belongs to the run that a restart
+// stopped (a drain's last words), or to a start systemd tried before, and
+// is not why this one failed.
 func Explain(lines []string) Cause {
 	var app []string
 	for _, l := range lines {
-		if s := Split(l); !s.fromSystemd() && !s.fromSitectl() && strings.TrimSpace(s.Message) != "" {
+		s := Split(l)
+		switch {
+		case s.fromSystemd() && strings.HasPrefix(s.Message, "Starting "):
+			app = app[:0]
+		case !s.fromSystemd() && !s.fromSitectl() && strings.TrimSpace(s.Message) != "":
 			app = append(app, s.Message)
 		}
 	}

@@ -59,6 +59,22 @@ Nov 30 13:30:01.500000 host systemd[1]: site-api.service: Failed with result 'ex
 Nov 30 13:30:01.100001 host sitectl[9]:   File "<string>", line 1, in <module>
 Nov 30 13:30:01.100002 host sitectl[9]: OSError: [Errno 98] Address already in use`,
 			[]string{"OSError: [Errno 98] Address already in use"}, false, true},
+		// A restart: what the old run wrote as it drained, before
+		// systemd starts the new one, is not the new one's error; nor
+		// is an earlier attempt's.
+		{"not the stopped run's last words", `Nov 30 13:30:00.100000 host systemd[1]: Stopping site-api.service - api...
+Nov 30 13:30:00.100001 host site-api[7]: webapp: draining: received signal terminated
+Nov 30 13:30:00.100002 host site-api[7]: webapp: exited
+Nov 30 13:30:00.200000 host systemd[1]: Stopped site-api.service - api.
+Nov 30 13:30:00.300000 host systemd[1]: Starting site-api.service - api...
+Nov 30 13:30:03.300000 host systemd[1]: site-api.service: start operation timed out. Terminating.
+Nov 30 13:30:03.400000 host systemd[1]: site-api.service: Failed with result 'timeout'.`, nil, false, false},
+		{"the last attempt's", `Nov 30 13:30:00.300000 host systemd[1]: Starting site-api.service - api...
+Nov 30 13:30:00.400000 host site-api[8]: listen tcp 127.0.0.1:8080: bind: address already in use
+Nov 30 13:30:00.500000 host systemd[1]: site-api.service: Scheduled restart job, restart counter is at 1.
+Nov 30 13:30:00.600000 host systemd[1]: Starting site-api.service - api...
+Nov 30 13:30:00.700000 host site-api[9]: config: no such file
+Nov 30 13:30:00.800000 host systemd[1]: site-api.service: Failed with result 'exit-code'.`, []string{"config: no such file"}, false, false},
 		{"only systemd", "Nov 30 13:30:01.500000 host systemd[1]: site-x.service: Failed with result 'exit-code'.", nil, false, false},
 		// sitectl's own lines under the app's identifier: prepare's and
 		// the launcher's notices, the cleanup after the stop.

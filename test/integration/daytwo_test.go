@@ -730,3 +730,36 @@ func TestReadOnlyStateStillStarts(t *testing.T) {
 		t.Errorf("after the refused switch the site answers in mode %q", r.Mode)
 	}
 }
+
+// Nor is it what the run the restart stopped wrote as it drained: a start
+// that times out without a word has no app error, where the report had
+// given the old process's "draining" as the new one's.
+func TestFailedStartErrorIsNotTheStoppedRunsLastWords(t *testing.T) {
+	port := freePort(t)
+	// In mode hang the app hangs without a word.
+	site := strings.Replace(goSite(port, "start_timeout = \"2s\"\n"), `exec = ["/usr/local/bin/webapp"]`,
+		`exec = ["/bin/sh", "-c", "if [ \"$SITE_MODE\" = hang ]; then exec sleep 3600; fi; exec /usr/local/bin/webapp"]`, 1)
+	h := newHost(t, map[string]string{"ms": site + "\n[modes.hang]\n"})
+	h.run("systemctl", "start", "site-ms.socket")
+	getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	out, stderr, code := h.result("sitectl", "mode", "ms", "hang", "--json")
+	var rep struct {
+		Journal  []string `json:"journal"`
+		AppError []string `json:"app_error"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 4 {
+		t.Fatalf("sitectl mode ms hang --json: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	journal := strings.Join(rep.Journal, "\n")
+	if !strings.Contains(journal, "webapp: draining") || !strings.Contains(journal, "timed out") {
+		t.Fatalf("the journal of the failed start has no drain of the old run, or no time-out: the case is not the one tested:\n%s", journal)
+	}
+	for _, l := range rep.AppError {
+		if strings.Contains(l, "draining") {
+			t.Errorf("app_error has the stopped run's line %q: %q", l, rep.AppError)
+		}
+	}
+	if len(rep.AppError) != 0 {
+		t.Errorf("app_error %q; want none: the new run wrote nothing", rep.AppError)
+	}
+}
