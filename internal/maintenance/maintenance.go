@@ -42,10 +42,8 @@ const defaultPage = `<!doctype html>
 </html>
 `
 
-// maxPageSize bounds the maintenance page file. A page is a few kilobytes
-// (its images are static files); the bound keeps a mistake (a log file, a
-// symlink to /dev/zero) from costing every site in maintenance its memory.
-const maxPageSize = 1 << 20
+// maxPageSize bounds the maintenance page file (site.MaxPageSize).
+const maxPageSize = site.MaxPageSize
 
 // Timeouts and limits of the server's connections. Every client of the
 // maintenance page is a stranger, and none may hold a goroutine and a

@@ -17,6 +17,13 @@ import (
 // the generator and every sitectl verb their memory.
 const MaxFileSize = 1 << 20
 
+// MaxPageSize bounds a maintenance mode's page file. A page is a few
+// kilobytes (its images are static files); the bound keeps a mistake (a
+// log file, a symlink to /dev/zero) from costing every site in
+// maintenance its memory. The maintenance server refuses a larger one,
+// and sitectl check and a switch say so before.
+const MaxPageSize = 1 << 20
+
 // ReadFile is the one way sitectl reads a site file: the generator, check,
 // units render, every verb that loads one site, and the state service all
 // come through here. It refuses anything that is not a regular file (a

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/procfs"
+	"github.com/sitectl/sitectl/internal/site"
 	"golang.org/x/sys/unix"
 )
 
@@ -183,7 +184,14 @@ func (h Host) workdirProblem(wd string, id *identity) string {
 // served, or "": the maintenance server reads it as it starts and does
 // not start without it.
 func (h Host) pageProblem(page string) string {
-	return h.pathProblem(page, "the maintenance page", false, "the maintenance server would not start")
+	const then = "the maintenance server would not start"
+	if msg := h.pathProblem(page, "the maintenance page", false, then); msg != "" || page == "" {
+		return msg
+	}
+	if fi, err := h.Stat(page); err == nil && fi.Size() > site.MaxPageSize {
+		return fmt.Sprintf("the maintenance page %s is %d bytes long, and a maintenance page may have at most %d bytes (1 MiB): %s", page, fi.Size(), site.MaxPageSize, then)
+	}
+	return ""
 }
 
 // staticDirProblem is pageProblem for a maintenance mode's static_dir.

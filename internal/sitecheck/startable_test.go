@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"testing/fstest"
+
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 func TestStartable(t *testing.T) {
@@ -17,6 +19,8 @@ func TestStartable(t *testing.T) {
 		"usr/bin/data":          {Mode: 0o644},
 		"srv/karl":              {Mode: fs.ModeDir | 0o755},
 		"srv/file":              {Mode: 0o644},
+		"srv/page-max.html":     {Mode: 0o644, Data: make([]byte, site.MaxPageSize)},
+		"srv/page-big.html":     {Mode: 0o644, Data: make([]byte, site.MaxPageSize+1)},
 		"srv/venv/bin/gunicorn": {Mode: 0o755, Data: []byte("#!/srv/venv/bin/python3\nimport sys\n")},
 		"srv/old/bin/gunicorn":  {Mode: 0o755, Data: []byte("#!/usr/bin/python3.9 -u\n")},
 		"srv/venv/bin/python3":  {Mode: 0o755, Data: []byte("\x7fELF")},
@@ -64,6 +68,9 @@ func TestStartable(t *testing.T) {
 		{"maintenance page and static_dir missing", host, Start{Page: "/srv/karl/down.html", StaticDir: "/srv/file"},
 			[]string{"the maintenance page /srv/karl/down.html does not exist: the maintenance server would not start",
 				"the static_dir /srv/file is not a directory: the maintenance server would not start"}},
+		{"a maintenance page of 1 MiB", host, Start{Page: "/srv/page-max.html"}, nil},
+		{"a maintenance page over 1 MiB", host, Start{Page: "/srv/page-big.html"},
+			[]string{"the maintenance page /srv/page-big.html is 1048577 bytes long, and a maintenance page may have at most 1048576 bytes (1 MiB): the maintenance server would not start"}},
 		// Doubt is no reason: a path sitectl may not search, a user from a
 		// source sitectl cannot ask.
 		{"cannot tell", secret, Start{Program: "/usr/bin/gunicornn", User: "ldap-user", WorkingDirectory: "/srv/x", Paths: []Needed{{"ReadWritePaths=", "/srv/x"}}}, nil},

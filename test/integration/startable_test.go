@@ -494,7 +494,11 @@ func TestMaintenancePageThatIsNotThereKeepsTheSiteServing(t *testing.T) {
 	if err := siteAnswers(url, "normal"); err != nil {
 		t.Errorf("after the refused switch: %v", err)
 	}
-	h.run("sh", "-c", "mkdir -p /srv/down && echo '<h1>down for maintenance</h1>' > /srv/down/index.html")
+	// Nor one the maintenance server refuses: over 1 MiB (a log file
+	// named by mistake), which it had rolled back from.
+	h.run("sh", "-c", "mkdir -p /srv/down && head -c 1048577 /dev/zero > /srv/down/index.html")
+	refusedChangingNothing(h, []string{"mode", "shop", "down"}, "the maintenance page /srv/down/index.html", "is 1048577 bytes long, and a maintenance page may have at most 1048576 bytes")
+	h.run("sh", "-c", "echo '<h1>down for maintenance</h1>' > /srv/down/index.html")
 	if out, stderr, code := h.result("sitectl", "mode", "shop", "down"); code != 0 {
 		t.Fatalf("sitectl mode shop down with the page in place: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
 	}
