@@ -98,7 +98,7 @@ type FileState struct {
 	// changed into what is invalid.
 	InvalidSince *time.Time  `json:"invalid_since" doc:"when the invalid file was last changed; null when it is valid"`
 	Errors       []FileError `json:"errors" doc:"the file's mistakes, as sitectl check reports them"`
-	LastGood     bool        `json:"last_good" doc:"the file is invalid and the site runs the last good version of it (kept by sitectl when the service last started)"`
+	LastGood     bool        `json:"last_good" doc:"the file is invalid and the site runs the last good version of it (kept by sitectl when the service last started; for a site that never started, the version its units were last generated from)"`
 	// Pinned: the file is valid, but failed to start as it is, and a
 	// rollback pinned the site to the version it ran before (modes.Pin).
 	Pinned *Pinned `json:"pinned" doc:"the file, as it is, failed to start, and a rollback pinned the site to the version of it that the site ran before, until the file changes; null otherwise"`
