@@ -6,13 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"os"
-	"path"
 	"slices"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/sitectl/sitectl/internal/atomicfile"
 	"github.com/sitectl/sitectl/internal/site"
@@ -61,7 +58,7 @@ type generated struct {
 // the generator writes, and of sources, the content of their files by
 // site name.
 func EncodeGenerated(sites []*site.Site, sources map[string]string) []byte {
-	f := generatedFile{Version: generatedVersion, Sites: make(map[string][]generated, len(sites))}
+	f := generatedFile{Version: generatedVersion, Sites: make(map[string][]generated, len(sites)), Sources: sources}
 	for _, s := range sites {
 		ls := make([]generated, 0, len(s.Listeners))
 		for _, l := range s.Listeners {
@@ -74,75 +71,7 @@ func EncodeGenerated(sites []*site.Site, sources map[string]string) []byte {
 		f.Sites[s.Name] = ls
 	}
 	b, _ := json.Marshal(f) // maps of strings: it cannot fail
-	if len(sources) == 0 {
-		return append(b, '\n')
-	}
-	// The sources, a megabyte or more on a host of 10,000 sites, are
-	// written here rather than by json.Marshal, which took three times
-	// as long over a map that large (BenchmarkWriteGenerated), in the
-	// same form: keys in byte order, so that a record that says the
-	// same is the same bytes.
-	size := len(b) + 16
-	for name, src := range sources {
-		size += len(name) + len(src) + 8
-	}
-	out := make([]byte, 0, size+size/8)
-	out = append(out, b[:len(b)-1]...)
-	out = append(out, `,"sources":{`...)
-	for i, name := range slices.Sorted(maps.Keys(sources)) {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = appendJSONString(out, name)
-		out = append(out, ':')
-		out = appendJSONString(out, sources[name])
-	}
-	return append(out, "}}\n"...)
-}
-
-// appendJSONString appends s as a JSON string: quotes, backslashes and
-// control characters escaped, invalid UTF-8 as U+FFFD, as json.Marshal
-// writes it (which also escapes <, > and &, which JSON does not need).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c >= utf8.RuneSelf {
-			r, n := utf8.DecodeRuneInString(s[i:])
-			if r != utf8.RuneError || n != 1 {
-				i += n
-				continue
-			}
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\t':
-			b = append(b, '\\', 't')
-		case '\r':
-			b = append(b, '\\', 'r')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		i++
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return append(b, '\n')
 }
 
 // decodeGeneratedFile reads a record as it is written.
@@ -214,11 +143,6 @@ func (st Store) WriteGenerated(sites []*site.Site) error {
 // copy what the record before, data (unless readErr), kept; at most
 // maxSources bytes, by name.
 func (st Store) sources(sites []*site.Site, data []byte, readErr error) map[string]string {
-	// A copy's path ends so; a site file's (NAME.toml) never does.
-	copySuffix := "/" + path.Base(st.paths().LastGoodFile("x"))
-	own := func(s *site.Site) bool {
-		return s.Source != nil && (!strings.HasSuffix(s.File, copySuffix) || s.File != st.paths().LastGoodFile(s.Name))
-	}
 	byName := sites
 	if !slices.IsSortedFunc(sites, bySiteName) {
 		byName = slices.SortedFunc(slices.Values(sites), bySiteName)
@@ -229,7 +153,7 @@ func (st Store) sources(sites []*site.Site, data []byte, readErr error) map[stri
 	total := 0
 	for _, s := range byName {
 		var src string
-		ok := own(s)
+		ok := s.Source != nil && s.File != st.paths().LastGoodFile(s.Name)
 		if ok {
 			src = string(s.Source)
 		} else {

@@ -1,14 +1,12 @@
 package modes
 
 import (
-	"encoding/json"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/sitectl/sitectl/internal/site"
 )
@@ -162,36 +160,4 @@ func TestGeneratedSources(t *testing.T) {
 		t.Errorf("sources beyond the bound: kept %v; want a, b and c, by name", slices.Sorted(maps.Keys(got)))
 	}
 
-}
-
-// The record's sources, written by hand, read back as json reads them:
-// every byte that a site file can hold, and some it cannot.
-func TestAppendJSONString(t *testing.T) {
-	cases := []string{"", "plain", "quote \" and \\ backslash", "tab\tnew\nline\r\x00\x1f\x7f", "ünïcødé ☃ 𝄞", "<>&", "bad \xff utf-8 \xe2\x82", "\"\\\\\""}
-	for i := 0; i < 2000; i++ {
-		b := make([]byte, i%40)
-		for j := range b {
-			b[j] = byte((i*131 + j*17) % 256)
-		}
-		cases = append(cases, string(b))
-	}
-	for _, s := range cases {
-		var got string
-		enc := appendJSONString(nil, s)
-		if err := json.Unmarshal(enc, &got); err != nil {
-			t.Errorf("%q encoded as %s: %v", s, enc, err)
-			continue
-		}
-		if want := strings.ToValidUTF8(s, "\uFFFD"); got != want && !utf8.ValidString(s) {
-			// json replaces each invalid byte; ToValidUTF8 each run.
-			var viaJSON string
-			std, _ := json.Marshal(s)
-			_ = json.Unmarshal(std, &viaJSON)
-			if got != viaJSON {
-				t.Errorf("%q read back as %q; json.Marshal's reads back as %q", s, got, viaJSON)
-			}
-		} else if got != want {
-			t.Errorf("%q read back as %q", s, got)
-		}
-	}
 }
