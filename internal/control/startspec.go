@@ -64,6 +64,12 @@ type StartSpec struct {
 	// path in its namespace may be on another mount than on the host's.
 	NoExecPaths []string
 	MountsOver  bool
+	// PrivateTmp, ProtectHome and Inaccessible (InaccessiblePaths= as
+	// systemd has them, with their prefixes) are the settings that hide
+	// host paths from the unit's processes (units.Hides).
+	PrivateTmp   bool
+	ProtectHome  string
+	Inaccessible []string
 }
 
 // Command is a program a start runs besides the app's, and the setting
@@ -109,7 +115,10 @@ func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error)
 		{serviceIface, "ReadOnlyPaths", func(v dbus.Variant) { spec.Paths = append(spec.Paths, namespacePaths("ReadOnlyPaths=", v.Value())...) }},
 		{serviceIface, "InaccessiblePaths", func(v dbus.Variant) {
 			spec.Paths = append(spec.Paths, namespacePaths("InaccessiblePaths=", v.Value())...)
+			spec.Inaccessible, _ = v.Value().([]string)
 		}},
+		{serviceIface, "PrivateTmp", func(v dbus.Variant) { spec.PrivateTmp, _ = v.Value().(bool) }},
+		{serviceIface, "ProtectHome", func(v dbus.Variant) { spec.ProtectHome, _ = v.Value().(string) }},
 		// The Ex forms (systemd 243) keep the prefixes: a "+" command runs
 		// as root, which the plain forms do not tell.
 		{serviceIface, "ExecStartPreEx", func(v dbus.Variant) { spec.Commands = append(spec.Commands, mustRun("ExecStartPre=", v.Value())...) }},

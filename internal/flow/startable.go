@@ -67,7 +67,7 @@ func startFix(problem string, spec control.StartSpec, unit, stale string) string
 	case strings.HasPrefix(problem, typeProblem):
 		fix = "take that Type= out, then `systemctl daemon-reload`; `systemctl revert " + unit + "` takes out every local change of the unit"
 	case sitecheck.NoAccess(problem):
-		fix = "give the site's user what it lacks on the path named (chmod o+x, or a group of the user's with g+x), or run the site as a user that has it, then restart again"
+		fix = "give the site's user what it lacks on the path named (chmod o+x on a directory it must search or a program it runs, o+r on a file it reads, or the same for a group of the user's), or run the site as a user that has it, then restart again"
 	case sitecheck.KernelRefuses(problem):
 		fix = "fix the program named (a #! line first, with no byte order mark before it) or its mount (exec), or name another program in the site file, then `systemctl daemon-reload`"
 		if len(spec.DropIns) > 0 || Shadows(spec.Fragment) {
@@ -172,10 +172,26 @@ func launches(argv []string, name string) bool {
 // (DynamicUser=), or one that CAP_DAC_OVERRIDE or CAP_DAC_READ_SEARCH lets
 // past the files' permissions.
 func runAs(spec control.StartSpec) *sitecheck.RunAs {
-	if spec.DynamicUser || spec.User == "" || spec.AmbientCapabilities&(1<<capDACOverride|1<<capDACReadSearch) != 0 {
+	switch {
+	case spec.AmbientCapabilities&(1<<capDACOverride|1<<capDACReadSearch) != 0:
+		return nil
+	case spec.DynamicUser:
+		return &sitecheck.RunAs{Dynamic: true, SupplementaryGroups: spec.SupplementaryGroups}
+	case spec.User == "":
 		return nil
 	}
 	return &sitecheck.RunAs{User: spec.User, Group: spec.Group, SupplementaryGroups: spec.SupplementaryGroups}
+}
+
+// hiddenBy are the host's paths that a unit, as systemd has it loaded,
+// hides from its processes.
+func hiddenBy(spec control.StartSpec) []units.Hidden {
+	var out []units.Hidden
+	if spec.PrivateTmp {
+		out = append(out, units.Hides("PrivateTmp", []string{"yes"})...)
+	}
+	out = append(out, units.Hides("ProtectHome", []string{spec.ProtectHome})...)
+	return append(out, units.Hides("InaccessiblePaths", spec.Inaccessible)...)
 }
 
 // The capabilities that let a process past files' permissions (linux/capability.h).
@@ -214,6 +230,7 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 		st.User, st.Group = spec.User, spec.Group
 	}
 	st.RunAs = runAs(spec)
+	st.Hidden = hiddenBy(spec)
 	st.SupplementaryGroups = spec.SupplementaryGroups
 	if !spec.WorkingDirectoryOptional {
 		st.WorkingDirectory = spec.WorkingDirectory

@@ -321,7 +321,8 @@ func TestProgramTheUserCannotReachIsRefused(t *testing.T) {
 	}
 	files := fstest.MapFS{".": root(fs.ModeDir | 0o755), "srv": root(fs.ModeDir | 0o755), "srv/karl": root(fs.ModeDir | 0o700),
 		"srv/karl/app": root(0o755), "usr": root(fs.ModeDir | 0o755), "usr/bin": root(fs.ModeDir | 0o755), "usr/bin/app": root(0o755),
-		"usr/local": root(fs.ModeDir | 0o755), "usr/local/bin": root(fs.ModeDir | 0o755), "usr/local/bin/hook": root(0o700)}
+		"usr/local": root(fs.ModeDir | 0o755), "usr/local/bin": root(fs.ModeDir | 0o755), "usr/local/bin/hook": root(0o700),
+		"root": root(fs.ModeDir | 0o755), "root/app": root(0o755)}
 	host := &sitecheck.Host{
 		Stat: func(p string) (fs.FileInfo, error) {
 			if p = strings.TrimPrefix(p, "/"); p == "" {
@@ -355,7 +356,14 @@ func TestProgramTheUserCannotReachIsRefused(t *testing.T) {
 		}, ""},
 		{"root", func(s *control.StartSpec) { s.User, s.Argv = "root", launchArgv("/srv/karl/app") }, ""},
 		{"no user", func(s *control.StartSpec) { s.User, s.Argv = "", launchArgv("/srv/karl/app") }, ""},
-		{"dynamic user", func(s *control.StartSpec) { s.DynamicUser, s.Argv = true, launchArgv("/srv/karl/app") }, ""},
+		{"dynamic user", func(s *control.StartSpec) { s.DynamicUser, s.Argv = true, launchArgv("/srv/karl/app") },
+			`the program /srv/karl/app cannot be run by the site's dynamic user (DynamicUser=yes): /srv/karl is mode 0700 owned by root:root: the start would fail`},
+		{"dynamic user, a program anyone may run", func(s *control.StartSpec) { s.User, s.DynamicUser = "", true }, ""},
+		{"a program the unit hides", func(s *control.StartSpec) { s.ProtectHome, s.Argv = "yes", launchArgv("/root/app") },
+			`the program /root/app lies under /root, which the site's unit hides from its processes (ProtectHome=yes): the start would fail`},
+		{"a program the unit hides, read-only", func(s *control.StartSpec) { s.ProtectHome, s.Argv = "read-only", launchArgv("/root/app") }, ""},
+		{"a program in a directory InaccessiblePaths= names", func(s *control.StartSpec) { s.Inaccessible = []string{"-/usr/bin"} },
+			`the program /usr/bin/app lies under /usr/bin, which the site's unit hides from its processes (InaccessiblePaths=-/usr/bin)`},
 		{"CAP_DAC_READ_SEARCH", func(s *control.StartSpec) {
 			s.AmbientCapabilities, s.WorkingDirectory = 1<<capDACReadSearch, "/srv/karl"
 		}, ""},

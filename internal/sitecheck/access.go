@@ -22,22 +22,43 @@ import (
 type RunAs struct {
 	// User is User=; Group is Group= ("": the user's own).
 	User, Group string
+	// Dynamic: systemd makes the user up at each start (DynamicUser=),
+	// with a uid and group of their own from its dynamic range, which
+	// no file outside that range belongs to; User and Group are not
+	// looked up.
+	Dynamic bool
 	// SupplementaryGroups are SupplementaryGroups=.
 	SupplementaryGroups []string
 }
 
 // Phrases of the problems of a user's access, for NoAccess.
 const (
-	cannotRun   = "cannot be run by user"
-	cannotEnter = "cannot be entered by user"
+	cannotRun   = "cannot be run by "
+	cannotEnter = "cannot be entered by "
+	cannotRead  = "cannot be read by "
 )
 
 // NoAccess tells whether a problem Startable found is one of a user's
-// access to a program or directory (which a chmod fixes, not the site
-// file).
+// access to a program, directory or file (which a chmod fixes, not the
+// site file).
 func NoAccess(problem string) bool {
-	return strings.Contains(problem, cannotRun) || strings.Contains(problem, cannotEnter)
+	return strings.Contains(problem, cannotRun) || strings.Contains(problem, cannotEnter) || strings.Contains(problem, cannotRead)
 }
+
+// systemd's range of dynamic users and groups (DYNAMIC_UID_MIN and
+// DYNAMIC_UID_MAX): a file owned by one of them may be the dynamic
+// user's own (a RuntimeDirectory=, a StateDirectory=), which cannot be
+// told before the start.
+const (
+	dynamicMin = 61184
+	dynamicMax = 65519
+)
+
+// dynamicPrivate are the directories under which systemd keeps a
+// dynamic user's StateDirectory=, CacheDirectory= and LogsDirectory=
+// (mode 0700, root's): the unit's namespace makes them reachable for
+// it, the host's modes do not tell.
+var dynamicPrivate = []string{"/var/lib/private", "/var/cache/private", "/var/log/private"}
 
 // KernelRefuses tells whether a problem Startable found is one of a
 // program the kernel would not run whoever asked (its format, a noexec
@@ -52,11 +73,12 @@ func KernelRefuses(problem string) bool {
 // the group file lists it in, SupplementaryGroups=). A group too many
 // only grants more, so that a doubt never becomes a refusal.
 type identity struct {
-	name  string
-	uid   uint32
-	gids  []uint32
-	users map[uint32]string // uid to name, for messages
-	grps  map[uint32]string // gid to name, for messages
+	name    string
+	dynamic bool // name is not looked up: see RunAs.Dynamic
+	uid     uint32
+	gids    []uint32
+	users   map[uint32]string // uid to name, for messages
+	grps    map[uint32]string // gid to name, for messages
 }
 
 // identity resolves r from the host's account files, or says that it
@@ -65,7 +87,7 @@ type identity struct {
 // not in them, or root, whom the kernel lets search and run anything
 // with an x bit.
 func (h Host) identity(r *RunAs) (*identity, bool) {
-	if r == nil || r.User == "" || numeric(r.User) || h.Accounts == nil {
+	if r == nil || !r.Dynamic && (r.User == "" || numeric(r.User)) || h.Accounts == nil {
 		return nil, false
 	}
 	passwd, group, err := h.Accounts()
@@ -74,6 +96,12 @@ func (h Host) identity(r *RunAs) (*identity, bool) {
 	}
 	id := &identity{name: r.User, users: map[uint32]string{}, grps: map[uint32]string{}}
 	found := false
+	if r.Dynamic {
+		// No file outside the dynamic range is the user's (denies), nor
+		// any group's but SupplementaryGroups'.
+		id.dynamic, id.uid, found = true, dynamicMax, true
+		r = &RunAs{SupplementaryGroups: r.SupplementaryGroups}
+	}
 	for _, f := range entries(passwd, 4) {
 		uid, err1 := strconv.ParseUint(f[2], 10, 32)
 		gid, err2 := strconv.ParseUint(f[3], 10, 32)
@@ -83,7 +111,7 @@ func (h Host) identity(r *RunAs) (*identity, bool) {
 		if _, ok := id.users[uint32(uid)]; !ok {
 			id.users[uint32(uid)] = f[0]
 		}
-		if f[0] == r.User && !found {
+		if !found && f[0] == r.User {
 			found = true
 			id.uid = uint32(uid)
 			id.gids = append(id.gids, uint32(gid))
@@ -104,7 +132,7 @@ func (h Host) identity(r *RunAs) (*identity, bool) {
 		if _, ok := id.grps[uint32(gid)]; !ok {
 			id.grps[uint32(gid)] = f[0]
 		}
-		if slices.Contains(strings.Split(f[3], ","), r.User) {
+		if r.User != "" && slices.Contains(strings.Split(f[3], ","), r.User) {
 			id.gids = append(id.gids, uint32(gid))
 		}
 	}
@@ -128,6 +156,14 @@ func (h Host) identity(r *RunAs) (*identity, bool) {
 	return id, true
 }
 
+// who names the user in a problem: user "shop", or the dynamic one.
+func (id *identity) who() string {
+	if id.dynamic {
+		return "the site's dynamic user (DynamicUser=yes)"
+	}
+	return fmt.Sprintf("user %q", id.name)
+}
+
 // entries are the lines of a passwd or group file split at ":", those
 // with at least n fields.
 func entries(data []byte, n int) [][]string {
@@ -144,6 +180,19 @@ func entries(data []byte, n int) [][]string {
 // a program, or enter it as a directory): a directory on its way that it
 // may not search, or p itself, as "DIR is mode 0700 owned by root:root",
 // or "" when it can or that cannot be told.
+func (h Host) blocked(id *identity, p string) string {
+	return h.denied(id, p, 0o1)
+}
+
+// unreadable is blocked for reading p (its r bit): a maintenance page,
+// or a static directory the server opens.
+func (h Host) unreadable(id *identity, p string) string {
+	return h.denied(id, p, 0o4)
+}
+
+// denied says why id surely cannot reach p, searching every directory on
+// its way, and use p itself as want says (0o1: its x bit, 0o4: its r
+// bit), or "".
 //
 // Symlinks: the kernel searches each directory it looks a name up in.
 // For each leading part of p (/srv, /srv/shop, ... p) resolved with its
@@ -152,7 +201,7 @@ func entries(data []byte, n int) [][]string {
 // ones checked. The directories a link's target names on the way to
 // where it ends are not all among them, which misses a refusal, never
 // makes one up.
-func (h Host) blocked(id *identity, p string) string {
+func (h Host) denied(id *identity, p string, want fs.FileMode) string {
 	if id == nil || h.ModeDecides == nil || h.EvalSymlinks == nil || !strings.HasPrefix(p, "/") {
 		return ""
 	}
@@ -173,12 +222,19 @@ func (h Host) blocked(id *identity, p string) string {
 			}
 			real = r
 		}
+		if id.dynamic && slices.ContainsFunc(dynamicPrivate, func(d string) bool { return real == d || strings.HasPrefix(real, d+"/") }) {
+			return ""
+		}
 		for _, d := range lineage(real) {
-			if seen[d] {
+			bit := fs.FileMode(0o1)
+			if part == p && d == real {
+				bit = want
+			}
+			if seen[d] && bit == 0o1 {
 				continue
 			}
 			seen[d] = true
-			if why := h.denies(id, d); why != "" {
+			if why := h.denies(id, d, bit); why != "" {
 				return why
 			}
 		}
@@ -197,11 +253,12 @@ func lineage(p string) []string {
 	return out
 }
 
-// denies says why id surely may not search directory d, or run file d
-// (its x bit for the user, its group or others), or "": it may, or a
-// failed stat, an ACL or a filesystem that decides for itself leaves it
-// unknown.
-func (h Host) denies(id *identity, d string) string {
+// denies says why id surely may not use d as bit says (0o1: search a
+// directory or run a file, 0o4: read it), by the bit for the user, its
+// group or others, or "": it may, or a failed stat, an ACL, a filesystem
+// that decides for itself or (for a dynamic user) an owner in the
+// dynamic range leaves it unknown.
+func (h Host) denies(id *identity, d string, bit fs.FileMode) string {
 	fi, err := h.Stat(d)
 	if err != nil {
 		return ""
@@ -210,15 +267,15 @@ func (h Host) denies(id *identity, d string) string {
 	if !ok {
 		return ""
 	}
+	if id.dynamic && (inDynamicRange(uid) || inDynamicRange(gid)) {
+		return ""
+	}
 	perm := fi.Mode().Perm()
-	var bit fs.FileMode
 	switch {
-	case uid == id.uid:
-		bit = 0o100
+	case !id.dynamic && uid == id.uid:
+		bit <<= 6
 	case slices.Contains(id.gids, gid):
-		bit = 0o010
-	default:
-		bit = 0o001
+		bit <<= 3
 	}
 	if perm&bit != 0 {
 		return ""
@@ -228,6 +285,8 @@ func (h Host) denies(id *identity, d string) string {
 	}
 	return fmt.Sprintf("%s is mode %04o owned by %s:%s", d, perm, nameOf(id.users, uid), nameOf(id.grps, gid))
 }
+
+func inDynamicRange(id uint32) bool { return id >= dynamicMin && id <= dynamicMax }
 
 func nameOf(names map[uint32]string, id uint32) string {
 	if n, ok := names[id]; ok {

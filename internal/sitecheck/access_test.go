@@ -169,6 +169,110 @@ func TestStartableAccess(t *testing.T) {
 	})
 }
 
+// A site without user runs as one systemd makes up at each start
+// (DynamicUser=yes, the default), who is neither the owner nor in the
+// group of any file outside systemd's dynamic range: only the other bits
+// count for it. What may be its own (owned by a uid or gid in the
+// range, under the directories of its StateDirectory= and the like) is
+// no reason; nor is any of it for a unit whose capabilities override
+// the modes (RunAs nil).
+func TestStartableAccessOfADynamicUser(t *testing.T) {
+	const dir = fs.ModeDir
+	files := fstest.MapFS{
+		".":                     owned(dir|0o755, 0, 0, ""),
+		"srv":                   owned(dir|0o755, 0, 0, ""),
+		"srv/locked":            owned(dir|0o700, 0, 0, ""),
+		"srv/locked/app":        owned(0o755, 0, 0, ""),
+		"srv/group":             owned(dir|0o750, 0, 1500, ""),
+		"srv/group/app":         owned(0o755, 0, 0, ""),
+		"srv/others":            owned(dir|0o711, 1001, 1001, ""),
+		"srv/others/app":        owned(0o701, 1001, 1001, ""),
+		"srv/www":               owned(dir|0o755, 0, 0, ""),
+		"srv/www/secret.html":   owned(0o600, 0, 0, "<h1>down</h1>"),
+		"srv/www/group.html":    owned(0o640, 0, 1500, "<h1>down</h1>"),
+		"srv/www/index.html":    owned(0o644, 0, 0, "<h1>down</h1>"),
+		"srv/www/static":        owned(dir|0o711, 0, 0, ""),
+		"srv/www/open":          owned(dir|0o755, 0, 0, ""),
+		"srv/closed":            owned(dir|0o700, 0, 0, ""),
+		"srv/closed/index.html": owned(0o644, 0, 0, ""),
+		"srv/dyn":               owned(dir|0o700, 61190, 61190, ""),
+		"srv/dyn/app":           owned(0o700, 61190, 61190, ""),
+		"var/lib/private":       owned(dir|0o700, 0, 0, ""),
+		"var/lib/private/shop":  owned(dir|0o755, 0, 0, ""),
+	}
+	host := accessHost(files, map[string]string{"/var/lib/shop": "/var/lib/private/shop"})
+	dyn := &RunAs{Dynamic: true}
+	const who = "the site's dynamic user (DynamicUser=yes)"
+	checkStartable(t, []startableCase{
+		{"a directory on the way only root may search", host, Start{Program: "/srv/locked/app", RunAs: dyn},
+			[]string{`the program /srv/locked/app cannot be run by ` + who + `: /srv/locked is mode 0700 owned by root:root: the start would fail`}},
+		{"a group's directory", host, Start{Program: "/srv/group/app", RunAs: dyn},
+			[]string{`the program /srv/group/app cannot be run by ` + who + `: /srv/group is mode 0750 owned by root:deploy`}},
+		{"the group's, with SupplementaryGroups=", host, Start{Program: "/srv/group/app", RunAs: &RunAs{Dynamic: true, SupplementaryGroups: []string{"deploy"}}}, nil},
+		{"others may search and run", host, Start{Program: "/srv/others/app", WorkingDirectory: "/srv/others", RunAs: dyn}, nil},
+		{"a working directory only root may search", host, Start{WorkingDirectory: "/srv/locked", RunAs: dyn},
+			[]string{`the working directory /srv/locked cannot be entered by ` + who + `: /srv/locked is mode 0700 owned by root:root: the start would fail with 200/CHDIR`}},
+		{"owned by a dynamic uid: maybe its own", host, Start{Program: "/srv/dyn/app", WorkingDirectory: "/srv/dyn", RunAs: dyn}, nil},
+		{"its StateDirectory=, under /var/lib/private", host, Start{WorkingDirectory: "/var/lib/shop", Page: "/var/lib/private/shop", RunAs: dyn},
+			[]string{"the maintenance page /var/lib/private/shop is not a regular file: the maintenance server would not start"}},
+		{"capabilities that override the modes", host, Start{Program: "/srv/locked/app", Page: "/srv/www/secret.html"}, nil},
+		{"a page anyone may read", host, Start{Page: "/srv/www/index.html", StaticDir: "/srv/www/open", RunAs: dyn}, nil},
+		{"a page only root may read", host, Start{Page: "/srv/www/secret.html", RunAs: dyn},
+			[]string{`the maintenance page /srv/www/secret.html cannot be read by ` + who + `: /srv/www/secret.html is mode 0600 owned by root:root: the maintenance server would not start`}},
+		{"a page of a group it is not in", host, Start{Page: "/srv/www/group.html", RunAs: dyn},
+			[]string{`the maintenance page /srv/www/group.html cannot be read by ` + who + `: /srv/www/group.html is mode 0640 owned by root:deploy`}},
+		{"a page of a group it is in", host, Start{Page: "/srv/www/group.html", RunAs: &RunAs{Dynamic: true, SupplementaryGroups: []string{"deploy"}}}, nil},
+		{"a page in a directory it may not search", host, Start{Page: "/srv/closed/index.html", RunAs: dyn},
+			[]string{`the maintenance page /srv/closed/index.html cannot be read by ` + who + `: /srv/closed is mode 0700 owned by root:root`}},
+		{"a static_dir it may search but not read", host, Start{StaticDir: "/srv/www/static", RunAs: dyn},
+			[]string{`the static_dir /srv/www/static cannot be read by ` + who + `: /srv/www/static is mode 0711 owned by root:root: the maintenance server would not start`}},
+		{"a page a named user may read as its owner", host, Start{Page: "/srv/others/app", RunAs: &RunAs{User: "shop"}}, nil},
+		{"a page a named user may not read", host, Start{Page: "/srv/www/secret.html", RunAs: &RunAs{User: "shop"}},
+			[]string{`the maintenance page /srv/www/secret.html cannot be read by user "shop": /srv/www/secret.html is mode 0600 owned by root:root`}},
+	})
+}
+
+// What the unit hides from its processes (PrivateTmp=, ProtectHome=,
+// InaccessiblePaths=) is not there for them, whatever the host has
+// there: a program, working directory, page or static_dir under it
+// refuses the start, as written or through a symlink. A unit that
+// mounts something of its own (MountsOver) may put it back: no reason.
+func TestStartableHidden(t *testing.T) {
+	const dir = fs.ModeDir
+	files := fstest.MapFS{
+		".":                   owned(dir|0o755, 0, 0, ""),
+		"root":                owned(dir|0o755, 0, 0, ""),
+		"root/down.html":      owned(0o644, 0, 0, "<h1>down</h1>"),
+		"root/app":            owned(0o755, 0, 0, ""),
+		"tmp":                 owned(dir|0o777, 0, 0, ""),
+		"tmp/static":          owned(dir|0o755, 0, 0, ""),
+		"srv":                 owned(dir|0o755, 0, 0, ""),
+		"srv/www":             owned(dir|0o755, 0, 0, ""),
+		"srv/www/index.html":  owned(0o644, 0, 0, ""),
+		"home":                owned(dir|0o755, 0, 0, ""),
+		"home/ann":            owned(dir|0o755, 0, 0, ""),
+		"home/ann/index.html": owned(0o644, 0, 0, ""),
+	}
+	host := accessHost(files, map[string]string{"/srv/page.html": "/home/ann/index.html"})
+	hidden := append(units.Hides("PrivateTmp", []string{"yes"}), units.Hides("ProtectHome", []string{"yes"})...)
+	hidden = append(hidden, units.Hides("InaccessiblePaths", []string{"-/srv/www"})...)
+	checkStartable(t, []startableCase{
+		{"a page in root's home", host, Start{Page: "/root/down.html", Hidden: hidden},
+			[]string{"the maintenance page /root/down.html lies under /root, which the site's unit hides from its processes (ProtectHome=yes): the maintenance server would not start"}},
+		{"a static_dir in /tmp", host, Start{StaticDir: "/tmp/static", Hidden: hidden},
+			[]string{"the static_dir /tmp/static lies under /tmp, which the site's unit hides from its processes (PrivateTmp=yes): the maintenance server would not start"}},
+		{"InaccessiblePaths=", host, Start{Page: "/srv/www/index.html", Hidden: hidden},
+			[]string{"the maintenance page /srv/www/index.html lies under /srv/www, which the site's unit hides from its processes (InaccessiblePaths=-/srv/www)"}},
+		{"through a symlink", host, Start{Page: "/srv/page.html", Hidden: hidden},
+			[]string{"the maintenance page /srv/page.html lies under /home, which the site's unit hides from its processes (ProtectHome=yes)"}},
+		{"a program and working directory", host, Start{Program: "/root/app", WorkingDirectory: "/root", Hidden: hidden},
+			[]string{"the program /root/app lies under /root, which the site's unit hides from its processes (ProtectHome=yes): the start would fail",
+				"the working directory /root lies under /root, which the site's unit hides from its processes (ProtectHome=yes): the start would fail with 200/CHDIR"}},
+		{"a mount of the unit's own", host, Start{Page: "/root/down.html", Program: "/root/app", Hidden: hidden, MountsOver: true}, nil},
+		{"nothing hidden", host, Start{Page: "/root/down.html", StaticDir: "/tmp/static"}, nil},
+	})
+}
+
 func TestIdentity(t *testing.T) {
 	h := accessHost(nil, nil)
 	id, ok := h.identity(&RunAs{User: "karl", Group: "media", SupplementaryGroups: []string{"shop"}})
@@ -220,15 +324,17 @@ func TestModeDecidesOnThisHost(t *testing.T) {
 }
 
 // sitectl check warns of the same for the site file's user: its exec,
-// its cleanup hooks (run as the user at each stop) and its workdir. A
-// site without user (a dynamic one) is not checked so.
+// its cleanup hooks (run as the user at each stop), its workdir and its
+// modes' pages and static directories. A site without user is checked as
+// the dynamic user systemd makes up for it.
 func TestWarningsOfTheUsersAccess(t *testing.T) {
 	files := fstest.MapFS{
-		".":              owned(fs.ModeDir|0o755, 0, 0, ""),
-		"srv":            owned(fs.ModeDir|0o755, 0, 0, ""),
-		"srv/closed":     owned(fs.ModeDir|0o700, 0, 0, ""),
-		"srv/closed/app": owned(0o755, 0, 0, ""),
-		"srv/closed/www": owned(fs.ModeDir|0o755, 0, 0, ""),
+		".":                    owned(fs.ModeDir|0o755, 0, 0, ""),
+		"srv":                  owned(fs.ModeDir|0o755, 0, 0, ""),
+		"srv/closed":           owned(fs.ModeDir|0o700, 0, 0, ""),
+		"srv/closed/app":       owned(0o755, 0, 0, ""),
+		"srv/closed/www":       owned(fs.ModeDir|0o755, 0, 0, ""),
+		"srv/closed/down.html": owned(0o644, 0, 0, ""),
 	}
 	host := accessHost(files, nil)
 	const rest = "exec = [\"/srv/closed/app\"]\nworkdir = \"/srv/closed/www\"\ncleanup = [[\"/srv/closed/app\"]]\n[[listen]]\naddress = \"127.0.0.1:1\"\n"
@@ -250,9 +356,25 @@ func TestWarningsOfTheUsersAccess(t *testing.T) {
 			t.Errorf("warning %q, want it to end with %q", got[i], w)
 		}
 	}
-	s, data = parse(t, rest)
-	if w := Warnings(host, s, data, 0o640, units.Options{}); len(w) != 0 {
-		t.Errorf("a site of a dynamic user: %v", w)
+	s, data = parse(t, rest+"[modes.down]\nserve = \"maintenance\"\npage = \"/srv/closed/down.html\"\n")
+	got = nil
+	for _, w := range Warnings(host, s, data, 0o640, units.Options{}) {
+		got = append(got, w.Error())
+	}
+	const who = "the site's dynamic user (DynamicUser=yes)"
+	want = []string{
+		`1:9: warning: exec: the program /srv/closed/app cannot be run by ` + who + `: /srv/closed is mode 0700 owned by root:root: the start would fail`,
+		`3:13: warning: cleanup[0]: the program /srv/closed/app cannot be run by ` + who + `: /srv/closed is mode 0700 owned by root:root: the hook would fail at every stop`,
+		`2:1: warning: workdir: the working directory /srv/closed/www cannot be entered by ` + who + `: /srv/closed is mode 0700 owned by root:root: the start would fail with 200/CHDIR`,
+		`8:8: warning: modes.down.page: the maintenance page /srv/closed/down.html cannot be read by ` + who + `: /srv/closed is mode 0700 owned by root:root: the maintenance server would not start: a switch to mode down would fail`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("a site of a dynamic user: warnings %q, want %d", got, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasSuffix(got[i], w) {
+			t.Errorf("warning %q, want it to end with %q", got[i], w)
+		}
 	}
 }
 

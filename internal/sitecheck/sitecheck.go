@@ -115,12 +115,14 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 		out = append(out, &site.Error{File: s.File, Line: pos.Line, Col: pos.Col, Msg: "warning: " + fmt.Sprintf(format, args...)})
 	}
 	hidden := units.HiddenPaths(s, opts)
-	// The site's user (none: a dynamic one, not checked) runs the app
-	// and its cleanup hooks, and systemd enters its workdir as it.
-	var id *identity
-	if s.User != "" {
-		id, _ = h.identity(&RunAs{User: s.User, Group: s.Group})
+	// The site's user (none: a dynamic one) runs the app, its cleanup
+	// hooks and the maintenance server, and systemd enters its workdir
+	// as it.
+	runAs := &RunAs{User: s.User, Group: s.Group}
+	if s.User == "" {
+		runAs = &RunAs{Dynamic: true}
 	}
+	id, _ := h.identity(runAs)
 	if msg := h.program(s.Exec[0], id); msg != "" {
 		warn(at("exec", 0), "exec: the program %s %s", s.Exec[0], msg)
 	}
@@ -161,7 +163,7 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 		}
 	}
 	for _, m := range s.Modes {
-		for _, c := range []struct{ key, msg string }{{"page", h.pageProblem(m.Page)}, {"static_dir", h.staticDirProblem(m.StaticDir)}} {
+		for _, c := range []struct{ key, msg string }{{"page", h.pageProblem(m.Page, id, hidden)}, {"static_dir", h.staticDirProblem(m.StaticDir, id, hidden)}} {
 			if c.msg == "" {
 				continue
 			}
@@ -329,7 +331,8 @@ func (h Host) program(p string, id *identity) string {
 // symlinks resolved.
 func (h Host) under(p string, hidden []units.Hidden) (units.Hidden, bool) {
 	candidates := []string{p}
-	if r, err := h.EvalSymlinks(p); err == nil && r != p {
+	if h.EvalSymlinks == nil {
+	} else if r, err := h.EvalSymlinks(p); err == nil && r != p {
 		candidates = append(candidates, r)
 	}
 	for _, c := range candidates {

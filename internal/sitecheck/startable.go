@@ -17,6 +17,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/procfs"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/units"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,10 +46,15 @@ type Start struct {
 	// must succeed (ExecStartPre=, ExecStartPost= without "-").
 	Commands []Command
 	// RunAs is the user the app and the Commands AsUser run as, whose
-	// access to the programs and the working directory is checked; nil:
-	// not checked (root, a user made up at each start, or one whose
+	// access to the programs, the working directory, the page and the
+	// static directory is checked; nil: not checked (root, or one whose
 	// capabilities override the files' permissions).
 	RunAs *RunAs
+	// Hidden are the host's paths the unit hides from its processes
+	// (units.Hides): the program, working directory, page or static
+	// directory under one is not there for them. Not checked when
+	// MountsOver: a mount of the unit's own may put it back.
+	Hidden []units.Hidden
 	// Page and StaticDir are a maintenance mode's page file and static
 	// directory, which the maintenance server opens as it starts ("":
 	// none).
@@ -94,12 +100,22 @@ func Startable(h Host, st Start) []string {
 	var out []string
 	id, _ := h.identity(st.RunAs)
 	ns := namespace{noExec: st.NoExecPaths, unsure: st.MountsOver}
+	var hidden []units.Hidden
+	if !st.MountsOver {
+		hidden = st.Hidden
+	}
 	if st.Program != "" {
 		if msg, sure := h.programProblem(st.Program, id, ns); msg != "" && sure {
 			out = append(out, fmt.Sprintf("the program %s %s", st.Program, msg))
+		} else if msg := h.hiddenProblem(st.Program, "the program", hidden, "the start would fail"); msg != "" {
+			out = append(out, msg)
 		}
 	}
-	for _, msg := range []string{h.accountProblem("passwd", st.User), h.accountProblem("group", st.Group), h.workdirProblem(st.WorkingDirectory, id)} {
+	wd := st.WorkingDirectory
+	if wd == "~" {
+		wd = ""
+	}
+	for _, msg := range []string{h.accountProblem("passwd", st.User), h.accountProblem("group", st.Group), h.workdirProblem(st.WorkingDirectory, id), h.hiddenProblem(wd, "the working directory", hidden, "the start would fail with 200/CHDIR")} {
 		if msg != "" {
 			out = append(out, msg)
 		}
@@ -133,10 +149,10 @@ func Startable(h Host, st Start) []string {
 			}
 		}
 	}
-	if msg := h.pageProblem(st.Page); msg != "" {
+	if msg := h.pageProblem(st.Page, id, hidden); msg != "" {
 		out = append(out, msg)
 	}
-	if msg := h.staticDirProblem(st.StaticDir); msg != "" {
+	if msg := h.staticDirProblem(st.StaticDir, id, hidden); msg != "" {
 		out = append(out, msg)
 	}
 	for _, p := range st.Paths {
@@ -175,28 +191,59 @@ func (h Host) workdirProblem(wd string, id *identity) string {
 	}
 	// systemd enters it as the user, after it changed to the user.
 	if why := h.blocked(id, wd); why != "" {
-		return fmt.Sprintf("the working directory %s %s %q: %s: the start would fail with 200/CHDIR", wd, cannotEnter, id.name, why)
+		return fmt.Sprintf("the working directory %s %s%s: %s: the start would fail with 200/CHDIR", wd, cannotEnter, id.who(), why)
 	}
 	return ""
 }
 
 // pageProblem says that a maintenance mode's page file surely cannot be
-// served, or "": the maintenance server reads it as it starts and does
-// not start without it.
-func (h Host) pageProblem(page string) string {
-	const then = "the maintenance server would not start"
-	if msg := h.pathProblem(page, "the maintenance page", false, then); msg != "" || page == "" {
+// served, or "": the maintenance server reads it as it starts, as user id
+// (nil: not checked) and without the paths hidden, and does not start
+// without it.
+func (h Host) pageProblem(page string, id *identity, hidden []units.Hidden) string {
+	const what, then = "the maintenance page", "the maintenance server would not start"
+	if msg := h.pathProblem(page, what, false, then); msg != "" || page == "" {
 		return msg
 	}
 	if fi, err := h.Stat(page); err == nil && fi.Size() > site.MaxPageSize {
 		return fmt.Sprintf("the maintenance page %s is %d bytes long, and a maintenance page may have at most %d bytes (1 MiB): %s", page, fi.Size(), site.MaxPageSize, then)
 	}
+	return h.reachProblem(page, what, id, hidden, then)
+}
+
+// staticDirProblem is pageProblem for a maintenance mode's static_dir,
+// which the server opens (reads) as it starts.
+func (h Host) staticDirProblem(dir string, id *identity, hidden []units.Hidden) string {
+	const what, then = "the static_dir", "the maintenance server would not start"
+	if msg := h.pathProblem(dir, what, true, then); msg != "" || dir == "" {
+		return msg
+	}
+	return h.reachProblem(dir, what, id, hidden, then)
+}
+
+// reachProblem says that path p, named what, which a service's process
+// reads, is hidden from it or that user id may not read it, and then
+// what, or "".
+func (h Host) reachProblem(p, what string, id *identity, hidden []units.Hidden, then string) string {
+	if msg := h.hiddenProblem(p, what, hidden, then); msg != "" {
+		return msg
+	}
+	if why := h.unreadable(id, p); why != "" {
+		return fmt.Sprintf("%s %s %s%s: %s: %s", what, p, cannotRead, id.who(), why, then)
+	}
 	return ""
 }
 
-// staticDirProblem is pageProblem for a maintenance mode's static_dir.
-func (h Host) staticDirProblem(dir string) string {
-	return h.pathProblem(dir, "the static_dir", true, "the maintenance server would not start")
+// hiddenProblem says that path p, named what, lies under a path the
+// unit hides from its processes, and then what, or "".
+func (h Host) hiddenProblem(p, what string, hidden []units.Hidden, then string) string {
+	if p == "" {
+		return ""
+	}
+	if hd, ok := h.under(p, hidden); ok {
+		return fmt.Sprintf("%s %s lies under %s, which the site's unit hides from its processes (%s): %s", what, p, hd.Path, hd.Directive, then)
+	}
+	return ""
 }
 
 // pathProblem says that path, named what, surely does not exist or is
@@ -243,7 +290,7 @@ func (h Host) runnable(p string, id *identity, ns namespace, then string, depth 
 		// all the same (one that the host as any user sees it, Public,
 		// does not look into).
 		if why := h.blocked(id, p); why != "" {
-			return fmt.Sprintf("%s %q: %s: %s", cannotRun, id.name, why, then), true
+			return fmt.Sprintf("%s%s: %s: %s", cannotRun, id.who(), why, then), true
 		}
 		return fmt.Sprintf("cannot be checked: %v", err), false
 	case !fi.Mode().IsRegular():
@@ -252,7 +299,7 @@ func (h Host) runnable(p string, id *identity, ns namespace, then string, depth 
 		return fmt.Sprintf("is not executable (mode %04o): %s", fi.Mode().Perm(), then), true
 	}
 	if why := h.blocked(id, p); why != "" {
-		return fmt.Sprintf("%s %q: %s: %s", cannotRun, id.name, why, then), true
+		return fmt.Sprintf("%s%s: %s: %s", cannotRun, id.who(), why, then), true
 	}
 	if why := h.noExec(p, ns); why != "" {
 		return why + ": " + then, true

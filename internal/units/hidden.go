@@ -32,16 +32,27 @@ func HiddenPaths(s *site.Site, opts Options) []Hidden {
 
 // hiddenBy is what one directive hides.
 func hiddenBy(e entry) []Hidden {
-	value := strings.Join(e.meant(), " ")
+	return Hides(e.key, e.meant())
+}
+
+// Hides is what a service's setting key, with the values systemd reads
+// (a list's items, as systemd's bus gives them too), hides from its
+// processes: PrivateTmp= and ProtectHome= (yes or tmpfs) the host's
+// directories they replace, InaccessiblePaths= its paths, with their "-"
+// and "+" prefixes taken off.
+func Hides(key string, values []string) []Hidden {
+	value := strings.Join(values, " ")
 	switch {
-	case e.key == "PrivateTmp" && value == "yes":
-		return hide(e.key+"=yes", "/tmp", "/var/tmp")
-	case e.key == "ProtectHome" && (value == "yes" || value == "tmpfs"):
-		return hide(e.key+"="+value, "/home", "/root", "/run/user")
-	case e.key == "InaccessiblePaths":
+	case key == "PrivateTmp" && value == "yes":
+		return hide(key+"=yes", "/tmp", "/var/tmp")
+	case key == "ProtectHome" && (value == "yes" || value == "tmpfs"):
+		return hide(key+"="+value, "/home", "/root", "/run/user")
+	case key == "InaccessiblePaths":
 		var out []Hidden
-		for _, p := range e.want {
-			out = append(out, Hidden{Path: strings.TrimLeft(p, "-+"), Directive: "InaccessiblePaths=" + p})
+		for _, p := range values {
+			if path := strings.TrimLeft(p, "-+"); path != "" {
+				out = append(out, Hidden{Path: path, Directive: "InaccessiblePaths=" + p})
+			}
 		}
 		return out
 	}
