@@ -214,6 +214,9 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 		}
 	}
 	gunicornPreset(s, root, at, warn)
+	if word, i := detaches(s); word != "" {
+		warn(at("exec", i), "exec: %s makes %s fork into the background and end its first process: systemd takes that for a failed start, so every start of the site would fail and be rolled back; take it out, systemd runs the app in the background itself", word, filepath.Base(s.Exec[0]))
+	}
 	if s.SettleTime >= LongestSettle {
 		warn(at("settle_time", -1), "settle_time %s is not shorter than %s, the part of the longest timeout of a change (%s) that it keeps for a rollback, which must outlast the settle time: sitectl mode, restart, reload and rollback would refuse every change of this site whatever its --timeout; make it shorter than %s", s.SettleTime, LongestSettle, site.MaxDuration, LongestSettle)
 	}
@@ -266,6 +269,27 @@ func gunicornPreset(s *site.Site, root *tomlpos.Value, at func(string, int) toml
 			return
 		}
 	}
+}
+
+// detaches finds the word of a site's exec line that makes its server
+// daemonize (gunicorn's -D and --daemon, or an abbreviation argparse
+// takes; uWSGI's -d, --daemonize and --daemonize2), and its index in
+// s.Exec; "" and -1 when there is none.
+func detaches(s *site.Site) (string, int) {
+	prog := filepath.Base(s.Exec[0])
+	gunicorn := prog == "gunicorn" || s.Server == site.ServerGunicorn
+	uwsgi := strings.HasPrefix(prog, "uwsgi") || s.Server == site.ServerUWSGI
+	for i, a := range s.Exec[1:] {
+		opt, _, _ := strings.Cut(a, "=")
+		switch {
+		case gunicorn && (a == "-D" || len(a) >= len("--da") && strings.HasPrefix("--daemon", a)),
+			uwsgi && (a == "-d" || opt == "--daemonize" || opt == "--daemonize2"):
+			return a, i + 1
+		case a == "--":
+			return "", -1
+		}
+	}
+	return "", -1
 }
 
 // namesConfig says whether a word of gunicorn's command line names its
