@@ -354,6 +354,7 @@ func (u Unit) MainExit() string {
 const (
 	unitIface    = "org.freedesktop.systemd1.Unit"
 	serviceIface = "org.freedesktop.systemd1.Service"
+	socketIface  = "org.freedesktop.systemd1.Socket"
 )
 
 // Units reads the state of every unit matching the patterns: one

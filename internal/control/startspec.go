@@ -158,6 +158,17 @@ func (m *Manager) StartSpec(ctx context.Context, unit string) (StartSpec, error)
 	return spec, nil
 }
 
+// SocketOwner reads the user and group that systemd makes socket unit's
+// file system sockets belong to (SocketUser= and SocketGroup=, "" when
+// not set), which it resolves each time it starts the unit.
+func (m *Manager) SocketOwner(ctx context.Context, unit string) (user, group string, err error) {
+	err = m.getProps(ctx, unit, []unitProp{
+		{socketIface, "SocketUser", func(v dbus.Variant) { user, _ = v.Value().(string) }},
+		{socketIface, "SocketGroup", func(v dbus.Variant) { group, _ = v.Value().(string) }},
+	})
+	return user, group, err
+}
+
 // unitProp is one property of a unit to read, and what to do with it.
 type unitProp struct {
 	iface, name string

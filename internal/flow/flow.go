@@ -359,6 +359,12 @@ type switchRun struct {
 	// socketsUp last saw them: a site file put in place since the last
 	// daemon-reload.
 	unloadedSockets []string
+	// idleSockets are the site's loaded socket units that are not
+	// active, as socketsUp last saw them: a restart starts them (the
+	// service requires them). lostHolders are the active ones
+	// checkSockets found holding no socket for a listener, which the
+	// restart restarts (reopenSockets).
+	idleSockets, lostHolders []string
 	// interrupted: Env.Interrupt cut the bringing up short; the site
 	// file did not fail, so the rollback does not go back to the version
 	// the site ran before.
@@ -592,6 +598,9 @@ func (sw *switchRun) plan(ctx context.Context) error {
 		}
 	}
 	if !sw.overlapped {
+		if err := sw.ownable(ctx, append(slices.Clone(sw.lostHolders), sw.idleSockets...)); err != nil {
+			return err
+		}
 		stale, err := sw.e.startable(ctx, sw.s, sw.mode)
 		if err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sitecheck"
 	"github.com/sitectl/sitectl/internal/sockheld"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -221,8 +222,67 @@ func (sw *switchRun) checkSockets(ctx context.Context) error {
 	if err := sw.bindable(ctx, lost); err != nil {
 		return err
 	}
-	sw.socketsLost = true
+	sw.socketsLost, sw.lostHolders = true, holders
 	return nil
+}
+
+// socketOwners reads a socket unit's SocketUser= and SocketGroup=
+// (control.Manager.SocketOwner).
+type socketOwners interface {
+	SocketOwner(ctx context.Context, unit string) (user, group string, err error)
+}
+
+// ownable refuses, before anything is stopped, a restart that must start
+// or restart socket units (those idle, which the service's start starts,
+// and those that lost a listener) that systemd could not start: one
+// whose unix sockets are to belong to a user or group (a listener's
+// owner or group: SocketUser=, SocketGroup=) that does not exist on this
+// host. The socket unit would fail (217/USER) after the service was
+// stopped, and the service's start with it.
+func (sw *switchRun) ownable(ctx context.Context, sockets []string) error {
+	problems, err := sw.e.ownerProblems(ctx, sockets)
+	if err != nil || len(problems) == 0 {
+		return err
+	}
+	texts := make([]string, len(problems))
+	for i, p := range problems {
+		texts[i] = p.text
+	}
+	return fmt.Errorf("site %s: the restart must start %s, and systemd could not start it: %s; a restart would stop the site first; nothing was done (fix the listener's owner or group in the site file, then `systemctl daemon-reload`): %w",
+		sw.s.Name, strings.Join(sockets, " and "), strings.Join(texts, "; "), ErrCannotStart)
+}
+
+// ownerProblem is a socket unit's SocketUser= or SocketGroup= that does
+// not exist on the host, in words.
+type ownerProblem struct{ socket, text string }
+
+// ownerProblems reads the SocketUser= and SocketGroup= of each socket
+// unit as systemd has it loaded, and says which name a user or group
+// that surely does not exist on this host; none when systemd's units
+// cannot tell (a fake without socketOwners).
+func (e *Env) ownerProblems(ctx context.Context, sockets []string) ([]ownerProblem, error) {
+	r, ok := e.Systemd.(socketOwners)
+	if !ok {
+		return nil, nil
+	}
+	host := sitecheck.OS
+	if e.Host != nil {
+		host = *e.Host
+	}
+	var out []ownerProblem
+	for _, name := range sockets {
+		user, group, err := r.SocketOwner(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if host.Missing("passwd", user) {
+			out = append(out, ownerProblem{name, fmt.Sprintf("user %q (SocketUser= of %s) does not exist on this host", user, name)})
+		}
+		if host.Missing("group", group) {
+			out = append(out, ownerProblem{name, fmt.Sprintf("group %q (SocketGroup= of %s) does not exist on this host", group, name)})
+		}
+	}
+	return out, nil
 }
 
 // bindable refuses, before anything is stopped, a change whose lost

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/sitecheck"
 	"github.com/sitectl/sitectl/internal/sockheld"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -400,5 +402,65 @@ func TestSiteWithoutUnitsIsRefusedWithTheDaemonReload(t *testing.T) {
 	}
 	if st, _ := e.Store.ReadState("karl"); len(st.History) != 0 || st.Pending != nil {
 		t.Errorf("recorded: %+v", st)
+	}
+}
+
+// ownerSystemd is a fake whose socket units' sockets belong to user and
+// group.
+type ownerSystemd struct {
+	*fakeSystemd
+	user, group string
+}
+
+func (o *ownerSystemd) SocketOwner(_ context.Context, unit string) (string, string, error) {
+	return o.user, o.group, nil
+}
+
+// A lost listener whose socket unit systemd could not start, its unix
+// sockets to belong to a user or group the host does not have (a
+// listener's owner named by mistake), would fail the socket unit's
+// restart after the service was stopped: the change is refused first,
+// nothing stopped or recorded, saying which and how to fix it. Users the
+// host has, or none, go ahead.
+func TestSocketOfAnOwnerTheHostLacksIsRefusedBeforeAnythingStops(t *testing.T) {
+	e, f := newEnv(t)
+	s := testSite(t)
+	e.SocketsMissing = lostUntilReopened(f, "127.0.0.1:8080")
+	known := map[string]bool{"www-data": true}
+	e.Host = &sitecheck.Host{LookupName: func(db, name string) (bool, error) { return known[name], nil }}
+	e.Systemd = &ownerSystemd{fakeSystemd: f, user: "nginx", group: "www-data"}
+	rep, err := Restart(context.Background(), e, s, time.Minute)
+	if !errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), `the restart must start site-karl.socket, and systemd could not start it: user "nginx" (SocketUser= of site-karl.socket) does not exist on this host;`) ||
+		!strings.Contains(err.Error(), "nothing was done") || !strings.Contains(err.Error(), "fix the listener's owner or group in the site file") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(f.restarts)+len(f.stops)+len(f.socketRestarts) != 0 || rep.Changed {
+		t.Errorf("something was done: restarts %v, stops %v, socket restarts %v, report %+v", f.restarts, f.stops, f.socketRestarts, rep)
+	}
+	if p, err := StartProblems(context.Background(), e, s, "normal"); err != nil || len(p) != 1 || p[0] != `user "nginx" (SocketUser= of site-karl.socket) does not exist on this host: systemd could not start site-karl.socket` {
+		t.Errorf("StartProblems: %q, %v", p, err)
+	}
+	e.Systemd = &ownerSystemd{fakeSystemd: f, user: "www-data", group: "nogroup"}
+	if _, err := Restart(context.Background(), e, s, time.Minute); !errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), `group "nogroup" (SocketGroup= of site-karl.socket) does not exist`) {
+		t.Errorf("a group the host lacks: %v", err)
+	}
+	e.Systemd = &ownerSystemd{fakeSystemd: f, user: "www-data"}
+	if _, err := Restart(context.Background(), e, s, time.Minute); err != nil || len(f.socketRestarts) != 1 {
+		t.Errorf("with an owner the host has: %v, socket restarts %v", err, f.socketRestarts)
+	}
+
+	// A socket unit that is not active (a listener of a new name, whose
+	// unit the last daemon-reload added): the service's start would
+	// start it, and fail with it.
+	e, f = newEnv(t)
+	e.Host = &sitecheck.Host{LookupName: func(db, name string) (bool, error) { return known[name], nil }}
+	e.Systemd = &ownerSystemd{fakeSystemd: f, user: "nginx"}
+	f.sockets = control.Unit{LoadState: "loaded", ActiveState: "inactive", SubState: "dead"}
+	rep, err = Restart(context.Background(), e, s, time.Minute)
+	if !errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), `the restart must start site-karl.socket, and systemd could not start it: user "nginx" (SocketUser= of site-karl.socket)`) {
+		t.Errorf("an idle socket unit: %v", err)
+	}
+	if len(f.restarts)+len(f.stops)+len(f.socketRestarts) != 0 || rep.Changed {
+		t.Errorf("an idle socket unit: something was done: restarts %v, stops %v, socket restarts %v, report %+v", f.restarts, f.stops, f.socketRestarts, rep)
 	}
 }

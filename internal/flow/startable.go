@@ -265,7 +265,19 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 // tests.
 func StartProblems(ctx context.Context, e *Env, s *site.Site, cur string) ([]string, error) {
 	problems, _, err := e.startProblems(ctx, s, modeOrApp(s, cur))
-	return problems, err
+	if err != nil {
+		return nil, err
+	}
+	// Its socket units too, which a boot or `sitectl enable` starts
+	// (a restart only those not listening: ownable).
+	owners, err := e.ownerProblems(ctx, units.SocketNames(s))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range owners {
+		problems = append(problems, p.text+": systemd could not start "+p.socket)
+	}
+	return problems, nil
 }
 
 // modeOrApp is mode cur of site s, or a mode that runs the app when s has

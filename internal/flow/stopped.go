@@ -25,13 +25,17 @@ func (sw *switchRun) socketsUp(ctx context.Context) (bool, string, error) {
 	if err != nil {
 		return false, "", err
 	}
-	sw.maskedSockets, sw.unloadedSockets = sw.maskedSockets[:0], sw.unloadedSockets[:0]
+	sw.maskedSockets, sw.unloadedSockets, sw.idleSockets = sw.maskedSockets[:0], sw.unloadedSockets[:0], sw.idleSockets[:0]
 	for _, u := range states {
 		switch u.LoadState {
 		case "masked":
 			sw.maskedSockets = append(sw.maskedSockets, u.Name)
 		case "not-found":
 			sw.unloadedSockets = append(sw.unloadedSockets, u.Name)
+		case "loaded":
+			if u.ActiveState != "active" {
+				sw.idleSockets = append(sw.idleSockets, u.Name)
+			}
 		}
 	}
 	for _, u := range states {

@@ -150,6 +150,20 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 	if msg := h.accountProblem("group", s.Group); msg != "" {
 		warn(at("group", -1), "%s", msg)
 	}
+	for i, l := range s.Listeners {
+		for _, a := range []struct{ key, db, name, what string }{{"owner", "passwd", l.Owner, "user"}, {"group", "group", l.Group, "group"}} {
+			if !h.Missing(a.db, a.name) {
+				continue
+			}
+			pos := at("listen", i)
+			if v := root.Get("listen"); v != nil && i < len(v.Items) {
+				if o := v.Items[i].Get(a.key); o != nil {
+					pos = o.Pos
+				}
+			}
+			warn(pos, "listen[%d].%s: %s %q does not exist on this host: systemd could not start %s, and the site would not listen on %s", i, a.key, a.what, a.name, units.SocketNameOf(s, l), l.Endpoint())
+		}
+	}
 	if msg := h.workdirProblem(s.Workdir, id); msg != "" {
 		warn(at("workdir", -1), "workdir: %s", msg)
 	}

@@ -165,6 +165,12 @@ func Startable(h Host, st Start) []string {
 	return out
 }
 
+// Missing tells whether a user (db "passwd") or group (db "group") surely
+// does not exist on the host: not "", not a number, and not known to NSS.
+func (h Host) Missing(db, name string) bool {
+	return h.accountProblem(db, name) != ""
+}
+
 // accountProblem says that a user (db "passwd") or group (db "group")
 // surely does not exist, or "".
 func (h Host) accountProblem(db, name string) string {
