@@ -76,15 +76,20 @@ type Cause struct {
 // app's own, not systemd's or sitectl's, since systemd last said it starts
 // the service. What the app wrote before belongs to the run that a restart
 // stopped (a drain's last words), or to a start systemd tried before, and
-// is not why this one failed.
+// is not why this one failed; nor, when systemd stopped the service and
+// never started it again (a socket unit it requires failed), is what the
+// stopped run wrote after systemd said it stops it.
 func Explain(lines []string) Cause {
 	var app []string
+	stopping := false // since systemd said it stops the service
 	for _, l := range lines {
 		s := Split(l)
 		switch {
 		case s.fromSystemd() && strings.HasPrefix(s.Message, "Starting "):
-			app = app[:0]
-		case !s.fromSystemd() && !s.fromSitectl() && strings.TrimSpace(s.Message) != "":
+			app, stopping = app[:0], false
+		case s.fromSystemd() && strings.HasPrefix(s.Message, "Stopping "):
+			app, stopping = app[:0], true
+		case !stopping && !s.fromSystemd() && !s.fromSitectl() && strings.TrimSpace(s.Message) != "":
 			app = append(app, s.Message)
 		}
 	}

@@ -69,6 +69,11 @@ Nov 30 13:30:00.200000 host systemd[1]: Stopped site-api.service - api.
 Nov 30 13:30:00.300000 host systemd[1]: Starting site-api.service - api...
 Nov 30 13:30:03.300000 host systemd[1]: site-api.service: start operation timed out. Terminating.
 Nov 30 13:30:03.400000 host systemd[1]: site-api.service: Failed with result 'timeout'.`, nil, false, false},
+		{"a start that never began: not the stopped run's", `Nov 30 13:30:00.100000 host systemd[1]: Stopping site-api.service - api...
+Nov 30 13:30:00.100001 host site-api[7]: [INFO] Worker exiting (pid: 7)
+Nov 30 13:30:00.100002 host site-api[6]: [INFO] Shutting down: Master
+Nov 30 13:30:00.200000 host systemd[1]: Stopped site-api.service - api.
+Nov 30 13:30:00.300000 host systemd[1]: Dependency failed for site-api.service - api.`, nil, false, false},
 		{"the last attempt's", `Nov 30 13:30:00.300000 host systemd[1]: Starting site-api.service - api...
 Nov 30 13:30:00.400000 host site-api[8]: listen tcp 127.0.0.1:8080: bind: address already in use
 Nov 30 13:30:00.500000 host systemd[1]: site-api.service: Scheduled restart job, restart counter is at 1.
