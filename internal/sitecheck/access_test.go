@@ -268,6 +268,8 @@ func TestStartableHidden(t *testing.T) {
 		{"a program and working directory", host, Start{Program: "/root/app", WorkingDirectory: "/root", Hidden: hidden},
 			[]string{"the program /root/app lies under /root, which the site's unit hides from its processes (ProtectHome=yes): the start would fail",
 				"the working directory /root lies under /root, which the site's unit hides from its processes (ProtectHome=yes): the start would fail with 200/CHDIR"}},
+		{"ReadWritePaths= in the private /tmp", host, Start{Paths: []Needed{{"ReadWritePaths=", "/tmp/static"}, {"BindReadOnlyPaths=", "/tmp/static"}, {"ReadOnlyPaths=", "/root/app"}}, Hidden: hidden},
+			[]string{"the path /tmp/static (ReadWritePaths=) lies under /tmp, which the unit replaces with an empty one of its own (PrivateTmp=yes): systemd could not find it as it sets up the unit's mount namespace, and the start would fail with 226/NAMESPACE"}},
 		{"a mount of the unit's own", host, Start{Page: "/root/down.html", Program: "/root/app", Hidden: hidden, MountsOver: true}, nil},
 		{"nothing hidden", host, Start{Page: "/root/down.html", StaticDir: "/tmp/static"}, nil},
 	})

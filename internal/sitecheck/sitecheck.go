@@ -189,12 +189,17 @@ func Warnings(h Host, s *site.Site, data []byte, mode fs.FileMode, opts units.Op
 		}
 	}
 	for i, p := range s.Hardening.WritablePaths {
-		for _, msg := range Startable(h, Start{Paths: []Needed{{Setting: "ReadWritePaths=", Path: p}}}) {
+		for _, msg := range Startable(h, Start{Paths: []Needed{{Setting: "ReadWritePaths=", Path: p}}, Hidden: hidden}) {
 			pos := at("hardening", -1)
 			if v := root.Get("hardening").Get("writable_paths"); v != nil && i < len(v.Items) {
 				pos = v.Items[i].Pos
 			}
-			warn(pos, "hardening.writable_paths[%d]: %s; create it before the site starts", i, msg)
+			if strings.Contains(msg, "does not exist") {
+				msg += "; create it before the site starts"
+			} else {
+				msg += ": leave it out"
+			}
+			warn(pos, "hardening.writable_paths[%d]: %s", i, msg)
 		}
 	}
 	if s.Workdir != "" {

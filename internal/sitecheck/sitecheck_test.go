@@ -98,6 +98,8 @@ func TestWarnings(t *testing.T) {
 			[]string{"5:1: warning: credentials.db: the credential file /etc/karl/db does not exist: the start would fail with 243/CREDENTIALS"}},
 		{"writable path missing", "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n[hardening]\nwritable_paths = [\"/srv/karl/current\", \"/srv/karl/uploadz\"]\n", 0o600,
 			[]string{"5:40: warning: hardening.writable_paths[1]: the path /srv/karl/uploadz (ReadWritePaths=) does not exist: systemd could not set up the unit's mount namespace, and the start would fail with 226/NAMESPACE; create it before the site starts"}},
+		{"writable path in the private /tmp", "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n[hardening]\nwritable_paths = [\"/var/tmp/build\", \"/srv/karl/current\"]\n", 0o600,
+			[]string{"5:19: warning: hardening.writable_paths[0]: the path /var/tmp/build (ReadWritePaths=) lies under /var/tmp, which the unit replaces with an empty one of its own (PrivateTmp=yes): systemd could not find it as it sets up the unit's mount namespace, and the start would fail with 226/NAMESPACE; the app may write its own /var/tmp anyway: leave it out"}},
 		{"maintenance page missing", "exec = [\"/usr/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n[modes.down]\nserve = \"maintenance\"\npage = \"/srv/karl/down.html\"\n", 0o600,
 			[]string{"6:8: warning: modes.down.page: the maintenance page /srv/karl/down.html does not exist: the maintenance server would not start: a switch to mode down would fail"}},
 		{"user from elsewhere", "exec = [\"/usr/bin/app\"]\nuser = \"ldap-user\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n", 0o600, nil},

@@ -156,13 +156,38 @@ func Startable(h Host, st Start) []string {
 		out = append(out, msg)
 	}
 	for _, p := range st.Paths {
-		if strings.HasPrefix(p.Path, "/") {
-			if _, err := h.Stat(p.Path); notExist(err) {
-				out = append(out, fmt.Sprintf("the path %s (%s) does not exist: systemd could not set up the unit's mount namespace, and the start would fail with 226/NAMESPACE", p.Path, p.Setting))
-			}
+		if !strings.HasPrefix(p.Path, "/") {
+			continue
+		}
+		if _, err := h.Stat(p.Path); notExist(err) {
+			out = append(out, fmt.Sprintf("the path %s (%s) does not exist: systemd could not set up the unit's mount namespace, and the start would fail with 226/NAMESPACE", p.Path, p.Setting))
+		} else if msg := h.replacedProblem(p, hidden); msg != "" {
+			out = append(out, msg)
 		}
 	}
 	return out
+}
+
+// replacedProblem says that path p, which the unit's mount namespace is
+// built with (ReadWritePaths= and the like, not a bind mount's source,
+// which is the host's), lies under a directory the unit replaces with
+// an empty one of its own (PrivateTmp=): it is not there when systemd
+// looks for it, whatever the host has. "" otherwise.
+func (h Host) replacedProblem(p Needed, hidden []units.Hidden) string {
+	if strings.HasPrefix(p.Setting, "Bind") {
+		return ""
+	}
+	var fresh []units.Hidden
+	for _, hd := range hidden {
+		if strings.HasPrefix(hd.Directive, "PrivateTmp=") {
+			fresh = append(fresh, hd)
+		}
+	}
+	hd, ok := h.under(p.Path, fresh)
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("the path %s (%s) lies under %s, which the unit replaces with an empty one of its own (%s): systemd could not find it as it sets up the unit's mount namespace, and the start would fail with 226/NAMESPACE; the app may write its own %s anyway", p.Path, p.Setting, hd.Path, hd.Directive, hd.Path)
 }
 
 // Missing tells whether a user (db "passwd") or group (db "group") surely
