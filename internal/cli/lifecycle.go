@@ -119,14 +119,34 @@ func lifecycleCmd(e *env, verb, short, long string, run func(context.Context, *l
 // take minutes, and an edit made meanwhile would be ignored, a file broken
 // meanwhile would not stop the verb (as root's change reads it again,
 // localChange). A file that is gone or has mistakes now: nothing is done.
+//
+// A file that failed to start and is pinned (modes.Pin) runs as its last
+// good copy: systemd's units come from that, and so do the units the verb
+// starts or stops (a listener of the file's that the copy lacks has no
+// unit).
 func (e *env) onFileAsItIs(verb, name string, run func(context.Context, *lifecycle.Env, *site.Site) (lifecycle.Report, error)) func(context.Context, *lifecycle.Env) (lifecycle.Report, error) {
 	return func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
-		s, err := e.loadSite(name)
+		s, data, err := e.readSite(name)
 		if err != nil {
 			return lifecycle.Report{}, refusedSite{err}
 		}
-		return run(ctx, le, s)
+		return run(ctx, le, e.asPinned(s, data))
 	}
+}
+
+// asPinned is site s, read from data, or the last good copy a pin holds
+// it to while its file is data (modes.Store.Pinned), which it says.
+func (e *env) asPinned(s *site.Site, data []byte) *site.Site {
+	pin, good, err := modes.Store{Dir: e.dirs.State}.Pinned(s.Name, data)
+	if err != nil {
+		term.Fprintf(e.stderr, "sitectl: warning: site %s: %v; going on with its site file\n", s.Name, err)
+	}
+	if pin == nil {
+		return s
+	}
+	term.Fprintf(e.stderr, "sitectl: site %s runs its last good version %s (%s failed to start on %s and is pinned until it changes): going on with that\n",
+		s.Name, good.File, e.dirs.SiteFile(s.Name), pin.Since.Format("2006-01-02 15:04:05 MST"))
+	return good
 }
 
 func removeCmd(e *env) *cobra.Command {
