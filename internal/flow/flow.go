@@ -627,7 +627,7 @@ func (sw *switchRun) warn(format string, args ...any) {
 func (sw *switchRun) record(ctx context.Context) error {
 	from, to := sw.rep.From, sw.rep.To
 	if err := sw.e.Writer.Begin(sw.s, from, to); err != nil {
-		return err
+		return fmt.Errorf("site %s: the change could not be recorded before it began; nothing was done: %w", sw.s.Name, err)
 	}
 	if sw.rep.FullRestart != "" {
 		sw.e.progress("%s: %s", sw.s.Name, sw.rep.FullRestart)

@@ -543,3 +543,24 @@ func TestCheckWarnsOfASettleTimeNoChangeOutlasts(t *testing.T) {
 		}
 	}
 }
+
+// fullDisk is a Writer that cannot write the state (a full /var/lib).
+type fullDisk struct{ modes.Writer }
+
+func (fullDisk) Begin(*site.Site, string, string) error {
+	return errors.New("cannot write /var/lib/sitectl/sites/karl/state.json: no space left on device")
+}
+
+// A change whose intent cannot be recorded (a full disk) is not begun,
+// and the error says that nothing was done.
+func TestUnrecordableChangeIsNotBegun(t *testing.T) {
+	e, f := newEnv(t)
+	e.Writer = fullDisk{e.Writer}
+	_, err := SwitchMode(context.Background(), e, testSite(t), "read-only", Options{})
+	if err == nil || !strings.Contains(err.Error(), "site karl: the change could not be recorded before it began; nothing was done: cannot write") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(f.restarts)+len(f.stops)+len(f.reloads) != 0 {
+		t.Errorf("something was done: restarts %v, stops %v, reloads %v", f.restarts, f.stops, f.reloads)
+	}
+}
