@@ -200,7 +200,7 @@ func TestStartableAccessOfADynamicUser(t *testing.T) {
 		"var/lib/private":       owned(dir|0o700, 0, 0, ""),
 		"var/lib/private/shop":  owned(dir|0o755, 0, 0, ""),
 	}
-	host := accessHost(files, map[string]string{"/var/lib/shop": "/var/lib/private/shop"})
+	host := accessHost(files, map[string]string{"/var/lib/shop": "/var/lib/private/shop", "/srv/www/link.html": "/srv/closed/index.html"})
 	dyn := &RunAs{Dynamic: true}
 	const who = "the site's dynamic user (DynamicUser=yes)"
 	checkStartable(t, []startableCase{
@@ -224,6 +224,8 @@ func TestStartableAccessOfADynamicUser(t *testing.T) {
 		{"a page of a group it is in", host, Start{Page: "/srv/www/group.html", RunAs: &RunAs{Dynamic: true, SupplementaryGroups: []string{"deploy"}}}, nil},
 		{"a page in a directory it may not search", host, Start{Page: "/srv/closed/index.html", RunAs: dyn},
 			[]string{`the maintenance page /srv/closed/index.html cannot be read by ` + who + `: /srv/closed is mode 0700 owned by root:root`}},
+		{"a page linked into a directory it may not search", host, Start{Page: "/srv/www/link.html", RunAs: dyn},
+			[]string{`the maintenance page /srv/www/link.html cannot be read by ` + who + `: /srv/closed is mode 0700 owned by root:root`}},
 		{"a static_dir it may search but not read", host, Start{StaticDir: "/srv/www/static", RunAs: dyn},
 			[]string{`the static_dir /srv/www/static cannot be read by ` + who + `: /srv/www/static is mode 0711 owned by root:root: the maintenance server would not start`}},
 		{"a page a named user may read as its owner", host, Start{Page: "/srv/others/app", RunAs: &RunAs{User: "shop"}}, nil},
