@@ -597,6 +597,11 @@ func (sw *switchRun) plan(ctx context.Context) error {
 			return err
 		}
 	}
+	if sw.overlapped && sw.mode.Serve == site.ServeMaintenance {
+		if err := sw.e.servable(ctx, sw.s, sw.mode); err != nil {
+			return err
+		}
+	}
 	if !sw.overlapped {
 		if err := sw.ownable(ctx, append(slices.Clone(sw.lostHolders), sw.idleSockets...)); err != nil {
 			return err

@@ -258,6 +258,33 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 	return problems, spec, nil
 }
 
+// servable refuses a handover to maintenance mode m of overlap site s
+// whose page or static_dir the new generation, which runs the maintenance
+// server as the site's user in the unit's namespace, surely could not
+// open (sitecheck.Startable). The old generation would serve on, but the
+// change would be tried, fail and be rolled back for a cause known
+// before.
+func (e *Env) servable(ctx context.Context, s *site.Site, m site.Mode) error {
+	r, ok := e.Systemd.(startSpecs)
+	if !ok {
+		return nil
+	}
+	spec, err := r.StartSpec(ctx, units.ServiceName(s.Name))
+	if err != nil {
+		return err
+	}
+	host := sitecheck.OS
+	if e.Host != nil {
+		host = *e.Host
+	}
+	problems := sitecheck.Startable(host, sitecheck.Start{Page: m.Page, StaticDir: m.StaticDir, RunAs: runAs(spec), Hidden: hiddenBy(spec), MountsOver: spec.MountsOver})
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("site %s: mode %s would not serve: %s; a handover would start a generation that fails, and the one serving would go on; nothing was done (fix what is named, or the mode's page or static_dir in the site file, then switch again): %w",
+		s.Name, m.Name, strings.Join(problems, "; "), ErrCannotStart)
+}
+
 // StartProblems says why site s's service, as systemd has it loaded,
 // would surely not start in its mode cur: what a restart by sitectl
 // refuses, and what a crash restart would fail on. None when it would

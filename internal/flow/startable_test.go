@@ -381,3 +381,32 @@ func TestProgramTheUserCannotReachIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// An overlap site's switch to a maintenance mode is a handover: a page
+// the new generation surely could not open (not there, hidden by the
+// unit) would fail it and be rolled back, the old generation serving on.
+// It is refused before, changing nothing; a page it can open goes ahead.
+func TestOverlapHandoverToAPageThatCannotBeServedIsRefused(t *testing.T) {
+	files := fstest.MapFS{"root/down.html": {Mode: 0o644}, "srv/down.html": {Mode: 0o644}}
+	host := &sitecheck.Host{Stat: func(p string) (fs.FileInfo, error) { return files.Stat(strings.TrimPrefix(p, "/")) }}
+	for _, c := range []struct{ page, want string }{
+		{"/root/down.html", "site karl: mode down would not serve: the maintenance page /root/down.html lies under /root, which the site's unit hides from its processes (ProtectHome=yes): the maintenance server would not start; a handover would start a generation that fails, and the one serving would go on; nothing was done"},
+		{"/srv/gone.html", "the maintenance page /srv/gone.html does not exist"},
+		{"/srv/down.html", ""},
+	} {
+		e, f := specEnv(t, control.StartSpec{Argv: launchArgv("/usr/bin/app"), DynamicUser: true, ProtectHome: "yes"})
+		e.Host = host
+		e.Probe = func(context.Context, *site.Site, site.Mode) error { return nil }
+		s := overlapSite(t, "[modes.down]\nserve = \"maintenance\"\npage = \""+c.page+"\"\n")
+		rep, err := SwitchMode(context.Background(), e, s, "down", Options{})
+		switch {
+		case c.want == "" && (err != nil || len(f.reloads) != 1):
+			t.Errorf("%s: %v, reloads %v", c.page, err, f.reloads)
+		case c.want != "" && (!errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), c.want) || len(f.reloads)+len(f.restarts) != 0 || rep.Changed):
+			t.Errorf("%s: %v, reloads %v, restarts %v, report %+v; want it refused saying %q", c.page, err, f.reloads, f.restarts, rep, c.want)
+		}
+		if st, _ := e.Store.ReadState("karl"); c.want != "" && len(st.History) != 0 {
+			t.Errorf("%s: a refused switch recorded %+v", c.page, st.History)
+		}
+	}
+}

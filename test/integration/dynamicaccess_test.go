@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -97,5 +98,39 @@ func TestWhatTheDynamicUserCannotReachKeepsTheSiteServing(t *testing.T) {
 	}
 	if err := siteAnswers(url, "normal"); err != nil {
 		t.Errorf("after the restart: %v", err)
+	}
+}
+
+// The same for an overlap site, whose switch is a handover inside the
+// running unit: the new generation, which runs the maintenance server,
+// failed on the page, the old one served on, and the switch was rolled
+// back (exit 4). It is refused before now, nothing recorded; with the
+// page readable the handover serves it.
+func TestOverlapSwitchToAPageTheUserCannotReadIsRefused(t *testing.T) {
+	port := freePort(t)
+	h := newHost(t, map[string]string{"ov": goSite(port, "handoff = \"overlap\"\n") + "[modes.down]\nserve = \"maintenance\"\npage = \"/srv/down/index.html\"\n"})
+	h.run("sh", "-c", "mkdir -p /srv/down && echo '<h1>down for maintenance</h1>' > /srv/down/index.html && chmod 600 /srv/down/index.html")
+	h.run("systemctl", "start", "site-ov.socket")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	getReply(t, url)
+	pid := h.show("site-ov.service", "MainPID")["MainPID"]
+	history := h.run("sitectl", "history", "ov", "--json")
+	const problem = "site ov: mode down would not serve: the maintenance page /srv/down/index.html cannot be read by the site's dynamic user (DynamicUser=yes): /srv/down/index.html is mode 0600 owned by root:root"
+	out, stderr, code := h.result("sitectl", "mode", "ov", "down")
+	if code != 1 || !strings.Contains(stderr, problem) || !strings.Contains(stderr, "nothing was done") {
+		t.Errorf("sitectl mode ov down: exit %d, want 1 saying %q\nstdout: %s\nstderr: %s", code, problem, out, stderr)
+	}
+	if now := h.run("sitectl", "history", "ov", "--json"); now != history {
+		t.Errorf("the refused switch changed the history:\nbefore: %s\nafter:  %s", history, now)
+	}
+	if now := h.show("site-ov.service", "MainPID")["MainPID"]; now != pid {
+		t.Errorf("the refused switch changed the service: main PID %s, then %s", pid, now)
+	}
+	h.run("chmod", "644", "/srv/down/index.html")
+	if out, stderr, code := h.result("sitectl", "mode", "ov", "down"); code != 0 {
+		t.Fatalf("sitectl mode ov down with the page readable: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+	if err := siteAnswers(url, "maintenance"); err != nil {
+		t.Errorf("in mode down: %v", err)
 	}
 }
