@@ -597,22 +597,29 @@ func (sw *switchRun) plan(ctx context.Context) error {
 			return err
 		}
 	}
-	if sw.overlapped && sw.mode.Serve == site.ServeMaintenance {
-		if err := sw.e.servable(ctx, sw.s, sw.mode); err != nil {
-			return err
+	return sw.checkStart(ctx)
+}
+
+// checkStart refuses, before anything is recorded, what would surely not
+// come up: for a restart, a socket unit it must start (ownable) or the
+// service (startable); for a handover to a maintenance mode, the page or
+// static_dir the new generation opens (servable).
+func (sw *switchRun) checkStart(ctx context.Context) error {
+	if sw.overlapped {
+		if sw.mode.Serve == site.ServeMaintenance {
+			return sw.e.servable(ctx, sw.s, sw.mode)
 		}
+		return nil
 	}
-	if !sw.overlapped {
-		if err := sw.ownable(ctx, append(slices.Clone(sw.lostHolders), sw.idleSockets...)); err != nil {
-			return err
-		}
-		stale, err := sw.e.startable(ctx, sw.s, sw.mode)
-		if err != nil {
-			return err
-		}
-		if stale != "" {
-			sw.warn("the site file changed since systemd loaded %s: the restart runs the command line, user, sockets and settings systemd has, with the mode's environment from the file as it is now (%s)", units.ServiceName(sw.s.Name), stale)
-		}
+	if err := sw.ownable(ctx, append(slices.Clone(sw.lostHolders), sw.idleSockets...)); err != nil {
+		return err
+	}
+	stale, err := sw.e.startable(ctx, sw.s, sw.mode)
+	if err != nil {
+		return err
+	}
+	if stale != "" {
+		sw.warn("the site file changed since systemd loaded %s: the restart runs the command line, user, sockets and settings systemd has, with the mode's environment from the file as it is now (%s)", units.ServiceName(sw.s.Name), stale)
 	}
 	return nil
 }
