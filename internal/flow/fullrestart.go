@@ -10,7 +10,6 @@ import (
 
 	"github.com/sitectl/sitectl/internal/control"
 	"github.com/sitectl/sitectl/internal/site"
-	"github.com/sitectl/sitectl/internal/sitecheck"
 	"github.com/sitectl/sitectl/internal/sockheld"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -265,10 +264,7 @@ func (e *Env) ownerProblems(ctx context.Context, sockets []string) ([]ownerProbl
 	if !ok {
 		return nil, nil
 	}
-	host := sitecheck.OS
-	if e.Host != nil {
-		host = *e.Host
-	}
+	host := e.host()
 	var out []ownerProblem
 	for _, name := range sockets {
 		user, group, err := r.SocketOwner(ctx, name)

@@ -235,11 +235,7 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 	if !spec.WorkingDirectoryOptional {
 		st.WorkingDirectory = spec.WorkingDirectory
 	}
-	host := sitecheck.OS
-	if e.Host != nil {
-		host = *e.Host
-	}
-	problems = sitecheck.Startable(host, st)
+	problems = sitecheck.Startable(e.host(), st)
 	if m.Serve == site.ServeMaintenance && len(spec.Argv) > 0 && !launches(spec.Argv, s.Name) {
 		// The app would start in place of the maintenance server, with
 		// the mode's environment (EnvironmentFile=): an app that answers
@@ -258,6 +254,15 @@ func (e *Env) startProblems(ctx context.Context, s *site.Site, m site.Mode) (pro
 	return problems, spec, nil
 }
 
+// host is the host the start checks look at: Host, or the one sitectl
+// runs on.
+func (e *Env) host() sitecheck.Host {
+	if e.Host != nil {
+		return *e.Host
+	}
+	return sitecheck.OS
+}
+
 // servable refuses a handover to maintenance mode m of overlap site s
 // whose page or static_dir the new generation, which runs the maintenance
 // server as the site's user in the unit's namespace, surely could not
@@ -273,11 +278,7 @@ func (e *Env) servable(ctx context.Context, s *site.Site, m site.Mode) error {
 	if err != nil {
 		return err
 	}
-	host := sitecheck.OS
-	if e.Host != nil {
-		host = *e.Host
-	}
-	problems := sitecheck.Startable(host, sitecheck.Start{Page: m.Page, StaticDir: m.StaticDir, RunAs: runAs(spec), Hidden: hiddenBy(spec), MountsOver: spec.MountsOver})
+	problems := sitecheck.Startable(e.host(), sitecheck.Start{Page: m.Page, StaticDir: m.StaticDir, RunAs: runAs(spec), Hidden: hiddenBy(spec), MountsOver: spec.MountsOver})
 	if len(problems) == 0 {
 		return nil
 	}

@@ -374,9 +374,10 @@ func (h Host) program(p string, id *identity) string {
 // symlinks resolved.
 func (h Host) under(p string, hidden []units.Hidden) (units.Hidden, bool) {
 	candidates := []string{p}
-	if h.EvalSymlinks == nil {
-	} else if r, err := h.EvalSymlinks(p); err == nil && r != p {
-		candidates = append(candidates, r)
+	if h.EvalSymlinks != nil {
+		if r, err := h.EvalSymlinks(p); err == nil && r != p {
+			candidates = append(candidates, r)
+		}
 	}
 	for _, c := range candidates {
 		for _, hd := range hidden {
