@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sitectl/sitectl/internal/procfs"
 )
 
 // A generation that answered its probe may still be starting: gunicorn
@@ -18,8 +20,10 @@ import (
 // generation serves. So the launcher hands over once the new generation has
 // *settled* as well, on evidence taken from /proc every Interval:
 //
-//   - no process of the generation started or exited for Samples
-//     consecutive intervals (a server forking its workers is not done);
+//   - no process of the generation started for Samples intervals, which
+//     their start times in /proc say at once, and none started or exited
+//     between the samples taken since it was ready (a server forking its
+//     workers is not done);
 //   - in each of those intervals, none of its processes wanted more CPU
 //     than a serving process explains: the generation already serves its
 //     share of the requests from the shared listening socket, so its
@@ -27,6 +31,14 @@ import (
 //     generation in the same interval (times Share), and with a floor
 //     (Busy) that no serving worker of a lightly loaded site reaches but a
 //     worker still importing the app (a whole CPU) always does.
+//
+// The evidence that nothing started is there when the generation becomes
+// ready: gunicorn has forked its workers long before one of them answers
+// the probe, after importing the app. Observing it again for Samples
+// intervals cost every handover at least three intervals; now one interval
+// of CPU evidence suffices when the start times vouch for the rest. Exits
+// before the first sample are not seen (a worker that died while the
+// generation started is replaced by a new one, whose start time shows).
 //
 // The old rule, "the whole generation under a tenth of a CPU", could not be
 // met by a generation serving its share at 200 req/s, so nearly every
@@ -73,6 +85,10 @@ func (q Quiet) withDefaults() Quiet {
 type snapshot struct {
 	At       time.Time // when it was taken; zero: Interval after the one before
 	New, Old map[int]time.Duration
+	// Calm is how long before At the youngest process of the starting
+	// generation started, by the start times /proc gives; 0: unknown, and
+	// only the samples count.
+	Calm time.Duration
 	// Err: the starting generation could not be read.
 	Err error
 }
@@ -87,10 +103,12 @@ func settled(q Quiet, snaps []snapshot) (bool, string) {
 		// The wait is an optimisation, never a reason to fail a reload.
 		return true, fmt.Sprintf("its processes cannot be watched (%v)", snaps[n-1].Err)
 	}
-	if len(snaps) < q.Samples+1 {
+	if len(snaps) < 2 {
 		return false, "not sampled long enough yet"
 	}
-	snaps = snaps[len(snaps)-q.Samples-1:]
+	if len(snaps) > q.Samples+1 {
+		snaps = snaps[len(snaps)-q.Samples-1:]
+	}
 	var busiest, limit, span time.Duration
 	pid := 0
 	for i := len(snaps) - 1; i > 0; i-- { // the latest evidence first
@@ -110,8 +128,22 @@ func settled(q Quiet, snaps []snapshot) (bool, string) {
 		span += took
 		limit = max(limit, lim)
 	}
+	last := snaps[len(snaps)-1]
+	unchanged := ms(span).String()
+	if len(snaps) < q.Samples+1 {
+		// Fewer intervals sampled than the rule asks for: the start
+		// times must vouch for the rest.
+		need := time.Duration(q.Samples) * q.Interval
+		if last.Calm < need {
+			if last.Calm == 0 {
+				return false, "not sampled long enough yet"
+			}
+			return false, fmt.Sprintf("its newest process started %s ago", ms(last.Calm))
+		}
+		unchanged = fmt.Sprintf("%s (by their start times; %s sampled)", ms(last.Calm), ms(span))
+	}
 	return true, fmt.Sprintf("its %d processes were unchanged for %s and none was busier than its share of the requests explains (busiest: pid %d, %s of CPU in an interval; limit %s)",
-		len(snaps[len(snaps)-1].New), ms(span), pid, ms(busiest), ms(limit))
+		len(last.New), unchanged, pid, ms(busiest), ms(limit))
 }
 
 // elapsed is the time between two snapshots: on a busy machine the
@@ -167,6 +199,9 @@ func newQuietWatch(q Quiet, root, peer int) *quietWatch {
 func (w *quietWatch) sample() (bool, string) {
 	s := snapshot{At: time.Now()}
 	s.New, s.Err = treeTimes(w.proc, w.root)
+	if s.Err == nil {
+		s.Calm = youngest(w.proc, s.New)
+	}
 	if w.peer > 0 {
 		s.Old, _ = treeTimes(w.proc, w.peer) // a serving generation gone explains nothing
 	}
@@ -175,6 +210,23 @@ func (w *quietWatch) sample() (bool, string) {
 		w.snaps = w.snaps[1:]
 	}
 	return settled(w.q, w.snaps)
+}
+
+// youngest is the age of the youngest of pids (the keys of times); 0 when
+// the age of one cannot be read (it exited meanwhile: the next sample sees
+// the change).
+func youngest(proc string, times map[int]time.Duration) time.Duration {
+	var least time.Duration
+	for pid := range times {
+		age, err := procfs.AgeIn(proc, pid)
+		if err != nil || age <= 0 {
+			return 0
+		}
+		if least == 0 || age < least {
+			least = age
+		}
+	}
+	return least
 }
 
 // treeTimes returns the busy time so far of a process and each of its

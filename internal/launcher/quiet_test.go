@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeProc is a /proc with just the files the sampler reads.
@@ -39,6 +41,14 @@ func (p fakeProc) set(pid int, children []int, runNS ...int64) {
 		write(p.t, filepath.Join(tid, "children"), kids)
 		write(p.t, filepath.Join(tid, "schedstat"), strconv.FormatInt(ns, 10)+" 0 1\n")
 	}
+}
+
+// started writes the stat file of pid, saying it started at ticks (clock
+// ticks since boot).
+func (p fakeProc) started(pid int, ticks int64) {
+	p.t.Helper()
+	fields := append([]string{strconv.Itoa(pid), "(a (b))", "S"}, strings.Fields(strings.Repeat("0 ", 18))...)
+	write(p.t, filepath.Join(p.dir, strconv.Itoa(pid), "stat"), strings.Join(append(fields, strconv.FormatInt(ticks, 10), "0 0"), " ")+"\n")
 }
 
 func (p fakeProc) remove(pid int) { os.RemoveAll(filepath.Join(p.dir, strconv.Itoa(pid))) }
@@ -143,6 +153,40 @@ func TestSettled(t *testing.T) {
 			}
 		})
 	}
+	// The start times vouch for the intervals not sampled: one interval
+	// of CPU evidence suffices when the youngest process is older than
+	// Samples intervals (100ms here).
+	calm := func(age time.Duration, rows ...[2]map[int]time.Duration) []snapshot {
+		s := snaps(rows...)
+		s[len(s)-1].Calm = age
+		return s
+	}
+	for _, c := range []struct {
+		name  string
+		snaps []snapshot
+		want  bool
+		why   string
+	}{
+		{"forked long ago, quiet in one interval", calm(1600*ms, [2]map[int]time.Duration{busy{1: 0, 2: 0, 3: 0}, oldServing}, [2]map[int]time.Duration{busy{1: 0, 2: 14 * ms, 3: 12 * ms}, oldServing}),
+			true, "its 3 processes were unchanged for 1.6s (by their start times; 50ms sampled) and none was busier"},
+		{"a worker forked 60ms ago", calm(60*ms, [2]map[int]time.Duration{busy{1: 0, 2: 0, 3: 0}, oldIdle}, [2]map[int]time.Duration{busy{1: 0, 2: 0, 3: 0}, oldIdle}),
+			false, "its newest process started 60ms ago"},
+		{"forked long ago, a worker still importing", calm(1600*ms, [2]map[int]time.Duration{busy{1: 0, 2: 0, 3: 0}, oldServing}, [2]map[int]time.Duration{busy{1: 0, 2: 14 * ms, 3: 50 * ms}, oldServing}),
+			false, "pid 3 was still busy (50ms of CPU in 50ms"},
+		{"forked long ago, a worker exited while sampled", calm(1600*ms, [2]map[int]time.Duration{busy{1: 0, 2: 0, 3: 0}, oldIdle}, [2]map[int]time.Duration{busy{1: 0, 2: 0}, oldIdle}),
+			false, "still starting or exiting (2 now)"},
+		{"start times unknown", calm(0, [2]map[int]time.Duration{busy{1: 0, 2: 0}, oldIdle}, [2]map[int]time.Duration{busy{1: 0, 2: 0}, oldIdle}),
+			false, "not sampled long enough"},
+		{"nothing sampled yet", calm(1600*ms, [2]map[int]time.Duration{busy{1: 0, 2: 0}, oldIdle}),
+			false, "not sampled long enough"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, why := settled(q, c.snaps)
+			if got != c.want || !strings.Contains(why, c.why) {
+				t.Errorf("settled = %v, %q; want %v, %q", got, why, c.want, c.why)
+			}
+		})
+	}
 	// Late ticks: 100ms between samples allow twice the floor.
 	late := snaps([][2]map[int]time.Duration{{busy{1: 0}, nil}, {busy{1: 40 * ms}, nil}, {busy{1: 45 * ms}, nil}}...)
 	for i := range late {
@@ -190,6 +234,41 @@ func TestQuietWatchSamplesBothGenerations(t *testing.T) {
 	gone.proc = p.dir
 	if ok, _ := gone.sample(); !ok {
 		t.Fatal("an unreadable tree must not hold the handover up")
+	}
+}
+
+// The start times in /proc vouch for the intervals not sampled: a
+// generation whose processes all started long ago, quiet in the first
+// interval, takes over after that one; one whose newest process started
+// just now does not.
+func TestQuietWatchTakesStartTimesAsEvidence(t *testing.T) {
+	var now unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &now); err != nil {
+		t.Fatal(err)
+	}
+	justNow := now.Nano() / int64(time.Second/100)
+	for _, c := range []struct {
+		name  string
+		ticks int64 // when the worker started
+		want  bool
+		why   string
+	}{{"forked at boot", 0, true, "by their start times"}, {"forked just now", justNow, false, "its newest process started"}} {
+		t.Run(c.name, func(t *testing.T) {
+			p := fakeProc{t, t.TempDir()}
+			p.set(10, []int{11}, 0)
+			p.set(11, nil, 0)
+			p.set(20, nil, 0)
+			p.started(10, 0)
+			p.started(11, c.ticks)
+			w := newQuietWatch(Quiet{Interval: 50 * time.Millisecond, Samples: 3}, 10, 20)
+			w.proc = p.dir
+			if ok, why := w.sample(); ok {
+				t.Fatalf("the baseline sample settled it: %s", why)
+			}
+			if ok, why := w.sample(); ok != c.want || !strings.Contains(why, c.why) {
+				t.Fatalf("after one quiet interval: %v (%s), want %v (%s)", ok, why, c.want, c.why)
+			}
+		})
 	}
 }
 

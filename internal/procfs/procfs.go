@@ -53,8 +53,11 @@ const clockTicks = 100
 
 // Age is how long process pid has been running: since its fork, not its
 // last exec.
-func Age(pid int) (time.Duration, error) {
-	data, err := ReadBounded(filepath.Join(Root, strconv.Itoa(pid), "stat"), MaxStat)
+func Age(pid int) (time.Duration, error) { return AgeIn(Root, pid) }
+
+// AgeIn is Age of a process under the proc mount proc.
+func AgeIn(proc string, pid int) (time.Duration, error) {
+	data, err := ReadBounded(filepath.Join(proc, strconv.Itoa(pid), "stat"), MaxStat)
 	if err != nil {
 		return 0, fmt.Errorf("cannot read the start time of process %d: %w", pid, err)
 	}

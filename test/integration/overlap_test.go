@@ -224,7 +224,7 @@ timeout = "30s"
 		t.Errorf("%d of %d requests failed", s.Failed, s.Requests)
 	}
 	journal := h.run("journalctl", "-u", "site-ov.service", "-o", "cat", "--no-pager")
-	evidence := regexp.MustCompile(`generation \d+ takes over after \S+ of waiting: its \d+ processes were unchanged for \S+ and none was busier.*`).FindAllString(journal, -1)
+	evidence := regexp.MustCompile(`generation \d+ takes over after \S+ of waiting: its \d+ processes were unchanged for \S+( \(by their start times; \S+ sampled\))? and none was busier.*`).FindAllString(journal, -1)
 	capped := regexp.MustCompile(`generation \d+ takes over at the cap of 3s, not settled: .*`).FindAllString(journal, -1)
 	for _, l := range append(evidence, capped...) {
 		t.Log(l)
