@@ -63,7 +63,7 @@ func (e *env) readSite(name string) (*site.Site, []byte, error) {
 		err = site.SocketDirMistakes(s)
 	}
 	if err != nil {
-		return nil, nil, withCode(exitUsage, fmt.Errorf("site %s has mistakes:\n%w", name, err), e.fixHint(name))
+		return nil, nil, withCode(exitUsage, siteMistakes{fmt.Errorf("site %s has mistakes:\n%w", name, err)}, e.fixHint(name))
 	}
 	return s, data, nil
 }
@@ -76,6 +76,11 @@ func (e *env) fixHint(name string) string {
 	argv = append(argv, "check", e.dirs.SiteFile(name))
 	return "fix them, check with `" + strings.Join(argv, " ") + "`, then `systemctl daemon-reload`"
 }
+
+// siteMistakes is why a site cannot be loaded when its file has mistakes.
+type siteMistakes struct{ error }
+
+func (m siteMistakes) Unwrap() error { return m.error }
 
 // noSuchSite is why a site cannot be loaded when its file does not exist.
 // It is an fs.ErrNotExist, so that sitectl's state service tells a

@@ -68,11 +68,47 @@ enable. Its site file, mode and history stay. systemctl disable cannot do this f
 generated units; sitectl keeps a marker in the site's state directory that the
 generator honours.
 
-Like every lifecycle verb it is idempotent and refuses a site file with mistakes
-(systemctl stop still stops such a site's units).`,
+Like every lifecycle verb it is idempotent. A site file with mistakes does not stop it:
+such a site runs from the last good copy of its file that sitectl kept when the site
+last started (the generator falls back to it), and disable takes out of service what
+that copy declares, saying so. A site whose file has mistakes and which never started
+has no units to stop: disable refuses it, as every other verb does.`,
 		func(ctx context.Context, le *lifecycle.Env, s *site.Site) (lifecycle.Report, error) {
 			return lifecycle.Disable(ctx, le, s)
 		})
+}
+
+// readSiteToStop is readSite for a verb that only takes a site out of
+// service (disable): a typo in the file must not keep an operator from
+// stopping the site, and what runs of a site whose file has mistakes is
+// its last good copy (modes.Store.LastGood), whose units the generator
+// still writes. fromCopy is "" when the file was read, else what is wrong
+// with it; the error is readSite's when there is no copy to fall back to.
+//
+// As for the generator and prepare (startingSite), a file that is there
+// but cannot be read (a symlink to nowhere, a file root may not read) is
+// a mistake too; only a file whose directory entry is gone is no site.
+func (e *env) readSiteToStop(name string) (s *site.Site, data []byte, fromCopy string, err error) {
+	s, data, err = e.readSite(name)
+	if err == nil || site.ValidateName(name) != nil {
+		return s, data, "", err
+	}
+	if _, lerr := os.Lstat(e.dirs.SiteFile(name)); lerr != nil {
+		return nil, nil, "", err
+	}
+	good, gerr := modes.Store{Dir: e.dirs.State}.ReadLastGood(name)
+	if gerr != nil || good == nil {
+		return nil, nil, "", err
+	}
+	return good, nil, fileTrouble(err), nil
+}
+
+// fileTrouble says what is wrong with a site file readSite refused.
+func fileTrouble(err error) string {
+	if errors.As(err, new(siteMistakes)) {
+		return "has mistakes"
+	}
+	return "cannot be read"
 }
 
 // lifecycleSignalsHelp is what a signal does to a lifecycle verb
@@ -103,7 +139,7 @@ func lifecycleCmd(e *env, verb, short, long string, run func(context.Context, *l
 		Args:              args(1, 1, "one site"),
 		ValidArgsFunction: e.completeOneSite,
 		RunE: func(c *cobra.Command, a []string) error {
-			s, err := e.loadSite(a[0])
+			s, _, _, err := e.readSiteFor(verb, a[0])
 			if err != nil {
 				return err
 			}
@@ -112,6 +148,16 @@ func lifecycleCmd(e *env, verb, short, long string, run func(context.Context, *l
 	}
 	lifecycleFlags(c, &f)
 	return c
+}
+
+// readSiteFor reads the site a lifecycle verb acts on: readSiteToStop
+// for disable, readSite for the others.
+func (e *env) readSiteFor(verb, name string) (*site.Site, []byte, string, error) {
+	if verb == "disable" {
+		return e.readSiteToStop(name)
+	}
+	s, data, err := e.readSite(name)
+	return s, data, "", err
 }
 
 // onFileAsItIs runs a lifecycle verb, under the site's lock, on the site
@@ -126,9 +172,15 @@ func lifecycleCmd(e *env, verb, short, long string, run func(context.Context, *l
 // unit).
 func (e *env) onFileAsItIs(verb, name string, run func(context.Context, *lifecycle.Env, *site.Site) (lifecycle.Report, error)) func(context.Context, *lifecycle.Env) (lifecycle.Report, error) {
 	return func(ctx context.Context, le *lifecycle.Env) (lifecycle.Report, error) {
-		s, data, err := e.readSite(name)
+		s, data, fromCopy, err := e.readSiteFor(verb, name)
 		if err != nil {
 			return lifecycle.Report{}, refusedSite{err}
+		}
+		if fromCopy != "" {
+			argv := append(append([]string{"sitectl"}, e.dirs.Flags()...), "check", e.dirs.SiteFile(name))
+			term.Fprintf(e.stderr, "sitectl: site %s: %s %s (`%s` says why); the site runs from the last good copy of it, and %s goes on with that\n",
+				name, e.dirs.SiteFile(name), fromCopy, strings.Join(argv, " "), verb)
+			return run(ctx, le, s)
 		}
 		return run(ctx, le, e.asPinned(s, data))
 	}

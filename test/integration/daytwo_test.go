@@ -82,6 +82,67 @@ func TestTypoKeepsTheSiteServing(t *testing.T) {
 	}
 }
 
+// An operator's typo must not keep them from taking a site out of service:
+// disable of a site whose file has mistakes (or cannot be read) stops what
+// runs, the units of its last good copy, says so, and keeps it out of
+// service across a daemon-reload. A site with such a file that never
+// started has no copy and nothing running: disable refuses it (exit 2).
+// The file fixed, enable puts the site back.
+func TestDisableASiteWhoseFileHasMistakes(t *testing.T) {
+	h, good, url, _ := servingShop(t)
+	state := func(u string) string { return h.show(u, "ActiveState")["ActiveState"] }
+	h.run("sh", "-c", `echo 'drain_timout = "5s"' >> /etc/sitectl/sites/shop.toml`)
+	h.run("systemctl", "daemon-reload")
+	getReply(t, url)
+
+	out, stderr, code := h.result("sitectl", "disable", "shop", "--json")
+	var r struct {
+		Changed   bool `json:"changed"`
+		InService bool `json:"in_service"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 || !r.Changed || r.InService {
+		t.Fatalf("sitectl disable with a typo in the file: exit %d, %+v (%v)\n%s%s", code, r, err, out, stderr)
+	}
+	if !strings.Contains(stderr, "/etc/sitectl/sites/shop.toml has mistakes") || !strings.Contains(stderr, "last good copy") {
+		t.Errorf("disable did not say it went on with the last good copy:\n%s", stderr)
+	}
+	for _, u := range []string{"site-shop.socket", "site-shop.service"} {
+		if st := state(u); st != "inactive" {
+			t.Errorf("%s after disable: %s", u, st)
+		}
+	}
+	if _, err := h.try("curl", "-s", "-m", "5", url); err == nil {
+		t.Errorf("the site still answers after disable")
+	}
+	h.run("systemctl", "daemon-reload")
+	if st := state("site-shop.socket"); st != "inactive" || strings.Contains(h.run("systemctl", "show", "sockets.target", "-p", "Wants"), "site-shop.socket") {
+		t.Errorf("after a daemon-reload the disabled site's socket is %s, or still wanted at boot", st)
+	}
+
+	// A file that cannot be read, the same.
+	h.run("systemctl", "start", "site-shop.socket")
+	h.run("sh", "-c", "mv /etc/sitectl/sites/shop.toml /srv/shop.bad && ln -s /nowhere /etc/sitectl/sites/shop.toml")
+	if _, stderr, code := h.result("sitectl", "disable", "shop"); code != 0 || !strings.Contains(stderr, "cannot be read") || state("site-shop.socket") != "inactive" {
+		t.Errorf("disable of a site whose file is a symlink to nowhere: exit %d, socket %s\n%s", code, state("site-shop.socket"), stderr)
+	}
+	h.run("rm", "/etc/sitectl/sites/shop.toml")
+
+	// A new site with mistakes: no copy, nothing to stop, refused.
+	h.writeSite("newbie", "exec = [\"/usr/local/bin/webapp\"]\ndrain_timout = \"5s\"\n")
+	if _, stderr, code := h.result("sitectl", "disable", "newbie"); code != 2 || !strings.Contains(stderr, "/etc/sitectl/sites/newbie.toml:") {
+		t.Errorf("disable of a never started site with mistakes: exit %d (want 2)\n%s", code, stderr)
+	}
+	if _, err := h.try("test", "-e", "/var/lib/sitectl/sites/newbie"); err == nil {
+		t.Errorf("the refused disable left state for newbie")
+	}
+
+	h.writeSite("shop", good)
+	if out, stderr, code := h.result("sitectl", "enable", "shop"); code != 0 {
+		t.Fatalf("enable after the fix: exit %d\n%s%s", code, out, stderr)
+	}
+	getReply(t, url)
+}
+
 // A new site file that copies a running site's port (the everyday `cp
 // shop.toml aaa.toml` with the port left as it was) plus a daemon-reload
 // leaves the running site as it was: it had the port when it last
@@ -252,13 +313,15 @@ func TestSiteLifecycle(t *testing.T) {
 	}
 	h.run("systemctl", "stop", "site-lc.socket")
 
-	// A site file with mistakes is refused, and nothing changes.
+	// enable refuses a site file with mistakes, and nothing changes;
+	// disable goes on with the last good copy the site ran from
+	// (TestDisableASiteWhoseFileHasMistakes).
 	h.run("sh", "-c", `echo 'drain_timout = "5s"' >> /etc/sitectl/sites/lc.toml`)
-	for _, v := range []string{"enable", "disable"} {
-		_, stderr, code := h.result("sitectl", v, "lc")
-		if code != 2 || !strings.Contains(stderr, "/etc/sitectl/sites/lc.toml:") {
-			t.Errorf("sitectl %s with a bad file: exit %d, %s", v, code, stderr)
-		}
+	if _, stderr, code := h.result("sitectl", "enable", "lc"); code != 2 || !strings.Contains(stderr, "/etc/sitectl/sites/lc.toml:") {
+		t.Errorf("sitectl enable with a bad file: exit %d, %s", code, stderr)
+	}
+	if _, stderr, code := h.result("sitectl", "disable", "lc"); code != 0 || !strings.Contains(stderr, "the last good copy") {
+		t.Errorf("sitectl disable of a disabled site with a bad file: exit %d, %s", code, stderr)
 	}
 	if st := state("site-lc.socket"); st != "inactive" {
 		t.Errorf("the socket after a refused enable: %s", st)
