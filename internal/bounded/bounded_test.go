@@ -82,3 +82,54 @@ func TestNoReadFrom(t *testing.T) {
 		}
 	}
 }
+
+// A tail buffer keeps the newest max bytes of what was written, in
+// whatever pieces, reports every write whole, and says that it dropped
+// the oldest; through io.Copy too, holding at most twice max meanwhile.
+func TestTailKeepsTheNewest(t *testing.T) {
+	b := Tail(5)
+	if b.Cut() {
+		t.Error("an empty tail buffer says it dropped bytes")
+	}
+	for _, w := range []string{"abc", "de"} {
+		if n, err := b.Write([]byte(w)); n != len(w) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", w, n, err)
+		}
+	}
+	if got := string(b.Bytes()); got != "abcde" || b.Cut() {
+		t.Errorf("kept %q, cut %v; want abcde, nothing cut", got, b.Cut())
+	}
+	for _, w := range []string{"fgh", "ijklmnop", "q"} {
+		if n, err := b.Write([]byte(w)); n != len(w) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", w, n, err)
+		}
+	}
+	if got := string(b.Bytes()); got != "mnopq" || b.Len() != 5 || !b.Cut() {
+		t.Errorf("kept %q (%d), cut %v; want mnopq, cut", got, b.Len(), b.Cut())
+	}
+
+	big := Tail(1 << 10)
+	src := strings.Repeat("0123456789", 1<<20)
+	if n, err := io.Copy(big, strings.NewReader(src)); err != nil || n != int64(len(src)) {
+		t.Fatalf("copied %d, %v", n, err)
+	}
+	if big.buf.Cap() > 8<<10 {
+		t.Errorf("a tail buffer of 1 KiB grew to %d bytes", big.buf.Cap())
+	}
+	if got := string(big.Bytes()); got != src[len(src)-1<<10:] {
+		t.Errorf("kept %d bytes ending %q, want the last 1 KiB", len(got), got[max(0, len(got)-10):])
+	}
+}
+
+// A dropping buffer says it dropped what did not fit.
+func TestDroppingSaysItCut(t *testing.T) {
+	b := Dropping(3)
+	b.Write([]byte("abc"))
+	if b.Cut() {
+		t.Error("cut after a write that fit")
+	}
+	b.Write([]byte("d"))
+	if !b.Cut() {
+		t.Error("not cut after a write past the bound")
+	}
+}
