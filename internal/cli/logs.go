@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,8 +19,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sitectl/sitectl/internal/bounded"
 	"github.com/sitectl/sitectl/internal/modes"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/stateservice"
 	"github.com/sitectl/sitectl/internal/term"
 	"github.com/sitectl/sitectl/internal/units"
 )
@@ -48,7 +51,11 @@ site-NAME, so journalctl -t site-NAME finds the app's lines too), what systemd s
 its service and sockets, its reloads (systemctl reload, sitectl reload, a touch of
 its reload_trigger) and the cleanup after each stop. journalctl shows it, with a
 pager on a terminal; reading the journal of a site needs root or membership of the
-adm or systemd-journal group. In every format but JSON (which escapes them itself),
+adm or systemd-journal group. A deployer (a member of sitectl-deploy whom the site
+file names in deployers) reads it through sitectl's state service, which shows them
+the journal of the sites they may deploy and no other: the newest ` + strconv.Itoa(stateservice.MaxLogLines) + ` lines at most
+(fewer with --lines, or from --since on), without --follow, which reads the journal
+as the user may. In every format but JSON (which escapes them itself),
 the control characters of a line (the escape sequences an app may write) are shown
 escaped, as \x1b, never passed to the terminal.
 
@@ -63,6 +70,15 @@ or @SECONDS since the epoch.
 		Args:              args(1, 1, "one site"),
 		ValidArgsFunction: e.completeOneSite,
 		RunE: func(c *cobra.Command, a []string) error {
+			if e.remote() && !o.follow {
+				// A deployer: sitectl's state service reads the
+				// journal of a site they are granted. Anyone else
+				// who is not root reads it as journalctl lets them.
+				err := e.remoteLogs(c.Context(), a[0], o)
+				if !errors.Is(err, stateservice.ErrNoAccess) {
+					return err
+				}
+			}
 			argv, err := e.journalArgs(a[0], o)
 			if err != nil {
 				return err
@@ -84,24 +100,80 @@ or @SECONDS since the epoch.
 // journalArgs checks the options and the site and returns journalctl's
 // command line for them.
 func (e *env) journalArgs(name string, o logOptions) ([]string, error) {
-	if o.lines < -1 {
-		return nil, usageErrorf("--lines %d: give a number of lines, 0 or more", o.lines)
-	}
-	if !slices.Contains(journalOutputs, o.output) {
-		return nil, usageErrorf("--output %q is not one of: %s", o.output, strings.Join(journalOutputs, ", "))
-	}
-	var since time.Time
-	if o.since != "" {
-		var err error
-		if since, err = parseSince(o.since, e.now(), time.Local); err != nil {
-			return nil, withCode(exitUsage, err)
-		}
+	since, err := e.checkLogOptions(o)
+	if err != nil {
+		return nil, err
 	}
 	us, err := e.logUnits(name)
 	if err != nil {
 		return nil, err
 	}
 	return journalctlArgs(us, o, since), nil
+}
+
+// checkLogOptions checks the options of sitectl logs and returns the time
+// --since gives (zero: none).
+func (e *env) checkLogOptions(o logOptions) (time.Time, error) {
+	if o.lines < -1 {
+		return time.Time{}, usageErrorf("--lines %d: give a number of lines, 0 or more", o.lines)
+	}
+	if !slices.Contains(journalOutputs, o.output) {
+		return time.Time{}, usageErrorf("--output %q is not one of: %s", o.output, strings.Join(journalOutputs, ", "))
+	}
+	if o.since == "" {
+		return time.Time{}, nil
+	}
+	since, err := parseSince(o.since, e.now(), time.Local)
+	if err != nil {
+		return time.Time{}, withCode(exitUsage, err)
+	}
+	return since, nil
+}
+
+// remoteLogs is sitectl logs for a deployer: sitectl's state service reads
+// the journal of the site, which the site file must grant the caller, and
+// answers with its last lines (at most stateservice.MaxLogLines, and
+// stateservice.MaxLogText bytes), shown here as root's sitectl shows
+// them. --follow is not asked of the service.
+func (e *env) remoteLogs(ctx context.Context, name string, o logOptions) error {
+	since, err := e.checkLogOptions(o)
+	if err != nil {
+		return err
+	}
+	if o.lines > stateservice.MaxLogLines {
+		return usageErrorf("--lines %d: sitectl's state service shows a deployer at most the last %d lines; use --since for older ones", o.lines, stateservice.MaxLogLines)
+	}
+	req := stateservice.Request{Verb: stateservice.VerbLogs, Site: name, Last: max(o.lines, 0), Output: o.output}
+	if !since.IsZero() {
+		req.Since = max(since.Unix(), 1)
+	}
+	if o.lines == 0 {
+		// journalctl --lines=0 shows nothing, and the service's last
+		// of 0 is all it gives: it is asked for one line, which is
+		// not shown, so that it still says whether the caller may
+		// read the site's journal.
+		req.Last = 1
+	}
+	var logs stateservice.Logs
+	if err := e.remoteCall(ctx, nil, req, &logs); err != nil {
+		return err
+	}
+	if o.lines == 0 {
+		return nil
+	}
+	if logs.Cut {
+		term.Fprintf(e.stderr, "sitectl: only the newest %d MiB of the journal of site %s are shown; use --since or --lines for a part of it\n", stateservice.MaxLogText>>20, name)
+	}
+	if !escapedOutput(o.output) {
+		if _, err := io.WriteString(e.stdout, logs.Text); err != nil && !errors.Is(err, syscall.EPIPE) {
+			return withCode(exitFailed, fmt.Errorf("cannot write the journal to standard output: %w", err))
+		}
+		return nil
+	}
+	if _, werr := e.copyJournal(strings.NewReader(logs.Text), !o.noPager); werr != nil {
+		return withCode(exitFailed, fmt.Errorf("cannot write the journal to standard output: %w", werr))
+	}
+	return nil
 }
 
 // journalctlArgs is journalctl's command line: every unit of the site, then
@@ -154,6 +226,52 @@ func (e *env) logUnits(name string) ([]string, error) {
 	}
 	us := append([]string{units.ServiceName(name)}, units.SocketNames(s)...)
 	return append(us, units.ReloadServiceName(name), units.ReloadPathName(name)), nil
+}
+
+// journalText is the journal of site name for a logs request to sitectl's
+// state service: what root's sitectl logs shows with the request's
+// options (the last req.Last lines, at most and by default MaxLogLines),
+// read within LogsTimeout, and the newest lines of it that fit
+// MaxLogText.
+func (e *env) journalText(ctx context.Context, name string, req stateservice.Request) (*stateservice.Logs, error) {
+	o := logOptions{lines: req.Last, output: req.Output, noPager: true}
+	if o.lines == 0 {
+		o.lines = stateservice.MaxLogLines
+	}
+	if o.output == "" {
+		o.output = "short"
+	}
+	if req.Since > 0 {
+		o.since = "@" + strconv.FormatInt(req.Since, 10)
+	}
+	argv, err := e.journalArgs(name, o)
+	if err != nil {
+		return nil, err
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the journal of site %s: %w", name, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, stateservice.LogsTimeout)
+	defer cancel()
+	out, stderr := bounded.Tail(stateservice.MaxLogText), bounded.Dropping(4096)
+	cmd := exec.CommandContext(ctx, path, argv[1:]...)
+	cmd.Stdout, cmd.Stderr = out, stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("the journal of site %s was not read within %s: ask for fewer lines (--lines) or newer ones (--since)", name, stateservice.LogsTimeout)
+		}
+		return nil, fmt.Errorf("cannot read the journal of site %s: journalctl: %w: %s", name, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	text := out.Bytes()
+	if out.Cut() {
+		// The oldest line kept may have lost its start.
+		if i := bytes.IndexByte(text, '\n'); i >= 0 {
+			text = text[i+1:]
+		}
+	}
+	return &stateservice.Logs{Text: string(text), Cut: out.Cut()}, nil
 }
 
 // runJournal runs journalctl for sitectl logs. Its text formats show what

@@ -276,6 +276,10 @@ func cutTo(sites []status.Site, names []string) (kept []status.Site, gone []stri
 
 func (b backend) History(s *site.Site, last int) (any, error) { return b.e.localHistory(s, last) }
 
+func (b backend) Logs(ctx context.Context, s *site.Site, req stateservice.Request) (any, error) {
+	return b.e.journalText(ctx, s.Name, req)
+}
+
 // Describe gives an error the exit code, message and hints sitectl prints.
 func (b backend) Describe(err error) stateservice.Final {
 	switch {

@@ -4,7 +4,7 @@
 // which only the group sitectl-deploy may open.
 //
 // A client sends one request: a verb (mode, restart, reload, rollback,
-// status, list, history), a site and the verb's options. The service takes
+// status, list, history, logs), a site and the verb's options. The service takes
 // the caller's identity from the kernel (SO_PEERCRED, SO_PEERGROUPS),
 // checks that the site's file grants the caller (Allowed: the one place
 // grants are enforced), and then does what root's sitectl does for the
@@ -62,6 +62,7 @@ const (
 	VerbStatus   = "status"
 	VerbList     = "list"
 	VerbHistory  = "history"
+	VerbLogs     = "logs"
 )
 
 // Limits of the protocol.
@@ -84,6 +85,16 @@ const (
 	// MinTimeout and MaxTimeout bound a change's timeout.
 	MinTimeout = time.Second
 	MaxTimeout = 30 * time.Minute
+	// MaxLogLines bounds the journal lines of one logs answer, and is
+	// what a logs request without last gets: the newest lines.
+	MaxLogLines = 10000
+	// MaxLogText bounds the text of one logs answer: the newest lines
+	// that fit. JSON may write a control character of it in 6 bytes,
+	// and the answer stays within MaxResponse.
+	MaxLogText = 4 << 20
+	// LogsTimeout bounds the service's read of the journal for one
+	// logs request.
+	LogsTimeout = 30 * time.Second
 )
 
 // Request is what a client asks: one JSON object on one line.
@@ -105,8 +116,22 @@ type Request struct {
 	// TimeoutMS bounds a change (0: the default, 2 minutes) and the wait
 	// for the site's lock before it.
 	TimeoutMS int64 `json:"timeout_ms,omitempty"`
-	// Last: history shows only the last N entries (0: all).
+	// Last: history shows only the last N entries (0: all); logs the
+	// last N lines (0: MaxLogLines).
 	Last int `json:"last,omitempty"`
+	// Since: logs shows the lines from this time on, in seconds since
+	// the epoch (0: all).
+	Since int64 `json:"since,omitempty"`
+	// Output is the journalctl output format of logs ("": short).
+	Output string `json:"output,omitempty"`
+}
+
+// Logs is the result of a logs request: the site's journal as
+// journalctl printed it, and whether older lines were left out to keep
+// within MaxLogText.
+type Logs struct {
+	Text string `json:"text"`
+	Cut  bool   `json:"cut,omitempty"`
 }
 
 // Timeout is the request's timeout as a duration, the default for none.
@@ -213,9 +238,14 @@ func decodeRequest(br *bufio.Reader) (Request, error) {
 
 // Check checks a request's fields against its verb.
 func (r Request) Check() error {
+	if r.Verb != VerbLogs && (r.Since != 0 || r.Output != "") {
+		return fmt.Errorf("%s takes no such option", r.Verb)
+	}
 	switch r.Verb {
 	case VerbMode, VerbRestart, VerbReload, VerbRollback:
 		return r.checkChange()
+	case VerbLogs:
+		return r.checkLogs()
 	case VerbStatus, VerbList:
 		if r.Site != "" || r.Mode != "" || r.Force || r.NoBlock || r.TimeoutMS != 0 || r.Last != 0 || r.Verb == VerbList && len(r.Sites) > 0 {
 			return fmt.Errorf("%s takes no such option", r.Verb)
@@ -246,6 +276,21 @@ func (r Request) Check() error {
 		return errors.New("no verb")
 	}
 	return fmt.Errorf("unknown verb %q", r.Verb)
+}
+
+// checkLogs checks a logs request. The output format is only bounded
+// here: the backend knows journalctl's formats, and refuses another.
+func (r Request) checkLogs() error {
+	if len(r.Sites) > 0 || r.Mode != "" || r.Force || r.NoBlock || r.Cold || r.TimeoutMS != 0 {
+		return errors.New("logs takes a site, last, since and output only")
+	}
+	if r.Last < 0 || r.Last > MaxLogLines {
+		return fmt.Errorf("last %d is not between 0 and %d", r.Last, MaxLogLines)
+	}
+	if r.Since < 0 || len(r.Output) > 32 {
+		return errors.New("logs: since before the epoch, or an output format longer than 32 bytes")
+	}
+	return site.ValidateName(r.Site)
 }
 
 func (r Request) checkChange() error {

@@ -45,6 +45,11 @@ type Backend interface {
 	Status(ctx context.Context, verb string, sites, missing []string) (any, error)
 	// History is what `sitectl history --json` prints for the site.
 	History(s *site.Site, last int) (any, error)
+	// Logs is the site's journal, as `sitectl logs` shows it to root,
+	// for a logs request (Last, Since, Output), bounded by MaxLogLines,
+	// MaxLogText and LogsTimeout: a *Logs. ctx ends when the caller
+	// hangs up.
+	Logs(ctx context.Context, s *site.Site, req Request) (any, error)
 	// Describe is the exit code, message and hints of an error, as
 	// sitectl would report it.
 	Describe(err error) Final
@@ -410,6 +415,12 @@ func (s *Server) do(ctx, interrupt context.Context, req Request, caller Caller, 
 			return nil, err
 		}
 		return s.Backend.History(st, req.Last)
+	case req.Verb == VerbLogs:
+		st, err := s.granted(req.Site, caller)
+		if err != nil {
+			return nil, err
+		}
+		return s.Backend.Logs(ctx, st, req)
 	}
 	names, missing, err := s.visible(req.Sites, caller)
 	if err != nil {

@@ -120,6 +120,10 @@ func (b *fakeBackend) History(s *site.Site, last int) (any, error) {
 	return []string{"history of " + s.Name}, nil
 }
 
+func (b *fakeBackend) Logs(ctx context.Context, s *site.Site, req Request) (any, error) {
+	return &Logs{Text: fmt.Sprintf("journal of %s, last %d, since %d, output %q\n", s.Name, req.Last, req.Since, req.Output)}, nil
+}
+
 func (b *fakeBackend) Describe(err error) Final {
 	code := 1
 	switch {
@@ -258,6 +262,12 @@ func TestGrants(t *testing.T) {
 		{"eve", Request{Verb: VerbHistory, Site: "blog"}, 6},
 		{"eve", Request{Verb: VerbStatus, Sites: []string{"shop"}}, 6},
 		{"sam", Request{Verb: VerbHistory, Site: "shop"}, 0},
+		{"eve", Request{Verb: VerbLogs, Site: "blog"}, 6},
+		{"sam", Request{Verb: VerbLogs, Site: "blog", Last: 10}, 6},
+		{"sam", Request{Verb: VerbLogs, Site: "admin"}, 6},
+		{"sam", Request{Verb: VerbLogs, Site: "shop", Last: 10, Since: 1700000000, Output: "cat"}, 0},
+		{"sam", Request{Verb: VerbLogs, Site: "nosuch"}, 3},
+		{"sam", Request{Verb: VerbLogs, Site: "broken"}, 2},
 		{"sam", Request{Verb: VerbRestart, Site: "nosuch"}, 3},
 		// Only root learns what is wrong with a site file.
 		{"sam", Request{Verb: VerbRestart, Site: "broken"}, 2},
@@ -273,6 +283,11 @@ func TestGrants(t *testing.T) {
 		if c.who == "sam" && strings.Contains(f.Error, "s3cret") {
 			t.Errorf("sam learnt what is in a site file: %s", f.Error)
 		}
+	}
+	// logs passes its options on to the backend, for a granted site.
+	if f, _, err := ts.call("sam", Request{Verb: VerbLogs, Site: "shop", Last: 10, Since: 1700000000, Output: "cat"}); err != nil ||
+		!strings.Contains(string(f.Result), `journal of shop, last 10, since 1700000000, output \"cat\"`) {
+		t.Errorf("sam logs shop: %+v %v", f, err)
 	}
 	if got, want := strings.Join(ts.backend.changes, "; "), "mode admin maintenance by 0; mode blog maintenance by 1001; restart shop  by 1002"; got != want {
 		t.Errorf("changes: %s, want %s", got, want)
@@ -308,6 +323,17 @@ func TestOldAndBadRequestsAreRefused(t *testing.T) {
 		`{"verb":"list","sites":["blog"]}`,
 		`{"verb":"status","sites":["blog","shop","blog"]}`,
 		`{"verb":"history","site":"blog","last":-3}`,
+		`{"verb":"history","site":"blog","since":5}`,
+		`{"verb":"restart","site":"blog","output":"cat"}`,
+		`{"verb":"status","output":"cat"}`,
+		`{"verb":"logs","site":"blog","last":10001}`,
+		`{"verb":"logs","site":"blog","last":-1}`,
+		`{"verb":"logs","site":"blog","since":-1}`,
+		`{"verb":"logs","site":"../blog"}`,
+		`{"verb":"logs","site":"blog","mode":"x"}`,
+		`{"verb":"logs","site":"blog","timeout_ms":60000}`,
+		`{"verb":"logs","sites":["blog"]}`,
+		`{"verb":"logs","site":"blog","output":"` + strings.Repeat("x", 33) + `"}`,
 		`{"verb":"finish","site":"blog"}`,
 		`{}`,
 		`not json`,
@@ -607,6 +633,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"verb":"status","sites":["a","b"]}` + "\n",
 		`{"op":"finish","site":"blog","result":"ok","reason":"x"}` + "\n",
 		`{"verb":"history","site":"blog","last":3}` + "\n",
+		`{"verb":"logs","site":"blog","last":3,"since":1700000000,"output":"cat"}` + "\n",
 		"\n", "{\n", `{"verb":"restart","site":"blog"}`,
 	} {
 		f.Add([]byte(s))

@@ -606,3 +606,70 @@ func TestDeployerListOfManySitesIsRootsCut(t *testing.T) {
 		}
 	}
 }
+
+// A deployer reads the journal of the sites they may deploy through the
+// state service, as root's sitectl logs shows it, and no other site's: a
+// site not granted them, or a caller who may not open the socket, gets
+// nothing of it. --lines, --since and -o are root's.
+func TestDeployerReadsTheJournalOfTheirSitesOnly(t *testing.T) {
+	h, _, _ := deployerHost(t)
+	webPID := h.show("site-web.service", "MainPID")["MainPID"]
+	otherPID := h.show("site-other.service", "MainPID")["MainPID"]
+	h.run("journalctl", "--sync")
+
+	out, stderr, code := h.as("dana", "sitectl", "logs", "web", "--no-pager")
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("started pid=%s site=\"web\"", webPID)) {
+		t.Fatalf("dana: sitectl logs web: exit %d, want 0 and the app's start line\n%s%s", code, out, stderr)
+	}
+	if strings.Contains(out, "pid="+otherPID) || strings.Contains(out, `site="other"`) {
+		t.Errorf("dana's journal of web shows site other's lines:\n%s", out)
+	}
+
+	for _, c := range []struct{ user, site string }{{"dana", "other"}, {"mallory", "web"}} {
+		out, stderr, code := h.as(c.user, "sitectl", "logs", c.site, "--no-pager")
+		if code != 6 || strings.Contains(out, "started pid=") {
+			t.Errorf("%s: sitectl logs %s: exit %d, want 6 and nothing shown\n%s%s", c.user, c.site, code, out, stderr)
+		}
+	}
+	// eve may not open the socket: journalctl reads the journal as she
+	// may, which is not at all.
+	if out, stderr, _ := h.as("eve", "sitectl", "logs", "web", "--no-pager"); strings.Contains(out, "started pid=") {
+		t.Errorf("eve, who may not ask the state service, read web's journal:\n%s%s", out, stderr)
+	}
+
+	if out, stderr, code := h.as("dana", "sitectl", "logs", "web", "--no-pager", "-n", "2", "-o", "cat"); code != 0 || len(strings.Split(strings.TrimSpace(out), "\n")) != 2 {
+		t.Errorf("dana: sitectl logs web -n 2 -o cat: exit %d, want 2 lines\n%s%s", code, out, stderr)
+	}
+	if out, stderr, code := h.as("dana", "sitectl", "logs", "web", "--no-pager", "-n", "0"); code != 0 || strings.TrimSpace(out) != "" {
+		t.Errorf("dana: sitectl logs web -n 0: exit %d, want nothing\n%s%s", code, out, stderr)
+	}
+	if _, stderr, code := h.as("dana", "sitectl", "logs", "other", "--no-pager", "-n", "0"); code != 6 {
+		t.Errorf("dana: sitectl logs other -n 0: exit %d, want 6\n%s", code, stderr)
+	}
+	future := fmt.Sprintf("@%d", time.Now().Add(time.Hour).Unix())
+	if out, stderr, code := h.as("dana", "sitectl", "logs", "web", "--no-pager", "--since", future); code != 0 || strings.Contains(out, "started pid=") {
+		t.Errorf("dana: sitectl logs web --since in an hour: exit %d\n%s%s", code, out, stderr)
+	}
+	out, stderr, code = h.as("dana", "sitectl", "logs", "web", "-o", "json")
+	if code != 0 || strings.TrimSpace(out) == "" {
+		t.Fatalf("dana: sitectl logs web -o json: exit %d\n%s%s", code, out, stderr)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("a line of -o json is not JSON: %v: %.200s", err, line)
+		}
+		if rec["_SYSTEMD_UNIT"] != nil && !strings.HasPrefix(fmt.Sprint(rec["_SYSTEMD_UNIT"]), "site-web") && rec["UNIT"] == nil {
+			t.Errorf("a record of another unit: %.300s", line)
+		}
+	}
+	for _, args := range [][]string{{"-n", "10001"}, {"-o", "export"}, {"--since", "never"}} {
+		if _, stderr, code := h.as("dana", append([]string{"sitectl", "logs", "web"}, args...)...); code != 2 {
+			t.Errorf("dana: sitectl logs web %v: exit %d, want 2\n%s", args, code, stderr)
+		}
+	}
+	// The service says whose request it answered.
+	if j := h.run("journalctl", "-u", "sitectl-state.service", "-o", "cat", "--no-pager"); !strings.Contains(j, "logs web") {
+		t.Errorf("the state service's journal does not record dana's logs request:\n%s", j)
+	}
+}
