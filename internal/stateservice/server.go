@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -302,19 +303,28 @@ func (s *Server) handle(conn net.Conn) {
 	if req.Mode != "" {
 		what += " " + req.Mode
 	}
-	// A change is always logged: the lines a uid may drop are those of
-	// requests that change nothing, so that a deployer cannot use up
-	// their own share to make a change of theirs go unrecorded. Changes
-	// cannot flood: each waits for its site's lock.
-	logf := s.logf
-	if req.IsChange() {
-		logf = func(_ int, format string, args ...any) { s.Logf(format, args...) }
+	// A change that took the site's lock is always logged: the lines a
+	// uid may drop are those of requests that change nothing, so that a
+	// deployer cannot use up their own share to make a change of theirs
+	// go unrecorded. Such changes cannot flood: each waits for its
+	// site's lock. A change refused before it (a site not granted or not
+	// there, a mode the site lacks, a bad timeout, --no-block on a busy
+	// site) changes nothing, and counts as any other request: looping on
+	// one otherwise filled the journal past journald's own rate limit,
+	// which then dropped the lines of everyone's changes.
+	var locked atomic.Bool
+	logf := func(uid int, format string, args ...any) {
+		if locked.Load() {
+			s.Logf(format, args...)
+			return
+		}
+		s.logf(uid, format, args...)
 	}
 	ctx, interrupt, stop := listen(in, func(sig string) {
 		logf(caller.UID, "uid %d (pid %d): %s: interrupted by %s", caller.UID, caller.PID, strings.TrimSpace(what), sig)
 	})
 	defer stop()
-	final := s.dispatch(ctx, interrupt, req, caller, out.progress)
+	final := s.dispatch(ctx, interrupt, req, caller, out.progress, &locked)
 	out.final(final)
 	result := "ok"
 	if final.Error != "" {
@@ -381,8 +391,10 @@ func listen(in *bufio.Reader, onInterrupt func(sig string)) (hangup, interrupt c
 }
 
 // dispatch runs a request and makes its final answer.
-func (s *Server) dispatch(ctx, interrupt context.Context, req Request, caller Caller, progress func(string)) Final {
-	result, err := s.do(ctx, interrupt, req, caller, progress)
+// dispatch runs a request and makes its final answer. locked is set
+// once a change holds the site's lock (the backend asks still).
+func (s *Server) dispatch(ctx, interrupt context.Context, req Request, caller Caller, progress func(string), locked *atomic.Bool) Final {
+	result, err := s.do(ctx, interrupt, req, caller, progress, locked)
 	var data []byte
 	if result != nil {
 		var merr error
@@ -400,14 +412,17 @@ func (s *Server) dispatch(ctx, interrupt context.Context, req Request, caller Ca
 	return f
 }
 
-func (s *Server) do(ctx, interrupt context.Context, req Request, caller Caller, progress func(string)) (any, error) {
+func (s *Server) do(ctx, interrupt context.Context, req Request, caller Caller, progress func(string), locked *atomic.Bool) (any, error) {
 	switch {
 	case req.IsChange():
 		st, err := s.granted(req.Site, caller)
 		if err != nil {
 			return nil, err
 		}
-		still := func() (*site.Site, error) { return s.granted(req.Site, caller) }
+		still := func() (*site.Site, error) {
+			locked.Store(true)
+			return s.granted(req.Site, caller)
+		}
 		return s.Backend.Change(ctx, interrupt, req, st, caller, progress, still)
 	case req.Verb == VerbHistory:
 		st, err := s.granted(req.Site, caller)
