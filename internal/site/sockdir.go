@@ -200,11 +200,19 @@ func sockDirErrors(v fsView, s *Site) Errors {
 }
 
 // listenerDirErrors are the mistakes of s's unix listeners in directories
-// a user other than root may replace (sockDirProblem).
+// a user other than root may replace (sockDirProblem), or at a path where
+// something else than a socket is (occupiedPath).
 func listenerDirErrors(v fsView, s *Site) Errors {
 	var errs Errors
 	for _, l := range s.Listeners {
 		if l.Kind != Unix {
+			continue
+		}
+		if what := occupiedPath(v, l.Path); what != "" {
+			errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col, Msg: fmt.Sprintf(
+				"listener %s: %s, not a socket: systemd, which binds the socket as root, deletes whatever is at its path "+
+					"when the bind finds it taken, and would delete it; put the socket where nothing is, "+
+					"such as /run/%s/ (systemd creates it)", printable(l.Path), what, s.Name)})
 			continue
 		}
 		if why := sockDirProblem(v, l.Path); why != "" {
@@ -215,6 +223,28 @@ func listenerDirErrors(v fsView, s *Site) Errors {
 		}
 	}
 	return errs
+}
+
+// occupiedPath says what is at unix listener path p that is not a socket
+// ("/etc/passwd is a regular file"), "" when nothing is there, a socket
+// is (this site's, bound by systemd, or one left behind), or p cannot be
+// looked at. A symlink counts: systemd would delete the link.
+func occupiedPath(v fsView, p string) string {
+	st, err := v.lstat(p)
+	if err != nil {
+		return ""
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFSOCK:
+		return ""
+	case unix.S_IFREG:
+		return printable(p) + " is a regular file"
+	case unix.S_IFDIR:
+		return printable(p) + " is a directory"
+	case unix.S_IFLNK:
+		return printable(p) + " is a symlink"
+	}
+	return printable(p) + " is a device, FIFO or other special file"
 }
 
 // credentialDirErrors are the mistakes of s's credentials whose paths go

@@ -109,6 +109,40 @@ func TestSockDirErrorsNameTheListener(t *testing.T) {
 	}
 }
 
+// systemd deletes whatever is at a unix listener's path when its bind
+// finds the path taken (socket_address_listen: unlink, bind again): a
+// path onto /etc/passwd, another site's file or a symlink is a mistake;
+// a socket there (the site's own, bound by systemd) or nothing is not.
+func TestListenerOntoAFileIsAMistake(t *testing.T) {
+	host := fakeFS{"/": dir(0, 0, 0o755), "/etc": dir(0, 0, 0o755), "/run": dir(0, 0, 0o755), "/run/a": dir(0, 0, 0o755),
+		"/etc/passwd":      {mode: unix.S_IFREG | 0o644},
+		"/etc/sitectl":     dir(0, 0, 0o755),
+		"/run/a/http.sock": {mode: unix.S_IFSOCK | 0o666},
+		"/run/a/link":      link("/etc/passwd"),
+		"/run/a/fifo":      {mode: unix.S_IFIFO | 0o600},
+	}
+	for path, want := range map[string]string{
+		"/run/a/http.sock": "",
+		"/run/a/new.sock":  "",
+		"/etc/passwd":      "listener /etc/passwd: /etc/passwd is a regular file, not a socket: systemd, which binds the socket as root, deletes whatever is at its path",
+		"/etc/sitectl":     "/etc/sitectl is a directory, not a socket",
+		"/run/a/link":      "/run/a/link is a symlink, not a socket",
+		"/run/a/fifo":      "/run/a/fifo is a device, FIFO or other special file, not a socket",
+	} {
+		s, errs := ParseNamed("/etc/sitectl/sites/a.toml", "a", []byte("exec = [\"/bin/app\"]\n[[listen]]\npath = \""+path+"\"\n"))
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		got := listenerDirErrors(host.view(), s)
+		switch {
+		case want == "" && len(got) > 0:
+			t.Errorf("%s: %v, want no mistake", path, got)
+		case want != "" && (len(got) != 1 || !strings.HasPrefix(got[0].Error(), "/etc/sitectl/sites/a.toml:3:8: ") || !strings.Contains(got[0].Error(), want)):
+			t.Errorf("%s: %v, want %q", path, got, want)
+		}
+	}
+}
+
 // Content checked apart from a file (standard input, a last good copy the
 // generator falls back to) gets the same check of its unix listeners'
 // directories: whether a user may replace one is the host's, not the

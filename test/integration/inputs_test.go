@@ -484,3 +484,29 @@ func TestListenerCollisionsFound(t *testing.T) {
 		t.Errorf("site dual over IPv4: %+v", r)
 	}
 }
+
+// systemd deletes whatever is at a unix listener's path when the bind
+// finds it taken, and binds again: a site file whose listener points at
+// another site's file (or /etc/passwd, or a daemon's socket left a
+// symlink) is refused by check and skipped by the generator, and the file
+// is still there after a daemon-reload and a start of every socket.
+func TestListenerOntoAFileDeletesNothing(t *testing.T) {
+	h := newHost(t, map[string]string{"blog": goSite(freePort(t), "")})
+	h.writeFile("/srv/keep.txt", "precious\n", 0o644)
+	h.writeSite("shop", "exec = [\"/usr/local/bin/webapp\"]\n[[listen]]\npath = \"/srv/keep.txt\"\n")
+	out, err := h.try("sitectl", "check", "/etc/sitectl/sites/shop.toml")
+	if err == nil || !strings.Contains(out, "/etc/sitectl/sites/shop.toml:3:8: listener /srv/keep.txt: /srv/keep.txt is a regular file, not a socket") {
+		t.Errorf("sitectl check of a listener onto a file: %v\n%s", err, out)
+	}
+	h.run("systemctl", "daemon-reload")
+	h.try("systemctl", "start", "sockets.target", "site-shop.socket")
+	if got := h.run("cat", "/srv/keep.txt"); got != "precious\n" {
+		t.Errorf("the file a listener pointed at is now %q", got)
+	}
+	if st := h.show("site-shop.socket", "LoadState")["LoadState"]; st != "not-found" {
+		t.Errorf("the generator gave the site a socket unit: %s", st)
+	}
+	if st := h.show("site-blog.socket", "ActiveState")["ActiveState"]; st != "active" {
+		t.Errorf("the other site's socket is %s", st)
+	}
+}
