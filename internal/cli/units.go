@@ -39,6 +39,9 @@ Without FILE, a site pinned to the version it ran before (its file, as it is, fa
 start) is rendered from that copy, as the generator writes it, with a line on standard
 error that says so; FILE arguments are rendered as they are.
 
+A site taken out of service (sitectl disable) gets its units and, as from the
+generator, no link in sockets.target.wants/ that would start it at boot.
+
 If any file has a mistake, the mistakes are printed and nothing is written.`,
 		Example: `  sitectl units render /etc/sitectl/sites/karl.toml
   sitectl units render --dir /etc/systemd/system`,
@@ -68,7 +71,10 @@ If any file has a mistake, the mistakes are printed and nothing is written.`,
 			for _, p := range pinned {
 				term.Fprintln(e.stderr, "sitectl: "+generator.PinnedLine(p))
 			}
-			out := generator.Files(res.Sites, e.unitOptions())
+			// As the generator: a site taken out of service gets its
+			// units and no link that starts it at boot.
+			opts := e.unitOptions()
+			out := generator.FilesFor(res.Sites, opts, generator.OutOfService(res.Sites, opts))
 			if dir == "" {
 				return generator.Print(e.stdout, out)
 			}
