@@ -103,6 +103,8 @@ directory (default ` + paths.DefaultConfigDir + `) by a systemd generator.
 	root.SetErr(stderr)
 	root.PersistentPreRun = func(c *cobra.Command, _ []string) {
 		e.trace.Step("read the command line: %s", c.CommandPath())
+		// --config-dir and --state-dir as given on the command line.
+		e.dirs = e.dirs.Abs()
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return withCode(exitUsage, err, "see `"+c.CommandPath()+" --help`")

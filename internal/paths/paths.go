@@ -9,6 +9,7 @@ package paths
 
 import (
 	"path"
+	"path/filepath"
 	"strconv"
 )
 
@@ -44,9 +45,25 @@ type Dirs struct {
 func defaults() Dirs { return Dirs{Config: DefaultConfigDir, State: DefaultStateDir} }
 
 // FromEnv is Defaults with SITECTL_CONFIG_DIR and SITECTL_STATE_DIR applied
-// when they are set and not empty.
+// when they are set and not empty, made absolute (Abs).
 func FromEnv(getenv func(string) string) Dirs {
-	return Dirs{Config: envOr(getenv, EnvConfigDir, DefaultConfigDir), State: envOr(getenv, EnvStateDir, DefaultStateDir)}
+	return Dirs{Config: envOr(getenv, EnvConfigDir, DefaultConfigDir), State: envOr(getenv, EnvStateDir, DefaultStateDir)}.Abs()
+}
+
+// Abs is d with relative directories made absolute, from the working
+// directory. The units written from them name these directories, and
+// systemd ignores a relative SourcePath=, EnvironmentFile= or
+// InaccessiblePaths= (with a warning), and runs ExecStartPre= in /: a
+// relative --config-dir would give the app every site file to read and
+// a site that never starts. A directory whose absolute path cannot be
+// told (the working directory is gone) is kept as it is.
+func (d Dirs) Abs() Dirs {
+	for _, p := range []*string{&d.Config, &d.State} {
+		if abs, err := filepath.Abs(*p); err == nil {
+			*p = abs
+		}
+	}
+	return d
 }
 
 // StateSocket is where sitectl's state service listens: SITECTL_STATE_SOCKET
