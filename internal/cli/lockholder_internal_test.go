@@ -96,3 +96,68 @@ func TestBusySiteSaysWhoChangesIt(t *testing.T) {
 	}
 	touch.Unlock()
 }
+
+// Root goes first: once root's sitectl waits for a site's lock, a
+// deployer's change (run by the state service) does not take it, even
+// when it is free for a moment, so that a deployer who loops on changes
+// of the site cannot keep root out until root's --timeout; the deployer
+// gets it after root.
+func TestRootWaitingGoesFirst(t *testing.T) {
+	e := &env{dirs: testDirs(t)}
+	s, err := e.loadSite("karl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := modes.Store{Dir: e.dirs.State}
+	quiet := func(string, ...any) {}
+	dana := modes.Holder{PID: os.Getpid(), UID: 1001, Verb: "restart"}
+	rootHolder := modes.Holder{PID: os.Getpid(), UID: 0, Verb: "restart"}
+	req := func(noBlock bool) stateservice.Request {
+		return stateservice.Request{Verb: stateservice.VerbRestart, Site: "karl", NoBlock: noBlock, TimeoutMS: 10000}
+	}
+
+	first, _, err := lockSite(context.Background(), st, s, req(false), dana, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootGot := make(chan *modes.Lock)
+	go func() {
+		lock, _, err := lockSite(context.Background(), st, s, req(false), rootHolder, quiet)
+		if err != nil {
+			t.Error(err)
+		}
+		rootGot <- lock
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !st.RootWaiting("karl") {
+		if time.Now().After(deadline) {
+			t.Fatal("root's sitectl waits, and no mark says so")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	first.Unlock()
+	// The lock is free until root's next try: dana's next change waits.
+	if lock, _, err := lockSite(context.Background(), st, s, req(true), dana, quiet); err == nil {
+		lock.Unlock()
+		t.Fatal("a deployer's change took the site's lock while root waited for it")
+	}
+	root := <-rootGot
+	if root == nil {
+		t.Fatal("root did not get the lock")
+	}
+	if st.RootWaiting("karl") {
+		t.Error("root holds the lock and still marks that it waits")
+	}
+	danaGot := make(chan error)
+	go func() {
+		lock, _, err := lockSite(context.Background(), st, s, req(false), dana, quiet)
+		if err == nil {
+			lock.Unlock()
+		}
+		danaGot <- err
+	}()
+	root.Unlock()
+	if err := <-danaGot; err != nil {
+		t.Errorf("the deployer's change after root's: %v", err)
+	}
+}

@@ -495,7 +495,10 @@ func runFlow(ctx context.Context, req stateservice.Request, fe *flow.Env, s *sit
 // the wait) for another sitectl to finish with the site, unless it may not
 // wait. waited says whether it did: the site file may have changed
 // meanwhile. Once held, the lock names who holds it (me, from then on),
-// and a sitectl that finds it held says who does, when it can tell.
+// and a sitectl that finds it held says who does, when it can tell. Root
+// goes first: while root's sitectl waits, it marks that it does
+// (modes.Store.RootWaits), and a deployer's change, run by the state
+// service, does not take the lock meanwhile.
 func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservice.Request, me modes.Holder, progress func(string, ...any)) (_ *modes.Lock, waited bool, _ error) {
 	held := func(lock *modes.Lock, waited bool, err error) (*modes.Lock, bool, error) {
 		if err != nil {
@@ -505,7 +508,14 @@ func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservic
 		lock.Hold(me)
 		return lock, waited, nil
 	}
-	lock, err := st.LockSite(s, false)
+	try := func() (*modes.Lock, error) {
+		if me.UID != 0 && st.RootWaiting(s.Name) {
+			// Root goes first (Store.RootWaits).
+			return nil, modes.ErrLocked
+		}
+		return st.LockSite(s, false)
+	}
+	lock, err := try()
 	if !errors.Is(err, modes.ErrLocked) {
 		return held(lock, false, err)
 	}
@@ -517,7 +527,17 @@ func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservic
 	stillLocked := func() error {
 		return withCode(exitFailed, fmt.Errorf("site %s was still being changed by another sitectl after %s%s; nothing was done", s.Name, req.Timeout(), lockHolder(st, s.Name)))
 	}
+	var rootWaits *modes.Lock // root's mark, while it waits
+	defer func() {
+		if rootWaits != nil {
+			rootWaits.Unlock()
+		}
+	}()
 	for errors.Is(err, modes.ErrLocked) {
+		if me.UID == 0 && rootWaits == nil {
+			// Best effort: without the mark root waits as anyone.
+			rootWaits, _ = st.RootWaits(s.Name)
+		}
 		if time.Now().After(deadline) {
 			return nil, true, stillLocked()
 		}
@@ -529,7 +549,7 @@ func lockSite(ctx context.Context, st modes.Store, s *site.Site, req stateservic
 			return nil, true, withCode(exitFailed, fmt.Errorf("gave up waiting for site %s: %w; nothing was done", s.Name, context.Cause(ctx)))
 		case <-time.After(100 * time.Millisecond):
 		}
-		lock, err = st.LockSite(s, false)
+		lock, err = try()
 	}
 	return held(lock, true, err)
 }

@@ -437,6 +437,39 @@ func (st Store) TryLockExisting(name string) (*Lock, error) {
 	return &Lock{f}, nil
 }
 
+// RootWaits marks that root waits for site name's lock, until the mark is
+// let go (Unlock): a deployer's change does not take the site's lock
+// meanwhile (RootWaiting). The site's lock is a plain flock(2), which
+// whoever tries at the right moment gets: a deployer looping on changes
+// of a site through the state service, which tries every 100 ms, kept
+// root's restart of it out until root's --timeout, time after time. nil,
+// and no error, when another root's sitectl marks it already.
+func (st Store) RootWaits(name string) (*Lock, error) {
+	f, err := openLock(st.paths().RootWaitFile(name), os.O_RDONLY|os.O_CREATE, FileMode)
+	if err != nil {
+		return nil, fmt.Errorf("cannot mark that root waits for site %s: %w", name, err)
+	}
+	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("cannot mark that root waits for site %s: %w", name, err)
+	}
+	return &Lock{f}, nil
+}
+
+// RootWaiting tells whether root's sitectl waits for site name's lock
+// (RootWaits). A mark that cannot be looked at is none.
+func (st Store) RootWaiting(name string) bool {
+	f, err := openLock(st.paths().RootWaitFile(name), os.O_RDONLY, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return errors.Is(flock(f, syscall.LOCK_SH|syscall.LOCK_NB), syscall.EWOULDBLOCK)
+}
+
 // EnsureLock creates site name's state directory and its lock file, if
 // they do not exist: sitectl touched, which may not create them (the
 // reload unit sees the state directory read-only), takes the lock of a

@@ -167,6 +167,13 @@ func (d Dirs) PinDir() string { return path.Join(d.State, "pinned") }
 // LockFile is what a switch of the site holds an flock(2) on.
 func (d Dirs) LockFile(name string) string { return path.Join(d.SiteState(name), "lock") }
 
+// RootWaitFile is what root's sitectl holds an flock(2) on while it waits
+// for the site's lock: a deployer's change waits while it is held, so
+// that root goes first (modes.Store.RootWaits).
+func (d Dirs) RootWaitFile(name string) string {
+	return path.Join(d.SiteState(name), "root-waits.lock")
+}
+
 // ModeLockFile is what every writer of the site's mode file holds an
 // flock(2) on around its read-modify-write (a switch, and prepare at the
 // service's start).

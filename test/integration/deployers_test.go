@@ -685,3 +685,68 @@ func TestDeployerReadsTheJournalOfTheirSitesOnly(t *testing.T) {
 		t.Errorf("the state service's journal does not record dana's logs request:\n%s", j)
 	}
 }
+
+// A deployer who loops on changes of their site through the state service
+// cannot keep root out of it: once root's sitectl waits for the site's
+// lock, the service's next change of the site waits for root's.
+func TestDeployerLoopingCannotKeepRootOut(t *testing.T) {
+	h, webURL, _ := deployerHost(t)
+	loop := `
+import os, socket, time
+kids = []
+for k in range(6):
+    pid = os.fork()
+    if pid:
+        kids.append(pid)
+        continue
+    n, end = 0, time.time() + 40
+    while time.time() < end:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect("/run/sitectl/state.sock")
+        s.sendall(b'{"verb":"restart","site":"web","timeout_ms":600000}\n')
+        while s.recv(65536):
+            pass
+        s.close()
+        n += 1
+    os.write(1, b"%d\n" % n)
+    os._exit(0)
+for pid in kids:
+    os.waitpid(pid, 0)
+`
+	done := make(chan string, 1)
+	go func() {
+		out, _, _ := h.as("dana", "python3", "-c", loop)
+		done <- out
+	}()
+	h.waitFor("dana's restarts of web", 20*time.Second, func() bool { return len(h.history("web")) >= 2 })
+	start := time.Now()
+	out, stderr, code := h.result("sitectl", "restart", "web", "--timeout", "30s")
+	took := time.Since(start)
+	if code != 0 {
+		t.Errorf("root's restart while dana loops on restarts: exit %d after %s\n%s%s", code, took.Round(time.Millisecond), out, stderr)
+	}
+	t.Logf("root's restart took %s; dana's 6 loops: %s", took.Round(time.Millisecond), strings.Join(strings.Fields(<-done), ", "))
+	getReply(t, webURL)
+	// Which changes began after root asked and before root's: the one
+	// that held the lock when root began to wait may, and one that took
+	// it between root's first try and its mark; no more.
+	var hist []struct {
+		Time time.Time `json:"time"`
+		UID  int       `json:"uid"`
+	}
+	if err := json.Unmarshal([]byte(h.run("sitectl", "history", "web", "--json")), &hist); err != nil {
+		t.Fatal(err)
+	}
+	before := 0
+	for _, en := range hist {
+		if en.UID == 0 {
+			break
+		}
+		if en.Time.After(start) {
+			before++
+		}
+	}
+	if before > 2 {
+		t.Errorf("%d of dana's restarts began after root asked and before root's (in %s)", before, took.Round(time.Millisecond))
+	}
+}
