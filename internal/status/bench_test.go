@@ -16,7 +16,7 @@ import (
 // benchSites writes n site files of the shape test/scaleshapes uses (the
 // Go test app, one TCP listener each) and the listing systemd would give
 // of their units: sockets listening, services idle.
-func benchSites(b *testing.B, n int) (paths.Dirs, *fakeSystemd) {
+func benchSites(b testing.TB, n int) (paths.Dirs, *fakeSystemd) {
 	b.Helper()
 	d := paths.Dirs{Config: b.TempDir(), State: b.TempDir()}
 	if err := os.MkdirAll(d.Config, 0o755); err != nil {

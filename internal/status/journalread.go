@@ -2,6 +2,7 @@ package status
 
 import (
 	"context"
+	"runtime"
 
 	"github.com/sitectl/sitectl/internal/cleanup"
 )
@@ -10,17 +11,42 @@ import (
 // It is a journalctl whose start costs more than its query (about 10 ms
 // before it reads anything here), so it runs while status does the rest
 // of its work for the site: for sites named to status, from before
-// systemd is asked for the units.
+// systemd is asked for the units, a few at a time (journalsPerRequest).
 type journalRead struct {
 	done    chan struct{}
 	failure *Failure
 	cleanup *cleanup.Record
 }
 
-// startJournal starts the journal read of site name. The failure is read
-// whatever systemd says of the service; readJournal keeps it only for a
-// loaded one, as it would have asked.
-func startJournal(ctx context.Context, src Sources, name string) *journalRead {
+// journalsPerRequest bounds the journal reads one status runs at once: as
+// many as there are CPUs, as status of every site runs (one per site it
+// works on, par.Each), and at least two. Status of sites by name starts
+// the read of each before systemd is asked for their units; unbounded, a
+// deployer's status of the 300 sites granted them forked 96 journalctl at
+// once.
+var journalsPerRequest = max(2, runtime.GOMAXPROCS(0))
+
+// journalLimit is one status's share of the journal reads.
+type journalLimit chan struct{}
+
+func newJournalLimit() journalLimit { return make(journalLimit, journalsPerRequest) }
+
+// acquire waits for a read of the request's share, and returns what
+// gives it back; false when ctx ended first.
+func (l journalLimit) acquire(ctx context.Context) (release func(), ok bool) {
+	select {
+	case l <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false
+	}
+	return func() { <-l }, true
+}
+
+// startJournal starts the journal read of site name, within the request's
+// limit. The failure is read whatever
+// systemd says of the service; readJournal keeps it only for a loaded
+// one, as it would have asked.
+func startJournal(ctx context.Context, src Sources, lim journalLimit, name string) *journalRead {
 	j := &journalRead{done: make(chan struct{})}
 	if src.Journal == nil {
 		close(j.done)
@@ -28,6 +54,11 @@ func startJournal(ctx context.Context, src Sources, name string) *journalRead {
 	}
 	go func() {
 		defer close(j.done)
+		release, ok := lim.acquire(ctx)
+		if !ok {
+			return // as a journal that cannot be read
+		}
+		defer release()
 		j.failure, j.cleanup = src.Journal(ctx, name)
 	}()
 	return j

@@ -281,6 +281,7 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 	withState, known := map[string]bool{}, false
 	var missing *socketsAsked
 	var journals map[string]*journalRead
+	lim := newJournalLimit()
 	if len(req.Names) == 0 {
 		// The sites' states, and what listens on their listeners, are
 		// read while systemd lists the units: neither needs the other,
@@ -308,7 +309,7 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 			defer cancel()
 			journals = map[string]*journalRead{}
 			for _, en := range asked {
-				journals[en.site.Name] = startJournal(jctx, src, en.site.Name)
+				journals[en.site.Name] = startJournal(jctx, src, lim, en.site.Name)
 			}
 		}
 		if err == nil {
@@ -336,7 +337,7 @@ func Gather(ctx context.Context, src Sources, req Request) (res Result, _ error)
 		if errs[i] == nil && !req.Brief {
 			j := journals[ents[i].site.Name]
 			if j == nil {
-				j = startJournal(ctx, src, ents[i].site.Name)
+				j = startJournal(ctx, src, lim, ents[i].site.Name)
 			}
 			sites[i].localChanges(src, ents[i], byName)
 			if ents[i].known && !ents[i].gone {
