@@ -84,6 +84,19 @@ func TestStatusOfManyNamedSitesBoundsItsJournalReads(t *testing.T) {
 	}
 }
 
+// Statuses that run together in one process (the state service's) share
+// one bound of journal reads: the others wait for a slot.
+func TestConcurrentStatusesShareOneBoundOfJournalReads(t *testing.T) {
+	d, sd := benchSites(t, 100)
+	var c concurrency
+	src := Sources{Dirs: d, Systemd: sd, Journal: c.journal(5 * time.Millisecond)}
+	gatherAtOnce(t, 8, src, siteNames(100))
+	t.Logf("8 statuses of 100 sites by name: %d journal reads at once at most", c.peak.Load())
+	if p := c.peak.Load(); p > int64(cap(journalSlots)) {
+		t.Errorf("%d journal reads at once; want at most %d", p, cap(journalSlots))
+	}
+}
+
 // A status whose caller went away starts none of the journal reads still
 // waiting for a slot.
 func TestCancelledStatusStartsNoQueuedJournalRead(t *testing.T) {
@@ -104,7 +117,8 @@ func TestCancelledStatusStartsNoQueuedJournalRead(t *testing.T) {
 }
 
 // The journalctl processes themselves, counted by a fake journalctl that
-// notes its start and end: one status of many sites by name.
+// notes its start and end: one status of many sites by name, and several
+// at once.
 func TestStatusBoundsConcurrentJournalctl(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "log")
@@ -121,7 +135,7 @@ func TestStatusBoundsConcurrentJournalctl(t *testing.T) {
 	for _, tc := range []struct {
 		requests int
 		bound    int
-	}{{1, journalsPerRequest}} {
+	}{{1, journalsPerRequest}, {4, cap(journalSlots)}} {
 		os.Remove(log)
 		gatherAtOnce(t, tc.requests, src, siteNames(64))
 		peak, runs := peakOf(t, log)
