@@ -7,7 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -97,6 +99,7 @@ are warnings; exits 2 otherwise.`,
 					warnings = append(warnings, sitecheck.SharedUser(s, data, sitecheck.Users(installedSites(e, nil, name)))...)
 				}
 			} else {
+				files = uniqueFiles(files)
 				installed := installedSites(e, files, name)
 				if display != "" {
 					// A copy of the file to be put at display: the
@@ -110,6 +113,9 @@ are warnings; exits 2 otherwise.`,
 				renameErrors(warnings, files[0], display)
 			}
 			res = generator.Checked(res, e.unitOptions())
+			if name == "" && display == "" {
+				res.Errors = append(res.Errors, unreadByTheGenerator(e, files)...)
+			}
 			if display != "" {
 				files = []string{display}
 			}
@@ -170,6 +176,51 @@ func checkStdin(e *env, stdin io.Reader, name, display string) (site.Result, []b
 	}
 	res.Sites = ok
 	return res, data, nil
+}
+
+// uniqueFiles are files without a file named again (by another path to
+// it, or by a second glob that matches it too), in their order: a file
+// checked twice collided with itself, "declared by two files".
+func uniqueFiles(files []string) []string {
+	var out []string
+	var seen []os.FileInfo
+	abs := map[string]bool{}
+	for _, f := range files {
+		a, err := filepath.Abs(f)
+		if err == nil && abs[a] {
+			continue
+		}
+		abs[a] = true
+		fi, err := os.Stat(f)
+		if err == nil && slices.ContainsFunc(seen, func(o os.FileInfo) bool { return os.SameFile(o, fi) }) {
+			continue
+		}
+		if err == nil {
+			seen = append(seen, fi)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// unreadByTheGenerator are the mistakes of files in the config directory
+// that the generator does not read, as their names do not end in .toml:
+// checked as sites, they would pass, and never run.
+func unreadByTheGenerator(e *env, files []string) site.Errors {
+	var errs site.Errors
+	dir, err := filepath.Abs(e.dirs.Config)
+	if err != nil {
+		return nil
+	}
+	for _, f := range files {
+		a, err := filepath.Abs(f)
+		if err != nil || filepath.Dir(a) != dir || strings.HasSuffix(a, ".toml") {
+			continue
+		}
+		errs = append(errs, &site.Error{File: f, Line: 1, Col: 1, Msg: fmt.Sprintf(
+			"the generator reads only the files of %s whose names end in .toml: this one is no site; rename it to NAME.toml", dir)})
+	}
+	return errs
 }
 
 // fileWarnings are the warnings of valid sites read from their files (see

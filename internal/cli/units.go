@@ -53,6 +53,7 @@ If any file has a mistake, the mistakes are printed and nothing is written.`,
 					return err
 				}
 			} else {
+				files = uniqueFiles(files)
 				res = site.LoadFiles(files, installedSites(e, files, ""), nil, e.held())
 			}
 			res = generator.Checked(res, e.unitOptions())
