@@ -3,7 +3,9 @@
 // "FILE:LINE:COL: what is wrong" for every mistake in a file, not just the
 // first one a decoder trips over.
 //
-// Syntax errors and redefined keys are found by go-toml's own decoder first
+// A table with more than MaxTableKeys keys is refused first (checkLimits),
+// before the decoder spends quadratic time on it. Syntax errors and
+// redefined keys are found by go-toml's own decoder next
 // (it reports the position of the first one; nothing can be checked after a
 // syntax error). The tree is then built from go-toml's unstable AST.
 package tomlpos
@@ -99,6 +101,16 @@ func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
 
 // Parse returns the document's root table, or an *Error.
 func Parse(data []byte) (*Value, error) {
+	// A parser keeps its node slice across Reset: at 10,000 site files
+	// growing a new one for every file was a tenth of what the generator
+	// allocated. The tree copies what it keeps of the nodes.
+	p := parsers.Get().(*unstable.Parser)
+	defer func() { p.Reset(nil); parsers.Put(p) }()
+	b := builder{p: p, root: newTable(Pos{1, 1}, Pos{1, 1}), lines: lineStarts(data)}
+	p.Reset(data)
+	if err := checkLimits(p, &b); err != nil {
+		return nil, err
+	}
 	var probe map[string]any
 	if err := toml.Unmarshal(data, &probe); err != nil {
 		var de *toml.DecodeError
@@ -108,12 +120,6 @@ func Parse(data []byte) (*Value, error) {
 		}
 		return nil, &Error{Pos{1, 1}, err.Error()}
 	}
-	// A parser keeps its node slice across Reset: at 10,000 site files
-	// growing a new one for every file was a tenth of what the generator
-	// allocated. The tree copies what it keeps of the nodes.
-	p := parsers.Get().(*unstable.Parser)
-	defer func() { p.Reset(nil); parsers.Put(p) }()
-	b := builder{p: p, root: newTable(Pos{1, 1}, Pos{1, 1}), lines: lineStarts(data)}
 	b.current = b.root
 	b.p.Reset(data)
 	for b.p.NextExpression() {
