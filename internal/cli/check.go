@@ -33,12 +33,12 @@ FILE:LINE:COL: what is wrong. The files are also checked against the other sites
 of the config directory, so a listener two sites would share is found before the
 file is put in place. Each site's units are also read back the way systemd reads
 them: a value they would not carry as written is a mistake too. A file that is not
-a regular file (a pipe, a device, a directory) or is larger than 1 MiB is refused
+a regular file (a pipe, a device, a directory) or is larger than 64 KiB is refused
 without being read, and so is one that someone other than root may change (owned by
 another user, or writable by others). Nothing is written.
 
 Given - as its file, sitectl check reads the file from standard input (at most
-1 MiB), and needs --name or --display-name. With --display-name, mistakes are reported
+64 KiB), and needs --name or --display-name. With --display-name, mistakes are reported
 under the name the file will have once in place, not the name of the file checked: a
 deployment tool that checks a temporary copy reports /etc/sitectl/sites/NAME.toml:LINE:COL.
 The file is then checked as the site that name is for, unless --name says otherwise,
@@ -143,8 +143,9 @@ are warnings; exits 2 otherwise.`,
 	return c
 }
 
-// maxStdinSiteFile bounds a site file read from standard input.
-const maxStdinSiteFile = 1 << 20
+// maxStdinSiteFile bounds a site file read from standard input: what
+// ReadFile accepts of a file.
+const maxStdinSiteFile = site.MaxFileSize
 
 // checkStdin checks a site file read from standard input as site name,
 // reported as display (or "-"), against the installed sites.

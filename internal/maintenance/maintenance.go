@@ -103,7 +103,7 @@ func newHandler(cfg Config) (http.Handler, error) {
 // lies about its size, as files under /proc do) cannot either.
 //
 // It does not use site.ReadFile, which reads the same way: its errors tell
-// the operator that "a site file" must be a regular file of at most 1 MiB,
+// the operator that "a site file" must be a regular file of at most 64 KiB,
 // which would send them looking for the wrong file.
 func LoadPage(file string) ([]byte, error) {
 	if file == "" {

@@ -179,7 +179,7 @@ func TestFromEnviron(t *testing.T) {
 func TestModeFileOfTheLargestModeIsReadBack(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("exec = [\"/bin/app\"]\n[[listen]]\naddress = \"127.0.0.1:8080\"\n[modes.normal.environment]\n")
-	value := strings.Repeat("$", unitfile.MaxArg-len("V0="))
+	value := strings.Repeat("$", min(unitfile.MaxArg-len("V0="), site.MaxFileSize/10))
 	for i := 0; b.Len()+len(value)+len("V0 = ''\n") <= site.MaxFileSize; i++ {
 		fmt.Fprintf(&b, "V%d = '%s'\n", i, value)
 	}

@@ -12,10 +12,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MaxFileSize bounds a site file. A real one is a few hundred bytes; the
-// bound keeps a mistake (a log file, a symlink to /dev/zero) from costing
-// the generator and every sitectl verb their memory.
-const MaxFileSize = 1 << 20
+// MaxFileSize bounds a site file. A real one is a few hundred bytes to a
+// few KiB; the bound keeps a mistake (a log file, a symlink to /dev/zero)
+// from costing the generator and every sitectl verb their memory, and a
+// hostile file from costing them their time: at 1 MiB, one file of many
+// keys or listeners took the generator 14-25 s of CPU, and systemd kills
+// a generator after 90 s, before it has written any site's units.
+const MaxFileSize = 64 << 10
 
 // MaxPageSize bounds a maintenance mode's page file. A page is a few
 // kilobytes (its images are static files); the bound keeps a mistake (a
@@ -225,7 +228,7 @@ func readError(path string, err error) error {
 }
 
 func tooLarge(path string, size int64) error {
-	return &FileError{Path: path, Reason: fmt.Sprintf("is %d bytes long; a site file may have at most %d (1 MiB)", size, MaxFileSize)}
+	return &FileError{Path: path, Reason: fmt.Sprintf("is %d bytes long; a site file may have at most %d (64 KiB)", size, MaxFileSize)}
 }
 
 func checkRegular(path string, mode fs.FileMode, size int64) error {

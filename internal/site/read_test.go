@@ -58,8 +58,8 @@ func hostileDir(t *testing.T) (string, map[string]string) {
 		"dangling.toml": "cannot read the file: no such file or directory",
 		"loop.toml":     "cannot read the file: too many levels of symbolic links",
 		"dir.toml":      "is a directory, not a regular file",
-		"big.toml":      "is 2097208 bytes long; a site file may have at most 1048576 (1 MiB)",
-		"justover.toml": "is 1048577 bytes long; a site file may have at most 1048576 (1 MiB)",
+		"big.toml":      "is 2097208 bytes long; a site file may have at most 65536 (64 KiB)",
+		"justover.toml": "is 65537 bytes long; a site file may have at most 65536 (64 KiB)",
 		"sock.toml":     "is a socket, not a regular file",
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/unitfile"
 )
 
@@ -36,7 +37,7 @@ func TestHostileEntriesInTheSiteDirectory(t *testing.T) {
 	h.run("ln", "-s", "loop.toml", d+"/loop.toml")
 	reasons := []struct{ file, reason string }{ // in the order the readers meet them
 		{"a.toml", "is a named pipe (FIFO), not a regular file"},
-		{"big.toml", "is 2097152 bytes long; a site file may have at most 1048576 (1 MiB)"},
+		{"big.toml", "is 2097152 bytes long; a site file may have at most 65536 (64 KiB)"},
 		{"dangling.toml", "cannot read the file: no such file or directory"},
 		{"dir.toml", "is a directory, not a regular file"},
 		{"loop.toml", "cannot read the file: too many levels of symbolic links"},
@@ -260,9 +261,9 @@ func tomlString(s string) string {
 }
 
 // Issue 13.11: the limits package unitfile enforces are systemd's and
-// Linux's own, measured here at the boundary on raw units; and a site at
-// each of sitectl's limits passes check, loads and serves, while one byte
-// more is refused by check (exit 2) and skipped by the generator.
+// Linux's own, measured here at the boundary on raw units; and a site file
+// at sitectl's limit passes check, loads and serves, while one byte more
+// is refused by check (exit 2) and skipped by the generator.
 func TestUnitLimitsAtTheBoundary(t *testing.T) {
 	h := newHost(t, nil)
 	// A line of exactly MaxLine bytes: /bin/true and words of at most
@@ -298,80 +299,39 @@ func TestUnitLimitsAtTheBoundary(t *testing.T) {
 		}
 	}
 
-	// sitectl's limits: each site at its limit serves; one byte more is
-	// refused. The app runs behind sh, which takes the extra arguments.
+	// sitectl's limit: a site file of site.MaxFileSize bytes, one long
+	// argument of the app's, passes check, loads and serves; one byte more
+	// is refused by check and skipped by the generator. The file's bound
+	// keeps every site within the limits above (an argument, the
+	// ExecStart= line, the bytes of exec), which site files once reached.
 	shExec := []string{"/bin/sh", "-c", "exec /usr/local/bin/webapp", "sh"}
-	site := func(port int, exec []string, env map[string]string) string {
+	siteOf := func(port int, arg string) string {
 		var q []string
-		for _, a := range exec {
+		for _, a := range append(append([]string{}, shExec...), arg) {
 			q = append(q, tomlString(a))
 		}
-		src := "exec = [" + strings.Join(q, ",") + "]\nreadiness = \"notify\"\n[environment]\n"
-		for k, v := range env {
-			src += k + " = " + tomlString(v) + "\n"
-		}
-		return src + fmt.Sprintf("[[listen]]\naddress = \"127.0.0.1:%d\"\n", port)
+		return "exec = [" + strings.Join(q, ",") + "]\nreadiness = \"notify\"\n" + fmt.Sprintf("[[listen]]\naddress = \"127.0.0.1:%d\"\n", port)
 	}
-	// The longest ExecStart= line check accepts: eight arguments, the last
-	// one sized to reach the limit exactly.
-	long := append(append([]string{}, shExec...), strings.Repeat("x", unitfile.MaxArg), strings.Repeat("x", unitfile.MaxArg),
-		strings.Repeat("x", unitfile.MaxArg), strings.Repeat("x", unitfile.MaxArg), strings.Repeat("x", unitfile.MaxArg),
-		strings.Repeat("x", unitfile.MaxArg), strings.Repeat("x", unitfile.MaxArg), "x")
-	long[len(long)-1] = strings.Repeat("x", unitfile.MaxLine-16<<10-len(unitfile.Command(long))+1)
-	// The most arguments check accepts: empty ones cost 9 bytes each (NUL
-	// and pointer); one argument tops the cost up to the limit exactly.
-	many := append([]string{}, shExec...)
-	for unitfile.ArgCost(many...) < unitfile.ArgBudget-32<<10-unitfile.MaxArg {
-		many = append(many, "")
+	port := freePort(t)
+	largest := siteOf(port, strings.Repeat("x", site.MaxFileSize-len(siteOf(port, ""))))
+	if len(largest) != site.MaxFileSize {
+		t.Fatalf("the largest site file is %d bytes", len(largest))
 	}
-	many = append(many, strings.Repeat("y", unitfile.ArgBudget-32<<10-unitfile.ArgCost(many...)-9))
-	cases := []struct {
-		name string
-		exec []string
-		env  map[string]string
-		over string // what check says one byte over
-	}{
-		{"arg", append(append([]string{}, shExec...), strings.Repeat("x", unitfile.MaxArg)), nil, "exec[4] is 131072 bytes long"},
-		{"env", shExec, map[string]string{"A": strings.Repeat("x", unitfile.MaxArg-2)}, "environment: A=value is 131072 bytes long"},
-		{"line", long, nil, "as a unit's ExecStart= line"},
-		{"budget", many, nil, "exec and environment take"},
+	h.writeSite("max-file", largest)
+	h.writeSite("over-file", siteOf(port, strings.Repeat("x", site.MaxFileSize-len(siteOf(port, ""))+1)))
+	if _, stderr, code := h.result("sitectl", "check", "/etc/sitectl/sites/max-file.toml"); code != 0 {
+		t.Errorf("check max-file: exit %d %s", code, stderr)
 	}
-	if n := len(unitfile.Command(long)); n != unitfile.MaxLine-16<<10 {
-		t.Fatalf("the long command line is %d bytes", n)
-	}
-	if c := unitfile.ArgCost(many...); c != unitfile.ArgBudget-32<<10 {
-		t.Fatalf("the many arguments cost %d", c)
-	}
-	ports := map[string]int{}
-	for _, c := range cases {
-		ports[c.name] = freePort(t)
-		h.writeSite("max-"+c.name, site(ports[c.name], c.exec, c.env))
-		over := append([]string{}, c.exec...)
-		env := map[string]string{}
-		for k, v := range c.env {
-			env[k] = v + "x"
-		}
-		if c.env == nil {
-			over[len(over)-1] += "x"
-		}
-		h.writeSite("over-"+c.name, site(freePort(t), over, env))
-		if _, stderr, code := h.result("sitectl", "check", "/etc/sitectl/sites/max-"+c.name+".toml"); code != 0 {
-			t.Errorf("check max-%s: exit %d %s", c.name, code, stderr)
-		}
-		if _, stderr, code := h.result("sitectl", "check", "/etc/sitectl/sites/over-"+c.name+".toml"); code != 2 || !strings.Contains(stderr, c.over) {
-			t.Errorf("check over-%s: exit %d %.300s; want exit 2 and %q", c.name, code, stderr, c.over)
-		}
+	if _, stderr, code := h.result("sitectl", "check", "/etc/sitectl/sites/over-file.toml"); code != 2 || !strings.Contains(stderr, "a site file may have at most 65536") {
+		t.Errorf("check over-file: exit %d %.300s; want exit 2 and the file's bound", code, stderr)
 	}
 	h.run("systemctl", "daemon-reload")
-	for _, c := range cases {
-		if p := h.show("site-over-"+c.name+".service", "LoadState"); p["LoadState"] != "not-found" {
-			t.Errorf("over-%s was generated: %v", c.name, p)
-		}
-		h.run("systemctl", "start", "site-max-"+c.name+".socket")
-		if r := getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", ports[c.name])); r.Site != "max-"+c.name {
-			t.Errorf("max-%s: %+v", c.name, r)
-		}
-		t.Logf("max-%s serves: %v", c.name, h.show("site-max-"+c.name+".service", "ActiveState", "LoadState"))
+	if p := h.show("site-over-file.service", "LoadState"); p["LoadState"] != "not-found" {
+		t.Errorf("over-file was generated: %v", p)
+	}
+	h.run("systemctl", "start", "site-max-file.socket")
+	if r := getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); r.Site != "max-file" {
+		t.Errorf("max-file: %+v", r)
 	}
 }
 
