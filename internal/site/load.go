@@ -135,22 +135,40 @@ func newListenerIndex(n int) *listenerIndex {
 
 func (x *listenerIndex) add(s *Site) {
 	for i := range s.Listeners {
-		l := &s.Listeners[i]
-		o := owned{s, l}
-		if l.Kind != TCP {
-			x.unix[l.Path] = append(x.unix[l.Path], o)
-			if l.Resolved != "" && l.Resolved != l.Path {
-				x.unix[l.Resolved] = append(x.unix[l.Resolved], o)
-			}
-			continue
+		x.addListener(owned{s, &s.Listeners[i]})
+	}
+}
+
+// addListener indexes one listener of a site.
+func (x *listenerIndex) addListener(o owned) {
+	l := o.l
+	if l.Kind != TCP {
+		x.unix[l.Path] = append(x.unix[l.Path], o)
+		if l.Resolved != "" && l.Resolved != l.Path {
+			x.unix[l.Resolved] = append(x.unix[l.Resolved], o)
 		}
-		ap := tcpKey(*l)
-		x.tcp[ap] = append(x.tcp[ap], o)
-		x.byPort[ap.Port()] = append(x.byPort[ap.Port()], o)
-		if ap.Addr().IsUnspecified() {
-			x.wildcard[ap.Port()] = append(x.wildcard[ap.Port()], o)
+		return
+	}
+	ap := tcpKey(*l)
+	x.tcp[ap] = append(x.tcp[ap], o)
+	x.byPort[ap.Port()] = append(x.byPort[ap.Port()], o)
+	if ap.Addr().IsUnspecified() {
+		x.wildcard[ap.Port()] = append(x.wildcard[ap.Port()], o)
+	}
+}
+
+// firstCollision is the first of ls[:i] (by index in ls, as at[l] says)
+// that overlaps ls[i] and passes also, or -1: the site's own listeners
+// are indexed one by one, so that a site of many listeners costs a look
+// up for each, not a comparison of every pair.
+func (x *listenerIndex) firstCollision(l Listener, at map[*Listener]int, also func(prev Listener) bool) int {
+	first := -1
+	for _, c := range x.collisions(l) {
+		if j := at[c.l]; (first < 0 || j < first) && also(*c.l) {
+			first = j
 		}
 	}
+	return first
 }
 
 // tcpKey is the index key under which a TCP listener meets an equal one:
@@ -410,19 +428,20 @@ func load(file, name string, data []byte) (*Site, Errors) {
 // the check.
 func resolveListeners(s *Site) Errors {
 	var errs Errors
+	x, at := newListenerIndex(0), map[*Listener]int{}
 	for i := range s.Listeners {
 		l := &s.Listeners[i]
 		if l.Kind != Unix {
 			continue
 		}
 		l.Resolved = resolveExisting(l.Path)
-		for _, prev := range s.Listeners[:i] {
-			if prev.Kind == Unix && prev.Path != l.Path && overlaps(prev, *l) {
-				errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col,
-					Msg: fmt.Sprintf("listener %s %s", described(*l), collision(prev, fmt.Sprintf("line %d of this file", prev.Line)))})
-				break
-			}
+		if j := x.firstCollision(*l, at, func(prev Listener) bool { return prev.Path != l.Path }); j >= 0 {
+			prev := s.Listeners[j]
+			errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col,
+				Msg: fmt.Sprintf("listener %s %s", described(*l), collision(prev, fmt.Sprintf("line %d of this file", prev.Line)))})
 		}
+		at[l] = i
+		x.addListener(owned{s, l})
 	}
 	return errs
 }

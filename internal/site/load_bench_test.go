@@ -51,3 +51,50 @@ func BenchmarkParseLargestFile(b *testing.B) {
 		}
 	}
 }
+
+// worstShapes are site files of nearly MaxFileSize bytes in the shapes
+// that once cost the most time to parse: many keys in one table (go-toml
+// compares each key with every one before it), many listeners (every
+// pair was compared) and many unknown keys (each a mistake with the list
+// of known keys). Each is refused, or accepted, in a few milliseconds.
+func worstShapes() map[string][]byte {
+	fill := func(head, format string) []byte {
+		var b strings.Builder
+		b.WriteString(head)
+		for i := 0; ; i++ {
+			line := fmt.Sprintf(format, i, i/250%250, i%250)
+			if b.Len()+len(line) > MaxFileSize {
+				return []byte(b.String())
+			}
+			b.WriteString(line)
+		}
+	}
+	const site = "exec = [\"/bin/true\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n"
+	return map[string][]byte{
+		"environment": fill(site+"[environment]\n", "V%[1]d=\"\"\n"),
+		"listeners":   fill("exec = [\"/bin/true\"]\n", "[[listen]]\naddress=\"127.%[2]d.%[3]d.1:80\"\n"),
+		"unknown":     fill(site+"[hardening]\n", "k%[1]d=1\n"),
+		"listeners at the limit": func() []byte {
+			var b strings.Builder
+			b.WriteString("exec = [\"/bin/true\"]\n")
+			for i := 0; i < MaxListeners; i++ {
+				fmt.Fprintf(&b, "[[listen]]\npath = \"/run/s/%d.sock\"\nname = \"n%d\"\n", i, i%2)
+			}
+			return []byte(b.String())
+		}(),
+	}
+}
+
+// BenchmarkParseWorstShapes parses each of worstShapes.
+//
+//	go test -run '^$' -bench ParseWorstShapes ./internal/site
+func BenchmarkParseWorstShapes(b *testing.B) {
+	for name, data := range worstShapes() {
+		b.Run(strings.ReplaceAll(name, " ", "-"), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				Parse("/etc/sitectl/sites/big.toml", data)
+			}
+		})
+	}
+}

@@ -655,6 +655,11 @@ const (
 	keyListenMode    = "mode"
 )
 
+// MaxListeners bounds a site's listeners. A site has a few; each is a
+// socket systemd holds and the app is handed, and each is checked against
+// every other site's at every daemon-reload.
+const MaxListeners = 256
+
 // maxUnixPath is sun_path's size less the terminating NUL.
 const maxUnixPath = 107
 
@@ -718,6 +723,10 @@ func (p *parser) listeners(v *tomlpos.Value) []Listener {
 		p.errorf(v.Pos, "listen is empty: a site needs at least one listener")
 		return nil
 	}
+	if len(v.Items) > MaxListeners {
+		p.errorf(v.Items[MaxListeners].Pos, "this is listener %d of the site, and a site may have at most %d", MaxListeners+1, MaxListeners)
+		return nil
+	}
 	var out []Listener
 	for _, item := range v.Items {
 		if item.Kind != tomlpos.Table {
@@ -760,21 +769,35 @@ func (p *parser) listener(t *tomlpos.Value) (Listener, bool) {
 	return l, len(p.errs) == before
 }
 
-// listenerConsistency checks what systemd can only express per socket unit:
-// listeners sharing a name share one unit, hence one owner, group and mode.
+// listenerConsistency checks that no two listeners of the site collide,
+// and what systemd can only express per socket unit: listeners sharing a
+// name share one unit, hence one owner, group and mode. Each listener is
+// looked up in an index of those before it (the first unix listener of
+// each name stands for the others), so that a site of many listeners
+// costs a look up for each, not a comparison of every pair.
 func (p *parser) listenerConsistency(ls []Listener) {
-	for i, l := range ls {
-		for _, prev := range ls[:i] {
-			if overlaps(prev, l) {
-				p.errorf(tomlpos.Pos{Line: l.Line, Col: l.Col}, "listener %s %s", l.Endpoint(), collision(prev, fmt.Sprintf("line %d of this file", prev.Line)))
-				break
+	x, at := newListenerIndex(len(ls)), make(map[*Listener]int, len(ls))
+	named := map[string]int{} // the first unix listener of each name
+	for i := range ls {
+		l := &ls[i]
+		clash := x.firstCollision(*l, at, func(Listener) bool { return true })
+		differs := -1
+		if j, ok := named[l.Name]; ok && l.Kind == Unix {
+			if prev := ls[j]; prev.Owner != l.Owner || prev.Group != l.Group || prev.Mode != l.Mode {
+				differs = j
 			}
-			if prev.Name == l.Name && prev.Kind == Unix && l.Kind == Unix &&
-				(prev.Owner != l.Owner || prev.Group != l.Group || prev.Mode != l.Mode) {
-				p.errorf(tomlpos.Pos{Line: l.Line, Col: l.Col}, "unix listeners named %q must share owner, group and mode (they differ from line %d): give this one another name", l.Name, prev.Line)
-				break
-			}
+		} else if l.Kind == Unix {
+			named[l.Name] = i
 		}
+		switch {
+		case clash >= 0 && (differs < 0 || clash <= differs):
+			prev := ls[clash]
+			p.errorf(tomlpos.Pos{Line: l.Line, Col: l.Col}, "listener %s %s", l.Endpoint(), collision(prev, fmt.Sprintf("line %d of this file", prev.Line)))
+		case differs >= 0:
+			p.errorf(tomlpos.Pos{Line: l.Line, Col: l.Col}, "unix listeners named %q must share owner, group and mode (they differ from line %d): give this one another name", l.Name, ls[differs].Line)
+		}
+		at[l] = i
+		x.addListener(owned{nil, l})
 	}
 }
 

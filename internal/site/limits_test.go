@@ -1,0 +1,59 @@
+package site
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A site of more listeners than MaxListeners is refused at the first one
+// too many; as many as allowed are accepted.
+func TestTooManyListeners(t *testing.T) {
+	file := func(n int) []byte {
+		var b strings.Builder
+		b.WriteString("exec = [\"/bin/true\"]\n")
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&b, "[[listen]]\naddress = \"127.0.%d.%d:80\"\n", i/250, i%250+1)
+		}
+		return []byte(b.String())
+	}
+	if _, err := Parse("/etc/sitectl/sites/shop.toml", file(MaxListeners)); err != nil {
+		t.Errorf("%d listeners: %v", MaxListeners, err)
+	}
+	_, err := Parse("/etc/sitectl/sites/shop.toml", file(MaxListeners+1))
+	want := fmt.Sprintf("/etc/sitectl/sites/shop.toml:%d:3: this is listener 257 of the site, and a site may have at most 256", 2+2*MaxListeners)
+	if err == nil || err.Error() != want {
+		t.Errorf("%d listeners: %v; want %s", MaxListeners+1, err, want)
+	}
+}
+
+// The worst shapes of a site file the bound on its size lets through
+// are each refused (or accepted) in a few milliseconds: at 1 MiB, before
+// tables and sites were bounded, each took the generator 14-25 s. The
+// bound here is loose, for a busy machine; BenchmarkParseWorstShapes
+// says how long each takes.
+func TestWorstShapesParseQuickly(t *testing.T) {
+	wants := map[string]string{
+		"environment":            "more than 1024 keys in the table environment",
+		"listeners":              "more than 1024 [[listen]] tables",
+		"unknown":                "more than 1024 keys in the table hardening",
+		"listeners at the limit": "",
+	}
+	for name, data := range worstShapes() {
+		if len(data) > MaxFileSize {
+			t.Fatalf("%s: %d bytes", name, len(data))
+		}
+		start := time.Now()
+		_, err := Parse("/etc/sitectl/sites/big.toml", data)
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("%s: took %v", name, took)
+		}
+		switch want := wants[name]; {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: %.300v; want %q", name, err, want)
+		}
+	}
+}
