@@ -29,7 +29,9 @@ func checkCmd(e *env) *cobra.Command {
 		GroupID: "sites",
 		Short:   "Check site files and report every mistake as FILE:LINE:COL",
 		Long: `Check site files. Every mistake of every file is reported on its own line as
-FILE:LINE:COL: what is wrong. The files are also checked against the other sites
+FILE:LINE:COL: what is wrong (of a file with more than 100, the first 100, and a line
+that says how many more there are; an error repeats at most 64 bytes of a key or value
+of the file). The files are also checked against the other sites
 of the config directory, so a listener two sites would share is found before the
 file is put in place. Each site's units are also read back the way systemd reads
 them: a value they would not carry as written is a mistake too. A file that is not

@@ -10,6 +10,9 @@ type Error struct {
 	File      string
 	Line, Col int
 	Msg       string
+	// More, when not 0, says that this is not a mistake but stands for
+	// that many more, not listed (MaxMistakes).
+	More int
 }
 
 func (e *Error) Error() string {

@@ -57,3 +57,33 @@ func TestWorstShapesParseQuickly(t *testing.T) {
 		}
 	}
 }
+
+// An error repeats at most maxQuoted bytes of a key or value of the file,
+// and one file's mistakes are listed up to MaxMistakes, then one line
+// says how many more there are: a file of 100,000 unknown keys of a
+// megabyte each once gave lines of a megabyte, 111,104 of them.
+func TestMistakesAreBounded(t *testing.T) {
+	long := strings.Repeat("k", 5000)
+	var b strings.Builder
+	b.WriteString("exec = [\"/bin/true\"]\n" + long + " = 1\n[[listen]]\naddress = \"127.0.0.1:1\"\n[hardening]\n")
+	for i := 0; i < 500; i++ {
+		fmt.Fprintf(&b, "k%d = 1\n", i)
+	}
+	// A listener with a mistake past the bound is not taken for a good one.
+	b.WriteString("[[listen]]\naddress = \"" + long + "\"\n")
+	_, err := Parse("/etc/sitectl/sites/shop.toml", []byte(b.String()))
+	errs, ok := err.(Errors)
+	if !ok || len(errs) != MaxMistakes+1 {
+		t.Fatalf("%d mistakes listed, want %d and a line for the rest: %.500v", len(errs), MaxMistakes+1, err)
+	}
+	if first := errs[0].Error(); len(first) > 1000 || !strings.Contains(first, `unknown key "`+strings.Repeat("k", maxQuoted)+`…(5000 bytes)"`) {
+		t.Errorf("the long key: %d bytes: %.300s", len(first), first)
+	}
+	last := errs[MaxMistakes]
+	if want := "and 402 more mistakes, not listed: fix the ones above first"; last.Msg != want || last.More != 402 {
+		t.Errorf("the last line: %s (More %d); want %q", last, last.More, want)
+	}
+	if len(err.Error()) > MaxMistakes*1000 {
+		t.Errorf("the mistakes take %d bytes", len(err.Error()))
+	}
+}

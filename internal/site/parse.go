@@ -53,6 +53,10 @@ func ParseNamed(file, name string, data []byte) (*Site, error) {
 			}
 			return a.Col - b.Col
 		})
+		if p.dropped > 0 {
+			p.errs = append(p.errs, &Error{File: p.file, Line: p.firstDropped.Line, Col: p.firstDropped.Col, More: p.dropped,
+				Msg: fmt.Sprintf("and %d more mistakes, not listed: fix the ones above first", p.dropped)})
+		}
 		return nil, p.errs
 	}
 	return s, nil
@@ -61,10 +65,39 @@ func ParseNamed(file, name string, data []byte) (*Site, error) {
 type parser struct {
 	file string
 	errs Errors
+	// dropped counts the mistakes past MaxMistakes, not listed; the
+	// first of them was found at firstDropped.
+	dropped      int
+	firstDropped tomlpos.Pos
 }
 
+// MaxMistakes bounds the mistakes Parse lists for one file; one more
+// line says how many more there are. A file of 100,000 unknown keys once
+// gave 111,104 lines, each with the list of known keys: 15.9 MB of the
+// generator's log.
+const MaxMistakes = 100
+
 func (p *parser) errorf(pos tomlpos.Pos, format string, args ...any) {
+	if p.full(pos) {
+		return
+	}
 	p.errs = append(p.errs, &Error{File: p.file, Line: pos.Line, Col: pos.Col, Msg: fmt.Sprintf(format, args...)})
+}
+
+// mistakes counts the mistakes found so far, listed or not.
+func (p *parser) mistakes() int { return len(p.errs) + p.dropped }
+
+// full says whether MaxMistakes are listed already, and then counts the
+// mistake at pos as one more.
+func (p *parser) full(pos tomlpos.Pos) bool {
+	if len(p.errs) < MaxMistakes {
+		return false
+	}
+	if p.dropped == 0 {
+		p.firstDropped = pos
+	}
+	p.dropped++
+	return true
 }
 
 // byteOrderMark is UTF-8's, which some editors put at a file's start.
@@ -89,6 +122,9 @@ func fields[T any](p *parser, where string, t *tomlpos.Value, known map[string]f
 	for _, k := range t.Keys {
 		v := t.Fields[k]
 		handle, ok := known[k]
+		if !ok && p.full(v.KeyPos) {
+			continue
+		}
 		if !ok {
 			names := make([]string, 0, len(known))
 			for n := range known {
@@ -502,9 +538,9 @@ func (p *parser) durationMax(key string, v *tomlpos.Value, limit time.Duration) 
 	case d <= 0:
 		p.errorf(v.Pos, "%s must be longer than zero", key)
 	case d > limit:
-		p.errorf(v.Pos, "%s %s is longer than the limit of %s", key, s, limit)
+		p.errorf(v.Pos, "%s %s is longer than the limit of %s", key, printable(s), limit)
 	case d%time.Millisecond != 0:
-		p.errorf(v.Pos, "%s %s is finer than a millisecond, which systemd cannot express", key, s)
+		p.errorf(v.Pos, "%s %s is finer than a millisecond, which systemd cannot express", key, printable(s))
 	default:
 		return d
 	}
@@ -627,15 +663,15 @@ func (p *parser) environment(key string, v *tomlpos.Value) []EnvVar {
 		case !ValidEnvName(name):
 			p.errorf(val.KeyPos, "%s: %q is not a valid variable name", key, printable(name))
 		case reservedEnv(name):
-			p.errorf(val.KeyPos, "%s: %s is set by sitectl or systemd and cannot be set here", key, name)
+			p.errorf(val.KeyPos, "%s: %s is set by sitectl or systemd and cannot be set here", key, printable(name))
 		case val.Kind == tomlpos.Integer || val.Kind == tomlpos.Bool || val.Kind == tomlpos.Float:
-			p.errorf(val.Pos, "%s: the value of %s must be a string: quote it", key, name)
+			p.errorf(val.Pos, "%s: the value of %s must be a string: quote it", key, printable(name))
 		case val.Kind != tomlpos.String:
-			p.errorf(val.Pos, "%s: the value of %s must be a string, not %s", key, name, val.Kind)
+			p.errorf(val.Pos, "%s: the value of %s must be a string, not %s", key, printable(name), val.Kind)
 		case strings.ContainsFunc(val.Str, func(r rune) bool { return r == 0 || r == '\n' || r == '\r' }):
-			p.errorf(val.Pos, "%s: the value of %s contains a line break, which an environment file cannot carry", key, name)
+			p.errorf(val.Pos, "%s: the value of %s contains a line break, which an environment file cannot carry", key, printable(name))
 		case len(name)+1+len(val.Str) > unitfile.MaxArg:
-			p.errorf(val.Pos, "%s: %s=value is %d bytes long; Linux runs a program only if each variable has at most %d", key, name, len(name)+1+len(val.Str), unitfile.MaxArg)
+			p.errorf(val.Pos, "%s: %s=value is %d bytes long; Linux runs a program only if each variable has at most %d", key, printable(name), len(name)+1+len(val.Str), unitfile.MaxArg)
 		default:
 			env = append(env, EnvVar{name, val.Str})
 		}
@@ -674,7 +710,7 @@ var listenKeys = map[string]func(*parser, *Listener, *tomlpos.Value){
 		case err != nil:
 			p.errorf(v.Pos, "listen address %q is not an IP address and port: write it like \"127.0.0.1:8080\" or \"[::1]:8080\"", printable(s))
 		case ap.Port() == 0:
-			p.errorf(v.Pos, "listen address %q has port 0: give the port to listen on", s)
+			p.errorf(v.Pos, "listen address %q has port 0: give the port to listen on", printable(s))
 		case ap.Addr().Zone() != "":
 			p.errorf(v.Pos, "listen address %q has an IPv6 zone (%%%s): systemd 252 cannot listen on a zoned address; use the interface's global address, or [::]", printable(s), printable(ap.Addr().Zone()))
 		default:
@@ -686,7 +722,7 @@ var listenKeys = map[string]func(*parser, *Listener, *tomlpos.Value){
 		switch {
 		case s == "":
 		case len(s) > maxUnixPath:
-			p.errorf(v.Pos, "listen path %q is %d bytes long; a unix socket path can have at most %d", s, len(s), maxUnixPath)
+			p.errorf(v.Pos, "listen path %q is %d bytes long; a unix socket path can have at most %d", printable(s), len(s), maxUnixPath)
 		default:
 			l.Kind, l.Path = Unix, s
 		}
@@ -743,7 +779,7 @@ func (p *parser) listeners(v *tomlpos.Value) []Listener {
 
 func (p *parser) listener(t *tomlpos.Value) (Listener, bool) {
 	l := Listener{Name: defaultListenerName, Line: t.Pos.Line, Col: t.Pos.Col}
-	before := len(p.errs)
+	before := p.mistakes()
 	fields(p, "in a listen entry", t, listenKeys, &l)
 	if a := t.Get(keyListenAddress); a != nil {
 		l.Line, l.Col = a.Pos.Line, a.Pos.Col
@@ -766,7 +802,7 @@ func (p *parser) listener(t *tomlpos.Value) (Listener, bool) {
 	if l.Kind == Unix && l.Mode == 0 {
 		l.Mode = 0o660
 	}
-	return l, len(p.errs) == before
+	return l, p.mistakes() == before
 }
 
 // listenerConsistency checks that no two listeners of the site collide,
@@ -1041,7 +1077,7 @@ func (p *parser) deployers(v *tomlpos.Value) []Deployer {
 		}
 		d := Deployer{Kind: DeployerKind(kind), Name: name}
 		if slices.Contains(out, d) {
-			p.errorf(item.Pos, "deployers[%d] %s is listed twice", i, s)
+			p.errorf(item.Pos, "deployers[%d] %s is listed twice", i, printable(s))
 			continue
 		}
 		out = append(out, d)

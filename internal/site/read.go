@@ -94,16 +94,16 @@ func trusted(path string, st *unix.Stat_t, acl func() ([]byte, error)) error {
 	perm := st.Mode & 0o7777
 	switch {
 	case st.Uid != 0 && st.Uid != euid:
-		return &FileError{Path: path, Reason: fmt.Sprintf("is owned by uid %d, not root: %s; make it root's (chown root: %s)", st.Uid, why, printable(path))}
+		return &FileError{Path: path, Reason: fmt.Sprintf("is owned by uid %d, not root: %s; make it root's (chown root: %s)", st.Uid, why, printablePath(path))}
 	case perm&0o002 != 0, perm&0o020 != 0 && st.Gid != 0:
-		return &FileError{Path: path, Reason: fmt.Sprintf("may be changed by others than its owner (mode %04o): %s; chmod go-w %s", perm, why, printable(path))}
+		return &FileError{Path: path, Reason: fmt.Sprintf("may be changed by others than its owner (mode %04o): %s; chmod go-w %s", perm, why, printablePath(path))}
 	}
 	who, err := aclWriterOf(perm, st.Gid, acl)
 	switch {
 	case err != nil:
-		return &FileError{Path: path, Reason: fmt.Sprintf("may be changed by others than root: %v (mode %04o); %s; setfacl -b %s", err, perm, why, printable(path))}
+		return &FileError{Path: path, Reason: fmt.Sprintf("may be changed by others than root: %v (mode %04o); %s; setfacl -b %s", err, perm, why, printablePath(path))}
 	case who != "":
-		return &FileError{Path: path, Reason: fmt.Sprintf("may be changed by %s through its access ACL (getfacl %s): %s; remove the ACL (setfacl -b %s)", who, printable(path), why, printable(path))}
+		return &FileError{Path: path, Reason: fmt.Sprintf("may be changed by %s through its access ACL (getfacl %s): %s; remove the ACL (setfacl -b %s)", who, printablePath(path), why, printablePath(path))}
 	}
 	return nil
 }
@@ -243,7 +243,7 @@ func checkRegular(path string, mode fs.FileMode, size int64) error {
 		if !filepath.IsAbs(target) {
 			target = filepath.Join(filepath.Dir(path), target)
 		}
-		what = fmt.Sprintf("a symlink to %s, which is %s", printable(target), what)
+		what = fmt.Sprintf("a symlink to %s, which is %s", printablePath(target), what)
 	}
 	return &FileError{Path: path, Reason: "is " + what + ", not a regular file: a site file must be a regular file (or a symlink to one)"}
 }

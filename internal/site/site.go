@@ -365,8 +365,24 @@ func validateIdent(what, name string) error {
 	return nil
 }
 
-// printable keeps a hostile name from messing up a terminal in an error.
+// maxQuoted bounds the text of a site file that an error repeats: a key
+// or value of a megabyte once made a message line of a megabyte, in the
+// generator's log and on the operator's terminal.
+const maxQuoted = 64
+
+// printable is text of a site file (a key, a value) as an error repeats
+// it: without control characters, which could mess up a terminal, and
+// cut after maxQuoted bytes, with the length of the whole.
 func printable(s string) string {
+	if len(s) > maxQuoted {
+		s = strings.ToValidUTF8(s[:maxQuoted], "") + fmt.Sprintf("…(%d bytes)", len(s))
+	}
+	return printablePath(s)
+}
+
+// printablePath is a path in an error, without control characters; it is
+// not cut, for a command an error tells the operator to run with it.
+func printablePath(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return '?'

@@ -219,7 +219,7 @@ func listenerDirErrors(v fsView, s *Site) Errors {
 			errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col, Msg: fmt.Sprintf(
 				"listener %s: %s: that user could put a symlink in its place, and systemd, which binds the socket as root, "+
 					"would then take over another site's socket; put the socket in a directory only root may change, "+
-					"such as /run/%s/ (systemd creates it)", printable(l.Path), why, s.Name)})
+					"such as /run/%s/ (systemd creates it)", printablePath(l.Path), why, s.Name)})
 		}
 	}
 	return errs
@@ -265,7 +265,7 @@ func credentialDirErrors(v fsView, s *Site) Errors {
 				"credentials.%s: %s on the way to %s %s: that user could put a symlink to any file in its place, and systemd, "+
 					"which reads the credential as root, would hand that file to the app; keep credentials where only root may change "+
 					"the way to them, such as /etc/credstore/%s/, or make %s root's and not writable by others",
-				c.Name, printable(pp.dir), printable(c.Path), pp.why, s.Name, printable(pp.dir))})
+				c.Name, printablePath(pp.dir), printablePath(c.Path), pp.why, s.Name, printablePath(pp.dir))})
 		}
 	}
 	return errs

@@ -134,7 +134,7 @@ func splitPath(p string) []string {
 func untrustedPath(path string, pp *pathProblem) error {
 	return &FileError{Path: path, Reason: fmt.Sprintf("refusing it: %s on its path %s: whoever may change it may put any other file in the site file's place, "+
 		"and root would run that as the site; make it root's and not writable by others (chown root: %s; chmod go-w %s)",
-		printable(pp.dir), pp.why, printable(pp.dir), printable(pp.dir))}
+		printablePath(pp.dir), pp.why, printablePath(pp.dir), printablePath(pp.dir))}
 }
 
 // pathProblem is the pathProblem, seen through v, of the i-th file of the directory, p:
