@@ -328,6 +328,12 @@ func Print(w io.Writer, files []File) error {
 	return b.Flush()
 }
 
+// MaxLoggedMistakes bounds the mistakes of one file the generator logs:
+// one more line says how many more there are and how to see them. Every
+// line is a record for the journal, or the kernel log at boot, which
+// keeps 10 lines in 5 s of a writer.
+const MaxLoggedMistakes = 20
+
 // Mistakes words the errors of site files for the log. First one line for
 // each site that runs its last good version (outcomes, see WithLastGood),
 // so that a log that keeps only the first lines keeps those; then, grouped
@@ -337,11 +343,19 @@ func Print(w io.Writer, files []File) error {
 func Mistakes(errs site.Errors, outcomes []Outcome) ([]string, int) {
 	var files []string
 	byFile := map[string][]string{}
+	more := map[string]int{} // mistakes past MaxLoggedMistakes
 	for _, m := range errs {
 		if _, seen := byFile[m.File]; !seen {
 			files = append(files, m.File)
 		}
+		if len(byFile[m.File]) == MaxLoggedMistakes {
+			more[m.File] += max(1, m.More)
+			continue
+		}
 		byFile[m.File] = append(byFile[m.File], m.Error())
+	}
+	for f, n := range more {
+		byFile[f] = append(byFile[f], fmt.Sprintf("%s: and %d more mistakes: run sitectl check %s", f, n, f))
 	}
 	outcome := map[string]Outcome{}
 	var lines []string

@@ -176,6 +176,32 @@ func TestMistakesAreGroupedByFile(t *testing.T) {
 	}
 }
 
+// The log has at most MaxLoggedMistakes lines of one file's mistakes, and
+// one that says how many more there are, counting those Parse did not
+// list (site.MaxMistakes), and how to see them; the count of a site
+// that runs its last good version counts them all too.
+func TestMistakesOfAFileAreBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("exec = [\"/bin/true\"]\n[[listen]]\naddress = \"127.0.0.1:1\"\n[hardening]\n")
+	for i := 0; i < 500; i++ {
+		fmt.Fprintf(&b, "k%d = 1\n", i)
+	}
+	_, err := site.Parse("/etc/sitectl/sites/karl.toml", []byte(b.String()))
+	errs, _ := err.(site.Errors)
+	errs = append(errs, &site.Error{File: "/etc/sitectl/sites/other.toml", Line: 1, Col: 1, Msg: "one"})
+	lines, n := Mistakes(errs, []Outcome{{File: "/etc/sitectl/sites/karl.toml", Mistakes: 500, LastGood: "/var/lib/sitectl/karl.toml"}})
+	if n != 1 || len(lines) != 1+MaxLoggedMistakes+1+2 {
+		t.Fatalf("%d lines, %d skipped:\n%s", len(lines), n, strings.Join(lines, "\n"))
+	}
+	if want := "/etc/sitectl/sites/karl.toml: and 480 more mistakes: run sitectl check /etc/sitectl/sites/karl.toml"; lines[1+MaxLoggedMistakes] != want {
+		t.Errorf("got %q, want %q", lines[1+MaxLoggedMistakes], want)
+	}
+	res, outcomes := WithLastGood(site.Result{Errors: errs}, units.Options{Dirs: paths.Dirs{State: t.TempDir()}}, "", nil)
+	if len(res.Errors) == 0 || len(outcomes) == 0 || outcomes[0].Mistakes != 500 {
+		t.Errorf("outcomes %+v", outcomes)
+	}
+}
+
 // BenchmarkChecked1000 reads back the units of 1000 sites, as the generator
 // does at every daemon-reload on a host with 1000 sites.
 //

@@ -72,16 +72,16 @@ func StateProblem(state string) string {
 func WithLastGood(res site.Result, opts units.Options, stateProblem string, held site.Held) (site.Result, []Outcome) {
 	var outcomes []Outcome
 	index := map[string]int{}
-	mistake := func(file string) {
+	mistake := func(file string, n int) {
 		if i, ok := index[file]; ok {
-			outcomes[i].Mistakes++
+			outcomes[i].Mistakes += n
 			return
 		}
 		index[file] = len(outcomes)
-		outcomes = append(outcomes, Outcome{File: file, Mistakes: 1})
+		outcomes = append(outcomes, Outcome{File: file, Mistakes: n})
 	}
 	for _, e := range res.Errors {
-		mistake(e.File)
+		mistake(e.File, max(1, e.More)) // one line stands for More not listed
 	}
 	res.Sites = slices.Clone(res.Sites)
 	copies := map[string]*site.Site{} // by the file with mistakes
@@ -138,7 +138,7 @@ func WithLastGood(res site.Result, opts units.Options, stateProblem string, held
 				continue
 			}
 			res.Errors = append(res.Errors, e)
-			mistake(e.File)
+			mistake(e.File, max(1, e.More))
 			res.Sites = slices.DeleteFunc(res.Sites, func(s *site.Site) bool { return s.File == e.File })
 			lost = true
 		}
