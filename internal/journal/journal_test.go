@@ -2,11 +2,13 @@ package journal
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -97,5 +99,29 @@ func TestSendToAFullQueueFails(t *testing.T) {
 		t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
 	case <-time.After(3 * time.Second):
 		t.Fatal("Send to a full queue still blocks after 3s")
+	}
+}
+
+// A message too long for one datagram is cut, and says so, rather than
+// failing with EMSGSIZE: a record of a site file's mistakes once took the
+// generator's journal logging down for every other site.
+func TestSendCutsALongMessage(t *testing.T) {
+	_, fd := listen(t)
+	for _, msg := range []string{strings.Repeat("é", 600<<10), strings.Repeat("x\n", 200<<10)} {
+		if err := Send(PriErr, msg, map[string]string{"SYSLOG_IDENTIFIER": "sitectl-generator"}); err != nil {
+			t.Fatalf("a message of %d bytes: %v", len(msg), err)
+		}
+		buf := make([]byte, 2<<20)
+		n, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := string(buf[:n])
+		if n > maxRecord || !strings.Contains(rec, fmt.Sprintf("…(cut: %d bytes in all)", len(msg))) || !strings.Contains(rec, "SYSLOG_IDENTIFIER=sitectl-generator\n") {
+			t.Errorf("a record of %d bytes: %.100q…%q", n, rec, rec[max(0, n-200):])
+		}
+		if line, _, _ := strings.Cut(rec, "\n"); strings.HasPrefix(line, "MESSAGE=") && !utf8.ValidString(line) {
+			t.Errorf("the message was cut inside a character")
+		}
 	}
 }
