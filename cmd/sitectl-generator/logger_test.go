@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // After journald fails to take one record, the generator does not ask it
@@ -35,5 +38,28 @@ func TestLoggerStopsAskingAJournalThatFailed(t *testing.T) {
 	logged, _ := os.ReadFile(kmsg)
 	if n := strings.Count(string(logged), "]: mistake ") + strings.Count(out.String(), "sitectl-generator: mistake "); n != 5 {
 		t.Errorf("%d of 5 records were logged; the kernel log has:\n%s\nstderr:\n%s", n, logged, out.String())
+	}
+}
+
+// A record journald's socket refuses as too large (EMSGSIZE) says nothing
+// about journald: the next records go to the journal still.
+func TestLoggerKeepsTheJournalAfterATooLargeRecord(t *testing.T) {
+	var out bytes.Buffer
+	var sent []string
+	l := &logger{w: &out, journal: true, send: func(_ int, msg string, _ map[string]string) error {
+		if len(msg) > 100 {
+			return fmt.Errorf("a record of %d bytes is too large for journald's socket: %w", len(msg), unix.EMSGSIZE)
+		}
+		sent = append(sent, msg)
+		return nil
+	}}
+	l.Printf(levelErr, "%s", strings.Repeat("x", 200))
+	l.Printf(levelErr, "next")
+	l.Close()
+	if !l.journal || len(sent) != 1 || sent[0] != "next" {
+		t.Errorf("journal %v, sent %q", l.journal, sent)
+	}
+	if !strings.Contains(out.String(), strings.Repeat("x", 200)) {
+		t.Errorf("the large record was lost; stderr: %.100q", out.String())
 	}
 }

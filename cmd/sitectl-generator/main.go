@@ -17,6 +17,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,7 @@ import (
 	"github.com/sitectl/sitectl/internal/procfs"
 	"github.com/sitectl/sitectl/internal/site"
 	"github.com/sitectl/sitectl/internal/units"
+	"golang.org/x/sys/unix"
 )
 
 // usage is the command line, as -h and a wrong one print it.
@@ -211,7 +213,14 @@ var kmsgPath = "/dev/kmsg"
 func (l *logger) Printf(level int, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if l.journal {
-		if err := l.send(level, msg, map[string]string{"SYSLOG_IDENTIFIER": "sitectl-generator"}); err == nil {
+		err := l.send(level, msg, map[string]string{"SYSLOG_IDENTIFIER": "sitectl-generator"})
+		if err == nil {
+			return
+		}
+		if errors.Is(err, unix.EMSGSIZE) {
+			// This record is too large; journald is there, and takes
+			// the next. This one goes to stderr.
+			fmt.Fprintf(l.w, "sitectl-generator: %s\n", msg)
 			return
 		}
 		// journald that does not take one record (gone, or its queue
