@@ -63,3 +63,14 @@ func TestLoggerKeepsTheJournalAfterATooLargeRecord(t *testing.T) {
 		t.Errorf("the large record was lost; stderr: %.100q", out.String())
 	}
 }
+
+// A record is one line, whatever it quotes: a site file's name with a
+// newline in it cannot forge a line of the log.
+func TestLoggerWritesOneLinePerRecord(t *testing.T) {
+	var out bytes.Buffer
+	l := &logger{w: &out}
+	l.Printf(levelErr, "%s: site skipped", "/etc/sitectl/sites/a\nsitectl-generator: generated units for 0 sites\x1b[2J.toml")
+	if got := out.String(); strings.Count(got, "\n") != 1 || strings.Contains(got, "\x1b") {
+		t.Errorf("%q", got)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/sitectl/sitectl/internal/paths"
 	"github.com/sitectl/sitectl/internal/procfs"
 	"github.com/sitectl/sitectl/internal/site"
+	"github.com/sitectl/sitectl/internal/term"
 	"github.com/sitectl/sitectl/internal/units"
 	"golang.org/x/sys/unix"
 )
@@ -210,8 +211,11 @@ func newLogger(stderr io.Writer, dryrun bool) *logger {
 var kmsgPath = "/dev/kmsg"
 
 // Printf writes one record at a syslog level.
+// A record is one line: what it says is escaped (term.Escape), so that a
+// site file's name with a newline or an escape sequence in it cannot
+// forge a line of the log or act on a terminal.
 func (l *logger) Printf(level int, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	msg := term.Escape(fmt.Sprintf(format, args...))
 	if l.journal {
 		err := l.send(level, msg, map[string]string{"SYSLOG_IDENTIFIER": "sitectl-generator"})
 		if err == nil {

@@ -3,6 +3,8 @@ package site
 import (
 	"fmt"
 	"strings"
+
+	"github.com/sitectl/sitectl/internal/term"
 )
 
 // Error is one mistake in a site file, with where it was made.
@@ -15,8 +17,11 @@ type Error struct {
 	More int
 }
 
+// Error is "FILE:LINE:COL: what is wrong", the file's name escaped
+// (term.Escape): a name with a newline or an escape sequence in it would
+// otherwise start a line of its own in a log, or act on a terminal.
 func (e *Error) Error() string {
-	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+	return fmt.Sprintf("%s:%d:%d: %s", term.Escape(e.File), e.Line, e.Col, e.Msg)
 }
 
 // Errors is every mistake found, in the order found. It is an error itself,

@@ -87,3 +87,18 @@ func TestMistakesAreBounded(t *testing.T) {
 		t.Errorf("the mistakes take %d bytes", len(err.Error()))
 	}
 }
+
+// A site file's name with a newline or an escape sequence in it cannot
+// start a line of its own where its mistakes are logged, nor act on a
+// terminal.
+func TestFileNameIsEscapedInErrors(t *testing.T) {
+	name := "/etc/sitectl/sites/a\nsitectl-generator: all fine\x1b[2J.toml"
+	for _, err := range []error{
+		&Error{File: name, Line: 1, Col: 1, Msg: "exec is missing"},
+		&FileError{Path: name, Reason: "is a directory, not a regular file"},
+	} {
+		if msg := err.Error(); strings.ContainsAny(msg, "\n\x1b") || !strings.Contains(msg, `a\nsitectl-generator`) {
+			t.Errorf("%q", msg)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/sitectl/sitectl/internal/term"
 	"golang.org/x/sys/unix"
 )
 
@@ -216,7 +217,7 @@ type FileError struct {
 	Err    error // the underlying error, if any
 }
 
-func (e *FileError) Error() string { return e.Path + ": " + e.Reason }
+func (e *FileError) Error() string { return term.Escape(e.Path) + ": " + e.Reason }
 func (e *FileError) Unwrap() error { return e.Err }
 
 func readError(path string, err error) error {
