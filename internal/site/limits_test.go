@@ -102,3 +102,29 @@ func TestFileNameIsEscapedInErrors(t *testing.T) {
 		}
 	}
 }
+
+// A file saved as UTF-16 is told so, not "invalid character at start of
+// key: U+00FF".
+func TestUTF16File(t *testing.T) {
+	for _, bom := range []string{"\xff\xfe", "\xfe\xff"} {
+		_, err := Parse("/etc/sitectl/sites/shop.toml", []byte(bom+"e\x00x\x00"))
+		want := "/etc/sitectl/sites/shop.toml:1:1: the file is saved as UTF-16 (it starts with UTF-16's byte order mark), and a site file must be UTF-8: save it as UTF-8 (iconv -f UTF-16 -t UTF-8)"
+		if err == nil || err.Error() != want {
+			t.Errorf("%q: %v", bom, err)
+		}
+	}
+}
+
+// user = "root" is refused for what it is; it does not also make group
+// "set but user is not".
+func TestGroupWithRootUser(t *testing.T) {
+	_, err := Parse("/etc/sitectl/sites/shop.toml", []byte("exec = [\"/bin/true\"]\nuser = \"root\"\ngroup = \"www-data\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n"))
+	want := "/etc/sitectl/sites/shop.toml:2:8: user root is refused: a site runs unprivileged (leave user out for a dynamic user)"
+	if err == nil || err.Error() != want {
+		t.Errorf("%v; want %s", err, want)
+	}
+	_, err = Parse("/etc/sitectl/sites/shop.toml", []byte("exec = [\"/bin/true\"]\ngroup = \"www-data\"\n[[listen]]\naddress = \"127.0.0.1:1\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "group is set but user is not") {
+		t.Errorf("group without user: %v", err)
+	}
+}

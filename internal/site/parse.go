@@ -35,6 +35,11 @@ func ParseNamed(file, name string, data []byte) (*Site, error) {
 		p.errorf(tomlpos.Pos{Line: 1, Col: 1}, "the file starts with a UTF-8 byte order mark (an editor's), which TOML does not allow: save it without one (vim: :set nobomb)")
 		return nil, p.errs
 	}
+	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
+		// go-toml would say "invalid character at start of key: U+00FF".
+		p.errorf(tomlpos.Pos{Line: 1, Col: 1}, "the file is saved as UTF-16 (it starts with UTF-16's byte order mark), and a site file must be UTF-8: save it as UTF-8 (iconv -f UTF-16 -t UTF-8)")
+		return nil, p.errs
+	}
 	root, err := tomlpos.Parse(data)
 	if err != nil {
 		if te, ok := err.(*tomlpos.Error); ok {
@@ -302,7 +307,9 @@ func (p *parser) site(s *Site, root *tomlpos.Value) {
 	if root.Get(keyListen) == nil {
 		p.errorf(tomlpos.Pos{Line: 1, Col: 1}, "listen is missing: a site needs at least one listener, e.g. [[listen]] address = \"127.0.0.1:8080\"")
 	}
-	if s.Group != "" && s.User == "" {
+	// Whether user is written, not its value: user = "root" is refused
+	// on its own, and does not make a group without a user.
+	if s.Group != "" && root.Get(keyUser) == nil {
 		p.errorf(root.Get(keyGroup).Pos, "group is set but user is not: a site without user runs as a dynamic user with its own group")
 	}
 	p.defaults(s, root)
