@@ -101,10 +101,11 @@ directory (default ` + paths.DefaultConfigDir + `) by a systemd generator.
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.PersistentPreRun = func(c *cobra.Command, _ []string) {
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
 		e.trace.Step("read the command line: %s", c.CommandPath())
 		// --config-dir and --state-dir as given on the command line.
 		e.dirs = e.dirs.Abs()
+		return notDirectories(e.dirs)
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return withCode(exitUsage, err, "see `"+c.CommandPath()+" --help`")
@@ -123,6 +124,20 @@ directory (default ` + paths.DefaultConfigDir + `) by a systemd generator.
 	guardInputs(root)
 	hideInternalVerbs(root)
 	return root
+}
+
+// notDirectories refuses a --config-dir or --state-dir (or its variable)
+// that names something other than a directory, a bad flag: a directory
+// that does not exist is one without sites or state yet.
+func notDirectories(d paths.Dirs) error {
+	for _, f := range []struct{ flag, env, dir string }{
+		{"--config-dir", paths.EnvConfigDir, d.Config}, {"--state-dir", paths.EnvStateDir, d.State},
+	} {
+		if fi, err := os.Stat(f.dir); err == nil && !fi.IsDir() {
+			return withCode(exitUsage, fmt.Errorf("%s (or %s) %s is not a directory", f.flag, f.env, f.dir))
+		}
+	}
+	return nil
 }
 
 // args validates the number of positional arguments as a usage error.
