@@ -518,27 +518,7 @@ func TestRefusedFloodDoesNotSilenceAnotherDeployer(t *testing.T) {
 	// Four processes, each alternating a request that is not one and a
 	// change of a site mallory is not granted: refused changes too count
 	// against her share (they were logged one by one).
-	flood := `
-import os, socket, time
-kids = []
-for k in range(4):
-    pid = os.fork()
-    if pid:
-        kids.append(pid)
-        continue
-    n, end = 0, time.time() + 20
-    while time.time() < end:
-        s = socket.socket(socket.AF_UNIX)
-        s.connect("/run/sitectl/state.sock")
-        s.sendall(b"x\n" if n % 2 else b'{"verb":"restart","site":"other"}\n')
-        s.recv(65536)
-        s.close()
-        n += 1
-    os.write(1, b"%d\n" % n)
-    os._exit(0)
-for pid in kids:
-    os.waitpid(pid, 0)
-`
+	flood := requestLoops(4, 20, "x", `{"verb":"restart","site":"other"}`)
 	out, stderr, code := h.as("mallory", "python3", "-c", flood)
 	if code != 0 {
 		t.Fatalf("mallory's flood: exit %d\n%s%s", code, out, stderr)
@@ -691,28 +671,7 @@ func TestDeployerReadsTheJournalOfTheirSitesOnly(t *testing.T) {
 // lock, the service's next change of the site waits for root's.
 func TestDeployerLoopingCannotKeepRootOut(t *testing.T) {
 	h, webURL, _ := deployerHost(t)
-	loop := `
-import os, socket, time
-kids = []
-for k in range(6):
-    pid = os.fork()
-    if pid:
-        kids.append(pid)
-        continue
-    n, end = 0, time.time() + 40
-    while time.time() < end:
-        s = socket.socket(socket.AF_UNIX)
-        s.connect("/run/sitectl/state.sock")
-        s.sendall(b'{"verb":"restart","site":"web","timeout_ms":600000}\n')
-        while s.recv(65536):
-            pass
-        s.close()
-        n += 1
-    os.write(1, b"%d\n" % n)
-    os._exit(0)
-for pid in kids:
-    os.waitpid(pid, 0)
-`
+	loop := requestLoops(6, 40, `{"verb":"restart","site":"web","timeout_ms":600000}`)
 	done := make(chan string, 1)
 	go func() {
 		out, _, _ := h.as("dana", "python3", "-c", loop)
@@ -749,4 +708,38 @@ for pid in kids:
 	if before > 2 {
 		t.Errorf("%d of dana's restarts began after root asked and before root's (in %s)", before, took.Round(time.Millisecond))
 	}
+}
+
+// requestLoops is a Python program that runs procs processes, each sending
+// sitectl's state service the lines in turn, one a connection, reading
+// each answer to its end, for the given seconds; each prints how many it
+// sent.
+func requestLoops(procs, seconds int, lines ...string) string {
+	quoted := make([]string, len(lines))
+	for i, l := range lines {
+		quoted[i] = fmt.Sprintf("%q", l+"\n")
+	}
+	return fmt.Sprintf(`
+import os, socket, time
+lines = [l.encode() for l in [%s]]
+kids = []
+for k in range(%d):
+    pid = os.fork()
+    if pid:
+        kids.append(pid)
+        continue
+    n, end = 0, time.time() + %d
+    while time.time() < end:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect("/run/sitectl/state.sock")
+        s.sendall(lines[n %% len(lines)])
+        while s.recv(65536):
+            pass
+        s.close()
+        n += 1
+    os.write(1, b"%%d\n" %% n)
+    os._exit(0)
+for pid in kids:
+    os.waitpid(pid, 0)
+`, strings.Join(quoted, ", "), procs, seconds)
 }
