@@ -2,6 +2,7 @@ package tomlpos
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -70,5 +71,24 @@ func BenchmarkManyKeys(b *testing.B) {
 		if _, err := Parse(data); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A dotted key of many parts costs the count its length, not its square:
+// each table's path was a string built part by part, so a.a.a... = 1 in
+// 64 KiB (32,000 parts) allocated 1 GB and took 3 s before the decoder
+// ran.
+func TestDeepDottedKeyCostsItsLength(t *testing.T) {
+	data := []byte("a" + strings.Repeat(".a", 32000) + " = 1\n")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := Parse(data)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatalf("a deep dotted key: %v", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+		t.Errorf("parsing a 64 KiB dotted key allocated %d MiB", alloc>>20)
 	}
 }
