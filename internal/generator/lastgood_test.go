@@ -383,3 +383,33 @@ func TestRecordedVersionStandsInForAMissingCopy(t *testing.T) {
 		}
 	}
 }
+
+// A site file over site.MaxFileSize that an older sitectl accepted (up to
+// 1 MiB, such as one environment value of 100 KB) is refused now, and its
+// site runs from its last good copy of the same size, as for any other
+// mistake of its file: the copy is read up to site.MaxCopySize. Without
+// it, the upgrade's daemon-reload took the site's units away.
+func TestLastGoodCopyOverTheNewBoundKeepsItsSite(t *testing.T) {
+	root := t.TempDir()
+	dirs := paths.Dirs{Config: filepath.Join(root, "etc"), State: filepath.Join(root, "state")}
+	big := goodSite + "[environment]\nBLOB = \"" + strings.Repeat("x", 100<<10) + "\"\n"
+	for _, name := range []string{dirs.SiteFile("shop"), dirs.LastGoodFile("shop")} {
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(big), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := site.LoadDir(dirs.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Sites) != 0 || len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "a site file may have at most 65536 (64 KiB)") {
+		t.Fatalf("the file over the bound: %v %v", res.Sites, res.Errors)
+	}
+	res, _ = WithLastGood(res, units.Options{Dirs: dirs}, StateProblem(dirs.State), nil)
+	if len(res.Sites) != 1 || res.Sites[0].File != dirs.LastGoodFile("shop") || len(res.Sites[0].Environment) != 1 || len(res.Sites[0].Environment[0].Value) != 100<<10 {
+		t.Errorf("the site of a file over the bound does not run from its copy: %v", res.Sites)
+	}
+}

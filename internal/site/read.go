@@ -21,6 +21,14 @@ import (
 // a generator after 90 s, before it has written any site's units.
 const MaxFileSize = 64 << 10
 
+// MaxCopySize bounds what ReadFile reads: a copy sitectl keeps of a site
+// file (the last good copy the generator falls back to, the copy a pin
+// holds), which a sitectl before the bound of MaxFileSize may have kept
+// of a file of up to 1 MiB. Such a site keeps running from its copy while
+// its file is refused, as for any other mistake in it, instead of losing
+// its units at the upgrade's daemon-reload.
+const MaxCopySize = 1 << 20
+
 // MaxPageSize bounds a maintenance mode's page file. A page is a few
 // kilobytes (its images are static files); the bound keeps a mistake (a
 // log file, a symlink to /dev/zero) from costing every site in
@@ -32,14 +40,14 @@ const MaxPageSize = 1 << 20
 // units render, every verb that loads one site, and the state service all
 // come through here. It refuses anything that is not a regular file (a
 // named pipe would block the reader forever, a device such as /dev/zero
-// would never end) and files larger than MaxFileSize, without reading them.
+// would never end) and files larger than MaxCopySize, without reading them.
 //
 // A symlink to a regular file is followed: operators keep site files in a
 // checkout and link them. The target's type is checked with stat before the
 // file is opened, so a device is never opened at all; the opened file is
 // checked again with fstat, so a file swapped in between cannot get past.
 // It is opened with O_NONBLOCK, so even then nothing can block the open or
-// a read, and at most MaxFileSize+1 bytes are read, so a file that grows
+// a read, and at most MaxCopySize+1 bytes are read, so a file that grows
 // (or lies about its size, as files under /proc do) cannot either.
 //
 // A missing file gives an error that wraps fs.ErrNotExist. Every error is
@@ -118,12 +126,16 @@ func trusted(path string, st *unix.Stat_t, acl func() ([]byte, error)) error {
 // file costs just an open (of a name, not a path to walk), an fstat, two
 // reads and a close.
 func readFile(dirfd int, name, path string, regular, site bool) ([]byte, error) {
+	limit := int64(MaxFileSize)
+	if !site {
+		limit = MaxCopySize
+	}
 	if !regular {
 		fi, err := os.Stat(path)
 		if err != nil {
 			return nil, readError(path, err)
 		}
-		if err := checkRegular(path, fi.Mode(), fi.Size()); err != nil {
+		if err := checkRegular(path, fi.Mode(), fi.Size(), limit); err != nil {
 			return nil, err
 		}
 	}
@@ -136,7 +148,7 @@ func readFile(dirfd int, name, path string, regular, site bool) ([]byte, error) 
 	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
 		return nil, readError(path, err)
 	}
-	if err := checkRegular(path, fileMode(st.Mode), st.Size); err != nil {
+	if err := checkRegular(path, fileMode(st.Mode), st.Size, limit); err != nil {
 		return nil, err
 	}
 	if site {
@@ -146,12 +158,12 @@ func readFile(dirfd int, name, path string, regular, site bool) ([]byte, error) 
 	}
 	// One byte more than the file says it holds, so that the second
 	// read sees its end; files under /proc say 0 and are read on.
-	data := make([]byte, 0, min(st.Size, MaxFileSize)+1)
+	data := make([]byte, 0, min(st.Size, limit)+1)
 	for {
 		if len(data) == cap(data) {
 			data = append(data, 0)[:len(data)]
 		}
-		n, err := unix.Read(fd, data[len(data):min(cap(data), MaxFileSize+1)])
+		n, err := unix.Read(fd, data[len(data):min(int64(cap(data)), limit+1)])
 		if err == unix.EINTR {
 			continue
 		}
@@ -162,8 +174,8 @@ func readFile(dirfd int, name, path string, regular, site bool) ([]byte, error) 
 			break
 		}
 		data = data[:len(data)+n]
-		if len(data) > MaxFileSize {
-			return nil, tooLarge(path, int64(len(data)))
+		if int64(len(data)) > limit {
+			return nil, tooLarge(path, int64(len(data)), limit)
 		}
 	}
 	return data, nil
@@ -228,14 +240,17 @@ func readError(path string, err error) error {
 	return &FileError{Path: path, Reason: fmt.Sprintf("cannot read the file: %v", err), Err: err}
 }
 
-func tooLarge(path string, size int64) error {
-	return &FileError{Path: path, Reason: fmt.Sprintf("is %d bytes long; a site file may have at most %d (64 KiB)", size, MaxFileSize)}
+func tooLarge(path string, size, limit int64) error {
+	if limit == MaxFileSize {
+		return &FileError{Path: path, Reason: fmt.Sprintf("is %d bytes long; a site file may have at most %d (64 KiB)", size, MaxFileSize)}
+	}
+	return &FileError{Path: path, Reason: fmt.Sprintf("is %d bytes long; at most %d bytes are read", size, limit)}
 }
 
-func checkRegular(path string, mode fs.FileMode, size int64) error {
+func checkRegular(path string, mode fs.FileMode, size, limit int64) error {
 	if mode.IsRegular() {
-		if size > MaxFileSize {
-			return tooLarge(path, size)
+		if size > limit {
+			return tooLarge(path, size, limit)
 		}
 		return nil
 	}

@@ -79,6 +79,14 @@ func noHang(t *testing.T, what string, fn func()) {
 
 func TestReadFileRefusesWhatIsNotASiteFile(t *testing.T) {
 	dir, want := hostileDir(t)
+	// ReadFile reads copies of site files, up to MaxCopySize (a copy an
+	// older sitectl kept of a file of up to 1 MiB); a site file itself
+	// is read up to MaxFileSize (TestReadFileTrustsNoDirectoryEntry).
+	want["big.toml"] = "is 2097208 bytes long; at most 1048576 bytes are read"
+	delete(want, "justover.toml")
+	if data, err := ReadFile(filepath.Join(dir, "justover.toml")); err != nil || len(data) != MaxFileSize+1 {
+		t.Errorf("ReadFile of a copy just over MaxFileSize: %d bytes, %v", len(data), err)
+	}
 	for name, reason := range want {
 		p := filepath.Join(dir, name)
 		var err error
@@ -146,7 +154,7 @@ func TestReadFileTrustsNoDirectoryEntry(t *testing.T) {
 	for name, reason := range want {
 		p := filepath.Join(dir, name)
 		var err error
-		noHang(t, "readFile("+name+")", func() { _, err = readFile(unix.AT_FDCWD, p, p, true, false) })
+		noHang(t, "readFile("+name+")", func() { _, err = readFile(unix.AT_FDCWD, p, p, true, true) })
 		if name == "sock.toml" {
 			reason = "cannot read the file: no such device or address" // open(2) of a socket: ENXIO
 		}
