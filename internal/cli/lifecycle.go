@@ -178,7 +178,7 @@ func (e *env) onFileAsItIs(verb, name string, run func(context.Context, *lifecyc
 		}
 		if fromCopy != "" {
 			argv := append(append([]string{"sitectl"}, e.dirs.Flags()...), "check", e.dirs.SiteFile(name))
-			term.Fprintf(e.stderr, "sitectl: site %s: %s %s (`%s` says why); the site runs from the last good copy of it, and %s goes on with that\n",
+			term.Fprintf(e.stderr, "sitectl: site %s: %s %s (`%s` says why); %s goes on with the last good copy of it, which sitectl kept when the site last started\n",
 				name, e.dirs.SiteFile(name), fromCopy, strings.Join(argv, " "), verb)
 			return run(ctx, le, s)
 		}

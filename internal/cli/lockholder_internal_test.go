@@ -116,6 +116,30 @@ func TestRootWaitingGoesFirst(t *testing.T) {
 		return stateservice.Request{Verb: stateservice.VerbRestart, Site: "karl", NoBlock: noBlock, TimeoutMS: 10000}
 	}
 
+	// The mark alone keeps a deployer's change out of a free lock, and
+	// lets it in once it is gone.
+	if err := st.EnsureLock("karl"); err != nil {
+		t.Fatal(err)
+	}
+	mark, err := st.RootWaits("karl")
+	if err != nil || mark == nil {
+		t.Fatalf("root's mark: %v, %v", mark, err)
+	}
+	if lock, _, err := lockSite(context.Background(), st, s, req(true), dana, quiet); err == nil {
+		lock.Unlock()
+		t.Fatal("a deployer's change took the site's free lock while root's mark said root waits")
+	}
+	if again, err := st.RootWaits("karl"); err != nil || again != nil {
+		t.Errorf("a second root's mark while one is held: %v, %v; want none, no error", again, err)
+	}
+	mark.Unlock()
+	if lock, _, err := lockSite(context.Background(), st, s, req(true), dana, quiet); err != nil {
+		t.Fatalf("without the mark: %v", err)
+	} else {
+		lock.Unlock()
+	}
+
+	// And root's sitectl, waiting for the lock, marks it.
 	first, _, err := lockSite(context.Background(), st, s, req(false), dana, quiet)
 	if err != nil {
 		t.Fatal(err)

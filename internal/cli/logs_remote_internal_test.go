@@ -86,3 +86,43 @@ func TestJournalTextErrors(t *testing.T) {
 		t.Error("journalctl ran for an output format sitectl refuses")
 	}
 }
+
+// A logs answer cut to its newest bytes starts at a whole record: a line
+// for the one-line formats, "{" alone on a line for json-pretty, the
+// record separator for json-seq, a line not indented for verbose.
+func TestCutLogsStartAtARecord(t *testing.T) {
+	for _, c := range []struct{ output, text, want string }{
+		{"short", "ne 1\nline 2\nline 3\n", "line 2\nline 3\n"},
+		{"json-pretty", "\"a\" : 1\n}\n{\n\t\"b\" : 2\n}\n", "{\n\t\"b\" : 2\n}\n"},
+		{"json-seq", "\"a\":1}\n\x1e{\"b\":2}\n", "\x1e{\"b\":2}\n"},
+		{"verbose", "    FIELD=1\n    MESSAGE=x\nMon 2026-12-07 [s=1]\n    MESSAGE=y\n", "Mon 2026-12-07 [s=1]\n    MESSAGE=y\n"},
+		{"verbose", "    FIELD=1\n    MESSAGE=x\n", ""},
+		{"short", "no newline at all", ""},
+	} {
+		if got := string(fromRecordStart([]byte(c.text), c.output)); got != c.want {
+			t.Errorf("%s: %q, want %q", c.output, got, c.want)
+		}
+	}
+}
+
+// The service reads the journal for LogsAtOnce logs requests at once; the
+// next waits, and gives up with its caller.
+func TestLogsRequestsWaitForASlot(t *testing.T) {
+	fakeJournalctl(t, "echo one")
+	e := logsEnv(t)
+	for range stateservice.LogsAtOnce {
+		logsSlots <- struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := e.journalText(ctx, "karl", stateservice.Request{Verb: stateservice.VerbLogs, Site: "karl"})
+	for range stateservice.LogsAtOnce {
+		<-logsSlots
+	}
+	if err == nil || !strings.Contains(err.Error(), "was not read") {
+		t.Errorf("a logs request while the slots are taken: %v", err)
+	}
+	if logs, err := e.journalText(context.Background(), "karl", stateservice.Request{Verb: stateservice.VerbLogs, Site: "karl"}); err != nil || logs.Text != "one\n" {
+		t.Errorf("once a slot is free: %+v, %v", logs, err)
+	}
+}

@@ -89,9 +89,14 @@ const (
 	// what a logs request without last gets: the newest lines.
 	MaxLogLines = 10000
 	// MaxLogText bounds the text of one logs answer: the newest lines
-	// that fit. JSON may write a control character of it in 6 bytes,
-	// and the answer stays within MaxResponse.
-	MaxLogText = 4 << 20
+	// that fit. JSON writes a byte of it in up to 6 (a control
+	// character, <, an invalid byte), and the service holds a few
+	// copies of an answer while it sends it: 1 MiB of the app's bytes
+	// costs it some 30 MB at worst.
+	MaxLogText = 1 << 20
+	// LogsAtOnce bounds the logs requests the service answers at once,
+	// whoever asks; the next waits for one to end.
+	LogsAtOnce = 2
 	// LogsTimeout bounds the service's read of the journal for one
 	// logs request.
 	LogsTimeout = 30 * time.Second
