@@ -52,13 +52,14 @@ site-NAME, so journalctl -t site-NAME finds the app's lines too), what systemd s
 its service and sockets, its reloads (systemctl reload, sitectl reload, a touch of
 its reload_trigger) and the cleanup after each stop. journalctl shows it, with a
 pager on a terminal; reading the journal of a site needs root or membership of the
-adm or systemd-journal group. A deployer (a member of sitectl-deploy whom the site
-file names in deployers) reads it through sitectl's state service, which shows them
-the journal of the sites they may deploy and no other: the newest ` + strconv.Itoa(stateservice.MaxLogLines) + ` lines at most
-(fewer with --lines, or from --since on), without --follow, which reads the journal
-as the user may. In every format but JSON (which escapes them itself),
-the control characters of a line (the escape sequences an app may write) are shown
-escaped, as \x1b, never passed to the terminal.
+adm, systemd-journal or wheel group. A deployer (a member of sitectl-deploy whom the
+site file names in deployers) who is in none of those reads it through sitectl's
+state service, which shows them the journal of the sites they may deploy and no
+other: the newest ` + strconv.Itoa(stateservice.MaxLogLines) + ` lines at most (fewer with --lines, or from --since on),
+1 MiB at most, without --follow, which reads the journal as the user may. In every
+format but JSON (which escapes them itself), the control characters of a line (the
+escape sequences an app may write) are shown escaped, as \x1b, never passed to the
+terminal.
 
 --since takes a duration ago ("10m", "2h30m", "3d"), a time in the local time zone
 ("2026-11-21", "2026-11-21 06:00", "2026-11-21 06:00:00"), "today", "yesterday",
