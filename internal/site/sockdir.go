@@ -213,7 +213,6 @@ func listenerDirErrors(v fsView, s *Site) Errors {
 				"listener %s: %s, not a socket: systemd, which binds the socket as root, deletes whatever is at its path "+
 					"when the bind finds it taken, and would delete it; put the socket where nothing is, "+
 					"such as /run/%s/ (systemd creates it)", printable(l.Path), what, s.Name)})
-			continue
 		}
 		if why := sockDirProblem(v, l.Path); why != "" {
 			errs = append(errs, &Error{File: s.File, Line: l.Line, Col: l.Col, Msg: fmt.Sprintf(

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sitectl/sitectl/internal/loadgen"
+	"github.com/sitectl/sitectl/internal/site"
 )
 
 // daemon-reload runs the generator; the site's units appear with their
@@ -243,6 +244,12 @@ func TestRenderedUnitsVerifyAndScoreLow(t *testing.T) {
 			t.Fatal(err)
 		}
 		if strings.Contains(string(data), "## assert-fails") {
+			continue
+		}
+		if len(expandRepeats(data)) > site.MaxFileSize {
+			// The units package checks its limits on such content
+			// (an argument of 128 KiB); no site file can carry it.
+			t.Logf("%s: over the bound of a site file, not rendered here", filepath.Base(in))
 			continue
 		}
 		name := strings.TrimSuffix(filepath.Base(in), ".toml")
