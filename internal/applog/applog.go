@@ -124,19 +124,43 @@ func Explain(lines []string) Cause {
 // tracebacks are the exception lines of the Python tracebacks among the
 // app's lines, in order: each is the first line after a traceback's
 // header that is not indented (a frame's lines are), or "" for a
-// traceback that has none yet.
+// traceback that has none yet. A chain of tracebacks (an exception raised
+// while another was handled, or raised from it) is one: its exception is
+// the chain's last, the one that ended the program, so that a server's
+// reaction to an earlier error (gunicorn's HaltServer raised in its SIGCHLD
+// handler while it handled a ProcessLookupError of a worker that had
+// already exited) is passed over whole.
 func tracebacks(app []string) []string {
 	var exc []string
-	in := false
+	in, chained := false, false
 	for _, m := range app {
 		switch {
 		case strings.HasPrefix(strings.TrimSpace(m), "Traceback (most recent call last):"):
-			exc, in = append(exc, ""), true
+			if chained {
+				exc[len(exc)-1] = ""
+			} else {
+				exc = append(exc, "")
+			}
+			in, chained = true, false
 		case in && !strings.HasPrefix(m, " ") && !strings.HasPrefix(m, "\t"):
 			exc[len(exc)-1], in = m, false
+		case !in && len(exc) > 0 && chainLink(m):
+			chained = true
+		default:
+			if !in {
+				chained = false
+			}
 		}
 	}
 	return exc
+}
+
+// chainLink tells whether a line is what Python prints between the
+// tracebacks of a chain of exceptions.
+func chainLink(m string) bool {
+	m = strings.TrimSpace(m)
+	return m == "During handling of the above exception, another exception occurred:" ||
+		m == "The above exception was the direct cause of the following exception:"
 }
 
 // consequence tells whether an exception line is a server's reaction to

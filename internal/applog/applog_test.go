@@ -35,6 +35,42 @@ Nov 30 13:30:01.350004 host sitectl[42]:     raise HaltServer(reason, self.WORKE
 Nov 30 13:30:01.350005 host sitectl[42]: gunicorn.errors.HaltServer: <HaltServer 'Worker failed to boot.' 3>
 Nov 30 13:30:01.400000 host sitectl[42]: [2026-11-30 13:30:01 +0000] [42] [INFO] Shutting down: Master`, 1)
 
+// gunicornChain is gunicornNoModule where the master, stopping the other
+// worker, found it already gone (ProcessLookupError) and, while it handled
+// that, its SIGCHLD handler raised HaltServer again: Python prints the three
+// as one chain (seen in CI, 7 December 2026).
+var gunicornChain = strings.Replace(gunicornNoModule, "Nov 30 13:30:01.400000 host sitectl[42]: [2026-11-30 13:30:01 +0000] [42] [INFO] Shutting down: Master", `Nov 30 13:30:01.340000 host sitectl[42]: Traceback (most recent call last):
+Nov 30 13:30:01.340001 host sitectl[42]:   File "/usr/lib/python3/dist-packages/gunicorn/arbiter.py", line 525, in reap_workers
+Nov 30 13:30:01.340002 host sitectl[42]:     raise HaltServer(reason, self.WORKER_BOOT_ERROR)
+Nov 30 13:30:01.340003 host sitectl[42]: gunicorn.errors.HaltServer: <HaltServer 'Worker failed to boot.' 3>
+Nov 30 13:30:01.340004 host sitectl[42]: 
+Nov 30 13:30:01.340005 host sitectl[42]: During handling of the above exception, another exception occurred:
+Nov 30 13:30:01.340006 host sitectl[42]: 
+Nov 30 13:30:01.350000 host sitectl[42]: Traceback (most recent call last):
+Nov 30 13:30:01.350001 host sitectl[42]:   File "/usr/lib/python3/dist-packages/gunicorn/arbiter.py", line 642, in kill_worker
+Nov 30 13:30:01.350002 host sitectl[42]:     os.kill(pid, sig)
+Nov 30 13:30:01.350003 host sitectl[42]: ProcessLookupError: [Errno 3] No such process
+Nov 30 13:30:01.350004 host sitectl[42]: 
+Nov 30 13:30:01.350005 host sitectl[42]: During handling of the above exception, another exception occurred:
+Nov 30 13:30:01.350006 host sitectl[42]: 
+Nov 30 13:30:01.350007 host sitectl[42]: Traceback (most recent call last):
+Nov 30 13:30:01.350008 host sitectl[42]:   File "/usr/lib/python3/dist-packages/gunicorn/arbiter.py", line 525, in reap_workers
+Nov 30 13:30:01.350009 host sitectl[42]:     raise HaltServer(reason, self.WORKER_BOOT_ERROR)
+Nov 30 13:30:01.350010 host sitectl[42]: gunicorn.errors.HaltServer: <HaltServer 'Worker failed to boot.' 3>
+Nov 30 13:30:01.400000 host sitectl[42]: [2026-11-30 13:30:01 +0000] [42] [INFO] Shutting down: Master`, 1)
+
+// appChain is an app's own chain: the exception it raised from another is
+// its error.
+var appChain = `Nov 30 13:30:01.000001 host systemd[1]: Starting site-api.service - api...
+Nov 30 13:30:01.100000 host site-api[9]: Traceback (most recent call last):
+Nov 30 13:30:01.100001 host site-api[9]:   File "/srv/app.py", line 3, in <module>
+Nov 30 13:30:01.100002 host site-api[9]: KeyError: 'DATABASE_URL'
+Nov 30 13:30:01.100003 host site-api[9]: The above exception was the direct cause of the following exception:
+Nov 30 13:30:01.100004 host site-api[9]: Traceback (most recent call last):
+Nov 30 13:30:01.100005 host site-api[9]:   File "/srv/app.py", line 5, in <module>
+Nov 30 13:30:01.100006 host site-api[9]: RuntimeError: DATABASE_URL is not set
+Nov 30 13:30:01.500000 host systemd[1]: site-api.service: Failed with result 'exit-code'.`
+
 func TestExplain(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -45,6 +81,9 @@ func TestExplain(t *testing.T) {
 	}{
 		{"traceback", gunicornNoModule, []string{"ModuleNotFoundError: No module named 'nosuch'"}, false, false},
 		{"the worker's traceback, not the master's HaltServer after it", gunicornHalt, []string{"ModuleNotFoundError: No module named 'nosuch'"}, false, false},
+		{"the worker's traceback, not the master's chain that ends in HaltServer", gunicornChain, []string{"ModuleNotFoundError: No module named 'nosuch'"}, false, false},
+		{"an app's chain: its last exception", appChain, []string{"RuntimeError: DATABASE_URL is not set"}, false, false},
+		{"a chain whose last traceback is not all in the journal yet", strings.Join(strings.Split(appChain, "\n")[:7], "\n"), []string{"The above exception was the direct cause of the following exception:", "Traceback (most recent call last):", `  File "/srv/app.py", line 5, in <module>`}, true, false},
 		{"HaltServer alone", strings.Join(strings.Split(gunicornHalt, "\n")[9:], "\n"), []string{"gunicorn.errors.HaltServer: <HaltServer 'Worker failed to boot.' 3>"}, false, false},
 		{"traceback not all in the journal yet", strings.Join(strings.Split(gunicornNoModule, "\n")[:6], "\n"),
 			[]string{"Traceback (most recent call last):", `  File "/usr/lib/python3/dist-packages/gunicorn/arbiter.py", line 589, in spawn_worker`, "    worker.init_process()"}, true, false},
