@@ -133,13 +133,19 @@ var cpuInCgroup = func(pid int) (bool, error) {
 	return slices.Contains(c, "cpu"), err
 }
 
-// apply puts one thread at this idle start's priority.
-func (w idleStart) apply(tid int) error {
+// set puts one thread at this idle start's priority and says whether
+// that changed it.
+func (w idleStart) set(tid int) (bool, error) {
 	nice := keepNice
 	if w.nice {
 		nice = idleNice
 	}
-	_, err := setSched(tid, w.policy, w.slice, nice)
+	return setSched(tid, w.policy, w.slice, nice)
+}
+
+// apply puts one thread at this idle start's priority.
+func (w idleStart) apply(tid int) error {
+	_, err := w.set(tid)
 	return err
 }
 
@@ -204,9 +210,44 @@ func (p Promotion) String() string {
 	return s
 }
 
-// maxPromoteRounds bounds Promote's passes over a generation that keeps
-// forking idle children while it is promoted.
+// maxPromoteRounds bounds the passes that change something, over a
+// generation that keeps forking idle children while it is promoted or a
+// process that keeps starting threads while its priority changes.
 const maxPromoteRounds = 5
+
+// settlePause is how long settle waits before the pass that confirms that
+// nothing is left to change. A thread or process being created copies its
+// creator's priority before it shows in /proc: a pass that lists threads
+// while one is on its way misses it, and the one after it at once can miss
+// it too when its creator (just changed, or at idle priority until then)
+// has not run since. Seen on a busy host: 1 in some 1,200 yields left a
+// thread at normal priority (go test -count=400 -run TestYield beside four
+// busy loops).
+const settlePause = 5 * time.Millisecond
+
+// settle runs pass, which changes the priority of the threads it finds and
+// says how many it changed, until a pass that follows a pause of
+// settlePause changes nothing, or maxPromoteRounds passes have changed
+// something. It returns how many threads the passes changed in all.
+func settle(pass func() (int, error)) (int, error) {
+	total, confirming := 0, false
+	for rounds := 0; rounds < maxPromoteRounds; {
+		n, err := pass()
+		total += n
+		switch {
+		case err != nil:
+			return total, err
+		case n > 0:
+			rounds, confirming = rounds+1, false
+		case confirming:
+			return total, nil
+		default:
+			confirming = true
+			time.Sleep(settlePause)
+		}
+	}
+	return total, nil
+}
 
 // Promote is root's side of a promotion: it moves every thread of pid and
 // its descendants that is at an idle start's priority (promoteThread) to
@@ -217,8 +258,8 @@ const maxPromoteRounds = 5
 // launcher, which runs as the site's user, can have nothing but its own
 // site's processes promoted, and never above normal nor above the
 // launcher's own priority (which its user can lower, not raise). It passes over the
-// tree until a pass finds no idle thread, since a process forked during a
-// pass from a thread not yet promoted is idle too.
+// tree until a pass finds no idle thread (settle), since a process forked
+// during a pass from a thread not yet promoted is idle too.
 func Promote(proc string, mainPID, pid int) (Promotion, error) {
 	var done Promotion
 	if err := CheckGeneration(proc, mainPID, pid); err != nil {
@@ -237,7 +278,7 @@ func Promote(proc string, mainPID, pid int) (Promotion, error) {
 		return done, fmt.Errorf("cannot read the launcher's priority: %w", err)
 	}
 	seen := map[int]bool{}
-	for range maxPromoteRounds {
+	n, err := settle(func() (int, error) {
 		n := 0
 		for _, p := range tree(proc, pid) {
 			for _, t := range threads(proc, p) {
@@ -249,7 +290,7 @@ func Promote(proc string, mainPID, pid int) (Promotion, error) {
 				switch {
 				case errors.Is(err, unix.ESRCH):
 				case err != nil:
-					return done, fmt.Errorf("cannot promote thread %d of pid %d: %w", tid, p, err)
+					return n, fmt.Errorf("cannot promote thread %d of pid %d: %w", tid, p, err)
 				case changed:
 					n++
 					if !seen[p] {
@@ -259,12 +300,10 @@ func Promote(proc string, mainPID, pid int) (Promotion, error) {
 				}
 			}
 		}
-		done.Threads += n
-		if n == 0 {
-			return done, nil
-		}
-	}
-	return done, nil
+		return n, nil
+	})
+	done.Threads = n
+	return done, err
 }
 
 // CheckGeneration checks that pid, as a launcher named it (to be promoted,

@@ -678,3 +678,37 @@ func TestPromoteMovesEitherIdleStart(t *testing.T) {
 		}
 	}
 }
+
+// settle passes again after a pass that changed nothing, once, after a
+// pause: a thread on its way when that pass listed them (here: the third
+// pass's one) is changed too. Passes that keep changing something are
+// bounded, and an error ends the passes.
+func TestSettle(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		changes       []int
+		total, passes int
+		err           bool
+	}{
+		{"a thread on its way during the first quiet pass", []int{2, 0, 1, 0, 0}, 3, 5, false},
+		{"nothing to change", []int{0, 0}, 0, 2, false},
+		{"changes until the bound", []int{1, 1, 1, 1, 1, 1, 1}, maxPromoteRounds, maxPromoteRounds, false},
+		{"quiet passes between changes count once", []int{1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1}, maxPromoteRounds, 2*maxPromoteRounds - 1, false},
+		{"an error", []int{1, -1, 0}, 1, 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			passes := 0
+			total, err := settle(func() (int, error) {
+				n := tc.changes[passes]
+				passes++
+				if n < 0 {
+					return 0, errors.New("no such thread")
+				}
+				return n, nil
+			})
+			if total != tc.total || passes != tc.passes || (err != nil) != tc.err {
+				t.Errorf("settle: %d changed in %d passes, error %v; want %d in %d, error %v", total, passes, err, tc.total, tc.passes, tc.err)
+			}
+		})
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,11 +29,17 @@ import (
 type Yielded struct {
 	pid  int
 	nice int
+	way  idleStart
 	// autogroup: Yield lowered the autogroup of the process's own
 	// session from autogroupWas.
 	autogroup    bool
 	autogroupWas int
-	lowered      bool
+	// mu guards lowered, which Restore clears: the pass that confirms
+	// Yield's changes a thread only while it holds mu and lowered holds.
+	mu      sync.Mutex
+	lowered bool
+	// confirmed is closed when that pass is done or has nothing to do.
+	confirmed chan struct{}
 }
 
 // Yield puts every thread of the calling process at idle priority and
@@ -41,20 +49,25 @@ type Yielded struct {
 // somebody else's session (sitectl run from a shell, by Ansible) gets
 // SCHED_IDLE on its threads alone: its session's autogroup is the caller's
 // to set. A process whose policy is not SCHED_NORMAL (chrt) is left as it
-// is. Threads the process starts later inherit the priority.
+// is. Threads the process starts later inherit the priority; one that
+// Go's runtime was starting while Yield passed over the threads is
+// lowered by a pass in the background after settlePause, so that the
+// command does not wait for it.
 func Yield() (*Yielded, error) {
-	y := &Yielded{pid: os.Getpid()}
+	y := &Yielded{pid: os.Getpid(), confirmed: make(chan struct{})}
 	attr, err := unix.SchedGetAttr(0, 0)
 	if err != nil {
+		close(y.confirmed)
 		return y, fmt.Errorf("cannot read this process's priority: %w", err)
 	}
 	if attr.Policy != unix.SCHED_NORMAL {
+		close(y.confirmed)
 		return y, nil
 	}
 	y.nice = int(attr.Nice)
-	way := idleStart{unix.SCHED_IDLE, 0, false}
+	y.way = idleStart{unix.SCHED_IDLE, 0, false}
 	if sid, err := unix.Getsid(0); err == nil && sid == y.pid {
-		way = idleStartFor(y.pid)
+		y.way = idleStartFor(y.pid)
 		// Once, without waiting for the kernel's rate limit (EAGAIN).
 		if now, ok, err := autogroupNice("/proc", y.pid); err == nil && ok && now < idleAutogroupNice {
 			if writeAutogroupNice("/proc", y.pid, idleAutogroupNice) == nil {
@@ -63,7 +76,51 @@ func Yield() (*Yielded, error) {
 		}
 	}
 	y.lowered = true
-	return y, eachThread(y.pid, way.apply)
+	_, err = y.pass(y.way.set)
+	go y.confirm()
+	return y, err
+}
+
+// raise puts one thread back at SCHED_NORMAL and the nice value Yield
+// found.
+func (y *Yielded) raise(tid int) (bool, error) {
+	return setSched(tid, unix.SCHED_NORMAL, 0, y.nice)
+}
+
+// pass runs set on every thread of the process and says how many it
+// changed.
+func (y *Yielded) pass(set func(tid int) (bool, error)) (int, error) {
+	n := 0
+	err := eachThread(y.pid, func(tid int) error {
+		c, err := set(tid)
+		if c {
+			n++
+		}
+		return err
+	})
+	return n, err
+}
+
+// errRestored ends the pass that confirms Yield's once Restore began.
+var errRestored = errors.New("the priority was taken back")
+
+// confirm is Yield's pass in the background: it lowers what Yield's own
+// pass missed (settle). It changes a thread only while Restore has not
+// begun, and holds mu only for that thread, so that Restore, on a busy
+// host where this pass runs at idle priority, waits for one thread at most.
+func (y *Yielded) confirm() {
+	defer close(y.confirmed)
+	time.Sleep(settlePause)
+	_, _ = settle(func() (int, error) {
+		return y.pass(func(tid int) (bool, error) {
+			y.mu.Lock()
+			defer y.mu.Unlock()
+			if !y.lowered {
+				return false, errRestored
+			}
+			return y.way.set(tid)
+		})
+	})
 }
 
 // Restore puts the threads of the process back at SCHED_NORMAL with the
@@ -72,28 +129,24 @@ func Yield() (*Yielded, error) {
 // that systemd rarely grants): a command without it keeps yielding.
 // Restore does its work once.
 func (y *Yielded) Restore() error {
-	if y == nil || !y.lowered {
+	if y == nil {
 		return nil
 	}
+	y.mu.Lock()
+	lowered := y.lowered
 	y.lowered = false
+	y.mu.Unlock()
+	if !lowered {
+		return nil
+	}
 	var errs []error
 	if y.autogroup {
 		errs = append(errs, writeAutogroupNice("/proc", y.pid, y.autogroupWas))
 	}
 	// A thread started during a pass from one not yet restored is idle
-	// too: pass again until a pass changes nothing.
-	for range maxPromoteRounds {
-		changed := false
-		err := eachThread(y.pid, func(tid int) error {
-			c, err := setSched(tid, unix.SCHED_NORMAL, 0, y.nice)
-			changed = changed || c
-			return err
-		})
-		if err != nil || !changed {
-			errs = append(errs, err)
-			break
-		}
-	}
+	// too (settle).
+	_, err := settle(func() (int, error) { return y.pass(y.raise) })
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cannot take back this process's priority: %w", err)
 	}

@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// helperYield yields (Yield), starts a thread, prints the priority of
-// every thread and its autogroup's nice value ("yielded"), restores
+// helperYield yields (Yield), starts a thread, waits for Yield's pass in
+// the background, prints the priority of every thread and its autogroup's nice value ("yielded"), restores
 // (Restore) and prints them again ("restored").
 func helperYield() {
 	y, err := Yield()
@@ -30,6 +30,8 @@ func helperYield() {
 		select {}
 	}()
 	<-started
+	// The pass that lowers a thread Yield's own pass missed.
+	<-y.confirmed
 	printPriorities("yielded")
 	if err := y.Restore(); err != nil {
 		fmt.Println("error", err)
