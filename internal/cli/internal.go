@@ -63,7 +63,7 @@ func (e *env) readSite(name string) (*site.Site, []byte, error) {
 		err = site.SocketDirMistakes(s)
 	}
 	if err != nil {
-		return nil, nil, withCode(exitUsage, siteMistakes{fmt.Errorf("site %s has mistakes:\n%w", name, err)}, e.fixHint(name))
+		return nil, nil, withCode(exitUsage, fmt.Errorf("site %s has mistakes:\n%w", name, err), e.fixHint(name))
 	}
 	return s, data, nil
 }
@@ -76,11 +76,6 @@ func (e *env) fixHint(name string) string {
 	argv = append(argv, "check", e.dirs.SiteFile(name))
 	return "fix them, check with `" + strings.Join(argv, " ") + "`, then `systemctl daemon-reload`"
 }
-
-// siteMistakes is why a site cannot be loaded when its file has mistakes.
-type siteMistakes struct{ error }
-
-func (m siteMistakes) Unwrap() error { return m.error }
 
 // noSuchSite is why a site cannot be loaded when its file does not exist.
 // It is an fs.ErrNotExist, so that sitectl's state service tells a
@@ -117,18 +112,9 @@ func (e *env) startingSite(name string, st modes.Store) (*site.Site, []byte, err
 			name, e.dirs.SiteFile(name), pin.Since.Format("2006-01-02 15:04:05 MST"), good.File)
 		return good, nil, nil
 	}
-	if codeOf(err) != exitUsage {
-		if _, lerr := os.Lstat(e.dirs.SiteFile(name)); lerr != nil {
-			return nil, nil, err
-		}
-	}
-	good, gerr := st.ReadLastGood(name)
-	if gerr != nil || good == nil {
+	good, what := e.lastGoodFallback(name, err, st)
+	if good == nil {
 		return nil, nil, err
-	}
-	what := "has mistakes"
-	if codeOf(err) != exitUsage {
-		what = "cannot be read"
 	}
 	term.Fprintf(e.stderr, "site %s: %s %s; starting from its last good copy %s: fix the file (sitectl check shows how) and run systemctl daemon-reload\n",
 		name, e.dirs.SiteFile(name), what, good.File)

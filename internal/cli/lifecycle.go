@@ -90,25 +90,38 @@ has no units to stop: disable refuses it, as every other verb does.`,
 // a mistake too; only a file whose directory entry is gone is no site.
 func (e *env) readSiteToStop(name string) (s *site.Site, data []byte, fromCopy string, err error) {
 	s, data, err = e.readSite(name)
-	if err == nil || site.ValidateName(name) != nil {
-		return s, data, "", err
+	if err == nil {
+		return s, data, "", nil
 	}
-	if _, lerr := os.Lstat(e.dirs.SiteFile(name)); lerr != nil {
+	good, what := e.lastGoodFallback(name, err, modes.Store{Dir: e.dirs.State})
+	if good == nil {
 		return nil, nil, "", err
 	}
-	good, gerr := modes.Store{Dir: e.dirs.State}.ReadLastGood(name)
-	if gerr != nil || good == nil {
-		return nil, nil, "", err
-	}
-	return good, nil, fileTrouble(err), nil
+	return good, nil, what, nil
 }
 
-// fileTrouble says what is wrong with a site file readSite refused.
-func fileTrouble(err error) string {
-	if errors.As(err, new(siteMistakes)) {
-		return "has mistakes"
+// lastGoodFallback is what runs of a site whose file readSite refused
+// with err: the last good copy of its file that a start kept, which the
+// generator writes its units from, and what is wrong with the file ("has
+// mistakes", "cannot be read"). It is nil when the name is not a site's,
+// when the file's directory entry is gone (the site was removed: nothing
+// falls back), or when no start kept a copy.
+func (e *env) lastGoodFallback(name string, err error, st modes.Store) (*site.Site, string) {
+	if site.ValidateName(name) != nil {
+		return nil, ""
 	}
-	return "cannot be read"
+	if _, lerr := os.Lstat(e.dirs.SiteFile(name)); lerr != nil {
+		return nil, ""
+	}
+	good, gerr := st.ReadLastGood(name)
+	if gerr != nil || good == nil {
+		return nil, ""
+	}
+	if codeOf(err) == exitUsage {
+		// Mistakes in the file, or a file root does not trust.
+		return good, "has mistakes"
+	}
+	return good, "cannot be read"
 }
 
 // lifecycleSignalsHelp is what a signal does to a lifecycle verb
