@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"unicode"
 )
 
 // prefix is the head of a short-precise journal line: "Nov 30 13:00:00.123456
@@ -123,8 +124,8 @@ func Explain(lines []string) Cause {
 
 // tracebacks are the exception lines of the Python tracebacks among the
 // app's lines, in order: each is the first line after a traceback's
-// header that is not indented (a frame's lines are), or "" for a
-// traceback that has none yet. A chain of tracebacks (an exception raised
+// header that names an exception (exceptionLine), or "" for a traceback
+// that has none yet. A chain of tracebacks (an exception raised
 // while another was handled, or raised from it) is one: its exception is
 // the chain's last, the one that ended the program, so that a server's
 // reaction to an earlier error (gunicorn's HaltServer raised in its SIGCHLD
@@ -142,7 +143,7 @@ func tracebacks(app []string) []string {
 				exc = append(exc, "")
 			}
 			in, chained = true, false
-		case in && !strings.HasPrefix(m, " ") && !strings.HasPrefix(m, "\t"):
+		case in && exceptionLine(m):
 			exc[len(exc)-1], in = m, false
 		case !in && len(exc) > 0 && chainLink(m):
 			chained = true
@@ -153,6 +154,30 @@ func tracebacks(app []string) []string {
 		}
 	}
 	return exc
+}
+
+// exceptionLine tells whether a line can end a traceback: it is not
+// indented (a frame's lines are) and begins with the exception's dotted
+// name, then ends or goes on with a colon ("KeyError: 'x'",
+// "gunicorn.errors.HaltServer: ...", "KeyboardInterrupt"). Python prints an
+// uncaught exception's traceback a line at a time, so another process of
+// the app (a worker that logs its exit) can write lines in between: such a
+// line ("[2026-11-30 13:30:01 +0000] [44] [INFO] Worker exiting") is not
+// the exception.
+func exceptionLine(m string) bool {
+	name, _, _ := strings.Cut(m, ":")
+	if name == "" || name != strings.TrimSpace(name) {
+		return false
+	}
+	for i, r := range name {
+		switch {
+		case r == '_' || unicode.IsLetter(r):
+		case i > 0 && (r == '.' || unicode.IsDigit(r)):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // chainLink tells whether a line is what Python prints between the

@@ -71,6 +71,27 @@ Nov 30 13:30:01.100005 host site-api[9]:   File "/srv/app.py", line 5, in <modul
 Nov 30 13:30:01.100006 host site-api[9]: RuntimeError: DATABASE_URL is not set
 Nov 30 13:30:01.500000 host systemd[1]: site-api.service: Failed with result 'exit-code'.`
 
+func TestExceptionLine(t *testing.T) {
+	for m, want := range map[string]bool{
+		"ModuleNotFoundError: No module named 'nosuch'":                       true,
+		"gunicorn.errors.HaltServer: <HaltServer 'Worker failed to boot.' 3>": true,
+		"KeyboardInterrupt":                                                true,
+		"__main__.Ошибка: x":                                               true,
+		"OSError: [Errno 98] Address already in use":                       true,
+		"[2026-11-30 13:30:01 +0000] [44] [INFO] Worker exiting (pid: 44)": false,
+		"Booting worker with pid: 44":                                      false,
+		"  File \"/srv/app.py\", line 3":                                   false,
+		"\tat x":                                                           false,
+		": no name":                                                        false,
+		"1Error: x":                                                        false,
+		"During handling of the above exception, another exception occurred:": false,
+	} {
+		if got := exceptionLine(m); got != want {
+			t.Errorf("exceptionLine(%q) = %v, want %v", m, got, want)
+		}
+	}
+}
+
 func TestExplain(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -84,6 +105,8 @@ func TestExplain(t *testing.T) {
 		{"the worker's traceback, not the master's chain that ends in HaltServer", gunicornChain, []string{"ModuleNotFoundError: No module named 'nosuch'"}, false, false},
 		{"an app's chain: its last exception", appChain, []string{"RuntimeError: DATABASE_URL is not set"}, false, false},
 		{"a chain whose last traceback is not all in the journal yet", strings.Join(strings.Split(appChain, "\n")[:7], "\n"), []string{"The above exception was the direct cause of the following exception:", "Traceback (most recent call last):", `  File "/srv/app.py", line 5, in <module>`}, true, false},
+		{"a line of another process inside the traceback", strings.Replace(gunicornNoModule, "    worker.init_process()\n", "    worker.init_process()\nNov 30 13:30:01.300003 host sitectl[42]: [2026-11-30 13:30:01 +0000] [42] [INFO] Booting worker with pid: 44\n", 1),
+			[]string{"ModuleNotFoundError: No module named 'nosuch'"}, false, false},
 		{"HaltServer alone", strings.Join(strings.Split(gunicornHalt, "\n")[9:], "\n"), []string{"gunicorn.errors.HaltServer: <HaltServer 'Worker failed to boot.' 3>"}, false, false},
 		{"traceback not all in the journal yet", strings.Join(strings.Split(gunicornNoModule, "\n")[:6], "\n"),
 			[]string{"Traceback (most recent call last):", `  File "/usr/lib/python3/dist-packages/gunicorn/arbiter.py", line 589, in spawn_worker`, "    worker.init_process()"}, true, false},
