@@ -158,8 +158,10 @@ func tracebacks(app []string) []string {
 
 // exceptionLine tells whether a line can end a traceback: it is not
 // indented (a frame's lines are) and begins with the exception's dotted
-// name, then ends or goes on with a colon ("KeyError: 'x'",
-// "gunicorn.errors.HaltServer: ...", "KeyboardInterrupt"). Python prints an
+// name, its module and qualified name, then ends or goes on with a colon
+// ("KeyError: 'x'", "gunicorn.errors.HaltServer: ...", "KeyboardInterrupt",
+// "app.main.<locals>.Err: x"). A line that is not one keeps a report
+// waiting for the exception (journalLines, at most 5 s). Python prints an
 // uncaught exception's traceback a line at a time, so another process of
 // the app (a worker that logs its exit) can write lines in between: such a
 // line ("[2026-11-30 13:30:01 +0000] [44] [INFO] Worker exiting") is not
@@ -172,7 +174,8 @@ func exceptionLine(m string) bool {
 	for i, r := range name {
 		switch {
 		case r == '_' || unicode.IsLetter(r):
-		case i > 0 && (r == '.' || unicode.IsDigit(r)):
+		case i > 0 && (r == '.' || r == '<' || r == '>' || unicode.IsDigit(r)):
+			// A class defined in a function: "app.main.<locals>.Err".
 		default:
 			return false
 		}
