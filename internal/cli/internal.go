@@ -121,6 +121,30 @@ func (e *env) startingSite(name string, st modes.Store) (*site.Site, []byte, err
 	return good, nil, nil
 }
 
+// lastGoodFallback is what runs of a site whose file readSite refused
+// with err: the last good copy of its file that a start kept, which the
+// generator writes its units from, and what is wrong with the file ("has
+// mistakes", "cannot be read"). It is nil when the name is not a site's,
+// when the file's directory entry is gone (the site was removed: nothing
+// falls back), or when no start kept a copy.
+func (e *env) lastGoodFallback(name string, err error, st modes.Store) (*site.Site, string) {
+	if site.ValidateName(name) != nil {
+		return nil, ""
+	}
+	if _, lerr := os.Lstat(e.dirs.SiteFile(name)); lerr != nil {
+		return nil, ""
+	}
+	good, gerr := st.ReadLastGood(name)
+	if gerr != nil || good == nil {
+		return nil, ""
+	}
+	if codeOf(err) == exitUsage {
+		// Mistakes in the file, or a file root does not trust.
+		return good, "has mistakes"
+	}
+	return good, "cannot be read"
+}
+
 func prepareCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:     "prepare SITE",
