@@ -1176,6 +1176,63 @@ func TestFloorTars(t *testing.T) {
 	}
 }
 
+// TestListeningFloorTarget: the reload with every socket listening is at
+// systemd's floor when it failed every time and so did the same units
+// without sitectl and the plain pairs with as many sockets (systemd's
+// limit, not sitectl's); when sitectl's alone failed, or one run of a
+// floor sandbox succeeded, it stays missed. A reload that succeeded is
+// judged by systemd's CPU, as before the sockets start, and the floor
+// table has a row for it.
+func TestListeningFloorTarget(t *testing.T) {
+	const why = "systemd did not reload: PID 1 holds 10038 descriptors"
+	ok := func(ms float64) DurationStats {
+		return DurationStats{Runs: 10, Median: Millis(time.Duration(ms * float64(time.Millisecond)))}
+	}
+	failed := func(n int) DurationStats { return DurationStats{Failed: n, Error: why} }
+	for _, c := range []struct {
+		name               string
+		alone, site, same  DurationStats
+		plain, cpu, sameCP DurationStats
+		want               string
+	}{
+		{"all fail", failed(10), failed(10), failed(10), failed(10), DurationStats{}, DurationStats{}, statusFloor},
+		{"only sitectl's fail", failed(10), failed(10), ok(16000), ok(11000), DurationStats{}, ok(14000), statusMissed},
+		{"one plain reload worked", failed(10), failed(10), failed(10), DurationStats{Runs: 1, Failed: 9, Error: why}, DurationStats{}, DurationStats{}, statusMissed},
+		{"at the floor", ok(16500), ok(16400), ok(16300), ok(11000), ok(15000), ok(14800), statusFloor},
+		{"above the floor", ok(16500), ok(16400), ok(13000), ok(11000), ok(15000), ok(12000), statusMissed},
+	} {
+		s := &ScaleResult{N: 10000, DaemonReload: c.alone, DaemonReloadCPU: c.cpu, DaemonReloadIdle: ok(5000), DaemonReloadIdleCPU: ok(4000),
+			FloorListening: &FloorResult{Listening: 10000, Sitectl: c.site, SitectlCPU: c.cpu, Same: c.same, SameCPU: c.sameCP, Plain: c.plain}}
+		if c.cpu.Runs == 0 {
+			s.FloorListening.SitectlCPU = c.site
+		}
+		var got *Target
+		for _, tg := range scaleTargets(&Results{Scale: []*ScaleResult{{N: 1000}, s}}) {
+			if strings.Contains(tg.What, "sockets listening: repeated") {
+				tg := tg
+				got = &tg
+			}
+		}
+		if got == nil {
+			t.Fatalf("%s: no target for the listening reload", c.name)
+		}
+		if got.Status != c.want {
+			t.Errorf("%s: %q, want %q: %s", c.name, got.Status, c.want, got.Measured)
+		}
+		if !strings.Contains(got.Measured, "timed alternately with it: the same units without sitectl") {
+			t.Errorf("%s: the floor is not in the measured text: %s", c.name, got.Measured)
+		}
+		if c.want == statusFloor && c.site.Runs == 0 && !strings.Contains(got.Measured, "without sitectl the same: "+why) {
+			t.Errorf("%s: the text does not say that the floor failed the same way: %s", c.name, got.Measured)
+		}
+	}
+	md := floorMarkdown(&Results{Scale: []*ScaleResult{{N: 10000, DaemonReloadIdle: ok(15000),
+		FloorListening: &FloorResult{Listening: 10000, Sitectl: failed(10), Same: failed(10), Plain: failed(10)}}}})
+	if !strings.Contains(md, "| 10000 | 10000 | **fails** (10 of 10 runs) | **fails** (10 of 10 runs) | **fails** (10 of 10 runs) | – | – |") {
+		t.Errorf("floor table with every socket listening:\n%s", md)
+	}
+}
+
 // TestFloorTarget: a reload above 10 s is at systemd's floor only when
 // systemd's CPU for sitectl's sites is within floorMargin of the same
 // units without sitectl, timed alternately; otherwise it stays missed, and
@@ -1198,7 +1255,7 @@ func TestFloorTarget(t *testing.T) {
 		{"under the target", step(9000, 8000, 8000), statusMet},
 		{"no floor measured", &ScaleResult{N: 10000, DaemonReloadIdle: stats(19000), DaemonReloadIdleCPU: stats(17800)}, statusMissed},
 	} {
-		tg := floorTarget(timingTarget("reload", 10000, c.s.DaemonReloadIdle, ""), c.s)
+		tg := floorTarget(timingTarget("reload", 10000, c.s.DaemonReloadIdle, ""), c.s.DaemonReloadIdle, c.s.DaemonReloadIdleCPU, c.s.Floor)
 		if tg.Status != c.want {
 			t.Errorf("%s: %q (%s), want %q", c.name, tg.Status, tg.Measured, c.want)
 		}
@@ -1208,7 +1265,7 @@ func TestFloorTarget(t *testing.T) {
 	}
 	r := &Results{Scale: []*ScaleResult{step(19000, 17800, 17500)}}
 	md := floorMarkdown(r)
-	if !strings.Contains(md, "| 10000 | 19000 (17800) | 18200 (17500) | 8000 (7000) | 1.02 | 2.50 |") {
+	if !strings.Contains(md, "| 10000 | 0 | 19000 (17800) | 18200 (17500) | 8000 (7000) | 1.02 | 2.50 |") {
 		t.Errorf("floor table:\n%s", md)
 	}
 	if floorMarkdown(&Results{Scale: []*ScaleResult{{N: 1000}}}) != "" {

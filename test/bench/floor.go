@@ -20,12 +20,19 @@ import (
 
 // FloorResult is the repeated daemon-reload of two more sandboxes, each
 // with as many units as the step's sites have, timed alternately with the
-// scale sandbox's own (ScaleResult.DaemonReloadIdle): reload i of each
-// comes before reload i+1 of any, so that the machine's moments hit the
-// three alike. As in the scale sandbox, the sockets of the sites of the
-// steps before listen (an active unit costs a reload more than one that
-// never started), the step's new ones do not.
+// scale sandbox's own: reload i of each comes before reload i+1 of any, so
+// that the machine's moments hit the three alike. The same sockets listen
+// in all three: in ScaleResult.Floor, before the step's new sockets start,
+// those of the sites of the steps before (an active unit costs a reload
+// more than one that never started); in ScaleResult.FloorListening, after
+// the scale sandbox was measured, every site's.
 type FloorResult struct {
+	// Sitectl is the scale sandbox's reloads in this alternation. In
+	// ScaleResult.Floor they are ScaleResult.DaemonReloadIdle (and absent
+	// from runs before 7 December 2026); in FloorListening they come after
+	// ScaleResult.DaemonReload, which is timed alone.
+	Sitectl    DurationStats `json:"sitectl_sites"`
+	SitectlCPU DurationStats `json:"sitectl_sites_pid1_cpu"`
 	// Same: the units sitectl's generator wrote for the step's sites, byte
 	// for byte, which a generator of the sandbox copies into place at
 	// every reload (`cp -a`: floorGenerator), in a sandbox that has no
@@ -46,7 +53,7 @@ type FloorResult struct {
 	// and slices; not the links).
 	Units int `json:"units"`
 	// Listening is how many of the sites' sockets listened in each of the
-	// three: those of the steps before.
+	// three.
 	Listening int `json:"listening"`
 }
 
@@ -188,7 +195,7 @@ const floorGenerator = "#!/bin/sh\nexec cp -a " + floorUnitsDir + "/. \"$1\"/\n"
 // its own, unpacks units (a tar archive) for floorGenerator, loads them
 // with one daemon-reload, as the scale sandbox loads a step's sites, and
 // starts the sockets of sites [0, listening), as the scale sandbox
-// started those of the steps before.
+// started them.
 func bootFloor(ctx context.Context, name string, units []byte, listening int, o ScaleOptions, workDir string, log io.Writer) (*host, error) {
 	nn, _, err := freeNetNS(o.floorNet)
 	if err != nil {
@@ -229,7 +236,7 @@ func bootFloor(ctx context.Context, name string, units []byte, listening int, o 
 		start := fmt.Sprintf("seq -f 'site-%%05g' 0 %d | sed 's/.*/site-&.socket/' | xargs systemctl start", listening-1)
 		if out, err := h.run(ctx, "sh", "-c", start); err != nil {
 			h.Close()
-			return nil, fmt.Errorf("%s: starting the sockets of the steps before: %w: %s", name, err, out)
+			return nil, fmt.Errorf("%s: starting the sockets of the first %d sites: %w: %s", name, listening, err, out)
 		}
 	}
 	return h, nil
@@ -241,47 +248,50 @@ func listeningSites(ctx context.Context, h *host) (int, error) {
 }
 
 // reloadsBesideFloor times the repeated daemon-reload of the scale sandbox
-// h, whose step's sites are loaded and whose sockets are not started,
-// alternately with the two floor sandboxes (FloorResult), reps times each.
-func reloadsBesideFloor(ctx context.Context, h *host, o ScaleOptions, listening int, workDir string, log io.Writer) (wall, cpu DurationStats, f *FloorResult, err error) {
+// h, whose step's sites are loaded and whose first listening sites' sockets
+// listen, alternately with the two floor sandboxes (FloorResult), booted
+// for it with as many sockets listening and closed after it, reps times
+// each.
+func reloadsBesideFloor(ctx context.Context, h *host, o ScaleOptions, listening int, workDir string, log io.Writer) (*FloorResult, error) {
 	generated, err := floorUnits(ctx, h)
 	if err != nil {
-		return wall, cpu, nil, err
+		return nil, err
 	}
 	sameTar, plainTar, units, err := floorTars(generated)
 	if err != nil {
-		return wall, cpu, nil, err
+		return nil, err
 	}
 	same, err := bootFloor(ctx, "bench-floor-same", sameTar, listening, o, workDir, log)
 	if err != nil {
-		return wall, cpu, nil, err
+		return nil, err
 	}
 	defer same.Close()
 	plain, err := bootFloor(ctx, "bench-floor-plain", plainTar, listening, o, workDir, log)
 	if err != nil {
-		return wall, cpu, nil, err
+		return nil, err
 	}
 	defer plain.Close()
 	// Each must have loaded as many units as the scale sandbox has of its
-	// sites, or the comparison compares nothing.
+	// sites, and listen on as many of their sockets, or the comparison
+	// compares nothing.
 	const loaded = "systemctl list-units --all --no-legend --plain 'site-*' | wc -l"
 	want, err := h.count(ctx, loaded)
 	if err != nil {
-		return wall, cpu, nil, err
+		return nil, err
 	}
 	for _, x := range []*host{h, same, plain} {
 		got, err := x.count(ctx, loaded)
 		if err != nil {
-			return wall, cpu, nil, err
+			return nil, err
 		}
 		if got != want {
-			return wall, cpu, nil, fmt.Errorf("%s loaded %d of the sites' units, the scale sandbox %d", x.sb.Name(), got, want)
+			return nil, fmt.Errorf("%s loaded %d of the sites' units, the scale sandbox %d", x.sb.Name(), got, want)
 		}
 		if got, err = listeningSites(ctx, x); err != nil {
-			return wall, cpu, nil, err
+			return nil, err
 		}
 		if got != listening {
-			return wall, cpu, nil, fmt.Errorf("%s: %d of the sites' sockets listen, want %d (those of the steps before)", x.sb.Name(), got, listening)
+			return nil, fmt.Errorf("%s: %d of the sites' sockets listen, want %d", x.sb.Name(), got, listening)
 		}
 	}
 	var sitectl, sameT, plainT reloadTimes
@@ -291,18 +301,18 @@ func reloadsBesideFloor(ctx context.Context, h *host, o ScaleOptions, listening 
 			rt *reloadTimes
 		}{{h, &sitectl}, {same, &sameT}, {plain, &plainT}} {
 			if err := x.rt.add(ctx, x.h); err != nil {
-				return wall, cpu, nil, err
+				return nil, err
 			}
 		}
 	}
-	f = &FloorResult{Units: units, Listening: listening}
-	wall, cpu = sitectl.stats()
+	f := &FloorResult{Units: units, Listening: listening}
+	f.Sitectl, f.SitectlCPU = sitectl.stats()
 	f.Same, f.SameCPU = sameT.stats()
 	f.Plain, f.PlainCPU = plainT.stats()
-	o.Log("  repeated daemon-reload, sockets not started: sitectl's sites %s ms (systemd's CPU %s ms), the same units without sitectl %s ms (%s ms), plain pairs %s ms (%s ms)",
-		durCell(wall), durCell(cpu), durCell(f.Same), durCell(f.SameCPU), durCell(f.Plain), durCell(f.PlainCPU))
+	o.Log("  repeated daemon-reload, %d sockets listening: sitectl's sites %s ms (systemd's CPU %s ms), the same units without sitectl %s ms (%s ms), plain pairs %s ms (%s ms)",
+		listening, durCell(f.Sitectl), durCell(f.SitectlCPU), durCell(f.Same), durCell(f.SameCPU), durCell(f.Plain), durCell(f.PlainCPU))
 	if err := same.Close(); err != nil {
-		return wall, cpu, f, err
+		return f, err
 	}
-	return wall, cpu, f, plain.Close()
+	return f, plain.Close()
 }

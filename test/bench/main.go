@@ -100,7 +100,7 @@ func parseFlags(args []string) (options, *flag.FlagSet, error) {
 	fs.StringVar(&o.scenarios, "scenarios", strings.Join(scenarioIDs(), ","), "handoff scenarios (comma-separated; empty: none); a server's own reload runs only with that server")
 	fs.StringVar(&o.sites, "sites", "1000,3000,10000", "site counts of the scale benchmark (comma-separated, ascending; empty: none)")
 	fs.BoolVar(&o.boot, "scale-boot", true, "at each scale step, also boot a sandbox with the sites in place and time the boot and the poweroff")
-	fs.BoolVar(&o.floor, "scale-floor", true, "at each scale step, time the repeated daemon-reload (sockets not started) alternately with two more sandboxes: the same units without sitectl, and plain socket and service pairs (systemd's floor)")
+	fs.BoolVar(&o.floor, "scale-floor", true, "at each scale step, time the repeated daemon-reload alternately with two more sandboxes, the same units without sitectl and plain socket and service pairs (systemd's floor): before the step's sockets start, and again with every socket listening")
 	fs.IntVar(&o.reps, "reps", 10, "runs of each scale timing")
 	fs.IntVar(&o.modeReps, "mode-reps", 5, "mode switches to maintenance and back at each scale step")
 	fs.IntVar(&o.cliRuns, "cli-runs", 30, "runs of each restart command for the CLI overhead (0: skip)")

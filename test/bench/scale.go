@@ -83,6 +83,10 @@ type ScaleResult struct {
 	// alternately with DaemonReloadIdle (absent from runs before 5
 	// December 2026, or with -scale-floor=false).
 	Floor *FloorResult `json:"floor,omitempty"`
+	// FloorListening is the same with every site's socket listening in
+	// all three sandboxes, after everything else of the step (absent from
+	// runs before 7 December 2026).
+	FloorListening *FloorResult `json:"floor_listening,omitempty"`
 	// DaemonReload is the repeated daemon-reload with every site's
 	// socket listening. Reloads systemd ignored are failures.
 	DaemonReload DurationStats `json:"daemon_reload"`
@@ -447,9 +451,10 @@ func scaleStep(ctx context.Context, h *host, o ScaleOptions, base baseline, have
 	r.FirstDaemonReload = Millis(tr.Nanos[0][0])
 	if o.Floor {
 		o.Log("  repeated daemon-reloads beside systemd's floor: the same units without sitectl, and plain pairs (two more sandboxes)")
-		if r.DaemonReloadIdle, r.DaemonReloadIdleCPU, r.Floor, err = reloadsBesideFloor(ctx, h, o, have, workDir, o.BootLog); err != nil {
+		if r.Floor, err = reloadsBesideFloor(ctx, h, o, have, workDir, o.BootLog); err != nil {
 			return nil, err
 		}
+		r.DaemonReloadIdle, r.DaemonReloadIdleCPU = r.Floor.Sitectl, r.Floor.SitectlCPU
 	} else if r.DaemonReloadIdle, r.DaemonReloadIdleCPU, err = timeReloads(ctx, h, o.Reps); err != nil {
 		return nil, err
 	}
@@ -483,6 +488,15 @@ func scaleStep(ctx context.Context, h *host, o ScaleOptions, base baseline, have
 		"mode to maintenance": r.ModeMaintenance, "mode to normal": r.ModeNormal} {
 		if d.Failed > 0 {
 			o.Log("  %s failed in %d of %d runs: %s", what, d.Failed, d.Failed+d.Runs, d.Error)
+		}
+	}
+	if o.Floor {
+		// The same comparison with every socket listening: whether what
+		// a listening site adds to a reload, or a reload that fails, is
+		// sitectl's or systemd's.
+		o.Log("  repeated daemon-reloads with every socket listening, beside systemd's floor (two more sandboxes, %d sockets each)", n)
+		if r.FloorListening, err = reloadsBesideFloor(ctx, h, o, n, workDir, o.BootLog); err != nil {
+			return r, err
 		}
 	}
 	return r, nil
