@@ -309,8 +309,11 @@ func reloadsBesideFloor(ctx context.Context, h *host, o ScaleOptions, listening 
 	f.Sitectl, f.SitectlCPU = sitectl.stats()
 	f.Same, f.SameCPU = sameT.stats()
 	f.Plain, f.PlainCPU = plainT.stats()
-	o.Log("  repeated daemon-reload, %d sockets listening: sitectl's sites %s ms (systemd's CPU %s ms), the same units without sitectl %s ms (%s ms), plain pairs %s ms (%s ms)",
-		listening, durCell(f.Sitectl), durCell(f.SitectlCPU), durCell(f.Same), durCell(f.SameCPU), durCell(f.Plain), durCell(f.PlainCPU))
+	o.Log("  repeated daemon-reload, %d sockets listening: sitectl's sites %s, the same units without sitectl %s, plain pairs %s",
+		listening, reloadText(f.Sitectl, f.SitectlCPU, "systemd's CPU"), reloadText(f.Same, f.SameCPU, "systemd's CPU"), reloadText(f.Plain, f.PlainCPU, "systemd's CPU"))
+	if f.Plain.Failed > 0 {
+		o.Log("  without sitectl, the first failure: %s", f.Plain.Error)
+	}
 	if err := same.Close(); err != nil {
 		return f, err
 	}
