@@ -481,6 +481,7 @@ func floorTarget(t Target, wall, cpu DurationStats, f *FloorResult) Target {
 // floorMarkdown is the table of systemd's floor, or "" when no step has one.
 func floorMarkdown(r *Results) string {
 	var t table
+	listening := false // any step with the reload of every socket listening
 	t.head = []string{"sites", "sockets listening", "sitectl's sites (systemd's CPU)", "the same units without sitectl (systemd's CPU)", "plain socket and service pairs (systemd's CPU)", "systemd's CPU: sitectl ÷ the same units", "the same units ÷ plain pairs"}
 	for _, s := range r.Scale {
 		for _, f := range []*FloorResult{s.Floor, s.FloorListening} {
@@ -501,13 +502,18 @@ func floorMarkdown(r *Results) string {
 			}
 			t.add(fmt.Sprint(s.N), fmt.Sprint(f.Listening), withCPU(wall, cpu), withCPU(f.Same, f.SameCPU), withCPU(f.Plain, f.PlainCPU), ratio, plain)
 		}
+		listening = listening || s.FloorListening != nil
 	}
 	if len(t.rows) == 0 {
 		return ""
 	}
 	var b strings.Builder
 	b.WriteString("### systemd's floor: the same reload without sitectl\n\n")
-	b.WriteString("At each step, before the new sites' sockets start, the repeated `daemon-reload` of the sandbox above is timed alternately with two more sandboxes (reload 1 of each, then reload 2 of each, and so on), each holding as many units, with the sockets of the sites of the steps before listening in all three (a unit that runs costs a reload more than one that never started); at the end of the step the same again with every site's socket listening in all three, in two sandboxes booted for it: ")
+	b.WriteString("At each step, before the new sites' sockets start, the repeated `daemon-reload` of the sandbox above is timed alternately with two more sandboxes (reload 1 of each, then reload 2 of each, and so on), each holding as many units, with the sockets of the sites of the steps before listening in all three (a unit that runs costs a reload more than one that never started)")
+	if listening {
+		b.WriteString("; at the end of the step the same again with every site's socket listening in all three, in two sandboxes booted for it")
+	}
+	b.WriteString(": ")
 	b.WriteString("*the same units without sitectl* are the files sitectl's generator wrote for the step's sites, byte for byte, which a generator of a sandbox with no site file copies into place at every reload (`cp -a`), so that systemd also removes them at every reload, as it removes a generator's output; ")
 	b.WriteString("*plain pairs* are those units with the same names, slices and listeners, each socket reduced to `Description=`, `ListenStream=` and `Slice=`, each service to `Description=`, `ExecStart=/bin/true` and `Slice=`, copied into place in the same way. ")
 	b.WriteString("The first says what systemd spends on sitectl's units when sitectl plays no part in the reload (the wall times differ by what sitectl's generator takes beyond a copy); the second what any two units per site cost, so that the ratio between them is the price of what sitectl's units say (the hardening that keeps `systemd-analyze security` at or below 1.5, the drain and cleanup commands): [docs/scale.md](../scale.md).\n\n")
